@@ -1,0 +1,258 @@
+//! Reading ONNX files: model metadata, and the input-shape preparation every
+//! engine needs. Independent of the engine that will run the model.
+
+use anemone_core::{DataType, Dim, Error, ModelFormat, ModelMetadata, Result, Tensor, TensorSpec};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use tract_onnx::pb::tensor_proto::DataType as OnnxType;
+use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
+use tract_onnx::pb::{type_proto, ModelProto, TensorProto, ValueInfoProto};
+
+/// An ONNX model read from disk, with its metadata.
+pub struct OnnxFile {
+    /// The file.
+    pub path: PathBuf,
+    /// The parsed protobuf.
+    pub proto: ModelProto,
+    /// What the model declares.
+    pub metadata: ModelMetadata,
+}
+
+/// Reads and describes an ONNX file, with clear errors for a missing, empty,
+/// corrupt or non-ONNX file and for missing external data.
+pub fn read(path: &Path) -> Result<OnnxFile> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::FileNotFound { path: path.to_path_buf() },
+        _ => invalid(path, format!("cannot read the file: {e}"), Some(e.into())),
+    })?;
+    if bytes.is_empty() {
+        return Err(invalid(path, "the file is empty".into(), None));
+    }
+    let proto: ModelProto = prost::Message::decode(bytes.as_slice()).map_err(|e| {
+        invalid(path, "not an ONNX model: the file is not a valid ONNX protobuf (corrupt or truncated?)".into(), Some(e.into()))
+    })?;
+    let Some(graph) = proto.graph.as_ref() else {
+        return Err(invalid(path, "not an ONNX model: it has no graph".into(), None));
+    };
+    if graph.node.is_empty() && graph.output.is_empty() {
+        return Err(invalid(path, "not an ONNX model: the graph is empty".into(), None));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let external = check_external_data(path, dir, &graph.initializer)?;
+    let metadata = describe(path, &proto, bytes.len() as u64 + external)?;
+    Ok(OnnxFile { path: path.to_path_buf(), proto, metadata })
+}
+
+fn invalid(path: &Path, reason: String, source: Option<anemone_core::BoxError>) -> Error {
+    Error::InvalidModel { path: path.to_path_buf(), reason, source }
+}
+
+/// Checks that every external-data file exists; returns their total size.
+fn check_external_data(path: &Path, dir: &Path, initializers: &[TensorProto]) -> Result<u64> {
+    let mut files = BTreeSet::new();
+    for t in initializers.iter().filter(|t| t.data_location == Some(1)) {
+        let location = t.external_data.iter().find(|e| e.key == "location").map(|e| e.value.as_str()).unwrap_or("");
+        let file = dir.join(location);
+        if location.is_empty() || !file.is_file() {
+            return Err(invalid(
+                path,
+                format!(
+                    "external data file '{location}' for initializer '{}' is missing; it must sit next to the model in {}",
+                    t.name,
+                    dir.display()
+                ),
+                None,
+            ));
+        }
+        files.insert(file);
+    }
+    Ok(files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum())
+}
+
+/// Maps an ONNX element type to anemone's.
+pub fn dtype_from_onnx(code: i32) -> Option<DataType> {
+    Some(match OnnxType::try_from(code).ok()? {
+        OnnxType::Float => DataType::F32,
+        OnnxType::Uint8 => DataType::U8,
+        OnnxType::Int8 => DataType::I8,
+        OnnxType::Uint16 => DataType::U16,
+        OnnxType::Int16 => DataType::I16,
+        OnnxType::Int32 => DataType::I32,
+        OnnxType::Int64 => DataType::I64,
+        OnnxType::String => DataType::Bytes,
+        OnnxType::Bool => DataType::Bool,
+        OnnxType::Float16 => DataType::F16,
+        OnnxType::Double => DataType::F64,
+        OnnxType::Uint32 => DataType::U32,
+        OnnxType::Uint64 => DataType::U64,
+        _ => return None,
+    })
+}
+
+fn onnx_type_name(code: i32) -> String {
+    OnnxType::try_from(code).map(|t| t.as_str_name().to_string()).unwrap_or_else(|_| format!("type {code}"))
+}
+
+fn spec_of(path: &Path, v: &ValueInfoProto, role: &str) -> Result<TensorSpec> {
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err(invalid(
+            path,
+            format!("{role} '{}' is not a tensor (sequence, map and optional values are not supported)", v.name),
+            None,
+        ));
+    };
+    let dtype = dtype_from_onnx(t.elem_type).ok_or_else(|| {
+        invalid(path, format!("{role} '{}' has element type {}, which anemone cannot carry", v.name, onnx_type_name(t.elem_type)), None)
+    })?;
+    let shape = t.shape.as_ref().map(|s| {
+        s.dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(DimValue::DimValue(n)) if *n >= 0 => Dim::Fixed(*n as u64),
+                Some(DimValue::DimParam(p)) => Dim::symbol(p),
+                _ => Dim::Any,
+            })
+            .collect()
+    });
+    Ok(TensorSpec { name: v.name.clone(), dtype, shape })
+}
+
+fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMetadata> {
+    let graph = proto.graph.as_ref().expect("checked by read(); this is a bug");
+    let init_names: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs = graph
+        .input
+        .iter()
+        .filter(|i| !init_names.contains(i.name.as_str()))
+        .map(|i| spec_of(path, i, "input"))
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = graph.output.iter().map(|o| spec_of(path, o, "output")).collect::<Result<Vec<_>>>()?;
+    let parameter_count = graph.initializer.iter().map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>()).sum();
+    let weight_bytes = graph.initializer.iter().map(initializer_bytes).sum();
+    let producer = match (proto.producer_name.as_str(), proto.producer_version.as_str()) {
+        ("", _) => None,
+        (name, "") => Some(name.to_string()),
+        (name, version) => Some(format!("{name} {version}")),
+    };
+    let mut properties: Vec<(String, String)> =
+        proto.metadata_props.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+    if !proto.doc_string.is_empty() {
+        properties.insert(0, ("doc_string".into(), proto.doc_string.clone()));
+    }
+    Ok(ModelMetadata {
+        format: ModelFormat::Onnx,
+        inputs,
+        outputs,
+        producer,
+        opsets: proto
+            .opset_import
+            .iter()
+            .map(|o| (if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() }, o.version))
+            .collect(),
+        parameter_count,
+        file_size,
+        weight_bytes,
+        properties,
+    })
+}
+
+fn initializer_bytes(t: &TensorProto) -> u64 {
+    if t.data_location == Some(1) {
+        return t.external_data.iter().find(|e| e.key == "length").and_then(|e| e.value.parse().ok()).unwrap_or_else(|| {
+            let elems: u64 = t.dims.iter().map(|&d| d.max(0) as u64).product();
+            elems * dtype_from_onnx(t.data_type).and_then(DataType::size).unwrap_or(4) as u64
+        });
+    }
+    (t.raw_data.len()
+        + t.float_data.len() * 4
+        + t.int32_data.len() * 4
+        + t.int64_data.len() * 8
+        + t.double_data.len() * 8
+        + t.uint64_data.len() * 8
+        + t.string_data.iter().map(Vec::len).sum::<usize>()) as u64
+}
+
+/// Gives every dynamic input dimension a distinct, engine-friendly symbol.
+///
+/// Exporters write anonymous dimensions as `?`, empty names or -1 (PaddlePaddle
+/// writes `?` for both height and width of one image), and names such as
+/// `p2o.DynamicDimension.0` that engines may not parse. Named dimensions keep
+/// their identity (two uses of `batch` stay the same symbol); anonymous ones
+/// each get their own. Outputs and value infos are renamed to match, and their
+/// anonymous dimensions are left unknown.
+pub fn canonicalize_symbols(proto: &mut ModelProto) {
+    let Some(graph) = proto.graph.as_mut() else { return };
+    let init_names: BTreeSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    let mut fresh = 0usize;
+    let mut next = |renamed: &mut HashMap<String, String>, original: Option<&str>| {
+        let symbol = format!("S{fresh}");
+        fresh += 1;
+        if let Some(o) = original {
+            renamed.insert(o.to_string(), symbol.clone());
+        }
+        symbol
+    };
+    for input in graph.input.iter_mut().filter(|i| !init_names.contains(&i.name)) {
+        for dim in dims_mut(input) {
+            let name = match &dim.value {
+                Some(DimValue::DimValue(n)) if *n >= 0 => continue,
+                Some(DimValue::DimParam(p)) if !matches!(Dim::symbol(p), Dim::Any) => Some(p.clone()),
+                _ => None,
+            };
+            let symbol = match name.as_deref().and_then(|n| renamed.get(n)) {
+                Some(s) => s.clone(),
+                None => next(&mut renamed, name.as_deref()),
+            };
+            dim.value = Some(DimValue::DimParam(symbol));
+        }
+    }
+    for info in graph.output.iter_mut().chain(graph.value_info.iter_mut()) {
+        for dim in dims_mut(info) {
+            if let Some(DimValue::DimParam(p)) = &dim.value {
+                dim.value = renamed.get(p).map(|s| DimValue::DimParam(s.clone()));
+            }
+        }
+    }
+}
+
+fn dims_mut(v: &mut ValueInfoProto) -> impl Iterator<Item = &mut tract_onnx::pb::tensor_shape_proto::Dimension> {
+    v.r#type
+        .as_mut()
+        .and_then(|t| t.value.as_mut())
+        .and_then(|type_proto::Value::TensorType(t)| t.shape.as_mut())
+        .into_iter()
+        .flat_map(|s| s.dim.iter_mut())
+}
+
+/// Reads a serialized ONNX `TensorProto` (the `.pb` files of the ONNX test
+/// suite) into a tensor.
+pub fn read_tensor_proto(path: &Path) -> Result<Tensor> {
+    let file = std::fs::File::open(path).map_err(|_| Error::FileNotFound { path: path.to_path_buf() })?;
+    let proto = tract_onnx::tensor::proto_from_reader(file)
+        .map_err(|e| invalid(path, format!("not a TensorProto: {e:#}"), None))?;
+    let dir = path.parent().and_then(Path::to_str);
+    let resolver = tract_onnx::data_resolver::default();
+    let tensor = tract_onnx::tensor::load_tensor(&*resolver, &proto, dir)
+        .map_err(|e| invalid(path, format!("cannot decode tensor: {e:#}"), None))?;
+    crate::tract::convert::from_tract(&tensor).map_err(|e| invalid(path, e.to_string(), None))
+}
+
+/// Parses an ONNX file without loading it on an engine: the cheap path for
+/// `anemone inspect`.
+pub fn describe_file(path: &Path) -> Result<ModelMetadata> {
+    read(path).map(|f| f.metadata)
+}
+
+/// Builds tract's inference model from a prepared proto, resolving external data
+/// next to `path`.
+pub(crate) fn to_tract(path: &Path, proto: &ModelProto) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::InferenceModel> {
+    let onnx = tract_onnx::onnx();
+    let dir = path.parent().and_then(Path::to_str);
+    let parsed = onnx.parse(proto, dir)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        tract_onnx::tract_core::internal::bail!("could not resolve inputs: {:?}", parsed.unresolved_inputs);
+    }
+    Ok(parsed.model)
+}
+

@@ -1,0 +1,104 @@
+//! The backend contract: what every engine (tract, ONNX Runtime, Core ML) provides.
+//!
+//! A backend is small and synchronous. The runtime decides which backend
+//! loads a model and runs [`LoadedModel::infer`] on its own worker threads,
+//! never on an async executor.
+
+use crate::error::Result;
+use crate::metadata::{ModelFormat, ModelMetadata};
+use crate::tensor::Tensor;
+use std::path::{Path, PathBuf};
+
+/// Whether a backend can run on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Probe {
+    /// Usable; `detail` says what was found (device, library version).
+    Available {
+        /// What was found.
+        detail: String,
+    },
+    /// Not usable; `reason` says why and how to fix it.
+    Unavailable {
+        /// Why not, and what to do.
+        reason: String,
+    },
+}
+
+impl Probe {
+    /// Whether the backend is usable.
+    pub fn is_available(&self) -> bool {
+        matches!(self, Probe::Available { .. })
+    }
+}
+
+/// Whether a backend accepts a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    /// It will try to load it.
+    Yes,
+    /// It cannot, and why.
+    No(String),
+}
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSource {
+    /// The model file (or bundle directory, for `.mlpackage`).
+    pub path: PathBuf,
+    /// Its format.
+    pub format: ModelFormat,
+}
+
+impl ModelSource {
+    /// A source whose format is guessed from the file extension, falling back to ONNX.
+    pub fn from_path(path: impl AsRef<Path>) -> ModelSource {
+        let path = path.as_ref().to_path_buf();
+        let format = ModelFormat::from_path(&path).unwrap_or(ModelFormat::Onnx);
+        ModelSource { path, format }
+    }
+}
+
+/// Options for loading a model into a backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Threads the engine may use for one inference. By default (`None`), the
+    /// backend picks a sensible number for the machine.
+    pub threads: Option<usize>,
+}
+
+/// An inference engine.
+pub trait Backend: Send + Sync + 'static {
+    /// A short stable name, e.g. `tract-cpu`.
+    fn name(&self) -> &'static str;
+
+    /// Whether this backend is usable here, and if not, why.
+    fn probe(&self) -> Probe;
+
+    /// Whether this backend accepts the model's format. Cheap: it does not
+    /// parse the model; operator support is found out by [`Backend::load`].
+    fn supports(&self, source: &ModelSource) -> Support;
+
+    /// Loads and prepares a model. Slow; call it off the async executor.
+    fn load(&self, source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn LoadedModel>>;
+}
+
+/// A model ready to run on a backend.
+///
+/// `infer` may be called from several threads at once.
+pub trait LoadedModel: Send + Sync + 'static {
+    /// What the model declares.
+    fn metadata(&self) -> &ModelMetadata;
+
+    /// The backend that runs it.
+    fn backend(&self) -> &'static str;
+
+    /// Bytes of memory the loaded model holds (weights and prepared plan),
+    /// charged against the memory budget.
+    fn memory_footprint(&self) -> u64;
+
+    /// Runs one inference. `inputs` are in the order of `metadata().inputs`
+    /// and have been validated against it; the outputs come back in the
+    /// order of `metadata().outputs`. Blocking: call it on a worker thread.
+    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
+}

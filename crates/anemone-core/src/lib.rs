@@ -1,0 +1,33 @@
+//! Core types of anemone: element types, tensors, model metadata, the error
+//! type and the backend contract.
+//!
+//! This crate has no async runtime and no engine in it. Every other anemone
+//! crate builds on these types:
+//!
+//! - [`Tensor`] and [`DataType`]: dense host tensors in C order;
+//! - [`ModelMetadata`], [`TensorSpec`] and [`Dim`]: what a model declares;
+//! - [`Error`] and [`ErrorKind`]: one error type with a kind and `retryable()`;
+//! - [`Backend`] and [`LoadedModel`]: the contract every engine implements;
+//! - [`npy`]: reading and writing NumPy `.npy` files.
+//!
+//! ```
+//! use anemone_core::{npy, Tensor};
+//!
+//! let t = Tensor::from_vec(vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+//! let bytes = npy::to_bytes(&t);
+//! assert_eq!(npy::from_bytes(&bytes).unwrap(), t);
+//! ```
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod dtype;
+pub mod error;
+pub mod metadata;
+pub mod npy;
+pub mod tensor;
+
+pub use backend::{Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support};
+pub use dtype::DataType;
+pub use error::{BoxError, Error, ErrorKind, InputError, Result};
+pub use metadata::{Dim, ModelFormat, ModelMetadata, TensorSpec};
+pub use tensor::{Element, Tensor, TensorData, TensorError};

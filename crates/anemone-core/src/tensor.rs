@@ -1,0 +1,296 @@
+//! Dense host tensors: an element type, a shape and C-order data.
+
+use crate::dtype::DataType;
+use half::f16;
+
+/// A dense, C-order (row-major) tensor in host memory.
+///
+/// Numeric data is kept as little-endian bytes, which is the layout every
+/// wire format and engine anemone talks to uses; [`DataType::Bytes`] tensors
+/// keep one byte string per element. A tensor of rank 0 is a scalar with one
+/// element.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    dtype: DataType,
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+/// The storage behind a [`Tensor`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    /// Little-endian element bytes, `element_count * dtype.size()` long.
+    Numeric(Vec<u8>),
+    /// One byte string per element, for [`DataType::Bytes`].
+    Strings(Vec<Vec<u8>>),
+}
+
+/// Why a tensor could not be built from its parts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TensorError {
+    /// The data length disagrees with shape × element size.
+    #[error("{dtype} tensor of shape {shape:?} needs {expected} bytes of data, got {got}")]
+    ByteLength {
+        /// Element type.
+        dtype: DataType,
+        /// Shape given.
+        shape: Vec<usize>,
+        /// Bytes the shape needs.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The number of strings disagrees with the shape.
+    #[error("bytes tensor of shape {shape:?} needs {expected} elements, got {got}")]
+    ElementCount {
+        /// Shape given.
+        shape: Vec<usize>,
+        /// Elements the shape needs.
+        expected: usize,
+        /// Elements given.
+        got: usize,
+    },
+    /// The product of the dimensions does not fit in memory addresses.
+    #[error("shape {shape:?} has more elements than can be addressed")]
+    Overflow {
+        /// Shape given.
+        shape: Vec<usize>,
+    },
+    /// The storage kind disagrees with the data type.
+    #[error("data type {dtype} does not match the storage given")]
+    Storage {
+        /// Element type.
+        dtype: DataType,
+    },
+    /// A typed view was asked with the wrong element type.
+    #[error("tensor holds {actual} elements, not {requested}")]
+    WrongType {
+        /// The tensor's type.
+        actual: DataType,
+        /// The type asked for.
+        requested: DataType,
+    },
+}
+
+/// Number of elements for a shape, or `None` on overflow.
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+impl Tensor {
+    /// Builds a numeric tensor from little-endian bytes, checking the length against the shape.
+    pub fn from_bytes(dtype: DataType, shape: Vec<usize>, bytes: Vec<u8>) -> Result<Tensor, TensorError> {
+        let Some(size) = dtype.size() else {
+            return Err(TensorError::Storage { dtype });
+        };
+        let count = element_count(&shape).ok_or_else(|| TensorError::Overflow { shape: shape.clone() })?;
+        let expected = count.checked_mul(size).ok_or_else(|| TensorError::Overflow { shape: shape.clone() })?;
+        if bytes.len() != expected {
+            return Err(TensorError::ByteLength { dtype, shape, expected, got: bytes.len() });
+        }
+        Ok(Tensor { dtype, shape, data: TensorData::Numeric(bytes) })
+    }
+
+    /// Builds a [`DataType::Bytes`] tensor from one byte string per element.
+    pub fn from_strings(shape: Vec<usize>, strings: Vec<Vec<u8>>) -> Result<Tensor, TensorError> {
+        let expected = element_count(&shape).ok_or_else(|| TensorError::Overflow { shape: shape.clone() })?;
+        if strings.len() != expected {
+            return Err(TensorError::ElementCount { shape, expected, got: strings.len() });
+        }
+        Ok(Tensor { dtype: DataType::Bytes, shape, data: TensorData::Strings(strings) })
+    }
+
+    /// Builds a tensor from typed values, checking the count against the shape.
+    pub fn from_vec<T: Element>(shape: Vec<usize>, values: Vec<T>) -> Result<Tensor, TensorError> {
+        let mut bytes = Vec::with_capacity(values.len() * T::DTYPE.size().unwrap_or(0));
+        for v in &values {
+            v.write_le(&mut bytes);
+        }
+        Tensor::from_bytes(T::DTYPE, shape, bytes)
+    }
+
+    /// A 0-d tensor holding one value.
+    pub fn scalar<T: Element>(value: T) -> Tensor {
+        Tensor::from_vec(vec![], vec![value]).expect("a scalar always has one element; this is a bug")
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DataType {
+        self.dtype
+    }
+
+    /// The shape; empty for a scalar.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The number of elements (1 for a scalar).
+    pub fn len(&self) -> usize {
+        element_count(&self.shape).expect("shape was checked at construction; this is a bug")
+    }
+
+    /// Whether the tensor has no elements (some dimension is 0).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The storage.
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+
+    /// Takes the storage.
+    pub fn into_data(self) -> TensorData {
+        self.data
+    }
+
+    /// The little-endian bytes of a numeric tensor, `None` for strings.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.data {
+            TensorData::Numeric(b) => Some(b),
+            TensorData::Strings(_) => None,
+        }
+    }
+
+    /// Size of the data in bytes (for strings, the sum of their lengths).
+    pub fn byte_len(&self) -> usize {
+        match &self.data {
+            TensorData::Numeric(b) => b.len(),
+            TensorData::Strings(s) => s.iter().map(Vec::len).sum(),
+        }
+    }
+
+    /// The elements as a typed vector (a copy).
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>, TensorError> {
+        if self.dtype != T::DTYPE {
+            return Err(TensorError::WrongType { actual: self.dtype, requested: T::DTYPE });
+        }
+        let bytes = self.as_bytes().ok_or(TensorError::Storage { dtype: self.dtype })?;
+        let size = std::mem::size_of::<T>();
+        Ok(bytes.chunks_exact(size).map(T::read_le).collect())
+    }
+
+    /// The byte strings of a [`DataType::Bytes`] tensor.
+    pub fn as_strings(&self) -> Option<&[Vec<u8>]> {
+        match &self.data {
+            TensorData::Strings(s) => Some(s),
+            TensorData::Numeric(_) => None,
+        }
+    }
+
+    /// Converts every element to `f64`, for comparisons and summaries. `None` for strings.
+    pub fn to_f64_lossy(&self) -> Option<Vec<f64>> {
+        let b = self.as_bytes()?;
+        Some(match self.dtype {
+            DataType::Bool => b.iter().map(|&x| (x != 0) as u8 as f64).collect(),
+            DataType::U8 => b.iter().map(|&x| x as f64).collect(),
+            DataType::I8 => b.iter().map(|&x| x as i8 as f64).collect(),
+            DataType::U16 => b.chunks_exact(2).map(|c| u16::read_le(c) as f64).collect(),
+            DataType::I16 => b.chunks_exact(2).map(|c| i16::read_le(c) as f64).collect(),
+            DataType::U32 => b.chunks_exact(4).map(|c| u32::read_le(c) as f64).collect(),
+            DataType::I32 => b.chunks_exact(4).map(|c| i32::read_le(c) as f64).collect(),
+            DataType::U64 => b.chunks_exact(8).map(|c| u64::read_le(c) as f64).collect(),
+            DataType::I64 => b.chunks_exact(8).map(|c| i64::read_le(c) as f64).collect(),
+            DataType::F16 => b.chunks_exact(2).map(|c| f16::read_le(c).to_f64()).collect(),
+            DataType::F32 => b.chunks_exact(4).map(|c| f32::read_le(c) as f64).collect(),
+            DataType::F64 => b.chunks_exact(8).map(f64::read_le).collect(),
+            DataType::Bytes => return None,
+        })
+    }
+}
+
+/// A Rust type that can be a tensor element.
+///
+/// Implemented for `bool`, the integer types of 8 to 64 bits, [`half::f16`],
+/// `f32` and `f64`.
+pub trait Element: Copy + 'static + sealed::Sealed {
+    /// The matching [`DataType`].
+    const DTYPE: DataType;
+    /// Reads one element from exactly `size_of::<Self>()` little-endian bytes.
+    fn read_le(bytes: &[u8]) -> Self;
+    /// Appends the little-endian bytes of one element.
+    fn write_le(&self, out: &mut Vec<u8>);
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! element {
+    ($t:ty, $dt:expr) => {
+        impl sealed::Sealed for $t {}
+        impl Element for $t {
+            const DTYPE: DataType = $dt;
+            fn read_le(bytes: &[u8]) -> Self {
+                <$t>::from_le_bytes(bytes.try_into().expect("chunk has the element size; this is a bug"))
+            }
+            fn write_le(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+        }
+    };
+}
+
+element!(u8, DataType::U8);
+element!(u16, DataType::U16);
+element!(u32, DataType::U32);
+element!(u64, DataType::U64);
+element!(i8, DataType::I8);
+element!(i16, DataType::I16);
+element!(i32, DataType::I32);
+element!(i64, DataType::I64);
+element!(f16, DataType::F16);
+element!(f32, DataType::F32);
+element!(f64, DataType::F64);
+
+impl sealed::Sealed for bool {}
+impl Element for bool {
+    const DTYPE: DataType = DataType::Bool;
+    fn read_le(bytes: &[u8]) -> Self {
+        bytes[0] != 0
+    }
+    fn write_le(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_round_trip() {
+        let t = Tensor::from_vec(vec![2, 2], vec![1.5f32, -2.0, 0.0, 3.25]).unwrap();
+        assert_eq!(t.dtype(), DataType::F32);
+        assert_eq!(t.byte_len(), 16);
+        assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.5, -2.0, 0.0, 3.25]);
+        assert!(matches!(t.to_vec::<i32>(), Err(TensorError::WrongType { .. })));
+    }
+
+    #[test]
+    fn byte_length_is_checked() {
+        let err = Tensor::from_bytes(DataType::I64, vec![3], vec![0; 16]).unwrap_err();
+        assert_eq!(err, TensorError::ByteLength { dtype: DataType::I64, shape: vec![3], expected: 24, got: 16 });
+        assert!(Tensor::from_bytes(DataType::Bytes, vec![1], vec![]).is_err());
+    }
+
+    #[test]
+    fn overflowing_shape_is_refused() {
+        let err = Tensor::from_bytes(DataType::F32, vec![usize::MAX, 2], vec![]).unwrap_err();
+        assert!(matches!(err, TensorError::Overflow { .. }));
+    }
+
+    #[test]
+    fn scalars_have_one_element() {
+        let s = Tensor::scalar(16000i64);
+        assert!(s.shape().is_empty());
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.to_vec::<i64>().unwrap(), vec![16000]);
+    }
+
+    #[test]
+    fn bools_read_any_nonzero_as_true() {
+        let t = Tensor::from_bytes(DataType::Bool, vec![3], vec![0, 1, 7]).unwrap();
+        assert_eq!(t.to_vec::<bool>().unwrap(), vec![false, true, true]);
+    }
+}

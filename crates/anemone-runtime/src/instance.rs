@@ -1,0 +1,123 @@
+//! A loaded model version and everything the runtime keeps beside it.
+
+use crate::admission::{Limiter, Reservation};
+use crate::metrics::ModelMetrics;
+use anemone_core::{LoadedModel, ModelMetadata};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// One loaded version of a model, shared by the requests that use it.
+///
+/// Dropping the last reference (after unload, once in-flight requests are
+/// done) frees the engine's model and gives its memory back to the budget.
+pub struct ModelInstance {
+    name: String,
+    version: u64,
+    path: PathBuf,
+    model: Box<dyn LoadedModel>,
+    /// This model's concurrency limit.
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) metrics: ModelMetrics,
+    _reservation: Reservation,
+    loaded_at: SystemTime,
+    load_time: Duration,
+    /// `(backend, reason)` for candidates skipped before the one chosen.
+    skipped: Vec<(String, String)>,
+}
+
+impl ModelInstance {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        version: u64,
+        path: PathBuf,
+        model: Box<dyn LoadedModel>,
+        limiter: Arc<Limiter>,
+        reservation: Reservation,
+        load_time: Duration,
+        skipped: Vec<(String, String)>,
+    ) -> ModelInstance {
+        ModelInstance {
+            name,
+            version,
+            path,
+            model,
+            limiter,
+            metrics: ModelMetrics::default(),
+            _reservation: reservation,
+            loaded_at: SystemTime::now(),
+            load_time,
+            skipped,
+        }
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version number.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// What the model declares.
+    pub fn metadata(&self) -> &ModelMetadata {
+        self.model.metadata()
+    }
+
+    /// The backend running it.
+    pub fn backend(&self) -> &'static str {
+        self.model.backend()
+    }
+
+    /// Bytes charged to the memory budget.
+    pub fn memory_footprint(&self) -> u64 {
+        self._reservation.bytes()
+    }
+
+    /// Requests running on it now.
+    pub fn in_flight(&self) -> usize {
+        self.limiter.in_use()
+    }
+
+    /// Its metrics.
+    pub fn metrics(&self) -> &ModelMetrics {
+        &self.metrics
+    }
+
+    /// When it was loaded.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+
+    /// How long loading took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Backends tried before the one chosen, with the reason each was skipped.
+    pub fn skipped_backends(&self) -> &[(String, String)] {
+        &self.skipped
+    }
+
+    pub(crate) fn engine(&self) -> &dyn LoadedModel {
+        &*self.model
+    }
+}
+
+impl std::fmt::Debug for ModelInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelInstance")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}

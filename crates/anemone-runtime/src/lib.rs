@@ -1,0 +1,53 @@
+//! The anemone runtime: the [`Manager`] that loads models onto backends and
+//! serves inference requests on them.
+//!
+//! A request goes through, in order: admission (a global and a per-model
+//! concurrency permit, failing fast with `Overloaded`), lookup in the
+//! lock-free registry, validation against the model's declared inputs, then
+//! the engine on a worker thread (never on the async executor), and finally
+//! metrics. Permits are released by `Drop` on every path. A panic in an
+//! engine becomes a `Backend` error for that one request.
+//!
+//! ```
+//! use anemone_runtime::{InferRequest, Manager, ModelSpec};
+//! use anemone_core::Tensor;
+//! # fn fixture() -> std::path::PathBuf {
+//! #     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/add/1/model.onnx")
+//! # }
+//!
+//! # async fn demo() -> anemone_core::Result<()> {
+//! let manager = Manager::builder()
+//!     .backend(anemone_backends::TractCpu::default())
+//!     .max_concurrency(Some(64))
+//!     .build()?;
+//! manager.load_model(ModelSpec::new("add", fixture())).await?;
+//!
+//! let x = Tensor::from_vec(vec![1, 4], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+//! let y = Tensor::from_vec(vec![1, 4], vec![10.0f32, 20.0, 30.0, 40.0]).unwrap();
+//! let response = manager.infer(InferRequest::new("add").input("x", x).input("y", y)).await?;
+//! let sum = response.output("sum").unwrap().to_vec::<f32>().unwrap();
+//! assert_eq!(sum, vec![11.0, 22.0, 33.0, 44.0]);
+//!
+//! assert!(manager.health().ready);
+//! assert_eq!(manager.metrics().model("add").unwrap().metrics.success, 1);
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+//! ```
+#![deny(missing_docs)]
+
+pub mod admission;
+pub mod health;
+pub mod instance;
+pub mod manager;
+pub mod metrics;
+pub mod registry;
+pub mod request;
+pub mod validation;
+pub mod worker;
+
+pub use health::{HealthReport, ModelHealth, ModelState};
+pub use instance::ModelInstance;
+pub use manager::{BackendStatus, Manager, ManagerBuilder, MetricsSnapshot, ModelMetricsEntry, ModelSpec};
+pub use metrics::{ModelMetricsSnapshot, Timings};
+pub use registry::VersionRequest;
+pub use request::{InferRequest, InferResponse};

@@ -1,0 +1,321 @@
+//! Per-model counters, EWMA latency and latency histograms, all lock-free.
+//!
+//! Recording is a handful of relaxed atomic operations, cheap enough for
+//! the hot path. Snapshots are taken for `/metrics`, stats and the CLI.
+
+use anemone_core::ErrorKind;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram buckets, in microseconds: powers of
+/// two from 16 µs to about 8.4 s. A last, implicit bucket holds the rest.
+pub const BUCKET_BOUNDS_US: [u64; 20] = {
+    let mut b = [0u64; 20];
+    let mut i = 0;
+    while i < 20 {
+        b[i] = 16 << i;
+        i += 1;
+    }
+    b
+};
+
+/// Weight of a new sample in the exponentially weighted moving average.
+pub const EWMA_ALPHA: f64 = 0.1;
+
+/// A latency histogram with fixed power-of-two buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 21],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Adds one observation.
+    #[inline]
+    pub fn observe(&self, d: Duration) {
+        let ns = d.as_nanos().min(u64::MAX as u128) as u64;
+        self.buckets[bucket_index(ns)].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// A copy of the counts.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            sum_ns: self.sum_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Index of the bucket for `ns`: the first bound not below it.
+#[inline]
+fn bucket_index(ns: u64) -> usize {
+    let us = ns / 1000;
+    if us <= 16 {
+        return 0;
+    }
+    // Bucket i covers (16 << (i-1), 16 << i]; ceil(log2(us / 16)).
+    let i = (64 - ((us - 1) >> 4).leading_zeros()) as usize;
+    i.min(20)
+}
+
+/// Counts of a [`Histogram`] at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistogramSnapshot {
+    /// Count per bucket (not cumulative); the last is the overflow bucket.
+    pub buckets: Vec<u64>,
+    /// Sum of all observations in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl HistogramSnapshot {
+    /// Total observations.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Upper bound (µs) of the bucket holding quantile `q` (0..=1), `None` if empty.
+    pub fn quantile_upper_bound_us(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(BUCKET_BOUNDS_US.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        None
+    }
+}
+
+/// An exponentially weighted moving average of durations.
+#[derive(Debug, Default)]
+pub struct Ewma {
+    /// `f64` bits of the average in nanoseconds; 0 until the first sample.
+    bits: AtomicU64,
+}
+
+impl Ewma {
+    /// Folds in one sample.
+    #[inline]
+    pub fn update(&self, d: Duration) {
+        let sample = d.as_nanos() as f64;
+        let mut old = self.bits.load(Ordering::Relaxed);
+        loop {
+            let prev = f64::from_bits(old);
+            let next = if old == 0 { sample } else { prev + EWMA_ALPHA * (sample - prev) };
+            match self.bits.compare_exchange_weak(old, next.to_bits().max(1), Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// The current average, `None` before the first sample.
+    pub fn get(&self) -> Option<Duration> {
+        let bits = self.bits.load(Ordering::Relaxed);
+        (bits != 0).then(|| Duration::from_nanos(f64::from_bits(bits) as u64))
+    }
+}
+
+/// A count and a total duration, as in Triton's statistics (`{count, ns}`).
+#[derive(Debug, Default)]
+pub struct DurationCounter {
+    count: AtomicU64,
+    ns: AtomicU64,
+}
+
+impl DurationCounter {
+    /// Adds one duration.
+    #[inline]
+    pub fn add(&self, d: Duration) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// `(count, total ns)`.
+    pub fn get(&self) -> DurationStat {
+        DurationStat { count: self.count.load(Ordering::Relaxed), ns: self.ns.load(Ordering::Relaxed) }
+    }
+}
+
+/// A snapshot of a [`DurationCounter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DurationStat {
+    /// Number of durations added.
+    pub count: u64,
+    /// Their sum in nanoseconds.
+    pub ns: u64,
+}
+
+/// Where the time of one request went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Timings {
+    /// Waiting for a worker thread.
+    pub queue: Duration,
+    /// Converting inputs for the engine.
+    pub compute_input: Duration,
+    /// The engine's run.
+    pub compute_infer: Duration,
+    /// Converting and selecting outputs.
+    pub compute_output: Duration,
+    /// The whole request, admission to response.
+    pub total: Duration,
+}
+
+/// The metrics of one loaded model version.
+#[derive(Debug, Default)]
+pub struct ModelMetrics {
+    success: AtomicU64,
+    failures: [AtomicU64; ErrorKind::ALL.len()],
+    /// Samples in the batch dimension run (1 per request until batching).
+    inference_count: AtomicU64,
+    /// Engine executions.
+    execution_count: AtomicU64,
+    ewma: Ewma,
+    latency: Histogram,
+    queue: DurationCounter,
+    compute_input: DurationCounter,
+    compute_infer: DurationCounter,
+    compute_output: DurationCounter,
+    request_success: DurationCounter,
+    request_failure: DurationCounter,
+}
+
+impl ModelMetrics {
+    /// Records a successful request.
+    #[inline]
+    pub fn record_success(&self, t: &Timings) {
+        self.success.fetch_add(1, Ordering::Relaxed);
+        self.inference_count.fetch_add(1, Ordering::Relaxed);
+        self.execution_count.fetch_add(1, Ordering::Relaxed);
+        self.ewma.update(t.total);
+        self.latency.observe(t.total);
+        self.queue.add(t.queue);
+        self.compute_input.add(t.compute_input);
+        self.compute_infer.add(t.compute_infer);
+        self.compute_output.add(t.compute_output);
+        self.request_success.add(t.total);
+    }
+
+    /// Records a failed request.
+    #[inline]
+    pub fn record_failure(&self, kind: ErrorKind, total: Duration) {
+        self.failures[kind.index()].fetch_add(1, Ordering::Relaxed);
+        self.request_failure.add(total);
+    }
+
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> ModelMetricsSnapshot {
+        ModelMetricsSnapshot {
+            success: self.success.load(Ordering::Relaxed),
+            failures: ErrorKind::ALL
+                .iter()
+                .map(|k| (*k, self.failures[k.index()].load(Ordering::Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            inference_count: self.inference_count.load(Ordering::Relaxed),
+            execution_count: self.execution_count.load(Ordering::Relaxed),
+            ewma_latency: self.ewma.get(),
+            latency: self.latency.snapshot(),
+            queue: self.queue.get(),
+            compute_input: self.compute_input.get(),
+            compute_infer: self.compute_infer.get(),
+            compute_output: self.compute_output.get(),
+            request_success: self.request_success.get(),
+            request_failure: self.request_failure.get(),
+        }
+    }
+}
+
+/// The counters of one model version at one moment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelMetricsSnapshot {
+    /// Successful requests.
+    pub success: u64,
+    /// Failed requests by kind (kinds with no failures are left out).
+    pub failures: Vec<(ErrorKind, u64)>,
+    /// Inferences run (samples).
+    pub inference_count: u64,
+    /// Engine executions.
+    pub execution_count: u64,
+    /// EWMA of request latency.
+    pub ewma_latency: Option<Duration>,
+    /// Histogram of request latency.
+    pub latency: HistogramSnapshot,
+    /// Time waiting for a worker.
+    pub queue: DurationStat,
+    /// Time converting inputs.
+    pub compute_input: DurationStat,
+    /// Time in the engine.
+    pub compute_infer: DurationStat,
+    /// Time converting outputs.
+    pub compute_output: DurationStat,
+    /// Whole successful requests.
+    pub request_success: DurationStat,
+    /// Whole failed requests.
+    pub request_failure: DurationStat,
+}
+
+impl ModelMetricsSnapshot {
+    /// Total failures of every kind.
+    pub fn failure_count(&self) -> u64 {
+        self.failures.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Failures of one kind.
+    pub fn failures_of(&self, kind: ErrorKind) -> u64 {
+        self.failures.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_bounds_are_respected() {
+        assert_eq!(bucket_index(0), 0);
+        assert_eq!(bucket_index(16_000), 0);
+        assert_eq!(bucket_index(16_001), 0); // 16 µs after truncation
+        assert_eq!(bucket_index(17_000), 1);
+        assert_eq!(bucket_index(32_000), 1);
+        assert_eq!(bucket_index(33_000), 2);
+        assert_eq!(bucket_index(1_000_000), 6); // 1 ms ≤ 1024 µs
+        assert_eq!(bucket_index(u64::MAX), 20);
+        for (i, bound) in BUCKET_BOUNDS_US.iter().enumerate() {
+            assert_eq!(bucket_index(bound * 1000), i, "bound {bound}");
+            assert_eq!(bucket_index((bound + 1) * 1000), i + 1, "bound {bound}+1");
+        }
+    }
+
+    #[test]
+    fn ewma_moves_toward_samples() {
+        let e = Ewma::default();
+        assert_eq!(e.get(), None);
+        e.update(Duration::from_micros(100));
+        assert_eq!(e.get(), Some(Duration::from_micros(100)));
+        e.update(Duration::from_micros(200));
+        assert_eq!(e.get(), Some(Duration::from_micros(110)));
+    }
+
+    #[test]
+    fn snapshot_counts_successes_and_failures() {
+        let m = ModelMetrics::default();
+        let t = Timings { total: Duration::from_millis(2), compute_infer: Duration::from_millis(1), ..Default::default() };
+        m.record_success(&t);
+        m.record_success(&t);
+        m.record_failure(ErrorKind::InvalidInput, Duration::from_micros(5));
+        let s = m.snapshot();
+        assert_eq!(s.success, 2);
+        assert_eq!(s.failures_of(ErrorKind::InvalidInput), 1);
+        assert_eq!(s.failure_count(), 1);
+        assert_eq!(s.latency.count(), 2);
+        assert_eq!(s.compute_infer, DurationStat { count: 2, ns: 2_000_000 });
+        assert_eq!(s.latency.quantile_upper_bound_us(0.5), Some(2048));
+    }
+}

@@ -1,0 +1,97 @@
+//! The model registry: `(name, version)` → loaded model, with a lock-free read path.
+//!
+//! Readers load an immutable snapshot through `arc-swap` and never take a
+//! lock, so lookups do not contend with each other or with loads. Writers
+//! (load, unload) serialise on a mutex, copy the snapshot, change it and
+//! publish the new one.
+
+use crate::instance::ModelInstance;
+use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Which version of a model a request wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VersionRequest {
+    /// The highest loaded version.
+    #[default]
+    Latest,
+    /// Exactly this version.
+    Specific(u64),
+}
+
+impl From<Option<u64>> for VersionRequest {
+    fn from(v: Option<u64>) -> Self {
+        v.map_or(VersionRequest::Latest, VersionRequest::Specific)
+    }
+}
+
+type Snapshot = FxHashMap<String, BTreeMap<u64, Arc<ModelInstance>>>;
+
+/// The set of loaded models.
+#[derive(Default)]
+pub struct Registry {
+    models: ArcSwap<Snapshot>,
+    /// Serialises writers; readers never touch it.
+    write: Mutex<()>,
+}
+
+impl Registry {
+    /// Finds a loaded model. Takes no lock.
+    #[inline]
+    pub fn get(&self, name: &str, version: VersionRequest) -> Option<Arc<ModelInstance>> {
+        let snapshot = self.models.load();
+        let versions = snapshot.get(name)?;
+        let instance = match version {
+            VersionRequest::Latest => versions.values().next_back()?,
+            VersionRequest::Specific(v) => versions.get(&v)?,
+        };
+        Some(Arc::clone(instance))
+    }
+
+    /// Adds a model version, replacing (and returning) one with the same version.
+    pub fn insert(&self, instance: Arc<ModelInstance>) -> Option<Arc<ModelInstance>> {
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next: Snapshot = (**self.models.load()).clone();
+        let old = next.entry(instance.name().to_string()).or_default().insert(instance.version(), instance);
+        self.models.store(Arc::new(next));
+        old
+    }
+
+    /// Removes one version, or every version when `version` is `None`. Returns what was removed.
+    pub fn remove(&self, name: &str, version: Option<u64>) -> Vec<Arc<ModelInstance>> {
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next: Snapshot = (**self.models.load()).clone();
+        let removed = match (next.get_mut(name), version) {
+            (None, _) => Vec::new(),
+            (Some(versions), Some(v)) => versions.remove(&v).into_iter().collect(),
+            (Some(versions), None) => std::mem::take(versions).into_values().collect(),
+        };
+        if next.get(name).is_some_and(BTreeMap::is_empty) {
+            next.remove(name);
+        }
+        self.models.store(Arc::new(next));
+        removed
+    }
+
+    /// Every loaded model version, sorted by name then version.
+    pub fn all(&self) -> Vec<Arc<ModelInstance>> {
+        let snapshot = self.models.load();
+        let mut names: Vec<&String> = snapshot.keys().collect();
+        names.sort();
+        names.into_iter().flat_map(|n| snapshot[n].values().cloned()).collect()
+    }
+
+    /// Versions loaded under `name`, ascending.
+    pub fn versions(&self, name: &str) -> Vec<u64> {
+        self.models.load().get(name).map(|v| v.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// Names of loaded models, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.models.load().keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
