@@ -247,7 +247,7 @@ pub fn describe_file(path: &Path) -> Result<ModelMetadata> {
 /// Builds tract's inference model from a prepared proto, resolving external data
 /// next to `path`.
 pub(crate) fn to_tract(path: &Path, proto: &ModelProto) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::InferenceModel> {
-    let onnx = tract_onnx::onnx();
+    let onnx = crate::tract::ops::onnx();
     let dir = path.parent().and_then(Path::to_str);
     let parsed = onnx.parse(proto, dir)?;
     if !parsed.unresolved_inputs.is_empty() {

@@ -2,13 +2,16 @@
 //! `cuda` and `metal` runtimes behind cargo features.
 
 pub mod convert;
+pub mod ops;
 
 use crate::onnx;
 use anemone_core::{
     Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe, Result, Support, Tensor,
 };
 use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use tract_onnx::pb::GraphProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::{runtime_for_name, RunOptions, Runnable};
@@ -50,12 +53,31 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// How many shape-specialised plans a model keeps (see [`Plan::PerShape`]).
+pub const SHAPE_PLAN_CACHE: usize = 8;
+
 /// A model prepared by one of tract's runtimes.
 pub struct TractModel {
     backend: &'static str,
     metadata: ModelMetadata,
-    runnable: Box<dyn Runnable>,
+    plan: Plan,
     footprint: u64,
+}
+
+/// How a model's computation is prepared.
+enum Plan {
+    /// One plan for every input shape: tract proved the model over symbolic dimensions.
+    Static(Box<dyn Runnable>),
+    /// tract could not reason over the symbolic dimensions (common with exported
+    /// detection and OCR nets), so a plan is prepared for each concrete set of
+    /// input shapes on first use and kept in a small most-recently-used cache.
+    PerShape {
+        model: InferenceModel,
+        runtime: &'static dyn tract_onnx::tract_core::runtime::Runtime,
+        options: RunOptions,
+        /// Most recently used last. Plans are built outside the lock.
+        cache: Mutex<VecDeque<(Vec<PlanKey>, Arc<dyn Runnable>)>>,
+    },
 }
 
 fn load(backend: &'static str, runtime: &str, path: &Path, options: &LoadOptions) -> Result<TractModel> {
@@ -78,8 +100,8 @@ fn load(backend: &'static str, runtime: &str, path: &Path, options: &LoadOptions
     }
     let mut proto = file.proto;
     onnx::canonicalize_symbols(&mut proto);
+    ops::prepare_proto(&mut proto);
     let model = onnx::to_tract(path, &proto).map_err(|e| cannot("parse", e))?;
-    let typed = model.into_typed().and_then(|m| m.into_decluttered()).map_err(|e| cannot("analyse", e))?;
     let rt = runtime_for_name(runtime)
         .ok()
         .flatten()
@@ -91,14 +113,93 @@ fn load(backend: &'static str, runtime: &str, path: &Path, options: &LoadOptions
         None
     };
     let run_options = RunOptions { executor, ..Default::default() };
-    let runnable = rt.prepare_with_options(typed, &run_options).map_err(|e| cannot("prepare", e))?;
-    let footprint = plan_bytes(&*runnable).max(file.metadata.weight_bytes);
-    Ok(TractModel { backend, metadata: file.metadata, runnable, footprint })
+    let symbolic = model.clone().into_typed().and_then(|m| m.into_decluttered()).and_then(|m| rt.prepare_with_options(m, &run_options));
+    let mut metadata = file.metadata;
+    let (plan, footprint) = match symbolic {
+        Ok(runnable) => {
+            let bytes = plan_bytes(&*runnable).max(metadata.weight_bytes);
+            (Plan::Static(runnable), bytes)
+        }
+        Err(e) if !metadata.inputs.iter().any(has_dynamic_dims) => return Err(cannot("prepare", e)),
+        Err(e) => {
+            tracing::info!(
+                model = %path.display(),
+                reason = %tract_message(&e),
+                "tract cannot plan over symbolic shapes; planning per input shape instead"
+            );
+            let plan = Plan::PerShape { model, runtime: rt, options: run_options, cache: Mutex::default() };
+            (plan, metadata.weight_bytes)
+        }
+    };
+    let mode = if matches!(plan, Plan::Static(_)) { "static" } else { "per-shape" };
+    metadata.properties.push(("anemone.tract.plan".into(), mode.into()));
+    Ok(TractModel { backend, metadata, plan, footprint })
+}
+
+/// What a shape-specialised plan is specialised on, per input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PlanKey {
+    /// The shape.
+    Shape(Vec<usize>),
+    /// The value of a 0-d integer or boolean input (a sample rate, a flag, a
+    /// step count): such values often pick an `If` branch, and tract analyses
+    /// both branches unless it knows which one runs.
+    Value(Vec<u8>),
+}
+
+impl PlanKey {
+    fn of(t: &Tensor) -> PlanKey {
+        let scalar_flag = t.shape().is_empty() && !t.dtype().is_float() && t.as_bytes().is_some();
+        match t.as_bytes() {
+            Some(bytes) if scalar_flag => PlanKey::Value(bytes.to_vec()),
+            _ => PlanKey::Shape(t.shape().to_vec()),
+        }
+    }
+}
+
+fn has_dynamic_dims(spec: &anemone_core::TensorSpec) -> bool {
+    spec.shape.as_ref().is_none_or(|dims| dims.iter().any(|d| d.fixed().is_none()))
+}
+
+impl Plan {
+    /// The plan for these inputs: the static one, or one for their shapes.
+    fn for_inputs(&self, inputs: &[Tensor]) -> TractResult<Arc<dyn Runnable>> {
+        let Plan::PerShape { model, runtime, options, cache } = self else {
+            unreachable!("only called for per-shape plans; this is a bug")
+        };
+        let key: Vec<PlanKey> = inputs.iter().map(PlanKey::of).collect();
+        {
+            let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(pos) = cache.iter().position(|(k, _)| *k == key) {
+                let entry = cache.remove(pos).expect("position is in range; this is a bug");
+                let runnable = Arc::clone(&entry.1);
+                cache.push_back(entry);
+                return Ok(runnable);
+            }
+        }
+        let mut specialised = model.clone();
+        for (i, (t, k)) in inputs.iter().zip(&key).enumerate() {
+            let fact = match k {
+                PlanKey::Value(_) => InferenceFact::from(convert::to_tract(t)?),
+                PlanKey::Shape(_) => InferenceFact::dt_shape(convert::datum_type(t.dtype()), t.shape()),
+            };
+            specialised.set_input_fact(i, fact)?;
+        }
+        let typed = specialised.into_typed()?.into_decluttered()?;
+        let runnable: Arc<dyn Runnable> = Arc::from(runtime.prepare_with_options(typed, options)?);
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= SHAPE_PLAN_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((key, Arc::clone(&runnable)));
+        Ok(runnable)
+    }
 }
 
 /// Operator types in the graph (and its subgraphs) that tract has no builder for.
 fn unsupported_ops(graph: Option<&GraphProto>) -> BTreeSet<String> {
-    let registry = &tract_onnx::onnx().op_register.0;
+    let onnx = ops::onnx();
+    let registry = &onnx.op_register.0;
     let mut missing = BTreeSet::new();
     let mut stack: Vec<&GraphProto> = graph.into_iter().collect();
     while let Some(g) = stack.pop() {
@@ -158,7 +259,14 @@ impl LoadedModel for TractModel {
             .map(|t| convert::to_tract(t).map(IntoTValue::into_tvalue))
             .collect::<TractResult<TVec<TValue>>>()
             .map_err(|e| fail("cannot convert inputs", e))?;
-        let outputs = self.runnable.run(values).map_err(|e| fail("inference failed", e))?;
+        let outputs = match &self.plan {
+            Plan::Static(runnable) => runnable.run(values),
+            per_shape => per_shape
+                .for_inputs(&inputs)
+                .map_err(|e| fail("cannot plan for these input shapes", e))?
+                .run(values),
+        }
+        .map_err(|e| fail("inference failed", e))?;
         outputs.iter().map(|v| convert::from_tract(v)).collect::<TractResult<Vec<_>>>().map_err(|e| fail("cannot convert outputs", e))
     }
 }

@@ -1,0 +1,20 @@
+//! ONNX operators anemone adds to, or fixes in, tract's ONNX front end.
+
+mod int64_cast;
+mod onnx_if;
+
+use tract_onnx::pb::ModelProto;
+use tract_onnx::Onnx;
+
+/// tract's ONNX front end with anemone's operator additions registered.
+pub fn onnx() -> Onnx {
+    let mut onnx = tract_onnx::onnx();
+    int64_cast::register(&mut onnx.op_register);
+    onnx_if::register(&mut onnx.op_register);
+    onnx
+}
+
+/// Rewrites a model before parsing so that [`onnx`]'s additions apply.
+pub fn prepare_proto(proto: &mut ModelProto) {
+    int64_cast::mark_data_casts(proto);
+}
