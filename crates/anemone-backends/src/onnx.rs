@@ -127,8 +127,15 @@ fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMeta
         .map(|i| spec_of(path, i, "input"))
         .collect::<Result<Vec<_>>>()?;
     let outputs = graph.output.iter().map(|o| spec_of(path, o, "output")).collect::<Result<Vec<_>>>()?;
-    let parameter_count = graph.initializer.iter().map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>()).sum();
-    let weight_bytes = graph.initializer.iter().map(initializer_bytes).sum();
+    // Weights live in initializers, or (PaddlePaddle, some TF exports) in Constant nodes.
+    let constants = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Constant")
+        .flat_map(|n| n.attribute.iter().filter_map(|a| a.t.as_ref()));
+    let weights: Vec<&TensorProto> = graph.initializer.iter().chain(constants).collect();
+    let parameter_count = weights.iter().map(|t| element_count(t)).fold(0u64, u64::saturating_add);
+    let weight_bytes = weights.iter().map(|t| initializer_bytes(t)).fold(0u64, u64::saturating_add);
     let producer = match (proto.producer_name.as_str(), proto.producer_version.as_str()) {
         ("", _) => None,
         (name, "") => Some(name.to_string()),
@@ -156,11 +163,16 @@ fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMeta
     })
 }
 
+/// Elements of a weight tensor; saturates instead of overflowing on hostile dims.
+fn element_count(t: &TensorProto) -> u64 {
+    t.dims.iter().map(|&d| d.max(0) as u64).fold(1u64, u64::saturating_mul)
+}
+
 fn initializer_bytes(t: &TensorProto) -> u64 {
     if t.data_location == Some(1) {
         return t.external_data.iter().find(|e| e.key == "length").and_then(|e| e.value.parse().ok()).unwrap_or_else(|| {
-            let elems: u64 = t.dims.iter().map(|&d| d.max(0) as u64).product();
-            elems * dtype_from_onnx(t.data_type).and_then(DataType::size).unwrap_or(4) as u64
+            let size = dtype_from_onnx(t.data_type).and_then(DataType::size).unwrap_or(4) as u64;
+            element_count(t).saturating_mul(size)
         });
     }
     (t.raw_data.len()

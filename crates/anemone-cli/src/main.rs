@@ -1,1 +1,172 @@
-fn main() {}
+//! The `anemone` command-line tool: argument definitions and dispatch.
+//!
+//! Each subcommand lives in its own module and returns `anyhow::Result`;
+//! `main` prints any error once, as `error: <message and causes>`, and exits
+//! with status 1. Usage errors found by clap exit with status 2.
+
+mod infer;
+mod inspect;
+mod output;
+
+use clap::builder::BoolishValueParser;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// anemone runs machine-learning models. It loads ONNX models onto a
+/// backend (today the always-present tract CPU runtime; the Apple Neural
+/// Engine, Metal, CUDA and ONNX Runtime are on the way) and runs them with
+/// admission control, validation and metrics. From this command line,
+/// `inspect` describes a model file without loading it, and `infer` runs a
+/// model on NumPy `.npy` inputs and writes its outputs as `.npy` files.
+/// Serving over the KServe v2 / Open Inference Protocol (`anemone serve`)
+/// comes next.
+#[derive(Debug, Parser)]
+#[command(name = "anemone", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    /// Log filter for messages on stderr: a level (error, warn, info, debug,
+    /// trace) or a tracing directive such as `anemone_runtime=debug`.
+    #[arg(long, global = true, env = "ANEMONE_LOG", default_value = "warn", value_name = "FILTER")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Describes a model file without loading it on an engine: inputs,
+    /// outputs, size, parameters, and which backends can run it.
+    Inspect(InspectArgs),
+    /// Runs a model once on `.npy` inputs and writes each output to
+    /// `<output-dir>/<output name>.npy`.
+    Infer(InferArgs),
+}
+
+/// Arguments of `anemone inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The model file (.onnx).
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+
+    /// Print one JSON object instead of text (off by default).
+    #[arg(long, env = "ANEMONE_JSON", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub json: bool,
+}
+
+/// Arguments of `anemone infer`.
+#[derive(Debug, clap::Args)]
+pub struct InferArgs {
+    /// The model file (.onnx).
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+
+    /// An input, as NAME=FILE.npy; repeat for each input. A model with one
+    /// input also takes a bare FILE.npy. From the environment, one input.
+    #[arg(short, long = "input", value_name = "NAME=FILE", env = "ANEMONE_INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Directory the outputs are written to, created if missing.
+    #[arg(short = 'd', long, value_name = "DIR", env = "ANEMONE_OUTPUT_DIR", default_value = ".")]
+    pub output_dir: PathBuf,
+
+    /// Return only this output; repeat for more. By default, every output.
+    /// From the environment, one output.
+    #[arg(short, long = "output", value_name = "NAME", env = "ANEMONE_OUTPUT")]
+    pub outputs: Vec<String>,
+
+    /// Engine threads for the inference [default: the backend's choice;
+    /// tract uses one per CPU core].
+    #[arg(short, long, value_name = "N", env = "ANEMONE_THREADS",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub threads: Option<u32>,
+
+    /// Print one JSON object instead of text (off by default).
+    #[arg(long, env = "ANEMONE_JSON", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_tracing(&cli.log_level) {
+        eprintln!("error: {}", output::error_chain(&e));
+        return ExitCode::FAILURE;
+    }
+    output::quiet_panics();
+    let result = std::panic::catch_unwind(|| match &cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Infer(args) => infer::run(args),
+    });
+    let result = result.unwrap_or_else(|panic| {
+        let model = match &cli.command {
+            Command::Inspect(args) => &args.model,
+            Command::Infer(args) => &args.model,
+        };
+        Err(anyhow::anyhow!(
+            "internal error (this is a bug) on {}: {}",
+            model.display(),
+            output::panic_message(&*panic)
+        ))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", output::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends `tracing` events at or above `filter` to stderr.
+///
+/// At the plain `warn` level the runtime's "model failed to load" warning is
+/// left out: the failing command prints the same error as its `error:` line.
+fn init_tracing(filter: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let directives = match filter.trim() {
+        "warn" => "warn,anemone_runtime::manager=error".to_string(),
+        other => other.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&directives)
+        .map_err(|e| anyhow::anyhow!("invalid --log-level '{filter}': {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var_and_shows_its_default() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments().filter(|a| !a.is_positional()) {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let env = arg.get_env().unwrap_or_else(|| panic!("{} --{id} has no env var", sub.get_name()));
+                assert!(env.to_string_lossy().starts_with("ANEMONE_"), "{id}: {env:?}");
+                // Repeatable flags have no default: without them, nothing is given.
+                let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
+                let documented = repeatable
+                    || !arg.get_default_values().is_empty()
+                    || arg.get_help().is_some_and(|h| h.to_string().contains("default"));
+                assert!(documented, "{} --{id} shows no default", sub.get_name());
+            }
+        }
+    }
+}

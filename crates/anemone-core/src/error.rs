@@ -338,6 +338,12 @@ pub enum InputError {
         /// What is wrong.
         reason: String,
     },
+    /// The same output was requested twice.
+    #[error("output '{name}' is requested more than once")]
+    DuplicateOutput {
+        /// The output's name.
+        name: String,
+    },
     /// A requested output does not exist.
     #[error("unknown output '{name}': the model's outputs are {}", .expected.join(", "))]
     UnknownOutput {
@@ -346,6 +352,25 @@ pub enum InputError {
         /// The model's output names.
         expected: Vec<String>,
     },
+}
+
+impl InputError {
+    /// The input (or output) the error is about.
+    pub fn name(&self) -> &str {
+        match self {
+            InputError::Unknown { name, .. }
+            | InputError::Missing { name, .. }
+            | InputError::Duplicate { name }
+            | InputError::Dtype { name, .. }
+            | InputError::Rank { name, .. }
+            | InputError::Dim { name, .. }
+            | InputError::Symbol { name, .. }
+            | InputError::ByteLength { name, .. }
+            | InputError::Malformed { name, .. }
+            | InputError::DuplicateOutput { name }
+            | InputError::UnknownOutput { name, .. } => name,
+        }
+    }
 }
 
 #[cfg(test)]

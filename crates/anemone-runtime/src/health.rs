@@ -50,6 +50,6 @@ pub struct HealthReport {
 impl HealthReport {
     /// Health of a model by name (its latest version).
     pub fn model(&self, name: &str) -> Option<&ModelHealth> {
-        self.models.iter().filter(|m| m.name == name).next_back()
+        self.models.iter().rfind(|m| m.name == name)
     }
 }

@@ -226,7 +226,7 @@ pub struct MetricsSnapshot {
 impl MetricsSnapshot {
     /// The entry of a model's latest loaded version.
     pub fn model(&self, name: &str) -> Option<&ModelMetricsEntry> {
-        self.models.iter().filter(|m| m.name == name).next_back()
+        self.models.iter().rfind(|m| m.name == name)
     }
 }
 
@@ -285,7 +285,7 @@ impl Manager {
             }
             Err(e) => {
                 failed.insert(name.clone(), e.chain_string());
-                tracing::warn!(model = %name, error = %e.chain_string(), "model failed to load");
+                tracing::debug!(model = %name, error = %e.chain_string(), "model failed to load");
             }
         }
         result

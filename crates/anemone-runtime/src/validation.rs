@@ -79,7 +79,11 @@ pub fn select_outputs(meta: &ModelMetadata, wanted: Option<&[String]>) -> Result
     let Some(wanted) = wanted else { return Ok(None) };
     wanted
         .iter()
-        .map(|name| {
+        .enumerate()
+        .map(|(i, name)| {
+            if wanted[..i].contains(name) {
+                return Err(InputError::DuplicateOutput { name: name.clone() });
+            }
             meta.outputs.iter().position(|o| &o.name == name).ok_or_else(|| InputError::UnknownOutput {
                 name: name.clone(),
                 expected: meta.outputs.iter().map(|o| o.name.clone()).collect(),
@@ -176,5 +180,7 @@ mod tests {
         assert_eq!(select_outputs(&m, None).unwrap(), None);
         assert_eq!(select_outputs(&m, Some(&["y".into()])).unwrap(), Some(vec![0]));
         assert!(matches!(select_outputs(&m, Some(&["nope".into()])), Err(InputError::UnknownOutput { .. })));
+        let twice = select_outputs(&m, Some(&["y".into(), "y".into()])).unwrap_err();
+        assert_eq!(twice, InputError::DuplicateOutput { name: "y".into() });
     }
 }

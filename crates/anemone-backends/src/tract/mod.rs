@@ -113,7 +113,7 @@ fn load(backend: &'static str, runtime: &str, path: &Path, options: &LoadOptions
         None
     };
     let run_options = RunOptions { executor, ..Default::default() };
-    let symbolic = model.clone().into_typed().and_then(|m| m.into_decluttered()).and_then(|m| rt.prepare_with_options(m, &run_options));
+    let symbolic = typed(model.clone()).and_then(|m| rt.prepare_with_options(m, &run_options));
     let mut metadata = file.metadata;
     let (plan, footprint) = match symbolic {
         Ok(runnable) => {
@@ -134,6 +134,14 @@ fn load(backend: &'static str, runtime: &str, path: &Path, options: &LoadOptions
     let mode = if matches!(plan, Plan::Static(_)) { "static" } else { "per-shape" };
     metadata.properties.push(("anemone.tract.plan".into(), mode.into()));
     Ok(TractModel { backend, metadata, plan, footprint })
+}
+
+/// The decluttered typed model a runtime prepares (not an optimized one: GPU
+/// runtimes need to see the plain operators).
+fn typed(model: InferenceModel) -> TractResult<TypedModel> {
+    let model = model.into_typed()?.into_decluttered()?;
+    // tract 0.23.9 can leave Slice lengths bound to a dropped symbol scope.
+    ops::onnx_loop::revive_slice_symbols(model)
 }
 
 /// What a shape-specialised plan is specialised on, per input.
@@ -185,8 +193,7 @@ impl Plan {
             };
             specialised.set_input_fact(i, fact)?;
         }
-        let typed = specialised.into_typed()?.into_decluttered()?;
-        let runnable: Arc<dyn Runnable> = Arc::from(runtime.prepare_with_options(typed, options)?);
+        let runnable: Arc<dyn Runnable> = Arc::from(runtime.prepare_with_options(typed(specialised)?, options)?);
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= SHAPE_PLAN_CACHE {
             cache.pop_front();

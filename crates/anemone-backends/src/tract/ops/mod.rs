@@ -2,6 +2,7 @@
 
 mod int64_cast;
 mod onnx_if;
+pub mod onnx_loop;
 
 use tract_onnx::pb::ModelProto;
 use tract_onnx::Onnx;
@@ -11,6 +12,7 @@ pub fn onnx() -> Onnx {
     let mut onnx = tract_onnx::onnx();
     int64_cast::register(&mut onnx.op_register);
     onnx_if::register(&mut onnx.op_register);
+    onnx_loop::register(&mut onnx.op_register);
     onnx
 }
 

@@ -1,0 +1,162 @@
+//! `anemone inspect`: describes a model file without loading it on an engine.
+
+use crate::output::{human_bytes, human_count, printable, table};
+use crate::InspectArgs;
+use anemone_core::{ModelFormat, ModelMetadata, ModelSource, Probe, Support, TensorSpec};
+use anyhow::Context;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// The `--json` output: one object, whose shape is stable.
+///
+/// ```text
+/// {
+///   "path":            string, the model path as given,
+///   "format":          "onnx" | "coreml",
+///   "file_size":       bytes on disk, external data included,
+///   "producer":        string or null, e.g. "pytorch 2.4",
+///   "opsets":          [{"domain": "ai.onnx", "version": 17}, ...],
+///   "parameter_count": elements of all initializers,
+///   "weight_bytes":    bytes of weight data,
+///   "inputs":          [{"name": "x", "dtype": "f32", "shape": ["batch", 3, -1]}, ...],
+///   "outputs":         same as inputs,
+///   "properties":      {"key": "value", ...}, in file order (doc_string first, if any),
+///   "backends": [{
+///     "name":     "tract-cpu",
+///     "probe":    {"status": "available", "detail": "..."}
+///                 | {"status": "unavailable", "reason": "..."},
+///     "supports": true | false,
+///     "reason":   "why not" (present only when supports is false)
+///   }, ...]
+/// }
+/// ```
+///
+/// `dtype` is anemone's short name (`bool`, `u8`…`u64`, `i8`…`i64`, `f16`,
+/// `f32`, `f64`, `bytes`). In `shape`, a fixed dimension is a number, a named
+/// dynamic one its name, an anonymous one -1; `shape` is null when the model
+/// does not declare even the rank.
+#[derive(Debug, Serialize)]
+pub struct InspectReport<'a> {
+    path: String,
+    format: ModelFormat,
+    file_size: u64,
+    producer: Option<&'a str>,
+    opsets: Vec<Opset<'a>>,
+    parameter_count: u64,
+    weight_bytes: u64,
+    inputs: &'a [TensorSpec],
+    outputs: &'a [TensorSpec],
+    #[serde(serialize_with = "ordered_map")]
+    properties: &'a [(String, String)],
+    backends: Vec<BackendReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct Opset<'a> {
+    domain: &'a str,
+    version: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct BackendReport {
+    name: &'static str,
+    probe: Probe,
+    supports: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+fn ordered_map<S: serde::Serializer>(pairs: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+/// Runs `anemone inspect`.
+pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+    let meta = anemone_backends::onnx::describe_file(&args.model)?;
+    let report = InspectReport::new(&args.model, &meta);
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?;
+        json.push('\n');
+        json
+    } else {
+        report.text()
+    };
+    crate::output::emit(&text)
+}
+
+impl<'a> InspectReport<'a> {
+    fn new(path: &std::path::Path, meta: &'a ModelMetadata) -> InspectReport<'a> {
+        let source = ModelSource { path: path.to_path_buf(), format: meta.format };
+        let backends = anemone_backends::default_backends()
+            .iter()
+            .map(|b| {
+                let (supports, reason) = match b.supports(&source) {
+                    Support::Yes => (true, None),
+                    Support::No(reason) => (false, Some(reason)),
+                };
+                BackendReport { name: b.name(), probe: b.probe(), supports, reason }
+            })
+            .collect();
+        InspectReport {
+            path: path.display().to_string(),
+            format: meta.format,
+            file_size: meta.file_size,
+            producer: meta.producer.as_deref(),
+            opsets: meta.opsets.iter().map(|(domain, version)| Opset { domain, version: *version }).collect(),
+            parameter_count: meta.parameter_count,
+            weight_bytes: meta.weight_bytes,
+            inputs: &meta.inputs,
+            outputs: &meta.outputs,
+            properties: &meta.properties,
+            backends,
+        }
+    }
+
+    /// The human-readable form.
+    fn text(&self) -> String {
+        let opsets: Vec<String> =
+            self.opsets.iter().map(|o| format!("{}:{}", printable(o.domain), o.version)).collect();
+        let header = vec![
+            vec!["model".into(), printable(&self.path)],
+            vec!["format".into(), self.format.to_string()],
+            vec!["size".into(), format!("{} ({} bytes)", human_bytes(self.file_size), self.file_size)],
+            vec!["producer".into(), self.producer.map_or("-".into(), printable)],
+            vec!["opsets".into(), if opsets.is_empty() { "-".into() } else { opsets.join(", ") }],
+            vec!["parameters".into(), format!("{} ({})", human_count(self.parameter_count), self.parameter_count)],
+            vec!["weights".into(), format!("{} ({} bytes)", human_bytes(self.weight_bytes), self.weight_bytes)],
+        ];
+        let mut out = table(&header, "");
+        for (title, specs) in [("inputs", self.inputs), ("outputs", self.outputs)] {
+            let _ = writeln!(out, "\n{title} ({})", specs.len());
+            let rows: Vec<Vec<String>> = specs
+                .iter()
+                .map(|s| vec![printable(&s.name), s.dtype.to_string(), printable(&s.shape_string())])
+                .collect();
+            out.push_str(&table(&rows, "  "));
+        }
+        if !self.properties.is_empty() {
+            out.push_str("\nproperties\n");
+            let rows: Vec<Vec<String>> =
+                self.properties.iter().map(|(k, v)| vec![format!("{}:", printable(k)), printable(v)]).collect();
+            out.push_str(&table(&rows, "  "));
+        }
+        out.push_str("\nbackends\n");
+        let rows: Vec<Vec<String>> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let probe = match &b.probe {
+                    Probe::Available { detail } => format!("available ({})", printable(detail)),
+                    Probe::Unavailable { reason } => format!("unavailable: {}", printable(reason)),
+                };
+                let supports = match &b.reason {
+                    None => "supports this model: yes".to_string(),
+                    Some(reason) => format!("supports this model: no, {}", printable(reason)),
+                };
+                vec![b.name.to_string(), probe, supports]
+            })
+            .collect();
+        out.push_str(&table(&rows, "  "));
+        out
+    }
+}

@@ -1,0 +1,300 @@
+//! End-to-end tests of the `anemone` binary: `infer` against reference
+//! outputs from ONNX Runtime, `inspect` in both formats, and error reporting.
+//!
+//! The fixtures under `fixtures/generated/` come from `scripts/setup.sh`;
+//! a test fails, with a message saying so, when they are missing.
+
+use anemone_core::{npy, Tensor};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the workspace root exists")
+}
+
+/// A path under the workspace root that must exist.
+fn fixture(rel: &str) -> PathBuf {
+    let path = root().join(rel);
+    assert!(path.exists(), "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/", path.display());
+    path
+}
+
+/// A fresh, empty temporary directory for one test.
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("anemone-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the binary with `args`, without any `ANEMONE_*` variable of the caller.
+fn anemone(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ANEMONE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_BACKTRACE").args(args).output().expect("the anemone binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Checks a failure: exit 1, a single `error:` report on stderr mentioning
+/// every string in `mentions`, and no panic. Returns stderr.
+fn assert_error(out: &Output, mentions: &[&str]) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{}\nstderr:\n{stderr}", text(&out.stdout));
+    assert!(stderr.starts_with("error:"), "stderr does not start with 'error:':\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for m in mentions {
+        assert!(stderr.contains(m), "stderr does not mention '{m}':\n{stderr}");
+    }
+    stderr
+}
+
+fn read_npy(path: &Path) -> Tensor {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    npy::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Same dtype and shape, and every element within `atol + rtol * |expected|`.
+fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f64) {
+    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    if !got.dtype().is_float() {
+        assert_eq!(got, want, "{what}: values must be equal");
+        return;
+    }
+    let (g, w) = (got.to_f64_lossy().unwrap(), want.to_f64_lossy().unwrap());
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        assert!((a - b).abs() <= atol + rtol * b.abs(), "{what}[{i}]: got {a}, want {b} (rtol {rtol}, atol {atol})");
+    }
+}
+
+/// Runs run `run` of the fixture case in `dir` through `anemone infer` and
+/// compares every output with the reference. Returns stdout.
+fn check_case(dir: &str, run: usize, test: &str) -> String {
+    let case_dir = fixture(dir);
+    let case: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{dir}/case.json"))).unwrap()).unwrap();
+    let run = &case["runs"][run];
+    let out_dir = temp_dir(test);
+    let model = case_dir.join(case["model"].as_str().unwrap());
+    let mut args: Vec<String> =
+        vec!["infer".into(), model.display().to_string(), "--output-dir".into(), out_dir.display().to_string()];
+    for input in run["inputs"].as_array().unwrap() {
+        let file = fixture(&format!("{dir}/{}", input["file"].as_str().unwrap()));
+        args.extend(["--input".into(), format!("{}={}", input["name"].as_str().unwrap(), file.display())]);
+    }
+    let stdout = assert_ok(&anemone(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let (rtol, atol) = (case["rtol"].as_f64().unwrap(), case["atol"].as_f64().unwrap());
+    for output in run["outputs"].as_array().unwrap() {
+        let name = output["name"].as_str().unwrap();
+        let stem: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+        let want = read_npy(&fixture(&format!("{dir}/{}", output["file"].as_str().unwrap())));
+        assert_close(name, &read_npy(&out_dir.join(format!("{stem}.npy"))), &want, rtol, atol);
+    }
+    let _ = std::fs::remove_dir_all(out_dir);
+    stdout
+}
+
+#[test]
+fn infer_add_example_writes_npy_outputs() {
+    let dir = temp_dir("add");
+    let out = anemone(&[
+        "infer",
+        fixture("examples/models/add/1/model.onnx").to_str().unwrap(),
+        "--input",
+        &format!("x={}", fixture("examples/x.npy").display()),
+        "--input",
+        &format!("y={}", fixture("examples/y.npy").display()),
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = assert_ok(&out);
+    assert!(stdout.contains("tract-cpu"), "{stdout}");
+    let sum = Tensor::from_vec(vec![1, 4], vec![11.0f32, 22.0, 33.0, 44.0]).unwrap();
+    let diff = Tensor::from_vec(vec![1, 4], vec![-9.0f32, -18.0, -27.0, -36.0]).unwrap();
+    assert_eq!(read_npy(&dir.join("sum.npy")), sum);
+    assert_eq!(read_npy(&dir.join("diff.npy")), diff);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn infer_output_flag_selects_outputs_and_json_reports_them() {
+    let dir = temp_dir("add-json");
+    let out = anemone(&[
+        "infer",
+        fixture("examples/models/add/1/model.onnx").to_str().unwrap(),
+        "-i",
+        &format!("x={}", fixture("examples/x.npy").display()),
+        "-i",
+        &format!("y={}", fixture("examples/y.npy").display()),
+        "--output",
+        "diff",
+        "--json",
+        "--output-dir",
+        dir.join("made/here").to_str().unwrap(),
+    ]);
+    let json: Value = serde_json::from_str(&assert_ok(&out)).expect("stdout is one JSON object");
+    assert_eq!(json["backend"], "tract-cpu");
+    assert!(json["latency_ms"].as_f64().unwrap() >= 0.0 && json["load_ms"].as_f64().unwrap() >= 0.0);
+    let outputs = json["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 1, "{json}");
+    assert_eq!(outputs[0]["name"], "diff");
+    assert_eq!(outputs[0]["dtype"], "f32");
+    assert_eq!(outputs[0]["shape"], serde_json::json!([1, 4]));
+    assert_eq!(outputs[0]["first_values"], serde_json::json!([-9.0, -18.0, -27.0, -36.0]));
+    assert!(dir.join("made/here/diff.npy").is_file());
+    assert!(!dir.join("made/here/sum.npy").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn infer_multi_io_sanitises_odd_output_names() {
+    let stdout = check_case("fixtures/generated/multi_io", 0, "multi_io");
+    assert!(stdout.contains("output 'out/with:odd*name' -> out_with_odd_name.npy"), "{stdout}");
+    assert!(!stdout.contains("output 'sum' ->"), "only changed names are mapped:\n{stdout}");
+}
+
+#[test]
+fn infer_int_bool_is_exact_with_a_scalar_input() {
+    let k = read_npy(&fixture("fixtures/generated/int_bool/run1_in_3.npy"));
+    assert!(k.shape().is_empty() && k.dtype() == anemone_core::DataType::I64, "k is a 0-d int64 scalar");
+    check_case("fixtures/generated/int_bool", 1, "int_bool");
+}
+
+#[test]
+fn infer_takes_a_bare_file_for_a_single_input_model() {
+    let dir = temp_dir("bare");
+    let model = fixture("fixtures/generated/dynamic_batch/model.onnx");
+    let input = fixture("fixtures/generated/dynamic_batch/run1_in_0.npy");
+    let out =
+        anemone(&["infer", model.to_str().unwrap(), "--input", input.to_str().unwrap(), "-d", dir.to_str().unwrap()]);
+    assert_ok(&out);
+    let want = read_npy(&fixture("fixtures/generated/dynamic_batch/run1_out_0.npy"));
+    assert_close("y", &read_npy(&dir.join("y.npy")), &want, 1e-4, 1e-5);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn inspect_json_describes_dynamic_dims_and_backends() {
+    let out = anemone(&["inspect", fixture("fixtures/generated/dynamic_batch/model.onnx").to_str().unwrap(), "--json"]);
+    let json: Value = serde_json::from_str(&assert_ok(&out)).expect("stdout is one JSON object");
+    let x = json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "x").expect("input x");
+    assert_eq!(x["dtype"], "f32");
+    assert_eq!(x["shape"], serde_json::json!(["batch", "seq", 8]));
+    assert_eq!(json["format"], "onnx");
+    assert!(json["file_size"].as_u64().unwrap() > 0);
+    assert!(json["opsets"].as_array().unwrap().iter().any(|o| o["domain"] == "ai.onnx"));
+    let tract =
+        json["backends"].as_array().unwrap().iter().find(|b| b["name"] == "tract-cpu").expect("tract-cpu listed");
+    assert_eq!(tract["probe"]["status"], "available");
+    assert_eq!(tract["supports"], true);
+    assert!(tract.get("reason").is_none());
+}
+
+#[test]
+fn inspect_text_shows_anonymous_dims_as_minus_one() {
+    let stdout = assert_ok(&anemone(&["inspect", fixture("fixtures/generated/ocr_cls/model.onnx").to_str().unwrap()]));
+    let x =
+        stdout.lines().find(|l| l.trim_start().starts_with("x ")).unwrap_or_else(|| panic!("no row for x:\n{stdout}"));
+    assert!(x.contains("f32") && x.contains("[-1, 3, -1, -1]"), "{x}");
+    for label in ["format", "size", "opsets", "parameters", "weights", "backends", "tract-cpu"] {
+        assert!(stdout.contains(label), "no '{label}' in:\n{stdout}");
+    }
+}
+
+#[test]
+fn bad_models_fail_cleanly() {
+    for (file, inspect_fails) in [
+        ("not_onnx.onnx", true),
+        ("truncated.onnx", true),
+        ("unsupported_op.onnx", false),
+        ("missing_external.onnx", true),
+        ("empty.onnx", true),
+    ] {
+        let path = fixture(&format!("fixtures/generated/bad/{file}"));
+        let path = path.to_str().unwrap();
+        assert_error(&anemone(&["infer", path]), &[file]);
+        let inspect = anemone(&["inspect", path]);
+        if inspect_fails {
+            assert_error(&inspect, &[file]);
+        } else {
+            assert_ok(&inspect);
+        }
+    }
+}
+
+#[test]
+fn missing_model_fails_cleanly() {
+    for cmd in ["infer", "inspect"] {
+        assert_error(&anemone(&[cmd, "/nonexistent/anemone/model.onnx"]), &["/nonexistent/anemone/model.onnx"]);
+    }
+}
+
+#[test]
+fn bad_inputs_name_the_input_and_the_file() {
+    let dir = temp_dir("bad-inputs");
+    let model = fixture("examples/models/add/1/model.onnx");
+    let model = model.to_str().unwrap();
+    let y = format!("y={}", fixture("examples/y.npy").display());
+
+    let missing = dir.join("missing.npy");
+    assert_error(
+        &anemone(&["infer", model, "-i", &format!("x={}", missing.display()), "-i", &y]),
+        &["'x'", "missing.npy"],
+    );
+
+    let wrong = dir.join("x_i64.npy");
+    npy::write(&Tensor::from_vec(vec![1, 4], vec![1i64, 2, 3, 4]).unwrap(), std::fs::File::create(&wrong).unwrap())
+        .unwrap();
+    assert_error(
+        &anemone(&["infer", model, "-i", &format!("x={}", wrong.display()), "-i", &y]),
+        &["'x'", "x_i64.npy", "i64", "f32"],
+    );
+
+    let not_npy = fixture("examples/models/add/1/model.onnx");
+    assert_error(
+        &anemone(&["infer", model, "-i", &format!("x={}", not_npy.display()), "-i", &y]),
+        &["'x'", "model.onnx"],
+    );
+
+    let x = fixture("examples/x.npy");
+    assert_error(&anemone(&["infer", model, "-i", x.to_str().unwrap()]), &["x.npy", "NAME=FILE", "x, y"]);
+    assert_error(&anemone(&["infer", model, "-i", "=x.npy"]), &["=x.npy"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn help_documents_env_vars_and_defaults() {
+    let stdout = assert_ok(&anemone(&["infer", "--help"]));
+    for s in [
+        "ANEMONE_INPUT",
+        "ANEMONE_OUTPUT_DIR",
+        "ANEMONE_THREADS",
+        "ANEMONE_JSON",
+        "ANEMONE_LOG",
+        "[default: .]",
+        "[default: warn]",
+    ] {
+        assert!(stdout.contains(s), "no '{s}' in:\n{stdout}");
+    }
+    assert!(assert_ok(&anemone(&["--version"])).starts_with("anemone "));
+}
