@@ -414,28 +414,22 @@ impl Manager {
         finish(done, &instance, start)
     }
 
-    /// Runs one inference, blocking the calling thread until it is done. Do not
-    /// call it from an async task; use [`Manager::infer`] there.
+    /// Runs one inference on the calling thread, which must not be an async
+    /// executor thread (use [`Manager::infer`] there). Skipping the hop to a
+    /// worker saves two thread wake-ups, tens of microseconds on a VM.
+    ///
+    /// Admission, validation, panic isolation and metrics are the same as for
+    /// `infer`. The engine run cannot be interrupted, so a request `timeout`
+    /// only refuses a request whose deadline passed before its run began.
     pub fn infer_blocking(&self, request: InferRequest) -> Result<InferResponse> {
         let timeout = request.timeout;
         let start = Instant::now();
         let admitted = self.admit(request, start)?;
         let instance = Arc::clone(&admitted.instance);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Done>(1);
-        self.inner.workers.execute(move || {
-            let _ = tx.send(run(admitted));
-        });
-        let done = match timeout {
-            None => rx.recv().map_err(|_| ()),
-            Some(limit) => match rx.recv_timeout(limit.saturating_sub(start.elapsed())) {
-                Ok(done) => Ok(done),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(record_failure(&instance, Error::Timeout(limit), start));
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(()),
-            },
-        };
-        finish(done, &instance, start)
+        if let Some(limit) = timeout.filter(|limit| start.elapsed() > *limit) {
+            return Err(record_failure(&instance, Error::Timeout(limit), start));
+        }
+        finish(Ok::<_, ()>(run(admitted)), &instance, start)
     }
 
     /// Admission, lookup and validation: everything before the engine.

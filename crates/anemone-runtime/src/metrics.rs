@@ -20,7 +20,7 @@ pub const BUCKET_BOUNDS_US: [u64; 20] = {
 };
 
 /// Weight of a new sample in the exponentially weighted moving average.
-pub const EWMA_ALPHA: f64 = 0.1;
+pub const EWMA_ALPHA: f64 = 1.0 / EWMA_DIVISOR as f64;
 
 /// A latency histogram with fixed power-of-two buckets.
 #[derive(Debug, Default)]
@@ -92,33 +92,35 @@ impl HistogramSnapshot {
     }
 }
 
-/// An exponentially weighted moving average of durations.
+/// An exponentially weighted moving average of durations, with weight
+/// [`EWMA_ALPHA`] = 1/[`EWMA_DIVISOR`] for each new sample.
 #[derive(Debug, Default)]
 pub struct Ewma {
-    /// `f64` bits of the average in nanoseconds; 0 until the first sample.
-    bits: AtomicU64,
+    /// The average in nanoseconds; 0 until the first sample.
+    nanos: AtomicU64,
 }
+
+/// `1 / EWMA_ALPHA`: integer arithmetic keeps the update at a few nanoseconds.
+pub const EWMA_DIVISOR: i64 = 10;
 
 impl Ewma {
     /// Folds in one sample.
+    ///
+    /// A plain load and store, not a compare-and-swap loop: when two threads
+    /// update at the same instant one sample may be lost, which an average
+    /// tolerates, and the hot path stays at a few nanoseconds.
     #[inline]
     pub fn update(&self, d: Duration) {
-        let sample = d.as_nanos() as f64;
-        let mut old = self.bits.load(Ordering::Relaxed);
-        loop {
-            let prev = f64::from_bits(old);
-            let next = if old == 0 { sample } else { prev + EWMA_ALPHA * (sample - prev) };
-            match self.bits.compare_exchange_weak(old, next.to_bits().max(1), Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(now) => old = now,
-            }
-        }
+        let sample = d.as_secs().saturating_mul(1_000_000_000).saturating_add(d.subsec_nanos() as u64).max(1) as i64;
+        let old = self.nanos.load(Ordering::Relaxed) as i64;
+        let next = if old == 0 { sample } else { old + (sample - old) / EWMA_DIVISOR };
+        self.nanos.store(next.max(1) as u64, Ordering::Relaxed);
     }
 
     /// The current average, `None` before the first sample.
     pub fn get(&self) -> Option<Duration> {
-        let bits = self.bits.load(Ordering::Relaxed);
-        (bits != 0).then(|| Duration::from_nanos(f64::from_bits(bits) as u64))
+        let nanos = self.nanos.load(Ordering::Relaxed);
+        (nanos != 0).then(|| Duration::from_nanos(nanos))
     }
 }
 

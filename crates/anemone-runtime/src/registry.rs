@@ -27,7 +27,21 @@ impl From<Option<u64>> for VersionRequest {
     }
 }
 
-type Snapshot = FxHashMap<String, BTreeMap<u64, Arc<ModelInstance>>>;
+/// The loaded versions of one model name.
+#[derive(Clone, Default)]
+struct Versions {
+    /// The highest version, kept apart so the common lookup is one hash probe.
+    latest: Option<Arc<ModelInstance>>,
+    all: BTreeMap<u64, Arc<ModelInstance>>,
+}
+
+impl Versions {
+    fn refresh_latest(&mut self) {
+        self.latest = self.all.values().next_back().cloned();
+    }
+}
+
+type Snapshot = FxHashMap<String, Versions>;
 
 /// The set of loaded models.
 #[derive(Default)]
@@ -44,8 +58,8 @@ impl Registry {
         let snapshot = self.models.load();
         let versions = snapshot.get(name)?;
         let instance = match version {
-            VersionRequest::Latest => versions.values().next_back()?,
-            VersionRequest::Specific(v) => versions.get(&v)?,
+            VersionRequest::Latest => versions.latest.as_ref()?,
+            VersionRequest::Specific(v) => versions.all.get(&v)?,
         };
         Some(Arc::clone(instance))
     }
@@ -54,7 +68,9 @@ impl Registry {
     pub fn insert(&self, instance: Arc<ModelInstance>) -> Option<Arc<ModelInstance>> {
         let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next: Snapshot = (**self.models.load()).clone();
-        let old = next.entry(instance.name().to_string()).or_default().insert(instance.version(), instance);
+        let versions = next.entry(instance.name().to_string()).or_default();
+        let old = versions.all.insert(instance.version(), instance);
+        versions.refresh_latest();
         self.models.store(Arc::new(next));
         old
     }
@@ -65,10 +81,14 @@ impl Registry {
         let mut next: Snapshot = (**self.models.load()).clone();
         let removed = match (next.get_mut(name), version) {
             (None, _) => Vec::new(),
-            (Some(versions), Some(v)) => versions.remove(&v).into_iter().collect(),
-            (Some(versions), None) => std::mem::take(versions).into_values().collect(),
+            (Some(versions), Some(v)) => {
+                let removed = versions.all.remove(&v).into_iter().collect();
+                versions.refresh_latest();
+                removed
+            }
+            (Some(versions), None) => std::mem::take(versions).all.into_values().collect(),
         };
-        if next.get(name).is_some_and(BTreeMap::is_empty) {
+        if next.get(name).is_some_and(|v| v.all.is_empty()) {
             next.remove(name);
         }
         self.models.store(Arc::new(next));
@@ -80,12 +100,12 @@ impl Registry {
         let snapshot = self.models.load();
         let mut names: Vec<&String> = snapshot.keys().collect();
         names.sort();
-        names.into_iter().flat_map(|n| snapshot[n].values().cloned()).collect()
+        names.into_iter().flat_map(|n| snapshot[n].all.values().cloned()).collect()
     }
 
     /// Versions loaded under `name`, ascending.
     pub fn versions(&self, name: &str) -> Vec<u64> {
-        self.models.load().get(name).map(|v| v.keys().copied().collect()).unwrap_or_default()
+        self.models.load().get(name).map(|v| v.all.keys().copied().collect()).unwrap_or_default()
     }
 
     /// Names of loaded models, sorted.
