@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of anemone on a fresh machine: sets up the Python venv and
-# the generated fixtures (scripts/setup.sh), then the whole Rust test suite,
-# including the ONNX node-test conformance suite, the doctests, and one pass
-# of each benchmark (criterion's test mode, so benches keep compiling and running).
+# the generated fixtures (scripts/setup.sh), then the whole Rust test suite
+# (including the ONNX node-test conformance suite, the doctests and one pass
+# of each benchmark in criterion's test mode), then the tritonclient
+# integration suite against a real `anemone serve`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,3 +12,6 @@ echo "test: cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
 echo "test: cargo test (doctests)"
 cargo test --workspace --doc --locked
+echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"
+cargo build --locked -p anemone-cli
+ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/python

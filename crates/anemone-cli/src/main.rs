@@ -4,9 +4,11 @@
 //! `main` prints any error once, as `error: <message and causes>`, and exits
 //! with status 1. Usage errors found by clap exit with status 2.
 
+mod bench;
 mod infer;
 mod inspect;
 mod output;
+mod serve;
 
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
@@ -18,9 +20,10 @@ use std::process::ExitCode;
 /// Engine, Metal, CUDA and ONNX Runtime are on the way) and runs them with
 /// admission control, validation and metrics. From this command line,
 /// `inspect` describes a model file without loading it, and `infer` runs a
-/// model on NumPy `.npy` inputs and writes its outputs as `.npy` files.
-/// Serving over the KServe v2 / Open Inference Protocol (`anemone serve`)
-/// comes next.
+/// model on NumPy `.npy` inputs and writes its outputs as `.npy` files, and
+/// `serve` serves a Triton-style model repository over the KServe v2 / Open
+/// Inference Protocol (HTTP and gRPC), so tritonclient and KServe clients
+/// work unchanged.
 #[derive(Debug, Parser)]
 #[command(name = "anemone", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
@@ -41,6 +44,12 @@ enum Command {
     /// Runs a model once on `.npy` inputs and writes each output to
     /// `<output-dir>/<output name>.npy`.
     Infer(InferArgs),
+    /// Serves a model repository over KServe v2 HTTP and gRPC until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Sends inference requests to a running KServe v2 server (anemone or
+    /// Triton) over HTTP or gRPC from concurrent workers, and reports
+    /// throughput and latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 /// Arguments of `anemone inspect`.
@@ -97,11 +106,15 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
     });
     let result = result.unwrap_or_else(|panic| {
         let model = match &cli.command {
             Command::Inspect(args) => &args.model,
             Command::Infer(args) => &args.model,
+            Command::Serve(args) => &args.model_repository,
+            Command::Bench(args) => &args.model_name_path(),
         };
         Err(anyhow::anyhow!(
             "internal error (this is a bug) on {}: {}",
@@ -160,9 +173,11 @@ mod tests {
                 }
                 let env = arg.get_env().unwrap_or_else(|| panic!("{} --{id} has no env var", sub.get_name()));
                 assert!(env.to_string_lossy().starts_with("ANEMONE_"), "{id}: {env:?}");
-                // Repeatable flags have no default: without them, nothing is given.
+                // Repeatable flags have no default: without them, nothing is given;
+                // required flags have none either.
                 let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
                 let documented = repeatable
+                    || arg.is_required_set()
                     || !arg.get_default_values().is_empty()
                     || arg.get_help().is_some_and(|h| h.to_string().contains("default"));
                 assert!(documented, "{} --{id} shows no default", sub.get_name());

@@ -267,7 +267,7 @@ fn bad_inputs_name_the_input_and_the_file() {
         .unwrap();
     assert_error(
         &anemone(&["infer", model, "-i", &format!("x={}", wrong.display()), "-i", &y]),
-        &["'x'", "x_i64.npy", "i64", "f32"],
+        &["'x'", "x_i64.npy", "INT64", "FP32"],
     );
 
     let not_npy = fixture("examples/models/add/1/model.onnx");

@@ -243,7 +243,7 @@ pub enum InputError {
         expected: Vec<String>,
     },
     /// The request lacks an input the model needs.
-    #[error("missing input '{name}' ({dtype} {shape})")]
+    #[error("missing input '{name}' ({} {shape})", .dtype.kserve_name())]
     Missing {
         /// The input's name.
         name: String,
@@ -259,7 +259,7 @@ pub enum InputError {
         name: String,
     },
     /// The element type differs from the declared one.
-    #[error("input '{name}' has type {got}, but the model expects {expected}")]
+    #[error("input '{name}' has type {}, but the model expects {}", .got.kserve_name(), .expected.kserve_name())]
     Dtype {
         /// The input's name.
         name: String,
@@ -317,7 +317,7 @@ pub enum InputError {
         bound_axis: usize,
     },
     /// The data length disagrees with shape × element size.
-    #[error("input '{name}' has {got} bytes of data, but {dtype} {shape:?} needs {expected}")]
+    #[error("input '{name}' has {got} bytes of data, but {} {shape:?} needs {expected}", .dtype.kserve_name())]
     ByteLength {
         /// The input's name.
         name: String,

@@ -78,8 +78,10 @@ pub fn element_count(shape: &[usize]) -> Option<usize> {
 }
 
 impl Tensor {
-    /// Builds a numeric tensor from little-endian bytes, checking the length against the shape.
-    pub fn from_bytes(dtype: DataType, shape: Vec<usize>, bytes: Vec<u8>) -> Result<Tensor, TensorError> {
+    /// Builds a numeric tensor from little-endian bytes, checking the length
+    /// against the shape. Boolean bytes are normalised to 0 or 1 (any
+    /// non-zero byte is true), so engines can rely on that.
+    pub fn from_bytes(dtype: DataType, shape: Vec<usize>, mut bytes: Vec<u8>) -> Result<Tensor, TensorError> {
         let Some(size) = dtype.size() else {
             return Err(TensorError::Storage { dtype });
         };
@@ -87,6 +89,9 @@ impl Tensor {
         let expected = count.checked_mul(size).ok_or_else(|| TensorError::Overflow { shape: shape.clone() })?;
         if bytes.len() != expected {
             return Err(TensorError::ByteLength { dtype, shape, expected, got: bytes.len() });
+        }
+        if dtype == DataType::Bool {
+            bytes.iter_mut().for_each(|b| *b = (*b != 0) as u8);
         }
         Ok(Tensor { dtype, shape, data: TensorData::Numeric(bytes) })
     }
@@ -292,5 +297,6 @@ mod tests {
     fn bools_read_any_nonzero_as_true() {
         let t = Tensor::from_bytes(DataType::Bool, vec![3], vec![0, 1, 7]).unwrap();
         assert_eq!(t.to_vec::<bool>().unwrap(), vec![false, true, true]);
+        assert_eq!(t.as_bytes().unwrap(), &[0, 1, 1], "stored normalised for the engines");
     }
 }

@@ -608,8 +608,9 @@ fn finish<E>(done: std::result::Result<Done, E>, instance: &ModelInstance, start
     match done {
         Ok((Ok(response), _)) => {
             let mut timings = response.timings;
-            timings.total = start.elapsed();
-            instance.metrics.record_success(&timings);
+            let end = Instant::now();
+            timings.total = end - start;
+            instance.metrics.record_success_at(&timings, end);
             Ok(InferResponse { timings, ..response })
         }
         Ok((Err(e), _)) => Err(record_failure(instance, e, start)),

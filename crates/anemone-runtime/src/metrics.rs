@@ -186,9 +186,26 @@ pub struct ModelMetrics {
     compute_output: DurationCounter,
     request_success: DurationCounter,
     request_failure: DurationCounter,
+    /// When the last successful request ended, in nanoseconds after [`anchor`].
+    last_success: AtomicU64,
+}
+
+/// A process-wide reference point pairing a monotonic and a wall-clock time,
+/// so the hot path records `Instant`s and snapshots report wall-clock times.
+fn anchor() -> &'static (std::time::Instant, std::time::SystemTime) {
+    static ANCHOR: std::sync::OnceLock<(std::time::Instant, std::time::SystemTime)> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(|| (std::time::Instant::now(), std::time::SystemTime::now()))
 }
 
 impl ModelMetrics {
+    /// Records a successful request that ended at `end`.
+    #[inline]
+    pub fn record_success_at(&self, t: &Timings, end: std::time::Instant) {
+        let since = end.saturating_duration_since(anchor().0).as_nanos() as u64;
+        self.last_success.store(since.max(1), Ordering::Relaxed);
+        self.record_success(t);
+    }
+
     /// Records a successful request.
     #[inline]
     pub fn record_success(&self, t: &Timings) {
@@ -230,6 +247,12 @@ impl ModelMetrics {
             compute_output: self.compute_output.get(),
             request_success: self.request_success.get(),
             request_failure: self.request_failure.get(),
+            last_success_ms: match self.last_success.load(Ordering::Relaxed) {
+                0 => 0,
+                ns => (anchor().1 + Duration::from_nanos(ns))
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            },
         }
     }
 }
@@ -261,6 +284,8 @@ pub struct ModelMetricsSnapshot {
     pub request_success: DurationStat,
     /// Whole failed requests.
     pub request_failure: DurationStat,
+    /// When the last successful request ended, in milliseconds since the Unix epoch; 0 if none.
+    pub last_success_ms: u64,
 }
 
 impl ModelMetricsSnapshot {

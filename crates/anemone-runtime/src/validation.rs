@@ -146,13 +146,13 @@ mod tests {
         assert_eq!(order_inputs(&m, dup).unwrap_err(), InputError::Duplicate { name: "a".into() });
 
         let missing: Vec<_> = good().into_iter().filter(|(n, _)| n != "b").collect();
-        assert_eq!(order_inputs(&m, missing).unwrap_err().to_string(), "missing input 'b' (f32 [n, -1])");
+        assert_eq!(order_inputs(&m, missing).unwrap_err().to_string(), "missing input 'b' (FP32 [n, -1])");
 
         let mut dtype = good();
         dtype[0].1 = Tensor::scalar(3i32);
         assert_eq!(
             order_inputs(&m, dtype).unwrap_err().to_string(),
-            "input 'k' has type i32, but the model expects i64"
+            "input 'k' has type INT32, but the model expects INT64"
         );
 
         let mut rank = good();

@@ -1,0 +1,436 @@
+//! `anemone bench`: a closed-loop load generator for a KServe v2 server
+//! (anemone or Triton) over HTTP with JSON tensor data, HTTP with Triton's
+//! binary tensor data extension, or gRPC.
+//!
+//! Arguments are parsed in two steps: clap fills [`BenchArgs`], then
+//! [`BenchArgs::plan`] checks them into a [`Plan`]. The run then fetches the
+//! model's metadata, builds the request once (inputs from `.npy` files or
+//! generated from the metadata), opens one connection per worker, sends the
+//! warm-up requests, and measures. Each worker sends its next request when
+//! the previous one has been answered, and records every latency.
+
+mod client;
+mod encode;
+mod report;
+mod workload;
+
+use crate::output::{emit, printable};
+use anyhow::{bail, Context};
+use client::{Client, Failure, Target};
+use report::Outcome;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How requests and tensors travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// HTTP/1.1 with tensor data as JSON arrays.
+    Http,
+    /// HTTP/1.1 with Triton's binary tensor data extension.
+    HttpBinary,
+    /// gRPC, with inputs in `raw_input_contents`.
+    Grpc,
+}
+
+impl Protocol {
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::HttpBinary => "http-binary",
+            Protocol::Grpc => "grpc",
+        }
+    }
+
+    /// Where `anemone serve` and Triton listen by default for this protocol.
+    fn default_url(self) -> &'static str {
+        match self {
+            Protocol::Http | Protocol::HttpBinary => "http://127.0.0.1:8000",
+            Protocol::Grpc => "http://127.0.0.1:8001",
+        }
+    }
+}
+
+/// Arguments of `anemone bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The server's base URL [default: http://127.0.0.1:8000 for http and
+    /// http-binary, http://127.0.0.1:8001 for grpc].
+    #[arg(long, value_name = "URL", env = "ANEMONE_BENCH_URL")]
+    pub url: Option<String>,
+
+    /// How requests travel: `grpc`, `http` (tensor data as JSON) or
+    /// `http-binary` (Triton's binary tensor data extension).
+    #[arg(long, value_enum, value_name = "PROTOCOL", env = "ANEMONE_BENCH_PROTOCOL", default_value = "grpc")]
+    pub protocol: Protocol,
+
+    /// The model to send requests to, by its name on the server (required; no default).
+    #[arg(short, long, value_name = "NAME", env = "ANEMONE_BENCH_MODEL")]
+    pub model: String,
+
+    /// The model version. By default, the server's choice.
+    #[arg(long, value_name = "V", env = "ANEMONE_BENCH_MODEL_VERSION")]
+    pub model_version: Option<String>,
+
+    /// Workers, each sending one request at a time on a connection of its own.
+    #[arg(short, long, value_name = "N", env = "ANEMONE_BENCH_CONCURRENCY", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+
+    /// Seconds to send measured requests for; ignored when --requests is given.
+    #[arg(short, long, value_name = "SECS", env = "ANEMONE_BENCH_DURATION", default_value_t = 10.0,
+          value_parser = positive_seconds)]
+    pub duration: f64,
+
+    /// Measured requests to send in all, across workers; takes precedence
+    /// over --duration. By default, --duration decides.
+    #[arg(short = 'n', long, value_name = "N", env = "ANEMONE_BENCH_REQUESTS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+
+    /// Requests sent before measuring, to open connections and warm the model; not counted.
+    #[arg(long, value_name = "N", env = "ANEMONE_BENCH_WARMUP", default_value_t = 10)]
+    pub warmup: u64,
+
+    /// An input read from a `.npy` file, as NAME=FILE.npy; repeat for each
+    /// input. Inputs not given are generated from the model's metadata. From
+    /// the environment, one input.
+    #[arg(short, long = "input", value_name = "NAME=FILE", env = "ANEMONE_BENCH_INPUT")]
+    pub inputs: Vec<String>,
+
+    /// The shape of a generated input, as NAME=D0,D1,...; repeat for more.
+    /// By default, the declared shape with dynamic dimensions set to
+    /// --dim-default. From the environment, one shape.
+    #[arg(long = "shape", value_name = "NAME=DIMS", env = "ANEMONE_BENCH_SHAPE")]
+    pub shapes: Vec<String>,
+
+    /// The size of each dynamic (-1) dimension of generated inputs.
+    #[arg(long, value_name = "N", env = "ANEMONE_BENCH_DIM_DEFAULT", default_value_t = 1)]
+    pub dim_default: usize,
+
+    /// Ask for only this output; repeat for more. By default, every output.
+    /// From the environment, one output.
+    #[arg(short, long = "output", value_name = "NAME", env = "ANEMONE_BENCH_OUTPUT")]
+    pub outputs: Vec<String>,
+
+    /// Also write the report as one JSON object to FILE. By default, no file.
+    #[arg(long, value_name = "FILE", env = "ANEMONE_BENCH_JSON_REPORT")]
+    pub json_report: Option<PathBuf>,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        Ok(_) => Err("must be a positive number of seconds".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// When the measured phase ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    /// After this many requests in all.
+    Requests(u64),
+    /// When this much time has passed; requests in flight finish.
+    After(Duration),
+}
+
+/// The checked arguments of one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// How requests travel.
+    pub protocol: Protocol,
+    /// The server's base URL, as given or defaulted.
+    pub url: String,
+    /// The model's name on the server.
+    pub model: String,
+    /// The version asked for; `None` for the server's choice.
+    pub version: Option<String>,
+    /// Workers, one connection each.
+    pub concurrency: usize,
+    /// When measuring ends.
+    pub stop: Stop,
+    /// Requests sent before measuring.
+    pub warmup: u64,
+    /// `--input` files by input name, in argument order.
+    pub files: Vec<(String, PathBuf)>,
+    /// `--shape` overrides by input name.
+    pub shapes: Vec<(String, Vec<usize>)>,
+    /// The size of dynamic dimensions of generated inputs.
+    pub dim_default: usize,
+    /// Outputs to ask for; empty for all.
+    pub outputs: Vec<String>,
+    /// Where the JSON report goes.
+    pub json_report: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// The model name as a path, for `main`'s panic message.
+    pub fn model_name_path(&self) -> PathBuf {
+        PathBuf::from(&self.model)
+    }
+
+    /// Checks the arguments.
+    pub fn plan(&self) -> anyhow::Result<Plan> {
+        if self.model.is_empty() {
+            bail!("--model is empty; give the model's name on the server");
+        }
+        let files = self.inputs.iter().map(|a| workload::parse_input(a)).collect::<anyhow::Result<Vec<_>>>()?;
+        let shapes = self.shapes.iter().map(|a| workload::parse_shape(a)).collect::<anyhow::Result<Vec<_>>>()?;
+        workload::no_duplicates("--input", files.iter().map(|(n, _)| n.as_str()))?;
+        workload::no_duplicates("--shape", shapes.iter().map(|(n, _)| n.as_str()))?;
+        workload::no_duplicates("--output", self.outputs.iter().map(String::as_str))?;
+        if let Some((name, _)) = shapes.iter().find(|(n, _)| files.iter().any(|(f, _)| f == n)) {
+            bail!("input '{name}' has both --input and --shape; a file's tensor has its own shape");
+        }
+        Ok(Plan {
+            protocol: self.protocol,
+            url: self.url.clone().unwrap_or_else(|| self.protocol.default_url().to_string()),
+            model: self.model.clone(),
+            version: self.model_version.clone().filter(|v| !v.is_empty()),
+            concurrency: self.concurrency as usize,
+            stop: match self.requests {
+                Some(n) => Stop::Requests(n),
+                None => Stop::After(Duration::from_secs_f64(self.duration)),
+            },
+            warmup: self.warmup,
+            files,
+            shapes,
+            dim_default: self.dim_default,
+            outputs: self.outputs.clone(),
+            json_report: self.json_report.clone(),
+        })
+    }
+}
+
+/// Runs the benchmark and prints its report.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let plan = args.plan()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(bench(&plan))?;
+    emit(&report::text(&plan, &outcome))?;
+    if let Some(path) = &plan.json_report {
+        let json = serde_json::to_string_pretty(&report::json(&plan, &outcome)).context("cannot encode the JSON report")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+    }
+    if outcome.latencies_ns.is_empty() {
+        if let Some(first) = &outcome.first_error {
+            bail!("every request failed; the first error: {first}");
+        }
+    }
+    Ok(())
+}
+
+async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
+    let target = Target::parse(plan.protocol, &plan.url)?;
+    let metadata = client::metadata(&target, &plan.model, plan.version.as_deref()).await?;
+    let given = workload::read_inputs(&plan.files)?;
+    let workload = workload::Workload::build(&metadata, given, &plan.shapes, plan.dim_default, &plan.outputs)?;
+    let request = Arc::new(client::Prepared::new(plan.protocol, &target, &plan.model, plan.version.as_deref(), &workload)?);
+
+    let mut clients = Vec::with_capacity(plan.concurrency);
+    for _ in 0..plan.concurrency {
+        clients.push(Client::connect(&target, request.clone()).await?);
+    }
+
+    let shared = Arc::new(Shared {
+        warmup_left: AtomicU64::new(plan.warmup),
+        measured_left: AtomicU64::new(match plan.stop {
+            Stop::Requests(n) => n,
+            Stop::After(_) => u64::MAX,
+        }),
+        stop_after: match plan.stop {
+            Stop::Requests(_) => None,
+            Stop::After(d) => Some(d),
+        },
+        interrupted: AtomicBool::new(false),
+        first_error: Mutex::new(None),
+        measuring: tokio::sync::Barrier::new(plan.concurrency + 1),
+    });
+    let interrupt = tokio::spawn(stop_on_ctrl_c(shared.clone()));
+    let workers: Vec<_> = clients.into_iter().map(|c| tokio::spawn(worker(c, shared.clone()))).collect();
+    shared.measuring.wait().await;
+    let start = Instant::now();
+
+    let mut outcome = Outcome { workload: workload.summary(), ..Outcome::default() };
+    for w in workers {
+        let r = w.await.context("a benchmark worker failed; this is a bug")?;
+        outcome.latencies_ns.extend(r.latencies_ns);
+        for (status, n) in r.errors {
+            *outcome.errors.entry(status).or_default() += n;
+        }
+        outcome.warmup_errors += r.warmup_errors;
+    }
+    outcome.wall = start.elapsed();
+    interrupt.abort();
+    outcome.interrupted = shared.interrupted.load(Ordering::Relaxed);
+    outcome.first_error = shared.first_error.lock().expect("no holder panics; this is a bug").clone();
+    Ok(outcome)
+}
+
+/// How long a worker waits after its connection failed, so that a server
+/// that is down is not hammered with connection attempts.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
+
+/// What the workers share.
+struct Shared {
+    /// Warm-up requests not yet claimed by a worker.
+    warmup_left: AtomicU64,
+    /// Measured requests not yet claimed by a worker (`u64::MAX` when time decides).
+    measured_left: AtomicU64,
+    /// How long workers send measured requests, counted from the barrier; `None` when a count decides.
+    stop_after: Option<Duration>,
+    /// Set on Ctrl-C: workers stop after the request in flight.
+    interrupted: AtomicBool,
+    /// The first failure's message, warm-up included; set once.
+    first_error: Mutex<Option<String>>,
+    /// Every worker and the timer meet here after warm-up, so that the
+    /// measured phase starts with every connection open and warm.
+    measuring: tokio::sync::Barrier,
+}
+
+impl Shared {
+    /// Records a failure; the first one is also printed at once.
+    fn note(&self, failure: &Failure) {
+        let mut first = self.first_error.lock().expect("no holder panics; this is a bug");
+        if first.is_none() {
+            let text = format!("{}: {}", failure.status, printable(&failure.message));
+            eprintln!("warning: a request failed ({text}); counting failures and going on");
+            *first = Some(text);
+        }
+    }
+}
+
+/// Takes one unit from `left`; false once it is spent.
+fn claim(left: &AtomicU64) -> bool {
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+}
+
+/// What one worker saw.
+#[derive(Default)]
+struct WorkerResult {
+    latencies_ns: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+    warmup_errors: u64,
+}
+
+async fn worker(mut client: Client, shared: Arc<Shared>) -> WorkerResult {
+    let mut result = WorkerResult::default();
+    while !shared.interrupted.load(Ordering::Relaxed) && claim(&shared.warmup_left) {
+        if let Err(f) = client.infer().await {
+            result.warmup_errors += 1;
+            shared.note(&f);
+            if f.is_connection() {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+        }
+    }
+    shared.measuring.wait().await;
+    let deadline = shared.stop_after.map(|d| Instant::now() + d);
+    result.latencies_ns.reserve(match shared.stop_after {
+        Some(_) => 1 << 16,
+        None => shared.measured_left.load(Ordering::Relaxed).min(1 << 24) as usize,
+    });
+    while !shared.interrupted.load(Ordering::Relaxed)
+        && deadline.is_none_or(|d| Instant::now() < d)
+        && claim(&shared.measured_left)
+    {
+        let sent = Instant::now();
+        match client.infer().await {
+            Ok(()) => result.latencies_ns.push(sent.elapsed().as_nanos() as u64),
+            Err(f) => {
+                shared.note(&f);
+                if f.is_connection() {
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                }
+                *result.errors.entry(f.status).or_default() += 1;
+            }
+        }
+    }
+    result
+}
+
+/// The first Ctrl-C ends the run after the requests in flight, keeping the
+/// report; the second exits at once.
+async fn stop_on_ctrl_c(shared: Arc<Shared>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("interrupted: finishing the requests in flight (Ctrl-C again to quit at once)");
+    shared.interrupted.store(true, Ordering::Relaxed);
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn plan(argv: &[&str]) -> anyhow::Result<Plan> {
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(argv.iter().copied()))?;
+        cli.args.plan()
+    }
+
+    #[test]
+    fn url_defaults_follow_the_protocol() {
+        assert_eq!(plan(&["--model", "m"]).unwrap().url, "http://127.0.0.1:8001");
+        assert_eq!(plan(&["--model", "m", "--protocol", "http"]).unwrap().url, "http://127.0.0.1:8000");
+        assert_eq!(plan(&["--model", "m", "--protocol", "http-binary"]).unwrap().url, "http://127.0.0.1:8000");
+        assert_eq!(plan(&["--model", "m", "--url", "http://h:1"]).unwrap().url, "http://h:1");
+    }
+
+    #[test]
+    fn requests_take_precedence_over_duration() {
+        assert_eq!(plan(&["--model", "m"]).unwrap().stop, Stop::After(Duration::from_secs(10)));
+        assert_eq!(plan(&["--model", "m", "--duration", "0.5"]).unwrap().stop, Stop::After(Duration::from_millis(500)));
+        assert_eq!(plan(&["--model", "m", "--duration", "3", "--requests", "7"]).unwrap().stop, Stop::Requests(7));
+        assert!(plan(&["--model", "m", "--duration", "0"]).is_err());
+        assert!(plan(&["--model", "m", "--requests", "0"]).is_err());
+        assert!(plan(&["--model", "m", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn shapes_and_inputs_are_parsed_and_checked() {
+        let p = plan(&["--model", "m", "--shape", "x=1,3,224,224", "--shape", "y=2", "--input", "z=z.npy"]).unwrap();
+        assert_eq!(p.shapes, vec![("x".to_string(), vec![1, 3, 224, 224]), ("y".to_string(), vec![2])]);
+        assert_eq!(p.files, vec![("z".to_string(), PathBuf::from("z.npy"))]);
+        let err = |argv: &[&str]| plan(argv).unwrap_err().to_string();
+        assert!(err(&["--model", "m", "--shape", "x=1", "--shape", "x=2"]).contains("more than once"));
+        assert!(err(&["--model", "m", "--shape", "x=1", "--input", "x=x.npy"]).contains("both"));
+        assert!(err(&["--model", "m", "--input", "x.npy"]).contains("NAME=FILE"));
+    }
+
+    #[test]
+    fn every_flag_has_a_bench_env_var_and_shows_its_default() {
+        use clap::CommandFactory;
+        for arg in Cli::command().get_arguments().filter(|a| !a.is_positional() && a.get_id() != "help") {
+            let id = arg.get_id().as_str();
+            let env = arg.get_env().unwrap_or_else(|| panic!("--{id} has no env var"));
+            assert!(env.to_string_lossy().starts_with("ANEMONE_BENCH_"), "--{id}: {env:?}");
+            let documented = matches!(arg.get_action(), clap::ArgAction::Append)
+                || !arg.get_default_values().is_empty()
+                || arg.get_help().is_some_and(|h| h.to_string().contains("default"));
+            assert!(documented, "--{id} shows no default");
+        }
+    }
+
+    #[test]
+    fn claims_stop_at_zero() {
+        let left = AtomicU64::new(2);
+        assert!(claim(&left));
+        assert!(claim(&left));
+        assert!(!claim(&left));
+        assert_eq!(left.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,385 @@
+//! Connections to the server: one HTTP/1.1 keep-alive connection (hyper) or
+//! one gRPC channel (tonic) per worker, the model metadata request, and the
+//! prepared inference request that every worker sends.
+
+use super::encode;
+use super::workload::{ModelMeta, TensorMeta, Workload};
+use super::Protocol;
+use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use anemone_server::proto::{ModelInferRequest, ModelMetadataRequest};
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::{Method, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The header that gives the length of the JSON part of a binary body.
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// Where the server is, for one protocol.
+#[derive(Debug, Clone)]
+pub struct Target {
+    protocol: Protocol,
+    /// The URL with a scheme, as tonic takes it.
+    url: String,
+    /// `host:port`, for TCP and the Host header.
+    authority: String,
+    /// A path prefix from the URL, without its trailing `/`.
+    base: String,
+}
+
+impl Target {
+    /// Checks `url`: `http://host[:port][/prefix]`, the scheme optional.
+    pub fn parse(protocol: Protocol, url: &str) -> anyhow::Result<Target> {
+        let full = if url.contains("://") { url.to_string() } else { format!("http://{url}") };
+        let uri: Uri = full.parse().with_context(|| format!("--url '{url}' is not a URL; use, for example, http://127.0.0.1:8001"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => bail!("--url '{url}': https is not supported; give an http:// URL"),
+            _ => bail!("--url '{url}' must start with http://"),
+        }
+        let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+            bail!("--url '{url}' has no host; use, for example, http://127.0.0.1:8001");
+        };
+        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let base = uri.path().trim_end_matches('/').to_string();
+        Ok(Target { protocol, url: full.trim_end_matches('/').to_string(), authority, base })
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({})", self.url, self.protocol.name())
+    }
+}
+
+/// The model path under `/v2`: `/v2/models/m[/versions/v]`.
+fn model_path(base: &str, model: &str, version: Option<&str>) -> String {
+    let mut path = format!("{base}/v2/models/{}", escape(model));
+    if let Some(v) = version {
+        path.push_str(&format!("/versions/{}", escape(v)));
+    }
+    path
+}
+
+/// Percent-encodes what may not appear in a path segment as it is.
+fn escape(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A request that did not succeed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What kind of failure, for counting: `HTTP 429`, `gRPC Unavailable`, `connection`.
+    pub status: String,
+    /// The server's message, or the transport's.
+    pub message: String,
+}
+
+impl Failure {
+    /// Whether the connection failed, rather than the server answering with an error.
+    pub fn is_connection(&self) -> bool {
+        self.status == "connection"
+    }
+
+    fn connection(e: impl std::fmt::Display) -> Failure {
+        Failure { status: "connection".into(), message: e.to_string() }
+    }
+}
+
+/// One HTTP/1.1 connection; reopened when the server closes it.
+pub struct HttpConn {
+    authority: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl HttpConn {
+    async fn open(authority: &str) -> Result<SendRequest<Full<Bytes>>, Failure> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
+            .await
+            .map_err(|_| Failure::connection(format!("connecting to {authority} timed out after {} s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| Failure::connection(format!("connecting to {authority}: {e}")))?;
+        stream.set_nodelay(true).map_err(Failure::connection)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(Failure::connection)?;
+        // The connection task ends when the sender is dropped or the server closes.
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// Sends one request and reads the whole response.
+    async fn send(&mut self, request: hyper::Request<Full<Bytes>>) -> Result<hyper::Response<Bytes>, Failure> {
+        let sender = match &mut self.sender {
+            Some(s) if !s.is_closed() => s,
+            slot => slot.insert(HttpConn::open(&self.authority).await?),
+        };
+        let result = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let (parts, body) = response.into_parts();
+            Ok::<_, hyper::Error>(hyper::Response::from_parts(parts, body.collect().await?.to_bytes()))
+        }
+        .await;
+        result.map_err(|e| {
+            self.sender = None;
+            Failure::connection(error_text(&e))
+        })
+    }
+}
+
+/// An error and its causes, joined by `: `, skipping a cause already said.
+fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    chain_text(e.to_string(), e.source())
+}
+
+/// `text` followed by the causes from `source` on that it does not already contain.
+fn chain_text(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A failure from an HTTP error response: its status and `{"error": ...}` message.
+fn http_failure(status: StatusCode, body: &[u8]) -> Failure {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned());
+    Failure { status: format!("HTTP {}", status.as_u16()), message }
+}
+
+async fn grpc_client(target: &Target) -> anyhow::Result<GrpcInferenceServiceClient<Channel>> {
+    let channel = Endpoint::from_shared(target.url.clone())
+        .with_context(|| format!("--url '{}' is not a gRPC endpoint", target.url))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}; is the server running?", target.describe()))?;
+    Ok(GrpcInferenceServiceClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+}
+
+/// Fetches the model's inputs and outputs, which also checks that the
+/// server is reachable and serves the model.
+pub async fn metadata(target: &Target, model: &str, version: Option<&str>) -> anyhow::Result<ModelMeta> {
+    let what = match version {
+        Some(v) => format!("model '{model}' version {v}"),
+        None => format!("model '{model}'"),
+    };
+    let unavailable = |status: &str, message: &str| anyhow::anyhow!("cannot get the metadata of {what} from {} ({status}): {message}", target.url);
+    if target.protocol == Protocol::Grpc {
+        let mut client = grpc_client(target).await?;
+        let request = ModelMetadataRequest { name: model.to_string(), version: version.unwrap_or_default().to_string() };
+        let m = client.model_metadata(request).await.map_err(|s| unavailable(&format!("gRPC {:?}", s.code()), s.message()))?.into_inner();
+        let tensors = |ts: Vec<anemone_server::proto::model_metadata_response::TensorMetadata>| {
+            ts.into_iter().map(|t| TensorMeta { name: t.name, datatype: t.datatype, shape: t.shape }).collect()
+        };
+        return Ok(ModelMeta { inputs: tensors(m.inputs), outputs: tensors(m.outputs) });
+    }
+    let mut conn = HttpConn { authority: target.authority.clone(), sender: None };
+    let request = hyper::Request::get(model_path(&target.base, model, version))
+        .header(HOST, &target.authority)
+        .body(Full::new(Bytes::new()))
+        .context("cannot build the metadata request")?;
+    let response = conn.send(request).await.map_err(|f| {
+        anyhow::anyhow!("cannot connect to {}; is the server running?: {}", target.describe(), f.message)
+    })?;
+    if response.status() != StatusCode::OK {
+        let f = http_failure(response.status(), response.body());
+        return Err(unavailable(&f.status, &f.message));
+    }
+    parse_http_metadata(response.body()).with_context(|| format!("the metadata of {what} from {} is not KServe v2 metadata", target.url))
+}
+
+fn parse_http_metadata(body: &[u8]) -> anyhow::Result<ModelMeta> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        inputs: Vec<RawTensor>,
+        #[serde(default)]
+        outputs: Vec<RawTensor>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RawTensor {
+        name: String,
+        datatype: String,
+        shape: Vec<i64>,
+    }
+    let raw: Raw = serde_json::from_slice(body)?;
+    let tensors = |ts: Vec<RawTensor>| ts.into_iter().map(|t| TensorMeta { name: t.name, datatype: t.datatype, shape: t.shape }).collect();
+    Ok(ModelMeta { inputs: tensors(raw.inputs), outputs: tensors(raw.outputs) })
+}
+
+/// The inference request, encoded once and sent by every worker.
+pub enum Prepared {
+    Http {
+        path: String,
+        host: HeaderValue,
+        body: Bytes,
+        /// The JSON header's length, for a binary body.
+        header_len: Option<usize>,
+    },
+    Grpc(ModelInferRequest),
+}
+
+impl Prepared {
+    pub fn new(protocol: Protocol, target: &Target, model: &str, version: Option<&str>, w: &Workload) -> anyhow::Result<Prepared> {
+        let path = format!("{}/infer", model_path(&target.base, model, version));
+        let host = HeaderValue::from_str(&target.authority).with_context(|| format!("--url host '{}' is not a valid Host header", target.authority))?;
+        Ok(match protocol {
+            Protocol::Http => Prepared::Http { path, host, body: encode::json_body(w).into(), header_len: None },
+            Protocol::HttpBinary => {
+                let (body, header_len) = encode::binary_body(w);
+                Prepared::Http { path, host, body: body.into(), header_len: Some(header_len) }
+            }
+            Protocol::Grpc => Prepared::Grpc(encode::grpc_request(model, version, w)),
+        })
+    }
+}
+
+/// One worker's connection and the request it sends.
+pub enum Client {
+    Http { conn: HttpConn, request: Arc<Prepared> },
+    Grpc { client: GrpcInferenceServiceClient<Channel>, request: Arc<Prepared> },
+}
+
+impl Client {
+    /// Opens a connection of its own.
+    pub async fn connect(target: &Target, request: Arc<Prepared>) -> anyhow::Result<Client> {
+        match target.protocol {
+            Protocol::Grpc => Ok(Client::Grpc { client: grpc_client(target).await?, request }),
+            Protocol::Http | Protocol::HttpBinary => {
+                let sender = HttpConn::open(&target.authority)
+                    .await
+                    .map_err(|f| anyhow::anyhow!("cannot connect to {}: {}", target.describe(), f.message))?;
+                Ok(Client::Http { conn: HttpConn { authority: target.authority.clone(), sender: Some(sender) }, request })
+            }
+        }
+    }
+
+    /// Sends the request once and waits for the whole answer.
+    pub async fn infer(&mut self) -> Result<(), Failure> {
+        match self {
+            Client::Http { conn, request } => {
+                let Prepared::Http { path, host, body, header_len } = &**request else {
+                    unreachable!("an HTTP client gets an HTTP request; this is a bug")
+                };
+                let mut builder = hyper::Request::builder().method(Method::POST).uri(path.as_str()).header(HOST, host);
+                builder = match header_len {
+                    Some(n) => builder.header(CONTENT_TYPE, "application/octet-stream").header(HEADER_LENGTH, *n),
+                    None => builder.header(CONTENT_TYPE, "application/json"),
+                };
+                let request = builder.body(Full::new(body.clone())).map_err(|e| Failure { status: "request".into(), message: e.to_string() })?;
+                let response = conn.send(request).await?;
+                if response.status() != StatusCode::OK {
+                    return Err(http_failure(response.status(), response.body()));
+                }
+                if header_len.is_some() {
+                    check_binary_response(&response)?;
+                }
+                Ok(())
+            }
+            Client::Grpc { client, request } => {
+                let Prepared::Grpc(message) = &**request else {
+                    unreachable!("a gRPC client gets a gRPC request; this is a bug")
+                };
+                client.model_infer(message.clone()).await.map(drop).map_err(|s| match std::error::Error::source(&s) {
+                    // A status with a source was made by the transport, not sent by the server.
+                    Some(cause) => Failure::connection(chain_text(s.message().to_string(), Some(cause))),
+                    None => Failure { status: format!("gRPC {:?}", s.code()), message: s.message().to_string() },
+                })
+            }
+        }
+    }
+}
+
+/// A binary answer names the length of its JSON part, within the body.
+fn check_binary_response(response: &hyper::Response<Bytes>) -> Result<(), Failure> {
+    let bad = |why: String| Failure { status: "bad response".into(), message: why };
+    let Some(value) = response.headers().get(HEADER_LENGTH) else {
+        return Err(bad(format!("the answer to a binary request has no {HEADER_LENGTH} header")));
+    };
+    let len = value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok());
+    match len {
+        Some(n) if n <= response.body().len() => Ok(()),
+        _ => Err(bad(format!("{HEADER_LENGTH} is {value:?}, but the body has {} bytes", response.body().len()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        let t = Target::parse(Protocol::Http, "http://127.0.0.1:8000").unwrap();
+        assert_eq!((t.authority.as_str(), t.base.as_str(), t.url.as_str()), ("127.0.0.1:8000", "", "http://127.0.0.1:8000"));
+        let t = Target::parse(Protocol::Grpc, "localhost:8001/").unwrap();
+        assert_eq!((t.authority.as_str(), t.url.as_str()), ("localhost:8001", "http://localhost:8001"));
+        let t = Target::parse(Protocol::Http, "http://[::1]/kserve/").unwrap();
+        assert_eq!((t.authority.as_str(), t.base.as_str()), ("[::1]:80", "/kserve"));
+        assert!(Target::parse(Protocol::Http, "https://h:1").unwrap_err().to_string().contains("https"));
+        assert!(Target::parse(Protocol::Http, "ftp://h:1").is_err());
+        assert!(Target::parse(Protocol::Http, "http://").is_err());
+    }
+
+    #[test]
+    fn model_paths_escape_names() {
+        assert_eq!(model_path("", "add", None), "/v2/models/add");
+        assert_eq!(model_path("/p", "a b/c", Some("2")), "/p/v2/models/a%20b%2Fc/versions/2");
+    }
+
+    #[test]
+    fn http_errors_keep_the_servers_message() {
+        let f = http_failure(StatusCode::NOT_FOUND, br#"{"error":"unknown model 'q'"}"#);
+        assert_eq!((f.status.as_str(), f.message.as_str()), ("HTTP 404", "unknown model 'q'"));
+        assert_eq!(http_failure(StatusCode::BAD_GATEWAY, b"upstream down").message, "upstream down");
+    }
+
+    #[test]
+    fn error_chains_skip_what_was_said() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E("transport error", Some(Box::new(E("tcp connect error", Some(Box::new(E("refused", None)))))));
+        assert_eq!(error_text(&e), "transport error: tcp connect error: refused");
+        assert_eq!(chain_text("tcp connect error".into(), Some(&e)), "tcp connect error: transport error: refused");
+    }
+
+    #[test]
+    fn http_metadata_is_read() {
+        let m = parse_http_metadata(
+            br#"{"name":"add","versions":["1"],"platform":"onnx","inputs":[{"name":"x","datatype":"FP32","shape":[-1,4]}],"outputs":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.inputs, vec![TensorMeta { name: "x".into(), datatype: "FP32".into(), shape: vec![-1, 4] }]);
+        assert!(parse_http_metadata(b"{\"inputs\": 3}").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! `anemone serve`: a model repository over KServe v2 HTTP and gRPC.
+
+use anemone_backends::default_backends;
+use anemone_runtime::Manager;
+use anemone_server::{shutdown_signal, ControlMode, Server, ServerOptions};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `anemone serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The model repository: `<dir>/<model>/[config.pbtxt]` and `<dir>/<model>/<version>/model.onnx`.
+    #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_REPOSITORY")]
+    pub model_repository: PathBuf,
+
+    /// Address to listen on; 0.0.0.0 listens on every interface.
+    #[arg(long, value_name = "ADDR", env = "ANEMONE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// HTTP port; 0 picks a free port (the bound address is printed).
+    #[arg(long, value_name = "PORT", env = "ANEMONE_HTTP_PORT", default_value_t = 8000)]
+    pub http_port: u16,
+
+    /// gRPC port; 0 picks a free port (the bound address is printed).
+    #[arg(long, value_name = "PORT", env = "ANEMONE_GRPC_PORT", default_value_t = 8001)]
+    pub grpc_port: u16,
+
+    /// Who loads models, as Triton's flag: `none` loads every model at start-up and refuses
+    /// the load/unload API; `explicit` loads only --load-model models and allows the API;
+    /// `poll` loads every model and follows changes on disk.
+    #[arg(long, value_name = "MODE", env = "ANEMONE_MODEL_CONTROL_MODE", default_value = "none")]
+    pub model_control_mode: ControlMode,
+
+    /// A model to load at start-up in explicit mode; repeat for more, `*` for all.
+    #[arg(long = "load-model", value_name = "NAME", env = "ANEMONE_LOAD_MODEL")]
+    pub load_models: Vec<String>,
+
+    /// Seconds between repository scans in poll mode.
+    #[arg(long, value_name = "SECS", env = "ANEMONE_REPOSITORY_POLL_SECS", default_value_t = 15)]
+    pub repository_poll_secs: u64,
+
+    /// On SIGINT/SIGTERM, seconds that requests in flight get to finish before exiting.
+    #[arg(long, value_name = "SECS", env = "ANEMONE_EXIT_TIMEOUT_SECS", default_value_t = 30)]
+    pub exit_timeout_secs: u64,
+
+    /// Largest request body (HTTP) or message (gRPC) in bytes; larger ones are refused
+    /// (HTTP 413, gRPC RESOURCE_EXHAUSTED).
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
+    pub max_request_bytes: usize,
+
+    /// Requests in flight across all models; more are refused at once with 429.
+    #[arg(long, value_name = "N", env = "ANEMONE_MAX_CONCURRENCY", default_value_t = anemone_runtime::manager::DEFAULT_MAX_CONCURRENCY)]
+    pub max_concurrency: usize,
+
+    /// Bytes that loaded models may hold together; a load that would exceed it fails.
+    /// By default there is no budget.
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET")]
+    pub memory_budget: Option<u64>,
+
+    /// Engine threads per inference [default: one per CPU core].
+    #[arg(long, value_name = "N", env = "ANEMONE_THREADS")]
+    pub threads: Option<usize>,
+
+    /// Worker threads running engine calls [default: one per CPU core].
+    #[arg(long, value_name = "N", env = "ANEMONE_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// Runs the server until a shutdown signal.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let mut builder = Manager::builder().backends(default_backends()).max_concurrency(Some(args.max_concurrency)).memory_budget(args.memory_budget);
+    if let Some(n) = args.threads {
+        builder = builder.threads(n);
+    }
+    if let Some(n) = args.workers {
+        builder = builder.workers(n);
+    }
+    let manager = builder.build()?;
+    let options = ServerOptions {
+        host: args.host.clone(),
+        http_port: args.http_port,
+        grpc_port: args.grpc_port,
+        repository: args.model_repository.clone(),
+        control: args.model_control_mode,
+        load_models: args.load_models.clone(),
+        exit_timeout: Duration::from_secs(args.exit_timeout_secs),
+        max_request_bytes: args.max_request_bytes,
+        poll_interval: Duration::from_secs(args.repository_poll_secs.max(1)),
+    };
+    let server = Server::bind(options, manager).await.map_err(anyhow::Error::msg)?;
+    println!("HTTP listening on {}", server.http_addr());
+    println!("gRPC listening on {}", server.grpc_addr());
+    server.run(shutdown_signal()).await.map_err(anyhow::Error::msg)?;
+    println!("anemone stopped");
+    Ok(())
+}

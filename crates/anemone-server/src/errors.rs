@@ -1,0 +1,120 @@
+//! Errors of the protocol layer and the one table per protocol that maps
+//! them to status codes.
+
+use anemone_core::{Error, ErrorKind};
+
+/// An error answered to a client: a kind (which decides the status code) and
+/// a message that says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The class of the error.
+    pub kind: ErrorKind,
+    /// What is wrong, for the client.
+    pub message: String,
+    /// The request body exceeded `--max-request-bytes` (HTTP 413).
+    pub too_large: bool,
+}
+
+impl ApiError {
+    /// A request the client got wrong (HTTP 400, gRPC INVALID_ARGUMENT).
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError { kind: ErrorKind::InvalidInput, message: message.into(), too_large: false }
+    }
+
+    /// Something that does not exist (HTTP 404, gRPC NOT_FOUND).
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError { kind: ErrorKind::NotFound, message: message.into(), too_large: false }
+    }
+
+    /// Something not ready (HTTP 503, gRPC UNAVAILABLE).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError { kind: ErrorKind::Unavailable, message: message.into(), too_large: false }
+    }
+
+    /// A body over the size limit (HTTP 413, gRPC RESOURCE_EXHAUSTED).
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError {
+            kind: ErrorKind::Overloaded,
+            message: format!("request body exceeds the {limit}-byte limit (--max-request-bytes)"),
+            too_large: true,
+        }
+    }
+
+    /// The HTTP status for this error. The one place HTTP codes are chosen.
+    pub fn http_status(&self) -> u16 {
+        if self.too_large {
+            return 413;
+        }
+        match self.kind {
+            ErrorKind::InvalidInput => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Overloaded => 429,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Timeout => 504,
+            ErrorKind::Backend | ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The gRPC status code for this error. The one place gRPC codes are chosen.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self.kind {
+            ErrorKind::InvalidInput => tonic::Code::InvalidArgument,
+            ErrorKind::NotFound => tonic::Code::NotFound,
+            ErrorKind::Overloaded => tonic::Code::ResourceExhausted,
+            ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::Timeout => tonic::Code::DeadlineExceeded,
+            ErrorKind::Backend | ErrorKind::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        ApiError { kind: e.kind(), message: e.chain_string(), too_large: false }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> tonic::Status {
+        tonic::Status::new(e.grpc_code(), e.message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_http_status_and_one_grpc_code() {
+        let table = [
+            (ErrorKind::InvalidInput, 400, tonic::Code::InvalidArgument),
+            (ErrorKind::NotFound, 404, tonic::Code::NotFound),
+            (ErrorKind::Overloaded, 429, tonic::Code::ResourceExhausted),
+            (ErrorKind::Unavailable, 503, tonic::Code::Unavailable),
+            (ErrorKind::Timeout, 504, tonic::Code::DeadlineExceeded),
+            (ErrorKind::Backend, 500, tonic::Code::Internal),
+            (ErrorKind::Internal, 500, tonic::Code::Internal),
+        ];
+        for (kind, http, grpc) in table {
+            let e = ApiError { kind, message: "x".into(), too_large: false };
+            assert_eq!(e.http_status(), http, "{kind:?}");
+            assert_eq!(e.grpc_code(), grpc, "{kind:?}");
+        }
+        assert_eq!(ApiError::too_large(10).http_status(), 413);
+    }
+
+    #[test]
+    fn manager_errors_keep_their_kind_and_message() {
+        let e: ApiError = Error::ModelNotFound { name: "m".into(), version: None, loaded: vec![] }.into();
+        assert_eq!(e.http_status(), 404);
+        assert!(e.message.contains("model 'm'"));
+    }
+}

@@ -1,0 +1,246 @@
+//! `ModelInfer`: from a `ModelInferRequest` to a [`v2::InferRequest`], and
+//! from a [`v2::InferResponse`] to a `ModelInferResponse` with its outputs in
+//! `raw_output_contents`, as Triton answers.
+
+use crate::errors::ApiError;
+use crate::proto::infer_parameter::ParameterChoice;
+use crate::proto::model_infer_request::InferInputTensor;
+use crate::proto::model_infer_response::InferOutputTensor;
+use crate::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
+use crate::state::AppState;
+use crate::v2;
+use anemone_core::{DataType, ErrorKind, Tensor, TensorData};
+use anemone_runtime::request::input_error;
+use prost::Message;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Decodes, runs and encodes one inference. A response over `max_bytes`
+/// becomes RESOURCE_EXHAUSTED with a message, not a transport error.
+pub(super) async fn run(state: &AppState, request: ModelInferRequest, max_bytes: usize) -> Result<ModelInferResponse, ApiError> {
+    let parameters = request.parameters.clone();
+    let response = encode(state.infer(decode(request)?).await?, parameters);
+    check_size("response", response.encoded_len(), max_bytes)?;
+    Ok(response)
+}
+
+/// Refuses a message over the size limit, naming its size.
+pub(super) fn check_size(what: &str, len: usize, max_bytes: usize) -> Result<(), ApiError> {
+    if len <= max_bytes {
+        return Ok(());
+    }
+    Err(ApiError {
+        kind: ErrorKind::Overloaded,
+        message: format!(
+            "the {what} would be {len} bytes, over the {max_bytes}-byte message limit (--max-request-bytes); ask for fewer outputs or smaller inputs"
+        ),
+        too_large: true,
+    })
+}
+
+/// A gRPC request as the protocol-neutral request.
+pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, ApiError> {
+    let ModelInferRequest { model_name, model_version, id, parameters, inputs, outputs, raw_input_contents } = request;
+    let raw = !raw_input_contents.is_empty();
+    if raw && raw_input_contents.len() != inputs.len() {
+        return Err(ApiError::invalid(format!(
+            "the request has {} inputs but {} raw_input_contents entries; with raw_input_contents, every input needs exactly one entry, in input order",
+            inputs.len(),
+            raw_input_contents.len()
+        )));
+    }
+    let mut raw_data = raw_input_contents.into_iter();
+    let inputs =
+        inputs.into_iter().map(|input| decode_input(input, if raw { raw_data.next() } else { None })).collect::<Result<Vec<_>, _>>()?;
+    let outputs = outputs
+        .into_iter()
+        .map(|o| {
+            for key in o.parameters.keys() {
+                if matches!(key.as_str(), "classification" | "shared_memory_region" | "shared_memory_byte_size" | "shared_memory_offset") {
+                    return Err(ApiError::invalid(format!("output '{}': parameter '{key}' is not supported by anemone", o.name)));
+                }
+            }
+            Ok(v2::RequestedOutput { name: o.name, binary: None })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(v2::InferRequest {
+        model: model_name,
+        version: v2::version(&model_version)?,
+        id: Some(id).filter(|id| !id.is_empty()),
+        parameters: parameters_to_json(&parameters)?,
+        inputs,
+        outputs: Some(outputs).filter(|o| !o.is_empty()),
+    })
+}
+
+/// One input, from its raw bytes when the request uses `raw_input_contents`,
+/// from its typed `contents` otherwise.
+fn decode_input(input: InferInputTensor, raw: Option<Vec<u8>>) -> Result<(String, Tensor), ApiError> {
+    let InferInputTensor { name, datatype, shape, parameters, contents } = input;
+    if parameters.keys().any(|k| k.starts_with("shared_memory")) {
+        return Err(ApiError::invalid(format!("input '{name}' is in shared memory; anemone does not support shared memory yet")));
+    }
+    let dtype = v2::datatype(&datatype).map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
+    let shape = v2::shape(&name, &shape)?;
+    let tensor = match raw {
+        Some(bytes) => {
+            if contents.as_ref().is_some_and(|c| fields(c).iter().any(|(_, n)| *n > 0)) {
+                return Err(ApiError::invalid(format!(
+                    "input '{name}' has typed contents, but the request uses raw_input_contents; when raw_input_contents is given, every input must be in it"
+                )));
+            }
+            match dtype {
+                DataType::Bytes => v2::tensor_from_raw(&name, dtype, shape, &bytes)?,
+                DataType::Bool => Tensor::from_bytes(dtype, shape, normalise_bools(bytes)).map_err(|e| input_error(&name, e))?,
+                _ => Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(&name, e))?,
+            }
+        }
+        None => typed(&name, dtype, shape, contents.unwrap_or_default())?,
+    };
+    Ok((name, tensor))
+}
+
+/// Any non-zero byte is true. Engines read BOOL data as Rust `bool`s, for
+/// which a byte other than 0 or 1 is undefined behaviour, and
+/// `Tensor::from_bytes` does not normalise.
+fn normalise_bools(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.iter_mut().for_each(|b| *b = (*b != 0) as u8);
+    bytes
+}
+
+/// The typed-contents field that carries each datatype; FP16 has none.
+fn field_of(dtype: DataType) -> Option<&'static str> {
+    Some(match dtype {
+        DataType::Bool => "bool_contents",
+        DataType::I8 | DataType::I16 | DataType::I32 => "int_contents",
+        DataType::I64 => "int64_contents",
+        DataType::U8 | DataType::U16 | DataType::U32 => "uint_contents",
+        DataType::U64 => "uint64_contents",
+        DataType::F32 => "fp32_contents",
+        DataType::F64 => "fp64_contents",
+        DataType::Bytes => "bytes_contents",
+        DataType::F16 => return None,
+    })
+}
+
+/// Each typed-contents field with its number of values.
+fn fields(c: &InferTensorContents) -> [(&'static str, usize); 8] {
+    [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ]
+}
+
+/// A tensor from typed contents: the field must match the datatype, hold
+/// exactly as many values as the shape needs, and each value must fit.
+fn typed(name: &str, dtype: DataType, shape: Vec<usize>, c: InferTensorContents) -> Result<Tensor, ApiError> {
+    let fp16 = || {
+        ApiError::invalid(format!(
+            "input '{name}' is FP16, which has no typed contents field; send its data in raw_input_contents (little-endian IEEE half floats)"
+        ))
+    };
+    let field = field_of(dtype).ok_or_else(fp16)?;
+    if let Some((other, _)) = fields(&c).into_iter().find(|(f, n)| *n > 0 && *f != field) {
+        return Err(ApiError::invalid(format!(
+            "input '{name}' is {datatype}, whose values go in contents.{field}, but contents.{other} is given",
+            datatype = dtype.kserve_name()
+        )));
+    }
+    let expected = anemone_core::tensor::element_count(&shape).unwrap_or(usize::MAX);
+    let given = fields(&c).into_iter().find(|(f, _)| *f == field).map_or(0, |(_, n)| n);
+    if given != expected {
+        let hint = if given == 0 { "; give its data in contents or in raw_input_contents" } else { "" };
+        return Err(ApiError::invalid(format!(
+            "input '{name}' has {given} values in contents.{field}, but shape {shape:?} needs {expected}{hint}"
+        )));
+    }
+    macro_rules! narrow {
+        ($values:expr, $t:ty) => {{
+            let values = $values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    <$t>::try_from(v).map_err(|_| {
+                        ApiError::invalid(format!("input '{name}' value {i} ({v}) is out of range for {}", dtype.kserve_name()))
+                    })
+                })
+                .collect::<Result<Vec<$t>, _>>()?;
+            Tensor::from_vec(shape, values)
+        }};
+    }
+    let tensor = match dtype {
+        DataType::Bool => Tensor::from_vec(shape, c.bool_contents),
+        DataType::I8 => narrow!(c.int_contents, i8),
+        DataType::I16 => narrow!(c.int_contents, i16),
+        DataType::I32 => Tensor::from_vec(shape, c.int_contents),
+        DataType::I64 => Tensor::from_vec(shape, c.int64_contents),
+        DataType::U8 => narrow!(c.uint_contents, u8),
+        DataType::U16 => narrow!(c.uint_contents, u16),
+        DataType::U32 => Tensor::from_vec(shape, c.uint_contents),
+        DataType::U64 => Tensor::from_vec(shape, c.uint64_contents),
+        DataType::F32 => Tensor::from_vec(shape, c.fp32_contents),
+        DataType::F64 => Tensor::from_vec(shape, c.fp64_contents),
+        DataType::Bytes => Tensor::from_strings(shape, c.bytes_contents),
+        DataType::F16 => return Err(fp16()),
+    };
+    tensor.map_err(|e| input_error(name, e).into())
+}
+
+/// Request parameters as the JSON map the protocol-neutral layer reads
+/// (`timeout`, `priority`, ...).
+fn parameters_to_json(parameters: &HashMap<String, InferParameter>) -> Result<serde_json::Map<String, Value>, ApiError> {
+    parameters
+        .iter()
+        .map(|(key, p)| {
+            let value = match &p.parameter_choice {
+                Some(ParameterChoice::BoolParam(b)) => Value::Bool(*b),
+                Some(ParameterChoice::Int64Param(i)) => Value::from(*i),
+                Some(ParameterChoice::Uint64Param(u)) => Value::from(*u),
+                Some(ParameterChoice::StringParam(s)) => Value::String(s.clone()),
+                Some(ParameterChoice::DoubleParam(d)) => serde_json::Number::from_f64(*d)
+                    .map(Value::Number)
+                    .ok_or_else(|| ApiError::invalid(format!("parameter '{key}' is {d}, not a finite number")))?,
+                None => return Err(ApiError::invalid(format!("parameter '{key}' has no value"))),
+            };
+            Ok((key.clone(), value))
+        })
+        .collect()
+}
+
+/// A protocol-neutral response as a gRPC one; `parameters` are the
+/// request's, passed back unchanged.
+pub(super) fn encode(response: v2::InferResponse, parameters: HashMap<String, InferParameter>) -> ModelInferResponse {
+    let mut outputs = Vec::with_capacity(response.outputs.len());
+    let mut raw = Vec::with_capacity(response.outputs.len());
+    for (name, tensor) in response.outputs {
+        outputs.push(InferOutputTensor {
+            name,
+            datatype: tensor.dtype().kserve_name().into(),
+            shape: tensor.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect(),
+            parameters: HashMap::new(),
+            contents: None,
+        });
+        // Numeric data is already the little-endian wire form: move it, don't copy it.
+        raw.push(match tensor.as_strings() {
+            Some(_) => v2::tensor_to_raw(&tensor),
+            None => match tensor.into_data() {
+                TensorData::Numeric(bytes) => bytes,
+                TensorData::Strings(_) => Vec::new(),
+            },
+        });
+    }
+    ModelInferResponse {
+        model_name: response.model,
+        model_version: response.version,
+        id: response.id.unwrap_or_default(),
+        parameters,
+        outputs,
+        raw_output_contents: raw,
+    }
+}

@@ -1,0 +1,63 @@
+//! The message-size policy: an oversized request is RESOURCE_EXHAUSTED, as
+//! gRPC's C core (and so Triton) answers.
+//!
+//! tonic enforces `max_decoding_message_size` itself, before any handler
+//! runs, but answers OUT_OF_RANGE. This thin wrapper around the generated
+//! server turns that answer into RESOURCE_EXHAUSTED. No handler of this
+//! service answers OUT_OF_RANGE (the table in [`crate::errors`] has no such
+//! code), so the rewrite cannot hide another error.
+
+use super::Inference;
+use crate::errors::ApiError;
+use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use tonic::body::Body;
+use tonic::codegen::{http, BoxFuture, Service};
+use tonic::server::NamedService;
+use tonic::{Code, Status};
+
+/// `inference.GRPCInferenceService`, ready for
+/// `tonic::transport::Server::add_service`.
+#[derive(Clone)]
+pub struct InferenceService {
+    inner: GrpcInferenceServiceServer<Inference>,
+    max_message_bytes: usize,
+}
+
+impl InferenceService {
+    pub(super) fn new(inner: GrpcInferenceServiceServer<Inference>, max_message_bytes: usize) -> InferenceService {
+        InferenceService { inner, max_message_bytes }
+    }
+}
+
+impl NamedService for InferenceService {
+    const NAME: &'static str = <GrpcInferenceServiceServer<Inference> as NamedService>::NAME;
+}
+
+impl Service<http::Request<Body>> for InferenceService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<http::Request<Body>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let answer = self.inner.call(request);
+        let limit = self.max_message_bytes;
+        Box::pin(async move {
+            let response = answer.await?;
+            // An early refusal travels in the headers (a trailers-only response).
+            match Status::from_header_map(response.headers()) {
+                Some(status) if status.code() == Code::OutOfRange => {
+                    let mut e = ApiError::too_large(limit);
+                    e.message = format!("{} ({})", e.message, status.message());
+                    Ok(Status::from(e).into_http())
+                }
+                _ => Ok(response),
+            }
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! KServe v2 over gRPC (tonic): `inference.GRPCInferenceService`, with the
+//! same messages as Triton's `grpc_service.proto`.
+//!
+//! Every RPC decodes its request, asks the shared [`AppState`] and encodes
+//! the answer; errors become statuses through the one table in
+//! [`crate::errors`]. Inference requests and responses are converted in
+//! [`infer`], the bidirectional stream lives in [`stream`], and [`limit`]
+//! holds the message-size policy.
+
+mod infer;
+mod limit;
+mod stream;
+
+pub use limit::InferenceService;
+
+use crate::errors::ApiError;
+use crate::proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use crate::proto::model_repository_parameter::ParameterChoice;
+use crate::proto::{self, ModelRepositoryParameter};
+use crate::state::AppState;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The gRPC inference service: `inference.GRPCInferenceService`.
+///
+/// Requests and responses larger than `max_message_bytes` are refused with
+/// RESOURCE_EXHAUSTED (tonic itself would answer OUT_OF_RANGE).
+pub fn service(state: Arc<AppState>, max_message_bytes: usize) -> InferenceService {
+    let server = GrpcInferenceServiceServer::new(Inference { state, max_message_bytes })
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    InferenceService::new(server, max_message_bytes)
+}
+
+/// Answers every RPC from the shared state.
+pub struct Inference {
+    state: Arc<AppState>,
+    /// The largest message accepted or sent; a response over it becomes an error.
+    max_message_bytes: usize,
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn ok<T>(message: T) -> Answer<T> {
+    Ok(Response::new(message))
+}
+
+fn unsupported<T>(what: &str) -> Answer<T> {
+    Err(Status::unimplemented(format!("anemone does not support {what} yet")))
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Inference {
+    async fn server_live(&self, _: Request<proto::ServerLiveRequest>) -> Answer<proto::ServerLiveResponse> {
+        ok(proto::ServerLiveResponse { live: self.state.live() })
+    }
+
+    async fn server_ready(&self, _: Request<proto::ServerReadyRequest>) -> Answer<proto::ServerReadyResponse> {
+        ok(proto::ServerReadyResponse { ready: self.state.ready() })
+    }
+
+    async fn model_ready(&self, request: Request<proto::ModelReadyRequest>) -> Answer<proto::ModelReadyResponse> {
+        let r = request.into_inner();
+        ok(proto::ModelReadyResponse { ready: self.state.model_ready(&r.name, &r.version)? })
+    }
+
+    async fn server_metadata(&self, _: Request<proto::ServerMetadataRequest>) -> Answer<proto::ServerMetadataResponse> {
+        ok(self.state.server_metadata())
+    }
+
+    async fn model_metadata(&self, request: Request<proto::ModelMetadataRequest>) -> Answer<proto::ModelMetadataResponse> {
+        let r = request.into_inner();
+        ok(self.state.model_metadata(&r.name, &r.version)?)
+    }
+
+    async fn model_infer(&self, request: Request<proto::ModelInferRequest>) -> Answer<proto::ModelInferResponse> {
+        ok(infer::run(&self.state, request.into_inner(), self.max_message_bytes).await?)
+    }
+
+    type ModelStreamInferStream = stream::Responses;
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<tonic::Streaming<proto::ModelInferRequest>>,
+    ) -> Answer<Self::ModelStreamInferStream> {
+        ok(stream::responses(Arc::clone(&self.state), request.into_inner(), self.max_message_bytes))
+    }
+
+    async fn model_config(&self, request: Request<proto::ModelConfigRequest>) -> Answer<proto::ModelConfigResponse> {
+        let r = request.into_inner();
+        ok(proto::ModelConfigResponse { config: Some(self.state.model_config(&r.name, &r.version)?) })
+    }
+
+    async fn model_statistics(&self, request: Request<proto::ModelStatisticsRequest>) -> Answer<proto::ModelStatisticsResponse> {
+        let r = request.into_inner();
+        ok(self.state.statistics(&r.name, &r.version)?)
+    }
+
+    async fn repository_index(&self, request: Request<proto::RepositoryIndexRequest>) -> Answer<proto::RepositoryIndexResponse> {
+        let r = request.into_inner();
+        single_repository(&r.repository_name)?;
+        ok(self.state.repository_index(r.ready))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<proto::RepositoryModelLoadRequest>,
+    ) -> Answer<proto::RepositoryModelLoadResponse> {
+        let r = request.into_inner();
+        single_repository(&r.repository_name)?;
+        let config = config_override(&r.parameters)?;
+        self.state.load_model(&r.model_name, config).await?;
+        ok(proto::RepositoryModelLoadResponse {})
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<proto::RepositoryModelUnloadRequest>,
+    ) -> Answer<proto::RepositoryModelUnloadResponse> {
+        let r = request.into_inner();
+        single_repository(&r.repository_name)?;
+        for key in r.parameters.keys() {
+            // Without ensembles there are no dependents, so Triton's flag is trivially honoured.
+            if key != "unload_dependents" {
+                return Err(ApiError::invalid(format!("unknown unload parameter '{key}'; anemone knows only 'unload_dependents'")).into());
+            }
+        }
+        self.state.unload_model(&r.model_name)?;
+        ok(proto::RepositoryModelUnloadResponse {})
+    }
+
+    async fn system_shared_memory_status(
+        &self,
+        _: Request<proto::SystemSharedMemoryStatusRequest>,
+    ) -> Answer<proto::SystemSharedMemoryStatusResponse> {
+        unsupported("system shared memory")
+    }
+
+    async fn system_shared_memory_register(
+        &self,
+        _: Request<proto::SystemSharedMemoryRegisterRequest>,
+    ) -> Answer<proto::SystemSharedMemoryRegisterResponse> {
+        unsupported("system shared memory")
+    }
+
+    async fn system_shared_memory_unregister(
+        &self,
+        _: Request<proto::SystemSharedMemoryUnregisterRequest>,
+    ) -> Answer<proto::SystemSharedMemoryUnregisterResponse> {
+        unsupported("system shared memory")
+    }
+
+    async fn cuda_shared_memory_status(
+        &self,
+        _: Request<proto::CudaSharedMemoryStatusRequest>,
+    ) -> Answer<proto::CudaSharedMemoryStatusResponse> {
+        unsupported("CUDA shared memory")
+    }
+
+    async fn cuda_shared_memory_register(
+        &self,
+        _: Request<proto::CudaSharedMemoryRegisterRequest>,
+    ) -> Answer<proto::CudaSharedMemoryRegisterResponse> {
+        unsupported("CUDA shared memory")
+    }
+
+    async fn cuda_shared_memory_unregister(
+        &self,
+        _: Request<proto::CudaSharedMemoryUnregisterRequest>,
+    ) -> Answer<proto::CudaSharedMemoryUnregisterResponse> {
+        unsupported("CUDA shared memory")
+    }
+
+    async fn trace_setting(&self, _: Request<proto::TraceSettingRequest>) -> Answer<proto::TraceSettingResponse> {
+        unsupported("trace settings over the API (tracing is configured at start-up)")
+    }
+
+    async fn log_settings(&self, _: Request<proto::LogSettingsRequest>) -> Answer<proto::LogSettingsResponse> {
+        unsupported("log settings over the API (logging is configured at start-up)")
+    }
+}
+
+/// anemone serves one repository; Triton's `repository_name` may only name none.
+fn single_repository(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(format!("anemone serves a single model repository; leave repository_name empty (got '{name}')")))
+}
+
+/// The `config` load parameter: a JSON model configuration in `string_param`.
+fn config_override(parameters: &HashMap<String, ModelRepositoryParameter>) -> Result<Option<&str>, ApiError> {
+    let mut config = None;
+    for (key, value) in parameters {
+        match (key.as_str(), &value.parameter_choice) {
+            ("config", Some(ParameterChoice::StringParam(json))) => config = Some(json.as_str()),
+            ("config", _) => {
+                return Err(ApiError::invalid("load parameter 'config' must be a string_param holding the model configuration as JSON"))
+            }
+            (k, _) if k.starts_with("file:") => {
+                return Err(ApiError::invalid(format!(
+                    "load parameter '{k}' is not supported: anemone loads model files from the repository only"
+                )))
+            }
+            (k, _) => return Err(ApiError::invalid(format!("unknown load parameter '{k}'; anemone knows only 'config'"))),
+        }
+    }
+    Ok(config)
+}

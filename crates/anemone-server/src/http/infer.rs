@@ -1,0 +1,330 @@
+//! The HTTP inference codec: the JSON request and response of KServe v2,
+//! and Triton's binary tensor data extension.
+//!
+//! With the `Inference-Header-Content-Length: N` header, the first N bytes
+//! of a body are the JSON header and the rest is the binary data of the
+//! tensors that carry `"parameters": {"binary_data_size": K}`, concatenated
+//! in tensor order. BYTES elements in binary form are each a 4-byte
+//! little-endian length followed by the bytes.
+
+use crate::errors::ApiError;
+use crate::v2::{self, RequestedOutput};
+use anemone_core::{Tensor, TensorData};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The header that splits a body into its JSON and binary parts.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+const BINARY_DATA_SIZE: &str = "binary_data_size";
+const BINARY_DATA: &str = "binary_data";
+const BINARY_DATA_OUTPUT: &str = "binary_data_output";
+
+#[derive(Deserialize)]
+struct RequestHeader {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    inputs: Vec<InputHeader>,
+    #[serde(default)]
+    outputs: Option<Vec<OutputHeader>>,
+}
+
+#[derive(Deserialize)]
+struct InputHeader {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct OutputHeader {
+    name: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+}
+
+/// Decodes an inference request body (JSON, or JSON plus binary data) for
+/// `model`/`version`.
+pub fn decode(model: String, version: Option<u64>, headers: &HeaderMap, body: &Bytes) -> Result<v2::InferRequest, ApiError> {
+    let (json, mut binary) = split(headers, body)?;
+    let had_binary_header = headers.contains_key(HEADER_LENGTH);
+    let header: RequestHeader =
+        serde_json::from_slice(json).map_err(|e| ApiError::invalid(format!("malformed inference request JSON: {e}")))?;
+    let parameters = header.parameters.unwrap_or_default();
+    if let Some(v) = parameters.get(BINARY_DATA_OUTPUT) {
+        if !v.is_boolean() {
+            return Err(ApiError::invalid(format!("request parameter '{BINARY_DATA_OUTPUT}' must be true or false, got {v}")));
+        }
+    }
+
+    let binary_total = binary.len();
+    let mut inputs = Vec::with_capacity(header.inputs.len());
+    for input in header.inputs {
+        let name = input.name;
+        let dtype = v2::datatype(&input.datatype).map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
+        let shape = v2::shape(&name, &input.shape)?;
+        let params = input.parameters.unwrap_or_default();
+        refuse_shared_memory(&params, "input", &name)?;
+        let binary_size = params
+            .get(BINARY_DATA_SIZE)
+            .map(|v| {
+                v.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                    ApiError::invalid(format!("input '{name}': parameter '{BINARY_DATA_SIZE}' must be a byte count, got {v}"))
+                })
+            })
+            .transpose()?;
+        let tensor = match (input.data, binary_size) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(format!(
+                    "input '{name}' has both 'data' and parameter '{BINARY_DATA_SIZE}'; give one of them"
+                )))
+            }
+            (None, None) => {
+                return Err(ApiError::invalid(format!(
+                    "input '{name}' has neither 'data' nor parameter '{BINARY_DATA_SIZE}'"
+                )))
+            }
+            (Some(data), None) => v2::tensor_from_json(&name, dtype, shape, &data)?,
+            (None, Some(size)) => {
+                if size > binary.len() {
+                    let why = if had_binary_header {
+                        format!("only {} of the {binary_total} bytes after the JSON header remain", binary.len())
+                    } else {
+                        format!("the request has no binary part (no {HEADER_LENGTH} header)")
+                    };
+                    return Err(ApiError::invalid(format!("input '{name}' has {BINARY_DATA_SIZE} {size}, but {why}")));
+                }
+                let (data, rest) = binary.split_at(size);
+                binary = rest;
+                v2::tensor_from_raw(&name, dtype, shape, data)?
+            }
+        };
+        inputs.push((name, tensor));
+    }
+    if !binary.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "the binary part has {binary_total} bytes, but the inputs' {BINARY_DATA_SIZE} values add up to {}",
+            binary_total - binary.len()
+        )));
+    }
+
+    let outputs = match header.outputs {
+        None => None,
+        Some(list) if list.is_empty() => None,
+        Some(list) => Some(list.into_iter().map(requested_output).collect::<Result<Vec<_>, _>>()?),
+    };
+    Ok(v2::InferRequest { model, version, id: header.id, parameters, inputs, outputs })
+}
+
+/// Splits a body into its JSON header and binary part, following
+/// `Inference-Header-Content-Length`.
+fn split<'a>(headers: &HeaderMap, body: &'a Bytes) -> Result<(&'a [u8], &'a [u8]), ApiError> {
+    let Some(value) = headers.get(HEADER_LENGTH) else {
+        return Ok((body, &[]));
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    let length: usize = text.parse().map_err(|_| {
+        ApiError::invalid(format!("header Inference-Header-Content-Length must be a byte count, got '{}'", String::from_utf8_lossy(value.as_bytes())))
+    })?;
+    if length > body.len() {
+        return Err(ApiError::invalid(format!(
+            "header Inference-Header-Content-Length is {length}, but the body has only {} bytes",
+            body.len()
+        )));
+    }
+    Ok(body.split_at(length))
+}
+
+fn requested_output(output: OutputHeader) -> Result<RequestedOutput, ApiError> {
+    let params = output.parameters.unwrap_or_default();
+    refuse_shared_memory(&params, "output", &output.name)?;
+    if params.contains_key("classification") {
+        return Err(ApiError::invalid(format!(
+            "output '{}': the classification extension is not supported; ask for the raw output",
+            output.name
+        )));
+    }
+    let binary = params
+        .get(BINARY_DATA)
+        .map(|v| {
+            v.as_bool().ok_or_else(|| {
+                ApiError::invalid(format!("output '{}': parameter '{BINARY_DATA}' must be true or false, got {v}", output.name))
+            })
+        })
+        .transpose()?;
+    Ok(RequestedOutput { name: output.name, binary })
+}
+
+fn refuse_shared_memory(params: &Map<String, Value>, what: &str, name: &str) -> Result<(), ApiError> {
+    if params.keys().any(|k| k.starts_with("shared_memory")) {
+        return Err(ApiError::invalid(format!(
+            "{what} '{name}': the shared memory extension is not supported; send the data in the request"
+        )));
+    }
+    Ok(())
+}
+
+/// Which outputs of a response go as binary data: the per-output
+/// `binary_data` parameter, else the request's `binary_data_output`.
+#[derive(Debug, Clone, Default)]
+pub struct OutputEncoding {
+    default_binary: bool,
+    outputs: Vec<RequestedOutput>,
+}
+
+impl OutputEncoding {
+    /// Reads the choice from a decoded request (before it is consumed).
+    pub fn of(request: &v2::InferRequest) -> OutputEncoding {
+        OutputEncoding {
+            default_binary: request.parameters.get(BINARY_DATA_OUTPUT).and_then(Value::as_bool).unwrap_or(false),
+            outputs: request.outputs.clone().unwrap_or_default(),
+        }
+    }
+
+    fn binary(&self, name: &str) -> bool {
+        self.outputs.iter().find(|o| o.name == name).and_then(|o| o.binary).unwrap_or(self.default_binary)
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseHeader<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    parameters: &'a Map<String, Value>,
+    outputs: Vec<OutputJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputJson<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
+}
+
+/// Encodes a response: plain JSON, or, when any output goes as binary data,
+/// the JSON header followed by those outputs' bytes in output order.
+pub fn encode(response: v2::InferResponse, encoding: &OutputEncoding) -> Result<Response, ApiError> {
+    let binary: Vec<bool> = response.outputs.iter().map(|(name, _)| encoding.binary(name)).collect();
+    let header = ResponseHeader {
+        model_name: &response.model,
+        model_version: &response.version,
+        id: response.id.as_deref(),
+        parameters: &response.parameters,
+        outputs: response
+            .outputs
+            .iter()
+            .zip(&binary)
+            .map(|((name, t), &binary)| OutputJson {
+                name,
+                datatype: t.dtype().kserve_name(),
+                shape: t.shape(),
+                parameters: binary.then(|| BinarySize { binary_data_size: raw_len(t) }),
+                data: (!binary).then(|| v2::tensor_to_json(t)),
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec(&header).map_err(|e| ApiError {
+        kind: anemone_core::ErrorKind::Internal,
+        message: format!("cannot encode the response: {e}"),
+        too_large: false,
+    })?;
+    drop(header);
+    if !binary.contains(&true) {
+        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response());
+    }
+
+    // The JSON header, then each binary output as its own chunk: the
+    // tensors' buffers are handed to the body, not copied into one.
+    let json_len = json.len();
+    let mut chunks = vec![Bytes::from(json)];
+    chunks.extend(response.outputs.into_iter().zip(binary).filter(|(_, b)| *b).map(|((_, t), _)| into_raw(t)));
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let body = Body::from_stream(futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>)));
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (header::CONTENT_LENGTH, HeaderValue::from(total)),
+            (header::HeaderName::from_static(HEADER_LENGTH), HeaderValue::from(json_len)),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The length of a tensor's binary form.
+fn raw_len(t: &Tensor) -> usize {
+    match t.as_strings() {
+        Some(strings) => strings.iter().map(|s| 4 + s.len()).sum(),
+        None => t.byte_len(),
+    }
+}
+
+/// A tensor's binary form; numeric data is moved, not copied.
+fn into_raw(t: Tensor) -> Bytes {
+    if t.as_strings().is_some() {
+        return Bytes::from(v2::tensor_to_raw(&t));
+    }
+    match t.into_data() {
+        TensorData::Numeric(bytes) => Bytes::from(bytes),
+        TensorData::Strings(_) => unreachable!("strings were handled above; this is a bug"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anemone_core::DataType;
+
+    fn headers(length: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(l) = length {
+            h.insert(HEADER_LENGTH, HeaderValue::from_str(l).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn binary_inputs_are_taken_in_order() {
+        let json = br#"{"inputs":[{"name":"a","shape":[2],"datatype":"INT32","parameters":{"binary_data_size":8}},
+            {"name":"b","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":6}},
+            {"name":"c","shape":[1],"datatype":"FP32","data":[1.5]}]}"#;
+        let mut body = json.to_vec();
+        body.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
+        body.extend_from_slice(&[2, 0, 0, 0, b'h', b'i']);
+        let r = decode("m".into(), None, &headers(Some(&json.len().to_string())), &Bytes::from(body)).unwrap();
+        assert_eq!(r.inputs[0].1.to_vec::<i32>().unwrap(), vec![1, 2]);
+        assert_eq!(r.inputs[1].1.as_strings().unwrap(), &[b"hi".to_vec()]);
+        assert_eq!(r.inputs[2].1.dtype(), DataType::F32);
+    }
+
+    #[test]
+    fn binary_outputs_report_their_sizes() {
+        let t = Tensor::from_strings(vec![2], vec![b"ab".to_vec(), vec![]]).unwrap();
+        assert_eq!(raw_len(&t), 10);
+        assert_eq!(into_raw(t).len(), 10);
+        let t = Tensor::from_vec(vec![3], vec![1.0f32, 2.0, 3.0]).unwrap();
+        assert_eq!(raw_len(&t), 12);
+        assert_eq!(&into_raw(t)[..4], &1.0f32.to_le_bytes());
+    }
+}

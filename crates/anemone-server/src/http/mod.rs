@@ -1,0 +1,206 @@
+//! KServe v2 over HTTP (axum), with Triton's extensions: binary tensor
+//! data, model configuration, statistics and the model repository API.
+//!
+//! Every handler decodes, asks [`AppState`], and encodes; errors answer
+//! `{"error": "..."}` with the status [`ApiError::http_status`] chooses.
+
+mod error;
+pub mod infer;
+mod views;
+
+use crate::errors::ApiError;
+use crate::state::AppState;
+use crate::v2;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What every handler gets.
+#[derive(Clone)]
+struct Http {
+    state: Arc<AppState>,
+    /// The body size limit, for the 413 message.
+    limit: usize,
+}
+
+/// Every route of the HTTP API. Bodies over `max_request_bytes` get 413.
+pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
+    let model_routes = |r: Router<Http>, base: &str| {
+        r.route(base, get(model_metadata))
+            .route(&format!("{base}/ready"), get(model_ready))
+            .route(&format!("{base}/infer"), post(infer))
+            .route(&format!("{base}/config"), get(model_config))
+            .route(&format!("{base}/stats"), get(model_stats))
+    };
+    let mut r = Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/stats", get(all_stats))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{m}/load", post(load))
+        .route("/v2/repository/models/{m}/unload", post(unload))
+        .route("/metrics", get(metrics));
+    r = model_routes(r, "/v2/models/{m}");
+    r = model_routes(r, "/v2/models/{m}/versions/{v}");
+    r.fallback(error::no_route)
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .with_state(Http { state, limit: max_request_bytes })
+}
+
+/// The model and version a path names; the version is empty when the path has none.
+struct ModelPath {
+    name: String,
+    /// As given, for [`AppState`]'s operations.
+    version: String,
+    /// Parsed; `None` for the server's choice.
+    number: Option<u64>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            m: String,
+            #[serde(default)]
+            v: String,
+        }
+        let Path(raw) = Path::<Raw>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("bad path: {}", e.body_text())))?;
+        let number = v2::version(&raw.v)?;
+        Ok(ModelPath { name: raw.m, version: raw.v, number })
+    }
+}
+
+/// A request body read within the size limit, uncompressed.
+struct RequestBody(Bytes);
+
+impl FromRequest<Http> for RequestBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, http: &Http) -> Result<Self, ApiError> {
+        if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
+            let name = String::from_utf8_lossy(encoding.as_bytes());
+            if !name.trim().eq_ignore_ascii_case("identity") {
+                return Err(ApiError::invalid(format!(
+                    "Content-Encoding '{name}' is not supported; send the body uncompressed"
+                )));
+            }
+        }
+        Bytes::from_request(req, http).await.map(RequestBody).map_err(|e| error::body_error(e, http.limit))
+    }
+}
+
+/// Parses an optional JSON body; empty means `T::default()`.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("malformed {what} JSON: {e}")))
+}
+
+fn status_only(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn server_metadata(State(http): State<Http>) -> Json<Value> {
+    Json(views::server_metadata(&http.state.server_metadata()))
+}
+
+async fn live(State(http): State<Http>) -> StatusCode {
+    status_only(http.state.live())
+}
+
+async fn ready(State(http): State<Http>) -> StatusCode {
+    status_only(http.state.ready())
+}
+
+async fn model_ready(State(http): State<Http>, p: ModelPath) -> Result<StatusCode, ApiError> {
+    http.state.model_ready(&p.name, &p.version).map(status_only)
+}
+
+async fn model_metadata(State(http): State<Http>, p: ModelPath) -> Result<Json<Value>, ApiError> {
+    Ok(Json(views::model_metadata(&http.state.model_metadata(&p.name, &p.version)?)))
+}
+
+async fn model_config(State(http): State<Http>, p: ModelPath) -> Result<Json<Value>, ApiError> {
+    Ok(Json(crate::model_config::to_json(&http.state.model_config(&p.name, &p.version)?)))
+}
+
+async fn model_stats(State(http): State<Http>, p: ModelPath) -> Result<Json<Value>, ApiError> {
+    Ok(Json(views::statistics(&http.state.statistics(&p.name, &p.version)?)))
+}
+
+async fn all_stats(State(http): State<Http>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(views::statistics(&http.state.statistics("", "")?)))
+}
+
+async fn infer(State(http): State<Http>, p: ModelPath, headers: HeaderMap, RequestBody(body): RequestBody) -> Result<Response, ApiError> {
+    let request = infer::decode(p.name, p.number, &headers, &body)?;
+    drop(body);
+    let encoding = infer::OutputEncoding::of(&request);
+    let response = http.state.infer(request).await?;
+    infer::encode(response, &encoding)
+}
+
+async fn repository_index(State(http): State<Http>, RequestBody(body): RequestBody) -> Result<Json<Value>, ApiError> {
+    #[derive(Deserialize, Default)]
+    struct IndexRequest {
+        #[serde(default)]
+        ready: bool,
+    }
+    let request: IndexRequest = optional_json(&body, "repository index request")?;
+    Ok(Json(views::repository_index(&http.state.repository_index(request.ready))))
+}
+
+/// `{"parameters": {...}}`, the body of load and unload.
+#[derive(Deserialize, Default)]
+struct RepositoryRequest {
+    #[serde(default)]
+    parameters: Option<serde_json::Map<String, Value>>,
+}
+
+async fn load(State(http): State<Http>, p: ModelPath, RequestBody(body): RequestBody) -> Result<StatusCode, ApiError> {
+    let request: RepositoryRequest = optional_json(&body, "load request")?;
+    let mut config = None;
+    for (key, value) in request.parameters.unwrap_or_default() {
+        match (key.as_str(), value) {
+            ("config", Value::String(json)) => config = Some(json),
+            ("config", other) => {
+                return Err(ApiError::invalid(format!("load parameter 'config' must be a string holding the JSON config, got {other}")))
+            }
+            (key, _) if key.starts_with("file:") => {
+                return Err(ApiError::invalid(format!(
+                    "load parameter '{key}': loading model files from the request is not supported; put them in the repository"
+                )))
+            }
+            (key, _) => return Err(ApiError::invalid(format!("unknown load parameter '{key}'; only 'config' is supported"))),
+        }
+    }
+    http.state.load_model(&p.name, config.as_deref()).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn unload(State(http): State<Http>, p: ModelPath, RequestBody(body): RequestBody) -> Result<StatusCode, ApiError> {
+    // Triton's only unload parameter, `unload_dependents`, concerns ensembles; accepted and moot here.
+    let _: RepositoryRequest = optional_json(&body, "unload request")?;
+    http.state.unload_model(&p.name)?;
+    Ok(StatusCode::OK)
+}
+
+async fn metrics(State(http): State<Http>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], http.state.prometheus())
+}

@@ -1,0 +1,27 @@
+//! The anemone server: the KServe v2 / Open Inference Protocol over HTTP
+//! (axum) and gRPC (tonic), with Triton's extensions, serving a Triton-style
+//! model repository through the [`anemone_runtime::Manager`].
+//!
+//! Both front ends are thin: they decode requests into [`v2`] types and ask
+//! the shared [`state::AppState`], so HTTP and gRPC answer identically. Errors
+//! map to status codes in one table per protocol ([`errors::ApiError`]).
+#![deny(missing_docs)]
+
+pub mod errors;
+pub mod grpc;
+pub mod http;
+pub mod model_config;
+pub mod prometheus;
+pub mod repository;
+pub mod server;
+pub mod state;
+pub mod v2;
+
+pub use repository::ControlMode;
+pub use server::{shutdown_signal, Server, ServerOptions};
+
+pub mod proto {
+    //! The KServe v2 / Triton gRPC messages and services, generated from `proto/`.
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("inference");
+}

@@ -1,0 +1,357 @@
+//! A Triton-style model repository: `<root>/<model>/[config.pbtxt]` and
+//! `<root>/<model>/<version>/model.onnx`, loaded into the [`Manager`].
+//!
+//! A model that fails to load is recorded as UNAVAILABLE with its reason; it
+//! never stops the server or the other models. Loads of different models run
+//! concurrently.
+
+use crate::errors::ApiError;
+use crate::model_config::{self, Settings};
+use crate::proto::ModelConfig;
+use anemone_runtime::{Manager, ModelSpec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Which models are loaded, and who may load and unload them (Triton's
+/// `--model-control-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ControlMode {
+    /// Load every model at start-up; the load and unload API is refused.
+    #[default]
+    None,
+    /// Load only `--load-model` models at start-up; the API loads and unloads.
+    Explicit,
+    /// Load every model at start-up and follow changes on disk; the API is refused.
+    Poll,
+}
+
+impl std::str::FromStr for ControlMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(ControlMode::None),
+            "explicit" => Ok(ControlMode::Explicit),
+            "poll" => Ok(ControlMode::Poll),
+            other => Err(format!("unknown model control mode '{other}'; use none, explicit or poll")),
+        }
+    }
+}
+
+/// Where a model of the repository stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Being loaded.
+    Loading,
+    /// Loaded and serving.
+    Ready,
+    /// A load failed (see the reason).
+    Unavailable,
+    /// Unloaded, or never loaded.
+    Unloaded,
+}
+
+impl State {
+    /// The name Triton's repository index uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Loading => "LOADING",
+            State::Ready => "READY",
+            State::Unavailable => "UNAVAILABLE",
+            State::Unloaded => "UNLOADED",
+        }
+    }
+}
+
+/// What the repository knows of one model.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its state.
+    pub state: State,
+    /// Why it is unavailable, or empty.
+    pub reason: String,
+    /// The effective configuration, once a load got that far.
+    pub config: Option<ModelConfig>,
+    /// Versions loaded.
+    pub versions: Vec<u64>,
+    /// Newest modification time of its files when last loaded (for polling).
+    pub fingerprint: Option<SystemTime>,
+}
+
+/// One row of the repository index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRow {
+    /// Model name.
+    pub name: String,
+    /// Highest loaded version, or empty.
+    pub version: String,
+    /// State name (`READY`, `UNAVAILABLE`, ...), empty when never loaded.
+    pub state: String,
+    /// Why it is unavailable.
+    pub reason: String,
+}
+
+/// A model repository served through a [`Manager`].
+pub struct Repository {
+    root: PathBuf,
+    manager: Manager,
+    mode: ControlMode,
+    /// Known models by name. Held only briefly, never across a load.
+    entries: Mutex<BTreeMap<String, Entry>>,
+    /// Set once the start-up loads have all finished (successfully or not).
+    startup_done: AtomicBool,
+}
+
+const MODEL_FILE: &str = "model.onnx";
+
+impl Repository {
+    /// Opens a repository directory.
+    pub fn open(root: impl Into<PathBuf>, manager: Manager, mode: ControlMode) -> Result<Repository, String> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(format!("model repository {} is not a directory", root.display()));
+        }
+        Ok(Repository { root, manager, mode, entries: Mutex::default(), startup_done: AtomicBool::new(false) })
+    }
+
+    /// The repository directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The control mode.
+    pub fn mode(&self) -> ControlMode {
+        self.mode
+    }
+
+    /// Model directories on disk, sorted.
+    pub fn scan(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the repository knows of `name`.
+    pub fn entry(&self, name: &str) -> Option<Entry> {
+        self.lock().get(name).cloned()
+    }
+
+    /// Loads the models start-up asks for: every model (modes none and poll),
+    /// or those named (`*` for all) in explicit mode. Failures are recorded,
+    /// never returned.
+    pub async fn load_startup(&self, names: &[String]) {
+        let wanted: Vec<String> = match self.mode {
+            ControlMode::Explicit if !names.iter().any(|n| n == "*") => names.to_vec(),
+            _ => self.scan(),
+        };
+        let loads = wanted.iter().map(|n| self.load(n, None));
+        for (name, result) in wanted.iter().zip(futures_util::future::join_all(loads).await) {
+            if let Err(e) = result {
+                tracing::warn!(model = %name, "model unavailable: {}", e.message);
+            }
+        }
+        self.startup_done.store(true, Ordering::Release);
+    }
+
+    /// Loads (or reloads) a model with its config, or `config_override`.
+    pub async fn load(&self, name: &str, config_override: Option<ModelConfig>) -> Result<(), ApiError> {
+        let dir = self.root.join(name);
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') || !dir.is_dir() {
+            return Err(ApiError::not_found(format!("model '{name}' is not in the repository {}", self.root.display())));
+        }
+        {
+            let mut entries = self.lock();
+            let entry = entries.entry(name.to_string()).or_insert_with(|| Entry {
+                state: State::Unloaded,
+                reason: String::new(),
+                config: None,
+                versions: vec![],
+                fingerprint: None,
+            });
+            if entry.state == State::Loading {
+                return Err(ApiError::unavailable(format!("model '{name}' is already being loaded")));
+            }
+            entry.state = State::Loading;
+        }
+        let fingerprint = fingerprint(&dir);
+        let result = self.load_versions(name, &dir, config_override).await;
+        let mut entries = self.lock();
+        let entry = entries.get_mut(name).expect("inserted above; this is a bug");
+        entry.fingerprint = fingerprint;
+        match result {
+            Ok((config, versions)) => {
+                entry.state = State::Ready;
+                entry.reason.clear();
+                entry.config = Some(config);
+                entry.versions = versions;
+                Ok(())
+            }
+            Err(reason) => {
+                entry.state = State::Unavailable;
+                entry.reason = reason.clone();
+                entry.versions.clear();
+                Err(ApiError::invalid(format!("failed to load model '{name}': {reason}")))
+            }
+        }
+    }
+
+    /// Reads the config, picks versions, loads each; on any failure unloads
+    /// what this attempt loaded and says why.
+    async fn load_versions(&self, name: &str, dir: &Path, config_override: Option<ModelConfig>) -> Result<(ModelConfig, Vec<u64>), String> {
+        let (config, settings, files) = {
+            let (name, dir) = (name.to_string(), dir.to_path_buf());
+            tokio::task::spawn_blocking(move || prepare(&name, &dir, config_override))
+                .await
+                .map_err(|e| format!("internal error while reading the model: {e}"))??
+        };
+        let wanted: Vec<u64> = files.iter().map(|(v, _)| *v).collect();
+        let mut loaded = Vec::new();
+        for (version, path) in files {
+            let mut spec = ModelSpec::new(name, path).version(version);
+            spec.backends = settings.backends.clone();
+            spec.threads = settings.threads;
+            spec.max_concurrency = settings.max_concurrency;
+            if let Err(e) = self.manager.load_model(spec).await {
+                for v in &loaded {
+                    let _ = self.manager.unload_model(name, Some(*v));
+                }
+                return Err(format!("version {version}: {}", e.chain_string()));
+            }
+            loaded.push(version);
+        }
+        // Versions no longer wanted by the policy go away.
+        for instance in self.manager.models().iter().filter(|m| m.name() == name && !wanted.contains(&m.version())) {
+            let _ = self.manager.unload_model(name, Some(instance.version()));
+        }
+        Ok((config, loaded))
+    }
+
+    /// Unloads every version of a model.
+    pub fn unload(&self, name: &str) -> Result<(), ApiError> {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(name) else {
+            return Err(ApiError::not_found(format!("model '{name}' is not loaded")));
+        };
+        if entry.state == State::Loading {
+            return Err(ApiError::unavailable(format!("model '{name}' is being loaded; unload it afterwards")));
+        }
+        let _ = self.manager.unload_model(name, None);
+        entry.state = State::Unloaded;
+        entry.reason.clear();
+        entry.versions.clear();
+        Ok(())
+    }
+
+    /// Every model on disk or known, with its state.
+    pub fn index(&self) -> Vec<IndexRow> {
+        let entries = self.lock();
+        let mut names = self.scan();
+        names.extend(entries.keys().cloned());
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| match entries.get(&name) {
+                Some(e) => IndexRow {
+                    version: e.versions.last().map(u64::to_string).unwrap_or_default(),
+                    state: e.state.as_str().to_string(),
+                    reason: e.reason.clone(),
+                    name,
+                },
+                None => IndexRow { name, version: String::new(), state: String::new(), reason: String::new() },
+            })
+            .collect()
+    }
+
+    /// Whether start-up loading is over and every model that should be
+    /// loaded is ready (Triton's strict readiness).
+    pub fn all_ready(&self) -> bool {
+        self.startup_done.load(Ordering::Acquire) && self.lock().values().all(|e| matches!(e.state, State::Ready | State::Unloaded))
+    }
+
+    /// One polling pass: loads new models, reloads changed ones, unloads removed ones.
+    pub async fn poll_once(&self) {
+        let on_disk = self.scan();
+        let known: Vec<(String, Option<SystemTime>, State)> =
+            self.lock().iter().map(|(n, e)| (n.clone(), e.fingerprint, e.state)).collect();
+        for (name, _, state) in &known {
+            if !on_disk.contains(name) && *state != State::Unloaded {
+                tracing::info!(model = %name, "model removed from the repository; unloading");
+                let _ = self.unload(name);
+            }
+        }
+        for name in on_disk {
+            let current = fingerprint(&self.root.join(&name));
+            let changed = match known.iter().find(|(n, ..)| *n == name) {
+                None => true,
+                Some((_, seen, state)) => *seen != current && *state != State::Loading,
+            };
+            if changed {
+                tracing::info!(model = %name, "model new or changed on disk; loading");
+                let _ = self.load(&name, None).await;
+            }
+        }
+    }
+}
+
+/// Reads what a load needs, off the async executor: the effective config,
+/// anemone's settings, and the `(version, file)` pairs to load.
+fn prepare(name: &str, dir: &Path, config_override: Option<ModelConfig>) -> Result<(ModelConfig, Settings, Vec<(u64, PathBuf)>), String> {
+    let config = match config_override {
+        Some(c) => Some(c),
+        None => match std::fs::read_to_string(dir.join("config.pbtxt")) {
+            Ok(text) => Some(model_config::parse_pbtxt(&text)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("cannot read config.pbtxt: {e}")),
+        },
+    };
+    let file_name = config.as_ref().map(|c| c.default_model_filename.clone()).filter(|f| !f.is_empty()).unwrap_or_else(|| MODEL_FILE.to_string());
+    let mut available: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
+        .filter(|v| dir.join(v.to_string()).join(&file_name).exists())
+        .collect();
+    available.sort_unstable();
+    let policy_config = config.clone().unwrap_or_default();
+    let versions = model_config::versions_to_load(&policy_config, &available)?;
+    let newest = dir.join(versions.last().expect("versions_to_load returns at least one; this is a bug").to_string()).join(&file_name);
+    let meta = anemone_backends::onnx::describe_file(&newest).map_err(|e| e.chain_string())?;
+    let config = model_config::complete(config, name, &meta)?;
+    let settings = model_config::settings(&config)?;
+    let files = versions.iter().map(|v| (*v, dir.join(v.to_string()).join(&file_name))).collect();
+    Ok((config, settings, files))
+}
+
+/// The newest modification time of the files of a model directory (two levels).
+fn fingerprint(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    let mut visit = |p: &Path| {
+        if let Ok(m) = std::fs::metadata(p).and_then(|m| m.modified()) {
+            newest = newest.max(Some(m));
+        }
+    };
+    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+        visit(&e.path());
+        if e.path().is_dir() {
+            for f in std::fs::read_dir(e.path()).into_iter().flatten().filter_map(|f| f.ok()) {
+                visit(&f.path());
+            }
+        }
+    }
+    newest
+}
+

@@ -1,0 +1,192 @@
+//! Binding the listeners, running HTTP and gRPC side by side, and shutting
+//! down gracefully.
+
+use crate::repository::{ControlMode, Repository};
+use crate::state::AppState;
+use anemone_runtime::Manager;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Everything `anemone serve` is told.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to listen on. By default, 127.0.0.1.
+    pub host: String,
+    /// HTTP port; 0 picks a free one. By default, 8000.
+    pub http_port: u16,
+    /// gRPC port; 0 picks a free one. By default, 8001.
+    pub grpc_port: u16,
+    /// The model repository directory.
+    pub repository: PathBuf,
+    /// Who loads models. By default, [`ControlMode::None`]: all at start-up.
+    pub control: ControlMode,
+    /// Models to load at start-up in explicit mode (`*` for all).
+    pub load_models: Vec<String>,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM. By default, 30 s.
+    pub exit_timeout: Duration,
+    /// Largest HTTP request body (413) or gRPC message in either direction
+    /// (RESOURCE_EXHAUSTED). By default, 64 MiB.
+    pub max_request_bytes: usize,
+    /// How often poll mode rescans the repository. By default, 15 s.
+    pub poll_interval: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            host: "127.0.0.1".into(),
+            http_port: 8000,
+            grpc_port: 8001,
+            repository: PathBuf::from("models"),
+            control: ControlMode::None,
+            load_models: Vec::new(),
+            exit_timeout: Duration::from_secs(30),
+            max_request_bytes: 64 << 20,
+            poll_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    state: Arc<AppState>,
+    http: TcpListener,
+    grpc: TcpListener,
+    options: ServerOptions,
+}
+
+impl Server {
+    /// Opens the repository and binds both listeners.
+    pub async fn bind(options: ServerOptions, manager: Manager) -> Result<Server, String> {
+        let repository = Repository::open(&options.repository, manager.clone(), options.control)?;
+        let bind = |port: u16, what: &str| {
+            let addr = format!("{}:{port}", options.host);
+            let what = what.to_string();
+            async move { TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen for {what} on {addr}: {e}")) }
+        };
+        let http = bind(options.http_port, "HTTP").await?;
+        let grpc = bind(options.grpc_port, "gRPC").await?;
+        Ok(Server { state: Arc::new(AppState { manager, repository }), http, grpc, options })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("a bound listener has an address; this is a bug")
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().expect("a bound listener has an address; this is a bug")
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets requests
+    /// in flight finish within `exit_timeout`, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+        let Server { state, http, grpc, options } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+
+        let loader = {
+            let state = Arc::clone(&state);
+            let names = options.load_models.clone();
+            tokio::spawn(async move { state.repository.load_startup(&names).await })
+        };
+        let poller = (options.control == ControlMode::Poll).then(|| {
+            let state = Arc::clone(&state);
+            let every = options.poll_interval;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    state.repository.poll_once().await;
+                }
+            })
+        });
+
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let readiness = tokio::spawn(track_readiness(Arc::clone(&state), reporter));
+
+        let router = crate::http::router(Arc::clone(&state), options.max_request_bytes);
+        let http_server = axum::serve(http, router).with_graceful_shutdown(stopped());
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(crate::grpc::service(Arc::clone(&state), options.max_request_bytes))
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stopped());
+
+        let http_task = tokio::spawn(async move { http_server.await.map_err(|e| format!("HTTP server: {e}")) });
+        let grpc_task = tokio::spawn(async move { grpc_server.await.map_err(|e| format!("gRPC server: {e}")) });
+
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests in flight (at most {:?})", options.exit_timeout);
+        state.manager.shutdown();
+        let _ = stop_tx.send(true);
+        loader.abort();
+        readiness.abort();
+        if let Some(p) = poller {
+            p.abort();
+        }
+        let drained = tokio::time::timeout(options.exit_timeout, async {
+            let http = http_task.await.map_err(|e| e.to_string()).and_then(|r| r);
+            let grpc = grpc_task.await.map_err(|e| e.to_string()).and_then(|r| r);
+            http.and(grpc)
+        })
+        .await;
+        match drained {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("requests still in flight after {:?}; exiting anyway", options.exit_timeout);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Keeps the standard gRPC health service in step with readiness.
+async fn track_readiness(state: Arc<AppState>, reporter: tonic_health::server::HealthReporter) {
+    let mut last = None;
+    loop {
+        let ready = state.ready();
+        if last != Some(ready) {
+            let status = if ready { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status("inference.GRPCInferenceService", status).await;
+            last = Some(ready);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,220 @@
+//! What the HTTP and gRPC front ends share: one object answering every
+//! protocol operation, so both speak exactly the same semantics.
+
+use crate::errors::ApiError;
+use crate::model_config;
+use crate::proto::{self, model_metadata_response::TensorMetadata, StatisticDuration};
+use crate::repository::{ControlMode, Repository, State};
+use crate::v2;
+use anemone_core::TensorSpec;
+use anemone_runtime::metrics::DurationStat;
+use anemone_runtime::{InferRequest, Manager};
+use std::time::Duration;
+
+/// The protocol extensions anemone implements, as `GET /v2` lists them.
+/// (`schedule_policy` is not listed: request `priority` needs the scheduler queue that comes later.)
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_repository", "statistics"];
+
+/// The server's shared state.
+pub struct AppState {
+    /// Runs the models.
+    pub manager: Manager,
+    /// The model repository.
+    pub repository: Repository,
+}
+
+impl AppState {
+    /// `GET /v2`, `ServerMetadata`.
+    pub fn server_metadata(&self) -> proto::ServerMetadataResponse {
+        proto::ServerMetadataResponse {
+            name: "anemone".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// Live: the process serves requests (false once shutdown began).
+    pub fn live(&self) -> bool {
+        self.manager.health().live
+    }
+
+    /// Ready: live, and every model that should be loaded is ready.
+    pub fn ready(&self) -> bool {
+        self.live() && self.repository.all_ready()
+    }
+
+    /// Whether a model (version) is ready. Unknown models are `NotFound`.
+    pub fn model_ready(&self, name: &str, version: &str) -> Result<bool, ApiError> {
+        let version = v2::version(version)?;
+        match self.manager.model(name, version) {
+            Ok(_) => Ok(true),
+            Err(_) if self.repository.entry(name).is_some() || self.repository.scan().iter().any(|n| n == name) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Model metadata; `platform` is the backend serving it.
+    pub fn model_metadata(&self, name: &str, version: &str) -> Result<proto::ModelMetadataResponse, ApiError> {
+        let instance = self.ready_model(name, version)?;
+        let versions = self.manager.models().iter().filter(|m| m.name() == name).map(|m| m.version().to_string()).collect();
+        let tensors = |specs: &[TensorSpec]| -> Vec<TensorMetadata> {
+            specs
+                .iter()
+                .map(|s| TensorMetadata {
+                    name: s.name.clone(),
+                    datatype: s.dtype.kserve_name().into(),
+                    shape: model_config::dims_of(s),
+                })
+                .collect()
+        };
+        let meta = instance.metadata();
+        Ok(proto::ModelMetadataResponse {
+            name: name.into(),
+            versions,
+            platform: instance.backend().into(),
+            inputs: tensors(&meta.inputs),
+            outputs: tensors(&meta.outputs),
+        })
+    }
+
+    /// The model's effective configuration.
+    pub fn model_config(&self, name: &str, version: &str) -> Result<proto::ModelConfig, ApiError> {
+        self.ready_model(name, version)?;
+        self.repository
+            .entry(name)
+            .and_then(|e| e.config)
+            .ok_or_else(|| ApiError::not_found(format!("model '{name}' has no configuration; is it loaded from the repository?")))
+    }
+
+    /// A ready model, or why not: `Unavailable` with the load failure when
+    /// the repository knows it, `NotFound` otherwise.
+    fn ready_model(&self, name: &str, version: &str) -> Result<std::sync::Arc<anemone_runtime::ModelInstance>, ApiError> {
+        let version = v2::version(version)?;
+        self.manager.model(name, version).map_err(|e| match self.repository.entry(name) {
+            Some(entry) if entry.state == State::Unavailable => {
+                ApiError::unavailable(format!("model '{name}' is not ready: {}", entry.reason))
+            }
+            Some(entry) if entry.state == State::Loading => ApiError::unavailable(format!("model '{name}' is loading")),
+            _ => e.into(),
+        })
+    }
+
+    /// Runs an inference.
+    pub async fn infer(&self, request: v2::InferRequest) -> Result<v2::InferResponse, ApiError> {
+        if self.manager.model(&request.model, request.version).is_err() {
+            self.ready_model(&request.model, &request.version.map(|v| v.to_string()).unwrap_or_default())?;
+        }
+        let mut r = InferRequest::new(request.model.clone());
+        r.version = request.version;
+        r.id = request.id.clone();
+        r.inputs = request.inputs;
+        r.outputs = request.outputs.map(|o| o.into_iter().map(|o| o.name).collect());
+        r.timeout = timeout_parameter(&request.parameters)?;
+        let response = self.manager.infer(r).await?;
+        Ok(v2::InferResponse {
+            model: response.model,
+            version: response.version.to_string(),
+            id: request.id,
+            parameters: request.parameters,
+            outputs: response.outputs,
+        })
+    }
+
+    /// Statistics of one model (version), or of every loaded model when `name` is empty.
+    pub fn statistics(&self, name: &str, version: &str) -> Result<proto::ModelStatisticsResponse, ApiError> {
+        let version = v2::version(version)?;
+        if !name.is_empty() {
+            self.ready_model(name, &version.map(|v| v.to_string()).unwrap_or_default())?;
+        }
+        let metrics = self.manager.metrics();
+        let stats = metrics
+            .models
+            .iter()
+            .filter(|m| name.is_empty() || (m.name == name && version.is_none_or(|v| v == m.version)))
+            .map(|m| {
+                let s = &m.metrics;
+                let d = |x: DurationStat| Some(StatisticDuration { count: x.count, ns: x.ns });
+                proto::ModelStatistics {
+                    name: m.name.clone(),
+                    version: m.version.to_string(),
+                    last_inference: s.last_success_ms,
+                    inference_count: s.inference_count,
+                    execution_count: s.execution_count,
+                    inference_stats: Some(proto::InferStatistics {
+                        success: d(s.request_success),
+                        fail: d(s.request_failure),
+                        queue: d(s.queue),
+                        compute_input: d(s.compute_input),
+                        compute_infer: d(s.compute_infer),
+                        compute_output: d(s.compute_output),
+                        cache_hit: d(DurationStat::default()),
+                        cache_miss: d(DurationStat::default()),
+                    }),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(proto::ModelStatisticsResponse { model_stats: stats })
+    }
+
+    /// The repository index; `ready_only` keeps only ready models.
+    pub fn repository_index(&self, ready_only: bool) -> proto::RepositoryIndexResponse {
+        let models = self
+            .repository
+            .index()
+            .into_iter()
+            .filter(|r| !ready_only || r.state == "READY")
+            .map(|r| proto::repository_index_response::ModelIndex { name: r.name, version: r.version, state: r.state, reason: r.reason })
+            .collect();
+        proto::RepositoryIndexResponse { models }
+    }
+
+    /// Loads a model (explicit mode only), optionally with a JSON config override.
+    pub async fn load_model(&self, name: &str, config_json: Option<&str>) -> Result<(), ApiError> {
+        self.check_explicit("load")?;
+        let config = config_json.map(model_config::parse_json).transpose().map_err(|e| ApiError::invalid(format!("config override: {e}")))?;
+        self.repository.load(name, config).await
+    }
+
+    /// Unloads a model (explicit mode only).
+    pub fn unload_model(&self, name: &str) -> Result<(), ApiError> {
+        self.check_explicit("unload")?;
+        self.repository.unload(name)
+    }
+
+    fn check_explicit(&self, what: &str) -> Result<(), ApiError> {
+        match self.repository.mode() {
+            ControlMode::Explicit => Ok(()),
+            mode => Err(ApiError::unavailable(format!(
+                "cannot {what} models in model control mode '{}'; start the server with --model-control-mode explicit",
+                match mode {
+                    ControlMode::None => "none",
+                    _ => "poll",
+                }
+            ))),
+        }
+    }
+
+    /// `/metrics` in Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        crate::prometheus::render(&self.manager.metrics(), &self.repository.index())
+    }
+}
+
+/// The `timeout` request parameter, in microseconds as in Triton. A non-zero
+/// `priority` is refused rather than ignored: there is no priority queue yet.
+fn timeout_parameter(parameters: &serde_json::Map<String, serde_json::Value>) -> Result<Option<Duration>, ApiError> {
+    if let Some(p) = parameters.get("priority").filter(|p| p.as_u64() != Some(0)) {
+        return Err(ApiError::invalid(format!(
+            "parameter 'priority' ({p}) is not supported yet: anemone has no priority queue; leave it out or send 0"
+        )));
+    }
+    match parameters.get("timeout") {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|us| *us > 0)
+            .map(|us| Some(Duration::from_micros(us)))
+            .ok_or_else(|| ApiError::invalid(format!("parameter 'timeout' must be a positive number of microseconds, got {v}"))),
+    }
+}
