@@ -334,10 +334,7 @@ async fn worker(mut client: Client, shared: Arc<Shared>) -> WorkerResult {
         Some(_) => 1 << 16,
         None => shared.measured_left.load(Ordering::Relaxed).min(1 << 24) as usize,
     });
-    while !shared.interrupted.load(Ordering::Relaxed)
-        && deadline.is_none_or(|d| Instant::now() < d)
-        && claim(&shared.measured_left)
-    {
+    while !shared.interrupted.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) && claim(&shared.measured_left) {
         let sent = Instant::now();
         match client.infer().await {
             Ok(()) => result.latencies_ns.push(sent.elapsed().as_nanos() as u64),

@@ -78,6 +78,8 @@ pub struct Entry {
     pub versions: Vec<u64>,
     /// Newest modification time of its files when last loaded (for polling).
     pub fingerprint: Option<SystemTime>,
+    /// The state when the current or last load began.
+    pub state_before_load: State,
 }
 
 /// One row of the repository index.
@@ -180,10 +182,12 @@ impl Repository {
                 config: None,
                 versions: vec![],
                 fingerprint: None,
+                state_before_load: State::Unloaded,
             });
             if entry.state == State::Loading {
                 return Err(ApiError::unavailable(format!("model '{name}' is already being loaded")));
             }
+            entry.state_before_load = entry.state;
             entry.state = State::Loading;
         }
         let fingerprint = fingerprint(&dir);
@@ -198,6 +202,12 @@ impl Repository {
                 entry.config = Some(config);
                 entry.versions = versions;
                 Ok(())
+            }
+            // A failed reload leaves the previous load serving, as Triton does.
+            Err(reason) if entry.state_before_load == State::Ready && !entry.versions.is_empty() => {
+                entry.state = State::Ready;
+                entry.reason = format!("reload failed, still serving the previous load: {reason}");
+                Err(ApiError::invalid(format!("failed to reload model '{name}' (the previous load keeps serving): {reason}")))
             }
             Err(reason) => {
                 entry.state = State::Unavailable;
@@ -288,9 +298,10 @@ impl Repository {
         let known: Vec<(String, Option<SystemTime>, State)> =
             self.lock().iter().map(|(n, e)| (n.clone(), e.fingerprint, e.state)).collect();
         for (name, _, state) in &known {
-            if !on_disk.contains(name) && *state != State::Unloaded {
+            if !on_disk.contains(name) && *state != State::Loading {
                 tracing::info!(model = %name, "model removed from the repository; unloading");
-                let _ = self.unload(name);
+                let _ = self.manager.unload_model(name, None);
+                self.lock().remove(name);
             }
         }
         for name in on_disk {

@@ -184,7 +184,8 @@ pub async fn metadata(target: &Target, model: &str, version: Option<&str>) -> an
         Some(v) => format!("model '{model}' version {v}"),
         None => format!("model '{model}'"),
     };
-    let unavailable = |status: &str, message: &str| anyhow::anyhow!("cannot get the metadata of {what} from {} ({status}): {message}", target.url);
+    let unavailable =
+        |status: &str, message: &str| anyhow::anyhow!("cannot get the metadata of {what} from {} ({status}): {message}", target.url);
     if target.protocol == Protocol::Grpc {
         let mut client = grpc_client(target).await?;
         let request = ModelMetadataRequest { name: model.to_string(), version: version.unwrap_or_default().to_string() };
@@ -199,9 +200,10 @@ pub async fn metadata(target: &Target, model: &str, version: Option<&str>) -> an
         .header(HOST, &target.authority)
         .body(Full::new(Bytes::new()))
         .context("cannot build the metadata request")?;
-    let response = conn.send(request).await.map_err(|f| {
-        anyhow::anyhow!("cannot connect to {}; is the server running?: {}", target.describe(), f.message)
-    })?;
+    let response = conn
+        .send(request)
+        .await
+        .map_err(|f| anyhow::anyhow!("cannot connect to {}; is the server running?: {}", target.describe(), f.message))?;
     if response.status() != StatusCode::OK {
         let f = http_failure(response.status(), response.body());
         return Err(unavailable(&f.status, &f.message));
@@ -243,7 +245,8 @@ pub enum Prepared {
 impl Prepared {
     pub fn new(protocol: Protocol, target: &Target, model: &str, version: Option<&str>, w: &Workload) -> anyhow::Result<Prepared> {
         let path = format!("{}/infer", model_path(&target.base, model, version));
-        let host = HeaderValue::from_str(&target.authority).with_context(|| format!("--url host '{}' is not a valid Host header", target.authority))?;
+        let host = HeaderValue::from_str(&target.authority)
+            .with_context(|| format!("--url host '{}' is not a valid Host header", target.authority))?;
         Ok(match protocol {
             Protocol::Http => Prepared::Http { path, host, body: encode::json_body(w).into(), header_len: None },
             Protocol::HttpBinary => {
@@ -287,7 +290,8 @@ impl Client {
                     Some(n) => builder.header(CONTENT_TYPE, "application/octet-stream").header(HEADER_LENGTH, *n),
                     None => builder.header(CONTENT_TYPE, "application/json"),
                 };
-                let request = builder.body(Full::new(body.clone())).map_err(|e| Failure { status: "request".into(), message: e.to_string() })?;
+                let request =
+                    builder.body(Full::new(body.clone())).map_err(|e| Failure { status: "request".into(), message: e.to_string() })?;
                 let response = conn.send(request).await?;
                 if response.status() != StatusCode::OK {
                     return Err(http_failure(response.status(), response.body()));
@@ -298,9 +302,7 @@ impl Client {
                 Ok(())
             }
             Client::Grpc { client, request } => {
-                let Prepared::Grpc(message) = &**request else {
-                    unreachable!("a gRPC client gets a gRPC request; this is a bug")
-                };
+                let Prepared::Grpc(message) = &**request else { unreachable!("a gRPC client gets a gRPC request; this is a bug") };
                 client.model_infer(message.clone()).await.map(drop).map_err(|s| match std::error::Error::source(&s) {
                     // A status with a source was made by the transport, not sent by the server.
                     Some(cause) => Failure::connection(chain_text(s.message().to_string(), Some(cause))),

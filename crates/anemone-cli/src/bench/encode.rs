@@ -79,9 +79,9 @@ fn json_data(t: &Tensor) -> JsonData {
         DataType::F16 => JsonData::F32(values(t, |v: half::f16| v.to_f32())),
         DataType::F32 => JsonData::F32(values(t, |v: f32| v)),
         DataType::F64 => JsonData::F64(values(t, |v: f64| v)),
-        DataType::Bytes => JsonData::Text(
-            t.as_strings().unwrap_or_default().iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
-        ),
+        DataType::Bytes => {
+            JsonData::Text(t.as_strings().unwrap_or_default().iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+        }
     }
 }
 

@@ -53,13 +53,7 @@ impl Latency {
         sorted.sort_unstable();
         let us = |p: f64| percentile(&sorted, p).map(|ns| ns as f64 / 1e3);
         let sum: u128 = sorted.iter().map(|&ns| ns as u128).sum();
-        Some(Latency {
-            p50: us(50.0)?,
-            p90: us(90.0)?,
-            p99: us(99.0)?,
-            max: us(100.0)?,
-            mean: sum as f64 / sorted.len() as f64 / 1e3,
-        })
+        Some(Latency { p50: us(50.0)?, p90: us(90.0)?, p99: us(99.0)?, max: us(100.0)?, mean: sum as f64 / sorted.len() as f64 / 1e3 })
     }
 }
 
@@ -139,9 +133,8 @@ pub fn text(plan: &Plan, o: &Outcome) -> String {
 /// The report as one JSON object: the arguments and the figures.
 pub fn json(plan: &Plan, o: &Outcome) -> Value {
     let round = |v: f64| (v * 10.0).round() / 10.0;
-    let latency = Latency::of(&o.latencies_ns).map(|l| {
-        json!({"p50": round(l.p50), "p90": round(l.p90), "p99": round(l.p99), "max": round(l.max), "mean": round(l.mean)})
-    });
+    let latency = Latency::of(&o.latencies_ns)
+        .map(|l| json!({"p50": round(l.p50), "p90": round(l.p90), "p99": round(l.p99), "max": round(l.max), "mean": round(l.mean)}));
     let (requests_limit, duration_limit) = match plan.stop {
         Stop::Requests(n) => (Some(n), None),
         Stop::After(d) => (None, Some(d.as_secs_f64())),

@@ -83,8 +83,8 @@ pub fn read_inputs(files: &[(String, PathBuf)]) -> anyhow::Result<Vec<(String, T
         .iter()
         .map(|(name, path)| {
             let file = std::fs::File::open(path).with_context(|| format!("cannot open input '{name}' ({})", path.display()))?;
-            let tensor = npy::read(std::io::BufReader::new(file))
-                .with_context(|| format!("cannot read input '{name}' from {}", path.display()))?;
+            let tensor =
+                npy::read(std::io::BufReader::new(file)).with_context(|| format!("cannot read input '{name}' from {}", path.display()))?;
             Ok((name.clone(), tensor))
         })
         .collect()
