@@ -266,6 +266,43 @@ def identity(name):
     write_case(name, "Identity (overhead benchmark)", model, runs)
 
 
+ALL_DTYPES = [  # (input name, ONNX type, numpy dtype) for every KServe v2 numeric datatype and BOOL
+    ("b", TensorProto.BOOL, np.bool_), ("u8", TensorProto.UINT8, np.uint8), ("u16", TensorProto.UINT16, np.uint16),
+    ("u32", TensorProto.UINT32, np.uint32), ("u64", TensorProto.UINT64, np.uint64), ("i8", TensorProto.INT8, np.int8),
+    ("i16", TensorProto.INT16, np.int16), ("i32", TensorProto.INT32, np.int32), ("i64", TensorProto.INT64, np.int64),
+    ("f16", TensorProto.FLOAT16, np.float16), ("f32", TensorProto.FLOAT, np.float32), ("f64", TensorProto.DOUBLE, np.float64),
+]
+
+
+@case
+def all_dtypes(name):
+    """One input per datatype, each returned through Identity as `<input>_out`, shape [2, n]."""
+    b = Builder(rng_for(name))
+    inputs, outputs, feeds = [], [], {}
+    for n, t, dt in ALL_DTYPES:
+        b.add("Identity", n, out=f"{n}_out")
+        inputs.append(vi(n, t, [2, "n"]))
+        outputs.append(vi(f"{n}_out", t, [2, "n"]))
+        if dt is np.bool_:
+            feeds[n] = b.rng.integers(0, 2, (2, 3)).astype(dt)
+        elif np.issubdtype(dt, np.integer):
+            info = np.iinfo(dt)
+            feeds[n] = np.array([[info.min, 0, info.max], [1, 2, 3]], dtype=dt)
+        else:
+            feeds[n] = (b.rng.standard_normal((2, 3)) * 100).astype(dt)
+    write_case(name, "every numeric datatype and BOOL through Identity", b.model(name, inputs, outputs), [feeds], rtol=0.0, atol=0.0)
+
+
+def bytes_identity():
+    """A STRING (KServe BYTES) Identity model; its reference is its input, so no case.json."""
+    b = Builder(rng_for("bytes_identity"))
+    b.add("Identity", "text", out="text_out")
+    model = b.model("bytes_identity", [vi("text", TensorProto.STRING, ["n"])], [vi("text_out", TensorProto.STRING, ["n"])])
+    d = OUT / "bytes_identity"
+    d.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, d / "model.onnx")
+
+
 @case
 def if_control(name):
     """y = If(cond, x * 2, x - 1)."""
@@ -545,6 +582,7 @@ def up_to_date():
     return (STAMP.is_file() and STAMP.read_text().strip() == script_hash()
             and all((OUT / c / "case.json").is_file() for c in CASES)
             and all((OUT / "bad" / f).is_file() for f in BAD_FILES)
+            and (OUT / "bytes_identity" / "model.onnx").is_file()
             and (OUT / "onnx-node").is_dir())
 
 
@@ -559,6 +597,7 @@ def main():
     print(f"gen_fixtures: onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}")
     for name, fn in CASES.items():
         fn(name)
+    bytes_identity()
     write_bad_models()
     link_onnx_node_tests()
     STAMP.write_text(script_hash() + "\n")

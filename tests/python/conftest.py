@@ -21,7 +21,7 @@ FIXTURES = ROOT / "fixtures/generated"
 
 # Models served, by fixture case.
 CASES = [
-    "dynamic_batch", "multi_io", "int_bool", "four_inputs", "if_control", "loop_control",
+    "dynamic_batch", "all_dtypes", "multi_io", "int_bool", "four_inputs", "if_control", "loop_control",
     "gru", "small_convnet", "transformer_block", "ocr_cls", "magika", "silero_vad",
 ]
 
@@ -65,6 +65,8 @@ def server(tmp_path_factory, cases):
         (repo / name / "1").mkdir(parents=True)
         shutil.copy(FIXTURES / name / "model.onnx", repo / name / "1" / "model.onnx")
     shutil.copytree(ROOT / "examples/models/add", repo / "add")
+    (repo / "bytes_identity" / "1").mkdir(parents=True)
+    shutil.copy(FIXTURES / "bytes_identity" / "model.onnx", repo / "bytes_identity" / "1" / "model.onnx")
     # A broken model must be reported, not take the server down.
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx model")
@@ -85,7 +87,7 @@ def server(tmp_path_factory, cases):
     import tritonclient.http as httpclient
     client = httpclient.InferenceServerClient(srv.http)
     deadline = time.time() + 120
-    while not all(client.is_model_ready(n) for n in list(cases) + ["add"]):
+    while not all(client.is_model_ready(n) for n in list(cases) + ["add", "bytes_identity"]):
         if time.time() > deadline:
             pytest.fail("models did not become ready within 120 s")
         time.sleep(0.2)

@@ -58,6 +58,15 @@ def test_outputs_match_onnxruntime(server, cases, case_name, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_bytes_tensors_round_trip(server, protocol):
+    text = np.array([b"hello", b"", b"anemone \xe2\x9c\x93", b"\x00\x01binary"], dtype=np.object_)
+    result = infer(server, protocol, "bytes_identity", [("text", text)])
+    got = result.as_numpy("text_out")
+    assert got.shape == text.shape
+    assert [bytes(v) for v in got] == list(text)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_requested_outputs_id_and_parameters(server, protocol):
     x = np.array([[1, 2, 3, 4]], dtype=np.float32)
     y = np.array([[10, 20, 30, 40]], dtype=np.float32)

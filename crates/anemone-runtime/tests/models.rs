@@ -50,6 +50,7 @@ mod generated {
     use super::check_case;
     cases!(
         dynamic_batch,
+        all_dtypes,
         same_symbol,
         multi_io,
         int_bool,
