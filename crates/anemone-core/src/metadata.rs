@@ -145,6 +145,22 @@ pub struct ModelMetadata {
 }
 
 impl ModelMetadata {
+    /// Metadata with these inputs and outputs and nothing else known
+    /// (no producer, opsets, parameters or sizes).
+    pub fn new(format: ModelFormat, inputs: Vec<TensorSpec>, outputs: Vec<TensorSpec>) -> ModelMetadata {
+        ModelMetadata {
+            format,
+            inputs,
+            outputs,
+            producer: None,
+            opsets: vec![],
+            parameter_count: 0,
+            file_size: 0,
+            weight_bytes: 0,
+            properties: vec![],
+        }
+    }
+
     /// The input spec with this name.
     pub fn input(&self, name: &str) -> Option<&TensorSpec> {
         self.inputs.iter().find(|s| s.name == name)

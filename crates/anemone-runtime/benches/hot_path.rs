@@ -48,17 +48,7 @@ fn lookup(c: &mut Criterion) {
 
 fn validation(c: &mut Criterion) {
     let spec = |n: &str| TensorSpec::new(n, DataType::F32, vec![Dim::Named("batch".into()), Dim::Fixed(4)]);
-    let meta = ModelMetadata {
-        format: ModelFormat::Onnx,
-        inputs: vec![spec("a"), spec("b"), spec("c"), spec("d")],
-        outputs: vec![spec("y")],
-        producer: None,
-        opsets: vec![],
-        parameter_count: 0,
-        file_size: 0,
-        weight_bytes: 0,
-        properties: vec![],
-    };
+    let meta = ModelMetadata::new(ModelFormat::Onnx, vec![spec("a"), spec("b"), spec("c"), spec("d")], vec![spec("y")]);
     let t = Tensor::from_vec(vec![1, 4], vec![1f32; 4]).unwrap();
     let request: Vec<(String, Tensor)> = ["d", "c", "b", "a"].iter().map(|n| (n.to_string(), t.clone())).collect();
     c.bench_function("validation: 4-input request", |b| {

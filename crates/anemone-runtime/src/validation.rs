@@ -100,21 +100,11 @@ mod tests {
 
     fn meta() -> ModelMetadata {
         let n = || Dim::Named("n".into());
-        ModelMetadata {
-            format: ModelFormat::Onnx,
-            inputs: vec![
+        ModelMetadata::new(ModelFormat::Onnx, vec![
                 TensorSpec::new("a", DataType::F32, vec![n(), Dim::Fixed(3)]),
                 TensorSpec::new("b", DataType::F32, vec![n(), Dim::Any]),
                 TensorSpec::new("k", DataType::I64, vec![]),
-            ],
-            outputs: vec![TensorSpec::new("y", DataType::F32, vec![n(), Dim::Fixed(3)])],
-            producer: None,
-            opsets: vec![],
-            parameter_count: 0,
-            file_size: 0,
-            weight_bytes: 0,
-            properties: vec![],
-        }
+            ], vec![TensorSpec::new("y", DataType::F32, vec![n(), Dim::Fixed(3)])])
     }
 
     fn f32s(shape: &[usize]) -> Tensor {

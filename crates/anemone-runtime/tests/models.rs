@@ -270,17 +270,7 @@ impl Backend for Tricky {
         Support::Yes
     }
     fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
-        Ok(Box::new(TrickyModel(ModelMetadata {
-            format: ModelFormat::Onnx,
-            inputs: vec![TensorSpec::new("x", DataType::F32, vec![Dim::Fixed(1)])],
-            outputs: vec![TensorSpec::new("y", DataType::F32, vec![Dim::Fixed(1)])],
-            producer: None,
-            opsets: vec![],
-            parameter_count: 0,
-            file_size: 0,
-            weight_bytes: 0,
-            properties: vec![],
-        })))
+        Ok(Box::new(TrickyModel(ModelMetadata::new(ModelFormat::Onnx, vec![TensorSpec::new("x", DataType::F32, vec![Dim::Fixed(1)])], vec![TensorSpec::new("y", DataType::F32, vec![Dim::Fixed(1)])]))))
     }
 }
 
