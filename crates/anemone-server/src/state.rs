@@ -101,16 +101,21 @@ impl AppState {
 
     /// Runs an inference.
     pub async fn infer(&self, request: v2::InferRequest) -> Result<v2::InferResponse, ApiError> {
-        if self.manager.model(&request.model, request.version).is_err() {
-            self.ready_model(&request.model, &request.version.map(|v| v.to_string()).unwrap_or_default())?;
-        }
         let mut r = InferRequest::new(request.model.clone());
         r.version = request.version;
         r.id = request.id.clone();
         r.inputs = request.inputs;
         r.outputs = request.outputs.map(|o| o.into_iter().map(|o| o.name).collect());
         r.timeout = timeout_parameter(&request.parameters)?;
-        let response = self.manager.infer(r).await?;
+        let response = match self.manager.infer(r).await {
+            Ok(response) => response,
+            // Not loaded: say why when the repository knows (loading, failed to load).
+            Err(e @ anemone_core::Error::ModelNotFound { .. }) => {
+                let version = request.version.map(|v| v.to_string()).unwrap_or_default();
+                return Err(self.ready_model(&request.model, &version).err().unwrap_or_else(|| e.into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(v2::InferResponse {
             model: response.model,
             version: response.version.to_string(),
