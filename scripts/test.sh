@@ -10,6 +10,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 echo "test: cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
+echo "test: the ONNX Runtime backend (feature onnxruntime) against the ONNX Runtime Python references"
+scripts/install-onnxruntime.sh
+cargo test --locked -p anemone-backends --features onnxruntime --test onnxruntime
 echo "test: cargo test (doctests)"
 cargo test --workspace --doc --locked
 echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"

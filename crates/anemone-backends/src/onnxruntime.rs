@@ -1,0 +1,258 @@
+//! The ONNX Runtime backend (cargo feature `onnxruntime`).
+//!
+//! ONNX Runtime is not linked at build time: the `ort` crate (`load-dynamic`)
+//! opens `libonnxruntime` at run time. The library comes from the PyPI wheel
+//! `onnxruntime==1.31.1` (`scripts/install-onnxruntime.sh` puts it in
+//! `third_party/onnxruntime/lib/`), or from wherever `ORT_DYLIB_PATH` points.
+//! Without it, [`OnnxRuntime::probe`] says so and how to fix it; nothing panics.
+//!
+//! Concurrency: `ort` 2.0.0-rc.15's `Session::run` takes `&mut self`, so each
+//! loaded model holds one session behind a mutex and runs one inference at a
+//! time. Its intra-op thread pool already uses every core it was given, so a
+//! second session would mostly double the memory, not the throughput.
+
+use crate::onnx;
+use anemone_core::{
+    Backend, DataType, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe, Result, Support, Tensor,
+};
+use half::f16;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// The ONNX Runtime release anemone is built and tested against.
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// The library's file name.
+#[cfg(target_vendor = "apple")]
+pub const LIBRARY_NAME: &str = "libonnxruntime.1.31.1.dylib";
+/// The library's file name.
+#[cfg(not(target_vendor = "apple"))]
+pub const LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
+
+const NAME: &str = "onnxruntime";
+
+/// ONNX Runtime with its CPU execution provider.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OnnxRuntime;
+
+/// Where the library is looked for, in order: `ORT_DYLIB_PATH` if set (and
+/// then only there); else the repository's `third_party/onnxruntime/lib/`,
+/// and next to the executable (and in its `lib/`).
+pub fn library_candidates() -> Vec<PathBuf> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return vec![PathBuf::from(path)];
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = manifest.ancestors().nth(2).unwrap_or(manifest);
+    let mut paths = vec![repo.join("third_party/onnxruntime/lib").join(LIBRARY_NAME)];
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        paths.push(dir.join(LIBRARY_NAME));
+        paths.push(dir.join("lib").join(LIBRARY_NAME));
+    }
+    paths
+}
+
+/// The loaded library: where from, and the environment every session shares.
+struct Runtime {
+    path: PathBuf,
+    env: ort::environment::Environment,
+}
+
+/// ONNX Runtime can be loaded once per process; the first library found wins.
+static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+
+/// Loads the library once. A missing library is not remembered (it may be
+/// installed later); a load failure is.
+fn runtime() -> std::result::Result<&'static Runtime, String> {
+    if RUNTIME.get().is_none() {
+        let candidates = library_candidates();
+        let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+            let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            return Err(format!(
+                "libonnxruntime not found at {}; run scripts/install-onnxruntime.sh or set ORT_DYLIB_PATH",
+                list.join(", ")
+            ));
+        };
+        let path = found.canonicalize().unwrap_or_else(|_| found.clone());
+        RUNTIME.get_or_init(|| init(path));
+    }
+    RUNTIME.get().expect("initialised above").as_ref().map_err(Clone::clone)
+}
+
+fn init(path: PathBuf) -> std::result::Result<Runtime, String> {
+    let attempt = std::panic::catch_unwind(|| -> std::result::Result<ort::environment::Environment, String> {
+        let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
+        builder.with_name("anemone").build().map_err(|e| e.to_string())
+    });
+    match attempt {
+        Ok(Ok(env)) => Ok(Runtime { path, env }),
+        Ok(Err(e)) => Err(format!("cannot load ONNX Runtime from {}: {e}", path.display())),
+        Err(_) => Err(format!("cannot load ONNX Runtime from {}: it panicked while loading", path.display())),
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Backend for OnnxRuntime {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn probe(&self) -> Probe {
+        match runtime() {
+            Ok(rt) => Probe::Available {
+                detail: format!("ONNX Runtime from {} (CPU, {} threads)", rt.path.display(), default_threads()),
+            },
+            Err(reason) => Probe::Unavailable { reason },
+        }
+    }
+
+    fn supports(&self, source: &ModelSource) -> Support {
+        match source.format {
+            ModelFormat::Onnx => Support::Yes,
+            other => Support::No(format!("{NAME} runs ONNX models, not {other} models")),
+        }
+    }
+
+    fn load(&self, source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn LoadedModel>> {
+        let rt = runtime().map_err(|reason| Error::Unavailable { what: NAME.into(), reason })?;
+        let path = &source.path;
+        let file = onnx::read(path)?;
+        let threads = options.threads.unwrap_or_else(default_threads).max(1);
+        let session = build_session(&rt.env, path, threads).map_err(|reason| Error::InvalidModel {
+            path: path.to_path_buf(),
+            reason: format!("{NAME} cannot load it: {reason}"),
+            source: None,
+        })?;
+        let mut metadata = file.metadata;
+        metadata.properties.push(("anemone.onnxruntime.threads".into(), threads.to_string()));
+        let footprint = metadata.weight_bytes;
+        Ok(Box::new(OrtModel { metadata, session: Mutex::new(session), footprint }))
+    }
+}
+
+fn build_session(env: &ort::environment::Environment, path: &Path, threads: usize) -> std::result::Result<Session, String> {
+    let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
+    Session::builder(env)
+        .map_err(|e| e.to_string())?
+        .with_intra_threads(threads)
+        .map_err(s)?
+        .with_inter_threads(1)
+        .map_err(s)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(s)?
+        .with_execution_providers([ort::ep::CPU::default().build()])
+        .map_err(s)?
+        .commit_from_file(path)
+        .map_err(|e| e.to_string())
+}
+
+/// A model loaded into an ONNX Runtime session.
+pub struct OrtModel {
+    metadata: ModelMetadata,
+    /// One session; see the module documentation for why it is locked.
+    session: Mutex<Session>,
+    footprint: u64,
+}
+
+impl LoadedModel for OrtModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    fn backend(&self) -> &'static str {
+        NAME
+    }
+
+    fn memory_footprint(&self) -> u64 {
+        self.footprint
+    }
+
+    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let fail = |message: String| Error::Backend { backend: NAME.into(), message, retryable: false, source: None };
+        let mut values: Vec<(String, SessionInputValue<'static>)> = Vec::with_capacity(inputs.len());
+        for (spec, t) in self.metadata.inputs.iter().zip(&inputs) {
+            let v = to_ort(t).map_err(|e| fail(format!("cannot convert input '{}': {e}", spec.name)))?;
+            values.push((spec.name.clone(), v.into()));
+        }
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session.run(values).map_err(|e| fail(format!("inference failed: {e}")))?;
+        self.metadata
+            .outputs
+            .iter()
+            .map(|spec| {
+                let v = outputs.get(&spec.name).ok_or_else(|| fail(format!("the model produced no output '{}'", spec.name)))?;
+                from_ort(v).map_err(|e| fail(format!("cannot convert output '{}': {e}", spec.name)))
+            })
+            .collect()
+    }
+}
+
+/// Copies an anemone tensor into an ONNX Runtime value.
+pub fn to_ort(t: &Tensor) -> std::result::Result<DynValue, String> {
+    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+    if let Some(strings) = t.as_strings() {
+        let values: Vec<String> = strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        return OrtTensor::from_string_array((shape, values.as_slice())).map(|v| v.into_dyn()).map_err(|e| e.to_string());
+    }
+    macro_rules! num {
+        ($ty:ty) => {{
+            let data: Vec<$ty> = t.to_vec::<$ty>().map_err(|e| e.to_string())?;
+            OrtTensor::from_array((shape, data)).map(|v| v.into_dyn()).map_err(|e| e.to_string())
+        }};
+    }
+    match t.dtype() {
+        DataType::Bool => num!(bool),
+        DataType::U8 => num!(u8),
+        DataType::U16 => num!(u16),
+        DataType::U32 => num!(u32),
+        DataType::U64 => num!(u64),
+        DataType::I8 => num!(i8),
+        DataType::I16 => num!(i16),
+        DataType::I32 => num!(i32),
+        DataType::I64 => num!(i64),
+        DataType::F16 => num!(f16),
+        DataType::F32 => num!(f32),
+        DataType::F64 => num!(f64),
+        DataType::Bytes => Err("a BYTES tensor without strings; this is a bug".into()),
+    }
+}
+
+/// Copies an ONNX Runtime tensor value into an anemone tensor.
+pub fn from_ort(v: &DynValue) -> std::result::Result<Tensor, String> {
+    let ValueType::Tensor { ty, .. } = v.dtype() else {
+        return Err(format!("the model produced a {} value, which anemone cannot carry", v.dtype()));
+    };
+    let dims = |shape: &[i64]| shape.iter().map(|&d| d.max(0) as usize).collect::<Vec<usize>>();
+    macro_rules! num {
+        ($ty:ty) => {{
+            let (shape, data) = v.try_extract_tensor::<$ty>().map_err(|e| e.to_string())?;
+            Tensor::from_vec(dims(shape), data.to_vec())
+        }};
+    }
+    let tensor = match ty {
+        TensorElementType::Bool => num!(bool),
+        TensorElementType::Uint8 => num!(u8),
+        TensorElementType::Uint16 => num!(u16),
+        TensorElementType::Uint32 => num!(u32),
+        TensorElementType::Uint64 => num!(u64),
+        TensorElementType::Int8 => num!(i8),
+        TensorElementType::Int16 => num!(i16),
+        TensorElementType::Int32 => num!(i32),
+        TensorElementType::Int64 => num!(i64),
+        TensorElementType::Float16 => num!(f16),
+        TensorElementType::Float32 => num!(f32),
+        TensorElementType::Float64 => num!(f64),
+        TensorElementType::String => {
+            let (shape, strings) = v.try_extract_strings().map_err(|e| e.to_string())?;
+            Tensor::from_strings(dims(shape), strings.into_iter().map(String::into_bytes).collect())
+        }
+        other => return Err(format!("the model produced a {other:?} tensor, which anemone cannot carry")),
+    };
+    tensor.map_err(|e| e.to_string())
+}
