@@ -3,14 +3,22 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [proto_dir.join("grpc_service.proto"), proto_dir.join("model_config.proto")];
+    let files = [
+        proto_dir.join("grpc_service.proto"),
+        proto_dir.join("model_config.proto"),
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     let descriptors = protox::compile(&files, [&proto_dir])?;
     // The descriptors also back the config.pbtxt text-format parser at run time.
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("inference_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
-    tonic_prost_build::configure().build_client(true).compile_fds(descriptors)?;
+    std::fs::write(
+        out.join("inference_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .compile_fds(descriptors)?;
     Ok(())
 }

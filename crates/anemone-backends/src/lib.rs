@@ -18,11 +18,13 @@ pub use tract::TractCpu;
 use anemone_core::Backend;
 use std::sync::Arc;
 
-/// Every backend built into this binary, in the default order of preference.
+/// Every backend built into this binary, in the default order of preference:
+/// by [`anemone_core::Tier`] (Neural Engine, GPU, optimised CPU, portable CPU).
 pub fn default_backends() -> Vec<Arc<dyn Backend>> {
-    let tract: Arc<dyn Backend> = Arc::new(TractCpu);
+    #[allow(unused_mut)]
+    let mut all: Vec<Arc<dyn Backend>> = vec![Arc::new(TractCpu)];
     #[cfg(feature = "onnxruntime")]
-    return vec![Arc::new(OnnxRuntime), tract];
-    #[cfg(not(feature = "onnxruntime"))]
-    vec![tract]
+    all.push(Arc::new(OnnxRuntime));
+    all.sort_by_key(|b| b.tier());
+    all
 }

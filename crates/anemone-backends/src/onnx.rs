@@ -22,36 +22,64 @@ pub struct OnnxFile {
 /// corrupt or non-ONNX file and for missing external data.
 pub fn read(path: &Path) -> Result<OnnxFile> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::FileNotFound { path: path.to_path_buf() },
+        std::io::ErrorKind::NotFound => Error::FileNotFound {
+            path: path.to_path_buf(),
+        },
         _ => invalid(path, format!("cannot read the file: {e}"), Some(e.into())),
     })?;
     if bytes.is_empty() {
         return Err(invalid(path, "the file is empty".into(), None));
     }
     let proto: ModelProto = prost::Message::decode(bytes.as_slice()).map_err(|e| {
-        invalid(path, "not an ONNX model: the file is not a valid ONNX protobuf (corrupt or truncated?)".into(), Some(e.into()))
+        invalid(
+            path,
+            "not an ONNX model: the file is not a valid ONNX protobuf (corrupt or truncated?)"
+                .into(),
+            Some(e.into()),
+        )
     })?;
     let Some(graph) = proto.graph.as_ref() else {
-        return Err(invalid(path, "not an ONNX model: it has no graph".into(), None));
+        return Err(invalid(
+            path,
+            "not an ONNX model: it has no graph".into(),
+            None,
+        ));
     };
     if graph.node.is_empty() && graph.output.is_empty() {
-        return Err(invalid(path, "not an ONNX model: the graph is empty".into(), None));
+        return Err(invalid(
+            path,
+            "not an ONNX model: the graph is empty".into(),
+            None,
+        ));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let external = check_external_data(path, dir, &graph.initializer)?;
     let metadata = describe(path, &proto, bytes.len() as u64 + external)?;
-    Ok(OnnxFile { path: path.to_path_buf(), proto, metadata })
+    Ok(OnnxFile {
+        path: path.to_path_buf(),
+        proto,
+        metadata,
+    })
 }
 
 fn invalid(path: &Path, reason: String, source: Option<anemone_core::BoxError>) -> Error {
-    Error::InvalidModel { path: path.to_path_buf(), reason, source }
+    Error::InvalidModel {
+        path: path.to_path_buf(),
+        reason,
+        source,
+    }
 }
 
 /// Checks that every external-data file exists; returns their total size.
 fn check_external_data(path: &Path, dir: &Path, initializers: &[TensorProto]) -> Result<u64> {
     let mut files = BTreeSet::new();
     for t in initializers.iter().filter(|t| t.data_location == Some(1)) {
-        let location = t.external_data.iter().find(|e| e.key == "location").map(|e| e.value.as_str()).unwrap_or("");
+        let location = t
+            .external_data
+            .iter()
+            .find(|e| e.key == "location")
+            .map(|e| e.value.as_str())
+            .unwrap_or("");
         let file = dir.join(location);
         if location.is_empty() || !file.is_file() {
             return Err(invalid(
@@ -66,7 +94,11 @@ fn check_external_data(path: &Path, dir: &Path, initializers: &[TensorProto]) ->
         }
         files.insert(file);
     }
-    Ok(files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum())
+    Ok(files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum())
 }
 
 /// Maps an ONNX element type to anemone's.
@@ -90,19 +122,33 @@ pub fn dtype_from_onnx(code: i32) -> Option<DataType> {
 }
 
 fn onnx_type_name(code: i32) -> String {
-    OnnxType::try_from(code).map(|t| t.as_str_name().to_string()).unwrap_or_else(|_| format!("type {code}"))
+    OnnxType::try_from(code)
+        .map(|t| t.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("type {code}"))
 }
 
 fn spec_of(path: &Path, v: &ValueInfoProto, role: &str) -> Result<TensorSpec> {
-    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
         return Err(invalid(
             path,
-            format!("{role} '{}' is not a tensor (sequence, map and optional values are not supported)", v.name),
+            format!(
+                "{role} '{}' is not a tensor (sequence, map and optional values are not supported)",
+                v.name
+            ),
             None,
         ));
     };
     let dtype = dtype_from_onnx(t.elem_type).ok_or_else(|| {
-        invalid(path, format!("{role} '{}' has element type {}, which anemone cannot carry", v.name, onnx_type_name(t.elem_type)), None)
+        invalid(
+            path,
+            format!(
+                "{role} '{}' has element type {}, which anemone cannot carry",
+                v.name,
+                onnx_type_name(t.elem_type)
+            ),
+            None,
+        )
     })?;
     let shape = t.shape.as_ref().map(|s| {
         s.dim
@@ -114,11 +160,18 @@ fn spec_of(path: &Path, v: &ValueInfoProto, role: &str) -> Result<TensorSpec> {
             })
             .collect()
     });
-    Ok(TensorSpec { name: v.name.clone(), dtype, shape })
+    Ok(TensorSpec {
+        name: v.name.clone(),
+        dtype,
+        shape,
+    })
 }
 
 fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMetadata> {
-    let graph = proto.graph.as_ref().expect("checked by read(); this is a bug");
+    let graph = proto
+        .graph
+        .as_ref()
+        .expect("checked by read(); this is a bug");
     let init_names: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs = graph
         .input
@@ -126,7 +179,11 @@ fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMeta
         .filter(|i| !init_names.contains(i.name.as_str()))
         .map(|i| spec_of(path, i, "input"))
         .collect::<Result<Vec<_>>>()?;
-    let outputs = graph.output.iter().map(|o| spec_of(path, o, "output")).collect::<Result<Vec<_>>>()?;
+    let outputs = graph
+        .output
+        .iter()
+        .map(|o| spec_of(path, o, "output"))
+        .collect::<Result<Vec<_>>>()?;
     // Weights live in initializers, or (PaddlePaddle, some TF exports) in Constant nodes.
     let constants = graph
         .node
@@ -134,15 +191,27 @@ fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMeta
         .filter(|n| n.op_type == "Constant")
         .flat_map(|n| n.attribute.iter().filter_map(|a| a.t.as_ref()));
     let weights: Vec<&TensorProto> = graph.initializer.iter().chain(constants).collect();
-    let parameter_count = weights.iter().map(|t| element_count(t)).fold(0u64, u64::saturating_add);
-    let weight_bytes = weights.iter().map(|t| initializer_bytes(t)).fold(0u64, u64::saturating_add);
-    let producer = match (proto.producer_name.as_str(), proto.producer_version.as_str()) {
+    let parameter_count = weights
+        .iter()
+        .map(|t| element_count(t))
+        .fold(0u64, u64::saturating_add);
+    let weight_bytes = weights
+        .iter()
+        .map(|t| initializer_bytes(t))
+        .fold(0u64, u64::saturating_add);
+    let producer = match (
+        proto.producer_name.as_str(),
+        proto.producer_version.as_str(),
+    ) {
         ("", _) => None,
         (name, "") => Some(name.to_string()),
         (name, version) => Some(format!("{name} {version}")),
     };
-    let mut properties: Vec<(String, String)> =
-        proto.metadata_props.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+    let mut properties: Vec<(String, String)> = proto
+        .metadata_props
+        .iter()
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect();
     if !proto.doc_string.is_empty() {
         properties.insert(0, ("doc_string".into(), proto.doc_string.clone()));
     }
@@ -154,7 +223,16 @@ fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMeta
         opsets: proto
             .opset_import
             .iter()
-            .map(|o| (if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() }, o.version))
+            .map(|o| {
+                (
+                    if o.domain.is_empty() {
+                        "ai.onnx".to_string()
+                    } else {
+                        o.domain.clone()
+                    },
+                    o.version,
+                )
+            })
             .collect(),
         parameter_count,
         file_size,
@@ -165,15 +243,25 @@ fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMeta
 
 /// Elements of a weight tensor; saturates instead of overflowing on hostile dims.
 fn element_count(t: &TensorProto) -> u64 {
-    t.dims.iter().map(|&d| d.max(0) as u64).fold(1u64, u64::saturating_mul)
+    t.dims
+        .iter()
+        .map(|&d| d.max(0) as u64)
+        .fold(1u64, u64::saturating_mul)
 }
 
 fn initializer_bytes(t: &TensorProto) -> u64 {
     if t.data_location == Some(1) {
-        return t.external_data.iter().find(|e| e.key == "length").and_then(|e| e.value.parse().ok()).unwrap_or_else(|| {
-            let size = dtype_from_onnx(t.data_type).and_then(DataType::size).unwrap_or(4) as u64;
-            element_count(t).saturating_mul(size)
-        });
+        return t
+            .external_data
+            .iter()
+            .find(|e| e.key == "length")
+            .and_then(|e| e.value.parse().ok())
+            .unwrap_or_else(|| {
+                let size = dtype_from_onnx(t.data_type)
+                    .and_then(DataType::size)
+                    .unwrap_or(4) as u64;
+                element_count(t).saturating_mul(size)
+            });
     }
     (t.raw_data.len()
         + t.float_data.len() * 4
@@ -193,7 +281,9 @@ fn initializer_bytes(t: &TensorProto) -> u64 {
 /// each get their own. Outputs and value infos are renamed to match, and their
 /// anonymous dimensions are left unknown.
 pub fn canonicalize_symbols(proto: &mut ModelProto) {
-    let Some(graph) = proto.graph.as_mut() else { return };
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
     let init_names: BTreeSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
     let mut renamed: HashMap<String, String> = HashMap::new();
     let mut fresh = 0usize;
@@ -205,11 +295,17 @@ pub fn canonicalize_symbols(proto: &mut ModelProto) {
         }
         symbol
     };
-    for input in graph.input.iter_mut().filter(|i| !init_names.contains(&i.name)) {
+    for input in graph
+        .input
+        .iter_mut()
+        .filter(|i| !init_names.contains(&i.name))
+    {
         for dim in dims_mut(input) {
             let name = match &dim.value {
                 Some(DimValue::DimValue(n)) if *n >= 0 => continue,
-                Some(DimValue::DimParam(p)) if !matches!(Dim::symbol(p), Dim::Any) => Some(p.clone()),
+                Some(DimValue::DimParam(p)) if !matches!(Dim::symbol(p), Dim::Any) => {
+                    Some(p.clone())
+                }
                 _ => None,
             };
             let symbol = match name.as_deref().and_then(|n| renamed.get(n)) {
@@ -228,7 +324,9 @@ pub fn canonicalize_symbols(proto: &mut ModelProto) {
     }
 }
 
-fn dims_mut(v: &mut ValueInfoProto) -> impl Iterator<Item = &mut tract_onnx::pb::tensor_shape_proto::Dimension> {
+fn dims_mut(
+    v: &mut ValueInfoProto,
+) -> impl Iterator<Item = &mut tract_onnx::pb::tensor_shape_proto::Dimension> {
     v.r#type
         .as_mut()
         .and_then(|t| t.value.as_mut())
@@ -240,7 +338,9 @@ fn dims_mut(v: &mut ValueInfoProto) -> impl Iterator<Item = &mut tract_onnx::pb:
 /// Reads a serialized ONNX `TensorProto` (the `.pb` files of the ONNX test
 /// suite) into a tensor.
 pub fn read_tensor_proto(path: &Path) -> Result<Tensor> {
-    let file = std::fs::File::open(path).map_err(|_| Error::FileNotFound { path: path.to_path_buf() })?;
+    let file = std::fs::File::open(path).map_err(|_| Error::FileNotFound {
+        path: path.to_path_buf(),
+    })?;
     let proto = tract_onnx::tensor::proto_from_reader(file)
         .map_err(|e| invalid(path, format!("not a TensorProto: {e:#}"), None))?;
     let dir = path.parent().and_then(Path::to_str);
@@ -258,13 +358,18 @@ pub fn describe_file(path: &Path) -> Result<ModelMetadata> {
 
 /// Builds tract's inference model from a prepared proto, resolving external data
 /// next to `path`.
-pub(crate) fn to_tract(path: &Path, proto: &ModelProto) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::InferenceModel> {
+pub(crate) fn to_tract(
+    path: &Path,
+    proto: &ModelProto,
+) -> tract_onnx::prelude::TractResult<tract_onnx::prelude::InferenceModel> {
     let onnx = crate::tract::ops::onnx();
     let dir = path.parent().and_then(Path::to_str);
     let parsed = onnx.parse(proto, dir)?;
     if !parsed.unresolved_inputs.is_empty() {
-        tract_onnx::tract_core::internal::bail!("could not resolve inputs: {:?}", parsed.unresolved_inputs);
+        tract_onnx::tract_core::internal::bail!(
+            "could not resolve inputs: {:?}",
+            parsed.unresolved_inputs
+        );
     }
     Ok(parsed.model)
 }
-

@@ -13,7 +13,8 @@
 
 use crate::onnx;
 use anemone_core::{
-    Backend, DataType, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe, Result, Support, Tensor,
+    Backend, DataType, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
+    Probe, Result, Support, Tensor, Tier,
 };
 use half::f16;
 use ort::session::builder::GraphOptimizationLevel;
@@ -48,7 +49,10 @@ pub fn library_candidates() -> Vec<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let repo = manifest.ancestors().nth(2).unwrap_or(manifest);
     let mut paths = vec![repo.join("third_party/onnxruntime/lib").join(LIBRARY_NAME)];
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         paths.push(dir.join(LIBRARY_NAME));
         paths.push(dir.join("lib").join(LIBRARY_NAME));
     }
@@ -79,18 +83,33 @@ fn runtime() -> std::result::Result<&'static Runtime, String> {
         let path = found.canonicalize().unwrap_or_else(|_| found.clone());
         RUNTIME.get_or_init(|| init(path));
     }
-    RUNTIME.get().expect("initialised above").as_ref().map_err(Clone::clone)
+    RUNTIME
+        .get()
+        .expect("initialised above")
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn init(path: PathBuf) -> std::result::Result<Runtime, String> {
-    let attempt = std::panic::catch_unwind(|| -> std::result::Result<ort::environment::Environment, String> {
-        let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
-        builder.with_name("anemone").build().map_err(|e| e.to_string())
-    });
+    let attempt = std::panic::catch_unwind(
+        || -> std::result::Result<ort::environment::Environment, String> {
+            let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
+            builder
+                .with_name("anemone")
+                .build()
+                .map_err(|e| e.to_string())
+        },
+    );
     match attempt {
         Ok(Ok(env)) => Ok(Runtime { path, env }),
-        Ok(Err(e)) => Err(format!("cannot load ONNX Runtime from {}: {e}", path.display())),
-        Err(_) => Err(format!("cannot load ONNX Runtime from {}: it panicked while loading", path.display())),
+        Ok(Err(e)) => Err(format!(
+            "cannot load ONNX Runtime from {}: {e}",
+            path.display()
+        )),
+        Err(_) => Err(format!(
+            "cannot load ONNX Runtime from {}: it panicked while loading",
+            path.display()
+        )),
     }
 }
 
@@ -106,10 +125,18 @@ impl Backend for OnnxRuntime {
     fn probe(&self) -> Probe {
         match runtime() {
             Ok(rt) => Probe::Available {
-                detail: format!("ONNX Runtime from {} (CPU, {} threads)", rt.path.display(), default_threads()),
+                detail: format!(
+                    "ONNX Runtime from {} (CPU, {} threads)",
+                    rt.path.display(),
+                    default_threads()
+                ),
             },
             Err(reason) => Probe::Unavailable { reason },
         }
+    }
+
+    fn tier(&self) -> Tier {
+        Tier::OptimisedCpu
     }
 
     fn supports(&self, source: &ModelSource) -> Support {
@@ -120,23 +147,37 @@ impl Backend for OnnxRuntime {
     }
 
     fn load(&self, source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn LoadedModel>> {
-        let rt = runtime().map_err(|reason| Error::Unavailable { what: NAME.into(), reason })?;
+        let rt = runtime().map_err(|reason| Error::Unavailable {
+            what: NAME.into(),
+            reason,
+        })?;
         let path = &source.path;
         let file = onnx::read(path)?;
         let threads = options.threads.unwrap_or_else(default_threads).max(1);
-        let session = build_session(&rt.env, path, threads).map_err(|reason| Error::InvalidModel {
-            path: path.to_path_buf(),
-            reason: format!("{NAME} cannot load it: {reason}"),
-            source: None,
-        })?;
+        let session =
+            build_session(&rt.env, path, threads).map_err(|reason| Error::InvalidModel {
+                path: path.to_path_buf(),
+                reason: format!("{NAME} cannot load it: {reason}"),
+                source: None,
+            })?;
         let mut metadata = file.metadata;
-        metadata.properties.push(("anemone.onnxruntime.threads".into(), threads.to_string()));
+        metadata
+            .properties
+            .push(("anemone.onnxruntime.threads".into(), threads.to_string()));
         let footprint = metadata.weight_bytes;
-        Ok(Box::new(OrtModel { metadata, session: Mutex::new(session), footprint }))
+        Ok(Box::new(OrtModel {
+            metadata,
+            session: Mutex::new(session),
+            footprint,
+        }))
     }
 }
 
-fn build_session(env: &ort::environment::Environment, path: &Path, threads: usize) -> std::result::Result<Session, String> {
+fn build_session(
+    env: &ort::environment::Environment,
+    path: &Path,
+    threads: usize,
+) -> std::result::Result<Session, String> {
     let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
     Session::builder(env)
         .map_err(|e| e.to_string())?
@@ -174,19 +215,30 @@ impl LoadedModel for OrtModel {
     }
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let fail = |message: String| Error::Backend { backend: NAME.into(), message, retryable: false, source: None };
-        let mut values: Vec<(String, SessionInputValue<'static>)> = Vec::with_capacity(inputs.len());
+        let fail = |message: String| Error::Backend {
+            backend: NAME.into(),
+            message,
+            retryable: false,
+            source: None,
+        };
+        let mut values: Vec<(String, SessionInputValue<'static>)> =
+            Vec::with_capacity(inputs.len());
         for (spec, t) in self.metadata.inputs.iter().zip(&inputs) {
-            let v = to_ort(t).map_err(|e| fail(format!("cannot convert input '{}': {e}", spec.name)))?;
+            let v = to_ort(t)
+                .map_err(|e| fail(format!("cannot convert input '{}': {e}", spec.name)))?;
             values.push((spec.name.clone(), v.into()));
         }
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let outputs = session.run(values).map_err(|e| fail(format!("inference failed: {e}")))?;
+        let outputs = session
+            .run(values)
+            .map_err(|e| fail(format!("inference failed: {e}")))?;
         self.metadata
             .outputs
             .iter()
             .map(|spec| {
-                let v = outputs.get(&spec.name).ok_or_else(|| fail(format!("the model produced no output '{}'", spec.name)))?;
+                let v = outputs
+                    .get(&spec.name)
+                    .ok_or_else(|| fail(format!("the model produced no output '{}'", spec.name)))?;
                 from_ort(v).map_err(|e| fail(format!("cannot convert output '{}': {e}", spec.name)))
             })
             .collect()
@@ -197,13 +249,20 @@ impl LoadedModel for OrtModel {
 pub fn to_ort(t: &Tensor) -> std::result::Result<DynValue, String> {
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
     if let Some(strings) = t.as_strings() {
-        let values: Vec<String> = strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
-        return OrtTensor::from_string_array((shape, values.as_slice())).map(|v| v.into_dyn()).map_err(|e| e.to_string());
+        let values: Vec<String> = strings
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        return OrtTensor::from_string_array((shape, values.as_slice()))
+            .map(|v| v.into_dyn())
+            .map_err(|e| e.to_string());
     }
     macro_rules! num {
         ($ty:ty) => {{
             let data: Vec<$ty> = t.to_vec::<$ty>().map_err(|e| e.to_string())?;
-            OrtTensor::from_array((shape, data)).map(|v| v.into_dyn()).map_err(|e| e.to_string())
+            OrtTensor::from_array((shape, data))
+                .map(|v| v.into_dyn())
+                .map_err(|e| e.to_string())
         }};
     }
     match t.dtype() {
@@ -226,9 +285,17 @@ pub fn to_ort(t: &Tensor) -> std::result::Result<DynValue, String> {
 /// Copies an ONNX Runtime tensor value into an anemone tensor.
 pub fn from_ort(v: &DynValue) -> std::result::Result<Tensor, String> {
     let ValueType::Tensor { ty, .. } = v.dtype() else {
-        return Err(format!("the model produced a {} value, which anemone cannot carry", v.dtype()));
+        return Err(format!(
+            "the model produced a {} value, which anemone cannot carry",
+            v.dtype()
+        ));
     };
-    let dims = |shape: &[i64]| shape.iter().map(|&d| d.max(0) as usize).collect::<Vec<usize>>();
+    let dims = |shape: &[i64]| {
+        shape
+            .iter()
+            .map(|&d| d.max(0) as usize)
+            .collect::<Vec<usize>>()
+    };
     macro_rules! num {
         ($ty:ty) => {{
             let (shape, data) = v.try_extract_tensor::<$ty>().map_err(|e| e.to_string())?;
@@ -250,9 +317,16 @@ pub fn from_ort(v: &DynValue) -> std::result::Result<Tensor, String> {
         TensorElementType::Float64 => num!(f64),
         TensorElementType::String => {
             let (shape, strings) = v.try_extract_strings().map_err(|e| e.to_string())?;
-            Tensor::from_strings(dims(shape), strings.into_iter().map(String::into_bytes).collect())
+            Tensor::from_strings(
+                dims(shape),
+                strings.into_iter().map(String::into_bytes).collect(),
+            )
         }
-        other => return Err(format!("the model produced a {other:?} tensor, which anemone cannot carry")),
+        other => {
+            return Err(format!(
+                "the model produced a {other:?} tensor, which anemone cannot carry"
+            ))
+        }
     };
     tensor.map_err(|e| e.to_string())
 }

@@ -19,7 +19,8 @@ fn require_library() {
 }
 
 fn tensor(dir: &Path, file: &str) -> Tensor {
-    let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
+    let bytes = std::fs::read(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
     npy::from_bytes(&bytes).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
 }
 
@@ -38,7 +39,13 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f64) {
         })
         .collect();
     if let Some(&i) = bad.first() {
-        panic!("{what}: {} of {} values outside rtol {rtol} atol {atol}; first at {i}: got {} want {}", bad.len(), g.len(), g[i], w[i]);
+        panic!(
+            "{what}: {} of {} values outside rtol {rtol} atol {atol}; first at {i}: got {} want {}",
+            bad.len(),
+            g.len(),
+            g[i],
+            w[i]
+        );
     }
 }
 
@@ -46,11 +53,14 @@ fn run_case(name: &str) {
     require_library();
     let dir = fixtures().join(name);
     let case: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("case.json")).expect("case.json")).expect("case.json is JSON");
+        serde_json::from_slice(&std::fs::read(dir.join("case.json")).expect("case.json"))
+            .expect("case.json is JSON");
     let rtol = case["rtol"].as_f64().unwrap_or(1e-4);
     let atol = case["atol"].as_f64().unwrap_or(1e-5);
     let source = ModelSource::from_path(dir.join(case["model"].as_str().expect("model")));
-    let model = OnnxRuntime.load(&source, &LoadOptions::default()).unwrap_or_else(|e| panic!("{name}: load: {e}"));
+    let model = OnnxRuntime
+        .load(&source, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{name}: load: {e}"));
     assert_eq!(model.backend(), "onnxruntime");
     let runs = case["runs"].as_array().expect("runs");
     assert!(!runs.is_empty(), "{name}: no runs");
@@ -60,16 +70,32 @@ fn run_case(name: &str) {
         let inputs: Vec<Tensor> = specs
             .iter()
             .map(|spec| {
-                let i = given.iter().find(|i| i["name"] == spec.name.as_str()).unwrap_or_else(|| panic!("{name}: no input {}", spec.name));
+                let i = given
+                    .iter()
+                    .find(|i| i["name"] == spec.name.as_str())
+                    .unwrap_or_else(|| panic!("{name}: no input {}", spec.name));
                 tensor(&dir, i["file"].as_str().unwrap())
             })
             .collect();
-        let got = model.infer(inputs).unwrap_or_else(|e| panic!("{name} run {k}: infer: {e}"));
+        let got = model
+            .infer(inputs)
+            .unwrap_or_else(|e| panic!("{name} run {k}: infer: {e}"));
         for out in run["outputs"].as_array().expect("outputs") {
             let out_name = out["name"].as_str().unwrap();
-            let pos = model.metadata().outputs.iter().position(|o| o.name == out_name).unwrap_or_else(|| panic!("{name}: no output {out_name}"));
+            let pos = model
+                .metadata()
+                .outputs
+                .iter()
+                .position(|o| o.name == out_name)
+                .unwrap_or_else(|| panic!("{name}: no output {out_name}"));
             let want = tensor(&dir, out["file"].as_str().unwrap());
-            assert_close(&format!("{name} run {k} output {out_name}"), &got[pos], &want, rtol, atol);
+            assert_close(
+                &format!("{name} run {k} output {out_name}"),
+                &got[pos],
+                &want,
+                rtol,
+                atol,
+            );
         }
     }
 }
@@ -102,17 +128,31 @@ cases!(
 fn probe_names_the_library() {
     require_library();
     assert_eq!(OnnxRuntime.name(), "onnxruntime");
-    let Probe::Available { detail } = OnnxRuntime.probe() else { unreachable!() };
+    let Probe::Available { detail } = OnnxRuntime.probe() else {
+        unreachable!()
+    };
     assert!(detail.contains("libonnxruntime"), "{detail}");
 }
 
 #[test]
 fn bad_models_are_invalid_not_a_panic() {
     require_library();
-    for file in ["empty.onnx", "missing_external.onnx", "not_onnx.onnx", "truncated.onnx", "unsupported_op.onnx"] {
+    for file in [
+        "empty.onnx",
+        "missing_external.onnx",
+        "not_onnx.onnx",
+        "truncated.onnx",
+        "unsupported_op.onnx",
+    ] {
         let path = fixtures().join("bad").join(file);
-        let err = OnnxRuntime.load(&ModelSource::from_path(&path), &LoadOptions::default()).err().unwrap_or_else(|| panic!("{file} loaded"));
-        assert!(matches!(err, anemone_core::Error::InvalidModel { .. }), "{file}: {err}");
+        let err = OnnxRuntime
+            .load(&ModelSource::from_path(&path), &LoadOptions::default())
+            .err()
+            .unwrap_or_else(|| panic!("{file} loaded"));
+        assert!(
+            matches!(err, anemone_core::Error::InvalidModel { .. }),
+            "{file}: {err}"
+        );
         assert!(err.to_string().contains(file), "{file}: {err}");
     }
 }

@@ -64,7 +64,13 @@ pub struct BenchArgs {
 
     /// How requests travel: `grpc`, `http` (tensor data as JSON) or
     /// `http-binary` (Triton's binary tensor data extension).
-    #[arg(long, value_enum, value_name = "PROTOCOL", env = "ANEMONE_BENCH_PROTOCOL", default_value = "grpc")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "PROTOCOL",
+        env = "ANEMONE_BENCH_PROTOCOL",
+        default_value = "grpc"
+    )]
     pub protocol: Protocol,
 
     /// The model to send requests to, by its name on the server (required; no default).
@@ -92,13 +98,23 @@ pub struct BenchArgs {
     pub requests: Option<u64>,
 
     /// Requests sent before measuring, to open connections and warm the model; not counted.
-    #[arg(long, value_name = "N", env = "ANEMONE_BENCH_WARMUP", default_value_t = 10)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ANEMONE_BENCH_WARMUP",
+        default_value_t = 10
+    )]
     pub warmup: u64,
 
     /// An input read from a `.npy` file, as NAME=FILE.npy; repeat for each
     /// input. Inputs not given are generated from the model's metadata. From
     /// the environment, one input.
-    #[arg(short, long = "input", value_name = "NAME=FILE", env = "ANEMONE_BENCH_INPUT")]
+    #[arg(
+        short,
+        long = "input",
+        value_name = "NAME=FILE",
+        env = "ANEMONE_BENCH_INPUT"
+    )]
     pub inputs: Vec<String>,
 
     /// The shape of a generated input, as NAME=D0,D1,...; repeat for more.
@@ -108,12 +124,22 @@ pub struct BenchArgs {
     pub shapes: Vec<String>,
 
     /// The size of each dynamic (-1) dimension of generated inputs.
-    #[arg(long, value_name = "N", env = "ANEMONE_BENCH_DIM_DEFAULT", default_value_t = 1)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ANEMONE_BENCH_DIM_DEFAULT",
+        default_value_t = 1
+    )]
     pub dim_default: usize,
 
     /// Ask for only this output; repeat for more. By default, every output.
     /// From the environment, one output.
-    #[arg(short, long = "output", value_name = "NAME", env = "ANEMONE_BENCH_OUTPUT")]
+    #[arg(
+        short,
+        long = "output",
+        value_name = "NAME",
+        env = "ANEMONE_BENCH_OUTPUT"
+    )]
     pub outputs: Vec<String>,
 
     /// Also write the report as one JSON object to FILE. By default, no file.
@@ -178,17 +204,31 @@ impl BenchArgs {
         if self.model.is_empty() {
             bail!("--model is empty; give the model's name on the server");
         }
-        let files = self.inputs.iter().map(|a| workload::parse_input(a)).collect::<anyhow::Result<Vec<_>>>()?;
-        let shapes = self.shapes.iter().map(|a| workload::parse_shape(a)).collect::<anyhow::Result<Vec<_>>>()?;
+        let files = self
+            .inputs
+            .iter()
+            .map(|a| workload::parse_input(a))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let shapes = self
+            .shapes
+            .iter()
+            .map(|a| workload::parse_shape(a))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         workload::no_duplicates("--input", files.iter().map(|(n, _)| n.as_str()))?;
         workload::no_duplicates("--shape", shapes.iter().map(|(n, _)| n.as_str()))?;
         workload::no_duplicates("--output", self.outputs.iter().map(String::as_str))?;
-        if let Some((name, _)) = shapes.iter().find(|(n, _)| files.iter().any(|(f, _)| f == n)) {
+        if let Some((name, _)) = shapes
+            .iter()
+            .find(|(n, _)| files.iter().any(|(f, _)| f == n))
+        {
             bail!("input '{name}' has both --input and --shape; a file's tensor has its own shape");
         }
         Ok(Plan {
             protocol: self.protocol,
-            url: self.url.clone().unwrap_or_else(|| self.protocol.default_url().to_string()),
+            url: self
+                .url
+                .clone()
+                .unwrap_or_else(|| self.protocol.default_url().to_string()),
             model: self.model.clone(),
             version: self.model_version.clone().filter(|v| !v.is_empty()),
             concurrency: self.concurrency as usize,
@@ -209,12 +249,17 @@ impl BenchArgs {
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = args.plan()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(bench(&plan))?;
     emit(&report::text(&plan, &outcome))?;
     if let Some(path) = &plan.json_report {
-        let json = serde_json::to_string_pretty(&report::json(&plan, &outcome)).context("cannot encode the JSON report")?;
-        std::fs::write(path, json + "\n").with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+        let json = serde_json::to_string_pretty(&report::json(&plan, &outcome))
+            .context("cannot encode the JSON report")?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
     }
     if outcome.latencies_ns.is_empty() {
         if let Some(first) = &outcome.first_error {
@@ -228,8 +273,20 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
     let target = Target::parse(plan.protocol, &plan.url)?;
     let metadata = client::metadata(&target, &plan.model, plan.version.as_deref()).await?;
     let given = workload::read_inputs(&plan.files)?;
-    let workload = workload::Workload::build(&metadata, given, &plan.shapes, plan.dim_default, &plan.outputs)?;
-    let request = Arc::new(client::Prepared::new(plan.protocol, &target, &plan.model, plan.version.as_deref(), &workload)?);
+    let workload = workload::Workload::build(
+        &metadata,
+        given,
+        &plan.shapes,
+        plan.dim_default,
+        &plan.outputs,
+    )?;
+    let request = Arc::new(client::Prepared::new(
+        plan.protocol,
+        &target,
+        &plan.model,
+        plan.version.as_deref(),
+        &workload,
+    )?);
 
     let mut clients = Vec::with_capacity(plan.concurrency);
     for _ in 0..plan.concurrency {
@@ -251,13 +308,21 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         measuring: tokio::sync::Barrier::new(plan.concurrency + 1),
     });
     let interrupt = tokio::spawn(stop_on_ctrl_c(shared.clone()));
-    let workers: Vec<_> = clients.into_iter().map(|c| tokio::spawn(worker(c, shared.clone()))).collect();
+    let workers: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(worker(c, shared.clone())))
+        .collect();
     shared.measuring.wait().await;
     let start = Instant::now();
 
-    let mut outcome = Outcome { workload: workload.summary(), ..Outcome::default() };
+    let mut outcome = Outcome {
+        workload: workload.summary(),
+        ..Outcome::default()
+    };
     for w in workers {
-        let r = w.await.context("a benchmark worker failed; this is a bug")?;
+        let r = w
+            .await
+            .context("a benchmark worker failed; this is a bug")?;
         outcome.latencies_ns.extend(r.latencies_ns);
         for (status, n) in r.errors {
             *outcome.errors.entry(status).or_default() += n;
@@ -267,7 +332,11 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
     outcome.wall = start.elapsed();
     interrupt.abort();
     outcome.interrupted = shared.interrupted.load(Ordering::Relaxed);
-    outcome.first_error = shared.first_error.lock().expect("no holder panics; this is a bug").clone();
+    outcome.first_error = shared
+        .first_error
+        .lock()
+        .expect("no holder panics; this is a bug")
+        .clone();
     Ok(outcome)
 }
 
@@ -295,7 +364,10 @@ struct Shared {
 impl Shared {
     /// Records a failure; the first one is also printed at once.
     fn note(&self, failure: &Failure) {
-        let mut first = self.first_error.lock().expect("no holder panics; this is a bug");
+        let mut first = self
+            .first_error
+            .lock()
+            .expect("no holder panics; this is a bug");
         if first.is_none() {
             let text = format!("{}: {}", failure.status, printable(&failure.message));
             eprintln!("warning: a request failed ({text}); counting failures and going on");
@@ -306,7 +378,8 @@ impl Shared {
 
 /// Takes one unit from `left`; false once it is spent.
 fn claim(left: &AtomicU64) -> bool {
-    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// What one worker saw.
@@ -334,7 +407,10 @@ async fn worker(mut client: Client, shared: Arc<Shared>) -> WorkerResult {
         Some(_) => 1 << 16,
         None => shared.measured_left.load(Ordering::Relaxed).min(1 << 24) as usize,
     });
-    while !shared.interrupted.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) && claim(&shared.measured_left) {
+    while !shared.interrupted.load(Ordering::Relaxed)
+        && deadline.is_none_or(|d| Instant::now() < d)
+        && claim(&shared.measured_left)
+    {
         let sent = Instant::now();
         match client.infer().await {
             Ok(()) => result.latencies_ns.push(sent.elapsed().as_nanos() as u64),
@@ -381,17 +457,42 @@ mod tests {
 
     #[test]
     fn url_defaults_follow_the_protocol() {
-        assert_eq!(plan(&["--model", "m"]).unwrap().url, "http://127.0.0.1:8001");
-        assert_eq!(plan(&["--model", "m", "--protocol", "http"]).unwrap().url, "http://127.0.0.1:8000");
-        assert_eq!(plan(&["--model", "m", "--protocol", "http-binary"]).unwrap().url, "http://127.0.0.1:8000");
-        assert_eq!(plan(&["--model", "m", "--url", "http://h:1"]).unwrap().url, "http://h:1");
+        assert_eq!(
+            plan(&["--model", "m"]).unwrap().url,
+            "http://127.0.0.1:8001"
+        );
+        assert_eq!(
+            plan(&["--model", "m", "--protocol", "http"]).unwrap().url,
+            "http://127.0.0.1:8000"
+        );
+        assert_eq!(
+            plan(&["--model", "m", "--protocol", "http-binary"])
+                .unwrap()
+                .url,
+            "http://127.0.0.1:8000"
+        );
+        assert_eq!(
+            plan(&["--model", "m", "--url", "http://h:1"]).unwrap().url,
+            "http://h:1"
+        );
     }
 
     #[test]
     fn requests_take_precedence_over_duration() {
-        assert_eq!(plan(&["--model", "m"]).unwrap().stop, Stop::After(Duration::from_secs(10)));
-        assert_eq!(plan(&["--model", "m", "--duration", "0.5"]).unwrap().stop, Stop::After(Duration::from_millis(500)));
-        assert_eq!(plan(&["--model", "m", "--duration", "3", "--requests", "7"]).unwrap().stop, Stop::Requests(7));
+        assert_eq!(
+            plan(&["--model", "m"]).unwrap().stop,
+            Stop::After(Duration::from_secs(10))
+        );
+        assert_eq!(
+            plan(&["--model", "m", "--duration", "0.5"]).unwrap().stop,
+            Stop::After(Duration::from_millis(500))
+        );
+        assert_eq!(
+            plan(&["--model", "m", "--duration", "3", "--requests", "7"])
+                .unwrap()
+                .stop,
+            Stop::Requests(7)
+        );
         assert!(plan(&["--model", "m", "--duration", "0"]).is_err());
         assert!(plan(&["--model", "m", "--requests", "0"]).is_err());
         assert!(plan(&["--model", "m", "--concurrency", "0"]).is_err());
@@ -399,11 +500,29 @@ mod tests {
 
     #[test]
     fn shapes_and_inputs_are_parsed_and_checked() {
-        let p = plan(&["--model", "m", "--shape", "x=1,3,224,224", "--shape", "y=2", "--input", "z=z.npy"]).unwrap();
-        assert_eq!(p.shapes, vec![("x".to_string(), vec![1, 3, 224, 224]), ("y".to_string(), vec![2])]);
+        let p = plan(&[
+            "--model",
+            "m",
+            "--shape",
+            "x=1,3,224,224",
+            "--shape",
+            "y=2",
+            "--input",
+            "z=z.npy",
+        ])
+        .unwrap();
+        assert_eq!(
+            p.shapes,
+            vec![
+                ("x".to_string(), vec![1, 3, 224, 224]),
+                ("y".to_string(), vec![2])
+            ]
+        );
         assert_eq!(p.files, vec![("z".to_string(), PathBuf::from("z.npy"))]);
         let err = |argv: &[&str]| plan(argv).unwrap_err().to_string();
-        assert!(err(&["--model", "m", "--shape", "x=1", "--shape", "x=2"]).contains("more than once"));
+        assert!(
+            err(&["--model", "m", "--shape", "x=1", "--shape", "x=2"]).contains("more than once")
+        );
         assert!(err(&["--model", "m", "--shape", "x=1", "--input", "x=x.npy"]).contains("both"));
         assert!(err(&["--model", "m", "--input", "x.npy"]).contains("NAME=FILE"));
     }
@@ -411,13 +530,23 @@ mod tests {
     #[test]
     fn every_flag_has_a_bench_env_var_and_shows_its_default() {
         use clap::CommandFactory;
-        for arg in Cli::command().get_arguments().filter(|a| !a.is_positional() && a.get_id() != "help") {
+        for arg in Cli::command()
+            .get_arguments()
+            .filter(|a| !a.is_positional() && a.get_id() != "help")
+        {
             let id = arg.get_id().as_str();
-            let env = arg.get_env().unwrap_or_else(|| panic!("--{id} has no env var"));
-            assert!(env.to_string_lossy().starts_with("ANEMONE_BENCH_"), "--{id}: {env:?}");
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("--{id} has no env var"));
+            assert!(
+                env.to_string_lossy().starts_with("ANEMONE_BENCH_"),
+                "--{id}: {env:?}"
+            );
             let documented = matches!(arg.get_action(), clap::ArgAction::Append)
                 || !arg.get_default_values().is_empty()
-                || arg.get_help().is_some_and(|h| h.to_string().contains("default"));
+                || arg
+                    .get_help()
+                    .is_some_and(|h| h.to_string().contains("default"));
             assert!(documented, "--{id} shows no default");
         }
     }

@@ -29,9 +29,15 @@ fn parse_input(arg: &str) -> anyhow::Result<InputArg> {
     match arg.split_once('=') {
         Some(("", _)) => bail!("--input '{arg}' has an empty name; use --input NAME=FILE.npy"),
         Some((_, "")) => bail!("--input '{arg}' has no file; use --input NAME=FILE.npy"),
-        Some((name, path)) => Ok(InputArg { name: Some(name.to_string()), path: path.into() }),
+        Some((name, path)) => Ok(InputArg {
+            name: Some(name.to_string()),
+            path: path.into(),
+        }),
         None if arg.is_empty() => bail!("--input is empty; use --input NAME=FILE.npy"),
-        None => Ok(InputArg { name: None, path: arg.into() }),
+        None => Ok(InputArg {
+            name: None,
+            path: arg.into(),
+        }),
     }
 }
 
@@ -44,37 +50,61 @@ fn describe(input: &InputArg) -> String {
 }
 
 fn read_npy(input: &InputArg) -> anyhow::Result<Tensor> {
-    let file = std::fs::File::open(&input.path).with_context(|| format!("cannot open {}", describe(input)))?;
-    npy::read(std::io::BufReader::new(file)).with_context(|| format!("cannot read {} as .npy", describe(input)))
+    let file = std::fs::File::open(&input.path)
+        .with_context(|| format!("cannot open {}", describe(input)))?;
+    npy::read(std::io::BufReader::new(file))
+        .with_context(|| format!("cannot read {} as .npy", describe(input)))
 }
 
 /// Runs `anemone infer`.
 pub fn run(args: &InferArgs) -> anyhow::Result<()> {
-    let inputs = args.inputs.iter().map(|a| parse_input(a)).collect::<anyhow::Result<Vec<_>>>()?;
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|a| parse_input(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if !args.model.exists() {
-        return Err(Error::FileNotFound { path: args.model.clone() }.into());
+        return Err(Error::FileNotFound {
+            path: args.model.clone(),
+        }
+        .into());
     }
     // Read the inputs before loading: a typo should not wait for a slow load.
-    let tensors = inputs.iter().map(read_npy).collect::<anyhow::Result<Vec<_>>>()?;
+    let tensors = inputs
+        .iter()
+        .map(read_npy)
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let mut builder = Manager::builder().backends(anemone_backends::default_backends()).workers(1);
+    let mut builder = Manager::builder()
+        .backends(anemone_backends::default_backends())
+        .workers(1);
     if let Some(n) = args.threads {
         builder = builder.threads(n as usize);
     }
     let manager = builder.build().context("cannot start the runtime")?;
-    let name = args.model.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    let instance = manager.load_model_blocking(ModelSpec::new(name.clone(), &args.model)).map_err(|e| {
-        // Most load errors name the file; add it where the engine's does not.
-        let text = e.chain_string();
-        let err = anyhow::Error::new(e);
-        if text.contains(&args.model.display().to_string()) {
-            err
-        } else {
-            err.context(format!("cannot load {}", args.model.display()))
-        }
-    })?;
+    let name = args
+        .model
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    let instance = manager
+        .load_model_blocking(ModelSpec::new(name.clone(), &args.model))
+        .map_err(|e| {
+            // Most load errors name the file; add it where the engine's does not.
+            let text = e.chain_string();
+            let err = anyhow::Error::new(e);
+            if text.contains(&args.model.display().to_string()) {
+                err
+            } else {
+                err.context(format!("cannot load {}", args.model.display()))
+            }
+        })?;
 
-    let declared: Vec<&str> = instance.metadata().inputs.iter().map(|s| s.name.as_str()).collect();
+    let declared: Vec<&str> = instance
+        .metadata()
+        .inputs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     let mut request = InferRequest::new(&name);
     let mut named = Vec::with_capacity(inputs.len());
     for (input, tensor) in inputs.into_iter().zip(tensors) {
@@ -98,26 +128,45 @@ pub fn run(args: &InferArgs) -> anyhow::Result<()> {
 
     let response = manager.infer_blocking(request).map_err(|e| {
         // Point at the file behind a refused input.
-        let file = input_error_name(&e).and_then(|n| named.iter().find(|(name, _)| name == n)).map(|(_, p)| p.clone());
+        let file = input_error_name(&e)
+            .and_then(|n| named.iter().find(|(name, _)| name == n))
+            .map(|(_, p)| p.clone());
         match file {
-            Some(path) => anyhow::Error::new(e).context(format!("bad input file {}", path.display())),
-            None => anyhow::Error::new(e).context(format!("inference failed on {}", args.model.display())),
+            Some(path) => {
+                anyhow::Error::new(e).context(format!("bad input file {}", path.display()))
+            }
+            None => anyhow::Error::new(e)
+                .context(format!("inference failed on {}", args.model.display())),
         }
     })?;
 
-    std::fs::create_dir_all(&args.output_dir)
-        .with_context(|| format!("cannot create the output directory {}", args.output_dir.display()))?;
+    std::fs::create_dir_all(&args.output_dir).with_context(|| {
+        format!(
+            "cannot create the output directory {}",
+            args.output_dir.display()
+        )
+    })?;
     let stems = file_stems(response.outputs.iter().map(|(n, _)| n.as_str()));
     let mut written = Vec::with_capacity(stems.len());
     for ((output, tensor), stem) in response.outputs.iter().zip(&stems) {
         let path = args.output_dir.join(format!("{stem}.npy"));
-        write_npy(&path, tensor).with_context(|| format!("cannot write output '{output}' to {}", path.display()))?;
+        write_npy(&path, tensor)
+            .with_context(|| format!("cannot write output '{output}' to {}", path.display()))?;
         written.push(path);
     }
 
-    let summary =
-        Summary { model: &args.model, response: &response, load: instance.load_time(), stems: &stems, files: &written };
-    emit(&if args.json { summary.json()? } else { summary.text() })
+    let summary = Summary {
+        model: &args.model,
+        response: &response,
+        load: instance.load_time(),
+        stems: &stems,
+        files: &written,
+    };
+    emit(&if args.json {
+        summary.json()?
+    } else {
+        summary.text()
+    })
 }
 
 fn write_npy(path: &Path, tensor: &Tensor) -> anyhow::Result<()> {
@@ -146,7 +195,13 @@ pub fn file_stems<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     for name in names {
         let mut base: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(MAX_STEM)
             .collect();
         if base.is_empty() {
@@ -190,11 +245,16 @@ impl Summary<'_> {
             vec!["model".into(), printable(&self.model.display().to_string())],
             vec!["backend".into(), self.response.backend.to_string()],
             vec!["load".into(), millis(self.load)],
-            vec!["latency".into(), format!("{} (engine {})", millis(t.total), millis(t.compute_infer))],
+            vec![
+                "latency".into(),
+                format!("{} (engine {})", millis(t.total), millis(t.compute_infer)),
+            ],
         ];
         out.push_str(&table(&header, ""));
         let _ = writeln!(out, "\noutputs ({})", self.response.outputs.len());
-        let mut rows = vec![["name", "dtype", "shape", "file", "values"].map(String::from).to_vec()];
+        let mut rows = vec![["name", "dtype", "shape", "file", "values"]
+            .map(String::from)
+            .to_vec()];
         for ((name, tensor), file) in self.response.outputs.iter().zip(self.files) {
             rows.push(vec![
                 printable(name),
@@ -243,11 +303,15 @@ impl Summary<'_> {
                     file: file.display().to_string(),
                     dtype: tensor.dtype(),
                     shape: tensor.shape(),
-                    first_values: first_values(tensor, PREVIEW_LEN).iter().map(|v| v.json()).collect(),
+                    first_values: first_values(tensor, PREVIEW_LEN)
+                        .iter()
+                        .map(|v| v.json())
+                        .collect(),
                 })
                 .collect(),
         };
-        let mut text = serde_json::to_string_pretty(&report).context("cannot encode the summary as JSON")?;
+        let mut text =
+            serde_json::to_string_pretty(&report).context("cannot encode the summary as JSON")?;
         text.push('\n');
         Ok(text)
     }
@@ -259,8 +323,20 @@ mod tests {
 
     #[test]
     fn inputs_parse() {
-        assert_eq!(parse_input("x=a=b.npy").unwrap(), InputArg { name: Some("x".into()), path: "a=b.npy".into() });
-        assert_eq!(parse_input("x.npy").unwrap(), InputArg { name: None, path: "x.npy".into() });
+        assert_eq!(
+            parse_input("x=a=b.npy").unwrap(),
+            InputArg {
+                name: Some("x".into()),
+                path: "a=b.npy".into()
+            }
+        );
+        assert_eq!(
+            parse_input("x.npy").unwrap(),
+            InputArg {
+                name: None,
+                path: "x.npy".into()
+            }
+        );
         assert!(parse_input("=x.npy").is_err());
         assert!(parse_input("x=").is_err());
         assert!(parse_input("").is_err());
@@ -268,10 +344,30 @@ mod tests {
 
     #[test]
     fn stems_are_safe_and_distinct() {
-        let names = ["sum", "out/with:odd*name", "out_with_odd_name", "", ".", "..", ".hidden", "SUM", "a b"];
+        let names = [
+            "sum",
+            "out/with:odd*name",
+            "out_with_odd_name",
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "SUM",
+            "a b",
+        ];
         assert_eq!(
             file_stems(names),
-            ["sum", "out_with_odd_name", "out_with_odd_name_2", "output", "_", "__", "_hidden", "SUM_2", "a_b"]
+            [
+                "sum",
+                "out_with_odd_name",
+                "out_with_odd_name_2",
+                "output",
+                "_",
+                "__",
+                "_hidden",
+                "SUM_2",
+                "a_b"
+            ]
         );
         let long = "é".repeat(300);
         assert_eq!(file_stems([long.as_str()])[0].len(), MAX_STEM);

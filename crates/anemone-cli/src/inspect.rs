@@ -75,7 +75,8 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let meta = anemone_backends::onnx::describe_file(&args.model)?;
     let report = InspectReport::new(&args.model, &meta);
     let text = if args.json {
-        let mut json = serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?;
+        let mut json =
+            serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?;
         json.push('\n');
         json
     } else {
@@ -86,7 +87,10 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
 
 impl<'a> InspectReport<'a> {
     fn new(path: &std::path::Path, meta: &'a ModelMetadata) -> InspectReport<'a> {
-        let source = ModelSource { path: path.to_path_buf(), format: meta.format };
+        let source = ModelSource {
+            path: path.to_path_buf(),
+            format: meta.format,
+        };
         let backends = anemone_backends::default_backends()
             .iter()
             .map(|b| {
@@ -94,7 +98,12 @@ impl<'a> InspectReport<'a> {
                     Support::Yes => (true, None),
                     Support::No(reason) => (false, Some(reason)),
                 };
-                BackendReport { name: b.name(), probe: b.probe(), supports, reason }
+                BackendReport {
+                    name: b.name(),
+                    probe: b.probe(),
+                    supports,
+                    reason,
+                }
             })
             .collect();
         InspectReport {
@@ -102,7 +111,14 @@ impl<'a> InspectReport<'a> {
             format: meta.format,
             file_size: meta.file_size,
             producer: meta.producer.as_deref(),
-            opsets: meta.opsets.iter().map(|(domain, version)| Opset { domain, version: *version }).collect(),
+            opsets: meta
+                .opsets
+                .iter()
+                .map(|(domain, version)| Opset {
+                    domain,
+                    version: *version,
+                })
+                .collect(),
             parameter_count: meta.parameter_count,
             weight_bytes: meta.weight_bytes,
             inputs: &meta.inputs,
@@ -114,30 +130,69 @@ impl<'a> InspectReport<'a> {
 
     /// The human-readable form.
     fn text(&self) -> String {
-        let opsets: Vec<String> =
-            self.opsets.iter().map(|o| format!("{}:{}", printable(o.domain), o.version)).collect();
+        let opsets: Vec<String> = self
+            .opsets
+            .iter()
+            .map(|o| format!("{}:{}", printable(o.domain), o.version))
+            .collect();
         let header = vec![
             vec!["model".into(), printable(&self.path)],
             vec!["format".into(), self.format.to_string()],
-            vec!["size".into(), format!("{} ({} bytes)", human_bytes(self.file_size), self.file_size)],
-            vec!["producer".into(), self.producer.map_or("-".into(), printable)],
-            vec!["opsets".into(), if opsets.is_empty() { "-".into() } else { opsets.join(", ") }],
-            vec!["parameters".into(), format!("{} ({})", human_count(self.parameter_count), self.parameter_count)],
-            vec!["weights".into(), format!("{} ({} bytes)", human_bytes(self.weight_bytes), self.weight_bytes)],
+            vec![
+                "size".into(),
+                format!("{} ({} bytes)", human_bytes(self.file_size), self.file_size),
+            ],
+            vec![
+                "producer".into(),
+                self.producer.map_or("-".into(), printable),
+            ],
+            vec![
+                "opsets".into(),
+                if opsets.is_empty() {
+                    "-".into()
+                } else {
+                    opsets.join(", ")
+                },
+            ],
+            vec![
+                "parameters".into(),
+                format!(
+                    "{} ({})",
+                    human_count(self.parameter_count),
+                    self.parameter_count
+                ),
+            ],
+            vec![
+                "weights".into(),
+                format!(
+                    "{} ({} bytes)",
+                    human_bytes(self.weight_bytes),
+                    self.weight_bytes
+                ),
+            ],
         ];
         let mut out = table(&header, "");
         for (title, specs) in [("inputs", self.inputs), ("outputs", self.outputs)] {
             let _ = writeln!(out, "\n{title} ({})", specs.len());
             let rows: Vec<Vec<String>> = specs
                 .iter()
-                .map(|s| vec![printable(&s.name), s.dtype.to_string(), printable(&s.shape_string())])
+                .map(|s| {
+                    vec![
+                        printable(&s.name),
+                        s.dtype.to_string(),
+                        printable(&s.shape_string()),
+                    ]
+                })
                 .collect();
             out.push_str(&table(&rows, "  "));
         }
         if !self.properties.is_empty() {
             out.push_str("\nproperties\n");
-            let rows: Vec<Vec<String>> =
-                self.properties.iter().map(|(k, v)| vec![format!("{}:", printable(k)), printable(v)]).collect();
+            let rows: Vec<Vec<String>> = self
+                .properties
+                .iter()
+                .map(|(k, v)| vec![format!("{}:", printable(k)), printable(v)])
+                .collect();
             out.push_str(&table(&rows, "  "));
         }
         out.push_str("\nbackends\n");

@@ -29,7 +29,13 @@ use std::process::ExitCode;
 struct Cli {
     /// Log filter for messages on stderr: a level (error, warn, info, debug,
     /// trace) or a tracing directive such as `anemone_runtime=debug`.
-    #[arg(long, global = true, env = "ANEMONE_LOG", default_value = "warn", value_name = "FILTER")]
+    #[arg(
+        long,
+        global = true,
+        env = "ANEMONE_LOG",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
     log_level: String,
 
     #[command(subcommand)]
@@ -77,7 +83,13 @@ pub struct InferArgs {
     pub inputs: Vec<String>,
 
     /// Directory the outputs are written to, created if missing.
-    #[arg(short = 'd', long, value_name = "DIR", env = "ANEMONE_OUTPUT_DIR", default_value = ".")]
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "DIR",
+        env = "ANEMONE_OUTPUT_DIR",
+        default_value = "."
+    )]
     pub output_dir: PathBuf,
 
     /// Return only this output; repeat for more. By default, every output.
@@ -171,15 +183,22 @@ mod tests {
                 if id == "help" || id == "version" {
                     continue;
                 }
-                let env = arg.get_env().unwrap_or_else(|| panic!("{} --{id} has no env var", sub.get_name()));
-                assert!(env.to_string_lossy().starts_with("ANEMONE_"), "{id}: {env:?}");
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("{} --{id} has no env var", sub.get_name()));
+                assert!(
+                    env.to_string_lossy().starts_with("ANEMONE_"),
+                    "{id}: {env:?}"
+                );
                 // Repeatable flags have no default: without them, nothing is given;
                 // required flags have none either.
                 let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
                 let documented = repeatable
                     || arg.is_required_set()
                     || !arg.get_default_values().is_empty()
-                    || arg.get_help().is_some_and(|h| h.to_string().contains("default"));
+                    || arg
+                        .get_help()
+                        .is_some_and(|h| h.to_string().contains("default"));
                 assert!(documented, "{} --{id} shows no default", sub.get_name());
             }
         }

@@ -105,12 +105,20 @@ pub fn g6(v: f64) -> String {
         };
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Round to 6 significant digits first: the exponent after rounding decides the style.
     let sci = format!("{v:.5e}");
-    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always writes an exponent; this is a bug");
-    let exp: i32 = exp.parse().expect("`{:e}` writes an integer exponent; this is a bug");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("`{:e}` always writes an exponent; this is a bug");
+    let exp: i32 = exp
+        .parse()
+        .expect("`{:e}` writes an integer exponent; this is a bug");
     if !(-4..6).contains(&exp) {
         let sign = if exp < 0 { '-' } else { '+' };
         format!("{}e{sign}{:02}", trim_zeros(mantissa), exp.abs())
@@ -150,7 +158,13 @@ pub fn printable(s: &str) -> String {
 pub fn table(rows: &[Vec<String>], indent: &str) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
@@ -187,7 +201,11 @@ pub enum Value {
 pub fn first_values(t: &Tensor, n: usize) -> Vec<Value> {
     fn read<T: Element>(t: &Tensor, n: usize, f: impl Fn(T) -> Value) -> Vec<Value> {
         let bytes = t.as_bytes().unwrap_or_default();
-        bytes.chunks_exact(std::mem::size_of::<T>()).take(n).map(|c| f(T::read_le(c))).collect()
+        bytes
+            .chunks_exact(std::mem::size_of::<T>())
+            .take(n)
+            .map(|c| f(T::read_le(c)))
+            .collect()
     }
     let float = |value: f64, shortest: String| Value::Float { value, shortest };
     match t.dtype() {
@@ -201,9 +219,13 @@ pub fn first_values(t: &Tensor, n: usize) -> Vec<Value> {
         DataType::I32 => read::<i32>(t, n, |v| Value::Int(v.into())),
         DataType::I64 => read::<i64>(t, n, Value::Int),
         // `half` is not a dependency of the CLI: widen through the core's conversion.
-        DataType::F16 => {
-            t.to_f64_lossy().unwrap_or_default().into_iter().take(n).map(|v| float(v, (v as f32).to_string())).collect()
-        }
+        DataType::F16 => t
+            .to_f64_lossy()
+            .unwrap_or_default()
+            .into_iter()
+            .take(n)
+            .map(|v| float(v, (v as f32).to_string()))
+            .collect(),
         DataType::F32 => read::<f32>(t, n, |v| float(v.into(), v.to_string())),
         DataType::F64 => read::<f64>(t, n, |v| float(v, v.to_string())),
         DataType::Bytes => t
@@ -298,7 +320,10 @@ mod tests {
 
     #[test]
     fn table_aligns_columns() {
-        let rows = vec![vec!["x".into(), "f32".into(), "[1]".into()], vec!["long".into(), "i64".into(), "[]".into()]];
+        let rows = vec![
+            vec!["x".into(), "f32".into(), "[1]".into()],
+            vec!["long".into(), "i64".into(), "[]".into()],
+        ];
         assert_eq!(table(&rows, "  "), "  x     f32  [1]\n  long  i64  []\n");
     }
 

@@ -15,21 +15,41 @@ pub struct ServeArgs {
     pub model_repository: PathBuf,
 
     /// Address to listen on; 0.0.0.0 listens on every interface.
-    #[arg(long, value_name = "ADDR", env = "ANEMONE_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "ANEMONE_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub host: String,
 
     /// HTTP port; 0 picks a free port (the bound address is printed).
-    #[arg(long, value_name = "PORT", env = "ANEMONE_HTTP_PORT", default_value_t = 8000)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "ANEMONE_HTTP_PORT",
+        default_value_t = 8000
+    )]
     pub http_port: u16,
 
     /// gRPC port; 0 picks a free port (the bound address is printed).
-    #[arg(long, value_name = "PORT", env = "ANEMONE_GRPC_PORT", default_value_t = 8001)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "ANEMONE_GRPC_PORT",
+        default_value_t = 8001
+    )]
     pub grpc_port: u16,
 
     /// Who loads models, as Triton's flag: `none` loads every model at start-up and refuses
     /// the load/unload API; `explicit` loads only --load-model models and allows the API;
     /// `poll` loads every model and follows changes on disk.
-    #[arg(long, value_name = "MODE", env = "ANEMONE_MODEL_CONTROL_MODE", default_value = "none")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "ANEMONE_MODEL_CONTROL_MODE",
+        default_value = "none"
+    )]
     pub model_control_mode: ControlMode,
 
     /// A model to load at start-up in explicit mode; repeat for more, `*` for all.
@@ -37,11 +57,21 @@ pub struct ServeArgs {
     pub load_models: Vec<String>,
 
     /// Seconds between repository scans in poll mode.
-    #[arg(long, value_name = "SECS", env = "ANEMONE_REPOSITORY_POLL_SECS", default_value_t = 15)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "ANEMONE_REPOSITORY_POLL_SECS",
+        default_value_t = 15
+    )]
     pub repository_poll_secs: u64,
 
     /// On SIGINT/SIGTERM, seconds that requests in flight get to finish before exiting.
-    #[arg(long, value_name = "SECS", env = "ANEMONE_EXIT_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "ANEMONE_EXIT_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
     pub exit_timeout_secs: u64,
 
     /// Largest request body (HTTP) or message (gRPC) in bytes; larger ones are refused
@@ -69,12 +99,18 @@ pub struct ServeArgs {
 
 /// Runs the server until a shutdown signal.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let mut builder = Manager::builder().backends(default_backends()).max_concurrency(Some(args.max_concurrency)).memory_budget(args.memory_budget);
+    let mut builder = Manager::builder()
+        .backends(default_backends())
+        .max_concurrency(Some(args.max_concurrency))
+        .memory_budget(args.memory_budget);
     if let Some(n) = args.threads {
         builder = builder.threads(n);
     }
@@ -93,10 +129,15 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         max_request_bytes: args.max_request_bytes,
         poll_interval: Duration::from_secs(args.repository_poll_secs.max(1)),
     };
-    let server = Server::bind(options, manager).await.map_err(anyhow::Error::msg)?;
+    let server = Server::bind(options, manager)
+        .await
+        .map_err(anyhow::Error::msg)?;
     println!("HTTP listening on {}", server.http_addr());
     println!("gRPC listening on {}", server.grpc_addr());
-    server.run(shutdown_signal()).await.map_err(anyhow::Error::msg)?;
+    server
+        .run(shutdown_signal())
+        .await
+        .map_err(anyhow::Error::msg)?;
     println!("anemone stopped");
     Ok(())
 }

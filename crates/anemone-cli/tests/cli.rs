@@ -10,13 +10,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the workspace root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
 }
 
 /// A path under the workspace root that must exist.
 fn fixture(rel: &str) -> PathBuf {
     let path = root().join(rel);
-    assert!(path.exists(), "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/", path.display());
+    assert!(
+        path.exists(),
+        "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/",
+        path.display()
+    );
     path
 }
 
@@ -36,7 +43,10 @@ fn anemone(args: &[&str]) -> Output {
             cmd.env_remove(key);
         }
     }
-    cmd.env_remove("RUST_BACKTRACE").args(args).output().expect("the anemone binary runs")
+    cmd.env_remove("RUST_BACKTRACE")
+        .args(args)
+        .output()
+        .expect("the anemone binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -58,17 +68,29 @@ fn assert_ok(out: &Output) -> String {
 /// every string in `mentions`, and no panic. Returns stderr.
 fn assert_error(out: &Output, mentions: &[&str]) -> String {
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stdout:\n{}\nstderr:\n{stderr}", text(&out.stdout));
-    assert!(stderr.starts_with("error:"), "stderr does not start with 'error:':\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{stderr}",
+        text(&out.stdout)
+    );
+    assert!(
+        stderr.starts_with("error:"),
+        "stderr does not start with 'error:':\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     for m in mentions {
-        assert!(stderr.contains(m), "stderr does not mention '{m}':\n{stderr}");
+        assert!(
+            stderr.contains(m),
+            "stderr does not mention '{m}':\n{stderr}"
+        );
     }
     stderr
 }
 
 fn read_npy(path: &Path) -> Tensor {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let file =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
     npy::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -82,7 +104,10 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f64) {
     }
     let (g, w) = (got.to_f64_lossy().unwrap(), want.to_f64_lossy().unwrap());
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        assert!((a - b).abs() <= atol + rtol * b.abs(), "{what}[{i}]: got {a}, want {b} (rtol {rtol}, atol {atol})");
+        assert!(
+            (a - b).abs() <= atol + rtol * b.abs(),
+            "{what}[{i}]: got {a}, want {b} (rtol {rtol}, atol {atol})"
+        );
     }
 }
 
@@ -90,25 +115,56 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f64) {
 /// compares every output with the reference. Returns stdout.
 fn check_case(dir: &str, run: usize, test: &str) -> String {
     let case_dir = fixture(dir);
-    let case: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{dir}/case.json"))).unwrap()).unwrap();
+    let case: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(&format!("{dir}/case.json"))).unwrap(),
+    )
+    .unwrap();
     let run = &case["runs"][run];
     let out_dir = temp_dir(test);
     let model = case_dir.join(case["model"].as_str().unwrap());
-    let mut args: Vec<String> =
-        vec!["infer".into(), model.display().to_string(), "--output-dir".into(), out_dir.display().to_string()];
+    let mut args: Vec<String> = vec![
+        "infer".into(),
+        model.display().to_string(),
+        "--output-dir".into(),
+        out_dir.display().to_string(),
+    ];
     for input in run["inputs"].as_array().unwrap() {
         let file = fixture(&format!("{dir}/{}", input["file"].as_str().unwrap()));
-        args.extend(["--input".into(), format!("{}={}", input["name"].as_str().unwrap(), file.display())]);
+        args.extend([
+            "--input".into(),
+            format!("{}={}", input["name"].as_str().unwrap(), file.display()),
+        ]);
     }
-    let stdout = assert_ok(&anemone(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-    let (rtol, atol) = (case["rtol"].as_f64().unwrap(), case["atol"].as_f64().unwrap());
+    let stdout = assert_ok(&anemone(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let (rtol, atol) = (
+        case["rtol"].as_f64().unwrap(),
+        case["atol"].as_f64().unwrap(),
+    );
     for output in run["outputs"].as_array().unwrap() {
         let name = output["name"].as_str().unwrap();
-        let stem: String =
-            name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-        let want = read_npy(&fixture(&format!("{dir}/{}", output["file"].as_str().unwrap())));
-        assert_close(name, &read_npy(&out_dir.join(format!("{stem}.npy"))), &want, rtol, atol);
+        let stem: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let want = read_npy(&fixture(&format!(
+            "{dir}/{}",
+            output["file"].as_str().unwrap()
+        )));
+        assert_close(
+            name,
+            &read_npy(&out_dir.join(format!("{stem}.npy"))),
+            &want,
+            rtol,
+            atol,
+        );
     }
     let _ = std::fs::remove_dir_all(out_dir);
     stdout
@@ -119,7 +175,9 @@ fn infer_add_example_writes_npy_outputs() {
     let dir = temp_dir("add");
     let out = anemone(&[
         "infer",
-        fixture("examples/models/add/1/model.onnx").to_str().unwrap(),
+        fixture("examples/models/add/1/model.onnx")
+            .to_str()
+            .unwrap(),
         "--input",
         &format!("x={}", fixture("examples/x.npy").display()),
         "--input",
@@ -141,7 +199,9 @@ fn infer_output_flag_selects_outputs_and_json_reports_them() {
     let dir = temp_dir("add-json");
     let out = anemone(&[
         "infer",
-        fixture("examples/models/add/1/model.onnx").to_str().unwrap(),
+        fixture("examples/models/add/1/model.onnx")
+            .to_str()
+            .unwrap(),
         "-i",
         &format!("x={}", fixture("examples/x.npy").display()),
         "-i",
@@ -154,13 +214,18 @@ fn infer_output_flag_selects_outputs_and_json_reports_them() {
     ]);
     let json: Value = serde_json::from_str(&assert_ok(&out)).expect("stdout is one JSON object");
     assert_eq!(json["backend"], "tract-cpu");
-    assert!(json["latency_ms"].as_f64().unwrap() >= 0.0 && json["load_ms"].as_f64().unwrap() >= 0.0);
+    assert!(
+        json["latency_ms"].as_f64().unwrap() >= 0.0 && json["load_ms"].as_f64().unwrap() >= 0.0
+    );
     let outputs = json["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 1, "{json}");
     assert_eq!(outputs[0]["name"], "diff");
     assert_eq!(outputs[0]["dtype"], "f32");
     assert_eq!(outputs[0]["shape"], serde_json::json!([1, 4]));
-    assert_eq!(outputs[0]["first_values"], serde_json::json!([-9.0, -18.0, -27.0, -36.0]));
+    assert_eq!(
+        outputs[0]["first_values"],
+        serde_json::json!([-9.0, -18.0, -27.0, -36.0])
+    );
     assert!(dir.join("made/here/diff.npy").is_file());
     assert!(!dir.join("made/here/sum.npy").exists());
     let _ = std::fs::remove_dir_all(dir);
@@ -169,14 +234,23 @@ fn infer_output_flag_selects_outputs_and_json_reports_them() {
 #[test]
 fn infer_multi_io_sanitises_odd_output_names() {
     let stdout = check_case("fixtures/generated/multi_io", 0, "multi_io");
-    assert!(stdout.contains("output 'out/with:odd*name' -> out_with_odd_name.npy"), "{stdout}");
-    assert!(!stdout.contains("output 'sum' ->"), "only changed names are mapped:\n{stdout}");
+    assert!(
+        stdout.contains("output 'out/with:odd*name' -> out_with_odd_name.npy"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("output 'sum' ->"),
+        "only changed names are mapped:\n{stdout}"
+    );
 }
 
 #[test]
 fn infer_int_bool_is_exact_with_a_scalar_input() {
     let k = read_npy(&fixture("fixtures/generated/int_bool/run1_in_3.npy"));
-    assert!(k.shape().is_empty() && k.dtype() == anemone_core::DataType::I64, "k is a 0-d int64 scalar");
+    assert!(
+        k.shape().is_empty() && k.dtype() == anemone_core::DataType::I64,
+        "k is a 0-d int64 scalar"
+    );
     check_case("fixtures/generated/int_bool", 1, "int_bool");
 }
 
@@ -185,8 +259,14 @@ fn infer_takes_a_bare_file_for_a_single_input_model() {
     let dir = temp_dir("bare");
     let model = fixture("fixtures/generated/dynamic_batch/model.onnx");
     let input = fixture("fixtures/generated/dynamic_batch/run1_in_0.npy");
-    let out =
-        anemone(&["infer", model.to_str().unwrap(), "--input", input.to_str().unwrap(), "-d", dir.to_str().unwrap()]);
+    let out = anemone(&[
+        "infer",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "-d",
+        dir.to_str().unwrap(),
+    ]);
     assert_ok(&out);
     let want = read_npy(&fixture("fixtures/generated/dynamic_batch/run1_out_0.npy"));
     assert_close("y", &read_npy(&dir.join("y.npy")), &want, 1e-4, 1e-5);
@@ -195,16 +275,35 @@ fn infer_takes_a_bare_file_for_a_single_input_model() {
 
 #[test]
 fn inspect_json_describes_dynamic_dims_and_backends() {
-    let out = anemone(&["inspect", fixture("fixtures/generated/dynamic_batch/model.onnx").to_str().unwrap(), "--json"]);
+    let out = anemone(&[
+        "inspect",
+        fixture("fixtures/generated/dynamic_batch/model.onnx")
+            .to_str()
+            .unwrap(),
+        "--json",
+    ]);
     let json: Value = serde_json::from_str(&assert_ok(&out)).expect("stdout is one JSON object");
-    let x = json["inputs"].as_array().unwrap().iter().find(|i| i["name"] == "x").expect("input x");
+    let x = json["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "x")
+        .expect("input x");
     assert_eq!(x["dtype"], "f32");
     assert_eq!(x["shape"], serde_json::json!(["batch", "seq", 8]));
     assert_eq!(json["format"], "onnx");
     assert!(json["file_size"].as_u64().unwrap() > 0);
-    assert!(json["opsets"].as_array().unwrap().iter().any(|o| o["domain"] == "ai.onnx"));
-    let tract =
-        json["backends"].as_array().unwrap().iter().find(|b| b["name"] == "tract-cpu").expect("tract-cpu listed");
+    assert!(json["opsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["domain"] == "ai.onnx"));
+    let tract = json["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "tract-cpu")
+        .expect("tract-cpu listed");
     assert_eq!(tract["probe"]["status"], "available");
     assert_eq!(tract["supports"], true);
     assert!(tract.get("reason").is_none());
@@ -212,11 +311,26 @@ fn inspect_json_describes_dynamic_dims_and_backends() {
 
 #[test]
 fn inspect_text_shows_anonymous_dims_as_minus_one() {
-    let stdout = assert_ok(&anemone(&["inspect", fixture("fixtures/generated/ocr_cls/model.onnx").to_str().unwrap()]));
-    let x =
-        stdout.lines().find(|l| l.trim_start().starts_with("x ")).unwrap_or_else(|| panic!("no row for x:\n{stdout}"));
+    let stdout = assert_ok(&anemone(&[
+        "inspect",
+        fixture("fixtures/generated/ocr_cls/model.onnx")
+            .to_str()
+            .unwrap(),
+    ]));
+    let x = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("x "))
+        .unwrap_or_else(|| panic!("no row for x:\n{stdout}"));
     assert!(x.contains("f32") && x.contains("[-1, 3, -1, -1]"), "{x}");
-    for label in ["format", "size", "opsets", "parameters", "weights", "backends", "tract-cpu"] {
+    for label in [
+        "format",
+        "size",
+        "opsets",
+        "parameters",
+        "weights",
+        "backends",
+        "tract-cpu",
+    ] {
         assert!(stdout.contains(label), "no '{label}' in:\n{stdout}");
     }
 }
@@ -245,7 +359,10 @@ fn bad_models_fail_cleanly() {
 #[test]
 fn missing_model_fails_cleanly() {
     for cmd in ["infer", "inspect"] {
-        assert_error(&anemone(&[cmd, "/nonexistent/anemone/model.onnx"]), &["/nonexistent/anemone/model.onnx"]);
+        assert_error(
+            &anemone(&[cmd, "/nonexistent/anemone/model.onnx"]),
+            &["/nonexistent/anemone/model.onnx"],
+        );
     }
 }
 
@@ -258,26 +375,53 @@ fn bad_inputs_name_the_input_and_the_file() {
 
     let missing = dir.join("missing.npy");
     assert_error(
-        &anemone(&["infer", model, "-i", &format!("x={}", missing.display()), "-i", &y]),
+        &anemone(&[
+            "infer",
+            model,
+            "-i",
+            &format!("x={}", missing.display()),
+            "-i",
+            &y,
+        ]),
         &["'x'", "missing.npy"],
     );
 
     let wrong = dir.join("x_i64.npy");
-    npy::write(&Tensor::from_vec(vec![1, 4], vec![1i64, 2, 3, 4]).unwrap(), std::fs::File::create(&wrong).unwrap())
-        .unwrap();
+    npy::write(
+        &Tensor::from_vec(vec![1, 4], vec![1i64, 2, 3, 4]).unwrap(),
+        std::fs::File::create(&wrong).unwrap(),
+    )
+    .unwrap();
     assert_error(
-        &anemone(&["infer", model, "-i", &format!("x={}", wrong.display()), "-i", &y]),
+        &anemone(&[
+            "infer",
+            model,
+            "-i",
+            &format!("x={}", wrong.display()),
+            "-i",
+            &y,
+        ]),
         &["'x'", "x_i64.npy", "INT64", "FP32"],
     );
 
     let not_npy = fixture("examples/models/add/1/model.onnx");
     assert_error(
-        &anemone(&["infer", model, "-i", &format!("x={}", not_npy.display()), "-i", &y]),
+        &anemone(&[
+            "infer",
+            model,
+            "-i",
+            &format!("x={}", not_npy.display()),
+            "-i",
+            &y,
+        ]),
         &["'x'", "model.onnx"],
     );
 
     let x = fixture("examples/x.npy");
-    assert_error(&anemone(&["infer", model, "-i", x.to_str().unwrap()]), &["x.npy", "NAME=FILE", "x, y"]);
+    assert_error(
+        &anemone(&["infer", model, "-i", x.to_str().unwrap()]),
+        &["x.npy", "NAME=FILE", "x, y"],
+    );
     assert_error(&anemone(&["infer", model, "-i", "=x.npy"]), &["=x.npy"]);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -32,6 +32,34 @@ impl Probe {
     }
 }
 
+/// The class of hardware a backend runs on. The default preference order
+/// follows it: Neural Engine, then GPU, then an optimised CPU engine, then the
+/// portable CPU engine. Within one tier, the order backends were registered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    /// Apple's Neural Engine (Core ML with CPUAndNeuralEngine).
+    NeuralEngine,
+    /// A GPU (CUDA, Metal, Core ML with CPUAndGPU).
+    Gpu,
+    /// A CPU engine tuned for speed (ONNX Runtime).
+    OptimisedCpu,
+    /// The portable CPU engine (tract), always present.
+    PortableCpu,
+}
+
+impl Tier {
+    /// A stable name, e.g. `gpu`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tier::NeuralEngine => "neural-engine",
+            Tier::Gpu => "gpu",
+            Tier::OptimisedCpu => "optimised-cpu",
+            Tier::PortableCpu => "portable-cpu",
+        }
+    }
+}
+
 /// Whether a backend accepts a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Support {
@@ -65,6 +93,20 @@ pub struct LoadOptions {
     /// Threads the engine may use for one inference. By default (`None`), the
     /// backend picks a sensible number for the machine.
     pub threads: Option<usize>,
+    /// Backend-specific settings from the model's configuration, e.g.
+    /// `("coreml.compute_units", "ane")`. Backends ignore keys not their own.
+    pub settings: Vec<(String, String)>,
+}
+
+impl LoadOptions {
+    /// The value of a setting, if given.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// An inference engine.
@@ -72,8 +114,14 @@ pub trait Backend: Send + Sync + 'static {
     /// A short stable name, e.g. `tract-cpu`.
     fn name(&self) -> &'static str;
 
-    /// Whether this backend is usable here, and if not, why.
+    /// Whether this backend is usable here, and if not, why. May be slow the
+    /// first time (it loads libraries); callers should cache it.
     fn probe(&self) -> Probe;
+
+    /// The hardware class, which orders the default preference.
+    fn tier(&self) -> Tier {
+        Tier::PortableCpu
+    }
 
     /// Whether this backend accepts the model's format. Cheap: it does not
     /// parse the model; operator support is found out by [`Backend::load`].

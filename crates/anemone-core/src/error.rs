@@ -162,6 +162,16 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The device under a backend failed for good (GPU lost, driver reset).
+    /// The runtime hands the model to its next backend candidate.
+    #[error("backend {backend} lost its device: {message}")]
+    DeviceLost {
+        /// The backend's name.
+        backend: String,
+        /// What happened.
+        message: String,
+    },
+
     /// A configuration is wrong (unknown backend, bad option).
     #[error("configuration error: {0}")]
     Config(String),
@@ -187,12 +197,15 @@ impl Error {
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Input(_) | Error::InvalidModel { .. } | Error::NoBackend { .. } | Error::Config(_) => ErrorKind::InvalidInput,
+            Error::Input(_)
+            | Error::InvalidModel { .. }
+            | Error::NoBackend { .. }
+            | Error::Config(_) => ErrorKind::InvalidInput,
             Error::ModelNotFound { .. } | Error::FileNotFound { .. } => ErrorKind::NotFound,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Overloaded { .. } | Error::MemoryBudget { .. } => ErrorKind::Overloaded,
             Error::Timeout(_) => ErrorKind::Timeout,
-            Error::Backend { .. } => ErrorKind::Backend,
+            Error::Backend { .. } | Error::DeviceLost { .. } => ErrorKind::Backend,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -210,8 +223,17 @@ impl Error {
     }
 
     /// A backend failure with the engine's error as its source.
-    pub fn backend(backend: impl Into<String>, message: impl Into<String>, source: impl Into<BoxError>) -> Error {
-        Error::Backend { backend: backend.into(), message: message.into(), retryable: false, source: Some(source.into()) }
+    pub fn backend(
+        backend: impl Into<String>,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Error {
+        Error::Backend {
+            backend: backend.into(),
+            message: message.into(),
+            retryable: false,
+            source: Some(source.into()),
+        }
     }
 
     /// The message followed by every source in the chain, joined by `: `.
@@ -379,13 +401,20 @@ mod tests {
 
     #[test]
     fn kinds_and_retryability() {
-        let overloaded = Error::Overloaded { limit: "global concurrency limit".into(), in_use: 4, capacity: 4 };
+        let overloaded = Error::Overloaded {
+            limit: "global concurrency limit".into(),
+            in_use: 4,
+            capacity: 4,
+        };
         assert_eq!(overloaded.kind(), ErrorKind::Overloaded);
         assert!(overloaded.retryable());
         let input = Error::from(InputError::Duplicate { name: "x".into() });
         assert_eq!(input.kind(), ErrorKind::InvalidInput);
         assert!(!input.retryable());
-        assert_eq!(Error::Timeout(Duration::from_millis(5)).kind(), ErrorKind::Timeout);
+        assert_eq!(
+            Error::Timeout(Duration::from_millis(5)).kind(),
+            ErrorKind::Timeout
+        );
         assert!(!Error::Internal("x".into()).retryable());
     }
 
@@ -399,14 +428,28 @@ mod tests {
     #[test]
     fn source_chain_is_kept() {
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad magic");
-        let err = Error::InvalidModel { path: "m.onnx".into(), reason: "not a protobuf".into(), source: Some(io.into()) };
+        let err = Error::InvalidModel {
+            path: "m.onnx".into(),
+            reason: "not a protobuf".into(),
+            source: Some(io.into()),
+        };
         assert!(std::error::Error::source(&err).is_some());
-        assert_eq!(err.chain_string(), "cannot load m.onnx: not a protobuf: bad magic");
+        assert_eq!(
+            err.chain_string(),
+            "cannot load m.onnx: not a protobuf: bad magic"
+        );
     }
 
     #[test]
     fn not_found_lists_loaded_models() {
-        let err = Error::ModelNotFound { name: "a".into(), version: Some(2), loaded: vec!["b".into()] };
-        assert_eq!(err.to_string(), "model 'a' version 2 is not loaded; loaded: b");
+        let err = Error::ModelNotFound {
+            name: "a".into(),
+            version: Some(2),
+            loaded: vec!["b".into()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "model 'a' version 2 is not loaded; loaded: b"
+        );
     }
 }

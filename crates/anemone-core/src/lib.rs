@@ -26,7 +26,7 @@ pub mod metadata;
 pub mod npy;
 pub mod tensor;
 
-pub use backend::{Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support};
+pub use backend::{Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support, Tier};
 pub use dtype::DataType;
 pub use error::{BoxError, Error, ErrorKind, InputError, Result};
 pub use metadata::{Dim, ModelFormat, ModelMetadata, TensorSpec};

@@ -76,7 +76,11 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// A spec with a known shape.
     pub fn new(name: impl Into<String>, dtype: DataType, shape: Vec<Dim>) -> TensorSpec {
-        TensorSpec { name: name.into(), dtype, shape: Some(shape) }
+        TensorSpec {
+            name: name.into(),
+            dtype,
+            shape: Some(shape),
+        }
     }
 
     /// The shape as text, e.g. `[batch, 3, -1, 224]`, or `[?]` when unknown.
@@ -147,7 +151,11 @@ pub struct ModelMetadata {
 impl ModelMetadata {
     /// Metadata with these inputs and outputs and nothing else known
     /// (no producer, opsets, parameters or sizes).
-    pub fn new(format: ModelFormat, inputs: Vec<TensorSpec>, outputs: Vec<TensorSpec>) -> ModelMetadata {
+    pub fn new(
+        format: ModelFormat,
+        inputs: Vec<TensorSpec>,
+        outputs: Vec<TensorSpec>,
+    ) -> ModelMetadata {
         ModelMetadata {
             format,
             inputs,
@@ -173,7 +181,10 @@ impl ModelMetadata {
 
     /// The version of the default ONNX operator set, if imported.
     pub fn default_opset(&self) -> Option<i64> {
-        self.opsets.iter().find(|(d, _)| d.is_empty() || d == "ai.onnx").map(|(_, v)| *v)
+        self.opsets
+            .iter()
+            .find(|(d, _)| d.is_empty() || d == "ai.onnx")
+            .map(|(_, v)| *v)
     }
 }
 
@@ -190,15 +201,25 @@ mod tests {
 
     #[test]
     fn shape_string_shows_names_and_minus_one() {
-        let s = TensorSpec::new("x", DataType::F32, vec![Dim::Named("batch".into()), Dim::Fixed(3), Dim::Any]);
+        let s = TensorSpec::new(
+            "x",
+            DataType::F32,
+            vec![Dim::Named("batch".into()), Dim::Fixed(3), Dim::Any],
+        );
         assert_eq!(s.shape_string(), "[batch, 3, -1]");
     }
 
     #[test]
     fn format_from_extension() {
         use std::path::Path;
-        assert_eq!(ModelFormat::from_path(Path::new("a/model.onnx")), Some(ModelFormat::Onnx));
-        assert_eq!(ModelFormat::from_path(Path::new("m.mlpackage")), Some(ModelFormat::CoreMl));
+        assert_eq!(
+            ModelFormat::from_path(Path::new("a/model.onnx")),
+            Some(ModelFormat::Onnx)
+        );
+        assert_eq!(
+            ModelFormat::from_path(Path::new("m.mlpackage")),
+            Some(ModelFormat::CoreMl)
+        );
         assert_eq!(ModelFormat::from_path(Path::new("m.pt")), None);
     }
 }

@@ -54,7 +54,9 @@ pub fn from_bytes(buf: &[u8]) -> Result<Tensor, NpyError> {
     let (header_len, start) = match major {
         1 => (u16::from_le_bytes([buf[8], buf[9]]) as usize, 10),
         2 | 3 => {
-            let b = buf.get(8..12).ok_or_else(|| NpyError::Truncated("header length".into()))?;
+            let b = buf
+                .get(8..12)
+                .ok_or_else(|| NpyError::Truncated("header length".into()))?;
             (u32::from_le_bytes(b.try_into().unwrap()) as usize, 12)
         }
         v => return Err(NpyError::Header(format!("unknown format version {v}"))),
@@ -62,14 +64,21 @@ pub fn from_bytes(buf: &[u8]) -> Result<Tensor, NpyError> {
     let header_bytes = buf
         .get(start..start + header_len)
         .ok_or_else(|| NpyError::Truncated(format!("header needs {header_len} bytes")))?;
-    let header = parse_header(std::str::from_utf8(header_bytes).map_err(|e| NpyError::Header(e.to_string()))?)?;
+    let header = parse_header(
+        std::str::from_utf8(header_bytes).map_err(|e| NpyError::Header(e.to_string()))?,
+    )?;
     let data = &buf[start + header_len..];
-    let count = element_count(&header.shape).ok_or_else(|| NpyError::Header("shape overflows".into()))?;
+    let count =
+        element_count(&header.shape).ok_or_else(|| NpyError::Header("shape overflows".into()))?;
     let (order, kind, size) = parse_descr(&header.descr)?;
 
     if kind == 'S' {
-        let need = count.checked_mul(size).ok_or_else(|| NpyError::Header("shape overflows".into()))?;
-        let data = data.get(..need).ok_or_else(|| NpyError::Truncated(format!("data needs {need} bytes, file has {}", data.len())))?;
+        let need = count
+            .checked_mul(size)
+            .ok_or_else(|| NpyError::Header("shape overflows".into()))?;
+        let data = data.get(..need).ok_or_else(|| {
+            NpyError::Truncated(format!("data needs {need} bytes, file has {}", data.len()))
+        })?;
         let mut strings: Vec<Vec<u8>> = data
             .chunks(size.max(1))
             .take(count)
@@ -82,12 +91,17 @@ pub fn from_bytes(buf: &[u8]) -> Result<Tensor, NpyError> {
         if header.fortran {
             strings = fortran_to_c(&header.shape, &strings);
         }
-        return Tensor::from_strings(header.shape, strings).map_err(|e| NpyError::Header(e.to_string()));
+        return Tensor::from_strings(header.shape, strings)
+            .map_err(|e| NpyError::Header(e.to_string()));
     }
 
     let dtype = numeric_dtype(kind, size).ok_or_else(|| NpyError::Dtype(header.descr.clone()))?;
-    let need = count.checked_mul(size).ok_or_else(|| NpyError::Header("shape overflows".into()))?;
-    let data = data.get(..need).ok_or_else(|| NpyError::Truncated(format!("data needs {need} bytes, file has {}", data.len())))?;
+    let need = count
+        .checked_mul(size)
+        .ok_or_else(|| NpyError::Header("shape overflows".into()))?;
+    let data = data.get(..need).ok_or_else(|| {
+        NpyError::Truncated(format!("data needs {need} bytes, file has {}", data.len()))
+    })?;
     let mut bytes = data.to_vec();
     if order == '>' && size > 1 {
         bytes.chunks_exact_mut(size).for_each(|c| c.reverse());
@@ -120,10 +134,20 @@ pub fn to_bytes(tensor: &Tensor) -> Vec<u8> {
     let shape = match tensor.shape() {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
-        dims => format!("({})", dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    let (version, prefix) = if header.len() + 11 <= u16::MAX as usize { (1u8, 10) } else { (2u8, 12) };
+    let (version, prefix) = if header.len() + 11 <= u16::MAX as usize {
+        (1u8, 10)
+    } else {
+        (2u8, 12)
+    };
     let total = (prefix + header.len() + 1).div_ceil(64) * 64;
     header.push_str(&" ".repeat(total - prefix - header.len() - 1));
     header.push('\n');
@@ -194,7 +218,10 @@ fn parse_descr(descr: &str) -> Result<(char, char, usize), NpyError> {
         other => ('|', other),
     };
     let kind = kind.ok_or_else(|| NpyError::Dtype(descr.to_string()))?;
-    let size: usize = chars.as_str().parse().map_err(|_| NpyError::Dtype(descr.to_string()))?;
+    let size: usize = chars
+        .as_str()
+        .parse()
+        .map_err(|_| NpyError::Dtype(descr.to_string()))?;
     if !matches!(kind, 'b' | 'u' | 'i' | 'f' | 'S') {
         return Err(NpyError::Dtype(descr.to_string()));
     }
@@ -205,30 +232,50 @@ fn parse_descr(descr: &str) -> Result<(char, char, usize), NpyError> {
 fn parse_header(text: &str) -> Result<Header, NpyError> {
     let bad = |what: &str| NpyError::Header(format!("{what} in {:?}", text.trim()));
     let value_after = |key: &str| -> Result<&str, NpyError> {
-        let at = text.find(&format!("'{key}'")).ok_or_else(|| bad(&format!("no '{key}'")))?;
+        let at = text
+            .find(&format!("'{key}'"))
+            .ok_or_else(|| bad(&format!("no '{key}'")))?;
         let rest = &text[at + key.len() + 2..];
         let colon = rest.find(':').ok_or_else(|| bad("no ':'"))?;
         Ok(rest[colon + 1..].trim_start())
     };
     let descr_text = value_after("descr")?;
-    let quote = descr_text.chars().next().ok_or_else(|| bad("empty descr"))?;
+    let quote = descr_text
+        .chars()
+        .next()
+        .ok_or_else(|| bad("empty descr"))?;
     if quote != '\'' && quote != '"' {
-        return Err(NpyError::Dtype(format!("structured dtype {}", descr_text.split('}').next().unwrap_or(""))));
+        return Err(NpyError::Dtype(format!(
+            "structured dtype {}",
+            descr_text.split('}').next().unwrap_or("")
+        )));
     }
-    let end = descr_text[1..].find(quote).ok_or_else(|| bad("unterminated descr"))?;
+    let end = descr_text[1..]
+        .find(quote)
+        .ok_or_else(|| bad("unterminated descr"))?;
     let descr = descr_text[1..1 + end].to_string();
 
     let fortran = value_after("fortran_order")?.starts_with("True");
     let shape_text = value_after("shape")?;
     let close = shape_text.find(')').ok_or_else(|| bad("no ')' in shape"))?;
-    let inner = shape_text.strip_prefix('(').ok_or_else(|| bad("shape is not a tuple"))?;
+    let inner = shape_text
+        .strip_prefix('(')
+        .ok_or_else(|| bad("shape is not a tuple"))?;
     let shape = inner[..close - 1]
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| bad("bad shape entry")))
+        .map(|s| {
+            s.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|_| bad("bad shape entry"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Header { descr, fortran, shape })
+    Ok(Header {
+        descr,
+        fortran,
+        shape,
+    })
 }
 
 /// Reorders elements stored in Fortran (column-major) order into C order.
@@ -288,7 +335,8 @@ mod tests {
 
     #[test]
     fn byte_strings_round_trip() {
-        let t = Tensor::from_strings(vec![3], vec![b"a".to_vec(), b"hello".to_vec(), vec![]]).unwrap();
+        let t =
+            Tensor::from_strings(vec![3], vec![b"a".to_vec(), b"hello".to_vec(), vec![]]).unwrap();
         assert_eq!(round_trip(&t), t);
     }
 
@@ -324,10 +372,16 @@ mod tests {
 
     #[test]
     fn bad_files_get_clear_errors() {
-        assert!(matches!(from_bytes(b"hello world"), Err(NpyError::BadMagic)));
+        assert!(matches!(
+            from_bytes(b"hello world"),
+            Err(NpyError::BadMagic)
+        ));
         let mut truncated = to_bytes(&Tensor::from_vec(vec![4], vec![1.0f64; 4]).unwrap());
         truncated.truncate(truncated.len() - 3);
-        assert!(matches!(from_bytes(&truncated), Err(NpyError::Truncated(_))));
+        assert!(matches!(
+            from_bytes(&truncated),
+            Err(NpyError::Truncated(_))
+        ));
         let mut obj = to_bytes(&Tensor::from_vec(vec![1], vec![1u8]).unwrap());
         let pos = obj.windows(3).position(|w| w == b"|u1").unwrap();
         obj[pos..pos + 3].copy_from_slice(b"|O8");

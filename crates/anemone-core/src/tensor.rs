@@ -81,28 +81,57 @@ impl Tensor {
     /// Builds a numeric tensor from little-endian bytes, checking the length
     /// against the shape. Boolean bytes are normalised to 0 or 1 (any
     /// non-zero byte is true), so engines can rely on that.
-    pub fn from_bytes(dtype: DataType, shape: Vec<usize>, mut bytes: Vec<u8>) -> Result<Tensor, TensorError> {
+    pub fn from_bytes(
+        dtype: DataType,
+        shape: Vec<usize>,
+        mut bytes: Vec<u8>,
+    ) -> Result<Tensor, TensorError> {
         let Some(size) = dtype.size() else {
             return Err(TensorError::Storage { dtype });
         };
-        let count = element_count(&shape).ok_or_else(|| TensorError::Overflow { shape: shape.clone() })?;
-        let expected = count.checked_mul(size).ok_or_else(|| TensorError::Overflow { shape: shape.clone() })?;
+        let count = element_count(&shape).ok_or_else(|| TensorError::Overflow {
+            shape: shape.clone(),
+        })?;
+        let expected = count
+            .checked_mul(size)
+            .ok_or_else(|| TensorError::Overflow {
+                shape: shape.clone(),
+            })?;
         if bytes.len() != expected {
-            return Err(TensorError::ByteLength { dtype, shape, expected, got: bytes.len() });
+            return Err(TensorError::ByteLength {
+                dtype,
+                shape,
+                expected,
+                got: bytes.len(),
+            });
         }
         if dtype == DataType::Bool {
             bytes.iter_mut().for_each(|b| *b = (*b != 0) as u8);
         }
-        Ok(Tensor { dtype, shape, data: TensorData::Numeric(bytes) })
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: TensorData::Numeric(bytes),
+        })
     }
 
     /// Builds a [`DataType::Bytes`] tensor from one byte string per element.
     pub fn from_strings(shape: Vec<usize>, strings: Vec<Vec<u8>>) -> Result<Tensor, TensorError> {
-        let expected = element_count(&shape).ok_or_else(|| TensorError::Overflow { shape: shape.clone() })?;
+        let expected = element_count(&shape).ok_or_else(|| TensorError::Overflow {
+            shape: shape.clone(),
+        })?;
         if strings.len() != expected {
-            return Err(TensorError::ElementCount { shape, expected, got: strings.len() });
+            return Err(TensorError::ElementCount {
+                shape,
+                expected,
+                got: strings.len(),
+            });
         }
-        Ok(Tensor { dtype: DataType::Bytes, shape, data: TensorData::Strings(strings) })
+        Ok(Tensor {
+            dtype: DataType::Bytes,
+            shape,
+            data: TensorData::Strings(strings),
+        })
     }
 
     /// Builds a tensor from typed values, checking the count against the shape.
@@ -116,7 +145,8 @@ impl Tensor {
 
     /// A 0-d tensor holding one value.
     pub fn scalar<T: Element>(value: T) -> Tensor {
-        Tensor::from_vec(vec![], vec![value]).expect("a scalar always has one element; this is a bug")
+        Tensor::from_vec(vec![], vec![value])
+            .expect("a scalar always has one element; this is a bug")
     }
 
     /// The element type.
@@ -168,9 +198,14 @@ impl Tensor {
     /// The elements as a typed vector (a copy).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>, TensorError> {
         if self.dtype != T::DTYPE {
-            return Err(TensorError::WrongType { actual: self.dtype, requested: T::DTYPE });
+            return Err(TensorError::WrongType {
+                actual: self.dtype,
+                requested: T::DTYPE,
+            });
         }
-        let bytes = self.as_bytes().ok_or(TensorError::Storage { dtype: self.dtype })?;
+        let bytes = self
+            .as_bytes()
+            .ok_or(TensorError::Storage { dtype: self.dtype })?;
         let size = std::mem::size_of::<T>();
         Ok(bytes.chunks_exact(size).map(T::read_le).collect())
     }
@@ -196,7 +231,10 @@ impl Tensor {
             DataType::I32 => b.chunks_exact(4).map(|c| i32::read_le(c) as f64).collect(),
             DataType::U64 => b.chunks_exact(8).map(|c| u64::read_le(c) as f64).collect(),
             DataType::I64 => b.chunks_exact(8).map(|c| i64::read_le(c) as f64).collect(),
-            DataType::F16 => b.chunks_exact(2).map(|c| f16::read_le(c).to_f64()).collect(),
+            DataType::F16 => b
+                .chunks_exact(2)
+                .map(|c| f16::read_le(c).to_f64())
+                .collect(),
             DataType::F32 => b.chunks_exact(4).map(|c| f32::read_le(c) as f64).collect(),
             DataType::F64 => b.chunks_exact(8).map(f64::read_le).collect(),
             DataType::Bytes => return None,
@@ -227,7 +265,11 @@ macro_rules! element {
         impl Element for $t {
             const DTYPE: DataType = $dt;
             fn read_le(bytes: &[u8]) -> Self {
-                <$t>::from_le_bytes(bytes.try_into().expect("chunk has the element size; this is a bug"))
+                <$t>::from_le_bytes(
+                    bytes
+                        .try_into()
+                        .expect("chunk has the element size; this is a bug"),
+                )
             }
             fn write_le(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
@@ -269,13 +311,24 @@ mod tests {
         assert_eq!(t.dtype(), DataType::F32);
         assert_eq!(t.byte_len(), 16);
         assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.5, -2.0, 0.0, 3.25]);
-        assert!(matches!(t.to_vec::<i32>(), Err(TensorError::WrongType { .. })));
+        assert!(matches!(
+            t.to_vec::<i32>(),
+            Err(TensorError::WrongType { .. })
+        ));
     }
 
     #[test]
     fn byte_length_is_checked() {
         let err = Tensor::from_bytes(DataType::I64, vec![3], vec![0; 16]).unwrap_err();
-        assert_eq!(err, TensorError::ByteLength { dtype: DataType::I64, shape: vec![3], expected: 24, got: 16 });
+        assert_eq!(
+            err,
+            TensorError::ByteLength {
+                dtype: DataType::I64,
+                shape: vec![3],
+                expected: 24,
+                got: 16
+            }
+        );
         assert!(Tensor::from_bytes(DataType::Bytes, vec![1], vec![]).is_err());
     }
 
@@ -297,6 +350,10 @@ mod tests {
     fn bools_read_any_nonzero_as_true() {
         let t = Tensor::from_bytes(DataType::Bool, vec![3], vec![0, 1, 7]).unwrap();
         assert_eq!(t.to_vec::<bool>().unwrap(), vec![false, true, true]);
-        assert_eq!(t.as_bytes().unwrap(), &[0, 1, 1], "stored normalised for the engines");
+        assert_eq!(
+            t.as_bytes().unwrap(),
+            &[0, 1, 1],
+            "stored normalised for the engines"
+        );
     }
 }

@@ -17,29 +17,42 @@ use std::time::Duration;
 use tract_onnx::prelude::*;
 
 fn fixture(case: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/generated").join(case).join("model.onnx");
-    assert!(path.exists(), "{} is missing: run scripts/setup.sh", path.display());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/generated")
+        .join(case)
+        .join("model.onnx");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup.sh",
+        path.display()
+    );
     path
 }
 
 fn admission(c: &mut Criterion) {
     let global = Limiter::new("global", Some(1024));
     let model = Limiter::new("model", Some(64));
-    c.bench_function("admission: global + model permit, acquire and release", |b| {
-        b.iter(|| {
-            let g = global.try_acquire().unwrap();
-            let m = model.try_acquire().unwrap();
-            black_box((g, m));
-        })
-    });
+    c.bench_function(
+        "admission: global + model permit, acquire and release",
+        |b| {
+            b.iter(|| {
+                let g = global.try_acquire().unwrap();
+                let m = model.try_acquire().unwrap();
+                black_box((g, m));
+            })
+        },
+    );
     let full = Limiter::new("full", Some(0));
-    c.bench_function("admission: refused (overloaded)", |b| b.iter(|| black_box(full.try_acquire().is_err())));
+    c.bench_function("admission: refused (overloaded)", |b| {
+        b.iter(|| black_box(full.try_acquire().is_err()))
+    });
 }
 
 fn lookup(c: &mut Criterion) {
     let m = Manager::builder().backend(TractCpu).build().unwrap();
     for i in 0..32 {
-        m.load_model_blocking(ModelSpec::new(format!("model-{i}"), fixture("identity"))).unwrap();
+        m.load_model_blocking(ModelSpec::new(format!("model-{i}"), fixture("identity")))
+            .unwrap();
     }
     c.bench_function("registry: lookup latest version among 32 models", |b| {
         b.iter(|| black_box(m.model(black_box("model-17"), None).unwrap()))
@@ -47,23 +60,47 @@ fn lookup(c: &mut Criterion) {
 }
 
 fn validation(c: &mut Criterion) {
-    let spec = |n: &str| TensorSpec::new(n, DataType::F32, vec![Dim::Named("batch".into()), Dim::Fixed(4)]);
-    let meta = ModelMetadata::new(ModelFormat::Onnx, vec![spec("a"), spec("b"), spec("c"), spec("d")], vec![spec("y")]);
+    let spec = |n: &str| {
+        TensorSpec::new(
+            n,
+            DataType::F32,
+            vec![Dim::Named("batch".into()), Dim::Fixed(4)],
+        )
+    };
+    let meta = ModelMetadata::new(
+        ModelFormat::Onnx,
+        vec![spec("a"), spec("b"), spec("c"), spec("d")],
+        vec![spec("y")],
+    );
     let t = Tensor::from_vec(vec![1, 4], vec![1f32; 4]).unwrap();
-    let request: Vec<(String, Tensor)> = ["d", "c", "b", "a"].iter().map(|n| (n.to_string(), t.clone())).collect();
+    let request: Vec<(String, Tensor)> = ["d", "c", "b", "a"]
+        .iter()
+        .map(|n| (n.to_string(), t.clone()))
+        .collect();
     c.bench_function("validation: 4-input request", |b| {
-        b.iter_batched(|| request.clone(), |r| black_box(order_inputs(&meta, r).unwrap()), BatchSize::SmallInput)
+        b.iter_batched(
+            || request.clone(),
+            |r| black_box(order_inputs(&meta, r).unwrap()),
+            BatchSize::SmallInput,
+        )
     });
 }
 
 fn metrics(c: &mut Criterion) {
     let ewma = Ewma::default();
-    c.bench_function("metrics: EWMA update", |b| b.iter(|| ewma.update(black_box(Duration::from_micros(250)))));
-    let m = ModelMetrics::default();
-    let t = Timings { total: Duration::from_micros(250), compute_infer: Duration::from_micros(200), ..Default::default() };
-    c.bench_function("metrics: record one success (counters, EWMA, histogram, stages)", |b| {
-        b.iter(|| m.record_success(black_box(&t)))
+    c.bench_function("metrics: EWMA update", |b| {
+        b.iter(|| ewma.update(black_box(Duration::from_micros(250))))
     });
+    let m = ModelMetrics::default();
+    let t = Timings {
+        total: Duration::from_micros(250),
+        compute_infer: Duration::from_micros(200),
+        ..Default::default()
+    };
+    c.bench_function(
+        "metrics: record one success (counters, EWMA, histogram, stages)",
+        |b| b.iter(|| m.record_success(black_box(&t))),
+    );
     c.bench_function("metrics: record one failure", |b| {
         b.iter(|| m.record_failure(black_box(ErrorKind::InvalidInput), Duration::from_micros(3)))
     });
@@ -73,18 +110,47 @@ fn overhead(c: &mut Criterion) {
     let path = fixture("identity");
     let x = Tensor::from_vec(vec![1, 16], vec![1f32; 16]).unwrap();
 
-    let plan = tract_onnx::onnx().model_for_path(&path).unwrap().into_optimized().unwrap().into_runnable().unwrap();
-    let tx: TValue = tract_ndarray::Array2::<f32>::ones((1, 16)).into_tensor().into_tvalue();
-    c.bench_function("identity model: tract directly", |b| b.iter(|| black_box(plan.run(tvec!(tx.clone())).unwrap())));
+    let plan = tract_onnx::onnx()
+        .model_for_path(&path)
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let tx: TValue = tract_ndarray::Array2::<f32>::ones((1, 16))
+        .into_tensor()
+        .into_tvalue();
+    c.bench_function("identity model: tract directly", |b| {
+        b.iter(|| black_box(plan.run(tvec!(tx.clone())).unwrap()))
+    });
 
-    let m = Manager::builder().backend(TractCpu).threads(1).build().unwrap();
+    let m = Manager::builder()
+        .backend(TractCpu)
+        .threads(1)
+        .build()
+        .unwrap();
     m.load_model_blocking(ModelSpec::new("id", &path)).unwrap();
     c.bench_function("identity model: Manager::infer_blocking", |b| {
-        b.iter(|| black_box(m.infer_blocking(InferRequest::new("id").input("x", x.clone())).unwrap()))
+        b.iter(|| {
+            black_box(
+                m.infer_blocking(InferRequest::new("id").input("x", x.clone()))
+                    .unwrap(),
+            )
+        })
     });
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     c.bench_function("identity model: Manager::infer (async)", |b| {
-        b.to_async(&rt).iter(|| async { black_box(m.infer(InferRequest::new("id").input("x", x.clone())).await.unwrap()) })
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                m.infer(InferRequest::new("id").input("x", x.clone()))
+                    .await
+                    .unwrap(),
+            )
+        })
     });
 }
 

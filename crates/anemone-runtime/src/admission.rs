@@ -22,7 +22,11 @@ pub struct Limiter {
 impl Limiter {
     /// A limiter allowing `capacity` concurrent permits; `None` means no limit.
     pub fn new(label: impl Into<String>, capacity: Option<usize>) -> Arc<Limiter> {
-        Arc::new(Limiter { label: label.into(), capacity: capacity.unwrap_or(usize::MAX), in_use: AtomicUsize::new(0) })
+        Arc::new(Limiter {
+            label: label.into(),
+            capacity: capacity.unwrap_or(usize::MAX),
+            in_use: AtomicUsize::new(0),
+        })
     }
 
     /// Takes a permit, or fails at once with [`Error::Overloaded`] when all are in use.
@@ -31,10 +35,23 @@ impl Limiter {
         let mut current = self.in_use.load(Ordering::Relaxed);
         loop {
             if current >= self.capacity {
-                return Err(Error::Overloaded { limit: self.label.clone(), in_use: current, capacity: self.capacity });
+                return Err(Error::Overloaded {
+                    limit: self.label.clone(),
+                    in_use: current,
+                    capacity: self.capacity,
+                });
             }
-            match self.in_use.compare_exchange_weak(current, current + 1, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Ok(Permit { limiter: Arc::clone(self) }),
+            match self.in_use.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Ok(Permit {
+                        limiter: Arc::clone(self),
+                    })
+                }
                 Err(now) => current = now,
             }
         }
@@ -75,7 +92,10 @@ pub struct MemoryBudget {
 impl MemoryBudget {
     /// A budget of `bytes`; `None` means unlimited (still accounted).
     pub fn new(bytes: Option<u64>) -> Arc<MemoryBudget> {
-        Arc::new(MemoryBudget { budget: bytes.unwrap_or(u64::MAX), used: AtomicU64::new(0) })
+        Arc::new(MemoryBudget {
+            budget: bytes.unwrap_or(u64::MAX),
+            used: AtomicU64::new(0),
+        })
     }
 
     /// Charges `bytes` for `model`, or fails with [`Error::MemoryBudget`].
@@ -84,10 +104,25 @@ impl MemoryBudget {
         loop {
             let available = self.budget.saturating_sub(used);
             if bytes > available {
-                return Err(Error::MemoryBudget { model: model.to_string(), needed: bytes, available, budget: self.budget });
+                return Err(Error::MemoryBudget {
+                    model: model.to_string(),
+                    needed: bytes,
+                    available,
+                    budget: self.budget,
+                });
             }
-            match self.used.compare_exchange_weak(used, used + bytes, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Ok(Reservation { budget: Arc::clone(self), bytes }),
+            match self.used.compare_exchange_weak(
+                used,
+                used + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Ok(Reservation {
+                        budget: Arc::clone(self),
+                        bytes,
+                    })
+                }
                 Err(now) => used = now,
             }
         }
@@ -141,7 +176,11 @@ mod tests {
         let b = l.try_acquire().unwrap();
         let err = l.try_acquire().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Overloaded);
-        assert!(err.to_string().contains("test limit reached (2 of 2 in use)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("test limit reached (2 of 2 in use)"),
+            "{err}"
+        );
         drop(a);
         assert_eq!(l.in_use(), 1);
         let _c = l.try_acquire().unwrap();
@@ -178,7 +217,11 @@ mod tests {
         let r = m.try_reserve("a", 60).unwrap();
         let err = m.try_reserve("b", 50).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Overloaded);
-        assert!(err.to_string().contains("only 40 of the 100-byte memory budget"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("only 40 of the 100-byte memory budget"),
+            "{err}"
+        );
         drop(r);
         assert_eq!(m.used(), 0);
         assert!(m.try_reserve("b", 100).is_ok());

@@ -47,7 +47,10 @@ pub mod worker;
 
 pub use health::{HealthReport, ModelHealth, ModelState};
 pub use instance::ModelInstance;
-pub use manager::{default_parallelism, BackendStatus, Manager, ManagerBuilder, MetricsSnapshot, ModelMetricsEntry, ModelSpec};
+pub use manager::{
+    default_parallelism, BackendStatus, Manager, ManagerBuilder, MetricsSnapshot,
+    ModelMetricsEntry, ModelSpec,
+};
 pub use metrics::{ModelMetricsSnapshot, Timings};
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};

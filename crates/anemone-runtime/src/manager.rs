@@ -9,7 +9,9 @@ use crate::registry::{Registry, VersionRequest};
 use crate::request::{InferRequest, InferResponse};
 use crate::validation::{order_inputs, select_outputs};
 use crate::worker::WorkerPool;
-use anemone_core::{Backend, Error, ErrorKind, LoadOptions, ModelSource, Probe, Result, Support, Tensor};
+use anemone_core::{
+    Backend, Error, ErrorKind, LoadOptions, ModelSource, Probe, Result, Support, Tensor,
+};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -108,7 +110,8 @@ impl ManagerBuilder {
             return Err(Error::Config("a Manager needs at least one backend".into()));
         }
         let workers = self.workers.unwrap_or_else(default_parallelism);
-        let pool = WorkerPool::new(workers).map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
+        let pool = WorkerPool::new(workers)
+            .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
         Ok(Manager {
             inner: Arc::new(Inner {
                 backends: self.backends,
@@ -146,12 +149,22 @@ pub struct ModelSpec {
     pub max_concurrency: Option<usize>,
     /// Engine threads per inference. By default, the manager's setting.
     pub threads: Option<usize>,
+    /// Backend-specific settings passed to [`LoadOptions::settings`].
+    pub settings: Vec<(String, String)>,
 }
 
 impl ModelSpec {
     /// Version 1 of the model at `path`, named `name`.
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> ModelSpec {
-        ModelSpec { name: name.into(), version: 1, path: path.into(), backends: None, max_concurrency: None, threads: None }
+        ModelSpec {
+            name: name.into(),
+            version: 1,
+            path: path.into(),
+            backends: None,
+            max_concurrency: None,
+            threads: None,
+            settings: Vec::new(),
+        }
     }
 
     /// Sets the version.
@@ -270,7 +283,8 @@ impl Manager {
                 let _ = tx.send(this.load_model_blocking(spec));
             })
             .map_err(|e| Error::Internal(format!("cannot start a loader thread: {e}")))?;
-        rx.await.map_err(|_| Error::Internal("the loader thread ended without an answer".into()))?
+        rx.await
+            .map_err(|_| Error::Internal("the loader thread ended without an answer".into()))?
     }
 
     /// Loads a model on the calling thread. See [`Manager::load_model`].
@@ -310,7 +324,10 @@ impl Manager {
         }
         let candidates = self.candidates(spec.backends.as_deref())?;
         let source = ModelSource::from_path(&spec.path);
-        let options = LoadOptions { threads: spec.threads.or(self.inner.threads) };
+        let options = LoadOptions {
+            threads: spec.threads.or(self.inner.threads),
+            settings: spec.settings.clone(),
+        };
         let started = Instant::now();
         let mut skipped: Vec<(String, String)> = Vec::new();
         let mut errors: Vec<Error> = Vec::new();
@@ -325,7 +342,10 @@ impl Manager {
             }
             match catch_unwind(AssertUnwindSafe(|| backend.load(&source, &options))) {
                 Ok(Ok(model)) => {
-                    let reservation = self.inner.memory.try_reserve(&spec.name, model.memory_footprint())?;
+                    let reservation = self
+                        .inner
+                        .memory
+                        .try_reserve(&spec.name, model.memory_footprint())?;
                     let limiter = Limiter::new(
                         format!("concurrency limit of model '{}'", spec.name),
                         spec.max_concurrency.or(self.inner.model_max_concurrency),
@@ -350,26 +370,45 @@ impl Manager {
                 Err(panic) => {
                     let message = format!("panicked while loading: {}", panic_message(&*panic));
                     skipped.push((backend.name().into(), message.clone()));
-                    errors.push(Error::Backend { backend: backend.name().into(), message, retryable: false, source: None });
+                    errors.push(Error::Backend {
+                        backend: backend.name().into(),
+                        message,
+                        retryable: false,
+                        source: None,
+                    });
                 }
             }
         }
         match (errors.len(), skipped.len()) {
             // One backend tried and no other considered: its own error is the clearest.
             (1, 1) => Err(errors.pop().expect("one error; this is a bug")),
-            _ => Err(Error::NoBackend { path: source.path, attempts: skipped }),
+            _ => Err(Error::NoBackend {
+                path: source.path,
+                attempts: skipped,
+            }),
         }
     }
 
     fn candidates(&self, names: Option<&[String]>) -> Result<Vec<Arc<dyn Backend>>> {
-        let Some(names) = names else { return Ok(self.inner.backends.clone()) };
+        let Some(names) = names else {
+            return Ok(self.inner.backends.clone());
+        };
         names
             .iter()
             .map(|n| {
-                self.inner.backends.iter().find(|b| b.name() == n).cloned().ok_or_else(|| {
-                    let known: Vec<&str> = self.inner.backends.iter().map(|b| b.name()).collect();
-                    Error::Config(format!("unknown backend '{n}'; this build has: {}", known.join(", ")))
-                })
+                self.inner
+                    .backends
+                    .iter()
+                    .find(|b| b.name() == n)
+                    .cloned()
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            self.inner.backends.iter().map(|b| b.name()).collect();
+                        Error::Config(format!(
+                            "unknown backend '{n}'; this build has: {}",
+                            known.join(", ")
+                        ))
+                    })
             })
             .collect()
     }
@@ -379,7 +418,13 @@ impl Manager {
     /// the last one ends. Returns the versions unloaded.
     pub fn unload_model(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>> {
         let removed = self.inner.registry.remove(name, version);
-        let had_failure = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner()).remove(name).is_some();
+        let had_failure = self
+            .inner
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .is_some();
         if removed.is_empty() && !had_failure {
             return Err(self.not_found(name, version));
         }
@@ -406,10 +451,12 @@ impl Manager {
         });
         let done = match timeout {
             None => rx.await,
-            Some(limit) => match tokio::time::timeout(limit.saturating_sub(start.elapsed()), rx).await {
-                Ok(done) => done,
-                Err(_) => return Err(record_failure(&instance, Error::Timeout(limit), start)),
-            },
+            Some(limit) => {
+                match tokio::time::timeout(limit.saturating_sub(start.elapsed()), rx).await {
+                    Ok(done) => done,
+                    Err(_) => return Err(record_failure(&instance, Error::Timeout(limit), start)),
+                }
+            }
         };
         finish(done, &instance, start)
     }
@@ -435,10 +482,21 @@ impl Manager {
     /// Admission, lookup and validation: everything before the engine.
     fn admit(&self, request: InferRequest, start: Instant) -> Result<Admitted> {
         if !self.inner.live.load(Ordering::Relaxed) {
-            return Err(self.reject(Error::Unavailable { what: "the manager".into(), reason: "it is shutting down".into() }));
+            return Err(self.reject(Error::Unavailable {
+                what: "the manager".into(),
+                reason: "it is shutting down".into(),
+            }));
         }
-        let global = self.inner.global.try_acquire().map_err(|e| self.reject(e))?;
-        let Some(instance) = self.inner.registry.get(&request.model, VersionRequest::from(request.version)) else {
+        let global = self
+            .inner
+            .global
+            .try_acquire()
+            .map_err(|e| self.reject(e))?;
+        let Some(instance) = self
+            .inner
+            .registry
+            .get(&request.model, VersionRequest::from(request.version))
+        else {
             return Err(self.reject(self.not_found(&request.model, request.version)));
         };
         let local = match instance.limiter.try_acquire() {
@@ -452,7 +510,15 @@ impl Manager {
             Ok(v) => v,
             Err(e) => return Err(record_failure(&instance, e.into(), start)),
         };
-        Ok(Admitted { instance, inputs, outputs, id: request.id, start, validated: start.elapsed(), _permits: (global, local) })
+        Ok(Admitted {
+            instance,
+            inputs,
+            outputs,
+            id: request.id,
+            start,
+            validated: start.elapsed(),
+            _permits: (global, local),
+        })
     }
 
     fn reject(&self, e: Error) -> Error {
@@ -465,14 +531,24 @@ impl Manager {
         let loaded = if versions.is_empty() {
             self.inner.registry.names()
         } else {
-            versions.iter().map(|v| format!("{name} version {v}")).collect()
+            versions
+                .iter()
+                .map(|v| format!("{name} version {v}"))
+                .collect()
         };
-        Error::ModelNotFound { name: name.to_string(), version, loaded }
+        Error::ModelNotFound {
+            name: name.to_string(),
+            version,
+            loaded,
+        }
     }
 
     /// A loaded model version.
     pub fn model(&self, name: &str, version: Option<u64>) -> Result<Arc<ModelInstance>> {
-        self.inner.registry.get(name, version.into()).ok_or_else(|| self.not_found(name, version))
+        self.inner
+            .registry
+            .get(name, version.into())
+            .ok_or_else(|| self.not_found(name, version))
     }
 
     /// Every loaded model version, sorted by name then version.
@@ -482,7 +558,14 @@ impl Manager {
 
     /// The backends of this manager and what their probes say.
     pub fn backends(&self) -> Vec<BackendStatus> {
-        self.inner.backends.iter().map(|b| BackendStatus { name: b.name(), probe: b.probe() }).collect()
+        self.inner
+            .backends
+            .iter()
+            .map(|b| BackendStatus {
+                name: b.name(),
+                probe: b.probe(),
+            })
+            .collect()
     }
 
     /// A snapshot of every counter.
@@ -530,13 +613,19 @@ impl Manager {
         models.extend(failed.iter().map(|(name, reason)| ModelHealth {
             name: name.clone(),
             version: None,
-            state: ModelState::Unavailable { reason: reason.clone() },
+            state: ModelState::Unavailable {
+                reason: reason.clone(),
+            },
             backend: None,
             in_flight: 0,
         }));
         models.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
         let ready = live && models.iter().all(ModelHealth::ready);
-        HealthReport { live, ready, models }
+        HealthReport {
+            live,
+            ready,
+            models,
+        }
     }
 
     /// Stops admitting requests: later calls fail with `Unavailable` and
@@ -553,7 +642,15 @@ impl Manager {
 
 /// Runs an admitted request on the engine; called on a worker thread.
 fn run(admitted: Admitted) -> Done {
-    let Admitted { instance, inputs, outputs, id, start, validated, _permits } = admitted;
+    let Admitted {
+        instance,
+        inputs,
+        outputs,
+        id,
+        start,
+        validated,
+        _permits,
+    } = admitted;
     let picked = start.elapsed();
     let engine = instance.engine();
     let result = match catch_unwind(AssertUnwindSafe(|| engine.infer(inputs))) {
@@ -580,7 +677,12 @@ fn run(admitted: Admitted) -> Done {
             None => names.iter().map(|s| s.name.clone()).zip(all).collect(),
             Some(indices) => indices
                 .iter()
-                .map(|&i| (names[i].name.clone(), std::mem::replace(&mut all[i], Tensor::scalar(0u8))))
+                .map(|&i| {
+                    (
+                        names[i].name.clone(),
+                        std::mem::replace(&mut all[i], Tensor::scalar(0u8)),
+                    )
+                })
                 .collect(),
         };
         let total = start.elapsed();
@@ -604,17 +706,28 @@ fn run(admitted: Admitted) -> Done {
 }
 
 /// Records the outcome of a request that reached a worker.
-fn finish<E>(done: std::result::Result<Done, E>, instance: &ModelInstance, start: Instant) -> Result<InferResponse> {
+fn finish<E>(
+    done: std::result::Result<Done, E>,
+    instance: &ModelInstance,
+    start: Instant,
+) -> Result<InferResponse> {
     match done {
         Ok((Ok(response), _)) => {
             let mut timings = response.timings;
             let end = Instant::now();
             timings.total = end - start;
             instance.metrics.record_success_at(&timings, end);
-            Ok(InferResponse { timings, ..response })
+            Ok(InferResponse {
+                timings,
+                ..response
+            })
         }
         Ok((Err(e), _)) => Err(record_failure(instance, e, start)),
-        Err(_) => Err(record_failure(instance, Error::Internal("a worker dropped a request".into()), start)),
+        Err(_) => Err(record_failure(
+            instance,
+            Error::Internal("a worker dropped a request".into()),
+            start,
+        )),
     }
 }
 

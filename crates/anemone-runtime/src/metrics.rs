@@ -41,7 +41,11 @@ impl Histogram {
     /// A copy of the counts.
     pub fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
-            buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
             sum_ns: self.sum_ns.load(Ordering::Relaxed),
         }
     }
@@ -111,9 +115,17 @@ impl Ewma {
     /// tolerates, and the hot path stays at a few nanoseconds.
     #[inline]
     pub fn update(&self, d: Duration) {
-        let sample = d.as_secs().saturating_mul(1_000_000_000).saturating_add(d.subsec_nanos() as u64).max(1) as i64;
+        let sample = d
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(d.subsec_nanos() as u64)
+            .max(1) as i64;
         let old = self.nanos.load(Ordering::Relaxed) as i64;
-        let next = if old == 0 { sample } else { old + (sample - old) / EWMA_DIVISOR };
+        let next = if old == 0 {
+            sample
+        } else {
+            old + (sample - old) / EWMA_DIVISOR
+        };
         self.nanos.store(next.max(1) as u64, Ordering::Relaxed);
     }
 
@@ -141,7 +153,10 @@ impl DurationCounter {
 
     /// `(count, total ns)`.
     pub fn get(&self) -> DurationStat {
-        DurationStat { count: self.count.load(Ordering::Relaxed), ns: self.ns.load(Ordering::Relaxed) }
+        DurationStat {
+            count: self.count.load(Ordering::Relaxed),
+            ns: self.ns.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -193,7 +208,8 @@ pub struct ModelMetrics {
 /// A process-wide reference point pairing a monotonic and a wall-clock time,
 /// so the hot path records `Instant`s and snapshots report wall-clock times.
 fn anchor() -> &'static (std::time::Instant, std::time::SystemTime) {
-    static ANCHOR: std::sync::OnceLock<(std::time::Instant, std::time::SystemTime)> = std::sync::OnceLock::new();
+    static ANCHOR: std::sync::OnceLock<(std::time::Instant, std::time::SystemTime)> =
+        std::sync::OnceLock::new();
     ANCHOR.get_or_init(|| (std::time::Instant::now(), std::time::SystemTime::now()))
 }
 
@@ -296,7 +312,10 @@ impl ModelMetricsSnapshot {
 
     /// Failures of one kind.
     pub fn failures_of(&self, kind: ErrorKind) -> u64 {
-        self.failures.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n)
+        self.failures
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -333,7 +352,11 @@ mod tests {
     #[test]
     fn snapshot_counts_successes_and_failures() {
         let m = ModelMetrics::default();
-        let t = Timings { total: Duration::from_millis(2), compute_infer: Duration::from_millis(1), ..Default::default() };
+        let t = Timings {
+            total: Duration::from_millis(2),
+            compute_infer: Duration::from_millis(1),
+            ..Default::default()
+        };
         m.record_success(&t);
         m.record_success(&t);
         m.record_failure(ErrorKind::InvalidInput, Duration::from_micros(5));
@@ -342,7 +365,13 @@ mod tests {
         assert_eq!(s.failures_of(ErrorKind::InvalidInput), 1);
         assert_eq!(s.failure_count(), 1);
         assert_eq!(s.latency.count(), 2);
-        assert_eq!(s.compute_infer, DurationStat { count: 2, ns: 2_000_000 });
+        assert_eq!(
+            s.compute_infer,
+            DurationStat {
+                count: 2,
+                ns: 2_000_000
+            }
+        );
         assert_eq!(s.latency.quantile_upper_bound_us(0.5), Some(2048));
     }
 }

@@ -100,12 +100,19 @@ impl Registry {
         let snapshot = self.models.load();
         let mut names: Vec<&String> = snapshot.keys().collect();
         names.sort();
-        names.into_iter().flat_map(|n| snapshot[n].all.values().cloned()).collect()
+        names
+            .into_iter()
+            .flat_map(|n| snapshot[n].all.values().cloned())
+            .collect()
     }
 
     /// Versions loaded under `name`, ascending.
     pub fn versions(&self, name: &str) -> Vec<u64> {
-        self.models.load().get(name).map(|v| v.all.keys().copied().collect()).unwrap_or_default()
+        self.models
+            .load()
+            .get(name)
+            .map(|v| v.all.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Names of loaded models, sorted.

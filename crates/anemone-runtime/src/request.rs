@@ -24,7 +24,10 @@ pub struct InferRequest {
 impl InferRequest {
     /// A request for the latest version of `model`.
     pub fn new(model: impl Into<String>) -> InferRequest {
-        InferRequest { model: model.into(), ..Default::default() }
+        InferRequest {
+            model: model.into(),
+            ..Default::default()
+        }
     }
 
     /// Asks for a specific version.
@@ -40,7 +43,13 @@ impl InferRequest {
     }
 
     /// Adds an input from raw little-endian bytes, refusing a length that disagrees with the shape.
-    pub fn input_bytes(self, name: impl Into<String>, dtype: DataType, shape: Vec<usize>, bytes: Vec<u8>) -> Result<Self, Error> {
+    pub fn input_bytes(
+        self,
+        name: impl Into<String>,
+        dtype: DataType,
+        shape: Vec<usize>,
+        bytes: Vec<u8>,
+    ) -> Result<Self, Error> {
         let name = name.into();
         let tensor = Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(&name, e))?;
         Ok(self.input(name, tensor))
@@ -69,8 +78,22 @@ impl InferRequest {
 pub fn input_error(name: &str, e: TensorError) -> Error {
     let name = name.to_string();
     match e {
-        TensorError::ByteLength { dtype, shape, expected, got } => InputError::ByteLength { name, dtype, shape, expected, got },
-        other => InputError::Malformed { name, reason: other.to_string() },
+        TensorError::ByteLength {
+            dtype,
+            shape,
+            expected,
+            got,
+        } => InputError::ByteLength {
+            name,
+            dtype,
+            shape,
+            expected,
+            got,
+        },
+        other => InputError::Malformed {
+            name,
+            reason: other.to_string(),
+        },
     }
     .into()
 }

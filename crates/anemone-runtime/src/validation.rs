@@ -8,7 +8,10 @@ use anemone_core::{Dim, InputError, ModelMetadata, Tensor};
 /// twice, a missing input, a wrong element type, a wrong rank, a wrong fixed
 /// dimension, and a named dynamic dimension given two different sizes. Byte
 /// lengths are checked when a [`Tensor`] is built, so they always agree here.
-pub fn order_inputs(meta: &ModelMetadata, inputs: Vec<(String, Tensor)>) -> Result<Vec<Tensor>, InputError> {
+pub fn order_inputs(
+    meta: &ModelMetadata,
+    inputs: Vec<(String, Tensor)>,
+) -> Result<Vec<Tensor>, InputError> {
     let specs = &meta.inputs;
     let mut slots: Vec<Option<Tensor>> = Vec::with_capacity(specs.len());
     slots.resize_with(specs.len(), || None);
@@ -17,14 +20,21 @@ pub fn order_inputs(meta: &ModelMetadata, inputs: Vec<(String, Tensor)>) -> Resu
 
     for (name, tensor) in inputs {
         let Some(index) = specs.iter().position(|s| s.name == name) else {
-            return Err(InputError::Unknown { name, expected: specs.iter().map(|s| s.name.clone()).collect() });
+            return Err(InputError::Unknown {
+                name,
+                expected: specs.iter().map(|s| s.name.clone()).collect(),
+            });
         };
         if slots[index].is_some() {
             return Err(InputError::Duplicate { name });
         }
         let spec = &specs[index];
         if tensor.dtype() != spec.dtype {
-            return Err(InputError::Dtype { name, expected: spec.dtype, got: tensor.dtype() });
+            return Err(InputError::Dtype {
+                name,
+                expected: spec.dtype,
+                got: tensor.dtype(),
+            });
         }
         if let Some(dims) = &spec.shape {
             let shape = tensor.shape();
@@ -40,7 +50,13 @@ pub fn order_inputs(meta: &ModelMetadata, inputs: Vec<(String, Tensor)>) -> Resu
             for (axis, (dim, &size)) in dims.iter().zip(shape).enumerate() {
                 match dim {
                     Dim::Fixed(n) if *n as usize != size => {
-                        return Err(InputError::Dim { name, axis, expected: *n, expected_shape: spec.shape_string(), got: size });
+                        return Err(InputError::Dim {
+                            name,
+                            axis,
+                            expected: *n,
+                            expected_shape: spec.shape_string(),
+                            got: size,
+                        });
                     }
                     Dim::Named(symbol) => match bound.iter().find(|(s, ..)| s == symbol) {
                         Some(&(_, b, by, by_axis)) if b != size => {
@@ -68,15 +84,24 @@ pub fn order_inputs(meta: &ModelMetadata, inputs: Vec<(String, Tensor)>) -> Resu
         .into_iter()
         .zip(specs)
         .map(|(slot, spec)| {
-            slot.ok_or_else(|| InputError::Missing { name: spec.name.clone(), dtype: spec.dtype, shape: spec.shape_string() })
+            slot.ok_or_else(|| InputError::Missing {
+                name: spec.name.clone(),
+                dtype: spec.dtype,
+                shape: spec.shape_string(),
+            })
         })
         .collect()
 }
 
 /// Resolves requested output names to indices into the model's outputs;
 /// `None` selects every output in model order.
-pub fn select_outputs(meta: &ModelMetadata, wanted: Option<&[String]>) -> Result<Option<Vec<usize>>, InputError> {
-    let Some(wanted) = wanted else { return Ok(None) };
+pub fn select_outputs(
+    meta: &ModelMetadata,
+    wanted: Option<&[String]>,
+) -> Result<Option<Vec<usize>>, InputError> {
+    let Some(wanted) = wanted else {
+        return Ok(None);
+    };
     wanted
         .iter()
         .enumerate()
@@ -84,10 +109,13 @@ pub fn select_outputs(meta: &ModelMetadata, wanted: Option<&[String]>) -> Result
             if wanted[..i].contains(name) {
                 return Err(InputError::DuplicateOutput { name: name.clone() });
             }
-            meta.outputs.iter().position(|o| &o.name == name).ok_or_else(|| InputError::UnknownOutput {
-                name: name.clone(),
-                expected: meta.outputs.iter().map(|o| o.name.clone()).collect(),
-            })
+            meta.outputs
+                .iter()
+                .position(|o| &o.name == name)
+                .ok_or_else(|| InputError::UnknownOutput {
+                    name: name.clone(),
+                    expected: meta.outputs.iter().map(|o| o.name.clone()).collect(),
+                })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -100,11 +128,19 @@ mod tests {
 
     fn meta() -> ModelMetadata {
         let n = || Dim::Named("n".into());
-        ModelMetadata::new(ModelFormat::Onnx, vec![
+        ModelMetadata::new(
+            ModelFormat::Onnx,
+            vec![
                 TensorSpec::new("a", DataType::F32, vec![n(), Dim::Fixed(3)]),
                 TensorSpec::new("b", DataType::F32, vec![n(), Dim::Any]),
                 TensorSpec::new("k", DataType::I64, vec![]),
-            ], vec![TensorSpec::new("y", DataType::F32, vec![n(), Dim::Fixed(3)])])
+            ],
+            vec![TensorSpec::new(
+                "y",
+                DataType::F32,
+                vec![n(), Dim::Fixed(3)],
+            )],
+        )
     }
 
     fn f32s(shape: &[usize]) -> Tensor {
@@ -112,7 +148,11 @@ mod tests {
     }
 
     fn good() -> Vec<(String, Tensor)> {
-        vec![("k".into(), Tensor::scalar(3i64)), ("b".into(), f32s(&[2, 7])), ("a".into(), f32s(&[2, 3]))]
+        vec![
+            ("k".into(), Tensor::scalar(3i64)),
+            ("b".into(), f32s(&[2, 7])),
+            ("a".into(), f32s(&[2, 3])),
+        ]
     }
 
     #[test]
@@ -129,14 +169,23 @@ mod tests {
         let mut unknown = good();
         unknown.push(("zzz".into(), f32s(&[1])));
         let e = order_inputs(&m, unknown).unwrap_err();
-        assert_eq!(e.to_string(), "unknown input 'zzz': the model's inputs are a, b, k");
+        assert_eq!(
+            e.to_string(),
+            "unknown input 'zzz': the model's inputs are a, b, k"
+        );
 
         let mut dup = good();
         dup.push(("a".into(), f32s(&[2, 3])));
-        assert_eq!(order_inputs(&m, dup).unwrap_err(), InputError::Duplicate { name: "a".into() });
+        assert_eq!(
+            order_inputs(&m, dup).unwrap_err(),
+            InputError::Duplicate { name: "a".into() }
+        );
 
         let missing: Vec<_> = good().into_iter().filter(|(n, _)| n != "b").collect();
-        assert_eq!(order_inputs(&m, missing).unwrap_err().to_string(), "missing input 'b' (FP32 [n, -1])");
+        assert_eq!(
+            order_inputs(&m, missing).unwrap_err().to_string(),
+            "missing input 'b' (FP32 [n, -1])"
+        );
 
         let mut dtype = good();
         dtype[0].1 = Tensor::scalar(3i32);
@@ -147,7 +196,14 @@ mod tests {
 
         let mut rank = good();
         rank[2].1 = f32s(&[2, 3, 1]);
-        assert!(matches!(order_inputs(&m, rank).unwrap_err(), InputError::Rank { expected: 2, got: 3, .. }));
+        assert!(matches!(
+            order_inputs(&m, rank).unwrap_err(),
+            InputError::Rank {
+                expected: 2,
+                got: 3,
+                ..
+            }
+        ));
 
         let mut fixed = good();
         fixed[2].1 = f32s(&[2, 4]);
@@ -168,8 +224,14 @@ mod tests {
     fn outputs_are_selected_by_name() {
         let m = meta();
         assert_eq!(select_outputs(&m, None).unwrap(), None);
-        assert_eq!(select_outputs(&m, Some(&["y".into()])).unwrap(), Some(vec![0]));
-        assert!(matches!(select_outputs(&m, Some(&["nope".into()])), Err(InputError::UnknownOutput { .. })));
+        assert_eq!(
+            select_outputs(&m, Some(&["y".into()])).unwrap(),
+            Some(vec![0])
+        );
+        assert!(matches!(
+            select_outputs(&m, Some(&["nope".into()])),
+            Err(InputError::UnknownOutput { .. })
+        ));
         let twice = select_outputs(&m, Some(&["y".into(), "y".into()])).unwrap_err();
         assert_eq!(twice, InputError::DuplicateOutput { name: "y".into() });
     }

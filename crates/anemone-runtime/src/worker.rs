@@ -1,8 +1,8 @@
 //! The worker threads that run engine calls, off the async executor.
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use std::time::{Duration, Instant};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -22,20 +22,30 @@ impl WorkerPool {
         let threads = (0..size.max(1))
             .map(|i| {
                 let receiver = receiver.clone();
-                std::thread::Builder::new().name(format!("anemone-worker-{i}")).spawn(move || {
-                    while let Some(job) = next_job(&receiver) {
-                        job();
-                    }
-                })
+                std::thread::Builder::new()
+                    .name(format!("anemone-worker-{i}"))
+                    .spawn(move || {
+                        while let Some(job) = next_job(&receiver) {
+                            job();
+                        }
+                    })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(WorkerPool { sender: Some(sender), threads })
+        Ok(WorkerPool {
+            sender: Some(sender),
+            threads,
+        })
     }
 
     /// Queues a job. Jobs must not panic: callers catch panics inside the job.
     pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
-        let sender = self.sender.as_ref().expect("the pool is only closed in Drop; this is a bug");
-        sender.send(Box::new(job)).expect("workers live as long as the pool; this is a bug");
+        let sender = self
+            .sender
+            .as_ref()
+            .expect("the pool is only closed in Drop; this is a bug");
+        sender
+            .send(Box::new(job))
+            .expect("workers live as long as the pool; this is a bug");
     }
 
     /// Number of threads.

@@ -7,15 +7,19 @@ mod support;
 
 use anemone_backends::TractCpu;
 use anemone_core::{
-    Backend, DataType, Dim, Error, ErrorKind, InputError, LoadOptions, LoadedModel, ModelFormat, ModelMetadata,
-    ModelSource, Probe, Support, Tensor, TensorSpec,
+    Backend, DataType, Dim, Error, ErrorKind, InputError, LoadOptions, LoadedModel, ModelFormat,
+    ModelMetadata, ModelSource, Probe, Support, Tensor, TensorSpec,
 };
 use anemone_runtime::{InferRequest, Manager, ModelSpec};
 use std::time::Duration;
 use support::{assert_close, fixtures, Case};
 
 fn manager() -> Manager {
-    Manager::builder().backend(TractCpu).workers(2).build().unwrap()
+    Manager::builder()
+        .backend(TractCpu)
+        .workers(2)
+        .build()
+        .unwrap()
 }
 
 /// Loads a case's model once and checks every run against the references.
@@ -29,15 +33,28 @@ fn check_case(name: &str) {
     for (k, run) in case.runs.iter().enumerate() {
         let mut request = InferRequest::new(name);
         request.inputs = case.inputs(run);
-        let response = m.infer_blocking(request).unwrap_or_else(|e| panic!("{name} run {k}: {}", e.chain_string()));
+        let response = m
+            .infer_blocking(request)
+            .unwrap_or_else(|e| panic!("{name} run {k}: {}", e.chain_string()));
         assert_eq!(response.outputs.len(), instance.metadata().outputs.len());
         for out in &run.outputs {
-            let got = response.output(&out.name).unwrap_or_else(|| panic!("{name} run {k}: no output {}", out.name));
-            assert_close(&format!("{name} run {k} output {}", out.name), got, &case.tensor(&out.file), case.rtol, case.atol);
+            let got = response
+                .output(&out.name)
+                .unwrap_or_else(|| panic!("{name} run {k}: no output {}", out.name));
+            assert_close(
+                &format!("{name} run {k} output {}", out.name),
+                got,
+                &case.tensor(&out.file),
+                case.rtol,
+                case.atol,
+            );
         }
     }
     let stats = m.metrics();
-    assert_eq!(stats.model(name).unwrap().metrics.success, case.runs.len() as u64);
+    assert_eq!(
+        stats.model(name).unwrap().metrics.success,
+        case.runs.len() as u64
+    );
 }
 
 macro_rules! cases {
@@ -74,51 +91,102 @@ mod pretrained {
 #[test]
 fn metadata_keeps_symbols_and_anonymous_dims() {
     let m = manager();
-    let det = m.load_model_blocking(ModelSpec::new("det", Case::load("ocr_det").model_path())).unwrap();
+    let det = m
+        .load_model_blocking(ModelSpec::new("det", Case::load("ocr_det").model_path()))
+        .unwrap();
     let x = &det.metadata().inputs[0];
     assert_eq!(x.dtype, DataType::F32);
     assert_eq!(x.shape.as_ref().unwrap()[1], Dim::Fixed(3));
     assert!(matches!(x.shape.as_ref().unwrap()[2], Dim::Named(_)));
 
     // PaddlePaddle writes `?` for both height and width: they must stay independent.
-    let cls = m.load_model_blocking(ModelSpec::new("cls", Case::load("ocr_cls").model_path())).unwrap();
+    let cls = m
+        .load_model_blocking(ModelSpec::new("cls", Case::load("ocr_cls").model_path()))
+        .unwrap();
     assert_eq!(cls.metadata().inputs[0].shape_string(), "[-1, 3, -1, -1]");
     let image = Tensor::from_vec(vec![1, 3, 48, 100], vec![0.1f32; 3 * 48 * 100]).unwrap();
-    let out = m.infer_blocking(InferRequest::new("cls").input("x", image)).unwrap();
+    let out = m
+        .infer_blocking(InferRequest::new("cls").input("x", image))
+        .unwrap();
     assert_eq!(out.outputs[0].1.shape(), &[1, 2]);
 }
 
 #[test]
 fn same_symbol_must_agree_across_inputs() {
     let m = manager();
-    m.load_model_blocking(ModelSpec::new("s", Case::load("same_symbol").model_path())).unwrap();
+    m.load_model_blocking(ModelSpec::new("s", Case::load("same_symbol").model_path()))
+        .unwrap();
     let a = Tensor::from_vec(vec![2, 3], vec![1f32; 6]).unwrap();
     let b = Tensor::from_vec(vec![4, 3], vec![1f32; 12]).unwrap();
-    let err = m.infer_blocking(InferRequest::new("s").input("a", a).input("b", b)).unwrap_err();
+    let err = m
+        .infer_blocking(InferRequest::new("s").input("a", a).input("b", b))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(matches!(err, Error::Input(InputError::Symbol { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Input(InputError::Symbol { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("'n' is 2 from input 'a'"), "{err}");
 }
 
 #[test]
 fn every_validation_failure_is_specific_and_nothing_is_lost() {
     let m = manager();
-    m.load_model_blocking(ModelSpec::new("mb", Case::load("dynamic_batch").model_path())).unwrap();
+    m.load_model_blocking(ModelSpec::new(
+        "mb",
+        Case::load("dynamic_batch").model_path(),
+    ))
+    .unwrap();
     let good = || Tensor::from_vec(vec![2, 3, 8], vec![0.5f32; 48]).unwrap();
     let cases: Vec<(InferRequest, fn(&InputError) -> bool)> = vec![
-        (InferRequest::new("mb").input("x", good()).input("zz", good()), |e| matches!(e, InputError::Unknown { .. })),
-        (InferRequest::new("mb"), |e| matches!(e, InputError::Missing { .. })),
-        (InferRequest::new("mb").input("x", good()).input("x", good()), |e| matches!(e, InputError::Duplicate { .. })),
-        (InferRequest::new("mb").input("x", Tensor::from_vec(vec![2, 3, 8], vec![1i32; 48]).unwrap()), |e| {
-            matches!(e, InputError::Dtype { .. })
+        (
+            InferRequest::new("mb")
+                .input("x", good())
+                .input("zz", good()),
+            |e| matches!(e, InputError::Unknown { .. }),
+        ),
+        (InferRequest::new("mb"), |e| {
+            matches!(e, InputError::Missing { .. })
         }),
-        (InferRequest::new("mb").input("x", Tensor::from_vec(vec![6, 8], vec![0f32; 48]).unwrap()), |e| {
-            matches!(e, InputError::Rank { .. })
-        }),
-        (InferRequest::new("mb").input("x", Tensor::from_vec(vec![2, 3, 7], vec![0f32; 42]).unwrap()), |e| {
-            matches!(e, InputError::Dim { axis: 2, expected: 8, got: 7, .. })
-        }),
-        (InferRequest::new("mb").input("x", good()).output("nope"), |e| matches!(e, InputError::UnknownOutput { .. })),
+        (
+            InferRequest::new("mb")
+                .input("x", good())
+                .input("x", good()),
+            |e| matches!(e, InputError::Duplicate { .. }),
+        ),
+        (
+            InferRequest::new("mb").input(
+                "x",
+                Tensor::from_vec(vec![2, 3, 8], vec![1i32; 48]).unwrap(),
+            ),
+            |e| matches!(e, InputError::Dtype { .. }),
+        ),
+        (
+            InferRequest::new("mb")
+                .input("x", Tensor::from_vec(vec![6, 8], vec![0f32; 48]).unwrap()),
+            |e| matches!(e, InputError::Rank { .. }),
+        ),
+        (
+            InferRequest::new("mb").input(
+                "x",
+                Tensor::from_vec(vec![2, 3, 7], vec![0f32; 42]).unwrap(),
+            ),
+            |e| {
+                matches!(
+                    e,
+                    InputError::Dim {
+                        axis: 2,
+                        expected: 8,
+                        got: 7,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            InferRequest::new("mb").input("x", good()).output("nope"),
+            |e| matches!(e, InputError::UnknownOutput { .. }),
+        ),
     ];
     for (request, expected) in cases {
         match m.infer_blocking(request) {
@@ -126,11 +194,25 @@ fn every_validation_failure_is_specific_and_nothing_is_lost() {
             other => panic!("expected an input error, got {other:?}"),
         }
     }
-    let bytes = InferRequest::new("mb").input_bytes("x", DataType::F32, vec![2, 3, 8], vec![0; 10]).unwrap_err();
-    assert!(matches!(bytes, Error::Input(InputError::ByteLength { expected: 192, got: 10, .. })), "{bytes}");
+    let bytes = InferRequest::new("mb")
+        .input_bytes("x", DataType::F32, vec![2, 3, 8], vec![0; 10])
+        .unwrap_err();
+    assert!(
+        matches!(
+            bytes,
+            Error::Input(InputError::ByteLength {
+                expected: 192,
+                got: 10,
+                ..
+            })
+        ),
+        "{bytes}"
+    );
 
     // The model still serves, and no permit leaked.
-    let ok = m.infer_blocking(InferRequest::new("mb").input("x", good())).unwrap();
+    let ok = m
+        .infer_blocking(InferRequest::new("mb").input("x", good()))
+        .unwrap();
     assert_eq!(ok.outputs[0].1.shape(), &[2, 3, 4]);
     let stats = m.metrics();
     let entry = stats.model("mb").unwrap();
@@ -144,7 +226,8 @@ fn every_validation_failure_is_specific_and_nothing_is_lost() {
 fn requested_outputs_come_back_in_the_order_asked() {
     let case = Case::load("multi_io");
     let m = manager();
-    m.load_model_blocking(ModelSpec::new("mio", case.model_path())).unwrap();
+    m.load_model_blocking(ModelSpec::new("mio", case.model_path()))
+        .unwrap();
     let mut request = InferRequest::new("mio").output("scaled").output("sum");
     request.inputs = case.inputs(&case.runs[0]);
     let response = m.infer_blocking(request).unwrap();
@@ -160,48 +243,104 @@ fn bad_model_files_get_clear_errors() {
         ("not_onnx.onnx", "not a valid ONNX protobuf"),
         ("truncated.onnx", "not a valid ONNX protobuf"),
         ("empty.onnx", "the file is empty"),
-        ("unsupported_op.onnx", "does not support the operator(s) com.example:FancyOp"),
+        (
+            "unsupported_op.onnx",
+            "does not support the operator(s) com.example:FancyOp",
+        ),
         ("missing_external.onnx", "external data file 'weights.bin'"),
     ];
     for (file, needle) in expect {
-        let err = m.load_model_blocking(ModelSpec::new(file, bad.join(file))).unwrap_err();
+        let err = m
+            .load_model_blocking(ModelSpec::new(file, bad.join(file)))
+            .unwrap_err();
         let text = err.chain_string();
-        assert!(text.contains(file), "{file}: message does not name the file: {text}");
-        assert!(text.contains(needle), "{file}: expected '{needle}' in: {text}");
+        assert!(
+            text.contains(file),
+            "{file}: message does not name the file: {text}"
+        );
+        assert!(
+            text.contains(needle),
+            "{file}: expected '{needle}' in: {text}"
+        );
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{file}: {text}");
     }
-    let missing = m.load_model_blocking(ModelSpec::new("nope", bad.join("does-not-exist.onnx"))).unwrap_err();
+    let missing = m
+        .load_model_blocking(ModelSpec::new("nope", bad.join("does-not-exist.onnx")))
+        .unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::NotFound);
     assert!(missing.to_string().contains("does-not-exist.onnx"));
 
     // Failed loads are visible in health; the manager keeps working.
     let health = m.health();
     assert!(!health.ready);
-    assert!(health.models.iter().any(|h| h.name == "truncated.onnx" && !h.ready()));
-    m.load_model_blocking(ModelSpec::new("add", fixtures().join("identity/model.onnx"))).unwrap();
+    assert!(health
+        .models
+        .iter()
+        .any(|h| h.name == "truncated.onnx" && !h.ready()));
+    m.load_model_blocking(ModelSpec::new(
+        "add",
+        fixtures().join("identity/model.onnx"),
+    ))
+    .unwrap();
     let x = Tensor::from_vec(vec![1, 16], vec![2f32; 16]).unwrap();
-    assert!(m.infer_blocking(InferRequest::new("add").input("x", x)).is_ok());
+    assert!(m
+        .infer_blocking(InferRequest::new("add").input("x", x))
+        .is_ok());
 }
 
 #[test]
 fn versions_resolve_latest_or_specific_and_unload() {
     let m = manager();
     let path = Case::load("identity").model_path();
-    m.load_model_blocking(ModelSpec::new("id", &path).version(1)).unwrap();
-    m.load_model_blocking(ModelSpec::new("id", &path).version(3)).unwrap();
+    m.load_model_blocking(ModelSpec::new("id", &path).version(1))
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("id", &path).version(3))
+        .unwrap();
     let x = || Tensor::from_vec(vec![1, 16], vec![1f32; 16]).unwrap();
-    assert_eq!(m.infer_blocking(InferRequest::new("id").input("x", x())).unwrap().version, 3);
-    assert_eq!(m.infer_blocking(InferRequest::new("id").version(1).input("x", x())).unwrap().version, 1);
-    let err = m.infer_blocking(InferRequest::new("id").version(2).input("x", x())).unwrap_err();
+    assert_eq!(
+        m.infer_blocking(InferRequest::new("id").input("x", x()))
+            .unwrap()
+            .version,
+        3
+    );
+    assert_eq!(
+        m.infer_blocking(InferRequest::new("id").version(1).input("x", x()))
+            .unwrap()
+            .version,
+        1
+    );
+    let err = m
+        .infer_blocking(InferRequest::new("id").version(2).input("x", x()))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.to_string().contains("id version 1, id version 3"), "{err}");
+    assert!(
+        err.to_string().contains("id version 1, id version 3"),
+        "{err}"
+    );
 
     assert_eq!(m.unload_model("id", Some(3)).unwrap(), vec![3]);
-    assert_eq!(m.infer_blocking(InferRequest::new("id").input("x", x())).unwrap().version, 1);
+    assert_eq!(
+        m.infer_blocking(InferRequest::new("id").input("x", x()))
+            .unwrap()
+            .version,
+        1
+    );
     assert_eq!(m.unload_model("id", None).unwrap(), vec![1]);
-    assert_eq!(m.infer_blocking(InferRequest::new("id").input("x", x())).unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(m.unload_model("id", None).unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(m.metrics().memory_used, 0, "unloading gives the memory back");
+    assert_eq!(
+        m.infer_blocking(InferRequest::new("id").input("x", x()))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        m.unload_model("id", None).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        m.metrics().memory_used,
+        0,
+        "unloading gives the memory back"
+    );
 }
 
 #[test]
@@ -210,15 +349,27 @@ fn memory_budget_refuses_a_model_that_does_not_fit() {
     let big = Case::load("small_convnet").model_path();
     let footprint = {
         let m = manager();
-        m.load_model_blocking(ModelSpec::new("c", &big)).unwrap().memory_footprint()
+        m.load_model_blocking(ModelSpec::new("c", &big))
+            .unwrap()
+            .memory_footprint()
     };
-    assert!(footprint > 1000, "the conv net's weights are charged: {footprint}");
+    assert!(
+        footprint > 1000,
+        "the conv net's weights are charged: {footprint}"
+    );
     // Loading first checks the file size, then charges the prepared footprint.
     let file_size = std::fs::metadata(&big).unwrap().len();
-    let m = Manager::builder().backend(TractCpu).memory_budget(Some(footprint.max(file_size) + 100)).build().unwrap();
+    let m = Manager::builder()
+        .backend(TractCpu)
+        .memory_budget(Some(footprint.max(file_size) + 100))
+        .build()
+        .unwrap();
     m.load_model_blocking(ModelSpec::new("c", &big)).unwrap();
-    m.load_model_blocking(ModelSpec::new("tiny", &small)).unwrap();
-    let err = m.load_model_blocking(ModelSpec::new("c2", &big)).unwrap_err();
+    m.load_model_blocking(ModelSpec::new("tiny", &small))
+        .unwrap();
+    let err = m
+        .load_model_blocking(ModelSpec::new("c2", &big))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Overloaded);
     assert!(err.to_string().contains("memory budget"), "{err}");
     m.unload_model("c", None).unwrap();
@@ -228,10 +379,21 @@ fn memory_budget_refuses_a_model_that_does_not_fit() {
 #[test]
 fn async_infer_works_and_many_requests_run_concurrently() {
     let case = Case::load("small_convnet");
-    let m = Manager::builder().backend(TractCpu).workers(2).threads(1).build().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let m = Manager::builder()
+        .backend(TractCpu)
+        .workers(2)
+        .threads(1)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        m.load_model(ModelSpec::new("cnn", case.model_path())).await.unwrap();
+        m.load_model(ModelSpec::new("cnn", case.model_path()))
+            .await
+            .unwrap();
         let run = &case.runs[0];
         let want = case.tensor(&run.outputs[0].file);
         let tasks: Vec<_> = (0..16)
@@ -244,7 +406,13 @@ fn async_infer_works_and_many_requests_run_concurrently() {
             .collect();
         for t in tasks {
             let response = t.await.unwrap().unwrap();
-            assert_close("concurrent", &response.outputs[0].1, &want, case.rtol, case.atol);
+            assert_close(
+                "concurrent",
+                &response.outputs[0].1,
+                &want,
+                case.rtol,
+                case.atol,
+            );
         }
     });
     assert_eq!(m.metrics().model("cnn").unwrap().metrics.success, 16);
@@ -264,13 +432,19 @@ impl Backend for Tricky {
         "tricky"
     }
     fn probe(&self) -> Probe {
-        Probe::Available { detail: "test double".into() }
+        Probe::Available {
+            detail: "test double".into(),
+        }
     }
     fn supports(&self, _: &ModelSource) -> Support {
         Support::Yes
     }
     fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
-        Ok(Box::new(TrickyModel(ModelMetadata::new(ModelFormat::Onnx, vec![TensorSpec::new("x", DataType::F32, vec![Dim::Fixed(1)])], vec![TensorSpec::new("y", DataType::F32, vec![Dim::Fixed(1)])]))))
+        Ok(Box::new(TrickyModel(ModelMetadata::new(
+            ModelFormat::Onnx,
+            vec![TensorSpec::new("x", DataType::F32, vec![Dim::Fixed(1)])],
+            vec![TensorSpec::new("y", DataType::F32, vec![Dim::Fixed(1)])],
+        ))))
     }
 }
 
@@ -302,60 +476,113 @@ fn x(v: f32) -> Tensor {
 
 #[test]
 fn a_panicking_backend_fails_one_request_only() {
-    let m = Manager::builder().backend(Tricky).backend(TractCpu).workers(2).build().unwrap();
+    let m = Manager::builder()
+        .backend(Tricky)
+        .backend(TractCpu)
+        .workers(2)
+        .build()
+        .unwrap();
     let any_file = Case::load("identity").model_path();
-    m.load_model_blocking(ModelSpec::new("tricky", &any_file).backends(["tricky"])).unwrap();
-    m.load_model_blocking(ModelSpec::new("real", &any_file).backends(["tract-cpu"])).unwrap();
+    m.load_model_blocking(ModelSpec::new("tricky", &any_file).backends(["tricky"]))
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("real", &any_file).backends(["tract-cpu"]))
+        .unwrap();
     for _ in 0..3 {
-        let err = m.infer_blocking(InferRequest::new("tricky").input("x", x(-1.0))).unwrap_err();
+        let err = m
+            .infer_blocking(InferRequest::new("tricky").input("x", x(-1.0)))
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Backend);
         assert!(err.to_string().contains("panicked: boom"), "{err}");
         // The same model serves its next request, and the other model too.
-        assert!(m.infer_blocking(InferRequest::new("tricky").input("x", x(1.0))).is_ok());
+        assert!(m
+            .infer_blocking(InferRequest::new("tricky").input("x", x(1.0)))
+            .is_ok());
         let ones = Tensor::from_vec(vec![1, 16], vec![1f32; 16]).unwrap();
-        assert!(m.infer_blocking(InferRequest::new("real").input("x", ones)).is_ok());
+        assert!(m
+            .infer_blocking(InferRequest::new("real").input("x", ones))
+            .is_ok());
     }
     let s = m.metrics();
-    assert_eq!(s.model("tricky").unwrap().metrics.failures_of(ErrorKind::Backend), 3);
+    assert_eq!(
+        s.model("tricky")
+            .unwrap()
+            .metrics
+            .failures_of(ErrorKind::Backend),
+        3
+    );
     assert_eq!(s.in_flight, 0, "permits are released after a panic");
 }
 
 #[test]
 fn admission_fails_fast_and_releases_permits_on_every_path() {
     let any_file = Case::load("identity").model_path();
-    let m = Manager::builder().backend(Tricky).workers(4).max_concurrency(Some(3)).build().unwrap();
-    m.load_model_blocking(ModelSpec::new("slow", &any_file).max_concurrency(1)).unwrap();
-    m.load_model_blocking(ModelSpec::new("other", &any_file).version(2)).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let m = Manager::builder()
+        .backend(Tricky)
+        .workers(4)
+        .max_concurrency(Some(3))
+        .build()
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("slow", &any_file).max_concurrency(1))
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("other", &any_file).version(2))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         // One slow request holds the model's only permit.
         let slow = {
             let m = m.clone();
-            tokio::spawn(async move { m.infer(InferRequest::new("slow").input("x", x(1300.0))).await })
+            tokio::spawn(async move {
+                m.infer(InferRequest::new("slow").input("x", x(1300.0)))
+                    .await
+            })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let err = m.infer(InferRequest::new("slow").input("x", x(1.0))).await.unwrap_err();
+        let err = m
+            .infer(InferRequest::new("slow").input("x", x(1.0)))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Overloaded);
-        assert!(err.to_string().contains("concurrency limit of model 'slow'"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("concurrency limit of model 'slow'"),
+            "{err}"
+        );
         assert!(err.retryable());
 
         // Two more fill the global limit of 3; the next is refused by the global limit.
         let others: Vec<_> = (0..2)
             .map(|_| {
                 let m = m.clone();
-                tokio::spawn(async move { m.infer(InferRequest::new("other").input("x", x(1300.0))).await })
+                tokio::spawn(async move {
+                    m.infer(InferRequest::new("other").input("x", x(1300.0)))
+                        .await
+                })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let err = m.infer(InferRequest::new("other").input("x", x(1.0))).await.unwrap_err();
-        assert!(err.to_string().contains("global concurrency limit"), "{err}");
+        let err = m
+            .infer(InferRequest::new("other").input("x", x(1.0)))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("global concurrency limit"),
+            "{err}"
+        );
 
         // A timeout gives up waiting; the permit is released when the work ends.
         for t in others {
             t.await.unwrap().unwrap();
         }
         let err = m
-            .infer(InferRequest::new("other").input("x", x(1200.0)).timeout(Duration::from_millis(50)))
+            .infer(
+                InferRequest::new("other")
+                    .input("x", x(1200.0))
+                    .timeout(Duration::from_millis(50)),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
@@ -375,21 +602,30 @@ fn admission_fails_fast_and_releases_permits_on_every_path() {
     let s = m.metrics();
     assert_eq!(s.in_flight, 0);
     assert!(s.models.iter().all(|e| e.in_flight == 0));
-    assert_eq!(s.model("other").unwrap().metrics.failures_of(ErrorKind::Timeout), 1);
+    assert_eq!(
+        s.model("other")
+            .unwrap()
+            .metrics
+            .failures_of(ErrorKind::Timeout),
+        1
+    );
 }
 
 #[test]
 fn health_reports_live_ready_and_shutdown() {
     let m = manager();
     assert!(m.health().live && m.health().ready);
-    m.load_model_blocking(ModelSpec::new("id", Case::load("identity").model_path())).unwrap();
+    m.load_model_blocking(ModelSpec::new("id", Case::load("identity").model_path()))
+        .unwrap();
     let h = m.health();
     assert!(h.ready);
     assert_eq!(h.model("id").unwrap().backend.as_deref(), Some("tract-cpu"));
     m.shutdown();
     let h = m.health();
     assert!(!h.live && !h.ready);
-    let err = m.infer_blocking(InferRequest::new("id").input("x", Tensor::from_vec(vec![1, 16], vec![0f32; 16]).unwrap()));
+    let err = m.infer_blocking(
+        InferRequest::new("id").input("x", Tensor::from_vec(vec![1, 16], vec![0f32; 16]).unwrap()),
+    );
     assert_eq!(err.unwrap_err().kind(), ErrorKind::Unavailable);
 }
 
@@ -397,17 +633,25 @@ fn health_reports_live_ready_and_shutdown() {
 fn unknown_backend_name_is_a_clear_config_error() {
     let m = manager();
     let err = m
-        .load_model_blocking(ModelSpec::new("id", Case::load("identity").model_path()).backends(["tract-gpu"]))
+        .load_model_blocking(
+            ModelSpec::new("id", Case::load("identity").model_path()).backends(["tract-gpu"]),
+        )
         .unwrap_err();
-    assert!(err.to_string().contains("unknown backend 'tract-gpu'; this build has: tract-cpu"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unknown backend 'tract-gpu'; this build has: tract-cpu"),
+        "{err}"
+    );
 }
 
 #[test]
 fn threads_are_configurable_and_give_the_same_answer() {
     let case = Case::load("small_convnet");
     let m = manager();
-    m.load_model_blocking(ModelSpec::new("one", case.model_path()).threads(1)).unwrap();
-    m.load_model_blocking(ModelSpec::new("two", case.model_path()).threads(2)).unwrap();
+    m.load_model_blocking(ModelSpec::new("one", case.model_path()).threads(1))
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("two", case.model_path()).threads(2))
+        .unwrap();
     let run = &case.runs[1];
     let want = case.tensor(&run.outputs[0].file);
     for name in ["one", "two"] {
@@ -417,4 +661,3 @@ fn threads_are_configurable_and_give_the_same_answer() {
         assert_close(name, &got.outputs[0].1, &want, case.rtol, case.atol);
     }
 }
-

@@ -34,10 +34,17 @@ fn main() {
         .filter(|p| p.join("model.onnx").exists())
         .collect();
     cases.sort();
-    assert!(cases.len() > 1000, "expected the full ONNX node suite, found {} cases", cases.len());
+    assert!(
+        cases.len() > 1000,
+        "expected the full ONNX node suite, found {} cases",
+        cases.len()
+    );
 
     let backend: Arc<dyn Backend> = Arc::new(TractCpu);
-    let manifest_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/conformance/{}.expected-failures", backend.name()));
+    let manifest_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "tests/conformance/{}.expected-failures",
+        backend.name()
+    ));
     let expected = read_manifest(&manifest_path);
     let update = std::env::var_os("ANEMONE_UPDATE_CONFORMANCE").is_some();
     let results: Arc<Mutex<BTreeMap<String, Option<String>>>> = Arc::default();
@@ -48,13 +55,23 @@ fn main() {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
             let known = expected.get(&name).cloned();
             let (backend, results) = (Arc::clone(&backend), Arc::clone(&results));
-            let label = if known.is_some() && !update { format!("xfail::{name}") } else { name.clone() };
+            let label = if known.is_some() && !update {
+                format!("xfail::{name}")
+            } else {
+                name.clone()
+            };
             Trial::test(label, move || {
                 let outcome = match catch_unwind(AssertUnwindSafe(|| run_case(&*backend, &dir))) {
                     Ok(r) => r,
-                    Err(p) => Err(format!("panicked: {}", p.downcast_ref::<String>().cloned().unwrap_or_default())),
+                    Err(p) => Err(format!(
+                        "panicked: {}",
+                        p.downcast_ref::<String>().cloned().unwrap_or_default()
+                    )),
                 };
-                results.lock().unwrap().insert(name.clone(), outcome.clone().err());
+                results
+                    .lock()
+                    .unwrap()
+                    .insert(name.clone(), outcome.clone().err());
                 match (outcome, known, update) {
                     (_, _, true) | (Ok(()), None, false) | (Err(_), Some(_), false) => Ok(()),
                     (Ok(()), Some(_), false) => Err(Failed::from(format!(
@@ -83,18 +100,29 @@ fn manifest_path_name() -> &'static str {
 /// Loads, runs and checks one case; the error says what went wrong.
 fn run_case(backend: &dyn Backend, dir: &Path) -> Result<(), String> {
     let model = backend
-        .load(&ModelSource::from_path(dir.join("model.onnx")), &LoadOptions { threads: Some(1) })
+        .load(
+            &ModelSource::from_path(dir.join("model.onnx")),
+            &LoadOptions {
+                threads: Some(1),
+                ..Default::default()
+            },
+        )
         .map_err(|e| format!("load: {}", e.chain_string()))?;
     let data = dir.join("test_data_set_0");
     let read = |prefix: &str, n: usize| -> Result<Vec<Tensor>, String> {
         (0..n)
-            .map(|i| read_tensor_proto(&data.join(format!("{prefix}_{i}.pb"))).map_err(|e| format!("{prefix} {i}: {e}")))
+            .map(|i| {
+                read_tensor_proto(&data.join(format!("{prefix}_{i}.pb")))
+                    .map_err(|e| format!("{prefix} {i}: {e}"))
+            })
             .collect()
     };
     let meta = model.metadata();
     let inputs = read("input", meta.inputs.len())?;
     let expected = read("output", meta.outputs.len())?;
-    let outputs = model.infer(inputs).map_err(|e| format!("run: {}", e.chain_string()))?;
+    let outputs = model
+        .infer(inputs)
+        .map_err(|e| format!("run: {}", e.chain_string()))?;
     for ((spec, got), want) in meta.outputs.iter().zip(&outputs).zip(&expected) {
         compare(got, want).map_err(|e| format!("output '{}': {e}", spec.name))?;
     }
@@ -106,16 +134,29 @@ fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
         return Err(format!("dtype {} instead of {}", got.dtype(), want.dtype()));
     }
     if got.shape() != want.shape() {
-        return Err(format!("shape {:?} instead of {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "shape {:?} instead of {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     if !want.dtype().is_float() {
-        return if got == want { Ok(()) } else { Err("values differ".into()) };
+        return if got == want {
+            Ok(())
+        } else {
+            Err("values differ".into())
+        };
     }
     let (g, w) = (got.to_f64_lossy().unwrap(), want.to_f64_lossy().unwrap());
-    let bad = g.iter().zip(&w).filter(|(a, b)| !((a.is_nan() && b.is_nan()) || *a == *b || (*a - *b).abs() <= ATOL + RTOL * b.abs()));
+    let bad = g.iter().zip(&w).filter(|(a, b)| {
+        !((a.is_nan() && b.is_nan()) || *a == *b || (*a - *b).abs() <= ATOL + RTOL * b.abs())
+    });
     match bad.count() {
         0 => Ok(()),
-        n => Err(format!("{n} of {} values outside rtol {RTOL} atol {ATOL}", g.len())),
+        n => Err(format!(
+            "{n} of {} values outside rtol {RTOL} atol {ATOL}",
+            g.len()
+        )),
     }
 }
 
@@ -125,7 +166,10 @@ fn read_manifest(path: &Path) -> BTreeMap<String, String> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| match l.split_once(char::is_whitespace) {
-            Some((name, reason)) => (name.to_string(), reason.trim().trim_start_matches('#').trim().to_string()),
+            Some((name, reason)) => (
+                name.to_string(),
+                reason.trim().trim_start_matches('#').trim().to_string(),
+            ),
             None => (l.to_string(), String::new()),
         })
         .collect()
@@ -150,7 +194,10 @@ fn short_reason(e: &str) -> String {
     let line = e.lines().next().unwrap_or("");
     // "load: cannot load /abs/path/model.onnx: reason" → "load: reason"
     let line = match line.split_once("model.onnx: ") {
-        Some((head, rest)) => format!("{} {rest}", head.split(" cannot load ").next().unwrap_or("")),
+        Some((head, rest)) => format!(
+            "{} {rest}",
+            head.split(" cannot load ").next().unwrap_or("")
+        ),
         None => line.to_string(),
     };
     line.chars().take(160).collect()
@@ -164,7 +211,9 @@ fn write_report(backend: &str, results: &BTreeMap<String, Option<String>>) {
     for e in results.values().flatten() {
         *categories.entry(category(e)).or_default() += 1;
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/conformance").join(format!("{backend}.md"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/conformance")
+        .join(format!("{backend}.md"));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut out = format!(
         "<!-- Written by `ANEMONE_UPDATE_CONFORMANCE=1 cargo test -p anemone-runtime --test onnx_node`. -->\n\

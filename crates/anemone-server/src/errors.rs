@@ -18,17 +18,29 @@ pub struct ApiError {
 impl ApiError {
     /// A request the client got wrong (HTTP 400, gRPC INVALID_ARGUMENT).
     pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError { kind: ErrorKind::InvalidInput, message: message.into(), too_large: false }
+        ApiError {
+            kind: ErrorKind::InvalidInput,
+            message: message.into(),
+            too_large: false,
+        }
     }
 
     /// Something that does not exist (HTTP 404, gRPC NOT_FOUND).
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError { kind: ErrorKind::NotFound, message: message.into(), too_large: false }
+        ApiError {
+            kind: ErrorKind::NotFound,
+            message: message.into(),
+            too_large: false,
+        }
     }
 
     /// Something not ready (HTTP 503, gRPC UNAVAILABLE).
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError { kind: ErrorKind::Unavailable, message: message.into(), too_large: false }
+        ApiError {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+            too_large: false,
+        }
     }
 
     /// A body over the size limit (HTTP 413, gRPC RESOURCE_EXHAUSTED).
@@ -70,7 +82,11 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
-        ApiError { kind: e.kind(), message: e.chain_string(), too_large: false }
+        ApiError {
+            kind: e.kind(),
+            message: e.chain_string(),
+            too_large: false,
+        }
     }
 }
 
@@ -104,7 +120,11 @@ mod tests {
             (ErrorKind::Internal, 500, tonic::Code::Internal),
         ];
         for (kind, http, grpc) in table {
-            let e = ApiError { kind, message: "x".into(), too_large: false };
+            let e = ApiError {
+                kind,
+                message: "x".into(),
+                too_large: false,
+            };
             assert_eq!(e.http_status(), http, "{kind:?}");
             assert_eq!(e.grpc_code(), grpc, "{kind:?}");
         }
@@ -113,7 +133,12 @@ mod tests {
 
     #[test]
     fn manager_errors_keep_their_kind_and_message() {
-        let e: ApiError = Error::ModelNotFound { name: "m".into(), version: None, loaded: vec![] }.into();
+        let e: ApiError = Error::ModelNotFound {
+            name: "m".into(),
+            version: None,
+            loaded: vec![],
+        }
+        .into();
         assert_eq!(e.http_status(), 404);
         assert!(e.message.contains("model 'm'"));
     }

@@ -22,11 +22,15 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use anemone_core::{DataType as CoreType, Dim, ModelFormat, ModelMetadata, TensorSpec};
-use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, SerializeOptions, Value};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, Kind, MessageDescriptor, SerializeOptions, Value,
+};
 
 use crate::proto::model_instance_group::Kind as GroupKind;
 use crate::proto::model_version_policy::{Latest, PolicyChoice};
-use crate::proto::{DataType as ProtoType, ModelConfig, ModelInput, ModelOutput, ModelVersionPolicy};
+use crate::proto::{
+    DataType as ProtoType, ModelConfig, ModelInput, ModelOutput, ModelVersionPolicy,
+};
 
 /// Full protobuf name of the configuration message.
 const CONFIG_MESSAGE: &str = "inference.ModelConfig";
@@ -62,8 +66,12 @@ impl Source {
 fn pool() -> Result<&'static DescriptorPool, String> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin")).as_ref())
-            .map_err(|e| format!("the built-in protobuf descriptors are damaged ({e}); rebuild anemone-server"))
+        DescriptorPool::decode(
+            include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin")).as_ref(),
+        )
+        .map_err(|e| {
+            format!("the built-in protobuf descriptors are damaged ({e}); rebuild anemone-server")
+        })
     })
     .as_ref()
     .map_err(Clone::clone)
@@ -89,7 +97,8 @@ fn config_descriptor() -> Result<MessageDescriptor, String> {
 pub fn parse_pbtxt(text: &str) -> Result<ModelConfig, String> {
     let desc = config_descriptor()?;
     let (fixed, inserted) = add_list_colons(text);
-    let msg = DynamicMessage::parse_text_format(desc, &fixed).map_err(|e| text_format_error(text, &inserted, &e))?;
+    let msg = DynamicMessage::parse_text_format(desc, &fixed)
+        .map_err(|e| text_format_error(text, &inserted, &e))?;
     check_supported_in(&msg, Source::Pbtxt)?;
     finish(&msg, Source::Pbtxt)
 }
@@ -111,7 +120,8 @@ pub fn parse_json(text: &str) -> Result<ModelConfig, String> {
             // Triton parses enum names case-insensitively; prost-reflect does
             // not. Retry with enum names normalised; on failure keep the first
             // error, which carries the line and column.
-            let mut value: serde_json::Value = serde_json::from_str(text).map_err(|_| first.clone())?;
+            let mut value: serde_json::Value =
+                serde_json::from_str(text).map_err(|_| first.clone())?;
             normalize_enums(&desc, &mut value);
             DynamicMessage::deserialize(desc, value).map_err(|_| first)?
         }
@@ -138,13 +148,20 @@ fn json_error(e: &serde_json::Error) -> String {
 /// Rewrites enum names that match only case-insensitively to their exact
 /// spelling, guided by the descriptor.
 fn normalize_enums(desc: &MessageDescriptor, value: &mut serde_json::Value) {
-    let serde_json::Value::Object(map) = value else { return };
+    let serde_json::Value::Object(map) = value else {
+        return;
+    };
     for (key, v) in map.iter_mut() {
-        let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else {
+        let Some(field) = desc
+            .get_field_by_json_name(key)
+            .or_else(|| desc.get_field_by_name(key))
+        else {
             continue;
         };
         if field.is_map() {
-            let Kind::Message(entry) = field.kind() else { continue };
+            let Kind::Message(entry) = field.kind() else {
+                continue;
+            };
             let value_kind = entry.map_entry_value_field().kind();
             if let serde_json::Value::Object(m) = v {
                 for x in m.values_mut() {
@@ -231,7 +248,8 @@ fn add_list_colons(text: &str) -> (String, Vec<usize>) {
                 }
             }
             c if c.is_ascii_digit() => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.') {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
+                {
                     i += 1;
                 }
             }
@@ -248,13 +266,21 @@ fn add_list_colons(text: &str) -> (String, Vec<usize>) {
 /// `miette` feature; its `Debug` form does carry the byte span
 /// (`span: 12..15`), which is used here. `inserted` are the offsets where
 /// [`add_list_colons`] added a `:`; positions are mapped back past them.
-fn text_format_error(text: &str, inserted: &[usize], err: &prost_reflect::text_format::ParseError) -> String {
+fn text_format_error(
+    text: &str,
+    inserted: &[usize],
+    err: &prost_reflect::text_format::ParseError,
+) -> String {
     let debug = format!("{err:?}");
     let offset = if debug.contains("UnexpectedEof") {
         Some(text.len())
     } else {
         span_start(&debug).map(|n| {
-            let shift = inserted.iter().enumerate().filter(|&(k, &p)| p + k < n).count();
+            let shift = inserted
+                .iter()
+                .enumerate()
+                .filter(|&(k, &p)| p + k < n)
+                .count();
             n - shift
         })
     };
@@ -301,7 +327,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn finish(msg: &DynamicMessage, source: Source) -> Result<ModelConfig, String> {
     let bytes = prost::Message::encode_to_vec(msg);
     let config = <ModelConfig as prost::Message>::decode(bytes.as_slice()).map_err(|e| {
-        format!("{}: could not convert the parsed config ({e}); report this as an anemone bug", source.label())
+        format!(
+            "{}: could not convert the parsed config ({e}); report this as an anemone bug",
+            source.label()
+        )
     })?;
     settings(&config).map_err(|e| format!("{} 'parameters': {e}", source.label()))?;
     Ok(config)
@@ -351,7 +380,12 @@ fn check_supported_in(msg: &DynamicMessage, source: Source) -> Result<(), String
                     ));
                 }
             }
-            "input" => check_tensors(value, "input", &["name", "data_type", "dims", "optional"], src)?,
+            "input" => check_tensors(
+                value,
+                "input",
+                &["name", "data_type", "dims", "optional"],
+                src,
+            )?,
             "output" => check_tensors(value, "output", &["name", "data_type", "dims"], src)?,
             "instance_group" => check_instance_groups(value, src)?,
             other => return Err(unsupported(src, other, top_level_hint(other))),
@@ -389,7 +423,9 @@ fn tensor_hint(field: &str) -> &'static str {
         "reshape" => "remove it and give 'dims' as the model declares them",
         "format" => "remove it (anemone passes tensors in the layout the model declares)",
         "is_shape_tensor" => "remove it (shape tensors are a TensorRT feature)",
-        "allow_ragged_batch" => "remove it (ragged batching needs dynamic batching, which anemone does not do)",
+        "allow_ragged_batch" => {
+            "remove it (ragged batching needs dynamic batching, which anemone does not do)"
+        }
         "is_non_linear_format_io" => "remove it (non-linear formats are a TensorRT feature)",
         "label_filename" => "remove it (classification labels are not supported yet)",
         "optional" => "remove it (only inputs can be optional)",
@@ -399,7 +435,9 @@ fn tensor_hint(field: &str) -> &'static str {
 
 /// Checks each entry of `input` or `output`.
 fn check_tensors(value: &Value, list: &str, allowed: &[&str], src: &str) -> Result<(), String> {
-    let Some(items) = value.as_list() else { return Ok(()) };
+    let Some(items) = value.as_list() else {
+        return Ok(());
+    };
     for (i, item) in items.iter().enumerate() {
         let Some(m) = item.as_message() else { continue };
         for (field, v) in m.fields() {
@@ -412,7 +450,9 @@ fn check_tensors(value: &Value, list: &str, allowed: &[&str], src: &str) -> Resu
                     let n = v.as_enum_number().unwrap_or_default();
                     let known = ProtoType::try_from(n).ok();
                     if known.and_then(core_dtype).is_none() {
-                        let shown = known.map(|t| t.as_str_name().to_string()).unwrap_or_else(|| n.to_string());
+                        let shown = known
+                            .map(|t| t.as_str_name().to_string())
+                            .unwrap_or_else(|| n.to_string());
                         return Err(format!(
                             "{src} field '{path}' is {shown}, which anemone does not support; use one of \
                              TYPE_BOOL, TYPE_UINT8..TYPE_UINT64, TYPE_INT8..TYPE_INT64, TYPE_FP16, TYPE_FP32, TYPE_FP64, TYPE_STRING"
@@ -439,7 +479,9 @@ fn check_tensors(value: &Value, list: &str, allowed: &[&str], src: &str) -> Resu
 
 /// Checks each entry of `instance_group`.
 fn check_instance_groups(value: &Value, src: &str) -> Result<(), String> {
-    let Some(items) = value.as_list() else { return Ok(()) };
+    let Some(items) = value.as_list() else {
+        return Ok(());
+    };
     for (i, item) in items.iter().enumerate() {
         let Some(m) = item.as_message() else { continue };
         for (field, v) in m.fields() {
@@ -499,8 +541,11 @@ pub struct Settings {
 ///
 /// Any other key is refused, so a misspelt setting is never ignored.
 pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
-    let mut entries: Vec<(&String, &str)> =
-        config.parameters.iter().map(|(k, v)| (k, v.string_value.as_str())).collect();
+    let mut entries: Vec<(&String, &str)> = config
+        .parameters
+        .iter()
+        .map(|(k, v)| (k, v.string_value.as_str()))
+        .collect();
     entries.sort();
     let mut out = Settings::default();
     for (key, value) in entries {
@@ -554,16 +599,27 @@ pub fn versions_to_load(config: &ModelConfig, available: &[u64]) -> Result<Vec<u
     found.sort_unstable();
     found.dedup();
     if found.is_empty() {
-        return Err("no version directories (e.g. 1/) with a model file; put the model in <model>/1/".to_string());
+        return Err(
+            "no version directories (e.g. 1/) with a model file; put the model in <model>/1/"
+                .to_string(),
+        );
     }
-    let policy = config.version_policy.as_ref().and_then(|p| p.policy_choice.as_ref());
+    let policy = config
+        .version_policy
+        .as_ref()
+        .and_then(|p| p.policy_choice.as_ref());
     match policy {
         None => Ok(latest(&found, 1)),
         Some(PolicyChoice::Latest(l)) => {
             if l.num_versions == 0 {
-                return Err("version_policy.latest.num_versions is 0; set it to 1 or more".to_string());
+                return Err(
+                    "version_policy.latest.num_versions is 0; set it to 1 or more".to_string(),
+                );
             }
-            Ok(latest(&found, usize::try_from(l.num_versions).unwrap_or(usize::MAX)))
+            Ok(latest(
+                &found,
+                usize::try_from(l.num_versions).unwrap_or(usize::MAX),
+            ))
         }
         Some(PolicyChoice::All(_)) => Ok(found),
         Some(PolicyChoice::Specific(s)) => {
@@ -613,7 +669,11 @@ fn latest(found: &[u64], n: usize) -> Vec<u64> {
 ///   same rank and agree where both are fixed (-1 in the config matches
 ///   anything; empty dims are filled). Every model input must be listed;
 ///   outputs may be a subset, as in Triton.
-pub fn complete(config: Option<ModelConfig>, name: &str, meta: &ModelMetadata) -> Result<ModelConfig, String> {
+pub fn complete(
+    config: Option<ModelConfig>,
+    name: &str,
+    meta: &ModelMetadata,
+) -> Result<ModelConfig, String> {
     let mut cfg = config.unwrap_or_default();
     if cfg.name.is_empty() {
         cfg.name = name.to_string();
@@ -638,8 +698,9 @@ pub fn complete(config: Option<ModelConfig>, name: &str, meta: &ModelMetadata) -
         ));
     }
     if cfg.version_policy.is_none() {
-        cfg.version_policy =
-            Some(ModelVersionPolicy { policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })) });
+        cfg.version_policy = Some(ModelVersionPolicy {
+            policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })),
+        });
     }
     let batching = cfg.max_batch_size > 0;
 
@@ -655,9 +716,20 @@ pub fn complete(config: Option<ModelConfig>, name: &str, meta: &ModelMetadata) -
     } else {
         let mut seen = HashSet::new();
         for (i, io) in cfg.input.iter_mut().enumerate() {
-            check_entry("input", i, &io.name, &mut io.data_type, &mut io.dims, &meta.inputs, batching)?;
+            check_entry(
+                "input",
+                i,
+                &io.name,
+                &mut io.data_type,
+                &mut io.dims,
+                &meta.inputs,
+                batching,
+            )?;
             if !seen.insert(io.name.clone()) {
-                return Err(format!("input '{}' is listed twice in the config; list each input once", io.name));
+                return Err(format!(
+                    "input '{}' is listed twice in the config; list each input once",
+                    io.name
+                ));
             }
         }
         if let Some(missing) = meta.inputs.iter().find(|s| !seen.contains(&s.name)) {
@@ -682,9 +754,20 @@ pub fn complete(config: Option<ModelConfig>, name: &str, meta: &ModelMetadata) -
     } else {
         let mut seen = HashSet::new();
         for (i, io) in cfg.output.iter_mut().enumerate() {
-            check_entry("output", i, &io.name, &mut io.data_type, &mut io.dims, &meta.outputs, batching)?;
+            check_entry(
+                "output",
+                i,
+                &io.name,
+                &mut io.data_type,
+                &mut io.dims,
+                &meta.outputs,
+                batching,
+            )?;
             if !seen.insert(io.name.clone()) {
-                return Err(format!("output '{}' is listed twice in the config; list each output once", io.name));
+                return Err(format!(
+                    "output '{}' is listed twice in the config; list each output once",
+                    io.name
+                ));
             }
         }
     }
@@ -695,7 +778,11 @@ fn names(specs: &[TensorSpec]) -> String {
     if specs.is_empty() {
         return "none".to_string();
     }
-    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn dim_i64(d: &Dim) -> i64 {
@@ -709,7 +796,9 @@ fn dim_i64(d: &Dim) -> i64 {
 /// when batching (which must then be dynamic). `None` when the model does
 /// not declare a shape.
 fn model_dims(spec: &TensorSpec, batching: bool, role: &str) -> Result<Option<Vec<i64>>, String> {
-    let Some(shape) = &spec.shape else { return Ok(None) };
+    let Some(shape) = &spec.shape else {
+        return Ok(None);
+    };
     if !batching {
         return Ok(Some(shape.iter().map(dim_i64).collect()));
     }
@@ -818,10 +907,12 @@ pub fn to_json(config: &ModelConfig) -> serde_json::Value {
 fn to_json_inner(config: &ModelConfig) -> Result<serde_json::Value, String> {
     let desc = config_descriptor()?;
     let bytes = prost::Message::encode_to_vec(config);
-    let msg =
-        DynamicMessage::decode(desc, bytes.as_slice()).map_err(|e| format!("could not convert the config: {e}"))?;
-    let options =
-        SerializeOptions::new().use_proto_field_name(true).skip_default_fields(false).stringify_64_bit_integers(false);
+    let msg = DynamicMessage::decode(desc, bytes.as_slice())
+        .map_err(|e| format!("could not convert the config: {e}"))?;
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(false)
+        .stringify_64_bit_integers(false);
     msg.serialize_with_options(serde_json::value::Serializer, &options)
         .map_err(|e| format!("could not write the config as JSON: {e}"))
 }
@@ -950,8 +1041,16 @@ default_model_filename: "model.onnx"
     fn resnet_meta() -> ModelMetadata {
         let batch = || Dim::Named("batch".into());
         meta(
-            vec![spec("input", CoreType::F32, vec![batch(), Dim::Fixed(3), Dim::Fixed(224), Dim::Fixed(224)])],
-            vec![spec("logits", CoreType::F32, vec![batch(), Dim::Fixed(1000)])],
+            vec![spec(
+                "input",
+                CoreType::F32,
+                vec![batch(), Dim::Fixed(3), Dim::Fixed(224), Dim::Fixed(224)],
+            )],
+            vec![spec(
+                "logits",
+                CoreType::F32,
+                vec![batch(), Dim::Fixed(1000)],
+            )],
         )
     }
 
@@ -978,7 +1077,9 @@ default_model_filename: "model.onnx"
         assert_eq!(c.output[0].dims, vec![1000]);
         assert_eq!(
             c.version_policy,
-            Some(ModelVersionPolicy { policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 2 })) })
+            Some(ModelVersionPolicy {
+                policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 2 }))
+            })
         );
         assert_eq!(c.instance_group.len(), 1);
         assert_eq!(c.instance_group[0].count, 2);
@@ -986,7 +1087,14 @@ default_model_filename: "model.onnx"
         assert_eq!(c.parameters.len(), 1);
         assert_eq!(c.parameters["backends"].string_value, "tract-cpu");
         let s = settings(&c).unwrap();
-        assert_eq!(s, Settings { backends: Some(vec!["tract-cpu".into()]), threads: None, max_concurrency: None });
+        assert_eq!(
+            s,
+            Settings {
+                backends: Some(vec!["tract-cpu".into()]),
+                threads: None,
+                max_concurrency: None
+            }
+        );
         // And it fits the model it describes.
         let done = complete(Some(c.clone()), "resnet50", &resnet_meta()).unwrap();
         assert_eq!(done.input, c.input);
@@ -1005,7 +1113,10 @@ default_model_filename: "model.onnx"
         assert_eq!(c.input[0].dims, vec![-1, 4]);
         assert!(c.input[0].optional);
         assert_eq!(c.input[1].data_type, ProtoType::TypeString as i32);
-        assert_eq!(c.version_policy.unwrap().policy_choice, Some(PolicyChoice::All(All {})));
+        assert_eq!(
+            c.version_policy.unwrap().policy_choice,
+            Some(PolicyChoice::All(All {}))
+        );
         assert_eq!(parse_pbtxt("").unwrap(), ModelConfig::default());
     }
 
@@ -1016,7 +1127,14 @@ default_model_filename: "model.onnx"
         assert_eq!(fixed, "name: \"a [b\" # input [ x\ninput: # note\n [ { name: 'x[' } ] output: [ { name: \"y\" } ]");
         assert_eq!(at, vec![text.find("input #").unwrap() + 5]);
         let c = parse_pbtxt(text).unwrap();
-        assert_eq!((c.name.as_str(), c.input[0].name.as_str(), c.output[0].name.as_str()), ("a [b", "x[", "y"));
+        assert_eq!(
+            (
+                c.name.as_str(),
+                c.input[0].name.as_str(),
+                c.output[0].name.as_str()
+            ),
+            ("a [b", "x[", "y")
+        );
         // Columns refer to the original text, before any insertion.
         let e = err_pbtxt("input [ { name: \"x\" } ] output [ { name: \"y\" dims: [ 3, ] } ]");
         assert!(e.contains("line 1, column 57"), "{e}");
@@ -1024,7 +1142,8 @@ default_model_filename: "model.onnx"
 
     #[test]
     fn syntax_errors_give_line_and_column() {
-        let e = err_pbtxt("name: \"m\"\nmax_batch_size: 8\ninput [ { name: \"x\" dims: [ 3, ] } ]\n");
+        let e =
+            err_pbtxt("name: \"m\"\nmax_batch_size: 8\ninput [ { name: \"x\" dims: [ 3, ] } ]\n");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("column"), "{e}");
         let e = err_pbtxt("name: \"m\"\n  max_batchsize: 8\n");
@@ -1083,13 +1202,21 @@ default_model_filename: "model.onnx"
         ];
         for (text, needle) in cases {
             let e = err_pbtxt(text);
-            assert!(e.contains(needle), "config {text:?}: message {e:?} lacks {needle:?}");
+            assert!(
+                e.contains(needle),
+                "config {text:?}: message {e:?} lacks {needle:?}"
+            );
         }
         let e = err_pbtxt("instance_group [ { kind: KIND_GPU } ]");
-        assert!(e.contains("anemone picks devices through its backend list"), "{e}");
+        assert!(
+            e.contains("anemone picks devices through its backend list"),
+            "{e}"
+        );
         let e = err_pbtxt("dynamic_batching { }");
         assert!(
-            e.starts_with("config.pbtxt field 'dynamic_batching' is not supported by anemone yet; remove it"),
+            e.starts_with(
+                "config.pbtxt field 'dynamic_batching' is not supported by anemone yet; remove it"
+            ),
             "{e}"
         );
     }
@@ -1097,8 +1224,11 @@ default_model_filename: "model.onnx"
     #[test]
     fn settings_are_read_and_checked() {
         let mut c = ModelConfig::default();
-        let p = |s: &str| ModelParameter { string_value: s.to_string() };
-        c.parameters.insert("backends".into(), p(" tract-cpu , ort-cpu "));
+        let p = |s: &str| ModelParameter {
+            string_value: s.to_string(),
+        };
+        c.parameters
+            .insert("backends".into(), p(" tract-cpu , ort-cpu "));
         c.parameters.insert("threads".into(), p("4"));
         c.parameters.insert("max_concurrency".into(), p("2"));
         assert_eq!(
@@ -1119,13 +1249,24 @@ default_model_filename: "model.onnx"
         c.parameters.insert("backends".into(), p("x"));
         c.parameters.insert("intra_op_thread_count".into(), p("4"));
         let e = settings(&c).unwrap_err();
-        assert!(e.contains("unknown parameter 'intra_op_thread_count'") && e.contains("'threads'"), "{e}");
-        assert_eq!(settings(&ModelConfig::default()).unwrap(), Settings::default());
+        assert!(
+            e.contains("unknown parameter 'intra_op_thread_count'") && e.contains("'threads'"),
+            "{e}"
+        );
+        assert_eq!(
+            settings(&ModelConfig::default()).unwrap(),
+            Settings::default()
+        );
     }
 
     #[test]
     fn json_round_trip() {
-        let c = complete(Some(parse_pbtxt(REALISTIC).unwrap()), "resnet50", &resnet_meta()).unwrap();
+        let c = complete(
+            Some(parse_pbtxt(REALISTIC).unwrap()),
+            "resnet50",
+            &resnet_meta(),
+        )
+        .unwrap();
         let json = to_json(&c);
         assert_eq!(json["name"], "resnet50");
         assert_eq!(json["platform"], "onnxruntime_onnx");
@@ -1135,7 +1276,10 @@ default_model_filename: "model.onnx"
         assert_eq!(json["input"][0]["data_type"], "TYPE_FP32");
         assert_eq!(json["input"][0]["dims"], serde_json::json!([3, 224, 224]));
         assert_eq!(json["output"][0]["dims"], serde_json::json!([1000]));
-        assert_eq!(json["version_policy"], serde_json::json!({ "latest": { "num_versions": 2 } }));
+        assert_eq!(
+            json["version_policy"],
+            serde_json::json!({ "latest": { "num_versions": 2 } })
+        );
         assert_eq!(json["instance_group"][0]["kind"], "KIND_CPU");
         assert_eq!(json["instance_group"][0]["count"], 2);
         assert_eq!(json["parameters"]["backends"]["string_value"], "tract-cpu");
@@ -1145,20 +1289,33 @@ default_model_filename: "model.onnx"
 
         // A default config still prints the primitive fields Triton prints.
         let d = to_json(&ModelConfig::default());
-        for key in ["name", "platform", "backend", "max_batch_size", "input", "output", "instance_group", "parameters"]
-        {
+        for key in [
+            "name",
+            "platform",
+            "backend",
+            "max_batch_size",
+            "input",
+            "output",
+            "instance_group",
+            "parameters",
+        ] {
             assert!(d.get(key).is_some(), "{key} missing from {d}");
         }
         assert_eq!(parse_json(&d.to_string()).unwrap(), ModelConfig::default());
 
         let s = ModelConfig {
             version_policy: Some(ModelVersionPolicy {
-                policy_choice: Some(PolicyChoice::Specific(Specific { versions: vec![1, 3] })),
+                policy_choice: Some(PolicyChoice::Specific(Specific {
+                    versions: vec![1, 3],
+                })),
             }),
             ..Default::default()
         };
         let j = to_json(&s);
-        assert_eq!(j["version_policy"]["specific"]["versions"], serde_json::json!([1, 3]));
+        assert_eq!(
+            j["version_policy"]["specific"]["versions"],
+            serde_json::json!([1, 3])
+        );
         assert_eq!(parse_json(&j.to_string()).unwrap(), s);
     }
 
@@ -1191,28 +1348,53 @@ default_model_filename: "model.onnx"
     }
 
     fn with_policy(choice: Option<PolicyChoice>) -> ModelConfig {
-        ModelConfig { version_policy: Some(ModelVersionPolicy { policy_choice: choice }), ..Default::default() }
+        ModelConfig {
+            version_policy: Some(ModelVersionPolicy {
+                policy_choice: choice,
+            }),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn version_policies() {
         let avail = [3, 1, 7, 2];
-        assert_eq!(versions_to_load(&ModelConfig::default(), &avail).unwrap(), vec![7]);
-        assert_eq!(versions_to_load(&with_policy(None), &avail).unwrap(), vec![7]);
+        assert_eq!(
+            versions_to_load(&ModelConfig::default(), &avail).unwrap(),
+            vec![7]
+        );
+        assert_eq!(
+            versions_to_load(&with_policy(None), &avail).unwrap(),
+            vec![7]
+        );
         let latest = |n| with_policy(Some(PolicyChoice::Latest(Latest { num_versions: n })));
         assert_eq!(versions_to_load(&latest(2), &avail).unwrap(), vec![3, 7]);
-        assert_eq!(versions_to_load(&latest(10), &avail).unwrap(), vec![1, 2, 3, 7]);
-        assert!(versions_to_load(&latest(0), &avail).unwrap_err().contains("num_versions"));
+        assert_eq!(
+            versions_to_load(&latest(10), &avail).unwrap(),
+            vec![1, 2, 3, 7]
+        );
+        assert!(versions_to_load(&latest(0), &avail)
+            .unwrap_err()
+            .contains("num_versions"));
         let all = with_policy(Some(PolicyChoice::All(All {})));
         assert_eq!(versions_to_load(&all, &[2, 1, 2]).unwrap(), vec![1, 2]);
-        let specific = |v: Vec<i64>| with_policy(Some(PolicyChoice::Specific(Specific { versions: v })));
-        assert_eq!(versions_to_load(&specific(vec![3, 1]), &avail).unwrap(), vec![1, 3]);
+        let specific =
+            |v: Vec<i64>| with_policy(Some(PolicyChoice::Specific(Specific { versions: v })));
+        assert_eq!(
+            versions_to_load(&specific(vec![3, 1]), &avail).unwrap(),
+            vec![1, 3]
+        );
         let e = versions_to_load(&specific(vec![1, 4]), &avail).unwrap_err();
         assert!(e.contains("version 4") && e.contains("4/"), "{e}");
-        assert!(versions_to_load(&specific(vec![-1]), &avail).unwrap_err().contains("-1"));
+        assert!(versions_to_load(&specific(vec![-1]), &avail)
+            .unwrap_err()
+            .contains("-1"));
         assert!(versions_to_load(&specific(vec![]), &avail).is_err());
         let e = versions_to_load(&ModelConfig::default(), &[]).unwrap_err();
-        assert!(e.contains("no version directories (e.g. 1/) with a model file"), "{e}");
+        assert!(
+            e.contains("no version directories (e.g. 1/) with a model file"),
+            "{e}"
+        );
         // Policies parsed from text behave the same.
         let c = parse_pbtxt("version_policy: { specific: { versions: [ 1, 2 ] } }").unwrap();
         assert_eq!(versions_to_load(&c, &avail).unwrap(), vec![1, 2]);
@@ -1222,12 +1404,24 @@ default_model_filename: "model.onnx"
     fn complete_fills_from_model_without_batching() {
         let m = meta(
             vec![
-                spec("x", CoreType::F32, vec![Dim::Named("n".into()), Dim::Fixed(3), Dim::Any]),
+                spec(
+                    "x",
+                    CoreType::F32,
+                    vec![Dim::Named("n".into()), Dim::Fixed(3), Dim::Any],
+                ),
                 spec("mask", CoreType::Bool, vec![]),
             ],
             vec![
-                spec("y", CoreType::I64, vec![Dim::Named("n".into()), Dim::Fixed(10)]),
-                TensorSpec { name: "z".into(), dtype: CoreType::Bytes, shape: None },
+                spec(
+                    "y",
+                    CoreType::I64,
+                    vec![Dim::Named("n".into()), Dim::Fixed(10)],
+                ),
+                TensorSpec {
+                    name: "z".into(),
+                    dtype: CoreType::Bytes,
+                    shape: None,
+                },
             ],
         );
         let c = complete(None, "net", &m).unwrap();
@@ -1236,7 +1430,10 @@ default_model_filename: "model.onnx"
         assert_eq!(c.backend, "");
         assert_eq!(c.max_batch_size, 0);
         assert_eq!(c.input.len(), 2);
-        assert_eq!((c.input[0].name.as_str(), c.input[0].data_type), ("x", ProtoType::TypeFp32 as i32));
+        assert_eq!(
+            (c.input[0].name.as_str(), c.input[0].data_type),
+            ("x", ProtoType::TypeFp32 as i32)
+        );
         assert_eq!(c.input[0].dims, vec![-1, 3, -1]);
         assert_eq!(c.input[1].data_type, ProtoType::TypeBool as i32);
         assert!(c.input[1].dims.is_empty());
@@ -1246,29 +1443,68 @@ default_model_filename: "model.onnx"
         assert_eq!(c.output[1].dims, vec![-1]);
         assert_eq!(versions_to_load(&c, &[1, 2]).unwrap(), vec![2]);
         // Given config values are kept.
-        let given = ModelConfig { backend: "tract".into(), ..Default::default() };
+        let given = ModelConfig {
+            backend: "tract".into(),
+            ..Default::default()
+        };
         let c = complete(Some(given), "net", &m).unwrap();
-        assert_eq!((c.platform.as_str(), c.backend.as_str()), ("onnxruntime_onnx", "tract"));
+        assert_eq!(
+            (c.platform.as_str(), c.backend.as_str()),
+            ("onnxruntime_onnx", "tract")
+        );
     }
 
     #[test]
     fn complete_fills_from_model_with_batching() {
-        let given = ModelConfig { max_batch_size: 8, ..Default::default() };
+        let given = ModelConfig {
+            max_batch_size: 8,
+            ..Default::default()
+        };
         let c = complete(Some(given), "resnet50", &resnet_meta()).unwrap();
         assert_eq!(c.input[0].dims, vec![3, 224, 224]);
         assert_eq!(c.output[0].dims, vec![1000]);
         assert_eq!(c.max_batch_size, 8);
         // Fixed first dimension cannot batch.
-        let m = meta(vec![spec("x", CoreType::F32, vec![Dim::Fixed(1), Dim::Fixed(3)])], vec![]);
-        let e = complete(Some(ModelConfig { max_batch_size: 4, ..Default::default() }), "m", &m).unwrap_err();
-        assert!(e.contains("max_batch_size is set but input 'x' has a fixed first dimension 1"), "{e}");
-        let m = meta(vec![spec("x", CoreType::F32, vec![Dim::Any])], vec![spec("y", CoreType::F32, vec![])]);
-        let e = complete(Some(ModelConfig { max_batch_size: 4, ..Default::default() }), "m", &m).unwrap_err();
+        let m = meta(
+            vec![spec("x", CoreType::F32, vec![Dim::Fixed(1), Dim::Fixed(3)])],
+            vec![],
+        );
+        let e = complete(
+            Some(ModelConfig {
+                max_batch_size: 4,
+                ..Default::default()
+            }),
+            "m",
+            &m,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("max_batch_size is set but input 'x' has a fixed first dimension 1"),
+            "{e}"
+        );
+        let m = meta(
+            vec![spec("x", CoreType::F32, vec![Dim::Any])],
+            vec![spec("y", CoreType::F32, vec![])],
+        );
+        let e = complete(
+            Some(ModelConfig {
+                max_batch_size: 4,
+                ..Default::default()
+            }),
+            "m",
+            &m,
+        )
+        .unwrap_err();
         assert!(e.contains("output 'y' is a scalar"), "{e}");
     }
 
     fn input(name: &str, dt: ProtoType, dims: Vec<i64>) -> ModelInput {
-        ModelInput { name: name.into(), data_type: dt as i32, dims, ..Default::default() }
+        ModelInput {
+            name: name.into(),
+            data_type: dt as i32,
+            dims,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -1281,40 +1517,115 @@ default_model_filename: "model.onnx"
         };
 
         // -1 matches a fixed dim; empty data_type and dims are filled.
-        let ok = complete(Some(cfg(vec![input("input", ProtoType::TypeFp32, vec![3, -1, -1])], 2)), "r", &m).unwrap();
+        let ok = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp32, vec![3, -1, -1])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap();
         assert_eq!(ok.input[0].dims, vec![3, -1, -1]);
         assert_eq!(ok.output[0].dims, vec![1000]);
-        let ok = complete(Some(cfg(vec![input("input", ProtoType::TypeInvalid, vec![])], 2)), "r", &m).unwrap();
+        let ok = complete(
+            Some(cfg(vec![input("input", ProtoType::TypeInvalid, vec![])], 2)),
+            "r",
+            &m,
+        )
+        .unwrap();
         assert_eq!(ok.input[0].data_type, ProtoType::TypeFp32 as i32);
         assert_eq!(ok.input[0].dims, vec![3, 224, 224]);
         // Without batching the dims include the batch dimension.
-        let ok =
-            complete(Some(cfg(vec![input("input", ProtoType::TypeFp32, vec![-1, 3, 224, 224])], 0)), "r", &m).unwrap();
+        let ok = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp32, vec![-1, 3, 224, 224])],
+                0,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap();
         assert_eq!(ok.input[0].dims, vec![-1, 3, 224, 224]);
 
-        let e =
-            complete(Some(cfg(vec![input("input", ProtoType::TypeFp16, vec![3, 224, 224])], 2)), "r", &m).unwrap_err();
-        assert!(e.contains("input 'input'") && e.contains("TYPE_FP16") && e.contains("TYPE_FP32"), "{e}");
-        let e =
-            complete(Some(cfg(vec![input("input", ProtoType::TypeFp32, vec![3, 256, 224])], 2)), "r", &m).unwrap_err();
+        let e = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp16, vec![3, 224, 224])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("input 'input'") && e.contains("TYPE_FP16") && e.contains("TYPE_FP32"),
+            "{e}"
+        );
+        let e = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp32, vec![3, 256, 224])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap_err();
         assert!(e.contains("dims[1] is 256") && e.contains("224"), "{e}");
-        let e = complete(Some(cfg(vec![input("input", ProtoType::TypeFp32, vec![-1, 3, 224, 224])], 2)), "r", &m)
-            .unwrap_err();
+        let e = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp32, vec![-1, 3, 224, 224])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap_err();
         assert!(e.contains("4 dimension(s)") && e.contains("batch"), "{e}");
-        let e =
-            complete(Some(cfg(vec![input("image", ProtoType::TypeFp32, vec![3, 224, 224])], 2)), "r", &m).unwrap_err();
-        assert!(e.contains("'image' is not an input of the model") && e.contains("input"), "{e}");
-        let e = complete(Some(cfg(vec![input("", ProtoType::TypeFp32, vec![])], 2)), "r", &m).unwrap_err();
+        let e = complete(
+            Some(cfg(
+                vec![input("image", ProtoType::TypeFp32, vec![3, 224, 224])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("'image' is not an input of the model") && e.contains("input"),
+            "{e}"
+        );
+        let e = complete(
+            Some(cfg(vec![input("", ProtoType::TypeFp32, vec![])], 2)),
+            "r",
+            &m,
+        )
+        .unwrap_err();
         assert!(e.contains("input[0] has no name"), "{e}");
 
         let two = meta(
-            vec![spec("a", CoreType::I64, vec![Dim::Any]), spec("b", CoreType::I64, vec![Dim::Any])],
-            vec![spec("y", CoreType::F32, vec![Dim::Any]), spec("z", CoreType::F32, vec![Dim::Any])],
+            vec![
+                spec("a", CoreType::I64, vec![Dim::Any]),
+                spec("b", CoreType::I64, vec![Dim::Any]),
+            ],
+            vec![
+                spec("y", CoreType::F32, vec![Dim::Any]),
+                spec("z", CoreType::F32, vec![Dim::Any]),
+            ],
         );
-        let e = complete(Some(cfg(vec![input("a", ProtoType::TypeInt64, vec![-1])], 0)), "t", &two).unwrap_err();
+        let e = complete(
+            Some(cfg(vec![input("a", ProtoType::TypeInt64, vec![-1])], 0)),
+            "t",
+            &two,
+        )
+        .unwrap_err();
         assert!(e.contains("model input 'b' is missing"), "{e}");
-        let dup = vec![input("a", ProtoType::TypeInt64, vec![-1]), input("a", ProtoType::TypeInt64, vec![-1])];
-        assert!(complete(Some(cfg(dup, 0)), "t", &two).unwrap_err().contains("listed twice"));
+        let dup = vec![
+            input("a", ProtoType::TypeInt64, vec![-1]),
+            input("a", ProtoType::TypeInt64, vec![-1]),
+        ];
+        assert!(complete(Some(cfg(dup, 0)), "t", &two)
+            .unwrap_err()
+            .contains("listed twice"));
         // Outputs may be a subset but must exist and match.
         let mut c = cfg(vec![], 0);
         c.output = vec![ModelOutput {
@@ -1332,20 +1643,49 @@ default_model_filename: "model.onnx"
             .contains("'w' is not an output of the model; the model's outputs are: y, z"));
         c.output[0].name = "z".into();
         c.output[0].data_type = ProtoType::TypeInt32 as i32;
-        assert!(complete(Some(c), "t", &two).unwrap_err().contains("output 'z'"));
+        assert!(complete(Some(c), "t", &two)
+            .unwrap_err()
+            .contains("output 'z'"));
 
         // Batching with given inputs still requires a dynamic first dim.
-        let fixed = meta(vec![spec("x", CoreType::F32, vec![Dim::Fixed(1), Dim::Fixed(3)])], vec![]);
-        let e = complete(Some(cfg(vec![input("x", ProtoType::TypeFp32, vec![3])], 4)), "m", &fixed).unwrap_err();
-        assert!(e.contains("max_batch_size is set but input 'x' has a fixed first dimension 1"), "{e}");
+        let fixed = meta(
+            vec![spec("x", CoreType::F32, vec![Dim::Fixed(1), Dim::Fixed(3)])],
+            vec![],
+        );
+        let e = complete(
+            Some(cfg(vec![input("x", ProtoType::TypeFp32, vec![3])], 4)),
+            "m",
+            &fixed,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("max_batch_size is set but input 'x' has a fixed first dimension 1"),
+            "{e}"
+        );
     }
 
     #[test]
     fn complete_checks_name_and_platform() {
         let m = resnet_meta();
-        let e = complete(Some(ModelConfig { name: "other".into(), ..Default::default() }), "resnet50", &m).unwrap_err();
+        let e = complete(
+            Some(ModelConfig {
+                name: "other".into(),
+                ..Default::default()
+            }),
+            "resnet50",
+            &m,
+        )
+        .unwrap_err();
         assert!(e.contains("'other'") && e.contains("'resnet50'"), "{e}");
-        let kept = complete(Some(ModelConfig { platform: "anemone".into(), ..Default::default() }), "r", &m).unwrap();
+        let kept = complete(
+            Some(ModelConfig {
+                platform: "anemone".into(),
+                ..Default::default()
+            }),
+            "r",
+            &m,
+        )
+        .unwrap();
         assert_eq!(kept.platform, "anemone");
         let mut coreml = m.clone();
         coreml.format = ModelFormat::CoreMl;
@@ -1357,25 +1697,51 @@ default_model_filename: "model.onnx"
         for dt in CoreType::ALL {
             let p = proto_dtype(dt);
             assert_eq!(core_dtype(p), Some(dt));
-            assert_eq!(format!("TYPE_{}", v2_datatype_name(p)).replace("TYPE_BYTES", "TYPE_STRING"), p.as_str_name());
+            assert_eq!(
+                format!("TYPE_{}", v2_datatype_name(p)).replace("TYPE_BYTES", "TYPE_STRING"),
+                p.as_str_name()
+            );
         }
         assert_eq!(v2_datatype_name(ProtoType::TypeFp32), "FP32");
         assert_eq!(v2_datatype_name(ProtoType::TypeString), "BYTES");
         assert_eq!(proto_dtype(CoreType::F16), ProtoType::TypeFp16);
         assert_eq!(core_dtype(ProtoType::TypeBf16), None);
-        let s = spec("x", CoreType::F32, vec![Dim::Named("b".into()), Dim::Fixed(3), Dim::Any]);
+        let s = spec(
+            "x",
+            CoreType::F32,
+            vec![Dim::Named("b".into()), Dim::Fixed(3), Dim::Any],
+        );
         assert_eq!(dims_of(&s), vec![-1, 3, -1]);
-        assert_eq!(dims_of(&TensorSpec { name: "u".into(), dtype: CoreType::U8, shape: None }), vec![-1]);
+        assert_eq!(
+            dims_of(&TensorSpec {
+                name: "u".into(),
+                dtype: CoreType::U8,
+                shape: None
+            }),
+            vec![-1]
+        );
     }
 
     #[test]
     fn odd_input_does_not_panic() {
-        for text in
-            ["\u{0}", "name: \"\\xff\"", "}}}}", "input [[[", "parameters { key: 1 }", "max_batch_size: -", "é: 1"]
-        {
+        for text in [
+            "\u{0}",
+            "name: \"\\xff\"",
+            "}}}}",
+            "input [[[",
+            "parameters { key: 1 }",
+            "max_batch_size: -",
+            "é: 1",
+        ] {
             let _ = parse_pbtxt(text);
         }
-        for text in ["null", "{\"input\": null}", "{\"input\": [null]}", "{\"parameters\": {\"x\": null}}", "\"str\""] {
+        for text in [
+            "null",
+            "{\"input\": null}",
+            "{\"input\": [null]}",
+            "{\"parameters\": {\"x\": null}}",
+            "\"str\"",
+        ] {
             let _ = parse_json(text);
         }
     }

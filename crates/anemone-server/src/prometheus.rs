@@ -18,13 +18,18 @@ impl Family<'_> {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
         let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
     }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders every metric.
@@ -33,58 +38,158 @@ pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
     let mut f = Family { out: &mut out };
     type Getter = fn(&anemone_runtime::ModelMetricsEntry) -> u64;
     let counters: [(&str, &str, Getter); 9] = [
-        ("anemone_inference_request_success", "Successful inference requests", |e| e.metrics.success),
-        ("anemone_inference_count", "Inferences performed (batch items)", |e| e.metrics.inference_count),
-        ("anemone_inference_exec_count", "Model executions", |e| e.metrics.execution_count),
-        ("anemone_inference_request_duration_us", "Cumulative request duration, successes", |e| e.metrics.request_success.ns / 1000),
-        ("anemone_inference_queue_duration_us", "Cumulative time waiting for a worker", |e| e.metrics.queue.ns / 1000),
-        ("anemone_inference_compute_input_duration_us", "Cumulative input preparation time", |e| e.metrics.compute_input.ns / 1000),
-        ("anemone_inference_compute_infer_duration_us", "Cumulative engine time", |e| e.metrics.compute_infer.ns / 1000),
-        ("anemone_inference_compute_output_duration_us", "Cumulative output preparation time", |e| e.metrics.compute_output.ns / 1000),
-        ("anemone_inference_pending_request_count", "Requests in flight", |e| e.in_flight as u64),
+        (
+            "anemone_inference_request_success",
+            "Successful inference requests",
+            |e| e.metrics.success,
+        ),
+        (
+            "anemone_inference_count",
+            "Inferences performed (batch items)",
+            |e| e.metrics.inference_count,
+        ),
+        ("anemone_inference_exec_count", "Model executions", |e| {
+            e.metrics.execution_count
+        }),
+        (
+            "anemone_inference_request_duration_us",
+            "Cumulative request duration, successes",
+            |e| e.metrics.request_success.ns / 1000,
+        ),
+        (
+            "anemone_inference_queue_duration_us",
+            "Cumulative time waiting for a worker",
+            |e| e.metrics.queue.ns / 1000,
+        ),
+        (
+            "anemone_inference_compute_input_duration_us",
+            "Cumulative input preparation time",
+            |e| e.metrics.compute_input.ns / 1000,
+        ),
+        (
+            "anemone_inference_compute_infer_duration_us",
+            "Cumulative engine time",
+            |e| e.metrics.compute_infer.ns / 1000,
+        ),
+        (
+            "anemone_inference_compute_output_duration_us",
+            "Cumulative output preparation time",
+            |e| e.metrics.compute_output.ns / 1000,
+        ),
+        (
+            "anemone_inference_pending_request_count",
+            "Requests in flight",
+            |e| e.in_flight as u64,
+        ),
     ];
     for (name, help, get) in counters {
-        let kind = if name.ends_with("pending_request_count") { "gauge" } else { "counter" };
+        let kind = if name.ends_with("pending_request_count") {
+            "gauge"
+        } else {
+            "counter"
+        };
         f.header(name, kind, help);
         for e in &m.models {
-            f.sample(name, &[("model", &e.name), ("version", &e.version.to_string())], get(e));
+            f.sample(
+                name,
+                &[("model", &e.name), ("version", &e.version.to_string())],
+                get(e),
+            );
         }
     }
-    f.header("anemone_inference_request_failure", "counter", "Failed inference requests, by reason");
+    f.header(
+        "anemone_inference_request_failure",
+        "counter",
+        "Failed inference requests, by reason",
+    );
     for e in &m.models {
         for (kind, n) in &e.metrics.failures {
-            f.sample("anemone_inference_request_failure", &[("model", &e.name), ("version", &e.version.to_string()), ("reason", kind.as_str())], n);
+            f.sample(
+                "anemone_inference_request_failure",
+                &[
+                    ("model", &e.name),
+                    ("version", &e.version.to_string()),
+                    ("reason", kind.as_str()),
+                ],
+                n,
+            );
         }
     }
-    f.header("anemone_inference_request_duration_seconds", "histogram", "Request latency");
+    f.header(
+        "anemone_inference_request_duration_seconds",
+        "histogram",
+        "Request latency",
+    );
     for e in &m.models {
         let v = e.version.to_string();
         let mut cumulative = 0;
         for (i, count) in e.metrics.latency.buckets.iter().enumerate() {
             cumulative += count;
-            let le = BUCKET_BOUNDS_US.get(i).map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-            f.sample("anemone_inference_request_duration_seconds_bucket", &[("model", &e.name), ("version", &v), ("le", &le)], cumulative);
+            let le = BUCKET_BOUNDS_US
+                .get(i)
+                .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            f.sample(
+                "anemone_inference_request_duration_seconds_bucket",
+                &[("model", &e.name), ("version", &v), ("le", &le)],
+                cumulative,
+            );
         }
-        f.sample("anemone_inference_request_duration_seconds_sum", &[("model", &e.name), ("version", &v)], e.metrics.latency.sum_ns as f64 / 1e9);
-        f.sample("anemone_inference_request_duration_seconds_count", &[("model", &e.name), ("version", &v)], cumulative);
+        f.sample(
+            "anemone_inference_request_duration_seconds_sum",
+            &[("model", &e.name), ("version", &v)],
+            e.metrics.latency.sum_ns as f64 / 1e9,
+        );
+        f.sample(
+            "anemone_inference_request_duration_seconds_count",
+            &[("model", &e.name), ("version", &v)],
+            cumulative,
+        );
     }
-    f.header("anemone_model_memory_bytes", "gauge", "Bytes each loaded model is charged against the memory budget");
+    f.header(
+        "anemone_model_memory_bytes",
+        "gauge",
+        "Bytes each loaded model is charged against the memory budget",
+    );
     for e in &m.models {
-        f.sample("anemone_model_memory_bytes", &[("model", &e.name), ("version", &e.version.to_string()), ("backend", e.backend)], e.memory_bytes);
+        f.sample(
+            "anemone_model_memory_bytes",
+            &[
+                ("model", &e.name),
+                ("version", &e.version.to_string()),
+                ("backend", e.backend),
+            ],
+            e.memory_bytes,
+        );
     }
-    f.header("anemone_memory_used_bytes", "gauge", "Bytes charged by all loaded models");
+    f.header(
+        "anemone_memory_used_bytes",
+        "gauge",
+        "Bytes charged by all loaded models",
+    );
     let _ = writeln!(f.out, "anemone_memory_used_bytes {}", m.memory_used);
     if let Some(budget) = m.memory_budget {
         f.header("anemone_memory_budget_bytes", "gauge", "The memory budget");
         let _ = writeln!(f.out, "anemone_memory_budget_bytes {budget}");
     }
-    f.header("anemone_requests_rejected", "counter", "Requests refused before reaching a model, by reason");
+    f.header(
+        "anemone_requests_rejected",
+        "counter",
+        "Requests refused before reaching a model, by reason",
+    );
     for (kind, n) in &m.rejected {
         f.sample("anemone_requests_rejected", &[("reason", kind.as_str())], n);
     }
-    f.header("anemone_model_state", "gauge", "1 for the state each repository model is in");
+    f.header(
+        "anemone_model_state",
+        "gauge",
+        "1 for the state each repository model is in",
+    );
     for row in index.iter().filter(|r| !r.state.is_empty()) {
-        f.sample("anemone_model_state", &[("model", &row.name), ("state", &row.state)], 1);
+        f.sample(
+            "anemone_model_state",
+            &[("model", &row.name), ("state", &row.state)],
+            1,
+        );
     }
     out
 }

@@ -35,7 +35,9 @@ impl std::str::FromStr for ControlMode {
             "none" => Ok(ControlMode::None),
             "explicit" => Ok(ControlMode::Explicit),
             "poll" => Ok(ControlMode::Poll),
-            other => Err(format!("unknown model control mode '{other}'; use none, explicit or poll")),
+            other => Err(format!(
+                "unknown model control mode '{other}'; use none, explicit or poll"
+            )),
         }
     }
 }
@@ -110,12 +112,25 @@ const MODEL_FILE: &str = "model.onnx";
 
 impl Repository {
     /// Opens a repository directory.
-    pub fn open(root: impl Into<PathBuf>, manager: Manager, mode: ControlMode) -> Result<Repository, String> {
+    pub fn open(
+        root: impl Into<PathBuf>,
+        manager: Manager,
+        mode: ControlMode,
+    ) -> Result<Repository, String> {
         let root = root.into();
         if !root.is_dir() {
-            return Err(format!("model repository {} is not a directory", root.display()));
+            return Err(format!(
+                "model repository {} is not a directory",
+                root.display()
+            ));
         }
-        Ok(Repository { root, manager, mode, entries: Mutex::default(), startup_done: AtomicBool::new(false) })
+        Ok(Repository {
+            root,
+            manager,
+            mode,
+            entries: Mutex::default(),
+            startup_done: AtomicBool::new(false),
+        })
     }
 
     /// The repository directory.
@@ -160,7 +175,10 @@ impl Repository {
             _ => self.scan(),
         };
         let loads = wanted.iter().map(|n| self.load(n, None));
-        for (name, result) in wanted.iter().zip(futures_util::future::join_all(loads).await) {
+        for (name, result) in wanted
+            .iter()
+            .zip(futures_util::future::join_all(loads).await)
+        {
             if let Err(e) = result {
                 tracing::warn!(model = %name, "model unavailable: {}", e.message);
             }
@@ -169,10 +187,17 @@ impl Repository {
     }
 
     /// Loads (or reloads) a model with its config, or `config_override`.
-    pub async fn load(&self, name: &str, config_override: Option<ModelConfig>) -> Result<(), ApiError> {
+    pub async fn load(
+        &self,
+        name: &str,
+        config_override: Option<ModelConfig>,
+    ) -> Result<(), ApiError> {
         let dir = self.root.join(name);
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') || !dir.is_dir() {
-            return Err(ApiError::not_found(format!("model '{name}' is not in the repository {}", self.root.display())));
+            return Err(ApiError::not_found(format!(
+                "model '{name}' is not in the repository {}",
+                self.root.display()
+            )));
         }
         {
             let mut entries = self.lock();
@@ -185,7 +210,9 @@ impl Repository {
                 state_before_load: State::Unloaded,
             });
             if entry.state == State::Loading {
-                return Err(ApiError::unavailable(format!("model '{name}' is already being loaded")));
+                return Err(ApiError::unavailable(format!(
+                    "model '{name}' is already being loaded"
+                )));
             }
             entry.state_before_load = entry.state;
             entry.state = State::Loading;
@@ -193,7 +220,9 @@ impl Repository {
         let fingerprint = fingerprint(&dir);
         let result = self.load_versions(name, &dir, config_override).await;
         let mut entries = self.lock();
-        let entry = entries.get_mut(name).expect("inserted above; this is a bug");
+        let entry = entries
+            .get_mut(name)
+            .expect("inserted above; this is a bug");
         entry.fingerprint = fingerprint;
         match result {
             Ok((config, versions)) => {
@@ -204,23 +233,34 @@ impl Repository {
                 Ok(())
             }
             // A failed reload leaves the previous load serving, as Triton does.
-            Err(reason) if entry.state_before_load == State::Ready && !entry.versions.is_empty() => {
+            Err(reason)
+                if entry.state_before_load == State::Ready && !entry.versions.is_empty() =>
+            {
                 entry.state = State::Ready;
                 entry.reason = format!("reload failed, still serving the previous load: {reason}");
-                Err(ApiError::invalid(format!("failed to reload model '{name}' (the previous load keeps serving): {reason}")))
+                Err(ApiError::invalid(format!(
+                    "failed to reload model '{name}' (the previous load keeps serving): {reason}"
+                )))
             }
             Err(reason) => {
                 entry.state = State::Unavailable;
                 entry.reason = reason.clone();
                 entry.versions.clear();
-                Err(ApiError::invalid(format!("failed to load model '{name}': {reason}")))
+                Err(ApiError::invalid(format!(
+                    "failed to load model '{name}': {reason}"
+                )))
             }
         }
     }
 
     /// Reads the config, picks versions, loads each; on any failure unloads
     /// what this attempt loaded and says why.
-    async fn load_versions(&self, name: &str, dir: &Path, config_override: Option<ModelConfig>) -> Result<(ModelConfig, Vec<u64>), String> {
+    async fn load_versions(
+        &self,
+        name: &str,
+        dir: &Path,
+        config_override: Option<ModelConfig>,
+    ) -> Result<(ModelConfig, Vec<u64>), String> {
         let (config, settings, files) = {
             let (name, dir) = (name.to_string(), dir.to_path_buf());
             tokio::task::spawn_blocking(move || prepare(&name, &dir, config_override))
@@ -243,7 +283,12 @@ impl Repository {
             loaded.push(version);
         }
         // Versions no longer wanted by the policy go away.
-        for instance in self.manager.models().iter().filter(|m| m.name() == name && !wanted.contains(&m.version())) {
+        for instance in self
+            .manager
+            .models()
+            .iter()
+            .filter(|m| m.name() == name && !wanted.contains(&m.version()))
+        {
             let _ = self.manager.unload_model(name, Some(instance.version()));
         }
         Ok((config, loaded))
@@ -256,7 +301,9 @@ impl Repository {
             return Err(ApiError::not_found(format!("model '{name}' is not loaded")));
         };
         if entry.state == State::Loading {
-            return Err(ApiError::unavailable(format!("model '{name}' is being loaded; unload it afterwards")));
+            return Err(ApiError::unavailable(format!(
+                "model '{name}' is being loaded; unload it afterwards"
+            )));
         }
         let _ = self.manager.unload_model(name, None);
         entry.state = State::Unloaded;
@@ -281,7 +328,12 @@ impl Repository {
                     reason: e.reason.clone(),
                     name,
                 },
-                None => IndexRow { name, version: String::new(), state: String::new(), reason: String::new() },
+                None => IndexRow {
+                    name,
+                    version: String::new(),
+                    state: String::new(),
+                    reason: String::new(),
+                },
             })
             .collect()
     }
@@ -289,14 +341,21 @@ impl Repository {
     /// Whether start-up loading is over and every model that should be
     /// loaded is ready (Triton's strict readiness).
     pub fn all_ready(&self) -> bool {
-        self.startup_done.load(Ordering::Acquire) && self.lock().values().all(|e| matches!(e.state, State::Ready | State::Unloaded))
+        self.startup_done.load(Ordering::Acquire)
+            && self
+                .lock()
+                .values()
+                .all(|e| matches!(e.state, State::Ready | State::Unloaded))
     }
 
     /// One polling pass: loads new models, reloads changed ones, unloads removed ones.
     pub async fn poll_once(&self) {
         let on_disk = self.scan();
-        let known: Vec<(String, Option<SystemTime>, State)> =
-            self.lock().iter().map(|(n, e)| (n.clone(), e.fingerprint, e.state)).collect();
+        let known: Vec<(String, Option<SystemTime>, State)> = self
+            .lock()
+            .iter()
+            .map(|(n, e)| (n.clone(), e.fingerprint, e.state))
+            .collect();
         for (name, _, state) in &known {
             if !on_disk.contains(name) && *state != State::Loading {
                 tracing::info!(model = %name, "model removed from the repository; unloading");
@@ -320,7 +379,11 @@ impl Repository {
 
 /// Reads what a load needs, off the async executor: the effective config,
 /// anemone's settings, and the `(version, file)` pairs to load.
-fn prepare(name: &str, dir: &Path, config_override: Option<ModelConfig>) -> Result<(ModelConfig, Settings, Vec<(u64, PathBuf)>), String> {
+fn prepare(
+    name: &str,
+    dir: &Path,
+    config_override: Option<ModelConfig>,
+) -> Result<(ModelConfig, Settings, Vec<(u64, PathBuf)>), String> {
     let config = match config_override {
         Some(c) => Some(c),
         None => match std::fs::read_to_string(dir.join("config.pbtxt")) {
@@ -329,7 +392,11 @@ fn prepare(name: &str, dir: &Path, config_override: Option<ModelConfig>) -> Resu
             Err(e) => return Err(format!("cannot read config.pbtxt: {e}")),
         },
     };
-    let file_name = config.as_ref().map(|c| c.default_model_filename.clone()).filter(|f| !f.is_empty()).unwrap_or_else(|| MODEL_FILE.to_string());
+    let file_name = config
+        .as_ref()
+        .map(|c| c.default_model_filename.clone())
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| MODEL_FILE.to_string());
     let mut available: Vec<u64> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok())
@@ -339,11 +406,21 @@ fn prepare(name: &str, dir: &Path, config_override: Option<ModelConfig>) -> Resu
     available.sort_unstable();
     let policy_config = config.clone().unwrap_or_default();
     let versions = model_config::versions_to_load(&policy_config, &available)?;
-    let newest = dir.join(versions.last().expect("versions_to_load returns at least one; this is a bug").to_string()).join(&file_name);
+    let newest = dir
+        .join(
+            versions
+                .last()
+                .expect("versions_to_load returns at least one; this is a bug")
+                .to_string(),
+        )
+        .join(&file_name);
     let meta = anemone_backends::onnx::describe_file(&newest).map_err(|e| e.chain_string())?;
     let config = model_config::complete(config, name, &meta)?;
     let settings = model_config::settings(&config)?;
-    let files = versions.iter().map(|v| (*v, dir.join(v.to_string()).join(&file_name))).collect();
+    let files = versions
+        .iter()
+        .map(|v| (*v, dir.join(v.to_string()).join(&file_name)))
+        .collect();
     Ok((config, settings, files))
 }
 
@@ -355,14 +432,21 @@ fn fingerprint(dir: &Path) -> Option<SystemTime> {
             newest = newest.max(Some(m));
         }
     };
-    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+    for e in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
         visit(&e.path());
         if e.path().is_dir() {
-            for f in std::fs::read_dir(e.path()).into_iter().flatten().filter_map(|f| f.ok()) {
+            for f in std::fs::read_dir(e.path())
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.ok())
+            {
                 visit(&f.path());
             }
         }
     }
     newest
 }
-

@@ -66,21 +66,37 @@ impl Server {
         let bind = |port: u16, what: &str| {
             let addr = format!("{}:{port}", options.host);
             let what = what.to_string();
-            async move { TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen for {what} on {addr}: {e}")) }
+            async move {
+                TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
+            }
         };
         let http = bind(options.http_port, "HTTP").await?;
         let grpc = bind(options.grpc_port, "gRPC").await?;
-        Ok(Server { state: Arc::new(AppState { manager, repository }), http, grpc, options })
+        Ok(Server {
+            state: Arc::new(AppState {
+                manager,
+                repository,
+            }),
+            http,
+            grpc,
+            options,
+        })
     }
 
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().expect("a bound listener has an address; this is a bug")
+        self.http
+            .local_addr()
+            .expect("a bound listener has an address; this is a bug")
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().expect("a bound listener has an address; this is a bug")
+        self.grpc
+            .local_addr()
+            .expect("a bound listener has an address; this is a bug")
     }
 
     /// The shared state.
@@ -90,8 +106,16 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets requests
     /// in flight finish within `exit_timeout`, and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
-        let Server { state, http, grpc, options } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
+        let Server {
+            state,
+            http,
+            grpc,
+            options,
+        } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -123,14 +147,25 @@ impl Server {
         let http_server = axum::serve(http, router).with_graceful_shutdown(stopped());
         let grpc_server = tonic::transport::Server::builder()
             .add_service(health)
-            .add_service(crate::grpc::service(Arc::clone(&state), options.max_request_bytes))
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stopped());
+            .add_service(crate::grpc::service(
+                Arc::clone(&state),
+                options.max_request_bytes,
+            ))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                stopped(),
+            );
 
-        let http_task = tokio::spawn(async move { http_server.await.map_err(|e| format!("HTTP server: {e}")) });
-        let grpc_task = tokio::spawn(async move { grpc_server.await.map_err(|e| format!("gRPC server: {e}")) });
+        let http_task =
+            tokio::spawn(async move { http_server.await.map_err(|e| format!("HTTP server: {e}")) });
+        let grpc_task =
+            tokio::spawn(async move { grpc_server.await.map_err(|e| format!("gRPC server: {e}")) });
 
         shutdown.await;
-        tracing::info!("shutting down: finishing requests in flight (at most {:?})", options.exit_timeout);
+        tracing::info!(
+            "shutting down: finishing requests in flight (at most {:?})",
+            options.exit_timeout
+        );
         state.manager.shutdown();
         let _ = stop_tx.send(true);
         loader.abort();
@@ -147,7 +182,10 @@ impl Server {
         match drained {
             Ok(result) => result,
             Err(_) => {
-                tracing::warn!("requests still in flight after {:?}; exiting anyway", options.exit_timeout);
+                tracing::warn!(
+                    "requests still in flight after {:?}; exiting anyway",
+                    options.exit_timeout
+                );
                 Ok(())
             }
         }
@@ -160,9 +198,15 @@ async fn track_readiness(state: Arc<AppState>, reporter: tonic_health::server::H
     loop {
         let ready = state.ready();
         if last != Some(ready) {
-            let status = if ready { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            let status = if ready {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
             reporter.set_service_status("", status).await;
-            reporter.set_service_status("inference.GRPCInferenceService", status).await;
+            reporter
+                .set_service_status("inference.GRPCInferenceService", status)
+                .await;
             last = Some(ready);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -48,15 +48,30 @@ impl AppState {
         let version = v2::version(version)?;
         match self.manager.model(name, version) {
             Ok(_) => Ok(true),
-            Err(_) if self.repository.entry(name).is_some() || self.repository.scan().iter().any(|n| n == name) => Ok(false),
+            Err(_)
+                if self.repository.entry(name).is_some()
+                    || self.repository.scan().iter().any(|n| n == name) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Model metadata; `platform` is the backend serving it.
-    pub fn model_metadata(&self, name: &str, version: &str) -> Result<proto::ModelMetadataResponse, ApiError> {
+    pub fn model_metadata(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<proto::ModelMetadataResponse, ApiError> {
         let instance = self.ready_model(name, version)?;
-        let versions = self.manager.models().iter().filter(|m| m.name() == name).map(|m| m.version().to_string()).collect();
+        let versions = self
+            .manager
+            .models()
+            .iter()
+            .filter(|m| m.name() == name)
+            .map(|m| m.version().to_string())
+            .collect();
         let tensors = |specs: &[TensorSpec]| -> Vec<TensorMetadata> {
             specs
                 .iter()
@@ -83,20 +98,32 @@ impl AppState {
         self.repository
             .entry(name)
             .and_then(|e| e.config)
-            .ok_or_else(|| ApiError::not_found(format!("model '{name}' has no configuration; is it loaded from the repository?")))
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "model '{name}' has no configuration; is it loaded from the repository?"
+                ))
+            })
     }
 
     /// A ready model, or why not: `Unavailable` with the load failure when
     /// the repository knows it, `NotFound` otherwise.
-    fn ready_model(&self, name: &str, version: &str) -> Result<std::sync::Arc<anemone_runtime::ModelInstance>, ApiError> {
+    fn ready_model(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<std::sync::Arc<anemone_runtime::ModelInstance>, ApiError> {
         let version = v2::version(version)?;
-        self.manager.model(name, version).map_err(|e| match self.repository.entry(name) {
-            Some(entry) if entry.state == State::Unavailable => {
-                ApiError::unavailable(format!("model '{name}' is not ready: {}", entry.reason))
-            }
-            Some(entry) if entry.state == State::Loading => ApiError::unavailable(format!("model '{name}' is loading")),
-            _ => e.into(),
-        })
+        self.manager
+            .model(name, version)
+            .map_err(|e| match self.repository.entry(name) {
+                Some(entry) if entry.state == State::Unavailable => {
+                    ApiError::unavailable(format!("model '{name}' is not ready: {}", entry.reason))
+                }
+                Some(entry) if entry.state == State::Loading => {
+                    ApiError::unavailable(format!("model '{name}' is loading"))
+                }
+                _ => e.into(),
+            })
     }
 
     /// Runs an inference.
@@ -105,14 +132,19 @@ impl AppState {
         r.version = request.version;
         r.id = request.id.clone();
         r.inputs = request.inputs;
-        r.outputs = request.outputs.map(|o| o.into_iter().map(|o| o.name).collect());
+        r.outputs = request
+            .outputs
+            .map(|o| o.into_iter().map(|o| o.name).collect());
         r.timeout = timeout_parameter(&request.parameters)?;
         let response = match self.manager.infer(r).await {
             Ok(response) => response,
             // Not loaded: say why when the repository knows (loading, failed to load).
             Err(e @ anemone_core::Error::ModelNotFound { .. }) => {
                 let version = request.version.map(|v| v.to_string()).unwrap_or_default();
-                return Err(self.ready_model(&request.model, &version).err().unwrap_or_else(|| e.into()));
+                return Err(self
+                    .ready_model(&request.model, &version)
+                    .err()
+                    .unwrap_or_else(|| e.into()));
             }
             Err(e) => return Err(e.into()),
         };
@@ -126,7 +158,11 @@ impl AppState {
     }
 
     /// Statistics of one model (version), or of every loaded model when `name` is empty.
-    pub fn statistics(&self, name: &str, version: &str) -> Result<proto::ModelStatisticsResponse, ApiError> {
+    pub fn statistics(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<proto::ModelStatisticsResponse, ApiError> {
         let version = v2::version(version)?;
         if !name.is_empty() {
             self.ready_model(name, &version.map(|v| v.to_string()).unwrap_or_default())?;
@@ -135,10 +171,17 @@ impl AppState {
         let stats = metrics
             .models
             .iter()
-            .filter(|m| name.is_empty() || (m.name == name && version.is_none_or(|v| v == m.version)))
+            .filter(|m| {
+                name.is_empty() || (m.name == name && version.is_none_or(|v| v == m.version))
+            })
             .map(|m| {
                 let s = &m.metrics;
-                let d = |x: DurationStat| Some(StatisticDuration { count: x.count, ns: x.ns });
+                let d = |x: DurationStat| {
+                    Some(StatisticDuration {
+                        count: x.count,
+                        ns: x.ns,
+                    })
+                };
                 proto::ModelStatistics {
                     name: m.name.clone(),
                     version: m.version.to_string(),
@@ -169,7 +212,12 @@ impl AppState {
             .index()
             .into_iter()
             .filter(|r| !ready_only || r.state == "READY")
-            .map(|r| proto::repository_index_response::ModelIndex { name: r.name, version: r.version, state: r.state, reason: r.reason })
+            .map(|r| proto::repository_index_response::ModelIndex {
+                name: r.name,
+                version: r.version,
+                state: r.state,
+                reason: r.reason,
+            })
             .collect();
         proto::RepositoryIndexResponse { models }
     }
@@ -177,7 +225,10 @@ impl AppState {
     /// Loads a model (explicit mode only), optionally with a JSON config override.
     pub async fn load_model(&self, name: &str, config_json: Option<&str>) -> Result<(), ApiError> {
         self.check_explicit("load")?;
-        let config = config_json.map(model_config::parse_json).transpose().map_err(|e| ApiError::invalid(format!("config override: {e}")))?;
+        let config = config_json
+            .map(model_config::parse_json)
+            .transpose()
+            .map_err(|e| ApiError::invalid(format!("config override: {e}")))?;
         self.repository.load(name, config).await
     }
 
@@ -208,7 +259,9 @@ impl AppState {
 
 /// The `timeout` request parameter, in microseconds as in Triton. A non-zero
 /// `priority` is refused rather than ignored: there is no priority queue yet.
-fn timeout_parameter(parameters: &serde_json::Map<String, serde_json::Value>) -> Result<Option<Duration>, ApiError> {
+fn timeout_parameter(
+    parameters: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<Duration>, ApiError> {
     if let Some(p) = parameters.get("priority").filter(|p| p.as_u64() != Some(0)) {
         return Err(ApiError::invalid(format!(
             "parameter 'priority' ({p}) is not supported yet: anemone has no priority queue; leave it out or send 0"
@@ -220,6 +273,10 @@ fn timeout_parameter(parameters: &serde_json::Map<String, serde_json::Value>) ->
             .as_u64()
             .filter(|us| *us > 0)
             .map(|us| Some(Duration::from_micros(us)))
-            .ok_or_else(|| ApiError::invalid(format!("parameter 'timeout' must be a positive number of microseconds, got {v}"))),
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "parameter 'timeout' must be a positive number of microseconds, got {v}"
+                ))
+            }),
     }
 }

@@ -52,7 +52,10 @@ pub struct InferResponse {
 pub fn datatype(name: &str) -> Result<DataType, ApiError> {
     DataType::from_kserve_name(name).ok_or_else(|| {
         let known: Vec<&str> = DataType::ALL.iter().map(|d| d.kserve_name()).collect();
-        ApiError::invalid(format!("unknown datatype '{name}'; KServe v2 datatypes are {}", known.join(", ")))
+        ApiError::invalid(format!(
+            "unknown datatype '{name}'; KServe v2 datatypes are {}",
+            known.join(", ")
+        ))
     })
 }
 
@@ -61,12 +64,20 @@ pub fn shape(input: &str, dims: &[i64]) -> Result<Vec<usize>, ApiError> {
     let shape = dims
         .iter()
         .map(|&d| {
-            usize::try_from(d).map_err(|_| ApiError::invalid(format!("input '{input}' has a negative dimension {d} in shape {dims:?}")))
+            usize::try_from(d).map_err(|_| {
+                ApiError::invalid(format!(
+                    "input '{input}' has a negative dimension {d} in shape {dims:?}"
+                ))
+            })
         })
         .collect::<Result<Vec<usize>, _>>()?;
     anemone_core::tensor::element_count(&shape)
         .and_then(|n| n.checked_mul(16))
-        .ok_or_else(|| ApiError::invalid(format!("input '{input}' shape {dims:?} has more elements than can be addressed")))?;
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "input '{input}' shape {dims:?} has more elements than can be addressed"
+            ))
+        })?;
     Ok(shape)
 }
 
@@ -75,29 +86,43 @@ pub fn version(v: &str) -> Result<Option<u64>, ApiError> {
     if v.is_empty() {
         return Ok(None);
     }
-    v.parse().map(Some).map_err(|_| ApiError::invalid(format!("model version '{v}' is not a non-negative integer")))
+    v.parse().map(Some).map_err(|_| {
+        ApiError::invalid(format!("model version '{v}' is not a non-negative integer"))
+    })
 }
 
 /// Builds a tensor from binary data: little-endian elements, or for BYTES
 /// each element as a 4-byte little-endian length followed by its bytes.
-pub fn tensor_from_raw(input: &str, dtype: DataType, shape: Vec<usize>, bytes: &[u8]) -> Result<Tensor, ApiError> {
+pub fn tensor_from_raw(
+    input: &str,
+    dtype: DataType,
+    shape: Vec<usize>,
+    bytes: &[u8],
+) -> Result<Tensor, ApiError> {
     if dtype != DataType::Bytes {
-        return Tensor::from_bytes(dtype, shape, bytes.to_vec()).map_err(|e| input_error(input, e).into());
+        return Tensor::from_bytes(dtype, shape, bytes.to_vec())
+            .map_err(|e| input_error(input, e).into());
     }
     let mut strings = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
-        let (len, tail) = rest
-            .split_first_chunk::<4>()
-            .ok_or_else(|| ApiError::invalid(format!("input '{input}': BYTES data ends inside a 4-byte length prefix")))?;
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "input '{input}': BYTES data ends inside a 4-byte length prefix"
+            ))
+        })?;
         let len = u32::from_le_bytes(*len) as usize;
         let item = tail.get(..len).ok_or_else(|| {
-            ApiError::invalid(format!("input '{input}': a BYTES element claims {len} bytes but only {} remain", tail.len()))
+            ApiError::invalid(format!(
+                "input '{input}': a BYTES element claims {len} bytes but only {} remain",
+                tail.len()
+            ))
         })?;
         strings.push(item.to_vec());
         rest = &tail[len..];
     }
-    Tensor::from_strings(shape, strings).map_err(|e| ApiError::invalid(format!("input '{input}': {e}")))
+    Tensor::from_strings(shape, strings)
+        .map_err(|e| ApiError::invalid(format!("input '{input}': {e}")))
 }
 
 /// The binary form of a tensor (see [`tensor_from_raw`]).
@@ -117,7 +142,12 @@ pub fn tensor_to_raw(t: &Tensor) -> Vec<u8> {
 
 /// Builds a tensor from a JSON `data` value: a flat or nested list (or a
 /// bare scalar for a 0-d tensor) of numbers, booleans or, for BYTES, strings.
-pub fn tensor_from_json(input: &str, dtype: DataType, shape: Vec<usize>, data: &Value) -> Result<Tensor, ApiError> {
+pub fn tensor_from_json(
+    input: &str,
+    dtype: DataType,
+    shape: Vec<usize>,
+    data: &Value,
+) -> Result<Tensor, ApiError> {
     let mut flat = Vec::new();
     flatten(data, &mut flat);
     let expected = anemone_core::tensor::element_count(&shape).unwrap_or(usize::MAX);
@@ -127,12 +157,20 @@ pub fn tensor_from_json(input: &str, dtype: DataType, shape: Vec<usize>, data: &
             flat.len()
         )));
     }
-    let bad = |i: usize, v: &Value| ApiError::invalid(format!("input '{input}' value {i} ({v}) is not a valid {}", dtype.kserve_name()));
+    let bad = |i: usize, v: &Value| {
+        ApiError::invalid(format!(
+            "input '{input}' value {i} ({v}) is not a valid {}",
+            dtype.kserve_name()
+        ))
+    };
     macro_rules! ints {
         ($t:ty) => {{
             let mut out: Vec<$t> = Vec::with_capacity(flat.len());
             for (i, v) in flat.iter().enumerate() {
-                let n = v.as_i64().and_then(|n| <$t>::try_from(n).ok()).or_else(|| v.as_u64().and_then(|n| <$t>::try_from(n).ok()));
+                let n = v
+                    .as_i64()
+                    .and_then(|n| <$t>::try_from(n).ok())
+                    .or_else(|| v.as_u64().and_then(|n| <$t>::try_from(n).ok()));
                 out.push(n.ok_or_else(|| bad(i, v))?);
             }
             typed(input, shape, out)
@@ -140,7 +178,11 @@ pub fn tensor_from_json(input: &str, dtype: DataType, shape: Vec<usize>, data: &
     }
     match dtype {
         DataType::Bool => {
-            let out = flat.iter().enumerate().map(|(i, v)| v.as_bool().ok_or_else(|| bad(i, v))).collect::<Result<Vec<_>, _>>()?;
+            let out = flat
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.as_bool().ok_or_else(|| bad(i, v)))
+                .collect::<Result<Vec<_>, _>>()?;
             typed(input, shape, out)
         }
         DataType::U8 => ints!(u8),
@@ -152,20 +194,41 @@ pub fn tensor_from_json(input: &str, dtype: DataType, shape: Vec<usize>, data: &
         DataType::I32 => ints!(i32),
         DataType::I64 => ints!(i64),
         DataType::F16 => {
-            let out = flat.iter().enumerate().map(|(i, v)| float(v).map(f16::from_f64).ok_or_else(|| bad(i, v))).collect::<Result<Vec<_>, _>>()?;
+            let out = flat
+                .iter()
+                .enumerate()
+                .map(|(i, v)| float(v).map(f16::from_f64).ok_or_else(|| bad(i, v)))
+                .collect::<Result<Vec<_>, _>>()?;
             typed(input, shape, out)
         }
         DataType::F32 => {
-            let out = flat.iter().enumerate().map(|(i, v)| float(v).map(|x| x as f32).ok_or_else(|| bad(i, v))).collect::<Result<Vec<_>, _>>()?;
+            let out = flat
+                .iter()
+                .enumerate()
+                .map(|(i, v)| float(v).map(|x| x as f32).ok_or_else(|| bad(i, v)))
+                .collect::<Result<Vec<_>, _>>()?;
             typed(input, shape, out)
         }
         DataType::F64 => {
-            let out = flat.iter().enumerate().map(|(i, v)| float(v).ok_or_else(|| bad(i, v))).collect::<Result<Vec<_>, _>>()?;
+            let out = flat
+                .iter()
+                .enumerate()
+                .map(|(i, v)| float(v).ok_or_else(|| bad(i, v)))
+                .collect::<Result<Vec<_>, _>>()?;
             typed(input, shape, out)
         }
         DataType::Bytes => {
-            let out = flat.iter().enumerate().map(|(i, v)| v.as_str().map(|s| s.as_bytes().to_vec()).ok_or_else(|| bad(i, v))).collect::<Result<Vec<_>, _>>()?;
-            Tensor::from_strings(shape, out).map_err(|e| ApiError::invalid(format!("input '{input}': {e}")))
+            let out = flat
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str()
+                        .map(|s| s.as_bytes().to_vec())
+                        .ok_or_else(|| bad(i, v))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Tensor::from_strings(shape, out)
+                .map_err(|e| ApiError::invalid(format!("input '{input}': {e}")))
         }
     }
 }
@@ -195,12 +258,18 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 /// are written as the strings "nan", "inf" and "-inf".
 pub fn tensor_to_json(t: &Tensor) -> Value {
     if let Some(strings) = t.as_strings() {
-        return strings.iter().map(|s| Value::String(String::from_utf8_lossy(s).into_owned())).collect();
+        return strings
+            .iter()
+            .map(|s| Value::String(String::from_utf8_lossy(s).into_owned()))
+            .collect();
     }
     let bytes = t.as_bytes().unwrap_or_default();
     macro_rules! each {
         ($t:ty, $f:expr) => {
-            bytes.chunks_exact(std::mem::size_of::<$t>()).map(|c| $f(<$t as Element>::read_le(c))).collect()
+            bytes
+                .chunks_exact(std::mem::size_of::<$t>())
+                .map(|c| $f(<$t as Element>::read_le(c)))
+                .collect()
         };
     }
     let float_value = |x: f64| match serde_json::Number::from_f64(x) {
@@ -239,12 +308,18 @@ mod tests {
                 DataType::Bool => json!([true, false, true, true]),
                 DataType::Bytes => json!(["a", "bc", "", "d"]),
                 d if d.is_float() => json!([1.5, -2.0, 0.25, 8.0]),
-                DataType::U8 | DataType::U16 | DataType::U32 | DataType::U64 => json!([0, 1, 200, 7]),
+                DataType::U8 | DataType::U16 | DataType::U32 | DataType::U64 => {
+                    json!([0, 1, 200, 7])
+                }
                 _ => json!([0, -1, 100, 7]),
             };
             let t = tensor_from_json("x", dtype, vec![2, 2], &data).unwrap();
             assert_eq!(tensor_to_json(&t), data, "{dtype}");
-            assert_eq!(tensor_from_raw("x", dtype, vec![2, 2], &tensor_to_raw(&t)).unwrap(), t, "{dtype}");
+            assert_eq!(
+                tensor_from_raw("x", dtype, vec![2, 2], &tensor_to_raw(&t)).unwrap(),
+                t,
+                "{dtype}"
+            );
         }
     }
 
@@ -260,16 +335,35 @@ mod tests {
     fn bad_data_gets_a_clear_400() {
         let e = tensor_from_json("x", DataType::U8, vec![2], &json!([1, 300])).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidInput);
-        assert!(e.message.contains("input 'x' value 1 (300) is not a valid UINT8"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("input 'x' value 1 (300) is not a valid UINT8"),
+            "{}",
+            e.message
+        );
         let e = tensor_from_json("x", DataType::F32, vec![3], &json!([1, 2])).unwrap_err();
-        assert!(e.message.contains("has 2 values in 'data', but shape [3] needs 3"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("has 2 values in 'data', but shape [3] needs 3"),
+            "{}",
+            e.message
+        );
         let e = tensor_from_raw("x", DataType::F32, vec![2], &[0; 7]).unwrap_err();
         assert!(e.message.contains("input 'x' has 7 bytes"), "{}", e.message);
         let e = tensor_from_raw("s", DataType::Bytes, vec![1], &[9, 0, 0, 0, 1]).unwrap_err();
         assert!(e.message.contains("claims 9 bytes"), "{}", e.message);
-        assert!(shape("x", &[2, -1]).unwrap_err().message.contains("negative dimension -1"));
-        assert!(shape("x", &[i64::MAX, i64::MAX]).unwrap_err().message.contains("more elements"));
-        assert!(datatype("FP8").unwrap_err().message.contains("unknown datatype 'FP8'"));
+        assert!(shape("x", &[2, -1])
+            .unwrap_err()
+            .message
+            .contains("negative dimension -1"));
+        assert!(shape("x", &[i64::MAX, i64::MAX])
+            .unwrap_err()
+            .message
+            .contains("more elements"));
+        assert!(datatype("FP8")
+            .unwrap_err()
+            .message
+            .contains("unknown datatype 'FP8'"));
         assert!(version("abc").is_err());
         assert_eq!(version("").unwrap(), None);
     }
@@ -279,7 +373,10 @@ mod tests {
         let t = Tensor::from_vec(vec![3], vec![f32::NAN, f32::INFINITY, -1.0]).unwrap();
         let v = tensor_to_json(&t);
         assert_eq!(v, json!(["nan", "inf", -1.0]));
-        let back = tensor_from_json("x", DataType::F32, vec![3], &v).unwrap().to_vec::<f32>().unwrap();
+        let back = tensor_from_json("x", DataType::F32, vec![3], &v)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
         assert!(back[0].is_nan() && back[1].is_infinite());
     }
 }

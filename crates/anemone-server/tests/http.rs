@@ -25,7 +25,11 @@ fn workspace() -> PathBuf {
 
 fn fixture(rel: &str) -> PathBuf {
     let path = workspace().join("fixtures/generated").join(rel);
-    assert!(path.exists(), "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/", path.display());
+    assert!(
+        path.exists(),
+        "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/",
+        path.display()
+    );
     path
 }
 
@@ -88,7 +92,8 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -98,7 +103,9 @@ impl Reply {
     /// The `error` of an error body (which must be exactly `{"error": "..."}`).
     fn error(&self) -> String {
         let v = self.json();
-        let obj = v.as_object().unwrap_or_else(|| panic!("error body is not an object: {v}"));
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("error body is not an object: {v}"));
         assert_eq!(obj.len(), 1, "error body has other fields: {v}");
         assert_eq!(self.header("content-type"), Some("application/json"));
         obj["error"].as_str().unwrap().to_string()
@@ -106,7 +113,10 @@ impl Reply {
 }
 
 async fn start(repo: &Path, control: ControlMode, load: &[&str]) -> TestServer {
-    let manager = anemone_runtime::Manager::builder().backend(anemone_backends::TractCpu).build().unwrap();
+    let manager = anemone_runtime::Manager::builder()
+        .backend(anemone_backends::TractCpu)
+        .build()
+        .unwrap();
     let options = ServerOptions {
         http_port: 0,
         grpc_port: 0,
@@ -125,7 +135,13 @@ async fn start(repo: &Path, control: ControlMode, load: &[&str]) -> TestServer {
         let _ = stopped.await;
     }));
     let router = anemone_server::http::router(Arc::clone(&state), LIMIT);
-    TestServer { state, router, addr, stop, task }
+    TestServer {
+        state,
+        router,
+        addr,
+        stop,
+        task,
+    }
 }
 
 impl TestServer {
@@ -133,11 +149,16 @@ impl TestServer {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-        Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
     }
 
     async fn get(&self, path: &str) -> Reply {
-        self.call(Request::get(path).body(Body::empty()).unwrap()).await
+        self.call(Request::get(path).body(Body::empty()).unwrap())
+            .await
     }
 
     async fn post(&self, path: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Reply {
@@ -149,7 +170,12 @@ impl TestServer {
     }
 
     async fn post_json(&self, path: &str, body: &Value) -> Reply {
-        self.post(path, &[("content-type", "application/json")], body.to_string()).await
+        self.post(
+            path,
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
+        .await
     }
 
     /// Polls until `path` answers `status`, for at most a minute.
@@ -160,7 +186,12 @@ impl TestServer {
             if r.status == status {
                 return;
             }
-            assert!(Instant::now() < deadline, "{path} still answers {} ({})", r.status, String::from_utf8_lossy(&r.body));
+            assert!(
+                Instant::now() < deadline,
+                "{path} still answers {} ({})",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -168,7 +199,8 @@ impl TestServer {
     /// Waits for server readiness and each model's.
     async fn wait_ready(&self, models: &[&str]) {
         for m in models {
-            self.wait_for_status(&format!("/v2/models/{m}/ready"), 200).await;
+            self.wait_for_status(&format!("/v2/models/{m}/ready"), 200)
+                .await;
         }
         self.wait_for_status("/v2/health/ready", 200).await;
     }
@@ -179,11 +211,19 @@ impl TestServer {
         loop {
             let index = self.post("/v2/repository/index", &[], "").await.json();
             let rows = index.as_array().unwrap().clone();
-            let state = |name: &str| rows.iter().find(|r| r["name"] == name).and_then(|r| r["state"].as_str()).map(str::to_string);
+            let state = |name: &str| {
+                rows.iter()
+                    .find(|r| r["name"] == name)
+                    .and_then(|r| r["state"].as_str())
+                    .map(str::to_string)
+            };
             if want.iter().all(|(m, s)| state(m).as_deref() == Some(*s)) {
                 return rows;
             }
-            assert!(Instant::now() < deadline, "index never reached {want:?}: {rows:?}");
+            assert!(
+                Instant::now() < deadline,
+                "index never reached {want:?}: {rows:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -206,7 +246,10 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 const X: [f32; 8] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
@@ -226,24 +269,56 @@ fn add_request() -> Value {
 /// The values of a tensor as JSON, written independently of the server's codec.
 fn values(t: &Tensor) -> Value {
     match t.dtype() {
-        DataType::Bool => t.as_bytes().unwrap().iter().map(|&b| Value::Bool(b != 0)).collect(),
-        DataType::I32 => t.to_vec::<i32>().unwrap().into_iter().map(Value::from).collect(),
-        DataType::I64 => t.to_vec::<i64>().unwrap().into_iter().map(Value::from).collect(),
-        DataType::F32 => t.to_vec::<f32>().unwrap().into_iter().map(|x| Value::from(x as f64)).collect(),
+        DataType::Bool => t
+            .as_bytes()
+            .unwrap()
+            .iter()
+            .map(|&b| Value::Bool(b != 0))
+            .collect(),
+        DataType::I32 => t
+            .to_vec::<i32>()
+            .unwrap()
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        DataType::I64 => t
+            .to_vec::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        DataType::F32 => t
+            .to_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(|x| Value::from(x as f64))
+            .collect(),
         other => panic!("no test conversion for {other}"),
     }
 }
 
 fn output<'a>(response: &'a Value, name: &str) -> &'a Value {
-    response["outputs"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap_or_else(|| panic!("no output {name} in {response}"))
+    response["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name} in {response}"))
 }
 
 /// Splits a binary response into its JSON header and binary part.
 fn split_binary(r: &Reply) -> (Value, Bytes) {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
-    let n: usize = r.header("inference-header-content-length").expect("Inference-Header-Content-Length").parse().unwrap();
-    (serde_json::from_slice(&r.body[..n]).unwrap(), r.body.slice(n..))
+    let n: usize = r
+        .header("inference-header-content-length")
+        .expect("Inference-Header-Content-Length")
+        .parse()
+        .unwrap();
+    (
+        serde_json::from_slice(&r.body[..n]).unwrap(),
+        r.body.slice(n..),
+    )
 }
 
 mod routes {
@@ -258,7 +333,10 @@ mod routes {
         assert_eq!(v["name"], "anemone");
         assert!(v["version"].as_str().is_some_and(|v| !v.is_empty()));
         for ext in ["binary_tensor_data", "model_repository", "statistics"] {
-            assert!(v["extensions"].as_array().unwrap().contains(&json!(ext)), "{v}");
+            assert!(
+                v["extensions"].as_array().unwrap().contains(&json!(ext)),
+                "{v}"
+            );
         }
         assert_eq!(s.get("/v2/health/live").await.status, 200);
         assert_eq!(s.get("/v2/health/ready").await.status, 200);
@@ -278,14 +356,20 @@ mod routes {
             assert_eq!(v["name"], "add");
             assert_eq!(v["versions"], json!(["1"]));
             assert!(v["platform"].as_str().is_some_and(|p| !p.is_empty()), "{v}");
-            assert_eq!(v["inputs"], json!([
-                {"name": "x", "datatype": "FP32", "shape": [-1, 4]},
-                {"name": "y", "datatype": "FP32", "shape": [-1, 4]},
-            ]));
-            assert_eq!(v["outputs"], json!([
-                {"name": "sum", "datatype": "FP32", "shape": [-1, 4]},
-                {"name": "diff", "datatype": "FP32", "shape": [-1, 4]},
-            ]));
+            assert_eq!(
+                v["inputs"],
+                json!([
+                    {"name": "x", "datatype": "FP32", "shape": [-1, 4]},
+                    {"name": "y", "datatype": "FP32", "shape": [-1, 4]},
+                ])
+            );
+            assert_eq!(
+                v["outputs"],
+                json!([
+                    {"name": "sum", "datatype": "FP32", "shape": [-1, 4]},
+                    {"name": "diff", "datatype": "FP32", "shape": [-1, 4]},
+                ])
+            );
         }
         assert_eq!(s.get("/v2/models/add/ready").await.status, 200);
         assert_eq!(s.get("/v2/models/add/versions/1/ready").await.status, 200);
@@ -297,14 +381,26 @@ mod routes {
         assert_eq!(r.status, 404);
         let r = s.get("/v2/models/add/versions/one").await;
         assert_eq!(r.status, 400);
-        assert!(r.error().contains("model version 'one' is not a non-negative integer"));
+        assert!(r
+            .error()
+            .contains("model version 'one' is not a non-negative integer"));
 
         for path in ["/v2/models/add/config", "/v2/models/add/versions/1/config"] {
             let r = s.get(path).await;
-            assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+            assert_eq!(
+                r.status,
+                200,
+                "{path}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
             let v = r.json();
             assert_eq!(v["name"], "add");
-            let inputs: Vec<&str> = v["input"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+            let inputs: Vec<&str> = v["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap())
+                .collect();
             assert_eq!(inputs, ["x", "y"], "{v}");
             assert_eq!(v["input"][0]["data_type"], "TYPE_FP32", "{v}");
         }
@@ -316,9 +412,18 @@ mod routes {
     async fn statistics_count_requests() {
         let s = add_server().await;
         for _ in 0..3 {
-            assert_eq!(s.post_json("/v2/models/add/infer", &add_request()).await.status, 200);
+            assert_eq!(
+                s.post_json("/v2/models/add/infer", &add_request())
+                    .await
+                    .status,
+                200
+            );
         }
-        for path in ["/v2/models/stats", "/v2/models/add/stats", "/v2/models/add/versions/1/stats"] {
+        for path in [
+            "/v2/models/stats",
+            "/v2/models/add/stats",
+            "/v2/models/add/versions/1/stats",
+        ] {
             let r = s.get(path).await;
             assert_eq!(r.status, 200, "{path}");
             let v = r.json();
@@ -334,8 +439,18 @@ mod routes {
             assert_eq!(i["success"]["count"], 3, "{m}");
             assert!(i["success"]["ns"].as_u64().unwrap() > 0, "{m}");
             assert_eq!(i["fail"]["count"], 0, "{m}");
-            for key in ["queue", "compute_input", "compute_infer", "compute_output", "cache_hit", "cache_miss"] {
-                assert!(i[key]["count"].is_u64() && i[key]["ns"].is_u64(), "{key}: {m}");
+            for key in [
+                "queue",
+                "compute_input",
+                "compute_infer",
+                "compute_output",
+                "cache_hit",
+                "cache_miss",
+            ] {
+                assert!(
+                    i[key]["count"].is_u64() && i[key]["ns"].is_u64(),
+                    "{key}: {m}"
+                );
             }
             assert_eq!(m["batch_stats"], json!([]));
         }
@@ -346,12 +461,21 @@ mod routes {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn metrics_are_prometheus_text() {
         let s = add_server().await;
-        assert_eq!(s.post_json("/v2/models/add/infer", &add_request()).await.status, 200);
+        assert_eq!(
+            s.post_json("/v2/models/add/infer", &add_request())
+                .await
+                .status,
+            200
+        );
         let r = s.get("/metrics").await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4"));
         let text = String::from_utf8(r.body.to_vec()).unwrap();
-        assert!(text.lines().any(|l| l == "anemone_inference_request_success{model=\"add\",version=\"1\"} 1"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l == "anemone_inference_request_success{model=\"add\",version=\"1\"} 1"),
+            "{text}"
+        );
         s.shutdown().await;
     }
 }
@@ -385,8 +509,14 @@ mod infer {
             );
         }
         // Without id and parameters, neither appears.
-        let v = s.post_json("/v2/models/add/infer", &add_request()).await.json();
-        assert!(v.get("id").is_none() && v.get("parameters").is_none(), "{v}");
+        let v = s
+            .post_json("/v2/models/add/infer", &add_request())
+            .await
+            .json();
+        assert!(
+            v.get("id").is_none() && v.get("parameters").is_none(),
+            "{v}"
+        );
         s.shutdown().await;
     }
 
@@ -406,12 +536,27 @@ mod infer {
         let mut body = header.clone().into_bytes();
         body.extend(f32_bytes(&X));
         let length = header.len().to_string();
-        let r = s.post("/v2/models/add/infer", &[("inference-header-content-length", &length)], body).await;
+        let r = s
+            .post(
+                "/v2/models/add/infer",
+                &[("inference-header-content-length", &length)],
+                body,
+            )
+            .await;
         let (v, binary) = split_binary(&r);
-        assert_eq!(r.header("content-length").unwrap(), r.body.len().to_string());
+        assert_eq!(
+            r.header("content-length").unwrap(),
+            r.body.len().to_string()
+        );
         assert_eq!(v["id"], "b1");
-        assert_eq!(v["outputs"][0], json!({"name": "sum", "datatype": "FP32", "shape": [2, 4], "parameters": {"binary_data_size": 32}}));
-        assert_eq!(v["outputs"][1], json!({"name": "diff", "datatype": "FP32", "shape": [2, 4], "data": DIFF}));
+        assert_eq!(
+            v["outputs"][0],
+            json!({"name": "sum", "datatype": "FP32", "shape": [2, 4], "parameters": {"binary_data_size": 32}})
+        );
+        assert_eq!(
+            v["outputs"][1],
+            json!({"name": "diff", "datatype": "FP32", "shape": [2, 4], "data": DIFF})
+        );
         assert_eq!(f32s(&binary), SUM);
 
         // Both inputs binary; binary_data_output makes every output binary, in order.
@@ -427,7 +572,13 @@ mod infer {
         body.extend(f32_bytes(&X));
         body.extend(f32_bytes(&Y));
         let length = header.len().to_string();
-        let r = s.post("/v2/models/add/infer", &[("inference-header-content-length", &length)], body).await;
+        let r = s
+            .post(
+                "/v2/models/add/infer",
+                &[("inference-header-content-length", &length)],
+                body,
+            )
+            .await;
         let (v, binary) = split_binary(&r);
         assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 32);
         assert_eq!(v["outputs"][1]["parameters"]["binary_data_size"], 32);
@@ -438,9 +589,13 @@ mod infer {
         // A per-output binary_data: false beats binary_data_output.
         let mut request = add_request();
         request["parameters"] = json!({"binary_data_output": true});
-        request["outputs"] = json!([{"name": "diff", "parameters": {"binary_data": false}}, {"name": "sum"}]);
+        request["outputs"] =
+            json!([{"name": "diff", "parameters": {"binary_data": false}}, {"name": "sum"}]);
         let (v, binary) = split_binary(&s.post_json("/v2/models/add/infer", &request).await);
-        assert_eq!(v["outputs"][0], json!({"name": "diff", "datatype": "FP32", "shape": [2, 4], "data": DIFF}));
+        assert_eq!(
+            v["outputs"][0],
+            json!({"name": "diff", "datatype": "FP32", "shape": [2, 4], "data": DIFF})
+        );
         assert_eq!(v["outputs"][1]["name"], "sum");
         assert_eq!(f32s(&binary), SUM);
         s.shutdown().await;
@@ -462,14 +617,27 @@ mod infer {
         let r = s.post_json("/v2/models/multi_io/infer", &request).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let v = r.json();
-        let names: Vec<&str> = v["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = v["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["out/with:odd*name", "sum"]);
         let close = |got: &Value, want: &Tensor| {
             let want = want.to_vec::<f32>().unwrap();
-            let got: Vec<f64> = got["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            let got: Vec<f64> = got["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
             assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(want) {
-                assert!((g - w as f64).abs() <= 1e-5 + 1e-4 * (w as f64).abs(), "{g} vs {w}");
+                assert!(
+                    (g - w as f64).abs() <= 1e-5 + 1e-4 * (w as f64).abs(),
+                    "{g} vs {w}"
+                );
             }
         };
         close(&v["outputs"][0], &npy("multi_io/run0_out_3.npy"));
@@ -486,8 +654,12 @@ mod infer {
         let inputs = ["ids", "offsets", "mask", "k"];
         let outputs = ["sum_i64", "masked", "not_mask", "ids_times2"];
         for run in 0..2 {
-            let ins: Vec<Tensor> = (0..4).map(|i| npy(&format!("int_bool/run{run}_in_{i}.npy"))).collect();
-            let outs: Vec<Tensor> = (0..4).map(|i| npy(&format!("int_bool/run{run}_out_{i}.npy"))).collect();
+            let ins: Vec<Tensor> = (0..4)
+                .map(|i| npy(&format!("int_bool/run{run}_in_{i}.npy")))
+                .collect();
+            let outs: Vec<Tensor> = (0..4)
+                .map(|i| npy(&format!("int_bool/run{run}_out_{i}.npy")))
+                .collect();
 
             let json_inputs: Vec<Value> = inputs
                 .iter()
@@ -498,7 +670,12 @@ mod infer {
                     json!({"name": n, "shape": t.shape(), "datatype": t.dtype().kserve_name(), "data": data})
                 })
                 .collect();
-            let r = s.post_json("/v2/models/int_bool/infer", &json!({ "inputs": json_inputs })).await;
+            let r = s
+                .post_json(
+                    "/v2/models/int_bool/infer",
+                    &json!({ "inputs": json_inputs }),
+                )
+                .await;
             assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
             let v = r.json();
             for (name, want) in outputs.iter().zip(&outs) {
@@ -516,13 +693,21 @@ mod infer {
                            "parameters": {"binary_data_size": t.as_bytes().unwrap().len()}})
                 })
                 .collect();
-            let header = json!({"inputs": header_inputs, "parameters": {"binary_data_output": true}}).to_string();
+            let header =
+                json!({"inputs": header_inputs, "parameters": {"binary_data_output": true}})
+                    .to_string();
             let mut body = header.clone().into_bytes();
             for t in &ins {
                 body.extend_from_slice(t.as_bytes().unwrap());
             }
             let length = header.len().to_string();
-            let r = s.post("/v2/models/int_bool/infer", &[("inference-header-content-length", &length)], body).await;
+            let r = s
+                .post(
+                    "/v2/models/int_bool/infer",
+                    &[("inference-header-content-length", &length)],
+                    body,
+                )
+                .await;
             let (v, binary) = split_binary(&r);
             let mut at = 0;
             for o in v["outputs"].as_array().unwrap() {
@@ -530,7 +715,11 @@ mod infer {
                 let want = &outs[outputs.iter().position(|n| *n == name).unwrap()];
                 let size = o["parameters"]["binary_data_size"].as_u64().unwrap() as usize;
                 assert_eq!(o["datatype"], want.dtype().kserve_name(), "{name}");
-                assert_eq!(&binary[at..at + size], want.as_bytes().unwrap(), "run {run} {name}");
+                assert_eq!(
+                    &binary[at..at + size],
+                    want.as_bytes().unwrap(),
+                    "run {run} {name}"
+                );
                 at += size;
             }
             assert_eq!(at, binary.len());
@@ -544,17 +733,40 @@ mod repository {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn index_shows_a_broken_model_as_unavailable() {
-        let repo = TempRepo::new("broken").add().fixture("identity", "identity").file("broken", b"this is not an ONNX model");
+        let repo = TempRepo::new("broken")
+            .add()
+            .fixture("identity", "identity")
+            .file("broken", b"this is not an ONNX model");
         let s = start(&repo.0, ControlMode::None, &[]).await;
-        let rows = s.wait_index(&[("add", "READY"), ("identity", "READY"), ("broken", "UNAVAILABLE")]).await;
+        let rows = s
+            .wait_index(&[
+                ("add", "READY"),
+                ("identity", "READY"),
+                ("broken", "UNAVAILABLE"),
+            ])
+            .await;
         assert_eq!(rows.len(), 3, "{rows:?}");
-        assert!(rows.contains(&json!({"name": "add", "version": "1", "state": "READY"})), "{rows:?}");
+        assert!(
+            rows.contains(&json!({"name": "add", "version": "1", "state": "READY"})),
+            "{rows:?}"
+        );
         let broken = rows.iter().find(|r| r["name"] == "broken").unwrap();
-        assert!(broken["reason"].as_str().is_some_and(|r| !r.is_empty()), "{broken}");
+        assert!(
+            broken["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{broken}"
+        );
         assert!(broken.get("version").is_none(), "{broken}");
 
-        let ready = s.post_json("/v2/repository/index", &json!({"ready": true})).await.json();
-        let names: Vec<&str> = ready.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let ready = s
+            .post_json("/v2/repository/index", &json!({"ready": true}))
+            .await
+            .json();
+        let names: Vec<&str> = ready
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["add", "identity"]);
 
         // Strict readiness: one unavailable model makes the server not ready; the others still serve.
@@ -563,11 +775,18 @@ mod repository {
         let r = s.get("/v2/models/broken").await;
         assert_eq!(r.status, 503);
         assert!(r.error().contains("model 'broken' is not ready"));
-        assert_eq!(s.post_json("/v2/models/add/infer", &add_request()).await.status, 200);
+        assert_eq!(
+            s.post_json("/v2/models/add/infer", &add_request())
+                .await
+                .status,
+            200
+        );
 
         // Mode none refuses the repository API.
         for op in ["load", "unload"] {
-            let r = s.post(&format!("/v2/repository/models/add/{op}"), &[], "").await;
+            let r = s
+                .post(&format!("/v2/repository/models/add/{op}"), &[], "")
+                .await;
             assert_eq!(r.status, 503, "{op}");
             assert!(r.error().contains("--model-control-mode explicit"), "{op}");
         }
@@ -576,7 +795,9 @@ mod repository {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn load_and_unload_in_explicit_mode() {
-        let repo = TempRepo::new("explicit").fixture("identity", "identity").fixture("int_bool", "int_bool");
+        let repo = TempRepo::new("explicit")
+            .fixture("identity", "identity")
+            .fixture("int_bool", "int_bool");
         let s = start(&repo.0, ControlMode::Explicit, &[]).await;
         s.wait_for_status("/v2/health/ready", 200).await;
         let rows = s.post("/v2/repository/index", &[], "").await.json();
@@ -587,28 +808,46 @@ mod repository {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(s.get("/v2/models/identity/ready").await.status, 200);
         let x: Vec<f32> = (0..16).map(|i| i as f32 * 0.5).collect();
-        let request = json!({"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": x}]});
-        let v = s.post_json("/v2/models/identity/infer", &request).await.json();
+        let request =
+            json!({"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": x}]});
+        let v = s
+            .post_json("/v2/models/identity/infer", &request)
+            .await
+            .json();
         assert_eq!(v["outputs"][0]["data"], json!(x));
 
-        let r = s.post("/v2/repository/models/identity/unload", &[], "").await;
+        let r = s
+            .post("/v2/repository/models/identity/unload", &[], "")
+            .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(s.get("/v2/models/identity/ready").await.status, 503);
         s.wait_index(&[("identity", "UNLOADED")]).await;
 
         // A config override, as tritonclient sends it.
         let config = json!({"name": "int_bool", "max_batch_size": 0}).to_string();
-        let r = s.post_json("/v2/repository/models/int_bool/load", &json!({"parameters": {"config": config}})).await;
+        let r = s
+            .post_json(
+                "/v2/repository/models/int_bool/load",
+                &json!({"parameters": {"config": config}}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(s.get("/v2/models/int_bool/ready").await.status, 200);
         let r = s.get("/v2/models/int_bool/config").await;
         assert_eq!(r.json()["max_batch_size"], 0);
 
         let bad = json!({"parameters": {"config": "{\"no_such_field\": 1}"}});
-        let r = s.post_json("/v2/repository/models/identity/load", &bad).await;
+        let r = s
+            .post_json("/v2/repository/models/identity/load", &bad)
+            .await;
         assert_eq!(r.status, 400);
         assert!(r.error().contains("config override"));
-        let r = s.post_json("/v2/repository/models/identity/load", &json!({"parameters": {"file:1/model.onnx": "AAAA"}})).await;
+        let r = s
+            .post_json(
+                "/v2/repository/models/identity/load",
+                &json!({"parameters": {"file:1/model.onnx": "AAAA"}}),
+            )
+            .await;
         assert_eq!(r.status, 400);
         assert!(r.error().contains("not supported"));
         let r = s.post("/v2/repository/models/nope/load", &[], "").await;
@@ -628,7 +867,10 @@ mod repository_modes {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn poll_mode_follows_the_disk() {
         let repo = TempRepo::new("poll").add();
-        let manager = anemone_runtime::Manager::builder().backend(anemone_backends::TractCpu).build().unwrap();
+        let manager = anemone_runtime::Manager::builder()
+            .backend(anemone_backends::TractCpu)
+            .build()
+            .unwrap();
         let options = ServerOptions {
             http_port: 0,
             grpc_port: 0,
@@ -644,7 +886,13 @@ mod repository_modes {
             let _ = stopped.await;
         }));
         let router = anemone_server::http::router(Arc::clone(&state), LIMIT);
-        let s = TestServer { state, router, addr: "127.0.0.1:1".parse().unwrap(), stop, task };
+        let s = TestServer {
+            state,
+            router,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            stop,
+            task,
+        };
         s.wait_ready(&["add"]).await;
 
         let repo = repo.fixture("identity", "identity");
@@ -652,31 +900,58 @@ mod repository_modes {
 
         // A changed config the server must refuse: the reload fails with the field
         // named, and the previous load keeps serving (as in Triton).
-        std::fs::write(repo.0.join("identity/config.pbtxt"), "name: \"identity\"\ndynamic_batching { }\n").unwrap();
+        std::fs::write(
+            repo.0.join("identity/config.pbtxt"),
+            "name: \"identity\"\ndynamic_batching { }\n",
+        )
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         let reason = loop {
             let rows = s.post("/v2/repository/index", &[], "").await.json();
-            let row = rows.as_array().unwrap().iter().find(|r| r["name"] == "identity").cloned().unwrap();
+            let row = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == "identity")
+                .cloned()
+                .unwrap();
             if let Some(reason) = row["reason"].as_str() {
                 assert_eq!(row["state"], "READY", "{row}");
                 break reason.to_string();
             }
-            assert!(Instant::now() < deadline, "the bad config was never noticed: {row}");
+            assert!(
+                Instant::now() < deadline,
+                "the bad config was never noticed: {row}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        assert!(reason.contains("dynamic_batching") && reason.contains("still serving"), "{reason}");
+        assert!(
+            reason.contains("dynamic_batching") && reason.contains("still serving"),
+            "{reason}"
+        );
         assert_eq!(s.get("/v2/models/identity/ready").await.status, 200);
 
         // An entirely new model with a bad config is unavailable, with the reason.
         let repo = repo.fixture("strict", "identity");
-        std::fs::write(repo.0.join("strict/config.pbtxt"), "name: \"strict\"\nsequence_batching { }\n").unwrap();
+        std::fs::write(
+            repo.0.join("strict/config.pbtxt"),
+            "name: \"strict\"\nsequence_batching { }\n",
+        )
+        .unwrap();
         let rows = s.wait_index(&[("strict", "UNAVAILABLE")]).await;
-        let reason = rows.iter().find(|r| r["name"] == "strict").unwrap()["reason"].as_str().unwrap().to_string();
+        let reason = rows.iter().find(|r| r["name"] == "strict").unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(reason.contains("sequence_batching"), "{reason}");
 
         std::fs::remove_dir_all(repo.0.join("identity")).unwrap();
         s.wait_for_status("/v2/models/identity/ready", 404).await;
-        assert_eq!(s.get("/v2/models/add/ready").await.status, 200, "the other model never stopped serving");
+        assert_eq!(
+            s.get("/v2/models/add/ready").await.status,
+            200,
+            "the other model never stopped serving"
+        );
         let r = s.post("/v2/repository/models/add/unload", &[], "").await;
         assert_eq!(r.status, 503, "poll mode refuses the load/unload API");
         s.shutdown().await;
@@ -695,22 +970,48 @@ mod bad_requests {
         error: &'static str,
     }
 
-    fn infer(what: &'static str, body: impl Into<Vec<u8>>, status: u16, error: &'static str) -> Case {
-        Case { what, path: "/v2/models/add/infer", headers: vec![], body: body.into(), status, error }
+    fn infer(
+        what: &'static str,
+        body: impl Into<Vec<u8>>,
+        status: u16,
+        error: &'static str,
+    ) -> Case {
+        Case {
+            what,
+            path: "/v2/models/add/infer",
+            headers: vec![],
+            body: body.into(),
+            status,
+            error,
+        }
     }
 
     /// An infer request with a binary part: the JSON, then `binary`.
-    fn binary(what: &'static str, header: Value, binary: &[u8], length: Option<&str>, status: u16, error: &'static str) -> Case {
+    fn binary(
+        what: &'static str,
+        header: Value,
+        binary: &[u8],
+        length: Option<&str>,
+        status: u16,
+        error: &'static str,
+    ) -> Case {
         let header = header.to_string();
-        let length = length.map(str::to_string).unwrap_or_else(|| header.len().to_string());
+        let length = length
+            .map(str::to_string)
+            .unwrap_or_else(|| header.len().to_string());
         let mut body = header.into_bytes();
         body.extend_from_slice(binary);
-        Case { headers: vec![("inference-header-content-length", length)], ..infer(what, body, status, error) }
+        Case {
+            headers: vec![("inference-header-content-length", length)],
+            ..infer(what, body, status, error)
+        }
     }
 
     fn x(extra: Value) -> Value {
         let mut x = json!({"name": "x", "shape": [1, 4], "datatype": "FP32"});
-        x.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        x.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         x
     }
 
@@ -776,9 +1077,12 @@ mod bad_requests {
         let s = add_server().await;
         let mut failures = Vec::new();
         for case in cases() {
-            let headers: Vec<(&str, &str)> = case.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let headers: Vec<(&str, &str)> =
+                case.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let r = s.post(case.path, &headers, case.body).await;
-            let error = serde_json::from_slice::<Value>(&r.body).ok().and_then(|v| v["error"].as_str().map(str::to_string));
+            let error = serde_json::from_slice::<Value>(&r.body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string));
             match error {
                 Some(e) if r.status == case.status && e.contains(case.error) => {
                     r.error(); // exactly {"error": "..."}
@@ -793,7 +1097,12 @@ mod bad_requests {
                 )),
             }
         }
-        assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} case(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
 
         let r = s.post_json("/v2/models/add/infer", &add_request()).await;
         assert_eq!(r.status, 200);
@@ -812,13 +1121,29 @@ mod tcp {
     type Exchange = (u16, Vec<(String, String)>, Vec<u8>);
 
     /// One HTTP/1.1 exchange over a fresh blocking connection, off the async executor.
-    async fn exchange(addr: std::net::SocketAddr, method: &'static str, path: &'static str, headers: Vec<(&'static str, String)>, body: Vec<u8>) -> Exchange {
-        tokio::task::spawn_blocking(move || exchange_blocking(addr, method, path, &headers, &body)).await.unwrap()
+    async fn exchange(
+        addr: std::net::SocketAddr,
+        method: &'static str,
+        path: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> Exchange {
+        tokio::task::spawn_blocking(move || exchange_blocking(addr, method, path, &headers, &body))
+            .await
+            .unwrap()
     }
 
-    fn exchange_blocking(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Exchange {
+    fn exchange_blocking(
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Exchange {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -828,10 +1153,20 @@ mod tcp {
         stream.write_all(body).unwrap();
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete response head");
         let head = String::from_utf8(raw[..split].to_vec()).unwrap();
         let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let headers: Vec<(String, String)> = lines
             .map(|l| {
                 let (k, v) = l.split_once(':').unwrap();
@@ -842,7 +1177,10 @@ mod tcp {
     }
 
     fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-        headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -874,13 +1212,27 @@ mod tcp {
         let mut body = header.clone().into_bytes();
         body.extend(f32_bytes(&X));
         body.extend(f32_bytes(&Y));
-        let headers = vec![("inference-header-content-length", header.len().to_string()), ("content-type", "application/octet-stream".into())];
-        let (status, headers, body) = exchange(addr, "POST", "/v2/models/add/infer", headers, body).await;
+        let headers = vec![
+            ("inference-header-content-length", header.len().to_string()),
+            ("content-type", "application/octet-stream".into()),
+        ];
+        let (status, headers, body) =
+            exchange(addr, "POST", "/v2/models/add/infer", headers, body).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(find(&headers, "content-type"), Some("application/octet-stream"));
-        assert_eq!(find(&headers, "content-length"), Some(body.len().to_string().as_str()), "{headers:?}");
+        assert_eq!(
+            find(&headers, "content-type"),
+            Some("application/octet-stream")
+        );
+        assert_eq!(
+            find(&headers, "content-length"),
+            Some(body.len().to_string().as_str()),
+            "{headers:?}"
+        );
         assert!(find(&headers, "transfer-encoding").is_none(), "{headers:?}");
-        let n: usize = find(&headers, "inference-header-content-length").unwrap().parse().unwrap();
+        let n: usize = find(&headers, "inference-header-content-length")
+            .unwrap()
+            .parse()
+            .unwrap();
         let v: Value = serde_json::from_slice(&body[..n]).unwrap();
         assert_eq!(
             v,
@@ -897,7 +1249,14 @@ mod tcp {
         assert_eq!(f32s(&body[n..n + 32]), DIFF);
         assert_eq!(f32s(&body[n + 32..]), SUM);
 
-        let (status, _, body) = exchange(addr, "POST", "/v2/models/add/infer", vec![], br#"{"inputs": []"#.to_vec()).await;
+        let (status, _, body) = exchange(
+            addr,
+            "POST",
+            "/v2/models/add/infer",
+            vec![],
+            br#"{"inputs": []"#.to_vec(),
+        )
+        .await;
         assert_eq!(status, 400);
         assert!(String::from_utf8_lossy(&body).contains("malformed inference request JSON"));
         s.shutdown().await;
@@ -920,20 +1279,38 @@ mod tcp {
         body.extend_from_slice(x.as_bytes().unwrap());
         let headers = vec![("inference-header-content-length", header.len().to_string())];
         let addr = s.addr;
-        let in_flight = tokio::spawn(exchange(addr, "POST", "/v2/models/resnet/infer", headers, body));
+        let in_flight = tokio::spawn(exchange(
+            addr,
+            "POST",
+            "/v2/models/resnet/infer",
+            headers,
+            body,
+        ));
         // Wait until the engine is running it, then ask the server to stop.
         let deadline = Instant::now() + Duration::from_secs(30);
         while s.state.manager.metrics().in_flight == 0 {
             assert!(Instant::now() < deadline, "the request never started");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let TestServer { state, stop, task, .. } = s;
+        let TestServer {
+            state, stop, task, ..
+        } = s;
         let _ = stop.send(());
         let (status, _, body) = in_flight.await.unwrap();
-        assert_eq!(status, 200, "the request in flight must complete: {}", String::from_utf8_lossy(&body));
-        task.await.unwrap().expect("run() returns Ok after draining");
+        assert_eq!(
+            status,
+            200,
+            "the request in flight must complete: {}",
+            String::from_utf8_lossy(&body)
+        );
+        task.await
+            .unwrap()
+            .expect("run() returns Ok after draining");
         assert!(!state.live(), "not live after shutdown");
         assert_eq!(state.manager.metrics().in_flight, 0);
-        assert!(std::net::TcpStream::connect(addr).is_err(), "the listener is closed");
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "the listener is closed"
+        );
     }
 }

@@ -47,13 +47,25 @@ pub fn data_type(dt: DatumType) -> Option<DataType> {
 pub fn to_tract(t: &Tensor) -> TractResult<TractTensor> {
     match t.as_strings() {
         Some(strings) => {
-            let values: Vec<String> = strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
-            Ok(tract_onnx::prelude::tract_ndarray::ArrayD::from_shape_vec(t.shape(), values)?.into())
+            let values: Vec<String> = strings
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect();
+            Ok(
+                tract_onnx::prelude::tract_ndarray::ArrayD::from_shape_vec(t.shape(), values)?
+                    .into(),
+            )
         }
         // SAFETY: the bytes are exactly shape × element size of a plain
         // numeric type (checked when the Tensor was built), and every bit
         // pattern is a valid value for these types (bools were normalised to 0/1).
-        None => unsafe { TractTensor::from_raw_dt(datum_type(t.dtype()), t.shape(), t.as_bytes().unwrap_or_default()) },
+        None => unsafe {
+            TractTensor::from_raw_dt(
+                datum_type(t.dtype()),
+                t.shape(),
+                t.as_bytes().unwrap_or_default(),
+            )
+        },
     }
 }
 
@@ -61,12 +73,18 @@ pub fn to_tract(t: &Tensor) -> TractResult<TractTensor> {
 pub fn from_tract(t: &TractTensor) -> TractResult<Tensor> {
     let dt = t.datum_type();
     let Some(dtype) = data_type(dt) else {
-        tract_onnx::tract_core::internal::bail!("the model produced a {dt:?} tensor, which anemone cannot carry");
+        tract_onnx::tract_core::internal::bail!(
+            "the model produced a {dt:?} tensor, which anemone cannot carry"
+        );
     };
     let shape = t.shape().to_vec();
     let tensor = match dt {
         DatumType::String => {
-            let values = t.to_plain_array_view::<String>()?.iter().map(|s| s.as_bytes().to_vec()).collect();
+            let values = t
+                .to_plain_array_view::<String>()?
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect();
             Tensor::from_strings(shape, values)
         }
         DatumType::TDim => {

@@ -6,7 +6,8 @@ pub mod ops;
 
 use crate::onnx;
 use anemone_core::{
-    Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe, Result, Support, Tensor,
+    Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
+    Result, Support, Tensor,
 };
 use std::collections::BTreeSet;
 use std::collections::VecDeque;
@@ -14,8 +15,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tract_onnx::pb::GraphProto;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::runtime::{runtime_for_name, RunOptions, Runnable};
 use tract_onnx::tract_core::ops::konst::Const;
+use tract_onnx::tract_core::runtime::{runtime_for_name, RunOptions, Runnable};
 
 /// The version of tract anemone is built with.
 pub const TRACT_VERSION: &str = "0.23.9";
@@ -33,7 +34,9 @@ impl Backend for TractCpu {
     }
 
     fn probe(&self) -> Probe {
-        Probe::Available { detail: format!("tract {TRACT_VERSION} on {} CPU threads", default_threads()) }
+        Probe::Available {
+            detail: format!("tract {TRACT_VERSION} on {} CPU threads", default_threads()),
+        }
     }
 
     fn supports(&self, source: &ModelSource) -> Support {
@@ -80,7 +83,12 @@ enum Plan {
     },
 }
 
-fn load(backend: &'static str, runtime: &str, path: &Path, options: &LoadOptions) -> Result<TractModel> {
+fn load(
+    backend: &'static str,
+    runtime: &str,
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<TractModel> {
     let file = onnx::read(path)?;
     let cannot = |what: &str, e: TractError| Error::InvalidModel {
         path: path.to_path_buf(),
@@ -105,14 +113,22 @@ fn load(backend: &'static str, runtime: &str, path: &Path, options: &LoadOptions
     let rt = runtime_for_name(runtime)
         .ok()
         .flatten()
-        .ok_or_else(|| Error::Unavailable { what: format!("tract runtime '{runtime}'"), reason: "not linked into this build".into() })?;
+        .ok_or_else(|| Error::Unavailable {
+            what: format!("tract runtime '{runtime}'"),
+            reason: "not linked into this build".into(),
+        })?;
     let threads = options.threads.unwrap_or_else(default_threads).max(1);
     let executor = if threads > 1 {
-        Some(tract_linalg::multithread::Executor::multithread_with_name(threads, "tract"))
+        Some(tract_linalg::multithread::Executor::multithread_with_name(
+            threads, "tract",
+        ))
     } else {
         None
     };
-    let run_options = RunOptions { executor, ..Default::default() };
+    let run_options = RunOptions {
+        executor,
+        ..Default::default()
+    };
     let symbolic = typed(model.clone()).and_then(|m| rt.prepare_with_options(m, &run_options));
     let mut metadata = file.metadata;
     let (plan, footprint) = match symbolic {
@@ -120,20 +136,38 @@ fn load(backend: &'static str, runtime: &str, path: &Path, options: &LoadOptions
             let bytes = plan_bytes(&*runnable).max(metadata.weight_bytes);
             (Plan::Static(runnable), bytes)
         }
-        Err(e) if !metadata.inputs.iter().any(has_dynamic_dims) => return Err(cannot("prepare", e)),
+        Err(e) if !metadata.inputs.iter().any(has_dynamic_dims) => {
+            return Err(cannot("prepare", e))
+        }
         Err(e) => {
             tracing::info!(
                 model = %path.display(),
                 reason = %tract_message(&e),
                 "tract cannot plan over symbolic shapes; planning per input shape instead"
             );
-            let plan = Plan::PerShape { model, runtime: rt, options: run_options, cache: Mutex::default() };
+            let plan = Plan::PerShape {
+                model,
+                runtime: rt,
+                options: run_options,
+                cache: Mutex::default(),
+            };
             (plan, metadata.weight_bytes)
         }
     };
-    let mode = if matches!(plan, Plan::Static(_)) { "static" } else { "per-shape" };
-    metadata.properties.push(("anemone.tract.plan".into(), mode.into()));
-    Ok(TractModel { backend, metadata, plan, footprint })
+    let mode = if matches!(plan, Plan::Static(_)) {
+        "static"
+    } else {
+        "per-shape"
+    };
+    metadata
+        .properties
+        .push(("anemone.tract.plan".into(), mode.into()));
+    Ok(TractModel {
+        backend,
+        metadata,
+        plan,
+        footprint,
+    })
 }
 
 /// The decluttered typed model a runtime prepares (not an optimized one: GPU
@@ -166,20 +200,30 @@ impl PlanKey {
 }
 
 fn has_dynamic_dims(spec: &anemone_core::TensorSpec) -> bool {
-    spec.shape.as_ref().is_none_or(|dims| dims.iter().any(|d| d.fixed().is_none()))
+    spec.shape
+        .as_ref()
+        .is_none_or(|dims| dims.iter().any(|d| d.fixed().is_none()))
 }
 
 impl Plan {
     /// The plan for these inputs: the static one, or one for their shapes.
     fn for_inputs(&self, inputs: &[Tensor]) -> TractResult<Arc<dyn Runnable>> {
-        let Plan::PerShape { model, runtime, options, cache } = self else {
+        let Plan::PerShape {
+            model,
+            runtime,
+            options,
+            cache,
+        } = self
+        else {
             unreachable!("only called for per-shape plans; this is a bug")
         };
         let key: Vec<PlanKey> = inputs.iter().map(PlanKey::of).collect();
         {
             let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(pos) = cache.iter().position(|(k, _)| *k == key) {
-                let entry = cache.remove(pos).expect("position is in range; this is a bug");
+                let entry = cache
+                    .remove(pos)
+                    .expect("position is in range; this is a bug");
                 let runnable = Arc::clone(&entry.1);
                 cache.push_back(entry);
                 return Ok(runnable);
@@ -189,11 +233,14 @@ impl Plan {
         for (i, (t, k)) in inputs.iter().zip(&key).enumerate() {
             let fact = match k {
                 PlanKey::Value(_) => InferenceFact::from(convert::to_tract(t)?),
-                PlanKey::Shape(_) => InferenceFact::dt_shape(convert::datum_type(t.dtype()), t.shape()),
+                PlanKey::Shape(_) => {
+                    InferenceFact::dt_shape(convert::datum_type(t.dtype()), t.shape())
+                }
             };
             specialised.set_input_fact(i, fact)?;
         }
-        let runnable: Arc<dyn Runnable> = Arc::from(runtime.prepare_with_options(typed(specialised)?, options)?);
+        let runnable: Arc<dyn Runnable> =
+            Arc::from(runtime.prepare_with_options(typed(specialised)?, options)?);
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= SHAPE_PLAN_CACHE {
             cache.pop_front();
@@ -212,7 +259,11 @@ fn unsupported_ops(graph: Option<&GraphProto>) -> BTreeSet<String> {
     while let Some(g) = stack.pop() {
         for node in &g.node {
             if !registry.contains_key(&node.op_type) {
-                let domain = if node.domain.is_empty() { String::new() } else { format!("{}:", node.domain) };
+                let domain = if node.domain.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}:", node.domain)
+                };
                 missing.insert(format!("{domain}{}", node.op_type));
             }
             for attr in &node.attribute {
@@ -226,7 +277,9 @@ fn unsupported_ops(graph: Option<&GraphProto>) -> BTreeSet<String> {
 
 /// Bytes of constant tensors in the prepared plan: the weights as tract holds them.
 fn plan_bytes(runnable: &dyn Runnable) -> u64 {
-    let Some(model) = runnable.typed_model() else { return 0 };
+    let Some(model) = runnable.typed_model() else {
+        return 0;
+    };
     model
         .nodes()
         .iter()
@@ -274,6 +327,10 @@ impl LoadedModel for TractModel {
                 .run(values),
         }
         .map_err(|e| fail("inference failed", e))?;
-        outputs.iter().map(|v| convert::from_tract(v)).collect::<TractResult<Vec<_>>>().map_err(|e| fail("cannot convert outputs", e))
+        outputs
+            .iter()
+            .map(|v| convert::from_tract(v))
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(|e| fail("cannot convert outputs", e))
     }
 }

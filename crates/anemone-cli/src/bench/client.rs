@@ -39,8 +39,14 @@ pub struct Target {
 impl Target {
     /// Checks `url`: `http://host[:port][/prefix]`, the scheme optional.
     pub fn parse(protocol: Protocol, url: &str) -> anyhow::Result<Target> {
-        let full = if url.contains("://") { url.to_string() } else { format!("http://{url}") };
-        let uri: Uri = full.parse().with_context(|| format!("--url '{url}' is not a URL; use, for example, http://127.0.0.1:8001"))?;
+        let full = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        };
+        let uri: Uri = full.parse().with_context(|| {
+            format!("--url '{url}' is not a URL; use, for example, http://127.0.0.1:8001")
+        })?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => bail!("--url '{url}': https is not supported; give an http:// URL"),
@@ -51,7 +57,12 @@ impl Target {
         };
         let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
         let base = uri.path().trim_end_matches('/').to_string();
-        Ok(Target { protocol, url: full.trim_end_matches('/').to_string(), authority, base })
+        Ok(Target {
+            protocol,
+            url: full.trim_end_matches('/').to_string(),
+            authority,
+            base,
+        })
     }
 
     fn describe(&self) -> String {
@@ -97,7 +108,10 @@ impl Failure {
     }
 
     fn connection(e: impl std::fmt::Display) -> Failure {
-        Failure { status: "connection".into(), message: e.to_string() }
+        Failure {
+            status: "connection".into(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -109,19 +123,30 @@ pub struct HttpConn {
 
 impl HttpConn {
     async fn open(authority: &str) -> Result<SendRequest<Full<Bytes>>, Failure> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
-            .await
-            .map_err(|_| Failure::connection(format!("connecting to {authority} timed out after {} s", CONNECT_TIMEOUT.as_secs())))?
-            .map_err(|e| Failure::connection(format!("connecting to {authority}: {e}")))?;
+        let stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
+                .await
+                .map_err(|_| {
+                    Failure::connection(format!(
+                        "connecting to {authority} timed out after {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ))
+                })?
+                .map_err(|e| Failure::connection(format!("connecting to {authority}: {e}")))?;
         stream.set_nodelay(true).map_err(Failure::connection)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(Failure::connection)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(Failure::connection)?;
         // The connection task ends when the sender is dropped or the server closes.
         tokio::spawn(connection);
         Ok(sender)
     }
 
     /// Sends one request and reads the whole response.
-    async fn send(&mut self, request: hyper::Request<Full<Bytes>>) -> Result<hyper::Response<Bytes>, Failure> {
+    async fn send(
+        &mut self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<Bytes>, Failure> {
         let sender = match &mut self.sender {
             Some(s) if !s.is_closed() => s,
             slot => slot.insert(HttpConn::open(&self.authority).await?),
@@ -130,7 +155,10 @@ impl HttpConn {
             sender.ready().await?;
             let response = sender.send_request(request).await?;
             let (parts, body) = response.into_parts();
-            Ok::<_, hyper::Error>(hyper::Response::from_parts(parts, body.collect().await?.to_bytes()))
+            Ok::<_, hyper::Error>(hyper::Response::from_parts(
+                parts,
+                body.collect().await?.to_bytes(),
+            ))
         }
         .await;
         result.map_err(|e| {
@@ -163,7 +191,10 @@ fn http_failure(status: StatusCode, body: &[u8]) -> Failure {
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned());
-    Failure { status: format!("HTTP {}", status.as_u16()), message }
+    Failure {
+        status: format!("HTTP {}", status.as_u16()),
+        message,
+    }
 }
 
 async fn grpc_client(target: &Target) -> anyhow::Result<GrpcInferenceServiceClient<Channel>> {
@@ -173,42 +204,84 @@ async fn grpc_client(target: &Target) -> anyhow::Result<GrpcInferenceServiceClie
         .tcp_nodelay(true)
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {}; is the server running?", target.describe()))?;
-    Ok(GrpcInferenceServiceClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+        .with_context(|| {
+            format!(
+                "cannot connect to {}; is the server running?",
+                target.describe()
+            )
+        })?;
+    Ok(GrpcInferenceServiceClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX))
 }
 
 /// Fetches the model's inputs and outputs, which also checks that the
 /// server is reachable and serves the model.
-pub async fn metadata(target: &Target, model: &str, version: Option<&str>) -> anyhow::Result<ModelMeta> {
+pub async fn metadata(
+    target: &Target,
+    model: &str,
+    version: Option<&str>,
+) -> anyhow::Result<ModelMeta> {
     let what = match version {
         Some(v) => format!("model '{model}' version {v}"),
         None => format!("model '{model}'"),
     };
-    let unavailable =
-        |status: &str, message: &str| anyhow::anyhow!("cannot get the metadata of {what} from {} ({status}): {message}", target.url);
+    let unavailable = |status: &str, message: &str| {
+        anyhow::anyhow!(
+            "cannot get the metadata of {what} from {} ({status}): {message}",
+            target.url
+        )
+    };
     if target.protocol == Protocol::Grpc {
         let mut client = grpc_client(target).await?;
-        let request = ModelMetadataRequest { name: model.to_string(), version: version.unwrap_or_default().to_string() };
-        let m = client.model_metadata(request).await.map_err(|s| unavailable(&format!("gRPC {:?}", s.code()), s.message()))?.into_inner();
-        let tensors = |ts: Vec<anemone_server::proto::model_metadata_response::TensorMetadata>| {
-            ts.into_iter().map(|t| TensorMeta { name: t.name, datatype: t.datatype, shape: t.shape }).collect()
+        let request = ModelMetadataRequest {
+            name: model.to_string(),
+            version: version.unwrap_or_default().to_string(),
         };
-        return Ok(ModelMeta { inputs: tensors(m.inputs), outputs: tensors(m.outputs) });
+        let m = client
+            .model_metadata(request)
+            .await
+            .map_err(|s| unavailable(&format!("gRPC {:?}", s.code()), s.message()))?
+            .into_inner();
+        let tensors = |ts: Vec<anemone_server::proto::model_metadata_response::TensorMetadata>| {
+            ts.into_iter()
+                .map(|t| TensorMeta {
+                    name: t.name,
+                    datatype: t.datatype,
+                    shape: t.shape,
+                })
+                .collect()
+        };
+        return Ok(ModelMeta {
+            inputs: tensors(m.inputs),
+            outputs: tensors(m.outputs),
+        });
     }
-    let mut conn = HttpConn { authority: target.authority.clone(), sender: None };
+    let mut conn = HttpConn {
+        authority: target.authority.clone(),
+        sender: None,
+    };
     let request = hyper::Request::get(model_path(&target.base, model, version))
         .header(HOST, &target.authority)
         .body(Full::new(Bytes::new()))
         .context("cannot build the metadata request")?;
-    let response = conn
-        .send(request)
-        .await
-        .map_err(|f| anyhow::anyhow!("cannot connect to {}; is the server running?: {}", target.describe(), f.message))?;
+    let response = conn.send(request).await.map_err(|f| {
+        anyhow::anyhow!(
+            "cannot connect to {}; is the server running?: {}",
+            target.describe(),
+            f.message
+        )
+    })?;
     if response.status() != StatusCode::OK {
         let f = http_failure(response.status(), response.body());
         return Err(unavailable(&f.status, &f.message));
     }
-    parse_http_metadata(response.body()).with_context(|| format!("the metadata of {what} from {} is not KServe v2 metadata", target.url))
+    parse_http_metadata(response.body()).with_context(|| {
+        format!(
+            "the metadata of {what} from {} is not KServe v2 metadata",
+            target.url
+        )
+    })
 }
 
 fn parse_http_metadata(body: &[u8]) -> anyhow::Result<ModelMeta> {
@@ -226,8 +299,19 @@ fn parse_http_metadata(body: &[u8]) -> anyhow::Result<ModelMeta> {
         shape: Vec<i64>,
     }
     let raw: Raw = serde_json::from_slice(body)?;
-    let tensors = |ts: Vec<RawTensor>| ts.into_iter().map(|t| TensorMeta { name: t.name, datatype: t.datatype, shape: t.shape }).collect();
-    Ok(ModelMeta { inputs: tensors(raw.inputs), outputs: tensors(raw.outputs) })
+    let tensors = |ts: Vec<RawTensor>| {
+        ts.into_iter()
+            .map(|t| TensorMeta {
+                name: t.name,
+                datatype: t.datatype,
+                shape: t.shape,
+            })
+            .collect()
+    };
+    Ok(ModelMeta {
+        inputs: tensors(raw.inputs),
+        outputs: tensors(raw.outputs),
+    })
 }
 
 /// The inference request, encoded once and sent by every worker.
@@ -243,15 +327,35 @@ pub enum Prepared {
 }
 
 impl Prepared {
-    pub fn new(protocol: Protocol, target: &Target, model: &str, version: Option<&str>, w: &Workload) -> anyhow::Result<Prepared> {
+    pub fn new(
+        protocol: Protocol,
+        target: &Target,
+        model: &str,
+        version: Option<&str>,
+        w: &Workload,
+    ) -> anyhow::Result<Prepared> {
         let path = format!("{}/infer", model_path(&target.base, model, version));
-        let host = HeaderValue::from_str(&target.authority)
-            .with_context(|| format!("--url host '{}' is not a valid Host header", target.authority))?;
+        let host = HeaderValue::from_str(&target.authority).with_context(|| {
+            format!(
+                "--url host '{}' is not a valid Host header",
+                target.authority
+            )
+        })?;
         Ok(match protocol {
-            Protocol::Http => Prepared::Http { path, host, body: encode::json_body(w).into(), header_len: None },
+            Protocol::Http => Prepared::Http {
+                path,
+                host,
+                body: encode::json_body(w).into(),
+                header_len: None,
+            },
             Protocol::HttpBinary => {
                 let (body, header_len) = encode::binary_body(w);
-                Prepared::Http { path, host, body: body.into(), header_len: Some(header_len) }
+                Prepared::Http {
+                    path,
+                    host,
+                    body: body.into(),
+                    header_len: Some(header_len),
+                }
             }
             Protocol::Grpc => Prepared::Grpc(encode::grpc_request(model, version, w)),
         })
@@ -260,20 +364,35 @@ impl Prepared {
 
 /// One worker's connection and the request it sends.
 pub enum Client {
-    Http { conn: HttpConn, request: Arc<Prepared> },
-    Grpc { client: GrpcInferenceServiceClient<Channel>, request: Arc<Prepared> },
+    Http {
+        conn: HttpConn,
+        request: Arc<Prepared>,
+    },
+    Grpc {
+        client: GrpcInferenceServiceClient<Channel>,
+        request: Arc<Prepared>,
+    },
 }
 
 impl Client {
     /// Opens a connection of its own.
     pub async fn connect(target: &Target, request: Arc<Prepared>) -> anyhow::Result<Client> {
         match target.protocol {
-            Protocol::Grpc => Ok(Client::Grpc { client: grpc_client(target).await?, request }),
+            Protocol::Grpc => Ok(Client::Grpc {
+                client: grpc_client(target).await?,
+                request,
+            }),
             Protocol::Http | Protocol::HttpBinary => {
-                let sender = HttpConn::open(&target.authority)
-                    .await
-                    .map_err(|f| anyhow::anyhow!("cannot connect to {}: {}", target.describe(), f.message))?;
-                Ok(Client::Http { conn: HttpConn { authority: target.authority.clone(), sender: Some(sender) }, request })
+                let sender = HttpConn::open(&target.authority).await.map_err(|f| {
+                    anyhow::anyhow!("cannot connect to {}: {}", target.describe(), f.message)
+                })?;
+                Ok(Client::Http {
+                    conn: HttpConn {
+                        authority: target.authority.clone(),
+                        sender: Some(sender),
+                    },
+                    request,
+                })
             }
         }
     }
@@ -282,16 +401,29 @@ impl Client {
     pub async fn infer(&mut self) -> Result<(), Failure> {
         match self {
             Client::Http { conn, request } => {
-                let Prepared::Http { path, host, body, header_len } = &**request else {
+                let Prepared::Http {
+                    path,
+                    host,
+                    body,
+                    header_len,
+                } = &**request
+                else {
                     unreachable!("an HTTP client gets an HTTP request; this is a bug")
                 };
-                let mut builder = hyper::Request::builder().method(Method::POST).uri(path.as_str()).header(HOST, host);
+                let mut builder = hyper::Request::builder()
+                    .method(Method::POST)
+                    .uri(path.as_str())
+                    .header(HOST, host);
                 builder = match header_len {
-                    Some(n) => builder.header(CONTENT_TYPE, "application/octet-stream").header(HEADER_LENGTH, *n),
+                    Some(n) => builder
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(HEADER_LENGTH, *n),
                     None => builder.header(CONTENT_TYPE, "application/json"),
                 };
-                let request =
-                    builder.body(Full::new(body.clone())).map_err(|e| Failure { status: "request".into(), message: e.to_string() })?;
+                let request = builder.body(Full::new(body.clone())).map_err(|e| Failure {
+                    status: "request".into(),
+                    message: e.to_string(),
+                })?;
                 let response = conn.send(request).await?;
                 if response.status() != StatusCode::OK {
                     return Err(http_failure(response.status(), response.body()));
@@ -302,12 +434,23 @@ impl Client {
                 Ok(())
             }
             Client::Grpc { client, request } => {
-                let Prepared::Grpc(message) = &**request else { unreachable!("a gRPC client gets a gRPC request; this is a bug") };
-                client.model_infer(message.clone()).await.map(drop).map_err(|s| match std::error::Error::source(&s) {
-                    // A status with a source was made by the transport, not sent by the server.
-                    Some(cause) => Failure::connection(chain_text(s.message().to_string(), Some(cause))),
-                    None => Failure { status: format!("gRPC {:?}", s.code()), message: s.message().to_string() },
-                })
+                let Prepared::Grpc(message) = &**request else {
+                    unreachable!("a gRPC client gets a gRPC request; this is a bug")
+                };
+                client
+                    .model_infer(message.clone())
+                    .await
+                    .map(drop)
+                    .map_err(|s| match std::error::Error::source(&s) {
+                        // A status with a source was made by the transport, not sent by the server.
+                        Some(cause) => {
+                            Failure::connection(chain_text(s.message().to_string(), Some(cause)))
+                        }
+                        None => Failure {
+                            status: format!("gRPC {:?}", s.code()),
+                            message: s.message().to_string(),
+                        },
+                    })
             }
         }
     }
@@ -315,14 +458,25 @@ impl Client {
 
 /// A binary answer names the length of its JSON part, within the body.
 fn check_binary_response(response: &hyper::Response<Bytes>) -> Result<(), Failure> {
-    let bad = |why: String| Failure { status: "bad response".into(), message: why };
-    let Some(value) = response.headers().get(HEADER_LENGTH) else {
-        return Err(bad(format!("the answer to a binary request has no {HEADER_LENGTH} header")));
+    let bad = |why: String| Failure {
+        status: "bad response".into(),
+        message: why,
     };
-    let len = value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok());
+    let Some(value) = response.headers().get(HEADER_LENGTH) else {
+        return Err(bad(format!(
+            "the answer to a binary request has no {HEADER_LENGTH} header"
+        )));
+    };
+    let len = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok());
     match len {
         Some(n) if n <= response.body().len() => Ok(()),
-        _ => Err(bad(format!("{HEADER_LENGTH} is {value:?}, but the body has {} bytes", response.body().len()))),
+        _ => Err(bad(format!(
+            "{HEADER_LENGTH} is {value:?}, but the body has {} bytes",
+            response.body().len()
+        ))),
     }
 }
 
@@ -333,12 +487,24 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         let t = Target::parse(Protocol::Http, "http://127.0.0.1:8000").unwrap();
-        assert_eq!((t.authority.as_str(), t.base.as_str(), t.url.as_str()), ("127.0.0.1:8000", "", "http://127.0.0.1:8000"));
+        assert_eq!(
+            (t.authority.as_str(), t.base.as_str(), t.url.as_str()),
+            ("127.0.0.1:8000", "", "http://127.0.0.1:8000")
+        );
         let t = Target::parse(Protocol::Grpc, "localhost:8001/").unwrap();
-        assert_eq!((t.authority.as_str(), t.url.as_str()), ("localhost:8001", "http://localhost:8001"));
+        assert_eq!(
+            (t.authority.as_str(), t.url.as_str()),
+            ("localhost:8001", "http://localhost:8001")
+        );
         let t = Target::parse(Protocol::Http, "http://[::1]/kserve/").unwrap();
-        assert_eq!((t.authority.as_str(), t.base.as_str()), ("[::1]:80", "/kserve"));
-        assert!(Target::parse(Protocol::Http, "https://h:1").unwrap_err().to_string().contains("https"));
+        assert_eq!(
+            (t.authority.as_str(), t.base.as_str()),
+            ("[::1]:80", "/kserve")
+        );
+        assert!(Target::parse(Protocol::Http, "https://h:1")
+            .unwrap_err()
+            .to_string()
+            .contains("https"));
         assert!(Target::parse(Protocol::Http, "ftp://h:1").is_err());
         assert!(Target::parse(Protocol::Http, "http://").is_err());
     }
@@ -346,14 +512,23 @@ mod tests {
     #[test]
     fn model_paths_escape_names() {
         assert_eq!(model_path("", "add", None), "/v2/models/add");
-        assert_eq!(model_path("/p", "a b/c", Some("2")), "/p/v2/models/a%20b%2Fc/versions/2");
+        assert_eq!(
+            model_path("/p", "a b/c", Some("2")),
+            "/p/v2/models/a%20b%2Fc/versions/2"
+        );
     }
 
     #[test]
     fn http_errors_keep_the_servers_message() {
         let f = http_failure(StatusCode::NOT_FOUND, br#"{"error":"unknown model 'q'"}"#);
-        assert_eq!((f.status.as_str(), f.message.as_str()), ("HTTP 404", "unknown model 'q'"));
-        assert_eq!(http_failure(StatusCode::BAD_GATEWAY, b"upstream down").message, "upstream down");
+        assert_eq!(
+            (f.status.as_str(), f.message.as_str()),
+            ("HTTP 404", "unknown model 'q'")
+        );
+        assert_eq!(
+            http_failure(StatusCode::BAD_GATEWAY, b"upstream down").message,
+            "upstream down"
+        );
     }
 
     #[test]
@@ -370,9 +545,21 @@ mod tests {
                 self.1.as_deref().map(|e| e as _)
             }
         }
-        let e = E("transport error", Some(Box::new(E("tcp connect error", Some(Box::new(E("refused", None)))))));
-        assert_eq!(error_text(&e), "transport error: tcp connect error: refused");
-        assert_eq!(chain_text("tcp connect error".into(), Some(&e)), "tcp connect error: transport error: refused");
+        let e = E(
+            "transport error",
+            Some(Box::new(E(
+                "tcp connect error",
+                Some(Box::new(E("refused", None))),
+            ))),
+        );
+        assert_eq!(
+            error_text(&e),
+            "transport error: tcp connect error: refused"
+        );
+        assert_eq!(
+            chain_text("tcp connect error".into(), Some(&e)),
+            "tcp connect error: transport error: refused"
+        );
     }
 
     #[test]
@@ -381,7 +568,14 @@ mod tests {
             br#"{"name":"add","versions":["1"],"platform":"onnx","inputs":[{"name":"x","datatype":"FP32","shape":[-1,4]}],"outputs":[]}"#,
         )
         .unwrap();
-        assert_eq!(m.inputs, vec![TensorMeta { name: "x".into(), datatype: "FP32".into(), shape: vec![-1, 4] }]);
+        assert_eq!(
+            m.inputs,
+            vec![TensorMeta {
+                name: "x".into(),
+                datatype: "FP32".into(),
+                shape: vec![-1, 4]
+            }]
+        );
         assert!(parse_http_metadata(b"{\"inputs\": 3}").is_err());
     }
 }

@@ -64,7 +64,11 @@ enum JsonData {
 
 fn json_data(t: &Tensor) -> JsonData {
     fn values<T: anemone_core::Element, U>(t: &Tensor, f: impl Fn(T) -> U) -> Vec<U> {
-        t.to_vec::<T>().expect("the type was matched on the tensor's dtype; this is a bug").into_iter().map(f).collect()
+        t.to_vec::<T>()
+            .expect("the type was matched on the tensor's dtype; this is a bug")
+            .into_iter()
+            .map(f)
+            .collect()
     }
     match t.dtype() {
         DataType::Bool => JsonData::Bool(values(t, |v: bool| v)),
@@ -79,9 +83,13 @@ fn json_data(t: &Tensor) -> JsonData {
         DataType::F16 => JsonData::F32(values(t, |v: half::f16| v.to_f32())),
         DataType::F32 => JsonData::F32(values(t, |v: f32| v)),
         DataType::F64 => JsonData::F64(values(t, |v: f64| v)),
-        DataType::Bytes => {
-            JsonData::Text(t.as_strings().unwrap_or_default().iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect())
-        }
+        DataType::Bytes => JsonData::Text(
+            t.as_strings()
+                .unwrap_or_default()
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect(),
+        ),
     }
 }
 
@@ -115,7 +123,14 @@ pub fn json_body(w: &Workload) -> Vec<u8> {
                 data: Some(json_data(&i.tensor)),
             })
             .collect(),
-        outputs: w.outputs.iter().map(|name| JsonOutput { name, parameters: None }).collect(),
+        outputs: w
+            .outputs
+            .iter()
+            .map(|name| JsonOutput {
+                name,
+                parameters: None,
+            })
+            .collect(),
         parameters: None,
     };
     serde_json::to_vec(&request).expect("a request of plain values always encodes; this is a bug")
@@ -135,14 +150,26 @@ pub fn binary_body(w: &Workload) -> (Vec<u8>, usize) {
                 name: &i.name,
                 shape: i.tensor.shape(),
                 datatype: i.tensor.dtype().kserve_name(),
-                parameters: Some(BinarySize { binary_data_size: raw.len() }),
+                parameters: Some(BinarySize {
+                    binary_data_size: raw.len(),
+                }),
                 data: None,
             })
             .collect(),
-        outputs: w.outputs.iter().map(|name| JsonOutput { name, parameters: Some(BinaryData { binary_data: true }) }).collect(),
-        parameters: w.outputs.is_empty().then_some(BinaryOutput { binary_data_output: true }),
+        outputs: w
+            .outputs
+            .iter()
+            .map(|name| JsonOutput {
+                name,
+                parameters: Some(BinaryData { binary_data: true }),
+            })
+            .collect(),
+        parameters: w.outputs.is_empty().then_some(BinaryOutput {
+            binary_data_output: true,
+        }),
     };
-    let mut body = serde_json::to_vec(&request).expect("a request of plain values always encodes; this is a bug");
+    let mut body = serde_json::to_vec(&request)
+        .expect("a request of plain values always encodes; this is a bug");
     let header_len = body.len();
     for raw in raws {
         body.extend_from_slice(&raw);
@@ -165,7 +192,14 @@ pub fn grpc_request(model: &str, version: Option<&str>, w: &Workload) -> ModelIn
                 ..Default::default()
             })
             .collect(),
-        outputs: w.outputs.iter().map(|name| InferRequestedOutputTensor { name: name.clone(), ..Default::default() }).collect(),
+        outputs: w
+            .outputs
+            .iter()
+            .map(|name| InferRequestedOutputTensor {
+                name: name.clone(),
+                ..Default::default()
+            })
+            .collect(),
         raw_input_contents: w.inputs.iter().map(|i| raw(&i.tensor)).collect(),
         ..Default::default()
     }
@@ -180,9 +214,18 @@ mod tests {
     fn workload(outputs: &[&str]) -> Workload {
         Workload {
             inputs: vec![
-                Input { name: "x".into(), tensor: Tensor::from_vec(vec![1, 2], vec![0.1f32, 0.5]).unwrap() },
-                Input { name: "n".into(), tensor: Tensor::from_vec(vec![2], vec![3i64, -1]).unwrap() },
-                Input { name: "s".into(), tensor: Tensor::from_strings(vec![2], vec![b"hi".to_vec(), vec![]]).unwrap() },
+                Input {
+                    name: "x".into(),
+                    tensor: Tensor::from_vec(vec![1, 2], vec![0.1f32, 0.5]).unwrap(),
+                },
+                Input {
+                    name: "n".into(),
+                    tensor: Tensor::from_vec(vec![2], vec![3i64, -1]).unwrap(),
+                },
+                Input {
+                    name: "s".into(),
+                    tensor: Tensor::from_strings(vec![2], vec![b"hi".to_vec(), vec![]]).unwrap(),
+                },
             ],
             outputs: outputs.iter().map(|s| s.to_string()).collect(),
         }
@@ -202,16 +245,27 @@ mod tests {
         let body: Value = serde_json::from_slice(&json_body(&workload(&["z"]))).unwrap();
         assert_eq!(body["outputs"], json!([{"name": "z"}]));
         // f32 values are written in their shortest form.
-        assert!(String::from_utf8(json_body(&workload(&[]))).unwrap().contains("[0.1,0.5]"));
+        assert!(String::from_utf8(json_body(&workload(&[])))
+            .unwrap()
+            .contains("[0.1,0.5]"));
     }
 
     #[test]
     fn binary_bodies_put_the_data_after_the_header() {
         let (body, header_len) = binary_body(&workload(&[]));
         let header: Value = serde_json::from_slice(&body[..header_len]).unwrap();
-        assert_eq!(header["inputs"][0]["parameters"], json!({"binary_data_size": 8}));
-        assert_eq!(header["inputs"][1]["parameters"], json!({"binary_data_size": 16}));
-        assert_eq!(header["inputs"][2]["parameters"], json!({"binary_data_size": 10}));
+        assert_eq!(
+            header["inputs"][0]["parameters"],
+            json!({"binary_data_size": 8})
+        );
+        assert_eq!(
+            header["inputs"][1]["parameters"],
+            json!({"binary_data_size": 16})
+        );
+        assert_eq!(
+            header["inputs"][2]["parameters"],
+            json!({"binary_data_size": 10})
+        );
         assert!(header["inputs"][0].get("data").is_none());
         assert_eq!(header["parameters"], json!({"binary_data_output": true}));
         let data = &body[header_len..];
@@ -222,19 +276,28 @@ mod tests {
 
         let (body, header_len) = binary_body(&workload(&["z"]));
         let header: Value = serde_json::from_slice(&body[..header_len]).unwrap();
-        assert_eq!(header["outputs"], json!([{"name": "z", "parameters": {"binary_data": true}}]));
+        assert_eq!(
+            header["outputs"],
+            json!([{"name": "z", "parameters": {"binary_data": true}}])
+        );
         assert!(header.get("parameters").is_none());
     }
 
     #[test]
     fn grpc_requests_use_raw_contents() {
         let r = grpc_request("m", Some("2"), &workload(&["z"]));
-        assert_eq!((r.model_name.as_str(), r.model_version.as_str()), ("m", "2"));
+        assert_eq!(
+            (r.model_name.as_str(), r.model_version.as_str()),
+            ("m", "2")
+        );
         assert_eq!(r.inputs.len(), 3);
         assert_eq!(r.inputs[0].shape, vec![1, 2]);
         assert_eq!(r.inputs[2].datatype, "BYTES");
         assert_eq!(r.raw_input_contents.len(), 3);
-        assert_eq!(r.raw_input_contents[1], [3i64.to_le_bytes(), (-1i64).to_le_bytes()].concat());
+        assert_eq!(
+            r.raw_input_contents[1],
+            [3i64.to_le_bytes(), (-1i64).to_le_bytes()].concat()
+        );
         assert_eq!(r.outputs[0].name, "z");
         assert_eq!(grpc_request("m", None, &workload(&[])).model_version, "");
     }

@@ -53,7 +53,13 @@ impl Latency {
         sorted.sort_unstable();
         let us = |p: f64| percentile(&sorted, p).map(|ns| ns as f64 / 1e3);
         let sum: u128 = sorted.iter().map(|&ns| ns as u128).sum();
-        Some(Latency { p50: us(50.0)?, p90: us(90.0)?, p99: us(99.0)?, max: us(100.0)?, mean: sum as f64 / sorted.len() as f64 / 1e3 })
+        Some(Latency {
+            p50: us(50.0)?,
+            p90: us(90.0)?,
+            p99: us(99.0)?,
+            max: us(100.0)?,
+            mean: sum as f64 / sorted.len() as f64 / 1e3,
+        })
     }
 }
 
@@ -90,8 +96,21 @@ pub fn readable_us(us: f64) -> String {
 
 /// The report for people.
 pub fn text(plan: &Plan, o: &Outcome) -> String {
-    let shape = |s: &[usize]| format!("[{}]", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", "));
-    let inputs = o.workload.iter().map(|(n, d, s)| format!("{} {d} {}", printable(n), shape(s))).collect::<Vec<_>>().join(", ");
+    let shape = |s: &[usize]| {
+        format!(
+            "[{}]",
+            s.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let inputs = o
+        .workload
+        .iter()
+        .map(|(n, d, s)| format!("{} {d} {}", printable(n), shape(s)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let model = match &plan.version {
         Some(v) => format!("{} (version {})", printable(&plan.model), printable(v)),
         None => printable(&plan.model),
@@ -102,13 +121,19 @@ pub fn text(plan: &Plan, o: &Outcome) -> String {
         vec!["model".to_string(), model],
         vec!["inputs".to_string(), inputs],
         vec!["concurrency".to_string(), plan.concurrency.to_string()],
-        vec!["requests".to_string(), format!("{} ok, {} failed", o.ok(), o.failed())],
+        vec![
+            "requests".to_string(),
+            format!("{} ok, {} failed", o.ok(), o.failed()),
+        ],
     ];
     for (status, n) in &o.errors {
         rows.push(vec![String::new(), format!("{n} × {}", printable(status))]);
     }
     if o.warmup_errors > 0 {
-        rows.push(vec!["warm-up".to_string(), format!("{} of {} failed", o.warmup_errors, plan.warmup)]);
+        rows.push(vec![
+            "warm-up".to_string(),
+            format!("{} of {} failed", o.warmup_errors, plan.warmup),
+        ]);
     }
     if let Some(first) = &o.first_error {
         rows.push(vec!["first error".to_string(), printable(first)]);
@@ -118,14 +143,26 @@ pub fn text(plan: &Plan, o: &Outcome) -> String {
         wall.push_str(" (interrupted)");
     }
     rows.push(vec!["wall time".to_string(), wall]);
-    rows.push(vec!["throughput".to_string(), format!("{:.1} req/s", o.throughput())]);
+    rows.push(vec![
+        "throughput".to_string(),
+        format!("{:.1} req/s", o.throughput()),
+    ]);
     match Latency::of(&o.latencies_ns) {
         Some(l) => {
-            for (name, us) in [("p50", l.p50), ("p90", l.p90), ("p99", l.p99), ("max", l.max), ("mean", l.mean)] {
+            for (name, us) in [
+                ("p50", l.p50),
+                ("p90", l.p90),
+                ("p99", l.p99),
+                ("max", l.max),
+                ("mean", l.mean),
+            ] {
                 rows.push(vec![format!("latency {name}"), readable_us(us)]);
             }
         }
-        None => rows.push(vec!["latency".to_string(), "none (no request succeeded)".to_string()]),
+        None => rows.push(vec![
+            "latency".to_string(),
+            "none (no request succeeded)".to_string(),
+        ]),
     }
     table(&rows, "")
 }

@@ -44,7 +44,9 @@ pub struct Workload {
 /// Parses `--input NAME=FILE`.
 pub fn parse_input(arg: &str) -> anyhow::Result<(String, PathBuf)> {
     match arg.split_once('=') {
-        Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_string(), path.into())),
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), path.into()))
+        }
         _ => bail!("--input '{arg}' is not NAME=FILE; use --input NAME=FILE.npy"),
     }
 }
@@ -62,7 +64,11 @@ pub fn parse_shape(arg: &str) -> anyhow::Result<(String, Vec<usize>)> {
         .split(',')
         .map(|d| d.trim().parse::<usize>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| anyhow::anyhow!("--shape '{arg}': dimensions must be non-negative integers separated by commas"))?;
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--shape '{arg}': dimensions must be non-negative integers separated by commas"
+            )
+        })?;
     Ok((name.to_string(), shape))
 }
 
@@ -82,9 +88,10 @@ pub fn read_inputs(files: &[(String, PathBuf)]) -> anyhow::Result<Vec<(String, T
     files
         .iter()
         .map(|(name, path)| {
-            let file = std::fs::File::open(path).with_context(|| format!("cannot open input '{name}' ({})", path.display()))?;
-            let tensor =
-                npy::read(std::io::BufReader::new(file)).with_context(|| format!("cannot read input '{name}' from {}", path.display()))?;
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open input '{name}' ({})", path.display()))?;
+            let tensor = npy::read(std::io::BufReader::new(file))
+                .with_context(|| format!("cannot read input '{name}' from {}", path.display()))?;
             Ok((name.clone(), tensor))
         })
         .collect()
@@ -100,15 +107,31 @@ impl Workload {
         outputs: &[String],
     ) -> anyhow::Result<Workload> {
         let known = |name: &str, tensors: &[TensorMeta]| tensors.iter().any(|t| t.name == name);
-        let names = |tensors: &[TensorMeta]| tensors.iter().map(|t| format!("'{}'", t.name)).collect::<Vec<_>>().join(", ");
-        for name in given.iter().map(|(n, _)| n).chain(shapes.iter().map(|(n, _)| n)) {
+        let names = |tensors: &[TensorMeta]| {
+            tensors
+                .iter()
+                .map(|t| format!("'{}'", t.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for name in given
+            .iter()
+            .map(|(n, _)| n)
+            .chain(shapes.iter().map(|(n, _)| n))
+        {
             if !known(name, &meta.inputs) {
-                bail!("the model has no input '{name}'; its inputs are {}", names(&meta.inputs));
+                bail!(
+                    "the model has no input '{name}'; its inputs are {}",
+                    names(&meta.inputs)
+                );
             }
         }
         for name in outputs {
             if !known(name, &meta.outputs) {
-                bail!("the model has no output '{name}'; its outputs are {}", names(&meta.outputs));
+                bail!(
+                    "the model has no output '{name}'; its outputs are {}",
+                    names(&meta.outputs)
+                );
             }
         }
         let mut inputs = Vec::with_capacity(meta.inputs.len());
@@ -143,14 +166,29 @@ impl Workload {
                     generate(dtype, shape, index as u64)?
                 }
             };
-            inputs.push(Input { name: spec.name.clone(), tensor });
+            inputs.push(Input {
+                name: spec.name.clone(),
+                tensor,
+            });
         }
-        Ok(Workload { inputs, outputs: outputs.to_vec() })
+        Ok(Workload {
+            inputs,
+            outputs: outputs.to_vec(),
+        })
     }
 
     /// `name DATATYPE [dims]` for each input, for the report.
     pub fn summary(&self) -> Vec<(String, &'static str, Vec<usize>)> {
-        self.inputs.iter().map(|i| (i.name.clone(), i.tensor.dtype().kserve_name(), i.tensor.shape().to_vec())).collect()
+        self.inputs
+            .iter()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    i.tensor.dtype().kserve_name(),
+                    i.tensor.shape().to_vec(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -161,17 +199,35 @@ fn concrete_shape(spec: &TensorMeta, dim_default: usize) -> anyhow::Result<Vec<u
         .map(|&d| match d {
             -1 => Ok(dim_default),
             d if d >= 0 => Ok(d as usize),
-            d => bail!("input '{}' has dimension {d} in its declared shape {:?}; give --shape {}=DIMS", spec.name, spec.shape, spec.name),
+            d => bail!(
+                "input '{}' has dimension {d} in its declared shape {:?}; give --shape {}=DIMS",
+                spec.name,
+                spec.shape,
+                spec.name
+            ),
         })
         .collect()
 }
 
 /// A `--shape` that agrees with the declared one: the same rank and every fixed dimension.
 fn checked_shape(spec: &TensorMeta, shape: &[usize]) -> anyhow::Result<Vec<usize>> {
-    let agrees = shape.len() == spec.shape.len() && spec.shape.iter().zip(shape).all(|(&d, &s)| d < 0 || d as usize == s);
+    let agrees = shape.len() == spec.shape.len()
+        && spec
+            .shape
+            .iter()
+            .zip(shape)
+            .all(|(&d, &s)| d < 0 || d as usize == s);
     if !agrees {
-        let dims = shape.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
-        bail!("--shape {}={dims} does not fit the model's declared shape {:?} (-1 is dynamic)", spec.name, spec.shape);
+        let dims = shape
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        bail!(
+            "--shape {}={dims} does not fit the model's declared shape {:?} (-1 is dynamic)",
+            spec.name,
+            spec.shape
+        );
     }
     Ok(shape.to_vec())
 }
@@ -204,17 +260,22 @@ impl Stream {
 
 /// A tensor of `shape` filled with values that depend only on `dtype`, `shape` and `seed`.
 pub fn generate(dtype: DataType, shape: Vec<usize>, seed: u64) -> anyhow::Result<Tensor> {
-    let count = anemone_core::tensor::element_count(&shape).with_context(|| format!("shape {shape:?} is too large"))?;
+    let count = anemone_core::tensor::element_count(&shape)
+        .with_context(|| format!("shape {shape:?} is too large"))?;
     let mut s = Stream::new(seed);
     let tensor = if dtype == DataType::Bytes {
         Tensor::from_strings(shape, (0..count).map(|_| vec![b'0' + s.digit()]).collect())
     } else {
-        let size = dtype.size().expect("numeric types have a size; this is a bug");
+        let size = dtype
+            .size()
+            .expect("numeric types have a size; this is a bug");
         let mut bytes = Vec::with_capacity(count.checked_mul(size).context("input too large")?);
         for i in 0..count {
             match dtype {
                 DataType::Bool => bytes.push((i % 2 == 0) as u8),
-                DataType::F16 => bytes.extend_from_slice(&half::f16::from_f64(s.unit()).to_le_bytes()),
+                DataType::F16 => {
+                    bytes.extend_from_slice(&half::f16::from_f64(s.unit()).to_le_bytes())
+                }
                 DataType::F32 => bytes.extend_from_slice(&(s.unit() as f32).to_le_bytes()),
                 DataType::F64 => bytes.extend_from_slice(&s.unit().to_le_bytes()),
                 // Every integer type stores 0..10 as its first byte, little-endian, then zeros.
@@ -234,19 +295,32 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, datatype: &str, shape: &[i64]) -> TensorMeta {
-        TensorMeta { name: name.into(), datatype: datatype.into(), shape: shape.to_vec() }
+        TensorMeta {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: shape.to_vec(),
+        }
     }
 
     fn add_model() -> ModelMeta {
-        ModelMeta { inputs: vec![spec("x", "FP32", &[-1, 4]), spec("y", "FP32", &[-1, 4])], outputs: vec![spec("z", "FP32", &[-1, 4])] }
+        ModelMeta {
+            inputs: vec![spec("x", "FP32", &[-1, 4]), spec("y", "FP32", &[-1, 4])],
+            outputs: vec![spec("z", "FP32", &[-1, 4])],
+        }
     }
 
     #[test]
     fn shapes_parse() {
-        assert_eq!(parse_shape("x=1,3,224,224").unwrap(), ("x".into(), vec![1, 3, 224, 224]));
+        assert_eq!(
+            parse_shape("x=1,3,224,224").unwrap(),
+            ("x".into(), vec![1, 3, 224, 224])
+        );
         assert_eq!(parse_shape("x= 2 , 5").unwrap(), ("x".into(), vec![2, 5]));
         assert_eq!(parse_shape("x=").unwrap(), ("x".into(), vec![]));
-        assert!(parse_shape("a=b=1").unwrap_err().to_string().contains("non-negative"));
+        assert!(parse_shape("a=b=1")
+            .unwrap_err()
+            .to_string()
+            .contains("non-negative"));
         assert!(parse_shape("x=1,-1").is_err());
         assert!(parse_shape("x=1,,2").is_err());
         assert!(parse_shape("=1").is_err());
@@ -262,7 +336,10 @@ mod tests {
         assert_eq!(w.inputs[1].tensor.dtype(), DataType::F32);
         // Each input has its own stream, and the same stream on every build.
         assert_ne!(w.inputs[0].tensor, w.inputs[1].tensor);
-        assert_eq!(w, Workload::build(&add_model(), vec![], &[], 3, &[]).unwrap());
+        assert_eq!(
+            w,
+            Workload::build(&add_model(), vec![], &[], 3, &[]).unwrap()
+        );
     }
 
     #[test]
@@ -270,28 +347,51 @@ mod tests {
         let w = Workload::build(&add_model(), vec![], &[("y".into(), vec![8, 4])], 1, &[]).unwrap();
         assert_eq!(w.inputs[0].tensor.shape(), &[1, 4]);
         assert_eq!(w.inputs[1].tensor.shape(), &[8, 4]);
-        let err = Workload::build(&add_model(), vec![], &[("y".into(), vec![8, 5])], 1, &[]).unwrap_err();
+        let err =
+            Workload::build(&add_model(), vec![], &[("y".into(), vec![8, 5])], 1, &[]).unwrap_err();
         assert!(err.to_string().contains("does not fit"), "{err}");
         assert!(Workload::build(&add_model(), vec![], &[("y".into(), vec![4])], 1, &[]).is_err());
     }
 
     #[test]
     fn unknown_names_and_wrong_types_are_refused() {
-        let err = Workload::build(&add_model(), vec![], &[("w".into(), vec![1])], 1, &[]).unwrap_err();
-        assert!(err.to_string().contains("no input 'w'; its inputs are 'x', 'y'"), "{err}");
+        let err =
+            Workload::build(&add_model(), vec![], &[("w".into(), vec![1])], 1, &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no input 'w'; its inputs are 'x', 'y'"),
+            "{err}"
+        );
         let err = Workload::build(&add_model(), vec![], &[], 1, &["q".into()]).unwrap_err();
         assert!(err.to_string().contains("no output 'q'"), "{err}");
         let ints = Tensor::from_vec(vec![1, 4], vec![1i64, 2, 3, 4]).unwrap();
         let err = Workload::build(&add_model(), vec![("x".into(), ints)], &[], 1, &[]).unwrap_err();
-        assert!(err.to_string().contains("INT64 data, but the model takes FP32"), "{err}");
-        let odd = ModelMeta { inputs: vec![spec("s", "FP8", &[1])], outputs: vec![] };
-        assert!(Workload::build(&odd, vec![], &[], 1, &[]).unwrap_err().to_string().contains("--input s=FILE.npy"));
+        assert!(
+            err.to_string()
+                .contains("INT64 data, but the model takes FP32"),
+            "{err}"
+        );
+        let odd = ModelMeta {
+            inputs: vec![spec("s", "FP8", &[1])],
+            outputs: vec![],
+        };
+        assert!(Workload::build(&odd, vec![], &[], 1, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("--input s=FILE.npy"));
     }
 
     #[test]
     fn given_tensors_are_used_as_they_are() {
         let x = Tensor::from_vec(vec![2, 4], vec![1.0f32; 8]).unwrap();
-        let w = Workload::build(&add_model(), vec![("x".into(), x.clone())], &[], 1, &["z".into()]).unwrap();
+        let w = Workload::build(
+            &add_model(),
+            vec![("x".into(), x.clone())],
+            &[],
+            1,
+            &["z".into()],
+        )
+        .unwrap();
         assert_eq!(w.inputs[0].tensor, x);
         assert_eq!(w.inputs[1].tensor.shape(), &[1, 4]);
         assert_eq!(w.outputs, vec!["z".to_string()]);
@@ -299,20 +399,46 @@ mod tests {
 
     #[test]
     fn generated_values_stay_in_their_ranges() {
-        let f = generate(DataType::F32, vec![1000], 0).unwrap().to_vec::<f32>().unwrap();
+        let f = generate(DataType::F32, vec![1000], 0)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
         assert!(f.iter().all(|v| (0.0..1.0).contains(v)));
         assert!(f.iter().any(|&v| v != f[0]), "not constant");
-        let h = generate(DataType::F16, vec![100], 0).unwrap().to_vec::<half::f16>().unwrap();
+        let h = generate(DataType::F16, vec![100], 0)
+            .unwrap()
+            .to_vec::<half::f16>()
+            .unwrap();
         assert!(h.iter().all(|v| (0.0..1.0).contains(&v.to_f32())));
-        for dtype in [DataType::I8, DataType::U16, DataType::I32, DataType::I64, DataType::U64] {
-            let v = generate(dtype, vec![500], 1).unwrap().to_f64_lossy().unwrap();
-            assert!(v.iter().all(|x| (0.0..10.0).contains(x) && x.fract() == 0.0), "{dtype}");
+        for dtype in [
+            DataType::I8,
+            DataType::U16,
+            DataType::I32,
+            DataType::I64,
+            DataType::U64,
+        ] {
+            let v = generate(dtype, vec![500], 1)
+                .unwrap()
+                .to_f64_lossy()
+                .unwrap();
+            assert!(
+                v.iter()
+                    .all(|x| (0.0..10.0).contains(x) && x.fract() == 0.0),
+                "{dtype}"
+            );
             assert!(v.contains(&0.0) && v.contains(&9.0), "{dtype} covers 0..10");
         }
-        let b = generate(DataType::Bool, vec![2, 2], 0).unwrap().to_vec::<bool>().unwrap();
+        let b = generate(DataType::Bool, vec![2, 2], 0)
+            .unwrap()
+            .to_vec::<bool>()
+            .unwrap();
         assert_eq!(b, vec![true, false, true, false]);
         let s = generate(DataType::Bytes, vec![3], 0).unwrap();
-        assert!(s.as_strings().unwrap().iter().all(|s| s.len() == 1 && s[0].is_ascii_digit()));
+        assert!(s
+            .as_strings()
+            .unwrap()
+            .iter()
+            .all(|s| s.len() == 1 && s[0].is_ascii_digit()));
         assert_eq!(generate(DataType::F32, vec![], 0).unwrap().len(), 1);
         assert!(generate(DataType::F32, vec![0, 3], 0).unwrap().is_empty());
     }

@@ -43,8 +43,10 @@ pub struct Named {
 impl Case {
     pub fn load(name: &str) -> Case {
         let dir = fixtures().join(name);
-        let text = std::fs::read_to_string(dir.join("case.json")).unwrap_or_else(|e| panic!("{name}/case.json: {e}"));
-        let mut case: Case = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}/case.json: {e}"));
+        let text = std::fs::read_to_string(dir.join("case.json"))
+            .unwrap_or_else(|e| panic!("{name}/case.json: {e}"));
+        let mut case: Case =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}/case.json: {e}"));
         case.dir = dir;
         case
     }
@@ -60,7 +62,10 @@ impl Case {
     }
 
     pub fn inputs(&self, run: &Run) -> Vec<(String, Tensor)> {
-        run.inputs.iter().map(|n| (n.name.clone(), self.tensor(&n.file))).collect()
+        run.inputs
+            .iter()
+            .map(|n| (n.name.clone(), self.tensor(&n.file)))
+            .collect()
     }
 }
 
@@ -70,7 +75,12 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f6
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     if !want.dtype().is_float() {
-        assert!(got == want, "{what}: values differ (exact comparison)\n got {:?}\nwant {:?}", preview(got), preview(want));
+        assert!(
+            got == want,
+            "{what}: values differ (exact comparison)\n got {:?}\nwant {:?}",
+            preview(got),
+            preview(want)
+        );
         return;
     }
     let (g, w) = (got.to_f64_lossy().unwrap(), want.to_f64_lossy().unwrap());
@@ -85,7 +95,11 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f6
         }
     }
     if let Some((i, _)) = worst {
-        let bad = g.iter().zip(&w).filter(|(a, b)| (*a - *b).abs() > atol + rtol * b.abs()).count();
+        let bad = g
+            .iter()
+            .zip(&w)
+            .filter(|(a, b)| (*a - *b).abs() > atol + rtol * b.abs())
+            .count();
         panic!(
             "{what}: {bad} of {} values outside rtol {rtol} atol {atol}; worst at {i}: got {} want {}",
             g.len(),
@@ -96,5 +110,9 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f6
 }
 
 fn preview(t: &Tensor) -> Vec<f64> {
-    t.to_f64_lossy().unwrap_or_default().into_iter().take(16).collect()
+    t.to_f64_lossy()
+        .unwrap_or_default()
+        .into_iter()
+        .take(16)
+        .collect()
 }

@@ -17,7 +17,11 @@ use std::collections::HashMap;
 
 /// Decodes, runs and encodes one inference. A response over `max_bytes`
 /// becomes RESOURCE_EXHAUSTED with a message, not a transport error.
-pub(super) async fn run(state: &AppState, request: ModelInferRequest, max_bytes: usize) -> Result<ModelInferResponse, ApiError> {
+pub(super) async fn run(
+    state: &AppState,
+    request: ModelInferRequest,
+    max_bytes: usize,
+) -> Result<ModelInferResponse, ApiError> {
     let parameters = request.parameters.clone();
     let response = encode(state.infer(decode(request)?).await?, parameters);
     check_size("response", response.encoded_len(), max_bytes)?;
@@ -40,7 +44,15 @@ pub(super) fn check_size(what: &str, len: usize, max_bytes: usize) -> Result<(),
 
 /// A gRPC request as the protocol-neutral request.
 pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, ApiError> {
-    let ModelInferRequest { model_name, model_version, id, parameters, inputs, outputs, raw_input_contents } = request;
+    let ModelInferRequest {
+        model_name,
+        model_version,
+        id,
+        parameters,
+        inputs,
+        outputs,
+        raw_input_contents,
+    } = request;
     let raw = !raw_input_contents.is_empty();
     if raw && raw_input_contents.len() != inputs.len() {
         return Err(ApiError::invalid(format!(
@@ -50,17 +62,31 @@ pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, Api
         )));
     }
     let mut raw_data = raw_input_contents.into_iter();
-    let inputs =
-        inputs.into_iter().map(|input| decode_input(input, if raw { raw_data.next() } else { None })).collect::<Result<Vec<_>, _>>()?;
+    let inputs = inputs
+        .into_iter()
+        .map(|input| decode_input(input, if raw { raw_data.next() } else { None }))
+        .collect::<Result<Vec<_>, _>>()?;
     let outputs = outputs
         .into_iter()
         .map(|o| {
             for key in o.parameters.keys() {
-                if matches!(key.as_str(), "classification" | "shared_memory_region" | "shared_memory_byte_size" | "shared_memory_offset") {
-                    return Err(ApiError::invalid(format!("output '{}': parameter '{key}' is not supported by anemone", o.name)));
+                if matches!(
+                    key.as_str(),
+                    "classification"
+                        | "shared_memory_region"
+                        | "shared_memory_byte_size"
+                        | "shared_memory_offset"
+                ) {
+                    return Err(ApiError::invalid(format!(
+                        "output '{}': parameter '{key}' is not supported by anemone",
+                        o.name
+                    )));
                 }
             }
-            Ok(v2::RequestedOutput { name: o.name, binary: None })
+            Ok(v2::RequestedOutput {
+                name: o.name,
+                binary: None,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(v2::InferRequest {
@@ -75,23 +101,39 @@ pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, Api
 
 /// One input, from its raw bytes when the request uses `raw_input_contents`,
 /// from its typed `contents` otherwise.
-fn decode_input(input: InferInputTensor, raw: Option<Vec<u8>>) -> Result<(String, Tensor), ApiError> {
-    let InferInputTensor { name, datatype, shape, parameters, contents } = input;
+fn decode_input(
+    input: InferInputTensor,
+    raw: Option<Vec<u8>>,
+) -> Result<(String, Tensor), ApiError> {
+    let InferInputTensor {
+        name,
+        datatype,
+        shape,
+        parameters,
+        contents,
+    } = input;
     if parameters.keys().any(|k| k.starts_with("shared_memory")) {
-        return Err(ApiError::invalid(format!("input '{name}' is in shared memory; anemone does not support shared memory yet")));
+        return Err(ApiError::invalid(format!(
+            "input '{name}' is in shared memory; anemone does not support shared memory yet"
+        )));
     }
-    let dtype = v2::datatype(&datatype).map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
+    let dtype = v2::datatype(&datatype)
+        .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
     let shape = v2::shape(&name, &shape)?;
     let tensor = match raw {
         Some(bytes) => {
-            if contents.as_ref().is_some_and(|c| fields(c).iter().any(|(_, n)| *n > 0)) {
+            if contents
+                .as_ref()
+                .is_some_and(|c| fields(c).iter().any(|(_, n)| *n > 0))
+            {
                 return Err(ApiError::invalid(format!(
                     "input '{name}' has typed contents, but the request uses raw_input_contents; when raw_input_contents is given, every input must be in it"
                 )));
             }
             match dtype {
                 DataType::Bytes => v2::tensor_from_raw(&name, dtype, shape, &bytes)?,
-                DataType::Bool => Tensor::from_bytes(dtype, shape, normalise_bools(bytes)).map_err(|e| input_error(&name, e))?,
+                DataType::Bool => Tensor::from_bytes(dtype, shape, normalise_bools(bytes))
+                    .map_err(|e| input_error(&name, e))?,
                 _ => Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(&name, e))?,
             }
         }
@@ -139,7 +181,12 @@ fn fields(c: &InferTensorContents) -> [(&'static str, usize); 8] {
 
 /// A tensor from typed contents: the field must match the datatype, hold
 /// exactly as many values as the shape needs, and each value must fit.
-fn typed(name: &str, dtype: DataType, shape: Vec<usize>, c: InferTensorContents) -> Result<Tensor, ApiError> {
+fn typed(
+    name: &str,
+    dtype: DataType,
+    shape: Vec<usize>,
+    c: InferTensorContents,
+) -> Result<Tensor, ApiError> {
     let fp16 = || {
         ApiError::invalid(format!(
             "input '{name}' is FP16, which has no typed contents field; send its data in raw_input_contents (little-endian IEEE half floats)"
@@ -153,9 +200,16 @@ fn typed(name: &str, dtype: DataType, shape: Vec<usize>, c: InferTensorContents)
         )));
     }
     let expected = anemone_core::tensor::element_count(&shape).unwrap_or(usize::MAX);
-    let given = fields(&c).into_iter().find(|(f, _)| *f == field).map_or(0, |(_, n)| n);
+    let given = fields(&c)
+        .into_iter()
+        .find(|(f, _)| *f == field)
+        .map_or(0, |(_, n)| n);
     if given != expected {
-        let hint = if given == 0 { "; give its data in contents or in raw_input_contents" } else { "" };
+        let hint = if given == 0 {
+            "; give its data in contents or in raw_input_contents"
+        } else {
+            ""
+        };
         return Err(ApiError::invalid(format!(
             "input '{name}' has {given} values in contents.{field}, but shape {shape:?} needs {expected}{hint}"
         )));
@@ -167,7 +221,10 @@ fn typed(name: &str, dtype: DataType, shape: Vec<usize>, c: InferTensorContents)
                 .enumerate()
                 .map(|(i, v)| {
                     <$t>::try_from(v).map_err(|_| {
-                        ApiError::invalid(format!("input '{name}' value {i} ({v}) is out of range for {}", dtype.kserve_name()))
+                        ApiError::invalid(format!(
+                            "input '{name}' value {i} ({v}) is out of range for {}",
+                            dtype.kserve_name()
+                        ))
                     })
                 })
                 .collect::<Result<Vec<$t>, _>>()?;
@@ -194,7 +251,9 @@ fn typed(name: &str, dtype: DataType, shape: Vec<usize>, c: InferTensorContents)
 
 /// Request parameters as the JSON map the protocol-neutral layer reads
 /// (`timeout`, `priority`, ...).
-fn parameters_to_json(parameters: &HashMap<String, InferParameter>) -> Result<serde_json::Map<String, Value>, ApiError> {
+fn parameters_to_json(
+    parameters: &HashMap<String, InferParameter>,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
     parameters
         .iter()
         .map(|(key, p)| {
@@ -205,7 +264,9 @@ fn parameters_to_json(parameters: &HashMap<String, InferParameter>) -> Result<se
                 Some(ParameterChoice::StringParam(s)) => Value::String(s.clone()),
                 Some(ParameterChoice::DoubleParam(d)) => serde_json::Number::from_f64(*d)
                     .map(Value::Number)
-                    .ok_or_else(|| ApiError::invalid(format!("parameter '{key}' is {d}, not a finite number")))?,
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("parameter '{key}' is {d}, not a finite number"))
+                    })?,
                 None => return Err(ApiError::invalid(format!("parameter '{key}' has no value"))),
             };
             Ok((key.clone(), value))
@@ -215,14 +276,21 @@ fn parameters_to_json(parameters: &HashMap<String, InferParameter>) -> Result<se
 
 /// A protocol-neutral response as a gRPC one; `parameters` are the
 /// request's, passed back unchanged.
-pub(super) fn encode(response: v2::InferResponse, parameters: HashMap<String, InferParameter>) -> ModelInferResponse {
+pub(super) fn encode(
+    response: v2::InferResponse,
+    parameters: HashMap<String, InferParameter>,
+) -> ModelInferResponse {
     let mut outputs = Vec::with_capacity(response.outputs.len());
     let mut raw = Vec::with_capacity(response.outputs.len());
     for (name, tensor) in response.outputs {
         outputs.push(InferOutputTensor {
             name,
             datatype: tensor.dtype().kserve_name().into(),
-            shape: tensor.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect(),
+            shape: tensor
+                .shape()
+                .iter()
+                .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+                .collect(),
             parameters: HashMap::new(),
             contents: None,
         });

@@ -26,8 +26,14 @@ pub struct InferenceService {
 }
 
 impl InferenceService {
-    pub(super) fn new(inner: GrpcInferenceServiceServer<Inference>, max_message_bytes: usize) -> InferenceService {
-        InferenceService { inner, max_message_bytes }
+    pub(super) fn new(
+        inner: GrpcInferenceServiceServer<Inference>,
+        max_message_bytes: usize,
+    ) -> InferenceService {
+        InferenceService {
+            inner,
+            max_message_bytes,
+        }
     }
 }
 

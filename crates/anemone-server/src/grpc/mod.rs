@@ -14,7 +14,9 @@ mod stream;
 pub use limit::InferenceService;
 
 use crate::errors::ApiError;
-use crate::proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use crate::proto::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
 use crate::proto::model_repository_parameter::ParameterChoice;
 use crate::proto::{self, ModelRepositoryParameter};
 use crate::state::AppState;
@@ -27,9 +29,12 @@ use tonic::{Request, Response, Status};
 /// Requests and responses larger than `max_message_bytes` are refused with
 /// RESOURCE_EXHAUSTED (tonic itself would answer OUT_OF_RANGE).
 pub fn service(state: Arc<AppState>, max_message_bytes: usize) -> InferenceService {
-    let server = GrpcInferenceServiceServer::new(Inference { state, max_message_bytes })
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes);
+    let server = GrpcInferenceServiceServer::new(Inference {
+        state,
+        max_message_bytes,
+    })
+    .max_decoding_message_size(max_message_bytes)
+    .max_encoding_message_size(max_message_bytes);
     InferenceService::new(server, max_message_bytes)
 }
 
@@ -47,34 +52,60 @@ fn ok<T>(message: T) -> Answer<T> {
 }
 
 fn unsupported<T>(what: &str) -> Answer<T> {
-    Err(Status::unimplemented(format!("anemone does not support {what} yet")))
+    Err(Status::unimplemented(format!(
+        "anemone does not support {what} yet"
+    )))
 }
 
 #[tonic::async_trait]
 impl GrpcInferenceService for Inference {
-    async fn server_live(&self, _: Request<proto::ServerLiveRequest>) -> Answer<proto::ServerLiveResponse> {
-        ok(proto::ServerLiveResponse { live: self.state.live() })
+    async fn server_live(
+        &self,
+        _: Request<proto::ServerLiveRequest>,
+    ) -> Answer<proto::ServerLiveResponse> {
+        ok(proto::ServerLiveResponse {
+            live: self.state.live(),
+        })
     }
 
-    async fn server_ready(&self, _: Request<proto::ServerReadyRequest>) -> Answer<proto::ServerReadyResponse> {
-        ok(proto::ServerReadyResponse { ready: self.state.ready() })
+    async fn server_ready(
+        &self,
+        _: Request<proto::ServerReadyRequest>,
+    ) -> Answer<proto::ServerReadyResponse> {
+        ok(proto::ServerReadyResponse {
+            ready: self.state.ready(),
+        })
     }
 
-    async fn model_ready(&self, request: Request<proto::ModelReadyRequest>) -> Answer<proto::ModelReadyResponse> {
+    async fn model_ready(
+        &self,
+        request: Request<proto::ModelReadyRequest>,
+    ) -> Answer<proto::ModelReadyResponse> {
         let r = request.into_inner();
-        ok(proto::ModelReadyResponse { ready: self.state.model_ready(&r.name, &r.version)? })
+        ok(proto::ModelReadyResponse {
+            ready: self.state.model_ready(&r.name, &r.version)?,
+        })
     }
 
-    async fn server_metadata(&self, _: Request<proto::ServerMetadataRequest>) -> Answer<proto::ServerMetadataResponse> {
+    async fn server_metadata(
+        &self,
+        _: Request<proto::ServerMetadataRequest>,
+    ) -> Answer<proto::ServerMetadataResponse> {
         ok(self.state.server_metadata())
     }
 
-    async fn model_metadata(&self, request: Request<proto::ModelMetadataRequest>) -> Answer<proto::ModelMetadataResponse> {
+    async fn model_metadata(
+        &self,
+        request: Request<proto::ModelMetadataRequest>,
+    ) -> Answer<proto::ModelMetadataResponse> {
         let r = request.into_inner();
         ok(self.state.model_metadata(&r.name, &r.version)?)
     }
 
-    async fn model_infer(&self, request: Request<proto::ModelInferRequest>) -> Answer<proto::ModelInferResponse> {
+    async fn model_infer(
+        &self,
+        request: Request<proto::ModelInferRequest>,
+    ) -> Answer<proto::ModelInferResponse> {
         ok(infer::run(&self.state, request.into_inner(), self.max_message_bytes).await?)
     }
 
@@ -84,20 +115,35 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<tonic::Streaming<proto::ModelInferRequest>>,
     ) -> Answer<Self::ModelStreamInferStream> {
-        ok(stream::responses(Arc::clone(&self.state), request.into_inner(), self.max_message_bytes))
+        ok(stream::responses(
+            Arc::clone(&self.state),
+            request.into_inner(),
+            self.max_message_bytes,
+        ))
     }
 
-    async fn model_config(&self, request: Request<proto::ModelConfigRequest>) -> Answer<proto::ModelConfigResponse> {
+    async fn model_config(
+        &self,
+        request: Request<proto::ModelConfigRequest>,
+    ) -> Answer<proto::ModelConfigResponse> {
         let r = request.into_inner();
-        ok(proto::ModelConfigResponse { config: Some(self.state.model_config(&r.name, &r.version)?) })
+        ok(proto::ModelConfigResponse {
+            config: Some(self.state.model_config(&r.name, &r.version)?),
+        })
     }
 
-    async fn model_statistics(&self, request: Request<proto::ModelStatisticsRequest>) -> Answer<proto::ModelStatisticsResponse> {
+    async fn model_statistics(
+        &self,
+        request: Request<proto::ModelStatisticsRequest>,
+    ) -> Answer<proto::ModelStatisticsResponse> {
         let r = request.into_inner();
         ok(self.state.statistics(&r.name, &r.version)?)
     }
 
-    async fn repository_index(&self, request: Request<proto::RepositoryIndexRequest>) -> Answer<proto::RepositoryIndexResponse> {
+    async fn repository_index(
+        &self,
+        request: Request<proto::RepositoryIndexRequest>,
+    ) -> Answer<proto::RepositoryIndexResponse> {
         let r = request.into_inner();
         single_repository(&r.repository_name)?;
         ok(self.state.repository_index(r.ready))
@@ -123,7 +169,10 @@ impl GrpcInferenceService for Inference {
         for key in r.parameters.keys() {
             // Without ensembles there are no dependents, so Triton's flag is trivially honoured.
             if key != "unload_dependents" {
-                return Err(ApiError::invalid(format!("unknown unload parameter '{key}'; anemone knows only 'unload_dependents'")).into());
+                return Err(ApiError::invalid(format!(
+                    "unknown unload parameter '{key}'; anemone knows only 'unload_dependents'"
+                ))
+                .into());
             }
         }
         self.state.unload_model(&r.model_name)?;
@@ -172,11 +221,17 @@ impl GrpcInferenceService for Inference {
         unsupported("CUDA shared memory")
     }
 
-    async fn trace_setting(&self, _: Request<proto::TraceSettingRequest>) -> Answer<proto::TraceSettingResponse> {
+    async fn trace_setting(
+        &self,
+        _: Request<proto::TraceSettingRequest>,
+    ) -> Answer<proto::TraceSettingResponse> {
         unsupported("trace settings over the API (tracing is configured at start-up)")
     }
 
-    async fn log_settings(&self, _: Request<proto::LogSettingsRequest>) -> Answer<proto::LogSettingsResponse> {
+    async fn log_settings(
+        &self,
+        _: Request<proto::LogSettingsRequest>,
+    ) -> Answer<proto::LogSettingsResponse> {
         unsupported("log settings over the API (logging is configured at start-up)")
     }
 }
@@ -186,11 +241,15 @@ fn single_repository(name: &str) -> Result<(), ApiError> {
     if name.is_empty() {
         return Ok(());
     }
-    Err(ApiError::invalid(format!("anemone serves a single model repository; leave repository_name empty (got '{name}')")))
+    Err(ApiError::invalid(format!(
+        "anemone serves a single model repository; leave repository_name empty (got '{name}')"
+    )))
 }
 
 /// The `config` load parameter: a JSON model configuration in `string_param`.
-fn config_override(parameters: &HashMap<String, ModelRepositoryParameter>) -> Result<Option<&str>, ApiError> {
+fn config_override(
+    parameters: &HashMap<String, ModelRepositoryParameter>,
+) -> Result<Option<&str>, ApiError> {
     let mut config = None;
     for (key, value) in parameters {
         match (key.as_str(), &value.parameter_choice) {

@@ -22,11 +22,17 @@ use tonic::{Code, Status, Streaming};
 const CONCURRENCY: usize = 4;
 
 /// The response stream of `ModelStreamInfer`.
-pub type Responses = Pin<Box<dyn futures_util::Stream<Item = Result<ModelStreamInferResponse, Status>> + Send + 'static>>;
+pub type Responses = Pin<
+    Box<dyn futures_util::Stream<Item = Result<ModelStreamInferResponse, Status>> + Send + 'static>,
+>;
 
 /// Answers every request of `incoming`. The work is driven by the response
 /// stream: dropping it (the client went away) drops the requests in flight.
-pub(super) fn responses(state: Arc<AppState>, incoming: Streaming<ModelInferRequest>, max_bytes: usize) -> Responses {
+pub(super) fn responses(
+    state: Arc<AppState>,
+    incoming: Streaming<ModelInferRequest>,
+    max_bytes: usize,
+) -> Responses {
     let answers = incoming
         .map(move |next| {
             let state = Arc::clone(&state);
@@ -41,16 +47,26 @@ pub(super) fn responses(state: Arc<AppState>, incoming: Streaming<ModelInferRequ
     Box::pin(answers)
 }
 
-async fn answer(state: &AppState, request: ModelInferRequest, max_bytes: usize) -> ModelStreamInferResponse {
+async fn answer(
+    state: &AppState,
+    request: ModelInferRequest,
+    max_bytes: usize,
+) -> ModelStreamInferResponse {
     let echo = ModelInferResponse {
         model_name: request.model_name.clone(),
         model_version: request.model_version.clone(),
         id: request.id.clone(),
         ..Default::default()
     };
-    let failed = |e: ApiError| ModelStreamInferResponse { error_message: e.message, infer_response: Some(echo.clone()) };
+    let failed = |e: ApiError| ModelStreamInferResponse {
+        error_message: e.message,
+        infer_response: Some(echo.clone()),
+    };
     let response = match infer::run(state, request, max_bytes).await {
-        Ok(response) => ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) },
+        Ok(response) => ModelStreamInferResponse {
+            error_message: String::new(),
+            infer_response: Some(response),
+        },
         Err(e) => return failed(e),
     };
     // The stream envelope adds a few bytes to what `infer::run` checked.

@@ -54,15 +54,22 @@ struct OutputHeader {
 
 /// Decodes an inference request body (JSON, or JSON plus binary data) for
 /// `model`/`version`.
-pub fn decode(model: String, version: Option<u64>, headers: &HeaderMap, body: &Bytes) -> Result<v2::InferRequest, ApiError> {
+pub fn decode(
+    model: String,
+    version: Option<u64>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<v2::InferRequest, ApiError> {
     let (json, mut binary) = split(headers, body)?;
     let had_binary_header = headers.contains_key(HEADER_LENGTH);
-    let header: RequestHeader =
-        serde_json::from_slice(json).map_err(|e| ApiError::invalid(format!("malformed inference request JSON: {e}")))?;
+    let header: RequestHeader = serde_json::from_slice(json)
+        .map_err(|e| ApiError::invalid(format!("malformed inference request JSON: {e}")))?;
     let parameters = header.parameters.unwrap_or_default();
     if let Some(v) = parameters.get(BINARY_DATA_OUTPUT) {
         if !v.is_boolean() {
-            return Err(ApiError::invalid(format!("request parameter '{BINARY_DATA_OUTPUT}' must be true or false, got {v}")));
+            return Err(ApiError::invalid(format!(
+                "request parameter '{BINARY_DATA_OUTPUT}' must be true or false, got {v}"
+            )));
         }
     }
 
@@ -70,7 +77,8 @@ pub fn decode(model: String, version: Option<u64>, headers: &HeaderMap, body: &B
     let mut inputs = Vec::with_capacity(header.inputs.len());
     for input in header.inputs {
         let name = input.name;
-        let dtype = v2::datatype(&input.datatype).map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
+        let dtype = v2::datatype(&input.datatype)
+            .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
         let shape = v2::shape(&name, &input.shape)?;
         let params = input.parameters.unwrap_or_default();
         refuse_shared_memory(&params, "input", &name)?;
@@ -120,9 +128,20 @@ pub fn decode(model: String, version: Option<u64>, headers: &HeaderMap, body: &B
     let outputs = match header.outputs {
         None => None,
         Some(list) if list.is_empty() => None,
-        Some(list) => Some(list.into_iter().map(requested_output).collect::<Result<Vec<_>, _>>()?),
+        Some(list) => Some(
+            list.into_iter()
+                .map(requested_output)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
     };
-    Ok(v2::InferRequest { model, version, id: header.id, parameters, inputs, outputs })
+    Ok(v2::InferRequest {
+        model,
+        version,
+        id: header.id,
+        parameters,
+        inputs,
+        outputs,
+    })
 }
 
 /// Splits a body into its JSON header and binary part, following
@@ -133,7 +152,10 @@ fn split<'a>(headers: &HeaderMap, body: &'a Bytes) -> Result<(&'a [u8], &'a [u8]
     };
     let text = value.to_str().unwrap_or("").trim();
     let length: usize = text.parse().map_err(|_| {
-        ApiError::invalid(format!("header Inference-Header-Content-Length must be a byte count, got '{}'", String::from_utf8_lossy(value.as_bytes())))
+        ApiError::invalid(format!(
+            "header Inference-Header-Content-Length must be a byte count, got '{}'",
+            String::from_utf8_lossy(value.as_bytes())
+        ))
     })?;
     if length > body.len() {
         return Err(ApiError::invalid(format!(
@@ -157,14 +179,24 @@ fn requested_output(output: OutputHeader) -> Result<RequestedOutput, ApiError> {
         .get(BINARY_DATA)
         .map(|v| {
             v.as_bool().ok_or_else(|| {
-                ApiError::invalid(format!("output '{}': parameter '{BINARY_DATA}' must be true or false, got {v}", output.name))
+                ApiError::invalid(format!(
+                    "output '{}': parameter '{BINARY_DATA}' must be true or false, got {v}",
+                    output.name
+                ))
             })
         })
         .transpose()?;
-    Ok(RequestedOutput { name: output.name, binary })
+    Ok(RequestedOutput {
+        name: output.name,
+        binary,
+    })
 }
 
-fn refuse_shared_memory(params: &Map<String, Value>, what: &str, name: &str) -> Result<(), ApiError> {
+fn refuse_shared_memory(
+    params: &Map<String, Value>,
+    what: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     if params.keys().any(|k| k.starts_with("shared_memory")) {
         return Err(ApiError::invalid(format!(
             "{what} '{name}': the shared memory extension is not supported; send the data in the request"
@@ -185,13 +217,21 @@ impl OutputEncoding {
     /// Reads the choice from a decoded request (before it is consumed).
     pub fn of(request: &v2::InferRequest) -> OutputEncoding {
         OutputEncoding {
-            default_binary: request.parameters.get(BINARY_DATA_OUTPUT).and_then(Value::as_bool).unwrap_or(false),
+            default_binary: request
+                .parameters
+                .get(BINARY_DATA_OUTPUT)
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             outputs: request.outputs.clone().unwrap_or_default(),
         }
     }
 
     fn binary(&self, name: &str) -> bool {
-        self.outputs.iter().find(|o| o.name == name).and_then(|o| o.binary).unwrap_or(self.default_binary)
+        self.outputs
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.binary)
+            .unwrap_or(self.default_binary)
     }
 }
 
@@ -224,8 +264,15 @@ struct BinarySize {
 
 /// Encodes a response: plain JSON, or, when any output goes as binary data,
 /// the JSON header followed by those outputs' bytes in output order.
-pub fn encode(response: v2::InferResponse, encoding: &OutputEncoding) -> Result<Response, ApiError> {
-    let binary: Vec<bool> = response.outputs.iter().map(|(name, _)| encoding.binary(name)).collect();
+pub fn encode(
+    response: v2::InferResponse,
+    encoding: &OutputEncoding,
+) -> Result<Response, ApiError> {
+    let binary: Vec<bool> = response
+        .outputs
+        .iter()
+        .map(|(name, _)| encoding.binary(name))
+        .collect();
     let header = ResponseHeader {
         model_name: &response.model,
         model_version: &response.version,
@@ -239,7 +286,9 @@ pub fn encode(response: v2::InferResponse, encoding: &OutputEncoding) -> Result<
                 name,
                 datatype: t.dtype().kserve_name(),
                 shape: t.shape(),
-                parameters: binary.then(|| BinarySize { binary_data_size: raw_len(t) }),
+                parameters: binary.then(|| BinarySize {
+                    binary_data_size: raw_len(t),
+                }),
                 data: (!binary).then(|| v2::tensor_to_json(t)),
             })
             .collect(),
@@ -251,21 +300,43 @@ pub fn encode(response: v2::InferResponse, encoding: &OutputEncoding) -> Result<
     })?;
     drop(header);
     if !binary.contains(&true) {
-        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response());
+        return Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response());
     }
 
     // The JSON header, then each binary output as its own chunk: the
     // tensors' buffers are handed to the body, not copied into one.
     let json_len = json.len();
     let mut chunks = vec![Bytes::from(json)];
-    chunks.extend(response.outputs.into_iter().zip(binary).filter(|(_, b)| *b).map(|((_, t), _)| into_raw(t)));
+    chunks.extend(
+        response
+            .outputs
+            .into_iter()
+            .zip(binary)
+            .filter(|(_, b)| *b)
+            .map(|((_, t), _)| into_raw(t)),
+    );
     let total: usize = chunks.iter().map(Bytes::len).sum();
-    let body = Body::from_stream(futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>)));
+    let body = Body::from_stream(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
             (header::CONTENT_LENGTH, HeaderValue::from(total)),
-            (header::HeaderName::from_static(HEADER_LENGTH), HeaderValue::from(json_len)),
+            (
+                header::HeaderName::from_static(HEADER_LENGTH),
+                HeaderValue::from(json_len),
+            ),
         ],
         body,
     )
@@ -312,7 +383,13 @@ mod tests {
         let mut body = json.to_vec();
         body.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
         body.extend_from_slice(&[2, 0, 0, 0, b'h', b'i']);
-        let r = decode("m".into(), None, &headers(Some(&json.len().to_string())), &Bytes::from(body)).unwrap();
+        let r = decode(
+            "m".into(),
+            None,
+            &headers(Some(&json.len().to_string())),
+            &Bytes::from(body),
+        )
+        .unwrap();
         assert_eq!(r.inputs[0].1.to_vec::<i32>().unwrap(), vec![1, 2]);
         assert_eq!(r.inputs[1].1.as_strings().unwrap(), &[b"hi".to_vec()]);
         assert_eq!(r.inputs[2].1.dtype(), DataType::F32);

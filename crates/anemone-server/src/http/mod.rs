@@ -51,7 +51,10 @@ pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
     r = model_routes(r, "/v2/models/{m}/versions/{v}");
     r.fallback(error::no_route)
         .layer(DefaultBodyLimit::max(max_request_bytes))
-        .with_state(Http { state, limit: max_request_bytes })
+        .with_state(Http {
+            state,
+            limit: max_request_bytes,
+        })
 }
 
 /// The model and version a path names; the version is empty when the path has none.
@@ -77,7 +80,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
             .await
             .map_err(|e| ApiError::invalid(format!("bad path: {}", e.body_text())))?;
         let number = v2::version(&raw.v)?;
-        Ok(ModelPath { name: raw.m, version: raw.v, number })
+        Ok(ModelPath {
+            name: raw.m,
+            version: raw.v,
+            number,
+        })
     }
 }
 
@@ -96,16 +103,23 @@ impl FromRequest<Http> for RequestBody {
                 )));
             }
         }
-        Bytes::from_request(req, http).await.map(RequestBody).map_err(|e| error::body_error(e, http.limit))
+        Bytes::from_request(req, http)
+            .await
+            .map(RequestBody)
+            .map_err(|e| error::body_error(e, http.limit))
     }
 }
 
 /// Parses an optional JSON body; empty means `T::default()`.
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8], what: &str) -> Result<T, ApiError> {
+fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("malformed {what} JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("malformed {what} JSON: {e}")))
 }
 
 fn status_only(ok: bool) -> StatusCode {
@@ -133,22 +147,33 @@ async fn model_ready(State(http): State<Http>, p: ModelPath) -> Result<StatusCod
 }
 
 async fn model_metadata(State(http): State<Http>, p: ModelPath) -> Result<Json<Value>, ApiError> {
-    Ok(Json(views::model_metadata(&http.state.model_metadata(&p.name, &p.version)?)))
+    Ok(Json(views::model_metadata(
+        &http.state.model_metadata(&p.name, &p.version)?,
+    )))
 }
 
 async fn model_config(State(http): State<Http>, p: ModelPath) -> Result<Json<Value>, ApiError> {
-    Ok(Json(crate::model_config::to_json(&http.state.model_config(&p.name, &p.version)?)))
+    Ok(Json(crate::model_config::to_json(
+        &http.state.model_config(&p.name, &p.version)?,
+    )))
 }
 
 async fn model_stats(State(http): State<Http>, p: ModelPath) -> Result<Json<Value>, ApiError> {
-    Ok(Json(views::statistics(&http.state.statistics(&p.name, &p.version)?)))
+    Ok(Json(views::statistics(
+        &http.state.statistics(&p.name, &p.version)?,
+    )))
 }
 
 async fn all_stats(State(http): State<Http>) -> Result<Json<Value>, ApiError> {
     Ok(Json(views::statistics(&http.state.statistics("", "")?)))
 }
 
-async fn infer(State(http): State<Http>, p: ModelPath, headers: HeaderMap, RequestBody(body): RequestBody) -> Result<Response, ApiError> {
+async fn infer(
+    State(http): State<Http>,
+    p: ModelPath,
+    headers: HeaderMap,
+    RequestBody(body): RequestBody,
+) -> Result<Response, ApiError> {
     let request = infer::decode(p.name, p.number, &headers, &body)?;
     drop(body);
     let encoding = infer::OutputEncoding::of(&request);
@@ -156,14 +181,19 @@ async fn infer(State(http): State<Http>, p: ModelPath, headers: HeaderMap, Reque
     infer::encode(response, &encoding)
 }
 
-async fn repository_index(State(http): State<Http>, RequestBody(body): RequestBody) -> Result<Json<Value>, ApiError> {
+async fn repository_index(
+    State(http): State<Http>,
+    RequestBody(body): RequestBody,
+) -> Result<Json<Value>, ApiError> {
     #[derive(Deserialize, Default)]
     struct IndexRequest {
         #[serde(default)]
         ready: bool,
     }
     let request: IndexRequest = optional_json(&body, "repository index request")?;
-    Ok(Json(views::repository_index(&http.state.repository_index(request.ready))))
+    Ok(Json(views::repository_index(
+        &http.state.repository_index(request.ready),
+    )))
 }
 
 /// `{"parameters": {...}}`, the body of load and unload.
@@ -173,7 +203,11 @@ struct RepositoryRequest {
     parameters: Option<serde_json::Map<String, Value>>,
 }
 
-async fn load(State(http): State<Http>, p: ModelPath, RequestBody(body): RequestBody) -> Result<StatusCode, ApiError> {
+async fn load(
+    State(http): State<Http>,
+    p: ModelPath,
+    RequestBody(body): RequestBody,
+) -> Result<StatusCode, ApiError> {
     let request: RepositoryRequest = optional_json(&body, "load request")?;
     let mut config = None;
     for (key, value) in request.parameters.unwrap_or_default() {
@@ -194,7 +228,11 @@ async fn load(State(http): State<Http>, p: ModelPath, RequestBody(body): Request
     Ok(StatusCode::OK)
 }
 
-async fn unload(State(http): State<Http>, p: ModelPath, RequestBody(body): RequestBody) -> Result<StatusCode, ApiError> {
+async fn unload(
+    State(http): State<Http>,
+    p: ModelPath,
+    RequestBody(body): RequestBody,
+) -> Result<StatusCode, ApiError> {
     // Triton's only unload parameter, `unload_dependents`, concerns ensembles; accepted and moot here.
     let _: RepositoryRequest = optional_json(&body, "unload request")?;
     http.state.unload_model(&p.name)?;
@@ -202,5 +240,11 @@ async fn unload(State(http): State<Http>, p: ModelPath, RequestBody(body): Reque
 }
 
 async fn metrics(State(http): State<Http>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], http.state.prometheus())
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        http.state.prometheus(),
+    )
 }

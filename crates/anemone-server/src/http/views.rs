@@ -12,7 +12,9 @@ pub fn server_metadata(m: &proto::ServerMetadataResponse) -> Value {
 /// `GET /v2/models/{m}[/versions/{v}]`.
 pub fn model_metadata(m: &proto::ModelMetadataResponse) -> Value {
     let tensors = |ts: &[proto::model_metadata_response::TensorMetadata]| -> Vec<Value> {
-        ts.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape })).collect()
+        ts.iter()
+            .map(|t| json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape }))
+            .collect()
     };
     json!({
         "name": m.name,
@@ -68,7 +70,12 @@ pub fn repository_index(r: &proto::RepositoryIndexResponse) -> Value {
         .iter()
         .map(|m| {
             let mut row = Map::new();
-            for (key, value) in [("name", &m.name), ("version", &m.version), ("state", &m.state), ("reason", &m.reason)] {
+            for (key, value) in [
+                ("name", &m.name),
+                ("version", &m.version),
+                ("state", &m.state),
+                ("reason", &m.reason),
+            ] {
                 if !value.is_empty() {
                     row.insert(key.into(), Value::String(value.clone()));
                 }

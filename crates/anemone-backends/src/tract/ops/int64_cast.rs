@@ -25,16 +25,25 @@ pub fn register(reg: &mut OnnxOpRegister) {
 /// Renames `Cast(to=INT64)` nodes of the top-level graph whose input derives
 /// from a model input, so [`register`]'s builder handles them.
 pub fn mark_data_casts(proto: &mut ModelProto) {
-    let Some(graph) = proto.graph.as_mut() else { return };
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let mut data: HashSet<String> =
-        graph.input.iter().map(|i| i.name.clone()).filter(|n| !initializers.contains(n.as_str())).collect();
+    let mut data: HashSet<String> = graph
+        .input
+        .iter()
+        .map(|i| i.name.clone())
+        .filter(|n| !initializers.contains(n.as_str()))
+        .collect();
     for node in graph.node.iter_mut() {
         let from_data = node.input.iter().any(|i| data.contains(i));
         if !from_data || matches!(node.op_type.as_str(), "Shape" | "Size") {
             continue;
         }
-        let to_int64 = node.attribute.iter().any(|a| a.name == "to" && a.i == OnnxType::Int64 as i64);
+        let to_int64 = node
+            .attribute
+            .iter()
+            .any(|a| a.name == "to" && a.i == OnnxType::Int64 as i64);
         if node.op_type == "Cast" && node.domain.is_empty() && to_int64 {
             node.op_type = DATA_CAST.to_string();
         }
@@ -64,7 +73,16 @@ impl Expansion for DataCastI64 {
         Ok(())
     }
 
-    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, tract_core::ops::cast::cast(i64::datum_type()), &[inputs[0]])
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(
+            prefix,
+            tract_core::ops::cast::cast(i64::datum_type()),
+            &[inputs[0]],
+        )
     }
 }

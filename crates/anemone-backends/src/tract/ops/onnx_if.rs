@@ -18,19 +18,43 @@ pub fn register(reg: &mut OnnxOpRegister) {
     reg.insert("If", build);
 }
 
-fn build(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+fn build(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let (inner, unresolved) = tract_onnx::ops::logic::_if(ctx, node)?;
-    let inner = inner.as_op().downcast_ref::<If>().context("tract's If builder returned another op")?.clone();
+    let inner = inner
+        .as_op()
+        .downcast_ref::<If>()
+        .context("tract's If builder returned another op")?
+        .clone();
     let branch = |attr: &str| -> TractResult<Branch> {
-        let ParseResult { model, unresolved_inputs, .. } = ctx.parse_graph(node.get_attr(attr)?)?;
+        let ParseResult {
+            model,
+            unresolved_inputs,
+            ..
+        } = ctx.parse_graph(node.get_attr(attr)?)?;
         // Outer input 0 is the condition; the captured values follow, in `unresolved` order.
         let mapping = unresolved_inputs
             .iter()
-            .map(|name| unresolved.iter().position(|u| u == name).map(|p| p + 1).context("unmapped capture"))
+            .map(|name| {
+                unresolved
+                    .iter()
+                    .position(|u| u == name)
+                    .map(|p| p + 1)
+                    .context("unmapped capture")
+            })
             .collect::<TractResult<_>>()?;
-        Ok(Branch { body: model, mapping })
+        Ok(Branch {
+            body: model,
+            mapping,
+        })
     };
-    let op = KnownIf { then_branch: branch("then_branch")?, else_branch: branch("else_branch")?, inner };
+    let op = KnownIf {
+        then_branch: branch("then_branch")?,
+        else_branch: branch("else_branch")?,
+        inner,
+    };
     Ok((Box::new(op), unresolved))
 }
 
@@ -68,7 +92,10 @@ impl KnownIf {
 }
 
 fn known_condition(fact: &InferenceFact) -> TractResult<Option<bool>> {
-    fact.value.concretize().map(|v| v.cast_to_scalar::<bool>()).transpose()
+    fact.value
+        .concretize()
+        .map(|v| v.cast_to_scalar::<bool>())
+        .transpose()
 }
 
 impl Op for KnownIf {
@@ -93,7 +120,11 @@ impl InferenceOp for KnownIf {
         inputs: TVec<&InferenceFact>,
         outputs: TVec<&InferenceFact>,
         observed: TVec<&InferenceFact>,
-    ) -> TractResult<(TVec<InferenceFact>, TVec<InferenceFact>, TVec<InferenceFact>)> {
+    ) -> TractResult<(
+        TVec<InferenceFact>,
+        TVec<InferenceFact>,
+        TVec<InferenceFact>,
+    )> {
         let Some(cond) = known_condition(inputs[0])? else {
             return self.inner.infer_facts(inputs, outputs, observed);
         };
@@ -103,7 +134,10 @@ impl InferenceOp for KnownIf {
         loop {
             let mut changed = false;
             for (body_ix, &outer_ix) in branch.mapping.iter().enumerate() {
-                changed |= branch.body.input_fact_mut(body_ix)?.unify_with_mut(&mut inputs[outer_ix])?;
+                changed |= branch
+                    .body
+                    .input_fact_mut(body_ix)?
+                    .unify_with_mut(&mut inputs[outer_ix])?;
             }
             for (ix, output) in outputs.iter_mut().enumerate() {
                 changed |= branch.body.output_fact_mut(ix)?.unify_with_mut(output)?;
@@ -129,7 +163,11 @@ impl InferenceOp for KnownIf {
         let Some(cond) = known_condition(source.outlet_fact(node.inputs[0])?)? else {
             return self.inner.to_typed(source, node, target, mapping);
         };
-        let branch = if cond { &self.then_branch } else { &self.else_branch };
+        let branch = if cond {
+            &self.then_branch
+        } else {
+            &self.else_branch
+        };
         let body = branch.body.clone().into_typed()?;
         let inputs: TVec<_> = node.inputs.iter().map(|o| mapping[o]).collect();
         // Both arms are the branch taken: the other one may not even type-check.

@@ -26,8 +26,15 @@ pub fn register(reg: &mut OnnxOpRegister) {
     reg.insert("Loop", build);
 }
 
-fn build(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let name = if !node.name.is_empty() { node.name.clone() } else { node.output.first().cloned().unwrap_or_default() };
+fn build(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let name = if !node.name.is_empty() {
+        node.name.clone()
+    } else {
+        node.output.first().cloned().unwrap_or_default()
+    };
     let present = |ix: usize| node.input.get(ix).is_some_and(|s| !s.is_empty());
     let (has_max_trip, has_cond) = (present(0), present(1));
     let carried = node.input.len().saturating_sub(2);
@@ -49,7 +56,11 @@ fn build(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Inferen
     // Shape hints inside the body name dims in its own terms, which may clash
     // with the outer model's symbols (anemone renames those): infer instead.
     graph.value_info.clear();
-    for output in graph.output.iter_mut().filter(|o| formals.contains(&o.name)) {
+    for output in graph
+        .output
+        .iter_mut()
+        .filter(|o| formals.contains(&o.name))
+    {
         let renamed = format!("{}.loop_passthrough", output.name);
         graph.node.push(NodeProto {
             op_type: "Identity".into(),
@@ -59,9 +70,17 @@ fn build(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Inferen
         });
         output.name = renamed;
     }
-    let ParseResult { mut model, unresolved_inputs, outlets_by_name } =
-        ctx.parse_graph(&graph).with_context(|| format!("Parsing the body of Loop `{name}`"))?;
-    let closures: Vec<String> = unresolved_inputs.into_iter().filter(|n| !formals.contains(n)).collect();
+    let ParseResult {
+        mut model,
+        unresolved_inputs,
+        outlets_by_name,
+    } = ctx
+        .parse_graph(&graph)
+        .with_context(|| format!("Parsing the body of Loop `{name}`"))?;
+    let closures: Vec<String> = unresolved_inputs
+        .into_iter()
+        .filter(|n| !formals.contains(n))
+        .collect();
     let mut inputs = tvec!();
     for n in formals.iter().chain(closures.iter()) {
         inputs.push(match outlets_by_name.get(n) {
@@ -77,10 +96,28 @@ fn build(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Inferen
         "Loop `{name}`: the body yields {body_outputs} outputs, expected 1 + {carried} loop-carried + scans"
     );
     // Unnamed Loop outputs are not wired, so keep the body outputs they stand for.
-    let outputs: Vec<usize> = (0..node.output.len()).filter(|&ix| !node.output[ix].is_empty()).collect();
-    ensure!(outputs.iter().all(|&o| o + 1 < body_outputs), "Loop `{name}` has more outputs than its body");
-    let sig = Signature { name, has_max_trip, has_cond, carried, outputs };
-    Ok((Box::new(InferenceLoop { sig, raw_body: model.clone(), body: model }), closures))
+    let outputs: Vec<usize> = (0..node.output.len())
+        .filter(|&ix| !node.output[ix].is_empty())
+        .collect();
+    ensure!(
+        outputs.iter().all(|&o| o + 1 < body_outputs),
+        "Loop `{name}` has more outputs than its body"
+    );
+    let sig = Signature {
+        name,
+        has_max_trip,
+        has_cond,
+        carried,
+        outputs,
+    };
+    Ok((
+        Box::new(InferenceLoop {
+            sig,
+            raw_body: model.clone(),
+            body: model,
+        }),
+        closures,
+    ))
 }
 
 /// How a Loop node and its body are wired.
@@ -139,13 +176,23 @@ impl InferenceOp for InferenceLoop {
         inputs: TVec<&InferenceFact>,
         outputs: TVec<&InferenceFact>,
         observed: TVec<&InferenceFact>,
-    ) -> TractResult<(TVec<InferenceFact>, TVec<InferenceFact>, TVec<InferenceFact>)> {
+    ) -> TractResult<(
+        TVec<InferenceFact>,
+        TVec<InferenceFact>,
+        TVec<InferenceFact>,
+    )> {
         let mut inputs: TVec<InferenceFact> = inputs.into_iter().cloned().collect();
         let mut outputs: TVec<InferenceFact> = outputs.into_iter().cloned().collect();
         let (first, k) = (self.sig.first_carried(), self.sig.carried);
-        ensure!(inputs.len() == self.body.inputs.len() - 2 + first, "Loop `{}`: wrong input count", self.sig.name);
+        ensure!(
+            inputs.len() == self.body.inputs.len() - 2 + first,
+            "Loop `{}`: wrong input count",
+            self.sig.name
+        );
         if self.sig.has_cond {
-            inputs[first - 1].datum_type.unify_with(&bool::datum_type().into())?;
+            inputs[first - 1]
+                .datum_type
+                .unify_with(&bool::datum_type().into())?;
         }
         self.body.input_fact_mut(0)?.unify_with(&scalar::<i64>())?;
         self.body.input_fact_mut(1)?.unify_with(&scalar::<bool>())?;
@@ -154,31 +201,53 @@ impl InferenceOp for InferenceLoop {
             // Carried values: type and shape only, their value changes every iteration.
             for c in 0..k {
                 let fact = self.body.input_fact_mut(2 + c)?;
-                changed |= fact.datum_type.unify_with_mut(&mut inputs[first + c].datum_type)?;
+                changed |= fact
+                    .datum_type
+                    .unify_with_mut(&mut inputs[first + c].datum_type)?;
                 changed |= fact.shape.unify_with_mut(&mut inputs[first + c].shape)?;
             }
             // Outer-scope values are the same on every iteration: value included.
             for (j, outer) in inputs[first + k..].iter_mut().enumerate() {
                 changed |= self.body.input_fact_mut(2 + k + j)?.unify_with_mut(outer)?;
             }
-            changed |=
-                self.body.analyse(false).with_context(|| format!("Analysing the body of Loop `{}`", self.sig.name))?;
+            changed |= self
+                .body
+                .analyse(false)
+                .with_context(|| format!("Analysing the body of Loop `{}`", self.sig.name))?;
             for (slot, &o) in self.sig.outputs.iter().enumerate() {
                 let out = self.body.output_fact(1 + o)?;
                 let fact = if o < k {
                     // The final value has the initial value's shape only if the body keeps it.
                     let init = self.body.input_fact(2 + o)?;
                     let shape = match init.shape.rank() {
-                        _ if init.shape == out.shape && init.shape.concretize().is_some() => init.shape.clone(),
-                        GenericFactoid::Only(rank) => ShapeFactoid::closed(tvec![DimFact::default(); rank as usize]),
+                        _ if init.shape == out.shape && init.shape.concretize().is_some() => {
+                            init.shape.clone()
+                        }
+                        GenericFactoid::Only(rank) => {
+                            ShapeFactoid::closed(tvec![DimFact::default(); rank as usize])
+                        }
                         _ => ShapeFactoid::default(),
                     };
-                    InferenceFact { datum_type: init.datum_type, shape, ..Default::default() }
+                    InferenceFact {
+                        datum_type: init.datum_type,
+                        shape,
+                        ..Default::default()
+                    }
                 } else {
                     // Scan outputs: the iteration count is known at run time only.
-                    let dims = std::iter::once(DimFact::default()).chain(out.shape.dims().cloned()).collect();
-                    let shape = if out.shape.is_open() { ShapeFactoid::open(dims) } else { ShapeFactoid::closed(dims) };
-                    InferenceFact { datum_type: out.datum_type, shape, ..Default::default() }
+                    let dims = std::iter::once(DimFact::default())
+                        .chain(out.shape.dims().cloned())
+                        .collect();
+                    let shape = if out.shape.is_open() {
+                        ShapeFactoid::open(dims)
+                    } else {
+                        ShapeFactoid::closed(dims)
+                    };
+                    InferenceFact {
+                        datum_type: out.datum_type,
+                        shape,
+                        ..Default::default()
+                    }
                 };
                 changed |= outputs[slot].unify_with(&fact)?;
             }
@@ -204,7 +273,11 @@ impl InferenceOp for InferenceLoop {
         let mut facts: Vec<InferenceFact> = vec![scalar::<i64>(), scalar::<bool>()];
         for (ix, outer) in inputs.iter().enumerate().skip(first) {
             let fact = InferenceFact::from(target.outlet_fact(*outer)?);
-            facts.push(if ix < first + k { fact.without_value() } else { fact });
+            facts.push(if ix < first + k {
+                fact.without_value()
+            } else {
+                fact
+            });
         }
         let type_body = |facts: &[InferenceFact]| -> TractResult<TypedModel> {
             let mut body = self.raw_body.clone();
@@ -226,7 +299,9 @@ impl InferenceOp for InferenceLoop {
             );
             for (axis, (a, b)) in init.shape.iter().zip(next.shape.iter()).enumerate() {
                 if (b.clone() - a).to_i64().is_ok_and(|d| d != 0) {
-                    facts[2 + c].shape.set_dim(axis, target.symbols.new_with_prefix("loop").to_dim());
+                    facts[2 + c]
+                        .shape
+                        .set_dim(axis, target.symbols.new_with_prefix("loop").to_dim());
                     generalised = true;
                 }
             }
@@ -236,8 +311,11 @@ impl InferenceOp for InferenceLoop {
         }
         // A constant trip count is the iteration count if the condition stays true,
         // as in the common `Loop(M, true)` whose body passes `cond_in` through.
-        let is_true =
-            |fact: &TypedFact| fact.konst.as_ref().is_some_and(|k| k.cast_to_scalar::<bool>().ok() == Some(true));
+        let is_true = |fact: &TypedFact| {
+            fact.konst
+                .as_ref()
+                .is_some_and(|k| k.cast_to_scalar::<bool>().ok() == Some(true))
+        };
         let stays_true = (!self.sig.has_cond || is_true(target.outlet_fact(inputs[first - 1])?))
             && (body.outputs[0] == body.inputs[1] || is_true(body.output_fact(0)?));
         ensure!(
@@ -245,13 +323,21 @@ impl InferenceOp for InferenceLoop {
             "Loop `{}` has no trip count and its condition stays true: it would never end",
             self.sig.name
         );
-        let konst_trip =
-            if self.sig.has_max_trip && stays_true { target.outlet_fact(inputs[0])?.konst.clone() } else { None };
+        let konst_trip = if self.sig.has_max_trip && stays_true {
+            target.outlet_fact(inputs[0])?.konst.clone()
+        } else {
+            None
+        };
         let iters = match konst_trip {
             Some(m) => m.cast_to_scalar::<i64>()?.max(0).to_dim(),
             None => target.symbols.new_with_prefix("loop").to_dim(),
         };
-        let op = TypedLoop { sig: self.sig.clone(), iters, plan: SimplePlan::new(body)?, optimized: false };
+        let op = TypedLoop {
+            sig: self.sig.clone(),
+            iters,
+            plan: SimplePlan::new(body)?,
+            optimized: false,
+        };
         target.wire_node(&node.name, op, &inputs)
     }
 
@@ -283,7 +369,11 @@ impl TypedLoop {
     }
 
     fn with_body(&self, body: TypedModel, optimized: bool) -> TractResult<TypedLoop> {
-        Ok(TypedLoop { plan: SimplePlan::new(body)?, optimized, ..self.clone() })
+        Ok(TypedLoop {
+            plan: SimplePlan::new(body)?,
+            optimized,
+            ..self.clone()
+        })
     }
 }
 
@@ -313,8 +403,16 @@ impl EvalOp for TypedLoop {
 
     fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let mut inputs = inputs.into_iter();
-        let max_trip = if self.sig.has_max_trip { Some(inputs.next().unwrap().cast_to_scalar::<i64>()?) } else { None };
-        let mut cond = if self.sig.has_cond { inputs.next().unwrap().cast_to_scalar::<bool>()? } else { true };
+        let max_trip = if self.sig.has_max_trip {
+            Some(inputs.next().unwrap().cast_to_scalar::<i64>()?)
+        } else {
+            None
+        };
+        let mut cond = if self.sig.has_cond {
+            inputs.next().unwrap().cast_to_scalar::<bool>()?
+        } else {
+            true
+        };
         let mut carried: TVec<TValue> = inputs.by_ref().take(self.sig.carried).collect();
         let closures: TVec<TValue> = inputs.collect();
         let scan_count = self.body().outputs.len() - 1 - self.sig.carried;
@@ -326,8 +424,10 @@ impl EvalOp for TypedLoop {
             let mut body_inputs = tvec!(tensor0(i).into_tvalue(), tensor0(true).into_tvalue());
             body_inputs.extend(carried.drain(..));
             body_inputs.extend(closures.iter().cloned());
-            let mut outputs =
-                state.run(body_inputs).with_context(|| format!("Loop `{}`, iteration {i}", self.sig.name))?.into_iter();
+            let mut outputs = state
+                .run(body_inputs)
+                .with_context(|| format!("Loop `{}`, iteration {i}", self.sig.name))?
+                .into_iter();
             cond = outputs.next().unwrap().cast_to_scalar::<bool>()?;
             carried.extend(outputs.by_ref().take(self.sig.carried));
             for (scan, value) in scans.iter_mut().zip(outputs) {
@@ -343,14 +443,21 @@ impl EvalOp for TypedLoop {
             } else if scans[o - self.sig.carried].is_empty() {
                 let fact = self.body().output_fact(1 + o)?;
                 let shape = fact.shape.eval_to_usize(ctx.symbols).with_context(|| {
-                    format!("Loop `{}` ran no iteration and its scan output #{o} has no known shape", self.sig.name)
+                    format!(
+                        "Loop `{}` ran no iteration and its scan output #{o} has no known shape",
+                        self.sig.name
+                    )
                 })?;
                 let shape: TVec<usize> = std::iter::once(0).chain(shape.iter().copied()).collect();
                 results.push(Tensor::zero_dt(fact.datum_type, &shape)?.into_tvalue());
             } else {
-                let stacked = Tensor::stack_tensors(0, &scans[o - self.sig.carried]).with_context(|| {
-                    format!("Loop `{}`: scan output #{o} changes shape between iterations", self.sig.name)
-                })?;
+                let stacked =
+                    Tensor::stack_tensors(0, &scans[o - self.sig.carried]).with_context(|| {
+                        format!(
+                            "Loop `{}`: scan output #{o} changes shape between iterations",
+                            self.sig.name
+                        )
+                    })?;
                 results.push(stacked.into_tvalue());
             }
         }
@@ -362,7 +469,11 @@ impl TypedOp for TypedLoop {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let body = self.body();
         let first = self.sig.first_carried();
-        ensure!(inputs.len() == first + body.inputs.len() - 2, "Loop `{}`: wrong input count", self.sig.name);
+        ensure!(
+            inputs.len() == first + body.inputs.len() - 2,
+            "Loop `{}`: wrong input count",
+            self.sig.name
+        );
         for c in 0..self.sig.carried {
             let (outer, inner) = (inputs[first + c], body.input_fact(2 + c)?);
             ensure!(
@@ -377,21 +488,35 @@ impl TypedOp for TypedLoop {
                 facts.push(body.input_fact(2 + o)?.without_value());
             } else {
                 let fact = body.output_fact(1 + o)?;
-                let shape: TVec<TDim> = std::iter::once(self.iters.clone()).chain(fact.shape.iter().cloned()).collect();
+                let shape: TVec<TDim> = std::iter::once(self.iters.clone())
+                    .chain(fact.shape.iter().cloned())
+                    .collect();
                 facts.push(fact.datum_type.fact(shape));
             }
         }
         Ok(facts)
     }
 
-    fn codegen(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+    fn codegen(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+    ) -> TractResult<Option<TypedModelPatch>> {
         if self.optimized {
             return Ok(None);
         }
-        let body =
-            self.body().clone().into_optimized().with_context(|| format!("Optimizing Loop `{}`", self.sig.name))?;
+        let body = self
+            .body()
+            .clone()
+            .into_optimized()
+            .with_context(|| format!("Optimizing Loop `{}`", self.sig.name))?;
         let op = self.with_body(revive_slice_symbols(body)?, true)?;
-        Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?))
+        Ok(Some(TypedModelPatch::replace_single_op(
+            model,
+            node,
+            &node.inputs,
+            op,
+        )?))
     }
 
     fn set_symbols(
@@ -423,7 +548,8 @@ impl TypedOp for TypedLoop {
 /// `Slice` need this after `into_decluttered` too.
 pub fn revive_slice_symbols(body: TypedModel) -> TractResult<TypedModel> {
     let dead = |node: &TypedNode| {
-        node.op_as::<DynSlice>().is_some_and(|op| matches!(&op.len, TDim::Sym(s) if s.scope().is_none()))
+        node.op_as::<DynSlice>()
+            .is_some_and(|op| matches!(&op.len, TDim::Sym(s) if s.scope().is_none()))
     };
     if !body.nodes().iter().any(dead) {
         return Ok(body);
@@ -441,7 +567,10 @@ pub fn revive_slice_symbols(body: TypedModel) -> TractResult<TypedModel> {
             let inputs: TVec<OutletId> = node.inputs.iter().map(|o| mapping[o]).collect();
             match node.op_as::<DynSlice>() {
                 Some(op) if matches!(&op.len, TDim::Sym(s) if s.scope().is_none()) => {
-                    let op = DynSlice::new(op.axis, target.symbols.new_with_prefix("loop_slice").to_dim());
+                    let op = DynSlice::new(
+                        op.axis,
+                        target.symbols.new_with_prefix("loop_slice").to_dim(),
+                    );
                     target.wire_node(&node.name, op, &inputs)
                 }
                 _ => target.wire_node(&node.name, node.op.clone(), &inputs),
