@@ -214,7 +214,7 @@ impl LoadedModel for OrtModel {
         self.footprint
     }
 
-    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let fail = |message: String| Error::Backend {
             backend: NAME.into(),
             message,
@@ -223,7 +223,7 @@ impl LoadedModel for OrtModel {
         };
         let mut values: Vec<(String, SessionInputValue<'static>)> =
             Vec::with_capacity(inputs.len());
-        for (spec, t) in self.metadata.inputs.iter().zip(&inputs) {
+        for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
             let v = to_ort(t)
                 .map_err(|e| fail(format!("cannot convert input '{}': {e}", spec.name)))?;
             values.push((spec.name.clone(), v.into()));

@@ -78,7 +78,7 @@ fn run_case(name: &str) {
             })
             .collect();
         let got = model
-            .infer(inputs)
+            .infer(&inputs)
             .unwrap_or_else(|e| panic!("{name} run {k}: infer: {e}"));
         for out in run["outputs"].as_array().expect("outputs") {
             let out_name = out["name"].as_str().unwrap();

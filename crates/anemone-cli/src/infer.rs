@@ -4,7 +4,7 @@
 use crate::output::{emit, first_values, millis, preview, printable, table};
 use crate::InferArgs;
 use anemone_core::{npy, Error, InputError, Tensor};
-use anemone_runtime::{InferRequest, Manager, ModelSpec};
+use anemone_runtime::{InferRequest, ModelSpec};
 use anyhow::{bail, Context};
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -75,9 +75,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<()> {
         .map(read_npy)
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let mut builder = Manager::builder()
-        .backends(anemone_backends::default_backends())
-        .workers(1);
+    let mut builder = args.backend.builder().workers(1);
     if let Some(n) = args.threads {
         builder = builder.threads(n as usize);
     }

@@ -4,9 +4,12 @@
 //! `main` prints any error once, as `error: <message and causes>`, and exits
 //! with status 1. Usage errors found by clap exit with status 2.
 
+mod backend_args;
 mod bench;
+mod doctor;
 mod infer;
 mod inspect;
+mod models;
 mod output;
 mod serve;
 
@@ -56,6 +59,13 @@ enum Command {
     /// Triton) over HTTP or gRPC from concurrent workers, and reports
     /// throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Loads a model repository as `serve` would, without serving it, and
+    /// shows the backend each model landed on, the candidates skipped and why,
+    /// and (with --backends auto) the warm-up timings.
+    Models(models::ModelsArgs),
+    /// Reports this machine: CPU, memory, GPUs, the Neural Engine, every
+    /// backend (available, or why not), the libraries found and the caches.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Arguments of `anemone inspect`.
@@ -68,6 +78,9 @@ pub struct InspectArgs {
     /// Print one JSON object instead of text (off by default).
     #[arg(long, env = "ANEMONE_JSON", value_parser = BoolishValueParser::new(), default_value_t = false)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub backend: backend_args::BackendArgs,
 }
 
 /// Arguments of `anemone infer`.
@@ -106,6 +119,9 @@ pub struct InferArgs {
     /// Print one JSON object instead of text (off by default).
     #[arg(long, env = "ANEMONE_JSON", value_parser = BoolishValueParser::new(), default_value_t = false)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub backend: backend_args::BackendArgs,
 }
 
 fn main() -> ExitCode {
@@ -120,6 +136,8 @@ fn main() -> ExitCode {
         Command::Infer(args) => infer::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Doctor(args) => doctor::run(args),
     });
     let result = result.unwrap_or_else(|panic| {
         let model = match &cli.command {
@@ -127,6 +145,8 @@ fn main() -> ExitCode {
             Command::Infer(args) => &args.model,
             Command::Serve(args) => &args.model_repository,
             Command::Bench(args) => &args.model_name_path(),
+            Command::Models(args) => &args.model_repository,
+            Command::Doctor(_) => std::path::Path::new("doctor"),
         };
         Err(anyhow::anyhow!(
             "internal error (this is a bug) on {}: {}",

@@ -1,7 +1,6 @@
 //! `anemone serve`: a model repository over KServe v2 HTTP and gRPC.
 
-use anemone_backends::default_backends;
-use anemone_runtime::Manager;
+use crate::backend_args::BackendArgs;
 use anemone_server::{shutdown_signal, ControlMode, Server, ServerOptions};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -95,6 +94,9 @@ pub struct ServeArgs {
     /// Worker threads running engine calls [default: one per CPU core].
     #[arg(long, value_name = "N", env = "ANEMONE_WORKERS")]
     pub workers: Option<usize>,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Runs the server until a shutdown signal.
@@ -107,8 +109,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let mut builder = Manager::builder()
-        .backends(default_backends())
+    let mut builder = args
+        .backend
+        .builder()
         .max_concurrency(Some(args.max_concurrency))
         .memory_budget(args.memory_budget);
     if let Some(n) = args.threads {

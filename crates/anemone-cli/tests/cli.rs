@@ -186,7 +186,8 @@ fn infer_add_example_writes_npy_outputs() {
         dir.to_str().unwrap(),
     ]);
     let stdout = assert_ok(&out);
-    assert!(stdout.contains("tract-cpu"), "{stdout}");
+    // By default the optimised CPU engine comes first (scripts/setup.sh installs it).
+    assert!(stdout.contains("backend  onnxruntime"), "{stdout}");
     let sum = Tensor::from_vec(vec![1, 4], vec![11.0f32, 22.0, 33.0, 44.0]).unwrap();
     let diff = Tensor::from_vec(vec![1, 4], vec![-9.0f32, -18.0, -27.0, -36.0]).unwrap();
     assert_eq!(read_npy(&dir.join("sum.npy")), sum);
@@ -209,6 +210,8 @@ fn infer_output_flag_selects_outputs_and_json_reports_them() {
         "--output",
         "diff",
         "--json",
+        "--backends",
+        "tract-cpu",
         "--output-dir",
         dir.join("made/here").to_str().unwrap(),
     ]);
@@ -441,4 +444,86 @@ fn help_documents_env_vars_and_defaults() {
         assert!(stdout.contains(s), "no '{s}' in:\n{stdout}");
     }
     assert!(assert_ok(&anemone(&["--version"])).starts_with("anemone "));
+}
+
+#[test]
+fn models_reports_the_backend_each_model_landed_on() {
+    let repo = temp_dir("models-repo");
+    std::fs::create_dir_all(repo.join("add/1")).unwrap();
+    std::fs::copy(fixture("examples/models/add/1/model.onnx"), repo.join("add/1/model.onnx")).unwrap();
+    std::fs::create_dir_all(repo.join("pinned/1")).unwrap();
+    std::fs::copy(fixture("examples/models/add/1/model.onnx"), repo.join("pinned/1/model.onnx")).unwrap();
+    std::fs::write(
+        repo.join("pinned/config.pbtxt"),
+        "parameters { key: \"backends\" value: { string_value: \"tract-cuda,tract-cpu\" } }",
+    )
+    .unwrap();
+    let out = anemone(&["models", "--model-repository", repo.to_str().unwrap(), "--json"]);
+    let rows: Value = serde_json::from_str(&assert_ok(&out)).expect("stdout is JSON");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0]["name"].as_str(), rows[0]["state"].as_str()), (Some("add"), Some("READY")));
+    assert_eq!(rows[0]["backend"], "onnxruntime");
+    assert_eq!(rows[0]["selection"]["attempts"][1]["outcome"], "standby");
+    assert_eq!(rows[1]["backend"], "tract-cpu");
+    let skipped = &rows[1]["selection"]["attempts"][0];
+    assert_eq!(skipped["backend"], "tract-cuda");
+    assert_eq!(skipped["outcome"], "skipped");
+    assert!(skipped["reason"].as_str().unwrap().contains("feature `cuda`"), "{skipped}");
+
+    // Text form, auto mode: both CPU engines are timed.
+    let out = anemone(&["models", "--model-repository", repo.to_str().unwrap(), "--backends", "auto"]);
+    let text = assert_ok(&out);
+    assert!(text.contains("chosen (auto mode, warm-up median"), "{text}");
+
+    // A model that cannot load fails the command after the report.
+    std::fs::write(repo.join("add/1/model.onnx"), b"not onnx").unwrap();
+    let out = anemone(&["models", "--model-repository", repo.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("UNAVAILABLE") && stdout.contains("not loaded:"), "{stdout}");
+    assert!(stderr.contains("error: 1 of 2 models could not be loaded: add"), "{stderr}");
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+#[test]
+fn an_unknown_backend_name_stops_with_a_suggestion() {
+    let out = anemone(&[
+        "infer",
+        fixture("examples/models/add/1/model.onnx").to_str().unwrap(),
+        "--backends",
+        "onnxruntim",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown backend 'onnxruntim'; did you mean 'onnxruntime'?"), "{stderr}");
+}
+
+#[test]
+fn doctor_reports_hardware_backends_libraries_and_caches() {
+    let out = anemone(&["doctor", "--json"]);
+    let json: Value = serde_json::from_str(&assert_ok(&out)).expect("stdout is JSON");
+    assert!(json["cpu"]["usable_cores"].as_u64().unwrap() >= 1);
+    assert!(json["memory"]["total_bytes"].as_u64().unwrap() > 0);
+    let backends = json["backends"].as_array().unwrap();
+    let names: Vec<&str> = backends.iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["onnxruntime", "tract-cpu"], "the default order of preference");
+    assert_eq!(backends[1]["status"], "available");
+    assert_eq!(backends[0]["status"], "available", "scripts/setup.sh installs ONNX Runtime: {}", backends[0]);
+    let libs = json["libraries"].as_array().unwrap();
+    assert!(libs[0]["path"].as_str().unwrap().contains("libonnxruntime"), "{}", libs[0]);
+    assert!(!json["caches"].as_array().unwrap().is_empty());
+
+    // A missing library is reported, not fatal.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anemone"))
+        .args(["doctor"])
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    let text = assert_ok(&out);
+    assert!(
+        text.contains("onnxruntime  optimised-cpu  unavailable  libonnxruntime not found at /nonexistent/libonnxruntime.so; run scripts/install-onnxruntime.sh"),
+        "{text}"
+    );
 }

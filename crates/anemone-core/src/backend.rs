@@ -148,5 +148,5 @@ pub trait LoadedModel: Send + Sync + 'static {
     /// Runs one inference. `inputs` are in the order of `metadata().inputs`
     /// and have been validated against it; the outputs come back in the
     /// order of `metadata().outputs`. Blocking: call it on a worker thread.
-    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
 }

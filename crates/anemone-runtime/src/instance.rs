@@ -1,9 +1,13 @@
 //! A loaded model version and everything the runtime keeps beside it.
 
 use crate::admission::{Limiter, Reservation};
+use crate::fallback::ErrorWindow;
+use crate::manager::{ModelSpec, Picked};
 use crate::metrics::ModelMetrics;
+use crate::selection::{Candidate, Selection};
 use anemone_core::{LoadedModel, ModelMetadata};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,33 +26,43 @@ pub struct ModelInstance {
     _reservation: Reservation,
     loaded_at: SystemTime,
     load_time: Duration,
-    /// `(backend, reason)` for candidates skipped before the one chosen.
-    skipped: Vec<(String, String)>,
+    selection: Selection,
+    /// What it was loaded from, kept for a fallback.
+    pub(crate) spec: ModelSpec,
+    /// Candidates a fallback may move to, in order.
+    pub(crate) standby: Vec<Candidate>,
+    /// Recent backend errors, for the fallback policy.
+    pub(crate) window: ErrorWindow,
+    /// Set once a fallback started, so only one runs.
+    pub(crate) switching: AtomicBool,
+    /// Retries of retryable backend errors.
+    pub(crate) retries: AtomicU64,
 }
 
 impl ModelInstance {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        name: String,
-        version: u64,
-        path: PathBuf,
-        model: Box<dyn LoadedModel>,
+        spec: ModelSpec,
+        picked: Picked,
         limiter: Arc<Limiter>,
         reservation: Reservation,
         load_time: Duration,
-        skipped: Vec<(String, String)>,
     ) -> ModelInstance {
         ModelInstance {
-            name,
-            version,
-            path,
-            model,
+            name: spec.name.clone(),
+            version: spec.version,
+            path: spec.path.clone(),
+            model: picked.model,
             limiter,
             metrics: ModelMetrics::default(),
             _reservation: reservation,
             loaded_at: SystemTime::now(),
             load_time,
-            skipped,
+            selection: picked.selection,
+            spec,
+            standby: picked.standby,
+            window: ErrorWindow::default(),
+            switching: AtomicBool::new(false),
+            retries: AtomicU64::new(0),
         }
     }
 
@@ -102,9 +116,19 @@ impl ModelInstance {
         self.load_time
     }
 
+    /// How its backend was chosen: every candidate and what happened to it.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
     /// Backends tried before the one chosen, with the reason each was skipped.
-    pub fn skipped_backends(&self) -> &[(String, String)] {
-        &self.skipped
+    pub fn skipped_backends(&self) -> Vec<(String, String)> {
+        self.selection.skipped().map(|(b, r)| (b.to_string(), r.to_string())).collect()
+    }
+
+    /// Retries of retryable backend errors on this instance.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     pub(crate) fn engine(&self) -> &dyn LoadedModel {

@@ -36,17 +36,22 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod fallback;
 pub mod health;
 pub mod instance;
 pub mod manager;
 pub mod metrics;
 pub mod registry;
 pub mod request;
+pub mod selection;
+pub mod tuning;
 pub mod validation;
 pub mod worker;
 
+pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use health::{HealthReport, ModelHealth, ModelState};
 pub use instance::ModelInstance;
+pub use selection::{Attempt, Mode, Outcome, Selection};
 pub use manager::{
     default_parallelism, BackendStatus, Manager, ManagerBuilder, MetricsSnapshot,
     ModelMetricsEntry, ModelSpec,

@@ -2,6 +2,8 @@
 //! keeps metrics and health.
 
 use crate::admission::{Limiter, MemoryBudget, Permit};
+use crate::fallback::{FallbackPolicy, RetryPolicy, Trigger};
+use crate::selection::{self, Attempt, BackendSet, Candidate, Fallback, Mode, Outcome, Selection};
 use crate::health::{HealthReport, ModelHealth, ModelState};
 use crate::instance::ModelInstance;
 use crate::metrics::{ModelMetricsSnapshot, Timings};
@@ -10,7 +12,7 @@ use crate::request::{InferRequest, InferResponse};
 use crate::validation::{order_inputs, select_outputs};
 use crate::worker::WorkerPool;
 use anemone_core::{
-    Backend, Error, ErrorKind, LoadOptions, ModelSource, Probe, Result, Support, Tensor,
+    Backend, Error, ErrorKind, LoadOptions, LoadedModel, ModelSource, Probe, Result, Support, Tensor,
 };
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -31,7 +33,14 @@ pub struct Manager {
 }
 
 struct Inner {
-    backends: Vec<Arc<dyn Backend>>,
+    backends: BackendSet,
+    /// The preference list of models that name none; `None`: every backend in order.
+    preference: Option<Vec<String>>,
+    strict: bool,
+    retry: RetryPolicy,
+    fallback: FallbackPolicy,
+    /// Run-time fallbacks by `(model, from, to, reason)`.
+    fallbacks: Mutex<BTreeMap<(String, String, String, &'static str), u64>>,
     registry: Registry,
     global: Arc<Limiter>,
     memory: Arc<MemoryBudget>,
@@ -49,6 +58,10 @@ struct Inner {
 /// Builds a [`Manager`].
 pub struct ManagerBuilder {
     backends: Vec<Arc<dyn Backend>>,
+    preference: Option<Vec<String>>,
+    strict: bool,
+    retry: RetryPolicy,
+    fallback: FallbackPolicy,
     max_concurrency: Option<usize>,
     model_max_concurrency: Option<usize>,
     memory_budget: Option<u64>,
@@ -67,6 +80,33 @@ impl ManagerBuilder {
     /// Adds several shared backends, in order.
     pub fn backends(mut self, backends: impl IntoIterator<Item = Arc<dyn Backend>>) -> Self {
         self.backends.extend(backends);
+        self
+    }
+
+    /// The backend preference of models that name none, by name (aliases such
+    /// as `coreml-ane` and `auto` allowed). By default, every backend in the
+    /// order added.
+    pub fn preference(mut self, names: Option<Vec<String>>) -> Self {
+        self.preference = names;
+        self
+    }
+
+    /// Strict mode for every model that does not set its own: a model runs on
+    /// the first backend of its list or not at all, and never falls back.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// How retryable backend errors are retried. By default, [`RetryPolicy::default`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// When a model leaves a failing backend. By default, [`FallbackPolicy::default`].
+    pub fn fallback(mut self, policy: FallbackPolicy) -> Self {
+        self.fallback = policy;
         self
     }
 
@@ -109,12 +149,23 @@ impl ManagerBuilder {
         if self.backends.is_empty() {
             return Err(Error::Config("a Manager needs at least one backend".into()));
         }
+        let backends = BackendSet::new(self.backends);
+        if let Some(names) = &self.preference {
+            // A typo in the server-wide list should stop start-up, not every model.
+            let names: Vec<String> = names.iter().filter(|n| *n != selection::AUTO).cloned().collect();
+            backends.resolve(Some(&names))?;
+        }
         let workers = self.workers.unwrap_or_else(default_parallelism);
         let pool = WorkerPool::new(workers)
             .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
         Ok(Manager {
             inner: Arc::new(Inner {
-                backends: self.backends,
+                backends,
+                preference: self.preference,
+                strict: self.strict,
+                retry: self.retry,
+                fallback: self.fallback,
+                fallbacks: Mutex::default(),
                 registry: Registry::default(),
                 global: Limiter::new("global concurrency limit", self.max_concurrency),
                 memory: MemoryBudget::new(self.memory_budget),
@@ -143,8 +194,12 @@ pub struct ModelSpec {
     pub version: u64,
     /// The model file.
     pub path: PathBuf,
-    /// Backends to try, in order, by name. By default, every backend of the manager.
+    /// Backends to try, in order, by name (aliases such as `coreml-ane`
+    /// allowed). `["auto"]` times a warm-up on every candidate and keeps the
+    /// fastest. By default, the manager's preference.
     pub backends: Option<Vec<String>>,
+    /// Strict mode: only the first candidate, no fallback. By default, the manager's setting.
+    pub strict: Option<bool>,
     /// Requests in flight on this model. By default, the manager's per-model limit.
     pub max_concurrency: Option<usize>,
     /// Engine threads per inference. By default, the manager's setting.
@@ -161,6 +216,7 @@ impl ModelSpec {
             version: 1,
             path: path.into(),
             backends: None,
+            strict: None,
             max_concurrency: None,
             threads: None,
             settings: Vec::new(),
@@ -197,6 +253,8 @@ impl ModelSpec {
 pub struct BackendStatus {
     /// The backend's name.
     pub name: &'static str,
+    /// Its hardware class.
+    pub tier: anemone_core::Tier,
     /// Whether it is usable here.
     pub probe: Probe,
 }
@@ -214,6 +272,10 @@ pub struct ModelMetricsEntry {
     pub in_flight: usize,
     /// Bytes charged to the memory budget.
     pub memory_bytes: u64,
+    /// How its backend was chosen.
+    pub selection: Selection,
+    /// Retries of retryable backend errors.
+    pub retries: u64,
     /// The counters.
     #[serde(flatten)]
     pub metrics: ModelMetricsSnapshot,
@@ -232,6 +294,10 @@ pub struct MetricsSnapshot {
     pub memory_budget: Option<u64>,
     /// Requests refused before reaching a model, by kind.
     pub rejected: Vec<(ErrorKind, u64)>,
+    /// Every backend and its probe.
+    pub backends: Vec<BackendStatus>,
+    /// Run-time fallbacks: `((model, from, to, reason), count)`.
+    pub fallbacks: Vec<((String, String, String, &'static str), u64)>,
     /// Per model version.
     pub models: Vec<ModelMetricsEntry>,
 }
@@ -243,6 +309,33 @@ impl MetricsSnapshot {
     }
 }
 
+/// What a selection hands to [`Manager::install`].
+pub(crate) struct Picked {
+    pub(crate) model: Box<dyn LoadedModel>,
+    pub(crate) selection: Selection,
+    /// Candidates for a run-time fallback, in order.
+    pub(crate) standby: Vec<Candidate>,
+}
+
+/// The error when no candidate loaded: the one backend's own error when only
+/// one was tried, else every candidate with its reason.
+fn no_backend(source: &ModelSource, attempts: Vec<Attempt>, mut errors: Vec<Error>) -> Error {
+    if attempts.len() == 1 && errors.len() == 1 {
+        return errors.pop().expect("one error; this is a bug");
+    }
+    let attempts = attempts
+        .into_iter()
+        .map(|a| {
+            let reason = match a.outcome {
+                Outcome::Skipped { reason } => reason,
+                other => format!("{other:?}"),
+            };
+            (a.backend, reason)
+        })
+        .collect();
+    Error::NoBackend { path: source.path.clone(), attempts }
+}
+
 /// A request that passed admission and validation, ready for a worker.
 struct Admitted {
     instance: Arc<ModelInstance>,
@@ -251,6 +344,7 @@ struct Admitted {
     id: Option<String>,
     start: Instant,
     validated: Duration,
+    retry_policy: RetryPolicy,
     _permits: (Permit, Permit),
 }
 
@@ -262,6 +356,10 @@ impl Manager {
     pub fn builder() -> ManagerBuilder {
         ManagerBuilder {
             backends: Vec::new(),
+            preference: None,
+            strict: false,
+            retry: RetryPolicy::default(),
+            fallback: FallbackPolicy::default(),
             max_concurrency: Some(DEFAULT_MAX_CONCURRENCY),
             model_max_concurrency: None,
             memory_budget: None,
@@ -322,95 +420,265 @@ impl Manager {
                 budget: self.inner.memory.budget().unwrap_or(u64::MAX),
             });
         }
-        let candidates = self.candidates(spec.backends.as_deref())?;
-        let source = ModelSource::from_path(&spec.path);
-        let options = LoadOptions {
-            threads: spec.threads.or(self.inner.threads),
-            settings: spec.settings.clone(),
-        };
         let started = Instant::now();
-        let mut skipped: Vec<(String, String)> = Vec::new();
-        let mut errors: Vec<Error> = Vec::new();
-        for backend in candidates {
-            if let Probe::Unavailable { reason } = backend.probe() {
-                skipped.push((backend.name().into(), reason));
+        let preference = spec.backends.as_deref().or(self.inner.preference.as_deref());
+        let auto = preference.is_some_and(|p| p.iter().any(|n| n == selection::AUTO));
+        let strict = spec.strict.unwrap_or(self.inner.strict);
+        if auto && strict {
+            return Err(Error::Config(format!(
+                "model '{}' asks for both backends = auto and strict mode; strict runs exactly the first backend \
+                 of its list, auto picks the fastest: choose one",
+                spec.name
+            )));
+        }
+        let names: Option<Vec<String>> = preference.map(|p| p.iter().filter(|n| *n != selection::AUTO).cloned().collect());
+        let names = names.filter(|n| !n.is_empty());
+        let candidates = self.inner.backends.resolve(names.as_deref())?;
+        let mode = if auto {
+            Mode::Auto
+        } else if strict {
+            Mode::Strict
+        } else {
+            Mode::Ordered
+        };
+        let source = ModelSource::from_path(&spec.path);
+        let picked = match mode {
+            Mode::Auto => self.select_fastest(&spec, &source, candidates),
+            Mode::Ordered | Mode::Strict => self.select_first(&spec, &source, candidates, mode),
+        }?;
+        self.install(spec, picked, started.elapsed(), None)
+    }
+
+    /// Loads one candidate: skip checks, then the backend's `load` with panics caught.
+    fn try_candidate(
+        &self,
+        spec: &ModelSpec,
+        source: &ModelSource,
+        candidate: &Candidate,
+    ) -> std::result::Result<Box<dyn LoadedModel>, (String, Option<Error>)> {
+        if let Some(reason) = &candidate.unbuilt {
+            return Err((reason.clone(), None));
+        }
+        let index = candidate.index.expect("a built candidate has an index; this is a bug");
+        if let Some(reason) = selection::unavailable(self.inner.backends.probe(index)) {
+            return Err((reason.to_string(), None));
+        }
+        let backend = &self.inner.backends.all()[index];
+        if let Support::No(reason) = backend.supports(source) {
+            return Err((reason, None));
+        }
+        let mut settings = spec.settings.clone();
+        settings.extend(candidate.settings.iter().cloned());
+        let options = LoadOptions { threads: spec.threads.or(self.inner.threads), settings };
+        match catch_unwind(AssertUnwindSafe(|| backend.load(source, &options))) {
+            Ok(Ok(model)) => Ok(model),
+            Ok(Err(e)) => Err((e.chain_string(), Some(e))),
+            Err(panic) => {
+                let message = format!("panicked while loading: {}", panic_message(&*panic));
+                let e = Error::Backend { backend: backend.name().into(), message: message.clone(), retryable: false, source: None };
+                Err((message, Some(e)))
+            }
+        }
+    }
+
+    /// Ordered and strict modes: the first candidate that loads serves; later
+    /// ones stand by (ordered) or are left out (strict).
+    fn select_first(&self, spec: &ModelSpec, source: &ModelSource, candidates: Vec<Candidate>, mode: Mode) -> Result<Picked> {
+        let mut attempts = Vec::new();
+        let mut errors = Vec::new();
+        let mut candidates = candidates.into_iter();
+        while let Some(candidate) = candidates.next() {
+            match self.try_candidate(spec, source, &candidate) {
+                Ok(model) => {
+                    attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Chosen, warmup_us: None });
+                    let standby: Vec<Candidate> = if mode == Mode::Strict { Vec::new() } else { candidates.collect() };
+                    attempts.extend(standby.iter().map(|c| Attempt {
+                        backend: c.label.clone(),
+                        outcome: Outcome::Standby,
+                        warmup_us: None,
+                    }));
+                    return Ok(Picked { model, selection: Selection { mode, attempts, fallback_from: None }, standby });
+                }
+                Err((reason, error)) => {
+                    if mode == Mode::Strict {
+                        return Err(error.unwrap_or_else(|| {
+                            Error::Unavailable { what: format!("backend {} (strict mode)", candidate.label), reason }
+                        }));
+                    }
+                    attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Skipped { reason }, warmup_us: None });
+                    errors.extend(error);
+                }
+            }
+        }
+        Err(no_backend(source, attempts, errors))
+    }
+
+    /// Auto mode: load every candidate, time a warm-up on each, keep the
+    /// fastest; the others stand by, fastest first.
+    fn select_fastest(&self, spec: &ModelSpec, source: &ModelSource, candidates: Vec<Candidate>) -> Result<Picked> {
+        let mut skipped = Vec::new();
+        let mut errors = Vec::new();
+        let mut timed: Vec<(Duration, Candidate, Box<dyn LoadedModel>)> = Vec::new();
+        let mut untimed: Vec<(String, Candidate, Box<dyn LoadedModel>)> = Vec::new();
+        for candidate in candidates {
+            match self.try_candidate(spec, source, &candidate) {
+                Ok(model) => match catch_unwind(AssertUnwindSafe(|| crate::tuning::time_warmup(&*model))) {
+                    Ok(Ok(median)) => {
+                        tracing::info!(model = %spec.name, backend = %candidate.label, median_us = median.as_micros() as u64, "auto: warm-up timed");
+                        timed.push((median, candidate, model));
+                    }
+                    Ok(Err(e)) => untimed.push((e.chain_string(), candidate, model)),
+                    Err(panic) => untimed.push((format!("panicked: {}", panic_message(&*panic)), candidate, model)),
+                },
+                Err((reason, error)) => {
+                    skipped.push(Attempt { backend: candidate.label, outcome: Outcome::Skipped { reason }, warmup_us: None });
+                    errors.extend(error);
+                }
+            }
+        }
+        timed.sort_by_key(|(median, ..)| *median);
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let mut attempts = Vec::new();
+        let mut standby = Vec::new();
+        let mut chosen: Option<Box<dyn LoadedModel>> = None;
+        for (median, candidate, model) in timed {
+            let outcome = if chosen.is_none() {
+                chosen = Some(model);
+                Outcome::Chosen
+            } else {
+                standby.push(candidate.clone());
+                Outcome::Slower
+            };
+            attempts.push(Attempt { backend: candidate.label, outcome, warmup_us: Some(us(median)) });
+        }
+        // A model whose synthetic warm-up fails everywhere (inputs that must hold
+        // real values) still serves on the first candidate that loaded.
+        for (reason, candidate, model) in untimed {
+            if chosen.is_none() {
+                chosen = Some(model);
+                attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Chosen, warmup_us: None });
                 continue;
             }
-            if let Support::No(reason) = backend.supports(&source) {
-                skipped.push((backend.name().into(), reason));
-                continue;
+            attempts.push(Attempt {
+                backend: candidate.label,
+                outcome: Outcome::Skipped { reason: format!("loaded, but the warm-up failed: {reason}") },
+                warmup_us: None,
+            });
+        }
+        attempts.extend(skipped);
+        match chosen {
+            Some(model) => Ok(Picked { model, selection: Selection { mode: Mode::Auto, attempts, fallback_from: None }, standby }),
+            None => Err(no_backend(source, attempts, errors)),
+        }
+    }
+
+    /// Charges memory, builds the instance and publishes it.
+    fn install(
+        &self,
+        spec: ModelSpec,
+        picked: Picked,
+        load_time: Duration,
+        replacing: Option<&Arc<ModelInstance>>,
+    ) -> Result<Arc<ModelInstance>> {
+        let reservation = self.inner.memory.try_reserve(&spec.name, picked.model.memory_footprint())?;
+        let limiter = match replacing {
+            // A fallback keeps the model's limiter, so its limit holds across the move.
+            Some(old) => Arc::clone(&old.limiter),
+            None => Limiter::new(
+                format!("concurrency limit of model '{}'", spec.name),
+                spec.max_concurrency.or(self.inner.model_max_concurrency),
+            ),
+        };
+        let instance = Arc::new(ModelInstance::new(spec, picked, limiter, reservation, load_time));
+        match replacing {
+            None => {
+                self.inner.registry.insert(Arc::clone(&instance));
             }
-            match catch_unwind(AssertUnwindSafe(|| backend.load(&source, &options))) {
-                Ok(Ok(model)) => {
-                    let reservation = self
-                        .inner
-                        .memory
-                        .try_reserve(&spec.name, model.memory_footprint())?;
-                    let limiter = Limiter::new(
-                        format!("concurrency limit of model '{}'", spec.name),
-                        spec.max_concurrency.or(self.inner.model_max_concurrency),
-                    );
-                    let instance = Arc::new(ModelInstance::new(
-                        spec.name,
-                        spec.version,
-                        spec.path,
-                        model,
-                        limiter,
-                        reservation,
-                        started.elapsed(),
-                        skipped,
-                    ));
-                    self.inner.registry.insert(Arc::clone(&instance));
-                    return Ok(instance);
-                }
-                Ok(Err(e)) => {
-                    skipped.push((backend.name().into(), e.chain_string()));
-                    errors.push(e);
-                }
-                Err(panic) => {
-                    let message = format!("panicked while loading: {}", panic_message(&*panic));
-                    skipped.push((backend.name().into(), message.clone()));
-                    errors.push(Error::Backend {
-                        backend: backend.name().into(),
-                        message,
-                        retryable: false,
-                        source: None,
+            Some(old) => {
+                if !self.inner.registry.replace(old, Arc::clone(&instance)) {
+                    return Err(Error::Unavailable {
+                        what: format!("model '{}'", instance.name()),
+                        reason: "it was unloaded or reloaded while falling back".into(),
                     });
                 }
             }
         }
-        match (errors.len(), skipped.len()) {
-            // One backend tried and no other considered: its own error is the clearest.
-            (1, 1) => Err(errors.pop().expect("one error; this is a bug")),
-            _ => Err(Error::NoBackend {
-                path: source.path,
-                attempts: skipped,
-            }),
+        Ok(instance)
+    }
+
+    /// Called on every failed request that reached a model: counts backend
+    /// errors and starts a fallback when the policy says so.
+    fn observe_failure(&self, instance: &Arc<ModelInstance>, e: &Error) {
+        let successes = instance.metrics.success_count();
+        let Some(trigger) = instance.window.record(e, successes, &self.inner.fallback) else { return };
+        if instance.selection().mode == Mode::Strict || instance.standby.is_empty() {
+            return;
+        }
+        if instance.switching.swap(true, Ordering::AcqRel) {
+            return; // a fallback is already under way
+        }
+        let (this, old, detail) = (self.clone(), Arc::clone(instance), e.to_string());
+        let spawned = std::thread::Builder::new()
+            .name(format!("anemone-fallback-{}", instance.name()))
+            .spawn(move || this.fall_back(&old, trigger, detail));
+        if let Err(err) = spawned {
+            tracing::error!(model = %instance.name(), error = %err, "cannot start a fallback thread");
+            instance.switching.store(false, Ordering::Release);
         }
     }
 
-    fn candidates(&self, names: Option<&[String]>) -> Result<Vec<Arc<dyn Backend>>> {
-        let Some(names) = names else {
-            return Ok(self.inner.backends.clone());
-        };
-        names
-            .iter()
-            .map(|n| {
-                self.inner
-                    .backends
-                    .iter()
-                    .find(|b| b.name() == n)
-                    .cloned()
-                    .ok_or_else(|| {
-                        let known: Vec<&str> =
-                            self.inner.backends.iter().map(|b| b.name()).collect();
-                        Error::Config(format!(
-                            "unknown backend '{n}'; this build has: {}",
-                            known.join(", ")
-                        ))
-                    })
-            })
-            .collect()
+    /// Loads the model on its next standby candidate while the old instance
+    /// keeps serving, then swaps it in.
+    fn fall_back(&self, old: &Arc<ModelInstance>, trigger: Trigger, detail: String) {
+        let from = old.selection().chosen().unwrap_or(old.backend()).to_string();
+        tracing::warn!(model = %old.name(), version = old.version(), %from, reason = trigger.as_str(), %detail, "backend failing; falling back");
+        let started = Instant::now();
+        let spec = old.spec.clone();
+        let source = ModelSource::from_path(&spec.path);
+        let mut attempts = vec![Attempt {
+            backend: from.clone(),
+            outcome: Outcome::Skipped { reason: format!("left at run time ({}): {detail}", trigger.as_str()) },
+            warmup_us: None,
+        }];
+        let mut candidates = old.standby.clone().into_iter();
+        while let Some(candidate) = candidates.next() {
+            match self.try_candidate(&spec, &source, &candidate) {
+                Ok(model) => {
+                    let to = candidate.label.clone();
+                    attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Chosen, warmup_us: None });
+                    let standby: Vec<Candidate> = candidates.collect();
+                    attempts.extend(standby.iter().map(|c| Attempt { backend: c.label.clone(), outcome: Outcome::Standby, warmup_us: None }));
+                    let fallback = Fallback { from: from.clone(), reason: trigger.as_str().into(), detail: detail.clone() };
+                    let selection = Selection { mode: old.selection().mode, attempts, fallback_from: Some(fallback) };
+                    let picked = Picked { model, selection, standby };
+                    match self.install(spec, picked, started.elapsed(), Some(old)) {
+                        Ok(_) => {
+                            self.count_fallback(old.name(), &from, &to, trigger);
+                            tracing::warn!(model = %old.name(), version = old.version(), %from, %to, reason = trigger.as_str(), "fell back");
+                        }
+                        Err(e) => tracing::error!(model = %old.name(), %to, error = %e.chain_string(), "fallback not installed"),
+                    }
+                    return;
+                }
+                Err((reason, _)) => {
+                    attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Skipped { reason }, warmup_us: None })
+                }
+            }
+        }
+        self.count_fallback(old.name(), &from, "none", trigger);
+        tracing::error!(model = %old.name(), %from, "no other backend could load the model; it stays where it is");
+    }
+
+    fn count_fallback(&self, model: &str, from: &str, to: &str, trigger: Trigger) {
+        let mut map = self.inner.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((model.to_string(), from.to_string(), to.to_string(), trigger.as_str())).or_default() += 1;
+    }
+
+    /// Run-time fallbacks so far: `((model, from, to, reason), count)`; `to` is
+    /// `none` when no other backend could take the model.
+    pub fn fallbacks(&self) -> Vec<((String, String, String, &'static str), u64)> {
+        let map = self.inner.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Unloads one version of a model, or all of its versions when `version` is
@@ -458,7 +726,11 @@ impl Manager {
                 }
             }
         };
-        finish(done, &instance, start)
+        let result = finish(done, &instance, start);
+        if let Err(e) = &result {
+            self.observe_failure(&instance, e);
+        }
+        result
     }
 
     /// Runs one inference on the calling thread, which must not be an async
@@ -476,7 +748,11 @@ impl Manager {
         if let Some(limit) = timeout.filter(|limit| start.elapsed() > *limit) {
             return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
-        finish(Ok::<_, ()>(run(admitted)), &instance, start)
+        let result = finish(Ok::<_, ()>(run(admitted)), &instance, start);
+        if let Err(e) = &result {
+            self.observe_failure(&instance, e);
+        }
+        result
     }
 
     /// Admission, lookup and validation: everything before the engine.
@@ -517,6 +793,7 @@ impl Manager {
             id: request.id,
             start,
             validated: start.elapsed(),
+            retry_policy: self.inner.retry,
             _permits: (global, local),
         })
     }
@@ -556,15 +833,14 @@ impl Manager {
         self.inner.registry.all()
     }
 
-    /// The backends of this manager and what their probes say.
+    /// The backends of this manager and what their probes say (each probe
+    /// runs once, the first time it is needed).
     pub fn backends(&self) -> Vec<BackendStatus> {
-        self.inner
-            .backends
+        let set = &self.inner.backends;
+        set.all()
             .iter()
-            .map(|b| BackendStatus {
-                name: b.name(),
-                probe: b.probe(),
-            })
+            .enumerate()
+            .map(|(i, b)| BackendStatus { name: b.name(), tier: b.tier(), probe: set.probe(i).clone() })
             .collect()
     }
 
@@ -580,6 +856,8 @@ impl Manager {
                 .map(|k| (*k, self.inner.rejected[k.index()].load(Ordering::Relaxed)))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            backends: self.backends(),
+            fallbacks: self.fallbacks(),
             models: self
                 .models()
                 .iter()
@@ -589,6 +867,8 @@ impl Manager {
                     backend: m.backend(),
                     in_flight: m.in_flight(),
                     memory_bytes: m.memory_footprint(),
+                    selection: m.selection().clone(),
+                    retries: m.retries(),
                     metrics: m.metrics().snapshot(),
                 })
                 .collect(),
@@ -649,11 +929,12 @@ fn run(admitted: Admitted) -> Done {
         id,
         start,
         validated,
+        retry_policy,
         _permits,
     } = admitted;
     let picked = start.elapsed();
     let engine = instance.engine();
-    let result = match catch_unwind(AssertUnwindSafe(|| engine.infer(inputs))) {
+    let attempt = || match catch_unwind(AssertUnwindSafe(|| engine.infer(&inputs))) {
         Ok(r) => r,
         Err(panic) => Err(Error::Backend {
             backend: engine.backend().into(),
@@ -662,6 +943,18 @@ fn run(admitted: Admitted) -> Done {
             source: None,
         }),
     };
+    let mut result = attempt();
+    let mut retry = 1;
+    while let Err(e) = &result {
+        let Some(wait) = retry_policy.wait_before(retry).filter(|_| e.kind() == ErrorKind::Backend && e.retryable()) else {
+            break;
+        };
+        tracing::debug!(model = %instance.name(), retry, error = %e, "retrying a retryable backend error");
+        instance.retries.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(wait);
+        result = attempt();
+        retry += 1;
+    }
     let ran = start.elapsed();
     let response = result.and_then(|mut all| {
         let names = &instance.metadata().outputs;

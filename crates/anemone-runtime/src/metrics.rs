@@ -237,6 +237,12 @@ impl ModelMetrics {
         self.request_success.add(t.total);
     }
 
+    /// Successful requests so far.
+    #[inline]
+    pub fn success_count(&self) -> u64 {
+        self.success.load(Ordering::Relaxed)
+    }
+
     /// Records a failed request.
     #[inline]
     pub fn record_failure(&self, kind: ErrorKind, total: Duration) {

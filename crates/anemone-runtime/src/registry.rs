@@ -75,6 +75,26 @@ impl Registry {
         old
     }
 
+    /// Replaces `old` by `new` (same name and version) only if `old` is still
+    /// the one registered; says whether it did.
+    pub fn replace(&self, old: &Arc<ModelInstance>, new: Arc<ModelInstance>) -> bool {
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.models.load();
+        let still = current
+            .get(old.name())
+            .and_then(|v| v.all.get(&old.version()))
+            .is_some_and(|m| Arc::ptr_eq(m, old));
+        if !still {
+            return false;
+        }
+        let mut next: Snapshot = (**current).clone();
+        let versions = next.entry(new.name().to_string()).or_default();
+        versions.all.insert(new.version(), new);
+        versions.refresh_latest();
+        self.models.store(Arc::new(next));
+        true
+    }
+
     /// Removes one version, or every version when `version` is `None`. Returns what was removed.
     pub fn remove(&self, name: &str, version: Option<u64>) -> Vec<Arc<ModelInstance>> {
         let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());

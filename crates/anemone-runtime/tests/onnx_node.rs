@@ -121,7 +121,7 @@ fn run_case(backend: &dyn Backend, dir: &Path) -> Result<(), String> {
     let inputs = read("input", meta.inputs.len())?;
     let expected = read("output", meta.outputs.len())?;
     let outputs = model
-        .infer(inputs)
+        .infer(&inputs)
         .map_err(|e| format!("run: {}", e.chain_string()))?;
     for ((spec, got), want) in meta.outputs.iter().zip(&outputs).zip(&expected) {
         compare(got, want).map_err(|e| format!("output '{}': {e}", spec.name))?;

@@ -36,7 +36,7 @@ use crate::proto::{
 const CONFIG_MESSAGE: &str = "inference.ModelConfig";
 
 /// The `parameters` keys anemone reads, in the order error messages list them.
-pub const PARAMETER_KEYS: [&str; 3] = ["backends", "threads", "max_concurrency"];
+pub const PARAMETER_KEYS: [&str; 4] = ["backends", "strict", "threads", "max_concurrency"];
 
 /// Platforms anemone accepts in `platform`.
 const PLATFORMS: [&str; 3] = ["", "onnxruntime_onnx", "anemone"];
@@ -531,13 +531,22 @@ pub struct Settings {
     pub threads: Option<usize>,
     /// Requests run at once for this model (parameter `max_concurrency`).
     pub max_concurrency: Option<usize>,
+    /// Strict mode (parameter `strict`, `true` or `false`): the first backend or none.
+    pub strict: Option<bool>,
+    /// Backend-specific settings: parameters whose key starts with a backend
+    /// name and a dot, e.g. `coreml.compute_units`.
+    pub backend_settings: Vec<(String, String)>,
 }
 
 /// Reads anemone's settings from `parameters` entries (their `string_value`).
 ///
 /// - `backends`: comma-separated backend names, e.g. `"tract-cpu,ort-cpu"`;
 ///   each name is trimmed and must be non-empty.
-/// - `threads`, `max_concurrency`: positive integers.
+/// - `backends` may be `auto`: time a warm-up on every candidate, keep the fastest;
+/// - `strict`: `true` or `false`;
+/// - `threads`, `max_concurrency`: positive integers;
+/// - `<backend>.<key>` (e.g. `coreml.compute_units`, `onnxruntime.coreml.compute_units`):
+///   passed to that backend, which checks the value when it loads the model.
 ///
 /// Any other key is refused, so a misspelt setting is never ignored.
 pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
@@ -562,6 +571,21 @@ pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
             }
             "threads" => out.threads = Some(positive(key, value)?),
             "max_concurrency" => out.max_concurrency = Some(positive(key, value)?),
+            "strict" => {
+                out.strict = Some(match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(format!(
+                            "parameter 'strict' is \"{value}\"; set \"true\" (the first backend of the list or \
+                             none, no fallback) or \"false\""
+                        ))
+                    }
+                })
+            }
+            dotted if backend_setting_prefix(dotted).is_some() => {
+                out.backend_settings.push((dotted.to_string(), value.trim().to_string()));
+            }
             other => {
                 let hint = if other == "intra_op_thread_count" {
                     "use 'threads' instead"
@@ -569,13 +593,26 @@ pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
                     "remove it or fix its spelling"
                 };
                 return Err(format!(
-                    "unknown parameter '{other}'; anemone reads: {}; {hint}",
+                    "unknown parameter '{other}'; anemone reads: {}, and <backend>.<setting> keys \
+                     (e.g. coreml.compute_units); {hint}",
                     PARAMETER_KEYS.join(", ")
                 ));
             }
         }
     }
     Ok(out)
+}
+
+/// The backend a dotted parameter key belongs to, if its prefix names one.
+fn backend_setting_prefix(key: &str) -> Option<&'static str> {
+    let (prefix, rest) = key.split_once('.')?;
+    if rest.is_empty() {
+        return None;
+    }
+    anemone_runtime::selection::KNOWN_BACKENDS
+        .iter()
+        .map(|(name, _)| *name)
+        .find(|name| *name == prefix)
 }
 
 fn positive(key: &str, value: &str) -> Result<usize, String> {
@@ -1091,8 +1128,7 @@ default_model_filename: "model.onnx"
             s,
             Settings {
                 backends: Some(vec!["tract-cpu".into()]),
-                threads: None,
-                max_concurrency: None
+                ..Settings::default()
             }
         );
         // And it fits the model it describes.
@@ -1196,7 +1232,7 @@ default_model_filename: "model.onnx"
             ("runtime: \"model.py\"", "'runtime'"),
             (
                 "parameters { key: \"foo\" value: { string_value: \"1\" } }",
-                "unknown parameter 'foo'; anemone reads: backends, threads, max_concurrency",
+                "unknown parameter 'foo'; anemone reads: backends, strict, threads, max_concurrency",
             ),
             ("parameters { key: \"threads\" value: { string_value: \"zero\" } }", "parameter 'threads'"),
         ];
@@ -1231,14 +1267,26 @@ default_model_filename: "model.onnx"
             .insert("backends".into(), p(" tract-cpu , ort-cpu "));
         c.parameters.insert("threads".into(), p("4"));
         c.parameters.insert("max_concurrency".into(), p("2"));
+        c.parameters.insert("strict".into(), p("true"));
+        c.parameters
+            .insert("coreml.compute_units".into(), p(" ane "));
         assert_eq!(
             settings(&c).unwrap(),
             Settings {
                 backends: Some(vec!["tract-cpu".into(), "ort-cpu".into()]),
                 threads: Some(4),
-                max_concurrency: Some(2)
+                max_concurrency: Some(2),
+                strict: Some(true),
+                backend_settings: vec![("coreml.compute_units".into(), "ane".into())],
             }
         );
+        c.parameters.insert("strict".into(), p("yes"));
+        assert!(settings(&c).unwrap_err().contains("'strict'"));
+        c.parameters.insert("strict".into(), p("false"));
+        c.parameters.insert("cormel.compute_units".into(), p("ane"));
+        let e = settings(&c).unwrap_err();
+        assert!(e.contains("unknown parameter 'cormel.compute_units'"), "{e}");
+        c.parameters.remove("cormel.compute_units");
         c.parameters.insert("threads".into(), p("0"));
         assert!(settings(&c).unwrap_err().contains("'threads'"));
         c.parameters.insert("threads".into(), p("1"));

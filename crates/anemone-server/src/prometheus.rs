@@ -26,6 +26,14 @@ impl Family<'_> {
     }
 }
 
+fn mode_name(mode: anemone_runtime::Mode) -> &'static str {
+    match mode {
+        anemone_runtime::Mode::Ordered => "ordered",
+        anemone_runtime::Mode::Strict => "strict",
+        anemone_runtime::Mode::Auto => "auto",
+    }
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -178,6 +186,79 @@ pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
     );
     for (kind, n) in &m.rejected {
         f.sample("anemone_requests_rejected", &[("reason", kind.as_str())], n);
+    }
+    f.header(
+        "anemone_backend_available",
+        "gauge",
+        "1 if the backend's probe passed on this machine, 0 if not",
+    );
+    for b in &m.backends {
+        f.sample(
+            "anemone_backend_available",
+            &[("backend", b.name), ("tier", b.tier.as_str())],
+            u8::from(b.probe.is_available()),
+        );
+    }
+    f.header(
+        "anemone_model_backend",
+        "gauge",
+        "1 for the backend serving each model version, with how it was chosen",
+    );
+    for e in &m.models {
+        f.sample(
+            "anemone_model_backend",
+            &[
+                ("model", &e.name),
+                ("version", &e.version.to_string()),
+                ("backend", e.selection.chosen().unwrap_or(e.backend)),
+                ("mode", mode_name(e.selection.mode)),
+            ],
+            1,
+        );
+    }
+    f.header(
+        "anemone_model_backend_skipped",
+        "gauge",
+        "1 for each backend a model version's selection skipped, with the reason",
+    );
+    for e in &m.models {
+        for (backend, reason) in e.selection.skipped() {
+            let reason: String = reason.chars().take(200).collect();
+            f.sample(
+                "anemone_model_backend_skipped",
+                &[
+                    ("model", &e.name),
+                    ("version", &e.version.to_string()),
+                    ("backend", backend),
+                    ("reason", &reason),
+                ],
+                1,
+            );
+        }
+    }
+    f.header(
+        "anemone_backend_retries_total",
+        "counter",
+        "Retries of retryable backend errors",
+    );
+    for e in &m.models {
+        f.sample(
+            "anemone_backend_retries_total",
+            &[("model", &e.name), ("version", &e.version.to_string()), ("backend", e.backend)],
+            e.retries,
+        );
+    }
+    f.header(
+        "anemone_backend_fallbacks_total",
+        "counter",
+        "Models moved to another backend at run time; to=\"none\" when no other backend could take it",
+    );
+    for ((model, from, to, reason), n) in &m.fallbacks {
+        f.sample(
+            "anemone_backend_fallbacks_total",
+            &[("model", model), ("from", from), ("to", to), ("reason", reason)],
+            n,
+        );
     }
     f.header(
         "anemone_model_state",

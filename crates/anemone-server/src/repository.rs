@@ -272,6 +272,8 @@ impl Repository {
         for (version, path) in files {
             let mut spec = ModelSpec::new(name, path).version(version);
             spec.backends = settings.backends.clone();
+            spec.strict = settings.strict;
+            spec.settings = settings.backend_settings.clone();
             spec.threads = settings.threads;
             spec.max_concurrency = settings.max_concurrency;
             if let Err(e) = self.manager.load_model(spec).await {
@@ -325,7 +327,7 @@ impl Repository {
                 Some(e) => IndexRow {
                     version: e.versions.last().map(u64::to_string).unwrap_or_default(),
                     state: e.state.as_str().to_string(),
-                    reason: e.reason.clone(),
+                    reason: self.reason_with_backend(&name, e),
                     name,
                 },
                 None => IndexRow {
@@ -336,6 +338,21 @@ impl Repository {
                 },
             })
             .collect()
+    }
+
+    /// The entry's reason; for a ready model, followed by how its backend was
+    /// chosen (the backend, skipped candidates and why, fallbacks).
+    fn reason_with_backend(&self, name: &str, e: &Entry) -> String {
+        if e.state != State::Ready {
+            return e.reason.clone();
+        }
+        let Ok(instance) = self.manager.model(name, None) else { return e.reason.clone() };
+        let summary = instance.selection().summary();
+        if e.reason.is_empty() {
+            summary
+        } else {
+            format!("{}; {summary}", e.reason)
+        }
     }
 
     /// Whether start-up loading is over and every model that should be

@@ -942,7 +942,8 @@ async fn repository_index_reports_a_broken_model_with_its_reason() {
             row("identity").state.as_str(),
             row("identity").reason.as_str()
         ),
-        ("READY", "")
+        ("READY", "on tract-cpu"),
+        "a ready model's reason says which backend serves it"
     );
 
     let ready_only = c

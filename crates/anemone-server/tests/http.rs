@@ -355,7 +355,12 @@ mod routes {
             let v = r.json();
             assert_eq!(v["name"], "add");
             assert_eq!(v["versions"], json!(["1"]));
-            assert!(v["platform"].as_str().is_some_and(|p| !p.is_empty()), "{v}");
+            assert_eq!(v["platform"], "tract-cpu", "platform names the backend");
+            assert_eq!(
+                v["backend_selection"],
+                json!({"mode": "ordered", "attempts": [{"backend": "tract-cpu", "outcome": "chosen"}]}),
+                "how the backend was chosen travels beside the KServe fields"
+            );
             assert_eq!(
                 v["inputs"],
                 json!([
@@ -476,6 +481,14 @@ mod routes {
                 .any(|l| l == "anemone_inference_request_success{model=\"add\",version=\"1\"} 1"),
             "{text}"
         );
+        for line in [
+            "anemone_model_backend{model=\"add\",version=\"1\",backend=\"tract-cpu\",mode=\"ordered\"} 1",
+            "anemone_backend_available{backend=\"tract-cpu\",tier=\"portable-cpu\"} 1",
+            "anemone_backend_retries_total{model=\"add\",version=\"1\",backend=\"tract-cpu\"} 0",
+            "# TYPE anemone_backend_fallbacks_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
         s.shutdown().await;
     }
 }
@@ -747,7 +760,9 @@ mod repository {
             .await;
         assert_eq!(rows.len(), 3, "{rows:?}");
         assert!(
-            rows.contains(&json!({"name": "add", "version": "1", "state": "READY"})),
+            rows.contains(
+                &json!({"name": "add", "version": "1", "state": "READY", "reason": "on tract-cpu"})
+            ),
             "{rows:?}"
         );
         let broken = rows.iter().find(|r| r["name"] == "broken").unwrap();
@@ -915,7 +930,7 @@ mod repository_modes {
                 .find(|r| r["name"] == "identity")
                 .cloned()
                 .unwrap();
-            if let Some(reason) = row["reason"].as_str() {
+            if let Some(reason) = row["reason"].as_str().filter(|r| r.contains("still serving")) {
                 assert_eq!(row["state"], "READY", "{row}");
                 break reason.to_string();
             }

@@ -307,7 +307,7 @@ impl LoadedModel for TractModel {
         self.footprint
     }
 
-    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let fail = |what: &str, e: TractError| Error::Backend {
             backend: self.backend.into(),
             message: format!("{what}: {}", tract_message(&e)),
@@ -322,7 +322,7 @@ impl LoadedModel for TractModel {
         let outputs = match &self.plan {
             Plan::Static(runnable) => runnable.run(values),
             per_shape => per_shape
-                .for_inputs(&inputs)
+                .for_inputs(inputs)
                 .map_err(|e| fail("cannot plan for these input shapes", e))?
                 .run(values),
         }

@@ -146,10 +146,14 @@ async fn model_ready(State(http): State<Http>, p: ModelPath) -> Result<StatusCod
     http.state.model_ready(&p.name, &p.version).map(status_only)
 }
 
+/// KServe's metadata, plus `backend_selection`: how the backend in `platform`
+/// was chosen (clients ignore fields they do not know).
 async fn model_metadata(State(http): State<Http>, p: ModelPath) -> Result<Json<Value>, ApiError> {
-    Ok(Json(views::model_metadata(
-        &http.state.model_metadata(&p.name, &p.version)?,
-    )))
+    let mut body = views::model_metadata(&http.state.model_metadata(&p.name, &p.version)?);
+    if let Some(selection) = http.state.selection(&p.name, &p.version) {
+        body["backend_selection"] = serde_json::to_value(selection).unwrap_or(Value::Null);
+    }
+    Ok(Json(body))
 }
 
 async fn model_config(State(http): State<Http>, p: ModelPath) -> Result<Json<Value>, ApiError> {

@@ -1,0 +1,36 @@
+//! The backend-selection flags shared by `serve`, `infer`, `inspect` and `models`.
+
+use anemone_runtime::ManagerBuilder;
+use clap::builder::BoolishValueParser;
+
+/// Which backends run models, and how they are chosen.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Backend preference for models whose config names none: comma-separated
+    /// names in order (tract-cpu, onnxruntime, tract-cuda, tract-metal, coreml,
+    /// coreml-ane, coreml-gpu, coreml-cpu, coreml-all), or `auto` to time a
+    /// warm-up on every backend that can load the model and keep the fastest.
+    /// [default: by capability: Neural Engine, GPU, ONNX Runtime CPU, tract CPU]
+    #[arg(long, value_name = "LIST", env = "ANEMONE_BACKENDS", value_delimiter = ',')]
+    pub backends: Option<Vec<String>>,
+
+    /// Strict mode for models whose config does not set it: a model runs on the
+    /// first backend of its list or fails to load; no fallback at load or run time.
+    #[arg(long, env = "ANEMONE_STRICT", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub strict: bool,
+}
+
+impl BackendArgs {
+    /// A manager builder with every built-in backend and these choices.
+    pub fn builder(&self) -> ManagerBuilder {
+        let preference = self
+            .backends
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect::<Vec<_>>())
+            .filter(|names| !names.is_empty());
+        anemone_runtime::Manager::builder()
+            .backends(anemone_backends::default_backends())
+            .preference(preference)
+            .strict(self.strict)
+    }
+}

@@ -1,0 +1,132 @@
+//! `anemone models`: loads a model repository as `serve` would, and shows
+//! which backend each model landed on and why, without serving it.
+
+use crate::backend_args::BackendArgs;
+use crate::output::{printable, table};
+use anemone_runtime::{Outcome, Selection};
+use anemone_server::repository::Repository;
+use anemone_server::ControlMode;
+use anyhow::Context;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Arguments of `anemone models`.
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    /// The model repository, as for `anemone serve`.
+    #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_REPOSITORY")]
+    pub model_repository: PathBuf,
+
+    /// Print one JSON array instead of text (off by default).
+    #[arg(long, env = "ANEMONE_JSON", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub json: bool,
+
+    /// Engine threads per inference [default: one per CPU core].
+    #[arg(long, value_name = "N", env = "ANEMONE_THREADS")]
+    pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// One model in the `--json` output:
+///
+/// ```text
+/// {"name": "resnet", "version": "1" | null, "state": "READY" | "UNAVAILABLE",
+///  "reason": "why not" | null, "backend": "onnxruntime" | null, "load_ms": 812.5 | null,
+///  "selection": {"mode": "ordered" | "strict" | "auto",
+///                "attempts": [{"backend": "tract-cuda", "outcome": "skipped", "reason": "..."},
+///                             {"backend": "onnxruntime", "outcome": "chosen", "warmup_us": 812.0},
+///                             {"backend": "tract-cpu", "outcome": "standby" | "slower"}]} | null}
+/// ```
+#[derive(Debug, Serialize)]
+struct ModelRow {
+    name: String,
+    version: Option<String>,
+    state: String,
+    reason: Option<String>,
+    backend: Option<String>,
+    load_ms: Option<f64>,
+    selection: Option<Selection>,
+}
+
+/// Loads every model of the repository and reports. Exits with an error when
+/// any model could not be loaded, after printing the report.
+pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
+    let mut builder = args.backend.builder().workers(1);
+    if let Some(n) = args.threads {
+        builder = builder.threads(n);
+    }
+    let manager = builder.build().context("cannot start the runtime")?;
+    let repository = Repository::open(&args.model_repository, manager.clone(), ControlMode::None).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(repository.load_startup(&[]));
+    let rows: Vec<ModelRow> = repository
+        .index()
+        .into_iter()
+        .map(|row| {
+            let instance = manager.model(&row.name, None).ok();
+            ModelRow {
+                version: (!row.version.is_empty()).then(|| row.version.clone()),
+                state: row.state.clone(),
+                reason: instance.is_none().then(|| row.reason.clone()).filter(|r| !r.is_empty()),
+                backend: instance.as_ref().map(|m| m.backend().to_string()),
+                load_ms: instance.as_ref().map(|m| m.load_time().as_secs_f64() * 1e3),
+                selection: instance.as_ref().map(|m| m.selection().clone()),
+                name: row.name,
+            }
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render(&rows));
+    }
+    let failed: Vec<&str> = rows.iter().filter(|r| r.state != "READY").map(|r| r.name.as_str()).collect();
+    if rows.is_empty() {
+        anyhow::bail!("no models in {}: expected <model>/<version>/model.onnx directories", args.model_repository.display());
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} of {} models could not be loaded: {}", failed.len(), rows.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+fn render(rows: &[ModelRow]) -> String {
+    let mut lines = vec![vec!["MODEL".into(), "VERSION".into(), "STATE".into(), "BACKEND".into(), "LOAD".into()]];
+    lines.extend(rows.iter().map(|r| {
+        vec![
+            r.name.clone(),
+            r.version.clone().unwrap_or_else(|| "-".into()),
+            r.state.clone(),
+            r.backend.clone().unwrap_or_else(|| "-".into()),
+            r.load_ms.map_or("-".into(), |ms| format!("{ms:.0} ms")),
+        ]
+    }));
+    let mut out = table(&lines, "");
+    for r in rows {
+        let mut notes = Vec::new();
+        if let Some(reason) = &r.reason {
+            notes.push(format!("  not loaded: {}", printable(reason)));
+        }
+        if let Some(sel) = &r.selection {
+            if let Some(f) = &sel.fallback_from {
+                notes.push(format!("  fell back from {} ({}): {}", f.from, f.reason, printable(&f.detail)));
+            }
+            for a in &sel.attempts {
+                let timing = a.warmup_us.map(|us| format!(", warm-up median {us:.0} µs")).unwrap_or_default();
+                let line = match &a.outcome {
+                    Outcome::Chosen => format!("  {}: chosen ({:?} mode{timing})", a.backend, sel.mode).to_lowercase(),
+                    Outcome::Slower => format!("  {}: slower{timing}; stands by", a.backend),
+                    Outcome::Standby => format!("  {}: stands by for a fallback", a.backend),
+                    Outcome::Skipped { reason } => format!("  {}: skipped: {}", a.backend, printable(reason)),
+                };
+                notes.push(line);
+            }
+        }
+        if !notes.is_empty() {
+            out.push_str(&format!("\n{}\n{}\n", r.name, notes.join("\n")));
+        }
+    }
+    out
+}
