@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up the Python venv (.venv) and generate test fixtures (fixtures/generated).
+# Set up the Python venv (.venv), install the ONNX Runtime library
+# (third_party/onnxruntime) and generate test fixtures (fixtures/generated).
 # Idempotent: re-running is cheap when nothing changed.
 set -euo pipefail
 
@@ -27,6 +28,9 @@ else
 fi
 
 cd "$REPO"
+# The onnxruntime backend's library (third_party/onnxruntime/lib), from the PyPI wheel.
+PYTHON="$PY" scripts/install-onnxruntime.sh
+
 if "$PY" scripts/gen_fixtures.py --check; then
     echo "setup: fixtures up to date"
 else

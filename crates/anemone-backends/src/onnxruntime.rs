@@ -35,6 +35,10 @@ pub const LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
 
 const NAME: &str = "onnxruntime";
 
+/// What to do about a library that is there but unusable.
+const FIX: &str = "anemone needs ONNX Runtime 1.31.1: run scripts/install-onnxruntime.sh, \
+                   or point ORT_DYLIB_PATH at a libonnxruntime 1.31.x (from the onnxruntime==1.31.1 wheel)";
+
 /// ONNX Runtime with its CPU execution provider.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OnnxRuntime;
@@ -103,11 +107,11 @@ fn init(path: PathBuf) -> std::result::Result<Runtime, String> {
     match attempt {
         Ok(Ok(env)) => Ok(Runtime { path, env }),
         Ok(Err(e)) => Err(format!(
-            "cannot load ONNX Runtime from {}: {e}",
+            "cannot load ONNX Runtime from {}: {e}; {FIX}",
             path.display()
         )),
         Err(_) => Err(format!(
-            "cannot load ONNX Runtime from {}: it panicked while loading",
+            "cannot load ONNX Runtime from {}: it panicked while loading; {FIX}",
             path.display()
         )),
     }

@@ -11,7 +11,12 @@ pub struct BackendArgs {
     /// coreml-ane, coreml-gpu, coreml-cpu, coreml-all), or `auto` to time a
     /// warm-up on every backend that can load the model and keep the fastest.
     /// [default: by capability: Neural Engine, GPU, ONNX Runtime CPU, tract CPU]
-    #[arg(long, value_name = "LIST", env = "ANEMONE_BACKENDS", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "ANEMONE_BACKENDS",
+        value_delimiter = ','
+    )]
     pub backends: Option<Vec<String>>,
 
     /// Strict mode for models whose config does not set it: a model runs on the
@@ -26,7 +31,13 @@ impl BackendArgs {
         let preference = self
             .backends
             .as_ref()
-            .map(|names| names.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect::<Vec<_>>())
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect::<Vec<_>>()
+            })
             .filter(|names| !names.is_empty());
         anemone_runtime::Manager::builder()
             .backends(anemone_backends::default_backends())

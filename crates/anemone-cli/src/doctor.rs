@@ -92,7 +92,10 @@ struct Cache {
 pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
     let report = gather();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("cannot encode the report")?
+        );
     } else {
         print!("{}", render(&report));
     }
@@ -100,12 +103,19 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
 }
 
 fn gather() -> Report {
-    let manager = anemone_runtime::Manager::builder().backends(anemone_backends::default_backends()).workers(1).build();
+    let manager = anemone_runtime::Manager::builder()
+        .backends(anemone_backends::default_backends())
+        .workers(1)
+        .build();
     let backends = match manager {
         Ok(m) => m
             .backends()
             .into_iter()
-            .map(|b| BackendRow { name: b.name, tier: b.tier.as_str(), probe: b.probe })
+            .map(|b| BackendRow {
+                name: b.name,
+                tier: b.tier.as_str(),
+                probe: b.probe,
+            })
             .collect(),
         Err(_) => Vec::new(),
     };
@@ -152,11 +162,23 @@ fn render(r: &Report) -> String {
         ],
     ];
     if r.gpus.is_empty() {
-        rows.push(vec!["gpu".into(), "none found (no nvidia-smi, no Apple GPU)".into()]);
+        rows.push(vec![
+            "gpu".into(),
+            "none found (no nvidia-smi, no Apple GPU)".into(),
+        ]);
     }
     for g in &r.gpus {
-        let extra: Vec<String> = [g.driver.as_ref().map(|d| format!("driver {d}")), g.memory.clone()].into_iter().flatten().collect();
-        rows.push(vec!["gpu".into(), format!("{} ({})", g.name, extra.join(", "))]);
+        let extra: Vec<String> = [
+            g.driver.as_ref().map(|d| format!("driver {d}")),
+            g.memory.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        rows.push(vec![
+            "gpu".into(),
+            format!("{} ({})", g.name, extra.join(", ")),
+        ]);
     }
     rows.push(vec!["neural engine".into(), r.neural_engine.clone()]);
     out.push_str(&table(&rows, ""));
@@ -170,7 +192,12 @@ fn render(r: &Report) -> String {
                 Probe::Available { detail } => ("available", detail.as_str()),
                 Probe::Unavailable { reason } => ("unavailable", reason.as_str()),
             };
-            vec![b.name.to_string(), b.tier.to_string(), status.to_string(), text.to_string()]
+            vec![
+                b.name.to_string(),
+                b.tier.to_string(),
+                status.to_string(),
+                text.to_string(),
+            ]
         })
         .collect();
     out.push_str(&table(&rows, "  "));
@@ -193,7 +220,11 @@ fn render(r: &Report) -> String {
                 Some(p) => p.display().to_string(),
                 None => format!(
                     "not found (searched {})",
-                    l.searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                    l.searched
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
             vec![l.name.to_string(), format!("for {}", l.for_backend), found]
@@ -220,7 +251,9 @@ fn render(r: &Report) -> String {
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn cpu_model() -> Option<String> {
@@ -244,7 +277,11 @@ fn logical_cores() -> Option<usize> {
 
 fn memory() -> Memory {
     if cfg!(target_os = "macos") {
-        return Memory { total_bytes: command_output("sysctl", &["-n", "hw.memsize"]).and_then(|s| s.parse().ok()), available_bytes: None };
+        return Memory {
+            total_bytes: command_output("sysctl", &["-n", "hw.memsize"])
+                .and_then(|s| s.parse().ok()),
+            available_bytes: None,
+        };
     }
     let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| {
@@ -254,20 +291,38 @@ fn memory() -> Memory {
             .and_then(|kb| kb.parse::<u64>().ok())
             .map(|kb| kb * 1024)
     };
-    Memory { total_bytes: field("MemTotal:"), available_bytes: field("MemAvailable:") }
+    Memory {
+        total_bytes: field("MemTotal:"),
+        available_bytes: field("MemAvailable:"),
+    }
 }
 
 fn gpus() -> Vec<Gpu> {
     if cfg!(all(target_os = "macos", target_arch = "aarch64")) {
-        let name = command_output("sysctl", &["-n", "machdep.cpu.brand_string"]).unwrap_or_else(|| "Apple Silicon".into());
-        return vec![Gpu { name: format!("{name} GPU (Metal)"), driver: None, memory: Some("unified memory".into()) }];
+        let name = command_output("sysctl", &["-n", "machdep.cpu.brand_string"])
+            .unwrap_or_else(|| "Apple Silicon".into());
+        return vec![Gpu {
+            name: format!("{name} GPU (Metal)"),
+            driver: None,
+            memory: Some("unified memory".into()),
+        }];
     }
-    if let Some(csv) = command_output("nvidia-smi", &["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]) {
+    if let Some(csv) = command_output(
+        "nvidia-smi",
+        &[
+            "--query-gpu=name,driver_version,memory.total",
+            "--format=csv,noheader",
+        ],
+    ) {
         return csv
             .lines()
             .map(|l| {
                 let mut parts = l.split(',').map(|p| p.trim().to_string());
-                Gpu { name: parts.next().unwrap_or_default(), driver: parts.next(), memory: parts.next() }
+                Gpu {
+                    name: parts.next().unwrap_or_default(),
+                    driver: parts.next(),
+                    memory: parts.next(),
+                }
             })
             .collect();
     }
@@ -284,7 +339,8 @@ fn gpus() -> Vec<Gpu> {
 
 fn neural_engine() -> String {
     if cfg!(all(target_os = "macos", target_arch = "aarch64")) {
-        "present (Apple Silicon); Core ML schedules work on it with compute units `ane` or `all`".into()
+        "present (Apple Silicon); Core ML schedules work on it with compute units `ane` or `all`"
+            .into()
     } else if cfg!(target_os = "macos") {
         "absent: Intel Macs have no Neural Engine".into()
     } else {
@@ -310,9 +366,15 @@ fn search_dirs() -> Vec<PathBuf> {
 
 fn find_in(dirs: &[PathBuf], prefix: &str) -> Option<PathBuf> {
     dirs.iter().find_map(|d| {
-        std::fs::read_dir(d).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.contains(".so"))
-        })
+        std::fs::read_dir(d)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.contains(".so"))
+            })
     })
 }
 
@@ -331,7 +393,12 @@ fn libraries() -> Vec<Library> {
     if cfg!(target_os = "linux") {
         let dirs = search_dirs();
         for name in ["libcuda", "libnvrtc", "libcublas", "libcudnn"] {
-            out.push(Library { name, for_backend: "tract-cuda", path: find_in(&dirs, name), searched: dirs.clone() });
+            out.push(Library {
+                name,
+                for_backend: "tract-cuda",
+                path: find_in(&dirs, name),
+                searched: dirs.clone(),
+            });
         }
     }
     out
@@ -341,7 +408,11 @@ fn dir_size(path: &Path) -> Option<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(path).ok()?.flatten() {
         let meta = entry.metadata().ok()?;
-        total += if meta.is_dir() { dir_size(&entry.path()).unwrap_or(0) } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_size(&entry.path()).unwrap_or(0)
+        } else {
+            meta.len()
+        };
     }
     Some(total)
 }
@@ -355,7 +426,9 @@ pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("anemone");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     if cfg!(target_os = "macos") {
         home.join("Library/Caches/anemone")
     } else {
@@ -364,10 +437,20 @@ pub fn cache_root() -> PathBuf {
 }
 
 fn caches() -> Vec<Cache> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    let entry = |name: &'static str, path: PathBuf| Cache { exists: path.is_dir(), bytes: dir_size(&path), name, path };
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let entry = |name: &'static str, path: PathBuf| Cache {
+        exists: path.is_dir(),
+        bytes: dir_size(&path),
+        name,
+        path,
+    };
     vec![
-        entry("anemone (compiled Core ML models)", cache_root().join("coreml")),
+        entry(
+            "anemone (compiled Core ML models)",
+            cache_root().join("coreml"),
+        ),
         entry("tract (CUDA and Metal kernels)", home.join(".cache/tract")),
     ]
 }

@@ -58,8 +58,12 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
         builder = builder.threads(n);
     }
     let manager = builder.build().context("cannot start the runtime")?;
-    let repository = Repository::open(&args.model_repository, manager.clone(), ControlMode::None).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let repository = Repository::open(&args.model_repository, manager.clone(), ControlMode::None)
+        .map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(repository.load_startup(&[]));
     let rows: Vec<ModelRow> = repository
         .index()
@@ -69,7 +73,10 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
             ModelRow {
                 version: (!row.version.is_empty()).then(|| row.version.clone()),
                 state: row.state.clone(),
-                reason: instance.is_none().then(|| row.reason.clone()).filter(|r| !r.is_empty()),
+                reason: instance
+                    .is_none()
+                    .then(|| row.reason.clone())
+                    .filter(|r| !r.is_empty()),
                 backend: instance.as_ref().map(|m| m.backend().to_string()),
                 load_ms: instance.as_ref().map(|m| m.load_time().as_secs_f64() * 1e3),
                 selection: instance.as_ref().map(|m| m.selection().clone()),
@@ -82,18 +89,36 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", render(&rows));
     }
-    let failed: Vec<&str> = rows.iter().filter(|r| r.state != "READY").map(|r| r.name.as_str()).collect();
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.state != "READY")
+        .map(|r| r.name.as_str())
+        .collect();
     if rows.is_empty() {
-        anyhow::bail!("no models in {}: expected <model>/<version>/model.onnx directories", args.model_repository.display());
+        anyhow::bail!(
+            "no models in {}: expected <model>/<version>/model.onnx directories",
+            args.model_repository.display()
+        );
     }
     if !failed.is_empty() {
-        anyhow::bail!("{} of {} models could not be loaded: {}", failed.len(), rows.len(), failed.join(", "));
+        anyhow::bail!(
+            "{} of {} models could not be loaded: {}",
+            failed.len(),
+            rows.len(),
+            failed.join(", ")
+        );
     }
     Ok(())
 }
 
 fn render(rows: &[ModelRow]) -> String {
-    let mut lines = vec![vec!["MODEL".into(), "VERSION".into(), "STATE".into(), "BACKEND".into(), "LOAD".into()]];
+    let mut lines = vec![vec![
+        "MODEL".into(),
+        "VERSION".into(),
+        "STATE".into(),
+        "BACKEND".into(),
+        "LOAD".into(),
+    ]];
     lines.extend(rows.iter().map(|r| {
         vec![
             r.name.clone(),
@@ -111,15 +136,28 @@ fn render(rows: &[ModelRow]) -> String {
         }
         if let Some(sel) = &r.selection {
             if let Some(f) = &sel.fallback_from {
-                notes.push(format!("  fell back from {} ({}): {}", f.from, f.reason, printable(&f.detail)));
+                notes.push(format!(
+                    "  fell back from {} ({}): {}",
+                    f.from,
+                    f.reason,
+                    printable(&f.detail)
+                ));
             }
             for a in &sel.attempts {
-                let timing = a.warmup_us.map(|us| format!(", warm-up median {us:.0} µs")).unwrap_or_default();
+                let timing = a
+                    .warmup_us
+                    .map(|us| format!(", warm-up median {us:.0} µs"))
+                    .unwrap_or_default();
                 let line = match &a.outcome {
-                    Outcome::Chosen => format!("  {}: chosen ({:?} mode{timing})", a.backend, sel.mode).to_lowercase(),
+                    Outcome::Chosen => {
+                        format!("  {}: chosen ({:?} mode{timing})", a.backend, sel.mode)
+                            .to_lowercase()
+                    }
                     Outcome::Slower => format!("  {}: slower{timing}; stands by", a.backend),
                     Outcome::Standby => format!("  {}: stands by for a fallback", a.backend),
-                    Outcome::Skipped { reason } => format!("  {}: skipped: {}", a.backend, printable(reason)),
+                    Outcome::Skipped { reason } => {
+                        format!("  {}: skipped: {}", a.backend, printable(reason))
+                    }
                 };
                 notes.push(line);
             }

@@ -450,29 +450,57 @@ fn help_documents_env_vars_and_defaults() {
 fn models_reports_the_backend_each_model_landed_on() {
     let repo = temp_dir("models-repo");
     std::fs::create_dir_all(repo.join("add/1")).unwrap();
-    std::fs::copy(fixture("examples/models/add/1/model.onnx"), repo.join("add/1/model.onnx")).unwrap();
+    std::fs::copy(
+        fixture("examples/models/add/1/model.onnx"),
+        repo.join("add/1/model.onnx"),
+    )
+    .unwrap();
     std::fs::create_dir_all(repo.join("pinned/1")).unwrap();
-    std::fs::copy(fixture("examples/models/add/1/model.onnx"), repo.join("pinned/1/model.onnx")).unwrap();
+    std::fs::copy(
+        fixture("examples/models/add/1/model.onnx"),
+        repo.join("pinned/1/model.onnx"),
+    )
+    .unwrap();
     std::fs::write(
         repo.join("pinned/config.pbtxt"),
         "parameters { key: \"backends\" value: { string_value: \"tract-cuda,tract-cpu\" } }",
     )
     .unwrap();
-    let out = anemone(&["models", "--model-repository", repo.to_str().unwrap(), "--json"]);
+    let out = anemone(&[
+        "models",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--json",
+    ]);
     let rows: Value = serde_json::from_str(&assert_ok(&out)).expect("stdout is JSON");
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!((rows[0]["name"].as_str(), rows[0]["state"].as_str()), (Some("add"), Some("READY")));
+    assert_eq!(
+        (rows[0]["name"].as_str(), rows[0]["state"].as_str()),
+        (Some("add"), Some("READY"))
+    );
     assert_eq!(rows[0]["backend"], "onnxruntime");
     assert_eq!(rows[0]["selection"]["attempts"][1]["outcome"], "standby");
     assert_eq!(rows[1]["backend"], "tract-cpu");
     let skipped = &rows[1]["selection"]["attempts"][0];
     assert_eq!(skipped["backend"], "tract-cuda");
     assert_eq!(skipped["outcome"], "skipped");
-    assert!(skipped["reason"].as_str().unwrap().contains("feature `cuda`"), "{skipped}");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("feature `cuda`"),
+        "{skipped}"
+    );
 
     // Text form, auto mode: both CPU engines are timed.
-    let out = anemone(&["models", "--model-repository", repo.to_str().unwrap(), "--backends", "auto"]);
+    let out = anemone(&[
+        "models",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--backends",
+        "auto",
+    ]);
     let text = assert_ok(&out);
     assert!(text.contains("chosen (auto mode, warm-up median"), "{text}");
 
@@ -482,8 +510,14 @@ fn models_reports_the_backend_each_model_landed_on() {
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.contains("UNAVAILABLE") && stdout.contains("not loaded:"), "{stdout}");
-    assert!(stderr.contains("error: 1 of 2 models could not be loaded: add"), "{stderr}");
+    assert!(
+        stdout.contains("UNAVAILABLE") && stdout.contains("not loaded:"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("error: 1 of 2 models could not be loaded: add"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(repo);
 }
 
@@ -491,13 +525,18 @@ fn models_reports_the_backend_each_model_landed_on() {
 fn an_unknown_backend_name_stops_with_a_suggestion() {
     let out = anemone(&[
         "infer",
-        fixture("examples/models/add/1/model.onnx").to_str().unwrap(),
+        fixture("examples/models/add/1/model.onnx")
+            .to_str()
+            .unwrap(),
         "--backends",
         "onnxruntim",
     ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unknown backend 'onnxruntim'; did you mean 'onnxruntime'?"), "{stderr}");
+    assert!(
+        stderr.contains("unknown backend 'onnxruntim'; did you mean 'onnxruntime'?"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -507,23 +546,118 @@ fn doctor_reports_hardware_backends_libraries_and_caches() {
     assert!(json["cpu"]["usable_cores"].as_u64().unwrap() >= 1);
     assert!(json["memory"]["total_bytes"].as_u64().unwrap() > 0);
     let backends = json["backends"].as_array().unwrap();
-    let names: Vec<&str> = backends.iter().map(|b| b["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["onnxruntime", "tract-cpu"], "the default order of preference");
-    assert_eq!(backends[1]["status"], "available");
-    assert_eq!(backends[0]["status"], "available", "scripts/setup.sh installs ONNX Runtime: {}", backends[0]);
-    let libs = json["libraries"].as_array().unwrap();
-    assert!(libs[0]["path"].as_str().unwrap().contains("libonnxruntime"), "{}", libs[0]);
-    assert!(!json["caches"].as_array().unwrap().is_empty());
-
-    // A missing library is reported, not fatal.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anemone"))
-        .args(["doctor"])
-        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
-        .output()
-        .unwrap();
-    let text = assert_ok(&out);
-    assert!(
-        text.contains("onnxruntime  optimised-cpu  unavailable  libonnxruntime not found at /nonexistent/libonnxruntime.so; run scripts/install-onnxruntime.sh"),
-        "{text}"
+    let names: Vec<&str> = backends
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["onnxruntime", "tract-cpu"],
+        "the default order of preference"
     );
+    assert_eq!(backends[1]["status"], "available");
+    assert_eq!(
+        backends[0]["status"], "available",
+        "scripts/setup.sh installs ONNX Runtime: {}",
+        backends[0]
+    );
+    let libs = json["libraries"].as_array().unwrap();
+    assert!(
+        libs[0]["path"].as_str().unwrap().contains("libonnxruntime"),
+        "{}",
+        libs[0]
+    );
+    assert!(!json["caches"].as_array().unwrap().is_empty());
+}
+
+/// ONNX Runtime libraries that are missing, of the wrong version, corrupt, or
+/// not ONNX Runtime at all: each is reported with what to do, and anemone
+/// goes on with the backends that work.
+#[test]
+fn bad_onnxruntime_libraries_are_reported_and_serving_goes_on() {
+    let dir = temp_dir("bad-ort");
+    // An "ONNX Runtime 1.16.3": exports OrtGetApiBase, reports its version,
+    // and (like a real old release) has no API version 31.
+    let stub = dir.join("stub.c");
+    std::fs::write(
+        &stub,
+        "typedef struct { const void* (*GetApi)(unsigned); const char* (*GetVersionString)(void); } Base;\n\
+         static const void* get_api(unsigned v) { (void)v; return 0; }\n\
+         static const char* version(void) { return \"1.16.3\"; }\n\
+         static const Base base = { get_api, version };\n\
+         const Base* OrtGetApiBase(void) { return &base; }\n",
+    )
+    .unwrap();
+    let old = dir.join("libonnxruntime.so.1.16.3");
+    let cc = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&old)
+        .arg(&stub)
+        .status()
+        .expect("a C compiler (cc) builds the stub");
+    assert!(cc.success());
+    let corrupt = dir.join("libonnxruntime.so.1.31.1");
+    std::fs::write(
+        &corrupt,
+        vec![0x7fu8, b'E', b'L', b'F', 2, 1, 1, 0, 0xde, 0xad, 0xbe, 0xef],
+    )
+    .unwrap();
+    let not_ort = dir.join("libnot-ort.so");
+    let cc = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&not_ort)
+        .arg("-x")
+        .arg("c")
+        .arg("/dev/null")
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let cases: [(&Path, &str); 4] = [
+        (Path::new("/nonexistent/libonnxruntime.so"), "libonnxruntime not found at /nonexistent/libonnxruntime.so; run scripts/install-onnxruntime.sh"),
+        (&old, "expected version >= '1.31.x', but got '1.16.3'"),
+        (&corrupt, "failed to load"),
+        (&not_ort, "does not export `OrtGetApiBase`"),
+    ];
+    for (library, says) in cases {
+        let run = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_anemone"))
+                .args(args)
+                .env("ORT_DYLIB_PATH", library)
+                .output()
+                .unwrap()
+        };
+        let text = assert_ok(&run(&["doctor"]));
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("onnxruntime "))
+            .unwrap_or_default();
+        assert!(
+            line.contains("unavailable") && line.contains(says),
+            "{}: {line}",
+            library.display()
+        );
+        if library.exists() {
+            assert!(
+                line.contains("scripts/install-onnxruntime.sh"),
+                "says what to do: {line}"
+            );
+        }
+        // The model still runs, on tract.
+        let out = run(&[
+            "infer",
+            fixture("examples/models/add/1/model.onnx")
+                .to_str()
+                .unwrap(),
+            "-i",
+            &format!("x={}", fixture("examples/x.npy").display()),
+            "-i",
+            &format!("y={}", fixture("examples/y.npy").display()),
+            "--output-dir",
+            dir.to_str().unwrap(),
+            "--json",
+        ]);
+        let json: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+        assert_eq!(json["backend"], "tract-cpu", "{}", library.display());
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -18,7 +18,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// Two retries, after 2 ms and 4 ms.
     fn default() -> Self {
-        RetryPolicy { max_retries: 2, backoff: Duration::from_millis(2) }
+        RetryPolicy {
+            max_retries: 2,
+            backoff: Duration::from_millis(2),
+        }
     }
 }
 
@@ -43,7 +46,11 @@ pub struct FallbackPolicy {
 impl Default for FallbackPolicy {
     /// Half of the recent requests failing, with at least 5 errors, in windows of 100 successes.
     fn default() -> Self {
-        FallbackPolicy { error_rate: 0.5, min_errors: 5, window: 100 }
+        FallbackPolicy {
+            error_rate: 0.5,
+            min_errors: 5,
+            window: 100,
+        }
     }
 }
 
@@ -78,7 +85,12 @@ pub(crate) struct ErrorWindow {
 impl ErrorWindow {
     /// Records a failed request and says whether the model should fall back.
     /// `successes` is the model's success count now.
-    pub(crate) fn record(&self, e: &Error, successes: u64, policy: &FallbackPolicy) -> Option<Trigger> {
+    pub(crate) fn record(
+        &self,
+        e: &Error,
+        successes: u64,
+        policy: &FallbackPolicy,
+    ) -> Option<Trigger> {
         if e.kind() != ErrorKind::Backend {
             return None; // bad input, overload, timeouts say nothing about the backend
         }
@@ -104,43 +116,81 @@ mod tests {
     use super::*;
 
     fn backend_error() -> Error {
-        Error::Backend { backend: "x".into(), message: "boom".into(), retryable: false, source: None }
+        Error::Backend {
+            backend: "x".into(),
+            message: "boom".into(),
+            retryable: false,
+            source: None,
+        }
     }
 
     #[test]
     fn retry_waits_double_and_stop() {
-        let p = RetryPolicy { max_retries: 3, backoff: Duration::from_millis(5) };
+        let p = RetryPolicy {
+            max_retries: 3,
+            backoff: Duration::from_millis(5),
+        };
         assert_eq!(p.wait_before(1), Some(Duration::from_millis(5)));
         assert_eq!(p.wait_before(2), Some(Duration::from_millis(10)));
         assert_eq!(p.wait_before(3), Some(Duration::from_millis(20)));
         assert_eq!(p.wait_before(4), None);
-        assert_eq!(RetryPolicy { max_retries: 0, ..p }.wait_before(1), None);
+        assert_eq!(
+            RetryPolicy {
+                max_retries: 0,
+                ..p
+            }
+            .wait_before(1),
+            None
+        );
     }
 
     #[test]
     fn error_rate_trips_after_enough_errors_and_resets_with_successes() {
-        let policy = FallbackPolicy { error_rate: 0.5, min_errors: 3, window: 10 };
+        let policy = FallbackPolicy {
+            error_rate: 0.5,
+            min_errors: 3,
+            window: 10,
+        };
         let w = ErrorWindow::default();
         // 4 successes then errors: 1/5, 2/6, 3/7 < 0.5, 4/8 trips.
         assert_eq!(w.record(&backend_error(), 4, &policy), None);
         assert_eq!(w.record(&backend_error(), 4, &policy), None);
         assert_eq!(w.record(&backend_error(), 4, &policy), None);
-        assert_eq!(w.record(&backend_error(), 4, &policy), Some(Trigger::ErrorRate));
+        assert_eq!(
+            w.record(&backend_error(), 4, &policy),
+            Some(Trigger::ErrorRate)
+        );
         // Many successes later, the window starts over.
         let w = ErrorWindow::default();
         for _ in 0..3 {
             w.record(&backend_error(), 0, &policy);
         }
-        assert_eq!(w.record(&backend_error(), 50, &policy), None, "old errors are forgotten");
+        assert_eq!(
+            w.record(&backend_error(), 50, &policy),
+            None,
+            "old errors are forgotten"
+        );
     }
 
     #[test]
     fn only_backend_errors_count_and_device_loss_trips_at_once() {
-        let policy = FallbackPolicy { min_errors: 1, ..FallbackPolicy::default() };
+        let policy = FallbackPolicy {
+            min_errors: 1,
+            ..FallbackPolicy::default()
+        };
         let w = ErrorWindow::default();
-        assert_eq!(w.record(&Error::Timeout(Duration::from_millis(1)), 0, &policy), None);
+        assert_eq!(
+            w.record(&Error::Timeout(Duration::from_millis(1)), 0, &policy),
+            None
+        );
         assert_eq!(w.record(&Error::Config("x".into()), 0, &policy), None);
-        let lost = Error::DeviceLost { backend: "tract-cuda".into(), message: "Xid 79".into() };
-        assert_eq!(ErrorWindow::default().record(&lost, 1000, &policy), Some(Trigger::DeviceLost));
+        let lost = Error::DeviceLost {
+            backend: "tract-cuda".into(),
+            message: "Xid 79".into(),
+        };
+        assert_eq!(
+            ErrorWindow::default().record(&lost, 1000, &policy),
+            Some(Trigger::DeviceLost)
+        );
     }
 }

@@ -123,7 +123,10 @@ impl ModelInstance {
 
     /// Backends tried before the one chosen, with the reason each was skipped.
     pub fn skipped_backends(&self) -> Vec<(String, String)> {
-        self.selection.skipped().map(|(b, r)| (b.to_string(), r.to_string())).collect()
+        self.selection
+            .skipped()
+            .map(|(b, r)| (b.to_string(), r.to_string()))
+            .collect()
     }
 
     /// Retries of retryable backend errors on this instance.

@@ -51,7 +51,6 @@ pub mod worker;
 pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use health::{HealthReport, ModelHealth, ModelState};
 pub use instance::ModelInstance;
-pub use selection::{Attempt, Mode, Outcome, Selection};
 pub use manager::{
     default_parallelism, BackendStatus, Manager, ManagerBuilder, MetricsSnapshot,
     ModelMetricsEntry, ModelSpec,
@@ -59,3 +58,4 @@ pub use manager::{
 pub use metrics::{ModelMetricsSnapshot, Timings};
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};
+pub use selection::{Attempt, Mode, Outcome, Selection};

@@ -3,16 +3,17 @@
 
 use crate::admission::{Limiter, MemoryBudget, Permit};
 use crate::fallback::{FallbackPolicy, RetryPolicy, Trigger};
-use crate::selection::{self, Attempt, BackendSet, Candidate, Fallback, Mode, Outcome, Selection};
 use crate::health::{HealthReport, ModelHealth, ModelState};
 use crate::instance::ModelInstance;
 use crate::metrics::{ModelMetricsSnapshot, Timings};
 use crate::registry::{Registry, VersionRequest};
 use crate::request::{InferRequest, InferResponse};
+use crate::selection::{self, Attempt, BackendSet, Candidate, Fallback, Mode, Outcome, Selection};
 use crate::validation::{order_inputs, select_outputs};
 use crate::worker::WorkerPool;
 use anemone_core::{
-    Backend, Error, ErrorKind, LoadOptions, LoadedModel, ModelSource, Probe, Result, Support, Tensor,
+    Backend, Error, ErrorKind, LoadOptions, LoadedModel, ModelSource, Probe, Result, Support,
+    Tensor,
 };
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -152,7 +153,11 @@ impl ManagerBuilder {
         let backends = BackendSet::new(self.backends);
         if let Some(names) = &self.preference {
             // A typo in the server-wide list should stop start-up, not every model.
-            let names: Vec<String> = names.iter().filter(|n| *n != selection::AUTO).cloned().collect();
+            let names: Vec<String> = names
+                .iter()
+                .filter(|n| *n != selection::AUTO)
+                .cloned()
+                .collect();
             backends.resolve(Some(&names))?;
         }
         let workers = self.workers.unwrap_or_else(default_parallelism);
@@ -333,7 +338,10 @@ fn no_backend(source: &ModelSource, attempts: Vec<Attempt>, mut errors: Vec<Erro
             (a.backend, reason)
         })
         .collect();
-    Error::NoBackend { path: source.path.clone(), attempts }
+    Error::NoBackend {
+        path: source.path.clone(),
+        attempts,
+    }
 }
 
 /// A request that passed admission and validation, ready for a worker.
@@ -421,7 +429,10 @@ impl Manager {
             });
         }
         let started = Instant::now();
-        let preference = spec.backends.as_deref().or(self.inner.preference.as_deref());
+        let preference = spec
+            .backends
+            .as_deref()
+            .or(self.inner.preference.as_deref());
         let auto = preference.is_some_and(|p| p.iter().any(|n| n == selection::AUTO));
         let strict = spec.strict.unwrap_or(self.inner.strict);
         if auto && strict {
@@ -431,7 +442,12 @@ impl Manager {
                 spec.name
             )));
         }
-        let names: Option<Vec<String>> = preference.map(|p| p.iter().filter(|n| *n != selection::AUTO).cloned().collect());
+        let names: Option<Vec<String>> = preference.map(|p| {
+            p.iter()
+                .filter(|n| *n != selection::AUTO)
+                .cloned()
+                .collect()
+        });
         let names = names.filter(|n| !n.is_empty());
         let candidates = self.inner.backends.resolve(names.as_deref())?;
         let mode = if auto {
@@ -459,7 +475,9 @@ impl Manager {
         if let Some(reason) = &candidate.unbuilt {
             return Err((reason.clone(), None));
         }
-        let index = candidate.index.expect("a built candidate has an index; this is a bug");
+        let index = candidate
+            .index
+            .expect("a built candidate has an index; this is a bug");
         if let Some(reason) = selection::unavailable(self.inner.backends.probe(index)) {
             return Err((reason.to_string(), None));
         }
@@ -469,13 +487,21 @@ impl Manager {
         }
         let mut settings = spec.settings.clone();
         settings.extend(candidate.settings.iter().cloned());
-        let options = LoadOptions { threads: spec.threads.or(self.inner.threads), settings };
+        let options = LoadOptions {
+            threads: spec.threads.or(self.inner.threads),
+            settings,
+        };
         match catch_unwind(AssertUnwindSafe(|| backend.load(source, &options))) {
             Ok(Ok(model)) => Ok(model),
             Ok(Err(e)) => Err((e.chain_string(), Some(e))),
             Err(panic) => {
                 let message = format!("panicked while loading: {}", panic_message(&*panic));
-                let e = Error::Backend { backend: backend.name().into(), message: message.clone(), retryable: false, source: None };
+                let e = Error::Backend {
+                    backend: backend.name().into(),
+                    message: message.clone(),
+                    retryable: false,
+                    source: None,
+                };
                 Err((message, Some(e)))
             }
         }
@@ -483,29 +509,56 @@ impl Manager {
 
     /// Ordered and strict modes: the first candidate that loads serves; later
     /// ones stand by (ordered) or are left out (strict).
-    fn select_first(&self, spec: &ModelSpec, source: &ModelSource, candidates: Vec<Candidate>, mode: Mode) -> Result<Picked> {
+    fn select_first(
+        &self,
+        spec: &ModelSpec,
+        source: &ModelSource,
+        candidates: Vec<Candidate>,
+        mode: Mode,
+    ) -> Result<Picked> {
         let mut attempts = Vec::new();
         let mut errors = Vec::new();
         let mut candidates = candidates.into_iter();
         while let Some(candidate) = candidates.next() {
             match self.try_candidate(spec, source, &candidate) {
                 Ok(model) => {
-                    attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Chosen, warmup_us: None });
-                    let standby: Vec<Candidate> = if mode == Mode::Strict { Vec::new() } else { candidates.collect() };
+                    attempts.push(Attempt {
+                        backend: candidate.label,
+                        outcome: Outcome::Chosen,
+                        warmup_us: None,
+                    });
+                    let standby: Vec<Candidate> = if mode == Mode::Strict {
+                        Vec::new()
+                    } else {
+                        candidates.collect()
+                    };
                     attempts.extend(standby.iter().map(|c| Attempt {
                         backend: c.label.clone(),
                         outcome: Outcome::Standby,
                         warmup_us: None,
                     }));
-                    return Ok(Picked { model, selection: Selection { mode, attempts, fallback_from: None }, standby });
+                    return Ok(Picked {
+                        model,
+                        selection: Selection {
+                            mode,
+                            attempts,
+                            fallback_from: None,
+                        },
+                        standby,
+                    });
                 }
                 Err((reason, error)) => {
                     if mode == Mode::Strict {
-                        return Err(error.unwrap_or_else(|| {
-                            Error::Unavailable { what: format!("backend {} (strict mode)", candidate.label), reason }
+                        return Err(error.unwrap_or_else(|| Error::Unavailable {
+                            what: format!("backend {} (strict mode)", candidate.label),
+                            reason,
                         }));
                     }
-                    attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Skipped { reason }, warmup_us: None });
+                    attempts.push(Attempt {
+                        backend: candidate.label,
+                        outcome: Outcome::Skipped { reason },
+                        warmup_us: None,
+                    });
                     errors.extend(error);
                 }
             }
@@ -515,23 +568,38 @@ impl Manager {
 
     /// Auto mode: load every candidate, time a warm-up on each, keep the
     /// fastest; the others stand by, fastest first.
-    fn select_fastest(&self, spec: &ModelSpec, source: &ModelSource, candidates: Vec<Candidate>) -> Result<Picked> {
+    fn select_fastest(
+        &self,
+        spec: &ModelSpec,
+        source: &ModelSource,
+        candidates: Vec<Candidate>,
+    ) -> Result<Picked> {
         let mut skipped = Vec::new();
         let mut errors = Vec::new();
         let mut timed: Vec<(Duration, Candidate, Box<dyn LoadedModel>)> = Vec::new();
         let mut untimed: Vec<(String, Candidate, Box<dyn LoadedModel>)> = Vec::new();
         for candidate in candidates {
             match self.try_candidate(spec, source, &candidate) {
-                Ok(model) => match catch_unwind(AssertUnwindSafe(|| crate::tuning::time_warmup(&*model))) {
-                    Ok(Ok(median)) => {
-                        tracing::info!(model = %spec.name, backend = %candidate.label, median_us = median.as_micros() as u64, "auto: warm-up timed");
-                        timed.push((median, candidate, model));
+                Ok(model) => {
+                    match catch_unwind(AssertUnwindSafe(|| crate::tuning::time_warmup(&*model))) {
+                        Ok(Ok(median)) => {
+                            tracing::info!(model = %spec.name, backend = %candidate.label, median_us = median.as_micros() as u64, "auto: warm-up timed");
+                            timed.push((median, candidate, model));
+                        }
+                        Ok(Err(e)) => untimed.push((e.chain_string(), candidate, model)),
+                        Err(panic) => untimed.push((
+                            format!("panicked: {}", panic_message(&*panic)),
+                            candidate,
+                            model,
+                        )),
                     }
-                    Ok(Err(e)) => untimed.push((e.chain_string(), candidate, model)),
-                    Err(panic) => untimed.push((format!("panicked: {}", panic_message(&*panic)), candidate, model)),
-                },
+                }
                 Err((reason, error)) => {
-                    skipped.push(Attempt { backend: candidate.label, outcome: Outcome::Skipped { reason }, warmup_us: None });
+                    skipped.push(Attempt {
+                        backend: candidate.label,
+                        outcome: Outcome::Skipped { reason },
+                        warmup_us: None,
+                    });
                     errors.extend(error);
                 }
             }
@@ -549,25 +617,43 @@ impl Manager {
                 standby.push(candidate.clone());
                 Outcome::Slower
             };
-            attempts.push(Attempt { backend: candidate.label, outcome, warmup_us: Some(us(median)) });
+            attempts.push(Attempt {
+                backend: candidate.label,
+                outcome,
+                warmup_us: Some(us(median)),
+            });
         }
         // A model whose synthetic warm-up fails everywhere (inputs that must hold
         // real values) still serves on the first candidate that loaded.
         for (reason, candidate, model) in untimed {
             if chosen.is_none() {
                 chosen = Some(model);
-                attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Chosen, warmup_us: None });
+                attempts.push(Attempt {
+                    backend: candidate.label,
+                    outcome: Outcome::Chosen,
+                    warmup_us: None,
+                });
                 continue;
             }
             attempts.push(Attempt {
                 backend: candidate.label,
-                outcome: Outcome::Skipped { reason: format!("loaded, but the warm-up failed: {reason}") },
+                outcome: Outcome::Skipped {
+                    reason: format!("loaded, but the warm-up failed: {reason}"),
+                },
                 warmup_us: None,
             });
         }
         attempts.extend(skipped);
         match chosen {
-            Some(model) => Ok(Picked { model, selection: Selection { mode: Mode::Auto, attempts, fallback_from: None }, standby }),
+            Some(model) => Ok(Picked {
+                model,
+                selection: Selection {
+                    mode: Mode::Auto,
+                    attempts,
+                    fallback_from: None,
+                },
+                standby,
+            }),
             None => Err(no_backend(source, attempts, errors)),
         }
     }
@@ -580,7 +666,10 @@ impl Manager {
         load_time: Duration,
         replacing: Option<&Arc<ModelInstance>>,
     ) -> Result<Arc<ModelInstance>> {
-        let reservation = self.inner.memory.try_reserve(&spec.name, picked.model.memory_footprint())?;
+        let reservation = self
+            .inner
+            .memory
+            .try_reserve(&spec.name, picked.model.memory_footprint())?;
         let limiter = match replacing {
             // A fallback keeps the model's limiter, so its limit holds across the move.
             Some(old) => Arc::clone(&old.limiter),
@@ -589,7 +678,13 @@ impl Manager {
                 spec.max_concurrency.or(self.inner.model_max_concurrency),
             ),
         };
-        let instance = Arc::new(ModelInstance::new(spec, picked, limiter, reservation, load_time));
+        let instance = Arc::new(ModelInstance::new(
+            spec,
+            picked,
+            limiter,
+            reservation,
+            load_time,
+        ));
         match replacing {
             None => {
                 self.inner.registry.insert(Arc::clone(&instance));
@@ -610,7 +705,9 @@ impl Manager {
     /// errors and starts a fallback when the policy says so.
     fn observe_failure(&self, instance: &Arc<ModelInstance>, e: &Error) {
         let successes = instance.metrics.success_count();
-        let Some(trigger) = instance.window.record(e, successes, &self.inner.fallback) else { return };
+        let Some(trigger) = instance.window.record(e, successes, &self.inner.fallback) else {
+            return;
+        };
         if instance.selection().mode == Mode::Strict || instance.standby.is_empty() {
             return;
         }
@@ -630,14 +727,20 @@ impl Manager {
     /// Loads the model on its next standby candidate while the old instance
     /// keeps serving, then swaps it in.
     fn fall_back(&self, old: &Arc<ModelInstance>, trigger: Trigger, detail: String) {
-        let from = old.selection().chosen().unwrap_or(old.backend()).to_string();
+        let from = old
+            .selection()
+            .chosen()
+            .unwrap_or(old.backend())
+            .to_string();
         tracing::warn!(model = %old.name(), version = old.version(), %from, reason = trigger.as_str(), %detail, "backend failing; falling back");
         let started = Instant::now();
         let spec = old.spec.clone();
         let source = ModelSource::from_path(&spec.path);
         let mut attempts = vec![Attempt {
             backend: from.clone(),
-            outcome: Outcome::Skipped { reason: format!("left at run time ({}): {detail}", trigger.as_str()) },
+            outcome: Outcome::Skipped {
+                reason: format!("left at run time ({}): {detail}", trigger.as_str()),
+            },
             warmup_us: None,
         }];
         let mut candidates = old.standby.clone().into_iter();
@@ -645,24 +748,48 @@ impl Manager {
             match self.try_candidate(&spec, &source, &candidate) {
                 Ok(model) => {
                     let to = candidate.label.clone();
-                    attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Chosen, warmup_us: None });
+                    attempts.push(Attempt {
+                        backend: candidate.label,
+                        outcome: Outcome::Chosen,
+                        warmup_us: None,
+                    });
                     let standby: Vec<Candidate> = candidates.collect();
-                    attempts.extend(standby.iter().map(|c| Attempt { backend: c.label.clone(), outcome: Outcome::Standby, warmup_us: None }));
-                    let fallback = Fallback { from: from.clone(), reason: trigger.as_str().into(), detail: detail.clone() };
-                    let selection = Selection { mode: old.selection().mode, attempts, fallback_from: Some(fallback) };
-                    let picked = Picked { model, selection, standby };
+                    attempts.extend(standby.iter().map(|c| Attempt {
+                        backend: c.label.clone(),
+                        outcome: Outcome::Standby,
+                        warmup_us: None,
+                    }));
+                    let fallback = Fallback {
+                        from: from.clone(),
+                        reason: trigger.as_str().into(),
+                        detail: detail.clone(),
+                    };
+                    let selection = Selection {
+                        mode: old.selection().mode,
+                        attempts,
+                        fallback_from: Some(fallback),
+                    };
+                    let picked = Picked {
+                        model,
+                        selection,
+                        standby,
+                    };
                     match self.install(spec, picked, started.elapsed(), Some(old)) {
                         Ok(_) => {
                             self.count_fallback(old.name(), &from, &to, trigger);
                             tracing::warn!(model = %old.name(), version = old.version(), %from, %to, reason = trigger.as_str(), "fell back");
                         }
-                        Err(e) => tracing::error!(model = %old.name(), %to, error = %e.chain_string(), "fallback not installed"),
+                        Err(e) => {
+                            tracing::error!(model = %old.name(), %to, error = %e.chain_string(), "fallback not installed")
+                        }
                     }
                     return;
                 }
-                Err((reason, _)) => {
-                    attempts.push(Attempt { backend: candidate.label, outcome: Outcome::Skipped { reason }, warmup_us: None })
-                }
+                Err((reason, _)) => attempts.push(Attempt {
+                    backend: candidate.label,
+                    outcome: Outcome::Skipped { reason },
+                    warmup_us: None,
+                }),
             }
         }
         self.count_fallback(old.name(), &from, "none", trigger);
@@ -670,14 +797,28 @@ impl Manager {
     }
 
     fn count_fallback(&self, model: &str, from: &str, to: &str, trigger: Trigger) {
-        let mut map = self.inner.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry((model.to_string(), from.to_string(), to.to_string(), trigger.as_str())).or_default() += 1;
+        let mut map = self
+            .inner
+            .fallbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry((
+            model.to_string(),
+            from.to_string(),
+            to.to_string(),
+            trigger.as_str(),
+        ))
+        .or_default() += 1;
     }
 
     /// Run-time fallbacks so far: `((model, from, to, reason), count)`; `to` is
     /// `none` when no other backend could take the model.
     pub fn fallbacks(&self) -> Vec<((String, String, String, &'static str), u64)> {
-        let map = self.inner.fallbacks.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self
+            .inner
+            .fallbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
@@ -840,7 +981,11 @@ impl Manager {
         set.all()
             .iter()
             .enumerate()
-            .map(|(i, b)| BackendStatus { name: b.name(), tier: b.tier(), probe: set.probe(i).clone() })
+            .map(|(i, b)| BackendStatus {
+                name: b.name(),
+                tier: b.tier(),
+                probe: set.probe(i).clone(),
+            })
             .collect()
     }
 
@@ -946,7 +1091,10 @@ fn run(admitted: Admitted) -> Done {
     let mut result = attempt();
     let mut retry = 1;
     while let Err(e) = &result {
-        let Some(wait) = retry_policy.wait_before(retry).filter(|_| e.kind() == ErrorKind::Backend && e.retryable()) else {
+        let Some(wait) = retry_policy
+            .wait_before(retry)
+            .filter(|_| e.kind() == ErrorKind::Backend && e.retryable())
+        else {
             break;
         };
         tracing::debug!(model = %instance.name(), retry, error = %e, "retrying a retryable backend error");

@@ -18,9 +18,15 @@ pub const AUTO: &str = "auto";
 /// Every backend anemone has, and how to get it into a build that lacks it.
 pub const KNOWN_BACKENDS: &[(&str, &str)] = &[
     ("coreml", "it needs macOS and the cargo feature `coreml`"),
-    ("tract-metal", "it needs macOS and the cargo feature `metal`"),
+    (
+        "tract-metal",
+        "it needs macOS and the cargo feature `metal`",
+    ),
     ("tract-cuda", "it needs Linux and the cargo feature `cuda`"),
-    ("onnxruntime", "it needs the cargo feature `onnxruntime` (on by default)"),
+    (
+        "onnxruntime",
+        "it needs the cargo feature `onnxruntime` (on by default)",
+    ),
     ("tract-cpu", "it is always built in"),
 ];
 
@@ -37,10 +43,26 @@ pub struct Alias {
 
 /// Short names accepted in preference lists.
 pub const ALIASES: &[Alias] = &[
-    Alias { name: "coreml-ane", backend: "coreml", setting: ("coreml.compute_units", "ane") },
-    Alias { name: "coreml-gpu", backend: "coreml", setting: ("coreml.compute_units", "gpu") },
-    Alias { name: "coreml-cpu", backend: "coreml", setting: ("coreml.compute_units", "cpu") },
-    Alias { name: "coreml-all", backend: "coreml", setting: ("coreml.compute_units", "all") },
+    Alias {
+        name: "coreml-ane",
+        backend: "coreml",
+        setting: ("coreml.compute_units", "ane"),
+    },
+    Alias {
+        name: "coreml-gpu",
+        backend: "coreml",
+        setting: ("coreml.compute_units", "gpu"),
+    },
+    Alias {
+        name: "coreml-cpu",
+        backend: "coreml",
+        setting: ("coreml.compute_units", "cpu"),
+    },
+    Alias {
+        name: "coreml-all",
+        backend: "coreml",
+        setting: ("coreml.compute_units", "all"),
+    },
 ];
 
 /// The backends of a manager, with each probe run once and kept.
@@ -74,7 +96,9 @@ impl BackendSet {
     /// nobody knows are a configuration error.
     pub(crate) fn resolve(&self, names: Option<&[String]>) -> Result<Vec<Candidate>> {
         let Some(names) = names else {
-            return Ok((0..self.backends.len()).map(|i| self.candidate(i, self.backends[i].name(), None)).collect());
+            return Ok((0..self.backends.len())
+                .map(|i| self.candidate(i, self.backends[i].name(), None))
+                .collect());
         };
         let mut out = Vec::with_capacity(names.len());
         for name in names {
@@ -84,7 +108,9 @@ impl BackendSet {
             };
             if let Some(i) = self.index_of(backend) {
                 out.push(self.candidate(i, name, setting));
-            } else if let Some((_, how)) = KNOWN_BACKENDS.iter().find(|(known, _)| *known == backend) {
+            } else if let Some((_, how)) =
+                KNOWN_BACKENDS.iter().find(|(known, _)| *known == backend)
+            {
                 out.push(Candidate {
                     label: name.clone(),
                     index: None,
@@ -102,7 +128,9 @@ impl BackendSet {
         Candidate {
             label: label.to_string(),
             index: Some(index),
-            settings: setting.map(|(k, v)| vec![(k.to_string(), v.to_string())]).unwrap_or_default(),
+            settings: setting
+                .map(|(k, v)| vec![(k.to_string(), v.to_string())])
+                .unwrap_or_default(),
             unbuilt: None,
         }
     }
@@ -113,7 +141,11 @@ fn unknown_backend(name: &str, set: &BackendSet) -> String {
     names.extend(ALIASES.iter().map(|a| a.name));
     names.push(AUTO);
     let built: Vec<&str> = set.backends.iter().map(|b| b.name()).collect();
-    let close = names.iter().find(|n| edit_distance(n, name) <= 2).map(|n| format!("did you mean '{n}'? ")).unwrap_or_default();
+    let close = names
+        .iter()
+        .find(|n| edit_distance(n, name) <= 2)
+        .map(|n| format!("did you mean '{n}'? "))
+        .unwrap_or_default();
     format!(
         "unknown backend '{name}'; {close}anemone knows: {}; this build has: {}",
         names.join(", "),
@@ -218,7 +250,10 @@ pub struct Fallback {
 impl Selection {
     /// The label of the chosen candidate.
     pub fn chosen(&self) -> Option<&str> {
-        self.attempts.iter().find(|a| a.outcome == Outcome::Chosen).map(|a| a.backend.as_str())
+        self.attempts
+            .iter()
+            .find(|a| a.outcome == Outcome::Chosen)
+            .map(|a| a.backend.as_str())
     }
 
     /// Candidates skipped, with their reasons.
@@ -244,7 +279,10 @@ impl Selection {
             out.push_str(" (strict)");
         }
         if let Some(f) = &self.fallback_from {
-            out.push_str(&format!("; fell back from {} ({}: {})", f.from, f.reason, f.detail));
+            out.push_str(&format!(
+                "; fell back from {} ({}: {})",
+                f.from, f.reason, f.detail
+            ));
         }
         for (backend, reason) in self.skipped() {
             out.push_str(&format!("; skipped {backend}: {reason}"));
@@ -285,7 +323,11 @@ mod tests {
     #[test]
     fn aliases_name_known_backends() {
         for alias in ALIASES {
-            assert!(KNOWN_BACKENDS.iter().any(|(n, _)| *n == alias.backend), "{}", alias.name);
+            assert!(
+                KNOWN_BACKENDS.iter().any(|(n, _)| *n == alias.backend),
+                "{}",
+                alias.name
+            );
         }
     }
 }

@@ -38,11 +38,23 @@ pub fn warmup_inputs(meta: &ModelMetadata) -> Vec<Tensor> {
                 .collect();
             let count: usize = shape.iter().product();
             let tensor = match spec.dtype {
-                DataType::F32 => Tensor::from_vec(shape, (0..count).map(|_| next()).collect::<Vec<f32>>()),
-                DataType::F64 => Tensor::from_vec(shape, (0..count).map(|_| next() as f64).collect::<Vec<f64>>()),
-                DataType::F16 => Tensor::from_vec(shape, (0..count).map(|_| half::f16::from_f32(next())).collect::<Vec<_>>()),
+                DataType::F32 => {
+                    Tensor::from_vec(shape, (0..count).map(|_| next()).collect::<Vec<f32>>())
+                }
+                DataType::F64 => Tensor::from_vec(
+                    shape,
+                    (0..count).map(|_| next() as f64).collect::<Vec<f64>>(),
+                ),
+                DataType::F16 => Tensor::from_vec(
+                    shape,
+                    (0..count)
+                        .map(|_| half::f16::from_f32(next()))
+                        .collect::<Vec<_>>(),
+                ),
                 DataType::Bytes => Tensor::from_strings(shape, vec![Vec::new(); count]),
-                other => Tensor::from_bytes(other, shape, vec![0; count * other.size().unwrap_or(1)]),
+                other => {
+                    Tensor::from_bytes(other, shape, vec![0; count * other.size().unwrap_or(1)])
+                }
             };
             tensor.unwrap_or_else(|_| Tensor::scalar(0u8))
         })
@@ -76,7 +88,11 @@ mod tests {
         let meta = ModelMetadata::new(
             ModelFormat::Onnx,
             vec![
-                TensorSpec::new("x", DataType::F32, vec![Dim::Named("batch".into()), Dim::Fixed(3)]),
+                TensorSpec::new(
+                    "x",
+                    DataType::F32,
+                    vec![Dim::Named("batch".into()), Dim::Fixed(3)],
+                ),
                 TensorSpec::new("ids", DataType::I64, vec![Dim::Any]),
                 TensorSpec::new("flag", DataType::Bool, vec![]),
             ],
@@ -86,8 +102,14 @@ mod tests {
         assert_eq!(inputs[0].shape(), &[1, 3]);
         let x = inputs[0].to_vec::<f32>().unwrap();
         assert!(x.iter().all(|v| (-1.0..1.0).contains(v)) && x.iter().any(|v| *v != 0.0));
-        assert_eq!((inputs[1].dtype(), inputs[1].shape()), (DataType::I64, &[1usize][..]));
+        assert_eq!(
+            (inputs[1].dtype(), inputs[1].shape()),
+            (DataType::I64, &[1usize][..])
+        );
         assert_eq!(inputs[1].to_vec::<i64>().unwrap(), vec![0]);
-        assert_eq!((inputs[2].dtype(), inputs[2].shape()), (DataType::Bool, &[][..]));
+        assert_eq!(
+            (inputs[2].dtype(), inputs[2].shape()),
+            (DataType::Bool, &[][..])
+        );
     }
 }

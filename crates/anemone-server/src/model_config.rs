@@ -1285,7 +1285,10 @@ default_model_filename: "model.onnx"
         c.parameters.insert("strict".into(), p("false"));
         c.parameters.insert("cormel.compute_units".into(), p("ane"));
         let e = settings(&c).unwrap_err();
-        assert!(e.contains("unknown parameter 'cormel.compute_units'"), "{e}");
+        assert!(
+            e.contains("unknown parameter 'cormel.compute_units'"),
+            "{e}"
+        );
         c.parameters.remove("cormel.compute_units");
         c.parameters.insert("threads".into(), p("0"));
         assert!(settings(&c).unwrap_err().contains("'threads'"));

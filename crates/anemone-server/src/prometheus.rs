@@ -244,7 +244,11 @@ pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
     for e in &m.models {
         f.sample(
             "anemone_backend_retries_total",
-            &[("model", &e.name), ("version", &e.version.to_string()), ("backend", e.backend)],
+            &[
+                ("model", &e.name),
+                ("version", &e.version.to_string()),
+                ("backend", e.backend),
+            ],
             e.retries,
         );
     }
@@ -256,7 +260,12 @@ pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
     for ((model, from, to, reason), n) in &m.fallbacks {
         f.sample(
             "anemone_backend_fallbacks_total",
-            &[("model", model), ("from", from), ("to", to), ("reason", reason)],
+            &[
+                ("model", model),
+                ("from", from),
+                ("to", to),
+                ("reason", reason),
+            ],
             n,
         );
     }

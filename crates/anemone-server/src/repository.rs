@@ -346,7 +346,9 @@ impl Repository {
         if e.state != State::Ready {
             return e.reason.clone();
         }
-        let Ok(instance) = self.manager.model(name, None) else { return e.reason.clone() };
+        let Ok(instance) = self.manager.model(name, None) else {
+            return e.reason.clone();
+        };
         let summary = instance.selection().summary();
         if e.reason.is_empty() {
             summary

@@ -95,7 +95,10 @@ impl AppState {
     /// How a ready model's backend was chosen.
     pub fn selection(&self, name: &str, version: &str) -> Option<anemone_runtime::Selection> {
         let version = v2::version(version).ok()?;
-        self.manager.model(name, version).ok().map(|m| m.selection().clone())
+        self.manager
+            .model(name, version)
+            .ok()
+            .map(|m| m.selection().clone())
     }
 
     /// The model's effective configuration.

@@ -930,7 +930,10 @@ mod repository_modes {
                 .find(|r| r["name"] == "identity")
                 .cloned()
                 .unwrap();
-            if let Some(reason) = row["reason"].as_str().filter(|r| r.contains("still serving")) {
+            if let Some(reason) = row["reason"]
+                .as_str()
+                .filter(|r| r.contains("still serving"))
+            {
                 assert_eq!(row["state"], "READY", "{row}");
                 break reason.to_string();
             }

@@ -41,7 +41,15 @@ struct Double {
 impl Double {
     fn new(name: &'static str) -> (Double, Arc<Behaviour>) {
         let behaviour = Arc::new(Behaviour::default());
-        (Double { name, available: true, load_error: None, behaviour: behaviour.clone() }, behaviour)
+        (
+            Double {
+                name,
+                available: true,
+                load_error: None,
+                behaviour: behaviour.clone(),
+            },
+            behaviour,
+        )
     }
 }
 
@@ -57,9 +65,13 @@ impl Backend for Double {
     }
     fn probe(&self) -> Probe {
         if self.available {
-            Probe::Available { detail: "test double".into() }
+            Probe::Available {
+                detail: "test double".into(),
+            }
         } else {
-            Probe::Unavailable { reason: format!("{} has no device here", self.name) }
+            Probe::Unavailable {
+                reason: format!("{} has no device here", self.name),
+            }
         }
     }
     fn tier(&self) -> Tier {
@@ -68,9 +80,17 @@ impl Backend for Double {
     fn supports(&self, _: &ModelSource) -> Support {
         Support::Yes
     }
-    fn load(&self, source: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+    fn load(
+        &self,
+        source: &ModelSource,
+        _: &LoadOptions,
+    ) -> anemone_core::Result<Box<dyn LoadedModel>> {
         if let Some(message) = self.load_error {
-            return Err(Error::InvalidModel { path: source.path.clone(), reason: message.into(), source: None });
+            return Err(Error::InvalidModel {
+                path: source.path.clone(),
+                reason: message.into(),
+                source: None,
+            });
         }
         Ok(Box::new(DoubleModel {
             meta: ModelMetadata::new(
@@ -102,14 +122,29 @@ impl LoadedModel for DoubleModel {
             std::thread::sleep(Duration::from_micros(sleep as u64));
         }
         if b.device_lost.load(Ordering::SeqCst) > 0 {
-            return Err(Error::DeviceLost { backend: self.backend.into(), message: "device fell off the bus".into() });
+            return Err(Error::DeviceLost {
+                backend: self.backend.into(),
+                message: "device fell off the bus".into(),
+            });
         }
         if b.broken.load(Ordering::SeqCst) > 0 {
-            return Err(Error::Backend { backend: self.backend.into(), message: "kernel failed".into(), retryable: false, source: None });
+            return Err(Error::Backend {
+                backend: self.backend.into(),
+                message: "kernel failed".into(),
+                retryable: false,
+                source: None,
+            });
         }
-        let retryable = b.retryable_failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        let retryable =
+            b.retryable_failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if retryable.is_ok() {
-            return Err(Error::Backend { backend: self.backend.into(), message: "busy, try again".into(), retryable: true, source: None });
+            return Err(Error::Backend {
+                backend: self.backend.into(),
+                message: "busy, try again".into(),
+                retryable: true,
+                source: None,
+            });
         }
         let v = inputs[0].to_vec::<f32>().unwrap()[0];
         Ok(vec![Tensor::from_vec(vec![1], vec![v * 2.0]).unwrap()])
@@ -134,9 +169,21 @@ fn ordered_selection_skips_with_reasons_and_keeps_the_rest_on_standby() {
     refuses.load_error = Some("operator FancyOp is not supported");
     let (works, _) = Double::new("works");
     let (spare, _) = Double::new("spare");
-    let m = Manager::builder().backend(gone).backend(refuses).backend(works).backend(spare).build().unwrap();
+    let m = Manager::builder()
+        .backend(gone)
+        .backend(refuses)
+        .backend(works)
+        .backend(spare)
+        .build()
+        .unwrap();
     let instance = m
-        .load_model_blocking(ModelSpec::new("d", file()).backends(["coreml-ane", "gone", "refuses", "works", "spare"]))
+        .load_model_blocking(ModelSpec::new("d", file()).backends([
+            "coreml-ane",
+            "gone",
+            "refuses",
+            "works",
+            "spare",
+        ]))
         .unwrap();
     let sel = instance.selection();
     assert_eq!(sel.mode, Mode::Ordered);
@@ -144,12 +191,25 @@ fn ordered_selection_skips_with_reasons_and_keeps_the_rest_on_standby() {
     let skipped: Vec<(&str, &str)> = sel.skipped().collect();
     assert_eq!(skipped.len(), 3, "{skipped:?}");
     assert_eq!(skipped[0].0, "coreml-ane");
-    assert!(skipped[0].1.contains("not built into this binary") && skipped[0].1.contains("macOS"), "{}", skipped[0].1);
+    assert!(
+        skipped[0].1.contains("not built into this binary") && skipped[0].1.contains("macOS"),
+        "{}",
+        skipped[0].1
+    );
     assert_eq!(skipped[1], ("gone", "gone has no device here"));
-    assert!(skipped[2].1.contains("operator FancyOp is not supported"), "{}", skipped[2].1);
+    assert!(
+        skipped[2].1.contains("operator FancyOp is not supported"),
+        "{}",
+        skipped[2].1
+    );
     assert_eq!(sel.attempts.last().unwrap().outcome, Outcome::Standby);
     let summary = sel.summary();
-    assert!(summary.starts_with("on works") && summary.contains("skipped gone: gone has no device here") && summary.ends_with("standing by: spare"), "{summary}");
+    assert!(
+        summary.starts_with("on works")
+            && summary.contains("skipped gone: gone has no device here")
+            && summary.ends_with("standing by: spare"),
+        "{summary}"
+    );
     assert_eq!(ask(&m, "d", 2.0).unwrap(), 4.0);
     // The manager's default order is the order backends were added.
     let by_default = m.load_model_blocking(ModelSpec::new("e", file())).unwrap();
@@ -159,15 +219,32 @@ fn ordered_selection_skips_with_reasons_and_keeps_the_rest_on_standby() {
 #[test]
 fn unknown_names_are_config_errors_with_a_suggestion() {
     let (works, _) = Double::new("works");
-    let m = Manager::builder().backend(works).backend(TractCpu).build().unwrap();
-    let err = m.load_model_blocking(ModelSpec::new("d", file()).backends(["tract-gpu"])).unwrap_err();
+    let m = Manager::builder()
+        .backend(works)
+        .backend(TractCpu)
+        .build()
+        .unwrap();
+    let err = m
+        .load_model_blocking(ModelSpec::new("d", file()).backends(["tract-gpu"]))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     let text = err.to_string();
-    assert!(text.contains("unknown backend 'tract-gpu'; did you mean 'tract-cpu'?"), "{text}");
+    assert!(
+        text.contains("unknown backend 'tract-gpu'; did you mean 'tract-cpu'?"),
+        "{text}"
+    );
     assert!(text.contains("this build has: works, tract-cpu"), "{text}");
     // A server-wide list with a typo stops start-up.
-    let err = Manager::builder().backend(TractCpu).preference(Some(vec!["onnxruntim".into()])).build().err().unwrap();
-    assert!(err.to_string().contains("did you mean 'onnxruntime'?"), "{err}");
+    let err = Manager::builder()
+        .backend(TractCpu)
+        .preference(Some(vec!["onnxruntim".into()]))
+        .build()
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("did you mean 'onnxruntime'?"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -180,25 +257,39 @@ fn strict_mode_uses_the_first_backend_or_fails_and_never_falls_back() {
         .backend(gone)
         .backend(works)
         .backend(spare)
-        .fallback(FallbackPolicy { min_errors: 1, ..FallbackPolicy::default() })
+        .fallback(FallbackPolicy {
+            min_errors: 1,
+            ..FallbackPolicy::default()
+        })
         .build()
         .unwrap();
     let mut spec = ModelSpec::new("d", file()).backends(["gone", "works"]);
     spec.strict = Some(true);
     let err = m.load_model_blocking(spec).unwrap_err();
-    assert!(err.to_string().contains("gone has no device here") && err.to_string().contains("strict"), "{err}");
+    assert!(
+        err.to_string().contains("gone has no device here") && err.to_string().contains("strict"),
+        "{err}"
+    );
 
     let mut spec = ModelSpec::new("d", file()).backends(["works", "spare"]);
     spec.strict = Some(true);
     let instance = m.load_model_blocking(spec).unwrap();
     assert_eq!(instance.selection().mode, Mode::Strict);
-    assert_eq!(instance.selection().attempts.len(), 1, "strict keeps no standby");
+    assert_eq!(
+        instance.selection().attempts.len(),
+        1,
+        "strict keeps no standby"
+    );
     behaviour.device_lost.store(1, Ordering::SeqCst);
     for _ in 0..3 {
         assert!(ask(&m, "d", 1.0).is_err());
     }
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(m.model("d", None).unwrap().backend(), "works", "strict never moves");
+    assert_eq!(
+        m.model("d", None).unwrap().backend(),
+        "works",
+        "strict never moves"
+    );
     assert!(m.fallbacks().is_empty());
 }
 
@@ -207,18 +298,32 @@ fn retryable_errors_are_retried_per_the_policy() {
     let (works, behaviour) = Double::new("works");
     let m = Manager::builder()
         .backend(works)
-        .retry(RetryPolicy { max_retries: 2, backoff: Duration::from_millis(1) })
+        .retry(RetryPolicy {
+            max_retries: 2,
+            backoff: Duration::from_millis(1),
+        })
         .build()
         .unwrap();
     m.load_model_blocking(ModelSpec::new("d", file())).unwrap();
     behaviour.retryable_failures.store(2, Ordering::SeqCst);
-    assert_eq!(ask(&m, "d", 3.0).unwrap(), 6.0, "two failures, two retries, then success");
+    assert_eq!(
+        ask(&m, "d", 3.0).unwrap(),
+        6.0,
+        "two failures, two retries, then success"
+    );
     assert_eq!(behaviour.calls.load(Ordering::SeqCst), 3);
     assert_eq!(m.model("d", None).unwrap().retries(), 2);
     behaviour.retryable_failures.store(3, Ordering::SeqCst);
     let err = ask(&m, "d", 3.0).unwrap_err();
-    assert!(err.retryable() && err.to_string().contains("busy, try again"), "{err}");
-    assert_eq!(behaviour.calls.load(Ordering::SeqCst), 6, "one try and two retries, no more");
+    assert!(
+        err.retryable() && err.to_string().contains("busy, try again"),
+        "{err}"
+    );
+    assert_eq!(
+        behaviour.calls.load(Ordering::SeqCst),
+        6,
+        "one try and two retries, no more"
+    );
     // Permanent errors are not retried.
     behaviour.broken.store(1, Ordering::SeqCst);
     let _ = ask(&m, "d", 3.0).unwrap_err();
@@ -228,7 +333,10 @@ fn retryable_errors_are_retried_per_the_policy() {
 fn wait_for_backend(m: &Manager, model: &str, backend: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while m.model(model, None).unwrap().backend() != backend {
-        assert!(Instant::now() < deadline, "{model} did not move to {backend}");
+        assert!(
+            Instant::now() < deadline,
+            "{model} did not move to {backend}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -240,10 +348,15 @@ fn a_failing_backend_hands_the_model_to_the_next_candidate() {
     let m = Manager::builder()
         .backend(flaky)
         .backend(steady)
-        .fallback(FallbackPolicy { error_rate: 0.5, min_errors: 3, window: 100 })
+        .fallback(FallbackPolicy {
+            error_rate: 0.5,
+            min_errors: 3,
+            window: 100,
+        })
         .build()
         .unwrap();
-    m.load_model_blocking(ModelSpec::new("d", file()).max_concurrency(4)).unwrap();
+    m.load_model_blocking(ModelSpec::new("d", file()).max_concurrency(4))
+        .unwrap();
     for _ in 0..5 {
         assert_eq!(ask(&m, "d", 1.0).unwrap(), 2.0);
     }
@@ -259,13 +372,28 @@ fn a_failing_backend_hands_the_model_to_the_next_candidate() {
     let instance = m.model("d", None).unwrap();
     let sel = instance.selection();
     let from = sel.fallback_from.as_ref().unwrap();
-    assert_eq!((from.from.as_str(), from.reason.as_str()), ("flaky", "error_rate"));
+    assert_eq!(
+        (from.from.as_str(), from.reason.as_str()),
+        ("flaky", "error_rate")
+    );
     assert!(from.detail.contains("kernel failed"), "{}", from.detail);
     assert_eq!(sel.chosen(), Some("steady"));
-    assert!(sel.summary().contains("fell back from flaky (error_rate"), "{}", sel.summary());
+    assert!(
+        sel.summary().contains("fell back from flaky (error_rate"),
+        "{}",
+        sel.summary()
+    );
     assert_eq!(
         m.fallbacks(),
-        vec![(("d".to_string(), "flaky".to_string(), "steady".to_string(), "error_rate"), 1)]
+        vec![(
+            (
+                "d".to_string(),
+                "flaky".to_string(),
+                "steady".to_string(),
+                "error_rate"
+            ),
+            1
+        )]
     );
     let metrics = m.metrics();
     assert_eq!(metrics.fallbacks.len(), 1);
@@ -276,7 +404,11 @@ fn a_failing_backend_hands_the_model_to_the_next_candidate() {
 fn a_lost_device_moves_the_model_at_once_and_the_old_instance_serves_meanwhile() {
     let (gpu, behaviour) = Double::new("gpu");
     let (cpu, cpu_behaviour) = Double::new("cpu");
-    let m = Manager::builder().backend(gpu).backend(cpu).build().unwrap();
+    let m = Manager::builder()
+        .backend(gpu)
+        .backend(cpu)
+        .build()
+        .unwrap();
     m.load_model_blocking(ModelSpec::new("d", file())).unwrap();
     behaviour.device_lost.store(1, Ordering::SeqCst);
     let e = ask(&m, "d", 1.0).unwrap_err();
@@ -300,23 +432,51 @@ fn auto_mode_times_every_candidate_and_keeps_the_fastest() {
     fast_behaviour.sleep_us.store(100, Ordering::SeqCst);
     let (mut gone, _) = Double::new("gone");
     gone.available = false;
-    let m = Manager::builder().backend(gone).backend(slow).backend(fast).build().unwrap();
-    let instance = m.load_model_blocking(ModelSpec::new("d", file()).backends(["auto"])).unwrap();
+    let m = Manager::builder()
+        .backend(gone)
+        .backend(slow)
+        .backend(fast)
+        .build()
+        .unwrap();
+    let instance = m
+        .load_model_blocking(ModelSpec::new("d", file()).backends(["auto"]))
+        .unwrap();
     let sel = instance.selection();
     assert_eq!(sel.mode, Mode::Auto);
     assert_eq!(sel.chosen(), Some("fast"));
-    let timed: Vec<(&str, f64)> = sel.attempts.iter().filter_map(|a| a.warmup_us.map(|t| (a.backend.as_str(), t))).collect();
+    let timed: Vec<(&str, f64)> = sel
+        .attempts
+        .iter()
+        .filter_map(|a| a.warmup_us.map(|t| (a.backend.as_str(), t)))
+        .collect();
     assert_eq!(timed.len(), 2, "{timed:?}");
     assert_eq!(timed[0].0, "fast");
-    assert!(timed[1].1 >= 3000.0, "the slow one slept 3 ms per call: {timed:?}");
+    assert!(
+        timed[1].1 >= 3000.0,
+        "the slow one slept 3 ms per call: {timed:?}"
+    );
     assert_eq!(sel.attempts[1].outcome, Outcome::Slower);
-    assert_eq!(sel.skipped().next(), Some(("gone", "gone has no device here")));
-    assert!(sel.summary().contains("auto, warm-up median: fast"), "{}", sel.summary());
-    assert!(slow_behaviour.calls.load(Ordering::SeqCst) >= 5, "warm-up plus timed runs");
+    assert_eq!(
+        sel.skipped().next(),
+        Some(("gone", "gone has no device here"))
+    );
+    assert!(
+        sel.summary().contains("auto, warm-up median: fast"),
+        "{}",
+        sel.summary()
+    );
+    assert!(
+        slow_behaviour.calls.load(Ordering::SeqCst) >= 5,
+        "warm-up plus timed runs"
+    );
     // Auto and strict together make no sense.
     let mut spec = ModelSpec::new("e", file()).backends(["auto"]);
     spec.strict = Some(true);
-    assert!(m.load_model_blocking(spec).unwrap_err().to_string().contains("choose one"));
+    assert!(m
+        .load_model_blocking(spec)
+        .unwrap_err()
+        .to_string()
+        .contains("choose one"));
 }
 
 /// Auto mode across the real engines: both are timed, the model serves on
@@ -331,9 +491,21 @@ fn auto_mode_over_tract_and_onnxruntime_serves_correct_answers() {
         return;
     }
     let case = Case::load("small_convnet");
-    let m = Manager::builder().backend(OnnxRuntime).backend(TractCpu).threads(1).build().unwrap();
-    let instance = m.load_model_blocking(ModelSpec::new("cnn", case.model_path()).backends(["auto"])).unwrap();
-    let timed: Vec<f64> = instance.selection().attempts.iter().filter_map(|a| a.warmup_us).collect();
+    let m = Manager::builder()
+        .backend(OnnxRuntime)
+        .backend(TractCpu)
+        .threads(1)
+        .build()
+        .unwrap();
+    let instance = m
+        .load_model_blocking(ModelSpec::new("cnn", case.model_path()).backends(["auto"]))
+        .unwrap();
+    let timed: Vec<f64> = instance
+        .selection()
+        .attempts
+        .iter()
+        .filter_map(|a| a.warmup_us)
+        .collect();
     assert_eq!(timed.len(), 2, "{:?}", instance.selection());
     assert!(timed[0] <= timed[1]);
     for run in &case.runs {
