@@ -67,6 +67,12 @@ def server(tmp_path_factory, cases):
     shutil.copytree(ROOT / "examples/models/add", repo / "add")
     (repo / "bytes_identity" / "1").mkdir(parents=True)
     shutil.copy(FIXTURES / "bytes_identity" / "model.onnx", repo / "bytes_identity" / "1" / "model.onnx")
+    # The same model pinned to tract, which carries any UTF-8 text, NUL bytes included.
+    (repo / "bytes_identity_tract" / "1").mkdir(parents=True)
+    shutil.copy(FIXTURES / "bytes_identity" / "model.onnx", repo / "bytes_identity_tract" / "1" / "model.onnx")
+    (repo / "bytes_identity_tract" / "config.pbtxt").write_text(
+        'parameters { key: "backends" value: { string_value: "tract-cpu" } }\n'
+        'parameters { key: "strict" value: { string_value: "true" } }\n')
     # A broken model must be reported, not take the server down.
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx model")
@@ -87,7 +93,7 @@ def server(tmp_path_factory, cases):
     import tritonclient.http as httpclient
     client = httpclient.InferenceServerClient(srv.http)
     deadline = time.time() + 120
-    while not all(client.is_model_ready(n) for n in list(cases) + ["add", "bytes_identity"]):
+    while not all(client.is_model_ready(n) for n in list(cases) + ["add", "bytes_identity", "bytes_identity_tract"]):
         if time.time() > deadline:
             pytest.fail("models did not become ready within 120 s")
         time.sleep(0.2)

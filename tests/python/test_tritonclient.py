@@ -59,11 +59,30 @@ def test_outputs_match_onnxruntime(server, cases, case_name, protocol):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_bytes_tensors_round_trip(server, protocol):
-    text = np.array([b"hello", b"", b"anemone \xe2\x9c\x93", b"\x00\x01binary"], dtype=np.object_)
+    # By default the model runs on ONNX Runtime: any UTF-8 text without NUL bytes.
+    text = np.array([b"hello", b"", b"anemone \xe2\x9c\x93", b"tab\there"], dtype=np.object_)
     result = infer(server, protocol, "bytes_identity", [("text", text)])
     got = result.as_numpy("text_out")
     assert got.shape == text.shape
     assert [bytes(v) for v in got] == list(text)
+    # tract carries NUL bytes too.
+    binary = np.array([b"\x00\x01binary", b"x"], dtype=np.object_)
+    got = infer(server, protocol, "bytes_identity_tract", [("text", binary)]).as_numpy("text_out")
+    assert [bytes(v) for v in got] == list(binary)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_bytes_an_engine_cannot_carry_are_refused_not_changed(server, protocol):
+    for model, text, says in [
+        ("bytes_identity", [b"ok", b"\x00\x01binary"], "element 1 contains a NUL byte"),
+        ("bytes_identity_tract", [b"\xff\xfe"], "element 0 is not UTF-8 text"),
+    ]:
+        if protocol == "http-json" and b"\xff" in text[0]:
+            continue  # JSON carries only UTF-8 text; the client refuses to send these bytes
+        with pytest.raises(InferenceServerException) as e:
+            infer(server, protocol, model, [("text", np.array(text, dtype=np.object_))])
+        assert says in str(e.value)
+        assert "400" in str(e.value) or "INVALID_ARGUMENT" in str(e.value)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -228,6 +228,7 @@ impl LoadedModel for OrtModel {
         let mut values: Vec<(String, SessionInputValue<'static>)> =
             Vec::with_capacity(inputs.len());
         for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
+            check_strings(&spec.name, t)?;
             let v = to_ort(t)
                 .map_err(|e| fail(format!("cannot convert input '{}': {e}", spec.name)))?;
             values.push((spec.name.clone(), v.into()));
@@ -247,6 +248,26 @@ impl LoadedModel for OrtModel {
             })
             .collect()
     }
+}
+
+/// ONNX Runtime carries strings as NUL-terminated UTF-8: refuse (as bad
+/// input, not an engine failure) what it would corrupt.
+fn check_strings(name: &str, t: &Tensor) -> Result<()> {
+    let Some(strings) = t.as_strings() else { return Ok(()) };
+    for (i, s) in strings.iter().enumerate() {
+        let reason = if std::str::from_utf8(s).is_err() {
+            format!("element {i} is not UTF-8 text, which ONNX Runtime strings must be")
+        } else if s.contains(&0) {
+            format!(
+                "element {i} contains a NUL byte, which ONNX Runtime cannot carry in a string; \
+                 serve this model on tract-cpu (parameter backends) to pass arbitrary bytes"
+            )
+        } else {
+            continue;
+        };
+        return Err(anemone_core::InputError::Malformed { name: name.into(), reason }.into());
+    }
+    Ok(())
 }
 
 /// Copies an anemone tensor into an ONNX Runtime value.

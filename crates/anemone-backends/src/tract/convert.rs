@@ -43,6 +43,20 @@ pub fn data_type(dt: DatumType) -> Option<DataType> {
     })
 }
 
+/// tract carries strings as UTF-8 text: refuse other bytes as bad input
+/// rather than change them.
+pub fn check_utf8(name: &str, t: &Tensor) -> anemone_core::Result<()> {
+    let Some(strings) = t.as_strings() else { return Ok(()) };
+    match strings.iter().position(|s| std::str::from_utf8(s).is_err()) {
+        None => Ok(()),
+        Some(i) => Err(anemone_core::InputError::Malformed {
+            name: name.into(),
+            reason: format!("element {i} is not UTF-8 text, which tract strings must be"),
+        }
+        .into()),
+    }
+}
+
 /// Copies an anemone tensor into a tract tensor.
 pub fn to_tract(t: &Tensor) -> TractResult<TractTensor> {
     match t.as_strings() {

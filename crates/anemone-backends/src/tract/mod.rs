@@ -314,6 +314,9 @@ impl LoadedModel for TractModel {
             retryable: false,
             source: Some(e.into()),
         };
+        for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
+            convert::check_utf8(&spec.name, t)?;
+        }
         let values = inputs
             .iter()
             .map(|t| convert::to_tract(t).map(IntoTValue::into_tvalue))
