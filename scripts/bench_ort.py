@@ -1,4 +1,4 @@
-"""ONNX Runtime's Python API on the same ResNet-18-shaped model and inputs as
+"""ONNX Runtime's Python API on the same models (ResNet-18-shaped, transformer block) and inputs as
 `cargo bench -p anemone-runtime --bench engines`, with the same thread count.
 
 Usage: .venv/bin/python scripts/bench_ort.py [--threads N] [--seconds S]
@@ -14,7 +14,6 @@ import numpy as np
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
-CASE = ROOT / "fixtures/generated/resnet18"
 
 
 def bench(session: ort.InferenceSession, x: np.ndarray, seconds: float) -> list[float]:
@@ -38,11 +37,17 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(CASE / "model.onnx"), options, providers=["CPUExecutionProvider"])
     print(f"onnxruntime {ort.__version__}, {args.threads} intra-op threads")
-    for label, file in [("batch 1", "run0_in_0.npy"), ("batch 8", "bench_b8.npy")]:
-        times = bench(session, np.load(CASE / file), args.seconds)
-        print(f"resnet18 {label}: median {statistics.median(times):.2f} ms, mean {statistics.mean(times):.2f} ms, {len(times)} runs")
+    for model, label, file in [
+        ("resnet18", "batch 1", "run0_in_0.npy"),
+        ("resnet18", "batch 8", "bench_b8.npy"),
+        ("transformer_block", "batch 1", "run0_in_0.npy"),
+    ]:
+        case = ROOT / "fixtures/generated" / model
+        session = ort.InferenceSession(str(case / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        times = bench(session, np.load(case / file), args.seconds)
+        print(f"{model} {label}: median {statistics.median(times):.3f} ms, mean {statistics.mean(times):.3f} ms, "
+              f"{len(times)} runs, {1000 / statistics.mean(times):.1f} inferences/s")
 
 
 if __name__ == "__main__":

@@ -253,7 +253,9 @@ impl LoadedModel for OrtModel {
 /// ONNX Runtime carries strings as NUL-terminated UTF-8: refuse (as bad
 /// input, not an engine failure) what it would corrupt.
 fn check_strings(name: &str, t: &Tensor) -> Result<()> {
-    let Some(strings) = t.as_strings() else { return Ok(()) };
+    let Some(strings) = t.as_strings() else {
+        return Ok(());
+    };
     for (i, s) in strings.iter().enumerate() {
         let reason = if std::str::from_utf8(s).is_err() {
             format!("element {i} is not UTF-8 text, which ONNX Runtime strings must be")
@@ -265,7 +267,11 @@ fn check_strings(name: &str, t: &Tensor) -> Result<()> {
         } else {
             continue;
         };
-        return Err(anemone_core::InputError::Malformed { name: name.into(), reason }.into());
+        return Err(anemone_core::InputError::Malformed {
+            name: name.into(),
+            reason,
+        }
+        .into());
     }
     Ok(())
 }

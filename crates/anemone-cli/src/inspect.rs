@@ -27,7 +27,13 @@ use std::fmt::Write as _;
 ///                 | {"status": "unavailable", "reason": "..."},
 ///     "supports": true | false,
 ///     "reason":   "why not" (present only when supports is false)
-///   }, ...]
+///   }, ...],
+///   "selection": {"backend": "onnxruntime", "load_ms": 41.2,
+///                 "mode": "ordered" | "strict" | "auto",
+///                 "attempts": [{"backend": "...", "outcome": "chosen" | "skipped" | "standby" | "slower",
+///                               "reason": "(skipped only)", "warmup_us": 812.0 (auto only)}, ...]}
+///              | {"error": "why no backend could load it"}
+///              | null (with --no-select)
 /// }
 /// ```
 ///
@@ -49,6 +55,39 @@ pub struct InspectReport<'a> {
     #[serde(serialize_with = "ordered_map")]
     properties: &'a [(String, String)],
     backends: Vec<BackendReport>,
+    selection: Option<SelectionReport>,
+}
+
+/// What loading the model through the backend selection gave.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum SelectionReport {
+    Loaded {
+        backend: String,
+        load_ms: f64,
+        #[serde(flatten)]
+        selection: anemone_runtime::Selection,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// Loads the model as `serve` would and reports the backend selection.
+fn select(args: &InspectArgs) -> anyhow::Result<SelectionReport> {
+    let manager = args.backend.builder().workers(1).build()?;
+    Ok(
+        match manager.load_model_blocking(anemone_runtime::ModelSpec::new("inspect", &args.model)) {
+            Ok(m) => SelectionReport::Loaded {
+                backend: m.backend().to_string(),
+                load_ms: m.load_time().as_secs_f64() * 1e3,
+                selection: m.selection().clone(),
+            },
+            Err(e) => SelectionReport::Failed {
+                error: e.chain_string(),
+            },
+        },
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +112,10 @@ fn ordered_map<S: serde::Serializer>(pairs: &&[(String, String)], s: S) -> Resul
 /// Runs `anemone inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let meta = anemone_backends::onnx::describe_file(&args.model)?;
-    let report = InspectReport::new(&args.model, &meta);
+    let mut report = InspectReport::new(&args.model, &meta);
+    if !args.no_select {
+        report.selection = Some(select(args)?);
+    }
     let text = if args.json {
         let mut json =
             serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?;
@@ -125,6 +167,7 @@ impl<'a> InspectReport<'a> {
             outputs: &meta.outputs,
             properties: &meta.properties,
             backends,
+            selection: None,
         }
     }
 
@@ -212,6 +255,23 @@ impl<'a> InspectReport<'a> {
             })
             .collect();
         out.push_str(&table(&rows, "  "));
+        match &self.selection {
+            None => {}
+            Some(SelectionReport::Failed { error }) => {
+                out.push_str(&format!(
+                    "\nselection\n  no backend could load it: {}\n",
+                    printable(error)
+                ));
+            }
+            Some(SelectionReport::Loaded {
+                load_ms, selection, ..
+            }) => {
+                out.push_str(&format!(
+                    "\nselection ({load_ms:.0} ms to load)\n  {}\n",
+                    printable(&selection.summary())
+                ));
+            }
+        }
         out
     }
 }

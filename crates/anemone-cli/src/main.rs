@@ -47,8 +47,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Describes a model file without loading it on an engine: inputs,
-    /// outputs, size, parameters, and which backends can run it.
+    /// Describes a model file: inputs, outputs, size, parameters, which
+    /// backends can run it, and which one the selection picks (and why).
     Inspect(InspectArgs),
     /// Runs a model once on `.npy` inputs and writes each output to
     /// `<output-dir>/<output name>.npy`.
@@ -78,6 +78,11 @@ pub struct InspectArgs {
     /// Print one JSON object instead of text (off by default).
     #[arg(long, env = "ANEMONE_JSON", value_parser = BoolishValueParser::new(), default_value_t = false)]
     pub json: bool,
+
+    /// Skip loading the model to show which backend the selection picks
+    /// (loading a large model takes a while).
+    #[arg(long, env = "ANEMONE_NO_SELECT", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub no_select: bool,
 
     #[command(flatten)]
     pub backend: backend_args::BackendArgs,

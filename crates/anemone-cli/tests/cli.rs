@@ -310,6 +310,15 @@ fn inspect_json_describes_dynamic_dims_and_backends() {
     assert_eq!(tract["probe"]["status"], "available");
     assert_eq!(tract["supports"], true);
     assert!(tract.get("reason").is_none());
+    // The selection the default order makes, by loading the model.
+    let sel = &json["selection"];
+    assert_eq!(sel["backend"], "onnxruntime", "{sel}");
+    assert_eq!(sel["mode"], "ordered");
+    assert_eq!(sel["attempts"][0]["outcome"], "chosen");
+    assert_eq!(
+        sel["attempts"][1],
+        serde_json::json!({"backend": "tract-cpu", "outcome": "standby"})
+    );
 }
 
 #[test]
@@ -333,6 +342,8 @@ fn inspect_text_shows_anonymous_dims_as_minus_one() {
         "weights",
         "backends",
         "tract-cpu",
+        "selection (",
+        "on onnxruntime; standing by: tract-cpu",
     ] {
         assert!(stdout.contains(label), "no '{label}' in:\n{stdout}");
     }
@@ -354,7 +365,12 @@ fn bad_models_fail_cleanly() {
         if inspect_fails {
             assert_error(&inspect, &[file]);
         } else {
-            assert_ok(&inspect);
+            // Described, but no backend can load it: the selection says why.
+            let text = assert_ok(&inspect);
+            assert!(
+                text.contains("no backend can run") && text.contains("FancyOp"),
+                "{text}"
+            );
         }
     }
 }

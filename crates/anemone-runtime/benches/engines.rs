@@ -1,46 +1,72 @@
-//! tract CPU on a ResNet-18-shaped model at batch 1 and 8, through the Manager.
+//! The engines through the Manager (`infer_blocking`), on a ResNet-18-shaped
+//! model at batch 1 and 8 and a transformer block: tract CPU and, when its
+//! library is installed, ONNX Runtime, with one intra-op thread per core.
 //!
-//! Compare with ONNX Runtime's Python API on the same model and threads:
-//! `.venv/bin/python scripts/bench_ort.py` (see docs/PERFORMANCE.md).
+//! Compare with ONNX Runtime's own Python API on the same models, inputs and
+//! threads: `.venv/bin/python scripts/bench_ort.py` (see docs/PERFORMANCE.md).
 
-use anemone_backends::TractCpu;
-use anemone_core::{npy, Tensor};
+use anemone_backends::{OnnxRuntime, TractCpu};
+use anemone_core::{npy, Backend, Tensor};
 use anemone_runtime::{default_parallelism, InferRequest, Manager, ModelSpec};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-fn resnet(c: &mut Criterion) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/generated/resnet18");
+/// `(model, label, input name, input file)`.
+const WORKLOADS: [(&str, &str, &str, &str); 3] = [
+    ("resnet18", "batch 1", "input", "run0_in_0.npy"),
+    ("resnet18", "batch 8", "input", "bench_b8.npy"),
+    ("transformer_block", "batch 1", "x", "run0_in_0.npy"),
+];
+
+fn engines(c: &mut Criterion) {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/generated");
     assert!(
-        dir.exists(),
+        fixtures.join("resnet18").exists(),
         "{} is missing: run scripts/setup.sh",
-        dir.display()
+        fixtures.display()
     );
     let threads = default_parallelism();
-    let m = Manager::builder()
-        .backend(TractCpu)
-        .threads(threads)
-        .build()
-        .unwrap();
-    m.load_model_blocking(ModelSpec::new("resnet18", dir.join("model.onnx")))
-        .unwrap();
-    let read = |f: &str| npy::read(std::fs::File::open(dir.join(f)).unwrap()).unwrap();
-    let inputs: [(&str, Tensor); 2] = [
-        ("batch 1", read("run0_in_0.npy")),
-        ("batch 8", read("bench_b8.npy")),
-    ];
-    let mut group = c.benchmark_group(format!("resnet18 tract-cpu {threads} threads"));
-    group.sample_size(10);
-    for (label, x) in inputs {
-        group.bench_function(label, |b| {
-            b.iter(|| {
-                m.infer_blocking(InferRequest::new("resnet18").input("input", x.clone()))
-                    .unwrap()
-            })
-        });
+    let mut backends: Vec<Arc<dyn Backend>> = vec![Arc::new(TractCpu)];
+    if OnnxRuntime.probe().is_available() {
+        backends.push(Arc::new(OnnxRuntime));
+    } else {
+        eprintln!("onnxruntime is unavailable: benchmarking tract-cpu only (run scripts/install-onnxruntime.sh)");
     }
-    group.finish();
+    for backend in backends {
+        let name = backend.name();
+        let m = Manager::builder()
+            .backends([backend])
+            .threads(threads)
+            .build()
+            .unwrap();
+        let mut group = c.benchmark_group(format!("{name} {threads} threads"));
+        group.sample_size(10);
+        for (model, label, input, file) in WORKLOADS {
+            let dir = fixtures.join(model);
+            if m.model(model, None).is_err() {
+                m.load_model_blocking(ModelSpec::new(model, dir.join("model.onnx")))
+                    .unwrap();
+            }
+            let meta_input = m.model(model, None).unwrap().metadata().inputs[0]
+                .name
+                .clone();
+            let input = if meta_input.is_empty() {
+                input.to_string()
+            } else {
+                meta_input
+            };
+            let x: Tensor = npy::read(std::fs::File::open(dir.join(file)).unwrap()).unwrap();
+            group.bench_function(format!("{model} {label}"), |b| {
+                b.iter(|| {
+                    m.infer_blocking(InferRequest::new(model).input(input.as_str(), x.clone()))
+                        .unwrap()
+                })
+            });
+        }
+        group.finish();
+    }
 }
 
-criterion_group!(benches, resnet);
+criterion_group!(benches, engines);
 criterion_main!(benches);

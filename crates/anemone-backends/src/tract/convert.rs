@@ -46,7 +46,9 @@ pub fn data_type(dt: DatumType) -> Option<DataType> {
 /// tract carries strings as UTF-8 text: refuse other bytes as bad input
 /// rather than change them.
 pub fn check_utf8(name: &str, t: &Tensor) -> anemone_core::Result<()> {
-    let Some(strings) = t.as_strings() else { return Ok(()) };
+    let Some(strings) = t.as_strings() else {
+        return Ok(());
+    };
     match strings.iter().position(|s| std::str::from_utf8(s).is_err()) {
         None => Ok(()),
         Some(i) => Err(anemone_core::InputError::Malformed {
