@@ -6,10 +6,14 @@
 //! `third_party/onnxruntime/lib/`), or from wherever `ORT_DYLIB_PATH` points.
 //! Without it, [`OnnxRuntime::probe`] says so and how to fix it; nothing panics.
 //!
-//! Concurrency: `ort` 2.0.0-rc.15's `Session::run` takes `&mut self`, so each
-//! loaded model holds one session behind a mutex and runs one inference at a
-//! time. Its intra-op thread pool already uses every core it was given, so a
-//! second session would mostly double the memory, not the throughput.
+//! Concurrency: `ort` 2.0.0-rc.15's `Session::run` takes `&mut self` (some
+//! ONNX Runtime internals are not thread-safe), so a loaded model holds a pool
+//! of sessions, each behind a mutex: the setting `onnxruntime.sessions` (default
+//! 1; Triton's `instance_group { count }` means the same). A request takes the
+//! first free session, starting from a rotating index, and waits on one only
+//! when all are busy. One session's intra-op pool already uses every core it
+//! was given, so more sessions help small models under concurrent load, at
+//! the cost of one copy of the weights each.
 
 use crate::onnx;
 use anemone_core::{
@@ -21,6 +25,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// The ONNX Runtime release anemone is built and tested against.
@@ -158,22 +163,46 @@ impl Backend for OnnxRuntime {
         let path = &source.path;
         let file = onnx::read(path)?;
         let threads = options.threads.unwrap_or_else(default_threads).max(1);
-        let session =
-            build_session(&rt.env, path, threads).map_err(|reason| Error::InvalidModel {
-                path: path.to_path_buf(),
-                reason: format!("{NAME} cannot load it: {reason}"),
-                source: None,
-            })?;
+        let count = session_count(options)?;
+        let sessions = (0..count)
+            .map(|_| {
+                build_session(&rt.env, path, threads)
+                    .map(Mutex::new)
+                    .map_err(|reason| Error::InvalidModel {
+                        path: path.to_path_buf(),
+                        reason: format!("{NAME} cannot load it: {reason}"),
+                        source: None,
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut metadata = file.metadata;
         metadata
             .properties
             .push(("anemone.onnxruntime.threads".into(), threads.to_string()));
-        let footprint = metadata.weight_bytes;
+        metadata
+            .properties
+            .push(("anemone.onnxruntime.sessions".into(), count.to_string()));
+        let footprint = metadata.weight_bytes * count as u64;
         Ok(Box::new(OrtModel {
             metadata,
-            session: Mutex::new(session),
+            sessions,
+            next: AtomicUsize::new(0),
             footprint,
         }))
+    }
+}
+
+/// The `onnxruntime.sessions` setting: sessions per loaded model, 1 to 64.
+fn session_count(options: &LoadOptions) -> Result<usize> {
+    let Some(value) = options.setting("onnxruntime.sessions") else {
+        return Ok(1);
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(Error::Config(format!(
+            "onnxruntime.sessions is \"{value}\"; set a number of sessions from 1 to 64 \
+             (each holds a copy of the weights)"
+        ))),
     }
 }
 
@@ -200,9 +229,30 @@ fn build_session(
 /// A model loaded into an ONNX Runtime session.
 pub struct OrtModel {
     metadata: ModelMetadata,
-    /// One session; see the module documentation for why it is locked.
-    session: Mutex<Session>,
+    /// The session pool; see the module documentation for why each is locked.
+    sessions: Vec<Mutex<Session>>,
+    /// Where the next request starts looking for a free session.
+    next: AtomicUsize,
     footprint: u64,
+}
+
+impl OrtModel {
+    /// A free session if there is one, else the next one in turn, waited for.
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        let n = self.sessions.len();
+        let start = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..n)
+            .find_map(|i| self.sessions[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| {
+                self.sessions[start]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+            })
+    }
 }
 
 impl LoadedModel for OrtModel {
@@ -233,7 +283,7 @@ impl LoadedModel for OrtModel {
                 .map_err(|e| fail(format!("cannot convert input '{}': {e}", spec.name)))?;
             values.push((spec.name.clone(), v.into()));
         }
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut session = self.session();
         let outputs = session
             .run(values)
             .map_err(|e| fail(format!("inference failed: {e}")))?;

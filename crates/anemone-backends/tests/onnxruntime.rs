@@ -156,3 +156,52 @@ fn bad_models_are_invalid_not_a_panic() {
         assert!(err.to_string().contains(file), "{file}: {err}");
     }
 }
+
+/// A pool of sessions serves concurrent requests, each answer still right.
+#[test]
+fn a_session_pool_serves_concurrent_requests() {
+    require_library();
+    let dir = fixtures().join("small_convnet");
+    let case: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+    let run = &case["runs"][0];
+    let input = tensor(&dir, run["inputs"][0]["file"].as_str().unwrap());
+    let want = tensor(&dir, run["outputs"][0]["file"].as_str().unwrap());
+    let options = LoadOptions {
+        threads: Some(1),
+        settings: vec![("onnxruntime.sessions".into(), "3".into())],
+    };
+    let model = OnnxRuntime
+        .load(&ModelSource::from_path(dir.join("model.onnx")), &options)
+        .unwrap();
+    assert!(model
+        .metadata()
+        .properties
+        .iter()
+        .any(|(k, v)| k == "anemone.onnxruntime.sessions" && v == "3"));
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let (model, input, want) = (&model, &input, &want);
+            s.spawn(move || {
+                for _ in 0..5 {
+                    let out = model.infer(std::slice::from_ref(input)).unwrap();
+                    assert_close(&format!("thread {t}"), &out[0], want, 1e-4, 1e-5);
+                }
+            });
+        }
+    });
+    for bad in ["0", "many", "65"] {
+        let options = LoadOptions {
+            settings: vec![("onnxruntime.sessions".into(), bad.into())],
+            ..Default::default()
+        };
+        let err = OnnxRuntime
+            .load(&ModelSource::from_path(dir.join("model.onnx")), &options)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("onnxruntime.sessions") && err.to_string().contains("1 to 64"),
+            "{err}"
+        );
+    }
+}

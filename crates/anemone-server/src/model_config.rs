@@ -557,6 +557,13 @@ pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
         .collect();
     entries.sort();
     let mut out = Settings::default();
+    // Triton's instance count: for ONNX Runtime, that many sessions per model
+    // (an explicit `onnxruntime.sessions` parameter wins).
+    let instances: i32 = config.instance_group.iter().map(|g| g.count.max(1)).sum();
+    if instances > 1 {
+        out.backend_settings
+            .push(("onnxruntime.sessions".into(), instances.to_string()));
+    }
     for (key, value) in entries {
         match key.as_str() {
             "backends" => {
@@ -1128,8 +1135,10 @@ default_model_filename: "model.onnx"
             s,
             Settings {
                 backends: Some(vec!["tract-cpu".into()]),
+                backend_settings: vec![("onnxruntime.sessions".into(), "2".into())],
                 ..Settings::default()
-            }
+            },
+            "two instances are two ONNX Runtime sessions"
         );
         // And it fits the model it describes.
         let done = complete(Some(c.clone()), "resnet50", &resnet_meta()).unwrap();
