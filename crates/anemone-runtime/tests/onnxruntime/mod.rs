@@ -1,16 +1,11 @@
-//! The ONNX Runtime backend against the ONNX Runtime Python references in
-//! `fixtures/generated/<case>/`. Needs libonnxruntime: run
-//! `scripts/install-onnxruntime.sh` or set `ORT_DYLIB_PATH`. Without it these
-//! tests fail (they do not skip).
-#![cfg(feature = "onnxruntime")]
+//! The ONNX Runtime backend on its own, against the ONNX Runtime Python
+//! references in `fixtures/generated/<case>/`. Needs libonnxruntime
+//! (`scripts/setup.sh` installs it, or set `ORT_DYLIB_PATH`); without it these
+//! tests fail, they do not skip.
 
+use crate::support::{assert_close, fixtures, Case};
 use anemone_backends::OnnxRuntime;
-use anemone_core::{npy, Backend, LoadOptions, ModelSource, Probe, Tensor};
-use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/generated")
-}
+use anemone_core::{Backend, LoadOptions, ModelSource, Probe, Tensor};
 
 fn require_library() {
     if let Probe::Unavailable { reason } = OnnxRuntime.probe() {
@@ -18,83 +13,48 @@ fn require_library() {
     }
 }
 
-fn tensor(dir: &Path, file: &str) -> Tensor {
-    let bytes = std::fs::read(dir.join(file))
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
-    npy::from_bytes(&bytes).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f64) {
-    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    if !want.dtype().is_float() {
-        assert!(got == want, "{what}: values differ (exact comparison)");
-        return;
-    }
-    let (g, w) = (got.to_f64_lossy().unwrap(), want.to_f64_lossy().unwrap());
-    let bad: Vec<usize> = (0..g.len())
-        .filter(|&i| {
-            let (a, b) = (g[i], w[i]);
-            !((a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= atol + rtol * b.abs())
-        })
-        .collect();
-    if let Some(&i) = bad.first() {
-        panic!(
-            "{what}: {} of {} values outside rtol {rtol} atol {atol}; first at {i}: got {} want {}",
-            bad.len(),
-            g.len(),
-            g[i],
-            w[i]
-        );
-    }
-}
-
 fn run_case(name: &str) {
     require_library();
-    let dir = fixtures().join(name);
-    let case: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("case.json")).expect("case.json"))
-            .expect("case.json is JSON");
-    let rtol = case["rtol"].as_f64().unwrap_or(1e-4);
-    let atol = case["atol"].as_f64().unwrap_or(1e-5);
-    let source = ModelSource::from_path(dir.join(case["model"].as_str().expect("model")));
+    let case = Case::load(name);
     let model = OnnxRuntime
-        .load(&source, &LoadOptions::default())
+        .load(
+            &ModelSource::from_path(case.model_path()),
+            &LoadOptions::default(),
+        )
         .unwrap_or_else(|e| panic!("{name}: load: {e}"));
     assert_eq!(model.backend(), "onnxruntime");
-    let runs = case["runs"].as_array().expect("runs");
-    assert!(!runs.is_empty(), "{name}: no runs");
-    for (k, run) in runs.iter().enumerate() {
-        let specs = &model.metadata().inputs;
-        let given = run["inputs"].as_array().expect("inputs");
-        let inputs: Vec<Tensor> = specs
+    assert!(!case.runs.is_empty(), "{name}: no runs");
+    for (k, run) in case.runs.iter().enumerate() {
+        let given = case.inputs(run);
+        let inputs: Vec<Tensor> = model
+            .metadata()
+            .inputs
             .iter()
             .map(|spec| {
-                let i = given
+                given
                     .iter()
-                    .find(|i| i["name"] == spec.name.as_str())
-                    .unwrap_or_else(|| panic!("{name}: no input {}", spec.name));
-                tensor(&dir, i["file"].as_str().unwrap())
+                    .find(|(n, _)| *n == spec.name)
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_else(|| panic!("{name}: no input {}", spec.name))
             })
             .collect();
         let got = model
             .infer(&inputs)
             .unwrap_or_else(|e| panic!("{name} run {k}: infer: {e}"));
-        for out in run["outputs"].as_array().expect("outputs") {
-            let out_name = out["name"].as_str().unwrap();
+        for out in &run.outputs {
             let pos = model
                 .metadata()
                 .outputs
                 .iter()
-                .position(|o| o.name == out_name)
-                .unwrap_or_else(|| panic!("{name}: no output {out_name}"));
-            let want = tensor(&dir, out["file"].as_str().unwrap());
+                .position(|o| o.name == out.name)
+                .unwrap_or_else(|| panic!("{name}: no output {}", out.name));
+            let want = case.tensor(&out.file);
             assert_close(
-                &format!("{name} run {k} output {out_name}"),
+                &format!("{name} run {k} output {}", out.name),
                 &got[pos],
                 &want,
-                rtol,
-                atol,
+                case.rtol,
+                case.atol,
             );
         }
     }
@@ -125,7 +85,7 @@ cases!(
 );
 
 #[test]
-fn probe_names_the_library() {
+fn ort_probe_names_the_library() {
     require_library();
     assert_eq!(OnnxRuntime.name(), "onnxruntime");
     let Probe::Available { detail } = OnnxRuntime.probe() else {
@@ -135,7 +95,7 @@ fn probe_names_the_library() {
 }
 
 #[test]
-fn bad_models_are_invalid_not_a_panic() {
+fn ort_bad_models_are_invalid_not_a_panic() {
     require_library();
     for file in [
         "empty.onnx",
@@ -159,14 +119,12 @@ fn bad_models_are_invalid_not_a_panic() {
 
 /// A pool of sessions serves concurrent requests, each answer still right.
 #[test]
-fn a_session_pool_serves_concurrent_requests() {
+fn ort_a_session_pool_serves_concurrent_requests() {
     require_library();
-    let dir = fixtures().join("small_convnet");
-    let case: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
-    let run = &case["runs"][0];
-    let input = tensor(&dir, run["inputs"][0]["file"].as_str().unwrap());
-    let want = tensor(&dir, run["outputs"][0]["file"].as_str().unwrap());
+    let case = Case::load("small_convnet");
+    let dir = case.dir.clone();
+    let input = case.tensor(&case.runs[0].inputs[0].file);
+    let want = case.tensor(&case.runs[0].outputs[0].file);
     let options = LoadOptions {
         threads: Some(1),
         settings: vec![("onnxruntime.sessions".into(), "3".into())],
