@@ -13,7 +13,10 @@ use std::sync::Arc;
 pub struct Limiter {
     /// Described in errors, e.g. `global concurrency limit`.
     label: String,
+    /// The configured limit.
     capacity: usize,
+    /// The limit in force: `capacity`, or less while throttled (thermal pressure).
+    effective: AtomicUsize,
     /// Permits handed out and not yet dropped. Only changed by
     /// [`Limiter::try_acquire`] and [`Permit`]'s `Drop`.
     in_use: AtomicUsize,
@@ -25,6 +28,7 @@ impl Limiter {
         Arc::new(Limiter {
             label: label.into(),
             capacity: capacity.unwrap_or(usize::MAX),
+            effective: AtomicUsize::new(capacity.unwrap_or(usize::MAX)),
             in_use: AtomicUsize::new(0),
         })
     }
@@ -33,12 +37,17 @@ impl Limiter {
     #[inline]
     pub fn try_acquire(self: &Arc<Self>) -> Result<Permit, Error> {
         let mut current = self.in_use.load(Ordering::Relaxed);
+        let limit = self.effective.load(Ordering::Relaxed);
         loop {
-            if current >= self.capacity {
+            if current >= limit {
                 return Err(Error::Overloaded {
-                    limit: self.label.clone(),
+                    limit: if limit < self.capacity {
+                        format!("{} (lowered under thermal pressure)", self.label)
+                    } else {
+                        self.label.clone()
+                    },
                     in_use: current,
-                    capacity: self.capacity,
+                    capacity: limit,
                 });
             }
             match self.in_use.compare_exchange_weak(
@@ -65,6 +74,24 @@ impl Limiter {
     /// The limit; `None` when unlimited.
     pub fn capacity(&self) -> Option<usize> {
         (self.capacity != usize::MAX).then_some(self.capacity)
+    }
+
+    /// Lowers the limit in force to `capacity × numerator / denominator` (at
+    /// least 1), or restores it with `1/1`. An unlimited limiter stays unlimited.
+    /// Requests already admitted are not affected.
+    pub fn throttle(&self, numerator: usize, denominator: usize) {
+        let effective = if self.capacity == usize::MAX || numerator >= denominator {
+            self.capacity
+        } else {
+            (self.capacity / denominator.max(1) * numerator).max(1)
+        };
+        self.effective.store(effective, Ordering::Relaxed);
+    }
+
+    /// The limit in force now.
+    pub fn effective_capacity(&self) -> Option<usize> {
+        let e = self.effective.load(Ordering::Relaxed);
+        (e != usize::MAX).then_some(e)
     }
 }
 

@@ -6,6 +6,12 @@
 pub enum ModelState {
     /// Loaded and serving.
     Ready,
+    /// Loaded and serving, under a condition that lowers what it can do
+    /// (thermal pressure); the reason says which.
+    Degraded {
+        /// Why.
+        reason: String,
+    },
     /// A load failed; the reason says why.
     Unavailable {
         /// Why.
@@ -32,7 +38,7 @@ pub struct ModelHealth {
 impl ModelHealth {
     /// Whether it can serve requests.
     pub fn ready(&self) -> bool {
-        self.state == ModelState::Ready
+        matches!(self.state, ModelState::Ready | ModelState::Degraded { .. })
     }
 }
 
@@ -43,6 +49,8 @@ pub struct HealthReport {
     pub live: bool,
     /// Live, and every model it was asked to load is ready.
     pub ready: bool,
+    /// The machine's thermal state (nominal where nothing reports one).
+    pub thermal: crate::pressure::ThermalState,
     /// Per-model health, sorted by name and version.
     pub models: Vec<ModelHealth>,
 }

@@ -41,6 +41,7 @@ pub mod health;
 pub mod instance;
 pub mod manager;
 pub mod metrics;
+pub mod pressure;
 pub mod registry;
 pub mod request;
 pub mod selection;
@@ -56,6 +57,7 @@ pub use manager::{
     ModelMetricsEntry, ModelSpec,
 };
 pub use metrics::{ModelMetricsSnapshot, Timings};
+pub use pressure::ThermalState;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};
 pub use selection::{Attempt, Mode, Outcome, Selection};

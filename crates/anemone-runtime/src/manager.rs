@@ -6,6 +6,7 @@ use crate::fallback::{FallbackPolicy, RetryPolicy, Trigger};
 use crate::health::{HealthReport, ModelHealth, ModelState};
 use crate::instance::ModelInstance;
 use crate::metrics::{ModelMetricsSnapshot, Timings};
+use crate::pressure::ThermalState;
 use crate::registry::{Registry, VersionRequest};
 use crate::request::{InferRequest, InferResponse};
 use crate::selection::{self, Attempt, BackendSet, Candidate, Fallback, Mode, Outcome, Selection};
@@ -52,6 +53,8 @@ struct Inner {
     failed: Mutex<BTreeMap<String, String>>,
     /// False once [`Manager::shutdown`] was called.
     live: AtomicBool,
+    /// The machine's thermal state, as last reported.
+    thermal: Mutex<ThermalState>,
     /// Failures of requests that never reached a model (unknown model, global overload).
     rejected: [AtomicU64; ErrorKind::ALL.len()],
 }
@@ -179,6 +182,7 @@ impl ManagerBuilder {
                 threads: self.threads,
                 failed: Mutex::default(),
                 live: AtomicBool::new(true),
+                thermal: Mutex::new(ThermalState::Nominal),
                 rejected: Default::default(),
             }),
         })
@@ -303,6 +307,10 @@ pub struct MetricsSnapshot {
     pub backends: Vec<BackendStatus>,
     /// Run-time fallbacks: `((model, from, to, reason), count)`.
     pub fallbacks: Vec<((String, String, String, &'static str), u64)>,
+    /// The machine's thermal state.
+    pub thermal: ThermalState,
+    /// The global concurrency limit in force (lower than `max_concurrency` under thermal pressure).
+    pub effective_concurrency: Option<usize>,
     /// Per model version.
     pub models: Vec<ModelMetricsEntry>,
 }
@@ -1003,6 +1011,8 @@ impl Manager {
                 .collect(),
             backends: self.backends(),
             fallbacks: self.fallbacks(),
+            thermal: self.thermal_state(),
+            effective_concurrency: self.inner.global.effective_capacity(),
             models: self
                 .models()
                 .iter()
@@ -1023,13 +1033,24 @@ impl Manager {
     /// Liveness and readiness of the manager and each model.
     pub fn health(&self) -> HealthReport {
         let live = self.inner.live.load(Ordering::Relaxed);
+        let thermal = self.thermal_state();
         let mut models: Vec<ModelHealth> = self
             .models()
             .iter()
             .map(|m| ModelHealth {
                 name: m.name().to_string(),
                 version: Some(m.version()),
-                state: ModelState::Ready,
+                state: if thermal.degrades() {
+                    let (n, d) = thermal.concurrency_share();
+                    ModelState::Degraded {
+                        reason: format!(
+                            "thermal state {}: concurrency lowered to {n}/{d} of the limit",
+                            thermal.as_str()
+                        ),
+                    }
+                } else {
+                    ModelState::Ready
+                },
                 backend: Some(m.backend().to_string()),
                 in_flight: m.in_flight(),
             })
@@ -1050,7 +1071,30 @@ impl Manager {
             live,
             ready,
             models,
+            thermal,
         }
+    }
+
+    /// Reports the machine's thermal state: `Serious` halves the global
+    /// concurrency limit and `Critical` quarters it, and health shows every
+    /// model as degraded; `Nominal` or `Fair` restore the limit.
+    pub fn set_thermal_state(&self, state: ThermalState) {
+        let mut current = self.inner.thermal.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != state {
+            tracing::warn!(
+                from = current.as_str(),
+                to = state.as_str(),
+                "thermal state changed"
+            );
+            *current = state;
+            let (n, d) = state.concurrency_share();
+            self.inner.global.throttle(n, d);
+        }
+    }
+
+    /// The thermal state last reported.
+    pub fn thermal_state(&self) -> ThermalState {
+        *self.inner.thermal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stops admitting requests: later calls fail with `Unavailable` and

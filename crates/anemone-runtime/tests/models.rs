@@ -663,3 +663,73 @@ fn threads_are_configurable_and_give_the_same_answer() {
         assert_close(name, &got.outputs[0].1, &want, case.rtol, case.atol);
     }
 }
+
+#[test]
+fn thermal_pressure_lowers_concurrency_and_degrades_health() {
+    let any_file = Case::load("identity").model_path();
+    let m = Manager::builder()
+        .backend(Tricky)
+        .max_concurrency(Some(8))
+        .workers(8)
+        .build()
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("slow", &any_file))
+        .unwrap();
+    // Hold `n` requests in flight (each sleeps 300 ms) and count how many more get in.
+    let admitted_beyond = |held: usize| -> usize {
+        std::thread::scope(|s| {
+            for _ in 0..held {
+                let m = &m;
+                s.spawn(move || m.infer_blocking(InferRequest::new("slow").input("x", x(1300.0))));
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while m.metrics().in_flight < held && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let r = m.infer_blocking(InferRequest::new("slow").input("x", x(1.0)));
+            usize::from(r.is_ok())
+        })
+    };
+    assert_eq!(admitted_beyond(4), 1, "4 of 8 in use: one more gets in");
+    m.set_thermal_state(anemone_runtime::ThermalState::Serious);
+    let h = m.health();
+    assert!(h.ready, "degraded models still serve");
+    match &h.model("slow").unwrap().state {
+        anemone_runtime::ModelState::Degraded { reason } => {
+            assert!(
+                reason.contains("thermal state serious") && reason.contains("1/2"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected degraded, got {other:?}"),
+    }
+    let err = {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let m = &m;
+                s.spawn(move || m.infer_blocking(InferRequest::new("slow").input("x", x(1300.0))));
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while m.metrics().in_flight < 4 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            m.infer_blocking(InferRequest::new("slow").input("x", x(1.0)))
+                .unwrap_err()
+        })
+    };
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Overloaded,
+        "4 of the 4 allowed at serious"
+    );
+    assert!(
+        err.to_string().contains("lowered under thermal pressure"),
+        "{err}"
+    );
+    m.set_thermal_state(anemone_runtime::ThermalState::Nominal);
+    assert_eq!(
+        m.health().model("slow").unwrap().state,
+        anemone_runtime::ModelState::Ready
+    );
+    assert_eq!(admitted_beyond(4), 1, "the full limit is back");
+}

@@ -270,6 +270,20 @@ pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
         );
     }
     f.header(
+        "anemone_thermal_state",
+        "gauge",
+        "1 for the machine's thermal state (serious and critical lower the concurrency limit)",
+    );
+    f.sample("anemone_thermal_state", &[("state", m.thermal.as_str())], 1);
+    if let Some(limit) = m.effective_concurrency {
+        f.header(
+            "anemone_concurrency_limit",
+            "gauge",
+            "The global concurrency limit in force",
+        );
+        let _ = writeln!(f.out, "anemone_concurrency_limit {limit}");
+    }
+    f.header(
         "anemone_model_state",
         "gauge",
         "1 for the state each repository model is in",

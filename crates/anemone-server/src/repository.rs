@@ -349,7 +349,11 @@ impl Repository {
         let Ok(instance) = self.manager.model(name, None) else {
             return e.reason.clone();
         };
-        let summary = instance.selection().summary();
+        let mut summary = instance.selection().summary();
+        let thermal = self.manager.thermal_state();
+        if thermal.degrades() {
+            summary = format!("degraded: thermal state {}; {summary}", thermal.as_str());
+        }
         if e.reason.is_empty() {
             summary
         } else {
