@@ -67,6 +67,8 @@ def server(tmp_path_factory, cases):
     shutil.copytree(ROOT / "examples/models/add", repo / "add")
     (repo / "bytes_identity" / "1").mkdir(parents=True)
     shutil.copy(FIXTURES / "bytes_identity" / "model.onnx", repo / "bytes_identity" / "1" / "model.onnx")
+    (repo / "bytes_identity" / "config.pbtxt").write_text(
+        'parameters { key: "backends" value: { string_value: "onnxruntime,tract-cpu" } }\n')
     # The same model pinned to tract, which carries any UTF-8 text, NUL bytes included.
     (repo / "bytes_identity_tract" / "1").mkdir(parents=True)
     shutil.copy(FIXTURES / "bytes_identity" / "model.onnx", repo / "bytes_identity_tract" / "1" / "model.onnx")

@@ -59,7 +59,7 @@ def test_outputs_match_onnxruntime(server, cases, case_name, protocol):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_bytes_tensors_round_trip(server, protocol):
-    # By default the model runs on ONNX Runtime: any UTF-8 text without NUL bytes.
+    # On ONNX Runtime (its config puts it first): any UTF-8 text without NUL bytes.
     text = np.array([b"hello", b"", b"anemone \xe2\x9c\x93", b"tab\there"], dtype=np.object_)
     result = infer(server, protocol, "bytes_identity", [("text", text)])
     got = result.as_numpy("text_out")

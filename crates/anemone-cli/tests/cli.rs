@@ -186,8 +186,11 @@ fn infer_add_example_writes_npy_outputs() {
         dir.to_str().unwrap(),
     ]);
     let stdout = assert_ok(&out);
-    // By default the optimised CPU engine comes first (scripts/setup.sh installs it).
-    assert!(stdout.contains("backend  onnxruntime"), "{stdout}");
+    // By default the faster of the two CPU engines serves (setup.sh installs ONNX Runtime).
+    assert!(
+        stdout.contains("backend  onnxruntime") || stdout.contains("backend  tract-cpu"),
+        "{stdout}"
+    );
     let sum = Tensor::from_vec(vec![1, 4], vec![11.0f32, 22.0, 33.0, 44.0]).unwrap();
     let diff = Tensor::from_vec(vec![1, 4], vec![-9.0f32, -18.0, -27.0, -36.0]).unwrap();
     assert_eq!(read_npy(&dir.join("sum.npy")), sum);
@@ -312,12 +315,24 @@ fn inspect_json_describes_dynamic_dims_and_backends() {
     assert!(tract.get("reason").is_none());
     // The selection the default order makes, by loading the model.
     let sel = &json["selection"];
-    assert_eq!(sel["backend"], "onnxruntime", "{sel}");
     assert_eq!(sel["mode"], "ordered");
     assert_eq!(sel["attempts"][0]["outcome"], "chosen");
+    assert_eq!(sel["backend"], sel["attempts"][0]["backend"], "{sel}");
+    assert_eq!(sel["attempts"][1]["outcome"], "slower");
+    // A list given by the user is followed in order, without timing.
+    let out = anemone(&[
+        "inspect",
+        fixture("fixtures/generated/dynamic_batch/model.onnx")
+            .to_str()
+            .unwrap(),
+        "--json",
+        "--backends",
+        "onnxruntime,tract-cpu",
+    ]);
+    let json: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
     assert_eq!(
-        sel["attempts"][1],
-        serde_json::json!({"backend": "tract-cpu", "outcome": "standby"})
+        json["selection"]["attempts"],
+        serde_json::json!([{"backend": "onnxruntime", "outcome": "chosen"}, {"backend": "tract-cpu", "outcome": "standby"}])
     );
 }
 
@@ -343,7 +358,7 @@ fn inspect_text_shows_anonymous_dims_as_minus_one() {
         "backends",
         "tract-cpu",
         "selection (",
-        "on onnxruntime; standing by: tract-cpu",
+        "(fastest CPU engine, warm-up median: ",
     ] {
         assert!(stdout.contains(label), "no '{label}' in:\n{stdout}");
     }
@@ -495,8 +510,15 @@ fn models_reports_the_backend_each_model_landed_on() {
         (rows[0]["name"].as_str(), rows[0]["state"].as_str()),
         (Some("add"), Some("READY"))
     );
-    assert_eq!(rows[0]["backend"], "onnxruntime");
-    assert_eq!(rows[0]["selection"]["attempts"][1]["outcome"], "standby");
+    // The default order reaches the CPU engines: both are timed, the faster serves.
+    let attempts = rows[0]["selection"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["outcome"], "chosen");
+    assert_eq!(attempts[1]["outcome"], "slower");
+    assert_eq!(rows[0]["backend"], attempts[0]["backend"]);
+    assert!(
+        attempts[0]["warmup_us"].as_f64().unwrap() <= attempts[1]["warmup_us"].as_f64().unwrap()
+    );
     assert_eq!(rows[1]["backend"], "tract-cpu");
     let skipped = &rows[1]["selection"]["attempts"][0];
     assert_eq!(skipped["backend"], "tract-cuda");

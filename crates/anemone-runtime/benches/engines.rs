@@ -1,6 +1,7 @@
 //! The engines through the Manager (`infer_blocking`), on a ResNet-18-shaped
 //! model at batch 1 and 8 and a transformer block: tract CPU and, when its
-//! library is installed, ONNX Runtime, with one intra-op thread per core.
+//! library is installed, ONNX Runtime, with one intra-op thread per core
+//! (or `ANEMONE_BENCH_THREADS`).
 //!
 //! Compare with ONNX Runtime's own Python API on the same models, inputs and
 //! threads: `.venv/bin/python scripts/bench_ort.py` (see docs/PERFORMANCE.md).
@@ -26,7 +27,10 @@ fn engines(c: &mut Criterion) {
         "{} is missing: run scripts/setup.sh",
         fixtures.display()
     );
-    let threads = default_parallelism();
+    let threads = std::env::var("ANEMONE_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(default_parallelism);
     let mut backends: Vec<Arc<dyn Backend>> = vec![Arc::new(TractCpu)];
     if OnnxRuntime.probe().is_available() {
         backends.push(Arc::new(OnnxRuntime));

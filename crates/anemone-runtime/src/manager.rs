@@ -468,7 +468,11 @@ impl Manager {
         let source = ModelSource::from_path(&spec.path);
         let picked = match mode {
             Mode::Auto => self.select_fastest(&spec, &source, candidates),
-            Mode::Ordered | Mode::Strict => self.select_first(&spec, &source, candidates, mode),
+            Mode::Ordered | Mode::Strict => {
+                // With no list given, CPU engines are compared rather than ranked.
+                let time_cpu = mode == Mode::Ordered && names.is_none();
+                self.select_first(&spec, &source, candidates, mode, time_cpu)
+            }
         }?;
         self.install(spec, picked, started.elapsed(), None)
     }
@@ -515,6 +519,16 @@ impl Manager {
         }
     }
 
+    /// Whether a candidate is a built-in CPU engine.
+    fn is_cpu(&self, candidate: &Candidate) -> bool {
+        candidate.index.is_some_and(|i| {
+            matches!(
+                self.inner.backends.all()[i].tier(),
+                anemone_core::Tier::OptimisedCpu | anemone_core::Tier::PortableCpu
+            )
+        })
+    }
+
     /// Ordered and strict modes: the first candidate that loads serves; later
     /// ones stand by (ordered) or are left out (strict).
     fn select_first(
@@ -523,11 +537,69 @@ impl Manager {
         source: &ModelSource,
         candidates: Vec<Candidate>,
         mode: Mode,
+        time_cpu: bool,
     ) -> Result<Picked> {
         let mut attempts = Vec::new();
         let mut errors = Vec::new();
-        let mut candidates = candidates.into_iter();
+        let mut candidates = candidates.into_iter().peekable();
         while let Some(candidate) = candidates.next() {
+            if time_cpu
+                && self.is_cpu(&candidate)
+                && candidates.peek().is_some_and(|c| self.is_cpu(c))
+            {
+                // The default order reached the CPU engines and there are
+                // several: keep the faster one for this model (a warm-up each).
+                let mut cpu = vec![candidate];
+                while let Some(next) = candidates.next_if(|c| self.is_cpu(c)) {
+                    cpu.push(next);
+                }
+                let rest: Vec<Candidate> = candidates.collect();
+                return match self.select_fastest(spec, source, cpu) {
+                    Ok(mut picked) => {
+                        attempts.append(&mut picked.selection.attempts);
+                        attempts.extend(rest.iter().map(|c| Attempt {
+                            backend: c.label.clone(),
+                            outcome: Outcome::Standby,
+                            warmup_us: None,
+                        }));
+                        picked.standby.extend(rest);
+                        picked.selection = Selection {
+                            mode,
+                            attempts,
+                            fallback_from: None,
+                        };
+                        Ok(picked)
+                    }
+                    Err(Error::NoBackend {
+                        attempts: tried, ..
+                    }) => {
+                        let mut all: Vec<(String, String)> = attempts
+                            .into_iter()
+                            .filter_map(|a| match a.outcome {
+                                Outcome::Skipped { reason } => Some((a.backend, reason)),
+                                _ => None,
+                            })
+                            .collect();
+                        all.extend(tried);
+                        Err(Error::NoBackend {
+                            path: source.path.clone(),
+                            attempts: all,
+                        })
+                    }
+                    Err(e) if attempts.is_empty() => Err(e),
+                    Err(e) => {
+                        attempts.push(Attempt {
+                            backend: "cpu engines".into(),
+                            outcome: Outcome::Skipped {
+                                reason: e.chain_string(),
+                            },
+                            warmup_us: None,
+                        });
+                        errors.push(e);
+                        Err(no_backend(source, attempts, errors))
+                    }
+                };
+            }
             match self.try_candidate(spec, source, &candidate) {
                 Ok(model) => {
                     attempts.push(Attempt {

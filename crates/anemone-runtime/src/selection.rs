@@ -185,7 +185,10 @@ pub(crate) struct Candidate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
-    /// The first candidate that loads, in preference order; later ones stand by.
+    /// The first candidate that loads, in preference order; later ones stand
+    /// by. With the default order (no list given), when it reaches the CPU
+    /// engines and several can load the model, each is timed on a warm-up and
+    /// the fastest serves.
     Ordered,
     /// Only the first candidate; no fallback at load or at run time.
     Strict,
@@ -267,13 +270,18 @@ impl Selection {
     /// One line for humans: `on onnxruntime (auto: 812 µs; tract-cpu 2150 µs); skipped tract-cuda: ...`.
     pub fn summary(&self) -> String {
         let mut out = format!("on {}", self.chosen().unwrap_or("?"));
+        let timed: Vec<String> = self
+            .attempts
+            .iter()
+            .filter_map(|a| a.warmup_us.map(|us| format!("{} {us:.0} µs", a.backend)))
+            .collect();
         if self.mode == Mode::Auto {
-            let timed: Vec<String> = self
-                .attempts
-                .iter()
-                .filter_map(|a| a.warmup_us.map(|us| format!("{} {us:.0} µs", a.backend)))
-                .collect();
             out.push_str(&format!(" (auto, warm-up median: {})", timed.join(", ")));
+        } else if !timed.is_empty() {
+            out.push_str(&format!(
+                " (fastest CPU engine, warm-up median: {})",
+                timed.join(", ")
+            ));
         }
         if self.mode == Mode::Strict {
             out.push_str(" (strict)");

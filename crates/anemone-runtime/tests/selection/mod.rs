@@ -33,6 +33,7 @@ struct Behaviour {
 /// A backend named `name` whose model doubles its input `x` into `y`.
 struct Double {
     name: &'static str,
+    tier: Tier,
     available: bool,
     load_error: Option<&'static str>,
     behaviour: Arc<Behaviour>,
@@ -43,6 +44,7 @@ impl Double {
         let behaviour = Arc::new(Behaviour::default());
         (
             Double {
+                tier: Tier::Gpu,
                 name,
                 available: true,
                 load_error: None,
@@ -75,7 +77,7 @@ impl Backend for Double {
         }
     }
     fn tier(&self) -> Tier {
-        Tier::Gpu
+        self.tier
     }
     fn supports(&self, _: &ModelSource) -> Support {
         Support::Yes
@@ -515,4 +517,70 @@ fn auto_mode_over_tract_and_onnxruntime_serves_correct_answers() {
         let want = case.tensor(&run.outputs[0].file);
         assert_close("auto", &got.outputs[0].1, &want, case.rtol, case.atol);
     }
+}
+
+#[test]
+fn the_default_order_times_the_cpu_engines_and_keeps_the_faster() {
+    let (slow, slow_behaviour) = Double::new("slow-cpu");
+    let (fast, fast_behaviour) = Double::new("fast-cpu");
+    slow_behaviour.sleep_us.store(3000, Ordering::SeqCst);
+    fast_behaviour.sleep_us.store(100, Ordering::SeqCst);
+    let (slow, fast) = (
+        Double {
+            tier: Tier::OptimisedCpu,
+            ..slow
+        },
+        Double {
+            tier: Tier::PortableCpu,
+            ..fast
+        },
+    );
+    let m = Manager::builder()
+        .backend(slow)
+        .backend(fast)
+        .build()
+        .unwrap();
+    let instance = m.load_model_blocking(ModelSpec::new("d", file())).unwrap();
+    let sel = instance.selection();
+    assert_eq!(sel.mode, Mode::Ordered);
+    assert_eq!(sel.chosen(), Some("fast-cpu"), "{sel:?}");
+    assert_eq!(sel.attempts[1].outcome, Outcome::Slower);
+    assert!(
+        sel.summary().contains("fastest CPU engine"),
+        "{}",
+        sel.summary()
+    );
+    // A list the user gives is followed in order, untimed.
+    let pinned = m
+        .load_model_blocking(ModelSpec::new("e", file()).backends(["slow-cpu", "fast-cpu"]))
+        .unwrap();
+    assert_eq!(pinned.selection().chosen(), Some("slow-cpu"));
+    assert!(pinned
+        .selection()
+        .attempts
+        .iter()
+        .all(|a| a.warmup_us.is_none()));
+    // A GPU backend ahead of them wins without timing.
+    let (gpu, _) = Double::new("gpu");
+    let (slow, _) = Double::new("slow-cpu");
+    let (fast, _) = Double::new("fast-cpu");
+    let m = Manager::builder()
+        .backend(gpu)
+        .backend(Double {
+            tier: Tier::OptimisedCpu,
+            ..slow
+        })
+        .backend(Double {
+            tier: Tier::PortableCpu,
+            ..fast
+        })
+        .build()
+        .unwrap();
+    let instance = m.load_model_blocking(ModelSpec::new("d", file())).unwrap();
+    assert_eq!(instance.selection().chosen(), Some("gpu"));
+    assert!(instance
+        .selection()
+        .attempts
+        .iter()
+        .all(|a| a.warmup_us.is_none()));
 }
