@@ -2,7 +2,8 @@
 # Runs every test of anemone on a fresh machine: sets up the Python venv and
 # the generated fixtures (scripts/setup.sh), then the whole Rust test suite
 # (including the ONNX node-test conformance suite, the doctests and one pass
-# of each benchmark in criterion's test mode), then the tritonclient
+# of each benchmark in criterion's test mode), a type-check of the Apple-only
+# code against the real Apple crates (scripts/check-apple.sh), then the tritonclient
 # integration suite against a real `anemone serve`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,6 +14,8 @@ cargo test --workspace --all-targets --locked
 echo "test: the ONNX Runtime backend (feature onnxruntime) against the ONNX Runtime Python references"
 scripts/install-onnxruntime.sh
 cargo test --locked -p anemone-backends --features onnxruntime --test onnxruntime
+echo "test: type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider)"
+scripts/check-apple.sh
 echo "test: cargo test (doctests)"
 cargo test --workspace --doc --locked
 echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"

@@ -4,7 +4,8 @@
 //! ([`TractCpu`]) is always built; other engines sit behind cargo features
 //! or platform gates: ONNX Runtime (`OnnxRuntime`) behind `onnxruntime`,
 //! Core ML ([`CoreMl`], registered everywhere, running only on Apple systems
-//! built with the `coreml` feature).
+//! built with the `coreml` feature), tract's Metal runtime ([`TractMetal`],
+//! registered on Apple systems, running with the `metal` feature).
 //! [`onnx`] and [`coreml`] read model files into engine-independent
 //! metadata on any system; [`describe_file`] picks the reader by format.
 #![deny(missing_docs)]
@@ -13,11 +14,14 @@ pub mod coreml;
 pub mod onnx;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+#[cfg(feature = "onnxruntime")]
+pub mod ort_coreml;
 pub mod tract;
 
 pub use coreml::CoreMl;
 #[cfg(feature = "onnxruntime")]
 pub use onnxruntime::OnnxRuntime;
+pub use tract::metal::TractMetal;
 pub use tract::TractCpu;
 
 use anemone_core::{Backend, ModelFormat, ModelMetadata, Result};
@@ -41,6 +45,9 @@ pub fn default_backends() -> Vec<Arc<dyn Backend>> {
     let mut all: Vec<Arc<dyn Backend>> = vec![Arc::new(TractCpu), Arc::new(CoreMl)];
     #[cfg(feature = "onnxruntime")]
     all.push(Arc::new(OnnxRuntime));
+    // Listed on Apple systems only, where it may run (its probe says why not).
+    #[cfg(target_vendor = "apple")]
+    all.push(Arc::new(TractMetal));
     all.sort_by_key(|b| b.tier());
     all
 }

@@ -35,7 +35,8 @@ pub const LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
 
 const NAME: &str = "onnxruntime";
 
-/// ONNX Runtime with its CPU execution provider.
+/// ONNX Runtime with its CPU execution provider, and on Apple systems its
+/// CoreML execution provider first (see [`crate::ort_coreml`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OnnxRuntime;
 
@@ -135,8 +136,15 @@ impl Backend for OnnxRuntime {
         }
     }
 
+    /// On Apple systems, where the CoreML provider is on by default,
+    /// [`Tier::NeuralEngine`] (ONNX Runtime with CoreML comes before
+    /// tract-metal and the CPU); elsewhere [`Tier::OptimisedCpu`].
     fn tier(&self) -> Tier {
-        Tier::OptimisedCpu
+        if cfg!(target_vendor = "apple") {
+            Tier::NeuralEngine
+        } else {
+            Tier::OptimisedCpu
+        }
     }
 
     fn supports(&self, source: &ModelSource) -> Support {
@@ -154,16 +162,37 @@ impl Backend for OnnxRuntime {
         let path = &source.path;
         let file = onnx::read(path)?;
         let threads = options.threads.unwrap_or_else(default_threads).max(1);
-        let session =
-            build_session(&rt.env, path, threads).map_err(|reason| Error::InvalidModel {
+        // Read (and checked) everywhere; the CoreML provider exists only on Apple systems.
+        let coreml = crate::ort_coreml::OrtCoreMlOptions::from_settings(
+            options,
+            crate::ort_coreml::default_cache_dir(),
+        )?;
+        let mut providers = Vec::new();
+        let mut provider_names = Vec::new();
+        #[cfg(target_vendor = "apple")]
+        if coreml.enabled {
+            providers.push(coreml.provider());
+            provider_names.push(coreml.describe());
+        }
+        #[cfg(not(target_vendor = "apple"))]
+        let _ = &coreml;
+        providers.push(ort::ep::CPU::default().build());
+        provider_names.push("CPU".to_string());
+        let session = build_session(&rt.env, path, threads, providers).map_err(|reason| {
+            Error::InvalidModel {
                 path: path.to_path_buf(),
                 reason: format!("{NAME} cannot load it: {reason}"),
                 source: None,
-            })?;
+            }
+        })?;
         let mut metadata = file.metadata;
         metadata
             .properties
             .push(("anemone.onnxruntime.threads".into(), threads.to_string()));
+        metadata.properties.push((
+            "anemone.onnxruntime.providers".into(),
+            provider_names.join(", "),
+        ));
         let footprint = metadata.weight_bytes;
         Ok(Box::new(OrtModel {
             metadata,
@@ -177,6 +206,7 @@ fn build_session(
     env: &ort::environment::Environment,
     path: &Path,
     threads: usize,
+    providers: Vec<ort::ep::ExecutionProviderDispatch>,
 ) -> std::result::Result<Session, String> {
     let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
     Session::builder(env)
@@ -187,7 +217,7 @@ fn build_session(
         .map_err(s)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(s)?
-        .with_execution_providers([ort::ep::CPU::default().build()])
+        .with_execution_providers(providers)
         .map_err(s)?
         .commit_from_file(path)
         .map_err(|e| e.to_string())

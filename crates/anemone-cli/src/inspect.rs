@@ -72,7 +72,7 @@ fn ordered_map<S: serde::Serializer>(pairs: &&[(String, String)], s: S) -> Resul
 
 /// Runs `anemone inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let meta = anemone_backends::onnx::describe_file(&args.model)?;
+    let meta = anemone_backends::describe_file(&args.model)?;
     let report = InspectReport::new(&args.model, &meta);
     let text = if args.json {
         let mut json =

@@ -61,7 +61,7 @@ enum Command {
 /// Arguments of `anemone inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The model file (.onnx).
+    /// The model file: .onnx, or Core ML .mlmodel or .mlpackage (described on any system).
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
 

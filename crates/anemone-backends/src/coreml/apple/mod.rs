@@ -29,6 +29,7 @@ use objc2_core_ml::{
 };
 use objc2_foundation::{NSArray, NSDictionary, NSError, NSString, NSURL};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub use device::thermal_state;
 
@@ -125,7 +126,7 @@ fn load_inner(source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn Loa
     tracing::info!(model = %path.display(), compute_units = opts.compute_units.apple_name(), "Core ML: model loaded");
     let footprint = metadata.weight_bytes.max(metadata.file_size);
     Ok(Box::new(CoreMlModel {
-        model: SharedModel(model),
+        model: Mutex::new(SharedModel(model)),
         inputs,
         outputs,
         metadata,
@@ -230,25 +231,26 @@ fn describe_compiled(
     Ok((inputs, outputs, metadata))
 }
 
-/// `MLModel` is not `Send`/`Sync` in the bindings, because the bindings
-/// cannot know an Objective-C class's threading rules. Apple's documentation
-/// of `MLModel` states that its prediction methods are thread-safe; the
-/// backend never mutates the model after loading (no setters are called on
-/// it), and retain/release of Objective-C objects is atomic. So sharing one
-/// loaded model between anemone's worker threads, which call only
-/// `predictionFromFeatures:error:` and `predictionsFromBatch:error:`, is
-/// sound. This wrapper exists only to say so to the compiler.
+/// `MLModel` is neither `Send` nor `Sync` in the bindings, which cannot
+/// know an Objective-C class's threading rules.
+///
+/// `Send` is sound: an `MLModel` is not tied to the thread that loaded it
+/// (no run loop, no thread-local state), and Objective-C retain/release is
+/// atomic. `Sync` is *not* claimed: Apple presents only the asynchronous
+/// prediction API (macOS 14) as safe to call concurrently, and this backend
+/// uses the synchronous one, so each loaded model runs one prediction at a
+/// time behind a mutex (`CoreMlModel::model`). Concurrency comes from
+/// batches (one `MLArrayBatchProvider` call) and from several instances of a
+/// model.
 struct SharedModel(Retained<MLModel>);
 
-// SAFETY: see the type's documentation.
+// SAFETY: see the type's documentation; all use goes through a Mutex.
 unsafe impl Send for SharedModel {}
-// SAFETY: see the type's documentation.
-unsafe impl Sync for SharedModel {}
 
 /// A Core ML model ready to run.
 struct CoreMlModel {
-    /// Shared by every worker thread; see [`SharedModel`].
-    model: SharedModel,
+    /// One prediction at a time; see [`SharedModel`].
+    model: Mutex<SharedModel>,
     inputs: Vec<Feature>,
     outputs: Vec<Feature>,
     metadata: ModelMetadata,
@@ -299,8 +301,9 @@ impl CoreMlModel {
         match plan {
             Plan::Single => {
                 let provider = self.provider(inputs)?;
+                let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
                 // SAFETY: a prediction with a provider of the model's inputs.
-                let out = unsafe { self.model.0.predictionFromFeatures_error(&provider) }
+                let out = unsafe { model.0.predictionFromFeatures_error(&provider) }
                     .map_err(|e| ns_error("Core ML prediction failed", &e))?;
                 self.read_outputs(&out)
             }
@@ -323,8 +326,9 @@ impl CoreMlModel {
                     )
                 };
                 let batch: &ProtocolObject<dyn MLBatchProvider> = ProtocolObject::from_ref(&*batch);
+                let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
                 // SAFETY: as above.
-                let results = unsafe { self.model.0.predictionsFromBatch_error(batch) }
+                let results = unsafe { model.0.predictionsFromBatch_error(batch) }
                     .map_err(|e| ns_error("Core ML batch prediction failed", &e))?;
                 let mut per_output: Vec<Vec<Tensor>> =
                     vec![Vec::with_capacity(n); self.outputs.len()];
