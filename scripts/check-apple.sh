@@ -20,7 +20,7 @@
 # Nothing is written to the repository except build output under
 # target/apple-check (override with ANEMONE_APPLE_CHECK_TARGET); the
 # temporary folder is removed on exit. Fails when the Apple code does not
-# compile.
+# compile. ANEMONE_APPLE_CHECK_CMD=clippy runs clippy instead of check.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -97,8 +97,9 @@ esac
 SH
 chmod +x "$WRAPPER"
 
-echo "check-apple: cargo check -p anemone-backends --features coreml,metal,onnxruntime (as an Apple target)"
+CMD="${ANEMONE_APPLE_CHECK_CMD:-check}"
+echo "check-apple: cargo $CMD -p anemone-backends --features coreml,metal,onnxruntime (as an Apple target)"
 cd "$WS"
 RUSTC_WRAPPER="$WRAPPER" CARGO_TARGET_DIR="$TARGET" \
-    cargo check --offline -p anemone-backends --features coreml,metal,onnxruntime --lib
+    cargo "$CMD" --offline -p anemone-backends --features coreml,metal,onnxruntime --lib
 echo "check-apple: the Apple code compiles"

@@ -21,6 +21,9 @@ use std::fmt::Write as _;
 ///   "inputs":          [{"name": "x", "dtype": "f32", "shape": ["batch", 3, -1]}, ...],
 ///   "outputs":         same as inputs,
 ///   "properties":      {"key": "value", ...}, in file order (doc_string first, if any),
+///   "compute_plan":    with --compute-plan only: {"compute_units": "all", "operations": [
+///                        {"function": "main", "operator": "conv", "preferred": "neural engine",
+///                         "supported": ["cpu", "gpu", "neural engine"], "cost": 0.12}, ...]},
 ///   "backends": [{
 ///     "name":     "tract-cpu",
 ///     "probe":    {"status": "available", "detail": "..."}
@@ -49,6 +52,8 @@ pub struct InspectReport<'a> {
     #[serde(serialize_with = "ordered_map")]
     properties: &'a [(String, String)],
     backends: Vec<BackendReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compute_plan: Option<anemone_backends::coreml::ComputePlan>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +78,23 @@ fn ordered_map<S: serde::Serializer>(pairs: &&[(String, String)], s: S) -> Resul
 /// Runs `anemone inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let meta = anemone_backends::describe_file(&args.model)?;
-    let report = InspectReport::new(&args.model, &meta);
+    let mut report = InspectReport::new(&args.model, &meta);
+    if args.compute_plan {
+        anyhow::ensure!(
+            meta.format == ModelFormat::CoreMl,
+            "--compute-plan is for Core ML models (.mlpackage, .mlmodel, .mlmodelc); {} is {}",
+            args.model.display(),
+            meta.format
+        );
+        let units = anemone_backends::coreml::ComputeUnits::parse(&args.compute_units)
+            .with_context(|| {
+                format!(
+                    "--compute-units is \"{}\"; use ane, gpu, cpu or all",
+                    args.compute_units
+                )
+            })?;
+        report.compute_plan = Some(anemone_backends::coreml::compute_plan(&args.model, units)?);
+    }
     let text = if args.json {
         let mut json =
             serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?;
@@ -125,6 +146,7 @@ impl<'a> InspectReport<'a> {
             outputs: &meta.outputs,
             properties: &meta.properties,
             backends,
+            compute_plan: None,
         }
     }
 
@@ -212,6 +234,10 @@ impl<'a> InspectReport<'a> {
             })
             .collect();
         out.push_str(&table(&rows, "  "));
+        if let Some(plan) = &self.compute_plan {
+            out.push('\n');
+            out.push_str(&plan.text());
+        }
         out
     }
 }

@@ -68,6 +68,16 @@ pub struct InspectArgs {
     /// Print one JSON object instead of text (off by default).
     #[arg(long, env = "ANEMONE_JSON", value_parser = BoolishValueParser::new(), default_value_t = false)]
     pub json: bool,
+
+    /// Also show Core ML's compute plan: the device each operation would run
+    /// on, and its estimated cost. Core ML models, on macOS 14.4 or newer
+    /// only (off by default).
+    #[arg(long, env = "ANEMONE_COMPUTE_PLAN", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub compute_plan: bool,
+
+    /// The compute units the plan is made for: ane, gpu, cpu or all.
+    #[arg(long, env = "ANEMONE_COMPUTE_UNITS", default_value = "all")]
+    pub compute_units: String,
 }
 
 /// Arguments of `anemone infer`.

@@ -408,6 +408,26 @@ fn inspect_describes_core_ml_files() {
     assert!(stdout.contains("coreml.model_type"), "{stdout}");
 }
 
+#[cfg(not(target_vendor = "apple"))]
+#[test]
+fn compute_plan_says_it_needs_a_mac() {
+    let model = fixture("fixtures/generated/coreml/program_fp16_int32.mlpackage");
+    let model = model.to_str().unwrap();
+    assert_error(
+        &anemone(&["inspect", model, "--compute-plan"]),
+        &["macOS 14.4"],
+    );
+    assert_error(
+        &anemone(&["inspect", model, "--compute-plan", "--compute-units", "npu"]),
+        &["--compute-units"],
+    );
+    let onnx = fixture("examples/models/add/1/model.onnx");
+    assert_error(
+        &anemone(&["inspect", onnx.to_str().unwrap(), "--compute-plan"]),
+        &["for Core ML models"],
+    );
+}
+
 #[test]
 fn bad_core_ml_files_fail_cleanly() {
     for (file, says) in [

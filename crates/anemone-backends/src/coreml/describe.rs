@@ -200,8 +200,14 @@ impl Feature {
     }
 }
 
-/// Reads and describes a `.mlmodel` or `.mlpackage`.
+/// Reads and describes a `.mlmodel` or `.mlpackage`. On Apple systems built
+/// with the `coreml` feature, a compiled `.mlmodelc` too (through Core ML,
+/// which alone reads that format); elsewhere it is refused with a message.
 pub fn describe_file(path: &std::path::Path) -> Result<Description> {
+    #[cfg(all(target_vendor = "apple", feature = "coreml"))]
+    if file::Container::of(path) == Some(file::Container::MlModelC) {
+        return super::apple::describe_compiled_file(path);
+    }
     let file = file::read(path)?;
     describe(&file)
 }

@@ -32,6 +32,7 @@ pub mod describe;
 pub mod file;
 pub mod layout;
 pub mod options;
+pub mod plan;
 pub mod shape;
 pub mod spec;
 pub mod thermal;
@@ -41,6 +42,7 @@ mod tests;
 
 pub use describe::{describe_file, Description, Feature, FeatureKind};
 pub use options::{ComputeUnits, CoreMlOptions};
+pub use plan::{compute_plan, ComputePlan};
 pub use thermal::ThermalState;
 
 use anemone_core::{

@@ -469,7 +469,7 @@ fn proto_subset_matches_coremltools() {
     let mut ours = Vec::new();
     for f in &fds.file {
         for m in &f.message_type {
-            walk(&format!("{}", f.package()), m, &mut ours);
+            walk(f.package(), m, &mut ours);
         }
     }
     for (name, m) in &ours {

@@ -23,7 +23,8 @@ pub fn compute_devices() -> Option<Vec<String>> {
     Some(devices.iter().map(|d| describe(&d)).collect())
 }
 
-fn describe(device: &ProtocolObject<dyn MLComputeDeviceProtocol>) -> String {
+/// A compute device in words: `cpu`, `gpu`, `neural engine (16 cores)`.
+pub fn describe(device: &ProtocolObject<dyn MLComputeDeviceProtocol>) -> String {
     if let Some(ane) = device_as::<MLNeuralEngineComputeDevice>(device) {
         // SAFETY: a plain property read on a device Core ML returned.
         let cores = unsafe { ane.totalCoreCount() };

@@ -10,6 +10,7 @@
 
 mod array;
 pub mod device;
+pub mod plan;
 
 use super::batch::{self, Declared, Plan};
 use super::describe::{Feature, FeatureKind};
@@ -167,6 +168,44 @@ fn refuse_unsupported(
         }
     }
     Ok(())
+}
+
+/// Describes a compiled `.mlmodelc` through Core ML (loaded on the CPU only,
+/// which is quickest), for `anemone inspect` and the model repository.
+pub fn describe_compiled_file(path: &Path) -> Result<super::Description> {
+    autoreleasepool(|_| {
+        if !path.is_dir() {
+            return Err(Error::FileNotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        // SAFETY: plain object creation and a property setter.
+        let config = unsafe {
+            let config = MLModelConfiguration::new();
+            config.setComputeUnits(MLComputeUnits::CPUOnly);
+            config
+        };
+        // SAFETY: a file URL to a compiled model and a configuration.
+        let model =
+            unsafe { MLModel::modelWithContentsOfURL_configuration_error(&url(path), &config) }
+                .map_err(|e| Error::InvalidModel {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "Core ML cannot load this compiled model: {}",
+                        e.localizedDescription()
+                    ),
+                    source: None,
+                })?;
+        let (inputs, outputs, metadata) = describe_compiled(path, &model)?;
+        Ok(super::Description {
+            metadata,
+            model_type: "compiled",
+            specification_version: 0,
+            inputs,
+            outputs,
+            states: Vec::new(),
+        })
+    })
 }
 
 /// Features and metadata of a compiled `.mlmodelc`, from Core ML itself.
