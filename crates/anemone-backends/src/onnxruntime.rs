@@ -171,6 +171,9 @@ impl Backend for OnnxRuntime {
         let mut provider_names = Vec::new();
         #[cfg(target_vendor = "apple")]
         if coreml.enabled {
+            if let Err(e) = std::fs::create_dir_all(&coreml.cache_dir) {
+                tracing::warn!(dir = %coreml.cache_dir.display(), "cannot create the CoreML provider's cache: {e}");
+            }
             providers.push(coreml.provider());
             provider_names.push(coreml.describe());
         }
