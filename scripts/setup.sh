@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up the Python venv (.venv), install the ONNX Runtime library
-# (third_party/onnxruntime) and generate test fixtures (fixtures/generated).
+# (third_party/onnxruntime) and generate test fixtures (fixtures/generated,
+# Core ML ones in fixtures/generated/coreml).
 # Idempotent: re-running is cheap when nothing changed.
 set -euo pipefail
 
@@ -37,4 +38,10 @@ else
     echo "setup: generating fixtures"
     "$PY" scripts/gen_fixtures.py --force
     echo "setup: fixtures done"
+fi
+if "$PY" scripts/gen_coreml_fixtures.py --check; then
+    echo "setup: Core ML fixtures up to date"
+else
+    echo "setup: generating Core ML fixtures"
+    "$PY" scripts/gen_coreml_fixtures.py --force
 fi

@@ -2,7 +2,8 @@
 # Runs every test of anemone on a fresh machine: sets up the Python venv and
 # the generated fixtures (scripts/setup.sh), then the whole Rust test suite
 # (including the ONNX node-test conformance suite, the doctests and one pass
-# of each benchmark in criterion's test mode), then the tritonclient
+# of each benchmark in criterion's test mode), a type-check of the Apple-only
+# code against the real Apple crates (scripts/check-apple.sh), then the tritonclient
 # integration suite against a real `anemone serve`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +13,8 @@ scripts/setup.sh
 export ANEMONE_REQUIRE_ORT=1
 echo "test: cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
+echo "test: type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider)"
+scripts/check-apple.sh
 echo "test: cargo test (doctests)"
 cargo test --workspace --doc --locked
 echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"

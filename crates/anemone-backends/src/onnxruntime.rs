@@ -44,7 +44,8 @@ const NAME: &str = "onnxruntime";
 const FIX: &str = "anemone needs ONNX Runtime 1.31.1: run scripts/install-onnxruntime.sh, \
                    or point ORT_DYLIB_PATH at a libonnxruntime 1.31.x (from the onnxruntime==1.31.1 wheel)";
 
-/// ONNX Runtime with its CPU execution provider.
+/// ONNX Runtime with its CPU execution provider, and on Apple systems its
+/// CoreML execution provider first (see [`crate::ort_coreml`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OnnxRuntime;
 
@@ -144,8 +145,15 @@ impl Backend for OnnxRuntime {
         }
     }
 
+    /// On Apple systems, where the CoreML provider is on by default,
+    /// [`Tier::NeuralEngine`] (ONNX Runtime with CoreML comes before
+    /// tract-metal and the CPU); elsewhere [`Tier::OptimisedCpu`].
     fn tier(&self) -> Tier {
-        Tier::OptimisedCpu
+        if cfg!(target_vendor = "apple") {
+            Tier::NeuralEngine
+        } else {
+            Tier::OptimisedCpu
+        }
     }
 
     fn supports(&self, source: &ModelSource) -> Support {
@@ -163,10 +171,29 @@ impl Backend for OnnxRuntime {
         let path = &source.path;
         let file = onnx::read(path)?;
         let threads = options.threads.unwrap_or_else(default_threads).max(1);
+        // Read (and checked) everywhere; the CoreML provider exists only on Apple systems.
+        let coreml = crate::ort_coreml::OrtCoreMlOptions::from_settings(
+            options,
+            crate::ort_coreml::default_cache_dir(),
+        )?;
+        let mut providers = Vec::new();
+        let mut provider_names = Vec::new();
+        #[cfg(target_vendor = "apple")]
+        if coreml.enabled {
+            if let Err(e) = std::fs::create_dir_all(&coreml.cache_dir) {
+                tracing::warn!(dir = %coreml.cache_dir.display(), "cannot create the CoreML provider's cache: {e}");
+            }
+            providers.push(coreml.provider());
+            provider_names.push(coreml.describe());
+        }
+        #[cfg(not(target_vendor = "apple"))]
+        let _ = &coreml;
+        providers.push(ort::ep::CPU::default().build());
+        provider_names.push("CPU".to_string());
         let count = session_count(options)?;
         let sessions = (0..count)
             .map(|_| {
-                build_session(&rt.env, path, threads)
+                build_session(&rt.env, path, threads, providers.clone())
                     .map(Mutex::new)
                     .map_err(|reason| Error::InvalidModel {
                         path: path.to_path_buf(),
@@ -179,6 +206,10 @@ impl Backend for OnnxRuntime {
         metadata
             .properties
             .push(("anemone.onnxruntime.threads".into(), threads.to_string()));
+        metadata.properties.push((
+            "anemone.onnxruntime.providers".into(),
+            provider_names.join(", "),
+        ));
         metadata
             .properties
             .push(("anemone.onnxruntime.sessions".into(), count.to_string()));
@@ -210,6 +241,7 @@ fn build_session(
     env: &ort::environment::Environment,
     path: &Path,
     threads: usize,
+    providers: Vec<ort::ep::ExecutionProviderDispatch>,
 ) -> std::result::Result<Session, String> {
     let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
     Session::builder(env)
@@ -220,7 +252,7 @@ fn build_session(
         .map_err(s)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(s)?
-        .with_execution_providers([ort::ep::CPU::default().build()])
+        .with_execution_providers(providers)
         .map_err(s)?
         .commit_from_file(path)
         .map_err(|e| e.to_string())

@@ -21,6 +21,9 @@ use std::fmt::Write as _;
 ///   "inputs":          [{"name": "x", "dtype": "f32", "shape": ["batch", 3, -1]}, ...],
 ///   "outputs":         same as inputs,
 ///   "properties":      {"key": "value", ...}, in file order (doc_string first, if any),
+///   "compute_plan":    with --compute-plan only: {"compute_units": "all", "operations": [
+///                        {"function": "main", "operator": "conv", "preferred": "neural engine",
+///                         "supported": ["cpu", "gpu", "neural engine"], "cost": 0.12}, ...]},
 ///   "backends": [{
 ///     "name":     "tract-cpu",
 ///     "probe":    {"status": "available", "detail": "..."}
@@ -56,6 +59,8 @@ pub struct InspectReport<'a> {
     properties: &'a [(String, String)],
     backends: Vec<BackendReport>,
     selection: Option<SelectionReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compute_plan: Option<anemone_backends::coreml::ComputePlan>,
 }
 
 /// What loading the model through the backend selection gave.
@@ -111,10 +116,26 @@ fn ordered_map<S: serde::Serializer>(pairs: &&[(String, String)], s: S) -> Resul
 
 /// Runs `anemone inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let meta = anemone_backends::onnx::describe_file(&args.model)?;
+    let meta = anemone_backends::describe_file(&args.model)?;
     let mut report = InspectReport::new(&args.model, &meta);
     if !args.no_select {
         report.selection = Some(select(args)?);
+    }
+    if args.compute_plan {
+        anyhow::ensure!(
+            meta.format == ModelFormat::CoreMl,
+            "--compute-plan is for Core ML models (.mlpackage, .mlmodel, .mlmodelc); {} is {}",
+            args.model.display(),
+            meta.format
+        );
+        let units = anemone_backends::coreml::ComputeUnits::parse(&args.compute_units)
+            .with_context(|| {
+                format!(
+                    "--compute-units is \"{}\"; use ane, gpu, cpu or all",
+                    args.compute_units
+                )
+            })?;
+        report.compute_plan = Some(anemone_backends::coreml::compute_plan(&args.model, units)?);
     }
     let text = if args.json {
         let mut json =
@@ -168,6 +189,7 @@ impl<'a> InspectReport<'a> {
             properties: &meta.properties,
             backends,
             selection: None,
+            compute_plan: None,
         }
     }
 
@@ -271,6 +293,10 @@ impl<'a> InspectReport<'a> {
                     printable(&selection.summary())
                 ));
             }
+        }
+        if let Some(plan) = &self.compute_plan {
+            out.push('\n');
+            out.push_str(&plan.text());
         }
         out
     }

@@ -71,7 +71,7 @@ enum Command {
 /// Arguments of `anemone inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The model file (.onnx).
+    /// The model file: .onnx, or Core ML .mlmodel or .mlpackage (described on any system).
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
 
@@ -86,6 +86,16 @@ pub struct InspectArgs {
 
     #[command(flatten)]
     pub backend: backend_args::BackendArgs,
+
+    /// Also show Core ML's compute plan: the device each operation would run
+    /// on, and its estimated cost. Core ML models, on macOS 14.4 or newer
+    /// only (off by default).
+    #[arg(long, env = "ANEMONE_COMPUTE_PLAN", value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub compute_plan: bool,
+
+    /// The compute units the plan is made for: ane, gpu, cpu or all.
+    #[arg(long, env = "ANEMONE_COMPUTE_UNITS", default_value = "all")]
+    pub compute_units: String,
 }
 
 /// Arguments of `anemone infer`.

@@ -364,6 +364,114 @@ fn inspect_text_shows_anonymous_dims_as_minus_one() {
     }
 }
 
+/// `inspect` on Core ML files works on any system; the expected values are
+/// what coremltools reads back (`fixtures/generated/coreml/*.expected.json`).
+#[test]
+fn inspect_describes_core_ml_files() {
+    for case in ["program_fp16_int32", "nn_flexible"] {
+        let want: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(&format!(
+                "fixtures/generated/coreml/{case}.expected.json"
+            )))
+            .unwrap(),
+        )
+        .unwrap();
+        let model = fixture(&format!(
+            "fixtures/generated/coreml/{}",
+            want["file"].as_str().unwrap()
+        ));
+        let json: Value = serde_json::from_str(&assert_ok(&anemone(&[
+            "inspect",
+            model.to_str().unwrap(),
+            "--json",
+        ])))
+        .expect("stdout is one JSON object");
+        assert_eq!(json["format"], "coreml", "{case}");
+        let names = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(&json["inputs"]),
+            names(&want["description"]["input"]),
+            "{case}"
+        );
+        assert_eq!(
+            names(&json["outputs"]),
+            names(&want["description"]["output"]),
+            "{case}"
+        );
+        assert_eq!(
+            json["properties"]["coreml.model_type"], want["modelType"],
+            "{case}"
+        );
+        let coreml = json["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == "coreml")
+            .expect("coreml listed");
+        assert_eq!(coreml["supports"], true, "{case}");
+        if !cfg!(target_vendor = "apple") {
+            assert_eq!(coreml["probe"]["status"], "unavailable");
+            assert!(coreml["probe"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("needs macOS"));
+        }
+    }
+    let stdout = assert_ok(&anemone(&[
+        "inspect",
+        fixture("fixtures/generated/coreml/program_fp16_int32.mlpackage")
+            .to_str()
+            .unwrap(),
+    ]));
+    let x = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("x "))
+        .unwrap_or_else(|| panic!("no row for x:\n{stdout}"));
+    assert!(x.contains("f16") && x.contains("[1, 3, 8, 8]"), "{x}");
+    assert!(stdout.contains("coreml.model_type"), "{stdout}");
+}
+
+#[cfg(not(target_vendor = "apple"))]
+#[test]
+fn compute_plan_says_it_needs_a_mac() {
+    let model = fixture("fixtures/generated/coreml/program_fp16_int32.mlpackage");
+    let model = model.to_str().unwrap();
+    assert_error(
+        &anemone(&["inspect", model, "--compute-plan"]),
+        &["macOS 14.4"],
+    );
+    assert_error(
+        &anemone(&["inspect", model, "--compute-plan", "--compute-units", "npu"]),
+        &["--compute-units"],
+    );
+    let onnx = fixture("examples/models/add/1/model.onnx");
+    assert_error(
+        &anemone(&["inspect", onnx.to_str().unwrap(), "--compute-plan"]),
+        &["for Core ML models"],
+    );
+}
+
+#[test]
+fn bad_core_ml_files_fail_cleanly() {
+    for (file, says) in [
+        ("truncated.mlmodel", "truncated"),
+        ("no_data.mlpackage", "no Data directory"),
+        ("compiled.mlmodelc", ".mlmodelc"),
+    ] {
+        let path = fixture(&format!("fixtures/generated/coreml/bad/{file}"));
+        assert_error(
+            &anemone(&["inspect", path.to_str().unwrap()]),
+            &[file, says],
+        );
+    }
+}
+
 #[test]
 fn bad_models_fail_cleanly() {
     for (file, inspect_fails) in [
@@ -590,9 +698,15 @@ fn doctor_reports_hardware_backends_libraries_and_caches() {
         .collect();
     assert_eq!(
         names,
-        ["onnxruntime", "tract-cpu"],
+        ["coreml", "onnxruntime", "tract-cpu"],
         "the default order of preference"
     );
+    assert_eq!(backends[0]["status"], "unavailable", "{}", backends[0]);
+    assert!(backends[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Core ML needs macOS"));
+    let backends = &backends[1..];
     assert_eq!(backends[1]["status"], "available");
     assert_eq!(
         backends[0]["status"], "available",

@@ -457,7 +457,19 @@ impl Manager {
                 .collect()
         });
         let names = names.filter(|n| !n.is_empty());
-        let candidates = self.inner.backends.resolve(names.as_deref())?;
+        let mut candidates = self.inner.backends.resolve(names.as_deref())?;
+        let source = ModelSource::from_path(&spec.path);
+        if names.is_none() {
+            // The default order holds every backend; those that do not take this
+            // format are not candidates for it (a Core ML backend for an ONNX file).
+            let takes = |c: &Candidate| {
+                c.index
+                    .is_none_or(|i| self.inner.backends.all()[i].supports(&source) == Support::Yes)
+            };
+            if candidates.iter().any(takes) {
+                candidates.retain(takes);
+            }
+        }
         let mode = if auto {
             Mode::Auto
         } else if strict {
@@ -465,7 +477,6 @@ impl Manager {
         } else {
             Mode::Ordered
         };
-        let source = ModelSource::from_path(&spec.path);
         let picked = match mode {
             Mode::Auto => self.select_fastest(&spec, &source, candidates),
             Mode::Ordered | Mode::Strict => {

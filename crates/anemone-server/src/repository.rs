@@ -1,5 +1,6 @@
 //! A Triton-style model repository: `<root>/<model>/[config.pbtxt]` and
-//! `<root>/<model>/<version>/model.onnx`, loaded into the [`Manager`].
+//! `<root>/<model>/<version>/model.onnx` (or a Core ML `model.mlpackage`,
+//! `model.mlmodel` or `model.mlmodelc`), loaded into the [`Manager`].
 //!
 //! A model that fails to load is recorded as UNAVAILABLE with its reason; it
 //! never stops the server or the other models. Loads of different models run
@@ -108,7 +109,16 @@ pub struct Repository {
     startup_done: AtomicBool,
 }
 
-const MODEL_FILE: &str = "model.onnx";
+/// The model files looked for in a version directory, in this order, when
+/// the config names none (`default_model_filename`): ONNX, then Core ML
+/// (package, specification, compiled). A Core ML model that no backend here
+/// can run (no Core ML off macOS) is listed UNAVAILABLE with the reason.
+const MODEL_FILES: [&str; 4] = [
+    "model.onnx",
+    "model.mlpackage",
+    "model.mlmodel",
+    "model.mlmodelc",
+];
 
 impl Repository {
     /// Opens a repository directory.
@@ -418,32 +428,36 @@ fn prepare(
     let file_name = config
         .as_ref()
         .map(|c| c.default_model_filename.clone())
-        .filter(|f| !f.is_empty())
-        .unwrap_or_else(|| MODEL_FILE.to_string());
+        .filter(|f| !f.is_empty());
+    let model_file = |version: u64| -> Option<PathBuf> {
+        let version_dir = dir.join(version.to_string());
+        match &file_name {
+            Some(f) => Some(version_dir.join(f)).filter(|p| p.exists()),
+            None => MODEL_FILES
+                .iter()
+                .map(|f| version_dir.join(f))
+                .find(|p| p.exists()),
+        }
+    };
     let mut available: Vec<u64> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
-        .filter(|v| dir.join(v.to_string()).join(&file_name).exists())
+        .filter(|v| model_file(*v).is_some())
         .collect();
     available.sort_unstable();
     let policy_config = config.clone().unwrap_or_default();
     let versions = model_config::versions_to_load(&policy_config, &available)?;
-    let newest = dir
-        .join(
-            versions
-                .last()
-                .expect("versions_to_load returns at least one; this is a bug")
-                .to_string(),
-        )
-        .join(&file_name);
-    let meta = anemone_backends::onnx::describe_file(&newest).map_err(|e| e.chain_string())?;
+    let files: Vec<(u64, PathBuf)> = versions
+        .iter()
+        .filter_map(|v| model_file(*v).map(|f| (*v, f)))
+        .collect();
+    let (_, newest) = files
+        .last()
+        .expect("versions_to_load returns available versions; this is a bug");
+    let meta = anemone_backends::describe_file(newest).map_err(|e| e.chain_string())?;
     let config = model_config::complete(config, name, &meta)?;
     let settings = model_config::settings(&config)?;
-    let files = versions
-        .iter()
-        .map(|v| (*v, dir.join(v.to_string()).join(&file_name)))
-        .collect();
     Ok((config, settings, files))
 }
 

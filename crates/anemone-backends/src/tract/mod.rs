@@ -1,7 +1,9 @@
-//! The tract backends: tract's CPU runtime (always present), and later its
-//! `cuda` and `metal` runtimes behind cargo features.
+//! The tract backends: tract's CPU runtime (always present), and its
+//! `metal` runtime ([`metal::TractMetal`], feature `metal`, Apple systems);
+//! later its `cuda` runtime.
 
 pub mod convert;
+pub mod metal;
 pub mod ops;
 
 use crate::onnx;

@@ -117,6 +117,15 @@ async fn start(repo: &Path, control: ControlMode, load: &[&str]) -> TestServer {
         .backend(anemone_backends::TractCpu)
         .build()
         .unwrap();
+    start_with(repo, control, load, manager).await
+}
+
+async fn start_with(
+    repo: &Path,
+    control: ControlMode,
+    load: &[&str],
+    manager: anemone_runtime::Manager,
+) -> TestServer {
     let options = ServerOptions {
         http_port: 0,
         grpc_port: 0,
@@ -805,6 +814,71 @@ mod repository {
             assert_eq!(r.status, 503, "{op}");
             assert!(r.error().contains("--model-control-mode explicit"), "{op}");
         }
+        s.shutdown().await;
+    }
+
+    /// Core ML models are found (`model.mlpackage`, `model.mlmodel`) and,
+    /// where no backend can run them, listed UNAVAILABLE with the reason;
+    /// a corrupt one says what is wrong.
+    #[cfg(not(target_vendor = "apple"))]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn index_lists_core_ml_models_with_the_reason() {
+        fn copy_tree(from: &Path, to: &Path) {
+            if from.is_dir() {
+                std::fs::create_dir_all(to).unwrap();
+                for e in std::fs::read_dir(from).unwrap() {
+                    let e = e.unwrap();
+                    copy_tree(&e.path(), &to.join(e.file_name()));
+                }
+            } else {
+                std::fs::copy(from, to).unwrap();
+            }
+        }
+        let repo = TempRepo::new("coreml").add();
+        for (name, file, target) in [
+            (
+                "package",
+                "coreml/program_fp16_int32.mlpackage",
+                "model.mlpackage",
+            ),
+            ("spec", "coreml/nn_flexible.mlmodel", "model.mlmodel"),
+            ("corrupt", "coreml/bad/truncated.mlmodel", "model.mlmodel"),
+        ] {
+            let dir = repo.0.join(name).join("1");
+            std::fs::create_dir_all(&dir).unwrap();
+            copy_tree(&fixture(file), &dir.join(target));
+        }
+        let manager = anemone_runtime::Manager::builder()
+            .backend(anemone_backends::TractCpu)
+            .backend(anemone_backends::CoreMl)
+            .build()
+            .unwrap();
+        let s = start_with(&repo.0, ControlMode::None, &[], manager).await;
+        let rows = s
+            .wait_index(&[
+                ("add", "READY"),
+                ("package", "UNAVAILABLE"),
+                ("spec", "UNAVAILABLE"),
+                ("corrupt", "UNAVAILABLE"),
+            ])
+            .await;
+        let reason = |name: &str| {
+            rows.iter()
+                .find(|r| r["name"] == name)
+                .and_then(|r| r["reason"].as_str())
+                .unwrap_or_else(|| panic!("no reason for {name}: {rows:?}"))
+                .to_string()
+        };
+        for name in ["package", "spec"] {
+            let r = reason(name);
+            assert!(r.contains("no backend can run"), "{name}: {r}");
+            assert!(r.contains("coreml: Core ML needs macOS"), "{name}: {r}");
+        }
+        let r = reason("corrupt");
+        assert!(
+            r.contains("not a valid protobuf (corrupt or truncated?)"),
+            "{r}"
+        );
         s.shutdown().await;
     }
 

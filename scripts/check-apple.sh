@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Type-checks anemone's Apple-only code (the `coreml` backend on objc2-core-ml,
+# the `tract-metal` backend, ONNX Runtime's CoreML provider) against the real
+# crates, on any system: `cargo check` of anemone-backends with the features
+# coreml, metal and onnxruntime, as if the target were an Apple one.
+#
+# How, since Apple crates do not build elsewhere:
+# - a copy of the workspace (our sources only) is made in a temporary folder,
+#   with anemone-backends' `cfg(target_vendor = "apple")` dependencies made
+#   unconditional;
+# - the Apple crates that link a framework unconditionally (objc2-core-ml,
+#   ...) are copied from cargo's registry into the temporary folder, the
+#   `kind = "framework"` of their `#[link]` dropped (a check links nothing;
+#   rustc refuses framework links on non-Apple targets), and patched in with
+#   `[patch.crates-io]` in the copy's Cargo.toml;
+# - a rustc wrapper passes `--cfg docsrs` to the objc2 family (objc2 then skips
+#   its "only works on Apple platforms" compile_error!, as on docs.rs) and
+#   `--cfg target_vendor="apple"` to anemone-backends alone, so exactly the
+#   code a Mac compiles is checked.
+# Nothing is written to the repository except build output under
+# target/apple-check (override with ANEMONE_APPLE_CHECK_TARGET); the
+# temporary folder is removed on exit. Fails when the Apple code does not
+# compile. ANEMONE_APPLE_CHECK_CMD=clippy runs clippy instead of check.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET="${ANEMONE_APPLE_CHECK_TARGET:-$REPO/target/apple-check}"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/anemone-apple-check.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+# 1. Our workspace, with the Apple dependencies unconditional.
+WS="$TMP/ws"
+mkdir -p "$WS"
+cp -r "$REPO/Cargo.toml" "$REPO/Cargo.lock" "$REPO/proto" "$WS/"
+mkdir -p "$WS/crates"
+for c in "$REPO"/crates/*/; do
+    name="$(basename "$c")"
+    mkdir -p "$WS/crates/$name"
+    (cd "$c" && tar cf - --exclude=./target .) | (cd "$WS/crates/$name" && tar xf -)
+done
+BACKENDS_TOML="$WS/crates/anemone-backends/Cargo.toml"
+grep -q "^\[target.'cfg(target_vendor = \"apple\")'.dependencies\]" "$BACKENDS_TOML" || {
+    echo "check-apple: anemone-backends has no [target.'cfg(target_vendor = \"apple\")'.dependencies] table" >&2
+    exit 1
+}
+sed -i.bak "s/^\[target.'cfg(target_vendor = \"apple\")'.dependencies\]/[target.'cfg(all())'.dependencies]/" "$BACKENDS_TOML"
+
+# 2. Apple crates with unconditional framework links: patched copies.
+cargo fetch --locked --manifest-path "$REPO/Cargo.toml" >/dev/null
+PATCHED="$TMP/patched"
+mkdir -p "$PATCHED"
+cargo metadata --locked --offline --format-version 1 --all-features --manifest-path "$WS/Cargo.toml" >"$TMP/metadata.json"
+python3 - "$TMP/metadata.json" "$PATCHED" "$WS/Cargo.toml" <<'PY'
+import json, pathlib, re, shutil, sys
+meta, patched, ws_toml = json.load(open(sys.argv[1])), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+framework = re.compile(r'(link\(\s*name\s*=\s*"[^"]+")\s*,\s*kind\s*=\s*"framework"')
+patches = []
+for p in meta["packages"]:
+    if not (p.get("source") or "").startswith("registry+"):
+        continue
+    root = pathlib.Path(p["manifest_path"]).parent
+    sources = [f for f in root.rglob("*.rs") if framework.search(f.read_text(errors="ignore"))]
+    if not sources:
+        continue
+    dest = patched / f'{p["name"]}-{p["version"]}'
+    shutil.copytree(root, dest)
+    for f in dest.rglob("*.rs"):
+        text = f.read_text(errors="ignore")
+        if framework.search(text):
+            f.write_text(framework.sub(r"\1", text))
+    patches.append(f'{p["name"]} = {{ path = "{dest}" }}')
+if not any(line.startswith("objc2-core-ml ") for line in patches):
+    sys.exit("check-apple: objc2-core-ml was not found among the dependencies")
+with open(ws_toml, "a") as out:
+    out.write("\n[patch.crates-io]\n" + "\n".join(patches) + "\n")
+print("check-apple: patched framework links in " + ", ".join(l.split()[0] for l in patches))
+PY
+
+# 3. A rustc wrapper: docsrs for the objc2 family, an Apple target_vendor for us.
+WRAPPER="$TMP/rustc-wrapper"
+cat >"$WRAPPER" <<'SH'
+#!/usr/bin/env bash
+crate=""
+prev=""
+for a in "$@"; do
+    [[ "$prev" == "--crate-name" ]] && crate="$a"
+    prev="$a"
+done
+case "$crate" in
+    objc2|objc2_*|block2|dispatch2)
+        RUSTC_BOOTSTRAP=1 exec "$@" --cfg docsrs ;;
+    anemone_backends)
+        exec "$@" --cfg 'target_vendor="apple"' -A explicit_builtin_cfgs_in_flags ;;
+    *)
+        exec "$@" ;;
+esac
+SH
+chmod +x "$WRAPPER"
+
+CMD="${ANEMONE_APPLE_CHECK_CMD:-check}"
+echo "check-apple: cargo $CMD -p anemone-backends --features coreml,metal,onnxruntime (as an Apple target)"
+cd "$WS"
+RUSTC_WRAPPER="$WRAPPER" CARGO_TARGET_DIR="$TARGET" \
+    cargo "$CMD" --offline -p anemone-backends --features coreml,metal,onnxruntime --lib
+echo "check-apple: the Apple code compiles"
