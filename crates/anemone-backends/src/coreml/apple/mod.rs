@@ -309,13 +309,13 @@ impl LoadedModel for CoreMlModel {
         self.footprint
     }
 
-    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         autoreleasepool(|_| self.infer_inner(inputs))
     }
 }
 
 impl CoreMlModel {
-    fn infer_inner(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn infer_inner(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let declared: Vec<Declared<'_>> = self
             .inputs
             .iter()
@@ -339,7 +339,11 @@ impl CoreMlModel {
         })?;
         match plan {
             Plan::Single => {
-                let provider = self.provider(inputs)?;
+                // The runtime lends the inputs (so it can retry); Core ML's
+                // arrays own their buffers, so this is one copy per input.
+                // A borrowed buffer with a no-op deallocator would avoid it
+                // once verified on a Mac that Core ML keeps no reference.
+                let provider = self.provider(inputs.to_vec())?;
                 let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
                 // SAFETY: a prediction with a provider of the model's inputs.
                 let out = unsafe { model.0.predictionFromFeatures_error(&provider) }
