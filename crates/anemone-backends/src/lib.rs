@@ -2,7 +2,8 @@
 //!
 //! Each engine implements [`anemone_core::Backend`]. The tract CPU runtime
 //! ([`TractCpu`]) is always built; other engines sit behind cargo features
-//! or platform gates: ONNX Runtime (`OnnxRuntime`) behind `onnxruntime`.
+//! or platform gates: ONNX Runtime (`OnnxRuntime`) behind `onnxruntime`, and
+//! tract's CUDA runtime (`TractCuda`) behind `cuda` (Linux).
 //! [`onnx`] reads ONNX files into engine-independent metadata.
 #![deny(missing_docs)]
 
@@ -13,6 +14,8 @@ pub mod tract;
 
 #[cfg(feature = "onnxruntime")]
 pub use onnxruntime::OnnxRuntime;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub use tract::cuda::TractCuda;
 pub use tract::TractCpu;
 
 use anemone_core::Backend;
@@ -25,6 +28,8 @@ pub fn default_backends() -> Vec<Arc<dyn Backend>> {
     let mut all: Vec<Arc<dyn Backend>> = vec![Arc::new(TractCpu)];
     #[cfg(feature = "onnxruntime")]
     all.push(Arc::new(OnnxRuntime));
+    #[cfg(all(feature = "cuda", target_os = "linux"))]
+    all.push(Arc::new(TractCuda));
     all.sort_by_key(|b| b.tier());
     all
 }
