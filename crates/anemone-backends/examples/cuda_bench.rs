@@ -12,7 +12,7 @@
 //! figure is a median of ITERS (default 50) calls after 5 warm-up calls,
 //! each call a blocking `infer` (host input in, host output out).
 
-use anemone_backends::tract::rewrite::max_pool_as_slices;
+use anemone_backends::tract::rewrite::{for_gpu, max_pool_as_slices};
 use anemone_backends::{TractCpu, TractCuda};
 use anemone_core::{npy, Backend, LoadOptions, LoadedModel, ModelSource, Tensor};
 use std::collections::BTreeMap;
@@ -49,10 +49,11 @@ fn main() -> anyhow::Result<()> {
     let cuda: Arc<dyn LoadedModel> = Arc::from(cuda);
 
     // The variants, from tract's plain runtime to what the backend does.
-    let plain = prepare(&model, false)?;
-    let rewritten = prepare(&model, true)?;
+    let plain = prepare(&model, Rewrite::None)?;
+    let pooled = prepare(&model, Rewrite::MaxPool)?;
+    let rewritten = prepare(&model, Rewrite::All)?;
     placement("plain", &*plain);
-    placement("max-pool rewritten", &*rewritten);
+    placement("all rewrites", &*rewritten);
 
     println!("\n| variant | batch | median ms | p90 ms | rel. L2 error vs reference |");
     println!("|---|---|---|---|---|");
@@ -109,16 +110,25 @@ fn read(path: &Path) -> anyhow::Result<Tensor> {
     Ok(npy::read(std::fs::File::open(path)?)?)
 }
 
+#[derive(Clone, Copy)]
+enum Rewrite {
+    None,
+    MaxPool,
+    All,
+}
+
 /// Prepares the model on tract's `cuda` runtime as a plain tract user would
-/// (decluttered model), with or without anemone's MaxPool rewrite.
-fn prepare(model: &Path, rewrite: bool) -> anyhow::Result<Box<dyn Runnable>> {
+/// (decluttered model), with none, some or all of anemone's rewrites.
+fn prepare(model: &Path, rewrite: Rewrite) -> anyhow::Result<Box<dyn Runnable>> {
     let mut typed = tract_onnx::onnx()
         .model_for_path(model)?
         .into_typed()?
         .into_decluttered()?;
-    if rewrite {
-        typed = max_pool_as_slices(typed)?;
-    }
+    typed = match rewrite {
+        Rewrite::None => typed,
+        Rewrite::MaxPool => max_pool_as_slices(typed)?,
+        Rewrite::All => for_gpu(typed)?,
+    };
     let rt = runtime_for_name("cuda")?.expect("cuda runtime linked");
     Ok(rt.prepare(typed)?)
 }
@@ -244,7 +254,7 @@ fn profile(runnable: &Box<dyn Runnable>, input: &Tensor, n: usize) -> anyhow::Re
     let mut rows: Vec<_> = by_op.into_iter().collect();
     rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
     let total: f64 = rows.iter().map(|r| r.1 .0.as_secs_f64()).sum::<f64>() / 5.0 * 1e3;
-    println!("\nper-operator time, batch {n}, MaxPool rewritten, synchronised per node (total {total:.2} ms):");
+    println!("\nper-operator time, batch {n}, all rewrites, synchronised per node (total {total:.2} ms):");
     for (op, (d, count)) in rows.iter().take(12) {
         println!(
             "  {op:<28} {:>8.3} ms  ({} nodes)",

@@ -40,7 +40,7 @@ pub struct TractCuda;
 const CUDA: Target = Target {
     backend: "tract-cuda",
     runtime: "cuda",
-    rewrite: rewrite::max_pool_as_slices,
+    rewrite: rewrite::for_gpu,
     reuse_states: true,
 };
 
