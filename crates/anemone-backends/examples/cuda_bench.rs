@@ -61,7 +61,8 @@ fn main() -> anyhow::Result<()> {
         let x = anemone_backends::tract::convert::to_tract(input)?;
         for (label, runnable) in [
             ("tract runtime, as is", &plain),
-            ("+ MaxPool as slices", &rewritten),
+            ("+ MaxPool as slices", &pooled),
+            ("+ Downsample, GELU rewritten", &rewritten),
         ] {
             let run = || -> anyhow::Result<Tensor> {
                 let out = runnable.run(tvec!(x.clone().into_tvalue()))?;

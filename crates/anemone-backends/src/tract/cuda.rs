@@ -4,7 +4,7 @@
 //! on machines without CUDA. At run time it needs the NVIDIA driver (libcuda,
 //! for CUDA 13.0 or newer), NVRTC, the CUDA runtime, cuBLAS and cuDNN 9, and
 //! the CUDA toolkit headers: it compiles its kernels with NVRTC on the first
-//! load (about 90 s on an H100), then keeps them under `~/.cache/tract`.
+//! load (about a minute on an H100), then keeps them under `~/.cache/tract`.
 //!
 //! [`TractCuda::probe`] checks all of that without creating a CUDA context,
 //! and says what is missing and what to install. tract-cuda panics on some
@@ -452,7 +452,7 @@ fn kernel_source(device: &Device) -> std::result::Result<String, String> {
             include.display()
         )),
         Ok(include) => Ok(format!(
-            "the first load compiles the kernels (about 90 s) from the headers in {} into {}",
+            "the first load compiles the kernels (about a minute) from the headers in {} into {}",
             include.display(),
             cache.display()
         )),
