@@ -5,7 +5,8 @@
 //! or platform gates: ONNX Runtime (`OnnxRuntime`) behind `onnxruntime`,
 //! Core ML ([`CoreMl`], registered everywhere, running only on Apple systems
 //! built with the `coreml` feature), tract's Metal runtime ([`TractMetal`],
-//! registered on Apple systems, running with the `metal` feature).
+//! registered on Apple systems, running with the `metal` feature), and
+//! tract's CUDA runtime (`TractCuda`, behind `cuda` on Linux).
 //! [`onnx`] and [`coreml`] read model files into engine-independent
 //! metadata on any system; [`describe_file`] picks the reader by format.
 #![deny(missing_docs)]
@@ -21,6 +22,8 @@ pub mod tract;
 pub use coreml::CoreMl;
 #[cfg(feature = "onnxruntime")]
 pub use onnxruntime::OnnxRuntime;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub use tract::cuda::TractCuda;
 pub use tract::metal::TractMetal;
 pub use tract::TractCpu;
 
@@ -48,6 +51,8 @@ pub fn default_backends() -> Vec<Arc<dyn Backend>> {
     // Listed on Apple systems only, where it may run (its probe says why not).
     #[cfg(target_vendor = "apple")]
     all.push(Arc::new(TractMetal));
+    #[cfg(all(feature = "cuda", target_os = "linux"))]
+    all.push(Arc::new(TractCuda));
     all.sort_by_key(|b| b.tier());
     all
 }

@@ -65,7 +65,7 @@ impl Backend for TractMetal {
             });
         }
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::load(NAME, "metal", &source.path, options)
+            super::load(&METAL, &source.path, options)
         }))
         .map_err(|_| anemone_core::Error::Backend {
             backend: NAME.into(),
@@ -76,6 +76,15 @@ impl Backend for TractMetal {
         Ok(Box::new(loaded))
     }
 }
+
+/// tract's `metal` runtime as a [`super::Target`]. No rewrites: the GPU
+/// rewrites made for tract-cuda are not yet measured on Metal.
+const METAL: super::Target = super::Target {
+    backend: NAME,
+    runtime: "metal",
+    rewrite: Ok,
+    reuse_states: false,
+};
 
 /// Whether a Metal device and tract's `metal` runtime are there; found once.
 #[cfg(all(target_vendor = "apple", feature = "metal"))]

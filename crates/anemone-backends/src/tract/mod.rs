@@ -1,10 +1,14 @@
-//! The tract backends: tract's CPU runtime (always present), and its
-//! `metal` runtime ([`metal::TractMetal`], feature `metal`, Apple systems);
-//! later its `cuda` runtime.
+//! The tract backends: tract's CPU runtime (always present), its `cuda`
+//! runtime behind the `cuda` cargo feature (Linux), and its `metal` runtime
+//! ([`metal::TractMetal`], feature `metal`, Apple systems). They share the
+//! model reading, conversion and planning here; a [`Target`] says what differs.
 
 pub mod convert;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda;
 pub mod metal;
 pub mod ops;
+pub mod rewrite;
 
 use crate::onnx;
 use anemone_core::{
@@ -15,10 +19,11 @@ use std::collections::BTreeSet;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use tract_onnx::pb::GraphProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::konst::Const;
-use tract_onnx::tract_core::runtime::{runtime_for_name, RunOptions, Runnable};
+use tract_onnx::tract_core::runtime::{runtime_for_name, RunOptions, Runnable, State};
 
 /// The version of tract anemone is built with.
 pub const TRACT_VERSION: &str = "0.23.9";
@@ -49,8 +54,34 @@ impl Backend for TractCpu {
     }
 
     fn load(&self, source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn LoadedModel>> {
-        load(self.name(), "cpu", &source.path, options).map(|m| Box::new(m) as Box<dyn LoadedModel>)
+        load(&CPU, &source.path, options).map(|m| Box::new(m) as Box<dyn LoadedModel>)
     }
+}
+
+/// The tract CPU runtime as a [`Target`].
+const CPU: Target = Target {
+    backend: "tract-cpu",
+    runtime: "cpu",
+    rewrite: Ok,
+    reuse_states: false,
+};
+
+/// What one of tract's runtimes needs from the shared loading code.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// The anemone backend name, e.g. `tract-cpu`.
+    pub backend: &'static str,
+    /// The name in tract's runtime registry, e.g. `cpu` or `cuda`.
+    pub runtime: &'static str,
+    /// Applied to the decluttered model just before the runtime prepares it
+    /// (for instance, to express operators the runtime lacks with ones it has).
+    pub rewrite: fn(TypedModel) -> TractResult<TypedModel>,
+    /// Keep one spawned plan state per calling thread and reuse it across
+    /// calls, instead of a fresh state each call. Pays off where a state
+    /// caches per-call setup (tract-cuda keeps its cuDNN descriptors per
+    /// state and thread); only for runtimes whose states carry nothing from
+    /// one call into the next.
+    pub reuse_states: bool,
 }
 
 /// Threads used by default: one per CPU core available to the process.
@@ -67,6 +98,11 @@ pub struct TractModel {
     metadata: ModelMetadata,
     plan: Plan,
     footprint: u64,
+    /// Spawned states of a [`Plan::Static`] plan, one per thread that ran it,
+    /// when the target reuses states. A thread takes its own out for the call
+    /// and puts it back after, so the lock is held only for the take and the
+    /// put; states of a thread that stopped calling stay until the model goes.
+    states: Option<Mutex<Vec<(ThreadId, Box<dyn State>)>>>,
 }
 
 /// How a model's computation is prepared.
@@ -79,18 +115,15 @@ enum Plan {
     PerShape {
         model: InferenceModel,
         runtime: &'static dyn tract_onnx::tract_core::runtime::Runtime,
+        rewrite: fn(TypedModel) -> TractResult<TypedModel>,
         options: RunOptions,
         /// Most recently used last. Plans are built outside the lock.
         cache: Mutex<VecDeque<(Vec<PlanKey>, Arc<dyn Runnable>)>>,
     },
 }
 
-fn load(
-    backend: &'static str,
-    runtime: &str,
-    path: &Path,
-    options: &LoadOptions,
-) -> Result<TractModel> {
+fn load(target: &Target, path: &Path, options: &LoadOptions) -> Result<TractModel> {
+    let (backend, runtime) = (target.backend, target.runtime);
     let file = onnx::read(path)?;
     let cannot = |what: &str, e: TractError| Error::InvalidModel {
         path: path.to_path_buf(),
@@ -131,7 +164,9 @@ fn load(
         executor,
         ..Default::default()
     };
-    let symbolic = typed(model.clone()).and_then(|m| rt.prepare_with_options(m, &run_options));
+    let symbolic = typed(model.clone())
+        .and_then(target.rewrite)
+        .and_then(|m| rt.prepare_with_options(m, &run_options));
     let mut metadata = file.metadata;
     let (plan, footprint) = match symbolic {
         Ok(runnable) => {
@@ -150,6 +185,7 @@ fn load(
             let plan = Plan::PerShape {
                 model,
                 runtime: rt,
+                rewrite: target.rewrite,
                 options: run_options,
                 cache: Mutex::default(),
             };
@@ -164,11 +200,13 @@ fn load(
     metadata
         .properties
         .push(("anemone.tract.plan".into(), mode.into()));
+    let states = (target.reuse_states && matches!(plan, Plan::Static(_))).then(Mutex::default);
     Ok(TractModel {
         backend,
         metadata,
         plan,
         footprint,
+        states,
     })
 }
 
@@ -213,6 +251,7 @@ impl Plan {
         let Plan::PerShape {
             model,
             runtime,
+            rewrite,
             options,
             cache,
         } = self
@@ -242,7 +281,7 @@ impl Plan {
             specialised.set_input_fact(i, fact)?;
         }
         let runnable: Arc<dyn Runnable> =
-            Arc::from(runtime.prepare_with_options(typed(specialised)?, options)?);
+            Arc::from(runtime.prepare_with_options(rewrite(typed(specialised)?)?, options)?);
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= SHAPE_PLAN_CACHE {
             cache.pop_front();
@@ -325,7 +364,10 @@ impl LoadedModel for TractModel {
             .collect::<TractResult<TVec<TValue>>>()
             .map_err(|e| fail("cannot convert inputs", e))?;
         let outputs = match &self.plan {
-            Plan::Static(runnable) => runnable.run(values),
+            Plan::Static(runnable) => match &self.states {
+                Some(states) => run_reusing_state(&**runnable, states, values),
+                None => runnable.run(values),
+            },
             per_shape => per_shape
                 .for_inputs(inputs)
                 .map_err(|e| fail("cannot plan for these input shapes", e))?
@@ -338,4 +380,30 @@ impl LoadedModel for TractModel {
             .collect::<TractResult<Vec<_>>>()
             .map_err(|e| fail("cannot convert outputs", e))
     }
+}
+
+/// Runs `runnable` on the calling thread's own state from `states`, spawning
+/// one on the thread's first call. A state whose run failed is dropped rather
+/// than put back, so an error never leaves a half-run state behind.
+fn run_reusing_state(
+    runnable: &dyn Runnable,
+    states: &Mutex<Vec<(ThreadId, Box<dyn State>)>>,
+    values: TVec<TValue>,
+) -> TractResult<TVec<TValue>> {
+    let me = std::thread::current().id();
+    let taken = {
+        let mut states = states.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = states.iter().position(|(t, _)| *t == me);
+        pos.map(|p| states.swap_remove(p).1)
+    };
+    let mut state = match taken {
+        Some(state) => state,
+        None => runnable.spawn()?,
+    };
+    let outputs = state.run(values)?;
+    states
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((me, state));
+    Ok(outputs)
 }

@@ -1,0 +1,267 @@
+//! In-process figures for tract-cuda: correctness against reference outputs,
+//! latency per batch size, concurrency, where the time goes per operator, and
+//! what each preparation step changes. Needs a CUDA GPU; see
+//! `scripts/cuda_bench.sh`, which makes the inputs and the references.
+//!
+//! ```text
+//! cargo run --release -p anemone-backends --features cuda --example cuda_bench -- DIR [ITERS]
+//! ```
+//!
+//! `DIR` holds `model.onnx`, inputs `in_b<N>.npy` and references
+//! `ref_b<N>.npy` (ONNX Runtime CPU outputs for the same inputs). Every
+//! figure is a median of ITERS (default 50) calls after 5 warm-up calls,
+//! each call a blocking `infer` (host input in, host output out).
+
+use anemone_backends::tract::rewrite::{for_gpu, max_pool_as_slices};
+use anemone_backends::{TractCpu, TractCuda};
+use anemone_core::{npy, Backend, LoadOptions, LoadedModel, ModelSource, Tensor};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::{runtime_for_name, Runnable};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().expect("usage: cuda_bench DIR [ITERS]"));
+    let iters: usize = args.next().map_or(50, |s| s.parse().expect("ITERS"));
+    println!("probe: {:?}", TractCuda.probe());
+    let model = dir.join("model.onnx");
+    let mut batches: Vec<(usize, Tensor, Option<Tensor>)> = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name
+            .strip_prefix("in_b")
+            .and_then(|s| s.strip_suffix(".npy"))
+        {
+            let n: usize = n.parse()?;
+            let input = read(&dir.join(&name))?;
+            let reference = read(&dir.join(format!("ref_b{n}.npy"))).ok();
+            batches.push((n, input, reference));
+        }
+    }
+    batches.sort_by_key(|b| b.0);
+
+    let t = Instant::now();
+    let cuda = TractCuda.load(&ModelSource::from_path(&model), &LoadOptions::default())?;
+    println!("tract-cuda load: {:.2} s", t.elapsed().as_secs_f64());
+    let cuda: Arc<dyn LoadedModel> = Arc::from(cuda);
+
+    // The variants, from tract's plain runtime to what the backend does.
+    let plain = prepare(&model, Rewrite::None)?;
+    let pooled = prepare(&model, Rewrite::MaxPool)?;
+    let rewritten = prepare(&model, Rewrite::All)?;
+    placement("plain", &*plain);
+    placement("all rewrites", &*rewritten);
+
+    println!("\n| variant | batch | median ms | p90 ms | rel. L2 error vs reference |");
+    println!("|---|---|---|---|---|");
+    for (n, input, reference) in &batches {
+        let x = anemone_backends::tract::convert::to_tract(input)?;
+        for (label, runnable) in [
+            ("tract runtime, as is", &plain),
+            ("+ MaxPool as slices", &pooled),
+            ("+ Downsample, GELU rewritten", &rewritten),
+        ] {
+            let run = || -> anyhow::Result<Tensor> {
+                let out = runnable.run(tvec!(x.clone().into_tvalue()))?;
+                Ok(anemone_backends::tract::convert::from_tract(&out[0])?)
+            };
+            report(label, *n, iters, reference.as_ref(), run)?;
+        }
+        let run = || -> anyhow::Result<Tensor> { Ok(cuda.infer(vec![input.clone()])?.remove(0)) };
+        report(
+            "anemone tract-cuda (+ state reuse)",
+            *n,
+            iters,
+            reference.as_ref(),
+            run,
+        )?;
+        if *n == 1 {
+            let cpu = TractCpu.load(&ModelSource::from_path(&model), &LoadOptions::default())?;
+            let run =
+                || -> anyhow::Result<Tensor> { Ok(cpu.infer(vec![input.clone()])?.remove(0)) };
+            report(
+                "anemone tract-cpu",
+                *n,
+                iters.min(20),
+                reference.as_ref(),
+                run,
+            )?;
+        }
+    }
+
+    if let Some((n, input, _)) = batches.first() {
+        println!("\nconcurrent calls, batch {n}, anemone tract-cuda:");
+        println!("| threads | calls/s | median ms per call |");
+        println!("|---|---|---|");
+        for threads in [1, 2, 4, 8] {
+            concurrent(&cuda, input, threads, iters * 2)?;
+        }
+    }
+
+    for (n, input, _) in &batches {
+        profile(&rewritten, input, *n)?;
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<Tensor> {
+    Ok(npy::read(std::fs::File::open(path)?)?)
+}
+
+#[derive(Clone, Copy)]
+enum Rewrite {
+    None,
+    MaxPool,
+    All,
+}
+
+/// Prepares the model on tract's `cuda` runtime as a plain tract user would
+/// (decluttered model), with none, some or all of anemone's rewrites.
+fn prepare(model: &Path, rewrite: Rewrite) -> anyhow::Result<Box<dyn Runnable>> {
+    let mut typed = tract_onnx::onnx()
+        .model_for_path(model)?
+        .into_typed()?
+        .into_decluttered()?;
+    typed = match rewrite {
+        Rewrite::None => typed,
+        Rewrite::MaxPool => max_pool_as_slices(typed)?,
+        Rewrite::All => for_gpu(typed)?,
+    };
+    let rt = runtime_for_name("cuda")?.expect("cuda runtime linked");
+    Ok(rt.prepare(typed)?)
+}
+
+/// Which operators the prepared plan holds: the ones not named Cuda*/Gpu*
+/// run on the CPU.
+fn placement(label: &str, runnable: &dyn Runnable) {
+    let Some(model) = runnable.typed_model() else {
+        return;
+    };
+    let mut ops: BTreeMap<String, usize> = BTreeMap::new();
+    for node in model.nodes() {
+        *ops.entry(node.op().name().to_string()).or_default() += 1;
+    }
+    println!("\nplan ops ({label}): {ops:?}");
+}
+
+fn median(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    (ms(v[v.len() / 2]), ms(v[(v.len() * 9) / 10]))
+}
+
+fn report(
+    label: &str,
+    n: usize,
+    iters: usize,
+    reference: Option<&Tensor>,
+    mut run: impl FnMut() -> anyhow::Result<Tensor>,
+) -> anyhow::Result<()> {
+    let mut out = run()?;
+    for _ in 0..4 {
+        out = run()?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        run()?;
+        times.push(t.elapsed());
+    }
+    let (med, p90) = median(times);
+    let err = reference.map_or("n/a".into(), |r| format!("{:.2e}", rel_l2(&out, r)));
+    println!("| {label} | {n} | {med:.3} | {p90:.3} | {err} |");
+    Ok(())
+}
+
+/// ‖got − want‖ / ‖want‖ over f32 outputs; NaN anywhere gives NaN.
+fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
+    assert_eq!(got.shape(), want.shape(), "output shape");
+    let (g, w) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+    let (mut num, mut den) = (0f64, 0f64);
+    for (a, b) in g.iter().zip(&w) {
+        num += (*a as f64 - *b as f64).powi(2);
+        den += (*b as f64).powi(2);
+    }
+    (num / den).sqrt()
+}
+
+fn concurrent(
+    model: &Arc<dyn LoadedModel>,
+    input: &Tensor,
+    threads: usize,
+    calls: usize,
+) -> anyhow::Result<()> {
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (model, input, barrier) = (model.clone(), input.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    model.infer(vec![input.clone()]).unwrap();
+                }
+                barrier.wait();
+                let mut times = Vec::new();
+                for _ in 0..calls {
+                    let t = Instant::now();
+                    model.infer(vec![input.clone()]).unwrap();
+                    times.push(t.elapsed());
+                }
+                times
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("bench thread"));
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let rate = all.len() as f64 / wall;
+    let (med, _) = median(all);
+    println!("| {threads} | {rate:.0} | {med:.3} |");
+    Ok(())
+}
+
+/// Time per operator type, synchronising the device after every node (so the
+/// total is above a normal run's, but each operator is charged its own time).
+fn profile(runnable: &Box<dyn Runnable>, input: &Tensor, n: usize) -> anyhow::Result<()> {
+    let plan = runnable.typed_plan().expect("a tract plan").clone();
+    let x = anemone_backends::tract::convert::to_tract(input)?;
+    let mut by_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
+    for round in 0..6 {
+        let mut state = plan.spawn()?;
+        let mut times: Vec<(String, Duration)> = Vec::new();
+        state.run_plan_with_eval(
+            tvec!(x.clone().into_tvalue()),
+            |ctx, op_state, node, inputs| {
+                let t = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs)?;
+                tract_cuda::with_cuda_stream(|s| Ok(s.synchronize()?))?;
+                times.push((node.op().name().to_string(), t.elapsed()));
+                TractResult::Ok(out)
+            },
+        )?;
+        if round > 0 {
+            for (op, d) in times {
+                let e = by_op.entry(op).or_default();
+                e.0 += d;
+                e.1 += 1;
+            }
+        }
+    }
+    let mut rows: Vec<_> = by_op.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    let total: f64 = rows.iter().map(|r| r.1 .0.as_secs_f64()).sum::<f64>() / 5.0 * 1e3;
+    println!("\nper-operator time, batch {n}, all rewrites, synchronised per node (total {total:.2} ms):");
+    for (op, (d, count)) in rows.iter().take(12) {
+        println!(
+            "  {op:<28} {:>8.3} ms  ({} nodes)",
+            d.as_secs_f64() / 5.0 * 1e3,
+            count / 5
+        );
+    }
+    Ok(())
+}
