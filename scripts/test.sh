@@ -15,6 +15,8 @@ echo "test: cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
 echo "test: type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider)"
 scripts/check-apple.sh
+echo "test: type-check the CUDA backend (feature cuda; CI has no GPU to run it)"
+cargo check --locked -p anemone-backends --features cuda --all-targets
 echo "test: cargo test (doctests)"
 cargo test --workspace --doc --locked
 echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"

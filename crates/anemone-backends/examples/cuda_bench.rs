@@ -70,7 +70,9 @@ fn main() -> anyhow::Result<()> {
             };
             report(label, *n, iters, reference.as_ref(), run)?;
         }
-        let run = || -> anyhow::Result<Tensor> { Ok(cuda.infer(vec![input.clone()])?.remove(0)) };
+        let run = || -> anyhow::Result<Tensor> {
+            Ok(cuda.infer(std::slice::from_ref(&input))?.remove(0))
+        };
         report(
             "anemone tract-cuda (+ state reuse)",
             *n,
@@ -80,8 +82,9 @@ fn main() -> anyhow::Result<()> {
         )?;
         if *n == 1 {
             let cpu = TractCpu.load(&ModelSource::from_path(&model), &LoadOptions::default())?;
-            let run =
-                || -> anyhow::Result<Tensor> { Ok(cpu.infer(vec![input.clone()])?.remove(0)) };
+            let run = || -> anyhow::Result<Tensor> {
+                Ok(cpu.infer(std::slice::from_ref(&input))?.remove(0))
+            };
             report(
                 "anemone tract-cpu",
                 *n,
@@ -201,13 +204,13 @@ fn concurrent(
             let (model, input, barrier) = (model.clone(), input.clone(), barrier.clone());
             std::thread::spawn(move || {
                 for _ in 0..5 {
-                    model.infer(vec![input.clone()]).unwrap();
+                    model.infer(std::slice::from_ref(&input)).unwrap();
                 }
                 barrier.wait();
                 let mut times = Vec::new();
                 for _ in 0..calls {
                     let t = Instant::now();
-                    model.infer(vec![input.clone()]).unwrap();
+                    model.infer(std::slice::from_ref(&input)).unwrap();
                     times.push(t.elapsed());
                 }
                 times

@@ -104,7 +104,7 @@ impl LoadedModel for CudaModel {
         self.0.memory_footprint()
     }
 
-    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         guarded("inference", || self.0.infer(inputs))
     }
 }
