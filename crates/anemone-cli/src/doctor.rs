@@ -10,6 +10,11 @@ use std::process::Command;
 /// Arguments of `anemone doctor`.
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
+    /// Also check each model of this repository: which backends here could
+    /// run it, or why none can (without loading it).
+    #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_REPOSITORY")]
+    pub model_repository: Option<PathBuf>,
+
     /// Print one JSON object instead of text (off by default).
     #[arg(long, env = "ANEMONE_JSON", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub json: bool,
@@ -40,6 +45,21 @@ struct Report {
     backends: Vec<BackendRow>,
     libraries: Vec<Library>,
     caches: Vec<Cache>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models: Option<Vec<ModelRow>>,
+}
+
+/// A repository model as doctor sees it: its newest file, its format, and
+/// the backends here that would try it (or why none would).
+#[derive(Debug, Serialize)]
+struct ModelRow {
+    name: String,
+    file: Option<PathBuf>,
+    format: Option<String>,
+    /// Backends whose probe passes and that take the format.
+    runnable_on: Vec<&'static str>,
+    /// Why each other backend would not.
+    not_here: Vec<(String, String)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,7 +110,15 @@ struct Cache {
 /// Prints the report. Never fails because something is missing: missing
 /// things are what it reports.
 pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
-    let report = gather();
+    let mut report = gather();
+    if let Some(dir) = &args.model_repository {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "model repository {} is not a directory",
+            dir.display()
+        );
+        report.models = Some(models(dir));
+    }
     if args.json {
         println!(
             "{}",
@@ -134,7 +162,74 @@ fn gather() -> Report {
         backends,
         libraries: libraries(),
         caches: caches(),
+        models: None,
     }
+}
+
+fn models(dir: &Path) -> Vec<ModelRow> {
+    let backends = anemone_backends::default_backends();
+    let probes: Vec<Probe> = backends.iter().map(|b| b.probe()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let newest = std::fs::read_dir(dir.join(&name))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
+                .filter_map(|v| {
+                    anemone_server::repository::find_model_file(
+                        &dir.join(&name).join(v.to_string()),
+                    )
+                    .map(|f| (v, f))
+                })
+                .max_by_key(|(v, _)| *v)
+                .map(|(_, f)| f);
+            let mut row = ModelRow {
+                name,
+                file: newest.clone(),
+                format: None,
+                runnable_on: Vec::new(),
+                not_here: Vec::new(),
+            };
+            let Some(file) = newest else {
+                row.not_here.push((
+                    "repository".into(),
+                    "no <version>/model.{onnx,mlpackage,mlmodel,mlmodelc} found".into(),
+                ));
+                return row;
+            };
+            let source = anemone_core::ModelSource::from_path(&file);
+            row.format = Some(source.format.to_string());
+            for (b, probe) in backends.iter().zip(&probes) {
+                match (probe, b.supports(&source)) {
+                    (_, anemone_core::Support::No(_)) => {}
+                    (Probe::Unavailable { reason }, _) => {
+                        row.not_here.push((b.name().into(), reason.clone()))
+                    }
+                    (Probe::Available { .. }, anemone_core::Support::Yes) => {
+                        row.runnable_on.push(b.name())
+                    }
+                }
+            }
+            if row.runnable_on.is_empty() && row.not_here.is_empty() {
+                row.not_here.push((
+                    "any".into(),
+                    format!("no backend in this build takes {} models", source.format),
+                ));
+            }
+            row
+        })
+        .collect()
 }
 
 fn render(r: &Report) -> String {
@@ -246,6 +341,24 @@ fn render(r: &Report) -> String {
         })
         .collect();
     out.push_str(&table(&rows, "  "));
+    if let Some(models) = &r.models {
+        out.push_str("\nmodels\n");
+        for m in models {
+            let what = m.format.as_deref().unwrap_or("?");
+            if m.runnable_on.is_empty() {
+                out.push_str(&format!("  {} ({what}): NOT LOADABLE HERE\n", m.name));
+            } else {
+                out.push_str(&format!(
+                    "  {} ({what}): can run on {}\n",
+                    m.name,
+                    m.runnable_on.join(", ")
+                ));
+            }
+            for (backend, reason) in &m.not_here {
+                out.push_str(&format!("    {backend}: {reason}\n"));
+            }
+        }
+    }
     out
 }
 
@@ -417,25 +530,6 @@ fn dir_size(path: &Path) -> Option<u64> {
     Some(total)
 }
 
-/// anemone's cache root: `ANEMONE_CACHE_DIR`, else `$XDG_CACHE_HOME/anemone`,
-/// else `~/Library/Caches/anemone` (macOS) or `~/.cache/anemone`.
-pub fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ANEMONE_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("anemone");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    if cfg!(target_os = "macos") {
-        home.join("Library/Caches/anemone")
-    } else {
-        home.join(".cache/anemone")
-    }
-}
-
 fn caches() -> Vec<Cache> {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -446,11 +540,18 @@ fn caches() -> Vec<Cache> {
         name,
         path,
     };
-    vec![
+    #[allow(unused_mut)]
+    let mut all = vec![
         entry(
-            "anemone (compiled Core ML models)",
-            cache_root().join("coreml"),
+            "compiled Core ML models (coreml.cache_dir)",
+            anemone_backends::coreml::options::default_cache_dir_from_env(),
         ),
-        entry("tract (CUDA and Metal kernels)", home.join(".cache/tract")),
-    ]
+        entry("tract's CUDA and Metal kernels", home.join(".cache/tract")),
+    ];
+    #[cfg(feature = "onnxruntime")]
+    all.push(entry(
+        "ONNX Runtime's CoreML provider (onnxruntime.coreml.cache_dir)",
+        anemone_backends::ort_coreml::default_cache_dir(),
+    ));
+    all
 }

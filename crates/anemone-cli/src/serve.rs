@@ -99,6 +99,28 @@ pub struct ServeArgs {
     pub backend: BackendArgs,
 }
 
+/// Where the OS reports a thermal state (macOS), hands it to the manager
+/// every 5 seconds: serious or critical lowers the concurrency limit and
+/// reports models degraded. Elsewhere there is nothing to watch.
+fn watch_thermal_state(manager: &anemone_runtime::Manager) {
+    let Some(first) = anemone_backends::coreml::thermal::current() else {
+        return;
+    };
+    manager.set_thermal_state(first);
+    let manager = manager.clone();
+    let spawned = std::thread::Builder::new()
+        .name("anemone-thermal".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            if let Some(state) = anemone_backends::coreml::thermal::current() {
+                manager.set_thermal_state(state);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch the thermal state: {e}");
+    }
+}
+
 /// Runs the server until a shutdown signal.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -121,6 +143,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         builder = builder.workers(n);
     }
     let manager = builder.build()?;
+    watch_thermal_state(&manager);
     let options = ServerOptions {
         host: args.host.clone(),
         http_port: args.http_port,

@@ -813,3 +813,51 @@ fn bad_onnxruntime_libraries_are_reported_and_serving_goes_on() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// On a machine without Core ML, doctor lists a repository's Core ML model as
+/// not loadable here, with the reason, and its ONNX model as runnable.
+#[test]
+fn doctor_checks_a_repository_and_names_models_that_cannot_run_here() {
+    let repo = temp_dir("doctor-repo");
+    std::fs::create_dir_all(repo.join("add/1")).unwrap();
+    std::fs::copy(
+        fixture("examples/models/add/1/model.onnx"),
+        repo.join("add/1/model.onnx"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(repo.join("classifier/1")).unwrap();
+    std::fs::copy(
+        fixture("fixtures/generated/coreml/pipeline.mlmodel"),
+        repo.join("classifier/1/model.mlmodel"),
+    )
+    .unwrap();
+    let out = anemone(&[
+        "doctor",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--json",
+    ]);
+    let json: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    let models = json["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "{models:?}");
+    assert_eq!(models[0]["name"], "add");
+    assert!(!models[0]["runnable_on"].as_array().unwrap().is_empty());
+    assert_eq!(models[1]["name"], "classifier");
+    assert_eq!(models[1]["runnable_on"], serde_json::json!([]));
+    let why = &models[1]["not_here"][0];
+    assert_eq!(why[0], "coreml");
+    assert!(
+        why[1].as_str().unwrap().contains("Core ML needs macOS"),
+        "{why}"
+    );
+    let text = assert_ok(&anemone(&[
+        "doctor",
+        "--model-repository",
+        repo.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains("classifier (coreml): NOT LOADABLE HERE"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(repo);
+}

@@ -25,9 +25,11 @@ pub mod error;
 pub mod metadata;
 pub mod npy;
 pub mod tensor;
+pub mod thermal;
 
 pub use backend::{Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support, Tier};
 pub use dtype::DataType;
 pub use error::{BoxError, Error, ErrorKind, InputError, Result};
 pub use metadata::{Dim, ModelFormat, ModelMetadata, TensorSpec};
 pub use tensor::{Element, Tensor, TensorData, TensorError};
+pub use thermal::ThermalState;

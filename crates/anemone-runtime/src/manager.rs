@@ -1123,7 +1123,7 @@ impl Manager {
             .map(|m| ModelHealth {
                 name: m.name().to_string(),
                 version: Some(m.version()),
-                state: if thermal.degrades() {
+                state: if thermal.is_degraded() {
                     let (n, d) = thermal.concurrency_share();
                     ModelState::Degraded {
                         reason: format!(

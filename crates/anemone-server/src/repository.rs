@@ -113,12 +113,21 @@ pub struct Repository {
 /// the config names none (`default_model_filename`): ONNX, then Core ML
 /// (package, specification, compiled). A Core ML model that no backend here
 /// can run (no Core ML off macOS) is listed UNAVAILABLE with the reason.
-const MODEL_FILES: [&str; 4] = [
+pub const MODEL_FILES: [&str; 4] = [
     "model.onnx",
     "model.mlpackage",
     "model.mlmodel",
     "model.mlmodelc",
 ];
+
+/// The model file of a version directory when the config names none: the
+/// first of [`MODEL_FILES`] that exists.
+pub fn find_model_file(version_dir: &Path) -> Option<PathBuf> {
+    MODEL_FILES
+        .iter()
+        .map(|f| version_dir.join(f))
+        .find(|p| p.exists())
+}
 
 impl Repository {
     /// Opens a repository directory.
@@ -361,7 +370,7 @@ impl Repository {
         };
         let mut summary = instance.selection().summary();
         let thermal = self.manager.thermal_state();
-        if thermal.degrades() {
+        if thermal.is_degraded() {
             summary = format!("degraded: thermal state {}; {summary}", thermal.as_str());
         }
         if e.reason.is_empty() {
@@ -433,10 +442,7 @@ fn prepare(
         let version_dir = dir.join(version.to_string());
         match &file_name {
             Some(f) => Some(version_dir.join(f)).filter(|p| p.exists()),
-            None => MODEL_FILES
-                .iter()
-                .map(|f| version_dir.join(f))
-                .find(|p| p.exists()),
+            None => find_model_file(&version_dir),
         }
     };
     let mut available: Vec<u64> = std::fs::read_dir(dir)
