@@ -136,9 +136,10 @@ impl Backend for OnnxRuntime {
         match runtime() {
             Ok(rt) => Probe::Available {
                 detail: format!(
-                    "ONNX Runtime from {} (CPU, {} threads)",
+                    "ONNX Runtime from {} ({} threads; execution providers in this library: {})",
                     rt.path.display(),
-                    default_threads()
+                    default_threads(),
+                    gpu_providers().describe()
                 ),
             },
             Err(reason) => Probe::Unavailable { reason },
@@ -148,9 +149,13 @@ impl Backend for OnnxRuntime {
     /// On Apple systems, where the CoreML provider is on by default,
     /// [`Tier::NeuralEngine`] (ONNX Runtime with CoreML comes before
     /// tract-metal and the CPU); elsewhere [`Tier::OptimisedCpu`].
+    /// With a library that has the CUDA provider (an onnxruntime-gpu build),
+    /// [`Tier::Gpu`].
     fn tier(&self) -> Tier {
         if cfg!(target_vendor = "apple") {
             Tier::NeuralEngine
+        } else if runtime().is_ok() && gpu_providers().cuda {
+            Tier::Gpu
         } else {
             Tier::OptimisedCpu
         }
@@ -188,6 +193,21 @@ impl Backend for OnnxRuntime {
         }
         #[cfg(not(target_vendor = "apple"))]
         let _ = &coreml;
+        let gpu = gpu_providers();
+        // Checked even where the library lacks the provider, so a typo is
+        // found on every machine.
+        let (want_tensorrt, want_cuda) = (
+            setting_on(options, "onnxruntime.tensorrt", false)?,
+            setting_on(options, "onnxruntime.cuda", true)?,
+        );
+        if gpu.tensorrt && want_tensorrt {
+            providers.push(ort::ep::TensorRT::default().build());
+            provider_names.push("TensorRT".to_string());
+        }
+        if gpu.cuda && want_cuda {
+            providers.push(ort::ep::CUDA::default().build());
+            provider_names.push("CUDA".to_string());
+        }
         providers.push(ort::ep::CPU::default().build());
         provider_names.push("CPU".to_string());
         let count = session_count(options)?;
@@ -220,6 +240,64 @@ impl Backend for OnnxRuntime {
             next: AtomicUsize::new(0),
             footprint,
         }))
+    }
+}
+
+/// The GPU execution providers the loaded library has (ONNX Runtime's own
+/// `GetAvailableProviders`): the PyPI `onnxruntime` wheel has none, an
+/// `onnxruntime-gpu` build has CUDA and TensorRT.
+#[derive(Debug, Clone, Copy, Default)]
+struct GpuProviders {
+    cuda: bool,
+    tensorrt: bool,
+}
+
+impl GpuProviders {
+    fn describe(self) -> String {
+        let mut have = vec!["CPU"];
+        let mut lacks = Vec::new();
+        for (name, present) in [("CUDA", self.cuda), ("TensorRT", self.tensorrt)] {
+            if present {
+                have.push(name)
+            } else {
+                lacks.push(name)
+            }
+        }
+        if cfg!(target_vendor = "apple") {
+            have.push("CoreML");
+        }
+        let mut out = have.join(", ");
+        if !lacks.is_empty() {
+            out.push_str(&format!(
+                " (not {}: install an onnxruntime-gpu build for them)",
+                lacks.join(" or ")
+            ));
+        }
+        out
+    }
+}
+
+fn gpu_providers() -> GpuProviders {
+    use ort::ep::ExecutionProvider;
+    static FOUND: OnceLock<GpuProviders> = OnceLock::new();
+    if runtime().is_err() {
+        return GpuProviders::default();
+    }
+    *FOUND.get_or_init(|| GpuProviders {
+        cuda: ort::ep::CUDA::is_available().unwrap_or(false),
+        tensorrt: ort::ep::TensorRT::is_available().unwrap_or(false),
+    })
+}
+
+/// An `on`/`off` setting, `default` when absent.
+fn setting_on(options: &LoadOptions, key: &str, default: bool) -> Result<bool> {
+    match options.setting(key).map(str::trim) {
+        None => Ok(default),
+        Some("on" | "true") => Ok(true),
+        Some("off" | "false") => Ok(false),
+        Some(other) => Err(Error::Config(format!(
+            "{key} is \"{other}\"; set on or off"
+        ))),
     }
 }
 

@@ -163,3 +163,50 @@ fn ort_a_session_pool_serves_concurrent_requests() {
         );
     }
 }
+
+/// The execution providers come from what the library has: the PyPI CPU
+/// wheel has no CUDA or TensorRT, so only CPU is registered, and the probe
+/// says how to get the others; a malformed provider setting is refused.
+#[test]
+fn ort_execution_providers_follow_the_library() {
+    require_library();
+    let Probe::Available { detail } = OnnxRuntime.probe() else {
+        unreachable!()
+    };
+    assert!(
+        detail.contains("execution providers in this library: CPU (not CUDA or TensorRT: install an onnxruntime-gpu build"),
+        "{detail}"
+    );
+    assert_eq!(OnnxRuntime.tier(), anemone_core::Tier::OptimisedCpu);
+    let case = Case::load("identity");
+    let options = LoadOptions {
+        settings: vec![("onnxruntime.cuda".into(), "on".into())],
+        ..Default::default()
+    };
+    let model = OnnxRuntime
+        .load(&ModelSource::from_path(case.model_path()), &options)
+        .unwrap();
+    let providers = model
+        .metadata()
+        .properties
+        .iter()
+        .find(|(k, _)| k == "anemone.onnxruntime.providers");
+    assert_eq!(
+        providers.map(|(_, v)| v.as_str()),
+        Some("CPU"),
+        "CUDA is asked for but not in this library"
+    );
+    let options = LoadOptions {
+        settings: vec![("onnxruntime.cuda".into(), "maybe".into())],
+        ..Default::default()
+    };
+    let err = OnnxRuntime
+        .load(&ModelSource::from_path(case.model_path()), &options)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("onnxruntime.cuda is \"maybe\"; set on or off"),
+        "{err}"
+    );
+}
