@@ -11,7 +11,7 @@ use std::process::Command;
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
     /// Also check each model of this repository: which backends here could
-    /// run it, or why none can (without loading it).
+    /// run it, or why none can (without loading it). [default: the machine only]
     #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_REPOSITORY")]
     pub model_repository: Option<PathBuf>,
 
