@@ -144,7 +144,10 @@ impl AppState {
         r.outputs = request
             .outputs
             .map(|o| o.into_iter().map(|o| o.name).collect());
-        r.timeout = timeout_parameter(&request.parameters)?;
+        r.timeout = match (timeout_parameter(&request.parameters)?, request.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let response = match self.manager.infer(r).await {
             Ok(response) => response,
             // Not loaded: say why when the repository knows (loading, failed to load).

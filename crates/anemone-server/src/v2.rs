@@ -22,6 +22,9 @@ pub struct InferRequest {
     pub inputs: Vec<(String, Tensor)>,
     /// Outputs asked for, with whether each wants binary data (HTTP only); `None` for all.
     pub outputs: Option<Vec<RequestedOutput>>,
+    /// The transport's deadline (gRPC's `grpc-timeout`), if any. The request
+    /// times out at the earlier of this and its `timeout` parameter.
+    pub deadline: Option<std::time::Duration>,
 }
 
 /// An output named in a request.

@@ -20,10 +20,13 @@ use std::collections::HashMap;
 pub(super) async fn run(
     state: &AppState,
     request: ModelInferRequest,
+    deadline: Option<std::time::Duration>,
     max_bytes: usize,
 ) -> Result<ModelInferResponse, ApiError> {
     let parameters = request.parameters.clone();
-    let response = encode(state.infer(decode(request)?).await?, parameters);
+    let mut decoded = decode(request)?;
+    decoded.deadline = deadline;
+    let response = encode(state.infer(decoded).await?, parameters);
     check_size("response", response.encoded_len(), max_bytes)?;
     Ok(response)
 }
@@ -96,6 +99,7 @@ pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, Api
         parameters: parameters_to_json(&parameters)?,
         inputs,
         outputs: Some(outputs).filter(|o| !o.is_empty()),
+        deadline: None,
     })
 }
 
@@ -310,5 +314,57 @@ pub(super) fn encode(
         parameters,
         outputs,
         raw_output_contents: raw,
+    }
+}
+
+/// gRPC's `grpc-timeout` header (`<up to 8 digits><H|M|S|m|u|n>`), which
+/// clients set from their deadline. Malformed values are ignored, as the
+/// protocol says.
+pub(super) fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    use std::time::Duration;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::grpc_timeout;
+    use std::time::Duration;
+    use tonic::metadata::MetadataMap;
+
+    fn parse(v: &str) -> Option<Duration> {
+        let mut m = MetadataMap::new();
+        m.insert("grpc-timeout", v.parse().unwrap());
+        grpc_timeout(&m)
+    }
+
+    #[test]
+    fn grpc_timeout_values_follow_the_protocol() {
+        assert_eq!(parse("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("99u"), Some(Duration::from_micros(99)));
+        assert_eq!(parse("7n"), Some(Duration::from_nanos(7)));
+        for bad in ["", "m", "10", "10x", "123456789S", "-1S", "soon"] {
+            if bad.is_empty() {
+                continue;
+            }
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        assert_eq!(grpc_timeout(&MetadataMap::new()), None);
     }
 }

@@ -106,7 +106,14 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<proto::ModelInferRequest>,
     ) -> Answer<proto::ModelInferResponse> {
-        ok(infer::run(&self.state, request.into_inner(), self.max_message_bytes).await?)
+        let deadline = infer::grpc_timeout(request.metadata());
+        ok(infer::run(
+            &self.state,
+            request.into_inner(),
+            deadline,
+            self.max_message_bytes,
+        )
+        .await?)
     }
 
     type ModelStreamInferStream = stream::Responses;

@@ -62,7 +62,7 @@ async fn answer(
         error_message: e.message,
         infer_response: Some(echo.clone()),
     };
-    let response = match infer::run(state, request, max_bytes).await {
+    let response = match infer::run(state, request, None, max_bytes).await {
         Ok(response) => ModelStreamInferResponse {
             error_message: String::new(),
             infer_response: Some(response),

@@ -141,6 +141,7 @@ pub fn decode(
         parameters,
         inputs,
         outputs,
+        deadline: None,
     })
 }
 
