@@ -35,6 +35,12 @@ fn temp_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// Puts fixture `src` in a repository as `<name>/1/<file>`.
+fn add_version(repo: &Path, name: &str, src: &str, file: &str) {
+    std::fs::create_dir_all(repo.join(name).join("1")).unwrap();
+    std::fs::copy(fixture(src), repo.join(name).join("1").join(file)).unwrap();
+}
+
 /// Runs the binary with `args`, without any `ANEMONE_*` variable of the caller.
 fn anemone(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
@@ -588,18 +594,18 @@ fn help_documents_env_vars_and_defaults() {
 #[test]
 fn models_reports_the_backend_each_model_landed_on() {
     let repo = temp_dir("models-repo");
-    std::fs::create_dir_all(repo.join("add/1")).unwrap();
-    std::fs::copy(
-        fixture("examples/models/add/1/model.onnx"),
-        repo.join("add/1/model.onnx"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(repo.join("pinned/1")).unwrap();
-    std::fs::copy(
-        fixture("examples/models/add/1/model.onnx"),
-        repo.join("pinned/1/model.onnx"),
-    )
-    .unwrap();
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "pinned",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
     std::fs::write(
         repo.join("pinned/config.pbtxt"),
         "parameters { key: \"backends\" value: { string_value: \"tract-cuda,tract-cpu\" } }",
@@ -819,18 +825,18 @@ fn bad_onnxruntime_libraries_are_reported_and_serving_goes_on() {
 #[test]
 fn doctor_checks_a_repository_and_names_models_that_cannot_run_here() {
     let repo = temp_dir("doctor-repo");
-    std::fs::create_dir_all(repo.join("add/1")).unwrap();
-    std::fs::copy(
-        fixture("examples/models/add/1/model.onnx"),
-        repo.join("add/1/model.onnx"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(repo.join("classifier/1")).unwrap();
-    std::fs::copy(
-        fixture("fixtures/generated/coreml/pipeline.mlmodel"),
-        repo.join("classifier/1/model.mlmodel"),
-    )
-    .unwrap();
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "classifier",
+        "fixtures/generated/coreml/pipeline.mlmodel",
+        "model.mlmodel",
+    );
     let out = anemone(&[
         "doctor",
         "--model-repository",
