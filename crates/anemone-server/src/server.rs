@@ -144,6 +144,14 @@ impl Server {
         let readiness = tokio::spawn(track_readiness(Arc::clone(&state), reporter));
 
         let router = crate::http::router(Arc::clone(&state), options.max_request_bytes);
+        // Small answers must leave at once: without TCP_NODELAY, Nagle's
+        // algorithm holds a response's last segment until the client's
+        // delayed ACK (~40 ms on Linux).
+        let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY on an HTTP connection: {e}");
+            }
+        });
         let http_server = axum::serve(http, router).with_graceful_shutdown(stopped());
         let grpc_server = tonic::transport::Server::builder()
             .add_service(health)
@@ -152,7 +160,9 @@ impl Server {
                 options.max_request_bytes,
             ))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                // The builder's own `tcp_nodelay` applies only to listeners it
+                // binds itself: set it on this one's accepted sockets.
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 stopped(),
             );
 

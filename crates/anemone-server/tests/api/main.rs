@@ -3,3 +3,5 @@
 
 mod grpc;
 mod http;
+mod latency;
+mod net;
