@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod coreml;
+pub mod input_blame;
 pub mod onnx;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;

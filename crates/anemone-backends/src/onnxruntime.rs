@@ -394,9 +394,18 @@ impl LoadedModel for OrtModel {
             values.push((spec.name.clone(), v.into()));
         }
         let mut session = self.session();
-        let outputs = session
-            .run(values)
-            .map_err(|e| fail(format!("inference failed: {e}")))?;
+        let outputs = session.run(values).map_err(|e| {
+            // ONNX Runtime checks the inputs against the graph itself
+            // (INVALID_ARGUMENT); a kernel's complaint is read from its words.
+            let invalid = e.code() == ort::error::ErrorCode::InvalidArgument;
+            crate::input_blame::engine_error(
+                NAME,
+                &self.metadata.inputs,
+                invalid,
+                format!("inference failed: {e}"),
+                None,
+            )
+        })?;
         self.metadata
             .outputs
             .iter()
