@@ -342,6 +342,41 @@ fn inspect_json_describes_dynamic_dims_and_backends() {
     );
 }
 
+/// PP-OCR rec carries its 6,000-character alphabet as a property: the text
+/// form cuts it and says so; `--json` keeps it whole.
+#[test]
+fn inspect_cuts_long_values_in_text_and_keeps_them_in_json() {
+    let model = fixture("fixtures/generated/ocr_rec/model.onnx");
+    let model = model.to_str().unwrap();
+    let stdout = assert_ok(&anemone(&["inspect", model, "--no-select"]));
+    let longest = stdout.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(longest <= 240, "a {longest}-character line in:\n{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("character:"))
+        .unwrap_or_else(|| panic!("no character property in:\n{stdout}"));
+    assert!(
+        row.contains("more characters of") && row.contains("--json"),
+        "{row}"
+    );
+    let json: Value = serde_json::from_str(&assert_ok(&anemone(&[
+        "inspect",
+        model,
+        "--no-select",
+        "--json",
+    ])))
+    .unwrap();
+    assert!(
+        json["properties"]["character"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count()
+            > 6000,
+        "--json keeps the whole value"
+    );
+}
+
 #[test]
 fn inspect_text_shows_anonymous_dims_as_minus_one() {
     let stdout = assert_ok(&anemone(&[
