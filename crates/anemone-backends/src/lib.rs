@@ -18,6 +18,8 @@ pub mod onnx;
 pub mod onnxruntime;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_coreml;
+#[cfg(feature = "onnxruntime")]
+pub mod ort_log;
 pub mod tract;
 
 pub use coreml::CoreMl;

@@ -104,10 +104,13 @@ fn init(path: PathBuf) -> std::result::Result<Runtime, String> {
     let attempt = std::panic::catch_unwind(
         || -> std::result::Result<ort::environment::Environment, String> {
             let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
-            builder
+            let env = builder
                 .with_name("anemone")
+                .with_logger(crate::ort_log::logger())
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            env.set_log_level(crate::ort_log::min_severity());
+            Ok(env)
         },
     );
     match attempt {

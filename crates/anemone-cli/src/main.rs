@@ -12,6 +12,7 @@ mod inspect;
 mod models;
 mod output;
 mod serve;
+mod startup;
 
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};

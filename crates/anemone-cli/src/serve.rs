@@ -121,6 +121,17 @@ fn watch_thermal_state(manager: &anemone_runtime::Manager) {
     }
 }
 
+/// Says once, at start-up, that ONNX Runtime is missing and how to add it:
+/// models then run on tract, which is correct but often slower.
+fn warn_if_onnxruntime_missing() {
+    #[cfg(feature = "onnxruntime")]
+    if let anemone_core::Probe::Unavailable { reason } =
+        anemone_core::Backend::probe(&anemone_backends::OnnxRuntime)
+    {
+        tracing::warn!("ONNX Runtime is unavailable, so models run on tract: {reason}");
+    }
+}
+
 /// Runs the server until a shutdown signal.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -143,6 +154,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         builder = builder.workers(n);
     }
     let manager = builder.build()?;
+    warn_if_onnxruntime_missing();
     watch_thermal_state(&manager);
     let options = ServerOptions {
         host: args.host.clone(),
@@ -160,10 +172,12 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     println!("HTTP listening on {}", server.http_addr());
     println!("gRPC listening on {}", server.grpc_addr());
+    let report = tokio::spawn(crate::startup::report(server.state()));
     server
         .run(shutdown_signal())
         .await
         .map_err(anyhow::Error::msg)?;
+    report.abort();
     println!("anemone stopped");
     Ok(())
 }
