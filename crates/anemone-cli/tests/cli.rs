@@ -342,7 +342,7 @@ fn inspect_json_describes_dynamic_dims_and_backends() {
     );
 }
 
-/// PP-OCR rec carries its 6,000-character alphabet as a property: the text
+/// PP-OCR rec carries its 6,623-entry alphabet as a property: the text
 /// form cuts it and says so; `--json` keeps it whole.
 #[test]
 fn inspect_cuts_long_values_in_text_and_keeps_them_in_json() {
@@ -607,6 +607,17 @@ fn bad_inputs_name_the_input_and_the_file() {
     );
     assert_error(&anemone(&["infer", model, "-i", "=x.npy"]), &["=x.npy"]);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The top-level help says where ONNX Runtime stands (it is not "on the way").
+#[test]
+fn top_level_help_says_how_onnxruntime_is_found() {
+    let stdout = assert_ok(&anemone(&["--help"]));
+    assert!(!stdout.contains("on the way"), "{stdout}");
+    assert!(
+        stdout.contains("scripts/install-onnxruntime.sh"),
+        "{stdout}"
+    );
 }
 
 #[test]
