@@ -73,6 +73,28 @@ pub struct ServeArgs {
     )]
     pub exit_timeout_secs: u64,
 
+    /// Seconds an HTTP client may take to send a request's head; also how long an
+    /// idle keep-alive connection is kept (slow or silent clients are disconnected).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "ANEMONE_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds an HTTP request body may stall between two chunks; a stalled body
+    /// is answered 408 and its connection closed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "ANEMONE_HTTP_BODY_TIMEOUT_SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_body_timeout_secs: u64,
+
     /// Largest request body (HTTP) or message (gRPC) in bytes; larger ones are refused
     /// (HTTP 413, gRPC RESOURCE_EXHAUSTED).
     #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
@@ -166,6 +188,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         exit_timeout: Duration::from_secs(args.exit_timeout_secs),
         max_request_bytes: args.max_request_bytes,
         poll_interval: Duration::from_secs(args.repository_poll_secs.max(1)),
+        http_timeouts: anemone_server::server::HttpTimeouts {
+            header: Duration::from_secs(args.http_header_timeout_secs),
+            body: Duration::from_secs(args.http_body_timeout_secs),
+        },
     };
     let server = Server::bind(options, manager)
         .await

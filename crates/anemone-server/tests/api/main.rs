@@ -6,3 +6,4 @@ mod grpc;
 mod http;
 mod latency;
 mod net;
+mod timeouts;
