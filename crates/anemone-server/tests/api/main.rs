@@ -6,4 +6,5 @@ mod grpc;
 mod http;
 mod latency;
 mod net;
+mod shutdown;
 mod timeouts;
