@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod grpc;
+mod grpc_errors;
 mod http;
 mod latency;
 mod net;
