@@ -3,7 +3,9 @@
 
 mod bad_input;
 mod grpc;
+mod grpc_errors;
 mod http;
 mod latency;
 mod net;
+mod shutdown;
 mod timeouts;
