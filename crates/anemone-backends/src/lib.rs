@@ -12,11 +12,13 @@
 #![deny(missing_docs)]
 
 pub mod coreml;
+pub mod file;
 pub mod onnx;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_coreml;
+pub mod settings;
 pub mod tract;
 
 pub use coreml::CoreMl;
