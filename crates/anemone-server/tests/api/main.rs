@@ -3,3 +3,6 @@
 
 mod grpc;
 mod http;
+mod model_config;
+mod repository_paths;
+mod support;
