@@ -20,6 +20,8 @@ pub struct ModelInstance {
     version: u64,
     path: PathBuf,
     model: Box<dyn LoadedModel>,
+    /// The engine's metadata narrowed by the spec's declared inputs.
+    metadata: ModelMetadata,
     /// This model's concurrency limit.
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) metrics: ModelMetrics,
@@ -51,6 +53,10 @@ impl ModelInstance {
             name: spec.name.clone(),
             version: spec.version,
             path: spec.path.clone(),
+            metadata: crate::validation::declared_metadata(
+                picked.model.metadata(),
+                spec.declared_inputs.as_deref(),
+            ),
             model: picked.model,
             limiter,
             metrics: ModelMetrics::default(),
@@ -81,9 +87,10 @@ impl ModelInstance {
         &self.path
     }
 
-    /// What the model declares.
+    /// What the model declares: the engine's metadata, with inputs narrowed
+    /// by the spec's `declared_inputs` (see [`crate::validation::declared_metadata`]).
     pub fn metadata(&self) -> &ModelMetadata {
-        self.model.metadata()
+        &self.metadata
     }
 
     /// The backend running it.

@@ -10,7 +10,7 @@ use crate::pressure::ThermalState;
 use crate::registry::{Registry, VersionRequest};
 use crate::request::{InferRequest, InferResponse};
 use crate::selection::{self, Attempt, BackendSet, Candidate, Fallback, Mode, Outcome, Selection};
-use crate::validation::{order_inputs, select_outputs};
+use crate::validation::{check_batch, order_inputs, select_outputs};
 use crate::worker::WorkerPool;
 use anemone_core::{
     Backend, Error, ErrorKind, LoadOptions, LoadedModel, ModelSource, Probe, Result, Support,
@@ -215,6 +215,14 @@ pub struct ModelSpec {
     pub threads: Option<usize>,
     /// Backend-specific settings passed to [`LoadOptions::settings`].
     pub settings: Vec<(String, String)>,
+    /// Triton's `max_batch_size`: `Some(n)` with n > 0 means the first dimension
+    /// of every input (and output) is the batch dimension, and a request's batch
+    /// must be at most n. `None`: the model declares no batch dimension.
+    pub max_batch_size: Option<usize>,
+    /// Input shapes declared by the model's configuration. They may narrow the
+    /// engine's own (a fixed size where the engine has a dynamic dimension);
+    /// validation then checks against the narrower shape. `None`: the engine's.
+    pub declared_inputs: Option<Vec<anemone_core::TensorSpec>>,
 }
 
 impl ModelSpec {
@@ -229,6 +237,8 @@ impl ModelSpec {
             max_concurrency: None,
             threads: None,
             settings: Vec::new(),
+            max_batch_size: None,
+            declared_inputs: None,
         }
     }
 
@@ -1012,8 +1022,11 @@ impl Manager {
             Err(e) => return Err(record_failure(&instance, e, start)),
         };
         let meta = instance.metadata();
-        let checked = select_outputs(meta, request.outputs.as_deref())
-            .and_then(|outputs| order_inputs(meta, request.inputs).map(|inputs| (inputs, outputs)));
+        let checked = select_outputs(meta, request.outputs.as_deref()).and_then(|outputs| {
+            order_inputs(meta, request.inputs)
+                .and_then(|inputs| check_batch(instance.spec.max_batch_size, meta, inputs))
+                .map(|inputs| (inputs, outputs))
+        });
         let (inputs, outputs) = match checked {
             Ok(v) => v,
             Err(e) => return Err(record_failure(&instance, e.into(), start)),
