@@ -15,7 +15,8 @@ optimisations disabled, which must agree within the case's rtol/atol.
 
 The script is idempotent: it does nothing when fixtures/generated/.stamp holds the
 hash of this file and all outputs exist (use --force to regenerate, --check to only
-test whether regeneration is needed: exit status 0 = up to date).
+test whether regeneration is needed: exit status 0 = up to date). `--only CASE[,CASE]`
+writes just those cases and leaves the stamp and everything else alone.
 """
 
 import hashlib
@@ -459,6 +460,27 @@ def transformer_block(name):
                rtol=1e-4, atol=1e-4)
 
 
+@case
+def batching_mlp(name):
+    """y = Relu(x @ W1 + b1) @ W2 + b2, 1024 -> 2048 -> 1024 fp32 (16 MiB of weights).
+
+    Big enough that one engine call on a batch of 32 costs far less than 32
+    calls on one row each: the model for the dynamic batching benchmark
+    (scripts/bench_batching.sh) and the batched tritonclient tests.
+    """
+    b = Builder(rng_for(name))
+    d_in, d_hidden, d_out = 1024, 2048, 1024
+    h = b.add("MatMul", "x", b.randn("W1", (d_in, d_hidden), 1 / np.sqrt(d_in)))
+    h = b.add("Relu", b.add("Add", h, b.randn("b1", (d_hidden,), 0.1)))
+    h = b.add("MatMul", h, b.randn("W2", (d_hidden, d_out), 1 / np.sqrt(d_hidden)))
+    b.add("Add", h, b.randn("b2", (d_out,), 0.1), out="y")
+    model = b.model(name, [vi("x", F32, ["batch", d_in])], [vi("y", F32, ["batch", d_out])])
+    # A single row, then a batch whose rows are run again alone by the tests.
+    runs = [{"x": b.rng.standard_normal((n, d_in)).astype(np.float32)} for n in (1, 8)]
+    write_case(name, "MLP 1024->2048->1024 with ReLU, dynamic batch, 16 MiB of weights", model,
+               runs, rtol=1e-4, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- pretrained
 
 def uniform(rng, shape, lo, hi):
@@ -589,6 +611,15 @@ def up_to_date():
 def main():
     if "--check" in sys.argv:
         sys.exit(0 if up_to_date() else 1)
+    if "--only" in sys.argv:
+        names = sys.argv[sys.argv.index("--only") + 1].split(",")
+        unknown = [n for n in names if n not in CASES]
+        if unknown:
+            sys.exit(f"gen_fixtures: unknown case(s) {unknown}; known: {', '.join(CASES)}")
+        OUT.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            CASES[name](name)
+        return
     if "--force" not in sys.argv and up_to_date():
         print("gen_fixtures: up to date")
         return

@@ -101,6 +101,10 @@ fn metrics(c: &mut Criterion) {
         "metrics: record one success (counters, EWMA, histogram, stages)",
         |b| b.iter(|| m.record_success(black_box(&t))),
     );
+    c.bench_function(
+        "metrics: record one execution (counts, batch-size stats)",
+        |b| b.iter(|| m.record_unbatched_execution(black_box(&t))),
+    );
     c.bench_function("metrics: record one failure", |b| {
         b.iter(|| m.record_failure(black_box(ErrorKind::InvalidInput), Duration::from_micros(3)))
     });

@@ -108,6 +108,13 @@ impl ModelInstance {
         self.limiter.in_use()
     }
 
+    /// Requests admitted for this model and waiting for an engine call
+    /// (Triton's pending requests). Always 0 until a scheduler queues
+    /// requests: today each admitted request goes straight to a worker.
+    pub fn queued(&self) -> usize {
+        0
+    }
+
     /// Its metrics.
     pub fn metrics(&self) -> &ModelMetrics {
         &self.metrics

@@ -1297,6 +1297,7 @@ fn finish<E>(
             let mut timings = response.timings;
             let end = Instant::now();
             timings.total = end - start;
+            instance.metrics.record_unbatched_execution(&timings);
             instance.metrics.record_success_at(&timings, end);
             Ok(InferResponse {
                 timings,

@@ -4,8 +4,11 @@
 //! the hot path. Snapshots are taken for `/metrics`, stats and the CLI.
 
 use anemone_core::ErrorKind;
+pub use batch::{BatchStat, BatchStats, LOCK_FREE_SIZES};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+mod batch;
 
 /// Upper bounds of the latency histogram buckets, in microseconds: powers of
 /// two from 16 µs to about 8.4 s. A last, implicit bucket holds the rest.
@@ -170,6 +173,9 @@ pub struct DurationStat {
 }
 
 /// Where the time of one request went.
+///
+/// With dynamic batching, the compute durations are those of the batch the
+/// request ran in, as Triton reports them in `inference_stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Timings {
     /// Waiting for a worker thread.
@@ -189,10 +195,13 @@ pub struct Timings {
 pub struct ModelMetrics {
     success: AtomicU64,
     failures: [AtomicU64; ErrorKind::ALL.len()],
-    /// Samples in the batch dimension run (1 per request until batching).
+    /// Rows in the batch dimension of successful executions (Triton's
+    /// `inference_count`: a batch of n counts n).
     inference_count: AtomicU64,
-    /// Engine executions.
+    /// Successful engine executions (Triton's `execution_count`).
     execution_count: AtomicU64,
+    /// Executions per batch size.
+    batches: BatchStats,
     ewma: Ewma,
     latency: Histogram,
     queue: DurationCounter,
@@ -222,12 +231,12 @@ impl ModelMetrics {
         self.record_success(t);
     }
 
-    /// Records a successful request.
+    /// Records a successful request: its latency and where its time went
+    /// (Triton's `inference_stats`). The engine call that served it is
+    /// recorded apart, by [`ModelMetrics::record_execution`].
     #[inline]
     pub fn record_success(&self, t: &Timings) {
         self.success.fetch_add(1, Ordering::Relaxed);
-        self.inference_count.fetch_add(1, Ordering::Relaxed);
-        self.execution_count.fetch_add(1, Ordering::Relaxed);
         self.ewma.update(t.total);
         self.latency.observe(t.total);
         self.queue.add(t.queue);
@@ -235,6 +244,37 @@ impl ModelMetrics {
         self.compute_infer.add(t.compute_infer);
         self.compute_output.add(t.compute_output);
         self.request_success.add(t.total);
+    }
+
+    /// One engine call that served `batch_size` requests (Triton's execution_count
+    /// and batch_stats). Called once per engine call, after it returns.
+    ///
+    /// `batch_size` is the number of rows in the batch dimension, which is
+    /// the number of requests when each has one row; Triton's
+    /// `inference_count` grows by it and `execution_count` by one. Record
+    /// only executions that succeeded, as Triton does. The direct path
+    /// (no batching) records `batch_size` 1 once per request.
+    #[inline]
+    pub fn record_execution(
+        &self,
+        batch_size: usize,
+        compute_input: Duration,
+        compute_infer: Duration,
+        compute_output: Duration,
+    ) {
+        self.execution_count.fetch_add(1, Ordering::Relaxed);
+        self.inference_count
+            .fetch_add(batch_size as u64, Ordering::Relaxed);
+        self.batches
+            .record(batch_size, compute_input, compute_infer, compute_output);
+    }
+
+    /// [`ModelMetrics::record_execution`] of batch size 1 with a request's
+    /// own compute durations: the direct path, where each request is one
+    /// engine call.
+    #[inline]
+    pub fn record_unbatched_execution(&self, t: &Timings) {
+        self.record_execution(1, t.compute_input, t.compute_infer, t.compute_output);
     }
 
     /// Successful requests so far.
@@ -261,6 +301,7 @@ impl ModelMetrics {
                 .collect(),
             inference_count: self.inference_count.load(Ordering::Relaxed),
             execution_count: self.execution_count.load(Ordering::Relaxed),
+            batch_stats: self.batches.snapshot(),
             ewma_latency: self.ewma.get(),
             latency: self.latency.snapshot(),
             queue: self.queue.get(),
@@ -286,15 +327,18 @@ pub struct ModelMetricsSnapshot {
     pub success: u64,
     /// Failed requests by kind (kinds with no failures are left out).
     pub failures: Vec<(ErrorKind, u64)>,
-    /// Inferences run (samples).
+    /// Rows run in successful executions (a batch of n counts n).
     pub inference_count: u64,
-    /// Engine executions.
+    /// Successful engine executions.
     pub execution_count: u64,
+    /// Executions per batch size, by increasing size; sizes never run are left out.
+    pub batch_stats: Vec<BatchStat>,
     /// EWMA of request latency.
     pub ewma_latency: Option<Duration>,
     /// Histogram of request latency.
     pub latency: HistogramSnapshot,
-    /// Time waiting for a worker.
+    /// Time requests waited between admission and their engine call (a
+    /// worker, or a batch): Triton's `inference_stats.queue`.
     pub queue: DurationStat,
     /// Time converting inputs.
     pub compute_input: DurationStat,
@@ -379,5 +423,30 @@ mod tests {
             }
         );
         assert_eq!(s.latency.quantile_upper_bound_us(0.5), Some(2048));
+    }
+
+    #[test]
+    fn executions_count_rows_and_calls_apart_from_requests() {
+        // Triton's example: a batch-1 and a batch-8 request run together.
+        let m = ModelMetrics::default();
+        let t = Timings::default();
+        m.record_success(&t);
+        m.record_success(&t);
+        let ms = Duration::from_millis;
+        m.record_execution(9, ms(1), ms(4), ms(1));
+        // And one batch-1 request alone.
+        m.record_success(&t);
+        m.record_execution(1, ms(1), ms(2), ms(1));
+        let s = m.snapshot();
+        assert_eq!(s.success, 3, "requests");
+        assert_eq!(s.inference_count, 10, "rows");
+        assert_eq!(s.execution_count, 2, "engine calls");
+        let sizes: Vec<(u64, u64)> = s
+            .batch_stats
+            .iter()
+            .map(|b| (b.batch_size, b.compute_infer.count))
+            .collect();
+        assert_eq!(sizes, vec![(1, 1), (9, 1)]);
+        assert_eq!(s.batch_stats[1].compute_infer.ns, 4_000_000);
     }
 }

@@ -1,10 +1,13 @@
 //! `/metrics` in Prometheus text format. The one place metric names live.
 //!
 //! Names follow Triton's meanings under an `anemone_` prefix, each with
-//! `model` and `version` labels.
+//! `model` and `version` labels. The older per-model families keep Triton's
+//! names (`anemone_inference_exec_count` for `nv_inference_exec_count`) so
+//! Triton dashboards carry over; newer ones follow Prometheus' naming
+//! conventions (`_total` on counters, base units).
 
 use crate::repository::IndexRow;
-use anemone_runtime::metrics::BUCKET_BOUNDS_US;
+use anemone_runtime::metrics::{BatchStat, BUCKET_BOUNDS_US};
 use anemone_runtime::MetricsSnapshot;
 use std::fmt::Write;
 
@@ -40,8 +43,24 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Upper bounds of the batch-size histogram's buckets: powers of two up to
+/// 128 (the usual `max_batch_size` range); a last `+Inf` bucket holds the rest.
+pub const BATCH_SIZE_BOUNDS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/// Requests waiting in one model version's queue, read from
+/// `ModelInstance::queued()` when the metrics are rendered.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The model's name.
+    pub model: String,
+    /// The version.
+    pub version: u64,
+    /// Requests admitted and waiting for an engine call.
+    pub requests: usize,
+}
+
 /// Renders every metric.
-pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
+pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out };
     type Getter = fn(&anemone_runtime::ModelMetricsEntry) -> u64;
@@ -86,7 +105,7 @@ pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
         ),
         (
             "anemone_inference_pending_request_count",
-            "Requests in flight",
+            "Requests in flight: admitted and not finished, waiting or running",
             |e| e.in_flight as u64,
         ),
     ];
@@ -151,6 +170,19 @@ pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
             "anemone_inference_request_duration_seconds_count",
             &[("model", &e.name), ("version", &v)],
             cumulative,
+        );
+    }
+    batch_sizes(&mut f, m);
+    f.header(
+        "anemone_pending_requests",
+        "gauge",
+        "Requests queued for a model and not yet executing (Triton's pending request count)",
+    );
+    for q in queued {
+        f.sample(
+            "anemone_pending_requests",
+            &[("model", &q.model), ("version", &q.version.to_string())],
+            q.requests,
         );
     }
     f.header(
@@ -296,4 +328,82 @@ pub fn render(m: &MetricsSnapshot, index: &[IndexRow]) -> String {
         );
     }
     out
+}
+
+/// `anemone_inference_batch_size`: rows per engine execution, from the
+/// per-batch-size counts (its `_count` equals the execution count).
+fn batch_sizes(f: &mut Family<'_>, m: &MetricsSnapshot) {
+    f.header(
+        BATCH_SIZE,
+        "histogram",
+        "Rows per engine execution (the batch size)",
+    );
+    for e in &m.models {
+        batch_size_histogram(f, &e.name, e.version, &e.metrics.batch_stats);
+    }
+}
+
+const BATCH_SIZE: &str = "anemone_inference_batch_size";
+
+fn batch_size_histogram(f: &mut Family<'_>, model: &str, version: u64, stats: &[BatchStat]) {
+    let v = version.to_string();
+    // Every duration of a batch size counts its executions.
+    let executions = |b: &BatchStat| b.compute_infer.count;
+    let bucket = format!("{BATCH_SIZE}_bucket");
+    for bound in BATCH_SIZE_BOUNDS {
+        let le = bound.to_string();
+        let below: u64 = stats
+            .iter()
+            .filter(|b| b.batch_size <= bound)
+            .map(executions)
+            .sum();
+        f.sample(
+            &bucket,
+            &[("model", model), ("version", &v), ("le", &le)],
+            below,
+        );
+    }
+    let count: u64 = stats.iter().map(executions).sum();
+    let sum: u64 = stats.iter().map(|b| b.batch_size * executions(b)).sum();
+    let labels = [("model", model), ("version", v.as_str())];
+    f.sample(&bucket, &[labels[0], labels[1], ("le", "+Inf")], count);
+    f.sample(&format!("{BATCH_SIZE}_sum"), &labels, sum);
+    f.sample(&format!("{BATCH_SIZE}_count"), &labels, count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anemone_runtime::metrics::ModelMetrics;
+    use std::time::Duration;
+
+    #[test]
+    fn batch_size_histogram_is_cumulative() {
+        let m = ModelMetrics::default();
+        let ms = Duration::from_millis;
+        for size in [1, 3, 1, 200] {
+            m.record_execution(size, ms(0), ms(1), ms(0));
+        }
+        let mut out = String::new();
+        let mut f = Family { out: &mut out };
+        batch_size_histogram(&mut f, "mlp", 2, &m.snapshot().batch_stats);
+        let value = |le: &str| {
+            let prefix = format!(
+                "anemone_inference_batch_size_bucket{{model=\"mlp\",version=\"2\",le=\"{le}\"}} "
+            );
+            let line = out.lines().find(|l| l.starts_with(&prefix));
+            line.unwrap_or_else(|| panic!("no {prefix} in\n{out}"))[prefix.len()..].to_string()
+        };
+        assert_eq!(value("1"), "2");
+        assert_eq!(value("2"), "2");
+        assert_eq!(value("4"), "3");
+        assert_eq!(value("128"), "3");
+        assert_eq!(value("+Inf"), "4");
+        assert!(out
+            .lines()
+            .any(|l| l == "anemone_inference_batch_size_sum{model=\"mlp\",version=\"2\"} 205"));
+        assert!(out
+            .lines()
+            .any(|l| l == "anemone_inference_batch_size_count{model=\"mlp\",version=\"2\"} 4"));
+    }
 }

@@ -232,6 +232,16 @@ impl AppState {
                         cache_hit: d(DurationStat::default()),
                         cache_miss: d(DurationStat::default()),
                     }),
+                    batch_stats: s
+                        .batch_stats
+                        .iter()
+                        .map(|b| proto::InferBatchStatistics {
+                            batch_size: b.batch_size,
+                            compute_input: d(b.compute_input),
+                            compute_infer: d(b.compute_infer),
+                            compute_output: d(b.compute_output),
+                        })
+                        .collect(),
                     ..Default::default()
                 }
             })
@@ -287,7 +297,14 @@ impl AppState {
 
     /// `/metrics` in Prometheus text format.
     pub fn prometheus(&self) -> String {
-        crate::prometheus::render(&self.manager.metrics(), &self.repository.index())
+        let queued: Vec<crate::prometheus::Queued> = (self.manager.models().iter())
+            .map(|m| crate::prometheus::Queued {
+                model: m.name().to_string(),
+                version: m.version(),
+                requests: m.queued(),
+            })
+            .collect();
+        crate::prometheus::render(&self.manager.metrics(), &queued, &self.repository.index())
     }
 }
 

@@ -897,12 +897,25 @@ async fn statistics_count_successes_and_failures() {
     assert_eq!(stats.model_stats.len(), 1);
     let s = &stats.model_stats[0];
     assert_eq!((s.name.as_str(), s.version.as_str()), ("add", "1"));
+    // The refused request reached no engine: 3 executions of batch size 1.
     assert_eq!((s.inference_count, s.execution_count), (3, 3));
+    assert_eq!(s.batch_stats.len(), 1, "{:?}", s.batch_stats);
+    let b = &s.batch_stats[0];
+    assert_eq!(b.batch_size, 1);
+    for d in [b.compute_input, b.compute_infer, b.compute_output] {
+        assert_eq!(d.unwrap().count, 3, "{b:?}");
+    }
+    assert!(b.compute_infer.unwrap().ns > 0);
     assert!(s.last_inference > 0);
     let i = s.inference_stats.as_ref().unwrap();
     assert_eq!(i.success.unwrap().count, 3);
     assert_eq!(i.fail.unwrap().count, 1);
     assert!(i.compute_infer.unwrap().ns > 0);
+    assert_eq!(
+        i.queue.unwrap().count,
+        3,
+        "queue time per successful request"
+    );
 
     let e = c
         .model_statistics(proto::ModelStatisticsRequest {

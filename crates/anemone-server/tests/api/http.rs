@@ -447,8 +447,9 @@ mod routes {
             assert_eq!(m["name"], "add");
             assert_eq!(m["version"], "1");
             assert!(m["last_inference"].as_u64().unwrap() > 0, "{m}");
-            assert!(m["inference_count"].as_u64().unwrap() >= 3, "{m}");
-            assert!(m["execution_count"].as_u64().unwrap() >= 1, "{m}");
+            // Unbatched: every request is one execution of batch size 1.
+            assert_eq!(m["inference_count"], 3, "{m}");
+            assert_eq!(m["execution_count"], 3, "{m}");
             let i = &m["inference_stats"];
             assert_eq!(i["success"]["count"], 3, "{m}");
             assert!(i["success"]["ns"].as_u64().unwrap() > 0, "{m}");
@@ -466,7 +467,16 @@ mod routes {
                     "{key}: {m}"
                 );
             }
-            assert_eq!(m["batch_stats"], json!([]));
+            let b = m["batch_stats"].as_array().unwrap();
+            assert_eq!(b.len(), 1, "one batch size: {m}");
+            assert_eq!(b[0]["batch_size"], 1, "{m}");
+            for key in ["compute_input", "compute_infer", "compute_output"] {
+                assert_eq!(b[0][key]["count"], 3, "{key}: {m}");
+            }
+            assert!(b[0]["compute_infer"]["ns"].as_u64().unwrap() > 0, "{m}");
+            // Per request and per execution agree when nothing is batched.
+            assert_eq!(b[0]["compute_infer"]["ns"], i["compute_infer"]["ns"], "{m}");
+            assert_eq!(i["queue"]["count"], 3, "{m}");
         }
         assert_eq!(s.get("/v2/models/nope/stats").await.status, 404);
         s.shutdown().await;
@@ -495,6 +505,15 @@ mod routes {
             "anemone_backend_available{backend=\"tract-cpu\",tier=\"portable-cpu\"} 1",
             "anemone_backend_retries_total{model=\"add\",version=\"1\",backend=\"tract-cpu\"} 0",
             "# TYPE anemone_backend_fallbacks_total counter",
+            "anemone_inference_exec_count{model=\"add\",version=\"1\"} 1",
+            "anemone_inference_count{model=\"add\",version=\"1\"} 1",
+            "# TYPE anemone_inference_batch_size histogram",
+            "anemone_inference_batch_size_bucket{model=\"add\",version=\"1\",le=\"1\"} 1",
+            "anemone_inference_batch_size_bucket{model=\"add\",version=\"1\",le=\"+Inf\"} 1",
+            "anemone_inference_batch_size_sum{model=\"add\",version=\"1\"} 1",
+            "anemone_inference_batch_size_count{model=\"add\",version=\"1\"} 1",
+            "# TYPE anemone_pending_requests gauge",
+            "anemone_pending_requests{model=\"add\",version=\"1\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

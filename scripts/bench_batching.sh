@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The dynamic batching benchmark (issue 10): the `batching_mlp` fixture
+# (1024 -> 2048 -> 1024 fp32 with ReLU, 16 MiB of weights) served twice by a
+# release `anemone`, once without and once with `dynamic_batching`, each
+# driven by `anemone bench` with batch-1 requests at concurrency 32. Prints
+# throughput, p50 and p99 for both, and the average batch the server ran
+# (inference_count / execution_count from its statistics).
+#
+# Usage: scripts/bench_batching.sh [without] [with]   (default: both)
+#
+# Settings (environment; defaults in brackets):
+#   CONCURRENCY  clients, each with one request in flight          [32]
+#   DURATION     seconds measured per side                         [20]
+#   PROTOCOL     grpc, http or http-binary                          [grpc]
+#   MAX_BATCH    the config's max_batch_size                        [32]
+#   DELAY_US     dynamic_batching max_queue_delay_microseconds      [2000]
+#   PREFERRED    dynamic_batching preferred_batch_size list         [16, 32]
+#   BACKENDS     the model's `backends` parameter, e.g. onnxruntime [the server's default order]
+#   THREADS, WORKERS   anemone serve --threads / --workers          [the server's defaults]
+#   HTTP_PORT, GRPC_PORT   where the server listens                 [18700, 18701]
+#   KEEP         1 keeps the temporary repositories and logs        [0]
+#   PROFILE      release, or debug to reuse a debug build (ONNX Runtime's
+#                own speed does not change; anemone's overhead does)   [release]
+#
+# The side "with" needs the runtime's dynamic batcher: on a build without it,
+# the model's config is refused at load and the script says so and goes on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONCURRENCY=${CONCURRENCY:-32}
+DURATION=${DURATION:-20}
+PROTOCOL=${PROTOCOL:-grpc}
+MAX_BATCH=${MAX_BATCH:-32}
+DELAY_US=${DELAY_US:-2000}
+PREFERRED=${PREFERRED:-16, 32}
+BACKENDS=${BACKENDS:-}
+HTTP_PORT=${HTTP_PORT:-18700}
+GRPC_PORT=${GRPC_PORT:-18701}
+SIDES=("$@")
+[ ${#SIDES[@]} -eq 0 ] && SIDES=(without with)
+for side in "${SIDES[@]}"; do
+  case "$side" in without|with) ;; *) echo "unknown side '$side': give 'without' and/or 'with'" >&2; exit 2 ;; esac
+done
+
+model=fixtures/generated/batching_mlp/model.onnx
+if [ ! -f "$model" ]; then
+  echo "== generating the batching_mlp fixture"
+  .venv/bin/python scripts/gen_fixtures.py --only batching_mlp
+fi
+PROFILE=${PROFILE:-release}
+case "$PROFILE" in
+  release) echo "== building release anemone"; profile_flag=--release ;;
+  debug) echo "== building debug anemone (figures for a debug build)"; profile_flag= ;;
+  *) echo "PROFILE is '$PROFILE'; give release or debug" >&2; exit 2 ;;
+esac
+CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build $profile_flag --locked -p anemone-cli >/dev/null
+bin=$PWD/target/$PROFILE/anemone
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/anemone-bench-batching.XXXXXX")
+server=""
+cleanup() {
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# A repository holding the MLP with the config of one side.
+write_repo() {
+  local side=$1 dir=$work/$1/repo
+  mkdir -p "$dir/mlp/1"
+  ln -s "$PWD/$model" "$dir/mlp/1/model.onnx"
+  {
+    echo "name: \"mlp\""
+    echo "max_batch_size: $MAX_BATCH"
+    echo "input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 1024 ] } ]"
+    echo "output [ { name: \"y\" data_type: TYPE_FP32 dims: [ 1024 ] } ]"
+    if [ "$side" = with ]; then
+      echo "dynamic_batching {"
+      echo "  preferred_batch_size: [ $PREFERRED ]"
+      echo "  max_queue_delay_microseconds: $DELAY_US"
+      echo "}"
+    fi
+    if [ -n "$BACKENDS" ]; then
+      echo "parameters { key: \"backends\" value: { string_value: \"$BACKENDS\" } }"
+    fi
+  } >"$dir/mlp/config.pbtxt"
+  echo "$dir"
+}
+
+# Starts the server on a repository; fails (status 1) if it exits or is not
+# ready in 60 s, with the end of its log.
+serve() {
+  local repo=$1 log=$2 args=()
+  [ -n "${THREADS:-}" ] && args+=(--threads "$THREADS")
+  [ -n "${WORKERS:-}" ] && args+=(--workers "$WORKERS")
+  "$bin" serve --model-repository "$repo" --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" \
+    ${args[@]+"${args[@]}"} >"$log" 2>&1 &
+  server=$!
+  for _ in $(seq 600); do
+    if curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/mlp/ready" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$server" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  server=""
+  tail -n 5 "$log" >&2
+  return 1
+}
+
+stop() {
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  server=""
+}
+
+case "$PROTOCOL" in grpc) url=http://127.0.0.1:$GRPC_PORT ;; *) url=http://127.0.0.1:$HTTP_PORT ;; esac
+summary=()
+for side in "${SIDES[@]}"; do
+  echo "== $side dynamic_batching"
+  repo=$(write_repo "$side")
+  sed 's/^/   /' "$repo/mlp/config.pbtxt"
+  if ! serve "$repo" "$work/$side/serve.log"; then
+    echo "   the server did not get the model ready (above); no figures for '$side'"
+    summary+=("$(printf '%-8s %s' "$side" "not served: see the reason above")")
+    continue
+  fi
+  "$bin" bench --protocol "$PROTOCOL" --url "$url" --model mlp --concurrency "$CONCURRENCY" \
+    --duration "$DURATION" --warmup 64 --shape x=1,1024 --json-report "$work/$side/bench.json"
+  curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/mlp/stats" >"$work/$side/stats.json"
+  stop
+  summary+=("$(python3 - "$side" "$work/$side/bench.json" "$work/$side/stats.json" <<'EOF'
+import json, sys
+side, bench, stats = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+m = stats["model_stats"][0]
+avg = m["inference_count"] / max(m["execution_count"], 1)
+lat = bench["latency_us"] or {}
+print(f"{side:8s} {bench['throughput_rps']:10.1f} {lat.get('p50', 0) / 1000:9.2f} {lat.get('p99', 0) / 1000:9.2f}"
+      f" {avg:10.2f} {bench['errors']:7d}")
+EOF
+)")
+done
+
+echo
+echo "== batching_mlp, batch-1 requests, concurrency $CONCURRENCY, $PROTOCOL, ${DURATION}s per side, $PROFILE build"
+printf '%-8s %10s %9s %9s %10s %7s\n' side "req/s" "p50 ms" "p99 ms" "avg batch" errors
+printf '%s\n' "${summary[@]}"
