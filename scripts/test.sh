@@ -2,12 +2,15 @@
 # Runs every test of anemone on a fresh machine: sets up the Python venv and
 # the generated fixtures (scripts/setup.sh), then the whole Rust test suite
 # (including the ONNX node-test conformance suite, the doctests and one pass
-# of each benchmark in criterion's test mode), a type-check of the Apple-only
+# of each benchmark in criterion's test mode), clippy with -D warnings
+# (which also type-checks the CUDA backend), a type-check of the Apple-only
 # code against the real Apple crates (scripts/check-apple.sh), then the tritonclient
 # integration suite against a real `anemone serve`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+echo "test: cargo fmt --check"
+cargo fmt --all --check
 scripts/setup.sh
 # setup.sh installed ONNX Runtime: its tests must run, never skip.
 export ANEMONE_REQUIRE_ORT=1
@@ -15,10 +18,14 @@ echo "test: cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
 echo "test: type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider)"
 scripts/check-apple.sh
-echo "test: type-check the CUDA backend (feature cuda; CI has no GPU to run it)"
-cargo check --locked -p anemone-backends --features cuda --all-targets
+# One clippy pass over every target, with the cuda feature on: it is also
+# the type-check of the CUDA backend (CI has no GPU to run it).
+echo "test: cargo clippy -D warnings (all targets, cuda feature included)"
+cargo clippy --workspace --all-targets --locked --features anemone-backends/cuda -- -D warnings
 echo "test: cargo test (doctests)"
 cargo test --workspace --doc --locked
 echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"
-cargo build --locked -p anemone-cli
+# `cargo test` above built target/debug/anemone for the CLI tests, with the
+# workspace's features; `cargo build -p anemone-cli` would resolve features
+# for that one package and rebuild part of the tree.
 ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/python
