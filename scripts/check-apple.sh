@@ -98,8 +98,10 @@ SH
 chmod +x "$WRAPPER"
 
 CMD="${ANEMONE_APPLE_CHECK_CMD:-check}"
-echo "check-apple: cargo $CMD -p anemone-backends --features coreml,metal,onnxruntime (as an Apple target)"
+echo "check-apple: cargo $CMD -p anemone-backends --features coreml,metal,onnxruntime --lib --tests (as an Apple target)"
 cd "$WS"
+# --tests: the Apple-only tests (coreml/apple/tests.rs, tract/metal.rs) too,
+# which a Mac runs with `cargo test -p anemone-backends --features coreml,metal --lib`.
 RUSTC_WRAPPER="$WRAPPER" CARGO_TARGET_DIR="$TARGET" \
-    cargo "$CMD" --offline -p anemone-backends --features coreml,metal,onnxruntime --lib
-echo "check-apple: the Apple code compiles"
+    cargo "$CMD" --offline -p anemone-backends --features coreml,metal,onnxruntime --lib --tests
+echo "check-apple: the Apple code and its tests compile"

@@ -405,7 +405,7 @@ fn write_report(backend: &str, results: &BTreeMap<String, Option<Failure>>) {
         100.0 * passed as f64 / total as f64
     );
     let mut rows: Vec<_> = categories.into_iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     for (c, n) in rows {
         out.push_str(&format!("| {c} | {n} |\n"));
     }

@@ -8,8 +8,9 @@
 //! machine has no Metal device, so the probe creates a Metal context first,
 //! catching a panic, and `load` catches one too.
 //!
-//! Status: type-checked on Linux by `scripts/check-apple.sh`; it has not yet
-//! run on Apple hardware.
+//! Status: type-checked on Linux by `scripts/check-apple.sh`, tests included;
+//! it has not yet run on Apple hardware. The tests at the end of this file are
+//! what a first run on a Mac checks.
 
 use anemone_core::{
     Backend, LoadOptions, LoadedModel, ModelFormat, ModelSource, Probe, Result, Support, Tier,
@@ -112,4 +113,98 @@ fn probe_metal() -> &'static Probe {
             },
         }
     })
+}
+
+/// What a first `cargo test -p anemone-backends --features metal --lib metal`
+/// on a Mac checks: the probe finds the GPU, and models run on it agree with
+/// ONNX Runtime's references (`fixtures/generated`, another engine).
+/// Type-checked on Linux by `scripts/check-apple.sh`.
+#[cfg(all(test, target_vendor = "apple", feature = "metal"))]
+mod tests {
+    use super::TractMetal;
+    use anemone_core::{Backend, LoadOptions, ModelSource, Probe, Tensor};
+    use std::path::{Path, PathBuf};
+
+    fn case_dir(name: &str) -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/generated")
+            .join(name);
+        assert!(
+            dir.join("case.json").exists(),
+            "fixture {} is missing: run scripts/setup.sh",
+            dir.display()
+        );
+        dir
+    }
+
+    fn npy(path: &Path) -> Tensor {
+        anemone_core::npy::read(std::fs::File::open(path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn probe_finds_the_gpu() {
+        match TractMetal.probe() {
+            Probe::Available { detail } => assert!(detail.contains("Metal runtime"), "{detail}"),
+            Probe::Unavailable { reason } => {
+                panic!("tract-metal is unavailable on a Mac: {reason}")
+            }
+        }
+    }
+
+    /// Every run of each case against the ONNX Runtime references, as
+    /// ‖got − want‖ / ‖want‖ (the GPU may reorder fp32 sums).
+    #[test]
+    fn models_match_onnx_runtime() {
+        for name in ["dynamic_batch", "small_convnet", "transformer_block", "gru"] {
+            let dir = case_dir(name);
+            let case: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap())
+                    .unwrap();
+            let model = TractMetal
+                .load(
+                    &ModelSource::from_path(dir.join("model.onnx")),
+                    &LoadOptions::default(),
+                )
+                .unwrap_or_else(|e| panic!("{name}: {}", e.chain_string()));
+            assert_eq!(model.backend(), "tract-metal");
+            let runs = case["runs"].as_array().unwrap();
+            assert!(!runs.is_empty());
+            for (k, run) in runs.iter().enumerate() {
+                let file = |v: &serde_json::Value| dir.join(v["file"].as_str().unwrap());
+                let inputs: Vec<Tensor> = model
+                    .metadata()
+                    .inputs
+                    .iter()
+                    .map(|spec| {
+                        let given = run["inputs"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .find(|i| i["name"] == spec.name.as_str())
+                            .unwrap_or_else(|| panic!("{name}: no input {}", spec.name));
+                        npy(&file(given))
+                    })
+                    .collect();
+                let got = model
+                    .infer(&inputs)
+                    .unwrap_or_else(|e| panic!("{name} run {k}: {}", e.chain_string()));
+                let outputs = run["outputs"].as_array().unwrap();
+                assert_eq!(got.len(), outputs.len(), "{name} run {k}: outputs");
+                for (o, g) in outputs.iter().zip(&got) {
+                    let want = npy(&file(o));
+                    assert_eq!(g.shape(), want.shape(), "{name} run {k} {}", o["name"]);
+                    let (g, w) = (g.to_f64_lossy().unwrap(), want.to_f64_lossy().unwrap());
+                    let num: f64 = g.iter().zip(&w).map(|(a, b)| (a - b).powi(2)).sum();
+                    let den: f64 = w.iter().map(|b| b * b).sum::<f64>().max(1e-30);
+                    let err = (num / den).sqrt();
+                    assert!(
+                        err < 1e-3,
+                        "{name} run {k} {}: relative L2 error {err:.2e}",
+                        o["name"]
+                    );
+                }
+            }
+        }
+    }
 }

@@ -340,16 +340,16 @@ pub(super) fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<st
 }
 
 /// The longest a request may run under a client deadline of `deadline`:
-/// the deadline less a tenth of it, at most 20 ms, the time left to send the
+/// the deadline less a tenth of it, at most 50 ms, the time left to send the
 /// answer. tonic ends the call at the deadline itself, on both sides, with a
 /// bare cancellation, and uncounted: anemone's timeout must fire first.
 pub(super) fn answer_before(deadline: std::time::Duration) -> std::time::Duration {
-    deadline - (deadline / 10).min(std::time::Duration::from_millis(20))
+    deadline - (deadline / 10).min(std::time::Duration::from_millis(50))
 }
 
 #[cfg(test)]
 mod deadline_tests {
-    use super::grpc_timeout;
+    use super::{answer_before, grpc_timeout};
     use std::time::Duration;
     use tonic::metadata::MetadataMap;
 
@@ -374,5 +374,14 @@ mod deadline_tests {
             assert_eq!(parse(bad), None, "{bad}");
         }
         assert_eq!(grpc_timeout(&MetadataMap::new()), None);
+    }
+
+    #[test]
+    fn the_answer_leaves_a_tenth_of_the_deadline_at_most_50_ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(answer_before(ms(100)), ms(90));
+        assert_eq!(answer_before(ms(400)), ms(360));
+        assert_eq!(answer_before(ms(10_000)), ms(9_950));
+        assert_eq!(answer_before(Duration::ZERO), Duration::ZERO);
     }
 }

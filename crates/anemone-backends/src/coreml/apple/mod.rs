@@ -6,11 +6,15 @@
 //! (tested on every system). Here is only the talking to Core ML.
 //!
 //! Status: type-checked against the real bindings on Linux by
-//! `scripts/check-apple.sh`; it has not yet run on Apple hardware.
+//! `scripts/check-apple.sh`, tests included; it has not yet run on Apple
+//! hardware. Its tests (`tests.rs`) are what a first run on a Mac checks:
+//! `cargo test -p anemone-backends --features coreml,metal --lib apple`.
 
 mod array;
 pub mod device;
 pub mod plan;
+#[cfg(test)]
+mod tests;
 
 use super::batch::{self, Declared, Plan};
 use super::describe::{Feature, FeatureKind};
