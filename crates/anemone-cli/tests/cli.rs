@@ -1072,6 +1072,13 @@ impl Drop for Serving {
 #[test]
 fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
     let repo = temp_dir("serve-report");
+
+/// doctor runs serve's own repository checks: a config serve refuses (here a
+/// `default_model_filename` naming a missing file, and an unknown backend
+/// key) is reported as not loadable, with serve's reason.
+#[test]
+fn doctor_reports_the_configs_serve_refuses() {
+    let repo = temp_dir("doctor-config");
     add_version(
         &repo,
         "add",
@@ -1185,5 +1192,51 @@ fn serve_exits_within_the_exit_timeout_while_an_engine_call_runs() {
     let mut answer = Vec::new();
     let _ = client.read_to_end(&mut answer);
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+
+        "typo",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    std::fs::write(
+        repo.join("typo/config.pbtxt"),
+        "default_model_filename: \"modle.onnx\"\n",
+    )
+    .unwrap();
+    add_version(
+        &repo,
+        "keys",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    std::fs::write(
+        repo.join("keys/config.pbtxt"),
+        "parameters { key: \"tract-cpu.bogus\" value: { string_value: \"1\" } }\n",
+    )
+    .unwrap();
+    let out = anemone(&[
+        "doctor",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--json",
+    ]);
+    let json: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    let models = json["models"].as_array().unwrap();
+    let row = |name: &str| models.iter().find(|m| m["name"] == name).unwrap();
+    assert!(!row("add")["runnable_on"].as_array().unwrap().is_empty());
+    for (name, reason) in [
+        (
+            "typo",
+            "the model file 'modle.onnx' named by default_model_filename is missing",
+        ),
+        ("keys", "backend tract-cpu reads no settings"),
+    ] {
+        let m = row(name);
+        assert_eq!(m["runnable_on"], serde_json::json!([]), "{m}");
+        assert_eq!(m["not_here"][0][0], "repository", "{m}");
+        assert!(
+            m["not_here"][0][1].as_str().unwrap().contains(reason),
+            "{m}"
+        );
+    }
     let _ = std::fs::remove_dir_all(repo);
 }
