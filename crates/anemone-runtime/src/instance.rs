@@ -2,9 +2,10 @@
 
 use crate::admission::{Limiter, Reservation};
 use crate::fallback::ErrorWindow;
-use crate::manager::{ModelSpec, Picked};
+use crate::loader::Picked;
 use crate::metrics::ModelMetrics;
 use crate::selection::{Candidate, Selection};
+use crate::spec::ModelSpec;
 use anemone_core::{LoadedModel, ModelMetadata};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -36,15 +36,21 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+mod failover;
 pub mod fallback;
 pub mod health;
 pub mod instance;
+mod loader;
 pub mod manager;
 pub mod metrics;
+mod observe;
+mod pipeline;
 pub mod pressure;
 pub mod registry;
 pub mod request;
+mod scheduler;
 pub mod selection;
+pub mod spec;
 pub mod tuning;
 pub mod validation;
 pub mod worker;
@@ -52,12 +58,13 @@ pub mod worker;
 pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use health::{HealthReport, ModelHealth, ModelState};
 pub use instance::ModelInstance;
-pub use manager::{
-    default_parallelism, BackendStatus, Manager, ManagerBuilder, MetricsSnapshot,
-    ModelMetricsEntry, ModelSpec,
-};
+pub use manager::{default_parallelism, Manager, ManagerBuilder};
 pub use metrics::{ModelMetricsSnapshot, Timings};
+pub use observe::{BackendStatus, MetricsSnapshot, ModelMetricsEntry};
 pub use pressure::ThermalState;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};
 pub use selection::{Attempt, Mode, Outcome, Selection};
+pub use spec::{
+    Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
+};
