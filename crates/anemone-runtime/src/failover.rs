@@ -86,7 +86,7 @@ impl Manager {
                 Ok(model) => {
                     let to = candidate.label.clone();
                     attempts.push(Attempt {
-                        backend: candidate.label,
+                        backend: candidate.label.clone(),
                         outcome: Outcome::Chosen,
                         warmup_us: None,
                     });
@@ -107,7 +107,8 @@ impl Manager {
                         fallback_from: Some(fallback),
                     };
                     let picked = Picked {
-                        model,
+                        engines: vec![model],
+                        chosen: candidate,
                         selection,
                         standby,
                     };

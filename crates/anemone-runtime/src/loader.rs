@@ -5,7 +5,7 @@ use crate::instance::ModelInstance;
 use crate::manager::Manager;
 use crate::scheduler::panic_message;
 use crate::selection::{self, Attempt, BackendSet, Candidate, Mode, Outcome, Selection};
-use crate::spec::ModelSpec;
+use crate::spec::{InstanceKind, ModelSpec};
 use anemone_core::{Error, LoadOptions, LoadedModel, ModelSource, Result, Support};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,7 +32,10 @@ pub(crate) struct Loader {
 
 /// What a selection hands to `install`.
 pub(crate) struct Picked {
-    pub(crate) model: Box<dyn LoadedModel>,
+    /// The engine instances loaded so far (the selection loads the first).
+    pub(crate) engines: Vec<Box<dyn LoadedModel>>,
+    /// The candidate the first engine runs on.
+    pub(crate) chosen: Candidate,
     pub(crate) selection: Selection,
     /// Candidates for a run-time fallback, in order.
     pub(crate) standby: Vec<Candidate>,
@@ -61,6 +64,9 @@ fn no_backend(source: &ModelSource, attempts: Vec<Attempt>, mut errors: Vec<Erro
 }
 
 impl Manager {
+    /// Loads a model on a background thread, so the caller's executor is not blocked.
+    ///
+    /// Loading a version that is already loaded replaces it; requests in
     /// flight on the old one finish on it.
     pub async fn load_model(&self, spec: ModelSpec) -> Result<Arc<ModelInstance>> {
         let this = self.clone();
@@ -116,9 +122,11 @@ impl Manager {
             });
         }
         let started = Instant::now();
-        let preference = spec
+        let first_group = crate::groups::groups(&spec)?.remove(0);
+        let preference = first_group
             .backends
             .as_deref()
+            .or(spec.backends.as_deref())
             .or(self.inner.loader.preference.as_deref());
         let auto = preference.is_some_and(|p| p.iter().any(|n| n == selection::AUTO));
         let strict = spec.strict.unwrap_or(self.inner.loader.strict);
@@ -148,6 +156,22 @@ impl Manager {
             };
             if candidates.iter().any(takes) {
                 candidates.retain(takes);
+            }
+        }
+        if first_group.kind != InstanceKind::Auto {
+            let all = candidates
+                .iter()
+                .map(|c| c.label.clone())
+                .collect::<Vec<_>>();
+            candidates.retain(|c| self.kind_fits(c, first_group.kind));
+            if candidates.is_empty() {
+                return Err(Error::Config(format!(
+                    "model '{}': its instance group of kind {} has no backend of that kind among {}; \
+                     use KIND_AUTO, or name backends that fit",
+                    spec.name,
+                    first_group.kind.as_str(),
+                    all.join(", ")
+                )));
             }
         }
         let mode = if auto {
@@ -294,7 +318,7 @@ impl Manager {
             match self.try_candidate(spec, source, &candidate) {
                 Ok(model) => {
                     attempts.push(Attempt {
-                        backend: candidate.label,
+                        backend: candidate.label.clone(),
                         outcome: Outcome::Chosen,
                         warmup_us: None,
                     });
@@ -309,7 +333,8 @@ impl Manager {
                         warmup_us: None,
                     }));
                     return Ok(Picked {
-                        model,
+                        engines: vec![model],
+                        chosen: candidate,
                         selection: Selection {
                             mode,
                             attempts,
@@ -379,10 +404,10 @@ impl Manager {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         let mut attempts = Vec::new();
         let mut standby = Vec::new();
-        let mut chosen: Option<Box<dyn LoadedModel>> = None;
+        let mut chosen: Option<(Box<dyn LoadedModel>, Candidate)> = None;
         for (median, candidate, model) in timed {
             let outcome = if chosen.is_none() {
-                chosen = Some(model);
+                chosen = Some((model, candidate.clone()));
                 Outcome::Chosen
             } else {
                 standby.push(candidate.clone());
@@ -398,12 +423,12 @@ impl Manager {
         // real values) still serves on the first candidate that loaded.
         for (reason, candidate, model) in untimed {
             if chosen.is_none() {
-                chosen = Some(model);
                 attempts.push(Attempt {
-                    backend: candidate.label,
+                    backend: candidate.label.clone(),
                     outcome: Outcome::Chosen,
                     warmup_us: None,
                 });
+                chosen = Some((model, candidate));
                 continue;
             }
             attempts.push(Attempt {
@@ -416,8 +441,9 @@ impl Manager {
         }
         attempts.extend(skipped);
         match chosen {
-            Some(model) => Ok(Picked {
-                model,
+            Some((model, candidate)) => Ok(Picked {
+                engines: vec![model],
+                chosen: candidate,
                 selection: Selection {
                     mode: Mode::Auto,
                     attempts,
@@ -430,17 +456,22 @@ impl Manager {
     }
 
     /// Charges memory, builds the instance and publishes it.
+    ///
+    /// Loads the engine instances beyond the first and starts the model's
+    /// queue first. A fallback (`replacing`) keeps the old instance's limiter
+    /// and counters, so limits hold and nothing is forgotten across the move.
     pub(crate) fn install(
         &self,
         spec: ModelSpec,
-        picked: Picked,
+        mut picked: Picked,
         load_time: Duration,
         replacing: Option<&Arc<ModelInstance>>,
     ) -> Result<Arc<ModelInstance>> {
-        let reservation = self
-            .inner
-            .memory
-            .try_reserve(&spec.name, picked.model.memory_footprint())?;
+        self.load_instances(&spec, &mut picked, replacing.is_some())?;
+        let footprint = picked.engines.iter().map(|m| m.memory_footprint()).sum();
+        let reservation = self.inner.memory.try_reserve(&spec.name, footprint)?;
+        let queue = self.start_queue(&spec, &*picked.engines[0], picked.engines.len())?;
+        let metrics = replacing.map_or_else(Arc::default, |old| Arc::clone(&old.metrics));
         let limiter = match replacing {
             // A fallback keeps the model's limiter, so its limit holds across the move.
             Some(old) => Arc::clone(&old.limiter),
@@ -454,8 +485,10 @@ impl Manager {
             spec,
             picked,
             limiter,
+            metrics,
             reservation,
             load_time,
+            queue,
         ));
         match replacing {
             None => {

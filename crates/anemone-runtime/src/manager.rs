@@ -207,10 +207,7 @@ impl Manager {
         }
     }
 
-    /// Loads a model on a background thread, so the caller's executor is not blocked.
-    ///
-    /// Loading a version that is already loaded replaces it; requests in
-
+    /// Counts a request refused before it reached a model.
     pub(crate) fn reject(&self, e: Error) -> Error {
         self.inner.rejected[e.kind().index()].fetch_add(1, Ordering::Relaxed);
         e

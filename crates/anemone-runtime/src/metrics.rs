@@ -222,12 +222,11 @@ impl ModelMetrics {
         self.record_success(t);
     }
 
-    /// Records a successful request.
+    /// Records a successful request. Engine calls are counted apart, by
+    /// [`ModelMetrics::record_execution`].
     #[inline]
     pub fn record_success(&self, t: &Timings) {
         self.success.fetch_add(1, Ordering::Relaxed);
-        self.inference_count.fetch_add(1, Ordering::Relaxed);
-        self.execution_count.fetch_add(1, Ordering::Relaxed);
         self.ewma.update(t.total);
         self.latency.observe(t.total);
         self.queue.add(t.queue);
@@ -235,6 +234,24 @@ impl ModelMetrics {
         self.compute_infer.add(t.compute_infer);
         self.compute_output.add(t.compute_output);
         self.request_success.add(t.total);
+    }
+
+    /// One engine call that served `batch_size` requests (Triton's execution_count
+    /// and batch_stats). Called once per engine call, after it returns.
+    ///
+    /// A minimal version (execution and inference counts only) until the
+    /// batching branch's, with the same signature, replaces it.
+    #[inline]
+    pub fn record_execution(
+        &self,
+        batch_size: usize,
+        _compute_input: Duration,
+        _compute_infer: Duration,
+        _compute_output: Duration,
+    ) {
+        self.execution_count.fetch_add(1, Ordering::Relaxed);
+        self.inference_count
+            .fetch_add(batch_size as u64, Ordering::Relaxed);
     }
 
     /// Successful requests so far.

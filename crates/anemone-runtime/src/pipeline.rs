@@ -6,39 +6,45 @@ use crate::instance::ModelInstance;
 use crate::manager::Manager;
 use crate::registry::VersionRequest;
 use crate::request::{InferRequest, InferResponse};
-use crate::scheduler::{execute, Admitted, Done, Scheduler};
+use crate::scheduler::{execute, Admitted, Done, Job, Scheduler};
 use crate::validation::{order_inputs, select_outputs};
 use anemone_core::{Error, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 impl Manager {
-    /// Runs one inference. The engine runs on a worker thread; this future
-    /// only waits. Works on any executor; a request `timeout` needs a Tokio runtime.
+    /// Runs one inference. The engine runs on a worker thread (or, for a
+    /// tiny model, on the calling task: see [`crate::INLINE_BELOW`]); this
+    /// future only waits. Works on any executor; a request `timeout` needs a
+    /// Tokio runtime.
     ///
-    /// Dropping the future before a worker picks the request up cancels it;
-    /// once running, it completes and its permits are released then.
+    /// Dropping the future before the request reaches an engine cancels it:
+    /// it is dropped from its queue, never run. Once running, it completes and
+    /// its permits are released then.
     pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
-        let timeout = request.timeout;
+        let (timeout, priority) = (request.timeout, request.priority);
         let start = Instant::now();
         let admitted = self.admit(request, start)?;
         let instance = Arc::clone(&admitted.instance);
-        let rx = self.inner.scheduler.submit(admitted);
+        if instance.runs_inline() {
+            return self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
+        }
+        let rx = self.schedule(admitted, priority, timeout, start);
         let done = match timeout {
             None => rx.await,
             Some(limit) => {
                 match tokio::time::timeout(limit.saturating_sub(start.elapsed()), rx).await {
                     Ok(done) => done,
-                    Err(_) => return Err(record_failure(&instance, Error::Timeout(limit), start)),
+                    Err(_) => {
+                        let e = record_failure(&instance, Error::Timeout(limit), start);
+                        return Err(e);
+                    }
                 }
             }
         };
-        let result = finish(done, &instance, start);
-        if let Err(e) = &result {
-            self.observe_failure(&instance, e);
-        }
-        result
+        self.conclude(&instance, done, start)
     }
 
     /// Runs one inference on the calling thread, which must not be an async
@@ -47,18 +53,53 @@ impl Manager {
     ///
     /// Admission, validation, panic isolation and metrics are the same as for
     /// `infer`. The engine run cannot be interrupted, so a request `timeout`
-    /// only refuses a request whose deadline passed before its run began.
+    /// only refuses a request whose deadline passed before its run began. A
+    /// model with a queue (queue settings or dynamic batching) still takes
+    /// its turn there; this thread waits for it.
     pub fn infer_blocking(&self, request: InferRequest) -> Result<InferResponse> {
-        let timeout = request.timeout;
+        let (timeout, priority) = (request.timeout, request.priority);
         let start = Instant::now();
         let admitted = self.admit(request, start)?;
         let instance = Arc::clone(&admitted.instance);
+        if instance.queue.is_some() {
+            let rx = self.schedule(admitted, priority, timeout, start);
+            return self.conclude(&instance, rx.blocking_recv(), start);
+        }
         if let Some(limit) = timeout.filter(|limit| start.elapsed() > *limit) {
             return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
-        let result = finish(Ok::<_, ()>(execute(admitted)), &instance, start);
+        self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start)
+    }
+
+    /// Hands an admitted request to the scheduler as a typed job.
+    fn schedule(
+        &self,
+        admitted: Admitted,
+        priority: Option<u32>,
+        timeout: Option<Duration>,
+        start: Instant,
+    ) -> oneshot::Receiver<Done> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.scheduler.submit(Job {
+            admitted,
+            reply,
+            priority: priority.unwrap_or(0),
+            deadline: timeout.map(|t| start + t),
+            span: tracing::Span::current(),
+        });
+        rx
+    }
+
+    /// Records the outcome and lets failover see a failure.
+    fn conclude<E>(
+        &self,
+        instance: &Arc<ModelInstance>,
+        done: std::result::Result<Done, E>,
+        start: Instant,
+    ) -> Result<InferResponse> {
+        let result = finish(done, instance, start);
         if let Err(e) = &result {
-            self.observe_failure(&instance, e);
+            self.observe_failure(instance, e);
         }
         result
     }
@@ -127,7 +168,7 @@ pub(crate) fn finish<E>(
         Ok(Err(e)) => Err(record_failure(instance, e, start)),
         Err(_) => Err(record_failure(
             instance,
-            Error::Internal("a worker dropped a request".into()),
+            Error::Internal("a worker or queue dropped a request".into()),
             start,
         )),
     }

@@ -1,16 +1,26 @@
-//! Between admission and the engine: typed [`Job`]s and the [`Scheduler`]
-//! that hands them to the worker threads.
+//! Between admission and the engine: typed [`Job`]s, the direct path to the
+//! worker threads, and per-model queues with dynamic batching.
 //!
 //! Work that crosses threads is data, not a closure, so a scheduler can see,
 //! reorder, batch and expire it. A job carries its inputs, the channel its
 //! answer goes back on (closed when the client has gone: the job is then
 //! dropped, never run), its deadline, its priority and the caller's tracing span.
+//!
+//! A model without queue settings or batching takes the direct path
+//! (`direct.rs`): each request goes to the worker threads at once, or runs
+//! on the calling task when the model is tiny (see [`INLINE_BELOW`]). A model
+//! with them has a queue thread (`batcher.rs`) that orders requests by
+//! priority (`queue.rs`), expires them, and forms batches.
 
+mod batcher;
 mod direct;
 mod execute;
+mod queue;
+mod tensor_batch;
 
+pub(crate) use batcher::{BatchPlan, ModelQueue, Slot};
 pub(crate) use direct::Direct;
-pub(crate) use execute::{execute, panic_message};
+pub(crate) use execute::{execute, execute_batch, panic_message};
 
 use crate::admission::Permit;
 use crate::fallback::RetryPolicy;
@@ -19,6 +29,18 @@ use crate::request::InferResponse;
 use anemone_core::{Result, Tensor};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A model whose engine calls average at most this long runs requests on
+/// the calling task instead of a worker thread: the hop to a worker and back
+/// costs more (about 20 µs each way on a virtual machine) than the work, and
+/// blocking an executor thread this briefly is harmless. Only models without
+/// a queue and with one engine instance qualify, after [`INLINE_AFTER_RUNS`]
+/// engine calls; a model that slows down goes back to the workers.
+pub const INLINE_BELOW: Duration = Duration::from_micros(10);
+
+/// Engine calls a model must have made on the workers before it may run
+/// inline (see [`INLINE_BELOW`]).
+pub const INLINE_AFTER_RUNS: u64 = 16;
 
 /// A request that passed admission and validation, ready for an engine.
 pub(crate) struct Admitted {
@@ -48,7 +70,6 @@ pub(crate) type Done = Result<InferResponse>;
 pub(crate) type Reply = tokio::sync::oneshot::Sender<Done>;
 
 /// One unit of scheduled work: an admitted request and where its answer goes.
-#[allow(dead_code)] // priority and deadline: read by the per-model queue
 pub(crate) struct Job {
     /// The request.
     pub(crate) admitted: Admitted,
@@ -56,7 +77,8 @@ pub(crate) struct Job {
     pub(crate) reply: Reply,
     /// The request's priority level (1 is the highest); 0: the model's default.
     pub(crate) priority: u32,
-    /// When the job must have left the queue; `None`: no queue timeout.
+    /// The request's own deadline, if it has one: a queue timeout where the
+    /// model's queue policy allows overrides.
     pub(crate) deadline: Option<Instant>,
     /// The caller's tracing span, entered while the job runs on a worker.
     pub(crate) span: tracing::Span,
@@ -68,7 +90,7 @@ impl Job {
         self.reply.is_closed()
     }
 
-    /// Runs the job on this thread and sends the answer back.
+    /// Runs the job alone on this thread and sends the answer back.
     pub(crate) fn run(self) {
         if self.cancelled() {
             return;
@@ -80,8 +102,11 @@ impl Job {
 
 /// What the worker threads run.
 pub(crate) enum Work {
-    /// One job, alone on the engine.
+    /// One job from the direct path.
     One(Job),
+    /// Jobs a model's queue dispatched together, holding one of its engine
+    /// instances until they are done.
+    Batch(Vec<Job>, Slot),
 }
 
 impl Work {
@@ -89,15 +114,18 @@ impl Work {
     pub(crate) fn run(self) {
         match self {
             Work::One(job) => job.run(),
+            Work::Batch(jobs, slot) => {
+                execute_batch(jobs);
+                drop(slot);
+            }
         }
     }
 }
 
 /// Hands admitted requests to engines.
 pub(crate) trait Scheduler: Send + Sync {
-    /// Schedules a request; its answer arrives on the returned channel.
-    /// Dropping the receiver cancels the request if it has not started.
-    fn submit(&self, admitted: Admitted) -> tokio::sync::oneshot::Receiver<Done>;
+    /// Schedules a job; its answer arrives on the job's reply channel.
+    fn submit(&self, job: Job);
 
     /// Worker threads running engine calls.
     fn workers(&self) -> usize;
