@@ -30,7 +30,7 @@ fi
 
 cd "$REPO"
 # The onnxruntime backend's library (third_party/onnxruntime/lib), from the PyPI wheel.
-PYTHON="$PY" scripts/install-onnxruntime.sh
+PYTHON="$PY" scripts/install-onnxruntime.sh --required
 
 if "$PY" scripts/gen_fixtures.py --check; then
     echo "setup: fixtures up to date"

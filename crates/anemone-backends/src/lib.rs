@@ -12,11 +12,14 @@
 #![deny(missing_docs)]
 
 pub mod coreml;
+pub mod input_blame;
 pub mod onnx;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_coreml;
+#[cfg(feature = "onnxruntime")]
+pub mod ort_log;
 pub mod tract;
 
 pub use coreml::CoreMl;

@@ -104,10 +104,13 @@ fn init(path: PathBuf) -> std::result::Result<Runtime, String> {
     let attempt = std::panic::catch_unwind(
         || -> std::result::Result<ort::environment::Environment, String> {
             let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
-            builder
+            let env = builder
                 .with_name("anemone")
+                .with_logger(crate::ort_log::logger())
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            env.set_log_level(crate::ort_log::min_severity());
+            Ok(env)
         },
     );
     match attempt {
@@ -394,9 +397,18 @@ impl LoadedModel for OrtModel {
             values.push((spec.name.clone(), v.into()));
         }
         let mut session = self.session();
-        let outputs = session
-            .run(values)
-            .map_err(|e| fail(format!("inference failed: {e}")))?;
+        let outputs = session.run(values).map_err(|e| {
+            // ONNX Runtime checks the inputs against the graph itself
+            // (INVALID_ARGUMENT); a kernel's complaint is read from its words.
+            let invalid = e.code() == ort::error::ErrorCode::InvalidArgument;
+            crate::input_blame::engine_error(
+                NAME,
+                &self.metadata.inputs,
+                invalid,
+                format!("inference failed: {e}"),
+                None,
+            )
+        })?;
         self.metadata
             .outputs
             .iter()

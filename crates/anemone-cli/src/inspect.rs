@@ -63,6 +63,69 @@ pub struct InspectReport<'a> {
     compute_plan: Option<anemone_backends::coreml::ComputePlan>,
 }
 
+/// The most characters one value takes in the text form; `--json` has it all.
+const MAX_VALUE_CHARS: usize = 160;
+
+/// `value` cut to [`MAX_VALUE_CHARS`], saying how much was left out (a
+/// PP-OCR recognizer's `character` property is a 6,623-entry alphabet).
+fn clip(value: &str) -> String {
+    let total = value.chars().count();
+    if total <= MAX_VALUE_CHARS {
+        return value.to_string();
+    }
+    let kept: String = value.chars().take(MAX_VALUE_CHARS).collect();
+    format!(
+        "{kept}… ({} more characters of {total}; --json prints all)",
+        total - MAX_VALUE_CHARS
+    )
+}
+
+/// Lines of the backend table are wrapped at this many characters.
+const WRAP_AT: usize = 110;
+
+/// Wraps each line of `text` longer than `width` at spaces, continuing
+/// under the start of its last column (found from the line's first run of
+/// two spaces after the indent).
+fn wrap_last_column(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        if chars.len() <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let indent = chars.iter().take_while(|c| **c == ' ').count();
+        let column = (indent..chars.len().saturating_sub(2))
+            .find(|&i| chars[i] == ' ' && chars[i + 1] == ' ')
+            .map(|i| i + chars[i..].iter().take_while(|c| **c == ' ').count())
+            .filter(|&c| c < width / 2)
+            .unwrap_or(indent);
+        let pad = " ".repeat(column);
+        let mut current: String = chars[..column].iter().collect();
+        let mut used = column;
+        let rest: String = chars[column..].iter().collect();
+        for word in rest.split(' ') {
+            let n = word.chars().count();
+            if used > column && used + 1 + n > width {
+                out.push_str(current.trim_end());
+                out.push('\n');
+                current = pad.clone();
+                used = column;
+            }
+            if used > column {
+                current.push(' ');
+                used += 1;
+            }
+            current.push_str(word);
+            used += n;
+        }
+        out.push_str(current.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// What loading the model through the backend selection gave.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -245,7 +308,7 @@ impl<'a> InspectReport<'a> {
                     vec![
                         printable(&s.name),
                         s.dtype.to_string(),
-                        printable(&s.shape_string()),
+                        clip(&printable(&s.shape_string())),
                     ]
                 })
                 .collect();
@@ -256,7 +319,7 @@ impl<'a> InspectReport<'a> {
             let rows: Vec<Vec<String>> = self
                 .properties
                 .iter()
-                .map(|(k, v)| vec![format!("{}:", printable(k)), printable(v)])
+                .map(|(k, v)| vec![format!("{}:", printable(k)), clip(&printable(v))])
                 .collect();
             out.push_str(&table(&rows, "  "));
         }
@@ -264,7 +327,7 @@ impl<'a> InspectReport<'a> {
         let rows: Vec<Vec<String>> = self
             .backends
             .iter()
-            .map(|b| {
+            .flat_map(|b| {
                 let probe = match &b.probe {
                     Probe::Available { detail } => format!("available ({})", printable(detail)),
                     Probe::Unavailable { reason } => format!("unavailable: {}", printable(reason)),
@@ -273,10 +336,13 @@ impl<'a> InspectReport<'a> {
                     None => "supports this model: yes".to_string(),
                     Some(reason) => format!("supports this model: no, {}", printable(reason)),
                 };
-                vec![b.name.to_string(), probe, supports]
+                [
+                    vec![b.name.to_string(), probe],
+                    vec![String::new(), supports],
+                ]
             })
             .collect();
-        out.push_str(&table(&rows, "  "));
+        out.push_str(&wrap_last_column(&table(&rows, "  "), WRAP_AT));
         match &self.selection {
             None => {}
             Some(SelectionReport::Failed { error }) => {

@@ -12,6 +12,7 @@ mod inspect;
 mod models;
 mod output;
 mod serve;
+mod startup;
 
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
@@ -19,9 +20,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// anemone runs machine-learning models. It loads ONNX models onto a
-/// backend (today the always-present tract CPU runtime; the Apple Neural
-/// Engine, Metal, CUDA and ONNX Runtime are on the way) and runs them with
-/// admission control, validation and metrics. From this command line,
+/// backend: ONNX Runtime where its library is installed
+/// (scripts/install-onnxruntime.sh or ORT_DYLIB_PATH), tract's pure-Rust CPU
+/// runtime always, tract's CUDA runtime in builds with the `cuda` feature,
+/// and on Apple systems Core ML and Metal (written, not yet run on a Mac;
+/// Core ML files are read everywhere). It runs them with admission control,
+/// validation and metrics. From this command line,
 /// `inspect` describes a model file without loading it, and `infer` runs a
 /// model on NumPy `.npy` inputs and writes its outputs as `.npy` files, and
 /// `serve` serves a Triton-style model repository over the KServe v2 / Open

@@ -73,6 +73,28 @@ pub struct ServeArgs {
     )]
     pub exit_timeout_secs: u64,
 
+    /// Seconds an HTTP client may take to send a request's head; also how long an
+    /// idle keep-alive connection is kept (slow or silent clients are disconnected).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "ANEMONE_HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds an HTTP request body may stall between two chunks; a stalled body
+    /// is answered 408 and its connection closed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "ANEMONE_HTTP_BODY_TIMEOUT_SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_body_timeout_secs: u64,
+
     /// Largest request body (HTTP) or message (gRPC) in bytes; larger ones are refused
     /// (HTTP 413, gRPC RESOURCE_EXHAUSTED).
     #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
@@ -121,6 +143,17 @@ fn watch_thermal_state(manager: &anemone_runtime::Manager) {
     }
 }
 
+/// Says once, at start-up, that ONNX Runtime is missing and how to add it:
+/// models then run on tract, which is correct but often slower.
+fn warn_if_onnxruntime_missing() {
+    #[cfg(feature = "onnxruntime")]
+    if let anemone_core::Probe::Unavailable { reason } =
+        anemone_core::Backend::probe(&anemone_backends::OnnxRuntime)
+    {
+        tracing::warn!("ONNX Runtime is unavailable, so models run on tract: {reason}");
+    }
+}
+
 /// Runs the server until a shutdown signal.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -143,6 +176,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         builder = builder.workers(n);
     }
     let manager = builder.build()?;
+    warn_if_onnxruntime_missing();
     watch_thermal_state(&manager);
     let options = ServerOptions {
         host: args.host.clone(),
@@ -154,16 +188,22 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         exit_timeout: Duration::from_secs(args.exit_timeout_secs),
         max_request_bytes: args.max_request_bytes,
         poll_interval: Duration::from_secs(args.repository_poll_secs.max(1)),
+        http_timeouts: anemone_server::server::HttpTimeouts {
+            header: Duration::from_secs(args.http_header_timeout_secs),
+            body: Duration::from_secs(args.http_body_timeout_secs),
+        },
     };
     let server = Server::bind(options, manager)
         .await
         .map_err(anyhow::Error::msg)?;
     println!("HTTP listening on {}", server.http_addr());
     println!("gRPC listening on {}", server.grpc_addr());
+    let report = tokio::spawn(crate::startup::report(server.state()));
     server
         .run(shutdown_signal())
         .await
         .map_err(anyhow::Error::msg)?;
+    report.abort();
     println!("anemone stopped");
     Ok(())
 }

@@ -342,6 +342,41 @@ fn inspect_json_describes_dynamic_dims_and_backends() {
     );
 }
 
+/// PP-OCR rec carries its 6,623-entry alphabet as a property: the text
+/// form cuts it and says so; `--json` keeps it whole.
+#[test]
+fn inspect_cuts_long_values_in_text_and_keeps_them_in_json() {
+    let model = fixture("fixtures/generated/ocr_rec/model.onnx");
+    let model = model.to_str().unwrap();
+    let stdout = assert_ok(&anemone(&["inspect", model, "--no-select"]));
+    let longest = stdout.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(longest <= 240, "a {longest}-character line in:\n{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("character:"))
+        .unwrap_or_else(|| panic!("no character property in:\n{stdout}"));
+    assert!(
+        row.contains("more characters of") && row.contains("--json"),
+        "{row}"
+    );
+    let json: Value = serde_json::from_str(&assert_ok(&anemone(&[
+        "inspect",
+        model,
+        "--no-select",
+        "--json",
+    ])))
+    .unwrap();
+    assert!(
+        json["properties"]["character"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count()
+            > 6000,
+        "--json keeps the whole value"
+    );
+}
+
 #[test]
 fn inspect_text_shows_anonymous_dims_as_minus_one() {
     let stdout = assert_ok(&anemone(&[
@@ -572,6 +607,17 @@ fn bad_inputs_name_the_input_and_the_file() {
     );
     assert_error(&anemone(&["infer", model, "-i", "=x.npy"]), &["=x.npy"]);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The top-level help says where ONNX Runtime stands (it is not "on the way").
+#[test]
+fn top_level_help_says_how_onnxruntime_is_found() {
+    let stdout = assert_ok(&anemone(&["--help"]));
+    assert!(!stdout.contains("on the way"), "{stdout}");
+    assert!(
+        stdout.contains("scripts/install-onnxruntime.sh"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -865,5 +911,219 @@ fn doctor_checks_a_repository_and_names_models_that_cannot_run_here() {
         text.contains("classifier (coreml): NOT LOADABLE HERE"),
         "{text}"
     );
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+/// ONNX Runtime's own log lines go through anemone's logging: silero VAD
+/// fed one sample (too short for its STFT's reflect padding), with
+/// `--log-level off`, leaves exactly the one `error:` line, with no
+/// `[E:onnxruntime:...]` line from ONNX Runtime and no ANSI colour.
+#[test]
+fn onnxruntime_log_lines_do_not_leak() {
+    let dir = temp_dir("ort-log");
+    let write = |name: &str, t: Tensor| {
+        let path = dir.join(format!("{name}.npy"));
+        std::fs::write(&path, npy::to_bytes(&t)).unwrap();
+        format!("{name}={}", path.display())
+    };
+    let input = write("input", Tensor::from_vec(vec![1, 1], vec![0.5f32]).unwrap());
+    let state = write(
+        "state",
+        Tensor::from_vec(vec![2, 1, 128], vec![0f32; 256]).unwrap(),
+    );
+    let sr = write("sr", Tensor::from_vec(vec![], vec![16000i64]).unwrap());
+    let model = fixture("fixtures/generated/silero_vad/model.onnx");
+    let mut args = vec![
+        "infer",
+        model.to_str().unwrap(),
+        "-d",
+        dir.to_str().unwrap(),
+    ];
+    for i in [&input, &state, &sr] {
+        args.extend(["-i", i.as_str()]);
+    }
+    args.extend(["--backends", "onnxruntime", "--log-level", "off"]);
+    let out = anemone(&args);
+    // ONNX Runtime itself calls it INVALID_ARGUMENT: the input's fault.
+    let stderr = assert_error(&out, &["onnxruntime", "cannot run on input"]);
+    assert!(!stderr.contains("[E:onnxruntime"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes on a pipe: {stderr:?}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A running `anemone serve` child, stopped with SIGTERM when dropped.
+struct Serving {
+    child: std::process::Child,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Serving {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Serving {
+        use std::io::BufRead;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ANEMONE_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .args(["serve", "--http-port", "0", "--grpc-port", "0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the anemone binary runs");
+        let (tx, stdout) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (err, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Serving {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Stdout lines up to and including the first that `done` accepts
+    /// (at most a minute).
+    fn lines_until(&self, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|e| {
+                    panic!("{e}; stdout so far: {lines:#?}\nstderr: {}", self.stderr())
+                });
+            let last = done(&line);
+            lines.push(line);
+            if last {
+                return lines;
+            }
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to a minute for stderr to contain `what`.
+    fn wait_stderr(&self, what: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.stderr();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no '{what}' on stderr:\n{s}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status (at most a minute later).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no exit a minute after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `serve` without the ONNX Runtime library says so once, at warn level,
+/// with the fix; prints a table of its models once they have loaded; and in
+/// poll mode logs a reload that failed.
+#[test]
+fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
+    let repo = temp_dir("serve-report");
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "broken",
+        "fixtures/generated/bad/truncated.onnx",
+        "model.onnx",
+    );
+    let mut serving = Serving::start(
+        &[
+            "--model-repository",
+            repo.to_str().unwrap(),
+            "--model-control-mode",
+            "poll",
+            "--repository-poll-secs",
+            "1",
+        ],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+    );
+    let lines = serving.lines_until(|l| l.starts_with("broken"));
+    let header = lines
+        .iter()
+        .find(|l| l.starts_with("MODEL"))
+        .unwrap_or_else(|| panic!("no table header: {lines:#?}"));
+    for column in ["VERSION", "STATE", "BACKEND", "LOAD TIME"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let add = lines.iter().find(|l| l.starts_with("add ")).unwrap();
+    for cell in ["1", "READY", "tract-cpu", " ms"] {
+        assert!(add.contains(cell), "{add}");
+    }
+    let broken = lines.last().unwrap();
+    assert!(broken.contains("UNAVAILABLE"), "{broken}");
+
+    let stderr = serving.stderr();
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes on a pipe: {stderr:?}"
+    );
+    let warned = stderr.matches("ONNX Runtime is unavailable").count();
+    assert_eq!(warned, 1, "{stderr}");
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(stderr.contains("install-onnxruntime.sh"), "{stderr}");
+
+    // A change on disk that cannot load is logged.
+    std::fs::write(repo.join("add/1/model.onnx"), b"not a model").unwrap();
+    let stderr = serving.wait_stderr("reload after a change on disk failed");
+    assert!(stderr.contains("add"), "{stderr}");
+    assert!(serving.terminate().success());
     let _ = std::fs::remove_dir_all(repo);
 }

@@ -360,6 +360,22 @@ pub enum InputError {
         /// What is wrong.
         reason: String,
     },
+    /// The inputs passed validation, but the engine cannot run the model on
+    /// them: a size the network's layers cannot take (an image height that
+    /// is not a multiple of the network's stride, or smaller than a kernel),
+    /// or values out of range. The request is wrong, not the backend.
+    #[error(
+        "the model cannot run on input '{name}' as sent; {backend} says: {message}. \
+         Check the sizes the model accepts (e.g. a detector may need sides that are multiples of 32)"
+    )]
+    Rejected {
+        /// The input (or inputs, comma-separated) of the request.
+        name: String,
+        /// The backend that refused them.
+        backend: String,
+        /// The engine's error, on one line.
+        message: String,
+    },
     /// The same output was requested twice.
     #[error("output '{name}' is requested more than once")]
     DuplicateOutput {
@@ -389,6 +405,7 @@ impl InputError {
             | InputError::Symbol { name, .. }
             | InputError::ByteLength { name, .. }
             | InputError::Malformed { name, .. }
+            | InputError::Rejected { name, .. }
             | InputError::DuplicateOutput { name }
             | InputError::UnknownOutput { name, .. } => name,
         }

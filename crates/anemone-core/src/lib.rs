@@ -4,7 +4,9 @@
 //! This crate has no async runtime and no engine in it. Every other anemone
 //! crate builds on these types:
 //!
-//! - [`Tensor`] and [`DataType`]: dense host tensors in C order;
+//! - [`Tensor`] and [`DataType`]: dense host tensors in C order, joined and
+//!   split along the batch dimension by [`Tensor::concat_batch`] and
+//!   [`Tensor::split_batch`];
 //! - [`ModelMetadata`], [`TensorSpec`] and [`Dim`]: what a model declares;
 //! - [`Error`] and [`ErrorKind`]: one error type with a kind and `retryable()`;
 //! - [`Backend`] and [`LoadedModel`]: the contract every engine implements;

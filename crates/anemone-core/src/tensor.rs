@@ -3,6 +3,8 @@
 use crate::dtype::DataType;
 use half::f16;
 
+mod batch;
+
 /// A dense, C-order (row-major) tensor in host memory.
 ///
 /// Numeric data is kept as little-endian bytes, which is the layout every
@@ -61,6 +63,46 @@ pub enum TensorError {
     Storage {
         /// Element type.
         dtype: DataType,
+    },
+    /// [`Tensor::concat_batch`] was given no tensors.
+    #[error("a batch needs at least one tensor to concatenate")]
+    EmptyBatch,
+    /// A scalar has no batch dimension to join or split along.
+    #[error("tensor {index} of the batch is a scalar: it has no batch dimension (dimension 0)")]
+    NoBatchDim {
+        /// Position of the scalar among the parts (0 for a split).
+        index: usize,
+    },
+    /// A part of a batch has another element type than the first.
+    #[error("tensor {index} of the batch holds {got}, the first holds {expected}")]
+    BatchDtype {
+        /// Position of the part.
+        index: usize,
+        /// The first part's type.
+        expected: DataType,
+        /// This part's type.
+        got: DataType,
+    },
+    /// A part of a batch has other dimensions after the first than the first part.
+    #[error(
+        "tensor {index} of the batch has dimensions {got:?} after the batch dimension, \
+         the first has {expected:?}: only tensors that differ in dimension 0 can be batched"
+    )]
+    BatchShape {
+        /// Position of the part.
+        index: usize,
+        /// The first part's dimensions after dimension 0.
+        expected: Vec<usize>,
+        /// This part's.
+        got: Vec<usize>,
+    },
+    /// Split sizes that do not add up to the rows.
+    #[error("split sizes {sizes:?} do not add up to the tensor's {rows} rows")]
+    BatchSizes {
+        /// Sizes given.
+        sizes: Vec<usize>,
+        /// The tensor's dimension 0.
+        rows: usize,
     },
     /// A typed view was asked with the wrong element type.
     #[error("tensor holds {actual} elements, not {requested}")]

@@ -157,6 +157,11 @@ impl Repository {
         &self.root
     }
 
+    /// Whether the start-up loads have all finished, successfully or not.
+    pub fn startup_finished(&self) -> bool {
+        self.startup_done.load(Ordering::Acquire)
+    }
+
     /// The control mode.
     pub fn mode(&self) -> ControlMode {
         self.mode
@@ -413,7 +418,9 @@ impl Repository {
             };
             if changed {
                 tracing::info!(model = %name, "model new or changed on disk; loading");
-                let _ = self.load(&name, None).await;
+                if let Err(e) = self.load(&name, None).await {
+                    tracing::warn!(model = %name, "reload after a change on disk failed: {}", e.message);
+                }
             }
         }
     }

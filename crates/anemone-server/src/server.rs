@@ -1,6 +1,7 @@
 //! Binding the listeners, running HTTP and gRPC side by side, and shutting
 //! down gracefully.
 
+pub use crate::http::serve::HttpTimeouts;
 use crate::repository::{ControlMode, Repository};
 use crate::state::AppState;
 use anemone_runtime::Manager;
@@ -33,6 +34,10 @@ pub struct ServerOptions {
     pub max_request_bytes: usize,
     /// How often poll mode rescans the repository. By default, 15 s.
     pub poll_interval: Duration,
+    /// How long an HTTP client may take to send a request head (also how
+    /// long an idle keep-alive connection is kept; by default 30 s), and
+    /// between two chunks of a body (by default 60 s; a stalled body gets 408).
+    pub http_timeouts: HttpTimeouts,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +52,10 @@ impl Default for ServerOptions {
             exit_timeout: Duration::from_secs(30),
             max_request_bytes: 64 << 20,
             poll_interval: Duration::from_secs(15),
+            http_timeouts: HttpTimeouts {
+                header: Duration::from_secs(30),
+                body: Duration::from_secs(60),
+            },
         }
     }
 }
@@ -144,7 +153,10 @@ impl Server {
         let readiness = tokio::spawn(track_readiness(Arc::clone(&state), reporter));
 
         let router = crate::http::router(Arc::clone(&state), options.max_request_bytes);
-        let http_server = axum::serve(http, router).with_graceful_shutdown(stopped());
+        // Accepted sockets get TCP_NODELAY there: without it, Nagle's
+        // algorithm holds a response's last segment until the client's
+        // delayed ACK (~40 ms on Linux).
+        let http_server = crate::http::serve::serve(http, router, options.http_timeouts, stopped());
         let grpc_server = tonic::transport::Server::builder()
             .add_service(health)
             .add_service(crate::grpc::service(
@@ -152,12 +164,16 @@ impl Server {
                 options.max_request_bytes,
             ))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                // The builder's own `tcp_nodelay` applies only to listeners it
+                // binds itself: set it on this one's accepted sockets.
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 stopped(),
             );
 
-        let http_task =
-            tokio::spawn(async move { http_server.await.map_err(|e| format!("HTTP server: {e}")) });
+        let http_task = tokio::spawn(async move {
+            http_server.await;
+            Ok::<(), String>(())
+        });
         let grpc_task =
             tokio::spawn(async move { grpc_server.await.map_err(|e| format!("gRPC server: {e}")) });
 

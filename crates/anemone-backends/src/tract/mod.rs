@@ -349,11 +349,14 @@ impl LoadedModel for TractModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let fail = |what: &str, e: TractError| Error::Backend {
-            backend: self.backend.into(),
-            message: format!("{what}: {}", tract_message(&e)),
-            retryable: false,
-            source: Some(e.into()),
+        let fail = |what: &str, e: TractError| {
+            crate::input_blame::engine_error(
+                self.backend,
+                &self.metadata.inputs,
+                false,
+                format!("{what}: {}", tract_message(&e)),
+                Some(e.into()),
+            )
         };
         for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
             convert::check_utf8(&spec.name, t)?;

@@ -1,6 +1,7 @@
 //! How an [`ApiError`] goes over HTTP: the status from
 //! [`ApiError::http_status`] and the body `{"error": "..."}`.
 
+use super::serve::BodyTimeout;
 use crate::errors::ApiError;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::http::StatusCode;
@@ -15,9 +16,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Turns a failure to read the request body into an [`ApiError`]: over
-/// `limit` is 413, anything else (the client went away mid-body) is 400.
-pub(crate) fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
+/// Answers a failure to read the request body: over `limit` is 413, a body
+/// that stalled past its idle timeout 408 (and the connection closes),
+/// anything else (the client went away mid-body) 400.
+pub(crate) fn body_error(rejection: BytesRejection, limit: usize) -> Response {
+    if let Some(timeout) = body_timeout(&rejection) {
+        let body = Json(serde_json::json!({ "error": timeout.to_string() }));
+        return (
+            StatusCode::REQUEST_TIMEOUT,
+            [(axum::http::header::CONNECTION, "close")],
+            body,
+        )
+            .into_response();
+    }
     match rejection {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             ApiError::too_large(limit)
@@ -27,6 +38,19 @@ pub(crate) fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
             other.body_text()
         )),
     }
+    .into_response()
+}
+
+/// The [`BodyTimeout`] somewhere in the rejection's chain of causes.
+fn body_timeout(rejection: &BytesRejection) -> Option<&BodyTimeout> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if let Some(t) = e.downcast_ref::<BodyTimeout>() {
+            return Some(t);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// The answer for a path no route serves.

@@ -6,6 +6,7 @@
 
 mod error;
 pub mod infer;
+pub mod serve;
 mod views;
 
 use crate::errors::ApiError;
@@ -92,15 +93,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
 struct RequestBody(Bytes);
 
 impl FromRequest<Http> for RequestBody {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request(req: Request, http: &Http) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, http: &Http) -> Result<Self, Response> {
         if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
             let name = String::from_utf8_lossy(encoding.as_bytes());
             if !name.trim().eq_ignore_ascii_case("identity") {
                 return Err(ApiError::invalid(format!(
                     "Content-Encoding '{name}' is not supported; send the body uncompressed"
-                )));
+                ))
+                .into_response());
             }
         }
         Bytes::from_request(req, http)

@@ -1,0 +1,114 @@
+//! Telling an engine error that the request's inputs caused from a fault of
+//! the backend, so that bad input is answered 400 / INVALID_ARGUMENT and
+//! never counts toward moving a model to another backend.
+//!
+//! The inputs have passed validation against the model's declared shapes
+//! by then; what is left is what only the network knows: a size its layers
+//! cannot take (a PP-OCR detector's height that is not a multiple of 32
+//! makes its feature pyramid's Add or Concat mismatch), or a value out of
+//! range. The engines say so only in words, so the words are matched here,
+//! against the texts tract 0.23 and ONNX Runtime 1.31 really give (the
+//! tests below hold real messages). Anything that speaks of memory or a
+//! device stays a backend fault.
+
+use anemone_core::{BoxError, Error, InputError, TensorSpec};
+
+/// Fragments (lower case) of engine messages that blame the inputs' shape
+/// or values.
+const INPUT_FRAGMENTS: [&str; 14] = [
+    // tract, planning for concrete shapes.
+    "impossible to unify",
+    "failed analyse",
+    // ONNX Runtime's element-wise and shape kernels.
+    "attempting to broadcast",
+    "can't broadcast",
+    "cannot broadcast",
+    "invalid rank for input",
+    "got invalid dimensions for input",
+    "unexpected input data type",
+    "shape mismatch",
+    "cannot be reshaped",
+    "non concat axis dimensions must match",
+    "invalid input shape",
+    "out of bounds",
+    "out of range",
+];
+
+/// Fragments that make an error the backend's whatever else it says.
+const FAULT_FRAGMENTS: [&str; 6] = ["memory", "alloc", "cuda", "cudnn", "device", "panicked"];
+
+/// Whether an engine's message says the request's inputs are to blame.
+pub fn blames_input(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    INPUT_FRAGMENTS.iter().any(|f| m.contains(f)) && !FAULT_FRAGMENTS.iter().any(|f| m.contains(f))
+}
+
+/// The error for an engine call that failed with `message`: the inputs'
+/// fault ([`InputError::Rejected`], HTTP 400) when `input_caused` or the
+/// message blames them, else a backend failure.
+pub fn engine_error(
+    backend: &str,
+    inputs: &[TensorSpec],
+    input_caused: bool,
+    message: String,
+    source: Option<BoxError>,
+) -> Error {
+    let message = message.trim().to_string();
+    if input_caused || blames_input(&message) {
+        let names: Vec<&str> = inputs.iter().map(|s| s.name.as_str()).collect();
+        return Error::Input(InputError::Rejected {
+            name: names.join(", "),
+            backend: backend.to_string(),
+            message,
+        });
+    }
+    Error::Backend {
+        backend: backend.into(),
+        message,
+        retryable: false,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anemone_core::ErrorKind;
+
+    /// Real messages: PP-OCR det (fixtures/generated/ocr_det) at 1x3x100x100.
+    const TRACT_DET: &str = "cannot plan for these input shapes: Failed analyse for node #662 \"p2o.Concat.0\" InferenceConcat: \
+        Infering facts: Applying rule inputs[0].shape[2] == inputs[1].shape[2]: Impossible to unify Val(32) with Mul([Val(4)])";
+    const ORT_DET: &str = "inference failed: Non-zero status code returned while running Add node. Name:'p2o.Add.248' \
+        Status Message: /onnxruntime_src/onnxruntime/core/providers/cpu/math/element_wise_ops.h:563 \
+        void onnxruntime::BroadcastIterator::Init(ptrdiff_t, ptrdiff_t) axis == 1 || axis == largest was false. \
+        Attempting to broadcast an axis by a dimension other than 1. 7 by 8\n";
+
+    #[test]
+    fn shape_errors_of_both_engines_blame_the_input() {
+        assert!(blames_input(TRACT_DET));
+        assert!(blames_input(ORT_DET));
+        let e = engine_error("onnxruntime", &[], false, ORT_DET.into(), None);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().ends_with("multiples of 32)"), "{e}");
+        assert!(e.to_string().contains("7 by 8. Check"), "{e}");
+    }
+
+    #[test]
+    fn resource_and_unknown_errors_stay_backend_faults() {
+        for m in [
+            "Failed to allocate memory for requested buffer of size 123",
+            "CUDA failure 2: out of memory",
+            "inference failed: something unexpected",
+        ] {
+            assert!(!blames_input(m), "{m}");
+            assert_eq!(
+                engine_error("x", &[], false, m.into(), None).kind(),
+                ErrorKind::Backend
+            );
+        }
+        assert_eq!(
+            engine_error("x", &[], true, "anything".into(), None).kind(),
+            ErrorKind::InvalidInput
+        );
+    }
+}

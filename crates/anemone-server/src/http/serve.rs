@@ -1,0 +1,176 @@
+//! Serving the HTTP router on a listener with hyper directly, because
+//! `axum::serve` gives hyper no timer, and so no timeout ever applies: a
+//! client that sends half a request head (slow-loris), idles on a
+//! keep-alive connection, or stalls in the middle of a body would hold its
+//! connection (and file descriptor) forever.
+//!
+//! Here every connection gets hyper's header read timeout (which also
+//! bounds how long an idle keep-alive connection is kept, since hyper waits
+//! for the next request head from the moment the last answer is sent), and
+//! every request body an idle timeout between its chunks: a stalled body is
+//! answered 408. Accepted sockets get `TCP_NODELAY`. On shutdown the
+//! listener closes, each connection finishes the request it is serving and
+//! closes, and [`serve`] returns once all have.
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::Router;
+use http_body::Frame;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// How long an HTTP client may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// To send a request's head, counted from when the server starts
+    /// waiting for it: also how long an idle keep-alive connection is kept.
+    pub header: Duration,
+    /// Between two chunks of a request body (and before its first one,
+    /// counted from when the handler starts reading it).
+    pub body: Duration,
+}
+
+/// A request body stalled longer than [`HttpTimeouts::body`].
+#[derive(Debug)]
+pub struct BodyTimeout(pub Duration);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no request body data arrived for {} s (--http-body-timeout-secs)",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeouts: HttpTimeouts,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it
+                // was accepted: wait a little rather than spin.
+                tracing::debug!("cannot accept an HTTP connection: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on an HTTP connection: {e}");
+        }
+        connections.spawn(connection(tcp, router.clone(), timeouts, closing.clone()));
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    router: Router,
+    timeouts: HttpTimeouts,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let request = request.map(|b| Body::new(IdleTimeoutBody::new(b, timeouts.body)));
+        router.clone().oneshot(request)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header);
+    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+    tokio::pin!(conn);
+    let closed = async move {
+        // The guard `wait_for` returns is not Send: drop it before any await.
+        let _ = closing.wait_for(|c| *c).await.map(drop);
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = closed => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("HTTP connection ended: {e}");
+    }
+}
+
+/// A request body that fails with [`BodyTimeout`] when no chunk comes for
+/// its timeout while it is being read.
+struct IdleTimeoutBody {
+    inner: Incoming,
+    timeout: Duration,
+    /// Armed at the first read, so time spent before the handler reads
+    /// does not count.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl IdleTimeoutBody {
+    fn new(inner: Incoming, timeout: Duration) -> IdleTimeoutBody {
+        IdleTimeoutBody {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl HttpBody for IdleTimeoutBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,533 @@
+//! Completing a configuration against the model file it describes.
+
+use std::collections::HashSet;
+
+use anemone_core::{Dim, ModelFormat, ModelMetadata, TensorSpec};
+
+use super::dtypes::{dim_i64, proto_dtype};
+use crate::proto::model_version_policy::{Latest, PolicyChoice};
+use crate::proto::{
+    DataType as ProtoType, ModelConfig, ModelInput, ModelOutput, ModelVersionPolicy,
+};
+
+/// The effective configuration of a model: the given config (or an empty
+/// one) completed and checked against what the model file declares.
+///
+/// - `name` empty → `name`; a different name is an error (Triton requires
+///   the config name to match the model directory).
+/// - `platform` empty → `onnxruntime_onnx` for ONNX files, `anemone` for
+///   Core ML files. `backend` is left as given.
+/// - `version_policy` unset → `latest { num_versions: 1 }`, as Triton does.
+/// - `input` empty → every model input; `output` empty → every model output.
+///   Dims are the model's (fixed size, or -1 when dynamic); a tensor whose
+///   model declares no shape at all gets `[-1]`. With `max_batch_size > 0`
+///   the model's first dimension is the batch dimension: it must be dynamic,
+///   and dims leave it out (Triton semantics).
+/// - Inputs/outputs the config gives are checked against the model: the name
+///   must exist, `data_type` must match (filled if unset), dims must have the
+///   same rank and agree where both are fixed (-1 in the config matches
+///   anything; empty dims are filled). Every model input must be listed;
+///   outputs may be a subset, as in Triton.
+pub fn complete(
+    config: Option<ModelConfig>,
+    name: &str,
+    meta: &ModelMetadata,
+) -> Result<ModelConfig, String> {
+    let mut cfg = config.unwrap_or_default();
+    if cfg.name.is_empty() {
+        cfg.name = name.to_string();
+    } else if cfg.name != name {
+        return Err(format!(
+            "config name '{}' does not match the model directory '{name}'; Triton requires them to match: \
+             set name: \"{name}\" or rename the directory",
+            cfg.name
+        ));
+    }
+    if cfg.platform.is_empty() {
+        cfg.platform = match meta.format {
+            ModelFormat::Onnx => "onnxruntime_onnx",
+            ModelFormat::CoreMl => "anemone",
+        }
+        .to_string();
+    }
+    if cfg.max_batch_size < 0 {
+        return Err(format!(
+            "max_batch_size is {}; set it to 0 (no batch dimension) or a positive batch size",
+            cfg.max_batch_size
+        ));
+    }
+    if cfg.version_policy.is_none() {
+        cfg.version_policy = Some(ModelVersionPolicy {
+            policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })),
+        });
+    }
+    let batching = cfg.max_batch_size > 0;
+
+    if cfg.input.is_empty() {
+        for spec in &meta.inputs {
+            cfg.input.push(ModelInput {
+                name: spec.name.clone(),
+                data_type: proto_dtype(spec.dtype) as i32,
+                dims: fill_dims(spec, batching, "input")?,
+                ..Default::default()
+            });
+        }
+    } else {
+        let mut seen = HashSet::new();
+        for (i, io) in cfg.input.iter_mut().enumerate() {
+            check_entry(
+                "input",
+                i,
+                &io.name,
+                &mut io.data_type,
+                &mut io.dims,
+                &meta.inputs,
+                batching,
+            )?;
+            if !seen.insert(io.name.clone()) {
+                return Err(format!(
+                    "input '{}' is listed twice in the config; list each input once",
+                    io.name
+                ));
+            }
+        }
+        if let Some(missing) = meta.inputs.iter().find(|s| !seen.contains(&s.name)) {
+            return Err(format!(
+                "model input '{}' is missing from the config's 'input' list; list every input of the model ({}) \
+                 or leave 'input' out so anemone fills it in",
+                missing.name,
+                names(&meta.inputs)
+            ));
+        }
+    }
+
+    if cfg.output.is_empty() {
+        for spec in &meta.outputs {
+            cfg.output.push(ModelOutput {
+                name: spec.name.clone(),
+                data_type: proto_dtype(spec.dtype) as i32,
+                dims: fill_dims(spec, batching, "output")?,
+                ..Default::default()
+            });
+        }
+    } else {
+        let mut seen = HashSet::new();
+        for (i, io) in cfg.output.iter_mut().enumerate() {
+            check_entry(
+                "output",
+                i,
+                &io.name,
+                &mut io.data_type,
+                &mut io.dims,
+                &meta.outputs,
+                batching,
+            )?;
+            if !seen.insert(io.name.clone()) {
+                return Err(format!(
+                    "output '{}' is listed twice in the config; list each output once",
+                    io.name
+                ));
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+fn names(specs: &[TensorSpec]) -> String {
+    if specs.is_empty() {
+        return "none".to_string();
+    }
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The model's dims as the config sees them: without the batch dimension
+/// when batching (which must then be dynamic). `None` when the model does
+/// not declare a shape.
+fn model_dims(spec: &TensorSpec, batching: bool, role: &str) -> Result<Option<Vec<i64>>, String> {
+    let Some(shape) = &spec.shape else {
+        return Ok(None);
+    };
+    if !batching {
+        return Ok(Some(shape.iter().map(dim_i64).collect()));
+    }
+    match shape.split_first() {
+        None => Err(format!(
+            "max_batch_size is set but {role} '{}' is a scalar, with no batch dimension; set max_batch_size: 0",
+            spec.name
+        )),
+        Some((Dim::Fixed(n), _)) => Err(format!(
+            "max_batch_size is set but {role} '{}' has a fixed first dimension {n} (shape {}); set max_batch_size: 0 \
+             and give the full shape in dims, or export the model with a dynamic batch dimension",
+            spec.name,
+            spec.shape_string()
+        )),
+        Some((_, rest)) => Ok(Some(rest.iter().map(dim_i64).collect())),
+    }
+}
+
+fn fill_dims(spec: &TensorSpec, batching: bool, role: &str) -> Result<Vec<i64>, String> {
+    Ok(model_dims(spec, batching, role)?.unwrap_or_else(|| vec![-1]))
+}
+
+/// Checks (and where empty, fills) one config input or output against the model.
+fn check_entry(
+    role: &str,
+    index: usize,
+    name: &str,
+    data_type: &mut i32,
+    dims: &mut Vec<i64>,
+    model: &[TensorSpec],
+    batching: bool,
+) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!(
+            "config {role}[{index}] has no name; set name to one of the model's {role}s: {}",
+            names(model)
+        ));
+    }
+    let Some(spec) = model.iter().find(|s| s.name == name) else {
+        return Err(format!(
+            "config {role} '{name}' is not an {role} of the model; the model's {role}s are: {}",
+            names(model)
+        ));
+    };
+    let expected = proto_dtype(spec.dtype);
+    if *data_type == ProtoType::TypeInvalid as i32 {
+        *data_type = expected as i32;
+    } else if *data_type != expected as i32 {
+        let given = ProtoType::try_from(*data_type)
+            .map(|t| t.as_str_name().to_string())
+            .unwrap_or_else(|_| data_type.to_string());
+        return Err(format!(
+            "{role} '{name}': data_type is {given} in the config but the model's {role} is {}; set data_type: {}",
+            expected.as_str_name(),
+            expected.as_str_name()
+        ));
+    }
+    let Some(model_dims) = model_dims(spec, batching, role)? else {
+        return Ok(());
+    };
+    if dims.is_empty() && !model_dims.is_empty() {
+        *dims = model_dims;
+        return Ok(());
+    }
+    let batch_note = if batching {
+        " after the batch dimension (with max_batch_size > 0, dims leave out the first, batch, dimension)"
+    } else {
+        ""
+    };
+    if dims.len() != model_dims.len() {
+        return Err(format!(
+            "{role} '{name}': dims {dims:?} have {} dimension(s) but the model's shape {} has {}{batch_note}; \
+             set dims to {model_dims:?} or remove them",
+            dims.len(),
+            spec.shape_string(),
+            model_dims.len()
+        ));
+    }
+    for (i, (&c, &m)) in dims.iter().zip(&model_dims).enumerate() {
+        if c != -1 && m != -1 && c != m {
+            return Err(format!(
+                "{role} '{name}': dims[{i}] is {c} in the config but the model's shape {} fixes it to {m}{batch_note}; \
+                 set it to {m} or -1",
+                spec.shape_string()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model_config::fixtures::*;
+    use crate::model_config::versions_to_load;
+    use anemone_core::DataType as CoreType;
+
+    #[test]
+    fn complete_fills_from_model_without_batching() {
+        let m = meta(
+            vec![
+                spec(
+                    "x",
+                    CoreType::F32,
+                    vec![Dim::Named("n".into()), Dim::Fixed(3), Dim::Any],
+                ),
+                spec("mask", CoreType::Bool, vec![]),
+            ],
+            vec![
+                spec(
+                    "y",
+                    CoreType::I64,
+                    vec![Dim::Named("n".into()), Dim::Fixed(10)],
+                ),
+                TensorSpec {
+                    name: "z".into(),
+                    dtype: CoreType::Bytes,
+                    shape: None,
+                },
+            ],
+        );
+        let c = complete(None, "net", &m).unwrap();
+        assert_eq!(c.name, "net");
+        assert_eq!(c.platform, "onnxruntime_onnx");
+        assert_eq!(c.backend, "");
+        assert_eq!(c.max_batch_size, 0);
+        assert_eq!(c.input.len(), 2);
+        assert_eq!(
+            (c.input[0].name.as_str(), c.input[0].data_type),
+            ("x", ProtoType::TypeFp32 as i32)
+        );
+        assert_eq!(c.input[0].dims, vec![-1, 3, -1]);
+        assert_eq!(c.input[1].data_type, ProtoType::TypeBool as i32);
+        assert!(c.input[1].dims.is_empty());
+        assert_eq!(c.output[0].data_type, ProtoType::TypeInt64 as i32);
+        assert_eq!(c.output[0].dims, vec![-1, 10]);
+        assert_eq!(c.output[1].data_type, ProtoType::TypeString as i32);
+        assert_eq!(c.output[1].dims, vec![-1]);
+        assert_eq!(versions_to_load(&c, &[1, 2]).unwrap(), vec![2]);
+        // Given config values are kept.
+        let given = ModelConfig {
+            backend: "tract".into(),
+            ..Default::default()
+        };
+        let c = complete(Some(given), "net", &m).unwrap();
+        assert_eq!(
+            (c.platform.as_str(), c.backend.as_str()),
+            ("onnxruntime_onnx", "tract")
+        );
+    }
+
+    #[test]
+    fn complete_fills_from_model_with_batching() {
+        let given = ModelConfig {
+            max_batch_size: 8,
+            ..Default::default()
+        };
+        let c = complete(Some(given), "resnet50", &resnet_meta()).unwrap();
+        assert_eq!(c.input[0].dims, vec![3, 224, 224]);
+        assert_eq!(c.output[0].dims, vec![1000]);
+        assert_eq!(c.max_batch_size, 8);
+        // Fixed first dimension cannot batch.
+        let m = meta(
+            vec![spec("x", CoreType::F32, vec![Dim::Fixed(1), Dim::Fixed(3)])],
+            vec![],
+        );
+        let e = complete(
+            Some(ModelConfig {
+                max_batch_size: 4,
+                ..Default::default()
+            }),
+            "m",
+            &m,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("max_batch_size is set but input 'x' has a fixed first dimension 1"),
+            "{e}"
+        );
+        let m = meta(
+            vec![spec("x", CoreType::F32, vec![Dim::Any])],
+            vec![spec("y", CoreType::F32, vec![])],
+        );
+        let e = complete(
+            Some(ModelConfig {
+                max_batch_size: 4,
+                ..Default::default()
+            }),
+            "m",
+            &m,
+        )
+        .unwrap_err();
+        assert!(e.contains("output 'y' is a scalar"), "{e}");
+    }
+
+    #[test]
+    fn complete_checks_given_tensors() {
+        let m = resnet_meta();
+        let cfg = |inputs: Vec<ModelInput>, mbs: i32| ModelConfig {
+            max_batch_size: mbs,
+            input: inputs,
+            ..Default::default()
+        };
+
+        // -1 matches a fixed dim; empty data_type and dims are filled.
+        let ok = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp32, vec![3, -1, -1])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap();
+        assert_eq!(ok.input[0].dims, vec![3, -1, -1]);
+        assert_eq!(ok.output[0].dims, vec![1000]);
+        let ok = complete(
+            Some(cfg(vec![input("input", ProtoType::TypeInvalid, vec![])], 2)),
+            "r",
+            &m,
+        )
+        .unwrap();
+        assert_eq!(ok.input[0].data_type, ProtoType::TypeFp32 as i32);
+        assert_eq!(ok.input[0].dims, vec![3, 224, 224]);
+        // Without batching the dims include the batch dimension.
+        let ok = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp32, vec![-1, 3, 224, 224])],
+                0,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap();
+        assert_eq!(ok.input[0].dims, vec![-1, 3, 224, 224]);
+
+        let e = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp16, vec![3, 224, 224])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("input 'input'") && e.contains("TYPE_FP16") && e.contains("TYPE_FP32"),
+            "{e}"
+        );
+        let e = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp32, vec![3, 256, 224])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap_err();
+        assert!(e.contains("dims[1] is 256") && e.contains("224"), "{e}");
+        let e = complete(
+            Some(cfg(
+                vec![input("input", ProtoType::TypeFp32, vec![-1, 3, 224, 224])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap_err();
+        assert!(e.contains("4 dimension(s)") && e.contains("batch"), "{e}");
+        let e = complete(
+            Some(cfg(
+                vec![input("image", ProtoType::TypeFp32, vec![3, 224, 224])],
+                2,
+            )),
+            "r",
+            &m,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("'image' is not an input of the model") && e.contains("input"),
+            "{e}"
+        );
+        let e = complete(
+            Some(cfg(vec![input("", ProtoType::TypeFp32, vec![])], 2)),
+            "r",
+            &m,
+        )
+        .unwrap_err();
+        assert!(e.contains("input[0] has no name"), "{e}");
+
+        let two = meta(
+            vec![
+                spec("a", CoreType::I64, vec![Dim::Any]),
+                spec("b", CoreType::I64, vec![Dim::Any]),
+            ],
+            vec![
+                spec("y", CoreType::F32, vec![Dim::Any]),
+                spec("z", CoreType::F32, vec![Dim::Any]),
+            ],
+        );
+        let e = complete(
+            Some(cfg(vec![input("a", ProtoType::TypeInt64, vec![-1])], 0)),
+            "t",
+            &two,
+        )
+        .unwrap_err();
+        assert!(e.contains("model input 'b' is missing"), "{e}");
+        let dup = vec![
+            input("a", ProtoType::TypeInt64, vec![-1]),
+            input("a", ProtoType::TypeInt64, vec![-1]),
+        ];
+        assert!(complete(Some(cfg(dup, 0)), "t", &two)
+            .unwrap_err()
+            .contains("listed twice"));
+        // Outputs may be a subset but must exist and match.
+        let mut c = cfg(vec![], 0);
+        c.output = vec![ModelOutput {
+            name: "z".into(),
+            data_type: ProtoType::TypeFp32 as i32,
+            dims: vec![-1],
+            ..Default::default()
+        }];
+        let done = complete(Some(c.clone()), "t", &two).unwrap();
+        assert_eq!(done.output.len(), 1);
+        assert_eq!(done.input.len(), 2);
+        c.output[0].name = "w".into();
+        assert!(complete(Some(c.clone()), "t", &two)
+            .unwrap_err()
+            .contains("'w' is not an output of the model; the model's outputs are: y, z"));
+        c.output[0].name = "z".into();
+        c.output[0].data_type = ProtoType::TypeInt32 as i32;
+        assert!(complete(Some(c), "t", &two)
+            .unwrap_err()
+            .contains("output 'z'"));
+
+        // Batching with given inputs still requires a dynamic first dim.
+        let fixed = meta(
+            vec![spec("x", CoreType::F32, vec![Dim::Fixed(1), Dim::Fixed(3)])],
+            vec![],
+        );
+        let e = complete(
+            Some(cfg(vec![input("x", ProtoType::TypeFp32, vec![3])], 4)),
+            "m",
+            &fixed,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("max_batch_size is set but input 'x' has a fixed first dimension 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn complete_checks_name_and_platform() {
+        let m = resnet_meta();
+        let e = complete(
+            Some(ModelConfig {
+                name: "other".into(),
+                ..Default::default()
+            }),
+            "resnet50",
+            &m,
+        )
+        .unwrap_err();
+        assert!(e.contains("'other'") && e.contains("'resnet50'"), "{e}");
+        let kept = complete(
+            Some(ModelConfig {
+                platform: "anemone".into(),
+                ..Default::default()
+            }),
+            "r",
+            &m,
+        )
+        .unwrap();
+        assert_eq!(kept.platform, "anemone");
+        let mut coreml = m.clone();
+        coreml.format = ModelFormat::CoreMl;
+        assert_eq!(complete(None, "r", &coreml).unwrap().platform, "anemone");
+    }
+}

@@ -1,0 +1,89 @@
+//! Triton-style model configuration: `config.pbtxt` and its JSON form.
+//!
+//! A model directory in the repository may hold a `config.pbtxt`, Triton's
+//! `inference.ModelConfig` message in protobuf text format. The same message
+//! travels as JSON in `POST /v2/repository/models/{m}/load` (parameter
+//! `config`) and comes back from `GET /v2/models/{m}/config`.
+//!
+//! anemone reads a subset of ModelConfig: `name`, `platform`, `backend`,
+//! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`, and
+//! `optional` for inputs), `version_policy`, `instance_group` (`name`,
+//! `count`, `kind` KIND_AUTO or KIND_CPU), `parameters` and
+//! `default_model_filename`. Every other field that is set is refused with a
+//! message naming its path: nothing is ignored silently.
+//!
+//! anemone's own per-model settings live in `parameters` (see [`settings`]).
+//! What the config leaves out is filled in from the model file by
+//! [`complete`]. The parsers use prost-reflect's real protobuf text-format and
+//! JSON implementations over the descriptors that `build.rs` compiles from
+//! `proto/model_config.proto`, so the accepted syntax is protobuf's own.
+//!
+//! The module is cut by job: `parse` reads the two forms (with
+//! `text_format`'s error positions), `supported` refuses what anemone cannot
+//! honour, `settings` reads `parameters`, `versions` applies the version
+//! policy, `complete` fills the config in from the model, `dtypes` maps
+//! data types.
+
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, MessageDescriptor};
+
+mod complete;
+mod dtypes;
+mod parse;
+mod settings;
+mod supported;
+mod text_format;
+mod versions;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use complete::complete;
+pub use dtypes::{core_dtype, dims_of, proto_dtype};
+pub use parse::{parse_json, parse_pbtxt, to_json};
+pub use settings::{settings, Settings, PARAMETER_KEYS};
+pub use versions::versions_to_load;
+
+/// Full protobuf name of the configuration message.
+const CONFIG_MESSAGE: &str = "inference.ModelConfig";
+
+/// Where a configuration came from, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A `config.pbtxt` file.
+    Pbtxt,
+    /// The JSON form (load request or API).
+    Json,
+}
+
+impl Source {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Source::Pbtxt => "config.pbtxt",
+            Source::Json => "model config JSON",
+        }
+    }
+}
+
+/// The descriptor pool of `proto/*.proto`, decoded once.
+pub(crate) fn pool() -> Result<&'static DescriptorPool, String> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(
+            include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin")).as_ref(),
+        )
+        .map_err(|e| {
+            format!("the built-in protobuf descriptors are damaged ({e}); rebuild anemone-server")
+        })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The descriptor of `inference.ModelConfig`.
+pub(crate) fn config_descriptor() -> Result<MessageDescriptor, String> {
+    pool()?.get_message_by_name(CONFIG_MESSAGE).ok_or_else(|| {
+        format!("the built-in protobuf descriptors lack '{CONFIG_MESSAGE}'; rebuild anemone-server with proto/model_config.proto")
+    })
+}
