@@ -3,11 +3,11 @@
 # docs/PERFORMANCE.md, "CUDA"). Expects, in $BIN (default .dev-cuda):
 #   anemone      release build with --features cuda
 #   cuda_bench   cargo build --release -p anemone-backends --features cuda --example cuda_bench
-#   models       the models test binary built with --features anemone-backends/cuda (optional)
+#   models       the models test binary: cargo test --release -p anemone-runtime --features cuda --test models --no-run (optional)
 # and this repository's scripts/ (torch_reference.py, cuda_serve_check.py,
 # gen_fixtures.py). Needs python3 with torch, onnx, onnxruntime and numpy.
 # Writes logs under $OUT (default /tmp/cuda-out).
-set -uo pipefail
+set -euo pipefail
 BIN=${BIN:-.dev-cuda}
 OUT=${OUT:-/tmp/cuda-out}
 W=${W:-/tmp/cuda-work}
@@ -16,15 +16,17 @@ mkdir -p "$OUT" "$W"
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/targets/x86_64-linux/lib
 # cuDNN may come only with the Python wheels (nvidia-cudnn-cu13).
 if ! ldconfig -p | grep -q 'libcudnn.so.9' && ! ls /usr/local/cuda/targets/x86_64-linux/lib/libcudnn.so.9* >/dev/null 2>&1; then
-  d=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null)
-  [ -n "$d" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d && echo "cuDNN from $d"
+  d=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null || true)
+  if [ -n "$d" ]; then export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; echo "cuDNN from $d"; fi
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
 SCRIPTS=${SCRIPTS:-scripts}
 
 echo "== probe without the CUDA libraries on the library path (must explain, not panic)"
-env LD_LIBRARY_PATH= CUDA_HOME=/nonexistent "$BIN/cuda_bench" /nonexistent 2>&1 | head -2
+probe=$(env LD_LIBRARY_PATH= CUDA_HOME=/nonexistent "$BIN/cuda_bench" /nonexistent 2>&1 || true)
+printf '%s\n' "$probe" | head -2
+if grep -q "panicked" <<<"$probe"; then echo "FAILED: the probe panicked without the CUDA libraries"; exit 1; fi
 
 echo "== models, references, PyTorch and ONNX Runtime baselines"
 python3 "$SCRIPTS/torch_reference.py" "$W" --iters "$ITERS" 2>&1 | tee "$OUT/torch_reference.log"
@@ -36,15 +38,18 @@ done
 
 if [ -x "$BIN/models" ] && [ -f "$SCRIPTS/gen_fixtures.py" ]; then
   echo "== tests: models cuda:: against the fixture references"
-  # The test binary looks for fixtures where it was built.
-  FIX_ROOT=${FIX_ROOT:-/work/wt-cuda}
-  # (its path goes through crates/anemone-runtime/../.., which must exist)
-  mkdir -p "$FIX_ROOT/scripts" "$FIX_ROOT/crates/anemone-runtime" && cp "$SCRIPTS/gen_fixtures.py" "$FIX_ROOT/scripts/"
-  (cd "$FIX_ROOT" && python3 -c "
-import sys; sys.path.insert(0, 'scripts'); import gen_fixtures as g
-for n in ['resnet18', 'transformer_block']: g.CASES[n](n)
-(g.OUT / '.stamp').write_text('partial, for the cuda tests\n')") 2>&1 | tail -3
-  ANEMONE_REQUIRE_GPU=1 "$BIN/models" cuda:: --nocapture --test-threads=1 2>&1 | tee "$OUT/test_models_cuda.log" | grep -E "rel. L2|test |result|tract-cuda:|SKIPPED|panicked" | sort | uniq -c | sort -rn | head -30
+  # Only the two cases these tests read, generated (with their ONNX Runtime
+  # references) into a directory of their own, which ANEMONE_FIXTURES names.
+  FIXTURES="$W/fixtures"
+  python3 -c "
+import sys; from pathlib import Path; sys.path.insert(0, '$SCRIPTS'); import gen_fixtures as g
+g.OUT = Path('$FIXTURES')
+for n in ['resnet18', 'transformer_block']: g.CASES[n](n)" 2>&1 | tail -3
+  status=0
+  ANEMONE_FIXTURES="$FIXTURES" ANEMONE_REQUIRE_GPU=1 "$BIN/models" cuda:: --nocapture --test-threads=1 \
+    > "$OUT/test_models_cuda.log" 2>&1 || status=$?
+  grep -E "rel. L2|test |result|tract-cuda:|SKIPPED|panicked" "$OUT/test_models_cuda.log" | sort | uniq -c | sort -rn | head -30 || true
+  if [ "$status" -ne 0 ]; then echo "FAILED: the cuda:: tests (exit status $status, log $OUT/test_models_cuda.log)"; exit "$status"; fi
 fi
 
 echo "== served: anemone serve + HTTP client + anemone bench"
@@ -56,8 +61,9 @@ for _ in $(seq 1 300); do
   curl -sf http://127.0.0.1:8000/v2/health/ready >/dev/null && break
   sleep 1
 done
-grep -iE "tract-cuda|backend|error|warn" "$OUT/serve.log" | head -20
-curl -s http://127.0.0.1:8000/metrics | grep -iE "backend" | head -5
+grep -iE "tract-cuda|backend|error|warn" "$OUT/serve.log" | head -20 || true
+curl -sf http://127.0.0.1:8000/v2/health/ready >/dev/null || { echo "FAILED: the server never became ready"; kill $SERVER; exit 1; }
+curl -s http://127.0.0.1:8000/metrics | grep -iE "backend" | head -5 || true
 python3 "$SCRIPTS/cuda_serve_check.py" "$W" resnet18 input logits
 python3 "$SCRIPTS/cuda_serve_check.py" "$W" encoder x y
 B="$BIN/anemone bench --protocol http-binary --warmup 20"
@@ -67,5 +73,5 @@ for spec in "resnet18 input 3,224,224" "encoder x 128,512"; do
   echo "-- $1 batch 32, concurrency 1"; $B -m "$1" -c 1 -n "$ITERS" --shape "$2=32,$3" 2>&1 | tail -6
 done
 kill $SERVER
-wait $SERVER 2>/dev/null
+wait $SERVER 2>/dev/null || true
 echo "== done"

@@ -1,9 +1,19 @@
-"""Starts `anemone serve` on free ports over a repository of generated models.
+"""Starts `anemone serve` on free ports over a repository of generated models,
+once per engine, with that engine pinned (`--backends <engine> --strict`).
 
 The binary comes from ANEMONE_BIN (scripts/test.sh builds it), by default
-target/debug/anemone. Every model's reference outputs were computed with
-ONNX Runtime's Python API by scripts/gen_fixtures.py.
+target/debug/anemone.
+
+Every served output is compared with a reference from an engine other than
+the one that served it:
+- tract-cpu's outputs with ONNX Runtime's Python API (the files that
+  scripts/gen_fixtures.py wrote);
+- onnxruntime's outputs with tract's, from a second server pinned to
+  tract-cpu, whose outputs are first checked against the ONNX Runtime Python
+  files (so the chain ORT-served ≈ tract ≈ ORT-Python holds for every run, and
+  neither engine is ever compared with itself).
 """
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +29,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures/generated"
 
-# Models served, by fixture case.
+# The engines the suite runs on, one whole run each.
+ENGINES = ["tract-cpu", "onnxruntime"]
+
+# Models served, by fixture case. Both engines run every one.
 CASES = [
     "dynamic_batch", "all_dtypes", "multi_io", "int_bool", "four_inputs", "if_control", "loop_control",
     "gru", "small_convnet", "transformer_block", "ocr_cls", "magika", "silero_vad",
@@ -27,7 +40,7 @@ CASES = [
 
 
 class Case:
-    """A fixture case: model, inputs and ONNX Runtime reference outputs per run."""
+    """A fixture case: model, inputs and ONNX Runtime (Python) reference outputs per run."""
 
     def __init__(self, name: str):
         self.name = name
@@ -44,8 +57,8 @@ class Case:
 
 
 class Server:
-    def __init__(self, proc, http, grpc, repo):
-        self.proc, self.http, self.grpc, self.repo = proc, http, grpc, repo
+    def __init__(self, proc, http, grpc, repo, engine):
+        self.proc, self.http, self.grpc, self.repo, self.engine = proc, http, grpc, repo, engine
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +69,7 @@ def cases():
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, cases):
-    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: build it with `cargo build -p anemone-cli` (scripts/test.sh does)")
+def repository(tmp_path_factory, cases):
     repo = tmp_path_factory.mktemp("repository")
     for name in cases:
         (repo / name / "1").mkdir(parents=True)
@@ -78,27 +88,99 @@ def server(tmp_path_factory, cases):
     # A broken model must be reported, not take the server down.
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx model")
+    return repo
+
+
+@contextlib.contextmanager
+def serving(repo, engine, models):
+    """`anemone serve` with `engine` pinned, once `models` are ready; stopped after."""
+    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: build it with `cargo build -p anemone-cli` (scripts/test.sh does)")
     proc = subprocess.Popen(
         [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
-         "--model-control-mode", "explicit", "--load-model", "*", "--exit-timeout-secs", "10"],
+         "--model-control-mode", "explicit", "--load-model", "*", "--exit-timeout-secs", "10",
+         "--backends", engine, "--strict"],
         stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
     )
-    addresses = {}
-    while len(addresses) < 2:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"anemone serve exited early with status {proc.wait()}")
-        kind, _, rest = line.partition(" listening on ")
-        if rest:
-            addresses[kind] = rest.strip()
-    srv = Server(proc, addresses["HTTP"], addresses["gRPC"], repo)
+    try:
+        addresses = {}
+        while len(addresses) < 2:
+            line = proc.stdout.readline()
+            if not line:
+                pytest.fail(f"anemone serve exited early with status {proc.wait()}")
+            kind, _, rest = line.partition(" listening on ")
+            if rest:
+                addresses[kind] = rest.strip()
+        srv = Server(proc, addresses["HTTP"], addresses["gRPC"], repo, engine)
+        import tritonclient.http as httpclient
+        client = httpclient.InferenceServerClient(srv.http)
+        deadline = time.time() + 120
+        while not all(client.is_model_ready(n) for n in models):
+            if time.time() > deadline:
+                pytest.fail("models did not become ready within 120 s")
+            time.sleep(0.2)
+        # The engine is pinned: every case must be served by it, or the run
+        # would test another engine than its name says.
+        for name in CASES:
+            platform = client.get_model_metadata(name)["platform"]
+            assert platform == engine, f"{name} is served by {platform}, not {engine}"
+        yield srv
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=30)
+    assert status == 0, "anemone serve must exit 0 on SIGTERM"
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def server(request, repository, cases):
+    """The server under test, one per engine; the engine is in every test's id."""
+    with serving(repository, request.param, list(cases) + ["add", "bytes_identity", "bytes_identity_tract"]) as srv:
+        yield srv
+
+
+def assert_close(got, want, rtol, atol, what):
+    assert got is not None, f"{what}: missing from the response"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    if np.issubdtype(want.dtype, np.floating):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+
+
+@pytest.fixture(scope="session")
+def tract_references(repository, cases):
+    """Each case's outputs as tract-cpu serves them (binary HTTP), after
+    checking them against the ONNX Runtime Python references: the reference
+    for onnxruntime's run. {case: [[(name, array)] per run]}."""
     import tritonclient.http as httpclient
-    client = httpclient.InferenceServerClient(srv.http)
-    deadline = time.time() + 120
-    while not all(client.is_model_ready(n) for n in list(cases) + ["add", "bytes_identity", "bytes_identity_tract"]):
-        if time.time() > deadline:
-            pytest.fail("models did not become ready within 120 s")
-        time.sleep(0.2)
-    yield srv
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0, "anemone serve must exit 0 on SIGTERM"
+    from tritonclient.utils import np_to_triton_dtype
+
+    out = {}
+    with serving(repository, "tract-cpu", list(cases)) as srv:
+        client = httpclient.InferenceServerClient(srv.http)
+        for name, case in cases.items():
+            runs = []
+            for k, (inputs, outputs) in enumerate(case.runs):
+                tensors = []
+                for n, v in inputs:
+                    t = httpclient.InferInput(n, list(v.shape), np_to_triton_dtype(v.dtype))
+                    t.set_data_from_numpy(v, binary_data=True)
+                    tensors.append(t)
+                result = client.infer(name, tensors)
+                got = [(n, result.as_numpy(n)) for n, _ in outputs]
+                for (n, g), (_, want) in zip(got, outputs):
+                    assert_close(g, want, case.rtol, case.atol, f"tract reference for {name} run {k} {n}")
+                runs.append(got)
+            out[name] = runs
+    return out
+
+
+@pytest.fixture
+def references(server, cases, request):
+    """The reference outputs for the engine under test, from a different engine:
+    {case: [[(name, array)] per run]}."""
+    if server.engine == "onnxruntime":
+        return request.getfixturevalue("tract_references")
+    return {name: [outputs for _, outputs in case.runs] for name, case in cases.items()}

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod coreml;
+pub mod file;
 pub mod input_blame;
 pub mod onnx;
 #[cfg(feature = "onnxruntime")]
@@ -20,6 +21,7 @@ pub mod onnxruntime;
 pub mod ort_coreml;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_log;
+pub mod settings;
 pub mod tract;
 
 pub use coreml::CoreMl;

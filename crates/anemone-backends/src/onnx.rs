@@ -19,14 +19,11 @@ pub struct OnnxFile {
 }
 
 /// Reads and describes an ONNX file, with clear errors for a missing, empty,
-/// corrupt or non-ONNX file and for missing external data.
+/// corrupt or non-ONNX file, for missing external data, and for a path that
+/// is not a regular file or is larger than
+/// [`crate::file::max_model_file_bytes`] (refused before reading).
 pub fn read(path: &Path) -> Result<OnnxFile> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::FileNotFound {
-            path: path.to_path_buf(),
-        },
-        _ => invalid(path, format!("cannot read the file: {e}"), Some(e.into())),
-    })?;
+    let bytes = crate::file::read_model_file(path)?;
     if bytes.is_empty() {
         return Err(invalid(path, "the file is empty".into(), None));
     }
@@ -80,18 +77,18 @@ fn check_external_data(path: &Path, dir: &Path, initializers: &[TensorProto]) ->
             .find(|e| e.key == "location")
             .map(|e| e.value.as_str())
             .unwrap_or("");
-        let file = dir.join(location);
-        if location.is_empty() || !file.is_file() {
+        let Some(file) = external_file(dir, location) else {
             return Err(invalid(
                 path,
                 format!(
-                    "external data file '{location}' for initializer '{}' is missing; it must sit next to the model in {}",
+                    "external data file '{location}' for initializer '{}' is missing; it must be a regular file \
+                     inside the model's directory {} (a relative path without '..', not leading out through a link)",
                     t.name,
                     dir.display()
                 ),
                 None,
             ));
-        }
+        };
         files.insert(file);
     }
     Ok(files
@@ -99,6 +96,25 @@ fn check_external_data(path: &Path, dir: &Path, initializers: &[TensorProto]) ->
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum())
+}
+
+/// The external data file `location` names, when it is a regular file inside
+/// `dir`: a relative path of plain components whose real path (links
+/// followed) stays under `dir`'s. `None` otherwise, whatever the reason, so a
+/// model cannot probe the files outside its directory.
+fn external_file(dir: &Path, location: &str) -> Option<PathBuf> {
+    let relative = Path::new(location);
+    let plain = !location.is_empty()
+        && relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
+        return None;
+    }
+    let file = dir.join(relative);
+    let real = file.canonicalize().ok()?;
+    let base = dir.canonicalize().ok()?;
+    (real.starts_with(&base) && real.is_file()).then_some(file)
 }
 
 /// Maps an ONNX element type to anemone's.

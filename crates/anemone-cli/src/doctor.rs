@@ -167,6 +167,7 @@ fn gather() -> Report {
 }
 
 fn models(dir: &Path) -> Vec<ModelRow> {
+    let real_root = dir.canonicalize().ok();
     let backends = anemone_backends::default_backends();
     let probes: Vec<Probe> = backends.iter().map(|b| b.probe()).collect();
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -181,19 +182,19 @@ fn models(dir: &Path) -> Vec<ModelRow> {
     names
         .into_iter()
         .map(|name| {
-            let newest = std::fs::read_dir(dir.join(&name))
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
-                .filter_map(|v| {
-                    anemone_server::repository::find_model_file(
-                        &dir.join(&name).join(v.to_string()),
-                    )
-                    .map(|f| (v, f))
-                })
-                .max_by_key(|(v, _)| *v)
-                .map(|(_, f)| f);
+            // The same preparation `serve` runs (config, model file, checks),
+            // so doctor approves exactly what serve loads.
+            let prepared = real_root
+                .as_deref()
+                .ok_or_else(|| format!("cannot open the model repository {}", dir.display()))
+                .and_then(|root| {
+                    anemone_server::repository::prepare_model(root, &name, None, None)
+                });
+            let newest = prepared
+                .as_ref()
+                .ok()
+                .and_then(|p| p.specs.last())
+                .map(|s| s.path.clone());
             let mut row = ModelRow {
                 name,
                 file: newest.clone(),
@@ -201,12 +202,17 @@ fn models(dir: &Path) -> Vec<ModelRow> {
                 runnable_on: Vec::new(),
                 not_here: Vec::new(),
             };
-            let Some(file) = newest else {
-                row.not_here.push((
-                    "repository".into(),
-                    "no <version>/model.{onnx,mlpackage,mlmodel,mlmodelc} found".into(),
-                ));
-                return row;
+            let file = match (prepared, newest) {
+                (Ok(_), Some(file)) => file,
+                (Err(reason), _) => {
+                    row.not_here.push(("repository".into(), reason));
+                    return row;
+                }
+                (Ok(_), None) => {
+                    row.not_here
+                        .push(("repository".into(), "no version to load".into()));
+                    return row;
+                }
             };
             let source = anemone_core::ModelSource::from_path(&file);
             row.format = Some(source.format.to_string());

@@ -154,13 +154,18 @@ fn warn_if_onnxruntime_missing() {
     }
 }
 
-/// Runs the server until a shutdown signal.
+/// Runs the server until a shutdown signal. Once the server has drained
+/// (within --exit-timeout-secs), the process exits at once: an engine call
+/// still running on a worker thread is not waited for.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args))?;
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(0)
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {

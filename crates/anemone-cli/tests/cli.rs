@@ -1127,3 +1127,63 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
     assert!(serving.terminate().success());
     let _ = std::fs::remove_dir_all(repo);
 }
+
+/// `--exit-timeout-secs` bounds the exit even while an engine call runs on:
+/// a `Loop` of a million iterations (seconds on tract) is still running when
+/// SIGTERM comes, and the process exits 0 within the timeout (plus slack),
+/// not when the call ends.
+#[test]
+fn serve_exits_within_the_exit_timeout_while_an_engine_call_runs() {
+    use std::io::{Read, Write};
+    let repo = temp_dir("exit-timeout");
+    add_version(
+        &repo,
+        "loop",
+        "fixtures/generated/loop_control/model.onnx",
+        "model.onnx",
+    );
+    std::fs::write(
+        repo.join("loop/config.pbtxt"),
+        "parameters { key: \"backends\" value: { string_value: \"tract-cpu\" } }\n",
+    )
+    .unwrap();
+    let mut serving = Serving::start(
+        &[
+            "--model-repository",
+            repo.to_str().unwrap(),
+            "--exit-timeout-secs",
+            "1",
+        ],
+        &[],
+    );
+    let lines = serving.lines_until(|l| l.starts_with("loop"));
+    let http = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("HTTP listening on "))
+        .unwrap()
+        .to_string();
+    let body = r#"{"inputs": [{"name": "trip", "shape": [], "datatype": "INT64", "data": [1000000]},
+        {"name": "x", "shape": [2], "datatype": "FP32", "data": [0, 0]}]}"#;
+    let mut client = std::net::TcpStream::connect(&http).unwrap();
+    write!(
+        client,
+        "POST /v2/models/loop/infer HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // The engine call has started well before this.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let start = std::time::Instant::now();
+    let status = serving.terminate();
+    let took = start.elapsed();
+    assert!(status.success(), "{status:?}\n{}", serving.stderr());
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "exited {took:?} after SIGTERM with --exit-timeout-secs 1"
+    );
+    // The request was cut off, not answered.
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    let _ = std::fs::remove_dir_all(repo);
+}

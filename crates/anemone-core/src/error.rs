@@ -338,6 +338,19 @@ pub enum InputError {
         /// The axis that bound it.
         bound_axis: usize,
     },
+    /// The batch (first) dimension is larger than the model's `max_batch_size`.
+    #[error(
+        "input '{name}' has batch size {got} (dimension 0), but the model's max_batch_size is {max}; \
+         send at most {max} rows per request"
+    )]
+    Batch {
+        /// The input's name.
+        name: String,
+        /// The batch size sent.
+        got: usize,
+        /// The model's `max_batch_size`.
+        max: usize,
+    },
     /// The data length disagrees with shape × element size.
     #[error("input '{name}' has {got} bytes of data, but {} {shape:?} needs {expected}", .dtype.kserve_name())]
     ByteLength {
@@ -403,6 +416,7 @@ impl InputError {
             | InputError::Rank { name, .. }
             | InputError::Dim { name, .. }
             | InputError::Symbol { name, .. }
+            | InputError::Batch { name, .. }
             | InputError::ByteLength { name, .. }
             | InputError::Malformed { name, .. }
             | InputError::Rejected { name, .. }

@@ -232,8 +232,19 @@ mod tests {
                 })
             })
             .collect();
-        for h in handles {
-            let _ = h.join();
+        for (i, h) in handles.into_iter().enumerate() {
+            // Even threads panic on purpose, while holding a permit; any other
+            // outcome (a refused permit, a panic elsewhere) fails the test.
+            match h.join() {
+                Ok(()) => assert!(i % 2 == 1, "thread {i} should have panicked"),
+                Err(p) => {
+                    let message = p.downcast_ref::<&str>().copied().unwrap_or("");
+                    assert!(
+                        i % 2 == 0 && message == "a panic while holding a permit",
+                        "thread {i} panicked unexpectedly: {message:?}"
+                    );
+                }
+            }
         }
         assert_eq!(l.in_use(), 0);
     }

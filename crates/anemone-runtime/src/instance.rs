@@ -24,6 +24,8 @@ pub struct ModelInstance {
     path: PathBuf,
     /// Its engine instances (Triton's instance group); never empty.
     engines: Vec<Engine>,
+    /// The first engine's metadata narrowed by the spec's declared inputs.
+    metadata: ModelMetadata,
     /// This model's concurrency limit.
     pub(crate) limiter: Arc<Limiter>,
     /// Its counters, shared with the instance that replaces it on a fallback.
@@ -130,6 +132,10 @@ impl ModelInstance {
             name: spec.name.clone(),
             version: spec.version,
             path: spec.path.clone(),
+            metadata: crate::validation::declared_metadata(
+                picked.engines[0].metadata(),
+                spec.declared_inputs.as_deref(),
+            ),
             engines: picked.engines.into_iter().map(Engine::new).collect(),
             limiter,
             metrics,
@@ -161,9 +167,10 @@ impl ModelInstance {
         &self.path
     }
 
-    /// What the model declares (its first engine instance's metadata).
+    /// What the model declares: its first engine's metadata, with inputs
+    /// narrowed by the spec's `declared_inputs` (see [`crate::validation::declared_metadata`]).
     pub fn metadata(&self) -> &ModelMetadata {
-        self.engines[0].model.metadata()
+        &self.metadata
     }
 
     /// The backend running it (its first engine instance's).

@@ -7,7 +7,7 @@ use crate::manager::Manager;
 use crate::registry::VersionRequest;
 use crate::request::{InferRequest, InferResponse};
 use crate::scheduler::{execute, Admitted, Done, Job, Scheduler};
-use crate::validation::{order_inputs, select_outputs};
+use crate::validation::{check_batch, order_inputs, select_outputs};
 use anemone_core::{Error, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -129,8 +129,11 @@ impl Manager {
             Err(e) => return Err(record_failure(&instance, e, start)),
         };
         let meta = instance.metadata();
-        let checked = select_outputs(meta, request.outputs.as_deref())
-            .and_then(|outputs| order_inputs(meta, request.inputs).map(|inputs| (inputs, outputs)));
+        let checked = select_outputs(meta, request.outputs.as_deref()).and_then(|outputs| {
+            order_inputs(meta, request.inputs)
+                .and_then(|inputs| check_batch(instance.spec.max_batch_size, meta, inputs))
+                .map(|inputs| (inputs, outputs))
+        });
         let (inputs, outputs) = match checked {
             Ok(v) => v,
             Err(e) => return Err(record_failure(&instance, e.into(), start)),

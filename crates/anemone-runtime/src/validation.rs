@@ -1,6 +1,6 @@
 //! Checking a request's inputs against the model's declared inputs.
 
-use anemone_core::{Dim, InputError, ModelMetadata, Tensor};
+use anemone_core::{Dim, InputError, ModelMetadata, Tensor, TensorSpec};
 
 /// Checks `inputs` against `meta` and returns them in the model's input order.
 ///
@@ -93,6 +93,61 @@ pub fn order_inputs(
         .collect()
 }
 
+/// Checks the batch dimension of ordered `inputs` (in `meta`'s input order)
+/// against the model's `max_batch_size` (Triton's): with `Some(n)`, the first
+/// dimension of every input is its batch size and must be at most `n`.
+/// `None` lets everything through. Returns the inputs unchanged.
+pub fn check_batch(
+    max_batch_size: Option<usize>,
+    meta: &ModelMetadata,
+    inputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>, InputError> {
+    let Some(max) = max_batch_size.filter(|n| *n > 0) else {
+        return Ok(inputs);
+    };
+    for (tensor, spec) in inputs.iter().zip(&meta.inputs) {
+        if let Some(&got) = tensor.shape().first() {
+            if got > max {
+                return Err(InputError::Batch {
+                    name: spec.name.clone(),
+                    got,
+                    max,
+                });
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// The metadata requests are checked against: the engine's, with each input
+/// narrowed by the configuration's declaration of it (`declared`, matched by
+/// name). A declared fixed size replaces a dynamic engine dimension; the
+/// engine's fixed sizes and its rank always stand, so a declaration can only
+/// narrow what the engine accepts, never widen it.
+pub fn declared_metadata(engine: &ModelMetadata, declared: Option<&[TensorSpec]>) -> ModelMetadata {
+    let mut meta = engine.clone();
+    let Some(declared) = declared else {
+        return meta;
+    };
+    for input in &mut meta.inputs {
+        let Some(d) = declared.iter().find(|d| d.name == input.name) else {
+            continue;
+        };
+        match (&mut input.shape, &d.shape) {
+            (Some(shape), Some(narrow)) if shape.len() == narrow.len() => {
+                for (dim, n) in shape.iter_mut().zip(narrow) {
+                    if !matches!(dim, Dim::Fixed(_)) && matches!(n, Dim::Fixed(_)) {
+                        *dim = n.clone();
+                    }
+                }
+            }
+            (None, Some(narrow)) => input.shape = Some(narrow.clone()),
+            _ => {}
+        }
+    }
+    meta
+}
+
 /// Resolves requested output names to indices into the model's outputs;
 /// `None` selects every output in model order.
 pub fn select_outputs(
@@ -124,7 +179,7 @@ pub fn select_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anemone_core::{DataType, ModelFormat, TensorSpec};
+    use anemone_core::{DataType, ModelFormat};
 
     fn meta() -> ModelMetadata {
         let n = || Dim::Named("n".into());
@@ -217,6 +272,53 @@ mod tests {
         assert_eq!(
             order_inputs(&m, symbol).unwrap_err().to_string(),
             "input 'a' dimension 0 ('n') is 5, but 'n' is 2 from input 'b' dimension 0"
+        );
+    }
+
+    #[test]
+    fn batch_sizes_above_max_batch_size_are_refused_by_input() {
+        let m = meta();
+        let ordered = || order_inputs(&m, good()).unwrap();
+        assert!(check_batch(None, &m, ordered()).is_ok());
+        assert!(check_batch(Some(2), &m, ordered()).is_ok());
+        assert_eq!(
+            check_batch(Some(1), &m, ordered()).unwrap_err(),
+            InputError::Batch {
+                name: "a".into(),
+                got: 2,
+                max: 1
+            }
+        );
+        let e = check_batch(Some(1), &m, ordered()).unwrap_err().to_string();
+        assert!(
+            e.contains("input 'a'") && e.contains("max_batch_size is 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn declarations_narrow_dynamic_dims_only() {
+        let engine = meta();
+        assert_eq!(declared_metadata(&engine, None), engine);
+        let n = || Dim::Named("n".into());
+        let declared = vec![
+            // Narrows b's dynamic second dimension; cannot widen a's fixed 3.
+            TensorSpec::new("b", DataType::F32, vec![n(), Dim::Fixed(7)]),
+            TensorSpec::new("a", DataType::F32, vec![Dim::Fixed(2), Dim::Fixed(4)]),
+            // A different rank is ignored.
+            TensorSpec::new("k", DataType::I64, vec![Dim::Fixed(1)]),
+        ];
+        let m = declared_metadata(&engine, Some(&declared));
+        assert_eq!(m.inputs[0].shape_string(), "[2, 3]");
+        assert_eq!(m.inputs[1].shape_string(), "[n, 7]");
+        assert_eq!(m.inputs[2].shape, Some(vec![]));
+        assert_eq!(m.outputs, engine.outputs);
+        assert!(order_inputs(&m, good()).is_ok());
+        let mut wide = good();
+        wide[1].1 = f32s(&[2, 8]);
+        assert_eq!(
+            order_inputs(&m, wide).unwrap_err().to_string(),
+            "input 'b' dimension 1 is 8, but the model fixes it at 7 (shape [n, 7])"
         );
     }
 

@@ -7,10 +7,13 @@
 //! within rtol 1e-3 + atol 1e-5, NaN equal to NaN; everything else exact).
 //!
 //! `tests/conformance/<backend>.expected-failures` lists the cases known to
-//! fail, each with its reason. A listed case must still fail (so a case that
-//! starts passing is noticed and taken off the list); an unlisted case must
-//! pass. Set `ANEMONE_UPDATE_CONFORMANCE=1` to rewrite the list and
-//! `docs/CONFORMANCE.md` from this run instead of checking.
+//! fail, each with the kind of failure (`load`, `data`, `run`, `mismatch`,
+//! `panic`) and its whole reason. A listed case must still fail *the same
+//! way* (a case listed as refused at load that starts loading and gives wrong
+//! numbers fails the suite; one that starts passing is noticed and taken off
+//! the list); an unlisted case must pass; an entry naming a case that no
+//! longer exists fails. Set `ANEMONE_UPDATE_CONFORMANCE=1` to rewrite the
+//! lists and `docs/conformance/<backend>.md` from this run instead of checking.
 
 mod support;
 
@@ -46,7 +49,7 @@ fn main() {
     let mut trials = Vec::new();
     let mut all_results = Vec::new();
     for backend in backends {
-        let results: Arc<Mutex<BTreeMap<String, Option<String>>>> = Arc::default();
+        let results: Arc<Mutex<BTreeMap<String, Option<Failure>>>> = Arc::default();
         if let Probe::Unavailable { reason } = backend.probe() {
             // Without its library the backend cannot be tested: say so loudly,
             // and fail where the library is required (scripts/test.sh).
@@ -101,59 +104,145 @@ fn manifest_path(backend: &str) -> PathBuf {
         .join(format!("tests/conformance/{backend}.expected-failures"))
 }
 
+/// How a case failed: what an expected failure must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The backend refused the model at load.
+    Load,
+    /// The harness cannot read the case's test data.
+    Data,
+    /// The engine failed at run time.
+    Run,
+    /// Wrong outputs: count, dtype, shape or values.
+    Mismatch,
+    /// The engine panicked (caught).
+    Panic,
+}
+
+impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::Load,
+        Kind::Data,
+        Kind::Run,
+        Kind::Mismatch,
+        Kind::Panic,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Load => "load",
+            Kind::Data => "data",
+            Kind::Run => "run",
+            Kind::Mismatch => "mismatch",
+            Kind::Panic => "panic",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == word)
+    }
+}
+
+/// A case's failure: its kind and the whole error.
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: Kind,
+    message: String,
+}
+
+fn fail(kind: Kind, message: String) -> Failure {
+    Failure { kind, message }
+}
+
 /// One trial per case on one backend, named `<backend>::<case>`, or
-/// `<backend>::xfail::<case>` for a case listed as failing.
+/// `<backend>::xfail::<case>` for a case listed as failing; plus one trial
+/// that fails when the list names cases that do not exist.
 fn trials_for(
     backend: &Arc<dyn Backend>,
     cases: &[PathBuf],
     update: bool,
-    results: &Arc<Mutex<BTreeMap<String, Option<String>>>>,
+    results: &Arc<Mutex<BTreeMap<String, Option<Failure>>>>,
 ) -> Vec<Trial> {
     let expected = read_manifest(&manifest_path(backend.name()));
-    cases
+    let names: Vec<String> = cases
         .iter()
-        .map(|dir| {
-            let dir = dir.clone();
-            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-            let known = expected.get(&name).cloned();
-            let (backend, results) = (Arc::clone(backend), Arc::clone(results));
-            let label = if known.is_some() && !update {
-                format!("{}::xfail::{name}", backend.name())
-            } else {
-                format!("{}::{name}", backend.name())
-            };
-            Trial::test(label, move || {
-                let outcome = match catch_unwind(AssertUnwindSafe(|| run_case(&*backend, &dir))) {
-                    Ok(r) => r,
-                    Err(p) => Err(format!(
+        .map(|dir| dir.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let stale: Vec<String> = expected
+        .keys()
+        .filter(|k| !names.contains(k))
+        .cloned()
+        .collect();
+    let mut trials = vec![Trial::test(
+        format!("{}::expected_failures_name_existing_cases", backend.name()),
+        move || match (stale.is_empty(), update) {
+            (true, _) | (_, true) => Ok(()),
+            (false, false) => Err(Failed::from(format!(
+                "{} lists cases that do not exist: {}; remove them",
+                manifest_path_name(),
+                stale.join(", ")
+            ))),
+        },
+    )];
+    trials.extend(cases.iter().zip(names).map(|(dir, name)| {
+        let dir = dir.clone();
+        let known = expected.get(&name).cloned();
+        let (backend, results) = (Arc::clone(backend), Arc::clone(results));
+        let label = if known.is_some() && !update {
+            format!("{}::xfail::{name}", backend.name())
+        } else {
+            format!("{}::{name}", backend.name())
+        };
+        Trial::test(label, move || {
+            let outcome = match catch_unwind(AssertUnwindSafe(|| run_case(&*backend, &dir))) {
+                Ok(r) => r,
+                Err(p) => Err(fail(
+                    Kind::Panic,
+                    format!(
                         "panicked: {}",
-                        p.downcast_ref::<String>().cloned().unwrap_or_default()
-                    )),
-                };
-                results
-                    .lock()
-                    .unwrap()
-                    .insert(name.clone(), outcome.clone().err());
-                match (outcome, known, update) {
-                    (_, _, true) | (Ok(()), None, false) | (Err(_), Some(_), false) => Ok(()),
-                    (Ok(()), Some(_), false) => Err(Failed::from(format!(
-                        "{name} now passes on {}: remove it from {}",
-                        backend.name(),
-                        manifest_path_name()
-                    ))),
-                    (Err(e), None, false) => Err(Failed::from(e)),
-                }
-            })
+                        p.downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default()
+                    ),
+                )),
+            };
+            results
+                .lock()
+                .unwrap()
+                .insert(name.clone(), outcome.clone().err());
+            if update {
+                return Ok(());
+            }
+            match (outcome, known) {
+                (Ok(()), None) => Ok(()),
+                (Ok(()), Some(_)) => Err(Failed::from(format!(
+                    "{name} now passes on {}: remove it from {}",
+                    backend.name(),
+                    manifest_path_name()
+                ))),
+                (Err(e), None) => Err(Failed::from(format!("{}: {}", e.kind.name(), e.message))),
+                (Err(e), Some((kind, _))) if e.kind == kind => Ok(()),
+                (Err(e), Some((kind, reason))) => Err(Failed::from(format!(
+                    "{name} is listed as failing with `{}` ({reason}) but now fails with `{}`: {}\n\
+                     check the change, then update {}",
+                    kind.name(),
+                    e.kind.name(),
+                    e.message,
+                    manifest_path_name()
+                ))),
+            }
         })
-        .collect()
+    }));
+    trials
 }
 
 fn manifest_path_name() -> &'static str {
     "crates/anemone-runtime/tests/conformance/<backend>.expected-failures"
 }
 
-/// Loads, runs and checks one case; the error says what went wrong.
-fn run_case(backend: &dyn Backend, dir: &Path) -> Result<(), String> {
+/// Loads, runs and checks one case; the error says how and what went wrong.
+fn run_case(backend: &dyn Backend, dir: &Path) -> Result<(), Failure> {
     let model = backend
         .load(
             &ModelSource::from_path(dir.join("model.onnx")),
@@ -162,24 +251,41 @@ fn run_case(backend: &dyn Backend, dir: &Path) -> Result<(), String> {
                 ..Default::default()
             },
         )
-        .map_err(|e| format!("load: {}", e.chain_string()))?;
+        .map_err(|e| fail(Kind::Load, e.chain_string()))?;
     let data = dir.join("test_data_set_0");
-    let read = |prefix: &str, n: usize| -> Result<Vec<Tensor>, String> {
+    let count = |prefix: &str| {
+        (0..)
+            .take_while(|i| data.join(format!("{prefix}_{i}.pb")).exists())
+            .count()
+    };
+    let read = |prefix: &str, n: usize| -> Result<Vec<Tensor>, Failure> {
         (0..n)
             .map(|i| {
                 read_tensor_proto(&data.join(format!("{prefix}_{i}.pb")))
-                    .map_err(|e| format!("{prefix} {i}: {e}"))
+                    .map_err(|e| fail(Kind::Data, format!("{prefix} {i}: {e}")))
             })
             .collect()
     };
     let meta = model.metadata();
     let inputs = read("input", meta.inputs.len())?;
-    let expected = read("output", meta.outputs.len())?;
+    let expected = read("output", count("output"))?;
     let outputs = model
         .infer(&inputs)
-        .map_err(|e| format!("run: {}", e.chain_string()))?;
+        .map_err(|e| fail(Kind::Run, e.chain_string()))?;
+    if outputs.len() != meta.outputs.len() || expected.len() != meta.outputs.len() {
+        return Err(fail(
+            Kind::Mismatch,
+            format!(
+                "{} outputs, the model declares {}, the test data has {}",
+                outputs.len(),
+                meta.outputs.len(),
+                expected.len()
+            ),
+        ));
+    }
     for ((spec, got), want) in meta.outputs.iter().zip(&outputs).zip(&expected) {
-        compare(got, want).map_err(|e| format!("output '{}': {e}", spec.name))?;
+        compare(got, want)
+            .map_err(|e| fail(Kind::Mismatch, format!("output '{}': {e}", spec.name)))?;
     }
     Ok(())
 }
@@ -215,45 +321,57 @@ fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
     }
 }
 
-fn read_manifest(path: &Path) -> BTreeMap<String, String> {
+/// `<case>  <kind>  # <reason>` per line: the kind must be one of [`Kind`].
+fn read_manifest(path: &Path) -> BTreeMap<String, (Kind, String)> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| match l.split_once(char::is_whitespace) {
-            Some((name, reason)) => (
-                name.to_string(),
-                reason.trim().trim_start_matches('#').trim().to_string(),
-            ),
-            None => (l.to_string(), String::new()),
+        .map(|l| {
+            let (head, reason) = l.split_once('#').unwrap_or((l, ""));
+            let mut words = head.split_whitespace();
+            let (name, kind) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let kind = Kind::parse(kind).unwrap_or_else(|| {
+                panic!(
+                    "{}: '{l}' has no failure kind; write `<case>  <kind>  # <reason>` with kind one of {}",
+                    path.display(),
+                    Kind::ALL.map(Kind::name).join(", ")
+                )
+            });
+            (name.to_string(), (kind, reason.trim().to_string()))
         })
         .collect()
 }
 
-/// One line per failing case: its name and the first line of its error.
-fn write_manifest(path: &Path, results: &BTreeMap<String, Option<String>>) {
+/// One line per failing case: its name, the kind of failure and the whole error.
+fn write_manifest(path: &Path, results: &BTreeMap<String, Option<Failure>>) {
     let mut out = String::from(
-        "# ONNX node-test cases this backend is known to fail, with the reason.\n\
+        "# ONNX node-test cases this backend is known to fail: `<case>  <kind>  # <reason>`.\n\
+         # The kind (load, data, run, mismatch, panic) must match how the case fails.\n\
          # Written by `ANEMONE_UPDATE_CONFORMANCE=1 cargo test -p anemone-runtime --test onnx_node`.\n",
     );
     for (name, error) in results {
         if let Some(e) = error {
-            out.push_str(&format!("{name}  # {}\n", short_reason(e)));
+            out.push_str(&format!(
+                "{name}  {}  # {}\n",
+                e.kind.name(),
+                reason(&e.message)
+            ));
         }
     }
     std::fs::write(path, out).unwrap();
 }
 
-/// The first line of an error, without paths, cut to a readable length.
-fn short_reason(e: &str) -> String {
-    let line = e.lines().next().unwrap_or("");
-    // "load: cannot load /abs/path/model.onnx: reason" → "load: reason"
+/// An error on one line, without machine-specific paths.
+fn reason(e: &str) -> String {
+    let line = e.lines().map(str::trim).collect::<Vec<_>>().join(" | ");
+    // "cannot load /abs/path/model.onnx: reason" → "reason"
     let line = match line.split_once("model.onnx: ") {
-        Some((head, rest)) => format!(
-            "{} {rest}",
-            head.split(" cannot load ").next().unwrap_or("")
-        ),
-        None => line.to_string(),
+        Some((head, rest)) => match head.find("cannot load ") {
+            Some(i) => format!("{}{rest}", &head[..i]),
+            None => format!("{head}model.onnx: {rest}"),
+        },
+        None => line,
     };
     // Any other path to a model (ONNX Runtime quotes it) becomes `model.onnx`,
     // so the list reads the same on every machine.
@@ -264,11 +382,11 @@ fn short_reason(e: &str) -> String {
             _ => w.to_string(),
         })
         .collect();
-    words.join(" ").chars().take(160).collect()
+    words.join(" ").trim().to_string()
 }
 
 /// Pass rate and failure categories, for docs/CONFORMANCE.md.
-fn write_report(backend: &str, results: &BTreeMap<String, Option<String>>) {
+fn write_report(backend: &str, results: &BTreeMap<String, Option<Failure>>) {
     let total = results.len();
     let passed = results.values().filter(|e| e.is_none()).count();
     let mut categories: BTreeMap<&str, usize> = BTreeMap::new();
@@ -294,33 +412,23 @@ fn write_report(backend: &str, results: &BTreeMap<String, Option<String>>) {
     std::fs::write(path, out).unwrap();
 }
 
-fn category(e: &str) -> &'static str {
+fn category(f: &Failure) -> &'static str {
+    let e = f.message.as_str();
     let has = |needle: &str| e.contains(needle);
-    if e.starts_with("panicked") {
-        "engine panic (caught, the case fails cleanly)"
-    } else if e.starts_with("load:") && has("does not support the operator") {
-        "operator not implemented in tract"
-    } else if e.starts_with("load:")
-        && (has("NOT_IMPLEMENTED") || has("Could not find an implementation"))
-    {
-        "operator or type combination not implemented in ONNX Runtime"
-    } else if e.starts_with("load:") && (has("cannot carry") || has("is not a tensor")) {
-        "sequence, optional or exotic element type (bfloat16, float8, int4, complex) in the model's signature"
-    } else if e.starts_with("load:") && backend_is_tract(e) {
-        "tract cannot analyse or prepare the model"
-    } else if e.starts_with("load:") {
-        "the engine refuses the model at load"
-    } else if e.starts_with("input ") || e.starts_with("output ") && !e.starts_with("output '") {
-        "test data the harness cannot read (sequence, optional or exotic dtype)"
-    } else if e.starts_with("run:") {
-        "engine error at run time"
-    } else if has("values outside") {
-        "numeric mismatch beyond tolerance"
-    } else {
-        "wrong output shape, dtype or values"
+    match f.kind {
+        Kind::Panic => "engine panic (caught, the case fails cleanly)",
+        Kind::Load if has("does not support the operator") => "operator not implemented in tract",
+        Kind::Load if has("NOT_IMPLEMENTED") || has("Could not find an implementation") => {
+            "operator or type combination not implemented in ONNX Runtime"
+        }
+        Kind::Load if has("cannot carry") || has("is not a tensor") => {
+            "sequence, optional or exotic element type (bfloat16, float8, int4, complex) in the model's signature"
+        }
+        Kind::Load if !has("onnxruntime") => "tract cannot analyse or prepare the model",
+        Kind::Load => "the engine refuses the model at load",
+        Kind::Data => "test data the harness cannot read (sequence, optional or exotic dtype)",
+        Kind::Run => "engine error at run time",
+        Kind::Mismatch if has("values outside") => "numeric mismatch beyond tolerance",
+        Kind::Mismatch => "wrong output count, shape, dtype or values",
     }
-}
-
-fn backend_is_tract(e: &str) -> bool {
-    !e.contains("onnxruntime")
 }

@@ -90,9 +90,33 @@ impl From<Error> for ApiError {
     }
 }
 
+/// The longest gRPC status message sent, in bytes. A status travels in
+/// HTTP/2 headers, and clients refuse header lists over 16 KiB (gRPC's
+/// default): a message that echoed a whole shape or a huge name would turn
+/// the real error into RESOURCE_EXHAUSTED. 2 KiB stays far below that even
+/// when percent-encoded.
+pub const MAX_GRPC_MESSAGE_BYTES: usize = 2048;
+
+/// `message` cut to at most [`MAX_GRPC_MESSAGE_BYTES`] (at a character
+/// boundary), saying how much was left out.
+pub fn truncate_for_grpc(message: &str) -> String {
+    if message.len() <= MAX_GRPC_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    let mut end = MAX_GRPC_MESSAGE_BYTES - 64;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… ({} more bytes left out)",
+        &message[..end],
+        message.len() - end
+    )
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> tonic::Status {
-        tonic::Status::new(e.grpc_code(), e.message)
+        tonic::Status::new(e.grpc_code(), truncate_for_grpc(&e.message))
     }
 }
 
@@ -129,6 +153,15 @@ mod tests {
             assert_eq!(e.grpc_code(), grpc, "{kind:?}");
         }
         assert_eq!(ApiError::too_large(10).http_status(), 413);
+    }
+
+    #[test]
+    fn long_grpc_messages_are_cut_with_what_was_left_out() {
+        let long = "é".repeat(10_000);
+        let status = tonic::Status::from(ApiError::invalid(long.clone()));
+        assert!(status.message().len() <= MAX_GRPC_MESSAGE_BYTES);
+        assert!(status.message().ends_with("more bytes left out)"));
+        assert_eq!(truncate_for_grpc("short"), "short");
     }
 
     #[test]

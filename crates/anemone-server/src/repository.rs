@@ -6,10 +6,14 @@
 //! never stops the server or the other models. Loads of different models run
 //! concurrently.
 
+pub(crate) mod paths;
+mod prepare;
+
+pub use prepare::{model_dir, prepare_model, Prepared, MAX_CONFIG_BYTES, MODEL_FILES};
+
 use crate::errors::ApiError;
-use crate::model_config::{self, Settings};
 use crate::proto::ModelConfig;
-use anemone_runtime::{Manager, ModelSpec};
+use anemone_runtime::Manager;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,32 +105,14 @@ pub struct IndexRow {
 /// A model repository served through a [`Manager`].
 pub struct Repository {
     root: PathBuf,
+    /// The real path of `root` (links resolved): nothing outside it is opened.
+    real_root: PathBuf,
     manager: Manager,
     mode: ControlMode,
     /// Known models by name. Held only briefly, never across a load.
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Set once the start-up loads have all finished (successfully or not).
     startup_done: AtomicBool,
-}
-
-/// The model files looked for in a version directory, in this order, when
-/// the config names none (`default_model_filename`): ONNX, then Core ML
-/// (package, specification, compiled). A Core ML model that no backend here
-/// can run (no Core ML off macOS) is listed UNAVAILABLE with the reason.
-pub const MODEL_FILES: [&str; 4] = [
-    "model.onnx",
-    "model.mlpackage",
-    "model.mlmodel",
-    "model.mlmodelc",
-];
-
-/// The model file of a version directory when the config names none: the
-/// first of [`MODEL_FILES`] that exists.
-pub fn find_model_file(version_dir: &Path) -> Option<PathBuf> {
-    MODEL_FILES
-        .iter()
-        .map(|f| version_dir.join(f))
-        .find(|p| p.exists())
 }
 
 impl Repository {
@@ -137,14 +123,18 @@ impl Repository {
         mode: ControlMode,
     ) -> Result<Repository, String> {
         let root = root.into();
-        if !root.is_dir() {
-            return Err(format!(
-                "model repository {} is not a directory",
-                root.display()
-            ));
-        }
+        let real_root = match root.canonicalize() {
+            Ok(real) if real.is_dir() => real,
+            _ => {
+                return Err(format!(
+                    "model repository {} is not a directory",
+                    root.display()
+                ))
+            }
+        };
         Ok(Repository {
             root,
+            real_root,
             manager,
             mode,
             entries: Mutex::default(),
@@ -216,13 +206,14 @@ impl Repository {
         name: &str,
         config_override: Option<ModelConfig>,
     ) -> Result<(), ApiError> {
-        let dir = self.root.join(name);
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') || !dir.is_dir() {
+        // A name that is not a directory inside the repository (`..`, a
+        // slash, a link that leads out) is answered like a missing one.
+        let Some(dir) = model_dir(&self.real_root, name) else {
             return Err(ApiError::not_found(format!(
                 "model '{name}' is not in the repository {}",
                 self.root.display()
             )));
-        }
+        };
         {
             let mut entries = self.lock();
             let entry = entries.entry(name.to_string()).or_insert_with(|| Entry {
@@ -242,7 +233,7 @@ impl Repository {
             entry.state = State::Loading;
         }
         let fingerprint = fingerprint(&dir);
-        let result = self.load_versions(name, &dir, config_override).await;
+        let result = self.load_versions(name, config_override).await;
         let mut entries = self.lock();
         let entry = entries
             .get_mut(name)
@@ -277,29 +268,29 @@ impl Repository {
         }
     }
 
-    /// Reads the config, picks versions, loads each; on any failure unloads
-    /// what this attempt loaded and says why.
+    /// Prepares the model (see [`prepare_model`]), loads each version; on any
+    /// failure unloads what this attempt loaded and says why.
     async fn load_versions(
         &self,
         name: &str,
-        dir: &Path,
         config_override: Option<ModelConfig>,
     ) -> Result<(ModelConfig, Vec<u64>), String> {
-        let (config, settings, files) = {
-            let (name, dir) = (name.to_string(), dir.to_path_buf());
-            tokio::task::spawn_blocking(move || prepare(&name, &dir, config_override))
-                .await
-                .map_err(|e| format!("internal error while reading the model: {e}"))??
+        let metrics = self.manager.metrics();
+        let available = metrics
+            .memory_budget
+            .map(|b| b.saturating_sub(metrics.memory_used));
+        let Prepared { config, specs } = {
+            let (name, root) = (name.to_string(), self.real_root.clone());
+            tokio::task::spawn_blocking(move || {
+                prepare_model(&root, &name, config_override, available)
+            })
+            .await
+            .map_err(|e| format!("internal error while reading the model: {e}"))??
         };
-        let wanted: Vec<u64> = files.iter().map(|(v, _)| *v).collect();
+        let wanted: Vec<u64> = specs.iter().map(|s| s.version).collect();
         let mut loaded = Vec::new();
-        for (version, path) in files {
-            let mut spec = ModelSpec::new(name, path).version(version);
-            spec.backends = settings.backends.clone();
-            spec.strict = settings.strict;
-            spec.settings = settings.backend_settings.clone();
-            spec.threads = settings.threads;
-            spec.max_concurrency = settings.max_concurrency;
+        for spec in specs {
+            let version = spec.version;
             if let Err(e) = self.manager.load_model(spec).await {
                 for v in &loaded {
                     let _ = self.manager.unload_model(name, Some(*v));
@@ -424,54 +415,6 @@ impl Repository {
             }
         }
     }
-}
-
-/// Reads what a load needs, off the async executor: the effective config,
-/// anemone's settings, and the `(version, file)` pairs to load.
-fn prepare(
-    name: &str,
-    dir: &Path,
-    config_override: Option<ModelConfig>,
-) -> Result<(ModelConfig, Settings, Vec<(u64, PathBuf)>), String> {
-    let config = match config_override {
-        Some(c) => Some(c),
-        None => match std::fs::read_to_string(dir.join("config.pbtxt")) {
-            Ok(text) => Some(model_config::parse_pbtxt(&text)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot read config.pbtxt: {e}")),
-        },
-    };
-    let file_name = config
-        .as_ref()
-        .map(|c| c.default_model_filename.clone())
-        .filter(|f| !f.is_empty());
-    let model_file = |version: u64| -> Option<PathBuf> {
-        let version_dir = dir.join(version.to_string());
-        match &file_name {
-            Some(f) => Some(version_dir.join(f)).filter(|p| p.exists()),
-            None => find_model_file(&version_dir),
-        }
-    };
-    let mut available: Vec<u64> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
-        .filter(|v| model_file(*v).is_some())
-        .collect();
-    available.sort_unstable();
-    let policy_config = config.clone().unwrap_or_default();
-    let versions = model_config::versions_to_load(&policy_config, &available)?;
-    let files: Vec<(u64, PathBuf)> = versions
-        .iter()
-        .filter_map(|v| model_file(*v).map(|f| (*v, f)))
-        .collect();
-    let (_, newest) = files
-        .last()
-        .expect("versions_to_load returns available versions; this is a bug");
-    let meta = anemone_backends::describe_file(newest).map_err(|e| e.chain_string())?;
-    let config = model_config::complete(config, name, &meta)?;
-    let settings = model_config::settings(&config)?;
-    Ok((config, settings, files))
 }
 
 /// The newest modification time of the files of a model directory (two levels).

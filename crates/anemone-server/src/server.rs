@@ -84,10 +84,7 @@ impl Server {
         let http = bind(options.http_port, "HTTP").await?;
         let grpc = bind(options.grpc_port, "gRPC").await?;
         Ok(Server {
-            state: Arc::new(AppState {
-                manager,
-                repository,
-            }),
+            state: Arc::new(AppState::new(manager, repository)),
             http,
             grpc,
             options,
@@ -113,8 +110,11 @@ impl Server {
         Arc::clone(&self.state)
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets requests
-    /// in flight finish within `exit_timeout`, and returns.
+    /// Serves until `shutdown` resolves, then turns readiness false, stops
+    /// accepting, lets requests in flight finish within `exit_timeout`, and
+    /// returns (at the latest after `exit_timeout`, even if an engine call is
+    /// still running: the caller should then exit the process rather than
+    /// wait for it, as `anemone serve` does).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -150,7 +150,7 @@ impl Server {
         });
 
         let (reporter, health) = tonic_health::server::health_reporter();
-        let readiness = tokio::spawn(track_readiness(Arc::clone(&state), reporter));
+        let readiness = tokio::spawn(track_readiness(Arc::clone(&state), reporter.clone()));
 
         let router = crate::http::router(Arc::clone(&state), options.max_request_bytes);
         // Accepted sockets get TCP_NODELAY there: without it, Nagle's
@@ -182,10 +182,17 @@ impl Server {
             "shutting down: finishing requests in flight (at most {:?})",
             options.exit_timeout
         );
-        state.manager.shutdown();
+        // Not ready first, over both protocols; then the listeners close and
+        // the requests in flight, uploads included, finish on a live manager.
+        state.begin_draining();
+        readiness.abort();
+        for service in ["", "inference.GRPCInferenceService"] {
+            reporter
+                .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
         let _ = stop_tx.send(true);
         loader.abort();
-        readiness.abort();
         if let Some(p) = poller {
             p.abort();
         }
@@ -195,6 +202,7 @@ impl Server {
             http.and(grpc)
         })
         .await;
+        state.manager.shutdown();
         match drained {
             Ok(result) => result,
             Err(_) => {

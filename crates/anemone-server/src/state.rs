@@ -21,9 +21,28 @@ pub struct AppState {
     pub manager: Manager,
     /// The model repository.
     pub repository: Repository,
+    /// Set when shutdown begins: readiness turns false at once, while the
+    /// requests in flight (uploads included) still finish.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
+    /// The state of a server over `manager` and `repository`.
+    pub fn new(manager: Manager, repository: Repository) -> AppState {
+        AppState {
+            manager,
+            repository,
+            draining: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Shutdown began: not ready from now on (so load balancers stop sending),
+    /// while the requests in flight finish.
+    pub fn begin_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// `GET /v2`, `ServerMetadata`.
     pub fn server_metadata(&self) -> proto::ServerMetadataResponse {
         proto::ServerMetadataResponse {
@@ -38,9 +57,12 @@ impl AppState {
         self.manager.health().live
     }
 
-    /// Ready: live, and every model that should be loaded is ready.
+    /// Ready: live, not shutting down, and every model that should be
+    /// loaded is ready.
     pub fn ready(&self) -> bool {
-        self.live() && self.repository.all_ready()
+        !self.draining.load(std::sync::atomic::Ordering::Acquire)
+            && self.live()
+            && self.repository.all_ready()
     }
 
     /// Whether a model (version) is ready. Unknown models are `NotFound`.

@@ -119,7 +119,15 @@ fn read_package(path: &Path) -> Result<CoreMlFile> {
 /// The specification file of a package, from its `Manifest.json`.
 fn root_model_item(package: &Path) -> Result<PathBuf> {
     let manifest_path = package.join("Manifest.json");
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+    // A manifest is a few hundred bytes; 1 MiB bounds a hostile one.
+    let text = crate::file::read_bounded(&manifest_path, &manifest_path, 1 << 20).and_then(|b| {
+        String::from_utf8(b).map_err(|_| Error::InvalidModel {
+            path: manifest_path.clone(),
+            reason: "not UTF-8 text".into(),
+            source: None,
+        })
+    });
+    let text = text.map_err(|e| {
         invalid(
             package,
             format!(
@@ -189,8 +197,7 @@ fn root_model_item(package: &Path) -> Result<PathBuf> {
 
 /// Decodes a specification protobuf and checks that it is a whole model.
 fn decode(shown: &Path, spec_path: &Path) -> Result<(spec::Model, u64)> {
-    let bytes = std::fs::read(spec_path)
-        .map_err(|e| invalid(shown, format!("cannot read {}: {e}", spec_path.display())))?;
+    let bytes = crate::file::read_bounded(spec_path, shown, crate::file::max_model_file_bytes())?;
     if bytes.is_empty() {
         return Err(invalid(
             shown,

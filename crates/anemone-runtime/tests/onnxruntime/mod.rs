@@ -1,16 +1,92 @@
-//! The ONNX Runtime backend on its own, against the ONNX Runtime Python
-//! references in `fixtures/generated/<case>/`. Needs libonnxruntime
-//! (`scripts/setup.sh` installs it, or set `ORT_DYLIB_PATH`); without it these
-//! tests fail, they do not skip.
+//! The ONNX Runtime backend on its own. Its outputs are compared with tract's
+//! on the same inputs, never with ONNX Runtime's: the fixtures' references
+//! come from ONNX Runtime's Python API (the same engine), so each run first
+//! checks tract against those references, then ONNX Runtime against tract.
+//! Needs libonnxruntime (`scripts/setup.sh` installs it, or set
+//! `ORT_DYLIB_PATH`); without it these tests fail, they do not skip.
 
 use crate::support::{assert_close, fixtures, Case};
-use anemone_backends::OnnxRuntime;
-use anemone_core::{Backend, LoadOptions, ModelSource, Probe, Tensor};
+use anemone_backends::{OnnxRuntime, TractCpu};
+use anemone_core::{Backend, LoadOptions, LoadedModel, ModelSource, Probe, Tensor};
 
 fn require_library() {
     if let Probe::Unavailable { reason } = OnnxRuntime.probe() {
         panic!("ONNX Runtime is not usable: {reason}\nInstall it with scripts/install-onnxruntime.sh (or set ORT_DYLIB_PATH).");
     }
+}
+
+/// The inputs of a run in the model's order.
+fn ordered_inputs(name: &str, model: &dyn LoadedModel, given: &[(String, Tensor)]) -> Vec<Tensor> {
+    model
+        .metadata()
+        .inputs
+        .iter()
+        .map(|spec| {
+            given
+                .iter()
+                .find(|(n, _)| *n == spec.name)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_else(|| panic!("{name}: no input {}", spec.name))
+        })
+        .collect()
+}
+
+/// Output `output` of `outputs`, as `model` orders them.
+fn output<'a>(
+    name: &str,
+    model: &dyn LoadedModel,
+    outputs: &'a [Tensor],
+    output: &str,
+) -> &'a Tensor {
+    let pos = model
+        .metadata()
+        .outputs
+        .iter()
+        .position(|o| o.name == output)
+        .unwrap_or_else(|| panic!("{name}: no output {output}"));
+    assert_eq!(
+        outputs.len(),
+        model.metadata().outputs.len(),
+        "{name}: outputs"
+    );
+    &outputs[pos]
+}
+
+/// tract's outputs for every run of a case, each checked against the ONNX
+/// Runtime Python reference: the independent reference for ONNX Runtime.
+fn tract_references(case: &Case, name: &str) -> Vec<Vec<(String, Tensor)>> {
+    let tract = TractCpu
+        .load(
+            &ModelSource::from_path(case.model_path()),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: tract load: {e}"));
+    case.runs
+        .iter()
+        .enumerate()
+        .map(|(k, run)| {
+            let got = tract
+                .infer(&ordered_inputs(name, &*tract, &case.inputs(run)))
+                .unwrap_or_else(|e| panic!("{name} run {k}: tract infer: {e}"));
+            run.outputs
+                .iter()
+                .map(|out| {
+                    let t = output(name, &*tract, &got, &out.name).clone();
+                    assert_close(
+                        &format!(
+                            "{name} run {k} output {} (tract against ONNX Runtime Python)",
+                            out.name
+                        ),
+                        &t,
+                        &case.tensor(&out.file),
+                        case.rtol,
+                        case.atol,
+                    );
+                    (out.name.clone(), t)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn run_case(name: &str) {
@@ -24,35 +100,17 @@ fn run_case(name: &str) {
         .unwrap_or_else(|e| panic!("{name}: load: {e}"));
     assert_eq!(model.backend(), "onnxruntime");
     assert!(!case.runs.is_empty(), "{name}: no runs");
-    for (k, run) in case.runs.iter().enumerate() {
-        let given = case.inputs(run);
-        let inputs: Vec<Tensor> = model
-            .metadata()
-            .inputs
-            .iter()
-            .map(|spec| {
-                given
-                    .iter()
-                    .find(|(n, _)| *n == spec.name)
-                    .map(|(_, t)| t.clone())
-                    .unwrap_or_else(|| panic!("{name}: no input {}", spec.name))
-            })
-            .collect();
+    let references = tract_references(&case, name);
+    for (k, (run, want)) in case.runs.iter().zip(&references).enumerate() {
         let got = model
-            .infer(&inputs)
+            .infer(&ordered_inputs(name, &*model, &case.inputs(run)))
             .unwrap_or_else(|e| panic!("{name} run {k}: infer: {e}"));
-        for out in &run.outputs {
-            let pos = model
-                .metadata()
-                .outputs
-                .iter()
-                .position(|o| o.name == out.name)
-                .unwrap_or_else(|| panic!("{name}: no output {}", out.name));
-            let want = case.tensor(&out.file);
+        assert!(!want.is_empty(), "{name} run {k}: no outputs to check");
+        for (out, want) in want {
             assert_close(
-                &format!("{name} run {k} output {}", out.name),
-                &got[pos],
-                &want,
+                &format!("{name} run {k} output {out} (ONNX Runtime against tract)"),
+                output(name, &*model, &got, out),
+                want,
                 case.rtol,
                 case.atol,
             );
@@ -72,6 +130,7 @@ macro_rules! cases {
 cases!(
     dynamic_batch,
     all_dtypes,
+    four_inputs,
     int_bool,
     multi_io,
     if_control,
@@ -124,7 +183,8 @@ fn ort_a_session_pool_serves_concurrent_requests() {
     let case = Case::load("small_convnet");
     let dir = case.dir.clone();
     let input = case.tensor(&case.runs[0].inputs[0].file);
-    let want = case.tensor(&case.runs[0].outputs[0].file);
+    let want = tract_references(&case, "small_convnet")[0][0].1.clone();
+    let (rtol, atol) = (case.rtol, case.atol);
     let options = LoadOptions {
         threads: Some(1),
         settings: vec![("onnxruntime.sessions".into(), "3".into())],
@@ -143,7 +203,7 @@ fn ort_a_session_pool_serves_concurrent_requests() {
             s.spawn(move || {
                 for _ in 0..5 {
                     let out = model.infer(std::slice::from_ref(input)).unwrap();
-                    assert_close(&format!("thread {t}"), &out[0], want, 1e-4, 1e-5);
+                    assert_close(&format!("thread {t}"), &out[0], want, rtol, atol);
                 }
             });
         }

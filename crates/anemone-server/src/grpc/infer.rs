@@ -339,6 +339,14 @@ pub(super) fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<st
     })
 }
 
+/// The longest a request may run under a client deadline of `deadline`:
+/// the deadline less a tenth of it, at most 20 ms, the time left to send the
+/// answer. tonic ends the call at the deadline itself, on both sides, with a
+/// bare cancellation, and uncounted: anemone's timeout must fire first.
+pub(super) fn answer_before(deadline: std::time::Duration) -> std::time::Duration {
+    deadline - (deadline / 10).min(std::time::Duration::from_millis(20))
+}
+
 #[cfg(test)]
 mod deadline_tests {
     use super::grpc_timeout;

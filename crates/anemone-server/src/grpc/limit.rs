@@ -1,11 +1,15 @@
-//! The message-size policy: an oversized request is RESOURCE_EXHAUSTED, as
-//! gRPC's C core (and so Triton) answers.
+//! The statuses tonic answers itself, before any handler runs, brought in
+//! line with gRPC's C core (and so Triton):
 //!
-//! tonic enforces `max_decoding_message_size` itself, before any handler
-//! runs, but answers OUT_OF_RANGE. This thin wrapper around the generated
-//! server turns that answer into RESOURCE_EXHAUSTED. No handler of this
-//! service answers OUT_OF_RANGE (the table in [`crate::errors`] has no such
-//! code), so the rewrite cannot hide another error.
+//! - an oversized request is RESOURCE_EXHAUSTED (tonic enforces
+//!   `max_decoding_message_size` but answers OUT_OF_RANGE);
+//! - a request that is not a valid protobuf message is INVALID_ARGUMENT
+//!   (tonic-prost answers INTERNAL, as if the server were at fault).
+//!
+//! No handler of this service answers OUT_OF_RANGE (the table in
+//! [`crate::errors`] has no such code), and a handler's INTERNAL never
+//! starts with prost's decode-error text, so the rewrites cannot hide
+//! another error.
 
 use super::Inference;
 use crate::errors::ApiError;
@@ -62,8 +66,21 @@ impl Service<http::Request<Body>> for InferenceService {
                     e.message = format!("{} ({})", e.message, status.message());
                     Ok(Status::from(e).into_http())
                 }
+                Some(status) if is_decode_error(&status) => Ok(Status::from(ApiError::invalid(
+                    format!("malformed request: {}", status.message()),
+                ))
+                .into_http()),
                 _ => Ok(response),
             }
         })
     }
+}
+
+/// Whether `status` is tonic-prost's answer to bytes that do not decode as
+/// the request message.
+fn is_decode_error(status: &Status) -> bool {
+    status.code() == Code::Internal
+        && status
+            .message()
+            .starts_with("failed to decode Protobuf message")
 }

@@ -106,7 +106,10 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<proto::ModelInferRequest>,
     ) -> Answer<proto::ModelInferResponse> {
-        let deadline = infer::grpc_timeout(request.metadata());
+        // The client's deadline, less a little time to send the answer, so
+        // that the client gets anemone's DEADLINE_EXCEEDED (and the failure
+        // is counted) rather than tonic's own cancellation at the same instant.
+        let deadline = infer::grpc_timeout(request.metadata()).map(infer::answer_before);
         ok(infer::run(
             &self.state,
             request.into_inner(),

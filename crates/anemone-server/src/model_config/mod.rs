@@ -87,3 +87,24 @@ pub(crate) fn config_descriptor() -> Result<MessageDescriptor, String> {
         format!("the built-in protobuf descriptors lack '{CONFIG_MESSAGE}'; rebuild anemone-server with proto/model_config.proto")
     })
 }
+
+/// One message for every refusal of `what` (e.g. `config.pbtxt`): the
+/// refusal itself when there is one, else all of them, numbered, so a user
+/// fixes them in one pass.
+pub(crate) fn refusals(what: &str, errs: &[String]) -> String {
+    match errs {
+        [one] => one.clone(),
+        _ => {
+            let listed: Vec<String> = errs
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("({}) {e}", i + 1))
+                .collect();
+            format!(
+                "{} problems in {what}, fix them all: {}",
+                errs.len(),
+                listed.join("; ")
+            )
+        }
+    }
+}

@@ -3,10 +3,10 @@
 
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, SerializeOptions};
 
-use super::settings::settings;
+use super::settings::read_settings;
 use super::supported::check_supported_in;
 use super::text_format::{add_list_colons, text_format_error};
-use super::{config_descriptor, Source};
+use super::{config_descriptor, refusals, Source};
 use crate::proto::ModelConfig;
 
 /// Parses Triton's `config.pbtxt` (protobuf text format) into a [`ModelConfig`].
@@ -24,8 +24,8 @@ pub fn parse_pbtxt(text: &str) -> Result<ModelConfig, String> {
     let (fixed, inserted) = add_list_colons(text);
     let msg = DynamicMessage::parse_text_format(desc, &fixed)
         .map_err(|e| text_format_error(text, &inserted, &e))?;
-    check_supported_in(&msg, Source::Pbtxt)?;
-    finish(&msg, Source::Pbtxt)
+    let refused = check_supported_in(&msg, Source::Pbtxt);
+    finish(&msg, Source::Pbtxt, refused)
 }
 
 /// Parses the JSON form of a [`ModelConfig`], as Triton sends it in
@@ -51,8 +51,8 @@ pub fn parse_json(text: &str) -> Result<ModelConfig, String> {
             DynamicMessage::deserialize(desc, value).map_err(|_| first)?
         }
     };
-    check_supported_in(&msg, Source::Json)?;
-    finish(&msg, Source::Json)
+    let refused = check_supported_in(&msg, Source::Json);
+    finish(&msg, Source::Json, refused)
 }
 
 /// Deserializes JSON text straight from the string, so errors keep positions.
@@ -123,8 +123,13 @@ fn normalize_value(kind: &Kind, v: &mut serde_json::Value) {
 }
 
 /// Transcodes a checked dynamic message into the prost type and validates
-/// its `parameters`.
-fn finish(msg: &DynamicMessage, source: Source) -> Result<ModelConfig, String> {
+/// its `parameters`; `refused` are the refusals found so far, reported
+/// together with the parameters' own.
+fn finish(
+    msg: &DynamicMessage,
+    source: Source,
+    mut refused: Vec<String>,
+) -> Result<ModelConfig, String> {
     let bytes = prost::Message::encode_to_vec(msg);
     let config = <ModelConfig as prost::Message>::decode(bytes.as_slice()).map_err(|e| {
         format!(
@@ -132,8 +137,16 @@ fn finish(msg: &DynamicMessage, source: Source) -> Result<ModelConfig, String> {
             source.label()
         )
     })?;
-    settings(&config).map_err(|e| format!("{} 'parameters': {e}", source.label()))?;
-    Ok(config)
+    let (_, errs) = read_settings(&config);
+    refused.extend(
+        errs.into_iter()
+            .map(|e| format!("{} 'parameters': {e}", source.label())),
+    );
+    if refused.is_empty() {
+        Ok(config)
+    } else {
+        Err(refusals(source.label(), &refused))
+    }
 }
 
 /// The config as Triton-compatible JSON, as `GET /v2/models/{m}/config` returns it.

@@ -21,18 +21,47 @@ pub struct Settings {
     pub backend_settings: Vec<(String, String)>,
 }
 
+/// The most engine threads one model may ask for (`threads`): four per
+/// logical core of this machine.
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) * 4
+}
+
+/// The most requests one model may run at once (`max_concurrency`).
+pub const MAX_CONCURRENCY: usize = 4096;
+
+/// The most engine instances (Triton's `instance_group` counts, summed) or
+/// ONNX Runtime sessions (`onnxruntime.sessions`) one model may have: each
+/// holds its own copy of the weights.
+pub const MAX_INSTANCES: usize = 64;
+
 /// Reads anemone's settings from `parameters` entries (their `string_value`).
 ///
 /// - `backends`: comma-separated backend names, e.g. `"tract-cpu,ort-cpu"`;
 ///   each name is trimmed and must be non-empty.
 /// - `backends` may be `auto`: time a warm-up on every candidate, keep the fastest;
 /// - `strict`: `true` or `false`;
-/// - `threads`, `max_concurrency`: positive integers;
+/// - `threads`: 1 to [`max_threads`]; `max_concurrency`: 1 to [`MAX_CONCURRENCY`];
 /// - `<backend>.<key>` (e.g. `coreml.compute_units`, `onnxruntime.coreml.compute_units`):
-///   passed to that backend, which checks the value when it loads the model.
+///   a key that backend reads (see [`anemone_backends::settings::known_settings`]),
+///   passed to it, which checks the value when it loads the model;
+///   `onnxruntime.sessions` and the `instance_group` counts (summed) at most
+///   [`MAX_INSTANCES`]; a path (`coreml.cache_dir`) relative to the model's
+///   directory, without `..`.
 ///
-/// Any other key is refused, so a misspelt setting is never ignored.
+/// Any other key is refused, so a misspelt setting is never ignored. Every
+/// refusal is reported, not only the first (joined by [`super::refusals`]).
 pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
+    let (out, errs) = read_settings(config);
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(super::refusals("the parameters", &errs))
+    }
+}
+
+/// [`settings`], with every refusal in a list.
+pub(super) fn read_settings(config: &ModelConfig) -> (Settings, Vec<String>) {
     let mut entries: Vec<(&String, &str)> = config
         .parameters
         .iter()
@@ -40,57 +69,114 @@ pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
         .collect();
     entries.sort();
     let mut out = Settings::default();
+    let mut errs = Vec::new();
     // Triton's instance count: for ONNX Runtime, that many sessions per model
     // (an explicit `onnxruntime.sessions` parameter wins).
-    let instances: i32 = config.instance_group.iter().map(|g| g.count.max(1)).sum();
-    if instances > 1 {
+    let instances: i64 = config
+        .instance_group
+        .iter()
+        .map(|g| i64::from(g.count.max(1)))
+        .sum();
+    if instances > MAX_INSTANCES as i64 {
+        errs.push(format!(
+            "instance_group asks for {instances} instances in all; set counts that add up to 1..{MAX_INSTANCES} \
+             (each instance holds its own copy of the weights)"
+        ));
+    } else if instances > 1 {
         out.backend_settings
             .push(("onnxruntime.sessions".into(), instances.to_string()));
     }
     for (key, value) in entries {
-        match key.as_str() {
-            "backends" => {
-                let names: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
-                if names.iter().any(String::is_empty) {
-                    return Err(format!(
-                        "parameter 'backends' is \"{value}\"; list backend names separated by commas, \
-                         e.g. parameters {{ key: \"backends\" value: {{ string_value: \"tract-cpu\" }} }}"
-                    ));
-                }
-                out.backends = Some(names);
-            }
-            "threads" => out.threads = Some(positive(key, value)?),
-            "max_concurrency" => out.max_concurrency = Some(positive(key, value)?),
-            "strict" => {
-                out.strict = Some(match value.trim() {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(format!(
-                            "parameter 'strict' is \"{value}\"; set \"true\" (the first backend of the list or \
-                             none, no fallback) or \"false\""
-                        ))
-                    }
-                })
-            }
-            dotted if backend_setting_prefix(dotted).is_some() => {
-                out.backend_settings.push((dotted.to_string(), value.trim().to_string()));
-            }
-            other => {
-                let hint = if other == "intra_op_thread_count" {
-                    "use 'threads' instead"
-                } else {
-                    "remove it or fix its spelling"
-                };
-                return Err(format!(
-                    "unknown parameter '{other}'; anemone reads: {}, and <backend>.<setting> keys \
-                     (e.g. coreml.compute_units); {hint}",
-                    PARAMETER_KEYS.join(", ")
-                ));
-            }
+        if let Err(e) = read_entry(key, value, &mut out) {
+            errs.push(e);
         }
     }
-    Ok(out)
+    (out, errs)
+}
+
+/// Reads one `parameters` entry into `out`.
+fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> {
+    match key {
+        "backends" => {
+            let names: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
+            if names.iter().any(String::is_empty) {
+                return Err(format!(
+                    "parameter 'backends' is \"{value}\"; list backend names separated by commas, \
+                     e.g. parameters {{ key: \"backends\" value: {{ string_value: \"tract-cpu\" }} }}"
+                ));
+            }
+            out.backends = Some(names);
+        }
+        "threads" => out.threads = Some(bounded(key, value, max_threads(), "4 per logical core of this machine")?),
+        "max_concurrency" => {
+            out.max_concurrency = Some(bounded(key, value, MAX_CONCURRENCY, "a fixed bound")?)
+        }
+        "strict" => {
+            out.strict = Some(match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(format!(
+                        "parameter 'strict' is \"{value}\"; set \"true\" (the first backend of the list or \
+                         none, no fallback) or \"false\""
+                    ))
+                }
+            })
+        }
+        dotted if backend_setting_prefix(dotted).is_some() => {
+            let value = value.trim();
+            check_backend_setting(dotted, value)?;
+            out.backend_settings
+                .push((dotted.to_string(), value.to_string()));
+        }
+        other => {
+            let hint = if other == "intra_op_thread_count" {
+                "use 'threads' instead"
+            } else {
+                "remove it or fix its spelling"
+            };
+            return Err(format!(
+                "unknown parameter '{other}'; anemone reads: {}, and <backend>.<setting> keys \
+                 (e.g. coreml.compute_units); {hint}",
+                PARAMETER_KEYS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `<backend>.<key>` setting: the backend must read that key; a
+/// path must stay relative to the model's directory; a session count is bounded.
+fn check_backend_setting(key: &str, value: &str) -> Result<(), String> {
+    let backend = backend_setting_prefix(key).unwrap_or_default();
+    let known = anemone_backends::settings::known_settings(backend).unwrap_or(&[]);
+    if !known.contains(&key) {
+        return Err(if known.is_empty() {
+            format!("unknown parameter '{key}': backend {backend} reads no settings; remove it")
+        } else {
+            format!(
+                "unknown parameter '{key}'; backend {backend} reads: {}; remove it or fix its spelling",
+                known.join(", ")
+            )
+        });
+    }
+    if anemone_backends::settings::PATH_SETTINGS.contains(&key)
+        && !crate::repository::paths::is_plain_relative(value)
+    {
+        return Err(format!(
+            "parameter '{key}' is \"{value}\"; give a directory relative to the model's directory, without '..' \
+             (a configuration may not choose where the server writes outside its model)"
+        ));
+    }
+    if key == "onnxruntime.sessions" {
+        bounded(
+            key,
+            value,
+            MAX_INSTANCES,
+            "each session holds a copy of the weights",
+        )?;
+    }
+    Ok(())
 }
 
 /// The backend a dotted parameter key belongs to, if its prefix names one.
@@ -105,11 +191,12 @@ fn backend_setting_prefix(key: &str) -> Option<&'static str> {
         .find(|name| *name == prefix)
 }
 
-fn positive(key: &str, value: &str) -> Result<usize, String> {
+/// An integer setting from 1 to `max` (`why` says where the bound comes from).
+fn bounded(key: &str, value: &str, max: usize, why: &str) -> Result<usize, String> {
     match value.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "parameter '{key}' is \"{value}\"; set a positive integer, \
+            "parameter '{key}' is \"{value}\"; set an integer from 1 to {max} ({why}), \
              e.g. parameters {{ key: \"{key}\" value: {{ string_value: \"4\" }} }}"
         )),
     }
@@ -171,5 +258,84 @@ mod tests {
             settings(&ModelConfig::default()).unwrap(),
             Settings::default()
         );
+    }
+
+    fn with(entries: &[(&str, &str)]) -> ModelConfig {
+        let mut c = ModelConfig::default();
+        for (k, v) in entries {
+            c.parameters.insert(
+                k.to_string(),
+                ModelParameter {
+                    string_value: v.to_string(),
+                },
+            );
+        }
+        c
+    }
+
+    #[test]
+    fn absurd_values_are_refused_with_the_allowed_range() {
+        let max = max_threads();
+        assert!(settings(&with(&[("threads", &max.to_string())])).is_ok());
+        let e = settings(&with(&[("threads", &(max + 1).to_string())])).unwrap_err();
+        assert!(e.contains(&format!("from 1 to {max}")), "{e}");
+        let e = settings(&with(&[("threads", "500000")])).unwrap_err();
+        assert!(e.contains("per logical core"), "{e}");
+        assert!(settings(&with(&[("max_concurrency", "4096")])).is_ok());
+        let e = settings(&with(&[("max_concurrency", "4097")])).unwrap_err();
+        assert!(e.contains("from 1 to 4096"), "{e}");
+        assert!(settings(&with(&[("onnxruntime.sessions", "64")])).is_ok());
+        let e = settings(&with(&[("onnxruntime.sessions", "65")])).unwrap_err();
+        assert!(e.contains("from 1 to 64"), "{e}");
+        let mut c = ModelConfig::default();
+        c.instance_group = vec![
+            crate::proto::ModelInstanceGroup {
+                count: 40,
+                ..Default::default()
+            };
+            2
+        ];
+        let e = settings(&c).unwrap_err();
+        assert!(e.contains("80 instances") && e.contains("1..64"), "{e}");
+    }
+
+    #[test]
+    fn backend_keys_are_checked_against_what_the_backend_reads() {
+        let e = settings(&with(&[("onnxruntime.bogus", "1")])).unwrap_err();
+        assert!(
+            e.contains("backend onnxruntime reads: onnxruntime.sessions, onnxruntime.cuda"),
+            "{e}"
+        );
+        let e = settings(&with(&[("tract-cpu.bogus", "1")])).unwrap_err();
+        assert!(e.contains("backend tract-cpu reads no settings"), "{e}");
+        let e = settings(&with(&[("coreml.bogus", "1")])).unwrap_err();
+        assert!(e.contains("coreml.compute_units"), "{e}");
+        let both = settings(&with(&[
+            ("onnxruntime.bogus", "1"),
+            ("tract-cpu.bogus", "1"),
+        ]))
+        .unwrap_err();
+        assert!(both.starts_with("2 problems in the parameters"), "{both}");
+        for ok in [
+            "onnxruntime.cuda",
+            "coreml.compute_units",
+            "onnxruntime.coreml",
+        ] {
+            assert!(settings(&with(&[(ok, "on")])).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn path_settings_stay_relative() {
+        for key in ["coreml.cache_dir", "onnxruntime.coreml.cache_dir"] {
+            assert!(settings(&with(&[(key, "cache")])).is_ok());
+            for bad in ["/tmp/x", "../x", "a/../../x", ""] {
+                let e = settings(&with(&[(key, bad)])).unwrap_err();
+                assert!(
+                    e.contains("relative to the model's directory"),
+                    "{key}={bad}: {e}"
+                );
+            }
+        }
     }
 }

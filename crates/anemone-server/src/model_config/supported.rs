@@ -18,51 +18,109 @@ const BACKENDS: [&str; 4] = ["", "onnxruntime", "tract", "anemone"];
 /// supports, and that the supported ones hold values anemone can honour.
 ///
 /// Only fields that are present (set to a non-default value, or a message
-/// that is set at all) are looked at; each refusal names the field's path.
-pub(super) fn check_supported_in(msg: &DynamicMessage, source: Source) -> Result<(), String> {
+/// that is set at all) are looked at. Every refusal is collected, each
+/// naming the field's path, so one run reports them all. Settings that
+/// change nothing are accepted (see [`is_noop`]).
+pub(super) fn check_supported_in(msg: &DynamicMessage, source: Source) -> Vec<String> {
     let src = source.label();
+    let mut errs = Vec::new();
     for (field, value) in msg.fields() {
-        let name = field.name();
-        match name {
-            "name" | "default_model_filename" | "parameters" | "version_policy" => {}
-            "platform" => {
-                let v = value.as_str().unwrap_or_default();
-                if !PLATFORMS.contains(&v) {
-                    return Err(format!(
-                        "{src} field 'platform' is \"{v}\", which anemone cannot run: anemone runs ONNX models; \
-                         set platform: \"onnxruntime_onnx\" or remove 'platform'"
-                    ));
-                }
-            }
-            "backend" => {
-                let v = value.as_str().unwrap_or_default();
-                if !BACKENDS.contains(&v) {
-                    return Err(format!(
-                        "{src} field 'backend' is \"{v}\", which anemone cannot run: anemone runs ONNX models; \
-                         set backend: \"onnxruntime\" or remove 'backend' (pick anemone's backends with parameter 'backends')"
-                    ));
-                }
-            }
-            "max_batch_size" => {
-                let v = value.as_i32().unwrap_or_default();
-                if v < 0 {
-                    return Err(format!(
-                        "{src} field 'max_batch_size' is {v}; set it to 0 (no batch dimension) or a positive batch size"
-                    ));
-                }
-            }
-            "input" => check_tensors(
-                value,
-                "input",
-                &["name", "data_type", "dims", "optional"],
-                src,
-            )?,
-            "output" => check_tensors(value, "output", &["name", "data_type", "dims"], src)?,
-            "instance_group" => check_instance_groups(value, src)?,
-            other => return Err(unsupported(src, other, top_level_hint(other))),
+        if let Err(e) = check_field(field.name(), value, src, &mut errs) {
+            errs.push(e);
         }
     }
+    errs
+}
+
+/// Checks one top-level field; list fields push their entries' refusals
+/// into `errs` themselves.
+fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> Result<(), String> {
+    match name {
+        "name" | "parameters" | "version_policy" => {}
+        "default_model_filename" => {
+            let v = value.as_str().unwrap_or_default();
+            if !crate::repository::paths::is_plain_relative(v) {
+                return Err(format!(
+                    "{src} field 'default_model_filename' is \"{v}\"; name a file inside the version directory, \
+                     e.g. \"model.onnx\" (absolute paths and '..' are refused)"
+                ));
+            }
+        }
+        "platform" => {
+            let v = value.as_str().unwrap_or_default();
+            if !PLATFORMS.contains(&v) {
+                return Err(format!(
+                    "{src} field 'platform' is \"{v}\", which anemone cannot run: anemone runs ONNX models; \
+                     set platform: \"onnxruntime_onnx\" or remove 'platform'"
+                ));
+            }
+        }
+        "backend" => {
+            let v = value.as_str().unwrap_or_default();
+            if !BACKENDS.contains(&v) {
+                return Err(format!(
+                    "{src} field 'backend' is \"{v}\", which anemone cannot run: anemone runs ONNX models; \
+                     set backend: \"onnxruntime\" or remove 'backend' (pick anemone's backends with parameter 'backends')"
+                ));
+            }
+        }
+        "max_batch_size" => {
+            let v = value.as_i32().unwrap_or_default();
+            if v < 0 {
+                return Err(format!(
+                    "{src} field 'max_batch_size' is {v}; set it to 0 (no batch dimension) or a positive batch size"
+                ));
+            }
+        }
+        "input" => check_tensors(
+            value,
+            "input",
+            &["name", "data_type", "dims", "optional", "format"],
+            src,
+            errs,
+        ),
+        "output" => check_tensors(value, "output", &["name", "data_type", "dims"], src, errs),
+        "instance_group" => check_instance_groups(value, src, errs),
+        // Triton's defaults, written out: they change nothing.
+        "optimization" => check_optimization(value, src, errs),
+        "model_transaction_policy" | "response_cache" if is_noop(value) => {}
+        "model_transaction_policy" => {
+            return Err(unsupported(
+                src,
+                "model_transaction_policy.decoupled",
+                top_level_hint(name),
+            ))
+        }
+        other => return Err(unsupported(src, other, top_level_hint(other))),
+    }
     Ok(())
+}
+
+/// Whether a value changes nothing: a message none of whose fields is set,
+/// or whose set fields are all such messages (`optimization { graph { } }`,
+/// `model_transaction_policy { decoupled: false }`).
+fn is_noop(value: &Value) -> bool {
+    value
+        .as_message()
+        .is_some_and(|m| m.fields().all(|(_, v)| is_noop(v)))
+}
+
+/// `optimization`: pinned memory (a GPU transfer detail, no effect on what
+/// anemone computes) and empty messages are accepted; anything else is
+/// refused by its path.
+fn check_optimization(value: &Value, src: &str, errs: &mut Vec<String>) {
+    let Some(m) = value.as_message() else { return };
+    for (field, v) in m.fields() {
+        let name = field.name();
+        if matches!(name, "input_pinned_memory" | "output_pinned_memory") || is_noop(v) {
+            continue;
+        }
+        errs.push(unsupported(
+            src,
+            &format!("optimization.{name}"),
+            top_level_hint("optimization"),
+        ));
+    }
 }
 
 fn unsupported(src: &str, path: &str, hint: &str) -> String {
@@ -78,13 +136,15 @@ fn top_level_hint(field: &str) -> &'static str {
         "optimization" => {
             "remove it (anemone picks execution providers through its backend list, see parameter 'backends')"
         }
-        "response_cache" => "remove it (anemone does not cache responses)",
+        "response_cache" => "remove it or set enable: false (anemone does not cache responses)",
         "batch_input" | "batch_output" => {
             "remove it (ragged batching needs dynamic batching, which anemone does not do)"
         }
         "cc_model_filenames" => "remove it and name the file with 'default_model_filename'",
         "runtime" => "remove it (anemone runs ONNX models with its own backends, see parameter 'backends')",
-        "model_transaction_policy" => "remove it (decoupled models are not supported yet)",
+        "model_transaction_policy" => {
+            "remove it or set decoupled: false (decoupled models are not supported yet)"
+        }
         _ => "remove it",
     }
 }
@@ -92,7 +152,6 @@ fn top_level_hint(field: &str) -> &'static str {
 fn tensor_hint(field: &str) -> &'static str {
     match field {
         "reshape" => "remove it and give 'dims' as the model declares them",
-        "format" => "remove it (anemone passes tensors in the layout the model declares)",
         "is_shape_tensor" => "remove it (shape tensors are a TensorRT feature)",
         "allow_ragged_batch" => {
             "remove it (ragged batching needs dynamic batching, which anemone does not do)"
@@ -104,91 +163,117 @@ fn tensor_hint(field: &str) -> &'static str {
     }
 }
 
-/// Checks each entry of `input` or `output`.
-fn check_tensors(value: &Value, list: &str, allowed: &[&str], src: &str) -> Result<(), String> {
-    let Some(items) = value.as_list() else {
-        return Ok(());
-    };
+/// Checks each entry of `input` or `output`, pushing every refusal.
+/// (`format`, allowed for inputs, only documents the layout: it changes
+/// nothing, so any value is accepted.)
+fn check_tensors(value: &Value, list: &str, allowed: &[&str], src: &str, errs: &mut Vec<String>) {
+    let Some(items) = value.as_list() else { return };
     for (i, item) in items.iter().enumerate() {
         let Some(m) = item.as_message() else { continue };
         for (field, v) in m.fields() {
-            let path = format!("{list}[{i}].{}", field.name());
-            if !allowed.contains(&field.name()) {
-                return Err(unsupported(src, &path, tensor_hint(field.name())));
-            }
-            match field.name() {
-                "data_type" => {
-                    let n = v.as_enum_number().unwrap_or_default();
-                    let known = ProtoType::try_from(n).ok();
-                    if known.and_then(core_dtype).is_none() {
-                        let shown = known
-                            .map(|t| t.as_str_name().to_string())
-                            .unwrap_or_else(|| n.to_string());
-                        return Err(format!(
-                            "{src} field '{path}' is {shown}, which anemone does not support; use one of \
-                             TYPE_BOOL, TYPE_UINT8..TYPE_UINT64, TYPE_INT8..TYPE_INT64, TYPE_FP16, TYPE_FP32, TYPE_FP64, TYPE_STRING"
-                        ));
-                    }
-                }
-                "dims" => {
-                    for (d, dv) in v.as_list().unwrap_or_default().iter().enumerate() {
-                        let n = dv.as_i64().unwrap_or_default();
-                        if n < 1 && n != -1 {
-                            return Err(format!(
-                                "{src} field '{path}' has {n} at position {d}; each dim must be a positive size, \
-                                 or -1 for a variable size"
-                            ));
-                        }
-                    }
-                }
-                _ => {}
+            if let Err(e) =
+                check_tensor_field(field.name(), v, &format!("{list}[{i}]"), allowed, src)
+            {
+                errs.push(e);
             }
         }
+    }
+}
+
+/// Checks one field of an `input` or `output` entry (`at` is the entry's path).
+fn check_tensor_field(
+    name: &str,
+    v: &Value,
+    at: &str,
+    allowed: &[&str],
+    src: &str,
+) -> Result<(), String> {
+    let path = format!("{at}.{name}");
+    if !allowed.contains(&name) {
+        return Err(unsupported(src, &path, tensor_hint(name)));
+    }
+    match name {
+        "data_type" => {
+            let n = v.as_enum_number().unwrap_or_default();
+            let known = ProtoType::try_from(n).ok();
+            if known.and_then(core_dtype).is_none() {
+                let shown = known
+                    .map(|t| t.as_str_name().to_string())
+                    .unwrap_or_else(|| n.to_string());
+                return Err(format!(
+                    "{src} field '{path}' is {shown}, which anemone does not support; use one of \
+                     TYPE_BOOL, TYPE_UINT8..TYPE_UINT64, TYPE_INT8..TYPE_INT64, TYPE_FP16, TYPE_FP32, TYPE_FP64, TYPE_STRING"
+                ));
+            }
+        }
+        "dims" => {
+            for (d, dv) in v.as_list().unwrap_or_default().iter().enumerate() {
+                let n = dv.as_i64().unwrap_or_default();
+                if n < 1 && n != -1 {
+                    return Err(format!(
+                        "{src} field '{path}' has {n} at position {d}; each dim must be a positive size, \
+                         or -1 for a variable size"
+                    ));
+                }
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
 
-/// Checks each entry of `instance_group`.
-fn check_instance_groups(value: &Value, src: &str) -> Result<(), String> {
-    let Some(items) = value.as_list() else {
-        return Ok(());
-    };
+/// Checks each entry of `instance_group`, pushing every refusal.
+fn check_instance_groups(value: &Value, src: &str, errs: &mut Vec<String>) {
+    let Some(items) = value.as_list() else { return };
     for (i, item) in items.iter().enumerate() {
         let Some(m) = item.as_message() else { continue };
         for (field, v) in m.fields() {
             let path = format!("instance_group[{i}].{}", field.name());
-            match field.name() {
-                "name" => {}
-                "count" => {
-                    let n = v.as_i32().unwrap_or_default();
-                    if n < 0 {
-                        return Err(format!("{src} field '{path}' is {n}; set a positive instance count"));
-                    }
-                }
-                "kind" => {
-                    let n = v.as_enum_number().unwrap_or_default();
-                    let kind = GroupKind::try_from(n).ok();
-                    if !matches!(kind, Some(GroupKind::Auto | GroupKind::Cpu)) {
-                        let shown = kind.map(|k| k.as_str_name().to_string()).unwrap_or_else(|| n.to_string());
-                        return Err(format!(
-                            "{src} field '{path}' is {shown}, which anemone does not support: anemone picks devices \
-                             through its backend list, see parameter 'backends'; use kind: KIND_CPU or KIND_AUTO, or remove 'kind'"
-                        ));
-                    }
-                }
-                "gpus" | "secondary_devices" => {
-                    return Err(unsupported(
-                        src,
-                        &path,
-                        "remove it (anemone picks devices through its backend list, see parameter 'backends')",
-                    ))
-                }
-                "profile" => {
-                    return Err(unsupported(src, &path, "remove it (TensorRT profiles do not apply to anemone)"))
-                }
-                other => return Err(unsupported(src, &path, tensor_hint(other))),
+            if let Err(e) = check_group_field(field.name(), v, &path, src) {
+                errs.push(e);
             }
         }
+    }
+}
+
+/// Checks one field of an `instance_group` entry.
+fn check_group_field(name: &str, v: &Value, path: &str, src: &str) -> Result<(), String> {
+    match name {
+        "name" => {}
+        "count" => {
+            let n = v.as_i32().unwrap_or_default();
+            if n < 0 {
+                return Err(format!(
+                    "{src} field '{path}' is {n}; set a positive instance count"
+                ));
+            }
+        }
+        "kind" => {
+            let n = v.as_enum_number().unwrap_or_default();
+            let kind = GroupKind::try_from(n).ok();
+            if !matches!(kind, Some(GroupKind::Auto | GroupKind::Cpu)) {
+                let shown = kind
+                    .map(|k| k.as_str_name().to_string())
+                    .unwrap_or_else(|| n.to_string());
+                return Err(format!(
+                    "{src} field '{path}' is {shown}, which anemone does not support: anemone picks devices \
+                     through its backend list, see parameter 'backends'; use kind: KIND_CPU or KIND_AUTO, or remove 'kind'"
+                ));
+            }
+        }
+        "gpus" | "secondary_devices" => return Err(unsupported(
+            src,
+            path,
+            "remove it (anemone picks devices through its backend list, see parameter 'backends')",
+        )),
+        "profile" => {
+            return Err(unsupported(
+                src,
+                path,
+                "remove it (TensorRT profiles do not apply to anemone)",
+            ))
+        }
+        other => return Err(unsupported(src, path, tensor_hint(other))),
     }
     Ok(())
 }
@@ -212,13 +297,16 @@ mod tests {
                 "ensembles are not supported yet",
             ),
             ("model_warmup [ { name: \"w\" batch_size: 1 } ]", "'model_warmup'"),
-            ("optimization { graph { level: 1 } }", "'optimization'"),
+            ("optimization { graph { level: 1 } }", "'optimization.graph'"),
+            ("optimization { priority: PRIORITY_MAX }", "'optimization.priority'"),
+            ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),
+            ("default_model_filename: \"/srv/x/other.onnx\"", "'default_model_filename'"),
+            ("default_model_filename: \"../../x/other.onnx\"", "'..' are refused"),
             ("response_cache { enable: true }", "'response_cache'"),
             (
                 "input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 4 ] reshape { shape: [ 2, 2 ] } } ]",
                 "'input[0].reshape'",
             ),
-            ("input [ { name: \"x\" }, { name: \"y\" format: FORMAT_NCHW } ]", "'input[1].format'"),
             ("input [ { name: \"x\" is_shape_tensor: true } ]", "'input[0].is_shape_tensor'"),
             ("input [ { name: \"x\" allow_ragged_batch: true } ]", "'input[0].allow_ragged_batch'"),
             ("output [ { name: \"y\" label_filename: \"labels.txt\" } ]", "'output[0].label_filename'"),
@@ -259,5 +347,44 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn settings_that_change_nothing_are_accepted() {
+        let c = crate::model_config::parse_pbtxt(
+            "model_transaction_policy { decoupled: false }\n\
+             optimization { graph { level: 0 } input_pinned_memory { enable: true } output_pinned_memory { enable: false } }\n\
+             response_cache { enable: false }\n\
+             input [ { name: \"x\" format: FORMAT_NCHW }, { name: \"y\" format: FORMAT_NONE }, { name: \"z\" format: FORMAT_NHWC } ]",
+        )
+        .unwrap();
+        assert_eq!(c.input.len(), 3);
+        crate::model_config::parse_pbtxt("optimization { }").unwrap();
+    }
+
+    #[test]
+    fn every_refusal_is_reported_at_once() {
+        let e = err_pbtxt(
+            "model_warmup [ { name: \"w\" } ]\n\
+             input [ { name: \"x\" reshape { shape: [ 1 ] } }, { name: \"y\" is_shape_tensor: true } ]\n\
+             instance_group [ { kind: KIND_MODEL gpus: [ 0 ] } ]\n\
+             parameters { key: \"foo\" value: { string_value: \"1\" } }\n\
+             parameters { key: \"threads\" value: { string_value: \"0\" } }",
+        );
+        assert!(
+            e.starts_with("7 problems in config.pbtxt, fix them all: (1) "),
+            "{e}"
+        );
+        for needle in [
+            "'model_warmup'",
+            "'input[0].reshape'",
+            "'input[1].is_shape_tensor'",
+            "'instance_group[0].kind'",
+            "'instance_group[0].gpus'",
+            "unknown parameter 'foo'",
+            "parameter 'threads'",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 }

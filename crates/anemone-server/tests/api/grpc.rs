@@ -1425,48 +1425,5 @@ async fn oversized_responses_are_refused_and_streams_go_on() {
     server.stop().await;
 }
 
-/// A client's deadline (`grpc-timeout`) bounds the request on the server.
-/// tonic's client enforces the header itself, so the server side is checked
-/// one layer down: the deadline the gRPC front end reads becomes the
-/// request's timeout (the earlier of it and the `timeout` parameter), giving
-/// anemone's own timeout error, counted as a failure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_timeout_header_is_the_request_deadline() {
-    let repo = TempRepo::new("deadline", &[("resnet18", "resnet18/model.onnx")]);
-    let server = TestServer::start(repo.0.clone(), ControlMode::None).await;
-    let mut c = server.ready_client().await;
-    let x = read_npy("resnet18/run0_in_0.npy");
-    let request = |deadline_ms: Option<u64>| anemone_server::v2::InferRequest {
-        model: "resnet18".into(),
-        version: None,
-        id: None,
-        parameters: Default::default(),
-        inputs: vec![("input".into(), x.clone())],
-        outputs: None,
-        deadline: deadline_ms.map(Duration::from_millis),
-    };
-    let e = server
-        .state
-        .infer(request(Some(1)))
-        .await
-        .err()
-        .expect("a 1 ms deadline on a ResNet run");
-    assert_eq!(e.kind, anemone_core::ErrorKind::Timeout, "{}", e.message);
-    assert!(e.message.contains("timed out after 1ms"), "{}", e.message);
-    server.state.infer(request(Some(60_000))).await.unwrap();
-    // Over the wire, the header reaches the server and ends the call in time.
-    let shape: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
-    let mut timed = tonic::Request::new(ModelInferRequest {
-        model_name: "resnet18".into(),
-        inputs: vec![tensor("input", "FP32", &shape)],
-        raw_input_contents: vec![x.as_bytes().unwrap().to_vec()],
-        ..Default::default()
-    });
-    timed
-        .metadata_mut()
-        .insert("grpc-timeout", "1m".parse().unwrap());
-    let started = Instant::now();
-    assert!(c.model_infer(timed).await.is_err());
-    assert!(started.elapsed() < Duration::from_secs(5));
-    server.stop().await;
-}
+// The client's deadline (`grpc-timeout`) against the `timeout` parameter is
+// tested over real gRPC with a slow test backend in `faults.rs`.

@@ -731,6 +731,16 @@ mod infer {
                 )
                 .await;
             let (v, binary) = split_binary(&r);
+            let returned: Vec<&str> = v["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                returned, outputs,
+                "run {run}: every output, in the model's order"
+            );
             let mut at = 0;
             for o in v["outputs"].as_array().unwrap() {
                 let name = o["name"].as_str().unwrap();

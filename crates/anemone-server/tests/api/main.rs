@@ -2,8 +2,14 @@
 //! binary links the whole server and its engines; fewer binaries build faster).
 
 mod bad_input;
+mod faults;
 mod grpc;
+mod grpc_errors;
 mod http;
 mod latency;
+mod model_config;
 mod net;
+mod repository_paths;
+mod shutdown;
+mod support;
 mod timeouts;

@@ -1,0 +1,64 @@
+//! The backend-specific setting keys (`<backend>.<key>`) each backend reads,
+//! known whether or not the backend is built in, so a configuration can be
+//! checked for misspelt keys on every machine.
+
+/// The `<backend>.<key>` settings `backend` reads; `None` for a name that is
+/// not one of anemone's backends. An empty list: the backend reads none.
+pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
+    Some(match backend {
+        "coreml" => &crate::coreml::options::KEYS,
+        "onnxruntime" => &ONNXRUNTIME,
+        "tract-cpu" | "tract-cuda" | "tract-metal" => &[],
+        _ => return None,
+    })
+}
+
+/// Every key ONNX Runtime's backend reads (its own, and its CoreML provider's).
+const ONNXRUNTIME: [&str; 7] = [
+    "onnxruntime.sessions",
+    "onnxruntime.cuda",
+    "onnxruntime.tensorrt",
+    "onnxruntime.coreml",
+    "onnxruntime.coreml.compute_units",
+    "onnxruntime.coreml.model_format",
+    "onnxruntime.coreml.cache_dir",
+];
+
+/// The settings whose value is a filesystem path (a directory the backend
+/// writes into). A server must not let a client choose such a path freely.
+pub const PATH_SETTINGS: [&str; 2] = [
+    crate::coreml::options::CACHE_DIR,
+    "onnxruntime.coreml.cache_dir",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_backend_has_a_list_and_paths_are_known_keys() {
+        for b in [
+            "coreml",
+            "onnxruntime",
+            "tract-cpu",
+            "tract-cuda",
+            "tract-metal",
+        ] {
+            assert!(known_settings(b).is_some(), "{b}");
+        }
+        assert!(known_settings("python").is_none());
+        for key in PATH_SETTINGS {
+            let backend = key.split('.').next().unwrap();
+            assert!(known_settings(backend).unwrap().contains(&key), "{key}");
+        }
+    }
+
+    #[cfg(feature = "onnxruntime")]
+    #[test]
+    fn the_onnxruntime_list_matches_what_it_reads() {
+        use crate::ort_coreml::{CACHE_DIR, COMPUTE_UNITS, ENABLED, MODEL_FORMAT};
+        for key in [ENABLED, COMPUTE_UNITS, MODEL_FORMAT, CACHE_DIR] {
+            assert!(ONNXRUNTIME.contains(&key), "{key}");
+        }
+    }
+}

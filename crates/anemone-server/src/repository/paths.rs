@@ -1,0 +1,136 @@
+//! Keeping every path the repository opens inside the repository.
+//!
+//! A model's name comes from a request, and a configuration (from disk or
+//! from a load request) may name a model file (`default_model_filename`) or a
+//! directory a backend writes into (`coreml.cache_dir`). None of them may
+//! lead out of the repository: not by an absolute path, not by `..`, and not
+//! through a symbolic link. When a path is refused, the message never says
+//! whether something exists outside, or what it is.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Whether `value` is a relative path of plain components (no root, no
+/// drive, no `.` or `..`, not empty): the only form a configuration may give.
+pub fn is_plain_relative(value: &str) -> bool {
+    !value.is_empty()
+        && !value.contains('\0')
+        && Path::new(value)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// The real path of `path` when it exists and its real path (links
+/// followed) lies under `root` (the repository's real path); `None`
+/// otherwise, whatever the reason.
+pub fn real_inside(root: &Path, path: &Path) -> Option<PathBuf> {
+    let real = path.canonicalize().ok()?;
+    real.starts_with(root).then_some(real)
+}
+
+/// Whether the path `base/relative` may be created or written by a backend:
+/// `relative` is plain (see [`is_plain_relative`]) and every part of it that
+/// exists already resolves (links followed) under `root`.
+pub fn writable_inside(root: &Path, base: &Path, relative: &str) -> bool {
+    if !is_plain_relative(relative) {
+        return false;
+    }
+    let mut path = base.to_path_buf();
+    if real_inside(root, &path).is_none() {
+        return false;
+    }
+    for part in Path::new(relative).components() {
+        path.push(part);
+        if std::fs::symlink_metadata(&path).is_err() {
+            // Neither it nor anything below exists yet: created inside.
+            return true;
+        }
+        if real_inside(root, &path).is_none() {
+            return false;
+        }
+    }
+    true
+}
+
+/// What a model path is, once it is known to lie inside the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file (an ONNX model, a Core ML `.mlmodel`).
+    File,
+    /// A directory (a Core ML `.mlpackage` or `.mlmodelc`).
+    Directory,
+}
+
+/// The kind of the model path `path` when it is a regular file or a
+/// directory whose real path lies under `root`; `None` for anything else (it
+/// does not exist, it leads outside, it is a device, FIFO or socket).
+pub fn model_path_kind(root: &Path, path: &Path) -> Option<Kind> {
+    let real = real_inside(root, path)?;
+    let meta = std::fs::metadata(real).ok()?;
+    if meta.is_file() {
+        Some(Kind::File)
+    } else if meta.is_dir() {
+        Some(Kind::Directory)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_relative_paths_only() {
+        for ok in ["model.onnx", "sub/model.onnx", "a b.onnx"] {
+            assert!(is_plain_relative(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x.onnx",
+            "a/../../x",
+            "./model.onnx",
+            "x\0y",
+        ] {
+            assert!(!is_plain_relative(bad), "{bad:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_root_are_outside() {
+        let base = std::env::temp_dir().join(format!("anemone-paths-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (root, outside) = (base.join("repo"), base.join("outside"));
+        std::fs::create_dir_all(root.join("m/1")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("x.onnx"), b"x").unwrap();
+        std::fs::write(root.join("m/1/model.onnx"), b"x").unwrap();
+        let link =
+            |target: &Path, at: &str| std::os::unix::fs::symlink(target, root.join(at)).unwrap();
+        link(&outside.join("x.onnx"), "m/1/out.onnx");
+        link(&outside, "m/1/outdir");
+        link(Path::new("/dev/zero"), "m/1/zero.onnx");
+        link(&root.join("m/1/model.onnx"), "m/1/in.onnx");
+        let root = root.canonicalize().unwrap();
+        let m1 = root.join("m/1");
+        assert_eq!(
+            model_path_kind(&root, &m1.join("model.onnx")),
+            Some(Kind::File)
+        );
+        assert_eq!(
+            model_path_kind(&root, &m1.join("in.onnx")),
+            Some(Kind::File)
+        );
+        assert_eq!(model_path_kind(&root, &m1), Some(Kind::Directory));
+        for out in ["out.onnx", "zero.onnx", "outdir", "missing.onnx"] {
+            assert_eq!(model_path_kind(&root, &m1.join(out)), None, "{out}");
+        }
+        assert!(writable_inside(&root, &m1, "cache"));
+        assert!(writable_inside(&root, &m1, "cache/deeper"));
+        assert!(!writable_inside(&root, &m1, "outdir/cache"));
+        assert!(!writable_inside(&root, &m1, "../../../outside"));
+        assert!(!writable_inside(&root, &m1, "/tmp"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

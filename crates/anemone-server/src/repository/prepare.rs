@@ -1,0 +1,317 @@
+//! Preparing one model of a repository for loading, without loading it: the
+//! configuration read (or the one a load request gives), the model file of
+//! each version found (honouring `default_model_filename`), the file checked
+//! against the repository's bounds, the configuration completed against the
+//! model, and the [`ModelSpec`] of each version built.
+//!
+//! `serve` (through [`super::Repository`]) and `anemone doctor
+//! --model-repository` both use [`prepare_model`], so they approve exactly the
+//! same models.
+
+use super::paths::{self, Kind};
+use crate::model_config::{self, Settings};
+use crate::proto::ModelConfig;
+use anemone_core::{Dim, ModelMetadata, TensorSpec};
+use anemone_runtime::ModelSpec;
+use std::path::{Path, PathBuf};
+
+/// The model files looked for in a version directory, in this order, when
+/// the config names none (`default_model_filename`): ONNX, then Core ML
+/// (package, specification, compiled). A Core ML model that no backend here
+/// can run (no Core ML off macOS) is listed UNAVAILABLE with the reason.
+pub const MODEL_FILES: [&str; 4] = [
+    "model.onnx",
+    "model.mlpackage",
+    "model.mlmodel",
+    "model.mlmodelc",
+];
+
+/// The largest `config.pbtxt` read: 4 MiB (a real one is a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// A model ready to load: its effective configuration and one spec per version.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The configuration, completed against the model file.
+    pub config: ModelConfig,
+    /// One spec per version to load, in ascending version order.
+    pub specs: Vec<ModelSpec>,
+}
+
+/// The directory of model `name` in the repository whose real path is
+/// `root`: `None` unless `name` is one plain path component (no `/`, `\`,
+/// `..`, leading `.`) naming a directory whose real path lies inside `root`.
+/// A name that leads out (through a link, say) is answered like a missing
+/// one, so a request cannot probe the filesystem.
+pub fn model_dir(root: &Path, name: &str) -> Option<PathBuf> {
+    if name.starts_with('.') || name.contains(['/', '\\']) || !paths::is_plain_relative(name) {
+        return None;
+    }
+    let dir = root.join(name);
+    (paths::model_path_kind(root, &dir) == Some(Kind::Directory)).then_some(dir)
+}
+
+/// Prepares model `name` of the repository whose real path is `root`
+/// (see [`model_dir`]), with its `config.pbtxt` or `config_override`.
+///
+/// `memory_available`: bytes the memory budget has free; a model file larger
+/// than that is refused before it is read. Every refusal is a message that
+/// says what to change.
+pub fn prepare_model(
+    root: &Path,
+    name: &str,
+    config_override: Option<ModelConfig>,
+    memory_available: Option<u64>,
+) -> Result<Prepared, String> {
+    let dir = model_dir(root, name)
+        .ok_or_else(|| format!("model '{name}' is not in the model repository"))?;
+    let config = match config_override {
+        Some(c) => Some(c),
+        None => read_config(root, &dir)?,
+    };
+    let file_name = config
+        .as_ref()
+        .map(|c| c.default_model_filename.clone())
+        .filter(|f| !f.is_empty());
+    if let Some(f) = &file_name {
+        if !paths::is_plain_relative(f) {
+            return Err(format!(
+                "default_model_filename is \"{f}\"; name a file inside the version directory, e.g. \"model.onnx\" \
+                 (absolute paths and '..' are refused)"
+            ));
+        }
+    }
+    let mut available = Vec::new();
+    let mut version_dirs = Vec::new();
+    for entry in std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot read the model directory '{name}': {e}"))?
+        .filter_map(|e| e.ok())
+    {
+        let Some(version) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        version_dirs.push(version);
+        if let Some(file) = model_file(root, &dir, version, file_name.as_deref())? {
+            available.push((version, file));
+        }
+    }
+    available.sort_unstable();
+    if available.is_empty() {
+        if let (Some(f), false) = (&file_name, version_dirs.is_empty()) {
+            version_dirs.sort_unstable();
+            let looked: Vec<String> = version_dirs.iter().map(|v| format!("{v}/")).collect();
+            return Err(format!(
+                "the model file '{f}' named by default_model_filename is missing (looked in {}); put it there \
+                 (a symbolic link must not lead outside the model repository), or fix default_model_filename",
+                looked.join(", ")
+            ));
+        }
+    }
+    let policy_config = config.clone().unwrap_or_default();
+    let numbers: Vec<u64> = available.iter().map(|(v, _)| *v).collect();
+    let versions = model_config::versions_to_load(&policy_config, &numbers)?;
+    let files: Vec<(u64, PathBuf)> = available
+        .into_iter()
+        .filter(|(v, _)| versions.contains(v))
+        .collect();
+    for (version, file) in &files {
+        check_size(*version, file, memory_available)?;
+    }
+    let (_, newest) = files
+        .last()
+        .expect("versions_to_load returns available versions; this is a bug");
+    let meta = anemone_backends::describe_file(newest).map_err(|e| e.chain_string())?;
+    let config = model_config::complete(config, name, &meta)?;
+    let mut settings = model_config::settings(&config)?;
+    confine_path_settings(root, &dir, &mut settings)?;
+    let declared = declared_inputs(&config, &meta);
+    let specs = files
+        .into_iter()
+        .map(|(version, path)| {
+            let mut spec = ModelSpec::new(name, path).version(version);
+            spec.backends = settings.backends.clone();
+            spec.strict = settings.strict;
+            spec.settings = settings.backend_settings.clone();
+            spec.threads = settings.threads;
+            spec.max_concurrency = settings.max_concurrency;
+            spec.max_batch_size = usize::try_from(config.max_batch_size)
+                .ok()
+                .filter(|n| *n > 0);
+            spec.declared_inputs = Some(declared.clone());
+            spec
+        })
+        .collect();
+    Ok(Prepared { config, specs })
+}
+
+/// Reads `config.pbtxt` when there is one: a regular file inside the
+/// repository, at most [`MAX_CONFIG_BYTES`].
+fn read_config(root: &Path, dir: &Path) -> Result<Option<ModelConfig>, String> {
+    let path = dir.join("config.pbtxt");
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    if paths::model_path_kind(root, &path) != Some(Kind::File) {
+        return Err(
+            "config.pbtxt is not a regular file inside the model repository; replace it with the file itself"
+                .into(),
+        );
+    }
+    let bytes =
+        anemone_backends::file::read_bounded(&path, Path::new("config.pbtxt"), MAX_CONFIG_BYTES)
+            .map_err(|e| e.chain_string())?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| "config.pbtxt is not UTF-8 text; save it as UTF-8".to_string())?;
+    model_config::parse_pbtxt(&text).map(Some)
+}
+
+/// The model file of version directory `<dir>/<version>/`: `file_name`
+/// (from `default_model_filename`) or the first of [`MODEL_FILES`] there.
+/// `Ok(None)` when there is none; an error when there is one that cannot be
+/// used (it leads outside the repository, or is not a regular file or a
+/// Core ML package directory).
+fn model_file(
+    root: &Path,
+    dir: &Path,
+    version: u64,
+    file_name: Option<&str>,
+) -> Result<Option<PathBuf>, String> {
+    let version_dir = dir.join(version.to_string());
+    if paths::model_path_kind(root, &version_dir) != Some(Kind::Directory) {
+        return Ok(None);
+    }
+    let candidate = match file_name {
+        Some(f) => {
+            // Every directory on the way must stay inside before the file is
+            // even looked at, so nothing outside is probed.
+            if !paths::writable_inside(root, &version_dir, f) {
+                return Ok(None);
+            }
+            version_dir.join(f)
+        }
+        None => match MODEL_FILES
+            .iter()
+            .map(|f| version_dir.join(f))
+            .find(|p| std::fs::symlink_metadata(p).is_ok())
+        {
+            Some(p) => p,
+            None => return Ok(None),
+        },
+    };
+    if std::fs::symlink_metadata(&candidate).is_err() {
+        return Ok(None);
+    }
+    let shown = candidate
+        .strip_prefix(dir)
+        .unwrap_or(&candidate)
+        .display()
+        .to_string();
+    match paths::model_path_kind(root, &candidate) {
+        Some(Kind::File) => Ok(Some(candidate)),
+        Some(Kind::Directory) if is_coreml_package(&candidate) => Ok(Some(candidate)),
+        _ => Err(format!(
+            "version {version}: {shown} is not a usable model file; it must be a regular file (or a Core ML \
+             package directory) inside the model repository, and a symbolic link must not lead outside it"
+        )),
+    }
+}
+
+fn is_coreml_package(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("mlpackage" | "mlmodelc")
+    )
+}
+
+/// Refuses a model file larger than the memory budget leaves free (or than
+/// the process-wide bound on model files), before anything reads it.
+fn check_size(version: u64, file: &Path, memory_available: Option<u64>) -> Result<(), String> {
+    let Ok(meta) = std::fs::metadata(file) else {
+        return Ok(());
+    };
+    if !meta.is_file() {
+        return Ok(());
+    }
+    let size = meta.len();
+    let max = anemone_backends::file::max_model_file_bytes();
+    if size > max {
+        return Err(format!(
+            "version {version}: the model file is {size} bytes, more than the {max}-byte limit on a model file; \
+             keep large weights in ONNX external data files, or raise the limit with {}=<bytes>",
+            anemone_backends::file::MAX_MODEL_FILE_BYTES_ENV
+        ));
+    }
+    if let Some(available) = memory_available.filter(|a| size > *a) {
+        return Err(format!(
+            "version {version}: the model file is {size} bytes, more than the memory budget has free \
+             ({available} bytes); raise --memory-budget or unload other models"
+        ));
+    }
+    Ok(())
+}
+
+/// Turns each path-valued backend setting (e.g. `coreml.cache_dir`, relative
+/// to the model's directory) into a path inside the model's directory, or
+/// refuses it when a link on the way leads outside.
+fn confine_path_settings(root: &Path, dir: &Path, settings: &mut Settings) -> Result<(), String> {
+    for (key, value) in &mut settings.backend_settings {
+        if !anemone_backends::settings::PATH_SETTINGS.contains(&key.as_str()) {
+            continue;
+        }
+        if !paths::writable_inside(root, dir, value) {
+            return Err(format!(
+                "parameter '{key}' is \"{value}\", which does not stay inside the model's directory; give a \
+                 directory relative to it, without '..' and not through a symbolic link that leads out"
+            ));
+        }
+        *value = dir.join(&*value).display().to_string();
+    }
+    Ok(())
+}
+
+/// The model's inputs as the configuration declares them, in the model's
+/// order: the engine's shape, narrowed where the config fixes a size the
+/// engine leaves dynamic. With `max_batch_size > 0` the config's dims leave
+/// out the first (batch) dimension, which keeps the engine's.
+fn declared_inputs(config: &ModelConfig, meta: &ModelMetadata) -> Vec<TensorSpec> {
+    let offset = usize::from(config.max_batch_size > 0);
+    meta.inputs
+        .iter()
+        .map(|engine| {
+            let mut spec = engine.clone();
+            let Some(given) = config.input.iter().find(|i| i.name == engine.name) else {
+                return spec;
+            };
+            match &mut spec.shape {
+                Some(shape) if shape.len() == given.dims.len() + offset => {
+                    for (dim, &size) in shape[offset..].iter_mut().zip(&given.dims) {
+                        if let (false, Ok(n)) = (matches!(dim, Dim::Fixed(_)), u64::try_from(size))
+                        {
+                            *dim = Dim::Fixed(n);
+                        }
+                    }
+                }
+                Some(_) => {}
+                None if !given.dims.is_empty() && given.dims != [-1] => {
+                    let mut shape: Vec<Dim> = Vec::with_capacity(given.dims.len() + offset);
+                    if offset == 1 {
+                        shape.push(Dim::Any);
+                    }
+                    shape.extend(
+                        given
+                            .dims
+                            .iter()
+                            .map(|&d| u64::try_from(d).map_or(Dim::Any, Dim::Fixed)),
+                    );
+                    spec.shape = Some(shape);
+                }
+                None => {}
+            }
+            spec
+        })
+        .collect()
+}

@@ -1,0 +1,395 @@
+//! What real engines rarely do on demand, through the real server over both
+//! protocols: a model that is slow (timeouts, overload) or panics. The test
+//! registers its own backend, `tricky`, on the server's manager.
+
+use anemone_core::{
+    Backend, DataType, Dim, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
+    Probe, Support, Tensor, TensorSpec,
+};
+use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use anemone_server::proto::infer_parameter::ParameterChoice;
+use anemone_server::proto::model_infer_request::InferInputTensor;
+use anemone_server::proto::{self, InferParameter, ModelInferRequest};
+use anemone_server::state::AppState;
+use anemone_server::{ControlMode, Server, ServerOptions};
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::Code;
+use tower::ServiceExt;
+
+/// A backend whose model returns its input `x` (`[1, 16]` FP32, the shape of
+/// the `identity` fixture it is given) as `y`, panics when the first value is
+/// negative, and sleeps `x - 1000` ms when it is above 1000.
+struct Tricky;
+
+struct TrickyModel(ModelMetadata);
+
+impl Backend for Tricky {
+    fn name(&self) -> &'static str {
+        "tricky"
+    }
+    fn probe(&self) -> Probe {
+        Probe::Available {
+            detail: "test double".into(),
+        }
+    }
+    fn supports(&self, _: &ModelSource) -> Support {
+        Support::Yes
+    }
+    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+        Ok(Box::new(TrickyModel(ModelMetadata::new(
+            ModelFormat::Onnx,
+            vec![TensorSpec::new(
+                "x",
+                DataType::F32,
+                vec![Dim::Fixed(1), Dim::Fixed(16)],
+            )],
+            vec![TensorSpec::new(
+                "y",
+                DataType::F32,
+                vec![Dim::Fixed(1), Dim::Fixed(16)],
+            )],
+        ))))
+    }
+}
+
+impl LoadedModel for TrickyModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.0
+    }
+    fn backend(&self) -> &'static str {
+        "tricky"
+    }
+    fn memory_footprint(&self) -> u64 {
+        0
+    }
+    fn infer(&self, inputs: &[Tensor]) -> anemone_core::Result<Vec<Tensor>> {
+        let v = inputs[0].to_vec::<f32>().unwrap()[0];
+        if v < 0.0 {
+            panic!("boom: negative input");
+        }
+        if v > 1000.0 {
+            std::thread::sleep(Duration::from_millis((v - 1000.0) as u64));
+        }
+        Ok(inputs.to_vec())
+    }
+}
+
+/// A server whose repository holds one model, `tricky`, on the test backend,
+/// with at most `concurrency` requests at once.
+struct Faulty {
+    state: Arc<AppState>,
+    router: axum::Router,
+    grpc: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+    repo: PathBuf,
+}
+
+impl Faulty {
+    async fn start(tag: &str, concurrency: Option<usize>) -> Faulty {
+        let repo = std::env::temp_dir().join(format!(
+            "anemone-faults-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let dir = repo.join("tricky").join("1");
+        std::fs::create_dir_all(&dir).unwrap();
+        // The repository reads the file's signature; the test backend runs it.
+        let identity = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/generated/identity/model.onnx");
+        std::fs::copy(&identity, dir.join("model.onnx"))
+            .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh", identity.display()));
+        let manager = anemone_runtime::Manager::builder()
+            .backend(Tricky)
+            .max_concurrency(concurrency)
+            .workers(4)
+            .build()
+            .unwrap();
+        let options = ServerOptions {
+            http_port: 0,
+            grpc_port: 0,
+            repository: repo.clone(),
+            control: ControlMode::None,
+            exit_timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let server = Server::bind(options, manager).await.unwrap();
+        let (state, grpc) = (server.state(), server.grpc_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let router = anemone_server::http::router(Arc::clone(&state), 1 << 20);
+        let start = Instant::now();
+        while state.manager.model("tricky", None).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tricky never loaded: {:?}",
+                state.repository.entry("tricky").map(|e| e.reason)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Faulty {
+            state,
+            router,
+            grpc,
+            stop,
+            task,
+            repo,
+        }
+    }
+
+    /// `POST /v2/models/tricky/infer` with `x` and these request parameters:
+    /// the status and the JSON body.
+    async fn http(&self, x: f32, parameters: Value) -> (u16, Value) {
+        let body = json!({
+            "inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": vec![x; 16]}],
+            "parameters": parameters,
+        });
+        let request = Request::post("/v2/models/tricky/infer")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn client(&self) -> GrpcInferenceServiceClient<Channel> {
+        GrpcInferenceServiceClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    /// The model's failure count, as gRPC ModelStatistics reports it.
+    async fn failures(&self) -> u64 {
+        let stats = self
+            .client()
+            .await
+            .model_statistics(proto::ModelStatisticsRequest {
+                name: "tricky".into(),
+                version: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stats.model_stats[0]
+            .inference_stats
+            .as_ref()
+            .unwrap()
+            .fail
+            .as_ref()
+            .unwrap()
+            .count
+    }
+
+    /// Waits until `n` requests are running on the engine.
+    async fn wait_in_flight(&self, n: usize) {
+        let start = Instant::now();
+        while self.state.manager.metrics().in_flight < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "never {n} in flight"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&self.repo);
+    }
+}
+
+/// A gRPC request for `tricky` with `x`, a `timeout` parameter in
+/// microseconds and a client deadline (`grpc-timeout`, e.g. "400m").
+fn grpc_request(
+    x: f32,
+    timeout_us: Option<i64>,
+    deadline: Option<&str>,
+) -> tonic::Request<ModelInferRequest> {
+    let mut r = ModelInferRequest {
+        model_name: "tricky".into(),
+        inputs: vec![InferInputTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 16],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![x.to_le_bytes().repeat(16)],
+        ..Default::default()
+    };
+    if let Some(us) = timeout_us {
+        r.parameters.insert(
+            "timeout".into(),
+            InferParameter {
+                parameter_choice: Some(ParameterChoice::Int64Param(us)),
+            },
+        );
+    }
+    let mut request = tonic::Request::new(r);
+    if let Some(d) = deadline {
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", d.parse().unwrap());
+    }
+    request
+}
+
+/// Over real gRPC, the earlier of the client's deadline (`grpc-timeout`) and
+/// the `timeout` parameter ends the request with anemone's own
+/// DEADLINE_EXCEEDED and message (not tonic's bare cancellation), and each
+/// timed-out request is counted as a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_deadline_is_the_earlier_of_header_and_parameter() {
+    let s = Faulty::start("deadline", None).await;
+    let mut c = s.client().await;
+    assert_eq!(s.failures().await, 0);
+    // The parameter is earlier: 200 ms against a 30 s deadline.
+    let e = c
+        .model_infer(grpc_request(1800.0, Some(200_000), Some("30S")))
+        .await
+        .expect_err("a 200 ms timeout on an 800 ms run");
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert_eq!(e.message(), "timed out after 200ms");
+    assert_eq!(s.failures().await, 1);
+    // The header is earlier: 400 ms (less 20 ms to answer) against 30 s.
+    let started = Instant::now();
+    let e = c
+        .model_infer(grpc_request(1800.0, Some(30_000_000), Some("400m")))
+        .await
+        .expect_err("a 400 ms deadline on an 800 ms run");
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert_eq!(e.message(), "timed out after 380ms");
+    assert!(
+        started.elapsed() < Duration::from_millis(790),
+        "answered at the deadline"
+    );
+    assert_eq!(s.failures().await, 2);
+    // The header alone; then a deadline long enough: it succeeds.
+    let e = c
+        .model_infer(grpc_request(1800.0, None, Some("300m")))
+        .await
+        .expect_err("a 300 ms deadline on an 800 ms run");
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::DeadlineExceeded, "timed out after 280ms")
+    );
+    assert_eq!(s.failures().await, 3);
+    c.model_infer(grpc_request(1010.0, Some(30_000_000), Some("20S")))
+        .await
+        .unwrap();
+    assert_eq!(s.failures().await, 3);
+    s.stop().await;
+}
+
+/// HTTP: a request over its `timeout` parameter is 504 with anemone's message, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_timeout_is_504_and_counted() {
+    let s = Faulty::start("http-timeout", None).await;
+    let (status, body) = s.http(1600.0, json!({"timeout": 100_000})).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body, json!({"error": "timed out after 100ms"}));
+    assert_eq!(s.failures().await, 1);
+    let (status, body) = s.http(1001.0, json!({"timeout": 20_000_000})).await;
+    assert_eq!(status, 200, "{body}");
+    s.stop().await;
+}
+
+/// Past the concurrency limit a request is refused at once: HTTP 429, gRPC
+/// RESOURCE_EXHAUSTED, both saying which limit and what to do; the running
+/// request finishes, and the next one after it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_429_and_resource_exhausted() {
+    let s = Arc::new(Faulty::start("overload", Some(1)).await);
+    let busy = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move { s.http(1700.0, json!({})).await })
+    };
+    s.wait_in_flight(1).await;
+    let want = "overloaded: global concurrency limit reached (1 of 1 in use); retry later or raise the limit";
+    let started = Instant::now();
+    let (status, body) = s.http(1.0, json!({})).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body, json!({"error": want}));
+    let e = s
+        .client()
+        .await
+        .model_infer(grpc_request(1.0, None, None))
+        .await
+        .expect_err("over the limit");
+    assert_eq!((e.code(), e.message()), (Code::ResourceExhausted, want));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once, not queued"
+    );
+    let (status, body) = busy.await.unwrap();
+    assert_eq!(
+        (status, &body["outputs"][0]["data"]),
+        (200, &json!(vec![1700.0; 16]))
+    );
+    let (status, body) = s.http(2.0, json!({})).await;
+    assert_eq!(
+        (status, &body["outputs"][0]["data"]),
+        (200, &json!(vec![2.0; 16]))
+    );
+    let Ok(s) = Arc::try_unwrap(s) else {
+        panic!("the server is still shared")
+    };
+    s.stop().await;
+}
+
+/// A backend that panics fails that request only: HTTP 500 and gRPC INTERNAL
+/// naming the panic; the same model serves the next request, and the
+/// failures are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_backend_is_500_and_internal_and_the_server_goes_on() {
+    let s = Faulty::start("panic", None).await;
+    let mut c = s.client().await;
+    for round in 0..2 {
+        let (status, body) = s.http(-1.0, json!({})).await;
+        assert_eq!(status, 500, "{body}");
+        let message = body["error"].as_str().unwrap();
+        assert!(
+            message.contains("tricky") && message.contains("panicked: boom: negative input"),
+            "{message}"
+        );
+        let e = c
+            .model_infer(grpc_request(-1.0, None, None))
+            .await
+            .expect_err("a panic");
+        assert_eq!(e.code(), Code::Internal, "{e:?}");
+        assert_eq!(e.message(), message);
+        let (status, body) = s.http(3.0, json!({})).await;
+        assert_eq!(
+            (status, &body["outputs"][0]["data"]),
+            (200, &json!(vec![3.0; 16])),
+            "round {round}"
+        );
+        let ok = c.model_infer(grpc_request(4.0, None, None)).await.unwrap();
+        assert_eq!(
+            ok.into_inner().raw_output_contents[0],
+            4f32.to_le_bytes().repeat(16)
+        );
+    }
+    assert_eq!(s.failures().await, 4);
+    assert_eq!(
+        s.state.manager.metrics().in_flight,
+        0,
+        "permits released after a panic"
+    );
+    s.stop().await;
+}

@@ -1,0 +1,279 @@
+//! What a Triton `config.pbtxt` (or a load request's config) promises is
+//! what the server does (issue 9, items 3 to 7), over HTTP and gRPC:
+//! `max_batch_size` and narrowed `dims` hold at request time, backend
+//! settings are checked by name, settings that change nothing load, every
+//! refusal is reported at once, and a missing `default_model_filename` is
+//! named.
+
+use crate::support::{error_text, serve, workspace, Repo, Served};
+use anemone_core::{npy, Tensor};
+use anemone_server::proto::{self, model_infer_request::InferInputTensor};
+use anemone_server::ControlMode;
+use serde_json::{json, Value};
+use tonic::Code;
+
+fn dynamic_batch() -> Vec<u8> {
+    std::fs::read(workspace().join("fixtures/generated/dynamic_batch/model.onnx")).unwrap()
+}
+
+fn read_npy(rel: &str) -> Tensor {
+    let path = workspace().join("fixtures/generated").join(rel);
+    npy::read(std::fs::File::open(&path).unwrap()).unwrap()
+}
+
+fn f32s(t: &Tensor) -> Vec<f32> {
+    t.to_vec::<f32>().unwrap()
+}
+
+/// An HTTP infer request for input `x` of `shape`, filled with `values` (or zeros).
+fn http_infer_body(shape: &[usize], values: Option<Vec<f32>>) -> Value {
+    let n: usize = shape.iter().product();
+    let data = values.unwrap_or_else(|| vec![0.0; n]);
+    json!({"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": data}]})
+}
+
+async fn grpc_infer(
+    s: &Served,
+    model: &str,
+    shape: &[i64],
+) -> Result<proto::ModelInferResponse, tonic::Status> {
+    let n: i64 = shape.iter().product();
+    let raw: Vec<u8> = (0..n).flat_map(|_| 0f32.to_le_bytes()).collect();
+    s.client()
+        .await
+        .model_infer(proto::ModelInferRequest {
+            model_name: model.into(),
+            inputs: vec![InferInputTensor {
+                name: "x".into(),
+                datatype: "FP32".into(),
+                shape: shape.to_vec(),
+                ..Default::default()
+            }],
+            raw_input_contents: vec![raw],
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// `dynamic_batch` is y = Relu(x W + b), x: [batch, seq, 8]. The config
+/// batches (max 4) and fixes seq to 3.
+const BATCHED: &str = r#"
+name: "db"
+platform: "onnxruntime_onnx"
+max_batch_size: 4
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 3, 8 ] } ]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_batch_size_and_narrowed_dims_hold_at_request_time() {
+    let repo = Repo::new("config-batch");
+    repo.write("db/1/model.onnx", &dynamic_batch());
+    repo.write("db/config.pbtxt", BATCHED.as_bytes());
+    let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
+    let (status, body) = s.http_load("db", None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The metadata shows the declared shape: batch, then the config's dims.
+    let (status, meta) = s.http("GET", "/v2/models/db", None).await;
+    assert_eq!(status, 200, "{meta}");
+    assert_eq!(meta["inputs"][0]["shape"], json!([-1, 3, 8]), "{meta}");
+    let grpc_meta = s
+        .client()
+        .await
+        .model_metadata(proto::ModelMetadataRequest {
+            name: "db".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc_meta.inputs[0].shape, vec![-1, 3, 8]);
+
+    // Within bounds: served, and equal to ONNX Runtime's reference.
+    let x = read_npy("dynamic_batch/run0_in_0.npy");
+    assert_eq!(x.shape(), &[1, 3, 8]);
+    let want = f32s(&read_npy("dynamic_batch/run0_out_0.npy"));
+    let (status, body) = s
+        .http(
+            "POST",
+            "/v2/models/db/infer",
+            Some(http_infer_body(&[1, 3, 8], Some(f32s(&x)))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<f32> = body["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-5 + 1e-4 * w.abs(),
+            "{got:?} vs {want:?}"
+        );
+    }
+    assert!(grpc_infer(&s, "db", &[4, 3, 8]).await.is_ok());
+
+    // A batch above max_batch_size: 400 naming the input, on both protocols.
+    let (status, body) = s
+        .http(
+            "POST",
+            "/v2/models/db/infer",
+            Some(http_infer_body(&[5, 3, 8], None)),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let e = error_text(&body);
+    assert!(
+        e.contains("input 'x'") && e.contains("max_batch_size is 4"),
+        "{e}"
+    );
+    let e = grpc_infer(&s, "db", &[5, 3, 8]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("input 'x'") && e.message().contains("max_batch_size is 4"),
+        "{}",
+        e.message()
+    );
+
+    // A dimension the config fixes (the engine leaves it dynamic).
+    let (status, body) = s
+        .http(
+            "POST",
+            "/v2/models/db/infer",
+            Some(http_infer_body(&[1, 4, 8], None)),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let e = error_text(&body);
+    assert!(
+        e.contains("input 'x' dimension 1 is 4, but the model fixes it at 3"),
+        "{e}"
+    );
+    let e = grpc_infer(&s, "db", &[1, 4, 8]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("fixes it at 3"), "{}", e.message());
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_settings_are_checked_by_name() {
+    let repo = Repo::new("config-keys");
+    repo.write("db/1/model.onnx", &dynamic_batch());
+    let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
+    let config = json!({"parameters": {
+        "onnxruntime.bogus": {"string_value": "1"},
+        "tract-cpu.bogus": {"string_value": "1"},
+    }});
+    let (status, body) = s.http_load("db", Some(&config)).await;
+    assert_eq!(status, 400, "{body}");
+    let e = error_text(&body);
+    assert!(
+        e.contains("unknown parameter 'onnxruntime.bogus'; backend onnxruntime reads: onnxruntime.sessions"),
+        "{e}"
+    );
+    assert!(
+        e.contains("unknown parameter 'tract-cpu.bogus': backend tract-cpu reads no settings"),
+        "{e}"
+    );
+    let e = s.grpc_load("db", Some(&config)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("onnxruntime.bogus"), "{}", e.message());
+    // Known keys still load.
+    let ok = json!({"parameters": {"onnxruntime.sessions": {"string_value": "2"}}});
+    let (status, body) = s.http_load("db", Some(&ok)).await;
+    assert_eq!(status, 200, "{body}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_change_nothing_load() {
+    let repo = Repo::new("config-noops");
+    repo.write("db/1/model.onnx", &dynamic_batch());
+    repo.write(
+        "db/config.pbtxt",
+        br#"
+name: "db"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "x" data_type: TYPE_FP32 format: FORMAT_NONE dims: [ -1, 8 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ -1, 4 ] } ]
+model_transaction_policy { decoupled: false }
+optimization { input_pinned_memory { enable: true } output_pinned_memory { enable: true } }
+response_cache { enable: false }
+instance_group [ { count: 1 kind: KIND_CPU } ]
+version_policy: { latest { num_versions: 1 } }
+"#,
+    );
+    let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
+    let (status, body) = s.http_load("db", None).await;
+    assert_eq!(status, 200, "{body}");
+    // The JSON form, with an NCHW format, loads over gRPC too.
+    let config = json!({"max_batch_size": 8, "input": [{"name": "x", "format": "FORMAT_NCHW"}],
+                        "model_transaction_policy": {"decoupled": false}, "optimization": {}});
+    s.grpc_load("db", Some(&config)).await.unwrap();
+    // What would change behaviour is still refused.
+    let e = s
+        .grpc_load(
+            "db",
+            Some(&json!({"model_transaction_policy": {"decoupled": true}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("'model_transaction_policy.decoupled'"),
+        "{}",
+        e.message()
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_reported_at_once_and_a_missing_file_is_named() {
+    let repo = Repo::new("config-all");
+    repo.write("db/1/model.onnx", &dynamic_batch());
+    // A Triton quickstart-style config (densenet_onnx), aimed at this model.
+    repo.write(
+        "db/config.pbtxt",
+        br#"
+name: "db"
+platform: "onnxruntime_onnx"
+max_batch_size : 0
+input [ { name: "x" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 1, 3, 8 ] reshape { shape: [ 1, 3, 8 ] } } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1, 3, 4 ] label_filename: "labels.txt" } ]
+model_warmup [ { name: "w" batch_size: 1 } ]
+parameters { key: "foo" value: { string_value: "1" } }
+parameters { key: "threads" value: { string_value: "100000" } }
+"#,
+    );
+    let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
+    let (status, body) = s.http_load("db", None).await;
+    assert_eq!(status, 400, "{body}");
+    let e = error_text(&body);
+    for needle in [
+        "5 problems in config.pbtxt",
+        "'input[0].reshape'",
+        "'output[0].label_filename'",
+        "'model_warmup'",
+        "unknown parameter 'foo'",
+        "parameter 'threads' is \"100000\"; set an integer from 1 to",
+    ] {
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+
+    // default_model_filename naming a missing file says so, by name.
+    let config = json!({"default_model_filename": "densenet.onnx"});
+    let (status, body) = s.http_load("db", Some(&config)).await;
+    assert_eq!(status, 400, "{body}");
+    let e = error_text(&body);
+    assert!(
+        e.contains("the model file 'densenet.onnx' named by default_model_filename is missing (looked in 1/)"),
+        "{e}"
+    );
+    let e = s.grpc_load("db", Some(&config)).await.unwrap_err();
+    assert!(e.message().contains("'densenet.onnx'"), "{}", e.message());
+    s.shutdown().await;
+}

@@ -1,0 +1,197 @@
+//! A small harness for the repository and configuration tests: a temporary
+//! repository with a folder beside it ("outside", which nothing may reach),
+//! and a server on it answering over the router (HTTP) and real gRPC.
+
+use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use anemone_server::proto::{self, model_repository_parameter::ParameterChoice};
+use anemone_server::{ControlMode, Server, ServerOptions};
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tonic::transport::Channel;
+use tower::ServiceExt;
+
+pub type Client = GrpcInferenceServiceClient<Channel>;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The committed example `add` (two FP32 inputs `a`, `b` of shape [-1]).
+pub fn add_model() -> Vec<u8> {
+    std::fs::read(workspace().join("examples/models/add/1/model.onnx")).unwrap()
+}
+
+/// `<tmp>/<tag>/repo` and `<tmp>/<tag>/outside`, removed on drop.
+pub struct Repo {
+    base: PathBuf,
+}
+
+impl Repo {
+    pub fn new(tag: &str) -> Repo {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let base =
+            std::env::temp_dir().join(format!("anemone-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(base.join("repo")).unwrap();
+        std::fs::create_dir_all(base.join("outside")).unwrap();
+        Repo { base }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.base.join("repo")
+    }
+
+    pub fn outside(&self) -> PathBuf {
+        self.base.join("outside")
+    }
+
+    /// Writes `<root>/<rel>` (directories made as needed).
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> &Repo {
+        let path = self.root().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+        self
+    }
+
+    /// A symbolic link `<root>/<rel>` to `target`.
+    #[cfg(unix)]
+    pub fn link(&self, rel: &str, target: &Path) -> &Repo {
+        let path = self.root().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, path).unwrap();
+        self
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// A running server.
+pub struct Served {
+    pub router: axum::Router,
+    pub grpc: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Starts a server on `root` (tract CPU; `budget`: the memory budget).
+pub async fn serve(
+    root: &Path,
+    control: ControlMode,
+    load: &[&str],
+    budget: Option<u64>,
+) -> Served {
+    let manager = anemone_runtime::Manager::builder()
+        .backend(anemone_backends::TractCpu)
+        .memory_budget(budget)
+        .build()
+        .unwrap();
+    let options = ServerOptions {
+        http_port: 0,
+        grpc_port: 0,
+        repository: root.to_path_buf(),
+        control,
+        load_models: load.iter().map(|s| s.to_string()).collect(),
+        exit_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let server = Server::bind(options, manager).await.unwrap();
+    let router = anemone_server::http::router(server.state(), 1 << 20);
+    let grpc = server.grpc_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Served {
+        router,
+        grpc,
+        stop,
+        task,
+    }
+}
+
+impl Served {
+    /// An HTTP request through the router: status and JSON body (`Null` when empty).
+    pub async fn http(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, json)
+    }
+
+    /// An HTTP load request with a config (JSON text) override, as Triton's.
+    pub async fn http_load(&self, model: &str, config: Option<&Value>) -> (u16, Value) {
+        let body = config.map(|c| serde_json::json!({"parameters": {"config": c.to_string()}}));
+        self.http("POST", &format!("/v2/repository/models/{model}/load"), body)
+            .await
+    }
+
+    pub async fn client(&self) -> Client {
+        GrpcInferenceServiceClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    /// A gRPC load request with a config override: the error status, if any.
+    pub async fn grpc_load(
+        &self,
+        model: &str,
+        config: Option<&Value>,
+    ) -> Result<(), tonic::Status> {
+        let parameters = config
+            .map(|c| {
+                HashMap::from([(
+                    "config".to_string(),
+                    proto::ModelRepositoryParameter {
+                        parameter_choice: Some(ParameterChoice::StringParam(c.to_string())),
+                    },
+                )])
+            })
+            .unwrap_or_default();
+        self.client()
+            .await
+            .repository_model_load(proto::RepositoryModelLoadRequest {
+                model_name: model.into(),
+                parameters,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+    }
+}
+
+/// The `error` text of an HTTP error body.
+pub fn error_text(body: &Value) -> String {
+    body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
+        .to_string()
+}
