@@ -2,7 +2,6 @@
 //! concatenated along the batch dimension and split back. Panics are
 //! caught, retryable backend errors retried, outputs selected and timed.
 
-use super::tensor_batch::BatchExt;
 use super::{Admitted, Done, Job};
 use crate::fallback::RetryPolicy;
 use crate::instance::{Engine, ModelInstance};

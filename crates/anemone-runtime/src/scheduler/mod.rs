@@ -16,7 +16,6 @@ mod batcher;
 mod direct;
 mod execute;
 mod queue;
-mod tensor_batch;
 
 pub(crate) use batcher::{BatchPlan, ModelQueue, Slot};
 pub(crate) use direct::Direct;
