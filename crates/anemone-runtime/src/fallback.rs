@@ -83,6 +83,14 @@ pub(crate) struct ErrorWindow {
 }
 
 impl ErrorWindow {
+    /// A window that begins now, when the model has `successes` successes.
+    pub(crate) fn starting_at(successes: u64) -> ErrorWindow {
+        ErrorWindow {
+            start: AtomicU64::new(successes),
+            errors: AtomicU64::new(0),
+        }
+    }
+
     /// Records a failed request and says whether the model should fall back.
     /// `successes` is the model's success count now.
     pub(crate) fn record(

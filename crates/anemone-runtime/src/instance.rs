@@ -1,30 +1,35 @@
-//! A loaded model version and everything the runtime keeps beside it.
+//! A loaded model version and everything the runtime keeps beside it: its
+//! engine instances, limits, counters, queue and fallback state.
 
 use crate::admission::{Limiter, Reservation};
 use crate::fallback::ErrorWindow;
-use crate::manager::{ModelSpec, Picked};
-use crate::metrics::ModelMetrics;
+use crate::loader::Picked;
+use crate::metrics::{Ewma, ModelMetrics};
+use crate::scheduler::{ModelQueue, INLINE_AFTER_RUNS, INLINE_BELOW};
 use crate::selection::{Candidate, Selection};
+use crate::spec::ModelSpec;
 use anemone_core::{LoadedModel, ModelMetadata};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// One loaded version of a model, shared by the requests that use it.
 ///
 /// Dropping the last reference (after unload, once in-flight requests are
-/// done) frees the engine's model and gives its memory back to the budget.
+/// done) frees the engines and gives their memory back to the budget.
 pub struct ModelInstance {
     name: String,
     version: u64,
     path: PathBuf,
-    model: Box<dyn LoadedModel>,
-    /// The engine's metadata narrowed by the spec's declared inputs.
+    /// Its engine instances (Triton's instance group); never empty.
+    engines: Vec<Engine>,
+    /// The first engine's metadata narrowed by the spec's declared inputs.
     metadata: ModelMetadata,
     /// This model's concurrency limit.
     pub(crate) limiter: Arc<Limiter>,
-    pub(crate) metrics: ModelMetrics,
+    /// Its counters, shared with the instance that replaces it on a fallback.
+    pub(crate) metrics: Arc<ModelMetrics>,
     _reservation: Reservation,
     loaded_at: SystemTime,
     load_time: Duration,
@@ -39,6 +44,77 @@ pub struct ModelInstance {
     pub(crate) switching: AtomicBool,
     /// Retries of retryable backend errors.
     pub(crate) retries: AtomicU64,
+    /// Its request queue, when it has one (queue settings or dynamic batching).
+    pub(crate) queue: Option<ModelQueue>,
+}
+
+/// One engine instance: a loaded model and its own load counters.
+pub(crate) struct Engine {
+    pub(crate) model: Box<dyn LoadedModel>,
+    /// Engine calls running on it now.
+    busy: AtomicUsize,
+    /// Engine calls so far.
+    executions: AtomicU64,
+    /// EWMA of its engine time per call.
+    latency: Ewma,
+}
+
+/// Marks an engine busy for one call; records the call when dropped.
+pub(crate) struct Busy<'a>(&'a Engine);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Engine {
+    fn new(model: Box<dyn LoadedModel>) -> Engine {
+        Engine {
+            model,
+            busy: AtomicUsize::new(0),
+            executions: AtomicU64::new(0),
+            latency: Ewma::default(),
+        }
+    }
+
+    /// Marks it busy until the guard drops.
+    pub(crate) fn claim(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, Ordering::Acquire);
+        Busy(self)
+    }
+
+    /// Records one call that spent `engine_time` in the engine.
+    pub(crate) fn record(&self, engine_time: Duration) {
+        self.executions.fetch_add(1, Ordering::Relaxed);
+        self.latency.update(engine_time);
+    }
+
+    /// Its load for choosing: expected time until a new call would finish
+    /// (calls running plus this one, times its latency), then calls running,
+    /// then calls so far (so ties take turns).
+    fn load(&self) -> (u128, usize, u64) {
+        let busy = self.busy.load(Ordering::Relaxed);
+        let latency = self.latency.get().map_or(1, |d| d.as_nanos().max(1));
+        (
+            (busy as u128 + 1) * latency,
+            busy,
+            self.executions.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The counters of one engine instance of a model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EngineStats {
+    /// The backend it runs on.
+    pub backend: &'static str,
+    /// Engine calls running on it now.
+    pub in_flight: usize,
+    /// Engine calls so far (a batch is one call).
+    pub executions: u64,
+    /// EWMA of its engine time per call; `None` before the first.
+    pub ewma_latency: Option<Duration>,
 }
 
 impl ModelInstance {
@@ -46,29 +122,33 @@ impl ModelInstance {
         spec: ModelSpec,
         picked: Picked,
         limiter: Arc<Limiter>,
+        metrics: Arc<ModelMetrics>,
         reservation: Reservation,
         load_time: Duration,
+        queue: Option<ModelQueue>,
     ) -> ModelInstance {
+        let successes = metrics.success_count();
         ModelInstance {
             name: spec.name.clone(),
             version: spec.version,
             path: spec.path.clone(),
             metadata: crate::validation::declared_metadata(
-                picked.model.metadata(),
+                picked.engines[0].metadata(),
                 spec.declared_inputs.as_deref(),
             ),
-            model: picked.model,
+            engines: picked.engines.into_iter().map(Engine::new).collect(),
             limiter,
-            metrics: ModelMetrics::default(),
+            metrics,
             _reservation: reservation,
             loaded_at: SystemTime::now(),
             load_time,
             selection: picked.selection,
             spec,
             standby: picked.standby,
-            window: ErrorWindow::default(),
+            window: ErrorWindow::starting_at(successes),
             switching: AtomicBool::new(false),
             retries: AtomicU64::new(0),
+            queue,
         }
     }
 
@@ -87,15 +167,15 @@ impl ModelInstance {
         &self.path
     }
 
-    /// What the model declares: the engine's metadata, with inputs narrowed
-    /// by the spec's `declared_inputs` (see [`crate::validation::declared_metadata`]).
+    /// What the model declares: its first engine's metadata, with inputs
+    /// narrowed by the spec's `declared_inputs` (see [`crate::validation::declared_metadata`]).
     pub fn metadata(&self) -> &ModelMetadata {
         &self.metadata
     }
 
-    /// The backend running it.
+    /// The backend running it (its first engine instance's).
     pub fn backend(&self) -> &'static str {
-        self.model.backend()
+        self.engines[0].model.backend()
     }
 
     /// Bytes charged to the memory budget.
@@ -103,21 +183,32 @@ impl ModelInstance {
         self._reservation.bytes()
     }
 
-    /// Requests running on it now.
+    /// Requests admitted on it now: queued or running.
     pub fn in_flight(&self) -> usize {
         self.limiter.in_use()
     }
 
-    /// Requests admitted for this model and waiting for an engine call
-    /// (Triton's pending requests). Always 0 until a scheduler queues
-    /// requests: today each admitted request goes straight to a worker.
+    /// Requests waiting in its queue now (0 for a model without a queue).
     pub fn queued(&self) -> usize {
-        0
+        self.queue.as_ref().map_or(0, ModelQueue::len)
     }
 
-    /// Its metrics.
+    /// Its metrics (shared with the instances it replaced on a fallback).
     pub fn metrics(&self) -> &ModelMetrics {
         &self.metrics
+    }
+
+    /// Each engine instance's counters, in order.
+    pub fn instances(&self) -> Vec<EngineStats> {
+        self.engines
+            .iter()
+            .map(|e| EngineStats {
+                backend: e.model.backend(),
+                in_flight: e.busy.load(Ordering::Relaxed),
+                executions: e.executions.load(Ordering::Relaxed),
+                ewma_latency: e.latency.get(),
+            })
+            .collect()
     }
 
     /// When it was loaded.
@@ -148,8 +239,30 @@ impl ModelInstance {
         self.retries.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn engine(&self) -> &dyn LoadedModel {
-        &*self.model
+    /// The engine instance a new call should go to: the least loaded, with
+    /// load weighted by each instance's latency (instances on different
+    /// backends differ in speed).
+    pub(crate) fn pick_engine(&self) -> &Engine {
+        match self.engines.as_slice() {
+            [one] => one,
+            all => all
+                .iter()
+                .min_by_key(|e| e.load())
+                .expect("a model has at least one engine; this is a bug"),
+        }
+    }
+
+    /// Whether requests may run on the calling task, skipping the worker hop:
+    /// no queue, one engine instance, and its engine time has averaged at most
+    /// [`INLINE_BELOW`] over at least [`INLINE_AFTER_RUNS`] calls.
+    #[inline]
+    pub(crate) fn runs_inline(&self) -> bool {
+        let [engine] = self.engines.as_slice() else {
+            return false;
+        };
+        self.queue.is_none()
+            && engine.executions.load(Ordering::Relaxed) >= INLINE_AFTER_RUNS
+            && engine.latency.get().is_some_and(|d| d <= INLINE_BELOW)
     }
 }
 
@@ -159,6 +272,7 @@ impl std::fmt::Debug for ModelInstance {
             .field("name", &self.name)
             .field("version", &self.version)
             .field("backend", &self.backend())
+            .field("instances", &self.engines.len())
             .finish_non_exhaustive()
     }
 }

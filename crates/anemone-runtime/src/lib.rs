@@ -4,8 +4,11 @@
 //! A request goes through, in order: admission (a global and a per-model
 //! concurrency permit, failing fast with `Overloaded`), lookup in the
 //! lock-free registry, validation against the model's declared inputs, then
-//! the engine on a worker thread (never on the async executor), and finally
-//! metrics. Permits are released by `Drop` on every path. A panic in an
+//! the model's queue when it has one (priority levels, queue timeouts,
+//! dynamic batching: [`ModelSpec::batching`], [`ModelSpec::queue`]), then the
+//! engine on a worker thread (never on the async executor, except for tiny
+//! models: [`INLINE_BELOW`]) on the least-loaded of the model's engine
+//! instances ([`ModelSpec::instance_groups`]), and finally metrics. Permits are released by `Drop` on every path. A panic in an
 //! engine becomes a `Backend` error for that one request.
 //!
 //! ```
@@ -35,29 +38,44 @@
 //! ```
 #![deny(missing_docs)]
 
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub mod admission;
+mod failover;
 pub mod fallback;
+mod groups;
 pub mod health;
 pub mod instance;
+mod loader;
 pub mod manager;
 pub mod metrics;
+mod observe;
+mod pipeline;
 pub mod pressure;
 pub mod registry;
 pub mod request;
+mod scheduler;
 pub mod selection;
+pub mod spec;
 pub mod tuning;
 pub mod validation;
 pub mod worker;
 
 pub use fallback::{FallbackPolicy, RetryPolicy};
+pub use groups::MAX_INSTANCES;
 pub use health::{HealthReport, ModelHealth, ModelState};
-pub use instance::ModelInstance;
-pub use manager::{
-    default_parallelism, BackendStatus, Manager, ManagerBuilder, MetricsSnapshot,
-    ModelMetricsEntry, ModelSpec,
-};
+pub use instance::{EngineStats, ModelInstance};
+pub use manager::{default_parallelism, Manager, ManagerBuilder};
 pub use metrics::{ModelMetricsSnapshot, Timings};
+pub use observe::{BackendStatus, MetricsSnapshot, ModelMetricsEntry};
 pub use pressure::ThermalState;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};
+pub use scheduler::{INLINE_AFTER_RUNS, INLINE_BELOW};
 pub use selection::{Attempt, Mode, Outcome, Selection};
+pub use spec::{
+    Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
+};

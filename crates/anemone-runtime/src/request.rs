@@ -15,8 +15,14 @@ pub struct InferRequest {
     pub inputs: Vec<(String, Tensor)>,
     /// Outputs wanted, in this order; `None` means all, in model order.
     pub outputs: Option<Vec<String>>,
-    /// Give up after this long. By default there is no deadline.
+    /// Give up after this long. By default there is no deadline. On a model
+    /// whose queue policy allows timeout overrides, it is also the request's
+    /// queue timeout.
     pub timeout: Option<Duration>,
+    /// Triton's priority level: 1 is the highest. `None` or 0 (the default),
+    /// or a level the model does not have: the model's default level. Only
+    /// models with a queue order requests by priority.
+    pub priority: Option<u32>,
     /// An identifier echoed in the response.
     pub id: Option<String>,
 }
@@ -64,6 +70,12 @@ impl InferRequest {
     /// Sets a deadline.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the priority level (1 is the highest).
+    pub fn priority(mut self, level: u32) -> Self {
+        self.priority = Some(level);
         self
     }
 

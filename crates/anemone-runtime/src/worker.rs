@@ -4,29 +4,29 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
-
-/// A fixed pool of named OS threads taking jobs from one channel.
+/// A fixed pool of named OS threads taking typed tasks from one channel and
+/// running each with the pool's handler.
 ///
 /// The channel is unbounded, but admission bounds how many requests can be in
-/// flight, so at most that many jobs ever wait here.
-pub struct WorkerPool {
-    sender: Option<Sender<Job>>,
+/// flight, so at most that many tasks ever wait here.
+pub struct WorkerPool<T: Send + 'static> {
+    sender: Option<Sender<T>>,
     threads: Vec<JoinHandle<()>>,
 }
 
-impl WorkerPool {
-    /// Starts `size` threads (at least one).
-    pub fn new(size: usize) -> std::io::Result<WorkerPool> {
-        let (sender, receiver): (Sender<Job>, Receiver<Job>) = crossbeam_channel::unbounded();
+impl<T: Send + 'static> WorkerPool<T> {
+    /// Starts `size` threads (at least one), each running `handler` on the
+    /// tasks it takes. The handler must not panic: callers catch panics inside.
+    pub fn new(size: usize, handler: fn(T)) -> std::io::Result<WorkerPool<T>> {
+        let (sender, receiver): (Sender<T>, Receiver<T>) = crossbeam_channel::unbounded();
         let threads = (0..size.max(1))
             .map(|i| {
                 let receiver = receiver.clone();
                 std::thread::Builder::new()
                     .name(format!("anemone-worker-{i}"))
                     .spawn(move || {
-                        while let Some(job) = next_job(&receiver) {
-                            job();
+                        while let Some(task) = next_task(&receiver) {
+                            handler(task);
                         }
                     })
             })
@@ -37,15 +37,15 @@ impl WorkerPool {
         })
     }
 
-    /// Queues a job. Jobs must not panic: callers catch panics inside the job.
-    pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
+    /// Queues a task.
+    pub fn execute(&self, task: T) {
         let sender = self
             .sender
             .as_ref()
             .expect("the pool is only closed in Drop; this is a bug");
-        sender
-            .send(Box::new(job))
-            .expect("workers live as long as the pool; this is a bug");
+        if sender.send(task).is_err() {
+            unreachable!("workers live as long as the pool; this is a bug");
+        }
     }
 
     /// Number of threads.
@@ -54,17 +54,17 @@ impl WorkerPool {
     }
 }
 
-/// How long an idle worker polls for the next job before it sleeps. Waking a
+/// How long an idle worker polls for the next task before it sleeps. Waking a
 /// sleeping thread costs 10-15 µs on a virtual machine; under steady load the
 /// next request usually arrives within this window.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// The next job, or `None` once the pool is closed.
-fn next_job(receiver: &Receiver<Job>) -> Option<Job> {
+/// The next task, or `None` once the pool is closed.
+fn next_task<T>(receiver: &Receiver<T>) -> Option<T> {
     let deadline = Instant::now() + SPIN;
     loop {
         match receiver.try_recv() {
-            Ok(job) => return Some(job),
+            Ok(task) => return Some(task),
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) if Instant::now() < deadline => std::hint::spin_loop(),
             Err(TryRecvError::Empty) => return receiver.recv().ok(),
@@ -72,9 +72,9 @@ fn next_job(receiver: &Receiver<Job>) -> Option<Job> {
     }
 }
 
-impl Drop for WorkerPool {
+impl<T: Send + 'static> Drop for WorkerPool<T> {
     fn drop(&mut self) {
-        // Closing the channel ends each worker once the queued jobs are done.
+        // Closing the channel ends each worker once the queued tasks are done.
         self.sender.take();
         let current = std::thread::current().id();
         for t in self.threads.drain(..) {

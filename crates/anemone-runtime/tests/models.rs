@@ -4,6 +4,7 @@
 //! (the references come from `scripts/gen_fixtures.py`).
 
 mod onnxruntime;
+mod scheduler;
 mod selection;
 mod support;
 

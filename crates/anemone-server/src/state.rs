@@ -11,9 +11,14 @@ use anemone_runtime::metrics::DurationStat;
 use anemone_runtime::{InferRequest, Manager};
 use std::time::Duration;
 
-/// The protocol extensions anemone implements, as `GET /v2` lists them.
-/// (`schedule_policy` is not listed: request `priority` needs the scheduler queue that comes later.)
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_repository", "statistics"];
+/// The protocol extensions anemone implements, as `GET /v2` lists them
+/// (`schedule_policy`: the `priority` and `timeout` request parameters).
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "model_repository",
+    "schedule_policy",
+    "statistics",
+];
 
 /// The server's shared state.
 pub struct AppState {
@@ -166,7 +171,8 @@ impl AppState {
         r.outputs = request
             .outputs
             .map(|o| o.into_iter().map(|o| o.name).collect());
-        r.timeout = match (timeout_parameter(&request.parameters)?, request.deadline) {
+        r.priority = request.scheduling.priority;
+        r.timeout = match (request.scheduling.timeout, request.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -305,29 +311,5 @@ impl AppState {
             })
             .collect();
         crate::prometheus::render(&self.manager.metrics(), &queued, &self.repository.index())
-    }
-}
-
-/// The `timeout` request parameter, in microseconds as in Triton. A non-zero
-/// `priority` is refused rather than ignored: there is no priority queue yet.
-fn timeout_parameter(
-    parameters: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Option<Duration>, ApiError> {
-    if let Some(p) = parameters.get("priority").filter(|p| p.as_u64() != Some(0)) {
-        return Err(ApiError::invalid(format!(
-            "parameter 'priority' ({p}) is not supported yet: anemone has no priority queue; leave it out or send 0"
-        )));
-    }
-    match parameters.get("timeout") {
-        None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .filter(|us| *us > 0)
-            .map(|us| Some(Duration::from_micros(us)))
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "parameter 'timeout' must be a positive number of microseconds, got {v}"
-                ))
-            }),
     }
 }

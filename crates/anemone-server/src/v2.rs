@@ -25,6 +25,51 @@ pub struct InferRequest {
     /// The transport's deadline (gRPC's `grpc-timeout`), if any. The request
     /// times out at the earlier of this and its `timeout` parameter.
     pub deadline: Option<std::time::Duration>,
+    /// Its `priority` and `timeout` parameters, parsed at the edge.
+    pub scheduling: Scheduling,
+}
+
+/// Triton's scheduling parameters of a request, typed once where the request
+/// enters (HTTP `parameters`, gRPC `parameters`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scheduling {
+    /// `priority`: the level, 1 the highest; 0 or absent: the model's default.
+    pub priority: Option<u32>,
+    /// `timeout`, in microseconds on the wire: the request's deadline (and its
+    /// queue timeout where the model's queue policy allows overrides).
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Scheduling {
+    /// Reads `priority` (a whole number; 0 means the model's default) and
+    /// `timeout` (a positive number of microseconds), refusing anything else
+    /// with a 400 that says what to send.
+    pub fn from_parameters(
+        parameters: &serde_json::Map<String, Value>,
+    ) -> Result<Scheduling, ApiError> {
+        let priority = match parameters.get("priority") {
+            None => None,
+            Some(v) => Some(v.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "parameter 'priority' must be a priority level (1 is the highest; 0 for the model's default), got {v}"
+                ))
+            })?),
+        };
+        let timeout = match parameters.get("timeout") {
+            None => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|us| *us > 0)
+                    .map(std::time::Duration::from_micros)
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "parameter 'timeout' must be a positive number of microseconds, got {v}"
+                        ))
+                    })?,
+            ),
+        };
+        Ok(Scheduling { priority, timeout })
+    }
 }
 
 /// An output named in a request.

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod failover;
+
 /// What a double's model does on each inference.
 #[derive(Default)]
 struct Behaviour {
@@ -24,6 +26,8 @@ struct Behaviour {
     broken: AtomicU32,
     /// Report a lost device while non-zero.
     device_lost: AtomicU32,
+    /// Refuse the inputs (an `InvalidInput` error) while non-zero.
+    invalid_input: AtomicU32,
     /// Microseconds each call sleeps.
     sleep_us: AtomicU32,
     /// Calls so far.
@@ -128,6 +132,13 @@ impl LoadedModel for DoubleModel {
                 backend: self.backend.into(),
                 message: "device fell off the bus".into(),
             });
+        }
+        if b.invalid_input.load(Ordering::SeqCst) > 0 {
+            return Err(anemone_core::InputError::Malformed {
+                name: "x".into(),
+                reason: "the engine cannot take this value".into(),
+            }
+            .into());
         }
         if b.broken.load(Ordering::SeqCst) > 0 {
             return Err(Error::Backend {

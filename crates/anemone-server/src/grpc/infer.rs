@@ -92,11 +92,13 @@ pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, Api
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let parameters = parameters_to_json(&parameters)?;
     Ok(v2::InferRequest {
         model: model_name,
         version: v2::version(&model_version)?,
         id: Some(id).filter(|id| !id.is_empty()),
-        parameters: parameters_to_json(&parameters)?,
+        scheduling: v2::Scheduling::from_parameters(&parameters)?,
+        parameters,
         inputs,
         outputs: Some(outputs).filter(|o| !o.is_empty()),
         deadline: None,
@@ -253,8 +255,8 @@ fn typed(
     tensor.map_err(|e| input_error(name, e).into())
 }
 
-/// Request parameters as the JSON map the protocol-neutral layer reads
-/// (`timeout`, `priority`, ...).
+/// Request parameters as the JSON map the protocol-neutral layer passes
+/// through (`timeout` and `priority` are then typed by [`v2::Scheduling`]).
 fn parameters_to_json(
     parameters: &HashMap<String, InferParameter>,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {

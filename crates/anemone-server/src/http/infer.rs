@@ -138,6 +138,7 @@ pub fn decode(
         model,
         version,
         id: header.id,
+        scheduling: v2::Scheduling::from_parameters(&parameters)?,
         parameters,
         inputs,
         outputs,

@@ -8,8 +8,8 @@
 //! anemone reads a subset of ModelConfig: `name`, `platform`, `backend`,
 //! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`, and
 //! `optional` for inputs), `version_policy`, `instance_group` (`name`,
-//! `count`, `kind` KIND_AUTO or KIND_CPU), `parameters` and
-//! `default_model_filename`. Every other field that is set is refused with a
+//! `count`, `kind` KIND_AUTO, KIND_CPU or KIND_GPU), `dynamic_batching`,
+//! `parameters` and `default_model_filename`. Every other field that is set is refused with a
 //! message naming its path: nothing is ignored silently.
 //!
 //! anemone's own per-model settings live in `parameters` (see [`settings`]).
@@ -20,7 +20,8 @@
 //!
 //! The module is cut by job: `parse` reads the two forms (with
 //! `text_format`'s error positions), `supported` refuses what anemone cannot
-//! honour, `settings` reads `parameters`, `versions` applies the version
+//! honour, `settings` reads `parameters`, `scheduling` reads
+//! `dynamic_batching` and `instance_group`, `versions` applies the version
 //! policy, `complete` fills the config in from the model, `dtypes` maps
 //! data types.
 
@@ -31,6 +32,7 @@ use prost_reflect::{DescriptorPool, MessageDescriptor};
 mod complete;
 mod dtypes;
 mod parse;
+mod scheduling;
 mod settings;
 mod supported;
 mod text_format;
@@ -42,6 +44,7 @@ mod fixtures;
 pub use complete::complete;
 pub use dtypes::{core_dtype, dims_of, proto_dtype};
 pub use parse::{parse_json, parse_pbtxt, to_json};
+pub use scheduling::{scheduler_config, SchedulerConfig};
 pub use settings::{settings, Settings, PARAMETER_KEYS};
 pub use versions::versions_to_load;
 

@@ -219,10 +219,9 @@ mod tests {
             s,
             Settings {
                 backends: Some(vec!["tract-cpu".into()]),
-                backend_settings: vec![("onnxruntime.sessions".into(), "2".into())],
                 ..Settings::default()
             },
-            "two instances are two ONNX Runtime sessions"
+            "instances are engine instances now, not ONNX Runtime sessions"
         );
         // And it fits the model it describes.
         let done = complete(Some(c.clone()), "resnet50", &resnet_meta()).unwrap();

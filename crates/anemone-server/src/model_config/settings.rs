@@ -70,8 +70,8 @@ pub(super) fn read_settings(config: &ModelConfig) -> (Settings, Vec<String>) {
     entries.sort();
     let mut out = Settings::default();
     let mut errs = Vec::new();
-    // Triton's instance count: for ONNX Runtime, that many sessions per model
-    // (an explicit `onnxruntime.sessions` parameter wins).
+    // `instance_group` gives engine instances (see `scheduling`); the
+    // `onnxruntime.sessions` parameter still gives sessions inside one.
     let instances: i64 = config
         .instance_group
         .iter()
@@ -82,9 +82,6 @@ pub(super) fn read_settings(config: &ModelConfig) -> (Settings, Vec<String>) {
             "instance_group asks for {instances} instances in all; set counts that add up to 1..{MAX_INSTANCES} \
              (each instance holds its own copy of the weights)"
         ));
-    } else if instances > 1 {
-        out.backend_settings
-            .push(("onnxruntime.sessions".into(), instances.to_string()));
     }
     for (key, value) in entries {
         if let Err(e) = read_entry(key, value, &mut out) {

@@ -81,6 +81,8 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
         ),
         "output" => check_tensors(value, "output", &["name", "data_type", "dims"], src, errs),
         "instance_group" => check_instance_groups(value, src, errs),
+        // Its values are checked when read, by `scheduling`.
+        "dynamic_batching" => {}
         // Triton's defaults, written out: they change nothing.
         "optimization" => check_optimization(value, src, errs),
         "model_transaction_policy" | "response_cache" if is_noop(value) => {}
@@ -129,7 +131,6 @@ fn unsupported(src: &str, path: &str, hint: &str) -> String {
 
 fn top_level_hint(field: &str) -> &'static str {
     match field {
-        "dynamic_batching" => "remove it (anemone runs each request as it comes)",
         "sequence_batching" => "remove it (stateful sequence models are not supported yet)",
         "ensemble_scheduling" => "remove it: ensembles are not supported yet",
         "model_warmup" => "remove it (anemone does not run warm-up requests yet)",
@@ -138,7 +139,7 @@ fn top_level_hint(field: &str) -> &'static str {
         }
         "response_cache" => "remove it or set enable: false (anemone does not cache responses)",
         "batch_input" | "batch_output" => {
-            "remove it (ragged batching needs dynamic batching, which anemone does not do)"
+            "remove it (anemone does not do ragged batching: a batch holds requests of equal shapes)"
         }
         "cc_model_filenames" => "remove it and name the file with 'default_model_filename'",
         "runtime" => "remove it (anemone runs ONNX models with its own backends, see parameter 'backends')",
@@ -154,7 +155,7 @@ fn tensor_hint(field: &str) -> &'static str {
         "reshape" => "remove it and give 'dims' as the model declares them",
         "is_shape_tensor" => "remove it (shape tensors are a TensorRT feature)",
         "allow_ragged_batch" => {
-            "remove it (ragged batching needs dynamic batching, which anemone does not do)"
+            "remove it (anemone does not do ragged batching: a batch holds requests of equal shapes)"
         }
         "is_non_linear_format_io" => "remove it (non-linear formats are a TensorRT feature)",
         "label_filename" => "remove it (classification labels are not supported yet)",
@@ -251,13 +252,16 @@ fn check_group_field(name: &str, v: &Value, path: &str, src: &str) -> Result<(),
         "kind" => {
             let n = v.as_enum_number().unwrap_or_default();
             let kind = GroupKind::try_from(n).ok();
-            if !matches!(kind, Some(GroupKind::Auto | GroupKind::Cpu)) {
+            if !matches!(
+                kind,
+                Some(GroupKind::Auto | GroupKind::Cpu | GroupKind::Gpu)
+            ) {
                 let shown = kind
                     .map(|k| k.as_str_name().to_string())
                     .unwrap_or_else(|| n.to_string());
                 return Err(format!(
                     "{src} field '{path}' is {shown}, which anemone does not support: anemone picks devices \
-                     through its backend list, see parameter 'backends'; use kind: KIND_CPU or KIND_AUTO, or remove 'kind'"
+                     through its backend list, see parameter 'backends'; use kind: KIND_AUTO, KIND_CPU or KIND_GPU, or remove 'kind'"
                 ));
             }
         }
@@ -285,8 +289,6 @@ mod tests {
     #[test]
     fn refuses_unsupported_fields_by_path() {
         let cases: &[(&str, &str)] = &[
-            ("dynamic_batching { max_queue_delay_microseconds: 100 }", "'dynamic_batching'"),
-            ("dynamic_batching { }", "anemone runs each request as it comes"),
             ("sequence_batching { }", "'sequence_batching'"),
             (
                 "platform: \"ensemble\"\nensemble_scheduling { step [ { model_name: \"a\" model_version: -1 } ] }",
@@ -313,7 +315,6 @@ mod tests {
             ("output [ { name: \"y\" optional: true } ]", "field 'optional' not found"),
             ("input [ { name: \"x\" data_type: TYPE_BF16 } ]", "'input[0].data_type' is TYPE_BF16"),
             ("input [ { name: \"x\" dims: [ 3, 0 ] } ]", "'input[0].dims' has 0"),
-            ("instance_group [ { kind: KIND_GPU } ]", "'instance_group[0].kind' is KIND_GPU"),
             ("instance_group [ { kind: KIND_MODEL } ]", "parameter 'backends'"),
             ("instance_group [ { count: 1 gpus: [ 0 ] } ]", "'instance_group[0].gpus'"),
             ("instance_group [ { profile: \"0\" } ]", "'instance_group[0].profile'"),
@@ -335,16 +336,9 @@ mod tests {
                 "config {text:?}: message {e:?} lacks {needle:?}"
             );
         }
-        let e = err_pbtxt("instance_group [ { kind: KIND_GPU } ]");
+        let e = err_pbtxt("instance_group [ { kind: KIND_MODEL } ]");
         assert!(
             e.contains("anemone picks devices through its backend list"),
-            "{e}"
-        );
-        let e = err_pbtxt("dynamic_batching { }");
-        assert!(
-            e.starts_with(
-                "config.pbtxt field 'dynamic_batching' is not supported by anemone yet; remove it"
-            ),
             "{e}"
         );
     }

@@ -129,6 +129,7 @@ pub fn prepare_model(
     let mut settings = model_config::settings(&config)?;
     confine_path_settings(root, &dir, &mut settings)?;
     let declared = declared_inputs(&config, &meta);
+    let scheduler = model_config::scheduler_config(&config)?;
     let specs = files
         .into_iter()
         .map(|(version, path)| {
@@ -142,6 +143,9 @@ pub fn prepare_model(
                 .ok()
                 .filter(|n| *n > 0);
             spec.declared_inputs = Some(declared.clone());
+            spec.batching = scheduler.batching.clone();
+            spec.queue = scheduler.queue.clone();
+            spec.instance_groups = scheduler.instance_groups.clone();
             spec
         })
         .collect();

@@ -2,6 +2,7 @@
 //! binary links the whole server and its engines; fewer binaries build faster).
 
 mod bad_input;
+mod batching;
 mod faults;
 mod grpc;
 mod grpc_errors;

@@ -1,0 +1,528 @@
+//! Loading, reloading and unloading models: candidates → select → install.
+
+use crate::admission::Limiter;
+use crate::instance::ModelInstance;
+use crate::manager::Manager;
+use crate::scheduler::panic_message;
+use crate::selection::{self, Attempt, BackendSet, Candidate, Mode, Outcome, Selection};
+use crate::spec::{InstanceKind, ModelSpec};
+use anemone_core::{Error, LoadOptions, LoadedModel, ModelSource, Result, Support};
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the loader owns: the backends, the defaults models inherit, and the
+/// models whose last load failed.
+pub(crate) struct Loader {
+    /// Every backend, in the order added.
+    pub(crate) backends: BackendSet,
+    /// The preference list of models that name none; `None`: every backend in order.
+    pub(crate) preference: Option<Vec<String>>,
+    /// Strict mode for models that do not set their own.
+    pub(crate) strict: bool,
+    /// Engine threads for models that do not set their own.
+    pub(crate) threads: Option<usize>,
+    /// The per-model concurrency limit for models that do not set their own.
+    pub(crate) model_max_concurrency: Option<usize>,
+    /// Models whose last load failed, with the reason; cleared by a successful
+    /// load or an unload. Read by health.
+    pub(crate) failed: Mutex<BTreeMap<String, String>>,
+}
+
+/// What a selection hands to `install`.
+pub(crate) struct Picked {
+    /// The engine instances loaded so far (the selection loads the first).
+    pub(crate) engines: Vec<Box<dyn LoadedModel>>,
+    /// The candidate the first engine runs on.
+    pub(crate) chosen: Candidate,
+    pub(crate) selection: Selection,
+    /// Candidates for a run-time fallback, in order.
+    pub(crate) standby: Vec<Candidate>,
+}
+
+/// The error when no candidate loaded: the one backend's own error when only
+/// one was tried, else every candidate with its reason.
+fn no_backend(source: &ModelSource, attempts: Vec<Attempt>, mut errors: Vec<Error>) -> Error {
+    if attempts.len() == 1 && errors.len() == 1 {
+        return errors.pop().expect("one error; this is a bug");
+    }
+    let attempts = attempts
+        .into_iter()
+        .map(|a| {
+            let reason = match a.outcome {
+                Outcome::Skipped { reason } => reason,
+                other => format!("{other:?}"),
+            };
+            (a.backend, reason)
+        })
+        .collect();
+    Error::NoBackend {
+        path: source.path.clone(),
+        attempts,
+    }
+}
+
+impl Manager {
+    /// Loads a model on a background thread, so the caller's executor is not blocked.
+    ///
+    /// Loading a version that is already loaded replaces it; requests in
+    /// flight on the old one finish on it.
+    pub async fn load_model(&self, spec: ModelSpec) -> Result<Arc<ModelInstance>> {
+        let this = self.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("anemone-load-{}", spec.name))
+            .spawn(move || {
+                let _ = tx.send(this.load_model_blocking(spec));
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a loader thread: {e}")))?;
+        rx.await
+            .map_err(|_| Error::Internal("the loader thread ended without an answer".into()))?
+    }
+
+    /// Loads a model on the calling thread. See [`Manager::load_model`].
+    pub fn load_model_blocking(&self, spec: ModelSpec) -> Result<Arc<ModelInstance>> {
+        let name = spec.name.clone();
+        let result = self.load_inner(spec);
+        let mut failed = self
+            .inner
+            .loader
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(instance) => {
+                failed.remove(&name);
+                tracing::info!(model = %name, version = instance.version(), backend = instance.backend(), "model loaded");
+            }
+            Err(e) => {
+                failed.insert(name.clone(), e.chain_string());
+                tracing::debug!(model = %name, error = %e.chain_string(), "model failed to load");
+            }
+        }
+        result
+    }
+
+    fn load_inner(&self, spec: ModelSpec) -> Result<Arc<ModelInstance>> {
+        if spec.name.is_empty() {
+            return Err(Error::Config("a model needs a non-empty name".into()));
+        }
+        if !spec.path.exists() {
+            return Err(Error::FileNotFound { path: spec.path });
+        }
+        let file_size = std::fs::metadata(&spec.path).map(|m| m.len()).unwrap_or(0);
+        if file_size > self.inner.memory.available() {
+            // Weights alone would not fit: refuse before spending time loading.
+            return Err(Error::MemoryBudget {
+                model: spec.name,
+                needed: file_size,
+                available: self.inner.memory.available(),
+                budget: self.inner.memory.budget().unwrap_or(u64::MAX),
+            });
+        }
+        let started = Instant::now();
+        let first_group = crate::groups::groups(&spec)?.remove(0);
+        let preference = first_group
+            .backends
+            .as_deref()
+            .or(spec.backends.as_deref())
+            .or(self.inner.loader.preference.as_deref());
+        let auto = preference.is_some_and(|p| p.iter().any(|n| n == selection::AUTO));
+        let strict = spec.strict.unwrap_or(self.inner.loader.strict);
+        if auto && strict {
+            return Err(Error::Config(format!(
+                "model '{}' asks for both backends = auto and strict mode; strict runs exactly the first backend \
+                 of its list, auto picks the fastest: choose one",
+                spec.name
+            )));
+        }
+        let names: Option<Vec<String>> = preference.map(|p| {
+            p.iter()
+                .filter(|n| *n != selection::AUTO)
+                .cloned()
+                .collect()
+        });
+        let names = names.filter(|n| !n.is_empty());
+        let mut candidates = self.inner.loader.backends.resolve(names.as_deref())?;
+        let source = ModelSource::from_path(&spec.path);
+        if names.is_none() {
+            // The default order holds every backend; those that do not take this
+            // format are not candidates for it (a Core ML backend for an ONNX file).
+            let takes = |c: &Candidate| {
+                c.index.is_none_or(|i| {
+                    self.inner.loader.backends.all()[i].supports(&source) == Support::Yes
+                })
+            };
+            if candidates.iter().any(takes) {
+                candidates.retain(takes);
+            }
+        }
+        if first_group.kind != InstanceKind::Auto {
+            let all = candidates
+                .iter()
+                .map(|c| c.label.clone())
+                .collect::<Vec<_>>();
+            candidates.retain(|c| self.kind_fits(c, first_group.kind));
+            if candidates.is_empty() {
+                return Err(Error::Config(format!(
+                    "model '{}': its instance group of kind {} has no backend of that kind among {}; \
+                     use KIND_AUTO, or name backends that fit",
+                    spec.name,
+                    first_group.kind.as_str(),
+                    all.join(", ")
+                )));
+            }
+        }
+        let mode = if auto {
+            Mode::Auto
+        } else if strict {
+            Mode::Strict
+        } else {
+            Mode::Ordered
+        };
+        let picked = match mode {
+            Mode::Auto => self.select_fastest(&spec, &source, candidates),
+            Mode::Ordered | Mode::Strict => {
+                // With no list given, CPU engines are compared rather than ranked.
+                let time_cpu = mode == Mode::Ordered && names.is_none();
+                self.select_first(&spec, &source, candidates, mode, time_cpu)
+            }
+        }?;
+        self.install(spec, picked, started.elapsed(), None)
+    }
+
+    /// Loads one candidate: skip checks, then the backend's `load` with panics caught.
+    pub(crate) fn try_candidate(
+        &self,
+        spec: &ModelSpec,
+        source: &ModelSource,
+        candidate: &Candidate,
+    ) -> std::result::Result<Box<dyn LoadedModel>, (String, Option<Error>)> {
+        if let Some(reason) = &candidate.unbuilt {
+            return Err((reason.clone(), None));
+        }
+        let index = candidate
+            .index
+            .expect("a built candidate has an index; this is a bug");
+        if let Some(reason) = selection::unavailable(self.inner.loader.backends.probe(index)) {
+            return Err((reason.to_string(), None));
+        }
+        let backend = &self.inner.loader.backends.all()[index];
+        if let Support::No(reason) = backend.supports(source) {
+            return Err((reason, None));
+        }
+        let mut settings = spec.settings.clone();
+        settings.extend(candidate.settings.iter().cloned());
+        let options = LoadOptions {
+            threads: spec.threads.or(self.inner.loader.threads),
+            settings,
+        };
+        match catch_unwind(AssertUnwindSafe(|| backend.load(source, &options))) {
+            Ok(Ok(model)) => Ok(model),
+            Ok(Err(e)) => Err((e.chain_string(), Some(e))),
+            Err(panic) => {
+                let message = format!("panicked while loading: {}", panic_message(&*panic));
+                let e = Error::Backend {
+                    backend: backend.name().into(),
+                    message: message.clone(),
+                    retryable: false,
+                    source: None,
+                };
+                Err((message, Some(e)))
+            }
+        }
+    }
+
+    /// Whether a candidate is a built-in CPU engine.
+    fn is_cpu(&self, candidate: &Candidate) -> bool {
+        candidate.index.is_some_and(|i| {
+            matches!(
+                self.inner.loader.backends.all()[i].tier(),
+                anemone_core::Tier::OptimisedCpu | anemone_core::Tier::PortableCpu
+            )
+        })
+    }
+
+    /// Ordered and strict modes: the first candidate that loads serves; later
+    /// ones stand by (ordered) or are left out (strict).
+    fn select_first(
+        &self,
+        spec: &ModelSpec,
+        source: &ModelSource,
+        candidates: Vec<Candidate>,
+        mode: Mode,
+        time_cpu: bool,
+    ) -> Result<Picked> {
+        let mut attempts = Vec::new();
+        let mut errors = Vec::new();
+        let mut candidates = candidates.into_iter().peekable();
+        while let Some(candidate) = candidates.next() {
+            if time_cpu
+                && self.is_cpu(&candidate)
+                && candidates.peek().is_some_and(|c| self.is_cpu(c))
+            {
+                // The default order reached the CPU engines and there are
+                // several: keep the faster one for this model (a warm-up each).
+                let mut cpu = vec![candidate];
+                while let Some(next) = candidates.next_if(|c| self.is_cpu(c)) {
+                    cpu.push(next);
+                }
+                let rest: Vec<Candidate> = candidates.collect();
+                return match self.select_fastest(spec, source, cpu) {
+                    Ok(mut picked) => {
+                        attempts.append(&mut picked.selection.attempts);
+                        attempts.extend(rest.iter().map(|c| Attempt {
+                            backend: c.label.clone(),
+                            outcome: Outcome::Standby,
+                            warmup_us: None,
+                        }));
+                        picked.standby.extend(rest);
+                        picked.selection = Selection {
+                            mode,
+                            attempts,
+                            fallback_from: None,
+                        };
+                        Ok(picked)
+                    }
+                    Err(Error::NoBackend {
+                        attempts: tried, ..
+                    }) => {
+                        let mut all: Vec<(String, String)> = attempts
+                            .into_iter()
+                            .filter_map(|a| match a.outcome {
+                                Outcome::Skipped { reason } => Some((a.backend, reason)),
+                                _ => None,
+                            })
+                            .collect();
+                        all.extend(tried);
+                        Err(Error::NoBackend {
+                            path: source.path.clone(),
+                            attempts: all,
+                        })
+                    }
+                    Err(e) if attempts.is_empty() => Err(e),
+                    Err(e) => {
+                        attempts.push(Attempt {
+                            backend: "cpu engines".into(),
+                            outcome: Outcome::Skipped {
+                                reason: e.chain_string(),
+                            },
+                            warmup_us: None,
+                        });
+                        errors.push(e);
+                        Err(no_backend(source, attempts, errors))
+                    }
+                };
+            }
+            match self.try_candidate(spec, source, &candidate) {
+                Ok(model) => {
+                    attempts.push(Attempt {
+                        backend: candidate.label.clone(),
+                        outcome: Outcome::Chosen,
+                        warmup_us: None,
+                    });
+                    let standby: Vec<Candidate> = if mode == Mode::Strict {
+                        Vec::new()
+                    } else {
+                        candidates.collect()
+                    };
+                    attempts.extend(standby.iter().map(|c| Attempt {
+                        backend: c.label.clone(),
+                        outcome: Outcome::Standby,
+                        warmup_us: None,
+                    }));
+                    return Ok(Picked {
+                        engines: vec![model],
+                        chosen: candidate,
+                        selection: Selection {
+                            mode,
+                            attempts,
+                            fallback_from: None,
+                        },
+                        standby,
+                    });
+                }
+                Err((reason, error)) => {
+                    if mode == Mode::Strict {
+                        return Err(error.unwrap_or_else(|| Error::Unavailable {
+                            what: format!("backend {} (strict mode)", candidate.label),
+                            reason,
+                        }));
+                    }
+                    attempts.push(Attempt {
+                        backend: candidate.label,
+                        outcome: Outcome::Skipped { reason },
+                        warmup_us: None,
+                    });
+                    errors.extend(error);
+                }
+            }
+        }
+        Err(no_backend(source, attempts, errors))
+    }
+
+    /// Auto mode: load every candidate, time a warm-up on each, keep the
+    /// fastest; the others stand by, fastest first.
+    fn select_fastest(
+        &self,
+        spec: &ModelSpec,
+        source: &ModelSource,
+        candidates: Vec<Candidate>,
+    ) -> Result<Picked> {
+        let mut skipped = Vec::new();
+        let mut errors = Vec::new();
+        let mut timed: Vec<(Duration, Candidate, Box<dyn LoadedModel>)> = Vec::new();
+        let mut untimed: Vec<(String, Candidate, Box<dyn LoadedModel>)> = Vec::new();
+        for candidate in candidates {
+            match self.try_candidate(spec, source, &candidate) {
+                Ok(model) => {
+                    match catch_unwind(AssertUnwindSafe(|| crate::tuning::time_warmup(&*model))) {
+                        Ok(Ok(median)) => {
+                            tracing::info!(model = %spec.name, backend = %candidate.label, median_us = median.as_micros() as u64, "auto: warm-up timed");
+                            timed.push((median, candidate, model));
+                        }
+                        Ok(Err(e)) => untimed.push((e.chain_string(), candidate, model)),
+                        Err(panic) => untimed.push((
+                            format!("panicked: {}", panic_message(&*panic)),
+                            candidate,
+                            model,
+                        )),
+                    }
+                }
+                Err((reason, error)) => {
+                    skipped.push(Attempt {
+                        backend: candidate.label,
+                        outcome: Outcome::Skipped { reason },
+                        warmup_us: None,
+                    });
+                    errors.extend(error);
+                }
+            }
+        }
+        timed.sort_by_key(|(median, ..)| *median);
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let mut attempts = Vec::new();
+        let mut standby = Vec::new();
+        let mut chosen: Option<(Box<dyn LoadedModel>, Candidate)> = None;
+        for (median, candidate, model) in timed {
+            let outcome = if chosen.is_none() {
+                chosen = Some((model, candidate.clone()));
+                Outcome::Chosen
+            } else {
+                standby.push(candidate.clone());
+                Outcome::Slower
+            };
+            attempts.push(Attempt {
+                backend: candidate.label,
+                outcome,
+                warmup_us: Some(us(median)),
+            });
+        }
+        // A model whose synthetic warm-up fails everywhere (inputs that must hold
+        // real values) still serves on the first candidate that loaded.
+        for (reason, candidate, model) in untimed {
+            if chosen.is_none() {
+                attempts.push(Attempt {
+                    backend: candidate.label.clone(),
+                    outcome: Outcome::Chosen,
+                    warmup_us: None,
+                });
+                chosen = Some((model, candidate));
+                continue;
+            }
+            attempts.push(Attempt {
+                backend: candidate.label,
+                outcome: Outcome::Skipped {
+                    reason: format!("loaded, but the warm-up failed: {reason}"),
+                },
+                warmup_us: None,
+            });
+        }
+        attempts.extend(skipped);
+        match chosen {
+            Some((model, candidate)) => Ok(Picked {
+                engines: vec![model],
+                chosen: candidate,
+                selection: Selection {
+                    mode: Mode::Auto,
+                    attempts,
+                    fallback_from: None,
+                },
+                standby,
+            }),
+            None => Err(no_backend(source, attempts, errors)),
+        }
+    }
+
+    /// Charges memory, builds the instance and publishes it.
+    ///
+    /// Loads the engine instances beyond the first and starts the model's
+    /// queue first. A fallback (`replacing`) keeps the old instance's limiter
+    /// and counters, so limits hold and nothing is forgotten across the move.
+    pub(crate) fn install(
+        &self,
+        spec: ModelSpec,
+        mut picked: Picked,
+        load_time: Duration,
+        replacing: Option<&Arc<ModelInstance>>,
+    ) -> Result<Arc<ModelInstance>> {
+        self.load_instances(&spec, &mut picked, replacing.is_some())?;
+        let footprint = picked.engines.iter().map(|m| m.memory_footprint()).sum();
+        let reservation = self.inner.memory.try_reserve(&spec.name, footprint)?;
+        let queue = self.start_queue(&spec, &*picked.engines[0], picked.engines.len())?;
+        let metrics = replacing.map_or_else(Arc::default, |old| Arc::clone(&old.metrics));
+        let limiter = match replacing {
+            // A fallback keeps the model's limiter, so its limit holds across the move.
+            Some(old) => Arc::clone(&old.limiter),
+            None => Limiter::new(
+                format!("concurrency limit of model '{}'", spec.name),
+                spec.max_concurrency
+                    .or(self.inner.loader.model_max_concurrency),
+            ),
+        };
+        let instance = Arc::new(ModelInstance::new(
+            spec,
+            picked,
+            limiter,
+            metrics,
+            reservation,
+            load_time,
+            queue,
+        ));
+        match replacing {
+            None => {
+                self.inner.registry.insert(Arc::clone(&instance));
+            }
+            Some(old) => {
+                if !self.inner.registry.replace(old, Arc::clone(&instance)) {
+                    return Err(Error::Unavailable {
+                        what: format!("model '{}'", instance.name()),
+                        reason: "it was unloaded or reloaded while falling back".into(),
+                    });
+                }
+            }
+        }
+        Ok(instance)
+    }
+
+    /// Unloads one version of a model, or all of its versions when `version` is
+    /// `None`. Requests in flight finish first; the memory is given back when
+    /// the last one ends. Returns the versions unloaded.
+    pub fn unload_model(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>> {
+        let removed = self.inner.registry.remove(name, version);
+        let had_failure = self
+            .inner
+            .loader
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .is_some();
+        if removed.is_empty() && !had_failure {
+            return Err(self.not_found(name, version));
+        }
+        tracing::info!(model = %name, ?version, "model unloaded");
+        Ok(removed.iter().map(|m| m.version()).collect())
+    }
+}

@@ -1,0 +1,359 @@
+//! A model's queue thread: it owns the model's [`PriorityQueue`], fails
+//! requests that time out in it, drops those whose client has gone, and when
+//! an engine instance is free hands it the next batch: one request, or with
+//! dynamic batching as many compatible requests as fit.
+//!
+//! An OS thread with a condition variable rather than an async task, so the
+//! manager keeps working on any executor (or none). It wakes on a new
+//! request, a freed instance, the next queue timeout and the end of the
+//! batching delay.
+
+use super::queue::{PriorityQueue, Waiting};
+use super::{Job, Work};
+use crate::spec::{Batching, QueueSettings};
+use crate::worker::WorkerPool;
+use anemone_core::Error;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+impl Waiting for Job {
+    fn gone(&self) -> bool {
+        self.cancelled()
+    }
+}
+
+/// What the batcher needs to know about a queued request.
+pub(crate) trait Batchable {
+    /// Rows along the batch dimension; `None`: it cannot be batched with others.
+    fn rows(&self) -> Option<usize>;
+    /// Whether it can share an engine call with `other`: same inputs, same
+    /// dtypes, same dimensions after the first.
+    fn fits(&self, other: &Self) -> bool;
+}
+
+impl Batchable for Job {
+    fn rows(&self) -> Option<usize> {
+        let inputs = &self.admitted.inputs;
+        let rows = inputs.first()?.shape().first().copied()?;
+        inputs
+            .iter()
+            .all(|t| t.shape().first() == Some(&rows))
+            .then_some(rows)
+    }
+
+    fn fits(&self, other: &Self) -> bool {
+        let (a, b) = (&self.admitted.inputs, &other.admitted.inputs);
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x.dtype() == y.dtype()
+                    && x.shape().len() == y.shape().len()
+                    && x.shape().get(1..) == y.shape().get(1..)
+            })
+    }
+}
+
+/// How a model's queue forms batches.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchPlan {
+    /// `None`: one request per engine call.
+    pub(crate) batching: Option<Batching>,
+    /// The most rows one engine call takes (the model's `max_batch_size`).
+    pub(crate) max_rows: usize,
+}
+
+/// What to do with the queue now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Run the items at these positions (in serving order) as one batch.
+    Run(Vec<usize>),
+    /// Wait for more requests until this instant.
+    WaitUntil(Instant),
+}
+
+/// The next batch: the first request in serving order, then every later one
+/// that fits with it, up to `max_rows`. It runs at once when it is full, has
+/// a preferred size, has no delay to wait for, or its oldest request has
+/// waited `max_queue_delay`; otherwise the batcher waits for more.
+pub(crate) fn decide<T: Batchable + Waiting>(
+    queue: &PriorityQueue<T>,
+    plan: &BatchPlan,
+    now: Instant,
+) -> Option<Decision> {
+    let mut entries = queue.iter().enumerate();
+    let (first, head) = entries.next()?;
+    let Some(batching) = &plan.batching else {
+        return Some(Decision::Run(vec![first]));
+    };
+    let Some(mut rows) = head.item.rows() else {
+        return Some(Decision::Run(vec![first]));
+    };
+    let mut picked = vec![first];
+    let mut oldest = head.enqueued;
+    for (i, entry) in entries {
+        if rows >= plan.max_rows {
+            break;
+        }
+        let Some(more) = entry.item.rows() else {
+            continue;
+        };
+        if rows + more <= plan.max_rows && entry.item.fits(&head.item) {
+            picked.push(i);
+            rows += more;
+            oldest = oldest.min(entry.enqueued);
+        }
+    }
+    let due = oldest + batching.max_queue_delay;
+    let ready = rows >= plan.max_rows
+        || batching.preferred_batch_sizes.contains(&rows)
+        || batching.max_queue_delay.is_zero()
+        || due <= now;
+    Some(if ready {
+        Decision::Run(picked)
+    } else {
+        Decision::WaitUntil(due)
+    })
+}
+
+/// The state a model's queue thread shares with the requests and the workers.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled on a new request, a freed instance and on close.
+    wake: Condvar,
+}
+
+struct State {
+    queue: PriorityQueue<Job>,
+    /// Engine instances not running a batch now.
+    free: usize,
+    /// Set when the model version is dropped: the thread ends once the queue is empty.
+    closed: bool,
+}
+
+/// A model version's request queue and the thread that serves it.
+pub(crate) struct ModelQueue {
+    shared: Arc<Shared>,
+}
+
+/// One engine instance held by a running batch, given back on drop.
+pub(crate) struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0);
+        state.free += 1;
+        drop(state);
+        self.0.wake.notify_all();
+    }
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ModelQueue {
+    /// Starts the queue thread of model `name`, with `instances` engine
+    /// instances, handing batches to `pool`.
+    pub(crate) fn start(
+        name: &str,
+        settings: QueueSettings,
+        plan: BatchPlan,
+        instances: usize,
+        pool: Arc<WorkerPool<Work>>,
+    ) -> std::io::Result<ModelQueue> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: PriorityQueue::new(settings),
+                free: instances.max(1),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name(format!("anemone-queue-{name}"))
+            .spawn(move || serve(&thread_shared, &plan, &pool))?;
+        Ok(ModelQueue { shared })
+    }
+
+    /// Queues a job, or answers it at once with `Unavailable` when its
+    /// priority level's queue is full.
+    pub(crate) fn submit(&self, job: Job) {
+        let (priority, deadline) = (job.priority, job.deadline);
+        let mut state = lock(&self.shared);
+        match state.queue.push(job, priority, deadline, Instant::now()) {
+            Ok(()) => {
+                drop(state);
+                self.shared.wake.notify_all();
+            }
+            Err((job, full)) => {
+                drop(state);
+                let model = job.admitted.instance.name().to_string();
+                let _ = job.reply.send(Err(Error::Unavailable {
+                    what: format!("model '{model}'"),
+                    reason: format!(
+                        "its queue for priority level {} is full ({} requests waiting, \
+                         the max_queue_size of its queue policy); retry later, or raise max_queue_size",
+                        full.level, full.max_queue_size
+                    ),
+                }));
+            }
+        }
+    }
+
+    /// Requests waiting in the queue now.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.shared).queue.len()
+    }
+}
+
+impl Drop for ModelQueue {
+    fn drop(&mut self) {
+        lock(&self.shared).closed = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// The queue thread's loop.
+fn serve(shared: &Arc<Shared>, plan: &BatchPlan, pool: &WorkerPool<Work>) {
+    let mut state = lock(shared);
+    loop {
+        let now = Instant::now();
+        for job in state.queue.expire(now) {
+            let waited = now.saturating_duration_since(job.admitted.start);
+            let _ = job.reply.send(Err(Error::Timeout(waited)));
+        }
+        if state.queue.is_empty() {
+            if state.closed {
+                return;
+            }
+            state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        let mut wake_at = state.queue.next_deadline();
+        if state.free > 0 {
+            match decide(&state.queue, plan, now) {
+                Some(Decision::Run(positions)) => {
+                    let jobs: Vec<Job> = state
+                        .queue
+                        .take(&positions)
+                        .into_iter()
+                        .map(|e| e.item)
+                        .collect();
+                    state.free -= 1;
+                    drop(state);
+                    pool.execute(Work::Batch(jobs, Slot(Arc::clone(shared))));
+                    state = lock(shared);
+                    continue;
+                }
+                Some(Decision::WaitUntil(t)) => {
+                    wake_at = Some(wake_at.map_or(t, |d| d.min(t)));
+                }
+                None => {}
+            }
+        }
+        state = match wake_at {
+            None => shared.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                let wait = t.saturating_duration_since(Instant::now());
+                shared
+                    .wake
+                    .wait_timeout(state, wait.max(Duration::from_micros(1)))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(rows, width)`: fits with items of the same width.
+    struct Item(Option<usize>, usize);
+    impl Waiting for Item {
+        fn gone(&self) -> bool {
+            false
+        }
+    }
+    impl Batchable for Item {
+        fn rows(&self) -> Option<usize> {
+            self.0
+        }
+        fn fits(&self, other: &Self) -> bool {
+            self.1 == other.1
+        }
+    }
+
+    fn plan(max_rows: usize, delay_ms: u64, preferred: Vec<usize>) -> BatchPlan {
+        BatchPlan {
+            batching: Some(Batching {
+                preferred_batch_sizes: preferred,
+                max_queue_delay: Duration::from_millis(delay_ms),
+                preserve_ordering: false,
+            }),
+            max_rows,
+        }
+    }
+
+    fn queue(items: Vec<Item>, at: Instant) -> PriorityQueue<Item> {
+        let mut q = PriorityQueue::new(QueueSettings::default());
+        for i in items {
+            assert!(q.push(i, 0, None, at).is_ok());
+        }
+        q
+    }
+
+    #[test]
+    fn batches_fill_up_to_max_rows_and_never_mix_shapes() {
+        let now = Instant::now();
+        let q = queue(
+            vec![
+                Item(Some(1), 4),
+                Item(Some(1), 8),
+                Item(Some(2), 4),
+                Item(Some(2), 4),
+            ],
+            now,
+        );
+        // 1 + 2 rows of width 4 fit in 4; the next 2 would not; width 8 never joins.
+        assert_eq!(
+            decide(&q, &plan(4, 0, vec![]), now),
+            Some(Decision::Run(vec![0, 2]))
+        );
+        assert_eq!(
+            decide(&q, &plan(8, 0, vec![]), now),
+            Some(Decision::Run(vec![0, 2, 3]))
+        );
+        let unbatched = BatchPlan {
+            batching: None,
+            max_rows: 8,
+        };
+        assert_eq!(decide(&q, &unbatched, now), Some(Decision::Run(vec![0])));
+    }
+
+    #[test]
+    fn the_delay_waits_for_more_unless_full_or_preferred() {
+        let now = Instant::now();
+        let q = queue(vec![Item(Some(1), 4), Item(Some(1), 4)], now);
+        let due = now + Duration::from_millis(5);
+        assert_eq!(
+            decide(&q, &plan(4, 5, vec![]), now),
+            Some(Decision::WaitUntil(due))
+        );
+        assert_eq!(
+            decide(&q, &plan(4, 5, vec![]), due),
+            Some(Decision::Run(vec![0, 1]))
+        );
+        assert_eq!(
+            decide(&q, &plan(4, 5, vec![2]), now),
+            Some(Decision::Run(vec![0, 1]))
+        );
+        assert_eq!(
+            decide(&q, &plan(2, 5, vec![]), now),
+            Some(Decision::Run(vec![0, 1]))
+        );
+        let empty = queue(vec![], now);
+        assert_eq!(decide(&empty, &plan(4, 5, vec![]), now), None);
+    }
+}

@@ -1,0 +1,42 @@
+//! The direct path: a request goes to the worker threads at once, first
+//! come first served, unless its model has a queue of its own, which then
+//! takes it.
+
+use super::{Job, Scheduler, Work};
+use crate::worker::WorkerPool;
+use std::sync::Arc;
+
+/// Sends each job to its model's queue, or straight to the worker pool.
+pub(crate) struct Direct {
+    workers: Arc<WorkerPool<Work>>,
+}
+
+impl Direct {
+    /// A scheduler over a pool of `workers` threads.
+    pub(crate) fn new(workers: usize) -> std::io::Result<Direct> {
+        Ok(Direct {
+            workers: Arc::new(WorkerPool::new(workers, Work::run)?),
+        })
+    }
+
+    /// The worker pool, which model queues hand their batches to.
+    pub(crate) fn pool(&self) -> &Arc<WorkerPool<Work>> {
+        &self.workers
+    }
+}
+
+impl Scheduler for Direct {
+    fn submit(&self, job: Job) {
+        if job.admitted.instance.queue.is_none() {
+            return self.workers.execute(Work::One(job));
+        }
+        let instance = Arc::clone(&job.admitted.instance);
+        if let Some(queue) = &instance.queue {
+            queue.submit(job);
+        }
+    }
+
+    fn workers(&self) -> usize {
+        self.workers.size()
+    }
+}

@@ -1,0 +1,225 @@
+//! Engine calls: one admitted request alone, or a batch of them
+//! concatenated along the batch dimension and split back. Panics are
+//! caught, retryable backend errors retried, outputs selected and timed.
+
+use super::{Admitted, Done, Job};
+use crate::fallback::RetryPolicy;
+use crate::instance::{Engine, ModelInstance};
+use crate::metrics::Timings;
+use crate::request::InferResponse;
+use anemone_core::{Error, ErrorKind, Result, Tensor};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Runs `inputs` on `engine`, retrying retryable backend errors per the
+/// policy, and checks the number of outputs.
+fn run_engine(
+    instance: &ModelInstance,
+    engine: &Engine,
+    inputs: &[Tensor],
+    retry_policy: RetryPolicy,
+) -> Result<Vec<Tensor>> {
+    let model = &*engine.model;
+    let attempt = || match catch_unwind(AssertUnwindSafe(|| model.infer(inputs))) {
+        Ok(r) => r,
+        Err(panic) => Err(Error::Backend {
+            backend: model.backend().into(),
+            message: format!("panicked: {}", panic_message(&*panic)),
+            retryable: false,
+            source: None,
+        }),
+    };
+    let mut result = attempt();
+    let mut retry = 1;
+    while let Err(e) = &result {
+        let Some(wait) = retry_policy
+            .wait_before(retry)
+            .filter(|_| e.kind() == ErrorKind::Backend && e.retryable())
+        else {
+            break;
+        };
+        tracing::debug!(model = %instance.name(), retry, error = %e, "retrying a retryable backend error");
+        instance.retries.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(wait);
+        result = attempt();
+        retry += 1;
+    }
+    let all = result?;
+    let declared = instance.metadata().outputs.len();
+    if all.len() != declared {
+        return Err(Error::Internal(format!(
+            "backend {} returned {} outputs for a model declaring {declared}",
+            model.backend(),
+            all.len(),
+        )));
+    }
+    Ok(all)
+}
+
+/// The outputs a request asked for, named, in its order.
+fn select(
+    instance: &ModelInstance,
+    mut all: Vec<Tensor>,
+    wanted: Option<Vec<usize>>,
+) -> Vec<(String, Tensor)> {
+    let names = &instance.metadata().outputs;
+    match wanted {
+        None => names.iter().map(|s| s.name.clone()).zip(all).collect(),
+        Some(indices) => indices
+            .iter()
+            .map(|&i| {
+                (
+                    names[i].name.clone(),
+                    std::mem::replace(&mut all[i], Tensor::scalar(0u8)),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Runs an admitted request alone on the least-loaded engine instance and
+/// builds its response; called on a worker thread (or inline).
+pub(crate) fn execute(admitted: Admitted) -> Done {
+    let Admitted {
+        instance,
+        inputs,
+        outputs,
+        id,
+        start,
+        validated,
+        retry_policy,
+        permits,
+    } = admitted;
+    let picked = start.elapsed();
+    let engine = instance.pick_engine();
+    let busy = engine.claim();
+    let result = run_engine(&instance, engine, &inputs, retry_policy);
+    drop(busy);
+    let ran = start.elapsed();
+    engine.record(ran - picked);
+    let response = result.map(|all| {
+        let outputs = select(&instance, all, outputs);
+        let total = start.elapsed();
+        let timings = Timings {
+            queue: picked - validated,
+            compute_input: validated,
+            compute_infer: ran - picked,
+            compute_output: total - ran,
+            total,
+        };
+        instance.metrics.record_execution(
+            1,
+            timings.compute_input,
+            timings.compute_infer,
+            timings.compute_output,
+        );
+        InferResponse {
+            model: instance.name().to_string(),
+            version: instance.version(),
+            backend: engine.model.backend(),
+            id,
+            outputs,
+            timings,
+        }
+    });
+    drop(permits);
+    response
+}
+
+/// Runs jobs of one model as one engine call: their inputs concatenated
+/// along dimension 0, the outputs split back so that each client gets
+/// exactly its own rows. Jobs whose client has gone are dropped first. When
+/// the batched call fails, or an output has no batch dimension to split,
+/// each job runs alone instead, so that one request's bad input fails only
+/// that request.
+pub(crate) fn execute_batch(jobs: Vec<Job>) {
+    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.cancelled()).collect();
+    if jobs.len() <= 1 {
+        jobs.into_iter().for_each(Job::run);
+        return;
+    }
+    let instance = std::sync::Arc::clone(&jobs[0].admitted.instance);
+    let began = Instant::now();
+    let rows: Vec<usize> = jobs
+        .iter()
+        .map(|j| j.admitted.inputs.first().map_or(0, |t| t.shape()[0]))
+        .collect();
+    let total_rows: usize = rows.iter().sum();
+    let inputs: Result<Vec<Tensor>> = (0..jobs[0].admitted.inputs.len())
+        .map(|i| {
+            let parts: Vec<&Tensor> = jobs.iter().map(|j| &j.admitted.inputs[i]).collect();
+            Tensor::concat_batch(&parts).map_err(|e| Error::Internal(e.to_string()))
+        })
+        .collect();
+    let Ok(inputs) = inputs else {
+        jobs.into_iter().for_each(Job::run);
+        return;
+    };
+    let concatenated = began.elapsed();
+    let engine = instance.pick_engine();
+    let busy = engine.claim();
+    let picked = Instant::now();
+    let result = run_engine(&instance, engine, &inputs, jobs[0].admitted.retry_policy);
+    drop(busy);
+    let engine_time = picked.elapsed();
+    engine.record(engine_time);
+    let split = result.ok().and_then(|all| {
+        all.iter()
+            .map(|t| t.split_batch(&rows).ok())
+            .collect::<Option<Vec<Vec<Tensor>>>>()
+    });
+    let Some(mut split) = split else {
+        tracing::debug!(model = %instance.name(), "a batched call failed; running its requests one by one");
+        jobs.into_iter().for_each(Job::run);
+        return;
+    };
+    let split_time = picked.elapsed() - engine_time;
+    instance
+        .metrics
+        .record_execution(total_rows, concatenated, engine_time, split_time);
+    let mut pieces: Vec<std::vec::IntoIter<Tensor>> = split.drain(..).map(Vec::into_iter).collect();
+    for job in jobs {
+        let all: Vec<Tensor> = pieces
+            .iter_mut()
+            .map(|p| p.next().expect("one piece per job; this is a bug"))
+            .collect();
+        let Job {
+            admitted,
+            reply,
+            span,
+            ..
+        } = job;
+        let _entered = span.enter();
+        let start = admitted.start;
+        let queue = began.saturating_duration_since(start + admitted.validated);
+        let total = start.elapsed();
+        let timings = Timings {
+            queue,
+            compute_input: admitted.validated + concatenated,
+            compute_infer: engine_time,
+            compute_output: total
+                .saturating_sub(admitted.validated + concatenated + queue + engine_time),
+            total,
+        };
+        let response = InferResponse {
+            model: instance.name().to_string(),
+            version: instance.version(),
+            backend: engine.model.backend(),
+            id: admitted.id,
+            outputs: select(&instance, all, admitted.outputs),
+            timings,
+        };
+        drop(admitted.permits);
+        let _ = reply.send(Ok(response));
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".into())
+}

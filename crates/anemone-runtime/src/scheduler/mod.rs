@@ -1,0 +1,131 @@
+//! Between admission and the engine: typed [`Job`]s, the direct path to the
+//! worker threads, and per-model queues with dynamic batching.
+//!
+//! Work that crosses threads is data, not a closure, so a scheduler can see,
+//! reorder, batch and expire it. A job carries its inputs, the channel its
+//! answer goes back on (closed when the client has gone: the job is then
+//! dropped, never run), its deadline, its priority and the caller's tracing span.
+//!
+//! A model without queue settings or batching takes the direct path
+//! (`direct.rs`): each request goes to the worker threads at once, or runs
+//! on the calling task when the model is tiny (see [`INLINE_BELOW`]). A model
+//! with them has a queue thread (`batcher.rs`) that orders requests by
+//! priority (`queue.rs`), expires them, and forms batches.
+
+mod batcher;
+mod direct;
+mod execute;
+mod queue;
+
+pub(crate) use batcher::{BatchPlan, ModelQueue, Slot};
+pub(crate) use direct::Direct;
+pub(crate) use execute::{execute, execute_batch, panic_message};
+
+use crate::admission::Permit;
+use crate::fallback::RetryPolicy;
+use crate::instance::ModelInstance;
+use crate::request::InferResponse;
+use anemone_core::{Result, Tensor};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A model whose engine calls average at most this long runs requests on
+/// the calling task instead of a worker thread: the hop to a worker and back
+/// costs more (about 20 µs each way on a virtual machine) than the work, and
+/// blocking an executor thread this briefly is harmless. Only models without
+/// a queue and with one engine instance qualify, after [`INLINE_AFTER_RUNS`]
+/// engine calls; a model that slows down goes back to the workers.
+pub const INLINE_BELOW: Duration = Duration::from_micros(10);
+
+/// Engine calls a model must have made on the workers before it may run
+/// inline (see [`INLINE_BELOW`]).
+pub const INLINE_AFTER_RUNS: u64 = 16;
+
+/// A request that passed admission and validation, ready for an engine.
+pub(crate) struct Admitted {
+    /// The model version it runs on.
+    pub(crate) instance: Arc<ModelInstance>,
+    /// Inputs in the model's order.
+    pub(crate) inputs: Vec<Tensor>,
+    /// Indices of the outputs wanted, in the order asked; `None`: all.
+    pub(crate) outputs: Option<Vec<usize>>,
+    /// The request's identifier, echoed in the response.
+    pub(crate) id: Option<String>,
+    /// When the request arrived.
+    pub(crate) start: Instant,
+    /// Time from arrival to the end of validation.
+    pub(crate) validated: Duration,
+    /// How retryable backend errors are retried.
+    pub(crate) retry_policy: RetryPolicy,
+    /// The global and per-model permits, released when the job ends.
+    pub(crate) permits: (Permit, Permit),
+}
+
+/// What an engine call hands back to the waiting client.
+pub(crate) type Done = Result<InferResponse>;
+
+/// The sending half of a job's answer. Closed when the client's future was
+/// dropped (HTTP connection closed, gRPC call cancelled).
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Done>;
+
+/// One unit of scheduled work: an admitted request and where its answer goes.
+pub(crate) struct Job {
+    /// The request.
+    pub(crate) admitted: Admitted,
+    /// Where the answer goes.
+    pub(crate) reply: Reply,
+    /// The request's priority level (1 is the highest); 0: the model's default.
+    pub(crate) priority: u32,
+    /// The request's own deadline, if it has one: a queue timeout where the
+    /// model's queue policy allows overrides.
+    pub(crate) deadline: Option<Instant>,
+    /// The caller's tracing span, entered while the job runs on a worker.
+    pub(crate) span: tracing::Span,
+}
+
+impl Job {
+    /// Whether the client stopped waiting: such a job is dropped, never run.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    /// Runs the job alone on this thread and sends the answer back.
+    pub(crate) fn run(self) {
+        if self.cancelled() {
+            return;
+        }
+        let _entered = self.span.enter();
+        let _ = self.reply.send(execute(self.admitted));
+    }
+}
+
+/// What the worker threads run.
+pub(crate) enum Work {
+    /// One job from the direct path.
+    One(Job),
+    /// Jobs a model's queue dispatched together, holding one of its engine
+    /// instances until they are done.
+    Batch(Vec<Job>, Slot),
+}
+
+impl Work {
+    /// Runs the work on the calling (worker) thread.
+    pub(crate) fn run(self) {
+        match self {
+            Work::One(job) => job.run(),
+            Work::Batch(jobs, slot) => {
+                execute_batch(jobs);
+                drop(slot);
+            }
+        }
+    }
+}
+
+/// Hands admitted requests to engines.
+pub(crate) trait Scheduler: Send + Sync {
+    /// Schedules a job; its answer arrives on the job's reply channel.
+    fn submit(&self, job: Job);
+
+    /// Worker threads running engine calls.
+    fn workers(&self) -> usize;
+}

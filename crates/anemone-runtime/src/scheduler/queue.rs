@@ -1,0 +1,297 @@
+//! A model's request queue: priority levels, each bounded by its policy,
+//! with queue timeouts (reject, or delay behind every request on time) and
+//! requests whose client has gone dropped, never handed out.
+//!
+//! Pure data: the queue thread in `batcher.rs` owns one behind a mutex.
+
+use crate::spec::{QueueSettings, TimeoutAction};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// What the queue needs to know about what it holds.
+pub(crate) trait Waiting {
+    /// Whether the client stopped waiting (the item is dropped, never handed out).
+    fn gone(&self) -> bool;
+}
+
+/// One queued item and its queue bookkeeping.
+pub(crate) struct Entry<T> {
+    /// The item.
+    pub(crate) item: T,
+    /// When it entered the queue.
+    pub(crate) enqueued: Instant,
+    /// When it times out in the queue; `None`: never.
+    deadline: Option<Instant>,
+    /// What a timeout does to it.
+    action: TimeoutAction,
+}
+
+/// Why an item was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Full {
+    /// The level whose queue is full.
+    pub(crate) level: u32,
+    /// Its bound.
+    pub(crate) max_queue_size: usize,
+}
+
+/// Per-level FIFO queues (index 0 is level 1, the highest), then the
+/// requests delayed by a timeout, which go after everything on time.
+pub(crate) struct PriorityQueue<T> {
+    settings: QueueSettings,
+    /// `levels[i]` holds level `i + 1`; the last deque holds delayed items.
+    levels: Vec<VecDeque<Entry<T>>>,
+    len: usize,
+}
+
+impl<T: Waiting> PriorityQueue<T> {
+    /// An empty queue with these settings (levels below 1 count as 1).
+    pub(crate) fn new(settings: QueueSettings) -> PriorityQueue<T> {
+        let n = settings.priority_levels.max(1) as usize;
+        PriorityQueue {
+            settings,
+            levels: (0..=n).map(|_| VecDeque::new()).collect(),
+            len: 0,
+        }
+    }
+
+    /// The level a request asking for `priority` goes to: as in Triton, 0 or a
+    /// level beyond the model's levels means the default level.
+    pub(crate) fn level(&self, priority: u32) -> u32 {
+        let levels = self.settings.priority_levels.max(1);
+        if priority == 0 || priority > levels {
+            self.settings.default_priority.clamp(1, levels)
+        } else {
+            priority
+        }
+    }
+
+    /// Queues `item` at `priority` (see [`PriorityQueue::level`]). Its queue
+    /// timeout is the level's default, or the request's own `deadline` when
+    /// the level allows overrides. Refuses at once when the level is full.
+    pub(crate) fn push(
+        &mut self,
+        item: T,
+        priority: u32,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<(), (T, Full)> {
+        let level = self.level(priority);
+        let policy = self.settings.policy(level);
+        let queue = &self.levels[level as usize - 1];
+        if let Some(max) = policy.max_queue_size {
+            if queue.len() >= max {
+                return Err((
+                    item,
+                    Full {
+                        level,
+                        max_queue_size: max,
+                    },
+                ));
+            }
+        }
+        let deadline = match deadline {
+            Some(d) if policy.allow_timeout_override => Some(d),
+            _ => policy.default_timeout.map(|t| now + t),
+        };
+        let entry = Entry {
+            item,
+            enqueued: now,
+            deadline,
+            action: policy.timeout_action,
+        };
+        self.levels[level as usize - 1].push_back(entry);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Items waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Drops items whose client has gone, moves timed-out `Delay` items
+    /// behind everything, and returns the timed-out `Reject` items for the
+    /// caller to fail.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<T> {
+        let mut rejected = Vec::new();
+        let mut delayed = Vec::new();
+        let last = self.levels.len() - 1;
+        for (i, queue) in self.levels.iter_mut().enumerate() {
+            let mut kept = VecDeque::with_capacity(queue.len());
+            for entry in queue.drain(..) {
+                if entry.item.gone() {
+                    continue;
+                }
+                match entry.deadline {
+                    Some(d) if d <= now && i != last => match entry.action {
+                        TimeoutAction::Reject => rejected.push(entry.item),
+                        TimeoutAction::Delay => delayed.push(Entry {
+                            deadline: None,
+                            ..entry
+                        }),
+                    },
+                    _ => kept.push_back(entry),
+                }
+            }
+            *queue = kept;
+        }
+        self.levels[last].extend(delayed);
+        self.len = self.levels.iter().map(VecDeque::len).sum();
+        rejected
+    }
+
+    /// The earliest queue timeout still ahead, if any.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.levels
+            .iter()
+            .flat_map(|q| q.iter().filter_map(|e| e.deadline))
+            .min()
+    }
+
+    /// The items in the order they are served: level 1 first, FIFO within a
+    /// level, delayed items last.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry<T>> {
+        self.levels.iter().flat_map(|q| q.iter())
+    }
+
+    /// Removes the items at these positions of [`PriorityQueue::iter`]'s
+    /// order (ascending), returning them in that order.
+    pub(crate) fn take(&mut self, positions: &[usize]) -> Vec<Entry<T>> {
+        let mut wanted = positions.iter().copied().peekable();
+        let mut taken = Vec::with_capacity(positions.len());
+        let mut index = 0;
+        for queue in &mut self.levels {
+            let mut kept = VecDeque::with_capacity(queue.len());
+            for entry in queue.drain(..) {
+                if wanted.next_if_eq(&index).is_some() {
+                    taken.push(entry);
+                } else {
+                    kept.push_back(entry);
+                }
+                index += 1;
+            }
+            *queue = kept;
+        }
+        self.len -= taken.len();
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::QueuePolicy;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    struct Item(u32, Arc<AtomicBool>);
+    impl Waiting for Item {
+        fn gone(&self) -> bool {
+            self.1.load(Ordering::SeqCst)
+        }
+    }
+    fn item(n: u32) -> Item {
+        Item(n, Arc::default())
+    }
+    fn order(q: &PriorityQueue<Item>) -> Vec<u32> {
+        q.iter().map(|e| e.item.0).collect()
+    }
+    fn settings(levels: u32) -> QueueSettings {
+        QueueSettings {
+            priority_levels: levels,
+            default_priority: levels,
+            ..QueueSettings::default()
+        }
+    }
+
+    #[test]
+    fn higher_priority_overtakes_and_levels_are_fifo() {
+        let mut q = PriorityQueue::new(settings(3));
+        let now = Instant::now();
+        for (n, p) in [(1, 3), (2, 0), (3, 1), (4, 2), (5, 1), (6, 9)] {
+            assert!(q.push(item(n), p, None, now).is_ok());
+        }
+        // 0 and 9 are out of range: the default level (3).
+        assert_eq!(order(&q), vec![3, 5, 4, 1, 2, 6]);
+        let taken: Vec<u32> = q.take(&[0, 2]).into_iter().map(|e| e.item.0).collect();
+        assert_eq!(taken, vec![3, 4]);
+        assert_eq!(order(&q), vec![5, 1, 2, 6]);
+        assert_eq!(q.len(), 4);
+    }
+
+    #[test]
+    fn a_full_level_refuses_and_others_still_take() {
+        let mut s = settings(2);
+        s.priority_policies.insert(
+            1,
+            QueuePolicy {
+                max_queue_size: Some(1),
+                ..QueuePolicy::default()
+            },
+        );
+        let mut q = PriorityQueue::new(s);
+        let now = Instant::now();
+        assert!(q.push(item(1), 1, None, now).is_ok());
+        let (back, full) = q.push(item(2), 1, None, now).unwrap_err();
+        assert_eq!((back.0, full.level, full.max_queue_size), (2, 1, 1));
+        assert!(q.push(item(3), 2, None, now).is_ok());
+        assert_eq!(order(&q), vec![1, 3]);
+    }
+
+    #[test]
+    fn timeouts_reject_or_delay_and_gone_clients_are_dropped() {
+        let mut s = settings(2);
+        s.default_policy.default_timeout = Some(Duration::from_millis(10));
+        s.priority_policies.insert(
+            1,
+            QueuePolicy {
+                default_timeout: Some(Duration::from_millis(10)),
+                timeout_action: TimeoutAction::Delay,
+                ..QueuePolicy::default()
+            },
+        );
+        let mut q = PriorityQueue::new(s);
+        let now = Instant::now();
+        q.push(item(1), 1, None, now).ok(); // delays
+        q.push(item(2), 2, None, now).ok(); // rejects
+        let gone = item(3);
+        let flag = gone.1.clone();
+        q.push(gone, 2, None, now).ok();
+        q.push(item(4), 1, None, now + Duration::from_millis(8))
+            .ok();
+        assert_eq!(q.next_deadline(), Some(now + Duration::from_millis(10)));
+        flag.store(true, Ordering::SeqCst);
+        let rejected: Vec<u32> = q
+            .expire(now + Duration::from_millis(11))
+            .into_iter()
+            .map(|i| i.0)
+            .collect();
+        assert_eq!(rejected, vec![2]);
+        // 1 timed out and waits behind 4, which is still on time.
+        assert_eq!(order(&q), vec![4, 1]);
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn a_request_timeout_counts_only_where_overrides_are_allowed() {
+        let mut s = settings(1);
+        s.default_policy.default_timeout = Some(Duration::from_secs(60));
+        let now = Instant::now();
+        let mut q = PriorityQueue::new(s.clone());
+        q.push(item(1), 0, Some(now + Duration::from_millis(1)), now)
+            .ok();
+        assert_eq!(q.next_deadline(), Some(now + Duration::from_secs(60)));
+        s.default_policy.allow_timeout_override = true;
+        let mut q = PriorityQueue::new(s);
+        q.push(item(1), 0, Some(now + Duration::from_millis(1)), now)
+            .ok();
+        assert_eq!(q.next_deadline(), Some(now + Duration::from_millis(1)));
+    }
+}

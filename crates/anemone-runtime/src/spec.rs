@@ -1,0 +1,224 @@
+//! What to load and how: [`ModelSpec`] and the typed per-model settings of
+//! the scheduler (queue, dynamic batching, instance groups).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to load and how.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// Name requests use.
+    pub name: String,
+    /// Version number. By default, 1.
+    pub version: u64,
+    /// The model file.
+    pub path: PathBuf,
+    /// Backends to try, in order, by name (aliases such as `coreml-ane`
+    /// allowed). `["auto"]` times a warm-up on every candidate and keeps the
+    /// fastest. By default, the manager's preference.
+    pub backends: Option<Vec<String>>,
+    /// Strict mode: only the first candidate, no fallback. By default, the manager's setting.
+    pub strict: Option<bool>,
+    /// Requests in flight on this model. By default, the manager's per-model limit.
+    pub max_concurrency: Option<usize>,
+    /// Engine threads per inference. By default, the manager's setting.
+    pub threads: Option<usize>,
+    /// Backend-specific settings passed to [`anemone_core::LoadOptions::settings`].
+    pub settings: Vec<(String, String)>,
+    /// Triton's `max_batch_size`: `Some(n)` with n > 0 means the first dimension
+    /// of every input (and output) is the batch dimension, and a request's batch
+    /// must be at most n. `None`: the model declares no batch dimension.
+    pub max_batch_size: Option<usize>,
+    /// Input shapes declared by the model's configuration. They may narrow the
+    /// engine's own (a fixed size where the engine has a dynamic dimension);
+    /// validation then checks against the narrower shape. `None`: the engine's.
+    pub declared_inputs: Option<Vec<anemone_core::TensorSpec>>,
+    /// Dynamic batching: `Some` concatenates queued requests along the batch
+    /// dimension into one engine call (needs `max_batch_size`; implies a queue
+    /// with the default [`QueueSettings`] when `queue` is `None`). By default, off.
+    pub batching: Option<Batching>,
+    /// A per-model request queue with priorities and timeouts. By default,
+    /// none: a request goes straight to a worker, as if the queue were empty.
+    pub queue: Option<QueueSettings>,
+    /// Engine instances of this model. Empty (the default): one instance.
+    pub instance_groups: Vec<InstanceGroup>,
+}
+
+impl ModelSpec {
+    /// Version 1 of the model at `path`, named `name`.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> ModelSpec {
+        ModelSpec {
+            name: name.into(),
+            version: 1,
+            path: path.into(),
+            backends: None,
+            strict: None,
+            max_concurrency: None,
+            threads: None,
+            settings: Vec::new(),
+            max_batch_size: None,
+            declared_inputs: None,
+            batching: None,
+            queue: None,
+            instance_groups: Vec::new(),
+        }
+    }
+
+    /// Sets the version.
+    pub fn version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Sets the backend preference, by name.
+    pub fn backends(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.backends = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets this model's concurrency limit.
+    pub fn max_concurrency(mut self, limit: usize) -> Self {
+        self.max_concurrency = Some(limit);
+        self
+    }
+
+    /// Sets the engine threads for this model.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// Sets Triton's `max_batch_size` (0 means no batch dimension).
+    pub fn max_batch_size(mut self, n: usize) -> Self {
+        self.max_batch_size = (n > 0).then_some(n);
+        self
+    }
+
+    /// Turns dynamic batching on with these settings.
+    pub fn batching(mut self, batching: Batching) -> Self {
+        self.batching = Some(batching);
+        self
+    }
+
+    /// Gives the model a request queue with these settings.
+    pub fn queue(mut self, queue: QueueSettings) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Adds an instance group.
+    pub fn instance_group(mut self, group: InstanceGroup) -> Self {
+        self.instance_groups.push(group);
+        self
+    }
+}
+
+/// Triton's `dynamic_batching` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batching {
+    /// Batch sizes (rows) the batcher dispatches as soon as it has them,
+    /// without waiting out `max_queue_delay`; the largest one it can form wins.
+    /// Empty (the default): dispatch at `max_batch_size` or when the delay ends.
+    pub preferred_batch_sizes: Vec<usize>,
+    /// How long the oldest request may wait for others to join its batch.
+    /// By default, zero: a batch holds what is queued when an instance is free.
+    pub max_queue_delay: Duration,
+    /// Responses in the order requests arrived (Triton's `preserve_ordering`).
+    /// Each client awaits its own reply, so this only matters for batches
+    /// finishing on different instances. By default, false.
+    pub preserve_ordering: bool,
+}
+
+/// What happens to a queued request whose queue timeout has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeoutAction {
+    /// Fail it with a timeout error without running it (the default).
+    #[default]
+    Reject,
+    /// Keep it, behind every request that has not timed out.
+    Delay,
+}
+
+/// Triton's `ModelQueuePolicy`: the limits of one priority level's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueuePolicy {
+    /// Requests this level may hold waiting; a request beyond it is refused at
+    /// once with `Unavailable` (HTTP 503, gRPC UNAVAILABLE). By default, unbounded
+    /// (admission's concurrency limits still bound it).
+    pub max_queue_size: Option<usize>,
+    /// How long a request may wait in the queue. By default, without limit.
+    pub default_timeout: Option<Duration>,
+    /// Whether a request's own `timeout` replaces `default_timeout`. By default, false.
+    pub allow_timeout_override: bool,
+    /// What a timed-out request gets. By default, [`TimeoutAction::Reject`].
+    pub timeout_action: TimeoutAction,
+}
+
+/// A per-model queue: priority levels and their policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Priority levels; 1 is the highest. By default, 1.
+    pub priority_levels: u32,
+    /// The level of a request that names none (or names 0). By default, 1.
+    pub default_priority: u32,
+    /// The policy of every level without one of its own. By default, [`QueuePolicy::default`].
+    pub default_policy: QueuePolicy,
+    /// Per-level policies, by level.
+    pub priority_policies: BTreeMap<u32, QueuePolicy>,
+}
+
+impl Default for QueueSettings {
+    /// One level, unbounded, no timeout.
+    fn default() -> Self {
+        QueueSettings {
+            priority_levels: 1,
+            default_priority: 1,
+            default_policy: QueuePolicy::default(),
+            priority_policies: BTreeMap::new(),
+        }
+    }
+}
+
+impl QueueSettings {
+    /// The policy of `level`.
+    pub fn policy(&self, level: u32) -> &QueuePolicy {
+        self.priority_policies
+            .get(&level)
+            .unwrap_or(&self.default_policy)
+    }
+}
+
+/// Where an instance group's engines run (Triton's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstanceKind {
+    /// Wherever the model's backend selection puts them (the default).
+    #[default]
+    Auto,
+    /// On a CPU backend.
+    Cpu,
+    /// On a GPU backend.
+    Gpu,
+}
+
+/// Triton's `instance_group`: `count` engine instances of the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceGroup {
+    /// Engine instances, each with its own loaded engine. At least 1.
+    pub count: usize,
+    /// Where they run. By default, [`InstanceKind::Auto`].
+    pub kind: InstanceKind,
+    /// Backends for this group, by name, in order. By default, the model's.
+    pub backends: Option<Vec<String>>,
+}
+
+impl InstanceGroup {
+    /// `count` instances wherever the model's selection puts them.
+    pub fn new(count: usize) -> InstanceGroup {
+        InstanceGroup {
+            count,
+            kind: InstanceKind::Auto,
+            backends: None,
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! The scheduler (issue 10): per-model queues with priorities, timeouts and
+//! refusals, dynamic batching, instance groups and cancelled clients, with a
+//! test-double backend that records every engine call, and dynamic batching
+//! on the real engines checked against ONNX Runtime's Python references.
+
+use crate::support::{assert_close, Case};
+use anemone_backends::{OnnxRuntime, TractCpu};
+use anemone_core::{
+    Backend, DataType, Dim, ErrorKind, LoadOptions, LoadedModel, ModelFormat, ModelMetadata,
+    ModelSource, Probe, Support, Tensor, TensorSpec, Tier,
+};
+use anemone_runtime::{
+    Batching, InferRequest, InstanceGroup, Manager, ModelSpec, QueuePolicy, QueueSettings,
+    TimeoutAction,
+};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the double's engines saw, shared by every engine it loads.
+#[derive(Default)]
+struct Log {
+    /// One entry per engine call: `(engine id, first value of each row, row width)`.
+    calls: Mutex<Vec<(usize, Vec<f32>, usize)>>,
+    /// Engines loaded so far.
+    loads: Mutex<usize>,
+    /// While true, engine calls wait (a stuck engine that lets work pile up).
+    closed: Mutex<bool>,
+    opened: Condvar,
+    /// Milliseconds each call sleeps.
+    sleep_ms: Mutex<u64>,
+}
+
+impl Log {
+    /// Makes engine calls wait, for at most 5 s: a broken scheduler then
+    /// fails an assertion instead of hanging the test.
+    fn close(self: &Arc<Self>) {
+        *self.closed.lock().unwrap() = true;
+        let log = Arc::clone(self);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            log.open();
+        });
+    }
+    fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+    /// The first value of every row each call ran, in call order.
+    fn rows(&self) -> Vec<Vec<f32>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.1.clone())
+            .collect()
+    }
+    /// Waits until `n` engine calls have started.
+    fn wait_for_calls(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.calls.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "{n} engine calls never started");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// A backend whose model doubles `x` (f32, `[batch, width]`, both dynamic)
+/// into `y`, logging every call.
+struct Rows(Arc<Log>);
+
+struct RowsModel {
+    id: usize,
+    meta: ModelMetadata,
+    log: Arc<Log>,
+}
+
+impl Backend for Rows {
+    fn name(&self) -> &'static str {
+        "rows"
+    }
+    fn probe(&self) -> Probe {
+        Probe::Available {
+            detail: "test double".into(),
+        }
+    }
+    fn tier(&self) -> Tier {
+        Tier::PortableCpu
+    }
+    fn supports(&self, _: &ModelSource) -> Support {
+        Support::Yes
+    }
+    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+        let mut loads = self.0.loads.lock().unwrap();
+        *loads += 1;
+        let spec = |n: &str| TensorSpec::new(n, DataType::F32, vec![Dim::Any, Dim::Any]);
+        Ok(Box::new(RowsModel {
+            id: *loads - 1,
+            meta: ModelMetadata::new(ModelFormat::Onnx, vec![spec("x")], vec![spec("y")]),
+            log: self.0.clone(),
+        }))
+    }
+}
+
+impl LoadedModel for RowsModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+    fn backend(&self) -> &'static str {
+        "rows"
+    }
+    fn memory_footprint(&self) -> u64 {
+        0
+    }
+    fn infer(&self, inputs: &[Tensor]) -> anemone_core::Result<Vec<Tensor>> {
+        let x = &inputs[0];
+        let width = x.shape()[1];
+        let values = x.to_vec::<f32>().unwrap();
+        let firsts = values.chunks(width.max(1)).map(|r| r[0]).collect();
+        self.log
+            .calls
+            .lock()
+            .unwrap()
+            .push((self.id, firsts, width));
+        let mut closed = self.log.closed.lock().unwrap();
+        while *closed {
+            closed = self.log.opened.wait(closed).unwrap();
+        }
+        drop(closed);
+        let sleep = *self.log.sleep_ms.lock().unwrap();
+        std::thread::sleep(Duration::from_millis(sleep));
+        let y = values.iter().map(|v| v * 2.0).collect();
+        Ok(vec![Tensor::from_vec(x.shape().to_vec(), y).unwrap()])
+    }
+}
+
+fn rows_manager() -> (Manager, Arc<Log>) {
+    let log = Arc::new(Log::default());
+    let m = Manager::builder()
+        .backend(Rows(log.clone()))
+        .workers(4)
+        .build()
+        .unwrap();
+    (m, log)
+}
+
+fn spec(name: &str) -> ModelSpec {
+    ModelSpec::new(name, Case::load("identity").model_path())
+}
+
+/// A request of `rows` rows of `width` values; row `r` starts at `first + r`.
+fn request(model: &str, first: f32, rows: usize, width: usize) -> InferRequest {
+    let values = (0..rows)
+        .flat_map(|r| (0..width).map(move |c| first + r as f32 + c as f32 / 100.0))
+        .collect();
+    InferRequest::new(model).input("x", Tensor::from_vec(vec![rows, width], values).unwrap())
+}
+
+/// Sends a request on its own thread.
+fn send(m: &Manager, r: InferRequest) -> std::thread::JoinHandle<anemone_core::Result<Tensor>> {
+    let m = m.clone();
+    std::thread::spawn(move || {
+        m.infer_blocking(r)
+            .map(|resp| resp.output("y").unwrap().clone())
+    })
+}
+
+/// Waits until the model's queue holds `n` requests.
+fn wait_queued(m: &Manager, model: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.model(model, None).unwrap().queued() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{model}: {n} requests never queued"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn queue_of(size: Option<usize>) -> QueueSettings {
+    QueueSettings {
+        default_policy: QueuePolicy {
+            max_queue_size: size,
+            ..QueuePolicy::default()
+        },
+        ..QueueSettings::default()
+    }
+}
+
+#[test]
+fn batched_requests_get_exactly_their_rows_and_differing_shapes_never_mix() {
+    let (m, log) = rows_manager();
+    m.load_model_blocking(spec("b").max_batch_size(8).batching(Batching::default()))
+        .unwrap();
+    log.close();
+    let first = send(&m, request("b", 100.0, 1, 2));
+    log.wait_for_calls(1);
+    // While the engine is stuck, three width-2 and two width-3 requests queue.
+    let mut waiting = Vec::new();
+    for (i, (rows, width)) in [(1, 2), (2, 3), (2, 2), (1, 3), (1, 2)].iter().enumerate() {
+        waiting.push((
+            *rows,
+            *width,
+            10.0 * (i + 1) as f32,
+            send(&m, request("b", 10.0 * (i + 1) as f32, *rows, *width)),
+        ));
+        wait_queued(&m, "b", i + 1);
+    }
+    log.open();
+    assert_eq!(first.join().unwrap().unwrap().shape(), &[1, 2]);
+    for (rows, width, start, handle) in waiting {
+        let y = handle.join().unwrap().unwrap();
+        assert_eq!(y.shape(), &[rows, width]);
+        let want: Vec<f32> = (0..rows)
+            .flat_map(|r| (0..width).map(move |c| 2.0 * (start + r as f32 + c as f32 / 100.0)))
+            .collect();
+        assert_eq!(y.to_vec::<f32>().unwrap(), want, "rows starting at {start}");
+    }
+    // One call for the stuck request, then one per width, in queue order.
+    let calls: Vec<(Vec<f32>, usize)> = log
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| (c.1.clone(), c.2))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (vec![100.0], 2),
+            (vec![10.0, 30.0, 31.0, 50.0], 2),
+            (vec![20.0, 21.0, 40.0], 3),
+        ]
+    );
+    let stats = m.metrics().model("b").unwrap().metrics.clone();
+    assert_eq!((stats.execution_count, stats.success), (3, 6));
+}
+
+#[test]
+fn a_full_queue_refuses_at_once_and_nothing_else_fails() {
+    let (m, log) = rows_manager();
+    m.load_model_blocking(spec("q").queue(queue_of(Some(2))))
+        .unwrap();
+    log.close();
+    let running = send(&m, request("q", 1.0, 1, 1));
+    log.wait_for_calls(1);
+    let queued = [
+        send(&m, request("q", 2.0, 1, 1)),
+        send(&m, request("q", 3.0, 1, 1)),
+    ];
+    wait_queued(&m, "q", 2);
+    let refused_at = Instant::now();
+    let e = m.infer_blocking(request("q", 4.0, 1, 1)).unwrap_err();
+    assert!(
+        refused_at.elapsed() < Duration::from_secs(5),
+        "refused at once"
+    );
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("queue") && text.contains("full") && text.contains("max_queue_size"),
+        "{text}"
+    );
+    log.open();
+    assert!(running.join().unwrap().is_ok());
+    for q in queued {
+        assert!(q.join().unwrap().is_ok());
+    }
+    assert_eq!(
+        log.rows(),
+        vec![vec![1.0], vec![2.0], vec![3.0]],
+        "the refused one never ran"
+    );
+    let stats = m.metrics().model("q").unwrap().metrics.clone();
+    assert_eq!((stats.success, stats.failure_count()), (3, 1));
+}
+
+#[test]
+fn higher_priority_requests_overtake_the_backlog() {
+    let (m, log) = rows_manager();
+    let settings = QueueSettings {
+        priority_levels: 3,
+        default_priority: 3,
+        ..QueueSettings::default()
+    };
+    m.load_model_blocking(spec("p").queue(settings)).unwrap();
+    log.close();
+    let running = send(&m, request("p", 0.0, 1, 1));
+    log.wait_for_calls(1);
+    let mut handles = Vec::new();
+    for (i, priority) in [0, 3, 2, 1, 2].into_iter().enumerate() {
+        handles.push(send(
+            &m,
+            request("p", (i + 1) as f32, 1, 1).priority(priority),
+        ));
+        wait_queued(&m, "p", i + 1);
+    }
+    log.open();
+    assert!(running.join().unwrap().is_ok());
+    for h in handles {
+        assert!(h.join().unwrap().is_ok());
+    }
+    // Level 1 first, then 2 in arrival order, then 3 (0 means the default, 3).
+    let order: Vec<f32> = log.rows().into_iter().map(|r| r[0]).collect();
+    assert_eq!(order, vec![0.0, 4.0, 3.0, 5.0, 1.0, 2.0]);
+}
+
+#[test]
+fn a_request_timed_out_in_the_queue_fails_and_never_runs() {
+    let (m, log) = rows_manager();
+    let mut settings = queue_of(None);
+    settings.default_policy.default_timeout = Some(Duration::from_millis(30));
+    settings.default_policy.timeout_action = TimeoutAction::Reject;
+    m.load_model_blocking(spec("t").queue(settings)).unwrap();
+    log.close();
+    let running = send(&m, request("t", 1.0, 1, 1));
+    log.wait_for_calls(1);
+    let late = send(&m, request("t", 2.0, 1, 1));
+    let e = late.join().unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    log.open();
+    assert!(running.join().unwrap().is_ok());
+    assert!(m.infer_blocking(request("t", 3.0, 1, 1)).is_ok());
+    assert_eq!(
+        log.rows(),
+        vec![vec![1.0], vec![3.0]],
+        "the timed-out request never ran"
+    );
+    let stats = m.metrics().model("t").unwrap().metrics.clone();
+    assert_eq!(stats.failures_of(ErrorKind::Timeout), 1);
+}
+
+#[test]
+fn a_cancelled_clients_request_is_never_run() {
+    let (m, log) = rows_manager();
+    m.load_model_blocking(spec("c").queue(queue_of(None)))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    log.close();
+    let running = rt.spawn({
+        let m = m.clone();
+        async move { m.infer(request("c", 1.0, 1, 1)).await.is_ok() }
+    });
+    log.wait_for_calls(1);
+    let gone = rt.spawn({
+        let m = m.clone();
+        async move { m.infer(request("c", 2.0, 1, 1)).await.is_ok() }
+    });
+    wait_queued(&m, "c", 1);
+    gone.abort(); // the client goes away (an HTTP connection closed, a gRPC call cancelled)
+    let _ = rt.block_on(gone);
+    log.open();
+    assert!(rt.block_on(running).unwrap());
+    let still = rt.block_on(m.infer(request("c", 3.0, 1, 1)));
+    assert!(still.is_ok());
+    assert_eq!(log.rows(), vec![vec![1.0], vec![3.0]], "engine calls");
+    assert_eq!(
+        m.model("c", None).unwrap().in_flight(),
+        0,
+        "its permits were given back"
+    );
+}
+
+#[test]
+fn instance_groups_spread_load_across_their_engines() {
+    let (m, log) = rows_manager();
+    *log.sleep_ms.lock().unwrap() = 20;
+    let instance = m
+        .load_model_blocking(spec("g").instance_group(InstanceGroup::new(3)))
+        .unwrap();
+    assert_eq!(*log.loads.lock().unwrap(), 3, "one engine per instance");
+    let handles: Vec<_> = (0..12)
+        .map(|i| send(&m, request("g", i as f32, 1, 1)))
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap().is_ok());
+    }
+    let mut per_engine = [0usize; 3];
+    for (id, ..) in log.calls.lock().unwrap().iter() {
+        per_engine[*id] += 1;
+    }
+    assert!(
+        per_engine.iter().all(|n| *n >= 2),
+        "calls per engine: {per_engine:?}"
+    );
+    let stats: Vec<u64> = instance.instances().iter().map(|s| s.executions).collect();
+    assert_eq!(
+        stats,
+        per_engine.map(|n| n as u64).to_vec(),
+        "per-instance counters agree"
+    );
+}
+
+#[test]
+fn batching_needs_a_batch_dimension() {
+    let (m, _) = rows_manager();
+    let e = m
+        .load_model_blocking(spec("n").batching(Batching::default()))
+        .unwrap_err();
+    assert!(e.to_string().contains("max_batch_size"), "{e}");
+}
+
+/// Dynamic batching on the real engines: requests cut from ONNX Runtime
+/// reference runs, sent by many threads at once, each get exactly the rows
+/// ONNX Runtime's Python API computed for them.
+#[test]
+fn batched_rows_equal_onnxruntime_references_under_concurrency() {
+    let case = Case::load("dynamic_batch");
+    let mut backends: Vec<Arc<dyn Backend>> = vec![Arc::new(TractCpu)];
+    if OnnxRuntime.probe().is_available() {
+        backends.push(Arc::new(OnnxRuntime));
+    }
+    for backend in backends {
+        let name = backend.name();
+        let m = Manager::builder()
+            .backends([backend])
+            .workers(2)
+            .build()
+            .unwrap();
+        m.load_model_blocking(
+            ModelSpec::new("mlp", case.model_path())
+                .max_batch_size(8)
+                .batching(Batching {
+                    max_queue_delay: Duration::from_millis(20),
+                    ..Batching::default()
+                }),
+        )
+        .unwrap();
+        // Each row of each reference run becomes a request of its own.
+        let mut requests = Vec::new();
+        for run in &case.runs {
+            let (x, y) = (
+                case.tensor(&run.inputs[0].file),
+                case.tensor(&run.outputs[0].file),
+            );
+            let (xs, ys) = (x.to_vec::<f32>().unwrap(), y.to_vec::<f32>().unwrap());
+            let (xrow, yrow) = (xs.len() / x.shape()[0], ys.len() / y.shape()[0]);
+            for r in 0..x.shape()[0] {
+                let mut xshape = x.shape().to_vec();
+                let mut yshape = y.shape().to_vec();
+                xshape[0] = 1;
+                yshape[0] = 1;
+                let xt = Tensor::from_vec(xshape, xs[r * xrow..(r + 1) * xrow].to_vec()).unwrap();
+                let yt = Tensor::from_vec(yshape, ys[r * yrow..(r + 1) * yrow].to_vec()).unwrap();
+                requests.push((xt, yt));
+            }
+        }
+        let requests = Arc::new(requests);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (m, requests) = (m.clone(), requests.clone());
+                std::thread::spawn(move || {
+                    for round in 0..6 {
+                        let (x, want) = &requests[(t + round) % requests.len()];
+                        let got = m
+                            .infer_blocking(InferRequest::new("mlp").input("x", x.clone()))
+                            .unwrap();
+                        assert_close("batched row", got.output("y").unwrap(), want, 1e-4, 1e-5);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let stats = m.metrics().model("mlp").unwrap().metrics.clone();
+        assert_eq!(stats.success, 48, "{name}");
+        assert!(
+            stats.execution_count < stats.success,
+            "{name}: requests were batched ({} engine calls for {} requests)",
+            stats.execution_count,
+            stats.success
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! Triton's scheduling fields of a config (`max_batch_size`,
+//! `dynamic_batching`, `instance_group`) as the runtime's typed settings.
+
+use crate::proto::model_config::SchedulingChoice;
+use crate::proto::model_instance_group::Kind as GroupKind;
+use crate::proto::model_queue_policy::TimeoutAction as ProtoTimeoutAction;
+use crate::proto::{ModelConfig, ModelQueuePolicy};
+use anemone_runtime::{
+    Batching, InstanceGroup, InstanceKind, QueuePolicy, QueueSettings, TimeoutAction,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What a config says about batching, queueing and instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// `max_batch_size` when positive.
+    pub max_batch_size: Option<usize>,
+    /// `dynamic_batching`'s batching settings.
+    pub batching: Option<Batching>,
+    /// `dynamic_batching`'s queue settings.
+    pub queue: Option<QueueSettings>,
+    /// `instance_group`, one entry per group.
+    pub instance_groups: Vec<InstanceGroup>,
+}
+
+/// Reads the scheduling fields, refusing values that cannot work with a
+/// message that says what to change.
+pub fn scheduler_config(config: &ModelConfig) -> Result<SchedulerConfig, String> {
+    let max_batch_size = usize::try_from(config.max_batch_size)
+        .ok()
+        .filter(|n| *n > 0);
+    let mut out = SchedulerConfig {
+        max_batch_size,
+        ..SchedulerConfig::default()
+    };
+    for (i, g) in config.instance_group.iter().enumerate() {
+        let kind = match GroupKind::try_from(g.kind) {
+            Ok(GroupKind::Auto) => InstanceKind::Auto,
+            Ok(GroupKind::Cpu) => InstanceKind::Cpu,
+            Ok(GroupKind::Gpu) => InstanceKind::Gpu,
+            _ => {
+                return Err(format!(
+                    "instance_group[{i}].kind is {}; use KIND_AUTO, KIND_CPU or KIND_GPU",
+                    g.kind
+                ))
+            }
+        };
+        out.instance_groups.push(InstanceGroup {
+            // Triton: a count of 0 (unset) means one instance.
+            count: usize::try_from(g.count.max(1)).unwrap_or(1),
+            kind,
+            backends: None,
+        });
+    }
+    let Some(SchedulingChoice::DynamicBatching(db)) = &config.scheduling_choice else {
+        return Ok(out);
+    };
+    let Some(max) = max_batch_size else {
+        return Err(
+            "dynamic_batching needs a batch dimension: set max_batch_size to the largest batch the model \
+             takes (its inputs' first dimension must be dynamic), or remove dynamic_batching"
+                .into(),
+        );
+    };
+    let mut preferred = Vec::new();
+    for &p in &db.preferred_batch_size {
+        match usize::try_from(p) {
+            Ok(p) if p >= 1 && p <= max => preferred.push(p),
+            _ => {
+                return Err(format!(
+                "dynamic_batching.preferred_batch_size {p} is outside 1..={max} (max_batch_size)"
+            ))
+            }
+        }
+    }
+    out.batching = Some(Batching {
+        preferred_batch_sizes: preferred,
+        max_queue_delay: Duration::from_micros(db.max_queue_delay_microseconds),
+        preserve_ordering: db.preserve_ordering,
+    });
+    let levels = u32::try_from(db.priority_levels.max(1)).map_err(|_| {
+        format!(
+            "dynamic_batching.priority_levels is {}; use at most {}",
+            db.priority_levels,
+            u32::MAX
+        )
+    })?;
+    let default_priority = match db.default_priority_level {
+        0 => levels,
+        n if n <= u64::from(levels) => n as u32,
+        n => {
+            return Err(format!(
+                "dynamic_batching.default_priority_level is {n}, outside 1..={levels} (priority_levels)"
+            ))
+        }
+    };
+    let mut priority_policies = BTreeMap::new();
+    for (&level, policy) in &db.priority_queue_policy {
+        if level == 0 || level > u64::from(levels) {
+            return Err(format!(
+                "dynamic_batching.priority_queue_policy has level {level}, outside 1..={levels} (priority_levels)"
+            ));
+        }
+        priority_policies.insert(
+            level as u32,
+            queue_policy(policy, &format!("priority_queue_policy[{level}]"))?,
+        );
+    }
+    out.queue = Some(QueueSettings {
+        priority_levels: levels,
+        default_priority,
+        default_policy: match &db.default_queue_policy {
+            Some(p) => queue_policy(p, "default_queue_policy")?,
+            None => QueuePolicy::default(),
+        },
+        priority_policies,
+    });
+    Ok(out)
+}
+
+fn queue_policy(p: &ModelQueuePolicy, path: &str) -> Result<QueuePolicy, String> {
+    let timeout_action = match ProtoTimeoutAction::try_from(p.timeout_action) {
+        Ok(ProtoTimeoutAction::Reject) => TimeoutAction::Reject,
+        Ok(ProtoTimeoutAction::Delay) => TimeoutAction::Delay,
+        Err(_) => {
+            return Err(format!(
+                "dynamic_batching.{path}.timeout_action is {}; use REJECT or DELAY",
+                p.timeout_action
+            ))
+        }
+    };
+    Ok(QueuePolicy {
+        // Triton: 0 means unbounded, and no timeout.
+        max_queue_size: (p.max_queue_size > 0).then_some(p.max_queue_size as usize),
+        default_timeout: (p.default_timeout_microseconds > 0)
+            .then(|| Duration::from_micros(p.default_timeout_microseconds)),
+        allow_timeout_override: p.allow_timeout_override,
+        timeout_action,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ModelConfig;
+
+    fn parse(text: &str) -> ModelConfig {
+        crate::model_config::parse_pbtxt(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn triton_scheduling_fields_become_typed_settings() {
+        let c = parse(
+            "max_batch_size: 16\n\
+             dynamic_batching {\n\
+               max_queue_delay_microseconds: 500\n\
+               preferred_batch_size: [ 4, 8 ]\n\
+               preserve_ordering: true\n\
+               priority_levels: 3\n\
+               default_queue_policy { max_queue_size: 10 default_timeout_microseconds: 2000 \
+                 allow_timeout_override: true timeout_action: DELAY }\n\
+               priority_queue_policy { key: 1 value: { max_queue_size: 2 } }\n\
+             }\n\
+             instance_group [ { count: 2 kind: KIND_CPU }, { kind: KIND_GPU } ]\n",
+        );
+        let s = scheduler_config(&c).unwrap();
+        assert_eq!(s.max_batch_size, Some(16));
+        let b = s.batching.unwrap();
+        assert_eq!(b.preferred_batch_sizes, vec![4, 8]);
+        assert_eq!(b.max_queue_delay, Duration::from_micros(500));
+        assert!(b.preserve_ordering);
+        let q = s.queue.unwrap();
+        assert_eq!(
+            (q.priority_levels, q.default_priority),
+            (3, 3),
+            "unset default: the lowest level"
+        );
+        assert_eq!(q.default_policy.max_queue_size, Some(10));
+        assert_eq!(
+            q.default_policy.default_timeout,
+            Some(Duration::from_millis(2))
+        );
+        assert!(q.default_policy.allow_timeout_override);
+        assert_eq!(q.default_policy.timeout_action, TimeoutAction::Delay);
+        assert_eq!(q.policy(1).max_queue_size, Some(2));
+        assert_eq!(q.policy(1).default_timeout, None);
+        assert_eq!(
+            s.instance_groups,
+            vec![
+                InstanceGroup {
+                    count: 2,
+                    kind: InstanceKind::Cpu,
+                    backends: None
+                },
+                InstanceGroup {
+                    count: 1,
+                    kind: InstanceKind::Gpu,
+                    backends: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn scheduling_values_that_cannot_work_are_refused() {
+        for (text, want) in [
+            ("dynamic_batching { }", "set max_batch_size"),
+            ("max_batch_size: 4 dynamic_batching { preferred_batch_size: [ 8 ] }", "outside 1..=4"),
+            ("max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 3 }", "outside 1..=2"),
+            (
+                "max_batch_size: 4 dynamic_batching { priority_levels: 2 priority_queue_policy { key: 5 value: { } } }",
+                "level 5",
+            ),
+        ] {
+            let e = scheduler_config(&parse(text)).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+}
