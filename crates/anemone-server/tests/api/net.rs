@@ -84,7 +84,7 @@ impl NetServer {
     pub async fn start_with(options: ServerOptions) -> NetServer {
         let manager = anemone_runtime::Manager::builder()
             .backend(anemone_backends::TractCpu)
-            .backend(anemone_backends::OnnxRuntime::default())
+            .backend(anemone_backends::OnnxRuntime)
             .build()
             .unwrap();
         let options = ServerOptions {
