@@ -1072,13 +1072,6 @@ impl Drop for Serving {
 #[test]
 fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
     let repo = temp_dir("serve-report");
-
-/// doctor runs serve's own repository checks: a config serve refuses (here a
-/// `default_model_filename` naming a missing file, and an unknown backend
-/// key) is reported as not loadable, with serve's reason.
-#[test]
-fn doctor_reports_the_configs_serve_refuses() {
-    let repo = temp_dir("doctor-config");
     add_version(
         &repo,
         "add",
@@ -1192,7 +1185,23 @@ fn serve_exits_within_the_exit_timeout_while_an_engine_call_runs() {
     let mut answer = Vec::new();
     let _ = client.read_to_end(&mut answer);
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    let _ = std::fs::remove_dir_all(repo);
+}
 
+/// doctor runs serve's own repository checks: a config serve refuses (here a
+/// `default_model_filename` naming a missing file, and an unknown backend
+/// key) is reported as not loadable, with serve's reason.
+#[test]
+fn doctor_reports_the_configs_serve_refuses() {
+    let repo = temp_dir("doctor-config");
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
         "typo",
         "examples/models/add/1/model.onnx",
         "model.onnx",
