@@ -326,9 +326,13 @@ mod tests {
         assert!(e.contains("max_batch") && e.contains("line 2"), "{e}");
         let e = parse_json("{\"name\": \"m\",\n \"input\": [}").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
-        let e = parse_json(r#"{"dynamic_batching": {}}"#).unwrap_err();
-        assert!(e.contains("'dynamic_batching'"), "{e}");
-        let e = parse_json(r#"{"instance_group": [{"kind": "KIND_GPU"}]}"#).unwrap_err();
+        let e = parse_json(r#"{"sequence_batching": {"max_sequence_idle_microseconds": 5}}"#)
+            .unwrap_err();
+        assert!(e.contains("'sequence_batching'"), "{e}");
+        // dynamic_batching and KIND_GPU are read (see `scheduling`); KIND_MODEL is not.
+        parse_json(r#"{"dynamic_batching": {}, "instance_group": [{"kind": "KIND_GPU"}]}"#)
+            .unwrap();
+        let e = parse_json(r#"{"instance_group": [{"kind": "KIND_MODEL"}]}"#).unwrap_err();
         assert!(e.contains("'instance_group[0].kind'"), "{e}");
         let e = parse_json(r#"{"input": [{"name": "x", "data_type": "TYPE_FLOAT"}]}"#).unwrap_err();
         assert!(e.contains("TYPE_FLOAT"), "{e}");
