@@ -66,13 +66,12 @@ fn main() -> anyhow::Result<()> {
         ] {
             let run = || -> anyhow::Result<Tensor> {
                 let out = runnable.run(tvec!(x.clone().into_tvalue()))?;
-                Ok(anemone_backends::tract::convert::from_tract(&out[0])?)
+                anemone_backends::tract::convert::from_tract(&out[0])
             };
             report(label, *n, iters, reference.as_ref(), run)?;
         }
-        let run = || -> anyhow::Result<Tensor> {
-            Ok(cuda.infer(std::slice::from_ref(&input))?.remove(0))
-        };
+        let run =
+            || -> anyhow::Result<Tensor> { Ok(cuda.infer(std::slice::from_ref(input))?.remove(0)) };
         report(
             "anemone tract-cuda (+ state reuse)",
             *n,
@@ -83,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         if *n == 1 {
             let cpu = TractCpu.load(&ModelSource::from_path(&model), &LoadOptions::default())?;
             let run = || -> anyhow::Result<Tensor> {
-                Ok(cpu.infer(std::slice::from_ref(&input))?.remove(0))
+                Ok(cpu.infer(std::slice::from_ref(input))?.remove(0))
             };
             report(
                 "anemone tract-cpu",
@@ -105,7 +104,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     for (n, input, _) in &batches {
-        profile(&rewritten, input, *n)?;
+        profile(&*rewritten, input, *n)?;
     }
     Ok(())
 }
@@ -134,7 +133,7 @@ fn prepare(model: &Path, rewrite: Rewrite) -> anyhow::Result<Box<dyn Runnable>> 
         Rewrite::All => for_gpu(typed)?,
     };
     let rt = runtime_for_name("cuda")?.expect("cuda runtime linked");
-    Ok(rt.prepare(typed)?)
+    rt.prepare(typed)
 }
 
 /// Which operators the prepared plan holds: the ones not named Cuda*/Gpu*
@@ -230,7 +229,7 @@ fn concurrent(
 
 /// Time per operator type, synchronising the device after every node (so the
 /// total is above a normal run's, but each operator is charged its own time).
-fn profile(runnable: &Box<dyn Runnable>, input: &Tensor, n: usize) -> anyhow::Result<()> {
+fn profile(runnable: &dyn Runnable, input: &Tensor, n: usize) -> anyhow::Result<()> {
     let plan = runnable.typed_plan().expect("a tract plan").clone();
     let x = anemone_backends::tract::convert::to_tract(input)?;
     let mut by_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
@@ -256,7 +255,7 @@ fn profile(runnable: &Box<dyn Runnable>, input: &Tensor, n: usize) -> anyhow::Re
         }
     }
     let mut rows: Vec<_> = by_op.into_iter().collect();
-    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
     let total: f64 = rows.iter().map(|r| r.1 .0.as_secs_f64()).sum::<f64>() / 5.0 * 1e3;
     println!("\nper-operator time, batch {n}, all rewrites, synchronised per node (total {total:.2} ms):");
     for (op, (d, count)) in rows.iter().take(12) {

@@ -355,7 +355,7 @@ mod tests {
         // A 2x3 big-endian int16 array in Fortran order holding [[1,2,3],[4,5,6]].
         let mut file = Vec::from(MAGIC);
         let mut header = "{'descr': '>i2', 'fortran_order': True, 'shape': (2, 3), }".to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');

@@ -9,7 +9,6 @@ use crate::v2;
 use anemone_core::TensorSpec;
 use anemone_runtime::metrics::DurationStat;
 use anemone_runtime::{InferRequest, Manager};
-use std::time::Duration;
 
 /// The protocol extensions anemone implements, as `GET /v2` lists them
 /// (`schedule_policy`: the `priority` and `timeout` request parameters).

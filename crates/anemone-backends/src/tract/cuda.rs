@@ -209,9 +209,9 @@ fn check() -> std::result::Result<String, String> {
     open_library(&CUDART)?;
     let cublas = open_library(&CUBLAS)?;
     let cudnn = open_library(&CUDNN)?;
-    let nvrtc_version = nvrtc_version(&nvrtc);
-    let cudnn_version = cudnn_version(&cudnn);
-    let cublas_version = cublas_version(&cublas);
+    let nvrtc_version = nvrtc_version(nvrtc);
+    let cudnn_version = cudnn_version(cudnn);
+    let cublas_version = cublas_version(cublas);
     let kernels = kernel_source(&device)?;
     // tract's own check (cudarc's library search) must agree with ours.
     let runtime = tract_onnx::tract_core::runtime::runtime_for_name("cuda")

@@ -106,6 +106,8 @@ pub struct TractModel {
 }
 
 /// How a model's computation is prepared.
+// One `Plan` per loaded model: boxing the larger variant would save nothing.
+#[allow(clippy::large_enum_variant)]
 enum Plan {
     /// One plan for every input shape: tract proved the model over symbolic dimensions.
     Static(Box<dyn Runnable>),

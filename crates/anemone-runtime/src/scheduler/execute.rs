@@ -108,8 +108,13 @@ pub(crate) fn execute(admitted: Admitted) -> Done {
             compute_output: total - ran,
             total,
         };
+        // Triton counts the rows of the batch dimension, when the model has one.
+        let rows = match instance.spec.max_batch_size {
+            Some(_) => inputs.first().and_then(|t| t.shape().first()).copied(),
+            None => None,
+        };
         instance.metrics.record_execution(
-            1,
+            rows.unwrap_or(1),
             timings.compute_input,
             timings.compute_infer,
             timings.compute_output,

@@ -284,14 +284,16 @@ mod tests {
         assert!(settings(&with(&[("onnxruntime.sessions", "64")])).is_ok());
         let e = settings(&with(&[("onnxruntime.sessions", "65")])).unwrap_err();
         assert!(e.contains("from 1 to 64"), "{e}");
-        let mut c = ModelConfig::default();
-        c.instance_group = vec![
-            crate::proto::ModelInstanceGroup {
-                count: 40,
-                ..Default::default()
-            };
-            2
-        ];
+        let c = ModelConfig {
+            instance_group: vec![
+                crate::proto::ModelInstanceGroup {
+                    count: 40,
+                    ..Default::default()
+                };
+                2
+            ],
+            ..Default::default()
+        };
         let e = settings(&c).unwrap_err();
         assert!(e.contains("80 instances") && e.contains("1..64"), "{e}");
     }
