@@ -68,7 +68,8 @@ trap cleanup EXIT
 write_repo() {
   local side=$1 dir=$work/$1/repo
   mkdir -p "$dir/mlp/1"
-  ln -s "$PWD/$model" "$dir/mlp/1/model.onnx"
+  # A copy, not a link: links that lead out of a repository are refused.
+  cp "$model" "$dir/mlp/1/model.onnx"
   {
     echo "name: \"mlp\""
     echo "max_batch_size: $MAX_BATCH"
