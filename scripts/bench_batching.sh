@@ -8,6 +8,15 @@
 #
 # Usage: scripts/bench_batching.sh [without] [with]   (default: both)
 #
+# Other models (the GPU figure serves ResNet-18 on tract-cuda this way):
+#   MODEL_FILE   the ONNX file served                 [the batching_mlp fixture]
+#   INPUT, INPUT_DIMS    its input and the dims after the batch   [x, 1024]
+#   OUTPUT, OUTPUT_DIMS  its output and the dims after the batch  [y, 1024]
+#   BIN          a prebuilt `anemone` to use instead of building one
+#   SERVER_CPUS, CLIENT_CPUS   taskset CPU lists for the server and the
+#                client (on a machine with cores to spare, so that the
+#                client does not take the server's)            [unpinned]
+#
 # Settings (environment; defaults in brackets):
 #   CONCURRENCY  clients, each with one request in flight          [32]
 #   DURATION     seconds measured per side                         [20]
@@ -42,19 +51,32 @@ for side in "${SIDES[@]}"; do
   case "$side" in without|with) ;; *) echo "unknown side '$side': give 'without' and/or 'with'" >&2; exit 2 ;; esac
 done
 
-model=fixtures/generated/batching_mlp/model.onnx
-if [ ! -f "$model" ]; then
+model=${MODEL_FILE:-fixtures/generated/batching_mlp/model.onnx}
+INPUT=${INPUT:-x}
+INPUT_DIMS=${INPUT_DIMS:-1024}
+OUTPUT=${OUTPUT:-y}
+OUTPUT_DIMS=${OUTPUT_DIMS:-1024}
+# taskset prefixes (taskset execs its command, so $! stays the server's pid).
+server_pin=(); client_pin=()
+[ -n "${SERVER_CPUS:-}" ] && server_pin=(taskset -c "$SERVER_CPUS")
+[ -n "${CLIENT_CPUS:-}" ] && client_pin=(taskset -c "$CLIENT_CPUS")
+if [ -z "${MODEL_FILE:-}" ] && [ ! -f "$model" ]; then
   echo "== generating the batching_mlp fixture"
   .venv/bin/python scripts/gen_fixtures.py --only batching_mlp
 fi
 PROFILE=${PROFILE:-release}
 case "$PROFILE" in
-  release) echo "== building release anemone"; profile_flag=--release ;;
-  debug) echo "== building debug anemone (figures for a debug build)"; profile_flag= ;;
+  release) [ -z "${BIN:-}" ] && echo "== building release anemone"; profile_flag=--release ;;
+  debug) [ -z "${BIN:-}" ] && echo "== building debug anemone (figures for a debug build)"; profile_flag= ;;
   *) echo "PROFILE is '$PROFILE'; give release or debug" >&2; exit 2 ;;
 esac
-CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build $profile_flag --locked -p anemone-cli >/dev/null
-bin=$PWD/target/$PROFILE/anemone
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+  echo "== using $bin"
+else
+  CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build $profile_flag --locked -p anemone-cli >/dev/null
+  bin=$PWD/target/$PROFILE/anemone
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/anemone-bench-batching.XXXXXX")
 server=""
@@ -73,8 +95,8 @@ write_repo() {
   {
     echo "name: \"mlp\""
     echo "max_batch_size: $MAX_BATCH"
-    echo "input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 1024 ] } ]"
-    echo "output [ { name: \"y\" data_type: TYPE_FP32 dims: [ 1024 ] } ]"
+    echo "input [ { name: \"$INPUT\" data_type: TYPE_FP32 dims: [ $INPUT_DIMS ] } ]"
+    echo "output [ { name: \"$OUTPUT\" data_type: TYPE_FP32 dims: [ $OUTPUT_DIMS ] } ]"
     if [ "$side" = with ]; then
       echo "dynamic_batching {"
       echo "  preferred_batch_size: [ $PREFERRED ]"
@@ -94,7 +116,7 @@ serve() {
   local repo=$1 log=$2 args=()
   [ -n "${THREADS:-}" ] && args+=(--threads "$THREADS")
   [ -n "${WORKERS:-}" ] && args+=(--workers "$WORKERS")
-  "$bin" serve --model-repository "$repo" --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" \
+  ${server_pin[@]+"${server_pin[@]}"} "$bin" serve --model-repository "$repo" --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" \
     ${args[@]+"${args[@]}"} >"$log" 2>&1 &
   server=$!
   for _ in $(seq 600); do
@@ -126,8 +148,8 @@ for side in "${SIDES[@]}"; do
     summary+=("$(printf '%-8s %s' "$side" "not served: see the reason above")")
     continue
   fi
-  "$bin" bench --protocol "$PROTOCOL" --url "$url" --model mlp --concurrency "$CONCURRENCY" \
-    --duration "$DURATION" --warmup 64 --shape x=1,1024 --json-report "$work/$side/bench.json"
+  ${client_pin[@]+"${client_pin[@]}"} "$bin" bench --protocol "$PROTOCOL" --url "$url" --model mlp --concurrency "$CONCURRENCY" \
+    --duration "$DURATION" --warmup 64 --shape "$INPUT=1,$INPUT_DIMS" --json-report "$work/$side/bench.json"
   curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/mlp/stats" >"$work/$side/stats.json"
   stop
   summary+=("$(python3 - "$side" "$work/$side/bench.json" "$work/$side/stats.json" <<'EOF'
@@ -143,6 +165,6 @@ EOF
 done
 
 echo
-echo "== batching_mlp, batch-1 requests, concurrency $CONCURRENCY, $PROTOCOL, ${DURATION}s per side, $PROFILE build"
+echo "== $(basename "$(dirname "$model")")/$(basename "$model"), batch-1 requests, concurrency $CONCURRENCY, $PROTOCOL, ${DURATION}s per side, $PROFILE build"
 printf '%-8s %10s %9s %9s %10s %7s\n' side "req/s" "p50 ms" "p99 ms" "avg batch" errors
 printf '%s\n' "${summary[@]}"

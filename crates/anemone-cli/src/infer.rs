@@ -177,7 +177,11 @@ fn write_npy(path: &Path, tensor: &Tensor) -> anyhow::Result<()> {
 /// The input an input error is about, if it is one (not for output errors).
 fn input_error_name(e: &Error) -> Option<&str> {
     match e {
-        Error::Input(InputError::UnknownOutput { .. } | InputError::DuplicateOutput { .. }) => None,
+        Error::Input(
+            InputError::UnknownOutput { .. }
+            | InputError::UnservedOutput { .. }
+            | InputError::DuplicateOutput { .. },
+        ) => None,
         Error::Input(e) => Some(e.name()),
         _ => None,
     }

@@ -274,6 +274,23 @@ pub enum InputError {
         /// Its declared shape.
         shape: String,
     },
+    /// The request lacks an input that the model's configuration marks
+    /// optional (Triton's `optional: true`), but the engine has no default for
+    /// it and needs it on every request.
+    #[error(
+        "missing input '{name}' ({} {shape}): the model's configuration marks it optional, \
+         but the model has no default for it and needs it on every request; send it, \
+         or remove `optional: true` from the configuration",
+        .dtype.kserve_name()
+    )]
+    MissingOptional {
+        /// The input's name.
+        name: String,
+        /// Its declared type.
+        dtype: DataType,
+        /// Its declared shape.
+        shape: String,
+    },
     /// The same input was given twice.
     #[error("input '{name}' is given more than once")]
     Duplicate {
@@ -403,6 +420,19 @@ pub enum InputError {
         /// The model's output names.
         expected: Vec<String>,
     },
+    /// A requested output exists in the model, but its configuration leaves
+    /// it out of the outputs it serves (a Triton `output` list may be a subset).
+    #[error(
+        "output '{name}' is not served: the model's configuration lists only {}; \
+         add '{name}' to the configuration's outputs to serve it",
+        .served.join(", ")
+    )]
+    UnservedOutput {
+        /// The name asked for.
+        name: String,
+        /// The outputs the configuration serves.
+        served: Vec<String>,
+    },
 }
 
 impl InputError {
@@ -411,6 +441,7 @@ impl InputError {
         match self {
             InputError::Unknown { name, .. }
             | InputError::Missing { name, .. }
+            | InputError::MissingOptional { name, .. }
             | InputError::Duplicate { name }
             | InputError::Dtype { name, .. }
             | InputError::Rank { name, .. }
@@ -421,7 +452,8 @@ impl InputError {
             | InputError::Malformed { name, .. }
             | InputError::Rejected { name, .. }
             | InputError::DuplicateOutput { name }
-            | InputError::UnknownOutput { name, .. } => name,
+            | InputError::UnknownOutput { name, .. }
+            | InputError::UnservedOutput { name, .. } => name,
         }
     }
 }

@@ -173,6 +173,11 @@ impl ModelInstance {
         &self.metadata
     }
 
+    /// The specification it was loaded from.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
     /// The backend running it (its first engine instance's).
     pub fn backend(&self) -> &'static str {
         self.engines[0].model.backend()

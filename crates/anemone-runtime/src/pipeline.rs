@@ -6,8 +6,8 @@ use crate::instance::ModelInstance;
 use crate::manager::Manager;
 use crate::registry::VersionRequest;
 use crate::request::{InferRequest, InferResponse};
-use crate::scheduler::{execute, Admitted, Done, Job, Scheduler};
-use crate::validation::{check_batch, order_inputs, select_outputs};
+use crate::scheduler::{execute, Admitted, Done, Job, Reply, Scheduler};
+use crate::validation::{check_batch, explain_optional, order_inputs, select_outputs};
 use anemone_core::{Error, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -82,7 +82,7 @@ impl Manager {
         let (reply, rx) = oneshot::channel();
         self.inner.scheduler.submit(Job {
             admitted,
-            reply,
+            reply: Reply::new(reply),
             priority: priority.unwrap_or(0),
             deadline: timeout.map(|t| start + t),
             span: tracing::Span::current(),
@@ -129,11 +129,15 @@ impl Manager {
             Err(e) => return Err(record_failure(&instance, e, start)),
         };
         let meta = instance.metadata();
-        let checked = select_outputs(meta, request.outputs.as_deref()).and_then(|outputs| {
-            order_inputs(meta, request.inputs)
-                .and_then(|inputs| check_batch(instance.spec.max_batch_size, meta, inputs))
-                .map(|inputs| (inputs, outputs))
-        });
+        let spec = &instance.spec;
+        let served = spec.declared_outputs.as_deref();
+        let checked =
+            select_outputs(meta, served, request.outputs.as_deref()).and_then(|outputs| {
+                order_inputs(meta, request.inputs)
+                    .map_err(|e| explain_optional(e, &spec.optional_inputs))
+                    .and_then(|inputs| check_batch(spec.max_batch_size, meta, inputs))
+                    .map(|inputs| (inputs, outputs))
+            });
         let (inputs, outputs) = match checked {
             Ok(v) => v,
             Err(e) => return Err(record_failure(&instance, e.into(), start)),

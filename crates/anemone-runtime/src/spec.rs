@@ -34,6 +34,14 @@ pub struct ModelSpec {
     /// engine's own (a fixed size where the engine has a dynamic dimension);
     /// validation then checks against the narrower shape. `None`: the engine's.
     pub declared_inputs: Option<Vec<anemone_core::TensorSpec>>,
+    /// Inputs the configuration marks optional (Triton's `optional: true`).
+    /// The engines anemone runs need every input they list, so a request that
+    /// leaves one of these out is still refused, with an error that says so.
+    pub optional_inputs: Vec<String>,
+    /// The outputs served, in the configuration's order (a Triton `output`
+    /// list may name a subset of the model's). A request may ask only for
+    /// these, and one that names no output gets these. `None`: every output.
+    pub declared_outputs: Option<Vec<String>>,
     /// Dynamic batching: `Some` concatenates queued requests along the batch
     /// dimension into one engine call (needs `max_batch_size`; implies a queue
     /// with the default [`QueueSettings`] when `queue` is `None`). By default, off.
@@ -59,6 +67,8 @@ impl ModelSpec {
             settings: Vec::new(),
             max_batch_size: None,
             declared_inputs: None,
+            optional_inputs: Vec::new(),
+            declared_outputs: None,
             batching: None,
             queue: None,
             instance_groups: Vec::new(),
@@ -124,9 +134,11 @@ pub struct Batching {
     /// How long the oldest request may wait for others to join its batch.
     /// By default, zero: a batch holds what is queued when an instance is free.
     pub max_queue_delay: Duration,
-    /// Responses in the order requests arrived (Triton's `preserve_ordering`).
-    /// Each client awaits its own reply, so this only matters for batches
-    /// finishing on different instances. By default, false.
+    /// Answers in the order requests arrived (Triton's `preserve_ordering`):
+    /// an answer that is ready early (a batch that finished first on another
+    /// instance, or a request that overtook others by priority) is held until
+    /// every earlier request of the model is answered, refused or dropped.
+    /// Refusals on arrival (a full queue) are not held. By default, false.
     pub preserve_ordering: bool,
 }
 

@@ -148,14 +148,20 @@ pub fn declared_metadata(engine: &ModelMetadata, declared: Option<&[TensorSpec]>
     meta
 }
 
-/// Resolves requested output names to indices into the model's outputs;
-/// `None` selects every output in model order.
+/// Resolves requested output names to indices into the model's outputs.
+///
+/// `served` is the spec's `declared_outputs`: with `Some`, only those outputs
+/// may be asked for, and a request that names none gets them in that order.
+/// With `None`, every output may be asked for, and `wanted == None` selects
+/// every output in model order (returned as `None`, the cheap case).
 pub fn select_outputs(
     meta: &ModelMetadata,
+    served: Option<&[String]>,
     wanted: Option<&[String]>,
 ) -> Result<Option<Vec<usize>>, InputError> {
+    let index_of = |name: &String| meta.outputs.iter().position(|o| &o.name == name);
     let Some(wanted) = wanted else {
-        return Ok(None);
+        return Ok(served.map(|served| served.iter().filter_map(index_of).collect()));
     };
     wanted
         .iter()
@@ -164,16 +170,34 @@ pub fn select_outputs(
             if wanted[..i].contains(name) {
                 return Err(InputError::DuplicateOutput { name: name.clone() });
             }
-            meta.outputs
-                .iter()
-                .position(|o| &o.name == name)
-                .ok_or_else(|| InputError::UnknownOutput {
+            let index = index_of(name).ok_or_else(|| InputError::UnknownOutput {
+                name: name.clone(),
+                expected: match served {
+                    Some(served) => served.to_vec(),
+                    None => meta.outputs.iter().map(|o| o.name.clone()).collect(),
+                },
+            })?;
+            match served {
+                Some(served) if !served.contains(name) => Err(InputError::UnservedOutput {
                     name: name.clone(),
-                    expected: meta.outputs.iter().map(|o| o.name.clone()).collect(),
-                })
+                    served: served.to_vec(),
+                }),
+                _ => Ok(index),
+            }
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// Turns a missing input that `optional` lists into
+/// [`InputError::MissingOptional`], whose message says why it is still needed.
+pub fn explain_optional(e: InputError, optional: &[String]) -> InputError {
+    match e {
+        InputError::Missing { name, dtype, shape } if optional.contains(&name) => {
+            InputError::MissingOptional { name, dtype, shape }
+        }
+        e => e,
+    }
 }
 
 #[cfg(test)]
@@ -325,16 +349,65 @@ mod tests {
     #[test]
     fn outputs_are_selected_by_name() {
         let m = meta();
-        assert_eq!(select_outputs(&m, None).unwrap(), None);
+        assert_eq!(select_outputs(&m, None, None).unwrap(), None);
         assert_eq!(
-            select_outputs(&m, Some(&["y".into()])).unwrap(),
+            select_outputs(&m, None, Some(&["y".into()])).unwrap(),
             Some(vec![0])
         );
         assert!(matches!(
-            select_outputs(&m, Some(&["nope".into()])),
+            select_outputs(&m, None, Some(&["nope".into()])),
             Err(InputError::UnknownOutput { .. })
         ));
-        let twice = select_outputs(&m, Some(&["y".into(), "y".into()])).unwrap_err();
+        let twice = select_outputs(&m, None, Some(&["y".into(), "y".into()])).unwrap_err();
         assert_eq!(twice, InputError::DuplicateOutput { name: "y".into() });
+    }
+
+    #[test]
+    fn a_declared_subset_of_outputs_is_all_that_is_served() {
+        let mut m = meta();
+        m.outputs.push(TensorSpec::new("z", DataType::I64, vec![]));
+        m.outputs.push(TensorSpec::new("w", DataType::I64, vec![]));
+        let served: Vec<String> = vec!["w".into(), "y".into()];
+        // Nothing asked: the served ones, in the configuration's order.
+        assert_eq!(
+            select_outputs(&m, Some(&served), None).unwrap(),
+            Some(vec![2, 0])
+        );
+        assert_eq!(
+            select_outputs(&m, Some(&served), Some(&["y".into()])).unwrap(),
+            Some(vec![0])
+        );
+        let e = select_outputs(&m, Some(&served), Some(&["z".into()])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "output 'z' is not served: the model's configuration lists only w, y; \
+             add 'z' to the configuration's outputs to serve it"
+        );
+        let e = select_outputs(&m, Some(&served), Some(&["nope".into()])).unwrap_err();
+        assert_eq!(
+            e,
+            InputError::UnknownOutput {
+                name: "nope".into(),
+                expected: served.clone()
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_optional_input_says_why_it_is_still_needed() {
+        let m = meta();
+        let mut partial = good();
+        partial.retain(|(name, _)| name != "b");
+        let e = order_inputs(&m, partial.clone()).unwrap_err();
+        assert!(matches!(e, InputError::Missing { .. }));
+        assert_eq!(explain_optional(e.clone(), &["a".into()]), e);
+        let e = explain_optional(e, &["b".into()]);
+        assert!(matches!(e, InputError::MissingOptional { .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with(
+                "missing input 'b' (FP32 [n, -1]): the model's configuration marks it optional"
+            ),
+            "{e}"
+        );
     }
 }

@@ -109,12 +109,20 @@ impl AppState {
                 .collect()
         };
         let meta = instance.metadata();
+        // Only the outputs it serves, in the configuration's order, as Triton.
+        let outputs: Vec<TensorSpec> = match &instance.spec().declared_outputs {
+            Some(served) => served
+                .iter()
+                .filter_map(|name| meta.outputs.iter().find(|o| &o.name == name).cloned())
+                .collect(),
+            None => meta.outputs.clone(),
+        };
         Ok(proto::ModelMetadataResponse {
             name: name.into(),
             versions,
             platform: instance.backend().into(),
             inputs: tensors(&meta.inputs),
-            outputs: tensors(&meta.outputs),
+            outputs: tensors(&outputs),
         })
     }
 

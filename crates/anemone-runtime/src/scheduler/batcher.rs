@@ -8,6 +8,7 @@
 //! request, a freed instance, the next queue timeout and the end of the
 //! batching delay.
 
+use super::order::OrderGate;
 use super::queue::{PriorityQueue, Waiting};
 use super::{Job, Work};
 use crate::spec::{Batching, QueueSettings};
@@ -132,6 +133,8 @@ struct State {
 /// A model version's request queue and the thread that serves it.
 pub(crate) struct ModelQueue {
     shared: Arc<Shared>,
+    /// With `preserve_ordering`: answers go out in arrival order.
+    order: Option<Arc<OrderGate>>,
 }
 
 /// One engine instance held by a running batch, given back on drop.
@@ -168,27 +171,38 @@ impl ModelQueue {
             }),
             wake: Condvar::new(),
         });
+        let order = plan
+            .batching
+            .as_ref()
+            .filter(|b| b.preserve_ordering)
+            .map(|_| Arc::new(OrderGate::default()));
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("anemone-queue-{name}"))
             .spawn(move || serve(&thread_shared, &plan, &pool))?;
-        Ok(ModelQueue { shared })
+        Ok(ModelQueue { shared, order })
     }
 
     /// Queues a job, or answers it at once with `Unavailable` when its
     /// priority level's queue is full.
-    pub(crate) fn submit(&self, job: Job) {
+    pub(crate) fn submit(&self, mut job: Job) {
         let (priority, deadline) = (job.priority, job.deadline);
         let mut state = lock(&self.shared);
+        // Tickets are taken under the queue's lock, so their order is arrival order.
+        if let Some(gate) = &self.order {
+            job.reply.in_order(gate);
+        }
         match state.queue.push(job, priority, deadline, Instant::now()) {
             Ok(()) => {
                 drop(state);
                 self.shared.wake.notify_all();
             }
-            Err((job, full)) => {
+            Err((mut job, full)) => {
                 drop(state);
+                // Refused at once: not held behind the requests before it.
+                job.reply.out_of_order();
                 let model = job.admitted.instance.name().to_string();
-                let _ = job.reply.send(Err(Error::Unavailable {
+                job.reply.send(Err(Error::Unavailable {
                     what: format!("model '{model}'"),
                     reason: format!(
                         "its queue for priority level {} is full ({} requests waiting, \
@@ -220,7 +234,7 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, pool: &WorkerPool<Work>) {
         let now = Instant::now();
         for job in state.queue.expire(now) {
             let waited = now.saturating_duration_since(job.admitted.start);
-            let _ = job.reply.send(Err(Error::Timeout(waited)));
+            job.reply.send(Err(Error::Timeout(waited)));
         }
         if state.queue.is_empty() {
             if state.closed {

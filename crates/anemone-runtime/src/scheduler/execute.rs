@@ -216,7 +216,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
             timings,
         };
         drop(admitted.permits);
-        let _ = reply.send(Ok(response));
+        reply.send(Ok(response));
     }
 }
 

@@ -15,11 +15,13 @@
 mod batcher;
 mod direct;
 mod execute;
+mod order;
 mod queue;
 
 pub(crate) use batcher::{BatchPlan, ModelQueue, Slot};
 pub(crate) use direct::Direct;
 pub(crate) use execute::{execute, execute_batch, panic_message};
+pub(crate) use order::Reply;
 
 use crate::admission::Permit;
 use crate::fallback::RetryPolicy;
@@ -64,10 +66,6 @@ pub(crate) struct Admitted {
 /// What an engine call hands back to the waiting client.
 pub(crate) type Done = Result<InferResponse>;
 
-/// The sending half of a job's answer. Closed when the client's future was
-/// dropped (HTTP connection closed, gRPC call cancelled).
-pub(crate) type Reply = tokio::sync::oneshot::Sender<Done>;
-
 /// One unit of scheduled work: an admitted request and where its answer goes.
 pub(crate) struct Job {
     /// The request.
@@ -95,7 +93,7 @@ impl Job {
             return;
         }
         let _entered = self.span.enter();
-        let _ = self.reply.send(execute(self.admitted));
+        self.reply.send(execute(self.admitted));
     }
 }
 

@@ -28,6 +28,8 @@ struct Log {
     opened: Condvar,
     /// Milliseconds each call sleeps.
     sleep_ms: Mutex<u64>,
+    /// A call whose first value is this waits until it is cleared.
+    hold: Mutex<Option<f32>>,
 }
 
 impl Log {
@@ -43,6 +45,20 @@ impl Log {
     }
     fn open(&self) {
         *self.closed.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+    /// Makes calls whose first value is `first` wait, for at most 5 s.
+    fn hold(self: &Arc<Self>, first: f32) {
+        *self.hold.lock().unwrap() = Some(first);
+        let log = Arc::clone(self);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            log.release();
+        });
+    }
+    fn release(&self) {
+        *self.hold.lock().unwrap() = None;
+        let _closed = self.closed.lock().unwrap();
         self.opened.notify_all();
     }
     /// The first value of every row each call ran, in call order.
@@ -122,7 +138,7 @@ impl LoadedModel for RowsModel {
             .unwrap()
             .push((self.id, firsts, width));
         let mut closed = self.log.closed.lock().unwrap();
-        while *closed {
+        while *closed || *self.log.hold.lock().unwrap() == Some(values[0]) {
             closed = self.log.opened.wait(closed).unwrap();
         }
         drop(closed);
@@ -302,6 +318,56 @@ fn higher_priority_requests_overtake_the_backlog() {
     // Level 1 first, then 2 in arrival order, then 3 (0 means the default, 3).
     let order: Vec<f32> = log.rows().into_iter().map(|r| r[0]).collect();
     assert_eq!(order, vec![0.0, 4.0, 3.0, 5.0, 1.0, 2.0]);
+}
+
+#[test]
+fn preserve_ordering_holds_an_answer_until_earlier_requests_are_answered() {
+    let (m, log) = rows_manager();
+    let settings = QueueSettings {
+        priority_levels: 3,
+        default_priority: 3,
+        ..QueueSettings::default()
+    };
+    let batching = Batching {
+        preserve_ordering: true,
+        ..Batching::default()
+    };
+    m.load_model_blocking(
+        spec("o")
+            .max_batch_size(8)
+            .batching(batching)
+            .queue(settings),
+    )
+    .unwrap();
+    log.close();
+    let running = send(&m, request("o", 0.0, 1, 1));
+    log.wait_for_calls(1);
+    // The earlier request will be held inside the engine; the later one has
+    // a higher priority (and another width, so they never share a batch).
+    log.hold(1.0);
+    let early = send(&m, request("o", 1.0, 1, 1));
+    wait_queued(&m, "o", 1);
+    let late = send(&m, request("o", 2.0, 1, 2).priority(1));
+    wait_queued(&m, "o", 2);
+    log.open();
+    assert!(running.join().unwrap().is_ok());
+    // The later request ran first and is done; the earlier one is in the engine.
+    log.wait_for_calls(3);
+    assert_eq!(log.rows(), vec![vec![0.0], vec![2.0], vec![1.0]]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !late.is_finished(),
+        "the later request was answered before the earlier one"
+    );
+    log.release();
+    assert_eq!(
+        early.join().unwrap().unwrap().to_vec::<f32>().unwrap(),
+        [2.0]
+    );
+    assert_eq!(
+        late.join().unwrap().unwrap().to_vec::<f32>().unwrap(),
+        [4.0, 4.02]
+    );
 }
 
 #[test]

@@ -129,6 +129,14 @@ pub fn prepare_model(
     let mut settings = model_config::settings(&config)?;
     confine_path_settings(root, &dir, &mut settings)?;
     let declared = declared_inputs(&config, &meta);
+    let optional: Vec<String> = config
+        .input
+        .iter()
+        .filter(|i| i.optional)
+        .map(|i| i.name.clone())
+        .collect();
+    // Completed against the model: every output when the config lists none.
+    let served: Vec<String> = config.output.iter().map(|o| o.name.clone()).collect();
     let scheduler = model_config::scheduler_config(&config)?;
     let specs = files
         .into_iter()
@@ -143,6 +151,8 @@ pub fn prepare_model(
                 .ok()
                 .filter(|n| *n > 0);
             spec.declared_inputs = Some(declared.clone());
+            spec.optional_inputs = optional.clone();
+            spec.declared_outputs = Some(served.clone());
             spec.batching = scheduler.batching.clone();
             spec.queue = scheduler.queue.clone();
             spec.instance_groups = scheduler.instance_groups.clone();
