@@ -119,6 +119,16 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub backend: BackendArgs,
+
+    /// A response cache, as Triton's flag: `local,size=BYTES` (units such as
+    /// `256MiB` accepted). Models whose config has `response_cache { enable: true }`
+    /// then answer repeated identical requests from it. By default, no cache.
+    #[arg(
+        long = "cache-config",
+        value_name = "local,size=BYTES",
+        env = "ANEMONE_CACHE_CONFIG"
+    )]
+    pub cache_config: Vec<String>,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -173,7 +183,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .backend
         .builder()
         .max_concurrency(Some(args.max_concurrency))
-        .memory_budget(args.memory_budget);
+        .memory_budget(args.memory_budget)
+        .response_cache(crate::cache_config::cache_bytes(&args.cache_config)?);
     if let Some(n) = args.threads {
         builder = builder.threads(n);
     }

@@ -44,6 +44,7 @@
 struct ReadmeDoctests;
 
 pub mod admission;
+pub mod cache;
 mod failover;
 pub mod fallback;
 mod groups;
@@ -64,6 +65,7 @@ pub mod tuning;
 pub mod validation;
 pub mod worker;
 
+pub use cache::CacheSnapshot;
 pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use groups::MAX_INSTANCES;
 pub use health::{HealthReport, ModelHealth, ModelState};

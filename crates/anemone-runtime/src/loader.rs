@@ -471,6 +471,13 @@ impl Manager {
         let footprint = picked.engines.iter().map(|m| m.memory_footprint()).sum();
         let reservation = self.inner.memory.try_reserve(&spec.name, footprint)?;
         let queue = self.start_queue(&spec, &*picked.engines[0], picked.engines.len())?;
+        if spec.response_cache && self.inner.cache.is_none() && replacing.is_none() {
+            tracing::warn!(
+                model = %spec.name,
+                "the model enables the response cache, but the server has none, so nothing \
+                 is cached; start it with --cache-config local,size=BYTES"
+            );
+        }
         let metrics = replacing.map_or_else(Arc::default, |old| Arc::clone(&old.metrics));
         let limiter = match replacing {
             // A fallback keeps the model's limiter, so its limit holds across the move.

@@ -4,6 +4,7 @@
 //! `failover.rs`, snapshots in `observe.rs`.
 
 use crate::admission::{Limiter, MemoryBudget};
+use crate::cache::ResponseCache;
 use crate::failover::Failover;
 use crate::fallback::{FallbackPolicy, RetryPolicy};
 use crate::instance::ModelInstance;
@@ -52,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) thermal: Mutex<ThermalState>,
     /// Failures of requests that never reached a model (unknown model, global overload).
     pub(crate) rejected: [AtomicU64; ErrorKind::ALL.len()],
+    /// Answers of models that enable the response cache (`cache.rs`).
+    pub(crate) cache: Option<ResponseCache>,
 }
 
 /// Builds a [`Manager`].
@@ -66,6 +69,7 @@ pub struct ManagerBuilder {
     memory_budget: Option<u64>,
     workers: Option<usize>,
     threads: Option<usize>,
+    cache_bytes: Option<u64>,
 }
 
 impl ManagerBuilder {
@@ -143,6 +147,14 @@ impl ManagerBuilder {
         self
     }
 
+    /// A response cache of at most `bytes` for the models whose spec enables
+    /// it ([`crate::ModelSpec::response_cache`]); Triton's
+    /// `--cache-config local,size=BYTES`. By default, none: no model caches.
+    pub fn response_cache(mut self, bytes: Option<u64>) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
     /// Starts the manager and its worker threads.
     pub fn build(self) -> Result<Manager> {
         if self.backends.is_empty() {
@@ -180,6 +192,7 @@ impl ManagerBuilder {
                 live: AtomicBool::new(true),
                 thermal: Mutex::new(ThermalState::Nominal),
                 rejected: Default::default(),
+                cache: self.cache_bytes.map(ResponseCache::new),
             }),
         })
     }
@@ -204,6 +217,7 @@ impl Manager {
             memory_budget: None,
             workers: None,
             threads: None,
+            cache_bytes: None,
         }
     }
 

@@ -210,6 +210,10 @@ pub struct ModelMetrics {
     compute_output: DurationCounter,
     request_success: DurationCounter,
     request_failure: DurationCounter,
+    /// Requests answered from the response cache, and the time their lookups took.
+    cache_hit: DurationCounter,
+    /// Cache lookups that found nothing, and the time spent looking and storing.
+    cache_miss: DurationCounter,
     /// When the last successful request ended, in nanoseconds after [`anchor`].
     last_success: AtomicU64,
 }
@@ -277,6 +281,24 @@ impl ModelMetrics {
         self.record_execution(1, t.compute_input, t.compute_infer, t.compute_output);
     }
 
+    /// A request answered from the response cache in `total`: a success (as
+    /// Triton counts it), with no engine execution and no compute time.
+    #[inline]
+    pub fn record_cache_hit(&self, total: Duration) {
+        self.success.fetch_add(1, Ordering::Relaxed);
+        self.ewma.update(total);
+        self.latency.observe(total);
+        self.request_success.add(total);
+        self.cache_hit.add(total);
+    }
+
+    /// A cache lookup that found nothing, with the time spent looking up and
+    /// (after the engine answered) storing the answer.
+    #[inline]
+    pub fn record_cache_miss(&self, spent: Duration) {
+        self.cache_miss.add(spent);
+    }
+
     /// Successful requests so far.
     #[inline]
     pub fn success_count(&self) -> u64 {
@@ -310,6 +332,8 @@ impl ModelMetrics {
             compute_output: self.compute_output.get(),
             request_success: self.request_success.get(),
             request_failure: self.request_failure.get(),
+            cache_hit: self.cache_hit.get(),
+            cache_miss: self.cache_miss.get(),
             last_success_ms: match self.last_success.load(Ordering::Relaxed) {
                 0 => 0,
                 ns => (anchor().1 + Duration::from_nanos(ns))
@@ -350,6 +374,10 @@ pub struct ModelMetricsSnapshot {
     pub request_success: DurationStat,
     /// Whole failed requests.
     pub request_failure: DurationStat,
+    /// Requests answered from the response cache (Triton's `cache_hit`).
+    pub cache_hit: DurationStat,
+    /// Cache lookups that missed (Triton's `cache_miss`).
+    pub cache_miss: DurationStat,
     /// When the last successful request ended, in milliseconds since the Unix epoch; 0 if none.
     pub last_success_ms: u64,
 }

@@ -65,6 +65,8 @@ pub struct MetricsSnapshot {
     pub effective_concurrency: Option<usize>,
     /// Per model version.
     pub models: Vec<ModelMetricsEntry>,
+    /// The response cache, when the manager has one.
+    pub cache: Option<crate::CacheSnapshot>,
 }
 
 impl MetricsSnapshot {
@@ -120,6 +122,7 @@ impl Manager {
                     metrics: m.metrics().snapshot(),
                 })
                 .collect(),
+            cache: self.inner.cache.as_ref().map(|c| c.snapshot()),
         }
     }
 

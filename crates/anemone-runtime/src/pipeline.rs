@@ -2,6 +2,7 @@
 //! → validate (inputs against the model) → schedule (a worker, or the calling
 //! thread) → await the answer → finish (metrics, run-time fallback).
 
+use crate::cache::CacheKey;
 use crate::instance::ModelInstance;
 use crate::manager::Manager;
 use crate::registry::VersionRequest;
@@ -26,10 +27,14 @@ impl Manager {
     pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
         let (timeout, priority) = (request.timeout, request.priority);
         let start = Instant::now();
-        let admitted = self.admit(request, start)?;
+        let (admitted, cache_key) = match self.lookup(self.admit(request, start)?) {
+            Lookup::Hit(response) => return Ok(response),
+            Lookup::Run(admitted, key) => (admitted, key),
+        };
         let instance = Arc::clone(&admitted.instance);
         if instance.runs_inline() {
-            return self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
+            let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
+            return self.remember(&instance, cache_key, result);
         }
         let rx = self.schedule(admitted, priority, timeout, start);
         let done = match timeout {
@@ -44,7 +49,8 @@ impl Manager {
                 }
             }
         };
-        self.conclude(&instance, done, start)
+        let result = self.conclude(&instance, done, start);
+        self.remember(&instance, cache_key, result)
     }
 
     /// Runs one inference on the calling thread, which must not be an async
@@ -59,16 +65,81 @@ impl Manager {
     pub fn infer_blocking(&self, request: InferRequest) -> Result<InferResponse> {
         let (timeout, priority) = (request.timeout, request.priority);
         let start = Instant::now();
-        let admitted = self.admit(request, start)?;
+        let (admitted, cache_key) = match self.lookup(self.admit(request, start)?) {
+            Lookup::Hit(response) => return Ok(response),
+            Lookup::Run(admitted, key) => (admitted, key),
+        };
         let instance = Arc::clone(&admitted.instance);
         if instance.queue.is_some() {
             let rx = self.schedule(admitted, priority, timeout, start);
-            return self.conclude(&instance, rx.blocking_recv(), start);
+            let result = self.conclude(&instance, rx.blocking_recv(), start);
+            return self.remember(&instance, cache_key, result);
         }
         if let Some(limit) = timeout.filter(|limit| start.elapsed() > *limit) {
             return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
-        self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start)
+        let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
+        self.remember(&instance, cache_key, result)
+    }
+
+    /// Answers an admitted request from the response cache when its model
+    /// uses the cache and the answer is there; otherwise hands it back with
+    /// the key its answer will be stored under.
+    fn lookup(&self, admitted: Admitted) -> Lookup {
+        let Some(cache) = self
+            .inner
+            .cache
+            .as_ref()
+            .filter(|_| admitted.instance.spec.response_cache)
+        else {
+            return Lookup::Run(admitted, None);
+        };
+        let looked = Instant::now();
+        let instance = &admitted.instance;
+        let key = cache.key(
+            instance.name(),
+            instance.version(),
+            &admitted.inputs,
+            admitted.outputs.as_deref(),
+        );
+        match cache.get(&key) {
+            None => Lookup::Run(admitted, Some((key, looked.elapsed()))),
+            Some(outputs) => {
+                let total = admitted.start.elapsed();
+                instance.metrics.record_cache_hit(total);
+                Lookup::Hit(InferResponse {
+                    model: instance.name().to_string(),
+                    version: instance.version(),
+                    backend: instance.backend(),
+                    id: admitted.id,
+                    outputs,
+                    timings: crate::Timings {
+                        total,
+                        ..Default::default()
+                    },
+                })
+            }
+        }
+    }
+
+    /// Stores a successful answer in the response cache, when the request
+    /// was looked up there and missed.
+    fn remember(
+        &self,
+        instance: &ModelInstance,
+        key: Option<(CacheKey, Duration)>,
+        result: Result<InferResponse>,
+    ) -> Result<InferResponse> {
+        if let (Some((key, looking)), Some(cache)) = (key, self.inner.cache.as_ref()) {
+            let storing = Instant::now();
+            if let Ok(response) = &result {
+                cache.insert(key, &response.outputs);
+            }
+            instance
+                .metrics
+                .record_cache_miss(looking + storing.elapsed());
+        }
+        result
     }
 
     /// Hands an admitted request to the scheduler as a typed job.
@@ -153,6 +224,15 @@ impl Manager {
             permits: (global, local),
         })
     }
+}
+
+/// What the response cache made of a request.
+enum Lookup {
+    /// Answered from the cache.
+    Hit(InferResponse),
+    /// To run; with a cache key (and the time the lookup took) when the
+    /// model uses the cache.
+    Run(Admitted, Option<(CacheKey, Duration)>),
 }
 
 /// Records the outcome of a request that reached a worker.

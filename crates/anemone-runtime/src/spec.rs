@@ -51,6 +51,11 @@ pub struct ModelSpec {
     pub queue: Option<QueueSettings>,
     /// Engine instances of this model. Empty (the default): one instance.
     pub instance_groups: Vec<InstanceGroup>,
+    /// Answers may come from the manager's response cache (Triton's
+    /// `response_cache { enable: true }`): an identical request (same
+    /// inputs, same outputs asked for) is answered without the engine. Needs
+    /// [`crate::ManagerBuilder::response_cache`]. By default, off.
+    pub response_cache: bool,
 }
 
 impl ModelSpec {
@@ -72,6 +77,7 @@ impl ModelSpec {
             batching: None,
             queue: None,
             instance_groups: Vec::new(),
+            response_cache: false,
         }
     }
 
@@ -120,6 +126,12 @@ impl ModelSpec {
     /// Adds an instance group.
     pub fn instance_group(mut self, group: InstanceGroup) -> Self {
         self.instance_groups.push(group);
+        self
+    }
+
+    /// Lets answers come from the manager's response cache (see the field).
+    pub fn response_cache(mut self, on: bool) -> Self {
+        self.response_cache = on;
         self
     }
 }

@@ -64,7 +64,7 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
     let mut out = String::new();
     let mut f = Family { out: &mut out };
     type Getter = fn(&anemone_runtime::ModelMetricsEntry) -> u64;
-    let counters: [(&str, &str, Getter); 9] = [
+    let counters: [(&str, &str, Getter); 13] = [
         (
             "anemone_inference_request_success",
             "Successful inference requests",
@@ -102,6 +102,26 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
             "anemone_inference_compute_output_duration_us",
             "Cumulative output preparation time",
             |e| e.metrics.compute_output.ns / 1000,
+        ),
+        (
+            "anemone_cache_num_hits_per_model",
+            "Requests answered from the response cache",
+            |e| e.metrics.cache_hit.count,
+        ),
+        (
+            "anemone_cache_hit_duration_per_model",
+            "Cumulative time of requests answered from the response cache, microseconds",
+            |e| e.metrics.cache_hit.ns / 1000,
+        ),
+        (
+            "anemone_cache_num_misses_per_model",
+            "Response cache lookups that found nothing",
+            |e| e.metrics.cache_miss.count,
+        ),
+        (
+            "anemone_cache_miss_duration_per_model",
+            "Cumulative time spent looking up and storing missed answers, microseconds",
+            |e| e.metrics.cache_miss.ns / 1000,
         ),
         (
             "anemone_inference_pending_request_count",
@@ -210,6 +230,37 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
     if let Some(budget) = m.memory_budget {
         f.header("anemone_memory_budget_bytes", "gauge", "The memory budget");
         let _ = writeln!(f.out, "anemone_memory_budget_bytes {budget}");
+    }
+    if let Some(cache) = &m.cache {
+        for (name, kind, help, value) in [
+            (
+                "anemone_cache_capacity_bytes",
+                "gauge",
+                "The response cache's bound",
+                cache.capacity_bytes,
+            ),
+            (
+                "anemone_cache_bytes",
+                "gauge",
+                "Bytes held by the response cache",
+                cache.bytes,
+            ),
+            (
+                "anemone_cache_entries",
+                "gauge",
+                "Answers held by the response cache",
+                cache.entries,
+            ),
+            (
+                "anemone_cache_evictions",
+                "counter",
+                "Answers evicted from the response cache to make room",
+                cache.evictions,
+            ),
+        ] {
+            f.header(name, kind, help);
+            let _ = writeln!(f.out, "{name} {value}");
+        }
     }
     f.header(
         "anemone_requests_rejected",

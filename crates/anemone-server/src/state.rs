@@ -242,8 +242,8 @@ impl AppState {
                         compute_input: d(s.compute_input),
                         compute_infer: d(s.compute_infer),
                         compute_output: d(s.compute_output),
-                        cache_hit: d(DurationStat::default()),
-                        cache_miss: d(DurationStat::default()),
+                        cache_hit: d(s.cache_hit),
+                        cache_miss: d(s.cache_miss),
                     }),
                     batch_stats: s
                         .batch_stats

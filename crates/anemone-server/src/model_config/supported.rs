@@ -85,7 +85,9 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
         "dynamic_batching" => {}
         // Triton's defaults, written out: they change nothing.
         "optimization" => check_optimization(value, src, errs),
-        "model_transaction_policy" | "response_cache" if is_noop(value) => {}
+        "model_transaction_policy" if is_noop(value) => {}
+        // `enable` is its only field; read when the model's spec is built.
+        "response_cache" => {}
         "model_transaction_policy" => {
             return Err(unsupported(
                 src,
@@ -137,7 +139,6 @@ fn top_level_hint(field: &str) -> &'static str {
         "optimization" => {
             "remove it (anemone picks execution providers through its backend list, see parameter 'backends')"
         }
-        "response_cache" => "remove it or set enable: false (anemone does not cache responses)",
         "batch_input" | "batch_output" => {
             "remove it (anemone does not do ragged batching: a batch holds requests of equal shapes)"
         }
@@ -304,7 +305,6 @@ mod tests {
             ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),
             ("default_model_filename: \"/srv/x/other.onnx\"", "'default_model_filename'"),
             ("default_model_filename: \"../../x/other.onnx\"", "'..' are refused"),
-            ("response_cache { enable: true }", "'response_cache'"),
             (
                 "input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 4 ] reshape { shape: [ 2, 2 ] } } ]",
                 "'input[0].reshape'",

@@ -156,6 +156,7 @@ pub fn prepare_model(
             spec.batching = scheduler.batching.clone();
             spec.queue = scheduler.queue.clone();
             spec.instance_groups = scheduler.instance_groups.clone();
+            spec.response_cache = config.response_cache.as_ref().is_some_and(|c| c.enable);
             spec
         })
         .collect();

@@ -12,6 +12,7 @@ mod latency;
 mod model_config;
 mod net;
 mod repository_paths;
+mod response_cache;
 mod shutdown;
 mod support;
 mod timeouts;

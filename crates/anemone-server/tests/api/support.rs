@@ -95,6 +95,16 @@ pub async fn serve(
         .memory_budget(budget)
         .build()
         .unwrap();
+    serve_on(root, control, load, manager).await
+}
+
+/// Starts a server on `root` with a manager of the test's own.
+pub async fn serve_on(
+    root: &Path,
+    control: ControlMode,
+    load: &[&str],
+    manager: anemone_runtime::Manager,
+) -> Served {
     let options = ServerOptions {
         http_port: 0,
         grpc_port: 0,
