@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// What identifies an answer: a 256-bit keyed hash of the request.
-pub(crate) type CacheKey = [u8; 32];
+pub type CacheKey = [u8; 32];
 
 /// Per-entry bookkeeping counted against the bound, beside the tensors' bytes.
 const ENTRY_OVERHEAD: u64 = 128;
@@ -87,7 +87,7 @@ impl ResponseCache {
 
     /// The key of a request: `inputs` in the model's order, `outputs` the
     /// indices asked for (`None`: the default set).
-    pub(crate) fn key(
+    pub fn key(
         &self,
         model: &str,
         version: u64,
@@ -134,7 +134,7 @@ impl ResponseCache {
 
     /// A copy of the answer stored under `key`, which becomes the most
     /// recently used.
-    pub(crate) fn get(&self, key: &CacheKey) -> Option<Vec<(String, Tensor)>> {
+    pub fn get(&self, key: &CacheKey) -> Option<Vec<(String, Tensor)>> {
         let mut lru = self.lock();
         lru.clock += 1;
         let now = lru.clock;
@@ -148,7 +148,7 @@ impl ResponseCache {
 
     /// Stores an answer, evicting the least recently used until it fits. An
     /// answer larger than the whole cache is not stored.
-    pub(crate) fn insert(&self, key: CacheKey, outputs: &[(String, Tensor)]) {
+    pub fn insert(&self, key: CacheKey, outputs: &[(String, Tensor)]) {
         let bytes = ENTRY_OVERHEAD
             + outputs
                 .iter()
