@@ -6,6 +6,7 @@
 
 mod backend_args;
 mod bench;
+mod bytes;
 mod doctor;
 mod infer;
 mod inspect;

@@ -44,6 +44,7 @@
 struct ReadmeDoctests;
 
 pub mod admission;
+pub mod eviction;
 mod failover;
 pub mod fallback;
 mod groups;
@@ -53,6 +54,7 @@ mod loader;
 pub mod manager;
 pub mod metrics;
 mod observe;
+pub mod on_demand;
 mod pipeline;
 pub mod pressure;
 pub mod registry;
@@ -64,6 +66,7 @@ pub mod tuning;
 pub mod validation;
 pub mod worker;
 
+pub use eviction::{EvictionPolicy, EvictionSnapshot};
 pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use groups::MAX_INSTANCES;
 pub use health::{HealthReport, ModelHealth, ModelState};
@@ -71,6 +74,7 @@ pub use instance::{EngineStats, ModelInstance};
 pub use manager::{default_parallelism, Manager, ManagerBuilder};
 pub use metrics::{ModelMetricsSnapshot, Timings};
 pub use observe::{BackendStatus, MetricsSnapshot, ModelMetricsEntry};
+pub use on_demand::EvictedModel;
 pub use pressure::ThermalState;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};

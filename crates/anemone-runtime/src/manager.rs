@@ -4,6 +4,7 @@
 //! `failover.rs`, snapshots in `observe.rs`.
 
 use crate::admission::{Limiter, MemoryBudget};
+use crate::eviction::{Eviction, EvictionPolicy};
 use crate::failover::Failover;
 use crate::fallback::{FallbackPolicy, RetryPolicy};
 use crate::instance::ModelInstance;
@@ -44,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) global: Arc<Limiter>,
     /// What loaded models may hold together.
     pub(crate) memory: Arc<MemoryBudget>,
+    /// LRU eviction and the evicted models that load again on demand (`eviction.rs`, `on_demand.rs`).
+    pub(crate) eviction: Eviction,
     /// Hands admitted requests to engines (`scheduler/`).
     pub(crate) scheduler: Direct,
     /// False once [`Manager::shutdown`] was called.
@@ -64,6 +67,7 @@ pub struct ManagerBuilder {
     max_concurrency: Option<usize>,
     model_max_concurrency: Option<usize>,
     memory_budget: Option<u64>,
+    eviction: EvictionPolicy,
     workers: Option<usize>,
     threads: Option<usize>,
 }
@@ -130,6 +134,42 @@ impl ManagerBuilder {
         self
     }
 
+    /// What happens when a load would exceed the memory budget. By default,
+    /// [`EvictionPolicy::Off`]: the load is refused. With [`EvictionPolicy::Lru`],
+    /// idle models that are not pinned ([`ModelSpec::pinned`]) are unloaded,
+    /// least recently used first, to make room, and a request for an evicted
+    /// model loads it again (every request for it waits for one load).
+    ///
+    /// ```
+    /// use anemone_runtime::{EvictionPolicy, InferRequest, Manager, ModelSpec};
+    /// use anemone_core::Tensor;
+    /// # let add = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/add/1/model.onnx");
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = Manager::builder()
+    ///     .backend(anemone_backends::TractCpu::default())
+    ///     .memory_budget(Some(1))
+    ///     .eviction(EvictionPolicy::Lru)
+    ///     .build()?;
+    /// # let manager = Manager::builder().backend(anemone_backends::TractCpu::default()).eviction(EvictionPolicy::Lru)
+    /// #     .memory_budget(Some(manager.load_model(ModelSpec::new("probe", &add)).await.map_or(1000, |m| m.memory_footprint()) .max(1) * 3 / 2)).build()?;
+    /// // The budget holds one of these two models at a time.
+    /// manager.load_model(ModelSpec::new("first", &add)).await?;
+    /// manager.load_model(ModelSpec::new("second", &add)).await?;
+    /// assert_eq!(manager.evicted()[0].name, "first");
+    ///
+    /// // A request for the evicted model loads it again (evicting "second") and is answered.
+    /// let x = Tensor::from_vec(vec![1, 2], vec![1.0f32, 2.0]).unwrap();
+    /// let request = InferRequest::new("first").input("x", x.clone()).input("y", x);
+    /// let sum = manager.infer(request).await?.output("sum").unwrap().to_vec::<f32>().unwrap();
+    /// assert_eq!(sum, vec![2.0, 4.0]);
+    /// assert_eq!(manager.evicted()[0].name, "second");
+    /// # Ok::<(), anemone_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn eviction(mut self, policy: EvictionPolicy) -> Self {
+        self.eviction = policy;
+        self
+    }
+
     /// Worker threads that run engine calls. By default, one per CPU core.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
@@ -176,6 +216,7 @@ impl ManagerBuilder {
                 registry: Registry::default(),
                 global: Limiter::new("global concurrency limit", self.max_concurrency),
                 memory: MemoryBudget::new(self.memory_budget),
+                eviction: Eviction::new(self.eviction),
                 scheduler,
                 live: AtomicBool::new(true),
                 thermal: Mutex::new(ThermalState::Nominal),
@@ -202,6 +243,7 @@ impl Manager {
             max_concurrency: Some(DEFAULT_MAX_CONCURRENCY),
             model_max_concurrency: None,
             memory_budget: None,
+            eviction: EvictionPolicy::Off,
             workers: None,
             threads: None,
         }
@@ -232,9 +274,7 @@ impl Manager {
 
     /// A loaded model version.
     pub fn model(&self, name: &str, version: Option<u64>) -> Result<Arc<ModelInstance>> {
-        self.inner
-            .registry
-            .get(name, version.into())
+        self.resident(name, version)
             .ok_or_else(|| self.not_found(name, version))
     }
 

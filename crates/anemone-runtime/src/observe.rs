@@ -65,6 +65,8 @@ pub struct MetricsSnapshot {
     pub effective_concurrency: Option<usize>,
     /// Per model version.
     pub models: Vec<ModelMetricsEntry>,
+    /// Evictions, on-demand loads, load times, and the models evicted now.
+    pub eviction: crate::eviction::EvictionSnapshot,
 }
 
 impl MetricsSnapshot {
@@ -120,6 +122,7 @@ impl Manager {
                     metrics: m.metrics().snapshot(),
                 })
                 .collect(),
+            eviction: self.inner.eviction.snapshot(self.evicted()),
         }
     }
 

@@ -43,6 +43,9 @@ pub struct ModelSpec {
     pub queue: Option<QueueSettings>,
     /// Engine instances of this model. Empty (the default): one instance.
     pub instance_groups: Vec<InstanceGroup>,
+    /// Never evicted to make room for another model (see
+    /// [`crate::ManagerBuilder::eviction`]). By default, false.
+    pub pinned: bool,
 }
 
 impl ModelSpec {
@@ -62,6 +65,7 @@ impl ModelSpec {
             batching: None,
             queue: None,
             instance_groups: Vec::new(),
+            pinned: false,
         }
     }
 
@@ -104,6 +108,12 @@ impl ModelSpec {
     /// Gives the model a request queue with these settings.
     pub fn queue(mut self, queue: QueueSettings) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// Keeps the model resident: eviction never unloads it.
+    pub fn pinned(mut self, pinned: bool) -> Self {
+        self.pinned = pinned;
         self
     }
 

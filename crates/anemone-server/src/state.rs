@@ -157,6 +157,13 @@ impl AppState {
                 Some(entry) if entry.state == State::Loading => {
                     ApiError::unavailable(format!("model '{name}' is loading"))
                 }
+                Some(_) => match self.manager.evicted().into_iter().rfind(|g| g.name == name) {
+                    Some(gone) => ApiError::unavailable(format!(
+                        "model '{name}' is not resident: {}; an inference request loads it again",
+                        gone.reason
+                    )),
+                    None => e.into(),
+                },
                 _ => e.into(),
             })
     }
