@@ -170,7 +170,11 @@ pub(crate) fn budget_line(manager: &anemone_runtime::Manager) -> String {
 }
 
 fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    match bytes {
+        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b if b < 1 << 30 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b => format!("{:.2} GiB", b as f64 / (1 << 30) as f64),
+    }
 }
 
 fn render(rows: &[ModelRow]) -> String {

@@ -115,15 +115,10 @@ impl Manager {
             return Err(Error::FileNotFound { path: spec.path });
         }
         let file_size = std::fs::metadata(&spec.path).map(|m| m.len()).unwrap_or(0);
-        if self.inner.eviction.on() {
-            // Make room for the weights before reading them, as far as idle
-            // models allow. The file only estimates the charge (a file holds
-            // more than its weights), so nothing is refused here: the engines'
-            // measured footprint decides at install.
-            let _room = self.inner.eviction.hold_room();
-            let estimate = file_size.min(self.inner.memory.budget().unwrap_or(u64::MAX));
-            let _ = self.make_room(&spec.name, spec.version, estimate, "the size of its file");
-        } else if file_size > self.inner.memory.available() {
+        // With eviction, room is made at install, for the engines' measured
+        // charge: the file is a poor estimate of it (it holds more than the
+        // weights), and evicting on an estimate would unload models for nothing.
+        if !self.inner.eviction.on() && file_size > self.inner.memory.available() {
             // Weights alone would not fit: refuse before spending time loading.
             return Err(Error::MemoryBudget {
                 model: spec.name,
