@@ -9,7 +9,10 @@ that holds only one of them, then asks them in turn: every request is cold
 is followed by warm requests. Every answer is checked against ONNX Runtime's
 reference outputs (fixtures/generated, from its Python API).
 
-    .venv/bin/python scripts/eviction_latency.py [--bin target/debug/anemone] [--rounds 5]
+    .venv/bin/python scripts/eviction_latency.py [--bin target/debug/anemone] [--rounds 5] [--warm 5]
+
+It also prints the server's resident memory (VmRSS) after each round, to see
+whether on-demand churn (a 47 MB model loaded and evicted every round) grows it.
 """
 import argparse
 import json
@@ -67,6 +70,14 @@ def infer(base, model, case):
     return elapsed
 
 
+def rss_mib(pid):
+    """The process's resident memory (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", default=str(ROOT / "target/debug/anemone"))
@@ -78,8 +89,14 @@ def main():
         for model, case in MODELS.items():
             (repo / model / "1").mkdir(parents=True)
             shutil.copy(FIXTURES / case / "model.onnx", repo / model / "1" / "model.onnx")
-        # The larger model's file size: a budget that holds it, never both.
-        budget = (FIXTURES / "resnet18/model.onnx").stat().st_size * 11 // 10
+        # What each is charged (`anemone models`): a budget that holds the
+        # larger one, never both.
+        listed = subprocess.run(
+            [args.bin, "models", "--model-repository", str(repo), "--json"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        charge = {r["name"]: r["memory_bytes"] for r in json.loads(listed)}
+        budget = charge["large"] + charge["small"] // 2
         server = subprocess.Popen(
             [args.bin, "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
              "--memory-budget", str(budget), "--eviction", "lru"],
@@ -99,18 +116,20 @@ def main():
                 time.sleep(0.2)
             cold = {m: [] for m in MODELS}
             warm = {m: [] for m in MODELS}
+            rss = []
             for _ in range(args.rounds):
                 for model, case in MODELS.items():
                     cold[model].append(infer(base, model, case))
                     for _ in range(args.warm):
                         warm[model].append(infer(base, model, case))
+                rss.append(rss_mib(server.pid))
             with urllib.request.urlopen(f"{base}/metrics") as r:
                 metrics = r.read().decode()
             loads = {
                 m: re.search(rf'anemone_model_on_demand_loads_total{{model="{m}"}} (\d+)', metrics)
                 for m in MODELS
             }
-            print(f"budget {budget} bytes; {args.rounds} cold and {args.rounds * args.warm} warm requests per model")
+            print(f"charges {charge}; budget {budget} bytes; {args.rounds} cold and {args.rounds * args.warm} warm requests per model")
             print("| model | file | cold request (on-demand load + inference), median | min | max | warm request, median | on-demand loads |")
             print("|---|---|---|---|---|---|---|")
             for model, case in MODELS.items():
@@ -120,6 +139,8 @@ def main():
                     f"| {model} ({case}) | {size / 1e6:.2f} MB | {ms(cold[model])} | {min(cold[model]) * 1e3:.1f} ms "
                     f"| {max(cold[model]) * 1e3:.1f} ms | {ms(warm[model])} | {loads[model].group(1) if loads[model] else 0} |"
                 )
+            print(f"server RSS after each round (both models loaded again once): "
+                  f"{', '.join(f'{r:.0f}' for r in rss)} MiB")
         finally:
             server.terminate()
             server.wait(timeout=60)

@@ -51,11 +51,22 @@ pub struct EvictedModel {
 impl Manager {
     /// Remembers an evicted model so a request can load it again.
     pub(crate) fn remember_evicted(&self, victim: &ModelInstance, reason: String) {
+        let mut spec = victim.spec.clone();
+        if spec.backends.is_none() && spec.instance_groups.iter().all(|g| g.backends.is_none()) {
+            // Loaded again on the backend it ran on, the others standing by in
+            // order: the CPU engines are not loaded and timed again each time.
+            let chosen = victim.selection().chosen().map(str::to_string);
+            let order: Vec<String> = chosen
+                .into_iter()
+                .chain(victim.standby.iter().map(|c| c.label.clone()))
+                .collect();
+            spec.backends = (!order.is_empty()).then_some(order);
+        }
         let mut gone = self.lock_gone();
         gone.insert(
             (victim.name().to_string(), victim.version()),
             Gone {
-                spec: victim.spec.clone(),
+                spec,
                 metrics: Arc::clone(&victim.metrics),
                 reason,
                 since: SystemTime::now(),
