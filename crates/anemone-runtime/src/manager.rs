@@ -143,25 +143,26 @@ impl ManagerBuilder {
     /// ```
     /// use anemone_runtime::{EvictionPolicy, InferRequest, Manager, ModelSpec};
     /// use anemone_core::Tensor;
-    /// # let add = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/add/1/model.onnx");
+    /// # let convnet = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    /// #     .join("../../fixtures/generated/small_convnet/model.onnx");
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // What one copy of the model is charged.
+    /// let probe = Manager::builder().backend(anemone_backends::TractCpu::default()).build()?;
+    /// let one = probe.load_model(ModelSpec::new("probe", &convnet)).await?.memory_footprint();
+    ///
     /// let manager = Manager::builder()
     ///     .backend(anemone_backends::TractCpu::default())
-    ///     .memory_budget(Some(1))
+    ///     .memory_budget(Some(one * 3 / 2)) // room for one copy, not two
     ///     .eviction(EvictionPolicy::Lru)
     ///     .build()?;
-    /// # let manager = Manager::builder().backend(anemone_backends::TractCpu::default()).eviction(EvictionPolicy::Lru)
-    /// #     .memory_budget(Some(manager.load_model(ModelSpec::new("probe", &add)).await.map_or(1000, |m| m.memory_footprint()) .max(1) * 3 / 2)).build()?;
-    /// // The budget holds one of these two models at a time.
-    /// manager.load_model(ModelSpec::new("first", &add)).await?;
-    /// manager.load_model(ModelSpec::new("second", &add)).await?;
+    /// manager.load_model(ModelSpec::new("first", &convnet)).await?;
+    /// manager.load_model(ModelSpec::new("second", &convnet)).await?;
     /// assert_eq!(manager.evicted()[0].name, "first");
     ///
     /// // A request for the evicted model loads it again (evicting "second") and is answered.
-    /// let x = Tensor::from_vec(vec![1, 2], vec![1.0f32, 2.0]).unwrap();
-    /// let request = InferRequest::new("first").input("x", x.clone()).input("y", x);
-    /// let sum = manager.infer(request).await?.output("sum").unwrap().to_vec::<f32>().unwrap();
-    /// assert_eq!(sum, vec![2.0, 4.0]);
+    /// let image = Tensor::from_vec(vec![1, 3, 32, 32], vec![0.5f32; 3 * 32 * 32]).unwrap();
+    /// let response = manager.infer(InferRequest::new("first").input("image", image)).await?;
+    /// assert_eq!(response.output("probs").unwrap().shape(), &[1, 10]);
     /// assert_eq!(manager.evicted()[0].name, "second");
     /// # Ok::<(), anemone_core::Error>(()) }).unwrap();
     /// ```
