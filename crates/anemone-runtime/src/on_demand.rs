@@ -10,7 +10,7 @@ use crate::instance::ModelInstance;
 use crate::manager::Manager;
 use crate::metrics::ModelMetrics;
 use crate::spec::ModelSpec;
-use anemone_core::{Error, Result};
+use anemone_core::{Error, ModelMetadata, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,6 +27,10 @@ pub(crate) struct Gone {
     reason: String,
     since: SystemTime,
     memory_bytes: u64,
+    /// What it declared when it was resident (metadata is answered from it).
+    metadata: ModelMetadata,
+    /// The backend it ran on.
+    backend: &'static str,
     /// Set while an on-demand load runs: where its answer will appear.
     loading: Option<watch::Receiver<Option<Answer>>>,
 }
@@ -46,6 +50,8 @@ pub struct EvictedModel {
     pub memory_bytes: u64,
     /// Whether a request is loading it again now.
     pub loading: bool,
+    /// The backend it ran on before it was evicted.
+    pub backend: &'static str,
 }
 
 impl Manager {
@@ -71,6 +77,8 @@ impl Manager {
                 reason,
                 since: SystemTime::now(),
                 memory_bytes: victim.memory_footprint(),
+                metadata: victim.metadata().clone(),
+                backend: victim.backend(),
                 loading: None,
             },
         );
@@ -92,8 +100,28 @@ impl Manager {
                     .map_or(0, |d| d.as_millis() as u64),
                 memory_bytes: g.memory_bytes,
                 loading: g.loading.is_some(),
+                backend: g.backend,
             })
             .collect()
+    }
+
+    /// What an evicted version of `name` (`version`, or the highest evicted)
+    /// declared when it was resident, with that version: metadata requests are
+    /// answered from it without loading the model again.
+    pub fn evicted_metadata(
+        &self,
+        name: &str,
+        version: Option<u64>,
+    ) -> Option<(u64, ModelMetadata)> {
+        if self.inner.eviction.gone_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let gone = self.lock_gone();
+        let ((_, v), g) = match version {
+            Some(v) => gone.get_key_value(&(name.to_string(), v))?,
+            None => gone.iter().rfind(|((n, _), _)| n == name)?,
+        };
+        Some((*v, g.metadata.clone()))
     }
 
     /// Forgets evicted versions of `name` (one, or all when `version` is

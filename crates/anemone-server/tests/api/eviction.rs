@@ -352,6 +352,36 @@ async fn a_repository_larger_than_the_budget_serves_every_model() {
         "{row:?}"
     );
 
+    // Metadata and config of the evicted model are answered without loading it.
+    let (status, meta) = s
+        .http("GET", &format!("/v2/models/{}", warm[0]), None)
+        .await;
+    assert_eq!(status, 200, "{meta}");
+    let names: Vec<&str> = meta["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    let run = first_run(&warm[0]);
+    assert_eq!(
+        names,
+        run.inputs
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(meta["versions"], json!(["1"]), "{meta}");
+    let (status, config) = s
+        .http("GET", &format!("/v2/models/{}/config", warm[0]), None)
+        .await;
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(config["name"], warm[0].as_str(), "{config}");
+    assert!(
+        !s.resident().contains(&warm[0]),
+        "metadata does not load it"
+    );
+
     // The gRPC index says the same, and a gRPC request brings it back.
     let mut client = GrpcInferenceServiceClient::connect(format!("http://{}", s.grpc))
         .await
