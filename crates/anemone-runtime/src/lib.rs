@@ -11,6 +11,11 @@
 //! instances ([`ModelSpec::instance_groups`]), and finally metrics. Permits are released by `Drop` on every path. A panic in an
 //! engine becomes a `Backend` error for that one request.
 //!
+//! Under a memory budget with [`EvictionPolicy::Lru`] ([`ManagerBuilder::eviction`]),
+//! a load that does not fit unloads the least recently used idle models, and a
+//! request for an evicted model waits while it is loaded again (one load for
+//! every request waiting on it).
+//!
 //! ```
 //! use anemone_runtime::{InferRequest, Manager, ModelSpec};
 //! use anemone_core::Tensor;
