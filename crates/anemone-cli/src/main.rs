@@ -6,6 +6,7 @@
 
 mod backend_args;
 mod bench;
+mod bytes;
 mod cache_config;
 mod doctor;
 mod infer;

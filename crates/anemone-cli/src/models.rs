@@ -27,6 +27,22 @@ pub struct ModelsArgs {
 
     #[command(flatten)]
     pub backend: BackendArgs,
+
+    // --- evict ---
+    /// The memory budget, as for `anemone serve` (`2GiB`, `512MiB`, a byte count).
+    /// By default there is none.
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET", value_parser = crate::bytes::parse_bytes)]
+    pub memory_budget: Option<u64>,
+
+    /// The eviction policy, as for `anemone serve`: with `lru`, models that do not fit
+    /// evict others and are reported as evicted rather than failed. By default, off.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        env = "ANEMONE_EVICTION",
+        default_value = "off"
+    )]
+    pub eviction: anemone_runtime::EvictionPolicy,
 }
 
 /// One model in the `--json` output:
@@ -34,6 +50,7 @@ pub struct ModelsArgs {
 /// ```text
 /// {"name": "resnet", "version": "1" | null, "state": "READY" | "UNAVAILABLE",
 ///  "reason": "why not" | null, "backend": "onnxruntime" | null, "load_ms": 812.5 | null,
+///  "resident": true | false, "memory_bytes": 1234 | null,
 ///  "selection": {"mode": "ordered" | "strict" | "auto",
 ///                "attempts": [{"backend": "tract-cuda", "outcome": "skipped", "reason": "..."},
 ///                             {"backend": "onnxruntime", "outcome": "chosen", "warmup_us": 812.0},
@@ -47,13 +64,22 @@ struct ModelRow {
     reason: Option<String>,
     backend: Option<String>,
     load_ms: Option<f64>,
+    /// Loaded now (false for a model evicted under the memory budget).
+    resident: bool,
+    /// Bytes charged against the memory budget while resident.
+    memory_bytes: Option<u64>,
     selection: Option<Selection>,
 }
 
 /// Loads every model of the repository and reports. Exits with an error when
 /// any model could not be loaded, after printing the report.
 pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
-    let mut builder = args.backend.builder().workers(1);
+    let mut builder = args
+        .backend
+        .builder()
+        .workers(1)
+        .memory_budget(args.memory_budget)
+        .eviction(args.eviction);
     if let Some(n) = args.threads {
         builder = builder.threads(n);
     }
@@ -79,6 +105,8 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
                     .filter(|r| !r.is_empty()),
                 backend: instance.as_ref().map(|m| m.backend().to_string()),
                 load_ms: instance.as_ref().map(|m| m.load_time().as_secs_f64() * 1e3),
+                resident: instance.is_some(),
+                memory_bytes: instance.as_ref().map(|m| m.memory_footprint()),
                 selection: instance.as_ref().map(|m| m.selection().clone()),
                 name: row.name,
             }
@@ -88,10 +116,12 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", render(&rows));
+        println!("{}", budget_line(&manager));
     }
+    let evicted: Vec<String> = manager.evicted().into_iter().map(|e| e.name).collect();
     let failed: Vec<&str> = rows
         .iter()
-        .filter(|r| r.state != "READY")
+        .filter(|r| r.state != "READY" && !evicted.contains(&r.name))
         .map(|r| r.name.as_str())
         .collect();
     if rows.is_empty() {
@@ -111,6 +141,42 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The budget, what is charged against it, and what is resident or evicted.
+pub(crate) fn budget_line(manager: &anemone_runtime::Manager) -> String {
+    let m = manager.metrics();
+    let resident: Vec<String> = m.models.iter().map(|e| e.name.clone()).collect();
+    let mut line = match m.memory_budget {
+        Some(budget) => format!(
+            "memory: {} of the {} budget charged (eviction {}); resident: {}",
+            mib(m.memory_used),
+            mib(budget),
+            m.eviction.policy.as_str(),
+            if resident.is_empty() {
+                "none".into()
+            } else {
+                resident.join(", ")
+            }
+        ),
+        None => format!("memory: {} charged (no budget)", mib(m.memory_used)),
+    };
+    if !m.eviction.evicted.is_empty() {
+        let evicted: Vec<String> = m.eviction.evicted.iter().map(|e| e.name.clone()).collect();
+        line.push_str(&format!(
+            "; evicted (loaded again on request): {}",
+            evicted.join(", ")
+        ));
+    }
+    line
+}
+
+fn mib(bytes: u64) -> String {
+    match bytes {
+        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b if b < 1 << 30 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b => format!("{:.2} GiB", b as f64 / (1 << 30) as f64),
+    }
+}
+
 fn render(rows: &[ModelRow]) -> String {
     let mut lines = vec![vec![
         "MODEL".into(),
@@ -118,6 +184,7 @@ fn render(rows: &[ModelRow]) -> String {
         "STATE".into(),
         "BACKEND".into(),
         "LOAD".into(),
+        "MEMORY".into(),
     ]];
     lines.extend(rows.iter().map(|r| {
         vec![
@@ -126,6 +193,7 @@ fn render(rows: &[ModelRow]) -> String {
             r.state.clone(),
             r.backend.clone().unwrap_or_else(|| "-".into()),
             r.load_ms.map_or("-".into(), |ms| format!("{ms:.0} ms")),
+            r.memory_bytes.map_or("-".into(), mib),
         ]
     }));
     let mut out = table(&lines, "");

@@ -104,9 +104,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "ANEMONE_MAX_CONCURRENCY", default_value_t = anemone_runtime::manager::DEFAULT_MAX_CONCURRENCY)]
     pub max_concurrency: usize,
 
-    /// Bytes that loaded models may hold together; a load that would exceed it fails.
-    /// By default there is no budget.
-    #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET")]
+    /// Bytes that loaded models may hold together, as a count or with a unit (`2GiB`,
+    /// `512MiB`, `3GB`); a load that would exceed it fails, or evicts idle models with
+    /// --eviction lru. By default there is no budget.
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET", value_parser = crate::bytes::parse_bytes)]
     pub memory_budget: Option<u64>,
 
     /// Engine threads per inference [default: one per CPU core].
@@ -129,6 +130,18 @@ pub struct ServeArgs {
         env = "ANEMONE_CACHE_CONFIG"
     )]
     pub cache_config: Vec<String>,
+    // --- evict ---
+    /// What a load that would exceed --memory-budget does: `off` refuses it; `lru` unloads
+    /// the least recently used idle models (never one with requests in flight or queued,
+    /// nor one whose config sets parameter eviction=never) and loads an evicted model
+    /// again when a request for it comes. See docs/EVICTION.md.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        env = "ANEMONE_EVICTION",
+        default_value = "off"
+    )]
+    pub eviction: anemone_runtime::EvictionPolicy,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -184,7 +197,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .builder()
         .max_concurrency(Some(args.max_concurrency))
         .memory_budget(args.memory_budget)
-        .response_cache(crate::cache_config::cache_bytes(&args.cache_config)?);
+        .response_cache(crate::cache_config::cache_bytes(&args.cache_config)?)
+        .eviction(args.eviction);
+    if args.eviction != anemone_runtime::EvictionPolicy::Off && args.memory_budget.is_none() {
+        anyhow::bail!(
+            "--eviction {} needs a budget to evict against; add --memory-budget (e.g. --memory-budget 2GiB)",
+            args.eviction.as_str()
+        );
+    }
     if let Some(n) = args.threads {
         builder = builder.threads(n);
     }

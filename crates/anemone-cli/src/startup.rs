@@ -40,6 +40,9 @@ pub async fn report(state: Arc<AppState>) {
         }
     }
     print!("{}", models_table(&state));
+    if state.manager.metrics().memory_budget.is_some() {
+        println!("{}", crate::models::budget_line(&state.manager));
+    }
 }
 
 /// The table of every model the repository knows.

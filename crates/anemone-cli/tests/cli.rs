@@ -1249,3 +1249,71 @@ fn doctor_reports_the_configs_serve_refuses() {
     }
     let _ = std::fs::remove_dir_all(repo);
 }
+
+/// `--memory-budget` takes units; `--eviction lru` needs a budget; `models`
+/// with a budget for one of two models reports the other evicted (loaded again
+/// on request), not failed, and shows the budget and what is resident.
+#[test]
+fn models_with_a_memory_budget_and_lru_eviction_shows_what_is_resident() {
+    let repo = temp_dir("evict-models");
+    add_version(
+        &repo,
+        "convnet",
+        "fixtures/generated/small_convnet/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "ocr_cls",
+        "fixtures/generated/ocr_cls/model.onnx",
+        "model.onnx",
+    );
+    let r = repo.to_str().unwrap();
+    let tract = ["--backends", "tract-cpu"];
+    // Charged on tract: ocr_cls about 523 KiB, convnet a few KiB; 525KiB holds one, not both.
+    let mut args = vec![
+        "models",
+        "--model-repository",
+        r,
+        "--memory-budget",
+        "525KiB",
+        "--eviction",
+        "lru",
+    ];
+    args.extend(tract);
+    let out = assert_ok(&anemone(&args));
+    assert!(
+        out.contains("of the 525.0 KiB budget charged (eviction lru); resident: ")
+            && out.contains("evicted (loaded again on request): "),
+        "{out}"
+    );
+    assert!(out.contains("evicted (LRU) to make room for '"), "{out}");
+
+    // Without eviction, the same budget refuses the second model.
+    let mut args = vec![
+        "models",
+        "--model-repository",
+        r,
+        "--memory-budget",
+        "525KiB",
+    ];
+    args.extend(tract);
+    let out = anemone(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("error: 1 of 2 models could not be loaded"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = anemone(&["models", "--model-repository", r, "--memory-budget", "2XB"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("e.g. 2GiB or 512MiB"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = anemone(&["serve", "--model-repository", r, "--eviction", "lru"]);
+    assert_error(&out, &["--eviction lru needs a budget", "--memory-budget"]);
+    let _ = std::fs::remove_dir_all(&repo);
+}

@@ -46,6 +46,9 @@ pub struct ModelInstance {
     pub(crate) retries: AtomicU64,
     /// Its request queue, when it has one (queue settings or dynamic batching).
     pub(crate) queue: Option<ModelQueue>,
+    /// When a request last came for it (or when it was loaded), in the
+    /// eviction clock's nanoseconds; the least recently used is evicted first.
+    last_used: AtomicU64,
 }
 
 /// One engine instance: a loaded model and its own load counters.
@@ -149,6 +152,7 @@ impl ModelInstance {
             switching: AtomicBool::new(false),
             retries: AtomicU64::new(0),
             queue,
+            last_used: AtomicU64::new(0),
         }
     }
 
@@ -237,6 +241,17 @@ impl ModelInstance {
             .skipped()
             .map(|(b, r)| (b.to_string(), r.to_string()))
             .collect()
+    }
+
+    /// When a request last came for it (see `Eviction::stamp`).
+    pub(crate) fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// Marks it used at `stamp`.
+    #[inline]
+    pub(crate) fn touch(&self, stamp: u64) {
+        self.last_used.fetch_max(stamp, Ordering::Relaxed);
     }
 
     /// Retries of retryable backend errors on this instance.

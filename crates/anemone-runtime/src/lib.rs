@@ -11,6 +11,11 @@
 //! instances ([`ModelSpec::instance_groups`]), and finally metrics. Permits are released by `Drop` on every path. A panic in an
 //! engine becomes a `Backend` error for that one request.
 //!
+//! Under a memory budget with [`EvictionPolicy::Lru`] ([`ManagerBuilder::eviction`]),
+//! a load that does not fit unloads the least recently used idle models, and a
+//! request for an evicted model waits while it is loaded again (one load for
+//! every request waiting on it).
+//!
 //! ```
 //! use anemone_runtime::{InferRequest, Manager, ModelSpec};
 //! use anemone_core::Tensor;
@@ -45,6 +50,7 @@ struct ReadmeDoctests;
 
 pub mod admission;
 pub mod cache;
+pub mod eviction;
 mod failover;
 pub mod fallback;
 mod groups;
@@ -54,6 +60,7 @@ mod loader;
 pub mod manager;
 pub mod metrics;
 mod observe;
+pub mod on_demand;
 mod pipeline;
 pub mod pressure;
 pub mod registry;
@@ -66,6 +73,7 @@ pub mod validation;
 pub mod worker;
 
 pub use cache::CacheSnapshot;
+pub use eviction::{EvictionPolicy, EvictionSnapshot};
 pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use groups::MAX_INSTANCES;
 pub use health::{HealthReport, ModelHealth, ModelState};
@@ -73,6 +81,7 @@ pub use instance::{EngineStats, ModelInstance};
 pub use manager::{default_parallelism, Manager, ManagerBuilder};
 pub use metrics::{ModelMetricsSnapshot, Timings};
 pub use observe::{BackendStatus, MetricsSnapshot, ModelMetricsEntry};
+pub use on_demand::EvictedModel;
 pub use pressure::ThermalState;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};

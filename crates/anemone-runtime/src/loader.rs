@@ -94,6 +94,9 @@ impl Manager {
         match &result {
             Ok(instance) => {
                 failed.remove(&name);
+                self.inner.eviction.load_time.observe(instance.load_time());
+                // Loaded again (explicitly or on demand): no longer evicted.
+                self.forget_evicted(&name, Some(instance.version()), true);
                 tracing::info!(model = %name, version = instance.version(), backend = instance.backend(), "model loaded");
             }
             Err(e) => {
@@ -112,7 +115,10 @@ impl Manager {
             return Err(Error::FileNotFound { path: spec.path });
         }
         let file_size = std::fs::metadata(&spec.path).map(|m| m.len()).unwrap_or(0);
-        if file_size > self.inner.memory.available() {
+        // With eviction, room is made at install, for the engines' measured
+        // charge: the file is a poor estimate of it (it holds more than the
+        // weights), and evicting on an estimate would unload models for nothing.
+        if !self.inner.eviction.on() && file_size > self.inner.memory.available() {
             // Weights alone would not fit: refuse before spending time loading.
             return Err(Error::MemoryBudget {
                 model: spec.name,
@@ -469,6 +475,9 @@ impl Manager {
     ) -> Result<Arc<ModelInstance>> {
         self.load_instances(&spec, &mut picked, replacing.is_some())?;
         let footprint = picked.engines.iter().map(|m| m.memory_footprint()).sum();
+        // Held until the model is published, so no other load counts its bytes as free.
+        let _room = self.inner.eviction.hold_room();
+        self.make_room(&spec.name, spec.version, footprint, "what its engines hold")?;
         let reservation = self.inner.memory.try_reserve(&spec.name, footprint)?;
         let queue = self.start_queue(&spec, &*picked.engines[0], picked.engines.len())?;
         if spec.response_cache && self.inner.cache.is_none() && replacing.is_none() {
@@ -478,7 +487,13 @@ impl Manager {
                  is cached; start it with --cache-config local,size=BYTES"
             );
         }
-        let metrics = replacing.map_or_else(Arc::default, |old| Arc::clone(&old.metrics));
+        let metrics = match replacing {
+            Some(old) => Arc::clone(&old.metrics),
+            // A model loaded again after an eviction keeps its counters.
+            None => self
+                .evicted_metrics(&spec.name, spec.version)
+                .unwrap_or_default(),
+        };
         let limiter = match replacing {
             // A fallback keeps the model's limiter, so its limit holds across the move.
             Some(old) => Arc::clone(&old.limiter),
@@ -497,6 +512,7 @@ impl Manager {
             load_time,
             queue,
         ));
+        instance.touch(self.inner.eviction.stamp(Instant::now()));
         match replacing {
             None => {
                 self.inner.registry.insert(Arc::clone(&instance));
@@ -515,9 +531,12 @@ impl Manager {
 
     /// Unloads one version of a model, or all of its versions when `version` is
     /// `None`. Requests in flight finish first; the memory is given back when
-    /// the last one ends. Returns the versions unloaded.
+    /// the last one ends. Returns the versions unloaded. An evicted version is
+    /// forgotten: a request for it is no longer loaded on demand.
     pub fn unload_model(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>> {
         let removed = self.inner.registry.remove(name, version);
+        // An evicted model is forgotten too: requests no longer load it on demand.
+        let was_evicted = self.forget_evicted(name, version, false);
         let had_failure = self
             .inner
             .loader
@@ -526,7 +545,7 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name)
             .is_some();
-        if removed.is_empty() && !had_failure {
+        if removed.is_empty() && !had_failure && !was_evicted {
             return Err(self.not_found(name, version));
         }
         tracing::info!(model = %name, ?version, "model unloaded");

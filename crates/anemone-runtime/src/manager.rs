@@ -5,6 +5,7 @@
 
 use crate::admission::{Limiter, MemoryBudget};
 use crate::cache::ResponseCache;
+use crate::eviction::{Eviction, EvictionPolicy};
 use crate::failover::Failover;
 use crate::fallback::{FallbackPolicy, RetryPolicy};
 use crate::instance::ModelInstance;
@@ -45,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) global: Arc<Limiter>,
     /// What loaded models may hold together.
     pub(crate) memory: Arc<MemoryBudget>,
+    /// LRU eviction and the evicted models that load again on demand (`eviction.rs`, `on_demand.rs`).
+    pub(crate) eviction: Eviction,
     /// Hands admitted requests to engines (`scheduler/`).
     pub(crate) scheduler: Direct,
     /// False once [`Manager::shutdown`] was called.
@@ -67,6 +70,7 @@ pub struct ManagerBuilder {
     max_concurrency: Option<usize>,
     model_max_concurrency: Option<usize>,
     memory_budget: Option<u64>,
+    eviction: EvictionPolicy,
     workers: Option<usize>,
     threads: Option<usize>,
     cache_bytes: Option<u64>,
@@ -134,6 +138,43 @@ impl ManagerBuilder {
         self
     }
 
+    /// What happens when a load would exceed the memory budget. By default,
+    /// [`EvictionPolicy::Off`]: the load is refused. With [`EvictionPolicy::Lru`],
+    /// idle models that are not pinned ([`ModelSpec::pinned`]) are unloaded,
+    /// least recently used first, to make room, and a request for an evicted
+    /// model loads it again (every request for it waits for one load).
+    ///
+    /// ```
+    /// use anemone_runtime::{EvictionPolicy, InferRequest, Manager, ModelSpec};
+    /// use anemone_core::Tensor;
+    /// # let convnet = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    /// #     .join("../../fixtures/generated/small_convnet/model.onnx");
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // What one copy of the model is charged.
+    /// let probe = Manager::builder().backend(anemone_backends::TractCpu::default()).build()?;
+    /// let one = probe.load_model(ModelSpec::new("probe", &convnet)).await?.memory_footprint();
+    ///
+    /// let manager = Manager::builder()
+    ///     .backend(anemone_backends::TractCpu::default())
+    ///     .memory_budget(Some(one * 3 / 2)) // room for one copy, not two
+    ///     .eviction(EvictionPolicy::Lru)
+    ///     .build()?;
+    /// manager.load_model(ModelSpec::new("first", &convnet)).await?;
+    /// manager.load_model(ModelSpec::new("second", &convnet)).await?;
+    /// assert_eq!(manager.evicted()[0].name, "first");
+    ///
+    /// // A request for the evicted model loads it again (evicting "second") and is answered.
+    /// let image = Tensor::from_vec(vec![1, 3, 32, 32], vec![0.5f32; 3 * 32 * 32]).unwrap();
+    /// let response = manager.infer(InferRequest::new("first").input("image", image)).await?;
+    /// assert_eq!(response.output("probs").unwrap().shape(), &[1, 10]);
+    /// assert_eq!(manager.evicted()[0].name, "second");
+    /// # Ok::<(), anemone_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn eviction(mut self, policy: EvictionPolicy) -> Self {
+        self.eviction = policy;
+        self
+    }
+
     /// Worker threads that run engine calls. By default, one per CPU core.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
@@ -188,6 +229,7 @@ impl ManagerBuilder {
                 registry: Registry::default(),
                 global: Limiter::new("global concurrency limit", self.max_concurrency),
                 memory: MemoryBudget::new(self.memory_budget),
+                eviction: Eviction::new(self.eviction),
                 scheduler,
                 live: AtomicBool::new(true),
                 thermal: Mutex::new(ThermalState::Nominal),
@@ -215,6 +257,7 @@ impl Manager {
             max_concurrency: Some(DEFAULT_MAX_CONCURRENCY),
             model_max_concurrency: None,
             memory_budget: None,
+            eviction: EvictionPolicy::Off,
             workers: None,
             threads: None,
             cache_bytes: None,
@@ -246,9 +289,7 @@ impl Manager {
 
     /// A loaded model version.
     pub fn model(&self, name: &str, version: Option<u64>) -> Result<Arc<ModelInstance>> {
-        self.inner
-            .registry
-            .get(name, version.into())
+        self.resident(name, version)
             .ok_or_else(|| self.not_found(name, version))
     }
 

@@ -67,6 +67,8 @@ pub struct MetricsSnapshot {
     pub models: Vec<ModelMetricsEntry>,
     /// The response cache, when the manager has one.
     pub cache: Option<crate::CacheSnapshot>,
+    /// Evictions, on-demand loads, load times, and the models evicted now.
+    pub eviction: crate::eviction::EvictionSnapshot,
 }
 
 impl MetricsSnapshot {
@@ -123,6 +125,7 @@ impl Manager {
                 })
                 .collect(),
             cache: self.inner.cache.as_ref().map(|c| c.snapshot()),
+            eviction: self.inner.eviction.snapshot(self.evicted()),
         }
     }
 

@@ -2,10 +2,10 @@
 //! → validate (inputs against the model) → schedule (a worker, or the calling
 //! thread) → await the answer → finish (metrics, run-time fallback).
 
+use crate::admission::Permit;
 use crate::cache::CacheKey;
 use crate::instance::ModelInstance;
 use crate::manager::Manager;
-use crate::registry::VersionRequest;
 use crate::request::{InferRequest, InferResponse};
 use crate::scheduler::{execute, Admitted, Done, Job, Reply, Scheduler};
 use crate::validation::{check_batch, explain_optional, order_inputs, select_outputs};
@@ -24,10 +24,22 @@ impl Manager {
     /// Dropping the future before the request reaches an engine cancels it:
     /// it is dropped from its queue, never run. Once running, it completes and
     /// its permits are released then.
+    ///
+    /// A request for a model that was evicted ([`crate::ManagerBuilder::eviction`])
+    /// waits while it is loaded again, then runs.
     pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
         let (timeout, priority) = (request.timeout, request.priority);
         let start = Instant::now();
-        let (admitted, cache_key) = match self.lookup(self.admit(request, start)?) {
+        let global = self.global_permit()?;
+        let instance = match self.resident(&request.model, request.version) {
+            Some(instance) => instance,
+            None => {
+                self.load_on_demand(&request.model, request.version, timeout, start)
+                    .await?
+            }
+        };
+        let admitted = self.admit_on(instance, request, global, start)?;
+        let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
             Lookup::Run(admitted, key) => (admitted, key),
         };
@@ -65,7 +77,15 @@ impl Manager {
     pub fn infer_blocking(&self, request: InferRequest) -> Result<InferResponse> {
         let (timeout, priority) = (request.timeout, request.priority);
         let start = Instant::now();
-        let (admitted, cache_key) = match self.lookup(self.admit(request, start)?) {
+        let global = self.global_permit()?;
+        let instance = match self.resident(&request.model, request.version) {
+            Some(instance) => instance,
+            None => {
+                self.load_on_demand_blocking(&request.model, request.version, timeout, start)?
+            }
+        };
+        let admitted = self.admit_on(instance, request, global, start)?;
+        let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
             Lookup::Run(admitted, key) => (admitted, key),
         };
@@ -175,26 +195,28 @@ impl Manager {
         result
     }
 
-    /// Admission, lookup and validation: everything before the engine.
-    pub(crate) fn admit(&self, request: InferRequest, start: Instant) -> Result<Admitted> {
+    /// The manager is live and a global permit is free.
+    fn global_permit(&self) -> Result<Permit> {
         if !self.inner.live.load(Ordering::Relaxed) {
             return Err(self.reject(Error::Unavailable {
                 what: "the manager".into(),
                 reason: "it is shutting down".into(),
             }));
         }
-        let global = self
-            .inner
-            .global
-            .try_acquire()
-            .map_err(|e| self.reject(e))?;
-        let Some(instance) = self
-            .inner
-            .registry
-            .get(&request.model, VersionRequest::from(request.version))
-        else {
-            return Err(self.reject(self.not_found(&request.model, request.version)));
-        };
+        self.inner.global.try_acquire().map_err(|e| self.reject(e))
+    }
+
+    /// Admission and validation on a resident model: everything before the engine.
+    fn admit_on(
+        &self,
+        instance: Arc<ModelInstance>,
+        request: InferRequest,
+        global: Permit,
+        start: Instant,
+    ) -> Result<Admitted> {
+        if self.inner.eviction.on() {
+            instance.touch(self.inner.eviction.stamp(start));
+        }
         let local = match instance.limiter.try_acquire() {
             Ok(p) => p,
             Err(e) => return Err(record_failure(&instance, e, start)),

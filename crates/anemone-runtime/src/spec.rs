@@ -56,6 +56,9 @@ pub struct ModelSpec {
     /// inputs, same outputs asked for) is answered without the engine. Needs
     /// [`crate::ManagerBuilder::response_cache`]. By default, off.
     pub response_cache: bool,
+    /// Never evicted to make room for another model (see
+    /// [`crate::ManagerBuilder::eviction`]). By default, false.
+    pub pinned: bool,
 }
 
 impl ModelSpec {
@@ -78,6 +81,7 @@ impl ModelSpec {
             queue: None,
             instance_groups: Vec::new(),
             response_cache: false,
+            pinned: false,
         }
     }
 
@@ -120,6 +124,12 @@ impl ModelSpec {
     /// Gives the model a request queue with these settings.
     pub fn queue(mut self, queue: QueueSettings) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// Keeps the model resident: eviction never unloads it.
+    pub fn pinned(mut self, pinned: bool) -> Self {
+        self.pinned = pinned;
         self
     }
 

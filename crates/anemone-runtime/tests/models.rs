@@ -3,6 +3,7 @@
 //! Every output is compared with ONNX Runtime's Python API on the same inputs
 //! (the references come from `scripts/gen_fixtures.py`).
 
+mod eviction;
 mod onnxruntime;
 mod scheduler;
 mod selection;

@@ -262,6 +262,7 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
             let _ = writeln!(f.out, "{name} {value}");
         }
     }
+    eviction(&mut f, m);
     f.header(
         "anemone_requests_rejected",
         "counter",
@@ -379,6 +380,60 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
         );
     }
     out
+}
+
+/// Evictions, on-demand loads and load times (`--eviction lru`); the bytes
+/// charged against the budget are `anemone_memory_used_bytes`.
+fn eviction(f: &mut Family<'_>, m: &MetricsSnapshot) {
+    let e = &m.eviction;
+    f.header(
+        "anemone_model_evictions_total",
+        "counter",
+        "Models unloaded to make room for another under the memory budget (--eviction lru)",
+    );
+    for (model, n) in &e.evictions {
+        f.sample("anemone_model_evictions_total", &[("model", model)], n);
+    }
+    f.header(
+        "anemone_model_on_demand_loads_total",
+        "counter",
+        "Loads of an evicted model started by a request for it (one per load, however many requests waited)",
+    );
+    for (model, n) in &e.on_demand_loads {
+        f.sample(
+            "anemone_model_on_demand_loads_total",
+            &[("model", model)],
+            n,
+        );
+    }
+    f.header(
+        "anemone_model_evicted",
+        "gauge",
+        "1 for each model version evicted now (not resident; the next request loads it again)",
+    );
+    for g in &e.evicted {
+        f.sample(
+            "anemone_model_evicted",
+            &[("model", &g.name), ("version", &g.version.to_string())],
+            1,
+        );
+    }
+    const LOAD: &str = "anemone_model_load_duration_seconds";
+    f.header(
+        LOAD,
+        "histogram",
+        "Time each successful model load took (start-up, explicit and on-demand)",
+    );
+    let mut cumulative = 0;
+    for (i, count) in e.load_time.buckets.iter().enumerate() {
+        cumulative += count;
+        let le = BUCKET_BOUNDS_US
+            .get(i)
+            .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+        let _ = writeln!(f.out, "{LOAD}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(f.out, "{LOAD}_sum {}", e.load_time.sum_ns as f64 / 1e9);
+    let _ = writeln!(f.out, "{LOAD}_count {cumulative}");
 }
 
 /// `anemone_inference_batch_size`: rows per engine execution, from the

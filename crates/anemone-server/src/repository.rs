@@ -276,8 +276,12 @@ impl Repository {
         config_override: Option<ModelConfig>,
     ) -> Result<(ModelConfig, Vec<u64>), String> {
         let metrics = self.manager.metrics();
+        // With eviction, room is made at load time, against what the engines
+        // are measured to hold (a file is only an estimate of it).
+        let evicting = self.manager.eviction_policy() == anemone_runtime::EvictionPolicy::Lru;
         let available = metrics
             .memory_budget
+            .filter(|_| !evicting)
             .map(|b| b.saturating_sub(metrics.memory_used));
         let Prepared { config, specs } = {
             let (name, root) = (name.to_string(), self.real_root.clone());
@@ -329,8 +333,11 @@ impl Repository {
         Ok(())
     }
 
-    /// Every model on disk or known, with its state.
+    /// Every model on disk or known, with its state. A model that was
+    /// evicted to make room (`--eviction lru`) is `UNAVAILABLE` with the
+    /// reason, or `LOADING` while a request loads it again.
     pub fn index(&self) -> Vec<IndexRow> {
+        let evicted = self.manager.evicted();
         let entries = self.lock();
         let mut names = self.scan();
         names.extend(entries.keys().cloned());
@@ -339,6 +346,9 @@ impl Repository {
         names
             .into_iter()
             .map(|name| match entries.get(&name) {
+                Some(e) if e.state == State::Ready && self.manager.model(&name, None).is_err() => {
+                    evicted_row(name, e, &evicted)
+                }
                 Some(e) => IndexRow {
                     version: e.versions.last().map(u64::to_string).unwrap_or_default(),
                     state: e.state.as_str().to_string(),
@@ -414,6 +424,37 @@ impl Repository {
                 }
             }
         }
+    }
+}
+
+/// The index row of a loaded model that is not resident: evicted, or being
+/// loaded again on demand.
+fn evicted_row(name: String, e: &Entry, evicted: &[anemone_runtime::EvictedModel]) -> IndexRow {
+    let version = e.versions.last().map(u64::to_string).unwrap_or_default();
+    let Some(gone) = evicted.iter().rfind(|g| g.name == name) else {
+        return IndexRow {
+            name,
+            version,
+            state: State::Unavailable.as_str().into(),
+            reason: "not resident".into(),
+        };
+    };
+    let (state, reason) = if gone.loading {
+        (
+            State::Loading,
+            format!("{}; a request is loading it again", gone.reason),
+        )
+    } else {
+        (
+            State::Unavailable,
+            format!("{}; the next request for it loads it again", gone.reason),
+        )
+    };
+    IndexRow {
+        name,
+        version,
+        state: state.as_str().into(),
+        reason,
     }
 }
 

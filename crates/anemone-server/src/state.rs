@@ -90,14 +90,46 @@ impl AppState {
         name: &str,
         version: &str,
     ) -> Result<proto::ModelMetadataResponse, ApiError> {
-        let instance = self.ready_model(name, version)?;
-        let versions = self
+        // An evicted model answers from what it declared when resident, so
+        // clients that ask for metadata before inferring work unchanged.
+        let (platform, meta, served) = match self.ready_model(name, version) {
+            Ok(instance) => (
+                instance.backend().to_string(),
+                instance.metadata().clone(),
+                instance.spec().declared_outputs.clone(),
+            ),
+            Err(e) => {
+                let wanted = v2::version(version)?;
+                let Some((v, meta)) = self.manager.evicted_metadata(name, wanted) else {
+                    return Err(e);
+                };
+                let gone = self.manager.evicted();
+                let backend = gone.iter().find(|g| g.name == name && g.version == v);
+                let served = self
+                    .repository
+                    .entry(name)
+                    .and_then(|e| e.config)
+                    .map(|c| c.output.into_iter().map(|o| o.name).collect());
+                (backend.map_or("", |g| g.backend).to_string(), meta, served)
+            }
+        };
+        let mut versions: Vec<u64> = self
             .manager
             .models()
             .iter()
             .filter(|m| m.name() == name)
-            .map(|m| m.version().to_string())
+            .map(|m| m.version())
+            .chain(
+                self.manager
+                    .evicted()
+                    .iter()
+                    .filter(|g| g.name == name)
+                    .map(|g| g.version),
+            )
             .collect();
+        versions.sort_unstable();
+        versions.dedup();
+        let versions = versions.iter().map(u64::to_string).collect();
         let tensors = |specs: &[TensorSpec]| -> Vec<TensorMetadata> {
             specs
                 .iter()
@@ -108,9 +140,8 @@ impl AppState {
                 })
                 .collect()
         };
-        let meta = instance.metadata();
         // Only the outputs it serves, in the configuration's order, as Triton.
-        let outputs: Vec<TensorSpec> = match &instance.spec().declared_outputs {
+        let outputs: Vec<TensorSpec> = match &served {
             Some(served) => served
                 .iter()
                 .filter_map(|name| meta.outputs.iter().find(|o| &o.name == name).cloned())
@@ -120,7 +151,7 @@ impl AppState {
         Ok(proto::ModelMetadataResponse {
             name: name.into(),
             versions,
-            platform: instance.backend().into(),
+            platform,
             inputs: tensors(&meta.inputs),
             outputs: tensors(&outputs),
         })
@@ -137,7 +168,16 @@ impl AppState {
 
     /// The model's effective configuration.
     pub fn model_config(&self, name: &str, version: &str) -> Result<proto::ModelConfig, ApiError> {
-        self.ready_model(name, version)?;
+        if let Err(e) = self.ready_model(name, version) {
+            // An evicted model's configuration is still the repository's.
+            if self
+                .manager
+                .evicted_metadata(name, v2::version(version)?)
+                .is_none()
+            {
+                return Err(e);
+            }
+        }
         self.repository
             .entry(name)
             .and_then(|e| e.config)
@@ -165,6 +205,13 @@ impl AppState {
                 Some(entry) if entry.state == State::Loading => {
                     ApiError::unavailable(format!("model '{name}' is loading"))
                 }
+                Some(_) => match self.manager.evicted().into_iter().rfind(|g| g.name == name) {
+                    Some(gone) => ApiError::unavailable(format!(
+                        "model '{name}' is not resident: {}; an inference request loads it again",
+                        gone.reason
+                    )),
+                    None => e.into(),
+                },
                 _ => e.into(),
             })
     }

@@ -3,7 +3,13 @@
 use crate::proto::ModelConfig;
 
 /// The `parameters` keys anemone reads, in the order error messages list them.
-pub const PARAMETER_KEYS: [&str; 4] = ["backends", "strict", "threads", "max_concurrency"];
+pub const PARAMETER_KEYS: [&str; 5] = [
+    "backends",
+    "strict",
+    "threads",
+    "max_concurrency",
+    "eviction",
+];
 
 /// anemone's own per-model settings, read from the config's `parameters`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +25,9 @@ pub struct Settings {
     /// Backend-specific settings: parameters whose key starts with a backend
     /// name and a dot, e.g. `coreml.compute_units`.
     pub backend_settings: Vec<(String, String)>,
+    /// Never evicted under `--eviction lru` (parameter `eviction`: `never`;
+    /// `lru`, the default, lets it be evicted).
+    pub pinned: bool,
 }
 
 /// The most engine threads one model may ask for (`threads`): four per
@@ -42,6 +51,8 @@ pub const MAX_INSTANCES: usize = 64;
 /// - `backends` may be `auto`: time a warm-up on every candidate, keep the fastest;
 /// - `strict`: `true` or `false`;
 /// - `threads`: 1 to [`max_threads`]; `max_concurrency`: 1 to [`MAX_CONCURRENCY`];
+/// - `eviction`: `never` keeps the model resident under `--eviction lru`;
+///   `lru` (the default) lets it be evicted when room is needed;
 /// - `<backend>.<key>` (e.g. `coreml.compute_units`, `onnxruntime.coreml.compute_units`):
 ///   a key that backend reads (see [`anemone_backends::settings::known_settings`]),
 ///   passed to it, which checks the value when it loads the model;
@@ -107,6 +118,18 @@ fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> 
         "threads" => out.threads = Some(bounded(key, value, max_threads(), "4 per logical core of this machine")?),
         "max_concurrency" => {
             out.max_concurrency = Some(bounded(key, value, MAX_CONCURRENCY, "a fixed bound")?)
+        }
+        "eviction" => {
+            out.pinned = match value.trim() {
+                "never" => true,
+                "lru" => false,
+                _ => {
+                    return Err(format!(
+                        "parameter 'eviction' is \"{value}\"; set \"never\" (keep the model resident under \
+                         --eviction lru) or \"lru\" (the default: it may be evicted when room is needed)"
+                    ))
+                }
+            }
         }
         "strict" => {
             out.strict = Some(match value.trim() {
@@ -225,6 +248,7 @@ mod tests {
                 max_concurrency: Some(2),
                 strict: Some(true),
                 backend_settings: vec![("coreml.compute_units".into(), "ane".into())],
+                pinned: false,
             }
         );
         c.parameters.insert("strict".into(), p("yes"));
@@ -322,6 +346,18 @@ mod tests {
         ] {
             assert!(settings(&with(&[(ok, "on")])).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn eviction_never_pins_the_model() {
+        assert!(settings(&with(&[("eviction", "never")])).unwrap().pinned);
+        assert!(!settings(&with(&[("eviction", "lru")])).unwrap().pinned);
+        assert!(!settings(&ModelConfig::default()).unwrap().pinned);
+        let e = settings(&with(&[("eviction", "always")])).unwrap_err();
+        assert!(
+            e.contains("parameter 'eviction' is \"always\"") && e.contains("\"never\""),
+            "{e}"
+        );
     }
 
     #[test]

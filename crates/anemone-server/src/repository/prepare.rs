@@ -147,6 +147,7 @@ pub fn prepare_model(
             spec.settings = settings.backend_settings.clone();
             spec.threads = settings.threads;
             spec.max_concurrency = settings.max_concurrency;
+            spec.pinned = settings.pinned;
             spec.max_batch_size = usize::try_from(config.max_batch_size)
                 .ok()
                 .filter(|n| *n > 0);

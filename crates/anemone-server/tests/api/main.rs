@@ -4,6 +4,7 @@
 mod bad_input;
 mod batching;
 mod config_io;
+mod eviction;
 mod faults;
 mod grpc;
 mod grpc_errors;

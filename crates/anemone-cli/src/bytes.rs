@@ -1,0 +1,73 @@
+//! Byte sizes on the command line (`--memory-budget 2GiB`).
+
+/// Parses a byte count: a plain number of bytes (`1048576`), or a number
+/// with a unit: `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024; `Ki`, `Mi`, ...
+/// too) or `kB`, `MB`, `GB`, `TB` (powers of 1000; `K`, `M`, ... too), in any
+/// case, with or without a space. A fraction is allowed with a unit (`1.5GiB`).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = (t[..split].trim(), t[split..].trim());
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        _ => return Err(hint(text, "unknown unit")),
+    };
+    if number.is_empty() {
+        return Err(hint(text, "no number"));
+    }
+    if let Ok(n) = number.parse::<u64>() {
+        return n
+            .checked_mul(multiplier)
+            .ok_or_else(|| hint(text, "too large"));
+    }
+    match number.parse::<f64>() {
+        Ok(x) if x.is_finite() && multiplier > 1 => {
+            let bytes = x * multiplier as f64;
+            if bytes >= u64::MAX as f64 {
+                Err(hint(text, "too large"))
+            } else {
+                Ok(bytes as u64)
+            }
+        }
+        _ => Err(hint(text, "not a number")),
+    }
+}
+
+fn hint(text: &str, what: &str) -> String {
+    format!(
+        "'{text}' is not a byte size ({what}); give bytes (e.g. 2147483648) or a number with a unit: \
+         KiB, MiB, GiB, TiB (powers of 1024) or kB, MB, GB, TB (powers of 1000), e.g. 2GiB or 512MiB"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn counts_and_units() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("2 gib"), Ok(2 << 30));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("512Mi"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_bytes("3MB"), Ok(3_000_000));
+        assert_eq!(parse_bytes("10kB"), Ok(10_000));
+        assert_eq!(parse_bytes("7B"), Ok(7));
+        for bad in ["", "GiB", "2XB", "-1", "1.5", "99999999999TiB", "2 G i B"] {
+            let e = parse_bytes(bad).unwrap_err();
+            assert!(e.contains("e.g. 2GiB"), "{bad}: {e}");
+        }
+    }
+}
