@@ -1249,3 +1249,48 @@ fn doctor_reports_the_configs_serve_refuses() {
     }
     let _ = std::fs::remove_dir_all(repo);
 }
+
+/// TLS: a certificate that cannot be read, or flags that do not go
+/// together, stop `anemone serve` at once with the file or flag named (and
+/// no panic); an https URL without a CA stops `anemone bench`. (Bad
+/// certificate and key contents: crates/anemone-server/tests/api/tls.rs.)
+#[test]
+fn serve_and_bench_refuse_bad_tls_files_and_flags() {
+    let dir = temp_dir("tls-flags");
+    let missing = dir.join("missing.pem");
+    let key = dir.join("server.key");
+    std::fs::write(&key, "not a key\n").unwrap();
+    let repo = root().join("examples/models");
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--model-repository",
+            repo.to_str().unwrap(),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        anemone(&args)
+    };
+    let m = missing.to_str().unwrap();
+    let k = key.to_str().unwrap();
+    assert_error(
+        &serve(&["--http-tls-cert", m, "--http-tls-key", k]),
+        &["HTTP TLS", m, "--http-tls-cert", "cannot be read"],
+    );
+    assert_error(
+        &serve(&["--grpc-server-cert", m, "--grpc-server-key", k]),
+        &["--grpc-server-cert", "add --grpc-use-ssl"],
+    );
+    assert_error(
+        &serve(&["--http-tls-cert", m]),
+        &["--http-tls-cert needs --http-tls-key"],
+    );
+    assert_error(
+        &anemone(&["bench", "--model", "add", "--url", "https://127.0.0.1:1"]),
+        &["https", "--ca-cert"],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -14,3 +14,4 @@ mod repository_paths;
 mod shutdown;
 mod support;
 mod timeouts;
+mod tls;
