@@ -1261,18 +1261,27 @@ fn serve_and_bench_refuse_bad_tls_files_and_flags() {
     let key = dir.join("server.key");
     std::fs::write(&key, "not a key\n").unwrap();
     let repo = root().join("examples/models");
+    // Run with a deadline: a server that starts instead of refusing fails
+    // the test rather than hanging it.
     let serve = |extra: &[&str]| {
-        let mut args = vec![
-            "serve",
-            "--model-repository",
-            repo.to_str().unwrap(),
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        anemone(&args)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_anemone"))
+            .args(["serve", "--model-repository", repo.to_str().unwrap()])
+            .args(["--http-port", "0", "--grpc-port", "0"])
+            .args(extra)
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("anemone serve {extra:?} started instead of refusing");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
     };
     let m = missing.to_str().unwrap();
     let k = key.to_str().unwrap();
