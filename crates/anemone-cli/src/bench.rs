@@ -12,6 +12,7 @@
 mod client;
 mod encode;
 mod report;
+mod tls;
 mod workload;
 
 use crate::output::{emit, printable};
@@ -145,6 +146,20 @@ pub struct BenchArgs {
     /// Also write the report as one JSON object to FILE. By default, no file.
     #[arg(long, value_name = "FILE", env = "ANEMONE_BENCH_JSON_REPORT")]
     pub json_report: Option<PathBuf>,
+
+    /// For an https:// URL: the PEM CA certificate(s) that signed the server's
+    /// certificate. Required with https (by default none; the system's CAs are not used).
+    #[arg(long, value_name = "FILE", env = "ANEMONE_BENCH_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// For a server that requires client certificates (mutual TLS): this PEM
+    /// certificate chain, with --client-key. By default, none is presented.
+    #[arg(long, value_name = "FILE", env = "ANEMONE_BENCH_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The PEM private key of --client-cert. By default, none.
+    #[arg(long, value_name = "FILE", env = "ANEMONE_BENCH_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
@@ -191,6 +206,8 @@ pub struct Plan {
     pub outputs: Vec<String>,
     /// Where the JSON report goes.
     pub json_report: Option<PathBuf>,
+    /// TLS files, for an https:// URL.
+    pub tls: tls::TlsPaths,
 }
 
 impl BenchArgs {
@@ -242,6 +259,11 @@ impl BenchArgs {
             dim_default: self.dim_default,
             outputs: self.outputs.clone(),
             json_report: self.json_report.clone(),
+            tls: tls::TlsPaths {
+                ca: self.ca_cert.clone(),
+                cert: self.client_cert.clone(),
+                key: self.client_key.clone(),
+            },
         })
     }
 }
@@ -270,7 +292,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
-    let target = Target::parse(plan.protocol, &plan.url)?;
+    let https = plan.url.to_ascii_lowercase().starts_with("https://");
+    let tls = match (https, plan.tls.any()) {
+        (true, _) => Some(Arc::new(plan.tls.load()?)),
+        (false, true) => bail!(
+            "--ca-cert, --client-cert and --client-key are for TLS: give an https:// URL \
+             instead of '{}'",
+            plan.url
+        ),
+        (false, false) => None,
+    };
+    let target = Target::parse(plan.protocol, &plan.url, tls)?;
     let metadata = client::metadata(&target, &plan.model, plan.version.as_deref()).await?;
     let given = workload::read_inputs(&plan.files)?;
     let workload = workload::Workload::build(

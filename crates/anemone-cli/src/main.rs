@@ -15,6 +15,7 @@ mod models;
 mod output;
 mod serve;
 mod startup;
+mod tls_args;
 
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};

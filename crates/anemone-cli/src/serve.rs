@@ -142,6 +142,9 @@ pub struct ServeArgs {
         default_value = "off"
     )]
     pub eviction: anemone_runtime::EvictionPolicy,
+    // --- tls ---
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -192,6 +195,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    // Before the engines start: a flag mistake should not wait for them.
+    let tls = args.tls.options()?;
     let mut builder = args
         .backend
         .builder()
@@ -228,12 +233,24 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             header: Duration::from_secs(args.http_header_timeout_secs),
             body: Duration::from_secs(args.http_body_timeout_secs),
         },
+        tls: tls.clone(),
     };
+    let tls_on = tls;
     let server = Server::bind(options, manager)
         .await
         .map_err(anyhow::Error::msg)?;
     println!("HTTP listening on {}", server.http_addr());
     println!("gRPC listening on {}", server.grpc_addr());
+    // On lines of their own: scripts read the address lines as they are.
+    for (protocol, files) in [("HTTP", &tls_on.http), ("gRPC", &tls_on.grpc)] {
+        if let Some(files) = files {
+            let clients = match files.client_ca {
+                Some(_) => "client certificates required",
+                None => "no client certificate asked",
+            };
+            println!("{protocol} uses TLS ({clients})");
+        }
+    }
     let report = tokio::spawn(crate::startup::report(server.state()));
     server
         .run(shutdown_signal())

@@ -1317,3 +1317,57 @@ fn models_with_a_memory_budget_and_lru_eviction_shows_what_is_resident() {
     assert_error(&out, &["--eviction lru needs a budget", "--memory-budget"]);
     let _ = std::fs::remove_dir_all(&repo);
 }
+
+/// TLS: a certificate that cannot be read, or flags that do not go
+/// together, stop `anemone serve` at once with the file or flag named (and
+/// no panic); an https URL without a CA stops `anemone bench`. (Bad
+/// certificate and key contents: crates/anemone-server/tests/api/tls.rs.)
+#[test]
+fn serve_and_bench_refuse_bad_tls_files_and_flags() {
+    let dir = temp_dir("tls-flags");
+    let missing = dir.join("missing.pem");
+    let key = dir.join("server.key");
+    std::fs::write(&key, "not a key\n").unwrap();
+    let repo = root().join("examples/models");
+    // Run with a deadline: a server that starts instead of refusing fails
+    // the test rather than hanging it.
+    let serve = |extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_anemone"))
+            .args(["serve", "--model-repository", repo.to_str().unwrap()])
+            .args(["--http-port", "0", "--grpc-port", "0"])
+            .args(extra)
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("anemone serve {extra:?} started instead of refusing");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let m = missing.to_str().unwrap();
+    let k = key.to_str().unwrap();
+    assert_error(
+        &serve(&["--http-tls-cert", m, "--http-tls-key", k]),
+        &["HTTP TLS", m, "--http-tls-cert", "cannot be read"],
+    );
+    assert_error(
+        &serve(&["--grpc-server-cert", m, "--grpc-server-key", k]),
+        &["--grpc-server-cert", "add --grpc-use-ssl"],
+    );
+    assert_error(
+        &serve(&["--http-tls-cert", m]),
+        &["--http-tls-cert needs --http-tls-key"],
+    );
+    assert_error(
+        &anemone(&["bench", "--model", "add", "--url", "https://127.0.0.1:1"]),
+        &["https", "--ca-cert"],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

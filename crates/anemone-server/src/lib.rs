@@ -15,6 +15,7 @@ pub mod prometheus;
 pub mod repository;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod v2;
 
 pub use repository::ControlMode;

@@ -4,6 +4,7 @@
 pub use crate::http::serve::HttpTimeouts;
 use crate::repository::{ControlMode, Repository};
 use crate::state::AppState;
+use crate::tls::{LoadedTls, TlsOptions};
 use anemone_runtime::Manager;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ pub struct ServerOptions {
     /// long an idle keep-alive connection is kept; by default 30 s), and
     /// between two chunks of a body (by default 60 s; a stalled body gets 408).
     pub http_timeouts: HttpTimeouts,
+    // --- tls ---
+    /// TLS (and client-certificate authentication) on each listener. By
+    /// default, none: plain HTTP and plain gRPC.
+    pub tls: TlsOptions,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +61,7 @@ impl Default for ServerOptions {
                 header: Duration::from_secs(30),
                 body: Duration::from_secs(60),
             },
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -66,11 +72,14 @@ pub struct Server {
     http: TcpListener,
     grpc: TcpListener,
     options: ServerOptions,
+    tls: LoadedTls,
 }
 
 impl Server {
-    /// Opens the repository and binds both listeners.
+    /// Reads the TLS files, opens the repository and binds both listeners.
     pub async fn bind(options: ServerOptions, manager: Manager) -> Result<Server, String> {
+        // First: a bad certificate should not wait for the repository.
+        let tls = options.tls.load().map_err(|e| e.to_string())?;
         let repository = Repository::open(&options.repository, manager.clone(), options.control)?;
         let bind = |port: u16, what: &str| {
             let addr = format!("{}:{port}", options.host);
@@ -88,6 +97,7 @@ impl Server {
             http,
             grpc,
             options,
+            tls,
         })
     }
 
@@ -124,7 +134,15 @@ impl Server {
             http,
             grpc,
             options,
+            tls,
         } = self;
+        // Checked by `TlsOptions::load` already; this cannot fail after it.
+        let mut grpc_builder = tonic::transport::Server::builder();
+        if let Some(config) = tls.grpc {
+            grpc_builder = grpc_builder
+                .tls_config(config)
+                .map_err(|e| format!("gRPC TLS: cannot use the certificate and key: {e}"))?;
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -156,8 +174,9 @@ impl Server {
         // Accepted sockets get TCP_NODELAY there: without it, Nagle's
         // algorithm holds a response's last segment until the client's
         // delayed ACK (~40 ms on Linux).
-        let http_server = crate::http::serve::serve(http, router, options.http_timeouts, stopped());
-        let grpc_server = tonic::transport::Server::builder()
+        let http_server =
+            crate::http::serve::serve(http, router, options.http_timeouts, tls.http, stopped());
+        let grpc_server = grpc_builder
             .add_service(health)
             .add_service(crate::grpc::service(
                 Arc::clone(&state),

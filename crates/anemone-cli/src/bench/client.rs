@@ -3,6 +3,7 @@
 //! prepared inference request that every worker sends.
 
 use super::encode;
+use super::tls::ClientTls;
 use super::workload::{ModelMeta, TensorMeta, Workload};
 use super::Protocol;
 use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -34,11 +35,20 @@ pub struct Target {
     authority: String,
     /// A path prefix from the URL, without its trailing `/`.
     base: String,
+    /// The host alone, for checking the server's certificate.
+    host: String,
+    /// TLS, for an `https://` URL.
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl Target {
-    /// Checks `url`: `http://host[:port][/prefix]`, the scheme optional.
-    pub fn parse(protocol: Protocol, url: &str) -> anyhow::Result<Target> {
+    /// Checks `url`: `http[s]://host[:port][/prefix]`, the scheme optional
+    /// (`http`); `https` needs `tls`, and `tls` needs `https`.
+    pub fn parse(
+        protocol: Protocol,
+        url: &str,
+        tls: Option<Arc<ClientTls>>,
+    ) -> anyhow::Result<Target> {
         let full = if url.contains("://") {
             url.to_string()
         } else {
@@ -47,21 +57,31 @@ impl Target {
         let uri: Uri = full.parse().with_context(|| {
             format!("--url '{url}' is not a URL; use, for example, http://127.0.0.1:8001")
         })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => bail!("--url '{url}': https is not supported; give an http:// URL"),
-            _ => bail!("--url '{url}' must start with http://"),
-        }
+        let default_port = match (uri.scheme_str(), &tls) {
+            (Some("http"), None) => 80,
+            (Some("https"), Some(_)) => 443,
+            (Some("https"), None) => bail!(
+                "--url '{url}' is https: give --ca-cert FILE, the CA that signed the server's \
+                 certificate"
+            ),
+            (Some("http"), Some(_)) => bail!(
+                "--ca-cert, --client-cert and --client-key are for TLS: give an https:// URL \
+                 instead of '{url}'"
+            ),
+            _ => bail!("--url '{url}' must start with http:// or https://"),
+        };
         let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
             bail!("--url '{url}' has no host; use, for example, http://127.0.0.1:8001");
         };
-        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(default_port));
         let base = uri.path().trim_end_matches('/').to_string();
         Ok(Target {
             protocol,
             url: full.trim_end_matches('/').to_string(),
             authority,
             base,
+            host: host.to_string(),
+            tls,
         })
     }
 
@@ -118,11 +138,25 @@ impl Failure {
 /// One HTTP/1.1 connection; reopened when the server closes it.
 pub struct HttpConn {
     authority: String,
+    /// The host and TLS, for an `https://` URL.
+    tls: Option<(String, Arc<ClientTls>)>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl HttpConn {
-    async fn open(authority: &str) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    fn new(target: &Target) -> HttpConn {
+        HttpConn {
+            authority: target.authority.clone(),
+            tls: target
+                .tls
+                .as_ref()
+                .map(|t| (target.host.clone(), Arc::clone(t))),
+            sender: None,
+        }
+    }
+
+    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, Failure> {
+        let authority = self.authority.as_str();
         let stream =
             tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
                 .await
@@ -134,12 +168,16 @@ impl HttpConn {
                 })?
                 .map_err(|e| Failure::connection(format!("connecting to {authority}: {e}")))?;
         stream.set_nodelay(true).map_err(Failure::connection)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(Failure::connection)?;
-        // The connection task ends when the sender is dropped or the server closes.
-        tokio::spawn(connection);
-        Ok(sender)
+        match &self.tls {
+            None => handshake(stream).await,
+            Some((host, tls)) => {
+                let stream = tls
+                    .connect(host, stream)
+                    .await
+                    .map_err(Failure::connection)?;
+                handshake(stream).await
+            }
+        }
     }
 
     /// Sends one request and reads the whole response.
@@ -147,10 +185,13 @@ impl HttpConn {
         &mut self,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<hyper::Response<Bytes>, Failure> {
-        let sender = match &mut self.sender {
-            Some(s) if !s.is_closed() => s,
-            slot => slot.insert(HttpConn::open(&self.authority).await?),
-        };
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sender = Some(self.open().await?);
+        }
+        let sender = self
+            .sender
+            .as_mut()
+            .expect("a sender was just opened; this is a bug");
         let result = async {
             sender.ready().await?;
             let response = sender.send_request(request).await?;
@@ -166,6 +207,18 @@ impl HttpConn {
             Failure::connection(error_text(&e))
         })
     }
+}
+
+/// HTTP/1.1 on an open connection, plain or TLS.
+async fn handshake(
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(Failure::connection)?;
+    // The connection task ends when the sender is dropped or the server closes.
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// An error and its causes, joined by `: `, skipping a cause already said.
@@ -198,8 +251,14 @@ fn http_failure(status: StatusCode, body: &[u8]) -> Failure {
 }
 
 async fn grpc_client(target: &Target) -> anyhow::Result<GrpcInferenceServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(target.url.clone())
-        .with_context(|| format!("--url '{}' is not a gRPC endpoint", target.url))?
+    let mut endpoint = Endpoint::from_shared(target.url.clone())
+        .with_context(|| format!("--url '{}' is not a gRPC endpoint", target.url))?;
+    if let Some(tls) = &target.tls {
+        endpoint = endpoint
+            .tls_config(tls.tonic(&target.host))
+            .context("cannot set up TLS for gRPC")?;
+    }
+    let channel = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .connect()
@@ -257,10 +316,7 @@ pub async fn metadata(
             outputs: tensors(m.outputs),
         });
     }
-    let mut conn = HttpConn {
-        authority: target.authority.clone(),
-        sender: None,
-    };
+    let mut conn = HttpConn::new(target);
     let request = hyper::Request::get(model_path(&target.base, model, version))
         .header(HOST, &target.authority)
         .body(Full::new(Bytes::new()))
@@ -383,16 +439,12 @@ impl Client {
                 request,
             }),
             Protocol::Http | Protocol::HttpBinary => {
-                let sender = HttpConn::open(&target.authority).await.map_err(|f| {
+                let mut conn = HttpConn::new(target);
+                let sender = conn.open().await.map_err(|f| {
                     anyhow::anyhow!("cannot connect to {}: {}", target.describe(), f.message)
                 })?;
-                Ok(Client::Http {
-                    conn: HttpConn {
-                        authority: target.authority.clone(),
-                        sender: Some(sender),
-                    },
-                    request,
-                })
+                conn.sender = Some(sender);
+                Ok(Client::Http { conn, request })
             }
         }
     }
@@ -486,27 +538,27 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        let t = Target::parse(Protocol::Http, "http://127.0.0.1:8000").unwrap();
+        let t = Target::parse(Protocol::Http, "http://127.0.0.1:8000", None).unwrap();
         assert_eq!(
             (t.authority.as_str(), t.base.as_str(), t.url.as_str()),
             ("127.0.0.1:8000", "", "http://127.0.0.1:8000")
         );
-        let t = Target::parse(Protocol::Grpc, "localhost:8001/").unwrap();
+        let t = Target::parse(Protocol::Grpc, "localhost:8001/", None).unwrap();
         assert_eq!(
             (t.authority.as_str(), t.url.as_str()),
             ("localhost:8001", "http://localhost:8001")
         );
-        let t = Target::parse(Protocol::Http, "http://[::1]/kserve/").unwrap();
+        let t = Target::parse(Protocol::Http, "http://[::1]/kserve/", None).unwrap();
         assert_eq!(
             (t.authority.as_str(), t.base.as_str()),
             ("[::1]:80", "/kserve")
         );
-        assert!(Target::parse(Protocol::Http, "https://h:1")
+        assert!(Target::parse(Protocol::Http, "https://h:1", None)
             .unwrap_err()
             .to_string()
             .contains("https"));
-        assert!(Target::parse(Protocol::Http, "ftp://h:1").is_err());
-        assert!(Target::parse(Protocol::Http, "http://").is_err());
+        assert!(Target::parse(Protocol::Http, "ftp://h:1", None).is_err());
+        assert!(Target::parse(Protocol::Http, "http://", None).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod error;
 pub mod infer;
 pub mod serve;
+mod tls;
 mod views;
 
 use crate::errors::ApiError;

@@ -8,7 +8,10 @@
 //! bounds how long an idle keep-alive connection is kept, since hyper waits
 //! for the next request head from the moment the last answer is sent), and
 //! every request body an idle timeout between its chunks: a stalled body is
-//! answered 408. Accepted sockets get `TCP_NODELAY`. On shutdown the
+//! answered 408. Accepted sockets get `TCP_NODELAY`. With TLS, each
+//! connection first completes its handshake within the header timeout (a
+//! plain HTTP request gets 400 saying to use https), and the timeouts above
+//! then apply to the decrypted stream as they do without TLS. On shutdown the
 //! listener closes, each connection finishes the request it is serving and
 //! closes, and [`serve`] returns once all have.
 
@@ -19,9 +22,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 use tower::ServiceExt;
 
 /// How long an HTTP client may take.
@@ -52,10 +58,12 @@ impl std::fmt::Display for BodyTimeout {
 impl std::error::Error for BodyTimeout {}
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains.
+/// With `tls`, serves HTTPS (HTTP/1.1 over TLS) instead of plain HTTP.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     timeouts: HttpTimeouts,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
@@ -80,7 +88,24 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY on an HTTP connection: {e}");
         }
-        connections.spawn(connection(tcp, router.clone(), timeouts, closing.clone()));
+        let (router, closing) = (router.clone(), closing.clone());
+        match &tls {
+            None => connections.spawn(connection(tcp, router, timeouts, closing)),
+            Some(config) => {
+                let config = Arc::clone(config);
+                connections.spawn(async move {
+                    // A handshake still going at shutdown is dropped.
+                    let mut shut = closing.clone();
+                    let stream = tokio::select! {
+                        stream = super::tls::accept(tcp, config, timeouts.header) => stream,
+                        _ = async { shut.wait_for(|c| *c).await.map(drop) } => None,
+                    };
+                    if let Some(stream) = stream {
+                        connection(stream, router, timeouts, closing).await;
+                    }
+                })
+            }
+        };
     }
     drop(listener);
     let _ = closing_tx.send(true);
@@ -88,7 +113,7 @@ pub async fn serve(
 }
 
 async fn connection(
-    tcp: tokio::net::TcpStream,
+    io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     router: Router,
     timeouts: HttpTimeouts,
     mut closing: tokio::sync::watch::Receiver<bool>,
@@ -101,7 +126,7 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.header);
-    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let closed = async move {
         // The guard `wait_for` returns is not Send: drop it before any await.

@@ -17,3 +17,4 @@ mod response_cache;
 mod shutdown;
 mod support;
 mod timeouts;
+mod tls;
