@@ -95,7 +95,7 @@ pub fn check_model_name(name: &str) -> Result<(), ApiError> {
 /// nothing is written. Model files come from the repository only.
 pub fn refuse_file_override(key: &str) -> ApiError {
     ApiError::invalid(format!(
-        "load parameter '{}' is refused: anemone does not write model files sent in a load request; \
+        "load parameter '{}' is refused: writing model files sent in a load request is not supported; \
          put the files in the model repository. A load request may carry only 'config' (the model configuration as JSON)",
         shown(key)
     ))
@@ -130,7 +130,7 @@ impl<'de, T: serde::Deserialize<'de>, const MAX: usize> Visitor<'de> for Bounded
     type Value = Vec<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "a list of at most {MAX} {}", self.1)
+        write!(f, "a sequence of at most {MAX} {}", self.1)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {

@@ -162,7 +162,7 @@ pub fn tensor_from_raw(
         // The length is checked before the bytes are copied.
         if expected.checked_mul(size) != Some(bytes.len()) {
             return Err(ApiError::invalid(format!(
-                "input '{input}' has {} bytes, but shape {shape:?} of {} needs {}",
+                "input '{input}' has {} bytes of data, but {} {shape:?} needs {}",
                 bytes.len(),
                 dtype.kserve_name(),
                 expected.saturating_mul(size)

@@ -328,7 +328,7 @@ async fn issue_14_shapes_that_claim_more_than_the_request_carries_are_refused() 
     .await;
     assert_eq!(r.status, 400);
     assert!(
-        error(&r).contains("input 'x' has 8 bytes, but shape [1099511627776] of FP32 needs"),
+        error(&r).contains("input 'x' has 8 bytes of data, but FP32 [1099511627776] needs"),
         "{}",
         error(&r)
     );
