@@ -122,9 +122,9 @@ pub struct ServeArgs {
     pub backend: BackendArgs,
 
     // --- guard ---
-    /// Bytes of HTTP inference bodies read and decoded at one time, across all
-    /// connections: a request reserves its Content-Length before its body is read
-    /// and waits while others hold the rest (a body larger than this is decoded alone).
+    /// Bytes of HTTP inference bodies decoded at one time, across all connections: a
+    /// request whose body has arrived waits while others hold the rest (a body larger
+    /// than this is decoded alone).
     #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_DECODING_BYTES", default_value_t = 128 << 20,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_decoding_bytes: u64,

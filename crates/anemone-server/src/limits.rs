@@ -32,11 +32,10 @@ pub const MAX_JSON_DEPTH: usize = 128;
 /// Server-wide request limits that can be set at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLimits {
-    /// Bytes of HTTP inference bodies being read and decoded at one time,
-    /// across all connections. A request reserves its `Content-Length` (or
-    /// `--max-request-bytes` when it has none) before its body is read, and
-    /// waits while others hold the rest; a body larger than this is decoded
-    /// alone. By default, 128 MiB.
+    /// Bytes of HTTP inference bodies being decoded at one time, across all
+    /// connections. A request reserves its body's size once the body has
+    /// arrived, and waits while others hold the rest; a body larger than
+    /// this is decoded alone. By default, 128 MiB.
     pub max_decoding_bytes: usize,
 }
 

@@ -1,13 +1,15 @@
 //! The server-wide bound on HTTP inference bodies being read and decoded,
 //! and where the decoding runs.
 //!
-//! A body costs memory from the moment it is read until its tensors are
-//! built, before the concurrency limit can refuse it. So each inference
-//! request first reserves its `Content-Length` from one [`DecodeBudget`]
-//! (waiting, in arrival order, while others hold it), then reads and decodes
-//! its body, and gives the reservation back once its tensors exist: however
-//! many big requests arrive at once, at most the budget's worth of bodies is
-//! in memory being decoded. Bodies over [`BLOCKING_ABOVE`] bytes decode on
+//! Decoding is where a request costs more memory than its body (the tensors
+//! being built next to the text), before the concurrency limit can refuse
+//! it. So once its body has arrived (each at most `--max-request-bytes`),
+//! an inference request reserves the body's size from one [`DecodeBudget`]
+//! (waiting, in arrival order, while others hold it), decodes, and gives the
+//! reservation back once its tensors exist: however many big requests arrive
+//! at once, at most the budget's worth of bodies is being decoded. The
+//! reservation is not taken before the body is read, so a client that
+//! trickles its body in cannot hold the budget and starve the others. Bodies over [`BLOCKING_ABOVE`] bytes decode on
 //! tokio's blocking threads, so the async threads keep answering (health
 //! checks included) while they do.
 

@@ -223,20 +223,20 @@ async fn all_stats(State(http): State<Http>) -> Result<Json<Value>, ApiError> {
     Ok(Json(views::statistics(&http.state.statistics("", "")?)))
 }
 
-/// Reserves the body's size from the decode budget, reads and decodes it
-/// (on a blocking thread when large), frees the reservation, then infers.
+/// Reads the body (within `--max-request-bytes` and the body timeout),
+/// reserves its size from the server-wide decode budget, decodes it (on a
+/// blocking thread when large), frees the reservation, then infers.
+///
+/// The reservation is taken once the body has arrived, so a client that
+/// trickles its body in holds only its own connection, never the budget.
 async fn infer(
     State(http): State<Http>,
     p: ModelPath,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, Response> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .unwrap_or(http.limit);
-    let reservation = http.decoding.reserve(declared.min(http.limit)).await;
     let RequestBody(body) = RequestBody::from_request(request, &http).await?;
+    let reservation = http.decoding.reserve(body.len()).await;
     let request = if body.len() <= decoding::BLOCKING_ABOVE {
         infer::decode(p.name, p.number, &headers, &body)
     } else {
