@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod batching;
+mod decode_budget;
 mod faults;
 mod grpc;
 mod grpc_errors;
