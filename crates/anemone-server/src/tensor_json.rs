@@ -1,6 +1,7 @@
 //! A tensor's JSON `data` decoded straight into typed values.
 //!
-//! The values stream from the JSON text into the tensor's own `Vec<T>`: no
+//! The values stream from the JSON text into the tensor's own little-endian
+//! buffer (a `Vec<Vec<u8>>` for BYTES): no
 //! `serde_json::Value` tree (32 bytes a number) and no flattened copy stand
 //! in between, the list stops being read as soon as it holds more values than
 //! the shape needs, and it may nest no deeper than [`MAX_DIMS`] lists. So the
@@ -27,10 +28,11 @@ pub fn decode<'de, D: Deserializer<'de>>(
     data: D,
     capacity_hint: usize,
 ) -> Result<Tensor, ApiError> {
+    // Numbers go straight into the tensor's little-endian buffer: one copy.
     macro_rules! collect {
         ($t:ty) => {{
-            let values = collect::<$t, D>(input, dtype, &shape, data, capacity_hint)?;
-            Tensor::from_vec(shape, values).map_err(|e| input_error(input, e).into())
+            let bytes = collect::<Numeric<$t>, D>(input, dtype, &shape, data, capacity_hint)?;
+            Tensor::from_bytes(dtype, shape, bytes.0).map_err(|e| input_error(input, e).into())
         }};
     }
     match dtype {
@@ -47,23 +49,60 @@ pub fn decode<'de, D: Deserializer<'de>>(
         DataType::F32 => collect!(f32),
         DataType::F64 => collect!(f64),
         DataType::Bytes => {
-            let values = collect::<Vec<u8>, D>(input, dtype, &shape, data, capacity_hint)?;
+            let values = collect::<Strings, D>(input, dtype, &shape, data, capacity_hint)?;
             Tensor::from_strings(shape, values)
                 .map_err(|e| ApiError::invalid(format!("input '{input}': {e}")))
         }
     }
 }
 
-fn collect<'de, T: FromScalar, D: Deserializer<'de>>(
+/// Where decoded values are stored.
+trait Target {
+    type Item: FromScalar;
+    fn with_capacity(values: usize) -> Self;
+    fn push(&mut self, value: Self::Item);
+}
+
+/// Numeric values as the tensor's little-endian bytes.
+struct Numeric<T>(Vec<u8>, std::marker::PhantomData<T>);
+
+impl<T: Element + FromScalar> Target for Numeric<T> {
+    type Item = T;
+    fn with_capacity(values: usize) -> Self {
+        Numeric(
+            Vec::with_capacity(values * std::mem::size_of::<T>()),
+            std::marker::PhantomData,
+        )
+    }
+    fn push(&mut self, value: T) {
+        value.write_le(&mut self.0);
+    }
+}
+
+/// BYTES elements.
+type Strings = Vec<Vec<u8>>;
+
+impl Target for Strings {
+    type Item = Vec<u8>;
+    fn with_capacity(values: usize) -> Self {
+        Vec::with_capacity(values)
+    }
+    fn push(&mut self, value: Vec<u8>) {
+        Vec::push(self, value);
+    }
+}
+
+fn collect<'de, X: Target, D: Deserializer<'de>>(
     input: &str,
     dtype: DataType,
     shape: &[usize],
     data: D,
     capacity_hint: usize,
-) -> Result<Vec<T>, ApiError> {
+) -> Result<X, ApiError> {
     let expected = anemone_core::tensor::element_count(shape).unwrap_or(usize::MAX);
     let mut sink = Sink {
-        out: Vec::with_capacity(expected.min(capacity_hint)),
+        out: X::with_capacity(expected.min(capacity_hint)),
+        count: 0,
         expected,
         input,
         dtype,
@@ -79,10 +118,10 @@ fn collect<'de, T: FromScalar, D: Deserializer<'de>>(
         return Err(e);
     }
     result.map_err(|e| ApiError::invalid(format!("input '{input}': malformed 'data': {e}")))?;
-    if sink.out.len() != expected {
+    if sink.count != expected {
         return Err(ApiError::invalid(format!(
             "input '{input}' has {} values in 'data', but shape {shape:?} needs {expected}",
-            sink.out.len()
+            sink.count
         )));
     }
     Ok(sink.out)
@@ -182,8 +221,9 @@ impl FromScalar for Vec<u8> {
 
 /// Where the values go; `error` holds the first refusal, with its message
 /// for the client (serde's own error would add a line and column).
-struct Sink<'a, T> {
-    out: Vec<T>,
+struct Sink<'a, X> {
+    out: X,
+    count: usize,
     expected: usize,
     input: &'a str,
     dtype: DataType,
@@ -191,23 +231,24 @@ struct Sink<'a, T> {
     error: Option<ApiError>,
 }
 
-impl<T: FromScalar> Sink<'_, T> {
+impl<X: Target> Sink<'_, X> {
     fn push(&mut self, s: Scalar) -> Result<(), ()> {
-        if self.out.len() == self.expected {
+        if self.count == self.expected {
             return self.refuse(format!(
                 "input '{}' has more values in 'data' than shape {:?} needs ({})",
                 self.input, self.shape, self.expected
             ));
         }
-        match T::from_scalar(s) {
+        match X::Item::from_scalar(s) {
             Some(v) => {
                 self.out.push(v);
+                self.count += 1;
                 Ok(())
             }
             None => self.refuse(format!(
                 "input '{}' value {} ({s}) is not a valid {}",
                 self.input,
-                self.out.len(),
+                self.count,
                 self.dtype.kserve_name()
             )),
         }
@@ -220,12 +261,12 @@ impl<T: FromScalar> Sink<'_, T> {
 }
 
 /// One level of nesting of the `data` lists.
-struct Level<'s, 'a, T> {
-    sink: &'s mut Sink<'a, T>,
+struct Level<'s, 'a, X> {
+    sink: &'s mut Sink<'a, X>,
     depth: usize,
 }
 
-impl<'de, T: FromScalar> DeserializeSeed<'de> for Level<'_, '_, T> {
+impl<'de, X: Target> DeserializeSeed<'de> for Level<'_, '_, X> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -233,7 +274,7 @@ impl<'de, T: FromScalar> DeserializeSeed<'de> for Level<'_, '_, T> {
     }
 }
 
-impl<T: FromScalar> Level<'_, '_, T> {
+impl<X: Target> Level<'_, '_, X> {
     fn push<E: serde::de::Error>(self, s: Scalar) -> Result<(), E> {
         self.sink
             .push(s)
@@ -241,7 +282,7 @@ impl<T: FromScalar> Level<'_, '_, T> {
     }
 }
 
-impl<'de, T: FromScalar> Visitor<'de> for Level<'_, '_, T> {
+impl<'de, X: Target> Visitor<'de> for Level<'_, '_, X> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
