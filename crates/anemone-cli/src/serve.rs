@@ -1,6 +1,7 @@
 //! `anemone serve`: a model repository over KServe v2 HTTP and gRPC.
 
 use crate::backend_args::BackendArgs;
+use anemone_server::restricted::Restrictions;
 use anemone_server::{shutdown_signal, ControlMode, Server, ServerOptions};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -145,6 +146,35 @@ pub struct ServeArgs {
     // --- tls ---
     #[command(flatten)]
     pub tls: crate::tls_args::TlsArgs,
+    // --- guard ---
+    /// Bytes of HTTP inference bodies decoded at one time, across all connections: a
+    /// request whose body has arrived waits while others hold the rest (a body larger
+    /// than this is decoded alone).
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_DECODING_BYTES", default_value_t = 128 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_decoding_bytes: u64,
+
+    /// Restricts HTTP API groups to requests that carry a header, as Triton:
+    /// `<api>[,<api>...]:<key>=<value>`; others get 403. APIs: health, metadata, inference,
+    /// shared-memory, model-config, model-repository, statistics, trace, logging. Repeat for
+    /// more groups (each API in one group only). By default, nothing is restricted.
+    #[arg(
+        long,
+        value_name = "APIS:KEY=VALUE",
+        env = "ANEMONE_HTTP_RESTRICTED_API",
+        hide_env_values = true
+    )]
+    pub http_restricted_api: Vec<String>,
+
+    /// As --http-restricted-api, for gRPC: calls to the listed protocols need the metadata
+    /// `triton-grpc-protocol-<key>: <value>`, or get PERMISSION_DENIED. By default, nothing is restricted.
+    #[arg(
+        long,
+        value_name = "PROTOCOLS:KEY=VALUE",
+        env = "ANEMONE_GRPC_RESTRICTED_PROTOCOL",
+        hide_env_values = true
+    )]
+    pub grpc_restricted_protocol: Vec<String>,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -234,6 +264,16 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             body: Duration::from_secs(args.http_body_timeout_secs),
         },
         tls: tls.clone(),
+        // --- guard ---
+        limits: anemone_server::server::RequestLimits {
+            max_decoding_bytes: usize::try_from(args.max_decoding_bytes).unwrap_or(usize::MAX),
+        },
+        restricted: anemone_server::RestrictedApi {
+            http: Restrictions::parse(&args.http_restricted_api, false)
+                .map_err(anyhow::Error::msg)?,
+            grpc: Restrictions::parse(&args.grpc_restricted_protocol, true)
+                .map_err(anyhow::Error::msg)?,
+        },
     };
     let tls_on = tls;
     let server = Server::bind(options, manager)

@@ -10,15 +10,19 @@
 pub mod errors;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 pub mod model_config;
 pub mod prometheus;
 pub mod repository;
+pub mod restricted;
 pub mod server;
 pub mod state;
+mod tensor_json;
 pub mod tls;
 pub mod v2;
 
 pub use repository::ControlMode;
+pub use restricted::RestrictedApi;
 pub use server::{shutdown_signal, Server, ServerOptions};
 
 pub mod proto {

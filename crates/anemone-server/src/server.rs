@@ -1,8 +1,11 @@
 //! Binding the listeners, running HTTP and gRPC side by side, and shutting
 //! down gracefully.
 
+use crate::grpc::restrict::Restricted;
 pub use crate::http::serve::HttpTimeouts;
+pub use crate::limits::RequestLimits;
 use crate::repository::{ControlMode, Repository};
+pub use crate::restricted::RestrictedApi;
 use crate::state::AppState;
 use crate::tls::{LoadedTls, TlsOptions};
 use anemone_runtime::Manager;
@@ -43,6 +46,13 @@ pub struct ServerOptions {
     /// TLS (and client-certificate authentication) on each listener. By
     /// default, none: plain HTTP and plain gRPC.
     pub tls: TlsOptions,
+    // --- guard ---
+    /// What one request may make the server allocate (see
+    /// [`RequestLimits`]); by default, [`RequestLimits::default`].
+    pub limits: RequestLimits,
+    /// API groups that need a header (`--http-restricted-api`,
+    /// `--grpc-restricted-protocol`). By default, nothing is restricted.
+    pub restricted: RestrictedApi,
 }
 
 impl Default for ServerOptions {
@@ -62,6 +72,9 @@ impl Default for ServerOptions {
                 body: Duration::from_secs(60),
             },
             tls: TlsOptions::default(),
+            // --- guard ---
+            limits: RequestLimits::default(),
+            restricted: RestrictedApi::default(),
         }
     }
 }
@@ -170,17 +183,22 @@ impl Server {
         let (reporter, health) = tonic_health::server::health_reporter();
         let readiness = tokio::spawn(track_readiness(Arc::clone(&state), reporter.clone()));
 
-        let router = crate::http::router(Arc::clone(&state), options.max_request_bytes);
+        let router = crate::http::router_with(
+            Arc::clone(&state),
+            options.max_request_bytes,
+            options.limits,
+            &options.restricted.http,
+        );
         // Accepted sockets get TCP_NODELAY there: without it, Nagle's
         // algorithm holds a response's last segment until the client's
         // delayed ACK (~40 ms on Linux).
         let http_server =
             crate::http::serve::serve(http, router, options.http_timeouts, tls.http, stopped());
         let grpc_server = grpc_builder
-            .add_service(health)
-            .add_service(crate::grpc::service(
-                Arc::clone(&state),
-                options.max_request_bytes,
+            .add_service(Restricted::new(health, options.restricted.grpc.clone()))
+            .add_service(Restricted::new(
+                crate::grpc::service(Arc::clone(&state), options.max_request_bytes),
+                options.restricted.grpc.clone(),
             ))
             .serve_with_incoming_shutdown(
                 // The builder's own `tcp_nodelay` applies only to listeners it

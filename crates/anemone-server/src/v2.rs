@@ -107,8 +107,18 @@ pub fn datatype(name: &str) -> Result<DataType, ApiError> {
     })
 }
 
-/// Checks a shape: no negative dimension, and an element count that fits.
+/// Checks a shape: at most [`MAX_DIMS`](crate::limits::MAX_DIMS)
+/// dimensions, none negative, and an element count whose bytes (16 an
+/// element, the widest) can be addressed. Whether the request carries that
+/// many elements is checked against its data, before anything is allocated.
 pub fn shape(input: &str, dims: &[i64]) -> Result<Vec<usize>, ApiError> {
+    if dims.len() > crate::limits::MAX_DIMS {
+        return Err(ApiError::invalid(format!(
+            "input '{input}' has {} dimensions, over the limit of {}",
+            dims.len(),
+            crate::limits::MAX_DIMS
+        )));
+    }
     let shape = dims
         .iter()
         .map(|&d| {
@@ -147,13 +157,29 @@ pub fn tensor_from_raw(
     shape: Vec<usize>,
     bytes: &[u8],
 ) -> Result<Tensor, ApiError> {
-    if dtype != DataType::Bytes {
+    let expected = anemone_core::tensor::element_count(&shape).unwrap_or(usize::MAX);
+    if let Some(size) = dtype.size() {
+        // The length is checked before the bytes are copied.
+        if expected.checked_mul(size) != Some(bytes.len()) {
+            return Err(ApiError::invalid(format!(
+                "input '{input}' has {} bytes of data, but {} {shape:?} needs {}",
+                bytes.len(),
+                dtype.kserve_name(),
+                expected.saturating_mul(size)
+            )));
+        }
         return Tensor::from_bytes(dtype, shape, bytes.to_vec())
             .map_err(|e| input_error(input, e).into());
     }
-    let mut strings = Vec::new();
+    // Each element takes at least its 4-byte prefix: reserve no more than that.
+    let mut strings = Vec::with_capacity(expected.min(bytes.len() / 4));
     let mut rest = bytes;
     while !rest.is_empty() {
+        if strings.len() == expected {
+            return Err(ApiError::invalid(format!(
+                "input '{input}': the BYTES data holds more than the {expected} elements of shape {shape:?}"
+            )));
+        }
         let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(|| {
             ApiError::invalid(format!(
                 "input '{input}': BYTES data ends inside a 4-byte length prefix"
@@ -190,116 +216,14 @@ pub fn tensor_to_raw(t: &Tensor) -> Vec<u8> {
 
 /// Builds a tensor from a JSON `data` value: a flat or nested list (or a
 /// bare scalar for a 0-d tensor) of numbers, booleans or, for BYTES, strings.
+/// See [`crate::tensor_json`], which the HTTP codec uses on the raw text.
 pub fn tensor_from_json(
     input: &str,
     dtype: DataType,
     shape: Vec<usize>,
     data: &Value,
 ) -> Result<Tensor, ApiError> {
-    let mut flat = Vec::new();
-    flatten(data, &mut flat);
-    let expected = anemone_core::tensor::element_count(&shape).unwrap_or(usize::MAX);
-    if flat.len() != expected {
-        return Err(ApiError::invalid(format!(
-            "input '{input}' has {} values in 'data', but shape {shape:?} needs {expected}",
-            flat.len()
-        )));
-    }
-    let bad = |i: usize, v: &Value| {
-        ApiError::invalid(format!(
-            "input '{input}' value {i} ({v}) is not a valid {}",
-            dtype.kserve_name()
-        ))
-    };
-    macro_rules! ints {
-        ($t:ty) => {{
-            let mut out: Vec<$t> = Vec::with_capacity(flat.len());
-            for (i, v) in flat.iter().enumerate() {
-                let n = v
-                    .as_i64()
-                    .and_then(|n| <$t>::try_from(n).ok())
-                    .or_else(|| v.as_u64().and_then(|n| <$t>::try_from(n).ok()));
-                out.push(n.ok_or_else(|| bad(i, v))?);
-            }
-            typed(input, shape, out)
-        }};
-    }
-    match dtype {
-        DataType::Bool => {
-            let out = flat
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v.as_bool().ok_or_else(|| bad(i, v)))
-                .collect::<Result<Vec<_>, _>>()?;
-            typed(input, shape, out)
-        }
-        DataType::U8 => ints!(u8),
-        DataType::U16 => ints!(u16),
-        DataType::U32 => ints!(u32),
-        DataType::U64 => ints!(u64),
-        DataType::I8 => ints!(i8),
-        DataType::I16 => ints!(i16),
-        DataType::I32 => ints!(i32),
-        DataType::I64 => ints!(i64),
-        DataType::F16 => {
-            let out = flat
-                .iter()
-                .enumerate()
-                .map(|(i, v)| float(v).map(f16::from_f64).ok_or_else(|| bad(i, v)))
-                .collect::<Result<Vec<_>, _>>()?;
-            typed(input, shape, out)
-        }
-        DataType::F32 => {
-            let out = flat
-                .iter()
-                .enumerate()
-                .map(|(i, v)| float(v).map(|x| x as f32).ok_or_else(|| bad(i, v)))
-                .collect::<Result<Vec<_>, _>>()?;
-            typed(input, shape, out)
-        }
-        DataType::F64 => {
-            let out = flat
-                .iter()
-                .enumerate()
-                .map(|(i, v)| float(v).ok_or_else(|| bad(i, v)))
-                .collect::<Result<Vec<_>, _>>()?;
-            typed(input, shape, out)
-        }
-        DataType::Bytes => {
-            let out = flat
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_str()
-                        .map(|s| s.as_bytes().to_vec())
-                        .ok_or_else(|| bad(i, v))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Tensor::from_strings(shape, out)
-                .map_err(|e| ApiError::invalid(format!("input '{input}': {e}")))
-        }
-    }
-}
-
-/// A JSON number, or one of the strings "nan", "inf", "-inf" that JSON cannot spell.
-fn float(v: &Value) -> Option<f64> {
-    v.as_f64().or_else(|| match v.as_str()? {
-        "nan" | "NaN" => Some(f64::NAN),
-        "inf" | "Infinity" => Some(f64::INFINITY),
-        "-inf" | "-Infinity" => Some(f64::NEG_INFINITY),
-        _ => None,
-    })
-}
-
-fn typed<T: Element>(input: &str, shape: Vec<usize>, values: Vec<T>) -> Result<Tensor, ApiError> {
-    Tensor::from_vec(shape, values).map_err(|e| input_error(input, e).into())
-}
-
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        other => out.push(other),
-    }
+    crate::tensor_json::decode(input, dtype, shape, data, 4096)
 }
 
 /// The JSON `data` of a tensor: a flat list in C order. Non-finite floats

@@ -3,6 +3,7 @@
 //! `raw_output_contents`, as Triton answers.
 
 use crate::errors::ApiError;
+use crate::limits;
 use crate::proto::infer_parameter::ParameterChoice;
 use crate::proto::model_infer_request::InferInputTensor;
 use crate::proto::model_infer_response::InferOutputTensor;
@@ -56,6 +57,10 @@ pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, Api
         outputs,
         raw_input_contents,
     } = request;
+    limits::check_model_name(&model_name)?;
+    limits::check_count("inputs", inputs.len(), limits::MAX_TENSORS)?;
+    limits::check_count("outputs", outputs.len(), limits::MAX_TENSORS)?;
+    limits::check_count("parameters", parameters.len(), limits::MAX_PARAMETERS)?;
     let raw = !raw_input_contents.is_empty();
     if raw && raw_input_contents.len() != inputs.len() {
         return Err(ApiError::invalid(format!(
@@ -72,6 +77,7 @@ pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, Api
     let outputs = outputs
         .into_iter()
         .map(|o| {
+            limits::check_name("output", &o.name)?;
             for key in o.parameters.keys() {
                 if matches!(
                     key.as_str(),
@@ -118,6 +124,8 @@ fn decode_input(
         parameters,
         contents,
     } = input;
+    limits::check_name("input", &name)?;
+    limits::check_count("parameters", parameters.len(), limits::MAX_PARAMETERS)?;
     if parameters.keys().any(|k| k.starts_with("shared_memory")) {
         return Err(ApiError::invalid(format!(
             "input '{name}' is in shared memory; anemone does not support shared memory yet"

@@ -9,11 +9,13 @@
 
 mod infer;
 mod limit;
+pub mod restrict;
 mod stream;
 
 pub use limit::InferenceService;
 
 use crate::errors::ApiError;
+use crate::limits::check_model_name;
 use crate::proto::grpc_inference_service_server::{
     GrpcInferenceService, GrpcInferenceServiceServer,
 };
@@ -82,6 +84,7 @@ impl GrpcInferenceService for Inference {
         request: Request<proto::ModelReadyRequest>,
     ) -> Answer<proto::ModelReadyResponse> {
         let r = request.into_inner();
+        check_model_name(&r.name)?;
         ok(proto::ModelReadyResponse {
             ready: self.state.model_ready(&r.name, &r.version)?,
         })
@@ -99,6 +102,7 @@ impl GrpcInferenceService for Inference {
         request: Request<proto::ModelMetadataRequest>,
     ) -> Answer<proto::ModelMetadataResponse> {
         let r = request.into_inner();
+        check_model_name(&r.name)?;
         ok(self.state.model_metadata(&r.name, &r.version)?)
     }
 
@@ -137,6 +141,7 @@ impl GrpcInferenceService for Inference {
         request: Request<proto::ModelConfigRequest>,
     ) -> Answer<proto::ModelConfigResponse> {
         let r = request.into_inner();
+        check_model_name(&r.name)?;
         ok(proto::ModelConfigResponse {
             config: Some(self.state.model_config(&r.name, &r.version)?),
         })
@@ -147,6 +152,7 @@ impl GrpcInferenceService for Inference {
         request: Request<proto::ModelStatisticsRequest>,
     ) -> Answer<proto::ModelStatisticsResponse> {
         let r = request.into_inner();
+        check_model_name(&r.name)?;
         ok(self.state.statistics(&r.name, &r.version)?)
     }
 
@@ -165,6 +171,7 @@ impl GrpcInferenceService for Inference {
     ) -> Answer<proto::RepositoryModelLoadResponse> {
         let r = request.into_inner();
         single_repository(&r.repository_name)?;
+        check_model_name(&r.model_name)?;
         let config = config_override(&r.parameters)?;
         self.state.load_model(&r.model_name, config).await?;
         ok(proto::RepositoryModelLoadResponse {})
@@ -176,6 +183,7 @@ impl GrpcInferenceService for Inference {
     ) -> Answer<proto::RepositoryModelUnloadResponse> {
         let r = request.into_inner();
         single_repository(&r.repository_name)?;
+        check_model_name(&r.model_name)?;
         for key in r.parameters.keys() {
             // Without ensembles there are no dependents, so Triton's flag is trivially honoured.
             if key != "unload_dependents" {
@@ -267,12 +275,8 @@ fn config_override(
             ("config", _) => {
                 return Err(ApiError::invalid("load parameter 'config' must be a string_param holding the model configuration as JSON"))
             }
-            (k, _) if k.starts_with("file:") => {
-                return Err(ApiError::invalid(format!(
-                    "load parameter '{k}' is not supported: anemone loads model files from the repository only"
-                )))
-            }
-            (k, _) => return Err(ApiError::invalid(format!("unknown load parameter '{k}'; anemone knows only 'config'"))),
+            (k, _) if k.starts_with("file:") => return Err(crate::limits::refuse_file_override(k)),
+            (k, _) => return Err(ApiError::invalid(format!("unknown load parameter '{}'; anemone knows only 'config'", crate::limits::shown(k)))),
         }
     }
     Ok(config)

@@ -7,13 +7,17 @@
 //! in tensor order. BYTES elements in binary form are each a 4-byte
 //! little-endian length followed by the bytes.
 
+use super::json::Parameters;
 use crate::errors::ApiError;
+use crate::limits::{check_name, BoundedSeq, MAX_TENSORS};
+use crate::tensor_json::{self, JsonData};
 use crate::v2::{self, RequestedOutput};
 use anemone_core::{Tensor, TensorData};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The header that splits a body into its JSON and binary parts.
@@ -23,33 +27,61 @@ const BINARY_DATA_SIZE: &str = "binary_data_size";
 const BINARY_DATA: &str = "binary_data";
 const BINARY_DATA_OUTPUT: &str = "binary_data_output";
 
+/// The JSON header, with every list and map bounded (see [`crate::limits`])
+/// and each input's `data` left as the raw JSON text it is in the body, to
+/// be decoded straight into the tensor's type once its datatype and shape
+/// are known.
 #[derive(Deserialize)]
-struct RequestHeader {
+struct RequestHeader<'a> {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    parameters: Option<Map<String, Value>>,
-    inputs: Vec<InputHeader>,
-    #[serde(default)]
+    parameters: Option<Parameters>,
+    #[serde(borrow, deserialize_with = "inputs")]
+    inputs: Vec<InputHeader<'a>>,
+    #[serde(default, deserialize_with = "outputs")]
     outputs: Option<Vec<OutputHeader>>,
 }
 
 #[derive(Deserialize)]
-struct InputHeader {
+struct InputHeader<'a> {
     name: String,
+    #[serde(deserialize_with = "crate::limits::dims")]
     shape: Vec<i64>,
     datatype: String,
     #[serde(default)]
-    parameters: Option<Map<String, Value>>,
-    #[serde(default)]
-    data: Option<Value>,
+    parameters: Option<Parameters>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct OutputHeader {
     name: String,
     #[serde(default)]
-    parameters: Option<Map<String, Value>>,
+    parameters: Option<Parameters>,
+}
+
+fn inputs<'de, 'a, D>(d: D) -> Result<Vec<InputHeader<'a>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    InputHeader<'a>: Deserialize<'de>,
+{
+    d.deserialize_seq(BoundedSeq::<InputHeader<'a>, MAX_TENSORS>::new("inputs"))
+}
+
+fn outputs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<OutputHeader>>, D::Error> {
+    Option::<OutputList>::deserialize(d).map(|o| o.map(|l| l.0))
+}
+
+/// The `outputs` list: at most [`MAX_TENSORS`].
+struct OutputList(Vec<OutputHeader>);
+
+impl<'de> Deserialize<'de> for OutputList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(BoundedSeq::<OutputHeader, MAX_TENSORS>::new("outputs"))
+            .map(OutputList)
+    }
 }
 
 /// Decodes an inference request body (JSON, or JSON plus binary data) for
@@ -64,7 +96,7 @@ pub fn decode(
     let had_binary_header = headers.contains_key(HEADER_LENGTH);
     let header: RequestHeader = serde_json::from_slice(json)
         .map_err(|e| ApiError::invalid(format!("malformed inference request JSON: {e}")))?;
-    let parameters = header.parameters.unwrap_or_default();
+    let parameters = header.parameters.unwrap_or_default().0;
     if let Some(v) = parameters.get(BINARY_DATA_OUTPUT) {
         if !v.is_boolean() {
             return Err(ApiError::invalid(format!(
@@ -77,10 +109,11 @@ pub fn decode(
     let mut inputs = Vec::with_capacity(header.inputs.len());
     for input in header.inputs {
         let name = input.name;
+        check_name("input", &name)?;
         let dtype = v2::datatype(&input.datatype)
             .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
         let shape = v2::shape(&name, &input.shape)?;
-        let params = input.parameters.unwrap_or_default();
+        let params = input.parameters.unwrap_or_default().0;
         refuse_shared_memory(&params, "input", &name)?;
         let binary_size = params
             .get(BINARY_DATA_SIZE)
@@ -101,7 +134,12 @@ pub fn decode(
                     "input '{name}' has neither 'data' nor parameter '{BINARY_DATA_SIZE}'"
                 )))
             }
-            (Some(data), None) => v2::tensor_from_json(&name, dtype, shape, &data)?,
+            (Some(data), None) => {
+                // At least two bytes a value ("0,"), so the text bounds the first allocation.
+                let text = data.get();
+                let mut json = serde_json::Deserializer::from_str(text);
+                tensor_json::decode(&name, dtype, shape, &mut json, text.len() / 2 + 1)?
+            }
             (None, Some(size)) => {
                 if size > binary.len() {
                     let why = if had_binary_header {
@@ -169,7 +207,8 @@ fn split<'a>(headers: &HeaderMap, body: &'a Bytes) -> Result<(&'a [u8], &'a [u8]
 }
 
 fn requested_output(output: OutputHeader) -> Result<RequestedOutput, ApiError> {
-    let params = output.parameters.unwrap_or_default();
+    check_name("output", &output.name)?;
+    let params = output.parameters.unwrap_or_default().0;
     refuse_shared_memory(&params, "output", &output.name)?;
     if params.contains_key("classification") {
         return Err(ApiError::invalid(format!(
@@ -256,7 +295,7 @@ struct OutputJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     parameters: Option<BinarySize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Value>,
+    data: Option<JsonData<'a>>,
 }
 
 #[derive(Serialize)]
@@ -291,7 +330,7 @@ pub fn encode(
                 parameters: binary.then(|| BinarySize {
                     binary_data_size: raw_len(t),
                 }),
-                data: (!binary).then(|| v2::tensor_to_json(t)),
+                data: (!binary).then_some(JsonData(t)),
             })
             .collect(),
     };

@@ -4,13 +4,18 @@
 //! Every handler decodes, asks [`AppState`], and encodes; errors answer
 //! `{"error": "..."}` with the status [`ApiError::http_status`] chooses.
 
+pub mod decoding;
 mod error;
 pub mod infer;
+mod json;
+mod restrict;
 pub mod serve;
 mod tls;
 mod views;
 
 use crate::errors::ApiError;
+use crate::limits::RequestLimits;
+use crate::restricted::{Api, Restrictions};
 use crate::state::AppState;
 use crate::v2;
 use axum::body::Bytes;
@@ -29,33 +34,76 @@ struct Http {
     state: Arc<AppState>,
     /// The body size limit, for the 413 message.
     limit: usize,
+    /// Inference bodies being read and decoded, server-wide.
+    decoding: decoding::DecodeBudget,
 }
 
 /// Every route of the HTTP API. Bodies over `max_request_bytes` get 413.
+/// The other limits are [`RequestLimits::default`]; nothing is restricted.
 pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
-    let model_routes = |r: Router<Http>, base: &str| {
-        r.route(base, get(model_metadata))
-            .route(&format!("{base}/ready"), get(model_ready))
-            .route(&format!("{base}/infer"), post(infer))
-            .route(&format!("{base}/config"), get(model_config))
-            .route(&format!("{base}/stats"), get(model_stats))
-    };
-    let mut r = Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/stats", get(all_stats))
-        .route("/v2/repository/index", post(repository_index))
-        .route("/v2/repository/models/{m}/load", post(load))
-        .route("/v2/repository/models/{m}/unload", post(unload))
-        .route("/metrics", get(metrics));
-    r = model_routes(r, "/v2/models/{m}");
-    r = model_routes(r, "/v2/models/{m}/versions/{v}");
+    router_with(
+        state,
+        max_request_bytes,
+        RequestLimits::default(),
+        &Restrictions::default(),
+    )
+}
+
+/// [`router`], with `limits`, and the API groups in `restrictions` answering
+/// 403 to requests without their header. `/metrics` is never restricted.
+pub fn router_with(
+    state: Arc<AppState>,
+    max_request_bytes: usize,
+    limits: RequestLimits,
+    restrictions: &Restrictions,
+) -> Router {
+    let mut groups = vec![
+        (
+            Api::Health,
+            Router::new()
+                .route("/v2/health/live", get(live))
+                .route("/v2/health/ready", get(ready)),
+        ),
+        (
+            Api::Metadata,
+            Router::new().route("/v2", get(server_metadata)),
+        ),
+        (
+            Api::Statistics,
+            Router::new().route("/v2/models/stats", get(all_stats)),
+        ),
+        (
+            Api::ModelRepository,
+            Router::new()
+                .route("/v2/repository/index", post(repository_index))
+                .route("/v2/repository/models/{m}/load", post(load))
+                .route("/v2/repository/models/{m}/unload", post(unload)),
+        ),
+    ];
+    for base in ["/v2/models/{m}", "/v2/models/{m}/versions/{v}"] {
+        let route = |api, path: String, handler| (api, Router::new().route(&path, handler));
+        groups.extend([
+            route(Api::Metadata, base.to_string(), get(model_metadata)),
+            route(Api::Health, format!("{base}/ready"), get(model_ready)),
+            route(Api::Inference, format!("{base}/infer"), post(infer)),
+            route(
+                Api::ModelConfig,
+                format!("{base}/config"),
+                get(model_config),
+            ),
+            route(Api::Statistics, format!("{base}/stats"), get(model_stats)),
+        ]);
+    }
+    let mut r = Router::new().route("/metrics", get(metrics));
+    for (api, routes) in groups {
+        r = r.merge(restrict::restrict(routes, api, restrictions));
+    }
     r.fallback(error::no_route)
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(Http {
             state,
             limit: max_request_bytes,
+            decoding: decoding::DecodeBudget::new(limits.max_decoding_bytes),
         })
 }
 
@@ -81,6 +129,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
         let Path(raw) = Path::<Raw>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::invalid(format!("bad path: {}", e.body_text())))?;
+        crate::limits::check_model_name(&raw.m)?;
         let number = v2::version(&raw.v)?;
         Ok(ModelPath {
             name: raw.m,
@@ -175,17 +224,52 @@ async fn all_stats(State(http): State<Http>) -> Result<Json<Value>, ApiError> {
     Ok(Json(views::statistics(&http.state.statistics("", "")?)))
 }
 
+/// Reads the body (within `--max-request-bytes` and the body timeout),
+/// reserves its size from the server-wide decode budget, decodes it (on a
+/// blocking thread when large), frees the reservation, then infers.
+///
+/// The reservation is taken once the body has arrived, so a client that
+/// trickles its body in holds only its own connection, never the budget.
 async fn infer(
     State(http): State<Http>,
     p: ModelPath,
     headers: HeaderMap,
-    RequestBody(body): RequestBody,
-) -> Result<Response, ApiError> {
-    let request = infer::decode(p.name, p.number, &headers, &body)?;
-    drop(body);
+    request: Request,
+) -> Result<Response, Response> {
+    let RequestBody(body) = RequestBody::from_request(request, &http).await?;
+    let reservation = http.decoding.reserve(body.len()).await;
+    let request = if body.len() <= decoding::BLOCKING_ABOVE {
+        infer::decode(p.name, p.number, &headers, &body)
+    } else {
+        tokio::task::spawn_blocking(move || infer::decode(p.name, p.number, &headers, &body))
+            .await
+            .unwrap_or_else(|e| Err(internal(format!("decoding the request failed: {e}"))))
+    }
+    .map_err(IntoResponse::into_response)?;
+    drop(reservation);
     let encoding = infer::OutputEncoding::of(&request);
-    let response = http.state.infer(request).await?;
-    infer::encode(response, &encoding)
+    let response = http
+        .state
+        .infer(request)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    // Writing a large response as JSON text takes as long as reading one.
+    let size: usize = response.outputs.iter().map(|(_, t)| t.byte_len()).sum();
+    if size <= decoding::BLOCKING_ABOVE {
+        return infer::encode(response, &encoding).map_err(IntoResponse::into_response);
+    }
+    tokio::task::spawn_blocking(move || infer::encode(response, &encoding))
+        .await
+        .unwrap_or_else(|e| Err(internal(format!("encoding the response failed: {e}"))))
+        .map_err(IntoResponse::into_response)
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError {
+        kind: anemone_core::ErrorKind::Internal,
+        message,
+        too_large: false,
+    }
 }
 
 async fn repository_index(
@@ -221,14 +305,19 @@ async fn load(
         match (key.as_str(), value) {
             ("config", Value::String(json)) => config = Some(json),
             ("config", other) => {
-                return Err(ApiError::invalid(format!("load parameter 'config' must be a string holding the JSON config, got {other}")))
-            }
-            (key, _) if key.starts_with("file:") => {
                 return Err(ApiError::invalid(format!(
-                    "load parameter '{key}': loading model files from the request is not supported; put them in the repository"
+                    "load parameter 'config' must be a string holding the JSON config, got {other}"
                 )))
             }
-            (key, _) => return Err(ApiError::invalid(format!("unknown load parameter '{key}'; only 'config' is supported"))),
+            (key, _) if key.starts_with("file:") => {
+                return Err(crate::limits::refuse_file_override(key))
+            }
+            (key, _) => {
+                return Err(ApiError::invalid(format!(
+                    "unknown load parameter '{}'; only 'config' is supported",
+                    crate::limits::shown(key)
+                )))
+            }
         }
     }
     http.state.load_model(&p.name, config.as_deref()).await?;

@@ -1,0 +1,113 @@
+//! Bounded pieces of the JSON request header: `parameters` objects hold at
+//! most [`MAX_PARAMETERS`] scalar values (the protocol allows only strings,
+//! numbers and booleans there), so no request can hide a large tree in them.
+
+use crate::limits::MAX_PARAMETERS;
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A `parameters` object: at most [`MAX_PARAMETERS`] entries, each a string,
+/// number or boolean.
+#[derive(Debug, Default)]
+pub struct Parameters(pub Map<String, Value>);
+
+impl<'de> Deserialize<'de> for Parameters {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ParametersVisitor)
+    }
+}
+
+struct ParametersVisitor;
+
+impl<'de> Visitor<'de> for ParametersVisitor {
+    type Value = Parameters;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "an object of at most {MAX_PARAMETERS} parameters (strings, numbers or booleans)"
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parameters, A::Error> {
+        let mut out = Map::new();
+        while let Some((key, Scalar(value))) = map.next_entry::<String, Scalar>()? {
+            if out.len() == MAX_PARAMETERS {
+                return Err(A::Error::custom(format!(
+                    "more than {MAX_PARAMETERS} parameters, over the limit"
+                )));
+            }
+            out.insert(key, value);
+        }
+        Ok(Parameters(out))
+    }
+}
+
+/// A parameter's value: a string, number or boolean.
+struct Scalar(Value);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl Visitor<'_> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a parameter value (a string, number or boolean)")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar(Value::from(v)))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar(Value::from(v)))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+        serde_json::Number::from_f64(v)
+            .map(|n| Scalar(Value::Number(n)))
+            .ok_or_else(|| E::custom("a parameter must be a finite number"))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar(Value::String(v.to_string())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar(Value::String(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_scalars_and_few() {
+        let p: Parameters =
+            serde_json::from_str(r#"{"a": 1, "b": "x", "c": true, "d": -2.5}"#).unwrap();
+        assert_eq!(p.0.len(), 4);
+        let e = serde_json::from_str::<Parameters>(r#"{"a": [1, 2]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a parameter value"), "{e}");
+        let many: Map<String, Value> = (0..=MAX_PARAMETERS)
+            .map(|i| (format!("k{i}"), Value::from(i)))
+            .collect();
+        let e = serde_json::from_str::<Parameters>(&Value::Object(many).to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 128 parameters"), "{e}");
+    }
+}
