@@ -26,6 +26,7 @@
 #   PREFERRED    dynamic_batching preferred_batch_size list         [16, 32]
 #   BACKENDS     the model's `backends` parameter, e.g. onnxruntime [the server's default order]
 #   THREADS, WORKERS   anemone serve --threads / --workers          [the server's defaults]
+#   INSTANCES    instance_group count, on both sides                [1]
 #   HTTP_PORT, GRPC_PORT   where the server listens                 [18700, 18701]
 #   KEEP         1 keeps the temporary repositories and logs        [0]
 #   PROFILE      release, or debug to reuse a debug build (ONNX Runtime's
@@ -103,6 +104,9 @@ write_repo() {
       echo "  max_queue_delay_microseconds: $DELAY_US"
       echo "}"
     fi
+    if [ -n "${INSTANCES:-}" ]; then
+      echo "instance_group [ { count: $INSTANCES } ]"
+    fi
     if [ -n "$BACKENDS" ]; then
       echo "parameters { key: \"backends\" value: { string_value: \"$BACKENDS\" } }"
     fi
@@ -111,7 +115,7 @@ write_repo() {
 }
 
 # Starts the server on a repository; fails (status 1) if it exits or is not
-# ready in 60 s, with the end of its log.
+# ready in READY_SECS, with the end of its log.
 serve() {
   local repo=$1 log=$2 args=()
   [ -n "${THREADS:-}" ] && args+=(--threads "$THREADS")
@@ -119,7 +123,8 @@ serve() {
   ${server_pin[@]+"${server_pin[@]}"} "$bin" serve --model-repository "$repo" --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" \
     ${args[@]+"${args[@]}"} >"$log" 2>&1 &
   server=$!
-  for _ in $(seq 600); do
+  # Up to READY_SECS (default 180 s: a GPU engine's first load compiles kernels).
+  for _ in $(seq $((${READY_SECS:-180} * 10))); do
     if curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/mlp/ready" >/dev/null 2>&1; then return 0; fi
     if ! kill -0 "$server" 2>/dev/null; then break; fi
     sleep 0.1

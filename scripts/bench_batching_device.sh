@@ -21,8 +21,12 @@ for f in "$BIN_DIR"/*.xz; do [ -e "$f" ] && xz -dkf "$f"; done
 chmod +x "$BIN_DIR/anemone"
 export ORT_DYLIB_PATH=$PWD/$BIN_DIR/libonnxruntime.so.1.31.1
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/targets/x86_64-linux/lib
-d=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null || true)
-[ -n "$d" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+# One cuDNN per process: the Python wheel's only when the system has none
+# (two on the path fail with CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH).
+if ! ldconfig -p | grep -q 'libcudnn.so.9' && ! ls /usr/local/cuda/targets/x86_64-linux/lib/libcudnn.so.9* >/dev/null 2>&1; then
+  d=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null || true)
+  if [ -n "$d" ]; then export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; echo "cuDNN from $d"; fi
+fi
 export PYTHONUNBUFFERED=1
 nproc; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 
@@ -43,10 +47,14 @@ PY
 ls -la "$W/resnet18" "$W/fixtures/batching_mlp" | grep onnx
 
 export BIN=$PWD/$BIN_DIR/anemone DURATION=${DURATION:-15}
+[ "${SKIP_CPU:-0}" = 1 ] || {
 echo "== CPU: batching_mlp on onnxruntime, server on cores 0-1, client on 2-9" | tee "$OUT/mlp.log"
 MODEL_FILE=$W/fixtures/batching_mlp/model.onnx BACKENDS=onnxruntime THREADS=2 \
   SERVER_CPUS=0-1 CLIENT_CPUS=2-9 scripts/bench_batching.sh 2>&1 | tee -a "$OUT/mlp.log"
+}
 
-echo "== GPU: resnet18 on tract-cuda" | tee "$OUT/resnet.log"
-MODEL_FILE=$W/resnet18/model.onnx BACKENDS=tract-cuda INPUT=input INPUT_DIMS=3,224,224 \
-  OUTPUT=logits OUTPUT_DIMS=1000 scripts/bench_batching.sh 2>&1 | tee -a "$OUT/resnet.log"
+for n in ${GPU_INSTANCES:-1}; do
+  echo "== GPU: resnet18 on tract-cuda, $n instance(s)" | tee -a "$OUT/resnet.log"
+  MODEL_FILE=$W/resnet18/model.onnx BACKENDS=tract-cuda INPUT=input INPUT_DIMS=3,224,224 \
+    OUTPUT=logits OUTPUT_DIMS=1000 INSTANCES=$n scripts/bench_batching.sh 2>&1 | tee -a "$OUT/resnet.log"
+done
