@@ -10,6 +10,7 @@ mod http;
 mod latency;
 mod model_config;
 mod net;
+mod overload;
 mod repository_paths;
 mod shutdown;
 mod support;
