@@ -12,6 +12,7 @@ mod model_config;
 mod net;
 mod overload;
 mod repository_paths;
+mod resilience;
 mod shutdown;
 mod support;
 mod timeouts;
