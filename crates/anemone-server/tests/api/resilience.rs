@@ -11,7 +11,6 @@ use anemone_server::proto::ModelInferRequest;
 use anemone_server::{ControlMode, ServerOptions};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tonic::Code;
 
 /// A backend call that hangs (3 s) past the request's timeout (300 ms):
