@@ -4,6 +4,7 @@
 mod bad_input;
 mod batching;
 mod faults;
+mod fuzz_replay;
 mod grpc;
 mod grpc_errors;
 mod http;
