@@ -43,3 +43,13 @@ echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone se
 # workspace's features; `cargo build -p anemone-cli` would resolve features
 # for that one package and rebuild part of the tree.
 ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/python
+# --- proof: fuzz corpus replay and a short soak ---
+# The fuzz corpus (fuzz/corpus/<target>/: seeds and every input that ever
+# crashed a decoder) is replayed through the decoders by `cargo test` above
+# (crates/anemone-server/tests/api/fuzz_replay.rs), on stable, no fuzzer.
+# The short soak: 40,000 requests at concurrency 32 over HTTP and gRPC after
+# a 10,000-request warm-up; fails on any error, on a server exit code other
+# than 0 at SIGTERM, or on RSS growing more than 24 MiB after the warm-up
+# (a leak of about 600 bytes or more per request). About 20 s.
+echo "test: short soak (scripts/soak.sh: errors, RSS growth, exit code)"
+ANEMONE_BIN="$PWD/target/debug/anemone" scripts/soak.sh -n 40000 -c 32 --warmup 10000 --max-growth-mib 24

@@ -222,7 +222,9 @@ fn parse_descr(descr: &str) -> Result<(char, char, usize), NpyError> {
         .as_str()
         .parse()
         .map_err(|_| NpyError::Dtype(descr.to_string()))?;
-    if !matches!(kind, 'b' | 'u' | 'i' | 'f' | 'S') {
+    // An item of 0 bytes ('S0') would let a shape claim any element count
+    // (terabytes of empty strings) against no data at all; numpy never writes one.
+    if !matches!(kind, 'b' | 'u' | 'i' | 'f' | 'S') || size == 0 {
         return Err(NpyError::Dtype(descr.to_string()));
     }
     Ok((order, kind, size))
@@ -305,6 +307,18 @@ fn fortran_to_c<T: Clone>(shape: &[usize], elems: &[T]) -> Vec<T> {
 mod tests {
     use super::*;
     use half::f16;
+
+    /// Found by the `npy` fuzz target (fuzz/corpus/npy/crash-fa3db088...):
+    /// `S0` with a shape of 3e11 elements tried to allocate 7.8 TB.
+    #[test]
+    fn zero_byte_strings_with_a_huge_shape_are_refused_not_allocated() {
+        let header = "{'descr': '|S0', 'fortran_order': False, 'shape': (400007701, 91, 9), }";
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&[1, 0]);
+        file.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        file.extend_from_slice(header.as_bytes());
+        assert!(matches!(from_bytes(&file), Err(NpyError::Dtype(d)) if d == "|S0"));
+    }
 
     fn round_trip(t: &Tensor) -> Tensor {
         from_bytes(&to_bytes(t)).unwrap()

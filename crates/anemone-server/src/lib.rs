@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod limits;

@@ -212,6 +212,22 @@ pub fn describe_file(path: &std::path::Path) -> Result<Description> {
     describe(&file)
 }
 
+/// Decodes and describes the bytes of an `.mlmodel` specification, as
+/// [`describe_file`] does for a file: the fuzzing entry point of the Core ML
+/// reader (an error for any input, never a panic).
+#[doc(hidden)]
+pub fn describe_spec_bytes(bytes: &[u8]) -> Result<Description> {
+    let path = std::path::PathBuf::from("fuzz.mlmodel");
+    let model = file::decode_spec(&path, bytes)?;
+    describe(&CoreMlFile {
+        spec_path: path.clone(),
+        path,
+        model,
+        file_size: bytes.len() as u64,
+        weight_bytes: 0,
+    })
+}
+
 /// Describes a decoded Core ML file.
 pub fn describe(file: &CoreMlFile) -> Result<Description> {
     let model = &file.model;

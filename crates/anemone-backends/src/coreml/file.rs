@@ -198,16 +198,23 @@ fn root_model_item(package: &Path) -> Result<PathBuf> {
 /// Decodes a specification protobuf and checks that it is a whole model.
 fn decode(shown: &Path, spec_path: &Path) -> Result<(spec::Model, u64)> {
     let bytes = crate::file::read_bounded(spec_path, shown, crate::file::max_model_file_bytes())?;
+    Ok((decode_spec(shown, &bytes)?, bytes.len() as u64))
+}
+
+/// Decodes the specification protobuf `bytes` (read from `shown`) and checks
+/// the parts every model has: an error for anything else, never a panic.
+pub(crate) fn decode_spec(shown: &Path, bytes: &[u8]) -> Result<spec::Model> {
     if bytes.is_empty() {
         return Err(invalid(
             shown,
             "the model specification is empty (0 bytes)".into(),
         ));
     }
-    let model: spec::Model = prost::Message::decode(bytes.as_slice()).map_err(|e| Error::InvalidModel {
+    let model: spec::Model = prost::Message::decode(bytes).map_err(|e| Error::InvalidModel {
         path: shown.to_path_buf(),
-        reason: "not a Core ML model: the specification is not a valid protobuf (corrupt or truncated?)"
-            .into(),
+        reason:
+            "not a Core ML model: the specification is not a valid protobuf (corrupt or truncated?)"
+                .into(),
         source: Some(e.into()),
     })?;
     // A cut at a field boundary still decodes: check that the parts every
@@ -241,7 +248,7 @@ fn decode(shown: &Path, spec_path: &Path) -> Result<(spec::Model, u64)> {
             "the model declares no outputs (truncated?)".into(),
         ));
     }
-    Ok((model, bytes.len() as u64))
+    Ok(model)
 }
 
 /// Total size of the files under `dir` (or of `dir` itself, if a file).

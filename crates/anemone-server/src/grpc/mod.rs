@@ -14,6 +14,14 @@ mod stream;
 
 pub use limit::InferenceService;
 
+/// Decodes a `ModelInferRequest` into the protocol-neutral request, checking
+/// its raw contents against shapes and datatypes (for [`crate::fuzzing`]).
+pub(crate) fn decode_infer(
+    request: crate::proto::ModelInferRequest,
+) -> Result<crate::v2::InferRequest, crate::errors::ApiError> {
+    infer::decode(request)
+}
+
 use crate::errors::ApiError;
 use crate::limits::check_model_name;
 use crate::proto::grpc_inference_service_server::{

@@ -22,10 +22,12 @@ use tonic::transport::Channel;
 use tonic::Code;
 use tower::ServiceExt;
 
-/// A backend whose model returns its input `x` (`[1, 16]` FP32, the shape of
-/// the `identity` fixture it is given) as `y`, panics when the first value is
-/// negative, and sleeps `x - 1000` ms when it is above 1000.
-struct Tricky;
+/// A backend whose model returns its input `x` (`[n, 16]` FP32, the shape of
+/// the `identity` fixture it is given, with a batch dimension) as `y`. When
+/// every value is the same `x`, it panics if `x` is negative, sleeps
+/// `x - 1000` ms if it is above 1000, and reports its device lost if it is
+/// exactly 666.
+pub(crate) struct Tricky;
 
 struct TrickyModel(ModelMetadata);
 
@@ -47,12 +49,12 @@ impl Backend for Tricky {
             vec![TensorSpec::new(
                 "x",
                 DataType::F32,
-                vec![Dim::Fixed(1), Dim::Fixed(16)],
+                vec![Dim::Any, Dim::Fixed(16)],
             )],
             vec![TensorSpec::new(
                 "y",
                 DataType::F32,
-                vec![Dim::Fixed(1), Dim::Fixed(16)],
+                vec![Dim::Any, Dim::Fixed(16)],
             )],
         ))))
     }
@@ -69,9 +71,20 @@ impl LoadedModel for TrickyModel {
         0
     }
     fn infer(&self, inputs: &[Tensor]) -> anemone_core::Result<Vec<Tensor>> {
-        let v = inputs[0].to_vec::<f32>().unwrap()[0];
+        let values = inputs[0].to_vec::<f32>().unwrap();
+        let v = values[0];
+        // Tests send one value in every cell; a warm-up's random inputs run plainly.
+        if values.iter().any(|x| *x != v) {
+            return Ok(inputs.to_vec());
+        }
         if v < 0.0 {
             panic!("boom: negative input");
+        }
+        if v == 666.0 {
+            return Err(anemone_core::Error::DeviceLost {
+                backend: "tricky".into(),
+                message: "simulated: the GPU fell off the bus".into(),
+            });
         }
         if v > 1000.0 {
             std::thread::sleep(Duration::from_millis((v - 1000.0) as u64));
@@ -82,10 +95,12 @@ impl LoadedModel for TrickyModel {
 
 /// A server whose repository holds one model, `tricky`, on the test backend,
 /// with at most `concurrency` requests at once.
-struct Faulty {
-    state: Arc<AppState>,
+pub(crate) struct Faulty {
+    pub(crate) state: Arc<AppState>,
     router: axum::Router,
-    grpc: std::net::SocketAddr,
+    pub(crate) grpc: std::net::SocketAddr,
+    /// The real HTTP listener (tests that need sockets, not the router).
+    pub(crate) http: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), String>>,
     repo: PathBuf,
@@ -93,6 +108,18 @@ struct Faulty {
 
 impl Faulty {
     async fn start(tag: &str, concurrency: Option<usize>) -> Faulty {
+        Faulty::start_with(tag, concurrency, &[("tricky", None)], false).await
+    }
+
+    /// A server whose repository holds `models` (name, `config.pbtxt`), each
+    /// a copy of the `identity` fixture; on the test backend only, or with
+    /// tract CPU after it as a standby candidate when `standby`.
+    pub(crate) async fn start_with(
+        tag: &str,
+        concurrency: Option<usize>,
+        models: &[(&str, Option<&str>)],
+        standby: bool,
+    ) -> Faulty {
         let repo = std::env::temp_dir().join(format!(
             "anemone-faults-{tag}-{}-{}",
             std::process::id(),
@@ -101,15 +128,28 @@ impl Faulty {
                 .unwrap()
                 .as_nanos()
         ));
-        let dir = repo.join("tricky").join("1");
-        std::fs::create_dir_all(&dir).unwrap();
-        // The repository reads the file's signature; the test backend runs it.
-        let identity = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fixtures/generated/identity/model.onnx");
-        std::fs::copy(&identity, dir.join("model.onnx"))
-            .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh", identity.display()));
-        let manager = anemone_runtime::Manager::builder()
-            .backend(Tricky)
+        // The repository reads the file's signature; the test backend runs
+        // it. A config with a batch dimension needs a file that has one.
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/generated");
+        for (name, config) in models {
+            let dir = repo.join(name).join("1");
+            std::fs::create_dir_all(&dir).unwrap();
+            let batched = config.is_some_and(|c| c.contains("max_batch_size"));
+            let file = fixtures
+                .join(if batched { "dynamic_batch" } else { "identity" })
+                .join("model.onnx");
+            std::fs::copy(&file, dir.join("model.onnx"))
+                .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh", file.display()));
+            if let Some(config) = config {
+                std::fs::write(repo.join(name).join("config.pbtxt"), config).unwrap();
+            }
+        }
+        let mut builder = anemone_runtime::Manager::builder().backend(Tricky);
+        if standby {
+            builder = builder.backend(anemone_backends::TractCpu);
+        }
+        let manager = builder
             .max_concurrency(concurrency)
             .workers(4)
             .build()
@@ -123,25 +163,28 @@ impl Faulty {
             ..Default::default()
         };
         let server = Server::bind(options, manager).await.unwrap();
-        let (state, grpc) = (server.state(), server.grpc_addr());
+        let (state, grpc, http) = (server.state(), server.grpc_addr(), server.http_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         let router = anemone_server::http::router(Arc::clone(&state), 1 << 20);
         let start = Instant::now();
-        while state.manager.model("tricky", None).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "tricky never loaded: {:?}",
-                state.repository.entry("tricky").map(|e| e.reason)
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        for (name, _) in models {
+            while state.manager.model(name, None).is_err() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "{name} never loaded: {:?}",
+                    state.repository.entry(name).map(|e| e.reason)
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         Faulty {
             state,
             router,
             grpc,
+            http,
             stop,
             task,
             repo,
@@ -151,11 +194,16 @@ impl Faulty {
     /// `POST /v2/models/tricky/infer` with `x` and these request parameters:
     /// the status and the JSON body.
     async fn http(&self, x: f32, parameters: Value) -> (u16, Value) {
+        self.http_to("tricky", x, parameters).await
+    }
+
+    /// `POST /v2/models/{model}/infer`, as [`Faulty::http`].
+    pub(crate) async fn http_to(&self, model: &str, x: f32, parameters: Value) -> (u16, Value) {
         let body = json!({
             "inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": vec![x; 16]}],
             "parameters": parameters,
         });
-        let request = Request::post("/v2/models/tricky/infer")
+        let request = Request::post(format!("/v2/models/{model}/infer"))
             .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
@@ -167,7 +215,7 @@ impl Faulty {
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
-    async fn client(&self) -> GrpcInferenceServiceClient<Channel> {
+    pub(crate) async fn client(&self) -> GrpcInferenceServiceClient<Channel> {
         GrpcInferenceServiceClient::connect(format!("http://{}", self.grpc))
             .await
             .unwrap()
@@ -207,7 +255,19 @@ impl Faulty {
         }
     }
 
-    async fn stop(self) {
+    /// Sends the shutdown signal and returns at once: the task that ends when
+    /// the server has stopped (and its repository is removed).
+    pub(crate) fn begin_stop(self) -> tokio::task::JoinHandle<Result<(), String>> {
+        let _ = self.stop.send(());
+        let (task, repo) = (self.task, self.repo);
+        tokio::spawn(async move {
+            let result = task.await.unwrap();
+            let _ = std::fs::remove_dir_all(&repo);
+            result
+        })
+    }
+
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
         let _ = std::fs::remove_dir_all(&self.repo);
@@ -216,13 +276,23 @@ impl Faulty {
 
 /// A gRPC request for `tricky` with `x`, a `timeout` parameter in
 /// microseconds and a client deadline (`grpc-timeout`, e.g. "400m").
-fn grpc_request(
+pub(crate) fn grpc_request(
+    x: f32,
+    timeout_us: Option<i64>,
+    deadline: Option<&str>,
+) -> tonic::Request<ModelInferRequest> {
+    grpc_request_to("tricky", x, timeout_us, deadline)
+}
+
+/// [`grpc_request`] for `model`.
+pub(crate) fn grpc_request_to(
+    model: &str,
     x: f32,
     timeout_us: Option<i64>,
     deadline: Option<&str>,
 ) -> tonic::Request<ModelInferRequest> {
     let mut r = ModelInferRequest {
-        model_name: "tricky".into(),
+        model_name: model.into(),
         inputs: vec![InferInputTensor {
             name: "x".into(),
             datatype: "FP32".into(),

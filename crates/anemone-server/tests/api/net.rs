@@ -4,7 +4,7 @@
 
 use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use anemone_server::state::AppState;
-use anemone_server::{ControlMode, Server, ServerOptions};
+use anemone_server::{Server, ServerOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,7 +80,8 @@ impl NetServer {
         .await
     }
 
-    /// Serves with `options` (ports are replaced by 0).
+    /// Serves with `options` (ports are replaced by 0; by default, as
+    /// [`ServerOptions`], every model is loaded at start-up).
     pub async fn start_with(options: ServerOptions) -> NetServer {
         let manager = anemone_runtime::Manager::builder()
             .backend(anemone_backends::TractCpu)
@@ -90,7 +91,6 @@ impl NetServer {
         let options = ServerOptions {
             http_port: 0,
             grpc_port: 0,
-            control: ControlMode::None,
             ..options
         };
         let server = Server::bind(options, manager).await.unwrap();
