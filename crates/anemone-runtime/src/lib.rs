@@ -70,6 +70,7 @@ pub mod selection;
 pub mod spec;
 pub mod tuning;
 pub mod validation;
+mod warmup;
 pub mod worker;
 
 pub use cache::CacheSnapshot;
@@ -89,4 +90,5 @@ pub use scheduler::{INLINE_AFTER_RUNS, INLINE_BELOW};
 pub use selection::{Attempt, Mode, Outcome, Selection};
 pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
+    WarmupSample,
 };

@@ -383,7 +383,18 @@ impl Manager {
         for candidate in candidates {
             match self.try_candidate(spec, source, &candidate) {
                 Ok(model) => {
-                    match catch_unwind(AssertUnwindSafe(|| crate::tuning::time_warmup(&*model))) {
+                    let timed_run = || {
+                        if spec.warmup.is_empty() {
+                            crate::tuning::time_warmup(&*model)
+                        } else {
+                            // The model's own samples: the shapes it will see.
+                            crate::tuning::time_runs(
+                                &*model,
+                                &crate::warmup::ordered(spec, &*model)?,
+                            )
+                        }
+                    };
+                    match catch_unwind(AssertUnwindSafe(timed_run)) {
                         Ok(Ok(median)) => {
                             tracing::info!(model = %spec.name, backend = %candidate.label, median_us = median.as_micros() as u64, "auto: warm-up timed");
                             timed.push((median, candidate, model));
@@ -463,8 +474,8 @@ impl Manager {
 
     /// Charges memory, builds the instance and publishes it.
     ///
-    /// Loads the engine instances beyond the first and starts the model's
-    /// queue first. A fallback (`replacing`) keeps the old instance's limiter
+    /// Loads the engine instances beyond the first, runs the model's warm-up
+    /// samples on each engine, and starts the model's queue first. A fallback (`replacing`) keeps the old instance's limiter
     /// and counters, so limits hold and nothing is forgotten across the move.
     pub(crate) fn install(
         &self,
@@ -474,6 +485,10 @@ impl Manager {
         replacing: Option<&Arc<ModelInstance>>,
     ) -> Result<Arc<ModelInstance>> {
         self.load_instances(&spec, &mut picked, replacing.is_some())?;
+        // Not yet published: the model is not ready while its warm-up runs.
+        for engine in &picked.engines {
+            crate::warmup::run(&spec, &**engine)?;
+        }
         let footprint = picked.engines.iter().map(|m| m.memory_footprint()).sum();
         // Held until the model is published, so no other load counts its bytes as free.
         let _room = self.inner.eviction.hold_room();

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod failover;
+mod warmup;
 
 /// What a double's model does on each inference.
 #[derive(Default)]
