@@ -138,6 +138,7 @@ pub fn prepare_model(
     // Completed against the model: every output when the config lists none.
     let served: Vec<String> = config.output.iter().map(|o| o.name.clone()).collect();
     let scheduler = model_config::scheduler_config(&config)?;
+    let warmup = super::warmup::warmup_samples(root, &dir, &config)?;
     let specs = files
         .into_iter()
         .map(|(version, path)| {
@@ -158,6 +159,7 @@ pub fn prepare_model(
             spec.queue = scheduler.queue.clone();
             spec.instance_groups = scheduler.instance_groups.clone();
             spec.response_cache = config.response_cache.as_ref().is_some_and(|c| c.enable);
+            spec.warmup = warmup.clone();
             spec
         })
         .collect();

@@ -23,3 +23,4 @@ mod support;
 mod timeouts;
 mod tls;
 mod traversal;
+mod warmup;
