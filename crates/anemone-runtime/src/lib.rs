@@ -68,6 +68,7 @@ pub mod request;
 mod scheduler;
 pub mod selection;
 pub mod spec;
+mod trim;
 pub mod tuning;
 pub mod validation;
 mod warmup;

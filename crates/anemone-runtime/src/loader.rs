@@ -85,6 +85,9 @@ impl Manager {
     pub fn load_model_blocking(&self, spec: ModelSpec) -> Result<Arc<ModelInstance>> {
         let name = spec.name.clone();
         let result = self.load_inner(spec);
+        // The engines the selection dropped (the slower CPU engine, failed
+        // candidates) are freed: give their pages back to the system.
+        crate::trim::release_freed_memory();
         let mut failed = self
             .inner
             .loader
