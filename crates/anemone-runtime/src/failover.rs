@@ -80,9 +80,15 @@ impl Manager {
             },
             warmup_us: None,
         }];
+        let mut hot = old.hot.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut candidates = old.standby.clone().into_iter();
         while let Some(candidate) = candidates.next() {
-            match self.try_candidate(&spec, &source, &candidate) {
+            // A hot standby is already loaded and warmed up: no load now.
+            let loaded = match hot.take_if(|h| h.label == candidate.label) {
+                Some(h) => Ok(h.model),
+                None => self.try_candidate(&spec, &source, &candidate),
+            };
+            match loaded {
                 Ok(model) => {
                     let to = candidate.label.clone();
                     attempts.push(Attempt {
@@ -111,6 +117,7 @@ impl Manager {
                         chosen: candidate,
                         selection,
                         standby,
+                        hot: None,
                     };
                     match self.install(spec, picked, started.elapsed(), Some(old)) {
                         Ok(_) => {

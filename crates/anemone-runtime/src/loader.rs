@@ -39,6 +39,15 @@ pub(crate) struct Picked {
     pub(crate) selection: Selection,
     /// Candidates for a run-time fallback, in order.
     pub(crate) standby: Vec<Candidate>,
+    /// The standby engine loaded up front ([`ModelSpec::hot_standby`]).
+    pub(crate) hot: Option<HotStandby>,
+}
+
+/// A standby backend's engine, loaded before any fallback needs it.
+pub(crate) struct HotStandby {
+    /// The candidate's label.
+    pub(crate) label: String,
+    pub(crate) model: Box<dyn LoadedModel>,
 }
 
 /// The error when no candidate loaded: the one backend's own error when only
@@ -350,6 +359,7 @@ impl Manager {
                             fallback_from: None,
                         },
                         standby,
+                        hot: None,
                     });
                 }
                 Err((reason, error)) => {
@@ -470,6 +480,7 @@ impl Manager {
                     fallback_from: None,
                 },
                 standby,
+                hot: None,
             }),
             None => Err(no_backend(source, attempts, errors)),
         }
@@ -492,7 +503,18 @@ impl Manager {
         for engine in &picked.engines {
             crate::warmup::run(&spec, &**engine)?;
         }
-        let footprint = picked.engines.iter().map(|m| m.memory_footprint()).sum();
+        if spec.hot_standby && picked.hot.is_none() {
+            picked.hot = self.load_hot_standby(&spec, &picked.standby);
+        }
+        let footprint = picked
+            .engines
+            .iter()
+            .map(|m| m.memory_footprint())
+            .sum::<u64>()
+            + picked
+                .hot
+                .as_ref()
+                .map_or(0, |h| h.model.memory_footprint());
         // Held until the model is published, so no other load counts its bytes as free.
         let _room = self.inner.eviction.hold_room();
         self.make_room(&spec.name, spec.version, footprint, "what its engines hold")?;
@@ -545,6 +567,33 @@ impl Manager {
             }
         }
         Ok(instance)
+    }
+
+    /// The first standby candidate that loads and passes the warm-up, loaded
+    /// now; `None` when none does (the model serves without a hot standby,
+    /// and a fallback loads one then, as by default).
+    fn load_hot_standby(&self, spec: &ModelSpec, standby: &[Candidate]) -> Option<HotStandby> {
+        let source = ModelSource::from_path(&spec.path);
+        for candidate in standby {
+            match self.try_candidate(spec, &source, candidate) {
+                Ok(model) => match crate::warmup::run(spec, &*model) {
+                    Ok(()) => {
+                        tracing::info!(model = %spec.name, backend = %candidate.label, "hot standby loaded");
+                        return Some(HotStandby {
+                            label: candidate.label.clone(),
+                            model,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(model = %spec.name, backend = %candidate.label, error = %e.chain_string(), "hot standby skipped: its warm-up failed")
+                    }
+                },
+                Err((reason, _)) => {
+                    tracing::debug!(model = %spec.name, backend = %candidate.label, %reason, "hot standby candidate skipped")
+                }
+            }
+        }
+        None
     }
 
     /// Unloads one version of a model, or all of its versions when `version` is

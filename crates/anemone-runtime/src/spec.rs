@@ -66,6 +66,11 @@ pub struct ModelSpec {
     /// engines (and `auto` candidates) are compared on them rather than on
     /// inputs whose dynamic dimensions are 1. By default, none.
     pub warmup: Vec<WarmupSample>,
+    /// Keeps the first standby backend that loads loaded too ("hot
+    /// standby"), charged to the memory budget, so a run-time fallback moves
+    /// the model at once instead of loading it then. By default, false: a
+    /// standby backend is loaded on the first fallback.
+    pub hot_standby: bool,
 }
 
 /// One warm-up request of a model (Triton's `model_warmup` sample).
@@ -102,6 +107,7 @@ impl ModelSpec {
             response_cache: false,
             pinned: false,
             warmup: Vec::new(),
+            hot_standby: false,
         }
     }
 

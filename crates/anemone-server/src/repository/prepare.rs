@@ -149,6 +149,7 @@ pub fn prepare_model(
             spec.threads = settings.threads;
             spec.max_concurrency = settings.max_concurrency;
             spec.pinned = settings.pinned;
+            spec.hot_standby = settings.hot_standby;
             spec.max_batch_size = usize::try_from(config.max_batch_size)
                 .ok()
                 .filter(|n| *n > 0);
