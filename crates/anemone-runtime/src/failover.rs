@@ -1,12 +1,14 @@
 //! Run-time fallback: moving a model off a failing backend onto its next
-//! standby candidate while the old instance keeps serving. The policies
-//! (when to retry, when to leave) are in [`crate::fallback`].
+//! standby candidate while the old instance keeps serving, and the hot
+//! standby a model may keep loaded for it. The policies (when to retry, when
+//! to leave) are in [`crate::fallback`].
 
 use crate::fallback::{FallbackPolicy, Trigger};
 use crate::instance::ModelInstance;
-use crate::loader::Picked;
+use crate::loader::{HotStandby, Picked};
 use crate::manager::Manager;
 use crate::selection::{Attempt, Candidate, Fallback, Mode, Outcome, Selection};
+use crate::spec::ModelSpec;
 use anemone_core::{Error, ModelSource};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -59,6 +61,37 @@ impl Manager {
             tracing::error!(model = %instance.name(), error = %err, "cannot start a fallback thread");
             instance.switching.store(false, Ordering::Release);
         }
+    }
+
+    /// The first standby candidate that loads and passes the warm-up, loaded
+    /// now; `None` when none does (the model serves without a hot standby,
+    /// and a fallback loads one then, as by default).
+    pub(crate) fn load_hot_standby(
+        &self,
+        spec: &ModelSpec,
+        standby: &[Candidate],
+    ) -> Option<HotStandby> {
+        let source = ModelSource::from_path(&spec.path);
+        for candidate in standby {
+            match self.try_candidate(spec, &source, candidate) {
+                Ok(model) => match crate::warmup::run(spec, &*model) {
+                    Ok(()) => {
+                        tracing::info!(model = %spec.name, backend = %candidate.label, "hot standby loaded");
+                        return Some(HotStandby {
+                            label: candidate.label.clone(),
+                            model,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(model = %spec.name, backend = %candidate.label, error = %e.chain_string(), "hot standby skipped: its warm-up failed")
+                    }
+                },
+                Err((reason, _)) => {
+                    tracing::debug!(model = %spec.name, backend = %candidate.label, %reason, "hot standby candidate skipped")
+                }
+            }
+        }
+        None
     }
 
     /// Loads the model on its next standby candidate while the old instance

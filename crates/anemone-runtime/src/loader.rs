@@ -569,33 +569,6 @@ impl Manager {
         Ok(instance)
     }
 
-    /// The first standby candidate that loads and passes the warm-up, loaded
-    /// now; `None` when none does (the model serves without a hot standby,
-    /// and a fallback loads one then, as by default).
-    fn load_hot_standby(&self, spec: &ModelSpec, standby: &[Candidate]) -> Option<HotStandby> {
-        let source = ModelSource::from_path(&spec.path);
-        for candidate in standby {
-            match self.try_candidate(spec, &source, candidate) {
-                Ok(model) => match crate::warmup::run(spec, &*model) {
-                    Ok(()) => {
-                        tracing::info!(model = %spec.name, backend = %candidate.label, "hot standby loaded");
-                        return Some(HotStandby {
-                            label: candidate.label.clone(),
-                            model,
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(model = %spec.name, backend = %candidate.label, error = %e.chain_string(), "hot standby skipped: its warm-up failed")
-                    }
-                },
-                Err((reason, _)) => {
-                    tracing::debug!(model = %spec.name, backend = %candidate.label, %reason, "hot standby candidate skipped")
-                }
-            }
-        }
-        None
-    }
-
     /// Unloads one version of a model, or all of its versions when `version` is
     /// `None`. Requests in flight finish first; the memory is given back when
     /// the last one ends. Returns the versions unloaded. An evicted version is
