@@ -1,12 +1,14 @@
 //! Run-time fallback: moving a model off a failing backend onto its next
-//! standby candidate while the old instance keeps serving. The policies
-//! (when to retry, when to leave) are in [`crate::fallback`].
+//! standby candidate while the old instance keeps serving, and the hot
+//! standby a model may keep loaded for it. The policies (when to retry, when
+//! to leave) are in [`crate::fallback`].
 
 use crate::fallback::{FallbackPolicy, Trigger};
 use crate::instance::ModelInstance;
-use crate::loader::Picked;
+use crate::loader::{HotStandby, Picked};
 use crate::manager::Manager;
 use crate::selection::{Attempt, Candidate, Fallback, Mode, Outcome, Selection};
+use crate::spec::ModelSpec;
 use anemone_core::{Error, ModelSource};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -61,6 +63,37 @@ impl Manager {
         }
     }
 
+    /// The first standby candidate that loads and passes the warm-up, loaded
+    /// now; `None` when none does (the model serves without a hot standby,
+    /// and a fallback loads one then, as by default).
+    pub(crate) fn load_hot_standby(
+        &self,
+        spec: &ModelSpec,
+        standby: &[Candidate],
+    ) -> Option<HotStandby> {
+        let source = ModelSource::from_path(&spec.path);
+        for candidate in standby {
+            match self.try_candidate(spec, &source, candidate) {
+                Ok(model) => match crate::warmup::run(spec, &*model) {
+                    Ok(()) => {
+                        tracing::info!(model = %spec.name, backend = %candidate.label, "hot standby loaded");
+                        return Some(HotStandby {
+                            label: candidate.label.clone(),
+                            model,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(model = %spec.name, backend = %candidate.label, error = %e.chain_string(), "hot standby skipped: its warm-up failed")
+                    }
+                },
+                Err((reason, _)) => {
+                    tracing::debug!(model = %spec.name, backend = %candidate.label, %reason, "hot standby candidate skipped")
+                }
+            }
+        }
+        None
+    }
+
     /// Loads the model on its next standby candidate while the old instance
     /// keeps serving, then swaps it in.
     fn fall_back(&self, old: &Arc<ModelInstance>, trigger: Trigger, detail: String) {
@@ -80,9 +113,15 @@ impl Manager {
             },
             warmup_us: None,
         }];
+        let mut hot = old.hot.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut candidates = old.standby.clone().into_iter();
         while let Some(candidate) = candidates.next() {
-            match self.try_candidate(&spec, &source, &candidate) {
+            // A hot standby is already loaded and warmed up: no load now.
+            let loaded = match hot.take_if(|h| h.label == candidate.label) {
+                Some(h) => Ok(h.model),
+                None => self.try_candidate(&spec, &source, &candidate),
+            };
+            match loaded {
                 Ok(model) => {
                     let to = candidate.label.clone();
                     attempts.push(Attempt {
@@ -111,6 +150,7 @@ impl Manager {
                         chosen: candidate,
                         selection,
                         standby,
+                        hot: None,
                     };
                     match self.install(spec, picked, started.elapsed(), Some(old)) {
                         Ok(_) => {

@@ -38,6 +38,8 @@ pub struct ModelInstance {
     pub(crate) spec: ModelSpec,
     /// Candidates a fallback may move to, in order.
     pub(crate) standby: Vec<Candidate>,
+    /// The standby engine loaded up front, taken by the first fallback.
+    pub(crate) hot: std::sync::Mutex<Option<crate::loader::HotStandby>>,
     /// Recent backend errors, for the fallback policy.
     pub(crate) window: ErrorWindow,
     /// Set once a fallback started, so only one runs.
@@ -148,6 +150,7 @@ impl ModelInstance {
             selection: picked.selection,
             spec,
             standby: picked.standby,
+            hot: std::sync::Mutex::new(picked.hot),
             window: ErrorWindow::starting_at(successes),
             switching: AtomicBool::new(false),
             retries: AtomicU64::new(0),

@@ -68,8 +68,10 @@ pub mod request;
 mod scheduler;
 pub mod selection;
 pub mod spec;
+mod trim;
 pub mod tuning;
 pub mod validation;
+mod warmup;
 pub mod worker;
 
 pub use cache::CacheSnapshot;
@@ -89,4 +91,5 @@ pub use scheduler::{INLINE_AFTER_RUNS, INLINE_BELOW};
 pub use selection::{Attempt, Mode, Outcome, Selection};
 pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
+    WarmupSample,
 };

@@ -39,6 +39,15 @@ pub(crate) struct Picked {
     pub(crate) selection: Selection,
     /// Candidates for a run-time fallback, in order.
     pub(crate) standby: Vec<Candidate>,
+    /// The standby engine loaded up front ([`ModelSpec::hot_standby`]).
+    pub(crate) hot: Option<HotStandby>,
+}
+
+/// A standby backend's engine, loaded before any fallback needs it.
+pub(crate) struct HotStandby {
+    /// The candidate's label.
+    pub(crate) label: String,
+    pub(crate) model: Box<dyn LoadedModel>,
 }
 
 /// The error when no candidate loaded: the one backend's own error when only
@@ -85,6 +94,9 @@ impl Manager {
     pub fn load_model_blocking(&self, spec: ModelSpec) -> Result<Arc<ModelInstance>> {
         let name = spec.name.clone();
         let result = self.load_inner(spec);
+        // The engines the selection dropped (the slower CPU engine, failed
+        // candidates) are freed: give their pages back to the system.
+        crate::trim::release_freed_memory();
         let mut failed = self
             .inner
             .loader
@@ -347,6 +359,7 @@ impl Manager {
                             fallback_from: None,
                         },
                         standby,
+                        hot: None,
                     });
                 }
                 Err((reason, error)) => {
@@ -383,7 +396,18 @@ impl Manager {
         for candidate in candidates {
             match self.try_candidate(spec, source, &candidate) {
                 Ok(model) => {
-                    match catch_unwind(AssertUnwindSafe(|| crate::tuning::time_warmup(&*model))) {
+                    let timed_run = || {
+                        if spec.warmup.is_empty() {
+                            crate::tuning::time_warmup(&*model)
+                        } else {
+                            // The model's own samples: the shapes it will see.
+                            crate::tuning::time_runs(
+                                &*model,
+                                &crate::warmup::ordered(spec, &*model)?,
+                            )
+                        }
+                    };
+                    match catch_unwind(AssertUnwindSafe(timed_run)) {
                         Ok(Ok(median)) => {
                             tracing::info!(model = %spec.name, backend = %candidate.label, median_us = median.as_micros() as u64, "auto: warm-up timed");
                             timed.push((median, candidate, model));
@@ -456,6 +480,7 @@ impl Manager {
                     fallback_from: None,
                 },
                 standby,
+                hot: None,
             }),
             None => Err(no_backend(source, attempts, errors)),
         }
@@ -463,8 +488,8 @@ impl Manager {
 
     /// Charges memory, builds the instance and publishes it.
     ///
-    /// Loads the engine instances beyond the first and starts the model's
-    /// queue first. A fallback (`replacing`) keeps the old instance's limiter
+    /// Loads the engine instances beyond the first, runs the model's warm-up
+    /// samples on each engine, and starts the model's queue first. A fallback (`replacing`) keeps the old instance's limiter
     /// and counters, so limits hold and nothing is forgotten across the move.
     pub(crate) fn install(
         &self,
@@ -474,7 +499,22 @@ impl Manager {
         replacing: Option<&Arc<ModelInstance>>,
     ) -> Result<Arc<ModelInstance>> {
         self.load_instances(&spec, &mut picked, replacing.is_some())?;
-        let footprint = picked.engines.iter().map(|m| m.memory_footprint()).sum();
+        // Not yet published: the model is not ready while its warm-up runs.
+        for engine in &picked.engines {
+            crate::warmup::run(&spec, &**engine)?;
+        }
+        if spec.hot_standby && picked.hot.is_none() {
+            picked.hot = self.load_hot_standby(&spec, &picked.standby);
+        }
+        let footprint = picked
+            .engines
+            .iter()
+            .map(|m| m.memory_footprint())
+            .sum::<u64>()
+            + picked
+                .hot
+                .as_ref()
+                .map_or(0, |h| h.model.memory_footprint());
         // Held until the model is published, so no other load counts its bytes as free.
         let _room = self.inner.eviction.hold_room();
         self.make_room(&spec.name, spec.version, footprint, "what its engines hold")?;

@@ -59,6 +59,30 @@ pub struct ModelSpec {
     /// Never evicted to make room for another model (see
     /// [`crate::ManagerBuilder::eviction`]). By default, false.
     pub pinned: bool,
+    /// Warm-up requests (Triton's `model_warmup`), run on every engine
+    /// instance after it loads and before the model is published (so it is
+    /// not ready, and takes no request, until they pass). A sample that fails
+    /// fails the load, naming the sample. When there are samples, the CPU
+    /// engines (and `auto` candidates) are compared on them rather than on
+    /// inputs whose dynamic dimensions are 1. By default, none.
+    pub warmup: Vec<WarmupSample>,
+    /// Keeps the first standby backend that loads loaded too ("hot
+    /// standby"), charged to the memory budget, so a run-time fallback moves
+    /// the model at once instead of loading it then. By default, false: a
+    /// standby backend is loaded on the first fallback.
+    pub hot_standby: bool,
+}
+
+/// One warm-up request of a model (Triton's `model_warmup` sample).
+#[derive(Debug, Clone)]
+pub struct WarmupSample {
+    /// Named in errors and logs.
+    pub name: String,
+    /// Every input of the model, by name, with its full shape (batch
+    /// dimension included when the model has one).
+    pub inputs: Vec<(String, anemone_core::Tensor)>,
+    /// Runs of this sample; 0 counts as 1, as in Triton.
+    pub count: usize,
 }
 
 impl ModelSpec {
@@ -82,6 +106,8 @@ impl ModelSpec {
             instance_groups: Vec::new(),
             response_cache: false,
             pinned: false,
+            warmup: Vec::new(),
+            hot_standby: false,
         }
     }
 
@@ -130,6 +156,12 @@ impl ModelSpec {
     /// Keeps the model resident: eviction never unloads it.
     pub fn pinned(mut self, pinned: bool) -> Self {
         self.pinned = pinned;
+        self
+    }
+
+    /// Adds a warm-up request (see [`ModelSpec::warmup`]).
+    pub fn warmup(mut self, sample: WarmupSample) -> Self {
+        self.warmup.push(sample);
         self
     }
 

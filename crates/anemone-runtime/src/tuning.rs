@@ -1,5 +1,6 @@
-//! Load-time tuning (`backends = auto`): a warm-up request built from the
-//! model's declared inputs, timed on each candidate.
+//! Load-time tuning (`backends = auto`, and the CPU engines of the default
+//! order): the model's warm-up samples when it declares some, else a request
+//! built from its declared inputs, timed on each candidate.
 
 use anemone_core::{DataType, Dim, LoadedModel, ModelMetadata, Result, Tensor};
 use std::time::{Duration, Instant};
@@ -61,17 +62,31 @@ pub fn warmup_inputs(meta: &ModelMetadata) -> Vec<Tensor> {
         .collect()
 }
 
-/// Runs the warm-up and returns the median time of the timed runs.
+/// Runs the synthetic warm-up ([`warmup_inputs`]) and returns the median
+/// time of the timed runs.
 pub fn time_warmup(model: &dyn LoadedModel) -> Result<Duration> {
-    let inputs = warmup_inputs(model.metadata());
+    time_runs(model, &[warmup_inputs(model.metadata())])
+}
+
+/// Times `model` on `sets` (each a full input list, in the model's input
+/// order): a timed run infers every set once; returns the median run. Used
+/// with a model's own warm-up samples, so engines are compared on the shapes
+/// it declares.
+pub fn time_runs(model: &dyn LoadedModel, sets: &[Vec<Tensor>]) -> Result<Duration> {
+    let run = || -> Result<()> {
+        for inputs in sets {
+            model.infer(inputs)?;
+        }
+        Ok(())
+    };
     for _ in 0..WARMUP_RUNS {
-        model.infer(&inputs)?;
+        run()?;
     }
     let started = Instant::now();
     let mut times = Vec::with_capacity(MAX_TIMED_RUNS);
     while times.len() < MAX_TIMED_RUNS && (times.len() < 3 || started.elapsed() < TIME_BUDGET) {
         let t = Instant::now();
-        model.infer(&inputs)?;
+        run()?;
         times.push(t.elapsed());
     }
     times.sort_unstable();

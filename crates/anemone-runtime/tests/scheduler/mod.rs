@@ -259,10 +259,10 @@ fn a_full_queue_refuses_at_once_and_nothing_else_fails() {
     log.close();
     let running = send(&m, request("q", 1.0, 1, 1));
     log.wait_for_calls(1);
-    let queued = [
-        send(&m, request("q", 2.0, 1, 1)),
-        send(&m, request("q", 3.0, 1, 1)),
-    ];
+    // One at a time: two threads sending at once may enqueue in either order.
+    let first = send(&m, request("q", 2.0, 1, 1));
+    wait_queued(&m, "q", 1);
+    let queued = [first, send(&m, request("q", 3.0, 1, 1))];
     wait_queued(&m, "q", 2);
     let refused_at = Instant::now();
     let e = m.infer_blocking(request("q", 4.0, 1, 1)).unwrap_err();

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod failover;
+mod standby;
+mod warmup;
 
 /// What a double's model does on each inference.
 #[derive(Default)]
@@ -32,6 +34,8 @@ struct Behaviour {
     sleep_us: AtomicU32,
     /// Calls so far.
     calls: AtomicU32,
+    /// Models loaded so far.
+    loads: AtomicU32,
 }
 
 /// A backend named `name` whose model doubles its input `x` into `y`.
@@ -98,6 +102,7 @@ impl Backend for Double {
                 source: None,
             });
         }
+        self.behaviour.loads.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(DoubleModel {
             meta: ModelMetadata::new(
                 ModelFormat::Onnx,

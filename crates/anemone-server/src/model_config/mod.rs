@@ -9,7 +9,8 @@
 //! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`, and
 //! `optional` for inputs), `version_policy`, `instance_group` (`name`,
 //! `count`, `kind` KIND_AUTO, KIND_CPU or KIND_GPU), `dynamic_batching`,
-//! `parameters` and `default_model_filename`. Every other field that is set is refused with a
+//! `parameters`, `default_model_filename`, `response_cache` and
+//! `model_warmup` (built by `repository::warmup`). Every other field that is set is refused with a
 //! message naming its path: nothing is ignored silently.
 //!
 //! anemone's own per-model settings live in `parameters` (see [`settings`]).

@@ -3,12 +3,13 @@
 use crate::proto::ModelConfig;
 
 /// The `parameters` keys anemone reads, in the order error messages list them.
-pub const PARAMETER_KEYS: [&str; 5] = [
+pub const PARAMETER_KEYS: [&str; 6] = [
     "backends",
     "strict",
     "threads",
     "max_concurrency",
     "eviction",
+    "standby",
 ];
 
 /// anemone's own per-model settings, read from the config's `parameters`.
@@ -28,6 +29,9 @@ pub struct Settings {
     /// Never evicted under `--eviction lru` (parameter `eviction`: `never`;
     /// `lru`, the default, lets it be evicted).
     pub pinned: bool,
+    /// Keep the first standby backend loaded (parameter `standby`: `hot`;
+    /// `lazy`, the default, loads it on the first fallback).
+    pub hot_standby: bool,
 }
 
 /// The most engine threads one model may ask for (`threads`): four per
@@ -53,6 +57,9 @@ pub const MAX_INSTANCES: usize = 64;
 /// - `threads`: 1 to [`max_threads`]; `max_concurrency`: 1 to [`MAX_CONCURRENCY`];
 /// - `eviction`: `never` keeps the model resident under `--eviction lru`;
 ///   `lru` (the default) lets it be evicted when room is needed;
+/// - `standby`: `hot` keeps the first standby backend loaded (charged to
+///   the budget) so a fallback is immediate; `lazy` (the default) loads it
+///   on the first fallback;
 /// - `<backend>.<key>` (e.g. `coreml.compute_units`, `onnxruntime.coreml.compute_units`):
 ///   a key that backend reads (see [`anemone_backends::settings::known_settings`]),
 ///   passed to it, which checks the value when it loads the model;
@@ -118,6 +125,19 @@ fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> 
         "threads" => out.threads = Some(bounded(key, value, max_threads(), "4 per logical core of this machine")?),
         "max_concurrency" => {
             out.max_concurrency = Some(bounded(key, value, MAX_CONCURRENCY, "a fixed bound")?)
+        }
+        "standby" => {
+            out.hot_standby = match value.trim() {
+                "hot" => true,
+                "lazy" => false,
+                _ => {
+                    return Err(format!(
+                        "parameter 'standby' is \"{value}\"; set \"hot\" (keep the next backend loaded, \
+                         at the cost of its memory, so a fallback is immediate) or \"lazy\" (the default: \
+                         load it on the first fallback)"
+                    ))
+                }
+            };
         }
         "eviction" => {
             out.pinned = match value.trim() {
@@ -249,6 +269,7 @@ mod tests {
                 strict: Some(true),
                 backend_settings: vec![("coreml.compute_units".into(), "ane".into())],
                 pinned: false,
+                hot_standby: false,
             }
         );
         c.parameters.insert("strict".into(), p("yes"));
@@ -346,6 +367,15 @@ mod tests {
         ] {
             assert!(settings(&with(&[(ok, "on")])).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn standby_hot_keeps_the_next_backend_loaded() {
+        assert!(settings(&with(&[("standby", "hot")])).unwrap().hot_standby);
+        assert!(!settings(&with(&[("standby", "lazy")])).unwrap().hot_standby);
+        assert!(!settings(&ModelConfig::default()).unwrap().hot_standby);
+        let e = settings(&with(&[("standby", "warm")])).unwrap_err();
+        assert!(e.contains("parameter 'standby' is \"warm\""), "{e}");
     }
 
     #[test]

@@ -88,6 +88,8 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
         "model_transaction_policy" if is_noop(value) => {}
         // `enable` is its only field; read when the model's spec is built.
         "response_cache" => {}
+        // Checked and built with the model's spec (`repository::warmup`).
+        "model_warmup" => {}
         "model_transaction_policy" => {
             return Err(unsupported(
                 src,
@@ -135,7 +137,6 @@ fn top_level_hint(field: &str) -> &'static str {
     match field {
         "sequence_batching" => "remove it (stateful sequence models are not supported yet)",
         "ensemble_scheduling" => "remove it: ensembles are not supported yet",
-        "model_warmup" => "remove it (anemone does not run warm-up requests yet)",
         "optimization" => {
             "remove it (anemone picks execution providers through its backend list, see parameter 'backends')"
         }
@@ -299,7 +300,6 @@ mod tests {
                 "ensemble_scheduling { step [ { model_name: \"a\" model_version: -1 } ] }",
                 "ensembles are not supported yet",
             ),
-            ("model_warmup [ { name: \"w\" batch_size: 1 } ]", "'model_warmup'"),
             ("optimization { graph { level: 1 } }", "'optimization.graph'"),
             ("optimization { priority: PRIORITY_MAX }", "'optimization.priority'"),
             ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),
@@ -349,6 +349,7 @@ mod tests {
             "model_transaction_policy { decoupled: false }\n\
              optimization { graph { level: 0 } input_pinned_memory { enable: true } output_pinned_memory { enable: false } }\n\
              response_cache { enable: false }\n\
+             model_warmup [ { name: \"w\" batch_size: 1 inputs { key: \"x\" value: { data_type: TYPE_FP32 dims: [ 2 ] zero_data: true } } } ]\n\
              input [ { name: \"x\" format: FORMAT_NCHW }, { name: \"y\" format: FORMAT_NONE }, { name: \"z\" format: FORMAT_NHWC } ]",
         )
         .unwrap();
@@ -359,7 +360,7 @@ mod tests {
     #[test]
     fn every_refusal_is_reported_at_once() {
         let e = err_pbtxt(
-            "model_warmup [ { name: \"w\" } ]\n\
+            "sequence_batching { }\n\
              input [ { name: \"x\" reshape { shape: [ 1 ] } }, { name: \"y\" is_shape_tensor: true } ]\n\
              instance_group [ { kind: KIND_MODEL gpus: [ 0 ] } ]\n\
              parameters { key: \"foo\" value: { string_value: \"1\" } }\n\
@@ -370,7 +371,7 @@ mod tests {
             "{e}"
         );
         for needle in [
-            "'model_warmup'",
+            "'sequence_batching'",
             "'input[0].reshape'",
             "'input[1].is_shape_tensor'",
             "'instance_group[0].kind'",

@@ -138,6 +138,7 @@ pub fn prepare_model(
     // Completed against the model: every output when the config lists none.
     let served: Vec<String> = config.output.iter().map(|o| o.name.clone()).collect();
     let scheduler = model_config::scheduler_config(&config)?;
+    let warmup = super::warmup::warmup_samples(root, &dir, &config)?;
     let specs = files
         .into_iter()
         .map(|(version, path)| {
@@ -148,6 +149,7 @@ pub fn prepare_model(
             spec.threads = settings.threads;
             spec.max_concurrency = settings.max_concurrency;
             spec.pinned = settings.pinned;
+            spec.hot_standby = settings.hot_standby;
             spec.max_batch_size = usize::try_from(config.max_batch_size)
                 .ok()
                 .filter(|n| *n > 0);
@@ -158,6 +160,7 @@ pub fn prepare_model(
             spec.queue = scheduler.queue.clone();
             spec.instance_groups = scheduler.instance_groups.clone();
             spec.response_cache = config.response_cache.as_ref().is_some_and(|c| c.enable);
+            spec.warmup = warmup.clone();
             spec
         })
         .collect();

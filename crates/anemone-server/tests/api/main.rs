@@ -26,3 +26,4 @@ mod support;
 mod timeouts;
 mod tls;
 mod traversal;
+mod warmup;

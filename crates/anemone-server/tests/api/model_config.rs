@@ -244,7 +244,7 @@ platform: "onnxruntime_onnx"
 max_batch_size : 0
 input [ { name: "x" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 1, 3, 8 ] reshape { shape: [ 1, 3, 8 ] } } ]
 output [ { name: "y" data_type: TYPE_FP32 dims: [ 1, 3, 4 ] label_filename: "labels.txt" } ]
-model_warmup [ { name: "w" batch_size: 1 } ]
+sequence_batching { }
 parameters { key: "foo" value: { string_value: "1" } }
 parameters { key: "threads" value: { string_value: "100000" } }
 "#,
@@ -257,7 +257,7 @@ parameters { key: "threads" value: { string_value: "100000" } }
         "5 problems in config.pbtxt",
         "'input[0].reshape'",
         "'output[0].label_filename'",
-        "'model_warmup'",
+        "'sequence_batching'",
         "unknown parameter 'foo'",
         "parameter 'threads' is \"100000\"; set an integer from 1 to",
     ] {

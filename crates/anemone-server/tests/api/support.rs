@@ -20,7 +20,7 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The committed example `add` (two FP32 inputs `a`, `b` of shape [-1]).
+/// The committed example `add` (two FP32 inputs `x`, `y` of shape [-1]).
 pub fn add_model() -> Vec<u8> {
     std::fs::read(workspace().join("examples/models/add/1/model.onnx")).unwrap()
 }

@@ -1,0 +1,51 @@
+//! A model's warm-up requests (Triton's `model_warmup`): checked against
+//! each engine and run before the model is published.
+
+use crate::scheduler::panic_message;
+use crate::spec::{ModelSpec, WarmupSample};
+use crate::validation::{declared_metadata, order_inputs};
+use anemone_core::{Error, LoadedModel, Result, Tensor};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The error of a sample that cannot run: names the model, the sample, and
+/// what to do.
+fn failed(spec: &ModelSpec, sample: &WarmupSample, backend: &str, why: String) -> Error {
+    Error::Config(format!(
+        "model '{}': warm-up sample '{}' failed on {backend}: {why}; fix the sample in model_warmup \
+         (its inputs must be what a request to this model may send) or remove it",
+        spec.name, sample.name
+    ))
+}
+
+/// Every sample's inputs in `engine`'s input order, checked against the
+/// model's declared inputs as a request's would be.
+pub(crate) fn ordered(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<Vec<Vec<Tensor>>> {
+    let meta = declared_metadata(engine.metadata(), spec.declared_inputs.as_deref());
+    spec.warmup
+        .iter()
+        .map(|sample| {
+            order_inputs(&meta, sample.inputs.clone())
+                .map_err(|e| failed(spec, sample, engine.backend(), e.to_string()))
+        })
+        .collect()
+}
+
+/// Runs every sample `count` times (at least once) on `engine`. The first
+/// failure (an error or a panic) is returned, naming its sample.
+pub(crate) fn run(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<()> {
+    let inputs = ordered(spec, engine)?;
+    for (sample, inputs) in spec.warmup.iter().zip(&inputs) {
+        for _ in 0..sample.count.max(1) {
+            match catch_unwind(AssertUnwindSafe(|| engine.infer(inputs))) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(failed(spec, sample, engine.backend(), e.chain_string())),
+                Err(panic) => {
+                    let why = format!("panicked: {}", panic_message(&*panic));
+                    return Err(failed(spec, sample, engine.backend(), why));
+                }
+            }
+        }
+        tracing::debug!(model = %spec.name, sample = %sample.name, runs = sample.count.max(1), "warm-up sample ran");
+    }
+    Ok(())
+}
