@@ -281,7 +281,8 @@ async fn vanished_clients_free_their_permits_and_queue_slots() {
         let start = Instant::now();
         while s.state.manager.metrics().in_flight <= i {
             assert!(
-                start.elapsed() < Duration::from_secs(10),
+                // Generous: a loaded 2-core machine can take seconds per step.
+                start.elapsed() < Duration::from_secs(30),
                 "never {} in flight",
                 i + 1
             );
