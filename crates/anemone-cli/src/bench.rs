@@ -11,6 +11,7 @@
 
 mod client;
 mod encode;
+mod metadata;
 mod report;
 mod tls;
 mod workload;
@@ -303,7 +304,7 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         (false, false) => None,
     };
     let target = Target::parse(plan.protocol, &plan.url, tls)?;
-    let metadata = client::metadata(&target, &plan.model, plan.version.as_deref()).await?;
+    let metadata = metadata::metadata(&target, &plan.model, plan.version.as_deref()).await?;
     let given = workload::read_inputs(&plan.files)?;
     let workload = workload::Workload::build(
         &metadata,

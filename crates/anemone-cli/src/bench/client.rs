@@ -1,13 +1,13 @@
 //! Connections to the server: one HTTP/1.1 keep-alive connection (hyper) or
-//! one gRPC channel (tonic) per worker, the model metadata request, and the
-//! prepared inference request that every worker sends.
+//! one gRPC channel (tonic) per worker, and the prepared inference request
+//! that every worker sends (the metadata request is in `metadata.rs`).
 
 use super::encode;
 use super::tls::ClientTls;
-use super::workload::{ModelMeta, TensorMeta, Workload};
+use super::workload::Workload;
 use super::Protocol;
 use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-use anemone_server::proto::{ModelInferRequest, ModelMetadataRequest};
+use anemone_server::proto::ModelInferRequest;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -28,13 +28,13 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 /// Where the server is, for one protocol.
 #[derive(Debug, Clone)]
 pub struct Target {
-    protocol: Protocol,
+    pub(super) protocol: Protocol,
     /// The URL with a scheme, as tonic takes it.
-    url: String,
+    pub(super) url: String,
     /// `host:port`, for TCP and the Host header.
-    authority: String,
+    pub(super) authority: String,
     /// A path prefix from the URL, without its trailing `/`.
-    base: String,
+    pub(super) base: String,
     /// The host alone, for checking the server's certificate.
     host: String,
     /// TLS, for an `https://` URL.
@@ -85,13 +85,13 @@ impl Target {
         })
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!("{} ({})", self.url, self.protocol.name())
     }
 }
 
 /// The model path under `/v2`: `/v2/models/m[/versions/v]`.
-fn model_path(base: &str, model: &str, version: Option<&str>) -> String {
+pub(super) fn model_path(base: &str, model: &str, version: Option<&str>) -> String {
     let mut path = format!("{base}/v2/models/{}", escape(model));
     if let Some(v) = version {
         path.push_str(&format!("/versions/{}", escape(v)));
@@ -144,7 +144,7 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
-    fn new(target: &Target) -> HttpConn {
+    pub(super) fn new(target: &Target) -> HttpConn {
         HttpConn {
             authority: target.authority.clone(),
             tls: target
@@ -181,7 +181,7 @@ impl HttpConn {
     }
 
     /// Sends one request and reads the whole response.
-    async fn send(
+    pub(super) async fn send(
         &mut self,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<hyper::Response<Bytes>, Failure> {
@@ -239,7 +239,7 @@ fn chain_text(mut text: String, mut source: Option<&(dyn std::error::Error + 'st
 }
 
 /// A failure from an HTTP error response: its status and `{"error": ...}` message.
-fn http_failure(status: StatusCode, body: &[u8]) -> Failure {
+pub(super) fn http_failure(status: StatusCode, body: &[u8]) -> Failure {
     let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
@@ -250,7 +250,9 @@ fn http_failure(status: StatusCode, body: &[u8]) -> Failure {
     }
 }
 
-async fn grpc_client(target: &Target) -> anyhow::Result<GrpcInferenceServiceClient<Channel>> {
+pub(super) async fn grpc_client(
+    target: &Target,
+) -> anyhow::Result<GrpcInferenceServiceClient<Channel>> {
     let mut endpoint = Endpoint::from_shared(target.url.clone())
         .with_context(|| format!("--url '{}' is not a gRPC endpoint", target.url))?;
     if let Some(tls) = &target.tls {
@@ -272,102 +274,6 @@ async fn grpc_client(target: &Target) -> anyhow::Result<GrpcInferenceServiceClie
     Ok(GrpcInferenceServiceClient::new(channel)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX))
-}
-
-/// Fetches the model's inputs and outputs, which also checks that the
-/// server is reachable and serves the model.
-pub async fn metadata(
-    target: &Target,
-    model: &str,
-    version: Option<&str>,
-) -> anyhow::Result<ModelMeta> {
-    let what = match version {
-        Some(v) => format!("model '{model}' version {v}"),
-        None => format!("model '{model}'"),
-    };
-    let unavailable = |status: &str, message: &str| {
-        anyhow::anyhow!(
-            "cannot get the metadata of {what} from {} ({status}): {message}",
-            target.url
-        )
-    };
-    if target.protocol == Protocol::Grpc {
-        let mut client = grpc_client(target).await?;
-        let request = ModelMetadataRequest {
-            name: model.to_string(),
-            version: version.unwrap_or_default().to_string(),
-        };
-        let m = client
-            .model_metadata(request)
-            .await
-            .map_err(|s| unavailable(&format!("gRPC {:?}", s.code()), s.message()))?
-            .into_inner();
-        let tensors = |ts: Vec<anemone_server::proto::model_metadata_response::TensorMetadata>| {
-            ts.into_iter()
-                .map(|t| TensorMeta {
-                    name: t.name,
-                    datatype: t.datatype,
-                    shape: t.shape,
-                })
-                .collect()
-        };
-        return Ok(ModelMeta {
-            inputs: tensors(m.inputs),
-            outputs: tensors(m.outputs),
-        });
-    }
-    let mut conn = HttpConn::new(target);
-    let request = hyper::Request::get(model_path(&target.base, model, version))
-        .header(HOST, &target.authority)
-        .body(Full::new(Bytes::new()))
-        .context("cannot build the metadata request")?;
-    let response = conn.send(request).await.map_err(|f| {
-        anyhow::anyhow!(
-            "cannot connect to {}; is the server running?: {}",
-            target.describe(),
-            f.message
-        )
-    })?;
-    if response.status() != StatusCode::OK {
-        let f = http_failure(response.status(), response.body());
-        return Err(unavailable(&f.status, &f.message));
-    }
-    parse_http_metadata(response.body()).with_context(|| {
-        format!(
-            "the metadata of {what} from {} is not KServe v2 metadata",
-            target.url
-        )
-    })
-}
-
-fn parse_http_metadata(body: &[u8]) -> anyhow::Result<ModelMeta> {
-    #[derive(serde::Deserialize)]
-    struct Raw {
-        #[serde(default)]
-        inputs: Vec<RawTensor>,
-        #[serde(default)]
-        outputs: Vec<RawTensor>,
-    }
-    #[derive(serde::Deserialize)]
-    struct RawTensor {
-        name: String,
-        datatype: String,
-        shape: Vec<i64>,
-    }
-    let raw: Raw = serde_json::from_slice(body)?;
-    let tensors = |ts: Vec<RawTensor>| {
-        ts.into_iter()
-            .map(|t| TensorMeta {
-                name: t.name,
-                datatype: t.datatype,
-                shape: t.shape,
-            })
-            .collect()
-    };
-    Ok(ModelMeta {
-        inputs: tensors(raw.inputs),
-        outputs: tensors(raw.outputs),
-    })
 }
 
 /// The inference request, encoded once and sent by every worker.
@@ -612,22 +518,5 @@ mod tests {
             chain_text("tcp connect error".into(), Some(&e)),
             "tcp connect error: transport error: refused"
         );
-    }
-
-    #[test]
-    fn http_metadata_is_read() {
-        let m = parse_http_metadata(
-            br#"{"name":"add","versions":["1"],"platform":"onnx","inputs":[{"name":"x","datatype":"FP32","shape":[-1,4]}],"outputs":[]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            m.inputs,
-            vec![TensorMeta {
-                name: "x".into(),
-                datatype: "FP32".into(),
-                shape: vec![-1, 4]
-            }]
-        );
-        assert!(parse_http_metadata(b"{\"inputs\": 3}").is_err());
     }
 }

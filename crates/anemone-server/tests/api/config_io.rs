@@ -29,6 +29,18 @@ output [
 ]
 "#;
 
+/// A server with `multi_io` loaded under the [`SUBSET`] config (explicit mode).
+async fn serve_mio(tag: &str) -> (Repo, Served) {
+    let repo = Repo::new(tag);
+    let model = std::fs::read(workspace().join("fixtures/generated/multi_io/model.onnx")).unwrap();
+    repo.write("mio/1/model.onnx", &model);
+    repo.write("mio/config.pbtxt", SUBSET.as_bytes());
+    let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
+    let (status, body) = s.http_load("mio", None).await;
+    assert_eq!(status, 200, "{body}");
+    (repo, s)
+}
+
 fn fixture(file: &str) -> Tensor {
     let path = workspace().join("fixtures/generated/multi_io").join(file);
     npy::read(std::fs::File::open(&path).unwrap()).unwrap()
@@ -130,13 +142,7 @@ fn http_output(body: &Value, index: usize) -> (String, Vec<f32>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_output_subset_is_what_is_served() {
-    let repo = Repo::new("config-io-outputs");
-    let model = std::fs::read(workspace().join("fixtures/generated/multi_io/model.onnx")).unwrap();
-    repo.write("mio/1/model.onnx", &model);
-    repo.write("mio/config.pbtxt", SUBSET.as_bytes());
-    let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
-    let (status, body) = s.http_load("mio", None).await;
-    assert_eq!(status, 200, "{body}");
+    let (_repo, s) = serve_mio("config-io-outputs").await;
     let want_sum = f32s(&fixture("run0_out_0.npy"));
     let want_prod = f32s(&fixture("run0_out_1.npy"));
 
@@ -226,13 +232,7 @@ async fn a_config_output_subset_is_what_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optional_input_the_model_needs_is_refused_with_the_reason() {
-    let repo = Repo::new("config-io-optional");
-    let model = std::fs::read(workspace().join("fixtures/generated/multi_io/model.onnx")).unwrap();
-    repo.write("mio/1/model.onnx", &model);
-    repo.write("mio/config.pbtxt", SUBSET.as_bytes());
-    let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
-    let (status, body) = s.http_load("mio", None).await;
-    assert_eq!(status, 200, "{body}");
+    let (_repo, s) = serve_mio("config-io-optional").await;
 
     // Leaving out the optional input: 400, saying it is optional but needed.
     let (status, body) = s

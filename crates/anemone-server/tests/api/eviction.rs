@@ -9,13 +9,11 @@ use anemone_runtime::{EvictionPolicy, Manager, ModelSpec};
 use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use anemone_server::proto::model_infer_request::InferInputTensor;
 use anemone_server::proto::{self, ModelInferRequest};
-use anemone_server::state::AppState;
-use anemone_server::{ControlMode, Server, ServerOptions};
+use anemone_server::ControlMode;
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
@@ -86,13 +84,8 @@ async fn charges() -> Vec<(String, u64)> {
     out
 }
 
-struct Evicting {
-    state: Arc<AppState>,
-    router: axum::Router,
-    grpc: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
-}
+/// The evicting server: the shared harness, with this file's helpers below.
+type Evicting = crate::support::Served;
 
 async fn start(root: &Path, budget: u64, control: ControlMode, load: &[&str]) -> Evicting {
     let manager = Manager::builder()
@@ -101,57 +94,19 @@ async fn start(root: &Path, budget: u64, control: ControlMode, load: &[&str]) ->
         .eviction(EvictionPolicy::Lru)
         .build()
         .unwrap();
-    let options = ServerOptions {
-        http_port: 0,
-        grpc_port: 0,
-        repository: root.to_path_buf(),
-        control,
-        load_models: load.iter().map(|s| s.to_string()).collect(),
-        exit_timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
-    let server = Server::bind(options, manager).await.unwrap();
-    let (state, grpc) = (server.state(), server.grpc_addr());
-    let router = anemone_server::http::router(Arc::clone(&state), 4 << 20);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let s = crate::support::serve_with(root, control, load, manager, 4 << 20).await;
     let start = Instant::now();
-    while !state.repository.startup_finished() {
+    while !s.state.repository.startup_finished() {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "start-up never finished"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Evicting {
-        state,
-        router,
-        grpc,
-        stop,
-        task,
-    }
+    s
 }
 
 impl Evicting {
-    async fn http(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let json = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, json)
-    }
-
     /// Infers a case's first run over HTTP (JSON) and checks every output.
     async fn infer_http(&self, model: &str, case: &str) {
         let run = first_run(case);
@@ -273,11 +228,6 @@ impl Evicting {
             .iter()
             .map(|m| m.name().to_string())
             .collect()
-    }
-
-    async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
     }
 }
 

@@ -77,6 +77,7 @@ impl Drop for Repo {
 
 /// A running server.
 pub struct Served {
+    pub state: std::sync::Arc<anemone_server::state::AppState>,
     pub router: axum::Router,
     pub grpc: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -105,6 +106,17 @@ pub async fn serve_on(
     load: &[&str],
     manager: anemone_runtime::Manager,
 ) -> Served {
+    serve_with(root, control, load, manager, 1 << 20).await
+}
+
+/// [`serve_on`], with the router's HTTP body limit in bytes.
+pub async fn serve_with(
+    root: &Path,
+    control: ControlMode,
+    load: &[&str],
+    manager: anemone_runtime::Manager,
+    body_limit: usize,
+) -> Served {
     let options = ServerOptions {
         http_port: 0,
         grpc_port: 0,
@@ -115,13 +127,15 @@ pub async fn serve_on(
         ..Default::default()
     };
     let server = Server::bind(options, manager).await.unwrap();
-    let router = anemone_server::http::router(server.state(), 1 << 20);
+    let state = server.state();
+    let router = anemone_server::http::router(std::sync::Arc::clone(&state), body_limit);
     let grpc = server.grpc_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
     Served {
+        state,
         router,
         grpc,
         stop,
