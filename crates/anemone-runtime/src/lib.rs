@@ -50,6 +50,7 @@ struct ReadmeDoctests;
 
 pub mod admission;
 pub mod cache;
+pub mod ensemble;
 pub mod eviction;
 mod failover;
 pub mod fallback;
