@@ -5,6 +5,8 @@ mod bad_input;
 mod batching;
 mod config_io;
 mod decode_budget;
+mod ensemble;
+mod ensemble_deps;
 mod eviction;
 mod faults;
 mod fuzz_replay;
