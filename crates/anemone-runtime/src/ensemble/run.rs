@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// A boxed future: ensembles nest (a step may be an ensemble), so the
 /// request path is recursive and its futures must be boxed somewhere.
@@ -90,7 +91,15 @@ impl Manager {
                         Ok(r) => r,
                         Err(e) => return Err(record(&ensemble, e, run.start)),
                     };
-                    running.push(Box::pin(async move { (i, self.infer(request).await) }));
+                    // One span per step, under the request's span.
+                    let span = tracing::info_span!(
+                        "ensemble_step",
+                        ensemble = %ensemble.spec.name,
+                        step = i,
+                        model = %ensemble.spec.steps[i].model
+                    );
+                    let step = async move { (i, self.infer(request).await) };
+                    running.push(Box::pin(step.instrument(span)));
                 }
                 let Some((i, result)) = running.next().await else {
                     break;
