@@ -11,6 +11,7 @@ pub(crate) mod paths;
 mod prepare;
 mod warmup;
 
+pub use ensemble::ensemble_config;
 pub use prepare::{model_dir, prepare_model, Prepared, MAX_CONFIG_BYTES, MODEL_FILES};
 pub use warmup::{MAX_WARMUP_COUNT, MAX_WARMUP_INPUT_BYTES};
 

@@ -17,6 +17,18 @@ use crate::proto::ModelConfig;
 use anemone_runtime::ModelState;
 use std::time::Duration;
 
+/// The configuration of model `name` of the repository whose real path is
+/// `root` when it describes an ensemble; `None` for anything else (a
+/// configuration that cannot be read included: preparing the model reports
+/// why). For `anemone doctor`.
+pub fn ensemble_config(root: &std::path::Path, name: &str) -> Option<ModelConfig> {
+    let dir = model_dir(root, name)?;
+    prepare::read_config(root, &dir)
+        .ok()
+        .flatten()
+        .filter(model_config::is_ensemble)
+}
+
 impl Repository {
     /// The configuration of `name` (or `config_override`) when it describes an ensemble.
     pub(super) fn ensemble_config(
