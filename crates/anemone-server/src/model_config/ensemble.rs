@@ -51,6 +51,13 @@ pub fn ensemble_spec(
     version: u64,
 ) -> Result<EnsembleSpec, String> {
     let mut errs = Vec::new();
+    if !config.name.is_empty() && config.name != name {
+        errs.push(format!(
+            "config name '{}' does not match the model directory '{name}'; Triton requires them to match: \
+             set name: \"{name}\" or rename the directory",
+            config.name
+        ));
+    }
     if config.platform != ENSEMBLE_PLATFORM {
         errs.push(format!(
             "'ensemble_scheduling' is set but platform is \"{}\"; set platform: \"ensemble\"",
@@ -237,6 +244,11 @@ response_cache { enable: true }
         let config = parse_pbtxt(&OCR.replace("platform: \"ensemble\"", "")).unwrap();
         let e = ensemble_spec(&config, "ocr", 1).unwrap_err();
         assert!(e.contains("set platform: \"ensemble\""), "{e}");
+        let e = ensemble_spec(&parse_pbtxt(OCR).unwrap(), "other", 1).unwrap_err();
+        assert!(
+            e.contains("config name 'ocr' does not match the model directory 'other'"),
+            "{e}"
+        );
         let config = parse_pbtxt(&format!("{OCR}\ninstance_group [ {{ count: 2 }} ]")).unwrap();
         let e = ensemble_spec(&config, "ocr", 1).unwrap_err();
         assert!(e.contains("remove 'instance_group'"), "{e}");

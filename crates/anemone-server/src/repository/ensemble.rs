@@ -64,6 +64,9 @@ impl Repository {
     ) -> Result<(ModelConfig, Vec<u64>), String> {
         let version = self.ensemble_version(name);
         let spec = model_config::ensemble_spec(&config, name, version)?;
+        // As `complete` does for a model: the effective config names it.
+        let mut config = config;
+        config.name = name.to_string();
         for model in spec.composing_models() {
             if model == name {
                 return Err(format!(
