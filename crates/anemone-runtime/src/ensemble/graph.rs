@@ -111,6 +111,14 @@ pub(crate) fn plan(
                 "{label}: model '{}'{version} is not loaded; put it in the model repository (or load it) before the ensemble",
                 step.model
             ));
+            // Its outputs still count as produced (of unknown type), so the
+            // steps after it are not reported for this one cause.
+            for (output, tensor) in &step.output_map {
+                origin.entry(tensor.clone()).or_insert(Origin::Step {
+                    step: i,
+                    output: output.clone(),
+                });
+            }
             continue;
         };
         if let (Some(ours), theirs) = (spec.max_batch_size, view.max_batch_size) {
@@ -198,10 +206,11 @@ pub(crate) fn plan(
     for output in &spec.outputs {
         *readers.entry(output.name.clone()).or_default() += 1;
         match specs.get(&output.name) {
-            None => errs.push(format!(
+            None if !origin.contains_key(&output.name) => errs.push(format!(
                 "ensemble output '{}' is not produced by any step; map a step's output to it in output_map",
                 output.name
             )),
+            None => {}
             Some(have) => {
                 if let Some(why) = disagree(have, output) {
                     errs.push(format!(
@@ -414,6 +423,11 @@ mod tests {
             e.contains("step 1 (model 'ghost'): model 'ghost' is not loaded"),
             "{e}"
         );
+        // One cause, one message: what the missing model would produce is not also reported.
+        assert!(!e.contains("'out' is not produced"), "{e}");
+        spec.steps[0].model = "ghost".into();
+        let e = refusal(&spec);
+        assert!(!e.contains("neither an ensemble input"), "{e}");
     }
 
     #[test]
