@@ -266,3 +266,64 @@ async fn a_failed_step_is_named_and_blamed_on_whoever_gave_the_input() {
     assert_eq!(join.failures_of(ErrorKind::InvalidInput), 1);
     assert_eq!(join.failures_of(ErrorKind::Internal), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_can_be_a_step_of_another() {
+    let manager = Manager::builder()
+        .backend(anemone_backends::TractCpu)
+        .build()
+        .unwrap();
+    let add = crate::support::workspace().join("examples/models/add/1/model.onnx");
+    manager
+        .load_model(ModelSpec::new("add", add))
+        .await
+        .unwrap();
+    // inner: d = x - y; outer: out = inner(x, y) + y = x.
+    let inner = EnsembleSpec::new("inner")
+        .input("x", DataType::F32, &[-1, 4])
+        .input("y", DataType::F32, &[-1, 4])
+        .output("d", DataType::F32, &[-1, 4])
+        .step(
+            EnsembleStep::new("add")
+                .map_input("x", "x")
+                .map_input("y", "y")
+                .map_output("diff", "d"),
+        );
+    manager.load_ensemble(inner).unwrap();
+    let outer = EnsembleSpec::new("outer")
+        .input("x", DataType::F32, &[-1, 4])
+        .input("y", DataType::F32, &[-1, 4])
+        .output("out", DataType::F32, &[-1, 4])
+        .step(
+            EnsembleStep::new("inner")
+                .map_input("x", "x")
+                .map_input("y", "y")
+                .map_output("d", "d"),
+        )
+        .step(
+            EnsembleStep::new("add")
+                .map_input("x", "d")
+                .map_input("y", "y")
+                .map_output("sum", "out"),
+        );
+    manager.load_ensemble(outer).unwrap();
+    let x = Tensor::from_vec(vec![1, 4], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    let y = Tensor::from_vec(vec![1, 4], vec![5.0f32, 6.0, 7.0, 8.0]).unwrap();
+    let r = manager
+        .infer(InferRequest::new("outer").input("x", x).input("y", y))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.output("out").unwrap().to_vec::<f32>().unwrap(),
+        vec![1.0, 2.0, 3.0, 4.0]
+    );
+    // Without its composing model, the inner ensemble and so the outer are unavailable.
+    manager.unload_model("add", None).unwrap();
+    match manager.ensemble_state("outer").unwrap() {
+        anemone_runtime::ModelState::Unavailable { reason } => assert!(
+            reason.starts_with("step 0 (model 'inner'): composing model 'add'"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
