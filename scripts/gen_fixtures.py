@@ -547,6 +547,42 @@ def silero_vad(name):
     assert np.array_equal(results[0][1][state_out], first), "silero_vad: state not reproducible"
 
 
+@case
+def ocr_ensemble(name):
+    """The examples/ocr_ensemble pipeline's models, with references computed by
+    onnxruntime running preprocess -> det -> binarize in turn (not by anemone)."""
+    spec = importlib.util.spec_from_file_location(
+        "ocr_ensemble", REPO / "examples" / "ocr_ensemble" / "make_repository.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    d = OUT / name
+    shutil.rmtree(d, ignore_errors=True)
+    example.write(d / "repository")
+    models = {m: session(d / "repository" / m / "1" / "model.onnx")
+              for m in ("preprocess", "det", "binarize")}
+    rng = rng_for(name)
+    runs = []
+    for k, (batch, h, w) in enumerate([(1, 64, 96), (2, 96, 160)]):
+        image = example.text_like_image(rng, batch, h, w)
+        (x,) = models["preprocess"].run(None, {"image": image})
+        # The preprocessing model against numpy's own arithmetic.
+        by_hand = ((image.astype(np.float32) / 255 - example.MEAN) / example.STD).transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(x, by_hand, rtol=1e-5, atol=1e-5)
+        (prob,) = models["det"].run(None, {"x": x})
+        (mask,) = models["binarize"].run(None, {"prob": prob})
+        assert mask.any() and not mask.all(), f"{name}: the detector found no text (or only text)"
+        for tag, arr in [("image", image), ("prob", prob), ("mask", mask)]:
+            np.save(d / f"run{k}_{tag}.npy", arr)
+        runs.append({"image": f"run{k}_image.npy", "prob": f"run{k}_prob.npy",
+                     "mask": f"run{k}_mask.npy"})
+        print(f"{name:18s} run{k}: image{list(image.shape)} -> prob{list(prob.shape)} "
+              f"max {prob.max():.3f}, mask {int(mask.sum())} px")
+    doc = {"description": "examples/ocr_ensemble: preprocess -> PP-OCRv4 det -> binarize, "
+                          "references by onnxruntime in turn",
+           "threshold": example.THRESHOLD, "rtol": 1e-4, "atol": 1e-4, "runs": runs}
+    (d / "case.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
 # ----------------------------------------------------------------------------- bad models
 
 def write_bad_models():

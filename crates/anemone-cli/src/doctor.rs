@@ -182,6 +182,12 @@ fn models(dir: &Path) -> Vec<ModelRow> {
     names
         .into_iter()
         .map(|name| {
+            if let Some(row) = real_root
+                .as_deref()
+                .and_then(|root| ensemble_row(root, &name))
+            {
+                return row;
+            }
             // The same preparation `serve` runs (config, model file, checks),
             // so doctor approves exactly what serve loads.
             let prepared = real_root
@@ -560,4 +566,23 @@ fn caches() -> Vec<Cache> {
         anemone_backends::ort_coreml::default_cache_dir(),
     ));
     all
+}
+
+/// The row of an ensemble (`platform: "ensemble"`): runnable when its
+/// configuration reads (its graph is checked against the composing models
+/// when `serve` loads it), else the configuration's problem.
+fn ensemble_row(root: &std::path::Path, name: &str) -> Option<ModelRow> {
+    let config = anemone_server::repository::ensemble_config(root, name)?;
+    let mut row = ModelRow {
+        name: name.to_string(),
+        file: None,
+        format: Some("ensemble".into()),
+        runnable_on: Vec::new(),
+        not_here: Vec::new(),
+    };
+    match anemone_server::model_config::ensemble_spec(&config, name, 1) {
+        Ok(_) => row.runnable_on.push("ensemble"),
+        Err(reason) => row.not_here.push(("repository".into(), reason)),
+    }
+    Some(row)
 }

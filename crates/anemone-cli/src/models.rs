@@ -99,11 +99,14 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
             ModelRow {
                 version: (!row.version.is_empty()).then(|| row.version.clone()),
                 state: row.state.clone(),
-                reason: instance
-                    .is_none()
+                // A ready ensemble has no instance; its row says what it composes.
+                reason: (instance.is_none() && row.state != "READY")
                     .then(|| row.reason.clone())
                     .filter(|r| !r.is_empty()),
-                backend: instance.as_ref().map(|m| m.backend().to_string()),
+                backend: instance
+                    .as_ref()
+                    .map(|m| m.backend().to_string())
+                    .or_else(|| manager.ensemble(&row.name).map(|_| "ensemble".into())),
                 load_ms: instance.as_ref().map(|m| m.load_time().as_secs_f64() * 1e3),
                 resident: instance.is_some(),
                 memory_bytes: instance.as_ref().map(|m| m.memory_footprint()),

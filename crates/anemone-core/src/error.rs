@@ -179,6 +179,24 @@ pub enum Error {
     /// A bug in anemone.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
+
+    /// A step of an ensemble failed; `source` is the step's own error.
+    #[error("ensemble '{ensemble}' step {step} (model '{model}') failed: {source}")]
+    Step {
+        /// The ensemble's name.
+        ensemble: String,
+        /// The step's index in the ensemble's configuration.
+        step: usize,
+        /// The composing model the step ran.
+        model: String,
+        /// The class of the failure as the ensemble's client sees it: the
+        /// step's, except that a step input refused when it came from another
+        /// step is `Internal` (the ensemble's fault, not the request's).
+        kind: ErrorKind,
+        /// The step's error.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 fn version_suffix(v: Option<u64>) -> String {
@@ -207,6 +225,7 @@ impl Error {
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Backend { .. } | Error::DeviceLost { .. } => ErrorKind::Backend,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::Step { kind, .. } => *kind,
         }
     }
 
@@ -218,6 +237,7 @@ impl Error {
         match self {
             Error::Overloaded { .. } | Error::Timeout(_) | Error::Unavailable { .. } => true,
             Error::Backend { retryable, .. } => *retryable,
+            Error::Step { source, .. } => source.retryable(),
             _ => false,
         }
     }

@@ -12,7 +12,8 @@ pub enum ModelState {
         /// Why.
         reason: String,
     },
-    /// A load failed; the reason says why.
+    /// A load failed, or (an ensemble) a composing model is not loaded; the
+    /// reason says why.
     Unavailable {
         /// Why.
         reason: String,

@@ -48,8 +48,14 @@
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+/// docs/ENSEMBLES.md's Rust example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/ENSEMBLES.md")]
+struct EnsemblesDoctests;
+
 pub mod admission;
 pub mod cache;
+pub mod ensemble;
 pub mod eviction;
 mod failover;
 pub mod fallback;

@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) rejected: [AtomicU64; ErrorKind::ALL.len()],
     /// Answers of models that enable the response cache (`cache.rs`).
     pub(crate) cache: Option<ResponseCache>,
+    /// The loaded ensembles (`ensemble/`).
+    pub(crate) ensembles: crate::ensemble::Ensembles,
 }
 
 /// Builds a [`Manager`].
@@ -235,6 +237,7 @@ impl ManagerBuilder {
                 thermal: Mutex::new(ThermalState::Nominal),
                 rejected: Default::default(),
                 cache: self.cache_bytes.map(ResponseCache::new),
+                ensembles: Default::default(),
             }),
         })
     }

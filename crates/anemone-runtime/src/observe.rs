@@ -123,6 +123,7 @@ impl Manager {
                     retries: m.retries(),
                     metrics: m.metrics().snapshot(),
                 })
+                .chain(self.ensemble_metrics())
                 .collect(),
             cache: self.inner.cache.as_ref().map(|c| c.snapshot()),
             eviction: self.inner.eviction.snapshot(self.evicted()),
@@ -169,6 +170,7 @@ impl Manager {
             backend: None,
             in_flight: 0,
         }));
+        models.extend(self.ensemble_health());
         models.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
         let ready = live && models.iter().all(ModelHealth::ready);
         HealthReport {

@@ -30,8 +30,15 @@ impl Manager {
     pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
         let (timeout, priority) = (request.timeout, request.priority);
         let start = Instant::now();
+        let resident = self.resident(&request.model, request.version);
+        if resident.is_none() {
+            if let Some(ensemble) = self.ensemble_for(&request) {
+                // Its steps take their own permits.
+                return self.infer_ensemble(ensemble, request).await;
+            }
+        }
         let global = self.global_permit()?;
-        let instance = match self.resident(&request.model, request.version) {
+        let instance = match resident {
             Some(instance) => instance,
             None => {
                 self.load_on_demand(&request.model, request.version, timeout, start)
@@ -77,8 +84,14 @@ impl Manager {
     pub fn infer_blocking(&self, request: InferRequest) -> Result<InferResponse> {
         let (timeout, priority) = (request.timeout, request.priority);
         let start = Instant::now();
+        let resident = self.resident(&request.model, request.version);
+        if resident.is_none() {
+            if let Some(ensemble) = self.ensemble_for(&request) {
+                return self.infer_ensemble_blocking(ensemble, request);
+            }
+        }
         let global = self.global_permit()?;
-        let instance = match self.resident(&request.model, request.version) {
+        let instance = match resident {
             Some(instance) => instance,
             None => {
                 self.load_on_demand_blocking(&request.model, request.version, timeout, start)?

@@ -6,10 +6,12 @@
 //! never stops the server or the other models. Loads of different models run
 //! concurrently.
 
+mod ensemble;
 pub(crate) mod paths;
 mod prepare;
 mod warmup;
 
+pub use ensemble::ensemble_config;
 pub use prepare::{model_dir, prepare_model, Prepared, MAX_CONFIG_BYTES, MODEL_FILES};
 pub use warmup::{MAX_WARMUP_COUNT, MAX_WARMUP_INPUT_BYTES};
 
@@ -190,6 +192,8 @@ impl Repository {
             ControlMode::Explicit if !names.iter().any(|n| n == "*") => names.to_vec(),
             _ => self.scan(),
         };
+        // Ensembles load after the models they compose, one at a time.
+        let (wanted, ensembles) = self.ensembles_last(wanted);
         let loads = wanted.iter().map(|n| self.load(n, None));
         for (name, result) in wanted
             .iter()
@@ -197,6 +201,11 @@ impl Repository {
         {
             if let Err(e) = result {
                 tracing::warn!(model = %name, "model unavailable: {}", e.message);
+            }
+        }
+        for name in &ensembles {
+            if let Err(e) = self.load(name, None).await {
+                tracing::warn!(model = %name, "ensemble unavailable: {}", e.message);
             }
         }
         self.startup_done.store(true, Ordering::Release);
@@ -277,6 +286,9 @@ impl Repository {
         name: &str,
         config_override: Option<ModelConfig>,
     ) -> Result<(ModelConfig, Vec<u64>), String> {
+        if let Some(config) = self.ensemble_config(name, config_override.as_ref())? {
+            return self.load_ensemble(name, config).await;
+        }
         let metrics = self.manager.metrics();
         // With eviction, room is made at load time, against what the engines
         // are measured to hold (a file is only an estimate of it).
@@ -329,6 +341,7 @@ impl Repository {
             )));
         }
         let _ = self.manager.unload_model(name, None);
+        self.manager.unload_ensemble(name);
         entry.state = State::Unloaded;
         entry.reason.clear();
         entry.versions.clear();
@@ -348,6 +361,16 @@ impl Repository {
         names
             .into_iter()
             .map(|name| match entries.get(&name) {
+                Some(e) if e.state == State::Ready && self.manager.ensemble(&name).is_some() => {
+                    let version = e.versions.last().map(u64::to_string).unwrap_or_default();
+                    self.ensemble_row(name.clone(), version.clone())
+                        .unwrap_or(IndexRow {
+                            name,
+                            version,
+                            state: State::Unloaded.as_str().into(),
+                            reason: "unloaded while the index was read".into(),
+                        })
+                }
                 Some(e) if e.state == State::Ready && self.manager.model(&name, None).is_err() => {
                     evicted_row(name, e, &evicted)
                 }
@@ -410,6 +433,7 @@ impl Repository {
             if !on_disk.contains(name) && *state != State::Loading {
                 tracing::info!(model = %name, "model removed from the repository; unloading");
                 let _ = self.manager.unload_model(name, None);
+                self.manager.unload_ensemble(name);
                 self.lock().remove(name);
             }
         }

@@ -10,11 +10,14 @@ use anemone_core::TensorSpec;
 use anemone_runtime::metrics::DurationStat;
 use anemone_runtime::{InferRequest, Manager};
 
+mod ensemble;
+
 /// The protocol extensions anemone implements, as `GET /v2` lists them
 /// (`schedule_policy`: the `priority` and `timeout` request parameters).
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "model_repository",
+    "model_repository(unload_dependents)",
     "schedule_policy",
     "statistics",
 ];
@@ -71,6 +74,9 @@ impl AppState {
 
     /// Whether a model (version) is ready. Unknown models are `NotFound`.
     pub fn model_ready(&self, name: &str, version: &str) -> Result<bool, ApiError> {
+        if let Some(ensemble) = self.ready_ensemble(name, version) {
+            return Ok(ensemble.is_ok());
+        }
         let version = v2::version(version)?;
         match self.manager.model(name, version) {
             Ok(_) => Ok(true),
@@ -90,6 +96,9 @@ impl AppState {
         name: &str,
         version: &str,
     ) -> Result<proto::ModelMetadataResponse, ApiError> {
+        if let Some(ensemble) = self.loaded_ensemble(name, version) {
+            return Ok(Self::ensemble_metadata(&*ensemble?));
+        }
         // An evicted model answers from what it declared when resident, so
         // clients that ask for metadata before inferring work unchanged.
         let (platform, meta, served) = match self.ready_model(name, version) {
@@ -168,7 +177,9 @@ impl AppState {
 
     /// The model's effective configuration.
     pub fn model_config(&self, name: &str, version: &str) -> Result<proto::ModelConfig, ApiError> {
-        if let Err(e) = self.ready_model(name, version) {
+        if let Some(ensemble) = self.loaded_ensemble(name, version) {
+            ensemble?;
+        } else if let Err(e) = self.ready_model(name, version) {
             // An evicted model's configuration is still the repository's.
             if self
                 .manager
@@ -259,7 +270,11 @@ impl AppState {
     ) -> Result<proto::ModelStatisticsResponse, ApiError> {
         let version = v2::version(version)?;
         if !name.is_empty() {
-            self.ready_model(name, &version.map(|v| v.to_string()).unwrap_or_default())?;
+            let version = version.map(|v| v.to_string()).unwrap_or_default();
+            match self.loaded_ensemble(name, &version) {
+                Some(ensemble) => drop(ensemble?),
+                None => drop(self.ready_model(name, &version)?),
+            }
         }
         let metrics = self.manager.metrics();
         let stats = metrics
@@ -336,10 +351,12 @@ impl AppState {
         self.repository.load(name, config).await
     }
 
-    /// Unloads a model (explicit mode only).
-    pub fn unload_model(&self, name: &str) -> Result<(), ApiError> {
+    /// Unloads a model (explicit mode only); with `unload_dependents`
+    /// (Triton's unload parameter), an ensemble's composing models too,
+    /// unless another loaded ensemble uses them.
+    pub fn unload_model(&self, name: &str, unload_dependents: bool) -> Result<(), ApiError> {
         self.check_explicit("unload")?;
-        self.repository.unload(name)
+        self.repository.unload_with(name, unload_dependents)
     }
 
     fn check_explicit(&self, what: &str) -> Result<(), ApiError> {

@@ -192,16 +192,8 @@ impl GrpcInferenceService for Inference {
         let r = request.into_inner();
         single_repository(&r.repository_name)?;
         check_model_name(&r.model_name)?;
-        for key in r.parameters.keys() {
-            // Without ensembles there are no dependents, so Triton's flag is trivially honoured.
-            if key != "unload_dependents" {
-                return Err(ApiError::invalid(format!(
-                    "unknown unload parameter '{key}'; anemone knows only 'unload_dependents'"
-                ))
-                .into());
-            }
-        }
-        self.state.unload_model(&r.model_name)?;
+        let dependents = unload_dependents(&r.parameters)?;
+        self.state.unload_model(&r.model_name, dependents)?;
         ok(proto::RepositoryModelUnloadResponse {})
     }
 
@@ -288,4 +280,29 @@ fn config_override(
         }
     }
     Ok(config)
+}
+
+/// Triton's unload parameter `unload_dependents` (a bool_param; false when
+/// absent); any other parameter is refused.
+fn unload_dependents(
+    parameters: &HashMap<String, ModelRepositoryParameter>,
+) -> Result<bool, ApiError> {
+    let mut dependents = false;
+    for (key, value) in parameters {
+        match (key.as_str(), &value.parameter_choice) {
+            ("unload_dependents", Some(ParameterChoice::BoolParam(b))) => dependents = *b,
+            ("unload_dependents", _) => {
+                return Err(ApiError::invalid(
+                    "unload parameter 'unload_dependents' must be a bool_param",
+                ))
+            }
+            (k, _) => {
+                return Err(ApiError::invalid(format!(
+                    "unknown unload parameter '{}'; anemone knows only 'unload_dependents'",
+                    crate::limits::shown(k)
+                )))
+            }
+        }
+    }
+    Ok(dependents)
 }

@@ -329,9 +329,9 @@ async fn unload(
     p: ModelPath,
     RequestBody(body): RequestBody,
 ) -> Result<StatusCode, ApiError> {
-    // Triton's only unload parameter, `unload_dependents`, concerns ensembles; accepted and moot here.
-    let _: RepositoryRequest = optional_json(&body, "unload request")?;
-    http.state.unload_model(&p.name)?;
+    let request: RepositoryRequest = optional_json(&body, "unload request")?;
+    let dependents = unload_dependents(request.parameters.unwrap_or_default())?;
+    http.state.unload_model(&p.name, dependents)?;
     Ok(StatusCode::OK)
 }
 
@@ -343,4 +343,27 @@ async fn metrics(State(http): State<Http>) -> impl IntoResponse {
         )],
         http.state.prometheus(),
     )
+}
+
+/// Triton's unload parameter `unload_dependents` (a boolean; false when
+/// absent); any other parameter is refused.
+fn unload_dependents(parameters: serde_json::Map<String, Value>) -> Result<bool, ApiError> {
+    let mut dependents = false;
+    for (key, value) in parameters {
+        match (key.as_str(), value) {
+            ("unload_dependents", Value::Bool(b)) => dependents = b,
+            ("unload_dependents", other) => {
+                return Err(ApiError::invalid(format!(
+                    "unload parameter 'unload_dependents' must be true or false, got {other}"
+                )))
+            }
+            (key, _) => {
+                return Err(ApiError::invalid(format!(
+                    "unknown unload parameter '{}'; anemone knows only 'unload_dependents'",
+                    crate::limits::shown(key)
+                )))
+            }
+        }
+    }
+    Ok(dependents)
 }

@@ -9,7 +9,8 @@
 //! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`, and
 //! `optional` for inputs), `version_policy`, `instance_group` (`name`,
 //! `count`, `kind` KIND_AUTO, KIND_CPU or KIND_GPU), `dynamic_batching`,
-//! `parameters`, `default_model_filename`, `response_cache` and
+//! `parameters`, `default_model_filename`, `response_cache`,
+//! `platform: "ensemble"` with `ensemble_scheduling` (see [`ensemble_spec`]) and
 //! `model_warmup` (built by `repository::warmup`). Every other field that is set is refused with a
 //! message naming its path: nothing is ignored silently.
 //!
@@ -32,6 +33,7 @@ use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 mod complete;
 mod dtypes;
+mod ensemble;
 mod parse;
 mod scheduling;
 mod settings;
@@ -44,6 +46,7 @@ mod fixtures;
 
 pub use complete::complete;
 pub use dtypes::{core_dtype, dims_of, proto_dtype};
+pub use ensemble::{composing_models, ensemble_spec, is_ensemble, ENSEMBLE_PLATFORM};
 pub use parse::{parse_json, parse_pbtxt, to_json};
 pub use scheduling::{scheduler_config, SchedulerConfig};
 pub use settings::{settings, Settings, PARAMETER_KEYS};

@@ -8,8 +8,8 @@ use super::Source;
 use crate::proto::model_instance_group::Kind as GroupKind;
 use crate::proto::DataType as ProtoType;
 
-/// Platforms anemone accepts in `platform`.
-const PLATFORMS: [&str; 3] = ["", "onnxruntime_onnx", "anemone"];
+/// Platforms anemone accepts in `platform` (`ensemble`: see `ensemble.rs`).
+const PLATFORMS: [&str; 4] = ["", "onnxruntime_onnx", "anemone", "ensemble"];
 
 /// Backends anemone accepts in `backend`.
 const BACKENDS: [&str; 4] = ["", "onnxruntime", "tract", "anemone"];
@@ -50,8 +50,8 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
             let v = value.as_str().unwrap_or_default();
             if !PLATFORMS.contains(&v) {
                 return Err(format!(
-                    "{src} field 'platform' is \"{v}\", which anemone cannot run: anemone runs ONNX models; \
-                     set platform: \"onnxruntime_onnx\" or remove 'platform'"
+                    "{src} field 'platform' is \"{v}\", which anemone cannot run: anemone runs ONNX models \
+                     and ensembles of them; set platform: \"onnxruntime_onnx\" (or \"ensemble\") or remove 'platform'"
                 ));
             }
         }
@@ -90,6 +90,8 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
         "response_cache" => {}
         // Checked and built with the model's spec (`repository::warmup`).
         "model_warmup" => {}
+        // Read, and checked, by `ensemble.rs`.
+        "ensemble_scheduling" => {}
         "model_transaction_policy" => {
             return Err(unsupported(
                 src,
@@ -136,7 +138,6 @@ fn unsupported(src: &str, path: &str, hint: &str) -> String {
 fn top_level_hint(field: &str) -> &'static str {
     match field {
         "sequence_batching" => "remove it (stateful sequence models are not supported yet)",
-        "ensemble_scheduling" => "remove it: ensembles are not supported yet",
         "optimization" => {
             "remove it (anemone picks execution providers through its backend list, see parameter 'backends')"
         }
@@ -292,14 +293,6 @@ mod tests {
     fn refuses_unsupported_fields_by_path() {
         let cases: &[(&str, &str)] = &[
             ("sequence_batching { }", "'sequence_batching'"),
-            (
-                "platform: \"ensemble\"\nensemble_scheduling { step [ { model_name: \"a\" model_version: -1 } ] }",
-                "'platform'",
-            ),
-            (
-                "ensemble_scheduling { step [ { model_name: \"a\" model_version: -1 } ] }",
-                "ensembles are not supported yet",
-            ),
             ("optimization { graph { level: 1 } }", "'optimization.graph'"),
             ("optimization { priority: PRIORITY_MAX }", "'optimization.priority'"),
             ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),

@@ -169,7 +169,7 @@ pub fn prepare_model(
 
 /// Reads `config.pbtxt` when there is one: a regular file inside the
 /// repository, at most [`MAX_CONFIG_BYTES`].
-fn read_config(root: &Path, dir: &Path) -> Result<Option<ModelConfig>, String> {
+pub(super) fn read_config(root: &Path, dir: &Path) -> Result<Option<ModelConfig>, String> {
     let path = dir.join("config.pbtxt");
     if std::fs::symlink_metadata(&path).is_err() {
         return Ok(None);

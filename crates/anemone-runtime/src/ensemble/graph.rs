@@ -1,0 +1,514 @@
+//! Checking an ensemble against the models it composes, and the order its
+//! steps may run in: every tensor has exactly one producer, the steps form
+//! no cycle, every mapped tensor agrees in type and shape with the model
+//! input or output it is mapped to, every required model input is fed and
+//! every ensemble output is produced. Every problem is reported (one run
+//! shows them all), each naming its step, model and tensor.
+
+use super::spec::{EnsembleSpec, EnsembleStep};
+use crate::instance::ModelInstance;
+use anemone_core::{Dim, TensorSpec};
+use std::collections::{BTreeMap, HashMap};
+
+/// What validation needs of a composing model.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelView {
+    /// Its inputs as requests must give them (the configuration's narrower shapes).
+    pub(crate) inputs: Vec<TensorSpec>,
+    /// The outputs it serves.
+    pub(crate) outputs: Vec<TensorSpec>,
+    /// Inputs it may go without.
+    pub(crate) optional: Vec<String>,
+    /// Its `max_batch_size`.
+    pub(crate) max_batch_size: Option<usize>,
+}
+
+impl ModelView {
+    /// The view of a loaded model.
+    pub(crate) fn of(m: &ModelInstance) -> ModelView {
+        let spec = m.spec();
+        let meta = m.metadata();
+        let outputs = match &spec.declared_outputs {
+            Some(served) => served
+                .iter()
+                .filter_map(|n| meta.outputs.iter().find(|o| &o.name == n).cloned())
+                .collect(),
+            None => meta.outputs.clone(),
+        };
+        ModelView {
+            inputs: spec
+                .declared_inputs
+                .clone()
+                .unwrap_or_else(|| meta.inputs.clone()),
+            outputs,
+            optional: spec.optional_inputs.clone(),
+            max_batch_size: spec.max_batch_size,
+        }
+    }
+}
+
+/// Where an ensemble tensor comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The request (an ensemble input).
+    Request,
+    /// Output `output` of step `step`.
+    Step { step: usize, output: String },
+}
+
+/// A validated ensemble: the steps in an order that runs every step after
+/// its producers, and how many times each tensor is read.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Step indices, producers before consumers.
+    pub(crate) order: Vec<usize>,
+    /// For each step, the steps it waits for.
+    pub(crate) waits_for: Vec<Vec<usize>>,
+    /// Where each tensor comes from.
+    pub(crate) origin: HashMap<String, Origin>,
+    /// How many readers each tensor has (step inputs and ensemble outputs):
+    /// the last reader takes the tensor, earlier ones get a copy.
+    pub(crate) readers: HashMap<String, usize>,
+}
+
+/// `step 1 (model 'det')`.
+pub(crate) fn step_label(i: usize, step: &EnsembleStep) -> String {
+    format!("step {i} (model '{}')", step.model)
+}
+
+/// Validates `spec` against the composing models `models` finds (`None`:
+/// not loaded). Every problem is listed in the error.
+pub(crate) fn plan(
+    spec: &EnsembleSpec,
+    models: impl Fn(&str, Option<u64>) -> Option<ModelView>,
+) -> Result<Plan, Vec<String>> {
+    let mut errs = Vec::new();
+    if spec.steps.is_empty() {
+        errs.push("it has no steps; add at least one step to ensemble_scheduling".to_string());
+    }
+    // Producers: the ensemble's inputs, then every step's outputs.
+    let mut origin: HashMap<String, Origin> = HashMap::new();
+    let mut specs: HashMap<String, TensorSpec> = HashMap::new();
+    for input in &spec.inputs {
+        if origin.insert(input.name.clone(), Origin::Request).is_some() {
+            errs.push(format!("ensemble input '{}' is declared twice", input.name));
+        }
+        specs.insert(input.name.clone(), input.clone());
+    }
+    let views: Vec<Option<ModelView>> = spec
+        .steps
+        .iter()
+        .map(|s| models(&s.model, s.version))
+        .collect();
+    for (i, (step, view)) in spec.steps.iter().zip(&views).enumerate() {
+        let label = step_label(i, step);
+        let Some(view) = view else {
+            let version = step
+                .version
+                .map(|v| format!(" version {v}"))
+                .unwrap_or_default();
+            errs.push(format!(
+                "{label}: model '{}'{version} is not loaded; put it in the model repository (or load it) before the ensemble",
+                step.model
+            ));
+            // Its outputs still count as produced (of unknown type), so the
+            // steps after it are not reported for this one cause.
+            for (output, tensor) in &step.output_map {
+                origin.entry(tensor.clone()).or_insert(Origin::Step {
+                    step: i,
+                    output: output.clone(),
+                });
+            }
+            continue;
+        };
+        if let (Some(ours), theirs) = (spec.max_batch_size, view.max_batch_size) {
+            if theirs.is_none_or(|t| t < ours) {
+                errs.push(format!(
+                    "{label}: the ensemble's max_batch_size is {ours} but the model's is {}; \
+                     lower the ensemble's max_batch_size to at most the model's",
+                    theirs.unwrap_or(0)
+                ));
+            }
+        }
+        for (output, tensor) in &step.output_map {
+            let Some(out) = view.outputs.iter().find(|o| &o.name == output) else {
+                errs.push(format!(
+                    "{label}: output_map names output '{output}', which the model does not have; its outputs are {}",
+                    names(&view.outputs)
+                ));
+                continue;
+            };
+            let mine = Origin::Step {
+                step: i,
+                output: output.clone(),
+            };
+            if let Some(first) = origin.get(tensor) {
+                errs.push(format!(
+                    "tensor '{tensor}' has two producers: {} and {label} output '{output}'; \
+                     every ensemble tensor must be produced exactly once, rename one of them",
+                    describe(first, spec)
+                ));
+                continue;
+            }
+            origin.insert(tensor.clone(), mine);
+            specs.insert(tensor.clone(), out.clone());
+        }
+    }
+    // Consumers: every step input must be produced and agree with the model.
+    let mut readers: HashMap<String, usize> = HashMap::new();
+    let mut waits_for: Vec<Vec<usize>> = vec![Vec::new(); spec.steps.len()];
+    for (i, (step, view)) in spec.steps.iter().zip(&views).enumerate() {
+        let label = step_label(i, step);
+        for (input, tensor) in &step.input_map {
+            *readers.entry(tensor.clone()).or_default() += 1;
+            let Some(from) = origin.get(tensor) else {
+                errs.push(format!(
+                    "{label}: input '{input}' is mapped from tensor '{tensor}', which is neither an ensemble input \
+                     nor any step's output; map it from one of those"
+                ));
+                continue;
+            };
+            if let Origin::Step { step: producer, .. } = from {
+                if !waits_for[i].contains(producer) {
+                    waits_for[i].push(*producer);
+                }
+            }
+            let Some(view) = view else { continue };
+            let Some(want) = view.inputs.iter().find(|t| &t.name == input) else {
+                errs.push(format!(
+                    "{label}: input_map names input '{input}', which the model does not have; its inputs are {}",
+                    names(&view.inputs)
+                ));
+                continue;
+            };
+            if let Some(have) = specs.get(tensor) {
+                if let Some(why) = disagree(have, want) {
+                    errs.push(format!(
+                        "{label}: tensor '{tensor}' ({}) cannot feed input '{input}' ({}): {why}",
+                        shown(have),
+                        shown(want)
+                    ));
+                }
+            }
+        }
+        if let Some(view) = view {
+            for input in &view.inputs {
+                let fed = step.input_map.iter().any(|(n, _)| n == &input.name);
+                if !fed && !view.optional.contains(&input.name) {
+                    errs.push(format!(
+                        "{label}: the model's input '{}' is not mapped; add it to the step's input_map",
+                        input.name
+                    ));
+                }
+            }
+        }
+    }
+    for output in &spec.outputs {
+        *readers.entry(output.name.clone()).or_default() += 1;
+        match specs.get(&output.name) {
+            None if !origin.contains_key(&output.name) => errs.push(format!(
+                "ensemble output '{}' is not produced by any step; map a step's output to it in output_map",
+                output.name
+            )),
+            None => {}
+            Some(have) => {
+                if let Some(why) = disagree(have, output) {
+                    errs.push(format!(
+                        "ensemble output '{}' ({}) is produced as {} by {}: {why}",
+                        output.name,
+                        shown(output),
+                        shown(have),
+                        describe(&origin[&output.name], spec)
+                    ));
+                }
+            }
+        }
+    }
+    let order = match topological(&waits_for) {
+        Ok(order) => order,
+        Err(stuck) => {
+            let steps: Vec<String> = stuck
+                .iter()
+                .map(|&i| step_label(i, &spec.steps[i]))
+                .collect();
+            errs.push(format!(
+                "the steps form a cycle: {} each wait for another's output; an ensemble must be a DAG",
+                steps.join(", ")
+            ));
+            Vec::new()
+        }
+    };
+    if errs.is_empty() {
+        Ok(Plan {
+            order,
+            waits_for,
+            origin,
+            readers,
+        })
+    } else {
+        Err(errs)
+    }
+}
+
+/// Kahn's algorithm: an order with every step after the steps it waits
+/// for, or the steps left in (or behind) a cycle.
+fn topological(waits_for: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let mut pending: Vec<usize> = waits_for.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..waits_for.len()).filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(waits_for.len());
+    let mut dependents: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, deps) in waits_for.iter().enumerate() {
+        for &d in deps {
+            dependents.entry(d).or_default().push(i);
+        }
+    }
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for &j in dependents.get(&i).map(Vec::as_slice).unwrap_or_default() {
+            pending[j] -= 1;
+            if pending[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    if order.len() == waits_for.len() {
+        Ok(order)
+    } else {
+        Err((0..waits_for.len())
+            .filter(|i| !order.contains(i))
+            .collect())
+    }
+}
+
+/// Why a tensor `have` cannot stand for `want`, if it cannot: another data
+/// type, rank, or a fixed size that differs (-1 and named dimensions match anything).
+fn disagree(have: &TensorSpec, want: &TensorSpec) -> Option<String> {
+    if have.dtype != want.dtype {
+        return Some(format!(
+            "the data types differ ({} against {})",
+            have.dtype.kserve_name(),
+            want.dtype.kserve_name()
+        ));
+    }
+    let (Some(a), Some(b)) = (&have.shape, &want.shape) else {
+        return None;
+    };
+    if a.len() != b.len() {
+        return Some(format!(
+            "the ranks differ ({} against {}); with max_batch_size > 0 the batch dimension counts",
+            a.len(),
+            b.len()
+        ));
+    }
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .find_map(|(k, pair)| match pair {
+            (Dim::Fixed(x), Dim::Fixed(y)) if x != y => {
+                Some(format!("dimension {k} differs ({x} against {y})"))
+            }
+            _ => None,
+        })
+}
+
+fn shown(t: &TensorSpec) -> String {
+    format!("{} {}", t.dtype.kserve_name(), t.shape_string())
+}
+
+fn names(ts: &[TensorSpec]) -> String {
+    let names: Vec<String> = ts.iter().map(|t| format!("'{}'", t.name)).collect();
+    names.join(", ")
+}
+
+fn describe(origin: &Origin, spec: &EnsembleSpec) -> String {
+    match origin {
+        Origin::Request => "the ensemble's input".to_string(),
+        Origin::Step { step, output } => {
+            format!(
+                "{} output '{output}'",
+                step_label(*step, &spec.steps[*step])
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ensemble::spec::dims;
+    use anemone_core::DataType;
+
+    /// `a`: x F32 [-1, 4] -> y F32 [-1, 4]; `b`: u8 image [-1, 4] -> y F32 [-1, 4].
+    fn models(name: &str, _: Option<u64>) -> Option<ModelView> {
+        let t = |n: &str, d: DataType| TensorSpec::new(n, d, dims(&[-1, 4]));
+        match name {
+            "a" => Some(ModelView {
+                inputs: vec![t("x", DataType::F32)],
+                outputs: vec![t("y", DataType::F32)],
+                optional: vec![],
+                max_batch_size: Some(8),
+            }),
+            "b" => Some(ModelView {
+                inputs: vec![t("image", DataType::U8)],
+                outputs: vec![t("y", DataType::F32)],
+                optional: vec![],
+                max_batch_size: Some(8),
+            }),
+            _ => None,
+        }
+    }
+
+    fn chain() -> EnsembleSpec {
+        EnsembleSpec::new("e")
+            .input("in", DataType::F32, &[-1, 4])
+            .output("out", DataType::F32, &[-1, 4])
+            .step(
+                EnsembleStep::new("a")
+                    .map_input("x", "in")
+                    .map_output("y", "mid"),
+            )
+            .step(
+                EnsembleStep::new("a")
+                    .map_input("x", "mid")
+                    .map_output("y", "out"),
+            )
+    }
+
+    fn refusal(spec: &EnsembleSpec) -> String {
+        plan(spec, models).unwrap_err().join(" | ")
+    }
+
+    #[test]
+    fn a_chain_runs_producers_first() {
+        let p = plan(&chain(), models).unwrap();
+        assert_eq!(p.order, vec![0, 1]);
+        assert_eq!(p.waits_for, vec![vec![], vec![0]]);
+        assert_eq!(p.readers["mid"], 1);
+    }
+
+    #[test]
+    fn a_cycle_is_refused_naming_its_steps() {
+        let spec = EnsembleSpec::new("e")
+            .input("in", DataType::F32, &[-1, 4])
+            .output("out", DataType::F32, &[-1, 4])
+            .step(
+                EnsembleStep::new("a")
+                    .map_input("x", "t1")
+                    .map_output("y", "t0"),
+            )
+            .step(
+                EnsembleStep::new("a")
+                    .map_input("x", "t0")
+                    .map_output("y", "t1"),
+            )
+            .step(
+                EnsembleStep::new("a")
+                    .map_input("x", "in")
+                    .map_output("y", "out"),
+            );
+        let e = refusal(&spec);
+        assert!(
+            e.contains("the steps form a cycle: step 0 (model 'a'), step 1 (model 'a')"),
+            "{e}"
+        );
+        assert!(!e.contains("step 2"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_model_is_refused() {
+        let mut spec = chain();
+        spec.steps[1].model = "ghost".into();
+        let e = refusal(&spec);
+        assert!(
+            e.contains("step 1 (model 'ghost'): model 'ghost' is not loaded"),
+            "{e}"
+        );
+        // One cause, one message: what the missing model would produce is not also reported.
+        assert!(!e.contains("'out' is not produced"), "{e}");
+        spec.steps[0].model = "ghost".into();
+        let e = refusal(&spec);
+        assert!(!e.contains("neither an ensemble input"), "{e}");
+    }
+
+    #[test]
+    fn a_dtype_mismatch_is_refused_naming_step_and_tensor() {
+        let mut spec = chain();
+        spec.steps[1] = EnsembleStep::new("b")
+            .map_input("image", "mid")
+            .map_output("y", "out");
+        let e = refusal(&spec);
+        assert!(
+            e.contains("step 1 (model 'b'): tensor 'mid' (FP32 [-1, 4]) cannot feed input 'image' (UINT8 [-1, 4]): the data types differ"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_shape_mismatch_is_refused() {
+        let mut spec = chain();
+        spec.inputs[0] = TensorSpec::new("in", DataType::F32, dims(&[-1, 5]));
+        let e = refusal(&spec);
+        assert!(e.contains("step 0 (model 'a'): tensor 'in' (FP32 [-1, 5]) cannot feed input 'x' (FP32 [-1, 4]): dimension 1 differs (5 against 4)"), "{e}");
+        spec.inputs[0] = TensorSpec::new("in", DataType::F32, dims(&[4]));
+        assert!(refusal(&spec).contains("the ranks differ (1 against 2)"));
+    }
+
+    #[test]
+    fn an_unproduced_output_is_refused() {
+        let spec = chain().output("extra", DataType::F32, &[-1, 4]);
+        let e = refusal(&spec);
+        assert!(
+            e.contains("ensemble output 'extra' is not produced by any step"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn two_producers_are_refused() {
+        let mut spec = chain();
+        spec.steps[1].output_map[0].1 = "mid".into();
+        let e = refusal(&spec);
+        assert!(
+            e.contains("tensor 'mid' has two producers: step 0 (model 'a') output 'y' and step 1 (model 'a') output 'y'"),
+            "{e}"
+        );
+        let mut spec = chain();
+        spec.steps[0].output_map[0].1 = "in".into();
+        assert!(refusal(&spec)
+            .contains("tensor 'in' has two producers: the ensemble's input and step 0"));
+    }
+
+    #[test]
+    fn unmapped_and_unknown_tensors_are_refused() {
+        let mut spec = chain();
+        spec.steps[0].input_map.clear();
+        let e = refusal(&spec);
+        assert!(
+            e.contains("step 0 (model 'a'): the model's input 'x' is not mapped"),
+            "{e}"
+        );
+        let mut spec = chain();
+        spec.steps[0].input_map[0].1 = "nowhere".into();
+        let e = refusal(&spec);
+        assert!(
+            e.contains("input 'x' is mapped from tensor 'nowhere', which is neither"),
+            "{e}"
+        );
+        let mut spec = chain();
+        spec.steps[0].output_map[0].0 = "z".into();
+        assert!(refusal(&spec).contains(
+            "output_map names output 'z', which the model does not have; its outputs are 'y'"
+        ));
+    }
+
+    #[test]
+    fn the_batch_bound_must_fit_every_model() {
+        let spec = chain().max_batch_size(16);
+        let e = refusal(&spec);
+        assert!(
+            e.contains("the ensemble's max_batch_size is 16 but the model's is 8"),
+            "{e}"
+        );
+        assert!(plan(&chain().max_batch_size(8), models).is_ok());
+    }
+}

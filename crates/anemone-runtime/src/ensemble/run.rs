@@ -1,0 +1,370 @@
+//! Running an ensemble: the request is checked against the ensemble's own
+//! inputs, answered from the response cache when the ensemble uses it, then
+//! every step whose inputs are ready is sent, concurrently, as an ordinary
+//! request through its model's [`Manager::infer`] path (so its queue,
+//! dynamic batching, instance groups and statistics apply). A tensor read
+//! by several steps is copied for all but the last; one read once is moved.
+//! The first step that fails fails the request, naming the step and model;
+//! steps not yet run are dropped.
+
+use super::graph::{step_label, Origin};
+use super::Ensemble;
+use crate::cache::CacheKey;
+use crate::manager::Manager;
+use crate::metrics::Timings;
+use crate::request::{InferRequest, InferResponse};
+use crate::validation::{check_batch, order_inputs, select_outputs};
+use anemone_core::{Error, ErrorKind, Result, Tensor};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// A boxed future: ensembles nest (a step may be an ensemble), so the
+/// request path is recursive and its futures must be boxed somewhere.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The state of one ensemble request.
+struct Run<'a> {
+    ensemble: &'a Ensemble,
+    /// Tensors produced so far and not yet taken by their last reader.
+    tensors: HashMap<String, Tensor>,
+    /// Readers left for each tensor.
+    readers: HashMap<String, usize>,
+    /// The steps' own timings, summed.
+    timings: Timings,
+    start: Instant,
+    timeout: Option<Duration>,
+    priority: Option<u32>,
+    /// The ensemble outputs asked for, in order.
+    wanted: Vec<String>,
+    /// The request's identifier, echoed.
+    id: Option<String>,
+    /// The response cache key and the time the lookup took, when the
+    /// ensemble uses the cache and missed.
+    cache_key: Option<(CacheKey, Duration)>,
+}
+
+/// What [`Manager::begin`] made of a request.
+enum Begun<'a> {
+    /// Answered from the response cache.
+    Hit(InferResponse),
+    /// To run.
+    Run(Run<'a>),
+}
+
+impl Manager {
+    /// The loaded ensemble a request names, if the registry has no model of
+    /// that name (a model always wins; the two cannot share a name).
+    pub(crate) fn ensemble_for(&self, request: &InferRequest) -> Option<Arc<Ensemble>> {
+        self.ensemble(&request.model)
+            .filter(|e| request.version.is_none_or(|v| v == e.spec.version))
+    }
+
+    /// Runs one request on an ensemble; see the module's documentation.
+    pub(crate) fn infer_ensemble(
+        &self,
+        ensemble: Arc<Ensemble>,
+        request: InferRequest,
+    ) -> BoxFuture<'_, Result<InferResponse>> {
+        Box::pin(async move {
+            let mut run = match self.begin(&ensemble, request) {
+                Ok(Begun::Run(run)) => run,
+                Ok(Begun::Hit(response)) => return Ok(response),
+                Err(e) => return Err(record(&ensemble, e, Instant::now())),
+            };
+            let steps = ensemble.spec.steps.len();
+            let (mut started, mut done) = (vec![false; steps], vec![false; steps]);
+            let mut running: FuturesUnordered<BoxFuture<'_, (usize, Result<InferResponse>)>> =
+                FuturesUnordered::new();
+            loop {
+                for &i in &ensemble.plan.order {
+                    if started[i] || !ensemble.plan.waits_for[i].iter().all(|&d| done[d]) {
+                        continue;
+                    }
+                    started[i] = true;
+                    let request = match run.request_for(i) {
+                        Ok(r) => r,
+                        Err(e) => return Err(record(&ensemble, e, run.start)),
+                    };
+                    // One span per step, under the request's span.
+                    let span = tracing::info_span!(
+                        "ensemble_step",
+                        ensemble = %ensemble.spec.name,
+                        step = i,
+                        model = %ensemble.spec.steps[i].model
+                    );
+                    let step = async move { (i, self.infer(request).await) };
+                    running.push(Box::pin(step.instrument(span)));
+                }
+                let Some((i, result)) = running.next().await else {
+                    break;
+                };
+                match result {
+                    Ok(response) => {
+                        run.absorb(i, response);
+                        done[i] = true;
+                    }
+                    Err(e) => {
+                        return Err(record(&ensemble, step_error(&ensemble, i, e), run.start))
+                    }
+                }
+            }
+            self.conclude_ensemble(run)
+        })
+    }
+
+    /// [`Manager::infer_ensemble`] on a thread that may block: the steps run
+    /// one after another, in dependency order, through [`Manager::infer_blocking`].
+    pub(crate) fn infer_ensemble_blocking(
+        &self,
+        ensemble: Arc<Ensemble>,
+        request: InferRequest,
+    ) -> Result<InferResponse> {
+        let mut run = match self.begin(&ensemble, request) {
+            Ok(Begun::Run(run)) => run,
+            Ok(Begun::Hit(response)) => return Ok(response),
+            Err(e) => return Err(record(&ensemble, e, Instant::now())),
+        };
+        for &i in &ensemble.plan.order {
+            let request = run
+                .request_for(i)
+                .map_err(|e| record(&ensemble, e, run.start))?;
+            match self.infer_blocking(request) {
+                Ok(response) => run.absorb(i, response),
+                Err(e) => return Err(record(&ensemble, step_error(&ensemble, i, e), run.start)),
+            }
+        }
+        self.conclude_ensemble(run)
+    }
+
+    /// Checks the request against the ensemble (live, composing models
+    /// loaded, inputs, outputs, batch) and looks it up in the response cache.
+    fn begin<'a>(&self, ensemble: &'a Ensemble, request: InferRequest) -> Result<Begun<'a>> {
+        let start = Instant::now();
+        let name = &ensemble.spec.name;
+        if !self.inner.live.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable {
+                what: "the manager".into(),
+                reason: "it is shutting down".into(),
+            });
+        }
+        if let Some(reason) = self.missing_step(ensemble, 0) {
+            return Err(Error::Unavailable {
+                what: format!("ensemble '{name}'"),
+                reason,
+            });
+        }
+        let meta = &ensemble.metadata;
+        let outputs = select_outputs(meta, None, request.outputs.as_deref())?;
+        let inputs = order_inputs(meta, request.inputs)?;
+        let inputs = check_batch(ensemble.spec.max_batch_size, meta, inputs)?;
+        let wanted: Vec<String> = match &outputs {
+            Some(indices) => indices
+                .iter()
+                .map(|&i| meta.outputs[i].name.clone())
+                .collect(),
+            None => meta.outputs.iter().map(|o| o.name.clone()).collect(),
+        };
+        let cache = self
+            .inner
+            .cache
+            .as_ref()
+            .filter(|_| ensemble.spec.response_cache);
+        let mut cache_key = None;
+        if let Some(cache) = cache {
+            let key = cache.key(name, ensemble.spec.version, &inputs, outputs.as_deref());
+            match cache.get(&key) {
+                None => cache_key = Some((key, start.elapsed())),
+                Some(outputs) => {
+                    let total = start.elapsed();
+                    ensemble.metrics.record_cache_hit(total);
+                    return Ok(Begun::Hit(InferResponse {
+                        model: name.clone(),
+                        version: ensemble.spec.version,
+                        backend: "ensemble",
+                        id: request.id,
+                        outputs,
+                        timings: Timings {
+                            total,
+                            ..Default::default()
+                        },
+                    }));
+                }
+            }
+        }
+        // An output nobody asked for has one reader fewer: the last step
+        // reading it may take it.
+        let mut readers = ensemble.plan.readers.clone();
+        for output in meta.outputs.iter().filter(|o| !wanted.contains(&o.name)) {
+            if let Some(n) = readers.get_mut(&output.name) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let tensors = meta
+            .inputs
+            .iter()
+            .map(|s| s.name.clone())
+            .zip(inputs)
+            .collect();
+        Ok(Begun::Run(Run {
+            ensemble,
+            tensors,
+            readers,
+            timings: Timings::default(),
+            start,
+            timeout: request.timeout,
+            priority: request.priority,
+            wanted,
+            id: request.id,
+            cache_key,
+        }))
+    }
+}
+
+impl Manager {
+    /// Answers a request whose steps all ran: the outputs asked for, its
+    /// statistics recorded, and the answer stored in the response cache.
+    fn conclude_ensemble(&self, mut run: Run<'_>) -> Result<InferResponse> {
+        let ensemble = run.ensemble;
+        let mut outputs = Vec::with_capacity(run.wanted.len());
+        for name in std::mem::take(&mut run.wanted) {
+            let Some(tensor) = run.tensors.remove(&name) else {
+                let e = Error::Internal(format!(
+                    "ensemble '{}' finished without its output '{name}'",
+                    ensemble.spec.name
+                ));
+                return Err(record(ensemble, e, run.start));
+            };
+            outputs.push((name, tensor));
+        }
+        if let (Some((key, looking)), Some(cache)) = (run.cache_key, self.inner.cache.as_ref()) {
+            let storing = Instant::now();
+            cache.insert(key, &outputs);
+            ensemble
+                .metrics
+                .record_cache_miss(looking + storing.elapsed());
+        }
+        let end = Instant::now();
+        let mut timings = run.timings;
+        timings.total = end - run.start;
+        let batch = match ensemble.spec.max_batch_size {
+            Some(_) => outputs
+                .first()
+                .and_then(|(_, t)| t.shape().first().copied()),
+            None => None,
+        };
+        ensemble.metrics.record_success_at(&timings, end);
+        ensemble.metrics.record_execution(
+            batch.unwrap_or(1),
+            timings.compute_input,
+            timings.compute_infer,
+            timings.compute_output,
+        );
+        Ok(InferResponse {
+            model: ensemble.spec.name.clone(),
+            version: ensemble.spec.version,
+            backend: "ensemble",
+            id: run.id,
+            outputs,
+            timings,
+        })
+    }
+}
+
+impl Run<'_> {
+    /// The request of step `i`: its mapped inputs (moved when this step is
+    /// their last reader, copied otherwise) and mapped outputs, with what
+    /// is left of the ensemble request's deadline and its priority.
+    fn request_for(&mut self, i: usize) -> Result<InferRequest> {
+        let step = &self.ensemble.spec.steps[i];
+        let mut inputs = Vec::with_capacity(step.input_map.len());
+        for (input, tensor) in &step.input_map {
+            let left = self.readers.get_mut(tensor).map(|n| {
+                *n = n.saturating_sub(1);
+                *n
+            });
+            let value = if left == Some(0) {
+                self.tensors.remove(tensor)
+            } else {
+                self.tensors.get(tensor).cloned()
+            };
+            let value = value.ok_or_else(|| {
+                Error::Internal(format!(
+                    "ensemble '{}' {}: tensor '{tensor}' is not ready",
+                    self.ensemble.spec.name,
+                    step_label(i, step)
+                ))
+            })?;
+            inputs.push((input.clone(), value));
+        }
+        let timeout = match self.timeout {
+            None => None,
+            Some(limit) => {
+                let left = limit.saturating_sub(self.start.elapsed());
+                if left.is_zero() {
+                    return Err(Error::Timeout(limit));
+                }
+                Some(left)
+            }
+        };
+        Ok(InferRequest {
+            model: step.model.clone(),
+            version: step.version,
+            inputs,
+            outputs: Some(step.output_map.iter().map(|(o, _)| o.clone()).collect()),
+            timeout,
+            priority: self.priority,
+            id: None,
+        })
+    }
+
+    /// Keeps step `i`'s mapped outputs under their ensemble names.
+    fn absorb(&mut self, i: usize, response: InferResponse) {
+        let step = &self.ensemble.spec.steps[i];
+        let t = response.timings;
+        self.timings.queue += t.queue;
+        self.timings.compute_input += t.compute_input;
+        self.timings.compute_infer += t.compute_infer;
+        self.timings.compute_output += t.compute_output;
+        for (output, tensor) in response.outputs {
+            if let Some((_, name)) = step.output_map.iter().find(|(o, _)| *o == output) {
+                self.tensors.insert(name.clone(), tensor);
+            }
+        }
+    }
+}
+
+/// A failed step's error, naming the step and model. Its kind is the
+/// step's, except that an input refused by a step fed by another step is
+/// the ensemble's fault, not the client's (`Internal`), and a composing
+/// model that vanished makes the ensemble `Unavailable`.
+fn step_error(ensemble: &Ensemble, i: usize, e: Error) -> Error {
+    let step = &ensemble.spec.steps[i];
+    let from_request = step
+        .input_map
+        .iter()
+        .all(|(_, t)| ensemble.plan.origin.get(t) == Some(&Origin::Request));
+    let kind = match e.kind() {
+        ErrorKind::InvalidInput if !from_request => ErrorKind::Internal,
+        ErrorKind::NotFound => ErrorKind::Unavailable,
+        kind => kind,
+    };
+    Error::Step {
+        ensemble: ensemble.spec.name.clone(),
+        step: i,
+        model: step.model.clone(),
+        kind,
+        source: Box::new(e),
+    }
+}
+
+/// Counts a failed request on the ensemble and hands the error back.
+fn record(ensemble: &Ensemble, e: Error, start: Instant) -> Error {
+    ensemble.metrics.record_failure(e.kind(), start.elapsed());
+    e
+}

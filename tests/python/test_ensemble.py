@@ -1,0 +1,112 @@
+"""The OCR ensemble (examples/ocr_ensemble: preprocess -> PP-OCRv4 det ->
+binarize) through the Triton clients, over HTTP and gRPC: outputs against ONNX
+Runtime's Python API running the three models in turn (the `ocr_ensemble`
+fixture); `--load-model ocr` alone loads the composing models; statistics of
+the composing models count the ensemble's calls; `unload_dependents` unloads
+them with the ensemble.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "fixtures/generated/ocr_ensemble"
+CONFIGS = ROOT / "examples/ocr_ensemble/model_repository"
+COMPOSING = ["preprocess", "det", "binarize"]
+
+
+@pytest.fixture(scope="module")
+def ocr_server(tmp_path_factory):
+    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: build it with `cargo build --workspace --bin anemone`")
+    if not (FIXTURE / "case.json").exists():
+        pytest.fail("fixture ocr_ensemble is missing: run scripts/setup.sh")
+    repo = tmp_path_factory.mktemp("ocr")
+    for model in COMPOSING + ["ocr"]:
+        (repo / model / "1").mkdir(parents=True)
+        shutil.copyfile(CONFIGS / model / "config.pbtxt", repo / model / "config.pbtxt")
+    for model in COMPOSING:
+        shutil.copyfile(FIXTURE / "repository" / model / "1" / "model.onnx", repo / model / "1" / "model.onnx")
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
+         "--model-control-mode", "explicit", "--load-model", "ocr", "--exit-timeout-secs", "10"],
+        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
+    )
+    addresses = {}
+    while len(addresses) < 2:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"anemone serve exited early with status {proc.wait()}")
+        kind, _, rest = line.partition(" listening on ")
+        if rest:
+            addresses[kind] = rest.strip()
+    http = httpclient.InferenceServerClient(addresses["HTTP"])
+    deadline = time.time() + 120
+    while not http.is_model_ready("ocr"):
+        assert time.time() < deadline, "the ensemble was not ready after 120 s"
+        time.sleep(0.2)
+    yield addresses
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+def client(addresses, protocol):
+    if protocol == "http":
+        return httpclient, httpclient.InferenceServerClient(addresses["HTTP"])
+    return grpcclient, grpcclient.InferenceServerClient(addresses["gRPC"])
+
+
+def runs():
+    doc = json.loads((FIXTURE / "case.json").read_text())
+    return doc, [{k: np.load(FIXTURE / f) for k, f in run.items()} for run in doc["runs"]]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_ocr_ensemble_matches_onnx_runtime_in_turn(ocr_server, protocol):
+    module, c = client(ocr_server, protocol)
+    doc, cases = runs()
+    before = c.get_inference_statistics("det")
+    before = before["model_stats"][0] if protocol == "http" else before.model_stats[0]
+    for run in cases:
+        image = module.InferInput("image", list(run["image"].shape), "UINT8")
+        image.set_data_from_numpy(run["image"])
+        result = c.infer("ocr", [image])
+        prob, mask = result.as_numpy("prob"), result.as_numpy("mask")
+        np.testing.assert_allclose(prob, run["prob"], rtol=doc["rtol"], atol=doc["atol"])
+        near = np.abs(run["prob"] - doc["threshold"]) < 1e-3
+        assert mask.dtype == np.uint8 and mask.shape == run["mask"].shape
+        assert np.array_equal(mask[~near], run["mask"][~near])
+    after = c.get_inference_statistics("det")
+    after = after["model_stats"][0] if protocol == "http" else after.model_stats[0]
+    count = (lambda s: s["inference_stats"]["success"]["count"]) if protocol == "http" else (
+        lambda s: s.inference_stats.success.count)
+    assert count(after) - count(before) == len(cases), "det counts every ensemble call"
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_unload_dependents_unloads_the_composing_models(ocr_server, protocol):
+    _, c = client(ocr_server, protocol)
+    index = lambda: {  # noqa: E731
+        (m["name"] if protocol == "http" else m.name): (m["state"] if protocol == "http" else m.state)
+        for m in (c.get_model_repository_index() if protocol == "http" else c.get_model_repository_index().models)
+    }
+    assert all(index()[m] == "READY" for m in COMPOSING + ["ocr"]), index()
+    c.unload_model("ocr")
+    assert index()["ocr"] == "UNLOADED" and index()["det"] == "READY", index()
+    c.load_model("ocr")
+    c.unload_model("ocr", unload_dependents=True)
+    states = index()
+    assert all(states[m] == "UNLOADED" for m in COMPOSING + ["ocr"]), states
+    c.load_model("ocr")  # and its composing models with it
+    assert all(index()[m] == "READY" for m in COMPOSING + ["ocr"]), index()
