@@ -53,6 +53,7 @@ pub mod cache;
 pub mod eviction;
 mod failover;
 pub mod fallback;
+pub mod gates;
 mod groups;
 pub mod health;
 pub mod instance;

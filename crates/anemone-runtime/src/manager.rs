@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) rejected: [AtomicU64; ErrorKind::ALL.len()],
     /// Answers of models that enable the response cache (`cache.rs`).
     pub(crate) cache: Option<ResponseCache>,
+    /// Run-time feature gates (`gates.rs`).
+    pub(crate) gates: Arc<crate::gates::FeatureGates>,
 }
 
 /// Builds a [`Manager`].
@@ -235,6 +237,7 @@ impl ManagerBuilder {
                 thermal: Mutex::new(ThermalState::Nominal),
                 rejected: Default::default(),
                 cache: self.cache_bytes.map(ResponseCache::new),
+                gates: Arc::default(),
             }),
         })
     }
