@@ -145,7 +145,8 @@ impl crate::Manager {
     /// requests already admitted finish.
     pub fn set_max_concurrency(&self, limit: Option<usize>) {
         self.inner.global.set_capacity(limit);
-        tracing::info!(?limit, "global concurrency limit changed");
+        let shown = limit.map_or("none".to_string(), |n| n.to_string());
+        tracing::info!(limit = %shown, "global concurrency limit changed");
     }
 }
 

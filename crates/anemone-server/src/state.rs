@@ -28,6 +28,8 @@ pub struct AppState {
     /// Set when shutdown begins: readiness turns false at once, while the
     /// requests in flight (uploads included) still finish.
     draining: std::sync::atomic::AtomicBool,
+    /// Log settings and the settings table (`settings.rs`); by default, none.
+    pub settings: crate::settings::Settings,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
             manager,
             repository,
             draining: std::sync::atomic::AtomicBool::new(false),
+            settings: Default::default(),
         }
     }
 
@@ -364,6 +367,9 @@ impl AppState {
                 requests: m.queued(),
             })
             .collect();
-        crate::prometheus::render(&self.manager.metrics(), &queued, &self.repository.index())
+        let mut out =
+            crate::prometheus::render(&self.manager.metrics(), &queued, &self.repository.index());
+        crate::settings::render_gates(self.manager.gates(), &mut out);
+        out
     }
 }
