@@ -1,6 +1,7 @@
 //! `anemone serve`'s operations flags: the config file, the metrics port and
 //! the run-time feature gates.
 
+use anemone_server::settings::{Setting, Source};
 use clap::builder::BoolishValueParser;
 use clap::ArgAction;
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ pub struct OpsArgs {
     pub config: Option<PathBuf>,
 
     /// Port of a listener serving only Prometheus `/metrics` (as Triton's); 0 picks a free
-    /// port (the bound address is printed). `/metrics` stays on the HTTP port too.
+    /// port (the bound address is printed). Left unset with `--http-port 0`, it is 0 too.
+    /// `/metrics` stays on the HTTP port as well.
     #[arg(
         long,
         value_name = "PORT",
@@ -53,9 +55,20 @@ pub struct OpsArgs {
 }
 
 impl OpsArgs {
-    /// The metrics port to open, if any.
-    pub fn metrics_port(&self) -> Option<u16> {
-        self.allow_metrics.then_some(self.metrics_port)
+    /// The metrics port to open, if any. A server asked for a free HTTP port
+    /// (`--http-port 0`) gets a free metrics port too unless one was set, so
+    /// that servers started side by side (tests) do not collide on 8002.
+    pub fn metrics_port(&self, http_port: u16, settings: &[Setting]) -> Option<u16> {
+        let defaulted = settings
+            .iter()
+            .find(|s| s.key == "metrics-port")
+            .is_none_or(|s| s.source == Source::Default);
+        let port = if http_port == 0 && defaulted {
+            0
+        } else {
+            self.metrics_port
+        };
+        self.allow_metrics.then_some(port)
     }
 
     /// Sets the manager's gates to these flags' values.

@@ -280,7 +280,9 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
         // --- ops ---
         ops: anemone_server::settings::OpsOptions {
-            metrics_port: args.ops.metrics_port(),
+            metrics_port: args
+                .ops
+                .metrics_port(args.http_port, &crate::config_show::startup_table()),
             log: crate::logging::control().map(|l| l as _),
             table: crate::config_show::startup_table(),
         },
