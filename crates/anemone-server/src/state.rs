@@ -14,6 +14,7 @@ use anemone_runtime::{InferRequest, Manager};
 /// (`schedule_policy`: the `priority` and `timeout` request parameters).
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
+    "logging",
     "model_repository",
     "schedule_policy",
     "statistics",
