@@ -284,7 +284,7 @@ pub fn parse(
     lenient: bool,
 ) -> Result<(ArgMatches, Option<Vec<Setting>>), clap::Error> {
     let relax = |c: Command| c.mut_subcommand(sub_name, |s| s.mut_args(|a| a.required(false)));
-    let mut root = root.mut_subcommand(sub_name, |s| s.after_long_help(LAYERING_HELP));
+    let mut root = root.mut_subcommand(sub_name, |s| s.after_help(LAYERING_HELP));
     if lenient {
         root = relax(root);
     }

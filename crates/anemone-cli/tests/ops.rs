@@ -332,6 +332,21 @@ fn config_show_layers_default_file_env_and_flag() {
 }
 
 #[test]
+fn serve_help_explains_the_layers() {
+    for flag in ["-h", "--help"] {
+        let out = anemone().args(["serve", flag]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Configuration layers, lowest precedence first")
+                && help.contains("ANEMONE_<FLAG>")
+                && help.contains("the TOML file given by --config")
+                && help.contains("anemone config show"),
+            "{help}"
+        );
+    }
+}
+
+#[test]
 fn a_misspelled_key_names_the_file_line_key_and_the_nearest_flag() {
     let dir = temp("typo");
     let file = dir.join("bad.toml");
