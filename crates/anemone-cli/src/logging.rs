@@ -79,7 +79,28 @@ fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
 /// `extra` layers (unfiltered) beside it, and keeps the handle that changes it.
 pub fn init(filter: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let env = parse_filter(filter).map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+    let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
+    let (subscriber, logging) = build(filter, format, extra, std::io::stderr, ansi)
+        .map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+    subscriber
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    let _ = CONTROL.set(Arc::new(logging));
+    Ok(())
+}
+
+/// The subscriber [`init`] installs, writing to `writer`, and its control.
+fn build<W>(
+    filter: &str,
+    format: LogFormat,
+    extra: Vec<BoxedLayer>,
+    writer: W,
+    ansi: bool,
+) -> Result<(impl tracing::Subscriber + Send + Sync, Logging), String>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let env = parse_filter(filter)?;
     let hint = env.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let (env, handle) = reload::Layer::new(env);
     let mask = Arc::new(AtomicU8::new(ERROR | WARN | INFO));
@@ -88,12 +109,9 @@ pub fn init(filter: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> anyhow::
         mask: Arc::clone(&mask),
         keep_spans: format == LogFormat::Json,
     };
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let fmt: BoxedLayer = match format {
-        LogFormat::Text => fmt
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_filter(levels)
-            .boxed(),
+        LogFormat::Text => fmt.with_ansi(ansi).with_filter(levels).boxed(),
         LogFormat::Json => fmt
             .json()
             .with_current_span(true)
@@ -103,17 +121,13 @@ pub fn init(filter: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> anyhow::
     };
     let mut layers = extra;
     layers.push(fmt);
-    Registry::default()
-        .with(layers)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
-    let _ = CONTROL.set(Arc::new(Logging {
+    let logging = Logging {
         handle,
         mask,
         filter: Mutex::new((filter.to_string(), hint)),
         format,
-    }));
-    Ok(())
+    };
+    Ok((Registry::default().with(layers), logging))
 }
 
 /// The level filter in force, and the mask of severities turned off.
@@ -288,5 +302,108 @@ impl LogControl for Logging {
 
     fn set_filter(&self, filter: &str) -> Result<(), String> {
         self.apply(filter, ERROR | WARN | INFO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines written to a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buffer {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_their_spans_fields_and_follow_run_time_changes() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let (subscriber, logging) = build(
+            "warn",
+            LogFormat::Json,
+            Vec::new(),
+            move || out.clone(),
+            false,
+        )
+        .unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            // An INFO span, as a request's: its fields reach a WARN line at level warn.
+            let span =
+                tracing::info_span!("request", model = "add", trace_id = tracing::field::Empty);
+            span.record("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736");
+            span.in_scope(|| {
+                tracing::warn!(answer = 42, "slow");
+                tracing::info!("not at warn");
+            });
+            assert_eq!(buffer.lines().len(), 1);
+            // Triton's switches: INFO on and WARN off, independently.
+            let update = LogUpdate {
+                log_info: Some(true),
+                log_warning: Some(false),
+                ..Default::default()
+            };
+            let settings = logging.update(&update).unwrap();
+            assert!(settings.log_info && !settings.log_warning && settings.log_error);
+            tracing::warn!("hidden");
+            tracing::info!("shown");
+            tracing::debug!("verbose");
+        });
+        let lines = buffer.lines();
+        let messages: Vec<&str> = lines
+            .iter()
+            .map(|l| l["fields"]["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages, ["slow", "shown"]);
+        let first = &lines[0];
+        assert_eq!(first["level"], "WARN");
+        assert_eq!(first["fields"]["answer"], 42);
+        assert_eq!(
+            first["span"]["trace_id"],
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(first["spans"][0]["model"], "add");
+    }
+
+    #[test]
+    fn unsupported_settings_are_refused_and_change_nothing() {
+        let (_subscriber, logging) =
+            build("warn", LogFormat::Text, Vec::new(), std::io::sink, false).unwrap();
+        let before = logging.settings();
+        let e = logging
+            .update(&LogUpdate {
+                log_file: Some("/var/log/anemone.log".into()),
+                log_info: Some(true),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.contains("log_file") && e.contains("stderr"), "{e}");
+        let e = logging
+            .update(&LogUpdate {
+                log_format: Some("json".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.contains("--log-format"), "{e}");
+        assert_eq!(logging.settings(), before);
+        assert!(logging.set_filter("warn,=bad=").is_err());
+        assert_eq!(logging.filter(), "warn");
     }
 }
