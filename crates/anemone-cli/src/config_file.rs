@@ -98,6 +98,9 @@ pub fn read(path: &Path, root: &Command, sub: &Command) -> anyhow::Result<Config
 
 /// "unknown key", with the nearest flag's name when one is close.
 fn unknown_key(name: &str, args: &[&Arg]) -> String {
+    if name == CONFIG_FLAG {
+        return "a config file cannot name another config file".into();
+    }
     let normalised = name.replace('_', "-");
     let nearest = args
         .iter()
