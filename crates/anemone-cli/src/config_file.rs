@@ -80,6 +80,9 @@ pub fn read(path: &Path, root: &Command, sub: &Command) -> anyhow::Result<Config
         let line = line_of(&text, key.span().start);
         let at = format!("config file {shown}, line {line}, key '{}'", key.get_ref());
         let name = key.into_inner();
+        if value.get_ref().is_table() {
+            bail!("{at}: tables are not supported: per-model settings go in each model's config.pbtxt");
+        }
         let Some(arg) = args.iter().find(|a| a.get_long() == Some(name.as_str())) else {
             bail!("{at}: {}", unknown_key(&name, &args));
         };

@@ -70,13 +70,10 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
             argv.extend(show.serve_args.iter().cloned());
             let (_, table) = config_file::parse(crate::Cli::command(), "serve", &argv, true)
                 .map_err(|e| {
-                    anyhow!(
-                        "{}",
-                        e.render()
-                            .to_string()
-                            .trim_start_matches("error: ")
-                            .trim_end()
-                    )
+                    // The message alone: clap's usage lines are `serve`'s, not ours.
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or_default().to_string();
+                    anyhow!("{}", first.trim_start_matches("error: ").to_string())
                 })?;
             table.unwrap_or_default()
         }

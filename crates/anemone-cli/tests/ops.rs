@@ -383,4 +383,21 @@ fn a_misspelled_key_names_the_file_line_key_and_the_nearest_flag() {
         stderr.contains("line 1, key 'max-concurrency': invalid value 'lots'"),
         "{stderr}"
     );
+    // Per-model tables have no meaning here: said, with where they go.
+    std::fs::write(
+        &file,
+        "max-concurrency = 4\n\n[models.resnet]\nthreads = 2\n",
+    )
+    .unwrap();
+    let out = anemone()
+        .args(["config", "show", "--", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3, key 'models': tables are not supported: per-model settings go in each model's config.pbtxt"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Usage:"), "{stderr}");
 }
