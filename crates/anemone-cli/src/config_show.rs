@@ -73,7 +73,7 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
                     // The message alone: clap's usage lines are `serve`'s, not ours.
                     let text = e.render().to_string();
                     let first = text.lines().next().unwrap_or_default().to_string();
-                    anyhow!("{}", first.trim_start_matches("error: ").to_string())
+                    anyhow!("{}", first.trim_start_matches("error: "))
                 })?;
             table.unwrap_or_default()
         }
