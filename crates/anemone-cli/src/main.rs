@@ -8,17 +8,21 @@ mod backend_args;
 mod bench;
 mod bytes;
 mod cache_config;
+mod config_file;
+mod config_show;
 mod doctor;
 mod infer;
 mod inspect;
+mod logging;
 mod models;
+mod ops_args;
 mod output;
 mod serve;
 mod startup;
 mod tls_args;
 
 use clap::builder::BoolishValueParser;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,6 +52,17 @@ struct Cli {
     )]
     log_level: String,
 
+    /// How log lines are written: `text`, or `json` (one object per line, with the
+    /// fields of the span it was logged in, such as a request's trace_id).
+    #[arg(
+        long,
+        global = true,
+        env = "ANEMONE_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: logging::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +88,9 @@ enum Command {
     /// Reports this machine: CPU, memory, GPUs, the Neural Engine, every
     /// backend (available, or why not), the libraries found and the caches.
     Doctor(doctor::DoctorArgs),
+    /// Shows `serve`'s settings: each value and where it came from (default, file,
+    /// env, flag, api).
+    Config(config_show::ConfigArgs),
 }
 
 /// Arguments of `anemone inspect`.
@@ -147,8 +165,8 @@ pub struct InferArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Err(e) = init_tracing(&cli.log_level) {
+    let cli = parse_cli();
+    if let Err(e) = logging::init(&cli.log_level, cli.log_format, Vec::new()) {
         eprintln!("error: {}", output::error_chain(&e));
         return ExitCode::FAILURE;
     }
@@ -160,6 +178,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Models(args) => models::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Config(args) => config_show::run(args),
     });
     let result = result.unwrap_or_else(|panic| {
         let model = match &cli.command {
@@ -169,6 +188,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => &args.model_name_path(),
             Command::Models(args) => &args.model_repository,
             Command::Doctor(_) => std::path::Path::new("doctor"),
+            Command::Config(_) => std::path::Path::new("config"),
         };
         Err(anyhow::anyhow!(
             "internal error (this is a bug) on {}: {}",
@@ -185,25 +205,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sends `tracing` events at or above `filter` to stderr.
-///
-/// At the plain `warn` level the runtime's "model failed to load" warning is
-/// left out: the failing command prints the same error as its `error:` line.
-fn init_tracing(filter: &str) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    let directives = match filter.trim() {
-        "warn" => "warn,anemone_runtime::manager=error".to_string(),
-        other => other.to_string(),
-    };
-    let filter = tracing_subscriber::EnvFilter::builder()
-        .parse(&directives)
-        .map_err(|e| anyhow::anyhow!("invalid --log-level '{filter}': {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+/// Parses the command line, with `serve`'s `--config` file layered under
+/// the environment and the flags (see `config_file.rs`).
+fn parse_cli() -> Cli {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (matches, table) =
+        config_file::parse(Cli::command(), "serve", &argv, false).unwrap_or_else(|e| e.exit());
+    if let Some(table) = table {
+        config_show::remember(table);
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 #[cfg(test)]

@@ -156,7 +156,7 @@ pub struct ServeArgs {
 
     /// Restricts HTTP API groups to requests that carry a header, as Triton:
     /// `<api>[,<api>...]:<key>=<value>`; others get 403. APIs: health, metadata, inference,
-    /// shared-memory, model-config, model-repository, statistics, trace, logging. Repeat for
+    /// shared-memory, model-config, model-repository, statistics, trace, logging, config. Repeat for
     /// more groups (each API in one group only). By default, nothing is restricted.
     #[arg(
         long,
@@ -175,6 +175,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub grpc_restricted_protocol: Vec<String>,
+    // --- ops ---
+    #[command(flatten)]
+    pub ops: crate::ops_args::OpsArgs,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -247,6 +250,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         builder = builder.workers(n);
     }
     let manager = builder.build()?;
+    args.ops.set_gates(manager.gates());
     warn_if_onnxruntime_missing();
     watch_thermal_state(&manager);
     let options = ServerOptions {
@@ -274,6 +278,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             grpc: Restrictions::parse(&args.grpc_restricted_protocol, true)
                 .map_err(anyhow::Error::msg)?,
         },
+        // --- ops ---
+        ops: anemone_server::settings::OpsOptions {
+            metrics_port: args
+                .ops
+                .metrics_port(args.http_port, &crate::config_show::startup_table()),
+            log: crate::logging::control().map(|l| l as _),
+            table: crate::config_show::startup_table(),
+        },
     };
     let tls_on = tls;
     let server = Server::bind(options, manager)
@@ -281,6 +293,9 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     println!("HTTP listening on {}", server.http_addr());
     println!("gRPC listening on {}", server.grpc_addr());
+    if let Some(addr) = server.metrics_addr() {
+        println!("Metrics listening on {addr}");
+    }
     // On lines of their own: scripts read the address lines as they are.
     for (protocol, files) in [("HTTP", &tls_on.http), ("gRPC", &tls_on.grpc)] {
         if let Some(files) = files {

@@ -13,8 +13,12 @@ use std::sync::Arc;
 pub struct Limiter {
     /// Described in errors, e.g. `global concurrency limit`.
     label: String,
-    /// The configured limit.
-    capacity: usize,
+    /// The configured limit (`usize::MAX`: none); changed at run time by
+    /// [`Limiter::set_capacity`].
+    capacity: AtomicUsize,
+    /// The share of `capacity` in force, `numerator << 32 | denominator`
+    /// (1/1 unless throttled), kept so a new capacity keeps the throttle.
+    share: AtomicU64,
     /// The limit in force: `capacity`, or less while throttled (thermal pressure).
     effective: AtomicUsize,
     /// Permits handed out and not yet dropped. Only changed by
@@ -27,7 +31,8 @@ impl Limiter {
     pub fn new(label: impl Into<String>, capacity: Option<usize>) -> Arc<Limiter> {
         Arc::new(Limiter {
             label: label.into(),
-            capacity: capacity.unwrap_or(usize::MAX),
+            capacity: AtomicUsize::new(capacity.unwrap_or(usize::MAX)),
+            share: AtomicU64::new(1 << 32 | 1),
             effective: AtomicUsize::new(capacity.unwrap_or(usize::MAX)),
             in_use: AtomicUsize::new(0),
         })
@@ -41,7 +46,7 @@ impl Limiter {
         loop {
             if current >= limit {
                 return Err(Error::Overloaded {
-                    limit: if limit < self.capacity {
+                    limit: if limit < self.capacity.load(Ordering::Relaxed) {
                         format!("{} (lowered under thermal pressure)", self.label)
                     } else {
                         self.label.clone()
@@ -73,17 +78,36 @@ impl Limiter {
 
     /// The limit; `None` when unlimited.
     pub fn capacity(&self) -> Option<usize> {
-        (self.capacity != usize::MAX).then_some(self.capacity)
+        let c = self.capacity.load(Ordering::Relaxed);
+        (c != usize::MAX).then_some(c)
+    }
+
+    /// Changes the limit (`None`: no limit), keeping any throttle in force.
+    /// Requests already admitted keep their permits: with more in flight than
+    /// the new limit, new requests are refused until enough have finished.
+    pub fn set_capacity(&self, capacity: Option<usize>) {
+        self.capacity
+            .store(capacity.unwrap_or(usize::MAX), Ordering::Relaxed);
+        let share = self.share.load(Ordering::Relaxed);
+        self.apply((share >> 32) as usize, (share & 0xffff_ffff) as usize);
     }
 
     /// Lowers the limit in force to `capacity × numerator / denominator` (at
     /// least 1), or restores it with `1/1`. An unlimited limiter stays unlimited.
     /// Requests already admitted are not affected.
     pub fn throttle(&self, numerator: usize, denominator: usize) {
-        let effective = if self.capacity == usize::MAX || numerator >= denominator {
-            self.capacity
+        let (n, d) = (numerator.min(1 << 16), denominator.clamp(1, 1 << 16));
+        self.share
+            .store((n as u64) << 32 | d as u64, Ordering::Relaxed);
+        self.apply(n, d);
+    }
+
+    fn apply(&self, numerator: usize, denominator: usize) {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        let effective = if capacity == usize::MAX || numerator >= denominator {
+            capacity
         } else {
-            (self.capacity / denominator.max(1) * numerator).max(1)
+            (capacity / denominator.max(1) * numerator).max(1)
         };
         self.effective.store(effective, Ordering::Relaxed);
     }
@@ -213,6 +237,21 @@ mod tests {
         let _c = l.try_acquire().unwrap();
         drop(b);
         assert_eq!(l.in_use(), 1);
+    }
+
+    #[test]
+    fn the_limit_changes_at_run_time_and_keeps_the_throttle() {
+        let l = Limiter::new("test limit", Some(4));
+        let held: Vec<Permit> = (0..2).map(|_| l.try_acquire().unwrap()).collect();
+        l.set_capacity(Some(2));
+        assert!(l.try_acquire().is_err(), "2 in use under a limit of 2");
+        l.throttle(1, 2);
+        l.set_capacity(Some(8));
+        assert_eq!(l.effective_capacity(), Some(4));
+        assert_eq!(l.capacity(), Some(8));
+        l.set_capacity(None);
+        assert_eq!(l.effective_capacity(), None);
+        drop(held);
     }
 
     #[test]

@@ -47,7 +47,10 @@ impl Manager {
         else {
             return;
         };
-        if instance.selection().mode == Mode::Strict || instance.standby.is_empty() {
+        if instance.selection().mode == Mode::Strict
+            || instance.standby.is_empty()
+            || !self.inner.gates.fallback()
+        {
             return;
         }
         if instance.switching.swap(true, Ordering::AcqRel) {

@@ -196,6 +196,7 @@ impl Manager {
         let plan = BatchPlan {
             batching: spec.batching.clone(),
             max_rows,
+            gates: Arc::clone(&self.inner.gates),
         };
         ModelQueue::start(
             name,

@@ -59,6 +59,7 @@ pub mod ensemble;
 pub mod eviction;
 mod failover;
 pub mod fallback;
+pub mod gates;
 mod groups;
 pub mod health;
 pub mod instance;

@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub(crate) cache: Option<ResponseCache>,
     /// The loaded ensembles (`ensemble/`).
     pub(crate) ensembles: crate::ensemble::Ensembles,
+    /// Run-time feature gates (`gates.rs`).
+    pub(crate) gates: Arc<crate::gates::FeatureGates>,
 }
 
 /// Builds a [`Manager`].
@@ -238,6 +240,7 @@ impl ManagerBuilder {
                 rejected: Default::default(),
                 cache: self.cache_bytes.map(ResponseCache::new),
                 ensembles: Default::default(),
+                gates: Arc::default(),
             }),
         })
     }

@@ -18,6 +18,7 @@ pub mod prometheus;
 pub mod repository;
 pub mod restricted;
 pub mod server;
+pub mod settings;
 pub mod state;
 mod tensor_json;
 pub mod tls;

@@ -1,10 +1,12 @@
 //! `/metrics` in Prometheus text format. The one place metric names live.
 //!
-//! Names follow Triton's meanings under an `anemone_` prefix, each with
-//! `model` and `version` labels. The older per-model families keep Triton's
-//! names (`anemone_inference_exec_count` for `nv_inference_exec_count`) so
-//! Triton dashboards carry over; newer ones follow Prometheus' naming
-//! conventions (`_total` on counters, base units).
+//! Names follow Triton's meanings under an `anemone_` prefix (per-model
+//! families carry `model` and `version` labels) and Prometheus' naming
+//! conventions: `_total` on counters, base units in the name (`_seconds`,
+//! `_bytes`), never `_count`/`_sum`/`_bucket` outside a histogram. Triton's
+//! `nv_inference_exec_count` is `anemone_inference_executions_total`, its
+//! `nv_inference_request_duration_us` is
+//! `anemone_inference_success_duration_seconds_total` (CHANGELOG lists every rename).
 
 use crate::repository::IndexRow;
 use anemone_runtime::metrics::{BatchStat, BUCKET_BOUNDS_US};
@@ -59,78 +61,85 @@ pub struct Queued {
     pub requests: usize,
 }
 
+/// Nanoseconds as seconds, Prometheus' base unit.
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
 /// Renders every metric.
 pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out };
-    type Getter = fn(&anemone_runtime::ModelMetricsEntry) -> u64;
+    type Getter = fn(&anemone_runtime::ModelMetricsEntry) -> f64;
     let counters: [(&str, &str, Getter); 13] = [
         (
-            "anemone_inference_request_success",
+            "anemone_inference_request_success_total",
             "Successful inference requests",
-            |e| e.metrics.success,
+            |e| e.metrics.success as f64,
         ),
         (
-            "anemone_inference_count",
+            "anemone_inferences_total",
             "Inferences performed (batch items)",
-            |e| e.metrics.inference_count,
+            |e| e.metrics.inference_count as f64,
         ),
-        ("anemone_inference_exec_count", "Model executions", |e| {
-            e.metrics.execution_count
-        }),
         (
-            "anemone_inference_request_duration_us",
+            "anemone_inference_executions_total",
+            "Model executions",
+            |e| e.metrics.execution_count as f64,
+        ),
+        (
+            "anemone_inference_success_duration_seconds_total",
             "Cumulative request duration, successes",
-            |e| e.metrics.request_success.ns / 1000,
+            |e| seconds(e.metrics.request_success.ns),
         ),
         (
-            "anemone_inference_queue_duration_us",
+            "anemone_inference_queue_duration_seconds_total",
             "Cumulative time waiting for a worker",
-            |e| e.metrics.queue.ns / 1000,
+            |e| seconds(e.metrics.queue.ns),
         ),
         (
-            "anemone_inference_compute_input_duration_us",
+            "anemone_inference_compute_input_duration_seconds_total",
             "Cumulative input preparation time",
-            |e| e.metrics.compute_input.ns / 1000,
+            |e| seconds(e.metrics.compute_input.ns),
         ),
         (
-            "anemone_inference_compute_infer_duration_us",
+            "anemone_inference_compute_infer_duration_seconds_total",
             "Cumulative engine time",
-            |e| e.metrics.compute_infer.ns / 1000,
+            |e| seconds(e.metrics.compute_infer.ns),
         ),
         (
-            "anemone_inference_compute_output_duration_us",
+            "anemone_inference_compute_output_duration_seconds_total",
             "Cumulative output preparation time",
-            |e| e.metrics.compute_output.ns / 1000,
+            |e| seconds(e.metrics.compute_output.ns),
         ),
         (
-            "anemone_cache_num_hits_per_model",
+            "anemone_cache_hits_total",
             "Requests answered from the response cache",
-            |e| e.metrics.cache_hit.count,
+            |e| e.metrics.cache_hit.count as f64,
         ),
         (
-            "anemone_cache_hit_duration_per_model",
-            "Cumulative time of requests answered from the response cache, microseconds",
-            |e| e.metrics.cache_hit.ns / 1000,
+            "anemone_cache_hit_duration_seconds_total",
+            "Cumulative time of requests answered from the response cache",
+            |e| seconds(e.metrics.cache_hit.ns),
         ),
         (
-            "anemone_cache_num_misses_per_model",
+            "anemone_cache_misses_total",
             "Response cache lookups that found nothing",
-            |e| e.metrics.cache_miss.count,
+            |e| e.metrics.cache_miss.count as f64,
         ),
         (
-            "anemone_cache_miss_duration_per_model",
-            "Cumulative time spent looking up and storing missed answers, microseconds",
-            |e| e.metrics.cache_miss.ns / 1000,
+            "anemone_cache_miss_duration_seconds_total",
+            "Cumulative time spent looking up and storing missed answers",
+            |e| seconds(e.metrics.cache_miss.ns),
         ),
         (
-            "anemone_inference_pending_request_count",
+            "anemone_inference_requests_in_flight",
             "Requests in flight: admitted and not finished, waiting or running",
-            |e| e.in_flight as u64,
+            |e| e.in_flight as f64,
         ),
     ];
     for (name, help, get) in counters {
-        let kind = if name.ends_with("pending_request_count") {
+        let kind = if name.ends_with("_in_flight") {
             "gauge"
         } else {
             "counter"
@@ -145,14 +154,14 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
         }
     }
     f.header(
-        "anemone_inference_request_failure",
+        "anemone_inference_request_failure_total",
         "counter",
         "Failed inference requests, by reason",
     );
     for e in &m.models {
         for (kind, n) in &e.metrics.failures {
             f.sample(
-                "anemone_inference_request_failure",
+                "anemone_inference_request_failure_total",
                 &[
                     ("model", &e.name),
                     ("version", &e.version.to_string()),
@@ -252,7 +261,7 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
                 cache.entries,
             ),
             (
-                "anemone_cache_evictions",
+                "anemone_cache_evictions_total",
                 "counter",
                 "Answers evicted from the response cache to make room",
                 cache.evictions,
@@ -264,12 +273,16 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
     }
     eviction(&mut f, m);
     f.header(
-        "anemone_requests_rejected",
+        "anemone_requests_rejected_total",
         "counter",
         "Requests refused before reaching a model, by reason",
     );
     for (kind, n) in &m.rejected {
-        f.sample("anemone_requests_rejected", &[("reason", kind.as_str())], n);
+        f.sample(
+            "anemone_requests_rejected_total",
+            &[("reason", kind.as_str())],
+            n,
+        );
     }
     f.header(
         "anemone_backend_available",

@@ -31,13 +31,15 @@ pub enum Api {
     Statistics,
     /// Trace settings (not implemented by anemone).
     Trace,
-    /// Log settings (not implemented by anemone).
+    /// Log settings (`/v2/logging`, gRPC LogSettings).
     Logging,
+    /// anemone's settings and feature gates (`/v2/anemone/config`); not Triton's.
+    Config,
 }
 
 impl Api {
     /// Every group, in Triton's order.
-    pub const ALL: [Api; 9] = [
+    pub const ALL: [Api; 10] = [
         Api::Health,
         Api::Metadata,
         Api::Inference,
@@ -47,6 +49,7 @@ impl Api {
         Api::Statistics,
         Api::Trace,
         Api::Logging,
+        Api::Config,
     ];
 
     /// The name used on the command line.
@@ -61,6 +64,7 @@ impl Api {
             Api::Statistics => "statistics",
             Api::Trace => "trace",
             Api::Logging => "logging",
+            Api::Config => "config",
         }
     }
 
@@ -127,7 +131,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The restrictions of one protocol: at most one [`Rule`] per [`Api`].
 #[derive(Clone, Default)]
 pub struct Restrictions {
-    rules: [Option<Arc<Rule>>; 9],
+    rules: [Option<Arc<Rule>>; 10],
 }
 
 impl Restrictions {

@@ -53,6 +53,10 @@ pub struct ServerOptions {
     /// API groups that need a header (`--http-restricted-api`,
     /// `--grpc-restricted-protocol`). By default, nothing is restricted.
     pub restricted: RestrictedApi,
+    // --- ops ---
+    /// The metrics port, the settings table and the log control. By
+    /// default, no metrics port of its own and no log control.
+    pub ops: crate::settings::OpsOptions,
 }
 
 impl Default for ServerOptions {
@@ -75,6 +79,7 @@ impl Default for ServerOptions {
             // --- guard ---
             limits: RequestLimits::default(),
             restricted: RestrictedApi::default(),
+            ops: Default::default(),
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct Server {
     state: Arc<AppState>,
     http: TcpListener,
     grpc: TcpListener,
+    /// Prometheus on its own port (`--metrics-port`), when asked for.
+    metrics: Option<TcpListener>,
     options: ServerOptions,
     tls: LoadedTls,
 }
@@ -105,10 +112,17 @@ impl Server {
         };
         let http = bind(options.http_port, "HTTP").await?;
         let grpc = bind(options.grpc_port, "gRPC").await?;
+        let metrics = match options.ops.metrics_port {
+            Some(port) => Some(bind(port, "metrics").await?),
+            None => None,
+        };
+        let mut state = AppState::new(manager, repository);
+        state.settings = crate::settings::Settings::new(&options.ops);
         Ok(Server {
-            state: Arc::new(AppState::new(manager, repository)),
+            state: Arc::new(state),
             http,
             grpc,
+            metrics,
             options,
             tls,
         })
@@ -126,6 +140,11 @@ impl Server {
         self.grpc
             .local_addr()
             .expect("a bound listener has an address; this is a bug")
+    }
+
+    /// The bound metrics address, when `/metrics` has a port of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state.
@@ -146,6 +165,7 @@ impl Server {
             state,
             http,
             grpc,
+            metrics,
             options,
             tls,
         } = self;
@@ -207,6 +227,13 @@ impl Server {
                 stopped(),
             );
 
+        // Plain HTTP, the same timeouts; it stops with the others and is not waited for.
+        if let Some(listener) = metrics {
+            let router = crate::http::metrics_router(Arc::clone(&state));
+            let served =
+                crate::http::serve::serve(listener, router, options.http_timeouts, None, stopped());
+            tokio::spawn(served);
+        }
         let http_task = tokio::spawn(async move {
             http_server.await;
             Ok::<(), String>(())

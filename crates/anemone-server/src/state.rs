@@ -16,6 +16,7 @@ mod ensemble;
 /// (`schedule_policy`: the `priority` and `timeout` request parameters).
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
+    "logging",
     "model_repository",
     "model_repository(unload_dependents)",
     "schedule_policy",
@@ -31,6 +32,8 @@ pub struct AppState {
     /// Set when shutdown begins: readiness turns false at once, while the
     /// requests in flight (uploads included) still finish.
     draining: std::sync::atomic::AtomicBool,
+    /// Log settings and the settings table (`settings.rs`); by default, none.
+    pub settings: crate::settings::Settings,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
             manager,
             repository,
             draining: std::sync::atomic::AtomicBool::new(false),
+            settings: Default::default(),
         }
     }
 
@@ -381,6 +385,9 @@ impl AppState {
                 requests: m.queued(),
             })
             .collect();
-        crate::prometheus::render(&self.manager.metrics(), &queued, &self.repository.index())
+        let mut out =
+            crate::prometheus::render(&self.manager.metrics(), &queued, &self.repository.index());
+        crate::settings::render_gates(self.manager.gates(), &mut out);
+        out
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct BatchPlan {
     pub(crate) batching: Option<Batching>,
     /// The most rows one engine call takes (the model's `max_batch_size`).
     pub(crate) max_rows: usize,
+    /// The manager's gates: with `batching` off, one request per engine call.
+    pub(crate) gates: Arc<crate::gates::FeatureGates>,
 }
 
 /// What to do with the queue now.
@@ -82,7 +84,7 @@ pub(crate) fn decide<T: Batchable + Waiting>(
 ) -> Option<Decision> {
     let mut entries = queue.iter().enumerate();
     let (first, head) = entries.next()?;
-    let Some(batching) = &plan.batching else {
+    let Some(batching) = plan.batching.as_ref().filter(|_| plan.gates.batching()) else {
         return Some(Decision::Run(vec![first]));
     };
     let Some(mut rows) = head.item.rows() else {
@@ -307,6 +309,7 @@ mod tests {
                 preserve_ordering: false,
             }),
             max_rows,
+            gates: Default::default(),
         }
     }
 
@@ -342,8 +345,28 @@ mod tests {
         let unbatched = BatchPlan {
             batching: None,
             max_rows: 8,
+            gates: Default::default(),
         };
         assert_eq!(decide(&q, &unbatched, now), Some(Decision::Run(vec![0])));
+    }
+
+    #[test]
+    fn the_batching_gate_off_runs_one_request_at_once() {
+        let now = Instant::now();
+        let q = queue(vec![Item(Some(1), 4), Item(Some(1), 4)], now);
+        let gated = plan(4, 5, vec![]);
+        assert_eq!(
+            decide(&q, &gated, now),
+            Some(Decision::WaitUntil(now + Duration::from_millis(5)))
+        );
+        gated.gates.set("batching", false).unwrap();
+        // Neither waits for the delay nor takes the second request along.
+        assert_eq!(decide(&q, &gated, now), Some(Decision::Run(vec![0])));
+        gated.gates.set("batching", true).unwrap();
+        assert_eq!(
+            decide(&q, &gated, now + Duration::from_millis(5)),
+            Some(Decision::Run(vec![0, 1]))
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod infer;
 mod limit;
+mod logging;
 pub mod restrict;
 mod stream;
 
@@ -248,9 +249,12 @@ impl GrpcInferenceService for Inference {
 
     async fn log_settings(
         &self,
-        _: Request<proto::LogSettingsRequest>,
+        request: Request<proto::LogSettingsRequest>,
     ) -> Answer<proto::LogSettingsResponse> {
-        unsupported("log settings over the API (logging is configured at start-up)")
+        ok(logging::log_settings(
+            &self.state.settings,
+            request.into_inner(),
+        )?)
     }
 }
 

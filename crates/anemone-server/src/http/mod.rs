@@ -8,6 +8,7 @@ pub mod decoding;
 mod error;
 pub mod infer;
 mod json;
+mod logging;
 mod restrict;
 pub mod serve;
 mod tls;
@@ -79,6 +80,8 @@ pub fn router_with(
                 .route("/v2/repository/models/{m}/load", post(load))
                 .route("/v2/repository/models/{m}/unload", post(unload)),
         ),
+        (Api::Logging, logging::logging_routes()),
+        (Api::Config, logging::config_routes()),
     ];
     for base in ["/v2/models/{m}", "/v2/models/{m}/versions/{v}"] {
         let route = |api, path: String, handler| (api, Router::new().route(&path, handler));
@@ -104,6 +107,18 @@ pub fn router_with(
             state,
             limit: max_request_bytes,
             decoding: decoding::DecodeBudget::new(limits.max_decoding_bytes),
+        })
+}
+
+/// `/metrics` alone, for the metrics port (`--metrics-port`); other paths get 404.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(error::no_route)
+        .with_state(Http {
+            state,
+            limit: 0,
+            decoding: decoding::DecodeBudget::new(1),
         })
 }
 

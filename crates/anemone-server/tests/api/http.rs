@@ -497,7 +497,8 @@ mod routes {
         let text = String::from_utf8(r.body.to_vec()).unwrap();
         assert!(
             text.lines()
-                .any(|l| l == "anemone_inference_request_success{model=\"add\",version=\"1\"} 1"),
+                .any(|l| l
+                    == "anemone_inference_request_success_total{model=\"add\",version=\"1\"} 1"),
             "{text}"
         );
         for line in [
@@ -505,8 +506,8 @@ mod routes {
             "anemone_backend_available{backend=\"tract-cpu\",tier=\"portable-cpu\"} 1",
             "anemone_backend_retries_total{model=\"add\",version=\"1\",backend=\"tract-cpu\"} 0",
             "# TYPE anemone_backend_fallbacks_total counter",
-            "anemone_inference_exec_count{model=\"add\",version=\"1\"} 1",
-            "anemone_inference_count{model=\"add\",version=\"1\"} 1",
+            "anemone_inference_executions_total{model=\"add\",version=\"1\"} 1",
+            "anemone_inferences_total{model=\"add\",version=\"1\"} 1",
             "# TYPE anemone_inference_batch_size histogram",
             "anemone_inference_batch_size_bucket{model=\"add\",version=\"1\",le=\"1\"} 1",
             "anemone_inference_batch_size_bucket{model=\"add\",version=\"1\",le=\"+Inf\"} 1",

@@ -18,6 +18,7 @@ mod latency;
 mod load_override;
 mod model_config;
 mod net;
+mod ops;
 mod overload;
 mod repository_paths;
 mod request_limits;

@@ -153,7 +153,7 @@ pub(crate) async fn drained(s: &Faulty) -> String {
     let start = Instant::now();
     loop {
         let m = get(s, "/metrics").await;
-        let busy = sample(&m, "anemone_inference_pending_request_count", &[])
+        let busy = sample(&m, "anemone_inference_requests_in_flight", &[])
             + sample(&m, "anemone_pending_requests", &[]);
         if busy == 0.0 && s.state.manager.metrics().in_flight == 0 {
             return m;
@@ -180,11 +180,15 @@ async fn ten_times_the_concurrency_limit_is_200_or_429_and_counted_exactly() {
     assert_eq!(stats(&s, "tricky").await, (seen.ok(), 0), "{seen:#?}");
     let success = sample(
         &m,
-        "anemone_inference_request_success",
+        "anemone_inference_request_success_total",
         &["model=\"tricky\""],
     );
-    let rejected = sample(&m, "anemone_requests_rejected", &["reason=\"overloaded\""]);
-    let failed = sample(&m, "anemone_inference_request_failure", &[]);
+    let rejected = sample(
+        &m,
+        "anemone_requests_rejected_total",
+        &["reason=\"overloaded\""],
+    );
+    let failed = sample(&m, "anemone_inference_request_failure_total", &[]);
     assert_eq!(
         (success as u64, rejected as u64, failed as u64),
         (seen.ok(), seen.refused(), 0),
@@ -224,15 +228,15 @@ async fn ten_times_the_queue_size_is_200_or_503_and_counted_exactly() {
     );
     let success = sample(
         &m,
-        "anemone_inference_request_success",
+        "anemone_inference_request_success_total",
         &["model=\"queued\""],
     );
     let unavailable = sample(
         &m,
-        "anemone_inference_request_failure",
+        "anemone_inference_request_failure_total",
         &["model=\"queued\"", "reason=\"unavailable\""],
     );
-    let failed = sample(&m, "anemone_inference_request_failure", &[]);
+    let failed = sample(&m, "anemone_inference_request_failure_total", &[]);
     assert_eq!(
         (success as u64, unavailable as u64, failed as u64),
         (seen.ok(), seen.refused(), seen.refused()),
@@ -305,7 +309,11 @@ async fn vanished_clients_free_their_permits_and_queue_slots() {
     // The queued requests leave the queue when their clients go (well before
     // the 1.5 s run ahead of them ends); the running ones when their run ends.
     let m = drained(&s).await;
-    let runs = sample(&m, "anemone_inference_exec_count", &["model=\"queued\""]);
+    let runs = sample(
+        &m,
+        "anemone_inference_executions_total",
+        &["model=\"queued\""],
+    );
     assert_eq!(
         runs, 1.0,
         "the queued requests of vanished clients ran on the engine\n{m}"

@@ -147,7 +147,7 @@ async fn repeated_requests_are_answered_from_the_cache_and_counted() {
     grpc_add(&s, "plain", a, b).await;
     assert_eq!(counts(&s, "plain").await, (2, 2, 0, 0));
 
-    let hits = metric(&s, "anemone_cache_num_hits_per_model{model=\"cached\"").await;
+    let hits = metric(&s, "anemone_cache_hits_total{model=\"cached\"").await;
     assert!(hits.ends_with(" 4"), "{hits}");
     assert_eq!(
         metric(&s, "anemone_cache_entries ").await,
@@ -168,8 +168,8 @@ async fn the_byte_bound_evicts_the_least_recently_used_answer() {
     http_add(&s, "cached", a, b).await; // miss again
     assert_eq!(counts(&s, "cached").await, (4, 3, 1, 3));
     assert_eq!(
-        metric(&s, "anemone_cache_evictions ").await,
-        "anemone_cache_evictions 2"
+        metric(&s, "anemone_cache_evictions_total ").await,
+        "anemone_cache_evictions_total 2"
     );
     assert_eq!(
         metric(&s, "anemone_cache_entries ").await,

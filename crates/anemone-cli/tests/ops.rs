@@ -1,0 +1,403 @@
+//! Issue 13's logging, metrics port and layered configuration, through the
+//! real `anemone` binary: the logging API (HTTP and gRPC) changes what the
+//! server writes on stderr, JSON log lines parse, the metrics port serves,
+//! `config show` layers default < file < env < flag, and a bad config file
+//! stops start-up with the file, line, key and a suggestion.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The binary with no `ANEMONE_*` variable of the caller's environment.
+fn anemone() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ANEMONE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("anemone-ops-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A server on the example repository, its stderr in a file; killed when dropped.
+struct Server {
+    child: Child,
+    /// Address lines as printed: "HTTP", "gRPC", "Metrics".
+    addrs: Vec<(String, SocketAddr)>,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(tag: &str, args: &[&str]) -> Server {
+        let dir = temp(tag);
+        let stderr = dir.join("stderr.log");
+        let mut child = anemone()
+            .args(["serve", "--http-port", "0", "--grpc-port", "0"])
+            .arg("--model-repository")
+            .arg(root().join("examples/models"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut addrs = Vec::new();
+        // The address lines come first, then the model table once loaded.
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some((what, addr)) = line.split_once(" listening on ") {
+                addrs.push((what.to_string(), addr.parse().unwrap()));
+            } else if line.starts_with("add ") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addrs,
+            stderr,
+        }
+    }
+
+    fn addr(&self, what: &str) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(w, _)| w == what).map(|(_, a)| *a)
+    }
+
+    fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        http(self.addr("HTTP").unwrap(), method, path, body)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap()
+    }
+
+    /// Switches a gate (an INFO line, "feature gate switched") and waits
+    /// until the request's answer is in, then a little for the line.
+    fn log_an_info_line(&self, on: bool) {
+        let (status, body) = self.http(
+            "POST",
+            "/v2/anemone/config",
+            &format!("{{\"gate-monitoring\": {on}}}"),
+        );
+        assert_eq!(status, 200, "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 request: the status and the body.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+fn switched(stderr: &str) -> usize {
+    stderr.matches("feature gate switched").count()
+}
+
+#[test]
+fn the_logging_api_changes_what_the_server_logs_over_http_and_grpc() {
+    let s = Server::start("logapi", &["--log-format", "json"]);
+    // At the default level (warn), an INFO line is not written.
+    s.log_an_info_line(false);
+    assert_eq!(switched(&s.stderr()), 0, "{}", s.stderr());
+    let (status, body) = s.http("GET", "/v2/logging", "");
+    assert_eq!(status, 200);
+    let settings: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(settings["log_info"], false, "{body}");
+    assert_eq!(settings["log_format"], "json");
+
+    let (status, body) = s.http("POST", "/v2/logging", r#"{"log_info": true}"#);
+    assert_eq!(
+        (status, body.contains(r#""log_info":true"#)),
+        (200, true),
+        "{body}"
+    );
+    s.log_an_info_line(true);
+    assert_eq!(switched(&s.stderr()), 1, "{}", s.stderr());
+
+    // Triton's switches are independent: INFO off again, over gRPC.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let grpc = s.addr("gRPC").unwrap();
+    let answer = runtime.block_on(async move {
+        use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+        use anemone_server::proto::log_settings_request::{
+            setting_value::ParameterChoice, SettingValue,
+        };
+        let mut c = GrpcInferenceServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
+        let set = |key: &str, v: ParameterChoice| {
+            (
+                key.to_string(),
+                SettingValue {
+                    parameter_choice: Some(v),
+                },
+            )
+        };
+        let bad = c
+            .log_settings(anemone_server::proto::LogSettingsRequest {
+                settings: [set("log_verbose_level", ParameterChoice::BoolParam(true))].into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        c.log_settings(anemone_server::proto::LogSettingsRequest {
+            settings: [set("log_info", ParameterChoice::BoolParam(false))].into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    });
+    use anemone_server::proto::log_settings_response::setting_value::ParameterChoice as Out;
+    assert_eq!(
+        answer.settings["log_info"].parameter_choice,
+        Some(Out::BoolParam(false))
+    );
+    s.log_an_info_line(false);
+    assert_eq!(
+        switched(&s.stderr()),
+        1,
+        "INFO is off again: {}",
+        s.stderr()
+    );
+
+    // Every line is one JSON object, with the event's level and fields.
+    let stderr = s.stderr();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let line = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "feature gate switched")
+        .unwrap();
+    assert_eq!(
+        (line["level"].as_str(), line["fields"]["gate"].as_str()),
+        (Some("INFO"), Some("monitoring"))
+    );
+
+    // What anemone cannot do is a clear 400.
+    let (status, body) = s.http("POST", "/v2/logging", r#"{"log_file": "/tmp/x.log"}"#);
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("log_file") && body.contains("stderr"),
+        "{body}"
+    );
+    let (status, body) = s.http("POST", "/v2/logging", r#"{"log_format": "text"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("--log-format"), "{body}");
+}
+
+#[test]
+fn the_metrics_port_serves_metrics_and_port_0_prints_a_free_port() {
+    let s = Server::start("metrics", &["--metrics-port", "0"]);
+    let metrics = s.addr("Metrics").expect("a 'Metrics listening on' line");
+    assert_ne!(metrics.port(), 0);
+    let (status, body) = http(metrics, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("anemone_feature_gate{gate=\"batching\"} 1"),
+        "{body}"
+    );
+    assert_eq!(http(metrics, "GET", "/v2/health/ready", "").0, 404);
+    // Still on the HTTP port.
+    assert_eq!(s.http("GET", "/metrics", "").0, 200);
+    drop(s);
+    let off = Server::start("nometrics", &["--allow-metrics", "false"]);
+    assert_eq!(off.addr("Metrics"), None, "{:?}", off.addrs);
+}
+
+/// `config show`'s JSON: key -> (value, source).
+fn shown(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::collections::HashMap<String, (serde_json::Value, String)> {
+    let out = anemone()
+        .args(["config", "show", "--json", "--"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["key"].as_str().unwrap().to_string(),
+                (
+                    s["value"].clone(),
+                    s["source"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn config_show_layers_default_file_env_and_flag() {
+    let dir = temp("layers");
+    let file = dir.join("anemone.toml");
+    std::fs::write(
+        &file,
+        "max-concurrency = 64\nworkers = 3\nthreads = 2\nload-model = [\"a\", \"b\"]\ngate-batching = false\nlog-level = \"info\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let s = shown(
+        &["--config", file, "--threads", "5"],
+        &[("ANEMONE_WORKERS", "4")],
+    );
+    let at = |k: &str| {
+        let (v, source) = &s[k];
+        (
+            v.as_str().map(str::to_string).unwrap_or(v.to_string()),
+            source.as_str(),
+        )
+    };
+    assert_eq!(at("max-concurrency"), ("64".into(), "file"));
+    assert_eq!(at("workers"), ("4".into(), "env"));
+    assert_eq!(at("threads"), ("5".into(), "flag"));
+    assert_eq!(at("http-port"), ("8000".into(), "default"));
+    assert_eq!(at("gate-batching"), ("false".into(), "file"));
+    assert_eq!(at("log-level"), ("info".into(), "file"));
+    assert_eq!(at("load-model"), (r#"["a","b"]"#.into(), "file"));
+    assert_eq!(at("config"), (file.to_string(), "flag"));
+    // The file's values reach the server itself.
+    let served = Server::start("fromfile", &["--config", file]);
+    let (_, body) = served.http("GET", "/v2/anemone/config", "");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let setting = |k: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(setting("max-concurrency")["value"], "64");
+    assert_eq!(setting("gate-batching")["value"], "false");
+    // Changed at run time: from the API.
+    let (status, _) = served.http("POST", "/v2/anemone/config", r#"{"max-concurrency": 7}"#);
+    assert_eq!(status, 200);
+    let out = anemone()
+        .args(["config", "show", "--url"])
+        .arg(format!("http://{}", served.addr("HTTP").unwrap()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("max-concurrency "))
+        .unwrap();
+    assert!(line.contains(" api ") && line.contains(" 7"), "{text}");
+}
+
+#[test]
+fn serve_help_explains_the_layers() {
+    for flag in ["-h", "--help"] {
+        let out = anemone().args(["serve", flag]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Configuration layers, lowest precedence first")
+                && help.contains("ANEMONE_<FLAG>")
+                && help.contains("the TOML file given by --config")
+                && help.contains("anemone config show"),
+            "{help}"
+        );
+    }
+}
+
+#[test]
+fn a_misspelled_key_names_the_file_line_key_and_the_nearest_flag() {
+    let dir = temp("typo");
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "# settings\nhttp-port = 0\nmax-concurency = 3\n").unwrap();
+    let started = Instant::now();
+    let out = anemone()
+        .args(["serve", "--grpc-port", "0", "--model-repository"])
+        .arg(root().join("examples/models"))
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "config file {}, line 3, key 'max-concurency': unknown key; did you mean 'max-concurrency'?",
+        file.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "it did not start"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A bad value is checked by the flag's own parser, and located too.
+    std::fs::write(&file, "max-concurrency = \"lots\"\n").unwrap();
+    let out = anemone()
+        .args(["config", "show", "--", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 1, key 'max-concurrency': invalid value 'lots'"),
+        "{stderr}"
+    );
+    // Per-model tables have no meaning here: said, with where they go.
+    std::fs::write(
+        &file,
+        "max-concurrency = 4\n\n[models.resnet]\nthreads = 2\n",
+    )
+    .unwrap();
+    let out = anemone()
+        .args(["config", "show", "--", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3, key 'models': tables are not supported: per-model settings go in each model's config.pbtxt"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Usage:"), "{stderr}");
+}
