@@ -15,6 +15,7 @@
 #   SERVER_CPUS   taskset CPU list for the server, e.g. 0-1 (default: none)
 #   CLIENT_CPUS   taskset CPU list for the clients, e.g. 2-9 (default: none)
 #   OUT           work folder (default target/triton-peer)
+#   SERVERS       which servers, in order (default "triton anemone")
 #   ROWS          which rows: all (default) or a space-separated subset of
 #                 "add ocr_cls"
 #   TRITON_SITE   a folder that already holds the wheel's pytriton/ and
@@ -60,33 +61,50 @@ stop_server() {
     wait "$SERVER_PID" 2> /dev/null || true
     SERVER_PID=
   fi
+  # The next server needs the ports: wait until nothing answers on them.
+  for _ in $(seq 1 120); do
+    curl -s -o /dev/null "http://127.0.0.1:$HTTP/v2/health/live" || return 0
+    sleep 0.5
+  done
+  echo "something still answers on port $HTTP after the server stopped" >&2; exit 1
 }
 trap stop_server EXIT
 
-wait_ready() {
+# Starts "$@" in the background as the server, pinned to SERVER_CPUS, with
+# its own PID in SERVER_PID (taskset execs the server, so signals reach it).
+launch() { # log command...
+  local log=$1; shift
+  if [[ -n "${SERVER_CPUS:-}" ]]; then set -- taskset -c "$SERVER_CPUS" "$@"; fi
+  "$@" > "$log" 2>&1 &
+  SERVER_PID=$!
+}
+
+wait_ready() { # expected server name (GET /v2 "name"), log
   for _ in $(seq 1 240); do
-    if curl -sf "http://127.0.0.1:$HTTP/v2/health/ready" > /dev/null; then return 0; fi
     if ! kill -0 "$SERVER_PID" 2> /dev/null; then echo "$1 exited; log: $2" >&2; tail -20 "$2" >&2; exit 1; fi
+    if curl -sf "http://127.0.0.1:$HTTP/v2/health/ready" > /dev/null; then
+      local name
+      name=$(curl -sf "http://127.0.0.1:$HTTP/v2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+      [[ $name == "$1" ]] || { echo "port $HTTP answers as '$name', not $1" >&2; exit 1; }
+      return 0
+    fi
     sleep 0.5
   done
   echo "$1 not ready after 120 s; log: $2" >&2; exit 1
 }
 
 start_triton() {
-  LD_LIBRARY_PATH=$SP/nvidia_pytriton.libs pin "${SERVER_CPUS:-}" "$TS/bin/tritonserver" \
+  LD_LIBRARY_PATH=$SP/nvidia_pytriton.libs launch "$OUT/triton.log" "$TS/bin/tritonserver" \
     --model-repository "$OUT/triton" --backend-directory "$TS/backends" \
-    --http-port $HTTP --grpc-port $GRPC --allow-metrics false --log-verbose 0 \
-    > "$OUT/triton.log" 2>&1 &
-  SERVER_PID=$!
+    --http-port $HTTP --grpc-port $GRPC --allow-metrics false --log-verbose 0
   wait_ready triton "$OUT/triton.log"
 }
 
 start_anemone() {
-  pin "${SERVER_CPUS:-}" "$ANEMONE_BIN" serve --model-repository "$OUT/anemone" \
+  # shellcheck disable=SC2086
+  launch "$OUT/anemone.log" "$ANEMONE_BIN" serve --model-repository "$OUT/anemone" \
     --http-port $HTTP --grpc-port $GRPC --threads "$THREADS" --log-level warn \
-    ${ANEMONE_ARGS:---backends onnxruntime,tract-cpu} \
-    > "$OUT/anemone.log" 2>&1 &
-  SERVER_PID=$!
+    ${ANEMONE_ARGS:---backends onnxruntime,tract-cpu}
   wait_ready anemone "$OUT/anemone.log"
 }
 
@@ -134,7 +152,9 @@ measure() { # server
   done
 }
 
-start_triton; measure triton; stop_server
-start_anemone; measure anemone; stop_server
+stop_server  # the ports must be free before the first server starts
+for server in ${SERVERS:-triton anemone}; do
+  "start_$server"; measure "$server"; stop_server
+done
 
 python3 scripts/triton_peer/table.py "$RESULTS" "$ANEMONE_BIN" | tee "$OUT/results.md"

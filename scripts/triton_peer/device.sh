@@ -4,7 +4,8 @@
 # real Triton"):
 #   triton.tar.xz   the nvidia-pytriton 0.7.0 wheel's tritonserver, Python
 #                   backend, the Python 3.12 stub and its libraries
-#   numpy-1.26.4-cp312-*.whl   the stub needs numpy 1.x
+#   numpy-1.26.4-cp312.tar.xz  the stub needs numpy 1.x: the cp312 wheel,
+#                   unpacked without its tests
 #   wrk, libluajit-5.1.so.2    the HTTP client (Debian's wrk 4.1)
 #   anemone.xz, libonnxruntime.so.1.31.1.xz   the release binary and its ORT
 # and fixtures/generated/ocr_cls is carried with it.
@@ -16,7 +17,7 @@ D=$PWD/.dev-triton
 W=${WORK:-/tmp/triton-peer}
 rm -rf "$W"; mkdir -p "$W/site" "$W/bin"
 tar -C "$W/site" -xJf "$D/triton.tar.xz"
-python3 -m pip install -q --no-deps --no-index --target "$W/np" "$D"/numpy-1.26.4-*.whl
+mkdir -p "$W/np"; tar -C "$W/np" -xJf "$D/numpy-1.26.4-cp312.tar.xz"
 TS=$W/site/pytriton/tritonserver
 cp "$TS/python_backend_stubs/3.12/triton_python_backend_stub" "$TS/backends/python/"
 printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$D" "$D/wrk" > "$W/bin/wrk"
