@@ -237,6 +237,22 @@ pub struct Selection {
     /// left and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_from: Option<Fallback>,
+    /// When the health monitor moved the model here (back to the backend it
+    /// had left, or to an engine faster on real traffic): from where and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved: Option<Move>,
+}
+
+/// A move the health monitor made (docs/OBSERVABILITY.md, "Health monitor").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Move {
+    /// The backend the model left.
+    pub from: String,
+    /// `recovered`: back to the backend it had fallen back from, which works
+    /// again; `retimed`: to an engine clearly faster on its real requests.
+    pub reason: String,
+    /// The figures.
+    pub detail: String,
 }
 
 /// A move from one backend to another at run time.
@@ -290,6 +306,12 @@ impl Selection {
             out.push_str(&format!(
                 "; fell back from {} ({}: {})",
                 f.from, f.reason, f.detail
+            ));
+        }
+        if let Some(m) = &self.moved {
+            out.push_str(&format!(
+                "; moved from {} ({}: {})",
+                m.from, m.reason, m.detail
             ));
         }
         for (backend, reason) in self.skipped() {
