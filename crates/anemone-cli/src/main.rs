@@ -9,6 +9,7 @@ mod bench;
 mod bytes;
 mod cache_config;
 mod doctor;
+mod health_args;
 mod infer;
 mod inspect;
 mod models;

@@ -175,6 +175,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub grpc_restricted_protocol: Vec<String>,
+    // --- recover ---
+    #[command(flatten)]
+    pub health: crate::health_args::HealthArgs,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -246,6 +249,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
+    builder = args.health.apply(builder)?;
     let manager = builder.build()?;
     warn_if_onnxruntime_missing();
     watch_thermal_state(&manager);

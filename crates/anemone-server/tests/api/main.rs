@@ -27,3 +27,5 @@ mod timeouts;
 mod tls;
 mod traversal;
 mod warmup;
+// --- recover ---
+mod health_monitor;
