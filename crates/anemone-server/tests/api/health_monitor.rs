@@ -165,12 +165,13 @@ async fn a_slow_and_a_failing_engine_are_degraded_in_the_index_metrics_and_healt
             "{m}"
         );
     }
+    // The window judged may hold a few baseline successes: at least the threshold.
     assert!(
         sample(
             &m,
             "anemone_model_engine_error_ratio",
             &["model=\"failing\""]
-        ) > 0.5
+        ) >= 0.2
     );
     assert!(
         sample(&m, "anemone_process_resident_memory_bytes", &[]) > 1e6,
