@@ -466,7 +466,7 @@ impl Manager {
             attempts.push(Attempt {
                 backend: candidate.label,
                 outcome: Outcome::Skipped {
-                    reason: format!("loaded, but the warm-up failed: {reason}"),
+                    reason: format!("{}: {reason}", selection::WARMUP_FAILED),
                 },
                 warmup_us: None,
             });

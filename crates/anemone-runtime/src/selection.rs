@@ -291,7 +291,13 @@ impl Selection {
             .iter()
             .filter_map(|a| a.warmup_us.map(|us| format!("{} {us:.0} µs", a.backend)))
             .collect();
-        if self.mode == Mode::Auto {
+        let retimed = self.moved.as_ref().is_some_and(|m| m.reason == "retimed");
+        if retimed {
+            out.push_str(&format!(
+                " (fastest on real requests, median: {})",
+                timed.join(", ")
+            ));
+        } else if self.mode == Mode::Auto {
             out.push_str(&format!(" (auto, warm-up median: {})", timed.join(", ")));
         } else if !timed.is_empty() {
             out.push_str(&format!(
@@ -329,6 +335,10 @@ impl Selection {
         out
     }
 }
+
+/// How the reason of a candidate that loaded but failed its synthetic
+/// warm-up begins (auto mode, and the CPU engines of the default order).
+pub(crate) const WARMUP_FAILED: &str = "loaded, but the warm-up failed";
 
 /// The probe's reason when unavailable.
 pub(crate) fn unavailable(probe: &Probe) -> Option<&str> {

@@ -9,7 +9,7 @@ use crate::instance::ModelInstance;
 use crate::loader::Picked;
 use crate::manager::Manager;
 use crate::monitor::sampler::Sampler;
-use crate::selection::{Attempt, Candidate, Mode, Move, Outcome, Selection};
+use crate::selection::{Attempt, Candidate, Mode, Move, Outcome, Selection, WARMUP_FAILED};
 use crate::spec::ModelSpec;
 use crate::validation::{declared_metadata, order_inputs};
 use anemone_core::{LoadedModel, Tensor};
@@ -28,18 +28,13 @@ impl Manager {
         selection: &Selection,
     ) -> Option<Sampler> {
         let policy = &self.inner.monitor.retime;
-        let timed = selection
-            .attempts
-            .iter()
-            .filter(|a| a.warmup_us.is_some())
-            .count();
         (policy.enabled
             && spec.retime
             && spec.warmup.is_empty()
             && selection.mode != Mode::Strict
             && selection.moved.is_none()
             && selection.fallback_from.is_none()
-            && timed >= 2)
+            && compared(selection).len() >= 2)
             .then(|| Sampler::new(policy.after_requests))
     }
 
@@ -66,16 +61,13 @@ impl Manager {
         };
         let mut times = vec![(serving.clone(), serving_time)];
         let mut best: Option<(Duration, Candidate, Box<dyn LoadedModel>)> = None;
-        let others = sel
-            .attempts
-            .iter()
-            .filter(|a| a.warmup_us.is_some() && a.backend != serving);
-        for attempt in others {
+        let others = compared(sel).into_iter().filter(|b| *b != serving);
+        for backend in others {
             let Some(candidate) = self
                 .inner
                 .loader
                 .backends
-                .resolve(Some(&[attempt.backend.clone()]))
+                .resolve(Some(&[backend]))
                 .ok()
                 .and_then(|mut c| c.pop())
             else {
@@ -214,6 +206,25 @@ impl Manager {
         .map(|_| ())
         .map_err(|e| e.chain_string())
     }
+}
+
+/// The engines the load compared: those timed, those whose synthetic warm-up
+/// failed (a model whose inputs must hold real values, such as a sample
+/// rate), and the one chosen among them; empty when nothing was compared.
+fn compared(selection: &Selection) -> Vec<String> {
+    let in_comparison = |a: &&Attempt| {
+        a.warmup_us.is_some()
+            || matches!(&a.outcome, Outcome::Skipped { reason } if reason.starts_with(WARMUP_FAILED))
+    };
+    if !selection.attempts.iter().any(|a| in_comparison(&a)) {
+        return Vec::new();
+    }
+    selection
+        .attempts
+        .iter()
+        .filter(|a| in_comparison(a) || a.outcome == Outcome::Chosen)
+        .map(|a| a.backend.clone())
+        .collect()
 }
 
 /// The median time of `engine` over the request sets (each named by the

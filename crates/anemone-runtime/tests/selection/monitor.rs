@@ -247,6 +247,11 @@ fn re_timing_on_real_traffic_moves_the_model_to_the_faster_engine() {
             .unwrap()
     };
     assert!(us("small-fast") > 3.0 * us("large-fast"), "{sel:?}");
+    let summary = sel.summary();
+    assert!(
+        summary.starts_with("on large-fast (fastest on real requests, median: large-fast"),
+        "{summary}"
+    );
     assert_eq!(retimed(&m).len(), 2);
     assert_eq!(
         m.metrics().monitor.moves,
@@ -299,4 +304,113 @@ fn re_timing_keeps_the_engine_when_it_is_faster_on_the_traffic_too_or_is_off() {
         assert!(retimed(&m).is_empty(), "re-timed while off");
         assert_eq!(m.model("r", None).unwrap().backend(), "small-fast");
     }
+}
+
+/// A CPU backend whose model refuses inputs below 2 (as a model whose input
+/// must be a real sample rate refuses the synthetic warm-up's), and otherwise
+/// takes `us` per call.
+struct Picky {
+    name: &'static str,
+    tier: Tier,
+    us: u64,
+}
+
+struct PickyModel(anemone_core::ModelMetadata, &'static str, u64);
+
+impl anemone_core::Backend for Picky {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn probe(&self) -> anemone_core::Probe {
+        anemone_core::Probe::Available {
+            detail: "test double".into(),
+        }
+    }
+    fn tier(&self) -> Tier {
+        self.tier
+    }
+    fn supports(&self, _: &anemone_core::ModelSource) -> anemone_core::Support {
+        anemone_core::Support::Yes
+    }
+    fn load(
+        &self,
+        _: &anemone_core::ModelSource,
+        _: &anemone_core::LoadOptions,
+    ) -> anemone_core::Result<Box<dyn anemone_core::LoadedModel>> {
+        use anemone_core::{DataType, Dim, ModelFormat, ModelMetadata, TensorSpec};
+        let n = Dim::Named("n".into());
+        let meta = ModelMetadata::new(
+            ModelFormat::Onnx,
+            vec![TensorSpec::new("x", DataType::F32, vec![n.clone()])],
+            vec![TensorSpec::new("y", DataType::F32, vec![n])],
+        );
+        Ok(Box::new(PickyModel(meta, self.name, self.us)))
+    }
+}
+
+impl anemone_core::LoadedModel for PickyModel {
+    fn metadata(&self) -> &anemone_core::ModelMetadata {
+        &self.0
+    }
+    fn backend(&self) -> &'static str {
+        self.1
+    }
+    fn memory_footprint(&self) -> u64 {
+        0
+    }
+    fn infer(&self, inputs: &[Tensor]) -> anemone_core::Result<Vec<Tensor>> {
+        if inputs[0].to_vec::<f32>().unwrap().iter().any(|v| *v < 2.0) {
+            return Err(anemone_core::InputError::Malformed {
+                name: "x".into(),
+                reason: "must be at least 2".into(),
+            }
+            .into());
+        }
+        std::thread::sleep(Duration::from_micros(self.2));
+        Ok(vec![inputs[0].clone()])
+    }
+}
+
+/// Issue 11's silero VAD case: the synthetic warm-up fails on every engine,
+/// so the first that loaded serves untimed; real requests then time them.
+#[test]
+fn a_model_whose_warm_up_failed_everywhere_is_re_timed_on_its_real_requests() {
+    let m = Manager::builder()
+        .backend(Picky {
+            name: "picky-slow",
+            tier: Tier::OptimisedCpu,
+            us: 20_000,
+        })
+        .backend(Picky {
+            name: "picky-fast",
+            tier: Tier::PortableCpu,
+            us: 1_000,
+        })
+        .health(quick())
+        .retime(RetimePolicy {
+            after_requests: 4,
+            ..RetimePolicy::default()
+        })
+        .build()
+        .unwrap();
+    let loaded = m.load_model_blocking(ModelSpec::new("p", file())).unwrap();
+    assert_eq!(loaded.backend(), "picky-slow", "{:?}", loaded.selection());
+    for _ in 0..4 {
+        let x = Tensor::from_vec(vec![3], vec![5.0f32; 3]).unwrap();
+        m.infer_blocking(InferRequest::new("p").input("x", x))
+            .unwrap();
+    }
+    m.check_health();
+    wait_for_backend(&m, "p", "picky-fast");
+    let moved = m
+        .model("p", None)
+        .unwrap()
+        .selection()
+        .moved
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (moved.from.as_str(), moved.reason.as_str()),
+        ("picky-slow", "retimed")
+    );
 }
