@@ -126,6 +126,8 @@ pub struct EngineStats {
 }
 
 impl ModelInstance {
+    // One argument per part the instance owns; `install` is the one caller.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         spec: ModelSpec,
         picked: Picked,

@@ -171,7 +171,7 @@ impl Manager {
             .inner
             .loader
             .backends
-            .resolve(Some(&[serving.clone()]))
+            .resolve(Some(std::slice::from_ref(&serving)))
             .map_err(|e| e.to_string())?;
         standby.extend(
             current
