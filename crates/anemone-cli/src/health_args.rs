@@ -46,7 +46,7 @@ pub struct HealthArgs {
     )]
     pub health_error_rate: f64,
 
-    /// Memory pressure when resident memory reaches this share (0 to 1) of --memory-budget,
+    /// Memory pressure when resident memory has grown since start by this share (0 to 1) of --memory-budget,
     /// or the machine has less than 1 minus it available; every model is then DEGRADED.
     #[arg(
         long,

@@ -23,15 +23,18 @@ impl MemoryFigures {
     }
 
     /// Why memory is under pressure, with the figures; `None` when it is not.
+    /// `start` is the resident memory when the manager started (the budget
+    /// is for what models hold, so the server's own memory is left out);
     /// `ratio` is [`super::HealthPolicy::memory_ratio`].
-    pub(crate) fn pressure(&self, budget: Option<u64>, ratio: f64) -> Option<String> {
+    pub(crate) fn pressure(&self, start: u64, budget: Option<u64>, ratio: f64) -> Option<String> {
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let grown = self.rss.saturating_sub(start);
         if let Some(budget) = budget.filter(|b| *b > 0 && self.rss > 0) {
-            if self.rss as f64 >= budget as f64 * ratio {
+            if grown as f64 >= budget as f64 * ratio {
                 return Some(format!(
-                    "memory pressure: the process holds {:.0} MiB, {:.0}% of the {:.0} MiB budget",
-                    mib(self.rss),
-                    self.rss as f64 * 100.0 / budget as f64,
+                    "memory pressure: the process grew by {:.0} MiB since start, {:.0}% of the {:.0} MiB budget",
+                    mib(grown),
+                    grown as f64 * 100.0 / budget as f64,
                     mib(budget)
                 ));
             }
@@ -83,15 +86,23 @@ mod tests {
             machine_total: 16 << 30,
             machine_available: 8 << 30,
         };
-        let why = m.pressure(Some(1000 << 20), 0.9).unwrap();
-        assert!(why.contains("950 MiB, 95% of the 1000 MiB budget"), "{why}");
-        assert_eq!(m.pressure(Some(2000 << 20), 0.9), None);
-        assert_eq!(m.pressure(None, 0.9), None);
+        let why = m.pressure(50 << 20, Some(1000 << 20), 0.9).unwrap();
+        assert!(
+            why.contains("grew by 900 MiB since start, 90% of the 1000 MiB budget"),
+            "{why}"
+        );
+        assert_eq!(
+            m.pressure(100 << 20, Some(1000 << 20), 0.9),
+            None,
+            "850 MiB grown"
+        );
+        assert_eq!(m.pressure(0, Some(2000 << 20), 0.9), None);
+        assert_eq!(m.pressure(0, None, 0.9), None);
         let tight = MemoryFigures {
             machine_available: 1 << 30,
             ..m
         };
-        let why = tight.pressure(None, 0.9).unwrap();
+        let why = tight.pressure(0, None, 0.9).unwrap();
         assert!(why.contains("1024 MiB of 16384 MiB available"), "{why}");
     }
 

@@ -36,6 +36,8 @@ pub(crate) struct Monitor {
     pub(crate) retime: RetimePolicy,
     /// Whether health is judged; the one switch of [`Manager::set_monitoring`].
     enabled: AtomicBool,
+    /// The process's resident memory when the manager was built.
+    rss_at_start: u64,
     /// Written by the monitor thread and the re-probe and re-timing threads,
     /// read by snapshots.
     state: Mutex<State>,
@@ -235,6 +237,7 @@ impl Monitor {
     ) -> Monitor {
         Monitor {
             enabled: AtomicBool::new(health.enabled),
+            rss_at_start: rss(),
             health,
             recovery,
             retime,
@@ -314,7 +317,10 @@ impl Manager {
         let models = self.models();
         let memory = MemoryFigures::read();
         let pressure = judging
-            .then(|| memory.pressure(self.inner.memory.budget(), monitor.health.memory_ratio))
+            .then(|| {
+                let budget = self.inner.memory.budget();
+                memory.pressure(monitor.rss_at_start, budget, monitor.health.memory_ratio)
+            })
             .flatten();
         let now = Instant::now();
         let mut actions = Vec::new();

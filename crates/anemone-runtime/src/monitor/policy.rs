@@ -28,9 +28,9 @@ pub struct HealthPolicy {
     /// DEGRADED when at least this share of a window's requests failed in the
     /// engine (client errors, overload and timeouts do not count). By default, 0.2.
     pub error_rate: f64,
-    /// Memory pressure when the process's resident memory reaches this share
-    /// of `--memory-budget` (with a budget) or the machine's available memory
-    /// falls below `1 - memory_ratio` of its total. Every model is then
+    /// Memory pressure when the process's resident memory has grown since the
+    /// manager started by this share of `--memory-budget` (with a budget), or
+    /// the machine's available memory falls below `1 - memory_ratio` of its total. Every model is then
     /// reported DEGRADED with the figures. By default, 0.95.
     pub memory_ratio: f64,
 }

@@ -97,6 +97,38 @@ fn a_slow_then_failing_engine_is_degraded_and_ready_again_when_it_recovers() {
 }
 
 #[test]
+fn memory_past_the_budget_degrades_every_model_with_the_figures() {
+    let (engine, _) = Double::new("engine");
+    let m = Manager::builder()
+        .backend(engine)
+        .memory_budget(Some(1 << 20))
+        .health(quick())
+        .build()
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("a", file())).unwrap();
+    m.load_model_blocking(ModelSpec::new("b", file())).unwrap();
+    // 16 MiB touched after the manager started: past its 1 MiB budget.
+    let held = vec![1u8; 16 << 20];
+    m.check_health();
+    for model in ["a", "b"] {
+        let ModelState::Degraded { reason } = state(&m, model) else {
+            panic!("{model} is not degraded under memory pressure");
+        };
+        assert!(
+            reason.starts_with("memory pressure: the process grew by")
+                && reason.contains("of the 1 MiB budget"),
+            "{reason}"
+        );
+    }
+    let snapshot = m.metrics().monitor;
+    assert!(snapshot.memory.rss > 1 << 20 && snapshot.memory_pressure.is_some());
+    m.set_monitoring(false);
+    m.check_health();
+    assert_eq!(state(&m, "a"), ModelState::Ready, "monitoring is off");
+    drop(held);
+}
+
+#[test]
 fn a_model_that_fell_back_moves_back_when_its_backend_works_again() {
     let (gpu, gpu_behaviour) = Double::new("gpu");
     let (cpu, _) = Double::new("cpu");
