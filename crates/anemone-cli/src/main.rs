@@ -11,6 +11,7 @@ mod cache_config;
 mod config_file;
 mod config_show;
 mod doctor;
+mod health_args;
 mod infer;
 mod inspect;
 mod logging;
@@ -76,7 +77,7 @@ enum Command {
     /// `<output-dir>/<output name>.npy`.
     Infer(InferArgs),
     /// Serves a model repository over KServe v2 HTTP and gRPC until SIGINT/SIGTERM.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Sends inference requests to a running KServe v2 server (anemone or
     /// Triton) over HTTP or gRPC from concurrent workers, and reports
     /// throughput and latency percentiles.

@@ -214,6 +214,14 @@ fn render(rows: &[ModelRow]) -> String {
                     printable(&f.detail)
                 ));
             }
+            if let Some(m) = &sel.moved {
+                notes.push(format!(
+                    "  moved from {} ({}): {}",
+                    m.from,
+                    m.reason,
+                    printable(&m.detail)
+                ));
+            }
             for a in &sel.attempts {
                 let timing = a
                     .warmup_us

@@ -178,6 +178,9 @@ pub struct ServeArgs {
     // --- ops ---
     #[command(flatten)]
     pub ops: crate::ops_args::OpsArgs,
+    // --- recover ---
+    #[command(flatten)]
+    pub health: crate::health_args::HealthArgs,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -249,6 +252,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
+    builder = args.health.apply(builder)?;
     let manager = builder.build()?;
     args.ops.set_gates(manager.gates());
     warn_if_onnxruntime_missing();

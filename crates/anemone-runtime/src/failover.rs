@@ -147,6 +147,7 @@ impl Manager {
                         mode: old.selection().mode,
                         attempts,
                         fallback_from: Some(fallback),
+                        moved: None,
                     };
                     let picked = Picked {
                         engines: vec![model],

@@ -51,6 +51,9 @@ pub struct ModelInstance {
     /// When a request last came for it (or when it was loaded), in the
     /// eviction clock's nanoseconds; the least recently used is evicted first.
     last_used: AtomicU64,
+    /// Keeps its first requests' inputs when it is to be re-timed on them
+    /// (`monitor/retime.rs`); `None` otherwise.
+    pub(crate) sampler: Option<crate::monitor::sampler::Sampler>,
 }
 
 /// One engine instance: a loaded model and its own load counters.
@@ -123,6 +126,8 @@ pub struct EngineStats {
 }
 
 impl ModelInstance {
+    // One argument per part the instance owns; `install` is the one caller.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         spec: ModelSpec,
         picked: Picked,
@@ -131,6 +136,7 @@ impl ModelInstance {
         reservation: Reservation,
         load_time: Duration,
         queue: Option<ModelQueue>,
+        sampler: Option<crate::monitor::sampler::Sampler>,
     ) -> ModelInstance {
         let successes = metrics.success_count();
         ModelInstance {
@@ -156,7 +162,13 @@ impl ModelInstance {
             retries: AtomicU64::new(0),
             queue,
             last_used: AtomicU64::new(0),
+            sampler,
         }
+    }
+
+    /// Its first engine instance's model.
+    pub(crate) fn first_engine(&self) -> &dyn LoadedModel {
+        &*self.engines[0].model
     }
 
     /// The model's name.

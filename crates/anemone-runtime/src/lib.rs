@@ -66,6 +66,7 @@ pub mod instance;
 mod loader;
 pub mod manager;
 pub mod metrics;
+pub mod monitor;
 mod observe;
 pub mod on_demand;
 mod pipeline;
@@ -89,13 +90,14 @@ pub use health::{HealthReport, ModelHealth, ModelState};
 pub use instance::{EngineStats, ModelInstance};
 pub use manager::{default_parallelism, Manager, ManagerBuilder};
 pub use metrics::{ModelMetricsSnapshot, Timings};
+pub use monitor::{HealthPolicy, MonitorSnapshot, RecoveryPolicy, RetimePolicy};
 pub use observe::{BackendStatus, MetricsSnapshot, ModelMetricsEntry};
 pub use on_demand::EvictedModel;
 pub use pressure::ThermalState;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};
 pub use scheduler::{INLINE_AFTER_RUNS, INLINE_BELOW};
-pub use selection::{Attempt, Mode, Outcome, Selection};
+pub use selection::{Attempt, Mode, Move, Outcome, Selection};
 pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
     WarmupSample,

@@ -300,6 +300,7 @@ impl Manager {
                             mode,
                             attempts,
                             fallback_from: None,
+                            moved: None,
                         };
                         Ok(picked)
                     }
@@ -357,6 +358,7 @@ impl Manager {
                             mode,
                             attempts,
                             fallback_from: None,
+                            moved: None,
                         },
                         standby,
                         hot: None,
@@ -464,7 +466,7 @@ impl Manager {
             attempts.push(Attempt {
                 backend: candidate.label,
                 outcome: Outcome::Skipped {
-                    reason: format!("loaded, but the warm-up failed: {reason}"),
+                    reason: format!("{}: {reason}", selection::WARMUP_FAILED),
                 },
                 warmup_us: None,
             });
@@ -478,6 +480,7 @@ impl Manager {
                     mode: Mode::Auto,
                     attempts,
                     fallback_from: None,
+                    moved: None,
                 },
                 standby,
                 hot: None,
@@ -543,6 +546,7 @@ impl Manager {
                     .or(self.inner.loader.model_max_concurrency),
             ),
         };
+        let sampler = self.retime_sampler(&spec, &picked.selection);
         let instance = Arc::new(ModelInstance::new(
             spec,
             picked,
@@ -551,6 +555,7 @@ impl Manager {
             reservation,
             load_time,
             queue,
+            sampler,
         ));
         instance.touch(self.inner.eviction.stamp(Instant::now()));
         match replacing {

@@ -10,6 +10,7 @@ use crate::failover::Failover;
 use crate::fallback::{FallbackPolicy, RetryPolicy};
 use crate::instance::ModelInstance;
 use crate::loader::Loader;
+use crate::monitor::{HealthPolicy, Monitor, RecoveryPolicy, RetimePolicy};
 use crate::pressure::ThermalState;
 use crate::registry::Registry;
 use crate::scheduler::{Direct, Scheduler};
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) ensembles: crate::ensemble::Ensembles,
     /// Run-time feature gates (`gates.rs`).
     pub(crate) gates: Arc<crate::gates::FeatureGates>,
+    /// The health monitor: states, re-probes, re-timing (`monitor/`).
+    pub(crate) monitor: Monitor,
 }
 
 /// Builds a [`Manager`].
@@ -78,6 +81,9 @@ pub struct ManagerBuilder {
     workers: Option<usize>,
     threads: Option<usize>,
     cache_bytes: Option<u64>,
+    health: HealthPolicy,
+    recovery: RecoveryPolicy,
+    retime: RetimePolicy,
 }
 
 impl ManagerBuilder {
@@ -200,7 +206,28 @@ impl ManagerBuilder {
         self
     }
 
-    /// Starts the manager and its worker threads.
+    /// When the health monitor reports a model degraded, and whether it
+    /// judges at all. By default, [`HealthPolicy::default`] (on).
+    pub fn health(mut self, policy: HealthPolicy) -> Self {
+        self.health = policy;
+        self
+    }
+
+    /// How a model that fell back returns to the backend it left. By default,
+    /// [`RecoveryPolicy::default`] (on, first re-probe after 30 s).
+    pub fn recovery(mut self, policy: RecoveryPolicy) -> Self {
+        self.recovery = policy;
+        self
+    }
+
+    /// Re-timing the CPU engines on a model's first real requests. By
+    /// default, [`RetimePolicy::default`] (on, after 16 requests, 1.3x margin).
+    pub fn retime(mut self, policy: RetimePolicy) -> Self {
+        self.retime = policy;
+        self
+    }
+
+    /// Starts the manager, its worker threads and the health monitor's thread.
     pub fn build(self) -> Result<Manager> {
         if self.backends.is_empty() {
             return Err(Error::Config("a Manager needs at least one backend".into()));
@@ -218,7 +245,7 @@ impl ManagerBuilder {
         let workers = self.workers.unwrap_or_else(default_parallelism);
         let scheduler = Direct::new(workers)
             .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
-        Ok(Manager {
+        let manager = Manager {
             inner: Arc::new(Inner {
                 loader: Loader {
                     backends,
@@ -241,8 +268,11 @@ impl ManagerBuilder {
                 cache: self.cache_bytes.map(ResponseCache::new),
                 ensembles: Default::default(),
                 gates: Arc::default(),
+                monitor: Monitor::new(self.health, self.recovery, self.retime),
             }),
-        })
+        };
+        Monitor::start(&manager.inner);
+        Ok(manager)
     }
 }
 
@@ -267,6 +297,9 @@ impl Manager {
             workers: None,
             threads: None,
             cache_bytes: None,
+            health: HealthPolicy::default(),
+            recovery: RecoveryPolicy::default(),
+            retime: RetimePolicy::default(),
         }
     }
 

@@ -69,6 +69,8 @@ pub struct MetricsSnapshot {
     pub cache: Option<crate::CacheSnapshot>,
     /// Evictions, on-demand loads, load times, and the models evicted now.
     pub eviction: crate::eviction::EvictionSnapshot,
+    /// The health monitor: states, memory, re-probes, moves, re-timing.
+    pub monitor: crate::monitor::MonitorSnapshot,
 }
 
 impl MetricsSnapshot {
@@ -127,6 +129,7 @@ impl Manager {
                 .collect(),
             cache: self.inner.cache.as_ref().map(|c| c.snapshot()),
             eviction: self.inner.eviction.snapshot(self.evicted()),
+            monitor: self.monitor_snapshot(),
         }
     }
 
@@ -148,6 +151,8 @@ impl Manager {
                             thermal.as_str()
                         ),
                     }
+                } else if let Some(reason) = self.degraded(m.name(), m.version()) {
+                    ModelState::Degraded { reason }
                 } else {
                     ModelState::Ready
                 },

@@ -248,6 +248,9 @@ impl Manager {
             Ok(v) => v,
             Err(e) => return Err(record_failure(&instance, e.into(), start)),
         };
+        if let Some(sampler) = &instance.sampler {
+            sampler.offer(&inputs);
+        }
         Ok(Admitted {
             instance,
             inputs,

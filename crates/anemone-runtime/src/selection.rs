@@ -237,6 +237,22 @@ pub struct Selection {
     /// left and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_from: Option<Fallback>,
+    /// When the health monitor moved the model here (back to the backend it
+    /// had left, or to an engine faster on real traffic): from where and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved: Option<Move>,
+}
+
+/// A move the health monitor made (docs/OBSERVABILITY.md, "Health monitor").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Move {
+    /// The backend the model left.
+    pub from: String,
+    /// `recovered`: back to the backend it had fallen back from, which works
+    /// again; `retimed`: to an engine clearly faster on its real requests.
+    pub reason: String,
+    /// The figures.
+    pub detail: String,
 }
 
 /// A move from one backend to another at run time.
@@ -275,7 +291,13 @@ impl Selection {
             .iter()
             .filter_map(|a| a.warmup_us.map(|us| format!("{} {us:.0} µs", a.backend)))
             .collect();
-        if self.mode == Mode::Auto {
+        let retimed = self.moved.as_ref().is_some_and(|m| m.reason == "retimed");
+        if retimed {
+            out.push_str(&format!(
+                " (fastest on real requests, median: {})",
+                timed.join(", ")
+            ));
+        } else if self.mode == Mode::Auto {
             out.push_str(&format!(" (auto, warm-up median: {})", timed.join(", ")));
         } else if !timed.is_empty() {
             out.push_str(&format!(
@@ -290,6 +312,12 @@ impl Selection {
             out.push_str(&format!(
                 "; fell back from {} ({}: {})",
                 f.from, f.reason, f.detail
+            ));
+        }
+        if let Some(m) = &self.moved {
+            out.push_str(&format!(
+                "; moved from {} ({}: {})",
+                m.from, m.reason, m.detail
             ));
         }
         for (backend, reason) in self.skipped() {
@@ -307,6 +335,10 @@ impl Selection {
         out
     }
 }
+
+/// How the reason of a candidate that loaded but failed its synthetic
+/// warm-up begins (auto mode, and the CPU engines of the default order).
+pub(crate) const WARMUP_FAILED: &str = "loaded, but the warm-up failed";
 
 /// The probe's reason when unavailable.
 pub(crate) fn unavailable(probe: &Probe) -> Option<&str> {

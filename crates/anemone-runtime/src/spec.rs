@@ -71,6 +71,10 @@ pub struct ModelSpec {
     /// the model at once instead of loading it then. By default, false: a
     /// standby backend is loaded on the first fallback.
     pub hot_standby: bool,
+    /// Whether its CPU engines may be re-timed on its first real requests
+    /// and the model moved to a clearly faster one (only when it declares no
+    /// [`ModelSpec::warmup`]; see [`crate::monitor::RetimePolicy`]). By default, true.
+    pub retime: bool,
 }
 
 /// One warm-up request of a model (Triton's `model_warmup` sample).
@@ -108,6 +112,7 @@ impl ModelSpec {
             pinned: false,
             warmup: Vec::new(),
             hot_standby: false,
+            retime: true,
         }
     }
 

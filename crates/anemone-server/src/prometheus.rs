@@ -13,6 +13,8 @@ use anemone_runtime::metrics::{BatchStat, BUCKET_BOUNDS_US};
 use anemone_runtime::MetricsSnapshot;
 use std::fmt::Write;
 
+mod health;
+
 struct Family<'a> {
     out: &'a mut String,
 }
@@ -392,6 +394,7 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
             1,
         );
     }
+    health::render(&mut f, m);
     out
 }
 

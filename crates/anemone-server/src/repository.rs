@@ -404,6 +404,9 @@ impl Repository {
         if thermal.is_degraded() {
             summary = format!("degraded: thermal state {}; {summary}", thermal.as_str());
         }
+        if let Some(why) = self.manager.degraded(name, instance.version()) {
+            summary = format!("degraded: {why}; {summary}");
+        }
         if e.reason.is_empty() {
             summary
         } else {

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 mod failover;
 mod standby;
 mod warmup;
+// --- recover ---
+mod monitor;
 
 /// What a double's model does on each inference.
 #[derive(Default)]

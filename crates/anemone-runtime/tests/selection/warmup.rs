@@ -14,8 +14,8 @@ use std::time::Duration;
 
 /// What every model of a [`Shaped`] backend saw.
 #[derive(Default)]
-struct Seen {
-    calls: AtomicU32,
+pub(super) struct Seen {
+    pub(super) calls: AtomicU32,
     /// The largest row count `n` of `x` inferred.
     largest: AtomicU32,
     /// Whether some call found model "w" already served by the manager.
@@ -24,7 +24,7 @@ struct Seen {
 
 /// A CPU backend whose model takes `x: f32[n]` and whose speed depends on
 /// `n`: `small_us` per call when n is 1, `large_us` otherwise.
-struct Shaped {
+pub(super) struct Shaped {
     name: &'static str,
     tier: Tier,
     small_us: u64,
@@ -99,7 +99,12 @@ impl LoadedModel for ShapedModel {
     }
 }
 
-fn shaped(name: &'static str, tier: Tier, small_us: u64, large_us: u64) -> (Shaped, Arc<Seen>) {
+pub(super) fn shaped(
+    name: &'static str,
+    tier: Tier,
+    small_us: u64,
+    large_us: u64,
+) -> (Shaped, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let backend = Shaped {
         name,

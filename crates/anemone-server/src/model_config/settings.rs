@@ -3,13 +3,14 @@
 use crate::proto::ModelConfig;
 
 /// The `parameters` keys anemone reads, in the order error messages list them.
-pub const PARAMETER_KEYS: [&str; 6] = [
+pub const PARAMETER_KEYS: [&str; 7] = [
     "backends",
     "strict",
     "threads",
     "max_concurrency",
     "eviction",
     "standby",
+    "retime",
 ];
 
 /// anemone's own per-model settings, read from the config's `parameters`.
@@ -32,6 +33,9 @@ pub struct Settings {
     /// Keep the first standby backend loaded (parameter `standby`: `hot`;
     /// `lazy`, the default, loads it on the first fallback).
     pub hot_standby: bool,
+    /// Whether the CPU engines may be re-timed on the first real requests
+    /// (parameter `retime`: `true`, the default, or `false`).
+    pub retime: Option<bool>,
 }
 
 /// The most engine threads one model may ask for (`threads`): four per
@@ -60,6 +64,9 @@ pub const MAX_INSTANCES: usize = 64;
 /// - `standby`: `hot` keeps the first standby backend loaded (charged to
 ///   the budget) so a fallback is immediate; `lazy` (the default) loads it
 ///   on the first fallback;
+/// - `retime`: `false` keeps the engine chosen at load; `true` (the
+///   default) lets the health monitor re-time the CPU engines on the first
+///   real requests and move the model to one clearly faster;
 /// - `<backend>.<key>` (e.g. `coreml.compute_units`, `onnxruntime.coreml.compute_units`):
 ///   a key that backend reads (see [`anemone_backends::settings::known_settings`]),
 ///   passed to it, which checks the value when it loads the model;
@@ -150,6 +157,18 @@ fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> 
                     ))
                 }
             }
+        }
+        "retime" => {
+            out.retime = Some(match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(format!(
+                        "parameter 'retime' is \"{value}\"; set \"false\" (keep the engine chosen at load) \
+                         or \"true\" (the default: re-time the CPU engines on the first real requests)"
+                    ))
+                }
+            })
         }
         "strict" => {
             out.strict = Some(match value.trim() {
@@ -270,6 +289,7 @@ mod tests {
                 backend_settings: vec![("coreml.compute_units".into(), "ane".into())],
                 pinned: false,
                 hot_standby: false,
+                retime: None,
             }
         );
         c.parameters.insert("strict".into(), p("yes"));
@@ -376,6 +396,21 @@ mod tests {
         assert!(!settings(&ModelConfig::default()).unwrap().hot_standby);
         let e = settings(&with(&[("standby", "warm")])).unwrap_err();
         assert!(e.contains("parameter 'standby' is \"warm\""), "{e}");
+    }
+
+    #[test]
+    fn retime_can_be_turned_off_per_model() {
+        assert_eq!(
+            settings(&with(&[("retime", "false")])).unwrap().retime,
+            Some(false)
+        );
+        assert_eq!(
+            settings(&with(&[("retime", "true")])).unwrap().retime,
+            Some(true)
+        );
+        assert_eq!(settings(&ModelConfig::default()).unwrap().retime, None);
+        let e = settings(&with(&[("retime", "no")])).unwrap_err();
+        assert!(e.contains("parameter 'retime' is \"no\""), "{e}");
     }
 
     #[test]

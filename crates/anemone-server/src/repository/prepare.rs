@@ -150,6 +150,7 @@ pub fn prepare_model(
             spec.max_concurrency = settings.max_concurrency;
             spec.pinned = settings.pinned;
             spec.hot_standby = settings.hot_standby;
+            spec.retime = settings.retime.unwrap_or(true);
             spec.max_batch_size = usize::try_from(config.max_batch_size)
                 .ok()
                 .filter(|n| *n > 0);

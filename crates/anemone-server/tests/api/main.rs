@@ -31,3 +31,5 @@ mod timeouts;
 mod tls;
 mod traversal;
 mod warmup;
+// --- recover ---
+mod health_monitor;
