@@ -242,6 +242,7 @@ impl Manager {
                     mode: crate::Mode::Ordered,
                     attempts: Vec::new(),
                     fallback_from: None,
+                    moved: None,
                 },
                 retries: 0,
                 metrics: e.metrics.snapshot(),
