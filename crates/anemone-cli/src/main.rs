@@ -15,6 +15,7 @@ mod models;
 mod output;
 mod serve;
 mod startup;
+mod telemetry;
 mod tls_args;
 
 use clap::builder::BoolishValueParser;
@@ -148,7 +149,11 @@ pub struct InferArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_tracing(&cli.log_level) {
+    let exporting = match &cli.command {
+        Command::Serve(args) => telemetry::layer(&args.tracing),
+        _ => Ok(None),
+    };
+    if let Err(e) = exporting.and_then(|layer| init_tracing(&cli.log_level, layer)) {
         eprintln!("error: {}", output::error_chain(&e));
         return ExitCode::FAILURE;
     }
@@ -185,12 +190,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sends `tracing` events at or above `filter` to stderr.
+/// Sends `tracing` events at or above `filter` to stderr, and with
+/// `exporting` (`serve --otlp-endpoint`) the request spans to OTLP.
 ///
 /// At the plain `warn` level the runtime's "model failed to load" warning is
 /// left out: the failing command prints the same error as its `error:` line.
-fn init_tracing(filter: &str) -> anyhow::Result<()> {
+fn init_tracing(filter: &str, exporting: Option<telemetry::BoxedLayer>) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let directives = match filter.trim() {
         "warn" => "warn,anemone_runtime::manager=error".to_string(),
         other => other.to_string(),
@@ -198,10 +207,14 @@ fn init_tracing(filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::builder()
         .parse(&directives)
         .map_err(|e| anyhow::anyhow!("invalid --log-level '{filter}': {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The filter is the log lines' own: spans exported to OTLP pass whatever it says.
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter);
+    tracing_subscriber::registry()
+        .with(exporting)
+        .with(logs)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }

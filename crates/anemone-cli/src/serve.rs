@@ -175,6 +175,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub grpc_restricted_protocol: Vec<String>,
+    // --- otel ---
+    #[command(flatten)]
+    pub tracing: crate::telemetry::TracingArgs,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -218,7 +221,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))?;
+    let served = runtime.block_on(serve(args));
+    crate::telemetry::shutdown();
+    served?;
     use std::io::Write;
     let _ = std::io::stdout().flush();
     std::process::exit(0)
@@ -227,6 +232,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Before the engines start: a flag mistake should not wait for them.
     let tls = args.tls.options()?;
+    let tracing = args.tracing.options()?;
     let mut builder = args
         .backend
         .builder()
@@ -274,6 +280,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             grpc: Restrictions::parse(&args.grpc_restricted_protocol, true)
                 .map_err(anyhow::Error::msg)?,
         },
+        // --- otel ---
+        tracing,
     };
     let tls_on = tls;
     let server = Server::bind(options, manager)

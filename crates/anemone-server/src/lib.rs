@@ -19,6 +19,7 @@ pub mod repository;
 pub mod restricted;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 mod tensor_json;
 pub mod tls;
 pub mod v2;

@@ -53,6 +53,10 @@ pub struct ServerOptions {
     /// API groups that need a header (`--http-restricted-api`,
     /// `--grpc-restricted-protocol`). By default, nothing is restricted.
     pub restricted: RestrictedApi,
+    // --- otel ---
+    /// Where spans go and which requests are traced at start-up. By default,
+    /// no endpoint: nothing is traced.
+    pub tracing: crate::telemetry::TracingOptions,
 }
 
 impl Default for ServerOptions {
@@ -75,6 +79,8 @@ impl Default for ServerOptions {
             // --- guard ---
             limits: RequestLimits::default(),
             restricted: RestrictedApi::default(),
+            // --- otel ---
+            tracing: Default::default(),
         }
     }
 }
@@ -106,7 +112,10 @@ impl Server {
         let http = bind(options.http_port, "HTTP").await?;
         let grpc = bind(options.grpc_port, "gRPC").await?;
         Ok(Server {
-            state: Arc::new(AppState::new(manager, repository)),
+            state: Arc::new(
+                AppState::new(manager, repository)
+                    .with_trace(crate::telemetry::TraceSettings::new(&options.tracing)),
+            ),
             http,
             grpc,
             options,

@@ -17,6 +17,7 @@ pub const EXTENSIONS: &[&str] = &[
     "model_repository",
     "schedule_policy",
     "statistics",
+    "trace",
 ];
 
 /// The server's shared state.
@@ -28,6 +29,8 @@ pub struct AppState {
     /// Set when shutdown begins: readiness turns false at once, while the
     /// requests in flight (uploads included) still finish.
     draining: std::sync::atomic::AtomicBool,
+    /// Which requests are traced; by default, none.
+    pub trace: crate::telemetry::TraceSettings,
 }
 
 impl AppState {
@@ -37,6 +40,15 @@ impl AppState {
             manager,
             repository,
             draining: std::sync::atomic::AtomicBool::new(false),
+            trace: Default::default(),
+        }
+    }
+
+    /// This state, tracing as `settings` say.
+    pub fn with_trace(self, settings: crate::telemetry::TraceSettings) -> AppState {
+        AppState {
+            trace: settings,
+            ..self
         }
     }
 

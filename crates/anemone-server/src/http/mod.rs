@@ -11,6 +11,7 @@ mod json;
 mod restrict;
 pub mod serve;
 mod tls;
+mod trace;
 mod views;
 
 use crate::errors::ApiError;
@@ -79,6 +80,7 @@ pub fn router_with(
                 .route("/v2/repository/models/{m}/load", post(load))
                 .route("/v2/repository/models/{m}/unload", post(unload)),
         ),
+        (Api::Trace, trace::routes()),
     ];
     for base in ["/v2/models/{m}", "/v2/models/{m}/versions/{v}"] {
         let route = |api, path: String, handler| (api, Router::new().route(&path, handler));
@@ -232,6 +234,16 @@ async fn all_stats(State(http): State<Http>) -> Result<Json<Value>, ApiError> {
 /// trickles its body in holds only its own connection, never the budget.
 async fn infer(
     State(http): State<Http>,
+    p: ModelPath,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, Response> {
+    let span = crate::telemetry::http_span(&http.state.trace, &p.name, &headers);
+    crate::telemetry::traced(span, infer_untraced(http, p, headers, request)).await
+}
+
+async fn infer_untraced(
+    http: Http,
     p: ModelPath,
     headers: HeaderMap,
     request: Request,
