@@ -25,5 +25,6 @@ mod shutdown;
 mod support;
 mod timeouts;
 mod tls;
+mod trace_setting;
 mod traversal;
 mod warmup;
