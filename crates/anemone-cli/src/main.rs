@@ -62,7 +62,8 @@ enum Command {
     /// `<output-dir>/<output name>.npy`.
     Infer(InferArgs),
     /// Serves a model repository over KServe v2 HTTP and gRPC until SIGINT/SIGTERM.
-    Serve(serve::ServeArgs),
+    // Boxed: its flags outgrow every other command's (clippy::large_enum_variant).
+    Serve(Box<serve::ServeArgs>),
     /// Sends inference requests to a running KServe v2 server (anemone or
     /// Triton) over HTTP or gRPC from concurrent workers, and reports
     /// throughput and latency percentiles.

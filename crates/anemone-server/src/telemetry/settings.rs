@@ -340,7 +340,7 @@ impl TraceSettings {
 
 /// Whether the `seen`-th request under a setting is traced; spends the count.
 fn take(level: TraceLevel, rate: u32, count: &mut i32, seen: u64) -> bool {
-    if !level.is_on() || *count == 0 || seen % u64::from(rate.max(1)) != 0 {
+    if !level.is_on() || *count == 0 || !seen.is_multiple_of(u64::from(rate.max(1))) {
         return false;
     }
     if *count > 0 {
