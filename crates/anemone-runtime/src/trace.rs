@@ -32,6 +32,26 @@ pub fn is_traced(span: &Span) -> bool {
     !span.is_disabled() && span.metadata().is_some_and(|m| m.target() == TARGET)
 }
 
+/// A span for one step of a composite request (an ensemble step running
+/// `model`), a child of the current request span; disabled when the current
+/// request is not traced. Run the step's [`crate::Manager::infer`] inside it
+/// (`.instrument(step)`): its stage spans then sit below the step, which gets
+/// the step's `version` and `batch_size` recorded.
+pub fn step_span(model: &str) -> Span {
+    let current = Span::current();
+    if !is_traced(&current) {
+        return Span::none();
+    }
+    tracing::info_span!(
+        target: TARGET,
+        parent: &current,
+        "ensemble_step",
+        model = %model,
+        version = Empty,
+        batch_size = Empty,
+    )
+}
+
 /// A stage of a request on its way through the runtime.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Stage {
