@@ -32,6 +32,9 @@ struct Got {
     parent: String,
     name: String,
     kind: i32,
+    trace_state: String,
+    /// The OpenTelemetry status code: 0 unset, 1 OK, 2 ERROR.
+    status: i32,
     attributes: HashMap<String, String>,
     resource: HashMap<String, String>,
 }
@@ -75,6 +78,8 @@ impl TraceService for Receiver {
                     parent: hex(&span.parent_span_id),
                     name: span.name,
                     kind: span.kind,
+                    trace_state: span.trace_state,
+                    status: span.status.map_or(0, |s| s.code),
                     attributes: attributes(&span.attributes),
                     resource: resource.clone(),
                 });
@@ -165,6 +170,11 @@ fn repository(test: &str) -> PathBuf {
 }
 
 fn serve(repo: &Path, args: &[&str]) -> Serving {
+    // Export every 100 ms rather than every 5 s.
+    serve_exporting_every(repo, args, "100")
+}
+
+fn serve_exporting_every(repo: &Path, args: &[&str], delay_ms: &str) -> Serving {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
@@ -177,8 +187,7 @@ fn serve(repo: &Path, args: &[&str]) -> Serving {
         .arg("--model-repository")
         .arg(repo)
         .args(args)
-        // Export every 100 ms rather than every 5 s.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_BSP_SCHEDULE_DELAY", delay_ms)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -271,6 +280,7 @@ fn check_request(
     let request = spans.iter().find(|s| s.name == "infer").unwrap();
     assert_eq!(request.parent, parent, "the client's span is the parent");
     assert_eq!(request.kind, 2, "SPAN_KIND_SERVER");
+    assert_eq!(request.status, 1, "STATUS_CODE_OK");
     let a = &request.attributes;
     assert_eq!(a["model"], model);
     assert_eq!(a["protocol"], protocol);
@@ -320,6 +330,8 @@ async fn issue_13_spans_continue_the_callers_trace_over_http_and_grpc() {
     .unwrap();
     let spans = receiver.trace(&t1, 4).await;
     let children = check_request(&spans, &s1, "add", "http", "200");
+    let request = spans.iter().find(|s| s.name == "infer").unwrap();
+    assert_eq!(request.trace_state, "vendor=x", "tracestate is carried");
     let mut names: Vec<&str> = children.keys().map(String::as_str).collect();
     names.sort();
     assert_eq!(names, stages);
@@ -471,5 +483,77 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+/// A request that fails is traced with its status, and the OpenTelemetry
+/// status ERROR with the reason; a client's "not sampled" flag is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_a_failed_request_has_its_status_on_the_span() {
+    let (receiver, otlp) = Receiver::start().await;
+    let repo = repository("failed");
+    let endpoint = format!("http://{otlp}");
+    let serving = serve(&repo, &["--otlp-endpoint", &endpoint]);
+    let (trace_id, span_id) = (id(0xe1, 32), id(0xf1, 16));
+    let parent = format!("00-{trace_id}-{span_id}-01");
+    let http = serving.http;
+    let unsampled = id(0xe3, 32);
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        // First a client that says "not sampled": honoured, nothing recorded.
+        let not_sampled = format!("00-{}-{}-00", id(0xe3, 32), id(0xf3, 16));
+        let headers = [("traceparent", not_sampled.as_str())];
+        let (status, _) = http_request(http, "POST", "/v2/models/add/infer", &headers, ADD_BODY);
+        assert_eq!(status, 200);
+        let bad = r#"{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+            {"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [4, 3, 2, 1]}]}"#;
+        let headers = [("traceparent", parent.as_str())];
+        http_request(http, "POST", "/v2/models/add/infer", &headers, bad)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    let spans = receiver.trace(&trace_id, 1).await;
+    let request = spans.iter().find(|s| s.name == "infer").unwrap();
+    assert_eq!(request.parent, span_id);
+    assert_eq!(request.attributes["status"], "400");
+    assert_eq!(request.status, 2, "STATUS_CODE_ERROR: {request:?}");
+    assert!(
+        receiver.spans(&unsampled).is_empty(),
+        "a not-sampled parent was traced"
+    );
+    drop(serving);
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+/// Spans not exported yet when the server stops (SIGTERM) are flushed before
+/// it exits: here the exporter would otherwise wait a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_spans_are_flushed_at_shutdown() {
+    let (receiver, otlp) = Receiver::start().await;
+    let repo = repository("flush");
+    let endpoint = format!("http://{otlp}");
+    let mut serving = serve_exporting_every(&repo, &["--otlp-endpoint", &endpoint], "60000");
+    let (trace_id, span_id) = (id(0xe2, 32), id(0xf2, 16));
+    let http = serving.http;
+    let sent = trace_id.clone();
+    tokio::task::spawn_blocking(move || http_infer(http, "add", &sent, &span_id))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.spans(&trace_id).is_empty(),
+        "exported before the delay"
+    );
+    let pid = serving.child.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(term.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = serving.child.wait().unwrap();
+        (serving, status)
+    });
+    let (serving, status) = exit.await.unwrap();
+    assert!(status.success(), "{status:?}");
+    receiver.trace(&trace_id, 4).await;
+    drop(serving);
     let _ = std::fs::remove_dir_all(repo);
 }
