@@ -188,6 +188,11 @@ fn serve_exporting_every(repo: &Path, args: &[&str], delay_ms: &str) -> Serving 
         .arg(repo)
         .args(args)
         .env("OTEL_BSP_SCHEDULE_DELAY", delay_ms)
+        // The flags' attributes add to these, and win over them.
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "team=ml,deployment.environment=from-env",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -293,6 +298,11 @@ fn check_request(
     );
     assert_eq!(request.resource["service.name"], "anemone-test");
     assert_eq!(request.resource["deployment.environment"], "ci");
+    assert_eq!(
+        request.resource.get("team").map(String::as_str),
+        Some("ml"),
+        "from OTEL_RESOURCE_ATTRIBUTES"
+    );
     spans
         .iter()
         .filter(|s| s.parent == request.span_id)
