@@ -1,7 +1,7 @@
 //! Issue 13, tracing: `anemone serve --otlp-endpoint` against a real OTLP/gRPC
 //! receiver built from the official opentelemetry-proto definitions. Requests
 //! carry a known W3C `traceparent` over HTTP and gRPC; the spans that arrive
-//! must continue those traces, name the model, protocol, version, batch size
+//! (unary and streamed) must continue those traces, name the model, protocol, version, batch size
 //! and status, and have the stage spans below them, the engine call on a
 //! worker thread. Sampling changes at run time through the trace extension.
 
@@ -366,11 +366,12 @@ async fn issue_13_spans_continue_the_callers_trace_over_http_and_grpc() {
         }),
         ..Default::default()
     };
-    let mut request = tonic::Request::new(ModelInferRequest {
+    let add = || ModelInferRequest {
         model_name: "add".into(),
         inputs: vec![tensor("x", vec![1.0; 4]), tensor("y", vec![2.0; 4])],
         ..Default::default()
-    });
+    };
+    let mut request = tonic::Request::new(add());
     let parent = format!("00-{t2}-{s2}-01");
     request
         .metadata_mut()
@@ -379,6 +380,44 @@ async fn issue_13_spans_continue_the_callers_trace_over_http_and_grpc() {
     let spans = receiver.trace(&t2, 4).await;
     let children = check_request(&spans, &s2, "add", "grpc", "Ok");
     assert_eq!(children.len(), 4, "{children:#?}");
+
+    // The gRPC stream: a span per request, each a child of the stream's traceparent.
+    let (t7, s7) = (id(0xa7, 32), id(0xd7, 16));
+    let mut call = tonic::Request::new(tokio_stream::iter([add(), add()]));
+    let parent = format!("00-{t7}-{s7}-01");
+    call.metadata_mut()
+        .insert("traceparent", parent.parse().unwrap());
+    let mut answers = grpc.model_stream_infer(call).await.unwrap().into_inner();
+    while let Some(answer) = answers.message().await.unwrap() {
+        assert_eq!(answer.error_message, "");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let requests = loop {
+        let spans = receiver.spans(&t7);
+        let requests: Vec<Got> = spans
+            .iter()
+            .filter(|s| s.name == "infer")
+            .cloned()
+            .collect();
+        if requests.len() == 2 {
+            break requests;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two stream requests, got {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for r in &requests {
+        assert_eq!(r.parent, s7);
+        assert_eq!(
+            (
+                r.attributes["protocol"].as_str(),
+                r.attributes["status"].as_str()
+            ),
+            ("grpc", "Ok")
+        );
+    }
 
     // Two requests batched together: each has its own stage spans, with the batch's size.
     let (t3, t4) = (id(0xa3, 32), id(0xa4, 32));

@@ -143,9 +143,11 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<tonic::Streaming<proto::ModelInferRequest>>,
     ) -> Answer<Self::ModelStreamInferStream> {
+        let metadata = Arc::new(request.metadata().clone());
         ok(stream::responses(
             Arc::clone(&self.state),
             request.into_inner(),
+            metadata,
             self.max_message_bytes,
         ))
     }
