@@ -20,6 +20,7 @@ mod ops_args;
 mod output;
 mod serve;
 mod startup;
+mod telemetry;
 mod tls_args;
 
 use clap::builder::BoolishValueParser;
@@ -77,6 +78,7 @@ enum Command {
     /// `<output-dir>/<output name>.npy`.
     Infer(InferArgs),
     /// Serves a model repository over KServe v2 HTTP and gRPC until SIGINT/SIGTERM.
+    // Boxed: its flags outgrow every other command's (clippy::large_enum_variant).
     Serve(Box<serve::ServeArgs>),
     /// Sends inference requests to a running KServe v2 server (anemone or
     /// Triton) over HTTP or gRPC from concurrent workers, and reports
@@ -167,7 +169,13 @@ pub struct InferArgs {
 
 fn main() -> ExitCode {
     let cli = parse_cli();
-    if let Err(e) = logging::init(&cli.log_level, cli.log_format, Vec::new()) {
+    let exporting = match &cli.command {
+        Command::Serve(args) => telemetry::layer(&args.tracing),
+        _ => Ok(None),
+    };
+    let logging = exporting
+        .and_then(|layer| logging::init(&cli.log_level, cli.log_format, layer.into_iter().collect()));
+    if let Err(e) = logging {
         eprintln!("error: {}", output::error_chain(&e));
         return ExitCode::FAILURE;
     }

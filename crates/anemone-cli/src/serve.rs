@@ -181,6 +181,9 @@ pub struct ServeArgs {
     // --- recover ---
     #[command(flatten)]
     pub health: crate::health_args::HealthArgs,
+    // --- otel ---
+    #[command(flatten)]
+    pub tracing: crate::telemetry::TracingArgs,
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -224,7 +227,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))?;
+    let served = runtime.block_on(serve(args));
+    crate::telemetry::shutdown();
+    served?;
     use std::io::Write;
     let _ = std::io::stdout().flush();
     std::process::exit(0)
@@ -233,6 +238,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Before the engines start: a flag mistake should not wait for them.
     let tls = args.tls.options()?;
+    let tracing = args.tracing.options()?;
     let mut builder = args
         .backend
         .builder()
@@ -290,6 +296,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             log: crate::logging::control().map(|l| l as _),
             table: crate::config_show::startup_table(),
         },
+        // --- otel ---
+        tracing,
     };
     let tls_on = tls;
     let server = Server::bind(options, manager)

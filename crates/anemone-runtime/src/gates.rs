@@ -10,7 +10,7 @@
 //! | `batching` | a model with dynamic batching runs its queued requests one per engine call, at once, without waiting `max_queue_delay` for more (its queue, priorities and timeouts still apply) |
 //! | `fallback` | a model whose backend fails stays on it: no run-time fallback to another backend (retries of retryable errors still happen) |
 //! | `monitoring` | the health monitor stops judging models (`Manager::monitoring`) |
-//! | `tracing` | no spans are exported (wired by the tracing's owner) |
+//! | `tracing` | no request is traced (the server's `TraceSettings::sample`) |
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

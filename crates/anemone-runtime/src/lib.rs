@@ -76,6 +76,7 @@ pub mod request;
 mod scheduler;
 pub mod selection;
 pub mod spec;
+pub mod trace;
 mod trim;
 pub mod tuning;
 pub mod validation;

@@ -178,12 +178,13 @@ impl Manager {
     /// Hands an admitted request to the scheduler as a typed job.
     fn schedule(
         &self,
-        admitted: Admitted,
+        mut admitted: Admitted,
         priority: Option<u32>,
         timeout: Option<Duration>,
         start: Instant,
     ) -> oneshot::Receiver<Done> {
         let (reply, rx) = oneshot::channel();
+        admitted.trace.queued();
         self.inner.scheduler.submit(Job {
             admitted,
             reply: Reply::new(reply),
@@ -230,6 +231,9 @@ impl Manager {
         if self.inner.eviction.on() {
             instance.touch(self.inner.eviction.stamp(start));
         }
+        let trace = crate::trace::Trace::current();
+        let input_span = trace.stage(crate::trace::Stage::ComputeInput);
+        trace.record("version", instance.version());
         let local = match instance.limiter.try_acquire() {
             Ok(p) => p,
             Err(e) => return Err(record_failure(&instance, e, start)),
@@ -251,6 +255,7 @@ impl Manager {
         if let Some(sampler) = &instance.sampler {
             sampler.offer(&inputs);
         }
+        drop(input_span);
         Ok(Admitted {
             instance,
             inputs,
@@ -260,6 +265,7 @@ impl Manager {
             validated: start.elapsed(),
             retry_policy: self.inner.retry,
             permits: (global, local),
+            trace,
         })
     }
 }

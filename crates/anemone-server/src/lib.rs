@@ -20,6 +20,7 @@ pub mod restricted;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod telemetry;
 mod tensor_json;
 pub mod tls;
 pub mod v2;

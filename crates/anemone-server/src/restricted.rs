@@ -29,7 +29,7 @@ pub enum Api {
     ModelRepository,
     /// Statistics.
     Statistics,
-    /// Trace settings (not implemented by anemone).
+    /// Trace settings (`/v2/trace/setting`, the `TraceSetting` RPC).
     Trace,
     /// Log settings (`/v2/logging`, gRPC LogSettings).
     Logging,

@@ -57,6 +57,10 @@ pub struct ServerOptions {
     /// The metrics port, the settings table and the log control. By
     /// default, no metrics port of its own and no log control.
     pub ops: crate::settings::OpsOptions,
+    // --- otel ---
+    /// Where spans go and which requests are traced at start-up. By default,
+    /// no endpoint: nothing is traced.
+    pub tracing: crate::telemetry::TracingOptions,
 }
 
 impl Default for ServerOptions {
@@ -80,6 +84,8 @@ impl Default for ServerOptions {
             limits: RequestLimits::default(),
             restricted: RestrictedApi::default(),
             ops: Default::default(),
+            // --- otel ---
+            tracing: Default::default(),
         }
     }
 }
@@ -116,7 +122,9 @@ impl Server {
             Some(port) => Some(bind(port, "metrics").await?),
             None => None,
         };
-        let mut state = AppState::new(manager, repository);
+        let trace = crate::telemetry::TraceSettings::new(&options.tracing)
+            .with_gates(manager.gates().clone());
+        let mut state = AppState::new(manager, repository).with_trace(trace);
         state.settings = crate::settings::Settings::new(&options.ops);
         Ok(Server {
             state: Arc::new(state),

@@ -21,6 +21,7 @@ pub const EXTENSIONS: &[&str] = &[
     "model_repository(unload_dependents)",
     "schedule_policy",
     "statistics",
+    "trace",
 ];
 
 /// The server's shared state.
@@ -34,6 +35,8 @@ pub struct AppState {
     draining: std::sync::atomic::AtomicBool,
     /// Log settings and the settings table (`settings.rs`); by default, none.
     pub settings: crate::settings::Settings,
+    /// Which requests are traced; by default, none.
+    pub trace: crate::telemetry::TraceSettings,
 }
 
 impl AppState {
@@ -44,6 +47,15 @@ impl AppState {
             repository,
             draining: std::sync::atomic::AtomicBool::new(false),
             settings: Default::default(),
+            trace: Default::default(),
+        }
+    }
+
+    /// This state, tracing as `settings` say.
+    pub fn with_trace(self, settings: crate::telemetry::TraceSettings) -> AppState {
+        AppState {
+            trace: settings,
+            ..self
         }
     }
 

@@ -91,13 +91,9 @@ impl Manager {
                         Ok(r) => r,
                         Err(e) => return Err(record(&ensemble, e, run.start)),
                     };
-                    // One span per step, under the request's span.
-                    let span = tracing::info_span!(
-                        "ensemble_step",
-                        ensemble = %ensemble.spec.name,
-                        step = i,
-                        model = %ensemble.spec.steps[i].model
-                    );
+                    // One span per step, under the request's span when the
+                    // request is traced; the step's stage spans sit below it.
+                    let span = crate::trace::step_span(&ensemble.spec.steps[i].model);
                     let step = async move { (i, self.infer(request).await) };
                     running.push(Box::pin(step.instrument(span)));
                 }

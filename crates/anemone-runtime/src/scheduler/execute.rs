@@ -7,6 +7,7 @@ use crate::fallback::RetryPolicy;
 use crate::instance::{Engine, ModelInstance};
 use crate::metrics::Timings;
 use crate::request::InferResponse;
+use crate::trace::Stage;
 use anemone_core::{Error, ErrorKind, Result, Tensor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -90,14 +91,25 @@ pub(crate) fn execute(admitted: Admitted) -> Done {
         validated,
         retry_policy,
         permits,
+        mut trace,
     } = admitted;
+    trace.dequeued();
+    // Triton counts the rows of the batch dimension, when the model has one.
+    let rows = match instance.spec.max_batch_size {
+        Some(_) => inputs.first().and_then(|t| t.shape().first()).copied(),
+        None => None,
+    };
     let picked = start.elapsed();
     let engine = instance.pick_engine();
     let busy = engine.claim();
+    let infer_span = trace.stage(Stage::ComputeInfer);
     let result = run_engine(&instance, engine, &inputs, retry_policy);
+    drop(infer_span);
     drop(busy);
     let ran = start.elapsed();
     engine.record(ran - picked);
+    let _output_span = trace.stage(Stage::ComputeOutput);
+    trace.record("batch_size", rows.unwrap_or(1) as u64);
     let response = result.map(|all| {
         let outputs = select(&instance, all, outputs);
         let total = start.elapsed();
@@ -107,11 +119,6 @@ pub(crate) fn execute(admitted: Admitted) -> Done {
             compute_infer: ran - picked,
             compute_output: total - ran,
             total,
-        };
-        // Triton counts the rows of the batch dimension, when the model has one.
-        let rows = match instance.spec.max_batch_size {
-            Some(_) => inputs.first().and_then(|t| t.shape().first()).copied(),
-            None => None,
         };
         instance.metrics.record_execution(
             rows.unwrap_or(1),
@@ -139,7 +146,7 @@ pub(crate) fn execute(admitted: Admitted) -> Done {
 /// each job runs alone instead, so that one request's bad input fails only
 /// that request.
 pub(crate) fn execute_batch(jobs: Vec<Job>) {
-    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.cancelled()).collect();
+    let mut jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.cancelled()).collect();
     if jobs.len() <= 1 {
         jobs.into_iter().for_each(Job::run);
         return;
@@ -151,6 +158,24 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
         .map(|j| j.admitted.inputs.first().map_or(0, |t| t.shape()[0]))
         .collect();
     let total_rows: usize = rows.iter().sum();
+    let traced = jobs.iter().any(|j| j.admitted.trace.is_on());
+    // Each traced request gets its own stage spans (see `crate::trace`).
+    let stage = |jobs: &[Job], stage: Stage| -> Vec<Option<tracing::Span>> {
+        if !traced {
+            return Vec::new();
+        }
+        let n = jobs.len();
+        jobs.iter()
+            .map(|j| j.admitted.trace.stage_in_batch(stage, total_rows, n))
+            .collect()
+    };
+    if traced {
+        for (job, rows) in jobs.iter_mut().zip(&rows) {
+            job.admitted.trace.dequeued();
+            job.admitted.trace.record("batch_size", *rows as u64);
+        }
+    }
+    let assembly_spans = stage(&jobs, Stage::BatchAssembly);
     let inputs: Result<Vec<Tensor>> = (0..jobs[0].admitted.inputs.len())
         .map(|i| {
             let parts: Vec<&Tensor> = jobs.iter().map(|j| &j.admitted.inputs[i]).collect();
@@ -158,17 +183,22 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
         })
         .collect();
     let Ok(inputs) = inputs else {
+        drop(assembly_spans);
         jobs.into_iter().for_each(Job::run);
         return;
     };
     let concatenated = began.elapsed();
+    drop(assembly_spans);
     let engine = instance.pick_engine();
     let busy = engine.claim();
     let picked = Instant::now();
+    let infer_spans = stage(&jobs, Stage::ComputeInfer);
     let result = run_engine(&instance, engine, &inputs, jobs[0].admitted.retry_policy);
+    drop(infer_spans);
     drop(busy);
     let engine_time = picked.elapsed();
     engine.record(engine_time);
+    let mut output_spans = stage(&jobs, Stage::ComputeOutput).into_iter();
     let split = result.ok().and_then(|all| {
         all.iter()
             .map(|t| t.split_batch(&rows).ok())
@@ -176,6 +206,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
     });
     let Some(mut split) = split else {
         tracing::debug!(model = %instance.name(), "a batched call failed; running its requests one by one");
+        drop(output_spans);
         jobs.into_iter().for_each(Job::run);
         return;
     };
@@ -196,6 +227,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
             ..
         } = job;
         let _entered = span.enter();
+        let _output_span = output_spans.next();
         let start = admitted.start;
         let queue = began.saturating_duration_since(start + admitted.validated);
         let total = start.elapsed();

@@ -61,6 +61,8 @@ pub(crate) struct Admitted {
     pub(crate) retry_policy: RetryPolicy,
     /// The global and per-model permits, released when the job ends.
     pub(crate) permits: (Permit, Permit),
+    /// Its stage spans, when the request is traced (see [`crate::trace`]).
+    pub(crate) trace: crate::trace::Trace,
 }
 
 /// What an engine call hands back to the waiting client.

@@ -12,6 +12,7 @@ mod limit;
 mod logging;
 pub mod restrict;
 mod stream;
+mod trace;
 
 pub use limit::InferenceService;
 
@@ -123,13 +124,18 @@ impl GrpcInferenceService for Inference {
         // that the client gets anemone's DEADLINE_EXCEEDED (and the failure
         // is counted) rather than tonic's own cancellation at the same instant.
         let deadline = infer::grpc_timeout(request.metadata()).map(infer::answer_before);
-        ok(infer::run(
+        let span = crate::telemetry::grpc_span(
+            &self.state.trace,
+            &request.get_ref().model_name,
+            request.metadata(),
+        );
+        let run = infer::run(
             &self.state,
             request.into_inner(),
             deadline,
             self.max_message_bytes,
-        )
-        .await?)
+        );
+        ok(crate::telemetry::traced(span, run).await?)
     }
 
     type ModelStreamInferStream = stream::Responses;
@@ -138,9 +144,11 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<tonic::Streaming<proto::ModelInferRequest>>,
     ) -> Answer<Self::ModelStreamInferStream> {
+        let metadata = Arc::new(request.metadata().clone());
         ok(stream::responses(
             Arc::clone(&self.state),
             request.into_inner(),
+            metadata,
             self.max_message_bytes,
         ))
     }
@@ -242,9 +250,9 @@ impl GrpcInferenceService for Inference {
 
     async fn trace_setting(
         &self,
-        _: Request<proto::TraceSettingRequest>,
+        request: Request<proto::TraceSettingRequest>,
     ) -> Answer<proto::TraceSettingResponse> {
-        unsupported("trace settings over the API (tracing is configured at start-up)")
+        ok(trace::setting(&self.state, request.into_inner())?)
     }
 
     async fn log_settings(

@@ -28,17 +28,29 @@ pub type Responses = Pin<
 
 /// Answers every request of `incoming`. The work is driven by the response
 /// stream: dropping it (the client went away) drops the requests in flight.
+/// Each traced request's span is a child of the trace context in the
+/// stream's `metadata`.
 pub(super) fn responses(
     state: Arc<AppState>,
     incoming: Streaming<ModelInferRequest>,
+    metadata: Arc<tonic::metadata::MetadataMap>,
     max_bytes: usize,
 ) -> Responses {
     let answers = incoming
         .map(move |next| {
             let state = Arc::clone(&state);
+            let metadata = Arc::clone(&metadata);
             async move {
                 match next {
-                    Ok(request) => Ok(answer(&state, request, max_bytes).await),
+                    Ok(request) => {
+                        let span = crate::telemetry::grpc_span(
+                            &state.trace,
+                            &request.model_name,
+                            &metadata,
+                        );
+                        let answer = answer(&state, request, max_bytes);
+                        Ok(crate::telemetry::traced(span, answer).await.response)
+                    }
                     Err(status) => Err(transport_error(status, max_bytes)),
                 }
             }
@@ -47,20 +59,19 @@ pub(super) fn responses(
     Box::pin(answers)
 }
 
-async fn answer(
-    state: &AppState,
-    request: ModelInferRequest,
-    max_bytes: usize,
-) -> ModelStreamInferResponse {
+async fn answer(state: &AppState, request: ModelInferRequest, max_bytes: usize) -> Answered {
     let echo = ModelInferResponse {
         model_name: request.model_name.clone(),
         model_version: request.model_version.clone(),
         id: request.id.clone(),
         ..Default::default()
     };
-    let failed = |e: ApiError| ModelStreamInferResponse {
-        error_message: e.message,
-        infer_response: Some(echo.clone()),
+    let failed = |e: ApiError| Answered {
+        response: ModelStreamInferResponse {
+            error_message: e.message.clone(),
+            infer_response: Some(echo.clone()),
+        },
+        error: Some(e),
     };
     let response = match infer::run(state, request, None, max_bytes).await {
         Ok(response) => ModelStreamInferResponse {
@@ -71,8 +82,26 @@ async fn answer(
     };
     // The stream envelope adds a few bytes to what `infer::run` checked.
     match infer::check_size("response", response.encoded_len(), max_bytes) {
-        Ok(()) => response,
+        Ok(()) => Answered {
+            response,
+            error: None,
+        },
         Err(e) => failed(e),
+    }
+}
+
+/// One request's answer on the stream, and its error (for its span).
+struct Answered {
+    response: ModelStreamInferResponse,
+    error: Option<ApiError>,
+}
+
+impl crate::telemetry::context::Outcome for Answered {
+    fn status(&self) -> Result<String, (String, String)> {
+        match &self.error {
+            None => Ok(format!("{:?}", Code::Ok)),
+            Some(e) => Err((format!("{:?}", e.grpc_code()), e.message.clone())),
+        }
     }
 }
 

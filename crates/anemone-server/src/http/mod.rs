@@ -12,6 +12,7 @@ mod logging;
 mod restrict;
 pub mod serve;
 mod tls;
+mod trace;
 mod views;
 
 use crate::errors::ApiError;
@@ -82,6 +83,7 @@ pub fn router_with(
         ),
         (Api::Logging, logging::logging_routes()),
         (Api::Config, logging::config_routes()),
+        (Api::Trace, trace::routes()),
     ];
     for base in ["/v2/models/{m}", "/v2/models/{m}/versions/{v}"] {
         let route = |api, path: String, handler| (api, Router::new().route(&path, handler));
@@ -247,6 +249,16 @@ async fn all_stats(State(http): State<Http>) -> Result<Json<Value>, ApiError> {
 /// trickles its body in holds only its own connection, never the budget.
 async fn infer(
     State(http): State<Http>,
+    p: ModelPath,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, Response> {
+    let span = crate::telemetry::http_span(&http.state.trace, &p.name, &headers);
+    crate::telemetry::traced(span, infer_untraced(http, p, headers, request)).await
+}
+
+async fn infer_untraced(
+    http: Http,
     p: ModelPath,
     headers: HeaderMap,
     request: Request,

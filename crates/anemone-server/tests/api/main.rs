@@ -29,6 +29,7 @@ mod shutdown;
 mod support;
 mod timeouts;
 mod tls;
+mod trace_setting;
 mod traversal;
 mod warmup;
 // --- recover ---

@@ -1,0 +1,608 @@
+//! Issue 13, tracing: `anemone serve --otlp-endpoint` against a real OTLP/gRPC
+//! receiver built from the official opentelemetry-proto definitions. Requests
+//! carry a known W3C `traceparent` over HTTP and gRPC; the spans that arrive
+//! (unary and streamed) must continue those traces, name the model, protocol, version, batch size
+//! and status, and have the stage spans below them, the engine call on a
+//! worker thread. Sampling changes at run time through the trace extension.
+
+use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use anemone_server::proto::model_infer_request::InferInputTensor;
+use anemone_server::proto::{trace_setting_request, InferTensorContents};
+use anemone_server::proto::{ModelInferRequest, TraceSettingRequest};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A span as it arrived, with its resource's attributes.
+#[derive(Debug, Clone)]
+struct Got {
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    name: String,
+    kind: i32,
+    trace_state: String,
+    /// The OpenTelemetry status code: 0 unset, 1 OK, 2 ERROR.
+    status: i32,
+    attributes: HashMap<String, String>,
+    resource: HashMap<String, String>,
+}
+
+/// Everything the receiver was sent.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<Got>>>);
+
+fn attributes(kvs: &[KeyValue]) -> HashMap<String, String> {
+    kvs.iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                Some(any_value::Value::IntValue(i)) => i.to_string(),
+                Some(any_value::Value::BoolValue(b)) => b.to_string(),
+                Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), value)
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut got = self.0.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            let resource = attributes(&rs.resource.map(|r| r.attributes).unwrap_or_default());
+            for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                got.push(Got {
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent: hex(&span.parent_span_id),
+                    name: span.name,
+                    kind: span.kind,
+                    trace_state: span.trace_state,
+                    status: span.status.map_or(0, |s| s.code),
+                    attributes: attributes(&span.attributes),
+                    resource: resource.clone(),
+                });
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Receiver {
+    /// Starts the receiver on a free loopback port.
+    async fn start() -> (Receiver, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = Receiver::default();
+        let service = TraceServiceServer::new(receiver.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        (receiver, addr)
+    }
+
+    /// The spans of trace `trace_id` once its request span and `children`
+    /// stage spans have all arrived (at most 30 s).
+    async fn trace(&self, trace_id: &str, children: usize) -> Vec<Got> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let spans: Vec<Got> = self.spans(trace_id);
+            let request = spans.iter().find(|s| s.name == "infer");
+            if let Some(r) = request {
+                if spans.iter().filter(|s| s.parent == r.span_id).count() >= children {
+                    return spans;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trace {trace_id} did not arrive whole; got {spans:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn spans(&self, trace_id: &str) -> Vec<Got> {
+        let got = self.0.lock().unwrap();
+        got.iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+}
+
+/// `anemone serve` on free ports, until dropped.
+struct Serving {
+    child: Child,
+    http: SocketAddr,
+    grpc: SocketAddr,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A repository with `add` (no batching) and `batched` (the same model with
+/// dynamic batching: two requests within 2 s form one batch of 2).
+fn repository(test: &str) -> PathBuf {
+    let repo = std::env::temp_dir().join(format!("anemone-otlp-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    let model = root().join("examples/models/add/1/model.onnx");
+    for name in ["add", "batched"] {
+        std::fs::create_dir_all(repo.join(name).join("1")).unwrap();
+        std::fs::copy(&model, repo.join(name).join("1/model.onnx")).unwrap();
+    }
+    std::fs::write(
+        repo.join("batched/config.pbtxt"),
+        "max_batch_size: 8\ndynamic_batching {\n  max_queue_delay_microseconds: 2000000\n  preferred_batch_size: [ 2 ]\n}\n",
+    )
+    .unwrap();
+    repo
+}
+
+fn serve(repo: &Path, args: &[&str]) -> Serving {
+    // Export every 100 ms rather than every 5 s.
+    serve_exporting_every(repo, args, "100")
+}
+
+fn serve_exporting_every(repo: &Path, args: &[&str], delay_ms: &str) -> Serving {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("ANEMONE_") || key.starts_with("OTEL_") {
+            cmd.env_remove(&*key);
+        }
+    }
+    let mut child = cmd
+        .args(["serve", "--http-port", "0", "--grpc-port", "0"])
+        .arg("--model-repository")
+        .arg(repo)
+        .args(args)
+        .env("OTEL_BSP_SCHEDULE_DELAY", delay_ms)
+        // The flags' attributes add to these, and win over them.
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "team=ml,deployment.environment=from-env",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the anemone binary runs");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = |prefix: &str| -> SocketAddr {
+        let line = lines.next().expect("an address line").unwrap();
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected '{prefix}...', got {line}"))
+            .parse()
+            .unwrap()
+    };
+    let http = addr("HTTP listening on ");
+    let grpc = addr("gRPC listening on ");
+    std::thread::spawn(move || lines.for_each(drop));
+    let serving = Serving { child, http, grpc };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_request(serving.http, "GET", "/v2/health/ready", &[], "").0 != 200 {
+        assert!(Instant::now() < deadline, "the server never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serving
+}
+
+/// One HTTP/1.1 request: `(status, body)`.
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+const ADD_BODY: &str = r#"{"inputs": [
+    {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+    {"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [4, 3, 2, 1]}]}"#;
+
+/// An HTTP inference on `model` within trace `trace_id`, parent `span_id`.
+fn http_infer(http: SocketAddr, model: &str, trace_id: &str, span_id: &str) -> u16 {
+    let parent = format!("00-{trace_id}-{span_id}-01");
+    let headers = [("traceparent", parent.as_str()), ("tracestate", "vendor=x")];
+    let path = format!("/v2/models/{model}/infer");
+    let (status, body) = http_request(http, "POST", &path, &headers, ADD_BODY);
+    assert_eq!(status, 200, "{body}");
+    status
+}
+
+fn post_setting(http: SocketAddr, path: &str, body: &str) -> serde_json::Value {
+    let (status, answer) = http_request(http, "POST", path, &[], body);
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_str(&answer).unwrap()
+}
+
+fn id(n: u32, width: usize) -> String {
+    format!("{n:0width$x}")
+}
+
+/// Checks a request span and its stage spans; returns the stage spans by name.
+fn check_request(
+    spans: &[Got],
+    parent: &str,
+    model: &str,
+    protocol: &str,
+    status: &str,
+) -> HashMap<String, Got> {
+    let request = spans.iter().find(|s| s.name == "infer").unwrap();
+    assert_eq!(request.parent, parent, "the client's span is the parent");
+    assert_eq!(request.kind, 2, "SPAN_KIND_SERVER");
+    assert_eq!(request.status, 1, "STATUS_CODE_OK");
+    let a = &request.attributes;
+    assert_eq!(a["model"], model);
+    assert_eq!(a["protocol"], protocol);
+    assert_eq!(a["version"], "1");
+    assert_eq!(a["batch_size"], "1");
+    assert_eq!(a["status"], status);
+    assert_eq!(
+        a["trace_id"], request.trace_id,
+        "the trace id, for the logs"
+    );
+    assert_eq!(request.resource["service.name"], "anemone-test");
+    assert_eq!(request.resource["deployment.environment"], "ci");
+    assert_eq!(
+        request.resource.get("team").map(String::as_str),
+        Some("ml"),
+        "from OTEL_RESOURCE_ATTRIBUTES"
+    );
+    spans
+        .iter()
+        .filter(|s| s.parent == request.span_id)
+        .map(|s| (s.name.clone(), s.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_spans_continue_the_callers_trace_over_http_and_grpc() {
+    let (receiver, otlp) = Receiver::start().await;
+    let repo = repository("spans");
+    let endpoint = format!("http://{otlp}");
+    let serving = serve(
+        &repo,
+        &[
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-service-name",
+            "anemone-test",
+            "--otlp-resource-attribute",
+            "deployment.environment=ci",
+        ],
+    );
+    let stages = ["compute_infer", "compute_input", "compute_output", "queue"];
+
+    // HTTP, with a traceparent. (Blocking clients run off the test's runtime.)
+    let http = serving.http;
+    let blocking = |f: Box<dyn FnOnce() + Send>| tokio::task::spawn_blocking(f);
+    let (t1, s1) = (id(0xa1, 32), id(0xb1, 16));
+    let (a, b) = (t1.clone(), s1.clone());
+    blocking(Box::new(move || {
+        assert_eq!(http_infer(http, "add", &a, &b), 200)
+    }))
+    .await
+    .unwrap();
+    let spans = receiver.trace(&t1, 4).await;
+    let children = check_request(&spans, &s1, "add", "http", "200");
+    let request = spans.iter().find(|s| s.name == "infer").unwrap();
+    assert_eq!(request.trace_state, "vendor=x", "tracestate is carried");
+    let mut names: Vec<&str> = children.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, stages);
+    let engine = &children["compute_infer"];
+    assert!(
+        engine.attributes["thread.name"].starts_with("anemone-worker"),
+        "the engine call ran on a worker thread: {engine:?}"
+    );
+
+    // gRPC, with the traceparent in the metadata.
+    let (t2, s2) = (id(0xa2, 32), id(0xb2, 16));
+    let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", serving.grpc))
+        .await
+        .unwrap();
+    let tensor = |name: &str, data: Vec<f32>| InferInputTensor {
+        name: name.into(),
+        datatype: "FP32".into(),
+        shape: vec![1, 4],
+        contents: Some(InferTensorContents {
+            fp32_contents: data,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let add = || ModelInferRequest {
+        model_name: "add".into(),
+        inputs: vec![tensor("x", vec![1.0; 4]), tensor("y", vec![2.0; 4])],
+        ..Default::default()
+    };
+    let mut request = tonic::Request::new(add());
+    let parent = format!("00-{t2}-{s2}-01");
+    request
+        .metadata_mut()
+        .insert("traceparent", parent.parse().unwrap());
+    grpc.model_infer(request).await.unwrap();
+    let spans = receiver.trace(&t2, 4).await;
+    let children = check_request(&spans, &s2, "add", "grpc", "Ok");
+    assert_eq!(children.len(), 4, "{children:#?}");
+
+    // The gRPC stream: a span per request, each a child of the stream's traceparent.
+    let (t7, s7) = (id(0xa7, 32), id(0xd7, 16));
+    let mut call = tonic::Request::new(tokio_stream::iter([add(), add()]));
+    let parent = format!("00-{t7}-{s7}-01");
+    call.metadata_mut()
+        .insert("traceparent", parent.parse().unwrap());
+    let mut answers = grpc.model_stream_infer(call).await.unwrap().into_inner();
+    while let Some(answer) = answers.message().await.unwrap() {
+        assert_eq!(answer.error_message, "");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let requests = loop {
+        let spans = receiver.spans(&t7);
+        let requests: Vec<Got> = spans
+            .iter()
+            .filter(|s| s.name == "infer")
+            .cloned()
+            .collect();
+        if requests.len() == 2 {
+            break requests;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two stream requests, got {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for r in &requests {
+        assert_eq!(r.parent, s7);
+        assert_eq!(
+            (
+                r.attributes["protocol"].as_str(),
+                r.attributes["status"].as_str()
+            ),
+            ("grpc", "Ok")
+        );
+    }
+
+    // Two requests batched together: each has its own stage spans, with the batch's size.
+    let (t3, t4) = (id(0xa3, 32), id(0xa4, 32));
+    let sid = id(0xb3, 16);
+    let both: Vec<_> = [t3.clone(), t4.clone()]
+        .into_iter()
+        .map(|t| {
+            let sid = sid.clone();
+            std::thread::spawn(move || http_infer(http, "batched", &t, &sid))
+        })
+        .collect();
+    both.into_iter()
+        .for_each(|h| assert_eq!(h.join().unwrap(), 200));
+    for t in [&t3, &t4] {
+        let spans = receiver.trace(t, 5).await;
+        let children = check_request(&spans, &sid, "batched", "http", "200");
+        for stage in ["batch_assembly", "compute_infer", "compute_output"] {
+            let a = &children[stage].attributes;
+            let batch = (a["batch_size"].as_str(), a["batch_requests"].as_str());
+            assert_eq!(batch, ("2", "2"), "{stage}");
+        }
+    }
+
+    // Level OFF at run time: nothing traced until it is back on.
+    let (t5, t6) = (id(0xa5, 32), id(0xa6, 32));
+    let (sent, url) = (t6.clone(), endpoint.clone());
+    blocking(Box::new(move || {
+        let off = post_setting(http, "/v2/trace/setting", r#"{"trace_level": ["OFF"]}"#);
+        assert_eq!(off["trace_level"], serde_json::json!(["OFF"]));
+        http_infer(http, "add", &t5, &sid);
+        let on = post_setting(http, "/v2/trace/setting", r#"{"trace_level": null}"#);
+        assert_eq!(on["trace_level"], serde_json::json!(["TIMESTAMPS"]));
+        assert_eq!(on["url"], url);
+        http_infer(http, "add", &sent, &sid);
+    }))
+    .await
+    .unwrap();
+    receiver.trace(&t6, 4).await;
+    assert!(receiver.spans(&id(0xa5, 32)).is_empty(), "traced while OFF");
+
+    // One in two over gRPC's TraceSetting: of two requests, exactly one is traced.
+    let rate = |value: &str| TraceSettingRequest {
+        settings: [(
+            "trace_rate".to_string(),
+            trace_setting_request::SettingValue {
+                value: vec![value.into()],
+            },
+        )]
+        .into(),
+        model_name: String::new(),
+    };
+    let answer = grpc.trace_setting(rate("2")).await.unwrap().into_inner();
+    assert_eq!(answer.settings["trace_rate"].value, ["2"]);
+    let traces: Vec<String> = (0..3).map(|i| id(0xc0 + i, 32)).collect();
+    let (sent, sid) = (traces.clone(), id(0xb7, 16));
+    blocking(Box::new(move || {
+        http_infer(http, "add", &sent[0], &sid);
+        http_infer(http, "add", &sent[1], &sid);
+    }))
+    .await
+    .unwrap();
+    grpc.trace_setting(rate("1")).await.unwrap();
+    let (sent, sid) = (traces[2].clone(), id(0xb8, 16));
+    blocking(Box::new(move || {
+        http_infer(http, "add", &sent, &sid);
+    }))
+    .await
+    .unwrap();
+    receiver.trace(&traces[2], 4).await;
+    let traced = traces[..2]
+        .iter()
+        .filter(|t| !receiver.spans(t).is_empty())
+        .count();
+    assert_eq!(traced, 1, "trace_rate 2 traces one request in two");
+    drop(serving);
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+#[test]
+fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
+    let repo = repository("flags");
+    for (args, says) in [
+        (
+            vec!["--trace-level", "TIMESTAMPS"],
+            "needs somewhere to send spans: add --otlp-endpoint",
+        ),
+        (
+            vec![
+                "--otlp-endpoint",
+                "http://127.0.0.1:9",
+                "--otlp-resource-attribute",
+                "novalue",
+            ],
+            "expected KEY=VALUE",
+        ),
+        (vec!["--trace-level", "LOUD"], "unknown trace level 'LOUD'"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_anemone"))
+            .args([
+                "serve",
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+                "--model-repository",
+            ])
+            .arg(&repo)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+/// A request that fails is traced with its status, and the OpenTelemetry
+/// status ERROR with the reason; a client's "not sampled" flag is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_a_failed_request_has_its_status_on_the_span() {
+    let (receiver, otlp) = Receiver::start().await;
+    let repo = repository("failed");
+    let endpoint = format!("http://{otlp}");
+    let serving = serve(&repo, &["--otlp-endpoint", &endpoint]);
+    let (trace_id, span_id) = (id(0xe1, 32), id(0xf1, 16));
+    let parent = format!("00-{trace_id}-{span_id}-01");
+    let http = serving.http;
+    let unsampled = id(0xe3, 32);
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        // First a client that says "not sampled": honoured, nothing recorded.
+        let not_sampled = format!("00-{}-{}-00", id(0xe3, 32), id(0xf3, 16));
+        let headers = [("traceparent", not_sampled.as_str())];
+        let (status, _) = http_request(http, "POST", "/v2/models/add/infer", &headers, ADD_BODY);
+        assert_eq!(status, 200);
+        let bad = r#"{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+            {"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [4, 3, 2, 1]}]}"#;
+        let headers = [("traceparent", parent.as_str())];
+        http_request(http, "POST", "/v2/models/add/infer", &headers, bad)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    let spans = receiver.trace(&trace_id, 1).await;
+    let request = spans.iter().find(|s| s.name == "infer").unwrap();
+    assert_eq!(request.parent, span_id);
+    assert_eq!(request.attributes["status"], "400");
+    assert_eq!(request.status, 2, "STATUS_CODE_ERROR: {request:?}");
+    assert!(
+        receiver.spans(&unsampled).is_empty(),
+        "a not-sampled parent was traced"
+    );
+    drop(serving);
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+/// Spans not exported yet when the server stops (SIGTERM) are flushed before
+/// it exits: here the exporter would otherwise wait a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_spans_are_flushed_at_shutdown() {
+    let (receiver, otlp) = Receiver::start().await;
+    let repo = repository("flush");
+    let endpoint = format!("http://{otlp}");
+    let mut serving = serve_exporting_every(&repo, &["--otlp-endpoint", &endpoint], "60000");
+    let (trace_id, span_id) = (id(0xe2, 32), id(0xf2, 16));
+    let http = serving.http;
+    let sent = trace_id.clone();
+    tokio::task::spawn_blocking(move || http_infer(http, "add", &sent, &span_id))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.spans(&trace_id).is_empty(),
+        "exported before the delay"
+    );
+    let pid = serving.child.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(term.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = serving.child.wait().unwrap();
+        (serving, status)
+    });
+    let (serving, status) = exit.await.unwrap();
+    assert!(status.success(), "{status:?}");
+    receiver.trace(&trace_id, 4).await;
+    drop(serving);
+    let _ = std::fs::remove_dir_all(repo);
+}

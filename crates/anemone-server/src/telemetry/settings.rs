@@ -1,0 +1,491 @@
+//! Which requests are traced: Triton's trace settings (`trace_level`,
+//! `trace_rate`, `trace_count`), global and per model, read and changed at
+//! run time through the trace extension.
+//!
+//! A request is traced when its setting's level is not `OFF`, it is the
+//! `trace_rate`-th request since the last one traced (1 traces every request),
+//! and `trace_count` has not run out (-1: no limit). A model's own setting
+//! overrides the global one field by field; a field it leaves unset follows
+//! the global value, as Triton does.
+
+use crate::errors::ApiError;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Triton's trace level: which detail a traced request records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TraceLevel {
+    /// `TIMESTAMPS`: the request span and its stage spans.
+    pub timestamps: bool,
+    /// `TENSORS`: accepted as Triton spells it; anemone exports the same
+    /// spans as for `TIMESTAMPS` (tensor contents are never exported).
+    pub tensors: bool,
+}
+
+impl TraceLevel {
+    /// `OFF`: nothing is traced.
+    pub const OFF: TraceLevel = TraceLevel {
+        timestamps: false,
+        tensors: false,
+    };
+    /// `TIMESTAMPS`.
+    pub const TIMESTAMPS: TraceLevel = TraceLevel {
+        timestamps: true,
+        tensors: false,
+    };
+
+    /// Whether anything is traced.
+    pub fn is_on(self) -> bool {
+        self.timestamps || self.tensors
+    }
+
+    /// Parses Triton's list: `["OFF"]`, or any of `TIMESTAMPS` and `TENSORS`.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<TraceLevel, String> {
+        let mut level = TraceLevel::OFF;
+        for name in names {
+            match name.as_ref().trim().to_ascii_uppercase().as_str() {
+                "OFF" if names.len() == 1 => {}
+                "OFF" => return Err("trace level 'OFF' must be given alone".into()),
+                "TIMESTAMPS" => level.timestamps = true,
+                "TENSORS" => level.tensors = true,
+                other => {
+                    return Err(format!(
+                        "unknown trace level '{other}'; the levels are OFF, TIMESTAMPS and TENSORS"
+                    ))
+                }
+            }
+        }
+        if names.is_empty() {
+            return Err("no trace level given; the levels are OFF, TIMESTAMPS and TENSORS".into());
+        }
+        Ok(level)
+    }
+
+    /// The names Triton reports.
+    pub fn names(self) -> Vec<String> {
+        if !self.is_on() {
+            return vec!["OFF".into()];
+        }
+        let mut names = Vec::new();
+        if self.timestamps {
+            names.push("TIMESTAMPS".into());
+        }
+        if self.tensors {
+            names.push("TENSORS".into());
+        }
+        names
+    }
+}
+
+/// How `anemone serve` starts tracing (`--otlp-endpoint`, `--trace-*`).
+#[derive(Debug, Clone)]
+pub struct TracingOptions {
+    /// The OTLP endpoint spans are exported to, shown as `url` in the
+    /// settings. By default, none: the settings can be read, and levels other
+    /// than `OFF` are refused, since no span would go anywhere.
+    pub endpoint: Option<String>,
+    /// The global level. By default, `OFF`.
+    pub level: TraceLevel,
+    /// One request in `rate` is traced (at least 1). By default, 1.
+    pub rate: u32,
+    /// Requests still to trace; -1: no limit. By default, -1.
+    pub count: i32,
+}
+
+impl Default for TracingOptions {
+    fn default() -> Self {
+        TracingOptions {
+            endpoint: None,
+            level: TraceLevel::OFF,
+            rate: 1,
+            count: -1,
+        }
+    }
+}
+
+/// One complete setting.
+#[derive(Debug, Clone, Copy)]
+struct Setting {
+    level: TraceLevel,
+    rate: u32,
+    count: i32,
+}
+
+/// A setting and how many requests it has seen since it last traced one.
+#[derive(Debug)]
+struct Sampler {
+    setting: Setting,
+    seen: u64,
+}
+
+/// A model's overrides: `None` follows the global setting.
+#[derive(Debug, Default)]
+struct ModelSetting {
+    level: Option<TraceLevel>,
+    rate: Option<u32>,
+    count: Option<i32>,
+    seen: u64,
+}
+
+/// One change asked for: a setting's name and its new value(s); `None` (JSON
+/// `null`, or a gRPC value with no strings) clears it.
+pub type Update = (String, Option<Vec<String>>);
+
+/// The server's trace settings.
+#[derive(Debug)]
+pub struct TraceSettings {
+    endpoint: Option<String>,
+    /// The start-up setting, which clearing a global field returns to.
+    initial: Setting,
+    /// The run-time switch. On by default.
+    enabled: AtomicBool,
+    /// The manager's feature gates: nothing is traced while the `tracing`
+    /// gate is off. `None`: no gates (a state built without a manager's).
+    gates: Option<std::sync::Arc<anemone_runtime::gates::FeatureGates>>,
+    /// False when no request can be traced (switched off, or every level
+    /// `OFF`): then [`TraceSettings::sample`] returns at once.
+    active: AtomicBool,
+    global: Mutex<Sampler>,
+    models: Mutex<HashMap<String, ModelSetting>>,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        TraceSettings::new(&TracingOptions::default())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl TraceSettings {
+    /// The settings `options` start with.
+    pub fn new(options: &TracingOptions) -> TraceSettings {
+        let initial = Setting {
+            level: options.level,
+            rate: options.rate.max(1),
+            count: options.count.max(-1),
+        };
+        let settings = TraceSettings {
+            endpoint: options.endpoint.clone(),
+            initial,
+            enabled: AtomicBool::new(true),
+            gates: None,
+            active: AtomicBool::new(false),
+            global: Mutex::new(Sampler {
+                setting: initial,
+                seen: 0,
+            }),
+            models: Mutex::new(HashMap::new()),
+        };
+        settings.refresh();
+        settings
+    }
+
+    /// Switches tracing on or off at run time, whatever the levels (the
+    /// `tracing` feature gate). Settings are kept while off.
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+        self.refresh();
+    }
+
+    /// These settings, also obeying the `tracing` feature gate of `gates`
+    /// (`--gate-tracing`, `/v2/anemone/config`).
+    pub fn with_gates(mut self, gates: std::sync::Arc<anemone_runtime::gates::FeatureGates>) -> Self {
+        self.gates = Some(gates);
+        self
+    }
+
+    /// Whether the run-time switch and the `tracing` feature gate are on.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed) && self.gates.as_ref().is_none_or(|g| g.tracing())
+    }
+
+    /// Whether spans are exported anywhere (an OTLP endpoint is set).
+    pub fn exporting(&self) -> bool {
+        self.endpoint.is_some()
+    }
+
+    /// Whether a request for `model` is traced now; counts it towards the
+    /// rate and the count when tracing is on. Costs one atomic load when
+    /// nothing can be traced.
+    pub fn sample(&self, model: &str) -> bool {
+        if !self.active.load(Ordering::Relaxed) || self.gates.as_ref().is_some_and(|g| !g.tracing()) {
+            return false;
+        }
+        let mut models = lock(&self.models);
+        let mut global = lock(&self.global);
+        let Some(own) = models.get_mut(model) else {
+            global.seen += 1;
+            let (seen, setting) = (global.seen, &mut global.setting);
+            return take(setting.level, setting.rate, &mut setting.count, seen);
+        };
+        own.seen += 1;
+        let level = own.level.unwrap_or(global.setting.level);
+        let rate = own.rate.unwrap_or(global.setting.rate);
+        let count = match &mut own.count {
+            Some(count) => count,
+            None => &mut global.setting.count,
+        };
+        take(level, rate, count, own.seen)
+    }
+
+    /// The settings of `model` (the global ones when `None`), as Triton
+    /// reports them: `trace_level` is a list, every other value one string.
+    pub fn view(&self, model: Option<&str>) -> Vec<(&'static str, Vec<String>)> {
+        let global = lock(&self.global).setting;
+        let setting = match model.and_then(|m| {
+            lock(&self.models)
+                .get(m)
+                .map(|o| (o.level, o.rate, o.count))
+        }) {
+            None => global,
+            Some((level, rate, count)) => Setting {
+                level: level.unwrap_or(global.level),
+                rate: rate.unwrap_or(global.rate),
+                count: count.unwrap_or(global.count),
+            },
+        };
+        let mut out = vec![
+            ("trace_level", setting.level.names()),
+            ("trace_rate", vec![setting.rate.to_string()]),
+            ("trace_count", vec![setting.count.to_string()]),
+            ("trace_mode", vec!["opentelemetry".into()]),
+        ];
+        if let Some(url) = &self.endpoint {
+            out.push(("url", vec![url.clone()]));
+        }
+        out
+    }
+
+    /// Applies `updates` to `model`'s settings (the global ones when `None`),
+    /// all or none: a bad value changes nothing.
+    pub fn update(&self, model: Option<&str>, updates: &[Update]) -> Result<(), ApiError> {
+        let mut level = None;
+        let mut rate = None;
+        let mut count = None;
+        for (name, value) in updates {
+            let value = value.as_deref();
+            match name.as_str() {
+                "trace_level" => {
+                    let parsed = value
+                        .map(TraceLevel::parse)
+                        .transpose()
+                        .map_err(ApiError::invalid)?;
+                    if parsed.is_some_and(TraceLevel::is_on) && !self.exporting() {
+                        return Err(ApiError::invalid(
+                            "no span could be exported: start anemone serve with --otlp-endpoint URL to trace requests",
+                        ));
+                    }
+                    level = Some(parsed);
+                }
+                "trace_rate" => rate = Some(value.map(|v| number(name, v, 1)).transpose()?),
+                "trace_count" => count = Some(value.map(|v| number(name, v, -1)).transpose()?),
+                "trace_file" => {
+                    return Err(ApiError::invalid(
+                        "trace file location can not be updated through network protocol (anemone exports spans over OTLP; see --otlp-endpoint)",
+                    ))
+                }
+                "log_frequency" | "trace_mode" => {
+                    return Err(ApiError::invalid(format!(
+                        "'{name}' concerns Triton's trace files; anemone exports spans over OTLP, so only trace_level, trace_rate and trace_count can be set"
+                    )))
+                }
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "unknown trace setting '{}'; the settings are trace_level, trace_rate and trace_count",
+                        crate::limits::shown(other)
+                    )))
+                }
+            }
+        }
+        match model {
+            None => {
+                let mut global = lock(&self.global);
+                let s = &mut global.setting;
+                if let Some(v) = level {
+                    s.level = v.unwrap_or(self.initial.level);
+                }
+                if let Some(v) = rate {
+                    s.rate = v.map_or(self.initial.rate, |r| r as u32);
+                }
+                if let Some(v) = count {
+                    s.count = v.map_or(self.initial.count, |c| c as i32);
+                }
+            }
+            Some(model) => {
+                let mut models = lock(&self.models);
+                let own = models.entry(model.to_string()).or_default();
+                if let Some(v) = level {
+                    own.level = v;
+                }
+                if let Some(v) = rate {
+                    own.rate = v.map(|r| r as u32);
+                }
+                if let Some(v) = count {
+                    own.count = v.map(|c| c as i32);
+                }
+                if own.level.is_none() && own.rate.is_none() && own.count.is_none() {
+                    models.remove(model);
+                }
+            }
+        }
+        self.refresh();
+        Ok(())
+    }
+
+    /// Recomputes whether any request can be traced.
+    fn refresh(&self) {
+        let models = lock(&self.models);
+        let global = lock(&self.global);
+        let any = global.setting.level.is_on()
+            || models
+                .values()
+                .any(|m| m.level.is_some_and(TraceLevel::is_on));
+        let active = any && self.exporting() && self.enabled.load(Ordering::Relaxed);
+        self.active.store(active, Ordering::Relaxed);
+    }
+}
+
+/// Whether the `seen`-th request under a setting is traced; spends the count.
+fn take(level: TraceLevel, rate: u32, count: &mut i32, seen: u64) -> bool {
+    if !level.is_on() || *count == 0 || !seen.is_multiple_of(u64::from(rate.max(1))) {
+        return false;
+    }
+    if *count > 0 {
+        *count -= 1;
+    }
+    true
+}
+
+/// A whole number setting, at least `min`, that fits its type.
+fn number(name: &str, values: &[String], min: i64) -> Result<i64, ApiError> {
+    let max = if min < 0 {
+        i64::from(i32::MAX)
+    } else {
+        i64::from(u32::MAX)
+    };
+    let [value] = values else {
+        return Err(ApiError::invalid(format!(
+            "'{name}' takes one value, got {}",
+            values.len()
+        )));
+    };
+    match value.trim().parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid(format!(
+            "unable to parse '{name}': expected a whole number from {min} to {max}, got '{}'",
+            crate::limits::shown(value)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(rate: u32, count: i32) -> TraceSettings {
+        TraceSettings::new(&TracingOptions {
+            endpoint: Some("http://collector:4317".into()),
+            level: TraceLevel::TIMESTAMPS,
+            rate,
+            count,
+        })
+    }
+
+    fn set(
+        s: &TraceSettings,
+        model: Option<&str>,
+        name: &str,
+        value: Option<&[&str]>,
+    ) -> Result<(), ApiError> {
+        let value = value.map(|v| v.iter().map(|s| s.to_string()).collect());
+        s.update(model, &[(name.to_string(), value)])
+    }
+
+    fn traced(s: &TraceSettings, model: &str, n: usize) -> Vec<bool> {
+        (0..n).map(|_| s.sample(model)).collect()
+    }
+
+    #[test]
+    fn the_rate_traces_one_request_in_n_and_the_count_runs_out() {
+        let s = on(3, 2);
+        assert_eq!(
+            traced(&s, "m", 9),
+            [false, false, true, false, false, true, false, false, false]
+        );
+        let every = on(1, -1);
+        assert!(traced(&every, "m", 5).iter().all(|t| *t));
+    }
+
+    #[test]
+    fn a_model_overrides_fields_and_follows_the_global_rest() {
+        let s = on(1, -1);
+        set(&s, Some("quiet"), "trace_level", Some(&["OFF"])).unwrap();
+        set(&s, Some("sparse"), "trace_rate", Some(&["2"])).unwrap();
+        assert_eq!(traced(&s, "quiet", 3), [false; 3]);
+        assert_eq!(traced(&s, "sparse", 4), [false, true, false, true]);
+        assert_eq!(traced(&s, "other", 2), [true, true]);
+        let view: HashMap<_, _> = s.view(Some("sparse")).into_iter().collect();
+        assert_eq!(view["trace_rate"], ["2"]);
+        assert_eq!(view["trace_level"], ["TIMESTAMPS"]);
+        // The global level changes what a model that did not set its own follows.
+        set(&s, None, "trace_level", Some(&["OFF"])).unwrap();
+        assert_eq!(traced(&s, "sparse", 2), [false, false]);
+        // Clearing a model's field returns it to the global value.
+        set(&s, Some("quiet"), "trace_level", None).unwrap();
+        assert!(s
+            .view(Some("quiet"))
+            .contains(&("trace_level", vec!["OFF".to_string()])));
+        set(&s, None, "trace_level", None).unwrap();
+        assert_eq!(
+            traced(&s, "other", 1),
+            [true],
+            "cleared to the start-up level"
+        );
+    }
+
+    #[test]
+    fn the_switch_and_level_off_trace_nothing() {
+        let s = on(1, -1);
+        s.set_enabled(false);
+        assert!(!s.sample("m"));
+        s.set_enabled(true);
+        assert!(s.sample("m"));
+        let off = TraceSettings::default();
+        assert!(!off.sample("m"));
+    }
+
+    #[test]
+    fn bad_updates_say_what_is_wrong_and_change_nothing() {
+        let s = on(1, -1);
+        let e = |name: &str, v: &[&str]| set(&s, None, name, Some(v)).unwrap_err().message;
+        assert!(e("trace_rate", &["0"]).contains("from 1 to"));
+        assert!(e("trace_rate", &["fast"]).contains("'fast'"));
+        assert!(e("trace_count", &["-2"]).contains("from -1"));
+        assert!(e("trace_level", &["OFF", "TIMESTAMPS"]).contains("alone"));
+        assert!(e("trace_level", &["LOUD"]).contains("unknown trace level 'LOUD'"));
+        assert!(e("trace_file", &["/tmp/x"]).contains("can not be updated"));
+        assert!(e("tracing", &["1"]).contains("unknown trace setting 'tracing'"));
+        let both = s.update(
+            None,
+            &[
+                ("trace_rate".into(), Some(vec!["5".into()])),
+                ("trace_count".into(), Some(vec!["x".into()])),
+            ],
+        );
+        assert!(both.is_err());
+        assert!(s
+            .view(None)
+            .contains(&("trace_rate", vec!["1".to_string()])));
+        let off = TraceSettings::default();
+        let refused = set(&off, None, "trace_level", Some(&["TIMESTAMPS"])).unwrap_err();
+        assert!(
+            refused.message.contains("--otlp-endpoint"),
+            "{}",
+            refused.message
+        );
+    }
+}
