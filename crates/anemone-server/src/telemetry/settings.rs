@@ -459,6 +459,17 @@ mod tests {
     }
 
     #[test]
+    fn the_tracing_gate_off_traces_nothing() {
+        let gates = std::sync::Arc::new(anemone_runtime::gates::FeatureGates::default());
+        let s = on(1, -1).with_gates(gates.clone());
+        assert!(s.sample("m") && s.enabled());
+        gates.set("tracing", false).unwrap();
+        assert!(!s.sample("m") && !s.enabled());
+        gates.set("tracing", true).unwrap();
+        assert!(s.sample("m"));
+    }
+
+    #[test]
     fn bad_updates_say_what_is_wrong_and_change_nothing() {
         let s = on(1, -1);
         let e = |name: &str, v: &[&str]| set(&s, None, name, Some(v)).unwrap_err().message;
