@@ -48,7 +48,7 @@ ENV ORT_DYLIB_PATH=/usr/local/lib/anemone/libonnxruntime.so.1.31.1 \
     ANEMONE_HTTP_PORT=8000 \
     ANEMONE_GRPC_PORT=8001 \
     ANEMONE_MODEL_CACHE_DIR=/var/cache/anemone \
-    RUST_LOG=info
+    ANEMONE_LOG=info
 USER 10001:10001
 WORKDIR /var/lib/anemone
 EXPOSE 8000 8001

@@ -8,6 +8,7 @@
 
 pub(crate) mod paths;
 mod prepare;
+pub mod remote;
 mod warmup;
 
 pub use prepare::{model_dir, prepare_model, Prepared, MAX_CONFIG_BYTES, MODEL_FILES};
@@ -115,6 +116,9 @@ pub struct Repository {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Set once the start-up loads have all finished (successfully or not).
     startup_done: AtomicBool,
+    // --- deploy ---
+    /// Keeps `root` in step with a bucket or several repositories (see [`remote`]).
+    mirror: std::sync::OnceLock<std::sync::Arc<remote::Mirror>>,
 }
 
 impl Repository {
@@ -141,6 +145,7 @@ impl Repository {
             mode,
             entries: Mutex::default(),
             startup_done: AtomicBool::new(false),
+            mirror: std::sync::OnceLock::new(),
         })
     }
 
@@ -400,6 +405,7 @@ impl Repository {
 
     /// One polling pass: loads new models, reloads changed ones, unloads removed ones.
     pub async fn poll_once(&self) {
+        self.sync_mirror().await;
         let on_disk = self.scan();
         let known: Vec<(String, Option<SystemTime>, State)> = self
             .lock()

@@ -53,6 +53,10 @@ pub struct ServerOptions {
     /// API groups that need a header (`--http-restricted-api`,
     /// `--grpc-restricted-protocol`). By default, nothing is restricted.
     pub restricted: RestrictedApi,
+    // --- deploy ---
+    /// Repositories in a bucket, or several repositories; when set, they
+    /// replace `repository`. By default, none: `repository` alone.
+    pub sources: crate::repository::remote::RepositorySources,
 }
 
 impl Default for ServerOptions {
@@ -75,6 +79,8 @@ impl Default for ServerOptions {
             // --- guard ---
             limits: RequestLimits::default(),
             restricted: RestrictedApi::default(),
+            // --- deploy ---
+            sources: Default::default(),
         }
     }
 }
@@ -93,7 +99,18 @@ impl Server {
     pub async fn bind(options: ServerOptions, manager: Manager) -> Result<Server, String> {
         // First: a bad certificate should not wait for the repository.
         let tls = options.tls.load().map_err(|e| e.to_string())?;
-        let repository = Repository::open(&options.repository, manager.clone(), options.control)?;
+        // --- deploy ---
+        let (root, mirror) = crate::repository::remote::prepare(
+            &options.sources,
+            &options.repository,
+            options.control,
+            &options.load_models,
+        )
+        .await?;
+        let repository = Repository::open(&root, manager.clone(), options.control)?;
+        if let Some(mirror) = mirror {
+            repository.attach_mirror(mirror);
+        }
         let bind = |port: u16, what: &str| {
             let addr = format!("{}:{port}", options.host);
             let what = what.to_string();
