@@ -171,3 +171,35 @@ def moto_settings_auth(on):
     else:
         moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = on
     return old
+
+
+def test_the_load_api_fetches_from_the_bucket(moto, bucket, tmp_path):
+    """Explicit mode: nothing is downloaded at start-up but the index lists
+    the bucket's models; a load request fetches the model first; with the
+    store refusing the credentials, a load gets 503 with the reason and the
+    loaded model keeps serving."""
+    from s3_support import http_json
+    name, s3 = bucket
+    v1 = offset_model(3)
+    put(s3, name, "r/lazy/1/model.onnx", v1)
+    put(s3, name, "r/other/1/model.onnx", offset_model(4))
+    server = Anemone(["--model-repository", f"s3://{name}/r", "--model-cache-dir", str(tmp_path / "c"),
+                      "--model-control-mode", "explicit"], env(moto), tmp_path / "log")
+    try:
+        assert server.http, server.text()
+        server.wait_for("start-up", lambda: http_json(server.http + "/v2/health/ready")[0] == 200)
+        status, index = http_json(server.http + "/v2/repository/index", {})
+        assert status == 200 and {m["name"] for m in index} == {"lazy", "other"}, index
+        assert not list((tmp_path / "c").glob("*/repository/lazy/1/model.onnx")), "downloaded before a load"
+        status, body = http_json(server.http + "/v2/repository/models/lazy/load", {})
+        assert status == 200, body
+        np.testing.assert_allclose(server.infer("lazy", X), reference(v1, X), rtol=1e-6)
+        old = moto_settings_auth(True)
+        try:
+            status, body = http_json(server.http + "/v2/repository/models/other/load", {})
+        finally:
+            moto_settings_auth(old)
+        assert status == 503 and "credentials were refused" in body["error"], (status, body)
+        np.testing.assert_allclose(server.infer("lazy", X), reference(v1, X), rtol=1e-6)
+    finally:
+        assert server.stop() == 0
