@@ -38,7 +38,8 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl libstdc++6 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/anemone --create-home anemone \
+    && groupadd --system --gid 10001 anemone \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/anemone --create-home anemone \
     && install -d -o anemone -g anemone /var/cache/anemone
 COPY --from=build /out/anemone /usr/local/bin/anemone
 COPY --from=onnxruntime /out/libonnxruntime.so.1.31.1 /usr/local/lib/anemone/libonnxruntime.so.1.31.1
