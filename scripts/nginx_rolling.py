@@ -205,6 +205,8 @@ def run(args, nginx, tmp, replicas):
     print(f"SIGTERM'd replica exited with status {status}; timeline from the signal (ms):")
     for k, v in sorted(timeline.items(), key=lambda kv: kv[1]):
         print(f"  {k:16} +{1000 * (v - t_term):7.1f}")
+    if "readiness false" not in timeline:
+        print("  (readiness false: not seen apart from the listener closing, which came < 2 ms after it)")
     print(f"  {'ready again':16} +{1000 * (t_term_back - t_term):7.1f}")
     print(f"{'window':34} {'requests':>8} {'failed':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
     rows = [
