@@ -53,3 +53,10 @@ ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/pyth
 # (a leak of about 600 bytes or more per request). About 20 s.
 echo "test: short soak (scripts/soak.sh: errors, RSS growth, exit code)"
 ANEMONE_BIN="$PWD/target/debug/anemone" scripts/soak.sh -n 40000 -c 32 --warmup 10000 --max-growth-mib 24
+# --- deploy: manifests and Dockerfile ---
+# Kubernetes and KServe manifests against their schemas, strictly, offline
+# (the kserve wheel's models are fetched once from PyPI); the Dockerfile with
+# hadolint. A second or two.
+echo "test: deploy/ manifests (scripts/validate_manifests.py) and Dockerfile (hadolint)"
+.venv/bin/python scripts/validate_manifests.py --quiet
+.venv/bin/hadolint Dockerfile

@@ -193,7 +193,7 @@ fn main() -> ExitCode {
         let model = match &cli.command {
             Command::Inspect(args) => &args.model,
             Command::Infer(args) => &args.model,
-            Command::Serve(args) => &args.model_repository,
+            Command::Serve(args) => &args.repository_label(),
             Command::Bench(args) => &args.model_name_path(),
             Command::Models(args) => &args.model_repository,
             Command::Doctor(_) => std::path::Path::new("doctor"),

@@ -10,9 +10,18 @@ use std::time::Duration;
 /// Arguments of `anemone serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The model repository: `<dir>/<model>/[config.pbtxt]` and `<dir>/<model>/<version>/model.onnx`.
-    #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_REPOSITORY")]
-    pub model_repository: PathBuf,
+    /// The model repository: `<dir>/<model>/[config.pbtxt]` and `<dir>/<model>/<version>/model.onnx`,
+    /// or the same layout in a bucket: `s3://bucket/prefix` (credentials, region and endpoint from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL), Triton's
+    /// `s3://host:port/bucket/prefix`. Repeat for several repositories (a model name may be in
+    /// only one). See docs/DEPLOY.md.
+    #[arg(
+        long,
+        value_name = "DIR|URL",
+        env = "ANEMONE_MODEL_REPOSITORY",
+        required = true
+    )]
+    pub model_repository: Vec<String>,
 
     /// Address to listen on; 0.0.0.0 listens on every interface.
     #[arg(
@@ -184,6 +193,19 @@ pub struct ServeArgs {
     // --- otel ---
     #[command(flatten)]
     pub tracing: crate::telemetry::TracingArgs,
+    // --- deploy ---
+    /// Where models from a bucket are downloaded (and, with several --model-repository, where
+    /// they are merged); kept across restarts, so an unchanged model is not downloaded again
+    /// [default: $XDG_CACHE_HOME/anemone/models, else ~/.cache/anemone/models].
+    #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_CACHE_DIR")]
+    pub model_cache_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The repositories, for messages.
+    pub fn repository_label(&self) -> PathBuf {
+        PathBuf::from(self.model_repository.join(", "))
+    }
 }
 
 /// Where the OS reports a thermal state (macOS), hands it to the manager
@@ -267,7 +289,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         host: args.host.clone(),
         http_port: args.http_port,
         grpc_port: args.grpc_port,
-        repository: args.model_repository.clone(),
+        repository: args.repository_label(),
         control: args.model_control_mode,
         load_models: args.load_models.clone(),
         exit_timeout: Duration::from_secs(args.exit_timeout_secs),
@@ -298,6 +320,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
         // --- otel ---
         tracing,
+        // --- deploy ---
+        sources: anemone_server::repository::remote::RepositorySources {
+            locations: args.model_repository.clone(),
+            cache_dir: args.model_cache_dir.clone(),
+        },
     };
     let tls_on = tls;
     let server = Server::bind(options, manager)

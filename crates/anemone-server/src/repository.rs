@@ -9,6 +9,7 @@
 mod ensemble;
 pub(crate) mod paths;
 mod prepare;
+pub mod remote;
 mod warmup;
 
 pub use ensemble::ensemble_config;
@@ -117,6 +118,9 @@ pub struct Repository {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Set once the start-up loads have all finished (successfully or not).
     startup_done: AtomicBool,
+    // --- deploy ---
+    /// Keeps `root` in step with a bucket or several repositories (see [`remote`]).
+    mirror: std::sync::OnceLock<std::sync::Arc<remote::Mirror>>,
 }
 
 impl Repository {
@@ -143,6 +147,7 @@ impl Repository {
             mode,
             entries: Mutex::default(),
             startup_done: AtomicBool::new(false),
+            mirror: std::sync::OnceLock::new(),
         })
     }
 
@@ -426,6 +431,7 @@ impl Repository {
 
     /// One polling pass: loads new models, reloads changed ones, unloads removed ones.
     pub async fn poll_once(&self) {
+        self.sync_mirror().await;
         let on_disk = self.scan();
         let known: Vec<(String, Option<SystemTime>, State)> = self
             .lock()

@@ -61,6 +61,10 @@ pub struct ServerOptions {
     /// Where spans go and which requests are traced at start-up. By default,
     /// no endpoint: nothing is traced.
     pub tracing: crate::telemetry::TracingOptions,
+    // --- deploy ---
+    /// Repositories in a bucket, or several repositories; when set, they
+    /// replace `repository`. By default, none: `repository` alone.
+    pub sources: crate::repository::remote::RepositorySources,
 }
 
 impl Default for ServerOptions {
@@ -86,6 +90,8 @@ impl Default for ServerOptions {
             ops: Default::default(),
             // --- otel ---
             tracing: Default::default(),
+            // --- deploy ---
+            sources: Default::default(),
         }
     }
 }
@@ -106,7 +112,18 @@ impl Server {
     pub async fn bind(options: ServerOptions, manager: Manager) -> Result<Server, String> {
         // First: a bad certificate should not wait for the repository.
         let tls = options.tls.load().map_err(|e| e.to_string())?;
-        let repository = Repository::open(&options.repository, manager.clone(), options.control)?;
+        // --- deploy ---
+        let (root, mirror) = crate::repository::remote::prepare(
+            &options.sources,
+            &options.repository,
+            options.control,
+            &options.load_models,
+        )
+        .await?;
+        let repository = Repository::open(&root, manager.clone(), options.control)?;
+        if let Some(mirror) = mirror {
+            repository.attach_mirror(mirror);
+        }
         let bind = |port: u16, what: &str| {
             let addr = format!("{}:{port}", options.host);
             let what = what.to_string();

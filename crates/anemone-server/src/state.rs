@@ -364,6 +364,7 @@ impl AppState {
             .map(model_config::parse_json)
             .transpose()
             .map_err(|e| ApiError::invalid(format!("config override: {e}")))?;
+        self.repository.sync_before_load(name).await?;
         self.repository.load(name, config).await
     }
 

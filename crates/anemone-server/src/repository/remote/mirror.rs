@@ -1,0 +1,316 @@
+//! Keeping a local directory (the view) in step with one or several
+//! repository sources, model by model.
+//!
+//! The view is what the local repository code serves. A model's changed files
+//! are first fetched into a staging directory and moved into the view only
+//! when all of them arrived, so a broken download never leaves a half-updated
+//! model behind. A manifest (`.anemone-manifest.json` in the cache) remembers
+//! what each view file was fetched from, so a restart fetches nothing that
+//! has not changed.
+
+use super::store::{Listed, Source};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The file in a synced model directory whose time changes whenever the
+/// sync changed the model (poll mode compares modification times).
+pub const MARKER: &str = ".anemone-synced";
+
+/// Which models a sync fetches.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every model of every source.
+    All,
+    /// Only these; the others get an empty directory so that they are listed.
+    Models(&'a [String]),
+}
+
+impl Scope<'_> {
+    fn wants(&self, model: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Models(names) => names.iter().any(|n| n == model || n == "*"),
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Models whose files changed in the view.
+    pub changed: Vec<String>,
+    /// Models removed from the view (gone from every source).
+    pub removed: Vec<String>,
+    /// Files fetched, and their bytes.
+    pub fetched: (usize, u64),
+    /// Models left as they were, with why (a failed download, a name in two sources).
+    pub errors: Vec<(String, String)>,
+}
+
+/// What the view holds, by view path: `(source index, size, tag)`.
+type Manifest = BTreeMap<String, (usize, u64, String)>;
+
+/// A view directory over several sources.
+pub struct Mirror {
+    sources: Vec<Source>,
+    view: PathBuf,
+    staging: PathBuf,
+    manifest_path: PathBuf,
+    /// One sync at a time.
+    manifest: tokio::sync::Mutex<Manifest>,
+}
+
+impl Mirror {
+    /// A mirror of `sources` in `cache_dir`, keyed by the sources' names so
+    /// that the same `--model-repository` values find their files again.
+    pub(crate) fn new(sources: Vec<Source>, cache_dir: &Path) -> Result<Mirror, String> {
+        let labels: Vec<String> = sources.iter().map(Source::label).collect();
+        let key = labels.join("\n");
+        let name = format!(
+            "{}-{:016x}",
+            sanitize(labels.first().map(String::as_str).unwrap_or("repository")),
+            fnv1a(key.as_bytes())
+        );
+        let base = cache_dir.join(name);
+        let view = base.join("repository");
+        std::fs::create_dir_all(&view).map_err(|e| {
+            format!(
+                "cannot create the model cache {}: {e}; choose another with --model-cache-dir",
+                view.display()
+            )
+        })?;
+        let manifest_path = base.join(".anemone-manifest.json");
+        let manifest = std::fs::read(&manifest_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            .unwrap_or_default();
+        Ok(Mirror {
+            sources,
+            staging: base.join("staging"),
+            view,
+            manifest_path,
+            manifest: tokio::sync::Mutex::new(manifest),
+        })
+    }
+
+    /// The local directory the repository code serves.
+    pub fn view(&self) -> &Path {
+        &self.view
+    }
+
+    /// The sources' names, in order.
+    pub fn labels(&self) -> Vec<String> {
+        self.sources.iter().map(Source::label).collect()
+    }
+
+    /// Brings the view in step with the sources for the models in `scope`.
+    /// A source that cannot be listed fails the whole sync and changes
+    /// nothing; a model whose files cannot all be fetched is left as it was
+    /// (see [`Report::errors`]).
+    pub async fn sync(&self, scope: Scope<'_>) -> Result<Report, String> {
+        let mut manifest = self.manifest.lock().await;
+        let listings = futures_util::future::join_all(self.sources.iter().map(|s| s.list())).await;
+        // model -> (source index, its files)
+        let mut models: BTreeMap<String, (usize, Vec<Listed>)> = BTreeMap::new();
+        let mut report = Report::default();
+        let mut conflicts = BTreeSet::new();
+        for (index, listing) in listings.into_iter().enumerate() {
+            for file in listing? {
+                let Some((model, _)) = file.relative.split_once('/') else {
+                    continue; // a file at the root is no model
+                };
+                if !super::super::paths::is_plain_relative(&file.relative) || model.starts_with('.')
+                {
+                    continue;
+                }
+                let entry = models
+                    .entry(model.to_string())
+                    .or_insert_with(|| (index, Vec::new()));
+                if entry.0 != index {
+                    if conflicts.insert(model.to_string()) {
+                        report.errors.push((
+                            model.to_string(),
+                            format!(
+                                "model '{model}' is in two repositories, {} and {}; rename or remove one",
+                                self.sources[entry.0].label(),
+                                self.sources[index].label()
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                entry.1.push(file);
+            }
+        }
+        for (model, (index, files)) in &models {
+            if conflicts.contains(model) {
+                continue;
+            }
+            let dir = self.view.join(model);
+            if !scope.wants(model) {
+                let _ = std::fs::create_dir_all(&dir);
+                continue;
+            }
+            match self.sync_model(&mut manifest, model, *index, files).await {
+                Ok((0, _, false)) => {}
+                Ok((count, bytes, _)) => {
+                    report.changed.push(model.clone());
+                    report.fetched.0 += count;
+                    report.fetched.1 += bytes;
+                }
+                Err(e) => report.errors.push((model.clone(), e)),
+            }
+        }
+        // Models gone from every source leave the view.
+        for name in list_dirs(&self.view) {
+            if !models.contains_key(&name) {
+                let _ = std::fs::remove_dir_all(self.view.join(&name));
+                manifest.retain(|path, _| !path.starts_with(&format!("{name}/")));
+                report.removed.push(name);
+            }
+        }
+        self.save(&manifest)?;
+        Ok(report)
+    }
+
+    /// Fetches a model's changed files and removes its files that are gone;
+    /// returns the files fetched, their bytes, and whether anything changed.
+    async fn sync_model(
+        &self,
+        manifest: &mut Manifest,
+        model: &str,
+        index: usize,
+        files: &[Listed],
+    ) -> Result<(usize, u64, bool), String> {
+        let source = &self.sources[index];
+        let stale: Vec<&Listed> = files
+            .iter()
+            .filter(|f| {
+                let held = manifest.get(&f.relative);
+                held != Some(&(index, f.size, f.tag.clone()))
+                    || std::fs::metadata(self.view.join(&f.relative))
+                        .ok()
+                        .map(|m| m.len())
+                        != Some(f.size)
+            })
+            .collect();
+        let staging = self.staging.join(model);
+        let _ = std::fs::remove_dir_all(&staging);
+        let mut bytes = 0;
+        for file in &stale {
+            if let Err(e) = source.fetch(file, &self.staging.join(&file.relative)).await {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(format!(
+                    "{e}; model '{model}' keeps what it had in the cache"
+                ));
+            }
+            bytes += file.size;
+        }
+        for file in &stale {
+            let to = self.view.join(&file.relative);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            std::fs::rename(self.staging.join(&file.relative), &to)
+                .map_err(|e| format!("cannot move {} into the cache: {e}", to.display()))?;
+            manifest.insert(file.relative.clone(), (index, file.size, file.tag.clone()));
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+        // Files of the model that are gone from the source.
+        let listed: BTreeSet<&str> = files.iter().map(|f| f.relative.as_str()).collect();
+        let prefix = format!("{model}/");
+        let gone: Vec<String> = manifest
+            .keys()
+            .filter(|p| p.starts_with(&prefix) && !listed.contains(p.as_str()))
+            .cloned()
+            .collect();
+        for path in &gone {
+            let _ = std::fs::remove_file(self.view.join(path));
+            manifest.remove(path);
+        }
+        let dir = self.view.join(model);
+        prune_empty_dirs(&dir);
+        let changed = !stale.is_empty() || !gone.is_empty();
+        if changed {
+            if !stale.is_empty() {
+                tracing::info!(
+                    model = %model,
+                    "fetched {} file(s), {} bytes, from {}",
+                    stale.len(),
+                    bytes,
+                    source.label()
+                );
+            }
+            std::fs::create_dir_all(&dir).ok();
+            std::fs::write(
+                dir.join(MARKER),
+                format!("{:?}\n", std::time::SystemTime::now()),
+            )
+            .map_err(|e| format!("cannot write in the cache {}: {e}", dir.display()))?;
+        }
+        Ok((stale.len(), bytes, changed))
+    }
+
+    fn save(&self, manifest: &Manifest) -> Result<(), String> {
+        let tmp = self.manifest_path.with_extension("tmp");
+        let json = serde_json::to_vec(manifest).map_err(|e| e.to_string())?;
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &self.manifest_path))
+            .map_err(|e| {
+                format!(
+                    "cannot write the cache manifest {}: {e}",
+                    self.manifest_path.display()
+                )
+            })
+    }
+}
+
+/// The directory names in `dir` (not hidden).
+fn list_dirs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+/// Removes the empty directories below `dir` (not `dir` itself).
+fn prune_empty_dirs(dir: &Path) {
+    for entry in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            prune_empty_dirs(&path);
+            let _ = std::fs::remove_dir(&path); // fails unless empty
+        }
+    }
+}
+
+/// A name safe as one path component.
+fn sanitize(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.chars().take(60).collect()
+}
+
+/// FNV-1a: stable across builds and runs (unlike `DefaultHasher`).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
