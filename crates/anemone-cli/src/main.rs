@@ -173,8 +173,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => telemetry::layer(&args.tracing),
         _ => Ok(None),
     };
-    let logging = exporting
-        .and_then(|layer| logging::init(&cli.log_level, cli.log_format, layer.into_iter().collect()));
+    let logging = exporting.and_then(|layer| {
+        logging::init(&cli.log_level, cli.log_format, layer.into_iter().collect())
+    });
     if let Err(e) = logging {
         eprintln!("error: {}", output::error_chain(&e));
         return ExitCode::FAILURE;

@@ -132,7 +132,11 @@ fn memory_past_the_budget_degrades_every_model_with_the_figures() {
     m.gates().set("monitoring", false).unwrap();
     assert!(!m.monitoring());
     m.check_health();
-    assert_eq!(state(&m, "a"), ModelState::Ready, "the monitoring gate is off");
+    assert_eq!(
+        state(&m, "a"),
+        ModelState::Ready,
+        "the monitoring gate is off"
+    );
     drop(held);
 }
 

@@ -193,7 +193,10 @@ impl TraceSettings {
 
     /// These settings, also obeying the `tracing` feature gate of `gates`
     /// (`--gate-tracing`, `/v2/anemone/config`).
-    pub fn with_gates(mut self, gates: std::sync::Arc<anemone_runtime::gates::FeatureGates>) -> Self {
+    pub fn with_gates(
+        mut self,
+        gates: std::sync::Arc<anemone_runtime::gates::FeatureGates>,
+    ) -> Self {
         self.gates = Some(gates);
         self
     }
@@ -212,7 +215,8 @@ impl TraceSettings {
     /// rate and the count when tracing is on. Costs one atomic load when
     /// nothing can be traced.
     pub fn sample(&self, model: &str) -> bool {
-        if !self.active.load(Ordering::Relaxed) || self.gates.as_ref().is_some_and(|g| !g.tracing()) {
+        if !self.active.load(Ordering::Relaxed) || self.gates.as_ref().is_some_and(|g| !g.tracing())
+        {
             return false;
         }
         let mut models = lock(&self.models);
