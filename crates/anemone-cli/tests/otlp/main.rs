@@ -606,3 +606,5 @@ async fn issue_13_spans_are_flushed_at_shutdown() {
     drop(serving);
     let _ = std::fs::remove_dir_all(repo);
 }
+
+mod ensemble;
