@@ -52,7 +52,7 @@ ENV ORT_DYLIB_PATH=/usr/local/lib/anemone/libonnxruntime.so.1.31.1 \
     ANEMONE_LOG=info
 USER 10001:10001
 WORKDIR /var/lib/anemone
-EXPOSE 8000 8001
+EXPOSE 8000 8001 8002
 # Ready means: started, and every model that should be loaded is loaded. (Exec
 # form: with another --http-port, change the port here too.)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \

@@ -56,9 +56,20 @@ def ocr_server(tmp_path_factory):
     while not http.is_model_ready("ocr"):
         assert time.time() < deadline, "the ensemble was not ready after 120 s"
         time.sleep(0.2)
+    # The start-up table follows the address lines once the loads are done.
+    for _ in range(20):
+        line = proc.stdout.readline()
+        if not line or line.startswith("ocr "):
+            addresses["table row"] = line
+            break
     yield addresses
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+def test_the_start_up_table_shows_the_ensemble_ready_as_an_ensemble(ocr_server):
+    row = ocr_server.get("table row", "").split()
+    assert row[:4] == ["ocr", "1", "READY", "ensemble"], row
 
 
 def client(addresses, protocol):

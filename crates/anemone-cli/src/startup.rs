@@ -70,9 +70,12 @@ pub fn models_table(state: &AppState) -> String {
                 row.version.clone()
             },
             state_text,
-            instance
-                .as_ref()
-                .map_or("-".into(), |m| m.backend().to_string()),
+            match &instance {
+                Some(m) => m.backend().to_string(),
+                // A ready ensemble has no instance of its own.
+                None if state.manager.ensemble(&row.name).is_some() => "ensemble".into(),
+                None => "-".into(),
+            },
             instance.as_ref().map_or("-".into(), |m| {
                 format!("{:.0} ms", m.load_time().as_secs_f64() * 1e3)
             }),
