@@ -16,6 +16,8 @@
 #   CLIENT_CPUS   taskset CPU list for the clients, e.g. 2-9 (default: none)
 #   OUT           work folder (default target/triton-peer)
 #   SERVERS       which servers, in order (default "triton anemone")
+#   PIN_ORT       1 (default): anemone's ocr_cls is pinned to ONNX Runtime, as
+#                 Triton's is; 0: anemone picks the engine itself
 #   ROWS          which rows: all (default) or a space-separated subset of
 #                 "add ocr_cls"
 #   TRITON_SITE   a folder that already holds the wheel's pytriton/ and
@@ -154,7 +156,14 @@ measure() { # server
 
 stop_server  # the ports must be free before the first server starts
 for server in ${SERVERS:-triton anemone}; do
-  "start_$server"; measure "$server"; stop_server
+  "start_$server"; measure "$server"
+  # Which engine served each model in the end (anemone may move a model
+  # after its first requests): the metadata's platform, and the index.
+  for model in $ROWS; do
+    curl -s "http://127.0.0.1:$HTTP/v2/models/$model"; echo
+  done > "$OUT/$server-models.jsonl"
+  curl -s -X POST "http://127.0.0.1:$HTTP/v2/repository/index" > "$OUT/$server-index.json" || true
+  stop_server
 done
 
 python3 scripts/triton_peer/table.py "$RESULTS" "$ANEMONE_BIN" | tee "$OUT/results.md"

@@ -18,6 +18,7 @@ Usage: make_repos.py OUT_DIR SITE_PACKAGES ORT_THREADS
 SITE_PACKAGES may list several folders, separated by ':', searched in order.
 """
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -124,11 +125,15 @@ def triton_repo(repo: Path) -> None:
 
 
 def anemone_repo(repo: Path) -> None:
-    onnx = 'platform: "onnxruntime_onnx"'
+    # PIN_ORT=0 leaves the engine to anemone (no platform, no backends: its
+    # load-time comparison and re-timing on the first requests decide)
+    # instead of naming ONNX Runtime.
+    pin = os.environ.get("PIN_ORT", "1") != "0"
+    onnx = 'platform: "onnxruntime_onnx"' if pin else ""
     write(repo / "add/config.pbtxt", ADD_CONFIG.format(platform=onnx, instances=""))
     (repo / "add/1").mkdir(parents=True, exist_ok=True)
     shutil.copy(ADD_ONNX, repo / "add/1/model.onnx")
-    ort_only = 'parameters { key: "backends" value: { string_value: "onnxruntime" } }'
+    ort_only = 'parameters { key: "backends" value: { string_value: "onnxruntime" } }' if pin else ""
     write(repo / "ocr_cls/config.pbtxt",
           CLS_CONFIG.format(platform=onnx, out=CLS_OUT, instances=ONE_INSTANCE, extra=ort_only))
     (repo / "ocr_cls/1").mkdir(parents=True, exist_ok=True)
