@@ -15,16 +15,14 @@ the one that served it:
 """
 import contextlib
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from serve_support import start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures/generated"
@@ -94,24 +92,9 @@ def repository(tmp_path_factory, cases):
 @contextlib.contextmanager
 def serving(repo, engine, models):
     """`anemone serve` with `engine` pinned, once `models` are ready; stopped after."""
-    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: build it with `cargo build -p anemone-cli` (scripts/test.sh does)")
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
-         "--model-control-mode", "explicit", "--load-model", "*", "--exit-timeout-secs", "10",
-         "--backends", engine, "--strict"],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-    )
+    proc, addresses = start_serve(repo, "--model-control-mode", "explicit", "--load-model", "*",
+                                  "--backends", engine, "--strict")
     try:
-        addresses = {}
-        while len(addresses) < 2:
-            line = proc.stdout.readline()
-            if not line:
-                pytest.fail(f"anemone serve exited early with status {proc.wait()}")
-            kind, _, rest = line.partition(" listening on ")
-            if rest:
-                addresses[kind] = rest.strip()
         srv = Server(proc, addresses["HTTP"], addresses["gRPC"], repo, engine)
         import tritonclient.http as httpclient
         client = httpclient.InferenceServerClient(srv.http)

@@ -11,11 +11,8 @@ up either way (inference_count counts rows, as Triton's does).
 `mlp_dynamic` must also really batch: 64 concurrent single-row requests
 take fewer engine calls than requests.
 """
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from serve_support import start_serve
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
@@ -47,28 +45,13 @@ def batching_server(tmp_path_factory):
     if not (FIXTURE / "model.onnx").exists():
         pytest.fail("the batching_mlp fixture is missing: run scripts/setup.sh "
                     "(or .venv/bin/python scripts/gen_fixtures.py --only batching_mlp)")
-    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: build it with `cargo build -p anemone-cli`")
     repo = tmp_path_factory.mktemp("batching")
     for name, extra in [("mlp", ""), ("mlp_dynamic", DYNAMIC)]:
         (repo / name / "1").mkdir(parents=True)
         # A copy, not a link: the server refuses links that lead out of its repository.
         shutil.copyfile(FIXTURE / "model.onnx", repo / name / "1" / "model.onnx")
         (repo / name / "config.pbtxt").write_text(CONFIG.format(name=name) + extra)
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
-         "--model-control-mode", "explicit", "--load-model", "*", "--exit-timeout-secs", "10"],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-    )
-    addresses = {}
-    while len(addresses) < 2:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"anemone serve exited early with status {proc.wait()}")
-        kind, _, rest = line.partition(" listening on ")
-        if rest:
-            addresses[kind] = rest.strip()
+    proc, addresses = start_serve(repo, "--model-control-mode", "explicit", "--load-model", "*")
     http = httpclient.InferenceServerClient(addresses["HTTP"])
     deadline = time.time() + 120
     # A model whose config is refused never becomes ready: wait for the

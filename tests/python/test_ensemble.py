@@ -6,16 +6,14 @@ the composing models count the ensemble's calls; `unload_dependents` unloads
 them with the ensemble.
 """
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from serve_support import start_serve
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
@@ -27,9 +25,6 @@ COMPOSING = ["preprocess", "det", "binarize"]
 
 @pytest.fixture(scope="module")
 def ocr_server(tmp_path_factory):
-    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: build it with `cargo build --workspace --bin anemone`")
     if not (FIXTURE / "case.json").exists():
         pytest.fail("fixture ocr_ensemble is missing: run scripts/setup.sh")
     repo = tmp_path_factory.mktemp("ocr")
@@ -38,19 +33,7 @@ def ocr_server(tmp_path_factory):
         shutil.copyfile(CONFIGS / model / "config.pbtxt", repo / model / "config.pbtxt")
     for model in COMPOSING:
         shutil.copyfile(FIXTURE / "repository" / model / "1" / "model.onnx", repo / model / "1" / "model.onnx")
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
-         "--model-control-mode", "explicit", "--load-model", "ocr", "--exit-timeout-secs", "10"],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-    )
-    addresses = {}
-    while len(addresses) < 2:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"anemone serve exited early with status {proc.wait()}")
-        kind, _, rest = line.partition(" listening on ")
-        if rest:
-            addresses[kind] = rest.strip()
+    proc, addresses = start_serve(repo, "--model-control-mode", "explicit", "--load-model", "ocr")
     http = httpclient.InferenceServerClient(addresses["HTTP"])
     deadline = time.time() + 120
     while not http.is_model_ready("ocr"):

@@ -6,12 +6,9 @@ Python API (the fixture references); the repository index says which model
 was evicted and why; concurrent requests for an evicted model share one load.
 """
 import json
-import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serve_support import start_serve
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
@@ -31,28 +29,13 @@ CASES = ["small_convnet", "ocr_cls", "transformer_block"]
 
 @pytest.fixture(scope="module")
 def evicting_server(tmp_path_factory):
-    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
-    if not binary.exists():
-        pytest.fail(f"{binary} is missing: build it with `cargo build -p anemone-cli`")
     repo = tmp_path_factory.mktemp("evict")
     for case in CASES:
         if not (FIXTURES / case / "model.onnx").exists():
             pytest.fail(f"fixture {case} is missing: run scripts/setup.sh")
         (repo / case / "1").mkdir(parents=True)
         shutil.copyfile(FIXTURES / case / "model.onnx", repo / case / "1" / "model.onnx")
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
-         "--memory-budget", "550KiB", "--eviction", "lru", "--exit-timeout-secs", "10"],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-    )
-    addresses = {}
-    while len(addresses) < 2:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"anemone serve exited early with status {proc.wait()}")
-        kind, _, rest = line.partition(" listening on ")
-        if rest:
-            addresses[kind] = rest.strip()
+    proc, addresses = start_serve(repo, "--memory-budget", "550KiB", "--eviction", "lru")
     http = httpclient.InferenceServerClient(addresses["HTTP"])
     deadline = time.time() + 120
     while not http.is_server_ready():

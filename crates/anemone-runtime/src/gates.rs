@@ -109,28 +109,12 @@ impl FeatureGates {
 fn unknown(name: &str) -> String {
     let hint = FeatureGates::NAMES
         .iter()
-        .find(|n| edit_distance(name, n) <= 2)
+        .find(|n| crate::selection::edit_distance(name, n) <= 2)
         .map_or(".".to_string(), |n| format!("; did you mean '{n}'?"));
     format!(
         "unknown feature gate '{name}'{hint} The gates are {}",
         FeatureGates::NAMES.join(", ")
     )
-}
-
-/// Levenshtein distance, for "did you mean" hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 impl crate::Manager {

@@ -1,0 +1,33 @@
+"""Starting `anemone serve` for a test: the binary (ANEMONE_BIN, else the
+debug build), free ports, and the addresses it prints."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_serve(repo, *flags):
+    """`anemone serve` on `repo` with `flags`, on free ports; returns the
+    process (its stdout still open after the address lines) and the
+    addresses by protocol (`HTTP`, `gRPC`)."""
+    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: build it with `cargo build --workspace --bin anemone` (scripts/test.sh does)")
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
+         "--exit-timeout-secs", "10", *flags],
+        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
+    )
+    addresses = {}
+    while len(addresses) < 2:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"anemone serve exited early with status {proc.wait()}")
+        kind, _, rest = line.partition(" listening on ")
+        if rest:
+            addresses[kind] = rest.strip()
+    return proc, addresses
