@@ -57,6 +57,26 @@ fn settable<'a>(root: &'a Command, sub: &'a Command) -> Vec<&'a Arg> {
         .collect()
 }
 
+/// The most a config file may hold: far more than every flag needs, and a
+/// bound for paths that never end (`/dev/zero`, a pipe left open).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The file's text, refused past [`MAX_CONFIG_BYTES`] without reading further.
+fn read_bounded(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        anyhow::bail!(
+            "it is larger than {} KiB; a config file holds `flag-name = value` lines",
+            MAX_CONFIG_BYTES >> 10
+        );
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow!("it is not UTF-8 text"))
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -64,8 +84,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Reads and checks `path` against the flags of `sub` (and `root`'s globals).
 pub fn read(path: &Path, root: &Command, sub: &Command) -> anyhow::Result<ConfigFile> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the config file {shown}"))?;
+    let text =
+        read_bounded(path).with_context(|| format!("cannot read the config file {shown}"))?;
     let table: BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>> = toml::from_str(&text)
         .map_err(|e| {
             let line = e.span().map_or(0, |s| line_of(&text, s.start));

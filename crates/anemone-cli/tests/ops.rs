@@ -401,3 +401,44 @@ fn a_misspelled_key_names_the_file_line_key_and_the_nearest_flag() {
     );
     assert!(!stderr.contains("Usage:"), "{stderr}");
 }
+
+/// `--config /dev/zero` (a path that never ends) is refused at once with
+/// the bound, instead of reading until memory runs out.
+#[test]
+fn a_config_file_that_never_ends_is_refused() {
+    let mut child = anemone()
+        .args([
+            "serve",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--config",
+            "/dev/zero",
+        ])
+        .arg("--model-repository")
+        .arg(root().join("examples/models"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("anemone serve --config /dev/zero still reading after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("cannot read the config file /dev/zero")
+            && stderr.contains("larger than 1024 KiB"),
+        "{stderr}"
+    );
+}
