@@ -127,6 +127,20 @@ struct Pem {
     config: ServerConfig,
 }
 
+/// The most a certificate, key or CA file may hold: PEM chains are a few KiB,
+/// and the bound stops paths that never end (`/dev/zero`, a pipe).
+pub const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// At most [`MAX_PEM_BYTES`] + 1 bytes of `path` (one more says "too large").
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 impl TlsFiles {
     fn load(&self, listener: &str) -> Result<Pem, TlsError> {
         let [cert_flag, key_flag, ca_flag] = self.flags;
@@ -137,13 +151,24 @@ impl TlsFiles {
             ))
         };
         let read = |path: &Path, flag: &str| {
-            std::fs::read(path).map_err(|e| {
+            let bytes = read_bounded(path).map_err(|e| {
                 fail(
                     path,
                     flag,
                     format!("cannot be read: {e}; give a readable PEM file"),
                 )
-            })
+            })?;
+            if bytes.len() as u64 > MAX_PEM_BYTES {
+                return Err(fail(
+                    path,
+                    flag,
+                    format!(
+                        "is larger than {} KiB; give a PEM file",
+                        MAX_PEM_BYTES >> 10
+                    ),
+                ));
+            }
+            Ok(bytes)
         };
 
         let cert = read(&self.cert, cert_flag)?;

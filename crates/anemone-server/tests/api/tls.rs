@@ -470,6 +470,16 @@ async fn bad_certificate_or_key_files_stop_start_up_with_the_file_named() {
     .await;
     named(&e, &missing, "--cert");
     assert!(e.contains("cannot be read"), "{e}");
+    // A path that never ends is refused at its bound, not read until memory
+    // runs out.
+    let endless = std::path::PathBuf::from("/dev/zero");
+    let e = bind_error(TlsFiles {
+        cert: endless.clone(),
+        ..good.clone()
+    })
+    .await;
+    named(&e, &endless, "--cert");
+    assert!(e.contains("is larger than 1024 KiB"), "{e}");
     let e = bind_error(TlsFiles {
         cert: good.key.clone(),
         ..good.clone()
