@@ -190,6 +190,47 @@ fn check(arg: &Arg, value: &str) -> Result<(), String> {
         })
 }
 
+/// When clap refused a value that came from an `ANEMONE_*` variable (not
+/// from the command line), says so: clap's own message names only the flag,
+/// which the user never typed. Any other error is returned unchanged.
+fn blame_env(root: &Command, sub_name: &str, argv: &[OsString], error: clap::Error) -> clap::Error {
+    use clap::error::ErrorKind::{InvalidValue, ValueValidation};
+    if !matches!(error.kind(), InvalidValue | ValueValidation) {
+        return error;
+    }
+    let Some(sub) = root.find_subcommand(sub_name) else {
+        return error;
+    };
+    let typed = |long: &str| {
+        argv.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == format!("--{long}") || a.starts_with(&format!("--{long}="))
+        })
+    };
+    for arg in settable(root, sub) {
+        let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) else {
+            continue;
+        };
+        let Some(value) = std::env::var_os(var) else {
+            continue;
+        };
+        if typed(long) {
+            continue;
+        }
+        if let Err(why) = check(arg, &value.to_string_lossy()) {
+            return clap::Error::raw(
+                ValueValidation,
+                format!(
+                    "environment variable {}={:?}: {why}; fix or unset it\n",
+                    var.to_string_lossy(),
+                    value.to_string_lossy()
+                ),
+            );
+        }
+    }
+    error
+}
+
 /// Makes `file`'s values the defaults of their flags in `root` (globals)
 /// and `sub` (the subcommand `name`).
 pub fn apply(root: Command, name: &str, file: &ConfigFile) -> Command {
@@ -319,7 +360,7 @@ pub fn parse(
         Ok(m) => m,
         Err(strict) => match relax(root.clone()).try_get_matches_from(argv) {
             Ok(m) if m.subcommand_matches(sub_name).and_then(named).is_some() => m,
-            _ => return Err(strict),
+            _ => return Err(blame_env(&root, sub_name, argv, strict)),
         },
     };
     let Some(sub_matches) = first.subcommand_matches(sub_name) else {
@@ -331,9 +372,10 @@ pub fn parse(
         .clone();
     let file = match named(sub_matches) {
         None => None,
+        // A raw error, not formatted against the command: the problem is in
+        // the file, so clap's usage lines would only point the wrong way.
         Some(path) => Some(read(&path, &root, &sub).map_err(|e| {
-            root.clone()
-                .error(clap::error::ErrorKind::ValueValidation, format!("{e:#}"))
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e:#}\n"))
         })?),
     };
     let order: Vec<String> = settable(&root, &sub)
@@ -344,7 +386,10 @@ pub fn parse(
         None => (root, first),
         Some(file) => {
             let layered = apply(root, sub_name, file);
-            let matches = layered.clone().try_get_matches_from(argv)?;
+            let matches = layered
+                .clone()
+                .try_get_matches_from(argv)
+                .map_err(|e| blame_env(&layered, sub_name, argv, e))?;
             (layered, matches)
         }
     };

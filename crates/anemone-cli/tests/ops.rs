@@ -366,6 +366,9 @@ fn a_misspelled_key_names_the_file_line_key_and_the_nearest_flag() {
         file.display()
     );
     assert!(stderr.contains(&want), "{stderr}");
+    // The file is at fault, not the command line: no usage lines.
+    assert!(!stderr.contains("Usage:"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "a usage-class error: {stderr}");
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("listening"),
         "it did not start"
@@ -439,6 +442,37 @@ fn a_config_file_that_never_ends_is_refused() {
     assert!(
         stderr.contains("cannot read the config file /dev/zero")
             && stderr.contains("larger than 1024 KiB"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let out = anemone()
+        .env("ANEMONE_HTTP_PORT", "abc")
+        .args(["serve", "--grpc-port", "0", "--model-repository"])
+        .arg(root().join("examples/models"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "environment variable ANEMONE_HTTP_PORT=\"abc\": invalid value 'abc' for '--http-port"
+        ),
+        "{stderr}"
+    );
+    // The same value typed as a flag keeps clap's own message.
+    let out = anemone()
+        .env("ANEMONE_HTTP_PORT", "1")
+        .args(["serve", "--http-port", "abc", "--model-repository"])
+        .arg(root().join("examples/models"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'abc' for '--http-port"),
         "{stderr}"
     );
 }
