@@ -17,6 +17,7 @@ mod inspect;
 mod logging;
 mod models;
 mod ops_args;
+mod otlp_watch;
 mod output;
 mod serve;
 mod startup;

@@ -144,7 +144,7 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
         .with_service_name(service)
         .build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_batch_exporter(crate::otlp_watch::Watched::new(exporter, endpoint.clone()))
         .with_resource(resource)
         // The server already chose the request (the trace settings); a
         // client's `traceparent` that says "not sampled" is honoured.

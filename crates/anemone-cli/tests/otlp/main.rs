@@ -69,6 +69,17 @@ fn serve(repo: &Path, args: &[&str]) -> Serving {
 }
 
 fn serve_exporting_every(repo: &Path, args: &[&str], delay_ms: &str) -> Serving {
+    serve_logging(repo, args, delay_ms, None)
+}
+
+/// [`serve_exporting_every`], with the server's stderr lines collected in
+/// `log` when given (inherited otherwise).
+fn serve_logging(
+    repo: &Path,
+    args: &[&str],
+    delay_ms: &str,
+    log: Option<Arc<Mutex<Vec<String>>>>,
+) -> Serving {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
@@ -88,9 +99,22 @@ fn serve_exporting_every(repo: &Path, args: &[&str], delay_ms: &str) -> Serving 
             "team=ml,deployment.environment=from-env",
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(if log.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .expect("the anemone binary runs");
+    if let Some(log) = log {
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = |prefix: &str| -> SocketAddr {
         let line = lines.next().expect("an address line").unwrap();
@@ -502,3 +526,4 @@ async fn issue_13_spans_are_flushed_at_shutdown() {
 }
 
 mod ensemble;
+mod unreachable;

@@ -71,7 +71,12 @@ impl TraceService for Receiver {
 impl Receiver {
     /// Starts the receiver on a free loopback port.
     pub(crate) async fn start() -> (Receiver, SocketAddr) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// [`Receiver::start`] on a given address.
+    pub(crate) async fn start_on(addr: &str) -> (Receiver, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let receiver = Receiver::default();
         let service = TraceServiceServer::new(receiver.clone());

@@ -1,0 +1,78 @@
+//! A collector that is down: the server keeps answering, says once that
+//! spans are being dropped and why, and says so again when the collector is
+//! back (and the spans then arrive).
+
+use super::*;
+
+fn count(log: &Mutex<Vec<String>>, needle: &str) -> usize {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+async fn wait_for(log: &Mutex<Vec<String>>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(log, needle) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no '{needle}' in the server's log: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_a_collector_that_is_down_is_reported_once_and_requests_still_succeed() {
+    // A port nothing listens on (yet).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let repo = repository("down");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let serving = serve_logging(
+        &repo,
+        &["--otlp-endpoint", &endpoint],
+        "100",
+        Some(log.clone()),
+    );
+    let http = serving.http;
+    let infer = move |n: u32| {
+        tokio::task::spawn_blocking(move || http_infer(http, "add", &id(n, 32), &id(n, 16)))
+    };
+    for n in 1..=5 {
+        assert_eq!(infer(n).await.unwrap(), 200);
+    }
+    let failed = format!("OTLP export to {endpoint} failed");
+    wait_for(&log, &failed).await;
+    // More requests, more failed exports: still one warning.
+    for n in 6..=10 {
+        assert_eq!(infer(n).await.unwrap(), 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(count(&log, &failed), 1, "{:?}", log.lock().unwrap());
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("check --otlp-endpoint")),
+        "the warning says what to check"
+    );
+
+    // The collector comes up on that port: spans arrive again, and the log says so.
+    let (receiver, _) = Receiver::start_on(&format!("127.0.0.1:{port}")).await;
+    let trace_id = id(0xabc, 32);
+    let sent = trace_id.clone();
+    tokio::task::spawn_blocking(move || http_infer(http, "add", &sent, &id(0xabd, 16)))
+        .await
+        .unwrap();
+    receiver.trace(&trace_id, 1).await;
+    wait_for(&log, &format!("OTLP export to {endpoint} works again")).await;
+    drop(serving);
+    let _ = std::fs::remove_dir_all(repo);
+}
