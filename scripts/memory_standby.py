@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """RSS of a server holding the five real models (PP-OCR det/rec/cls, magika,
-silero VAD), per backend setting: the default order (both CPU engines loaded
-and timed, the slower one dropped) and each engine alone (`--strict`).
+silero VAD), per backend setting: the default order (both CPU engines timed,
+in a child process by default, or in the server with --compare-in-child
+false) and each engine alone (`--strict`); also each engine's fixed cost
+(one tiny model, `identity`, on it).
 
 Starts `anemone serve` (model control none) on a repository of copies of the
-fixtures, waits until every model is ready, and reads VmRSS; also reads an
-empty server's.
+fixtures, waits until every model is ready, and reads VmRSS (and the time
+from start to all ready); also reads an empty server's. Each configuration
+runs --runs times (default 2) and the range is printed.
 
-    .venv/bin/python scripts/memory_standby.py [--bin target/debug/anemone]
+    .venv/bin/python scripts/memory_standby.py [--bin target/debug/anemone] [--runs 2]
 """
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -39,11 +43,21 @@ def ready(base, model):
         return False
 
 
+def backend(base, model):
+    try:
+        with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=5) as r:
+            return json.load(r).get("platform", "?")
+    except Exception:
+        return "?"
+
+
 def measure(binary, extra, cases):
+    """(RSS in MiB once every case is ready, seconds from start to ready, backends)."""
     repo = Path(tempfile.mkdtemp(prefix="anemone-standby-"))
     for case in cases:
         (repo / case / "1").mkdir(parents=True)
         shutil.copy(FIXTURES / case / "model.onnx", repo / case / "1" / "model.onnx")
+    started = time.time()
     server = subprocess.Popen(
         [binary, "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0"]
         + extra,
@@ -56,31 +70,54 @@ def measure(binary, extra, cases):
         while not all(ready(base, c) for c in cases):
             if time.time() > deadline:
                 raise SystemExit("models never became ready")
-            time.sleep(0.5)
+            time.sleep(0.2)
+        took = time.time() - started
         time.sleep(1.0)
-        return rss_mib(server.pid)
+        return rss_mib(server.pid), took, [backend(base, c) for c in cases]
     finally:
         server.terminate()
         server.wait(timeout=60)
         shutil.rmtree(repo, ignore_errors=True)
 
 
+def span(values, fmt="{:.0f}"):
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", default=str(ROOT / "target/debug/anemone"))
+    p.add_argument("--runs", type=int, default=2)
     args = p.parse_args()
     files = sum((FIXTURES / c / "model.onnx").stat().st_size for c in CASES) / 2**20
-    empty = measure(args.bin, [], [])
-    print(f"five models: {files:.1f} MiB of ONNX files; empty server {empty:.0f} MiB")
-    print("| backends | RSS, all five ready | above the empty server | × model bytes |")
-    print("|---|---|---|---|")
+    empties = [measure(args.bin, [], [])[0] for _ in range(args.runs)]
+    empty = sum(empties) / len(empties)
+    print(f"five models: {files:.1f} MiB of ONNX files; empty server {span(empties)} MiB")
+    print("| backends | RSS, all five ready | above the empty server | × model bytes | start to ready |")
+    print("|---|---|---|---|---|")
     for label, extra in [
-        ("default order (both CPU engines timed)", []),
+        ("default order, engines compared in a child (default)", []),
+        ("default order, engines compared in the server (`--compare-in-child false`)",
+         ["--compare-in-child", "false"]),
         ("onnxruntime --strict", ["--backends", "onnxruntime", "--strict"]),
         ("tract-cpu --strict", ["--backends", "tract-cpu", "--strict"]),
     ]:
-        rss = measure(args.bin, extra, CASES)
-        print(f"| {label} | {rss:.0f} MiB | {rss - empty:.0f} MiB | {(rss - empty) / files:.1f} |")
+        runs = [measure(args.bin, extra, CASES) for _ in range(args.runs)]
+        rss = [r[0] for r in runs]
+        above = [r - empty for r in rss]
+        print(f"| {label} | {span(rss)} MiB | {span(above)} MiB | "
+              f"{span([a / files for a in above], '{:.1f}')} | {span([r[1] for r in runs], '{:.1f}')} s |")
+        print(f"|   served on: {', '.join(f'{c} {b}' for c, b in zip(CASES, runs[-1][2]))} |||||", file=sys.stderr)
+    print()
+    print("fixed cost of each engine (one tiny model, identity, on it), above the empty server:")
+    for label, extra in [
+        ("onnxruntime", ["--backends", "onnxruntime", "--strict"]),
+        ("tract-cpu", ["--backends", "tract-cpu", "--strict"]),
+        ("default order", []),
+    ]:
+        rss = [measure(args.bin, extra, ["identity"])[0] for _ in range(args.runs)]
+        print(f"| {label} | {span([r - empty for r in rss])} MiB |")
 
 
 if __name__ == "__main__":
