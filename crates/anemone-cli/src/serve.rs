@@ -124,6 +124,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "ANEMONE_THREADS")]
     pub threads: Option<usize>,
 
+    /// Arenas of glibc's allocator (Linux): 1 keeps what models load in parallel in one arena,
+    /// so the temporaries freed after each load go back to the system (about 0.5x the model
+    /// bytes less RSS on five real models, docs/PERFORMANCE.md); 0 leaves glibc's default
+    /// (8 per core), for workloads whose large allocations contend on one arena's lock.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ANEMONE_MALLOC_ARENAS",
+        default_value_t = 1
+    )]
+    pub malloc_arenas: usize,
+
     /// Worker threads running engine calls [default: one per CPU core].
     #[arg(long, value_name = "N", env = "ANEMONE_WORKERS")]
     pub workers: Option<usize>,
@@ -258,6 +270,8 @@ fn warn_if_onnxruntime_missing() {
 /// (within --exit-timeout-secs), the process exits at once: an engine call
 /// still running on a worker thread is not waited for.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    // Before the runtime's threads start allocating.
+    anemone_runtime::limit_allocator_arenas(args.malloc_arenas);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

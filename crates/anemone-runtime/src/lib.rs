@@ -105,3 +105,4 @@ pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
     WarmupSample,
 };
+pub use trim::limit_allocator_arenas;

@@ -22,3 +22,34 @@ pub(crate) fn release_freed_memory() {
         }
     }
 }
+
+/// Caps the arenas glibc's allocator creates (`mallopt(M_ARENA_MAX, n)`);
+/// returns whether the cap was set (false elsewhere than glibc, and for 0,
+/// which leaves glibc's default of 8 per core). Call it first thing in a
+/// process, before threads allocate: each thread that loads a model in
+/// parallel with others otherwise gets an arena of its own, and the freed
+/// temporaries of each load stay spread over them (docs/PERFORMANCE.md,
+/// "Memory per model"). Small allocations stay lock-free through glibc's
+/// per-thread cache; larger ones share the arenas' locks.
+pub fn limit_allocator_arenas(n: usize) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+        }
+        /// glibc's `M_ARENA_MAX` (malloc.h).
+        const M_ARENA_MAX: std::ffi::c_int = -8;
+        if n == 0 {
+            return false;
+        }
+        let n = std::ffi::c_int::try_from(n).unwrap_or(std::ffi::c_int::MAX);
+        // SAFETY: mallopt takes two integers and only changes glibc's own
+        // allocator parameters, under its own lock.
+        unsafe { mallopt(M_ARENA_MAX, n) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = n;
+        false
+    }
+}
