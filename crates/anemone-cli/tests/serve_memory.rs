@@ -91,9 +91,7 @@ fn serve(tag: &str, cases: &[&str], args: &[&str]) -> (Server, u64, Vec<String>)
     let start = Instant::now();
     let ready =
         |c: &&str| get(http, &format!("/v2/models/{c}/ready")).is_some_and(|(s, _)| s == 200);
-    while !cases.iter().all(|c| ready(&c))
-        || get(http, "/v2/health/ready").is_none_or(|(s, _)| s != 200)
-    {
+    while !cases.iter().all(&ready) || get(http, "/v2/health/ready").is_none_or(|(s, _)| s != 200) {
         assert!(start.elapsed() < Duration::from_secs(300), "not ready");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -408,8 +408,8 @@ fn comparisons(f: &mut Family<'_>, m: &MetricsSnapshot) {
         "counter",
         "Comparisons of the CPU engines run in a child process (at load and re-timing); where=fell_back: the child failed and the server compared them itself",
     );
-    f.sample(NAME, &[("where", "child")], &m.comparisons.elsewhere);
-    f.sample(NAME, &[("where", "fell_back")], &m.comparisons.fell_back);
+    f.sample(NAME, &[("where", "child")], m.comparisons.elsewhere);
+    f.sample(NAME, &[("where", "fell_back")], m.comparisons.fell_back);
 }
 
 /// Evictions, on-demand loads and load times (`--eviction lru`); the bytes

@@ -181,7 +181,7 @@ impl Manager {
         let spec = &current.spec;
         let mut candidates = vec![serving.to_string()];
         candidates.extend(
-            compared(&current.selection())
+            compared(current.selection())
                 .into_iter()
                 .filter(|b| b != serving),
         );
