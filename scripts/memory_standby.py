@@ -81,6 +81,76 @@ def measure(binary, extra, cases):
         shutil.rmtree(repo, ignore_errors=True)
 
 
+# What each model is sent with --retime: real-looking shapes (OCR images,
+# 2048 bytes for magika, a 512-sample 16 kHz chunk for silero VAD).
+REQUESTS = {
+    "ocr_det": [("x", "FP32", [1, 3, 320, 320])],
+    "ocr_rec": [("x", "FP32", [1, 3, 48, 320])],
+    "ocr_cls": [("x", "FP32", [1, 3, 48, 192])],
+    "magika": [("bytes", "INT32", [1, 2048])],
+    "silero_vad": [("input", "FP32", [1, 512]), ("state", "FP32", [2, 1, 128]), ("sr", "INT64", [])],
+}
+
+
+def infer(base, model):
+    import random
+    inputs = []
+    for name, dtype, shape in REQUESTS[model]:
+        n = 1
+        for d in shape:
+            n *= d
+        if name == "sr":
+            data = [16000]
+        elif dtype == "INT32":
+            data = [random.randrange(256) for _ in range(n)]
+        else:
+            data = [random.uniform(-1, 1) for _ in range(n)]
+        inputs.append({"name": name, "datatype": dtype, "shape": shape, "data": data})
+    body = json.dumps({"inputs": inputs}).encode()
+    req = urllib.request.Request(f"{base}/v2/models/{model}/infer", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=600).read()
+
+
+def retimed(binary, extra, cases, after=4, wait=True):
+    """(RSS once every case was re-timed on `after` real requests, the moves);
+    `wait=False`: without waiting for re-timing (one engine: nothing to re-time)."""
+    repo = Path(tempfile.mkdtemp(prefix="anemone-retime-"))
+    for case in cases:
+        (repo / case / "1").mkdir(parents=True)
+        shutil.copy(FIXTURES / case / "model.onnx", repo / case / "1" / "model.onnx")
+    server = subprocess.Popen(
+        [binary, "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
+         "--retime-after-requests", str(after)] + extra,
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        port = re.search(r":(\d+)", server.stdout.readline()).group(1)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 600
+        while not all(ready(base, c) for c in cases):
+            if time.time() > deadline:
+                raise SystemExit("models never became ready")
+            time.sleep(0.2)
+        for case in cases:
+            for _ in range(after):
+                infer(base, case)
+        while True:
+            with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            done = {m for m in cases if f'anemone_model_retime_seconds{{model="{m}"' in text}
+            if not wait or done == set(cases) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        time.sleep(3.5)  # past the idle trim: one idle look of the monitor (1 s) and the next
+        moves = [l for l in text.splitlines() if l.startswith("anemone_model_moves_total{")]
+        return rss_mib(server.pid), moves
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        shutil.rmtree(repo, ignore_errors=True)
+
+
 def load_times(binary, extra, cases):
     """Seconds each case takes to load through the API, one after another
     (explicit model control), so loads do not overlap."""
@@ -121,7 +191,26 @@ def main():
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--load-times", action="store_true",
                    help="only time each model's load, engines compared in a child and in the server")
+    p.add_argument("--retime", action="store_true",
+                   help="only the RSS once every model was re-timed on 4 real requests, in a child and in the server")
     args = p.parse_args()
+    if args.retime:
+        files = sum((FIXTURES / c / "model.onnx").stat().st_size for c in CASES) / 2**20
+        empties = [measure(args.bin, [], [])[0] for _ in range(args.runs)]
+        empty = sum(empties) / len(empties)
+        print(f"five models: {files:.1f} MiB; empty server {span(empties)} MiB")
+        print("| re-timing | RSS after re-timing | above the empty server | × model bytes | moves |")
+        print("|---|---|---|---|---|")
+        for label, extra in [("in a child (default)", []),
+                             ("in the server (`--compare-in-child false`)", ["--compare-in-child", "false"]),
+                             ("none: onnxruntime --strict", ["--backends", "onnxruntime", "--strict"]),
+                             ("none: tract-cpu --strict", ["--backends", "tract-cpu", "--strict"])]:
+            wait = "--strict" not in extra
+            runs = [retimed(args.bin, extra, CASES, wait=wait) for _ in range(args.runs)]
+            rss = [r[0] for r in runs]
+            print(f"| {label} | {span(rss)} MiB | {span([r - empty for r in rss])} MiB | "
+                  f"{span([(r - empty) / files for r in rss], '{:.1f}')} | {'; '.join(runs[-1][1])} |")
+        return
     if args.load_times:
         print("| model | compared in a child | compared in the server | extra |")
         print("|---|---|---|---|")

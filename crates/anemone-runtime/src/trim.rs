@@ -53,3 +53,51 @@ pub fn limit_allocator_arenas(n: usize) -> bool {
         false
     }
 }
+
+/// Gives freed memory back once traffic pauses: inference leaves the
+/// engines' freed activations in the allocator (tens of MiB on the five
+/// real models of docs/PERFORMANCE.md). The health monitor's thread calls
+/// [`IdleTrim::look`] at each look (every second by default); it trims
+/// once after each burst of requests, when a whole interval passed without
+/// a request answered and none is in flight, so a trim never runs while
+/// requests allocate.
+#[derive(Debug, Default)]
+pub(crate) struct IdleTrim {
+    /// Requests answered at the previous look.
+    at_last_look: u64,
+    /// Requests answered when memory was last given back.
+    at_last_trim: u64,
+}
+
+impl IdleTrim {
+    /// `answered`: requests answered so far; `in_flight`: requests now in
+    /// flight. Returns whether it trimmed.
+    pub(crate) fn look(&mut self, answered: u64, in_flight: usize) -> bool {
+        let idle = in_flight == 0 && answered == self.at_last_look;
+        self.at_last_look = answered;
+        if idle && answered != self.at_last_trim {
+            self.at_last_trim = answered;
+            release_freed_memory();
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdleTrim;
+
+    #[test]
+    fn trims_once_after_each_burst_when_idle() {
+        let mut t = IdleTrim::default();
+        assert!(!t.look(0, 0), "no traffic yet");
+        assert!(!t.look(5, 1), "requests answered since the last look");
+        assert!(!t.look(9, 0), "still answering");
+        assert!(!t.look(9, 2), "idle count, but requests in flight");
+        assert!(t.look(9, 0), "a whole interval without a request");
+        assert!(!t.look(9, 0), "once per burst");
+        assert!(!t.look(12, 0));
+        assert!(t.look(12, 0), "the next burst");
+    }
+}
