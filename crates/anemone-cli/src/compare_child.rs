@@ -18,7 +18,9 @@ pub fn run() -> anyhow::Result<()> {
     let stdin = std::io::BufReader::new(std::io::stdin().lock());
     let stdout = std::io::stdout().lock();
     anemone_runtime::compare::serve_child(anemone_backends::default_backends(), stdin, stdout)
-        .map_err(anyhow::Error::msg)
+        .map_err(|e| {
+            anyhow::anyhow!("{e} (`anemone compare-engines` is run by `anemone serve`, with a job on its standard input; it is not for use by hand)")
+        })
 }
 
 /// A comparer that runs this executable, or `None` (with a warning) when
