@@ -8,6 +8,7 @@ mod backend_args;
 mod bench;
 mod bytes;
 mod cache_config;
+mod compare_child;
 mod config_file;
 mod config_show;
 mod doctor;
@@ -95,6 +96,10 @@ enum Command {
     /// Shows `serve`'s settings: each value and where it came from (default, file,
     /// env, flag, api).
     Config(config_show::ConfigArgs),
+    /// Internal: compares the CPU engines for `serve` in a child process
+    /// (a job on stdin, a JSON report on stdout).
+    #[command(name = "compare-engines", hide = true)]
+    CompareEngines,
 }
 
 /// Arguments of `anemone inspect`.
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
         Command::Models(args) => models::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Config(args) => config_show::run(args),
+        Command::CompareEngines => compare_child::run(),
     });
     let result = result.unwrap_or_else(|panic| {
         let model = match &cli.command {
@@ -200,6 +206,7 @@ fn main() -> ExitCode {
             Command::Models(args) => &args.model_repository,
             Command::Doctor(_) => std::path::Path::new("doctor"),
             Command::Config(_) => std::path::Path::new("config"),
+            Command::CompareEngines => std::path::Path::new(compare_child::SUBCOMMAND),
         };
         Err(anyhow::anyhow!(
             "internal error (this is a bug) on {}: {}",

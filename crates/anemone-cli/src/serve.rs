@@ -124,6 +124,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "ANEMONE_THREADS")]
     pub threads: Option<usize>,
 
+    /// Arenas of glibc's allocator (Linux): 1 keeps what models load in parallel in one arena,
+    /// so the temporaries freed after each load go back to the system (about 0.5x the model
+    /// bytes less RSS on five real models, docs/PERFORMANCE.md); 0 leaves glibc's default
+    /// (8 per core), for workloads whose large allocations contend on one arena's lock.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ANEMONE_MALLOC_ARENAS",
+        default_value_t = 1
+    )]
+    pub malloc_arenas: usize,
+
     /// Worker threads running engine calls [default: one per CPU core].
     #[arg(long, value_name = "N", env = "ANEMONE_WORKERS")]
     pub workers: Option<usize>,
@@ -193,6 +205,19 @@ pub struct ServeArgs {
     // --- otel ---
     #[command(flatten)]
     pub tracing: crate::telemetry::TracingArgs,
+    // --- compare ---
+    /// Compare the CPU engines of the default order (at load, and when re-timing on real
+    /// requests) in a child process, so the engine that loses never loads in the server and
+    /// leaves no memory behind; `false` compares them in the server process.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_COMPARE_IN_CHILD", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub compare_in_child: bool,
+
+    /// Seconds a comparison child may run before it is killed and the engines are compared
+    /// in the server process instead.
+    #[arg(long, value_name = "SECS", env = "ANEMONE_COMPARE_TIMEOUT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub compare_timeout_secs: u64,
     // --- deploy ---
     /// Where models from a bucket are downloaded (and, with several --model-repository, where
     /// they are merged); kept across restarts, so an unchanged model is not downloaded again
@@ -245,6 +270,8 @@ fn warn_if_onnxruntime_missing() {
 /// (within --exit-timeout-secs), the process exits at once: an engine call
 /// still running on a worker thread is not waited for.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    // Before the runtime's threads start allocating.
+    anemone_runtime::limit_allocator_arenas(args.malloc_arenas);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -281,6 +308,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         builder = builder.workers(n);
     }
     builder = args.health.apply(builder)?;
+    if args.compare_in_child {
+        builder = builder.engine_comparer(crate::compare_child::comparer(Duration::from_secs(
+            args.compare_timeout_secs,
+        )));
+    }
     let manager = builder.build()?;
     args.ops.set_gates(manager.gates());
     warn_if_onnxruntime_missing();

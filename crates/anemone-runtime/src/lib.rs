@@ -55,6 +55,7 @@ struct EnsemblesDoctests;
 
 pub mod admission;
 pub mod cache;
+pub mod compare;
 pub mod ensemble;
 pub mod eviction;
 mod failover;
@@ -84,6 +85,7 @@ mod warmup;
 pub mod worker;
 
 pub use cache::CacheSnapshot;
+pub use compare::{ComparisonCounts, EngineComparer, ProcessComparer};
 pub use eviction::{EvictionPolicy, EvictionSnapshot};
 pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use groups::MAX_INSTANCES;
@@ -103,3 +105,4 @@ pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
     WarmupSample,
 };
+pub use trim::limit_allocator_arenas;

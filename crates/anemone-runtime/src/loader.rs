@@ -28,6 +28,10 @@ pub(crate) struct Loader {
     /// Models whose last load failed, with the reason; cleared by a successful
     /// load or an unload. Read by health.
     pub(crate) failed: Mutex<BTreeMap<String, String>>,
+    /// Compares the default order's CPU engines in another process (`compare/`).
+    pub(crate) comparer: Option<Arc<dyn crate::compare::EngineComparer>>,
+    /// Comparisons answered by the comparer, and those it failed.
+    pub(crate) comparisons: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// What a selection hands to `install`.
@@ -287,7 +291,12 @@ impl Manager {
                     cpu.push(next);
                 }
                 let rest: Vec<Candidate> = candidates.collect();
-                return match self.select_fastest(spec, source, cpu) {
+                // Compared in another process when a comparer is installed.
+                let picked = match self.select_fastest_elsewhere(spec, source, &cpu) {
+                    Some(picked) => Ok(picked),
+                    None => self.select_fastest(spec, source, cpu),
+                };
+                return match picked {
                     Ok(mut picked) => {
                         attempts.append(&mut picked.selection.attempts);
                         attempts.extend(rest.iter().map(|c| Attempt {

@@ -84,6 +84,7 @@ pub struct ManagerBuilder {
     health: HealthPolicy,
     recovery: RecoveryPolicy,
     retime: RetimePolicy,
+    comparer: Option<Arc<dyn crate::compare::EngineComparer>>,
 }
 
 impl ManagerBuilder {
@@ -227,6 +228,21 @@ impl ManagerBuilder {
         self
     }
 
+    /// Where the CPU engines of the default order are compared (at load and
+    /// when re-timing): `Some` runs each comparison through the comparer (for
+    /// example [`crate::compare::ProcessComparer`], a child process) and loads
+    /// only the winner in this process, so the engine that loses leaves no
+    /// memory here; a comparer that fails makes the manager compare here, with
+    /// a warning. By default, `None`: both engines load and are timed in this
+    /// process and the slower is dropped.
+    pub fn engine_comparer(
+        mut self,
+        comparer: Option<Arc<dyn crate::compare::EngineComparer>>,
+    ) -> Self {
+        self.comparer = comparer;
+        self
+    }
+
     /// Starts the manager, its worker threads and the health monitor's thread.
     pub fn build(self) -> Result<Manager> {
         if self.backends.is_empty() {
@@ -254,6 +270,8 @@ impl ManagerBuilder {
                     threads: self.threads,
                     model_max_concurrency: self.model_max_concurrency,
                     failed: Mutex::default(),
+                    comparer: self.comparer,
+                    comparisons: Default::default(),
                 },
                 failover: Failover::new(self.fallback),
                 retry: self.retry,
@@ -300,6 +318,7 @@ impl Manager {
             health: HealthPolicy::default(),
             recovery: RecoveryPolicy::default(),
             retime: RetimePolicy::default(),
+            comparer: None,
         }
     }
 

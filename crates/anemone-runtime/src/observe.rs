@@ -71,6 +71,9 @@ pub struct MetricsSnapshot {
     pub eviction: crate::eviction::EvictionSnapshot,
     /// The health monitor: states, memory, re-probes, moves, re-timing.
     pub monitor: crate::monitor::MonitorSnapshot,
+    /// CPU-engine comparisons made by the installed comparer (a child
+    /// process), and those that fell back to this process.
+    pub comparisons: crate::compare::ComparisonCounts,
 }
 
 impl MetricsSnapshot {
@@ -130,6 +133,7 @@ impl Manager {
             cache: self.inner.cache.as_ref().map(|c| c.snapshot()),
             eviction: self.inner.eviction.snapshot(self.evicted()),
             monitor: self.monitor_snapshot(),
+            comparisons: self.engine_comparisons(),
         }
     }
 

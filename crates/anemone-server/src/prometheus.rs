@@ -274,6 +274,7 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
         }
     }
     eviction(&mut f, m);
+    comparisons(&mut f, m);
     f.header(
         "anemone_requests_rejected_total",
         "counter",
@@ -396,6 +397,19 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
     }
     health::render(&mut f, m);
     out
+}
+
+/// Where the CPU engines were compared (docs/BACKENDS.md, "Where the CPU
+/// engines are compared").
+fn comparisons(f: &mut Family<'_>, m: &MetricsSnapshot) {
+    const NAME: &str = "anemone_engine_comparisons_total";
+    f.header(
+        NAME,
+        "counter",
+        "Comparisons of the CPU engines run in a child process (at load and re-timing); where=fell_back: the child failed and the server compared them itself",
+    );
+    f.sample(NAME, &[("where", "child")], m.comparisons.elsewhere);
+    f.sample(NAME, &[("where", "fell_back")], m.comparisons.fell_back);
 }
 
 /// Evictions, on-demand loads and load times (`--eviction lru`); the bytes

@@ -259,16 +259,26 @@ impl Monitor {
             .max(std::time::Duration::from_millis(1));
         let spawned = std::thread::Builder::new()
             .name("anemone-monitor".into())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                let Some(inner) = weak.upgrade() else {
-                    return;
-                };
-                let manager = Manager { inner };
-                if !manager.inner.live.load(Ordering::Relaxed) {
-                    return;
+            .spawn(move || {
+                let mut idle = crate::trim::IdleTrim::default();
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(inner) = weak.upgrade() else {
+                        return;
+                    };
+                    let manager = Manager { inner };
+                    if !manager.inner.live.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    manager.check_health();
+                    // Freed activations back to the system once traffic pauses.
+                    let answered = manager
+                        .models()
+                        .iter()
+                        .map(|m| m.metrics().success_count())
+                        .sum();
+                    idle.look(answered, manager.inner.global.in_use());
                 }
-                manager.check_health();
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the health monitor thread; models are not watched");
@@ -410,7 +420,13 @@ impl Manager {
             ),
             Action::Retime(instance, sets) => (
                 format!("anemone-retime-{}", instance.name()),
-                Box::new(move || this.retime(&instance, sets)),
+                Box::new(move || {
+                    this.retime(&instance, sets);
+                    // The engine it left (when it moved) is freed once the
+                    // last request on it ends; what is free by now goes back.
+                    drop(instance);
+                    crate::trim::release_freed_memory();
+                }),
             ),
         };
         if let Err(e) = std::thread::Builder::new().name(name).spawn(job) {

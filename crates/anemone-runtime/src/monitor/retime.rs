@@ -54,37 +54,44 @@ impl Manager {
             .iter()
             .map(|i| i.name.clone())
             .collect();
-        let Some(serving_time) = time_on(current.first_engine(), &current.spec, &names, &sets)
-        else {
-            tracing::info!(model = %current.name(), "re-timing skipped: the serving engine failed on the requests' inputs");
-            return;
-        };
-        let mut times = vec![(serving.clone(), serving_time)];
-        let mut best: Option<(Duration, Candidate, Box<dyn LoadedModel>)> = None;
-        let others = compared(sel).into_iter().filter(|b| *b != serving);
-        for backend in others {
-            let Some(candidate) = self
-                .inner
-                .loader
-                .backends
-                .resolve(Some(&[backend]))
-                .ok()
-                .and_then(|mut c| c.pop())
-            else {
-                continue;
+        type Best = (Duration, Candidate, Option<Box<dyn LoadedModel>>);
+        let (serving_time, times, best): (Duration, Vec<(String, Duration)>, Option<Best>) =
+            match self.retime_elsewhere(current, &serving, &names, &sets) {
+                Some(Some(found)) => found,
+                Some(None) => {
+                    tracing::info!(model = %current.name(), "re-timing skipped: the serving engine failed on the requests' inputs");
+                    return;
+                }
+                None => {
+                    let Some(serving_time) =
+                        time_on(current.first_engine(), &current.spec, &names, &sets)
+                    else {
+                        tracing::info!(model = %current.name(), "re-timing skipped: the serving engine failed on the requests' inputs");
+                        return;
+                    };
+                    let mut times = vec![(serving.clone(), serving_time)];
+                    let mut best: Option<Best> = None;
+                    let others = compared(sel).into_iter().filter(|b| *b != serving);
+                    for backend in others {
+                        let Some(candidate) = self.resolve_one(&backend) else {
+                            continue;
+                        };
+                        let source = anemone_core::ModelSource::from_path(&current.spec.path);
+                        let Ok(model) = self.try_candidate(&current.spec, &source, &candidate)
+                        else {
+                            continue;
+                        };
+                        let Some(t) = time_on(&*model, &current.spec, &names, &sets) else {
+                            continue;
+                        };
+                        times.push((candidate.label.clone(), t));
+                        if best.as_ref().is_none_or(|(b, ..)| t < *b) {
+                            best = Some((t, candidate, Some(model)));
+                        }
+                    }
+                    (serving_time, times, best)
+                }
             };
-            let source = anemone_core::ModelSource::from_path(&current.spec.path);
-            let Ok(model) = self.try_candidate(&current.spec, &source, &candidate) else {
-                continue;
-            };
-            let Some(t) = time_on(&*model, &current.spec, &names, &sets) else {
-                continue;
-            };
-            times.push((candidate.label.clone(), t));
-            if best.as_ref().is_none_or(|(b, ..)| t < *b) {
-                best = Some((t, candidate, model));
-            }
-        }
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         let figures: Vec<String> = times
             .iter()
@@ -103,6 +110,20 @@ impl Manager {
         else {
             tracing::info!(model = %current.name(), backend = %serving, shapes = sets.len(), "re-timed on real requests ({}); it stays", figures.join(", "));
             return;
+        };
+        // Timed in another process: the winner loads here only now.
+        let model = match model {
+            Some(model) => model,
+            None => {
+                let source = anemone_core::ModelSource::from_path(&current.spec.path);
+                match self.try_candidate(&current.spec, &source, &candidate) {
+                    Ok(model) => model,
+                    Err((reason, _)) => {
+                        tracing::error!(model = %current.name(), to = %candidate.label, "re-timing move not made: the faster engine does not load here: {reason}");
+                        return;
+                    }
+                }
+            }
         };
         if current.switching.swap(true, Ordering::AcqRel) {
             return; // a fallback owns the model now
@@ -126,6 +147,74 @@ impl Manager {
                 tracing::error!(model = %current.name(), %to, "re-timing move not installed: {e}")
             }
         }
+    }
+
+    /// One backend of the manager, by name, as a candidate.
+    fn resolve_one(&self, backend: &str) -> Option<Candidate> {
+        self.inner
+            .loader
+            .backends
+            .resolve(Some(&[backend.to_string()]))
+            .ok()
+            .and_then(|mut c| c.pop())
+    }
+
+    /// Re-times the compared engines on the installed comparer (another
+    /// process). `None`: no comparer, or it failed (the caller re-times
+    /// here); `Some(None)`: the serving engine failed on the inputs there;
+    /// else the serving engine's time, every engine's, and the fastest other.
+    #[allow(clippy::type_complexity)]
+    fn retime_elsewhere(
+        &self,
+        current: &Arc<ModelInstance>,
+        serving: &str,
+        names: &[String],
+        sets: &[Vec<Tensor>],
+    ) -> Option<
+        Option<(
+            Duration,
+            Vec<(String, Duration)>,
+            Option<(Duration, Candidate, Option<Box<dyn LoadedModel>>)>,
+        )>,
+    > {
+        self.inner.loader.comparer.as_ref()?;
+        let spec = &current.spec;
+        let mut candidates = vec![serving.to_string()];
+        candidates.extend(
+            compared(current.selection())
+                .into_iter()
+                .filter(|b| b != serving),
+        );
+        let job = crate::compare::CompareJob {
+            model: spec.name.clone(),
+            path: spec.path.clone(),
+            candidates,
+            threads: spec.threads.or(self.inner.loader.threads),
+            settings: spec.settings.clone(),
+            declared_inputs: spec.declared_inputs.clone(),
+            sets: sets
+                .iter()
+                .map(|set| names.iter().cloned().zip(set.iter().cloned()).collect())
+                .collect(),
+        };
+        let report = self.compare_elsewhere(&job)?;
+        let timed: Vec<(String, Duration)> = report
+            .engines
+            .iter()
+            .filter_map(|(b, t)| match t {
+                crate::compare::Timing::Timed(d) => Some((b.clone(), *d)),
+                _ => None,
+            })
+            .collect();
+        let Some(serving_time) = timed.iter().find(|(b, _)| b == serving).map(|(_, t)| *t) else {
+            return Some(None);
+        };
+        let best = timed
+            .iter()
+            .filter(|(b, _)| b != serving)
+            .min_by_key(|(_, t)| *t)
+            .and_then(|(b, t)| Some((*t, self.resolve_one(b)?, None)));
+        Some(Some((serving_time, timed, best)))
     }
 
     /// Installs `model` (on `candidate`) in place of `current`, with the

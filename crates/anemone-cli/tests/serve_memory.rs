@@ -1,0 +1,152 @@
+//! Issue 11's memory goal through the real `anemone serve`: with the
+//! defaults (the CPU engines compared in a child process, one allocator
+//! arena), a server holding the five real models (PP-OCRv4 det/rec/cls,
+//! magika, silero VAD) is within 3x the model bytes above an empty server.
+//! Each model is served by the engine the comparison picked.
+//!
+//! Linux only (it reads VmRSS from /proc).
+
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CASES: [&str; 5] = ["ocr_det", "ocr_rec", "ocr_cls", "magika", "silero_vad"];
+
+fn fixture(case: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../fixtures/generated/{case}/model.onnx"));
+    assert!(p.exists(), "{}: run scripts/setup.sh", p.display());
+    p
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    let head = format!("GET {path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let status = reply.split(' ').nth(1)?.parse().ok()?;
+    Some((status, reply))
+}
+
+struct Server {
+    child: Child,
+    repo: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.repo);
+    }
+}
+
+/// Starts a server on `cases`, waits until every one is ready, and returns
+/// it with its VmRSS in bytes and each model's metadata reply.
+fn serve(tag: &str, cases: &[&str], args: &[&str]) -> (Server, u64, Vec<String>) {
+    let repo = std::env::temp_dir().join(format!("anemone-servemem-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(&repo).unwrap();
+    for case in cases {
+        std::fs::create_dir_all(repo.join(case).join("1")).unwrap();
+        std::fs::copy(fixture(case), repo.join(case).join("1/model.onnx")).unwrap();
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ANEMONE_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .args([
+            "serve",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--model-repository",
+        ])
+        .arg(&repo)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the anemone binary runs");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let http: SocketAddr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("HTTP listening on ")
+                .map(|a| a.parse().unwrap())
+        })
+        .expect("the server prints its HTTP address");
+    std::thread::spawn(move || lines.for_each(drop));
+    let server = Server { child, repo };
+    let start = Instant::now();
+    let ready =
+        |c: &&str| get(http, &format!("/v2/models/{c}/ready")).is_some_and(|(s, _)| s == 200);
+    while !cases.iter().all(&ready) || get(http, "/v2/health/ready").is_none_or(|(s, _)| s != 200) {
+        assert!(start.elapsed() < Duration::from_secs(300), "not ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let mut replies: Vec<String> = cases
+        .iter()
+        .map(|c| get(http, &format!("/v2/models/{c}")).unwrap().1)
+        .collect();
+    replies.push(get(http, "/metrics").unwrap().1);
+    (server, kib * 1024, replies)
+}
+
+#[test]
+fn five_real_models_stay_within_3x_their_bytes_above_an_empty_server() {
+    let files: u64 = CASES
+        .iter()
+        .map(|c| std::fs::metadata(fixture(c)).unwrap().len())
+        .sum();
+    let (empty_server, empty, _) = serve("empty", &[], &[]);
+    drop(empty_server);
+    let (_server, rss, mut meta) = serve("five", &CASES, &[]);
+    let metrics = meta.pop().unwrap();
+    // Every model's engines were compared in a child, none in the server.
+    for line in [
+        "anemone_engine_comparisons_total{where=\"child\"} 5",
+        "anemone_engine_comparisons_total{where=\"fell_back\"} 0",
+    ] {
+        assert!(metrics.contains(line), "no {line} in /metrics");
+    }
+    let above = rss.saturating_sub(empty);
+    let ratio = above as f64 / files as f64;
+    eprintln!(
+        "five models ({:.1} MiB): RSS {:.0} MiB, {:.0} MiB above the empty server ({:.2}x)",
+        files as f64 / 1048576.0,
+        rss as f64 / 1048576.0,
+        above as f64 / 1048576.0,
+        ratio
+    );
+    // Measured 2.7x on a 2-core VM (debug build, 2026-11-30); the engines
+    // compared in the server made it 4.0-4.3x, glibc's default arenas 3.2-3.4x.
+    assert!(
+        ratio < 3.0,
+        "{ratio:.2}x the model bytes above an empty server; the goal is 3x"
+    );
+    // Both engines were candidates (silero VAD's synthetic warm-up fails on
+    // both: issue 11), and each model serves on one of them.
+    for m in meta {
+        for engine in ["onnxruntime", "tract-cpu"] {
+            assert!(m.contains(&format!("\"backend\":\"{engine}\"")), "{m}");
+        }
+    }
+}
