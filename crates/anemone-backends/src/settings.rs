@@ -8,7 +8,8 @@ pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
     Some(match backend {
         "coreml" => &crate::coreml::options::KEYS,
         "onnxruntime" => &ONNXRUNTIME,
-        "tract-cpu" | "tract-cuda" | "tract-metal" => &[],
+        "tract-cuda" => &[crate::tract::conv_fuse::PRECISION_KEY],
+        "tract-cpu" | "tract-metal" => &[],
         _ => return None,
     })
 }

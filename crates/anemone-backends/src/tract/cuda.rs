@@ -11,7 +11,8 @@
 //! failures (no device, allocation failures); loading and inference catch
 //! those panics and return errors instead.
 
-use super::{load, rewrite, Target, TractModel, TRACT_VERSION};
+use super::conv_fuse::{Precision, PRECISION_KEY};
+use super::{cuda_runtime, load, Target, TractModel, TRACT_VERSION};
 use anemone_core::{
     Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
     Result, Support, Tensor, Tier,
@@ -39,8 +40,9 @@ pub struct TractCuda;
 
 const CUDA: Target = Target {
     backend: "tract-cuda",
-    runtime: "cuda",
-    rewrite: rewrite::for_gpu,
+    runtime: "anemone-cuda",
+    rewrite: cuda_runtime::rewrite,
+    runtime_impl: Some(cuda_runtime::runtime),
     reuse_states: true,
 };
 
@@ -82,14 +84,19 @@ impl Backend for TractCuda {
                 reason,
             });
         }
-        let model = guarded("load", || load(&CUDA, &source.path, options))?;
-        Ok(Box::new(CudaModel(model)))
+        let precision = match options.setting(PRECISION_KEY) {
+            Some(value) => Precision::parse(value).map_err(Error::Config)?,
+            None => Precision::default(),
+        };
+        let model = guarded("load", || load(&CUDA, &source.path, options, precision))?;
+        Ok(Box::new(CudaModel(model, precision)))
     }
 }
 
 /// A model prepared by tract-cuda: a [`TractModel`] whose failures are
-/// classified (device lost, out of memory) and whose panics are caught.
-struct CudaModel(TractModel);
+/// classified (device lost, out of memory) and whose panics are caught,
+/// with the precision its matrix products run in.
+struct CudaModel(TractModel, Precision);
 
 impl LoadedModel for CudaModel {
     fn metadata(&self) -> &ModelMetadata {
@@ -105,7 +112,15 @@ impl LoadedModel for CudaModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        guarded("inference", || self.0.infer(inputs))
+        guarded("inference", || {
+            cuda_runtime::set_cublas_math(self.1).map_err(|e| Error::Backend {
+                backend: CUDA.backend.into(),
+                message: format!("cannot set the cuBLAS math mode: {e:#}"),
+                retryable: false,
+                source: None,
+            })?;
+            self.0.infer(inputs)
+        })
     }
 }
 

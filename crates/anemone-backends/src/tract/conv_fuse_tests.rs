@@ -1,0 +1,191 @@
+//! [`fuse_convs`] on tract's CPU runtime, where [`FusedConv`] evaluates as
+//! the ops it replaced: the fused model must compute what ONNX Runtime
+//! computed for the original (an independent engine's reference).
+
+use super::*;
+use crate::tract::{ops, typed};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/generated")
+        .join(name);
+    assert!(
+        dir.join("case.json").exists(),
+        "fixture {} is missing: run scripts/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// An ONNX model as anemone hands it to tract's runtimes (decluttered).
+fn load(path: &Path) -> TypedModel {
+    let file = crate::onnx::read(path).expect("read");
+    let mut proto = file.proto;
+    crate::onnx::canonicalize_symbols(&mut proto);
+    ops::prepare_proto(&mut proto);
+    typed(crate::onnx::to_tract(path, &proto).expect("parse")).expect("typed")
+}
+
+fn npy(path: &Path) -> Tensor {
+    let t = anemone_core::npy::read(std::fs::File::open(path).unwrap()).unwrap();
+    crate::tract::convert::to_tract(&t).unwrap()
+}
+
+fn run(model: &TypedModel, input: &Tensor) -> Tensor {
+    let out = model
+        .clone()
+        .into_runnable()
+        .expect("plan")
+        .run(tvec!(input.clone().into_tvalue()))
+        .expect("run");
+    out[0].clone().into_tensor()
+}
+
+fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
+    assert_eq!(got.shape(), want.shape());
+    let (g, w) = (
+        got.to_plain_array_view::<f32>().unwrap(),
+        want.to_plain_array_view::<f32>().unwrap(),
+    );
+    let num: f64 = g
+        .iter()
+        .zip(w.iter())
+        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+        .sum();
+    let den: f64 = w
+        .iter()
+        .map(|b| (*b as f64).powi(2))
+        .sum::<f64>()
+        .max(1e-30);
+    (num / den).sqrt()
+}
+
+fn fused_ops(model: &TypedModel) -> Vec<&FusedConv> {
+    model
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<FusedConv>())
+        .collect()
+}
+
+#[test]
+fn precision_parses_its_values_and_explains_others() {
+    assert_eq!(Precision::parse("fp32"), Ok(Precision::Fp32));
+    assert_eq!(Precision::parse(" TF32 "), Ok(Precision::Tf32));
+    assert_eq!(Precision::default(), Precision::Fp32);
+    let e = Precision::parse("fp8").unwrap_err();
+    assert!(e.contains(PRECISION_KEY) && e.contains("fp32, tf32"), "{e}");
+    for v in Precision::VALUES {
+        assert_eq!(Precision::parse(v).unwrap().as_str(), v);
+    }
+}
+
+/// ResNet-18: every convolution fused, the block-ending ReLUs with their
+/// residual adds, the three strided shortcuts read without Downsample, and
+/// the output still ONNX Runtime's.
+#[test]
+fn resnet18_fuses_every_conv_and_still_matches_onnx_runtime() {
+    let dir = fixture("resnet18");
+    let model = load(&dir.join("model.onnx"));
+    let convs = model.nodes().iter().filter(|n| n.op_is::<Conv>()).count();
+    assert_eq!(convs, 17, "tract made the three 1×1 shortcuts EinSums");
+    let fused = fuse_convs(model, Precision::Tf32).expect("fuse");
+    assert!(
+        !fused.nodes().iter().any(|n| n.op_is::<Conv>()),
+        "a Conv was left"
+    );
+    let ops = fused_ops(&fused);
+    assert_eq!(ops.len(), 20);
+    assert!(ops.iter().all(|op| op.precision == Precision::Tf32));
+    assert_eq!(
+        ops.iter().filter(|op| op.relu).count(),
+        17,
+        "stem + 2 per block"
+    );
+    assert_eq!(
+        ops.iter().filter(|op| op.residual).count(),
+        8,
+        "one per block"
+    );
+    let strided_1x1 = ops
+        .iter()
+        .filter(|op| op.conv.pool_spec.kernel_shape[..] == [1, 1])
+        .filter(|op| op.conv.pool_spec.strides()[..] == [2, 2])
+        .count();
+    assert_eq!(strided_1x1, 3, "the three shortcuts keep their stride");
+    assert!(!fused.nodes().iter().any(|n| n.op_is::<Downsample>()));
+    let relus = fused
+        .nodes()
+        .iter()
+        .filter(|n| n.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<Max>()))
+        .count();
+    assert_eq!(relus, 0, "every ReLU went into a convolution");
+
+    let input = npy(&dir.join("run0_in_0.npy"));
+    let want = npy(&dir.join("run0_out_0.npy"));
+    let err = rel_l2(&run(&fused, &input), &want);
+    assert!(
+        err < 1e-4,
+        "fused ResNet-18 against ONNX Runtime: {err:.2e}"
+    );
+}
+
+/// x → conv → relu, where the conv's output is also a model output: the
+/// ReLU must stay separate (fusing it would change that output).
+#[test]
+fn a_conv_output_read_elsewhere_keeps_its_relu_apart() {
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, 2, 5, 5])).unwrap();
+    let w: Vec<f32> = (0..2 * 2 * 9)
+        .map(|i| ((i * 37) % 11) as f32 - 5.0)
+        .collect();
+    let w = tract_ndarray::ArrayD::from_shape_vec(vec![2, 2, 3, 3], w)
+        .unwrap()
+        .into_tensor();
+    let w = model.add_const("w", w).unwrap();
+    let b = model.add_const("b", tensor1(&[0.5f32, -1.0])).unwrap();
+    let spec = PoolSpec {
+        data_format: DataFormat::NCHW,
+        kernel_shape: tvec!(3, 3),
+        padding: PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)),
+        dilations: None,
+        strides: None,
+        input_channels: 2,
+        output_channels: 2,
+    };
+    let conv = Conv::new(spec, KernelFormat::OIHW, 1, None);
+    let y = model.wire_node("conv", conv, &[x, w, b]).unwrap()[0];
+    let zero = model.add_const("zero", tensor4(&[[[[0f32]]]])).unwrap();
+    let r = model.wire_node("relu", max(), &[y, zero]).unwrap()[0];
+    model.select_output_outlets(&[y, r]).unwrap();
+
+    let fused = fuse_convs(model.clone(), Precision::Fp32).unwrap();
+    let ops = fused_ops(&fused);
+    assert_eq!(ops.len(), 1);
+    assert!(!ops[0].relu && !ops[0].residual);
+    let data: Vec<f32> = (0..50)
+        .map(|i| ((i * 7919) % 100) as f32 / 10.0 - 5.0)
+        .collect();
+    let input = tract_ndarray::ArrayD::from_shape_vec(vec![1, 2, 5, 5], data)
+        .unwrap()
+        .into_tensor();
+    let (want, got) = (
+        model
+            .into_runnable()
+            .unwrap()
+            .run(tvec!(input.clone().into_tvalue()))
+            .unwrap(),
+        fused
+            .into_runnable()
+            .unwrap()
+            .run(tvec!(input.into_tvalue()))
+            .unwrap(),
+    );
+    for (g, w) in got.iter().zip(want.iter()) {
+        assert_eq!(
+            rel_l2(&g.clone().into_tensor(), &w.clone().into_tensor()),
+            0.0
+        );
+    }
+}
