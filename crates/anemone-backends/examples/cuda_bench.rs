@@ -54,8 +54,8 @@ fn main() -> anyhow::Result<()> {
     }
     batches.sort_by_key(|b| b.0);
 
-    // The backend three ways: tract-cuda's own convolution (the baseline,
-    // CONV_ENV=tract), and anemone's cuDNN convolution in fp32 and tf32.
+    // The backend four ways: tract-cuda's own convolution (the baseline,
+    // CONV_ENV=tract), anemone's cuDNN convolution in fp32 and tf32, and fp16.
     let load = |precision: Precision, tract_conv: bool| -> anyhow::Result<Arc<dyn LoadedModel>> {
         if tract_conv {
             std::env::set_var(CONV_ENV, "tract");
@@ -87,6 +87,10 @@ fn main() -> anyhow::Result<()> {
         ),
         ("anemone cuDNN conv, fp32", load(Precision::Fp32, false)?),
         ("anemone cuDNN conv, tf32", load(Precision::Tf32, false)?),
+        (
+            "tract-cuda fp16 (f32_to_f16)",
+            load(Precision::Fp16, false)?,
+        ),
     ];
     std::env::remove_var(CONV_ENV);
     let fused = prepare(&model, true)?;
@@ -134,6 +138,10 @@ fn main() -> anyhow::Result<()> {
     if let Some((n, input, _)) = batches.last() {
         profile("tract-cuda conv", &*prepare(&model, false)?, input, *n)?;
         profile("anemone conv, fp32", &*fused, input, *n)?;
+    }
+    println!("\ncuDNN algorithms chosen (ReLU-fused convolutions; the others run IMPLICIT_PRECOMP_GEMM):");
+    for line in anemone_backends::tract::cuda_conv::chosen_algorithms() {
+        println!("  {line}");
     }
     if !failures.is_empty() {
         anyhow::bail!(

@@ -25,6 +25,7 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cast::cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::downsample::Downsample;
 use tract_onnx::tract_core::ops::einsum::EinSum;
@@ -47,17 +48,23 @@ pub enum Precision {
     /// `CUBLAS_TF32_TENSOR_OP_MATH`). What PyTorch does for convolutions by
     /// default. About 1e-3 relative error against float32.
     Tf32,
+    /// Half precision: tract's `f32_to_f16` translation of the whole model
+    /// (inputs and outputs stay float32, cast at the edges), run by
+    /// tract-cuda's own kernels (no convolution fusion). About 1e-3 to 1e-2
+    /// relative error against float32.
+    Fp16,
 }
 
 impl Precision {
     /// The setting's values.
-    pub const VALUES: [&'static str; 2] = ["fp32", "tf32"];
+    pub const VALUES: [&'static str; 3] = ["fp32", "tf32", "fp16"];
 
     /// Parses a value of [`PRECISION_KEY`]; the error says what is accepted.
     pub fn parse(value: &str) -> Result<Self, String> {
         match value.trim().to_ascii_lowercase().as_str() {
             "fp32" | "float32" => Ok(Precision::Fp32),
             "tf32" | "tensorfloat32" => Ok(Precision::Tf32),
+            "fp16" | "float16" | "half" => Ok(Precision::Fp16),
             other => Err(format!(
                 "{PRECISION_KEY} is {other:?}; use one of {}",
                 Self::VALUES.join(", ")
@@ -70,6 +77,7 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Tf32 => "tf32",
+            Precision::Fp16 => "fp16",
         }
     }
 }
@@ -139,6 +147,65 @@ impl TypedOp for FusedConv {
         }
         Ok(facts)
     }
+}
+
+/// Everything the CUDA backend does to a decluttered model before tract-cuda
+/// translates it, for `precision`: [`fuse_convs`] unless `tract_conv` (or in
+/// fp16), then [`super::rewrite::for_gpu`], then for fp16 tract's
+/// `f32_to_f16` translation.
+pub fn for_cuda(
+    model: TypedModel,
+    precision: Precision,
+    tract_conv: bool,
+) -> TractResult<TypedModel> {
+    let model = if tract_conv || precision == Precision::Fp16 {
+        model
+    } else {
+        fuse_convs(model, precision)?
+    };
+    let mut model = super::rewrite::for_gpu(model)?;
+    if precision == Precision::Fp16 {
+        tract_onnx::tract_core::transform::get_transform("f32_to_f16")?
+            .context("tract's f32_to_f16 transform is not registered")?
+            .transform(&mut model)?;
+        model = float32_edges(model)?;
+    }
+    Ok(model)
+}
+
+/// tract's `f32_to_f16` makes the model's inputs and outputs half precision
+/// too; this puts float32 back at the edges (a float32 source cast to f16,
+/// each f16 output cast to float32), so callers see the model they loaded.
+fn float32_edges(mut model: TypedModel) -> TractResult<TypedModel> {
+    let mut inputs = model.input_outlets()?.to_vec();
+    for input in inputs.iter_mut() {
+        let fact = model.outlet_fact(*input)?.clone();
+        if fact.datum_type != f16::datum_type() {
+            continue;
+        }
+        let name = model.node(input.node).name.clone();
+        model.node_mut(input.node).name = format!("{name}.f16");
+        let successors = model.node(input.node).outputs[input.slot]
+            .successors
+            .clone();
+        let source = model.add_source(&name, f32::fact(fact.shape.iter()))?;
+        let cast =
+            model.wire_node(format!("{name}.to-f16"), cast(f16::datum_type()), &[source])?[0];
+        for inlet in successors {
+            model.add_edge(cast, inlet)?;
+        }
+        *input = source;
+    }
+    model.set_input_outlets(&inputs)?;
+    let mut outputs = model.output_outlets()?.to_vec();
+    for (ix, output) in outputs.iter_mut().enumerate() {
+        if model.outlet_fact(*output)?.datum_type == f16::datum_type() {
+            let name = format!("{}.to-f32-{ix}", model.node(output.node).name);
+            *output = model.wire_node(name, cast(f32::datum_type()), &[*output])?[0];
+        }
+    }
+    model.select_output_outlets(&outputs)?;
+    model.into_compact()
 }
 
 /// Rewrites every convolution cuDNN can take (see the module's list) into a

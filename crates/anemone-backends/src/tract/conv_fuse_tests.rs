@@ -75,7 +75,11 @@ fn precision_parses_its_values_and_explains_others() {
     assert_eq!(Precision::parse(" TF32 "), Ok(Precision::Tf32));
     assert_eq!(Precision::default(), Precision::Fp32);
     let e = Precision::parse("fp8").unwrap_err();
-    assert!(e.contains(PRECISION_KEY) && e.contains("fp32, tf32"), "{e}");
+    assert!(
+        e.contains(PRECISION_KEY) && e.contains("fp32, tf32, fp16"),
+        "{e}"
+    );
+    assert_eq!(Precision::parse("half"), Ok(Precision::Fp16));
     for v in Precision::VALUES {
         assert_eq!(Precision::parse(v).unwrap().as_str(), v);
     }
@@ -188,4 +192,39 @@ fn a_conv_output_read_elsewhere_keeps_its_relu_apart() {
             0.0
         );
     }
+}
+
+/// fp16: the model computes in half precision inside, float32 at its edges,
+/// within half precision's error of ONNX Runtime's float32 output.
+#[test]
+fn fp16_keeps_float32_edges_and_half_precision_accuracy() {
+    let dir = fixture("small_convnet");
+    let model = load(&dir.join("model.onnx"));
+    let half = for_cuda(model.clone(), Precision::Fp16, false).expect("fp16");
+    assert!(
+        fused_ops(&half).is_empty(),
+        "fp16 runs tract's own convolutions"
+    );
+    let convs_in_f16 = half
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<Conv>())
+        .all(|n| half.outlet_fact(n.inputs[0]).unwrap().datum_type == f16::datum_type());
+    assert!(convs_in_f16, "a convolution stayed in float32");
+    let input = npy(&dir.join("run0_in_0.npy"));
+    let want = npy(&dir.join("run0_out_0.npy"));
+    let got = run(&half, &input);
+    assert_eq!(
+        got.datum_type(),
+        f32::datum_type(),
+        "the output stays float32"
+    );
+    let err = rel_l2(&got, &want);
+    assert!(
+        err > 1e-6 && err < 2e-2,
+        "fp16 against ONNX Runtime: {err:.2e}"
+    );
+    let fp32 = for_cuda(model, Precision::Fp32, false).expect("fp32");
+    assert!(!fused_ops(&fp32).is_empty());
+    assert!(rel_l2(&run(&fp32, &input), &want) < 1e-5);
 }

@@ -110,6 +110,28 @@ fn chosen() -> &'static Mutex<HashMap<(FusedConv, TVec<usize>), usize>> {
     CHOSEN.get_or_init(Mutex::default)
 }
 
+/// The algorithms chosen so far in this process, as (kernel, strides,
+/// input shape, algorithm) lines: for diagnostics and benchmarks.
+pub fn chosen_algorithms() -> Vec<String> {
+    let chosen = chosen().lock().unwrap_or_else(|e| e.into_inner());
+    let mut lines: Vec<String> = chosen
+        .iter()
+        .map(|((op, shape), algo)| {
+            let spec = &op.conv.pool_spec;
+            format!(
+                "kernel {:?} strides {:?} {} input {:?}: {:?}",
+                spec.kernel_shape,
+                spec.strides(),
+                op.precision.as_str(),
+                shape,
+                ALGOS[*algo]
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
 fn dims(shape: &[usize]) -> Vec<i32> {
     shape.iter().map(|d| *d as i32).collect()
 }
@@ -145,7 +167,7 @@ fn descriptors(
     conv.set_group_count(op.conv.group as i32)?;
     conv.set_math_type(match op.precision {
         Precision::Fp32 => cudnnMathType_t::CUDNN_FMA_MATH,
-        Precision::Tf32 => cudnnMathType_t::CUDNN_DEFAULT_MATH,
+        Precision::Tf32 | Precision::Fp16 => cudnnMathType_t::CUDNN_DEFAULT_MATH,
     })?;
     let mode = if op.relu {
         cudnnActivationMode_t::CUDNN_ACTIVATION_RELU

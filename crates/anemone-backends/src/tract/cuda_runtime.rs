@@ -163,15 +163,11 @@ pub fn runtime() -> &'static dyn Runtime {
 /// convolution (no fusion, no algorithm choice): for comparisons.
 pub const CONV_ENV: &str = "ANEMONE_TRACT_CUDA_CONV";
 
-/// The rewrites before the translation: [`super::conv_fuse::fuse_convs`]
-/// (unless [`CONV_ENV`] is `tract`), then [`super::rewrite::for_gpu`].
+/// The rewrites before the translation: [`super::conv_fuse::for_cuda`],
+/// with tract-cuda's own convolution when [`CONV_ENV`] is `tract`.
 pub fn rewrite(model: TypedModel, precision: Precision) -> TractResult<TypedModel> {
-    let model = if std::env::var(CONV_ENV).is_ok_and(|v| v == "tract") {
-        model
-    } else {
-        super::conv_fuse::fuse_convs(model, precision)?
-    };
-    super::rewrite::for_gpu(model)
+    let tract_conv = std::env::var(CONV_ENV).is_ok_and(|v| v == "tract");
+    super::conv_fuse::for_cuda(model, precision, tract_conv)
 }
 
 /// Sets the calling thread's cuBLAS math mode (tract-cuda's matrix products)
@@ -180,7 +176,7 @@ pub fn rewrite(model: TypedModel, precision: Precision) -> TractResult<TypedMode
 pub fn set_cublas_math(precision: Precision) -> TractResult<()> {
     use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode, cublasStatus_t};
     let mode = match precision {
-        Precision::Fp32 => cublasMath_t::CUBLAS_DEFAULT_MATH,
+        Precision::Fp32 | Precision::Fp16 => cublasMath_t::CUBLAS_DEFAULT_MATH,
         Precision::Tf32 => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
     };
     tract_cuda::with_cuda_stream(|stream| {
