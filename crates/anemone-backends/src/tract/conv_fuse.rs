@@ -150,9 +150,10 @@ impl TypedOp for FusedConv {
 }
 
 /// Everything the CUDA backend does to a decluttered model before tract-cuda
-/// translates it, for `precision`: [`fuse_convs`] unless `tract_conv` (or in
-/// fp16), then [`super::rewrite::for_gpu`], then for fp16 tract's
-/// `f32_to_f16` translation.
+/// translates it, for `precision`: [`fuse_convs`] and
+/// [`super::pool_fuse::mark_max_pools`] unless `tract_conv` (or in fp16),
+/// then [`super::rewrite::for_gpu`], then for fp16 tract's `f32_to_f16`
+/// translation.
 pub fn for_cuda(
     model: TypedModel,
     precision: Precision,
@@ -161,7 +162,7 @@ pub fn for_cuda(
     let model = if tract_conv || precision == Precision::Fp16 {
         model
     } else {
-        fuse_convs(model, precision)?
+        super::pool_fuse::mark_max_pools(fuse_convs(model, precision)?)?
     };
     let mut model = super::rewrite::for_gpu(model)?;
     if precision == Precision::Fp16 {

@@ -3,8 +3,10 @@
 //! computed for the original (an independent engine's reference).
 
 use super::*;
+use crate::tract::pool_fuse::{cudnn_geometry, CudnnMaxPoolMark};
 use crate::tract::{ops, typed};
 use std::path::{Path, PathBuf};
+use tract_onnx::tract_core::ops::cnn::MaxPool;
 
 fn fixture(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -132,6 +134,64 @@ fn resnet18_fuses_every_conv_and_still_matches_onnx_runtime() {
     assert!(
         err < 1e-4,
         "fused ResNet-18 against ONNX Runtime: {err:.2e}"
+    );
+
+    // What the CUDA backend hands tract-cuda: the stem's max pool marked for
+    // cuDNN (3×3, stride 2, pad 1), no pooling left as slices.
+    let cuda = for_cuda(load(&dir.join("model.onnx")), Precision::Fp32, false).expect("for_cuda");
+    let pools: Vec<_> = cuda
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<CudnnMaxPoolMark>())
+        .collect();
+    assert_eq!(pools.len(), 1);
+    assert_eq!(pools[0].0.pool_spec.kernel_shape[..], [3, 3]);
+    assert!(!cuda
+        .nodes()
+        .iter()
+        .any(|n| n.op_is::<MaxPool>() || n.op().name() == "Slice"));
+    let err = rel_l2(&run(&cuda, &input), &want);
+    assert!(
+        err < 1e-4,
+        "ResNet-18 as the CUDA backend prepares it: {err:.2e}"
+    );
+}
+
+/// cuDNN's max pool computes its output size rounding down and pads both
+/// sides alike: ceil mode or uneven padding stays with the slices.
+#[test]
+fn only_pools_cudnn_sizes_alike_are_marked() {
+    use tract_onnx::tract_core::ops::cnn::PoolSpec;
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+    let pool = |padding: PaddingSpec| {
+        MaxPool::new(
+            PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(3, 3),
+                padding,
+                dilations: None,
+                strides: Some(tvec!(2, 2)),
+                input_channels: 4,
+                output_channels: 4,
+            },
+            None,
+        )
+    };
+    let fact = f32::fact([2, 4, 10, 10]);
+    let even = PaddingSpec::ExplicitOnnxPool(tvec!(1, 1), tvec!(1, 1), false);
+    assert_eq!(
+        cudnn_geometry(&pool(even), &fact),
+        Some([[3, 3], [1, 1], [2, 2]])
+    );
+    let ceil = PaddingSpec::ExplicitOnnxPool(tvec!(0, 0), tvec!(0, 0), true);
+    assert_eq!(cudnn_geometry(&pool(ceil), &fact), None, "ceil mode");
+    let uneven = PaddingSpec::ExplicitOnnxPool(tvec!(0, 1), tvec!(1, 1), false);
+    assert_eq!(cudnn_geometry(&pool(uneven), &fact), None, "uneven padding");
+    let half = f16::fact([2, 4, 10, 10]);
+    assert_eq!(
+        cudnn_geometry(&pool(PaddingSpec::Valid), &half),
+        None,
+        "f16"
     );
 }
 

@@ -14,6 +14,8 @@
 
 use super::conv_fuse::{FusedConv, Precision};
 use super::cuda_conv::CudnnConv;
+use super::cuda_pool::CudnnMaxPool;
+use super::pool_fuse::CudnnMaxPoolMark;
 use tract_cuda::CudaTransform;
 use tract_gpu::fact::{DeviceFact, DeviceTypedFactExt};
 use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
@@ -72,29 +74,35 @@ impl Runtime for AnemoneCuda {
     }
 }
 
-/// Replaces every [`FusedConv`] of a model `CudaTransform` translated by a
-/// [`CudnnConv`] on the device tensors around it: the copies to the host
+/// Replaces every [`FusedConv`] (and [`CudnnMaxPoolMark`]) of a model
+/// `CudaTransform` translated by a [`CudnnConv`] (a [`CudnnMaxPool`]) on the
+/// device tensors around it: the copies to the host
 /// before it and back to the device after it drop out, host constants
 /// (weights, bias) become device constants. Returns how many it replaced.
 pub fn lower_fused_convs(model: &mut TypedModel) -> TractResult<usize> {
+    let device_op = |node: &TypedNode| -> Option<Box<dyn TypedOp>> {
+        if let Some(op) = node.op_as::<FusedConv>() {
+            Some(Box::new(CudnnConv(op.clone())))
+        } else {
+            node.op_as::<CudnnMaxPoolMark>()
+                .map(|op| Box::new(CudnnMaxPool(op.clone())) as Box<dyn TypedOp>)
+        }
+    };
     let ids: Vec<usize> = model
         .nodes()
         .iter()
-        .filter(|n| n.op_is::<FusedConv>())
+        .filter(|n| device_op(n).is_some())
         .map(|n| n.id)
         .collect();
     for &id in &ids {
         let node = model.node(id).clone();
-        let op = node
-            .op_as::<FusedConv>()
-            .expect("filtered above; this is a bug")
-            .clone();
+        let op = device_op(&node).expect("filtered above; this is a bug");
         let mut patch = TypedModelPatch::default();
         let mut inputs = tvec!();
         for (ix, &input) in node.inputs.iter().enumerate() {
             inputs.push(device_wire(model, &mut patch, &node.name, ix, input)?);
         }
-        let out = patch.wire_node(format!("{}.cudnn", node.name), CudnnConv(op), &inputs)?[0];
+        let out = patch.wire_node(format!("{}.cudnn", node.name), op, &inputs)?[0];
         let mut host_readers = model.output_outlets()?.contains(&node.id.into());
         for succ in &node.outputs[0].successors {
             let reader = model.node(succ.node);

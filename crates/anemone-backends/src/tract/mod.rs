@@ -11,9 +11,12 @@ pub mod cuda;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_conv;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_pool;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_runtime;
 pub mod metal;
 pub mod ops;
+pub mod pool_fuse;
 pub mod rewrite;
 
 use crate::onnx;
