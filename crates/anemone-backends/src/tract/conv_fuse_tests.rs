@@ -185,7 +185,9 @@ fn only_pools_cudnn_sizes_alike_are_marked() {
     );
     let ceil = PaddingSpec::ExplicitOnnxPool(tvec!(0, 0), tvec!(0, 0), true);
     assert_eq!(cudnn_geometry(&pool(ceil), &fact), None, "ceil mode");
-    let uneven = PaddingSpec::ExplicitOnnxPool(tvec!(0, 1), tvec!(1, 1), false);
+    // Before 1, after 0 on H: the same output size as cuDNN's pad 1, but
+    // cuDNN would pad the bottom too.
+    let uneven = PaddingSpec::ExplicitOnnxPool(tvec!(1, 1), tvec!(0, 1), false);
     assert_eq!(cudnn_geometry(&pool(uneven), &fact), None, "uneven padding");
     let half = f16::fact([2, 4, 10, 10]);
     assert_eq!(
