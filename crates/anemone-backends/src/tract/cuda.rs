@@ -78,16 +78,17 @@ impl Backend for TractCuda {
     }
 
     fn load(&self, source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn LoadedModel>> {
+        // A bad setting is the configuration's fault on every machine.
+        let precision = match options.setting(PRECISION_KEY) {
+            Some(value) => Precision::parse(value).map_err(Error::Config)?,
+            None => Precision::default(),
+        };
         if let Probe::Unavailable { reason } = self.probe() {
             return Err(Error::Unavailable {
                 what: "tract-cuda".into(),
                 reason,
             });
         }
-        let precision = match options.setting(PRECISION_KEY) {
-            Some(value) => Precision::parse(value).map_err(Error::Config)?,
-            None => Precision::default(),
-        };
         let model = guarded("load", || load(&CUDA, &source.path, options, precision))?;
         Ok(Box::new(CudaModel(model, precision)))
     }
@@ -532,6 +533,20 @@ mod tests {
         }
         // Cached: the same answer again.
         assert_eq!(TractCuda.probe(), TractCuda.probe());
+    }
+
+    #[test]
+    fn a_bad_precision_is_refused_with_the_values_on_any_machine() {
+        let options = LoadOptions {
+            settings: vec![(PRECISION_KEY.into(), "fp64".into())],
+            ..LoadOptions::default()
+        };
+        let source = ModelSource::from_path("/nonexistent/model.onnx");
+        let Err(e) = TractCuda.load(&source, &options) else {
+            panic!("fp64 was accepted");
+        };
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        assert!(e.to_string().contains("fp32, tf32, fp16"), "{e}");
     }
 
     #[test]
