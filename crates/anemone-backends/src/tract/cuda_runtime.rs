@@ -2,10 +2,11 @@
 //!
 //! tract-cuda's runtime (`cuda`) translates a model with `CudaTransform`,
 //! optimises it and plans it. This one does the same, with one step between
-//! the translation and the optimisation: each [`FusedConv`] (made by
-//! `conv_fuse` before the translation; tract-cuda has no kernel for it, so
-//! it wired it on the CPU, between copies to and from the host) becomes a
-//! [`CudnnConv`] reading and writing the device tensors directly.
+//! the translation and the optimisation: each [`FusedConv`] and
+//! [`CudnnMaxPoolMark`] (made by `conv_fuse` and `pool_fuse` before the
+//! translation; tract-cuda has no kernel for them, so it wired them on the
+//! CPU, between copies to and from the host) becomes a [`CudnnConv`] or
+//! [`CudnnMaxPool`] reading and writing the device tensors directly.
 //!
 //! tract-cuda registers the operators it translates in a private inventory,
 //! so an outside crate cannot add one; a `register_cuda_op!` usable from
@@ -26,8 +27,8 @@ use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::runtime::{RunOptions, Runnable, Runtime};
 use tract_onnx::tract_core::transform::ModelTransform;
 
-/// tract-cuda's runtime with [`CudnnConv`] for the convolutions
-/// `conv_fuse` marked.
+/// tract-cuda's runtime with [`CudnnConv`] and [`CudnnMaxPool`] for the
+/// convolutions and pools `conv_fuse` and `pool_fuse` marked.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnemoneCuda;
 
@@ -46,7 +47,7 @@ impl Runtime for AnemoneCuda {
     }
 
     /// As tract-cuda's `CudaRuntime::prepare_with_options`, with
-    /// [`lower_fused_convs`] after the translation.
+    /// [`lower_to_cudnn`] after the translation.
     fn prepare_with_options(
         &self,
         mut model: TypedModel,
@@ -54,7 +55,7 @@ impl Runtime for AnemoneCuda {
     ) -> TractResult<Box<dyn Runnable>> {
         tract_cuda::utils::ensure_cuda_runtime_dependencies(MISSING)?;
         CudaTransform.transform(&mut model)?;
-        lower_fused_convs(&mut model)?;
+        lower_to_cudnn(&mut model)?;
         model.optimize()?;
         let options = RunOptions {
             skip_order_opt_ram: true,
@@ -79,7 +80,7 @@ impl Runtime for AnemoneCuda {
 /// device tensors around it: the copies to the host
 /// before it and back to the device after it drop out, host constants
 /// (weights, bias) become device constants. Returns how many it replaced.
-pub fn lower_fused_convs(model: &mut TypedModel) -> TractResult<usize> {
+pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
     let device_op = |node: &TypedNode| -> Option<Box<dyn TypedOp>> {
         if let Some(op) = node.op_as::<FusedConv>() {
             Some(Box::new(CudnnConv(op.clone())))
