@@ -9,7 +9,8 @@ does). For each model it writes DIR/<model>/:
     ref_b<N>.npy     ONNX Runtime CPU output for that input (the reference)
 
 and prints, per batch size, the median time of PyTorch eager on the GPU (fp32,
-torch's default TF32 settings, timed with CUDA events after warm-up) and of
+torch's default TF32 settings, and again with TF32 off for convolutions and
+matrix products: keys `torch_fp32_*`; timed with CUDA events after warm-up) and of
 ONNX Runtime on the CPU, plus PyTorch's error against the reference. The same
 architecture and weights run everywhere: the ONNX file is exported from the
 module that PyTorch times.
@@ -219,9 +220,18 @@ def main():
                 torch_ms = gpu_median_ms(lambda: gpu_model(xt), args.iters)
                 # Host in, host out, like a server call.
                 torch_rt_ms = host_median_ms(lambda: gpu_model(torch.from_numpy(x).to(dev)).cpu(), args.iters)
+                # The same in true fp32 (TF32 off for convolutions and matmuls).
+                tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+                torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+                got32 = gpu_model(xt).cpu().numpy()
+                fp32_ms = gpu_median_ms(lambda: gpu_model(xt), args.iters)
+                fp32_rt_ms = host_median_ms(lambda: gpu_model(torch.from_numpy(x).to(dev)).cpu(), args.iters)
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
             ort_ms = host_median_ms(lambda: sess.run(None, {in_name: x}), max(3, args.iters // 5 if n > 1 else args.iters))
             row = dict(model=name, batch=n, torch_gpu_ms=torch_ms, torch_gpu_host_roundtrip_ms=torch_rt_ms,
-                       ort_cpu_ms=ort_ms, torch_rel_l2_vs_ort=rel_l2(got, ref))
+                       ort_cpu_ms=ort_ms, torch_rel_l2_vs_ort=rel_l2(got, ref),
+                       torch_fp32_gpu_ms=fp32_ms, torch_fp32_host_roundtrip_ms=fp32_rt_ms,
+                       torch_fp32_rel_l2_vs_ort=rel_l2(got32, ref))
             results.append(row)
             print(json.dumps(row), flush=True)
         x1 = torch.from_numpy(rng.standard_normal((1, *shape)).astype(np.float32))
@@ -233,12 +243,13 @@ def main():
         del gpu_model
         torch.cuda.empty_cache()
     (args.dir / "torch_reference.json").write_text(json.dumps(results, indent=1))
-    print("\n| model | batch | PyTorch eager GPU ms (events) | PyTorch host round trip ms | ONNX Runtime CPU ms | PyTorch rel. L2 vs ORT |")
+    print("\n| model | batch | PyTorch GPU ms, TF32 / fp32 (events) | PyTorch host round trip ms, TF32 / fp32 | ONNX Runtime CPU ms | PyTorch rel. L2 vs ORT, TF32 / fp32 |")
     print("|---|---|---|---|---|---|")
     for r in results:
         if "torch_gpu_ms" in r:
-            print(f"| {r['model']} | {r['batch']} | {r['torch_gpu_ms']:.3f} | {r['torch_gpu_host_roundtrip_ms']:.3f} "
-                  f"| {r['ort_cpu_ms']:.2f} | {r['torch_rel_l2_vs_ort']:.1e} |")
+            print(f"| {r['model']} | {r['batch']} | {r['torch_gpu_ms']:.3f} / {r['torch_fp32_gpu_ms']:.3f} "
+                  f"| {r['torch_gpu_host_roundtrip_ms']:.3f} / {r['torch_fp32_host_roundtrip_ms']:.3f} "
+                  f"| {r['ort_cpu_ms']:.2f} | {r['torch_rel_l2_vs_ort']:.1e} / {r['torch_fp32_rel_l2_vs_ort']:.1e} |")
     for r in results:
         if "threads" in r:
             print(f"torch concurrent {r['model']} batch 1, {r['threads']} threads: {r['torch_gpu_calls_per_s']:.0f} calls/s")

@@ -7,12 +7,19 @@
 //! cargo run --release -p anemone-backends --features cuda --example cuda_bench -- DIR [ITERS]
 //! ```
 //!
+//! It compares tract-cuda's own convolution with anemone's cuDNN one
+//! (`tract/cuda_conv.rs`) in fp32 and tf32, and exits with an error when an
+//! fp32 variant is further than the `cuda::` tests' tolerance from the
+//! reference.
+//!
 //! `DIR` holds `model.onnx`, inputs `in_b<N>.npy` and references
 //! `ref_b<N>.npy` (ONNX Runtime CPU outputs for the same inputs). Every
 //! figure is a median of ITERS (default 50) calls after 5 warm-up calls,
 //! each call a blocking `infer` (host input in, host output out).
 
-use anemone_backends::tract::rewrite::{for_gpu, max_pool_as_slices};
+use anemone_backends::tract::conv_fuse::{Precision, PRECISION_KEY};
+use anemone_backends::tract::cuda_runtime::{self, CONV_ENV};
+use anemone_backends::tract::rewrite::for_gpu;
 use anemone_backends::{TractCpu, TractCuda};
 use anemone_core::{npy, Backend, LoadOptions, LoadedModel, ModelSource, Tensor};
 use std::collections::BTreeMap;
@@ -21,6 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::{runtime_for_name, Runnable};
+
+/// The largest relative L2 error against the reference that fp32 may show
+/// (the `cuda::` tests' bound in crates/anemone-runtime/tests/models.rs).
+const FP32_REL_L2: f64 = 1e-3;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -43,42 +54,63 @@ fn main() -> anyhow::Result<()> {
     }
     batches.sort_by_key(|b| b.0);
 
-    let t = Instant::now();
-    let cuda = TractCuda.load(&ModelSource::from_path(&model), &LoadOptions::default())?;
-    println!("tract-cuda load: {:.2} s", t.elapsed().as_secs_f64());
-    let cuda: Arc<dyn LoadedModel> = Arc::from(cuda);
+    // The backend four ways: tract-cuda's own convolution (the baseline,
+    // CONV_ENV=tract), anemone's cuDNN convolution in fp32 and tf32, and fp16.
+    let load = |precision: Precision, tract_conv: bool| -> anyhow::Result<Arc<dyn LoadedModel>> {
+        if tract_conv {
+            std::env::set_var(CONV_ENV, "tract");
+        } else {
+            std::env::remove_var(CONV_ENV);
+        }
+        let options = LoadOptions {
+            settings: vec![(PRECISION_KEY.into(), precision.as_str().into())],
+            ..LoadOptions::default()
+        };
+        let t = Instant::now();
+        let m = TractCuda.load(&ModelSource::from_path(&model), &options)?;
+        println!(
+            "load ({}, {}): {:.2} s",
+            if tract_conv {
+                "tract conv"
+            } else {
+                "anemone conv"
+            },
+            precision.as_str(),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(Arc::from(m))
+    };
+    let variants: Vec<(&str, Arc<dyn LoadedModel>)> = vec![
+        (
+            "tract-cuda conv (before), fp32 setting",
+            load(Precision::Fp32, true)?,
+        ),
+        ("anemone cuDNN conv, fp32", load(Precision::Fp32, false)?),
+        ("anemone cuDNN conv, tf32", load(Precision::Tf32, false)?),
+        (
+            "tract-cuda fp16 (f32_to_f16)",
+            load(Precision::Fp16, false)?,
+        ),
+    ];
+    std::env::remove_var(CONV_ENV);
+    let fused = prepare(&model, true)?;
+    placement("anemone runtime, fp32", &*fused);
 
-    // The variants, from tract's plain runtime to what the backend does.
-    let plain = prepare(&model, Rewrite::None)?;
-    let pooled = prepare(&model, Rewrite::MaxPool)?;
-    let rewritten = prepare(&model, Rewrite::All)?;
-    placement("plain", &*plain);
-    placement("all rewrites", &*rewritten);
-
+    let mut failures = Vec::new();
     println!("\n| variant | batch | median ms | p90 ms | rel. L2 error vs reference |");
     println!("|---|---|---|---|---|");
     for (n, input, reference) in &batches {
-        let x = anemone_backends::tract::convert::to_tract(input)?;
-        for (label, runnable) in [
-            ("tract runtime, as is", &plain),
-            ("+ MaxPool as slices", &pooled),
-            ("+ Downsample, GELU rewritten", &rewritten),
-        ] {
+        for (label, m) in &variants {
             let run = || -> anyhow::Result<Tensor> {
-                let out = runnable.run(tvec!(x.clone().into_tvalue()))?;
-                anemone_backends::tract::convert::from_tract(&out[0])
+                Ok(m.infer(std::slice::from_ref(input))?.remove(0))
             };
-            report(label, *n, iters, reference.as_ref(), run)?;
+            let err = report(label, *n, iters, reference.as_ref(), run)?;
+            if label.ends_with("fp32") && err.is_some_and(|e| e.is_nan() || e > FP32_REL_L2) {
+                failures.push(format!(
+                    "{label}, batch {n}: rel. L2 {err:?} > {FP32_REL_L2:e}"
+                ));
+            }
         }
-        let run =
-            || -> anyhow::Result<Tensor> { Ok(cuda.infer(std::slice::from_ref(input))?.remove(0)) };
-        report(
-            "anemone tract-cuda (+ state reuse)",
-            *n,
-            iters,
-            reference.as_ref(),
-            run,
-        )?;
         if *n == 1 {
             let cpu = TractCpu.load(&ModelSource::from_path(&model), &LoadOptions::default())?;
             let run = || -> anyhow::Result<Tensor> {
@@ -95,16 +127,27 @@ fn main() -> anyhow::Result<()> {
     }
 
     if let Some((n, input, _)) = batches.first() {
-        println!("\nconcurrent calls, batch {n}, anemone tract-cuda:");
+        println!("\nconcurrent calls, batch {n}, anemone tract-cuda fp32:");
         println!("| threads | calls/s | median ms per call |");
         println!("|---|---|---|");
-        for threads in [1, 2, 4, 8] {
-            concurrent(&cuda, input, threads, iters * 2)?;
+        for threads in [1, 4, 8] {
+            concurrent(&variants[1].1, input, threads, iters * 2)?;
         }
     }
 
-    for (n, input, _) in &batches {
-        profile(&*rewritten, input, *n)?;
+    if let Some((n, input, _)) = batches.last() {
+        profile("tract-cuda conv", &*prepare(&model, false)?, input, *n)?;
+        profile("anemone conv, fp32", &*fused, input, *n)?;
+    }
+    println!("\ncuDNN algorithms chosen (ReLU-fused convolutions; the others run IMPLICIT_PRECOMP_GEMM):");
+    for line in anemone_backends::tract::cuda_conv::chosen_algorithms() {
+        println!("  {line}");
+    }
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "FAILED: fp32 outside the tolerance: {}",
+            failures.join("; ")
+        );
     }
     Ok(())
 }
@@ -113,27 +156,20 @@ fn read(path: &Path) -> anyhow::Result<Tensor> {
     Ok(npy::read(std::fs::File::open(path)?)?)
 }
 
-#[derive(Clone, Copy)]
-enum Rewrite {
-    None,
-    MaxPool,
-    All,
-}
-
-/// Prepares the model on tract's `cuda` runtime as a plain tract user would
-/// (decluttered model), with none, some or all of anemone's rewrites.
-fn prepare(model: &Path, rewrite: Rewrite) -> anyhow::Result<Box<dyn Runnable>> {
-    let mut typed = tract_onnx::onnx()
+/// Prepares the model as the backend does, with anemone's convolution
+/// (`fused`, on anemone's runtime) or tract-cuda's (on tract's `cuda`).
+fn prepare(model: &Path, fused: bool) -> anyhow::Result<Box<dyn Runnable>> {
+    let typed = tract_onnx::onnx()
         .model_for_path(model)?
         .into_typed()?
         .into_decluttered()?;
-    typed = match rewrite {
-        Rewrite::None => typed,
-        Rewrite::MaxPool => max_pool_as_slices(typed)?,
-        Rewrite::All => for_gpu(typed)?,
-    };
-    let rt = runtime_for_name("cuda")?.expect("cuda runtime linked");
-    rt.prepare(typed)
+    Ok(if fused {
+        cuda_runtime::runtime().prepare(cuda_runtime::rewrite(typed, Precision::Fp32)?)?
+    } else {
+        runtime_for_name("cuda")?
+            .expect("cuda runtime linked")
+            .prepare(for_gpu(typed)?)?
+    })
 }
 
 /// Which operators the prepared plan holds: the ones not named Cuda*/Gpu*
@@ -161,7 +197,7 @@ fn report(
     iters: usize,
     reference: Option<&Tensor>,
     mut run: impl FnMut() -> anyhow::Result<Tensor>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<f64>> {
     let mut out = run()?;
     for _ in 0..4 {
         out = run()?;
@@ -173,9 +209,10 @@ fn report(
         times.push(t.elapsed());
     }
     let (med, p90) = median(times);
-    let err = reference.map_or("n/a".into(), |r| format!("{:.2e}", rel_l2(&out, r)));
-    println!("| {label} | {n} | {med:.3} | {p90:.3} | {err} |");
-    Ok(())
+    let err = reference.map(|r| rel_l2(&out, r));
+    let shown = err.map_or("n/a".into(), |e| format!("{e:.2e}"));
+    println!("| {label} | {n} | {med:.3} | {p90:.3} | {shown} |");
+    Ok(err)
 }
 
 /// ‖got − want‖ / ‖want‖ over f32 outputs; NaN anywhere gives NaN.
@@ -229,7 +266,7 @@ fn concurrent(
 
 /// Time per operator type, synchronising the device after every node (so the
 /// total is above a normal run's, but each operator is charged its own time).
-fn profile(runnable: &dyn Runnable, input: &Tensor, n: usize) -> anyhow::Result<()> {
+fn profile(label: &str, runnable: &dyn Runnable, input: &Tensor, n: usize) -> anyhow::Result<()> {
     let plan = runnable.typed_plan().expect("a tract plan").clone();
     let x = anemone_backends::tract::convert::to_tract(input)?;
     let mut by_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
@@ -257,7 +294,9 @@ fn profile(runnable: &dyn Runnable, input: &Tensor, n: usize) -> anyhow::Result<
     let mut rows: Vec<_> = by_op.into_iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
     let total: f64 = rows.iter().map(|r| r.1 .0.as_secs_f64()).sum::<f64>() / 5.0 * 1e3;
-    println!("\nper-operator time, batch {n}, all rewrites, synchronised per node (total {total:.2} ms):");
+    println!(
+        "\nper-operator time, batch {n}, {label}, synchronised per node (total {total:.2} ms):"
+    );
     for (op, (d, count)) in rows.iter().take(12) {
         println!(
             "  {op:<28} {:>8.3} ms  ({} nodes)",

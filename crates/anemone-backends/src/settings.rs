@@ -8,7 +8,8 @@ pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
     Some(match backend {
         "coreml" => &crate::coreml::options::KEYS,
         "onnxruntime" => &ONNXRUNTIME,
-        "tract-cpu" | "tract-cuda" | "tract-metal" => &[],
+        "tract-cuda" => &[crate::tract::conv_fuse::PRECISION_KEY],
+        "tract-cpu" | "tract-metal" => &[],
         _ => return None,
     })
 }
@@ -47,6 +48,10 @@ mod tests {
             assert!(known_settings(b).is_some(), "{b}");
         }
         assert!(known_settings("python").is_none());
+        assert_eq!(
+            known_settings("tract-cuda"),
+            Some(&[crate::tract::conv_fuse::PRECISION_KEY][..])
+        );
         for key in PATH_SETTINGS {
             let backend = key.split('.').next().unwrap();
             assert!(known_settings(backend).unwrap().contains(&key), "{key}");

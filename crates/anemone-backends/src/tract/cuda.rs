@@ -11,7 +11,8 @@
 //! failures (no device, allocation failures); loading and inference catch
 //! those panics and return errors instead.
 
-use super::{load, rewrite, Target, TractModel, TRACT_VERSION};
+use super::conv_fuse::{Precision, PRECISION_KEY};
+use super::{cuda_runtime, load, Target, TractModel, TRACT_VERSION};
 use anemone_core::{
     Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
     Result, Support, Tensor, Tier,
@@ -39,8 +40,9 @@ pub struct TractCuda;
 
 const CUDA: Target = Target {
     backend: "tract-cuda",
-    runtime: "cuda",
-    rewrite: rewrite::for_gpu,
+    runtime: "anemone-cuda",
+    rewrite: cuda_runtime::rewrite,
+    runtime_impl: Some(cuda_runtime::runtime),
     reuse_states: true,
 };
 
@@ -76,20 +78,26 @@ impl Backend for TractCuda {
     }
 
     fn load(&self, source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn LoadedModel>> {
+        // A bad setting is the configuration's fault on every machine.
+        let precision = match options.setting(PRECISION_KEY) {
+            Some(value) => Precision::parse(value).map_err(Error::Config)?,
+            None => Precision::default(),
+        };
         if let Probe::Unavailable { reason } = self.probe() {
             return Err(Error::Unavailable {
                 what: "tract-cuda".into(),
                 reason,
             });
         }
-        let model = guarded("load", || load(&CUDA, &source.path, options))?;
-        Ok(Box::new(CudaModel(model)))
+        let model = guarded("load", || load(&CUDA, &source.path, options, precision))?;
+        Ok(Box::new(CudaModel(model, precision)))
     }
 }
 
 /// A model prepared by tract-cuda: a [`TractModel`] whose failures are
-/// classified (device lost, out of memory) and whose panics are caught.
-struct CudaModel(TractModel);
+/// classified (device lost, out of memory) and whose panics are caught,
+/// with the precision its matrix products run in.
+struct CudaModel(TractModel, Precision);
 
 impl LoadedModel for CudaModel {
     fn metadata(&self) -> &ModelMetadata {
@@ -105,7 +113,15 @@ impl LoadedModel for CudaModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        guarded("inference", || self.0.infer(inputs))
+        guarded("inference", || {
+            cuda_runtime::set_cublas_math(self.1).map_err(|e| Error::Backend {
+                backend: CUDA.backend.into(),
+                message: format!("cannot set the cuBLAS math mode: {e:#}"),
+                retryable: false,
+                source: None,
+            })?;
+            self.0.infer(inputs)
+        })
     }
 }
 
@@ -517,6 +533,20 @@ mod tests {
         }
         // Cached: the same answer again.
         assert_eq!(TractCuda.probe(), TractCuda.probe());
+    }
+
+    #[test]
+    fn a_bad_precision_is_refused_with_the_values_on_any_machine() {
+        let options = LoadOptions {
+            settings: vec![(PRECISION_KEY.into(), "fp64".into())],
+            ..LoadOptions::default()
+        };
+        let source = ModelSource::from_path("/nonexistent/model.onnx");
+        let Err(e) = TractCuda.load(&source, &options) else {
+            panic!("fp64 was accepted");
+        };
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        assert!(e.to_string().contains("fp32, tf32, fp16"), "{e}");
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Backend for TractMetal {
             });
         }
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::load(&METAL, &source.path, options)
+            super::load(&METAL, &source.path, options, Default::default())
         }))
         .map_err(|_| anemone_core::Error::Backend {
             backend: NAME.into(),
@@ -83,7 +83,8 @@ impl Backend for TractMetal {
 const METAL: super::Target = super::Target {
     backend: NAME,
     runtime: "metal",
-    rewrite: Ok,
+    rewrite: |model, _| Ok(model),
+    runtime_impl: None,
     reuse_states: false,
 };
 

@@ -3,11 +3,20 @@
 //! ([`metal::TractMetal`], feature `metal`, Apple systems). They share the
 //! model reading, conversion and planning here; a [`Target`] says what differs.
 
+pub mod conv_algo;
+pub mod conv_fuse;
 pub mod convert;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_conv;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_pool;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_runtime;
 pub mod metal;
 pub mod ops;
+pub mod pool_fuse;
 pub mod rewrite;
 
 use crate::onnx;
@@ -54,7 +63,8 @@ impl Backend for TractCpu {
     }
 
     fn load(&self, source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn LoadedModel>> {
-        load(&CPU, &source.path, options).map(|m| Box::new(m) as Box<dyn LoadedModel>)
+        load(&CPU, &source.path, options, Default::default())
+            .map(|m| Box::new(m) as Box<dyn LoadedModel>)
     }
 }
 
@@ -62,7 +72,8 @@ impl Backend for TractCpu {
 const CPU: Target = Target {
     backend: "tract-cpu",
     runtime: "cpu",
-    rewrite: Ok,
+    rewrite: |model, _| Ok(model),
+    runtime_impl: None,
     reuse_states: false,
 };
 
@@ -74,8 +85,12 @@ pub(crate) struct Target {
     /// The name in tract's runtime registry, e.g. `cpu` or `cuda`.
     pub runtime: &'static str,
     /// Applied to the decluttered model just before the runtime prepares it
-    /// (for instance, to express operators the runtime lacks with ones it has).
-    pub rewrite: fn(TypedModel) -> TractResult<TypedModel>,
+    /// (for instance, to express operators the runtime lacks with ones it
+    /// has), with the model's precision setting.
+    pub rewrite: Rewrite,
+    /// The runtime itself when it is not in tract's registry (anemone's own);
+    /// `runtime` is then only its name.
+    pub runtime_impl: Option<fn() -> &'static dyn tract_onnx::tract_core::runtime::Runtime>,
     /// Keep one spawned plan state per calling thread and reuse it across
     /// calls, instead of a fresh state each call. Pays off where a state
     /// caches per-call setup (tract-cuda keeps its cuDNN descriptors per
@@ -117,14 +132,23 @@ enum Plan {
     PerShape {
         model: InferenceModel,
         runtime: &'static dyn tract_onnx::tract_core::runtime::Runtime,
-        rewrite: fn(TypedModel) -> TractResult<TypedModel>,
+        rewrite: Rewrite,
+        precision: conv_fuse::Precision,
         options: RunOptions,
         /// Most recently used last. Plans are built outside the lock.
         cache: Mutex<VecDeque<(Vec<PlanKey>, Arc<dyn Runnable>)>>,
     },
 }
 
-fn load(target: &Target, path: &Path, options: &LoadOptions) -> Result<TractModel> {
+/// A [`Target`]'s model rewrite.
+pub(crate) type Rewrite = fn(TypedModel, conv_fuse::Precision) -> TractResult<TypedModel>;
+
+fn load(
+    target: &Target,
+    path: &Path,
+    options: &LoadOptions,
+    precision: conv_fuse::Precision,
+) -> Result<TractModel> {
     let (backend, runtime) = (target.backend, target.runtime);
     let file = onnx::read(path)?;
     let cannot = |what: &str, e: TractError| Error::InvalidModel {
@@ -147,9 +171,10 @@ fn load(target: &Target, path: &Path, options: &LoadOptions) -> Result<TractMode
     onnx::canonicalize_symbols(&mut proto);
     ops::prepare_proto(&mut proto);
     let model = onnx::to_tract(path, &proto).map_err(|e| cannot("parse", e))?;
-    let rt = runtime_for_name(runtime)
-        .ok()
-        .flatten()
+    let rt = target
+        .runtime_impl
+        .map(|f| f())
+        .or_else(|| runtime_for_name(runtime).ok().flatten())
         .ok_or_else(|| Error::Unavailable {
             what: format!("tract runtime '{runtime}'"),
             reason: "not linked into this build".into(),
@@ -167,7 +192,7 @@ fn load(target: &Target, path: &Path, options: &LoadOptions) -> Result<TractMode
         ..Default::default()
     };
     let symbolic = typed(model.clone())
-        .and_then(target.rewrite)
+        .and_then(|m| (target.rewrite)(m, precision))
         .and_then(|m| rt.prepare_with_options(m, &run_options));
     let mut metadata = file.metadata;
     let (plan, footprint) = match symbolic {
@@ -188,6 +213,7 @@ fn load(target: &Target, path: &Path, options: &LoadOptions) -> Result<TractMode
                 model,
                 runtime: rt,
                 rewrite: target.rewrite,
+                precision,
                 options: run_options,
                 cache: Mutex::default(),
             };
@@ -254,6 +280,7 @@ impl Plan {
             model,
             runtime,
             rewrite,
+            precision,
             options,
             cache,
         } = self
@@ -282,8 +309,9 @@ impl Plan {
             };
             specialised.set_input_fact(i, fact)?;
         }
-        let runnable: Arc<dyn Runnable> =
-            Arc::from(runtime.prepare_with_options(rewrite(typed(specialised)?)?, options)?);
+        let runnable: Arc<dyn Runnable> = Arc::from(
+            runtime.prepare_with_options(rewrite(typed(specialised)?, *precision)?, options)?,
+        );
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= SHAPE_PLAN_CACHE {
             cache.pop_front();

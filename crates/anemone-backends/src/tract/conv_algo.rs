@@ -1,0 +1,85 @@
+//! Which cuDNN convolution algorithm to run: the policy, apart from the
+//! CUDA calls that measure the candidates (`cuda_conv`), so it is tested on
+//! every machine.
+//!
+//! The choice is a one-time benchmark per (operator, input shape), as
+//! `cudnnFindConvolutionForwardAlgorithm` does and as PyTorch does with
+//! `cudnn.benchmark`: cuDNN's v7 heuristic ranks by a model of the GPU and
+//! often puts a slower algorithm first for the small spatial sizes of a
+//! ResNet's last stages. It times the fused call itself (convolution, bias,
+//! residual and ReLU), which `cudnnFind…` cannot, since that times the bare
+//! convolution.
+
+/// Workspace an algorithm may use, at most (256 MiB). cuDNN's fastest
+/// algorithms for large batches (FFT, Winograd) want workspace; the cap
+/// keeps one convolution from holding a large share of the device.
+pub const WORKSPACE_CAP: usize = 256 << 20;
+
+/// Timed launches per candidate, after one untimed launch.
+pub const REPEATS: u32 = 3;
+
+/// One candidate algorithm as measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// The algorithm's index in cuDNN's `cudnnConvolutionFwdAlgo_t`.
+    pub algo: usize,
+    /// Workspace bytes it needs.
+    pub workspace: usize,
+    /// Mean seconds per launch; `None` when cuDNN refused to run it.
+    pub seconds: Option<f64>,
+}
+
+/// The fastest candidate that ran within `cap` bytes of workspace. Times
+/// within 3% of each other count as equal, and then the smaller workspace
+/// wins (less memory held for noise). `None` when none ran.
+pub fn choose(candidates: &[Measured], cap: usize) -> Option<Measured> {
+    let ok: Vec<Measured> = candidates
+        .iter()
+        .copied()
+        .filter(|m| m.workspace <= cap && m.seconds.is_some_and(f64::is_finite))
+        .collect();
+    let best = ok
+        .iter()
+        .filter_map(|m| m.seconds)
+        .fold(f64::INFINITY, f64::min);
+    ok.into_iter()
+        .filter(|m| m.seconds.is_some_and(|s| s <= best * 1.03))
+        .min_by_key(|m| m.workspace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(algo: usize, workspace: usize, seconds: Option<f64>) -> Measured {
+        Measured {
+            algo,
+            workspace,
+            seconds,
+        }
+    }
+
+    #[test]
+    fn the_fastest_within_the_cap_wins() {
+        let c = [
+            m(0, 0, Some(3e-4)),
+            m(1, 1 << 20, Some(1e-4)),
+            m(4, 1 << 30, Some(5e-5)),
+            m(6, 0, None),
+        ];
+        assert_eq!(choose(&c, WORKSPACE_CAP).map(|m| m.algo), Some(1));
+        assert_eq!(choose(&c, usize::MAX).map(|m| m.algo), Some(4));
+        assert_eq!(choose(&c, 0).map(|m| m.algo), Some(0));
+    }
+
+    #[test]
+    fn near_ties_take_the_smaller_workspace_and_nothing_run_is_none() {
+        let c = [m(5, 64 << 20, Some(1.00e-4)), m(1, 4096, Some(1.02e-4))];
+        assert_eq!(choose(&c, WORKSPACE_CAP).map(|m| m.algo), Some(1));
+        assert_eq!(
+            choose(&[m(0, 0, None), m(1, 0, Some(f64::NAN))], WORKSPACE_CAP),
+            None
+        );
+        assert_eq!(choose(&[], WORKSPACE_CAP), None);
+    }
+}

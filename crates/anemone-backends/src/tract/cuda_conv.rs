@@ -1,0 +1,391 @@
+//! [`CudnnConv`]: a [`FusedConv`] run on the GPU as one
+//! `cudnnConvolutionBiasActivationForward` call (`y = act(conv(x) + z +
+//! bias)`), through cudarc's cuDNN bindings and tract-cuda's per-thread
+//! stream and cuDNN handle.
+//!
+//! Against tract-cuda 0.23.9's own convolution (`CudaConv` with
+//! `ConvCudnn`), it:
+//! - chooses the algorithm once per (operator, input shape) by timing the
+//!   candidates (policy in `conv_algo`), shared by every thread; tract-cuda
+//!   always runs `IMPLICIT_PRECOMP_GEMM`;
+//! - keeps one workspace per thread, grown when a shape needs more, where
+//!   tract-cuda allocates (and frees) one on every call;
+//! - keeps the cuDNN descriptors per thread, plan state and node, rebuilt
+//!   only when the input shape changes (as tract-cuda does);
+//! - adds bias, residual and ReLU inside the cuDNN call, where tract-cuda
+//!   launches one element-wise kernel for each;
+//! - sets the math type from [`Precision`]: `CUDNN_FMA_MATH` for fp32 (true
+//!   float32), `CUDNN_DEFAULT_MATH` for tf32. tract-cuda leaves cuDNN's
+//!   default, which on Ampere and later already permits TF32.
+//!
+//! cuDNN runs the identity activation (a convolution with bias but no ReLU)
+//! with `IMPLICIT_PRECOMP_GEMM` only, so those are not benchmarked.
+//!
+//! All of this would fit inside tract-cuda's `ConvCudnn` (its `ConvKernel`
+//! trait takes the bias already); it is here because tract-cuda's
+//! translator registry is private.
+
+use super::conv_algo::{self, Measured};
+use super::conv_fuse::{FusedConv, Precision};
+use cudarc::cudnn::sys::{
+    cudnnActivationMode_t, cudnnConvolutionFwdAlgo_t as Algo, cudnnConvolutionMode_t,
+    cudnnMathType_t, cudnnNanPropagation_t, cudnnTensorFormat_t,
+};
+use cudarc::cudnn::{
+    ActivationDescriptor, ConvBiasActivationForward, ConvDescriptor, Cudnn, FilterDescriptor,
+    TensorDescriptor,
+};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+use tract_cuda::kernels::{get_cuda_view, get_cuda_view_mut};
+use tract_gpu::tensor::{DeviceTensor, DeviceTensorExt};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// The forward algorithms, in `cudnnConvolutionFwdAlgo_t` order.
+const ALGOS: [Algo; 8] = [
+    Algo::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+    Algo::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+    Algo::CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
+    Algo::CUDNN_CONVOLUTION_FWD_ALGO_DIRECT,
+    Algo::CUDNN_CONVOLUTION_FWD_ALGO_FFT,
+    Algo::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING,
+    Algo::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD,
+    Algo::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+];
+const PRECOMP: usize = 1;
+
+/// A [`FusedConv`] on device tensors. Inputs as [`FusedConv`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CudnnConv(pub FusedConv);
+
+impl Op for CudnnConv {
+    fn name(&self) -> StaticName {
+        "AnemoneCudnnConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        self.0.info()
+    }
+
+    op_as_typed_op!();
+}
+
+impl TypedOp for CudnnConv {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        tract_gpu::utils::facts_to_device_facts(inputs, |facts| self.0.output_facts(facts))
+            .context("computing the facts of AnemoneCudnnConv")
+    }
+}
+
+/// What one thread keeps for one node of one plan state.
+struct Descriptors {
+    input_shape: TVec<usize>,
+    conv: ConvDescriptor<f32>,
+    act: ActivationDescriptor<f32>,
+    x: TensorDescriptor<f32>,
+    w: FilterDescriptor<f32>,
+    y: TensorDescriptor<f32>,
+    bias: TensorDescriptor<f32>,
+    algo: usize,
+}
+
+thread_local! {
+    /// Descriptors, keyed like tract-cuda's conv scratch: (plan state, node).
+    static SCRATCH: RefCell<HashMap<(SessionId, usize), Descriptors>> =
+        RefCell::new(HashMap::new());
+    /// The thread's workspace: every convolution of the thread runs on the
+    /// thread's one stream, in order, so one buffer serves them all.
+    static WORKSPACE: RefCell<Option<CudaSlice<u8>>> = const { RefCell::new(None) };
+}
+
+/// The algorithm chosen for each (operator, input shape), for every thread.
+fn chosen() -> &'static Mutex<HashMap<(FusedConv, TVec<usize>), usize>> {
+    static CHOSEN: OnceLock<Mutex<HashMap<(FusedConv, TVec<usize>), usize>>> = OnceLock::new();
+    CHOSEN.get_or_init(Mutex::default)
+}
+
+/// The algorithms chosen so far in this process, as (kernel, strides,
+/// input shape, algorithm) lines: for diagnostics and benchmarks.
+pub fn chosen_algorithms() -> Vec<String> {
+    let chosen = chosen().lock().unwrap_or_else(|e| e.into_inner());
+    let mut lines: Vec<String> = chosen
+        .iter()
+        .map(|((op, shape), algo)| {
+            let spec = &op.conv.pool_spec;
+            format!(
+                "kernel {:?} strides {:?} {} input {:?}: {:?}",
+                spec.kernel_shape,
+                spec.strides(),
+                op.precision.as_str(),
+                shape,
+                ALGOS[*algo]
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn dims(shape: &[usize]) -> Vec<i32> {
+    shape.iter().map(|d| *d as i32).collect()
+}
+
+fn packed_strides(shape: &[usize]) -> Vec<i32> {
+    let mut strides = vec![1i32; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1] as i32;
+    }
+    strides
+}
+
+fn descriptors(
+    cudnn: &Arc<Cudnn>,
+    op: &FusedConv,
+    x: &[usize],
+    w: &[usize],
+    y: &[usize],
+) -> TractResult<Descriptors> {
+    let spec = &op.conv.pool_spec;
+    let shape = spec.data_format.shape(x)?;
+    let padding = spec.computed_padding(shape.hw_dims());
+    ensure!(padding.iter().all(|p| p.pad_before == p.pad_after));
+    let pads: Vec<i32> = padding.iter().map(|p| p.pad_before as i32).collect();
+    let strides: Vec<i32> = spec.strides().iter().map(|s| *s as i32).collect();
+    let dilations: Vec<i32> = spec.dilations().iter().map(|d| *d as i32).collect();
+    let mut conv = cudnn.create_convnd::<f32>(
+        &pads,
+        &strides,
+        &dilations,
+        cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+    )?;
+    conv.set_group_count(op.conv.group as i32)?;
+    conv.set_math_type(match op.precision {
+        Precision::Fp32 => cudnnMathType_t::CUDNN_FMA_MATH,
+        Precision::Tf32 | Precision::Fp16 => cudnnMathType_t::CUDNN_DEFAULT_MATH,
+    })?;
+    let mode = if op.relu {
+        cudnnActivationMode_t::CUDNN_ACTIVATION_RELU
+    } else {
+        cudnnActivationMode_t::CUDNN_ACTIVATION_IDENTITY
+    };
+    let act =
+        cudnn.create_activation::<f32>(mode, cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN, 0.0)?;
+    let c = y[1];
+    Ok(Descriptors {
+        input_shape: x.into(),
+        conv,
+        act,
+        x: cudnn.create_nd_tensor::<f32>(&dims(x), &packed_strides(x))?,
+        w: cudnn.create_nd_filter::<f32>(cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, &dims(w))?,
+        y: cudnn.create_nd_tensor::<f32>(&dims(y), &packed_strides(y))?,
+        bias: cudnn.create_nd_tensor::<f32>(&[1, c as i32, 1, 1], &[c as i32, 1, 1, 1])?,
+        algo: PRECOMP,
+    })
+}
+
+/// Makes the thread's workspace at least `bytes` long.
+fn reserve(stream: &Arc<CudaStream>, bytes: usize) -> TractResult<()> {
+    WORKSPACE.with_borrow_mut(|ws| {
+        if bytes > 0 && ws.as_ref().is_none_or(|w| w.len() < bytes) {
+            // SAFETY: cuDNN writes the workspace before it reads it.
+            *ws = Some(unsafe { stream.alloc::<u8>(bytes) }?);
+        }
+        Ok(())
+    })
+}
+
+/// A byte view of an f32 device tensor as f32.
+fn as_f32<'a>(v: &'a CudaView<'_, u8>) -> TractResult<CudaView<'a, f32>> {
+    // SAFETY: every tensor given to `launch` is f32 (checked by `fusable`
+    // before the rewrite, and by the facts since).
+    unsafe { v.transmute::<f32>(v.len() / size_of::<f32>()) }.context("a tensor that is not f32")
+}
+
+/// One fused launch with algorithm `ALGOS[algo]` on the thread's workspace.
+fn launch(
+    d: &Descriptors,
+    op: &FusedConv,
+    algo: usize,
+    inputs: &[&DeviceTensor],
+    output: &DeviceTensor,
+) -> TractResult<()> {
+    // With no residual, z is the output itself and alpha2 is 0, as cuDNN asks.
+    let alpha2 = if op.residual { 1.0f32 } else { 0.0 };
+    let (x, w, bias) = (
+        get_cuda_view(inputs[0]),
+        get_cuda_view(inputs[1]),
+        get_cuda_view(inputs[2]),
+    );
+    let z = get_cuda_view(if op.residual { inputs[3] } else { output });
+    let (x, w, bias, z) = (as_f32(&x)?, as_f32(&w)?, as_f32(&bias)?, as_f32(&z)?);
+    let mut out = get_cuda_view_mut(output);
+    let n = out.len() / size_of::<f32>();
+    // SAFETY: the output tensor is f32 (made by `eval` as such).
+    let mut y = unsafe { out.transmute_mut::<f32>(n) }.context("an output that is not f32")?;
+    let fwd = ConvBiasActivationForward {
+        conv: &d.conv,
+        act: &d.act,
+        x: &d.x,
+        w: &d.w,
+        z: &d.y,
+        bias: &d.bias,
+        y: &d.y,
+    };
+    WORKSPACE.with_borrow_mut(|ws| {
+        // SAFETY: the descriptors were built from these tensors' shapes, all
+        // f32 and packed; the workspace is at least the algorithm's size.
+        unsafe {
+            fwd.launch(
+                ALGOS[algo],
+                ws.as_mut(),
+                (1.0f32, alpha2),
+                &x,
+                &w,
+                &z,
+                &bias,
+                &mut y,
+            )
+        }
+        .map_err(|e| {
+            anyhow!(
+                "cudnnConvolutionBiasActivationForward ({:?}): {e:?}",
+                ALGOS[algo]
+            )
+        })
+    })
+}
+
+/// Times every algorithm cuDNN accepts for this call and returns the index
+/// [`conv_algo::choose`] picks (the fixed one if none ran).
+fn benchmark(
+    stream: &Arc<CudaStream>,
+    d: &Descriptors,
+    op: &FusedConv,
+    inputs: &[&DeviceTensor],
+    output: &DeviceTensor,
+) -> TractResult<usize> {
+    let fwd = ConvBiasActivationForward {
+        conv: &d.conv,
+        act: &d.act,
+        x: &d.x,
+        w: &d.w,
+        z: &d.y,
+        bias: &d.bias,
+        y: &d.y,
+    };
+    let mut measured = vec![];
+    for (i, algo) in ALGOS.iter().enumerate() {
+        let Ok(workspace) = fwd.get_workspace_size(*algo) else {
+            continue;
+        };
+        let mut m = Measured {
+            algo: i,
+            workspace,
+            seconds: None,
+        };
+        if workspace <= conv_algo::WORKSPACE_CAP {
+            reserve(stream, workspace)?;
+            if launch(d, op, i, inputs, output).is_ok() {
+                stream.synchronize()?;
+                let start = Instant::now();
+                for _ in 0..conv_algo::REPEATS {
+                    launch(d, op, i, inputs, output)?;
+                }
+                stream.synchronize()?;
+                m.seconds = Some(start.elapsed().as_secs_f64() / conv_algo::REPEATS as f64);
+            }
+        }
+        measured.push(m);
+    }
+    let choice = conv_algo::choose(&measured, conv_algo::WORKSPACE_CAP);
+    tracing::debug!(?measured, ?choice, conv = ?op.conv.pool_spec, "cuDNN algorithm benchmark");
+    Ok(choice.map_or(PRECOMP, |m| m.algo))
+}
+
+/// Runs `op` on this thread's stream: descriptors and algorithm first if
+/// this node has not run on this thread at this input shape.
+fn dispatch(
+    ctx: &EvalContext,
+    op: &FusedConv,
+    inputs: &[&DeviceTensor],
+    output: &DeviceTensor,
+) -> TractResult<()> {
+    tract_cuda::with_cuda_stream(|stream| {
+        let cuda: &Arc<CudaStream> = stream;
+        SCRATCH.with_borrow_mut(|scratch| {
+            let key = (ctx.session, ctx.node_id);
+            let stale = scratch
+                .get(&key)
+                .is_none_or(|d| &*d.input_shape != inputs[0].shape());
+            if stale {
+                let mut d = descriptors(
+                    stream.cudnn(),
+                    op,
+                    inputs[0].shape(),
+                    inputs[1].shape(),
+                    output.shape(),
+                )?;
+                if op.relu {
+                    let shape_key = (op.clone(), TVec::from(inputs[0].shape()));
+                    let known = chosen()
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&shape_key)
+                        .copied();
+                    d.algo = match known {
+                        Some(algo) => algo,
+                        None => {
+                            let algo = benchmark(cuda, &d, op, inputs, output)?;
+                            chosen()
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(shape_key, algo);
+                            algo
+                        }
+                    };
+                }
+                let fwd = ConvBiasActivationForward {
+                    conv: &d.conv,
+                    act: &d.act,
+                    x: &d.x,
+                    w: &d.w,
+                    z: &d.y,
+                    bias: &d.bias,
+                    y: &d.y,
+                };
+                let workspace = fwd.get_workspace_size(ALGOS[d.algo])?;
+                reserve(cuda, workspace)?;
+                scratch.insert(key, d);
+            }
+            let d = scratch.get(&key).expect("inserted above");
+            launch(d, op, d.algo, inputs, output)
+        })
+    })
+}
+
+impl EvalOp for CudnnConv {
+    not_out_of_plan!();
+
+    fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let inputs = inputs
+            .iter()
+            .map(|t| t.to_device_tensor())
+            .collect::<TractResult<TVec<_>>>()?;
+        let shape = self.0.conv.pool_spec.output_shape(inputs[0].shape())?.shape;
+        let output = tract_gpu::turn_handler::make_tensor_for_node(ctx, f32::datum_type(), &shape)?;
+        if output.len() > 0 {
+            dispatch(ctx, &self.0, &inputs, &output)?;
+        }
+        Ok(tvec!(output.into_tensor().into_tvalue()))
+    }
+
+    fn drop_session(&self, session: SessionId, node_id: usize) {
+        SCRATCH.with_borrow_mut(|s| s.remove(&(session, node_id)));
+    }
+}
