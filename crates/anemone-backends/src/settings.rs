@@ -8,8 +8,12 @@ pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
     Some(match backend {
         "coreml" => &crate::coreml::options::KEYS,
         "onnxruntime" => &ONNXRUNTIME,
-        "tract-cuda" => &[crate::tract::conv_fuse::PRECISION_KEY],
-        "tract-cpu" | "tract-metal" => &[],
+        "tract-cuda" => &[
+            crate::tract::conv_fuse::PRECISION_KEY,
+            "tract-cuda.plan_cache",
+        ],
+        "tract-cpu" => &["tract-cpu.plan_cache"],
+        "tract-metal" => &["tract-metal.plan_cache"],
         _ => return None,
     })
 }

@@ -19,6 +19,9 @@ pub mod ops;
 pub mod pool_fuse;
 pub mod rewrite;
 
+#[cfg(test)]
+mod plan_cache_tests;
+
 use crate::onnx;
 use anemone_core::{
     Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
@@ -104,8 +107,31 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// How many shape-specialised plans a model keeps (see [`Plan::PerShape`]).
+/// How many shape-specialised plans a model keeps by default (see
+/// [`Plan::PerShape`]); the setting `<backend>.plan_cache` changes it.
 pub const SHAPE_PLAN_CACHE: usize = 8;
+
+/// The setting key (after `<backend>.`) for the per-shape plan cache size.
+pub const PLAN_CACHE_KEY: &str = "plan_cache";
+
+/// The most plans a model may be told to keep.
+pub const MAX_PLAN_CACHE: usize = 64;
+
+/// The per-shape plan cache size `options` give `backend`, or the default.
+fn plan_cache(backend: &str, options: &LoadOptions) -> Result<usize> {
+    let key = format!("{backend}.{PLAN_CACHE_KEY}");
+    let Some(value) = options.setting(&key) else {
+        return Ok(SHAPE_PLAN_CACHE);
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_PLAN_CACHE).contains(&n) => Ok(n),
+        _ => Err(Error::Config(format!(
+            "{key} = '{value}': expected a number of plans from 1 to {MAX_PLAN_CACHE} \
+             (default {SHAPE_PLAN_CACHE}); fewer plans use less memory for models planned \
+             per input shape, at the cost of re-planning when more shapes alternate"
+        ))),
+    }
+}
 
 /// A model prepared by one of tract's runtimes.
 pub struct TractModel {
@@ -137,6 +163,8 @@ enum Plan {
         options: RunOptions,
         /// Most recently used last. Plans are built outside the lock.
         cache: Mutex<VecDeque<(Vec<PlanKey>, Arc<dyn Runnable>)>>,
+        /// How many plans `cache` keeps.
+        capacity: usize,
     },
 }
 
@@ -150,6 +178,7 @@ fn load(
     precision: conv_fuse::Precision,
 ) -> Result<TractModel> {
     let (backend, runtime) = (target.backend, target.runtime);
+    let capacity = plan_cache(backend, options)?;
     let file = onnx::read(path)?;
     let cannot = |what: &str, e: TractError| Error::InvalidModel {
         path: path.to_path_buf(),
@@ -216,6 +245,7 @@ fn load(
                 precision,
                 options: run_options,
                 cache: Mutex::default(),
+                capacity,
             };
             (plan, metadata.weight_bytes)
         }
@@ -283,6 +313,7 @@ impl Plan {
             precision,
             options,
             cache,
+            capacity,
         } = self
         else {
             unreachable!("only called for per-shape plans; this is a bug")
@@ -313,7 +344,7 @@ impl Plan {
             runtime.prepare_with_options(rewrite(typed(specialised)?, *precision)?, options)?,
         );
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= SHAPE_PLAN_CACHE {
+        while cache.len() >= *capacity {
             cache.pop_front();
         }
         cache.push_back((key, Arc::clone(&runnable)));
