@@ -14,6 +14,7 @@ pub mod serve;
 mod tls;
 mod trace;
 mod views;
+mod wake;
 
 use crate::errors::ApiError;
 use crate::limits::RequestLimits;
