@@ -57,6 +57,17 @@ fn lookup(c: &mut Criterion) {
     c.bench_function("registry: lookup latest version among 32 models", |b| {
         b.iter(|| black_box(m.model(black_box("model-17"), None).unwrap()))
     });
+    c.bench_function(
+        "registry: borrowed lookup (no handle) among 32 models",
+        |b| {
+            b.iter(|| {
+                black_box(
+                    m.with_model(black_box("model-17"), None, |m| m.version())
+                        .unwrap(),
+                )
+            })
+        },
+    );
 }
 
 fn validation(c: &mut Criterion) {

@@ -163,14 +163,29 @@ impl Manager {
     /// resident one while a newer version is evicted.
     #[inline]
     pub(crate) fn resident(&self, name: &str, version: Option<u64>) -> Option<Arc<ModelInstance>> {
-        let found = self.inner.registry.get(name, version.into());
+        self.with_model(name, version, Arc::clone)
+    }
+
+    /// Calls `f` with a loaded model version (`None`: the latest), borrowed
+    /// from the registry's snapshot, and returns its result. It takes no
+    /// lock and no handle, so it is the cheapest lookup; use
+    /// [`Manager::model`] to keep the model. `None` when that version is not
+    /// resident, or, for the latest, while a newer version is evicted (a
+    /// request for it would load that one again).
+    #[inline]
+    pub fn with_model<R>(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        f: impl FnOnce(&Arc<ModelInstance>) -> R,
+    ) -> Option<R> {
         if self.inner.eviction.gone_count.load(Ordering::Relaxed) == 0 {
-            return found;
+            return self.inner.registry.with(name, version.into(), f);
         }
-        match (found, version) {
-            (Some(m), None) if self.newer_evicted(name, m.version()) => None,
-            (found, _) => found,
-        }
+        let found = self.inner.registry.with(name, version.into(), |m| {
+            (version.is_some() || !self.newer_evicted(name, m.version())).then(|| f(m))
+        });
+        found.flatten()
     }
 
     fn newer_evicted(&self, name: &str, than: u64) -> bool {

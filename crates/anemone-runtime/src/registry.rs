@@ -4,6 +4,12 @@
 //! lock, so lookups do not contend with each other or with loads. Writers
 //! (load, unload) serialise on a mutex, copy the snapshot, change it and
 //! publish the new one.
+//!
+//! [`Registry::with`] borrows the model from the snapshot for the length of
+//! a closure: no reference count is taken or dropped, so it costs the
+//! snapshot load and one hash probe. [`Registry::get`] hands out an owned
+//! handle, for a caller that keeps the model beyond the lookup (a request
+//! that runs on it, possibly on another thread).
 
 use crate::instance::ModelInstance;
 use arc_swap::ArcSwap;
@@ -52,16 +58,33 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Finds a loaded model. Takes no lock.
+    /// Finds a loaded model and hands out an owned handle to it. Takes no
+    /// lock; the handle costs two atomic operations (taken here, dropped by
+    /// the caller) that [`Registry::with`] does without.
     #[inline]
     pub fn get(&self, name: &str, version: VersionRequest) -> Option<Arc<ModelInstance>> {
+        self.with(name, version, Arc::clone)
+    }
+
+    /// Calls `f` with a loaded model, borrowed from the current snapshot, and
+    /// returns its result; `None` when no such model is loaded. Takes no lock
+    /// and no reference count: the snapshot stays alive (and the model with
+    /// it, even if it is unloaded meanwhile) until `f` returns. Keep `f`
+    /// short: a writer's old snapshot is freed only once no reader holds it.
+    #[inline]
+    pub fn with<R>(
+        &self,
+        name: &str,
+        version: VersionRequest,
+        f: impl FnOnce(&Arc<ModelInstance>) -> R,
+    ) -> Option<R> {
         let snapshot = self.models.load();
         let versions = snapshot.get(name)?;
         let instance = match version {
             VersionRequest::Latest => versions.latest.as_ref()?,
             VersionRequest::Specific(v) => versions.all.get(&v)?,
         };
-        Some(Arc::clone(instance))
+        Some(f(instance))
     }
 
     /// Adds a model version, replacing (and returning) one with the same version.

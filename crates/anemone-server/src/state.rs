@@ -94,6 +94,10 @@ impl AppState {
             return Ok(ensemble.is_ok());
         }
         let version = v2::version(version)?;
+        // Borrowed: a readiness probe takes no handle on the model.
+        if self.manager.with_model(name, version, |_| ()).is_some() {
+            return Ok(true);
+        }
         match self.manager.model(name, version) {
             Ok(_) => Ok(true),
             Err(_)
@@ -186,9 +190,7 @@ impl AppState {
     pub fn selection(&self, name: &str, version: &str) -> Option<anemone_runtime::Selection> {
         let version = v2::version(version).ok()?;
         self.manager
-            .model(name, version)
-            .ok()
-            .map(|m| m.selection().clone())
+            .with_model(name, version, |m| m.selection().clone())
     }
 
     /// The model's effective configuration.
@@ -245,9 +247,10 @@ impl AppState {
 
     /// Runs an inference.
     pub async fn infer(&self, request: v2::InferRequest) -> Result<v2::InferResponse, ApiError> {
-        let mut r = InferRequest::new(request.model.clone());
-        r.version = request.version;
-        r.id = request.id.clone();
+        let version = request.version;
+        let mut r = InferRequest::new(request.model);
+        r.version = version;
+        r.id = request.id;
         r.inputs = request.inputs;
         r.outputs = request
             .outputs
@@ -260,19 +263,22 @@ impl AppState {
         let response = match self.manager.infer(r).await {
             Ok(response) => response,
             // Not loaded: say why when the repository knows (loading, failed to load).
-            Err(e @ anemone_core::Error::ModelNotFound { .. }) => {
-                let version = request.version.map(|v| v.to_string()).unwrap_or_default();
+            Err(e) => {
+                let anemone_core::Error::ModelNotFound { name, .. } = &e else {
+                    return Err(e.into());
+                };
+                let version = version.map(|v| v.to_string()).unwrap_or_default();
                 return Err(self
-                    .ready_model(&request.model, &version)
+                    .ready_model(name, &version)
                     .err()
                     .unwrap_or_else(|| e.into()));
             }
-            Err(e) => return Err(e.into()),
         };
         Ok(v2::InferResponse {
             model: response.model,
             version: response.version.to_string(),
-            id: request.id,
+            // The runtime hands the request's id back.
+            id: response.id,
             parameters: request.parameters,
             outputs: response.outputs,
         })

@@ -111,7 +111,8 @@ pub fn datatype(name: &str) -> Result<DataType, ApiError> {
 /// dimensions, none negative, and an element count whose bytes (16 an
 /// element, the widest) can be addressed. Whether the request carries that
 /// many elements is checked against its data, before anything is allocated.
-pub fn shape(input: &str, dims: &[i64]) -> Result<Vec<usize>, ApiError> {
+/// The shape is converted in place: `dims`' allocation becomes the result's.
+pub fn shape(input: &str, dims: Vec<i64>) -> Result<Vec<usize>, ApiError> {
     if dims.len() > crate::limits::MAX_DIMS {
         return Err(ApiError::invalid(format!(
             "input '{input}' has {} dimensions, over the limit of {}",
@@ -119,24 +120,21 @@ pub fn shape(input: &str, dims: &[i64]) -> Result<Vec<usize>, ApiError> {
             crate::limits::MAX_DIMS
         )));
     }
-    let shape = dims
+    if let Some(d) = dims.iter().find(|&&d| d < 0) {
+        return Err(ApiError::invalid(format!(
+            "input '{input}' has a negative dimension {d} in shape {dims:?}"
+        )));
+    }
+    let count = dims
         .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| {
-                ApiError::invalid(format!(
-                    "input '{input}' has a negative dimension {d} in shape {dims:?}"
-                ))
-            })
-        })
-        .collect::<Result<Vec<usize>, _>>()?;
-    anemone_core::tensor::element_count(&shape)
-        .and_then(|n| n.checked_mul(16))
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "input '{input}' shape {dims:?} has more elements than can be addressed"
-            ))
-        })?;
-    Ok(shape)
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize));
+    if count.and_then(|n| n.checked_mul(16)).is_none() {
+        return Err(ApiError::invalid(format!(
+            "input '{input}' shape {dims:?} has more elements than can be addressed"
+        )));
+    }
+    // Same size and alignment: collected in place, without a new allocation.
+    Ok(dims.into_iter().map(|d| d as usize).collect())
 }
 
 /// Parses a version string: empty means the server's choice.
@@ -324,11 +322,11 @@ mod tests {
         assert!(e.message.contains("input 'x' has 7 bytes"), "{}", e.message);
         let e = tensor_from_raw("s", DataType::Bytes, vec![1], &[9, 0, 0, 0, 1]).unwrap_err();
         assert!(e.message.contains("claims 9 bytes"), "{}", e.message);
-        assert!(shape("x", &[2, -1])
+        assert!(shape("x", vec![2, -1])
             .unwrap_err()
             .message
             .contains("negative dimension -1"));
-        assert!(shape("x", &[i64::MAX, i64::MAX])
+        assert!(shape("x", vec![i64::MAX, i64::MAX])
             .unwrap_err()
             .message
             .contains("more elements"));

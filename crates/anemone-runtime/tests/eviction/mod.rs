@@ -4,6 +4,8 @@
 //! input is above 1000 (to hold a request in flight). Real numbers after an
 //! on-demand load are checked on real models against ONNX Runtime's references.
 
+mod latest;
+
 use crate::support::{assert_close, Case};
 use anemone_backends::TractCpu;
 use anemone_core::{

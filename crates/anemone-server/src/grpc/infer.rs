@@ -133,7 +133,7 @@ fn decode_input(
     }
     let dtype = v2::datatype(&datatype)
         .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
-    let shape = v2::shape(&name, &shape)?;
+    let shape = v2::shape(&name, shape)?;
     let tensor = match raw {
         Some(bytes) => {
             if contents

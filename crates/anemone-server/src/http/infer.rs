@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The header that splits a body into its JSON and binary parts.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -48,7 +49,9 @@ struct InputHeader<'a> {
     name: String,
     #[serde(deserialize_with = "crate::limits::dims")]
     shape: Vec<i64>,
-    datatype: String,
+    /// Borrowed from the body unless it holds escapes.
+    #[serde(borrow)]
+    datatype: Cow<'a, str>,
     #[serde(default)]
     parameters: Option<Parameters>,
     #[serde(borrow, default)]
@@ -112,7 +115,7 @@ pub fn decode(
         check_name("input", &name)?;
         let dtype = v2::datatype(&input.datatype)
             .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
-        let shape = v2::shape(&name, &input.shape)?;
+        let shape = v2::shape(&name, input.shape)?;
         let params = input.parameters.unwrap_or_default().0;
         refuse_shared_memory(&params, "input", &name)?;
         let binary_size = params
@@ -309,11 +312,6 @@ pub fn encode(
     response: v2::InferResponse,
     encoding: &OutputEncoding,
 ) -> Result<Response, ApiError> {
-    let binary: Vec<bool> = response
-        .outputs
-        .iter()
-        .map(|(name, _)| encoding.binary(name))
-        .collect();
     let header = ResponseHeader {
         model_name: &response.model,
         model_version: &response.version,
@@ -322,25 +320,31 @@ pub fn encode(
         outputs: response
             .outputs
             .iter()
-            .zip(&binary)
-            .map(|((name, t), &binary)| OutputJson {
-                name,
-                datatype: t.dtype().kserve_name(),
-                shape: t.shape(),
-                parameters: binary.then(|| BinarySize {
-                    binary_data_size: raw_len(t),
-                }),
-                data: (!binary).then_some(JsonData(t)),
+            .map(|(name, t)| {
+                let binary = encoding.binary(name);
+                OutputJson {
+                    name,
+                    datatype: t.dtype().kserve_name(),
+                    shape: t.shape(),
+                    parameters: binary.then(|| BinarySize {
+                        binary_data_size: raw_len(t),
+                    }),
+                    data: (!binary).then_some(JsonData(t)),
+                }
             })
             .collect(),
     };
-    let json = serde_json::to_vec(&header).map_err(|e| ApiError {
+    // Sized once for the whole text, so the buffer does not grow (and
+    // reallocate) as the JSON is written.
+    let mut json = Vec::with_capacity(json_size_hint(&header));
+    serde_json::to_writer(&mut json, &header).map_err(|e| ApiError {
         kind: anemone_core::ErrorKind::Internal,
         message: format!("cannot encode the response: {e}"),
         too_large: false,
     })?;
+    let any_binary = header.outputs.iter().any(|o| o.parameters.is_some());
     drop(header);
-    if !binary.contains(&true) {
+    if !any_binary {
         return Ok((
             [(
                 header::CONTENT_TYPE,
@@ -359,9 +363,8 @@ pub fn encode(
         response
             .outputs
             .into_iter()
-            .zip(binary)
-            .filter(|(_, b)| *b)
-            .map(|((_, t), _)| into_raw(t)),
+            .filter(|(name, _)| encoding.binary(name))
+            .map(|(_, t)| into_raw(t)),
     );
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let body = Body::from_stream(futures_util::stream::iter(
@@ -382,6 +385,29 @@ pub fn encode(
         body,
     )
         .into_response())
+}
+
+/// About how long the response's JSON text is: its fixed parts, and for
+/// each output its name and shape, and up to 24 bytes a value sent as JSON
+/// (a float's shortest form, a comma). Larger than most texts, so the
+/// buffer is allocated once; a longer text still grows it.
+fn json_size_hint(header: &ResponseHeader) -> usize {
+    let outputs: usize = header
+        .outputs
+        .iter()
+        .map(|o| {
+            let values = match &o.data {
+                Some(JsonData(t)) => match t.as_strings() {
+                    Some(strings) => strings.iter().map(|s| s.len() + 8).sum(),
+                    None => t.len() * 24,
+                },
+                None => 0,
+            };
+            96 + o.name.len() + o.shape.len() * 21 + values
+        })
+        .sum();
+    let parameters = if header.parameters.is_empty() { 0 } else { 256 };
+    64 + header.model_name.len() + header.id.map_or(0, str::len) + parameters + outputs
 }
 
 /// The length of a tensor's binary form.

@@ -14,6 +14,7 @@ pub mod serve;
 mod tls;
 mod trace;
 mod views;
+mod wake;
 
 use crate::errors::ApiError;
 use crate::limits::RequestLimits;
@@ -163,20 +164,33 @@ impl FromRequest<Http> for RequestBody {
     type Rejection = Response;
 
     async fn from_request(req: Request, http: &Http) -> Result<Self, Response> {
-        if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
-            let name = String::from_utf8_lossy(encoding.as_bytes());
-            if !name.trim().eq_ignore_ascii_case("identity") {
-                return Err(ApiError::invalid(format!(
-                    "Content-Encoding '{name}' is not supported; send the body uncompressed"
-                ))
-                .into_response());
-            }
-        }
+        check_encoding(req.headers())?;
+        RequestBody::read(req, http).await
+    }
+}
+
+impl RequestBody {
+    /// Reads the body within the size limit, whatever its headers say.
+    async fn read(req: Request, http: &Http) -> Result<Self, Response> {
         Bytes::from_request(req, http)
             .await
             .map(RequestBody)
             .map_err(|e| error::body_error(e, http.limit))
     }
+}
+
+/// Refuses a compressed body (any `Content-Encoding` but `identity`).
+fn check_encoding(headers: &HeaderMap) -> Result<(), Response> {
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        let name = String::from_utf8_lossy(encoding.as_bytes());
+        if !name.trim().eq_ignore_ascii_case("identity") {
+            return Err(ApiError::invalid(format!(
+                "Content-Encoding '{name}' is not supported; send the body uncompressed"
+            ))
+            .into_response());
+        }
+    }
+    Ok(())
 }
 
 /// Parses an optional JSON body; empty means `T::default()`.
@@ -250,20 +264,18 @@ async fn all_stats(State(http): State<Http>) -> Result<Json<Value>, ApiError> {
 async fn infer(
     State(http): State<Http>,
     p: ModelPath,
-    headers: HeaderMap,
     request: Request,
 ) -> Result<Response, Response> {
-    let span = crate::telemetry::http_span(&http.state.trace, &p.name, &headers);
-    crate::telemetry::traced(span, infer_untraced(http, p, headers, request)).await
+    let span = crate::telemetry::http_span(&http.state.trace, &p.name, request.headers());
+    crate::telemetry::traced(span, infer_untraced(http, p, request)).await
 }
 
-async fn infer_untraced(
-    http: Http,
-    p: ModelPath,
-    headers: HeaderMap,
-    request: Request,
-) -> Result<Response, Response> {
-    let RequestBody(body) = RequestBody::from_request(request, &http).await?;
+async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Response, Response> {
+    // The headers are moved out, not copied (as axum's `HeaderMap` extractor would).
+    let (mut parts, body) = request.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    check_encoding(&headers)?;
+    let RequestBody(body) = RequestBody::read(Request::from_parts(parts, body), &http).await?;
     let reservation = http.decoding.reserve(body.len()).await;
     let request = if body.len() <= decoding::BLOCKING_ABOVE {
         infer::decode(p.name, p.number, &headers, &body)

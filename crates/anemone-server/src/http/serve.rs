@@ -15,6 +15,7 @@
 //! listener closes, each connection finishes the request it is serving and
 //! closes, and [`serve`] returns once all have.
 
+use super::wake::SelfWaking;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::Router;
 use http_body::Frame;
@@ -90,10 +91,12 @@ pub async fn serve(
         }
         let (router, closing) = (router.clone(), closing.clone());
         match &tls {
-            None => connections.spawn(connection(tcp, router, timeouts, closing)),
+            // A connection that wakes itself (every request with a body
+            // does) is polled again in place rather than rescheduled.
+            None => connections.spawn(SelfWaking::new(connection(tcp, router, timeouts, closing))),
             Some(config) => {
                 let config = Arc::clone(config);
-                connections.spawn(async move {
+                connections.spawn(SelfWaking::new(async move {
                     // A handshake still going at shutdown is dropped.
                     let mut shut = closing.clone();
                     let stream = tokio::select! {
@@ -103,7 +106,7 @@ pub async fn serve(
                     if let Some(stream) = stream {
                         connection(stream, router, timeouts, closing).await;
                     }
-                })
+                }))
             }
         };
     }
