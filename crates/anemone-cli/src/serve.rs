@@ -124,15 +124,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "ANEMONE_THREADS")]
     pub threads: Option<usize>,
 
-    /// Arenas of glibc's allocator (Linux): 1 keeps what models load in parallel in one arena,
-    /// so the temporaries freed after each load go back to the system (about 0.5x the model
-    /// bytes less RSS on five real models, docs/PERFORMANCE.md); 0 leaves glibc's default
-    /// (8 per core), for workloads whose large allocations contend on one arena's lock.
+    /// Arenas of glibc's allocator (Linux). 0 (the default) leaves glibc's own (8 per core):
+    /// request threads do not contend on one arena's lock. 1 keeps what models load in
+    /// parallel in one arena, so the temporaries freed after each load go back to the system
+    /// (about 0.5x the model bytes less RSS on five real models), at a cost in throughput under
+    /// concurrency (gRPC at 32 clients: 21.5k against 50.1k req/s on 2 cores); see
+    /// docs/PERFORMANCE.md, "Memory per model".
     #[arg(
         long,
         value_name = "N",
         env = "ANEMONE_MALLOC_ARENAS",
-        default_value_t = 1
+        default_value_t = 0
     )]
     pub malloc_arenas: usize,
 

@@ -18,6 +18,20 @@ pub const WORKSPACE_CAP: usize = 256 << 20;
 /// Timed launches per candidate, after one untimed launch.
 pub const REPEATS: u32 = 3;
 
+/// The input shape an algorithm choice is kept under: the batch (first)
+/// dimension rounded up to a power of two. A dynamic batcher runs every
+/// batch size from 1 to its maximum; timing all the candidates for each one
+/// held requests for seconds. Batches of 9 to 16 now share the choice timed
+/// on the first of them (cuDNN's algorithms take any batch; the workspace
+/// is still sized for the real shape).
+pub fn shape_bucket(shape: &[usize]) -> Vec<usize> {
+    let mut key = shape.to_vec();
+    if let Some(n) = key.first_mut() {
+        *n = n.next_power_of_two();
+    }
+    key
+}
+
 /// One candidate algorithm as measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measured {
@@ -57,6 +71,25 @@ mod tests {
             workspace,
             seconds,
         }
+    }
+
+    #[test]
+    fn batches_share_a_choice_up_to_the_next_power_of_two() {
+        assert_eq!(shape_bucket(&[1, 64, 56, 56]), vec![1, 64, 56, 56]);
+        assert_eq!(shape_bucket(&[3, 64, 56, 56]), vec![4, 64, 56, 56]);
+        assert_eq!(
+            shape_bucket(&[13, 64, 56, 56]),
+            shape_bucket(&[16, 64, 56, 56])
+        );
+        assert_ne!(
+            shape_bucket(&[17, 64, 56, 56]),
+            shape_bucket(&[16, 64, 56, 56])
+        );
+        assert_ne!(
+            shape_bucket(&[16, 64, 28, 28]),
+            shape_bucket(&[16, 64, 56, 56])
+        );
+        assert!(shape_bucket(&[]).is_empty());
     }
 
     #[test]

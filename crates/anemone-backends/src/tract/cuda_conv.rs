@@ -5,7 +5,8 @@
 //!
 //! Against tract-cuda 0.23.9's own convolution (`CudaConv` with
 //! `ConvCudnn`), it:
-//! - chooses the algorithm once per (operator, input shape) by timing the
+//! - chooses the algorithm once per (operator, input shape, batch rounded up
+//!   to a power of two: [`conv_algo::shape_bucket`]) by timing the
 //!   candidates (policy in `conv_algo`), shared by every thread; tract-cuda
 //!   always runs `IMPLICIT_PRECOMP_GEMM`;
 //! - keeps one workspace per thread, grown when a shape needs more, where
@@ -332,7 +333,10 @@ fn dispatch(
                     output.shape(),
                 )?;
                 if op.relu {
-                    let shape_key = (op.clone(), TVec::from(inputs[0].shape()));
+                    let shape_key = (
+                        op.clone(),
+                        TVec::from(conv_algo::shape_bucket(inputs[0].shape())),
+                    );
                     let known = chosen()
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -350,16 +354,28 @@ fn dispatch(
                         }
                     };
                 }
-                let fwd = ConvBiasActivationForward {
-                    conv: &d.conv,
-                    act: &d.act,
-                    x: &d.x,
-                    w: &d.w,
-                    z: &d.y,
-                    bias: &d.bias,
-                    y: &d.y,
+                let size = |d: &Descriptors, algo: usize| {
+                    ConvBiasActivationForward {
+                        conv: &d.conv,
+                        act: &d.act,
+                        x: &d.x,
+                        w: &d.w,
+                        z: &d.y,
+                        bias: &d.bias,
+                        y: &d.y,
+                    }
+                    .get_workspace_size(ALGOS[algo])
                 };
-                let workspace = fwd.get_workspace_size(ALGOS[d.algo])?;
+                // A choice timed on another batch size of the bucket: if
+                // cuDNN refuses it for this one, the fixed algorithm runs.
+                let workspace = match size(&d, d.algo) {
+                    Ok(bytes) => bytes,
+                    Err(_) if d.algo != PRECOMP => {
+                        d.algo = PRECOMP;
+                        size(&d, PRECOMP)?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 reserve(cuda, workspace)?;
                 scratch.insert(key, d);
             }
