@@ -54,8 +54,18 @@ mod tests {
         assert!(known_settings("python").is_none());
         assert_eq!(
             known_settings("tract-cuda"),
-            Some(&[crate::tract::conv_fuse::PRECISION_KEY][..])
+            Some(
+                &[
+                    crate::tract::conv_fuse::PRECISION_KEY,
+                    "tract-cuda.plan_cache"
+                ][..]
+            )
         );
+        // Every tract runtime reads its own plan cache size.
+        for b in ["tract-cpu", "tract-cuda", "tract-metal"] {
+            let key = format!("{b}.{}", crate::tract::PLAN_CACHE_KEY);
+            assert!(known_settings(b).unwrap().contains(&key.as_str()), "{key}");
+        }
         for key in PATH_SETTINGS {
             let backend = key.split('.').next().unwrap();
             assert!(known_settings(backend).unwrap().contains(&key), "{key}");

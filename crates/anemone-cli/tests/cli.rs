@@ -1237,7 +1237,7 @@ fn doctor_reports_the_configs_serve_refuses() {
             "typo",
             "the model file 'modle.onnx' named by default_model_filename is missing",
         ),
-        ("keys", "backend tract-cpu reads no settings"),
+        ("keys", "backend tract-cpu reads: tract-cpu.plan_cache"),
     ] {
         let m = row(name);
         assert_eq!(m["runnable_on"], serde_json::json!([]), "{m}");
