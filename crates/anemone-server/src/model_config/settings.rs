@@ -371,7 +371,10 @@ mod tests {
             "{e}"
         );
         let e = settings(&with(&[("tract-cpu.bogus", "1")])).unwrap_err();
-        assert!(e.contains("backend tract-cpu reads: tract-cpu.plan_cache"), "{e}");
+        assert!(
+            e.contains("backend tract-cpu reads: tract-cpu.plan_cache"),
+            "{e}"
+        );
         let e = settings(&with(&[("coreml.bogus", "1")])).unwrap_err();
         assert!(e.contains("coreml.compute_units"), "{e}");
         let both = settings(&with(&[

@@ -176,7 +176,9 @@ async fn backend_settings_are_checked_by_name() {
         "{e}"
     );
     assert!(
-        e.contains("unknown parameter 'tract-cpu.bogus'; backend tract-cpu reads: tract-cpu.plan_cache"),
+        e.contains(
+            "unknown parameter 'tract-cpu.bogus'; backend tract-cpu reads: tract-cpu.plan_cache"
+        ),
         "{e}"
     );
     let e = s.grpc_load("db", Some(&config)).await.unwrap_err();
