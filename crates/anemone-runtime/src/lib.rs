@@ -64,6 +64,7 @@ pub mod gates;
 mod groups;
 pub mod health;
 pub mod instance;
+mod load_select;
 mod loader;
 pub mod manager;
 pub mod metrics;

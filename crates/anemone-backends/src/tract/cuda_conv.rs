@@ -96,6 +96,22 @@ struct Descriptors {
     algo: usize,
 }
 
+impl Descriptors {
+    /// The fused call these descriptors describe; `z` (the residual) is
+    /// described like the output `y`.
+    fn forward(&self) -> ConvBiasActivationForward<'_, f32, f32, f32, f32> {
+        ConvBiasActivationForward {
+            conv: &self.conv,
+            act: &self.act,
+            x: &self.x,
+            w: &self.w,
+            z: &self.y,
+            bias: &self.bias,
+            y: &self.y,
+        }
+    }
+}
+
 thread_local! {
     /// Descriptors, keyed like tract-cuda's conv scratch: (plan state, node).
     static SCRATCH: RefCell<HashMap<(SessionId, usize), Descriptors>> =
@@ -229,15 +245,7 @@ fn launch(
     let n = out.len() / size_of::<f32>();
     // SAFETY: the output tensor is f32 (made by `eval` as such).
     let mut y = unsafe { out.transmute_mut::<f32>(n) }.context("an output that is not f32")?;
-    let fwd = ConvBiasActivationForward {
-        conv: &d.conv,
-        act: &d.act,
-        x: &d.x,
-        w: &d.w,
-        z: &d.y,
-        bias: &d.bias,
-        y: &d.y,
-    };
+    let fwd = d.forward();
     WORKSPACE.with_borrow_mut(|ws| {
         // SAFETY: the descriptors were built from these tensors' shapes, all
         // f32 and packed; the workspace is at least the algorithm's size.
@@ -271,15 +279,7 @@ fn benchmark(
     inputs: &[&DeviceTensor],
     output: &DeviceTensor,
 ) -> TractResult<usize> {
-    let fwd = ConvBiasActivationForward {
-        conv: &d.conv,
-        act: &d.act,
-        x: &d.x,
-        w: &d.w,
-        z: &d.y,
-        bias: &d.bias,
-        y: &d.y,
-    };
+    let fwd = d.forward();
     let mut measured = vec![];
     for (i, algo) in ALGOS.iter().enumerate() {
         let Ok(workspace) = fwd.get_workspace_size(*algo) else {
@@ -354,18 +354,8 @@ fn dispatch(
                         }
                     };
                 }
-                let size = |d: &Descriptors, algo: usize| {
-                    ConvBiasActivationForward {
-                        conv: &d.conv,
-                        act: &d.act,
-                        x: &d.x,
-                        w: &d.w,
-                        z: &d.y,
-                        bias: &d.bias,
-                        y: &d.y,
-                    }
-                    .get_workspace_size(ALGOS[algo])
-                };
+                let size =
+                    |d: &Descriptors, algo: usize| d.forward().get_workspace_size(ALGOS[algo]);
                 // A choice timed on another batch size of the bucket: if
                 // cuDNN refuses it for this one, the fixed algorithm runs.
                 let workspace = match size(&d, d.algo) {
