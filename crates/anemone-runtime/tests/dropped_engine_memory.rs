@@ -11,15 +11,11 @@ use anemone_backends::{OnnxRuntime, TractCpu};
 use anemone_runtime::{Manager, ModelSpec};
 use std::path::Path;
 
+/// Resident memory of this process, in bytes (as the monitor reads it).
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    let rss = anemone_runtime::monitor::process_rss();
+    assert!(rss > 0, "VmRSS could not be read from /proc/self/status");
+    rss
 }
 
 #[test]

@@ -13,15 +13,11 @@ use anemone_runtime::{HealthPolicy, InferRequest, Manager, ModelSpec};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Resident memory of this process, in bytes (as the monitor reads it).
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    let rss = anemone_runtime::monitor::process_rss();
+    assert!(rss > 0, "VmRSS could not be read from /proc/self/status");
+    rss
 }
 
 #[test]

@@ -11,6 +11,11 @@
 
 mod memory;
 mod policy;
+
+/// The resident set size of this process in bytes (Linux `VmRSS`; 0 where
+/// it cannot be read): what the memory-pressure signal reads, for tests and
+/// tools that measure the same figure.
+pub use memory::rss as process_rss;
 mod recovery;
 mod retime;
 pub(crate) mod sampler;
