@@ -106,4 +106,4 @@ pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
     WarmupSample,
 };
-pub use trim::limit_allocator_arenas;
+pub use trim::{limit_allocator_arenas, loading, map_large_allocations_while_loading, LoadPhase};

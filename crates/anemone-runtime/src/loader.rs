@@ -6,6 +6,7 @@ use crate::manager::Manager;
 use crate::scheduler::panic_message;
 use crate::selection::{self, Attempt, BackendSet, Candidate, Mode, Outcome, Selection};
 use crate::spec::{InstanceKind, ModelSpec};
+use crate::trim::{LoadPhase, LoadStep};
 use anemone_core::{Error, LoadOptions, LoadedModel, ModelSource, Result, Support};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,6 +33,8 @@ pub(crate) struct Loader {
     pub(crate) comparer: Option<Arc<dyn crate::compare::EngineComparer>>,
     /// Comparisons answered by the comparer, and those it failed.
     pub(crate) comparisons: [std::sync::atomic::AtomicU64; 2],
+    /// Versions unloaded so far: the monitor gives memory back after them too.
+    pub(crate) unloads: std::sync::atomic::AtomicU64,
 }
 
 /// What a selection hands to `install`.
@@ -101,7 +104,9 @@ impl Manager {
     /// Loads a model on the calling thread. See [`Manager::load_model`].
     pub fn load_model_blocking(&self, spec: ModelSpec) -> Result<Arc<ModelInstance>> {
         let name = spec.name.clone();
+        let loading = LoadPhase::start(LoadStep::Load);
         let result = self.load_inner(spec);
+        drop(loading);
         // The engines the selection dropped (the slower CPU engine, failed
         // candidates) are freed: give their pages back to the system.
         crate::trim::release_freed_memory();
@@ -244,7 +249,10 @@ impl Manager {
             threads: spec.threads.or(self.inner.loader.threads),
             settings,
         };
-        match catch_unwind(AssertUnwindSafe(|| backend.load(source, &options))) {
+        let loading = LoadPhase::start(LoadStep::Load);
+        let loaded = catch_unwind(AssertUnwindSafe(|| backend.load(source, &options)));
+        drop(loading);
+        match loaded {
             Ok(Ok(model)) => Ok(model),
             Ok(Err(e)) => Err((e.chain_string(), Some(e))),
             Err(panic) => {
@@ -365,6 +373,15 @@ impl Manager {
             return Err(self.not_found(name, version));
         }
         tracing::info!(model = %name, ?version, "model unloaded");
-        Ok(removed.iter().map(|m| m.version()).collect())
+        let versions = removed.iter().map(|m| m.version()).collect();
+        // Freed here unless a request still runs on it (then when it ends,
+        // and the monitor's next idle look gives it back).
+        drop(removed);
+        crate::trim::release_freed_memory();
+        self.inner
+            .loader
+            .unloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(versions)
     }
 }

@@ -272,6 +272,7 @@ impl ManagerBuilder {
                     failed: Mutex::default(),
                     comparer: self.comparer,
                     comparisons: Default::default(),
+                    unloads: Default::default(),
                 },
                 failover: Failover::new(self.fallback),
                 retry: self.retry,

@@ -2,6 +2,7 @@
 //! order): the model's warm-up samples when it declares some, else a request
 //! built from its declared inputs, timed on each candidate.
 
+use crate::trim::{LoadPhase, LoadStep};
 use anemone_core::{DataType, Dim, LoadedModel, ModelMetadata, Result, Tensor};
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,7 @@ pub fn time_warmup(model: &dyn LoadedModel) -> Result<Duration> {
 /// with a model's own warm-up samples, so engines are compared on the shapes
 /// it declares.
 pub fn time_runs(model: &dyn LoadedModel, sets: &[Vec<Tensor>]) -> Result<Duration> {
+    let _serving = LoadPhase::start(LoadStep::Timing);
     let run = || -> Result<()> {
         for inputs in sets {
             model.infer(inputs)?;

@@ -305,6 +305,8 @@ impl Repository {
         let Prepared { config, specs } = {
             let (name, root) = (name.to_string(), self.real_root.clone());
             tokio::task::spawn_blocking(move || {
+                // Reads and parses the model's files: part of its load.
+                let _loading = anemone_runtime::loading();
                 prepare_model(&root, &name, config_override, available)
             })
             .await

@@ -276,13 +276,16 @@ impl Monitor {
                         return;
                     }
                     manager.check_health();
-                    // Freed activations back to the system once traffic pauses.
-                    let answered = manager
+                    // Freed activations back to the system once traffic
+                    // pauses, and what an unload left once its last
+                    // request ended.
+                    let answered: u64 = manager
                         .models()
                         .iter()
                         .map(|m| m.metrics().success_count())
                         .sum();
-                    idle.look(answered, manager.inner.global.in_use());
+                    let unloads = manager.inner.loader.unloads.load(Ordering::Relaxed);
+                    idle.look(answered + unloads, manager.inner.global.in_use());
                 }
             });
         if let Err(e) = spawned {
