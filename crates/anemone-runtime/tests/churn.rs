@@ -1,16 +1,18 @@
 //! The process's resident memory stays flat under on-demand churn: two copies
 //! of a real model under a budget that holds one, asked in turn, so every
-//! request loads one and evicts the other. Its own test binary, so no other
-//! test allocates in the same process while it measures.
+//! request loads one and evicts the other; on tract, then on ONNX Runtime.
+//! Its own test binary, with one test, so no other test allocates in the
+//! same process while it measures.
 //!
 //! Linux only (it reads `VmRSS` from `/proc/self/status`).
 
 #![cfg(target_os = "linux")]
 
-use anemone_backends::TractCpu;
-use anemone_core::Tensor;
+use anemone_backends::{OnnxRuntime, TractCpu};
+use anemone_core::{Backend, Tensor};
 use anemone_runtime::{EvictionPolicy, InferRequest, Manager, ModelSpec};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Resident memory of this process, in bytes (as the monitor reads it).
 fn rss() -> u64 {
@@ -29,17 +31,25 @@ const TOLERANCE: u64 = 8 << 20;
 
 #[test]
 fn rss_stays_flat_under_on_demand_churn() {
+    churn("tract-cpu", Arc::new(TractCpu));
+    churn("onnxruntime", Arc::new(OnnxRuntime));
+}
+
+fn churn(engine: &str, backend: Arc<dyn Backend>) {
     let model = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/generated/transformer_block/model.onnx");
     assert!(model.exists(), "{}: run scripts/setup.sh", model.display());
-    let probe = Manager::builder().backend(TractCpu).build().unwrap();
+    let probe = Manager::builder()
+        .backends([backend.clone()])
+        .build()
+        .unwrap();
     let one = probe
         .load_model_blocking(ModelSpec::new("probe", &model))
         .unwrap()
         .memory_footprint();
     drop(probe);
     let m = Manager::builder()
-        .backend(TractCpu)
+        .backends([backend])
         .workers(1)
         .memory_budget(Some(one * 3 / 2))
         .eviction(EvictionPolicy::Lru)
@@ -77,14 +87,14 @@ fn rss_stays_flat_under_on_demand_churn() {
     );
     assert!(
         after <= before + TOLERANCE,
-        "RSS grew by {} KiB over {} on-demand loads ({} KiB before, {} KiB after)",
+        "{engine}: RSS grew by {} KiB over {} on-demand loads ({} KiB before, {} KiB after)",
         (after - before) >> 10,
         2 * ROUNDS,
         before >> 10,
         after >> 10
     );
     eprintln!(
-        "RSS {} KiB before, {} KiB after {} on-demand loads",
+        "{engine}: RSS {} KiB before, {} KiB after {} on-demand loads",
         before >> 10,
         after >> 10,
         2 * ROUNDS
