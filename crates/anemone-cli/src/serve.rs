@@ -125,11 +125,10 @@ pub struct ServeArgs {
     pub threads: Option<usize>,
 
     /// Arenas of glibc's allocator (Linux). 0 (the default) leaves glibc's own (8 per core):
-    /// request threads do not contend on one arena's lock. 1 keeps what models load in
-    /// parallel in one arena, so the temporaries freed after each load go back to the system
-    /// (about 0.5x the model bytes less RSS on five real models), at a cost in throughput under
-    /// concurrency (gRPC at 32 clients: 21.5k against 50.1k req/s on 2 cores); see
-    /// docs/PERFORMANCE.md, "Memory per model".
+    /// request threads do not contend on one arena's lock. Fewer arenas hold less memory once
+    /// models have served (five real models after requests: 5.4-6.0x their bytes with glibc's,
+    /// about 4x with 2) at a cost in small-request throughput under concurrency (2: about 20%
+    /// less, 1: 30-40% less); see docs/PERFORMANCE.md, "Memory per model".
     #[arg(
         long,
         value_name = "N",
