@@ -139,7 +139,7 @@ pub struct ServeArgs {
 
     /// While a model loads, allocations of at least this many bytes are mapped on their own
     /// (glibc's mmap threshold, Linux), so what the load frees goes back to the system at once
-    /// (about 0.5x the model bytes less RSS on five real models, with no cost in request
+    /// (about 0.5x the model bytes less RSS on five real models, with no measurable cost in request
     /// throughput); once no load runs, the threshold goes to glibc's ceiling (32 MiB). Units
     /// such as `KiB` accepted; 0 leaves glibc's dynamic threshold alone. See
     /// docs/PERFORMANCE.md, "Memory per model".
