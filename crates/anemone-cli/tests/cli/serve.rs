@@ -1,0 +1,420 @@
+//! `anemone serve` end to end: its reports, its exit, memory budgets and TLS flags.
+
+use super::*;
+
+/// A running `anemone serve` child, stopped with SIGTERM when dropped.
+struct Serving {
+    child: std::process::Child,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Serving {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Serving {
+        use std::io::BufRead;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ANEMONE_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .args(["serve", "--http-port", "0", "--grpc-port", "0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the anemone binary runs");
+        let (tx, stdout) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (err, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Serving {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Stdout lines up to and including the first that `done` accepts
+    /// (at most a minute).
+    fn lines_until(&self, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|e| {
+                    panic!("{e}; stdout so far: {lines:#?}\nstderr: {}", self.stderr())
+                });
+            let last = done(&line);
+            lines.push(line);
+            if last {
+                return lines;
+            }
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to a minute for stderr to contain `what`.
+    fn wait_stderr(&self, what: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.stderr();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no '{what}' on stderr:\n{s}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status (at most a minute later).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no exit a minute after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `serve` without the ONNX Runtime library says so once, at warn level,
+/// with the fix; prints a table of its models once they have loaded; and in
+/// poll mode logs a reload that failed.
+#[test]
+fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
+    let repo = temp_dir("serve-report");
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "broken",
+        "fixtures/generated/bad/truncated.onnx",
+        "model.onnx",
+    );
+    let mut serving = Serving::start(
+        &[
+            "--model-repository",
+            repo.to_str().unwrap(),
+            "--model-control-mode",
+            "poll",
+            "--repository-poll-secs",
+            "1",
+        ],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+    );
+    let lines = serving.lines_until(|l| l.starts_with("broken"));
+    let header = lines
+        .iter()
+        .find(|l| l.starts_with("MODEL"))
+        .unwrap_or_else(|| panic!("no table header: {lines:#?}"));
+    for column in ["VERSION", "STATE", "BACKEND", "LOAD TIME"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let add = lines.iter().find(|l| l.starts_with("add ")).unwrap();
+    for cell in ["1", "READY", "tract-cpu", " ms"] {
+        assert!(add.contains(cell), "{add}");
+    }
+    let broken = lines.last().unwrap();
+    assert!(broken.contains("UNAVAILABLE"), "{broken}");
+
+    let stderr = serving.stderr();
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes on a pipe: {stderr:?}"
+    );
+    let warned = stderr.matches("ONNX Runtime is unavailable").count();
+    assert_eq!(warned, 1, "{stderr}");
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(stderr.contains("install-onnxruntime.sh"), "{stderr}");
+
+    // A change on disk that cannot load is logged.
+    std::fs::write(repo.join("add/1/model.onnx"), b"not a model").unwrap();
+    let stderr = serving.wait_stderr("reload after a change on disk failed");
+    assert!(stderr.contains("add"), "{stderr}");
+    assert!(serving.terminate().success());
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+/// `--exit-timeout-secs` bounds the exit even while an engine call runs on:
+/// a `Loop` of a million iterations (seconds on tract) is still running when
+/// SIGTERM comes, and the process exits 0 within the timeout (plus slack),
+/// not when the call ends.
+#[test]
+fn serve_exits_within_the_exit_timeout_while_an_engine_call_runs() {
+    use std::io::{Read, Write};
+    let repo = temp_dir("exit-timeout");
+    add_version(
+        &repo,
+        "loop",
+        "fixtures/generated/loop_control/model.onnx",
+        "model.onnx",
+    );
+    std::fs::write(
+        repo.join("loop/config.pbtxt"),
+        "parameters { key: \"backends\" value: { string_value: \"tract-cpu\" } }\n",
+    )
+    .unwrap();
+    let mut serving = Serving::start(
+        &[
+            "--model-repository",
+            repo.to_str().unwrap(),
+            "--exit-timeout-secs",
+            "1",
+        ],
+        &[],
+    );
+    let lines = serving.lines_until(|l| l.starts_with("loop"));
+    let http = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("HTTP listening on "))
+        .unwrap()
+        .to_string();
+    let body = r#"{"inputs": [{"name": "trip", "shape": [], "datatype": "INT64", "data": [1000000]},
+        {"name": "x", "shape": [2], "datatype": "FP32", "data": [0, 0]}]}"#;
+    let mut client = std::net::TcpStream::connect(&http).unwrap();
+    write!(
+        client,
+        "POST /v2/models/loop/infer HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // The engine call has started well before this.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let start = std::time::Instant::now();
+    let status = serving.terminate();
+    let took = start.elapsed();
+    assert!(status.success(), "{status:?}\n{}", serving.stderr());
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "exited {took:?} after SIGTERM with --exit-timeout-secs 1"
+    );
+    // The request was cut off, not answered.
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+/// doctor runs serve's own repository checks: a config serve refuses (here a
+/// `default_model_filename` naming a missing file, and an unknown backend
+/// key) is reported as not loadable, with serve's reason.
+#[test]
+fn doctor_reports_the_configs_serve_refuses() {
+    let repo = temp_dir("doctor-config");
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "typo",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    std::fs::write(
+        repo.join("typo/config.pbtxt"),
+        "default_model_filename: \"modle.onnx\"\n",
+    )
+    .unwrap();
+    add_version(
+        &repo,
+        "keys",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    std::fs::write(
+        repo.join("keys/config.pbtxt"),
+        "parameters { key: \"tract-cpu.bogus\" value: { string_value: \"1\" } }\n",
+    )
+    .unwrap();
+    let out = anemone(&[
+        "doctor",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--json",
+    ]);
+    let json: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
+    let models = json["models"].as_array().unwrap();
+    let row = |name: &str| models.iter().find(|m| m["name"] == name).unwrap();
+    assert!(!row("add")["runnable_on"].as_array().unwrap().is_empty());
+    for (name, reason) in [
+        (
+            "typo",
+            "the model file 'modle.onnx' named by default_model_filename is missing",
+        ),
+        ("keys", "backend tract-cpu reads: tract-cpu.plan_cache"),
+    ] {
+        let m = row(name);
+        assert_eq!(m["runnable_on"], serde_json::json!([]), "{m}");
+        assert_eq!(m["not_here"][0][0], "repository", "{m}");
+        assert!(
+            m["not_here"][0][1].as_str().unwrap().contains(reason),
+            "{m}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(repo);
+}
+
+/// `--memory-budget` takes units; `--eviction lru` needs a budget; `models`
+/// with a budget for one of two models reports the other evicted (loaded again
+/// on request), not failed, and shows the budget and what is resident.
+#[test]
+fn models_with_a_memory_budget_and_lru_eviction_shows_what_is_resident() {
+    let repo = temp_dir("evict-models");
+    add_version(
+        &repo,
+        "convnet",
+        "fixtures/generated/small_convnet/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "ocr_cls",
+        "fixtures/generated/ocr_cls/model.onnx",
+        "model.onnx",
+    );
+    let r = repo.to_str().unwrap();
+    let tract = ["--backends", "tract-cpu"];
+    // Charged on tract: ocr_cls about 523 KiB, convnet a few KiB; 525KiB holds one, not both.
+    let mut args = vec![
+        "models",
+        "--model-repository",
+        r,
+        "--memory-budget",
+        "525KiB",
+        "--eviction",
+        "lru",
+    ];
+    args.extend(tract);
+    let out = assert_ok(&anemone(&args));
+    assert!(
+        out.contains("of the 525.0 KiB budget charged (eviction lru); resident: ")
+            && out.contains("evicted (loaded again on request): "),
+        "{out}"
+    );
+    assert!(out.contains("evicted (LRU) to make room for '"), "{out}");
+
+    // Without eviction, the same budget refuses the second model.
+    let mut args = vec![
+        "models",
+        "--model-repository",
+        r,
+        "--memory-budget",
+        "525KiB",
+    ];
+    args.extend(tract);
+    let out = anemone(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("error: 1 of 2 models could not be loaded"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = anemone(&["models", "--model-repository", r, "--memory-budget", "2XB"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("e.g. 2GiB or 512MiB"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = anemone(&["serve", "--model-repository", r, "--eviction", "lru"]);
+    assert_error(&out, &["--eviction lru needs a budget", "--memory-budget"]);
+    let _ = std::fs::remove_dir_all(&repo);
+}
+
+/// TLS: a certificate that cannot be read, or flags that do not go
+/// together, stop `anemone serve` at once with the file or flag named (and
+/// no panic); an https URL without a CA stops `anemone bench`. (Bad
+/// certificate and key contents: crates/anemone-server/tests/api/tls.rs.)
+#[test]
+fn serve_and_bench_refuse_bad_tls_files_and_flags() {
+    let dir = temp_dir("tls-flags");
+    let missing = dir.join("missing.pem");
+    let key = dir.join("server.key");
+    std::fs::write(&key, "not a key\n").unwrap();
+    let repo = root().join("examples/models");
+    // Run with a deadline: a server that starts instead of refusing fails
+    // the test rather than hanging it.
+    let serve = |extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_anemone"))
+            .args(["serve", "--model-repository", repo.to_str().unwrap()])
+            .args(["--http-port", "0", "--grpc-port", "0"])
+            .args(extra)
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("anemone serve {extra:?} started instead of refusing");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let m = missing.to_str().unwrap();
+    let k = key.to_str().unwrap();
+    assert_error(
+        &serve(&["--http-tls-cert", m, "--http-tls-key", k]),
+        &["HTTP TLS", m, "--http-tls-cert", "cannot be read"],
+    );
+    assert_error(
+        &serve(&["--grpc-server-cert", m, "--grpc-server-key", k]),
+        &["--grpc-server-cert", "add --grpc-use-ssl"],
+    );
+    assert_error(
+        &serve(&["--http-tls-cert", m]),
+        &["--http-tls-cert needs --http-tls-key"],
+    );
+    assert_error(
+        &anemone(&["bench", "--model", "add", "--url", "https://127.0.0.1:1"]),
+        &["https", "--ca-cert"],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
