@@ -267,6 +267,16 @@ def identity(name):
     write_case(name, "Identity (overhead benchmark)", model, runs)
 
 
+@case
+def batched_identity(name):
+    """y = Identity(x), x FP32 [batch, 16]: the file under the server tests' batched test-double models."""
+    b = Builder(rng_for(name))
+    b.add("Identity", "x", out="y")
+    model = b.model(name, [vi("x", F32, ["batch", 16])], [vi("y", F32, ["batch", 16])])
+    runs = [{"x": b.rng.standard_normal((3, 16)).astype(np.float32)}]
+    write_case(name, "Identity with a batch dimension", model, runs)
+
+
 ALL_DTYPES = [  # (input name, ONNX type, numpy dtype) for every KServe v2 numeric datatype and BOOL
     ("b", TensorProto.BOOL, np.bool_), ("u8", TensorProto.UINT8, np.uint8), ("u16", TensorProto.UINT16, np.uint16),
     ("u32", TensorProto.UINT32, np.uint32), ("u64", TensorProto.UINT64, np.uint64), ("i8", TensorProto.INT8, np.int8),

@@ -80,6 +80,7 @@ mod generated {
         int_bool,
         four_inputs,
         identity,
+        batched_identity,
         if_control,
         loop_control,
         gru,

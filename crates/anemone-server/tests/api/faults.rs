@@ -120,6 +120,18 @@ impl Faulty {
         models: &[(&str, Option<&str>)],
         standby: bool,
     ) -> Faulty {
+        Faulty::start_with_ensembles(tag, concurrency, models, &[], standby).await
+    }
+
+    /// As [`Faulty::start_with`], with `ensembles` (name, `config.pbtxt`) over
+    /// those models in the repository too; waits until they are ready.
+    pub(crate) async fn start_with_ensembles(
+        tag: &str,
+        concurrency: Option<usize>,
+        models: &[(&str, Option<&str>)],
+        ensembles: &[(&str, &str)],
+        standby: bool,
+    ) -> Faulty {
         let repo = std::env::temp_dir().join(format!(
             "anemone-faults-{tag}-{}-{}",
             std::process::id(),
@@ -137,13 +149,17 @@ impl Faulty {
             std::fs::create_dir_all(&dir).unwrap();
             let batched = config.is_some_and(|c| c.contains("max_batch_size"));
             let file = fixtures
-                .join(if batched { "dynamic_batch" } else { "identity" })
+                .join(if batched { "batched_identity" } else { "identity" })
                 .join("model.onnx");
             std::fs::copy(&file, dir.join("model.onnx"))
                 .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh", file.display()));
             if let Some(config) = config {
                 std::fs::write(repo.join(name).join("config.pbtxt"), config).unwrap();
             }
+        }
+        for (name, config) in ensembles {
+            std::fs::create_dir_all(repo.join(name).join("1")).unwrap();
+            std::fs::write(repo.join(name).join("config.pbtxt"), config).unwrap();
         }
         let mut builder = anemone_runtime::Manager::builder().backend(Tricky);
         if standby {
@@ -175,6 +191,16 @@ impl Faulty {
                 assert!(
                     start.elapsed() < Duration::from_secs(30),
                     "{name} never loaded: {:?}",
+                    state.repository.entry(name).map(|e| e.reason)
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        for (name, _) in ensembles {
+            while state.repository.entry(name).map(|e| e.state.as_str()) != Some("READY") {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "{name} never became ready: {:?}",
                     state.repository.entry(name).map(|e| e.reason)
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;

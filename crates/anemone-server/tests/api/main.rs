@@ -7,6 +7,7 @@ mod config_io;
 mod decode_budget;
 mod ensemble;
 mod ensemble_deps;
+mod ensemble_overload;
 mod ensemble_run;
 mod eviction;
 mod faults;

@@ -14,8 +14,8 @@ use tonic::Code;
 
 /// A model with a queue: one instance, batches of up to 2, and room for
 /// `QUEUE` waiting requests.
-const QUEUE: usize = 4;
-const QUEUED_CONFIG: &str = "max_batch_size: 2
+pub(crate) const QUEUE: usize = 4;
+pub(crate) const QUEUED_CONFIG: &str = "max_batch_size: 2
 dynamic_batching {
   max_queue_delay_microseconds: 1000
   default_queue_policy { max_queue_size: 4 }
@@ -25,20 +25,20 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
 
 /// What the clients saw, by protocol and answer.
 #[derive(Debug, Default)]
-struct Seen {
-    http_ok: u64,
-    http_refused: u64,
-    grpc_ok: u64,
-    grpc_refused: u64,
+pub(crate) struct Seen {
+    pub(crate) http_ok: u64,
+    pub(crate) http_refused: u64,
+    pub(crate) grpc_ok: u64,
+    pub(crate) grpc_refused: u64,
     /// Anything else: the status or code and the message.
-    unexpected: Vec<String>,
+    pub(crate) unexpected: Vec<String>,
 }
 
 impl Seen {
-    fn ok(&self) -> u64 {
+    pub(crate) fn ok(&self) -> u64 {
         self.http_ok + self.grpc_ok
     }
-    fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.http_refused + self.grpc_refused
     }
 }
@@ -55,7 +55,7 @@ pub(crate) fn body(x: f32) -> Vec<u8> {
 /// `clients` clients (half HTTP on keep-alive connections, half gRPC), each
 /// sending `rounds` requests for `model` that take `x - 1000` ms in the engine.
 /// `refusal` is the HTTP status and gRPC code the server may answer instead.
-async fn storm(
+pub(crate) async fn storm(
     s: &Faulty,
     model: &str,
     clients: usize,
