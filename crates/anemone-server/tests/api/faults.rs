@@ -149,7 +149,11 @@ impl Faulty {
             std::fs::create_dir_all(&dir).unwrap();
             let batched = config.is_some_and(|c| c.contains("max_batch_size"));
             let file = fixtures
-                .join(if batched { "batched_identity" } else { "identity" })
+                .join(if batched {
+                    "batched_identity"
+                } else {
+                    "identity"
+                })
                 .join("model.onnx");
             std::fs::copy(&file, dir.join("model.onnx"))
                 .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh", file.display()));
