@@ -6,8 +6,7 @@
 //! up to what the clients saw.
 
 use crate::faults::Faulty;
-use crate::overload::{drained, sample, stats, storm, QUEUE, QUEUED_CONFIG};
-use tonic::Code;
+use crate::overload::{drained, queue_storm, sample, stats, QUEUED_CONFIG};
 
 /// `out` = `queued(x)`, batched as the composing model is.
 const ENSEMBLE: &str = r#"platform: "ensemble"
@@ -33,18 +32,7 @@ async fn an_ensemble_over_a_full_queue_is_200_or_503_and_counted_exactly() {
         false,
     )
     .await;
-    let seen = storm(
-        &s,
-        "pipeline",
-        10 * QUEUE,
-        6,
-        1020.0,
-        (503, Code::Unavailable),
-    )
-    .await;
-    assert!(seen.unexpected.is_empty(), "{seen:#?}");
-    assert_eq!(seen.ok() + seen.refused(), 240, "{seen:#?}");
-    assert!(seen.ok() >= 4 && seen.refused() >= 40, "{seen:#?}");
+    let seen = queue_storm(&s, "pipeline").await;
     let m = drained(&s).await;
     // The composing model saw every request: it ran some and refused the rest.
     assert_eq!(

@@ -55,7 +55,7 @@ pub(crate) fn body(x: f32) -> Vec<u8> {
 /// `clients` clients (half HTTP on keep-alive connections, half gRPC), each
 /// sending `rounds` requests for `model` that take `x - 1000` ms in the engine.
 /// `refusal` is the HTTP status and gRPC code the server may answer instead.
-pub(crate) async fn storm(
+async fn storm(
     s: &Faulty,
     model: &str,
     clients: usize,
@@ -109,6 +109,17 @@ pub(crate) async fn storm(
             .expect("a client task panicked (connection closed?)");
     }
     Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
+}
+
+/// Ten times [`QUEUE`] clients, 6 requests each of 20 ms in the engine, on
+/// `model` (the queued model, or an ensemble over it): checks that every
+/// answer was a 200 or 503 / UNAVAILABLE, with some of each.
+pub(crate) async fn queue_storm(s: &Faulty, model: &str) -> Seen {
+    let seen = storm(s, model, 10 * QUEUE, 6, 1020.0, (503, Code::Unavailable)).await;
+    assert!(seen.unexpected.is_empty(), "{seen:#?}");
+    assert_eq!(seen.ok() + seen.refused(), 240, "{seen:#?}");
+    assert!(seen.ok() >= 4 && seen.refused() >= 40, "{seen:#?}");
+    seen
 }
 
 /// `GET path` over a fresh real connection: the body as text.
@@ -208,18 +219,7 @@ async fn ten_times_the_queue_size_is_200_or_503_and_counted_exactly() {
         false,
     )
     .await;
-    let seen = storm(
-        &s,
-        "queued",
-        10 * QUEUE,
-        6,
-        1020.0,
-        (503, Code::Unavailable),
-    )
-    .await;
-    assert!(seen.unexpected.is_empty(), "{seen:#?}");
-    assert_eq!(seen.ok() + seen.refused(), 240, "{seen:#?}");
-    assert!(seen.ok() >= 4 && seen.refused() >= 40, "{seen:#?}");
+    let seen = queue_storm(&s, "queued").await;
     let m = drained(&s).await;
     assert_eq!(
         stats(&s, "queued").await,
