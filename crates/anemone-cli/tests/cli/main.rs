@@ -180,4 +180,5 @@ mod errors;
 mod infer;
 mod inspect;
 mod models_doctor;
+mod restricted_flags;
 mod serve;

@@ -2,33 +2,22 @@
 //! checked at start-up: a malformed group stops `anemone serve` with a
 //! message that says what is wrong and never repeats the secret value.
 
-use std::process::Command;
+use super::*;
 
-fn serve(args: &[&str]) -> std::process::Output {
-    let repo =
-        std::env::temp_dir().join(format!("anemone-restricted-flags-{}", std::process::id()));
-    std::fs::create_dir_all(&repo).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("ANEMONE_") {
-            cmd.env_remove(key);
-        }
-    }
-    let out = cmd
-        .args([
-            "serve",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--model-repository",
-        ])
-        .arg(&repo)
-        .args(args)
-        .output()
-        .expect("the anemone binary runs");
-    let _ = std::fs::remove_dir_all(&repo);
-    out
+fn serve(args: &[&str]) -> Output {
+    let repo = temp_dir("restricted-flags");
+    let repo = repo.to_str().unwrap();
+    let mut all = vec![
+        "serve",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--model-repository",
+        repo,
+    ];
+    all.extend_from_slice(args);
+    anemone(&all)
 }
 
 #[test]
