@@ -169,11 +169,11 @@ fn the_writers_thread_sees_its_loads_and_unloads_at_once() {
     load(&m, "b", "b1");
     assert_eq!(lookup(&m, "b").as_deref(), Some("b1"));
     m.unload_model("a", None).unwrap();
-    assert_eq!(lookup(&m, "a"), None);
     assert!(
         flags.freed("a1"),
         "the unloading thread's own cache must not keep what it unloaded"
     );
+    assert_eq!(lookup(&m, "a"), None);
     load(&m, "a", "a2");
     assert_eq!(lookup(&m, "a").as_deref(), Some("a2"));
 }
@@ -256,6 +256,17 @@ fn a_dropped_managers_models_are_freed_at_the_caching_threads_next_lookup() {
     assert!(caching.lookup(&stays, "b").is_some());
     assert!(flags.freed("a1"), "a dropped manager's snapshot was kept");
     caching.stop();
+}
+
+#[test]
+fn dropping_a_manager_empties_the_dropping_threads_cache() {
+    on_thread_park();
+    let flags = Arc::new(Flags::default());
+    let m = manager(&flags);
+    load(&m, "a", "a1");
+    assert!(lookup(&m, "a").is_some());
+    drop(m);
+    assert!(flags.freed("a1"), "the dropping thread kept its snapshot");
 }
 
 #[test]
