@@ -86,6 +86,20 @@ fn lookup(c: &mut Criterion) {
             })
         },
     );
+    // What the first lookup after an idle spell costs: the park empties the
+    // cache, the lookup loads the snapshot again.
+    c.bench_function(
+        "registry: borrowed lookup among 32 models after a park (release + refresh)",
+        |b| {
+            b.iter(|| {
+                anemone_runtime::registry::on_thread_park();
+                black_box(
+                    m.with_model(black_box("model-17"), None, |m| m.version())
+                        .unwrap(),
+                )
+            })
+        },
+    );
 }
 
 fn validation(c: &mut Criterion) {
