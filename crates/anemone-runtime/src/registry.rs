@@ -19,12 +19,14 @@
 //! never stale, is in the `thread_cache` module's docs (below, in the
 //! source).
 
+mod key;
 mod thread_cache;
 
 pub use thread_cache::on_thread_park;
 
 use crate::instance::ModelInstance;
 use arc_swap::ArcSwap;
+use key::{Key, Name};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -60,7 +62,7 @@ impl Versions {
     }
 }
 
-type Snapshot = FxHashMap<String, Versions>;
+type Snapshot = FxHashMap<Key, Versions>;
 
 /// The set of loaded models.
 #[derive(Default)]
@@ -81,7 +83,7 @@ fn find<'a>(
     name: &str,
     version: VersionRequest,
 ) -> Option<&'a Arc<ModelInstance>> {
-    let versions = snapshot.get(name)?;
+    let versions = snapshot.get(Name::new(name))?;
     match version {
         VersionRequest::Latest => versions.latest.as_ref(),
         VersionRequest::Specific(v) => versions.all.get(&v),
@@ -109,7 +111,7 @@ impl Registry {
     pub fn insert(&self, instance: Arc<ModelInstance>) -> Option<Arc<ModelInstance>> {
         let guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next: Snapshot = (**self.models.load()).clone();
-        let versions = next.entry(instance.name().to_string()).or_default();
+        let versions = next.entry(Key(instance.name().to_string())).or_default();
         let old = versions.all.insert(instance.version(), instance);
         versions.refresh_latest();
         self.models.store(Arc::new(next));
@@ -125,14 +127,14 @@ impl Registry {
         let guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.models.load();
         let still = current
-            .get(old.name())
+            .get(Name::new(old.name()))
             .and_then(|v| v.all.get(&old.version()))
             .is_some_and(|m| Arc::ptr_eq(m, old));
         if !still {
             return false;
         }
         let mut next: Snapshot = (**current).clone();
-        let versions = next.entry(new.name().to_string()).or_default();
+        let versions = next.entry(Key(new.name().to_string())).or_default();
         versions.all.insert(new.version(), new);
         versions.refresh_latest();
         self.models.store(Arc::new(next));
@@ -146,7 +148,7 @@ impl Registry {
     pub fn remove(&self, name: &str, version: Option<u64>) -> Vec<Arc<ModelInstance>> {
         let guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next: Snapshot = (**self.models.load()).clone();
-        let removed = match (next.get_mut(name), version) {
+        let removed = match (next.get_mut(Name::new(name)), version) {
             (None, _) => Vec::new(),
             (Some(versions), Some(v)) => {
                 let removed = versions.all.remove(&v).into_iter().collect();
@@ -155,8 +157,8 @@ impl Registry {
             }
             (Some(versions), None) => std::mem::take(versions).all.into_values().collect(),
         };
-        if next.get(name).is_some_and(|v| v.all.is_empty()) {
-            next.remove(name);
+        if next.get(Name::new(name)).is_some_and(|v| v.all.is_empty()) {
+            next.remove(Name::new(name));
         }
         self.models.store(Arc::new(next));
         self.bump_generation();
@@ -168,8 +170,8 @@ impl Registry {
     /// Every loaded model version, sorted by name then version.
     pub fn all(&self) -> Vec<Arc<ModelInstance>> {
         let snapshot = self.models.load();
-        let mut names: Vec<&String> = snapshot.keys().collect();
-        names.sort();
+        let mut names: Vec<&Key> = snapshot.keys().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
         names
             .into_iter()
             .flat_map(|n| snapshot[n].all.values().cloned())
@@ -180,14 +182,14 @@ impl Registry {
     pub fn versions(&self, name: &str) -> Vec<u64> {
         self.models
             .load()
-            .get(name)
+            .get(Name::new(name))
             .map(|v| v.all.keys().copied().collect())
             .unwrap_or_default()
     }
 
     /// Names of loaded models, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.models.load().keys().cloned().collect();
+        let mut names: Vec<String> = self.models.load().keys().map(|k| k.0.clone()).collect();
         names.sort();
         names
     }
