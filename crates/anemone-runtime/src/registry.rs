@@ -77,7 +77,7 @@ pub struct Registry {
 }
 
 /// The model `version` of `name` in `snapshot`.
-#[inline]
+#[inline(always)]
 fn find<'a>(
     snapshot: &'a Snapshot,
     name: &str,

@@ -290,6 +290,62 @@ fn two_managers_on_one_thread_do_not_mix_their_models() {
     }
 }
 
+/// The cache remembers the last question and its answer: a different
+/// version, a name that shares a prefix, a longer name must each get their own.
+#[test]
+fn repeated_and_alternating_lookups_get_their_own_model() {
+    on_thread_park();
+    let flags = Arc::new(Flags::default());
+    let m = manager(&flags);
+    let long = "a-name-longer-than-sixteen-bytes";
+    let long_too = "a-name-longer-than-sixteen-bytez";
+    for (name, version, t) in [
+        ("model-1", 1, "m1v1"),
+        ("model-1", 2, "m1v2"),
+        ("model-17", 1, "m17"),
+        ("model-71", 1, "m71"),
+        ("mod", 1, "mod"),
+        ("modex", 1, "modex"),
+        (long, 1, "long"),
+        (long_too, 1, "long-too"),
+    ] {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/models/add/1/model.onnx");
+        let mut spec = ModelSpec::new(name, file).version(version);
+        spec.settings = vec![("tag".into(), t.into())];
+        m.load_model_blocking(spec).unwrap();
+    }
+    let ask = |name: &str, version: Option<u64>| m.with_model(name, version, tag);
+    let expected = [
+        ("model-1", None, Some("m1v2")),
+        ("model-1", Some(1), Some("m1v1")),
+        ("model-1", Some(2), Some("m1v2")),
+        ("model-1", Some(3), None),
+        ("model-17", None, Some("m17")),
+        ("model-71", None, Some("m71")),
+        ("model-7", None, None),
+        ("mod", None, Some("mod")),
+        ("moe", None, None),
+        ("modex", None, Some("modex")),
+        ("model", None, None),
+        (long, None, Some("long")),
+        (long_too, None, Some("long-too")),
+    ];
+    // Each question asked twice in a row (the second from the cache's
+    // last answer), then in the other order.
+    for round in [expected.to_vec(), expected.iter().rev().copied().collect()] {
+        for (name, version, want) in round {
+            for _ in 0..2 {
+                assert_eq!(
+                    ask(name, version).as_deref(),
+                    want,
+                    "'{name}' version {version:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn nested_lookups_work_and_see_changes_made_inside() {
     on_thread_park();

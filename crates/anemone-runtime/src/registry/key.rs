@@ -26,7 +26,7 @@ impl Name {
 }
 
 impl PartialEq for Name {
-    #[inline]
+    #[inline(always)]
     fn eq(&self, other: &Name) -> bool {
         same_bytes(self.0.as_bytes(), other.0.as_bytes())
     }
@@ -35,7 +35,7 @@ impl PartialEq for Name {
 impl Eq for Name {}
 
 impl Hash for Name {
-    #[inline]
+    #[inline(always)]
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.0.hash(state)
     }
@@ -65,26 +65,32 @@ impl Hash for Key {
     }
 }
 
-/// `a == b`, compared in words: the first and last word of the shorter
-/// lengths, whole words and the last (overlapping) one from eight bytes on.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+/// `a == b`. Up to 16 bytes, in two (overlapping) loads of each side;
+/// longer names through `memcmp`, whose call then costs less than the bytes.
+#[inline(always)]
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
-    let word = |s: &[u8]| u64::from_ne_bytes(s[..8].try_into().expect("eight bytes"));
-    let half = |s: &[u8]| u32::from_ne_bytes(s[..4].try_into().expect("four bytes"));
     match n {
         0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
-        4..=7 => half(a) == half(b) && half(&a[n - 4..]) == half(&b[n - 4..]),
-        _ => {
-            a.chunks_exact(8)
-                .zip(b.chunks_exact(8))
-                .all(|(x, y)| word(x) == word(y))
-                && word(&a[n - 8..]) == word(&b[n - 8..])
-        }
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
     }
+}
+
+/// The eight bytes of `s` from `at`.
+#[inline(always)]
+fn word(s: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The four bytes of `s` from `at`.
+#[inline(always)]
+fn half(s: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(s[at..at + 4].try_into().expect("4 bytes"))
 }
 
 #[cfg(test)]

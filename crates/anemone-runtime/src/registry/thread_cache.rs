@@ -37,9 +37,10 @@
 //! unload, eviction) empties its own thread's cache of that registry before
 //! it returns, and so does a registry's drop.
 
+use super::key::same_bytes;
 use super::{find, Registry, Snapshot, VersionRequest};
 use crate::instance::ModelInstance;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -57,6 +58,62 @@ struct Entry {
     /// The generation read before `snapshot` was loaded.
     seen: u64,
     snapshot: Arc<Snapshot>,
+    /// The last lookup answered from `snapshot`, so that asking for the
+    /// same model again skips the hash probe.
+    last: Cell<Last>,
+}
+
+/// A lookup's question (a name of at most [`Last::NAME`] bytes and a
+/// version) and its answer in the entry's snapshot.
+#[derive(Clone, Copy)]
+struct Last {
+    len: usize,
+    name: [u8; Last::NAME],
+    version: VersionRequest,
+    /// Points into the entry's snapshot; null when there is no answer yet.
+    model: *const Arc<ModelInstance>,
+}
+
+impl Last {
+    /// The longest name remembered (longer ones are looked up each time).
+    const NAME: usize = 16;
+    const NONE: Last = Last {
+        len: 0,
+        name: [0; Last::NAME],
+        version: VersionRequest::Latest,
+        model: std::ptr::null(),
+    };
+}
+
+impl Entry {
+    /// The model `version` of `name` in the snapshot: the last answer when
+    /// this is the last question, a hash probe otherwise.
+    #[inline(always)]
+    fn find(&self, name: &str, version: VersionRequest) -> Option<&Arc<ModelInstance>> {
+        let last = self.last.get();
+        if !last.model.is_null()
+            && last.version == version
+            && same_bytes(&last.name[..last.len.min(Last::NAME)], name.as_bytes())
+        {
+            // SAFETY: `model` was set below from a reference into
+            // `self.snapshot`, which is never changed once published and is
+            // dropped only with `self` (this `Last` goes with it); the
+            // reference returned borrows `self`.
+            return Some(unsafe { &*last.model });
+        }
+        let found = find(&self.snapshot, name, version);
+        if let Some(model) = found.filter(|_| name.len() <= Last::NAME) {
+            let mut last = Last {
+                len: name.len(),
+                version,
+                model,
+                ..Last::NONE
+            };
+            last.name[..name.len()].copy_from_slice(name.as_bytes());
+            self.last.set(last);
+        }
+        found
+    }
 }
 
 thread_local! {
@@ -144,7 +201,7 @@ impl Registry {
                         let f = f
                             .take()
                             .expect("the lookup's closure runs once; this is a bug");
-                        Probe::Hit(find(&e.snapshot, name, version).map(f))
+                        Probe::Hit(e.find(name, version).map(f))
                     }
                     _ if slot.on => Probe::Refresh,
                     _ => Probe::Bypass,
@@ -179,6 +236,7 @@ impl Registry {
                 registry: Arc::clone(&self.generation),
                 seen: generation,
                 snapshot: Arc::clone(&snapshot),
+                last: Cell::new(Last::NONE),
             });
             // Dropped after the borrow ends: an engine's drop may look up again.
             drop(slot);
