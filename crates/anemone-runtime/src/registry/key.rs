@@ -68,7 +68,7 @@ impl Hash for Key {
 /// `a == b`. Up to 16 bytes, in two (overlapping) loads of each side;
 /// longer names through `memcmp`, whose call then costs less than the bytes.
 #[inline(always)]
-pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
@@ -79,6 +79,20 @@ pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
         _ => a == b,
     }
+}
+
+/// A name of at most 16 bytes as two words that, with its length,
+/// determine it: its first and last eight bytes (or four, or the bytes
+/// themselves for the shortest). `None` for a longer name.
+#[inline(always)]
+pub(super) fn words(b: &[u8]) -> Option<(u64, u64)> {
+    let n = b.len();
+    Some(match n {
+        0..=3 => (b.iter().fold(0, |h, &c| h << 8 | u64::from(c)), 0),
+        4..=7 => (u64::from(half(b, 0)), u64::from(half(b, n - 4))),
+        8..=16 => (word(b, 0), word(b, n - 8)),
+        _ => return None,
+    })
 }
 
 /// The eight bytes of `s` from `at`.
@@ -95,7 +109,22 @@ fn half(s: &[u8], at: usize) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::same_bytes;
+    use super::{same_bytes, words};
+
+    #[test]
+    fn words_and_length_determine_a_short_name() {
+        for n in 0..=16usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+            assert!(words(&a).is_some(), "length {n}");
+            assert_eq!(words(&a), words(&a.clone()), "equal, length {n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 1;
+                assert_ne!(words(&a), words(&b), "length {n}, differs at {at}");
+            }
+        }
+        assert_eq!(words(&[7; 17]), None);
+    }
 
     #[test]
     fn same_bytes_agrees_with_slice_equality() {

@@ -37,7 +37,7 @@
 //! unload, eviction) empties its own thread's cache of that registry before
 //! it returns, and so does a registry's drop.
 
-use super::key::same_bytes;
+use super::key::words;
 use super::{find, Registry, Snapshot, VersionRequest};
 use crate::instance::ModelInstance;
 use std::cell::{Cell, RefCell};
@@ -60,29 +60,30 @@ struct Entry {
     snapshot: Arc<Snapshot>,
     /// The last lookup answered from `snapshot`, so that asking for the
     /// same model again skips the hash probe.
-    last: Cell<Last>,
+    last: Last,
 }
 
-/// A lookup's question (a name of at most [`Last::NAME`] bytes and a
-/// version) and its answer in the entry's snapshot.
-#[derive(Clone, Copy)]
+/// A lookup's question (a name of at most 16 bytes, as its length and
+/// `key::words`, and a version) and its answer in the entry's snapshot. In
+/// separate cells, so that reading it does not wait on a store of the
+/// previous lookup that wrote it (a store-forwarding stall).
 struct Last {
-    len: usize,
-    name: [u8; Last::NAME],
-    version: VersionRequest,
-    /// Points into the entry's snapshot; null when there is no answer yet.
-    model: *const Arc<ModelInstance>,
+    len: Cell<usize>,
+    words: [Cell<u64>; 2],
+    version: Cell<VersionRequest>,
+    /// Points into the entry's snapshot; null until a lookup was answered.
+    model: Cell<*const Arc<ModelInstance>>,
 }
 
 impl Last {
-    /// The longest name remembered (longer ones are looked up each time).
-    const NAME: usize = 16;
-    const NONE: Last = Last {
-        len: 0,
-        name: [0; Last::NAME],
-        version: VersionRequest::Latest,
-        model: std::ptr::null(),
-    };
+    fn none() -> Last {
+        Last {
+            len: Cell::new(0),
+            words: [Cell::new(0), Cell::new(0)],
+            version: Cell::new(VersionRequest::Latest),
+            model: Cell::new(std::ptr::null()),
+        }
+    }
 }
 
 impl Entry {
@@ -90,27 +91,30 @@ impl Entry {
     /// this is the last question, a hash probe otherwise.
     #[inline(always)]
     fn find(&self, name: &str, version: VersionRequest) -> Option<&Arc<ModelInstance>> {
-        let last = self.last.get();
-        if !last.model.is_null()
-            && last.version == version
-            && same_bytes(&last.name[..last.len.min(Last::NAME)], name.as_bytes())
+        let Some([head, tail]) = words(name.as_bytes()).map(<[u64; 2]>::from) else {
+            return find(&self.snapshot, name, version);
+        };
+        let last = &self.last;
+        let model = last.model.get();
+        if !model.is_null()
+            && last.len.get() == name.len()
+            && last.words[0].get() == head
+            && last.words[1].get() == tail
+            && last.version.get() == version
         {
             // SAFETY: `model` was set below from a reference into
             // `self.snapshot`, which is never changed once published and is
             // dropped only with `self` (this `Last` goes with it); the
             // reference returned borrows `self`.
-            return Some(unsafe { &*last.model });
+            return Some(unsafe { &*model });
         }
         let found = find(&self.snapshot, name, version);
-        if let Some(model) = found.filter(|_| name.len() <= Last::NAME) {
-            let mut last = Last {
-                len: name.len(),
-                version,
-                model,
-                ..Last::NONE
-            };
-            last.name[..name.len()].copy_from_slice(name.as_bytes());
-            self.last.set(last);
+        if let Some(model) = found {
+            last.len.set(name.len());
+            last.words[0].set(head);
+            last.words[1].set(tail);
+            last.version.set(version);
+            last.model.set(model);
         }
         found
     }
@@ -236,7 +240,7 @@ impl Registry {
                 registry: Arc::clone(&self.generation),
                 seen: generation,
                 snapshot: Arc::clone(&snapshot),
-                last: Cell::new(Last::NONE),
+                last: Last::none(),
             });
             // Dropped after the borrow ends: an engine's drop may look up again.
             drop(slot);
