@@ -308,6 +308,9 @@ fn repeated_and_alternating_lookups_get_their_own_model() {
         ("modex", 1, "modex"),
         (long, 1, "long"),
         (long_too, 1, "long-too"),
+        // The same first and last eight bytes, another length.
+        ("abcdefgh", 1, "eight"),
+        ("abcdefghabcdefgh", 1, "sixteen"),
     ] {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples/models/add/1/model.onnx");
@@ -330,6 +333,9 @@ fn repeated_and_alternating_lookups_get_their_own_model() {
         ("model", None, None),
         (long, None, Some("long")),
         (long_too, None, Some("long-too")),
+        ("abcdefgh", None, Some("eight")),
+        ("abcdefghabcdefgh", None, Some("sixteen")),
+        ("abcdefghbcdefgh", None, None),
     ];
     // Each question asked twice in a row (the second from the cache's
     // last answer), then in the other order.
