@@ -86,6 +86,17 @@ fn lookup(c: &mut Criterion) {
             })
         },
     );
+    // The thread remembers its last answer: two models asked in turn each
+    // take the hash probe.
+    c.bench_function(
+        "registry: borrowed lookups of two models in turn (per pair), caching thread",
+        |b| {
+            b.iter(|| {
+                black_box(m.with_model(black_box("model-17"), None, |m| m.version()));
+                black_box(m.with_model(black_box("model-3"), None, |m| m.version()))
+            })
+        },
+    );
     // What the first lookup after an idle spell costs: the park empties the
     // cache, the lookup loads the snapshot again.
     c.bench_function(
