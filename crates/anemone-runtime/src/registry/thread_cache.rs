@@ -1,7 +1,9 @@
 //! The per-thread snapshot cache behind [`Registry::with`]: a lookup on a
 //! thread whose cache holds the registry's current snapshot takes no atomic
 //! read-modify-write at all (one thread-local access, one plain load of the
-//! registry's generation, one hash probe).
+//! registry's generation, one hash probe). The entry also remembers its last
+//! question and answer, so asking for the same model again skips the hash
+//! probe (a few word compares instead).
 //!
 //! # Why it is safe
 //!
@@ -20,6 +22,9 @@
 //!   closure runs; a lookup nested in that closure that needs to refresh the
 //!   cache cannot borrow it mutably, and takes arc-swap's path instead (it
 //!   neither panics nor frees what the outer closure reads).
+//! - **The last answer** points into the entry's own snapshot, which is
+//!   immutable once published, and is part of the entry: it cannot outlive
+//!   the snapshot or be read against another one.
 //!
 //! # What it keeps alive, and who releases it
 //!
@@ -36,6 +41,12 @@
 //! [`on_thread_park`], or its exit, whichever comes first; a writer (load,
 //! unload, eviction) empties its own thread's cache of that registry before
 //! it returns, and so does a registry's drop.
+//!
+//! A park empties the cache whether or not it is stale: a thread parks with
+//! a current snapshot, and a model unloaded while it sleeps would otherwise
+//! stay alive for as long as it sleeps. (An eviction waits up to five
+//! seconds for its victim's memory; a sleeping tokio worker that kept it
+//! would make it wait that long and then evict another model as well.)
 
 use super::key::words;
 use super::{find, Registry, Snapshot, VersionRequest};
