@@ -304,6 +304,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Lets the workers cache the model registry's snapshot (a lookup with
+        // no atomic read-modify-write), and makes an idle worker drop it, so
+        // an unloaded model's memory is not kept by a parked thread.
+        .on_thread_park(anemone_runtime::registry::on_thread_park)
         .build()
         .context("cannot start the async runtime")?;
     let served = runtime.block_on(serve(args));

@@ -68,6 +68,49 @@ fn lookup(c: &mut Criterion) {
             })
         },
     );
+    // From here on this thread caches the registry's snapshot, as tokio's
+    // workers do in `anemone serve` (the rows after these ones included).
+    anemone_runtime::registry::on_thread_park();
+    c.bench_function(
+        "registry: lookup latest version among 32 models, caching thread",
+        |b| b.iter(|| black_box(m.model(black_box("model-17"), None).unwrap())),
+    );
+    c.bench_function(
+        "registry: borrowed lookup (no handle) among 32 models, caching thread",
+        |b| {
+            b.iter(|| {
+                black_box(
+                    m.with_model(black_box("model-17"), None, |m| m.version())
+                        .unwrap(),
+                )
+            })
+        },
+    );
+    // The thread remembers its last answer: two models asked in turn each
+    // take the hash probe.
+    c.bench_function(
+        "registry: borrowed lookups of two models in turn (per pair), caching thread",
+        |b| {
+            b.iter(|| {
+                black_box(m.with_model(black_box("model-17"), None, |m| m.version()));
+                black_box(m.with_model(black_box("model-3"), None, |m| m.version()))
+            })
+        },
+    );
+    // What the first lookup after an idle spell costs: the park empties the
+    // cache, the lookup loads the snapshot again.
+    c.bench_function(
+        "registry: borrowed lookup among 32 models after a park (release + refresh)",
+        |b| {
+            b.iter(|| {
+                anemone_runtime::registry::on_thread_park();
+                black_box(
+                    m.with_model(black_box("model-17"), None, |m| m.version())
+                        .unwrap(),
+                )
+            })
+        },
+    );
 }
 
 fn validation(c: &mut Criterion) {

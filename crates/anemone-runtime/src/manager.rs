@@ -346,7 +346,12 @@ impl Manager {
         }
     }
 
-    /// A loaded model version.
+    /// A loaded model version (`None`: the latest), as an owned handle that
+    /// keeps it alive while held. Sees every load and unload that returned
+    /// before it started; on a thread that has called
+    /// [`crate::registry::on_thread_park`], the lookup goes through that
+    /// thread's registry cache, which keeps an unloaded model alive until
+    /// the thread's next lookup or park (see [`Manager::with_model`]).
     pub fn model(&self, name: &str, version: Option<u64>) -> Result<Arc<ModelInstance>> {
         self.resident(name, version)
             .ok_or_else(|| self.not_found(name, version))

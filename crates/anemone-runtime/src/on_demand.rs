@@ -172,6 +172,15 @@ impl Manager {
     /// [`Manager::model`] to keep the model. `None` when that version is not
     /// resident, or, for the latest, while a newer version is evicted (a
     /// request for it would load that one again).
+    ///
+    /// It sees every load and unload that returned before it started. On a
+    /// thread that has called [`crate::registry::on_thread_park`] (tokio's
+    /// workers in `anemone serve`), the lookup costs no atomic
+    /// read-modify-write, but the thread keeps the registry snapshot it
+    /// looked up in, so an unloaded model (and its engine memory) stays
+    /// alive until that thread's next lookup or next `on_thread_park`: call
+    /// it from such a thread each time it goes idle. Other threads keep
+    /// nothing once `f` returns.
     #[inline]
     pub fn with_model<R>(
         &self,
