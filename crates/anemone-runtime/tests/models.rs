@@ -7,6 +7,7 @@ mod cuda;
 mod engine_failures;
 use engine_failures::{x, Tricky};
 mod eviction;
+mod lookup_cache;
 mod onnxruntime;
 mod scheduler;
 mod selection;

@@ -6,8 +6,8 @@
 //! their models. A test backend, `flagged`, tags each model with its `tag`
 //! setting and records when the model is dropped.
 //!
-//! Its own test binary: what it checks lives in thread-locals, and each test
-//! runs on its own threads.
+//! What it checks lives in thread-locals: each test runs on threads of its
+//! own (libtest gives every test a fresh thread).
 
 use anemone_core::{
     Backend, DataType, Dim, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
