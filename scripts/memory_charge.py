@@ -8,6 +8,10 @@ through the API, and reads the server's VmRSS before and after each load
 (then once more after unloading them all).
 
     .venv/bin/python scripts/memory_charge.py [--bin target/debug/anemone]
+
+With --cycles N (and --model, default resnet18): loads and unloads one model
+N times through the API on each engine, and prints the RSS after every tenth
+unload (whether memory stays flat over load/unload cycles).
 """
 import argparse
 import json
@@ -76,10 +80,47 @@ def measure(binary, engine):
         shutil.rmtree(repo, ignore_errors=True)
 
 
+def cycles(binary, engine, model, n):
+    """RSS (MiB) of an empty server, then after every tenth of `n` load/unload cycles."""
+    repo = Path(tempfile.mkdtemp(prefix="anemone-cycles-"))
+    (repo / model / "1").mkdir(parents=True)
+    shutil.copy(FIXTURES / model / "model.onnx", repo / model / "1" / "model.onnx")
+    server = subprocess.Popen(
+        [binary, "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
+         "--model-control-mode", "explicit", "--backends", engine, "--strict"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        port = re.search(r":(\d+)", server.stdout.readline()).group(1)
+        base = f"http://127.0.0.1:{port}"
+        time.sleep(1.0)
+        seen = [rss_mib(server.pid)]
+        for i in range(1, n + 1):
+            post(f"{base}/v2/repository/models/{model}/load")
+            post(f"{base}/v2/repository/models/{model}/unload")
+            if i % max(1, n // 10) == 0:
+                time.sleep(0.2)
+                seen.append(rss_mib(server.pid))
+        return seen
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        shutil.rmtree(repo, ignore_errors=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", default=str(ROOT / "target/debug/anemone"))
+    p.add_argument("--cycles", type=int, default=0,
+                   help="load and unload one model this many times instead, RSS every tenth")
+    p.add_argument("--model", default="resnet18", help="the model of --cycles")
     args = p.parse_args()
+    if args.cycles:
+        for engine in ["onnxruntime", "tract-cpu"]:
+            seen = cycles(args.bin, engine, args.model, args.cycles)
+            print(f"{engine}, {args.model}: empty {seen[0]:.0f} MiB; after every {args.cycles // 10} cycles: "
+                  + ", ".join(f"{v:.0f}" for v in seen[1:]) + " MiB")
+        return
     print("| engine | model | file | charged | RSS increase on load |")
     print("|---|---|---|---|---|")
     notes = []
