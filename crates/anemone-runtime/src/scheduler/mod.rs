@@ -36,7 +36,10 @@ use std::time::{Duration, Instant};
 /// costs more (about 20 µs each way on a virtual machine) than the work, and
 /// blocking an executor thread this briefly is harmless. Only models without
 /// a queue and with one engine instance qualify, after [`INLINE_AFTER_RUNS`]
-/// engine calls; a model that slows down goes back to the workers.
+/// engine calls; a model that slows down goes back to the workers. In that
+/// average each call counts for at most twice this long, so one call stalled
+/// by the machine (a preempted thread) does not send a tiny model to the
+/// workers for the dozens of calls a plain average would take to recover.
 pub const INLINE_BELOW: Duration = Duration::from_micros(10);
 
 /// Engine calls a model must have made on the workers before it may run
