@@ -65,7 +65,35 @@ pub(crate) struct Engine {
     executions: AtomicU64,
     /// EWMA of its engine time per call.
     latency: Ewma,
+    /// What decides whether its calls run inline.
+    inline: InlineEstimate,
 }
+
+/// The engine time per call that decides whether calls run inline: an EWMA
+/// with each sample capped at [`INLINE_SAMPLE_CAP`]. A call stalled once
+/// (its thread preempted, a page fault) moves it by at most a tenth of the
+/// cap, rather than sending the model to the worker threads for the dozens
+/// of calls the plain average would take to come back under [`INLINE_BELOW`].
+#[derive(Default)]
+struct InlineEstimate(Ewma);
+
+impl InlineEstimate {
+    fn record(&self, engine_time: Duration) {
+        self.0.update(engine_time.min(INLINE_SAMPLE_CAP));
+    }
+
+    /// Whether the calls so far were short enough to run inline.
+    fn short(&self) -> bool {
+        self.0.get().is_some_and(|d| d <= INLINE_BELOW)
+    }
+}
+
+/// The most one engine call counts for in the inline decision
+/// ([`ModelInstance::runs_inline`]): twice [`INLINE_BELOW`]. A model whose
+/// calls keep taking longer still averages above [`INLINE_BELOW`] and goes
+/// back to the workers; a single outlier cannot push one that averages a few
+/// microseconds over the line.
+pub(crate) const INLINE_SAMPLE_CAP: Duration = INLINE_BELOW.saturating_mul(2);
 
 /// Marks an engine busy for one call; records the call when dropped.
 pub(crate) struct Busy<'a>(&'a Engine);
@@ -83,6 +111,7 @@ impl Engine {
             busy: AtomicUsize::new(0),
             executions: AtomicU64::new(0),
             latency: Ewma::default(),
+            inline: InlineEstimate::default(),
         }
     }
 
@@ -96,6 +125,7 @@ impl Engine {
     pub(crate) fn record(&self, engine_time: Duration) {
         self.executions.fetch_add(1, Ordering::Relaxed);
         self.latency.update(engine_time);
+        self.inline.record(engine_time);
     }
 
     /// Its load for choosing: expected time until a new call would finish
@@ -289,7 +319,8 @@ impl ModelInstance {
 
     /// Whether requests may run on the calling task, skipping the worker hop:
     /// no queue, one engine instance, and its engine time has averaged at most
-    /// [`INLINE_BELOW`] over at least [`INLINE_AFTER_RUNS`] calls.
+    /// [`INLINE_BELOW`] over at least [`INLINE_AFTER_RUNS`] calls, each call
+    /// counted for at most [`INLINE_SAMPLE_CAP`].
     #[inline]
     pub(crate) fn runs_inline(&self) -> bool {
         let [engine] = self.engines.as_slice() else {
@@ -297,7 +328,7 @@ impl ModelInstance {
         };
         self.queue.is_none()
             && engine.executions.load(Ordering::Relaxed) >= INLINE_AFTER_RUNS
-            && engine.latency.get().is_some_and(|d| d <= INLINE_BELOW)
+            && engine.inline.short()
     }
 }
 
@@ -309,5 +340,42 @@ impl std::fmt::Debug for ModelInstance {
             .field("backend", &self.backend())
             .field("instances", &self.engines.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn estimate(samples_us: &[u64]) -> InlineEstimate {
+        let e = InlineEstimate::default();
+        for &us in samples_us {
+            e.record(Duration::from_micros(us));
+        }
+        e
+    }
+
+    #[test]
+    fn one_stalled_call_keeps_a_tiny_model_inline() {
+        // 12 µs calls (ONNX Runtime's `add`), then one preempted for 2 ms.
+        let mut samples = vec![12; 32];
+        samples.push(2_000);
+        assert!(estimate(&samples).short());
+        samples.extend([12; 4]);
+        assert!(estimate(&samples).short());
+    }
+
+    #[test]
+    fn a_model_that_stays_slow_leaves_the_inline_path() {
+        // ONNX Runtime's `add` (8-12 µs a call) runs inline.
+        assert!(estimate(&[12; 64]).short());
+        assert!(!estimate(&[30; 64]).short());
+        // Slow by far: capped, yet above the line.
+        assert!(!estimate(&[5_000; 64]).short());
+        // Fast, then slow for good.
+        let mut samples = vec![3; 32];
+        samples.extend([500; 16]);
+        assert!(!estimate(&samples).short());
+        assert!(estimate(&[3; 64]).short());
     }
 }

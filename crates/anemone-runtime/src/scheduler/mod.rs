@@ -36,8 +36,16 @@ use std::time::{Duration, Instant};
 /// costs more (about 20 µs each way on a virtual machine) than the work, and
 /// blocking an executor thread this briefly is harmless. Only models without
 /// a queue and with one engine instance qualify, after [`INLINE_AFTER_RUNS`]
-/// engine calls; a model that slows down goes back to the workers.
-pub const INLINE_BELOW: Duration = Duration::from_micros(10);
+/// engine calls; a model that slows down goes back to the workers. In that
+/// average each call counts for at most twice this long, so one call stalled
+/// by the machine (a preempted thread) does not send a tiny model to the
+/// workers for the dozens of calls a plain average would take to recover.
+///
+/// 20 µs (10 µs before): ONNX Runtime's call on a model as small as `add`
+/// takes 8–12 µs, and above the line it paid the hop, 40–55 µs a request on
+/// the 2-core VM (docs/PERFORMANCE.md, "What an inference adds over the
+/// server's floor"). Tokio's own guidance is 10 to 100 µs between awaits.
+pub const INLINE_BELOW: Duration = Duration::from_micros(20);
 
 /// Engine calls a model must have made on the workers before it may run
 /// inline (see [`INLINE_BELOW`]).

@@ -267,7 +267,10 @@ async fn infer(
     request: Request,
 ) -> Result<Response, Response> {
     let span = crate::telemetry::http_span(&http.state.trace, &p.name, request.headers());
-    crate::telemetry::traced(span, infer_untraced(http, p, request)).await
+    // Boxed: the inference's state machine (decoding, `Manager::infer`,
+    // encoding) is kilobytes, and axum moves the handler's future several
+    // times before and while boxing it; a pointer moves instead.
+    crate::telemetry::traced(span, Box::pin(infer_untraced(http, p, request))).await
 }
 
 async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Response, Response> {

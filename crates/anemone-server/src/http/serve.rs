@@ -152,9 +152,11 @@ async fn connection(
 struct IdleTimeoutBody {
     inner: Incoming,
     timeout: Duration,
-    /// Armed at the first read, so time spent before the handler reads
-    /// does not count.
+    /// Armed at the second pending read (see `poll_frame`), so time spent
+    /// before the handler reads does not count.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether a read was pending already.
+    asked: bool,
 }
 
 impl IdleTimeoutBody {
@@ -163,6 +165,7 @@ impl IdleTimeoutBody {
             inner,
             timeout,
             sleep: None,
+            asked: false,
         }
     }
 }
@@ -180,6 +183,16 @@ impl HttpBody for IdleTimeoutBody {
             Poll::Ready(frame) => {
                 this.sleep = None;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            // hyper fills the body's channel only once the handler asks, so
+            // the first read of nearly every body is pending, and the data is
+            // there by the next poll of the connection: wake it at once
+            // (`SelfWaking` polls again in place) rather than register a
+            // timer per request. The timer starts at the second pending read.
+            Poll::Pending if !this.asked => {
+                this.asked = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
             Poll::Pending => {
                 let timeout = this.timeout;

@@ -59,6 +59,14 @@ async fn slow_and_stalled_http_clients_are_cut_off() {
         .write_all(b"POST /v2/models/add/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"inputs\"")
         .await
         .unwrap();
+    // A body that never starts: its first read is pending, with no chunk
+    // to come (the body timer is armed only at the second pending read).
+    let mut unstarted = server.http_client().await;
+    unstarted
+        .stream()
+        .write_all(b"POST /v2/models/add/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n")
+        .await
+        .unwrap();
     // An idle keep-alive connection after one answered request.
     let mut idle = server.http_client().await;
     let r = idle
@@ -90,6 +98,13 @@ async fn slow_and_stalled_http_clients_are_cut_off() {
     assert!(
         stalled_answer.contains("--http-body-timeout-secs"),
         "{stalled_answer}"
+    );
+    let unstarted_answer = closed_within(&mut unstarted, Duration::from_secs(10))
+        .await
+        .expect("a body that never starts is answered and its connection closed");
+    assert!(
+        unstarted_answer.starts_with("HTTP/1.1 408"),
+        "{unstarted_answer}"
     );
     for (i, c) in loris.iter_mut().enumerate() {
         assert!(
