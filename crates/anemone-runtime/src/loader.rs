@@ -249,6 +249,8 @@ impl Manager {
             threads: spec.threads.or(self.inner.loader.threads),
             settings,
         };
+        // Nested in `load_model_blocking`'s phase on a plain load; on its own
+        // for the engines loaded outside it (re-timing moves, recovery, fallback).
         let loading = LoadPhase::start(LoadStep::Load);
         let loaded = catch_unwind(AssertUnwindSafe(|| backend.load(source, &options)));
         drop(loading);

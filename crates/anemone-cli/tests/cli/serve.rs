@@ -418,3 +418,38 @@ fn serve_and_bench_refuse_bad_tls_files_and_flags() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--malloc-load-mmap-threshold` above glibc's largest threshold, or not a
+/// byte size (from the flag or the environment), stops `serve` at once with
+/// the limit or the units named.
+#[test]
+fn serve_refuses_a_bad_load_mmap_threshold() {
+    // A repository that does not exist: were the value taken, serve would
+    // stop on that instead of running on.
+    let repo = temp_dir("bad-mmap-threshold").join("missing");
+    let repo = repo.to_str().unwrap();
+    let out = anemone(&[
+        "serve",
+        "--model-repository",
+        repo,
+        "--malloc-load-mmap-threshold",
+        "64MiB",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "started: {stderr}");
+    assert!(
+        stderr.contains("--malloc-load-mmap-threshold") && stderr.contains("32MiB or less"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_anemone"))
+        .args(["serve", "--model-repository", repo])
+        .env("ANEMONE_MALLOC_LOAD_MMAP_THRESHOLD", "lots")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "started: {stderr}");
+    assert!(
+        stderr.contains("ANEMONE_MALLOC_LOAD_MMAP_THRESHOLD") && stderr.contains("MiB"),
+        "{stderr}"
+    );
+}
