@@ -27,6 +27,8 @@
 #   BACKENDS     the model's `backends` parameter, e.g. onnxruntime [the server's default order]
 #   THREADS, WORKERS   anemone serve --threads / --workers          [the server's defaults]
 #   INSTANCES    instance_group count, on both sides                [1]
+#   PARAMS       more model parameters, as KEY=VALUE pairs separated by
+#                spaces, on both sides, e.g. tract-cuda.precision=tf32  [none]
 #   HTTP_PORT, GRPC_PORT   where the server listens                 [18700, 18701]
 #   KEEP         1 keeps the temporary repositories and logs        [0]
 #   PROFILE      release, or debug to reuse a debug build (ONNX Runtime's
@@ -110,6 +112,9 @@ write_repo() {
     if [ -n "$BACKENDS" ]; then
       echo "parameters { key: \"backends\" value: { string_value: \"$BACKENDS\" } }"
     fi
+    for kv in ${PARAMS:-}; do
+      echo "parameters { key: \"${kv%%=*}\" value: { string_value: \"${kv#*=}\" } }"
+    done
   } >"$dir/mlp/config.pbtxt"
   echo "$dir"
 }

@@ -12,7 +12,7 @@
 //! those panics and return errors instead.
 
 use super::conv_fuse::{Precision, PRECISION_KEY};
-use super::{cuda_runtime, load, Target, TractModel, TRACT_VERSION};
+use super::{cuda_runtime, cuda_staging, load, Target, TractModel, TRACT_VERSION};
 use anemone_core::{
     Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
     Result, Support, Tensor, Tier,
@@ -44,6 +44,7 @@ const CUDA: Target = Target {
     rewrite: cuda_runtime::rewrite,
     runtime_impl: Some(cuda_runtime::runtime),
     reuse_states: true,
+    upload: Some(cuda_staging::upload),
 };
 
 impl Backend for TractCuda {

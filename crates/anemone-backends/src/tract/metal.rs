@@ -86,6 +86,7 @@ const METAL: super::Target = super::Target {
     rewrite: |model, _| Ok(model),
     runtime_impl: None,
     reuse_states: false,
+    upload: None,
 };
 
 /// Whether a Metal device and tract's `metal` runtime are there; found once.

@@ -14,6 +14,8 @@ pub mod cuda_conv;
 pub mod cuda_pool;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_runtime;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_staging;
 pub mod metal;
 pub mod ops;
 pub mod pool_fuse;
@@ -78,6 +80,7 @@ const CPU: Target = Target {
     rewrite: |model, _| Ok(model),
     runtime_impl: None,
     reuse_states: false,
+    upload: None,
 };
 
 /// What one of tract's runtimes needs from the shared loading code.
@@ -100,7 +103,14 @@ pub(crate) struct Target {
     /// state and thread); only for runtimes whose states carry nothing from
     /// one call into the next.
     pub reuse_states: bool,
+    /// Moves an input to the runtime's device itself, where it does better
+    /// than tract's own upload (tract-cuda: through page-locked memory,
+    /// `cuda_staging`); `None` from it, or no function, means tract's path.
+    pub upload: Option<Upload>,
 }
+
+/// A [`Target`]'s own upload of input `ix` of a plan.
+pub(crate) type Upload = fn(&dyn Runnable, usize, &Tensor) -> TractResult<Option<TValue>>;
 
 /// Threads used by default: one per CPU core available to the process.
 pub fn default_threads() -> usize {
@@ -144,6 +154,8 @@ pub struct TractModel {
     /// and puts it back after, so the lock is held only for the take and the
     /// put; states of a thread that stopped calling stay until the model goes.
     states: Option<Mutex<Vec<(ThreadId, Box<dyn State>)>>>,
+    /// The target's own input upload, if it has one.
+    upload: Option<Upload>,
 }
 
 /// How a model's computation is prepared.
@@ -265,6 +277,7 @@ fn load(
         plan,
         footprint,
         states,
+        upload: target.upload,
     })
 }
 
@@ -422,20 +435,25 @@ impl LoadedModel for TractModel {
         for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
             convert::check_utf8(&spec.name, t)?;
         }
+        let shaped;
+        let runnable: &dyn Runnable = match &self.plan {
+            Plan::Static(runnable) => &**runnable,
+            per_shape => {
+                shaped = per_shape
+                    .for_inputs(inputs)
+                    .map_err(|e| fail("cannot plan for these input shapes", e))?;
+                &*shaped
+            }
+        };
         let values = inputs
             .iter()
-            .map(|t| convert::to_tract(t).map(IntoTValue::into_tvalue))
+            .enumerate()
+            .map(|(ix, t)| self.value(runnable, ix, t))
             .collect::<TractResult<TVec<TValue>>>()
             .map_err(|e| fail("cannot convert inputs", e))?;
-        let outputs = match &self.plan {
-            Plan::Static(runnable) => match &self.states {
-                Some(states) => run_reusing_state(&**runnable, states, values),
-                None => runnable.run(values),
-            },
-            per_shape => per_shape
-                .for_inputs(inputs)
-                .map_err(|e| fail("cannot plan for these input shapes", e))?
-                .run(values),
+        let outputs = match &self.states {
+            Some(states) => run_reusing_state(runnable, states, values),
+            None => runnable.run(values),
         }
         .map_err(|e| fail("inference failed", e))?;
         outputs
@@ -443,6 +461,22 @@ impl LoadedModel for TractModel {
             .map(|v| convert::from_tract(v))
             .collect::<TractResult<Vec<_>>>()
             .map_err(|e| fail("cannot convert outputs", e))
+    }
+}
+
+impl TractModel {
+    /// Input `ix` for `runnable`: through the target's own upload where it
+    /// takes it, else copied into a tract tensor.
+    fn value(&self, runnable: &dyn Runnable, ix: usize, t: &Tensor) -> TractResult<TValue> {
+        if let Some(value) = self
+            .upload
+            .map(|up| up(runnable, ix, t))
+            .transpose()?
+            .flatten()
+        {
+            return Ok(value);
+        }
+        convert::to_tract(t).map(IntoTValue::into_tvalue)
     }
 }
 

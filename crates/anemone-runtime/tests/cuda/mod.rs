@@ -56,9 +56,13 @@ fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
 }
 
 /// Every run of the case, from `threads` threads at once, twice each (the
-/// second call reuses the thread's plan state), all against the references.
-fn check(name: &str, threads: usize) {
+/// second call reuses the thread's plan state and staging buffer), all
+/// against the references. `staged`: the case's inputs are large enough to
+/// go up through the page-locked staging buffers, so every call must have
+/// (unless the staging is turned off for a comparison).
+fn check(name: &str, threads: usize, staged: bool) {
     let Some(backend) = backend() else { return };
+    let before = staged_uploads();
     let case = Arc::new(Case::load(name));
     let m = Arc::new(
         Manager::builder()
@@ -96,7 +100,25 @@ fn check(name: &str, threads: usize) {
     for h in handles {
         h.join().expect("a checking thread failed");
     }
+    let calls = (threads * 2 * case.runs.len()) as u64;
+    let went = staged_uploads() - before;
+    // Only a lower bound: other tests of this binary may stage at the same time.
+    if staged && std::env::var(STAGING_ENV).as_deref() != Ok("pageable") {
+        assert!(
+            went >= calls,
+            "{name}: {went} staged uploads for {calls} calls"
+        );
+    }
 }
+
+#[cfg(feature = "cuda")]
+use anemone_backends::tract::cuda_staging::{staged_uploads, STAGING_ENV};
+#[cfg(not(feature = "cuda"))]
+fn staged_uploads() -> u64 {
+    0
+}
+#[cfg(not(feature = "cuda"))]
+const STAGING_ENV: &str = "";
 
 #[test]
 #[cfg_attr(
@@ -104,7 +126,7 @@ fn check(name: &str, threads: usize) {
     ignore = "needs tract-cuda and a GPU: cargo test -p anemone-runtime --features cuda --test models cuda::"
 )]
 fn resnet18_on_tract_cuda_matches_onnx_runtime() {
-    check("resnet18", 4);
+    check("resnet18", 4, true);
 }
 
 #[test]
@@ -113,5 +135,5 @@ fn resnet18_on_tract_cuda_matches_onnx_runtime() {
     ignore = "needs tract-cuda and a GPU: cargo test -p anemone-runtime --features cuda --test models cuda::"
 )]
 fn transformer_block_on_tract_cuda_matches_onnx_runtime() {
-    check("transformer_block", 4);
+    check("transformer_block", 4, false);
 }

@@ -1,0 +1,153 @@
+//! Model inputs to the GPU through page-locked host memory.
+//!
+//! tract-cuda uploads a host input with `clone_htod` from wherever the host
+//! tensor lives: ordinary (pageable) memory, which the CUDA driver copies
+//! through its own small pinned buffer a chunk at a time. For a batch of 32
+//! ResNet inputs (19 MB) that took 2 to 3 ms of a 8.4 ms call on an H200
+//! (docs/PERFORMANCE.md), where a direct DMA from page-locked memory runs at
+//! the bus's speed.
+//!
+//! So for a large input that goes straight to the device, [`upload`] copies
+//! anemone's bytes into this thread's page-locked staging buffer (the copy
+//! that converting to a tract tensor made anyway), uploads them from there
+//! into a device tensor, and hands tract that device tensor in a
+//! [`LazyHostStorage`]: tract's `DeviceSync` passes such a tensor through
+//! without a second upload. Anything else (small inputs, strings, inputs a
+//! CPU operator reads first, [`STAGING_ENV`] set to `pageable`) takes
+//! tract's own path.
+//!
+//! Memory: one buffer per thread that ran a staged input, as large as the
+//! largest input it staged (at most [`STAGE_MAX`]), kept for the thread's
+//! life. Page-locked memory counts in the process's resident size.
+
+use super::convert;
+use anemone_core::Tensor;
+use cudarc::driver::{CudaContext, PinnedHostSlice};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
+use tract_gpu::tensor::{DeviceTensor, LazyHostStorage};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::Runnable;
+
+/// Inputs smaller than this take tract's own upload: the driver's pageable
+/// path is as fast for them and a staging buffer would only cost memory.
+pub const STAGE_MIN: usize = 256 << 10;
+
+/// Inputs larger than this take tract's own upload, so that no thread pins
+/// more than this much host memory.
+pub const STAGE_MAX: usize = 64 << 20;
+
+/// The environment variable that, set to `pageable`, turns staging off: for
+/// comparisons (`scripts/cuda_bench.sh`).
+pub const STAGING_ENV: &str = "ANEMONE_TRACT_CUDA_STAGING";
+
+/// How many inputs went up through a staging buffer, process-wide: lets a
+/// test on a GPU machine tell that the staged path ran.
+pub fn staged_uploads() -> u64 {
+    STAGED.load(Ordering::Relaxed)
+}
+
+static STAGED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's staging buffer, grown to the largest input staged.
+    static BUFFER: RefCell<Option<PinnedHostSlice<u8>>> = const { RefCell::new(None) };
+}
+
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var(STAGING_ENV).map_or(true, |v| v != "pageable"))
+}
+
+/// Input `ix` of `runnable` as a device tensor uploaded through this
+/// thread's staging buffer, or `None` where tract's own path should take it
+/// (see the module documentation for which inputs those are).
+pub fn upload(runnable: &dyn Runnable, ix: usize, t: &Tensor) -> TractResult<Option<TValue>> {
+    let Some(bytes) = t.as_bytes().filter(|_| t.as_strings().is_none()) else {
+        return Ok(None);
+    };
+    let dt = convert::datum_type(t.dtype());
+    if !(STAGE_MIN..=STAGE_MAX).contains(&bytes.len())
+        || !enabled()
+        || !DeviceTensor::is_supported_dt(dt)
+        || !goes_straight_to_device(runnable, ix)
+    {
+        return Ok(None);
+    }
+    let device = DeviceTensor::uninitialized_dt(dt, t.shape())?;
+    let staged = tract_cuda::with_cuda_stream(|stream| {
+        BUFFER.with_borrow_mut(|buffer| {
+            let host = match staging(buffer, stream.context(), bytes.len()) {
+                Ok(host) => host,
+                Err(e) => {
+                    // Page-locked memory can run out where ordinary memory
+                    // does not: the request still runs, through tract's path.
+                    static ONCE: std::sync::Once = std::sync::Once::new();
+                    ONCE.call_once(|| {
+                        tracing::warn!(
+                            error = %e,
+                            bytes = bytes.len(),
+                            "tract-cuda: cannot allocate page-locked staging memory; \
+                             inputs go up from ordinary memory (slower for large inputs)"
+                        )
+                    });
+                    return Ok(false);
+                }
+            };
+            host[..bytes.len()].copy_from_slice(bytes);
+            let mut view = tract_cuda::kernels::get_cuda_view_mut(&device);
+            // From page-locked memory the copy is asynchronous; the buffer
+            // is not written again before `LazyHostStorage::new` below has
+            // waited for this thread's stream.
+            stream.memcpy_htod(&host[..bytes.len()], &mut view)?;
+            Ok(true)
+        })
+    })?;
+    if !staged {
+        return Ok(None);
+    }
+    // Waits for the upload (it synchronizes this thread's stream), so the
+    // staging buffer is free again when it returns.
+    let value = LazyHostStorage::new(device)?.into_tensor().into_tvalue();
+    STAGED.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(value))
+}
+
+/// The thread's staging buffer as a slice of at least `len` bytes, allocated
+/// or grown (to `len`) on the context of the thread's stream.
+fn staging<'a>(
+    buffer: &'a mut Option<PinnedHostSlice<u8>>,
+    context: &Arc<CudaContext>,
+    len: usize,
+) -> TractResult<&'a mut [u8]> {
+    if buffer.as_ref().is_none_or(|b| b.len() < len) {
+        // Drop the old buffer first: both at once would pin twice the memory.
+        *buffer = None;
+        // SAFETY: the bytes are written before any are read (the copy above
+        // covers the prefix that is uploaded). Plain page-locked memory (no
+        // write-combining): the CPU copy into it is an ordinary memcpy.
+        *buffer = Some(unsafe { context.alloc_pinned_with_flags::<u8>(len, 0)? });
+    }
+    let buffer = buffer.as_mut().expect("allocated above; this is a bug");
+    Ok(buffer.as_mut_slice()?)
+}
+
+/// Whether every reader of input `ix` is tract's upload to the device (a
+/// CPU operator reading it would bring a staged tensor back to the host).
+fn goes_straight_to_device(runnable: &dyn Runnable, ix: usize) -> bool {
+    let Some(model) = runnable.typed_model() else {
+        return false;
+    };
+    let Some(outlet) = model.inputs.get(ix) else {
+        return false;
+    };
+    let readers = &model.nodes()[outlet.node].outputs[outlet.slot].successors;
+    !readers.is_empty()
+        && readers.iter().all(|r| {
+            model.nodes()[r.node]
+                .op_as::<DeviceSync>()
+                .is_some_and(|s| s.kind == DeviceSyncKind::ToDevice)
+        })
+}
