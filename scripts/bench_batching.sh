@@ -168,13 +168,20 @@ side, bench, stats = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(s
 m = stats["model_stats"][0]
 avg = m["inference_count"] / max(m["execution_count"], 1)
 lat = bench["latency_us"] or {}
+st = m.get("inference_stats", {})
+def ms(k):
+    s = st.get(k) or {}
+    return s.get("ns", 0) / max(s.get("count", 0), 1) / 1e6
 print(f"{side:8s} {bench['throughput_rps']:10.1f} {lat.get('p50', 0) / 1000:9.2f} {lat.get('p99', 0) / 1000:9.2f}"
-      f" {avg:10.2f} {bench['errors']:7d}")
+      f" {avg:10.2f} {bench['errors']:7d} {ms('queue'):8.2f} {ms('compute_input'):8.2f} {ms('compute_infer'):8.2f}"
+      f" {ms('compute_output'):8.2f}")
 EOF
 )")
 done
 
 echo
 echo "== $(basename "$(dirname "$model")")/$(basename "$model"), batch-1 requests, concurrency $CONCURRENCY, $PROTOCOL, ${DURATION}s per side, $PROFILE build"
-printf '%-8s %10s %9s %9s %10s %7s\n' side "req/s" "p50 ms" "p99 ms" "avg batch" errors
+printf '%-8s %10s %9s %9s %10s %7s %8s %8s %8s %8s\n' side "req/s" "p50 ms" "p99 ms" "avg batch" errors \
+  "queue" "input" "infer" "output"
+echo "(queue, input, infer, output: the server's mean per request, ms, from its statistics)"
 printf '%s\n' "${summary[@]}"

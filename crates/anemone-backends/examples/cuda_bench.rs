@@ -12,6 +12,12 @@
 //! fp32 variant is further than the `cuda::` tests' tolerance from the
 //! reference.
 //!
+//! `CUDA_BENCH_QUICK=1` runs only anemone's fp32 and tf32 variants, the
+//! latency table and the concurrency table (for A/B runs, such as
+//! `ANEMONE_TRACT_CUDA_STAGING=pageable` against the default). The line
+//! `staged uploads` says how many inputs went up through the page-locked
+//! staging buffers (`tract/cuda_staging.rs`).
+//!
 //! `DIR` holds `model.onnx`, inputs `in_b<N>.npy` and references
 //! `ref_b<N>.npy` (ONNX Runtime CPU outputs for the same inputs). Every
 //! figure is a median of ITERS (default 50) calls after 5 warm-up calls,
@@ -19,6 +25,7 @@
 
 use anemone_backends::tract::conv_fuse::{Precision, PRECISION_KEY};
 use anemone_backends::tract::cuda_runtime::{self, CONV_ENV};
+use anemone_backends::tract::cuda_staging::{self, STAGING_ENV};
 use anemone_backends::tract::rewrite::for_gpu;
 use anemone_backends::{TractCpu, TractCuda};
 use anemone_core::{npy, Backend, LoadOptions, LoadedModel, ModelSource, Tensor};
@@ -80,22 +87,26 @@ fn main() -> anyhow::Result<()> {
         );
         Ok(Arc::from(m))
     };
-    let variants: Vec<(&str, Arc<dyn LoadedModel>)> = vec![
-        (
+    let quick = std::env::var("CUDA_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let staging = std::env::var(STAGING_ENV).unwrap_or_else(|_| "page-locked (default)".into());
+    println!("input staging: {staging}");
+    let mut variants: Vec<(&str, Arc<dyn LoadedModel>)> = Vec::new();
+    if !quick {
+        variants.push((
             "tract-cuda conv (before), fp32 setting",
             load(Precision::Fp32, true)?,
-        ),
-        ("anemone cuDNN conv, fp32", load(Precision::Fp32, false)?),
-        ("anemone cuDNN conv, tf32", load(Precision::Tf32, false)?),
-        (
+        ));
+    }
+    variants.push(("anemone cuDNN conv, fp32", load(Precision::Fp32, false)?));
+    variants.push(("anemone cuDNN conv, tf32", load(Precision::Tf32, false)?));
+    if !quick {
+        variants.push((
             "tract-cuda fp16 (f32_to_f16)",
             load(Precision::Fp16, false)?,
-        ),
-    ];
+        ));
+    }
+    let fp32 = Arc::clone(&variants[usize::from(!quick)].1);
     std::env::remove_var(CONV_ENV);
-    let fused = prepare(&model, true)?;
-    placement("anemone runtime, fp32", &*fused);
-
     let mut failures = Vec::new();
     println!("\n| variant | batch | median ms | p90 ms | rel. L2 error vs reference |");
     println!("|---|---|---|---|---|");
@@ -111,7 +122,7 @@ fn main() -> anyhow::Result<()> {
                 ));
             }
         }
-        if *n == 1 {
+        if *n == 1 && !quick {
             let cpu = TractCpu.load(&ModelSource::from_path(&model), &LoadOptions::default())?;
             let run = || -> anyhow::Result<Tensor> {
                 Ok(cpu.infer(std::slice::from_ref(input))?.remove(0))
@@ -131,9 +142,15 @@ fn main() -> anyhow::Result<()> {
         println!("| threads | calls/s | median ms per call |");
         println!("|---|---|---|");
         for threads in [1, 4, 8] {
-            concurrent(&variants[1].1, input, threads, iters * 2)?;
+            concurrent(&fp32, input, threads, iters * 2)?;
         }
     }
+    println!("\nstaged uploads: {}", cuda_staging::staged_uploads());
+    if quick {
+        return finish(failures);
+    }
+    let fused = prepare(&model, true)?;
+    placement("anemone runtime, fp32", &*fused);
 
     if let Some((n, input, _)) = batches.last() {
         profile("tract-cuda conv", &*prepare(&model, false)?, input, *n)?;
@@ -143,6 +160,11 @@ fn main() -> anyhow::Result<()> {
     for line in anemone_backends::tract::cuda_conv::chosen_algorithms() {
         println!("  {line}");
     }
+    finish(failures)
+}
+
+/// Fails the run when an fp32 variant was outside the tolerance.
+fn finish(failures: Vec<String>) -> anyhow::Result<()> {
     if !failures.is_empty() {
         anyhow::bail!(
             "FAILED: fp32 outside the tolerance: {}",
