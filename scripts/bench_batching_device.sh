@@ -31,7 +31,8 @@ export PYTHONUNBUFFERED=1
 nproc; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 
 echo "== models"
-python3 - "$W" <<'PY'
+# Made once per $W: later runs reuse them.
+[ -f "$W/resnet18/model.onnx" ] && [ -f "$W/fixtures/batching_mlp/model.onnx" ] || python3 - "$W" <<'PY'
 import sys; from pathlib import Path
 sys.path.insert(0, "scripts")
 import torch, torch_reference as t

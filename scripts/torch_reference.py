@@ -15,7 +15,7 @@ ONNX Runtime on the CPU, plus PyTorch's error against the reference. The same
 architecture and weights run everywhere: the ONNX file is exported from the
 module that PyTorch times.
 
-    python3 scripts/torch_reference.py DIR [--iters N]
+    python3 scripts/torch_reference.py DIR [--iters N] [--batches 1,16,32] [--models resnet18]
 """
 
 import argparse
@@ -191,7 +191,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir", type=Path)
     ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--batches", default=",".join(map(str, BATCHES)),
+                    help="batch sizes, comma-separated (default %(default)s)")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="models, comma-separated (default %(default)s)")
     args = ap.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    models = args.models.split(",")
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(MODELS)}")
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     rng = np.random.default_rng(2)
@@ -200,7 +209,7 @@ def main():
           f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
           f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}")
     results = []
-    for name, (ctor, in_name, out_name, shape) in MODELS.items():
+    for name, (ctor, in_name, out_name, shape) in ((m, MODELS[m]) for m in models):
         out_dir = args.dir / name
         out_dir.mkdir(parents=True, exist_ok=True)
         model = ctor().eval()
@@ -209,7 +218,7 @@ def main():
             export(model, torch.randn(2, *shape), out_dir / "model.onnx", in_name, out_name)
         sess = ort.InferenceSession(str(out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
         gpu_model = model.to(dev)
-        for n in BATCHES:
+        for n in batches:
             x = rng.standard_normal((n, *shape)).astype(np.float32)
             np.save(out_dir / f"in_b{n}.npy", x)
             ref = sess.run(None, {in_name: x})[0]
