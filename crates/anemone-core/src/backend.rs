@@ -4,7 +4,7 @@
 //! loads a model and runs [`LoadedModel::infer`] on its own worker threads,
 //! never on an async executor.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metadata::{ModelFormat, ModelMetadata};
 use crate::tensor::Tensor;
 use std::path::{Path, PathBuf};
@@ -149,4 +149,85 @@ pub trait LoadedModel: Send + Sync + 'static {
     /// and have been validated against it; the outputs come back in the
     /// order of `metadata().outputs`. Blocking: call it on a worker thread.
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
+
+    /// Runs one inference on several requests at once (dynamic batching):
+    /// `requests[r][i]` is request `r`'s tensor for input `i`, and input `i`
+    /// of the call is those tensors stacked along dimension 0, in request
+    /// order. The requests have the same inputs, data types and dimensions
+    /// after the first. Outputs as [`LoadedModel::infer`]'s, with the
+    /// requests' rows stacked the same way.
+    ///
+    /// The default concatenates ([`stack_inputs`]) and calls `infer`. A
+    /// backend that can place each request's rows where its engine reads
+    /// them (tract-cuda: straight into page-locked memory for the upload)
+    /// overrides it to save that copy.
+    fn infer_stacked(&self, requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
+        self.infer(&stack_inputs(requests)?)
+    }
+}
+
+/// The inputs of one call made of several requests' inputs: input `i` is
+/// `requests[r][i]` for every `r`, concatenated along dimension 0
+/// ([`Tensor::concat_batch`]). Requests that cannot be stacked (a different
+/// number of inputs, data types or trailing dimensions) are an
+/// [`Error::Internal`]: the scheduler only stacks requests that fit.
+pub fn stack_inputs(requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
+    let Some(first) = requests.first() else {
+        return Err(Error::Internal("no requests to stack".into()));
+    };
+    if let Some(r) = requests.iter().position(|r| r.len() != first.len()) {
+        return Err(Error::Internal(format!(
+            "request {r} has {} inputs where request 0 has {}",
+            requests[r].len(),
+            first.len()
+        )));
+    }
+    (0..first.len())
+        .map(|i| {
+            let parts: Vec<&Tensor> = requests.iter().map(|r| &r[i]).collect();
+            Tensor::concat_batch(&parts).map_err(|e| Error::Internal(e.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(rows: usize, first: f32) -> Tensor {
+        let values = (0..rows * 2).map(|i| first + i as f32).collect();
+        Tensor::from_vec(vec![rows, 2], values).unwrap()
+    }
+
+    #[test]
+    fn stacking_puts_each_requests_rows_in_order_per_input() {
+        let a = [t(1, 0.0), t(1, 100.0)];
+        let b = [t(2, 10.0), t(2, 200.0)];
+        let stacked = stack_inputs(&[&a, &b]).unwrap();
+        assert_eq!(stacked.len(), 2);
+        assert_eq!(stacked[0].shape(), &[3, 2]);
+        assert_eq!(
+            stacked[0].to_vec::<f32>().unwrap(),
+            [0.0, 1.0, 10.0, 11.0, 12.0, 13.0]
+        );
+        assert_eq!(
+            stacked[1].to_vec::<f32>().unwrap(),
+            [100.0, 101.0, 200.0, 201.0, 202.0, 203.0]
+        );
+    }
+
+    #[test]
+    fn requests_that_cannot_be_stacked_are_an_internal_error_naming_the_request() {
+        let a = [t(1, 0.0), t(1, 0.0)];
+        let b = [t(1, 0.0)];
+        let e = stack_inputs(&[&a, &b]).unwrap_err();
+        assert!(matches!(e, Error::Internal(_)), "{e:?}");
+        assert!(e.to_string().contains("request 1 has 1 inputs"), "{e}");
+        let c = [
+            Tensor::from_vec(vec![1, 3], vec![0f32; 3]).unwrap(),
+            t(1, 0.0),
+        ];
+        assert!(matches!(stack_inputs(&[&a, &c]), Err(Error::Internal(_))));
+        assert!(matches!(stack_inputs(&[]), Err(Error::Internal(_))));
+    }
 }

@@ -29,7 +29,9 @@ pub mod npy;
 pub mod tensor;
 pub mod thermal;
 
-pub use backend::{Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support, Tier};
+pub use backend::{
+    stack_inputs, Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support, Tier,
+};
 pub use dtype::DataType;
 pub use error::{BoxError, Error, ErrorKind, InputError, Result};
 pub use metadata::{Dim, ModelFormat, ModelMetadata, TensorSpec};

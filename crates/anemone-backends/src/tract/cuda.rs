@@ -115,13 +115,27 @@ impl LoadedModel for CudaModel {
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         guarded("inference", || {
-            cuda_runtime::set_cublas_math(self.1).map_err(|e| Error::Backend {
-                backend: CUDA.backend.into(),
-                message: format!("cannot set the cuBLAS math mode: {e:#}"),
-                retryable: false,
-                source: None,
-            })?;
+            self.set_math()?;
             self.0.infer(inputs)
+        })
+    }
+
+    fn infer_stacked(&self, requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
+        guarded("inference", || {
+            self.set_math()?;
+            self.0.infer_stacked(requests)
+        })
+    }
+}
+
+impl CudaModel {
+    /// Sets this thread's cuBLAS math mode for the model's precision.
+    fn set_math(&self) -> Result<()> {
+        cuda_runtime::set_cublas_math(self.1).map_err(|e| Error::Backend {
+            backend: CUDA.backend.into(),
+            message: format!("cannot set the cuBLAS math mode: {e:#}"),
+            retryable: false,
+            source: None,
         })
     }
 }

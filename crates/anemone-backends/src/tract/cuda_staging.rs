@@ -9,10 +9,11 @@
 //!
 //! So for a large input that goes straight to the device, [`upload`] copies
 //! anemone's bytes into this thread's page-locked staging buffer (the copy
-//! that converting to a tract tensor made anyway), uploads them from there
-//! into a device tensor, and hands tract that device tensor in a
-//! [`LazyHostStorage`]: tract's `DeviceSync` passes such a tensor through
-//! without a second upload. Anything else (small inputs, strings, inputs a
+//! that converting to a tract tensor made anyway; for a dynamic batch, each
+//! request's rows straight to their place, which saves the concatenation),
+//! queues the upload from there into a device tensor, and hands tract that
+//! device tensor in a [`LazyHostStorage`]: tract's `DeviceSync` passes such
+//! a tensor through without a second upload. Anything else (small inputs, strings, inputs a
 //! CPU operator reads first, [`STAGING_ENV`] set to `pageable`) takes
 //! tract's own path.
 //!
@@ -21,8 +22,8 @@
 //! life. Page-locked memory counts in the process's resident size.
 
 use super::convert;
-use anemone_core::Tensor;
-use cudarc::driver::{CudaContext, PinnedHostSlice};
+use anemone_core::DataType;
+use cudarc::driver::{CudaContext, CudaEvent, PinnedHostSlice};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -40,7 +41,7 @@ pub const STAGE_MIN: usize = 256 << 10;
 pub const STAGE_MAX: usize = 64 << 20;
 
 /// The environment variable that, set to `pageable`, turns staging off: for
-/// comparisons (`scripts/cuda_bench.sh`).
+/// comparisons (`scripts/bench_gpu_batching.sh`).
 pub const STAGING_ENV: &str = "ANEMONE_TRACT_CUDA_STAGING";
 
 /// How many inputs went up through a staging buffer, process-wide: lets a
@@ -51,9 +52,18 @@ pub fn staged_uploads() -> u64 {
 
 static STAGED: AtomicU64 = AtomicU64::new(0);
 
+/// A thread's staging buffer, and the end of the last upload from it.
+#[derive(Default)]
+struct Staging {
+    /// Grown to the largest input staged.
+    buffer: Option<PinnedHostSlice<u8>>,
+    /// Recorded on the thread's stream after the last upload: the buffer is
+    /// written again only once it has completed.
+    uploaded: Option<CudaEvent>,
+}
+
 thread_local! {
-    /// This thread's staging buffer, grown to the largest input staged.
-    static BUFFER: RefCell<Option<PinnedHostSlice<u8>>> = const { RefCell::new(None) };
+    static STAGING: RefCell<Staging> = RefCell::new(Staging::default());
 }
 
 fn enabled() -> bool {
@@ -61,25 +71,43 @@ fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var(STAGING_ENV).map_or(true, |v| v != "pageable"))
 }
 
-/// Input `ix` of `runnable` as a device tensor uploaded through this
-/// thread's staging buffer, or `None` where tract's own path should take it
+/// Input `ix` of `runnable`, a tensor of `dtype` and `shape` whose bytes
+/// are `parts` one after another, as a device tensor uploaded through this
+/// thread's staging buffer; `None` where tract's own path should take it
 /// (see the module documentation for which inputs those are).
-pub fn upload(runnable: &dyn Runnable, ix: usize, t: &Tensor) -> TractResult<Option<TValue>> {
-    let Some(bytes) = t.as_bytes().filter(|_| t.as_strings().is_none()) else {
-        return Ok(None);
-    };
-    let dt = convert::datum_type(t.dtype());
-    if !(STAGE_MIN..=STAGE_MAX).contains(&bytes.len())
+///
+/// The upload is queued on the thread's stream and not waited for: the
+/// plan's kernels run after it on the same stream.
+pub fn upload(
+    runnable: &dyn Runnable,
+    ix: usize,
+    dtype: DataType,
+    shape: &[usize],
+    parts: &[&[u8]],
+) -> TractResult<Option<TValue>> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let dt = convert::datum_type(dtype);
+    if !(STAGE_MIN..=STAGE_MAX).contains(&len)
         || !enabled()
         || !DeviceTensor::is_supported_dt(dt)
+        || shape.iter().product::<usize>() * dt.size_of() != len
         || !goes_straight_to_device(runnable, ix)
     {
         return Ok(None);
     }
-    let device = DeviceTensor::uninitialized_dt(dt, t.shape())?;
+    let device = DeviceTensor::uninitialized_dt(dt, shape)?;
+    // Wrapped before the upload is queued: wrapping waits for this thread's
+    // stream, which is idle here, where after the upload it would wait for
+    // the copy and hold back the launches that can overlap it.
+    let value = LazyHostStorage::new(device.clone())?
+        .into_tensor()
+        .into_tvalue();
     let staged = tract_cuda::with_cuda_stream(|stream| {
-        BUFFER.with_borrow_mut(|buffer| {
-            let host = match staging(buffer, stream.context(), bytes.len()) {
+        STAGING.with_borrow_mut(|staging| {
+            if let Some(last) = staging.uploaded.take() {
+                last.synchronize()?;
+            }
+            let host = match buffer(&mut staging.buffer, stream.context(), len) {
                 Ok(host) => host,
                 Err(e) => {
                     // Page-locked memory can run out where ordinary memory
@@ -88,7 +116,7 @@ pub fn upload(runnable: &dyn Runnable, ix: usize, t: &Tensor) -> TractResult<Opt
                     ONCE.call_once(|| {
                         tracing::warn!(
                             error = %e,
-                            bytes = bytes.len(),
+                            bytes = len,
                             "tract-cuda: cannot allocate page-locked staging memory; \
                              inputs go up from ordinary memory (slower for large inputs)"
                         )
@@ -96,28 +124,28 @@ pub fn upload(runnable: &dyn Runnable, ix: usize, t: &Tensor) -> TractResult<Opt
                     return Ok(false);
                 }
             };
-            host[..bytes.len()].copy_from_slice(bytes);
+            let mut at = 0;
+            for part in parts {
+                host[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
             let mut view = tract_cuda::kernels::get_cuda_view_mut(&device);
-            // From page-locked memory the copy is asynchronous; the buffer
-            // is not written again before `LazyHostStorage::new` below has
-            // waited for this thread's stream.
-            stream.memcpy_htod(&host[..bytes.len()], &mut view)?;
+            // From page-locked memory the copy is asynchronous.
+            stream.memcpy_htod(&host[..len], &mut view)?;
+            staging.uploaded = Some(stream.record_event(None)?);
             Ok(true)
         })
     })?;
     if !staged {
         return Ok(None);
     }
-    // Waits for the upload (it synchronizes this thread's stream), so the
-    // staging buffer is free again when it returns.
-    let value = LazyHostStorage::new(device)?.into_tensor().into_tvalue();
     STAGED.fetch_add(1, Ordering::Relaxed);
     Ok(Some(value))
 }
 
 /// The thread's staging buffer as a slice of at least `len` bytes, allocated
 /// or grown (to `len`) on the context of the thread's stream.
-fn staging<'a>(
+fn buffer<'a>(
     buffer: &'a mut Option<PinnedHostSlice<u8>>,
     context: &Arc<CudaContext>,
     len: usize,

@@ -26,8 +26,8 @@ mod plan_cache_tests;
 
 use crate::onnx;
 use anemone_core::{
-    Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
-    Result, Support, Tensor,
+    Backend, DataType, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
+    Probe, Result, Support, Tensor,
 };
 use std::collections::BTreeSet;
 use std::collections::VecDeque;
@@ -109,8 +109,11 @@ pub(crate) struct Target {
     pub upload: Option<Upload>,
 }
 
-/// A [`Target`]'s own upload of input `ix` of a plan.
-pub(crate) type Upload = fn(&dyn Runnable, usize, &Tensor) -> TractResult<Option<TValue>>;
+/// A [`Target`]'s own upload of input `ix` of a plan: a tensor of `dtype`
+/// and `shape` whose bytes are `parts` one after another (one part, or one
+/// per stacked request).
+pub(crate) type Upload =
+    fn(&dyn Runnable, usize, DataType, &[usize], &[&[u8]]) -> TractResult<Option<TValue>>;
 
 /// Threads used by default: one per CPU core available to the process.
 pub fn default_threads() -> usize {
@@ -423,15 +426,7 @@ impl LoadedModel for TractModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let fail = |what: &str, e: TractError| {
-            crate::input_blame::engine_error(
-                self.backend,
-                &self.metadata.inputs,
-                false,
-                format!("{what}: {}", tract_message(&e)),
-                Some(e.into()),
-            )
-        };
+        let fail = |what: &str, e: TractError| self.failure(what, e);
         for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
             convert::check_utf8(&spec.name, t)?;
         }
@@ -451,6 +446,101 @@ impl LoadedModel for TractModel {
             .map(|(ix, t)| self.value(runnable, ix, t))
             .collect::<TractResult<TVec<TValue>>>()
             .map_err(|e| fail("cannot convert inputs", e))?;
+        self.run(runnable, values, &fail)
+    }
+
+    /// With a target that uploads inputs itself (tract-cuda) and one plan
+    /// for every shape, each request's rows go straight to where the upload
+    /// reads them, with no concatenated copy first; otherwise as the default
+    /// (concatenate, then [`LoadedModel::infer`]).
+    fn infer_stacked(&self, requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
+        let count = requests.first().map_or(0, |r| r.len());
+        let runnable = match &self.plan {
+            Plan::Static(runnable)
+                if self.upload.is_some()
+                    && requests.len() > 1
+                    && requests.iter().all(|r| r.len() == count) =>
+            {
+                &**runnable
+            }
+            _ => return self.infer(&anemone_core::stack_inputs(requests)?),
+        };
+        let fail = |what: &str, e: TractError| self.failure(what, e);
+        for request in requests {
+            for (spec, t) in self.metadata.inputs.iter().zip(*request) {
+                convert::check_utf8(&spec.name, t)?;
+            }
+        }
+        let mut values = TVec::with_capacity(count);
+        for ix in 0..count {
+            let staged = self
+                .stacked_value(runnable, ix, requests)
+                .map_err(|e| fail("cannot convert inputs", e))?;
+            let value = match staged {
+                Some(value) => value,
+                None => {
+                    let parts: Vec<&Tensor> = requests.iter().map(|r| &r[ix]).collect();
+                    let stacked =
+                        Tensor::concat_batch(&parts).map_err(|e| Error::Internal(e.to_string()))?;
+                    convert::to_tract(&stacked)
+                        .map(IntoTValue::into_tvalue)
+                        .map_err(|e| fail("cannot convert inputs", e))?
+                }
+            };
+            values.push(value);
+        }
+        self.run(runnable, values, &fail)
+    }
+}
+
+impl TractModel {
+    /// Input `ix` for `runnable`: through the target's own upload where it
+    /// takes it, else copied into a tract tensor.
+    fn value(&self, runnable: &dyn Runnable, ix: usize, t: &Tensor) -> TractResult<TValue> {
+        if let (Some(up), Some(bytes)) = (self.upload, plain_bytes(t)) {
+            if let Some(value) = up(runnable, ix, t.dtype(), t.shape(), &[bytes])? {
+                return Ok(value);
+            }
+        }
+        convert::to_tract(t).map(IntoTValue::into_tvalue)
+    }
+
+    /// Input `ix` for `runnable` from `requests`' tensors stacked along
+    /// dimension 0, placed by the target's upload when it takes them, else
+    /// `None`.
+    fn stacked_value(
+        &self,
+        runnable: &dyn Runnable,
+        ix: usize,
+        requests: &[&[Tensor]],
+    ) -> TractResult<Option<TValue>> {
+        let Some(up) = self.upload else {
+            return Ok(None);
+        };
+        let Some(parts) = requests
+            .iter()
+            .map(|r| plain_bytes(&r[ix]))
+            .collect::<Option<Vec<&[u8]>>>()
+        else {
+            return Ok(None);
+        };
+        let first = &requests[0][ix];
+        let mut shape = first.shape().to_vec();
+        let Some(rows) = shape.first_mut() else {
+            return Ok(None);
+        };
+        *rows = requests.iter().map(|r| r[ix].shape()[0]).sum();
+        up(runnable, ix, first.dtype(), &shape, &parts)
+    }
+
+    /// Runs `values` on `runnable`, on this thread's reused state where the
+    /// target keeps states, and converts the outputs.
+    fn run(
+        &self,
+        runnable: &dyn Runnable,
+        values: TVec<TValue>,
+        fail: &dyn Fn(&str, TractError) -> Error,
+    ) -> Result<Vec<Tensor>> {
         let outputs = match &self.states {
             Some(states) => run_reusing_state(runnable, states, values),
             None => runnable.run(values),
@@ -462,22 +552,23 @@ impl LoadedModel for TractModel {
             .collect::<TractResult<Vec<_>>>()
             .map_err(|e| fail("cannot convert outputs", e))
     }
+
+    /// An engine failure as an error: the backend's, blamed on an input
+    /// where the message names one.
+    fn failure(&self, what: &str, e: TractError) -> Error {
+        crate::input_blame::engine_error(
+            self.backend,
+            &self.metadata.inputs,
+            false,
+            format!("{what}: {}", tract_message(&e)),
+            Some(e.into()),
+        )
+    }
 }
 
-impl TractModel {
-    /// Input `ix` for `runnable`: through the target's own upload where it
-    /// takes it, else copied into a tract tensor.
-    fn value(&self, runnable: &dyn Runnable, ix: usize, t: &Tensor) -> TractResult<TValue> {
-        if let Some(value) = self
-            .upload
-            .map(|up| up(runnable, ix, t))
-            .transpose()?
-            .flatten()
-        {
-            return Ok(value);
-        }
-        convert::to_tract(t).map(IntoTValue::into_tvalue)
-    }
+/// A numeric tensor's bytes (strings go through tract's own conversion).
+fn plain_bytes(t: &Tensor) -> Option<&[u8]> {
+    t.as_strings().is_none().then(|| t.as_bytes()).flatten()
 }
 
 /// Runs `runnable` on the calling thread's own state from `states`, spawning

@@ -13,16 +13,29 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// Runs `inputs` on `engine`, retrying retryable backend errors per the
+/// What one engine call runs.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    /// One request's inputs.
+    One(&'a [Tensor]),
+    /// Several requests' inputs, stacked along dimension 0 by the engine.
+    Stacked(&'a [&'a [Tensor]]),
+}
+
+/// Runs `call` on `engine`, retrying retryable backend errors per the
 /// policy, and checks the number of outputs.
 fn run_engine(
     instance: &ModelInstance,
     engine: &Engine,
-    inputs: &[Tensor],
+    call: Call<'_>,
     retry_policy: RetryPolicy,
 ) -> Result<Vec<Tensor>> {
     let model = &*engine.model;
-    let attempt = || match catch_unwind(AssertUnwindSafe(|| model.infer(inputs))) {
+    let run = || match call {
+        Call::One(inputs) => model.infer(inputs),
+        Call::Stacked(requests) => model.infer_stacked(requests),
+    };
+    let attempt = || match catch_unwind(AssertUnwindSafe(run)) {
         Ok(r) => r,
         Err(panic) => Err(Error::Backend {
             backend: model.backend().into(),
@@ -103,7 +116,7 @@ pub(crate) fn execute(admitted: Admitted) -> Done {
     let engine = instance.pick_engine();
     let busy = engine.claim();
     let infer_span = trace.stage(Stage::ComputeInfer);
-    let result = run_engine(&instance, engine, &inputs, retry_policy);
+    let result = run_engine(&instance, engine, Call::One(&inputs), retry_policy);
     drop(infer_span);
     drop(busy);
     let ran = start.elapsed();
@@ -175,25 +188,25 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
             job.admitted.trace.record("batch_size", *rows as u64);
         }
     }
+    // The engine stacks the requests' inputs itself (`infer_stacked`): one
+    // that uploads them can place each request's rows where it reads them,
+    // without a concatenated copy first. What is timed here is gathering
+    // them; the stacking is part of the engine call.
     let assembly_spans = stage(&jobs, Stage::BatchAssembly);
-    let inputs: Result<Vec<Tensor>> = (0..jobs[0].admitted.inputs.len())
-        .map(|i| {
-            let parts: Vec<&Tensor> = jobs.iter().map(|j| &j.admitted.inputs[i]).collect();
-            Tensor::concat_batch(&parts).map_err(|e| Error::Internal(e.to_string()))
-        })
-        .collect();
-    let Ok(inputs) = inputs else {
-        drop(assembly_spans);
-        jobs.into_iter().for_each(Job::run);
-        return;
-    };
+    let requests: Vec<&[Tensor]> = jobs.iter().map(|j| &j.admitted.inputs[..]).collect();
     let concatenated = began.elapsed();
     drop(assembly_spans);
     let engine = instance.pick_engine();
     let busy = engine.claim();
     let picked = Instant::now();
     let infer_spans = stage(&jobs, Stage::ComputeInfer);
-    let result = run_engine(&instance, engine, &inputs, jobs[0].admitted.retry_policy);
+    let result = run_engine(
+        &instance,
+        engine,
+        Call::Stacked(&requests),
+        jobs[0].admitted.retry_policy,
+    );
+    drop(requests);
     drop(infer_spans);
     drop(busy);
     let engine_time = picked.elapsed();

@@ -137,3 +137,66 @@ fn resnet18_on_tract_cuda_matches_onnx_runtime() {
 fn transformer_block_on_tract_cuda_matches_onnx_runtime() {
     check("transformer_block", 4, false);
 }
+
+/// A dynamic batch on tract-cuda: three different requests stacked by the
+/// engine itself (`infer_stacked`, which writes each request's rows
+/// straight into the staging buffer) give each request the rows it gets
+/// alone, the first also against the ONNX Runtime reference. A wrong offset,
+/// order or length in the stacking gives another request's logits.
+#[test]
+#[cfg_attr(
+    not(feature = "cuda"),
+    ignore = "needs tract-cuda and a GPU: cargo test -p anemone-runtime --features cuda --test models cuda::"
+)]
+fn a_stacked_batch_on_tract_cuda_gives_each_request_its_own_rows() {
+    let Some(backend) = backend() else { return };
+    let case = Case::load("resnet18");
+    let model = backend
+        .load(
+            &anemone_core::ModelSource::from_path(case.model_path()),
+            &anemone_core::LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("resnet18: load failed: {}", e.chain_string()));
+    let run = &case.runs[0];
+    let x = case.inputs(run).remove(0).1;
+    let values: Vec<f32> = x.to_vec().unwrap();
+    let scaled = |k: f32| {
+        Tensor::from_vec(x.shape().to_vec(), values.iter().map(|v| v * k).collect()).unwrap()
+    };
+    let flipped =
+        Tensor::from_vec(x.shape().to_vec(), values.iter().rev().copied().collect()).unwrap();
+    let requests = [x.clone(), scaled(0.5), flipped];
+    let alone: Vec<Tensor> = requests
+        .iter()
+        .map(|r| model.infer(std::slice::from_ref(r)).unwrap().remove(0))
+        .collect();
+    let reference = case.tensor(&run.outputs[0].file);
+    assert!(
+        rel_l2(&alone[0], &reference) < REL_L2,
+        "alone vs ONNX Runtime"
+    );
+    let before = staged_uploads();
+    let parts: Vec<&[Tensor]> = requests.iter().map(std::slice::from_ref).collect();
+    let stacked = model.infer_stacked(&parts).unwrap().remove(0);
+    assert_eq!(stacked.shape(), &[3, 1000]);
+    if cfg!(feature = "cuda") && std::env::var(STAGING_ENV).as_deref() != Ok("pageable") {
+        assert!(
+            staged_uploads() > before,
+            "the stacked input was not staged"
+        );
+    }
+    let rows = stacked.split_batch(&[1, 1, 1]).unwrap();
+    for (i, (row, want)) in rows.iter().zip(&alone).enumerate() {
+        let err = rel_l2(row, want);
+        println!("resnet18 stacked row {i}: rel. L2 {err:.2e} against the request alone");
+        assert!(
+            err < 1e-4,
+            "row {i}: rel. L2 {err:.2e} against the request alone"
+        );
+    }
+    // The requests differ, so a row placed wrongly cannot pass for its own.
+    assert!(
+        rel_l2(&alone[1], &alone[2]) > 1e-2,
+        "the test's requests must differ"
+    );
+}
