@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::temp_dir::TempDir;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -25,11 +28,8 @@ fn anemone() -> Command {
     cmd
 }
 
-fn temp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("anemone-ops-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp(tag: &str) -> TempDir {
+    TempDir::new(&format!("ops-{tag}"))
 }
 
 /// A server on the example repository, its stderr in a file; killed when dropped.
@@ -38,6 +38,8 @@ struct Server {
     /// Address lines as printed: "HTTP", "gRPC", "Metrics".
     addrs: Vec<(String, SocketAddr)>,
     stderr: PathBuf,
+    /// Holds `stderr`; removed after the server is killed.
+    _dir: TempDir,
 }
 
 impl Server {
@@ -69,6 +71,7 @@ impl Server {
             child,
             addrs,
             stderr,
+            _dir: dir,
         }
     }
 

@@ -172,7 +172,6 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
     let stderr = serving.wait_stderr("reload after a change on disk failed");
     assert!(stderr.contains("add"), "{stderr}");
     assert!(serving.terminate().success());
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// `--exit-timeout-secs` bounds the exit even while an engine call runs on:
@@ -232,7 +231,6 @@ fn serve_exits_within_the_exit_timeout_while_an_engine_call_runs() {
     let mut answer = Vec::new();
     let _ = client.read_to_end(&mut answer);
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// doctor runs serve's own repository checks: a config serve refuses (here a
@@ -294,7 +292,6 @@ fn doctor_reports_the_configs_serve_refuses() {
             "{m}"
         );
     }
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// `--memory-budget` takes units; `--eviction lru` needs a budget; `models`
@@ -362,7 +359,6 @@ fn models_with_a_memory_budget_and_lru_eviction_shows_what_is_resident() {
     );
     let out = anemone(&["serve", "--model-repository", r, "--eviction", "lru"]);
     assert_error(&out, &["--eviction lru needs a budget", "--memory-budget"]);
-    let _ = std::fs::remove_dir_all(&repo);
 }
 
 /// TLS: a certificate that cannot be read, or flags that do not go
@@ -416,7 +412,6 @@ fn serve_and_bench_refuse_bad_tls_files_and_flags() {
         &anemone(&["bench", "--model", "add", "--url", "https://127.0.0.1:1"]),
         &["https", "--ca-cert"],
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `--malloc-load-mmap-threshold` above glibc's largest threshold, or not a

@@ -24,7 +24,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../common/mod.rs"]
+mod common;
 mod receiver;
+use common::temp_dir::TempDir;
 use receiver::{Got, Receiver};
 
 /// `anemone serve` on free ports, until dropped.
@@ -47,9 +50,8 @@ fn root() -> PathBuf {
 
 /// A repository with `add` (no batching) and `batched` (the same model with
 /// dynamic batching: two requests within 2 s form one batch of 2).
-fn repository(test: &str) -> PathBuf {
-    let repo = std::env::temp_dir().join(format!("anemone-otlp-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&repo);
+fn repository(test: &str) -> TempDir {
+    let repo = TempDir::new(&format!("otlp-{test}"));
     let model = root().join("examples/models/add/1/model.onnx");
     for name in ["add", "batched"] {
         std::fs::create_dir_all(repo.join(name).join("1")).unwrap();
@@ -411,7 +413,6 @@ async fn issue_13_spans_continue_the_callers_trace_over_http_and_grpc() {
         .count();
     assert_eq!(traced, 1, "trace_rate 2 traces one request in two");
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 #[test]
@@ -442,7 +443,7 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
                 "0",
                 "--model-repository",
             ])
-            .arg(&repo)
+            .arg(&*repo)
             .args(&args)
             .output()
             .unwrap();
@@ -450,7 +451,6 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// A request that fails is traced with its status, and the OpenTelemetry
@@ -489,7 +489,6 @@ async fn issue_13_a_failed_request_has_its_status_on_the_span() {
         "a not-sampled parent was traced"
     );
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// Spans not exported yet when the server stops (SIGTERM) are flushed before
@@ -522,7 +521,6 @@ async fn issue_13_spans_are_flushed_at_shutdown() {
     assert!(status.success(), "{status:?}");
     receiver.trace(&trace_id, 4).await;
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 mod ensemble;

@@ -74,5 +74,4 @@ async fn issue_13_a_collector_that_is_down_is_reported_once_and_requests_still_s
     receiver.trace(&trace_id, 1).await;
     wait_for(&log, &format!("OTLP export to {endpoint} works again")).await;
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }
