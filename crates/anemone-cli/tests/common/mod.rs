@@ -3,4 +3,5 @@
 //! binary in a folder) and uses part of it; it is not a test binary itself.
 #![allow(dead_code)]
 
+pub mod serve;
 pub mod temp_dir;
