@@ -98,8 +98,7 @@ mod tests {
 
     #[test]
     fn refuses_devices_and_oversized_files_and_reads_the_rest() {
-        let dir = std::env::temp_dir().join(format!("anemone-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir::TempDir::new("file");
         let f = dir.join("m.onnx");
         std::fs::write(&f, [7u8; 100]).unwrap();
         assert_eq!(read_bounded(&f, &f, 100).unwrap(), vec![7u8; 100]);
@@ -119,6 +118,5 @@ mod tests {
             let e = read_bounded(&link, &link, 1 << 20).unwrap_err().to_string();
             assert!(e.contains("not a regular file"), "{e}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

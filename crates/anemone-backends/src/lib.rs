@@ -22,6 +22,8 @@ pub mod ort_coreml;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_log;
 pub mod settings;
+#[cfg(test)]
+mod test_dir;
 pub mod tract;
 
 pub use coreml::CoreMl;

@@ -4,11 +4,15 @@
 //! `config show` layers default < file < env < flag, and a bad config file
 //! stops start-up with the file, line, key and a suggestion.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::serve::{Serve, Serving, Stderr};
+use common::temp_dir::TempDir;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -25,50 +29,38 @@ fn anemone() -> Command {
     cmd
 }
 
-fn temp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("anemone-ops-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp(tag: &str) -> TempDir {
+    TempDir::new(&format!("ops-{tag}"))
 }
 
 /// A server on the example repository, its stderr in a file; killed when dropped.
 struct Server {
-    child: Child,
+    serving: Serving,
     /// Address lines as printed: "HTTP", "gRPC", "Metrics".
     addrs: Vec<(String, SocketAddr)>,
-    stderr: PathBuf,
+    /// Holds the stderr file; removed after the server is killed.
+    _dir: TempDir,
 }
 
 impl Server {
     fn start(tag: &str, args: &[&str]) -> Server {
         let dir = temp(tag);
-        let stderr = dir.join("stderr.log");
-        let mut child = anemone()
-            .args(["serve", "--http-port", "0", "--grpc-port", "0"])
-            .arg("--model-repository")
-            .arg(root().join("examples/models"))
+        let serving = Serve::on_free_ports()
+            .repository(&root().join("examples/models"))
             .args(args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut addrs = Vec::new();
+            .stderr(Stderr::File(dir.join("stderr.log")))
+            .start();
         // The address lines come first, then the model table once loaded.
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some((what, addr)) = line.split_once(" listening on ") {
-                addrs.push((what.to_string(), addr.parse().unwrap()));
-            } else if line.starts_with("add ") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
+        let addrs = serving
+            .lines_until(|l| l.starts_with("add "))
+            .iter()
+            .filter_map(|l| l.split_once(" listening on "))
+            .map(|(what, addr)| (what.to_string(), addr.parse().unwrap()))
+            .collect();
         Server {
-            child,
+            serving,
             addrs,
-            stderr,
+            _dir: dir,
         }
     }
 
@@ -81,7 +73,7 @@ impl Server {
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap()
+        self.serving.stderr()
     }
 
     /// Switches a gate (an INFO line, "feature gate switched") and waits
@@ -94,13 +86,6 @@ impl Server {
         );
         assert_eq!(status, 200, "{body}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -10,77 +10,46 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::serve::{wait_ready, Serve, Serving, Stderr};
+use common::temp_dir::TempDir;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A server on a copy of the example `add` model (FP32 `x`, `y` of shape
-/// [batch, 4]), killed when dropped.
+/// [batch, 4]), killed when dropped (then its repository removed).
 struct Server {
-    child: Child,
+    serving: Serving,
     http: SocketAddr,
-    repo: PathBuf,
+    _repo: TempDir,
 }
 
 impl Server {
     fn start(tag: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        use std::io::BufRead;
-        let repo =
-            std::env::temp_dir().join(format!("anemone-reqmem-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&repo);
+        let repo = TempDir::new(&format!("reqmem-{tag}"));
         std::fs::create_dir_all(repo.join("add/1")).unwrap();
         std::fs::copy(
             root().join("examples/models/add/1/model.onnx"),
             repo.join("add/1/model.onnx"),
         )
         .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ANEMONE_") {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
-            .args([
-                "serve",
-                "--http-port",
-                "0",
-                "--grpc-port",
-                "0",
-                "--model-repository",
-            ])
-            .arg(&repo)
+        let serving = Serve::on_free_ports()
+            .repository(&repo)
             .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the anemone binary runs");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let http = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("HTTP listening on ")
-                    .map(|a| a.parse().unwrap())
-            })
-            .expect("the server prints its HTTP address");
-        // Keep reading: a closed pipe would fail the server's later prints.
-        std::thread::spawn(move || lines.for_each(drop));
-        let server = Server { child, http, repo };
-        let start = Instant::now();
-        let ready = |addr| {
-            std::panic::catch_unwind(|| request(addr, "GET", "/v2/health/ready", b"").0)
-                .is_ok_and(|s| s == 200)
-        };
-        while !ready(server.http) {
-            assert!(start.elapsed() < Duration::from_secs(60), "not ready");
-            std::thread::sleep(Duration::from_millis(50));
+            .envs(env)
+            .stderr(Stderr::Null)
+            .start();
+        let http = serving.find_address("HTTP");
+        wait_ready(http, Duration::from_secs(60));
+        Server {
+            serving,
+            http,
+            _repo: repo,
         }
-        server
     }
 
     /// One request on a fresh connection: the status and the body.
@@ -90,21 +59,14 @@ impl Server {
 
     /// The server's peak resident memory so far, in bytes.
     fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.serving.pid())).unwrap();
         let kib: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap();
         kib * 1024
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.repo);
     }
 }
 

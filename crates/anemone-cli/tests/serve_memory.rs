@@ -11,11 +11,14 @@
 
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::serve::{Serve, Serving, Stderr};
+use common::temp_dir::TempDir;
 
 const CASES: [&str; 5] = ["ocr_det", "ocr_rec", "ocr_cls", "magika", "silero_vad"];
 
@@ -36,22 +39,15 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, reply))
 }
 
+/// A server on its own repository, removed after the server is killed.
 struct Server {
-    child: Child,
-    repo: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.repo);
-    }
+    serving: Serving,
+    _repo: TempDir,
 }
 
 /// The server's VmRSS in bytes.
 fn rss(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.serving.pid())).unwrap();
     let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -63,45 +59,22 @@ fn rss(server: &Server) -> u64 {
 /// Starts `anemone serve` on a repository of `cases` with `args`; returns it
 /// and its HTTP address.
 fn start(tag: &str, cases: &[&str], args: &[&str]) -> (Server, SocketAddr) {
-    let repo = std::env::temp_dir().join(format!("anemone-servemem-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&repo);
-    std::fs::create_dir_all(&repo).unwrap();
+    let repo = TempDir::new(&format!("servemem-{tag}"));
     for case in cases {
         std::fs::create_dir_all(repo.join(case).join("1")).unwrap();
         std::fs::copy(fixture(case), repo.join(case).join("1/model.onnx")).unwrap();
     }
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("ANEMONE_") {
-            cmd.env_remove(key);
-        }
-    }
-    let mut child = cmd
-        .args([
-            "serve",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--model-repository",
-        ])
-        .arg(&repo)
+    let serving = Serve::on_free_ports()
+        .repository(&repo)
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the anemone binary runs");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let http: SocketAddr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("HTTP listening on ")
-                .map(|a| a.parse().unwrap())
-        })
-        .expect("the server prints its HTTP address");
-    std::thread::spawn(move || lines.for_each(drop));
-    (Server { child, repo }, http)
+        .stderr(Stderr::Null)
+        .start();
+    let http = serving.find_address("HTTP");
+    let server = Server {
+        serving,
+        _repo: repo,
+    };
+    (server, http)
 }
 
 /// Starts a server on `cases`, waits until every one is ready, and returns

@@ -8,16 +8,17 @@
 //! its `child_entry` test serves one comparison on stdin/stdout and exits.
 
 use anemone_backends::{OnnxRuntime, TractCpu};
-use anemone_core::{
-    Backend, DataType, Dim, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
-    Probe, Support, Tensor, TensorSpec, Tier,
-};
+use anemone_core::{Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support, Tensor, Tier};
 use anemone_runtime::compare::ProcessComparer;
 use anemone_runtime::{EngineComparer, InferRequest, Manager, ModelSpec, Outcome, RetimePolicy};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "support/shaped.rs"]
+mod shaped;
+use shaped::shaped;
 
 const CHILD: &str = "ANEMONE_TEST_CHILD";
 
@@ -50,82 +51,13 @@ impl Backend for Counting {
     }
 }
 
-/// A fake CPU engine: `small_us` per call on one-element inputs (the
-/// synthetic warm-up), `large_us` on larger ones (real traffic).
-struct Shaped {
-    name: &'static str,
-    tier: Tier,
-    small_us: u64,
-    large_us: u64,
-}
-
-struct ShapedModel(ModelMetadata, &'static str, u64, u64);
-
-impl Backend for Shaped {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn tier(&self) -> Tier {
-        self.tier
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
-        let n = Dim::Named("n".into());
-        let meta = ModelMetadata::new(
-            ModelFormat::Onnx,
-            vec![TensorSpec::new("x", DataType::F32, vec![n.clone()])],
-            vec![TensorSpec::new("y", DataType::F32, vec![n])],
-        );
-        Ok(Box::new(ShapedModel(
-            meta,
-            self.name,
-            self.small_us,
-            self.large_us,
-        )))
-    }
-}
-
-impl LoadedModel for ShapedModel {
-    fn metadata(&self) -> &ModelMetadata {
-        &self.0
-    }
-    fn backend(&self) -> &'static str {
-        self.1
-    }
-    fn memory_footprint(&self) -> u64 {
-        0
-    }
-    fn infer(&self, inputs: &[Tensor]) -> anemone_core::Result<Vec<Tensor>> {
-        let us = if inputs[0].len() <= 1 { self.2 } else { self.3 };
-        std::thread::sleep(Duration::from_micros(us));
-        Ok(vec![inputs[0].clone()])
-    }
-}
-
 /// The real CPU engines, or the fakes (`small-fast` wins on the synthetic
 /// warm-up; `large-fast` on 64-element requests).
 fn engines(fake: bool) -> Vec<Arc<dyn Backend>> {
     if fake {
         vec![
-            Arc::new(Shaped {
-                name: "small-fast",
-                tier: Tier::OptimisedCpu,
-                small_us: 200,
-                large_us: 20_000,
-            }),
-            Arc::new(Shaped {
-                name: "large-fast",
-                tier: Tier::PortableCpu,
-                small_us: 2_000,
-                large_us: 2_000,
-            }),
+            Arc::new(shaped("small-fast", Tier::OptimisedCpu, 200, 20_000).0),
+            Arc::new(shaped("large-fast", Tier::PortableCpu, 2_000, 2_000).0),
         ]
     } else {
         vec![Arc::new(OnnxRuntime), Arc::new(TractCpu)]

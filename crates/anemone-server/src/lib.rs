@@ -22,6 +22,8 @@ pub mod settings;
 pub mod state;
 pub mod telemetry;
 mod tensor_json;
+#[cfg(test)]
+mod test_dir;
 pub mod tls;
 pub mod v2;
 

@@ -95,7 +95,6 @@ fn bad_inputs_name_the_input_and_the_file() {
         &["x.npy", "NAME=FILE", "x, y"],
     );
     assert_error(&anemone(&["infer", model, "-i", "=x.npy"]), &["=x.npy"]);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The top-level help says where ONNX Runtime stands (it is not "on the way").

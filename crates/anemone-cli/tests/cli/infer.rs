@@ -27,7 +27,6 @@ fn infer_add_example_writes_npy_outputs() {
     let diff = Tensor::from_vec(vec![1, 4], vec![-9.0f32, -18.0, -27.0, -36.0]).unwrap();
     assert_eq!(read_npy(&dir.join("sum.npy")), sum);
     assert_eq!(read_npy(&dir.join("diff.npy")), diff);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -66,7 +65,6 @@ fn infer_output_flag_selects_outputs_and_json_reports_them() {
     );
     assert!(dir.join("made/here/diff.npy").is_file());
     assert!(!dir.join("made/here/sum.npy").exists());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -108,5 +106,4 @@ fn infer_takes_a_bare_file_for_a_single_input_model() {
     assert_ok(&out);
     let want = read_npy(&fixture("fixtures/generated/dynamic_batch/run1_out_0.npy"));
     assert_close("y", &read_npy(&dir.join("y.npy")), &want, 1e-4, 1e-5);
-    let _ = std::fs::remove_dir_all(dir);
 }

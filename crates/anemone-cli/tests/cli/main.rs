@@ -9,6 +9,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../common/mod.rs"]
+mod common;
+use common::temp_dir::TempDir;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -27,12 +31,9 @@ fn fixture(rel: &str) -> PathBuf {
     path
 }
 
-/// A fresh, empty temporary directory for one test.
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("anemone-cli-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty temporary directory for one test, removed when dropped.
+fn temp_dir(test: &str) -> TempDir {
+    TempDir::new(&format!("cli-{test}"))
 }
 
 /// Puts fixture `src` in a repository as `<name>/1/<file>`.
@@ -172,7 +173,6 @@ fn check_case(dir: &str, run: usize, test: &str) -> String {
             atol,
         );
     }
-    let _ = std::fs::remove_dir_all(out_dir);
     stdout
 }
 

@@ -81,7 +81,6 @@ fn models_reports_the_backend_each_model_landed_on() {
         stderr.contains("error: 1 of 2 models could not be loaded: add"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 #[test]
@@ -228,7 +227,6 @@ fn bad_onnxruntime_libraries_are_reported_and_serving_goes_on() {
         let json: Value = serde_json::from_str(&assert_ok(&out)).unwrap();
         assert_eq!(json["backend"], "tract-cpu", "{}", library.display());
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// On a machine without Core ML, doctor lists a repository's Core ML model as
@@ -276,7 +274,6 @@ fn doctor_checks_a_repository_and_names_models_that_cannot_run_here() {
         text.contains("classifier (coreml): NOT LOADABLE HERE"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// ONNX Runtime's own log lines go through anemone's logging: silero VAD
@@ -317,5 +314,4 @@ fn onnxruntime_log_lines_do_not_leak() {
         "ANSI codes on a pipe: {stderr:?}"
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    let _ = std::fs::remove_dir_all(dir);
 }

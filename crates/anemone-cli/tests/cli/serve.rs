@@ -1,117 +1,7 @@
 //! `anemone serve` end to end: its reports, its exit, memory budgets and TLS flags.
 
 use super::*;
-
-/// A running `anemone serve` child, stopped with SIGTERM when dropped.
-struct Serving {
-    child: std::process::Child,
-    stdout: std::sync::mpsc::Receiver<String>,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Serving {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Serving {
-        use std::io::BufRead;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ANEMONE_") {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
-            .args(["serve", "--http-port", "0", "--grpc-port", "0"])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the anemone binary runs");
-        let (tx, stdout) = std::sync::mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (err, sink) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Serving {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Stdout lines up to and including the first that `done` accepts
-    /// (at most a minute).
-    fn lines_until(&self, done: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let line = self
-                .stdout
-                .recv_timeout(std::time::Duration::from_secs(60))
-                .unwrap_or_else(|e| {
-                    panic!("{e}; stdout so far: {lines:#?}\nstderr: {}", self.stderr())
-                });
-            let last = done(&line);
-            lines.push(line);
-            if last {
-                return lines;
-            }
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits up to a minute for stderr to contain `what`.
-    fn wait_stderr(&self, what: &str) -> String {
-        let start = std::time::Instant::now();
-        loop {
-            let s = self.stderr();
-            if s.contains(what) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(60),
-                "no '{what}' on stderr:\n{s}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM, then the exit status (at most a minute later).
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(60),
-                "no exit a minute after SIGTERM"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::serve::Serve;
 
 /// `serve` without the ONNX Runtime library says so once, at warn level,
 /// with the fix; prints a table of its models once they have loaded; and in
@@ -131,17 +21,17 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
         "fixtures/generated/bad/truncated.onnx",
         "model.onnx",
     );
-    let mut serving = Serving::start(
-        &[
+    let mut serving = Serve::on_free_ports()
+        .args(&[
             "--model-repository",
             repo.to_str().unwrap(),
             "--model-control-mode",
             "poll",
             "--repository-poll-secs",
             "1",
-        ],
-        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
-    );
+        ])
+        .envs(&[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")])
+        .start();
     let lines = serving.lines_until(|l| l.starts_with("broken"));
     let header = lines
         .iter()
@@ -172,7 +62,6 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
     let stderr = serving.wait_stderr("reload after a change on disk failed");
     assert!(stderr.contains("add"), "{stderr}");
     assert!(serving.terminate().success());
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// `--exit-timeout-secs` bounds the exit even while an engine call runs on:
@@ -194,15 +83,14 @@ fn serve_exits_within_the_exit_timeout_while_an_engine_call_runs() {
         "parameters { key: \"backends\" value: { string_value: \"tract-cpu\" } }\n",
     )
     .unwrap();
-    let mut serving = Serving::start(
-        &[
+    let mut serving = Serve::on_free_ports()
+        .args(&[
             "--model-repository",
             repo.to_str().unwrap(),
             "--exit-timeout-secs",
             "1",
-        ],
-        &[],
-    );
+        ])
+        .start();
     let lines = serving.lines_until(|l| l.starts_with("loop"));
     let http = lines
         .iter()
@@ -232,7 +120,6 @@ fn serve_exits_within_the_exit_timeout_while_an_engine_call_runs() {
     let mut answer = Vec::new();
     let _ = client.read_to_end(&mut answer);
     assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// doctor runs serve's own repository checks: a config serve refuses (here a
@@ -294,7 +181,6 @@ fn doctor_reports_the_configs_serve_refuses() {
             "{m}"
         );
     }
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// `--memory-budget` takes units; `--eviction lru` needs a budget; `models`
@@ -362,7 +248,6 @@ fn models_with_a_memory_budget_and_lru_eviction_shows_what_is_resident() {
     );
     let out = anemone(&["serve", "--model-repository", r, "--eviction", "lru"]);
     assert_error(&out, &["--eviction lru needs a budget", "--memory-budget"]);
-    let _ = std::fs::remove_dir_all(&repo);
 }
 
 /// TLS: a certificate that cannot be read, or flags that do not go
@@ -416,7 +301,6 @@ fn serve_and_bench_refuse_bad_tls_files_and_flags() {
         &anemone(&["bench", "--model", "add", "--url", "https://127.0.0.1:1"]),
         &["https", "--ca-cert"],
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `--malloc-load-mmap-threshold` above glibc's largest threshold, or not a

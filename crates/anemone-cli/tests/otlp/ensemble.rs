@@ -76,5 +76,4 @@ async fn issue_12_an_ensemble_request_has_a_span_per_step() {
         }
     }
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }

@@ -17,28 +17,25 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../common/mod.rs"]
+mod common;
 mod receiver;
+use common::serve::{wait_ready, Serve, Serving, Stderr};
+use common::temp_dir::TempDir;
 use receiver::{Got, Receiver};
 
 /// `anemone serve` on free ports, until dropped.
-struct Serving {
-    child: Child,
+struct Served {
+    serving: Serving,
     http: SocketAddr,
     grpc: SocketAddr,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn root() -> PathBuf {
@@ -47,9 +44,8 @@ fn root() -> PathBuf {
 
 /// A repository with `add` (no batching) and `batched` (the same model with
 /// dynamic batching: two requests within 2 s form one batch of 2).
-fn repository(test: &str) -> PathBuf {
-    let repo = std::env::temp_dir().join(format!("anemone-otlp-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&repo);
+fn repository(test: &str) -> TempDir {
+    let repo = TempDir::new(&format!("otlp-{test}"));
     let model = root().join("examples/models/add/1/model.onnx");
     for name in ["add", "batched"] {
         std::fs::create_dir_all(repo.join(name).join("1")).unwrap();
@@ -63,76 +59,39 @@ fn repository(test: &str) -> PathBuf {
     repo
 }
 
-fn serve(repo: &Path, args: &[&str]) -> Serving {
+fn serve(repo: &Path, args: &[&str]) -> Served {
     // Export every 100 ms rather than every 5 s.
     serve_exporting_every(repo, args, "100")
 }
 
-fn serve_exporting_every(repo: &Path, args: &[&str], delay_ms: &str) -> Serving {
-    serve_logging(repo, args, delay_ms, None)
+fn serve_exporting_every(repo: &Path, args: &[&str], delay_ms: &str) -> Served {
+    serve_with_stderr(repo, args, delay_ms, Stderr::Inherit)
 }
 
-/// [`serve_exporting_every`], with the server's stderr lines collected in
-/// `log` when given (inherited otherwise).
-fn serve_logging(
-    repo: &Path,
-    args: &[&str],
-    delay_ms: &str,
-    log: Option<Arc<Mutex<Vec<String>>>>,
-) -> Serving {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("ANEMONE_") || key.starts_with("OTEL_") {
-            cmd.env_remove(&*key);
-        }
-    }
-    let mut child = cmd
-        .args(["serve", "--http-port", "0", "--grpc-port", "0"])
-        .arg("--model-repository")
-        .arg(repo)
+/// [`serve_exporting_every`], the server's stderr going to `stderr`.
+fn serve_with_stderr(repo: &Path, args: &[&str], delay_ms: &str, stderr: Stderr) -> Served {
+    let serving = Serve::on_free_ports()
+        .without_env("OTEL_")
+        .repository(repo)
         .args(args)
-        .env("OTEL_BSP_SCHEDULE_DELAY", delay_ms)
-        // The flags' attributes add to these, and win over them.
-        .env(
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "team=ml,deployment.environment=from-env",
-        )
-        .stdout(Stdio::piped())
-        .stderr(if log.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        })
-        .spawn()
-        .expect("the anemone binary runs");
-    if let Some(log) = log {
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                log.lock().unwrap().push(line);
-            }
-        });
+        .envs(&[
+            ("OTEL_BSP_SCHEDULE_DELAY", delay_ms),
+            // The flags' attributes add to these, and win over them.
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "team=ml,deployment.environment=from-env",
+            ),
+        ])
+        .stderr(stderr)
+        .start();
+    let http = serving.next_address("HTTP");
+    let grpc = serving.next_address("gRPC");
+    wait_ready(http, Duration::from_secs(60));
+    Served {
+        serving,
+        http,
+        grpc,
     }
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = |prefix: &str| -> SocketAddr {
-        let line = lines.next().expect("an address line").unwrap();
-        line.strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("expected '{prefix}...', got {line}"))
-            .parse()
-            .unwrap()
-    };
-    let http = addr("HTTP listening on ");
-    let grpc = addr("gRPC listening on ");
-    std::thread::spawn(move || lines.for_each(drop));
-    let serving = Serving { child, http, grpc };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_request(serving.http, "GET", "/v2/health/ready", &[], "").0 != 200 {
-        assert!(Instant::now() < deadline, "the server never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    serving
 }
 
 /// One HTTP/1.1 request: `(status, body)`.
@@ -411,7 +370,6 @@ async fn issue_13_spans_continue_the_callers_trace_over_http_and_grpc() {
         .count();
     assert_eq!(traced, 1, "trace_rate 2 traces one request in two");
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 #[test]
@@ -442,7 +400,7 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
                 "0",
                 "--model-repository",
             ])
-            .arg(&repo)
+            .arg(&*repo)
             .args(&args)
             .output()
             .unwrap();
@@ -450,7 +408,6 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// A request that fails is traced with its status, and the OpenTelemetry
@@ -489,7 +446,6 @@ async fn issue_13_a_failed_request_has_its_status_on_the_span() {
         "a not-sampled parent was traced"
     );
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 /// Spans not exported yet when the server stops (SIGTERM) are flushed before
@@ -511,18 +467,14 @@ async fn issue_13_spans_are_flushed_at_shutdown() {
         receiver.spans(&trace_id).is_empty(),
         "exported before the delay"
     );
-    let pid = serving.child.id().to_string();
-    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(term.success());
     let exit = tokio::task::spawn_blocking(move || {
-        let status = serving.child.wait().unwrap();
+        let status = serving.serving.terminate();
         (serving, status)
     });
     let (serving, status) = exit.await.unwrap();
     assert!(status.success(), "{status:?}");
     receiver.trace(&trace_id, 4).await;
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }
 
 mod ensemble;

@@ -4,21 +4,23 @@
 
 use super::*;
 
-fn count(log: &Mutex<Vec<String>>, needle: &str) -> usize {
-    log.lock()
-        .unwrap()
-        .iter()
+/// The server's stderr lines that contain `needle`.
+fn count(served: &Served, needle: &str) -> usize {
+    served
+        .serving
+        .stderr()
+        .lines()
         .filter(|l| l.contains(needle))
         .count()
 }
 
-async fn wait_for(log: &Mutex<Vec<String>>, needle: &str) {
+async fn wait_for(served: &Served, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count(log, needle) == 0 {
+    while count(served, needle) == 0 {
         assert!(
             Instant::now() < deadline,
-            "no '{needle}' in the server's log: {:?}",
-            log.lock().unwrap()
+            "no '{needle}' in the server's log: {}",
+            served.serving.stderr()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -34,12 +36,11 @@ async fn issue_13_a_collector_that_is_down_is_reported_once_and_requests_still_s
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let repo = repository("down");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let serving = serve_logging(
+    let serving = serve_with_stderr(
         &repo,
         &["--otlp-endpoint", &endpoint],
         "100",
-        Some(log.clone()),
+        Stderr::Collect { echo: true },
     );
     let http = serving.http;
     let infer = move |n: u32| {
@@ -49,18 +50,15 @@ async fn issue_13_a_collector_that_is_down_is_reported_once_and_requests_still_s
         assert_eq!(infer(n).await.unwrap(), 200);
     }
     let failed = format!("OTLP export to {endpoint} failed");
-    wait_for(&log, &failed).await;
+    wait_for(&serving, &failed).await;
     // More requests, more failed exports: still one warning.
     for n in 6..=10 {
         assert_eq!(infer(n).await.unwrap(), 200);
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    assert_eq!(count(&log, &failed), 1, "{:?}", log.lock().unwrap());
+    assert_eq!(count(&serving, &failed), 1, "{}", serving.serving.stderr());
     assert!(
-        log.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("check --otlp-endpoint")),
+        count(&serving, "check --otlp-endpoint") > 0,
         "the warning says what to check"
     );
 
@@ -72,7 +70,6 @@ async fn issue_13_a_collector_that_is_down_is_reported_once_and_requests_still_s
         .await
         .unwrap();
     receiver.trace(&trace_id, 1).await;
-    wait_for(&log, &format!("OTLP export to {endpoint} works again")).await;
+    wait_for(&serving, &format!("OTLP export to {endpoint} works again")).await;
     drop(serving);
-    let _ = std::fs::remove_dir_all(repo);
 }

@@ -3,8 +3,8 @@
 //! back from once that works again, and re-timing on real traffic moving a
 //! model to the engine that is faster on it.
 
-use super::warmup::shaped;
 use super::{ask, file, wait_for_backend, Double};
+use crate::support::shaped::shaped;
 use anemone_core::{Tensor, Tier};
 use anemone_runtime::{
     HealthPolicy, InferRequest, Manager, ModelSpec, ModelState, RecoveryPolicy, RetimePolicy,

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use anemone_core::{npy, Tensor};
+
+pub mod shaped;
 use std::path::{Path, PathBuf};
 
 /// `fixtures/generated`, made by `scripts/setup.sh`. Fails loudly when missing:

@@ -99,8 +99,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn links_out_of_the_root_are_outside() {
-        let base = std::env::temp_dir().join(format!("anemone-paths-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let base = crate::test_dir::TempDir::new("paths");
         let (root, outside) = (base.join("repo"), base.join("outside"));
         std::fs::create_dir_all(root.join("m/1")).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
@@ -131,6 +130,5 @@ mod tests {
         assert!(!writable_inside(&root, &m1, "outdir/cache"));
         assert!(!writable_inside(&root, &m1, "../../../outside"));
         assert!(!writable_inside(&root, &m1, "/tmp"));
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }

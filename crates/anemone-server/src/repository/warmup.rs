@@ -259,12 +259,13 @@ fn strings(mut bytes: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
 mod tests {
     use super::*;
 
-    fn base(tag: &str) -> std::path::PathBuf {
-        let base =
-            std::env::temp_dir().join(format!("anemone-warmup-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+    use crate::test_dir::TempDir;
+
+    /// A folder holding `m/warmup`, removed when dropped.
+    fn base(tag: &str) -> TempDir {
+        let base = TempDir::new(&format!("warmup-{tag}"));
         std::fs::create_dir_all(base.join("m/warmup")).unwrap();
-        base.canonicalize().unwrap()
+        base
     }
 
     fn input(dtype: ProtoType, dims: &[i64], data: InputDataType) -> Input {
@@ -344,7 +345,6 @@ mod tests {
             s.inputs[0].1.as_strings().unwrap(),
             &[b"ab".to_vec(), Vec::new()]
         );
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! protocols: a model that is slow (timeouts, overload) or panics. The test
 //! registers its own backend, `tricky`, on the server's manager.
 
+use crate::support::TempDir;
 use anemone_core::{
     Backend, DataType, Dim, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
     Probe, Support, Tensor, TensorSpec,
@@ -15,7 +16,6 @@ use anemone_server::{ControlMode, Server, ServerOptions};
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
@@ -103,7 +103,9 @@ pub(crate) struct Faulty {
     pub(crate) http: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), String>>,
-    repo: PathBuf,
+    /// Removed when dropped: after the server stops when the test calls
+    /// [`Faulty::stop`], at once when a failed test unwinds.
+    repo: TempDir,
 }
 
 impl Faulty {
@@ -132,14 +134,7 @@ impl Faulty {
         ensembles: &[(&str, &str)],
         standby: bool,
     ) -> Faulty {
-        let repo = std::env::temp_dir().join(format!(
-            "anemone-faults-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
+        let repo = TempDir::new(&format!("faults-{tag}"));
         // The repository reads the file's signature; the test backend runs
         // it. A config with a batch dimension needs a file that has one.
         let fixtures =
@@ -177,7 +172,7 @@ impl Faulty {
         let options = ServerOptions {
             http_port: 0,
             grpc_port: 0,
-            repository: repo.clone(),
+            repository: repo.to_path_buf(),
             control: ControlMode::None,
             exit_timeout: Duration::from_secs(10),
             ..Default::default()
@@ -292,7 +287,7 @@ impl Faulty {
         let (task, repo) = (self.task, self.repo);
         tokio::spawn(async move {
             let result = task.await.unwrap();
-            let _ = std::fs::remove_dir_all(&repo);
+            drop(repo);
             result
         })
     }
@@ -300,7 +295,6 @@ impl Faulty {
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
-        let _ = std::fs::remove_dir_all(&self.repo);
     }
 }
 

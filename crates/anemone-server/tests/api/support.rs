@@ -25,6 +25,35 @@ pub fn add_model() -> Vec<u8> {
     std::fs::read(workspace().join("examples/models/add/1/model.onnx")).unwrap()
 }
 
+/// A temporary folder, `<tmp>/anemone-<tag>-<pid>-<n>`, created empty and
+/// removed with everything in it when dropped (also when a test panics).
+/// Derefs to its path.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("anemone-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `<tmp>/<tag>/repo` and `<tmp>/<tag>/outside`, removed on drop.
 pub struct Repo {
     base: PathBuf,
