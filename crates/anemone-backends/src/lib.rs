@@ -13,6 +13,7 @@
 
 pub mod coreml;
 pub mod file;
+pub mod gather;
 pub mod input_blame;
 pub mod onnx;
 #[cfg(feature = "onnxruntime")]

@@ -124,11 +124,9 @@ pub fn upload(
                     return Ok(false);
                 }
             };
-            let mut at = 0;
-            for part in parts {
-                host[at..at + part.len()].copy_from_slice(part);
-                at += part.len();
-            }
+            // Large copies on a few threads (`gather`): one core's memory
+            // bandwidth is what limits them.
+            crate::gather::gather_into(&mut host[..len], parts);
             let mut view = tract_cuda::kernels::get_cuda_view_mut(&device);
             // From page-locked memory the copy is asynchronous.
             stream.memcpy_htod(&host[..len], &mut view)?;

@@ -1,0 +1,177 @@
+//! Copying several byte slices, one after another, into one buffer, on a few
+//! threads when it is large.
+//!
+//! A dynamic batch of 32 ResNet inputs is 19 MB from 32 request buffers.
+//! One thread copies that at 5 to 10 GB/s (2 to 4 ms, measured on the lent
+//! H200 machine's CPU), a memory bandwidth a single core cannot exceed;
+//! several cores together can, so the copy is split by bytes across up to
+//! [`MAX_THREADS`] scoped threads once it is [`PARALLEL_FROM`] or more.
+
+/// Copies below this size run on the calling thread: starting a thread
+/// costs tens of microseconds.
+pub const PARALLEL_FROM: usize = 4 << 20;
+
+/// The most threads one copy uses (the caller's included).
+pub const MAX_THREADS: usize = 4;
+
+/// Writes `parts` one after another at the start of `dst`, which must hold
+/// their total length; returns that length. Large copies are split across
+/// threads (see the module documentation).
+///
+/// # Panics
+///
+/// If `dst` is shorter than the parts together.
+pub fn gather_into(dst: &mut [u8], parts: &[&[u8]]) -> usize {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    assert!(
+        dst.len() >= len,
+        "gather_into: {len} bytes into a buffer of {}",
+        dst.len()
+    );
+    gather_on(dst, parts, len, threads_for(len));
+    len
+}
+
+/// [`gather_into`] on `threads` threads (the caller's included).
+fn gather_on(dst: &mut [u8], parts: &[&[u8]], len: usize, threads: usize) {
+    if threads <= 1 {
+        copy_range(&mut dst[..len], 0, parts);
+        return;
+    }
+    let chunk = len.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut rest = &mut dst[..len];
+        let mut start = 0;
+        let mut own = None;
+        while !rest.is_empty() {
+            let (this, tail) = rest.split_at_mut(chunk.min(rest.len()));
+            rest = tail;
+            if own.is_none() {
+                // The calling thread takes the first range itself.
+                own = Some((this, start));
+            } else {
+                let at = start;
+                scope.spawn(move || copy_range(this, at, parts));
+            }
+            start += chunk;
+        }
+        if let Some((this, at)) = own {
+            copy_range(this, at, parts);
+        }
+    });
+}
+
+/// How many threads a copy of `len` bytes uses.
+fn threads_for(len: usize) -> usize {
+    if len < PARALLEL_FROM {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (len / (PARALLEL_FROM / 2))
+        .min(MAX_THREADS)
+        .min(cores.div_ceil(2))
+        .max(1)
+}
+
+/// Fills `dst`, which stands for bytes `at..at + dst.len()` of the parts
+/// laid end to end.
+fn copy_range(dst: &mut [u8], at: usize, parts: &[&[u8]]) {
+    let end = at + dst.len();
+    let mut offset = 0; // where the current part starts in the whole
+    for part in parts {
+        let (from, to) = (offset, offset + part.len());
+        offset = to;
+        if to <= at {
+            continue;
+        }
+        if from >= end {
+            break;
+        }
+        let (lo, hi) = (from.max(at), to.min(end));
+        dst[lo - at..hi - at].copy_from_slice(&part[lo - from..hi - from]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parts of uneven sizes (so that thread ranges start and end inside
+    /// parts), each byte telling its part and position.
+    fn parts(sizes: &[usize]) -> Vec<Vec<u8>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| (0..n).map(|i| (k * 31 + i * 7) as u8).collect())
+            .collect()
+    }
+
+    /// Through `gather_into` (as many threads as this machine gives), then
+    /// on 1 to 5 threads whatever the machine.
+    fn check(sizes: &[usize], spare: usize) {
+        let parts = parts(sizes);
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let want: Vec<u8> = parts.concat();
+        let mut dst = vec![0xAAu8; want.len() + spare];
+        assert_eq!(gather_into(&mut dst, &refs), want.len());
+        assert!(
+            dst[..want.len()] == want[..],
+            "sizes {sizes:?}: bytes differ"
+        );
+        assert!(
+            dst[want.len()..].iter().all(|&b| b == 0xAA),
+            "wrote past the end"
+        );
+        for threads in 1..=5 {
+            let mut dst = vec![0xAAu8; want.len() + spare];
+            gather_on(&mut dst, &refs, want.len(), threads);
+            assert!(
+                dst[..want.len()] == want[..],
+                "sizes {sizes:?}, {threads} threads: bytes differ"
+            );
+            assert!(
+                dst[want.len()..].iter().all(|&b| b == 0xAA),
+                "{threads} threads: wrote past the end"
+            );
+        }
+    }
+
+    #[test]
+    fn small_copies_lay_the_parts_end_to_end() {
+        check(&[], 0);
+        check(&[0, 5, 0, 3], 4);
+        check(&[1000, 1, 999], 0);
+    }
+
+    #[test]
+    fn large_copies_split_across_threads_lay_the_parts_end_to_end() {
+        assert_eq!(threads_for(PARALLEL_FROM - 1), 1);
+        assert!((1..=MAX_THREADS).contains(&threads_for(usize::MAX / 2)));
+        // 32 parts of 602,112 bytes (a batch of ResNet inputs), and uneven
+        // parts whose boundaries fall inside the threads' ranges.
+        check(&[602_112; 32], 0);
+        check(&[3 << 20, 1, (5 << 20) + 3, 7, 1 << 20], 13);
+        check(&[PARALLEL_FROM], 0);
+    }
+
+    #[test]
+    fn every_thread_range_copies_exactly_its_bytes() {
+        // The range logic alone, with ranges that start inside parts.
+        let parts = parts(&[10, 3, 0, 17]);
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let want = parts.concat();
+        for at in 0..want.len() {
+            for n in 0..=want.len() - at {
+                let mut dst = vec![0u8; n];
+                copy_range(&mut dst, at, &refs);
+                assert_eq!(dst, want[at..at + n], "range {at}..{}", at + n);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gather_into")]
+    fn a_short_buffer_is_refused() {
+        gather_into(&mut [0u8; 3], &[&[1, 2], &[3, 4]]);
+    }
+}
