@@ -19,13 +19,14 @@
 //!
 //! Memory: one buffer per thread that ran a staged input, as large as the
 //! largest input it staged (at most [`STAGE_MAX`]), kept for the thread's
-//! life. Page-locked memory counts in the process's resident size.
+//! life; all of them together at most [`PINNED_BUDGET`]. Page-locked memory
+//! counts in the process's resident size.
 
 use super::convert;
 use anemone_core::DataType;
 use cudarc::driver::{CudaContext, CudaEvent, PinnedHostSlice};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
 use tract_gpu::tensor::{DeviceTensor, LazyHostStorage};
@@ -39,6 +40,21 @@ pub const STAGE_MIN: usize = 256 << 10;
 /// Inputs larger than this take tract's own upload, so that no thread pins
 /// more than this much host memory.
 pub const STAGE_MAX: usize = 64 << 20;
+
+/// The most page-locked memory the staging buffers of all threads hold
+/// together (Triton's pinned memory pool defaults to the same 256 MiB). A
+/// thread whose buffer would take them past it sends its inputs up from
+/// ordinary memory instead.
+pub const PINNED_BUDGET: usize = 256 << 20;
+
+/// Bytes the staging buffers of all threads hold.
+static PINNED: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of page-locked memory the staging buffers of all threads hold now
+/// (a thread's is freed when the thread ends).
+pub fn pinned_bytes() -> usize {
+    PINNED.load(Ordering::Relaxed)
+}
 
 /// The environment variable that, set to `pageable`, turns staging off: for
 /// comparisons (`scripts/bench_gpu_batching.sh`).
@@ -56,7 +72,7 @@ static STAGED: AtomicU64 = AtomicU64::new(0);
 #[derive(Default)]
 struct Staging {
     /// Grown to the largest input staged.
-    buffer: Option<PinnedHostSlice<u8>>,
+    buffer: Option<Pinned>,
     /// Recorded on the thread's stream after the last upload: the buffer is
     /// written again only once it has completed.
     uploaded: Option<CudaEvent>,
@@ -108,7 +124,19 @@ pub fn upload(
                 last.synchronize()?;
             }
             let host = match buffer(&mut staging.buffer, stream.context(), len) {
-                Ok(host) => host,
+                Ok(Some(host)) => host,
+                Ok(None) => {
+                    static ONCE: std::sync::Once = std::sync::Once::new();
+                    ONCE.call_once(|| {
+                        tracing::info!(
+                            budget_mib = PINNED_BUDGET >> 20,
+                            bytes = len,
+                            "tract-cuda: the page-locked staging buffers are at their budget; \
+                             inputs that would need more go up from ordinary memory"
+                        )
+                    });
+                    return Ok(false);
+                }
                 Err(e) => {
                     // Page-locked memory can run out where ordinary memory
                     // does not: the request still runs, through tract's path.
@@ -142,22 +170,42 @@ pub fn upload(
 }
 
 /// The thread's staging buffer as a slice of at least `len` bytes, allocated
-/// or grown (to `len`) on the context of the thread's stream.
+/// or grown (to `len`) on the context of the thread's stream; `None` when
+/// that would take the buffers past [`PINNED_BUDGET`].
 fn buffer<'a>(
-    buffer: &'a mut Option<PinnedHostSlice<u8>>,
+    buffer: &'a mut Option<Pinned>,
     context: &Arc<CudaContext>,
     len: usize,
-) -> TractResult<&'a mut [u8]> {
-    if buffer.as_ref().is_none_or(|b| b.len() < len) {
+) -> TractResult<Option<&'a mut [u8]>> {
+    if buffer.as_ref().is_none_or(|b| b.0.len() < len) {
         // Drop the old buffer first: both at once would pin twice the memory.
         *buffer = None;
+        if PINNED.fetch_add(len, Ordering::Relaxed) + len > PINNED_BUDGET {
+            PINNED.fetch_sub(len, Ordering::Relaxed);
+            return Ok(None);
+        }
         // SAFETY: the bytes are written before any are read (the copy above
         // covers the prefix that is uploaded). Plain page-locked memory (no
         // write-combining): the CPU copy into it is an ordinary memcpy.
-        *buffer = Some(unsafe { context.alloc_pinned_with_flags::<u8>(len, 0)? });
+        match unsafe { context.alloc_pinned_with_flags::<u8>(len, 0) } {
+            Ok(slice) => *buffer = Some(Pinned(slice)),
+            Err(e) => {
+                PINNED.fetch_sub(len, Ordering::Relaxed);
+                return Err(e.into());
+            }
+        }
     }
     let buffer = buffer.as_mut().expect("allocated above; this is a bug");
-    Ok(buffer.as_mut_slice()?)
+    Ok(Some(buffer.0.as_mut_slice()?))
+}
+
+/// A staging buffer, counted in [`PINNED`] while it lives.
+struct Pinned(PinnedHostSlice<u8>);
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        PINNED.fetch_sub(self.0.len(), Ordering::Relaxed);
+    }
 }
 
 /// Whether every reader of input `ix` is tract's upload to the device (a

@@ -103,20 +103,41 @@ fn check(name: &str, threads: usize, staged: bool) {
     let calls = (threads * 2 * case.runs.len()) as u64;
     let went = staged_uploads() - before;
     // Only a lower bound: other tests of this binary may stage at the same time.
-    if staged && std::env::var(STAGING_ENV).as_deref() != Ok("pageable") {
+    if staged && staging_on() {
         assert!(
             went >= calls,
             "{name}: {went} staged uploads for {calls} calls"
         );
+        // The worker threads keep their staging buffers, counted, within
+        // the budget.
+        let held = pinned_bytes();
+        assert!(
+            held > 0 && held <= PINNED_BUDGET,
+            "{name}: {held} pinned bytes, budget {PINNED_BUDGET}"
+        );
     }
 }
 
+/// Whether tract-cuda stages inputs in this process (not turned off for a
+/// comparison).
+fn staging_on() -> bool {
+    std::env::var(STAGING_ENV).as_deref() != Ok("pageable")
+}
+
 #[cfg(feature = "cuda")]
-use anemone_backends::tract::cuda_staging::{staged_uploads, STAGING_ENV};
+use anemone_backends::tract::cuda_staging::{
+    pinned_bytes, staged_uploads, PINNED_BUDGET, STAGING_ENV,
+};
 #[cfg(not(feature = "cuda"))]
 fn staged_uploads() -> u64 {
     0
 }
+#[cfg(not(feature = "cuda"))]
+fn pinned_bytes() -> usize {
+    0
+}
+#[cfg(not(feature = "cuda"))]
+const PINNED_BUDGET: usize = 0;
 #[cfg(not(feature = "cuda"))]
 const STAGING_ENV: &str = "";
 
@@ -179,7 +200,7 @@ fn a_stacked_batch_on_tract_cuda_gives_each_request_its_own_rows() {
     let parts: Vec<&[Tensor]> = requests.iter().map(std::slice::from_ref).collect();
     let stacked = model.infer_stacked(&parts).unwrap().remove(0);
     assert_eq!(stacked.shape(), &[3, 1000]);
-    if cfg!(feature = "cuda") && std::env::var(STAGING_ENV).as_deref() != Ok("pageable") {
+    if cfg!(feature = "cuda") && staging_on() {
         assert!(
             staged_uploads() > before,
             "the stacked input was not staged"
