@@ -42,10 +42,15 @@ pub const STAGE_MIN: usize = 256 << 10;
 pub const STAGE_MAX: usize = 64 << 20;
 
 /// The most page-locked memory the staging buffers of all threads hold
-/// together (Triton's pinned memory pool defaults to the same 256 MiB). A
-/// thread whose buffer would take them past it sends its inputs up from
-/// ordinary memory instead.
-pub const PINNED_BUDGET: usize = 256 << 20;
+/// together. A thread whose buffer would take them past it sends its inputs
+/// up from ordinary memory instead.
+///
+/// The buffers are per thread, and a dynamic batch may run on any worker
+/// thread: a ResNet batch of 32 (19 MB) on 16 workers wants 309 MB, which a
+/// budget like Triton's shared 256 MiB pool would cut short (some batches
+/// then take the slow path). One pool shared by the threads would need only
+/// as many buffers as uploads run at once; until then, 1 GiB.
+pub const PINNED_BUDGET: usize = 1 << 30;
 
 /// Bytes the staging buffers of all threads hold.
 static PINNED: AtomicUsize = AtomicUsize::new(0);
