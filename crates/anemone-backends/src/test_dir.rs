@@ -1,15 +1,18 @@
-//! A temporary folder for one unit test, removed when the test ends, also
+//! A temporary folder for one test, removed when the test ends, also
 //! when it fails or panics (the guard is dropped while unwinding).
+//!
+//! The one copy: the server's unit tests and the CLI's test binaries
+//! include this file with `#[path]` (nothing test-side crosses crates).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `<temp>/anemone-<tag>-<pid>-<n>`, created empty; removed with everything
 /// in it when dropped. Derefs to its path.
-pub(crate) struct TempDir(PathBuf);
+pub struct TempDir(PathBuf);
 
 impl TempDir {
-    pub(crate) fn new(tag: &str) -> TempDir {
+    pub fn new(tag: &str) -> TempDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("anemone-{tag}-{}-{n}", std::process::id()));

@@ -23,6 +23,7 @@ pub mod state;
 pub mod telemetry;
 mod tensor_json;
 #[cfg(test)]
+#[path = "../../anemone-backends/src/test_dir.rs"]
 mod test_dir;
 pub mod tls;
 pub mod v2;

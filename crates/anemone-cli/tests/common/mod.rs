@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod serve;
+#[path = "../../../anemone-backends/src/test_dir.rs"]
 pub mod temp_dir;
