@@ -1,5 +1,5 @@
 //! Engine calls: one admitted request alone, or a batch of them
-//! concatenated along the batch dimension and split back. Panics are
+//! stacked along the batch dimension (by the engine) and split back. Panics are
 //! caught, retryable backend errors retried, outputs selected and timed.
 
 use super::{Admitted, Done, Job};
@@ -152,7 +152,7 @@ pub(crate) fn execute(admitted: Admitted) -> Done {
     response
 }
 
-/// Runs jobs of one model as one engine call: their inputs concatenated
+/// Runs jobs of one model as one engine call: their inputs stacked
 /// along dimension 0, the outputs split back so that each client gets
 /// exactly its own rows. Jobs whose client has gone are dropped first. When
 /// the batched call fails, or an output has no batch dimension to split,
@@ -194,7 +194,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
     // them; the stacking is part of the engine call.
     let assembly_spans = stage(&jobs, Stage::BatchAssembly);
     let requests: Vec<&[Tensor]> = jobs.iter().map(|j| &j.admitted.inputs[..]).collect();
-    let concatenated = began.elapsed();
+    let gathered = began.elapsed();
     drop(assembly_spans);
     let engine = instance.pick_engine();
     let busy = engine.claim();
@@ -226,7 +226,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
     let split_time = picked.elapsed() - engine_time;
     instance
         .metrics
-        .record_execution(total_rows, concatenated, engine_time, split_time);
+        .record_execution(total_rows, gathered, engine_time, split_time);
     let mut pieces: Vec<std::vec::IntoIter<Tensor>> = split.drain(..).map(Vec::into_iter).collect();
     for job in jobs {
         let all: Vec<Tensor> = pieces
@@ -246,10 +246,10 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
         let total = start.elapsed();
         let timings = Timings {
             queue,
-            compute_input: admitted.validated + concatenated,
+            compute_input: admitted.validated + gathered,
             compute_infer: engine_time,
             compute_output: total
-                .saturating_sub(admitted.validated + concatenated + queue + engine_time),
+                .saturating_sub(admitted.validated + gathered + queue + engine_time),
             total,
         };
         let response = InferResponse {
