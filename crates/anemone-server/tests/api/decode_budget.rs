@@ -14,7 +14,7 @@ async fn issue_14_trickling_bodies_do_not_hold_the_decode_budget() {
     let model = crate::net::workspace().join("examples/models/add/1/model.onnx");
     let repo = Repo::new("decode-budget").model("add", &model, None);
     let server = NetServer::start_with(ServerOptions {
-        repository: repo.0.clone(),
+        repository: repo.0.to_path_buf(),
         limits: RequestLimits {
             max_decoding_bytes: 64 << 10,
         },

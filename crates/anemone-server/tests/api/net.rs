@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::TempDir;
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -27,18 +29,11 @@ pub fn fixture(rel: &str) -> PathBuf {
 }
 
 /// A model repository in the temporary directory, removed on drop.
-pub struct Repo(pub PathBuf);
+pub struct Repo(pub TempDir);
 
 impl Repo {
     pub fn new(tag: &str) -> Repo {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("anemone-net-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Repo(dir)
+        Repo(TempDir::new(&format!("net-{tag}")))
     }
 
     /// `<name>/1/model.onnx` copied from `source`, with `config` as its
@@ -51,12 +46,6 @@ impl Repo {
             std::fs::write(self.0.join(name).join("config.pbtxt"), config).unwrap();
         }
         self
-    }
-}
-
-impl Drop for Repo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -137,7 +137,7 @@ async fn a_lost_device_moves_the_model_to_its_standby_backend_with_the_reason_vi
 async fn a_model_file_corrupted_in_poll_mode_leaves_the_old_version_serving() {
     let repo = Repo::new("corrupt").model("identity", &fixture("identity/model.onnx"), None);
     let server = NetServer::start_with(ServerOptions {
-        repository: repo.0.clone(),
+        repository: repo.0.to_path_buf(),
         control: ControlMode::Poll,
         poll_interval: Duration::from_millis(100),
         ..Default::default()

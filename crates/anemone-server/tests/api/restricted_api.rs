@@ -39,7 +39,7 @@ async fn issue_14_restricted_groups_need_their_header_over_http_and_grpc() {
         .unwrap()
     };
     let server = NetServer::start_with(ServerOptions {
-        repository: repo.0.clone(),
+        repository: repo.0.to_path_buf(),
         restricted: RestrictedApi {
             http: groups(false),
             grpc: groups(true),
@@ -211,7 +211,7 @@ async fn issue_14_restricted_groups_need_their_header_over_http_and_grpc() {
 async fn issue_14_restricting_health_covers_the_grpc_health_service() {
     let repo = Repo::new("restricted-health");
     let server = NetServer::start_with(ServerOptions {
-        repository: repo.0.clone(),
+        repository: repo.0.to_path_buf(),
         restricted: RestrictedApi {
             grpc: Restrictions::parse(&["health:probe=p".to_string()], true).unwrap(),
             ..Default::default()

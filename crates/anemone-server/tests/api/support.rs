@@ -25,48 +25,20 @@ pub fn add_model() -> Vec<u8> {
     std::fs::read(workspace().join("examples/models/add/1/model.onnx")).unwrap()
 }
 
-/// A temporary folder, `<tmp>/anemone-<tag>-<pid>-<n>`, created empty and
-/// removed with everything in it when dropped (also when a test panics).
-/// Derefs to its path.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("anemone-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The shared test folder guard (the backends' file, also included by the
+/// server's unit tests and the CLI's test binaries).
+#[path = "../../../anemone-backends/src/test_dir.rs"]
+mod test_dir;
+pub use test_dir::TempDir;
 
 /// `<tmp>/<tag>/repo` and `<tmp>/<tag>/outside`, removed on drop.
 pub struct Repo {
-    base: PathBuf,
+    base: TempDir,
 }
 
 impl Repo {
     pub fn new(tag: &str) -> Repo {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let base =
-            std::env::temp_dir().join(format!("anemone-{tag}-{}-{nanos}", std::process::id()));
+        let base = TempDir::new(tag);
         std::fs::create_dir_all(base.join("repo")).unwrap();
         std::fs::create_dir_all(base.join("outside")).unwrap();
         Repo { base }
@@ -95,12 +67,6 @@ impl Repo {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(target, path).unwrap();
         self
-    }
-}
-
-impl Drop for Repo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
     }
 }
 

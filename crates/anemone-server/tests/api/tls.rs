@@ -6,6 +6,7 @@
 //! key stops start-up with a message that names the file.
 
 use crate::net::{workspace, NetServer};
+use crate::support::TempDir;
 use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use anemone_server::proto::model_infer_request::InferInputTensor;
 use anemone_server::proto::{ModelInferRequest, ServerLiveRequest};
@@ -79,14 +80,11 @@ impl Ca {
 }
 
 /// A folder of PEM files for one test.
-struct Dir(PathBuf);
+struct Dir(TempDir);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("anemone-tls-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
+        Dir(TempDir::new(&format!("tls-{tag}")))
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -103,12 +101,6 @@ impl Dir {
             client_ca: client_ca.map(|ca| self.write("clients.pem", &ca.pem())),
             flags: ["--cert", "--key", "--client-ca"],
         }
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

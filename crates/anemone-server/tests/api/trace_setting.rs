@@ -21,7 +21,7 @@ fn repo(tag: &str) -> Repo {
 
 async fn start(repo: &Repo, tracing: TracingOptions, restricted: RestrictedApi) -> NetServer {
     let server = NetServer::start_with(ServerOptions {
-        repository: repo.0.clone(),
+        repository: repo.0.to_path_buf(),
         tracing,
         restricted,
         ..Default::default()

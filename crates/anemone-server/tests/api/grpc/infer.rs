@@ -124,7 +124,7 @@ async fn infer_with_raw_and_typed_contents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn int_bool_model_with_every_dtype_and_a_scalar() {
     let repo = TempRepo::new("int-bool", &[("int_bool", "int_bool/model.onnx")]);
-    let server = TestServer::start(repo.0.clone(), ControlMode::None).await;
+    let server = TestServer::start(repo.0.to_path_buf(), ControlMode::None).await;
     let mut c = server.ready_client().await;
 
     let m = c

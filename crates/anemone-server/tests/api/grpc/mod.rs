@@ -20,9 +20,44 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
 
+use crate::support::TempDir;
+
 type Client = GrpcInferenceServiceClient<Channel>;
 
 // ---------------------------------------------------------------- harness
+
+/// Sends `first` then `second` on one ModelStreamInfer stream, checks that
+/// `first` is answered (under its id) with an error containing `error` and
+/// that `second` still succeeds, and returns the stream for more checks.
+async fn stream_error_then_ok(
+    c: &mut Client,
+    first: ModelInferRequest,
+    second: ModelInferRequest,
+    error: &str,
+) -> tonic::Streaming<proto::ModelStreamInferResponse> {
+    let (first_id, second_id) = (first.id.clone(), second.id.clone());
+    let mut responses = c
+        .model_stream_infer(tokio_stream::iter([first, second]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = responses.message().await.unwrap().unwrap();
+    assert_eq!(answer.infer_response.unwrap().id, first_id);
+    assert!(
+        answer.error_message.contains(error),
+        "{}",
+        answer.error_message
+    );
+    let answer = responses.message().await.unwrap().unwrap();
+    assert_eq!(
+        (
+            answer.error_message.as_str(),
+            answer.infer_response.unwrap().id.as_str()
+        ),
+        ("", second_id.as_str())
+    );
+    responses
+}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -45,29 +80,18 @@ fn read_npy(relative: &str) -> Tensor {
 }
 
 /// A model repository in the temporary directory, removed when dropped.
-struct TempRepo(PathBuf);
+struct TempRepo(TempDir);
 
 impl TempRepo {
     /// `models` are `(name, fixture file)`; each becomes `<name>/1/model.onnx`.
     fn new(tag: &str, models: &[(&str, &str)]) -> TempRepo {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let root =
-            std::env::temp_dir().join(format!("anemone-grpc-{tag}-{}-{nanos}", std::process::id()));
+        let root = TempDir::new(&format!("grpc-{tag}"));
         for (name, file) in models {
             let dir = root.join(name).join("1");
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::copy(fixture(file), dir.join("model.onnx")).unwrap();
         }
         TempRepo(root)
-    }
-}
-
-impl Drop for TempRepo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -12,7 +12,7 @@ async fn repository_index_reports_a_broken_model_with_its_reason() {
             ("broken", "bad/not_onnx.onnx"),
         ],
     );
-    let server = TestServer::start(repo.0.clone(), ControlMode::None).await;
+    let server = TestServer::start(repo.0.to_path_buf(), ControlMode::None).await;
     let mut c = server.client().await;
     let index = wait_loaded(&mut c).await;
     let row = |name: &str| {
@@ -99,7 +99,7 @@ async fn repository_index_reports_a_broken_model_with_its_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_mode_loads_and_unloads_models() {
     let repo = TempRepo::new("explicit", &[("identity", "identity/model.onnx")]);
-    let server = TestServer::start(repo.0.clone(), ControlMode::Explicit).await;
+    let server = TestServer::start(repo.0.to_path_buf(), ControlMode::Explicit).await;
     let mut c = server.ready_client().await;
     let name = |n: &str| proto::ModelReadyRequest {
         name: n.into(),

@@ -71,26 +71,7 @@ async fn stream_answers_every_request_and_survives_errors() {
     bad.id = "bad".into();
     let mut good = add_raw(&X[..4], &Y[..4]);
     good.id = "good".into();
-    let mut responses = c
-        .model_stream_infer(tokio_stream::iter([bad, good]))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = responses.message().await.unwrap().unwrap();
-    assert_eq!(first.infer_response.unwrap().id, "bad");
-    assert!(
-        first.error_message.contains("raw_input_contents"),
-        "{}",
-        first.error_message
-    );
-    let second = responses.message().await.unwrap().unwrap();
-    assert_eq!(
-        (
-            second.error_message.as_str(),
-            second.infer_response.unwrap().id.as_str()
-        ),
-        ("", "good")
-    );
+    let mut responses = stream_error_then_ok(&mut c, bad, good, "raw_input_contents").await;
     assert!(responses.message().await.unwrap().is_none());
 
     server.stop().await;

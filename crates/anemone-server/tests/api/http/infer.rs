@@ -45,23 +45,15 @@ async fn binary_inputs_and_outputs() {
     let s = add_server().await;
     // x in binary, y in JSON; sum back in binary, diff in JSON.
     let header = json!({
-            "id": "b1",
-            "inputs": [
-                {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}},
-                {"name": "y", "shape": [2, 4], "datatype": "FP32", "data": Y},
-            ],
-            "outputs": [{"name": "sum", "parameters": {"binary_data": true}}, {"name": "diff"}]
-        })
-        .to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend(f32_bytes(&X));
-    let length = header.len().to_string();
+        "id": "b1",
+        "inputs": [
+            {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}},
+            {"name": "y", "shape": [2, 4], "datatype": "FP32", "data": Y},
+        ],
+        "outputs": [{"name": "sum", "parameters": {"binary_data": true}}, {"name": "diff"}]
+    });
     let r = s
-        .post(
-            "/v2/models/add/infer",
-            &[("inference-header-content-length", &length)],
-            body,
-        )
+        .post_binary("/v2/models/add/infer", &header, &[&f32_bytes(&X)])
         .await;
     let (v, binary) = split_binary(&r);
     assert_eq!(
@@ -81,22 +73,17 @@ async fn binary_inputs_and_outputs() {
 
     // Both inputs binary; binary_data_output makes every output binary, in order.
     let header = json!({
-            "parameters": {"binary_data_output": true},
-            "inputs": [
-                {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}},
-                {"name": "y", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}},
-            ]
-        })
-        .to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend(f32_bytes(&X));
-    body.extend(f32_bytes(&Y));
-    let length = header.len().to_string();
+        "parameters": {"binary_data_output": true},
+        "inputs": [
+            {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}},
+            {"name": "y", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}},
+        ]
+    });
     let r = s
-        .post(
+        .post_binary(
             "/v2/models/add/infer",
-            &[("inference-header-content-length", &length)],
-            body,
+            &header,
+            &[&f32_bytes(&X), &f32_bytes(&Y)],
         )
         .await;
     let (v, binary) = split_binary(&r);
@@ -213,19 +200,10 @@ async fn int_bool_matches_reference_both_ways() {
                            "parameters": {"binary_data_size": t.as_bytes().unwrap().len()}})
             })
             .collect();
-        let header = json!({"inputs": header_inputs, "parameters": {"binary_data_output": true}})
-            .to_string();
-        let mut body = header.clone().into_bytes();
-        for t in &ins {
-            body.extend_from_slice(t.as_bytes().unwrap());
-        }
-        let length = header.len().to_string();
+        let header = json!({"inputs": header_inputs, "parameters": {"binary_data_output": true}});
+        let payloads: Vec<&[u8]> = ins.iter().map(|t| t.as_bytes().unwrap()).collect();
         let r = s
-            .post(
-                "/v2/models/int_bool/infer",
-                &[("inference-header-content-length", &length)],
-                body,
-            )
+            .post_binary("/v2/models/int_bool/infer", &header, &payloads)
             .await;
         let (v, binary) = split_binary(&r);
         let returned: Vec<&str> = v["outputs"]

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+use crate::support::TempDir;
+
 /// The body limit of every test server.
 const LIMIT: usize = 1 << 20;
 
@@ -38,14 +40,11 @@ fn npy(rel: &str) -> Tensor {
 }
 
 /// A model repository in the temporary directory, removed on drop.
-struct TempRepo(PathBuf);
+struct TempRepo(TempDir);
 
 impl TempRepo {
     fn new(tag: &str) -> TempRepo {
-        let dir = std::env::temp_dir().join(format!("anemone-http-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempRepo(dir)
+        TempRepo(TempDir::new(&format!("http-{tag}")))
     }
 
     fn file(self, name: &str, bytes: &[u8]) -> TempRepo {
@@ -65,12 +64,6 @@ impl TempRepo {
     fn add(self) -> TempRepo {
         let bytes = std::fs::read(workspace().join("examples/models/add/1/model.onnx")).unwrap();
         self.file("add", &bytes)
-    }
-}
-
-impl Drop for TempRepo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -185,6 +178,19 @@ impl TestServer {
             body.to_string(),
         )
         .await
+    }
+
+    /// A request in Triton's binary tensor data extension: `header` as JSON,
+    /// then each of `payloads` in order, with `inference-header-content-length`.
+    async fn post_binary(&self, path: &str, header: &Value, payloads: &[&[u8]]) -> Reply {
+        let header = header.to_string();
+        let mut body = header.clone().into_bytes();
+        for payload in payloads {
+            body.extend_from_slice(payload);
+        }
+        let length = header.len().to_string();
+        self.post(path, &[("inference-header-content-length", &length)], body)
+            .await
     }
 
     /// Polls until `path` answers `status`, for at most a minute.

@@ -14,7 +14,7 @@ async fn poll_mode_follows_the_disk() {
     let options = ServerOptions {
         http_port: 0,
         grpc_port: 0,
-        repository: repo.0.clone(),
+        repository: repo.0.to_path_buf(),
         control: ControlMode::Poll,
         poll_interval: Duration::from_millis(100),
         ..Default::default()
