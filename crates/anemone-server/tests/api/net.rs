@@ -4,29 +4,16 @@
 
 use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use anemone_server::state::AppState;
-use anemone_server::{Server, ServerOptions};
+use anemone_server::ServerOptions;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::TempDir;
-
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-pub fn fixture(rel: &str) -> PathBuf {
-    let path = workspace().join("fixtures/generated").join(rel);
-    assert!(
-        path.exists(),
-        "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/",
-        path.display()
-    );
-    path
-}
+pub use crate::support::{fixture, workspace};
 
 /// A model repository in the temporary directory, removed on drop.
 pub struct Repo(pub TempDir);
@@ -82,18 +69,13 @@ impl NetServer {
             grpc_port: 0,
             ..options
         };
-        let server = Server::bind(options, manager).await.unwrap();
-        let (http, grpc, state) = (server.http_addr(), server.grpc_addr(), server.state());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let done = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let r = crate::support::run_server(options, manager).await;
         NetServer {
-            http,
-            grpc,
-            state,
-            stop: Some(stop),
-            done: Some(done),
+            http: r.http,
+            grpc: r.grpc,
+            state: r.state,
+            stop: Some(r.stop),
+            done: Some(r.task),
         }
     }
 

@@ -20,6 +20,30 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `fixtures/generated/<relative>`; panics with what to run when it is missing.
+pub fn fixture(relative: &str) -> PathBuf {
+    let path = workspace().join("fixtures/generated").join(relative);
+    assert!(
+        path.exists(),
+        "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/",
+        path.display()
+    );
+    path
+}
+
+/// `values` as little-endian bytes (a raw or binary tensor payload).
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Little-endian `bytes` back as f32 values.
+pub fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 /// The committed example `add` (two FP32 inputs `x`, `y` of shape [-1]).
 pub fn add_model() -> Vec<u8> {
     std::fs::read(workspace().join("examples/models/add/1/model.onnx")).unwrap()
@@ -67,6 +91,33 @@ impl Repo {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(target, path).unwrap();
         self
+    }
+}
+
+/// A bound server running on a task until `stop` is sent (or dropped).
+pub struct Running {
+    pub http: std::net::SocketAddr,
+    pub grpc: std::net::SocketAddr,
+    pub state: std::sync::Arc<anemone_server::state::AppState>,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Binds a server with `options` (ports as given) and `manager`, and runs it
+/// on a task: the start every harness of this binary shares.
+pub async fn run_server(options: ServerOptions, manager: anemone_runtime::Manager) -> Running {
+    let server = Server::bind(options, manager).await.unwrap();
+    let (http, grpc, state) = (server.http_addr(), server.grpc_addr(), server.state());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        http,
+        grpc,
+        state,
+        stop,
+        task,
     }
 }
 
@@ -121,20 +172,13 @@ pub async fn serve_with(
         exit_timeout: Duration::from_secs(5),
         ..Default::default()
     };
-    let server = Server::bind(options, manager).await.unwrap();
-    let state = server.state();
-    let router = anemone_server::http::router(std::sync::Arc::clone(&state), body_limit);
-    let grpc = server.grpc_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let r = run_server(options, manager).await;
     Served {
-        state,
-        router,
-        grpc,
-        stop,
-        task,
+        router: anemone_server::http::router(std::sync::Arc::clone(&r.state), body_limit),
+        state: r.state,
+        grpc: r.grpc,
+        stop: r.stop,
+        task: r.task,
     }
 }
 

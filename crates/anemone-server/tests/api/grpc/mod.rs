@@ -12,15 +12,15 @@ use anemone_server::proto::{
     self, InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse,
 };
 use anemone_server::state::AppState;
-use anemone_server::{ControlMode, Server, ServerOptions};
+use anemone_server::{ControlMode, ServerOptions};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::support::TempDir;
+use crate::support::{f32_bytes, f32s, fixture, workspace, TempDir};
 
 type Client = GrpcInferenceServiceClient<Channel>;
 
@@ -57,20 +57,6 @@ async fn stream_error_then_ok(
         ("", second_id.as_str())
     );
     responses
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixture(relative: &str) -> PathBuf {
-    let path = workspace().join("fixtures/generated").join(relative);
-    assert!(
-        path.exists(),
-        "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/",
-        path.display()
-    );
-    path
 }
 
 fn read_npy(relative: &str) -> Tensor {
@@ -119,17 +105,12 @@ impl TestServer {
             .backend(anemone_backends::TractCpu)
             .build()
             .unwrap();
-        let server = Server::bind(options, manager).await.unwrap();
-        let (addr, state) = (server.grpc_addr(), server.state());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let done = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let r = crate::support::run_server(options, manager).await;
         TestServer {
-            addr,
-            state,
-            stop: Some(stop),
-            done,
+            addr: r.grpc,
+            state: r.state,
+            stop: Some(r.stop),
+            done: r.task,
         }
     }
 
@@ -219,17 +200,6 @@ fn typed(
         contents: Some(contents),
         ..tensor(name, datatype, shape)
     }
-}
-
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
 }
 
 /// `add` with raw inputs of shape `[rows, 4]`.

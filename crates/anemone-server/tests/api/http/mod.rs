@@ -11,29 +11,15 @@ use anemone_server::{ControlMode, Server, ServerOptions};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
-use crate::support::TempDir;
+use crate::support::{f32_bytes, f32s, fixture, workspace, TempDir};
 
 /// The body limit of every test server.
 const LIMIT: usize = 1 << 20;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    let path = workspace().join("fixtures/generated").join(rel);
-    assert!(
-        path.exists(),
-        "missing fixture {}: run scripts/setup.sh to generate fixtures/generated/",
-        path.display()
-    );
-    path
-}
 
 fn npy(rel: &str) -> Tensor {
     anemone_core::npy::read(std::fs::File::open(fixture(rel)).unwrap()).unwrap()
@@ -129,20 +115,13 @@ async fn start_with(
         exit_timeout: Duration::from_secs(5),
         ..Default::default()
     };
-    let server = Server::bind(options, manager).await.unwrap();
-    let state = server.state();
-    let addr = server.http_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    let router = anemone_server::http::router(Arc::clone(&state), LIMIT);
+    let r = crate::support::run_server(options, manager).await;
     TestServer {
-        state,
-        router,
-        addr,
-        stop,
-        task,
+        router: anemone_server::http::router(Arc::clone(&r.state), LIMIT),
+        state: r.state,
+        addr: r.http,
+        stop: r.stop,
+        task: r.task,
     }
 }
 
@@ -254,17 +233,6 @@ async fn add_server() -> TestServer {
     let s = start(&workspace().join("examples/models"), ControlMode::None, &[]).await;
     s.wait_ready(&["add"]).await;
     s
-}
-
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
 }
 
 const X: [f32; 8] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
