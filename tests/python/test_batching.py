@@ -10,6 +10,11 @@ up either way (inference_count counts rows, as Triton's does).
 
 `mlp_dynamic` must also really batch: 64 concurrent single-row requests
 take fewer engine calls than requests.
+
+`mlp_triton` is the same model with the config a Triton user writes for
+dynamic batching (priority levels, a queue policy, two CPU instances, a
+warm-up sample, a version policy, parameters, response_cache): it must load
+as it is, batch, and answer requests that send a priority and a timeout.
 """
 import shutil
 import signal
@@ -34,7 +39,31 @@ input [ {{ name: "x" data_type: TYPE_FP32 dims: [ 1024 ] }} ]
 output [ {{ name: "y" data_type: TYPE_FP32 dims: [ 1024 ] }} ]
 """
 DYNAMIC = "dynamic_batching { preferred_batch_size: [ 8, 32 ] max_queue_delay_microseconds: 5000 }\n"
-MODELS = ["mlp", "mlp_dynamic"]
+TRITON = """
+version_policy: { latest: { num_versions: 1 } }
+instance_group [ { count: 2 kind: KIND_CPU } ]
+dynamic_batching {
+  preferred_batch_size: [ 8, 16 ]
+  max_queue_delay_microseconds: 2000
+  preserve_ordering: false
+  priority_levels: 2
+  default_priority_level: 2
+  default_queue_policy {
+    timeout_action: REJECT
+    default_timeout_microseconds: 0
+    allow_timeout_override: true
+    max_queue_size: 256
+  }
+}
+model_warmup [ {
+  name: "zeros"
+  batch_size: 1
+  inputs { key: "x" value: { data_type: TYPE_FP32 dims: [ 1024 ] zero_data: true } }
+} ]
+parameters: { key: "threads" value: { string_value: "1" } }
+response_cache { enable: false }
+"""
+MODELS = ["mlp", "mlp_dynamic", "mlp_triton"]
 PROTOCOLS = ["http", "grpc"]
 RTOL = ATOL = 1e-4
 ROWS = 32
@@ -46,7 +75,7 @@ def batching_server(tmp_path_factory):
         pytest.fail("the batching_mlp fixture is missing: run scripts/setup.sh "
                     "(or .venv/bin/python scripts/gen_fixtures.py --only batching_mlp)")
     repo = tmp_path_factory.mktemp("batching")
-    for name, extra in [("mlp", ""), ("mlp_dynamic", DYNAMIC)]:
+    for name, extra in [("mlp", ""), ("mlp_dynamic", DYNAMIC), ("mlp_triton", TRITON)]:
         (repo / name / "1").mkdir(parents=True)
         # A copy, not a link: the server refuses links that lead out of its repository.
         shutil.copyfile(FIXTURE / "model.onnx", repo / name / "1" / "model.onnx")
@@ -58,7 +87,7 @@ def batching_server(tmp_path_factory):
     # repository to settle, then let each test see the state it needs.
     while time.time() < deadline:
         states = {m["name"]: m.get("state") for m in http.get_model_repository_index()}
-        if all(s in ("READY", "UNAVAILABLE") for s in states.values()) and len(states) == 2:
+        if all(s in ("READY", "UNAVAILABLE") for s in states.values()) and len(states) == len(MODELS):
             break
         time.sleep(0.2)
     yield addresses
@@ -101,6 +130,9 @@ def infer(module, c, model, x):
         t.set_data_from_numpy(x, binary_data=True)
     else:
         t.set_data_from_numpy(x)
+    if model == "mlp_triton":
+        # The higher of its two levels, and a queue timeout of 60 s (µs).
+        return c.infer(model, [t], priority=1, timeout=60_000_000).as_numpy("y")
     return c.infer(model, [t]).as_numpy("y")
 
 
