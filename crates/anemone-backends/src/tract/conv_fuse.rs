@@ -12,7 +12,8 @@
 //! The CUDA half, `cuda_conv` and `cuda_runtime`, replaces each [`FusedConv`]
 //! by a cuDNN call after tract-cuda's translation.
 //!
-//! What is fused (all of it float32, NCHW, 2-D, kernel OIHW, constant
+//! What is fused (all of it float32, or all half after the fp16
+//! translation; NCHW, 2-D, kernel OIHW, constant
 //! weights and bias, padding equal before and after):
 //! - `Conv` alone (bias added inside the cuDNN call);
 //! - `Conv → Relu`;
@@ -49,9 +50,11 @@ pub enum Precision {
     /// default. About 1e-3 relative error against float32.
     Tf32,
     /// Half precision: tract's `f32_to_f16` translation of the whole model
-    /// (inputs and outputs stay float32, cast at the edges), run by
-    /// tract-cuda's own kernels (no convolution fusion). About 1e-3 to 1e-2
-    /// relative error against float32.
+    /// (inputs and outputs stay float32, cast at the edges); convolutions
+    /// fused as in float32, on half tensors with float32 accumulation on the
+    /// tensor cores (cuDNN's `CUDNN_TENSOR_OP_MATH`), the rest on
+    /// tract-cuda's half kernels. About 1e-3 to 1e-2 relative error against
+    /// float32.
     Fp16,
 }
 
@@ -126,7 +129,7 @@ impl EvalOp for FusedConv {
             y = add().eval(ctx, tvec!(y, z))?.remove(0);
         }
         if self.relu {
-            let zero = Tensor::zero::<f32>(&vec![1; y.rank()])?.into_tvalue();
+            let zero = Tensor::zero_dt(y.datum_type(), &vec![1; y.rank()])?.into_tvalue();
             y = max().eval(ctx, tvec!(y, zero))?.remove(0);
         }
         Ok(tvec!(y))
@@ -150,28 +153,39 @@ impl TypedOp for FusedConv {
 }
 
 /// Everything the CUDA backend does to a decluttered model before tract-cuda
-/// translates it, for `precision`: [`fuse_convs`] and
-/// [`super::pool_fuse::mark_max_pools`] unless `tract_conv` (or in fp16),
-/// then [`super::rewrite::for_gpu`], then for fp16 tract's `f32_to_f16`
-/// translation.
+/// translates it, for `precision`: for fp16 first tract's `f32_to_f16`
+/// translation (its casts of constants folded again); then [`fuse_convs`]
+/// and [`super::pool_fuse::mark_max_pools`] (float32 pools only) unless
+/// `tract_conv`; then [`super::rewrite::for_gpu`]; for fp16 last, float32
+/// inputs and outputs at the edges.
 pub fn for_cuda(
     model: TypedModel,
     precision: Precision,
     tract_conv: bool,
 ) -> TractResult<TypedModel> {
-    let model = if tract_conv || precision == Precision::Fp16 {
-        model
-    } else {
-        super::pool_fuse::mark_max_pools(fuse_convs(model, precision)?)?
-    };
-    let mut model = super::rewrite::for_gpu(model)?;
+    let mut model = model;
     if precision == Precision::Fp16 {
         tract_onnx::tract_core::transform::get_transform("f32_to_f16")?
             .context("tract's f32_to_f16 transform is not registered")?
             .transform(&mut model)?;
+        // The translation wires each float32 constant through a cast:
+        // folded, the weights are constants again, as fusing needs them.
+        model = model.into_decluttered()?;
+    }
+    if !tract_conv {
+        model = super::pool_fuse::mark_max_pools(fuse_convs(model, precision)?)?;
+    }
+    let mut model = super::rewrite::for_gpu(model)?;
+    if precision == Precision::Fp16 {
         model = float32_edges(model)?;
     }
     Ok(model)
+}
+
+/// The element types [`FusedConv`] computes in: float32, and half
+/// precision (the model after `f32_to_f16`).
+fn fusable_dt(dt: DatumType) -> bool {
+    dt == f32::datum_type() || dt == f16::datum_type()
 }
 
 /// tract's `f32_to_f16` makes the model's inputs and outputs half precision
@@ -220,15 +234,17 @@ pub fn fuse_convs(mut model: TypedModel, precision: Precision) -> TractResult<Ty
     Ok(model)
 }
 
-/// Whether cuDNN takes this convolution as [`FusedConv`] does: float32 NCHW
-/// 2-D, OIHW weights, constant weights and bias, symmetric padding.
+/// Whether cuDNN takes this convolution as [`FusedConv`] does: float32 or
+/// half NCHW 2-D (input, weights and bias of one type), OIHW weights,
+/// constant weights and bias, symmetric padding.
 pub fn fusable(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<bool> {
     let facts = model.node_input_facts(node.id)?;
     if facts.len() != 3
         || conv.q_params.is_some()
+        || !fusable_dt(facts[0].datum_type)
         || facts
             .iter()
-            .any(|f| f.datum_type != f32::datum_type() || !f.is_plain())
+            .any(|f| f.datum_type != facts[0].datum_type || !f.is_plain())
         || facts[1].konst.is_none()
         || facts[2].konst.is_none()
         || conv.kernel_fmt != KernelFormat::OIHW
@@ -273,7 +289,7 @@ fn is_relu(model: &TypedModel, node: &TypedNode, input: OutletId) -> TractResult
     };
     let fact = model.outlet_fact(other)?;
     Ok(match &fact.konst {
-        Some(k) => k.datum_type() == f32::datum_type() && k.is_all_zero()?,
+        Some(k) => fusable_dt(k.datum_type()) && k.is_all_zero()?,
         None => false,
     })
 }
@@ -360,12 +376,16 @@ fn fuse_rule(
         bias.into_tensor().into_shape(&[channels])?
     } else if bias.len() == 1 {
         let value = bias
+            .cast_to::<f32>()?
             .to_plain_array_view::<f32>()?
             .iter()
             .copied()
             .next()
             .unwrap_or(0.0);
-        tract_ndarray::Array1::from_elem(channels, value).into_tensor()
+        tract_ndarray::Array1::from_elem(channels, value)
+            .into_tensor()
+            .cast_to_dt(bias.datum_type())?
+            .into_owned()
     } else {
         return Ok(None);
     };
@@ -391,7 +411,7 @@ fn einsum_rule(
     op: &EinSum,
 ) -> TractResult<Option<TypedModelPatch>> {
     if op.q_params.is_some()
-        || op.operating_dt != f32::datum_type()
+        || !fusable_dt(op.operating_dt)
         || op.axes.to_string() != "NIHW,OI->NOHW"
         || node.inputs.len() != 2
     {
@@ -404,7 +424,13 @@ fn einsum_rule(
     let Some(w) = wf.konst.clone() else {
         return Ok(None);
     };
-    if xf.datum_type != f32::datum_type() || !xf.is_plain() || w.rank() != 2 || xf.rank() != 4 {
+    let dt = op.operating_dt;
+    if xf.datum_type != dt
+        || w.datum_type() != dt
+        || !xf.is_plain()
+        || w.rank() != 2
+        || xf.rank() != 4
+    {
         return Ok(None);
     }
     let (o, i) = (w.shape()[0], w.shape()[1]);
@@ -425,9 +451,9 @@ fn einsum_rule(
     }
     // The bias: a following Add of a constant with one value per channel.
     let mut head = node;
-    let mut bias = Tensor::zero::<f32>(&[o])?;
+    let mut bias = Tensor::zero_dt(dt, &[o])?;
     if let Some(next) = sole_successor(model, node.id.into()) {
-        if let Some(b) = channel_bias(model, next, node.id.into(), o)? {
+        if let Some(b) = channel_bias(model, next, node.id.into(), o, dt)? {
             bias = b;
             head = next;
         }
@@ -437,12 +463,13 @@ fn einsum_rule(
 }
 
 /// When `node` is `Add(input, c)` with `c` a constant of `channels` values
-/// along axis 1 of a rank-4 tensor: those values.
+/// of type `dt` along axis 1 of a rank-4 tensor: those values.
 fn channel_bias(
     model: &TypedModel,
     node: &TypedNode,
     input: OutletId,
     channels: usize,
+    dt: DatumType,
 ) -> TractResult<Option<Tensor>> {
     if !node.op_as::<TypedBinOp>().is_some_and(|b| b.0.is::<Add>()) || node.inputs.len() != 2 {
         return Ok(None);
@@ -460,7 +487,7 @@ fn channel_bias(
     while shape.len() < 4 {
         shape.insert(0, 1);
     }
-    if k.datum_type() != f32::datum_type() || shape != [1, channels, 1, 1] {
+    if k.datum_type() != dt || shape != [1, channels, 1, 1] {
         return Ok(None);
     }
     Ok(Some(k.clone().into_tensor().into_shape(&[channels])?))

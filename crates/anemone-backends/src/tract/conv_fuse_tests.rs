@@ -256,23 +256,37 @@ fn a_conv_output_read_elsewhere_keeps_its_relu_apart() {
     }
 }
 
-/// fp16: the model computes in half precision inside, float32 at its edges,
-/// within half precision's error of ONNX Runtime's float32 output.
+/// fp16: the model computes in half precision inside, its convolutions
+/// fused on half tensors, float32 at its edges, within half precision's
+/// error of ONNX Runtime's float32 output.
 #[test]
-fn fp16_keeps_float32_edges_and_half_precision_accuracy() {
+fn fp16_fuses_half_convolutions_and_keeps_float32_edges() {
     let dir = fixture("small_convnet");
     let model = load(&dir.join("model.onnx"));
     let half = for_cuda(model.clone(), Precision::Fp16, false).expect("fp16");
     assert!(
-        fused_ops(&half).is_empty(),
-        "fp16 runs tract's own convolutions"
+        !half.nodes().iter().any(|n| n.op_is::<Conv>()),
+        "a convolution was left unfused"
     );
-    let convs_in_f16 = half
+    let fused = half
         .nodes()
         .iter()
-        .filter(|n| n.op_is::<Conv>())
-        .all(|n| half.outlet_fact(n.inputs[0]).unwrap().datum_type == f16::datum_type());
-    assert!(convs_in_f16, "a convolution stayed in float32");
+        .filter(|n| n.op_is::<FusedConv>())
+        .collect::<Vec<_>>();
+    assert!(!fused.is_empty());
+    for n in &fused {
+        let op = n.op_as::<FusedConv>().unwrap();
+        assert_eq!(op.precision, Precision::Fp16);
+        for i in &n.inputs {
+            let fact = half.outlet_fact(*i).unwrap();
+            assert_eq!(fact.datum_type, f16::datum_type(), "{} input", n.name);
+        }
+        assert!(
+            half.node_input_facts(n.id).unwrap()[1].konst.is_some(),
+            "{}: weights are not constant after the translation",
+            n.name
+        );
+    }
     let input = npy(&dir.join("run0_in_0.npy"));
     let want = npy(&dir.join("run0_out_0.npy"));
     let got = run(&half, &input);
@@ -289,4 +303,21 @@ fn fp16_keeps_float32_edges_and_half_precision_accuracy() {
     let fp32 = for_cuda(model, Precision::Fp32, false).expect("fp32");
     assert!(!fused_ops(&fp32).is_empty());
     assert!(rel_l2(&run(&fp32, &input), &want) < 1e-5);
+}
+
+/// ResNet-18 in fp16 fuses as in float32 (20 convolutions, 8 residuals,
+/// the strided shortcuts), and still computes ONNX Runtime's output within
+/// half precision's error.
+#[test]
+fn resnet18_in_fp16_fuses_as_in_fp32_and_still_matches_onnx_runtime() {
+    let dir = fixture("resnet18");
+    let half = for_cuda(load(&dir.join("model.onnx")), Precision::Fp16, false).expect("fp16");
+    let ops = fused_ops(&half);
+    assert_eq!(ops.len(), 20);
+    assert_eq!(ops.iter().filter(|op| op.residual).count(), 8);
+    assert_eq!(ops.iter().filter(|op| op.relu).count(), 17);
+    let input = npy(&dir.join("run0_in_0.npy"));
+    let want = npy(&dir.join("run0_out_0.npy"));
+    let err = rel_l2(&run(&half, &input), &want);
+    assert!(err < 2e-2, "fp16 ResNet-18 against ONNX Runtime: {err:.2e}");
 }

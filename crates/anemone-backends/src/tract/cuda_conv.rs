@@ -16,7 +16,8 @@
 //! - adds bias, residual and ReLU inside the cuDNN call, where tract-cuda
 //!   launches one element-wise kernel for each;
 //! - sets the math type from [`Precision`]: `CUDNN_FMA_MATH` for fp32 (true
-//!   float32), `CUDNN_DEFAULT_MATH` for tf32. tract-cuda leaves cuDNN's
+//!   float32), `CUDNN_DEFAULT_MATH` for tf32, `CUDNN_TENSOR_OP_MATH` for
+//!   fp16 (half tensors, float32 accumulation). tract-cuda leaves cuDNN's
 //!   default, which on Ampere and later already permits TF32.
 //!
 //! cuDNN runs the identity activation (a convolution with bias but no ReLU)
@@ -33,8 +34,8 @@ use cudarc::cudnn::sys::{
     cudnnMathType_t, cudnnNanPropagation_t, cudnnTensorFormat_t,
 };
 use cudarc::cudnn::{
-    ActivationDescriptor, ConvBiasActivationForward, ConvDescriptor, Cudnn, FilterDescriptor,
-    TensorDescriptor,
+    ActivationDescriptor, ConvBiasActivationForward, ConvDescriptor, Cudnn, CudnnDataType,
+    FilterDescriptor, TensorDescriptor,
 };
 use cudarc::driver::{CudaSlice, CudaStream, CudaView};
 use std::cell::RefCell;
@@ -84,22 +85,38 @@ impl TypedOp for CudnnConv {
     }
 }
 
-/// What one thread keeps for one node of one plan state.
-struct Descriptors {
-    input_shape: TVec<usize>,
-    conv: ConvDescriptor<f32>,
-    act: ActivationDescriptor<f32>,
-    x: TensorDescriptor<f32>,
-    w: FilterDescriptor<f32>,
-    y: TensorDescriptor<f32>,
-    bias: TensorDescriptor<f32>,
-    algo: usize,
+/// The element types the fused call runs on: float32, and half with
+/// float32 accumulation (cuDNN's `PSEUDO_HALF_CONFIG`).
+trait Elem: CudnnDataType<Scalar = f32> + Copy + 'static {
+    const ONE: Self;
+    const ZERO: Self;
 }
 
-impl Descriptors {
+impl Elem for f32 {
+    const ONE: Self = 1.0;
+    const ZERO: Self = 0.0;
+}
+
+impl Elem for f16 {
+    const ONE: Self = f16::ONE;
+    const ZERO: Self = f16::ZERO;
+}
+
+/// The descriptors of one fused call on `T` tensors; the convolution
+/// computes (accumulates) in float32 either way.
+struct Typed<T: Elem> {
+    conv: ConvDescriptor<f32>,
+    act: ActivationDescriptor<f32>,
+    x: TensorDescriptor<T>,
+    w: FilterDescriptor<T>,
+    y: TensorDescriptor<T>,
+    bias: TensorDescriptor<T>,
+}
+
+impl<T: Elem> Typed<T> {
     /// The fused call these descriptors describe; `z` (the residual) is
     /// described like the output `y`.
-    fn forward(&self) -> ConvBiasActivationForward<'_, f32, f32, f32, f32> {
+    fn forward(&self) -> ConvBiasActivationForward<'_, T, f32, f32, T> {
         ConvBiasActivationForward {
             conv: &self.conv,
             act: &self.act,
@@ -112,14 +129,46 @@ impl Descriptors {
     }
 }
 
+/// [`Typed`] for the tensors' element type.
+enum ByType {
+    F32(Typed<f32>),
+    F16(Typed<f16>),
+}
+
+/// What one thread keeps for one node of one plan state.
+struct Descriptors {
+    input_shape: TVec<usize>,
+    typed: ByType,
+    algo: usize,
+}
+
+impl Descriptors {
+    /// Bytes of workspace `ALGOS[algo]` needs here, or cuDNN's refusal.
+    fn workspace_size(&self, algo: usize) -> Result<usize, cudarc::cudnn::CudnnError> {
+        match &self.typed {
+            ByType::F32(t) => t.forward().get_workspace_size(ALGOS[algo]),
+            ByType::F16(t) => t.forward().get_workspace_size(ALGOS[algo]),
+        }
+    }
+}
+
 thread_local! {
-    /// Descriptors, keyed like tract-cuda's conv scratch: (plan state, node).
-    static SCRATCH: RefCell<HashMap<(SessionId, usize), Descriptors>> =
+    /// Descriptors, keyed like tract-cuda's conv scratch: (plan state,
+    /// node), one per input shape seen (up to [`SHAPES_KEPT`], the most
+    /// recent last). A dynamic batch changes the batch size from one call
+    /// to the next: rebuilding every convolution's descriptors each time
+    /// cost more than the convolutions of a small batch.
+    static SCRATCH: RefCell<HashMap<(SessionId, usize), Vec<Descriptors>>> =
         RefCell::new(HashMap::new());
     /// The thread's workspace: every convolution of the thread runs on the
     /// thread's one stream, in order, so one buffer serves them all.
     static WORKSPACE: RefCell<Option<CudaSlice<u8>>> = const { RefCell::new(None) };
 }
+
+/// Input shapes whose descriptors one node keeps on one thread: enough for
+/// every batch size a dynamic batcher forms below 64 rows in steps, few
+/// enough that a model fed ever-new image sizes does not grow without end.
+const SHAPES_KEPT: usize = 32;
 
 /// The algorithm chosen for each (operator, input shape), for every thread.
 fn chosen() -> &'static Mutex<HashMap<(FusedConv, TVec<usize>), usize>> {
@@ -164,10 +213,34 @@ fn packed_strides(shape: &[usize]) -> Vec<i32> {
 fn descriptors(
     cudnn: &Arc<Cudnn>,
     op: &FusedConv,
+    dt: DatumType,
     x: &[usize],
     w: &[usize],
     y: &[usize],
 ) -> TractResult<Descriptors> {
+    let typed = if dt == f16::datum_type() {
+        ByType::F16(typed::<f16>(cudnn, op, x, w, y)?)
+    } else {
+        ensure!(
+            dt == f32::datum_type(),
+            "AnemoneCudnnConv on {dt:?} tensors"
+        );
+        ByType::F32(typed::<f32>(cudnn, op, x, w, y)?)
+    };
+    Ok(Descriptors {
+        input_shape: x.into(),
+        typed,
+        algo: PRECOMP,
+    })
+}
+
+fn typed<T: Elem>(
+    cudnn: &Arc<Cudnn>,
+    op: &FusedConv,
+    x: &[usize],
+    w: &[usize],
+    y: &[usize],
+) -> TractResult<Typed<T>> {
     let spec = &op.conv.pool_spec;
     let shape = spec.data_format.shape(x)?;
     let padding = spec.computed_padding(shape.hw_dims());
@@ -184,7 +257,8 @@ fn descriptors(
     conv.set_group_count(op.conv.group as i32)?;
     conv.set_math_type(match op.precision {
         Precision::Fp32 => cudnnMathType_t::CUDNN_FMA_MATH,
-        Precision::Tf32 | Precision::Fp16 => cudnnMathType_t::CUDNN_DEFAULT_MATH,
+        Precision::Tf32 => cudnnMathType_t::CUDNN_DEFAULT_MATH,
+        Precision::Fp16 => cudnnMathType_t::CUDNN_TENSOR_OP_MATH,
     })?;
     let mode = if op.relu {
         cudnnActivationMode_t::CUDNN_ACTIVATION_RELU
@@ -194,15 +268,13 @@ fn descriptors(
     let act =
         cudnn.create_activation::<f32>(mode, cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN, 0.0)?;
     let c = y[1];
-    Ok(Descriptors {
-        input_shape: x.into(),
+    Ok(Typed {
         conv,
         act,
-        x: cudnn.create_nd_tensor::<f32>(&dims(x), &packed_strides(x))?,
-        w: cudnn.create_nd_filter::<f32>(cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, &dims(w))?,
-        y: cudnn.create_nd_tensor::<f32>(&dims(y), &packed_strides(y))?,
-        bias: cudnn.create_nd_tensor::<f32>(&[1, c as i32, 1, 1], &[c as i32, 1, 1, 1])?,
-        algo: PRECOMP,
+        x: cudnn.create_nd_tensor::<T>(&dims(x), &packed_strides(x))?,
+        w: cudnn.create_nd_filter::<T>(cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, &dims(w))?,
+        y: cudnn.create_nd_tensor::<T>(&dims(y), &packed_strides(y))?,
+        bias: cudnn.create_nd_tensor::<T>(&[1, c as i32, 1, 1], &[c as i32, 1, 1, 1])?,
     })
 }
 
@@ -217,11 +289,12 @@ fn reserve(stream: &Arc<CudaStream>, bytes: usize) -> TractResult<()> {
     })
 }
 
-/// A byte view of an f32 device tensor as f32.
-fn as_f32<'a>(v: &'a CudaView<'_, u8>) -> TractResult<CudaView<'a, f32>> {
-    // SAFETY: every tensor given to `launch` is f32 (checked by `fusable`
-    // before the rewrite, and by the facts since).
-    unsafe { v.transmute::<f32>(v.len() / size_of::<f32>()) }.context("a tensor that is not f32")
+/// A byte view of a device tensor of `T` as `T`.
+fn as_elem<'a, T>(v: &'a CudaView<'_, u8>) -> TractResult<CudaView<'a, T>> {
+    // SAFETY: every tensor given to `launch` is of the descriptors' type
+    // (one type for all, checked by `fusable` before the rewrite, and by the
+    // facts since).
+    unsafe { v.transmute::<T>(v.len() / size_of::<T>()) }.context("a tensor of another type")
 }
 
 /// One fused launch with algorithm `ALGOS[algo]` on the thread's workspace.
@@ -232,28 +305,46 @@ fn launch(
     inputs: &[&DeviceTensor],
     output: &DeviceTensor,
 ) -> TractResult<()> {
+    match &d.typed {
+        ByType::F32(t) => launch_typed(t, op, algo, inputs, output),
+        ByType::F16(t) => launch_typed(t, op, algo, inputs, output),
+    }
+}
+
+fn launch_typed<T: Elem>(
+    d: &Typed<T>,
+    op: &FusedConv,
+    algo: usize,
+    inputs: &[&DeviceTensor],
+    output: &DeviceTensor,
+) -> TractResult<()> {
     // With no residual, z is the output itself and alpha2 is 0, as cuDNN asks.
-    let alpha2 = if op.residual { 1.0f32 } else { 0.0 };
+    let alpha2 = if op.residual { T::ONE } else { T::ZERO };
     let (x, w, bias) = (
         get_cuda_view(inputs[0]),
         get_cuda_view(inputs[1]),
         get_cuda_view(inputs[2]),
     );
     let z = get_cuda_view(if op.residual { inputs[3] } else { output });
-    let (x, w, bias, z) = (as_f32(&x)?, as_f32(&w)?, as_f32(&bias)?, as_f32(&z)?);
+    let (x, w, bias, z) = (
+        as_elem::<T>(&x)?,
+        as_elem::<T>(&w)?,
+        as_elem::<T>(&bias)?,
+        as_elem::<T>(&z)?,
+    );
     let mut out = get_cuda_view_mut(output);
-    let n = out.len() / size_of::<f32>();
-    // SAFETY: the output tensor is f32 (made by `eval` as such).
-    let mut y = unsafe { out.transmute_mut::<f32>(n) }.context("an output that is not f32")?;
+    let n = out.len() / size_of::<T>();
+    // SAFETY: the output tensor has the input's type (made by `eval` so).
+    let mut y = unsafe { out.transmute_mut::<T>(n) }.context("an output of another type")?;
     let fwd = d.forward();
     WORKSPACE.with_borrow_mut(|ws| {
-        // SAFETY: the descriptors were built from these tensors' shapes, all
-        // f32 and packed; the workspace is at least the algorithm's size.
+        // SAFETY: the descriptors were built from these tensors' shapes and
+        // type, all packed; the workspace is at least the algorithm's size.
         unsafe {
             fwd.launch(
                 ALGOS[algo],
                 ws.as_mut(),
-                (1.0f32, alpha2),
+                (T::ONE, alpha2),
                 &x,
                 &w,
                 &z,
@@ -279,10 +370,9 @@ fn benchmark(
     inputs: &[&DeviceTensor],
     output: &DeviceTensor,
 ) -> TractResult<usize> {
-    let fwd = d.forward();
     let mut measured = vec![];
-    for (i, algo) in ALGOS.iter().enumerate() {
-        let Ok(workspace) = fwd.get_workspace_size(*algo) else {
+    for i in 0..ALGOS.len() {
+        let Ok(workspace) = d.workspace_size(i) else {
             continue;
         };
         let mut m = Measured {
@@ -318,61 +408,81 @@ fn dispatch(
     output: &DeviceTensor,
 ) -> TractResult<()> {
     tract_cuda::with_cuda_stream(|stream| {
-        let cuda: &Arc<CudaStream> = stream;
         SCRATCH.with_borrow_mut(|scratch| {
-            let key = (ctx.session, ctx.node_id);
-            let stale = scratch
-                .get(&key)
-                .is_none_or(|d| &*d.input_shape != inputs[0].shape());
-            if stale {
-                let mut d = descriptors(
-                    stream.cudnn(),
-                    op,
-                    inputs[0].shape(),
-                    inputs[1].shape(),
-                    output.shape(),
-                )?;
-                if op.relu {
-                    let shape_key = (
-                        op.clone(),
-                        TVec::from(conv_algo::shape_bucket(inputs[0].shape())),
-                    );
-                    let known = chosen()
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(&shape_key)
-                        .copied();
-                    d.algo = match known {
-                        Some(algo) => algo,
-                        None => {
-                            let algo = benchmark(cuda, &d, op, inputs, output)?;
-                            chosen()
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(shape_key, algo);
-                            algo
-                        }
-                    };
-                }
-                let size =
-                    |d: &Descriptors, algo: usize| d.forward().get_workspace_size(ALGOS[algo]);
-                // A choice timed on another batch size of the bucket: if
-                // cuDNN refuses it for this one, the fixed algorithm runs.
-                let workspace = match size(&d, d.algo) {
-                    Ok(bytes) => bytes,
-                    Err(_) if d.algo != PRECOMP => {
-                        d.algo = PRECOMP;
-                        size(&d, PRECOMP)?
+            let kept = scratch.entry((ctx.session, ctx.node_id)).or_default();
+            let found = kept
+                .iter()
+                .position(|d| &*d.input_shape == inputs[0].shape());
+            let at = match found {
+                Some(at) => at,
+                None => {
+                    let d = prepare(stream.cudnn(), stream, op, inputs, output)?;
+                    if kept.len() == SHAPES_KEPT {
+                        kept.remove(0);
                     }
-                    Err(e) => return Err(e.into()),
-                };
-                reserve(cuda, workspace)?;
-                scratch.insert(key, d);
-            }
-            let d = scratch.get(&key).expect("inserted above");
+                    kept.push(d);
+                    kept.len() - 1
+                }
+            };
+            let d = &kept[at];
             launch(d, op, d.algo, inputs, output)
         })
     })
+}
+
+/// `op`'s descriptors for these tensors, its algorithm (timed once per
+/// operator and shape bucket in the process, for fused ReLU convolutions),
+/// and the thread's workspace grown to fit it.
+fn prepare(
+    cudnn: &Arc<Cudnn>,
+    cuda: &Arc<CudaStream>,
+    op: &FusedConv,
+    inputs: &[&DeviceTensor],
+    output: &DeviceTensor,
+) -> TractResult<Descriptors> {
+    let mut d = descriptors(
+        cudnn,
+        op,
+        inputs[0].datum_type(),
+        inputs[0].shape(),
+        inputs[1].shape(),
+        output.shape(),
+    )?;
+    if op.relu {
+        let shape_key = (
+            op.clone(),
+            TVec::from(conv_algo::shape_bucket(inputs[0].shape())),
+        );
+        let known = chosen()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&shape_key)
+            .copied();
+        d.algo = match known {
+            Some(algo) => algo,
+            None => {
+                let algo = benchmark(cuda, &d, op, inputs, output)?;
+                chosen()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(shape_key, algo);
+                algo
+            }
+        };
+    }
+    let size = |d: &Descriptors, algo: usize| d.workspace_size(algo);
+    // A choice timed on another batch size of the bucket: if cuDNN refuses
+    // it for this one, the fixed algorithm runs.
+    let workspace = match size(&d, d.algo) {
+        Ok(bytes) => bytes,
+        Err(_) if d.algo != PRECOMP => {
+            d.algo = PRECOMP;
+            size(&d, PRECOMP)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    reserve(cuda, workspace)?;
+    Ok(d)
 }
 
 impl EvalOp for CudnnConv {
@@ -384,7 +494,8 @@ impl EvalOp for CudnnConv {
             .map(|t| t.to_device_tensor())
             .collect::<TractResult<TVec<_>>>()?;
         let shape = self.0.conv.pool_spec.output_shape(inputs[0].shape())?.shape;
-        let output = tract_gpu::turn_handler::make_tensor_for_node(ctx, f32::datum_type(), &shape)?;
+        let dt = inputs[0].datum_type();
+        let output = tract_gpu::turn_handler::make_tensor_for_node(ctx, dt, &shape)?;
         if output.len() > 0 {
             dispatch(ctx, &self.0, &inputs, &output)?;
         }

@@ -231,3 +231,66 @@ fn a_stacked_batch_on_tract_cuda_gives_each_request_its_own_rows() {
         "the test's requests must differ"
     );
 }
+
+/// `tract-cuda.precision=fp16` (half tensors, cuDNN's fused convolutions on
+/// the tensor cores): ResNet-18 within half precision's error of ONNX
+/// Runtime, yet not float32's (so the half path did run), and a stacked
+/// batch of different requests giving each its own rows.
+#[test]
+#[cfg_attr(
+    not(feature = "cuda"),
+    ignore = "needs tract-cuda and a GPU: cargo test -p anemone-runtime --features cuda --test models cuda::"
+)]
+fn resnet18_in_fp16_on_tract_cuda_stays_within_half_precision() {
+    let Some(backend) = backend() else { return };
+    let case = Case::load("resnet18");
+    let options = anemone_core::LoadOptions {
+        settings: vec![("tract-cuda.precision".into(), "fp16".into())],
+        ..anemone_core::LoadOptions::default()
+    };
+    let model = backend
+        .load(
+            &anemone_core::ModelSource::from_path(case.model_path()),
+            &options,
+        )
+        .unwrap_or_else(|e| panic!("resnet18 fp16: load failed: {}", e.chain_string()));
+    let run = &case.runs[0];
+    let x = case.inputs(run).remove(0).1;
+    let reference = case.tensor(&run.outputs[0].file);
+    let alone = model.infer(std::slice::from_ref(&x)).unwrap().remove(0);
+    let err = rel_l2(&alone, &reference);
+    println!("resnet18 fp16: rel. L2 {err:.2e} against ONNX Runtime");
+    assert!(
+        err > 1e-6 && err < 2e-2,
+        "fp16 against ONNX Runtime: {err:.2e}"
+    );
+    let values: Vec<f32> = x.to_vec().unwrap();
+    let flipped =
+        Tensor::from_vec(x.shape().to_vec(), values.iter().rev().copied().collect()).unwrap();
+    let other = model
+        .infer(std::slice::from_ref(&flipped))
+        .unwrap()
+        .remove(0);
+    let parts = [std::slice::from_ref(&x), std::slice::from_ref(&flipped)];
+    let stacked = model.infer_stacked(&parts).unwrap().remove(0);
+    let rows = stacked.split_batch(&[1, 1]).unwrap();
+    // Each row is its own request's answer: within half precision of it,
+    // and several times nearer to it than to the other request's (half
+    // precision's noise is some 5e-4; the two answers differ by more).
+    let apart = rel_l2(&alone, &other);
+    println!("resnet18 fp16: the two requests' answers differ by {apart:.2e}");
+    for (i, (row, [own, theirs])) in rows
+        .iter()
+        .zip([[&alone, &other], [&other, &alone]])
+        .enumerate()
+    {
+        let err = rel_l2(row, own);
+        let swapped = rel_l2(row, theirs);
+        println!("resnet18 fp16 stacked row {i}: rel. L2 {err:.2e} against the request alone, {swapped:.2e} against the other");
+        assert!(err < 1e-2, "fp16 row {i}: rel. L2 {err:.2e}");
+        assert!(
+            4.0 * err < swapped,
+            "fp16 row {i}: {err:.2e} from its own answer, {swapped:.2e} from the other's"
+        );
+    }
+}
