@@ -471,6 +471,7 @@ impl LoadedModel for TractModel {
                 convert::check_utf8(&spec.name, t)?;
             }
         }
+        let started = std::time::Instant::now();
         let mut values = TVec::with_capacity(count);
         for ix in 0..count {
             let staged = self
@@ -489,7 +490,15 @@ impl LoadedModel for TractModel {
             };
             values.push(value);
         }
-        self.run(runnable, values, &fail)
+        let stacked = started.elapsed();
+        let outputs = self.run(runnable, values, &fail);
+        tracing::trace!(
+            requests = requests.len(),
+            stack_us = stacked.as_micros() as u64,
+            run_us = (started.elapsed() - stacked).as_micros() as u64,
+            "stacked batch"
+        );
+        outputs
     }
 }
 
