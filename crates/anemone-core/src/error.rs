@@ -388,6 +388,17 @@ pub enum InputError {
         /// The model's `max_batch_size`.
         max: usize,
     },
+    /// A model that batches (`max_batch_size` > 0) was sent zero rows.
+    #[error(
+        "input '{name}' has batch size 0 (dimension 0), but the model batches requests \
+         (max_batch_size {max}); send between 1 and {max} rows per request"
+    )]
+    EmptyBatch {
+        /// The input's name.
+        name: String,
+        /// The model's `max_batch_size`.
+        max: usize,
+    },
     /// The data length disagrees with shape × element size.
     #[error("input '{name}' has {got} bytes of data, but {} {shape:?} needs {expected}", .dtype.kserve_name())]
     ByteLength {
@@ -468,6 +479,7 @@ impl InputError {
             | InputError::Dim { name, .. }
             | InputError::Symbol { name, .. }
             | InputError::Batch { name, .. }
+            | InputError::EmptyBatch { name, .. }
             | InputError::ByteLength { name, .. }
             | InputError::Malformed { name, .. }
             | InputError::Rejected { name, .. }

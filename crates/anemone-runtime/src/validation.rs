@@ -95,8 +95,9 @@ pub fn order_inputs(
 
 /// Checks the batch dimension of ordered `inputs` (in `meta`'s input order)
 /// against the model's `max_batch_size` (Triton's): with `Some(n)`, the first
-/// dimension of every input is its batch size and must be at most `n`.
-/// `None` lets everything through. Returns the inputs unchanged.
+/// dimension of every input is its batch size and must be 1 to `n` (Triton
+/// refuses an empty batch too: it would run the engine, and count a batch,
+/// for nothing). `None` and `Some(0)` let everything through. Returns the inputs unchanged.
 pub fn check_batch(
     max_batch_size: Option<usize>,
     meta: &ModelMetadata,
@@ -107,6 +108,12 @@ pub fn check_batch(
     };
     for (tensor, spec) in inputs.iter().zip(&meta.inputs) {
         if let Some(&got) = tensor.shape().first() {
+            if got == 0 {
+                return Err(InputError::EmptyBatch {
+                    name: spec.name.clone(),
+                    max,
+                });
+            }
             if got > max {
                 return Err(InputError::Batch {
                     name: spec.name.clone(),
@@ -318,6 +325,28 @@ mod tests {
             e.contains("input 'a'") && e.contains("max_batch_size is 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_empty_batch_is_refused_only_where_the_model_batches() {
+        let m = meta();
+        let empty = || {
+            let mut inputs = good();
+            inputs[1].1 = f32s(&[0, 7]);
+            inputs[2].1 = f32s(&[0, 3]);
+            order_inputs(&m, inputs).unwrap()
+        };
+        assert!(check_batch(None, &m, empty()).is_ok());
+        assert!(check_batch(Some(0), &m, empty()).is_ok());
+        let e = check_batch(Some(4), &m, empty()).unwrap_err();
+        assert_eq!(
+            e,
+            InputError::EmptyBatch {
+                name: "a".into(),
+                max: 4
+            }
+        );
+        assert!(e.to_string().contains("between 1 and 4 rows"), "{e}");
     }
 
     #[test]

@@ -139,6 +139,25 @@ async fn max_batch_size_and_narrowed_dims_hold_at_request_time() {
         e.message()
     );
 
+    // Zero rows: 400 too (Triton's answer), not an engine run counted as a
+    // batch of 0.
+    let (status, body) = s
+        .http(
+            "POST",
+            "/v2/models/db/infer",
+            Some(http_infer_body(&[0, 3, 8], None)),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let e = error_text(&body);
+    assert!(
+        e.contains("input 'x' has batch size 0") && e.contains("between 1 and 4 rows"),
+        "{e}"
+    );
+    let e = grpc_infer(&s, "db", &[0, 3, 8]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("batch size 0"), "{}", e.message());
+
     // A dimension the config fixes (the engine leaves it dynamic).
     let (status, body) = s
         .http(
