@@ -145,7 +145,11 @@ pub enum Error {
     },
 
     /// A deadline passed.
-    #[error("timed out after {0:?}")]
+    #[error(
+        "timed out after {0:?}: the request's deadline passed first; give it longer (the `timeout` \
+         parameter, the gRPC deadline, or the model's queue_policy default_timeout_microseconds), \
+         or add instances if requests wait in the queue"
+    )]
     Timeout(Duration),
 
     /// The engine failed while running or loading a model.

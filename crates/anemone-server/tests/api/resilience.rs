@@ -6,6 +6,7 @@
 use crate::faults::{grpc_request_to, Faulty};
 use crate::net::{fixture, HttpConn, NetServer, Repo};
 use crate::overload::{body, drained, get, sample, stats};
+use crate::support::timed_out;
 use anemone_server::proto::model_infer_request::InferInputTensor;
 use anemone_server::proto::ModelInferRequest;
 use anemone_server::{ControlMode, ServerOptions};
@@ -24,17 +25,18 @@ async fn a_hung_backend_times_out_and_leaves_the_others_alone() {
         .http_to("tricky", 4000.0, json!({"timeout": 300_000}))
         .await;
     assert_eq!(status, 504, "{answer}");
-    assert_eq!(answer, json!({"error": "timed out after 300ms"}));
+    assert!(
+        timed_out(answer["error"].as_str().unwrap_or_default(), "300ms"),
+        "{answer}"
+    );
     let e = s
         .client()
         .await
         .model_infer(grpc_request_to("tricky", 4000.0, Some(300_000), None))
         .await
         .expect_err("a 300 ms timeout on a 3 s call");
-    assert_eq!(
-        (e.code(), e.message()),
-        (Code::DeadlineExceeded, "timed out after 300ms")
-    );
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(timed_out(e.message(), "300ms"), "{e:?}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "answered at the timeout, not when the call ended"

@@ -258,3 +258,10 @@ pub fn error_text(body: &Value) -> String {
         .unwrap_or_else(|| panic!("not an error body: {body}"))
         .to_string()
 }
+
+/// Whether `message` is the timeout error for a deadline of `after`
+/// ("300ms"), with its advice on what to change.
+pub fn timed_out(message: &str, after: &str) -> bool {
+    message.starts_with(&format!("timed out after {after}: "))
+        && message.contains("the `timeout` parameter")
+}
