@@ -18,8 +18,8 @@
 //! tract's own path.
 //!
 //! Memory: one buffer per thread that ran a staged input, as large as the
-//! largest input it staged (at most [`STAGE_MAX`]), kept for the thread's
-//! life; all of them together at most [`PINNED_BUDGET`]. Page-locked memory
+//! largest input it staged rounded up to a power of two (at most
+//! [`STAGE_MAX`]), kept for the thread's life; all of them together at most [`PINNED_BUDGET`]. Page-locked memory
 //! counts in the process's resident size.
 
 use super::convert;
@@ -46,7 +46,7 @@ pub const STAGE_MAX: usize = 64 << 20;
 /// up from ordinary memory instead.
 ///
 /// The buffers are per thread, and a dynamic batch may run on any worker
-/// thread: a ResNet batch of 32 (19 MB) on 16 workers wants 309 MB, which a
+/// thread: a ResNet batch of 32 (19 MB, in a 32 MiB buffer) on 16 workers wants 512 MiB, which a
 /// budget like Triton's shared 256 MiB pool would cut short (some batches
 /// then take the slow path). One pool shared by the threads would need only
 /// as many buffers as uploads run at once; until then, 1 GiB.
@@ -116,6 +116,7 @@ pub fn upload(
     {
         return Ok(None);
     }
+    let t0 = std::time::Instant::now();
     let device = DeviceTensor::uninitialized_dt(dt, shape)?;
     // Wrapped before the upload is queued: wrapping waits for this thread's
     // stream, which is idle here, where after the upload it would wait for
@@ -123,11 +124,13 @@ pub fn upload(
     let value = LazyHostStorage::new(device.clone())?
         .into_tensor()
         .into_tvalue();
+    let t1 = std::time::Instant::now();
     let staged = tract_cuda::with_cuda_stream(|stream| {
         STAGING.with_borrow_mut(|staging| {
             if let Some(last) = staging.uploaded.take() {
                 last.synchronize()?;
             }
+            let t2 = std::time::Instant::now();
             let host = match buffer(&mut staging.buffer, stream.context(), len) {
                 Ok(Some(host)) => host,
                 Ok(None) => {
@@ -159,11 +162,23 @@ pub fn upload(
             };
             // Large copies on a few threads (`gather`): one core's memory
             // bandwidth is what limits them.
+            let t3 = std::time::Instant::now();
             crate::gather::gather_into(&mut host[..len], parts);
+            let t4 = std::time::Instant::now();
             let mut view = tract_cuda::kernels::get_cuda_view_mut(&device);
             // From page-locked memory the copy is asynchronous.
             stream.memcpy_htod(&host[..len], &mut view)?;
             staging.uploaded = Some(stream.record_event(None)?);
+            tracing::trace!(
+                parts = parts.len(),
+                bytes = len,
+                alloc_us = (t1 - t0).as_micros() as u64,
+                wait_us = (t2 - t1).as_micros() as u64,
+                buffer_us = (t3 - t2).as_micros() as u64,
+                gather_us = (t4 - t3).as_micros() as u64,
+                copy_us = t4.elapsed().as_micros() as u64,
+                "staged upload"
+            );
             Ok(true)
         })
     })?;
@@ -175,8 +190,10 @@ pub fn upload(
 }
 
 /// The thread's staging buffer as a slice of at least `len` bytes, allocated
-/// or grown (to `len`) on the context of the thread's stream; `None` when
-/// that would take the buffers past [`PINNED_BUDGET`].
+/// or grown on the context of the thread's stream: to
+/// [`crate::gather::buffer_capacity`] (a power of two, so that the next
+/// batch a few rows larger fits), or to `len` where that would take the
+/// buffers past [`PINNED_BUDGET`]; `None` when even `len` would.
 fn buffer<'a>(
     buffer: &'a mut Option<Pinned>,
     context: &Arc<CudaContext>,
@@ -185,17 +202,25 @@ fn buffer<'a>(
     if buffer.as_ref().is_none_or(|b| b.0.len() < len) {
         // Drop the old buffer first: both at once would pin twice the memory.
         *buffer = None;
-        if PINNED.fetch_add(len, Ordering::Relaxed) + len > PINNED_BUDGET {
-            PINNED.fetch_sub(len, Ordering::Relaxed);
+        let Some(size) = [crate::gather::buffer_capacity(len, STAGE_MAX), len]
+            .into_iter()
+            .find(|&size| {
+                let fits = PINNED.fetch_add(size, Ordering::Relaxed) + size <= PINNED_BUDGET;
+                if !fits {
+                    PINNED.fetch_sub(size, Ordering::Relaxed);
+                }
+                fits
+            })
+        else {
             return Ok(None);
-        }
+        };
         // SAFETY: the bytes are written before any are read (the copy above
         // covers the prefix that is uploaded). Plain page-locked memory (no
         // write-combining): the CPU copy into it is an ordinary memcpy.
-        match unsafe { context.alloc_pinned_with_flags::<u8>(len, 0) } {
+        match unsafe { context.alloc_pinned_with_flags::<u8>(size, 0) } {
             Ok(slice) => *buffer = Some(Pinned(slice)),
             Err(e) => {
-                PINNED.fetch_sub(len, Ordering::Relaxed);
+                PINNED.fetch_sub(size, Ordering::Relaxed);
                 return Err(e.into());
             }
         }
