@@ -19,8 +19,9 @@
 //!
 //! Memory: one buffer per thread that ran a staged input, as large as the
 //! largest input it staged rounded up to a power of two (at most
-//! [`STAGE_MAX`]), kept for the thread's life; all of them together at most [`PINNED_BUDGET`]. Page-locked memory
-//! counts in the process's resident size.
+//! [`STAGE_MAX`]), kept for the thread's life; all of them together at most
+//! [`PINNED_BUDGET`]. Page-locked memory counts in the process's resident
+//! size.
 
 use super::convert;
 use anemone_core::DataType;
@@ -46,9 +47,9 @@ pub const STAGE_MAX: usize = 64 << 20;
 /// up from ordinary memory instead.
 ///
 /// The buffers are per thread, and a dynamic batch may run on any worker
-/// thread: a ResNet batch of 32 (19 MB, in a 32 MiB buffer) on 16 workers wants 512 MiB, which a
-/// budget like Triton's shared 256 MiB pool would cut short (some batches
-/// then take the slow path). One pool shared by the threads would need only
+/// thread: a ResNet batch of 32 (19 MB, in a 32 MiB buffer) on 16 workers
+/// wants 512 MiB, which a budget like Triton's shared 256 MiB pool would
+/// cut short (some batches then take the slow path). One pool shared by the threads would need only
 /// as many buffers as uploads run at once; until then, 1 GiB.
 pub const PINNED_BUDGET: usize = 1 << 30;
 
@@ -202,16 +203,12 @@ fn buffer<'a>(
     if buffer.as_ref().is_none_or(|b| b.0.len() < len) {
         // Drop the old buffer first: both at once would pin twice the memory.
         *buffer = None;
-        let Some(size) = [crate::gather::buffer_capacity(len, STAGE_MAX), len]
-            .into_iter()
-            .find(|&size| {
-                let fits = PINNED.fetch_add(size, Ordering::Relaxed) + size <= PINNED_BUDGET;
-                if !fits {
-                    PINNED.fetch_sub(size, Ordering::Relaxed);
-                }
-                fits
-            })
-        else {
+        let roomy = crate::gather::buffer_capacity(len, STAGE_MAX);
+        let size = if take_budget(roomy) {
+            roomy
+        } else if take_budget(len) {
+            len
+        } else {
             return Ok(None);
         };
         // SAFETY: the bytes are written before any are read (the copy above
@@ -227,6 +224,15 @@ fn buffer<'a>(
     }
     let buffer = buffer.as_mut().expect("allocated above; this is a bug");
     Ok(Some(buffer.0.as_mut_slice()?))
+}
+
+/// Counts `bytes` more in [`PINNED`] if that stays within [`PINNED_BUDGET`].
+fn take_budget(bytes: usize) -> bool {
+    let fits = PINNED.fetch_add(bytes, Ordering::Relaxed) + bytes <= PINNED_BUDGET;
+    if !fits {
+        PINNED.fetch_sub(bytes, Ordering::Relaxed);
+    }
+    fits
 }
 
 /// A staging buffer, counted in [`PINNED`] while it lives.

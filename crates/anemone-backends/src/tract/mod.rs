@@ -21,6 +21,7 @@ pub mod ops;
 pub mod pool_fuse;
 pub mod rewrite;
 
+mod inputs;
 #[cfg(test)]
 mod plan_cache_tests;
 
@@ -503,45 +504,6 @@ impl LoadedModel for TractModel {
 }
 
 impl TractModel {
-    /// Input `ix` for `runnable`: through the target's own upload where it
-    /// takes it, else copied into a tract tensor.
-    fn value(&self, runnable: &dyn Runnable, ix: usize, t: &Tensor) -> TractResult<TValue> {
-        if let (Some(up), Some(bytes)) = (self.upload, plain_bytes(t)) {
-            if let Some(value) = up(runnable, ix, t.dtype(), t.shape(), &[bytes])? {
-                return Ok(value);
-            }
-        }
-        convert::to_tract(t).map(IntoTValue::into_tvalue)
-    }
-
-    /// Input `ix` for `runnable` from `requests`' tensors stacked along
-    /// dimension 0, placed by the target's upload when it takes them, else
-    /// `None`.
-    fn stacked_value(
-        &self,
-        runnable: &dyn Runnable,
-        ix: usize,
-        requests: &[&[Tensor]],
-    ) -> TractResult<Option<TValue>> {
-        let Some(up) = self.upload else {
-            return Ok(None);
-        };
-        let Some(parts) = requests
-            .iter()
-            .map(|r| plain_bytes(&r[ix]))
-            .collect::<Option<Vec<&[u8]>>>()
-        else {
-            return Ok(None);
-        };
-        let first = &requests[0][ix];
-        let mut shape = first.shape().to_vec();
-        let Some(rows) = shape.first_mut() else {
-            return Ok(None);
-        };
-        *rows = requests.iter().map(|r| r[ix].shape()[0]).sum();
-        up(runnable, ix, first.dtype(), &shape, &parts)
-    }
-
     /// Runs `values` on `runnable`, on this thread's reused state where the
     /// target keeps states, and converts the outputs.
     fn run(
@@ -573,11 +535,6 @@ impl TractModel {
             Some(e.into()),
         )
     }
-}
-
-/// A numeric tensor's bytes (strings go through tract's own conversion).
-fn plain_bytes(t: &Tensor) -> Option<&[u8]> {
-    t.as_strings().is_none().then(|| t.as_bytes()).flatten()
 }
 
 /// Runs `runnable` on the calling thread's own state from `states`, spawning

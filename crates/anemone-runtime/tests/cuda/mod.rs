@@ -169,6 +169,35 @@ fn transformer_block_on_tract_cuda_matches_onnx_runtime() {
     check("transformer_block", 4, false);
 }
 
+/// The ResNet-18 fixture case and its model loaded on `backend` with
+/// `settings`.
+fn resnet18(
+    backend: &Arc<dyn Backend>,
+    settings: &[(&str, &str)],
+) -> (Case, Box<dyn anemone_core::LoadedModel>) {
+    let case = Case::load("resnet18");
+    let options = anemone_core::LoadOptions {
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..anemone_core::LoadOptions::default()
+    };
+    let model = backend
+        .load(
+            &anemone_core::ModelSource::from_path(case.model_path()),
+            &options,
+        )
+        .unwrap_or_else(|e| panic!("resnet18 {settings:?}: load failed: {}", e.chain_string()));
+    (case, model)
+}
+
+/// `x` with its values in reverse order: another request of the same shape.
+fn flipped(x: &Tensor) -> Tensor {
+    let values: Vec<f32> = x.to_vec().unwrap();
+    Tensor::from_vec(x.shape().to_vec(), values.into_iter().rev().collect()).unwrap()
+}
+
 /// A dynamic batch on tract-cuda: three different requests stacked by the
 /// engine itself (`infer_stacked`, which writes each request's rows
 /// straight into the staging buffer) give each request the rows it gets
@@ -181,22 +210,14 @@ fn transformer_block_on_tract_cuda_matches_onnx_runtime() {
 )]
 fn a_stacked_batch_on_tract_cuda_gives_each_request_its_own_rows() {
     let Some(backend) = backend() else { return };
-    let case = Case::load("resnet18");
-    let model = backend
-        .load(
-            &anemone_core::ModelSource::from_path(case.model_path()),
-            &anemone_core::LoadOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("resnet18: load failed: {}", e.chain_string()));
+    let (case, model) = resnet18(&backend, &[]);
     let run = &case.runs[0];
     let x = case.inputs(run).remove(0).1;
     let values: Vec<f32> = x.to_vec().unwrap();
     let scaled = |k: f32| {
         Tensor::from_vec(x.shape().to_vec(), values.iter().map(|v| v * k).collect()).unwrap()
     };
-    let flipped =
-        Tensor::from_vec(x.shape().to_vec(), values.iter().rev().copied().collect()).unwrap();
-    let requests = [x.clone(), scaled(0.5), flipped];
+    let requests = [x.clone(), scaled(0.5), flipped(&x)];
     let alone: Vec<Tensor> = requests
         .iter()
         .map(|r| model.infer(std::slice::from_ref(r)).unwrap().remove(0))
@@ -243,17 +264,7 @@ fn a_stacked_batch_on_tract_cuda_gives_each_request_its_own_rows() {
 )]
 fn resnet18_in_fp16_on_tract_cuda_stays_within_half_precision() {
     let Some(backend) = backend() else { return };
-    let case = Case::load("resnet18");
-    let options = anemone_core::LoadOptions {
-        settings: vec![("tract-cuda.precision".into(), "fp16".into())],
-        ..anemone_core::LoadOptions::default()
-    };
-    let model = backend
-        .load(
-            &anemone_core::ModelSource::from_path(case.model_path()),
-            &options,
-        )
-        .unwrap_or_else(|e| panic!("resnet18 fp16: load failed: {}", e.chain_string()));
+    let (case, model) = resnet18(&backend, &[("tract-cuda.precision", "fp16")]);
     let run = &case.runs[0];
     let x = case.inputs(run).remove(0).1;
     let reference = case.tensor(&run.outputs[0].file);
@@ -264,9 +275,7 @@ fn resnet18_in_fp16_on_tract_cuda_stays_within_half_precision() {
         err > 1e-6 && err < 2e-2,
         "fp16 against ONNX Runtime: {err:.2e}"
     );
-    let values: Vec<f32> = x.to_vec().unwrap();
-    let flipped =
-        Tensor::from_vec(x.shape().to_vec(), values.iter().rev().copied().collect()).unwrap();
+    let flipped = flipped(&x);
     let other = model
         .infer(std::slice::from_ref(&flipped))
         .unwrap()

@@ -32,6 +32,30 @@ fn http_infer_body(shape: &[usize], values: Option<Vec<f32>>) -> Value {
     json!({"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": data}]})
 }
 
+/// An inference of `db` with input `x` of `shape` is refused on both
+/// protocols: HTTP 400 whose error holds every one of `http`, gRPC
+/// INVALID_ARGUMENT whose message holds every one of `grpc`.
+async fn refused_on_both(s: &Served, shape: &[usize], http: &[&str], grpc: &[&str]) {
+    let (status, body) = s
+        .http(
+            "POST",
+            "/v2/models/db/infer",
+            Some(http_infer_body(shape, None)),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let e = error_text(&body);
+    assert!(http.iter().all(|n| e.contains(n)), "{e}");
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let e = grpc_infer(s, "db", &dims).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        grpc.iter().all(|n| e.message().contains(n)),
+        "{}",
+        e.message()
+    );
+}
+
 async fn grpc_infer(
     s: &Served,
     model: &str,
@@ -118,63 +142,15 @@ async fn max_batch_size_and_narrowed_dims_hold_at_request_time() {
     assert!(grpc_infer(&s, "db", &[4, 3, 8]).await.is_ok());
 
     // A batch above max_batch_size: 400 naming the input, on both protocols.
-    let (status, body) = s
-        .http(
-            "POST",
-            "/v2/models/db/infer",
-            Some(http_infer_body(&[5, 3, 8], None)),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    let e = error_text(&body);
-    assert!(
-        e.contains("input 'x'") && e.contains("max_batch_size is 4"),
-        "{e}"
-    );
-    let e = grpc_infer(&s, "db", &[5, 3, 8]).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(
-        e.message().contains("input 'x'") && e.message().contains("max_batch_size is 4"),
-        "{}",
-        e.message()
-    );
-
+    let both = ["input 'x'", "max_batch_size is 4"];
+    refused_on_both(&s, &[5, 3, 8], &both, &both).await;
     // Zero rows: 400 too (Triton's answer), not an engine run counted as a
     // batch of 0.
-    let (status, body) = s
-        .http(
-            "POST",
-            "/v2/models/db/infer",
-            Some(http_infer_body(&[0, 3, 8], None)),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    let e = error_text(&body);
-    assert!(
-        e.contains("input 'x' has batch size 0") && e.contains("between 1 and 4 rows"),
-        "{e}"
-    );
-    let e = grpc_infer(&s, "db", &[0, 3, 8]).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("batch size 0"), "{}", e.message());
-
+    let http = ["input 'x' has batch size 0", "between 1 and 4 rows"];
+    refused_on_both(&s, &[0, 3, 8], &http, &["batch size 0"]).await;
     // A dimension the config fixes (the engine leaves it dynamic).
-    let (status, body) = s
-        .http(
-            "POST",
-            "/v2/models/db/infer",
-            Some(http_infer_body(&[1, 4, 8], None)),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    let e = error_text(&body);
-    assert!(
-        e.contains("input 'x' dimension 1 is 4, but the model fixes it at 3"),
-        "{e}"
-    );
-    let e = grpc_infer(&s, "db", &[1, 4, 8]).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("fixes it at 3"), "{}", e.message());
+    let http = ["input 'x' dimension 1 is 4, but the model fixes it at 3"];
+    refused_on_both(&s, &[1, 4, 8], &http, &["fixes it at 3"]).await;
     s.shutdown().await;
 }
 
