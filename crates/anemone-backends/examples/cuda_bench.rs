@@ -202,7 +202,7 @@ fn main() -> anyhow::Result<()> {
     finish(failures)
 }
 
-/// Fails the run when an fp32 variant was outside the tolerance.
+/// Fails the run when an fp32 or anemone fp16 variant was outside its tolerance.
 fn finish(failures: Vec<String>) -> anyhow::Result<()> {
     if !failures.is_empty() {
         anyhow::bail!("FAILED: outside the tolerance: {}", failures.join("; "));
