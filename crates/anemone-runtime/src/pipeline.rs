@@ -51,6 +51,9 @@ impl Manager {
             Lookup::Run(admitted, key) => (admitted, key),
         };
         let instance = Arc::clone(&admitted.instance);
+        if let Some(limit) = expired(timeout, start) {
+            return Err(record_failure(&instance, Error::Timeout(limit), start));
+        }
         if instance.runs_inline() {
             let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
             return self.remember(&instance, cache_key, result);
@@ -103,13 +106,13 @@ impl Manager {
             Lookup::Run(admitted, key) => (admitted, key),
         };
         let instance = Arc::clone(&admitted.instance);
+        if let Some(limit) = expired(timeout, start) {
+            return Err(record_failure(&instance, Error::Timeout(limit), start));
+        }
         if instance.queue.is_some() {
             let rx = self.schedule(admitted, priority, timeout, start);
             let result = self.conclude(&instance, rx.blocking_recv(), start);
             return self.remember(&instance, cache_key, result);
-        }
-        if let Some(limit) = timeout.filter(|limit| start.elapsed() > *limit) {
-            return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
         let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
         self.remember(&instance, cache_key, result)
@@ -309,4 +312,13 @@ pub(crate) fn finish<E>(
 pub(crate) fn record_failure(instance: &ModelInstance, e: Error, start: Instant) -> Error {
     instance.metrics.record_failure(e.kind(), start.elapsed());
     e
+}
+
+/// The request's timeout when it has already run out: such a request is
+/// refused before it is queued or run, on every path. (A wait of zero on
+/// tokio's timer still lasts until its next 1 ms tick, and a request run
+/// inline had no check at all: a `timeout` of a microsecond was answered.)
+#[inline]
+fn expired(timeout: Option<Duration>, start: Instant) -> Option<Duration> {
+    timeout.filter(|limit| start.elapsed() >= *limit)
 }

@@ -396,6 +396,50 @@ fn a_request_timed_out_in_the_queue_fails_and_never_runs() {
 }
 
 #[test]
+fn a_request_whose_timeout_has_run_out_is_refused_on_every_path_and_never_runs() {
+    let (m, log) = rows_manager();
+    m.load_model_blocking(spec("plain")).unwrap();
+    m.load_model_blocking(spec("queued").queue(queue_of(None)))
+        .unwrap();
+    m.load_model_blocking(
+        spec("batched")
+            .max_batch_size(8)
+            .batching(Batching::default()),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Enough fast calls that "plain" runs inline on the async path.
+    for i in 0..anemone_runtime::INLINE_AFTER_RUNS + 5 {
+        rt.block_on(m.infer(request("plain", i as f32, 1, 1)))
+            .unwrap();
+    }
+    let ran = log.calls.lock().unwrap().len();
+    let gone = Duration::from_nanos(1);
+    for model in ["plain", "queued", "batched"] {
+        let r = || request(model, -1.0, 1, 1).timeout(gone);
+        let e = rt.block_on(m.infer(r())).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{model}, async: {e}");
+        let e = m.infer_blocking(r()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{model}, blocking: {e}");
+        let stats = m.metrics().model(model).unwrap().metrics.clone();
+        assert_eq!(stats.failures_of(ErrorKind::Timeout), 2, "{model}");
+        // A timeout with room left is answered.
+        let ok = request(model, 7.0, 1, 1).timeout(Duration::from_secs(10));
+        assert!(rt.block_on(m.infer(ok)).is_ok(), "{model}");
+    }
+    let rows: Vec<Vec<f32>> = log.rows().split_off(ran);
+    assert_eq!(
+        rows,
+        vec![vec![7.0]; 3],
+        "a timed-out request reached an engine"
+    );
+}
+
+#[test]
 fn a_cancelled_clients_request_is_never_run() {
     let (m, log) = rows_manager();
     m.load_model_blocking(spec("c").queue(queue_of(None)))
