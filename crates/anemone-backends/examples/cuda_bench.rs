@@ -18,6 +18,12 @@
 //! `staged uploads` says how many inputs went up through the page-locked
 //! staging buffers (`tract/cuda_staging.rs`).
 //!
+//! `CUDA_BENCH_PROFILE=PRECISION:BATCH` (for example `tf32:16`) runs only
+//! that variant at that batch: the per-operator table (synchronised after
+//! every node), then one ordinary call inside a `cuProfilerStart` /
+//! `cuProfilerStop` range, for `ncu --profile-from-start off` to time each
+//! kernel of one inference.
+//!
 //! `DIR` holds `model.onnx`, inputs `in_b<N>.npy` and references
 //! `ref_b<N>.npy` (ONNX Runtime CPU outputs for the same inputs). Every
 //! figure is a median of ITERS (default 50) calls after 5 warm-up calls,
@@ -92,6 +98,9 @@ fn main() -> anyhow::Result<()> {
         );
         Ok(Arc::from(m))
     };
+    if let Ok(spec) = std::env::var("CUDA_BENCH_PROFILE") {
+        return kernel_profile(&model, &batches, &spec, load);
+    }
     let quick = std::env::var("CUDA_BENCH_QUICK").is_ok_and(|v| v == "1");
     let staging = std::env::var(STAGING_ENV).unwrap_or_else(|_| "page-locked (default)".into());
     println!("input staging: {staging}");
@@ -200,6 +209,49 @@ fn main() -> anyhow::Result<()> {
         println!("  {line}");
     }
     finish(failures)
+}
+
+/// `CUDA_BENCH_PROFILE=PRECISION:BATCH`: the per-operator table of that
+/// variant and batch, then one call inside a profiler range.
+fn kernel_profile(
+    model: &Path,
+    batches: &[(usize, Tensor, Option<Tensor>)],
+    spec: &str,
+    load: impl Fn(Precision, bool) -> anyhow::Result<Arc<dyn LoadedModel>>,
+) -> anyhow::Result<()> {
+    let (precision, n) = spec
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("CUDA_BENCH_PROFILE is PRECISION:BATCH, got {spec:?}"))?;
+    let precision = Precision::parse(precision).map_err(anyhow::Error::msg)?;
+    let n: usize = n.parse()?;
+    let (_, input, _) = batches
+        .iter()
+        .find(|b| b.0 == n)
+        .ok_or_else(|| anyhow::anyhow!("no in_b{n}.npy in the directory"))?;
+    let typed = tract_onnx::onnx()
+        .model_for_path(model)?
+        .into_typed()?
+        .into_decluttered()?;
+    let plan = cuda_runtime::runtime().prepare(cuda_runtime::rewrite(typed, precision)?)?;
+    placement(precision.as_str(), &*plan);
+    profile(precision.as_str(), &*plan, input, n)?;
+    let m = load(precision, false)?;
+    for _ in 0..20 {
+        m.infer(std::slice::from_ref(input))?;
+    }
+    use cudarc::driver::sys::{cuProfilerStart, cuProfilerStop};
+    // SAFETY: no arguments; the driver is initialised by the calls above.
+    unsafe { cuProfilerStart() };
+    let t = Instant::now();
+    m.infer(std::slice::from_ref(input))?;
+    let took = t.elapsed();
+    unsafe { cuProfilerStop() };
+    println!("profiled call: {:.3} ms", took.as_secs_f64() * 1e3);
+    println!("cuDNN algorithms chosen:");
+    for line in anemone_backends::tract::cuda_conv::chosen_algorithms() {
+        println!("  {line}");
+    }
+    Ok(())
 }
 
 /// Fails the run when an fp32 or anemone fp16 variant was outside its tolerance.
