@@ -197,11 +197,11 @@ fn main() -> anyhow::Result<()> {
     if quick {
         return finish(failures);
     }
-    let fused = prepare(&model, true)?;
+    let fused = prepare(&model, Some(Precision::Fp32))?;
     placement("anemone runtime, fp32", &*fused);
 
     if let Some((n, input, _)) = batches.last() {
-        profile("tract-cuda conv", &*prepare(&model, false)?, input, *n)?;
+        profile("tract-cuda conv", &*prepare(&model, None)?, input, *n)?;
         profile("anemone conv, fp32", &*fused, input, *n)?;
     }
     println!("\ncuDNN algorithms chosen (ReLU-fused convolutions; the others run IMPLICIT_PRECOMP_GEMM):");
@@ -228,11 +228,7 @@ fn kernel_profile(
         .iter()
         .find(|b| b.0 == n)
         .ok_or_else(|| anyhow::anyhow!("no in_b{n}.npy in the directory"))?;
-    let typed = tract_onnx::onnx()
-        .model_for_path(model)?
-        .into_typed()?
-        .into_decluttered()?;
-    let plan = cuda_runtime::runtime().prepare(cuda_runtime::rewrite(typed, precision)?)?;
+    let plan = prepare(model, Some(precision))?;
     placement(precision.as_str(), &*plan);
     profile(precision.as_str(), &*plan, input, n)?;
     let m = load(precision, false)?;
@@ -266,19 +262,21 @@ fn read(path: &Path) -> anyhow::Result<Tensor> {
     Ok(npy::read(std::fs::File::open(path)?)?)
 }
 
-/// Prepares the model as the backend does, with anemone's convolution
-/// (`fused`, on anemone's runtime) or tract-cuda's (on tract's `cuda`).
-fn prepare(model: &Path, fused: bool) -> anyhow::Result<Box<dyn Runnable>> {
+/// Prepares the model as the backend does, with anemone's convolution in
+/// `fused` precision (on anemone's runtime), or with tract-cuda's (`None`,
+/// on tract's `cuda`).
+fn prepare(model: &Path, fused: Option<Precision>) -> anyhow::Result<Box<dyn Runnable>> {
     let typed = tract_onnx::onnx()
         .model_for_path(model)?
         .into_typed()?
         .into_decluttered()?;
-    Ok(if fused {
-        cuda_runtime::runtime().prepare(cuda_runtime::rewrite(typed, Precision::Fp32)?)?
-    } else {
-        runtime_for_name("cuda")?
+    Ok(match fused {
+        Some(precision) => {
+            cuda_runtime::runtime().prepare(cuda_runtime::rewrite(typed, precision)?)?
+        }
+        None => runtime_for_name("cuda")?
             .expect("cuda runtime linked")
-            .prepare(for_gpu(typed)?)?
+            .prepare(for_gpu(typed)?)?,
     })
 }
 

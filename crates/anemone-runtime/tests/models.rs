@@ -394,11 +394,7 @@ fn async_infer_works_and_many_requests_run_concurrently() {
         .threads(1)
         .build()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     rt.block_on(async {
         m.load_model(ModelSpec::new("cnn", case.model_path()))
             .await

@@ -110,11 +110,7 @@ fn admission_fails_fast_and_releases_permits_on_every_path() {
         .unwrap();
     m.load_model_blocking(ModelSpec::new("other", &any_file).version(2))
         .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::support::runtime();
     rt.block_on(async {
         // One slow request holds the model's only permit.
         let slow = {

@@ -407,11 +407,7 @@ fn a_request_whose_timeout_has_run_out_is_refused_on_every_path_and_never_runs()
             .batching(Batching::default()),
     )
     .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::support::runtime();
     // Enough fast calls that "plain" runs inline on the async path.
     for i in 0..anemone_runtime::INLINE_AFTER_RUNS + 5 {
         rt.block_on(m.infer(request("plain", i as f32, 1, 1)))
@@ -444,11 +440,7 @@ fn a_cancelled_clients_request_is_never_run() {
     let (m, log) = rows_manager();
     m.load_model_blocking(spec("c").queue(queue_of(None)))
         .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::support::runtime();
     log.close();
     let running = rt.spawn({
         let m = m.clone();

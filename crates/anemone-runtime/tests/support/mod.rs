@@ -125,3 +125,12 @@ fn preview(t: &Tensor) -> Vec<f64> {
         .take(16)
         .collect()
 }
+
+/// A two-thread tokio runtime, for the tests that call the async API.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
