@@ -94,7 +94,7 @@ pub use health::{HealthReport, ModelHealth, ModelState};
 pub use instance::{EngineStats, ModelInstance};
 pub use manager::{default_parallelism, Manager, ManagerBuilder};
 pub use metrics::{ModelMetricsSnapshot, Timings};
-pub use monitor::{HealthPolicy, MonitorSnapshot, RecoveryPolicy, RetimePolicy};
+pub use monitor::{HealthPolicy, ModelWatch, MonitorSnapshot, RecoveryPolicy, RetimePolicy};
 pub use observe::{BackendStatus, MetricsSnapshot, ModelMetricsEntry};
 pub use on_demand::EvictedModel;
 pub use pressure::ThermalState;

@@ -76,6 +76,30 @@ async fn row(s: &Served, model: &str) -> Value {
         .clone()
 }
 
+/// Polls the monitor until it watches every one of `models` and `ready`
+/// holds for each.
+async fn wait_for_watch(
+    s: &Served,
+    models: &[&str],
+    ready: impl Fn(&anemone_runtime::ModelWatch) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        let snapshot = s.state.manager.monitor_snapshot();
+        let done = models
+            .iter()
+            .all(|m| snapshot.models.iter().any(|w| w.name == *m && ready(w)));
+        if done {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the monitor never got there for {models:?}: {snapshot:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Polls the index until the model's reason contains `text`.
 async fn wait_for_reason(s: &Served, model: &str, text: &str) -> Value {
     let start = Instant::now();
@@ -102,22 +126,27 @@ async fn metrics(s: &Served) -> String {
 async fn a_slow_and_a_failing_engine_are_degraded_in_the_index_metrics_and_health() {
     let repo = Repo::new("health-degraded");
     let s = start(&repo, &[("slow", None), ("failing", None)], false).await;
-    // The baselines: x = 1002 sleeps 2 ms in the engine.
+    // The monitor counts a model's baseline from its first look at it: wait
+    // for that look, so the baseline is taken on the requests meant for it
+    // however late the monitor's thread runs on a loaded machine.
+    wait_for_watch(&s, &["slow", "failing"], |_| true).await;
+    // The baselines: x = 1010 sleeps 10 ms in the engine (long enough that
+    // a loaded machine's scheduling delays stay well under the 3x threshold).
     for model in ["slow", "failing"] {
         for _ in 0..10 {
-            assert_eq!(infer(&s, model, 1002.0).await, 200);
+            assert_eq!(infer(&s, model, 1010.0).await, 200);
         }
     }
-    // Let the monitor take the baselines, then slow one down 30x (x = 1060)
+    // Let the monitor take the baselines, then slow one down 20x (x = 1200)
     // and break the other (a negative x panics in the engine).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_watch(&s, &["slow", "failing"], |w| w.baseline_seconds.is_some()).await;
     let before = row(&s, "slow").await;
     assert!(
         !before["reason"].as_str().unwrap().contains("degraded"),
         "{before}"
     );
     for _ in 0..6 {
-        assert_eq!(infer(&s, "slow", 1060.0).await, 200);
+        assert_eq!(infer(&s, "slow", 1200.0).await, 200);
         assert_eq!(infer(&s, "failing", -1.0).await, 500);
     }
     let slow = wait_for_reason(&s, "slow", "degraded: latency trend").await;
@@ -177,7 +206,7 @@ async fn a_slow_and_a_failing_engine_are_degraded_in_the_index_metrics_and_healt
     );
     // The slow one is fast again: ready again, counted.
     for _ in 0..10 {
-        assert_eq!(infer(&s, "slow", 1002.0).await, 200);
+        assert_eq!(infer(&s, "slow", 1010.0).await, 200);
     }
     let start = Instant::now();
     while row(&s, "slow").await["reason"]
@@ -190,7 +219,7 @@ async fn a_slow_and_a_failing_engine_are_degraded_in_the_index_metrics_and_healt
             "never ready again"
         );
         for _ in 0..5 {
-            infer(&s, "slow", 1002.0).await;
+            infer(&s, "slow", 1010.0).await;
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
