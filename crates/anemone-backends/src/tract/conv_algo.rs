@@ -15,8 +15,9 @@
 /// keeps one convolution from holding a large share of the device.
 pub const WORKSPACE_CAP: usize = 256 << 20;
 
-/// Timed launches per candidate, after one untimed launch.
-pub const REPEATS: u32 = 3;
+/// Rounds of timed launches over the candidates, after one untimed launch
+/// of each; a candidate's time is its fastest launch.
+pub const REPEATS: u32 = 5;
 
 /// The input shape an algorithm choice is kept under: the batch (first)
 /// dimension rounded up to a power of two. A dynamic batcher runs every
@@ -35,11 +36,12 @@ pub fn shape_bucket(shape: &[usize]) -> Vec<usize> {
 /// One candidate algorithm as measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measured {
-    /// The algorithm's index in cuDNN's `cudnnConvolutionFwdAlgo_t`.
+    /// The candidate: an index in cuDNN's `cudnnConvolutionFwdAlgo_t`, or
+    /// one of the caller's own beyond them (`cuda_conv`'s `SPLIT`).
     pub algo: usize,
     /// Workspace bytes it needs.
     pub workspace: usize,
-    /// Mean seconds per launch; `None` when cuDNN refused to run it.
+    /// Seconds of its fastest launch; `None` when cuDNN refused to run it.
     pub seconds: Option<f64>,
 }
 

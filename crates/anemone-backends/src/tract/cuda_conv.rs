@@ -21,7 +21,11 @@
 //!   default, which on Ampere and later already permits TF32.
 //!
 //! cuDNN runs the identity activation (a convolution with bias but no ReLU)
-//! with `IMPLICIT_PRECOMP_GEMM` only, so those are not benchmarked.
+//! with `IMPLICIT_PRECOMP_GEMM` only, so those are not benchmarked. For a
+//! ReLU convolution the benchmark also times [`SPLIT`]: the identity call
+//! and then cuDNN's ReLU in place. The fused ReLU runs cuDNN's legacy
+//! kernel on CUDA cores whatever the algorithm; the identity call reaches
+//! the tensor-core kernels (docs/PERFORMANCE.md, "Per kernel").
 //!
 //! All of this would fit inside tract-cuda's `ConvCudnn` (its `ConvKernel`
 //! trait takes the bias already); it is here because tract-cuda's
@@ -34,14 +38,14 @@ use cudarc::cudnn::sys::{
     cudnnMathType_t, cudnnNanPropagation_t, cudnnTensorFormat_t,
 };
 use cudarc::cudnn::{
-    ActivationDescriptor, ConvBiasActivationForward, ConvDescriptor, Cudnn, CudnnDataType,
-    FilterDescriptor, TensorDescriptor,
+    ActivationDescriptor, ActivationForward, ConvBiasActivationForward, ConvDescriptor, Cudnn,
+    CudnnDataType, FilterDescriptor, TensorDescriptor,
 };
+use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
 use tract_cuda::kernels::{get_cuda_view, get_cuda_view_mut};
 use tract_gpu::tensor::{DeviceTensor, DeviceTensorExt};
 use tract_onnx::prelude::*;
@@ -59,6 +63,48 @@ const ALGOS: [Algo; 8] = [
     Algo::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
 ];
 const PRECOMP: usize = 1;
+/// The candidate after the fused algorithms, for ReLU convolutions only: the
+/// fused call with the identity activation (`IMPLICIT_PRECOMP_GEMM`, which
+/// reaches the tensor-core kernels) and then cuDNN's ReLU in place. cuDNN
+/// runs the fused ReLU with its legacy `implicit_convolve_sgemm` kernel on
+/// CUDA cores whatever the algorithm (docs/PERFORMANCE.md, "Per kernel").
+const SPLIT: usize = ALGOS.len();
+
+/// The environment variable that pins every ReLU convolution to one
+/// candidate (`SPLIT`, `IMPLICIT_GEMM`, `WINOGRAD_NONFUSED`, ... as
+/// [`chosen_algorithms`] names them) instead of the benchmark's choice: for
+/// profilers, which slow every launch and so skew the benchmark (under
+/// Nsight Compute it picks the one-kernel `IMPLICIT_GEMM` everywhere), and
+/// for checking one candidate's answers. An unknown name is ignored with a
+/// warning.
+pub const ALGO_ENV: &str = "ANEMONE_TRACT_CUDA_CONV_ALGO";
+
+/// The candidate [`ALGO_ENV`] pins, if any.
+fn pinned() -> Option<usize> {
+    let name = std::env::var(ALGO_ENV).ok()?;
+    let found = (0..=SPLIT).find(|c| candidate_name(*c).split(' ').next() == Some(name.as_str()));
+    if found.is_none() {
+        tracing::warn!("{ALGO_ENV}={name:?} names no candidate; the benchmark chooses");
+    }
+    found
+}
+
+/// The algorithm of a candidate's fused call.
+fn algorithm(candidate: usize) -> Algo {
+    ALGOS[if candidate == SPLIT {
+        PRECOMP
+    } else {
+        candidate
+    }]
+}
+
+/// A candidate's name: the algorithm, or `SPLIT`.
+fn candidate_name(candidate: usize) -> String {
+    match ALGOS.get(candidate) {
+        Some(algo) => format!("{algo:?}").replace("CUDNN_CONVOLUTION_FWD_ALGO_", ""),
+        None => "SPLIT (identity + ReLU)".into(),
+    }
+}
 
 /// A [`FusedConv`] on device tensors. Inputs as [`FusedConv`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -106,7 +152,12 @@ impl Elem for f16 {
 /// computes (accumulates) in float32 either way.
 struct Typed<T: Elem> {
     conv: ConvDescriptor<f32>,
+    /// The fused call's activation: the operator's (ReLU or identity).
     act: ActivationDescriptor<f32>,
+    /// The identity, for [`SPLIT`]'s fused call.
+    identity: ActivationDescriptor<f32>,
+    /// ReLU on its own, for [`SPLIT`]'s second call.
+    relu: ActivationDescriptor<T>,
     x: TensorDescriptor<T>,
     w: FilterDescriptor<T>,
     y: TensorDescriptor<T>,
@@ -116,10 +167,14 @@ struct Typed<T: Elem> {
 impl<T: Elem> Typed<T> {
     /// The fused call these descriptors describe; `z` (the residual) is
     /// described like the output `y`.
-    fn forward(&self) -> ConvBiasActivationForward<'_, T, f32, f32, T> {
+    fn forward(&self, candidate: usize) -> ConvBiasActivationForward<'_, T, f32, f32, T> {
         ConvBiasActivationForward {
             conv: &self.conv,
-            act: &self.act,
+            act: if candidate == SPLIT {
+                &self.identity
+            } else {
+                &self.act
+            },
             x: &self.x,
             w: &self.w,
             z: &self.y,
@@ -139,15 +194,16 @@ enum ByType {
 struct Descriptors {
     input_shape: TVec<usize>,
     typed: ByType,
-    algo: usize,
+    candidate: usize,
 }
 
 impl Descriptors {
-    /// Bytes of workspace `ALGOS[algo]` needs here, or cuDNN's refusal.
-    fn workspace_size(&self, algo: usize) -> Result<usize, cudarc::cudnn::CudnnError> {
+    /// Bytes of workspace `candidate` needs here, or cuDNN's refusal.
+    fn workspace_size(&self, candidate: usize) -> Result<usize, cudarc::cudnn::CudnnError> {
+        let algo = algorithm(candidate);
         match &self.typed {
-            ByType::F32(t) => t.forward().get_workspace_size(ALGOS[algo]),
-            ByType::F16(t) => t.forward().get_workspace_size(ALGOS[algo]),
+            ByType::F32(t) => t.forward(candidate).get_workspace_size(algo),
+            ByType::F16(t) => t.forward(candidate).get_workspace_size(algo),
         }
     }
 }
@@ -170,27 +226,45 @@ thread_local! {
 /// enough that a model fed ever-new image sizes does not grow without end.
 const SHAPES_KEPT: usize = 32;
 
-/// The algorithm chosen for each (operator, input shape), for every thread.
-fn chosen() -> &'static Mutex<HashMap<(FusedConv, TVec<usize>), usize>> {
-    static CHOSEN: OnceLock<Mutex<HashMap<(FusedConv, TVec<usize>), usize>>> = OnceLock::new();
+/// A benchmark's result: the candidate chosen, and every one as measured.
+struct Choice {
+    candidate: usize,
+    measured: Vec<Measured>,
+}
+
+type ChoiceKey = (FusedConv, TVec<usize>);
+
+/// The candidate chosen for each (operator, input shape bucket), for every thread.
+fn chosen() -> &'static Mutex<HashMap<ChoiceKey, Choice>> {
+    static CHOSEN: OnceLock<Mutex<HashMap<ChoiceKey, Choice>>> = OnceLock::new();
     CHOSEN.get_or_init(Mutex::default)
 }
 
 /// The algorithms chosen so far in this process, as (kernel, strides,
-/// input shape, algorithm) lines: for diagnostics and benchmarks.
+/// input shape, choice, every candidate's time) lines: for diagnostics and
+/// benchmarks.
 pub fn chosen_algorithms() -> Vec<String> {
     let chosen = chosen().lock().unwrap_or_else(|e| e.into_inner());
     let mut lines: Vec<String> = chosen
         .iter()
-        .map(|((op, shape), algo)| {
+        .map(|((op, shape), choice)| {
             let spec = &op.conv.pool_spec;
+            let times: Vec<String> = choice
+                .measured
+                .iter()
+                .map(|m| match m.seconds {
+                    Some(s) => format!("{} {:.1} µs", candidate_name(m.algo), s * 1e6),
+                    None => format!("{} did not run", candidate_name(m.algo)),
+                })
+                .collect();
             format!(
-                "kernel {:?} strides {:?} {} input {:?}: {:?}",
+                "kernel {:?} strides {:?} {} input {:?}: {} ({})",
                 spec.kernel_shape,
                 spec.strides(),
                 op.precision.as_str(),
                 shape,
-                ALGOS[*algo]
+                candidate_name(choice.candidate),
+                times.join(", ")
             )
         })
         .collect();
@@ -230,7 +304,7 @@ fn descriptors(
     Ok(Descriptors {
         input_shape: x.into(),
         typed,
-        algo: PRECOMP,
+        candidate: PRECOMP,
     })
 }
 
@@ -265,12 +339,21 @@ fn typed<T: Elem>(
     } else {
         cudnnActivationMode_t::CUDNN_ACTIVATION_IDENTITY
     };
-    let act =
-        cudnn.create_activation::<f32>(mode, cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN, 0.0)?;
+    let nan = cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN;
+    let act = cudnn.create_activation::<f32>(mode, nan, 0.0)?;
+    let identity = cudnn.create_activation::<f32>(
+        cudnnActivationMode_t::CUDNN_ACTIVATION_IDENTITY,
+        nan,
+        0.0,
+    )?;
+    let relu =
+        cudnn.create_activation::<T>(cudnnActivationMode_t::CUDNN_ACTIVATION_RELU, nan, 0.0)?;
     let c = y[1];
     Ok(Typed {
         conv,
         act,
+        identity,
+        relu,
         x: cudnn.create_nd_tensor::<T>(&dims(x), &packed_strides(x))?,
         w: cudnn.create_nd_filter::<T>(cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, &dims(w))?,
         y: cudnn.create_nd_tensor::<T>(&dims(y), &packed_strides(y))?,
@@ -297,24 +380,24 @@ fn as_elem<'a, T>(v: &'a CudaView<'_, u8>) -> TractResult<CudaView<'a, T>> {
     unsafe { v.transmute::<T>(v.len() / size_of::<T>()) }.context("a tensor of another type")
 }
 
-/// One fused launch with algorithm `ALGOS[algo]` on the thread's workspace.
+/// One launch of `candidate` on the thread's workspace.
 fn launch(
     d: &Descriptors,
     op: &FusedConv,
-    algo: usize,
+    candidate: usize,
     inputs: &[&DeviceTensor],
     output: &DeviceTensor,
 ) -> TractResult<()> {
     match &d.typed {
-        ByType::F32(t) => launch_typed(t, op, algo, inputs, output),
-        ByType::F16(t) => launch_typed(t, op, algo, inputs, output),
+        ByType::F32(t) => launch_typed(t, op, candidate, inputs, output),
+        ByType::F16(t) => launch_typed(t, op, candidate, inputs, output),
     }
 }
 
 fn launch_typed<T: Elem>(
     d: &Typed<T>,
     op: &FusedConv,
-    algo: usize,
+    candidate: usize,
     inputs: &[&DeviceTensor],
     output: &DeviceTensor,
 ) -> TractResult<()> {
@@ -336,13 +419,14 @@ fn launch_typed<T: Elem>(
     let n = out.len() / size_of::<T>();
     // SAFETY: the output tensor has the input's type (made by `eval` so).
     let mut y = unsafe { out.transmute_mut::<T>(n) }.context("an output of another type")?;
-    let fwd = d.forward();
+    let fwd = d.forward(candidate);
+    let algo = algorithm(candidate);
     WORKSPACE.with_borrow_mut(|ws| {
         // SAFETY: the descriptors were built from these tensors' shapes and
         // type, all packed; the workspace is at least the algorithm's size.
         unsafe {
             fwd.launch(
-                ALGOS[algo],
+                algo,
                 ws.as_mut(),
                 (T::ONE, alpha2),
                 &x,
@@ -352,26 +436,38 @@ fn launch_typed<T: Elem>(
                 &mut y,
             )
         }
-        .map_err(|e| {
-            anyhow!(
-                "cudnnConvolutionBiasActivationForward ({:?}): {e:?}",
-                ALGOS[algo]
-            )
-        })
-    })
+        .map_err(|e| anyhow!("cudnnConvolutionBiasActivationForward ({algo:?}): {e:?}"))
+    })?;
+    if candidate == SPLIT {
+        // ReLU in place (cuDNN allows x and y to be one buffer).
+        let x = get_cuda_view(output);
+        let x = as_elem::<T>(&x)?;
+        let relu = ActivationForward {
+            act: &d.relu,
+            x: &d.y,
+            y: &d.y,
+        };
+        // SAFETY: x and y are the output, described by `d.y`.
+        unsafe { relu.launch((T::ONE, T::ZERO), &x, &mut y) }
+            .map_err(|e| anyhow!("cudnnActivationForward (ReLU): {e:?}"))?;
+    }
+    Ok(())
 }
 
-/// Times every algorithm cuDNN accepts for this call and returns the index
-/// [`conv_algo::choose`] picks (the fixed one if none ran).
+/// Times every candidate cuDNN accepts for this call (each fused algorithm,
+/// then [`SPLIT`]) and returns them with the one [`conv_algo::choose`] picks
+/// (the fixed algorithm if none ran).
 fn benchmark(
     stream: &Arc<CudaStream>,
     d: &Descriptors,
     op: &FusedConv,
     inputs: &[&DeviceTensor],
     output: &DeviceTensor,
-) -> TractResult<usize> {
+) -> TractResult<Choice> {
+    // The candidates cuDNN accepts within the cap, each launched once
+    // untimed (which also rules out those that fail to launch).
     let mut measured = vec![];
-    for i in 0..ALGOS.len() {
+    for i in 0..=SPLIT {
         let Ok(workspace) = d.workspace_size(i) else {
             continue;
         };
@@ -383,20 +479,32 @@ fn benchmark(
         if workspace <= conv_algo::WORKSPACE_CAP {
             reserve(stream, workspace)?;
             if launch(d, op, i, inputs, output).is_ok() {
-                stream.synchronize()?;
-                let start = Instant::now();
-                for _ in 0..conv_algo::REPEATS {
-                    launch(d, op, i, inputs, output)?;
-                }
-                stream.synchronize()?;
-                m.seconds = Some(start.elapsed().as_secs_f64() / conv_algo::REPEATS as f64);
+                m.seconds = Some(f64::INFINITY);
             }
         }
         measured.push(m);
     }
+    // Then rounds over them all, keeping each one's fastest launch: GPU time
+    // between two events, not the host's clock (which adds each launch's
+    // API cost: it counted against SPLIT's two launches); rounds rather than
+    // one candidate after another, so that the GPU's clock rising from idle
+    // during the first launches does not count against the first candidates.
+    let timing = Some(CUevent_flags::CU_EVENT_DEFAULT);
+    for _ in 0..conv_algo::REPEATS {
+        for m in measured.iter_mut().filter(|m| m.seconds.is_some()) {
+            let start = stream.record_event(timing)?;
+            launch(d, op, m.algo, inputs, output)?;
+            let end = stream.record_event(timing)?;
+            let seconds = f64::from(start.elapsed_ms(&end)?) / 1e3;
+            m.seconds = m.seconds.map(|best| best.min(seconds));
+        }
+    }
     let choice = conv_algo::choose(&measured, conv_algo::WORKSPACE_CAP);
     tracing::debug!(?measured, ?choice, conv = ?op.conv.pool_spec, "cuDNN algorithm benchmark");
-    Ok(choice.map_or(PRECOMP, |m| m.algo))
+    Ok(Choice {
+        candidate: choice.map_or(PRECOMP, |m| m.algo),
+        measured,
+    })
 }
 
 /// Runs `op` on this thread's stream: descriptors and algorithm first if
@@ -425,7 +533,7 @@ fn dispatch(
                 }
             };
             let d = &kept[at];
-            launch(d, op, d.algo, inputs, output)
+            launch(d, op, d.candidate, inputs, output)
         })
     })
 }
@@ -457,26 +565,27 @@ fn prepare(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&shape_key)
-            .copied();
-        d.algo = match known {
-            Some(algo) => algo,
+            .map(|c| c.candidate);
+        d.candidate = match pinned().or(known) {
+            Some(candidate) => candidate,
             None => {
-                let algo = benchmark(cuda, &d, op, inputs, output)?;
+                let choice = benchmark(cuda, &d, op, inputs, output)?;
+                let candidate = choice.candidate;
                 chosen()
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(shape_key, algo);
-                algo
+                    .insert(shape_key, choice);
+                candidate
             }
         };
     }
-    let size = |d: &Descriptors, algo: usize| d.workspace_size(algo);
+    let size = |d: &Descriptors, c: usize| d.workspace_size(c);
     // A choice timed on another batch size of the bucket: if cuDNN refuses
     // it for this one, the fixed algorithm runs.
-    let workspace = match size(&d, d.algo) {
+    let workspace = match size(&d, d.candidate) {
         Ok(bytes) => bytes,
-        Err(_) if d.algo != PRECOMP => {
-            d.algo = PRECOMP;
+        Err(_) if d.candidate != PRECOMP => {
+            d.candidate = PRECOMP;
             size(&d, PRECOMP)?
         }
         Err(e) => return Err(e.into()),
