@@ -33,6 +33,48 @@ pub fn shape_bucket(shape: &[usize]) -> Vec<usize> {
     key
 }
 
+/// The candidates' names: cuDNN's forward algorithms in
+/// `cudnnConvolutionFwdAlgo_t` order (without `CUDNN_CONVOLUTION_FWD_ALGO_`),
+/// then [`SPLIT`]. `ANEMONE_TRACT_CUDA_CONV_ALGO` takes one of them.
+pub const CANDIDATES: [&str; 9] = [
+    "IMPLICIT_GEMM",
+    "IMPLICIT_PRECOMP_GEMM",
+    "GEMM",
+    "DIRECT",
+    "FFT",
+    "FFT_TILING",
+    "WINOGRAD",
+    "WINOGRAD_NONFUSED",
+    "SPLIT",
+];
+
+/// The candidate after cuDNN's algorithms, for a convolution with ReLU: the
+/// fused call with no activation, then cuDNN's ReLU in place.
+pub const SPLIT: usize = 8;
+
+/// The candidate `name` means (as [`CANDIDATES`] spells it, any case).
+pub fn candidate(name: &str) -> Option<usize> {
+    CANDIDATES
+        .iter()
+        .position(|c| c.eq_ignore_ascii_case(name.trim()))
+}
+
+/// The measured candidates as `NAME 12.3 µs` (or `NAME did not run`),
+/// comma-separated: for diagnostics.
+pub fn describe(measured: &[Measured]) -> String {
+    measured
+        .iter()
+        .map(|m| {
+            let name = CANDIDATES.get(m.algo).copied().unwrap_or("?");
+            match m.seconds {
+                Some(s) => format!("{name} {:.1} µs", s * 1e6),
+                None => format!("{name} did not run"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One candidate algorithm as measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measured {
@@ -92,6 +134,20 @@ mod tests {
             shape_bucket(&[16, 64, 56, 56])
         );
         assert!(shape_bucket(&[]).is_empty());
+    }
+
+    #[test]
+    fn candidates_are_named_as_the_pinning_variable_takes_them() {
+        assert_eq!(candidate("SPLIT"), Some(SPLIT));
+        assert_eq!(candidate("implicit_gemm"), Some(0));
+        assert_eq!(candidate(" WINOGRAD_NONFUSED "), Some(7));
+        assert_eq!(candidate("WINOGRAD"), Some(6));
+        assert_eq!(candidate("FASTEST"), None);
+        assert_eq!(candidate(""), None);
+        assert_eq!(
+            describe(&[m(1, 0, Some(1.25e-4)), m(SPLIT, 0, None)]),
+            "IMPLICIT_PRECOMP_GEMM 125.0 µs, SPLIT did not run"
+        );
     }
 
     #[test]

@@ -23,9 +23,10 @@
 //! cuDNN runs the identity activation (a convolution with bias but no ReLU)
 //! with `IMPLICIT_PRECOMP_GEMM` only, so those are not benchmarked. For a
 //! ReLU convolution the benchmark also times [`SPLIT`]: the identity call
-//! and then cuDNN's ReLU in place. The fused ReLU runs cuDNN's legacy
-//! kernel on CUDA cores whatever the algorithm; the identity call reaches
-//! the tensor-core kernels (docs/PERFORMANCE.md, "Per kernel").
+//! and then cuDNN's ReLU in place. Kernel by kernel (docs/PERFORMANCE.md,
+//! "Per kernel, corrected"), `IMPLICIT_PRECOMP_GEMM` runs the tensor-core
+//! kernels with the ReLU fused or not; `SPLIT` is picked where it measures
+//! faster on the stream.
 //!
 //! All of this would fit inside tract-cuda's `ConvCudnn` (its `ConvKernel`
 //! trait takes the bias already); it is here because tract-cuda's
@@ -64,15 +65,14 @@ const ALGOS: [Algo; 8] = [
 ];
 const PRECOMP: usize = 1;
 /// The candidate after the fused algorithms, for ReLU convolutions only: the
-/// fused call with the identity activation (`IMPLICIT_PRECOMP_GEMM`, which
-/// reaches the tensor-core kernels) and then cuDNN's ReLU in place. cuDNN
-/// runs the fused ReLU with its legacy `implicit_convolve_sgemm` kernel on
-/// CUDA cores whatever the algorithm (docs/PERFORMANCE.md, "Per kernel").
-const SPLIT: usize = ALGOS.len();
+/// fused call with the identity activation (`IMPLICIT_PRECOMP_GEMM`) and
+/// then cuDNN's ReLU in place.
+const SPLIT: usize = conv_algo::SPLIT;
+const _: () = assert!(ALGOS.len() == SPLIT && conv_algo::CANDIDATES.len() == SPLIT + 1);
 
 /// The environment variable that pins every ReLU convolution to one
-/// candidate (`SPLIT`, `IMPLICIT_GEMM`, `WINOGRAD_NONFUSED`, ... as
-/// [`chosen_algorithms`] names them) instead of the benchmark's choice: for
+/// candidate (`SPLIT`, `IMPLICIT_GEMM`, `WINOGRAD_NONFUSED`, ...:
+/// [`conv_algo::CANDIDATES`]) instead of the benchmark's choice: for
 /// profilers, which slow every launch and so skew the benchmark (under
 /// Nsight Compute it picks the one-kernel `IMPLICIT_GEMM` everywhere), and
 /// for checking one candidate's answers. An unknown name is ignored with a
@@ -82,7 +82,7 @@ pub const ALGO_ENV: &str = "ANEMONE_TRACT_CUDA_CONV_ALGO";
 /// The candidate [`ALGO_ENV`] pins, if any.
 fn pinned() -> Option<usize> {
     let name = std::env::var(ALGO_ENV).ok()?;
-    let found = (0..=SPLIT).find(|c| candidate_name(*c).split(' ').next() == Some(name.as_str()));
+    let found = conv_algo::candidate(&name);
     if found.is_none() {
         tracing::warn!("{ALGO_ENV}={name:?} names no candidate; the benchmark chooses");
     }
@@ -96,14 +96,6 @@ fn algorithm(candidate: usize) -> Algo {
     } else {
         candidate
     }]
-}
-
-/// A candidate's name: the algorithm, or `SPLIT`.
-fn candidate_name(candidate: usize) -> String {
-    match ALGOS.get(candidate) {
-        Some(algo) => format!("{algo:?}").replace("CUDNN_CONVOLUTION_FWD_ALGO_", ""),
-        None => "SPLIT (identity + ReLU)".into(),
-    }
 }
 
 /// A [`FusedConv`] on device tensors. Inputs as [`FusedConv`]'s.
@@ -249,22 +241,14 @@ pub fn chosen_algorithms() -> Vec<String> {
         .iter()
         .map(|((op, shape), choice)| {
             let spec = &op.conv.pool_spec;
-            let times: Vec<String> = choice
-                .measured
-                .iter()
-                .map(|m| match m.seconds {
-                    Some(s) => format!("{} {:.1} µs", candidate_name(m.algo), s * 1e6),
-                    None => format!("{} did not run", candidate_name(m.algo)),
-                })
-                .collect();
             format!(
                 "kernel {:?} strides {:?} {} input {:?}: {} ({})",
                 spec.kernel_shape,
                 spec.strides(),
                 op.precision.as_str(),
                 shape,
-                candidate_name(choice.candidate),
-                times.join(", ")
+                conv_algo::CANDIDATES[choice.candidate],
+                conv_algo::describe(&choice.measured)
             )
         })
         .collect();
