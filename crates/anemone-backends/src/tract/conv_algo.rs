@@ -10,6 +10,8 @@
 //! residual and ReLU), which `cudnnFind…` cannot, since that times the bare
 //! convolution.
 
+use std::sync::OnceLock;
+
 /// Workspace an algorithm may use, at most (256 MiB). cuDNN's fastest
 /// algorithms for large batches (FFT, Winograd) want workspace; the cap
 /// keeps one convolution from holding a large share of the device.
@@ -57,6 +59,29 @@ pub fn candidate(name: &str) -> Option<usize> {
     CANDIDATES
         .iter()
         .position(|c| c.eq_ignore_ascii_case(name.trim()))
+}
+
+/// The environment variable that pins every ReLU convolution to one
+/// candidate (`SPLIT`, `IMPLICIT_GEMM`, `WINOGRAD_NONFUSED`, ...:
+/// [`CANDIDATES`]) instead of the benchmark's choice: for profilers, which
+/// slow every launch and so skew the benchmark (under
+/// Nsight Compute it picks the one-kernel `IMPLICIT_GEMM` everywhere), and
+/// for checking one candidate's answers. An unknown name is ignored with a
+/// warning.
+pub const ALGO_ENV: &str = "ANEMONE_TRACT_CUDA_CONV_ALGO";
+
+/// The candidate [`ALGO_ENV`] pins, if any: read once per process, so an
+/// unknown name is warned about once, not for every convolution.
+pub fn pinned() -> Option<usize> {
+    static PINNED: OnceLock<Option<usize>> = OnceLock::new();
+    *PINNED.get_or_init(|| {
+        let name = std::env::var(ALGO_ENV).ok()?;
+        let found = candidate(&name);
+        if found.is_none() {
+            tracing::warn!("{ALGO_ENV}={name:?} names no candidate; the benchmark chooses");
+        }
+        found
+    })
 }
 
 /// The measured candidates as `NAME 12.3 µs` (or `NAME did not run`),

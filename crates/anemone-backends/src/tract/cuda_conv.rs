@@ -70,32 +70,14 @@ const PRECOMP: usize = 1;
 const SPLIT: usize = conv_algo::SPLIT;
 const _: () = assert!(ALGOS.len() == SPLIT && conv_algo::CANDIDATES.len() == SPLIT + 1);
 
-/// The environment variable that pins every ReLU convolution to one
-/// candidate (`SPLIT`, `IMPLICIT_GEMM`, `WINOGRAD_NONFUSED`, ...:
-/// [`conv_algo::CANDIDATES`]) instead of the benchmark's choice: for
-/// profilers, which slow every launch and so skew the benchmark (under
-/// Nsight Compute it picks the one-kernel `IMPLICIT_GEMM` everywhere), and
-/// for checking one candidate's answers. An unknown name is ignored with a
-/// warning.
-pub const ALGO_ENV: &str = "ANEMONE_TRACT_CUDA_CONV_ALGO";
-
-/// The candidate [`ALGO_ENV`] pins, if any.
-fn pinned() -> Option<usize> {
-    let name = std::env::var(ALGO_ENV).ok()?;
-    let found = conv_algo::candidate(&name);
-    if found.is_none() {
-        tracing::warn!("{ALGO_ENV}={name:?} names no candidate; the benchmark chooses");
-    }
-    found
-}
-
 /// The algorithm of a candidate's fused call.
 fn algorithm(candidate: usize) -> Algo {
-    ALGOS[if candidate == SPLIT {
+    let fused = if candidate == SPLIT {
         PRECOMP
     } else {
         candidate
-    }]
+    };
+    ALGOS[fused]
 }
 
 /// A [`FusedConv`] on device tensors. Inputs as [`FusedConv`]'s.
@@ -550,7 +532,7 @@ fn prepare(
             .unwrap_or_else(|e| e.into_inner())
             .get(&shape_key)
             .map(|c| c.candidate);
-        d.candidate = match pinned().or(known) {
+        d.candidate = match conv_algo::pinned().or(known) {
             Some(candidate) => candidate,
             None => {
                 let choice = benchmark(cuda, &d, op, inputs, output)?;
