@@ -11,6 +11,7 @@
 
 mod client;
 mod encode;
+mod malloc;
 mod metadata;
 mod report;
 mod tls;
@@ -272,6 +273,7 @@ impl BenchArgs {
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = args.plan()?;
+    malloc::keep_large_buffers();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

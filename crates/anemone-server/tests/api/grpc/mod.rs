@@ -269,6 +269,7 @@ mod metadata;
 mod repository;
 mod statistics;
 mod stream;
+mod transport;
 
 // The client's deadline (`grpc-timeout`) against the `timeout` parameter is
 // tested over real gRPC with a slow test backend in `faults.rs`.
