@@ -1,10 +1,12 @@
 //! Issue 9 item 2, runtime side: only real backend faults move a model, and
-//! a model's counters survive the move with every failure counted.
+//! a model's counters survive the move with every failure counted; a
+//! failing backend or a lost device hands the model to the next candidate.
 
 use super::{ask, file, wait_for_backend, Double};
-use anemone_core::ErrorKind;
+use anemone_core::{Error, ErrorKind};
 use anemone_runtime::{FallbackPolicy, Manager, ModelSpec};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 #[test]
 fn bad_input_never_moves_a_model_and_its_counters_survive_a_move() {
@@ -53,4 +55,87 @@ fn bad_input_never_moves_a_model_and_its_counters_survive_a_move() {
     assert_eq!(metrics.failures_of(ErrorKind::InvalidInput), 10);
     assert_eq!(metrics.failures_of(ErrorKind::Backend), backend_failures);
     assert_eq!(metrics.failure_count(), 10 + backend_failures);
+}
+
+#[test]
+fn a_failing_backend_hands_the_model_to_the_next_candidate() {
+    let (flaky, behaviour) = Double::new("flaky");
+    let (steady, steady_behaviour) = Double::new("steady");
+    let m = Manager::builder()
+        .backend(flaky)
+        .backend(steady)
+        .fallback(FallbackPolicy {
+            error_rate: 0.5,
+            min_errors: 3,
+            window: 100,
+        })
+        .build()
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("d", file()).max_concurrency(4))
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(ask(&m, "d", 1.0).unwrap(), 2.0);
+    }
+    behaviour.broken.store(1, Ordering::SeqCst);
+    // 5 successes: errors 1/6, 2/7 stay; the 5th error (5/10) trips.
+    for _ in 0..5 {
+        let e = ask(&m, "d", 1.0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Backend);
+    }
+    wait_for_backend(&m, "d", "steady");
+    assert_eq!(ask(&m, "d", 4.0).unwrap(), 8.0);
+    assert_eq!(steady_behaviour.calls.load(Ordering::SeqCst), 1);
+    let instance = m.model("d", None).unwrap();
+    let sel = instance.selection();
+    let from = sel.fallback_from.as_ref().unwrap();
+    assert_eq!(
+        (from.from.as_str(), from.reason.as_str()),
+        ("flaky", "error_rate")
+    );
+    assert!(from.detail.contains("kernel failed"), "{}", from.detail);
+    assert_eq!(sel.chosen(), Some("steady"));
+    assert!(
+        sel.summary().contains("fell back from flaky (error_rate"),
+        "{}",
+        sel.summary()
+    );
+    assert_eq!(
+        m.fallbacks(),
+        vec![(
+            (
+                "d".to_string(),
+                "flaky".to_string(),
+                "steady".to_string(),
+                "error_rate"
+            ),
+            1
+        )]
+    );
+    let metrics = m.metrics();
+    assert_eq!(metrics.fallbacks.len(), 1);
+    assert_eq!(metrics.in_flight, 0);
+}
+
+#[test]
+fn a_lost_device_moves_the_model_at_once_and_the_old_instance_serves_meanwhile() {
+    let (gpu, behaviour) = Double::new("gpu");
+    let (cpu, cpu_behaviour) = Double::new("cpu");
+    let m = Manager::builder()
+        .backend(gpu)
+        .backend(cpu)
+        .build()
+        .unwrap();
+    m.load_model_blocking(ModelSpec::new("d", file())).unwrap();
+    behaviour.device_lost.store(1, Ordering::SeqCst);
+    let e = ask(&m, "d", 1.0).unwrap_err();
+    assert!(matches!(e, Error::DeviceLost { .. }), "{e}");
+    wait_for_backend(&m, "d", "cpu");
+    assert_eq!(ask(&m, "d", 5.0).unwrap(), 10.0);
+    assert_eq!(cpu_behaviour.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(m.fallbacks()[0].0 .3, "device_lost");
+    // With nowhere left to go, the model stays and says so.
+    cpu_behaviour.device_lost.store(1, Ordering::SeqCst);
+    let _ = ask(&m, "d", 1.0).unwrap_err();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(m.model("d", None).unwrap().backend(), "cpu");
 }
