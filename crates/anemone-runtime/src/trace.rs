@@ -7,7 +7,8 @@
 //!
 //! - `compute_input`: admission and validation, on the calling task;
 //! - `queue`: from scheduling until a worker takes the job;
-//! - `batch_assembly`: concatenating a dynamic batch (batched requests only);
+//! - `batch_assembly`: gathering a dynamic batch's requests (batched requests
+//!   only; the engine stacks their rows inside `compute_infer`);
 //! - `compute_infer`: the engine call, retries included;
 //! - `compute_output`: selecting (and for a batch, splitting) the outputs.
 //!
