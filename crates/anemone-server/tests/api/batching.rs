@@ -181,3 +181,62 @@ async fn a_batched_model_answers_each_client_its_own_rows_over_http_and_grpc() {
     );
     server.stop().await;
 }
+
+/// docs/SERVING.md's recipe for Triton's instances (one request at a time
+/// each): `max_batch_size: 1` and an empty `dynamic_batching` block load as
+/// a queue whose batches hold one row, concurrent clients all get their
+/// rows, and every engine call ran one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_of_one_row_batches_loads_from_a_triton_config_and_serves_every_client() {
+    const TRITON_STYLE: &str = "max_batch_size: 1
+dynamic_batching { }
+instance_group [ { count: 2 kind: KIND_CPU } ]
+";
+    let repo = Repo::new("one-row-queue").model(
+        "mlp",
+        &fixture("dynamic_batch/model.onnx"),
+        Some(TRITON_STYLE),
+    );
+    let server = NetServer::start(&repo.0).await;
+    server.wait_ready().await;
+    let instance = server.state.manager.model("mlp", None).unwrap();
+    let spec = instance.spec();
+    assert_eq!(spec.max_batch_size, Some(1));
+    assert!(
+        spec.batching.is_some(),
+        "dynamic_batching {{ }} gives the model a queue"
+    );
+    assert_eq!(instance.instances().len(), 2, "instance_group count 2");
+    let rows = rows();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (x, want) = rows[i % rows.len()].clone();
+            let addr = server.http;
+            tokio::spawn(async move {
+                let mut http = crate::net::HttpConn::connect(addr).await;
+                let body = serde_json::json!({
+                    "inputs": [{"name": "x", "shape": [1, 5, 8], "datatype": "FP32", "data": x}]
+                });
+                let r = http
+                    .send("POST", "/v2/models/mlp/infer", body.to_string().as_bytes())
+                    .await;
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                let got: Vec<f32> = r.json()["outputs"][0]["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_f64().unwrap() as f32)
+                    .collect();
+                assert!(close(&got, &want), "request {i}: got {got:?} want {want:?}");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = instance.metrics().snapshot();
+    assert_eq!((stats.inference_count, stats.execution_count), (12, 12));
+    let sizes: Vec<u64> = stats.batch_stats.iter().map(|b| b.batch_size).collect();
+    assert_eq!(sizes, vec![1], "every engine call ran one request");
+    server.stop().await;
+}
