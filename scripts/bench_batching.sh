@@ -17,6 +17,10 @@
 #                client (on a machine with cores to spare, so that the
 #                client does not take the server's)            [unpinned]
 #
+# Triton's meaning of "off" (each instance runs one request at a time; anemone's
+# side "without" lets requests overlap on an instance, docs/SERVING.md):
+#   MAX_BATCH=1 PREFERRED=1 DELAY_US=0 scripts/bench_batching.sh with
+#
 # Settings (environment; defaults in brackets):
 #   CONCURRENCY  clients, each with one request in flight          [32]
 #   DURATION     seconds measured per side                         [20]

@@ -4,7 +4,8 @@
 #      cores and the client on 8 others (the client no longer takes the
 #      server's cores, as it must on the 2-core VM);
 #   2. ResNet-18 on tract-cuda, batch-1 requests at concurrency 32, with and
-#      without dynamic_batching.
+#      without dynamic_batching, and (unless TRITON_OFF=0) with each instance
+#      running one request at a time, Triton's meaning of "off".
 # Both go through scripts/bench_batching.sh with a prebuilt binary.
 #
 # Expects in $BIN_DIR (default .dev-cuda): `anemone` (release, --features cuda)
@@ -58,4 +59,10 @@ for n in ${GPU_INSTANCES:-1}; do
   echo "== GPU: resnet18 on tract-cuda, $n instance(s)" | tee -a "$OUT/resnet.log"
   MODEL_FILE=$W/resnet18/model.onnx BACKENDS=tract-cuda INPUT=input INPUT_DIMS=3,224,224 \
     OUTPUT=logits OUTPUT_DIMS=1000 INSTANCES=$n scripts/bench_batching.sh 2>&1 | tee -a "$OUT/resnet.log"
+  # Triton's "off": the same instances, each running one request at a time.
+  [ "${TRITON_OFF:-1}" = 1 ] || continue
+  echo "== GPU: resnet18 on tract-cuda, $n instance(s), one request per instance at a time (Triton's off)" | tee -a "$OUT/resnet.log"
+  MODEL_FILE=$W/resnet18/model.onnx BACKENDS=tract-cuda INPUT=input INPUT_DIMS=3,224,224 \
+    OUTPUT=logits OUTPUT_DIMS=1000 INSTANCES=$n MAX_BATCH=1 PREFERRED=1 DELAY_US=0 \
+    scripts/bench_batching.sh with 2>&1 | tee -a "$OUT/resnet.log"
 done
