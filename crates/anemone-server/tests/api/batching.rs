@@ -34,6 +34,27 @@ fn rows() -> Vec<(Vec<f32>, Vec<f32>)> {
         .collect()
 }
 
+/// POSTs `body` to `mlp`'s infer endpoint on a connection of its own and
+/// returns the answer, which must be a 200.
+async fn infer_http(addr: std::net::SocketAddr, body: serde_json::Value) -> serde_json::Value {
+    let mut http = crate::net::HttpConn::connect(addr).await;
+    let r = http
+        .send("POST", "/v2/models/mlp/infer", body.to_string().as_bytes())
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// The first output's `data`, as f32.
+fn first_output(v: &serde_json::Value) -> Vec<f32> {
+    v["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_f64().unwrap() as f32)
+        .collect()
+}
+
 fn close(got: &[f32], want: &[f32]) -> bool {
     got.len() == want.len()
         && got
@@ -58,22 +79,12 @@ async fn a_batched_model_answers_each_client_its_own_rows_over_http_and_grpc() {
         let addr = server.http;
         let priority = 1 + i % 2;
         tasks.push(tokio::spawn(async move {
-            let mut http = crate::net::HttpConn::connect(addr).await;
             let body = serde_json::json!({
                 "parameters": {"priority": priority, "timeout": 30_000_000},
                 "inputs": [{"name": "x", "shape": [1, 5, 8], "datatype": "FP32", "data": x}]
             });
-            let r = http
-                .send("POST", "/v2/models/mlp/infer", body.to_string().as_bytes())
-                .await;
-            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-            let v = r.json();
-            let got: Vec<f32> = v["outputs"][0]["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n.as_f64().unwrap() as f32)
-                .collect();
+            let v = infer_http(addr, body).await;
+            let got = first_output(&v);
             assert_eq!(v["outputs"][0]["shape"], serde_json::json!([1, 5, 4]));
             assert!(
                 close(&got, &want),
@@ -213,20 +224,10 @@ instance_group [ { count: 2 kind: KIND_CPU } ]
             let (x, want) = rows[i % rows.len()].clone();
             let addr = server.http;
             tokio::spawn(async move {
-                let mut http = crate::net::HttpConn::connect(addr).await;
                 let body = serde_json::json!({
                     "inputs": [{"name": "x", "shape": [1, 5, 8], "datatype": "FP32", "data": x}]
                 });
-                let r = http
-                    .send("POST", "/v2/models/mlp/infer", body.to_string().as_bytes())
-                    .await;
-                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-                let got: Vec<f32> = r.json()["outputs"][0]["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|n| n.as_f64().unwrap() as f32)
-                    .collect();
+                let got = first_output(&infer_http(addr, body).await);
                 assert!(close(&got, &want), "request {i}: got {got:?} want {want:?}");
             })
         })
