@@ -15,7 +15,9 @@
 //! `CUDA_BENCH_QUICK=1` runs only anemone's fp32, tf32 and fp16 variants,
 //! the latency table and the concurrency tables (for A/B runs, such as
 //! `ANEMONE_TRACT_CUDA_STAGING=pageable` against the default). The line
-//! `staged uploads` says how many inputs went up through the page-locked
+//! `ANEMONE_TRACT_CUDA_LAYOUT=nhwc` runs every variant in NHWC
+//! (`tract/layout.rs`); the line `NHWC conversions run` says it did. The
+//! line `staged uploads` says how many inputs went up through the page-locked
 //! staging buffers (`tract/cuda_staging.rs`).
 //!
 //! `CUDA_BENCH_PROFILE=PRECISION:BATCH` (for example `tf32:16`) runs only
@@ -194,6 +196,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("\nstaged uploads: {}", cuda_staging::staged_uploads());
+    println!(
+        "NHWC conversions run: {} (ANEMONE_TRACT_CUDA_LAYOUT=nhwc)",
+        anemone_backends::tract::cuda_relayout::relayouts()
+    );
     if quick {
         return finish(failures);
     }

@@ -19,6 +19,8 @@
 //!   float32), `CUDNN_DEFAULT_MATH` for tf32, `CUDNN_TENSOR_OP_MATH` for
 //!   fp16 (half tensors, float32 accumulation). tract-cuda leaves cuDNN's
 //!   default, which on Ampere and later already permits TF32.
+//! - runs on NCHW activations, or NHWC ones with a KRSC kernel when the
+//!   model's layout is NHWC (`layout`, opt-in).
 //!
 //! cuDNN runs the identity activation (a convolution with bias but no ReLU)
 //! with `IMPLICIT_PRECOMP_GEMM` only, so those are not benchmarked. For a
@@ -34,6 +36,7 @@
 
 use super::conv_algo::{self, Measured};
 use super::conv_fuse::{FusedConv, Precision};
+use super::layout::Layout;
 use cudarc::cudnn::sys::{
     cudnnActivationMode_t, cudnnConvolutionFwdAlgo_t as Algo, cudnnConvolutionMode_t,
     cudnnMathType_t, cudnnNanPropagation_t, cudnnTensorFormat_t,
@@ -80,9 +83,11 @@ fn algorithm(candidate: usize) -> Algo {
     ALGOS[fused]
 }
 
-/// A [`FusedConv`] on device tensors. Inputs as [`FusedConv`]'s.
+/// A [`FusedConv`] on device tensors whose activations (input, residual,
+/// output) are in a [`Layout`]. Inputs as [`FusedConv`]'s; in NHWC the
+/// kernel's bytes are in KRSC order ([`super::layout::krsc`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CudnnConv(pub FusedConv);
+pub struct CudnnConv(pub FusedConv, pub Layout);
 
 impl Op for CudnnConv {
     fn name(&self) -> StaticName {
@@ -90,7 +95,9 @@ impl Op for CudnnConv {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        self.0.info()
+        let mut info = self.0.info()?;
+        info.push(format!("layout: {}", self.1.as_str()));
+        Ok(info)
     }
 
     op_as_typed_op!();
@@ -206,7 +213,7 @@ struct Choice {
     measured: Vec<Measured>,
 }
 
-type ChoiceKey = (FusedConv, TVec<usize>);
+type ChoiceKey = (FusedConv, Layout, TVec<usize>);
 
 /// The candidate chosen for each (operator, input shape bucket), for every thread.
 fn chosen() -> &'static Mutex<HashMap<ChoiceKey, Choice>> {
@@ -221,13 +228,14 @@ pub fn chosen_algorithms() -> Vec<String> {
     let chosen = chosen().lock().unwrap_or_else(|e| e.into_inner());
     let mut lines: Vec<String> = chosen
         .iter()
-        .map(|((op, shape), choice)| {
+        .map(|((op, layout, shape), choice)| {
             let spec = &op.conv.pool_spec;
             format!(
-                "kernel {:?} strides {:?} {} input {:?}: {} ({})",
+                "kernel {:?} strides {:?} {} {} input {:?}: {} ({})",
                 spec.kernel_shape,
                 spec.strides(),
                 op.precision.as_str(),
+                layout.as_str(),
                 shape,
                 conv_algo::CANDIDATES[choice.candidate],
                 conv_algo::describe(&choice.measured)
@@ -242,30 +250,23 @@ fn dims(shape: &[usize]) -> Vec<i32> {
     shape.iter().map(|d| *d as i32).collect()
 }
 
-fn packed_strides(shape: &[usize]) -> Vec<i32> {
-    let mut strides = vec![1i32; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1] as i32;
-    }
-    strides
-}
-
 fn descriptors(
     cudnn: &Arc<Cudnn>,
     op: &FusedConv,
+    layout: Layout,
     dt: DatumType,
     x: &[usize],
     w: &[usize],
     y: &[usize],
 ) -> TractResult<Descriptors> {
     let typed = if dt == f16::datum_type() {
-        ByType::F16(typed::<f16>(cudnn, op, x, w, y)?)
+        ByType::F16(typed::<f16>(cudnn, op, layout, x, w, y)?)
     } else {
         ensure!(
             dt == f32::datum_type(),
             "AnemoneCudnnConv on {dt:?} tensors"
         );
-        ByType::F32(typed::<f32>(cudnn, op, x, w, y)?)
+        ByType::F32(typed::<f32>(cudnn, op, layout, x, w, y)?)
     };
     Ok(Descriptors {
         input_shape: x.into(),
@@ -277,6 +278,7 @@ fn descriptors(
 fn typed<T: Elem>(
     cudnn: &Arc<Cudnn>,
     op: &FusedConv,
+    layout: Layout,
     x: &[usize],
     w: &[usize],
     y: &[usize],
@@ -315,14 +317,20 @@ fn typed<T: Elem>(
     let relu =
         cudnn.create_activation::<T>(cudnnActivationMode_t::CUDNN_ACTIVATION_RELU, nan, 0.0)?;
     let c = y[1];
+    // In NHWC the kernel is KRSC (`lower_to_cudnn` uploads it so), and the
+    // kernel's format is what makes cuDNN take its NHWC kernels.
+    let filter_format = match layout {
+        Layout::Nchw => cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
+        Layout::Nhwc => cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+    };
     Ok(Typed {
         conv,
         act,
         identity,
         relu,
-        x: cudnn.create_nd_tensor::<T>(&dims(x), &packed_strides(x))?,
-        w: cudnn.create_nd_filter::<T>(cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, &dims(w))?,
-        y: cudnn.create_nd_tensor::<T>(&dims(y), &packed_strides(y))?,
+        x: cudnn.create_nd_tensor::<T>(&dims(x), &layout.strides(x))?,
+        w: cudnn.create_nd_filter::<T>(filter_format, &dims(w))?,
+        y: cudnn.create_nd_tensor::<T>(&dims(y), &layout.strides(y))?,
         bias: cudnn.create_nd_tensor::<T>(&[1, c as i32, 1, 1], &[c as i32, 1, 1, 1])?,
     })
 }
@@ -478,6 +486,7 @@ fn benchmark(
 fn dispatch(
     ctx: &EvalContext,
     op: &FusedConv,
+    layout: Layout,
     inputs: &[&DeviceTensor],
     output: &DeviceTensor,
 ) -> TractResult<()> {
@@ -490,7 +499,7 @@ fn dispatch(
             let at = match found {
                 Some(at) => at,
                 None => {
-                    let d = prepare(stream.cudnn(), stream, op, inputs, output)?;
+                    let d = prepare(stream.cudnn(), stream, op, layout, inputs, output)?;
                     if kept.len() == SHAPES_KEPT {
                         kept.remove(0);
                     }
@@ -511,12 +520,14 @@ fn prepare(
     cudnn: &Arc<Cudnn>,
     cuda: &Arc<CudaStream>,
     op: &FusedConv,
+    layout: Layout,
     inputs: &[&DeviceTensor],
     output: &DeviceTensor,
 ) -> TractResult<Descriptors> {
     let mut d = descriptors(
         cudnn,
         op,
+        layout,
         inputs[0].datum_type(),
         inputs[0].shape(),
         inputs[1].shape(),
@@ -525,6 +536,7 @@ fn prepare(
     if op.relu {
         let shape_key = (
             op.clone(),
+            layout,
             TVec::from(conv_algo::shape_bucket(inputs[0].shape())),
         );
         let known = chosen()
@@ -572,7 +584,7 @@ impl EvalOp for CudnnConv {
         let dt = inputs[0].datum_type();
         let output = tract_gpu::turn_handler::make_tensor_for_node(ctx, dt, &shape)?;
         if output.len() > 0 {
-            dispatch(ctx, &self.0, &inputs, &output)?;
+            dispatch(ctx, &self.0, self.1, &inputs, &output)?;
         }
         Ok(tvec!(output.into_tensor().into_tvalue()))
     }

@@ -3,6 +3,7 @@
 //! on tract-cuda's per-thread stream and cuDNN handle. A pooling kernel
 //! belongs in tract-cuda (upstream); this is the one anemone needs.
 
+use super::layout::Layout;
 use super::pool_fuse::{cudnn_geometry, CudnnMaxPoolMark};
 use cudarc::cudnn::sys::{cudnnNanPropagation_t, cudnnPoolingMode_t};
 use cudarc::cudnn::{PoolingDescriptor, PoolingForward, TensorDescriptor};
@@ -13,9 +14,9 @@ use tract_gpu::tensor::DeviceTensorExt;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-/// A [`CudnnMaxPoolMark`] on device tensors.
+/// A [`CudnnMaxPoolMark`] on device tensors in a [`Layout`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CudnnMaxPool(pub CudnnMaxPoolMark);
+pub struct CudnnMaxPool(pub CudnnMaxPoolMark, pub Layout);
 
 impl Op for CudnnMaxPool {
     fn name(&self) -> StaticName {
@@ -23,7 +24,9 @@ impl Op for CudnnMaxPool {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        self.0.info()
+        let mut info = self.0.info()?;
+        info.push(format!("layout: {}", self.1.as_str()));
+        Ok(info)
     }
 
     op_as_typed_op!();
@@ -53,14 +56,6 @@ thread_local! {
 
 fn i32s(v: &[usize]) -> Vec<i32> {
     v.iter().map(|d| *d as i32).collect()
-}
-
-fn packed(shape: &[usize]) -> Vec<i32> {
-    let mut strides = vec![1i32; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1] as i32;
-    }
-    strides
 }
 
 impl EvalOp for CudnnMaxPool {
@@ -95,9 +90,9 @@ impl EvalOp for CudnnMaxPool {
                         )?,
                         x: cudnn.create_nd_tensor::<f32>(
                             &i32s(input.shape()),
-                            &packed(input.shape()),
+                            &self.1.strides(input.shape()),
                         )?,
-                        y: cudnn.create_nd_tensor::<f32>(&i32s(&shape), &packed(&shape))?,
+                        y: cudnn.create_nd_tensor::<f32>(&i32s(&shape), &self.1.strides(&shape))?,
                     };
                     scratch.insert(key, d);
                 }

@@ -8,6 +8,10 @@
 //! CPU, between copies to and from the host) becomes a [`CudnnConv`] or
 //! [`CudnnMaxPool`] reading and writing the device tensors directly.
 //!
+//! The convolutions and pools run in one memory layout (`layout`): NCHW,
+//! or NHWC when asked (`ANEMONE_TRACT_CUDA_LAYOUT=nhwc`), with a
+//! [`CudnnRelayout`] on each edge between them and anything else.
+//!
 //! tract-cuda registers the operators it translates in a private inventory,
 //! so an outside crate cannot add one; a `register_cuda_op!` usable from
 //! other crates (or a public `CudaOpTranslator`) upstream would make this
@@ -16,6 +20,8 @@
 use super::conv_fuse::{FusedConv, Precision};
 use super::cuda_conv::CudnnConv;
 use super::cuda_pool::CudnnMaxPool;
+use super::cuda_relayout::CudnnRelayout;
+use super::layout::{self, insert_relayouts, Layout};
 use super::pool_fuse::CudnnMaxPoolMark;
 use tract_cuda::CudaTransform;
 use tract_gpu::fact::{DeviceFact, DeviceTypedFactExt};
@@ -81,27 +87,60 @@ impl Runtime for AnemoneCuda {
 /// before it and back to the device after it drop out, host constants
 /// (weights, bias) become device constants. Returns how many it replaced.
 pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
-    let device_op = |node: &TypedNode| -> Option<Box<dyn TypedOp>> {
+    // One layout for the model's cuDNN operators (`layout`), where it has a
+    // convolution. A convolution whose kernel is not a constant (which NHWC
+    // needs rearranged) and any operator on a tensor that is not 4-D stay in
+    // NCHW.
+    let layout = if model.nodes().iter().any(|n| n.op_is::<FusedConv>()) {
+        Layout::configured()
+    } else {
+        Layout::Nchw
+    };
+    // Called for the convolutions and pools only: they have an input.
+    let rank4 = |model: &TypedModel, node: &TypedNode| {
+        node.inputs
+            .first()
+            .is_some_and(|&i| model.outlet_fact(i).is_ok_and(|f| f.rank() == 4))
+    };
+    let device_op = |model: &TypedModel, node: &TypedNode| -> Option<Box<dyn TypedOp>> {
+        if !node.op_is::<FusedConv>() && !node.op_is::<CudnnMaxPoolMark>() {
+            return None;
+        }
+        let layout = if rank4(model, node) {
+            layout
+        } else {
+            Layout::Nchw
+        };
         if let Some(op) = node.op_as::<FusedConv>() {
-            Some(Box::new(CudnnConv(op.clone())))
+            let kernel_const = node
+                .inputs
+                .get(1)
+                .is_some_and(|k| model.node(k.node).op_is::<Const>());
+            let layout = if kernel_const { layout } else { Layout::Nchw };
+            Some(Box::new(CudnnConv(op.clone(), layout)))
         } else {
             node.op_as::<CudnnMaxPoolMark>()
-                .map(|op| Box::new(CudnnMaxPool(op.clone())) as Box<dyn TypedOp>)
+                .map(|op| Box::new(CudnnMaxPool(op.clone(), layout)) as Box<dyn TypedOp>)
         }
     };
     let ids: Vec<usize> = model
         .nodes()
         .iter()
-        .filter(|n| device_op(n).is_some())
+        .filter(|n| device_op(model, n).is_some())
         .map(|n| n.id)
         .collect();
     for &id in &ids {
         let node = model.node(id).clone();
-        let op = device_op(&node).expect("filtered above; this is a bug");
+        let op = device_op(model, &node).expect("filtered above; this is a bug");
+        // An NHWC convolution reads its kernel (input 1) in KRSC order.
+        let krsc_kernel = op
+            .downcast_ref::<CudnnConv>()
+            .is_some_and(|c| c.1 == Layout::Nhwc);
         let mut patch = TypedModelPatch::default();
         let mut inputs = tvec!();
         for (ix, &input) in node.inputs.iter().enumerate() {
-            inputs.push(device_wire(model, &mut patch, &node.name, ix, input)?);
+            let krsc = krsc_kernel && ix == 1;
+            inputs.push(device_wire(model, &mut patch, &node.name, ix, input, krsc)?);
         }
         let out = patch.wire_node(format!("{}.cudnn", node.name), op, &inputs)?[0];
         let mut host_readers = model.output_outlets()?.contains(&node.id.into());
@@ -124,17 +163,39 @@ pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
         }
         patch.apply(model)?;
     }
+    // The replaced nodes go first: their host copies would count as readers.
+    model.compact()?;
+    let nhwc_slots = |node: &TypedNode| -> Option<TVec<usize>> {
+        if let Some(conv) = node.op_as::<CudnnConv>() {
+            // The input, and the residual (of the output's shape) if any.
+            let residual = conv.0.residual.then_some(3);
+            (conv.1 == Layout::Nhwc).then(|| std::iter::once(0).chain(residual).collect())
+        } else {
+            node.op_as::<CudnnMaxPool>()
+                .filter(|p| p.1 == Layout::Nhwc)
+                .map(|_| tvec!(0))
+        }
+    };
+    let relayouts = insert_relayouts(model, nhwc_slots, |to| Box::new(CudnnRelayout(to)))?;
+    tracing::debug!(
+        lowered = ids.len(),
+        layout = layout.as_str(),
+        relayouts,
+        "tract-cuda: cuDNN operators"
+    );
     model.compact()?;
     Ok(ids.len())
 }
 
-/// `input` of a CPU-wired node, as a device tensor wire in `patch`.
+/// `input` of a CPU-wired node, as a device tensor wire in `patch`; a
+/// constant convolution kernel in KRSC order if `krsc`.
 fn device_wire(
     model: &TypedModel,
     patch: &mut TypedModelPatch,
     name: &str,
     ix: usize,
     input: OutletId,
+    krsc: bool,
 ) -> TractResult<OutletId> {
     let producer = model.node(input.node);
     if model.outlet_fact(input)?.as_device_fact().is_some() {
@@ -147,11 +208,13 @@ fn device_wire(
         return patch.tap_model(model, producer.inputs[0]);
     }
     if let Some(konst) = producer.op_as::<Const>() {
-        let fact: TypedFact = Arc::clone(konst.val()).try_into()?;
-        let device = Arc::clone(konst.val())
-            .into_device()?
-            .into_tensor()
-            .into_arc_tensor();
+        let value = if krsc {
+            layout::krsc(konst.val())?.into_arc_tensor()
+        } else {
+            Arc::clone(konst.val())
+        };
+        let fact: TypedFact = Arc::clone(&value).try_into()?;
+        let device = value.into_device()?.into_tensor().into_arc_tensor();
         let op = Const::new_with_exotic_fact(device, Box::new(DeviceFact::from_host(fact)?))?;
         return Ok(patch.wire_node(format!("{name}.device-{ix}"), op, &[])?[0]);
     }

@@ -13,9 +13,12 @@ pub mod cuda_conv;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_pool;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_relayout;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_runtime;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_staging;
+pub mod layout;
 pub mod metal;
 pub mod ops;
 pub mod pool_fuse;

@@ -263,17 +263,39 @@ fn a_stacked_batch_on_tract_cuda_gives_each_request_its_own_rows() {
     ignore = "needs tract-cuda and a GPU: cargo test -p anemone-runtime --features cuda --test models cuda::"
 )]
 fn resnet18_in_fp16_on_tract_cuda_stays_within_half_precision() {
+    reduced_precision("fp16", 1e-6, 2e-2, 1e-2);
+}
+
+/// `tract-cuda.precision=tf32`: the convolutions and matrix products on the
+/// tensor cores, within TF32's error of ONNX Runtime's float32 (some 1e-4;
+/// a wrong kernel gives another answer altogether), each stacked row its
+/// own request's. With `ANEMONE_TRACT_CUDA_LAYOUT=nhwc` in the environment
+/// this checks the NHWC path (`tract/layout.rs`) too.
+#[test]
+#[cfg_attr(
+    not(feature = "cuda"),
+    ignore = "needs tract-cuda and a GPU: cargo test -p anemone-runtime --features cuda --test models cuda::"
+)]
+fn resnet18_in_tf32_on_tract_cuda_stays_within_tf32s_error() {
+    reduced_precision("tf32", 0.0, 5e-3, 5e-3);
+}
+
+/// ResNet-18 in `precision` (a `tract-cuda.precision` value): its error
+/// against ONNX Runtime's float32 is in (`min_err`, `max_err`); a stacked
+/// batch of two different requests gives each row within `row_err` of its
+/// own request alone, and several times nearer to it than to the other's.
+fn reduced_precision(precision: &str, min_err: f64, max_err: f64, row_err: f64) {
     let Some(backend) = backend() else { return };
-    let (case, model) = resnet18(&backend, &[("tract-cuda.precision", "fp16")]);
+    let (case, model) = resnet18(&backend, &[("tract-cuda.precision", precision)]);
     let run = &case.runs[0];
     let x = case.inputs(run).remove(0).1;
     let reference = case.tensor(&run.outputs[0].file);
     let alone = model.infer(std::slice::from_ref(&x)).unwrap().remove(0);
     let err = rel_l2(&alone, &reference);
-    println!("resnet18 fp16: rel. L2 {err:.2e} against ONNX Runtime");
+    println!("resnet18 {precision}: rel. L2 {err:.2e} against ONNX Runtime");
     assert!(
-        err > 1e-6 && err < 2e-2,
-        "fp16 against ONNX Runtime: {err:.2e}"
+        err > min_err && err < max_err,
+        "{precision} against ONNX Runtime: {err:.2e}"
     );
     let flipped = flipped(&x);
     let other = model
@@ -283,11 +305,10 @@ fn resnet18_in_fp16_on_tract_cuda_stays_within_half_precision() {
     let parts = [std::slice::from_ref(&x), std::slice::from_ref(&flipped)];
     let stacked = model.infer_stacked(&parts).unwrap().remove(0);
     let rows = stacked.split_batch(&[1, 1]).unwrap();
-    // Each row is its own request's answer: within half precision of it,
-    // and several times nearer to it than to the other request's (half
-    // precision's noise is some 5e-4; the two answers differ by more).
+    // Each row is its own request's answer: within the precision's noise of
+    // it, and several times nearer to it than to the other request's.
     let apart = rel_l2(&alone, &other);
-    println!("resnet18 fp16: the two requests' answers differ by {apart:.2e}");
+    println!("resnet18 {precision}: the two requests' answers differ by {apart:.2e}");
     for (i, (row, [own, theirs])) in rows
         .iter()
         .zip([[&alone, &other], [&other, &alone]])
@@ -295,11 +316,11 @@ fn resnet18_in_fp16_on_tract_cuda_stays_within_half_precision() {
     {
         let err = rel_l2(row, own);
         let swapped = rel_l2(row, theirs);
-        println!("resnet18 fp16 stacked row {i}: rel. L2 {err:.2e} against the request alone, {swapped:.2e} against the other");
-        assert!(err < 1e-2, "fp16 row {i}: rel. L2 {err:.2e}");
+        println!("resnet18 {precision} stacked row {i}: rel. L2 {err:.2e} against the request alone, {swapped:.2e} against the other");
+        assert!(err < row_err, "{precision} row {i}: rel. L2 {err:.2e}");
         assert!(
             4.0 * err < swapped,
-            "fp16 row {i}: {err:.2e} from its own answer, {swapped:.2e} from the other's"
+            "{precision} row {i}: {err:.2e} from its own answer, {swapped:.2e} from the other's"
         );
     }
 }
