@@ -3,35 +3,54 @@
 use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The server's SETTINGS frame: `(identifier, value)` pairs, read after
-/// sending the client preface and an empty SETTINGS frame.
-async fn server_settings(addr: std::net::SocketAddr) -> Vec<(u16, u32)> {
+/// What the server says first: its SETTINGS frame's `(identifier, value)`
+/// pairs, and the increment of its first WINDOW_UPDATE for the whole
+/// connection (stream 0), if one comes within a second of the settings.
+/// Read after sending the client preface and an empty SETTINGS frame.
+async fn server_frames(addr: std::net::SocketAddr) -> (Vec<(u16, u32)>, Option<u32>) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
         .unwrap();
+    let mut settings = None;
     loop {
+        let wait = if settings.is_some() { 1 } else { 10 };
         let mut head = [0u8; 9];
-        tokio::time::timeout(Duration::from_secs(10), tcp.read_exact(&mut head))
-            .await
-            .expect("the server sends its settings")
-            .unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(wait), tcp.read_exact(&mut head)).await;
+        let Ok(read) = read else {
+            let settings = settings.expect("the server sends its settings");
+            return (settings, None);
+        };
+        read.unwrap();
         let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
         let mut payload = vec![0u8; len];
         tcp.read_exact(&mut payload).await.unwrap();
         let (kind, ack) = (head[3], head[4] & 1 == 1);
-        if kind == 4 && !ack {
-            return payload
-                .chunks_exact(6)
-                .map(|s| {
-                    (
-                        u16::from_be_bytes([s[0], s[1]]),
-                        u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
-                    )
-                })
-                .collect();
+        if kind == 4 && !ack && settings.is_none() {
+            settings = Some(
+                payload
+                    .chunks_exact(6)
+                    .map(|s| {
+                        (
+                            u16::from_be_bytes([s[0], s[1]]),
+                            u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        if kind == 8 && stream == 0 {
+            let increment = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+            let settings = settings.expect("WINDOW_UPDATE before SETTINGS");
+            return (settings, Some(increment & 0x7fff_ffff));
         }
     }
+}
+
+/// The server's SETTINGS frame.
+async fn server_settings(addr: std::net::SocketAddr) -> Vec<(u16, u32)> {
+    server_frames(addr).await.0
 }
 
 /// Large inputs arrive in few frames: the listener takes frames of
@@ -62,5 +81,35 @@ async fn the_grpc_listener_takes_one_mebibyte_frames() {
     assert_eq!(
         f32s(&answer.raw_output_contents[0]),
         zip(&x, &y, |a, b| a + b)
+    );
+}
+
+/// The flow-control windows are Triton's: 4 MiB per stream and per
+/// connection (HTTP/2 starts both at 65,535 bytes; the connection's grows
+/// by a WINDOW_UPDATE), and the header list limit is Triton's 16 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_listener_has_tritons_windows_and_header_limit() {
+    let server = TestServer::start(examples(), ControlMode::None).await;
+    let (settings, connection_increment) = server_frames(server.addr).await;
+    server.stop().await;
+    let setting = |id: u16| settings.iter().find(|(i, _)| *i == id).map(|(_, v)| *v);
+    const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 4;
+    const SETTINGS_MAX_HEADER_LIST_SIZE: u16 = 6;
+    const TRITON_WINDOW: u32 = 4 << 20;
+    assert_eq!(anemone_server::server::GRPC_WINDOW_SIZE, TRITON_WINDOW);
+    assert_eq!(
+        setting(SETTINGS_INITIAL_WINDOW_SIZE),
+        Some(TRITON_WINDOW),
+        "settings: {settings:?}"
+    );
+    assert_eq!(
+        connection_increment.map(|i| 65_535 + i),
+        Some(TRITON_WINDOW),
+        "the connection's window update"
+    );
+    assert_eq!(
+        setting(SETTINGS_MAX_HEADER_LIST_SIZE),
+        Some(16 << 10),
+        "settings: {settings:?}"
     );
 }
