@@ -2,26 +2,35 @@
 //! a model's counters survive the move with every failure counted; a
 //! failing backend or a lost device hands the model to the next candidate.
 
-use super::{ask, file, wait_for_backend, Double};
+use super::{ask, file, wait_for_backend, Behaviour, Double};
 use anemone_core::{Error, ErrorKind};
 use anemone_runtime::{FallbackPolicy, Manager, ModelSpec};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-#[test]
-fn bad_input_never_moves_a_model_and_its_counters_survive_a_move() {
-    let (flaky, behaviour) = Double::new("flaky");
-    let (steady, _) = Double::new("steady");
+/// A manager with a `flaky` double first and a `steady` one after it, that
+/// moves a model off a backend once `min_errors` of its last 100 calls
+/// failed and they are half of them; with both doubles' behaviours.
+fn flaky_then_steady(min_errors: u64) -> (Manager, Arc<Behaviour>, Arc<Behaviour>) {
+    let (flaky, flaky_behaviour) = Double::new("flaky");
+    let (steady, steady_behaviour) = Double::new("steady");
     let m = Manager::builder()
         .backend(flaky)
         .backend(steady)
         .fallback(FallbackPolicy {
             error_rate: 0.5,
-            min_errors: 2,
+            min_errors,
             window: 100,
         })
         .build()
         .unwrap();
+    (m, flaky_behaviour, steady_behaviour)
+}
+
+#[test]
+fn bad_input_never_moves_a_model_and_its_counters_survive_a_move() {
+    let (m, behaviour, _) = flaky_then_steady(2);
     m.load_model_blocking(ModelSpec::new("d", file())).unwrap();
     for _ in 0..3 {
         assert_eq!(ask(&m, "d", 1.0).unwrap(), 2.0);
@@ -59,18 +68,7 @@ fn bad_input_never_moves_a_model_and_its_counters_survive_a_move() {
 
 #[test]
 fn a_failing_backend_hands_the_model_to_the_next_candidate() {
-    let (flaky, behaviour) = Double::new("flaky");
-    let (steady, steady_behaviour) = Double::new("steady");
-    let m = Manager::builder()
-        .backend(flaky)
-        .backend(steady)
-        .fallback(FallbackPolicy {
-            error_rate: 0.5,
-            min_errors: 3,
-            window: 100,
-        })
-        .build()
-        .unwrap();
+    let (m, behaviour, steady_behaviour) = flaky_then_steady(3);
     m.load_model_blocking(ModelSpec::new("d", file()).max_concurrency(4))
         .unwrap();
     for _ in 0..5 {
