@@ -112,10 +112,14 @@ pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
             Layout::Nchw
         };
         if let Some(op) = node.op_as::<FusedConv>() {
-            let kernel_const = node
-                .inputs
-                .get(1)
-                .is_some_and(|k| model.node(k.node).op_is::<Const>());
+            // A host constant: `device_wire` uploads it, rearranged. (One
+            // already on the device would be read as it is.)
+            let kernel_const = node.inputs.get(1).is_some_and(|&k| {
+                model.node(k.node).op_is::<Const>()
+                    && model
+                        .outlet_fact(k)
+                        .is_ok_and(|f| f.as_device_fact().is_none())
+            });
             let layout = if kernel_const { layout } else { Layout::Nchw };
             Some(Box::new(CudnnConv(op.clone(), layout)))
         } else {
