@@ -102,7 +102,8 @@ pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
             .first()
             .is_some_and(|&i| model.outlet_fact(i).is_ok_and(|f| f.rank() == 4))
     };
-    let device_op = |model: &TypedModel, node: &TypedNode| -> Option<Box<dyn TypedOp>> {
+    // The operator replacing `node`, and whether it reads a KRSC kernel.
+    let device_op = |model: &TypedModel, node: &TypedNode| -> Option<(Box<dyn TypedOp>, bool)> {
         if !node.op_is::<FusedConv>() && !node.op_is::<CudnnMaxPoolMark>() {
             return None;
         }
@@ -121,10 +122,15 @@ pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
                         .is_ok_and(|f| f.as_device_fact().is_none())
             });
             let layout = if kernel_const { layout } else { Layout::Nchw };
-            Some(Box::new(CudnnConv(op.clone(), layout)))
+            let krsc = layout == Layout::Nhwc;
+            Some((Box::new(CudnnConv(op.clone(), layout)), krsc))
         } else {
-            node.op_as::<CudnnMaxPoolMark>()
-                .map(|op| Box::new(CudnnMaxPool(op.clone(), layout)) as Box<dyn TypedOp>)
+            node.op_as::<CudnnMaxPoolMark>().map(|op| {
+                (
+                    Box::new(CudnnMaxPool(op.clone(), layout)) as Box<dyn TypedOp>,
+                    false,
+                )
+            })
         }
     };
     let ids: Vec<usize> = model
@@ -135,11 +141,8 @@ pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
         .collect();
     for &id in &ids {
         let node = model.node(id).clone();
-        let op = device_op(model, &node).expect("filtered above; this is a bug");
         // An NHWC convolution reads its kernel (input 1) in KRSC order.
-        let krsc_kernel = op
-            .downcast_ref::<CudnnConv>()
-            .is_some_and(|c| c.1 == Layout::Nhwc);
+        let (op, krsc_kernel) = device_op(model, &node).expect("filtered above; this is a bug");
         let mut patch = TypedModelPatch::default();
         let mut inputs = tvec!();
         for (ix, &input) in node.inputs.iter().enumerate() {

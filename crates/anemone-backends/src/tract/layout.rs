@@ -244,6 +244,16 @@ mod tests {
         found
     }
 
+    /// How many conversions into `layout` read `producer`'s output.
+    fn conversions_of(model: &TypedModel, producer: &str, layout: Layout) -> usize {
+        model
+            .nodes()
+            .iter()
+            .filter(|n| n.op_as::<Pass>() == Some(&Pass(Some(layout))))
+            .filter(|n| model.node(n.inputs[0].node).name == producer)
+            .count()
+    }
+
     fn count(model: &TypedModel) -> usize {
         model
             .nodes()
@@ -293,21 +303,14 @@ mod tests {
         assert_eq!(conversions(&model, "nhwc-sum", "nhwc-r"), []);
         assert_eq!(conversions(&model, "nhwc-sum", "plain-p"), [Layout::Nchw]);
         assert_eq!(conversions(&model, "nhwc-sum", "plain-q"), [Layout::Nchw]);
-        let into_nhwc = model
-            .nodes()
-            .iter()
-            .filter(|n| n.op_as::<Pass>() == Some(&Pass(Some(Layout::Nhwc))))
-            .filter(|n| model.node(n.inputs[0].node).name == "plain-stem")
-            .count();
-        assert_eq!(into_nhwc, 1, "one conversion of the stem for both readers");
-        let sum_back = model
-            .nodes()
-            .iter()
-            .filter(|n| n.op_as::<Pass>() == Some(&Pass(Some(Layout::Nchw))))
-            .filter(|n| model.node(n.inputs[0].node).name == "nhwc-sum")
-            .count();
         assert_eq!(
-            sum_back, 1,
+            conversions_of(&model, "plain-stem", Layout::Nhwc),
+            1,
+            "one conversion of the stem for both readers"
+        );
+        assert_eq!(
+            conversions_of(&model, "nhwc-sum", Layout::Nchw),
+            1,
             "one conversion back of the sum for every reader"
         );
         // Every model output is NCHW: no output is an NHWC node's own.
