@@ -18,7 +18,8 @@
 //! `ANEMONE_TRACT_CUDA_LAYOUT=nhwc` runs every variant in NHWC
 //! (`tract/layout.rs`); the line `NHWC conversions run` says it did. The
 //! line `staged uploads` says how many inputs went up through the page-locked
-//! staging buffers (`tract/cuda_staging.rs`).
+//! staging buffers (`tract/cuda_staging.rs`); the line `CUDA graphs` how
+//! many calls were replayed from a graph (`tract/cuda_graph.rs`).
 //!
 //! `CUDA_BENCH_PROFILE=PRECISION:BATCH` (for example `tf32:16`) runs only
 //! that variant at that batch: the per-operator table (synchronised after
@@ -199,6 +200,11 @@ fn main() -> anyhow::Result<()> {
     println!(
         "NHWC conversions run: {} (ANEMONE_TRACT_CUDA_LAYOUT=nhwc)",
         anemone_backends::tract::cuda_relayout::relayouts()
+    );
+    let (captured, replayed, refused) = anemone_backends::tract::cuda_graph::counts();
+    println!(
+        "CUDA graphs: {captured} captured, {replayed} calls replayed, {refused} captures failed \
+         (ANEMONE_TRACT_CUDA_GRAPHS=off turns them off)"
     );
     if quick {
         return finish(failures);

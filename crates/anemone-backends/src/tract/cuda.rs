@@ -12,7 +12,7 @@
 //! those panics and return errors instead.
 
 use super::conv_fuse::{Precision, PRECISION_KEY};
-use super::{cuda_runtime, cuda_staging, load, Target, TractModel, TRACT_VERSION};
+use super::{cuda_graph, cuda_runtime, cuda_staging, load, Target, TractModel, TRACT_VERSION};
 use anemone_core::{
     Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
     Result, Support, Tensor, Tier,
@@ -45,6 +45,7 @@ const CUDA: Target = Target {
     runtime_impl: Some(cuda_runtime::runtime),
     reuse_states: true,
     upload: Some(cuda_staging::upload),
+    run_state: Some(cuda_graph::run),
 };
 
 impl Backend for TractCuda {

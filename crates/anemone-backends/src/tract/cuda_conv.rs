@@ -335,12 +335,24 @@ fn typed<T: Elem>(
     })
 }
 
+thread_local! {
+    /// Counts the replacements of the thread's workspace: a CUDA graph
+    /// recorded on one it no longer has must be recorded again.
+    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Which of this thread's cuDNN workspaces is the current one.
+pub fn workspace_generation() -> u64 {
+    GENERATION.get()
+}
+
 /// Makes the thread's workspace at least `bytes` long.
 fn reserve(stream: &Arc<CudaStream>, bytes: usize) -> TractResult<()> {
     WORKSPACE.with_borrow_mut(|ws| {
         if bytes > 0 && ws.as_ref().is_none_or(|w| w.len() < bytes) {
             // SAFETY: cuDNN writes the workspace before it reads it.
             *ws = Some(unsafe { stream.alloc::<u8>(bytes) }?);
+            GENERATION.set(GENERATION.get() + 1);
         }
         Ok(())
     })

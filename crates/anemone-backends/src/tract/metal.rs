@@ -87,6 +87,7 @@ const METAL: super::Target = super::Target {
     runtime_impl: None,
     reuse_states: false,
     upload: None,
+    run_state: None,
 };
 
 /// Whether a Metal device and tract's `metal` runtime are there; found once.

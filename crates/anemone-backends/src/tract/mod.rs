@@ -11,6 +11,8 @@ pub mod cuda;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_conv;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_graph;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_pool;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_relayout;
@@ -85,6 +87,7 @@ const CPU: Target = Target {
     runtime_impl: None,
     reuse_states: false,
     upload: None,
+    run_state: None,
 };
 
 /// What one of tract's runtimes needs from the shared loading code.
@@ -111,7 +114,13 @@ pub(crate) struct Target {
     /// than tract's own upload (tract-cuda: through page-locked memory,
     /// `cuda_staging`); `None` from it, or no function, means tract's path.
     pub upload: Option<Upload>,
+    /// Runs a reused state (see `reuse_states`) where the target does
+    /// better than `State::run` (tract-cuda: CUDA graphs, `cuda_graph`).
+    pub run_state: Option<RunState>,
 }
+
+/// A [`Target`]'s own run of a reused plan state.
+pub(crate) type RunState = fn(&mut Box<dyn State>, TVec<TValue>) -> TractResult<TVec<TValue>>;
 
 /// A [`Target`]'s own upload of input `ix` of a plan: a tensor of `dtype`
 /// and `shape` whose bytes are `parts` one after another (one part, or one
@@ -163,6 +172,8 @@ pub struct TractModel {
     states: Option<Mutex<Vec<(ThreadId, Box<dyn State>)>>>,
     /// The target's own input upload, if it has one.
     upload: Option<Upload>,
+    /// The target's own run of a reused state, if it has one.
+    run_state: Option<RunState>,
 }
 
 /// How a model's computation is prepared.
@@ -285,6 +296,7 @@ fn load(
         footprint,
         states,
         upload: target.upload,
+        run_state: target.run_state,
     })
 }
 
@@ -516,7 +528,7 @@ impl TractModel {
         fail: &dyn Fn(&str, TractError) -> Error,
     ) -> Result<Vec<Tensor>> {
         let outputs = match &self.states {
-            Some(states) => run_reusing_state(runnable, states, values),
+            Some(states) => run_reusing_state(runnable, states, values, self.run_state),
             None => runnable.run(values),
         }
         .map_err(|e| fail("inference failed", e))?;
@@ -547,6 +559,7 @@ fn run_reusing_state(
     runnable: &dyn Runnable,
     states: &Mutex<Vec<(ThreadId, Box<dyn State>)>>,
     values: TVec<TValue>,
+    run_state: Option<RunState>,
 ) -> TractResult<TVec<TValue>> {
     let me = std::thread::current().id();
     let taken = {
@@ -558,7 +571,10 @@ fn run_reusing_state(
         Some(state) => state,
         None => runnable.spawn()?,
     };
-    let outputs = state.run(values)?;
+    let outputs = match run_state {
+        Some(run) => run(&mut state, values)?,
+        None => state.run(values)?,
+    };
     states
         .lock()
         .unwrap_or_else(|e| e.into_inner())

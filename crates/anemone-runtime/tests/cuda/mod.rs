@@ -63,6 +63,7 @@ fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
 fn check(name: &str, threads: usize, staged: bool) {
     let Some(backend) = backend() else { return };
     let before = staged_uploads();
+    let replayed_before = graph_counts().1;
     let case = Arc::new(Case::load(name));
     let m = Arc::new(
         Manager::builder()
@@ -120,6 +121,20 @@ fn check(name: &str, threads: usize, staged: bool) {
         // the calls ran on them): the count never goes past the budget.
         assert!(pinned_bytes() <= budget(), "{name}: over the budget");
     }
+    // Each thread's second call at a shape is captured into a CUDA graph
+    // and replayed (`cuda_graph`): the answers checked above include
+    // replayed ones. Only a lower bound, as for the staging.
+    let (captured, replayed, refused) = graph_counts();
+    println!("{name}: CUDA graphs {captured} captured, {replayed} replayed, {refused} refused");
+    assert!(
+        !staged || !graphs_on() || replayed > replayed_before,
+        "{name}: no call was replayed from a CUDA graph"
+    );
+}
+
+/// Whether tract-cuda replays calls from CUDA graphs in this process.
+fn graphs_on() -> bool {
+    std::env::var(GRAPHS_ENV).as_deref() != Ok("off")
 }
 
 /// Whether tract-cuda stages inputs in this process (not turned off for a
@@ -150,6 +165,14 @@ fn pinned_bytes() -> usize {
 }
 #[cfg(not(feature = "cuda"))]
 const STAGING_ENV: &str = "";
+#[cfg(feature = "cuda")]
+use anemone_backends::tract::cuda_graph::{counts as graph_counts, GRAPHS_ENV};
+#[cfg(not(feature = "cuda"))]
+fn graph_counts() -> (u64, u64, u64) {
+    (0, 0, 0)
+}
+#[cfg(not(feature = "cuda"))]
+const GRAPHS_ENV: &str = "";
 
 #[test]
 #[cfg_attr(
