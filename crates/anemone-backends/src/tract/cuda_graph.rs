@@ -22,12 +22,15 @@
 //! shape to the plain path for good; a graph whose cuDNN workspace was since replaced is captured again.
 //! At most [`GRAPHS_PER_THREAD`] shapes per thread and
 //! [`GRAPH_BYTES_PER_THREAD`] of kept tensors, the least recently used
-//! graphs dropped first. [`GRAPHS_ENV`] set to `off` turns graphs off.
+//! graphs dropped first. Before the first capture the device's memory pool
+//! is made to keep freed memory ([`keep_freed_memory`]). [`GRAPHS_ENV`] set
+//! to `off` turns graphs off.
 
 use super::cuda_conv;
 use cudarc::driver::sys;
-use cudarc::driver::CudaGraph;
+use cudarc::driver::{CudaContext, CudaGraph};
 use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, Weak};
 use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
@@ -45,12 +48,17 @@ pub const GRAPHS_ENV: &str = "ANEMONE_TRACT_CUDA_GRAPHS";
 pub const GRAPHS_PER_THREAD: usize = 32;
 
 /// Device bytes of kept inputs and outputs one thread's graphs hold at
-/// most (ResNet-18 at every batch size from 1 to 32: 330 MB).
+/// most (ResNet-18 at every batch size from 1 to 32: 320 MB).
 pub const GRAPH_BYTES_PER_THREAD: usize = 512 << 20;
 
 static CAPTURED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED: AtomicU64 = AtomicU64::new(0);
 static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Captures of one shape that may fail before the shape keeps the plain
+/// path: a capture can also fail for a reason of the moment (another
+/// thread's work on the device), where a later one succeeds.
+pub const ATTEMPTS: u8 = 3;
 
 /// Graphs captured, calls replayed and captures that failed, process-wide
 /// (for tests and `cuda_bench`).
@@ -76,8 +84,10 @@ struct Entry {
     /// Types and shapes of the outputs, from the first call.
     outputs: Vec<(DatumType, TVec<usize>)>,
     graph: Option<Graph>,
-    /// A capture failed: always the plain path.
+    /// Always the plain path: the run cannot be captured.
     refused: bool,
+    /// Captures that failed so far ([`ATTEMPTS`] of them refuse the shape).
+    failures: u8,
     /// The thread's call counter when the entry was last used.
     used: u64,
 }
@@ -134,15 +144,21 @@ pub fn run(state: &mut Box<dyn State>, values: TVec<TValue>) -> TractResult<TVec
                 Err(e) => return Next::Done(Err(e)),
             };
             if entries.len() >= GRAPHS_PER_THREAD {
-                let oldest = (0..entries.len()).min_by_key(|&i| entries[i].used).unwrap_or(0);
+                let oldest = (0..entries.len())
+                    .min_by_key(|&i| entries[i].used)
+                    .unwrap_or(0);
                 entries.swap_remove(oldest);
             }
             entries.push(Entry {
                 plan: Arc::downgrade(&plan),
                 inputs: shapes,
-                outputs: outputs.iter().map(|v| (v.datum_type(), v.shape().into())).collect(),
+                outputs: outputs
+                    .iter()
+                    .map(|v| (v.datum_type(), v.shape().into()))
+                    .collect(),
                 graph: None,
                 refused: !replayable(&plan),
+                failures: 0,
                 used: *clock,
             });
             return Next::Done(Ok(outputs));
@@ -153,7 +169,11 @@ pub fn run(state: &mut Box<dyn State>, values: TVec<TValue>) -> TractResult<TVec
             return Next::Done(typed.run(values));
         }
         let workspace = cuda_conv::workspace_generation();
-        if entry.graph.as_ref().is_none_or(|g| g.workspace != workspace) {
+        if entry
+            .graph
+            .as_ref()
+            .is_none_or(|g| g.workspace != workspace)
+        {
             entry.graph = None;
             if !make_room(entries, ix) {
                 entries[ix].refused = true;
@@ -167,8 +187,13 @@ pub fn run(state: &mut Box<dyn State>, values: TVec<TValue>) -> TractResult<TVec
                 }
                 Err(e) => {
                     REFUSED.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(error = %format!("{e:#}"), "tract-cuda: no CUDA graph for this shape");
-                    entry.refused = true;
+                    entry.failures += 1;
+                    entry.refused = entry.failures >= ATTEMPTS;
+                    tracing::debug!(
+                        error = %format!("{e:#}"),
+                        refused = entry.refused,
+                        "tract-cuda: no CUDA graph for this shape"
+                    );
                     return Next::Respawn(values);
                 }
             }
@@ -257,8 +282,11 @@ fn capture(
         .map(|d| Ok(LazyHostStorage::new(d.clone())?.into_tensor().into_tvalue()))
         .collect::<TractResult<TVec<_>>>()?;
     tract_cuda::with_cuda_stream(|stream| {
+        keep_freed_memory(stream.context())?;
         stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
-        let recorded = (|| -> TractResult<()> {
+        // A panic inside (tract-cuda unwraps its allocations) must still end
+        // the capture, or the thread's stream stays unusable.
+        let recorded = catch_unwind(AssertUnwindSafe(|| -> TractResult<()> {
             let results = state.run_plan_with_eval(values, |ctx, op_state, node, inputs| {
                 match node.op_as::<DeviceSync>() {
                     // The output stays on the device: copied out below.
@@ -288,7 +316,15 @@ fn capture(
             // the capture: the graph frees what it allocated.
             drop(results);
             Ok(())
-        })();
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            Err(anyhow!("the captured run panicked: {message}"))
+        });
         // Always end the capture, so that the stream is usable again.
         let graph = stream.end_capture(sys::CUgraphInstantiate_flags(0));
         recorded?;
@@ -305,6 +341,44 @@ fn capture(
             workspace,
         })
     })
+}
+
+/// Makes the device's stream-ordered memory pool keep the memory a call
+/// frees, once per process, before the first capture.
+///
+/// cudarc allocates from the device's default pool, whose release threshold
+/// is 0: at each synchronisation the pool hands its free memory back to
+/// the driver. On an H200 that made the captures of four threads at once
+/// fail (`CUDA_ERROR_STREAM_CAPTURE_INVALIDATED`, device run 33) where with
+/// the memory kept they all succeeded (run 32). PyTorch's and ONNX
+/// Runtime's allocators keep freed memory too; the process then holds the
+/// device memory of its largest calls until it ends.
+fn keep_freed_memory(context: &CudaContext) -> TractResult<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        if !context.has_async_alloc() {
+            return Ok(());
+        }
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        let mut threshold: sys::cuuint64_t = u64::MAX;
+        // SAFETY: driver calls on the context's device with pointers to
+        // locals; the default pool is the device's and never destroyed.
+        unsafe {
+            context.bind_to_thread().map_err(|e| e.to_string())?;
+            sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device())
+                .result()
+                .map_err(|e| format!("cuDeviceGetDefaultMemPool: {e}"))?;
+            sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut sys::cuuint64_t).cast(),
+            )
+            .result()
+            .map_err(|e| format!("cuMemPoolSetAttribute(RELEASE_THRESHOLD): {e}"))
+        }
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
 }
 
 /// Refuses a graph with a node that touches host memory or runs host code.
