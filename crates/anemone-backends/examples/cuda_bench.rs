@@ -14,9 +14,10 @@
 //!
 //! `CUDA_BENCH_QUICK=1` runs only anemone's fp32, tf32 and fp16 variants,
 //! the latency table and the concurrency tables (for A/B runs, such as
-//! `ANEMONE_TRACT_CUDA_STAGING=pageable` against the default). The line
-//! `ANEMONE_TRACT_CUDA_LAYOUT=nhwc` runs every variant in NHWC
-//! (`tract/layout.rs`); the line `NHWC conversions run` says it did. The
+//! `ANEMONE_TRACT_CUDA_STAGING=pageable` against the default). Setting
+//! `ANEMONE_TRACT_CUDA_LAYOUT=nhwc` (or `nchw`) runs every variant in that
+//! layout (by default the tf32 one runs in NHWC when CUDA graphs are on:
+//! `tract/layout.rs`); the line `NHWC conversions run` counts them. The
 //! line `staged uploads` says how many inputs went up through the page-locked
 //! staging buffers (`tract/cuda_staging.rs`); the line `CUDA graphs` how
 //! many calls were replayed from a graph (`tract/cuda_graph.rs`).
@@ -198,7 +199,7 @@ fn main() -> anyhow::Result<()> {
     }
     println!("\nstaged uploads: {}", cuda_staging::staged_uploads());
     println!(
-        "NHWC conversions run: {} (ANEMONE_TRACT_CUDA_LAYOUT=nhwc)",
+        "NHWC conversions run: {} (ANEMONE_TRACT_CUDA_LAYOUT=nhwc or nchw sets the layout)",
         anemone_backends::tract::cuda_relayout::relayouts()
     );
     let (captured, replayed, refused) = anemone_backends::tract::cuda_graph::counts();

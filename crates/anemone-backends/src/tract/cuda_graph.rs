@@ -70,7 +70,9 @@ pub fn counts() -> (u64, u64, u64) {
     )
 }
 
-fn enabled() -> bool {
+/// Whether calls are replayed from CUDA graphs in this process
+/// ([`GRAPHS_ENV`] is not `off`).
+pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var(GRAPHS_ENV).map_or(true, |v| v != "off"))
 }

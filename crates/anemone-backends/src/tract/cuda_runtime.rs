@@ -91,10 +91,16 @@ pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
     // convolution. A convolution whose kernel is not a constant (which NHWC
     // needs rearranged) and any operator on a tensor that is not 4-D stay in
     // NCHW.
-    let layout = if model.nodes().iter().any(|n| n.op_is::<FusedConv>()) {
-        Layout::configured()
-    } else {
+    let convs: Vec<&FusedConv> = model
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<FusedConv>())
+        .collect();
+    let layout = if convs.is_empty() {
         Layout::Nchw
+    } else {
+        let all_tf32 = convs.iter().all(|c| c.precision == Precision::Tf32);
+        Layout::configured(Layout::default_for(all_tf32, super::cuda_graph::enabled()))
     };
     // Called for the convolutions and pools only: they have an input.
     let rank4 = |model: &TypedModel, node: &TypedNode| {

@@ -9,10 +9,13 @@
 //! operator to the next, a model pays for two conversions, at its first
 //! convolution and after its last, instead of two per convolution: on an
 //! H200 that took the GPU time of that call from 1,036 to 625 µs (31
-//! kernels instead of 91). The calls did not get faster (their time is the
-//! host's), and batch-1 calls got about 1 ms slower, so NCHW stays the
-//! default and NHWC is opt-in ([`LAYOUT_ENV`]), for the day the host's
-//! share shrinks (docs/PERFORMANCE.md, "NHWC between the cuDNN operators").
+//! kernels instead of 91). The calls did not get faster while their time
+//! was the host's, and batch-1 calls got about 1 ms slower. Once CUDA
+//! graphs (`cuda_graph`) took the host's share away, TF32 calls ran 22–30%
+//! faster in NHWC and float32 ones slower (docs/PERFORMANCE.md, "CUDA
+//! graphs"). So [`Layout::default_for`] picks NHWC for a model whose
+//! convolutions all run in TF32 when graphs are on, NCHW otherwise, and
+//! [`LAYOUT_ENV`] overrides it.
 //!
 //! A tensor's fact keeps its NCHW shape whatever its layout: only the cuDNN
 //! operators know that their bytes are in NHWC order. So every edge between
@@ -33,32 +36,48 @@ pub enum Layout {
     Nhwc,
 }
 
-/// The environment variable that, set to `nhwc`, runs the cuDNN operators
-/// of every model in NHWC (`nchw`, or unset: NCHW).
+/// The environment variable that, set to `nhwc` or `nchw`, runs the cuDNN
+/// operators of every model in that layout (unset: [`Layout::default_for`]).
 pub const LAYOUT_ENV: &str = "ANEMONE_TRACT_CUDA_LAYOUT";
 
 impl Layout {
-    /// The layout [`LAYOUT_ENV`] asks for: NCHW unless it says `nhwc` (an
-    /// unknown value is ignored with a warning).
-    pub fn configured() -> Layout {
-        Self::parse(std::env::var(LAYOUT_ENV).ok().as_deref())
+    /// The layout [`LAYOUT_ENV`] asks for, or `default` where it is unset
+    /// (an unknown value is ignored with a warning).
+    pub fn configured(default: Layout) -> Layout {
+        Self::parse(std::env::var(LAYOUT_ENV).ok().as_deref(), default)
     }
 
     /// [`Layout::configured`] with the environment's value given.
-    pub fn parse(set: Option<&str>) -> Layout {
+    pub fn parse(set: Option<&str>, default: Layout) -> Layout {
         match set.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             Some("nhwc") => Layout::Nhwc,
-            Some("nchw") | Some("") | None => Layout::Nchw,
+            Some("nchw") => Layout::Nchw,
+            Some("") | None => default,
             Some(other) => {
                 static ONCE: std::sync::Once = std::sync::Once::new();
                 ONCE.call_once(|| {
                     tracing::warn!(
                         value = other,
-                        "{LAYOUT_ENV} is neither nchw nor nhwc; using nchw"
+                        default = default.as_str(),
+                        "{LAYOUT_ENV} is neither nchw nor nhwc; using the default"
                     )
                 });
-                Layout::Nchw
+                default
             }
+        }
+    }
+
+    /// The layout of a model's cuDNN operators when [`LAYOUT_ENV`] is
+    /// unset: NHWC where every convolution runs in TF32 (`all_tf32`) and
+    /// calls are replayed from CUDA graphs (`graphs`), NCHW otherwise. On an
+    /// H200 with graphs, NHWC made TF32 ResNet-18 calls 22–30% faster and
+    /// float32 ones slower; without graphs it made no call faster and
+    /// batch-1 calls slower (docs/PERFORMANCE.md).
+    pub fn default_for(all_tf32: bool, graphs: bool) -> Layout {
+        if all_tf32 && graphs {
+            Layout::Nhwc
+        } else {
+            Layout::Nchw
         }
     }
 
@@ -342,11 +361,19 @@ mod tests {
     }
 
     #[test]
-    fn nhwc_is_opt_in() {
-        assert_eq!(Layout::parse(None), Layout::Nchw);
-        assert_eq!(Layout::parse(Some(" NHWC ")), Layout::Nhwc);
-        assert_eq!(Layout::parse(Some("nchw")), Layout::Nchw);
-        assert_eq!(Layout::parse(Some("rows")), Layout::Nchw);
+    fn the_setting_overrides_a_default_that_is_nhwc_only_for_tf32_with_graphs() {
+        use Layout::{Nchw, Nhwc};
+        assert_eq!(Layout::default_for(true, true), Nhwc);
+        assert_eq!(Layout::default_for(true, false), Nchw);
+        assert_eq!(Layout::default_for(false, true), Nchw);
+        assert_eq!(Layout::default_for(false, false), Nchw);
+        for default in [Nchw, Nhwc] {
+            assert_eq!(Layout::parse(None, default), default);
+            assert_eq!(Layout::parse(Some(""), default), default);
+            assert_eq!(Layout::parse(Some(" NHWC "), default), Nhwc);
+            assert_eq!(Layout::parse(Some("nchw"), default), Nchw);
+            assert_eq!(Layout::parse(Some("rows"), default), default);
+        }
     }
 
     #[test]
