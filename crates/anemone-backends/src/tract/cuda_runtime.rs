@@ -9,8 +9,9 @@
 //! [`CudnnMaxPool`] reading and writing the device tensors directly.
 //!
 //! The convolutions and pools run in one memory layout (`layout`): NCHW,
-//! or NHWC when asked (`ANEMONE_TRACT_CUDA_LAYOUT=nhwc`), with a
-//! [`CudnnRelayout`] on each edge between them and anything else.
+//! or NHWC (for tf32 models while CUDA graphs are on, or when
+//! `ANEMONE_TRACT_CUDA_LAYOUT=nhwc` asks), with a [`CudnnRelayout`] on
+//! each edge between them and anything else.
 //!
 //! tract-cuda registers the operators it translates in a private inventory,
 //! so an outside crate cannot add one; a `register_cuda_op!` usable from
