@@ -36,6 +36,7 @@
 
 use super::conv_algo::{self, Measured};
 use super::conv_fuse::{FusedConv, Precision};
+use super::cuda_workspace;
 use super::layout::Layout;
 use cudarc::cudnn::sys::{
     cudnnActivationMode_t, cudnnConvolutionFwdAlgo_t as Algo, cudnnConvolutionMode_t,
@@ -46,7 +47,7 @@ use cudarc::cudnn::{
     CudnnDataType, FilterDescriptor, TensorDescriptor,
 };
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaSlice, CudaStream, CudaView};
+use cudarc::driver::{CudaStream, CudaView};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -197,9 +198,6 @@ thread_local! {
     /// cost more than the convolutions of a small batch.
     static SCRATCH: RefCell<HashMap<(SessionId, usize), Vec<Descriptors>>> =
         RefCell::new(HashMap::new());
-    /// The thread's workspace: every convolution of the thread runs on the
-    /// thread's one stream, in order, so one buffer serves them all.
-    static WORKSPACE: RefCell<Option<CudaSlice<u8>>> = const { RefCell::new(None) };
 }
 
 /// Input shapes whose descriptors one node keeps on one thread: enough for
@@ -335,29 +333,6 @@ fn typed<T: Elem>(
     })
 }
 
-thread_local! {
-    /// Counts the replacements of the thread's workspace: a CUDA graph
-    /// recorded on one it no longer has must be recorded again.
-    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Which of this thread's cuDNN workspaces is the current one.
-pub fn workspace_generation() -> u64 {
-    GENERATION.get()
-}
-
-/// Makes the thread's workspace at least `bytes` long.
-fn reserve(stream: &Arc<CudaStream>, bytes: usize) -> TractResult<()> {
-    WORKSPACE.with_borrow_mut(|ws| {
-        if bytes > 0 && ws.as_ref().is_none_or(|w| w.len() < bytes) {
-            // SAFETY: cuDNN writes the workspace before it reads it.
-            *ws = Some(unsafe { stream.alloc::<u8>(bytes) }?);
-            GENERATION.set(GENERATION.get() + 1);
-        }
-        Ok(())
-    })
-}
-
 /// A byte view of a device tensor of `T` as `T`.
 fn as_elem<'a, T>(v: &'a CudaView<'_, u8>) -> TractResult<CudaView<'a, T>> {
     // SAFETY: every tensor given to `launch` is of the descriptors' type
@@ -407,22 +382,11 @@ fn launch_typed<T: Elem>(
     let mut y = unsafe { out.transmute_mut::<T>(n) }.context("an output of another type")?;
     let fwd = d.forward(candidate);
     let algo = algorithm(candidate);
-    WORKSPACE.with_borrow_mut(|ws| {
+    cuda_workspace::with(|ws| {
         // SAFETY: the descriptors were built from these tensors' shapes and
         // type, all packed; the workspace is at least the algorithm's size.
-        unsafe {
-            fwd.launch(
-                algo,
-                ws.as_mut(),
-                (T::ONE, alpha2),
-                &x,
-                &w,
-                &z,
-                &bias,
-                &mut y,
-            )
-        }
-        .map_err(|e| anyhow!("cudnnConvolutionBiasActivationForward ({algo:?}): {e:?}"))
+        unsafe { fwd.launch(algo, ws, (T::ONE, alpha2), &x, &w, &z, &bias, &mut y) }
+            .map_err(|e| anyhow!("cudnnConvolutionBiasActivationForward ({algo:?}): {e:?}"))
     })?;
     if candidate == SPLIT {
         // ReLU in place (cuDNN allows x and y to be one buffer).
@@ -463,7 +427,7 @@ fn benchmark(
             seconds: None,
         };
         if workspace <= conv_algo::WORKSPACE_CAP {
-            reserve(stream, workspace)?;
+            cuda_workspace::reserve(stream, workspace)?;
             if launch(d, op, i, inputs, output).is_ok() {
                 m.seconds = Some(f64::INFINITY);
             }
@@ -580,7 +544,7 @@ fn prepare(
         }
         Err(e) => return Err(e.into()),
     };
-    reserve(cuda, workspace)?;
+    cuda_workspace::reserve(cuda, workspace)?;
     Ok(d)
 }
 

@@ -26,7 +26,7 @@
 //! is made to keep freed memory ([`keep_freed_memory`]). [`GRAPHS_ENV`] set
 //! to `off` turns graphs off.
 
-use super::cuda_conv;
+use super::cuda_workspace;
 use cudarc::driver::sys;
 use cudarc::driver::{CudaContext, CudaGraph};
 use std::cell::RefCell;
@@ -75,6 +75,14 @@ pub fn counts() -> (u64, u64, u64) {
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var(GRAPHS_ENV).map_or(true, |v| v != "off"))
+}
+
+/// The type and shape of each of `values`.
+fn signature(values: &[TValue]) -> Vec<(DatumType, TVec<usize>)> {
+    values
+        .iter()
+        .map(|v| (v.datum_type(), v.shape().into()))
+        .collect()
 }
 
 /// One (plan, input shapes) a thread has run.
@@ -128,10 +136,7 @@ pub fn run(state: &mut Box<dyn State>, values: TVec<TValue>) -> TractResult<TVec
         return state.run(values);
     };
     let plan = typed.plan().clone();
-    let shapes: Vec<(DatumType, TVec<usize>)> = values
-        .iter()
-        .map(|v| (v.datum_type(), v.shape().into()))
-        .collect();
+    let shapes = signature(&values);
     let respawn = GRAPHS.with_borrow_mut(|(clock, entries)| {
         *clock += 1;
         // Graphs of plans that are gone (their model unloaded) free their
@@ -154,10 +159,7 @@ pub fn run(state: &mut Box<dyn State>, values: TVec<TValue>) -> TractResult<TVec
             entries.push(Entry {
                 plan: Arc::downgrade(&plan),
                 inputs: shapes,
-                outputs: outputs
-                    .iter()
-                    .map(|v| (v.datum_type(), v.shape().into()))
-                    .collect(),
+                outputs: signature(&outputs),
                 graph: None,
                 refused: !replayable(&plan),
                 failures: 0,
@@ -170,7 +172,7 @@ pub fn run(state: &mut Box<dyn State>, values: TVec<TValue>) -> TractResult<TVec
         if entry.refused {
             return Next::Done(typed.run(values));
         }
-        let workspace = cuda_conv::workspace_generation();
+        let workspace = cuda_workspace::generation();
         if entry
             .graph
             .as_ref()
@@ -333,7 +335,7 @@ fn capture(
         let graph = graph?.context("the capture recorded nothing")?;
         device_only(&graph)?;
         ensure!(
-            cuda_conv::workspace_generation() == workspace,
+            cuda_workspace::generation() == workspace,
             "the cuDNN workspace was replaced during the capture"
         );
         Ok(Graph {

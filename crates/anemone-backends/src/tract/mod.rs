@@ -20,6 +20,8 @@ pub mod cuda_relayout;
 pub mod cuda_runtime;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_staging;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_workspace;
 pub mod layout;
 pub mod metal;
 pub mod ops;
