@@ -4,7 +4,9 @@
 # release `anemone`, once without and once with `dynamic_batching`, each
 # driven by `anemone bench` with batch-1 requests at concurrency 32. Prints
 # throughput, p50 and p99 for both, and the average batch the server ran
-# (inference_count / execution_count from its statistics).
+# (inference_count / execution_count from its statistics), and the cores
+# the server kept busy while the client ran (its user and system CPU time
+# from /proc over the wall time; Linux only).
 #
 # Usage: scripts/bench_batching.sh [without] [with]   (default: both)
 #
@@ -145,6 +147,12 @@ serve() {
   return 1
 }
 
+# The server's user + system CPU time so far, in clock ticks (-1 where
+# /proc cannot say: not Linux, or the server is gone).
+server_cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$server/stat" 2>/dev/null || echo -1
+}
+
 stop() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
@@ -162,13 +170,17 @@ for side in "${SIDES[@]}"; do
     summary+=("$(printf '%-8s %s' "$side" "not served: see the reason above")")
     continue
   fi
+  cpu_before=$(server_cpu_ticks); t_before=$(date +%s.%N)
   ${client_pin[@]+"${client_pin[@]}"} "$bin" bench --protocol "$PROTOCOL" --url "$url" --model mlp --concurrency "$CONCURRENCY" \
     --duration "$DURATION" --warmup 64 --shape "$INPUT=1,$INPUT_DIMS" --json-report "$work/$side/bench.json"
+  cpu_after=$(server_cpu_ticks); t_after=$(date +%s.%N)
   curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/mlp/stats" >"$work/$side/stats.json"
   stop
-  summary+=("$(python3 - "$side" "$work/$side/bench.json" "$work/$side/stats.json" <<'EOF'
+  cores=$(python3 -c "import os, sys; a, b, t0, t1 = map(float, sys.argv[1:]); print(f'{(b - a) / os.sysconf(\"SC_CLK_TCK\") / (t1 - t0):.1f}' if a >= 0 and b >= 0 else 'n/a')" \
+    "$cpu_before" "$cpu_after" "$t_before" "$t_after")
+  summary+=("$(python3 - "$side" "$work/$side/bench.json" "$work/$side/stats.json" "$cores" <<'EOF'
 import json, sys
-side, bench, stats = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+side, bench, stats, cores = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), sys.argv[4]
 m = stats["model_stats"][0]
 avg = m["inference_count"] / max(m["execution_count"], 1)
 lat = bench["latency_us"] or {}
@@ -178,14 +190,15 @@ def ms(k):
     return s.get("ns", 0) / max(s.get("count", 0), 1) / 1e6
 print(f"{side:8s} {bench['throughput_rps']:10.1f} {lat.get('p50', 0) / 1000:9.2f} {lat.get('p99', 0) / 1000:9.2f}"
       f" {avg:10.2f} {bench['errors']:7d} {ms('queue'):8.2f} {ms('compute_input'):8.2f} {ms('compute_infer'):8.2f}"
-      f" {ms('compute_output'):8.2f}")
+      f" {ms('compute_output'):8.2f} {cores:>9s}")
 EOF
 )")
 done
 
 echo
 echo "== $(basename "$(dirname "$model")")/$(basename "$model"), batch-1 requests, concurrency $CONCURRENCY, $PROTOCOL, ${DURATION}s per side, $PROFILE build"
-printf '%-8s %10s %9s %9s %10s %7s %8s %8s %8s %8s\n' side "req/s" "p50 ms" "p99 ms" "avg batch" errors \
-  "queue" "input" "infer" "output"
-echo "(queue, input, infer, output: the server's mean per request, ms, from its statistics)"
+printf '%-8s %10s %9s %9s %10s %7s %8s %8s %8s %8s %9s\n' side "req/s" "p50 ms" "p99 ms" "avg batch" errors \
+  "queue" "input" "infer" "output" "srv cores"
+echo "(queue, input, infer, output: the server's mean per request, ms, from its statistics;"
+echo " srv cores: the server's CPU time over the client's run, in cores kept busy)"
 printf '%s\n' "${summary[@]}"

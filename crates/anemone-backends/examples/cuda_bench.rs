@@ -20,7 +20,8 @@
 //! `tract/layout.rs`); the line `NHWC conversions run` counts them. The
 //! line `staged uploads` says how many inputs went up through the page-locked
 //! staging buffers (`tract/cuda_staging.rs`); the line `CUDA graphs` how
-//! many calls were replayed from a graph (`tract/cuda_graph.rs`).
+//! many calls were replayed from a graph (`tract/cuda_graph.rs`); the line
+//! `GPU wait` how threads wait for the GPU (`tract/gpu_wait.rs`).
 //!
 //! `CUDA_BENCH_PROFILE=PRECISION:BATCH` (for example `tf32:16`) runs only
 //! that variant at that batch: the per-operator table (synchronised after
@@ -206,6 +207,11 @@ fn main() -> anyhow::Result<()> {
     println!(
         "CUDA graphs: {captured} captured, {replayed} calls replayed, {refused} captures failed \
          (ANEMONE_TRACT_CUDA_GRAPHS=off turns them off)"
+    );
+    println!(
+        "GPU wait: {} (context flags {:?}; ANEMONE_TRACT_CUDA_WAIT=block, spin, yield or auto)",
+        anemone_backends::tract::gpu_wait::Wait::configured().as_str(),
+        anemone_backends::tract::cuda::context_wait_flags()
     );
     if quick {
         return finish(failures);

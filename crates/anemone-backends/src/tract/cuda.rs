@@ -12,6 +12,7 @@
 //! those panics and return errors instead.
 
 use super::conv_fuse::{Precision, PRECISION_KEY};
+use super::gpu_wait::Wait;
 use super::{cuda_graph, cuda_runtime, cuda_staging, load, Target, TractModel, TRACT_VERSION};
 use anemone_core::{
     Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
@@ -91,9 +92,61 @@ impl Backend for TractCuda {
                 reason,
             });
         }
+        set_wait();
         let model = guarded("load", || load(&CUDA, &source.path, options, precision))?;
         Ok(Box::new(CudaModel(model, precision)))
     }
+}
+
+/// Sets how threads wait for device 0 ([`Wait::configured`]: they block by
+/// default) on its primary context, once per process, before tract-cuda
+/// creates that context on the first load. A failure leaves the driver's
+/// default and says so.
+fn set_wait() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        use cudarc::driver::{result, sys::CUctx_flags};
+        let wait = Wait::configured();
+        let flags = match wait {
+            Wait::Block => CUctx_flags::CU_CTX_SCHED_BLOCKING_SYNC,
+            Wait::Spin => CUctx_flags::CU_CTX_SCHED_SPIN,
+            Wait::Yield => CUctx_flags::CU_CTX_SCHED_YIELD,
+            Wait::Auto => CUctx_flags::CU_CTX_SCHED_AUTO,
+        };
+        let set = result::init().and_then(|()| {
+            let device = result::device::get(0)?;
+            // SAFETY: a driver call on a device handle the driver gave.
+            unsafe { cudarc::driver::sys::cuDevicePrimaryCtxSetFlags_v2(device, flags as u32) }
+                .result()
+        });
+        match set {
+            Ok(()) => tracing::debug!(
+                wait = wait.as_str(),
+                "tract-cuda: how threads wait for the GPU"
+            ),
+            Err(e) => tracing::warn!(
+                wait = wait.as_str(),
+                error = %e,
+                "tract-cuda: cannot set how threads wait for the GPU; the driver's default stays"
+            ),
+        }
+    });
+}
+
+/// The scheduling flags of device 0's primary context (`CU_CTX_SCHED_*`,
+/// the low three bits), where the driver answers: lets a test on a GPU
+/// machine check [`Wait`] took effect.
+pub fn context_wait_flags() -> Option<u32> {
+    use cudarc::driver::{result, sys};
+    result::init().ok()?;
+    let device = result::device::get(0).ok()?;
+    let (mut flags, mut active) = (0u32, 0i32);
+    // SAFETY: a driver query on a device handle the driver gave, writing
+    // into locals.
+    unsafe { sys::cuDevicePrimaryCtxGetState(device, &mut flags, &mut active) }
+        .result()
+        .ok()?;
+    Some(flags & sys::CUctx_flags::CU_CTX_SCHED_MASK as u32)
 }
 
 /// A model prepared by tract-cuda: a [`TractModel`] whose failures are

@@ -76,6 +76,16 @@ fn check(name: &str, threads: usize, staged: bool) {
         .load_model_blocking(ModelSpec::new(name, case.model_path()))
         .unwrap_or_else(|e| panic!("{name}: load failed: {}", e.chain_string()));
     assert_eq!(instance.backend(), "tract-cuda");
+    // Threads sleep while the GPU works (`gpu_wait`), unless the setting
+    // asks otherwise: the loaded model's context took the flag.
+    let wait = Wait::configured();
+    assert_eq!(
+        context_wait_flags(),
+        Some(wait_flag(wait)),
+        "{name}: the CUDA context does not wait the way {} asks ({})",
+        anemone_backends::tract::gpu_wait::WAIT_ENV,
+        wait.as_str()
+    );
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (m, case, name) = (m.clone(), case.clone(), name.to_string());
@@ -173,6 +183,23 @@ fn graph_counts() -> (u64, u64, u64) {
 }
 #[cfg(not(feature = "cuda"))]
 const GRAPHS_ENV: &str = "";
+#[cfg(feature = "cuda")]
+use anemone_backends::tract::cuda::context_wait_flags;
+use anemone_backends::tract::gpu_wait::Wait;
+#[cfg(not(feature = "cuda"))]
+fn context_wait_flags() -> Option<u32> {
+    None
+}
+/// `CU_CTX_SCHED_*` of cuda.h for each way of waiting, written out here
+/// so that the test does not share the mapping it checks.
+fn wait_flag(wait: Wait) -> u32 {
+    match wait {
+        Wait::Auto => 0,
+        Wait::Spin => 1,
+        Wait::Yield => 2,
+        Wait::Block => 4,
+    }
+}
 
 #[test]
 #[cfg_attr(
