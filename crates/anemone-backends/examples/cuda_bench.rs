@@ -209,9 +209,11 @@ fn main() -> anyhow::Result<()> {
          (ANEMONE_TRACT_CUDA_GRAPHS=off turns them off)"
     );
     println!(
-        "GPU wait: {} (context flags {:?}; ANEMONE_TRACT_CUDA_WAIT=block, spin, yield or auto)",
+        "GPU wait: {} (context flags {:?}; ANEMONE_TRACT_CUDA_WAIT=block, spin, yield or auto); \
+         {} replays read back through page-locked memory, polling near their expected end",
         anemone_backends::tract::gpu_wait::Wait::configured().as_str(),
-        anemone_backends::tract::cuda::context_wait_flags()
+        anemone_backends::tract::cuda::context_wait_flags(),
+        anemone_backends::tract::cuda_readback::read_backs()
     );
     if quick {
         return finish(failures);

@@ -26,13 +26,15 @@
 //! is made to keep freed memory ([`keep_freed_memory`]). [`GRAPHS_ENV`] set
 //! to `off` turns graphs off.
 
-use super::cuda_workspace;
+use super::gpu_wait::next_expected;
+use super::{cuda_readback, cuda_workspace};
 use cudarc::driver::sys;
 use cudarc::driver::{CudaContext, CudaGraph};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, Weak};
+use std::time::{Duration, Instant};
 use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
 use tract_gpu::tensor::{DeviceTensor, DeviceTensorExt, IntoDevice, LazyHostStorage};
 use tract_onnx::prelude::*;
@@ -120,6 +122,9 @@ struct Graph {
     outputs: Vec<DeviceTensor>,
     /// The thread's cuDNN workspace the launches were recorded with.
     workspace: u64,
+    /// How long a replay is expected to take, from the replays so far
+    /// (`gpu_wait::next_expected`).
+    expected: Option<Duration>,
 }
 
 thread_local! {
@@ -202,7 +207,7 @@ pub fn run(state: &mut Box<dyn State>, values: TVec<TValue>) -> TractResult<TVec
                 }
             }
         }
-        let graph = entries[ix].graph.as_ref().expect("captured above");
+        let graph = entries[ix].graph.as_mut().expect("captured above");
         REPLAYED.fetch_add(1, Ordering::Relaxed);
         Next::Done(replay(graph, values))
     });
@@ -343,6 +348,7 @@ fn capture(
             inputs: kept_inputs,
             outputs: kept_outputs,
             workspace,
+            expected: None,
         })
     })
 }
@@ -468,9 +474,11 @@ unsafe fn on_device(kind: u32, pointer: sys::CUdeviceptr) -> bool {
 }
 
 /// Copies `values` into the graph's inputs, launches it and reads its
-/// outputs back to the host.
-fn replay(graph: &Graph, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
+/// outputs back to the host (through `cuda_readback`, which waits without
+/// spinning or a wake-up, where it can).
+fn replay(graph: &mut Graph, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
     tract_cuda::with_cuda_stream(|stream| {
+        let launched = Instant::now();
         for (value, kept) in values.iter().zip(&graph.inputs) {
             let mut to = tract_cuda::kernels::get_cuda_view_mut(kept);
             if let Some(device) = value
@@ -488,6 +496,14 @@ fn replay(graph: &Graph, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
             }
         }
         graph.graph.launch()?;
+        if cuda_readback::enabled() {
+            if let Some((outputs, took)) =
+                cuda_readback::read_back(&graph.outputs, launched, graph.expected)?
+            {
+                graph.expected = Some(next_expected(graph.expected, took));
+                return Ok(outputs);
+            }
+        }
         graph
             .outputs
             .iter()

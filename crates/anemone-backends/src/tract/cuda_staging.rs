@@ -195,7 +195,7 @@ pub fn upload(
 /// [`crate::gather::buffer_capacity`] (a power of two, so that the next
 /// batch a few rows larger fits), or to `len` where that would take the
 /// buffers past [`PINNED_BUDGET`]; `None` when even `len` would.
-fn buffer<'a>(
+pub(super) fn buffer<'a>(
     buffer: &'a mut Option<Pinned>,
     context: &Arc<CudaContext>,
     len: usize,
@@ -236,7 +236,7 @@ fn take_budget(bytes: usize) -> bool {
 }
 
 /// A staging buffer, counted in [`PINNED`] while it lives.
-struct Pinned(PinnedHostSlice<u8>);
+pub(super) struct Pinned(PinnedHostSlice<u8>);
 
 impl Drop for Pinned {
     fn drop(&mut self) {

@@ -15,6 +15,8 @@ pub mod cuda_graph;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_pool;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_readback;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_relayout;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_runtime;

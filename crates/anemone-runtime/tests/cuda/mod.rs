@@ -64,6 +64,7 @@ fn check(name: &str, threads: usize, staged: bool) {
     let Some(backend) = backend() else { return };
     let before = staged_uploads();
     let replayed_before = graph_counts().1;
+    let read_back_before = read_backs();
     let case = Arc::new(Case::load(name));
     let m = Arc::new(
         Manager::builder()
@@ -140,6 +141,12 @@ fn check(name: &str, threads: usize, staged: bool) {
         !staged || !graphs_on() || replayed > replayed_before,
         "{name}: no call was replayed from a CUDA graph"
     );
+    // While threads block, replays read their outputs back through the
+    // page-locked buffer and poll for the end (`cuda_readback`).
+    assert!(
+        !staged || !graphs_on() || wait != Wait::Block || read_backs() > read_back_before,
+        "{name}: no replay read its outputs back through cuda_readback"
+    );
 }
 
 /// Whether tract-cuda replays calls from CUDA graphs in this process.
@@ -185,6 +192,12 @@ fn graph_counts() -> (u64, u64, u64) {
 const GRAPHS_ENV: &str = "";
 #[cfg(feature = "cuda")]
 use anemone_backends::tract::cuda::context_wait_flags;
+#[cfg(feature = "cuda")]
+use anemone_backends::tract::cuda_readback::read_backs;
+#[cfg(not(feature = "cuda"))]
+fn read_backs() -> u64 {
+    0
+}
 use anemone_backends::tract::gpu_wait::Wait;
 #[cfg(not(feature = "cuda"))]
 fn context_wait_flags() -> Option<u32> {
