@@ -33,7 +33,7 @@ use cudarc::driver::{CudaContext, CudaGraph};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, Weak};
+use std::sync::{OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
 use tract_gpu::tensor::{DeviceTensor, DeviceTensorExt, IntoDevice, LazyHostStorage};
@@ -52,6 +52,20 @@ pub const GRAPHS_PER_THREAD: usize = 32;
 /// Device bytes of kept inputs and outputs one thread's graphs hold at
 /// most (ResNet-18 at every batch size from 1 to 32: 320 MB).
 pub const GRAPH_BYTES_PER_THREAD: usize = 512 << 20;
+
+/// Held for reading by every capture, and for writing by what must not
+/// run while any thread captures: allocating page-locked memory. On an
+/// H200, threads allocating their first page-locked buffer while others
+/// captured invalidated those captures (`CUDA_ERROR_STREAM_CAPTURE_INVALIDATED`,
+/// device run 41), although each capture only restricts its own thread.
+static CAPTURING: RwLock<()> = RwLock::new(());
+
+/// Runs `f` while no thread captures (see [`CAPTURING`]). Captures are
+/// rare (two per thread, plan and shape), and so are the allocations.
+pub fn outside_captures<T>(f: impl FnOnce() -> T) -> T {
+    let _alone = CAPTURING.write().unwrap_or_else(PoisonError::into_inner);
+    f()
+}
 
 static CAPTURED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED: AtomicU64 = AtomicU64::new(0);
@@ -292,6 +306,8 @@ fn capture(
         .collect::<TractResult<TVec<_>>>()?;
     tract_cuda::with_cuda_stream(|stream| {
         keep_freed_memory(stream.context())?;
+        // Until the capture has ended (the end of this closure).
+        let _capturing = CAPTURING.read().unwrap_or_else(PoisonError::into_inner);
         stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
         // A panic inside (tract-cuda unwraps its allocations) must still end
         // the capture, or the thread's stream stays unusable.

@@ -211,10 +211,15 @@ pub(super) fn buffer<'a>(
         } else {
             return Ok(None);
         };
-        // SAFETY: the bytes are written before any are read (the copy above
-        // covers the prefix that is uploaded). Plain page-locked memory (no
-        // write-combining): the CPU copy into it is an ordinary memcpy.
-        match unsafe { context.alloc_pinned_with_flags::<u8>(size, 0) } {
+        // Never while another thread captures a CUDA graph: that
+        // invalidated its capture (`cuda_graph::outside_captures`).
+        let allocated = super::cuda_graph::outside_captures(|| {
+            // SAFETY: the bytes are written before any are read (each user
+            // writes the prefix it copies out). Plain page-locked memory (no
+            // write-combining): the CPU copy into it is an ordinary memcpy.
+            unsafe { context.alloc_pinned_with_flags::<u8>(size, 0) }
+        });
+        match allocated {
             Ok(slice) => *buffer = Some(Pinned(slice)),
             Err(e) => {
                 PINNED.fetch_sub(size, Ordering::Relaxed);
