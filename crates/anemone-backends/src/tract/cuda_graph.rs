@@ -513,10 +513,10 @@ fn replay(graph: &mut Graph, values: TVec<TValue>) -> TractResult<TVec<TValue>> 
         }
         graph.graph.launch()?;
         if cuda_readback::enabled() {
-            if let Some((outputs, took)) =
+            if let Some((outputs, took, at_once)) =
                 cuda_readback::read_back(&graph.outputs, launched, graph.expected)?
             {
-                graph.expected = Some(next_expected(graph.expected, took));
+                graph.expected = Some(next_expected(graph.expected, took, at_once));
                 return Ok(outputs);
             }
         }

@@ -51,14 +51,15 @@ pub fn enabled() -> bool {
 
 /// The work queued on this thread's stream so far, launched at `launched`
 /// and expected to take `expected`, then `outputs` copied to the host.
-/// Returns the host tensors and the time from `launched` to the moment
-/// the work was seen done; `None` where tract's own path should read the
-/// outputs (see the module documentation).
+/// Returns the host tensors, the time from `launched` to the moment the
+/// work was seen done, and whether it was done at the first poll; `None`
+/// where tract's own path should read the outputs (see the module
+/// documentation).
 pub fn read_back(
     outputs: &[DeviceTensor],
     launched: Instant,
     expected: Option<Duration>,
-) -> TractResult<Option<(TVec<TValue>, Duration)>> {
+) -> TractResult<Option<(TVec<TValue>, Duration, bool)>> {
     let len: usize = outputs.iter().map(bytes).sum();
     if len == 0 || len > READBACK_MAX {
         return Ok(None);
@@ -80,7 +81,7 @@ pub fn read_back(
             if !sleep.is_zero() {
                 std::thread::sleep(sleep);
             }
-            let took = poll(stream.cu_stream(), launched)?;
+            let (took, at_once) = poll(stream.cu_stream(), launched)?;
             let mut at = 0;
             let tensors = outputs
                 .iter()
@@ -95,7 +96,7 @@ pub fn read_back(
                 })
                 .collect::<TractResult<TVec<_>>>()?;
             READ_BACKS.fetch_add(1, Ordering::Relaxed);
-            Ok(Some((tensors, took)))
+            Ok(Some((tensors, took, at_once)))
         })
     })
 }
@@ -106,13 +107,18 @@ fn bytes(t: &DeviceTensor) -> usize {
 }
 
 /// Polls `stream` until its work is done, yielding the core between
-/// polls; the time since `launched` when it was seen done.
-fn poll(stream: sys::CUstream, launched: Instant) -> TractResult<Duration> {
+/// polls; the time since `launched` when it was seen done, and whether the
+/// first poll saw it.
+fn poll(stream: sys::CUstream, launched: Instant) -> TractResult<(Duration, bool)> {
+    let mut first = true;
     loop {
         // SAFETY: a query of this thread's live stream.
         match unsafe { sys::cuStreamQuery(stream) } {
-            sys::CUresult::CUDA_SUCCESS => return Ok(launched.elapsed()),
-            sys::CUresult::CUDA_ERROR_NOT_READY => std::thread::yield_now(),
+            sys::CUresult::CUDA_SUCCESS => return Ok((launched.elapsed(), first)),
+            sys::CUresult::CUDA_ERROR_NOT_READY => {
+                first = false;
+                std::thread::yield_now()
+            }
             error => {
                 let e = cudarc::driver::DriverError(error);
                 bail!("waiting for a replayed call (cuStreamQuery): {e:?}")

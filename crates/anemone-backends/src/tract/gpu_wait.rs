@@ -21,7 +21,8 @@
 //! steps instead (`cuda_readback`): it sleeps for the time the call is
 //! expected to take less [`POLL_MARGIN`] ([`sleep_before_polling`]), then
 //! polls the stream until the work is done. The expectation follows what
-//! the thread measured ([`next_expected`]).
+//! the thread measured, without feeding on its own late wake-ups
+//! ([`next_expected`]).
 //!
 //! This part is portable and tested here; applying it is `cuda.rs`'s and
 //! `cuda_readback.rs`'s.
@@ -40,14 +41,26 @@ pub fn sleep_before_polling(expected: Option<Duration>) -> Duration {
     expected.map_or(Duration::ZERO, |e| e.saturating_sub(POLL_MARGIN))
 }
 
-/// The expected time of the next call, after one that took `measured`:
-/// the first measurement as it is, then an average that moves an eighth
-/// of the way to each new one (so that one slow call does not make the
-/// next ones sleep past their end).
-pub fn next_expected(expected: Option<Duration>, measured: Duration) -> Duration {
+/// The expected time of the next call, after one that was seen done
+/// `took` after its launch.
+///
+/// The first measurement is taken as it is; after that the expectation
+/// moves an eighth of the way to each new one, so that one slow call does
+/// not make the next ones sleep past their end. A call that was already
+/// done at the first poll (`done_at_first_poll`) may have ended any time
+/// before `took`: the thread overslept, and taking `took` as the call's
+/// time would make the next sleep longer still (an OS sleep can overrun by
+/// more than [`POLL_MARGIN`]). The expectation then moves toward a time
+/// half a margin shorter than both, until a poll finds the work running.
+pub fn next_expected(
+    expected: Option<Duration>,
+    took: Duration,
+    done_at_first_poll: bool,
+) -> Duration {
     match expected {
-        None => measured,
-        Some(e) => (e * 7 + measured) / 8,
+        None => took,
+        Some(e) if done_at_first_poll => (e * 7 + took.min(e).saturating_sub(POLL_MARGIN / 2)) / 8,
+        Some(e) => (e * 7 + took) / 8,
     }
 }
 
@@ -147,16 +160,44 @@ mod tests {
     #[test]
     fn the_expectation_follows_measurements_without_jumping_to_an_outlier() {
         let us = Duration::from_micros;
-        assert_eq!(next_expected(None, us(1_000)), us(1_000));
-        assert_eq!(next_expected(Some(us(1_000)), us(1_000)), us(1_000));
+        assert_eq!(next_expected(None, us(1_000), false), us(1_000));
+        assert_eq!(next_expected(Some(us(1_000)), us(1_000), false), us(1_000));
         // One call eight times slower moves the expectation by less than 2x.
-        let after_outlier = next_expected(Some(us(1_000)), us(8_000));
+        let after_outlier = next_expected(Some(us(1_000)), us(8_000), false);
         assert_eq!(after_outlier, us(1_875));
         // A lasting change is followed: twenty calls at 2 ms from 1 ms.
         let mut e = us(1_000);
         for _ in 0..20 {
-            e = next_expected(Some(e), us(2_000));
+            e = next_expected(Some(e), us(2_000), false);
         }
         assert!(e > us(1_900) && e <= us(2_000), "{e:?}");
+    }
+
+    /// A thread that sleeps 300 µs longer than asked, on work of 400 µs: it
+    /// wakes late, finds the work done and must not take its late wake-up
+    /// for the work's time, or every sleep gets longer than the last.
+    #[test]
+    fn oversleeping_does_not_feed_on_itself() {
+        let us = Duration::from_micros;
+        let (work, overrun) = (us(400), us(300));
+        let mut expected = None;
+        for _ in 0..200 {
+            let wake = sleep_before_polling(expected) + overrun;
+            let (took, done_at_first_poll) = if wake >= work {
+                (wake, true)
+            } else {
+                (work, false)
+            };
+            expected = Some(next_expected(expected, took, done_at_first_poll));
+        }
+        let e = expected.unwrap();
+        // It settles where the late wake-up lands about at the work's end,
+        // never above the work's own time.
+        assert!(e <= work, "expected {e:?} for work of {work:?}");
+        let wake = sleep_before_polling(Some(e)) + overrun;
+        assert!(
+            wake <= work + POLL_MARGIN / 2,
+            "wakes at {wake:?}, work ends at {work:?}"
+        );
     }
 }
