@@ -54,10 +54,11 @@ pub const GRAPHS_PER_THREAD: usize = 32;
 pub const GRAPH_BYTES_PER_THREAD: usize = 512 << 20;
 
 /// Held for reading by every capture, and for writing by what must not
-/// run while any thread captures: allocating page-locked memory. On an
-/// H200, threads allocating their first page-locked buffer while others
-/// captured invalidated those captures (`CUDA_ERROR_STREAM_CAPTURE_INVALIDATED`,
-/// device run 41), although each capture only restricts its own thread.
+/// run while any thread captures: allocating and freeing page-locked
+/// memory. On an H200, threads that did either while others captured
+/// invalidated those captures (`CUDA_ERROR_STREAM_CAPTURE_INVALIDATED`,
+/// device runs 41 and 43), although each capture only restricts its own
+/// thread: freeing waits on the device.
 static CAPTURING: RwLock<()> = RwLock::new(());
 
 /// Runs `f` while no thread captures (see [`CAPTURING`]). Captures are

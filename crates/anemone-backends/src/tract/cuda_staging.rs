@@ -27,6 +27,7 @@ use super::convert;
 use anemone_core::DataType;
 use cudarc::driver::{CudaContext, CudaEvent, PinnedHostSlice};
 use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
@@ -220,7 +221,7 @@ pub(super) fn buffer<'a>(
             unsafe { context.alloc_pinned_with_flags::<u8>(size, 0) }
         });
         match allocated {
-            Ok(slice) => *buffer = Some(Pinned(slice)),
+            Ok(slice) => *buffer = Some(Pinned(ManuallyDrop::new(slice))),
             Err(e) => {
                 PINNED.fetch_sub(size, Ordering::Relaxed);
                 return Err(e.into());
@@ -240,12 +241,20 @@ fn take_budget(bytes: usize) -> bool {
     fits
 }
 
-/// A staging buffer, counted in [`PINNED`] while it lives.
-pub(super) struct Pinned(PinnedHostSlice<u8>);
+/// A page-locked buffer, counted in [`PINNED`] while it lives.
+pub(super) struct Pinned(ManuallyDrop<PinnedHostSlice<u8>>);
 
 impl Drop for Pinned {
     fn drop(&mut self) {
         PINNED.fetch_sub(self.0.len(), Ordering::Relaxed);
+        // Freeing page-locked memory waits on the device: never while
+        // another thread captures a CUDA graph (device run 43, where a
+        // buffer replaced by a larger one invalidated other threads'
+        // captures after the allocations alone had been kept apart).
+        super::cuda_graph::outside_captures(|| {
+            // SAFETY: dropped once, here; the field is never used again.
+            unsafe { ManuallyDrop::drop(&mut self.0) }
+        });
     }
 }
 
