@@ -105,7 +105,7 @@ impl Backend for TractCuda {
 fn set_wait() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        use cudarc::driver::{result, sys::CUctx_flags};
+        use cudarc::driver::sys::CUctx_flags;
         let wait = Wait::configured();
         let flags = match wait {
             Wait::Block => CUctx_flags::CU_CTX_SCHED_BLOCKING_SYNC,
@@ -113,8 +113,7 @@ fn set_wait() {
             Wait::Yield => CUctx_flags::CU_CTX_SCHED_YIELD,
             Wait::Auto => CUctx_flags::CU_CTX_SCHED_AUTO,
         };
-        let set = result::init().and_then(|()| {
-            let device = result::device::get(0)?;
+        let set = device0().and_then(|device| {
             // SAFETY: a driver call on a device handle the driver gave.
             unsafe { cudarc::driver::sys::cuDevicePrimaryCtxSetFlags_v2(device, flags as u32) }
                 .result()
@@ -133,13 +132,19 @@ fn set_wait() {
     });
 }
 
+/// Device 0, the driver initialised (once per process; later calls are cheap).
+fn device0() -> std::result::Result<cudarc::driver::sys::CUdevice, cudarc::driver::DriverError> {
+    use cudarc::driver::result;
+    result::init()?;
+    result::device::get(0)
+}
+
 /// The scheduling flags of device 0's primary context (`CU_CTX_SCHED_*`,
 /// the low three bits), where the driver answers: lets a test on a GPU
 /// machine check [`Wait`] took effect.
 pub fn context_wait_flags() -> Option<u32> {
-    use cudarc::driver::{result, sys};
-    result::init().ok()?;
-    let device = result::device::get(0).ok()?;
+    use cudarc::driver::sys;
+    let device = device0().ok()?;
     let (mut flags, mut active) = (0u32, 0i32);
     // SAFETY: a driver query on a device handle the driver gave, writing
     // into locals.

@@ -19,7 +19,6 @@ use super::gpu_wait::{sleep_before_polling, Wait};
 use cudarc::driver::sys;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tract_gpu::tensor::DeviceTensor;
 use tract_onnx::prelude::*;
@@ -45,8 +44,7 @@ thread_local! {
 /// ([`Wait::Block`], the default); with the driver spinning there is no
 /// wake-up to save.
 pub fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| Wait::configured() == Wait::Block)
+    Wait::configured() == Wait::Block
 }
 
 /// The work queued on this thread's stream so far, launched at `launched`

@@ -88,9 +88,11 @@ pub const WAIT_ENV: &str = "ANEMONE_TRACT_CUDA_WAIT";
 
 impl Wait {
     /// The way [`WAIT_ENV`] asks for, or [`Wait::Block`] where it is unset
-    /// (an unknown value is ignored with a warning).
+    /// (an unknown value is ignored with a warning); read once per process,
+    /// as the context's flags are set once.
     pub fn configured() -> Wait {
-        Self::parse(std::env::var(WAIT_ENV).ok().as_deref())
+        static CHOSEN: std::sync::OnceLock<Wait> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| Self::parse(std::env::var(WAIT_ENV).ok().as_deref()))
     }
 
     /// [`Wait::configured`] with the environment's value given.
