@@ -152,7 +152,9 @@ pub struct ServeArgs {
     )]
     pub malloc_load_mmap_threshold: u64,
 
-    /// Worker threads running engine calls [default: one per CPU core].
+    /// Worker threads running engine calls [default: one per CPU core]. A
+    /// model with dynamic_batching (a queue) runs its batches on one thread
+    /// per instance of its own instead.
     #[arg(long, value_name = "N", env = "ANEMONE_WORKERS")]
     pub workers: Option<usize>,
 

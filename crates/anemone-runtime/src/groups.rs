@@ -198,18 +198,12 @@ impl Manager {
             max_rows,
             gates: Arc::clone(&self.inner.gates),
         };
-        ModelQueue::start(
-            name,
-            settings,
-            plan,
-            instances,
-            Arc::clone(self.inner.scheduler.pool()),
-        )
-        .map(Some)
-        .map_err(|e| {
-            Error::Internal(format!(
-                "cannot start the queue thread of model '{name}': {e}"
-            ))
-        })
+        ModelQueue::start(name, settings, plan, instances)
+            .map(Some)
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "cannot start the queue thread of model '{name}': {e}"
+                ))
+            })
     }
 }

@@ -317,6 +317,25 @@ impl ModelInstance {
         }
     }
 
+    /// The engine instance a model queue's lane `lane` runs on: lane `i`
+    /// always on engine `i`, so that the engine's per-thread state (a GPU
+    /// engine's stream, its CUDA graphs per batch size) lives on one thread.
+    pub(crate) fn lane_engine(&self, lane: usize) -> &Engine {
+        &self.engines[lane % self.engines.len()]
+    }
+
+    /// What a new call on lane `lane` is expected to cost, to choose between
+    /// lanes: its engine's EWMA latency, doubled while the lane is running a
+    /// call (the new one would wait for it). See [`Engine::load`].
+    pub(crate) fn lane_cost(&self, lane: usize, running: bool) -> u128 {
+        let latency = self
+            .lane_engine(lane)
+            .latency
+            .get()
+            .map_or(1, |d| d.as_nanos().max(1));
+        latency * (1 + u128::from(running))
+    }
+
     /// Whether requests may run on the calling task, skipping the worker hop:
     /// no queue, one engine instance, and its engine time has averaged at most
     /// [`INLINE_BELOW`] over at least [`INLINE_AFTER_RUNS`] calls, each call

@@ -187,6 +187,8 @@ impl ManagerBuilder {
     }
 
     /// Worker threads that run engine calls. By default, one per CPU core.
+    /// A model with a queue (batching or queue settings) runs its calls on
+    /// one thread per engine instance of its own instead.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self

@@ -18,17 +18,24 @@ impl<T: Send + 'static> WorkerPool<T> {
     /// Starts `size` threads (at least one), each running `handler` on the
     /// tasks it takes. The handler must not panic: callers catch panics inside.
     pub fn new(size: usize, handler: fn(T)) -> std::io::Result<WorkerPool<T>> {
+        Self::named(size, handler, |i| format!("anemone-worker-{i}"))
+    }
+
+    /// As [`WorkerPool::new`], thread `i` named `name(i)`.
+    pub fn named(
+        size: usize,
+        handler: fn(T),
+        name: impl Fn(usize) -> String,
+    ) -> std::io::Result<WorkerPool<T>> {
         let (sender, receiver): (Sender<T>, Receiver<T>) = crossbeam_channel::unbounded();
         let threads = (0..size.max(1))
             .map(|i| {
                 let receiver = receiver.clone();
-                std::thread::Builder::new()
-                    .name(format!("anemone-worker-{i}"))
-                    .spawn(move || {
-                        while let Some(task) = next_task(&receiver) {
-                            handler(task);
-                        }
-                    })
+                std::thread::Builder::new().name(name(i)).spawn(move || {
+                    while let Some(task) = next_task(&receiver) {
+                        handler(task);
+                    }
+                })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(WorkerPool {

@@ -3,6 +3,14 @@
 //! an engine instance is free hands it the next batch: one request, or with
 //! dynamic batching as many compatible requests as fit.
 //!
+//! Each engine instance runs its batches on a thread of its own (a lane), as
+//! each Triton instance does. Engines keep state per thread: tract-cuda a
+//! stream, a plan state and a CUDA graph per batch size, each recorded on
+//! the first calls at that size. Batches handed to the shared worker threads
+//! spread each batch size over all of them (16 threads × 32 sizes × 2
+//! instances of ResNet-18), so that most calls of a short run were such
+//! first calls. A lane records each size once.
+//!
 //! An OS thread with a condition variable rather than an async task, so the
 //! manager keeps working on any executor (or none). It wakes on a new
 //! request, a freed instance, the next queue timeout and the end of the
@@ -126,8 +134,8 @@ struct Shared {
 
 struct State {
     queue: PriorityQueue<Job>,
-    /// Engine instances not running a batch now.
-    free: usize,
+    /// Whether each engine instance (lane) is running a batch now.
+    running: Vec<bool>,
     /// Set when the model version is dropped: the thread ends once the queue is empty.
     closed: bool,
 }
@@ -139,15 +147,25 @@ pub(crate) struct ModelQueue {
     order: Option<Arc<OrderGate>>,
 }
 
-/// One engine instance held by a running batch, given back on drop.
-pub(crate) struct Slot(Arc<Shared>);
+/// One engine instance (lane) held by a running batch, given back on drop.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    lane: usize,
+}
+
+impl Slot {
+    /// The engine instance the batch runs on.
+    pub(crate) fn lane(&self) -> usize {
+        self.lane
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut state = lock(&self.0);
-        state.free += 1;
+        let mut state = lock(&self.shared);
+        state.running[self.lane] = false;
         drop(state);
-        self.0.wake.notify_all();
+        self.shared.wake.notify_all();
     }
 }
 
@@ -156,19 +174,21 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 }
 
 impl ModelQueue {
-    /// Starts the queue thread of model `name`, with `instances` engine
-    /// instances, handing batches to `pool`.
+    /// Starts the queue thread of model `name` and one thread for each of
+    /// its `instances` engine instances.
     pub(crate) fn start(
         name: &str,
         settings: QueueSettings,
         plan: BatchPlan,
         instances: usize,
-        pool: Arc<WorkerPool<Work>>,
     ) -> std::io::Result<ModelQueue> {
+        let lanes = (0..instances.max(1))
+            .map(|i| WorkerPool::named(1, Work::run, |_| format!("anemone-{name}-instance-{i}")))
+            .collect::<std::io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: PriorityQueue::new(settings),
-                free: instances.max(1),
+                running: vec![false; lanes.len()],
                 closed: false,
             }),
             wake: Condvar::new(),
@@ -181,7 +201,7 @@ impl ModelQueue {
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("anemone-queue-{name}"))
-            .spawn(move || serve(&thread_shared, &plan, &pool))?;
+            .spawn(move || serve(&thread_shared, &plan, &lanes))?;
         Ok(ModelQueue { shared, order })
     }
 
@@ -229,8 +249,33 @@ impl Drop for ModelQueue {
     }
 }
 
-/// The queue thread's loop.
-fn serve(shared: &Arc<Shared>, plan: &BatchPlan, pool: &WorkerPool<Work>) {
+/// The lane the next batch should run on, or `None` to wait for one.
+///
+/// The idle lane whose engine costs least (`cost(lane, false)`: its EWMA
+/// latency; see [`crate::instance::ModelInstance::lane_cost`]). A busy lane
+/// on another backend is waited for instead when it would still finish
+/// sooner (`cost(lane, true)`: twice its latency), so that an instance on the
+/// CPU beside one on a GPU takes only the batches it can finish first.
+/// Lanes on one backend never wait for each other: one slow first call (a
+/// GPU engine records its CUDA graphs then) must not starve a lane.
+fn pick_lane(
+    running: &[bool],
+    cost: impl Fn(usize, bool) -> u128,
+    backend: impl Fn(usize) -> &'static str,
+) -> Option<usize> {
+    let idle = (0..running.len())
+        .filter(|&l| !running[l])
+        .min_by_key(|&l| cost(l, false))?;
+    let best = cost(idle, false);
+    let sooner = (0..running.len())
+        .filter(|&l| running[l] && backend(l) != backend(idle))
+        .any(|l| cost(l, true) < best);
+    (!sooner).then_some(idle)
+}
+
+/// The queue thread's loop; it ends once the queue is closed and empty,
+/// and the lanes (dropped with it) once their batches are done.
+fn serve(shared: &Arc<Shared>, plan: &BatchPlan, lanes: &[WorkerPool<Work>]) {
     let mut state = lock(shared);
     loop {
         let now = Instant::now();
@@ -246,7 +291,15 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, pool: &WorkerPool<Work>) {
             continue;
         }
         let mut wake_at = state.queue.next_deadline();
-        if state.free > 0 {
+        let lane = state.queue.iter().next().and_then(|head| {
+            let model = &head.item.admitted.instance;
+            pick_lane(
+                &state.running,
+                |lane, busy| model.lane_cost(lane, busy),
+                |lane| model.lane_engine(lane).model.backend(),
+            )
+        });
+        if let Some(lane) = lane {
             match decide(&state.queue, plan, now) {
                 Some(Decision::Run(positions)) => {
                     let jobs: Vec<Job> = state
@@ -255,9 +308,13 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, pool: &WorkerPool<Work>) {
                         .into_iter()
                         .map(|e| e.item)
                         .collect();
-                    state.free -= 1;
+                    state.running[lane] = true;
                     drop(state);
-                    pool.execute(Work::Batch(jobs, Slot(Arc::clone(shared))));
+                    let slot = Slot {
+                        shared: Arc::clone(shared),
+                        lane,
+                    };
+                    lanes[lane].execute(Work::Batch(jobs, slot));
                     state = lock(shared);
                     continue;
                 }
@@ -367,6 +424,26 @@ mod tests {
             decide(&q, &gated, now + Duration::from_millis(5)),
             Some(Decision::Run(vec![0, 1]))
         );
+    }
+
+    #[test]
+    fn lanes_on_one_backend_never_wait_and_a_faster_busy_backend_is_waited_for() {
+        let latency = [100u128, 1_000, 5_000];
+        let cost = |l: usize, busy: bool| latency[l] * (1 + u128::from(busy));
+        let same = |_: usize| "tract-cuda";
+        // The cheapest idle lane.
+        assert_eq!(pick_lane(&[false, false, false], cost, same), Some(0));
+        assert_eq!(pick_lane(&[true, false, false], cost, same), Some(1));
+        // One backend: an idle lane runs even when a busy one is 25x faster.
+        assert_eq!(pick_lane(&[true, true, false], cost, same), Some(2));
+        assert_eq!(pick_lane(&[true, true, true], cost, same), None);
+        // Lane 0 on a GPU, the others on the CPU: the busy GPU (200) beats
+        // lane 2 (5,000), so the batch waits for it; at 150 it would not.
+        let mixed = |l: usize| if l == 0 { "tract-cuda" } else { "tract-cpu" };
+        assert_eq!(pick_lane(&[true, true, false], cost, mixed), None);
+        let close = [100u128, 150, 150];
+        let cost_close = |l: usize, busy: bool| close[l] * (1 + u128::from(busy));
+        assert_eq!(pick_lane(&[true, false, false], cost_close, mixed), Some(1));
     }
 
     #[test]

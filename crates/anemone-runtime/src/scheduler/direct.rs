@@ -1,6 +1,6 @@
 //! The direct path: a request goes to the worker threads at once, first
 //! come first served, unless its model has a queue of its own, which then
-//! takes it.
+//! takes it (and runs it on the thread of one of the model's instances).
 
 use super::{Job, Scheduler, Work};
 use crate::worker::WorkerPool;
@@ -17,11 +17,6 @@ impl Direct {
         Ok(Direct {
             workers: Arc::new(WorkerPool::new(workers, Work::run)?),
         })
-    }
-
-    /// The worker pool, which model queues hand their batches to.
-    pub(crate) fn pool(&self) -> &Arc<WorkerPool<Work>> {
-        &self.workers
     }
 }
 

@@ -95,6 +95,13 @@ fn select(
 /// Runs an admitted request alone on the least-loaded engine instance and
 /// builds its response; called on a worker thread (or inline).
 pub(crate) fn execute(admitted: Admitted) -> Done {
+    execute_on(admitted, None)
+}
+
+/// Runs an admitted request alone on engine instance `lane` (from a model
+/// queue, whose instances each run on their own thread), or on the
+/// least-loaded one when `None`, and builds its response.
+pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
     let Admitted {
         instance,
         inputs,
@@ -113,7 +120,10 @@ pub(crate) fn execute(admitted: Admitted) -> Done {
         None => None,
     };
     let picked = start.elapsed();
-    let engine = instance.pick_engine();
+    let engine = match lane {
+        Some(lane) => instance.lane_engine(lane),
+        None => instance.pick_engine(),
+    };
     let busy = engine.claim();
     let infer_span = trace.stage(Stage::ComputeInfer);
     let result = run_engine(&instance, engine, Call::One(&inputs), retry_policy);
@@ -152,16 +162,16 @@ pub(crate) fn execute(admitted: Admitted) -> Done {
     response
 }
 
-/// Runs jobs of one model as one engine call: their inputs stacked
-/// along dimension 0, the outputs split back so that each client gets
-/// exactly its own rows. Jobs whose client has gone are dropped first. When
-/// the batched call fails, or an output has no batch dimension to split,
-/// each job runs alone instead, so that one request's bad input fails only
-/// that request.
-pub(crate) fn execute_batch(jobs: Vec<Job>) {
+/// Runs jobs of one model as one engine call on its engine instance `lane`:
+/// their inputs stacked along dimension 0, the outputs split back so that
+/// each client gets exactly its own rows. Jobs whose client has gone are
+/// dropped first. When the batched call fails, or an output has no batch
+/// dimension to split, each job runs alone instead (on the same instance),
+/// so that one request's bad input fails only that request.
+pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     let mut jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.cancelled()).collect();
     if jobs.len() <= 1 {
-        jobs.into_iter().for_each(Job::run);
+        jobs.into_iter().for_each(|j| j.run_on(Some(lane)));
         return;
     }
     let instance = std::sync::Arc::clone(&jobs[0].admitted.instance);
@@ -196,7 +206,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
     let requests: Vec<&[Tensor]> = jobs.iter().map(|j| &j.admitted.inputs[..]).collect();
     let gathered = began.elapsed();
     drop(assembly_spans);
-    let engine = instance.pick_engine();
+    let engine = instance.lane_engine(lane);
     let busy = engine.claim();
     let picked = Instant::now();
     let infer_spans = stage(&jobs, Stage::ComputeInfer);
@@ -220,7 +230,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>) {
     let Some(mut split) = split else {
         tracing::debug!(model = %instance.name(), "a batched call failed; running its requests one by one");
         drop(output_spans);
-        jobs.into_iter().for_each(Job::run);
+        jobs.into_iter().for_each(|j| j.run_on(Some(lane)));
         return;
     };
     let split_time = picked.elapsed() - engine_time;

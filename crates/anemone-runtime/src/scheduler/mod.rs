@@ -10,7 +10,8 @@
 //! (`direct.rs`): each request goes to the worker threads at once, or runs
 //! on the calling task when the model is tiny (see [`INLINE_BELOW`]). A model
 //! with them has a queue thread (`batcher.rs`) that orders requests by
-//! priority (`queue.rs`), expires them, and forms batches.
+//! priority (`queue.rs`), expires them, and forms batches, and one thread per
+//! engine instance that runs them.
 
 mod batcher;
 mod direct;
@@ -20,7 +21,7 @@ mod queue;
 
 pub(crate) use batcher::{BatchPlan, ModelQueue, Slot};
 pub(crate) use direct::Direct;
-pub(crate) use execute::{execute, execute_batch, panic_message};
+pub(crate) use execute::{execute, execute_batch, execute_on, panic_message};
 pub(crate) use order::Reply;
 
 use crate::admission::Permit;
@@ -99,23 +100,30 @@ impl Job {
 
     /// Runs the job alone on this thread and sends the answer back.
     pub(crate) fn run(self) {
+        self.run_on(None)
+    }
+
+    /// Runs the job alone on this thread, on engine instance `lane` (or the
+    /// least-loaded one), and sends the answer back.
+    pub(crate) fn run_on(self, lane: Option<usize>) {
         if self.cancelled() {
             return;
         }
         let _entered = self.span.enter();
-        self.reply.send(execute(self.admitted));
+        self.reply.send(execute_on(self.admitted, lane));
     }
 }
 
-/// What the worker threads run.
+/// What the worker threads and the instances' threads run.
 // A job is moved once, into a worker's channel; boxing it to shrink the enum
 // would cost an allocation per request on the direct path.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Work {
     /// One job from the direct path.
     One(Job),
-    /// Jobs a model's queue dispatched together, holding one of its engine
-    /// instances until they are done.
+    /// Jobs a model's queue dispatched together to one of its engine
+    /// instances, on that instance's own thread; the slot holds the instance
+    /// until they are done.
     Batch(Vec<Job>, Slot),
 }
 
@@ -125,7 +133,7 @@ impl Work {
         match self {
             Work::One(job) => job.run(),
             Work::Batch(jobs, slot) => {
-                execute_batch(jobs);
+                execute_batch(jobs, slot.lane());
                 drop(slot);
             }
         }

@@ -74,3 +74,47 @@ fn an_instance_runs_one_request_at_a_time_only_behind_a_queue() {
         "behind a queue of one-row batches, each of 2 instances runs one call at a time"
     );
 }
+
+/// Behind a queue each engine instance runs its batches on one thread of
+/// its own, as a Triton instance does: engines keep state per thread
+/// (tract-cuda a CUDA graph per batch size), which the shared workers
+/// spread over all of them.
+#[test]
+fn a_queued_instance_runs_every_batch_on_its_own_thread() {
+    let (m, log) = rows_manager();
+    *log.sleep_ms.lock().unwrap() = 5;
+    m.load_model_blocking(
+        spec("lanes")
+            .max_batch_size(4)
+            .batching(Batching::default())
+            .instance_group(InstanceGroup::new(2)),
+    )
+    .unwrap();
+    for wave in 0..4 {
+        let handles: Vec<_> = (0..12)
+            .map(|i| send(&m, request("lanes", (wave * 100 + i) as f32, 1, 1)))
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap().is_ok());
+        }
+    }
+    let threads = log.threads.lock().unwrap().clone();
+    let mut per_engine: [std::collections::BTreeSet<String>; 2] = Default::default();
+    for (id, thread) in &threads {
+        per_engine[*id].insert(thread.clone());
+    }
+    for (id, names) in per_engine.iter().enumerate() {
+        assert_eq!(
+            names.len(),
+            1,
+            "engine {id} ran on {names:?}; each instance should have one thread"
+        );
+    }
+    let lanes: Vec<&String> = per_engine.iter().filter_map(|n| n.first()).collect();
+    assert_eq!(
+        lanes,
+        ["anemone-lanes-instance-0", "anemone-lanes-instance-1"],
+        "both instances ran, each on its own named thread ({} calls)",
+        threads.len()
+    );
+}

@@ -34,6 +34,8 @@ struct Log {
     hold: Mutex<Option<f32>>,
     /// Engine calls running now, and the most that ever ran at once.
     running: Mutex<(usize, usize)>,
+    /// One entry per engine call: `(engine id, the calling thread's name)`.
+    threads: Mutex<Vec<(usize, String)>>,
 }
 
 impl Log {
@@ -141,6 +143,11 @@ impl LoadedModel for RowsModel {
             .lock()
             .unwrap()
             .push((self.id, firsts, width));
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        self.log.threads.lock().unwrap().push((self.id, thread));
         let mut closed = self.log.closed.lock().unwrap();
         while *closed || *self.log.hold.lock().unwrap() == Some(values[0]) {
             closed = self.log.opened.wait(closed).unwrap();
