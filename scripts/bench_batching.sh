@@ -135,9 +135,14 @@ serve() {
     ${args[@]+"${args[@]}"} >"$log" 2>&1 &
   server=$!
   # Up to READY_SECS (default 180 s: a GPU engine's first load compiles kernels).
-  for _ in $(seq $((${READY_SECS:-180} * 10))); do
+  # A model that failed to load (state UNAVAILABLE in the repository index)
+  # ends the wait at once; its reason is in the log's tail below.
+  for i in $(seq $((${READY_SECS:-180} * 10))); do
     if curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/mlp/ready" >/dev/null 2>&1; then return 0; fi
     if ! kill -0 "$server" 2>/dev/null; then break; fi
+    if [ $((i % 10)) = 0 ] && curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/v2/repository/index" 2>/dev/null | grep -q '"UNAVAILABLE"'; then
+      break
+    fi
     sleep 0.1
   done
   kill "$server" 2>/dev/null || true
