@@ -81,10 +81,17 @@ pub(crate) enum Decision {
     WaitUntil(Instant),
 }
 
-/// The next batch: the first request in serving order, then every later one
-/// that fits with it, up to `max_rows`. It runs at once when it is full, has
-/// a preferred size, has no delay to wait for, or its oldest request has
-/// waited `max_queue_delay`; otherwise the batcher waits for more.
+/// The next batch, by Triton's rule (`GetDynamicBatch` in Triton's
+/// `dynamic_batch_scheduler.cc`): the first request in serving order, then
+/// every later one that fits with it, up to `max_rows`.
+///
+/// - While the oldest picked request is within `max_queue_delay`, the
+///   largest preferred size the queue can form runs at once, with the
+///   requests that make it up. Without one, a batch that cannot grow past
+///   the largest preferred size (or `max_rows` where none is given) without
+///   overshooting it runs as it is.
+/// - Once the delay has passed (or with no delay), everything picked runs.
+/// - Otherwise the batcher waits for more, until the delay ends.
 pub(crate) fn decide<T: Batchable + Waiting>(
     queue: &PriorityQueue<T>,
     plan: &BatchPlan,
@@ -98,7 +105,12 @@ pub(crate) fn decide<T: Batchable + Waiting>(
     let Some(mut rows) = head.item.rows() else {
         return Some(Decision::Run(vec![first]));
     };
+    let preferred = &batching.preferred_batch_sizes;
+    let max_preferred = preferred.iter().copied().max().unwrap_or(plan.max_rows);
     let mut picked = vec![first];
+    // How many of `picked` make the batch to run at once: a preferred size,
+    // or the most that stays within the largest preferred size.
+    let mut best = preferred.contains(&rows).then_some(1);
     let mut oldest = head.enqueued;
     for (i, entry) in entries {
         if rows >= plan.max_rows {
@@ -107,21 +119,32 @@ pub(crate) fn decide<T: Batchable + Waiting>(
         let Some(more) = entry.item.rows() else {
             continue;
         };
-        if rows + more <= plan.max_rows && entry.item.fits(&head.item) {
-            picked.push(i);
-            rows += more;
-            oldest = oldest.min(entry.enqueued);
+        if !entry.item.fits(&head.item) {
+            continue;
+        }
+        if rows + more > max_preferred && best.is_none() {
+            best = Some(picked.len());
+        }
+        if rows + more > plan.max_rows {
+            continue;
+        }
+        picked.push(i);
+        rows += more;
+        oldest = oldest.min(entry.enqueued);
+        if preferred.contains(&rows) {
+            best = Some(picked.len());
         }
     }
+    let no_delay = batching.max_queue_delay.is_zero();
     let due = oldest + batching.max_queue_delay;
-    let ready = rows >= plan.max_rows
-        || batching.preferred_batch_sizes.contains(&rows)
-        || batching.max_queue_delay.is_zero()
-        || due <= now;
-    Some(if ready {
-        Decision::Run(picked)
-    } else {
-        Decision::WaitUntil(due)
+    let delay_passed = !no_delay && due <= now;
+    Some(match best {
+        Some(n) if !delay_passed => {
+            picked.truncate(n);
+            Decision::Run(picked)
+        }
+        _ if no_delay || delay_passed || rows >= max_preferred => Decision::Run(picked),
+        _ => Decision::WaitUntil(due),
     })
 }
 
@@ -423,6 +446,44 @@ mod tests {
         assert_eq!(
             decide(&q, &gated, now + Duration::from_millis(5)),
             Some(Decision::Run(vec![0, 1]))
+        );
+    }
+
+    #[test]
+    fn the_largest_preferred_size_the_queue_can_form_runs_at_once() {
+        let now = Instant::now();
+        let ones = |n| queue((0..n).map(|_| Item(Some(1), 4)).collect(), now);
+        let due = now + Duration::from_millis(5);
+        // 23 queued, preferred 16 and 32: 16 run now, as Triton does (this
+        // waited out the delay for 32 before).
+        assert_eq!(
+            decide(&ones(23), &plan(32, 5, vec![16, 32]), now),
+            Some(Decision::Run((0..16).collect()))
+        );
+        assert_eq!(
+            decide(&ones(5), &plan(8, 5, vec![2, 4]), now),
+            Some(Decision::Run(vec![0, 1, 2, 3]))
+        );
+        // Under the smallest preferred size: wait, then run what is there.
+        assert_eq!(
+            decide(&ones(3), &plan(8, 5, vec![4]), now),
+            Some(Decision::WaitUntil(due))
+        );
+        assert_eq!(
+            decide(&ones(3), &plan(8, 5, vec![4]), due),
+            Some(Decision::Run(vec![0, 1, 2]))
+        );
+        // Once the delay has passed, everything that fits runs.
+        assert_eq!(
+            decide(&ones(23), &plan(32, 5, vec![16]), due),
+            Some(Decision::Run((0..23).collect()))
+        );
+        // Requests of 3 rows and a preferred 4: the batch cannot reach 4
+        // without passing it, so 3 rows run at once.
+        let threes = queue(vec![Item(Some(3), 4), Item(Some(3), 4)], now);
+        assert_eq!(
+            decide(&threes, &plan(8, 5, vec![4]), now),
+            Some(Decision::Run(vec![0]))
         );
     }
 
