@@ -565,3 +565,43 @@ fn batched_rows_equal_onnxruntime_references_under_concurrency() {
         );
     }
 }
+
+/// Triton's rule for preferred sizes, checked against tritonserver 2.51
+/// (docs/SERVING.md): with `preferred_batch_size: [2]`, three requests queued
+/// behind a running batch run as two at once and the third alone once its
+/// delay has passed. (A rule that waits until the whole queue adds up to a
+/// preferred size ran all three together after the delay.)
+#[test]
+fn the_largest_preferred_batch_the_queue_can_form_runs_and_the_rest_waits() {
+    let (m, log) = rows_manager();
+    m.load_model_blocking(spec("pref").max_batch_size(8).batching(Batching {
+        preferred_batch_sizes: vec![2],
+        max_queue_delay: Duration::from_secs(1),
+        ..Batching::default()
+    }))
+    .unwrap();
+    log.close();
+    // One at a time, each queued before the next: queue order is fixed.
+    let mut handles = Vec::new();
+    handles.push(send(&m, request("pref", 0.0, 1, 1)));
+    wait_queued(&m, "pref", 1);
+    handles.push(send(&m, request("pref", 1.0, 1, 1)));
+    log.wait_for_calls(1);
+    for (n, v) in [2.0, 3.0, 4.0].into_iter().enumerate() {
+        handles.push(send(&m, request("pref", v, 1, 1)));
+        wait_queued(&m, "pref", n + 1);
+    }
+    log.open();
+    for h in handles {
+        assert!(h.join().unwrap().is_ok());
+    }
+    let mut calls = log.rows();
+    for c in &mut calls {
+        c.sort_by(f32::total_cmp);
+    }
+    assert_eq!(
+        calls,
+        vec![vec![0.0, 1.0], vec![2.0, 3.0], vec![4.0]],
+        "engine calls and the rows each ran"
+    );
+}
