@@ -170,56 +170,38 @@ pub fn upload(
             };
             // Large copies on a few threads (`gather`): one core's memory
             // bandwidth is what limits them. Each piece goes up as soon as
-            // it is in place, so the bus's copy runs beside the CPU's. Only
-            // this thread calls the driver: a copying thread's first driver
-            // call invalidated other threads' CUDA graph captures (device
-            // run 48), so the others hand their pieces over, and this thread
-            // queues them between its own.
+            // it is in place, so the bus's copy runs beside the CPU's.
             let t3 = std::time::Instant::now();
             let mut view = tract_cuda::kernels::get_cuda_view_mut(&device);
-            stream.context().bind_to_thread()?;
             let (device_ptr, written) = view.device_ptr_mut(stream);
             let host_ptr = host.as_ptr() as usize;
-            // A handle, only used on this thread (the closure is shared
-            // with the copying threads, which never call it).
-            let cu_stream = stream.cu_stream() as usize;
-            // SAFETY: `r` of the staging buffer is written and no thread
-            // writes it again before `uploaded` (recorded below) has
-            // completed; the device tensor holds `len` bytes. From
-            // page-locked memory the copy is asynchronous.
-            let upload = |r: std::ops::Range<usize>| unsafe {
-                cudarc::driver::sys::cuMemcpyHtoDAsync_v2(
-                    device_ptr + r.start as u64,
-                    (host_ptr + r.start) as *const std::ffi::c_void,
-                    r.len(),
-                    cu_stream as cudarc::driver::sys::CUstream,
-                )
-                .result()
-            };
-            let caller = std::thread::current().id();
-            let (handed, pending) = std::sync::mpsc::channel();
-            let pending = std::sync::Mutex::new(pending);
-            let outcome = std::sync::Mutex::new(Ok(()));
-            let queue_all = |first: Option<std::ops::Range<usize>>| {
-                let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
-                let mut outcome = outcome.lock().unwrap_or_else(|p| p.into_inner());
-                for r in first.into_iter().chain(pending.try_iter()) {
-                    if outcome.is_ok() {
-                        *outcome = upload(r);
-                    }
-                }
-            };
+            let (context, cu_stream) = (stream.context(), stream.cu_stream() as usize);
+            let failed = std::sync::Mutex::new(None);
             crate::gather::gather_in_pieces(&mut host[..len], parts, UPLOAD_PIECE, &|r| {
-                if std::thread::current().id() == caller {
-                    queue_all(Some(r));
-                } else {
-                    // The receiver lives until after the copy: never refused.
-                    let _ = handed.send(r);
+                // From page-locked memory the copy is asynchronous.
+                // SAFETY: `r` of the staging buffer is written and no thread
+                // writes it again before `uploaded` (recorded below) has
+                // completed; the device tensor holds `len` bytes.
+                let queued = context.bind_to_thread().and_then(|()| unsafe {
+                    cudarc::driver::sys::cuMemcpyHtoDAsync_v2(
+                        device_ptr + r.start as u64,
+                        (host_ptr + r.start) as *const std::ffi::c_void,
+                        r.len(),
+                        cu_stream as cudarc::driver::sys::CUstream,
+                    )
+                    .result()
+                });
+                if let Err(e) = queued {
+                    failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
                 }
             });
-            queue_all(None);
             drop(written);
-            outcome.into_inner().unwrap_or_else(|p| p.into_inner())?;
+            if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e.into());
+            }
             let t4 = std::time::Instant::now();
             staging.uploaded = Some(stream.record_event(None)?);
             tracing::trace!(
