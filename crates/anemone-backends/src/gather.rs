@@ -7,8 +7,6 @@
 //! several cores together can, so the copy is split by bytes across up to
 //! [`MAX_THREADS`] scoped threads once it is [`PARALLEL_FROM`] or more.
 
-use std::ops::Range;
-
 /// Copies below this size run on the calling thread: starting a thread
 /// costs tens of microseconds.
 pub const PARALLEL_FROM: usize = 4 << 20;
@@ -24,32 +22,13 @@ pub const MAX_THREADS: usize = 4;
 ///
 /// If `dst` is shorter than the parts together.
 pub fn gather_into(dst: &mut [u8], parts: &[&[u8]]) -> usize {
-    gather_in_pieces(dst, parts, usize::MAX, &|_| {})
-}
-
-/// [`gather_into`], calling `written` with each range of `dst` as soon as
-/// it is written, in pieces of at most `piece` bytes: a caller can start
-/// sending a piece on (an upload to the GPU from page-locked memory) while
-/// the rest is still being copied. `written` runs on the copying threads,
-/// once per piece; the pieces cover `0..len` exactly, in no fixed order.
-///
-/// # Panics
-///
-/// If `dst` is shorter than the parts together, or `piece` is 0.
-pub fn gather_in_pieces(
-    dst: &mut [u8],
-    parts: &[&[u8]],
-    piece: usize,
-    written: &(dyn Fn(Range<usize>) + Sync),
-) -> usize {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     assert!(
         dst.len() >= len,
         "gather_into: {len} bytes into a buffer of {}",
         dst.len()
     );
-    assert!(piece > 0, "gather_in_pieces: pieces of 0 bytes");
-    gather_on(dst, parts, len, threads_for(len), piece, written);
+    gather_on(dst, parts, len, threads_for(len));
     len
 }
 
@@ -67,17 +46,10 @@ pub fn buffer_capacity(len: usize, max: usize) -> usize {
         .max(len)
 }
 
-/// [`gather_in_pieces`] on `threads` threads (the caller's included).
-fn gather_on(
-    dst: &mut [u8],
-    parts: &[&[u8]],
-    len: usize,
-    threads: usize,
-    piece: usize,
-    written: &(dyn Fn(Range<usize>) + Sync),
-) {
+/// [`gather_into`] on `threads` threads (the caller's included).
+fn gather_on(dst: &mut [u8], parts: &[&[u8]], len: usize, threads: usize) {
     if threads <= 1 {
-        copy_pieces(&mut dst[..len], 0, parts, piece, written);
+        copy_range(&mut dst[..len], 0, parts);
         return;
     }
     let chunk = len.div_ceil(threads);
@@ -93,31 +65,14 @@ fn gather_on(
                 own = Some((this, start));
             } else {
                 let at = start;
-                scope.spawn(move || copy_pieces(this, at, parts, piece, written));
+                scope.spawn(move || copy_range(this, at, parts));
             }
             start += chunk;
         }
         if let Some((this, at)) = own {
-            copy_pieces(this, at, parts, piece, written);
+            copy_range(this, at, parts);
         }
     });
-}
-
-/// [`copy_range`] a piece at a time, reporting each piece once written.
-fn copy_pieces(
-    dst: &mut [u8],
-    at: usize,
-    parts: &[&[u8]],
-    piece: usize,
-    written: &(dyn Fn(Range<usize>) + Sync),
-) {
-    let mut done = 0;
-    for this in dst.chunks_mut(piece) {
-        let n = this.len();
-        copy_range(this, at + done, parts);
-        written(at + done..at + done + n);
-        done += n;
-    }
 }
 
 /// How many threads a copy of `len` bytes uses.
@@ -183,7 +138,7 @@ mod tests {
         );
         for threads in 1..=5 {
             let mut dst = vec![0xAAu8; want.len() + spare];
-            gather_on(&mut dst, &refs, want.len(), threads, usize::MAX, &|_| {});
+            gather_on(&mut dst, &refs, want.len(), threads);
             assert!(
                 dst[..want.len()] == want[..],
                 "sizes {sizes:?}, {threads} threads: bytes differ"
@@ -235,49 +190,6 @@ mod tests {
                 let mut dst = vec![0u8; n];
                 copy_range(&mut dst, at, &refs);
                 assert_eq!(dst, want[at..at + n], "range {at}..{}", at + n);
-            }
-        }
-    }
-
-    #[test]
-    fn pieces_are_reported_once_each_after_their_bytes_are_written() {
-        use std::sync::Mutex;
-        let sizes = [602_112; 9];
-        let parts = parts(&sizes);
-        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        let want = parts.concat();
-        for threads in 1..=4 {
-            for piece in [1 << 20, 100_000, 65_537] {
-                let mut dst = vec![0u8; want.len()];
-                let base = dst.as_ptr() as usize;
-                let seen = Mutex::new(Vec::new());
-                gather_on(&mut dst, &refs, want.len(), threads, piece, &|r| {
-                    // The piece's bytes are in place when it is reported.
-                    // SAFETY: no thread writes this range any more.
-                    let bytes = unsafe {
-                        std::slice::from_raw_parts((base + r.start) as *const u8, r.len())
-                    };
-                    assert!(
-                        bytes == &want[r.clone()],
-                        "piece {r:?} reported before it was written"
-                    );
-                    seen.lock().unwrap().push(r);
-                });
-                assert!(
-                    dst == want,
-                    "{threads} threads, pieces of {piece}: bytes differ"
-                );
-                let mut seen = seen.into_inner().unwrap();
-                seen.sort_by_key(|r| r.start);
-                assert!(seen.iter().all(|r| !r.is_empty() && r.len() <= piece));
-                let covered = seen
-                    .iter()
-                    .try_fold(0, |end, r| (r.start == end).then_some(r.end));
-                assert_eq!(
-                    covered,
-                    Some(want.len()),
-                    "{threads} threads, pieces of {piece}: {seen:?}"
-                );
             }
         }
     }

@@ -25,7 +25,7 @@
 
 use super::convert;
 use anemone_core::DataType;
-use cudarc::driver::{CudaContext, CudaEvent, DevicePtrMut, PinnedHostSlice};
+use cudarc::driver::{CudaContext, CudaEvent, PinnedHostSlice};
 use std::cell::RefCell;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,12 +34,6 @@ use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
 use tract_gpu::tensor::{DeviceTensor, LazyHostStorage};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::Runnable;
-
-/// The pieces a staged input goes up in: each is queued for the GPU as soon
-/// as it is in the staging buffer, so that the transfer of a batch of
-/// ResNet inputs (9.6 MB at batch 16) runs beside the CPU's copy of the rest
-/// rather than after it. Each piece costs one driver call.
-pub const UPLOAD_PIECE: usize = 1 << 20;
 
 /// Inputs smaller than this take tract's own upload: the driver's pageable
 /// path is as fast for them and a staging buffer would only cost memory.
@@ -169,40 +163,13 @@ pub fn upload(
                 }
             };
             // Large copies on a few threads (`gather`): one core's memory
-            // bandwidth is what limits them. Each piece goes up as soon as
-            // it is in place, so the bus's copy runs beside the CPU's.
+            // bandwidth is what limits them.
             let t3 = std::time::Instant::now();
-            let mut view = tract_cuda::kernels::get_cuda_view_mut(&device);
-            let (device_ptr, written) = view.device_ptr_mut(stream);
-            let host_ptr = host.as_ptr() as usize;
-            let (context, cu_stream) = (stream.context(), stream.cu_stream() as usize);
-            let failed = std::sync::Mutex::new(None);
-            crate::gather::gather_in_pieces(&mut host[..len], parts, UPLOAD_PIECE, &|r| {
-                // From page-locked memory the copy is asynchronous.
-                // SAFETY: `r` of the staging buffer is written and no thread
-                // writes it again before `uploaded` (recorded below) has
-                // completed; the device tensor holds `len` bytes.
-                let queued = context.bind_to_thread().and_then(|()| unsafe {
-                    cudarc::driver::sys::cuMemcpyHtoDAsync_v2(
-                        device_ptr + r.start as u64,
-                        (host_ptr + r.start) as *const std::ffi::c_void,
-                        r.len(),
-                        cu_stream as cudarc::driver::sys::CUstream,
-                    )
-                    .result()
-                });
-                if let Err(e) = queued {
-                    failed
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
-                }
-            });
-            drop(written);
-            if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                return Err(e.into());
-            }
+            crate::gather::gather_into(&mut host[..len], parts);
             let t4 = std::time::Instant::now();
+            let mut view = tract_cuda::kernels::get_cuda_view_mut(&device);
+            // From page-locked memory the copy is asynchronous.
+            stream.memcpy_htod(&host[..len], &mut view)?;
             staging.uploaded = Some(stream.record_event(None)?);
             tracing::trace!(
                 parts = parts.len(),
@@ -211,7 +178,7 @@ pub fn upload(
                 wait_us = (t2 - t1).as_micros() as u64,
                 buffer_us = (t3 - t2).as_micros() as u64,
                 gather_us = (t4 - t3).as_micros() as u64,
-                record_us = t4.elapsed().as_micros() as u64,
+                copy_us = t4.elapsed().as_micros() as u64,
                 "staged upload"
             );
             Ok(true)
