@@ -128,14 +128,18 @@ impl Engine {
         self.inline.record(engine_time);
     }
 
+    /// Its EWMA engine time per call in nanoseconds; 1 before its first call.
+    fn latency_ns(&self) -> u128 {
+        self.latency.get().map_or(1, |d| d.as_nanos().max(1))
+    }
+
     /// Its load for choosing: expected time until a new call would finish
     /// (calls running plus this one, times its latency), then calls running,
     /// then calls so far (so ties take turns).
     fn load(&self) -> (u128, usize, u64) {
         let busy = self.busy.load(Ordering::Relaxed);
-        let latency = self.latency.get().map_or(1, |d| d.as_nanos().max(1));
         (
-            (busy as u128 + 1) * latency,
+            (busy as u128 + 1) * self.latency_ns(),
             busy,
             self.executions.load(Ordering::Relaxed),
         )
@@ -328,12 +332,7 @@ impl ModelInstance {
     /// lanes: its engine's EWMA latency, doubled while the lane is running a
     /// call (the new one would wait for it). See [`Engine::load`].
     pub(crate) fn lane_cost(&self, lane: usize, running: bool) -> u128 {
-        let latency = self
-            .lane_engine(lane)
-            .latency
-            .get()
-            .map_or(1, |d| d.as_nanos().max(1));
-        latency * (1 + u128::from(running))
+        self.lane_engine(lane).latency_ns() * (1 + u128::from(running))
     }
 
     /// Whether requests may run on the calling task, skipping the worker hop:

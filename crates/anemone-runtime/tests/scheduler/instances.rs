@@ -90,13 +90,8 @@ fn a_queued_instance_runs_every_batch_on_its_own_thread() {
             .instance_group(InstanceGroup::new(2)),
     )
     .unwrap();
-    for wave in 0..4 {
-        let handles: Vec<_> = (0..12)
-            .map(|i| send(&m, request("lanes", (wave * 100 + i) as f32, 1, 1)))
-            .collect();
-        for h in handles {
-            assert!(h.join().unwrap().is_ok());
-        }
+    for _ in 0..4 {
+        most_at_once(&m, &log, "lanes", 12);
     }
     let threads = log.threads.lock().unwrap().clone();
     let mut per_engine: [std::collections::BTreeSet<String>; 2] = Default::default();
