@@ -202,7 +202,9 @@ impl Manager {
             .map(Some)
             .map_err(|e| {
                 Error::Internal(format!(
-                    "cannot start the queue thread of model '{name}': {e}"
+                    "cannot start the threads of model '{name}' (its queue thread and one thread \
+                     for each of its {instances} instances): {e}; the process may be at its \
+                     thread limit (ulimit -u), so unload a model or lower instance_group counts"
                 ))
             })
     }

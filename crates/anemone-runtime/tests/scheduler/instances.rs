@@ -113,3 +113,79 @@ fn a_queued_instance_runs_every_batch_on_its_own_thread() {
         threads.len()
     );
 }
+
+/// A batch whose engine call fails runs its requests one by one on the same
+/// instance's thread (`execute_batch`): only the bad request fails, and the
+/// other instance's thread never sees that batch's requests.
+#[test]
+fn a_failed_batch_runs_its_requests_alone_on_the_same_instance_thread() {
+    let (m, log) = rows_manager();
+    m.load_model_blocking(
+        spec("retry")
+            .max_batch_size(8)
+            .batching(Batching::default())
+            .instance_group(InstanceGroup::new(2)),
+    )
+    .unwrap();
+    *log.poison.lock().unwrap() = Some(13.0);
+    // Both instances stuck on a call each, so the next four requests queue
+    // and form one batch, which holds the bad row 13.
+    log.close();
+    let stuck: Vec<_> = [100.0, 200.0]
+        .iter()
+        .enumerate()
+        .map(|(i, first)| {
+            // One at a time, or both would form one batch on one instance.
+            let h = send(&m, request("retry", *first, 1, 1));
+            log.wait_for_calls(i + 1);
+            h
+        })
+        .collect();
+    let queued: Vec<_> = [11.0, 12.0, 13.0, 14.0]
+        .iter()
+        .enumerate()
+        .map(|(i, first)| {
+            let h = (*first, send(&m, request("retry", *first, 1, 1)));
+            wait_queued(&m, "retry", i + 1);
+            h
+        })
+        .collect();
+    log.open();
+    for h in stuck {
+        assert!(h.join().unwrap().is_ok());
+    }
+    for (first, h) in queued {
+        let result = h.join().unwrap();
+        if first == 13.0 {
+            let e = result.expect_err("the bad row fails");
+            assert!(e.to_string().contains("a row starts with 13"), "{e}");
+        } else {
+            assert_eq!(result.unwrap().to_vec::<f32>().unwrap(), vec![2.0 * first]);
+        }
+    }
+    let calls = log.calls.lock().unwrap().clone();
+    let threads = log.threads.lock().unwrap().clone();
+    let batch = calls
+        .iter()
+        .position(|c| c.1 == [11.0, 12.0, 13.0, 14.0])
+        .unwrap_or_else(|| panic!("the four queued requests never ran as one batch: {calls:?}"));
+    let alone: Vec<usize> = [11.0, 12.0, 13.0, 14.0]
+        .iter()
+        .map(|f| {
+            calls.iter().rposition(|c| c.1 == [*f]).unwrap_or_else(|| {
+                panic!("request {f} never ran alone after the failed batch: {calls:?}")
+            })
+        })
+        .collect();
+    for call in alone {
+        assert!(
+            call > batch,
+            "request {:?} ran alone before its batch",
+            calls[call].1
+        );
+        assert_eq!(
+            threads[call], threads[batch],
+            "a retry ran on another instance or thread than its failed batch"
+        );
+    }
+}

@@ -36,6 +36,8 @@ struct Log {
     running: Mutex<(usize, usize)>,
     /// One entry per engine call: `(engine id, the calling thread's name)`.
     threads: Mutex<Vec<(usize, String)>>,
+    /// A call with a row whose first value is this fails (a bad input).
+    poison: Mutex<Option<f32>>,
 }
 
 impl Log {
@@ -148,6 +150,15 @@ impl LoadedModel for RowsModel {
             .unwrap_or("unnamed")
             .to_string();
         self.log.threads.lock().unwrap().push((self.id, thread));
+        let poison = *self.log.poison.lock().unwrap();
+        if let Some(p) = poison.filter(|p| values.chunks(width.max(1)).any(|r| r[0] == *p)) {
+            return Err(anemone_core::Error::Backend {
+                backend: "rows".into(),
+                message: format!("a row starts with {p}"),
+                retryable: false,
+                source: None,
+            });
+        }
         let mut closed = self.log.closed.lock().unwrap();
         while *closed || *self.log.hold.lock().unwrap() == Some(values[0]) {
             closed = self.log.opened.wait(closed).unwrap();
