@@ -214,9 +214,10 @@ impl Backend for OnnxRuntime {
         providers.push(ort::ep::CPU::default().build());
         provider_names.push("CPU".to_string());
         let count = session_count(options)?;
+        let spinning = spinning(options)?;
         let sessions = (0..count)
             .map(|_| {
-                build_session(&rt.env, path, threads, providers.clone())
+                build_session(&rt.env, path, threads, spinning, providers.clone())
                     .map(Mutex::new)
                     .map_err(|reason| Error::InvalidModel {
                         path: path.to_path_buf(),
@@ -236,6 +237,10 @@ impl Backend for OnnxRuntime {
         metadata
             .properties
             .push(("anemone.onnxruntime.sessions".into(), count.to_string()));
+        metadata.properties.push((
+            "anemone.onnxruntime.spinning".into(),
+            if spinning { "on" } else { "off" }.into(),
+        ));
         let footprint = metadata.weight_bytes * count as u64;
         Ok(Box::new(OrtModel {
             metadata,
@@ -318,10 +323,24 @@ fn session_count(options: &LoadOptions) -> Result<usize> {
     }
 }
 
+/// The setting `onnxruntime.spinning`: whether ONNX Runtime's intra-op
+/// threads spin for a while after a call, waiting for the next, instead of
+/// sleeping. On by default, as in ONNX Runtime: a direct model's calls come
+/// back to back and a spinning thread takes the next at once (on the 2-core
+/// VM, 1.2-1.6x the unbatched requests per second). Off by default for a
+/// model behind a dynamic batcher ([`LoadOptions::batched`]): between its
+/// batches the spinning threads take the cores that decode the next
+/// batch's requests (1.3-1.5x the batched requests per second without
+/// them; docs/PERFORMANCE.md, "Spinning threads and the batcher").
+fn spinning(options: &LoadOptions) -> Result<bool> {
+    setting_on(options, "onnxruntime.spinning", !options.batched())
+}
+
 fn build_session(
     env: &ort::environment::Environment,
     path: &Path,
     threads: usize,
+    spinning: bool,
     providers: Vec<ort::ep::ExecutionProviderDispatch>,
 ) -> std::result::Result<Session, String> {
     let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
@@ -330,6 +349,8 @@ fn build_session(
         .with_intra_threads(threads)
         .map_err(s)?
         .with_inter_threads(1)
+        .map_err(s)?
+        .with_intra_op_spinning(spinning)
         .map_err(s)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(s)?

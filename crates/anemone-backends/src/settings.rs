@@ -19,10 +19,11 @@ pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Every key ONNX Runtime's backend reads (its own, and its CoreML provider's).
-const ONNXRUNTIME: [&str; 7] = [
+const ONNXRUNTIME: [&str; 8] = [
     "onnxruntime.sessions",
     "onnxruntime.cuda",
     "onnxruntime.tensorrt",
+    "onnxruntime.spinning",
     "onnxruntime.coreml",
     "onnxruntime.coreml.compute_units",
     "onnxruntime.coreml.model_format",

@@ -87,6 +87,14 @@ impl ModelSource {
     }
 }
 
+/// The setting the runtime adds to [`LoadOptions::settings`] (value `"1"`)
+/// when a model's requests reach its engine in batches formed by a queue
+/// (`dynamic_batching`). Its calls then come with gaps between them, while
+/// the next batch forms on the threads that decode the next requests, so a
+/// backend may tune for that: ONNX Runtime's threads stop spinning between
+/// calls (`onnxruntime.spinning`). Not a setting for users to write.
+pub const BATCHED_SETTING: &str = "anemone.batched";
+
 /// Options for loading a model into a backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -106,6 +114,11 @@ impl LoadOptions {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the runtime batches this model's requests ([`BATCHED_SETTING`]).
+    pub fn batched(&self) -> bool {
+        self.setting(BATCHED_SETTING) == Some("1")
     }
 }
 

@@ -31,6 +31,7 @@ pub mod thermal;
 
 pub use backend::{
     stack_inputs, Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support, Tier,
+    BATCHED_SETTING,
 };
 pub use dtype::DataType;
 pub use error::{BoxError, Error, ErrorKind, InputError, Result};

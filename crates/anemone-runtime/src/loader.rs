@@ -245,6 +245,9 @@ impl Manager {
         }
         let mut settings = spec.settings.clone();
         settings.extend(candidate.settings.iter().cloned());
+        if spec.batching.is_some() {
+            settings.push((anemone_core::BATCHED_SETTING.into(), "1".into()));
+        }
         let options = LoadOptions {
             threads: spec.threads.or(self.inner.loader.threads),
             settings,

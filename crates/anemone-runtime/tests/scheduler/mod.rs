@@ -616,3 +616,78 @@ fn the_largest_preferred_batch_the_queue_can_form_runs_and_the_rest_waits() {
         "engine calls and the rows each ran"
     );
 }
+
+/// ONNX Runtime's threads spin between calls for a direct model (its
+/// default) and sleep behind a dynamic batcher, where they would take the
+/// cores that decode the next batch; `onnxruntime.spinning` overrides
+/// either way, and a bad value is refused by name.
+#[test]
+fn onnxruntime_threads_stop_spinning_behind_a_batcher_unless_told() {
+    if !OnnxRuntime.probe().is_available() {
+        assert!(
+            std::env::var_os("ANEMONE_REQUIRE_ORT").is_none(),
+            "ANEMONE_REQUIRE_ORT is set but ONNX Runtime is not available"
+        );
+        eprintln!("SKIPPED: ONNX Runtime is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let case = Case::load("dynamic_batch");
+    let m = Manager::builder()
+        .backends([Arc::new(OnnxRuntime) as Arc<dyn Backend>])
+        .build()
+        .unwrap();
+    let spinning = |name: &str, batched: bool, setting: Option<&str>| {
+        let mut spec = ModelSpec::new(name, case.model_path()).max_batch_size(8);
+        if batched {
+            spec = spec.batching(Batching::default());
+        }
+        if let Some(value) = setting {
+            spec.settings
+                .push(("onnxruntime.spinning".into(), value.into()));
+        }
+        m.load_model_blocking(spec).map(|model| {
+            model
+                .metadata()
+                .properties
+                .iter()
+                .find(|(k, _)| k == "anemone.onnxruntime.spinning")
+                .map(|(_, v)| v.clone())
+        })
+    };
+    assert_eq!(
+        spinning("direct", false, None).unwrap().as_deref(),
+        Some("on")
+    );
+    assert_eq!(
+        spinning("batched", true, None).unwrap().as_deref(),
+        Some("off")
+    );
+    assert_eq!(
+        spinning("told_on", true, Some("on")).unwrap().as_deref(),
+        Some("on")
+    );
+    assert_eq!(
+        spinning("told_off", false, Some("off")).unwrap().as_deref(),
+        Some("off")
+    );
+    let e = spinning("bad", true, Some("fast")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("onnxruntime.spinning is \"fast\"; set on or off"),
+        "{}",
+        e.chain_string()
+    );
+    // The batched model still answers (the setting only changes waiting).
+    let x = case.tensor(&case.runs[0].inputs[0].file);
+    let want = case.tensor(&case.runs[0].outputs[0].file);
+    let got = m
+        .infer_blocking(InferRequest::new("batched").input("x", x))
+        .unwrap();
+    assert_close(
+        "batched",
+        got.output("y").unwrap(),
+        &want,
+        case.rtol,
+        case.atol,
+    );
+}
