@@ -327,10 +327,10 @@ fn session_count(options: &LoadOptions) -> Result<usize> {
 /// threads spin for a while after a call, waiting for the next, instead of
 /// sleeping. On by default, as in ONNX Runtime: a direct model's calls come
 /// back to back and a spinning thread takes the next at once (on the 2-core
-/// VM, 1.2-1.6x the unbatched requests per second). Off by default for a
+/// VM, 1.16-1.62x the unbatched requests per second). Off by default for a
 /// model behind a dynamic batcher ([`LoadOptions::batched`]): between its
 /// batches the spinning threads take the cores that decode the next
-/// batch's requests (1.3-1.5x the batched requests per second without
+/// batch's requests (1.16-1.31x the batched requests per second without
 /// them; docs/PERFORMANCE.md, "Spinning threads and the batcher").
 fn spinning(options: &LoadOptions) -> Result<bool> {
     setting_on(options, "onnxruntime.spinning", !options.batched())
