@@ -299,13 +299,10 @@ fn gpu_providers() -> GpuProviders {
 
 /// An `on`/`off` setting, `default` when absent.
 fn setting_on(options: &LoadOptions, key: &str, default: bool) -> Result<bool> {
-    match options.setting(key).map(str::trim) {
+    match options.setting(key) {
         None => Ok(default),
-        Some("on" | "true") => Ok(true),
-        Some("off" | "false") => Ok(false),
-        Some(other) => Err(Error::Config(format!(
-            "{key} is \"{other}\"; set on or off"
-        ))),
+        Some(value) => crate::settings::on_off(value)
+            .ok_or_else(|| Error::Config(format!("{key} is \"{}\"; set on or off", value.trim()))),
     }
 }
 

@@ -30,6 +30,23 @@ const ONNXRUNTIME: [&str; 8] = [
     "onnxruntime.coreml.cache_dir",
 ];
 
+/// The settings whose value is `on` or `off` ([`on_off`]).
+pub const ON_OFF_SETTINGS: [&str; 3] = [
+    "onnxruntime.cuda",
+    "onnxruntime.tensorrt",
+    "onnxruntime.spinning",
+];
+
+/// An `on`/`off` setting's value (`true` and `false` also read), or `None`
+/// for anything else.
+pub fn on_off(value: &str) -> Option<bool> {
+    match value.trim() {
+        "on" | "true" => Some(true),
+        "off" | "false" => Some(false),
+        _ => None,
+    }
+}
+
 /// The settings whose value is a filesystem path (a directory the backend
 /// writes into). A server must not let a client choose such a path freely.
 pub const PATH_SETTINGS: [&str; 2] = [

@@ -227,6 +227,13 @@ fn check_backend_setting(key: &str, value: &str) -> Result<(), String> {
              (a configuration may not choose where the server writes outside its model)"
         ));
     }
+    if anemone_backends::settings::ON_OFF_SETTINGS.contains(&key)
+        && anemone_backends::settings::on_off(value).is_none()
+    {
+        return Err(format!(
+            "parameter '{key}' is \"{value}\"; set on or off, e.g. parameters {{ key: \"{key}\" value: {{ string_value: \"off\" }} }}"
+        ));
+    }
     if key == "onnxruntime.sessions" {
         bounded(
             key,
@@ -387,8 +394,26 @@ mod tests {
             "onnxruntime.cuda",
             "coreml.compute_units",
             "onnxruntime.coreml",
+            "onnxruntime.spinning",
         ] {
             assert!(settings(&with(&[(ok, "on")])).is_ok(), "{ok}");
+        }
+        // An on/off value is checked here, so that a typo fails the load
+        // rather than only the ONNX Runtime candidate (the model then
+        // loaded on tract-cpu, the typo reported as a skipped backend).
+        for key in [
+            "onnxruntime.spinning",
+            "onnxruntime.cuda",
+            "onnxruntime.tensorrt",
+        ] {
+            let e = settings(&with(&[(key, "sometimes")])).unwrap_err();
+            assert!(
+                e.contains(&format!(
+                    "parameter '{key}' is \"sometimes\"; set on or off"
+                )),
+                "{e}"
+            );
+            assert!(settings(&with(&[(key, "off")])).is_ok(), "{key}");
         }
     }
 
