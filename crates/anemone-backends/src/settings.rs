@@ -47,6 +47,40 @@ pub fn on_off(value: &str) -> Option<bool> {
     }
 }
 
+/// Checks the value of a setting `known_settings` lists, with the parser
+/// and the message of the backend that reads it, without loading anything
+/// and whether or not that backend is built in: a server can then refuse a
+/// configuration with a bad value, rather than the one backend refusing it
+/// at load while another engine takes the model. Keys with no fixed form
+/// (directories, and settings of ONNX Runtime's CoreML provider, which it
+/// checks itself) pass.
+pub fn check_value(key: &str, value: &str) -> Result<(), String> {
+    let options = anemone_core::LoadOptions {
+        threads: None,
+        settings: vec![(key.to_string(), value.to_string())],
+    };
+    if ON_OFF_SETTINGS.contains(&key) {
+        return match on_off(value) {
+            Some(_) => Ok(()),
+            None => Err(format!("{key} is \"{}\"; set on or off", value.trim())),
+        };
+    }
+    if key == crate::tract::conv_fuse::PRECISION_KEY {
+        return crate::tract::conv_fuse::Precision::parse(value).map(drop);
+    }
+    if let Some(backend) = key.strip_suffix(&format!(".{}", crate::tract::PLAN_CACHE_KEY)) {
+        return crate::tract::plan_cache(backend, &options)
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    if key.starts_with("coreml.") && !PATH_SETTINGS.contains(&key) {
+        return crate::coreml::options::CoreMlOptions::from_settings(&options, Default::default())
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    Ok(())
+}
+
 /// The settings whose value is a filesystem path (a directory the backend
 /// writes into). A server must not let a client choose such a path freely.
 pub const PATH_SETTINGS: [&str; 2] = [
@@ -57,6 +91,34 @@ pub const PATH_SETTINGS: [&str; 2] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_checked_with_the_backends_own_parsers() {
+        let good = [
+            ("onnxruntime.spinning", "off"),
+            ("onnxruntime.cuda", " on "),
+            ("tract-cuda.precision", "tf32"),
+            ("tract-cpu.plan_cache", "16"),
+            ("coreml.compute_units", "ane"),
+            ("coreml.cache_dir", "cache"),
+            ("onnxruntime.sessions", "4"),
+        ];
+        for (k, v) in good {
+            assert_eq!(check_value(k, v), Ok(()), "{k} = {v}");
+        }
+        let bad = [
+            ("onnxruntime.spinning", "sometimes", "set on or off"),
+            ("onnxruntime.tensorrt", "yes please", "set on or off"),
+            ("tract-cuda.precision", "fp64", "fp32, tf32, fp16"),
+            ("tract-metal.plan_cache", "0", "from 1 to 64"),
+            ("coreml.compute_units", "npu", "ane (CPU and Neural Engine)"),
+            ("coreml.allow_low_precision_gpu", "maybe", "true or false"),
+        ];
+        for (k, v, says) in bad {
+            let e = check_value(k, v).unwrap_err();
+            assert!(e.contains(k) && e.contains(says), "{k} = {v}: {e}");
+        }
+    }
 
     #[test]
     fn every_backend_has_a_list_and_paths_are_known_keys() {

@@ -149,7 +149,7 @@ pub const PLAN_CACHE_KEY: &str = "plan_cache";
 pub const MAX_PLAN_CACHE: usize = 64;
 
 /// The per-shape plan cache size `options` give `backend`, or the default.
-fn plan_cache(backend: &str, options: &LoadOptions) -> Result<usize> {
+pub(crate) fn plan_cache(backend: &str, options: &LoadOptions) -> Result<usize> {
     let key = format!("{backend}.{PLAN_CACHE_KEY}");
     let Some(value) = options.setting(&key) else {
         return Ok(SHAPE_PLAN_CACHE);

@@ -227,13 +227,10 @@ fn check_backend_setting(key: &str, value: &str) -> Result<(), String> {
              (a configuration may not choose where the server writes outside its model)"
         ));
     }
-    if anemone_backends::settings::ON_OFF_SETTINGS.contains(&key)
-        && anemone_backends::settings::on_off(value).is_none()
-    {
-        return Err(format!(
-            "parameter '{key}' is \"{value}\"; set on or off, e.g. parameters {{ key: \"{key}\" value: {{ string_value: \"off\" }} }}"
-        ));
-    }
+    // A bad value fails the load here: left to the backend, only that
+    // candidate would refuse it and another engine would take the model.
+    anemone_backends::settings::check_value(key, value)
+        .map_err(|e| format!("parameter '{key}': {e}"))?;
     if key == "onnxruntime.sessions" {
         bounded(
             key,
@@ -390,17 +387,20 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(both.starts_with("2 problems in the parameters"), "{both}");
-        for ok in [
-            "onnxruntime.cuda",
-            "coreml.compute_units",
-            "onnxruntime.coreml",
-            "onnxruntime.spinning",
+        for (ok, value) in [
+            ("onnxruntime.cuda", "on"),
+            ("coreml.compute_units", "ane"),
+            ("onnxruntime.coreml", "on"),
+            ("onnxruntime.spinning", "off"),
         ] {
-            assert!(settings(&with(&[(ok, "on")])).is_ok(), "{ok}");
+            assert!(settings(&with(&[(ok, value)])).is_ok(), "{ok}");
         }
-        // An on/off value is checked here, so that a typo fails the load
-        // rather than only the ONNX Runtime candidate (the model then
-        // loaded on tract-cpu, the typo reported as a skipped backend).
+        // `on` is not a compute unit: refused now that values are checked.
+        let e = settings(&with(&[("coreml.compute_units", "on")])).unwrap_err();
+        assert!(e.contains("use ane (CPU and Neural Engine)"), "{e}");
+        // A value is checked here, so that a typo fails the load rather
+        // than only one backend's candidate (the model then loaded on
+        // another engine, the typo reported as a skipped backend's reason).
         for key in [
             "onnxruntime.spinning",
             "onnxruntime.cuda",
@@ -409,12 +409,16 @@ mod tests {
             let e = settings(&with(&[(key, "sometimes")])).unwrap_err();
             assert!(
                 e.contains(&format!(
-                    "parameter '{key}' is \"sometimes\"; set on or off"
+                    "parameter '{key}': {key} is \"sometimes\"; set on or off"
                 )),
                 "{e}"
             );
             assert!(settings(&with(&[(key, "off")])).is_ok(), "{key}");
         }
+        let e = settings(&with(&[("tract-cpu.plan_cache", "lots")])).unwrap_err();
+        assert!(e.contains("from 1 to 64"), "{e}");
+        let e = settings(&with(&[("tract-cuda.precision", "fp64")])).unwrap_err();
+        assert!(e.contains("fp32, tf32, fp16"), "{e}");
     }
 
     #[test]
