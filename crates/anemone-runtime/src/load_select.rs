@@ -130,6 +130,7 @@ impl Manager {
                         hot: None,
                     });
                 }
+                Err((_, Some(e @ Error::Config(_)))) => return Err(config_error(spec, e)),
                 Err((reason, error)) => {
                     if mode == Mode::Strict {
                         return Err(error.unwrap_or_else(|| Error::Unavailable {
@@ -188,6 +189,7 @@ impl Manager {
                         )),
                     }
                 }
+                Err((_, Some(e @ Error::Config(_)))) => return Err(config_error(spec, e)),
                 Err((reason, error)) => {
                     skipped.push(Attempt {
                         backend: candidate.label,
@@ -253,5 +255,15 @@ impl Manager {
             }),
             None => Err(no_backend(source, attempts, errors)),
         }
+    }
+}
+
+/// A backend's refusal of the model's own settings (a value it cannot
+/// read): the user's to fix, so the load fails rather than moving the
+/// model to the next backend, which would hide the mistake.
+fn config_error(spec: &ModelSpec, e: Error) -> Error {
+    match e {
+        Error::Config(message) => Error::Config(format!("model '{}': {message}", spec.name)),
+        other => other,
     }
 }

@@ -673,9 +673,26 @@ fn onnxruntime_threads_stop_spinning_behind_a_batcher_unless_told() {
     let e = spinning("bad", true, Some("fast")).unwrap_err();
     assert!(
         e.to_string()
-            .contains("onnxruntime.spinning is \"fast\"; set on or off"),
+            .contains("model 'bad': onnxruntime.spinning is \"fast\"; set on or off"),
         "{}",
         e.chain_string()
+    );
+    // Refused before any backend is tried: with tract-cpu beside ONNX
+    // Runtime, the bad value does not move the model to tract-cpu.
+    let both = Manager::builder()
+        .backends([
+            Arc::new(OnnxRuntime) as Arc<dyn Backend>,
+            Arc::new(TractCpu) as Arc<dyn Backend>,
+        ])
+        .build()
+        .unwrap();
+    let mut spec = ModelSpec::new("typo", case.model_path());
+    spec.settings
+        .push(("onnxruntime.spinning".into(), "fast".into()));
+    let e = both.load_model_blocking(spec).unwrap_err();
+    assert!(
+        matches!(&e, anemone_core::Error::Config(m) if m.contains("model 'typo': onnxruntime.spinning")),
+        "{e}"
     );
     // The batched model still answers (the setting only changes waiting).
     let x = case.tensor(&case.runs[0].inputs[0].file);
