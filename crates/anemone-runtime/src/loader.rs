@@ -245,7 +245,9 @@ impl Manager {
         }
         let mut settings = spec.settings.clone();
         settings.extend(candidate.settings.iter().cloned());
-        if spec.batching.is_some() {
+        // Batches of one row (Triton's one request at a time per instance)
+        // come back to back like direct calls: not batched in this sense.
+        if spec.batching.is_some() && spec.max_batch_size.is_some_and(|rows| rows > 1) {
             settings.push((anemone_core::BATCHED_SETTING.into(), "1".into()));
         }
         let options = LoadOptions {

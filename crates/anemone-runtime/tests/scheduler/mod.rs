@@ -658,6 +658,18 @@ fn onnxruntime_threads_stop_spinning_behind_a_batcher_unless_told() {
         spinning("direct", false, None).unwrap().as_deref(),
         Some("on")
     );
+    // Batches of one row come one after another, like direct calls.
+    let one_row = m
+        .load_model_blocking(
+            ModelSpec::new("one_row", case.model_path())
+                .max_batch_size(1)
+                .batching(Batching::default()),
+        )
+        .unwrap();
+    assert!(one_row
+        .metadata()
+        .properties
+        .contains(&("anemone.onnxruntime.spinning".into(), "on".into())));
     assert_eq!(
         spinning("batched", true, None).unwrap().as_deref(),
         Some("off")
