@@ -116,8 +116,20 @@ pub(super) fn read_settings(config: &ModelConfig) -> (Settings, Vec<String>) {
     (out, errs)
 }
 
+/// The longest `parameters` value anemone reads, but a directory's: every
+/// other is a word, a number or a short list of backend names.
+const MAX_VALUE: usize = 256;
+
 /// Reads one `parameters` entry into `out`.
 fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> {
+    // Refused without echoing it: the messages below quote bad values, and
+    // a config may be megabytes long.
+    if value.len() > MAX_VALUE && !anemone_backends::settings::PATH_SETTINGS.contains(&key) {
+        return Err(format!(
+            "parameter '{key}' has a value of {} bytes; anemone's parameter values are at most {MAX_VALUE} bytes",
+            value.len()
+        ));
+    }
     match key {
         "backends" => {
             let names: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
@@ -414,6 +426,15 @@ mod tests {
                 "{e}"
             );
             assert!(settings(&with(&[(key, "off")])).is_ok(), "{key}");
+        }
+        let huge = "x".repeat(1 << 20);
+        for key in ["onnxruntime.spinning", "threads", "backends"] {
+            let e = settings(&with(&[(key, &huge)])).unwrap_err();
+            assert!(
+                e.contains("a value of 1048576 bytes") && e.len() < 300,
+                "{key}: {}",
+                &e[..300.min(e.len())]
+            );
         }
         let e = settings(&with(&[("tract-cpu.plan_cache", "lots")])).unwrap_err();
         assert!(e.contains("from 1 to 64"), "{e}");
