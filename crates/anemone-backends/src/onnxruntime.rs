@@ -299,11 +299,9 @@ fn gpu_providers() -> GpuProviders {
 
 /// An `on`/`off` setting, `default` when absent.
 fn setting_on(options: &LoadOptions, key: &str, default: bool) -> Result<bool> {
-    match options.setting(key) {
-        None => Ok(default),
-        Some(value) => crate::settings::on_off(value)
-            .ok_or_else(|| Error::Config(format!("{key} is \"{}\"; set on or off", value.trim()))),
-    }
+    options.setting(key).map_or(Ok(default), |value| {
+        crate::settings::on_off(key, value).map_err(Error::Config)
+    })
 }
 
 /// The `onnxruntime.sessions` setting: sessions per loaded model, 1 to 64.

@@ -37,13 +37,13 @@ pub const ON_OFF_SETTINGS: [&str; 3] = [
     "onnxruntime.spinning",
 ];
 
-/// An `on`/`off` setting's value (`true` and `false` also read), or `None`
-/// for anything else.
-pub fn on_off(value: &str) -> Option<bool> {
+/// The value of `on`/`off` setting `key` (`true` and `false` also read), or
+/// the message that refuses it.
+pub fn on_off(key: &str, value: &str) -> Result<bool, String> {
     match value.trim() {
-        "on" | "true" => Some(true),
-        "off" | "false" => Some(false),
-        _ => None,
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(format!("{key} is \"{other}\"; set on or off")),
     }
 }
 
@@ -60,10 +60,7 @@ pub fn check_value(key: &str, value: &str) -> Result<(), String> {
         settings: vec![(key.to_string(), value.to_string())],
     };
     if ON_OFF_SETTINGS.contains(&key) {
-        return match on_off(value) {
-            Some(_) => Ok(()),
-            None => Err(format!("{key} is \"{}\"; set on or off", value.trim())),
-        };
+        return on_off(key, value).map(drop);
     }
     if key == crate::tract::conv_fuse::PRECISION_KEY {
         return crate::tract::conv_fuse::Precision::parse(value).map(drop);

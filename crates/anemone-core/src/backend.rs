@@ -89,10 +89,11 @@ impl ModelSource {
 
 /// The setting the runtime adds to [`LoadOptions::settings`] (value `"1"`)
 /// when a model's requests reach its engine in batches formed by a queue
-/// (`dynamic_batching`, `max_batch_size` above 1). Its calls then come with gaps between them, while
-/// the next batch forms on the threads that decode the next requests, so a
-/// backend may tune for that: ONNX Runtime's threads stop spinning between
-/// calls (`onnxruntime.spinning`). Not a setting for users to write.
+/// (`dynamic_batching`, `max_batch_size` above 1). Its calls then come with
+/// gaps between them, while the next batch forms on the threads that decode
+/// the next requests, so a backend may tune for that: ONNX Runtime's threads
+/// stop spinning between calls (`onnxruntime.spinning`). Not a setting for
+/// users to write.
 pub const BATCHED_SETTING: &str = "anemone.batched";
 
 /// Options for loading a model into a backend.

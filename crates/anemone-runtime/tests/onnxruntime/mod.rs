@@ -5,6 +5,8 @@
 //! Needs libonnxruntime (`scripts/setup.sh` installs it, or set
 //! `ORT_DYLIB_PATH`); without it these tests fail, they do not skip.
 
+mod spinning;
+
 use crate::support::{assert_close, fixtures, Case};
 use anemone_backends::{OnnxRuntime, TractCpu};
 use anemone_core::{Backend, LoadOptions, LoadedModel, ModelSource, Probe, Tensor};
