@@ -17,8 +17,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("inference_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
+    // Tensor bytes as shared `Bytes`: decoded as views of the received
+    // message (no copy), handed to the engine and back as they are, and
+    // cloned by reference count where a client sends one request many times.
     tonic_prost_build::configure()
         .build_client(true)
+        .bytes(".inference.ModelInferRequest.raw_input_contents")
+        .bytes(".inference.ModelInferResponse.raw_output_contents")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -23,7 +23,7 @@ use anemone_core::{
 use half::f16;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -404,13 +404,12 @@ impl LoadedModel for OrtModel {
             retryable: false,
             source: None,
         };
-        let mut values: Vec<(String, SessionInputValue<'static>)> =
-            Vec::with_capacity(inputs.len());
+        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
             check_strings(&spec.name, t)?;
-            let v = to_ort(t)
+            let v = to_ort_input(t)
                 .map_err(|e| fail(format!("cannot convert input '{}': {e}", spec.name)))?;
-            values.push((spec.name.clone(), v.into()));
+            values.push((spec.name.clone(), v));
         }
         let mut session = self.session();
         let outputs = session.run(values).map_err(|e| {
@@ -462,6 +461,49 @@ fn check_strings(name: &str, t: &Tensor) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// An input for a run: a view of the tensor's own bytes where they are
+/// aligned for their element type (no copy: a request's bytes as decoded, a
+/// batch as stacked), else a copy ([`to_ort`]).
+fn to_ort_input(t: &Tensor) -> std::result::Result<SessionInputValue<'_>, String> {
+    macro_rules! view {
+        ($ty:ty) => {{
+            let bytes = t.as_bytes().unwrap_or_default();
+            if cfg!(target_endian = "little")
+                && (bytes.as_ptr() as usize) % std::mem::align_of::<$ty>() == 0
+            {
+                // SAFETY: the pointer is aligned for `$ty` (checked above),
+                // the tensor's bytes hold `len / size` elements of it, every
+                // bit pattern is a `$ty` (a numeric type, not bool), and the
+                // slice lives as long as the borrow of `t`.
+                let values = unsafe {
+                    std::slice::from_raw_parts(
+                        bytes.as_ptr().cast::<$ty>(),
+                        bytes.len() / std::mem::size_of::<$ty>(),
+                    )
+                };
+                return TensorRef::<$ty>::from_array_view((t.shape().to_vec(), values))
+                    .map(SessionInputValue::from)
+                    .map_err(|e| e.to_string());
+            }
+        }};
+    }
+    match t.dtype() {
+        DataType::U8 => view!(u8),
+        DataType::U16 => view!(u16),
+        DataType::U32 => view!(u32),
+        DataType::U64 => view!(u64),
+        DataType::I8 => view!(i8),
+        DataType::I16 => view!(i16),
+        DataType::I32 => view!(i32),
+        DataType::I64 => view!(i64),
+        DataType::F16 => view!(f16),
+        DataType::F32 => view!(f32),
+        DataType::F64 => view!(f64),
+        DataType::Bool | DataType::Bytes => {}
+    }
+    to_ort(t).map(SessionInputValue::from)
 }
 
 /// Copies an anemone tensor into an ONNX Runtime value.

@@ -33,6 +33,7 @@ pub use backend::{
     stack_inputs, Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support, Tier,
     BATCHED_SETTING,
 };
+pub use bytes::Bytes;
 pub use dtype::DataType;
 pub use error::{BoxError, Error, ErrorKind, InputError, Result};
 pub use metadata::{Dim, ModelFormat, ModelMetadata, TensorSpec};

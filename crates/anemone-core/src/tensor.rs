@@ -1,6 +1,7 @@
 //! Dense host tensors: an element type, a shape and C-order data.
 
 use crate::dtype::DataType;
+use bytes::Bytes;
 use half::f16;
 
 mod batch;
@@ -22,7 +23,12 @@ pub struct Tensor {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
     /// Little-endian element bytes, `element_count * dtype.size()` long.
-    Numeric(Vec<u8>),
+    ///
+    /// Shared and cheap to clone: a request's bytes can stay in the buffer
+    /// the transport decoded them into, and the pieces of a split batch
+    /// are views of the one output. No alignment is promised: read the
+    /// elements with [`Tensor::to_vec`] or copy them.
+    Numeric(Bytes),
     /// One byte string per element, for [`DataType::Bytes`].
     Strings(Vec<Vec<u8>>),
 }
@@ -123,11 +129,15 @@ impl Tensor {
     /// Builds a numeric tensor from little-endian bytes, checking the length
     /// against the shape. Boolean bytes are normalised to 0 or 1 (any
     /// non-zero byte is true), so engines can rely on that.
+    ///
+    /// `bytes` may be a `Vec<u8>` (taken without a copy) or a shared
+    /// [`Bytes`], for example a view into a decoded request.
     pub fn from_bytes(
         dtype: DataType,
         shape: Vec<usize>,
-        mut bytes: Vec<u8>,
+        bytes: impl Into<Bytes>,
     ) -> Result<Tensor, TensorError> {
+        let mut bytes = bytes.into();
         let Some(size) = dtype.size() else {
             return Err(TensorError::Storage { dtype });
         };
@@ -147,8 +157,8 @@ impl Tensor {
                 got: bytes.len(),
             });
         }
-        if dtype == DataType::Bool {
-            bytes.iter_mut().for_each(|b| *b = (*b != 0) as u8);
+        if dtype == DataType::Bool && bytes.iter().any(|&b| b > 1) {
+            bytes = bytes.iter().map(|&b| (b != 0) as u8).collect();
         }
         Ok(Tensor {
             dtype,
@@ -178,10 +188,28 @@ impl Tensor {
 
     /// Builds a tensor from typed values, checking the count against the shape.
     pub fn from_vec<T: Element>(shape: Vec<usize>, values: Vec<T>) -> Result<Tensor, TensorError> {
-        let mut bytes = Vec::with_capacity(values.len() * T::DTYPE.size().unwrap_or(0));
-        for v in &values {
-            v.write_le(&mut bytes);
-        }
+        let size = std::mem::size_of::<T>();
+        let bytes = if plain::<T>() {
+            let mut bytes = Vec::<u8>::with_capacity(values.len() * size);
+            // SAFETY: `T` is a sealed numeric element type without padding,
+            // the target is little-endian (its memory is the wire layout),
+            // and `bytes` has room for `values.len() * size` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    values.as_ptr().cast::<u8>(),
+                    bytes.as_mut_ptr(),
+                    values.len() * size,
+                );
+                bytes.set_len(values.len() * size);
+            }
+            bytes
+        } else {
+            let mut bytes = Vec::with_capacity(values.len() * size);
+            for v in &values {
+                v.write_le(&mut bytes);
+            }
+            bytes
+        };
         Tensor::from_bytes(T::DTYPE, shape, bytes)
     }
 
@@ -221,6 +249,22 @@ impl Tensor {
         self.data
     }
 
+    /// A copy that owns exactly its own bytes. A tensor's numeric bytes may
+    /// be a view of a larger buffer (a request's decoded message, a whole
+    /// batch's output) that the view keeps alive; something that keeps a
+    /// tensor long, like the response cache, stores this copy instead.
+    pub fn compact(&self) -> Tensor {
+        let data = match &self.data {
+            TensorData::Numeric(b) => TensorData::Numeric(Bytes::copy_from_slice(b)),
+            TensorData::Strings(s) => TensorData::Strings(s.clone()),
+        };
+        Tensor {
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            data,
+        }
+    }
+
     /// The little-endian bytes of a numeric tensor, `None` for strings.
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match &self.data {
@@ -249,6 +293,22 @@ impl Tensor {
             .as_bytes()
             .ok_or(TensorError::Storage { dtype: self.dtype })?;
         let size = std::mem::size_of::<T>();
+        let count = bytes.len() / size;
+        if plain::<T>() {
+            let mut values = Vec::<T>::with_capacity(count);
+            // SAFETY: as in `from_vec`; every bit pattern is a valid value
+            // of a numeric element type (bool, the one that is not, never
+            // takes this path), and `values` has room for `count` elements.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    values.as_mut_ptr().cast::<u8>(),
+                    count * size,
+                );
+                values.set_len(count);
+            }
+            return Ok(values);
+        }
         Ok(bytes.chunks_exact(size).map(T::read_le).collect())
     }
 
@@ -299,6 +359,14 @@ pub trait Element: Copy + 'static + sealed::Sealed {
 
 mod sealed {
     pub trait Sealed {}
+}
+
+/// Whether `T`'s in-memory bytes are its little-endian wire bytes and every
+/// byte pattern is a value: the numeric types on a little-endian target, so
+/// a whole slice converts with one `memcpy`. Not `bool` (only 0 and 1 are
+/// values).
+fn plain<T: Element>() -> bool {
+    cfg!(target_endian = "little") && T::DTYPE != DataType::Bool
 }
 
 macro_rules! element {
@@ -397,5 +465,66 @@ mod tests {
             &[0, 1, 1],
             "stored normalised for the engines"
         );
+        // Also when the bytes are a shared view, which is left untouched.
+        let shared = Bytes::from(vec![9u8, 0, 2, 1]);
+        let t = Tensor::from_bytes(DataType::Bool, vec![3], shared.slice(1..)).unwrap();
+        assert_eq!(t.as_bytes().unwrap(), &[0, 1, 1]);
+        assert_eq!(&shared[..], &[9, 0, 2, 1]);
+    }
+
+    /// Every element type converts both ways: the bulk copy on this
+    /// (little-endian) target agrees with reading each element on its own,
+    /// from any byte offset.
+    #[test]
+    fn typed_conversions_agree_with_elementwise_reads() {
+        fn check<T: Element + PartialEq + std::fmt::Debug>(values: Vec<T>) {
+            let t = Tensor::from_vec(vec![values.len()], values.clone()).unwrap();
+            let mut expected = Vec::new();
+            values.iter().for_each(|v| v.write_le(&mut expected));
+            assert_eq!(t.as_bytes().unwrap(), &expected[..], "{:?}", T::DTYPE);
+            assert_eq!(t.to_vec::<T>().unwrap(), values, "{:?}", T::DTYPE);
+            // The same bytes one byte into a buffer (misaligned for T).
+            let mut shifted = vec![0u8];
+            shifted.extend_from_slice(&expected);
+            let view = Tensor::from_bytes(
+                T::DTYPE,
+                vec![values.len()],
+                Bytes::from(shifted).slice(1..),
+            )
+            .unwrap();
+            assert_eq!(
+                view.to_vec::<T>().unwrap(),
+                values,
+                "{:?} shifted",
+                T::DTYPE
+            );
+        }
+        check(vec![0u8, 1, 255]);
+        check(vec![0u16, 1, 0xabcd]);
+        check(vec![0u32, 1, 0xdead_beef]);
+        check(vec![0u64, 1, u64::MAX - 5]);
+        check(vec![0i8, -1, 127]);
+        check(vec![0i16, -2, 300]);
+        check(vec![0i32, -3, i32::MIN]);
+        check(vec![0i64, -4, i64::MAX]);
+        check(vec![f16::from_f32(0.5), f16::from_f32(-2.0), f16::INFINITY]);
+        check(vec![1.5f32, -0.0, f32::MIN_POSITIVE]);
+        check(vec![2.5f64, -1e300, f64::EPSILON]);
+        check(vec![true, false, true]);
+    }
+
+    #[test]
+    fn a_compact_copy_owns_its_bytes() {
+        let whole = Bytes::from((0u8..64).collect::<Vec<_>>());
+        let view = Tensor::from_bytes(DataType::F32, vec![2], whole.slice(8..16)).unwrap();
+        let compact = view.compact();
+        assert_eq!(compact, view);
+        let (v, c) = (view.as_bytes().unwrap(), compact.as_bytes().unwrap());
+        assert_eq!(
+            v.as_ptr(),
+            whole[8..].as_ptr(),
+            "the view shares the buffer"
+        );
+        assert_ne!(c.as_ptr(), v.as_ptr(), "the compact copy has its own");
     }
 }

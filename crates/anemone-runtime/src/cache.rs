@@ -177,7 +177,11 @@ impl ResponseCache {
         lru.entries.insert(
             key,
             Entry {
-                outputs: outputs.to_vec(),
+                // Copies: an output may be a view of its whole batch's.
+                outputs: outputs
+                    .iter()
+                    .map(|(name, t)| (name.clone(), t.compact()))
+                    .collect(),
                 bytes,
                 used,
             },

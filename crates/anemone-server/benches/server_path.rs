@@ -181,7 +181,7 @@ impl Fixture {
         let grpc_request = proto::ModelInferRequest {
             model_name: "add".into(),
             inputs: vec![input("x"), input("y")],
-            raw_input_contents: vec![le(&X), le(&Y)],
+            raw_input_contents: vec![le(&X).into(), le(&Y).into()],
             ..Default::default()
         };
         let grpc_body = framed(&grpc_request);

@@ -2,7 +2,7 @@
 //! shapes, and tensor data as raw bytes or JSON lists.
 
 use crate::errors::ApiError;
-use anemone_core::{DataType, Element, Tensor};
+use anemone_core::{Bytes, DataType, Element, Tensor};
 use anemone_runtime::request::input_error;
 use half::f16;
 use serde_json::Value;
@@ -153,11 +153,10 @@ pub fn tensor_from_raw(
     input: &str,
     dtype: DataType,
     shape: Vec<usize>,
-    bytes: &[u8],
+    bytes: Bytes,
 ) -> Result<Tensor, ApiError> {
     let expected = anemone_core::tensor::element_count(&shape).unwrap_or(usize::MAX);
     if let Some(size) = dtype.size() {
-        // The length is checked before the bytes are copied.
         if expected.checked_mul(size) != Some(bytes.len()) {
             return Err(ApiError::invalid(format!(
                 "input '{input}' has {} bytes of data, but {} {shape:?} needs {}",
@@ -166,12 +165,12 @@ pub fn tensor_from_raw(
                 expected.saturating_mul(size)
             )));
         }
-        return Tensor::from_bytes(dtype, shape, bytes.to_vec())
-            .map_err(|e| input_error(input, e).into());
+        // Numeric data stays where it arrived: no copy.
+        return Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(input, e).into());
     }
     // Each element takes at least its 4-byte prefix: reserve no more than that.
     let mut strings = Vec::with_capacity(expected.min(bytes.len() / 4));
-    let mut rest = bytes;
+    let mut rest = &bytes[..];
     while !rest.is_empty() {
         if strings.len() == expected {
             return Err(ApiError::invalid(format!(
@@ -286,7 +285,7 @@ mod tests {
             let t = tensor_from_json("x", dtype, vec![2, 2], &data).unwrap();
             assert_eq!(tensor_to_json(&t), data, "{dtype}");
             assert_eq!(
-                tensor_from_raw("x", dtype, vec![2, 2], &tensor_to_raw(&t)).unwrap(),
+                tensor_from_raw("x", dtype, vec![2, 2], tensor_to_raw(&t).into()).unwrap(),
                 t,
                 "{dtype}"
             );
@@ -318,9 +317,10 @@ mod tests {
             "{}",
             e.message
         );
-        let e = tensor_from_raw("x", DataType::F32, vec![2], &[0; 7]).unwrap_err();
+        let e = tensor_from_raw("x", DataType::F32, vec![2], vec![0; 7].into()).unwrap_err();
         assert!(e.message.contains("input 'x' has 7 bytes"), "{}", e.message);
-        let e = tensor_from_raw("s", DataType::Bytes, vec![1], &[9, 0, 0, 0, 1]).unwrap_err();
+        let e =
+            tensor_from_raw("s", DataType::Bytes, vec![1], vec![9, 0, 0, 0, 1].into()).unwrap_err();
         assert!(e.message.contains("claims 9 bytes"), "{}", e.message);
         assert!(shape("x", vec![2, -1])
             .unwrap_err()

@@ -58,7 +58,7 @@ impl Tensor {
                 for part in parts {
                     bytes.extend_from_slice(part.numeric());
                 }
-                TensorData::Numeric(bytes)
+                TensorData::Numeric(bytes.into())
             }
             TensorData::Strings(_) => {
                 let total = parts.iter().map(|p| p.len()).sum();
@@ -80,7 +80,8 @@ impl Tensor {
     /// (sizes must sum to shape[0]).
     ///
     /// Piece `i` has shape `[sizes[i], shape[1..]...]`; a size of 0 gives an
-    /// empty piece. Each piece is one allocation and one copy.
+    /// empty piece. Numeric pieces are views of this tensor's bytes (no
+    /// copy; they keep the whole buffer alive); string pieces are copies.
     ///
     /// # Errors
     ///
@@ -114,7 +115,7 @@ impl Tensor {
                 let data = match &self.data {
                     TensorData::Numeric(bytes) => {
                         let size = self.dtype.size().unwrap_or(1);
-                        TensorData::Numeric(bytes[from * size..to * size].to_vec())
+                        TensorData::Numeric(bytes.slice(from * size..to * size))
                     }
                     TensorData::Strings(strings) => TensorData::Strings(strings[from..to].to_vec()),
                 };
@@ -179,7 +180,7 @@ mod tests {
                 Tensor::from_strings(shape, strings).unwrap()
             }
             Some(size) => {
-                let bytes = (0..count * size).map(|_| rng.next() as u8).collect();
+                let bytes: Vec<u8> = (0..count * size).map(|_| rng.next() as u8).collect();
                 Tensor::from_bytes(dtype, shape, bytes).unwrap()
             }
         }
@@ -213,6 +214,17 @@ mod tests {
     fn rng_rows(rng: &mut Rng) -> usize {
         // Zero-row pieces are common enough to be exercised in every run.
         [0, 1, 1, 2, 3, 5][rng.below(6)]
+    }
+
+    /// A numeric batch's pieces are views of its bytes, each at its rows.
+    #[test]
+    fn split_pieces_share_the_batch_bytes() {
+        let t = Tensor::from_vec(vec![3, 2], (0..6).map(|i| i as f32).collect()).unwrap();
+        let pieces = t.split_batch(&[1, 2]).unwrap();
+        let base = t.as_bytes().unwrap().as_ptr();
+        assert_eq!(pieces[0].as_bytes().unwrap().as_ptr(), base);
+        assert_eq!(pieces[1].as_bytes().unwrap().as_ptr(), base.wrapping_add(8));
+        assert_eq!(pieces[1].to_vec::<f32>().unwrap(), [2.0, 3.0, 4.0, 5.0]);
     }
 
     #[test]

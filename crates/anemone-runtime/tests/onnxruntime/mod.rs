@@ -103,21 +103,56 @@ fn run_case(name: &str) {
     assert_eq!(model.backend(), "onnxruntime");
     assert!(!case.runs.is_empty(), "{name}: no runs");
     let references = tract_references(&case, name);
-    for (k, (run, want)) in case.runs.iter().zip(&references).enumerate() {
-        let got = model
-            .infer(&ordered_inputs(name, &*model, &case.inputs(run)))
-            .unwrap_or_else(|e| panic!("{name} run {k}: infer: {e}"));
-        assert!(!want.is_empty(), "{name} run {k}: no outputs to check");
-        for (out, want) in want {
-            assert_close(
-                &format!("{name} run {k} output {out} (ONNX Runtime against tract)"),
-                output(name, &*model, &got, out),
-                want,
-                case.rtol,
-                case.atol,
-            );
+    // The backend reads aligned input bytes in place and copies the others:
+    // each run goes both ways.
+    for (layout, place) in [
+        ("aligned", aligned as fn(&Tensor) -> Tensor),
+        ("misaligned", misaligned),
+    ] {
+        for (k, (run, want)) in case.runs.iter().zip(&references).enumerate() {
+            let inputs: Vec<Tensor> = ordered_inputs(name, &*model, &case.inputs(run))
+                .iter()
+                .map(place)
+                .collect();
+            let got = model
+                .infer(&inputs)
+                .unwrap_or_else(|e| panic!("{name} run {k} ({layout}): infer: {e}"));
+            assert!(!want.is_empty(), "{name} run {k}: no outputs to check");
+            for (out, want) in want {
+                assert_close(
+                    &format!("{name} run {k} ({layout} inputs) output {out} (ONNX Runtime against tract)"),
+                    output(name, &*model, &got, out),
+                    want,
+                    case.rtol,
+                    case.atol,
+                );
+            }
         }
     }
+}
+
+/// `t` with its numeric bytes at the start of an allocation of their own.
+fn aligned(t: &Tensor) -> Tensor {
+    t.compact()
+}
+
+/// `t` with its numeric bytes one byte into an allocation: misaligned for
+/// every element type wider than a byte, as a request's bytes can be where
+/// the transport decoded them.
+fn misaligned(t: &Tensor) -> Tensor {
+    let Some(bytes) = t.as_bytes() else {
+        return t.clone();
+    };
+    let mut shifted = Vec::with_capacity(bytes.len() + 1);
+    shifted.push(0u8);
+    shifted.extend_from_slice(bytes);
+    let view = anemone_core::Bytes::from(shifted).slice(1..);
+    let size = t.dtype().size().unwrap_or(1);
+    assert!(
+        size == 1 || view.is_empty() || !(view.as_ptr() as usize).is_multiple_of(size),
+        "the shifted copy is aligned after all"
+    );
+    Tensor::from_bytes(t.dtype(), t.shape().to_vec(), view).unwrap()
 }
 
 macro_rules! cases {

@@ -10,7 +10,7 @@ use crate::proto::model_infer_response::InferOutputTensor;
 use crate::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
 use crate::state::AppState;
 use crate::v2;
-use anemone_core::{DataType, ErrorKind, Tensor, TensorData};
+use anemone_core::{Bytes, DataType, ErrorKind, Tensor, TensorData};
 use anemone_runtime::request::input_error;
 use prost::Message;
 use serde_json::Value;
@@ -113,10 +113,7 @@ pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, Api
 
 /// One input, from its raw bytes when the request uses `raw_input_contents`,
 /// from its typed `contents` otherwise.
-fn decode_input(
-    input: InferInputTensor,
-    raw: Option<Vec<u8>>,
-) -> Result<(String, Tensor), ApiError> {
+fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<(String, Tensor), ApiError> {
     let InferInputTensor {
         name,
         datatype,
@@ -145,23 +142,15 @@ fn decode_input(
                 )));
             }
             match dtype {
-                DataType::Bytes => v2::tensor_from_raw(&name, dtype, shape, &bytes)?,
-                DataType::Bool => Tensor::from_bytes(dtype, shape, normalise_bools(bytes))
-                    .map_err(|e| input_error(&name, e))?,
+                DataType::Bytes => v2::tensor_from_raw(&name, dtype, shape, bytes)?,
+                // The bytes stay where the message was decoded (no copy);
+                // BOOL bytes are normalised to 0 and 1 by `from_bytes`.
                 _ => Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(&name, e))?,
             }
         }
         None => typed(&name, dtype, shape, contents.unwrap_or_default())?,
     };
     Ok((name, tensor))
-}
-
-/// Any non-zero byte is true. Engines read BOOL data as Rust `bool`s, for
-/// which a byte other than 0 or 1 is undefined behaviour, and
-/// `Tensor::from_bytes` does not normalise.
-fn normalise_bools(mut bytes: Vec<u8>) -> Vec<u8> {
-    bytes.iter_mut().for_each(|b| *b = (*b != 0) as u8);
-    bytes
 }
 
 /// The typed-contents field that carries each datatype; FP16 has none.
@@ -310,10 +299,10 @@ pub(super) fn encode(
         });
         // Numeric data is already the little-endian wire form: move it, don't copy it.
         raw.push(match tensor.as_strings() {
-            Some(_) => v2::tensor_to_raw(&tensor),
+            Some(_) => v2::tensor_to_raw(&tensor).into(),
             None => match tensor.into_data() {
                 TensorData::Numeric(bytes) => bytes,
-                TensorData::Strings(_) => Vec::new(),
+                TensorData::Strings(_) => Bytes::new(),
             },
         });
     }
@@ -393,5 +382,43 @@ mod deadline_tests {
         assert_eq!(answer_before(ms(400)), ms(360));
         assert_eq!(answer_before(ms(10_000)), ms(9_950));
         assert_eq!(answer_before(Duration::ZERO), Duration::ZERO);
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    /// Raw input bytes stay in the buffer the message was decoded from:
+    /// prost gives `raw_input_contents` as views (tonic decodes from one
+    /// such buffer) and the tensor takes them as they are.
+    #[test]
+    fn raw_inputs_are_views_of_the_decoded_message() {
+        let request = ModelInferRequest {
+            model_name: "m".into(),
+            inputs: vec![InferInputTensor {
+                name: "x".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 4],
+                ..Default::default()
+            }],
+            raw_input_contents: vec![[1.0f32, 2.0, 3.0, 4.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into()],
+            ..Default::default()
+        };
+        let wire = Bytes::from(request.encode_to_vec());
+        let decoded = ModelInferRequest::decode(wire.clone()).unwrap();
+        let r = decode(decoded).unwrap();
+        let t = &r.inputs[0].1;
+        assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0]);
+        let at = t.as_bytes().unwrap().as_ptr() as usize;
+        let wire_at = wire.as_ptr() as usize;
+        assert!(
+            (wire_at..wire_at + wire.len()).contains(&at),
+            "the input's bytes were copied out of the message"
+        );
     }
 }

@@ -154,7 +154,8 @@ pub fn decode(
                 }
                 let (data, rest) = binary.split_at(size);
                 binary = rest;
-                v2::tensor_from_raw(&name, dtype, shape, data)?
+                // A view of the body: the bytes are not copied.
+                v2::tensor_from_raw(&name, dtype, shape, body.slice_ref(data))?
             }
         };
         inputs.push((name, tensor));
@@ -424,7 +425,7 @@ fn into_raw(t: Tensor) -> Bytes {
         return Bytes::from(v2::tensor_to_raw(&t));
     }
     match t.into_data() {
-        TensorData::Numeric(bytes) => Bytes::from(bytes),
+        TensorData::Numeric(bytes) => bytes,
         TensorData::Strings(_) => unreachable!("strings were handled above; this is a bug"),
     }
 }
@@ -450,14 +451,20 @@ mod tests {
         let mut body = json.to_vec();
         body.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
         body.extend_from_slice(&[2, 0, 0, 0, b'h', b'i']);
+        let body = Bytes::from(body);
         let r = decode(
             "m".into(),
             None,
             &headers(Some(&json.len().to_string())),
-            &Bytes::from(body),
+            &body,
         )
         .unwrap();
         assert_eq!(r.inputs[0].1.to_vec::<i32>().unwrap(), vec![1, 2]);
+        assert_eq!(
+            r.inputs[0].1.as_bytes().unwrap().as_ptr(),
+            body[json.len()..].as_ptr(),
+            "numeric binary data is a view of the body, not a copy"
+        );
         assert_eq!(r.inputs[1].1.as_strings().unwrap(), &[b"hi".to_vec()]);
         assert_eq!(r.inputs[2].1.dtype(), DataType::F32);
     }

@@ -27,7 +27,10 @@ fn grpc_request(model: &str, side: usize) -> ModelInferRequest {
             shape: vec![1, 3, side as i64, side as i64],
             ..Default::default()
         }],
-        raw_input_contents: vec![vec![0u8; 4 * 3 * side * side]],
+        raw_input_contents: vec![vec![0u8; 4 * 3 * side * side]]
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         ..Default::default()
     }
 }

@@ -172,7 +172,7 @@ async fn a_batched_model_answers_each_client_its_own_rows_over_http_and_grpc() {
                 shape: vec![1, 5, 8],
                 ..Default::default()
             }],
-            raw_input_contents: vec![vec![0u8; 160]],
+            raw_input_contents: vec![vec![0u8; 160]].into_iter().map(Into::into).collect(),
             parameters: [(
                 "priority".to_string(),
                 InferParameter {

@@ -105,7 +105,7 @@ async fn grpc_infer(
         .model_infer(proto::ModelInferRequest {
             model_name: "mio".into(),
             inputs: tensors,
-            raw_input_contents: raw,
+            raw_input_contents: raw.into_iter().map(Into::into).collect(),
             outputs: outputs
                 .iter()
                 .map(|n| proto::model_infer_request::InferRequestedOutputTensor {

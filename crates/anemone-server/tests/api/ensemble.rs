@@ -197,7 +197,10 @@ async fn grpc(s: &Served, run: usize) {
                 shape: image.shape().iter().map(|&d| d as i64).collect(),
                 ..Default::default()
             }],
-            raw_input_contents: vec![image.as_bytes().unwrap().to_vec()],
+            raw_input_contents: vec![image.as_bytes().unwrap().to_vec()]
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             ..Default::default()
         })
         .await

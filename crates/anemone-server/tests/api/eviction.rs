@@ -169,7 +169,7 @@ impl Evicting {
             raw_input_contents: run
                 .inputs
                 .iter()
-                .map(|(_, t)| t.as_bytes().unwrap().to_vec())
+                .map(|(_, t)| t.as_bytes().unwrap().to_vec().into())
                 .collect(),
             ..Default::default()
         };

@@ -323,7 +323,10 @@ pub(crate) fn grpc_request_to(
             shape: vec![1, 16],
             ..Default::default()
         }],
-        raw_input_contents: vec![x.to_le_bytes().repeat(16)],
+        raw_input_contents: vec![x.to_le_bytes().repeat(16)]
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         ..Default::default()
     };
     if let Some(us) = timeout_us {

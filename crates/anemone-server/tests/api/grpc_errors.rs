@@ -31,7 +31,7 @@ async fn long_messages_are_cut_and_malformed_requests_are_invalid_argument() {
             shape: vec![1, 4],
             ..Default::default()
         }],
-        raw_input_contents: vec![vec![0u8; 16]],
+        raw_input_contents: vec![vec![0u8; 16]].into_iter().map(Into::into).collect(),
         ..Default::default()
     };
     let status = client.model_infer(request).await.unwrap_err();

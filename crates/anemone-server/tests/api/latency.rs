@@ -24,7 +24,10 @@ fn grpc_request(rows: usize) -> ModelInferRequest {
     ModelInferRequest {
         model_name: "add".into(),
         inputs: vec![input("x"), input("y")],
-        raw_input_contents: vec![f32_bytes(rows * 4), f32_bytes(rows * 4)],
+        raw_input_contents: vec![f32_bytes(rows * 4), f32_bytes(rows * 4)]
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         ..Default::default()
     }
 }

@@ -73,7 +73,7 @@ async fn grpc_infer(
                 shape: shape.to_vec(),
                 ..Default::default()
             }],
-            raw_input_contents: vec![raw],
+            raw_input_contents: vec![raw].into_iter().map(Into::into).collect(),
             ..Default::default()
         })
         .await

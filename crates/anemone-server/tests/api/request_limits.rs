@@ -298,7 +298,7 @@ async fn issue_14_shapes_that_claim_more_than_the_request_carries_are_refused() 
         shape: vec![huge],
         ..Default::default()
     }]);
-    raw.raw_input_contents = vec![vec![0u8; 8]];
+    raw.raw_input_contents = vec![vec![0u8; 8]].into_iter().map(Into::into).collect();
     grpc_refused(&server, raw, "has 8 bytes").await;
 
     // Data that outgrows its shape stops at the first extra value.
@@ -386,7 +386,10 @@ async fn issue_14_shapes_that_claim_more_than_the_request_carries_are_refused() 
         shape: vec![1],
         ..Default::default()
     }]);
-    raw.raw_input_contents = vec![vec![1, 0, 0, 0, b'a', 1, 0, 0, 0, b'b']];
+    raw.raw_input_contents = vec![vec![1, 0, 0, 0, b'a', 1, 0, 0, 0, b'b']]
+        .into_iter()
+        .map(Into::into)
+        .collect();
     grpc_refused(&server, raw, "holds more than the 1 elements").await;
     server.stop().await;
 }

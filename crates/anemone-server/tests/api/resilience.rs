@@ -201,7 +201,7 @@ async fn a_model_file_corrupted_in_poll_mode_leaves_the_old_version_serving() {
                 shape: vec![1, 16],
                 ..Default::default()
             }],
-            raw_input_contents: vec![raw.clone()],
+            raw_input_contents: vec![raw.clone()].into_iter().map(Into::into).collect(),
             ..Default::default()
         })
         .await

@@ -79,7 +79,7 @@ async fn grpc_add(s: &Served, model: &str, x: [f32; 4], y: [f32; 4]) {
         .model_infer(proto::ModelInferRequest {
             model_name: model.into(),
             inputs: vec![tensor("x"), tensor("y")],
-            raw_input_contents: vec![raw(x), raw(y)],
+            raw_input_contents: vec![raw(x), raw(y)].into_iter().map(Into::into).collect(),
             outputs: vec![proto::model_infer_request::InferRequestedOutputTensor {
                 name: "sum".into(),
                 ..Default::default()

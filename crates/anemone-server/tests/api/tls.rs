@@ -237,7 +237,10 @@ async fn grpc_add(channel: Channel) -> Result<Vec<f32>, String> {
         .model_infer(ModelInferRequest {
             model_name: "add".into(),
             inputs: vec![tensor("x"), tensor("y")],
-            raw_input_contents: vec![bytes([1., 2., 3., 4.]), bytes([1., 1., 1., 1.])],
+            raw_input_contents: vec![bytes([1., 2., 3., 4.]), bytes([1., 1., 1., 1.])]
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             ..Default::default()
         })
         .await

@@ -48,7 +48,9 @@ pub fn to_multi_array(tensor: Tensor) -> Result<Retained<MLMultiArray>, String> 
     let anemone_core::TensorData::Numeric(bytes) = tensor.into_data() else {
         return Err("string tensors cannot go into a Core ML array".into());
     };
-    let bytes = bytes.into_boxed_slice();
+    // Owned without a copy where the bytes are a whole buffer of their own;
+    // a view (of a decoded request, of a batch) is copied out.
+    let bytes = Vec::<u8>::from(bytes).into_boxed_slice();
     if bytes.is_empty() || (bytes.as_ptr() as usize) % elem != 0 {
         // Core ML needs element alignment (and a non-null pointer): copy into
         // a buffer of u64, which is aligned for every element type.

@@ -45,7 +45,7 @@ async fn bad_requests_are_refused_and_the_server_goes_on() {
             "input 'x' is given more than once",
         ),
         ("unknown input", with(&|r| r.inputs[1].name = "z".into()), Code::InvalidArgument, "unknown input 'z'"),
-        ("raw entries vs inputs", with(&|r| r.raw_input_contents.push(vec![0; 16])), Code::InvalidArgument, "3 raw_input_contents entries"),
+        ("raw entries vs inputs", with(&|r| r.raw_input_contents.push(vec![0; 16].into())), Code::InvalidArgument, "3 raw_input_contents entries"),
         ("mixed raw and typed", with(&|r| r.inputs[1].contents = Some(fp32(4))), Code::InvalidArgument, "input 'y' has typed contents"),
         (
             "FP16 typed",
@@ -78,7 +78,7 @@ async fn bad_requests_are_refused_and_the_server_goes_on() {
             "BYTES length prefix",
             with(&|r| {
                 r.inputs[0].datatype = "BYTES".into();
-                r.raw_input_contents[0] = vec![9, 0, 0, 0, 1];
+                r.raw_input_contents[0] = vec![9, 0, 0, 0, 1].into();
             }),
             Code::InvalidArgument,
             "input 'x': a BYTES element claims 9 bytes",
@@ -117,7 +117,7 @@ async fn bad_requests_are_refused_and_the_server_goes_on() {
             "oversized message",
             with(&|r| {
                 r.inputs[0].shape = vec![(LIMIT / 16 + 1) as i64, 4];
-                r.raw_input_contents[0] = vec![0; (LIMIT / 16 + 1) * 16];
+                r.raw_input_contents[0] = vec![0; (LIMIT / 16 + 1) * 16].into();
             }),
             Code::ResourceExhausted,
             "limit",
@@ -144,7 +144,7 @@ async fn bad_requests_are_refused_and_the_server_goes_on() {
 
     // Oversized on a stream: the stream ends with RESOURCE_EXHAUSTED too.
     let mut big = good();
-    big.raw_input_contents[0] = vec![0; LIMIT + 1];
+    big.raw_input_contents[0] = vec![0; LIMIT + 1].into();
     let stream = c
         .model_stream_infer(tokio_stream::iter([good(), big]))
         .await;
@@ -208,7 +208,10 @@ async fn oversized_responses_are_refused_and_streams_go_on() {
             tensor("mask", "BOOL", &[n as i64]),
             tensor("k", "INT64", &[]),
         ],
-        raw_input_contents: vec![vec![0; 4 * n], vec![0; 8 * n], vec![1; n], vec![0; 8]],
+        raw_input_contents: vec![vec![0; 4 * n], vec![0; 8 * n], vec![1; n], vec![0; 8]]
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         ..Default::default()
     };
     let n = 60_000;

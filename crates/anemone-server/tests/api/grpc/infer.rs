@@ -203,7 +203,7 @@ async fn int_bool_model_with_every_dtype_and_a_scalar() {
                 .collect(),
             raw_input_contents: inputs
                 .iter()
-                .map(|t| t.as_bytes().unwrap().to_vec())
+                .map(|t| t.as_bytes().unwrap().to_vec().into())
                 .collect(),
             ..Default::default()
         };
@@ -235,10 +235,10 @@ async fn int_bool_model_with_every_dtype_and_a_scalar() {
             tensor("k", "INT64", &[]),
         ],
         raw_input_contents: vec![
-            vec![0; 16],
-            vec![0; 32],
-            vec![2, 0, 255, 1],
-            5i64.to_le_bytes().to_vec(),
+            vec![0; 16].into(),
+            vec![0; 32].into(),
+            vec![2, 0, 255, 1].into(),
+            5i64.to_le_bytes().to_vec().into(),
         ],
         outputs: ["not_mask", "masked"]
             .map(|n| InferRequestedOutputTensor {

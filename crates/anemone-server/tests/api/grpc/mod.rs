@@ -211,7 +211,10 @@ fn add_raw(x: &[f32], y: &[f32]) -> ModelInferRequest {
             tensor("x", "FP32", &[rows, 4]),
             tensor("y", "FP32", &[rows, 4]),
         ],
-        raw_input_contents: vec![f32_bytes(x), f32_bytes(y)],
+        raw_input_contents: vec![f32_bytes(x), f32_bytes(y)]
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         ..Default::default()
     }
 }

@@ -88,7 +88,7 @@ async fn repository_index_reports_a_broken_model_with_its_reason() {
     let request = ModelInferRequest {
         model_name: "identity".into(),
         inputs: vec![tensor("x", "FP32", &[1, 16])],
-        raw_input_contents: vec![f32_bytes(&x)],
+        raw_input_contents: vec![f32_bytes(&x)].into_iter().map(Into::into).collect(),
         ..Default::default()
     };
     let r = c.model_infer(request).await.unwrap().into_inner();
@@ -203,7 +203,7 @@ async fn explicit_mode_loads_and_unloads_models() {
     let request = ModelInferRequest {
         model_name: "identity".into(),
         inputs: vec![tensor("x", "FP32", &[1, 16])],
-        raw_input_contents: vec![vec![0; 64]],
+        raw_input_contents: vec![vec![0; 64]].into_iter().map(Into::into).collect(),
         ..Default::default()
     };
     assert!(
