@@ -13,7 +13,7 @@
 
 pub mod coreml;
 pub mod file;
-pub mod gather;
+pub use anemone_core::gather;
 pub mod input_blame;
 pub mod onnx;
 #[cfg(feature = "onnxruntime")]

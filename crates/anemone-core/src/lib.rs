@@ -24,6 +24,7 @@
 pub mod backend;
 pub mod dtype;
 pub mod error;
+pub mod gather;
 pub mod metadata;
 pub mod npy;
 pub mod tensor;

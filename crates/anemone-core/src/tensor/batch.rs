@@ -9,7 +9,8 @@ impl Tensor {
     ///
     /// The result has `sum(parts[i].shape()[0])` rows; pieces with 0 rows
     /// are allowed and add nothing. Numeric data is copied once, into one
-    /// allocation of the final size.
+    /// allocation of the final size (on a few threads when it is large:
+    /// [`crate::gather`]).
     ///
     /// # Errors
     ///
@@ -53,12 +54,9 @@ impl Tensor {
         })?;
         let data = match &first.data {
             TensorData::Numeric(_) => {
-                let total = parts.iter().map(|p| p.byte_len()).sum();
-                let mut bytes = Vec::with_capacity(total);
-                for part in parts {
-                    bytes.extend_from_slice(part.numeric());
-                }
-                TensorData::Numeric(bytes.into())
+                // A batch of images is megabytes: copied on a few threads.
+                let bytes: Vec<&[u8]> = parts.iter().map(|p| p.numeric()).collect();
+                TensorData::Numeric(crate::gather::gather_to_vec(&bytes).into())
             }
             TensorData::Strings(_) => {
                 let total = parts.iter().map(|p| p.len()).sum();

@@ -6,6 +6,10 @@
 //! H200 machine's CPU), a memory bandwidth a single core cannot exceed;
 //! several cores together can, so the copy is split by bytes across up to
 //! [`MAX_THREADS`] scoped threads once it is [`PARALLEL_FROM`] or more.
+//! Used for a batch's concatenation ([`crate::Tensor::concat_batch`]) and
+//! for tract-cuda's page-locked staging buffers.
+
+use std::mem::MaybeUninit;
 
 /// Copies below this size run on the calling thread: starting a thread
 /// costs tens of microseconds.
@@ -28,8 +32,27 @@ pub fn gather_into(dst: &mut [u8], parts: &[&[u8]]) -> usize {
         "gather_into: {len} bytes into a buffer of {}",
         dst.len()
     );
+    // SAFETY: `MaybeUninit<u8>` has `u8`'s layout, and only initialised
+    // bytes are written through the view, so `dst` stays initialised.
+    let dst = unsafe { &mut *(dst as *mut [u8] as *mut [MaybeUninit<u8>]) };
     gather_on(dst, parts, len, threads_for(len));
     len
+}
+
+/// `parts` one after another in a new vector, copied as [`gather_into`]
+/// copies (the vector is not zeroed first).
+pub fn gather_to_vec(parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len);
+    gather_on(
+        &mut out.spare_capacity_mut()[..len],
+        parts,
+        len,
+        threads_for(len),
+    );
+    // SAFETY: `gather_on` wrote all `len` bytes (the parts cover them).
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// The size to give a buffer that must now hold `len` bytes and is to be
@@ -46,8 +69,9 @@ pub fn buffer_capacity(len: usize, max: usize) -> usize {
         .max(len)
 }
 
-/// [`gather_into`] on `threads` threads (the caller's included).
-fn gather_on(dst: &mut [u8], parts: &[&[u8]], len: usize, threads: usize) {
+/// Fills `dst[..len]` with the parts (which add up to `len`) on `threads`
+/// threads (the caller's included).
+fn gather_on(dst: &mut [MaybeUninit<u8>], parts: &[&[u8]], len: usize, threads: usize) {
     if threads <= 1 {
         copy_range(&mut dst[..len], 0, parts);
         return;
@@ -89,7 +113,7 @@ fn threads_for(len: usize) -> usize {
 
 /// Fills `dst`, which stands for bytes `at..at + dst.len()` of the parts
 /// laid end to end.
-fn copy_range(dst: &mut [u8], at: usize, parts: &[&[u8]]) {
+fn copy_range(dst: &mut [MaybeUninit<u8>], at: usize, parts: &[&[u8]]) {
     let end = at + dst.len();
     let mut offset = 0; // where the current part starts in the whole
     for part in parts {
@@ -102,7 +126,13 @@ fn copy_range(dst: &mut [u8], at: usize, parts: &[&[u8]]) {
             break;
         }
         let (lo, hi) = (from.max(at), to.min(end));
-        dst[lo - at..hi - at].copy_from_slice(&part[lo - from..hi - from]);
+        let src = &part[lo - from..hi - from];
+        let out = &mut dst[lo - at..hi - at];
+        // SAFETY: `out` and `src` have the same length (`hi - lo`), and a
+        // borrowed source cannot overlap the exclusively borrowed `out`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr().cast::<u8>(), src.len())
+        };
     }
 }
 
@@ -120,14 +150,23 @@ mod tests {
             .collect()
     }
 
-    /// Through `gather_into` (as many threads as this machine gives), then
-    /// on 1 to 5 threads whatever the machine.
+    fn uninit(bytes: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+        // SAFETY: as in `gather_into`.
+        unsafe { &mut *(bytes as *mut [u8] as *mut [MaybeUninit<u8>]) }
+    }
+
+    /// Through `gather_into` and `gather_to_vec` (as many threads as this
+    /// machine gives), then on 1 to 5 threads whatever the machine.
     fn check(sizes: &[usize], spare: usize) {
         let parts = parts(sizes);
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let want: Vec<u8> = parts.concat();
         let mut dst = vec![0xAAu8; want.len() + spare];
         assert_eq!(gather_into(&mut dst, &refs), want.len());
+        assert!(
+            gather_to_vec(&refs) == want,
+            "sizes {sizes:?}: gather_to_vec"
+        );
         assert!(
             dst[..want.len()] == want[..],
             "sizes {sizes:?}: bytes differ"
@@ -138,7 +177,7 @@ mod tests {
         );
         for threads in 1..=5 {
             let mut dst = vec![0xAAu8; want.len() + spare];
-            gather_on(&mut dst, &refs, want.len(), threads);
+            gather_on(uninit(&mut dst), &refs, want.len(), threads);
             assert!(
                 dst[..want.len()] == want[..],
                 "sizes {sizes:?}, {threads} threads: bytes differ"
@@ -188,7 +227,7 @@ mod tests {
         for at in 0..want.len() {
             for n in 0..=want.len() - at {
                 let mut dst = vec![0u8; n];
-                copy_range(&mut dst, at, &refs);
+                copy_range(uninit(&mut dst), at, &refs);
                 assert_eq!(dst, want[at..at + n], "range {at}..{}", at + n);
             }
         }
