@@ -3,7 +3,8 @@
 # the generated fixtures (scripts/setup.sh), then the whole Rust test suite
 # (including the ONNX node-test conformance suite, the doctests and one pass
 # of each benchmark in criterion's test mode), clippy with -D warnings
-# (which also type-checks the CUDA backend), a type-check of the Apple-only
+# (which also type-checks the CUDA backend), the API docs with -D warnings,
+# a type-check of the Apple-only
 # code against the real Apple crates (scripts/check-apple.sh), then the tritonclient
 # integration suite against a real `anemone serve`.
 set -euo pipefail
@@ -43,6 +44,8 @@ scripts/check-apple.sh
 # the type-check of the CUDA backend (CI has no GPU to run it).
 echo "test: cargo clippy -D warnings (all targets, cuda feature included)"
 cargo clippy --workspace --all-targets --locked --features anemone-backends/cuda -- -D warnings
+echo "test: cargo doc -D warnings (the API docs build, with no broken or private links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features anemone-backends/cuda
 echo "test: cargo test (doctests)"
 cargo test --workspace --doc --locked
 echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"

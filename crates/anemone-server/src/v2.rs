@@ -213,7 +213,7 @@ pub fn tensor_to_raw(t: &Tensor) -> Vec<u8> {
 
 /// Builds a tensor from a JSON `data` value: a flat or nested list (or a
 /// bare scalar for a 0-d tensor) of numbers, booleans or, for BYTES, strings.
-/// See [`crate::tensor_json`], which the HTTP codec uses on the raw text.
+/// See `crate::tensor_json`, which the HTTP codec uses on the raw text.
 pub fn tensor_from_json(
     input: &str,
     dtype: DataType,

@@ -24,7 +24,7 @@
 //!
 //! cuDNN runs the identity activation (a convolution with bias but no ReLU)
 //! with `IMPLICIT_PRECOMP_GEMM` only, so those are not benchmarked. For a
-//! ReLU convolution the benchmark also times [`SPLIT`]: the identity call
+//! ReLU convolution the benchmark also times `SPLIT`: the identity call
 //! and then cuDNN's ReLU in place. Kernel by kernel (docs/PERFORMANCE.md,
 //! "Per kernel, corrected"), `IMPLICIT_PRECOMP_GEMM` runs the tensor-core
 //! kernels with the ReLU fused or not; `SPLIT` is picked where it measures

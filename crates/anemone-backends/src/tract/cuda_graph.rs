@@ -18,12 +18,12 @@
 //!    the graph and reads the kept outputs back.
 //!
 //! A capture that fails (an operator that waits on the stream, or copies
-//! from or to host memory during its run: see [`device_only`]) leaves that
+//! from or to host memory during its run: see `device_only`) leaves that
 //! shape to the plain path for good; a graph whose cuDNN workspace was since replaced is captured again.
 //! At most [`GRAPHS_PER_THREAD`] shapes per thread and
 //! [`GRAPH_BYTES_PER_THREAD`] of kept tensors, the least recently used
 //! graphs dropped first. Before the first capture the device's memory pool
-//! is made to keep freed memory ([`keep_freed_memory`]). [`GRAPHS_ENV`] set
+//! is made to keep freed memory (`keep_freed_memory`). [`GRAPHS_ENV`] set
 //! to `off` turns graphs off.
 
 use super::gpu_wait::next_expected;
@@ -61,7 +61,7 @@ pub const GRAPH_BYTES_PER_THREAD: usize = 512 << 20;
 /// thread: freeing waits on the device.
 static CAPTURING: RwLock<()> = RwLock::new(());
 
-/// Runs `f` while no thread captures (see [`CAPTURING`]). Captures are
+/// Runs `f` while no thread captures (see `CAPTURING`). Captures are
 /// rare (two per thread, plan and shape), and so are the allocations.
 pub fn outside_captures<T>(f: impl FnOnce() -> T) -> T {
     let _alone = CAPTURING.write().unwrap_or_else(PoisonError::into_inner);

@@ -39,7 +39,7 @@ use tract_onnx::tract_core::transform::ModelTransform;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnemoneCuda;
 
-/// The one instance, for [`super::Target`].
+/// The one instance, for `super::Target`.
 pub static ANEMONE_CUDA: AnemoneCuda = AnemoneCuda;
 
 const MISSING: &str = "cuda runtime supported dependencies not found.";
@@ -240,7 +240,7 @@ fn device_wire(
     )?[0])
 }
 
-/// The runtime, for [`super::Target::runtime_impl`].
+/// The runtime, for `super::Target::runtime_impl`.
 pub fn runtime() -> &'static dyn Runtime {
     &ANEMONE_CUDA
 }

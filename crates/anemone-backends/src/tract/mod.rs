@@ -1,7 +1,7 @@
 //! The tract backends: tract's CPU runtime (always present), its `cuda`
 //! runtime behind the `cuda` cargo feature (Linux), and its `metal` runtime
 //! ([`metal::TractMetal`], feature `metal`, Apple systems). They share the
-//! model reading, conversion and planning here; a [`Target`] says what differs.
+//! model reading, conversion and planning here; a `Target` says what differs.
 
 pub mod conv_algo;
 pub mod conv_fuse;
@@ -139,7 +139,7 @@ pub fn default_threads() -> usize {
 }
 
 /// How many shape-specialised plans a model keeps by default (see
-/// [`Plan::PerShape`]); the setting `<backend>.plan_cache` changes it.
+/// `Plan::PerShape`); the setting `<backend>.plan_cache` changes it.
 pub const SHAPE_PLAN_CACHE: usize = 8;
 
 /// The setting key (after `<backend>.`) for the per-shape plan cache size.

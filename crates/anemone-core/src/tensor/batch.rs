@@ -75,7 +75,7 @@ impl Tensor {
     }
 
     /// Splits along dimension 0 into consecutive pieces of `sizes` rows
-    /// (sizes must sum to shape[0]).
+    /// (sizes must sum to `shape[0]`).
     ///
     /// Piece `i` has shape `[sizes[i], shape[1..]...]`; a size of 0 gives an
     /// empty piece. Numeric pieces are views of this tensor's bytes (no

@@ -1,13 +1,13 @@
 //! The health monitor: judges each model's latency trend and error rate and
 //! the process's memory pressure, reports a model DEGRADED past thresholds,
-//! re-probes the backend a model fell back from ([`recovery`]), and re-times
+//! re-probes the backend a model fell back from (`recovery`), and re-times
 //! the CPU engines on the shapes of a model's first real requests
-//! ([`retime`]). The policy in one place: docs/OBSERVABILITY.md, "Health monitor".
+//! (`retime`). The policy in one place: docs/OBSERVABILITY.md, "Health monitor".
 //!
 //! It runs on a thread of its own every [`HealthPolicy::interval`] and reads
 //! counters the request path keeps anyway (engine time, successes, backend
 //! errors): serving pays nothing for it, except the first requests of a model
-//! to be re-timed, whose inputs are kept ([`sampler::Sampler`]).
+//! to be re-timed, whose inputs are kept (`sampler::Sampler`).
 
 mod memory;
 mod policy;

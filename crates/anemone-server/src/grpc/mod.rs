@@ -4,7 +4,7 @@
 //! Every RPC decodes its request, asks the shared [`AppState`] and encodes
 //! the answer; errors become statuses through the one table in
 //! [`crate::errors`]. Inference requests and responses are converted in
-//! [`infer`], the bidirectional stream lives in [`stream`], and [`limit`]
+//! `infer`, the bidirectional stream lives in `stream`, and `limit`
 //! holds the message-size policy.
 
 mod infer;

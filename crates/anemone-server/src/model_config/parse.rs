@@ -18,7 +18,7 @@ use crate::proto::ModelConfig;
 /// string_value: "v" } }`) follow protobuf's rules. Syntax errors carry the
 /// line and column. The parsed message is then checked against the subset
 /// anemone supports (fields outside it are refused by path, e.g.
-/// `'input[0].reshape'`) and its `parameters` are validated by [`settings`].
+/// `'input[0].reshape'`) and its `parameters` are validated by `settings`.
 pub fn parse_pbtxt(text: &str) -> Result<ModelConfig, String> {
     let desc = config_descriptor()?;
     let (fixed, inserted) = add_list_colons(text);

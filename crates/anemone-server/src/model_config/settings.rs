@@ -58,7 +58,7 @@ pub const MAX_INSTANCES: usize = 64;
 ///   each name is trimmed and must be non-empty.
 /// - `backends` may be `auto`: time a warm-up on every candidate, keep the fastest;
 /// - `strict`: `true` or `false`;
-/// - `threads`: 1 to [`max_threads`]; `max_concurrency`: 1 to [`MAX_CONCURRENCY`];
+/// - `threads`: 1 to `max_threads`; `max_concurrency`: 1 to `MAX_CONCURRENCY`;
 /// - `eviction`: `never` keeps the model resident under `--eviction lru`;
 ///   `lru` (the default) lets it be evicted when room is needed;
 /// - `standby`: `hot` keeps the first standby backend loaded (charged to
@@ -71,11 +71,11 @@ pub const MAX_INSTANCES: usize = 64;
 ///   a key that backend reads (see [`anemone_backends::settings::known_settings`]),
 ///   passed to it, which checks the value when it loads the model;
 ///   `onnxruntime.sessions` and the `instance_group` counts (summed) at most
-///   [`MAX_INSTANCES`]; a path (`coreml.cache_dir`) relative to the model's
+///   `MAX_INSTANCES`; a path (`coreml.cache_dir`) relative to the model's
 ///   directory, without `..`.
 ///
 /// Any other key is refused, so a misspelt setting is never ignored. Every
-/// refusal is reported, not only the first (joined by [`super::refusals`]).
+/// refusal is reported, not only the first (joined by `super::refusals`).
 pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
     let (out, errs) = read_settings(config);
     if errs.is_empty() {
