@@ -188,28 +188,22 @@ impl Tensor {
 
     /// Builds a tensor from typed values, checking the count against the shape.
     pub fn from_vec<T: Element>(shape: Vec<usize>, values: Vec<T>) -> Result<Tensor, TensorError> {
-        let size = std::mem::size_of::<T>();
-        let bytes = if plain::<T>() {
-            let mut bytes = Vec::<u8>::with_capacity(values.len() * size);
-            // SAFETY: `T` is a sealed numeric element type without padding,
-            // the target is little-endian (its memory is the wire layout),
-            // and `bytes` has room for `values.len() * size` bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
+        if plain::<T>() {
+            // SAFETY: `T` is a sealed numeric element type without padding
+            // on a little-endian target (`plain`): its memory is its wire
+            // bytes, `size_of_val(values)` of them.
+            let raw = unsafe {
+                std::slice::from_raw_parts(
                     values.as_ptr().cast::<u8>(),
-                    bytes.as_mut_ptr(),
-                    values.len() * size,
-                );
-                bytes.set_len(values.len() * size);
-            }
-            bytes
-        } else {
-            let mut bytes = Vec::with_capacity(values.len() * size);
-            for v in &values {
-                v.write_le(&mut bytes);
-            }
-            bytes
-        };
+                    std::mem::size_of_val(values.as_slice()),
+                )
+            };
+            return Tensor::from_bytes(T::DTYPE, shape, Bytes::copy_from_slice(raw));
+        }
+        let mut bytes = Vec::with_capacity(values.len() * std::mem::size_of::<T>());
+        for v in &values {
+            v.write_le(&mut bytes);
+        }
         Tensor::from_bytes(T::DTYPE, shape, bytes)
     }
 
@@ -296,7 +290,7 @@ impl Tensor {
         let count = bytes.len() / size;
         if plain::<T>() {
             let mut values = Vec::<T>::with_capacity(count);
-            // SAFETY: as in `from_vec`; every bit pattern is a valid value
+            // SAFETY: as in `from_vec`, and every bit pattern is a valid value
             // of a numeric element type (bool, the one that is not, never
             // takes this path), and `values` has room for `count` elements.
             unsafe {

@@ -49,7 +49,9 @@ impl Sampler {
             set.len() == inputs.len() && set.iter().zip(inputs).all(|(a, b)| a.shape() == b.shape())
         };
         if sets.len() < MAX_SHAPES && !sets.iter().any(same_shapes) {
-            sets.push(inputs.to_vec());
+            // Compact copies: a request's inputs may be views of its whole
+            // decoded message, kept here until the monitor takes them.
+            sets.push(inputs.iter().map(Tensor::compact).collect());
         }
         if self.seen.fetch_add(1, Ordering::Relaxed) + 1 >= self.after {
             self.wanted.store(false, Ordering::Relaxed);
