@@ -178,6 +178,21 @@ pub trait LoadedModel: Send + Sync + 'static {
     fn infer_stacked(&self, requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
         self.infer(&stack_inputs(requests)?)
     }
+
+    /// Request input `ix` (validated, in the order of `metadata().inputs`)
+    /// copied to where this engine reads it faster, or `None` to run on it
+    /// as it is (the default, and the answer for any input the engine has no
+    /// better place for). The copy must hold the same values.
+    ///
+    /// anemone's scheduler calls it on the request's own task before the
+    /// request waits in its queue, so a copy made here overlaps the wait
+    /// instead of lengthening the run of the batch. tract-cuda copies large
+    /// inputs into page-locked host memory, from which the GPU reads each
+    /// request's rows itself.
+    fn adopt_input(&self, ix: usize, input: &Tensor) -> Option<Tensor> {
+        let _ = (ix, input);
+        None
+    }
 }
 
 /// The inputs of one call made of several requests' inputs: input `i` is

@@ -187,6 +187,7 @@ impl Manager {
         start: Instant,
     ) -> oneshot::Receiver<Done> {
         let (reply, rx) = oneshot::channel();
+        adopt_inputs(&admitted.instance, &mut admitted.inputs);
         admitted.trace.queued();
         self.inner.scheduler.submit(Job {
             admitted,
@@ -270,6 +271,19 @@ impl Manager {
             permits: (global, local),
             trace,
         })
+    }
+}
+
+/// Lets the engine copy each input to where it reads it faster
+/// ([`anemone_core::LoadedModel::adopt_input`]: page-locked memory for
+/// tract-cuda) now, on the request's own task, while the request is about
+/// to wait, rather than in the run of its batch.
+fn adopt_inputs(instance: &ModelInstance, inputs: &mut [anemone_core::Tensor]) {
+    let engine = instance.first_engine();
+    for (ix, input) in inputs.iter_mut().enumerate() {
+        if let Some(adopted) = engine.adopt_input(ix, input) {
+            *input = adopted;
+        }
     }
 }
 

@@ -13,7 +13,10 @@
 
 use super::conv_fuse::{Precision, PRECISION_KEY};
 use super::gpu_wait::Wait;
-use super::{cuda_graph, cuda_runtime, cuda_staging, load, Target, TractModel, TRACT_VERSION};
+use super::{
+    captures, cuda_graph, cuda_host, cuda_runtime, cuda_staging, load, Target, TractModel,
+    TRACT_VERSION,
+};
 use anemone_core::{
     Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
     Result, Support, Tensor, Tier,
@@ -93,7 +96,8 @@ impl Backend for TractCuda {
             });
         }
         set_wait();
-        let model = guarded("load", || load(&CUDA, &source.path, options, precision))?;
+        let model =
+            bracketed(|| guarded("load", || load(&CUDA, &source.path, options, precision)))?;
         Ok(Box::new(CudaModel(model, precision)))
     }
 }
@@ -173,18 +177,48 @@ impl LoadedModel for CudaModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        guarded("inference", || {
-            self.set_math()?;
-            self.0.infer(inputs)
-        })
+        let outputs = bracketed(|| {
+            guarded("inference", || {
+                self.set_math()?;
+                self.0.infer(inputs)
+            })
+        });
+        // The inputs' page-locked blocks are free to reuse once the call
+        // returns, whatever its outcome: its uploads must be over.
+        cuda_staging::settle();
+        outputs
     }
 
     fn infer_stacked(&self, requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
-        guarded("inference", || {
-            self.set_math()?;
-            self.0.infer_stacked(requests)
-        })
+        let outputs = bracketed(|| {
+            guarded("inference", || {
+                self.set_math()?;
+                self.0.infer_stacked(requests)
+            })
+        });
+        cuda_staging::settle();
+        outputs
     }
+
+    /// Large inputs that go straight to the GPU, copied into page-locked
+    /// memory (`cuda_host`), from which the upload reads them with no copy
+    /// when the call runs.
+    fn adopt_input(&self, ix: usize, input: &Tensor) -> Option<Tensor> {
+        let runnable = self.0.static_plan()?;
+        // A failure here only loses the head start: the input stays as it is.
+        catch_unwind(AssertUnwindSafe(|| cuda_host::adopt(runnable, ix, input))).unwrap_or(None)
+    }
+}
+
+/// Runs `f`, which may use tract-cuda's per-thread state for the first
+/// time on this thread, inside the thread-exit bracket of `captures`: when
+/// the thread ends, that state is destroyed while no thread captures a
+/// CUDA graph.
+fn bracketed<T>(f: impl FnOnce() -> T) -> T {
+    captures::enter();
+    let out = f();
+    captures::entered();
+    out
 }
 
 impl CudaModel {

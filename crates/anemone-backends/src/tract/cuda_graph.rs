@@ -33,7 +33,7 @@ use cudarc::driver::{CudaContext, CudaGraph};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, PoisonError, RwLock, Weak};
+use std::sync::{OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tract_gpu::sync::{DeviceSync, DeviceSyncKind};
 use tract_gpu::tensor::{DeviceTensor, DeviceTensorExt, IntoDevice, LazyHostStorage};
@@ -53,20 +53,7 @@ pub const GRAPHS_PER_THREAD: usize = 32;
 /// most (ResNet-18 at every batch size from 1 to 32: 320 MB).
 pub const GRAPH_BYTES_PER_THREAD: usize = 512 << 20;
 
-/// Held for reading by every capture, and for writing by what must not
-/// run while any thread captures: allocating and freeing page-locked
-/// memory. On an H200, threads that did either while others captured
-/// invalidated those captures (`CUDA_ERROR_STREAM_CAPTURE_INVALIDATED`,
-/// device runs 41 and 43), although each capture only restricts its own
-/// thread: freeing waits on the device.
-static CAPTURING: RwLock<()> = RwLock::new(());
-
-/// Runs `f` while no thread captures (see `CAPTURING`). Captures are
-/// rare (two per thread, plan and shape), and so are the allocations.
-pub fn outside_captures<T>(f: impl FnOnce() -> T) -> T {
-    let _alone = CAPTURING.write().unwrap_or_else(PoisonError::into_inner);
-    f()
-}
+pub use super::captures::outside_captures;
 
 static CAPTURED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED: AtomicU64 = AtomicU64::new(0);
@@ -308,7 +295,7 @@ fn capture(
     tract_cuda::with_cuda_stream(|stream| {
         keep_freed_memory(stream.context())?;
         // Until the capture has ended (the end of this closure).
-        let _capturing = CAPTURING.read().unwrap_or_else(PoisonError::into_inner);
+        let _capturing = super::captures::capturing();
         stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
         // A panic inside (tract-cuda unwraps its allocations) must still end
         // the capture, or the thread's stream stays unusable.

@@ -17,6 +17,10 @@
 //! CPU operator reads first, [`STAGING_ENV`] set to `pageable`) takes
 //! tract's own path.
 //!
+//! Where every part is already in page-locked memory (requests adopted at
+//! admission, `cuda_host`), nothing is copied: one upload per part goes
+//! straight from it.
+//!
 //! Memory: one buffer per thread that ran a staged input, as large as the
 //! largest input it staged rounded up to a power of two (at most
 //! [`STAGE_MAX`]), kept for the thread's life; all of them together at most
@@ -63,17 +67,58 @@ pub fn pinned_bytes() -> usize {
     PINNED.load(Ordering::Relaxed)
 }
 
-/// The environment variable that, set to `pageable`, turns staging off: for
-/// comparisons (`scripts/bench_gpu_batching.sh`).
+/// The environment variable that chooses how inputs go up ([`Mode`]):
+/// `pinned` (the default), `gather` or `pageable`; for comparisons
+/// (`scripts/bench_gpu_batching.sh`).
 pub const STAGING_ENV: &str = "ANEMONE_TRACT_CUDA_STAGING";
 
-/// How many inputs went up through a staging buffer, process-wide: lets a
-/// test on a GPU machine tell that the staged path ran.
+/// How large inputs go up to the GPU ([`STAGING_ENV`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Copied into page-locked memory as each request is admitted
+    /// (`cuda_host`), uploaded from there with no copy in the run; inputs
+    /// that were not are staged as with `Gather`. The default.
+    Pinned,
+    /// Copied into the running thread's staging buffer when the call runs
+    /// (a dynamic batch: each request's rows to their place), then uploaded.
+    Gather,
+    /// tract's own upload, from ordinary memory.
+    Pageable,
+}
+
+impl Mode {
+    /// The mode a value of [`STAGING_ENV`] names; anything else is the
+    /// default, [`Mode::Pinned`].
+    pub fn parse(value: Option<&str>) -> Mode {
+        match value {
+            Some("pageable") => Mode::Pageable,
+            Some("gather") => Mode::Gather,
+            _ => Mode::Pinned,
+        }
+    }
+}
+
+/// This process's [`Mode`], read from [`STAGING_ENV`] once.
+pub fn mode() -> Mode {
+    static MODE: OnceLock<Mode> = OnceLock::new();
+    *MODE.get_or_init(|| Mode::parse(std::env::var(STAGING_ENV).ok().as_deref()))
+}
+
+/// How many inputs went up through a staging buffer, or straight from
+/// page-locked blocks, process-wide: lets a test on a GPU machine tell
+/// that the staged path ran.
 pub fn staged_uploads() -> u64 {
     STAGED.load(Ordering::Relaxed)
 }
 
+/// How many of [`staged_uploads`] went up straight from the requests'
+/// page-locked blocks (`cuda_host`), with no copy when the call ran.
+pub fn direct_uploads() -> u64 {
+    DIRECT.load(Ordering::Relaxed)
+}
+
 static STAGED: AtomicU64 = AtomicU64::new(0);
+static DIRECT: AtomicU64 = AtomicU64::new(0);
 
 /// A thread's staging buffer, and the end of the last upload from it.
 #[derive(Default)]
@@ -90,8 +135,19 @@ thread_local! {
 }
 
 fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var(STAGING_ENV).map_or(true, |v| v != "pageable"))
+    mode() != Mode::Pageable
+}
+
+/// Waits for this thread's last queued upload. Called when an engine call
+/// returns, success or not: the requests' page-locked blocks it read from
+/// may go back to the pool (and be written) as soon as their tensors drop.
+pub fn settle() {
+    let last = STAGING.with_borrow_mut(|staging| staging.uploaded.take());
+    if let Some(last) = last {
+        if let Err(e) = last.synchronize() {
+            tracing::warn!(error = %e, "tract-cuda: waiting for an input upload failed");
+        }
+    }
 }
 
 /// Input `ix` of `runnable`, a tensor of `dtype` and `shape` whose bytes
@@ -127,6 +183,9 @@ pub fn upload(
         .into_tensor()
         .into_tvalue();
     let t1 = std::time::Instant::now();
+    if parts.iter().all(|p| super::cuda_host::is_pinned(p)) {
+        return direct(&device, parts).map(|()| Some(value));
+    }
     let staged = tract_cuda::with_cuda_stream(|stream| {
         STAGING.with_borrow_mut(|staging| {
             if let Some(last) = staging.uploaded.take() {
@@ -191,6 +250,44 @@ pub fn upload(
     Ok(Some(value))
 }
 
+/// Queues one upload per part into `device`, straight from the parts'
+/// page-locked blocks (`cuda_host`), and records its end for [`settle`].
+fn direct(device: &DeviceTensor, parts: &[&[u8]]) -> TractResult<()> {
+    let t0 = std::time::Instant::now();
+    tract_cuda::with_cuda_stream(|stream| {
+        let queued = (|| -> TractResult<()> {
+            let mut offset = 0;
+            for part in parts {
+                let mut view =
+                    tract_cuda::kernels::get_sliced_cuda_view_mut(device, offset, part.len())?;
+                // From page-locked memory the copy is asynchronous.
+                stream.memcpy_htod(*part, &mut view)?;
+                offset += part.len();
+            }
+            // Recorded after the uploads on the same stream: once it has
+            // completed, so have they (and any earlier one it replaces).
+            let event = stream.record_event(None)?;
+            STAGING.with_borrow_mut(|staging| staging.uploaded = Some(event));
+            Ok(())
+        })();
+        if queued.is_err() {
+            // Uploads queued before the failure must not outlive the call
+            // (their blocks go back to the pool): wait for them here.
+            let _ = stream.synchronize();
+        }
+        queued
+    })?;
+    STAGED.fetch_add(1, Ordering::Relaxed);
+    DIRECT.fetch_add(1, Ordering::Relaxed);
+    tracing::trace!(
+        parts = parts.len(),
+        bytes = parts.iter().map(|p| p.len()).sum::<usize>(),
+        copy_us = t0.elapsed().as_micros() as u64,
+        "direct upload from page-locked request memory"
+    );
+    Ok(())
+}
+
 /// The thread's staging buffer as a slice of at least `len` bytes, allocated
 /// or grown on the context of the thread's stream: to
 /// [`crate::gather::buffer_capacity`] (a power of two, so that the next
@@ -213,8 +310,8 @@ pub(super) fn buffer<'a>(
             return Ok(None);
         };
         // Never while another thread captures a CUDA graph: that
-        // invalidated its capture (`cuda_graph::outside_captures`).
-        let allocated = super::cuda_graph::outside_captures(|| {
+        // invalidated its capture (`captures::outside_captures`).
+        let allocated = super::captures::outside_captures(|| {
             // SAFETY: the bytes are written before any are read (each user
             // writes the prefix it copies out). Plain page-locked memory (no
             // write-combining): the CPU copy into it is an ordinary memcpy.
@@ -233,12 +330,18 @@ pub(super) fn buffer<'a>(
 }
 
 /// Counts `bytes` more in [`PINNED`] if that stays within [`PINNED_BUDGET`].
-fn take_budget(bytes: usize) -> bool {
+pub(super) fn take_budget(bytes: usize) -> bool {
     let fits = PINNED.fetch_add(bytes, Ordering::Relaxed) + bytes <= PINNED_BUDGET;
     if !fits {
         PINNED.fetch_sub(bytes, Ordering::Relaxed);
     }
     fits
+}
+
+/// Counts `bytes` fewer in [`PINNED`] (taken with [`take_budget`], not
+/// allocated after all).
+pub(super) fn return_budget(bytes: usize) {
+    PINNED.fetch_sub(bytes, Ordering::Relaxed);
 }
 
 /// A page-locked buffer, counted in [`PINNED`] while it lives.
@@ -251,7 +354,7 @@ impl Drop for Pinned {
         // another thread captures a CUDA graph (device run 43, where a
         // buffer replaced by a larger one invalidated other threads'
         // captures after the allocations alone had been kept apart).
-        super::cuda_graph::outside_captures(|| {
+        super::captures::outside_captures(|| {
             // SAFETY: dropped once, here; the field is never used again.
             unsafe { ManuallyDrop::drop(&mut self.0) }
         });
@@ -260,7 +363,7 @@ impl Drop for Pinned {
 
 /// Whether every reader of input `ix` is tract's upload to the device (a
 /// CPU operator reading it would bring a staged tensor back to the host).
-fn goes_straight_to_device(runnable: &dyn Runnable, ix: usize) -> bool {
+pub(super) fn goes_straight_to_device(runnable: &dyn Runnable, ix: usize) -> bool {
     let Some(model) = runnable.typed_model() else {
         return false;
     };

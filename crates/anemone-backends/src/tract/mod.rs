@@ -3,6 +3,7 @@
 //! ([`metal::TractMetal`], feature `metal`, Apple systems). They share the
 //! model reading, conversion and planning here; a `Target` says what differs.
 
+pub mod captures;
 pub mod conv_algo;
 pub mod conv_fuse;
 pub mod convert;
@@ -12,6 +13,8 @@ pub mod cuda;
 pub mod cuda_conv;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_graph;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda_host;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_pool;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
@@ -524,6 +527,15 @@ impl LoadedModel for TractModel {
 }
 
 impl TractModel {
+    /// The plan, where one plan runs every input shape.
+    #[cfg_attr(not(all(feature = "cuda", target_os = "linux")), allow(dead_code))]
+    pub(super) fn static_plan(&self) -> Option<&dyn Runnable> {
+        match &self.plan {
+            Plan::Static(runnable) => Some(&**runnable),
+            _ => None,
+        }
+    }
+
     /// Runs `values` on `runnable`, on this thread's reused state where the
     /// target keeps states, and converts the outputs.
     fn run(

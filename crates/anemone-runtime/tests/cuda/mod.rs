@@ -11,6 +11,8 @@ use super::*;
 use anemone_core::Backend;
 use std::sync::Arc;
 
+mod adopted;
+
 /// ‖got − want‖ / ‖want‖ must stay under this. cuDNN may run fp32
 /// convolutions on TF32 tensor cores (10-bit mantissa): on an H100 a
 /// ResNet-18-shaped net came out 1e-4 from the fp32 CPU reference, a

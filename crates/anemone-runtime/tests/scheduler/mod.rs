@@ -16,6 +16,7 @@ use anemone_runtime::{
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+mod adopt;
 mod instances;
 
 /// What the double's engines saw, shared by every engine it loads.
@@ -38,6 +39,12 @@ struct Log {
     threads: Mutex<Vec<(usize, String)>>,
     /// A call with a row whose first value is this fails (a bad input).
     poison: Mutex<Option<f32>>,
+    /// While true, the engine adopts every input (`adopt_input`) as a copy.
+    adopt: Mutex<bool>,
+    /// Addresses of the adopted copies, and of every input an unstacked
+    /// call ran on.
+    adopted: Mutex<Vec<usize>>,
+    seen: Mutex<Vec<usize>>,
 }
 
 impl Log {
@@ -138,6 +145,7 @@ impl LoadedModel for RowsModel {
     fn infer(&self, inputs: &[Tensor]) -> anemone_core::Result<Vec<Tensor>> {
         let x = &inputs[0];
         let width = x.shape()[1];
+        self.log.seen.lock().unwrap().push(address(x));
         let values = x.to_vec::<f32>().unwrap();
         let firsts = values.chunks(width.max(1)).map(|r| r[0]).collect();
         self.log
@@ -175,6 +183,21 @@ impl LoadedModel for RowsModel {
         let y = values.iter().map(|v| v * 2.0).collect();
         Ok(vec![Tensor::from_vec(x.shape().to_vec(), y).unwrap()])
     }
+    fn adopt_input(&self, ix: usize, input: &Tensor) -> Option<Tensor> {
+        assert_eq!(ix, 0, "the double has one input");
+        if !*self.log.adopt.lock().unwrap() {
+            return None;
+        }
+        let copy = anemone_core::Bytes::copy_from_slice(input.as_bytes().unwrap());
+        let adopted = Tensor::from_bytes(input.dtype(), input.shape().to_vec(), copy).unwrap();
+        self.log.adopted.lock().unwrap().push(address(&adopted));
+        Some(adopted)
+    }
+}
+
+/// Where a tensor's bytes are.
+fn address(t: &Tensor) -> usize {
+    t.as_bytes().unwrap().as_ptr() as usize
 }
 
 fn rows_manager() -> (Manager, Arc<Log>) {
