@@ -11,8 +11,9 @@
 #          and without dynamic_batching (scripts/bench_batching_device.sh),
 #          for each precision in PRECISIONS, concurrency in CONCURRENCIES
 #          and staging in STAGINGS.
-# STAGINGS: "default" (page-locked staging) and/or "pageable"
-# (ANEMONE_TRACT_CUDA_STAGING=pageable: tract-cuda's own upload).
+# STAGINGS: "default" (inputs copied into page-locked memory at admission),
+# "gather" (ANEMONE_TRACT_CUDA_STAGING=gather: copied into a staging buffer
+# when the call runs) and/or "pageable" (tract-cuda's own upload).
 #
 # Expects in $BIN_DIR (default .dev-stage): `anemone` (release, --features
 # cuda), `cuda_bench` (its example, release) and `libonnxruntime.so.1.31.1`,
@@ -34,7 +35,7 @@ export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/targets/x86_64-linux
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 
-staging_env() { [ "$1" = pageable ] && echo pageable || echo ""; }
+staging_env() { case "$1" in pageable|gather) echo "$1" ;; *) echo "" ;; esac; }
 
 if [[ " $PARTS " == *" torch "* ]]; then
   echo "== PyTorch eager, ResNet-18 at batch 1, 16, 32 (and the references)"
