@@ -185,8 +185,13 @@ impl Faulty {
         }));
         let router = anemone_server::http::router(Arc::clone(&state), 1 << 20);
         let start = Instant::now();
+        // Resident in the manager, and READY in the repository: the
+        // repository marks its entry a moment after the load returns, and a
+        // test that reads the index (or falls back) before that saw LOADING.
         for (name, _) in models {
-            while state.manager.model(name, None).is_err() {
+            while state.manager.model(name, None).is_err()
+                || state.repository.entry(name).map(|e| e.state.as_str()) != Some("READY")
+            {
                 assert!(
                     start.elapsed() < Duration::from_secs(30),
                     "{name} never loaded: {:?}",
