@@ -1,5 +1,6 @@
 //! The request path, read top to bottom: admit (concurrency permits, lookup)
-//! → validate (inputs against the model) → schedule (a worker, or the calling
+//! → validate (inputs against the model) → schedule (the engine adopts the
+//! inputs it wants elsewhere, then a queue or a worker; or the calling
 //! thread) → await the answer → finish (metrics, run-time fallback).
 
 use crate::admission::Permit;

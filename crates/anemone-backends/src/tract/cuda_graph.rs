@@ -53,8 +53,6 @@ pub const GRAPHS_PER_THREAD: usize = 32;
 /// most (ResNet-18 at every batch size from 1 to 32: 320 MB).
 pub const GRAPH_BYTES_PER_THREAD: usize = 512 << 20;
 
-pub use super::captures::outside_captures;
-
 static CAPTURED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED: AtomicU64 = AtomicU64::new(0);
 static REFUSED: AtomicU64 = AtomicU64::new(0);

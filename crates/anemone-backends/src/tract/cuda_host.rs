@@ -23,13 +23,12 @@
 //! uploads before it returns (`cuda_staging::settle`): the GPU never reads
 //! a block that the next request is writing.
 
-use super::cuda_staging::{self, STAGE_MAX, STAGE_MIN};
+use super::cuda_staging::{self, STAGE_MAX};
 use anemone_core::{Bytes, Tensor};
 use cudarc::driver::{CudaContext, PinnedHostSlice};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
-use tract_gpu::tensor::DeviceTensor;
 use tract_onnx::tract_core::runtime::Runnable;
 
 /// The most page-locked memory the pool's blocks hold together: 256
@@ -60,16 +59,11 @@ pub fn pooled_bytes() -> usize {
 /// with staging not `pinned` ([`cuda_staging::STAGING_ENV`]), or where no
 /// block can be had.
 pub(super) fn adopt(runnable: &dyn Runnable, ix: usize, input: &Tensor) -> Option<Tensor> {
-    if cuda_staging::mode() != cuda_staging::Mode::Pinned || input.as_strings().is_some() {
+    if cuda_staging::mode() != cuda_staging::Mode::Pinned {
         return None;
     }
-    let bytes = input.as_bytes()?;
-    let dt = super::convert::datum_type(input.dtype());
-    if !(STAGE_MIN..=STAGE_MAX).contains(&bytes.len())
-        || !DeviceTensor::is_supported_dt(dt)
-        || is_pinned(bytes)
-        || !cuda_staging::goes_straight_to_device(runnable, ix)
-    {
+    let bytes = super::inputs::plain_bytes(input)?;
+    if is_pinned(bytes) || !cuda_staging::stages(runnable, ix, input.dtype(), bytes.len()) {
         return None;
     }
     let block = pool().take(bytes.len())?;

@@ -166,11 +166,9 @@ pub fn upload(
 ) -> TractResult<Option<TValue>> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let dt = convert::datum_type(dtype);
-    if !(STAGE_MIN..=STAGE_MAX).contains(&len)
-        || !enabled()
-        || !DeviceTensor::is_supported_dt(dt)
+    if !enabled()
         || shape.iter().product::<usize>() * dt.size_of() != len
-        || !goes_straight_to_device(runnable, ix)
+        || !stages(runnable, ix, dtype, len)
     {
         return Ok(None);
     }
@@ -361,9 +359,18 @@ impl Drop for Pinned {
     }
 }
 
+/// Whether input `ix` of `runnable`, `len` bytes of `dtype`, is one that
+/// goes up through page-locked memory: large enough to gain, small enough
+/// to pin, of a type the device holds, and read by the device first.
+pub(super) fn stages(runnable: &dyn Runnable, ix: usize, dtype: DataType, len: usize) -> bool {
+    (STAGE_MIN..=STAGE_MAX).contains(&len)
+        && DeviceTensor::is_supported_dt(convert::datum_type(dtype))
+        && goes_straight_to_device(runnable, ix)
+}
+
 /// Whether every reader of input `ix` is tract's upload to the device (a
 /// CPU operator reading it would bring a staged tensor back to the host).
-pub(super) fn goes_straight_to_device(runnable: &dyn Runnable, ix: usize) -> bool {
+fn goes_straight_to_device(runnable: &dyn Runnable, ix: usize) -> bool {
     let Some(model) = runnable.typed_model() else {
         return false;
     };

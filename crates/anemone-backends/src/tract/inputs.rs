@@ -55,6 +55,6 @@ impl TractModel {
 }
 
 /// A numeric tensor's bytes (strings go through tract's own conversion).
-fn plain_bytes(t: &Tensor) -> Option<&[u8]> {
+pub(super) fn plain_bytes(t: &Tensor) -> Option<&[u8]> {
     t.as_strings().is_none().then(|| t.as_bytes()).flatten()
 }

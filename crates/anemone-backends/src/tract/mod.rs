@@ -18,6 +18,8 @@ pub mod cuda_host;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_pool;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
+mod cuda_probe;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_readback;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_relayout;
