@@ -10,34 +10,34 @@
 //! pool. The upload then queues one DMA per request straight from its
 //! block ([`is_pinned`]), with no host copy in the batch's run.
 //!
-//! Blocks come in powers of two from [`cuda_staging::STAGE_MIN`] to
-//! [`cuda_staging::STAGE_MAX`]. A block goes back to the pool when the last
-//! tensor viewing it is dropped, and the next request of its size takes it.
-//! Blocks are never freed: together they stay within [`POOL_BUDGET`], and
-//! count toward [`cuda_staging::PINNED_BUDGET`] with the staging buffers.
-//! An input that finds no block (the pool at its budget, page-locked memory
-//! refused) stays where it is and takes the staging path.
+//! Which block an input gets is `host_blocks`'s rule (portable, tested on
+//! any machine): size classes a quarter of a power of two apart (a 602 KB
+//! image takes a 640 KiB block), a free block of the class first, then a
+//! new one, then any free block large enough. A block goes back to the
+//! pool when the last tensor viewing it is dropped. Blocks are never
+//! freed: together they stay within [`POOL_BUDGET`], and count toward
+//! [`cuda_staging::PINNED_BUDGET`] with the staging buffers. An input that
+//! finds no block (the pool at its budget with none free, page-locked
+//! memory refused) stays where it is and takes the staging path.
 //!
 //! A block is reused only after its tensor is dropped, which is after the
 //! engine call that uploaded it returned, and that call waits for its
 //! uploads before it returns (`cuda_staging::settle`): the GPU never reads
 //! a block that the next request is writing.
 
-use super::cuda_staging::{self, STAGE_MAX};
+use super::cuda_staging;
+use super::host_blocks::{BlockPool, HostBlock};
 use anemone_core::{Bytes, Tensor};
 use cudarc::driver::{CudaContext, PinnedHostSlice};
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use tract_onnx::tract_core::runtime::Runnable;
 
-/// The most page-locked memory the pool's blocks hold together: 256
-/// ResNet-sized inputs (1 MiB blocks) waiting at once. Queued requests past
-/// it keep their ordinary memory.
+/// The most page-locked memory the pool's blocks hold together: 409
+/// ResNet-sized inputs (640 KiB blocks) waiting at once. Queued requests
+/// past it keep their ordinary memory.
 pub const POOL_BUDGET: usize = 256 << 20;
-
-/// Bytes the pool's blocks hold, in use or free.
-static POOLED: AtomicUsize = AtomicUsize::new(0);
 
 /// Inputs copied into a block, process-wide (for tests and `cuda_bench`).
 static ADOPTED: AtomicU64 = AtomicU64::new(0);
@@ -51,7 +51,7 @@ pub fn adopted_inputs() -> u64 {
 
 /// Bytes of page-locked memory the pool's blocks hold, in use or free.
 pub fn pooled_bytes() -> usize {
-    POOLED.load(Ordering::Relaxed)
+    POOL.get().map_or(0, |pool| pool.blocks.held_bytes())
 }
 
 /// A copy of input `ix` in a page-locked block, for an input that the
@@ -104,15 +104,15 @@ static POOL: OnceLock<Pool> = OnceLock::new();
 
 fn pool() -> &'static Pool {
     POOL.get_or_init(|| Pool {
-        free: Mutex::new(Vec::new()),
+        blocks: BlockPool::new(POOL_BUDGET),
         ranges: RwLock::new(Vec::new()),
         context: OnceLock::new(),
     })
 }
 
-/// Free blocks, and the address range of every block allocated.
+/// The blocks, and the address range of every block allocated.
 struct Pool {
-    free: Mutex<Vec<Block>>,
+    blocks: BlockPool<Block>,
     ranges: RwLock<Vec<(usize, usize)>>,
     /// The device's primary context, the one tract-cuda runs on; `None`
     /// when it could not be had (no block is allocated then).
@@ -120,31 +120,18 @@ struct Pool {
 }
 
 impl Pool {
-    /// A free block of `len`'s size class, or a new one within the budgets.
+    /// A block of at least `len` bytes (`host_blocks`'s rule).
     fn take(&self, len: usize) -> Option<Block> {
-        let size = crate::gather::buffer_capacity(len, STAGE_MAX).max(len);
-        {
-            let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(at) = free.iter().rposition(|b| b.size == size) {
-                return Some(free.swap_remove(at));
-            }
-        }
-        self.allocate(size)
+        self.blocks.take(len, |size| self.allocate(size))
     }
 
+    /// A new page-locked block of `size` bytes, within
+    /// [`cuda_staging::PINNED_BUDGET`] (the pool keeps its own budget).
     fn allocate(&self, size: usize) -> Option<Block> {
-        if POOLED.fetch_add(size, Ordering::Relaxed) + size > POOL_BUDGET {
-            POOLED.fetch_sub(size, Ordering::Relaxed);
-            return None;
-        }
         if !cuda_staging::take_budget(size) {
-            POOLED.fetch_sub(size, Ordering::Relaxed);
             return None;
         }
-        let refund = || {
-            POOLED.fetch_sub(size, Ordering::Relaxed);
-            cuda_staging::return_budget(size);
-        };
+        let refund = || cuda_staging::return_budget(size);
         let Some(context) = self
             .context
             .get_or_init(|| super::captures::outside_captures(|| CudaContext::new(0).ok()))
@@ -211,6 +198,12 @@ struct Block {
     _slice: ManuallyDrop<PinnedHostSlice<u8>>,
 }
 
+impl HostBlock for Block {
+    fn size(&self) -> usize {
+        self.size
+    }
+}
+
 // SAFETY: the block is plain host memory owned by the pool; a lease gives
 // one tensor at a time shared, read-only access to it.
 unsafe impl Send for Block {}
@@ -234,10 +227,6 @@ impl Drop for Lease {
     fn drop(&mut self) {
         // SAFETY: taken once, here; the field is not used again.
         let block = unsafe { ManuallyDrop::take(&mut self.block) };
-        pool()
-            .free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(block);
+        pool().blocks.give(block);
     }
 }

@@ -30,6 +30,7 @@ pub mod cuda_staging;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub mod cuda_workspace;
 pub mod gpu_wait;
+pub mod host_blocks;
 pub mod layout;
 pub mod metal;
 pub mod ops;
