@@ -305,11 +305,22 @@ impl ModelMetrics {
         self.success.load(Ordering::Relaxed)
     }
 
-    /// Records a failed request.
+    /// Records a failed request: one that was queued or run, or timed out.
     #[inline]
     pub fn record_failure(&self, kind: ErrorKind, total: Duration) {
         self.failures[kind.index()].fetch_add(1, Ordering::Relaxed);
         self.request_failure.add(total);
+    }
+
+    /// Records a request refused before it was queued or run (its inputs
+    /// do not fit the model, a concurrency limit, a full queue): counted by
+    /// its reason, but not as a failed inference in `request_failure`,
+    /// which, like Triton's `inference_stats.fail`, counts only requests
+    /// that reached the model's scheduler (checked against tritonserver
+    /// 2.51, `scripts/triton_peer/batch_stats.py`).
+    #[inline]
+    pub fn record_refusal(&self, kind: ErrorKind) {
+        self.failures[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A copy of every counter.
@@ -349,7 +360,7 @@ impl ModelMetrics {
 pub struct ModelMetricsSnapshot {
     /// Successful requests.
     pub success: u64,
-    /// Failed requests by kind (kinds with no failures are left out).
+    /// Failed and refused requests by kind (kinds with none are left out).
     pub failures: Vec<(ErrorKind, u64)>,
     /// Rows run in successful executions (a batch of n counts n).
     pub inference_count: u64,
@@ -372,7 +383,8 @@ pub struct ModelMetricsSnapshot {
     pub compute_output: DurationStat,
     /// Whole successful requests.
     pub request_success: DurationStat,
-    /// Whole failed requests.
+    /// Whole failed requests: those that were queued or run, or timed
+    /// out; not those refused before (Triton's `inference_stats.fail`).
     pub request_failure: DurationStat,
     /// Requests answered from the response cache (Triton's `cache_hit`).
     pub cache_hit: DurationStat,
@@ -383,7 +395,7 @@ pub struct ModelMetricsSnapshot {
 }
 
 impl ModelMetricsSnapshot {
-    /// Total failures of every kind.
+    /// Total failures and refusals of every kind.
     pub fn failure_count(&self) -> u64 {
         self.failures.iter().map(|(_, n)| n).sum()
     }

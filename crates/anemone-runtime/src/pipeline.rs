@@ -59,7 +59,7 @@ impl Manager {
             let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
             return self.remember(&instance, cache_key, result);
         }
-        let rx = self.schedule(admitted, priority, timeout, start);
+        let rx = self.schedule(admitted, priority, timeout, start)?;
         let done = match timeout {
             None => rx.await,
             Some(limit) => {
@@ -111,7 +111,7 @@ impl Manager {
             return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
         if instance.queue.is_some() {
-            let rx = self.schedule(admitted, priority, timeout, start);
+            let rx = self.schedule(admitted, priority, timeout, start)?;
             let result = self.conclude(&instance, rx.blocking_recv(), start);
             return self.remember(&instance, cache_key, result);
         }
@@ -179,25 +179,30 @@ impl Manager {
         result
     }
 
-    /// Hands an admitted request to the scheduler as a typed job.
+    /// Hands an admitted request to the scheduler as a typed job; a
+    /// request its model's full queue refuses is counted as refused.
     fn schedule(
         &self,
         mut admitted: Admitted,
         priority: Option<u32>,
         timeout: Option<Duration>,
         start: Instant,
-    ) -> oneshot::Receiver<Done> {
+    ) -> Result<oneshot::Receiver<Done>> {
         let (reply, rx) = oneshot::channel();
-        adopt_inputs(&admitted.instance, &mut admitted.inputs);
+        let instance = Arc::clone(&admitted.instance);
+        adopt_inputs(&instance, &mut admitted.inputs);
         admitted.trace.queued();
-        self.inner.scheduler.submit(Job {
-            admitted,
-            reply: Reply::new(reply),
-            priority: priority.unwrap_or(0),
-            deadline: timeout.map(|t| start + t),
-            span: tracing::Span::current(),
-        });
-        rx
+        self.inner
+            .scheduler
+            .submit(Job {
+                admitted,
+                reply: Reply::new(reply),
+                priority: priority.unwrap_or(0),
+                deadline: timeout.map(|t| start + t),
+                span: tracing::Span::current(),
+            })
+            .map_err(|e| refuse(&instance, e))?;
+        Ok(rx)
     }
 
     /// Records the outcome and lets failover see a failure.
@@ -241,7 +246,7 @@ impl Manager {
         trace.record("version", instance.version());
         let local = match instance.limiter.try_acquire() {
             Ok(p) => p,
-            Err(e) => return Err(record_failure(&instance, e, start)),
+            Err(e) => return Err(refuse(&instance, e)),
         };
         let meta = instance.metadata();
         let spec = &instance.spec;
@@ -255,7 +260,7 @@ impl Manager {
             });
         let (inputs, outputs) = match checked {
             Ok(v) => v,
-            Err(e) => return Err(record_failure(&instance, e.into(), start)),
+            Err(e) => return Err(refuse(&instance, e.into())),
         };
         if let Some(sampler) = &instance.sampler {
             sampler.offer(&inputs);
@@ -321,6 +326,13 @@ pub(crate) fn finish<E>(
             start,
         )),
     }
+}
+
+/// Counts a request refused before it was queued or run on its model (by
+/// reason, not as a failed inference) and hands the error back.
+fn refuse(instance: &ModelInstance, e: Error) -> Error {
+    instance.metrics.record_refusal(e.kind());
+    e
 }
 
 /// Counts a failed request on its model and hands the error back.

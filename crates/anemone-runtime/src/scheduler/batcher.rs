@@ -228,9 +228,9 @@ impl ModelQueue {
         Ok(ModelQueue { shared, order })
     }
 
-    /// Queues a job, or answers it at once with `Unavailable` when its
-    /// priority level's queue is full.
-    pub(crate) fn submit(&self, mut job: Job) {
+    /// Queues a job, or refuses it at once with `Unavailable` when its
+    /// priority level's queue is full (the job is dropped).
+    pub(crate) fn submit(&self, mut job: Job) -> Result<(), Error> {
         let (priority, deadline) = (job.priority, job.deadline);
         let mut state = lock(&self.shared);
         // Tickets are taken under the queue's lock, so their order is arrival order.
@@ -241,20 +241,22 @@ impl ModelQueue {
             Ok(()) => {
                 drop(state);
                 self.shared.wake.notify_all();
+                Ok(())
             }
-            Err((mut job, full)) => {
+            Err((job, full)) => {
                 drop(state);
-                // Refused at once: not held behind the requests before it.
-                job.reply.out_of_order();
                 let model = job.admitted.instance.name().to_string();
-                job.reply.send(Err(Error::Unavailable {
+                // Dropping its reply leaves the answer order: later answers
+                // do not wait for it.
+                drop(job);
+                Err(Error::Unavailable {
                     what: format!("model '{model}'"),
                     reason: format!(
                         "its queue for priority level {} is full ({} requests waiting, \
                          the max_queue_size of its queue policy); retry later, or raise max_queue_size",
                         full.level, full.max_queue_size
                     ),
-                }));
+                })
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use super::{Job, Scheduler, Work};
 use crate::worker::WorkerPool;
+use anemone_core::Result;
 use std::sync::Arc;
 
 /// Sends each job to its model's queue, or straight to the worker pool.
@@ -21,13 +22,14 @@ impl Direct {
 }
 
 impl Scheduler for Direct {
-    fn submit(&self, job: Job) {
-        if job.admitted.instance.queue.is_none() {
-            return self.workers.execute(Work::One(job));
-        }
+    fn submit(&self, job: Job) -> Result<()> {
         let instance = Arc::clone(&job.admitted.instance);
-        if let Some(queue) = &instance.queue {
-            queue.submit(job);
+        match &instance.queue {
+            Some(queue) => queue.submit(job),
+            None => {
+                self.workers.execute(Work::One(job));
+                Ok(())
+            }
         }
     }
 

@@ -143,7 +143,10 @@ impl Work {
 /// Hands admitted requests to engines.
 pub(crate) trait Scheduler: Send + Sync {
     /// Schedules a job; its answer arrives on the job's reply channel.
-    fn submit(&self, job: Job);
+    /// A job refused at once (its model's queue is full) is dropped, with
+    /// its permits and its place in any answer order, and the error says
+    /// why.
+    fn submit(&self, job: Job) -> Result<()>;
 
     /// Worker threads running engine calls.
     fn workers(&self) -> usize;

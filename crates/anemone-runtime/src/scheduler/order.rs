@@ -93,14 +93,6 @@ impl Reply {
         self.ticket = Some(gate.ticket());
     }
 
-    /// Leaves the order (the ticket counts as done at once), so that this
-    /// reply goes out when sent. For a request refused on arrival.
-    pub(crate) fn out_of_order(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            ticket.gate.finish(ticket.seq, None);
-        }
-    }
-
     /// Whether the client stopped waiting.
     pub(crate) fn is_closed(&self) -> bool {
         self.to.as_ref().is_none_or(|to| to.is_closed())
@@ -174,23 +166,6 @@ mod tests {
         // The last goes out at once.
         replies[3].take().unwrap().send(answer("d"));
         assert_eq!(id(&mut rxs[3]).as_deref(), Some("d"));
-    }
-
-    #[test]
-    fn a_reply_out_of_order_is_sent_at_once_and_blocks_nobody() {
-        let gate = Arc::new(OrderGate::default());
-        let (tx0, mut rx0) = oneshot::channel();
-        let mut first = Reply::new(tx0);
-        first.in_order(&gate);
-        let (tx1, mut rx1) = oneshot::channel();
-        let mut second = Reply::new(tx1);
-        second.in_order(&gate);
-        // The first is refused on arrival: it leaves the order.
-        first.out_of_order();
-        first.send(answer("refused"));
-        assert_eq!(id(&mut rx0).as_deref(), Some("refused"));
-        second.send(answer("b"));
-        assert_eq!(id(&mut rx1).as_deref(), Some("b"));
     }
 
     #[test]

@@ -108,6 +108,10 @@ fn a_full_queue_refuses_at_once_and_nothing_else_fails() {
     );
     let stats = m.metrics().model("q").unwrap().metrics.clone();
     assert_eq!((stats.success, stats.failure_count()), (3, 1));
+    assert_eq!(
+        stats.request_failure.count, 0,
+        "a full queue's refusal is counted by reason, not as a failed inference"
+    );
 }
 
 #[test]

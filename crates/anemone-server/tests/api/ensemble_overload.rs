@@ -3,7 +3,8 @@
 //! clients call the ensemble. Every answer is a 200 or the step's refusal
 //! (HTTP 503 / gRPC UNAVAILABLE, as a direct call gets), no connection is
 //! reset, and the statistics of the ensemble and of its composing model add
-//! up to what the clients saw.
+//! up to what the clients saw (the step's refusals are the ensemble's
+//! failures, and the composing model's refusals by reason).
 
 use crate::faults::Faulty;
 use crate::overload::{drained, queue_storm, sample, stats, QUEUED_CONFIG};
@@ -34,13 +35,18 @@ async fn an_ensemble_over_a_full_queue_is_200_or_503_and_counted_exactly() {
     .await;
     let seen = queue_storm(&s, "pipeline").await;
     let m = drained(&s).await;
-    // The composing model saw every request: it ran some and refused the rest.
-    assert_eq!(
-        stats(&s, "queued").await,
-        (seen.ok(), seen.refused()),
-        "{seen:#?}"
+    // The composing model saw every request: it ran some and refused the
+    // rest, which its statistics do not count as failed inferences (as
+    // Triton's) and Prometheus counts by reason.
+    assert_eq!(stats(&s, "queued").await, (seen.ok(), 0), "{seen:#?}");
+    let refused = sample(
+        &m,
+        "anemone_inference_request_failure_total",
+        &["model=\"queued\"", "reason=\"unavailable\""],
     );
-    // The ensemble counts the same answers as its clients.
+    assert_eq!(refused as u64, seen.refused(), "{seen:#?}\n{m}");
+    // The ensemble ran every request, and counts the same answers as its
+    // clients: a step's refusal fails the ensemble's run.
     assert_eq!(
         stats(&s, "pipeline").await,
         (seen.ok(), seen.refused()),

@@ -209,7 +209,10 @@ async fn ten_times_the_concurrency_limit_is_200_or_429_and_counted_exactly() {
 }
 
 /// 40 clients against a batched model whose queue holds 4: only 200 and
-/// 503 / UNAVAILABLE; every refusal is the model's failure, by reason.
+/// 503 / UNAVAILABLE. Every refusal is counted by reason in Prometheus, and
+/// none as a failed inference in the statistics, as tritonserver 2.51 does
+/// (`scripts/triton_peer/batch_stats.py`): a refused request never reached
+/// the model's scheduler.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_times_the_queue_size_is_200_or_503_and_counted_exactly() {
     let s = Faulty::start_with(
@@ -221,11 +224,7 @@ async fn ten_times_the_queue_size_is_200_or_503_and_counted_exactly() {
     .await;
     let seen = queue_storm(&s, "queued").await;
     let m = drained(&s).await;
-    assert_eq!(
-        stats(&s, "queued").await,
-        (seen.ok(), seen.refused()),
-        "{seen:#?}"
-    );
+    assert_eq!(stats(&s, "queued").await, (seen.ok(), 0), "{seen:#?}");
     let success = sample(
         &m,
         "anemone_inference_request_success_total",
