@@ -283,12 +283,23 @@ impl Manager {
 /// Lets the engine copy each input to where it reads it faster
 /// ([`anemone_core::LoadedModel::adopt_input`]: page-locked memory for
 /// tract-cuda) now, on the request's own task, while the request is about
-/// to wait, rather than in the run of its batch.
+/// to wait, rather than in the run of its batch. An engine that panics
+/// there leaves the request its own inputs (the panic is logged).
 fn adopt_inputs(instance: &ModelInstance, inputs: &mut [anemone_core::Tensor]) {
     let engine = instance.first_engine();
     for (ix, input) in inputs.iter_mut().enumerate() {
-        if let Some(adopted) = engine.adopt_input(ix, input) {
-            *input = adopted;
+        let adopted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.adopt_input(ix, input)
+        }));
+        match adopted {
+            Ok(Some(adopted)) => *input = adopted,
+            Ok(None) => {}
+            Err(panic) => tracing::warn!(
+                model = %instance.name(),
+                input = ix,
+                panic = %crate::scheduler::panic_message(&*panic),
+                "the engine panicked while adopting an input; the request keeps its own"
+            ),
         }
     }
 }

@@ -49,6 +49,29 @@ fn batched_requests_are_adopted_one_by_one_before_they_are_stacked() {
     assert_eq!(log.adopted.lock().unwrap().len(), 6);
 }
 
+/// A panic in an engine's `adopt_input` (a bug in the engine) costs the
+/// request nothing: it runs on its own inputs, on both paths, and the
+/// server goes on.
+#[test]
+fn an_adoption_that_panics_leaves_the_request_its_own_inputs() {
+    let (m, log) = rows_manager();
+    log.adopt_panics
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    m.load_model_blocking(spec("q").queue(queue_of(None)))
+        .unwrap();
+    m.load_model_blocking(spec("b").max_batch_size(8).batching(Batching::default()))
+        .unwrap();
+    run_each(&m, "q", 3);
+    run_each(&m, "b", 3);
+    let y = crate::support::runtime()
+        .block_on(m.infer(request("q", 5.0, 2, 3)))
+        .unwrap();
+    assert_eq!(y.output("y").unwrap().to_vec::<f32>().unwrap()[0], 10.0);
+    assert!(log.adopted.lock().unwrap().is_empty());
+    let stats = m.metrics().model("q").unwrap().metrics.clone();
+    assert_eq!((stats.success, stats.failure_count()), (4, 0));
+}
+
 #[test]
 fn an_engine_that_adopts_nothing_runs_on_the_requests_own_inputs() {
     let (m, log) = rows_manager();

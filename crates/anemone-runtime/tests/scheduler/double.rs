@@ -25,6 +25,8 @@ pub(super) struct Log {
     pub(super) poison: Mutex<Option<f32>>,
     /// While true, the engine adopts every input (`adopt_input`) as a copy.
     pub(super) adopt: Mutex<bool>,
+    /// While true, `adopt_input` panics (an engine's bug).
+    pub(super) adopt_panics: std::sync::atomic::AtomicBool,
     /// Addresses of the adopted copies, and of every input an unstacked
     /// call ran on.
     pub(super) adopted: Mutex<Vec<usize>>,
@@ -169,6 +171,13 @@ impl LoadedModel for RowsModel {
     }
     fn adopt_input(&self, ix: usize, input: &Tensor) -> Option<Tensor> {
         assert_eq!(ix, 0, "the double has one input");
+        if self
+            .log
+            .adopt_panics
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            panic!("the double's adopt_input panics");
+        }
         if !*self.log.adopt.lock().unwrap() {
             return None;
         }
