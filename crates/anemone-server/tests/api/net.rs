@@ -152,8 +152,21 @@ impl HttpConn {
 
     /// Sends one request and reads its answer (`Content-Length` framed).
     pub async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> HttpReply {
+        self.send_with(method, path, "content-type: application/json\r\n", body)
+            .await
+    }
+
+    /// Sends one request with more header lines (`headers`, each ending in
+    /// CRLF) and reads its answer.
+    pub async fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> HttpReply {
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: anemone\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: anemone\r\n{headers}content-length: {}\r\n\r\n",
             body.len()
         );
         let mut request = head.into_bytes();
