@@ -158,7 +158,7 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> Str
     f.header(
         "anemone_inference_request_failure_total",
         "counter",
-        "Failed inference requests, by reason",
+        "Failed inference requests, and requests refused before they were queued, by reason",
     );
     for e in &m.models {
         for (kind, n) in &e.metrics.failures {
