@@ -179,8 +179,8 @@ impl Manager {
         result
     }
 
-    /// Hands an admitted request to the scheduler as a typed job; a
-    /// request its model's full queue refuses is counted as refused.
+    /// Hands an admitted request to the scheduler as a typed job (a full
+    /// queue refuses it, and counts the refusal: see `ModelQueue::submit`).
     fn schedule(
         &self,
         mut admitted: Admitted,
@@ -189,19 +189,15 @@ impl Manager {
         start: Instant,
     ) -> Result<oneshot::Receiver<Done>> {
         let (reply, rx) = oneshot::channel();
-        let instance = Arc::clone(&admitted.instance);
-        adopt_inputs(&instance, &mut admitted.inputs);
+        adopt_inputs(&admitted.instance, &mut admitted.inputs);
         admitted.trace.queued();
-        self.inner
-            .scheduler
-            .submit(Job {
-                admitted,
-                reply: Reply::new(reply),
-                priority: priority.unwrap_or(0),
-                deadline: timeout.map(|t| start + t),
-                span: tracing::Span::current(),
-            })
-            .map_err(|e| refuse(&instance, e))?;
+        self.inner.scheduler.submit(Job {
+            admitted,
+            reply: Reply::new(reply),
+            priority: priority.unwrap_or(0),
+            deadline: timeout.map(|t| start + t),
+            span: tracing::Span::current(),
+        })?;
         Ok(rx)
     }
 

@@ -229,7 +229,8 @@ impl ModelQueue {
     }
 
     /// Queues a job, or refuses it at once with `Unavailable` when its
-    /// priority level's queue is full (the job is dropped).
+    /// priority level's queue is full: the job is dropped and the refusal
+    /// counted on its model (by reason, not as a failed inference).
     pub(crate) fn submit(&self, mut job: Job) -> Result<(), Error> {
         let (priority, deadline) = (job.priority, job.deadline);
         let mut state = lock(&self.shared);
@@ -245,18 +246,20 @@ impl ModelQueue {
             }
             Err((job, full)) => {
                 drop(state);
-                let model = job.admitted.instance.name().to_string();
-                // Dropping its reply leaves the answer order: later answers
-                // do not wait for it.
-                drop(job);
-                Err(Error::Unavailable {
-                    what: format!("model '{model}'"),
+                let instance = &job.admitted.instance;
+                let refused = Error::Unavailable {
+                    what: format!("model '{}'", instance.name()),
                     reason: format!(
                         "its queue for priority level {} is full ({} requests waiting, \
                          the max_queue_size of its queue policy); retry later, or raise max_queue_size",
                         full.level, full.max_queue_size
                     ),
-                })
+                };
+                instance.metrics.record_refusal(refused.kind());
+                // Dropping its reply leaves the answer order: later answers
+                // do not wait for it.
+                drop(job);
+                Err(refused)
             }
         }
     }

@@ -4,10 +4,13 @@
 //! for megabytes). Wide ratios over real TCP, the only kind of timing
 //! assert allowed.
 
-use crate::net::{median, workspace, NetServer};
+use crate::net::{median, workspace, HttpConn, HttpReply, NetServer};
+use anemone_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use anemone_server::proto::model_infer_request::InferInputTensor;
 use anemone_server::proto::ModelInferRequest;
 use std::time::{Duration, Instant};
+
+type Grpc = GrpcInferenceServiceClient<tonic::transport::Channel>;
 
 /// Requests measured per protocol and size (after as many warm-ups).
 const SAMPLES: usize = 25;
@@ -65,6 +68,42 @@ fn http_body(rows: usize) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The p50s of `samples` gRPC and HTTP calls of the same request,
+/// alternated, after as many warm-ups. Every gRPC answer must carry
+/// `rows * 16` bytes of `sum`; `check` looks at every HTTP answer.
+async fn p50s(
+    samples: usize,
+    grpc: &mut Grpc,
+    request: &ModelInferRequest,
+    rows: usize,
+    http: &mut HttpConn,
+    (headers, body): (&str, &[u8]),
+    check: impl Fn(&HttpReply),
+) -> (Duration, Duration) {
+    let (mut g, mut h) = (Vec::new(), Vec::new());
+    for i in 0..2 * samples {
+        let t = Instant::now();
+        let reply = grpc
+            .model_infer(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let grpc_took = t.elapsed();
+        assert_eq!(reply.raw_output_contents[0].len(), rows * 16);
+        let t = Instant::now();
+        let reply = http
+            .send_with("POST", "/v2/models/add/infer", headers, body)
+            .await;
+        let http_took = t.elapsed();
+        check(&reply);
+        if i >= samples {
+            g.push(grpc_took);
+            h.push(http_took);
+        }
+    }
+    (median(g), median(h))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_p50_stays_within_a_small_factor_of_http_on_small_requests() {
     let server = NetServer::start(&workspace().join("examples/models")).await;
@@ -73,33 +112,18 @@ async fn grpc_p50_stays_within_a_small_factor_of_http_on_small_requests() {
     let mut http = server.http_client().await;
     // 128, 512 and 2048 rows: 2, 8 and 32 KiB per input, as much back.
     for rows in [128usize, 512, 2048] {
-        let request = grpc_request(rows);
         let body = http_body(rows);
-        let (mut g, mut h) = (Vec::new(), Vec::new());
-        for i in 0..2 * SAMPLES {
-            let t = Instant::now();
-            let reply = grpc
-                .model_infer(request.clone())
-                .await
-                .unwrap()
-                .into_inner();
-            let grpc_took = t.elapsed();
-            assert_eq!(reply.raw_output_contents[0].len(), rows * 16);
-            let t = Instant::now();
-            let reply = http.send("POST", "/v2/models/add/infer", &body).await;
-            let http_took = t.elapsed();
-            assert_eq!(
-                reply.status,
-                200,
-                "{}",
-                String::from_utf8_lossy(&reply.body)
-            );
-            if i >= SAMPLES {
-                g.push(grpc_took);
-                h.push(http_took);
-            }
-        }
-        let (g, h) = (median(g), median(h));
+        let json = ("content-type: application/json\r\n", &body[..]);
+        let (g, h) = p50s(
+            SAMPLES,
+            &mut grpc,
+            &grpc_request(rows),
+            rows,
+            &mut http,
+            json,
+            |r| assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body)),
+        )
+        .await;
         eprintln!("{rows} rows: gRPC p50 {g:?}, HTTP p50 {h:?}");
         // A delayed ACK is 40 ms on Linux; the floor keeps sub-millisecond
         // noise from failing the test.
@@ -126,32 +150,22 @@ async fn grpc_p50_stays_within_a_small_factor_of_http_on_large_requests() {
         .max_decoding_message_size(64 << 20);
     let mut http = server.http_client().await;
     for rows in [1usize << 16, 1 << 18] {
-        let request = grpc_request(rows);
         let (header, body) = http_binary_body(rows);
-        let (mut g, mut h) = (Vec::new(), Vec::new());
-        for i in 0..2 * LARGE_SAMPLES {
-            let t = Instant::now();
-            let reply = grpc
-                .model_infer(request.clone())
-                .await
-                .unwrap()
-                .into_inner();
-            let grpc_took = t.elapsed();
-            assert_eq!(reply.raw_output_contents[0].len(), rows * 16);
-            let t = Instant::now();
-            let reply = http
-                .send_with("POST", "/v2/models/add/infer", &header, &body)
-                .await;
-            let http_took = t.elapsed();
-            assert_eq!(reply.status, 200);
-            // The JSON header, then sum and diff as raw bytes.
-            assert!(reply.body.len() > 2 * rows * 16, "{}", reply.body.len());
-            if i >= LARGE_SAMPLES {
-                g.push(grpc_took);
-                h.push(http_took);
-            }
-        }
-        let (g, h) = (median(g), median(h));
+        let binary = (header.as_str(), &body[..]);
+        let (g, h) = p50s(
+            LARGE_SAMPLES,
+            &mut grpc,
+            &grpc_request(rows),
+            rows,
+            &mut http,
+            binary,
+            |r| {
+                assert_eq!(r.status, 200);
+                // The JSON header, then sum and diff as raw bytes.
+                assert!(r.body.len() > 2 * rows * 16, "{}", r.body.len());
+            },
+        )
+        .await;
         eprintln!("{rows} rows: gRPC p50 {g:?}, HTTP binary p50 {h:?}");
         assert!(
             g <= h * 5 + Duration::from_millis(10),
