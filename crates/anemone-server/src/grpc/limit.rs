@@ -6,15 +6,19 @@
 //! - a request that is not a valid protobuf message is INVALID_ARGUMENT
 //!   (tonic-prost answers INTERNAL, as if the server were at fault).
 //!
+//! `ModelInfer` itself, uncompressed, skips tonic's request buffer
+//! ([`super::infer_frames`]) and answers these statuses there.
+//!
 //! No handler of this service answers OUT_OF_RANGE (the table in
 //! [`crate::errors`] has no such code), and a handler's INTERNAL never
 //! starts with prost's decode-error text, so the rewrites cannot hide
 //! another error.
 
-use super::Inference;
+use super::{infer_frames, Inference};
 use crate::errors::ApiError;
 use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, Service};
@@ -26,16 +30,20 @@ use tonic::{Code, Status};
 #[derive(Clone)]
 pub struct InferenceService {
     inner: GrpcInferenceServiceServer<Inference>,
+    /// The handlers, for the calls that `infer_frames` reads itself.
+    inference: Arc<Inference>,
     max_message_bytes: usize,
 }
 
 impl InferenceService {
     pub(super) fn new(
         inner: GrpcInferenceServiceServer<Inference>,
+        inference: Arc<Inference>,
         max_message_bytes: usize,
     ) -> InferenceService {
         InferenceService {
             inner,
+            inference,
             max_message_bytes,
         }
     }
@@ -55,6 +63,13 @@ impl Service<http::Request<Body>> for InferenceService {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if infer_frames::applies(&request) {
+            let inference = Arc::clone(&self.inference);
+            let limit = self.max_message_bytes;
+            return Box::pin(
+                async move { Ok(infer_frames::serve(inference, request, limit).await) },
+            );
+        }
         let answer = self.inner.call(request);
         let limit = self.max_message_bytes;
         Box::pin(async move {

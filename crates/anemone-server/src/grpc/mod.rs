@@ -8,6 +8,7 @@
 //! holds the message-size policy.
 
 mod infer;
+mod infer_frames;
 mod limit;
 mod logging;
 pub mod restrict;
@@ -41,13 +42,14 @@ use tonic::{Request, Response, Status};
 /// Requests and responses larger than `max_message_bytes` are refused with
 /// RESOURCE_EXHAUSTED (tonic itself would answer OUT_OF_RANGE).
 pub fn service(state: Arc<AppState>, max_message_bytes: usize) -> InferenceService {
-    let server = GrpcInferenceServiceServer::new(Inference {
+    let inference = Arc::new(Inference {
         state,
         max_message_bytes,
-    })
-    .max_decoding_message_size(max_message_bytes)
-    .max_encoding_message_size(max_message_bytes);
-    InferenceService::new(server, max_message_bytes)
+    });
+    let server = GrpcInferenceServiceServer::from_arc(Arc::clone(&inference))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    InferenceService::new(server, inference, max_message_bytes)
 }
 
 /// Answers every RPC from the shared state.

@@ -78,3 +78,126 @@ async fn long_messages_are_cut_and_malformed_requests_are_invalid_argument() {
     );
     server.stop().await;
 }
+
+/// Sends `body` as the request stream of a `ModelInfer` call, as raw HTTP/2
+/// (so that its gRPC framing can be wrong), and returns the call's status
+/// and its one answer message, if any.
+async fn raw_model_infer(
+    channel: &mut tonic::transport::Channel,
+    body: Vec<u8>,
+) -> (tonic::Status, Option<ModelInferResponse>) {
+    use http_body_util::BodyExt;
+    use tower::{Service, ServiceExt};
+    let request = tonic::codegen::http::Request::post(
+        "http://anemone/inference.GRPCInferenceService/ModelInfer",
+    )
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(tonic::body::Body::new(
+        http_body_util::Full::new(bytes::Bytes::from(body))
+            .map_err(|never| -> tonic::Status { match never {} }),
+    ))
+    .unwrap();
+    let response = channel.ready().await.unwrap().call(request).await.unwrap();
+    if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+        return (status, None); // a trailers-only answer
+    }
+    let all = response.into_body().collect().await.unwrap();
+    let trailers = all
+        .trailers()
+        .cloned()
+        .expect("an answer ends with trailers");
+    let status = tonic::Status::from_header_map(&trailers).expect("a grpc-status trailer");
+    let data = all.to_bytes();
+    let message = (data.len() > 5).then(|| {
+        let len = u32::from_be_bytes(data[1..5].try_into().unwrap()) as usize;
+        assert_eq!(data.len(), 5 + len, "one framed message");
+        <ModelInferResponse as prost::Message>::decode(&data[5..]).unwrap()
+    });
+    (status, message)
+}
+
+fn framed(flag: u8, declared: u32, message: &[u8]) -> Vec<u8> {
+    let mut v = vec![flag];
+    v.extend(declared.to_be_bytes());
+    v.extend(message);
+    v
+}
+
+/// `ModelInfer` reads its message from the HTTP/2 frames itself (not through
+/// tonic's buffer): a well-framed call is answered as tonic would answer it,
+/// and each framing error gets its own status, with the server going on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_infer_framing_errors_on_the_wire_get_clear_statuses() {
+    let server = NetServer::start(&workspace().join("examples/models")).await;
+    server.wait_ready().await;
+    let mut channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let x: Vec<u8> = [1f32, 2., 3., 4.]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let request = ModelInferRequest {
+        model_name: "add".into(),
+        inputs: ["x", "y"]
+            .map(|name| InferInputTensor {
+                name: name.into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 4],
+                ..Default::default()
+            })
+            .into(),
+        raw_input_contents: vec![x.clone().into(), x.into()],
+        ..Default::default()
+    };
+    let message = prost::Message::encode_to_vec(&request);
+    let len = message.len() as u32;
+
+    // Well framed: answered, with the sum, and grpc-status 0 in the trailers.
+    let (status, answer) = raw_model_infer(&mut channel, framed(0, len, &message)).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let answer = answer.expect("one answer message");
+    let at = answer
+        .outputs
+        .iter()
+        .position(|o| o.name == "sum")
+        .expect("output 'sum'");
+    let sum: Vec<f32> = answer.raw_output_contents[at]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(sum, [2., 4., 6., 8.]);
+
+    let cases: [(Vec<u8>, Code, &str); 5] = [
+        (
+            framed(1, len, &message),
+            Code::InvalidArgument,
+            "marked compressed",
+        ),
+        (
+            framed(0, len + 10, &message),
+            Code::InvalidArgument,
+            "the stream ended after",
+        ),
+        (
+            [framed(0, len, &message), framed(0, len, &message)].concat(),
+            Code::InvalidArgument,
+            "one message",
+        ),
+        (Vec::new(), Code::InvalidArgument, "no request message"),
+        (framed(0, u32::MAX, &[]), Code::ResourceExhausted, "limit"),
+    ];
+    for (body, code, text) in cases {
+        let (status, answer) = raw_model_infer(&mut channel, body).await;
+        assert_eq!(status.code(), code, "{text}: {status:?}");
+        assert!(status.message().contains(text), "{text}: {status:?}");
+        assert!(answer.is_none());
+    }
+    // The connection and the server go on.
+    let (status, _) = raw_model_infer(&mut channel, framed(0, len, &message)).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    server.stop().await;
+}

@@ -1,0 +1,373 @@
+//! `ModelInfer` read straight from the request's HTTP/2 DATA frames.
+//!
+//! tonic copies every DATA frame of a request into one growing buffer before
+//! it decodes the message, and grows that buffer by reallocating (more
+//! copies). For a 602 KB image that was 18% of the server's CPU on the 2-core
+//! VM (docs/PERFORMANCE.md, "gRPC requests without tonic's copy"). Here the
+//! frames are kept as they arrive and prost reads across them ([`Frames`]):
+//! a tensor's bytes (`raw_input_contents`, `bytes::Bytes`) that lie in one
+//! frame are a view of it, and one that spans frames is copied once, into an
+//! aligned allocation of its own that ONNX Runtime can read in place.
+//!
+//! Only an uncompressed `application/grpc` call takes this path; anything
+//! else goes to tonic as before. Statuses match what tonic and [`super::limit`]
+//! answer: RESOURCE_EXHAUSTED over the size limit (read no further), and
+//! INVALID_ARGUMENT for bytes that are not one whole request message.
+
+use super::Inference;
+use crate::errors::ApiError;
+use crate::proto::grpc_inference_service_server::GrpcInferenceService;
+use crate::proto::{ModelInferRequest, ModelInferResponse};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+/// The method this path serves.
+const PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
+
+/// A gRPC message's prefix: a compressed flag and a 4-byte big-endian length.
+const PREFIX: usize = 5;
+
+/// Whether `request` is an uncompressed gRPC `ModelInfer` call.
+pub(super) fn applies(request: &http::Request<Body>) -> bool {
+    let header = |name: &str| request.headers().get(name).map(|v| v.as_bytes());
+    request.uri().path() == PATH
+        && request.method() == http::Method::POST
+        && header("content-type").is_some_and(|t| t.starts_with(b"application/grpc"))
+        && !header("content-type").is_some_and(|t| t.starts_with(b"application/grpc-web"))
+        && header("grpc-encoding").is_none_or(|e| e == b"identity")
+}
+
+/// Answers a call that [`applies`]: reads its one message, runs it through
+/// the same handler as tonic would, and frames the answer.
+pub(super) async fn serve(
+    inference: Arc<Inference>,
+    request: http::Request<Body>,
+    limit: usize,
+) -> http::Response<Body> {
+    let (parts, body) = request.into_parts();
+    let message = match read_message(body, limit).await {
+        Ok(message) => message,
+        Err(status) => return status.into_http(),
+    };
+    let request = tonic::Request::from_parts(
+        MetadataMap::from_headers(parts.headers),
+        parts.extensions,
+        message,
+    );
+    match inference.model_infer(request).await {
+        Ok(response) => respond(response, limit),
+        Err(status) => status.into_http(),
+    }
+}
+
+/// The request's one message, decoded without copying its bytes where it
+/// came in one frame.
+async fn read_message(mut body: Body, limit: usize) -> Result<ModelInferRequest, Status> {
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
+    let mut received = 0usize;
+    let mut declared: Option<usize> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // the client's trailers: nothing to read in them
+        };
+        received += data.len();
+        chunks.push(data);
+        if declared.is_none() && received >= PREFIX {
+            let prefix = first_bytes(&chunks);
+            declared = Some(check_prefix(&prefix, limit)?);
+        }
+        if let Some(len) = declared {
+            if received > PREFIX + len {
+                return Err(invalid(
+                    "a unary call carries one message, and this one has more bytes after it",
+                ));
+            }
+        }
+    }
+    let Some(len) = declared else {
+        return Err(invalid(if received == 0 {
+            "the call has no request message".to_string()
+        } else {
+            format!("the stream ended after {received} bytes, inside the message's 5-byte prefix")
+        }));
+    };
+    if received < PREFIX + len {
+        return Err(invalid(format!(
+            "the message is {len} bytes, but the stream ended after {}",
+            received - PREFIX
+        )));
+    }
+    let mut message = Frames::new(chunks);
+    message.advance(PREFIX);
+    prost::Message::decode(message).map_err(|e| {
+        Status::from(ApiError::invalid(format!(
+            "malformed request: failed to decode Protobuf message: {e}"
+        )))
+    })
+}
+
+/// The first [`PREFIX`] bytes of the chunks (which hold at least that many).
+fn first_bytes(chunks: &[Bytes]) -> [u8; PREFIX] {
+    let mut prefix = [0u8; PREFIX];
+    let mut at = 0;
+    for chunk in chunks {
+        let take = (PREFIX - at).min(chunk.len());
+        prefix[at..at + take].copy_from_slice(&chunk[..take]);
+        at += take;
+        if at == PREFIX {
+            break;
+        }
+    }
+    prefix
+}
+
+/// The message length a prefix declares, refused when compressed (no
+/// encoding was negotiated) or over the limit.
+fn check_prefix(prefix: &[u8; PREFIX], limit: usize) -> Result<usize, Status> {
+    if prefix[0] != 0 {
+        return Err(invalid(
+            "the message is marked compressed, but the call names no grpc-encoding; \
+             send it uncompressed",
+        ));
+    }
+    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    if len > limit {
+        let mut e = ApiError::too_large(limit);
+        e.message = format!("{} (the message is {len} bytes)", e.message);
+        return Err(Status::from(e));
+    }
+    Ok(len)
+}
+
+/// A message as the frames carried it, read in order by prost without
+/// joining the frames first.
+///
+/// prost takes each `bytes` field (a tensor's `raw_input_contents`) with
+/// [`Buf::copy_to_bytes`]. A field inside one frame is a view of it, as
+/// tonic's decoding gave (a view of its buffer). A field that spans frames
+/// is copied once, into an allocation of its own, which the allocator aligns
+/// (16 bytes on glibc and macOS): ONNX Runtime then reads it in place, where
+/// a view at an odd offset costs it another copy. Clients split large
+/// messages across frames as their flow control goes (tritonclient sent a
+/// 602 KB image as 2 to 5 frames), so this is the usual case for an image.
+struct Frames {
+    chunks: VecDeque<Bytes>,
+    remaining: usize,
+}
+
+impl Frames {
+    fn new(chunks: Vec<Bytes>) -> Frames {
+        let remaining = chunks.iter().map(Bytes::len).sum();
+        Frames {
+            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
+            remaining,
+        }
+    }
+}
+
+impl Buf for Frames {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |c| &c[..])
+    }
+
+    fn advance(&mut self, mut count: usize) {
+        assert!(count <= self.remaining, "advance past the message's end");
+        self.remaining -= count;
+        while count > 0 {
+            let front = self.chunks.front_mut().expect("bytes remain");
+            if count < front.len() {
+                front.advance(count);
+                return;
+            }
+            count -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        assert!(len <= self.remaining, "read past the message's end");
+        if let Some(front) = self.chunks.front_mut() {
+            if len <= front.len() {
+                let view = front.split_to(len);
+                self.remaining -= len;
+                if front.is_empty() {
+                    self.chunks.pop_front();
+                }
+                return view;
+            }
+        }
+        let mut own = Vec::with_capacity(len);
+        while own.len() < len {
+            let chunk = self.chunk();
+            let take = chunk.len().min(len - own.len());
+            own.extend_from_slice(&chunk[..take]);
+            self.advance(take);
+        }
+        Bytes::from(own)
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    Status::from(ApiError::invalid(format!(
+        "malformed request: {}",
+        message.into()
+    )))
+}
+
+/// The handler's answer as a gRPC response: one framed message, then the
+/// `grpc-status: 0` trailers.
+fn respond(response: tonic::Response<ModelInferResponse>, limit: usize) -> http::Response<Body> {
+    let (metadata, message, extensions) = response.into_parts();
+    let len = prost::Message::encoded_len(&message);
+    if len > limit {
+        let mut e = ApiError::too_large(limit);
+        e.message = format!("{} (the answer is {len} bytes)", e.message);
+        return Status::from(e).into_http();
+    }
+    let mut framed = BytesMut::with_capacity(PREFIX + len);
+    framed.put_u8(0);
+    framed.put_u32(len as u32);
+    prost::Message::encode(&message, &mut framed).expect("the buffer was sized for the message");
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let body = http_body_util::Full::new(framed.freeze())
+        .map_err(|never| match never {})
+        .with_trailers(async move { Some(Ok::<_, Status>(trailers)) });
+    let mut answer = http::Response::new(Body::new(body));
+    *answer.headers_mut() = metadata.into_headers();
+    answer.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    *answer.extensions_mut() = extensions;
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Full, StreamBody};
+
+    fn framed(message: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8];
+        v.extend((message.len() as u32).to_be_bytes());
+        v.extend(message);
+        v
+    }
+
+    fn body_of(chunks: Vec<Vec<u8>>) -> Body {
+        let frames = chunks
+            .into_iter()
+            .map(|c| Ok::<_, Status>(http_body::Frame::data(Bytes::from(c))));
+        Body::new(StreamBody::new(futures_util::stream::iter(frames)))
+    }
+
+    fn request() -> (ModelInferRequest, Vec<u8>) {
+        let request = ModelInferRequest {
+            model_name: "add".into(),
+            raw_input_contents: vec![Bytes::from(vec![7u8; 4096])],
+            ..Default::default()
+        };
+        let bytes = prost::Message::encode_to_vec(&request);
+        (request, bytes)
+    }
+
+    fn read(chunks: Vec<Vec<u8>>, limit: usize) -> Result<ModelInferRequest, Status> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(read_message(body_of(chunks), limit))
+    }
+
+    #[test]
+    fn a_message_in_one_frame_is_decoded_in_place() {
+        let (expected, bytes) = request();
+        let whole = Bytes::from(framed(&bytes));
+        let frame_start = whole.as_ptr() as usize;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let body =
+            Body::new(Full::new(whole.clone()).map_err(|never| -> Status { match never {} }));
+        let got = runtime.block_on(read_message(body, 1 << 20)).unwrap();
+        assert_eq!(got, expected);
+        // The tensor's bytes lie inside the frame that carried them.
+        let at = got.raw_input_contents[0].as_ptr() as usize;
+        assert!(
+            (frame_start..frame_start + whole.len()).contains(&at),
+            "the tensor was copied out of its frame"
+        );
+    }
+
+    #[test]
+    fn a_message_split_anywhere_is_joined() {
+        let (expected, bytes) = request();
+        let all = framed(&bytes);
+        let tensor_end = all.len(); // the tensor is the message's last field
+        for cut in [1, 4, 5, 6, 100, tensor_end - 2048, all.len() - 1] {
+            let chunks = vec![all[..cut].to_vec(), all[cut..].to_vec()];
+            let got = read(chunks, 1 << 20).unwrap();
+            assert_eq!(got, expected, "cut at {cut}");
+            if cut > 100 {
+                // Across frames: copied once, aligned for any element type.
+                let at = got.raw_input_contents[0].as_ptr() as usize;
+                assert_eq!(at % 8, 0, "cut at {cut}: the tensor is not aligned");
+            }
+        }
+        let bytewise = all.iter().map(|b| vec![*b]).collect();
+        assert_eq!(read(bytewise, 1 << 20).unwrap(), expected);
+    }
+
+    #[test]
+    fn bad_framing_is_invalid_argument_and_size_is_resource_exhausted() {
+        let (_, bytes) = request();
+        let all = framed(&bytes);
+        let cases: Vec<(Vec<Vec<u8>>, tonic::Code, &str)> = vec![
+            (vec![], tonic::Code::InvalidArgument, "no request message"),
+            (
+                vec![all[..3].to_vec()],
+                tonic::Code::InvalidArgument,
+                "inside the message's 5-byte prefix",
+            ),
+            (
+                vec![all[..all.len() - 1].to_vec()],
+                tonic::Code::InvalidArgument,
+                "but the stream ended after",
+            ),
+            (
+                [all.clone(), framed(&bytes)].into(),
+                tonic::Code::InvalidArgument,
+                "one message",
+            ),
+            (
+                vec![[&[1u8][..], &all[1..]].concat()],
+                tonic::Code::InvalidArgument,
+                "marked compressed",
+            ),
+            (
+                vec![framed(&[0xff, 0xff, 0xff])],
+                tonic::Code::InvalidArgument,
+                "failed to decode Protobuf message",
+            ),
+        ];
+        for (chunks, code, text) in cases {
+            let status = read(chunks, 1 << 20).unwrap_err();
+            assert_eq!(status.code(), code, "{status:?}");
+            assert!(status.message().contains(text), "{status:?}");
+        }
+        // Over the limit: refused from the prefix alone.
+        let status = read(vec![all[..PREFIX].to_vec()], 100).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("100-byte limit"), "{status:?}");
+    }
+}
