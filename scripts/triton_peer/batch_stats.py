@@ -48,44 +48,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import add_model
+
 ROOT = Path(__file__).resolve().parents[2]
 PEER = Path(sys.argv[1]).resolve()
 ANEMONE = Path(sys.argv[2]).resolve()
 OUT = PEER / "batch-stats"
 
-CONFIG = """name: "{name}"
-{backend}
-max_batch_size: 8
-input [
-  {{ name: "x" data_type: TYPE_FP32 dims: [ 4 ] }},
-  {{ name: "y" data_type: TYPE_FP32 dims: [ 4 ] }}
-]
-output [
-  {{ name: "sum" data_type: TYPE_FP32 dims: [ 4 ] }},
-  {{ name: "diff" data_type: TYPE_FP32 dims: [ 4 ] }}
-]
-instance_group [ {{ count: 1, kind: KIND_CPU }} ]
-dynamic_batching {{ max_queue_delay_microseconds: 400000 {policy}}}
-"""
+# Batched, one instance, with the queue policy for `add_q`.
+BATCHED = ("instance_group [ {{ count: 1, kind: KIND_CPU }} ]\n"
+           "dynamic_batching {{ max_queue_delay_microseconds: 400000 {policy}}}")
 POLICY = ("default_queue_policy { max_queue_size: 4 default_timeout_microseconds: 1000000 "
           "allow_timeout_override: true } ")
-
-MODEL_PY = """import sys
-sys.path[:0] = {sites!r}
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            x = pb_utils.get_input_tensor_by_name(r, "x").as_numpy()
-            y = pb_utils.get_input_tensor_by_name(r, "y").as_numpy()
-            out.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("sum", x + y), pb_utils.Tensor("diff", x - y)]))
-        return out
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -100,10 +74,10 @@ def repos() -> tuple[Path, Path]:
     for name, policy in (("add", ""), ("add_q", POLICY)):
         (triton / name / "1").mkdir(parents=True)
         (anemone / name / "1").mkdir(parents=True)
-        (triton / name / "config.pbtxt").write_text(
-            CONFIG.format(name=name, backend='backend: "python"', policy=policy))
-        (triton / name / "1/model.py").write_text(MODEL_PY.format(sites=sites))
-        (anemone / name / "config.pbtxt").write_text(CONFIG.format(name=name, backend="", policy=policy))
+        batched = BATCHED.format(policy=policy)
+        (triton / name / "config.pbtxt").write_text(add_model.config(name, 'backend: "python"', batched))
+        (triton / name / "1/model.py").write_text(add_model.model_py(sites))
+        (anemone / name / "config.pbtxt").write_text(add_model.config(name, "", batched))
         shutil.copy(ROOT / "examples/models/add/1/model.onnx", anemone / name / "1/model.onnx")
     return triton, anemone
 

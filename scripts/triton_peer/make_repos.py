@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+import add_model
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(sys.argv[1]).resolve()
 SITES = sys.argv[2].split(":")
@@ -42,20 +44,6 @@ CLS_OUT = "save_infer_model/scale_0.tmp_1"
 TWO_INSTANCES = 'instance_group [{ count: 2, kind: KIND_CPU }]'
 ONE_INSTANCE = 'instance_group [{ count: 1, kind: KIND_CPU }]'
 
-ADD_CONFIG = """name: "add"
-{platform}
-max_batch_size: 8
-input [
-  {{ name: "x" data_type: TYPE_FP32 dims: [ 4 ] }},
-  {{ name: "y" data_type: TYPE_FP32 dims: [ 4 ] }}
-]
-output [
-  {{ name: "sum" data_type: TYPE_FP32 dims: [ 4 ] }},
-  {{ name: "diff" data_type: TYPE_FP32 dims: [ 4 ] }}
-]
-{instances}
-"""
-
 CLS_CONFIG = """name: "ocr_cls"
 {platform}
 max_batch_size: 8
@@ -65,28 +53,7 @@ output [ {{ name: "{out}" data_type: TYPE_FP32 dims: [ 2 ] }} ]
 {extra}
 """
 
-PRELUDE = f"""import sys
-# The Python backend's stub ignores PYTHONPATH: find numpy and onnxruntime
-# in the peer's virtual environment.
-sys.path[:0] = {SITES!r}
-import numpy as np
-import triton_python_backend_utils as pb_utils
-"""
-
-ADD_MODEL = PRELUDE + """
-
-class TritonPythonModel:
-    def execute(self, requests):
-        out = []
-        for r in requests:
-            x = pb_utils.get_input_tensor_by_name(r, "x").as_numpy()
-            y = pb_utils.get_input_tensor_by_name(r, "y").as_numpy()
-            out.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("sum", x + y), pb_utils.Tensor("diff", x - y)]))
-        return out
-"""
-
-ORT_MODEL = PRELUDE + f"""import os
+ORT_MODEL = add_model.prelude(SITES) + f"""import os
 import onnxruntime as ort
 
 
@@ -116,8 +83,8 @@ def write(path: Path, text: str) -> None:
 
 def triton_repo(repo: Path) -> None:
     python = 'backend: "python"'
-    write(repo / "add/config.pbtxt", ADD_CONFIG.format(platform=python, instances=TWO_INSTANCES))
-    write(repo / "add/1/model.py", ADD_MODEL)
+    write(repo / "add/config.pbtxt", add_model.config("add", python, TWO_INSTANCES))
+    write(repo / "add/1/model.py", add_model.model_py(SITES))
     write(repo / "ocr_cls/config.pbtxt",
           CLS_CONFIG.format(platform=python, out=CLS_OUT, instances=ONE_INSTANCE, extra=""))
     write(repo / "ocr_cls/1/model.py", ORT_MODEL)
@@ -130,7 +97,7 @@ def anemone_repo(repo: Path) -> None:
     # instead of naming ONNX Runtime.
     pin = os.environ.get("PIN_ORT", "1") != "0"
     onnx = 'platform: "onnxruntime_onnx"' if pin else ""
-    write(repo / "add/config.pbtxt", ADD_CONFIG.format(platform=onnx, instances=""))
+    write(repo / "add/config.pbtxt", add_model.config("add", onnx, ""))
     (repo / "add/1").mkdir(parents=True, exist_ok=True)
     shutil.copy(ADD_ONNX, repo / "add/1/model.onnx")
     ort_only = 'parameters { key: "backends" value: { string_value: "onnxruntime" } }' if pin else ""
