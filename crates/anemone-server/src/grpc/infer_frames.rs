@@ -4,8 +4,9 @@
 //! it decodes the message, and grows that buffer by reallocating (more
 //! copies). For a 602 KB image that was 18% of the server's CPU on the 2-core
 //! VM (docs/PERFORMANCE.md, "gRPC requests without tonic's copy"). Here the
-//! frames are kept as they arrive and prost reads across them ([`Frames`]):
-//! a tensor's bytes (`raw_input_contents`, `bytes::Bytes`) that lie in one
+//! frames are kept as they arrive (runs of frames under 16 KiB are copied
+//! together, [`Chunks`]) and prost reads across them ([`Frames`]): a
+//! tensor's bytes (`raw_input_contents`, `bytes::Bytes`) that lie in one
 //! frame are a view of it, and one that spans frames is copied once, into an
 //! aligned allocation of its own that ONNX Runtime can read in place.
 //!
@@ -66,10 +67,10 @@ pub(super) async fn serve(
     }
 }
 
-/// The request's one message, decoded without copying its bytes where it
-/// came in one frame.
+/// The request's one message, decoded without copying the bytes that came
+/// in one large frame.
 async fn read_message(mut body: Body, limit: usize) -> Result<ModelInferRequest, Status> {
-    let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
+    let mut chunks = Chunks::default();
     let mut received = 0usize;
     let mut declared: Option<usize> = None;
     while let Some(frame) = body.frame().await {
@@ -79,8 +80,7 @@ async fn read_message(mut body: Body, limit: usize) -> Result<ModelInferRequest,
         received += data.len();
         chunks.push(data);
         if declared.is_none() && received >= PREFIX {
-            let prefix = first_bytes(&chunks);
-            declared = Some(check_prefix(&prefix, limit)?);
+            declared = Some(check_prefix(&chunks.prefix(), limit)?);
         }
         if let Some(len) = declared {
             if received > PREFIX + len {
@@ -103,7 +103,7 @@ async fn read_message(mut body: Body, limit: usize) -> Result<ModelInferRequest,
             received - PREFIX
         )));
     }
-    let mut message = Frames::new(chunks);
+    let mut message = Frames::new(chunks.finish());
     message.advance(PREFIX);
     prost::Message::decode(message).map_err(|e| {
         Status::from(ApiError::invalid(format!(
@@ -112,19 +112,55 @@ async fn read_message(mut body: Body, limit: usize) -> Result<ModelInferRequest,
     })
 }
 
-/// The first [`PREFIX`] bytes of the chunks (which hold at least that many).
-fn first_bytes(chunks: &[Bytes]) -> [u8; PREFIX] {
-    let mut prefix = [0u8; PREFIX];
-    let mut at = 0;
-    for chunk in chunks {
-        let take = (PREFIX - at).min(chunk.len());
-        prefix[at..at + take].copy_from_slice(&chunk[..take]);
-        at += take;
-        if at == PREFIX {
-            break;
+/// Frames smaller than this are copied into a buffer of their own rather
+/// than kept: a client that sends a message in many tiny frames costs
+/// memory in proportion to the message, not to its count of frames (each
+/// kept frame is a `Bytes` and holds the read buffer it lies in).
+const SMALL_FRAME: usize = 16 << 10;
+
+/// The message's frames as they arrive: large ones kept as they are, runs of
+/// small ones copied together.
+#[derive(Default)]
+struct Chunks {
+    kept: Vec<Bytes>,
+    small: BytesMut,
+}
+
+impl Chunks {
+    fn push(&mut self, data: Bytes) {
+        if data.len() < SMALL_FRAME {
+            self.small.extend_from_slice(&data);
+        } else {
+            self.flush();
+            self.kept.push(data);
         }
     }
-    prefix
+
+    fn flush(&mut self) {
+        if !self.small.is_empty() {
+            self.kept.push(self.small.split().freeze());
+        }
+    }
+
+    /// The first [`PREFIX`] bytes (which have all arrived).
+    fn prefix(&self) -> [u8; PREFIX] {
+        let mut prefix = [0u8; PREFIX];
+        let mut at = 0;
+        for chunk in self.kept.iter().map(|c| &c[..]).chain([&self.small[..]]) {
+            let take = (PREFIX - at).min(chunk.len());
+            prefix[at..at + take].copy_from_slice(&chunk[..take]);
+            at += take;
+            if at == PREFIX {
+                break;
+            }
+        }
+        prefix
+    }
+
+    fn finish(mut self) -> Vec<Bytes> {
+        self.flush();
+        self.kept
+    }
 }
 
 /// The message length a prefix declares, refused when compressed (no
@@ -275,7 +311,7 @@ mod tests {
     fn request() -> (ModelInferRequest, Vec<u8>) {
         let request = ModelInferRequest {
             model_name: "add".into(),
-            raw_input_contents: vec![Bytes::from(vec![7u8; 4096])],
+            raw_input_contents: vec![Bytes::from(vec![7u8; 64 << 10])],
             ..Default::default()
         };
         let bytes = prost::Message::encode_to_vec(&request);
@@ -324,8 +360,25 @@ mod tests {
                 assert_eq!(at % 8, 0, "cut at {cut}: the tensor is not aligned");
             }
         }
-        let bytewise = all.iter().map(|b| vec![*b]).collect();
-        assert_eq!(read(bytewise, 1 << 20).unwrap(), expected);
+        let bytewise: Vec<Vec<u8>> = all.iter().map(|b| vec![*b]).collect();
+        assert_eq!(read(bytewise.clone(), 1 << 20).unwrap(), expected);
+        // Tiny frames are gathered as they come, not kept one by one.
+        let mut chunks = Chunks::default();
+        bytewise.into_iter().for_each(|b| chunks.push(b.into()));
+        assert_eq!(chunks.finish().len(), 1);
+        let big = |n: usize| Bytes::from(vec![0u8; n]);
+        let mut chunks = Chunks::default();
+        for data in [
+            big(3),
+            big(SMALL_FRAME),
+            big(5),
+            big(7),
+            big(SMALL_FRAME + 1),
+        ] {
+            chunks.push(data);
+        }
+        let lens: Vec<usize> = chunks.finish().iter().map(Bytes::len).collect();
+        assert_eq!(lens, [3, SMALL_FRAME, 12, SMALL_FRAME + 1]);
     }
 
     #[test]

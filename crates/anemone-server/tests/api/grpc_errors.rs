@@ -86,6 +86,14 @@ async fn raw_model_infer(
     channel: &mut tonic::transport::Channel,
     body: Vec<u8>,
 ) -> (tonic::Status, Option<ModelInferResponse>) {
+    raw_model_infer_in(channel, vec![body]).await
+}
+
+/// [`raw_model_infer`] with the body sent in the given pieces.
+async fn raw_model_infer_in(
+    channel: &mut tonic::transport::Channel,
+    pieces: Vec<Vec<u8>>,
+) -> (tonic::Status, Option<ModelInferResponse>) {
     use http_body_util::BodyExt;
     use tower::{Service, ServiceExt};
     let request = tonic::codegen::http::Request::post(
@@ -93,10 +101,13 @@ async fn raw_model_infer(
     )
     .header("content-type", "application/grpc")
     .header("te", "trailers")
-    .body(tonic::body::Body::new(
-        http_body_util::Full::new(bytes::Bytes::from(body))
-            .map_err(|never| -> tonic::Status { match never {} }),
-    ))
+    .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+        futures_util::stream::iter(
+            pieces
+                .into_iter()
+                .map(|p| Ok::<_, tonic::Status>(http_body::Frame::data(bytes::Bytes::from(p)))),
+        ),
+    )))
     .unwrap();
     let response = channel.ready().await.unwrap().call(request).await.unwrap();
     if let Some(status) = tonic::Status::from_header_map(response.headers()) {
@@ -196,8 +207,14 @@ async fn model_infer_framing_errors_on_the_wire_get_clear_statuses() {
         assert!(status.message().contains(text), "{text}: {status:?}");
         assert!(answer.is_none());
     }
-    // The connection and the server go on.
-    let (status, _) = raw_model_infer(&mut channel, framed(0, len, &message)).await;
+    // The connection and the server go on, and a message sent a byte a
+    // frame is read as well.
+    let bytewise = framed(0, len, &message)
+        .into_iter()
+        .map(|b| vec![b])
+        .collect();
+    let (status, answer) = raw_model_infer_in(&mut channel, bytewise).await;
     assert_eq!(status.code(), Code::Ok, "{status:?}");
+    assert_eq!(answer.expect("one answer message").outputs.len(), 2);
     server.stop().await;
 }
