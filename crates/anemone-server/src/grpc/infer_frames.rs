@@ -2,8 +2,8 @@
 //!
 //! tonic copies every DATA frame of a request into one growing buffer before
 //! it decodes the message, and grows that buffer by reallocating (more
-//! copies). For a 602 KB image that was 18% of the server's CPU on the 2-core
-//! VM (docs/PERFORMANCE.md, "gRPC requests without tonic's copy"). Here the
+//! copies). For a 602 KB image that was 18.6% of the server's profile on the
+//! 2-core VM (docs/PERFORMANCE.md, "gRPC requests without tonic's copy"). Here the
 //! frames are kept as they arrive (runs of frames under 16 KiB are copied
 //! together, [`Chunks`]) and prost reads across them ([`Frames`]): a
 //! tensor's bytes (`raw_input_contents`, `bytes::Bytes`) that lie in one
