@@ -15,6 +15,7 @@
 //! answer: RESOURCE_EXHAUSTED over the size limit (read no further), and
 //! INVALID_ARGUMENT for bytes that are not one whole request message.
 
+use super::limit::too_large;
 use super::Inference;
 use crate::errors::ApiError;
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
@@ -62,7 +63,7 @@ pub(super) async fn serve(
         message,
     );
     match inference.model_infer(request).await {
-        Ok(response) => respond(response, limit),
+        Ok(response) => respond(response),
         Err(status) => status.into_http(),
     }
 }
@@ -105,11 +106,8 @@ async fn read_message(mut body: Body, limit: usize) -> Result<ModelInferRequest,
     }
     let mut message = Frames::new(chunks.finish());
     message.advance(PREFIX);
-    prost::Message::decode(message).map_err(|e| {
-        Status::from(ApiError::invalid(format!(
-            "malformed request: failed to decode Protobuf message: {e}"
-        )))
-    })
+    prost::Message::decode(message)
+        .map_err(|e| invalid(format!("failed to decode Protobuf message: {e}")))
 }
 
 /// Frames smaller than this are copied into a buffer of their own rather
@@ -174,9 +172,7 @@ fn check_prefix(prefix: &[u8; PREFIX], limit: usize) -> Result<usize, Status> {
     }
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
     if len > limit {
-        let mut e = ApiError::too_large(limit);
-        e.message = format!("{} (the message is {len} bytes)", e.message);
-        return Err(Status::from(e));
+        return Err(too_large(limit, &format!("the message is {len} bytes")));
     }
     Ok(len)
 }
@@ -199,10 +195,9 @@ struct Frames {
 
 impl Frames {
     fn new(chunks: Vec<Bytes>) -> Frames {
-        let remaining = chunks.iter().map(Bytes::len).sum();
         Frames {
-            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
-            remaining,
+            remaining: chunks.iter().map(Bytes::len).sum(),
+            chunks: chunks.into(),
         }
     }
 }
@@ -261,18 +256,18 @@ fn invalid(message: impl Into<String>) -> Status {
 }
 
 /// The handler's answer as a gRPC response: one framed message, then the
-/// `grpc-status: 0` trailers.
-fn respond(response: tonic::Response<ModelInferResponse>, limit: usize) -> http::Response<Body> {
+/// `grpc-status: 0` trailers. The handler has already refused an answer
+/// over the message limit (`infer::run`); one that a 4-byte length cannot
+/// frame (a limit set over 4 GiB) is refused here.
+fn respond(response: tonic::Response<ModelInferResponse>) -> http::Response<Body> {
     let (metadata, message, extensions) = response.into_parts();
     let len = prost::Message::encoded_len(&message);
-    if len > limit {
-        let mut e = ApiError::too_large(limit);
-        e.message = format!("{} (the answer is {len} bytes)", e.message);
-        return Status::from(e).into_http();
-    }
+    let Ok(framed_len) = u32::try_from(len) else {
+        return too_large(u32::MAX as usize, &format!("the answer is {len} bytes")).into_http();
+    };
     let mut framed = BytesMut::with_capacity(PREFIX + len);
     framed.put_u8(0);
-    framed.put_u32(len as u32);
+    framed.put_u32(framed_len);
     prost::Message::encode(&message, &mut framed).expect("the buffer was sized for the message");
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));

@@ -77,9 +77,7 @@ impl Service<http::Request<Body>> for InferenceService {
             // An early refusal travels in the headers (a trailers-only response).
             match Status::from_header_map(response.headers()) {
                 Some(status) if status.code() == Code::OutOfRange => {
-                    let mut e = ApiError::too_large(limit);
-                    e.message = format!("{} ({})", e.message, status.message());
-                    Ok(Status::from(e).into_http())
+                    Ok(too_large(limit, status.message()).into_http())
                 }
                 Some(status) if is_decode_error(&status) => Ok(Status::from(ApiError::invalid(
                     format!("malformed request: {}", status.message()),
@@ -89,6 +87,13 @@ impl Service<http::Request<Body>> for InferenceService {
             }
         })
     }
+}
+
+/// RESOURCE_EXHAUSTED for a message over `limit`, saying what was over it.
+pub(super) fn too_large(limit: usize, detail: &str) -> Status {
+    let mut e = ApiError::too_large(limit);
+    e.message = format!("{} ({detail})", e.message);
+    Status::from(e)
 }
 
 /// Whether `status` is tonic-prost's answer to bytes that do not decode as
