@@ -94,8 +94,10 @@ pub struct ServeArgs {
     )]
     pub http_header_timeout_secs: u64,
 
-    /// Seconds an HTTP request body may stall between two chunks; a stalled body
-    /// is answered 408 and its connection closed.
+    /// Seconds a request body may stall between two chunks. A stalled HTTP body is
+    /// answered 408 and its connection closed; a gRPC ModelInfer message stalled
+    /// between its HTTP/2 frames (or whose stream never ends) is answered
+    /// DEADLINE_EXCEEDED, and the connection's other calls go on.
     #[arg(
         long,
         value_name = "SECS",

@@ -268,7 +268,8 @@ impl Server {
         let grpc_server = grpc_builder
             .add_service(Restricted::new(health, options.restricted.grpc.clone()))
             .add_service(Restricted::new(
-                crate::grpc::service(Arc::clone(&state), options.max_request_bytes),
+                crate::grpc::service(Arc::clone(&state), options.max_request_bytes)
+                    .message_timeout(options.http_timeouts.body),
                 options.restricted.grpc.clone(),
             ))
             .serve_with_incoming_shutdown(

@@ -13,7 +13,10 @@
 //! Only an uncompressed `application/grpc` call takes this path; anything
 //! else goes to tonic as before. Statuses match what tonic and [`super::limit`]
 //! answer: RESOURCE_EXHAUSTED over the size limit (read no further), and
-//! INVALID_ARGUMENT for bytes that are not one whole request message.
+//! INVALID_ARGUMENT for bytes that are not one whole request message. A
+//! message that stalls longer than the body timeout between two frames (or
+//! never ends its stream) is DEADLINE_EXCEEDED, as an HTTP body is 408: the
+//! stream, and the frames it holds, are not kept forever.
 
 use super::limit::too_large;
 use super::Inference;
@@ -24,6 +27,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
@@ -51,9 +55,10 @@ pub(super) async fn serve(
     inference: Arc<Inference>,
     request: http::Request<Body>,
     limit: usize,
+    stall: Duration,
 ) -> http::Response<Body> {
     let (parts, body) = request.into_parts();
-    let message = match read_message(body, limit).await {
+    let message = match read_message(body, limit, stall).await {
         Ok(message) => message,
         Err(status) => return status.into_http(),
     };
@@ -69,12 +74,26 @@ pub(super) async fn serve(
 }
 
 /// The request's one message, decoded without copying the bytes that came
-/// in one large frame.
-async fn read_message(mut body: Body, limit: usize) -> Result<ModelInferRequest, Status> {
+/// in one large frame. The stream may wait at most `stall` for each of its
+/// frames, and for its end.
+async fn read_message(
+    mut body: Body,
+    limit: usize,
+    stall: Duration,
+) -> Result<ModelInferRequest, Status> {
     let mut chunks = Chunks::default();
     let mut received = 0usize;
     let mut declared: Option<usize> = None;
-    while let Some(frame) = body.frame().await {
+    let timer = tokio::time::sleep(stall);
+    tokio::pin!(timer);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = &mut timer => return Err(stalled(stall, received)),
+        };
+        let Some(frame) = frame else { break };
+        timer.as_mut().reset(tokio::time::Instant::now() + stall);
         let Ok(data) = frame?.into_data() else {
             continue; // the client's trailers: nothing to read in them
         };
@@ -108,6 +127,15 @@ async fn read_message(mut body: Body, limit: usize) -> Result<ModelInferRequest,
     message.advance(PREFIX);
     prost::Message::decode(message)
         .map_err(|e| invalid(format!("failed to decode Protobuf message: {e}")))
+}
+
+/// DEADLINE_EXCEEDED for a message that stalled `stall` after `received` bytes.
+fn stalled(stall: Duration, received: usize) -> Status {
+    Status::deadline_exceeded(format!(
+        "no request message data arrived for {} s after {received} bytes (--http-body-timeout-secs); \
+         the client stalled, or did not end its stream after the message",
+        stall.as_secs_f64()
+    ))
 }
 
 /// Frames smaller than this are copied into a buffer of their own rather
@@ -287,7 +315,11 @@ fn respond(response: tonic::Response<ModelInferResponse>) -> http::Response<Body
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
     use http_body_util::{Full, StreamBody};
+
+    /// Long enough never to fire in the tests that are not about it.
+    const STALL: Duration = Duration::from_secs(60);
 
     fn framed(message: &[u8]) -> Vec<u8> {
         let mut v = vec![0u8];
@@ -315,9 +347,10 @@ mod tests {
 
     fn read(chunks: Vec<Vec<u8>>, limit: usize) -> Result<ModelInferRequest, Status> {
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
-        runtime.block_on(read_message(body_of(chunks), limit))
+        runtime.block_on(read_message(body_of(chunks), limit, STALL))
     }
 
     #[test]
@@ -326,11 +359,14 @@ mod tests {
         let whole = Bytes::from(framed(&bytes));
         let frame_start = whole.as_ptr() as usize;
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
         let body =
             Body::new(Full::new(whole.clone()).map_err(|never| -> Status { match never {} }));
-        let got = runtime.block_on(read_message(body, 1 << 20)).unwrap();
+        let got = runtime
+            .block_on(read_message(body, 1 << 20, STALL))
+            .unwrap();
         assert_eq!(got, expected);
         // The tensor's bytes lie inside the frame that carried them.
         let at = got.raw_input_contents[0].as_ptr() as usize;
@@ -374,6 +410,59 @@ mod tests {
         }
         let lens: Vec<usize> = chunks.finish().iter().map(Bytes::len).collect();
         assert_eq!(lens, [3, SMALL_FRAME, 12, SMALL_FRAME + 1]);
+    }
+
+    #[test]
+    fn a_stalled_message_is_deadline_exceeded() {
+        let (expected, bytes) = request();
+        let all = framed(&bytes);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let stall = Duration::from_millis(50);
+        // Half the message, then nothing: neither more frames nor the end.
+        let half = futures_util::stream::iter([Ok::<_, Status>(http_body::Frame::data(
+            Bytes::from(all[..100].to_vec()),
+        ))])
+        .chain(futures_util::stream::pending());
+        let e = runtime
+            .block_on(read_message(
+                Body::new(StreamBody::new(half)),
+                1 << 20,
+                stall,
+            ))
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+        assert!(e.message().contains("after 100 bytes"), "{e:?}");
+        // The whole message with no end of stream: the same.
+        let open = futures_util::stream::iter([Ok::<_, Status>(http_body::Frame::data(
+            Bytes::from(all.clone()),
+        ))])
+        .chain(futures_util::stream::pending());
+        let e = runtime
+            .block_on(read_message(
+                Body::new(StreamBody::new(open)),
+                1 << 20,
+                stall,
+            ))
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+        // Frames that each come within the timeout are read, however long
+        // the whole takes (the timer restarts with every frame).
+        let quarters: Vec<Vec<u8>> = all.chunks(all.len() / 4 + 1).map(<[u8]>::to_vec).collect();
+        let slow = futures_util::stream::iter(quarters).then(move |c| async move {
+            tokio::time::sleep(stall / 2).await;
+            Ok::<_, Status>(http_body::Frame::data(Bytes::from(c)))
+        });
+        let got = runtime
+            .block_on(read_message(
+                Body::new(StreamBody::new(slow)),
+                1 << 20,
+                stall,
+            ))
+            .unwrap();
+        assert_eq!(got, expected);
     }
 
     #[test]

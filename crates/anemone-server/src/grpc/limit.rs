@@ -20,6 +20,7 @@ use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, Service};
 use tonic::server::NamedService;
@@ -33,7 +34,14 @@ pub struct InferenceService {
     /// The handlers, for the calls that `infer_frames` reads itself.
     inference: Arc<Inference>,
     max_message_bytes: usize,
+    /// How long a `ModelInfer` message may stall between two frames.
+    message_stall: Duration,
 }
+
+/// How long a `ModelInfer` message may stall between two frames unless
+/// [`InferenceService::message_timeout`] says otherwise (the default of
+/// `anemone serve --http-body-timeout-secs`).
+pub const DEFAULT_MESSAGE_STALL: Duration = Duration::from_secs(60);
 
 impl InferenceService {
     pub(super) fn new(
@@ -45,7 +53,16 @@ impl InferenceService {
             inner,
             inference,
             max_message_bytes,
+            message_stall: DEFAULT_MESSAGE_STALL,
         }
+    }
+
+    /// How long a `ModelInfer` request message may stall between two of
+    /// its HTTP/2 frames (and before its stream ends) before the call is
+    /// answered DEADLINE_EXCEEDED; the server gives it its HTTP body timeout.
+    pub fn message_timeout(mut self, stall: Duration) -> InferenceService {
+        self.message_stall = stall;
+        self
     }
 }
 
@@ -65,10 +82,10 @@ impl Service<http::Request<Body>> for InferenceService {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if infer_frames::applies(&request) {
             let inference = Arc::clone(&self.inference);
-            let limit = self.max_message_bytes;
-            return Box::pin(
-                async move { Ok(infer_frames::serve(inference, request, limit).await) },
-            );
+            let (limit, stall) = (self.max_message_bytes, self.message_stall);
+            return Box::pin(async move {
+                Ok(infer_frames::serve(inference, request, limit, stall).await)
+            });
         }
         let answer = self.inner.call(request);
         let limit = self.max_message_bytes;

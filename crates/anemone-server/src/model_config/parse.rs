@@ -138,10 +138,7 @@ fn finish(
         )
     })?;
     let (_, errs) = read_settings(&config);
-    refused.extend(
-        errs.into_iter()
-            .map(|e| format!("{} 'parameters': {e}", source.label())),
-    );
+    refused.extend(errs.into_iter().map(|e| format!("{} {e}", source.label())));
     if refused.is_empty() {
         Ok(config)
     } else {

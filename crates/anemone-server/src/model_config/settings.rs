@@ -81,11 +81,12 @@ pub fn settings(config: &ModelConfig) -> Result<Settings, String> {
     if errs.is_empty() {
         Ok(out)
     } else {
-        Err(super::refusals("the parameters", &errs))
+        Err(super::refusals("the settings", &errs))
     }
 }
 
-/// [`settings`], with every refusal in a list.
+/// [`settings`], with every refusal in a list, each naming its field
+/// (`'instance_group'` or `'parameters'`).
 pub(super) fn read_settings(config: &ModelConfig) -> (Settings, Vec<String>) {
     let mut entries: Vec<(&String, &str)> = config
         .parameters
@@ -104,13 +105,13 @@ pub(super) fn read_settings(config: &ModelConfig) -> (Settings, Vec<String>) {
         .sum();
     if instances > MAX_INSTANCES as i64 {
         errs.push(format!(
-            "instance_group asks for {instances} instances in all; set counts that add up to 1..{MAX_INSTANCES} \
+            "'instance_group' asks for {instances} instances in all; set counts that add up to 1..{MAX_INSTANCES} \
              (each instance holds its own copy of the weights)"
         ));
     }
     for (key, value) in entries {
         if let Err(e) = read_entry(key, value, &mut out) {
-            errs.push(e);
+            errs.push(format!("'parameters': {e}"));
         }
     }
     (out, errs)
@@ -377,6 +378,8 @@ mod tests {
         };
         let e = settings(&c).unwrap_err();
         assert!(e.contains("80 instances") && e.contains("1..64"), "{e}");
+        // Named by its own field, not as one of the `parameters`.
+        assert!(e.starts_with("'instance_group' asks"), "{e}");
     }
 
     #[test]
@@ -398,7 +401,8 @@ mod tests {
             ("tract-cpu.bogus", "1"),
         ]))
         .unwrap_err();
-        assert!(both.starts_with("2 problems in the parameters"), "{both}");
+        assert!(both.starts_with("2 problems in the settings"), "{both}");
+        assert!(both.contains("(1) 'parameters': "), "{both}");
         for (ok, value) in [
             ("onnxruntime.cuda", "on"),
             ("coreml.compute_units", "ane"),

@@ -94,6 +94,16 @@ async fn raw_model_infer_in(
     channel: &mut tonic::transport::Channel,
     pieces: Vec<Vec<u8>>,
 ) -> (tonic::Status, Option<ModelInferResponse>) {
+    raw_model_infer_stream(channel, futures_util::stream::iter(pieces)).await
+}
+
+/// [`raw_model_infer`] with the body's frames taken from `pieces` as it
+/// yields them (a stream that never ends leaves the call's stream open).
+async fn raw_model_infer_stream(
+    channel: &mut tonic::transport::Channel,
+    pieces: impl futures_util::Stream<Item = Vec<u8>> + Send + 'static,
+) -> (tonic::Status, Option<ModelInferResponse>) {
+    use futures_util::StreamExt;
     use http_body_util::BodyExt;
     use tower::{Service, ServiceExt};
     let request = tonic::codegen::http::Request::post(
@@ -102,11 +112,7 @@ async fn raw_model_infer_in(
     .header("content-type", "application/grpc")
     .header("te", "trailers")
     .body(tonic::body::Body::new(http_body_util::StreamBody::new(
-        futures_util::stream::iter(
-            pieces
-                .into_iter()
-                .map(|p| Ok::<_, tonic::Status>(http_body::Frame::data(bytes::Bytes::from(p)))),
-        ),
+        pieces.map(|p| Ok::<_, tonic::Status>(http_body::Frame::data(bytes::Bytes::from(p)))),
     )))
     .unwrap();
     let response = channel.ready().await.unwrap().call(request).await.unwrap();
@@ -128,6 +134,28 @@ async fn raw_model_infer_in(
     (status, message)
 }
 
+/// The `add` model's request for x = y = [1, 2, 3, 4], encoded.
+fn add_request() -> Vec<u8> {
+    let x: Vec<u8> = [1f32, 2., 3., 4.]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let request = ModelInferRequest {
+        model_name: "add".into(),
+        inputs: ["x", "y"]
+            .map(|name| InferInputTensor {
+                name: name.into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 4],
+                ..Default::default()
+            })
+            .into(),
+        raw_input_contents: vec![x.clone().into(), x.into()],
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&request)
+}
+
 fn framed(flag: u8, declared: u32, message: &[u8]) -> Vec<u8> {
     let mut v = vec![flag];
     v.extend(declared.to_be_bytes());
@@ -147,24 +175,7 @@ async fn model_infer_framing_errors_on_the_wire_get_clear_statuses() {
         .connect()
         .await
         .unwrap();
-    let x: Vec<u8> = [1f32, 2., 3., 4.]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let request = ModelInferRequest {
-        model_name: "add".into(),
-        inputs: ["x", "y"]
-            .map(|name| InferInputTensor {
-                name: name.into(),
-                datatype: "FP32".into(),
-                shape: vec![1, 4],
-                ..Default::default()
-            })
-            .into(),
-        raw_input_contents: vec![x.clone().into(), x.into()],
-        ..Default::default()
-    };
-    let message = prost::Message::encode_to_vec(&request);
+    let message = add_request();
     let len = message.len() as u32;
 
     // Well framed: answered, with the sum, and grpc-status 0 in the trailers.
@@ -216,5 +227,71 @@ async fn model_infer_framing_errors_on_the_wire_get_clear_statuses() {
     let (status, answer) = raw_model_infer_in(&mut channel, bytewise).await;
     assert_eq!(status.code(), Code::Ok, "{status:?}");
     assert_eq!(answer.expect("one answer message").outputs.len(), 2);
+    server.stop().await;
+}
+
+/// A `ModelInfer` message that stalls mid-way, or never ends its stream, is
+/// answered DEADLINE_EXCEEDED after the body timeout (as an HTTP body is
+/// 408), and the calls beside it on the same connection are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_model_infer_message_times_out_and_others_go_on() {
+    let stall = std::time::Duration::from_secs(1);
+    let server = NetServer::start_with(anemone_server::ServerOptions {
+        repository: workspace().join("examples/models"),
+        http_timeouts: anemone_server::server::HttpTimeouts {
+            header: std::time::Duration::from_secs(30),
+            body: stall,
+        },
+        ..Default::default()
+    })
+    .await;
+    server.wait_ready().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let whole = framed(0, add_request().len() as u32, &add_request());
+    let half = whole[..whole.len() / 2].to_vec();
+    let stalled = |first: Vec<u8>| {
+        let mut channel = channel.clone();
+        tokio::spawn(async move {
+            let pieces = futures_util::StreamExt::chain(
+                futures_util::stream::iter([first]),
+                futures_util::stream::pending(),
+            );
+            let started = std::time::Instant::now();
+            let (status, answer) = raw_model_infer_stream(&mut channel, pieces).await;
+            (status, answer, started.elapsed())
+        })
+    };
+    let (mid_message, unended) = (stalled(half), stalled(whole.clone()));
+    // Meanwhile, on the same connection, whole calls are answered at once.
+    let mut channel_now = channel.clone();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let (status, answer) = raw_model_infer(&mut channel_now, whole.clone()).await;
+        assert_eq!(status.code(), Code::Ok, "{status:?}");
+        assert_eq!(answer.expect("an answer").outputs.len(), 2);
+        assert!(started.elapsed() < stall, "{:?}", started.elapsed());
+    }
+    for (call, what) in [(mid_message, "mid-message"), (unended, "unended stream")] {
+        // Bounded, so that a server that never times the message out fails
+        // here rather than hanging (the default timeout is 60 s).
+        let (status, answer, took) = tokio::time::timeout(stall * 20, call)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer in {:?}", stall * 20))
+            .unwrap();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{what}: {status:?}");
+        assert!(
+            status.message().contains("--http-body-timeout-secs"),
+            "{what}: {status:?}"
+        );
+        assert!(answer.is_none(), "{what}");
+        assert!(took >= stall, "{what}: answered after {took:?}");
+    }
+    // The connection still serves.
+    let (status, _) = raw_model_infer(&mut channel_now, whole).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
     server.stop().await;
 }
