@@ -84,16 +84,12 @@ async fn read_message(
     let mut chunks = Chunks::default();
     let mut received = 0usize;
     let mut declared: Option<usize> = None;
-    let timer = tokio::time::sleep(stall);
-    tokio::pin!(timer);
+    let mut timer = StallTimer::new(stall);
     loop {
-        let frame = tokio::select! {
-            biased;
-            frame = body.frame() => frame,
-            () = &mut timer => return Err(stalled(stall, received)),
+        let frame = std::future::poll_fn(|cx| timer.poll_frame(&mut body, cx)).await;
+        let Some(frame) = frame.map_err(|()| stalled(stall, received))? else {
+            break;
         };
-        let Some(frame) = frame else { break };
-        timer.as_mut().reset(tokio::time::Instant::now() + stall);
         let Ok(data) = frame?.into_data() else {
             continue; // the client's trailers: nothing to read in them
         };
@@ -127,6 +123,49 @@ async fn read_message(
     message.advance(PREFIX);
     prost::Message::decode(message)
         .map_err(|e| invalid(format!("failed to decode Protobuf message: {e}")))
+}
+
+/// The time a message may wait for its next frame. The timer is started
+/// only when a read finds no frame ready, and restarted only at the next
+/// such read after a frame came: a message whose frames are there when read
+/// (a small one usually is) costs no timer at all.
+struct StallTimer {
+    stall: Duration,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Whether a frame came since the timer was last (re)started.
+    progressed: bool,
+}
+
+impl StallTimer {
+    fn new(stall: Duration) -> StallTimer {
+        StallTimer {
+            stall,
+            sleep: None,
+            progressed: false,
+        }
+    }
+
+    /// The body's next frame, or `Err(())` once it has waited `stall`.
+    #[allow(clippy::type_complexity)]
+    fn poll_frame(
+        &mut self,
+        body: &mut Body,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Option<Result<http_body::Frame<Bytes>, Status>>, ()>> {
+        use std::task::Poll;
+        if let Poll::Ready(frame) = http_body::Body::poll_frame(std::pin::Pin::new(body), cx) {
+            self.progressed = true;
+            return Poll::Ready(Ok(frame));
+        }
+        let stall = self.stall;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        if std::mem::take(&mut self.progressed) {
+            sleep.as_mut().reset(tokio::time::Instant::now() + stall);
+        }
+        std::future::Future::poll(sleep.as_mut(), cx).map(Err)
+    }
 }
 
 /// DEADLINE_EXCEEDED for a message that stalled `stall` after `received` bytes.

@@ -21,13 +21,7 @@ impl IntoResponse for ApiError {
 /// anything else (the client went away mid-body) 400.
 pub(crate) fn body_error(rejection: BytesRejection, limit: usize) -> Response {
     if let Some(timeout) = body_timeout(&rejection) {
-        let body = Json(serde_json::json!({ "error": timeout.to_string() }));
-        return (
-            StatusCode::REQUEST_TIMEOUT,
-            [(axum::http::header::CONNECTION, "close")],
-            body,
-        )
-            .into_response();
+        return timed_out(timeout);
     }
     match rejection {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
@@ -41,9 +35,32 @@ pub(crate) fn body_error(rejection: BytesRejection, limit: usize) -> Response {
     .into_response()
 }
 
-/// The [`BodyTimeout`] somewhere in the rejection's chain of causes.
-fn body_timeout(rejection: &BytesRejection) -> Option<&BodyTimeout> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+/// [`body_error`] for an error met while reading the body's frames
+/// through `http_body_util::Limited` (see `super::body`).
+pub(crate) fn read_error(error: &(dyn std::error::Error + 'static), limit: usize) -> Response {
+    if let Some(timeout) = body_timeout(error) {
+        return timed_out(timeout);
+    }
+    if error.is::<http_body_util::LengthLimitError>() {
+        return ApiError::too_large(limit).into_response();
+    }
+    ApiError::invalid(format!("cannot read the request body: {error}")).into_response()
+}
+
+/// 408, closing the connection.
+fn timed_out(timeout: &BodyTimeout) -> Response {
+    let body = Json(serde_json::json!({ "error": timeout.to_string() }));
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        [(axum::http::header::CONNECTION, "close")],
+        body,
+    )
+        .into_response()
+}
+
+/// The [`BodyTimeout`] somewhere in the error's chain of causes.
+fn body_timeout<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimeout> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
         if let Some(t) = e.downcast_ref::<BodyTimeout>() {
             return Some(t);

@@ -4,6 +4,7 @@
 //! Every handler decodes, asks [`AppState`], and encodes; errors answer
 //! `{"error": "..."}` with the status [`ApiError::http_status`] chooses.
 
+mod body;
 pub mod decoding;
 mod error;
 pub mod infer;
@@ -278,7 +279,14 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     let (mut parts, body) = request.into_parts();
     let headers = std::mem::take(&mut parts.headers);
     check_encoding(&headers)?;
-    let RequestBody(body) = RequestBody::read(Request::from_parts(parts, body), &http).await?;
+    // The binary part's start, if the header says where (a wrong value is
+    // refused by `infer::decode`, with the body read).
+    let binary_at = headers
+        .get(infer::HEADER_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    drop(parts);
+    let body = body::read(body, http.limit, binary_at).await?;
     let reservation = http.decoding.reserve(body.len()).await;
     let request = if body.len() <= decoding::BLOCKING_ABOVE {
         infer::decode(p.name, p.number, &headers, &body)

@@ -15,7 +15,19 @@ async fn exchange(
     headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
 ) -> Exchange {
-    tokio::task::spawn_blocking(move || exchange_blocking(addr, method, path, &headers, &body))
+    exchange_in(addr, method, path, headers, vec![body]).await
+}
+
+/// [`exchange`] with the body written in `pieces`, 20 ms apart, so that the
+/// server reads it in as many chunks.
+async fn exchange_in(
+    addr: std::net::SocketAddr,
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    pieces: Vec<Vec<u8>>,
+) -> Exchange {
+    tokio::task::spawn_blocking(move || exchange_blocking(addr, method, path, &headers, &pieces))
         .await
         .unwrap()
 }
@@ -25,22 +37,27 @@ fn exchange_blocking(
     method: &str,
     path: &str,
     headers: &[(&str, String)],
-    body: &[u8],
+    pieces: &[Vec<u8>],
 ) -> Exchange {
+    let body_len: usize = pieces.iter().map(Vec::len).sum();
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {body_len}\r\n",
     );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stream.write_all(piece).unwrap();
+    }
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let split = raw
@@ -138,6 +155,34 @@ async fn binary_infer_over_real_tcp() {
     );
     assert_eq!(f32s(&body[n..n + 32]), DIFF);
     assert_eq!(f32s(&body[n + 32..]), SUM);
+
+    // The same request arriving in pieces (the server joins them, placing
+    // the binary part aligned): the same answer, for every way to cut it.
+    let mut request = header.clone().into_bytes();
+    request.extend(f32_bytes(&X));
+    request.extend(f32_bytes(&Y));
+    for cuts in [
+        vec![header.len()],
+        vec![header.len() - 1, header.len() + 3],
+        vec![5, header.len() + 32, header.len() + 50],
+    ] {
+        let mut pieces = Vec::new();
+        let mut from = 0;
+        for cut in cuts.iter().copied().chain([request.len()]) {
+            pieces.push(request[from..cut].to_vec());
+            from = cut;
+        }
+        let headers = vec![("inference-header-content-length", header.len().to_string())];
+        let (status, headers, body) =
+            exchange_in(addr, "POST", "/v2/models/add/infer", headers, pieces).await;
+        assert_eq!(status, 200, "{cuts:?}: {}", String::from_utf8_lossy(&body));
+        let n: usize = find(&headers, "inference-header-content-length")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(f32s(&body[n..n + 32]), DIFF, "{cuts:?}");
+        assert_eq!(f32s(&body[n + 32..]), SUM, "{cuts:?}");
+    }
 
     let (status, _, body) = exchange(
         addr,
