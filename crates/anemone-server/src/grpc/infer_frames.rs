@@ -460,32 +460,24 @@ mod tests {
             .build()
             .unwrap();
         let stall = Duration::from_millis(50);
-        // Half the message, then nothing: neither more frames nor the end.
-        let half = futures_util::stream::iter([Ok::<_, Status>(http_body::Frame::data(
-            Bytes::from(all[..100].to_vec()),
-        ))])
-        .chain(futures_util::stream::pending());
-        let e = runtime
-            .block_on(read_message(
-                Body::new(StreamBody::new(half)),
-                1 << 20,
-                stall,
-            ))
-            .unwrap_err();
+        // `first` as one frame, then nothing: neither more frames nor the end.
+        let stalled_after = |first: &[u8]| {
+            let frame = Ok::<_, Status>(http_body::Frame::data(Bytes::copy_from_slice(first)));
+            let body = futures_util::stream::iter([frame]).chain(futures_util::stream::pending());
+            runtime
+                .block_on(read_message(
+                    Body::new(StreamBody::new(body)),
+                    1 << 20,
+                    stall,
+                ))
+                .unwrap_err()
+        };
+        // Half the message.
+        let e = stalled_after(&all[..100]);
         assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
         assert!(e.message().contains("after 100 bytes"), "{e:?}");
-        // The whole message with no end of stream: the same.
-        let open = futures_util::stream::iter([Ok::<_, Status>(http_body::Frame::data(
-            Bytes::from(all.clone()),
-        ))])
-        .chain(futures_util::stream::pending());
-        let e = runtime
-            .block_on(read_message(
-                Body::new(StreamBody::new(open)),
-                1 << 20,
-                stall,
-            ))
-            .unwrap_err();
+        // The whole message, with no end of stream.
+        let e = stalled_after(&all);
         assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
         // Frames that each come within the timeout are read, however long
         // the whole takes (the timer restarts with every frame).
