@@ -24,7 +24,6 @@ use crate::errors::ApiError;
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::{ModelInferRequest, ModelInferResponse};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http_body_util::BodyExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,9 +337,16 @@ fn respond(response: tonic::Response<ModelInferResponse>) -> http::Response<Body
     prost::Message::encode(&message, &mut framed).expect("the buffer was sized for the message");
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let body = http_body_util::Full::new(framed.freeze())
-        .map_err(|never| match never {})
-        .with_trailers(async move { Some(Ok::<_, Status>(trailers)) });
+    // A stream of two frames, not a `Full` body: a body of known size would
+    // get a `content-length` header, which neither tonic nor Triton sends,
+    // and with which curl, for one, ends the call at the message's last
+    // byte without reading the trailers that carry its status.
+    let frames = [
+        http_body::Frame::data(framed.freeze()),
+        http_body::Frame::trailers(trailers),
+    ];
+    let body =
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames.map(Ok::<_, Status>)));
     let mut answer = http::Response::new(Body::new(body));
     *answer.headers_mut() = metadata.into_headers();
     answer.headers_mut().insert(
@@ -355,7 +361,7 @@ fn respond(response: tonic::Response<ModelInferResponse>) -> http::Response<Body
 mod tests {
     use super::*;
     use futures_util::StreamExt;
-    use http_body_util::{Full, StreamBody};
+    use http_body_util::{BodyExt, Full, StreamBody};
 
     /// Long enough never to fire in the tests that are not about it.
     const STALL: Duration = Duration::from_secs(60);

@@ -1,10 +1,11 @@
-//! The statuses tonic answers itself, before any handler runs, brought in
-//! line with gRPC's C core (and so Triton):
+//! The statuses tonic answers itself, before any handler runs:
 //!
-//! - an oversized request is RESOURCE_EXHAUSTED (tonic enforces
-//!   `max_decoding_message_size` but answers OUT_OF_RANGE);
-//! - a request that is not a valid protobuf message is INVALID_ARGUMENT
-//!   (tonic-prost answers INTERNAL, as if the server were at fault).
+//! - an oversized request is RESOURCE_EXHAUSTED, as gRPC's C core answers
+//!   (tonic enforces `max_decoding_message_size` but answers OUT_OF_RANGE);
+//! - a request that is not a valid protobuf message is INVALID_ARGUMENT,
+//!   the client's error (tonic-prost answers INTERNAL, as if the server
+//!   were at fault; so does Triton 2.51, "Unable to parse request",
+//!   docs/SERVING.md "Errors").
 //!
 //! `ModelInfer` itself, uncompressed, skips tonic's request buffer
 //! ([`super::infer_frames`]) and answers these statuses there.

@@ -119,6 +119,14 @@ async fn raw_model_infer_stream(
     if let Some(status) = tonic::Status::from_header_map(response.headers()) {
         return (status, None); // a trailers-only answer
     }
+    // As tonic and Triton answer: the status comes in trailers, after a
+    // body of no declared length (with a `content-length`, curl stops at
+    // the body's last byte and never reads the status).
+    assert!(
+        response.headers().get("content-length").is_none(),
+        "{:?}",
+        response.headers()
+    );
     let all = response.into_body().collect().await.unwrap();
     let trailers = all
         .trailers()
