@@ -68,6 +68,26 @@ def test_outputs_match_another_engine(server, cases, references, case_name, prot
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_match_another_engine(server, cases, references, algorithm, protocol):
+    """Requests compressed as tritonclient compresses them when asked (Triton
+    accepts both algorithms on both protocols), with answers compressed where
+    HTTP asks for it: the same outputs as uncompressed."""
+    if protocol == "grpc":
+        kwargs = {"compression_algorithm": algorithm}
+    else:
+        kwargs = {"request_compression_algorithm": algorithm, "response_compression_algorithm": algorithm}
+    for case_name in ("ocr_cls", "all_dtypes"):
+        case = cases[case_name]
+        for k, ((inputs, _), want_outputs) in enumerate(zip(case.runs, references[case_name])):
+            result = infer(server, protocol, case_name, inputs, **kwargs)
+            assert want_outputs, f"{case_name} run {k}: no reference outputs"
+            for name, want in want_outputs:
+                assert_close(result.as_numpy(name), want, case.rtol, case.atol,
+                             f"{case_name} run {k} {name}, {algorithm} over {protocol}")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_bytes_tensors_round_trip(server, protocol):
     # On ONNX Runtime (its config puts it first): any UTF-8 text without NUL bytes.
     _, client = client_for(server, "grpc" if protocol == "grpc" else "http")

@@ -2,10 +2,13 @@
 //!
 //! - an oversized request is RESOURCE_EXHAUSTED, as gRPC's C core answers
 //!   (tonic enforces `max_decoding_message_size` but answers OUT_OF_RANGE);
-//! - a request that is not a valid protobuf message is INVALID_ARGUMENT,
-//!   the client's error (tonic-prost answers INTERNAL, as if the server
-//!   were at fault; so does Triton 2.51, "Unable to parse request",
-//!   docs/SERVING.md "Errors").
+//! - a request that is not a valid protobuf message, or a compressed one
+//!   that does not decompress, is INVALID_ARGUMENT, the client's error
+//!   (tonic answers INTERNAL, as if the server were at fault; so does
+//!   Triton 2.51, "Unable to parse request", docs/SERVING.md "Errors");
+//! - a compressed request larger than the limit once decompressed is
+//!   RESOURCE_EXHAUSTED with the same message as any other over it (tonic
+//!   stops decompressing at the limit).
 //!
 //! `ModelInfer` itself, uncompressed, skips tonic's request buffer
 //! ([`super::infer_frames`]) and answers these statuses there.
@@ -97,6 +100,11 @@ impl Service<http::Request<Body>> for InferenceService {
                 Some(status) if status.code() == Code::OutOfRange => {
                     Ok(too_large(limit, status.message()).into_http())
                 }
+                Some(status) if is_decompressed_too_large(&status) => Ok(too_large(
+                    limit,
+                    "the message is larger than that once decompressed",
+                )
+                .into_http()),
                 Some(status) if is_decode_error(&status) => Ok(Status::from(ApiError::invalid(
                     format!("malformed request: {}", status.message()),
                 ))
@@ -115,10 +123,20 @@ pub(super) fn too_large(limit: usize, detail: &str) -> Status {
 }
 
 /// Whether `status` is tonic-prost's answer to bytes that do not decode as
-/// the request message.
+/// the request message, or tonic's to a compressed message that does not
+/// decompress.
 fn is_decode_error(status: &Status) -> bool {
+    let message = status.message();
     status.code() == Code::Internal
+        && (message.starts_with("failed to decode Protobuf message")
+            || message.starts_with("Error decompressing"))
+}
+
+/// Whether `status` is tonic's answer to a compressed message that would
+/// decompress past the size limit (it stops decompressing there).
+fn is_decompressed_too_large(status: &Status) -> bool {
+    status.code() == Code::ResourceExhausted
         && status
             .message()
-            .starts_with("failed to decode Protobuf message")
+            .starts_with("Error decompressing: size limit")
 }

@@ -40,13 +40,19 @@ use tonic::{Request, Response, Status};
 /// The gRPC inference service: `inference.GRPCInferenceService`.
 ///
 /// Requests and responses larger than `max_message_bytes` are refused with
-/// RESOURCE_EXHAUSTED (tonic itself would answer OUT_OF_RANGE).
+/// RESOURCE_EXHAUSTED (tonic itself would answer OUT_OF_RANGE); for a
+/// compressed request, the limit holds for the message decompressed.
+/// Requests may be compressed with gzip or deflate, as Triton accepts them
+/// (tritonclient's `compression_algorithm`); answers are not compressed,
+/// as Triton's are not by default.
 pub fn service(state: Arc<AppState>, max_message_bytes: usize) -> InferenceService {
     let inference = Arc::new(Inference {
         state,
         max_message_bytes,
     });
     let server = GrpcInferenceServiceServer::from_arc(Arc::clone(&inference))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Deflate)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     InferenceService::new(server, inference, max_message_bytes)

@@ -16,11 +16,96 @@
 //! Limits are those of every other body: at most `--max-request-bytes`
 //! (413), `--http-body-timeout-secs` between chunks (408, see
 //! [`super::serve`]).
+//!
+//! A body compressed with gzip or deflate (`Content-Encoding`, as
+//! tritonclient's `request_compression_algorithm` sends it and Triton
+//! accepts it) is decompressed on a blocking thread, at most
+//! `--max-request-bytes` of it: a body that would decompress past the
+//! limit is 413, whatever its compressed size.
 
 use super::error::read_error;
+use crate::errors::ApiError;
 use axum::body::{Body, Bytes};
-use axum::response::Response;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use std::io::Read;
+
+/// How a request body is encoded (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Encoding {
+    Identity,
+    Gzip,
+    /// zlib (RFC 1950), which HTTP calls deflate.
+    Deflate,
+}
+
+impl Encoding {
+    /// The body's encoding; one anemone cannot read is refused.
+    pub(super) fn of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+        let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+            return Ok(Encoding::Identity);
+        };
+        let name = String::from_utf8_lossy(value.as_bytes());
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(Encoding::Identity),
+            "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+            "deflate" => Ok(Encoding::Deflate),
+            _ => Err(ApiError::invalid(format!(
+                "Content-Encoding '{name}' is not supported; send the body uncompressed, or with gzip or deflate"
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Gzip => "gzip",
+            Encoding::Deflate => "deflate",
+        }
+    }
+}
+
+/// `body` decompressed (at most `limit` bytes of it), on a blocking thread.
+pub(super) async fn decompress(
+    body: Bytes,
+    encoding: Encoding,
+    limit: usize,
+) -> Result<Bytes, Response> {
+    if encoding == Encoding::Identity {
+        return Ok(body);
+    }
+    tokio::task::spawn_blocking(move || inflate(&body, encoding, limit))
+        .await
+        .unwrap_or_else(|e| {
+            Err(super::internal(format!(
+                "decompressing the request failed: {e}"
+            )))
+        })
+        .map_err(IntoResponse::into_response)
+}
+
+fn inflate(compressed: &[u8], encoding: Encoding, limit: usize) -> Result<Bytes, ApiError> {
+    let reader: Box<dyn Read> = match encoding {
+        Encoding::Identity => return Ok(Bytes::copy_from_slice(compressed)),
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
+        Encoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(compressed)),
+    };
+    let mut out = Vec::new();
+    let bound = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader.take(bound).read_to_end(&mut out).map_err(|e| {
+        ApiError::invalid(format!(
+            "the body is marked Content-Encoding {} but does not decompress ({e})",
+            encoding.name()
+        ))
+    })?;
+    if out.len() > limit {
+        let mut e = ApiError::too_large(limit);
+        e.message = format!("{} (once decompressed)", e.message);
+        return Err(e);
+    }
+    Ok(Bytes::from(out))
+}
 
 /// Where the binary part is placed: a cache line, which covers the
 /// alignment of every element type.
@@ -90,6 +175,50 @@ mod tests {
                 assert_eq!(address % ALIGN, 0, "at {at}, {pieces} pieces");
             }
         }
+    }
+
+    #[test]
+    fn compressed_bodies_decompress_within_the_limit() {
+        use std::io::Write;
+        let text = b"{\"inputs\": []}".repeat(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zl.write_all(&text).unwrap();
+        let zl = zl.finish().unwrap();
+        assert_eq!(
+            &inflate(&gz, Encoding::Gzip, 1 << 20).unwrap()[..],
+            &text[..]
+        );
+        assert_eq!(
+            &inflate(&zl, Encoding::Deflate, 1 << 20).unwrap()[..],
+            &text[..]
+        );
+        // Exactly at the limit passes; one byte over is 413, read no further.
+        assert!(inflate(&gz, Encoding::Gzip, text.len()).is_ok());
+        let e = inflate(&gz, Encoding::Gzip, text.len() - 1).unwrap_err();
+        assert_eq!(e.http_status(), 413, "{e:?}");
+        assert!(e.message.contains("once decompressed"), "{e:?}");
+        // Not what it says it is.
+        let e = inflate(&text, Encoding::Gzip, 1 << 20).unwrap_err();
+        assert_eq!(e.http_status(), 400, "{e:?}");
+        let e = inflate(&gz, Encoding::Deflate, 1 << 20).unwrap_err();
+        assert!(e.message.contains("Content-Encoding deflate"), "{e:?}");
+        // Names.
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_ENCODING, v.parse().unwrap());
+            Encoding::of(&h)
+        };
+        assert_eq!(Encoding::of(&HeaderMap::new()).unwrap(), Encoding::Identity);
+        assert_eq!(with("GZIP").unwrap(), Encoding::Gzip);
+        assert_eq!(with("deflate").unwrap(), Encoding::Deflate);
+        assert_eq!(with("identity").unwrap(), Encoding::Identity);
+        assert!(with("br")
+            .unwrap_err()
+            .message
+            .contains("'br' is not supported"));
     }
 
     #[tokio::test]

@@ -278,7 +278,7 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     // The headers are moved out, not copied (as axum's `HeaderMap` extractor would).
     let (mut parts, body) = request.into_parts();
     let headers = std::mem::take(&mut parts.headers);
-    check_encoding(&headers)?;
+    let encoding = body::Encoding::of(&headers).map_err(IntoResponse::into_response)?;
     // The binary part's start, if the header says where (a wrong value is
     // refused by `infer::decode`, with the body read).
     let binary_at = headers
@@ -287,6 +287,7 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
         .unwrap_or(0);
     drop(parts);
     let body = body::read(body, http.limit, binary_at).await?;
+    let body = body::decompress(body, encoding, http.limit).await?;
     let reservation = http.decoding.reserve(body.len()).await;
     let request = if body.len() <= decoding::BLOCKING_ABOVE {
         infer::decode(p.name, p.number, &headers, &body)

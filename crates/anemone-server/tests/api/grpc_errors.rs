@@ -103,18 +103,31 @@ async fn raw_model_infer_stream(
     channel: &mut tonic::transport::Channel,
     pieces: impl futures_util::Stream<Item = Vec<u8>> + Send + 'static,
 ) -> (tonic::Status, Option<ModelInferResponse>) {
+    raw_model_infer_with(channel, &[], pieces).await
+}
+
+/// [`raw_model_infer_stream`] with more request headers.
+async fn raw_model_infer_with(
+    channel: &mut tonic::transport::Channel,
+    headers: &[(&'static str, &'static str)],
+    pieces: impl futures_util::Stream<Item = Vec<u8>> + Send + 'static,
+) -> (tonic::Status, Option<ModelInferResponse>) {
     use futures_util::StreamExt;
     use http_body_util::BodyExt;
     use tower::{Service, ServiceExt};
-    let request = tonic::codegen::http::Request::post(
+    let mut request = tonic::codegen::http::Request::post(
         "http://anemone/inference.GRPCInferenceService/ModelInfer",
     )
     .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(tonic::body::Body::new(http_body_util::StreamBody::new(
-        pieces.map(|p| Ok::<_, tonic::Status>(http_body::Frame::data(bytes::Bytes::from(p)))),
-    )))
-    .unwrap();
+    .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+            pieces.map(|p| Ok::<_, tonic::Status>(http_body::Frame::data(bytes::Bytes::from(p)))),
+        )))
+        .unwrap();
     let response = channel.ready().await.unwrap().call(request).await.unwrap();
     if let Some(status) = tonic::Status::from_header_map(response.headers()) {
         return (status, None); // a trailers-only answer
@@ -300,6 +313,80 @@ async fn a_stalled_model_infer_message_times_out_and_others_go_on() {
     }
     // The connection still serves.
     let (status, _) = raw_model_infer(&mut channel_now, whole).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    server.stop().await;
+}
+
+/// Requests compressed with gzip or deflate (tritonclient's
+/// `compression_algorithm`, which Triton accepts) are answered; one that
+/// does not decompress is INVALID_ARGUMENT, and one larger than
+/// `--max-request-bytes` once decompressed is RESOURCE_EXHAUSTED, without
+/// the server decompressing past the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_requests_are_read_within_the_limit() {
+    use tonic::codec::CompressionEncoding;
+    let limit = 1 << 20;
+    let server = NetServer::start_with(anemone_server::ServerOptions {
+        repository: workspace().join("examples/models"),
+        max_request_bytes: limit,
+        ..Default::default()
+    })
+    .await;
+    server.wait_ready().await;
+    let request = <ModelInferRequest as prost::Message>::decode(&add_request()[..]).unwrap();
+    for encoding in [CompressionEncoding::Gzip, CompressionEncoding::Deflate] {
+        let mut client = server.grpc_client().await.send_compressed(encoding);
+        let answer = client
+            .model_infer(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let at = answer.outputs.iter().position(|o| o.name == "sum").unwrap();
+        let sum: Vec<f32> = answer.raw_output_contents[at]
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(sum, [2., 4., 6., 8.], "{encoding:?}");
+
+        // 2 MiB of zeros compress to a few KB, and decompress past the limit.
+        let mut bomb = request.clone();
+        bomb.raw_input_contents[0] = vec![0u8; 2 << 20].into();
+        let status = client.model_infer(bomb).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::ResourceExhausted,
+            "{encoding:?}: {status:?}"
+        );
+        assert!(
+            status.message().contains("--max-request-bytes")
+                && status.message().contains("decompressed"),
+            "{encoding:?}: {status:?}"
+        );
+    }
+    // Bytes marked gzip that are not gzip.
+    let mut channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (status, answer) = raw_model_infer_with(
+        &mut channel,
+        &[("grpc-encoding", "gzip")],
+        futures_util::stream::iter([framed(1, 16, &[0x55; 16])]),
+    )
+    .await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("malformed request: "),
+        "{status:?}"
+    );
+    assert!(answer.is_none());
+    // The server goes on.
+    let (status, _) = raw_model_infer(
+        &mut channel,
+        framed(0, add_request().len() as u32, &add_request()),
+    )
+    .await;
     assert_eq!(status.code(), Code::Ok, "{status:?}");
     server.stop().await;
 }

@@ -59,6 +59,14 @@ fn with(inputs: Value) -> Vec<u8> {
     json!({ "inputs": inputs }).to_string().into_bytes()
 }
 
+/// `data`, gzip-compressed.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
 fn cases() -> Vec<Case> {
     let data = json!({"data": [1, 2, 3, 4]});
     let bin16 = json!({"parameters": {"binary_data_size": 16}});
@@ -100,7 +108,15 @@ fn cases() -> Vec<Case> {
             Case { path: "/v2/models/nope/infer", ..infer("unknown model", with(json!([x(data.clone()), y()])), 404, "model 'nope'") },
             Case {
                 headers: vec![("content-encoding", "gzip".into())],
-                ..infer("compressed body", with(json!([x(data.clone()), y()])), 400, "Content-Encoding 'gzip' is not supported")
+                ..infer("marked gzip but not gzip", with(json!([x(data.clone()), y()])), 400, "the body is marked Content-Encoding gzip but does not decompress")
+            },
+            Case {
+                headers: vec![("content-encoding", "br".into())],
+                ..infer("an encoding not supported", with(json!([x(data.clone()), y()])), 400, "Content-Encoding 'br' is not supported; send the body uncompressed, or with gzip or deflate")
+            },
+            Case {
+                headers: vec![("content-encoding", "gzip".into())],
+                ..infer("over the limit once decompressed", gzip(&vec![b' '; LIMIT + 1]), 413, "request body exceeds the 1048576-byte limit (--max-request-bytes) (once decompressed)")
             },
             infer("body over the limit", vec![b' '; LIMIT + 1], 413, "request body exceeds the 1048576-byte limit"),
             Case { path: "/v2/repository/index", ..infer("malformed index request", "{", 400, "malformed repository index request JSON") },
