@@ -9,7 +9,10 @@
 //! reservation back once its tensors exist: however many big requests arrive
 //! at once, at most the budget's worth of bodies is being decoded. The
 //! reservation is not taken before the body is read, so a client that
-//! trickles its body in cannot hold the budget and starve the others. Bodies over [`BLOCKING_ABOVE`] bytes decode on
+//! trickles its body in cannot hold the budget and starve the others. A
+//! compressed body (`Content-Encoding`) reserves the whole
+//! `--max-request-bytes` before it is decompressed, since it may grow that
+//! far: the budget bounds decompression too. Bodies over [`BLOCKING_ABOVE`] bytes decode on
 //! tokio's blocking threads, so the async threads keep answering (health
 //! checks included) while they do.
 

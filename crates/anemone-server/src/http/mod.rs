@@ -287,8 +287,15 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
         .unwrap_or(0);
     drop(parts);
     let body = body::read(body, http.limit, binary_at).await?;
+    // A compressed body may grow up to the limit: it reserves all of it
+    // before it is decompressed, so that the budget also bounds what
+    // decompression allocates (compressed requests are rare).
+    let reserve = match encoding {
+        body::Encoding::Identity => body.len(),
+        _ => http.limit,
+    };
+    let reservation = http.decoding.reserve(reserve).await;
     let body = body::decompress(body, encoding, http.limit).await?;
-    let reservation = http.decoding.reserve(body.len()).await;
     let request = if body.len() <= decoding::BLOCKING_ABOVE {
         infer::decode(p.name, p.number, &headers, &body)
     } else {
