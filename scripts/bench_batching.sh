@@ -27,6 +27,9 @@
 #   CONCURRENCY  clients, each with one request in flight          [32]
 #   DURATION     seconds measured per side                         [20]
 #   PROTOCOL     grpc, http or http-binary                          [grpc]
+#   CLIENT       anemone (`anemone bench`) or perf_analyzer (Triton's, through
+#                scripts/triton_peer/perf_analyzer.sh or PERF_ANALYZER; its
+#                HTTP sends binary tensors)                        [anemone]
 #   MAX_BATCH    the config's max_batch_size                        [32]
 #   DELAY_US     dynamic_batching max_queue_delay_microseconds      [2000]
 #   PREFERRED    dynamic_batching preferred_batch_size list         [16, 32]
@@ -176,8 +179,23 @@ for side in "${SIDES[@]}"; do
     continue
   fi
   cpu_before=$(server_cpu_ticks); t_before=$(date +%s.%N)
-  ${client_pin[@]+"${client_pin[@]}"} "$bin" bench --protocol "$PROTOCOL" --url "$url" --model mlp --concurrency "$CONCURRENCY" \
-    --duration "$DURATION" --warmup 64 --shape "$INPUT=1,$INPUT_DIMS" --json-report "$work/$side/bench.json"
+  if [ "${CLIENT:-anemone}" = perf_analyzer ]; then
+    # Triton's perf_analyzer: three windows of DURATION/3 s each (stability
+    # not required), its CSV turned into the figures `anemone bench` reports.
+    case "$PROTOCOL" in grpc) pa_proto=grpc; pa_url=127.0.0.1:$GRPC_PORT ;; *) pa_proto=http; pa_url=127.0.0.1:$HTTP_PORT ;; esac
+    ${client_pin[@]+"${client_pin[@]}"} "${PERF_ANALYZER:-scripts/triton_peer/perf_analyzer.sh}" -m mlp -u "$pa_url" -i "$pa_proto" \
+      --shape "$INPUT:$INPUT_DIMS" --concurrency-range "$CONCURRENCY" -p "$((DURATION * 1000 / 3))" -r 3 -s 100 \
+      -f "$work/$side/pa.csv" >"$work/$side/pa.log" 2>&1 || tail -n 5 "$work/$side/pa.log" >&2
+    python3 - "$work/$side/pa.csv" "$work/$side/bench.json" <<'EOF'
+import csv, json, sys
+r = list(csv.DictReader(open(sys.argv[1])))[-1]
+json.dump({"throughput_rps": float(r["Inferences/Second"]), "errors": 0,
+           "latency_us": {"p50": float(r["p50 latency"]), "p99": float(r["p99 latency"])}}, open(sys.argv[2], "w"))
+EOF
+  else
+    ${client_pin[@]+"${client_pin[@]}"} "$bin" bench --protocol "$PROTOCOL" --url "$url" --model mlp --concurrency "$CONCURRENCY" \
+      --duration "$DURATION" --warmup 64 --shape "$INPUT=1,$INPUT_DIMS" --json-report "$work/$side/bench.json"
+  fi
   cpu_after=$(server_cpu_ticks); t_after=$(date +%s.%N)
   curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/mlp/stats" >"$work/$side/stats.json"
   stop
