@@ -18,6 +18,9 @@ use crate::proto::{
 /// - `platform` empty → `onnxruntime_onnx` for ONNX files, `anemone` for
 ///   Core ML files. `backend` is left as given.
 /// - `version_policy` unset → `latest { num_versions: 1 }`, as Triton does.
+/// - `instance_group` entries get a name (`{model}_{index}`) where they have
+///   none and a count of at least 1, as Triton shows them (a group left
+///   out is not added: anemone's default is one instance).
 /// - `input` empty → every model input; `output` empty → every model output.
 ///   Dims are the model's (fixed size, or -1 when dynamic); a tensor whose
 ///   model declares no shape at all gets `[-1]`. With `max_batch_size > 0`
@@ -60,6 +63,14 @@ pub fn complete(
         cfg.version_policy = Some(ModelVersionPolicy {
             policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })),
         });
+    }
+    // As Triton normalizes them: each group named `{model}_{index}` when it
+    // has no name, and a count under 1 (the proto's default 0) is 1.
+    for (i, group) in cfg.instance_group.iter_mut().enumerate() {
+        if group.name.is_empty() {
+            group.name = format!("{name}_{i}");
+        }
+        group.count = group.count.max(1);
     }
     let batching = cfg.max_batch_size > 0;
 
@@ -529,5 +540,35 @@ mod tests {
         let mut coreml = m.clone();
         coreml.format = ModelFormat::CoreMl;
         assert_eq!(complete(None, "r", &coreml).unwrap().platform, "anemone");
+    }
+
+    #[test]
+    fn instance_groups_are_named_and_counted_as_triton_shows_them() {
+        let group = |name: &str, count: i32| crate::proto::ModelInstanceGroup {
+            name: name.into(),
+            count,
+            ..Default::default()
+        };
+        let done = complete(
+            Some(ModelConfig {
+                instance_group: vec![group("", 0), group("mine", 3), group("", 2)],
+                ..Default::default()
+            }),
+            "r",
+            &resnet_meta(),
+        )
+        .unwrap();
+        let got: Vec<(&str, i32)> = done
+            .instance_group
+            .iter()
+            .map(|g| (g.name.as_str(), g.count))
+            .collect();
+        // tritonserver 2.51 showed `count: 0` as 1, and a group without a
+        // name as `{model}_{index}` ("add0_0").
+        assert_eq!(got, [("r_0", 1), ("mine", 3), ("r_2", 2)]);
+        assert!(complete(None, "r", &resnet_meta())
+            .unwrap()
+            .instance_group
+            .is_empty());
     }
 }
