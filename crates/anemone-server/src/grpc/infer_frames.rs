@@ -124,6 +124,9 @@ async fn read_message(
         .map_err(|e| invalid(format!("failed to decode Protobuf message: {e}")))
 }
 
+/// What reading one frame of the request body gives.
+type FrameResult = Result<http_body::Frame<Bytes>, Status>;
+
 /// The time a message may wait for its next frame. The timer is started
 /// only when a read finds no frame ready, and restarted only at the next
 /// such read after a frame came: a message whose frames are there when read
@@ -145,12 +148,11 @@ impl StallTimer {
     }
 
     /// The body's next frame, or `Err(())` once it has waited `stall`.
-    #[allow(clippy::type_complexity)]
     fn poll_frame(
         &mut self,
         body: &mut Body,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<Option<Result<http_body::Frame<Bytes>, Status>>, ()>> {
+    ) -> std::task::Poll<Result<Option<FrameResult>, ()>> {
         use std::task::Poll;
         if let Poll::Ready(frame) = http_body::Body::poll_frame(std::pin::Pin::new(body), cx) {
             self.progressed = true;

@@ -188,19 +188,25 @@ pub fn decode(
     })
 }
 
-/// Splits a body into its JSON header and binary part, following
-/// `Inference-Header-Content-Length`.
-fn split<'a>(headers: &HeaderMap, body: &'a Bytes) -> Result<(&'a [u8], &'a [u8]), ApiError> {
-    let Some(value) = headers.get(HEADER_LENGTH) else {
-        return Ok((body, &[]));
-    };
-    let text = value.to_str().unwrap_or("").trim();
-    let length: usize = text.parse().map_err(|_| {
+/// The JSON header's length that `Inference-Header-Content-Length` gives
+/// (where the binary part starts), if the request has the header.
+pub(super) fn header_length(headers: &HeaderMap) -> Option<Result<usize, ApiError>> {
+    let value = headers.get(HEADER_LENGTH)?;
+    Some(value.to_str().unwrap_or("").trim().parse().map_err(|_| {
         ApiError::invalid(format!(
             "header Inference-Header-Content-Length must be a byte count, got '{}'",
             String::from_utf8_lossy(value.as_bytes())
         ))
-    })?;
+    }))
+}
+
+/// Splits a body into its JSON header and binary part, following
+/// `Inference-Header-Content-Length`.
+fn split<'a>(headers: &HeaderMap, body: &'a Bytes) -> Result<(&'a [u8], &'a [u8]), ApiError> {
+    let Some(length) = header_length(headers) else {
+        return Ok((body, &[]));
+    };
+    let length = length?;
     if length > body.len() {
         return Err(ApiError::invalid(format!(
             "header Inference-Header-Content-Length is {length}, but the body has only {} bytes",

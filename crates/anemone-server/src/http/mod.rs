@@ -281,9 +281,8 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     let encoding = body::Encoding::of(&headers).map_err(IntoResponse::into_response)?;
     // The binary part's start, if the header says where (a wrong value is
     // refused by `infer::decode`, with the body read).
-    let binary_at = headers
-        .get(infer::HEADER_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
+    let binary_at = infer::header_length(&headers)
+        .and_then(Result::ok)
         .unwrap_or(0);
     drop(parts);
     let body = body::read(body, http.limit, binary_at).await?;

@@ -48,11 +48,7 @@ async fn long_messages_are_cut_and_malformed_requests_are_invalid_argument() {
         status.message()
     );
 
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.grpc_channel().await;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let status = grpc
@@ -191,11 +187,7 @@ fn framed(flag: u8, declared: u32, message: &[u8]) -> Vec<u8> {
 async fn model_infer_framing_errors_on_the_wire_get_clear_statuses() {
     let server = NetServer::start(&workspace().join("examples/models")).await;
     server.wait_ready().await;
-    let mut channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let mut channel = server.grpc_channel().await;
     let message = add_request();
     let len = message.len() as u32;
 
@@ -267,11 +259,7 @@ async fn a_stalled_model_infer_message_times_out_and_others_go_on() {
     })
     .await;
     server.wait_ready().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.grpc_channel().await;
     let whole = framed(0, add_request().len() as u32, &add_request());
     let half = whole[..whole.len() / 2].to_vec();
     let stalled = |first: Vec<u8>| {
@@ -364,11 +352,7 @@ async fn compressed_requests_are_read_within_the_limit() {
         );
     }
     // Bytes marked gzip that are not gzip.
-    let mut channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let mut channel = server.grpc_channel().await;
     let (status, answer) = raw_model_infer_with(
         &mut channel,
         &[("grpc-encoding", "gzip")],

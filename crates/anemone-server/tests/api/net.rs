@@ -105,6 +105,16 @@ impl NetServer {
             .unwrap();
     }
 
+    /// A plain gRPC channel to the server, for calls the generated client
+    /// cannot make (raw HTTP/2 bodies, other message types).
+    pub async fn grpc_channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
     pub async fn grpc_client(&self) -> GrpcInferenceServiceClient<tonic::transport::Channel> {
         GrpcInferenceServiceClient::connect(format!("http://{}", self.grpc))
             .await
