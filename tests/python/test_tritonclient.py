@@ -186,3 +186,112 @@ def test_errors_are_clear_and_harmless(server, protocol):
     # The server still serves.
     result = infer(server, protocol, "add", [("x", np.ones((1, 4), np.float32)), ("y", np.ones((1, 4), np.float32))])
     np.testing.assert_array_equal(result.as_numpy("sum"), np.full((1, 4), 2, np.float32))
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_shared_memory_inputs_and_outputs_match_another_engine(server, cases, references, protocol):
+    """Triton's system shared memory extension as tritonclient uses it
+    (tritonclient.utils.shared_memory): every input packed one after another
+    in one region (at odd offsets: a bool tensor is 6 bytes), every output
+    written into another, read back from there and compared with the
+    reference; the answer carries no output data."""
+    import os
+    import tritonclient.utils.shared_memory as shm
+    from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
+
+    module, client = client_for(server, protocol)
+    client.unregister_system_shared_memory()
+    text = np.array([b"hello", b"", b"anemone \xe2\x9c\x93"], dtype=np.object_)
+    runs = [(name, inputs, want) for name in ("ocr_cls", "all_dtypes")
+            for (inputs, _), want in zip(cases[name].runs, references[name])]
+    runs.append(("bytes_identity", [("text", text)], [("text_out", text)]))
+    pid = os.getpid()
+    for case_name, inputs, want_outputs in runs:
+        # BYTES go serialized, as the client's helpers expect them.
+        packed = [serialize_byte_tensor(v) if v.dtype == np.object_ else v for _, v in inputs]
+        nbytes = [len(p.item()) if p.dtype == np.object_ else p.nbytes for p in packed]
+        handles = []
+        try:
+            h_in = shm.create_shared_memory_region("in", f"/anemone-pytest-in-{pid}", sum(nbytes))
+            handles.append(h_in)
+            shm.set_shared_memory_region(h_in, packed)
+            out_sizes = [max(w.nbytes, 1) * 4 + 1024 for _, w in want_outputs]
+            h_out = shm.create_shared_memory_region("out", f"/anemone-pytest-out-{pid}", sum(out_sizes))
+            handles.append(h_out)
+            client.register_system_shared_memory("in", f"/anemone-pytest-in-{pid}", sum(nbytes))
+            client.register_system_shared_memory("out", f"/anemone-pytest-out-{pid}", sum(out_sizes))
+            tensors, offset = [], 0
+            for (name, value), size in zip(inputs, nbytes):
+                t = module.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+                t.set_shared_memory("in", size, offset)
+                tensors.append(t)
+                offset += size
+            requested, offsets, offset = [], [], 0
+            for (name, _), size in zip(want_outputs, out_sizes):
+                o = module.InferRequestedOutput(name)
+                o.set_shared_memory("out", size, offset)
+                requested.append(o)
+                offsets.append(offset)
+                offset += size
+            result = client.infer(case_name, tensors, outputs=requested)
+            for (name, want), at in zip(want_outputs, offsets):
+                meta = result.get_output(name)
+                if protocol == "grpc":
+                    datatype, shape = meta.datatype, list(meta.shape)
+                else:
+                    datatype, shape = meta["datatype"], meta["shape"]
+                    assert "data" not in meta, f"{case_name} {name}: data sent besides shared memory"
+                got = shm.get_contents_as_numpy(h_out, triton_to_np_dtype(datatype), shape, offset=at)
+                if want.dtype == np.object_:
+                    assert [bytes(v) for v in got] == list(want), f"{case_name} {name}"
+                    continue
+                case = cases[case_name]
+                assert_close(got, want, case.rtol, case.atol, f"{case_name} {name} from shared memory over {protocol}")
+            status = client.get_system_shared_memory_status()
+            names = sorted(r.name for r in status.regions.values()) if protocol == "grpc" else sorted(r["name"] for r in status)
+            assert names == ["in", "out"]
+        finally:
+            client.unregister_system_shared_memory()
+            for h in handles:
+                shm.destroy_shared_memory_region(h)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_shared_memory_mistakes_are_refused_and_the_server_goes_on(server, protocol):
+    """An output region too small, a region never registered, and a key
+    that names no object: each is refused with what to fix, and the next
+    request is answered."""
+    import os
+    import tritonclient.utils.shared_memory as shm
+
+    module, client = client_for(server, protocol)
+    key = f"/anemone-pytest-small-{os.getpid()}"
+    h = shm.create_shared_memory_region("small", key, 32)
+    try:
+        x = np.array([[1, 2, 3, 4]], dtype=np.float32)
+        shm.set_shared_memory_region(h, [x, x])
+        client.register_system_shared_memory("small", key, 32)
+        tx = module.InferInput("x", [1, 4], "FP32")
+        tx.set_shared_memory("small", 16, 0)
+        ty = module.InferInput("y", [1, 4], "FP32")
+        ty.set_shared_memory("small", 16, 16)
+        out = module.InferRequestedOutput("sum")
+        out.set_shared_memory("small", 8, 0)
+        with pytest.raises(InferenceServerException) as e:
+            client.infer("add", [tx, ty], outputs=[out])
+        assert_refused(e, protocol, "400", "INVALID_ARGUMENT", "output 'sum' is 16 bytes", "holds 8")
+        tx.set_shared_memory("never", 16, 0)
+        with pytest.raises(InferenceServerException) as e:
+            client.infer("add", [tx, ty])
+        assert_refused(e, protocol, "404", "NOT_FOUND", "'never', which is not registered")
+        with pytest.raises(InferenceServerException) as e:
+            client.register_system_shared_memory("ghost", f"/anemone-pytest-ghost-{os.getpid()}", 8)
+        assert_refused(e, protocol, "400", "INVALID_ARGUMENT", "cannot open shared memory object")
+        # The server goes on: the same region, with room for the output.
+        tx.set_shared_memory("small", 16, 0)
+        out.set_shared_memory("small", 16, 0)
+        client.infer("add", [tx, ty], outputs=[out])
+        np.testing.assert_array_equal(shm.get_contents_as_numpy(h, np.float32, [1, 4]), x + x)
+    finally:
+        client.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(h)

@@ -4,6 +4,7 @@
 //! nothing but to return; a panic, a hang or an allocation out of proportion
 //! to the input is a bug in the decoder. Not a stable API.
 
+use crate::shared_memory::SharedMemory;
 use crate::{grpc, http, model_config, proto};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue};
@@ -15,6 +16,7 @@ pub fn http_json(body: &[u8]) {
         None,
         &HeaderMap::new(),
         &Bytes::copy_from_slice(body),
+        &SharedMemory::default(),
     );
 }
 
@@ -33,14 +35,20 @@ pub fn http_binary(data: &[u8]) {
     };
     let mut headers = HeaderMap::new();
     headers.insert(http::infer::HEADER_LENGTH, HeaderValue::from(value));
-    let _ = http::infer::decode("m".into(), None, &headers, &Bytes::copy_from_slice(body));
+    let _ = http::infer::decode(
+        "m".into(),
+        None,
+        &headers,
+        &Bytes::copy_from_slice(body),
+        &SharedMemory::default(),
+    );
 }
 
 /// A gRPC `ModelInferRequest` as it arrives on the wire (protobuf bytes),
 /// decoded and then checked (raw contents against shapes and datatypes).
 pub fn grpc_infer(data: &[u8]) {
     if let Ok(request) = <proto::ModelInferRequest as prost::Message>::decode(data) {
-        let _ = grpc::decode_infer(request);
+        let _ = grpc::decode_infer(request, &SharedMemory::default());
     }
 }
 

@@ -19,6 +19,7 @@ pub mod repository;
 pub mod restricted;
 pub mod server;
 pub mod settings;
+pub mod shared_memory;
 pub mod state;
 pub mod telemetry;
 mod tensor_json;

@@ -21,6 +21,7 @@ pub const EXTENSIONS: &[&str] = &[
     "model_repository(unload_dependents)",
     "schedule_policy",
     "statistics",
+    "system_shared_memory",
     "trace",
 ];
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub settings: crate::settings::Settings,
     /// Which requests are traced; by default, none.
     pub trace: crate::telemetry::TraceSettings,
+    /// The registered system shared memory regions.
+    pub shared_memory: crate::shared_memory::SharedMemory,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             draining: std::sync::atomic::AtomicBool::new(false),
             settings: Default::default(),
             trace: Default::default(),
+            shared_memory: Default::default(),
         }
     }
 
@@ -252,6 +256,13 @@ impl AppState {
         r.version = version;
         r.id = request.id;
         r.inputs = request.inputs;
+        // Outputs to be written into shared memory, by name.
+        let targets: Vec<(String, crate::shared_memory::Slice)> = request
+            .outputs
+            .iter()
+            .flatten()
+            .filter_map(|o| Some((o.name.clone(), o.shared_memory.clone()?)))
+            .collect();
         r.outputs = request
             .outputs
             .map(|o| o.into_iter().map(|o| o.name).collect());
@@ -274,6 +285,7 @@ impl AppState {
                     .unwrap_or_else(|| e.into()));
             }
         };
+        let in_shared_memory = write_shared_memory(&response.outputs, &targets)?;
         Ok(v2::InferResponse {
             model: response.model,
             version: response.version.to_string(),
@@ -281,6 +293,7 @@ impl AppState {
             id: response.id,
             parameters: request.parameters,
             outputs: response.outputs,
+            in_shared_memory,
         })
     }
 
@@ -409,4 +422,29 @@ impl AppState {
         crate::settings::render_gates(self.manager.gates(), &mut out);
         out
     }
+}
+
+/// Writes each output that `targets` names into its shared memory, and
+/// says which outputs went there (one flag an output; empty when none did).
+/// An output larger than its slice fails the request, naming both sizes.
+fn write_shared_memory(
+    outputs: &[(String, anemone_core::Tensor)],
+    targets: &[(String, crate::shared_memory::Slice)],
+) -> Result<Vec<bool>, ApiError> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut written = vec![false; outputs.len()];
+    for (name, slice) in targets {
+        let Some(i) = outputs.iter().position(|(n, _)| n == name) else {
+            continue;
+        };
+        let tensor = &outputs[i].1;
+        match tensor.as_bytes() {
+            Some(bytes) => slice.write(name, bytes)?,
+            None => slice.write(name, &v2::tensor_to_raw(tensor))?,
+        }
+        written[i] = true;
+    }
+    Ok(written)
 }

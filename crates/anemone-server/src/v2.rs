@@ -79,6 +79,9 @@ pub struct RequestedOutput {
     pub name: String,
     /// The per-output `binary_data` parameter, if given.
     pub binary: Option<bool>,
+    /// Where in a registered shared memory region to write it, if the
+    /// request says (its `shared_memory_*` parameters).
+    pub shared_memory: Option<crate::shared_memory::Slice>,
 }
 
 /// A computed inference response.
@@ -94,6 +97,16 @@ pub struct InferResponse {
     pub parameters: serde_json::Map<String, Value>,
     /// Named outputs, in the order asked for.
     pub outputs: Vec<(String, Tensor)>,
+    /// Which outputs were written into shared memory, and so are answered
+    /// without data (one flag an output; empty when none were).
+    pub in_shared_memory: Vec<bool>,
+}
+
+impl InferResponse {
+    /// Whether output `i` was written into shared memory.
+    pub fn is_in_shared_memory(&self, i: usize) -> bool {
+        self.in_shared_memory.get(i).copied().unwrap_or(false)
+    }
 }
 
 /// Parses a datatype name, with a clear error for an unknown one.

@@ -8,6 +8,7 @@ use crate::proto::infer_parameter::ParameterChoice;
 use crate::proto::model_infer_request::InferInputTensor;
 use crate::proto::model_infer_response::InferOutputTensor;
 use crate::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
+use crate::shared_memory::{SharedMemory, Slice};
 use crate::state::AppState;
 use crate::v2;
 use anemone_core::{Bytes, DataType, ErrorKind, Tensor, TensorData};
@@ -25,7 +26,7 @@ pub(super) async fn run(
     max_bytes: usize,
 ) -> Result<ModelInferResponse, ApiError> {
     let parameters = request.parameters.clone();
-    let mut decoded = decode(request)?;
+    let mut decoded = decode(request, &state.shared_memory)?;
     decoded.deadline = deadline;
     let response = encode(state.infer(decoded).await?, parameters);
     check_size("response", response.encoded_len(), max_bytes)?;
@@ -46,8 +47,12 @@ pub(super) fn check_size(what: &str, len: usize, max_bytes: usize) -> Result<(),
     })
 }
 
-/// A gRPC request as the protocol-neutral request.
-pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, ApiError> {
+/// A gRPC request as the protocol-neutral request; inputs and outputs may
+/// name regions of `shm`.
+pub(super) fn decode(
+    request: ModelInferRequest,
+    shm: &SharedMemory,
+) -> Result<v2::InferRequest, ApiError> {
     let ModelInferRequest {
         model_name,
         model_version,
@@ -61,40 +66,49 @@ pub(super) fn decode(request: ModelInferRequest) -> Result<v2::InferRequest, Api
     limits::check_count("inputs", inputs.len(), limits::MAX_TENSORS)?;
     limits::check_count("outputs", outputs.len(), limits::MAX_TENSORS)?;
     limits::check_count("parameters", parameters.len(), limits::MAX_PARAMETERS)?;
+    // Inputs in shared memory have no raw_input_contents entry (as Triton
+    // reads them).
+    let shared: Vec<Option<Slice>> = inputs
+        .iter()
+        .map(|i| {
+            limits::check_count("parameters", i.parameters.len(), limits::MAX_PARAMETERS)?;
+            shm.slice("input", &i.name, &shared_memory_parameters(&i.parameters)?)
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let in_request = shared.iter().filter(|s| s.is_none()).count();
     let raw = !raw_input_contents.is_empty();
-    if raw && raw_input_contents.len() != inputs.len() {
+    if raw && raw_input_contents.len() != in_request {
         return Err(ApiError::invalid(format!(
-            "the request has {} inputs but {} raw_input_contents entries; with raw_input_contents, every input needs exactly one entry, in input order",
-            inputs.len(),
+            "the request has {in_request} inputs outside shared memory but {} raw_input_contents entries; with raw_input_contents, every such input needs exactly one entry, in input order",
             raw_input_contents.len()
         )));
     }
     let mut raw_data = raw_input_contents.into_iter();
     let inputs = inputs
         .into_iter()
-        .map(|input| decode_input(input, if raw { raw_data.next() } else { None }))
+        .zip(shared)
+        .map(|(input, shared)| match shared {
+            Some(slice) => decode_shared_input(input, &slice),
+            None => decode_input(input, if raw { raw_data.next() } else { None }),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = outputs
         .into_iter()
         .map(|o| {
             limits::check_name("output", &o.name)?;
-            for key in o.parameters.keys() {
-                if matches!(
-                    key.as_str(),
-                    "classification"
-                        | "shared_memory_region"
-                        | "shared_memory_byte_size"
-                        | "shared_memory_offset"
-                ) {
-                    return Err(ApiError::invalid(format!(
-                        "output '{}': parameter '{key}' is not supported by anemone",
-                        o.name
-                    )));
-                }
+            limits::check_count("parameters", o.parameters.len(), limits::MAX_PARAMETERS)?;
+            if o.parameters.contains_key("classification") {
+                return Err(ApiError::invalid(format!(
+                    "output '{}': the classification extension is not supported; ask for the raw output",
+                    o.name
+                )));
             }
+            let shared_memory =
+                shm.slice("output", &o.name, &shared_memory_parameters(&o.parameters)?)?;
             Ok(v2::RequestedOutput {
                 name: o.name,
                 binary: None,
+                shared_memory,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -118,16 +132,10 @@ fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<(String, 
         name,
         datatype,
         shape,
-        parameters,
         contents,
+        ..
     } = input;
     limits::check_name("input", &name)?;
-    limits::check_count("parameters", parameters.len(), limits::MAX_PARAMETERS)?;
-    if parameters.keys().any(|k| k.starts_with("shared_memory")) {
-        return Err(ApiError::invalid(format!(
-            "input '{name}' is in shared memory; anemone does not support shared memory yet"
-        )));
-    }
     let dtype = v2::datatype(&datatype)
         .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
     let shape = v2::shape(&name, shape)?;
@@ -150,6 +158,34 @@ fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<(String, 
         }
         None => typed(&name, dtype, shape, contents.unwrap_or_default())?,
     };
+    Ok((name, tensor))
+}
+
+/// An input read from shared memory; it may not also have typed contents.
+fn decode_shared_input(
+    input: InferInputTensor,
+    slice: &Slice,
+) -> Result<(String, Tensor), ApiError> {
+    let InferInputTensor {
+        name,
+        datatype,
+        shape,
+        contents,
+        ..
+    } = input;
+    limits::check_name("input", &name)?;
+    if contents
+        .as_ref()
+        .is_some_and(|c| fields(c).iter().any(|(_, n)| *n > 0))
+    {
+        return Err(ApiError::invalid(format!(
+            "input '{name}' is in shared memory (parameter 'shared_memory_region') and also has typed contents; give one of them"
+        )));
+    }
+    let dtype = v2::datatype(&datatype)
+        .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
+    let shape = v2::shape(&name, shape)?;
+    let tensor = v2::tensor_from_raw(&name, dtype, shape, slice.read()?)?;
     Ok((name, tensor))
 }
 
@@ -277,6 +313,22 @@ fn parameters_to_json(
         .collect()
 }
 
+/// A tensor's `shared_memory_*` parameters (its others are not read), as
+/// [`SharedMemory::slice`] takes them.
+fn shared_memory_parameters(
+    parameters: &HashMap<String, InferParameter>,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if parameters.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    let shared: HashMap<String, InferParameter> = parameters
+        .iter()
+        .filter(|(k, _)| k.starts_with("shared_memory_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    parameters_to_json(&shared)
+}
+
 /// A protocol-neutral response as a gRPC one; `parameters` are the
 /// request's, passed back unchanged.
 pub(super) fn encode(
@@ -285,7 +337,8 @@ pub(super) fn encode(
 ) -> ModelInferResponse {
     let mut outputs = Vec::with_capacity(response.outputs.len());
     let mut raw = Vec::with_capacity(response.outputs.len());
-    for (name, tensor) in response.outputs {
+    let shared = response.in_shared_memory;
+    for (i, (name, tensor)) in response.outputs.into_iter().enumerate() {
         outputs.push(InferOutputTensor {
             name,
             datatype: tensor.dtype().kserve_name().into(),
@@ -297,6 +350,11 @@ pub(super) fn encode(
             parameters: HashMap::new(),
             contents: None,
         });
+        // An output written into shared memory has an empty entry, as in Triton.
+        if shared.get(i).copied().unwrap_or(false) {
+            raw.push(Bytes::new());
+            continue;
+        }
         // Numeric data is already the little-endian wire form: move it, don't copy it.
         raw.push(match tensor.as_strings() {
             Some(_) => v2::tensor_to_raw(&tensor).into(),
@@ -411,7 +469,7 @@ mod decode_tests {
         };
         let wire = Bytes::from(request.encode_to_vec());
         let decoded = ModelInferRequest::decode(wire.clone()).unwrap();
-        let r = decode(decoded).unwrap();
+        let r = decode(decoded, &SharedMemory::default()).unwrap();
         let t = &r.inputs[0].1;
         assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0]);
         let at = t.as_bytes().unwrap().as_ptr() as usize;

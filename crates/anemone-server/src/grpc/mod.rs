@@ -21,8 +21,9 @@ pub use limit::InferenceService;
 /// its raw contents against shapes and datatypes (for [`crate::fuzzing`]).
 pub(crate) fn decode_infer(
     request: crate::proto::ModelInferRequest,
+    shm: &crate::shared_memory::SharedMemory,
 ) -> Result<crate::v2::InferRequest, crate::errors::ApiError> {
-    infer::decode(request)
+    infer::decode(request, shm)
 }
 
 use crate::errors::ApiError;
@@ -69,12 +70,6 @@ type Answer<T> = Result<Response<T>, Status>;
 
 fn ok<T>(message: T) -> Answer<T> {
     Ok(Response::new(message))
-}
-
-fn unsupported<T>(what: &str) -> Answer<T> {
-    Err(Status::unimplemented(format!(
-        "anemone does not support {what} yet"
-    )))
 }
 
 #[tonic::async_trait]
@@ -216,44 +211,83 @@ impl GrpcInferenceService for Inference {
 
     async fn system_shared_memory_status(
         &self,
-        _: Request<proto::SystemSharedMemoryStatusRequest>,
+        request: Request<proto::SystemSharedMemoryStatusRequest>,
     ) -> Answer<proto::SystemSharedMemoryStatusResponse> {
-        unsupported("system shared memory")
+        use proto::system_shared_memory_status_response::RegionStatus;
+        let regions = self
+            .state
+            .shared_memory
+            .status(&request.into_inner().name)?
+            .into_iter()
+            .map(|r| {
+                let status = RegionStatus {
+                    name: r.name.clone(),
+                    key: r.key,
+                    offset: r.offset,
+                    byte_size: r.byte_size,
+                };
+                (r.name, status)
+            })
+            .collect();
+        ok(proto::SystemSharedMemoryStatusResponse { regions })
     }
 
     async fn system_shared_memory_register(
         &self,
-        _: Request<proto::SystemSharedMemoryRegisterRequest>,
+        request: Request<proto::SystemSharedMemoryRegisterRequest>,
     ) -> Answer<proto::SystemSharedMemoryRegisterResponse> {
-        unsupported("system shared memory")
+        let r = request.into_inner();
+        let state = Arc::clone(&self.state);
+        // Opening and mapping are system calls: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            state
+                .shared_memory
+                .register(&r.name, &r.key, r.offset, r.byte_size)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ApiError::invalid(format!("registering failed: {e}"))))?;
+        ok(proto::SystemSharedMemoryRegisterResponse {})
     }
 
     async fn system_shared_memory_unregister(
         &self,
-        _: Request<proto::SystemSharedMemoryUnregisterRequest>,
+        request: Request<proto::SystemSharedMemoryUnregisterRequest>,
     ) -> Answer<proto::SystemSharedMemoryUnregisterResponse> {
-        unsupported("system shared memory")
+        self.state
+            .shared_memory
+            .unregister(&request.into_inner().name);
+        ok(proto::SystemSharedMemoryUnregisterResponse {})
     }
 
     async fn cuda_shared_memory_status(
         &self,
-        _: Request<proto::CudaSharedMemoryStatusRequest>,
+        request: Request<proto::CudaSharedMemoryStatusRequest>,
     ) -> Answer<proto::CudaSharedMemoryStatusResponse> {
-        unsupported("CUDA shared memory")
+        let name = request.into_inner().name;
+        if !name.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no CUDA shared memory region '{name}' is registered (anemone does not support CUDA shared memory; use system shared memory)"
+            ))
+            .into());
+        }
+        ok(proto::CudaSharedMemoryStatusResponse::default())
     }
 
     async fn cuda_shared_memory_register(
         &self,
-        _: Request<proto::CudaSharedMemoryRegisterRequest>,
+        request: Request<proto::CudaSharedMemoryRegisterRequest>,
     ) -> Answer<proto::CudaSharedMemoryRegisterResponse> {
-        unsupported("CUDA shared memory")
+        Err(Status::unimplemented(format!(
+            "cannot register CUDA shared memory region '{}': anemone does not support CUDA shared memory; use system shared memory (SystemSharedMemoryRegister)",
+            request.into_inner().name
+        )))
     }
 
     async fn cuda_shared_memory_unregister(
         &self,
         _: Request<proto::CudaSharedMemoryUnregisterRequest>,
     ) -> Answer<proto::CudaSharedMemoryUnregisterResponse> {
-        unsupported("CUDA shared memory")
+        ok(proto::CudaSharedMemoryUnregisterResponse {})
     }
 
     async fn trace_setting(

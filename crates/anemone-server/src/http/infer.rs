@@ -10,6 +10,7 @@
 use super::json::Parameters;
 use crate::errors::ApiError;
 use crate::limits::{check_name, BoundedSeq, MAX_TENSORS};
+use crate::shared_memory::SharedMemory;
 use crate::tensor_json::{self, JsonData};
 use crate::v2::{self, RequestedOutput};
 use anemone_core::{Tensor, TensorData};
@@ -88,12 +89,13 @@ impl<'de> Deserialize<'de> for OutputList {
 }
 
 /// Decodes an inference request body (JSON, or JSON plus binary data) for
-/// `model`/`version`.
+/// `model`/`version`; inputs and outputs may name regions of `shm`.
 pub fn decode(
     model: String,
     version: Option<u64>,
     headers: &HeaderMap,
     body: &Bytes,
+    shm: &SharedMemory,
 ) -> Result<v2::InferRequest, ApiError> {
     let (json, mut binary) = split(headers, body)?;
     let had_binary_header = headers.contains_key(HEADER_LENGTH);
@@ -117,7 +119,7 @@ pub fn decode(
             .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
         let shape = v2::shape(&name, input.shape)?;
         let params = input.parameters.unwrap_or_default().0;
-        refuse_shared_memory(&params, "input", &name)?;
+        let shared = shm.slice("input", &name, &params)?;
         let binary_size = params
             .get(BINARY_DATA_SIZE)
             .map(|v| {
@@ -126,17 +128,33 @@ pub fn decode(
                 })
             })
             .transpose()?;
+        let given = [
+            input.data.is_some().then_some("'data'"),
+            binary_size
+                .is_some()
+                .then_some("parameter 'binary_data_size'"),
+            shared
+                .is_some()
+                .then_some("parameter 'shared_memory_region'"),
+        ];
+        let given: Vec<&str> = given.into_iter().flatten().collect();
+        if given.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "input '{name}' has no data: give one of 'data', parameter '{BINARY_DATA_SIZE}' (binary data after the JSON) and parameter 'shared_memory_region'"
+            )));
+        }
+        if given.len() > 1 {
+            return Err(ApiError::invalid(format!(
+                "input '{name}' has {}; give only one of 'data', parameter '{BINARY_DATA_SIZE}' and parameter 'shared_memory_region'",
+                given.join(" and ")
+            )));
+        }
         let tensor = match (input.data, binary_size) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(format!(
-                    "input '{name}' has both 'data' and parameter '{BINARY_DATA_SIZE}'; give one of them"
-                )))
-            }
             (None, None) => {
-                return Err(ApiError::invalid(format!(
-                    "input '{name}' has neither 'data' nor parameter '{BINARY_DATA_SIZE}'"
-                )))
+                let bytes = shared.expect("one of the three is given").read()?;
+                v2::tensor_from_raw(&name, dtype, shape, bytes)?
             }
+            (Some(_), Some(_)) => unreachable!("refused above"),
             (Some(data), None) => {
                 // At least two bytes a value ("0,"), so the text bounds the first allocation.
                 let text = data.get();
@@ -146,11 +164,16 @@ pub fn decode(
             (None, Some(size)) => {
                 if size > binary.len() {
                     let why = if had_binary_header {
-                        format!("only {} of the {binary_total} bytes after the JSON header remain", binary.len())
+                        format!(
+                            "only {} of the {binary_total} bytes after the JSON header remain",
+                            binary.len()
+                        )
                     } else {
                         format!("the request has no binary part (no {HEADER_LENGTH} header)")
                     };
-                    return Err(ApiError::invalid(format!("input '{name}' has {BINARY_DATA_SIZE} {size}, but {why}")));
+                    return Err(ApiError::invalid(format!(
+                        "input '{name}' has {BINARY_DATA_SIZE} {size}, but {why}"
+                    )));
                 }
                 let (data, rest) = binary.split_at(size);
                 binary = rest;
@@ -172,7 +195,7 @@ pub fn decode(
         Some(list) if list.is_empty() => None,
         Some(list) => Some(
             list.into_iter()
-                .map(requested_output)
+                .map(|o| requested_output(o, shm))
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
@@ -216,10 +239,10 @@ fn split<'a>(headers: &HeaderMap, body: &'a Bytes) -> Result<(&'a [u8], &'a [u8]
     Ok(body.split_at(length))
 }
 
-fn requested_output(output: OutputHeader) -> Result<RequestedOutput, ApiError> {
+fn requested_output(output: OutputHeader, shm: &SharedMemory) -> Result<RequestedOutput, ApiError> {
     check_name("output", &output.name)?;
     let params = output.parameters.unwrap_or_default().0;
-    refuse_shared_memory(&params, "output", &output.name)?;
+    let shared_memory = shm.slice("output", &output.name, &params)?;
     if params.contains_key("classification") {
         return Err(ApiError::invalid(format!(
             "output '{}': the classification extension is not supported; ask for the raw output",
@@ -240,20 +263,8 @@ fn requested_output(output: OutputHeader) -> Result<RequestedOutput, ApiError> {
     Ok(RequestedOutput {
         name: output.name,
         binary,
+        shared_memory,
     })
-}
-
-fn refuse_shared_memory(
-    params: &Map<String, Value>,
-    what: &str,
-    name: &str,
-) -> Result<(), ApiError> {
-    if params.keys().any(|k| k.starts_with("shared_memory")) {
-        return Err(ApiError::invalid(format!(
-            "{what} '{name}': the shared memory extension is not supported; send the data in the request"
-        )));
-    }
-    Ok(())
 }
 
 /// Which outputs of a response go as binary data: the per-output
@@ -327,8 +338,11 @@ pub fn encode(
         outputs: response
             .outputs
             .iter()
-            .map(|(name, t)| {
-                let binary = encoding.binary(name);
+            .enumerate()
+            .map(|(i, (name, t))| {
+                // An output written into shared memory has neither, as in Triton.
+                let shared = response.is_in_shared_memory(i);
+                let binary = !shared && encoding.binary(name);
                 OutputJson {
                     name,
                     datatype: t.dtype().kserve_name(),
@@ -336,7 +350,7 @@ pub fn encode(
                     parameters: binary.then(|| BinarySize {
                         binary_data_size: raw_len(t),
                     }),
-                    data: (!binary).then_some(JsonData(t)),
+                    data: (!binary && !shared).then_some(JsonData(t)),
                 }
             })
             .collect(),
@@ -366,12 +380,16 @@ pub fn encode(
     // tensors' buffers are handed to the body, not copied into one.
     let json_len = json.len();
     let mut chunks = vec![Bytes::from(json)];
+    let shared = response.in_shared_memory;
     chunks.extend(
         response
             .outputs
             .into_iter()
-            .filter(|(name, _)| encoding.binary(name))
-            .map(|(_, t)| into_raw(t)),
+            .enumerate()
+            .filter(|(i, (name, _))| {
+                !shared.get(*i).copied().unwrap_or(false) && encoding.binary(name)
+            })
+            .map(|(_, (_, t))| into_raw(t)),
     );
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let body = Body::from_stream(futures_util::stream::iter(
@@ -463,6 +481,7 @@ mod tests {
             None,
             &headers(Some(&json.len().to_string())),
             &body,
+            &SharedMemory::default(),
         )
         .unwrap();
         assert_eq!(r.inputs[0].1.to_vec::<i32>().unwrap(), vec![1, 2]);

@@ -12,6 +12,7 @@ mod json;
 mod logging;
 mod restrict;
 pub mod serve;
+mod shared_memory;
 mod tls;
 mod trace;
 mod views;
@@ -86,6 +87,7 @@ pub fn router_with(
         (Api::Logging, logging::logging_routes()),
         (Api::Config, logging::config_routes()),
         (Api::Trace, trace::routes()),
+        (Api::SharedMemory, shared_memory::routes()),
     ];
     for base in ["/v2/models/{m}", "/v2/models/{m}/versions/{v}"] {
         let route = |api, path: String, handler| (api, Router::new().route(&path, handler));
@@ -296,11 +298,14 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     let reservation = http.decoding.reserve(reserve).await;
     let body = body::decompress(body, encoding, http.limit).await?;
     let request = if body.len() <= decoding::BLOCKING_ABOVE {
-        infer::decode(p.name, p.number, &headers, &body)
+        infer::decode(p.name, p.number, &headers, &body, &http.state.shared_memory)
     } else {
-        tokio::task::spawn_blocking(move || infer::decode(p.name, p.number, &headers, &body))
-            .await
-            .unwrap_or_else(|e| Err(internal(format!("decoding the request failed: {e}"))))
+        let state = Arc::clone(&http.state);
+        tokio::task::spawn_blocking(move || {
+            infer::decode(p.name, p.number, &headers, &body, &state.shared_memory)
+        })
+        .await
+        .unwrap_or_else(|e| Err(internal(format!("decoding the request failed: {e}"))))
     }
     .map_err(IntoResponse::into_response)?;
     drop(reservation);

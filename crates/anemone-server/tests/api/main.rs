@@ -26,6 +26,7 @@ mod request_limits;
 mod resilience;
 mod response_cache;
 mod restricted_api;
+mod shared_memory;
 mod shutdown;
 mod support;
 mod timeouts;

@@ -89,7 +89,7 @@ async fn bad_requests_are_refused_and_the_server_goes_on() {
                 r.inputs[0].parameters.insert("shared_memory_region".into(), param(ParameterChoice::StringParam("r".into())));
             }),
             Code::InvalidArgument,
-            "shared memory",
+            "input 'x' is in shared memory region 'r' but has no parameter 'shared_memory_byte_size'",
         ),
         (
             "unknown output",
