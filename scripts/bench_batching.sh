@@ -30,6 +30,8 @@
 #   CLIENT       anemone (`anemone bench`) or perf_analyzer (Triton's, through
 #                scripts/triton_peer/perf_analyzer.sh or PERF_ANALYZER; its
 #                HTTP sends binary tensors)                        [anemone]
+#   PA_ARGS      more perf_analyzer arguments, e.g. --shared-memory=system
+#                (tensors through system shared memory, not the socket)  [none]
 #   MAX_BATCH    the config's max_batch_size                        [32]
 #   DELAY_US     dynamic_batching max_queue_delay_microseconds      [2000]
 #   PREFERRED    dynamic_batching preferred_batch_size list         [16, 32]
@@ -185,7 +187,7 @@ for side in "${SIDES[@]}"; do
     case "$PROTOCOL" in grpc) pa_proto=grpc; pa_url=127.0.0.1:$GRPC_PORT ;; *) pa_proto=http; pa_url=127.0.0.1:$HTTP_PORT ;; esac
     ${client_pin[@]+"${client_pin[@]}"} "${PERF_ANALYZER:-scripts/triton_peer/perf_analyzer.sh}" -m mlp -u "$pa_url" -i "$pa_proto" \
       --shape "$INPUT:$INPUT_DIMS" --concurrency-range "$CONCURRENCY" -p "$((DURATION * 1000 / 3))" -r 3 -s 100 \
-      -f "$work/$side/pa.csv" >"$work/$side/pa.log" 2>&1 || tail -n 5 "$work/$side/pa.log" >&2
+      ${PA_ARGS:-} -f "$work/$side/pa.csv" >"$work/$side/pa.log" 2>&1 || tail -n 5 "$work/$side/pa.log" >&2
     python3 - "$work/$side/pa.csv" "$work/$side/bench.json" <<'EOF'
 import csv, json, sys
 r = list(csv.DictReader(open(sys.argv[1])))[-1]

@@ -47,16 +47,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import add_model
+import peer
+from peer import free_port, request
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER = Path(sys.argv[1]).resolve()
@@ -68,11 +68,6 @@ BATCHED = ("instance_group [ {{ count: 1, kind: KIND_CPU }} ]\n"
            "dynamic_batching {{ max_queue_delay_microseconds: 400000 {policy}}}")
 POLICY = ("default_queue_policy { max_queue_size: 4 default_timeout_microseconds: 1000000 "
           "allow_timeout_override: true } ")
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # The same text in both repositories: an ensemble has no files.
@@ -115,32 +110,11 @@ def repos() -> tuple[Path, Path]:
 
 
 def start_triton(repo: Path, http: int) -> subprocess.Popen:
-    site = Path((PEER / "site-packages").read_text().split()[0])
-    ts = site / "pytriton/tritonserver"
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = str(site / "nvidia_pytriton.libs")
-    cmd = [str(ts / "bin/tritonserver"), f"--model-repository={repo}", f"--http-port={http}",
-           f"--grpc-port={free_port()}", "--allow-metrics=false", f"--backend-directory={ts / 'backends'}",
-           "--log-verbose=0"]
-    log = open(OUT / "triton.log", "w")
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return peer.start_triton(PEER, repo, http, free_port(), OUT / "triton.log")
 
 
 def start_anemone(repo: Path, http: int) -> subprocess.Popen:
-    cmd = [str(ANEMONE), "serve", "--model-repository", str(repo), "--http-port", str(http),
-           "--grpc-port", str(free_port())]
-    log = open(OUT / "anemone.log", "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def request(url: str, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    return peer.start_anemone(ANEMONE, repo, http, free_port(), OUT / "anemone.log")
 
 
 def wait_ready(base: str, proc: subprocess.Popen, name: str) -> None:

@@ -1,0 +1,52 @@
+"""Starting the two servers side by side, for the scripts that compare them
+(batch_stats.py, shared_memory.py): tritonserver 2.51 from the peer's
+site-packages (scripts/triton_peer/setup.sh) and an `anemone` binary, each on
+ports of its own, in a process group of its own."""
+import json
+import os
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_triton(peer: Path, repo: Path, http: int, grpc: int, log: Path) -> subprocess.Popen:
+    """tritonserver on `repo`; `peer` is setup.sh's output folder."""
+    site = Path((peer / "site-packages").read_text().split()[0])
+    ts = site / "pytriton/tritonserver"
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = str(site / "nvidia_pytriton.libs")
+    cmd = [str(ts / "bin/tritonserver"), f"--model-repository={repo}", f"--http-port={http}",
+           f"--grpc-port={grpc}", "--allow-metrics=false", f"--backend-directory={ts / 'backends'}",
+           "--log-verbose=0"]
+    return subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def start_anemone(binary: Path, repo: Path, http: int, grpc: int, log: Path) -> subprocess.Popen:
+    cmd = [str(binary), "serve", "--model-repository", str(repo), "--http-port", str(http),
+           "--grpc-port", str(grpc), "--metrics-port", "0"]
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def request(url: str, body=None, method=None):
+    """(status, parsed JSON body or {}) of one HTTP call; a non-JSON body
+    comes back as {"text": ...}."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw or b"{}")
+    except ValueError:
+        return status, {"text": raw.decode(errors="replace")}
