@@ -44,14 +44,10 @@ Usage: batch_stats.py PEER_DIR ANEMONE_BIN
   site-packages file); ANEMONE_BIN the `anemone` binary to run.
 """
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
 from pathlib import Path
 
 import add_model
@@ -117,19 +113,6 @@ def start_anemone(repo: Path, http: int) -> subprocess.Popen:
     return peer.start_anemone(ANEMONE, repo, http, free_port(), OUT / "anemone.log")
 
 
-def wait_ready(base: str, proc: subprocess.Popen, name: str) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited before it was ready; see {OUT}/{name}.log")
-        try:
-            if all(request(f"{base}/v2/models/{m}/ready")[0] == 200 for m in MODELS):
-                return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
-        time.sleep(0.1)
-    sys.exit(f"{name} was not ready after 60 s; see {OUT}/{name}.log")
-
-
 MODELS = ("add", "add_q", "ens_q")
 ENSEMBLE_FAIL = "ens_q inference_stats.fail.count"
 
@@ -192,7 +175,7 @@ def serve_and_measure(name: str, start, repo: Path) -> tuple[list, dict]:
     base = f"http://127.0.0.1:{http}"
     proc = start(repo, http)
     try:
-        wait_ready(base, proc, name)
+        peer.wait_ready(base, proc, name, OUT / f"{name}.log", MODELS)
         codes = traffic(base)
         found = {}
         for model in MODELS:
@@ -203,9 +186,7 @@ def serve_and_measure(name: str, start, repo: Path) -> tuple[list, dict]:
             found.update(counters(model, stats))
         return codes, found
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+        peer.stop(proc)
 
 
 def main() -> None:

@@ -4,6 +4,9 @@ site-packages (scripts/triton_peer/setup.sh) and an `anemone` binary, each on
 ports of its own, in a process group of its own."""
 import json
 import os
+import signal
+import sys
+import time
 import socket
 import subprocess
 import urllib.error
@@ -50,3 +53,25 @@ def request(url: str, body=None, method=None):
         return status, json.loads(raw or b"{}")
     except ValueError:
         return status, {"text": raw.decode(errors="replace")}
+
+
+def wait_ready(base: str, proc: subprocess.Popen, name: str, log: Path, models) -> None:
+    """Waits (60 s at most) until every one of `models` is ready at `base`;
+    exits with a message pointing to `log` when the server dies or never is."""
+    for _ in range(600):
+        if proc.poll() is not None:
+            sys.exit(f"{name} exited before it was ready; see {log}")
+        try:
+            if all(request(f"{base}/v2/models/{m}/ready")[0] == 200 for m in models):
+                return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.1)
+    sys.exit(f"{name} was not ready after 60 s; see {log}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, and wait for it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -87,9 +87,13 @@ pub(super) fn decode(
     let inputs = inputs
         .into_iter()
         .zip(shared)
-        .map(|(input, shared)| match shared {
-            Some(slice) => decode_shared_input(input, &slice),
-            None => decode_input(input, if raw { raw_data.next() } else { None }),
+        .map(|(input, shared)| {
+            // Without raw_input_contents, `raw_data` is empty.
+            let data = match &shared {
+                Some(slice) => Data::Shared(slice),
+                None => raw_data.next().map_or(Data::Contents, Data::Raw),
+            };
+            decode_input(input, data)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = outputs
@@ -125,47 +129,19 @@ pub(super) fn decode(
     })
 }
 
-/// One input, from its raw bytes when the request uses `raw_input_contents`,
-/// from its typed `contents` otherwise.
-fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<(String, Tensor), ApiError> {
-    let InferInputTensor {
-        name,
-        datatype,
-        shape,
-        contents,
-        ..
-    } = input;
-    limits::check_name("input", &name)?;
-    let dtype = v2::datatype(&datatype)
-        .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
-    let shape = v2::shape(&name, shape)?;
-    let tensor = match raw {
-        Some(bytes) => {
-            if contents
-                .as_ref()
-                .is_some_and(|c| fields(c).iter().any(|(_, n)| *n > 0))
-            {
-                return Err(ApiError::invalid(format!(
-                    "input '{name}' has typed contents, but the request uses raw_input_contents; when raw_input_contents is given, every input must be in it"
-                )));
-            }
-            match dtype {
-                DataType::Bytes => v2::tensor_from_raw(&name, dtype, shape, bytes)?,
-                // The bytes stay where the message was decoded (no copy);
-                // BOOL bytes are normalised to 0 and 1 by `from_bytes`.
-                _ => Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(&name, e))?,
-            }
-        }
-        None => typed(&name, dtype, shape, contents.unwrap_or_default())?,
-    };
-    Ok((name, tensor))
+/// Where an input's data is.
+enum Data<'a> {
+    /// Its `raw_input_contents` entry.
+    Raw(Bytes),
+    /// A slice of a registered shared memory region.
+    Shared(&'a Slice),
+    /// Its typed `contents`.
+    Contents,
 }
 
-/// An input read from shared memory; it may not also have typed contents.
-fn decode_shared_input(
-    input: InferInputTensor,
-    slice: &Slice,
-) -> Result<(String, Tensor), ApiError> {
+/// One input, from where `data` says; typed contents beside raw or shared
+/// data are refused.
+fn decode_input(input: InferInputTensor, data: Data) -> Result<(String, Tensor), ApiError> {
     let InferInputTensor {
         name,
         datatype,
@@ -174,18 +150,32 @@ fn decode_shared_input(
         ..
     } = input;
     limits::check_name("input", &name)?;
-    if contents
-        .as_ref()
-        .is_some_and(|c| fields(c).iter().any(|(_, n)| *n > 0))
-    {
-        return Err(ApiError::invalid(format!(
-            "input '{name}' is in shared memory (parameter 'shared_memory_region') and also has typed contents; give one of them"
-        )));
-    }
     let dtype = v2::datatype(&datatype)
         .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
     let shape = v2::shape(&name, shape)?;
-    let tensor = v2::tensor_from_raw(&name, dtype, shape, slice.read()?)?;
+    let has_contents = contents
+        .as_ref()
+        .is_some_and(|c| fields(c).iter().any(|(_, n)| *n > 0));
+    let tensor = match data {
+        Data::Raw(_) if has_contents => {
+            return Err(ApiError::invalid(format!(
+                "input '{name}' has typed contents, but the request uses raw_input_contents; when raw_input_contents is given, every input must be in it"
+            )))
+        }
+        Data::Shared(_) if has_contents => {
+            return Err(ApiError::invalid(format!(
+                "input '{name}' is in shared memory (parameter 'shared_memory_region') and also has typed contents; give one of them"
+            )))
+        }
+        Data::Raw(bytes) => match dtype {
+            DataType::Bytes => v2::tensor_from_raw(&name, dtype, shape, bytes)?,
+            // The bytes stay where the message was decoded (no copy);
+            // BOOL bytes are normalised to 0 and 1 by `from_bytes`.
+            _ => Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(&name, e))?,
+        },
+        Data::Shared(slice) => v2::tensor_from_raw(&name, dtype, shape, slice.read()?)?,
+        Data::Contents => typed(&name, dtype, shape, contents.unwrap_or_default())?,
+    };
     Ok((name, tensor))
 }
 

@@ -31,7 +31,8 @@ async fn issue_14_restricted_groups_need_their_header_over_http_and_grpc() {
     let groups = |grpc| {
         Restrictions::parse(
             &[
-                "model-repository,model-config,statistics:admin-key=adm1n".to_string(),
+                "model-repository,model-config,statistics,shared-memory:admin-key=adm1n"
+                    .to_string(),
                 "inference:user-key=u5er".to_string(),
             ],
             grpc,
@@ -54,8 +55,15 @@ async fn issue_14_restricted_groups_need_their_header_over_http_and_grpc() {
         {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
         {"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]})
     .to_string();
-    let cases: [(&str, &str, &[u8], &str, &str); 4] = [
+    let cases: [(&str, &str, &[u8], &str, &str); 5] = [
         ("POST", "/v2/repository/index", b"{}", "admin-key", "adm1n"),
+        (
+            "GET",
+            "/v2/systemsharedmemory/status",
+            b"",
+            "admin-key",
+            "adm1n",
+        ),
         ("GET", "/v2/models/add/config", b"", "admin-key", "adm1n"),
         (
             "GET",
@@ -162,6 +170,19 @@ async fn issue_14_restricted_groups_need_their_header_over_http_and_grpc() {
         tonic::Code::PermissionDenied
     );
     client.model_config(req(config, ADMIN)).await.unwrap();
+    let regions = proto::SystemSharedMemoryStatusRequest::default();
+    assert_eq!(
+        client
+            .system_shared_memory_status(req(regions.clone(), None))
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::PermissionDenied
+    );
+    client
+        .system_shared_memory_status(req(regions, ADMIN))
+        .await
+        .unwrap();
     let load = proto::RepositoryModelLoadRequest {
         model_name: "add".into(),
         ..Default::default()
