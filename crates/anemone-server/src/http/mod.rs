@@ -160,40 +160,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
     }
 }
 
-/// A request body read within the size limit, uncompressed.
+/// A request body read within the size limit and decompressed where its
+/// `Content-Encoding` is gzip or deflate (within the limit too), as an
+/// inference body is.
 struct RequestBody(Bytes);
 
 impl FromRequest<Http> for RequestBody {
     type Rejection = Response;
 
     async fn from_request(req: Request, http: &Http) -> Result<Self, Response> {
-        check_encoding(req.headers())?;
-        RequestBody::read(req, http).await
-    }
-}
-
-impl RequestBody {
-    /// Reads the body within the size limit, whatever its headers say.
-    async fn read(req: Request, http: &Http) -> Result<Self, Response> {
-        Bytes::from_request(req, http)
+        let encoding = body::Encoding::of(req.headers()).map_err(IntoResponse::into_response)?;
+        let bytes = Bytes::from_request(req, http)
             .await
-            .map(RequestBody)
-            .map_err(|e| error::body_error(e, http.limit))
+            .map_err(|e| error::body_error(e, http.limit))?;
+        Ok(RequestBody(
+            body::decompress(bytes, encoding, http.limit).await?,
+        ))
     }
-}
-
-/// Refuses a compressed body (any `Content-Encoding` but `identity`).
-fn check_encoding(headers: &HeaderMap) -> Result<(), Response> {
-    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
-        let name = String::from_utf8_lossy(encoding.as_bytes());
-        if !name.trim().eq_ignore_ascii_case("identity") {
-            return Err(ApiError::invalid(format!(
-                "Content-Encoding '{name}' is not supported; send the body uncompressed"
-            ))
-            .into_response());
-        }
-    }
-    Ok(())
 }
 
 /// Parses an optional JSON body; empty means `T::default()`.

@@ -119,6 +119,18 @@ fn cases() -> Vec<Case> {
                 ..infer("over the limit once decompressed", gzip(&vec![b' '; LIMIT + 1]), 413, "request body exceeds the 1048576-byte limit (--max-request-bytes) (once decompressed)")
             },
             infer("body over the limit", vec![b' '; LIMIT + 1], 413, "request body exceeds the 1048576-byte limit"),
+            // Other routes read compressed bodies as inference does: this
+            // registration is refused for what it says, once decompressed.
+            Case {
+                path: "/v2/systemsharedmemory/region/r/register",
+                headers: vec![("content-encoding", "gzip".into())],
+                ..infer("a gzip registration", gzip(br#"{"key": "/a/b", "byte_size": 8}"#), 400, "shared memory key '/a/b' is not a shared memory object's name")
+            },
+            Case {
+                path: "/v2/repository/index",
+                headers: vec![("content-encoding", "br".into())],
+                ..infer("an index request in br", "{}", 400, "Content-Encoding 'br' is not supported")
+            },
             Case { path: "/v2/repository/index", ..infer("malformed index request", "{", 400, "malformed repository index request JSON") },
             Case { path: "/v2/repository/index", ..infer("index ready not a boolean", r#"{"ready": "yes"}"#, 400, "expected a boolean") },
         ]
