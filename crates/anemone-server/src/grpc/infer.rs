@@ -67,15 +67,19 @@ pub(super) fn decode(
     limits::check_count("outputs", outputs.len(), limits::MAX_TENSORS)?;
     limits::check_count("parameters", parameters.len(), limits::MAX_PARAMETERS)?;
     // Inputs in shared memory have no raw_input_contents entry (as Triton
-    // reads them).
-    let shared: Vec<Option<Slice>> = inputs
+    // reads them). Most requests have none: they skip the lookup (and its
+    // vector).
+    let mut shared: Vec<Option<Slice>> = Vec::new();
+    if inputs
         .iter()
-        .map(|i| {
-            limits::check_count("parameters", i.parameters.len(), limits::MAX_PARAMETERS)?;
-            shm.slice("input", &i.name, &shared_memory_parameters(&i.parameters)?)
-        })
-        .collect::<Result<_, ApiError>>()?;
-    let in_request = shared.iter().filter(|s| s.is_none()).count();
+        .any(|i| i.parameters.keys().any(|k| k.starts_with("shared_memory_")))
+    {
+        shared = inputs
+            .iter()
+            .map(|i| shm.slice("input", &i.name, &shared_memory_parameters(&i.parameters)?))
+            .collect::<Result<_, ApiError>>()?;
+    }
+    let in_request = inputs.len() - shared.iter().filter(|s| s.is_some()).count();
     let raw = !raw_input_contents.is_empty();
     if raw && raw_input_contents.len() != in_request {
         return Err(ApiError::invalid(format!(
@@ -84,10 +88,11 @@ pub(super) fn decode(
         )));
     }
     let mut raw_data = raw_input_contents.into_iter();
+    let mut shared = shared.into_iter();
     let inputs = inputs
         .into_iter()
-        .zip(shared)
-        .map(|(input, shared)| {
+        .map(|input| {
+            let shared = shared.next().flatten();
             // Without raw_input_contents, `raw_data` is empty.
             let data = match &shared {
                 Some(slice) => Data::Shared(slice),
@@ -147,9 +152,10 @@ fn decode_input(input: InferInputTensor, data: Data) -> Result<(String, Tensor),
         datatype,
         shape,
         contents,
-        ..
+        parameters,
     } = input;
     limits::check_name("input", &name)?;
+    limits::check_count("parameters", parameters.len(), limits::MAX_PARAMETERS)?;
     let dtype = v2::datatype(&datatype)
         .map_err(|e| ApiError::invalid(format!("input '{name}': {}", e.message)))?;
     let shape = v2::shape(&name, shape)?;

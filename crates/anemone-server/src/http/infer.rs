@@ -137,17 +137,21 @@ pub fn decode(
                 .is_some()
                 .then_some("parameter 'shared_memory_region'"),
         ];
-        let given: Vec<&str> = given.into_iter().flatten().collect();
-        if given.is_empty() {
-            return Err(ApiError::invalid(format!(
-                "input '{name}' has no data: give one of 'data', parameter '{BINARY_DATA_SIZE}' (binary data after the JSON) and parameter 'shared_memory_region'"
-            )));
-        }
-        if given.len() > 1 {
-            return Err(ApiError::invalid(format!(
-                "input '{name}' has {}; give only one of 'data', parameter '{BINARY_DATA_SIZE}' and parameter 'shared_memory_region'",
-                given.join(" and ")
-            )));
+        // Counted in place: a vector would be an allocation per input.
+        match given.iter().flatten().count() {
+            1 => {}
+            0 => {
+                return Err(ApiError::invalid(format!(
+                    "input '{name}' has no data: give one of 'data', parameter '{BINARY_DATA_SIZE}' (binary data after the JSON) and parameter 'shared_memory_region'"
+                )))
+            }
+            _ => {
+                let given: Vec<&str> = given.into_iter().flatten().collect();
+                return Err(ApiError::invalid(format!(
+                    "input '{name}' has {}; give only one of 'data', parameter '{BINARY_DATA_SIZE}' and parameter 'shared_memory_region'",
+                    given.join(" and ")
+                )));
+            }
         }
         let tensor = match (input.data, binary_size) {
             (None, None) => {
