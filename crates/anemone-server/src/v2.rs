@@ -105,8 +105,14 @@ pub struct InferResponse {
 impl InferResponse {
     /// Whether output `i` was written into shared memory.
     pub fn is_in_shared_memory(&self, i: usize) -> bool {
-        self.in_shared_memory.get(i).copied().unwrap_or(false)
+        is_set(&self.in_shared_memory, i)
     }
+}
+
+/// Flag `i` of `flags`, where a missing flag is unset (as in
+/// [`InferResponse::in_shared_memory`], empty when none is set).
+pub fn is_set(flags: &[bool], i: usize) -> bool {
+    flags.get(i).copied().unwrap_or(false)
 }
 
 /// Parses a datatype name, with a clear error for an unknown one.

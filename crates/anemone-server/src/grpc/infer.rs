@@ -286,11 +286,11 @@ fn typed(
 
 /// Request parameters as the JSON map the protocol-neutral layer passes
 /// through (`timeout` and `priority` are then typed by [`v2::Scheduling`]).
-fn parameters_to_json(
-    parameters: &HashMap<String, InferParameter>,
+fn parameters_to_json<'a>(
+    parameters: impl IntoIterator<Item = (&'a String, &'a InferParameter)>,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
     parameters
-        .iter()
+        .into_iter()
         .map(|(key, p)| {
             let value = match &p.parameter_choice {
                 Some(ParameterChoice::BoolParam(b)) => Value::Bool(*b),
@@ -314,15 +314,11 @@ fn parameters_to_json(
 fn shared_memory_parameters(
     parameters: &HashMap<String, InferParameter>,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
-    if parameters.is_empty() {
-        return Ok(serde_json::Map::new());
-    }
-    let shared: HashMap<String, InferParameter> = parameters
-        .iter()
-        .filter(|(k, _)| k.starts_with("shared_memory_"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    parameters_to_json(&shared)
+    parameters_to_json(
+        parameters
+            .iter()
+            .filter(|(k, _)| k.starts_with("shared_memory_")),
+    )
 }
 
 /// A protocol-neutral response as a gRPC one; `parameters` are the
@@ -347,7 +343,7 @@ pub(super) fn encode(
             contents: None,
         });
         // An output written into shared memory has an empty entry, as in Triton.
-        if shared.get(i).copied().unwrap_or(false) {
+        if v2::is_set(&shared, i) {
             raw.push(Bytes::new());
             continue;
         }

@@ -245,7 +245,13 @@ impl GrpcInferenceService for Inference {
                 .register(&r.name, &r.key, r.offset, r.byte_size)
         })
         .await
-        .unwrap_or_else(|e| Err(ApiError::invalid(format!("registering failed: {e}"))))?;
+        .unwrap_or_else(|e| {
+            Err(ApiError {
+                kind: anemone_core::ErrorKind::Internal,
+                message: format!("registering failed: {e}"),
+                too_large: false,
+            })
+        })?;
         ok(proto::SystemSharedMemoryRegisterResponse {})
     }
 

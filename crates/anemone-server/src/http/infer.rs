@@ -128,44 +128,19 @@ pub fn decode(
                 })
             })
             .transpose()?;
-        let given = [
-            input.data.is_some().then_some("'data'"),
-            binary_size
-                .is_some()
-                .then_some("parameter 'binary_data_size'"),
-            shared
-                .is_some()
-                .then_some("parameter 'shared_memory_region'"),
-        ];
-        // Counted in place: a vector would be an allocation per input.
-        match given.iter().flatten().count() {
-            1 => {}
-            0 => {
+        let tensor = match (input.data, binary_size, shared) {
+            (None, None, None) => {
                 return Err(ApiError::invalid(format!(
                     "input '{name}' has no data: give one of 'data', parameter '{BINARY_DATA_SIZE}' (binary data after the JSON) and parameter 'shared_memory_region'"
                 )))
             }
-            _ => {
-                let given: Vec<&str> = given.into_iter().flatten().collect();
-                return Err(ApiError::invalid(format!(
-                    "input '{name}' has {}; give only one of 'data', parameter '{BINARY_DATA_SIZE}' and parameter 'shared_memory_region'",
-                    given.join(" and ")
-                )));
-            }
-        }
-        let tensor = match (input.data, binary_size) {
-            (None, None) => {
-                let bytes = shared.expect("one of the three is given").read()?;
-                v2::tensor_from_raw(&name, dtype, shape, bytes)?
-            }
-            (Some(_), Some(_)) => unreachable!("refused above"),
-            (Some(data), None) => {
+            (Some(data), None, None) => {
                 // At least two bytes a value ("0,"), so the text bounds the first allocation.
                 let text = data.get();
                 let mut json = serde_json::Deserializer::from_str(text);
                 tensor_json::decode(&name, dtype, shape, &mut json, text.len() / 2 + 1)?
             }
-            (None, Some(size)) => {
+            (None, Some(size), None) => {
                 if size > binary.len() {
                     let why = if had_binary_header {
                         format!(
@@ -183,6 +158,19 @@ pub fn decode(
                 binary = rest;
                 // A view of the body: the bytes are not copied.
                 v2::tensor_from_raw(&name, dtype, shape, body.slice_ref(data))?
+            }
+            (None, None, Some(slice)) => v2::tensor_from_raw(&name, dtype, shape, slice.read()?)?,
+            (data, size, slice) => {
+                let given = [
+                    data.map(|_| "'data'"),
+                    size.map(|_| "parameter 'binary_data_size'"),
+                    slice.map(|_| "parameter 'shared_memory_region'"),
+                ];
+                let given: Vec<&str> = given.into_iter().flatten().collect();
+                return Err(ApiError::invalid(format!(
+                    "input '{name}' has {}; give only one of 'data', parameter '{BINARY_DATA_SIZE}' and parameter 'shared_memory_region'",
+                    given.join(" and ")
+                )));
             }
         };
         inputs.push((name, tensor));
@@ -390,9 +378,7 @@ pub fn encode(
             .outputs
             .into_iter()
             .enumerate()
-            .filter(|(i, (name, _))| {
-                !shared.get(*i).copied().unwrap_or(false) && encoding.binary(name)
-            })
+            .filter(|(i, (name, _))| !v2::is_set(&shared, *i) && encoding.binary(name))
             .map(|(_, (_, t))| into_raw(t)),
     );
     let total: usize = chunks.iter().map(Bytes::len).sum();

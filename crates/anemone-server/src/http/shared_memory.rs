@@ -86,7 +86,7 @@ async fn register(
             .register(&name, &r.key, r.offset, r.byte_size)
     })
     .await
-    .unwrap_or_else(|e| Err(ApiError::invalid(format!("registering failed: {e}"))))
+    .unwrap_or_else(|e| Err(super::internal(format!("registering failed: {e}"))))
 }
 
 async fn unregister(State(http): State<Http>, Path(name): Path<String>) {
