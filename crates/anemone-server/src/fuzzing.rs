@@ -17,6 +17,7 @@ pub fn http_json(body: &[u8]) {
         &HeaderMap::new(),
         &Bytes::copy_from_slice(body),
         &SharedMemory::default(),
+        usize::MAX,
     );
 }
 
@@ -41,6 +42,7 @@ pub fn http_binary(data: &[u8]) {
         &headers,
         &Bytes::copy_from_slice(body),
         &SharedMemory::default(),
+        usize::MAX,
     );
 }
 

@@ -250,7 +250,12 @@ impl AppState {
     }
 
     /// Runs an inference.
-    pub async fn infer(&self, request: v2::InferRequest) -> Result<v2::InferResponse, ApiError> {
+    pub async fn infer(
+        &self,
+        mut request: v2::InferRequest,
+    ) -> Result<v2::InferResponse, ApiError> {
+        // Inputs in shared memory that the protocol has not read yet (gRPC's).
+        crate::shared_memory::read_inputs(&mut request).await?;
         let version = request.version;
         let mut r = InferRequest::new(request.model);
         r.version = version;

@@ -27,6 +27,9 @@ pub struct InferRequest {
     pub deadline: Option<std::time::Duration>,
     /// Its `priority` and `timeout` parameters, parsed at the edge.
     pub scheduling: Scheduling,
+    /// Inputs still to copy out of shared memory (not yet in `inputs`):
+    /// see [`crate::shared_memory::read_inputs`].
+    pub shared_inputs: crate::shared_memory::SharedInputs,
 }
 
 /// Triton's scheduling parameters of a request, typed once where the request
@@ -166,6 +169,29 @@ pub fn version(v: &str) -> Result<Option<u64>, ApiError> {
     })
 }
 
+/// Refuses `len` bytes of binary data for a fixed-size `dtype` when the
+/// shape needs another count. BYTES data, whose elements have their own
+/// lengths, is checked as it is read.
+pub fn check_raw_len(
+    input: &str,
+    dtype: DataType,
+    shape: &[usize],
+    len: usize,
+) -> Result<(), ApiError> {
+    let Some(size) = dtype.size() else {
+        return Ok(());
+    };
+    let expected = anemone_core::tensor::element_count(shape).unwrap_or(usize::MAX);
+    if expected.checked_mul(size) != Some(len) {
+        return Err(ApiError::invalid(format!(
+            "input '{input}' has {len} bytes of data, but {} {shape:?} needs {}",
+            dtype.kserve_name(),
+            expected.saturating_mul(size)
+        )));
+    }
+    Ok(())
+}
+
 /// Builds a tensor from binary data: little-endian elements, or for BYTES
 /// each element as a 4-byte little-endian length followed by its bytes.
 pub fn tensor_from_raw(
@@ -174,16 +200,9 @@ pub fn tensor_from_raw(
     shape: Vec<usize>,
     bytes: Bytes,
 ) -> Result<Tensor, ApiError> {
+    check_raw_len(input, dtype, &shape, bytes.len())?;
     let expected = anemone_core::tensor::element_count(&shape).unwrap_or(usize::MAX);
-    if let Some(size) = dtype.size() {
-        if expected.checked_mul(size) != Some(bytes.len()) {
-            return Err(ApiError::invalid(format!(
-                "input '{input}' has {} bytes of data, but {} {shape:?} needs {}",
-                bytes.len(),
-                dtype.kserve_name(),
-                expected.saturating_mul(size)
-            )));
-        }
+    if dtype.size().is_some() {
         // Numeric data stays where it arrived: no copy.
         return Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(input, e).into());
     }

@@ -8,7 +8,7 @@ use crate::proto::infer_parameter::ParameterChoice;
 use crate::proto::model_infer_request::InferInputTensor;
 use crate::proto::model_infer_response::InferOutputTensor;
 use crate::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
-use crate::shared_memory::{SharedMemory, Slice};
+use crate::shared_memory::{SharedInputs, SharedMemory, Slice};
 use crate::state::AppState;
 use crate::v2;
 use anemone_core::{Bytes, DataType, ErrorKind, Tensor, TensorData};
@@ -26,7 +26,7 @@ pub(super) async fn run(
     max_bytes: usize,
 ) -> Result<ModelInferResponse, ApiError> {
     let parameters = request.parameters.clone();
-    let mut decoded = decode(request, &state.shared_memory)?;
+    let mut decoded = decode(request, &state.shared_memory, max_bytes)?;
     decoded.deadline = deadline;
     let response = encode(state.infer(decoded).await?, parameters);
     check_size("response", response.encoded_len(), max_bytes)?;
@@ -48,10 +48,13 @@ pub(super) fn check_size(what: &str, len: usize, max_bytes: usize) -> Result<(),
 }
 
 /// A gRPC request as the protocol-neutral request; inputs and outputs may
-/// name regions of `shm`.
+/// name regions of `shm`. Inputs in shared memory (at most `limit` bytes
+/// together) are left in the request's `shared_inputs`, to be read with
+/// [`crate::shared_memory::read_inputs`].
 pub(super) fn decode(
     request: ModelInferRequest,
     shm: &SharedMemory,
+    limit: usize,
 ) -> Result<v2::InferRequest, ApiError> {
     let ModelInferRequest {
         model_name,
@@ -89,18 +92,21 @@ pub(super) fn decode(
     }
     let mut raw_data = raw_input_contents.into_iter();
     let mut shared = shared.into_iter();
-    let inputs = inputs
-        .into_iter()
-        .map(|input| {
-            let shared = shared.next().flatten();
-            // Without raw_input_contents, `raw_data` is empty.
-            let data = match &shared {
-                Some(slice) => Data::Shared(slice),
-                None => raw_data.next().map_or(Data::Contents, Data::Raw),
-            };
-            decode_input(input, data)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut shared_inputs = SharedInputs::default();
+    let mut decoded = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.into_iter().enumerate() {
+        // Without raw_input_contents, `raw_data` is empty.
+        let data = match shared.next().flatten() {
+            Some(slice) => Data::Shared(slice),
+            None => raw_data.next().map_or(Data::Contents, Data::Raw),
+        };
+        match decode_input(input, data)? {
+            Decoded::Tensor(name, tensor) => decoded.push((name, tensor)),
+            Decoded::Shared(name, dtype, shape, slice) => {
+                shared_inputs.push(index, name, dtype, shape, slice, limit)?
+            }
+        }
+    }
     let outputs = outputs
         .into_iter()
         .map(|o| {
@@ -128,25 +134,32 @@ pub(super) fn decode(
         id: Some(id).filter(|id| !id.is_empty()),
         scheduling: v2::Scheduling::from_parameters(&parameters)?,
         parameters,
-        inputs,
+        inputs: decoded,
         outputs: Some(outputs).filter(|o| !o.is_empty()),
         deadline: None,
+        shared_inputs,
     })
 }
 
 /// Where an input's data is.
-enum Data<'a> {
+enum Data {
     /// Its `raw_input_contents` entry.
     Raw(Bytes),
     /// A slice of a registered shared memory region.
-    Shared(&'a Slice),
+    Shared(Slice),
     /// Its typed `contents`.
     Contents,
 }
 
+/// An input decoded: its tensor, or what to read from shared memory.
+enum Decoded {
+    Tensor(String, Tensor),
+    Shared(String, DataType, Vec<usize>, Slice),
+}
+
 /// One input, from where `data` says; typed contents beside raw or shared
 /// data are refused.
-fn decode_input(input: InferInputTensor, data: Data) -> Result<(String, Tensor), ApiError> {
+fn decode_input(input: InferInputTensor, data: Data) -> Result<Decoded, ApiError> {
     let InferInputTensor {
         name,
         datatype,
@@ -179,10 +192,10 @@ fn decode_input(input: InferInputTensor, data: Data) -> Result<(String, Tensor),
             // BOOL bytes are normalised to 0 and 1 by `from_bytes`.
             _ => Tensor::from_bytes(dtype, shape, bytes).map_err(|e| input_error(&name, e))?,
         },
-        Data::Shared(slice) => v2::tensor_from_raw(&name, dtype, shape, slice.read()?)?,
+        Data::Shared(slice) => return Ok(Decoded::Shared(name, dtype, shape, slice)),
         Data::Contents => typed(&name, dtype, shape, contents.unwrap_or_default())?,
     };
-    Ok((name, tensor))
+    Ok(Decoded::Tensor(name, tensor))
 }
 
 /// The typed-contents field that carries each datatype; FP16 has none.
@@ -461,7 +474,7 @@ mod decode_tests {
         };
         let wire = Bytes::from(request.encode_to_vec());
         let decoded = ModelInferRequest::decode(wire.clone()).unwrap();
-        let r = decode(decoded, &SharedMemory::default()).unwrap();
+        let r = decode(decoded, &SharedMemory::default(), usize::MAX).unwrap();
         let t = &r.inputs[0].1;
         assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0]);
         let at = t.as_bytes().unwrap().as_ptr() as usize;

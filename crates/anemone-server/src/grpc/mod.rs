@@ -18,12 +18,13 @@ mod trace;
 pub use limit::InferenceService;
 
 /// Decodes a `ModelInferRequest` into the protocol-neutral request, checking
-/// its raw contents against shapes and datatypes (for [`crate::fuzzing`]).
+/// its raw contents against shapes and datatypes (for [`crate::fuzzing`]);
+/// inputs in shared memory are left unread.
 pub(crate) fn decode_infer(
     request: crate::proto::ModelInferRequest,
     shm: &crate::shared_memory::SharedMemory,
 ) -> Result<crate::v2::InferRequest, crate::errors::ApiError> {
-    infer::decode(request, shm)
+    infer::decode(request, shm, usize::MAX)
 }
 
 use crate::errors::ApiError;

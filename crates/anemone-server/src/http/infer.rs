@@ -10,7 +10,7 @@
 use super::json::Parameters;
 use crate::errors::ApiError;
 use crate::limits::{check_name, BoundedSeq, MAX_TENSORS};
-use crate::shared_memory::SharedMemory;
+use crate::shared_memory::{SharedInputs, SharedMemory};
 use crate::tensor_json::{self, JsonData};
 use crate::v2::{self, RequestedOutput};
 use anemone_core::{Tensor, TensorData};
@@ -89,13 +89,17 @@ impl<'de> Deserialize<'de> for OutputList {
 }
 
 /// Decodes an inference request body (JSON, or JSON plus binary data) for
-/// `model`/`version`; inputs and outputs may name regions of `shm`.
+/// `model`/`version`; inputs and outputs may name regions of `shm`. Inputs
+/// in shared memory (at most `limit` bytes together) are left in the
+/// request's `shared_inputs`, to be read with
+/// [`crate::shared_memory::read_inputs`].
 pub fn decode(
     model: String,
     version: Option<u64>,
     headers: &HeaderMap,
     body: &Bytes,
     shm: &SharedMemory,
+    limit: usize,
 ) -> Result<v2::InferRequest, ApiError> {
     let (json, mut binary) = split(headers, body)?;
     let had_binary_header = headers.contains_key(HEADER_LENGTH);
@@ -112,7 +116,8 @@ pub fn decode(
 
     let binary_total = binary.len();
     let mut inputs = Vec::with_capacity(header.inputs.len());
-    for input in header.inputs {
+    let mut shared_inputs = SharedInputs::default();
+    for (index, input) in header.inputs.into_iter().enumerate() {
         let name = input.name;
         check_name("input", &name)?;
         let dtype = v2::datatype(&input.datatype)
@@ -159,7 +164,10 @@ pub fn decode(
                 // A view of the body: the bytes are not copied.
                 v2::tensor_from_raw(&name, dtype, shape, body.slice_ref(data))?
             }
-            (None, None, Some(slice)) => v2::tensor_from_raw(&name, dtype, shape, slice.read()?)?,
+            (None, None, Some(slice)) => {
+                shared_inputs.push(index, name, dtype, shape, slice, limit)?;
+                continue;
+            }
             (data, size, slice) => {
                 let given = [
                     data.map(|_| "'data'"),
@@ -200,6 +208,7 @@ pub fn decode(
         inputs,
         outputs,
         deadline: None,
+        shared_inputs,
     })
 }
 
@@ -472,6 +481,7 @@ mod tests {
             &headers(Some(&json.len().to_string())),
             &body,
             &SharedMemory::default(),
+            usize::MAX,
         )
         .unwrap();
         assert_eq!(r.inputs[0].1.to_vec::<i32>().unwrap(), vec![1, 2]);

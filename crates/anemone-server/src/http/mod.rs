@@ -243,7 +243,9 @@ async fn all_stats(State(http): State<Http>) -> Result<Json<Value>, ApiError> {
 
 /// Reads the body (within `--max-request-bytes` and the body timeout),
 /// reserves its size from the server-wide decode budget, decodes it (on a
-/// blocking thread when large), frees the reservation, then infers.
+/// blocking thread when large), frees the reservation; copies the inputs in
+/// shared memory out the same way (reserved, on a blocking thread when
+/// large); then infers.
 ///
 /// The reservation is taken once the body has arrived, so a client that
 /// trickles its body in holds only its own connection, never the budget.
@@ -280,18 +282,42 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     };
     let reservation = http.decoding.reserve(reserve).await;
     let body = body::decompress(body, encoding, http.limit).await?;
-    let request = if body.len() <= decoding::BLOCKING_ABOVE {
-        infer::decode(p.name, p.number, &headers, &body, &http.state.shared_memory)
+    let limit = http.limit;
+    let mut request = if body.len() <= decoding::BLOCKING_ABOVE {
+        infer::decode(
+            p.name,
+            p.number,
+            &headers,
+            &body,
+            &http.state.shared_memory,
+            limit,
+        )
     } else {
         let state = Arc::clone(&http.state);
         tokio::task::spawn_blocking(move || {
-            infer::decode(p.name, p.number, &headers, &body, &state.shared_memory)
+            infer::decode(
+                p.name,
+                p.number,
+                &headers,
+                &body,
+                &state.shared_memory,
+                limit,
+            )
         })
         .await
         .unwrap_or_else(|e| Err(internal(format!("decoding the request failed: {e}"))))
     }
     .map_err(IntoResponse::into_response)?;
     drop(reservation);
+    if !request.shared_inputs.is_empty() {
+        // Copied out of shared memory within the decode budget too (the
+        // body's reservation is given back first: one at a time, so that
+        // two requests never wait on each other's half).
+        let _reservation = http.decoding.reserve(request.shared_inputs.bytes()).await;
+        crate::shared_memory::read_inputs(&mut request)
+            .await
+            .map_err(IntoResponse::into_response)?;
+    }
     let encoding = infer::OutputEncoding::of(&request);
     let response = http
         .state

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 const CACHED: &str = "name: \"cached\"\nresponse_cache { enable: true }\n";
 
-fn repo(tag: &str) -> Repo {
+pub(crate) fn repo(tag: &str) -> Repo {
     let repo = Repo::new(tag);
     repo.write("cached/1/model.onnx", &add_model());
     repo.write("cached/config.pbtxt", CACHED.as_bytes());
@@ -19,7 +19,7 @@ fn repo(tag: &str) -> Repo {
     repo
 }
 
-async fn serve_with_cache(repo: &Repo, bytes: u64) -> Served {
+pub(crate) async fn serve_with_cache(repo: &Repo, bytes: u64) -> Served {
     let manager = anemone_runtime::Manager::builder()
         .backend(anemone_backends::TractCpu)
         .response_cache(Some(bytes))
@@ -98,7 +98,7 @@ async fn grpc_add(s: &Served, model: &str, x: [f32; 4], y: [f32; 4]) {
 }
 
 /// (success, execution_count, cache hits, cache misses) from the model's statistics.
-async fn counts(s: &Served, model: &str) -> (u64, u64, u64, u64) {
+pub(crate) async fn counts(s: &Served, model: &str) -> (u64, u64, u64, u64) {
     let (status, stats) = s
         .http("GET", &format!("/v2/models/{model}/stats"), None)
         .await;

@@ -426,3 +426,228 @@ async fn inputs_and_outputs_go_through_registered_regions() {
     );
     server.shutdown().await;
 }
+
+/// gRPC parameters naming `size` bytes of `region` from `offset`.
+fn grpc_shm(region: &str, offset: i64, size: i64) -> HashMap<String, InferParameter> {
+    let int = |v| InferParameter {
+        parameter_choice: Some(ParameterChoice::Int64Param(v)),
+    };
+    HashMap::from([
+        (
+            "shared_memory_region".to_string(),
+            InferParameter {
+                parameter_choice: Some(ParameterChoice::StringParam(region.into())),
+            },
+        ),
+        ("shared_memory_offset".to_string(), int(offset)),
+        ("shared_memory_byte_size".to_string(), int(size)),
+    ])
+}
+
+/// Large inputs in shared memory (copied on a blocking thread) land at their
+/// place among the request's inputs; inputs in shared memory adding up to
+/// more than `--max-request-bytes` are refused before anything is copied,
+/// with 413 / RESOURCE_EXHAUSTED; and ModelStreamInfer reads and writes
+/// shared memory as ModelInfer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_inputs_are_bounded_and_placed_in_order() {
+    // The HTTP limit here is 1 MiB (the test router's); gRPC's is the
+    // server's default, 64 MiB.
+    let server = serve(
+        &workspace().join("examples/models"),
+        ControlMode::None,
+        &[],
+        None,
+    )
+    .await;
+    crate::ensemble::wait_ready(&server, "add").await;
+    // 8,192 rows of `add`: 128 KiB an input, over the size that is copied
+    // on a blocking thread.
+    const ROWS: usize = 8192;
+    let x: Vec<f32> = (0..ROWS * 4).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let y: Vec<f32> = (0..ROWS * 4).map(|i| 3.0 - i as f32 * 0.25).collect();
+    let want_sum: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+    let want_diff: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
+    let bytes = (ROWS * 16) as u64;
+    let data = Object::new("large", 4 * bytes);
+    data.write(0, &f32_bytes(&y));
+    data.write(bytes, &f32_bytes(&x));
+    // Large enough for 68 MB inputs; never written, so it takes no memory.
+    let huge = Object::new("huge", 70_000_000);
+    for (name, key, size) in [
+        ("large", &data.key, 4 * bytes),
+        ("huge", &huge.key, 70_000_000),
+    ] {
+        let (code, answer) = server
+            .http(
+                "POST",
+                &format!("/v2/systemsharedmemory/region/{name}/register"),
+                Some(json!({"key": key, "byte_size": size})),
+            )
+            .await;
+        assert_eq!(code, 200, "{answer}");
+    }
+
+    // HTTP: x in the request, y (second) in shared memory; outputs into the region.
+    let body = json!({
+        "inputs": [
+            {"name": "x", "shape": [ROWS, 4], "datatype": "FP32", "data": x},
+            {"name": "y", "shape": [ROWS, 4], "datatype": "FP32", "parameters": {
+                "shared_memory_region": "large", "shared_memory_byte_size": bytes}},
+        ],
+        "outputs": [
+            {"name": "diff", "parameters": {"shared_memory_region": "large",
+                "shared_memory_offset": 2 * bytes, "shared_memory_byte_size": bytes}},
+        ],
+    });
+    let (code, answer) = server
+        .http("POST", "/v2/models/add/infer", Some(body))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(f32s(&data.read(2 * bytes, bytes as usize)), want_diff);
+
+    // HTTP: shared memory inputs over the 1 MiB limit, refused before the
+    // model sees them (which would refuse the shape with a 400).
+    let over = |name: &str, offset: u64| {
+        json!({"name": name, "shape": [1, 150_000], "datatype": "FP32", "parameters": {
+            "shared_memory_region": "huge", "shared_memory_offset": offset,
+            "shared_memory_byte_size": 600_000}})
+    };
+    let body = json!({"inputs": [over("x", 0), over("y", 600_000)]});
+    let (code, answer) = server
+        .http("POST", "/v2/models/add/infer", Some(body))
+        .await;
+    assert_eq!(code, 413, "{answer}");
+    let says = error_text(&answer);
+    assert!(
+        says.contains("add up to 1200000 bytes (input 'y' reaches it)")
+            && says.contains("--max-request-bytes"),
+        "{says}"
+    );
+
+    // gRPC: x (first) in shared memory, y in raw_input_contents.
+    let mut c = server.client().await;
+    let input = |name: &str, rows: i64, parameters| InferInputTensor {
+        name: name.into(),
+        datatype: "FP32".into(),
+        shape: vec![rows, 4],
+        parameters,
+        contents: None,
+    };
+    let request = proto::ModelInferRequest {
+        model_name: "add".into(),
+        id: "large".into(),
+        inputs: vec![
+            input(
+                "x",
+                ROWS as i64,
+                grpc_shm("large", bytes as i64, bytes as i64),
+            ),
+            input("y", ROWS as i64, HashMap::new()),
+        ],
+        raw_input_contents: vec![f32_bytes(&y).into()],
+        outputs: vec![
+            InferRequestedOutputTensor {
+                name: "sum".into(),
+                parameters: HashMap::new(),
+            },
+            InferRequestedOutputTensor {
+                name: "diff".into(),
+                parameters: grpc_shm("large", 3 * bytes as i64, bytes as i64),
+            },
+        ],
+        ..Default::default()
+    };
+    let answer = c.model_infer(request.clone()).await.unwrap().into_inner();
+    assert_eq!(f32s(&answer.raw_output_contents[0]), want_sum);
+    assert!(answer.raw_output_contents[1].is_empty());
+    assert_eq!(f32s(&data.read(3 * bytes, bytes as usize)), want_diff);
+
+    // gRPC: 68 MB in shared memory, over the 64 MiB message limit.
+    let too_big = proto::ModelInferRequest {
+        model_name: "add".into(),
+        inputs: vec![input("x", 4_250_000, grpc_shm("huge", 0, 68_000_000))],
+        ..Default::default()
+    };
+    let e = c.model_infer(too_big.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    assert!(
+        e.message().contains("--max-request-bytes"),
+        "{}",
+        e.message()
+    );
+
+    // ModelStreamInfer: the refusal answers its own request; the next one,
+    // through shared memory, is answered as by ModelInfer.
+    data.write(3 * bytes, &vec![0; bytes as usize]);
+    let mut responses = c
+        .model_stream_infer(tokio_stream::iter([too_big, request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = responses.message().await.unwrap().unwrap();
+    assert!(
+        first.error_message.contains("--max-request-bytes"),
+        "{}",
+        first.error_message
+    );
+    let second = responses.message().await.unwrap().unwrap();
+    assert_eq!(second.error_message, "");
+    let answer = second.infer_response.unwrap();
+    assert_eq!(answer.id, "large");
+    assert_eq!(f32s(&answer.raw_output_contents[0]), want_sum);
+    assert_eq!(f32s(&data.read(3 * bytes, bytes as usize)), want_diff);
+    server.shutdown().await;
+}
+
+/// With the response cache on, a request whose inputs are in shared memory
+/// is keyed by the bytes read from the region (new bytes, new answer), and
+/// a cached answer is still written into the shared memory the request
+/// names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_answers_are_keyed_by_and_written_to_shared_memory() {
+    use crate::response_cache::{counts, repo, serve_with_cache};
+    let repo = repo("shm-cache");
+    let server = serve_with_cache(&repo, 1 << 20).await;
+    let region = Object::new("cache", 256);
+    let (code, answer) = server
+        .http(
+            "POST",
+            "/v2/systemsharedmemory/region/r/register",
+            Some(json!({"key": region.key, "byte_size": 256})),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let infer = |out_at: u64| {
+        json!({
+            "inputs": [shm_input("x", "r", 0, 16), shm_input("y", "r", 16, 16)],
+            "outputs": [shm_output("sum", "r", out_at, 16)],
+        })
+    };
+    let run = |body: Value| {
+        let server = &server;
+        async move {
+            let (code, answer) = server
+                .http("POST", "/v2/models/cached/infer", Some(body))
+                .await;
+            assert_eq!(code, 200, "{answer}");
+        }
+    };
+
+    region.write(0, &f32_bytes(&X));
+    region.write(16, &f32_bytes(&Y));
+    run(infer(64)).await;
+    assert_eq!(f32s(&region.read(64, 16)), sum());
+    // Other bytes in the same region: a miss, and their own sum.
+    region.write(16, &f32_bytes(&X));
+    run(infer(96)).await;
+    let doubled: Vec<f32> = X.iter().map(|v| v + v).collect();
+    assert_eq!(f32s(&region.read(96, 16)), doubled);
+    // The first bytes again, the answer wanted elsewhere: a hit, written there.
+    region.write(16, &f32_bytes(&Y));
+    run(infer(128)).await;
+    assert_eq!(f32s(&region.read(128, 16)), sum());
+    // (success, executions, hits, misses)
+    assert_eq!(counts(&server, "cached").await, (3, 2, 1, 2));
+    server.shutdown().await;
+}

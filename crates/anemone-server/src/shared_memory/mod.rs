@@ -17,6 +17,10 @@
 //! during the inference, for the same reason: the mapping is touched only
 //! for the length of one `memcpy` per tensor, never while a model runs.
 
+mod inputs;
+
+pub use inputs::{read as read_inputs, SharedInputs};
+
 use crate::errors::ApiError;
 use anemone_core::Bytes;
 use serde_json::{Map, Value};
