@@ -57,7 +57,63 @@ impl Encoding {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The encoding to answer in, from `Accept-Encoding`, as Triton picks
+    /// it: the highest `q` among gzip, deflate and identity (the first
+    /// listed on a tie; `q` is 1 when not given, and 0 refuses); identity
+    /// when the header is absent or names none of them.
+    pub(super) fn accepted(headers: &HeaderMap) -> Encoding {
+        let Some(text) = headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Encoding::Identity;
+        };
+        let mut best = (Encoding::Identity, 0.0_f64);
+        for item in text.split(',') {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let encoding =
+                if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+                    Encoding::Gzip
+                } else if name.eq_ignore_ascii_case("deflate") {
+                    Encoding::Deflate
+                } else if name.eq_ignore_ascii_case("identity") {
+                    Encoding::Identity
+                } else {
+                    continue;
+                };
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .map_or(Some(1.0), |q| q.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if q > best.1 {
+                best = (encoding, q);
+            }
+        }
+        best.0
+    }
+
+    /// `parts`, one after the other, compressed into one body (at zlib's
+    /// fastest level: tensors compress little more at higher levels, and
+    /// cost several times the time); joined as they are for identity.
+    pub(super) fn compress(self, parts: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+        fn all<W: std::io::Write>(mut w: W, parts: &[&[u8]]) -> std::io::Result<W> {
+            for part in parts {
+                w.write_all(part)?;
+            }
+            Ok(w)
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let out = Vec::with_capacity(total / 2 + 64);
+        let level = flate2::Compression::fast();
+        match self {
+            Encoding::Identity => Ok(parts.concat()),
+            Encoding::Gzip => all(flate2::write::GzEncoder::new(out, level), parts)?.finish(),
+            Encoding::Deflate => all(flate2::write::ZlibEncoder::new(out, level), parts)?.finish(),
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
         match self {
             Encoding::Identity => "identity",
             Encoding::Gzip => "gzip",
@@ -174,6 +230,44 @@ mod tests {
                 let address = got.as_ptr() as usize + at;
                 assert_eq!(address % ALIGN, 0, "at {at}, {pieces} pieces");
             }
+        }
+    }
+
+    #[test]
+    fn the_answer_is_compressed_as_accept_encoding_weighs() {
+        let pick = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, value.parse().unwrap());
+            Encoding::accepted(&headers)
+        };
+        assert_eq!(Encoding::accepted(&HeaderMap::new()), Encoding::Identity);
+        for (value, want) in [
+            ("gzip", Encoding::Gzip),
+            ("x-gzip", Encoding::Gzip),
+            ("deflate", Encoding::Deflate),
+            ("deflate, gzip", Encoding::Deflate),
+            ("gzip;q=0.5, deflate", Encoding::Deflate),
+            (" gzip ; q=0.8 , deflate;q=0.7", Encoding::Gzip),
+            ("gzip;q=0", Encoding::Identity),
+            ("identity, gzip", Encoding::Identity),
+            ("identity;q=0.1, gzip", Encoding::Gzip),
+            ("gzip;q=nonsense, deflate;q=0.2", Encoding::Deflate),
+            ("br, zstd, *", Encoding::Identity),
+            ("", Encoding::Identity),
+        ] {
+            assert_eq!(pick(value), want, "{value:?}");
+        }
+        // What each writes, its reader reads back.
+        let parts: [&[u8]; 3] = [b"{\"outputs\": []}", b"", &[7u8; 1000]];
+        let whole = parts.concat();
+        assert_eq!(Encoding::Identity.compress(&parts).unwrap(), whole);
+        for encoding in [Encoding::Gzip, Encoding::Deflate] {
+            let packed = encoding.compress(&parts).unwrap();
+            assert!(packed.len() < whole.len() / 4, "{encoding:?}");
+            assert_eq!(
+                &inflate(&packed, encoding, 1 << 20).unwrap()[..],
+                &whole[..]
+            );
         }
     }
 

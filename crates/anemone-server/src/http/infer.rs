@@ -7,6 +7,7 @@
 //! in tensor order. BYTES elements in binary form are each a 4-byte
 //! little-endian length followed by the bytes.
 
+use super::body::Encoding;
 use super::json::Parameters;
 use crate::errors::ApiError;
 use crate::limits::{check_name, BoundedSeq, MAX_TENSORS};
@@ -269,11 +270,13 @@ fn requested_output(output: OutputHeader, shm: &SharedMemory) -> Result<Requeste
 }
 
 /// Which outputs of a response go as binary data: the per-output
-/// `binary_data` parameter, else the request's `binary_data_output`.
-#[derive(Debug, Clone, Default)]
+/// `binary_data` parameter, else the request's `binary_data_output`; and
+/// whether the response is compressed (`Accept-Encoding`).
+#[derive(Debug, Clone)]
 pub struct OutputEncoding {
     default_binary: bool,
     outputs: Vec<RequestedOutput>,
+    compression: Encoding,
 }
 
 impl OutputEncoding {
@@ -286,7 +289,15 @@ impl OutputEncoding {
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             outputs: request.outputs.clone().unwrap_or_default(),
+            compression: Encoding::Identity,
         }
+    }
+
+    /// The same, compressed as `compression` (from the request's
+    /// `Accept-Encoding`).
+    pub(super) fn compressed(mut self, compression: Encoding) -> OutputEncoding {
+        self.compression = compression;
+        self
     }
 
     fn binary(&self, name: &str) -> bool {
@@ -366,6 +377,9 @@ pub fn encode(
     })?;
     let any_binary = header.outputs.iter().any(|o| o.parameters.is_some());
     drop(header);
+    if encoding.compression != Encoding::Identity {
+        return compressed(response, encoding, json, any_binary);
+    }
     if !any_binary {
         return Ok((
             [(
@@ -409,6 +423,63 @@ pub fn encode(
         body,
     )
         .into_response())
+}
+
+/// The response compressed as `encoding` asks: the JSON text and then the
+/// binary outputs (when any), in one compressed body.
+/// `Inference-Header-Content-Length` gives the JSON's length before
+/// compression, as Triton's does: the client decompresses, then splits.
+fn compressed(
+    response: v2::InferResponse,
+    encoding: &OutputEncoding,
+    json: Vec<u8>,
+    any_binary: bool,
+) -> Result<Response, ApiError> {
+    let shared = response.in_shared_memory;
+    let binary: Vec<Bytes> = if any_binary {
+        response
+            .outputs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (name, _))| !v2::is_set(&shared, *i) && encoding.binary(name))
+            .map(|(_, (_, t))| into_raw(t))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut parts: Vec<&[u8]> = vec![&json];
+    parts.extend(binary.iter().map(|b| &b[..]));
+    let body = encoding
+        .compression
+        .compress(&parts)
+        .map_err(|e| ApiError {
+            kind: anemone_core::ErrorKind::Internal,
+            message: format!("cannot compress the response: {e}"),
+            too_large: false,
+        })?;
+    let content_type = if any_binary {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(encoding.compression.name()),
+            ),
+        ],
+        body,
+    )
+        .into_response();
+    if any_binary {
+        response.headers_mut().insert(
+            header::HeaderName::from_static(HEADER_LENGTH),
+            HeaderValue::from(json.len()),
+        );
+    }
+    Ok(response)
 }
 
 /// About how long the response's JSON text is: its fixed parts, and for

@@ -266,6 +266,7 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     let (mut parts, body) = request.into_parts();
     let headers = std::mem::take(&mut parts.headers);
     let encoding = body::Encoding::of(&headers).map_err(IntoResponse::into_response)?;
+    let answer_in = body::Encoding::accepted(&headers);
     // The binary part's start, if the header says where (a wrong value is
     // refused by `infer::decode`, with the body read).
     let binary_at = infer::header_length(&headers)
@@ -318,7 +319,7 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
             .await
             .map_err(IntoResponse::into_response)?;
     }
-    let encoding = infer::OutputEncoding::of(&request);
+    let encoding = infer::OutputEncoding::of(&request).compressed(answer_in);
     let response = http
         .state
         .infer(request)

@@ -233,3 +233,84 @@ async fn int_bool_matches_reference_both_ways() {
     }
     s.shutdown().await;
 }
+
+/// Answers compressed as `Accept-Encoding` asks (gzip and deflate, the
+/// higher `q` winning, as Triton picks): `Content-Encoding` says which, the
+/// body decompresses (with flate2's readers, here) to the same answer, and
+/// a binary answer's `Inference-Header-Content-Length` counts the JSON
+/// before compression. Without the header, or with none of the two, the
+/// answer is as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_compressed_as_accept_encoding_asks() {
+    use std::io::Read;
+    let s = add_server().await;
+    let inflate = |r: &Reply| -> Vec<u8> {
+        let mut out = Vec::new();
+        match r.header("content-encoding") {
+            Some("gzip") => flate2::read::GzDecoder::new(&r.body[..])
+                .read_to_end(&mut out)
+                .unwrap(),
+            Some("deflate") => flate2::read::ZlibDecoder::new(&r.body[..])
+                .read_to_end(&mut out)
+                .unwrap(),
+            other => panic!("not compressed: {other:?}"),
+        };
+        out
+    };
+    let cases = [
+        ("gzip", "gzip"),
+        ("deflate", "deflate"),
+        ("gzip;q=0.4, deflate;q=0.9, br", "deflate"),
+        ("br, deflate, gzip", "deflate"),
+        ("identity;q=0.5, GZIP", "gzip"),
+    ];
+    for (accept, want) in cases {
+        let request = Request::post("/v2/models/add/infer")
+            .header("content-type", "application/json")
+            .header("accept-encoding", accept)
+            .body(Body::from(add_request().to_string()))
+            .unwrap();
+        let r = s.call(request).await;
+        assert_eq!(r.status, 200, "{accept}");
+        assert_eq!(r.header("content-encoding"), Some(want), "{accept}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let v: Value = serde_json::from_slice(&inflate(&r)).unwrap();
+        assert_eq!(output(&v, "sum")["data"], json!(SUM), "{accept}");
+        assert_eq!(output(&v, "diff")["data"], json!(DIFF), "{accept}");
+    }
+    // Binary outputs: the JSON and the tensors in one compressed body.
+    let mut request = add_request();
+    request["parameters"] = json!({"binary_data_output": true});
+    let call = Request::post("/v2/models/add/infer")
+        .header("content-type", "application/json")
+        .header("accept-encoding", "gzip")
+        .body(Body::from(request.to_string()))
+        .unwrap();
+    let r = s.call(call).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let plain = inflate(&r);
+    let n: usize = r
+        .header("inference-header-content-length")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&plain[..n]).unwrap();
+    assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 32);
+    assert_eq!(f32s(&plain[n..n + 32]), SUM);
+    assert_eq!(f32s(&plain[n + 32..]), DIFF);
+    // Not asked for, refused with q=0, or an encoding anemone does not write: plain.
+    for accept in [None, Some("gzip;q=0"), Some("br, zstd")] {
+        let mut call =
+            Request::post("/v2/models/add/infer").header("content-type", "application/json");
+        if let Some(accept) = accept {
+            call = call.header("accept-encoding", accept);
+        }
+        let r = s
+            .call(call.body(Body::from(add_request().to_string())).unwrap())
+            .await;
+        assert_eq!(r.header("content-encoding"), None, "{accept:?}");
+        assert_eq!(output(&r.json(), "sum")["data"], json!(SUM), "{accept:?}");
+    }
+    s.shutdown().await;
+}
