@@ -1,6 +1,7 @@
 //! Issue 14: the server-wide decode budget (`--max-decoding-bytes`) is taken
 //! only once a body has arrived, so clients that trickle big bodies in hold
-//! their own connections, not the budget, and other requests go on.
+//! their own connections, not the budget, and other requests go on; clients
+//! that go away mid-body leave nothing behind.
 
 use crate::net::{NetServer, Repo};
 use anemone_server::server::RequestLimits;
@@ -55,6 +56,25 @@ async fn issue_14_trickling_bodies_do_not_hold_the_decode_budget() {
         reply.json()["outputs"][0]["data"],
         json!([2.0, 3.0, 4.0, 5.0])
     );
+    // The three clients go away mid-body: nothing of theirs reaches the
+    // model (its statistics count only the answered requests), and the
+    // server goes on answering.
     drop(tricklers);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reply = conn
+        .send("POST", "/v2/models/add/infer", body.as_bytes())
+        .await;
+    assert_eq!(reply.status, 200);
+    let stats = conn.send("GET", "/v2/models/add/stats", b"").await.json();
+    let inference = &stats["model_stats"][0]["inference_stats"];
+    assert_eq!(
+        (
+            &inference["success"]["count"],
+            &inference["fail"]["count"],
+            &stats["model_stats"][0]["execution_count"]
+        ),
+        (&json!(2), &json!(0), &json!(2)),
+        "{stats}"
+    );
     server.stop().await;
 }
