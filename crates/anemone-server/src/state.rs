@@ -198,27 +198,51 @@ impl AppState {
     }
 
     /// The model's effective configuration.
+    ///
+    /// A loaded model's `instance_group` is shown as it runs (kinds
+    /// resolved, a group added where the config has none), as Triton shows
+    /// it; an evicted model's is the repository's.
     pub fn model_config(&self, name: &str, version: &str) -> Result<proto::ModelConfig, ApiError> {
+        let mut running = None;
         if let Some(ensemble) = self.loaded_ensemble(name, version) {
             ensemble?;
-        } else if let Err(e) = self.ready_model(name, version) {
-            // An evicted model's configuration is still the repository's.
-            if self
-                .manager
-                .evicted_metadata(name, v2::version(version)?)
-                .is_none()
-            {
-                return Err(e);
+        } else {
+            match self.ready_model(name, version) {
+                Ok(instance) => running = Some(instance),
+                // An evicted model's configuration is still the repository's.
+                Err(e) => {
+                    if self
+                        .manager
+                        .evicted_metadata(name, v2::version(version)?)
+                        .is_none()
+                    {
+                        return Err(e);
+                    }
+                }
             }
         }
-        self.repository
+        let mut config = self
+            .repository
             .entry(name)
             .and_then(|e| e.config)
             .ok_or_else(|| {
                 ApiError::not_found(format!(
                     "model '{name}' has no configuration; is it loaded from the repository?"
                 ))
-            })
+            })?;
+        if let Some(instance) = running {
+            let backends = self.manager.backends();
+            let tiers: Vec<anemone_core::Tier> = (instance.instances().iter())
+                .map(|e| {
+                    backends
+                        .iter()
+                        .find(|b| b.name == e.backend)
+                        .map_or(anemone_core::Tier::PortableCpu, |b| b.tier)
+                })
+                .collect();
+            model_config::resolve_instance_groups(&mut config, &tiers);
+        }
+        Ok(config)
     }
 
     /// A ready model, or why not: `Unavailable` with the load failure when

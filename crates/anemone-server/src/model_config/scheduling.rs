@@ -46,6 +46,13 @@ pub fn scheduler_config(config: &ModelConfig) -> Result<SchedulerConfig, String>
                 ))
             }
         };
+        if kind == InstanceKind::Cpu && !g.gpus.is_empty() {
+            // As Triton refuses it.
+            return Err(format!(
+                "instance_group[{i}] has kind KIND_CPU but lists gpus {:?}; remove 'gpus', or use kind KIND_GPU",
+                g.gpus
+            ));
+        }
         out.instance_groups.push(InstanceGroup {
             // Triton: a count of 0 (unset) means one instance.
             count: usize::try_from(g.count.max(1)).unwrap_or(1),
@@ -162,7 +169,7 @@ mod tests {
                  allow_timeout_override: true timeout_action: DELAY }\n\
                priority_queue_policy { key: 1 value: { max_queue_size: 2 } }\n\
              }\n\
-             instance_group [ { count: 2 kind: KIND_CPU }, { kind: KIND_GPU } ]\n",
+             instance_group [ { count: 2 kind: KIND_CPU }, { kind: KIND_GPU gpus: [ 0 ] } ]\n",
         );
         let s = scheduler_config(&c).unwrap();
         assert_eq!(s.max_batch_size, Some(16));
@@ -206,6 +213,10 @@ mod tests {
     fn scheduling_values_that_cannot_work_are_refused() {
         for (text, want) in [
             ("dynamic_batching { }", "set max_batch_size"),
+            (
+                "instance_group [ { kind: KIND_CPU gpus: [ 0 ] } ]",
+                "instance_group[0] has kind KIND_CPU but lists gpus [0]",
+            ),
             ("max_batch_size: 4 dynamic_batching { preferred_batch_size: [ 8 ] }", "outside 1..=4"),
             ("max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 3 }", "outside 1..=2"),
             (

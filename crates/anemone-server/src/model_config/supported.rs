@@ -268,7 +268,21 @@ fn check_group_field(name: &str, v: &Value, path: &str, src: &str) -> Result<(),
                 ));
             }
         }
-        "gpus" | "secondary_devices" => return Err(unsupported(
+        // Device 0 is the one GPU device anemone's GPU backend runs on (the
+        // first that CUDA_VISIBLE_DEVICES leaves visible), so Triton's
+        // common `gpus: [ 0 ]` loads; another device is chosen by the
+        // environment, not the config.
+        "gpus" => {
+            let ids: Vec<i32> = (v.as_list().unwrap_or_default().iter())
+                .map(|id| id.as_i32().unwrap_or(-1))
+                .collect();
+            if ids != [0] {
+                return Err(format!(
+                    "{src} field '{path}' is {ids:?}; anemone runs a model's GPU instances on the first visible GPU,                      so only gpus: [ 0 ] is accepted: to use another GPU, start the server with CUDA_VISIBLE_DEVICES                      set to it (CUDA_VISIBLE_DEVICES=1 makes GPU 1 device 0), or remove 'gpus'"
+                ));
+            }
+        }
+        "secondary_devices" => return Err(unsupported(
             src,
             path,
             "remove it (anemone picks devices through its backend list, see parameter 'backends')",
@@ -309,7 +323,9 @@ mod tests {
             ("input [ { name: \"x\" data_type: TYPE_BF16 } ]", "'input[0].data_type' is TYPE_BF16"),
             ("input [ { name: \"x\" dims: [ 3, 0 ] } ]", "'input[0].dims' has 0"),
             ("instance_group [ { kind: KIND_MODEL } ]", "parameter 'backends'"),
-            ("instance_group [ { count: 1 gpus: [ 0 ] } ]", "'instance_group[0].gpus'"),
+            ("instance_group [ { count: 1 gpus: [ 1 ] } ]", "'instance_group[0].gpus' is [1]"),
+            ("instance_group [ { count: 1 gpus: [ 0, 1 ] } ]", "CUDA_VISIBLE_DEVICES"),
+            ("instance_group [ { secondary_devices { device_id: 0 } } ]", "'instance_group[0].secondary_devices'"),
             ("instance_group [ { profile: \"0\" } ]", "'instance_group[0].profile'"),
             ("instance_group [ { count: -1 } ]", "'instance_group[0].count'"),
             ("platform: \"tensorflow_savedmodel\"", "anemone runs ONNX models"),
@@ -355,7 +371,7 @@ mod tests {
         let e = err_pbtxt(
             "sequence_batching { }\n\
              input [ { name: \"x\" reshape { shape: [ 1 ] } }, { name: \"y\" is_shape_tensor: true } ]\n\
-             instance_group [ { kind: KIND_MODEL gpus: [ 0 ] } ]\n\
+             instance_group [ { kind: KIND_MODEL gpus: [ 2 ] } ]\n\
              parameters { key: \"foo\" value: { string_value: \"1\" } }\n\
              parameters { key: \"threads\" value: { string_value: \"0\" } }",
         );

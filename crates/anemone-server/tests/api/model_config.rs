@@ -274,3 +274,76 @@ parameters { key: "threads" value: { string_value: "100000" } }
     assert!(e.message().contains("'densenet.onnx'"), "{}", e.message());
     s.shutdown().await;
 }
+
+/// A loaded model's config shows its instance groups as Triton shows them:
+/// a model whose config names none gets one named after it, `KIND_AUTO`
+/// is resolved to where the instances run, over HTTP and gRPC alike; the
+/// config read back loads again unchanged; and a Triton GPU config's
+/// `gpus: [ 0 ]` is read, while another device is refused with the way to
+/// pick it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_groups_are_shown_as_they_run() {
+    let repo = Repo::new("config-groups");
+    repo.write("plain/1/model.onnx", &dynamic_batch());
+    repo.write("grouped/1/model.onnx", &dynamic_batch());
+    repo.write(
+        "grouped/config.pbtxt",
+        b"instance_group [ { count: 2 }, { name: \"mine\" kind: KIND_CPU } ]\n",
+    );
+    let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
+    for model in ["plain", "grouped"] {
+        let (status, body) = s.http_load(model, None).await;
+        assert_eq!(status, 200, "{model}: {body}");
+    }
+    let group = |name: &str, count: i64| {
+        json!({"name": name, "kind": "KIND_CPU", "count": count, "gpus": [], "secondary_devices": [],
+               "profile": [], "passive": false, "host_policy": ""})
+    };
+    let (status, plain) = s.http("GET", "/v2/models/plain/config", None).await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["instance_group"], json!([group("plain", 1)]));
+    let (_, grouped) = s.http("GET", "/v2/models/grouped/config", None).await;
+    assert_eq!(
+        grouped["instance_group"],
+        json!([group("grouped_0", 2), group("mine", 1)])
+    );
+    // gRPC's ModelConfig says the same.
+    let config = s
+        .client()
+        .await
+        .model_config(proto::ModelConfigRequest {
+            name: "grouped".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config
+        .unwrap();
+    let shown: Vec<(String, i32, i32)> = (config.instance_group.iter())
+        .map(|g| (g.name.clone(), g.count, g.kind))
+        .collect();
+    let cpu = proto::model_instance_group::Kind::Cpu as i32;
+    assert_eq!(
+        shown,
+        vec![("grouped_0".into(), 2, cpu), ("mine".into(), 1, cpu)]
+    );
+
+    // What GET gives loads again as an override, and reads back the same.
+    let (status, body) = s.http_load("plain", Some(&plain)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, again) = s.http("GET", "/v2/models/plain/config", None).await;
+    assert_eq!(again, plain);
+
+    // Triton's GPU configs name device 0; on this CPU-only server the group
+    // then has no backend to run on, and says so, not that gpus is unknown.
+    let gpu = json!({"instance_group": [{"kind": "KIND_GPU", "gpus": [0]}]});
+    let (status, body) = s.http_load("plain", Some(&gpu)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!error_text(&body).contains("gpus"), "{body}");
+    let other = json!({"instance_group": [{"kind": "KIND_GPU", "gpus": [1]}]});
+    let (status, body) = s.http_load("plain", Some(&other)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_text(&body).contains("CUDA_VISIBLE_DEVICES"), "{body}");
+    s.shutdown().await;
+}
