@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use anemone_core::{Dim, ModelFormat, ModelMetadata, TensorSpec};
 
 use super::dtypes::{dim_i64, proto_dtype};
+use crate::proto::model_optimization_policy::PinnedMemoryBuffer;
 use crate::proto::model_version_policy::{Latest, PolicyChoice};
 use crate::proto::{
-    DataType as ProtoType, ModelConfig, ModelInput, ModelOutput, ModelVersionPolicy,
+    DataType as ProtoType, ModelConfig, ModelInput, ModelOptimizationPolicy, ModelOutput,
+    ModelVersionPolicy,
 };
 
 /// The effective configuration of a model: the given config (or an empty
@@ -16,7 +18,12 @@ use crate::proto::{
 /// - `name` empty → `name`; a different name is an error (Triton requires
 ///   the config name to match the model directory).
 /// - `platform` empty → `onnxruntime_onnx` for ONNX files, `anemone` for
-///   Core ML files. `backend` is left as given.
+///   Core ML files. `backend` empty → `onnxruntime` for ONNX files (as
+///   Triton names the backend of `onnxruntime_onnx`, whichever of anemone's
+///   engines runs it: the metadata's `platform` says which), `anemone` for
+///   Core ML files.
+/// - `optimization` unset → Triton's default (input and output pinned
+///   memory on), which anemone accepts and which changes nothing.
 /// - `version_policy` unset → `latest { num_versions: 1 }`, as Triton does.
 /// - `instance_group` entries get a name (`{model}_{index}`) where they have
 ///   none and a count of at least 1, as Triton shows them (a group left
@@ -52,6 +59,22 @@ pub fn complete(
             ModelFormat::CoreMl => "anemone",
         }
         .to_string();
+    }
+    if cfg.backend.is_empty() && !super::is_ensemble(&cfg) {
+        cfg.backend = match meta.format {
+            ModelFormat::Onnx => "onnxruntime",
+            ModelFormat::CoreMl => "anemone",
+        }
+        .to_string();
+    }
+    // Triton's defaults, as it shows them (they change nothing here).
+    if cfg.optimization.is_none() && !super::is_ensemble(&cfg) {
+        let pinned = || Some(PinnedMemoryBuffer { enable: true });
+        cfg.optimization = Some(ModelOptimizationPolicy {
+            input_pinned_memory: pinned(),
+            output_pinned_memory: pinned(),
+            ..Default::default()
+        });
     }
     if cfg.max_batch_size < 0 {
         return Err(format!(
@@ -286,7 +309,7 @@ mod tests {
         let c = complete(None, "net", &m).unwrap();
         assert_eq!(c.name, "net");
         assert_eq!(c.platform, "onnxruntime_onnx");
-        assert_eq!(c.backend, "");
+        assert_eq!(c.backend, "onnxruntime");
         assert_eq!(c.max_batch_size, 0);
         assert_eq!(c.input.len(), 2);
         assert_eq!(

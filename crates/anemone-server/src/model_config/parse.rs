@@ -256,7 +256,7 @@ mod tests {
         let json = to_json(&c);
         assert_eq!(json["name"], "resnet50");
         assert_eq!(json["platform"], "onnxruntime_onnx");
-        assert_eq!(json["backend"], "");
+        assert_eq!(json["backend"], "onnxruntime");
         assert_eq!(json["max_batch_size"], 8);
         assert_eq!(json["input"][0]["name"], "input");
         assert_eq!(json["input"][0]["data_type"], "TYPE_FP32");

@@ -125,7 +125,13 @@ pub fn prepare_model(
         .last()
         .expect("versions_to_load returns available versions; this is a bug");
     let meta = anemone_backends::describe_file(newest).map_err(|e| e.chain_string())?;
-    let config = model_config::complete(config, name, &meta)?;
+    let mut config = model_config::complete(config, name, &meta)?;
+    // The file each version is read from, as Triton shows it.
+    if config.default_model_filename.is_empty() {
+        if let Some(file) = newest.file_name().and_then(|f| f.to_str()) {
+            config.default_model_filename = file.to_string();
+        }
+    }
     let mut settings = model_config::settings(&config)?;
     confine_path_settings(root, &dir, &mut settings)?;
     let declared = declared_inputs(&config, &meta);

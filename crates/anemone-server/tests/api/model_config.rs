@@ -275,7 +275,8 @@ parameters { key: "threads" value: { string_value: "100000" } }
     s.shutdown().await;
 }
 
-/// A loaded model's config shows its instance groups as Triton shows them:
+/// A loaded model's config shows its instance groups (and its backend and
+/// file name) as Triton shows them:
 /// a model whose config names none gets one named after it, `KIND_AUTO`
 /// is resolved to where the instances run, over HTTP and gRPC alike; the
 /// config read back loads again unchanged; and a Triton GPU config's
@@ -302,6 +303,15 @@ async fn instance_groups_are_shown_as_they_run() {
     let (status, plain) = s.http("GET", "/v2/models/plain/config", None).await;
     assert_eq!(status, 200, "{plain}");
     assert_eq!(plain["instance_group"], json!([group("plain", 1)]));
+    // The backend and file, as Triton names them for an ONNX model.
+    assert_eq!(
+        (&plain["backend"], &plain["default_model_filename"]),
+        (&json!("onnxruntime"), &json!("model.onnx"))
+    );
+    assert_eq!(
+        plain["optimization"]["input_pinned_memory"],
+        json!({"enable": true})
+    );
     let (_, grouped) = s.http("GET", "/v2/models/grouped/config", None).await;
     assert_eq!(
         grouped["instance_group"],
