@@ -88,6 +88,52 @@ def test_compressed_requests_match_another_engine(server, cases, references, alg
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_classification_gives_the_top_classes(server, cases, references, protocol):
+    """Triton's classification extension through tritonclient's `class_count`:
+    magika's output (a real file-type classifier, 214 classes) and ocr_cls's
+    (2 classes) as their top 3, checked against numpy's ranking of the
+    reference (ONNX Runtime's Python API): each class's value within the
+    case's tolerance of the reference's at that index, each class among the
+    reference's top 3 (within the tolerance, for near ties), highest first."""
+    module, client = client_for(server, "grpc" if protocol == "grpc" else "http")
+    binary = protocol != "http-json"
+    for case_name in ("magika", "ocr_cls"):
+        case = cases[case_name]
+        for k, ((inputs, _), want_outputs) in enumerate(zip(case.runs, references[case_name])):
+            tensors = []
+            for name, value in inputs:
+                t = module.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+                if module is httpclient:
+                    t.set_data_from_numpy(value, binary_data=binary)
+                else:
+                    t.set_data_from_numpy(value)
+                tensors.append(t)
+            output, want = want_outputs[0]
+            kwargs = {"class_count": 3}
+            if module is httpclient:
+                kwargs["binary_data"] = binary
+            result = client.infer(case_name, tensors, outputs=[module.InferRequestedOutput(output, **kwargs)])
+            got = result.as_numpy(output)
+            # No batch dimension in these models' configs: the whole tensor is ranked.
+            flat = want.reshape(-1).astype(np.float64)
+            top = min(3, flat.size)
+            assert got.shape == (top,), f"{case_name} run {k}: shape {got.shape}"
+            third = np.sort(flat)[::-1][top - 1]
+            values, indices = [], []
+            for item in got:
+                text = item.decode() if isinstance(item, bytes) else item
+                value, index = text.split(":")
+                value, index = float(value), int(index)
+                tolerance = case.atol + case.rtol * abs(flat[index]) + 5e-7  # six decimals
+                assert abs(value - flat[index]) <= tolerance, f"{case_name} run {k}: {text} vs {flat[index]}"
+                assert flat[index] >= third - tolerance, f"{case_name} run {k}: {text} is not in the top {top}"
+                values.append(value)
+                indices.append(index)
+            assert len(set(indices)) == top, f"{case_name} run {k}: {got}"
+            assert values == sorted(values, reverse=True), f"{case_name} run {k}: {got}"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_bytes_tensors_round_trip(server, protocol):
     # On ONNX Runtime (its config puts it first): any UTF-8 text without NUL bytes.
     _, client = client_for(server, "grpc" if protocol == "grpc" else "http")

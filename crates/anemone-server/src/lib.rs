@@ -7,6 +7,7 @@
 //! map to status codes in one table per protocol ([`errors::ApiError`]).
 #![deny(missing_docs)]
 
+pub mod classification;
 pub mod errors;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -86,6 +86,8 @@ pub struct Entry {
     pub reason: String,
     /// The effective configuration, once a load got that far.
     pub config: Option<ModelConfig>,
+    /// The classification labels of its outputs, from the last load.
+    pub labels: std::sync::Arc<crate::classification::Labels>,
     /// Versions loaded.
     pub versions: Vec<u64>,
     /// Newest modification time of its files when last loaded (for polling).
@@ -189,6 +191,17 @@ impl Repository {
         self.lock().get(name).cloned()
     }
 
+    /// What the classification extension needs of model `name`: whether it
+    /// has a batch dimension (`max_batch_size > 0`), and its outputs' labels.
+    pub fn classes(&self, name: &str) -> (bool, std::sync::Arc<crate::classification::Labels>) {
+        let entries = self.lock();
+        let Some(entry) = entries.get(name) else {
+            return (false, Default::default());
+        };
+        let batched = entry.config.as_ref().is_some_and(|c| c.max_batch_size > 0);
+        (batched, std::sync::Arc::clone(&entry.labels))
+    }
+
     /// Loads the models start-up asks for: every model (modes none and poll),
     /// or those named (`*` for all) in explicit mode. Failures are recorded,
     /// never returned.
@@ -236,6 +249,7 @@ impl Repository {
                 state: State::Unloaded,
                 reason: String::new(),
                 config: None,
+                labels: Default::default(),
                 versions: vec![],
                 fingerprint: None,
                 state_before_load: State::Unloaded,
@@ -256,10 +270,11 @@ impl Repository {
             .expect("inserted above; this is a bug");
         entry.fingerprint = fingerprint;
         match result {
-            Ok((config, versions)) => {
+            Ok((config, labels, versions)) => {
                 entry.state = State::Ready;
                 entry.reason.clear();
                 entry.config = Some(config);
+                entry.labels = std::sync::Arc::new(labels);
                 entry.versions = versions;
                 Ok(())
             }
@@ -290,9 +305,10 @@ impl Repository {
         &self,
         name: &str,
         config_override: Option<ModelConfig>,
-    ) -> Result<(ModelConfig, Vec<u64>), String> {
+    ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), String> {
         if let Some(config) = self.ensemble_config(name, config_override.as_ref())? {
-            return self.load_ensemble(name, config).await;
+            let (config, versions) = self.load_ensemble(name, config).await?;
+            return Ok((config, Default::default(), versions));
         }
         let metrics = self.manager.metrics();
         // With eviction, room is made at load time, against what the engines
@@ -302,7 +318,11 @@ impl Repository {
             .memory_budget
             .filter(|_| !evicting)
             .map(|b| b.saturating_sub(metrics.memory_used));
-        let Prepared { config, specs } = {
+        let Prepared {
+            config,
+            labels,
+            specs,
+        } = {
             let (name, root) = (name.to_string(), self.real_root.clone());
             tokio::task::spawn_blocking(move || {
                 // Reads and parses the model's files: part of its load.
@@ -333,7 +353,7 @@ impl Repository {
         {
             let _ = self.manager.unload_model(name, Some(instance.version()));
         }
-        Ok((config, loaded))
+        Ok((config, labels, loaded))
     }
 
     /// Unloads every version of a model.

@@ -16,6 +16,7 @@ mod ensemble;
 /// (`schedule_policy`: the `priority` and `timeout` request parameters).
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
+    "classification",
     "logging",
     "model_repository",
     "model_repository(unload_dependents)",
@@ -292,6 +293,13 @@ impl AppState {
             .flatten()
             .filter_map(|o| Some((o.name.clone(), o.shared_memory.clone()?)))
             .collect();
+        // Outputs asked for as their top classes, by name.
+        let classes: Vec<(String, usize)> = request
+            .outputs
+            .iter()
+            .flatten()
+            .filter_map(|o| Some((o.name.clone(), o.classification?)))
+            .collect();
         r.outputs = request
             .outputs
             .map(|o| o.into_iter().map(|o| o.name).collect());
@@ -314,16 +322,43 @@ impl AppState {
                     .unwrap_or_else(|| e.into()));
             }
         };
-        let in_shared_memory = write_shared_memory(&response.outputs, &targets)?;
+        let mut outputs = response.outputs;
+        if !classes.is_empty() {
+            self.classify(&response.model, &mut outputs, &classes)?;
+        }
+        let in_shared_memory = write_shared_memory(&outputs, &targets)?;
         Ok(v2::InferResponse {
             model: response.model,
             version: response.version.to_string(),
             // The runtime hands the request's id back.
             id: response.id,
             parameters: request.parameters,
-            outputs: response.outputs,
+            outputs,
             in_shared_memory,
         })
+    }
+
+    /// Replaces each output that `classes` names with its top classes (the
+    /// classification extension).
+    fn classify(
+        &self,
+        model: &str,
+        outputs: &mut [(String, anemone_core::Tensor)],
+        classes: &[(String, usize)],
+    ) -> Result<(), ApiError> {
+        let (batched, labels) = self.repository.classes(model);
+        for (name, count) in classes {
+            if let Some((_, tensor)) = outputs.iter_mut().find(|(n, _)| n == name) {
+                *tensor = crate::classification::classify(
+                    name,
+                    tensor,
+                    *count,
+                    batched,
+                    labels.of(name),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Statistics of one model (version), or of every loaded model when `name` is empty.

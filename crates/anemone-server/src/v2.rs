@@ -85,6 +85,9 @@ pub struct RequestedOutput {
     /// Where in a registered shared memory region to write it, if the
     /// request says (its `shared_memory_*` parameters).
     pub shared_memory: Option<crate::shared_memory::Slice>,
+    /// Its top classes instead of its values (the classification
+    /// extension's `classification` parameter), if asked.
+    pub classification: Option<usize>,
 }
 
 /// A computed inference response.

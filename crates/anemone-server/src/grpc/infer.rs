@@ -112,21 +112,34 @@ pub(super) fn decode(
         .map(|o| {
             limits::check_name("output", &o.name)?;
             limits::check_count("parameters", o.parameters.len(), limits::MAX_PARAMETERS)?;
-            if o.parameters.contains_key("classification") {
-                return Err(ApiError::invalid(format!(
-                    "output '{}': the classification extension is not supported; ask for the raw output",
-                    o.name
-                )));
-            }
+            let classification = match o.parameters.get(crate::classification::PARAMETER) {
+                None => None,
+                Some(p) => {
+                    let count = match p.parameter_choice {
+                        Some(ParameterChoice::Int64Param(n)) => Some(n),
+                        Some(ParameterChoice::Uint64Param(n)) => i64::try_from(n).ok(),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "output '{}': parameter '{}' must be an int64_param, the number of classes",
+                            o.name,
+                            crate::classification::PARAMETER
+                        ))
+                    })?;
+                    crate::classification::requested(&o.name, Some(count))?
+                }
+            };
             let shared_memory =
                 shm.slice("output", &o.name, &shared_memory_parameters(&o.parameters)?)?;
             Ok(v2::RequestedOutput {
                 name: o.name,
                 binary: None,
                 shared_memory,
+                classification,
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let parameters = parameters_to_json(&parameters)?;
     Ok(v2::InferRequest {
         model: model_name,

@@ -245,12 +245,19 @@ fn requested_output(output: OutputHeader, shm: &SharedMemory) -> Result<Requeste
     check_name("output", &output.name)?;
     let params = output.parameters.unwrap_or_default().0;
     let shared_memory = shm.slice("output", &output.name, &params)?;
-    if params.contains_key("classification") {
-        return Err(ApiError::invalid(format!(
-            "output '{}': the classification extension is not supported; ask for the raw output",
-            output.name
-        )));
-    }
+    let classification = match params.get(crate::classification::PARAMETER) {
+        None => None,
+        Some(v) => crate::classification::requested(
+            &output.name,
+            Some(v.as_i64().ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "output '{}': parameter '{}' must be a number of classes, got {v}",
+                    output.name,
+                    crate::classification::PARAMETER
+                ))
+            })?),
+        )?,
+    };
     let binary = params
         .get(BINARY_DATA)
         .map(|v| {
@@ -266,6 +273,7 @@ fn requested_output(output: OutputHeader, shm: &SharedMemory) -> Result<Requeste
         name: output.name,
         binary,
         shared_memory,
+        classification,
     })
 }
 

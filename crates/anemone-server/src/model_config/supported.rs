@@ -79,7 +79,13 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
             src,
             errs,
         ),
-        "output" => check_tensors(value, "output", &["name", "data_type", "dims"], src, errs),
+        "output" => check_tensors(
+            value,
+            "output",
+            &["name", "data_type", "dims", "label_filename"],
+            src,
+            errs,
+        ),
         "instance_group" => check_instance_groups(value, src, errs),
         // Its values are checked when read, by `scheduling`.
         "dynamic_batching" => {}
@@ -161,7 +167,6 @@ fn tensor_hint(field: &str) -> &'static str {
             "remove it (anemone does not do ragged batching: a batch holds requests of equal shapes)"
         }
         "is_non_linear_format_io" => "remove it (non-linear formats are a TensorRT feature)",
-        "label_filename" => "remove it (classification labels are not supported yet)",
         "optional" => "remove it (only inputs can be optional)",
         _ => "remove it",
     }
@@ -318,7 +323,6 @@ mod tests {
             ),
             ("input [ { name: \"x\" is_shape_tensor: true } ]", "'input[0].is_shape_tensor'"),
             ("input [ { name: \"x\" allow_ragged_batch: true } ]", "'input[0].allow_ragged_batch'"),
-            ("output [ { name: \"y\" label_filename: \"labels.txt\" } ]", "'output[0].label_filename'"),
             ("output [ { name: \"y\" optional: true } ]", "field 'optional' not found"),
             ("input [ { name: \"x\" data_type: TYPE_BF16 } ]", "'input[0].data_type' is TYPE_BF16"),
             ("input [ { name: \"x\" dims: [ 3, 0 ] } ]", "'input[0].dims' has 0"),

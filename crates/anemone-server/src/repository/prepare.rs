@@ -34,6 +34,8 @@ pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 pub struct Prepared {
     /// The configuration, completed against the model file.
     pub config: ModelConfig,
+    /// Its outputs' classification labels (`label_filename`).
+    pub labels: crate::classification::Labels,
     /// One spec per version to load, in ascending version order.
     pub specs: Vec<ModelSpec>,
 }
@@ -145,6 +147,7 @@ pub fn prepare_model(
     let served: Vec<String> = config.output.iter().map(|o| o.name.clone()).collect();
     let scheduler = model_config::scheduler_config(&config)?;
     let warmup = super::warmup::warmup_samples(root, &dir, &config)?;
+    let labels = crate::classification::Labels::read(root, &dir, &config)?;
     let specs = files
         .into_iter()
         .map(|(version, path)| {
@@ -171,7 +174,11 @@ pub fn prepare_model(
             spec
         })
         .collect();
-    Ok(Prepared { config, specs })
+    Ok(Prepared {
+        config,
+        labels,
+        specs,
+    })
 }
 
 /// Reads `config.pbtxt` when there is one: a regular file inside the

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod batching;
+mod classification;
 mod config_io;
 mod decode_budget;
 mod ensemble;

@@ -251,9 +251,8 @@ parameters { key: "threads" value: { string_value: "100000" } }
     assert_eq!(status, 400, "{body}");
     let e = error_text(&body);
     for needle in [
-        "5 problems in config.pbtxt",
+        "4 problems in config.pbtxt",
         "'input[0].reshape'",
-        "'output[0].label_filename'",
         "'sequence_batching'",
         "unknown parameter 'foo'",
         "parameter 'threads' is \"100000\"; set an integer from 1 to",
