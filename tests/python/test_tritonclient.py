@@ -21,7 +21,9 @@ def client_for(server, protocol):
     return httpclient, httpclient.InferenceServerClient(server.http)
 
 
-def infer(server, protocol, model, inputs, outputs=None, **kwargs):
+def infer(server, protocol, model, inputs, outputs=None, class_count=0, **kwargs):
+    """One inference; `outputs` names the outputs asked for (all when None),
+    each as its top `class_count` classes when that is not 0."""
     module, client = client_for(server, protocol)
     binary = protocol != "http-json"
     tensors = []
@@ -35,9 +37,10 @@ def infer(server, protocol, model, inputs, outputs=None, **kwargs):
     requested = None
     if outputs is not None:
         if module is httpclient:
-            requested = [module.InferRequestedOutput(n, binary_data=binary) for n in outputs]
+            requested = [module.InferRequestedOutput(n, binary_data=binary, class_count=class_count)
+                         for n in outputs]
         else:
-            requested = [module.InferRequestedOutput(n) for n in outputs]
+            requested = [module.InferRequestedOutput(n, class_count=class_count) for n in outputs]
     return client.infer(model, tensors, outputs=requested, **kwargs)
 
 
@@ -95,25 +98,11 @@ def test_classification_gives_the_top_classes(server, cases, references, protoco
     reference (ONNX Runtime's Python API): each class's value within the
     case's tolerance of the reference's at that index, each class among the
     reference's top 3 (within the tolerance, for near ties), highest first."""
-    module, client = client_for(server, "grpc" if protocol == "grpc" else "http")
-    binary = protocol != "http-json"
     for case_name in ("magika", "ocr_cls"):
         case = cases[case_name]
         for k, ((inputs, _), want_outputs) in enumerate(zip(case.runs, references[case_name])):
-            tensors = []
-            for name, value in inputs:
-                t = module.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
-                if module is httpclient:
-                    t.set_data_from_numpy(value, binary_data=binary)
-                else:
-                    t.set_data_from_numpy(value)
-                tensors.append(t)
             output, want = want_outputs[0]
-            kwargs = {"class_count": 3}
-            if module is httpclient:
-                kwargs["binary_data"] = binary
-            result = client.infer(case_name, tensors, outputs=[module.InferRequestedOutput(output, **kwargs)])
-            got = result.as_numpy(output)
+            got = infer(server, protocol, case_name, inputs, [output], class_count=3).as_numpy(output)
             # No batch dimension in these models' configs: the whole tensor is ranked.
             flat = want.reshape(-1).astype(np.float64)
             top = min(3, flat.size)

@@ -78,8 +78,8 @@ fn shm_output(name: &str, region: &str, offset: u64, size: u64) -> Value {
         "shared_memory_region": region, "shared_memory_byte_size": size, "shared_memory_offset": offset}})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inputs_and_outputs_go_through_registered_regions() {
+/// A server on `examples/models`, with `add` ready.
+async fn add_server() -> crate::support::Served {
     let server = serve(
         &workspace().join("examples/models"),
         ControlMode::None,
@@ -88,6 +88,12 @@ async fn inputs_and_outputs_go_through_registered_regions() {
     )
     .await;
     crate::ensemble::wait_ready(&server, "add").await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_and_outputs_go_through_registered_regions() {
+    let server = add_server().await;
     let inputs = Object::new("in", 64);
     let outputs = Object::new("out", 4096);
     inputs.write(0, &f32_bytes(&X));
@@ -297,28 +303,6 @@ async fn inputs_and_outputs_go_through_registered_regions() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let shm = |region: &str, offset: i64, size: i64| {
-        HashMap::from([
-            (
-                "shared_memory_region".to_string(),
-                InferParameter {
-                    parameter_choice: Some(ParameterChoice::StringParam(region.into())),
-                },
-            ),
-            (
-                "shared_memory_offset".to_string(),
-                InferParameter {
-                    parameter_choice: Some(ParameterChoice::Int64Param(offset)),
-                },
-            ),
-            (
-                "shared_memory_byte_size".to_string(),
-                InferParameter {
-                    parameter_choice: Some(ParameterChoice::Int64Param(size)),
-                },
-            ),
-        ])
-    };
     let input = |name: &str, parameters| InferInputTensor {
         name: name.into(),
         datatype: "FP32".into(),
@@ -328,13 +312,16 @@ async fn inputs_and_outputs_go_through_registered_regions() {
     };
     let request = |x_region: &str| proto::ModelInferRequest {
         model_name: "add".into(),
-        inputs: vec![input("x", shm(x_region, 0, 16)), input("y", HashMap::new())],
+        inputs: vec![
+            input("x", grpc_shm(x_region, 0, 16)),
+            input("y", HashMap::new()),
+        ],
         // Only y is in the request.
         raw_input_contents: vec![f32_bytes(&Y).into()],
         outputs: vec![
             InferRequestedOutputTensor {
                 name: "sum".into(),
-                parameters: shm("tail", 4, 16),
+                parameters: grpc_shm("tail", 4, 16),
             },
             InferRequestedOutputTensor {
                 name: "diff".into(),
@@ -453,14 +440,7 @@ fn grpc_shm(region: &str, offset: i64, size: i64) -> HashMap<String, InferParame
 async fn large_inputs_are_bounded_and_placed_in_order() {
     // The HTTP limit here is 1 MiB (the test router's); gRPC's is the
     // server's default, 64 MiB.
-    let server = serve(
-        &workspace().join("examples/models"),
-        ControlMode::None,
-        &[],
-        None,
-    )
-    .await;
-    crate::ensemble::wait_ready(&server, "add").await;
+    let server = add_server().await;
     // 8,192 rows of `add`: 128 KiB an input, over the size that is copied
     // on a blocking thread.
     const ROWS: usize = 8192;
