@@ -16,6 +16,7 @@
 //! tokio's blocking threads, so the async threads keep answering (health
 //! checks included) while they do.
 
+use super::body::Encoding;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -57,9 +58,27 @@ impl DecodeBudget {
     }
 }
 
+/// The bytes a body of `len` bytes, sent with `encoding`, reserves while
+/// it is decoded: its own length, or for a compressed body the whole
+/// request limit, `limit`, which it may grow to once decompressed (so that
+/// the budget bounds what decompression allocates too).
+pub(super) fn reservation(encoding: Encoding, len: usize, limit: usize) -> usize {
+    match encoding {
+        Encoding::Identity => len,
+        Encoding::Gzip | Encoding::Deflate => limit,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compressed_body_reserves_what_it_may_grow_to() {
+        assert_eq!(reservation(Encoding::Identity, 1000, 1 << 20), 1000);
+        assert_eq!(reservation(Encoding::Gzip, 1000, 1 << 20), 1 << 20);
+        assert_eq!(reservation(Encoding::Deflate, 10, 64 << 20), 64 << 20);
+    }
 
     #[tokio::test]
     async fn reservations_wait_for_room_and_large_ones_go_alone() {

@@ -275,13 +275,11 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     drop(parts);
     let body = body::read(body, http.limit, binary_at).await?;
     // A compressed body may grow up to the limit: it reserves all of it
-    // before it is decompressed, so that the budget also bounds what
-    // decompression allocates (compressed requests are rare).
-    let reserve = match encoding {
-        body::Encoding::Identity => body.len(),
-        _ => http.limit,
-    };
-    let reservation = http.decoding.reserve(reserve).await;
+    // before it is decompressed (compressed requests are rare).
+    let reservation = http
+        .decoding
+        .reserve(decoding::reservation(encoding, body.len(), http.limit))
+        .await;
     let body = body::decompress(body, encoding, http.limit).await?;
     let limit = http.limit;
     let mut request = if body.len() <= decoding::BLOCKING_ABOVE {
