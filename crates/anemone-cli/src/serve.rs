@@ -14,9 +14,10 @@ pub struct ServeArgs {
     /// or the same layout in a bucket: `s3://bucket/prefix` (credentials, region and endpoint from
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL), Triton's
     /// `s3://host:port/bucket/prefix`. Repeat for several repositories (a model name may be in
-    /// only one). See docs/DEPLOY.md.
+    /// only one). See docs/DEPLOY.md. `--model-store` is the same flag, as in Triton.
     #[arg(
         long,
+        visible_alias = "model-store",
         value_name = "DIR|URL",
         env = "ANEMONE_MODEL_REPOSITORY",
         required = true

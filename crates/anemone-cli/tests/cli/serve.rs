@@ -3,9 +3,10 @@
 use super::*;
 use common::serve::Serve;
 
-/// `serve` without the ONNX Runtime library says so once, at warn level,
-/// with the fix; prints a table of its models once they have loaded; and in
-/// poll mode logs a reload that failed.
+/// `serve` (given its repository as Triton's `--model-store`) without the
+/// ONNX Runtime library says so once, at warn level, with the fix; prints a
+/// table of its models once they have loaded; and in poll mode logs a
+/// reload that failed.
 #[test]
 fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
     let repo = temp_dir("serve-report");
@@ -23,7 +24,8 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
     );
     let mut serving = Serve::on_free_ports()
         .args(&[
-            "--model-repository",
+            // Triton's other name for --model-repository.
+            "--model-store",
             repo.to_str().unwrap(),
             "--model-control-mode",
             "poll",
