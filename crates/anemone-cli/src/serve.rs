@@ -51,6 +51,17 @@ pub struct ServeArgs {
     )]
     pub grpc_port: u16,
 
+    /// Whether to serve HTTP, as Triton's flag (`--allow-http false`: no HTTP listener;
+    /// gRPC and the metrics port still serve).
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_ALLOW_HTTP", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_http: bool,
+
+    /// Whether to serve gRPC, as Triton's flag (`--allow-grpc false`: no gRPC listener).
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_ALLOW_GRPC", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_grpc: bool,
+
     /// Who loads models, as Triton's flag: `none` loads every model at start-up and refuses
     /// the load/unload API; `explicit` loads only --load-model models and allows the API;
     /// `poll` loads every model and follows changes on disk.
@@ -360,6 +371,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         host: args.host.clone(),
         http_port: args.http_port,
         grpc_port: args.grpc_port,
+        allow_http: args.allow_http,
+        allow_grpc: args.allow_grpc,
         repository: args.repository_label(),
         control: args.model_control_mode,
         load_models: args.load_models.clone(),
@@ -401,8 +414,15 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let server = Server::bind(options, manager)
         .await
         .map_err(anyhow::Error::msg)?;
-    println!("HTTP listening on {}", server.http_addr());
-    println!("gRPC listening on {}", server.grpc_addr());
+    for (protocol, addr, flag) in [
+        ("HTTP", server.http_addr(), "--allow-http"),
+        ("gRPC", server.grpc_addr(), "--allow-grpc"),
+    ] {
+        match addr {
+            Some(addr) => println!("{protocol} listening on {addr}"),
+            None => println!("{protocol} is switched off ({flag} false)"),
+        }
+    }
     if let Some(addr) = server.metrics_addr() {
         println!("Metrics listening on {addr}");
     }

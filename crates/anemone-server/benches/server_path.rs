@@ -148,7 +148,10 @@ fn start_server(
         };
         let server = Server::bind(options, manager).await.unwrap();
         let state = server.state();
-        let (http, grpc) = (server.http_addr(), server.grpc_addr());
+        let (http, grpc) = (
+            server.http_addr().expect("HTTP is on"),
+            server.grpc_addr().expect("gRPC is on"),
+        );
         tokio::spawn(server.run(std::future::pending()));
         state.load_model("add", None).await.unwrap();
         (state, http, grpc)

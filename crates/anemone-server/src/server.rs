@@ -48,6 +48,10 @@ pub struct ServerOptions {
     pub http_port: u16,
     /// gRPC port; 0 picks a free one. By default, 8001.
     pub grpc_port: u16,
+    /// Whether to serve HTTP (Triton's `--allow-http`). By default, true.
+    pub allow_http: bool,
+    /// Whether to serve gRPC (Triton's `--allow-grpc`). By default, true.
+    pub allow_grpc: bool,
     /// The model repository directory.
     pub repository: PathBuf,
     /// Who loads models. By default, [`ControlMode::None`]: all at start-up.
@@ -96,6 +100,8 @@ impl Default for ServerOptions {
             host: "127.0.0.1".into(),
             http_port: 8000,
             grpc_port: 8001,
+            allow_http: true,
+            allow_grpc: true,
             repository: PathBuf::from("models"),
             control: ControlMode::None,
             load_models: Vec::new(),
@@ -122,8 +128,10 @@ impl Default for ServerOptions {
 /// A bound, not yet running server.
 pub struct Server {
     state: Arc<AppState>,
-    http: TcpListener,
-    grpc: TcpListener,
+    /// `None` with `allow_http` false.
+    http: Option<TcpListener>,
+    /// `None` with `allow_grpc` false.
+    grpc: Option<TcpListener>,
     /// Prometheus on its own port (`--metrics-port`), when asked for.
     metrics: Option<TcpListener>,
     options: ServerOptions,
@@ -131,8 +139,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Reads the TLS files, opens the repository and binds both listeners.
+    /// Reads the TLS files, opens the repository and binds the listeners.
     pub async fn bind(options: ServerOptions, manager: Manager) -> Result<Server, String> {
+        if !options.allow_http && !options.allow_grpc {
+            return Err(
+                "nothing to serve: HTTP and gRPC are both switched off (--allow-http false, --allow-grpc false); allow at least one"
+                    .into(),
+            );
+        }
         // First: a bad certificate should not wait for the repository.
         let tls = options.tls.load().map_err(|e| e.to_string())?;
         // --- deploy ---
@@ -156,8 +170,14 @@ impl Server {
                     .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
             }
         };
-        let http = bind(options.http_port, "HTTP").await?;
-        let grpc = bind(options.grpc_port, "gRPC").await?;
+        let http = match options.allow_http {
+            true => Some(bind(options.http_port, "HTTP").await?),
+            false => None,
+        };
+        let grpc = match options.allow_grpc {
+            true => Some(bind(options.grpc_port, "gRPC").await?),
+            false => None,
+        };
         let metrics = match options.ops.metrics_port {
             Some(port) => Some(bind(port, "metrics").await?),
             None => None,
@@ -176,18 +196,14 @@ impl Server {
         })
     }
 
-    /// The bound HTTP address.
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("a bound listener has an address; this is a bug")
+    /// The bound HTTP address; `None` when HTTP is switched off.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The bound gRPC address.
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .expect("a bound listener has an address; this is a bug")
+    /// The bound gRPC address; `None` when gRPC is switched off.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound metrics address, when `/metrics` has a port of its own.
@@ -263,21 +279,24 @@ impl Server {
         // Accepted sockets get TCP_NODELAY there: without it, Nagle's
         // algorithm holds a response's last segment until the client's
         // delayed ACK (~40 ms on Linux).
-        let http_server =
-            crate::http::serve::serve(http, router, options.http_timeouts, tls.http, stopped());
-        let grpc_server = grpc_builder
-            .add_service(Restricted::new(health, options.restricted.grpc.clone()))
-            .add_service(Restricted::new(
-                crate::grpc::service(Arc::clone(&state), options.max_request_bytes)
-                    .message_timeout(options.http_timeouts.body),
-                options.restricted.grpc.clone(),
-            ))
-            .serve_with_incoming_shutdown(
-                // The builder's own `tcp_nodelay` applies only to listeners it
-                // binds itself: set it on this one's accepted sockets.
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                stopped(),
-            );
+        let http_server = http.map(|http| {
+            crate::http::serve::serve(http, router, options.http_timeouts, tls.http, stopped())
+        });
+        let grpc_server = grpc.map(|grpc| {
+            grpc_builder
+                .add_service(Restricted::new(health, options.restricted.grpc.clone()))
+                .add_service(Restricted::new(
+                    crate::grpc::service(Arc::clone(&state), options.max_request_bytes)
+                        .message_timeout(options.http_timeouts.body),
+                    options.restricted.grpc.clone(),
+                ))
+                .serve_with_incoming_shutdown(
+                    // The builder's own `tcp_nodelay` applies only to listeners it
+                    // binds itself: set it on this one's accepted sockets.
+                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                    stopped(),
+                )
+        });
 
         // Plain HTTP, the same timeouts; it stops with the others and is not waited for.
         if let Some(listener) = metrics {
@@ -287,11 +306,17 @@ impl Server {
             tokio::spawn(served);
         }
         let http_task = tokio::spawn(async move {
-            http_server.await;
+            if let Some(server) = http_server {
+                server.await;
+            }
             Ok::<(), String>(())
         });
-        let grpc_task =
-            tokio::spawn(async move { grpc_server.await.map_err(|e| format!("gRPC server: {e}")) });
+        let grpc_task = tokio::spawn(async move {
+            match grpc_server {
+                Some(server) => server.await.map_err(|e| format!("gRPC server: {e}")),
+                None => Ok(()),
+            }
+        });
 
         shutdown.await;
         tracing::info!(

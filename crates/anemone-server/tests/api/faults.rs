@@ -178,7 +178,11 @@ impl Faulty {
             ..Default::default()
         };
         let server = Server::bind(options, manager).await.unwrap();
-        let (state, grpc, http) = (server.state(), server.grpc_addr(), server.http_addr());
+        let (state, grpc, http) = (
+            server.state(),
+            server.grpc_addr().expect("gRPC is on"),
+            server.http_addr().expect("HTTP is on"),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;

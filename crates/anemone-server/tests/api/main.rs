@@ -17,6 +17,7 @@ mod grpc;
 mod grpc_errors;
 mod http;
 mod latency;
+mod listeners;
 mod load_override;
 mod model_config;
 mod net;

@@ -107,7 +107,11 @@ pub struct Running {
 /// on a task: the start every harness of this binary shares.
 pub async fn run_server(options: ServerOptions, manager: anemone_runtime::Manager) -> Running {
     let server = Server::bind(options, manager).await.unwrap();
-    let (http, grpc, state) = (server.http_addr(), server.grpc_addr(), server.state());
+    let (http, grpc, state) = (
+        server.http_addr().expect("HTTP is on"),
+        server.grpc_addr().expect("gRPC is on"),
+        server.state(),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
         let _ = stopped.await;
