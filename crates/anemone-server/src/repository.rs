@@ -307,8 +307,13 @@ impl Repository {
         config_override: Option<ModelConfig>,
     ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), String> {
         if let Some(config) = self.ensemble_config(name, config_override.as_ref())? {
+            // Its outputs' labels, for the classification extension.
+            let labels = match model_dir(&self.real_root, name) {
+                Some(dir) => crate::classification::Labels::read(&self.real_root, &dir, &config)?,
+                None => Default::default(),
+            };
             let (config, versions) = self.load_ensemble(name, config).await?;
-            return Ok((config, Default::default(), versions));
+            return Ok((config, labels, versions));
         }
         let metrics = self.manager.metrics();
         // With eviction, room is made at load time, against what the engines

@@ -18,7 +18,8 @@ const Y: [[f32; 4]; 2] = [[10.0, -20.0, 30.0, 40.0], [0.0, 1.0, 2.0, 3.0]];
 const LABELS: [&str; 4] = ["zero", "one", "two", "three"];
 
 /// The top `k` of each row of `rows` (value order, highest first), as
-/// `value:index[:label]` with six decimals.
+/// `value:index[:label]` with six decimals; a label where `labels` (the
+/// first of [`LABELS`]) has one for the index.
 fn expected(rows: &[Vec<f32>], k: usize, labels: bool) -> Vec<String> {
     let mut out = Vec::new();
     for row in rows {
@@ -26,8 +27,8 @@ fn expected(rows: &[Vec<f32>], k: usize, labels: bool) -> Vec<String> {
         order.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap());
         for &i in order.iter().take(k) {
             let mut s = format!("{:.6}:{i}", row[i]);
-            if labels {
-                s = format!("{s}:{}", LABELS[i]);
+            if let Some(label) = LABELS.get(i).filter(|_| labels) {
+                s = format!("{s}:{label}");
             }
             out.push(s);
         }
@@ -144,6 +145,17 @@ async fn outputs_come_back_as_their_top_classes() {
         )
         .as_bytes(),
     );
+    // An ensemble over `whole`, with labels for the first four of its
+    // output's eight values.
+    repo.write(
+        "ens/config.pbtxt",
+        b"platform: \"ensemble\"\n\
+          input [ { name: \"x\" data_type: TYPE_FP32 dims: [ -1, 4 ] }, { name: \"y\" data_type: TYPE_FP32 dims: [ -1, 4 ] } ]\n\
+          output [ { name: \"sum\" data_type: TYPE_FP32 dims: [ -1, 4 ] label_filename: \"labels.txt\" } ]\n\
+          ensemble_scheduling { step [ { model_name: \"whole\" model_version: -1 input_map { key: \"x\" value: \"x\" } \
+          input_map { key: \"y\" value: \"y\" } output_map { key: \"sum\" value: \"sum\" } } ] }\n",
+    );
+    repo.write("ens/labels.txt", LABELS.join("\n").as_bytes());
     repo.write("outside/1/model.onnx", &add_model());
     repo.write(
         "outside/config.pbtxt",
@@ -154,7 +166,7 @@ async fn outputs_come_back_as_their_top_classes() {
         .as_bytes(),
     );
     let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
-    for model in ["labelled", "whole"] {
+    for model in ["labelled", "whole", "ens"] {
         let (code, answer) = s.http_load(model, None).await;
         assert_eq!(code, 200, "{model}: {answer}");
     }
@@ -188,6 +200,14 @@ async fn outputs_come_back_as_their_top_classes() {
             (vec![kept as i64], want)
         );
     }
+    // An ensemble's output, labelled from the ensemble's own file.
+    let want = expected(&whole, 5, true);
+    assert!(
+        want.iter().filter(|s| s.split(':').count() == 3).count() >= 1,
+        "{want:?}"
+    );
+    assert_eq!(http_classes(&s, "ens", 5).await, (vec![5], want.clone()));
+    assert_eq!(grpc_classes(&s, "ens", 5).await, (vec![5], want));
     // Binary data: the same strings, as BYTES in the binary part.
     let (code, raw) = s
         .http(
