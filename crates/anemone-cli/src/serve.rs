@@ -33,6 +33,18 @@ pub struct ServeArgs {
     )]
     pub host: String,
 
+    /// Address of the HTTP listener alone, as Triton's flag [default: --host].
+    #[arg(long, value_name = "ADDR", env = "ANEMONE_HTTP_ADDRESS")]
+    pub http_address: Option<String>,
+
+    /// Address of the gRPC listener alone, as Triton's flag [default: --host].
+    #[arg(long, value_name = "ADDR", env = "ANEMONE_GRPC_ADDRESS")]
+    pub grpc_address: Option<String>,
+
+    /// Address of the metrics listener alone, as Triton's flag [default: --host].
+    #[arg(long, value_name = "ADDR", env = "ANEMONE_METRICS_ADDRESS")]
+    pub metrics_address: Option<String>,
+
     /// HTTP port; 0 picks a free port (the bound address is printed).
     #[arg(
         long,
@@ -369,6 +381,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     watch_thermal_state(&manager);
     let options = ServerOptions {
         host: args.host.clone(),
+        addresses: anemone_server::server::ListenerAddresses {
+            http: args.http_address.clone(),
+            grpc: args.grpc_address.clone(),
+            metrics: args.metrics_address.clone(),
+        },
         http_port: args.http_port,
         grpc_port: args.grpc_port,
         allow_http: args.allow_http,

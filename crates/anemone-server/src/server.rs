@@ -44,6 +44,10 @@ pub const GRPC_WINDOW_SIZE: u32 = 4 << 20;
 pub struct ServerOptions {
     /// Address to listen on. By default, 127.0.0.1.
     pub host: String,
+    /// Addresses of one listener each (Triton's `--http-address`,
+    /// `--grpc-address`, `--metrics-address`), instead of `host`. By
+    /// default, none: every listener on `host`.
+    pub addresses: ListenerAddresses,
     /// HTTP port; 0 picks a free one. By default, 8000.
     pub http_port: u16,
     /// gRPC port; 0 picks a free one. By default, 8001.
@@ -98,6 +102,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             host: "127.0.0.1".into(),
+            addresses: ListenerAddresses::default(),
             http_port: 8000,
             grpc_port: 8001,
             allow_http: true,
@@ -123,6 +128,17 @@ impl Default for ServerOptions {
             sources: Default::default(),
         }
     }
+}
+
+/// A listener's own address, where it is not `ServerOptions::host`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerAddresses {
+    /// The HTTP listener's.
+    pub http: Option<String>,
+    /// The gRPC listener's.
+    pub grpc: Option<String>,
+    /// The metrics listener's.
+    pub metrics: Option<String>,
 }
 
 /// A bound, not yet running server.
@@ -162,7 +178,13 @@ impl Server {
             repository.attach_mirror(mirror);
         }
         let bind = |port: u16, what: &str| {
-            let addr = format!("{}:{port}", options.host);
+            let host = match what {
+                "HTTP" => options.addresses.http.as_ref(),
+                "gRPC" => options.addresses.grpc.as_ref(),
+                _ => options.addresses.metrics.as_ref(),
+            }
+            .unwrap_or(&options.host);
+            let addr = format!("{host}:{port}");
             let what = what.to_string();
             async move {
                 TcpListener::bind(&addr)

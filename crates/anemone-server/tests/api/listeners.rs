@@ -1,6 +1,7 @@
 //! Triton's `--allow-http` and `--allow-grpc`: a protocol switched off has
 //! no listener while the other serves (`add`'s sum checked against the
-//! arithmetic done here), and switching both off is refused, saying so.
+//! arithmetic done here), and switching both off is refused, saying so;
+//! and `--http-address`: a listener on an address of its own.
 
 use crate::net::{HttpConn, Repo};
 use anemone_server::proto::{self, model_infer_request::InferInputTensor};
@@ -100,6 +101,47 @@ async fn a_protocol_switched_off_has_no_listener() {
             reply.json()["outputs"][0]["data"],
             json!([11.0, 22.0, 33.0, 44.0])
         );
+    })
+    .await;
+
+    // HTTP on an address of its own (Triton's --http-address), gRPC on
+    // --host (every interface here); both serve.
+    let server = Server::bind(
+        ServerOptions {
+            host: "0.0.0.0".into(),
+            addresses: anemone_server::server::ListenerAddresses {
+                http: Some("127.0.0.1".into()),
+                ..Default::default()
+            },
+            ..options(true, true)
+        },
+        manager(),
+    )
+    .await
+    .unwrap();
+    let (http, grpc) = (server.http_addr().unwrap(), server.grpc_addr().unwrap());
+    assert_eq!(
+        (http.ip().to_string(), grpc.ip().to_string()),
+        ("127.0.0.1".to_string(), "0.0.0.0".to_string())
+    );
+    let grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc.port()));
+    serve_while(server, || async move {
+        let reply = HttpConn::connect(http)
+            .await
+            .send("GET", "/v2/health/ready", b"")
+            .await;
+        assert_eq!(reply.status, 200);
+        let mut client = proto::grpc_inference_service_client::GrpcInferenceServiceClient::connect(
+            format!("http://{grpc}"),
+        )
+        .await
+        .unwrap();
+        let live = client
+            .server_live(proto::ServerLiveRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(live.live);
     })
     .await;
 
