@@ -56,6 +56,11 @@ struct Cli {
     )]
     log_level: String,
 
+    /// Triton's verbose level, for its users' command lines: 1 logs at `debug`, 2 or more at
+    /// `trace` (either overrides --log-level); 0 leaves --log-level as it is.
+    #[arg(long, global = true, env = "ANEMONE_LOG_VERBOSE", value_name = "N")]
+    log_verbose: Option<u32>,
+
     /// How log lines are written: `text`, or `json` (one object per line, with the
     /// fields of the span it was logged in, such as a request's trace_id).
     #[arg(
@@ -180,7 +185,12 @@ fn main() -> ExitCode {
         _ => Ok(None),
     };
     let logging = exporting.and_then(|layer| {
-        logging::init(&cli.log_level, cli.log_format, layer.into_iter().collect())
+        let level = match cli.log_verbose {
+            None | Some(0) => cli.log_level.as_str(),
+            Some(1) => "debug",
+            Some(_) => "trace",
+        };
+        logging::init(level, cli.log_format, layer.into_iter().collect())
     });
     if let Err(e) = logging {
         eprintln!("error: {}", output::error_chain(&e));

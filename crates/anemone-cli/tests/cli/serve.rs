@@ -66,6 +66,46 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
     assert!(serving.terminate().success());
 }
 
+/// Triton's command line: `--log-verbose 1` logs at debug level (without
+/// it, the default level writes no DEBUG line), and `--allow-grpc false`
+/// leaves gRPC without a listener, saying so.
+#[test]
+fn serve_takes_tritons_verbose_and_allow_flags() {
+    let repo = temp_dir("serve-triton-flags");
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    for (verbose, debug) in [(None, false), (Some("1"), true)] {
+        let mut args = vec![
+            "--model-store",
+            repo.to_str().unwrap(),
+            "--allow-grpc",
+            "false",
+        ];
+        if let Some(level) = verbose {
+            args.extend(["--log-verbose", level]);
+        }
+        let mut serving = Serve::on_free_ports().args(&args).start();
+        let lines = serving.lines_until(|l| l.starts_with("add "));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "gRPC is switched off (--allow-grpc false)"),
+            "{lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("gRPC listening")),
+            "{lines:#?}"
+        );
+        let stderr = serving.stderr();
+        assert_eq!(stderr.contains(" DEBUG "), debug, "{verbose:?}: {stderr}");
+        assert!(serving.terminate().success());
+    }
+}
+
 /// `--exit-timeout-secs` bounds the exit even while an engine call runs on:
 /// a `Loop` of a million iterations (seconds on tract) is still running when
 /// SIGTERM comes, and the process exits 0 within the timeout (plus slack),
