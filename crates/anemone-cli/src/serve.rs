@@ -85,6 +85,17 @@ pub struct ServeArgs {
     )]
     pub model_control_mode: ControlMode,
 
+    /// Whether every model's config must be complete, as Triton's flag: true refuses a model
+    /// whose config.pbtxt is missing or leaves out its platform, inputs, outputs or their dims;
+    /// false (the default) fills them in from the model file.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_STRICT_MODEL_CONFIG", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub strict_model_config: bool,
+
+    /// The same as --strict-model-config true, as Triton's flag.
+    #[arg(long, env = "ANEMONE_DISABLE_AUTO_COMPLETE_CONFIG")]
+    pub disable_auto_complete_config: bool,
+
     /// A model to load at start-up in explicit mode; repeat for more, `*` for all.
     #[arg(long = "load-model", value_name = "NAME", env = "ANEMONE_LOAD_MODEL")]
     pub load_models: Vec<String>,
@@ -390,6 +401,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         grpc_port: args.grpc_port,
         allow_http: args.allow_http,
         allow_grpc: args.allow_grpc,
+        strict_config: args.strict_model_config || args.disable_auto_complete_config,
         repository: args.repository_label(),
         control: args.model_control_mode,
         load_models: args.load_models.clone(),

@@ -120,6 +120,9 @@ pub struct Repository {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Set once the start-up loads have all finished (successfully or not).
     startup_done: AtomicBool,
+    /// Configs must be complete (Triton's `--strict-model-config`): nothing
+    /// is filled in from the model file.
+    strict_config: bool,
     // --- deploy ---
     /// Keeps `root` in step with a bucket or several repositories (see [`remote`]).
     mirror: std::sync::OnceLock<std::sync::Arc<remote::Mirror>>,
@@ -149,8 +152,18 @@ impl Repository {
             mode,
             entries: Mutex::default(),
             startup_done: AtomicBool::new(false),
+            strict_config: false,
             mirror: std::sync::OnceLock::new(),
         })
+    }
+
+    /// With `strict`, every model's config must be complete (Triton's
+    /// `--strict-model-config`, `--disable-auto-complete-config`): a model
+    /// whose config is missing, or leaves out its inputs, outputs, their
+    /// dims, or its platform, fails to load, saying what is missing.
+    pub fn with_strict_config(mut self, strict: bool) -> Repository {
+        self.strict_config = strict;
+        self
     }
 
     /// The repository directory.
@@ -329,10 +342,11 @@ impl Repository {
             specs,
         } = {
             let (name, root) = (name.to_string(), self.real_root.clone());
+            let strict = self.strict_config;
             tokio::task::spawn_blocking(move || {
                 // Reads and parses the model's files: part of its load.
                 let _loading = anemone_runtime::loading();
-                prepare_model(&root, &name, config_override, available)
+                prepare_model(&root, &name, config_override, available, strict)
             })
             .await
             .map_err(|e| format!("internal error while reading the model: {e}"))??

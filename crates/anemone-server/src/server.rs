@@ -56,6 +56,9 @@ pub struct ServerOptions {
     pub allow_http: bool,
     /// Whether to serve gRPC (Triton's `--allow-grpc`). By default, true.
     pub allow_grpc: bool,
+    /// Configs must be complete, nothing filled in from the model file
+    /// (Triton's `--strict-model-config`). By default, false.
+    pub strict_config: bool,
     /// The model repository directory.
     pub repository: PathBuf,
     /// Who loads models. By default, [`ControlMode::None`]: all at start-up.
@@ -107,6 +110,7 @@ impl Default for ServerOptions {
             grpc_port: 8001,
             allow_http: true,
             allow_grpc: true,
+            strict_config: false,
             repository: PathBuf::from("models"),
             control: ControlMode::None,
             load_models: Vec::new(),
@@ -173,7 +177,8 @@ impl Server {
             &options.load_models,
         )
         .await?;
-        let repository = Repository::open(&root, manager.clone(), options.control)?;
+        let repository = Repository::open(&root, manager.clone(), options.control)?
+            .with_strict_config(options.strict_config);
         if let Some(mirror) = mirror {
             repository.attach_mirror(mirror);
         }

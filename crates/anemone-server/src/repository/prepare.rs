@@ -64,6 +64,7 @@ pub fn prepare_model(
     name: &str,
     config_override: Option<ModelConfig>,
     memory_available: Option<u64>,
+    strict: bool,
 ) -> Result<Prepared, String> {
     let dir = model_dir(root, name)
         .ok_or_else(|| format!("model '{name}' is not in the model repository"))?;
@@ -71,6 +72,9 @@ pub fn prepare_model(
         Some(c) => Some(c),
         None => read_config(root, &dir)?,
     };
+    if strict {
+        check_strict(config.as_ref())?;
+    }
     let file_name = config
         .as_ref()
         .map(|c| c.default_model_filename.clone())
@@ -179,6 +183,43 @@ pub fn prepare_model(
         labels,
         specs,
     })
+}
+
+/// With `--strict-model-config`: the config exists and gives its platform
+/// (or backend), and every input and output with its dims, as Triton asks
+/// with auto-completion off; nothing is then filled in from the model file
+/// but what Triton fills in too (names of groups, the version policy).
+fn check_strict(config: Option<&ModelConfig>) -> Result<(), String> {
+    let without = "or start the server without --strict-model-config, and anemone fills it in from the model file";
+    let Some(c) = config else {
+        return Err(format!(
+            "there is no config.pbtxt, and --strict-model-config asks for a complete one: write it with the platform, inputs and outputs, {without}"
+        ));
+    };
+    let mut missing = Vec::new();
+    if c.platform.is_empty() && c.backend.is_empty() {
+        missing.push("'platform' (e.g. \"onnxruntime_onnx\") or 'backend'".to_string());
+    }
+    if c.input.is_empty() {
+        missing.push("the 'input' list".into());
+    }
+    if c.output.is_empty() {
+        missing.push("the 'output' list".into());
+    }
+    let tensors = (c.input.iter().map(|i| ("input", &i.name, &i.dims)))
+        .chain(c.output.iter().map(|o| ("output", &o.name, &o.dims)));
+    for (role, name, dims) in tensors {
+        if dims.is_empty() {
+            missing.push(format!("{role} '{name}''s dims"));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "--strict-model-config asks for a complete config, and it lacks {}: give them, {without}",
+        missing.join(", ")
+    ))
 }
 
 /// Reads `config.pbtxt` when there is one: a regular file inside the

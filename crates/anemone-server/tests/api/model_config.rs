@@ -356,3 +356,74 @@ async fn instance_groups_are_shown_as_they_run() {
     assert!(error_text(&body).contains("CUDA_VISIBLE_DEVICES"), "{body}");
     s.shutdown().await;
 }
+
+/// Triton's `--strict-model-config` (`--disable-auto-complete-config`):
+/// nothing is filled in from the model file. A model without a config, or
+/// whose config leaves out its platform, outputs or dims, is UNAVAILABLE
+/// saying what is missing; a complete config loads and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_server_loads_only_complete_configs() {
+    let repo = Repo::new("config-strict");
+    let complete = "platform: \"onnxruntime_onnx\"\nmax_batch_size: 8\n\
+        input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 4 ] }, { name: \"y\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n\
+        output [ { name: \"sum\" data_type: TYPE_FP32 dims: [ 4 ] }, { name: \"diff\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n";
+    let partial = "backend: \"onnxruntime\"\nmax_batch_size: 8\n\
+        input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 4 ] }, { name: \"y\" data_type: TYPE_FP32 } ]\n";
+    for (name, config) in [
+        ("complete", Some(complete)),
+        ("partial", Some(partial)),
+        ("bare", None),
+    ] {
+        repo.write(
+            &format!("{name}/1/model.onnx"),
+            &crate::support::add_model(),
+        );
+        if let Some(config) = config {
+            repo.write(&format!("{name}/config.pbtxt"), config.as_bytes());
+        }
+    }
+    let manager = anemone_runtime::Manager::builder()
+        .backend(anemone_backends::TractCpu)
+        .build()
+        .unwrap();
+    let server = crate::support::run_server(
+        anemone_server::ServerOptions {
+            repository: repo.root(),
+            http_port: 0,
+            grpc_port: 0,
+            strict_config: true,
+            ..Default::default()
+        },
+        manager,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !server.state.repository.startup_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "start-up loads never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let index = server.state.repository.index();
+    let row = |name: &str| index.iter().find(|r| r.name == name).unwrap().clone();
+    assert_eq!(row("complete").state, "READY", "{:?}", row("complete"));
+    let partial = row("partial");
+    assert_eq!(partial.state, "UNAVAILABLE");
+    assert!(
+        partial
+            .reason
+            .contains("it lacks the 'output' list, input 'y''s dims"),
+        "{}",
+        partial.reason
+    );
+    let bare = row("bare");
+    assert_eq!(bare.state, "UNAVAILABLE");
+    assert!(
+        bare.reason.contains("there is no config.pbtxt"),
+        "{}",
+        bare.reason
+    );
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+}
