@@ -67,8 +67,9 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
 }
 
 /// Triton's command line: `--log-verbose 1` logs at debug level (without
-/// it, the default level writes no DEBUG line), and `--allow-grpc false`
-/// leaves gRPC without a listener, saying so.
+/// it, the default level writes no DEBUG line), `--allow-grpc false`
+/// leaves gRPC without a listener, saying so, and `--strict-model-config=false`
+/// is taken as Triton's older commands write it.
 #[test]
 fn serve_takes_tritons_verbose_and_allow_flags() {
     let repo = temp_dir("serve-triton-flags");
@@ -79,11 +80,13 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
         "model.onnx",
     );
     for (verbose, debug) in [(None, false), (Some("1"), true)] {
+        // As old Triton commands write it: the default, accepted.
         let mut args = vec![
             "--model-store",
             repo.to_str().unwrap(),
             "--allow-grpc",
             "false",
+            "--strict-model-config=false",
         ];
         if let Some(level) = verbose {
             args.extend(["--log-verbose", level]);
