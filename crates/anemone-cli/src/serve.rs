@@ -93,7 +93,8 @@ pub struct ServeArgs {
     pub strict_model_config: bool,
 
     /// The same as --strict-model-config true, as Triton's flag.
-    #[arg(long, env = "ANEMONE_DISABLE_AUTO_COMPLETE_CONFIG")]
+    #[arg(long, env = "ANEMONE_DISABLE_AUTO_COMPLETE_CONFIG",
+          value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub disable_auto_complete_config: bool,
 
     /// A model to load at start-up in explicit mode; repeat for more, `*` for all.
