@@ -386,7 +386,12 @@ pub fn encode(
     let any_binary = header.outputs.iter().any(|o| o.parameters.is_some());
     drop(header);
     if encoding.compression != Encoding::Identity {
-        return compressed(response, encoding, json, any_binary);
+        let parts = if any_binary {
+            parts(json, response, encoding)
+        } else {
+            vec![Bytes::from(json)]
+        };
+        return compressed(encoding, &parts, any_binary);
     }
     if !any_binary {
         return Ok((
@@ -402,16 +407,7 @@ pub fn encode(
     // The JSON header, then each binary output as its own chunk: the
     // tensors' buffers are handed to the body, not copied into one.
     let json_len = json.len();
-    let mut chunks = vec![Bytes::from(json)];
-    let shared = response.in_shared_memory;
-    chunks.extend(
-        response
-            .outputs
-            .into_iter()
-            .enumerate()
-            .filter(|(i, (name, _))| !v2::is_set(&shared, *i) && encoding.binary(name))
-            .map(|(_, (_, t))| into_raw(t)),
-    );
+    let chunks = parts(json, response, encoding);
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let body = Body::from_stream(futures_util::stream::iter(
         chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
@@ -433,30 +429,33 @@ pub fn encode(
         .into_response())
 }
 
-/// The response compressed as `encoding` asks: the JSON text and then the
-/// binary outputs (when any), in one compressed body.
-/// `Inference-Header-Content-Length` gives the JSON's length before
-/// compression, as Triton's does: the client decompresses, then splits.
-fn compressed(
-    response: v2::InferResponse,
-    encoding: &OutputEncoding,
-    json: Vec<u8>,
-    any_binary: bool,
-) -> Result<Response, ApiError> {
+/// The JSON text, then each output that goes as binary data, in output
+/// order (outputs in shared memory have none).
+fn parts(json: Vec<u8>, response: v2::InferResponse, encoding: &OutputEncoding) -> Vec<Bytes> {
+    let mut parts = vec![Bytes::from(json)];
     let shared = response.in_shared_memory;
-    let binary: Vec<Bytes> = if any_binary {
+    parts.extend(
         response
             .outputs
             .into_iter()
             .enumerate()
             .filter(|(i, (name, _))| !v2::is_set(&shared, *i) && encoding.binary(name))
-            .map(|(_, (_, t))| into_raw(t))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut parts: Vec<&[u8]> = vec![&json];
-    parts.extend(binary.iter().map(|b| &b[..]));
+            .map(|(_, (_, t))| into_raw(t)),
+    );
+    parts
+}
+
+/// The response compressed as `encoding` asks: `parts` (the JSON text and
+/// then the binary outputs, when any) in one compressed body.
+/// `Inference-Header-Content-Length` gives the JSON's length before
+/// compression, as Triton's does: the client decompresses, then splits.
+fn compressed(
+    encoding: &OutputEncoding,
+    parts: &[Bytes],
+    any_binary: bool,
+) -> Result<Response, ApiError> {
+    let json_len = parts[0].len();
+    let parts: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
     let body = encoding
         .compression
         .compress(&parts)
@@ -484,7 +483,7 @@ fn compressed(
     if any_binary {
         response.headers_mut().insert(
             header::HeaderName::from_static(HEADER_LENGTH),
-            HeaderValue::from(json.len()),
+            HeaderValue::from(json_len),
         );
     }
     Ok(response)
