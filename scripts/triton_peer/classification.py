@@ -81,32 +81,17 @@ def calls(http: str, grpc: str) -> list[tuple[str, str]]:
     return out
 
 
-def run(name: str, start, repo: Path) -> list[tuple[str, str]]:
-    http, grpc = peer.free_port(), peer.free_port()
-    proc = start(repo, http, grpc, OUT / f"{name}.log")
-    try:
-        peer.wait_ready(f"http://127.0.0.1:{http}", proc, name, OUT / f"{name}.log", ["addl", "add0"])
-        return calls(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
-    finally:
-        peer.stop(proc)
-
-
 def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     sites = (PEER / "site-packages").read_text().split()
     for which, triton in (("triton", True), ("anemone", False)):
         for name, batched in (("addl", True), ("add0", False)):
             model(OUT / which, name, batched, triton, sites)
-    t = run("triton", lambda r, h, g, log: peer.start_triton(PEER, r, h, g, log), OUT / "triton")
-    a = run("anemone", lambda r, h, g, log: peer.start_anemone(ANEMONE, r, h, g, log), OUT / "anemone")
-    differ = False
-    for (label, ta), (_, aa) in zip(t, a):
-        same = ta == aa
-        differ |= not same
-        print(f"{label:40} {'same' if same else 'DIFFERS'}: {ta}")
-        if not same:
-            print(f"{'':40} anemone: {aa}")
-    sys.exit(1 if differ else 0)
+    t = peer.ask("triton", lambda r, h, g, log: peer.start_triton(PEER, r, h, g, log),
+                 OUT / "triton", OUT, ["addl", "add0"], calls)
+    a = peer.ask("anemone", lambda r, h, g, log: peer.start_anemone(ANEMONE, r, h, g, log),
+                 OUT / "anemone", OUT, ["addl", "add0"], calls)
+    peer.report(t, a)
 
 
 if __name__ == "__main__":

@@ -20,15 +20,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_triton(peer: Path, repo: Path, http: int, grpc: int, log: Path) -> subprocess.Popen:
-    """tritonserver on `repo`; `peer` is setup.sh's output folder."""
+def start_triton(peer: Path, repo: Path, http: int, grpc: int, log: Path, extra=()) -> subprocess.Popen:
+    """tritonserver on `repo`, with `extra` flags; `peer` is setup.sh's output folder."""
     site = Path((peer / "site-packages").read_text().split()[0])
     ts = site / "pytriton/tritonserver"
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = str(site / "nvidia_pytriton.libs")
     cmd = [str(ts / "bin/tritonserver"), f"--model-repository={repo}", f"--http-port={http}",
            f"--grpc-port={grpc}", "--allow-metrics=false", f"--backend-directory={ts / 'backends'}",
-           "--log-verbose=0"]
+           "--log-verbose=0", *extra]
     return subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -71,7 +71,39 @@ def wait_ready(base: str, proc: subprocess.Popen, name: str, log: Path, models) 
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group, and wait for it."""
+    """SIGTERM to the server's process group, and wait for it (SIGKILL
+    after 30 s: tritonserver can wait long for its Python stubs)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def ask(name: str, start, repo: Path, out: Path, models, questions) -> list:
+    """Starts one server (`start(repo, http, grpc, log)`), waits for
+    `models`, and returns `questions("host:http", "host:grpc")`: a list of
+    (label, answer) pairs. The log is `out/<name>.log`."""
+    http, grpc = free_port(), free_port()
+    log = out / f"{name}.log"
+    proc = start(repo, http, grpc, log)
+    try:
+        wait_ready(f"http://127.0.0.1:{http}", proc, name, log, models)
+        return questions(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
+    finally:
+        stop(proc)
+
+
+def report(triton: list, anemone: list) -> None:
+    """Prints each question with Triton's answer (and anemone's where it
+    differs), then exits 1 when any differ, 0 otherwise."""
+    differ = len(triton) != len(anemone)
+    for (label, ta), (_, aa) in zip(triton, anemone):
+        same = ta == aa
+        differ |= not same
+        print(f"{label:40} {'same' if same else 'DIFFERS'}: {ta}")
+        if not same:
+            print(f"{'':40} anemone: {aa}")
+    sys.exit(1 if differ else 0)

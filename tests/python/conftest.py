@@ -83,6 +83,15 @@ def repository(tmp_path_factory, cases):
     (repo / "bytes_identity_tract" / "config.pbtxt").write_text(
         'parameters { key: "backends" value: { string_value: "tract-cpu" } }\n'
         'parameters { key: "strict" value: { string_value: "true" } }\n')
+    # Triton's quickstart `densenet_onnx` config, written for small_convnet:
+    # no batch dimension in dims, which the reshape gives the model back.
+    (repo / "convnet_reshaped" / "1").mkdir(parents=True)
+    shutil.copy(FIXTURES / "small_convnet" / "model.onnx", repo / "convnet_reshaped" / "1" / "model.onnx")
+    (repo / "convnet_reshaped" / "config.pbtxt").write_text(
+        'name: "convnet_reshaped"\nplatform: "onnxruntime_onnx"\nmax_batch_size : 0\n'
+        'input [ { name: "image" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 3, 32, 32 ]\n'
+        '  reshape { shape: [ 1, 3, 32, 32 ] } } ]\n'
+        'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 10 ] reshape { shape: [ 1, 10 ] } } ]\n')
     # A broken model must be reported, not take the server down.
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx model")
@@ -118,7 +127,7 @@ def serving(repo, engine, models):
 @pytest.fixture(scope="session", params=ENGINES)
 def server(request, repository, cases):
     """The server under test, one per engine; the engine is in every test's id."""
-    with serving(repository, request.param, list(cases) + ["add", "bytes_identity", "bytes_identity_tract"]) as srv:
+    with serving(repository, request.param, list(cases) + ["add", "bytes_identity", "bytes_identity_tract", "convnet_reshaped"]) as srv:
         yield srv
 
 

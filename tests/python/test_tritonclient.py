@@ -91,6 +91,31 @@ def test_compressed_requests_match_another_engine(server, cases, references, alg
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_reshaped_model_takes_and_answers_its_config_dims(server, cases, references, protocol):
+    """Triton's quickstart `densenet_onnx` config on small_convnet: requests
+    send one image as [3, 32, 32] and get [10] back, while the model takes
+    [1, 3, 32, 32] and makes [1, 10]. Each row of the case's runs, sent
+    alone, matches the reference's row; the metadata shows the config's dims;
+    the model's own shape is refused as Triton refuses it."""
+    case = cases["small_convnet"]
+    module, client = client_for(server, protocol)
+    meta = client.get_model_metadata("convnet_reshaped")
+    if module is grpcclient:
+        shapes = ([list(t.shape) for t in meta.inputs], [list(t.shape) for t in meta.outputs])
+    else:
+        shapes = ([t["shape"] for t in meta["inputs"]], [t["shape"] for t in meta["outputs"]])
+    assert shapes == ([[3, 32, 32]], [[10]]), shapes
+    for k, ((inputs, _), want_outputs) in enumerate(zip(case.runs, references["small_convnet"])):
+        (_, images), (_, probs) = inputs[0], want_outputs[0]
+        for row in range(images.shape[0]):
+            got = infer(server, protocol, "convnet_reshaped", [("image", images[row])]).as_numpy("probs")
+            assert_close(got, probs[row], case.rtol, case.atol, f"run {k} row {row} over {protocol}")
+    with pytest.raises(InferenceServerException) as e:
+        infer(server, protocol, "convnet_reshaped", [("image", case.runs[0][0][0][1][:1])])
+    assert_refused(e, protocol, "400", "INVALID_ARGUMENT", "image", "[3, 32, 32]")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_classification_gives_the_top_classes(server, cases, references, protocol):
     """Triton's classification extension through tritonclient's `class_count`:
     magika's output (a real file-type classifier, 214 classes) and ocr_cls's

@@ -243,6 +243,24 @@ impl Tensor {
         self.data
     }
 
+    /// The same elements under another shape with as many elements (no
+    /// copy: the storage moves over). A shape with a different element count
+    /// gives [`TensorError::ElementCount`] and the tensor is dropped.
+    pub fn reshaped(self, shape: Vec<usize>) -> Result<Tensor, TensorError> {
+        let expected = element_count(&shape).ok_or_else(|| TensorError::Overflow {
+            shape: shape.clone(),
+        })?;
+        let got = self.len();
+        if expected != got {
+            return Err(TensorError::ElementCount {
+                shape,
+                expected,
+                got,
+            });
+        }
+        Ok(Tensor { shape, ..self })
+    }
+
     /// A copy that owns exactly its own bytes. A tensor's numeric bytes may
     /// be a view of a larger buffer (a request's decoded message, a whole
     /// batch's output) that the view keeps alive; something that keeps a
@@ -408,6 +426,28 @@ impl Element for bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reshaped_keeps_the_elements_and_checks_their_count() {
+        let t = Tensor::from_vec(vec![2, 3], (0..6).map(|i| i as f32).collect()).unwrap();
+        let r = t.clone().reshaped(vec![3, 1, 2]).unwrap();
+        assert_eq!(r.shape(), [3, 1, 2]);
+        assert_eq!(r.data(), t.data());
+        let e = t.clone().reshaped(vec![4]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TensorError::ElementCount {
+                    expected: 4,
+                    got: 6,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let s = Tensor::from_strings(vec![2], vec![b"a".to_vec(), b"b".to_vec()]).unwrap();
+        assert_eq!(s.reshaped(vec![1, 2]).unwrap().shape(), [1, 2]);
+    }
 
     #[test]
     fn typed_round_trip() {

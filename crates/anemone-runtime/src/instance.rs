@@ -177,10 +177,7 @@ impl ModelInstance {
             name: spec.name.clone(),
             version: spec.version,
             path: spec.path.clone(),
-            metadata: crate::validation::declared_metadata(
-                picked.engines[0].metadata(),
-                spec.declared_inputs.as_deref(),
-            ),
+            metadata: crate::reshape::served_metadata(&spec, picked.engines[0].metadata()),
             engines: picked.engines.into_iter().map(Engine::new).collect(),
             limiter,
             metrics,

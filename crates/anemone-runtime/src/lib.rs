@@ -75,6 +75,7 @@ mod pipeline;
 pub mod pressure;
 pub mod registry;
 pub mod request;
+pub mod reshape;
 mod scheduler;
 pub mod selection;
 pub mod spec;

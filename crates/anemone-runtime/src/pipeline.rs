@@ -258,6 +258,19 @@ impl Manager {
             Ok(v) => v,
             Err(e) => return Err(refuse(&instance, e.into())),
         };
+        // Reshaped inputs (Triton's `reshape`) take the model's shapes here,
+        // before they are sampled, cached, queued or batched.
+        let inputs = match spec.reshapes.inputs.is_empty() {
+            true => inputs,
+            false => {
+                let names = meta.inputs.iter().map(|i| i.name.as_str());
+                let batched = crate::reshape::batched(spec);
+                match spec.reshapes.to_model(names, inputs, batched) {
+                    Ok(inputs) => inputs,
+                    Err(e) => return Err(refuse(&instance, e)),
+                }
+            }
+        };
         if let Some(sampler) = &instance.sampler {
             sampler.offer(&inputs);
         }
@@ -316,7 +329,15 @@ pub(crate) fn finish<E>(
     start: Instant,
 ) -> Result<InferResponse> {
     match done {
-        Ok(Ok(response)) => {
+        Ok(Ok(mut response)) => {
+            // Reshaped outputs (Triton's `reshape`) get their served shapes.
+            let reshapes = &instance.spec.reshapes;
+            if !reshapes.outputs.is_empty() {
+                let batched = crate::reshape::batched(&instance.spec);
+                if let Err(e) = reshapes.to_served(&mut response.outputs, batched) {
+                    return Err(record_failure(instance, e, start));
+                }
+            }
             let mut timings = response.timings;
             let end = Instant::now();
             timings.total = end - start;

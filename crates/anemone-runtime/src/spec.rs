@@ -42,6 +42,14 @@ pub struct ModelSpec {
     /// list may name a subset of the model's). A request may ask only for
     /// these, and one that names no output gets these. `None`: every output.
     pub declared_outputs: Option<Vec<String>>,
+    /// Output shapes declared by the model's configuration, which narrow the
+    /// engine's in the model's metadata as `declared_inputs` narrow inputs
+    /// (Triton shows the configuration's dims). `None`: the engine's.
+    pub declared_output_shapes: Option<Vec<anemone_core::TensorSpec>>,
+    /// Inputs and outputs whose shape in requests and answers differs from
+    /// the model's (Triton's `reshape`): requests are checked against the
+    /// served shape, and the model sees its own. Empty: none.
+    pub reshapes: crate::reshape::Reshapes,
     /// Dynamic batching: `Some` concatenates queued requests along the batch
     /// dimension into one engine call (needs `max_batch_size`; implies a queue
     /// with the default [`QueueSettings`] when `queue` is `None`). By default, off.
@@ -105,6 +113,8 @@ impl ModelSpec {
             declared_inputs: None,
             optional_inputs: Vec::new(),
             declared_outputs: None,
+            declared_output_shapes: None,
+            reshapes: crate::reshape::Reshapes::default(),
             batching: None,
             queue: None,
             instance_groups: Vec::new(),

@@ -133,14 +133,20 @@ pub fn check_batch(
 /// narrow what the engine accepts, never widen it.
 pub fn declared_metadata(engine: &ModelMetadata, declared: Option<&[TensorSpec]>) -> ModelMetadata {
     let mut meta = engine.clone();
-    let Some(declared) = declared else {
-        return meta;
-    };
-    for input in &mut meta.inputs {
-        let Some(d) = declared.iter().find(|d| d.name == input.name) else {
+    if let Some(declared) = declared {
+        narrow(&mut meta.inputs, declared);
+    }
+    meta
+}
+
+/// Narrows each of `specs` by its declaration in `declared` (matched by
+/// name), as [`declared_metadata`] does for inputs.
+pub fn narrow(specs: &mut [TensorSpec], declared: &[TensorSpec]) {
+    for spec in specs {
+        let Some(d) = declared.iter().find(|d| d.name == spec.name) else {
             continue;
         };
-        match (&mut input.shape, &d.shape) {
+        match (&mut spec.shape, &d.shape) {
             (Some(shape), Some(narrow)) if shape.len() == narrow.len() => {
                 for (dim, n) in shape.iter_mut().zip(narrow) {
                     if !matches!(dim, Dim::Fixed(_)) && matches!(n, Dim::Fixed(_)) {
@@ -148,11 +154,10 @@ pub fn declared_metadata(engine: &ModelMetadata, declared: Option<&[TensorSpec]>
                     }
                 }
             }
-            (None, Some(narrow)) => input.shape = Some(narrow.clone()),
+            (None, Some(narrow)) => spec.shape = Some(narrow.clone()),
             _ => {}
         }
     }
-    meta
 }
 
 /// Resolves requested output names to indices into the model's outputs.

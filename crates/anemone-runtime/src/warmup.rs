@@ -1,9 +1,10 @@
 //! A model's warm-up requests (Triton's `model_warmup`): checked against
 //! each engine and run before the model is published.
 
+use crate::reshape::served_metadata;
 use crate::scheduler::panic_message;
 use crate::spec::{ModelSpec, WarmupSample};
-use crate::validation::{declared_metadata, order_inputs};
+use crate::validation::order_inputs;
 use anemone_core::{Error, LoadedModel, Result, Tensor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -18,14 +19,21 @@ fn failed(spec: &ModelSpec, sample: &WarmupSample, backend: &str, why: String) -
 }
 
 /// Every sample's inputs in `engine`'s input order, checked against the
-/// model's declared inputs as a request's would be.
+/// model's declared inputs as a request's would be, then given the shapes
+/// the model takes (see [`crate::reshape`]).
 pub(crate) fn ordered(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<Vec<Vec<Tensor>>> {
-    let meta = declared_metadata(engine.metadata(), spec.declared_inputs.as_deref());
+    let meta = served_metadata(spec, engine.metadata());
+    let names = || meta.inputs.iter().map(|i| i.name.as_str());
+    let batched = crate::reshape::batched(spec);
     spec.warmup
         .iter()
         .map(|sample| {
             order_inputs(&meta, sample.inputs.clone())
-                .map_err(|e| failed(spec, sample, engine.backend(), e.to_string()))
+                .map_err(|e| e.to_string())
+                .and_then(|inputs| {
+                    (spec.reshapes.to_model(names(), inputs, batched)).map_err(|e| e.to_string())
+                })
+                .map_err(|why| failed(spec, sample, engine.backend(), why))
         })
         .collect()
 }

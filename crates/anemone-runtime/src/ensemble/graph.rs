@@ -36,10 +36,8 @@ impl ModelView {
             None => meta.outputs.clone(),
         };
         ModelView {
-            inputs: spec
-                .declared_inputs
-                .clone()
-                .unwrap_or_else(|| meta.inputs.clone()),
+            // As requests see them: declared, and reshaped where configured.
+            inputs: meta.inputs.clone(),
             outputs,
             optional: spec.optional_inputs.clone(),
             max_batch_size: spec.max_batch_size,

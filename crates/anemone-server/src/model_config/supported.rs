@@ -75,14 +75,14 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
         "input" => check_tensors(
             value,
             "input",
-            &["name", "data_type", "dims", "optional", "format"],
+            &["name", "data_type", "dims", "reshape", "optional", "format"],
             src,
             errs,
         ),
         "output" => check_tensors(
             value,
             "output",
-            &["name", "data_type", "dims", "label_filename"],
+            &["name", "data_type", "dims", "reshape", "label_filename"],
             src,
             errs,
         ),
@@ -161,7 +161,6 @@ fn top_level_hint(field: &str) -> &'static str {
 
 fn tensor_hint(field: &str) -> &'static str {
     match field {
-        "reshape" => "remove it and give 'dims' as the model declares them",
         "is_shape_tensor" => "remove it (shape tensors are a TensorRT feature)",
         "allow_ragged_batch" => {
             "remove it (anemone does not do ragged batching: a batch holds requests of equal shapes)"
@@ -317,10 +316,6 @@ mod tests {
             ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),
             ("default_model_filename: \"/srv/x/other.onnx\"", "'default_model_filename'"),
             ("default_model_filename: \"../../x/other.onnx\"", "'..' are refused"),
-            (
-                "input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 4 ] reshape { shape: [ 2, 2 ] } } ]",
-                "'input[0].reshape'",
-            ),
             ("input [ { name: \"x\" is_shape_tensor: true } ]", "'input[0].is_shape_tensor'"),
             ("input [ { name: \"x\" allow_ragged_batch: true } ]", "'input[0].allow_ragged_batch'"),
             ("output [ { name: \"y\" optional: true } ]", "field 'optional' not found"),
@@ -374,7 +369,7 @@ mod tests {
     fn every_refusal_is_reported_at_once() {
         let e = err_pbtxt(
             "sequence_batching { }\n\
-             input [ { name: \"x\" reshape { shape: [ 1 ] } }, { name: \"y\" is_shape_tensor: true } ]\n\
+             input [ { name: \"x\" allow_ragged_batch: true }, { name: \"y\" is_shape_tensor: true } ]\n\
              instance_group [ { kind: KIND_MODEL gpus: [ 2 ] } ]\n\
              parameters { key: \"foo\" value: { string_value: \"1\" } }\n\
              parameters { key: \"threads\" value: { string_value: \"0\" } }",
@@ -385,7 +380,7 @@ mod tests {
         );
         for needle in [
             "'sequence_batching'",
-            "'input[0].reshape'",
+            "'input[0].allow_ragged_batch'",
             "'input[1].is_shape_tensor'",
             "'instance_group[0].kind'",
             "'instance_group[0].gpus'",

@@ -10,8 +10,9 @@
 
 use super::paths::{self, Kind};
 use crate::model_config::{self, Settings};
-use crate::proto::ModelConfig;
-use anemone_core::{Dim, ModelMetadata, TensorSpec};
+use crate::proto::{ModelConfig, ModelTensorReshape};
+use anemone_core::{Dim, TensorSpec};
+use anemone_runtime::reshape::{Reshape, Reshapes};
 use anemone_runtime::ModelSpec;
 use std::path::{Path, PathBuf};
 
@@ -140,7 +141,13 @@ pub fn prepare_model(
     }
     let mut settings = model_config::settings(&config)?;
     confine_path_settings(root, &dir, &mut settings)?;
-    let declared = declared_inputs(&config, &meta);
+    let inputs = config.input.iter();
+    let inputs = inputs.map(|i| (i.name.as_str(), i.dims.as_slice(), i.reshape.as_ref()));
+    let declared_inputs = declared(&config, &meta.inputs, inputs);
+    let outputs = config.output.iter();
+    let outputs = outputs.map(|o| (o.name.as_str(), o.dims.as_slice(), o.reshape.as_ref()));
+    let declared_outputs = declared(&config, &meta.outputs, outputs);
+    let reshapes = reshapes(&config)?;
     let optional: Vec<String> = config
         .input
         .iter()
@@ -167,9 +174,11 @@ pub fn prepare_model(
             spec.max_batch_size = usize::try_from(config.max_batch_size)
                 .ok()
                 .filter(|n| *n > 0);
-            spec.declared_inputs = Some(declared.clone());
+            spec.declared_inputs = Some(declared_inputs.clone());
+            spec.declared_output_shapes = Some(declared_outputs.clone());
             spec.optional_inputs = optional.clone();
             spec.declared_outputs = Some(served.clone());
+            spec.reshapes = reshapes.clone();
             spec.batching = scheduler.batching.clone();
             spec.queue = scheduler.queue.clone();
             spec.instance_groups = scheduler.instance_groups.clone();
@@ -347,22 +356,50 @@ fn confine_path_settings(root: &Path, dir: &Path, settings: &mut Settings) -> Re
     Ok(())
 }
 
-/// The model's inputs as the configuration declares them, in the model's
-/// order: the engine's shape, narrowed where the config fixes a size the
-/// engine leaves dynamic. With `max_batch_size > 0` the config's dims leave
-/// out the first (batch) dimension, which keeps the engine's.
-fn declared_inputs(config: &ModelConfig, meta: &ModelMetadata) -> Vec<TensorSpec> {
+/// The inputs and outputs the configuration reshapes (Triton's `reshape`),
+/// already checked against each other by `model_config::complete`.
+fn reshapes(config: &ModelConfig) -> Result<Reshapes, String> {
+    let one = |name: &str, dims: &[i64], reshape: &Option<ModelTensorReshape>| {
+        let shape = reshape.as_ref()?.shape.clone();
+        Some(Reshape::new(name, dims.to_vec(), shape))
+    };
+    let inputs = config
+        .input
+        .iter()
+        .filter_map(|i| one(&i.name, &i.dims, &i.reshape));
+    let outputs = config
+        .output
+        .iter()
+        .filter_map(|o| one(&o.name, &o.dims, &o.reshape));
+    Ok(Reshapes {
+        inputs: inputs.collect::<Result<_, _>>()?,
+        outputs: outputs.collect::<Result<_, _>>()?,
+    })
+}
+
+/// The model's tensors (`engine`: its inputs or outputs) as the
+/// configuration declares them (`given`: name, dims, reshape), in the
+/// model's order: the engine's shape, narrowed where the config fixes a
+/// size the engine leaves dynamic (by the reshape's shape where there is
+/// one: the model's side of it). With `max_batch_size > 0` the config's
+/// dims leave out the first (batch) dimension, which keeps the engine's.
+fn declared<'a>(
+    config: &ModelConfig,
+    engine: &[TensorSpec],
+    given: impl Iterator<Item = (&'a str, &'a [i64], Option<&'a ModelTensorReshape>)> + Clone,
+) -> Vec<TensorSpec> {
     let offset = usize::from(config.max_batch_size > 0);
-    meta.inputs
+    engine
         .iter()
         .map(|engine| {
             let mut spec = engine.clone();
-            let Some(given) = config.input.iter().find(|i| i.name == engine.name) else {
+            let Some((_, dims, reshape)) = given.clone().find(|(n, _, _)| *n == engine.name) else {
                 return spec;
             };
+            let dims = reshape.map_or(dims, |r| r.shape.as_slice());
             match &mut spec.shape {
-                Some(shape) if shape.len() == given.dims.len() + offset => {
-                    for (dim, &size) in shape[offset..].iter_mut().zip(&given.dims) {
+                Some(shape) if shape.len() == dims.len() + offset => {
+                    for (dim, &size) in shape[offset..].iter_mut().zip(dims) {
                         if let (false, Ok(n)) = (matches!(dim, Dim::Fixed(_)), u64::try_from(size))
                         {
                             *dim = Dim::Fixed(n);
@@ -370,15 +407,13 @@ fn declared_inputs(config: &ModelConfig, meta: &ModelMetadata) -> Vec<TensorSpec
                     }
                 }
                 Some(_) => {}
-                None if !given.dims.is_empty() && given.dims != [-1] => {
-                    let mut shape: Vec<Dim> = Vec::with_capacity(given.dims.len() + offset);
+                None if !dims.is_empty() && *dims != [-1] => {
+                    let mut shape: Vec<Dim> = Vec::with_capacity(dims.len() + offset);
                     if offset == 1 {
                         shape.push(Dim::Any);
                     }
                     shape.extend(
-                        given
-                            .dims
-                            .iter()
+                        dims.iter()
                             .map(|&d| u64::try_from(d).map_or(Dim::Any, Dim::Fixed)),
                     );
                     spec.shape = Some(shape);

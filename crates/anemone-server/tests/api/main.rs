@@ -25,6 +25,7 @@ mod ops;
 mod overload;
 mod repository_paths;
 mod request_limits;
+mod reshape;
 mod resilience;
 mod response_cache;
 mod restricted_api;
