@@ -185,11 +185,7 @@ fn main() -> ExitCode {
         _ => Ok(None),
     };
     let logging = exporting.and_then(|layer| {
-        let level = match cli.log_verbose {
-            None | Some(0) => cli.log_level.as_str(),
-            Some(1) => "debug",
-            Some(_) => "trace",
-        };
+        let level = effective_log_level(&cli.log_level, cli.log_verbose);
         logging::init(level, cli.log_format, layer.into_iter().collect())
     });
     if let Err(e) = logging {
@@ -239,16 +235,73 @@ fn parse_cli() -> Cli {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let (matches, table) =
         config_file::parse(Cli::command(), "serve", &argv, false).unwrap_or_else(|e| e.exit());
-    if let Some(table) = table {
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(mut table) = table {
+        show_verbose_level(&mut table, &cli.log_level, cli.log_verbose);
         config_show::remember(table);
     }
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    cli
+}
+
+/// The log filter: `--log-level`, unless Triton's `--log-verbose` is 1
+/// (`debug`) or more (`trace`).
+fn effective_log_level(log_level: &str, log_verbose: Option<u32>) -> &str {
+    match log_verbose {
+        None | Some(0) => log_level,
+        Some(1) => "debug",
+        Some(_) => "trace",
+    }
+}
+
+/// Shows the level `--log-verbose` set in the settings table's `log-level`
+/// row (with `--log-verbose`'s source), so `GET /v2/anemone/config` tells
+/// the level the server logs at.
+fn show_verbose_level(
+    table: &mut [anemone_server::settings::Setting],
+    level: &str,
+    verbose: Option<u32>,
+) {
+    let effective = effective_log_level(level, verbose);
+    if effective == level {
+        return;
+    }
+    let source = table
+        .iter()
+        .find(|s| s.key == "log-verbose")
+        .map(|s| s.source);
+    if let Some(row) = table.iter_mut().find(|s| s.key == "log-level") {
+        row.value = serde_json::Value::String(effective.to_string());
+        row.source = source.unwrap_or(row.source);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn log_verbose_sets_the_level_and_the_table_shows_it() {
+        let argv = [
+            "anemone",
+            "--log-verbose",
+            "2",
+            "serve",
+            "--model-repository",
+            "r",
+        ];
+        let argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+        let (matches, table) = config_file::parse(Cli::command(), "serve", &argv, true).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        let mut table = table.unwrap();
+        show_verbose_level(&mut table, &cli.log_level, cli.log_verbose);
+        let row = table.iter().find(|s| s.key == "log-level").unwrap();
+        assert_eq!(row.value, "trace");
+        assert_eq!(serde_json::to_value(row.source).unwrap(), "flag");
+        assert_eq!(effective_log_level("info", Some(0)), "info");
+        assert_eq!(effective_log_level("info", None), "info");
+        assert_eq!(effective_log_level("info", Some(1)), "debug");
+    }
 
     #[test]
     fn cli_definition_is_valid() {
