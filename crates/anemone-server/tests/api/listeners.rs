@@ -1,7 +1,8 @@
 //! Triton's `--allow-http` and `--allow-grpc`: a protocol switched off has
 //! no listener while the other serves (`add`'s sum checked against the
 //! arithmetic done here), and switching both off is refused, saying so;
-//! and `--http-address`: a listener on an address of its own.
+//! and `--http-address`, `--metrics-address`: listeners on addresses of
+//! their own.
 
 use crate::net::{HttpConn, Repo};
 use anemone_server::proto::{self, model_infer_request::InferInputTensor};
@@ -104,13 +105,18 @@ async fn a_protocol_switched_off_has_no_listener() {
     })
     .await;
 
-    // HTTP on an address of its own (Triton's --http-address), gRPC on
-    // --host (every interface here); both serve.
+    // HTTP and metrics on addresses of their own (Triton's --http-address,
+    // --metrics-address), gRPC on --host (every interface here); all serve.
     let server = Server::bind(
         ServerOptions {
             host: "0.0.0.0".into(),
             addresses: anemone_server::server::ListenerAddresses {
                 http: Some("127.0.0.1".into()),
+                metrics: Some("127.0.0.1".into()),
+                ..Default::default()
+            },
+            ops: anemone_server::settings::OpsOptions {
+                metrics_port: Some(0),
                 ..Default::default()
             },
             ..options(true, true)
@@ -120,9 +126,18 @@ async fn a_protocol_switched_off_has_no_listener() {
     .await
     .unwrap();
     let (http, grpc) = (server.http_addr().unwrap(), server.grpc_addr().unwrap());
+    let metrics = server.metrics_addr().expect("metrics have a port");
     assert_eq!(
-        (http.ip().to_string(), grpc.ip().to_string()),
-        ("127.0.0.1".to_string(), "0.0.0.0".to_string())
+        (
+            http.ip().to_string(),
+            grpc.ip().to_string(),
+            metrics.ip().to_string()
+        ),
+        (
+            "127.0.0.1".to_string(),
+            "0.0.0.0".to_string(),
+            "127.0.0.1".to_string()
+        )
     );
     let grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc.port()));
     serve_while(server, || async move {
@@ -131,6 +146,16 @@ async fn a_protocol_switched_off_has_no_listener() {
             .send("GET", "/v2/health/ready", b"")
             .await;
         assert_eq!(reply.status, 200);
+        let reply = HttpConn::connect(metrics)
+            .await
+            .send("GET", "/metrics", b"")
+            .await;
+        assert_eq!(reply.status, 200);
+        let text = String::from_utf8_lossy(&reply.body).to_string();
+        assert!(
+            text.contains("anemone_inference_request_success_total"),
+            "{text}"
+        );
         let mut client = proto::grpc_inference_service_client::GrpcInferenceServiceClient::connect(
             format!("http://{grpc}"),
         )

@@ -312,5 +312,21 @@ async fn answers_compressed_as_accept_encoding_asks() {
         assert_eq!(r.header("content-encoding"), None, "{accept:?}");
         assert_eq!(output(&r.json(), "sum")["data"], json!(SUM), "{accept:?}");
     }
+    // Errors are never compressed: a client reads them as they are.
+    let mut bad = add_request();
+    bad["inputs"][0]["shape"] = json!([1, 5]);
+    let call = Request::post("/v2/models/add/infer")
+        .header("content-type", "application/json")
+        .header("accept-encoding", "gzip")
+        .body(Body::from(bad.to_string()))
+        .unwrap();
+    let r = s.call(call).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("content-encoding"), None);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("'x'"),
+        "{}",
+        r.json()
+    );
     s.shutdown().await;
 }
