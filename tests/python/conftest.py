@@ -92,6 +92,18 @@ def repository(tmp_path_factory, cases):
         'input [ { name: "image" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 3, 32, 32 ]\n'
         '  reshape { shape: [ 1, 3, 32, 32 ] } } ]\n'
         'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 10 ] reshape { shape: [ 1, 10 ] } } ]\n')
+    # A Triton user's ONNX Runtime options (the backend's README): graph
+    # level, threads, execution mode, memory arena and pattern.
+    (repo / "convnet_ort_options" / "1").mkdir(parents=True)
+    shutil.copy(FIXTURES / "small_convnet" / "model.onnx", repo / "convnet_ort_options" / "1" / "model.onnx")
+    (repo / "convnet_ort_options" / "config.pbtxt").write_text(
+        'name: "convnet_ort_options"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'input [ { name: "image" data_type: TYPE_FP32 dims: [ 3, 32, 32 ] } ]\n'
+        'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 10 ] } ]\n'
+        'optimization { graph { level: 1 } }\n'
+        + "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in [
+            ("intra_op_thread_count", "1"), ("inter_op_thread_count", "2"), ("execution_mode", "1"),
+            ("enable_mem_arena", "1"), ("enable_mem_pattern", "0")]))
     # A broken model must be reported, not take the server down.
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx model")
@@ -127,7 +139,8 @@ def serving(repo, engine, models):
 @pytest.fixture(scope="session", params=ENGINES)
 def server(request, repository, cases):
     """The server under test, one per engine; the engine is in every test's id."""
-    with serving(repository, request.param, list(cases) + ["add", "bytes_identity", "bytes_identity_tract", "convnet_reshaped"]) as srv:
+    with serving(repository, request.param, list(cases) + ["add", "bytes_identity", "bytes_identity_tract", "convnet_reshaped",
+                                                   "convnet_ort_options"]) as srv:
         yield srv
 
 

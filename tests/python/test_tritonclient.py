@@ -116,6 +116,27 @@ def test_a_reshaped_model_takes_and_answers_its_config_dims(server, cases, refer
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tritons_onnx_runtime_options_load_and_serve(server, cases, references, protocol):
+    """small_convnet under a config with the options of Triton's ONNX
+    Runtime backend (graph level, intra/inter-op threads, parallel
+    execution, memory arena and pattern): it loads, its config reads them
+    back, and its outputs match the reference."""
+    case = cases["small_convnet"]
+    module, client = client_for(server, protocol)
+    config = client.get_model_config("convnet_ort_options")
+    if module is grpcclient:
+        params = {k: v.string_value for k, v in config.config.parameters.items()}
+        level = config.config.optimization.graph.level
+    else:
+        params = {k: v["string_value"] for k, v in config["parameters"].items()}
+        level = config["optimization"]["graph"]["level"]
+    assert params["execution_mode"] == "1" and level == 1, (params, level)
+    for k, ((inputs, _), want_outputs) in enumerate(zip(case.runs, references["small_convnet"])):
+        got = infer(server, protocol, "convnet_ort_options", inputs).as_numpy("probs")
+        assert_close(got, want_outputs[0][1], case.rtol, case.atol, f"run {k} over {protocol}")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_classification_gives_the_top_classes(server, cases, references, protocol):
     """Triton's classification extension through tritonclient's `class_count`:
     magika's output (a real file-type classifier, 214 classes) and ocr_cls's

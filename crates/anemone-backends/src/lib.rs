@@ -22,6 +22,7 @@ pub mod onnxruntime;
 pub mod ort_coreml;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_log;
+pub mod ort_options;
 pub mod settings;
 #[cfg(test)]
 mod test_dir;

@@ -21,7 +21,6 @@ use anemone_core::{
     Probe, Result, Support, Tensor, Tier,
 };
 use half::f16;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 use std::path::{Path, PathBuf};
@@ -211,19 +210,28 @@ impl Backend for OnnxRuntime {
             providers.push(ort::ep::CUDA::default().build());
             provider_names.push("CUDA".to_string());
         }
-        providers.push(ort::ep::CPU::default().build());
         provider_names.push("CPU".to_string());
         let count = session_count(options)?;
         let spinning = spinning(options)?;
+        let session_options =
+            crate::ort_options::OrtOptions::from_settings(options).map_err(Error::Config)?;
         let sessions = (0..count)
             .map(|_| {
-                build_session(&rt.env, path, threads, spinning, providers.clone())
-                    .map(Mutex::new)
-                    .map_err(|reason| Error::InvalidModel {
-                        path: path.to_path_buf(),
-                        reason: format!("{NAME} cannot load it: {reason}"),
-                        source: None,
-                    })
+                let (env, providers) = (&rt.env, providers.clone());
+                crate::ort_options::build_session(
+                    env,
+                    path,
+                    threads,
+                    spinning,
+                    &session_options,
+                    providers,
+                )
+                .map(Mutex::new)
+                .map_err(|reason| Error::InvalidModel {
+                    path: path.to_path_buf(),
+                    reason: format!("{NAME} cannot load it: {reason}"),
+                    source: None,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let mut metadata = file.metadata;
@@ -241,6 +249,7 @@ impl Backend for OnnxRuntime {
             "anemone.onnxruntime.spinning".into(),
             if spinning { "on" } else { "off" }.into(),
         ));
+        metadata.properties.extend(session_options.properties());
         let footprint = metadata.weight_bytes * count as u64;
         Ok(Box::new(OrtModel {
             metadata,
@@ -329,30 +338,6 @@ fn session_count(options: &LoadOptions) -> Result<usize> {
 /// them; docs/PERFORMANCE.md, "Spinning threads and the batcher").
 fn spinning(options: &LoadOptions) -> Result<bool> {
     setting_on(options, "onnxruntime.spinning", !options.batched())
-}
-
-fn build_session(
-    env: &ort::environment::Environment,
-    path: &Path,
-    threads: usize,
-    spinning: bool,
-    providers: Vec<ort::ep::ExecutionProviderDispatch>,
-) -> std::result::Result<Session, String> {
-    let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
-    Session::builder(env)
-        .map_err(|e| e.to_string())?
-        .with_intra_threads(threads)
-        .map_err(s)?
-        .with_inter_threads(1)
-        .map_err(s)?
-        .with_intra_op_spinning(spinning)
-        .map_err(s)?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(s)?
-        .with_execution_providers(providers)
-        .map_err(s)?
-        .commit_from_file(path)
-        .map_err(|e| e.to_string())
 }
 
 /// A model loaded into an ONNX Runtime session.

@@ -19,11 +19,16 @@ pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Every key ONNX Runtime's backend reads (its own, and its CoreML provider's).
-const ONNXRUNTIME: [&str; 8] = [
+const ONNXRUNTIME: [&str; 13] = [
     "onnxruntime.sessions",
     "onnxruntime.cuda",
     "onnxruntime.tensorrt",
     "onnxruntime.spinning",
+    crate::ort_options::OPTIMIZATION_KEY,
+    crate::ort_options::PARALLEL_KEY,
+    crate::ort_options::INTER_THREADS_KEY,
+    crate::ort_options::MEM_PATTERN_KEY,
+    crate::ort_options::MEM_ARENA_KEY,
     "onnxruntime.coreml",
     "onnxruntime.coreml.compute_units",
     "onnxruntime.coreml.model_format",
@@ -31,10 +36,13 @@ const ONNXRUNTIME: [&str; 8] = [
 ];
 
 /// The settings whose value is `on` or `off` ([`on_off`]).
-pub const ON_OFF_SETTINGS: [&str; 3] = [
+pub const ON_OFF_SETTINGS: [&str; 6] = [
     "onnxruntime.cuda",
     "onnxruntime.tensorrt",
     "onnxruntime.spinning",
+    crate::ort_options::PARALLEL_KEY,
+    crate::ort_options::MEM_PATTERN_KEY,
+    crate::ort_options::MEM_ARENA_KEY,
 ];
 
 /// The value of `on`/`off` setting `key` (`true` and `false` also read), or
@@ -61,6 +69,14 @@ pub fn check_value(key: &str, value: &str) -> Result<(), String> {
     };
     if ON_OFF_SETTINGS.contains(&key) {
         return on_off(key, value).map(drop);
+    }
+    if [
+        crate::ort_options::OPTIMIZATION_KEY,
+        crate::ort_options::INTER_THREADS_KEY,
+    ]
+    .contains(&key)
+    {
+        return crate::ort_options::OrtOptions::from_settings(&options).map(drop);
     }
     if key == crate::tract::conv_fuse::PRECISION_KEY {
         return crate::tract::conv_fuse::Precision::parse(value).map(drop);

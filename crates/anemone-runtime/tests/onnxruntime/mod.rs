@@ -5,6 +5,7 @@
 //! Needs libonnxruntime (`scripts/setup.sh` installs it, or set
 //! `ORT_DYLIB_PATH`); without it these tests fail, they do not skip.
 
+mod session_options;
 mod spinning;
 
 use crate::support::{assert_close, fixtures, Case};

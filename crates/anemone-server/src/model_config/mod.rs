@@ -35,6 +35,7 @@ mod complete;
 mod dtypes;
 mod ensemble;
 mod instances;
+mod ort_parameters;
 mod parse;
 mod scheduling;
 mod settings;

@@ -114,6 +114,10 @@ pub(super) fn read_settings(config: &ModelConfig) -> (Settings, Vec<String>) {
             errs.push(format!("'parameters': {e}"));
         }
     }
+    let graph = config.optimization.as_ref().and_then(|o| o.graph.as_ref());
+    if let Err(e) = super::ort_parameters::graph_level(graph.map(|g| g.level), &mut out) {
+        errs.push(e);
+    }
     (out, errs)
 }
 
@@ -142,7 +146,10 @@ fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> 
             }
             out.backends = Some(names);
         }
-        "threads" => out.threads = Some(bounded(key, value, max_threads(), "4 per logical core of this machine")?),
+        "threads" => {
+            let n = bounded(key, value, max_threads(), "4 per logical core of this machine")?;
+            super::ort_parameters::set_threads(out, n, key)?;
+        }
         "max_concurrency" => {
             out.max_concurrency = Some(bounded(key, value, MAX_CONCURRENCY, "a fixed bound")?)
         }
@@ -198,19 +205,18 @@ fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> 
         dotted if backend_setting_prefix(dotted).is_some() => {
             let value = value.trim();
             check_backend_setting(dotted, value)?;
-            out.backend_settings
-                .push((dotted.to_string(), value.to_string()));
+            super::ort_parameters::set(out, dotted, value, dotted)?;
         }
         other => {
-            let hint = if other == "intra_op_thread_count" {
-                "use 'threads' instead"
-            } else {
-                "remove it or fix its spelling"
-            };
+            if let Some(read) = super::ort_parameters::read(other, value, out) {
+                return read;
+            }
             return Err(format!(
-                "unknown parameter '{other}'; anemone reads: {}, and <backend>.<setting> keys \
-                 (e.g. coreml.compute_units); {hint}",
-                PARAMETER_KEYS.join(", ")
+                "unknown parameter '{other}'; anemone reads: {}, <backend>.<setting> keys \
+                 (e.g. coreml.compute_units), and Triton's ONNX Runtime options ({}); remove it or \
+                 fix its spelling",
+                PARAMETER_KEYS.join(", "),
+                super::ort_parameters::KEYS.join(", ")
             ));
         }
     }
@@ -328,11 +334,14 @@ mod tests {
         assert!(settings(&c).unwrap_err().contains("'backends'"));
         c.parameters.insert("backends".into(), p("x"));
         c.parameters.insert("intra_op_thread_count".into(), p("4"));
+        // Triton's name for `threads`: read, but not with a different `threads`.
         let e = settings(&c).unwrap_err();
         assert!(
-            e.contains("unknown parameter 'intra_op_thread_count'") && e.contains("'threads'"),
+            e.contains("'intra_op_thread_count'") && e.contains("mean the same"),
             "{e}"
         );
+        c.parameters.insert("intra_op_thread_count".into(), p("1"));
+        assert_eq!(settings(&c).unwrap().threads, Some(1));
         assert_eq!(
             settings(&ModelConfig::default()).unwrap(),
             Settings::default()

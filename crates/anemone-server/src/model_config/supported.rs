@@ -126,7 +126,9 @@ fn check_optimization(value: &Value, src: &str, errs: &mut Vec<String>) {
     let Some(m) = value.as_message() else { return };
     for (field, v) in m.fields() {
         let name = field.name();
-        if matches!(name, "input_pinned_memory" | "output_pinned_memory") || is_noop(v) {
+        // `graph { level }` is ONNX Runtime's optimization level (`ort_parameters`).
+        let known = ["input_pinned_memory", "output_pinned_memory", "graph"];
+        if known.contains(&name) || is_noop(v) {
             continue;
         }
         errs.push(unsupported(
@@ -311,7 +313,7 @@ mod tests {
     fn refuses_unsupported_fields_by_path() {
         let cases: &[(&str, &str)] = &[
             ("sequence_batching { }", "'sequence_batching'"),
-            ("optimization { graph { level: 1 } }", "'optimization.graph'"),
+            ("optimization { cuda { graphs: true } }", "'optimization.cuda'"),
             ("optimization { priority: PRIORITY_MAX }", "'optimization.priority'"),
             ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),
             ("default_model_filename: \"/srv/x/other.onnx\"", "'default_model_filename'"),

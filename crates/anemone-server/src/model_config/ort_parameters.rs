@@ -1,0 +1,207 @@
+//! The options of Triton's ONNX Runtime backend, as a Triton config writes
+//! them, read into anemone's settings: the `parameters` keys
+//! `intra_op_thread_count`, `inter_op_thread_count`, `execution_mode`,
+//! `enable_mem_arena` and `enable_mem_pattern`, and `optimization { graph {
+//! level } }`. Values mean what they mean to Triton's backend (its
+//! README, "Other Optimization Options with ONNX Runtime").
+
+use super::settings::{max_threads, Settings};
+use anemone_backends::ort_options::{
+    INTER_THREADS_KEY, MEM_ARENA_KEY, MEM_PATTERN_KEY, OPTIMIZATION_KEY, PARALLEL_KEY,
+};
+
+/// The Triton keys read here, for error messages.
+pub const KEYS: [&str; 5] = [
+    "intra_op_thread_count",
+    "inter_op_thread_count",
+    "execution_mode",
+    "enable_mem_arena",
+    "enable_mem_pattern",
+];
+
+/// Reads `parameters` entry `key` when it is one of Triton's ONNX Runtime
+/// options; `None` when it is not.
+pub fn read(key: &str, value: &str, out: &mut Settings) -> Option<Result<(), String>> {
+    let v = value.trim();
+    Some(match key {
+        // 0 leaves ONNX Runtime's default, as in Triton.
+        "intra_op_thread_count" => count(key, v).and_then(|n| match n {
+            0 => Ok(()),
+            n => set_threads(out, n, key),
+        }),
+        "inter_op_thread_count" => count(key, v).and_then(|n| match n {
+            0 => Ok(()),
+            n => set(out, INTER_THREADS_KEY, &n.to_string(), key),
+        }),
+        "execution_mode" => match v {
+            "0" => set(out, PARALLEL_KEY, "off", key),
+            "1" => set(out, PARALLEL_KEY, "on", key),
+            _ => Err(format!(
+                "parameter 'execution_mode' is \"{value}\"; set \"0\" (sequential, the default) or \"1\" \
+                 (parallel: independent nodes at once, with inter_op_thread_count threads)"
+            )),
+        },
+        "enable_mem_arena" => flag(key, v).and_then(|on| set(out, MEM_ARENA_KEY, on, key)),
+        "enable_mem_pattern" => flag(key, v).and_then(|on| set(out, MEM_PATTERN_KEY, on, key)),
+        _ => return None,
+    })
+}
+
+/// `optimization { graph { level } }` as ONNX Runtime's optimization level,
+/// with Triton's numbers: -1 basic, 1 extended, 2 none, anything else (0,
+/// the default) all. `None` when the config gives no level.
+pub fn graph_level(level: Option<i32>, out: &mut Settings) -> Result<(), String> {
+    let Some(level) = level else { return Ok(()) };
+    let name = match level {
+        -1 => "basic",
+        1 => "extended",
+        2 => "off",
+        0 => "all",
+        other => {
+            return Err(format!(
+                "'optimization.graph.level' is {other}; set -1 (basic), 1 (extended), 2 (no graph \
+                 optimization) or 0 (all, the default), as Triton's ONNX Runtime backend reads it"
+            ))
+        }
+    };
+    set(out, OPTIMIZATION_KEY, name, "optimization.graph.level")
+}
+
+/// A thread count, 0 allowed.
+fn count(key: &str, v: &str) -> Result<usize, String> {
+    let max = max_threads();
+    match v.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!(
+            "parameter '{key}' is \"{v}\"; set a number of threads from 1 to {max} (4 per logical \
+             core of this machine), or 0 for ONNX Runtime's default"
+        )),
+    }
+}
+
+/// A Triton boolean (`1`/`0`, `true`/`false`) as `on`/`off`.
+fn flag(key: &str, v: &str) -> Result<&'static str, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" => Ok("on"),
+        "0" | "false" | "off" => Ok("off"),
+        _ => Err(format!(
+            "parameter '{key}' is \"{v}\"; set \"1\" (on) or \"0\" (off)"
+        )),
+    }
+}
+
+/// `threads`, unless the config already gives it another value.
+pub fn set_threads(out: &mut Settings, n: usize, from: &str) -> Result<(), String> {
+    match out.threads {
+        Some(t) if t != n => Err(format!(
+            "'{from}' asks for {n} threads but the config also asks for {t} (parameters \
+             'intra_op_thread_count' and 'threads' mean the same); give one of them"
+        )),
+        _ => {
+            out.threads = Some(n);
+            Ok(())
+        }
+    }
+}
+
+/// Backend setting `key`, unless the config already gives it another value.
+pub fn set(out: &mut Settings, key: &str, value: &str, from: &str) -> Result<(), String> {
+    let given = out.backend_settings.iter().find(|(k, _)| k == key);
+    match given {
+        Some((_, v)) if v != value => Err(format!(
+            "'{from}' sets {key} to \"{value}\" but the config also sets it to \"{v}\"; give one of them"
+        )),
+        Some(_) => Ok(()),
+        None => {
+            out.backend_settings.push((key.into(), value.into()));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(entries: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut out = Settings::default();
+        for (k, v) in entries {
+            read(k, v, &mut out).expect("one of Triton's keys")?;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn tritons_keys_become_settings() {
+        let s = read_all(&[
+            ("intra_op_thread_count", "2"),
+            ("inter_op_thread_count", "3"),
+            ("execution_mode", "1"),
+            ("enable_mem_arena", "1"),
+            ("enable_mem_pattern", "false"),
+        ])
+        .unwrap();
+        assert_eq!(s.threads, Some(2));
+        let want: Vec<(String, String)> = [
+            (INTER_THREADS_KEY, "3"),
+            (PARALLEL_KEY, "on"),
+            (MEM_ARENA_KEY, "on"),
+            (MEM_PATTERN_KEY, "off"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(s.backend_settings, want);
+        // 0 means ONNX Runtime's default: nothing set.
+        let s = read_all(&[
+            ("intra_op_thread_count", "0"),
+            ("inter_op_thread_count", "0"),
+        ])
+        .unwrap();
+        assert_eq!(s, Settings::default());
+        assert!(read("threads", "2", &mut Settings::default()).is_none());
+    }
+
+    #[test]
+    fn graph_levels_are_tritons() {
+        for (level, name) in [(-1, "basic"), (1, "extended"), (2, "off"), (0, "all")] {
+            let mut s = Settings::default();
+            graph_level(Some(level), &mut s).unwrap();
+            assert_eq!(
+                s.backend_settings,
+                [(OPTIMIZATION_KEY.to_string(), name.to_string())]
+            );
+        }
+        let e = graph_level(Some(3), &mut Settings::default()).unwrap_err();
+        assert!(e.contains("'optimization.graph.level' is 3"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_and_conflicts_are_refused_by_name() {
+        for (key, bad, says) in [
+            ("execution_mode", "2", "\"0\" (sequential"),
+            (
+                "intra_op_thread_count",
+                "-1",
+                "or 0 for ONNX Runtime's default",
+            ),
+            ("inter_op_thread_count", "lots", "from 1 to"),
+            ("enable_mem_arena", "yes", "set \"1\" (on) or \"0\" (off)"),
+        ] {
+            let e = read_all(&[(key, bad)]).unwrap_err();
+            assert!(e.contains(key) && e.contains(says), "{key}={bad}: {e}");
+        }
+        let mut s = Settings {
+            threads: Some(4),
+            ..Settings::default()
+        };
+        let e = read("intra_op_thread_count", "2", &mut s)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("mean the same"), "{e}");
+        let mut s = Settings::default();
+        s.backend_settings.push((PARALLEL_KEY.into(), "off".into()));
+        let e = read("execution_mode", "1", &mut s).unwrap().unwrap_err();
+        assert!(e.contains("also sets it"), "{e}");
+    }
+}
