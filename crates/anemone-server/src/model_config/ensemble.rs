@@ -112,6 +112,18 @@ pub fn ensemble_spec(
             Err(why) => errs.push(format!("output[{i}] ('{}'): {why}", output.name)),
         }
     }
+    // An ensemble hands its tensors to its steps as they are.
+    let inputs = config.input.iter().map(|t| ("input", &t.name, &t.reshape));
+    let outputs = config
+        .output
+        .iter()
+        .map(|t| ("output", &t.name, &t.reshape));
+    for (role, name, _) in inputs.chain(outputs).filter(|(_, _, r)| r.is_some()) {
+        errs.push(format!(
+            "{role} '{name}': an ensemble passes its tensors to its steps as they are; remove 'reshape' \
+             (set it on the composing model whose shape differs)"
+        ));
+    }
     if spec.inputs.is_empty() && config.input.is_empty() {
         errs.push("an ensemble must declare its inputs; add 'input' entries".to_string());
     }
@@ -252,5 +264,14 @@ response_cache { enable: true }
         let config = parse_pbtxt(&format!("{OCR}\ninstance_group [ {{ count: 2 }} ]")).unwrap();
         let e = ensemble_spec(&config, "ocr", 1).unwrap_err();
         assert!(e.contains("remove 'instance_group'"), "{e}");
+        let reshaped = OCR.replace(
+            "dims: [ -1, -1, 3 ]",
+            "dims: [ -1, -1, 3 ] reshape { shape: [ -1, -1, 3 ] }",
+        );
+        let e = ensemble_spec(&parse_pbtxt(&reshaped).unwrap(), "ocr", 1).unwrap_err();
+        assert!(
+            e.contains("input 'image'") && e.contains("remove 'reshape'"),
+            "{e}"
+        );
     }
 }
