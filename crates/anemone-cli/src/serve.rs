@@ -231,6 +231,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_decoding_bytes: u64,
 
+    /// gRPC requests one connection may have open at once (HTTP/2's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS): a client with more waits for one to finish before
+    /// it sends the next, instead of one connection holding any number.
+    #[arg(long, value_name = "N", env = "ANEMONE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub grpc_max_concurrent_streams: u32,
+
     /// Restricts HTTP API groups to requests that carry a header, as Triton:
     /// `<api>[,<api>...]:<key>=<value>`; others get 403. APIs: health, metadata, inference,
     /// shared-memory, model-config, model-repository, statistics, trace, logging, config. Repeat for
@@ -417,6 +424,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         // --- guard ---
         limits: anemone_server::server::RequestLimits {
             max_decoding_bytes: usize::try_from(args.max_decoding_bytes).unwrap_or(usize::MAX),
+            grpc_max_streams: args.grpc_max_concurrent_streams,
         },
         restricted: anemone_server::RestrictedApi {
             http: Restrictions::parse(&args.http_restricted_api, false)

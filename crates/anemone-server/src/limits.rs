@@ -37,12 +37,19 @@ pub struct RequestLimits {
     /// arrived, and waits while others hold the rest; a body larger than
     /// this is decoded alone. By default, 128 MiB.
     pub max_decoding_bytes: usize,
+    /// gRPC requests one connection may have open at once (HTTP/2's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`); a client with more waits for one
+    /// to finish before it sends the next. Each open request holds its
+    /// headers (up to 16 KiB) and a task, so without a bound one connection
+    /// could hold any number of them. By default, 1024.
+    pub grpc_max_streams: u32,
 }
 
 impl Default for RequestLimits {
     fn default() -> Self {
         RequestLimits {
             max_decoding_bytes: 128 << 20,
+            grpc_max_streams: 1024,
         }
     }
 }

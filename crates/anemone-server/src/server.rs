@@ -264,7 +264,8 @@ impl Server {
         let mut grpc_builder = tonic::transport::Server::builder()
             .max_frame_size(Some(GRPC_MAX_FRAME_SIZE))
             .initial_stream_window_size(Some(GRPC_WINDOW_SIZE))
-            .initial_connection_window_size(Some(GRPC_WINDOW_SIZE));
+            .initial_connection_window_size(Some(GRPC_WINDOW_SIZE))
+            .max_concurrent_streams(Some(options.limits.grpc_max_streams));
         if let Some(config) = tls.grpc {
             grpc_builder = grpc_builder
                 .tls_config(config)

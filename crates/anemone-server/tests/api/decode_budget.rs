@@ -18,6 +18,7 @@ async fn issue_14_trickling_bodies_do_not_hold_the_decode_budget() {
         repository: repo.0.to_path_buf(),
         limits: RequestLimits {
             max_decoding_bytes: 64 << 10,
+            ..Default::default()
         },
         ..Default::default()
     })

@@ -86,7 +86,8 @@ async fn the_grpc_listener_takes_one_mebibyte_frames() {
 
 /// The flow-control windows are Triton's: 4 MiB per stream and per
 /// connection (HTTP/2 starts both at 65,535 bytes; the connection's grows
-/// by a WINDOW_UPDATE), and the header list limit is Triton's 16 KiB.
+/// by a WINDOW_UPDATE), the header list limit is Triton's 16 KiB, and a
+/// connection may have 1024 requests open (`--grpc-max-concurrent-streams`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grpc_listener_has_tritons_windows_and_header_limit() {
     let server = TestServer::start(examples(), ControlMode::None).await;
@@ -110,6 +111,13 @@ async fn the_grpc_listener_has_tritons_windows_and_header_limit() {
     assert_eq!(
         setting(SETTINGS_MAX_HEADER_LIST_SIZE),
         Some(16 << 10),
+        "settings: {settings:?}"
+    );
+    // Open requests per connection are bounded (HTTP/2 leaves them unlimited).
+    const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 3;
+    assert_eq!(
+        setting(SETTINGS_MAX_CONCURRENT_STREAMS),
+        Some(1024),
         "settings: {settings:?}"
     );
 }
