@@ -100,7 +100,9 @@ def repository(tmp_path_factory, cases):
         'name: "convnet_ort_options"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
         'input [ { name: "image" data_type: TYPE_FP32 dims: [ 3, 32, 32 ] } ]\n'
         'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 10 ] } ]\n'
-        'optimization { graph { level: 1 } }\n'
+        'optimization { graph { level: 1 } execution_accelerators { gpu_execution_accelerator: [ {\n'
+        '  name: "tensorrt" parameters { key: "precision_mode" value: "FP16" }\n'
+        '  parameters { key: "max_workspace_size_bytes" value: "1073741824" } } ] } }\n'
         + "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in [
             ("intra_op_thread_count", "1"), ("inter_op_thread_count", "2"), ("execution_mode", "1"),
             ("enable_mem_arena", "1"), ("enable_mem_pattern", "0")]))

@@ -202,8 +202,11 @@ impl Backend for OnnxRuntime {
             setting_on(options, "onnxruntime.tensorrt", false)?,
             setting_on(options, "onnxruntime.cuda", true)?,
         );
+        // Checked everywhere too, like the switches above.
+        let tensorrt =
+            crate::ort_options::TensorRtOptions::from_settings(options).map_err(Error::Config)?;
         if gpu.tensorrt && want_tensorrt {
-            providers.push(ort::ep::TensorRT::default().build());
+            providers.push(tensorrt.provider());
             provider_names.push("TensorRT".to_string());
         }
         if gpu.cuda && want_cuda {

@@ -21,6 +21,67 @@ pub const MEM_PATTERN_KEY: &str = "onnxruntime.mem_pattern";
 /// `onnxruntime.mem_arena`: keep freed CPU buffers in an arena for reuse.
 pub const MEM_ARENA_KEY: &str = "onnxruntime.mem_arena";
 
+/// `onnxruntime.tensorrt.fp16`: TensorRT may build its engines in half precision.
+pub const TRT_FP16_KEY: &str = "onnxruntime.tensorrt.fp16";
+/// `onnxruntime.tensorrt.workspace_bytes`: the GPU memory TensorRT may use
+/// while it builds and runs an engine.
+pub const TRT_WORKSPACE_KEY: &str = "onnxruntime.tensorrt.workspace_bytes";
+/// `onnxruntime.tensorrt.engine_cache`: a directory, inside the model's,
+/// where TensorRT keeps the engines it built, so the next load skips the
+/// build.
+pub const TRT_ENGINE_CACHE_KEY: &str = "onnxruntime.tensorrt.engine_cache";
+
+/// ONNX Runtime's TensorRT provider's options (used where the library has
+/// the provider and `onnxruntime.tensorrt` is on).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TensorRtOptions {
+    /// Half precision engines (default off).
+    pub fp16: bool,
+    /// The workspace, in bytes; `None`: ONNX Runtime's default (1 GiB).
+    pub workspace_bytes: Option<usize>,
+    /// Where built engines are kept; `None`: not kept.
+    pub engine_cache: Option<String>,
+}
+
+impl TensorRtOptions {
+    /// The options `options`' settings give; a bad value is refused by key.
+    pub fn from_settings(options: &LoadOptions) -> Result<TensorRtOptions, String> {
+        let fp16 = options
+            .setting(TRT_FP16_KEY)
+            .map_or(Ok(false), |v| crate::settings::on_off(TRT_FP16_KEY, v))?;
+        let workspace_bytes = match options.setting(TRT_WORKSPACE_KEY) {
+            None => None,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(format!(
+                        "{TRT_WORKSPACE_KEY} is \"{v}\"; set a number of bytes, e.g. 1073741824 for 1 GiB"
+                    ))
+                }
+            },
+        };
+        let engine_cache = options.setting(TRT_ENGINE_CACHE_KEY).map(str::to_string);
+        Ok(TensorRtOptions {
+            fp16,
+            workspace_bytes,
+            engine_cache,
+        })
+    }
+
+    /// ONNX Runtime's TensorRT provider with these options.
+    #[cfg(feature = "onnxruntime")]
+    pub(crate) fn provider(&self) -> ort::ep::ExecutionProviderDispatch {
+        let mut trt = ort::ep::TensorRT::default().with_fp16(self.fp16);
+        if let Some(n) = self.workspace_bytes {
+            trt = trt.with_max_workspace_size(n);
+        }
+        if let Some(dir) = &self.engine_cache {
+            trt = trt.with_engine_cache(true).with_engine_cache_path(dir);
+        }
+        trt.build()
+    }
+}
+
 /// ONNX Runtime's graph optimization levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Optimization {
@@ -209,6 +270,34 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         })
+    }
+
+    #[test]
+    fn tensorrt_options_come_from_settings() {
+        let load = |settings: &[(&str, &str)]| {
+            TensorRtOptions::from_settings(&LoadOptions {
+                threads: None,
+                settings: settings
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+        };
+        assert_eq!(load(&[]).unwrap(), TensorRtOptions::default());
+        let o = load(&[
+            (TRT_FP16_KEY, "on"),
+            (TRT_WORKSPACE_KEY, "1073741824"),
+            (TRT_ENGINE_CACHE_KEY, "/models/m/trt"),
+        ])
+        .unwrap();
+        assert!(o.fp16);
+        assert_eq!(o.workspace_bytes, Some(1 << 30));
+        assert_eq!(o.engine_cache.as_deref(), Some("/models/m/trt"));
+        let e = load(&[(TRT_WORKSPACE_KEY, "1GB")]).unwrap_err();
+        assert!(
+            e.contains(TRT_WORKSPACE_KEY) && e.contains("number of bytes"),
+            "{e}"
+        );
     }
 
     #[test]

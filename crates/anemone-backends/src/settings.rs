@@ -19,7 +19,7 @@ pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Every key ONNX Runtime's backend reads (its own, and its CoreML provider's).
-const ONNXRUNTIME: [&str; 13] = [
+const ONNXRUNTIME: [&str; 16] = [
     "onnxruntime.sessions",
     "onnxruntime.cuda",
     "onnxruntime.tensorrt",
@@ -29,6 +29,9 @@ const ONNXRUNTIME: [&str; 13] = [
     crate::ort_options::INTER_THREADS_KEY,
     crate::ort_options::MEM_PATTERN_KEY,
     crate::ort_options::MEM_ARENA_KEY,
+    crate::ort_options::TRT_FP16_KEY,
+    crate::ort_options::TRT_WORKSPACE_KEY,
+    crate::ort_options::TRT_ENGINE_CACHE_KEY,
     "onnxruntime.coreml",
     "onnxruntime.coreml.compute_units",
     "onnxruntime.coreml.model_format",
@@ -36,13 +39,14 @@ const ONNXRUNTIME: [&str; 13] = [
 ];
 
 /// The settings whose value is `on` or `off` ([`on_off`]).
-pub const ON_OFF_SETTINGS: [&str; 6] = [
+pub const ON_OFF_SETTINGS: [&str; 7] = [
     "onnxruntime.cuda",
     "onnxruntime.tensorrt",
     "onnxruntime.spinning",
     crate::ort_options::PARALLEL_KEY,
     crate::ort_options::MEM_PATTERN_KEY,
     crate::ort_options::MEM_ARENA_KEY,
+    crate::ort_options::TRT_FP16_KEY,
 ];
 
 /// The value of `on`/`off` setting `key` (`true` and `false` also read), or
@@ -78,6 +82,9 @@ pub fn check_value(key: &str, value: &str) -> Result<(), String> {
     {
         return crate::ort_options::OrtOptions::from_settings(&options).map(drop);
     }
+    if key == crate::ort_options::TRT_WORKSPACE_KEY {
+        return crate::ort_options::TensorRtOptions::from_settings(&options).map(drop);
+    }
     if key == crate::tract::conv_fuse::PRECISION_KEY {
         return crate::tract::conv_fuse::Precision::parse(value).map(drop);
     }
@@ -96,9 +103,10 @@ pub fn check_value(key: &str, value: &str) -> Result<(), String> {
 
 /// The settings whose value is a filesystem path (a directory the backend
 /// writes into). A server must not let a client choose such a path freely.
-pub const PATH_SETTINGS: [&str; 2] = [
+pub const PATH_SETTINGS: [&str; 3] = [
     crate::coreml::options::CACHE_DIR,
     "onnxruntime.coreml.cache_dir",
+    crate::ort_options::TRT_ENGINE_CACHE_KEY,
 ];
 
 #[cfg(test)]

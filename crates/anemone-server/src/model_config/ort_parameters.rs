@@ -6,8 +6,11 @@
 //! README, "Other Optimization Options with ONNX Runtime").
 
 use super::settings::{max_threads, Settings};
+use crate::proto::model_optimization_policy::execution_accelerators::Accelerator;
+use crate::proto::ModelConfig;
 use anemone_backends::ort_options::{
     INTER_THREADS_KEY, MEM_ARENA_KEY, MEM_PATTERN_KEY, OPTIMIZATION_KEY, PARALLEL_KEY,
+    TRT_ENGINE_CACHE_KEY, TRT_FP16_KEY, TRT_WORKSPACE_KEY,
 };
 
 /// The Triton keys read here, for error messages.
@@ -65,6 +68,113 @@ pub fn graph_level(level: Option<i32>, out: &mut Settings) -> Result<(), String>
         }
     };
     set(out, OPTIMIZATION_KEY, name, "optimization.graph.level")
+}
+
+/// `optimization { execution_accelerators { ... } }` as Triton's ONNX
+/// Runtime backend reads it: a GPU accelerator `tensorrt` turns ONNX
+/// Runtime's TensorRT provider on (`onnxruntime.tensorrt`, with its
+/// `precision_mode`, `max_workspace_size_bytes` and engine cache), `cuda`
+/// its CUDA provider; where the library has no such provider the model
+/// runs on the ones it has, as a Triton CPU instance ignores GPU
+/// accelerators. CPU accelerators (OpenVINO) are refused: anemone's ONNX
+/// Runtime has none. Every refusal is returned, naming its path.
+pub fn accelerators(config: &ModelConfig, out: &mut Settings) -> Vec<String> {
+    let Some(eas) = config
+        .optimization
+        .as_ref()
+        .and_then(|o| o.execution_accelerators.as_ref())
+    else {
+        return Vec::new();
+    };
+    let path = "optimization.execution_accelerators";
+    let mut errs = Vec::new();
+    for (i, ea) in eas.gpu_execution_accelerator.iter().enumerate() {
+        let at = format!("'{path}.gpu_execution_accelerator[{i}]'");
+        let read = match ea.name.as_str() {
+            "tensorrt" => tensorrt(ea, &at, out),
+            "cuda" => cuda(ea, &at, out),
+            other => Err(format!(
+                "{at} is \"{other}\"; Triton's ONNX Runtime backend takes \"tensorrt\" or \"cuda\" here"
+            )),
+        };
+        errs.extend(read.err());
+    }
+    for (i, ea) in eas.cpu_execution_accelerator.iter().enumerate() {
+        errs.push(format!(
+            "'{path}.cpu_execution_accelerator[{i}]' is \"{}\", which anemone's ONNX Runtime does not \
+             have; remove it (the model runs on ONNX Runtime's CPU provider, or on tract)",
+            ea.name
+        ));
+    }
+    errs
+}
+
+/// A `tensorrt` GPU accelerator and its parameters.
+fn tensorrt(ea: &Accelerator, at: &str, out: &mut Settings) -> Result<(), String> {
+    set(out, "onnxruntime.tensorrt", "on", at)?;
+    let mut keys: Vec<&String> = ea.parameters.keys().collect();
+    keys.sort();
+    let cache_on = match ea.parameters.get("trt_engine_cache_enable") {
+        Some(v) => flag("trt_engine_cache_enable", v.trim())? == "on",
+        None => false,
+    };
+    for key in keys {
+        let v = ea.parameters[key].trim();
+        match key.as_str() {
+            "precision_mode" => match v {
+                "FP32" => set(out, TRT_FP16_KEY, "off", at)?,
+                "FP16" => set(out, TRT_FP16_KEY, "on", at)?,
+                _ => {
+                    return Err(format!(
+                        "{at}: precision_mode is \"{v}\"; set \"FP32\" or \"FP16\" (INT8, which needs a \
+                         calibration table, is not supported yet)"
+                    ))
+                }
+            },
+            "max_workspace_size_bytes" => {
+                anemone_backends::settings::check_value(TRT_WORKSPACE_KEY, v)
+                    .map_err(|e| format!("{at}: max_workspace_size_bytes: {e}"))?;
+                set(out, TRT_WORKSPACE_KEY, v, at)?;
+            }
+            "trt_engine_cache_enable" => {}
+            // Relative to the model's directory (made absolute when the
+            // model is prepared), like every path setting.
+            "trt_engine_cache_path" if cache_on => {
+                if !crate::repository::paths::is_plain_relative(v) {
+                    return Err(format!(
+                        "{at}: trt_engine_cache_path is \"{v}\"; give a directory relative to the model's \
+                         directory, without '..' (a configuration may not choose where the server writes \
+                         outside its model)"
+                    ));
+                }
+                set(out, TRT_ENGINE_CACHE_KEY, v, at)?;
+            }
+            "trt_engine_cache_path" => {}
+            other => {
+                return Err(format!(
+                    "{at}: parameter '{other}' is not supported by anemone yet; it reads precision_mode, \
+                     max_workspace_size_bytes, trt_engine_cache_enable and trt_engine_cache_path"
+                ))
+            }
+        }
+    }
+    if cache_on && !ea.parameters.contains_key("trt_engine_cache_path") {
+        return Err(format!(
+            "{at}: trt_engine_cache_enable is on without trt_engine_cache_path; give a directory \
+             relative to the model's directory for the engines"
+        ));
+    }
+    Ok(())
+}
+
+/// A `cuda` GPU accelerator: ONNX Runtime's CUDA provider, without options.
+fn cuda(ea: &Accelerator, at: &str, out: &mut Settings) -> Result<(), String> {
+    if let Some(key) = ea.parameters.keys().min() {
+        return Err(format!(
+            "{at}: parameter '{key}' of the CUDA provider is not supported by anemone yet; remove it"
+        ));
+    }
+    set(out, "onnxruntime.cuda", "on", at)
 }
 
 /// A thread count, 0 allowed.
@@ -174,6 +284,95 @@ mod tests {
         }
         let e = graph_level(Some(3), &mut Settings::default()).unwrap_err();
         assert!(e.contains("'optimization.graph.level' is 3"), "{e}");
+    }
+
+    fn accelerators_of(text: &str) -> (Settings, Vec<String>) {
+        // The parser checks them too: its refusal is the one a user sees.
+        match crate::model_config::parse_pbtxt(text) {
+            Ok(config) => {
+                let mut out = Settings::default();
+                let errs = accelerators(&config, &mut out);
+                (out, errs)
+            }
+            Err(e) => (Settings::default(), vec![e]),
+        }
+    }
+
+    #[test]
+    fn gpu_accelerators_become_onnx_runtime_providers() {
+        let (s, errs) = accelerators_of(
+            r#"optimization { execution_accelerators { gpu_execution_accelerator: [ {
+                 name: "tensorrt"
+                 parameters { key: "precision_mode" value: "FP16" }
+                 parameters { key: "max_workspace_size_bytes" value: "1073741824" }
+                 parameters { key: "trt_engine_cache_enable" value: "1" }
+                 parameters { key: "trt_engine_cache_path" value: "trt" } }, { name: "cuda" } ] } }"#,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let got: Vec<(&str, &str)> = (s.backend_settings.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("onnxruntime.tensorrt", "on"),
+                (TRT_WORKSPACE_KEY, "1073741824"),
+                (TRT_FP16_KEY, "on"),
+                (TRT_ENGINE_CACHE_KEY, "trt"),
+                ("onnxruntime.cuda", "on"),
+            ]
+        );
+    }
+
+    #[test]
+    fn accelerators_anemone_cannot_honour_are_refused_by_path() {
+        let trt = |params: &str| {
+            accelerators_of(&format!(
+                "optimization {{ execution_accelerators {{ gpu_execution_accelerator: [ {{ name: \"tensorrt\" {params} }} ] }} }}"
+            ))
+            .1
+            .join("; ")
+        };
+        for (params, says) in [
+            (
+                r#"parameters { key: "precision_mode" value: "INT8" }"#,
+                "INT8",
+            ),
+            (
+                r#"parameters { key: "trt_dla_enable" value: "1" }"#,
+                "'trt_dla_enable' is not supported",
+            ),
+            (
+                r#"parameters { key: "trt_engine_cache_enable" value: "1" }"#,
+                "without trt_engine_cache_path",
+            ),
+            (
+                r#"parameters { key: "trt_engine_cache_enable" value: "1" } parameters { key: "trt_engine_cache_path" value: "/tmp/x" }"#,
+                "relative to the model's directory",
+            ),
+            (
+                r#"parameters { key: "max_workspace_size_bytes" value: "lots" }"#,
+                "number of bytes",
+            ),
+        ] {
+            let e = trt(params);
+            assert!(
+                e.contains("'optimization.execution_accelerators.gpu_execution_accelerator[0]'")
+                    && e.contains(says),
+                "{params}: {e}"
+            );
+        }
+        let (_, errs) = accelerators_of(
+            r#"optimization { execution_accelerators { cpu_execution_accelerator: [ { name: "openvino" } ]
+               gpu_execution_accelerator: [ { name: "migraphx" } ] } }"#,
+        );
+        // Both, in one message.
+        let e = errs.join("; ");
+        assert!(e.contains("2 problems"), "{e}");
+        assert!(
+            e.contains("\"migraphx\"") && e.contains("\"openvino\""),
+            "{e}"
+        );
     }
 
     #[test]

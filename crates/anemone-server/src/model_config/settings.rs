@@ -118,6 +118,7 @@ pub(super) fn read_settings(config: &ModelConfig) -> (Settings, Vec<String>) {
     if let Err(e) = super::ort_parameters::graph_level(graph.map(|g| g.level), &mut out) {
         errs.push(e);
     }
+    errs.extend(super::ort_parameters::accelerators(config, &mut out));
     (out, errs)
 }
 

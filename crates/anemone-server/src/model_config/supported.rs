@@ -127,7 +127,13 @@ fn check_optimization(value: &Value, src: &str, errs: &mut Vec<String>) {
     for (field, v) in m.fields() {
         let name = field.name();
         // `graph { level }` is ONNX Runtime's optimization level (`ort_parameters`).
-        let known = ["input_pinned_memory", "output_pinned_memory", "graph"];
+        // `execution_accelerators` are ONNX Runtime's providers (the same).
+        let known = [
+            "input_pinned_memory",
+            "output_pinned_memory",
+            "graph",
+            "execution_accelerators",
+        ];
         if known.contains(&name) || is_noop(v) {
             continue;
         }
@@ -284,7 +290,9 @@ fn check_group_field(name: &str, v: &Value, path: &str, src: &str) -> Result<(),
                 .collect();
             if ids != [0] {
                 return Err(format!(
-                    "{src} field '{path}' is {ids:?}; anemone runs a model's GPU instances on the first visible GPU,                      so only gpus: [ 0 ] is accepted: to use another GPU, start the server with CUDA_VISIBLE_DEVICES                      set to it (CUDA_VISIBLE_DEVICES=1 makes GPU 1 device 0), or remove 'gpus'"
+                    "{src} field '{path}' is {ids:?}; anemone runs a model's GPU instances on the first visible GPU, \
+                     so only gpus: [ 0 ] is accepted: to use another GPU, start the server with CUDA_VISIBLE_DEVICES \
+                     set to it (CUDA_VISIBLE_DEVICES=1 makes GPU 1 device 0), or remove 'gpus'"
                 ));
             }
         }
@@ -345,6 +353,8 @@ mod tests {
                 e.contains(needle),
                 "config {text:?}: message {e:?} lacks {needle:?}"
             );
+            // One line of prose: no source indentation left in it.
+            assert!(!e.contains("  ") && !e.contains('\n'), "{e:?}");
         }
         let e = err_pbtxt("instance_group [ { kind: KIND_MODEL } ]");
         assert!(
