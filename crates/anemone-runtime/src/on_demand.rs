@@ -212,7 +212,7 @@ impl Manager {
         start: Instant,
     ) -> Result<Arc<ModelInstance>> {
         let Some(mut rx) = self.start_on_demand(name, version) else {
-            return Err(self.reject(self.not_found(name, version)));
+            return self.loaded_meanwhile(name, version);
         };
         let wait = async move { rx.wait_for(Option::is_some).await.map(|a| a.clone()) };
         let answer = match timeout {
@@ -236,7 +236,7 @@ impl Manager {
         start: Instant,
     ) -> Result<Arc<ModelInstance>> {
         let Some(rx) = self.start_on_demand(name, version) else {
-            return Err(self.reject(self.not_found(name, version)));
+            return self.loaded_meanwhile(name, version);
         };
         loop {
             if let Some(answer) = rx.borrow().clone() {
@@ -249,6 +249,17 @@ impl Manager {
                 return Err(self.reject(Error::Timeout(limit)));
             }
             std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The model, when no evicted entry is left to load: an on-demand load
+    /// that ended between the caller's lookup and its search for the load
+    /// has installed it (the load removes its entry only after installing
+    /// the model). Otherwise it is not loaded.
+    fn loaded_meanwhile(&self, name: &str, version: Option<u64>) -> Result<Arc<ModelInstance>> {
+        match self.resident(name, version) {
+            Some(model) => Ok(model),
+            None => Err(self.reject(self.not_found(name, version))),
         }
     }
 

@@ -248,6 +248,45 @@ async fn concurrent_requests_for_an_evicted_model_trigger_one_load() {
     assert_eq!(loads.of("hot"), 2);
 }
 
+/// Requests that keep arriving while an on-demand load ends: one that
+/// looked for the model just before the load installed it, and for the
+/// load just after the load was done, gets the loaded model (it got "not
+/// loaded"; the tritonclient eviction test caught it once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_arriving_as_an_on_demand_load_ends_get_the_model() {
+    let (m, _) = sized(1500, EvictionPolicy::Lru);
+    for round in 0..20 {
+        let (cold, hot) = if round % 2 == 0 {
+            ("a", "b")
+        } else {
+            ("b", "a")
+        };
+        if round == 0 {
+            m.load_model(spec("a", 1000)).await.unwrap();
+            m.load_model(spec("b", 1000)).await.unwrap();
+        }
+        // `cold` is evicted; requests arrive through its 50 ms load and after.
+        assert_eq!(evicted(&m), [cold], "round {round}");
+        let started = Instant::now();
+        let mut requests = Vec::new();
+        // Under the global limit of 256 requests in flight.
+        while started.elapsed() < Duration::from_millis(70) && requests.len() < 200 {
+            let m = m.clone();
+            requests.push(tokio::spawn(
+                async move { m.infer(request(cold, 1.0)).await },
+            ));
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        for (i, r) in requests.into_iter().enumerate() {
+            r.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round} request {i}: {e}"));
+        }
+        // Loading `cold` evicted `hot`: the next round asks for it.
+        assert_eq!(evicted(&m), [hot], "round {round}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_model_is_never_evicted() {
     let (m, _) = sized(2500, EvictionPolicy::Lru);
