@@ -383,3 +383,37 @@ def test_shared_memory_mistakes_are_refused_and_the_server_goes_on(server, proto
     finally:
         client.unregister_system_shared_memory()
         shm.destroy_shared_memory_region(h)
+
+
+@pytest.mark.parametrize("level", ["low", "high"])
+def test_compressed_grpc_answers_match_another_engine(cases, references, server, level):
+    """`--grpc-infer-response-compression-level` (Triton's flag): a server
+    that compresses its gRPC inference answers, which tritonclient's
+    channel accepts (gzip and deflate) and decompresses, gives the same
+    outputs as the reference, plain and compressed requests alike."""
+    import signal
+    import time
+    from serve_support import start_serve
+    proc, addresses = start_serve(server.repo, "--model-control-mode", "explicit", "--load-model", "ocr_cls",
+                                  "--backends", server.engine, "--grpc-infer-response-compression-level", level)
+    try:
+        client = grpcclient.InferenceServerClient(addresses["gRPC"])
+        deadline = time.time() + 60
+        while not client.is_model_ready("ocr_cls"):
+            assert time.time() < deadline, "ocr_cls did not become ready"
+            time.sleep(0.1)
+        case = cases["ocr_cls"]
+        for k, ((inputs, _), want_outputs) in enumerate(zip(case.runs, references["ocr_cls"])):
+            for algorithm in (None, "gzip"):
+                tensors = []
+                for name, value in inputs:
+                    t = grpcclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+                    t.set_data_from_numpy(value)
+                    tensors.append(t)
+                result = client.infer("ocr_cls", tensors, compression_algorithm=algorithm)
+                for name, want in want_outputs:
+                    assert_close(result.as_numpy(name), want, case.rtol, case.atol,
+                                 f"run {k} {name}, {level}, request {algorithm}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -74,6 +74,13 @@ pub struct ServeArgs {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_grpc: bool,
 
+    /// How hard gRPC inference answers are compressed, as Triton's flag: none, low, medium
+    /// or high (zlib levels 1, 6, 9), with gzip or deflate as the client accepts (off for a
+    /// client that accepts neither). Worth it where the network, not the server, is slow.
+    #[arg(long, value_name = "LEVEL", env = "ANEMONE_GRPC_INFER_RESPONSE_COMPRESSION_LEVEL",
+          default_value = "none", value_parser = clap::builder::PossibleValuesParser::new(["none", "low", "medium", "high"]))]
+    pub grpc_infer_response_compression_level: String,
+
     /// Who loads models, as Triton's flag: `none` loads every model at start-up and refuses
     /// the load/unload API; `explicit` loads only --load-model models and allows the API;
     /// `poll` loads every model and follows changes on disk.
@@ -407,6 +414,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
         http_port: args.http_port,
         grpc_port: args.grpc_port,
+        grpc_response_compression: args
+            .grpc_infer_response_compression_level
+            .parse()
+            .map_err(anyhow::Error::msg)?,
         allow_http: args.allow_http,
         allow_grpc: args.allow_grpc,
         strict_config: args.strict_model_config || args.disable_auto_complete_config,

@@ -56,6 +56,10 @@ pub struct ServerOptions {
     pub allow_http: bool,
     /// Whether to serve gRPC (Triton's `--allow-grpc`). By default, true.
     pub allow_grpc: bool,
+    /// Whether gRPC inference answers are compressed for clients that
+    /// accept it (Triton's `--grpc-infer-response-compression-level`). By
+    /// default, none.
+    pub grpc_response_compression: crate::grpc::ResponseCompression,
     /// Configs must be complete, nothing filled in from the model file
     /// (Triton's `--strict-model-config`). By default, false.
     pub strict_config: bool,
@@ -110,6 +114,7 @@ impl Default for ServerOptions {
             grpc_port: 8001,
             allow_http: true,
             allow_grpc: true,
+            grpc_response_compression: Default::default(),
             strict_config: false,
             repository: PathBuf::from("models"),
             control: ControlMode::None,
@@ -315,7 +320,8 @@ impl Server {
                 .add_service(Restricted::new(health, options.restricted.grpc.clone()))
                 .add_service(Restricted::new(
                     crate::grpc::service(Arc::clone(&state), options.max_request_bytes)
-                        .message_timeout(options.http_timeouts.body),
+                        .message_timeout(options.http_timeouts.body)
+                        .response_compression(options.grpc_response_compression),
                     options.restricted.grpc.clone(),
                 ))
                 .serve_with_incoming_shutdown(

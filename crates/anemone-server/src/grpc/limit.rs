@@ -40,6 +40,8 @@ pub struct InferenceService {
     max_message_bytes: usize,
     /// How long a `ModelInfer` message may stall between two frames.
     message_stall: Duration,
+    /// Whether (and how hard) inference answers are compressed.
+    compression: super::compress::ResponseCompression,
 }
 
 /// How long a `ModelInfer` message may stall between two frames unless
@@ -58,7 +60,25 @@ impl InferenceService {
             inference,
             max_message_bytes,
             message_stall: DEFAULT_MESSAGE_STALL,
+            compression: Default::default(),
         }
+    }
+
+    /// Compresses inference answers for clients that accept gzip or deflate
+    /// (Triton's `--grpc-infer-response-compression-level`); by default
+    /// none are. `ModelInfer` answers get `level`; the answers tonic
+    /// writes itself (to compressed requests, and the other calls) its own
+    /// default level.
+    pub fn response_compression(
+        mut self,
+        level: super::compress::ResponseCompression,
+    ) -> InferenceService {
+        self.compression = level;
+        if level != super::compress::ResponseCompression::None {
+            use tonic::codec::CompressionEncoding::{Deflate, Gzip};
+            self.inner = self.inner.send_compressed(Gzip).send_compressed(Deflate);
+        }
+        self
     }
 
     /// How long a `ModelInfer` request message may stall between two of
@@ -87,8 +107,9 @@ impl Service<http::Request<Body>> for InferenceService {
         if infer_frames::applies(&request) {
             let inference = Arc::clone(&self.inference);
             let (limit, stall) = (self.max_message_bytes, self.message_stall);
+            let compression = self.compression;
             return Box::pin(async move {
-                Ok(infer_frames::serve(inference, request, limit, stall).await)
+                Ok(infer_frames::serve(inference, request, limit, stall, compression).await)
             });
         }
         let answer = self.inner.call(request);

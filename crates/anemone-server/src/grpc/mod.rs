@@ -7,6 +7,7 @@
 //! `infer`, the bidirectional stream lives in `stream`, and `limit`
 //! holds the message-size policy.
 
+mod compress;
 mod infer;
 mod infer_frames;
 mod limit;
@@ -15,6 +16,7 @@ pub mod restrict;
 mod stream;
 mod trace;
 
+pub use compress::ResponseCompression;
 pub use limit::InferenceService;
 
 /// Decodes a `ModelInferRequest` into the protocol-neutral request, checking
@@ -46,7 +48,8 @@ use tonic::{Request, Response, Status};
 /// compressed request, the limit holds for the message decompressed.
 /// Requests may be compressed with gzip or deflate, as Triton accepts them
 /// (tritonclient's `compression_algorithm`); answers are not compressed,
-/// as Triton's are not by default.
+/// as Triton's are not by default, unless
+/// [`InferenceService::response_compression`] says so.
 pub fn service(state: Arc<AppState>, max_message_bytes: usize) -> InferenceService {
     let inference = Arc::new(Inference {
         state,

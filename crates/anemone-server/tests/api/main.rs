@@ -14,6 +14,7 @@ mod eviction;
 mod faults;
 mod fuzz_replay;
 mod grpc;
+mod grpc_compression;
 mod grpc_errors;
 mod http;
 mod latency;
