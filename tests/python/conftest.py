@@ -73,39 +73,39 @@ def repository(tmp_path_factory, cases):
         (repo / name / "1").mkdir(parents=True)
         shutil.copy(FIXTURES / name / "model.onnx", repo / name / "1" / "model.onnx")
     shutil.copytree(ROOT / "examples/models/add", repo / "add")
-    (repo / "bytes_identity" / "1").mkdir(parents=True)
-    shutil.copy(FIXTURES / "bytes_identity" / "model.onnx", repo / "bytes_identity" / "1" / "model.onnx")
-    (repo / "bytes_identity" / "config.pbtxt").write_text(
-        'parameters { key: "backends" value: { string_value: "onnxruntime,tract-cpu" } }\n')
+
+    def model(name, fixture, config):
+        """`name`, serving fixture `fixture`'s model.onnx with `config`."""
+        (repo / name / "1").mkdir(parents=True)
+        shutil.copy(FIXTURES / fixture / "model.onnx", repo / name / "1" / "model.onnx")
+        (repo / name / "config.pbtxt").write_text(config)
+
+    model("bytes_identity", "bytes_identity",
+          'parameters { key: "backends" value: { string_value: "onnxruntime,tract-cpu" } }\n')
     # The same model pinned to tract, which carries any UTF-8 text, NUL bytes included.
-    (repo / "bytes_identity_tract" / "1").mkdir(parents=True)
-    shutil.copy(FIXTURES / "bytes_identity" / "model.onnx", repo / "bytes_identity_tract" / "1" / "model.onnx")
-    (repo / "bytes_identity_tract" / "config.pbtxt").write_text(
-        'parameters { key: "backends" value: { string_value: "tract-cpu" } }\n'
-        'parameters { key: "strict" value: { string_value: "true" } }\n')
+    model("bytes_identity_tract", "bytes_identity",
+          'parameters { key: "backends" value: { string_value: "tract-cpu" } }\n'
+          'parameters { key: "strict" value: { string_value: "true" } }\n')
     # Triton's quickstart `densenet_onnx` config, written for small_convnet:
     # no batch dimension in dims, which the reshape gives the model back.
-    (repo / "convnet_reshaped" / "1").mkdir(parents=True)
-    shutil.copy(FIXTURES / "small_convnet" / "model.onnx", repo / "convnet_reshaped" / "1" / "model.onnx")
-    (repo / "convnet_reshaped" / "config.pbtxt").write_text(
-        'name: "convnet_reshaped"\nplatform: "onnxruntime_onnx"\nmax_batch_size : 0\n'
-        'input [ { name: "image" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 3, 32, 32 ]\n'
-        '  reshape { shape: [ 1, 3, 32, 32 ] } } ]\n'
-        'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 10 ] reshape { shape: [ 1, 10 ] } } ]\n')
+    model("convnet_reshaped", "small_convnet",
+          'name: "convnet_reshaped"\nplatform: "onnxruntime_onnx"\nmax_batch_size : 0\n'
+          'input [ { name: "image" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 3, 32, 32 ]\n'
+          '  reshape { shape: [ 1, 3, 32, 32 ] } } ]\n'
+          'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 10 ] reshape { shape: [ 1, 10 ] } } ]\n')
     # A Triton user's ONNX Runtime options (the backend's README): graph
-    # level, threads, execution mode, memory arena and pattern.
-    (repo / "convnet_ort_options" / "1").mkdir(parents=True)
-    shutil.copy(FIXTURES / "small_convnet" / "model.onnx", repo / "convnet_ort_options" / "1" / "model.onnx")
-    (repo / "convnet_ort_options" / "config.pbtxt").write_text(
-        'name: "convnet_ort_options"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
-        'input [ { name: "image" data_type: TYPE_FP32 dims: [ 3, 32, 32 ] } ]\n'
-        'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 10 ] } ]\n'
-        'optimization { graph { level: 1 } execution_accelerators { gpu_execution_accelerator: [ {\n'
-        '  name: "tensorrt" parameters { key: "precision_mode" value: "FP16" }\n'
-        '  parameters { key: "max_workspace_size_bytes" value: "1073741824" } } ] } }\n'
-        + "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in [
-            ("intra_op_thread_count", "1"), ("inter_op_thread_count", "2"), ("execution_mode", "1"),
-            ("enable_mem_arena", "1"), ("enable_mem_pattern", "0")]))
+    # level, threads, execution mode, memory arena and pattern, and a
+    # TensorRT accelerator (this machine's ONNX Runtime has none).
+    options = [("intra_op_thread_count", "1"), ("inter_op_thread_count", "2"), ("execution_mode", "1"),
+               ("enable_mem_arena", "1"), ("enable_mem_pattern", "0")]
+    model("convnet_ort_options", "small_convnet",
+          'name: "convnet_ort_options"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+          'input [ { name: "image" data_type: TYPE_FP32 dims: [ 3, 32, 32 ] } ]\n'
+          'output [ { name: "probs" data_type: TYPE_FP32 dims: [ 10 ] } ]\n'
+          'optimization { graph { level: 1 } execution_accelerators { gpu_execution_accelerator: [ {\n'
+          '  name: "tensorrt" parameters { key: "precision_mode" value: "FP16" }\n'
+          '  parameters { key: "max_workspace_size_bytes" value: "1073741824" } } ] } }\n'
+          + "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in options))
     # A broken model must be reported, not take the server down.
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx model")
