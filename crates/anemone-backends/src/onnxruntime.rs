@@ -213,6 +213,24 @@ impl Backend for OnnxRuntime {
             providers.push(ort::ep::CUDA::default().build());
             provider_names.push("CUDA".to_string());
         }
+        // Asked for by name (a Triton GPU accelerator sets these) where the
+        // library lacks it: said, not silent.
+        for (asked, have, name) in [
+            (want_tensorrt, gpu.tensorrt, "onnxruntime.tensorrt"),
+            (
+                want_cuda && options.setting("onnxruntime.cuda").is_some(),
+                gpu.cuda,
+                "onnxruntime.cuda",
+            ),
+        ] {
+            if asked && !have {
+                tracing::warn!(
+                    model = %path.display(),
+                    "{name} is on, but this ONNX Runtime library has no such provider ({}); the model runs without it",
+                    gpu.describe()
+                );
+            }
+        }
         provider_names.push("CPU".to_string());
         let count = session_count(options)?;
         let spinning = spinning(options)?;
