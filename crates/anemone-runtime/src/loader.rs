@@ -123,6 +123,21 @@ impl Manager {
                 // Loaded again (explicitly or on demand): no longer evicted.
                 self.forget_evicted(&name, Some(instance.version()), true);
                 tracing::info!(model = %name, version = instance.version(), backend = instance.backend(), "model loaded");
+                let mut running: Vec<&str> =
+                    instance.instances().iter().map(|e| e.backend).collect();
+                running.sort_unstable();
+                running.dedup();
+                let idle = settings_for_other_backends(&instance.spec().settings, &running);
+                if !idle.is_empty() {
+                    tracing::warn!(
+                        model = %name,
+                        backend = instance.backend(),
+                        "settings {} do not apply: the model runs on {}; name their backend first in \
+                         parameter 'backends' (or the server's --backends) to run it there",
+                        idle.join(", "),
+                        running.join(", ")
+                    );
+                }
             }
             Err(e) => {
                 failed.insert(name.clone(), e.chain_string());
@@ -390,5 +405,57 @@ impl Manager {
             .unloads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(versions)
+    }
+}
+
+/// The `<backend>.<key>` settings of `settings` whose backend runs none of
+/// the model's engines (`running`): they were given, and apply nowhere.
+fn settings_for_other_backends<'a>(
+    settings: &'a [(String, String)],
+    running: &[&str],
+) -> Vec<&'a str> {
+    let backends = [
+        "onnxruntime",
+        "tract-cpu",
+        "tract-cuda",
+        "tract-metal",
+        "coreml",
+    ];
+    settings
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .filter(|key| {
+            let prefix = key.split_once('.').map_or("", |(p, _)| p);
+            backends.contains(&prefix) && !running.contains(&prefix)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_for_other_backends;
+
+    #[test]
+    fn settings_of_a_backend_that_runs_nothing_are_named() {
+        let settings: Vec<(String, String)> = [
+            ("onnxruntime.parallel", "on"),
+            ("tract-cpu.plan_cache", "4"),
+            ("onnxruntime.coreml.compute_units", "ane"),
+            ("bytes", "10"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            settings_for_other_backends(&settings, &["tract-cpu"]),
+            ["onnxruntime.parallel", "onnxruntime.coreml.compute_units"]
+        );
+        assert_eq!(
+            settings_for_other_backends(&settings, &["onnxruntime"]),
+            ["tract-cpu.plan_cache"]
+        );
+        // Mixed instance groups: each backend's settings apply to its engines.
+        let both = settings_for_other_backends(&settings, &["onnxruntime", "tract-cpu"]);
+        assert!(both.is_empty(), "{both:?}");
     }
 }
