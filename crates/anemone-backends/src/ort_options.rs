@@ -262,27 +262,24 @@ pub(crate) fn build_session(
 mod tests {
     use super::*;
 
-    fn options(settings: &[(&str, &str)]) -> Result<OrtOptions, String> {
-        OrtOptions::from_settings(&LoadOptions {
+    fn load_options(settings: &[(&str, &str)]) -> LoadOptions {
+        LoadOptions {
             threads: None,
             settings: settings
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        })
+        }
+    }
+
+    fn options(settings: &[(&str, &str)]) -> Result<OrtOptions, String> {
+        OrtOptions::from_settings(&load_options(settings))
     }
 
     #[test]
     fn tensorrt_options_come_from_settings() {
-        let load = |settings: &[(&str, &str)]| {
-            TensorRtOptions::from_settings(&LoadOptions {
-                threads: None,
-                settings: settings
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            })
-        };
+        let load =
+            |settings: &[(&str, &str)]| TensorRtOptions::from_settings(&load_options(settings));
         assert_eq!(load(&[]).unwrap(), TensorRtOptions::default());
         let o = load(&[
             (TRT_FP16_KEY, "on"),

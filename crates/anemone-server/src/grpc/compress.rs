@@ -5,8 +5,12 @@
 //! gRPC channel lists both), at the level asked for; a client that lists
 //! neither gets it uncompressed.
 
+use crate::proto::ModelInferResponse;
+use bytes::{BufMut, BytesMut};
 use std::str::FromStr;
+use tonic::body::Body;
 use tonic::codegen::http;
+use tonic::Status;
 
 /// How hard to compress inference answers (Triton's names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,15 +89,13 @@ impl ResponseCompression {
         }
     }
 
-    /// How to compress the answer to a call whose `grpc-accept-encoding`
-    /// is `accepted`: gzip if listed, else deflate if listed; `None` when
+    /// How to compress the answer to a call with these `headers`, by its
+    /// `grpc-accept-encoding`: gzip if listed, else deflate if listed; `None` when
     /// off or neither is listed.
-    pub(super) fn choose(
-        self,
-        accepted: Option<&http::HeaderValue>,
-    ) -> Option<(Codec, flate2::Compression)> {
+    pub(super) fn choose(self, headers: &http::HeaderMap) -> Option<(Codec, flate2::Compression)> {
+        // Off (the default) reads no header.
         let level = self.level()?;
-        let accepted = accepted?.to_str().ok()?;
+        let accepted = headers.get("grpc-accept-encoding")?.to_str().ok()?;
         let lists = |name: &str| {
             accepted
                 .split(',')
@@ -106,6 +108,43 @@ impl ResponseCompression {
         };
         Some((codec, level))
     }
+}
+
+/// The handler's answer compressed with `codec` (`--grpc-infer-response-
+/// compression-level`): its message marked compressed, and `grpc-encoding`
+/// naming the codec. An answer over 64 KiB is compressed on a blocking
+/// thread, as HTTP's are.
+pub(super) async fn respond(
+    response: tonic::Response<ModelInferResponse>,
+    (codec, level): (Codec, flate2::Compression),
+) -> http::Response<Body> {
+    let (metadata, message, extensions) = response.into_parts();
+    let plain = prost::Message::encode_to_vec(&message);
+    drop(message);
+    let compressed = if plain.len() > 64 << 10 {
+        let work = tokio::task::spawn_blocking(move || codec.compress(&plain, level));
+        match work.await {
+            Ok(compressed) => compressed,
+            Err(e) => return Status::internal(format!("compressing the answer: {e}")).into_http(),
+        }
+    } else {
+        codec.compress(&plain, level)
+    };
+    let len = compressed.len();
+    let Ok(framed_len) = u32::try_from(len) else {
+        return super::limit::too_large(u32::MAX as usize, &format!("the answer is {len} bytes"))
+            .into_http();
+    };
+    let mut framed = BytesMut::with_capacity(super::infer_frames::PREFIX + len);
+    framed.put_u8(1);
+    framed.put_u32(framed_len);
+    framed.extend_from_slice(&compressed);
+    let mut answer = super::infer_frames::framed_response(metadata, framed.freeze(), extensions);
+    answer.headers_mut().insert(
+        "grpc-encoding",
+        http::HeaderValue::from_static(codec.name()),
+    );
+    answer
 }
 
 #[cfg(test)]
@@ -123,15 +162,19 @@ mod tests {
 
     #[test]
     fn the_codec_is_one_the_client_accepts() {
-        let h = |v: &'static str| http::HeaderValue::from_static(v);
+        let h = |v: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-accept-encoding", http::HeaderValue::from_static(v));
+            headers
+        };
         let on = ResponseCompression::Medium;
-        let codec = |v| on.choose(Some(&h(v))).map(|(c, _)| c);
+        let codec = |v| on.choose(&h(v)).map(|(c, _)| c);
         assert_eq!(codec("identity,deflate,gzip"), Some(Codec::Gzip));
         assert_eq!(codec("identity, deflate"), Some(Codec::Deflate));
         assert_eq!(codec("identity"), None);
-        assert_eq!(on.choose(None), None);
+        assert_eq!(on.choose(&http::HeaderMap::new()), None);
         let off = ResponseCompression::None;
-        assert_eq!(off.choose(Some(&h("gzip"))), None);
+        assert_eq!(off.choose(&h("gzip")), None);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tonic::Status;
 const PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 /// A gRPC message's prefix: a compressed flag and a 4-byte big-endian length.
-const PREFIX: usize = 5;
+pub(super) const PREFIX: usize = 5;
 
 /// Whether `request` is an uncompressed gRPC `ModelInfer` call.
 pub(super) fn applies(request: &http::Request<Body>) -> bool {
@@ -58,7 +58,7 @@ pub(super) async fn serve(
     compression: super::compress::ResponseCompression,
 ) -> http::Response<Body> {
     let (parts, body) = request.into_parts();
-    let codec = compression.choose(parts.headers.get("grpc-accept-encoding"));
+    let codec = compression.choose(&parts.headers);
     let message = match read_message(body, limit, stall).await {
         Ok(message) => message,
         Err(status) => return status.into_http(),
@@ -71,7 +71,7 @@ pub(super) async fn serve(
     match inference.model_infer(request).await {
         Ok(response) => match codec {
             None => respond(response),
-            Some(codec) => respond_compressed(response, codec).await,
+            Some(codec) => super::compress::respond(response, codec).await,
         },
         Err(status) => status.into_http(),
     }
@@ -345,45 +345,9 @@ fn respond(response: tonic::Response<ModelInferResponse>) -> http::Response<Body
     framed_response(metadata, framed.freeze(), extensions)
 }
 
-/// The handler's answer compressed with `codec` (`--grpc-infer-response-
-/// compression-level`): its message marked compressed, and `grpc-encoding`
-/// naming the codec. An answer over 64 KiB is compressed on a blocking
-/// thread, as HTTP's are.
-async fn respond_compressed(
-    response: tonic::Response<ModelInferResponse>,
-    (codec, level): (super::compress::Codec, flate2::Compression),
-) -> http::Response<Body> {
-    let (metadata, message, extensions) = response.into_parts();
-    let plain = prost::Message::encode_to_vec(&message);
-    drop(message);
-    let compressed = if plain.len() > 64 << 10 {
-        let work = tokio::task::spawn_blocking(move || codec.compress(&plain, level));
-        match work.await {
-            Ok(compressed) => compressed,
-            Err(e) => return Status::internal(format!("compressing the answer: {e}")).into_http(),
-        }
-    } else {
-        codec.compress(&plain, level)
-    };
-    let len = compressed.len();
-    let Ok(framed_len) = u32::try_from(len) else {
-        return too_large(u32::MAX as usize, &format!("the answer is {len} bytes")).into_http();
-    };
-    let mut framed = BytesMut::with_capacity(PREFIX + len);
-    framed.put_u8(1);
-    framed.put_u32(framed_len);
-    framed.extend_from_slice(&compressed);
-    let mut answer = framed_response(metadata, framed.freeze(), extensions);
-    answer.headers_mut().insert(
-        "grpc-encoding",
-        http::HeaderValue::from_static(codec.name()),
-    );
-    answer
-}
-
 /// One framed message and the `grpc-status: 0` trailers, with the
 /// handler's metadata and extensions.
-fn framed_response(
+pub(super) fn framed_response(
     metadata: MetadataMap,
     framed: Bytes,
     extensions: http::Extensions,
