@@ -31,3 +31,32 @@ def start_serve(repo, *flags):
         if rest:
             addresses[kind] = rest.strip()
     return proc, addresses
+
+
+def wait_ready(http, seconds=120):
+    """Waits until the server at `http` says it is ready (every model it
+    loads at start has loaded)."""
+    import time
+
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(http)
+    deadline = time.time() + seconds
+    while True:
+        try:
+            if client.is_server_ready():
+                return
+        except Exception:  # not answering yet
+            pass
+        if time.time() > deadline:
+            pytest.fail(f"the server at {http} was not ready within {seconds} s")
+        time.sleep(0.2)
+
+
+def stop_serve(proc):
+    """Stops a server started by `start_serve`; it must exit 0 on SIGTERM."""
+    import signal
+
+    proc.send_signal(signal.SIGTERM)
+    status = proc.wait(timeout=30)
+    assert status == 0, "anemone serve must exit 0 on SIGTERM"

@@ -69,8 +69,10 @@ pub enum Error {
     #[error(transparent)]
     Input(#[from] InputError),
 
-    /// No model with this name (and version) is loaded.
-    #[error("model '{name}'{} is not loaded{}", version_suffix(*.version), loaded_hint(.loaded))]
+    /// No model with this name (and version) is loaded. The message starts
+    /// as Triton's does ("Request for unknown model: 'm' is not found"),
+    /// which Triton's example clients check.
+    #[error("Request for unknown model: '{name}'{} is not found{}", version_suffix(*.version), loaded_hint(.loaded))]
     ModelNotFound {
         /// Name asked for.
         name: String,
@@ -468,6 +470,14 @@ pub enum InputError {
         /// The outputs the configuration serves.
         served: Vec<String>,
     },
+    /// A request to a sequence model (Triton's `sequence_batching`) that
+    /// breaks the sequence rules: no correlation ID, a sequence not started,
+    /// a batch of more than one row.
+    #[error("{message}")]
+    Sequence {
+        /// What is wrong, and what to send.
+        message: String,
+    },
 }
 
 impl InputError {
@@ -490,6 +500,7 @@ impl InputError {
             | InputError::DuplicateOutput { name }
             | InputError::UnknownOutput { name, .. }
             | InputError::UnservedOutput { name, .. } => name,
+            InputError::Sequence { .. } => "sequence_id",
         }
     }
 }
@@ -548,7 +559,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "model 'a' version 2 is not loaded; loaded: b"
+            "Request for unknown model: 'a' version 2 is not found; loaded: b"
         );
     }
 }

@@ -54,6 +54,9 @@ pub struct ModelInstance {
     /// Keeps its first requests' inputs when it is to be re-timed on them
     /// (`monitor/retime.rs`); `None` otherwise.
     pub(crate) sampler: Option<crate::monitor::sampler::Sampler>,
+    /// Its open sequences, for a sequence model; shared with the instance
+    /// that replaces it on a fallback.
+    pub(crate) sequences: Option<Arc<crate::sequence::Sequences>>,
 }
 
 /// One engine instance: a loaded model and its own load counters.
@@ -171,6 +174,7 @@ impl ModelInstance {
         load_time: Duration,
         queue: Option<ModelQueue>,
         sampler: Option<crate::monitor::sampler::Sampler>,
+        sequences: Option<Arc<crate::sequence::Sequences>>,
     ) -> ModelInstance {
         let successes = metrics.success_count();
         ModelInstance {
@@ -194,6 +198,7 @@ impl ModelInstance {
             queue,
             last_used: AtomicU64::new(0),
             sampler,
+            sequences,
         }
     }
 
@@ -221,6 +226,11 @@ impl ModelInstance {
     /// narrowed by the spec's `declared_inputs` (see [`crate::validation::declared_metadata`]).
     pub fn metadata(&self) -> &ModelMetadata {
         &self.metadata
+    }
+
+    /// Sequences open now, for a sequence model (see [`ModelSpec::sequence`]).
+    pub fn open_sequences(&self) -> Option<usize> {
+        self.sequences.as_ref().map(|s| s.open_count())
     }
 
     /// The specification it was loaded from.

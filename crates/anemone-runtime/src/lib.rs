@@ -78,6 +78,7 @@ pub mod request;
 pub mod reshape;
 mod scheduler;
 pub mod selection;
+pub mod sequence;
 pub mod spec;
 pub mod trace;
 mod trim;
@@ -103,6 +104,9 @@ pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};
 pub use scheduler::{INLINE_AFTER_RUNS, INLINE_BELOW};
 pub use selection::{Attempt, Mode, Move, Outcome, Selection};
+pub use sequence::{
+    ControlKind, CorrelationId, FalseTrue, SequenceControl, SequenceFlags, SequenceSettings,
+};
 pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,
     WarmupSample,

@@ -348,6 +348,17 @@ impl Manager {
             ),
         };
         let sampler = self.retime_sampler(&spec, &picked.selection);
+        let sequences = match (&spec.sequence, replacing) {
+            (None, _) => None,
+            // A fallback keeps the open sequences.
+            (Some(_), Some(old)) => old.sequences.clone(),
+            (Some(settings), None) => Some(Arc::new(crate::sequence::Sequences::new(
+                &spec.name,
+                settings.clone(),
+                picked.engines[0].metadata(),
+                crate::reshape::batched(&spec),
+            )?)),
+        };
         let instance = Arc::new(ModelInstance::new(
             spec,
             picked,
@@ -357,6 +368,7 @@ impl Manager {
             load_time,
             queue,
             sampler,
+            sequences,
         ));
         instance.touch(self.inner.eviction.stamp(Instant::now()));
         match replacing {

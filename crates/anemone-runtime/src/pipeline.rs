@@ -46,7 +46,25 @@ impl Manager {
                     .await?
             }
         };
-        let admitted = self.admit_on(instance, request, global, start)?;
+        // A sequence model runs a sequence's requests one at a time, in order.
+        let turn = match enter_sequence(&instance, &request) {
+            Err(e) => return Err(e),
+            Ok(None) => None,
+            Ok(Some(entered)) => match timeout {
+                None => Some(entered.turn().await),
+                Some(limit) => {
+                    let left = limit.saturating_sub(start.elapsed());
+                    match tokio::time::timeout(left, entered.turn()).await {
+                        Ok(turn) => Some(turn),
+                        Err(_) => {
+                            return Err(record_failure(&instance, Error::Timeout(limit), start))
+                        }
+                    }
+                }
+            },
+        };
+        let flags = turn.as_ref().map(|t| t.flags());
+        let admitted = self.admit_on(instance, request, global, start, flags)?;
         let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
             Lookup::Run(admitted, key) => (admitted, key),
@@ -101,7 +119,9 @@ impl Manager {
                 self.load_on_demand_blocking(&request.model, request.version, timeout, start)?
             }
         };
-        let admitted = self.admit_on(instance, request, global, start)?;
+        let turn = enter_sequence(&instance, &request)?.map(|e| e.turn_blocking());
+        let flags = turn.as_ref().map(|t| t.flags());
+        let admitted = self.admit_on(instance, request, global, start, flags)?;
         let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
             Lookup::Run(admitted, key) => (admitted, key),
@@ -127,7 +147,10 @@ impl Manager {
             .inner
             .cache
             .as_ref()
-            .filter(|_| admitted.instance.spec.response_cache)
+            // A sequence model's answers depend on the sequence, not only the inputs.
+            .filter(|_| {
+                admitted.instance.spec.response_cache && admitted.instance.sequences.is_none()
+            })
         else {
             return Lookup::Run(admitted, None);
         };
@@ -233,6 +256,7 @@ impl Manager {
         request: InferRequest,
         global: Permit,
         start: Instant,
+        sequence: Option<&crate::sequence::SequenceFlags>,
     ) -> Result<Admitted> {
         if self.inner.eviction.on() {
             instance.touch(self.inner.eviction.stamp(start));
@@ -270,6 +294,19 @@ impl Manager {
                     Err(e) => return Err(refuse(&instance, e)),
                 }
             }
+        };
+        // A sequence model's control inputs join the request's.
+        let inputs = match (&instance.sequences, sequence) {
+            (Some(sequences), Some(flags)) => {
+                match sequences
+                    .check_one_row(&inputs)
+                    .and_then(|()| sequences.with_controls(flags, inputs))
+                {
+                    Ok(inputs) => inputs,
+                    Err(e) => return Err(refuse(&instance, e)),
+                }
+            }
+            _ => inputs,
         };
         if let Some(sampler) = &instance.sampler {
             sampler.offer(&inputs);
@@ -310,6 +347,21 @@ fn adopt_inputs(instance: &ModelInstance, inputs: &mut [anemone_core::Tensor]) {
                 "the engine panicked while adopting an input; the request keeps its own"
             ),
         }
+    }
+}
+
+/// Admits a request to a sequence model into its sequence (see
+/// [`crate::sequence`]); `None` for any other model.
+fn enter_sequence(
+    instance: &ModelInstance,
+    request: &InferRequest,
+) -> Result<Option<crate::sequence::Entered>> {
+    match &instance.sequences {
+        None => Ok(None),
+        Some(sequences) => sequences
+            .enter(request.sequence.as_ref())
+            .map(Some)
+            .map_err(|e| refuse(instance, e)),
     }
 }
 

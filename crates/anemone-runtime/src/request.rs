@@ -25,6 +25,9 @@ pub struct InferRequest {
     pub priority: Option<u32>,
     /// An identifier echoed in the response.
     pub id: Option<String>,
+    /// Its sequence, for a sequence model (Triton's `sequence_id`,
+    /// `sequence_start`, `sequence_end`); ignored by other models.
+    pub sequence: Option<crate::sequence::SequenceFlags>,
 }
 
 impl InferRequest {
@@ -70,6 +73,12 @@ impl InferRequest {
     /// Sets a deadline.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Places the request in a sequence (see [`InferRequest::sequence`]).
+    pub fn sequence(mut self, id: crate::sequence::CorrelationId, start: bool, end: bool) -> Self {
+        self.sequence = Some(crate::sequence::SequenceFlags { id, start, end });
         self
     }
 

@@ -131,6 +131,10 @@ pub(crate) fn served_metadata(spec: &crate::ModelSpec, engine: &ModelMetadata) -
     if let Some(declared) = &spec.declared_output_shapes {
         crate::validation::narrow(&mut meta.outputs, declared);
     }
+    // A sequence model's control inputs come from the server, not the request.
+    if let Some(sequence) = &spec.sequence {
+        meta.inputs.retain(|i| !sequence.is_control(&i.name));
+    }
     match spec.reshapes.is_empty() {
         true => meta,
         false => spec.reshapes.served(meta, batched(spec)),

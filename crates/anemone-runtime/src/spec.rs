@@ -57,6 +57,11 @@ pub struct ModelSpec {
     /// A per-model request queue with priorities and timeouts. By default,
     /// none: a request goes straight to a worker, as if the queue were empty.
     pub queue: Option<QueueSettings>,
+    /// Triton's sequence batcher: requests name a sequence, which must be
+    /// started; a sequence's requests run one at a time, in order, and the
+    /// model gets the configured control inputs (which are then not part of
+    /// the served metadata). By default, none.
+    pub sequence: Option<crate::sequence::SequenceSettings>,
     /// Engine instances of this model. Empty (the default): one instance.
     pub instance_groups: Vec<InstanceGroup>,
     /// Answers may come from the manager's response cache (Triton's
@@ -117,6 +122,7 @@ impl ModelSpec {
             reshapes: crate::reshape::Reshapes::default(),
             batching: None,
             queue: None,
+            sequence: None,
             instance_groups: Vec::new(),
             response_cache: false,
             pinned: false,
@@ -159,6 +165,12 @@ impl ModelSpec {
     /// Turns dynamic batching on with these settings.
     pub fn batching(mut self, batching: Batching) -> Self {
         self.batching = Some(batching);
+        self
+    }
+
+    /// Makes it a sequence model (see [`ModelSpec::sequence`]).
+    pub fn sequence(mut self, settings: crate::sequence::SequenceSettings) -> Self {
+        self.sequence = Some(settings);
         self
     }
 

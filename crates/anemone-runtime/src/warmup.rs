@@ -20,18 +20,39 @@ fn failed(spec: &ModelSpec, sample: &WarmupSample, backend: &str, why: String) -
 
 /// Every sample's inputs in `engine`'s input order, checked against the
 /// model's declared inputs as a request's would be, then given the shapes
-/// the model takes (see [`crate::reshape`]).
+/// the model takes (see [`crate::reshape`]). A sequence model's sample runs
+/// as a sequence of one request (START and END true, correlation ID 1):
+/// control inputs it names are replaced by those.
 pub(crate) fn ordered(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<Vec<Vec<Tensor>>> {
     let meta = served_metadata(spec, engine.metadata());
     let names = || meta.inputs.iter().map(|i| i.name.as_str());
     let batched = crate::reshape::batched(spec);
+    let sequences = match &spec.sequence {
+        None => None,
+        Some(settings) => Some(crate::sequence::Sequences::new(
+            &spec.name,
+            settings.clone(),
+            engine.metadata(),
+            batched,
+        )?),
+    };
     spec.warmup
         .iter()
         .map(|sample| {
-            order_inputs(&meta, sample.inputs.clone())
+            let mut given = sample.inputs.clone();
+            if let Some(s) = &sequences {
+                given.retain(|(name, _)| !s.settings().is_control(name));
+            }
+            order_inputs(&meta, given)
                 .map_err(|e| e.to_string())
                 .and_then(|inputs| {
                     (spec.reshapes.to_model(names(), inputs, batched)).map_err(|e| e.to_string())
+                })
+                .and_then(|inputs| match &sequences {
+                    None => Ok(inputs),
+                    Some(s) => s
+                        .with_controls(&crate::sequence::warmup_flags(s), inputs)
+                        .map_err(|e| e.to_string()),
                 })
                 .map_err(|why| failed(spec, sample, engine.backend(), why))
         })

@@ -173,6 +173,8 @@ mod tests {
         }
         .into();
         assert_eq!(e.http_status(), 404);
-        assert!(e.message.contains("model 'm'"));
+        assert!(e
+            .message
+            .starts_with("Request for unknown model: 'm' is not found"));
     }
 }

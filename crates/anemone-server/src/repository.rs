@@ -251,8 +251,9 @@ impl Repository {
         // A name that is not a directory inside the repository (`..`, a
         // slash, a link that leads out) is answered like a missing one.
         let Some(dir) = model_dir(&self.real_root, name) else {
+            // "failed to load" starts every load error, as in Triton's.
             return Err(ApiError::not_found(format!(
-                "model '{name}' is not in the repository {}",
+                "failed to load model '{name}': it is not in the repository {}",
                 self.root.display()
             )));
         };

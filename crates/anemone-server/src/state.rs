@@ -304,6 +304,7 @@ impl AppState {
             .outputs
             .map(|o| o.into_iter().map(|o| o.name).collect());
         r.priority = request.scheduling.priority;
+        r.sequence = request.scheduling.sequence;
         r.timeout = match (request.scheduling.timeout, request.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -446,7 +447,11 @@ impl AppState {
         let config = config_json
             .map(model_config::parse_json)
             .transpose()
-            .map_err(|e| ApiError::invalid(format!("config override: {e}")))?;
+            .map_err(|e| {
+                ApiError::invalid(format!(
+                    "failed to load model '{name}': config override: {e}"
+                ))
+            })?;
         self.repository.sync_before_load(name).await?;
         self.repository.load(name, config).await
     }

@@ -34,13 +34,18 @@ pub struct InferRequest {
 
 /// Triton's scheduling parameters of a request, typed once where the request
 /// enters (HTTP `parameters`, gRPC `parameters`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scheduling {
     /// `priority`: the level, 1 the highest; 0 or absent: the model's default.
     pub priority: Option<u32>,
     /// `timeout`, in microseconds on the wire: the request's deadline (and its
     /// queue timeout where the model's queue policy allows overrides).
     pub timeout: Option<std::time::Duration>,
+    /// `sequence_id` (a whole number or a string), `sequence_start` and
+    /// `sequence_end`: the request's place in a sequence; `None` when
+    /// `sequence_id` is absent, 0 or empty (what Triton's clients send for
+    /// "no sequence").
+    pub sequence: Option<anemone_runtime::SequenceFlags>,
 }
 
 impl Scheduling {
@@ -71,8 +76,40 @@ impl Scheduling {
                     })?,
             ),
         };
-        Ok(Scheduling { priority, timeout })
+        Ok(Scheduling {
+            priority,
+            timeout,
+            sequence: sequence(parameters)?,
+        })
     }
+}
+
+/// Reads `sequence_id`, `sequence_start` and `sequence_end`.
+fn sequence(
+    parameters: &serde_json::Map<String, Value>,
+) -> Result<Option<anemone_runtime::SequenceFlags>, ApiError> {
+    use anemone_runtime::CorrelationId;
+    let flag = |name: &str| match parameters.get(name) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(ApiError::invalid(format!(
+            "parameter '{name}' must be true or false, got {v}"
+        ))),
+    };
+    let (start, end) = (flag("sequence_start")?, flag("sequence_end")?);
+    let id = match parameters.get("sequence_id") {
+        None => return Ok(None),
+        Some(Value::String(s)) => CorrelationId::Text(s.clone()),
+        Some(v) => CorrelationId::Number(v.as_u64().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "parameter 'sequence_id' must be a whole number from 0 to {} or a string, got {v}",
+                u64::MAX
+            ))
+        })?),
+    };
+    Ok(id
+        .is_set()
+        .then_some(anemone_runtime::SequenceFlags { id, start, end }))
 }
 
 /// An output named in a request.

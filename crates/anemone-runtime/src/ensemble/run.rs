@@ -40,6 +40,8 @@ struct Run<'a> {
     start: Instant,
     timeout: Option<Duration>,
     priority: Option<u32>,
+    /// The request's sequence, passed to every step (as Triton does).
+    sequence: Option<crate::sequence::SequenceFlags>,
     /// The ensemble outputs asked for, in order.
     wanted: Vec<String>,
     /// The request's identifier, echoed.
@@ -215,6 +217,7 @@ impl Manager {
             start,
             timeout: request.timeout,
             priority: request.priority,
+            sequence: request.sequence,
             wanted,
             id: request.id,
             cache_key,
@@ -316,6 +319,7 @@ impl Run<'_> {
             timeout,
             priority: self.priority,
             id: None,
+            sequence: self.sequence.clone(),
         })
     }
 

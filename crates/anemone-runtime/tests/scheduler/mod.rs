@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 mod adopt;
 mod double;
 mod instances;
+mod sequences;
 
 use double::*;
 

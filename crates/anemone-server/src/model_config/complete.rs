@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use anemone_core::{Dim, ModelFormat, ModelMetadata, TensorSpec};
 
 use super::dtypes::{dim_i64, proto_dtype};
+use crate::proto::model_config::SchedulingChoice;
 use crate::proto::model_optimization_policy::PinnedMemoryBuffer;
 use crate::proto::model_version_policy::{Latest, PolicyChoice};
 use crate::proto::{
@@ -96,9 +97,30 @@ pub fn complete(
         group.count = group.count.max(1);
     }
     let batching = cfg.max_batch_size > 0;
+    // A sequence model's control inputs come from the server: the config
+    // does not list them (as in Triton).
+    let controls: HashSet<String> = match &cfg.scheduling_choice {
+        Some(SchedulingChoice::SequenceBatching(sb)) => {
+            sb.control_input.iter().map(|c| c.name.clone()).collect()
+        }
+        _ => HashSet::new(),
+    };
+    // As Triton shows it: the default idle time written out.
+    if let Some(SchedulingChoice::SequenceBatching(sb)) = &mut cfg.scheduling_choice {
+        if sb.max_sequence_idle_microseconds == 0 {
+            sb.max_sequence_idle_microseconds = 1_000_000;
+        }
+    }
+    if let Some(listed) = cfg.input.iter().find(|i| controls.contains(&i.name)) {
+        return Err(format!(
+            "input '{}' is a sequence_batching control input, which the server gives the model; \
+             remove it from the config's 'input' list",
+            listed.name
+        ));
+    }
 
     if cfg.input.is_empty() {
-        for spec in &meta.inputs {
+        for spec in meta.inputs.iter().filter(|s| !controls.contains(&s.name)) {
             cfg.input.push(ModelInput {
                 name: spec.name.clone(),
                 data_type: proto_dtype(spec.dtype) as i32,
@@ -125,7 +147,11 @@ pub fn complete(
                 ));
             }
         }
-        if let Some(missing) = meta.inputs.iter().find(|s| !seen.contains(&s.name)) {
+        let missing = meta
+            .inputs
+            .iter()
+            .find(|s| !seen.contains(&s.name) && !controls.contains(&s.name));
+        if let Some(missing) = missing {
             return Err(format!(
                 "model input '{}' is missing from the config's 'input' list; list every input of the model ({}) \
                  or leave 'input' out so anemone fills it in",

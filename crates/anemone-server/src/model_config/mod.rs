@@ -9,6 +9,7 @@
 //! `max_batch_size`, `input`/`output` (`name`, `data_type`, `dims`, and
 //! `optional` for inputs), `version_policy`, `instance_group` (`name`,
 //! `count`, `kind` KIND_AUTO, KIND_CPU or KIND_GPU), `dynamic_batching`,
+//! `sequence_batching` (control inputs; no implicit state),
 //! `parameters`, `default_model_filename`, `response_cache`,
 //! `platform: "ensemble"` with `ensemble_scheduling` (see [`ensemble_spec`]) and
 //! `model_warmup` (built by `repository::warmup`). Every other field that is set is refused with a
@@ -23,7 +24,8 @@
 //! The module is cut by job: `parse` reads the two forms (with
 //! `text_format`'s error positions), `supported` refuses what anemone cannot
 //! honour, `settings` reads `parameters`, `scheduling` reads
-//! `dynamic_batching` and `instance_group`, `versions` applies the version
+//! `dynamic_batching` and `instance_group` (`sequence` reads
+//! `sequence_batching`), `versions` applies the version
 //! policy, `complete` fills the config in from the model, `dtypes` maps
 //! data types.
 
@@ -38,6 +40,7 @@ mod instances;
 mod ort_parameters;
 mod parse;
 mod scheduling;
+mod sequence;
 mod settings;
 mod supported;
 mod text_format;

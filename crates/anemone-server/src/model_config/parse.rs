@@ -323,9 +323,8 @@ mod tests {
         assert!(e.contains("max_batch") && e.contains("line 2"), "{e}");
         let e = parse_json("{\"name\": \"m\",\n \"input\": [}").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
-        let e = parse_json(r#"{"sequence_batching": {"max_sequence_idle_microseconds": 5}}"#)
-            .unwrap_err();
-        assert!(e.contains("'sequence_batching'"), "{e}");
+        let e = parse_json(r#"{"batch_input": [{"target_name": ["x"]}]}"#).unwrap_err();
+        assert!(e.contains("'batch_input'"), "{e}");
         // dynamic_batching and KIND_GPU are read (see `scheduling`); KIND_MODEL is not.
         parse_json(r#"{"dynamic_batching": {}, "instance_group": [{"kind": "KIND_GPU"}]}"#)
             .unwrap();

@@ -1,5 +1,6 @@
 //! Triton's scheduling fields of a config (`max_batch_size`,
-//! `dynamic_batching`, `instance_group`) as the runtime's typed settings.
+//! `dynamic_batching`, `sequence_batching`, `instance_group`) as the
+//! runtime's typed settings.
 
 use crate::proto::model_config::SchedulingChoice;
 use crate::proto::model_instance_group::Kind as GroupKind;
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What a config says about batching, queueing and instances.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SchedulerConfig {
     /// `max_batch_size` when positive.
     pub max_batch_size: Option<usize>,
@@ -22,6 +23,8 @@ pub struct SchedulerConfig {
     pub queue: Option<QueueSettings>,
     /// `instance_group`, one entry per group.
     pub instance_groups: Vec<InstanceGroup>,
+    /// `sequence_batching`'s settings (its batching is in `batching`).
+    pub sequence: Option<anemone_runtime::SequenceSettings>,
 }
 
 /// Reads the scheduling fields, refusing values that cannot work with a
@@ -60,6 +63,12 @@ pub fn scheduler_config(config: &ModelConfig) -> Result<SchedulerConfig, String>
             backends: None,
         });
     }
+    if let Some(SchedulingChoice::SequenceBatching(sb)) = &config.scheduling_choice {
+        let (settings, batching) = super::sequence::sequence_settings(sb, max_batch_size)?;
+        out.sequence = Some(settings);
+        out.batching = batching;
+        return Ok(out);
+    }
     let Some(SchedulingChoice::DynamicBatching(db)) = &config.scheduling_choice else {
         return Ok(out);
     };
@@ -70,17 +79,11 @@ pub fn scheduler_config(config: &ModelConfig) -> Result<SchedulerConfig, String>
                 .into(),
         );
     };
-    let mut preferred = Vec::new();
-    for &p in &db.preferred_batch_size {
-        match usize::try_from(p) {
-            Ok(p) if p >= 1 && p <= max => preferred.push(p),
-            _ => {
-                return Err(format!(
-                "dynamic_batching.preferred_batch_size {p} is outside 1..={max} (max_batch_size)"
-            ))
-            }
-        }
-    }
+    let preferred = preferred_sizes(
+        &db.preferred_batch_size,
+        max,
+        "dynamic_batching.preferred_batch_size",
+    )?;
     out.batching = Some(Batching {
         preferred_batch_sizes: preferred,
         max_queue_delay: Duration::from_micros(db.max_queue_delay_microseconds),
@@ -124,6 +127,19 @@ pub fn scheduler_config(config: &ModelConfig) -> Result<SchedulerConfig, String>
         priority_policies,
     });
     Ok(out)
+}
+
+/// A `preferred_batch_size` list (at `path`), each size in 1..=`max`.
+pub(super) fn preferred_sizes(sizes: &[i32], max: usize, path: &str) -> Result<Vec<usize>, String> {
+    sizes
+        .iter()
+        .map(|&p| {
+            usize::try_from(p)
+                .ok()
+                .filter(|p| (1..=max).contains(p))
+                .ok_or_else(|| format!("{path} {p} is outside 1..={max} (max_batch_size)"))
+        })
+        .collect()
 }
 
 fn queue_policy(p: &ModelQueuePolicy, path: &str) -> Result<QueuePolicy, String> {

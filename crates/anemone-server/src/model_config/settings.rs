@@ -36,6 +36,12 @@ pub struct Settings {
     /// Whether the CPU engines may be re-timed on the first real requests
     /// (parameter `retime`: `true`, the default, or `false`).
     pub retime: Option<bool>,
+    /// Parameters no part of anemone reads, and which are not near the
+    /// spelling of one it does: other Triton backends' keys (Triton's own
+    /// example `simple_dyna_sequence` has `execute_delay_ms`). Triton's
+    /// backends ignore keys they do not read; anemone ignores these too, and
+    /// the loader logs a warning naming them.
+    pub ignored: Vec<String>,
 }
 
 /// The most engine threads one model may ask for (`threads`): four per
@@ -212,10 +218,16 @@ fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> 
             if let Some(read) = super::ort_parameters::read(other, value, out) {
                 return read;
             }
+            // A near miss of a key anemone reads is a typo: refused. Any
+            // other key is another backend's, ignored as Triton does.
+            let Some(meant) = near_miss(other) else {
+                out.ignored.push(other.to_string());
+                return Ok(());
+            };
             return Err(format!(
-                "unknown parameter '{other}'; anemone reads: {}, <backend>.<setting> keys \
-                 (e.g. coreml.compute_units), and Triton's ONNX Runtime options ({}); remove it or \
-                 fix its spelling",
+                "unknown parameter '{other}' (did you mean '{meant}'?); anemone reads: {}, \
+                 <backend>.<setting> keys (e.g. coreml.compute_units), and Triton's ONNX Runtime \
+                 options ({}); fix its spelling or remove it",
                 PARAMETER_KEYS.join(", "),
                 super::ort_parameters::KEYS.join(", ")
             ));
@@ -263,6 +275,26 @@ fn check_backend_setting(key: &str, value: &str) -> Result<(), String> {
 }
 
 /// The backend a dotted parameter key belongs to, if its prefix names one.
+/// The key anemone reads that `key` is probably a misspelling of: a plain
+/// key within two edits, or a `<backend>.<setting>` key whose backend name is.
+fn near_miss(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    let near = |a: &str, b: &str| strsim::levenshtein(a, b) <= 2;
+    if let Some((prefix, rest)) = key.split_once('.') {
+        return anemone_runtime::selection::KNOWN_BACKENDS
+            .iter()
+            .find(|(name, _)| near(prefix, name))
+            .map(|(name, _)| format!("{name}.{rest}"));
+    }
+    PARAMETER_KEYS
+        .iter()
+        .chain(super::ort_parameters::KEYS.iter())
+        .map(|k| (strsim::levenshtein(&key, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 2)
+        .map(|(_, k)| k.to_string())
+}
+
 fn backend_setting_prefix(key: &str) -> Option<&'static str> {
     let (prefix, rest) = key.split_once('.')?;
     if rest.is_empty() {
@@ -303,6 +335,8 @@ mod tests {
         c.parameters.insert("strict".into(), p("true"));
         c.parameters
             .insert("coreml.compute_units".into(), p(" ane "));
+        // Another backend's key (Triton's example simple_dyna_sequence has it).
+        c.parameters.insert("execute_delay_ms".into(), p("0"));
         assert_eq!(
             settings(&c).unwrap(),
             Settings {
@@ -314,6 +348,7 @@ mod tests {
                 pinned: false,
                 hot_standby: false,
                 retime: None,
+                ignored: vec!["execute_delay_ms".into()],
             }
         );
         c.parameters.insert("strict".into(), p("yes"));

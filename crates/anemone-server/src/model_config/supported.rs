@@ -87,8 +87,8 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
             errs,
         ),
         "instance_group" => check_instance_groups(value, src, errs),
-        // Its values are checked when read, by `scheduling`.
-        "dynamic_batching" => {}
+        // Their values are checked when read, by `scheduling` and `sequence`.
+        "dynamic_batching" | "sequence_batching" => {}
         // Triton's defaults, written out: they change nothing.
         "optimization" => check_optimization(value, src, errs),
         "model_transaction_policy" if is_noop(value) => {}
@@ -151,7 +151,6 @@ fn unsupported(src: &str, path: &str, hint: &str) -> String {
 
 fn top_level_hint(field: &str) -> &'static str {
     match field {
-        "sequence_batching" => "remove it (stateful sequence models are not supported yet)",
         "optimization" => {
             "remove it (anemone picks execution providers through its backend list, see parameter 'backends')"
         }
@@ -320,7 +319,7 @@ mod tests {
     #[test]
     fn refuses_unsupported_fields_by_path() {
         let cases: &[(&str, &str)] = &[
-            ("sequence_batching { }", "'sequence_batching'"),
+            ("batch_output [ { target_name: [ \"y\" ] } ]", "'batch_output'"),
             ("optimization { cuda { graphs: true } }", "'optimization.cuda'"),
             ("optimization { priority: PRIORITY_MAX }", "'optimization.priority'"),
             ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),
@@ -342,8 +341,8 @@ mod tests {
             ("max_batch_size: -1", "'max_batch_size'"),
             ("runtime: \"model.py\"", "'runtime'"),
             (
-                "parameters { key: \"foo\" value: { string_value: \"1\" } }",
-                "unknown parameter 'foo'; anemone reads: backends, strict, threads, max_concurrency",
+                "parameters { key: \"thread\" value: { string_value: \"1\" } }",
+                "unknown parameter 'thread' (did you mean 'threads'?); anemone reads: backends, strict, threads, max_concurrency",
             ),
             ("parameters { key: \"threads\" value: { string_value: \"zero\" } }", "parameter 'threads'"),
         ];
@@ -380,10 +379,10 @@ mod tests {
     #[test]
     fn every_refusal_is_reported_at_once() {
         let e = err_pbtxt(
-            "sequence_batching { }\n\
+            "optimization { priority: PRIORITY_MAX }\n\
              input [ { name: \"x\" allow_ragged_batch: true }, { name: \"y\" is_shape_tensor: true } ]\n\
              instance_group [ { kind: KIND_MODEL gpus: [ 2 ] } ]\n\
-             parameters { key: \"foo\" value: { string_value: \"1\" } }\n\
+             parameters { key: \"stric\" value: { string_value: \"1\" } }\n\
              parameters { key: \"threads\" value: { string_value: \"0\" } }",
         );
         assert!(
@@ -391,12 +390,12 @@ mod tests {
             "{e}"
         );
         for needle in [
-            "'sequence_batching'",
+            "'optimization.priority'",
             "'input[0].allow_ragged_batch'",
             "'input[1].is_shape_tensor'",
             "'instance_group[0].kind'",
             "'instance_group[0].gpus'",
-            "unknown parameter 'foo'",
+            "unknown parameter 'stric' (did you mean 'strict'?)",
             "parameter 'threads'",
         ] {
             assert!(e.contains(needle), "{needle}: {e}");

@@ -140,6 +140,14 @@ pub fn prepare_model(
         }
     }
     let mut settings = model_config::settings(&config)?;
+    if !settings.ignored.is_empty() {
+        tracing::warn!(
+            model = %name,
+            "config.pbtxt parameters {} are read by no part of anemone (another backend's?) \
+             and are ignored, as Triton's backends ignore keys they do not read",
+            settings.ignored.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+        );
+    }
     confine_path_settings(root, &dir, &mut settings)?;
     let inputs = config.input.iter();
     let inputs = inputs.map(|i| (i.name.as_str(), i.dims.as_slice(), i.reshape.as_ref()));
@@ -181,6 +189,7 @@ pub fn prepare_model(
             spec.reshapes = reshapes.clone();
             spec.batching = scheduler.batching.clone();
             spec.queue = scheduler.queue.clone();
+            spec.sequence = scheduler.sequence.clone();
             spec.instance_groups = scheduler.instance_groups.clone();
             spec.response_cache = config.response_cache.as_ref().is_some_and(|c| c.enable);
             spec.warmup = warmup.clone();

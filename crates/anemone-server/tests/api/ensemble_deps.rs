@@ -113,7 +113,7 @@ async fn broken_ensembles_are_unavailable_each_with_its_own_reason() {
         (
             "missing",
             ensemble(&xy, &out, &[&step_on("ghost", &[("x", "x")], &[("y", "out")])]),
-            "composing model 'ghost' could not be loaded, so the ensemble cannot be: model 'ghost' is not in the",
+            "composing model 'ghost' could not be loaded, so the ensemble cannot be: failed to load model 'ghost': it is not in the",
         ),
         (
             "dtype",
@@ -310,7 +310,7 @@ async fn requests_during_a_concurrent_ensemble_load_fail_only_as_not_ready() {
                         404 | 503 => {
                             let text = error_text(&body);
                             assert!(
-                                ["is not loaded", "is loading", "is not ready"]
+                                ["is not found", "is loading", "is not ready"]
                                     .iter()
                                     .any(|t| text.contains(t)),
                                 "an unclear refusal: {status} {text}"

@@ -241,8 +241,8 @@ platform: "onnxruntime_onnx"
 max_batch_size : 0
 input [ { name: "x" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 1, 3, 8 ] reshape { shape: [ 1, 3, 8 ] } allow_ragged_batch: true } ]
 output [ { name: "y" data_type: TYPE_FP32 dims: [ 1, 3, 4 ] label_filename: "labels.txt" } ]
-sequence_batching { }
-parameters { key: "foo" value: { string_value: "1" } }
+batch_output [ { target_name: [ "y" ] } ]
+parameters { key: "max_concurency" value: { string_value: "1" } }
 parameters { key: "threads" value: { string_value: "100000" } }
 "#,
     );
@@ -253,8 +253,8 @@ parameters { key: "threads" value: { string_value: "100000" } }
     for needle in [
         "4 problems in config.pbtxt",
         "'input[0].allow_ragged_batch'",
-        "'sequence_batching'",
-        "unknown parameter 'foo'",
+        "'batch_output'",
+        "unknown parameter 'max_concurency' (did you mean 'max_concurrency'?)",
         "parameter 'threads' is \"100000\"; set an integer from 1 to",
     ] {
         assert!(e.contains(needle), "{needle}: {e}");

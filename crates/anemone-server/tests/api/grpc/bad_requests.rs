@@ -27,7 +27,7 @@ async fn bad_requests_are_refused_and_the_server_goes_on() {
         ..Default::default()
     };
     let cases: Vec<(&str, ModelInferRequest, Code, &str)> = vec![
-        ("unknown model", with(&|r| r.model_name = "nope".into()), Code::NotFound, "model 'nope'"),
+        ("unknown model", with(&|r| r.model_name = "nope".into()), Code::NotFound, "Request for unknown model: 'nope' is not found"),
         ("bad version", with(&|r| r.model_version = "v1".into()), Code::InvalidArgument, "version 'v1'"),
         ("unknown datatype", with(&|r| r.inputs[0].datatype = "FP8".into()), Code::InvalidArgument, "input 'x': unknown datatype 'FP8'"),
         ("wrong datatype for the model", with(&|r| r.inputs[0].datatype = "INT32".into()), Code::InvalidArgument, "input 'x'"),

@@ -106,7 +106,7 @@ fn cases() -> Vec<Case> {
             Case { path: "/v2/models/add/versions/one/infer", ..infer("version not an integer", with(json!([x(data.clone()), y()])), 400, "model version 'one' is not a non-negative integer") },
             Case { path: "/v2/models/add/versions/-1/infer", ..infer("negative version", with(json!([x(data.clone()), y()])), 400, "model version '-1' is not a non-negative integer") },
             Case { path: "/v2/models/add/versions/7/infer", ..infer("unknown version", with(json!([x(data.clone()), y()])), 404, "'add'") },
-            Case { path: "/v2/models/nope/infer", ..infer("unknown model", with(json!([x(data.clone()), y()])), 404, "model 'nope'") },
+            Case { path: "/v2/models/nope/infer", ..infer("unknown model", with(json!([x(data.clone()), y()])), 404, "Request for unknown model: 'nope' is not found") },
             Case {
                 headers: vec![("content-encoding", "gzip".into())],
                 ..infer("marked gzip but not gzip", with(json!([x(data.clone()), y()])), 400, "the body is marked Content-Encoding gzip but does not decompress")

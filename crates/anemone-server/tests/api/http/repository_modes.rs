@@ -78,7 +78,7 @@ async fn poll_mode_follows_the_disk() {
     let repo = repo.fixture("strict", "identity");
     std::fs::write(
         repo.0.join("strict/config.pbtxt"),
-        "name: \"strict\"\nsequence_batching { }\n",
+        "name: \"strict\"\nbatch_output [ { target_name: [ \"y\" ] } ]\n",
     )
     .unwrap();
     let rows = s.wait_index(&[("strict", "UNAVAILABLE")]).await;
@@ -86,7 +86,7 @@ async fn poll_mode_follows_the_disk() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(reason.contains("sequence_batching"), "{reason}");
+    assert!(reason.contains("batch_output"), "{reason}");
 
     std::fs::remove_dir_all(repo.0.join("identity")).unwrap();
     s.wait_for_status("/v2/models/identity/ready", 404).await;

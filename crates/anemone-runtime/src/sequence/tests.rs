@@ -1,0 +1,162 @@
+//! The sequence rules and control inputs, without a server.
+
+use super::*;
+use anemone_core::{Dim, ModelFormat, TensorSpec};
+
+fn meta() -> ModelMetadata {
+    let spec = |name: &str, dtype| TensorSpec::new(name, dtype, vec![Dim::Any, Dim::Fixed(1)]);
+    ModelMetadata::new(
+        ModelFormat::Onnx,
+        vec![
+            spec("INPUT", DataType::I32),
+            spec("START", DataType::I32),
+            spec("CORRID", DataType::U64),
+            spec("READY", DataType::Bool),
+        ],
+        vec![spec("OUTPUT", DataType::I32)],
+    )
+}
+
+fn settings(max_idle: Duration) -> SequenceSettings {
+    SequenceSettings {
+        max_idle,
+        controls: vec![
+            SequenceControl {
+                input: "READY".into(),
+                kind: ControlKind::Ready(FalseTrue::Bool([false, true])),
+            },
+            SequenceControl {
+                input: "START".into(),
+                kind: ControlKind::Start(FalseTrue::Int32([0, 7])),
+            },
+            SequenceControl {
+                input: "CORRID".into(),
+                kind: ControlKind::CorrelationId(DataType::U64),
+            },
+        ],
+    }
+}
+
+fn flags(id: u64, start: bool, end: bool) -> SequenceFlags {
+    SequenceFlags {
+        id: CorrelationId::Number(id),
+        start,
+        end,
+    }
+}
+
+#[test]
+fn controls_take_the_engines_places_and_values() {
+    let s = Sequences::new("m", settings(Duration::from_secs(1)), &meta(), true).unwrap();
+    let x = Tensor::from_vec(vec![1, 1], vec![5i32]).unwrap();
+    let inputs = s.with_controls(&flags(9, true, false), vec![x]).unwrap();
+    assert_eq!(inputs.len(), 4);
+    assert_eq!(inputs[0].to_vec::<i32>().unwrap(), [5]);
+    assert_eq!(
+        inputs[1].to_vec::<i32>().unwrap(),
+        [7],
+        "START true is 7 here"
+    );
+    assert_eq!(inputs[2].to_vec::<u64>().unwrap(), [9]);
+    assert_eq!(inputs[3].to_vec::<bool>().unwrap(), [true]);
+    assert!(inputs.iter().all(|t| t.shape() == [1, 1]));
+    let two = Tensor::from_vec(vec![2, 1], vec![1i32, 2]).unwrap();
+    let e = s.check_one_row(&[two]).unwrap_err().to_string();
+    assert!(e.contains("must specify batch-size 1"), "{e}");
+    let e = s
+        .with_controls(
+            &SequenceFlags {
+                id: CorrelationId::Text("a".into()),
+                ..flags(0, true, false)
+            },
+            vec![x_one()],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is a string, but the model's correlation ID control input is UINT64"),
+        "{e}"
+    );
+}
+
+fn x_one() -> Tensor {
+    Tensor::from_vec(vec![1, 1], vec![1i32]).unwrap()
+}
+
+#[test]
+fn a_control_the_model_lacks_or_types_otherwise_fails_the_load() {
+    let mut bad = settings(Duration::from_secs(1));
+    bad.controls[0].input = "GO".into();
+    let e = Sequences::new("m", bad, &meta(), true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("'GO' is not an input of the model"), "{e}");
+    let mut bad = settings(Duration::from_secs(1));
+    bad.controls[1].kind = ControlKind::Start(FalseTrue::Fp32([0.0, 1.0]));
+    let e = Sequences::new("m", bad, &meta(), true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("'START' is INT32 in the model, but its control gives FP32"),
+        "{e}"
+    );
+    // Unbatched, a control input is [1]; this model's are [-1, 1].
+    let e = Sequences::new("m", settings(Duration::from_secs(1)), &meta(), false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("takes one value a request: shape [1]"), "{e}");
+}
+
+#[test]
+fn a_sequence_opens_at_start_and_closes_at_end_or_when_idle() {
+    let s =
+        Arc::new(Sequences::new("m", settings(Duration::from_millis(50)), &meta(), true).unwrap());
+    let refused = |f: Option<&SequenceFlags>| s.enter(f).err().unwrap().to_string();
+    let e = refused(None);
+    assert!(e.contains("non-zero or non-empty correlation ID"), "{e}");
+    let e = refused(Some(&flags(0, true, false)));
+    assert!(e.contains("non-zero or non-empty correlation ID"), "{e}");
+    let e = refused(Some(&flags(1, false, false)));
+    assert!(e.contains("must specify the START flag"), "{e}");
+    drop(s.enter(Some(&flags(1, true, false))).unwrap());
+    drop(s.enter(Some(&flags(1, false, false))).unwrap());
+    assert_eq!(s.open_count(), 1);
+    drop(s.enter(Some(&flags(1, false, true))).unwrap());
+    assert_eq!(s.open_count(), 0, "closed at its end");
+    assert!(s.enter(Some(&flags(1, false, false))).is_err());
+    // Idle: closed after max_idle without a request, but not while one is in flight.
+    drop(s.enter(Some(&flags(2, true, false))).unwrap());
+    let held = s.enter(Some(&flags(3, true, false))).unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    assert!(
+        s.enter(Some(&flags(2, false, false))).is_err(),
+        "idle for longer than max_idle"
+    );
+    drop(s.enter(Some(&flags(3, false, false))).unwrap());
+    drop(held);
+}
+
+#[test]
+fn a_sequences_requests_take_turns() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = Arc::new(Sequences::new("m", settings(Duration::from_secs(5)), &meta(), true).unwrap());
+    rt.block_on(async {
+        let first = s.enter(Some(&flags(4, true, false))).unwrap().turn().await;
+        let second = s.enter(Some(&flags(4, false, false))).unwrap();
+        let mut waiting = Box::pin(second.turn());
+        // The second waits while the first holds the turn ...
+        let pending = tokio::time::timeout(Duration::from_millis(30), &mut waiting).await;
+        assert!(pending.is_err());
+        // ... and runs once it is done.
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .unwrap();
+    });
+}

@@ -1,0 +1,280 @@
+//! Triton's `sequence_batching` as the runtime's [`SequenceSettings`]
+//! (and, for a model with a batch dimension, the dynamic batching across
+//! sequences that its strategy asks for).
+
+use crate::proto::model_sequence_batching::control::Kind as ProtoKind;
+use crate::proto::model_sequence_batching::StrategyChoice;
+use crate::proto::{DataType as ProtoType, ModelSequenceBatching};
+use anemone_runtime::{Batching, ControlKind, FalseTrue, SequenceControl, SequenceSettings};
+use std::time::Duration;
+
+/// Triton's default `max_sequence_idle_microseconds`: one second.
+const DEFAULT_IDLE_US: u64 = 1_000_000;
+
+/// Reads `sequence_batching`, refusing what cannot work with a message that
+/// says what to change (the same rules as Triton's config validation).
+/// The batching is `Some` when the model has a batch dimension.
+pub(super) fn sequence_settings(
+    sb: &ModelSequenceBatching,
+    max_batch_size: Option<usize>,
+) -> Result<(SequenceSettings, Option<Batching>), String> {
+    if !sb.state.is_empty() {
+        return Err(
+            "sequence_batching.state (implicit state) is not supported by anemone yet; keep the \
+             sequence's state in its requests and answers (an input and an output of the model), \
+             or remove 'state'"
+                .into(),
+        );
+    }
+    if sb.iterative_sequence {
+        return Err(
+            "sequence_batching.iterative_sequence is not supported by anemone yet; remove it"
+                .into(),
+        );
+    }
+    let mut controls: Vec<SequenceControl> = Vec::new();
+    for (i, input) in sb.control_input.iter().enumerate() {
+        let at = format!("sequence_batching.control_input[{i}]");
+        if input.name.is_empty() {
+            return Err(format!("{at} has no name; give the model input it feeds"));
+        }
+        if controls.iter().any(|c| c.input == input.name) {
+            return Err(format!(
+                "{at}: control input '{}' is given twice; give each control its own input",
+                input.name
+            ));
+        }
+        if input.control.len() != 1 {
+            return Err(format!(
+                "{at} ('{}') has {} controls; give exactly one (kind and its values)",
+                input.name,
+                input.control.len()
+            ));
+        }
+        let kind = control_kind(&input.control[0], &format!("{at}.control[0]"))?;
+        if controls
+            .iter()
+            .any(|c| std::mem::discriminant(&c.kind) == std::mem::discriminant(&kind))
+        {
+            return Err(format!(
+                "{at} ('{}'): sequence_batching specifies this control kind twice; give each \
+                 kind one input",
+                input.name
+            ));
+        }
+        controls.push(SequenceControl {
+            input: input.name.clone(),
+            kind,
+        });
+    }
+    let idle_us = match sb.max_sequence_idle_microseconds {
+        0 => DEFAULT_IDLE_US,
+        n => n,
+    };
+    let settings = SequenceSettings {
+        max_idle: Duration::from_micros(idle_us),
+        controls,
+    };
+    let Some(max) = max_batch_size else {
+        return Ok((settings, None));
+    };
+    let batching = match &sb.strategy_choice {
+        None => Batching::default(),
+        Some(StrategyChoice::Direct(direct)) => Batching {
+            max_queue_delay: Duration::from_micros(direct.max_queue_delay_microseconds),
+            ..Batching::default()
+        },
+        Some(StrategyChoice::Oldest(oldest)) => {
+            let path = "sequence_batching.oldest.preferred_batch_size";
+            Batching {
+                preferred_batch_sizes: super::scheduling::preferred_sizes(
+                    &oldest.preferred_batch_size,
+                    max,
+                    path,
+                )?,
+                max_queue_delay: Duration::from_micros(oldest.max_queue_delay_microseconds),
+                preserve_ordering: oldest.preserve_ordering,
+            }
+        }
+    };
+    Ok((settings, Some(batching)))
+}
+
+/// One control: its kind and the values it takes.
+fn control_kind(
+    c: &crate::proto::model_sequence_batching::Control,
+    at: &str,
+) -> Result<ControlKind, String> {
+    let kind = ProtoKind::try_from(c.kind).map_err(|_| {
+        format!(
+            "{at}.kind is {}; use CONTROL_SEQUENCE_START, _READY, _END or _CORRID",
+            c.kind
+        )
+    })?;
+    let given = [
+        !c.int32_false_true.is_empty(),
+        !c.fp32_false_true.is_empty(),
+        !c.bool_false_true.is_empty(),
+    ];
+    if kind == ProtoKind::ControlSequenceCorrid {
+        if given.iter().any(|g| *g) {
+            return Err(format!(
+                "{at}: sequence batching must not specify either 'int32_false_true', \
+                 'fp32_false_true' or 'bool_false_true' for CONTROL_SEQUENCE_CORRID; give \
+                 its data_type only"
+            ));
+        }
+        let dtype = ProtoType::try_from(c.data_type).unwrap_or(ProtoType::TypeInvalid);
+        let core = match dtype {
+            ProtoType::TypeUint64
+            | ProtoType::TypeInt64
+            | ProtoType::TypeUint32
+            | ProtoType::TypeInt32
+            | ProtoType::TypeString => super::core_dtype(dtype),
+            _ => None,
+        };
+        return core.map(ControlKind::CorrelationId).ok_or_else(|| {
+            format!(
+                "{at}: CONTROL_SEQUENCE_CORRID needs data_type TYPE_UINT64, TYPE_INT64, \
+                 TYPE_UINT32, TYPE_INT32 or TYPE_STRING"
+            )
+        });
+    }
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(format!(
+            "{at}: sequence batching control tensor must specify exactly one of \
+             'int32_false_true', 'fp32_false_true' or 'bool_false_true' (two values: false, true)"
+        ));
+    }
+    let two = |n: usize| {
+        (n == 2).then_some(()).ok_or_else(|| {
+            format!("{at}: the false_true list needs two values (false, true), got {n}")
+        })
+    };
+    let values = if given[0] {
+        two(c.int32_false_true.len())?;
+        FalseTrue::Int32([c.int32_false_true[0], c.int32_false_true[1]])
+    } else if given[1] {
+        two(c.fp32_false_true.len())?;
+        FalseTrue::Fp32([c.fp32_false_true[0], c.fp32_false_true[1]])
+    } else {
+        two(c.bool_false_true.len())?;
+        FalseTrue::Bool([c.bool_false_true[0], c.bool_false_true[1]])
+    };
+    Ok(match kind {
+        ProtoKind::ControlSequenceStart => ControlKind::Start(values),
+        ProtoKind::ControlSequenceEnd => ControlKind::End(values),
+        ProtoKind::ControlSequenceReady => ControlKind::Ready(values),
+        ProtoKind::ControlSequenceCorrid => unreachable!("handled above"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::model_config::SchedulingChoice;
+
+    fn read(text: &str) -> Result<(SequenceSettings, Option<Batching>), String> {
+        let c = crate::model_config::parse_pbtxt(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let Some(SchedulingChoice::SequenceBatching(sb)) = &c.scheduling_choice else {
+            panic!("no sequence_batching in {text}")
+        };
+        let max = usize::try_from(c.max_batch_size).ok().filter(|n| *n > 0);
+        sequence_settings(sb, max)
+    }
+
+    #[test]
+    fn tritons_example_controls_become_settings() {
+        // simple_dyna_sequence's config from Triton's docs/examples.
+        let (s, b) = read(
+            "max_batch_size: 8\n\
+             sequence_batching {\n\
+               max_sequence_idle_microseconds: 5000000\n\
+               oldest { max_candidate_sequences: 4 preferred_batch_size: [ 2 ] }\n\
+               control_input [\n\
+                 { name: \"START\" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] } ] },\n\
+                 { name: \"END\" control [ { kind: CONTROL_SEQUENCE_END bool_false_true: [ false, true ] } ] },\n\
+                 { name: \"READY\" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] },\n\
+                 { name: \"CORRID\" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }\n\
+               ]\n\
+             }",
+        )
+        .unwrap();
+        assert_eq!(s.max_idle, Duration::from_secs(5));
+        assert_eq!(
+            s.controls
+                .iter()
+                .map(|c| (c.input.as_str(), c.kind))
+                .collect::<Vec<_>>(),
+            [
+                ("START", ControlKind::Start(FalseTrue::Fp32([0.0, 1.0]))),
+                ("END", ControlKind::End(FalseTrue::Bool([false, true]))),
+                ("READY", ControlKind::Ready(FalseTrue::Int32([0, 1]))),
+                (
+                    "CORRID",
+                    ControlKind::CorrelationId(anemone_core::DataType::U64)
+                ),
+            ]
+        );
+        let b = b.unwrap();
+        assert_eq!(b.preferred_batch_sizes, [2]);
+        assert_eq!(b.max_queue_delay, Duration::ZERO);
+        // No batch dimension: no batching; no idle time: Triton's second.
+        let (s, b) = read("sequence_batching { }").unwrap();
+        assert_eq!(
+            (s.max_idle, s.controls.len(), b),
+            (Duration::from_secs(1), 0, None)
+        );
+    }
+
+    #[test]
+    fn configs_that_cannot_work_are_refused_by_path() {
+        for (text, wanted) in [
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" } ] }",
+                "implicit state",
+            ),
+            ("sequence_batching { iterative_sequence: true }", "iterative_sequence"),
+            (
+                "sequence_batching { control_input [ { name: \"S\" } ] }",
+                "control_input[0] ('S') has 0 controls",
+            ),
+            (
+                "sequence_batching { control_input [ { name: \"S\" control [ { kind: CONTROL_SEQUENCE_START } ] } ] }",
+                "exactly one of 'int32_false_true'",
+            ),
+            (
+                "sequence_batching { control_input [ { name: \"S\" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 1 ] } ] } ] }",
+                "needs two values",
+            ),
+            (
+                "sequence_batching { control_input [ { name: \"C\" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_FP32 } ] } ] }",
+                "TYPE_UINT64, TYPE_INT64",
+            ),
+            (
+                "sequence_batching { control_input [ { name: \"C\" control [ { kind: CONTROL_SEQUENCE_CORRID int32_false_true: [ 0, 1 ] data_type: TYPE_INT32 } ] } ] }",
+                "must not specify",
+            ),
+            (
+                "sequence_batching { control_input [ \
+                   { name: \"A\" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] }, \
+                   { name: \"B\" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] } ] }",
+                "control kind twice",
+            ),
+            (
+                "sequence_batching { control_input [ \
+                   { name: \"A\" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] }, \
+                   { name: \"A\" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] } ] }",
+                "given twice",
+            ),
+            (
+                "max_batch_size: 4 sequence_batching { oldest { preferred_batch_size: [ 8 ] } }",
+                "outside 1..=4",
+            ),
+        ] {
+            let e = read(text).unwrap_err();
+            assert!(e.contains(wanted), "{text}: {e}");
+            assert!(!e.contains("  "), "double space in: {e}");
+        }
+    }
+}
