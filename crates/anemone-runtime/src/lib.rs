@@ -106,6 +106,7 @@ pub use scheduler::{INLINE_AFTER_RUNS, INLINE_BELOW};
 pub use selection::{Attempt, Mode, Move, Outcome, Selection};
 pub use sequence::{
     ControlKind, CorrelationId, FalseTrue, SequenceControl, SequenceFlags, SequenceSettings,
+    SequenceState,
 };
 pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,

@@ -63,8 +63,8 @@ impl Manager {
                 }
             },
         };
-        let flags = turn.as_ref().map(|t| t.flags());
-        let admitted = self.admit_on(instance, request, global, start, flags)?;
+        let asked = asked_states(&instance, &request);
+        let admitted = self.admit_on(instance, request, global, start, turn.as_ref())?;
         let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
             Lookup::Run(admitted, key) => (admitted, key),
@@ -75,6 +75,7 @@ impl Manager {
         }
         if instance.runs_inline() {
             let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
+            let result = keep_state(turn.as_ref(), &asked, result);
             return self.remember(&instance, cache_key, result);
         }
         let rx = self.schedule(admitted, priority, timeout, start)?;
@@ -91,6 +92,7 @@ impl Manager {
             }
         };
         let result = self.conclude(&instance, done, start);
+        let result = keep_state(turn.as_ref(), &asked, result);
         self.remember(&instance, cache_key, result)
     }
 
@@ -120,8 +122,8 @@ impl Manager {
             }
         };
         let turn = enter_sequence(&instance, &request)?.map(|e| e.turn_blocking());
-        let flags = turn.as_ref().map(|t| t.flags());
-        let admitted = self.admit_on(instance, request, global, start, flags)?;
+        let asked = asked_states(&instance, &request);
+        let admitted = self.admit_on(instance, request, global, start, turn.as_ref())?;
         let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
             Lookup::Run(admitted, key) => (admitted, key),
@@ -133,9 +135,11 @@ impl Manager {
         if instance.queue.is_some() {
             let rx = self.schedule(admitted, priority, timeout, start)?;
             let result = self.conclude(&instance, rx.blocking_recv(), start);
+            let result = keep_state(turn.as_ref(), &asked, result);
             return self.remember(&instance, cache_key, result);
         }
         let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
+        let result = keep_state(turn.as_ref(), &asked, result);
         self.remember(&instance, cache_key, result)
     }
 
@@ -256,7 +260,7 @@ impl Manager {
         request: InferRequest,
         global: Permit,
         start: Instant,
-        sequence: Option<&crate::sequence::SequenceFlags>,
+        sequence: Option<&crate::sequence::Turn>,
     ) -> Result<Admitted> {
         if self.inner.eviction.on() {
             instance.touch(self.inner.eviction.stamp(start));
@@ -278,10 +282,19 @@ impl Manager {
                     .and_then(|inputs| check_batch(spec.max_batch_size, meta, inputs))
                     .map(|inputs| (inputs, outputs))
             });
-        let (inputs, outputs) = match checked {
+        let (inputs, mut outputs) = match checked {
             Ok(v) => v,
             Err(e) => return Err(refuse(&instance, e.into())),
         };
+        // A sequence model's state outputs are computed for every request.
+        if let (Some(sequences), Some(wanted)) = (&instance.sequences, &mut outputs) {
+            for state in &sequences.settings().states {
+                let at = meta.outputs.iter().position(|o| o.name == state.output);
+                if let Some(at) = at.filter(|at| !wanted.contains(at)) {
+                    wanted.push(at);
+                }
+            }
+        }
         // Reshaped inputs (Triton's `reshape`) take the model's shapes here,
         // before they are sampled, cached, queued or batched.
         let inputs = match spec.reshapes.inputs.is_empty() {
@@ -297,10 +310,10 @@ impl Manager {
         };
         // A sequence model's control inputs join the request's.
         let inputs = match (&instance.sequences, sequence) {
-            (Some(sequences), Some(flags)) => {
+            (Some(sequences), Some(turn)) => {
                 match sequences
                     .check_one_row(&inputs)
-                    .and_then(|()| sequences.with_controls(flags, inputs))
+                    .and_then(|()| sequences.with_controls(turn.flags(), turn.state(), inputs))
                 {
                     Ok(inputs) => inputs,
                     Err(e) => return Err(refuse(&instance, e)),
@@ -363,6 +376,35 @@ fn enter_sequence(
             .map(Some)
             .map_err(|e| refuse(instance, e)),
     }
+}
+
+/// For each implicit state of a sequence model, whether the request asked
+/// for its output by name (it is otherwise kept from the answer); empty for
+/// any other model.
+fn asked_states(instance: &ModelInstance, request: &InferRequest) -> Vec<bool> {
+    let Some(sequences) = &instance.sequences else {
+        return Vec::new();
+    };
+    let asked = |name: &String| request.outputs.as_ref().is_some_and(|o| o.contains(name));
+    sequences
+        .settings()
+        .states
+        .iter()
+        .map(|s| asked(&s.output))
+        .collect()
+}
+
+/// A sequence model's answer, its state outputs kept as the sequence's state
+/// for the next request (see [`crate::sequence::Turn::keep_state`]).
+fn keep_state(
+    turn: Option<&crate::sequence::Turn>,
+    asked: &[bool],
+    mut result: Result<InferResponse>,
+) -> Result<InferResponse> {
+    if let (Some(turn), Ok(response)) = (turn, &mut result) {
+        turn.keep_state(&mut response.outputs, asked);
+    }
+    result
 }
 
 /// What the response cache made of a request.

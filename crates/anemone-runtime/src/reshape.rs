@@ -133,7 +133,7 @@ pub(crate) fn served_metadata(spec: &crate::ModelSpec, engine: &ModelMetadata) -
     }
     // A sequence model's control inputs come from the server, not the request.
     if let Some(sequence) = &spec.sequence {
-        meta.inputs.retain(|i| !sequence.is_control(&i.name));
+        meta.inputs.retain(|i| !sequence.is_supplied(&i.name));
     }
     match spec.reshapes.is_empty() {
         true => meta,

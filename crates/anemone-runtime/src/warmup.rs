@@ -41,7 +41,7 @@ pub(crate) fn ordered(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<Vec<
         .map(|sample| {
             let mut given = sample.inputs.clone();
             if let Some(s) = &sequences {
-                given.retain(|(name, _)| !s.settings().is_control(name));
+                given.retain(|(name, _)| !s.settings().is_supplied(name));
             }
             order_inputs(&meta, given)
                 .map_err(|e| e.to_string())
@@ -51,7 +51,7 @@ pub(crate) fn ordered(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<Vec<
                 .and_then(|inputs| match &sequences {
                     None => Ok(inputs),
                     Some(s) => s
-                        .with_controls(&crate::sequence::warmup_flags(s), inputs)
+                        .with_controls(&crate::sequence::warmup_flags(s), None, inputs)
                         .map_err(|e| e.to_string()),
                 })
                 .map_err(|why| failed(spec, sample, engine.backend(), why))

@@ -132,6 +132,23 @@ pub struct SequenceSettings {
     pub max_idle: Duration,
     /// The control inputs the server gives the model.
     pub controls: Vec<SequenceControl>,
+    /// Implicit state: model outputs kept between a sequence's requests and
+    /// given back to the model as inputs (Triton's `state`).
+    pub states: Vec<SequenceState>,
+}
+
+/// One implicit state of a sequence model (Triton's `sequence_batching.state`):
+/// the model's `output` after a request is its `input` on the sequence's next
+/// request; the first request of a sequence gets `initial`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceState {
+    /// The model input that receives the state.
+    pub input: String,
+    /// The model output that gives the next state.
+    pub output: String,
+    /// The state a sequence starts with, in the shape one request gives the
+    /// model (the batch dimension of 1 included when the model batches).
+    pub initial: Tensor,
 }
 
 impl Default for SequenceSettings {
@@ -139,14 +156,16 @@ impl Default for SequenceSettings {
         SequenceSettings {
             max_idle: Duration::from_secs(1),
             controls: Vec::new(),
+            states: Vec::new(),
         }
     }
 }
 
 impl SequenceSettings {
-    /// Whether `name` is a control input (which requests must not send).
-    pub fn is_control(&self, name: &str) -> bool {
-        self.controls.iter().any(|c| c.input == name)
+    /// Whether `name` is an input the server gives the model (a control or
+    /// a state input), which requests must not send.
+    pub fn is_supplied(&self, name: &str) -> bool {
+        self.controls.iter().any(|c| c.input == name) || self.states.iter().any(|s| s.input == name)
     }
 }
 
@@ -157,6 +176,8 @@ enum Source {
     Request,
     /// The control input at this index of the settings.
     Control(usize),
+    /// The state at this index of the settings.
+    State(usize),
 }
 
 /// The open sequences of one model, shared by the instance that replaces it
@@ -184,6 +205,8 @@ struct OpenSequence {
     turn: Arc<tokio::sync::Mutex<()>>,
     /// Microseconds since the clock's start when a request last came or went.
     last: AtomicU64,
+    /// Its implicit state after its last request (`None`: the initial state).
+    state: Mutex<Option<Vec<Tensor>>>,
 }
 
 /// A request's admission into its sequence; dropping it (after the request
@@ -202,8 +225,8 @@ pub(crate) struct Turn {
 }
 
 impl Sequences {
-    /// Checks the settings against the engine's inputs: each control names
-    /// an input of the type its values are.
+    /// Checks the settings against the engine's inputs and outputs (see
+    /// `check.rs`).
     pub(crate) fn new(
         model: &str,
         settings: SequenceSettings,
@@ -211,60 +234,10 @@ impl Sequences {
         batched: bool,
     ) -> Result<Sequences> {
         for control in &settings.controls {
-            let Some(input) = engine.inputs.iter().find(|i| i.name == control.input) else {
-                return Err(Error::Config(format!(
-                    "model '{model}': sequence control input '{}' is not an input of the model \
-                     (its inputs: {})",
-                    control.input,
-                    engine
-                        .inputs
-                        .iter()
-                        .map(|i| i.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            };
-            let expected = match control.kind {
-                ControlKind::Start(v) | ControlKind::End(v) | ControlKind::Ready(v) => v.dtype(),
-                ControlKind::CorrelationId(dtype) => dtype,
-            };
-            let rank = if batched { 2 } else { 1 };
-            let fits = match &input.shape {
-                None => true,
-                Some(shape) => {
-                    shape.len() == rank
-                        && matches!(
-                            shape.last(),
-                            Some(
-                                anemone_core::Dim::Fixed(1)
-                                    | anemone_core::Dim::Any
-                                    | anemone_core::Dim::Named(_)
-                            )
-                        )
-                }
-            };
-            if !fits {
-                return Err(Error::Config(format!(
-                    "model '{model}': sequence control input '{}' has shape {} in the model; a \
-                     control input takes one value a request: shape [1]{}",
-                    control.input,
-                    input.shape_string(),
-                    if batched {
-                        " after the batch dimension"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-            if input.dtype != expected {
-                return Err(Error::Config(format!(
-                    "model '{model}': sequence control input '{}' is {} in the model, but its \
-                     control gives {} values; change the control's values to the input's type",
-                    control.input,
-                    input.dtype.kserve_name(),
-                    expected.kserve_name()
-                )));
-            }
+            check::control(model, control, engine, batched)?;
+        }
+        for state in &settings.states {
+            check::state(model, state, engine)?;
         }
         let layout = engine
             .inputs
@@ -272,7 +245,10 @@ impl Sequences {
             .map(
                 |i| match settings.controls.iter().position(|c| c.input == i.name) {
                     Some(ix) => Source::Control(ix),
-                    None => Source::Request,
+                    None => match settings.states.iter().position(|s| s.input == i.name) {
+                        Some(ix) => Source::State(ix),
+                        None => Source::Request,
+                    },
                 },
             )
             .collect();
@@ -375,6 +351,7 @@ impl Sequences {
                 let s = Arc::new(OpenSequence {
                     turn: Arc::new(tokio::sync::Mutex::new(())),
                     last: AtomicU64::new(now),
+                    state: Mutex::new(None),
                 });
                 open.by_id.insert(flags.id.clone(), Arc::clone(&s));
                 s
@@ -404,10 +381,12 @@ impl Sequences {
     }
 
     /// The engine's inputs: the request's (validated, in the served order)
-    /// with the control inputs where the engine has them, one value a row.
+    /// with the control inputs where the engine has them, one value a row,
+    /// and the state inputs (`state`, or the initial states when `None`).
     pub(crate) fn with_controls(
         &self,
         flags: &SequenceFlags,
+        state: Option<Vec<Tensor>>,
         served: Vec<Tensor>,
     ) -> Result<Vec<Tensor>> {
         let shape = match self.batched {
@@ -430,6 +409,10 @@ impl Sequences {
                 Source::Control(ix) => {
                     control(&self.settings.controls[ix].kind, flags, shape.clone())?
                 }
+                Source::State(ix) => match &state {
+                    Some(state) => state[ix].clone(),
+                    None => self.settings.states[ix].initial.clone(),
+                },
             };
             inputs.push(tensor);
         }
@@ -530,6 +513,46 @@ impl Turn {
     pub(crate) fn flags(&self) -> &SequenceFlags {
         &self.entered.flags
     }
+
+    /// The sequence's state for this request: `None` (the initial state)
+    /// when it starts the sequence or none was kept yet.
+    pub(crate) fn state(&self) -> Option<Vec<Tensor>> {
+        if self.entered.flags.start {
+            return None;
+        }
+        self.entered
+            .sequence
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keeps the state outputs of this request's answer as the sequence's
+    /// state, and takes them out of the answer unless the request asked for
+    /// them by name (`asked`, one flag a state).
+    pub(crate) fn keep_state(&self, outputs: &mut Vec<(String, Tensor)>, asked: &[bool]) {
+        let states = &self.entered.sequences.settings.states;
+        if states.is_empty() {
+            return;
+        }
+        let mut kept = Vec::with_capacity(states.len());
+        for (ix, state) in states.iter().enumerate() {
+            let Some(at) = outputs.iter().position(|(name, _)| *name == state.output) else {
+                return;
+            };
+            kept.push(match asked.get(ix).copied().unwrap_or(false) {
+                true => outputs[at].1.clone(),
+                false => outputs.remove(at).1,
+            });
+        }
+        *self
+            .entered
+            .sequence
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(kept);
+    }
 }
 
 impl Drop for Entered {
@@ -553,5 +576,6 @@ impl Drop for Entered {
     }
 }
 
+mod check;
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,7 @@ fn settings(max_idle: Duration) -> SequenceSettings {
                 kind: ControlKind::CorrelationId(DataType::U64),
             },
         ],
+        states: Vec::new(),
     }
 }
 
@@ -49,7 +50,9 @@ fn flags(id: u64, start: bool, end: bool) -> SequenceFlags {
 fn controls_take_the_engines_places_and_values() {
     let s = Sequences::new("m", settings(Duration::from_secs(1)), &meta(), true).unwrap();
     let x = Tensor::from_vec(vec![1, 1], vec![5i32]).unwrap();
-    let inputs = s.with_controls(&flags(9, true, false), vec![x]).unwrap();
+    let inputs = s
+        .with_controls(&flags(9, true, false), None, vec![x])
+        .unwrap();
     assert_eq!(inputs.len(), 4);
     assert_eq!(inputs[0].to_vec::<i32>().unwrap(), [5]);
     assert_eq!(
@@ -69,6 +72,7 @@ fn controls_take_the_engines_places_and_values() {
                 id: CorrelationId::Text("a".into()),
                 ..flags(0, true, false)
             },
+            None,
             vec![x_one()],
         )
         .unwrap_err()
@@ -91,7 +95,7 @@ fn a_control_the_model_lacks_or_types_otherwise_fails_the_load() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("'GO' is not an input of the model"), "{e}");
+    assert!(e.contains("'GO' is not one of the model's inputs"), "{e}");
     let mut bad = settings(Duration::from_secs(1));
     bad.controls[1].kind = ControlKind::Start(FalseTrue::Fp32([0.0, 1.0]));
     let e = Sequences::new("m", bad, &meta(), true)
@@ -102,6 +106,38 @@ fn a_control_the_model_lacks_or_types_otherwise_fails_the_load() {
         e.contains("'START' is INT32 in the model, but its control gives FP32"),
         "{e}"
     );
+    // A state names an input and an output of the model, of its type and shape.
+    let state = |input: &str, output: &str, initial: Tensor| {
+        let mut s = settings(Duration::from_secs(1));
+        s.controls.clear();
+        s.states.push(SequenceState {
+            input: input.into(),
+            output: output.into(),
+            initial,
+        });
+        Sequences::new("m", s, &meta(), true)
+            .err()
+            .map(|e| e.to_string())
+    };
+    let zeros = |shape: Vec<usize>| Tensor::from_vec(shape, vec![0i32]).unwrap();
+    assert_eq!(state("START", "OUTPUT", zeros(vec![1, 1])), None);
+    let e = state("H", "OUTPUT", zeros(vec![1, 1])).unwrap();
+    assert!(
+        e.contains("state input 'H' is not one of the model's inputs"),
+        "{e}"
+    );
+    let e = state("START", "Y", zeros(vec![1, 1])).unwrap();
+    assert!(
+        e.contains("state output 'Y' is not one of the model's outputs"),
+        "{e}"
+    );
+    let e = state("CORRID", "OUTPUT", zeros(vec![1, 1])).unwrap();
+    assert!(
+        e.contains("'CORRID' is UINT64 in the model, but the state's data_type is INT32"),
+        "{e}"
+    );
+    let e = state("START", "OUTPUT", zeros(vec![1, 1, 1])).unwrap();
+    assert!(e.contains("cannot take the state's [1, 1, 1]"), "{e}");
     // Unbatched, a control input is [1]; this model's are [-1, 1].
     let e = Sequences::new("m", settings(Duration::from_secs(1)), &meta(), false)
         .err()

@@ -15,6 +15,7 @@ fn a_sequence_waits_for_its_own_request_and_no_other() {
     let settings = SequenceSettings {
         max_idle: Duration::from_secs(30),
         controls: Vec::new(),
+        states: Vec::new(),
     };
     m.load_model_blocking(
         spec("s")

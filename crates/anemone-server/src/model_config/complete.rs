@@ -97,13 +97,18 @@ pub fn complete(
         group.count = group.count.max(1);
     }
     let batching = cfg.max_batch_size > 0;
-    // A sequence model's control inputs come from the server: the config
-    // does not list them (as in Triton).
-    let controls: HashSet<String> = match &cfg.scheduling_choice {
-        Some(SchedulingChoice::SequenceBatching(sb)) => {
-            sb.control_input.iter().map(|c| c.name.clone()).collect()
-        }
-        _ => HashSet::new(),
+    // A sequence model's control and state inputs come from the server: the
+    // config does not list them (as in Triton), nor its state outputs when
+    // it leaves the outputs to be filled in.
+    let (controls, state_outputs): (HashSet<String>, HashSet<String>) = match &cfg.scheduling_choice
+    {
+        Some(SchedulingChoice::SequenceBatching(sb)) => (
+            (sb.control_input.iter().map(|c| c.name.clone()))
+                .chain(sb.state.iter().map(|s| s.input_name.clone()))
+                .collect(),
+            sb.state.iter().map(|s| s.output_name.clone()).collect(),
+        ),
+        _ => Default::default(),
     };
     // As Triton shows it: the default idle time written out.
     if let Some(SchedulingChoice::SequenceBatching(sb)) = &mut cfg.scheduling_choice {
@@ -113,8 +118,8 @@ pub fn complete(
     }
     if let Some(listed) = cfg.input.iter().find(|i| controls.contains(&i.name)) {
         return Err(format!(
-            "input '{}' is a sequence_batching control input, which the server gives the model; \
-             remove it from the config's 'input' list",
+            "input '{}' is a sequence_batching control or state input, which the server gives \
+             the model; remove it from the config's 'input' list",
             listed.name
         ));
     }
@@ -162,7 +167,11 @@ pub fn complete(
     }
 
     if cfg.output.is_empty() {
-        for spec in &meta.outputs {
+        for spec in meta
+            .outputs
+            .iter()
+            .filter(|s| !state_outputs.contains(&s.name))
+        {
             cfg.output.push(ModelOutput {
                 name: spec.name.clone(),
                 data_type: proto_dtype(spec.dtype) as i32,

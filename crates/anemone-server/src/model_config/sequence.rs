@@ -5,7 +5,9 @@
 use crate::proto::model_sequence_batching::control::Kind as ProtoKind;
 use crate::proto::model_sequence_batching::StrategyChoice;
 use crate::proto::{DataType as ProtoType, ModelSequenceBatching};
-use anemone_runtime::{Batching, ControlKind, FalseTrue, SequenceControl, SequenceSettings};
+use anemone_runtime::{
+    Batching, ControlKind, FalseTrue, SequenceControl, SequenceSettings, SequenceState,
+};
 use std::time::Duration;
 
 /// Triton's default `max_sequence_idle_microseconds`: one second.
@@ -18,14 +20,6 @@ pub(super) fn sequence_settings(
     sb: &ModelSequenceBatching,
     max_batch_size: Option<usize>,
 ) -> Result<(SequenceSettings, Option<Batching>), String> {
-    if !sb.state.is_empty() {
-        return Err(
-            "sequence_batching.state (implicit state) is not supported by anemone yet; keep the \
-             sequence's state in its requests and answers (an input and an output of the model), \
-             or remove 'state'"
-                .into(),
-        );
-    }
     if sb.iterative_sequence {
         return Err(
             "sequence_batching.iterative_sequence is not supported by anemone yet; remove it"
@@ -71,9 +65,27 @@ pub(super) fn sequence_settings(
         0 => DEFAULT_IDLE_US,
         n => n,
     };
+    let mut states: Vec<SequenceState> = Vec::new();
+    for (i, state) in sb.state.iter().enumerate() {
+        let state = implicit_state(
+            state,
+            &format!("sequence_batching.state[{i}]"),
+            max_batch_size,
+        )?;
+        let taken = |s: &SequenceState| s.input == state.input || s.output == state.output;
+        if states.iter().any(taken) || controls.iter().any(|c| c.input == state.input) {
+            return Err(format!(
+                "sequence_batching.state[{i}]: input '{}' or output '{}' is used by another \
+                 state or control; give each its own",
+                state.input, state.output
+            ));
+        }
+        states.push(state);
+    }
     let settings = SequenceSettings {
         max_idle: Duration::from_micros(idle_us),
         controls,
+        states,
     };
     let Some(max) = max_batch_size else {
         return Ok((settings, None));
@@ -98,6 +110,74 @@ pub(super) fn sequence_settings(
         }
     };
     Ok((settings, Some(batching)))
+}
+
+/// One implicit state: its input and output, and its initial value (zeros
+/// of its `data_type` and `dims`, the batch dimension of 1 in front when the
+/// model batches).
+fn implicit_state(
+    s: &crate::proto::model_sequence_batching::State,
+    at: &str,
+    max_batch_size: Option<usize>,
+) -> Result<SequenceState, String> {
+    if s.input_name.is_empty() || s.output_name.is_empty() {
+        return Err(format!(
+            "{at} needs input_name and output_name: the model input that takes the state and \
+             the model output that gives the next one"
+        ));
+    }
+    let dtype = ProtoType::try_from(s.data_type)
+        .ok()
+        .and_then(super::core_dtype)
+        .filter(|d| *d != anemone_core::DataType::Bytes)
+        .ok_or_else(|| format!("{at}.data_type must be a numeric TYPE_* (the state's elements)"))?;
+    let mut shape: Vec<usize> = Vec::with_capacity(s.dims.len() + 1);
+    if max_batch_size.is_some() {
+        shape.push(1);
+    }
+    for &d in &s.dims {
+        shape.push(usize::try_from(d).ok().filter(|d| *d > 0).ok_or_else(|| {
+            format!("{at}.dims {:?} must be fixed positive sizes (a state of varying size is not supported)", s.dims)
+        })?);
+    }
+    if s.initial_state.len() > 1 {
+        return Err(format!(
+            "{at} has {} initial_state entries; give one",
+            s.initial_state.len()
+        ));
+    }
+    if let Some(initial) = s.initial_state.first() {
+        use crate::proto::model_sequence_batching::initial_state::StateData;
+        match &initial.state_data {
+            Some(StateData::ZeroData(true)) => {}
+            Some(StateData::DataFile(_)) => {
+                return Err(format!(
+                "{at}.initial_state.data_file is not supported by anemone yet; use zero_data: true"
+            ))
+            }
+            _ => {
+                return Err(format!(
+                    "{at}.initial_state holds no data; set zero_data: true"
+                ))
+            }
+        }
+        let same_type = initial.data_type == 0 || initial.data_type == s.data_type;
+        let same_dims = initial.dims.is_empty() || initial.dims == s.dims;
+        if !same_type || !same_dims {
+            return Err(format!(
+                "{at}.initial_state must have the state's data_type and dims ({:?})",
+                s.dims
+            ));
+        }
+    }
+    let bytes = vec![0u8; shape.iter().product::<usize>() * dtype.size().unwrap_or(1)];
+    let initial =
+        anemone_core::Tensor::from_bytes(dtype, shape, bytes).map_err(|e| format!("{at}: {e}"))?;
+    Ok(SequenceState {
+        input: s.input_name.clone(),
+        output: s.output_name.clone(),
+        initial,
+    })
 }
 
 /// One control: its kind and the values it takes.
@@ -219,6 +299,20 @@ mod tests {
         let b = b.unwrap();
         assert_eq!(b.preferred_batch_sizes, [2]);
         assert_eq!(b.max_queue_delay, Duration::ZERO);
+        // Implicit state: zeros of its dims, after a batch dimension of 1.
+        let (s, _) = read(
+            "max_batch_size: 4\n\
+             sequence_batching { state [ { input_name: \"h\" output_name: \"h_out\" \
+               data_type: TYPE_FP32 dims: [ 2, 3 ] initial_state { zero_data: true } } ] }",
+        )
+        .unwrap();
+        let state = &s.states[0];
+        assert_eq!(
+            (state.input.as_str(), state.output.as_str()),
+            ("h", "h_out")
+        );
+        assert_eq!(state.initial.shape(), [1, 2, 3]);
+        assert_eq!(state.initial.to_vec::<f32>().unwrap(), [0.0; 6]);
         // No batch dimension: no batching; no idle time: Triton's second.
         let (s, b) = read("sequence_batching { }").unwrap();
         assert_eq!(
@@ -231,8 +325,31 @@ mod tests {
     fn configs_that_cannot_work_are_refused_by_path() {
         for (text, wanted) in [
             (
-                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" } ] }",
-                "implicit state",
+                "sequence_batching { state [ { input_name: \"a\" } ] }",
+                "needs input_name and output_name",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ -1 ] } ] }",
+                "must be fixed positive sizes",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_STRING dims: [ 1 ] } ] }",
+                "must be a numeric TYPE_*",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ 1 ] \
+                   initial_state { data_file: \"s.bin\" } } ] }",
+                "data_file is not supported",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ 1 ] \
+                   initial_state { zero_data: true dims: [ 2 ] } } ] }",
+                "must have the state's data_type and dims",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ 1 ] }, \
+                   { input_name: \"a\" output_name: \"c\" data_type: TYPE_FP32 dims: [ 1 ] } ] }",
+                "used by another state or control",
             ),
             ("sequence_batching { iterative_sequence: true }", "iterative_sequence"),
             (

@@ -1,0 +1,245 @@
+"""Sequence models (Triton's `sequence_batching`) through tritonclient, over
+HTTP and gRPC: the control inputs Triton's example models read, the rules
+Triton enforces, sequences interleaved from many threads, and implicit
+state on a real recurrent model (Silero VAD), each answer checked against
+ONNX Runtime's Python API running the same file with the values Triton's
+sequence batcher would give it.
+"""
+import shutil
+
+import numpy as np
+import pytest
+
+from serve_support import ROOT, start_serve, stop_serve, wait_ready
+
+EXAMPLES = ROOT / "tests/triton_examples"
+FIXTURES = ROOT / "fixtures/generated"
+
+
+def repository(into, names):
+    repo = into / "model_repository"
+    for name in names:
+        shutil.copytree(EXAMPLES / "model_repository" / name, repo / name)
+    return repo
+
+
+IDLE_MS = 300
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory):
+    """The two sequence models, and simple_sequence again with a short idle
+    time (`simple_sequence_idle`)."""
+    tmp = tmp_path_factory.mktemp("sequences")
+    repo = repository(tmp, ["simple_sequence", "simple_dyna_sequence"])
+    idle = repo / "simple_sequence_idle"
+    shutil.copytree(repo / "simple_sequence", idle)
+    config = (idle / "config.pbtxt").read_text().replace('name: "simple_sequence"', 'name: "simple_sequence_idle"')
+    config = config.replace("sequence_batching {", f"sequence_batching {{\n  max_sequence_idle_microseconds: {IDLE_MS * 1000}")
+    (idle / "config.pbtxt").write_text(config)
+    proc, addresses = start_serve(repo)
+    wait_ready(addresses["HTTP"])
+    yield repo, addresses
+    stop_serve(proc)
+
+
+def clients(addresses):
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    return [
+        (httpclient, httpclient.InferenceServerClient(addresses["HTTP"])),
+        (grpcclient, grpcclient.InferenceServerClient(addresses["gRPC"])),
+    ]
+
+
+def send(module, client, model, value, **sequence):
+    data = np.full((1, 1), value, dtype="int32")
+    inp = module.InferInput("INPUT", [1, 1], "INT32")
+    inp.set_data_from_numpy(data)
+    return client.infer(model, [inp], **sequence).as_numpy("OUTPUT")
+
+
+def test_dyna_sequence_gets_start_end_ready_and_its_id(sequences):
+    """simple_dyna_sequence reads START, END, READY and CORRID: each answer is
+    checked against ONNX Runtime's Python API running the same file with the
+    control values Triton's sequence batcher gives (START on the first
+    request, END on the last, READY always, CORRID the sequence's id)."""
+    import onnxruntime as ort
+
+    repo, addresses = sequences
+    session = ort.InferenceSession(str(repo / "simple_dyna_sequence/1/model.onnx"))
+    values = [0, 11, 7, 5, 3]
+    for k, (module, client) in enumerate(clients(addresses)):
+        seq = 4_000_000_000 + k  # beyond 32 bits: the UINT64 control keeps it
+        for i, value in enumerate(values):
+            start, end = i == 0, i == len(values) - 1
+            got = send(module, client, "simple_dyna_sequence", value,
+                       sequence_id=seq, sequence_start=start, sequence_end=end)
+            one = lambda v, dt="int32": np.full((1, 1), v, dtype=dt)  # noqa: E731
+            (want,) = session.run(None, {
+                "INPUT": one(value), "START": one(int(start)), "END": one(int(end)),
+                "READY": one(1), "CORRID": one(seq, "uint64"),
+            })
+            np.testing.assert_array_equal(got, want, err_msg=f"request {i} of sequence {seq}")
+
+
+def test_sequence_rules_are_triton_s(sequences):
+    from tritonclient.utils import InferenceServerException
+
+    _, addresses = sequences
+    for module, client in clients(addresses):
+        grpc = module.__name__.endswith("grpc")
+
+        def refused(needle, call):
+            with pytest.raises(InferenceServerException) as e:
+                call()
+            assert needle in e.value.message(), e.value.message()
+            assert e.value.status() == ("StatusCode.INVALID_ARGUMENT" if grpc else "400"), e.value.status()
+
+        # The control inputs are the server's: not in the metadata, refused in a request.
+        meta = client.get_model_metadata("simple_dyna_sequence")
+        names = [i.name for i in meta.inputs] if grpc else [i["name"] for i in meta["inputs"]]
+        assert names == ["INPUT"], names
+        # A control input sent by the client is refused.
+        start = module.InferInput("START", [1, 1], "INT32")
+        start.set_data_from_numpy(np.ones((1, 1), dtype=np.int32))
+        value = module.InferInput("INPUT", [1, 1], "INT32")
+        value.set_data_from_numpy(np.ones((1, 1), dtype=np.int32))
+        refused("unknown input 'START': the model's inputs are INPUT",
+                lambda: client.infer("simple_sequence", [value, start], sequence_id=80, sequence_start=True))
+        refused("must specify a non-zero or non-empty correlation ID",
+                lambda: send(module, client, "simple_sequence", 1))
+        refused("must specify the START flag on the first request",
+                lambda: send(module, client, "simple_sequence", 1, sequence_id=77))
+        # A string id is a sequence too (simple_sequence has no CORRID control) ...
+        assert send(module, client, "simple_sequence", 5, sequence_id="s-1", sequence_start=True)[0][0] == 6
+        assert send(module, client, "simple_sequence", 5, sequence_id="s-1", sequence_end=True)[0][0] == 5
+        # ... which is closed after its END.
+        refused("must specify the START flag",
+                lambda: send(module, client, "simple_sequence", 5, sequence_id="s-1"))
+        # A CORRID control of UINT64 cannot take a string id.
+        refused("is a string, but the model's correlation ID control input is UINT64",
+                lambda: send(module, client, "simple_dyna_sequence", 1, sequence_id="s-2", sequence_start=True))
+        # One row a request.
+        inp = module.InferInput("INPUT", [2, 1], "INT32")
+        inp.set_data_from_numpy(np.ones((2, 1), dtype=np.int32))
+        refused("must specify batch-size 1 due to requirements of sequence batcher",
+                lambda: client.infer("simple_sequence", [inp], sequence_id=78, sequence_start=True))
+        # A sequence idle for longer than max_sequence_idle_microseconds is closed.
+        import time
+        assert send(module, client, "simple_sequence_idle", 2, sequence_id=79, sequence_start=True)[0][0] == 3
+        assert send(module, client, "simple_sequence_idle", 2, sequence_id=79)[0][0] == 2
+        time.sleep(IDLE_MS / 1000 * 2)
+        refused("must specify the START flag",
+                lambda: send(module, client, "simple_sequence_idle", 2, sequence_id=79))
+        # Other models ignore the sequence parameters, as Triton's do.
+        client.get_model_metadata("simple_sequence")
+
+
+def test_interleaved_sequences_from_many_threads(sequences):
+    """Sequences sent at once from many threads, their requests interleaved
+    in the server's batches: each answer is its own request's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as grpcclient
+
+    _, addresses = sequences
+
+    def one_sequence(seq):
+        client = grpcclient.InferenceServerClient(addresses["gRPC"])
+        got = []
+        for i in range(6):
+            value = seq * 10 + i
+            got.append(int(send(grpcclient, client, "simple_dyna_sequence", value, sequence_id=seq,
+                                sequence_start=i == 0, sequence_end=i == 5)[0][0]))
+        # INPUT + START on the first; INPUT + END * CORRID on the last.
+        want = [seq * 10 + i + (i == 0) + (seq if i == 5 else 0) for i in range(6)]
+        assert got == want, (seq, got, want)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one_sequence, range(1, 33)))
+
+
+# --- implicit state: Silero VAD, a recurrent model whose state the server keeps ---
+
+VAD_CONFIG = """
+name: "vad"
+platform: "onnxruntime_onnx"
+sequence_batching {
+  max_sequence_idle_microseconds: 60000000
+  state [
+    {
+      input_name: "state"
+      output_name: "stateN"
+      data_type: TYPE_FP32
+      dims: [ 2, 1, 128 ]
+      initial_state { data_type: TYPE_FP32 dims: [ 2, 1, 128 ] zero_data: true name: "silence" }
+    }
+  ]
+}
+output [ { name: "output" data_type: TYPE_FP32 dims: [ 1, 1 ] } ]
+"""
+
+
+@pytest.fixture(scope="module")
+def vad(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("vad")
+    model = tmp / "repo/vad"
+    (model / "1").mkdir(parents=True)
+    shutil.copy(FIXTURES / "silero_vad/model.onnx", model / "1/model.onnx")
+    (model / "config.pbtxt").write_text(VAD_CONFIG)
+    proc, addresses = start_serve(tmp / "repo")
+    wait_ready(addresses["HTTP"])
+    yield model / "1/model.onnx", addresses
+    stop_serve(proc)
+
+
+def vad_chunk(module, client, chunk, **sequence):
+    audio = module.InferInput("input", [1, chunk.size], "FP32")
+    audio.set_data_from_numpy(chunk.reshape(1, -1))
+    sr = module.InferInput("sr", [], "INT64")
+    sr.set_data_from_numpy(np.array(16000, dtype=np.int64))
+    return client.infer("vad", [audio, sr], **sequence).as_numpy("output")
+
+
+def test_the_server_keeps_each_sequences_state(vad):
+    """Two audio streams, their chunks interleaved, each its own sequence: the
+    server feeds each chunk the state its own stream's previous chunk left
+    (zeros at a start), so every answer equals ONNX Runtime's Python API
+    run on that stream alone with the state carried by hand; a stream
+    started again begins from silence."""
+    import onnxruntime as ort
+
+    path, addresses = vad
+    session = ort.InferenceSession(str(path))
+    rng = np.random.default_rng(7)
+    streams = {
+        "a": (rng.standard_normal((6, 512)) * 0.3).astype(np.float32),
+        "b": np.sin(np.arange(6 * 512) / 9.0).reshape(6, 512).astype(np.float32) * 0.8,
+    }
+    want = {}
+    for name, chunks in streams.items():
+        state, outs = np.zeros((2, 1, 128), np.float32), []
+        for chunk in chunks:
+            out, state = session.run(None, {"input": chunk.reshape(1, -1), "state": state,
+                                            "sr": np.array(16000, dtype=np.int64)})
+            outs.append(out)
+        want[name] = outs
+    assert not np.allclose(want["a"][1], want["a"][0]), "the state must change the answer"
+    for k, (module, client) in enumerate(clients(addresses)):
+        ids = {"a": 100 + k, "b": f"stream-b-{k}"}
+        meta = client.get_model_metadata("vad")
+        names = [i.name for i in meta.inputs] if k else [i["name"] for i in meta["inputs"]]
+        assert sorted(names) == ["input", "sr"], names
+        for i in range(6):
+            for name in ("a", "b"):
+                got = vad_chunk(module, client, streams[name][i], sequence_id=ids[name],
+                                sequence_start=i == 0, sequence_end=i == 5)
+                np.testing.assert_allclose(got, want[name][i], rtol=1e-4, atol=1e-5,
+                                           err_msg=f"stream {name}, chunk {i}")
+        # A new sequence starts from the initial state again, not the last one.
+        got = vad_chunk(module, client, streams["a"][0], sequence_id=ids["a"], sequence_start=True)
+        np.testing.assert_allclose(got, want["a"][0], rtol=1e-4, atol=1e-5)
+        got = vad_chunk(module, client, streams["a"][1], sequence_id=ids["a"], sequence_end=True)
+        np.testing.assert_allclose(got, want["a"][1], rtol=1e-4, atol=1e-5)
