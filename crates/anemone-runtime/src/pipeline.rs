@@ -46,25 +46,13 @@ impl Manager {
                     .await?
             }
         };
-        // A sequence model runs a sequence's requests one at a time, in order.
-        let turn = match enter_sequence(&instance, &request) {
-            Err(e) => return Err(e),
-            Ok(None) => None,
-            Ok(Some(entered)) => match timeout {
-                None => Some(entered.turn().await),
-                Some(limit) => {
-                    let left = limit.saturating_sub(start.elapsed());
-                    match tokio::time::timeout(left, entered.turn()).await {
-                        Ok(turn) => Some(turn),
-                        Err(_) => {
-                            return Err(record_failure(&instance, Error::Timeout(limit), start))
-                        }
-                    }
-                }
-            },
+        // Boxed: the wait is a sequence model's alone, and a future that held
+        // it in place would make every request's future larger.
+        let turn = match instance.sequences {
+            None => None,
+            Some(_) => Box::pin(take_turn(&instance, &request, timeout, start)).await?,
         };
-        let asked = asked_states(&instance, &request);
-        let admitted = self.admit_on(instance, request, global, start, turn.as_ref())?;
+        let admitted = self.admit_on(instance, request, global, start, turn.as_deref())?;
         let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
             Lookup::Run(admitted, key) => (admitted, key),
@@ -75,7 +63,7 @@ impl Manager {
         }
         if instance.runs_inline() {
             let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
-            let result = keep_state(turn.as_ref(), &asked, result);
+            let result = keep_state(turn.as_deref(), result);
             return self.remember(&instance, cache_key, result);
         }
         let rx = self.schedule(admitted, priority, timeout, start)?;
@@ -92,7 +80,7 @@ impl Manager {
             }
         };
         let result = self.conclude(&instance, done, start);
-        let result = keep_state(turn.as_ref(), &asked, result);
+        let result = keep_state(turn.as_deref(), result);
         self.remember(&instance, cache_key, result)
     }
 
@@ -121,9 +109,9 @@ impl Manager {
                 self.load_on_demand_blocking(&request.model, request.version, timeout, start)?
             }
         };
-        let turn = enter_sequence(&instance, &request)?.map(|e| e.turn_blocking());
-        let asked = asked_states(&instance, &request);
-        let admitted = self.admit_on(instance, request, global, start, turn.as_ref())?;
+        let outputs = request.outputs.as_deref();
+        let turn = enter_sequence(&instance, &request)?.map(|e| Box::new(e.turn_blocking(outputs)));
+        let admitted = self.admit_on(instance, request, global, start, turn.as_deref())?;
         let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
             Lookup::Run(admitted, key) => (admitted, key),
@@ -135,11 +123,11 @@ impl Manager {
         if instance.queue.is_some() {
             let rx = self.schedule(admitted, priority, timeout, start)?;
             let result = self.conclude(&instance, rx.blocking_recv(), start);
-            let result = keep_state(turn.as_ref(), &asked, result);
+            let result = keep_state(turn.as_deref(), result);
             return self.remember(&instance, cache_key, result);
         }
         let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
-        let result = keep_state(turn.as_ref(), &asked, result);
+        let result = keep_state(turn.as_deref(), result);
         self.remember(&instance, cache_key, result)
     }
 
@@ -363,6 +351,28 @@ fn adopt_inputs(instance: &ModelInstance, inputs: &mut [anemone_core::Tensor]) {
     }
 }
 
+/// A sequence model's turn for the request: it waits (within the request's
+/// timeout) until the sequence's earlier requests are done, so that a
+/// sequence runs one request at a time, in order. `None` for any other model.
+async fn take_turn(
+    instance: &ModelInstance,
+    request: &InferRequest,
+    timeout: Option<Duration>,
+    start: Instant,
+) -> Result<Option<Box<crate::sequence::Turn>>> {
+    let Some(entered) = enter_sequence(instance, request)? else {
+        return Ok(None);
+    };
+    let turn = entered.turn(request.outputs.as_deref());
+    let Some(limit) = timeout else {
+        return Ok(Some(Box::new(turn.await)));
+    };
+    tokio::time::timeout(limit.saturating_sub(start.elapsed()), turn)
+        .await
+        .map(|turn| Some(Box::new(turn)))
+        .map_err(|_| record_failure(instance, Error::Timeout(limit), start))
+}
+
 /// Admits a request to a sequence model into its sequence (see
 /// [`crate::sequence`]); `None` for any other model.
 fn enter_sequence(
@@ -372,37 +382,20 @@ fn enter_sequence(
     match &instance.sequences {
         None => Ok(None),
         Some(sequences) => sequences
-            .enter(request.sequence.as_ref())
+            .enter(request.sequence.as_deref())
             .map(Some)
             .map_err(|e| refuse(instance, e)),
     }
-}
-
-/// For each implicit state of a sequence model, whether the request asked
-/// for its output by name (it is otherwise kept from the answer); empty for
-/// any other model.
-fn asked_states(instance: &ModelInstance, request: &InferRequest) -> Vec<bool> {
-    let Some(sequences) = &instance.sequences else {
-        return Vec::new();
-    };
-    let asked = |name: &String| request.outputs.as_ref().is_some_and(|o| o.contains(name));
-    sequences
-        .settings()
-        .states
-        .iter()
-        .map(|s| asked(&s.output))
-        .collect()
 }
 
 /// A sequence model's answer, its state outputs kept as the sequence's state
 /// for the next request (see [`crate::sequence::Turn::keep_state`]).
 fn keep_state(
     turn: Option<&crate::sequence::Turn>,
-    asked: &[bool],
     mut result: Result<InferResponse>,
 ) -> Result<InferResponse> {
     if let (Some(turn), Ok(response)) = (turn, &mut result) {
-        turn.keep_state(&mut response.outputs, asked);
+        turn.keep_state(&mut response.outputs);
     }
     result
 }

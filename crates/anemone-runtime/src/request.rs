@@ -26,8 +26,9 @@ pub struct InferRequest {
     /// An identifier echoed in the response.
     pub id: Option<String>,
     /// Its sequence, for a sequence model (Triton's `sequence_id`,
-    /// `sequence_start`, `sequence_end`); ignored by other models.
-    pub sequence: Option<crate::sequence::SequenceFlags>,
+    /// `sequence_start`, `sequence_end`); ignored by other models. Boxed:
+    /// most requests name none, and every request's future carries the field.
+    pub sequence: Option<Box<crate::sequence::SequenceFlags>>,
 }
 
 impl InferRequest {
@@ -78,7 +79,7 @@ impl InferRequest {
 
     /// Places the request in a sequence (see [`InferRequest::sequence`]).
     pub fn sequence(mut self, id: crate::sequence::CorrelationId, start: bool, end: bool) -> Self {
-        self.sequence = Some(crate::sequence::SequenceFlags { id, start, end });
+        self.sequence = Some(Box::new(crate::sequence::SequenceFlags { id, start, end }));
         self
     }
 

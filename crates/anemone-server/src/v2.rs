@@ -45,7 +45,7 @@ pub struct Scheduling {
     /// `sequence_end`: the request's place in a sequence; `None` when
     /// `sequence_id` is absent, 0 or empty (what Triton's clients send for
     /// "no sequence").
-    pub sequence: Option<anemone_runtime::SequenceFlags>,
+    pub sequence: Option<Box<anemone_runtime::SequenceFlags>>,
 }
 
 impl Scheduling {
@@ -87,7 +87,7 @@ impl Scheduling {
 /// Reads `sequence_id`, `sequence_start` and `sequence_end`.
 fn sequence(
     parameters: &serde_json::Map<String, Value>,
-) -> Result<Option<anemone_runtime::SequenceFlags>, ApiError> {
+) -> Result<Option<Box<anemone_runtime::SequenceFlags>>, ApiError> {
     use anemone_runtime::CorrelationId;
     let flag = |name: &str| match parameters.get(name) {
         None => Ok(false),
@@ -109,7 +109,7 @@ fn sequence(
     };
     Ok(id
         .is_set()
-        .then_some(anemone_runtime::SequenceFlags { id, start, end }))
+        .then(|| Box::new(anemone_runtime::SequenceFlags { id, start, end })))
 }
 
 /// An output named in a request.

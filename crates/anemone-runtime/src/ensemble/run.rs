@@ -41,7 +41,7 @@ struct Run<'a> {
     timeout: Option<Duration>,
     priority: Option<u32>,
     /// The request's sequence, passed to every step (as Triton does).
-    sequence: Option<crate::sequence::SequenceFlags>,
+    sequence: Option<Box<crate::sequence::SequenceFlags>>,
     /// The ensemble outputs asked for, in order.
     wanted: Vec<String>,
     /// The request's identifier, echoed.

@@ -222,6 +222,9 @@ pub(crate) struct Entered {
 pub(crate) struct Turn {
     _guard: tokio::sync::OwnedMutexGuard<()>,
     entered: Entered,
+    /// For each implicit state, whether the request asked for its output by
+    /// name (it is otherwise kept from the answer).
+    asked: Vec<bool>,
 }
 
 impl Sequences {
@@ -489,22 +492,33 @@ fn invalid(message: String) -> Error {
 }
 
 impl Entered {
-    /// Waits for the sequence's earlier requests to finish.
-    pub(crate) async fn turn(self) -> Turn {
+    /// Waits for the sequence's earlier requests to finish. `outputs` are
+    /// the outputs the request asked for by name.
+    pub(crate) async fn turn(self, outputs: Option<&[String]>) -> Turn {
+        let asked = self.asked(outputs);
         let guard = Arc::clone(&self.sequence.turn).lock_owned().await;
         Turn {
             _guard: guard,
             entered: self,
+            asked,
         }
     }
 
     /// Waits, on this thread, for the sequence's earlier requests to finish.
-    pub(crate) fn turn_blocking(self) -> Turn {
+    pub(crate) fn turn_blocking(self, outputs: Option<&[String]>) -> Turn {
+        let asked = self.asked(outputs);
         let guard = Arc::clone(&self.sequence.turn).blocking_lock_owned();
         Turn {
             _guard: guard,
             entered: self,
+            asked,
         }
+    }
+
+    fn asked(&self, outputs: Option<&[String]>) -> Vec<bool> {
+        let asked = |name: &String| outputs.is_some_and(|o| o.contains(name));
+        let states = &self.sequences.settings.states;
+        states.iter().map(|s| asked(&s.output)).collect()
     }
 }
 
@@ -530,8 +544,9 @@ impl Turn {
 
     /// Keeps the state outputs of this request's answer as the sequence's
     /// state, and takes them out of the answer unless the request asked for
-    /// them by name (`asked`, one flag a state).
-    pub(crate) fn keep_state(&self, outputs: &mut Vec<(String, Tensor)>, asked: &[bool]) {
+    /// them by name.
+    pub(crate) fn keep_state(&self, outputs: &mut Vec<(String, Tensor)>) {
+        let asked = &self.asked;
         let states = &self.entered.sequences.settings.states;
         if states.is_empty() {
             return;

@@ -183,9 +183,13 @@ fn a_sequences_requests_take_turns() {
         .unwrap();
     let s = Arc::new(Sequences::new("m", settings(Duration::from_secs(5)), &meta(), true).unwrap());
     rt.block_on(async {
-        let first = s.enter(Some(&flags(4, true, false))).unwrap().turn().await;
+        let first = s
+            .enter(Some(&flags(4, true, false)))
+            .unwrap()
+            .turn(None)
+            .await;
         let second = s.enter(Some(&flags(4, false, false))).unwrap();
-        let mut waiting = Box::pin(second.turn());
+        let mut waiting = Box::pin(second.turn(None));
         // The second waits while the first holds the turn ...
         let pending = tokio::time::timeout(Duration::from_millis(30), &mut waiting).await;
         assert!(pending.is_err());
