@@ -37,10 +37,48 @@ def sequences(tmp_path_factory):
     config = (idle / "config.pbtxt").read_text().replace('name: "simple_sequence"', 'name: "simple_sequence_idle"')
     config = config.replace("sequence_batching {", f"sequence_batching {{\n  max_sequence_idle_microseconds: {IDLE_MS * 1000}")
     (idle / "config.pbtxt").write_text(config)
+    # An ensemble whose one step is a sequence model: Triton passes the
+    # ensemble request's sequence to its steps.
+    (repo / "sequence_ensemble/1").mkdir(parents=True)
+    (repo / "sequence_ensemble/config.pbtxt").write_text(ENSEMBLE)
     proc, addresses = start_serve(repo)
     wait_ready(addresses["HTTP"])
     yield repo, addresses
     stop_serve(proc)
+
+
+ENSEMBLE = """
+name: "sequence_ensemble"
+platform: "ensemble"
+max_batch_size: 8
+input [ { name: "VALUE" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "RESULT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+ensemble_scheduling {
+  step [
+    {
+      model_name: "simple_dyna_sequence"
+      model_version: -1
+      input_map { key: "INPUT" value: "VALUE" }
+      output_map { key: "OUTPUT" value: "RESULT" }
+    }
+  ]
+}
+"""
+
+
+def test_an_ensemble_passes_its_sequence_to_its_steps(sequences):
+    _, addresses = sequences
+    for k, (module, client) in enumerate(clients(addresses)):
+        seq = 500 + k
+        got = []
+        for i, value in enumerate([4, 9, 2]):
+            inp = module.InferInput("VALUE", [1, 1], "INT32")
+            inp.set_data_from_numpy(np.full((1, 1), value, dtype=np.int32))
+            result = client.infer("sequence_ensemble", [inp], sequence_id=seq,
+                                  sequence_start=i == 0, sequence_end=i == 2)
+            got.append(int(result.as_numpy("RESULT")[0][0]))
+        # simple_dyna_sequence: INPUT + START on the first, + END * CORRID on the last.
+        assert got == [4 + 1, 9, 2 + seq], got
 
 
 def clients(addresses):

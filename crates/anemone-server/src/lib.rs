@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod classification;
+mod compression;
 pub mod errors;
 #[doc(hidden)]
 pub mod fuzzing;

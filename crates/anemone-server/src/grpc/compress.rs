@@ -60,21 +60,11 @@ impl Codec {
 
     /// `plain`, compressed at `level`.
     pub(super) fn compress(self, plain: &[u8], level: flate2::Compression) -> Vec<u8> {
-        use std::io::Write;
-        let out = Vec::with_capacity(plain.len() / 2 + 64);
-        // Writing into a Vec cannot fail.
-        match self {
-            Codec::Gzip => {
-                let mut w = flate2::write::GzEncoder::new(out, level);
-                w.write_all(plain).expect("writing into memory");
-                w.finish().expect("writing into memory")
-            }
-            Codec::Deflate => {
-                let mut w = flate2::write::ZlibEncoder::new(out, level);
-                w.write_all(plain).expect("writing into memory");
-                w.finish().expect("writing into memory")
-            }
-        }
+        let format = match self {
+            Codec::Gzip => crate::compression::Format::Gzip,
+            Codec::Deflate => crate::compression::Format::Zlib,
+        };
+        crate::compression::compress(format, &[plain], level)
     }
 }
 

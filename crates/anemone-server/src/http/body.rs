@@ -96,20 +96,13 @@ impl Encoding {
     /// `parts`, one after the other, compressed into one body (at zlib's
     /// fastest level: tensors compress little more at higher levels, and
     /// cost several times the time); joined as they are for identity.
-    pub(super) fn compress(self, parts: &[&[u8]]) -> std::io::Result<Vec<u8>> {
-        fn all<W: std::io::Write>(mut w: W, parts: &[&[u8]]) -> std::io::Result<W> {
-            for part in parts {
-                w.write_all(part)?;
-            }
-            Ok(w)
-        }
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        let out = Vec::with_capacity(total / 2 + 64);
+    pub(super) fn compress(self, parts: &[&[u8]]) -> Vec<u8> {
+        use crate::compression::{compress, Format};
         let level = flate2::Compression::fast();
         match self {
-            Encoding::Identity => Ok(parts.concat()),
-            Encoding::Gzip => all(flate2::write::GzEncoder::new(out, level), parts)?.finish(),
-            Encoding::Deflate => all(flate2::write::ZlibEncoder::new(out, level), parts)?.finish(),
+            Encoding::Identity => parts.concat(),
+            Encoding::Gzip => compress(Format::Gzip, parts, level),
+            Encoding::Deflate => compress(Format::Zlib, parts, level),
         }
     }
 
@@ -260,9 +253,9 @@ mod tests {
         // What each writes, its reader reads back.
         let parts: [&[u8]; 3] = [b"{\"outputs\": []}", b"", &[7u8; 1000]];
         let whole = parts.concat();
-        assert_eq!(Encoding::Identity.compress(&parts).unwrap(), whole);
+        assert_eq!(Encoding::Identity.compress(&parts), whole);
         for encoding in [Encoding::Gzip, Encoding::Deflate] {
-            let packed = encoding.compress(&parts).unwrap();
+            let packed = encoding.compress(&parts);
             assert!(packed.len() < whole.len() / 4, "{encoding:?}");
             assert_eq!(
                 &inflate(&packed, encoding, 1 << 20).unwrap()[..],

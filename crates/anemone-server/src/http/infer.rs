@@ -456,14 +456,7 @@ fn compressed(
 ) -> Result<Response, ApiError> {
     let json_len = parts[0].len();
     let parts: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
-    let body = encoding
-        .compression
-        .compress(&parts)
-        .map_err(|e| ApiError {
-            kind: anemone_core::ErrorKind::Internal,
-            message: format!("cannot compress the response: {e}"),
-            too_large: false,
-        })?;
+    let body = encoding.compression.compress(&parts);
     let content_type = if any_binary {
         "application/octet-stream"
     } else {
