@@ -195,42 +195,10 @@ impl Backend for OnnxRuntime {
         }
         #[cfg(not(target_vendor = "apple"))]
         let _ = &coreml;
-        let gpu = gpu_providers();
-        // Checked even where the library lacks the provider, so a typo is
-        // found on every machine.
-        let (want_tensorrt, want_cuda) = (
-            setting_on(options, "onnxruntime.tensorrt", false)?,
-            setting_on(options, "onnxruntime.cuda", true)?,
-        );
-        // Checked everywhere too, like the switches above.
-        let tensorrt =
-            crate::ort_options::TensorRtOptions::from_settings(options).map_err(Error::Config)?;
-        if gpu.tensorrt && want_tensorrt {
-            providers.push(tensorrt.provider());
-            provider_names.push("TensorRT".to_string());
-        }
-        if gpu.cuda && want_cuda {
-            providers.push(ort::ep::CUDA::default().build());
-            provider_names.push("CUDA".to_string());
-        }
-        // Asked for by name (a Triton GPU accelerator sets these) where the
-        // library lacks it: said, not silent.
-        for (asked, have, name) in [
-            (want_tensorrt, gpu.tensorrt, "onnxruntime.tensorrt"),
-            (
-                want_cuda && options.setting("onnxruntime.cuda").is_some(),
-                gpu.cuda,
-                "onnxruntime.cuda",
-            ),
-        ] {
-            if asked && !have {
-                tracing::warn!(
-                    model = %path.display(),
-                    "{name} is on, but this ONNX Runtime library has no such provider ({}); the model runs without it",
-                    gpu.describe()
-                );
-            }
-        }
+        let (gpu_providers, gpu_names) =
+            crate::ort_options::gpu_execution_providers(options, path, gpu_providers())?;
+        providers.extend(gpu_providers);
+        provider_names.extend(gpu_names);
         provider_names.push("CPU".to_string());
         let count = session_count(options)?;
         let spinning = spinning(options)?;
@@ -285,13 +253,13 @@ impl Backend for OnnxRuntime {
 /// `GetAvailableProviders`): the PyPI `onnxruntime` wheel has none, an
 /// `onnxruntime-gpu` build has CUDA and TensorRT.
 #[derive(Debug, Clone, Copy, Default)]
-struct GpuProviders {
-    cuda: bool,
-    tensorrt: bool,
+pub(crate) struct GpuProviders {
+    pub(crate) cuda: bool,
+    pub(crate) tensorrt: bool,
 }
 
 impl GpuProviders {
-    fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         let mut have = vec!["CPU"];
         let mut lacks = Vec::new();
         for (name, present) in [("CUDA", self.cuda), ("TensorRT", self.tensorrt)] {
@@ -328,7 +296,7 @@ fn gpu_providers() -> GpuProviders {
 }
 
 /// An `on`/`off` setting, `default` when absent.
-fn setting_on(options: &LoadOptions, key: &str, default: bool) -> Result<bool> {
+pub(crate) fn setting_on(options: &LoadOptions, key: &str, default: bool) -> Result<bool> {
     options.setting(key).map_or(Ok(default), |value| {
         crate::settings::on_off(key, value).map_err(Error::Config)
     })

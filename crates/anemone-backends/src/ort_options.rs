@@ -258,6 +258,52 @@ pub(crate) fn build_session(
         .map_err(|e| e.to_string())
 }
 
+/// The GPU execution providers a model asks for (`onnxruntime.tensorrt`,
+/// off by default; `onnxruntime.cuda`, on by default) that the library `gpu`
+/// has, with their names. Their settings are checked even where the library
+/// lacks them, so a typo is found on every machine; a provider asked for by
+/// name (a Triton GPU accelerator sets these) that the library lacks is
+/// logged as a warning, not passed over in silence.
+pub(crate) fn gpu_execution_providers(
+    options: &LoadOptions,
+    path: &std::path::Path,
+    gpu: crate::onnxruntime::GpuProviders,
+) -> anemone_core::Result<(Vec<ort::ep::ExecutionProviderDispatch>, Vec<String>)> {
+    use crate::onnxruntime::setting_on;
+    use anemone_core::Error;
+    let (want_tensorrt, want_cuda) = (
+        setting_on(options, "onnxruntime.tensorrt", false)?,
+        setting_on(options, "onnxruntime.cuda", true)?,
+    );
+    let tensorrt = TensorRtOptions::from_settings(options).map_err(Error::Config)?;
+    let (mut providers, mut names) = (Vec::new(), Vec::new());
+    if gpu.tensorrt && want_tensorrt {
+        providers.push(tensorrt.provider());
+        names.push("TensorRT".to_string());
+    }
+    if gpu.cuda && want_cuda {
+        providers.push(ort::ep::CUDA::default().build());
+        names.push("CUDA".to_string());
+    }
+    for (asked, have, name) in [
+        (want_tensorrt, gpu.tensorrt, "onnxruntime.tensorrt"),
+        (
+            want_cuda && options.setting("onnxruntime.cuda").is_some(),
+            gpu.cuda,
+            "onnxruntime.cuda",
+        ),
+    ] {
+        if asked && !have {
+            tracing::warn!(
+                model = %path.display(),
+                "{name} is on, but this ONNX Runtime library has no such provider ({}); the model runs without it",
+                gpu.describe()
+            );
+        }
+    }
+    Ok((providers, names))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

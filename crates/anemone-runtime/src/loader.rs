@@ -426,19 +426,17 @@ fn settings_for_other_backends<'a>(
     settings: &'a [(String, String)],
     running: &[&str],
 ) -> Vec<&'a str> {
-    let backends = [
-        "onnxruntime",
-        "tract-cpu",
-        "tract-cuda",
-        "tract-metal",
-        "coreml",
-    ];
+    let known = |prefix: &str| {
+        crate::selection::KNOWN_BACKENDS
+            .iter()
+            .any(|(b, _)| *b == prefix)
+    };
     settings
         .iter()
         .map(|(key, _)| key.as_str())
         .filter(|key| {
             let prefix = key.split_once('.').map_or("", |(p, _)| p);
-            backends.contains(&prefix) && !running.contains(&prefix)
+            known(prefix) && !running.contains(&prefix)
         })
         .collect()
 }

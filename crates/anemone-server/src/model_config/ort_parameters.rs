@@ -30,22 +30,22 @@ pub fn read(key: &str, value: &str, out: &mut Settings) -> Option<Result<(), Str
         // 0 leaves ONNX Runtime's default, as in Triton.
         "intra_op_thread_count" => count(key, v).and_then(|n| match n {
             0 => Ok(()),
-            n => set_threads(out, n, key),
+            n => out.set_threads(n, key),
         }),
         "inter_op_thread_count" => count(key, v).and_then(|n| match n {
             0 => Ok(()),
-            n => set(out, INTER_THREADS_KEY, &n.to_string(), key),
+            n => out.set_backend(INTER_THREADS_KEY, &n.to_string(), key),
         }),
         "execution_mode" => match v {
-            "0" => set(out, PARALLEL_KEY, "off", key),
-            "1" => set(out, PARALLEL_KEY, "on", key),
+            "0" => out.set_backend(PARALLEL_KEY, "off", key),
+            "1" => out.set_backend(PARALLEL_KEY, "on", key),
             _ => Err(format!(
                 "parameter 'execution_mode' is \"{value}\"; set \"0\" (sequential, the default) or \"1\" \
                  (parallel: independent nodes at once, with inter_op_thread_count threads)"
             )),
         },
-        "enable_mem_arena" => flag(key, v).and_then(|on| set(out, MEM_ARENA_KEY, on, key)),
-        "enable_mem_pattern" => flag(key, v).and_then(|on| set(out, MEM_PATTERN_KEY, on, key)),
+        "enable_mem_arena" => flag(key, v).and_then(|on| out.set_backend(MEM_ARENA_KEY, on, key)),
+        "enable_mem_pattern" => flag(key, v).and_then(|on| out.set_backend(MEM_PATTERN_KEY, on, key)),
         _ => return None,
     })
 }
@@ -67,7 +67,7 @@ pub fn graph_level(level: Option<i32>, out: &mut Settings) -> Result<(), String>
             ))
         }
     };
-    set(out, OPTIMIZATION_KEY, name, "optimization.graph.level")
+    out.set_backend(OPTIMIZATION_KEY, name, "optimization.graph.level")
 }
 
 /// `optimization { execution_accelerators { ... } }` as Triton's ONNX
@@ -111,7 +111,7 @@ pub fn accelerators(config: &ModelConfig, out: &mut Settings) -> Vec<String> {
 
 /// A `tensorrt` GPU accelerator and its parameters.
 fn tensorrt(ea: &Accelerator, at: &str, out: &mut Settings) -> Result<(), String> {
-    set(out, "onnxruntime.tensorrt", "on", at)?;
+    out.set_backend("onnxruntime.tensorrt", "on", at)?;
     let mut keys: Vec<&String> = ea.parameters.keys().collect();
     keys.sort();
     let cache_on = match ea.parameters.get("trt_engine_cache_enable") {
@@ -122,8 +122,8 @@ fn tensorrt(ea: &Accelerator, at: &str, out: &mut Settings) -> Result<(), String
         let v = ea.parameters[key].trim();
         match key.as_str() {
             "precision_mode" => match v {
-                "FP32" => set(out, TRT_FP16_KEY, "off", at)?,
-                "FP16" => set(out, TRT_FP16_KEY, "on", at)?,
+                "FP32" => out.set_backend(TRT_FP16_KEY, "off", at)?,
+                "FP16" => out.set_backend(TRT_FP16_KEY, "on", at)?,
                 _ => {
                     return Err(format!(
                         "{at}: precision_mode is \"{v}\"; set \"FP32\" or \"FP16\" (INT8, which needs a \
@@ -134,7 +134,7 @@ fn tensorrt(ea: &Accelerator, at: &str, out: &mut Settings) -> Result<(), String
             "max_workspace_size_bytes" => {
                 anemone_backends::settings::check_value(TRT_WORKSPACE_KEY, v)
                     .map_err(|e| format!("{at}: max_workspace_size_bytes: {e}"))?;
-                set(out, TRT_WORKSPACE_KEY, v, at)?;
+                out.set_backend(TRT_WORKSPACE_KEY, v, at)?;
             }
             "trt_engine_cache_enable" => {}
             // Relative to the model's directory (made absolute when the
@@ -147,7 +147,7 @@ fn tensorrt(ea: &Accelerator, at: &str, out: &mut Settings) -> Result<(), String
                          outside its model)"
                     ));
                 }
-                set(out, TRT_ENGINE_CACHE_KEY, v, at)?;
+                out.set_backend(TRT_ENGINE_CACHE_KEY, v, at)?;
             }
             "trt_engine_cache_path" => {}
             other => {
@@ -174,7 +174,7 @@ fn cuda(ea: &Accelerator, at: &str, out: &mut Settings) -> Result<(), String> {
             "{at}: parameter '{key}' of the CUDA provider is not supported by anemone yet; remove it"
         ));
     }
-    set(out, "onnxruntime.cuda", "on", at)
+    out.set_backend("onnxruntime.cuda", "on", at)
 }
 
 /// A thread count, 0 allowed.
@@ -197,35 +197,6 @@ fn flag(key: &str, v: &str) -> Result<&'static str, String> {
         _ => Err(format!(
             "parameter '{key}' is \"{v}\"; set \"1\" (on) or \"0\" (off)"
         )),
-    }
-}
-
-/// `threads`, unless the config already gives it another value.
-pub fn set_threads(out: &mut Settings, n: usize, from: &str) -> Result<(), String> {
-    match out.threads {
-        Some(t) if t != n => Err(format!(
-            "'{from}' asks for {n} threads but the config also asks for {t} (parameters \
-             'intra_op_thread_count' and 'threads' mean the same); give one of them"
-        )),
-        _ => {
-            out.threads = Some(n);
-            Ok(())
-        }
-    }
-}
-
-/// Backend setting `key`, unless the config already gives it another value.
-pub fn set(out: &mut Settings, key: &str, value: &str, from: &str) -> Result<(), String> {
-    let given = out.backend_settings.iter().find(|(k, _)| k == key);
-    match given {
-        Some((_, v)) if v != value => Err(format!(
-            "'{from}' sets {key} to \"{value}\" but the config also sets it to \"{v}\"; give one of them"
-        )),
-        Some(_) => Ok(()),
-        None => {
-            out.backend_settings.push((key.into(), value.into()));
-            Ok(())
-        }
     }
 }
 

@@ -44,6 +44,38 @@ pub struct Settings {
     pub ignored: Vec<String>,
 }
 
+impl Settings {
+    /// `threads`, unless the config already gives it another value (`from`
+    /// is the parameter that asks, for the error).
+    pub(super) fn set_threads(&mut self, n: usize, from: &str) -> Result<(), String> {
+        match self.threads {
+            Some(t) if t != n => Err(format!(
+                "'{from}' asks for {n} threads but the config also asks for {t} (parameters \
+                 'intra_op_thread_count' and 'threads' mean the same); give one of them"
+            )),
+            _ => {
+                self.threads = Some(n);
+                Ok(())
+            }
+        }
+    }
+
+    /// Backend setting `key`, unless the config already gives it another value.
+    pub(super) fn set_backend(&mut self, key: &str, value: &str, from: &str) -> Result<(), String> {
+        let given = self.backend_settings.iter().find(|(k, _)| k == key);
+        match given {
+            Some((_, v)) if v != value => Err(format!(
+                "'{from}' sets {key} to \"{value}\" but the config also sets it to \"{v}\"; give one of them"
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.backend_settings.push((key.into(), value.into()));
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The most engine threads one model may ask for (`threads`): four per
 /// logical core of this machine.
 pub fn max_threads() -> usize {
@@ -155,7 +187,7 @@ fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> 
         }
         "threads" => {
             let n = bounded(key, value, max_threads(), "4 per logical core of this machine")?;
-            super::ort_parameters::set_threads(out, n, key)?;
+            out.set_threads(n, key)?;
         }
         "max_concurrency" => {
             out.max_concurrency = Some(bounded(key, value, MAX_CONCURRENCY, "a fixed bound")?)
@@ -212,7 +244,7 @@ fn read_entry(key: &str, value: &str, out: &mut Settings) -> Result<(), String> 
         dotted if backend_setting_prefix(dotted).is_some() => {
             let value = value.trim();
             check_backend_setting(dotted, value)?;
-            super::ort_parameters::set(out, dotted, value, dotted)?;
+            out.set_backend(dotted, value, dotted)?;
         }
         other => {
             if let Some(read) = super::ort_parameters::read(other, value, out) {
