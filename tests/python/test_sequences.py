@@ -28,14 +28,19 @@ IDLE_MS = 300
 
 @pytest.fixture(scope="module")
 def sequences(tmp_path_factory):
-    """The two sequence models, and simple_sequence again with a short idle
-    time (`simple_sequence_idle`)."""
+    """The two sequence models, simple_sequence again with a short idle time
+    and a warm-up sample (`simple_sequence_idle`), and an ensemble over
+    simple_dyna_sequence."""
     tmp = tmp_path_factory.mktemp("sequences")
     repo = repository(tmp, ["simple_sequence", "simple_dyna_sequence"])
     idle = repo / "simple_sequence_idle"
     shutil.copytree(repo / "simple_sequence", idle)
     config = (idle / "config.pbtxt").read_text().replace('name: "simple_sequence"', 'name: "simple_sequence_idle"')
     config = config.replace("sequence_batching {", f"sequence_batching {{\n  max_sequence_idle_microseconds: {IDLE_MS * 1000}")
+    # With a warm-up sample: it runs as a one-request sequence, the server
+    # giving the control inputs (a failed warm-up would leave the server not ready).
+    config += ('model_warmup [ { name: "one" batch_size: 1 inputs { key: "INPUT" '
+               'value: { data_type: TYPE_INT32 dims: [ 1 ] zero_data: true } } } ]\n')
     (idle / "config.pbtxt").write_text(config)
     # An ensemble whose one step is a sequence model: Triton passes the
     # ensemble request's sequence to its steps.
