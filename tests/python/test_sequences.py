@@ -281,6 +281,20 @@ def test_the_server_keeps_each_sequences_state(vad):
                                 sequence_start=i == 0, sequence_end=i == 5)
                 np.testing.assert_allclose(got, want[name][i], rtol=1e-4, atol=1e-5,
                                            err_msg=f"stream {name}, chunk {i}")
+            if i == 2:
+                # Failed requests mid-stream leave the state as it was: one
+                # refused by validation (FP64 audio), one the engine fails on
+                # (no samples; see the closing note about its status).
+                from tritonclient.utils import InferenceServerException
+                audio = module.InferInput("input", [1, 512], "FP64")
+                audio.set_data_from_numpy(np.zeros((1, 512), np.float64))
+                sr = module.InferInput("sr", [], "INT64")
+                sr.set_data_from_numpy(np.array(16000, dtype=np.int64))
+                with pytest.raises(InferenceServerException) as e:
+                    client.infer("vad", [audio, sr], sequence_id=ids["a"])
+                assert e.value.status() in ("400", "StatusCode.INVALID_ARGUMENT"), e.value
+                with pytest.raises(InferenceServerException):
+                    vad_chunk(module, client, np.zeros(0, np.float32), sequence_id=ids["a"])
         # A new sequence starts from the initial state again, not the last one.
         got = vad_chunk(module, client, streams["a"][0], sequence_id=ids["a"], sequence_start=True)
         np.testing.assert_allclose(got, want["a"][0], rtol=1e-4, atol=1e-5)

@@ -1,7 +1,9 @@
 //! The request path, read top to bottom: admit (concurrency permits, lookup)
-//! → validate (inputs against the model) → schedule (the engine adopts the
-//! inputs it wants elsewhere, then a queue or a worker; or the calling
-//! thread) → await the answer → finish (metrics, run-time fallback).
+//! → a sequence model's turn (see [`crate::sequence`]: its earlier requests
+//! done) → validate (inputs against the model; a sequence model's control and
+//! state inputs added) → schedule (the engine adopts the inputs it wants
+//! elsewhere, then a queue or a worker; or the calling thread) → await the
+//! answer → finish (metrics, run-time fallback; a sequence's state kept).
 
 use crate::admission::Permit;
 use crate::cache::CacheKey;

@@ -200,3 +200,20 @@ fn a_sequences_requests_take_turns() {
             .unwrap();
     });
 }
+
+#[test]
+fn a_start_beyond_the_open_limit_is_refused_until_one_ends() {
+    let s =
+        Arc::new(Sequences::new("m", settings(Duration::from_secs(60)), &meta(), true).unwrap());
+    for id in 1..=MAX_OPEN_SEQUENCES as u64 {
+        drop(s.enter(Some(&flags(id, true, false))).unwrap());
+    }
+    assert_eq!(s.open_count(), MAX_OPEN_SEQUENCES);
+    let over = u64::try_from(MAX_OPEN_SEQUENCES).unwrap() + 1;
+    let e = s.enter(Some(&flags(over, true, false))).err().unwrap();
+    assert_eq!(e.kind(), anemone_core::ErrorKind::Unavailable);
+    assert!(e.to_string().contains("sequences open"), "{e}");
+    // An open sequence goes on; once one ends, a new one may start.
+    drop(s.enter(Some(&flags(7, false, true))).unwrap());
+    drop(s.enter(Some(&flags(over, true, false))).unwrap());
+}
