@@ -10,8 +10,15 @@
 //! against the texts tract 0.23 and ONNX Runtime 1.31 really give (the
 //! tests below hold real messages). Anything that speaks of memory or a
 //! device stays a backend fault.
+//!
+//! An empty input (a dimension of 0) passes validation wherever the model
+//! declares that dimension dynamic, yet many networks cannot take one
+//! (Silero VAD pads its audio by reflection, which needs samples: ONNX
+//! Runtime says "Cannot use 'reflect' mode to pad dimension with a value of
+//! 0"). An engine that fails on a request holding one fails on what the
+//! request sent, whatever its words, unless they speak of a fault.
 
-use anemone_core::{BoxError, Error, InputError, TensorSpec};
+use anemone_core::{BoxError, Error, InputError, Tensor, TensorSpec};
 
 /// Fragments (lower case) of engine messages that blame the inputs' shape
 /// or values.
@@ -40,7 +47,19 @@ const FAULT_FRAGMENTS: [&str; 6] = ["memory", "alloc", "cuda", "cudnn", "device"
 /// Whether an engine's message says the request's inputs are to blame.
 pub fn blames_input(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    INPUT_FRAGMENTS.iter().any(|f| m.contains(f)) && !FAULT_FRAGMENTS.iter().any(|f| m.contains(f))
+    INPUT_FRAGMENTS.iter().any(|f| m.contains(f)) && !speaks_of_fault(message)
+}
+
+/// Whether an engine's message speaks of memory, a device or a panic: a
+/// fault of the backend, whatever the inputs.
+pub fn speaks_of_fault(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    FAULT_FRAGMENTS.iter().any(|f| m.contains(f))
+}
+
+/// Whether one of `inputs` is empty (a dimension of 0).
+pub fn any_empty(inputs: &[Tensor]) -> bool {
+    inputs.iter().any(|t| t.shape().contains(&0))
 }
 
 /// The error for an engine call that failed with `message`: the inputs'
@@ -110,5 +129,22 @@ mod tests {
             engine_error("x", &[], true, "anything".into(), None).kind(),
             ErrorKind::InvalidInput
         );
+    }
+
+    #[test]
+    fn an_empty_input_is_told_apart_from_a_fault() {
+        let empty = Tensor::from_vec(vec![1, 0], Vec::<f32>::new()).unwrap();
+        let full = Tensor::from_vec(vec![1, 2], vec![1.0f32, 2.0]).unwrap();
+        assert!(any_empty(&[full.clone(), empty]));
+        assert!(!any_empty(&[full]));
+        // ONNX Runtime 1.31 on Silero VAD with audio of shape [1, 0].
+        let silero = "Non-zero status code returned while running Pad node. Status Message: \
+            Cannot use 'reflect' mode to pad dimension with a value of 0. Input shape:{1,0}";
+        assert!(
+            !blames_input(silero),
+            "the words alone do not blame the input"
+        );
+        assert!(!speaks_of_fault(silero));
+        assert!(speaks_of_fault("CUDA failure 2: out of memory"));
     }
 }

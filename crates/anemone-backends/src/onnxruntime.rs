@@ -388,15 +388,14 @@ impl LoadedModel for OrtModel {
         let mut session = self.session();
         let outputs = session.run(values).map_err(|e| {
             // ONNX Runtime checks the inputs against the graph itself
-            // (INVALID_ARGUMENT); a kernel's complaint is read from its words.
-            let invalid = e.code() == ort::error::ErrorCode::InvalidArgument;
-            crate::input_blame::engine_error(
-                NAME,
-                &self.metadata.inputs,
-                invalid,
-                format!("inference failed: {e}"),
-                None,
-            )
+            // (INVALID_ARGUMENT); a kernel's complaint is read from its
+            // words; a kernel that fails on an empty input fails on the
+            // request's (see `input_blame`).
+            let message = format!("inference failed: {e}");
+            let invalid = e.code() == ort::error::ErrorCode::InvalidArgument
+                || (crate::input_blame::any_empty(inputs)
+                    && !crate::input_blame::speaks_of_fault(&message));
+            crate::input_blame::engine_error(NAME, &self.metadata.inputs, invalid, message, None)
         })?;
         self.metadata
             .outputs

@@ -453,7 +453,8 @@ impl LoadedModel for TractModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let fail = |what: &str, e: TractError| self.failure(what, e);
+        let empty = crate::input_blame::any_empty(inputs);
+        let fail = |what: &str, e: TractError| self.failure(what, e, empty);
         for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
             convert::check_utf8(&spec.name, t)?;
         }
@@ -492,7 +493,8 @@ impl LoadedModel for TractModel {
             }
             _ => return self.infer(&anemone_core::stack_inputs(requests)?),
         };
-        let fail = |what: &str, e: TractError| self.failure(what, e);
+        let empty = requests.iter().any(|r| crate::input_blame::any_empty(r));
+        let fail = |what: &str, e: TractError| self.failure(what, e, empty);
         for request in requests {
             for (spec, t) in self.metadata.inputs.iter().zip(*request) {
                 convert::check_utf8(&spec.name, t)?;
@@ -559,14 +561,16 @@ impl TractModel {
             .map_err(|e| fail("cannot convert outputs", e))
     }
 
-    /// An engine failure as an error: the backend's, blamed on an input
-    /// where the message names one.
-    fn failure(&self, what: &str, e: TractError) -> Error {
+    /// An engine failure as an error: the backend's, blamed on the inputs
+    /// where the message says so or one of them is `empty` (see
+    /// [`crate::input_blame`]).
+    fn failure(&self, what: &str, e: TractError, empty: bool) -> Error {
+        let message = format!("{what}: {}", tract_message(&e));
         crate::input_blame::engine_error(
             self.backend,
             &self.metadata.inputs,
-            false,
-            format!("{what}: {}", tract_message(&e)),
+            empty && !crate::input_blame::speaks_of_fault(&message),
+            message,
             Some(e.into()),
         )
     }
