@@ -75,6 +75,45 @@ pub fn model_path_kind(root: &Path, path: &Path) -> Option<Kind> {
     }
 }
 
+/// Reads at most `limit` bytes of `<dir>/<folder>/<file>`, a file a model's
+/// configuration names in one of its folders (`warmup`, `initial_state`):
+/// `file` a plain relative path (see [`is_plain_relative`]) naming a regular
+/// file whose real path lies inside both the model directory `dir` and the
+/// repository `root`. `Ok(None)` when it is refused, whatever the reason
+/// (the caller says what a good file looks like); an error only for a
+/// failed read of a file that passed.
+pub fn read_in_folder(
+    root: &Path,
+    dir: &Path,
+    folder: &str,
+    file: &str,
+    limit: u64,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    if !is_plain_relative(file) {
+        return Ok(None);
+    }
+    let path = dir.join(folder).join(file);
+    let real = dir
+        .canonicalize()
+        .ok()
+        .and_then(|model| real_inside(&model, &path))
+        .and_then(|_| real_inside(root, &path));
+    // Looked at before it is opened: opening a FIFO would wait for a writer.
+    let Some(real) = real.filter(|real| std::fs::metadata(real).is_ok_and(|m| m.is_file())) else {
+        return Ok(None);
+    };
+    let Ok(opened) = std::fs::File::open(real) else {
+        return Ok(None);
+    };
+    if !opened.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    opened.take(limit).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +164,30 @@ mod tests {
         for out in ["out.onnx", "zero.onnx", "outdir", "missing.onnx"] {
             assert_eq!(model_path_kind(&root, &m1.join(out)), None, "{out}");
         }
+        // Files a config names in a folder of the model: plain files inside only.
+        std::fs::create_dir_all(root.join("m/warmup")).unwrap();
+        std::fs::write(root.join("m/warmup/x.bin"), b"0123456789").unwrap();
+        link(&outside.join("x.onnx"), "m/warmup/out.bin");
+        std::os::unix::fs::symlink("/dev/zero", root.join("m/warmup/zero.bin")).unwrap();
+        let fifo = root.join("m/warmup/fifo.bin");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let m = root.join("m");
+        let read = |file: &str| read_in_folder(&root, &m, "warmup", file, 4).unwrap();
+        assert_eq!(read("x.bin").as_deref(), Some(&b"0123"[..]));
+        for refused in [
+            "out.bin",
+            "zero.bin",
+            "missing.bin",
+            "../warmup/x.bin",
+            "/etc/passwd",
+            "fifo.bin",
+        ] {
+            assert_eq!(read(refused), None, "{refused}");
+        }
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "mkfifo made no FIFO to test with"
+        );
         assert!(writable_inside(&root, &m1, "cache"));
         assert!(writable_inside(&root, &m1, "cache/deeper"));
         assert!(!writable_inside(&root, &m1, "outdir/cache"));

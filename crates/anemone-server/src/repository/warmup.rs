@@ -21,7 +21,6 @@ use crate::proto::model_warmup::Input;
 use crate::proto::{DataType as ProtoType, ModelConfig, ModelWarmup};
 use anemone_core::{DataType, Tensor};
 use anemone_runtime::WarmupSample;
-use std::io::Read;
 use std::path::Path;
 
 /// The most bytes one warm-up input may hold (batch included): 64 MiB.
@@ -208,25 +207,9 @@ fn read_file(
              (a relative path without '..'; a symbolic link must not lead outside the model directory)"
         )
     };
-    if !paths::is_plain_relative(file) {
-        return Err(refused());
-    }
-    let path = dir.join("warmup").join(file);
-    let real = dir
-        .canonicalize()
-        .ok()
-        .and_then(|model| paths::real_inside(&model, &path))
-        .and_then(|_| paths::real_inside(root, &path))
+    let bytes = paths::read_in_folder(root, dir, "warmup", file, MAX_WARMUP_INPUT_BYTES as u64)
+        .map_err(|e| format!("cannot read input_data_file \"{file}\": {e}"))?
         .ok_or_else(refused)?;
-    let opened = std::fs::File::open(&real).map_err(|_| refused())?;
-    if !opened.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(refused());
-    }
-    let mut bytes = Vec::new();
-    opened
-        .take(MAX_WARMUP_INPUT_BYTES as u64)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read input_data_file \"{file}\": {e}"))?;
     if dtype != DataType::Bytes && bytes.len() < per_item * size(dtype) {
         return Err(format!(
             "input_data_file \"{file}\" holds {} bytes; one item of this input needs {}",
