@@ -238,12 +238,65 @@ def vad(tmp_path_factory):
     stop_serve(proc)
 
 
-def vad_chunk(module, client, chunk, **sequence):
+@pytest.fixture(scope="module")
+def vad_files(tmp_path_factory):
+    """Silero VAD starting each sequence from a state read from a file
+    (`initial_state { data_file }`), one whose file is too short, and one
+    whose file name leads out of the model directory. The server is not
+    ready (two models failed); it serves `vad_warm`."""
+    import time
+
+    import tritonclient.http as httpclient
+
+    tmp = tmp_path_factory.mktemp("vad_files")
+    path = FIXTURES / "silero_vad/model.onnx"
+    warm = vad_state_after(path, np.sin(np.arange(3 * 512) / 5.0).astype(np.float32))
+    for name, data, file in [("vad_warm", warm.astype("<f4").tobytes(), "warm.bin"),
+                             ("vad_short", b"\0" * 1000, "warm.bin"),
+                             ("vad_outside", b"", "../config.pbtxt")]:
+        model = tmp / "repo" / name
+        (model / "1").mkdir(parents=True)
+        shutil.copy(path, model / "1/model.onnx")
+        (model / "initial_state").mkdir()
+        (model / "initial_state/warm.bin").write_bytes(data)
+        (model / "config.pbtxt").write_text(
+            VAD_CONFIG.replace('name: "vad"', f'name: "{name}"')
+            .replace('zero_data: true name: "silence"', f'data_file: "{file}" name: "warm"'))
+    proc, addresses = start_serve(tmp / "repo")
+    client = httpclient.InferenceServerClient(addresses["HTTP"])
+    deadline = time.time() + 120
+    while True:
+        try:
+            states = {m["name"]: m.get("state") for m in client.get_model_repository_index()}
+            if states == {"vad_warm": "READY", "vad_short": "UNAVAILABLE", "vad_outside": "UNAVAILABLE"}:
+                break
+        except Exception:  # not answering yet
+            pass
+        assert time.time() < deadline, "the models did not settle within 120 s"
+        time.sleep(0.2)
+    yield path, warm, addresses
+    stop_serve(proc)
+
+
+def vad_state_after(path, audio, state=None):
+    """The state ONNX Runtime's Python API leaves after `audio` (512-sample
+    chunks) from `state` (zeros when None), and its answers."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path))
+    state = np.zeros((2, 1, 128), np.float32) if state is None else state
+    for chunk in audio.reshape(-1, 512):
+        _, state = session.run(None, {"input": chunk.reshape(1, -1), "state": state,
+                                      "sr": np.array(16000, dtype=np.int64)})
+    return state
+
+
+def vad_chunk(module, client, chunk, model="vad", **sequence):
     audio = module.InferInput("input", [1, chunk.size], "FP32")
     audio.set_data_from_numpy(chunk.reshape(1, -1))
     sr = module.InferInput("sr", [], "INT64")
     sr.set_data_from_numpy(np.array(16000, dtype=np.int64))
-    return client.infer("vad", [audio, sr], **sequence).as_numpy("output")
+    return client.infer(model, [audio, sr], **sequence).as_numpy("output")
 
 
 def test_the_server_keeps_each_sequences_state(vad):
@@ -284,7 +337,8 @@ def test_the_server_keeps_each_sequences_state(vad):
             if i == 2:
                 # Failed requests mid-stream leave the state as it was: one
                 # refused by validation (FP64 audio), one the engine fails on
-                # (no samples; see the closing note about its status).
+                # (no samples: the model's reflection padding needs some),
+                # both the client's mistake (400 / INVALID_ARGUMENT).
                 from tritonclient.utils import InferenceServerException
                 audio = module.InferInput("input", [1, 512], "FP64")
                 audio.set_data_from_numpy(np.zeros((1, 512), np.float64))
@@ -293,10 +347,153 @@ def test_the_server_keeps_each_sequences_state(vad):
                 with pytest.raises(InferenceServerException) as e:
                     client.infer("vad", [audio, sr], sequence_id=ids["a"])
                 assert e.value.status() in ("400", "StatusCode.INVALID_ARGUMENT"), e.value
-                with pytest.raises(InferenceServerException):
+                with pytest.raises(InferenceServerException) as e:
                     vad_chunk(module, client, np.zeros(0, np.float32), sequence_id=ids["a"])
+                assert e.value.status() in ("400", "StatusCode.INVALID_ARGUMENT"), e.value
+                assert "pad dimension with a value of 0" in e.value.message(), e.value
         # A new sequence starts from the initial state again, not the last one.
         got = vad_chunk(module, client, streams["a"][0], sequence_id=ids["a"], sequence_start=True)
         np.testing.assert_allclose(got, want["a"][0], rtol=1e-4, atol=1e-5)
         got = vad_chunk(module, client, streams["a"][1], sequence_id=ids["a"], sequence_end=True)
         np.testing.assert_allclose(got, want["a"][1], rtol=1e-4, atol=1e-5)
+
+
+def test_an_initial_state_from_a_data_file(vad_files):
+    """`initial_state { data_file }`: each sequence of `vad_warm` starts from
+    the state in `initial_state/warm.bin` (the state Silero VAD is left in
+    after three chunks of a sine), so its answers equal ONNX Runtime's run
+    from that state, and differ from a start from zeros; a file too short,
+    or a name leading out of the model directory, leaves the model
+    unavailable saying why, and the other models serve."""
+    import onnxruntime as ort
+    from tritonclient.utils import InferenceServerException
+
+    path, warm, addresses = vad_files
+    session = ort.InferenceSession(str(path))
+    chunks = (np.random.default_rng(3).standard_normal((3, 512)) * 0.3).astype(np.float32)
+    want, state = [], warm
+    for chunk in chunks:
+        out, state = session.run(None, {"input": chunk.reshape(1, -1), "state": state,
+                                        "sr": np.array(16000, dtype=np.int64)})
+        want.append(out)
+    cold = session.run(None, {"input": chunks[0].reshape(1, -1), "state": np.zeros_like(warm),
+                              "sr": np.array(16000, dtype=np.int64)})[0]
+    assert not np.allclose(cold, want[0], atol=1e-4), "the file's state must change the answer"
+    for k, (module, client) in enumerate(clients(addresses)):
+        for again in range(2):  # a second sequence starts from the file's state too
+            for i, chunk in enumerate(chunks):
+                got = vad_chunk(module, client, chunk, model="vad_warm", sequence_id=7 + k,
+                                sequence_start=i == 0, sequence_end=i == 2)
+                np.testing.assert_allclose(got, want[i], rtol=1e-4, atol=1e-5,
+                                           err_msg=f"client {k}, pass {again}, chunk {i}")
+        index = client.get_model_repository_index()
+        index = index if k == 0 else [{"name": m.name, "state": m.state, "reason": m.reason}
+                                      for m in index.models]
+        reasons = {m["name"]: (m.get("state"), m.get("reason", "")) for m in index}
+        state, reason = reasons["vad_short"]
+        assert state == "UNAVAILABLE", reasons
+        assert "initial_state setting expects 1024 bytes, but the data provided from warm.bin " \
+               "only has 1000 bytes" in reason, reason
+        state, reason = reasons["vad_outside"]
+        assert state == "UNAVAILABLE" and "must name a regular file in the model's 'initial_state' " \
+               "folder" in reason, reasons
+        with pytest.raises(InferenceServerException):
+            vad_chunk(module, client, chunks[0], model="vad_short", sequence_id=1, sequence_start=True)
+
+
+# --- implicit state of varying size: a state that grows a row a request ---
+
+GROWING_CONFIG = """
+name: "growing"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+sequence_batching {
+  max_sequence_idle_microseconds: 60000000
+  direct { max_queue_delay_microseconds: 2000 }
+  state [
+    {
+      input_name: "cache"
+      output_name: "cache_out"
+      data_type: TYPE_FP32
+      dims: [ -1, 4 ]
+      initial_state { data_type: TYPE_FP32 dims: [ 1, 4 ] zero_data: true name: "empty" }
+    }
+  ]
+}
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [
+  { name: "y" data_type: TYPE_FP32 dims: [ 4 ] },
+  { name: "cache_out" data_type: TYPE_FP32 dims: [ -1, 4 ] }
+]
+"""
+
+
+@pytest.fixture(scope="module")
+def growing(tmp_path_factory):
+    """A model whose state grows a row each request (a cache, as streaming
+    transformers keep): `cache_out` = `cache` with `x` appended, `y` = the
+    sum of the rows (so the sum of every `x` of the sequence so far)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", ["x", "one"], ["row"]),
+            helper.make_node("Concat", ["cache", "row"], ["cache_out"], axis=1),
+            helper.make_node("ReduceSum", ["cache_out", "one"], ["y"], keepdims=0),
+        ],
+        "growing",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("cache", TensorProto.FLOAT, ["batch", "rows", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("cache_out", TensorProto.FLOAT, ["batch", "rows_out", 4])],
+        [helper.make_tensor("one", TensorProto.INT64, [1], [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    tmp = tmp_path_factory.mktemp("growing")
+    (tmp / "repo/growing/1").mkdir(parents=True)
+    onnx.save(model, tmp / "repo/growing/1/model.onnx")
+    (tmp / "repo/growing/config.pbtxt").write_text(GROWING_CONFIG)
+    proc, addresses = start_serve(tmp / "repo")
+    wait_ready(addresses["HTTP"])
+    yield addresses
+    stop_serve(proc)
+
+
+def test_a_state_of_varying_size_grows_with_its_sequence(growing):
+    """`dims: [ -1, 4 ]`: the state starts from initial_state's one row of
+    zeros and takes the shape the model gives it (a row more each request).
+    16 sequences from 8 threads, so that sequences whose caches have the
+    same length share batches and others do not mix: every answer is the
+    sum of its own sequence's inputs (numpy), and the state output, when
+    asked for by name, has the sequence's own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    def one_sequence(seq):
+        module = httpclient if seq % 2 else grpcclient
+        client = module.InferenceServerClient(growing["HTTP" if seq % 2 else "gRPC"])
+        rng = np.random.default_rng(seq)
+        xs = rng.standard_normal((5 + seq % 3, 4)).astype(np.float32)
+        for i, x in enumerate(xs):
+            inp = module.InferInput("x", [1, 4], "FP32")
+            inp.set_data_from_numpy(x.reshape(1, 4))
+            last = i == len(xs) - 1
+            outputs = [module.InferRequestedOutput(n) for n in ("y", "cache_out")] if last else None
+            result = client.infer("growing", [inp], outputs=outputs, sequence_id=1000 + seq,
+                                  sequence_start=i == 0, sequence_end=last)
+            np.testing.assert_allclose(result.as_numpy("y"), xs[: i + 1].sum(axis=0, keepdims=True),
+                                       rtol=1e-5, atol=1e-5, err_msg=f"sequence {seq}, request {i}")
+            if last:
+                cache = result.as_numpy("cache_out")
+                want = np.concatenate([np.zeros((1, 4), np.float32), xs])[None]
+                np.testing.assert_array_equal(cache, want, err_msg=f"sequence {seq}")
+            else:
+                assert result.as_numpy("cache_out") is None, "the state is the server's"
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one_sequence, range(16)))

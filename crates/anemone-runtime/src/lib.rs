@@ -106,7 +106,7 @@ pub use scheduler::{INLINE_AFTER_RUNS, INLINE_BELOW};
 pub use selection::{Attempt, Mode, Move, Outcome, Selection};
 pub use sequence::{
     ControlKind, CorrelationId, FalseTrue, SequenceControl, SequenceFlags, SequenceSettings,
-    SequenceState,
+    SequenceState, MAX_OPEN_SEQUENCES, MAX_STATE_BYTES,
 };
 pub use spec::{
     Batching, InstanceGroup, InstanceKind, ModelSpec, QueuePolicy, QueueSettings, TimeoutAction,

@@ -1,6 +1,6 @@
 //! The request path, read top to bottom: admit (concurrency permits, lookup)
 //! → a sequence model's turn (see [`crate::sequence`]: its earlier requests
-//! done) → validate (inputs against the model; a sequence model's control and
+//! done; waited for without a permit) → validate (inputs against the model; a sequence model's control and
 //! state inputs added) → schedule (the engine adopts the inputs it wants
 //! elsewhere, then a queue or a worker; or the calling thread) → await the
 //! answer → finish (metrics, run-time fallback; a sequence's state kept).
@@ -48,11 +48,18 @@ impl Manager {
                     .await?
             }
         };
-        // Boxed: the wait is a sequence model's alone, and a future that held
-        // it in place would make every request's future larger.
-        let turn = match instance.sequences {
-            None => None,
-            Some(_) => Box::pin(take_turn(&instance, &request, timeout, start)).await?,
+        // A sequence model's request waits for its turn holding no permit,
+        // so that one client flooding a sequence cannot take the permits
+        // other clients' requests need; it takes one again when its turn
+        // comes. Boxed: the wait is a sequence model's alone, and a future
+        // that held it in place would make every request's future larger.
+        let (global, turn) = match instance.sequences {
+            None => (global, None),
+            Some(_) => {
+                drop(global);
+                let turn = Box::pin(take_turn(&instance, &request, timeout, start)).await?;
+                (self.global_permit()?, turn)
+            }
         };
         let admitted = self.admit_on(instance, request, global, start, turn.as_deref())?;
         let (admitted, cache_key) = match self.lookup(admitted) {
@@ -112,7 +119,15 @@ impl Manager {
             }
         };
         let outputs = request.outputs.as_deref();
-        let turn = enter_sequence(&instance, &request)?.map(|e| Box::new(e.turn_blocking(outputs)));
+        // As in `infer`: no permit held while waiting for the turn.
+        let (global, turn) = match enter_sequence(&instance, &request)? {
+            None => (global, None),
+            Some(entered) => {
+                drop(global);
+                let turn = Box::new(entered.turn_blocking(outputs));
+                (self.global_permit()?, Some(turn))
+            }
+        };
         let admitted = self.admit_on(instance, request, global, start, turn.as_deref())?;
         let (admitted, cache_key) = match self.lookup(admitted) {
             Lookup::Hit(response) => return Ok(response),
@@ -397,7 +412,7 @@ fn keep_state(
     mut result: Result<InferResponse>,
 ) -> Result<InferResponse> {
     if let (Some(turn), Ok(response)) = (turn, &mut result) {
-        turn.keep_state(&mut response.outputs);
+        turn.keep_state(&mut response.outputs)?;
     }
     result
 }

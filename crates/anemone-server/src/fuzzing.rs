@@ -68,7 +68,7 @@ pub fn model_config(data: &[u8]) {
         model_config::parse_json(&text)
     };
     if let Ok(config) = parsed {
-        let _ = model_config::scheduler_config(&config);
+        let _ = model_config::scheduler_config(&config, &model_config::no_state_files);
         let _ = model_config::settings(&config);
     }
 }

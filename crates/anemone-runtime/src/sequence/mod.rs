@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 /// is refused until some end or idle out.
 pub const MAX_OPEN_SEQUENCES: usize = 65_536;
 
+/// The most bytes one implicit state may hold, per sequence: 1 GiB. A
+/// configuration's initial state is refused above it at load; a state of
+/// varying size that grows past it fails the request that grew it, and the
+/// sequence keeps its state from before.
+pub const MAX_STATE_BYTES: usize = 1 << 30;
+
 /// A sequence's name (Triton's correlation ID): a number, or a string.
 /// 0 and "" mean "no sequence".
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -491,106 +497,7 @@ fn invalid(message: String) -> Error {
     Error::Input(anemone_core::InputError::Sequence { message })
 }
 
-impl Entered {
-    /// Waits for the sequence's earlier requests to finish. `outputs` are
-    /// the outputs the request asked for by name.
-    pub(crate) async fn turn(self, outputs: Option<&[String]>) -> Turn {
-        let asked = self.asked(outputs);
-        let guard = Arc::clone(&self.sequence.turn).lock_owned().await;
-        Turn {
-            _guard: guard,
-            entered: self,
-            asked,
-        }
-    }
-
-    /// Waits, on this thread, for the sequence's earlier requests to finish.
-    pub(crate) fn turn_blocking(self, outputs: Option<&[String]>) -> Turn {
-        let asked = self.asked(outputs);
-        let guard = Arc::clone(&self.sequence.turn).blocking_lock_owned();
-        Turn {
-            _guard: guard,
-            entered: self,
-            asked,
-        }
-    }
-
-    fn asked(&self, outputs: Option<&[String]>) -> Vec<bool> {
-        let asked = |name: &String| outputs.is_some_and(|o| o.contains(name));
-        let states = &self.sequences.settings.states;
-        states.iter().map(|s| asked(&s.output)).collect()
-    }
-}
-
-impl Turn {
-    /// The request's flags.
-    pub(crate) fn flags(&self) -> &SequenceFlags {
-        &self.entered.flags
-    }
-
-    /// The sequence's state for this request: `None` (the initial state)
-    /// when it starts the sequence or none was kept yet.
-    pub(crate) fn state(&self) -> Option<Vec<Tensor>> {
-        if self.entered.flags.start {
-            return None;
-        }
-        self.entered
-            .sequence
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Keeps the state outputs of this request's answer as the sequence's
-    /// state, and takes them out of the answer unless the request asked for
-    /// them by name.
-    pub(crate) fn keep_state(&self, outputs: &mut Vec<(String, Tensor)>) {
-        let asked = &self.asked;
-        let states = &self.entered.sequences.settings.states;
-        if states.is_empty() {
-            return;
-        }
-        let mut kept = Vec::with_capacity(states.len());
-        for (ix, state) in states.iter().enumerate() {
-            let Some(at) = outputs.iter().position(|(name, _)| *name == state.output) else {
-                return;
-            };
-            kept.push(match asked.get(ix).copied().unwrap_or(false) {
-                true => outputs[at].1.clone(),
-                false => outputs.remove(at).1,
-            });
-        }
-        *self
-            .entered
-            .sequence
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(kept);
-    }
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        let sequences = &self.sequences;
-        self.sequence
-            .last
-            .store(sequences.now_us(), Ordering::Relaxed);
-        if !self.flags.end {
-            return;
-        }
-        let mut open = sequences.open.lock().unwrap_or_else(|e| e.into_inner());
-        // Only this sequence: a start since may have opened a new one under the id.
-        if open
-            .by_id
-            .get(&self.flags.id)
-            .is_some_and(|s| Arc::ptr_eq(s, &self.sequence))
-        {
-            open.by_id.remove(&self.flags.id);
-        }
-    }
-}
-
 mod check;
 #[cfg(test)]
 mod tests;
+mod turn;

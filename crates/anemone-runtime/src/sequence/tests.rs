@@ -217,3 +217,46 @@ fn a_start_beyond_the_open_limit_is_refused_until_one_ends() {
     drop(s.enter(Some(&flags(7, false, true))).unwrap());
     drop(s.enter(Some(&flags(over, true, false))).unwrap());
 }
+
+#[test]
+fn a_state_grown_past_the_limit_fails_its_request_and_keeps_the_old_one() {
+    let mut settings = settings(Duration::from_secs(60));
+    settings.controls.clear();
+    settings.states.push(SequenceState {
+        input: "START".into(),
+        output: "OUTPUT".into(),
+        initial: Tensor::from_vec(vec![1, 1], vec![0i32]).unwrap(),
+    });
+    let s = Arc::new(Sequences::new("m", settings, &meta(), true).unwrap());
+    let answer = |state: Tensor| vec![("OUTPUT".to_string(), state)];
+    let turn = s
+        .enter(Some(&flags(1, true, false)))
+        .unwrap()
+        .turn_blocking(None);
+    let mut outputs = answer(Tensor::from_vec(vec![1, 1], vec![41i32]).unwrap());
+    turn.keep_state(&mut outputs).unwrap();
+    assert!(
+        outputs.is_empty(),
+        "the state is the server's, not the answer's"
+    );
+    drop(turn);
+    // Past 1 GiB (zeroed pages from the allocator, never touched).
+    let huge = Tensor::from_bytes(
+        DataType::I32,
+        vec![1, MAX_STATE_BYTES / 4 + 1],
+        vec![0u8; MAX_STATE_BYTES + 4],
+    )
+    .unwrap();
+    let turn = s
+        .enter(Some(&flags(1, false, false)))
+        .unwrap()
+        .turn_blocking(None);
+    let e = turn.keep_state(&mut answer(huge)).unwrap_err();
+    assert_eq!(e.kind(), anemone_core::ErrorKind::InvalidInput);
+    assert!(
+        e.to_string()
+            .contains("past the 1024 MiB a sequence may keep; end the sequence"),
+        "{e}"
+    );
+    assert_eq!(turn.state().unwrap()[0].to_vec::<i32>().unwrap(), [41]);
+}

@@ -194,10 +194,15 @@ pub(super) fn address(t: &Tensor) -> usize {
 }
 
 pub(super) fn rows_manager() -> (Manager, Arc<Log>) {
+    rows_manager_with(|b| b)
+}
+
+/// [`rows_manager`] with more settings of the builder.
+pub(super) fn rows_manager_with(
+    settings: impl FnOnce(anemone_runtime::ManagerBuilder) -> anemone_runtime::ManagerBuilder,
+) -> (Manager, Arc<Log>) {
     let log = Arc::new(Log::default());
-    let m = Manager::builder()
-        .backend(Rows(log.clone()))
-        .workers(4)
+    let m = settings(Manager::builder().backend(Rows(log.clone())).workers(4))
         .build()
         .unwrap();
     (m, log)

@@ -9,9 +9,8 @@ fn in_sequence(r: InferRequest, id: u64, start: bool, end: bool) -> InferRequest
     r.sequence(CorrelationId::Number(id), start, end)
 }
 
-#[test]
-fn a_sequence_waits_for_its_own_request_and_no_other() {
-    let (m, log) = rows_manager();
+/// Loads "s": a batched sequence model without controls or state.
+fn load_sequence_model(m: &Manager) {
     let settings = SequenceSettings {
         max_idle: Duration::from_secs(30),
         controls: Vec::new(),
@@ -24,6 +23,12 @@ fn a_sequence_waits_for_its_own_request_and_no_other() {
             .sequence(settings),
     )
     .unwrap();
+}
+
+#[test]
+fn a_sequence_waits_for_its_own_request_and_no_other() {
+    let (m, log) = rows_manager();
+    load_sequence_model(&m);
     log.close();
     // Sequence 1's first request reaches the engine and is held there.
     let a1 = send(&m, in_sequence(request("s", 1.0, 1, 1), 1, true, false));
@@ -70,4 +75,42 @@ fn a_sequence_waits_for_its_own_request_and_no_other() {
         .infer_blocking(in_sequence(request("s", 3.0, 2, 1), 5, true, false))
         .unwrap_err();
     assert!(e.to_string().contains("must specify batch-size 1"), "{e}");
+}
+
+#[test]
+fn requests_waiting_for_their_turn_hold_no_permit() {
+    // Two requests in flight at most, server-wide.
+    let (m, log) = rows_manager_with(|b| b.max_concurrency(Some(2)));
+    load_sequence_model(&m);
+    log.close();
+    // One client floods sequence 1: its first request holds the engine,
+    // five more wait for their turn.
+    let mut flood = vec![send(
+        &m,
+        in_sequence(request("s", 1.0, 1, 1), 1, true, false),
+    )];
+    log.wait_for_calls(1);
+    for i in 2..=6 {
+        flood.push(send(
+            &m,
+            in_sequence(request("s", i as f32, 1, 1), 1, false, i == 6),
+        ));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another client's sequence still gets the second permit: it is
+    // admitted and queued, not refused.
+    let other = send(&m, in_sequence(request("s", 10.0, 1, 1), 2, true, true));
+    wait_queued(&m, "s", 1);
+    log.open();
+    assert_eq!(
+        other.join().unwrap().unwrap().to_vec::<f32>().unwrap(),
+        [20.0]
+    );
+    for (i, handle) in flood.into_iter().enumerate() {
+        assert_eq!(
+            handle.join().unwrap().unwrap().to_vec::<f32>().unwrap(),
+            [2.0 * (i + 1) as f32]
+        );
+    }
+    assert_eq!(m.model("s", None).unwrap().open_sequences(), Some(0));
 }

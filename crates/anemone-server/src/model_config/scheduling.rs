@@ -28,8 +28,12 @@ pub struct SchedulerConfig {
 }
 
 /// Reads the scheduling fields, refusing values that cannot work with a
-/// message that says what to change.
-pub fn scheduler_config(config: &ModelConfig) -> Result<SchedulerConfig, String> {
+/// message that says what to change. `files` reads the files of implicit
+/// states' `initial_state { data_file }` (see [`super::StateFiles`]).
+pub fn scheduler_config(
+    config: &ModelConfig,
+    files: super::StateFiles<'_>,
+) -> Result<SchedulerConfig, String> {
     let max_batch_size = usize::try_from(config.max_batch_size)
         .ok()
         .filter(|n| *n > 0);
@@ -64,7 +68,7 @@ pub fn scheduler_config(config: &ModelConfig) -> Result<SchedulerConfig, String>
         });
     }
     if let Some(SchedulingChoice::SequenceBatching(sb)) = &config.scheduling_choice {
-        let (settings, batching) = super::sequence::sequence_settings(sb, max_batch_size)?;
+        let (settings, batching) = super::sequence::sequence_settings(sb, max_batch_size, files)?;
         out.sequence = Some(settings);
         out.batching = batching;
         return Ok(out);
@@ -187,7 +191,7 @@ mod tests {
              }\n\
              instance_group [ { count: 2 kind: KIND_CPU }, { kind: KIND_GPU gpus: [ 0 ] } ]\n",
         );
-        let s = scheduler_config(&c).unwrap();
+        let s = scheduler_config(&c, &crate::model_config::no_state_files).unwrap();
         assert_eq!(s.max_batch_size, Some(16));
         let b = s.batching.unwrap();
         assert_eq!(b.preferred_batch_sizes, vec![4, 8]);
@@ -240,7 +244,7 @@ mod tests {
                 "level 5",
             ),
         ] {
-            let e = scheduler_config(&parse(text)).unwrap_err();
+            let e = scheduler_config(&parse(text), &crate::model_config::no_state_files).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");
         }
     }

@@ -7,11 +7,25 @@ use crate::proto::model_sequence_batching::StrategyChoice;
 use crate::proto::{DataType as ProtoType, ModelSequenceBatching};
 use anemone_runtime::{
     Batching, ControlKind, FalseTrue, SequenceControl, SequenceSettings, SequenceState,
+    MAX_STATE_BYTES,
 };
 use std::time::Duration;
 
 /// Triton's default `max_sequence_idle_microseconds`: one second.
 const DEFAULT_IDLE_US: u64 = 1_000_000;
+
+/// Where an implicit state's `initial_state { data_file }` is read from:
+/// given the file's name and the bytes the state needs, its bytes (at most
+/// that many), or why not. The server reads `<model>/initial_state/<file>`
+/// ([`crate::repository`]); [`no_state_files`] refuses every file.
+pub type StateFiles<'a> = &'a dyn Fn(&str, usize) -> Result<Vec<u8>, String>;
+
+/// A [`StateFiles`] for a config read without its model directory.
+pub fn no_state_files(file: &str, _: usize) -> Result<Vec<u8>, String> {
+    Err(format!(
+        "initial_state data_file \"{file}\" cannot be read without the model's directory"
+    ))
+}
 
 /// Reads `sequence_batching`, refusing what cannot work with a message that
 /// says what to change (the same rules as Triton's config validation).
@@ -19,6 +33,7 @@ const DEFAULT_IDLE_US: u64 = 1_000_000;
 pub(super) fn sequence_settings(
     sb: &ModelSequenceBatching,
     max_batch_size: Option<usize>,
+    files: StateFiles<'_>,
 ) -> Result<(SequenceSettings, Option<Batching>), String> {
     if sb.iterative_sequence {
         return Err(
@@ -71,6 +86,7 @@ pub(super) fn sequence_settings(
             state,
             &format!("sequence_batching.state[{i}]"),
             max_batch_size,
+            files,
         )?;
         let taken = |s: &SequenceState| s.input == state.input || s.output == state.output;
         if states.iter().any(taken) || controls.iter().any(|c| c.input == state.input) {
@@ -113,13 +129,17 @@ pub(super) fn sequence_settings(
 }
 
 /// One implicit state: its input and output, and its initial value (zeros
-/// of its `data_type` and `dims`, the batch dimension of 1 in front when the
-/// model batches).
+/// of its `data_type` and `dims`, or the bytes of its `data_file`, the batch
+/// dimension of 1 in front when the model batches). A state whose `dims`
+/// hold -1 takes whatever shape the model's state output has; it starts
+/// from its `initial_state`'s dims.
 fn implicit_state(
     s: &crate::proto::model_sequence_batching::State,
     at: &str,
     max_batch_size: Option<usize>,
+    files: StateFiles<'_>,
 ) -> Result<SequenceState, String> {
+    use crate::proto::model_sequence_batching::initial_state::StateData;
     if s.input_name.is_empty() || s.output_name.is_empty() {
         return Err(format!(
             "{at} needs input_name and output_name: the model input that takes the state and \
@@ -131,14 +151,11 @@ fn implicit_state(
         .and_then(super::core_dtype)
         .filter(|d| *d != anemone_core::DataType::Bytes)
         .ok_or_else(|| format!("{at}.data_type must be a numeric TYPE_* (the state's elements)"))?;
-    let mut shape: Vec<usize> = Vec::with_capacity(s.dims.len() + 1);
-    if max_batch_size.is_some() {
-        shape.push(1);
-    }
-    for &d in &s.dims {
-        shape.push(usize::try_from(d).ok().filter(|d| *d > 0).ok_or_else(|| {
-            format!("{at}.dims {:?} must be fixed positive sizes (a state of varying size is not supported)", s.dims)
-        })?);
+    if s.dims.iter().any(|d| *d == 0 || *d < -1) {
+        return Err(format!(
+            "{at}.dims {:?} must be positive sizes, or -1 for a size that varies",
+            s.dims
+        ));
     }
     if s.initial_state.len() > 1 {
         return Err(format!(
@@ -146,33 +163,92 @@ fn implicit_state(
             s.initial_state.len()
         ));
     }
-    if let Some(initial) = s.initial_state.first() {
-        use crate::proto::model_sequence_batching::initial_state::StateData;
-        match &initial.state_data {
-            Some(StateData::ZeroData(true)) => {}
-            Some(StateData::DataFile(_)) => {
-                return Err(format!(
-                "{at}.initial_state.data_file is not supported by anemone yet; use zero_data: true"
-            ))
-            }
-            _ => {
-                return Err(format!(
-                    "{at}.initial_state holds no data; set zero_data: true"
-                ))
-            }
-        }
-        let same_type = initial.data_type == 0 || initial.data_type == s.data_type;
-        let same_dims = initial.dims.is_empty() || initial.dims == s.dims;
-        if !same_type || !same_dims {
+    let initial = s.initial_state.first();
+    if let Some(initial) = initial {
+        if initial.data_type != 0 && initial.data_type != s.data_type {
             return Err(format!(
-                "{at}.initial_state must have the state's data_type and dims ({:?})",
-                s.dims
+                "{at}.initial_state must have the state's data_type (or none)"
             ));
         }
     }
-    let bytes = vec![0u8; shape.iter().product::<usize>() * dtype.size().unwrap_or(1)];
+    // A state whose size varies (-1) starts from its initial_state's fixed
+    // dims, as in Triton; a fixed one from its own.
+    let varies = s.dims.contains(&-1);
+    let initial_dims = initial.map(|i| i.dims.as_slice()).unwrap_or_default();
+    let dims: &[i64] = if varies {
+        let fits = initial_dims.len() == s.dims.len()
+            && initial_dims
+                .iter()
+                .zip(&s.dims)
+                .all(|(i, d)| *i > 0 && (*d == -1 || i == d));
+        if !fits {
+            return Err(format!(
+                "{at}.dims {:?} vary (-1): give initial_state the dims the state starts with, \
+                 fixed sizes that match the state's fixed ones (e.g. initial_state {{ dims: {:?} \
+                 zero_data: true }})",
+                s.dims,
+                s.dims
+                    .iter()
+                    .map(|d| if *d == -1 { 1 } else { *d })
+                    .collect::<Vec<_>>()
+            ));
+        }
+        initial_dims
+    } else {
+        if !initial_dims.is_empty() && initial_dims != s.dims.as_slice() {
+            return Err(format!(
+                "{at}.initial_state must have the state's dims ({:?})",
+                s.dims
+            ));
+        }
+        &s.dims
+    };
+    let mut shape: Vec<usize> = Vec::with_capacity(dims.len() + 1);
+    if max_batch_size.is_some() {
+        shape.push(1);
+    }
+    shape.extend(dims.iter().map(|d| *d as usize));
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.size().unwrap_or(1), |n, d| n.checked_mul(*d))
+        .filter(|n| *n <= MAX_STATE_BYTES)
+        .ok_or_else(|| {
+            format!(
+                "{at}.dims {:?} make a state larger than {} MiB, which every open sequence \
+                 would keep; check the dims",
+                s.dims,
+                MAX_STATE_BYTES >> 20
+            )
+        })?;
+    let data = match initial {
+        None => vec![0u8; bytes],
+        Some(initial) => {
+            match &initial.state_data {
+                Some(StateData::ZeroData(true)) => vec![0u8; bytes],
+                Some(StateData::DataFile(file)) => {
+                    let data =
+                        files(file, bytes).map_err(|e| format!("{at}.initial_state: {e}"))?;
+                    if data.len() < bytes {
+                        // Triton's words.
+                        return Err(format!(
+                            "{at}.initial_state setting expects {bytes} bytes, but the data \
+                             provided from {file} only has {} bytes; the file holds the state's \
+                             elements in row-major order, little-endian",
+                            data.len()
+                        ));
+                    }
+                    data
+                }
+                _ => {
+                    return Err(format!(
+                        "{at}.initial_state holds no data; set zero_data: true or data_file"
+                    ))
+                }
+            }
+        }
+    };
     let initial =
-        anemone_core::Tensor::from_bytes(dtype, shape, bytes).map_err(|e| format!("{at}: {e}"))?;
+        anemone_core::Tensor::from_bytes(dtype, shape, data).map_err(|e| format!("{at}: {e}"))?;
     Ok(SequenceState {
         input: s.input_name.clone(),
         output: s.output_name.clone(),
@@ -260,7 +336,7 @@ mod tests {
             panic!("no sequence_batching in {text}")
         };
         let max = usize::try_from(c.max_batch_size).ok().filter(|n| *n > 0);
-        sequence_settings(sb, max)
+        sequence_settings(sb, max, &no_state_files)
     }
 
     #[test]
@@ -313,6 +389,39 @@ mod tests {
         );
         assert_eq!(state.initial.shape(), [1, 2, 3]);
         assert_eq!(state.initial.to_vec::<f32>().unwrap(), [0.0; 6]);
+        // A data file: its first bytes (Triton ignores the rest), in row-major
+        // order; one too short is refused with Triton's words.
+        let text = "sequence_batching { state [ { input_name: \"h\" output_name: \"h_out\" \
+             data_type: TYPE_INT32 dims: [ 2 ] initial_state { data_file: \"h.bin\" } } ] }";
+        let c = crate::model_config::parse_pbtxt(text).unwrap();
+        let Some(SchedulingChoice::SequenceBatching(sb)) = &c.scheduling_choice else {
+            unreachable!()
+        };
+        let file = |name: &str, bytes: usize| {
+            assert_eq!((name, bytes), ("h.bin", 8));
+            Ok([7i32, -3, 99]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .take(bytes)
+                .collect())
+        };
+        let (s, _) = sequence_settings(sb, None, &file).unwrap();
+        assert_eq!(s.states[0].initial.shape(), [2]);
+        assert_eq!(s.states[0].initial.to_vec::<i32>().unwrap(), [7, -3]);
+        let short = |_: &str, _: usize| Ok(vec![1u8; 5]);
+        let e = sequence_settings(sb, None, &short).unwrap_err();
+        assert!(
+            e.contains("expects 8 bytes, but the data provided from h.bin only has 5 bytes"),
+            "{e}"
+        );
+        // A state of varying size starts from its initial_state's dims.
+        let (s, _) = read(
+            "max_batch_size: 2\n\
+             sequence_batching { state [ { input_name: \"h\" output_name: \"h_out\" \
+               data_type: TYPE_FP32 dims: [ -1, 4 ] initial_state { zero_data: true dims: [ 1, 4 ] } } ] }",
+        )
+        .unwrap();
+        assert_eq!(s.states[0].initial.shape(), [1, 1, 4]);
         // No batch dimension: no batching; no idle time: Triton's second.
         let (s, b) = read("sequence_batching { }").unwrap();
         assert_eq!(
@@ -330,7 +439,21 @@ mod tests {
             ),
             (
                 "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ -1 ] } ] }",
-                "must be fixed positive sizes",
+                "vary (-1): give initial_state the dims",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ -1, 4 ] \
+                   initial_state { zero_data: true dims: [ 0, 4 ] } } ] }",
+                "vary (-1): give initial_state the dims",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ -1, 4 ] \
+                   initial_state { zero_data: true dims: [ 1, 5 ] } } ] }",
+                "that match the state's fixed ones",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ 0 ] } ] }",
+                "must be positive sizes, or -1",
             ),
             (
                 "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_STRING dims: [ 1 ] } ] }",
@@ -339,12 +462,22 @@ mod tests {
             (
                 "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ 1 ] \
                    initial_state { data_file: \"s.bin\" } } ] }",
-                "data_file is not supported",
+                "cannot be read without the model's directory",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 \
+                   dims: [ 1000000, 1000000 ] } ] }",
+                "larger than 1024 MiB",
+            ),
+            (
+                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 \
+                   dims: [ 4294967296, 4294967296, 4294967296 ] } ] }",
+                "larger than 1024 MiB",
             ),
             (
                 "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ 1 ] \
                    initial_state { zero_data: true dims: [ 2 ] } } ] }",
-                "must have the state's data_type and dims",
+                "must have the state's dims",
             ),
             (
                 "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ 1 ] }, \

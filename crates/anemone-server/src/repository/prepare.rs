@@ -164,7 +164,18 @@ pub fn prepare_model(
         .collect();
     // Completed against the model: every output when the config lists none.
     let served: Vec<String> = config.output.iter().map(|o| o.name.clone()).collect();
-    let scheduler = model_config::scheduler_config(&config)?;
+    let state_file = |file: &str, bytes: usize| {
+        paths::read_in_folder(root, &dir, "initial_state", file, bytes as u64)
+            .map_err(|e| format!("cannot read data_file \"{file}\": {e}"))?
+            .ok_or_else(|| {
+                format!(
+                    "data_file \"{file}\" must name a regular file in the model's 'initial_state' \
+                     folder (a relative path without '..'; a symbolic link must not lead outside \
+                     the model directory)"
+                )
+            })
+    };
+    let scheduler = model_config::scheduler_config(&config, &state_file)?;
     let warmup = super::warmup::warmup_samples(root, &dir, &config)?;
     let labels = crate::classification::Labels::read(root, &dir, &config)?;
     let specs = files
