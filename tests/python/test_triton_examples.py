@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from serve_support import ROOT, start_serve, stop_serve, wait_ready
@@ -148,3 +149,62 @@ def test_tritons_model_control_client_passes(tmp_path, client, models):
         run_client(patched(client, tmp_path), url, "PASS: model control" if "_http_" in client else None)
     finally:
         stop_serve(proc)
+
+
+def test_simple_wraps_int32_overflow_as_numpy_does(serving):
+    """perf_analyzer's random INT32 data for `simple`: sums and differences
+    past INT32's range wrap, as in numpy and ONNX Runtime, on the backend
+    the model was loaded on (a debug build's overflow checks inside tract
+    used to panic here, fail the request and move the model to another
+    backend)."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    _, addresses = serving
+    rng = np.random.default_rng(11)
+    a = rng.integers(-2**31, 2**31, size=(1, 16), dtype=np.int32)
+    b = rng.integers(-2**31, 2**31, size=(1, 16), dtype=np.int32)
+    a[0, :2], b[0, :2] = 2**31 - 1, [1, -1]
+    with np.errstate(over="ignore"):
+        want_sum, want_diff = a + b, a - b
+    assert (want_sum[0, 0] == -2**31) and (want_diff[0, 1] == -2**31), "the data must overflow"
+    for module, url in [(httpclient, addresses["HTTP"]), (grpcclient, addresses["gRPC"])]:
+        client = module.InferenceServerClient(url)
+        inputs = [module.InferInput(n, [1, 16], "INT32") for n in ("INPUT0", "INPUT1")]
+        inputs[0].set_data_from_numpy(a)
+        inputs[1].set_data_from_numpy(b)
+        result = client.infer("simple", inputs)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), want_sum)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), want_diff)
+    selection = httpclient.InferenceServerClient(addresses["HTTP"]).get_model_metadata("simple")
+    assert "fallback_from" not in selection.get("backend_selection", {}), selection
+
+
+def test_simple_string_refuses_strings_that_are_not_numbers(serving):
+    """perf_analyzer's random strings for `simple_string` (which casts its
+    BYTES inputs to INT32): the client's data is at fault, so 400 /
+    INVALID_ARGUMENT, not a backend failure; numbers as strings still add
+    up as numpy says."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    _, addresses = serving
+
+    def send(module, client, a, b):
+        inputs = [module.InferInput(n, [1, 16], "BYTES") for n in ("INPUT0", "INPUT1")]
+        inputs[0].set_data_from_numpy(np.array([a], dtype=object))
+        inputs[1].set_data_from_numpy(np.array([b], dtype=object))
+        return client.infer("simple_string", inputs)
+
+    a, b = np.arange(16, dtype=np.int32), np.full(16, 7, dtype=np.int32)
+    words = [f"w{i}x".encode() for i in range(16)]
+    for module, url, refused in [(httpclient, addresses["HTTP"], "400"),
+                                 (grpcclient, addresses["gRPC"], "StatusCode.INVALID_ARGUMENT")]:
+        client = module.InferenceServerClient(url)
+        with pytest.raises(InferenceServerException) as e:
+            send(module, client, words, [str(v).encode() for v in b])
+        assert e.value.status() == refused, e.value
+        result = send(module, client, [str(v).encode() for v in a], [str(v).encode() for v in b])
+        got = [int(v) for v in result.as_numpy("OUTPUT0").reshape(-1)]
+        assert got == list(a + b), got

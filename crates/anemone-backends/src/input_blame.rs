@@ -22,10 +22,12 @@ use anemone_core::{BoxError, Error, InputError, Tensor, TensorSpec};
 
 /// Fragments (lower case) of engine messages that blame the inputs' shape
 /// or values.
-const INPUT_FRAGMENTS: [&str; 14] = [
+const INPUT_FRAGMENTS: [&str; 15] = [
     // tract, planning for concrete shapes.
     "impossible to unify",
     "failed analyse",
+    // tract, a Cast of a string that is not a number.
+    "can not parse as",
     // ONNX Runtime's element-wise and shape kernels.
     "attempting to broadcast",
     "can't broadcast",
@@ -44,10 +46,28 @@ const INPUT_FRAGMENTS: [&str; 14] = [
 /// Fragments that make an error the backend's whatever else it says.
 const FAULT_FRAGMENTS: [&str; 6] = ["memory", "alloc", "cuda", "cudnn", "device", "panicked"];
 
+/// The C++ number parsers whose exception text (its name alone) ONNX
+/// Runtime's Cast kernel reports for a string that is not a number of its
+/// type ("Status Message: stoll").
+const PARSERS: [&str; 8] = [
+    "stoi", "stol", "stoll", "stoul", "stoull", "stof", "stod", "stold",
+];
+
 /// Whether an engine's message says the request's inputs are to blame.
 pub fn blames_input(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    INPUT_FRAGMENTS.iter().any(|f| m.contains(f)) && !speaks_of_fault(message)
+    (INPUT_FRAGMENTS.iter().any(|f| m.contains(f)) || a_number_parser_failed(&m))
+        && !speaks_of_fault(message)
+}
+
+/// Whether ONNX Runtime's Cast failed to read a string as a number: its
+/// status message is the name of the C++ parser that threw.
+fn a_number_parser_failed(lower: &str) -> bool {
+    lower.contains("cast node")
+        && lower.split("status message: ").skip(1).any(|after| {
+            let word = after.split(|c: char| !c.is_ascii_alphanumeric()).next();
+            word.is_some_and(|w| PARSERS.contains(&w))
+        })
 }
 
 /// Whether an engine's message speaks of memory, a device or a panic: a
@@ -129,6 +149,21 @@ mod tests {
             engine_error("x", &[], true, "anything".into(), None).kind(),
             ErrorKind::InvalidInput
         );
+    }
+
+    #[test]
+    fn a_string_that_is_not_a_number_blames_the_input() {
+        // Triton's `simple_string` (a Cast of its BYTES inputs to INT32) with
+        // perf_analyzer's random strings: ONNX Runtime 1.31, then tract 0.23.
+        let ort = "inference failed: Non-zero status code returned while running Cast node. \
+            Name:'' Status Message: stoll";
+        let tract = "inference failed: Evaluating #1 \"_INPUT0\" Cast: Can not parse as I32";
+        assert!(blames_input(ort));
+        assert!(blames_input(tract));
+        assert!(!blames_input(
+            "Non-zero status code returned while running Cast node. Status Message: storage failed"
+        ));
+        assert!(!blames_input("running Add node. Status Message: stoll"));
     }
 
     #[test]
