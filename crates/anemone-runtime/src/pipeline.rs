@@ -1,7 +1,7 @@
 //! The request path, read top to bottom: admit (concurrency permits, lookup)
 //! → a sequence model's turn (see [`crate::sequence`]: its earlier requests
-//! done; waited for without a permit) → validate (inputs against the model; a sequence model's control and
-//! state inputs added) → schedule (the engine adopts the inputs it wants
+//! done; waited for without a permit) → validate (inputs against the model;
+//! a sequence model's control and state inputs added) → schedule (the engine adopts the inputs it wants
 //! elsewhere, then a queue or a worker; or the calling thread) → await the
 //! answer → finish (metrics, run-time fallback; a sequence's state kept).
 
