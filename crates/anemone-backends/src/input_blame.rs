@@ -72,7 +72,7 @@ fn a_number_parser_failed(lower: &str) -> bool {
 
 /// Whether an engine's message speaks of memory, a device or a panic: a
 /// fault of the backend, whatever the inputs.
-pub fn speaks_of_fault(message: &str) -> bool {
+fn speaks_of_fault(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     FAULT_FRAGMENTS.iter().any(|f| m.contains(f))
 }
@@ -82,18 +82,32 @@ pub fn any_empty(inputs: &[Tensor]) -> bool {
     inputs.iter().any(|t| t.shape().contains(&0))
 }
 
+/// What an engine knows of a failed call besides its words.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known {
+    /// The engine itself says the inputs are invalid (ONNX Runtime's
+    /// `INVALID_ARGUMENT`: it checks inputs against the graph).
+    pub invalid_input: bool,
+    /// One of the call's inputs is empty (see [`any_empty`]).
+    pub empty_input: bool,
+}
+
 /// The error for an engine call that failed with `message`: the inputs'
-/// fault ([`InputError::Rejected`], HTTP 400) when `input_caused` or the
-/// message blames them, else a backend failure.
+/// fault ([`InputError::Rejected`], HTTP 400) when the engine says so, the
+/// message blames them, or an input is empty and the message does not
+/// speak of a fault; else a backend failure.
 pub fn engine_error(
     backend: &str,
     inputs: &[TensorSpec],
-    input_caused: bool,
+    known: Known,
     message: String,
     source: Option<BoxError>,
 ) -> Error {
     let message = message.trim().to_string();
-    if input_caused || blames_input(&message) {
+    let input_caused = known.invalid_input
+        || blames_input(&message)
+        || (known.empty_input && !speaks_of_fault(&message));
+    if input_caused {
         let names: Vec<&str> = inputs.iter().map(|s| s.name.as_str()).collect();
         return Error::Input(InputError::Rejected {
             name: names.join(", "),
@@ -126,7 +140,7 @@ mod tests {
     fn shape_errors_of_both_engines_blame_the_input() {
         assert!(blames_input(TRACT_DET));
         assert!(blames_input(ORT_DET));
-        let e = engine_error("onnxruntime", &[], false, ORT_DET.into(), None);
+        let e = engine_error("onnxruntime", &[], Known::default(), ORT_DET.into(), None);
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.to_string().ends_with("multiples of 32)"), "{e}");
         assert!(e.to_string().contains("7 by 8. Check"), "{e}");
@@ -141,12 +155,16 @@ mod tests {
         ] {
             assert!(!blames_input(m), "{m}");
             assert_eq!(
-                engine_error("x", &[], false, m.into(), None).kind(),
+                engine_error("x", &[], Known::default(), m.into(), None).kind(),
                 ErrorKind::Backend
             );
         }
+        let invalid = Known {
+            invalid_input: true,
+            ..Known::default()
+        };
         assert_eq!(
-            engine_error("x", &[], true, "anything".into(), None).kind(),
+            engine_error("x", &[], invalid, "anything".into(), None).kind(),
             ErrorKind::InvalidInput
         );
     }
@@ -179,7 +197,20 @@ mod tests {
             !blames_input(silero),
             "the words alone do not blame the input"
         );
-        assert!(!speaks_of_fault(silero));
-        assert!(speaks_of_fault("CUDA failure 2: out of memory"));
+        let empty_input = Known {
+            empty_input: true,
+            ..Known::default()
+        };
+        let e = engine_error("onnxruntime", &[], empty_input, silero.into(), None);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        let e = engine_error("onnxruntime", &[], Known::default(), silero.into(), None);
+        assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+        let oom = "CUDA failure 2: out of memory";
+        let e = engine_error("tract-cuda", &[], empty_input, oom.into(), None);
+        assert_eq!(
+            e.kind(),
+            ErrorKind::Backend,
+            "a fault stays the backend's: {e}"
+        );
     }
 }

@@ -392,10 +392,11 @@ impl LoadedModel for OrtModel {
             // words; a kernel that fails on an empty input fails on the
             // request's (see `input_blame`).
             let message = format!("inference failed: {e}");
-            let invalid = e.code() == ort::error::ErrorCode::InvalidArgument
-                || (crate::input_blame::any_empty(inputs)
-                    && !crate::input_blame::speaks_of_fault(&message));
-            crate::input_blame::engine_error(NAME, &self.metadata.inputs, invalid, message, None)
+            let known = crate::input_blame::Known {
+                invalid_input: e.code() == ort::error::ErrorCode::InvalidArgument,
+                empty_input: crate::input_blame::any_empty(inputs),
+            };
+            crate::input_blame::engine_error(NAME, &self.metadata.inputs, known, message, None)
         })?;
         self.metadata
             .outputs

@@ -71,8 +71,8 @@ impl Manager {
             return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
         if instance.runs_inline() {
-            let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
-            let result = keep_state(turn.as_deref(), result);
+            let done = Ok::<_, ()>(execute(admitted));
+            let result = self.conclude(&instance, done, start, turn.as_deref());
             return self.remember(&instance, cache_key, result);
         }
         let rx = self.schedule(admitted, priority, timeout, start)?;
@@ -88,8 +88,7 @@ impl Manager {
                 }
             }
         };
-        let result = self.conclude(&instance, done, start);
-        let result = keep_state(turn.as_deref(), result);
+        let result = self.conclude(&instance, done, start, turn.as_deref());
         self.remember(&instance, cache_key, result)
     }
 
@@ -139,12 +138,11 @@ impl Manager {
         }
         if instance.queue.is_some() {
             let rx = self.schedule(admitted, priority, timeout, start)?;
-            let result = self.conclude(&instance, rx.blocking_recv(), start);
-            let result = keep_state(turn.as_deref(), result);
+            let result = self.conclude(&instance, rx.blocking_recv(), start, turn.as_deref());
             return self.remember(&instance, cache_key, result);
         }
-        let result = self.conclude(&instance, Ok::<_, ()>(execute(admitted)), start);
-        let result = keep_state(turn.as_deref(), result);
+        let done = Ok::<_, ()>(execute(admitted));
+        let result = self.conclude(&instance, done, start, turn.as_deref());
         self.remember(&instance, cache_key, result)
     }
 
@@ -233,13 +231,17 @@ impl Manager {
         Ok(rx)
     }
 
-    /// Records the outcome and lets failover see a failure.
+    /// Keeps a sequence's state from the answer (a state that cannot be
+    /// kept fails the request), then records the outcome and lets failover
+    /// see a failure.
     fn conclude<E>(
         &self,
         instance: &Arc<ModelInstance>,
         done: std::result::Result<Done, E>,
         start: Instant,
+        turn: Option<&crate::sequence::Turn>,
     ) -> Result<InferResponse> {
+        let done = done.map(|done| keep_state(turn, done));
         let result = finish(done, instance, start);
         if let Err(e) = &result {
             self.observe_failure(instance, e);

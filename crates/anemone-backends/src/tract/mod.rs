@@ -40,6 +40,7 @@ pub mod rewrite;
 mod inputs;
 #[cfg(test)]
 mod plan_cache_tests;
+mod run;
 
 use crate::onnx;
 use anemone_core::{
@@ -540,68 +541,4 @@ impl TractModel {
             _ => None,
         }
     }
-
-    /// Runs `values` on `runnable`, on this thread's reused state where the
-    /// target keeps states, and converts the outputs.
-    fn run(
-        &self,
-        runnable: &dyn Runnable,
-        values: TVec<TValue>,
-        fail: &dyn Fn(&str, TractError) -> Error,
-    ) -> Result<Vec<Tensor>> {
-        let outputs = match &self.states {
-            Some(states) => run_reusing_state(runnable, states, values, self.run_state),
-            None => runnable.run(values),
-        }
-        .map_err(|e| fail("inference failed", e))?;
-        outputs
-            .iter()
-            .map(|v| convert::from_tract(v))
-            .collect::<TractResult<Vec<_>>>()
-            .map_err(|e| fail("cannot convert outputs", e))
-    }
-
-    /// An engine failure as an error: the backend's, blamed on the inputs
-    /// where the message says so or one of them is `empty` (see
-    /// [`crate::input_blame`]).
-    fn failure(&self, what: &str, e: TractError, empty: bool) -> Error {
-        let message = format!("{what}: {}", tract_message(&e));
-        crate::input_blame::engine_error(
-            self.backend,
-            &self.metadata.inputs,
-            empty && !crate::input_blame::speaks_of_fault(&message),
-            message,
-            Some(e.into()),
-        )
-    }
-}
-
-/// Runs `runnable` on the calling thread's own state from `states`, spawning
-/// one on the thread's first call. A state whose run failed is dropped rather
-/// than put back, so an error never leaves a half-run state behind.
-fn run_reusing_state(
-    runnable: &dyn Runnable,
-    states: &Mutex<Vec<(ThreadId, Box<dyn State>)>>,
-    values: TVec<TValue>,
-    run_state: Option<RunState>,
-) -> TractResult<TVec<TValue>> {
-    let me = std::thread::current().id();
-    let taken = {
-        let mut states = states.lock().unwrap_or_else(|e| e.into_inner());
-        let pos = states.iter().position(|(t, _)| *t == me);
-        pos.map(|p| states.swap_remove(p).1)
-    };
-    let mut state = match taken {
-        Some(state) => state,
-        None => runnable.spawn()?,
-    };
-    let outputs = match run_state {
-        Some(run) => run(&mut state, values)?,
-        None => state.run(values)?,
-    };
-    states
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((me, state));
-    Ok(outputs)
 }

@@ -114,3 +114,90 @@ fn requests_waiting_for_their_turn_hold_no_permit() {
     }
     assert_eq!(m.model("s", None).unwrap().open_sequences(), Some(0));
 }
+
+/// A backend whose model keeps a byte state of the size its input asks for:
+/// `x` (f32 `[1]`) and `s_in` (u8 `[n]`) in; `y`, the length of `s_in`,
+/// and `s_out`, `x` zero bytes (pages from the allocator, never touched,
+/// so a state past 1 GiB costs nothing here), out.
+struct Hoard;
+
+struct HoardModel(ModelMetadata);
+
+impl Backend for Hoard {
+    fn name(&self) -> &'static str {
+        "hoard"
+    }
+    fn probe(&self) -> Probe {
+        Probe::Available {
+            detail: "test double".into(),
+        }
+    }
+    fn tier(&self) -> Tier {
+        Tier::PortableCpu
+    }
+    fn supports(&self, _: &ModelSource) -> Support {
+        Support::Yes
+    }
+    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+        let spec = |n: &str, dtype| TensorSpec::new(n, dtype, vec![Dim::Any]);
+        Ok(Box::new(HoardModel(ModelMetadata::new(
+            ModelFormat::Onnx,
+            vec![spec("x", DataType::F32), spec("s_in", DataType::U8)],
+            vec![spec("y", DataType::F32), spec("s_out", DataType::U8)],
+        ))))
+    }
+}
+
+impl LoadedModel for HoardModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.0
+    }
+    fn backend(&self) -> &'static str {
+        "hoard"
+    }
+    fn memory_footprint(&self) -> u64 {
+        0
+    }
+    fn infer(&self, inputs: &[Tensor]) -> anemone_core::Result<Vec<Tensor>> {
+        let size = inputs[0].to_vec::<f32>().unwrap()[0] as usize;
+        let held = inputs[1].shape()[0] as f32;
+        let state = anemone_core::Bytes::from(vec![0u8; size]);
+        Ok(vec![
+            Tensor::from_vec(vec![1], vec![held]).unwrap(),
+            Tensor::from_bytes(DataType::U8, vec![size], state).unwrap(),
+        ])
+    }
+}
+
+#[test]
+fn a_state_grown_past_its_limit_fails_its_request_and_counts_as_a_failure() {
+    let m = Manager::builder().backend(Hoard).build().unwrap();
+    let settings = SequenceSettings {
+        max_idle: Duration::from_secs(30),
+        controls: Vec::new(),
+        states: vec![anemone_runtime::SequenceState {
+            input: "s_in".into(),
+            output: "s_out".into(),
+            initial: Tensor::from_vec(vec![1], vec![0u8]).unwrap(),
+        }],
+    };
+    m.load_model_blocking(spec("hoard").sequence(settings))
+        .unwrap();
+    let ask = |size: usize, start: bool, end: bool| {
+        let x = Tensor::from_vec(vec![1], vec![size as f32]).unwrap();
+        let r = InferRequest::new("hoard").input("x", x);
+        m.infer_blocking(in_sequence(r, 7, start, end))
+            .map(|answer| answer.output("y").unwrap().to_vec::<f32>().unwrap()[0])
+    };
+    assert_eq!(ask(5, true, false).unwrap(), 1.0, "the initial state");
+    let e = ask(anemone_runtime::MAX_STATE_BYTES + (1 << 20), false, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("start a new one"), "{e}");
+    assert_eq!(ask(3, false, true).unwrap(), 5.0, "the state from before");
+    let stats = m.metrics().model("hoard").unwrap().metrics.clone();
+    assert_eq!(
+        (stats.success, stats.failure_count()),
+        (2, 1),
+        "the request whose state was not kept failed"
+    );
+}
