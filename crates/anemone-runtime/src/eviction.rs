@@ -2,8 +2,10 @@
 //! idle models are unloaded, least recently used first, to make room.
 //!
 //! A model is *evictable* when it is not pinned ([`ModelSpec::pinned`]), has
-//! no request admitted (queued or running), and is not the version being
-//! loaded. An evicted model is remembered ([`crate::on_demand`]): a request
+//! no request admitted (queued or running), has no sequence open (a
+//! sequence model's state lives in the loaded model: unloading it would make
+//! every open sequence's next request fail; a sequence idle for longer than
+//! its `max_idle` is closed), and is not the version being loaded. An evicted model is remembered ([`crate::on_demand`]): a request
 //! for it loads it again. Everything here is off unless the manager was built
 //! with [`EvictionPolicy::Lru`]; with [`EvictionPolicy::Off`] (the default) a
 //! load that does not fit is refused, as before.
@@ -214,6 +216,8 @@ impl Manager {
             .filter(|m| {
                 !m.spec.pinned
                     && m.in_flight() == 0
+                    // Unloading would lose the open sequences' state.
+                    && m.open_sequences().unwrap_or(0) == 0
                     && !(m.name() == name && m.version() == version)
             })
             .min_by_key(|m| m.last_used())
@@ -253,6 +257,8 @@ impl Manager {
                     "pinned".to_string()
                 } else if m.in_flight() > 0 {
                     format!("{} requests in flight", m.in_flight())
+                } else if let Some(open) = m.open_sequences().filter(|n| *n > 0) {
+                    format!("{open} sequences open")
                 } else {
                     "being replaced".to_string()
                 };

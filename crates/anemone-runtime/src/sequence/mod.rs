@@ -279,13 +279,12 @@ impl Sequences {
         &self.settings
     }
 
-    /// Sequences open now.
+    /// Sequences open now: started, not ended, and not idle for longer
+    /// than `max_idle` (such a sequence is closed; it may not be swept yet).
     pub(crate) fn open_count(&self) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_id
-            .len()
+        let now = self.now_us();
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.by_id.values().filter(|s| !self.idle(s, now)).count()
     }
 
     fn now_us(&self) -> u64 {

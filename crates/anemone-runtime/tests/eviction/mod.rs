@@ -407,3 +407,40 @@ async fn real_models_round_robin_under_a_budget_for_two() {
         "round robin over three with room for two reloads: {on_demand}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_a_sequence_open_is_not_evicted_until_the_sequence_closes() {
+    use anemone_runtime::{CorrelationId, SequenceSettings};
+    let (m, loads) = sized(2500, EvictionPolicy::Lru);
+    let settings = SequenceSettings {
+        max_idle: Duration::from_millis(300),
+        ..SequenceSettings::default()
+    };
+    m.load_model(spec("s", 1000).sequence(settings))
+        .await
+        .unwrap();
+    m.load_model(spec("b", 1000)).await.unwrap();
+    let step = |x: f32, start: bool, end: bool| {
+        request("s", x).sequence(CorrelationId::Number(9), start, end)
+    };
+    // A sequence is open on `s` (the least recently used), between requests.
+    m.infer(step(1.0, true, false)).await.unwrap();
+    m.infer(request("b", 1.0)).await.unwrap();
+    assert_eq!(m.model("s", None).unwrap().open_sequences(), Some(1));
+    m.load_model(spec("c", 1000)).await.unwrap();
+    assert_eq!(evicted(&m), ["b"], "the model with an open sequence stays");
+    // The sequence goes on where it was.
+    m.infer(step(2.0, false, false)).await.unwrap();
+    assert_eq!(loads.of("s"), 1, "never unloaded");
+    // With the sequence open and `c` pinned, a fourth model finds no room
+    // and is told why.
+    m.unload_model("c", None).unwrap();
+    m.load_model(spec("c", 1000).pinned(true)).await.unwrap();
+    let e = m.load_model(spec("d", 1000)).await.unwrap_err();
+    assert!(e.to_string().contains("1 sequences open"), "{e}");
+    // Once idle past max_idle, the sequence is closed and `s` can go.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(m.model("s", None).unwrap().open_sequences(), Some(0));
+    m.load_model(spec("d", 1000)).await.unwrap();
+    assert!(evicted(&m).contains(&"s".to_string()), "{:?}", evicted(&m));
+}
