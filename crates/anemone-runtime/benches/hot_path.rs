@@ -220,10 +220,10 @@ fn response_cache(c: &mut Criterion) {
     let input = Tensor::from_vec(vec![1, 1 << 18], vec![0.5f32; 1 << 18]).unwrap();
     let inputs = [input];
     c.bench_function("cache: key of a 1 MiB input", |b| {
-        b.iter(|| cache.key("m", 1, std::hint::black_box(&inputs), None))
+        b.iter(|| cache.key("m", 1, &[1], std::hint::black_box(&inputs), None))
     });
     let small = [Tensor::from_vec(vec![1, 16], vec![1f32; 16]).unwrap()];
-    let key = cache.key("m", 1, &small, None);
+    let key = cache.key("m", 1, &[1], &small, None);
     let answer = vec![(
         "y".to_string(),
         Tensor::from_vec(vec![1, 1024], vec![2f32; 1024]).unwrap(),
@@ -231,14 +231,14 @@ fn response_cache(c: &mut Criterion) {
     cache.insert(key, &answer);
     c.bench_function("cache: hit (64-byte input, 4 KiB answer)", |b| {
         b.iter(|| {
-            let k = cache.key("m", 1, std::hint::black_box(&small), None);
+            let k = cache.key("m", 1, &[1], std::hint::black_box(&small), None);
             cache.get(&k).unwrap()
         })
     });
     let other = [Tensor::from_vec(vec![1, 16], vec![3f32; 16]).unwrap()];
     c.bench_function("cache: miss (64-byte input)", |b| {
         b.iter(|| {
-            let k = cache.key("m", 1, std::hint::black_box(&other), None);
+            let k = cache.key("m", 1, &[1], std::hint::black_box(&other), None);
             cache.get(&k).is_none()
         })
     });

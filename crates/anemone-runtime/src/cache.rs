@@ -4,7 +4,8 @@
 //!
 //! The key is a keyed BLAKE3 hash (256 bits, with a key drawn at random per
 //! process, so nobody can craft a collision offline) of the model's name and
-//! version, every input in the model's order (dtype, shape, bytes, each
+//! version, the loads that answer (a model loaded again never answers from
+//! its predecessor's entries, which age out as any other), every input in the model's order (dtype, shape, bytes, each
 //! length-prefixed) and the outputs asked for. Entries are bounded in bytes
 //! (their output tensors, plus names) and the least recently used go first.
 //! One mutex guards the map: a lookup holds it for a hash-map probe and a
@@ -85,12 +86,15 @@ impl ResponseCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The key of a request: `inputs` in the model's order, `outputs` the
+    /// The key of a request: `loads` the loads that would answer it (the
+    /// model's, or an ensemble's steps': an answer is never taken from a
+    /// model since reloaded), `inputs` in the model's order, `outputs` the
     /// indices asked for (`None`: the default set).
     pub fn key(
         &self,
         model: &str,
         version: u64,
+        loads: &[u64],
         inputs: &[Tensor],
         outputs: Option<&[usize]>,
     ) -> CacheKey {
@@ -101,6 +105,8 @@ impl ResponseCache {
         };
         field(model.as_bytes());
         field(&version.to_le_bytes());
+        let loads: Vec<u8> = loads.iter().flat_map(|l| l.to_le_bytes()).collect();
+        field(&loads);
         for tensor in inputs {
             field(tensor.dtype().kserve_name().as_bytes());
             let shape: Vec<u8> = tensor
@@ -228,38 +234,43 @@ mod tests {
     #[test]
     fn different_requests_get_different_keys() {
         let c = ResponseCache::new(1 << 20);
-        let base = c.key("m", 1, &[f32s(&[2, 2], 1.0)], None);
+        let base = c.key("m", 1, &[1], &[f32s(&[2, 2], 1.0)], None);
         let others = [
-            c.key("n", 1, &[f32s(&[2, 2], 1.0)], None),
-            c.key("m", 2, &[f32s(&[2, 2], 1.0)], None),
-            c.key("m", 1, &[f32s(&[4], 1.0)], None),
-            c.key("m", 1, &[f32s(&[2, 2], 2.0)], None),
+            c.key("n", 1, &[1], &[f32s(&[2, 2], 1.0)], None),
+            c.key("m", 2, &[1], &[f32s(&[2, 2], 1.0)], None),
+            c.key("m", 1, &[1], &[f32s(&[4], 1.0)], None),
+            c.key("m", 1, &[1], &[f32s(&[2, 2], 2.0)], None),
             c.key(
                 "m",
                 1,
+                &[1],
                 &[Tensor::from_vec(vec![2, 2], vec![1i32; 4]).unwrap()],
                 None,
             ),
-            c.key("m", 1, &[f32s(&[2, 2], 1.0)], Some(&[0])),
-            c.key("m", 1, &[f32s(&[2, 2], 1.0), f32s(&[0], 0.0)], None),
+            // The same request to a model loaded again, or to an ensemble
+            // one of whose steps was.
+            c.key("m", 1, &[2], &[f32s(&[2, 2], 1.0)], None),
+            c.key("m", 1, &[1, 2], &[f32s(&[2, 2], 1.0)], None),
+            c.key("m", 1, &[1], &[f32s(&[2, 2], 1.0)], Some(&[0])),
+            c.key("m", 1, &[1], &[f32s(&[2, 2], 1.0), f32s(&[0], 0.0)], None),
         ];
         for (i, k) in others.iter().enumerate() {
             assert_ne!(*k, base, "case {i} collides with the base request");
         }
-        assert_eq!(c.key("m", 1, &[f32s(&[2, 2], 1.0)], None), base);
+        assert_eq!(c.key("m", 1, &[1], &[f32s(&[2, 2], 1.0)], None), base);
         // Strings: the split between elements is part of the key.
         let s = |v: Vec<&[u8]>| {
             Tensor::from_strings(vec![v.len()], v.into_iter().map(<[u8]>::to_vec).collect())
                 .unwrap()
         };
         assert_ne!(
-            c.key("m", 1, &[s(vec![b"ab", b"c"])], None),
-            c.key("m", 1, &[s(vec![b"a", b"bc"])], None)
+            c.key("m", 1, &[1], &[s(vec![b"ab", b"c"])], None),
+            c.key("m", 1, &[1], &[s(vec![b"a", b"bc"])], None)
         );
         // Another process (another cache) hashes with another key.
         assert_ne!(
-            ResponseCache::new(1).key("m", 1, &[], None),
-            c.key("m", 1, &[], None)
+            ResponseCache::new(1).key("m", 1, &[1], &[], None),
+            c.key("m", 1, &[1], &[], None)
         );
     }
 
@@ -289,7 +300,7 @@ mod tests {
     #[test]
     fn a_hit_returns_the_same_bytes() {
         let c = ResponseCache::new(1 << 20);
-        let key = c.key("m", 1, &[f32s(&[3], 0.5)], None);
+        let key = c.key("m", 1, &[1], &[f32s(&[3], 0.5)], None);
         let y = Tensor::from_vec(vec![3], vec![1.5f32, -2.0, 7.25]).unwrap();
         c.insert(key, &[("y".into(), y.clone())]);
         assert_eq!(c.get(&key).unwrap(), vec![("y".to_string(), y)]);

@@ -21,6 +21,10 @@ use std::time::{Duration, SystemTime};
 pub struct ModelInstance {
     name: String,
     version: u64,
+    /// This load's number, unique in the process: an instance that replaces
+    /// it (a reload, a fallback, a load on demand) has another, so answers
+    /// cached from this one are never taken for the next's.
+    load_id: u64,
     path: PathBuf,
     /// Its engine instances (Triton's instance group); never empty.
     engines: Vec<Engine>,
@@ -177,9 +181,11 @@ impl ModelInstance {
         sequences: Option<Arc<crate::sequence::Sequences>>,
     ) -> ModelInstance {
         let successes = metrics.success_count();
+        static LOADS: AtomicU64 = AtomicU64::new(1);
         ModelInstance {
             name: spec.name.clone(),
             version: spec.version,
+            load_id: LOADS.fetch_add(1, Ordering::Relaxed),
             path: spec.path.clone(),
             metadata: crate::reshape::served_metadata(&spec, picked.engines[0].metadata()),
             engines: picked.engines.into_iter().map(Engine::new).collect(),
@@ -205,6 +211,11 @@ impl ModelInstance {
     /// Its first engine instance's model.
     pub(crate) fn first_engine(&self) -> &dyn LoadedModel {
         &*self.engines[0].model
+    }
+
+    /// This load's number, unique in the process (see the field).
+    pub(crate) fn load_id(&self) -> u64 {
+        self.load_id
     }
 
     /// The model's name.

@@ -166,6 +166,7 @@ impl Manager {
         let key = cache.key(
             instance.name(),
             instance.version(),
+            &[instance.load_id()],
             &admitted.inputs,
             admitted.outputs.as_deref(),
         );

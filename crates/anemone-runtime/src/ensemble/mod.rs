@@ -187,6 +187,25 @@ impl Manager {
         })
     }
 
+    /// The loads (see `ModelInstance::load_id`) of the models that would
+    /// answer a request to `ensemble` now, its nested ensembles' steps
+    /// included, for the response cache's key: a cached answer is never one
+    /// that a model since loaded again gave. `None` when a step's model is
+    /// not loaded now (evicted: the request then runs, uncached).
+    fn step_loads(&self, ensemble: &Ensemble, depth: usize, loads: &mut Vec<u64>) -> Option<()> {
+        for step in &ensemble.spec.steps {
+            if let Some(m) = self.resident(&step.model, step.version) {
+                loads.push(m.load_id());
+                continue;
+            }
+            let inner = self
+                .ensemble(&step.model)
+                .filter(|_| step.version.is_none() && depth < 8)?;
+            self.step_loads(&inner, depth + 1, loads)?;
+        }
+        Some(())
+    }
+
     /// Why an ensemble cannot serve now, if it cannot: the first step whose
     /// model is neither loaded nor evicted. `depth` bounds nested ensembles.
     fn missing_step(&self, ensemble: &Ensemble, depth: usize) -> Option<String> {

@@ -168,14 +168,14 @@ impl Manager {
                 .collect(),
             None => meta.outputs.iter().map(|o| o.name.clone()).collect(),
         };
-        let cache = self
-            .inner
-            .cache
-            .as_ref()
-            .filter(|_| ensemble.spec.response_cache);
+        let mut loads = Vec::new();
+        let cache = self.inner.cache.as_ref().filter(|_| {
+            ensemble.spec.response_cache && self.step_loads(ensemble, 0, &mut loads).is_some()
+        });
         let mut cache_key = None;
         if let Some(cache) = cache {
-            let key = cache.key(name, ensemble.spec.version, &inputs, outputs.as_deref());
+            let version = ensemble.spec.version;
+            let key = cache.key(name, version, &loads, &inputs, outputs.as_deref());
             match cache.get(&key) {
                 None => cache_key = Some((key, start.elapsed())),
                 Some(outputs) => {

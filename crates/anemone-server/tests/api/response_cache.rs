@@ -47,6 +47,13 @@ pub(crate) async fn serve_with_cache(repo: &Repo, bytes: u64) -> Served {
 
 /// `sum = x + y` over HTTP; checks the numbers against the sum computed here.
 async fn http_add(s: &Served, model: &str, x: [f32; 4], y: [f32; 4]) {
+    let got = http_sum(s, model, x, y).await;
+    let want: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+    assert_eq!(got, want, "{model}: x {x:?} y {y:?}");
+}
+
+/// The model's `sum` output for `x` and `y`, over HTTP.
+async fn http_sum(s: &Served, model: &str, x: [f32; 4], y: [f32; 4]) -> Vec<f32> {
     let body = json!({"inputs": [
         {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": x},
         {"name": "y", "shape": [1, 4], "datatype": "FP32", "data": y},
@@ -55,14 +62,12 @@ async fn http_add(s: &Served, model: &str, x: [f32; 4], y: [f32; 4]) {
         .http("POST", &format!("/v2/models/{model}/infer"), Some(body))
         .await;
     assert_eq!(status, 200, "{body}");
-    let got: Vec<f32> = body["outputs"][0]["data"]
+    body["outputs"][0]["data"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let want: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
-    assert_eq!(got, want, "{model}: x {x:?} y {y:?}");
+        .collect()
 }
 
 async fn grpc_add(s: &Served, model: &str, x: [f32; 4], y: [f32; 4]) {
@@ -175,5 +180,68 @@ async fn the_byte_bound_evicts_the_least_recently_used_answer() {
         metric(&s, "anemone_cache_entries ").await,
         "anemone_cache_entries 1"
     );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_loaded_again_never_answers_from_what_it_replaced() {
+    let repo = repo("cache-reload");
+    // An ensemble over `cached`, caching at its own level.
+    let tensor =
+        |name: &str| format!("{{ name: \"{name}\" data_type: TYPE_FP32 dims: [ -1, 4 ] }}");
+    let ensemble = format!(
+        "platform: \"ensemble\"\nresponse_cache {{ enable: true }}\ninput [ {}, {} ]\noutput [ {} ]\n\
+         ensemble_scheduling {{ step [ {{ model_name: \"cached\" model_version: -1 \
+         input_map {{ key: \"x\" value: \"x\" }} input_map {{ key: \"y\" value: \"y\" }} \
+         output_map {{ key: \"sum\" value: \"sum\" }} }} ] }}\n",
+        tensor("x"),
+        tensor("y"),
+        tensor("sum")
+    );
+    repo.write("pipe/config.pbtxt", ensemble.as_bytes());
+    repo.write("pipe/1/.keep", b"");
+    let manager = anemone_runtime::Manager::builder()
+        .backend(anemone_backends::TractCpu)
+        .response_cache(Some(1 << 20))
+        .build()
+        .unwrap();
+    let s = serve_on(&repo.root(), ControlMode::Explicit, &[], manager).await;
+    let load = |model: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = s
+                .http("POST", &format!("/v2/repository/models/{model}/load"), None)
+                .await;
+            assert_eq!(status, 200, "{model}: {body}");
+        }
+    };
+    load("cached").await;
+    load("pipe").await;
+    let (a, b) = ([1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]);
+    let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    for model in ["cached", "pipe"] {
+        assert_eq!(http_sum(&s, model, a, b).await, sum, "{model}: miss");
+        assert_eq!(http_sum(&s, model, a, b).await, sum, "{model}: hit");
+    }
+    // `cached` ran once: its second request, and the ensemble's step, were
+    // answered from its cache.
+    assert_eq!(counts(&s, "cached").await, (3, 1, 2, 1));
+
+    // The same version's file replaced by one whose `sum` is x * y, and
+    // loaded again, as a user updates a model in place.
+    let mut mul = add_model();
+    let at = mul.windows(5).position(|w| w == b"\"\x03Add").unwrap();
+    mul[at + 2..at + 5].copy_from_slice(b"Mul");
+    repo.write("cached/1/model.onnx", &mul);
+    load("cached").await;
+    let product: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
+    for model in ["cached", "pipe"] {
+        assert_eq!(
+            http_sum(&s, model, a, b).await,
+            product,
+            "{model}: answered from the cache of the model it replaced"
+        );
+        assert_eq!(http_sum(&s, model, a, b).await, product, "{model}: hit");
+    }
     s.shutdown().await;
 }
