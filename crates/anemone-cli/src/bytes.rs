@@ -1,4 +1,4 @@
-//! Byte sizes on the command line (`--memory-budget 2GiB`).
+//! Byte sizes and counts on the command line (`--memory-budget 2GiB`, `--workers 4`).
 
 /// Parses a byte count: a plain number of bytes (`1048576`), or a number
 /// with a unit: `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024; `Ki`, `Mi`, ...
@@ -43,6 +43,24 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     }
 }
 
+/// [`parse_bytes`], refusing 0 (a budget of no bytes holds no model).
+pub fn parse_positive_bytes(text: &str) -> Result<u64, String> {
+    match parse_bytes(text)? {
+        0 => Err("0 bytes holds nothing; give at least 1 byte (e.g. 2GiB), or leave the flag out for no limit".into()),
+        n => Ok(n),
+    }
+}
+
+/// A count of at least 1 (`--max-concurrency`, `--workers`, `--threads`):
+/// 0 would refuse every request or run nothing, so it is refused up front.
+pub fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (leave the flag out for the default)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("'{text}' is not a count: {e}")),
+    }
+}
+
 fn hint(text: &str, what: &str) -> String {
     format!(
         "'{text}' is not a byte size ({what}); give bytes (e.g. 2147483648) or a number with a unit: \
@@ -52,7 +70,19 @@ fn hint(text: &str, what: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, parse_positive, parse_positive_bytes};
+
+    #[test]
+    fn zero_is_refused_where_it_would_serve_nothing() {
+        assert_eq!(parse_positive("3"), Ok(3));
+        assert!(parse_positive("0").unwrap_err().contains("at least 1"));
+        assert!(parse_positive("-1").unwrap_err().contains("not a count"));
+        assert_eq!(parse_positive_bytes("1KiB"), Ok(1024));
+        assert!(parse_positive_bytes("0GiB")
+            .unwrap_err()
+            .contains("at least 1 byte"));
+        assert!(parse_positive_bytes("lots").is_err());
+    }
 
     #[test]
     fn counts_and_units() {

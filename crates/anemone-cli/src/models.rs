@@ -22,7 +22,7 @@ pub struct ModelsArgs {
     pub json: bool,
 
     /// Engine threads per inference [default: one per CPU core].
-    #[arg(long, value_name = "N", env = "ANEMONE_THREADS")]
+    #[arg(long, value_name = "N", env = "ANEMONE_THREADS", value_parser = crate::bytes::parse_positive)]
     pub threads: Option<usize>,
 
     #[command(flatten)]

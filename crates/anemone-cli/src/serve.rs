@@ -152,21 +152,23 @@ pub struct ServeArgs {
 
     /// Largest request body (HTTP) or message (gRPC) in bytes; larger ones are refused
     /// (HTTP 413, gRPC RESOURCE_EXHAUSTED).
-    #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_REQUEST_BYTES", default_value_t = 64 << 20,
+          value_parser = crate::bytes::parse_positive)]
     pub max_request_bytes: usize,
 
     /// Requests in flight across all models; more are refused at once with 429.
-    #[arg(long, value_name = "N", env = "ANEMONE_MAX_CONCURRENCY", default_value_t = anemone_runtime::manager::DEFAULT_MAX_CONCURRENCY)]
+    #[arg(long, value_name = "N", env = "ANEMONE_MAX_CONCURRENCY", default_value_t = anemone_runtime::manager::DEFAULT_MAX_CONCURRENCY,
+          value_parser = crate::bytes::parse_positive)]
     pub max_concurrency: usize,
 
     /// Bytes that loaded models may hold together, as a count or with a unit (`2GiB`,
     /// `512MiB`, `3GB`); a load that would exceed it fails, or evicts idle models with
     /// --eviction lru. By default there is no budget.
-    #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET", value_parser = crate::bytes::parse_bytes)]
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET", value_parser = crate::bytes::parse_positive_bytes)]
     pub memory_budget: Option<u64>,
 
     /// Engine threads per inference [default: one per CPU core].
-    #[arg(long, value_name = "N", env = "ANEMONE_THREADS")]
+    #[arg(long, value_name = "N", env = "ANEMONE_THREADS", value_parser = crate::bytes::parse_positive)]
     pub threads: Option<usize>,
 
     /// Arenas of glibc's allocator (Linux). 0 (the default) leaves glibc's own (8 per core):
@@ -200,7 +202,7 @@ pub struct ServeArgs {
     /// Worker threads running engine calls [default: one per CPU core]. A
     /// model with dynamic_batching (a queue) runs its batches on one thread
     /// per instance of its own instead.
-    #[arg(long, value_name = "N", env = "ANEMONE_WORKERS")]
+    #[arg(long, value_name = "N", env = "ANEMONE_WORKERS", value_parser = crate::bytes::parse_positive)]
     pub workers: Option<usize>,
 
     #[command(flatten)]

@@ -461,3 +461,30 @@ fn a_bad_environment_value_names_the_variable() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_zero_that_would_serve_nothing_is_refused_at_start() {
+    // Each started a server that refused every request (429, 413), loaded
+    // no model, or quietly ran one worker.
+    for (flag, value, want) in [
+        ("--max-concurrency", "0", "must be at least 1"),
+        ("--workers", "0", "must be at least 1"),
+        ("--threads", "0", "must be at least 1"),
+        ("--max-request-bytes", "0", "must be at least 1"),
+        ("--memory-budget", "0GiB", "0 bytes holds nothing"),
+    ] {
+        let out = anemone()
+            .args(["serve", "--http-port", "0", "--grpc-port", "0", flag, value])
+            .arg("--model-repository")
+            .arg(root().join("examples/models"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag}"))
+                && stderr.contains(want),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
