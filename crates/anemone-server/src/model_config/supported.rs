@@ -119,9 +119,43 @@ fn is_noop(value: &Value) -> bool {
         .is_some_and(|m| m.fields().all(|(_, v)| is_noop(v)))
 }
 
+/// Triton's scheduling and GPU hints in `optimization` that anemone does
+/// not use: the model's `priority` (Triton applies it to TensorRT models
+/// only), `cuda` (TensorRT's CUDA graphs and streams), the input gather
+/// kernel's threshold and `eager_batching`. They change no answer: a config
+/// with them loads, and the load logs a warning naming them
+/// ([`ignored_hints`]).
+const HINTS: [&str; 4] = [
+    "priority",
+    "cuda",
+    "gather_kernel_buffer_threshold",
+    "eager_batching",
+];
+
+/// The [`HINTS`] a config sets (as `optimization.<name>`), for the load's
+/// warning.
+pub fn ignored_hints(config: &crate::proto::ModelConfig) -> Vec<String> {
+    let Some(o) = &config.optimization else {
+        return Vec::new();
+    };
+    let set = [
+        o.priority != 0,
+        o.cuda.as_ref().is_some_and(|c| *c != Default::default()),
+        o.gather_kernel_buffer_threshold != 0,
+        o.eager_batching,
+    ];
+    HINTS
+        .iter()
+        .zip(set)
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| format!("optimization.{name}"))
+        .collect()
+}
+
 /// `optimization`: pinned memory (a GPU transfer detail, no effect on what
-/// anemone computes) and empty messages are accepted; anything else is
-/// refused by its path.
+/// anemone computes), ONNX Runtime's level and providers, Triton's
+/// [`HINTS`] and empty messages are accepted; anything else is refused by
+/// its path.
 fn check_optimization(value: &Value, src: &str, errs: &mut Vec<String>) {
     let Some(m) = value.as_message() else { return };
     for (field, v) in m.fields() {
@@ -134,7 +168,7 @@ fn check_optimization(value: &Value, src: &str, errs: &mut Vec<String>) {
             "graph",
             "execution_accelerators",
         ];
-        if known.contains(&name) || is_noop(v) {
+        if known.contains(&name) || HINTS.contains(&name) || is_noop(v) {
             continue;
         }
         errs.push(unsupported(
@@ -320,8 +354,6 @@ mod tests {
     fn refuses_unsupported_fields_by_path() {
         let cases: &[(&str, &str)] = &[
             ("batch_output [ { target_name: [ \"y\" ] } ]", "'batch_output'"),
-            ("optimization { cuda { graphs: true } }", "'optimization.cuda'"),
-            ("optimization { priority: PRIORITY_MAX }", "'optimization.priority'"),
             ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),
             ("default_model_filename: \"/srv/x/other.onnx\"", "'default_model_filename'"),
             ("default_model_filename: \"../../x/other.onnx\"", "'..' are refused"),
@@ -374,12 +406,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.input.len(), 3);
         crate::model_config::parse_pbtxt("optimization { }").unwrap();
+        assert!(super::ignored_hints(&c).is_empty());
+        // Triton's hints load, and are named for the load's warning.
+        let c = crate::model_config::parse_pbtxt(
+            "optimization { priority: PRIORITY_MAX cuda { graphs: true } \
+             gather_kernel_buffer_threshold: 0 eager_batching: true }",
+        )
+        .unwrap();
+        assert_eq!(
+            super::ignored_hints(&c),
+            [
+                "optimization.priority",
+                "optimization.cuda",
+                "optimization.eager_batching"
+            ]
+        );
     }
 
     #[test]
     fn every_refusal_is_reported_at_once() {
         let e = err_pbtxt(
-            "optimization { priority: PRIORITY_MAX }\n\
+            "batch_output [ { target_name: [ \"y\" ] } ]\n\
              input [ { name: \"x\" allow_ragged_batch: true }, { name: \"y\" is_shape_tensor: true } ]\n\
              instance_group [ { kind: KIND_MODEL gpus: [ 2 ] } ]\n\
              parameters { key: \"stric\" value: { string_value: \"1\" } }\n\
@@ -390,7 +437,7 @@ mod tests {
             "{e}"
         );
         for needle in [
-            "'optimization.priority'",
+            "'batch_output'",
             "'input[0].allow_ragged_batch'",
             "'input[1].is_shape_tensor'",
             "'instance_group[0].kind'",

@@ -148,6 +148,15 @@ pub fn prepare_model(
             settings.ignored.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
         );
     }
+    let hints = model_config::ignored_hints(&config);
+    if !hints.is_empty() {
+        tracing::warn!(
+            model = %name,
+            "config.pbtxt fields {} are Triton performance hints that anemone does not use; \
+             they are ignored and change no answer",
+            hints.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+        );
+    }
     confine_path_settings(root, &dir, &mut settings)?;
     let inputs = config.input.iter();
     let inputs = inputs.map(|i| (i.name.as_str(), i.dims.as_slice(), i.reshape.as_ref()));

@@ -199,7 +199,8 @@ max_batch_size: 8
 input [ { name: "x" data_type: TYPE_FP32 format: FORMAT_NONE dims: [ -1, 8 ] } ]
 output [ { name: "y" data_type: TYPE_FP32 dims: [ -1, 4 ] } ]
 model_transaction_policy { decoupled: false }
-optimization { input_pinned_memory { enable: true } output_pinned_memory { enable: true } }
+optimization { input_pinned_memory { enable: true } output_pinned_memory { enable: true }
+  priority: PRIORITY_MAX cuda { graphs: true } eager_batching: true }
 response_cache { enable: false }
 instance_group [ { count: 1 kind: KIND_CPU } ]
 version_policy: { latest { num_versions: 1 } }
@@ -207,6 +208,15 @@ version_policy: { latest { num_versions: 1 } }
     );
     let s = serve(&repo.root(), ControlMode::Explicit, &[], None).await;
     let (status, body) = s.http_load("db", None).await;
+    assert_eq!(status, 200, "{body}");
+    // It serves (Triton's performance hints above are ignored, with a warning).
+    let (status, body) = s
+        .http(
+            "POST",
+            "/v2/models/db/infer",
+            Some(http_infer_body(&[2, 3, 8], None)),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     // The JSON form, with an NCHW format, loads over gRPC too.
     let config = json!({"max_batch_size": 8, "input": [{"name": "x", "format": "FORMAT_NCHW"}],
