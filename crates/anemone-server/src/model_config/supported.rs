@@ -91,6 +91,9 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
         "dynamic_batching" | "sequence_batching" => {}
         // Triton's defaults, written out: they change nothing.
         "optimization" => check_optimization(value, src, errs),
+        // Metric labels Triton does not use yet, and its latency
+        // histograms' buckets: hints here ([`ignored_hints`]).
+        "metric_tags" | "model_metrics" => {}
         "model_transaction_policy" if is_noop(value) => {}
         // `enable` is its only field; read when the model's spec is built.
         "response_cache" => {}
@@ -132,24 +135,35 @@ const HINTS: [&str; 4] = [
     "eager_batching",
 ];
 
-/// The [`HINTS`] a config sets (as `optimization.<name>`), for the load's
-/// warning.
+/// The Triton fields a config sets that change no answer and that anemone
+/// does not use, for the load's warning: the `optimization` [`HINTS`],
+/// `metric_tags`, `model_metrics` (Triton's latency histogram buckets) and
+/// an instance group's `rate_limiter` (Triton's, off unless tritonserver
+/// runs with `--rate-limit`).
 pub fn ignored_hints(config: &crate::proto::ModelConfig) -> Vec<String> {
-    let Some(o) = &config.optimization else {
-        return Vec::new();
-    };
-    let set = [
-        o.priority != 0,
-        o.cuda.as_ref().is_some_and(|c| *c != Default::default()),
-        o.gather_kernel_buffer_threshold != 0,
-        o.eager_batching,
-    ];
-    HINTS
-        .iter()
-        .zip(set)
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| format!("optimization.{name}"))
-        .collect()
+    let mut out = Vec::new();
+    if let Some(o) = &config.optimization {
+        let set = [
+            o.priority != 0,
+            o.cuda.as_ref().is_some_and(|c| *c != Default::default()),
+            o.gather_kernel_buffer_threshold != 0,
+            o.eager_batching,
+        ];
+        let names = HINTS.iter().zip(set).filter(|(_, set)| *set);
+        out.extend(names.map(|(name, _)| format!("optimization.{name}")));
+    }
+    if !config.metric_tags.is_empty() {
+        out.push("metric_tags".into());
+    }
+    if config.model_metrics.is_some() {
+        out.push("model_metrics".into());
+    }
+    for (i, group) in config.instance_group.iter().enumerate() {
+        if group.rate_limiter.is_some() {
+            out.push(format!("instance_group[{i}].rate_limiter"));
+        }
+    }
+    out
 }
 
 /// `optimization`: pinned memory (a GPU transfer detail, no effect on what
@@ -288,7 +302,9 @@ fn check_instance_groups(value: &Value, src: &str, errs: &mut Vec<String>) {
 /// Checks one field of an `instance_group` entry.
 fn check_group_field(name: &str, v: &Value, path: &str, src: &str) -> Result<(), String> {
     match name {
-        "name" => {}
+        // Triton's rate limiter, off unless tritonserver runs with
+        // `--rate-limit`: a hint here ([`ignored_hints`]).
+        "name" | "rate_limiter" => {}
         "count" => {
             let n = v.as_i32().unwrap_or_default();
             if n < 0 {
@@ -419,6 +435,21 @@ mod tests {
                 "optimization.priority",
                 "optimization.cuda",
                 "optimization.eager_batching"
+            ]
+        );
+        let c = crate::model_config::parse_pbtxt(
+            "metric_tags { key: \"team\" value: \"a\" }\n\
+             model_metrics { metric_control [ { metric_identifier { family: \"f\" } \
+             histogram_options { buckets: [ 1, 2 ] } } ] }\n\
+             instance_group [ { count: 1 }, { count: 1 rate_limiter { priority: 1 } } ]",
+        )
+        .unwrap();
+        assert_eq!(
+            super::ignored_hints(&c),
+            [
+                "metric_tags",
+                "model_metrics",
+                "instance_group[1].rate_limiter"
             ]
         );
     }
