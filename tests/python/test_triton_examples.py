@@ -55,7 +55,71 @@ SERVING = {
     "simple_grpc_sequence_sync_infer_client.py": "PASS: Sequence",
     "simple_grpc_sequence_stream_infer_client.py": "PASS: Sequence",
     "simple_grpc_aio_sequence_stream_infer_client.py": "PASS: grpc aio sequence stream",
+    # `-d`: the "dyna" sequence models, `simple_dyna_sequence` for integer
+    # ids and `simple_string_dyna_sequence` for string ids (see
+    # STRING_DYNA_CONFIG).
+    "simple_http_sequence_sync_infer_client.py -d": "PASS: Sequence",
+    "simple_grpc_sequence_sync_infer_client.py -d": "PASS: Sequence",
+    "simple_grpc_sequence_stream_infer_client.py -d": "PASS: Sequence",
+    "simple_grpc_aio_sequence_stream_infer_client.py -d": "PASS: grpc aio sequence stream",
 }
+
+# Triton's `-d` clients also use `simple_string_dyna_sequence`, which
+# Triton's repository does not have: in Triton's own tests it is a custom C++
+# backend ("dyna_sequence") that keeps each sequence's running sum, takes a
+# string correlation id, and adds the id (read as a number) to the answer of
+# the sequence's last request. This is the same model in ONNX, with the sum
+# as implicit state: OUTPUT = INPUT + STATE_IN + END * int(CORRID), and the
+# next STATE_IN is OUTPUT (zeros at a start). The clients check every answer
+# against their own arithmetic.
+STRING_DYNA_CONFIG = """
+name: "simple_string_dyna_sequence"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+sequence_batching {
+  max_sequence_idle_microseconds: 10000000
+  oldest { max_candidate_sequences: 1024 max_queue_delay_microseconds: 10000 }
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },
+    { name: "READY" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] },
+    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_STRING } ] }
+  ]
+  state [ { input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+}
+input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+"""
+
+
+def string_dyna_sequence(repo):
+    """Writes `simple_string_dyna_sequence` (see STRING_DYNA_CONFIG) into `repo`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def int32(name):
+        return helper.make_tensor_value_info(name, TensorProto.INT32, ["batch", 1])
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT", "STATE_IN"], ["sum"]),
+            helper.make_node("Cast", ["CORRID"], ["id"], to=TensorProto.INT32),
+            helper.make_node("Mul", ["END", "id"], ["at_end"]),
+            helper.make_node("Add", ["sum", "at_end"], ["OUTPUT"]),
+            helper.make_node("Identity", ["OUTPUT"], ["STATE_OUT"]),
+        ],
+        "simple_string_dyna_sequence",
+        [int32("INPUT"), int32("START"), int32("END"), int32("READY"),
+         helper.make_tensor_value_info("CORRID", TensorProto.STRING, ["batch", 1]), int32("STATE_IN")],
+        [int32("OUTPUT"), int32("STATE_OUT")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder = repo / "simple_string_dyna_sequence"
+    (folder / "1").mkdir(parents=True)
+    onnx.save(model, folder / "1/model.onnx")
+    (folder / "config.pbtxt").write_text(STRING_DYNA_CONFIG)
 
 # Edits to the copies, by client: (pattern, replacement, why).
 PATCHES = {
@@ -109,7 +173,9 @@ def repository(into, names):
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("triton-examples")
-    proc, addresses = start_serve(repository(tmp, SERVED))
+    repo = repository(tmp, SERVED)
+    string_dyna_sequence(repo)
+    proc, addresses = start_serve(repo)
     wait_ready(addresses["HTTP"])
     yield tmp, addresses
     stop_serve(proc)
