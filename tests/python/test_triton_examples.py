@@ -170,11 +170,54 @@ def repository(into, names):
     return repo
 
 
+def warm_dyna_sequence(repo):
+    """`simple_dyna_sequence` again as `dyna_warm`, with a warm-up sample
+    that names only the input a request sends (the server gives the
+    sequence's controls, as to a one-request sequence)."""
+    folder = repo / "dyna_warm"
+    shutil.copytree(repo / "simple_dyna_sequence", folder)
+    config = (folder / "config.pbtxt").read_text()
+    config = config.replace('name: "simple_dyna_sequence"', 'name: "dyna_warm"')
+    assert 'name: "dyna_warm"' in config
+    config += ('model_warmup [ { name: "w" batch_size: 1 inputs { key: "INPUT" '
+               'value: { data_type: TYPE_INT32 dims: [ 1 ] random_data: true } } } ]\n')
+    (folder / "config.pbtxt").write_text(config)
+
+
+RESHAPED_CONFIG = """
+name: "simple_reshaped"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 4, 4 ] reshape { shape: [ 16 ] } },
+  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 4, 4 ] reshape { shape: [ 16 ] } }
+]
+output [
+  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 4, 4 ] reshape { shape: [ 16 ] } },
+  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 4, 4 ] reshape { shape: [ 16 ] } }
+]
+model_warmup [ { name: "w" batch_size: 2
+  inputs { key: "INPUT0" value: { data_type: TYPE_INT32 dims: [ 4, 4 ] random_data: true } }
+  inputs { key: "INPUT1" value: { data_type: TYPE_INT32 dims: [ 4, 4 ] zero_data: true } } } ]
+"""
+
+
+def reshaped_simple(repo):
+    """Triton's `simple` as `simple_reshaped`: requests and its warm-up
+    sample in [4, 4], the model's [16] given by `reshape`."""
+    folder = repo / "simple_reshaped"
+    (folder / "1").mkdir(parents=True)
+    shutil.copy(repo / "simple/1/model.onnx", folder / "1/model.onnx")
+    (folder / "config.pbtxt").write_text(RESHAPED_CONFIG)
+
+
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("triton-examples")
     repo = repository(tmp, SERVED)
     string_dyna_sequence(repo)
+    warm_dyna_sequence(repo)
+    reshaped_simple(repo)
     proc, addresses = start_serve(repo)
     wait_ready(addresses["HTTP"])
     yield tmp, addresses
@@ -274,3 +317,44 @@ def test_simple_string_refuses_strings_that_are_not_numbers(serving):
         result = send(module, client, [str(v).encode() for v in a], [str(v).encode() for v in b])
         got = [int(v) for v in result.as_numpy("OUTPUT0").reshape(-1)]
         assert got == list(a + b), got
+
+
+def test_models_are_timed_on_every_cpu_engine_as_requests_would_run(serving):
+    """Choosing the CPU engine (in a comparison process, by default) times
+    each engine on what a request would run: a sequence model as a
+    one-request sequence, with its controls, both with the model's own
+    warm-up sample (which names only INPUT) and with the synthetic warm-up
+    (a string correlation id that the model reads as a number); a reshaped
+    model's warm-up sample (written in its config dims) in the model's
+    shapes. Before, random text failed the engine, and the samples failed
+    every engine, so the engine was picked untimed and the index said the
+    warm-up failed."""
+    import json
+    import urllib.request
+
+    _, addresses = serving
+    req = urllib.request.Request(f"http://{addresses['HTTP']}/v2/repository/index", data=b"{}",
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        index = {m["name"]: m for m in json.load(r)}
+    for name in ["dyna_warm", "simple_dyna_sequence", "simple_string_dyna_sequence", "simple_reshaped"]:
+        reason = index[name]["reason"]
+        assert index[name]["state"] == "READY", index[name]
+        assert "warm-up failed" not in reason, reason
+        assert re.search(r"warm-up median: \S+ \d+ µs, \S+ \d+ µs", reason), reason
+
+
+def test_a_reshaped_warm_model_answers_in_its_config_dims(serving):
+    """`simple_reshaped` serves [4, 4] as numpy adds and subtracts."""
+    import tritonclient.http as httpclient
+
+    _, addresses = serving
+    client = httpclient.InferenceServerClient(addresses["HTTP"])
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(-1000, 1000, (2, 4, 4), dtype=np.int32) for _ in range(2))
+    inputs = [httpclient.InferInput(n, [2, 4, 4], "INT32") for n in ("INPUT0", "INPUT1")]
+    inputs[0].set_data_from_numpy(a)
+    inputs[1].set_data_from_numpy(b)
+    result = client.infer("simple_reshaped", inputs)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)

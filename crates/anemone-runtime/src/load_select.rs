@@ -167,7 +167,8 @@ impl Manager {
                 Ok(model) => {
                     let timed_run = || {
                         if spec.warmup.is_empty() {
-                            crate::tuning::time_warmup(&*model)
+                            let inputs = crate::warmup::synthetic_sequence(spec, &*model)?;
+                            crate::tuning::time_runs(&*model, &[inputs])
                         } else {
                             // The model's own samples: the shapes it will see.
                             crate::tuning::time_runs(

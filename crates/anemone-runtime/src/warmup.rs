@@ -59,6 +59,28 @@ pub(crate) fn ordered(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<Vec<
         .collect()
 }
 
+/// The synthetic warm-up of a sequence model (one with no samples of its
+/// own): [`crate::tuning::warmup_inputs`] for the inputs a request sends,
+/// with the control and state inputs a sequence of one request gets (as a
+/// sample's, above). Random values in a control input would time a request
+/// no client can send: a correlation ID of random text that the model reads
+/// as a number fails the engine.
+pub(crate) fn synthetic_sequence(
+    spec: &ModelSpec,
+    engine: &dyn LoadedModel,
+) -> Result<Vec<Tensor>> {
+    let Some(settings) = &spec.sequence else {
+        return Ok(crate::tuning::warmup_inputs(engine.metadata()));
+    };
+    let batched = crate::reshape::batched(spec);
+    let sequences =
+        crate::sequence::Sequences::new(&spec.name, settings.clone(), engine.metadata(), batched)?;
+    let mut meta = engine.metadata().clone();
+    meta.inputs.retain(|i| !settings.is_supplied(&i.name));
+    let inputs = crate::tuning::warmup_inputs(&meta);
+    sequences.with_controls(&crate::sequence::warmup_flags(&sequences), None, inputs)
+}
+
 /// Runs every sample `count` times (at least once) on `engine`. The first
 /// failure (an error or a panic) is returned, naming its sample.
 pub(crate) fn run(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<()> {

@@ -71,6 +71,12 @@ impl Manager {
         {
             return None;
         }
+        // The comparison process gets the samples as a request sends them;
+        // a sequence model's controls and state, and a reshape's shapes,
+        // are given to them here (`warmup::ordered`, `synthetic_sequence`).
+        if spec.sequence.is_some() || (!spec.reshapes.is_empty() && !spec.warmup.is_empty()) {
+            return None;
+        }
         let job = CompareJob {
             model: spec.name.clone(),
             path: spec.path.clone(),
