@@ -48,7 +48,12 @@ impl Manager {
         let started = Instant::now();
         let sel = current.selection();
         let serving = sel.chosen().unwrap_or(current.backend()).to_string();
+        // The kept inputs are the engine's, in its order: a sequence
+        // model's controls and state are among them (and a reshaped model's
+        // are in its model shapes), so they are named by the engine's
+        // inputs, not the request's.
         let names: Vec<String> = current
+            .first_engine()
             .metadata()
             .inputs
             .iter()

@@ -460,3 +460,80 @@ fn a_model_whose_warm_up_failed_everywhere_is_re_timed_on_its_real_requests() {
         ("picky-slow", "retimed")
     );
 }
+
+/// [`Picky`] whose model also takes a sequence's START control (INT32).
+struct PickySequence(Picky);
+
+impl anemone_core::Backend for PickySequence {
+    fn name(&self) -> &'static str {
+        self.0.name
+    }
+    fn probe(&self) -> anemone_core::Probe {
+        self.0.probe()
+    }
+    fn tier(&self) -> Tier {
+        self.0.tier
+    }
+    fn supports(&self, _: &anemone_core::ModelSource) -> anemone_core::Support {
+        anemone_core::Support::Yes
+    }
+    fn load(
+        &self,
+        _: &anemone_core::ModelSource,
+        _: &anemone_core::LoadOptions,
+    ) -> anemone_core::Result<Box<dyn anemone_core::LoadedModel>> {
+        use anemone_core::{DataType, Dim, ModelFormat, ModelMetadata, TensorSpec};
+        let n = Dim::Named("n".into());
+        let meta = ModelMetadata::new(
+            ModelFormat::Onnx,
+            vec![
+                TensorSpec::new("x", DataType::F32, vec![n.clone()]),
+                TensorSpec::new("START", DataType::I32, vec![Dim::Any]),
+            ],
+            vec![TensorSpec::new("y", DataType::F32, vec![n])],
+        );
+        Ok(Box::new(PickyModel(meta, self.0.name, self.0.us)))
+    }
+}
+
+/// The same as a sequence model: the requests' inputs kept for re-timing
+/// hold the sequence's controls, which the re-timing gives the engines too
+/// (it named only the request's inputs, so every engine failed on the
+/// sets and the re-timing was skipped).
+#[test]
+fn a_sequence_model_is_re_timed_on_its_real_requests_with_their_controls() {
+    use anemone_runtime::{
+        ControlKind, CorrelationId, FalseTrue, SequenceControl, SequenceSettings,
+    };
+    let picky = |name, tier, us| PickySequence(Picky { name, tier, us });
+    let m = Manager::builder()
+        .backend(picky("picky-slow", Tier::OptimisedCpu, 20_000))
+        .backend(picky("picky-fast", Tier::PortableCpu, 1_000))
+        .health(quick())
+        .retime(RetimePolicy {
+            after_requests: 4,
+            ..RetimePolicy::default()
+        })
+        .build()
+        .unwrap();
+    let settings = SequenceSettings {
+        max_idle: Duration::from_secs(30),
+        controls: vec![SequenceControl {
+            input: "START".into(),
+            kind: ControlKind::Start(FalseTrue::Int32([0, 1])),
+        }],
+        states: Vec::new(),
+    };
+    let loaded = m
+        .load_model_blocking(ModelSpec::new("p", file()).sequence(settings))
+        .unwrap();
+    assert_eq!(loaded.backend(), "picky-slow", "{:?}", loaded.selection());
+    for i in 0..4 {
+        let x = Tensor::from_vec(vec![3], vec![5.0f32; 3]).unwrap();
+        let r = InferRequest::new("p").input("x", x);
+        m.infer_blocking(r.sequence(CorrelationId::Number(1), i == 0, i == 3))
+            .unwrap();
+    }
+    m.check_health();
+    wait_for_backend(&m, "p", "picky-fast");
+}
