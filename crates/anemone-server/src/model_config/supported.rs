@@ -136,10 +136,11 @@ const HINTS: [&str; 4] = [
 ];
 
 /// The Triton fields a config sets that change no answer and that anemone
-/// does not use, for the load's warning: the `optimization` [`HINTS`],
-/// `metric_tags`, `model_metrics` (Triton's latency histogram buckets) and
-/// an instance group's `rate_limiter` (Triton's, off unless tritonserver
-/// runs with `--rate-limit`).
+/// does not use, for the load's warning: the `optimization` hints
+/// (`priority`, `cuda`, `gather_kernel_buffer_threshold`,
+/// `eager_batching`), `metric_tags`, `model_metrics` (Triton's latency
+/// histogram buckets) and an instance group's `rate_limiter` (Triton's, off
+/// unless tritonserver runs with `--rate-limit`).
 pub fn ignored_hints(config: &crate::proto::ModelConfig) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(o) = &config.optimization {
