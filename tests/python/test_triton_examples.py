@@ -202,6 +202,18 @@ model_warmup [ { name: "w" batch_size: 2
 """
 
 
+DYNA_ENSEMBLE_CONFIG = """
+name: "dyna_ensemble"
+platform: "ensemble"
+max_batch_size: 8
+response_cache { enable: true }
+input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+ensemble_scheduling { step [ { model_name: "simple_string_dyna_sequence" model_version: -1
+  input_map { key: "INPUT" value: "IN" } output_map { key: "OUTPUT" value: "OUT" } } ] }
+"""
+
+
 def reshaped_simple(repo):
     """Triton's `simple` as `simple_reshaped`: requests and its warm-up
     sample in [4, 4], the model's [16] given by `reshape`."""
@@ -218,7 +230,9 @@ def serving(tmp_path_factory):
     string_dyna_sequence(repo)
     warm_dyna_sequence(repo)
     reshaped_simple(repo)
-    proc, addresses = start_serve(repo)
+    (repo / "dyna_ensemble/1").mkdir(parents=True)
+    (repo / "dyna_ensemble/config.pbtxt").write_text(DYNA_ENSEMBLE_CONFIG)
+    proc, addresses = start_serve(repo, "--cache-config", "local,size=1MiB")
     wait_ready(addresses["HTTP"])
     yield tmp, addresses
     stop_serve(proc)
@@ -358,3 +372,26 @@ def test_a_reshaped_warm_model_answers_in_its_config_dims(serving):
     result = client.infer("simple_reshaped", inputs)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+
+
+def test_a_cached_ensemble_runs_every_request_of_a_sequence(serving):
+    """An ensemble with `response_cache` over a sequence model: the same
+    input sent again in a sequence is answered by the sequence (a running
+    sum kept as the step's state), not by the cache, over both protocols.
+    Every request of the sequence was answered from the cache (5, 5, 5, 5),
+    and the step's sequence never moved on or ended."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    _, addresses = serving
+    for k, (module, url) in enumerate([(httpclient, addresses["HTTP"]), (grpcclient, addresses["gRPC"])]):
+        client = module.InferenceServerClient(url)
+        sid = str(2000 + k)
+        got = []
+        for i in range(4):
+            x = module.InferInput("IN", [1, 1], "INT32")
+            x.set_data_from_numpy(np.array([[5]], dtype=np.int32))
+            r = client.infer("dyna_ensemble", [x], sequence_id=sid, sequence_start=i == 0, sequence_end=i == 3)
+            got.append(int(r.as_numpy("OUT")[0][0]))
+        # The running sum, and the correlation id added to the last answer.
+        assert got == [5, 10, 15, 20 + int(sid)], got

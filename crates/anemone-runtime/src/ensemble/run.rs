@@ -168,9 +168,15 @@ impl Manager {
                 .collect(),
             None => meta.outputs.iter().map(|o| o.name.clone()).collect(),
         };
+        // A request in a sequence is never answered from the cache: its
+        // answer depends on the sequence's earlier requests (a step's state),
+        // and its steps must run to move the sequence on (as a sequence
+        // model's own requests never use the cache).
         let mut loads = Vec::new();
         let cache = self.inner.cache.as_ref().filter(|_| {
-            ensemble.spec.response_cache && self.step_loads(ensemble, 0, &mut loads).is_some()
+            ensemble.spec.response_cache
+                && request.sequence.is_none()
+                && self.step_loads(ensemble, 0, &mut loads).is_some()
         });
         let mut cache_key = None;
         if let Some(cache) = cache {
