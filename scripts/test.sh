@@ -48,6 +48,12 @@ scripts/check-apple.sh
 # the type-check of the CUDA backend (CI has no GPU to run it).
 step "cargo clippy -D warnings (all targets, cuda feature included)"
 cargo clippy --workspace --all-targets --locked --features anemone-backends/cuda -- -D warnings
+# The libraries as a user depending on them builds them: anemone-backends
+# without its default ONNX Runtime, anemone-server on its own (the workspace
+# build above unifies features, and hid a helper outside its feature gate).
+step "cargo clippy -D warnings (anemone-backends without ONNX Runtime, anemone-server alone)"
+cargo clippy -p anemone-backends --no-default-features --lib --locked -- -D warnings
+cargo clippy -p anemone-server --lib --locked -- -D warnings
 step "cargo doc -D warnings (the API docs build, with no broken or private links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features anemone-backends/cuda
 step "cargo test (doctests)"

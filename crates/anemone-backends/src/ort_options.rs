@@ -264,6 +264,7 @@ pub(crate) fn build_session(
 /// lacks them, so a typo is found on every machine; a provider asked for by
 /// name (a Triton GPU accelerator sets these) that the library lacks is
 /// logged as a warning, not passed over in silence.
+#[cfg(feature = "onnxruntime")]
 pub(crate) fn gpu_execution_providers(
     options: &LoadOptions,
     path: &std::path::Path,

@@ -92,6 +92,9 @@ pub struct Entry {
     pub versions: Vec<u64>,
     /// Newest modification time of its files when last loaded (for polling).
     pub fingerprint: Option<SystemTime>,
+    /// Whether its last load took a config override (a load request's
+    /// `config`): the next load without one loads the files' config again.
+    pub overridden: bool,
     /// The state when the current or last load began.
     pub state_before_load: State,
 }
@@ -266,6 +269,7 @@ impl Repository {
                 labels: Default::default(),
                 versions: vec![],
                 fingerprint: None,
+                overridden: false,
                 state_before_load: State::Unloaded,
             });
             if entry.state == State::Loading {
@@ -273,16 +277,34 @@ impl Repository {
                     "model '{name}' is already being loaded"
                 )));
             }
+            // As Triton: a load of a model that serves, unchanged on disk
+            // since it was loaded (and not from an override), does nothing.
+            // A client that loads to make sure a model is there keeps its
+            // open sequences, its cached answers and its statistics.
+            let unchanged = config_override.is_none()
+                && entry.state == State::Ready
+                && entry.reason.is_empty()
+                && !entry.overridden
+                && entry.fingerprint.is_some()
+                && entry.fingerprint == fingerprint(&dir)
+                && (self.manager.model(name, None).is_ok()
+                    || self.manager.ensemble(name).is_some());
+            if unchanged {
+                tracing::info!(model = %name, "load: the model is loaded and unchanged on disk; nothing to do");
+                return Ok(());
+            }
             entry.state_before_load = entry.state;
             entry.state = State::Loading;
         }
         let fingerprint = fingerprint(&dir);
+        let overridden = config_override.is_some();
         let result = self.load_versions(name, config_override).await;
         let mut entries = self.lock();
         let entry = entries
             .get_mut(name)
             .expect("inserted above; this is a bug");
         entry.fingerprint = fingerprint;
+        entry.overridden = overridden;
         match result {
             Ok((config, labels, versions)) => {
                 entry.state = State::Ready;

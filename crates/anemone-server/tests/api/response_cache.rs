@@ -226,6 +226,19 @@ async fn a_model_loaded_again_never_answers_from_what_it_replaced() {
     // `cached` ran once: its second request, and the ensemble's step, were
     // answered from its cache.
     assert_eq!(counts(&s, "cached").await, (3, 1, 2, 1));
+    // A load of the model unchanged on disk does nothing, as in Triton: it
+    // keeps serving, its cache with it.
+    load("cached").await;
+    assert_eq!(
+        http_sum(&s, "cached", a, b).await,
+        sum,
+        "after a no-op load"
+    );
+    assert_eq!(
+        counts(&s, "cached").await,
+        (4, 1, 3, 1),
+        "answered from the cache"
+    );
 
     // The same version's file replaced by one whose `sum` is x * y, and
     // loaded again, as a user updates a model in place.
