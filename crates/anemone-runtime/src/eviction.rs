@@ -5,7 +5,8 @@
 //! no request admitted (queued or running), has no sequence open (a
 //! sequence model's state lives in the loaded model: unloading it would make
 //! every open sequence's next request fail; a sequence idle for longer than
-//! its `max_idle` is closed), and is not the version being loaded. An evicted model is remembered ([`crate::on_demand`]): a request
+//! its `max_idle` is closed), and is not the version being loaded. An
+//! evicted model is remembered ([`crate::on_demand`]): a request
 //! for it loads it again. Everything here is off unless the manager was built
 //! with [`EvictionPolicy::Lru`]; with [`EvictionPolicy::Off`] (the default) a
 //! load that does not fit is refused, as before.

@@ -260,6 +260,10 @@ impl Repository {
                 self.root.display()
             )));
         };
+        // The files' newest modification time, read once and outside the
+        // lock: what a load of an unchanged model compares, and what this
+        // load records.
+        let fingerprint = fingerprint(&dir);
         {
             let mut entries = self.lock();
             let entry = entries.entry(name.to_string()).or_insert_with(|| Entry {
@@ -286,7 +290,7 @@ impl Repository {
                 && entry.reason.is_empty()
                 && !entry.overridden
                 && entry.fingerprint.is_some()
-                && entry.fingerprint == fingerprint(&dir)
+                && entry.fingerprint == fingerprint
                 && (self.manager.model(name, None).is_ok()
                     || self.manager.ensemble(name).is_some());
             if unchanged {
@@ -296,7 +300,6 @@ impl Repository {
             entry.state_before_load = entry.state;
             entry.state = State::Loading;
         }
-        let fingerprint = fingerprint(&dir);
         let overridden = config_override.is_some();
         let result = self.load_versions(name, config_override).await;
         let mut entries = self.lock();
