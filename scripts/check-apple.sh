@@ -2,7 +2,9 @@
 # Type-checks anemone's Apple-only code (the `coreml` backend on objc2-core-ml,
 # the `tract-metal` backend, ONNX Runtime's CoreML provider) against the real
 # crates, on any system: `cargo check` of anemone-backends with the features
-# coreml, metal and onnxruntime, as if the target were an Apple one.
+# coreml, metal, onnxruntime and cuda, as if the target were an Apple one,
+# then again without onnxruntime (its default feature, which anemone-server's
+# library leaves off). Warnings in anemone-backends fail either check.
 #
 # How, since Apple crates do not build elsewhere:
 # - a copy of the workspace (our sources only) is made in a temporary folder,
@@ -15,8 +17,8 @@
 #   `[patch.crates-io]` in the copy's Cargo.toml;
 # - a rustc wrapper passes `--cfg docsrs` to the objc2 family (objc2 then skips
 #   its "only works on Apple platforms" compile_error!, as on docs.rs) and
-#   `--cfg target_vendor="apple"` to anemone-backends alone, so exactly the
-#   code a Mac compiles is checked.
+#   `--cfg target_vendor="apple"` (and `-D warnings`) to anemone-backends
+#   alone, so exactly the code a Mac compiles is checked.
 # Nothing is written to the repository except build output under
 # target/apple-check (override with ANEMONE_APPLE_CHECK_TARGET); the
 # temporary folder is removed on exit. Fails when the Apple code does not
@@ -44,12 +46,20 @@ grep -q "^\[target.'cfg(target_vendor = \"apple\")'.dependencies\]" "$BACKENDS_T
     exit 1
 }
 sed -i.bak "s/^\[target.'cfg(target_vendor = \"apple\")'.dependencies\]/[target.'cfg(all())'.dependencies]/" "$BACKENDS_TOML"
+# ONNX Runtime's crate turns on smallvec's `const_generics`; turned on here in
+# both checks (3 and 4), so the one without ONNX Runtime reuses the other's
+# dependency builds instead of checking the whole tract stack again (smallvec
+# sits under it). anemone-backends does not use smallvec itself.
+printf '\n[target.%s.dependencies]\nsmallvec = { version = "1", features = ["const_generics"] }\n' \
+    "'cfg(not(any()))'" >>"$BACKENDS_TOML"
 
 # 2. Apple crates with unconditional framework links: patched copies.
 cargo fetch --locked --manifest-path "$REPO/Cargo.toml" >/dev/null
 PATCHED="$TMP/patched"
 mkdir -p "$PATCHED"
-cargo metadata --locked --offline --format-version 1 --all-features --manifest-path "$WS/Cargo.toml" >"$TMP/metadata.json"
+# Not --locked: the copy's lock file gains the smallvec line above (the
+# versions stay as locked; --offline resolves nothing new).
+cargo metadata --offline --format-version 1 --all-features --manifest-path "$WS/Cargo.toml" >"$TMP/metadata.json"
 python3 - "$TMP/metadata.json" "$PATCHED" "$WS/Cargo.toml" <<'PY'
 import json, pathlib, re, shutil, sys
 meta, patched, ws_toml = json.load(open(sys.argv[1])), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
@@ -90,7 +100,7 @@ case "$crate" in
     objc2|objc2_*|block2|dispatch2)
         RUSTC_BOOTSTRAP=1 exec "$@" --cfg docsrs ;;
     anemone_backends)
-        exec "$@" --cfg 'target_vendor="apple"' -A explicit_builtin_cfgs_in_flags ;;
+        exec "$@" --cfg 'target_vendor="apple"' -A explicit_builtin_cfgs_in_flags -D warnings ;;
     *)
         exec "$@" ;;
 esac
@@ -98,10 +108,22 @@ SH
 chmod +x "$WRAPPER"
 
 CMD="${ANEMONE_APPLE_CHECK_CMD:-check}"
-echo "check-apple: cargo $CMD -p anemone-backends --features coreml,metal,onnxruntime --lib --tests (as an Apple target)"
 cd "$WS"
 # --tests: the Apple-only tests (coreml/apple/tests.rs, tract/metal.rs) too,
 # which a Mac runs with `cargo test -p anemone-backends --features coreml,metal --lib`.
+# The `cuda` feature rides along: its code is `target_os = "linux"`, which
+# the wrapper leaves as it is, so the CUDA backend is checked here as well.
+echo "check-apple: cargo $CMD -p anemone-backends --features coreml,metal,onnxruntime,cuda --lib --tests (as an Apple target)"
 RUSTC_WRAPPER="$WRAPPER" CARGO_TARGET_DIR="$TARGET" \
-    cargo "$CMD" --offline -p anemone-backends --features coreml,metal,onnxruntime --lib --tests
+    cargo "$CMD" --offline -p anemone-backends --features coreml,metal,onnxruntime,cuda --lib --tests
 echo "check-apple: the Apple code and its tests compile"
+# 4. Without ONNX Runtime, anemone-backends' default feature: what a user of
+# anemone-server's library builds (the workspace build unifies features with
+# anemone-cli's, which turns it on, and once hid a helper outside its feature
+# gate). The dependencies were checked by step 3 with the same features, so
+# this checks anemone-backends alone, again (a few seconds, against about
+# two minutes for a clippy of its own in the workspace's target).
+echo "check-apple: cargo $CMD -p anemone-backends --no-default-features --features coreml,metal,cuda --lib (without ONNX Runtime)"
+RUSTC_WRAPPER="$WRAPPER" CARGO_TARGET_DIR="$TARGET" \
+    cargo "$CMD" --offline -p anemone-backends --no-default-features --features coreml,metal,cuda --lib
+echo "check-apple: anemone-backends compiles without ONNX Runtime"

@@ -277,6 +277,25 @@ def batched_identity(name):
     write_case(name, "Identity with a batch dimension", model, runs)
 
 
+@case
+def external_weights(name):
+    """y = x + W, W FP32 [4] kept as ONNX external data in a subfolder (weights/w.bin)."""
+    b = Builder(rng_for(name))
+    w = b.rng.standard_normal(4).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Add", ["x", "W"], ["y"])], name,
+                              [vi("x", F32, ["n", 4])], [vi("y", F32, ["n", 4])],
+                              [numpy_helper.from_array(w, "W")])
+    model = make_model(graph)
+    runs = [{"x": b.rng.standard_normal((2, 4)).astype(np.float32)}]
+    write_case(name, "Add of a weight kept in weights/w.bin (external data in a subfolder)", model, runs)
+    d = OUT / name
+    (d / "weights").mkdir()
+    onnx.save_model(model, d / "model.onnx", save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights/w.bin", size_threshold=0)
+    assert (d / "weights" / "w.bin").stat().st_size == 16, "W was not written as external data"
+    verify_case(name)
+
+
 ALL_DTYPES = [  # (input name, ONNX type, numpy dtype) for every KServe v2 numeric datatype and BOOL
     ("b", TensorProto.BOOL, np.bool_), ("u8", TensorProto.UINT8, np.uint8), ("u16", TensorProto.UINT16, np.uint16),
     ("u32", TensorProto.UINT32, np.uint32), ("u64", TensorProto.UINT64, np.uint64), ("i8", TensorProto.INT8, np.int8),

@@ -42,19 +42,17 @@ else
 fi
 step "cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
-step "type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider)"
+# It also checks anemone-backends without its default ONNX Runtime, as
+# anemone-server's library pulls it (the workspace build unifies features,
+# and once hid a helper outside its feature gate): a few seconds there, on
+# that check's dependency builds, against about two minutes for a clippy
+# run of its own here.
+step "type-check the Apple-only code (Core ML, tract-metal, ONNX Runtime's CoreML provider) and anemone-backends without ONNX Runtime"
 scripts/check-apple.sh
 # One clippy pass over every target, with the cuda feature on: it is also
 # the type-check of the CUDA backend (CI has no GPU to run it).
 step "cargo clippy -D warnings (all targets, cuda feature included)"
 cargo clippy --workspace --all-targets --locked --features anemone-backends/cuda -- -D warnings
-# anemone-backends without its default ONNX Runtime, as anemone-server's
-# library pulls it (the workspace build above unifies features, and hid a
-# helper outside its feature gate). It checks the dependencies again under
-# this package's own features (118 s cold on the 2-core CI machine, with the
-# cuda feature as above; 138 s without): a candidate for the next cut.
-step "cargo clippy -D warnings (anemone-backends without ONNX Runtime)"
-cargo clippy -p anemone-backends --no-default-features --features cuda --lib --locked -- -D warnings
 step "cargo doc -D warnings (the API docs build, with no broken or private links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features anemone-backends/cuda
 step "cargo test (doctests)"

@@ -560,29 +560,33 @@ fn evicted_row(name: String, e: &Entry, evicted: &[anemone_runtime::EvictedModel
     }
 }
 
-/// The newest modification time of the files of a model directory (two levels).
+/// How deep [`fingerprint`] looks below a model's directory: deep enough for
+/// any repository layout (`1/model.savedmodel/variables/...`, ONNX external
+/// data in a subfolder), and a bound where links loop.
+const FINGERPRINT_DEPTH: usize = 16;
+
+/// The newest modification time of a model directory and everything below it,
+/// as Triton compares to tell a changed model (its files, and the folders
+/// whose entries were added, removed or renamed).
 fn fingerprint(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    let mut visit = |p: &Path| {
-        if let Ok(m) = std::fs::metadata(p).and_then(|m| m.modified()) {
-            newest = newest.max(Some(m));
-        }
-    };
-    for e in std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-    {
-        visit(&e.path());
-        if e.path().is_dir() {
-            for f in std::fs::read_dir(e.path())
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f.ok())
-            {
-                visit(&f.path());
+    fn visit(dir: &Path, depth: usize, newest: &mut Option<SystemTime>) {
+        for entry in std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+        {
+            let path = entry.path();
+            // `metadata` follows links: a linked file's own time counts.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            *newest = (*newest).max(meta.modified().ok());
+            if meta.is_dir() && depth < FINGERPRINT_DEPTH {
+                visit(&path, depth + 1, newest);
             }
         }
     }
+    let mut newest = None;
+    visit(dir, 1, &mut newest);
     newest
 }

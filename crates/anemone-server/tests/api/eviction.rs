@@ -415,6 +415,15 @@ async fn explicit_unload_of_an_evicted_model_forgets_it() {
     assert_eq!(status, 503, "not resident: {body}");
     s.infer_http("small_convnet", "small_convnet").await;
     assert_eq!(s.resident(), ["small_convnet"]);
+    // A load request for the evicted model, unchanged on disk, loads it: the
+    // "loaded and unchanged, nothing to do" rule is for a model that serves.
+    let (status, body) = s
+        .http("POST", "/v2/repository/models/ocr_cls/load", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.resident(), ["ocr_cls"], "the load did not bring it back");
+    s.infer_http("small_convnet", "small_convnet").await;
+    assert_eq!(s.resident(), ["small_convnet"]);
 
     let (status, body) = s
         .http("POST", "/v2/repository/models/ocr_cls/unload", None)
