@@ -333,6 +333,37 @@ def test_simple_string_refuses_strings_that_are_not_numbers(serving):
         assert got == list(a + b), got
 
 
+def test_a_sequence_id_the_model_cannot_read_is_named_as_the_clients(serving):
+    """`simple_string_dyna_sequence` reads its string correlation id as a
+    number: an id that is not one is the client's fault (400 /
+    INVALID_ARGUMENT), and the error names what the client sent (INPUT and
+    sequence_id), not the control and state inputs the server gives the
+    model (START, END, READY, STATE_IN), which the client never sent. The
+    model goes on serving: a numeric id then runs a whole sequence."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    _, addresses = serving
+    for k, (module, url, refused) in enumerate([
+            (httpclient, addresses["HTTP"], "400"),
+            (grpcclient, addresses["gRPC"], "StatusCode.INVALID_ARGUMENT")]):
+        client = module.InferenceServerClient(url)
+        x = module.InferInput("INPUT", [1, 1], "INT32")
+        x.set_data_from_numpy(np.array([[5]], dtype=np.int32))
+        with pytest.raises(InferenceServerException) as e:
+            client.infer("simple_string_dyna_sequence", [x], sequence_id=f"id{k}",
+                         sequence_start=True)
+        assert e.value.status() == refused, e.value
+        text = e.value.message()
+        assert "'INPUT, sequence_id (given to the model as CORRID)'" in text, text
+        for supplied in ["START", "END", "READY", "STATE_IN"]:
+            assert supplied not in text, text
+        r = client.infer("simple_string_dyna_sequence", [x], sequence_id=str(300 + k),
+                         sequence_start=True, sequence_end=True)
+        assert int(r.as_numpy("OUTPUT")[0][0]) == 5 + 300 + k
+
+
 def test_models_are_timed_on_every_cpu_engine_as_requests_would_run(serving):
     """Choosing the CPU engine (in a comparison process, by default) times
     each engine on what a request would run: a sequence model as a

@@ -433,7 +433,7 @@ pub enum InputError {
     /// or values out of range. The request is wrong, not the backend.
     #[error(
         "the model cannot run on input '{name}' as sent; {backend} says: {message}. \
-         Check the sizes the model accepts (e.g. a detector may need sides that are multiples of 32)"
+         Check the sizes and values the model accepts (e.g. a detector may need sides that are multiples of 32)"
     )]
     Rejected {
         /// The input (or inputs, comma-separated) of the request.

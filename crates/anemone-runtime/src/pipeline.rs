@@ -243,7 +243,12 @@ impl Manager {
         turn: Option<&crate::sequence::Turn>,
     ) -> Result<InferResponse> {
         let done = done.map(|done| keep_state(turn, done));
-        let result = finish(done, instance, start);
+        let result = match &instance.spec.sequence {
+            Some(sequence) => {
+                finish(done, instance, start).map_err(|e| sequence.in_request_terms(e))
+            }
+            None => finish(done, instance, start),
+        };
         if let Err(e) = &result {
             self.observe_failure(instance, e);
         }

@@ -12,7 +12,7 @@
 //! anemone runs keep none (an ONNX model is a function of its inputs), so a
 //! sequence may run on any instance; what the model sees is the same.
 
-use anemone_core::{DataType, Error, ModelMetadata, Result, Tensor};
+use anemone_core::{DataType, Error, InputError, ModelMetadata, Result, Tensor};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -172,6 +172,39 @@ impl SequenceSettings {
     /// a state input), which requests must not send.
     pub fn is_supplied(&self, name: &str) -> bool {
         self.controls.iter().any(|c| c.input == name) || self.states.iter().any(|s| s.input == name)
+    }
+
+    /// `error` in the request's terms: an engine that refuses a call names
+    /// every input it was given, and a sequence model's include the controls
+    /// and state the server supplies, which the client never sent. They are
+    /// left out, except the correlation ID input, named as the
+    /// `sequence_id` the client did send (a string ID the model cannot read
+    /// is the usual culprit).
+    pub(crate) fn in_request_terms(&self, error: Error) -> Error {
+        let Error::Input(InputError::Rejected {
+            name,
+            backend,
+            message,
+        }) = error
+        else {
+            return error;
+        };
+        let names: Vec<String> = name
+            .split(", ")
+            .filter_map(|n| match self.controls.iter().find(|c| c.input == n) {
+                Some(c) if matches!(c.kind, ControlKind::CorrelationId(_)) => {
+                    Some(format!("sequence_id (given to the model as {n})"))
+                }
+                Some(_) => None,
+                None if self.states.iter().any(|s| s.input == n) => None,
+                None => Some(n.to_string()),
+            })
+            .collect();
+        Error::Input(InputError::Rejected {
+            name: names.join(", "),
+            backend,
+            message,
+        })
     }
 }
 

@@ -260,3 +260,37 @@ fn a_state_grown_past_the_limit_fails_its_request_and_keeps_the_old_one() {
     );
     assert_eq!(turn.state().unwrap()[0].to_vec::<i32>().unwrap(), [41]);
 }
+
+#[test]
+fn an_engine_refusal_names_what_the_client_sent() {
+    let mut s = settings(Duration::from_secs(1));
+    s.states.push(SequenceState {
+        input: "STATE_IN".into(),
+        output: "STATE_OUT".into(),
+        initial: Tensor::from_vec(vec![1, 1], vec![0i32]).unwrap(),
+    });
+    let rejected = |name: &str| {
+        Error::Input(InputError::Rejected {
+            name: name.into(),
+            backend: "tract-cpu".into(),
+            message: "Can not parse as I32".into(),
+        })
+    };
+    let named = |e: Error| match e {
+        Error::Input(InputError::Rejected { name, .. }) => name,
+        other => panic!("{other}"),
+    };
+    let engine_inputs: Vec<String> = ["INPUT"]
+        .into_iter()
+        .map(String::from)
+        .chain(s.controls.iter().map(|c| c.input.clone()))
+        .chain(s.states.iter().map(|st| st.input.clone()))
+        .collect();
+    assert_eq!(
+        named(s.in_request_terms(rejected(&engine_inputs.join(", ")))),
+        "INPUT, sequence_id (given to the model as CORRID)"
+    );
+    // Other errors pass unchanged.
+    let timeout = Error::Timeout(Duration::from_secs(1));
+    assert!(matches!(s.in_request_terms(timeout), Error::Timeout(_)));
+}
