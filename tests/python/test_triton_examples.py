@@ -426,3 +426,58 @@ def test_a_cached_ensemble_runs_every_request_of_a_sequence(serving):
             got.append(int(r.as_numpy("OUT")[0][0]))
         # The running sum, and the correlation id added to the last answer.
         assert got == [5, 10, 15, 20 + int(sid)], got
+
+
+def test_anemone_bench_sends_sequences_to_a_sequence_model(serving, tmp_path):
+    """`anemone bench` on a sequence model (which refuses a request without a
+    correlation ID): each worker sends sequences of --sequence-length under
+    an ID of its own, a number for `simple_sequence`, a string for
+    `simple_string_dyna_sequence`, over gRPC and HTTP, and none fails. With
+    one worker and no warm-up the sequence's end lands exactly: after 2
+    whole sequences ID 1 is closed (a request without sequence_start is
+    refused), after 1.5 it is open (the same request is taken). A model
+    without sequence batching gets no sequence parameters."""
+    import json
+    import os
+    from serve_support import ROOT
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    _, addresses = serving
+    binary = os.environ.get("ANEMONE_BIN", str(ROOT / "target/debug/anemone"))
+
+    def bench(model, protocol, *args):
+        report = tmp_path / f"{model}-{protocol}.json"
+        url = addresses["gRPC"] if protocol == "grpc" else addresses["HTTP"]
+        run = subprocess.run([binary, "bench", "--model", model, "--protocol", protocol,
+                              "--url", f"http://{url}", "--json-report", str(report), *args],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return json.loads(report.read_text()), run.stdout
+
+    for model, ids in [("simple_sequence", "numbers"), ("simple_string_dyna_sequence", "strings")]:
+        for protocol in ["grpc", "http", "http-binary"]:
+            report, text = bench(model, protocol, "-c", "3", "-n", "60", "--sequence-length", "4")
+            assert (report["requests"], report["errors"]) == (60, 0), report
+            assert report["sequence_length"] == 4, report
+            assert f"IDs 1 to 3 ({ids})" in text, text
+
+    client = httpclient.InferenceServerClient(addresses["HTTP"])
+
+    def without_start():
+        x = httpclient.InferInput("INPUT", [1, 1], "INT32")
+        x.set_data_from_numpy(np.array([[1]], dtype=np.int32))
+        return client.infer("simple_string_dyna_sequence", [x], sequence_id="1")
+
+    bench("simple_string_dyna_sequence", "grpc", "-c", "1", "-n", "8", "--warmup", "0",
+          "--sequence-length", "4")
+    with pytest.raises(InferenceServerException) as e:
+        without_start()
+    assert e.value.status() == "400", e.value
+    bench("simple_string_dyna_sequence", "grpc", "-c", "1", "-n", "6", "--warmup", "0",
+          "--sequence-length", "4")
+    without_start()  # the third request of an open sequence
+
+    report, text = bench("simple", "grpc", "-n", "5")
+    assert report["sequence_length"] is None and report["errors"] == 0, report
+    assert "sequences" not in text, text

@@ -14,18 +14,20 @@ mod encode;
 mod malloc;
 mod metadata;
 mod report;
+mod sequence;
 mod tls;
+mod worker;
 mod workload;
 
-use crate::output::{emit, printable};
+use crate::output::emit;
 use anyhow::{bail, Context};
-use client::{Client, Failure, Target};
+use client::{Client, Target};
 use report::Outcome;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use worker::{stop_on_ctrl_c, worker, Shared};
 
 /// How requests and tensors travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,6 +147,16 @@ pub struct BenchArgs {
     )]
     pub outputs: Vec<String>,
 
+    /// Requests in each sequence sent to a sequence model (one whose config
+    /// has `sequence_batching`): each worker sends sequences of N under an
+    /// ID of its own (1 to --concurrency; a string when the model's
+    /// correlation ID is TYPE_STRING), the first with sequence_start, the
+    /// last with sequence_end, as perf_analyzer's --sequence-length. Other
+    /// models get no sequence parameters.
+    #[arg(long, value_name = "N", env = "ANEMONE_BENCH_SEQUENCE_LENGTH", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub sequence_length: u64,
+
     /// Also write the report as one JSON object to FILE. By default, no file.
     #[arg(long, value_name = "FILE", env = "ANEMONE_BENCH_JSON_REPORT")]
     pub json_report: Option<PathBuf>,
@@ -206,6 +218,8 @@ pub struct Plan {
     pub dim_default: usize,
     /// Outputs to ask for; empty for all.
     pub outputs: Vec<String>,
+    /// Requests in a sequence, for a sequence model.
+    pub sequence_length: u64,
     /// Where the JSON report goes.
     pub json_report: Option<PathBuf>,
     /// TLS files, for an https:// URL.
@@ -260,6 +274,7 @@ impl BenchArgs {
             shapes,
             dim_default: self.dim_default,
             outputs: self.outputs.clone(),
+            sequence_length: self.sequence_length,
             json_report: self.json_report.clone(),
             tls: tls::TlsPaths {
                 ca: self.ca_cert.clone(),
@@ -315,17 +330,47 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         plan.dim_default,
         &plan.outputs,
     )?;
-    let request = Arc::new(client::Prepared::new(
-        plan.protocol,
-        &target,
-        &plan.model,
-        plan.version.as_deref(),
-        &workload,
-    )?);
-
+    // A sequence model refuses a request without a correlation ID: each
+    // worker then sends sequences under one of its own. The configuration
+    // is Triton's extension of KServe v2: a server without it gets plain
+    // requests.
+    let sequence_ids = match sequence::id_kind(&target, &plan.model, plan.version.as_deref()).await
+    {
+        Ok(kind) => kind,
+        Err(e) => {
+            eprintln!("note: {e:#}; sending requests without sequence parameters");
+            None
+        }
+    };
+    let prepare = |step: Option<&sequence::Step>| {
+        client::Prepared::new(
+            plan.protocol,
+            &target,
+            &plan.model,
+            plan.version.as_deref(),
+            &workload,
+            step,
+        )
+    };
+    let shared_script = match sequence_ids {
+        None => Some(Arc::new(client::Script::single(prepare(None)?))),
+        Some(_) => None,
+    };
     let mut clients = Vec::with_capacity(plan.concurrency);
-    for _ in 0..plan.concurrency {
-        clients.push(Client::connect(&target, request.clone()).await?);
+    for worker in 0..plan.concurrency {
+        let script = match (&shared_script, sequence_ids) {
+            (Some(script), _) => script.clone(),
+            (None, Some(kind)) => {
+                let id = sequence::SequenceId::for_worker(kind, worker);
+                Arc::new(client::Script::sequences(
+                    &id,
+                    plan.sequence_length,
+                    |step| prepare(Some(step)),
+                )?)
+            }
+            (None, None) => unreachable!("a script is shared unless the model takes sequences"),
+        };
+        clients.push(Client::connect(&target, script).await?);
     }
 
     let shared = Arc::new(Shared {
@@ -352,6 +397,7 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
 
     let mut outcome = Outcome {
         workload: workload.summary(),
+        sequence_ids,
         ..Outcome::default()
     };
     for w in workers {
@@ -373,105 +419,6 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         .expect("no holder panics; this is a bug")
         .clone();
     Ok(outcome)
-}
-
-/// How long a worker waits after its connection failed, so that a server
-/// that is down is not hammered with connection attempts.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
-
-/// What the workers share.
-struct Shared {
-    /// Warm-up requests not yet claimed by a worker.
-    warmup_left: AtomicU64,
-    /// Measured requests not yet claimed by a worker (`u64::MAX` when time decides).
-    measured_left: AtomicU64,
-    /// How long workers send measured requests, counted from the barrier; `None` when a count decides.
-    stop_after: Option<Duration>,
-    /// Set on Ctrl-C: workers stop after the request in flight.
-    interrupted: AtomicBool,
-    /// The first failure's message, warm-up included; set once.
-    first_error: Mutex<Option<String>>,
-    /// Every worker and the timer meet here after warm-up, so that the
-    /// measured phase starts with every connection open and warm.
-    measuring: tokio::sync::Barrier,
-}
-
-impl Shared {
-    /// Records a failure; the first one is also printed at once.
-    fn note(&self, failure: &Failure) {
-        let mut first = self
-            .first_error
-            .lock()
-            .expect("no holder panics; this is a bug");
-        if first.is_none() {
-            let text = format!("{}: {}", failure.status, printable(&failure.message));
-            eprintln!("warning: a request failed ({text}); counting failures and going on");
-            *first = Some(text);
-        }
-    }
-}
-
-/// Takes one unit from `left`; false once it is spent.
-fn claim(left: &AtomicU64) -> bool {
-    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-/// What one worker saw.
-#[derive(Default)]
-struct WorkerResult {
-    latencies_ns: Vec<u64>,
-    errors: BTreeMap<String, u64>,
-    warmup_errors: u64,
-}
-
-async fn worker(mut client: Client, shared: Arc<Shared>) -> WorkerResult {
-    let mut result = WorkerResult::default();
-    while !shared.interrupted.load(Ordering::Relaxed) && claim(&shared.warmup_left) {
-        if let Err(f) = client.infer().await {
-            result.warmup_errors += 1;
-            shared.note(&f);
-            if f.is_connection() {
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-            }
-        }
-    }
-    shared.measuring.wait().await;
-    let deadline = shared.stop_after.map(|d| Instant::now() + d);
-    result.latencies_ns.reserve(match shared.stop_after {
-        Some(_) => 1 << 16,
-        None => shared.measured_left.load(Ordering::Relaxed).min(1 << 24) as usize,
-    });
-    while !shared.interrupted.load(Ordering::Relaxed)
-        && deadline.is_none_or(|d| Instant::now() < d)
-        && claim(&shared.measured_left)
-    {
-        let sent = Instant::now();
-        match client.infer().await {
-            Ok(()) => result.latencies_ns.push(sent.elapsed().as_nanos() as u64),
-            Err(f) => {
-                shared.note(&f);
-                if f.is_connection() {
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
-                }
-                *result.errors.entry(f.status).or_default() += 1;
-            }
-        }
-    }
-    result
-}
-
-/// The first Ctrl-C ends the run after the requests in flight, keeping the
-/// report; the second exits at once.
-async fn stop_on_ctrl_c(shared: Arc<Shared>) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    eprintln!("interrupted: finishing the requests in flight (Ctrl-C again to quit at once)");
-    shared.interrupted.store(true, Ordering::Relaxed);
-    if tokio::signal::ctrl_c().await.is_ok() {
-        std::process::exit(130);
-    }
 }
 
 #[cfg(test)]
@@ -584,14 +531,5 @@ mod tests {
                     .is_some_and(|h| h.to_string().contains("default"));
             assert!(documented, "--{id} shows no default");
         }
-    }
-
-    #[test]
-    fn claims_stop_at_zero() {
-        let left = AtomicU64::new(2);
-        assert!(claim(&left));
-        assert!(claim(&left));
-        assert!(!claim(&left));
-        assert_eq!(left.load(Ordering::Relaxed), 0);
     }
 }

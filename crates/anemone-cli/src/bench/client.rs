@@ -1,8 +1,9 @@
 //! Connections to the server: one HTTP/1.1 keep-alive connection (hyper) or
-//! one gRPC channel (tonic) per worker, and the prepared inference request
-//! that every worker sends (the metadata request is in `metadata.rs`).
+//! one gRPC channel (tonic) per worker, and the prepared inference requests
+//! each worker sends (the metadata request is in `metadata.rs`).
 
 use super::encode;
+use super::sequence::{self, SequenceId};
 use super::tls::ClientTls;
 use super::workload::Workload;
 use super::Protocol;
@@ -276,7 +277,7 @@ pub(super) async fn grpc_client(
         .max_encoding_message_size(usize::MAX))
 }
 
-/// The inference request, encoded once and sent by every worker.
+/// An inference request, encoded once and sent many times.
 pub enum Prepared {
     Http {
         path: String,
@@ -295,6 +296,7 @@ impl Prepared {
         model: &str,
         version: Option<&str>,
         w: &Workload,
+        step: Option<&sequence::Step>,
     ) -> anyhow::Result<Prepared> {
         let path = format!("{}/infer", model_path(&target.base, model, version));
         let host = HeaderValue::from_str(&target.authority).with_context(|| {
@@ -307,11 +309,11 @@ impl Prepared {
             Protocol::Http => Prepared::Http {
                 path,
                 host,
-                body: encode::json_body(w).into(),
+                body: encode::json_body(w, step).into(),
                 header_len: None,
             },
             Protocol::HttpBinary => {
-                let (body, header_len) = encode::binary_body(w);
+                let (body, header_len) = encode::binary_body(w, step);
                 Prepared::Http {
                     path,
                     host,
@@ -319,97 +321,159 @@ impl Prepared {
                     header_len: Some(header_len),
                 }
             }
-            Protocol::Grpc => Prepared::Grpc(encode::grpc_request(model, version, w)),
+            Protocol::Grpc => Prepared::Grpc(encode::grpc_request(model, version, w, step)),
         })
     }
 }
 
-/// One worker's connection and the request it sends.
-pub enum Client {
-    Http {
-        conn: HttpConn,
-        request: Arc<Prepared>,
-    },
-    Grpc {
-        client: GrpcInferenceServiceClient<Channel>,
-        request: Arc<Prepared>,
-    },
+/// What a worker sends: the same request every time, or, to a sequence
+/// model, sequences of `length` requests under the worker's own ID.
+pub struct Script {
+    /// One request, or [`sequence::steps`]' four.
+    requests: Vec<Prepared>,
+    /// Requests in a sequence (1 when the model takes no sequences).
+    length: u64,
+}
+
+impl Script {
+    /// The same request for every send.
+    pub fn single(request: Prepared) -> Script {
+        Script {
+            requests: vec![request],
+            length: 1,
+        }
+    }
+
+    /// Sequences of `length` requests under `id`, built by `prepare`.
+    pub fn sequences(
+        id: &SequenceId,
+        length: u64,
+        prepare: impl Fn(&sequence::Step) -> anyhow::Result<Prepared>,
+    ) -> anyhow::Result<Script> {
+        let requests = sequence::steps(id)
+            .iter()
+            .map(prepare)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Script {
+            requests,
+            length: length.max(1),
+        })
+    }
+
+    /// The `k`-th request (from 0).
+    fn request(&self, k: u64) -> &Prepared {
+        match self.requests.len() {
+            1 => &self.requests[0],
+            _ => &self.requests[sequence::variant(k, self.length)],
+        }
+    }
+
+    /// The request to send after request `k`: the next, or after a failure
+    /// (the server may have closed the sequence) the next sequence's first.
+    fn after(&self, k: u64, ok: bool) -> u64 {
+        match ok || self.requests.len() == 1 {
+            true => k + 1,
+            false => sequence::next_start(k, self.length),
+        }
+    }
+}
+
+/// One worker's connection, what it sends, and how many it sent.
+pub struct Client {
+    link: Link,
+    script: Arc<Script>,
+    sent: u64,
+}
+
+/// A worker's connection.
+enum Link {
+    Http(HttpConn),
+    Grpc(GrpcInferenceServiceClient<Channel>),
 }
 
 impl Client {
     /// Opens a connection of its own.
-    pub async fn connect(target: &Target, request: Arc<Prepared>) -> anyhow::Result<Client> {
-        match target.protocol {
-            Protocol::Grpc => Ok(Client::Grpc {
-                client: grpc_client(target).await?,
-                request,
-            }),
+    pub async fn connect(target: &Target, script: Arc<Script>) -> anyhow::Result<Client> {
+        let link = match target.protocol {
+            Protocol::Grpc => Link::Grpc(grpc_client(target).await?),
             Protocol::Http | Protocol::HttpBinary => {
                 let mut conn = HttpConn::new(target);
                 let sender = conn.open().await.map_err(|f| {
                     anyhow::anyhow!("cannot connect to {}: {}", target.describe(), f.message)
                 })?;
                 conn.sender = Some(sender);
-                Ok(Client::Http { conn, request })
+                Link::Http(conn)
             }
-        }
+        };
+        Ok(Client {
+            link,
+            script,
+            sent: 0,
+        })
     }
 
-    /// Sends the request once and waits for the whole answer.
+    /// Sends the next request and waits for the whole answer.
     pub async fn infer(&mut self) -> Result<(), Failure> {
-        match self {
-            Client::Http { conn, request } => {
-                let Prepared::Http {
-                    path,
-                    host,
-                    body,
-                    header_len,
-                } = &**request
-                else {
-                    unreachable!("an HTTP client gets an HTTP request; this is a bug")
-                };
-                let mut builder = hyper::Request::builder()
-                    .method(Method::POST)
-                    .uri(path.as_str())
-                    .header(HOST, host);
-                builder = match header_len {
-                    Some(n) => builder
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(HEADER_LENGTH, *n),
-                    None => builder.header(CONTENT_TYPE, "application/json"),
-                };
-                let request = builder.body(Full::new(body.clone())).map_err(|e| Failure {
-                    status: "request".into(),
-                    message: e.to_string(),
-                })?;
-                let response = conn.send(request).await?;
-                if response.status() != StatusCode::OK {
-                    return Err(http_failure(response.status(), response.body()));
-                }
-                if header_len.is_some() {
-                    check_binary_response(&response)?;
-                }
-                Ok(())
+        let result = send(&mut self.link, self.script.request(self.sent)).await;
+        self.sent = self.script.after(self.sent, result.is_ok());
+        result
+    }
+}
+
+/// Sends `request` on `link` and waits for the whole answer.
+async fn send(link: &mut Link, request: &Prepared) -> Result<(), Failure> {
+    match link {
+        Link::Http(conn) => {
+            let Prepared::Http {
+                path,
+                host,
+                body,
+                header_len,
+            } = request
+            else {
+                unreachable!("an HTTP client gets an HTTP request; this is a bug")
+            };
+            let mut builder = hyper::Request::builder()
+                .method(Method::POST)
+                .uri(path.as_str())
+                .header(HOST, host);
+            builder = match header_len {
+                Some(n) => builder
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(HEADER_LENGTH, *n),
+                None => builder.header(CONTENT_TYPE, "application/json"),
+            };
+            let request = builder.body(Full::new(body.clone())).map_err(|e| Failure {
+                status: "request".into(),
+                message: e.to_string(),
+            })?;
+            let response = conn.send(request).await?;
+            if response.status() != StatusCode::OK {
+                return Err(http_failure(response.status(), response.body()));
             }
-            Client::Grpc { client, request } => {
-                let Prepared::Grpc(message) = &**request else {
-                    unreachable!("a gRPC client gets a gRPC request; this is a bug")
-                };
-                client
-                    .model_infer(message.clone())
-                    .await
-                    .map(drop)
-                    .map_err(|s| match std::error::Error::source(&s) {
-                        // A status with a source was made by the transport, not sent by the server.
-                        Some(cause) => {
-                            Failure::connection(chain_text(s.message().to_string(), Some(cause)))
-                        }
-                        None => Failure {
-                            status: format!("gRPC {:?}", s.code()),
-                            message: s.message().to_string(),
-                        },
-                    })
+            if header_len.is_some() {
+                check_binary_response(&response)?;
             }
+            Ok(())
+        }
+        Link::Grpc(client) => {
+            let Prepared::Grpc(message) = request else {
+                unreachable!("a gRPC client gets a gRPC request; this is a bug")
+            };
+            client
+                .model_infer(message.clone())
+                .await
+                .map(drop)
+                .map_err(|s| match std::error::Error::source(&s) {
+                    // A status with a source was made by the transport, not sent by the server.
+                    Some(cause) => {
+                        Failure::connection(chain_text(s.message().to_string(), Some(cause)))
+                    }
+                    None => Failure {
+                        status: format!("gRPC {:?}", s.code()),
+                        message: s.message().to_string(),
+                    },
+                })
         }
     }
 }

@@ -1,19 +1,63 @@
 //! A [`Workload`] in each wire form: a KServe v2 JSON body, a body with
-//! Triton's binary tensor data, and a gRPC `ModelInferRequest`.
+//! Triton's binary tensor data, and a gRPC `ModelInferRequest`; with a
+//! sequence model's `sequence_id`, `sequence_start` and `sequence_end`
+//! parameters when given a [`Step`].
 
+use super::sequence::{SequenceId, Step};
 use super::workload::Workload;
 use anemone_core::{DataType, Tensor};
+use anemone_server::proto::infer_parameter::ParameterChoice;
 use anemone_server::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
-use anemone_server::proto::ModelInferRequest;
+use anemone_server::proto::{InferParameter, ModelInferRequest};
 use serde::Serialize;
+use std::collections::HashMap;
 
 #[derive(Serialize)]
 struct JsonRequest<'a> {
     inputs: Vec<JsonInput<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     outputs: Vec<JsonOutput<'a>>,
+    #[serde(skip_serializing_if = "Parameters::is_empty")]
+    parameters: Parameters,
+}
+
+/// A request's parameters: binary answers, and a sequence's.
+#[derive(Serialize, Default)]
+struct Parameters {
     #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<BinaryOutput>,
+    binary_data_output: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence_id: Option<JsonId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence_start: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence_end: Option<bool>,
+}
+
+impl Parameters {
+    fn new(binary_data_output: bool, step: Option<&Step>) -> Parameters {
+        Parameters {
+            binary_data_output: binary_data_output.then_some(true),
+            sequence_id: step.map(|s| match &s.id {
+                SequenceId::Number(n) => JsonId::Number(*n),
+                SequenceId::Text(t) => JsonId::Text(t.clone()),
+            }),
+            sequence_start: step.map(|s| s.start),
+            sequence_end: step.map(|s| s.end),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.binary_data_output.is_none() && self.sequence_id.is_none()
+    }
+}
+
+/// A correlation ID in JSON: a number or a string, as the model takes it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonId {
+    Number(u64),
+    Text(String),
 }
 
 #[derive(Serialize)]
@@ -42,11 +86,6 @@ struct BinarySize {
 #[derive(Serialize)]
 struct BinaryData {
     binary_data: bool,
-}
-
-#[derive(Serialize)]
-struct BinaryOutput {
-    binary_data_output: bool,
 }
 
 /// A tensor's elements as a flat JSON array. Floats keep their own type so
@@ -110,7 +149,7 @@ pub fn raw(t: &Tensor) -> Vec<u8> {
 }
 
 /// The JSON body of an inference request with the data inline.
-pub fn json_body(w: &Workload) -> Vec<u8> {
+pub fn json_body(w: &Workload, step: Option<&Step>) -> Vec<u8> {
     let request = JsonRequest {
         inputs: w
             .inputs
@@ -131,7 +170,7 @@ pub fn json_body(w: &Workload) -> Vec<u8> {
                 parameters: None,
             })
             .collect(),
-        parameters: None,
+        parameters: Parameters::new(false, step),
     };
     serde_json::to_vec(&request).expect("a request of plain values always encodes; this is a bug")
 }
@@ -139,7 +178,7 @@ pub fn json_body(w: &Workload) -> Vec<u8> {
 /// A body in Triton's binary tensor data form, and the length of its JSON
 /// header (the `Inference-Header-Content-Length` value). Outputs come back
 /// as binary data too.
-pub fn binary_body(w: &Workload) -> (Vec<u8>, usize) {
+pub fn binary_body(w: &Workload, step: Option<&Step>) -> (Vec<u8>, usize) {
     let raws: Vec<Vec<u8>> = w.inputs.iter().map(|i| raw(&i.tensor)).collect();
     let request = JsonRequest {
         inputs: w
@@ -164,9 +203,7 @@ pub fn binary_body(w: &Workload) -> (Vec<u8>, usize) {
                 parameters: Some(BinaryData { binary_data: true }),
             })
             .collect(),
-        parameters: w.outputs.is_empty().then_some(BinaryOutput {
-            binary_data_output: true,
-        }),
+        parameters: Parameters::new(w.outputs.is_empty(), step),
     };
     let mut body = serde_json::to_vec(&request)
         .expect("a request of plain values always encodes; this is a bug");
@@ -178,8 +215,36 @@ pub fn binary_body(w: &Workload) -> (Vec<u8>, usize) {
 }
 
 /// The gRPC request, with the input data in `raw_input_contents`.
-pub fn grpc_request(model: &str, version: Option<&str>, w: &Workload) -> ModelInferRequest {
+pub fn grpc_request(
+    model: &str,
+    version: Option<&str>,
+    w: &Workload,
+    step: Option<&Step>,
+) -> ModelInferRequest {
+    let parameter = |choice| InferParameter {
+        parameter_choice: Some(choice),
+    };
+    let parameters: HashMap<String, InferParameter> = step
+        .map(|s| {
+            let id = match &s.id {
+                SequenceId::Number(n) => ParameterChoice::Int64Param(*n as i64),
+                SequenceId::Text(t) => ParameterChoice::StringParam(t.clone()),
+            };
+            HashMap::from([
+                ("sequence_id".to_string(), parameter(id)),
+                (
+                    "sequence_start".to_string(),
+                    parameter(ParameterChoice::BoolParam(s.start)),
+                ),
+                (
+                    "sequence_end".to_string(),
+                    parameter(ParameterChoice::BoolParam(s.end)),
+                ),
+            ])
+        })
+        .unwrap_or_default();
     ModelInferRequest {
+        parameters,
         model_name: model.to_string(),
         model_version: version.unwrap_or_default().to_string(),
         inputs: w
@@ -235,7 +300,7 @@ mod tests {
 
     #[test]
     fn json_bodies_carry_typed_flat_data() {
-        let body: Value = serde_json::from_slice(&json_body(&workload(&[]))).unwrap();
+        let body: Value = serde_json::from_slice(&json_body(&workload(&[]), None)).unwrap();
         assert_eq!(
             body,
             json!({"inputs": [
@@ -244,17 +309,17 @@ mod tests {
                 {"name": "s", "shape": [2], "datatype": "BYTES", "data": ["hi", ""]},
             ]})
         );
-        let body: Value = serde_json::from_slice(&json_body(&workload(&["z"]))).unwrap();
+        let body: Value = serde_json::from_slice(&json_body(&workload(&["z"]), None)).unwrap();
         assert_eq!(body["outputs"], json!([{"name": "z"}]));
         // f32 values are written in their shortest form.
-        assert!(String::from_utf8(json_body(&workload(&[])))
+        assert!(String::from_utf8(json_body(&workload(&[]), None))
             .unwrap()
             .contains("[0.1,0.5]"));
     }
 
     #[test]
     fn binary_bodies_put_the_data_after_the_header() {
-        let (body, header_len) = binary_body(&workload(&[]));
+        let (body, header_len) = binary_body(&workload(&[]), None);
         let header: Value = serde_json::from_slice(&body[..header_len]).unwrap();
         assert_eq!(
             header["inputs"][0]["parameters"],
@@ -276,7 +341,7 @@ mod tests {
         assert_eq!(&data[8..16], &3i64.to_le_bytes());
         assert_eq!(&data[24..], &[2, 0, 0, 0, b'h', b'i', 0, 0, 0, 0]);
 
-        let (body, header_len) = binary_body(&workload(&["z"]));
+        let (body, header_len) = binary_body(&workload(&["z"]), None);
         let header: Value = serde_json::from_slice(&body[..header_len]).unwrap();
         assert_eq!(
             header["outputs"],
@@ -287,7 +352,7 @@ mod tests {
 
     #[test]
     fn grpc_requests_use_raw_contents() {
-        let r = grpc_request("m", Some("2"), &workload(&["z"]));
+        let r = grpc_request("m", Some("2"), &workload(&["z"]), None);
         assert_eq!(
             (r.model_name.as_str(), r.model_version.as_str()),
             ("m", "2")
@@ -301,6 +366,35 @@ mod tests {
             [3i64.to_le_bytes(), (-1i64).to_le_bytes()].concat()
         );
         assert_eq!(r.outputs[0].name, "z");
-        assert_eq!(grpc_request("m", None, &workload(&[])).model_version, "");
+        assert_eq!(
+            grpc_request("m", None, &workload(&[]), None).model_version,
+            ""
+        );
+    }
+
+    #[test]
+    fn sequence_steps_travel_as_parameters() {
+        use super::super::sequence::steps;
+        let start = &steps(&SequenceId::Text("7".into()))[0];
+        let body: Value = serde_json::from_slice(&json_body(&workload(&[]), Some(start))).unwrap();
+        assert_eq!(
+            body["parameters"],
+            json!({"sequence_id": "7", "sequence_start": true, "sequence_end": false})
+        );
+        let end = &steps(&SequenceId::Number(7))[2];
+        let (body, header_len) = binary_body(&workload(&[]), Some(end));
+        let header: Value = serde_json::from_slice(&body[..header_len]).unwrap();
+        assert_eq!(
+            header["parameters"],
+            json!({"binary_data_output": true, "sequence_id": 7, "sequence_start": false, "sequence_end": true})
+        );
+        let r = grpc_request("m", None, &workload(&[]), Some(end));
+        let choice = |k: &str| r.parameters[k].parameter_choice.clone().unwrap();
+        assert_eq!(choice("sequence_id"), ParameterChoice::Int64Param(7));
+        assert_eq!(choice("sequence_start"), ParameterChoice::BoolParam(false));
+        assert_eq!(choice("sequence_end"), ParameterChoice::BoolParam(true));
+        assert!(grpc_request("m", None, &workload(&[]), None)
+            .parameters
+            .is_empty());
     }
 }

@@ -23,6 +23,9 @@ pub struct Outcome {
     pub wall: Duration,
     /// Whether Ctrl-C ended the run early.
     pub interrupted: bool,
+    /// For a sequence model: the kind of correlation ID sent (workers send
+    /// sequences of `plan.sequence_length` under IDs 1 to `concurrency`).
+    pub sequence_ids: Option<super::sequence::IdKind>,
 }
 
 /// Latency figures in microseconds.
@@ -121,11 +124,24 @@ pub fn text(plan: &Plan, o: &Outcome) -> String {
         vec!["model".to_string(), model],
         vec!["inputs".to_string(), inputs],
         vec!["concurrency".to_string(), plan.concurrency.to_string()],
-        vec![
-            "requests".to_string(),
-            format!("{} ok, {} failed", o.ok(), o.failed()),
-        ],
     ];
+    if let Some(kind) = o.sequence_ids {
+        let ids = match kind {
+            super::sequence::IdKind::Number => "numbers",
+            super::sequence::IdKind::Text => "strings",
+        };
+        rows.push(vec![
+            "sequences".to_string(),
+            format!(
+                "{} requests each, one worker per sequence ID, IDs 1 to {} ({ids})",
+                plan.sequence_length, plan.concurrency
+            ),
+        ]);
+    }
+    rows.push(vec![
+        "requests".to_string(),
+        format!("{} ok, {} failed", o.ok(), o.failed()),
+    ]);
     for (status, n) in &o.errors {
         rows.push(vec![String::new(), format!("{n} × {}", printable(status))]);
     }
@@ -192,6 +208,7 @@ pub fn json(plan: &Plan, o: &Outcome) -> Value {
         "warmup": plan.warmup,
         "warmup_errors": o.warmup_errors,
         "interrupted": o.interrupted,
+        "sequence_length": o.sequence_ids.map(|_| plan.sequence_length),
         "args": {
             "requests": requests_limit,
             "duration_s": duration_limit,

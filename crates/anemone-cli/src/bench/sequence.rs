@@ -1,0 +1,199 @@
+//! Sequence models (Triton's `sequence_batching`), which refuse a request
+//! without a correlation ID: `anemone bench` reads the model's
+//! configuration, and when it batches sequences, each worker sends its
+//! requests as sequences of `--sequence-length` under an ID of its own (the
+//! first with `sequence_start`, the last with `sequence_end`), as
+//! perf_analyzer does. The ID is a string when the model's
+//! `CONTROL_SEQUENCE_CORRID` control takes `TYPE_STRING`, else a number.
+
+use super::client::{grpc_client, http_failure, model_path, HttpConn, Target};
+use super::Protocol;
+use anemone_server::proto::model_config::SchedulingChoice;
+use anemone_server::proto::model_sequence_batching::control::Kind;
+use anemone_server::proto::{DataType, ModelConfig, ModelConfigRequest};
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::HOST;
+use hyper::StatusCode;
+
+/// The kind of correlation ID a sequence model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// An unsigned or signed integer (UINT64, INT64, UINT32, INT32).
+    Number,
+    /// A string (`TYPE_STRING`).
+    Text,
+}
+
+/// A correlation ID as a request carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceId {
+    Number(u64),
+    Text(String),
+}
+
+impl SequenceId {
+    /// Worker `worker`'s ID (workers count from 0; IDs from 1, as 0 and ""
+    /// mean "no sequence").
+    pub fn for_worker(kind: IdKind, worker: usize) -> SequenceId {
+        let n = worker as u64 + 1;
+        match kind {
+            IdKind::Number => SequenceId::Number(n),
+            IdKind::Text => SequenceId::Text(n.to_string()),
+        }
+    }
+}
+
+/// The sequence parameters of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub id: SequenceId,
+    pub start: bool,
+    pub end: bool,
+}
+
+/// The four requests a worker sends in turn, by [`variant`]: a sequence's
+/// first, a middle one, its last, and a sequence of one request.
+pub fn steps(id: &SequenceId) -> [Step; 4] {
+    let step = |start, end| Step {
+        id: id.clone(),
+        start,
+        end,
+    };
+    [
+        step(true, false),
+        step(false, false),
+        step(false, true),
+        step(true, true),
+    ]
+}
+
+/// Which of [`steps`] a worker's `k`-th request (from 0) is, in sequences
+/// of `length` requests.
+pub fn variant(k: u64, length: u64) -> usize {
+    let at = k % length;
+    match (length, at) {
+        (1, _) => 3,
+        (_, 0) => 0,
+        (_, a) if a + 1 == length => 2,
+        _ => 1,
+    }
+}
+
+/// The index of the first request of the sequence after the one holding
+/// request `k`: where a worker starts again after a failure, since the
+/// server may have closed the sequence.
+pub fn next_start(k: u64, length: u64) -> u64 {
+    (k / length + 1) * length
+}
+
+/// Reads the model's configuration: `Some` with the kind of its correlation
+/// ID when it batches sequences, `None` when it does not.
+pub async fn id_kind(
+    target: &Target,
+    model: &str,
+    version: Option<&str>,
+) -> anyhow::Result<Option<IdKind>> {
+    let failed = |status: &str, message: &str| {
+        anyhow::anyhow!(
+            "cannot get the configuration of model '{model}' from {} ({status}): {message}",
+            target.url
+        )
+    };
+    if target.protocol == Protocol::Grpc {
+        let mut client = grpc_client(target).await?;
+        let request = ModelConfigRequest {
+            name: model.to_string(),
+            version: version.unwrap_or_default().to_string(),
+        };
+        let response = client
+            .model_config(request)
+            .await
+            .map_err(|s| failed(&format!("gRPC {:?}", s.code()), s.message()))?
+            .into_inner();
+        return Ok(response.config.as_ref().and_then(from_proto));
+    }
+    let mut conn = HttpConn::new(target);
+    let path = format!("{}/config", model_path(&target.base, model, version));
+    let request = hyper::Request::get(path)
+        .header(HOST, &target.authority)
+        .body(Full::new(Bytes::new()))
+        .context("cannot build the configuration request")?;
+    let response = conn
+        .send(request)
+        .await
+        .map_err(|f| failed(&f.status, &f.message))?;
+    if response.status() != StatusCode::OK {
+        let f = http_failure(response.status(), response.body());
+        return Err(failed(&f.status, &f.message));
+    }
+    from_json(response.body()).with_context(|| {
+        format!(
+            "the configuration of model '{model}' from {} is not a model configuration",
+            target.url
+        )
+    })
+}
+
+fn from_proto(config: &ModelConfig) -> Option<IdKind> {
+    let Some(SchedulingChoice::SequenceBatching(s)) = &config.scheduling_choice else {
+        return None;
+    };
+    let text = s.control_input.iter().flat_map(|c| &c.control).any(|c| {
+        c.kind == Kind::ControlSequenceCorrid as i32 && c.data_type == DataType::TypeString as i32
+    });
+    Some(if text { IdKind::Text } else { IdKind::Number })
+}
+
+/// The same from the configuration as JSON (`GET .../config`), where enums
+/// are their names.
+fn from_json(body: &[u8]) -> anyhow::Result<Option<IdKind>> {
+    let config: serde_json::Value = serde_json::from_slice(body)?;
+    anyhow::ensure!(config.is_object(), "not a JSON object");
+    let Some(sequence) = config.get("sequence_batching").filter(|s| s.is_object()) else {
+        return Ok(None);
+    };
+    let controls = sequence["control_input"].as_array().into_iter().flatten();
+    let text = controls
+        .flat_map(|c| c["control"].as_array().into_iter().flatten())
+        .any(|c| c["kind"] == "CONTROL_SEQUENCE_CORRID" && c["data_type"] == "TYPE_STRING");
+    Ok(Some(if text { IdKind::Text } else { IdKind::Number }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_start_and_end_in_turn() {
+        let kinds: Vec<usize> = (0..7).map(|k| variant(k, 3)).collect();
+        assert_eq!(kinds, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!((0..3).map(|k| variant(k, 2)).collect::<Vec<_>>(), [0, 2, 0]);
+        assert_eq!((0..3).map(|k| variant(k, 1)).collect::<Vec<_>>(), [3, 3, 3]);
+        let s = steps(&SequenceId::Number(4));
+        assert!(s[0].start && !s[0].end && !s[1].start && !s[1].end);
+        assert!(!s[2].start && s[2].end && s[3].start && s[3].end);
+        assert_eq!(
+            (next_start(0, 20), next_start(19, 20), next_start(20, 20)),
+            (20, 20, 40)
+        );
+    }
+
+    #[test]
+    fn the_configuration_says_whether_and_which_ids() {
+        assert_eq!(
+            from_json(br#"{"name":"add","max_batch_size":0}"#).unwrap(),
+            None
+        );
+        let number = br#"{"sequence_batching":{"control_input":[{"name":"START","control":[{"kind":"CONTROL_SEQUENCE_START"}]}]}}"#;
+        assert_eq!(from_json(number).unwrap(), Some(IdKind::Number));
+        let text = br#"{"sequence_batching":{"control_input":[{"name":"CORRID","control":[{"kind":"CONTROL_SEQUENCE_CORRID","data_type":"TYPE_STRING"}]}]}}"#;
+        assert_eq!(from_json(text).unwrap(), Some(IdKind::Text));
+        assert!(from_json(b"[1]").is_err());
+        assert_eq!(
+            SequenceId::for_worker(IdKind::Text, 0),
+            SequenceId::Text("1".into())
+        );
+    }
+}
