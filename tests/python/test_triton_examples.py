@@ -432,7 +432,8 @@ def test_anemone_bench_sends_sequences_to_a_sequence_model(serving, tmp_path):
     """`anemone bench` on a sequence model (which refuses a request without a
     correlation ID): each worker sends sequences of --sequence-length under
     an ID of its own, a number for `simple_sequence`, a string for
-    `simple_string_dyna_sequence`, over gRPC and HTTP, and none fails. With
+    `simple_string_dyna_sequence` and for the ensemble over it, over gRPC
+    and HTTP, and none fails. With
     one worker and no warm-up the sequence's end lands exactly: after 2
     whole sequences ID 1 is closed (a request without sequence_start is
     refused), after 1.5 it is open (the same request is taken). A model
@@ -455,7 +456,8 @@ def test_anemone_bench_sends_sequences_to_a_sequence_model(serving, tmp_path):
         assert run.returncode == 0, run.stdout + run.stderr
         return json.loads(report.read_text()), run.stdout
 
-    for model, ids in [("simple_sequence", "numbers"), ("simple_string_dyna_sequence", "strings")]:
+    for model, ids in [("simple_sequence", "numbers"), ("simple_string_dyna_sequence", "strings"),
+                       ("dyna_ensemble", "strings")]:
         for protocol in ["grpc", "http", "http-binary"]:
             report, text = bench(model, protocol, "-c", "3", "-n", "60", "--sequence-length", "4")
             assert (report["requests"], report["errors"]) == (60, 0), report

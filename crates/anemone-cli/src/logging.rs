@@ -86,6 +86,8 @@ pub fn init(filter: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> anyhow::
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     let _ = CONTROL.set(Arc::new(logging));
+    // One line at debug, so a verbose run says so whatever else it logs.
+    tracing::debug!(filter, "logging at this filter");
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! first with `sequence_start`, the last with `sequence_end`), as
 //! perf_analyzer does. The ID is a string when the model's
 //! `CONTROL_SEQUENCE_CORRID` control takes `TYPE_STRING`, else a number.
+//! An ensemble with a sequence model among its steps gets sequences too.
 
 use super::client::{grpc_client, http_failure, model_path, HttpConn, Target};
 use super::Protocol;
@@ -88,13 +89,48 @@ pub fn next_start(k: u64, length: u64) -> u64 {
     (k / length + 1) * length
 }
 
+/// What a model's configuration says about sequences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Found {
+    /// It batches sequences, with this kind of correlation ID.
+    Sequence(IdKind),
+    /// An ensemble, over these models.
+    Ensemble(Vec<String>),
+    /// Neither.
+    Plain,
+}
+
+/// How deep ensembles of ensembles are followed.
+const ENSEMBLE_DEPTH: usize = 4;
+
 /// Reads the model's configuration: `Some` with the kind of its correlation
-/// ID when it batches sequences, `None` when it does not.
+/// ID when it batches sequences, or is an ensemble with a step that does
+/// (the ensemble then needs the IDs, as perf_analyzer finds); `None` when
+/// neither.
 pub async fn id_kind(
     target: &Target,
     model: &str,
     version: Option<&str>,
 ) -> anyhow::Result<Option<IdKind>> {
+    let mut models = vec![(model.to_string(), version.map(str::to_string))];
+    for _ in 0..ENSEMBLE_DEPTH {
+        let mut steps = Vec::new();
+        for (name, version) in &models {
+            match config_of(target, name, version.as_deref()).await? {
+                Found::Sequence(kind) => return Ok(Some(kind)),
+                Found::Ensemble(names) => steps.extend(names.into_iter().map(|n| (n, None))),
+                Found::Plain => {}
+            }
+        }
+        if steps.is_empty() {
+            break;
+        }
+        models = steps;
+    }
+    Ok(None)
+}
+
+async fn config_of(target: &Target, model: &str, version: Option<&str>) -> anyhow::Result<Found> {
     let failed = |status: &str, message: &str| {
         anyhow::anyhow!(
             "cannot get the configuration of model '{model}' from {} ({status}): {message}",
@@ -112,7 +148,7 @@ pub async fn id_kind(
             .await
             .map_err(|s| failed(&format!("gRPC {:?}", s.code()), s.message()))?
             .into_inner();
-        return Ok(response.config.as_ref().and_then(from_proto));
+        return Ok(response.config.as_ref().map_or(Found::Plain, from_proto));
     }
     let mut conn = HttpConn::new(target);
     let path = format!("{}/config", model_path(&target.base, model, version));
@@ -136,29 +172,43 @@ pub async fn id_kind(
     })
 }
 
-fn from_proto(config: &ModelConfig) -> Option<IdKind> {
-    let Some(SchedulingChoice::SequenceBatching(s)) = &config.scheduling_choice else {
-        return None;
-    };
-    let text = s.control_input.iter().flat_map(|c| &c.control).any(|c| {
-        c.kind == Kind::ControlSequenceCorrid as i32 && c.data_type == DataType::TypeString as i32
-    });
-    Some(if text { IdKind::Text } else { IdKind::Number })
+fn from_proto(config: &ModelConfig) -> Found {
+    match &config.scheduling_choice {
+        Some(SchedulingChoice::SequenceBatching(s)) => {
+            let text = s.control_input.iter().flat_map(|c| &c.control).any(|c| {
+                c.kind == Kind::ControlSequenceCorrid as i32
+                    && c.data_type == DataType::TypeString as i32
+            });
+            Found::Sequence(if text { IdKind::Text } else { IdKind::Number })
+        }
+        Some(SchedulingChoice::EnsembleScheduling(e)) => {
+            Found::Ensemble(e.step.iter().map(|s| s.model_name.clone()).collect())
+        }
+        _ => Found::Plain,
+    }
 }
 
 /// The same from the configuration as JSON (`GET .../config`), where enums
 /// are their names.
-fn from_json(body: &[u8]) -> anyhow::Result<Option<IdKind>> {
+fn from_json(body: &[u8]) -> anyhow::Result<Found> {
     let config: serde_json::Value = serde_json::from_slice(body)?;
     anyhow::ensure!(config.is_object(), "not a JSON object");
-    let Some(sequence) = config.get("sequence_batching").filter(|s| s.is_object()) else {
-        return Ok(None);
-    };
-    let controls = sequence["control_input"].as_array().into_iter().flatten();
-    let text = controls
-        .flat_map(|c| c["control"].as_array().into_iter().flatten())
-        .any(|c| c["kind"] == "CONTROL_SEQUENCE_CORRID" && c["data_type"] == "TYPE_STRING");
-    Ok(Some(if text { IdKind::Text } else { IdKind::Number }))
+    if let Some(sequence) = config.get("sequence_batching").filter(|s| s.is_object()) {
+        let controls = sequence["control_input"].as_array().into_iter().flatten();
+        let text = controls
+            .flat_map(|c| c["control"].as_array().into_iter().flatten())
+            .any(|c| c["kind"] == "CONTROL_SEQUENCE_CORRID" && c["data_type"] == "TYPE_STRING");
+        return Ok(Found::Sequence(if text {
+            IdKind::Text
+        } else {
+            IdKind::Number
+        }));
+    }
+    if let Some(steps) = config["ensemble_scheduling"]["step"].as_array() {
+        let names = steps.iter().filter_map(|s| s["model_name"].as_str());
+        return Ok(Found::Ensemble(names.map(str::to_string).collect()));
+    }
+    Ok(Found::Plain)
 }
 
 #[cfg(test)]
@@ -184,12 +234,18 @@ mod tests {
     fn the_configuration_says_whether_and_which_ids() {
         assert_eq!(
             from_json(br#"{"name":"add","max_batch_size":0}"#).unwrap(),
-            None
+            Found::Plain
         );
         let number = br#"{"sequence_batching":{"control_input":[{"name":"START","control":[{"kind":"CONTROL_SEQUENCE_START"}]}]}}"#;
-        assert_eq!(from_json(number).unwrap(), Some(IdKind::Number));
+        assert_eq!(from_json(number).unwrap(), Found::Sequence(IdKind::Number));
         let text = br#"{"sequence_batching":{"control_input":[{"name":"CORRID","control":[{"kind":"CONTROL_SEQUENCE_CORRID","data_type":"TYPE_STRING"}]}]}}"#;
-        assert_eq!(from_json(text).unwrap(), Some(IdKind::Text));
+        assert_eq!(from_json(text).unwrap(), Found::Sequence(IdKind::Text));
+        let ensemble =
+            br#"{"ensemble_scheduling":{"step":[{"model_name":"a"},{"model_name":"b"}]}}"#;
+        assert_eq!(
+            from_json(ensemble).unwrap(),
+            Found::Ensemble(vec!["a".into(), "b".into()])
+        );
         assert!(from_json(b"[1]").is_err());
         assert_eq!(
             SequenceId::for_worker(IdKind::Text, 0),
