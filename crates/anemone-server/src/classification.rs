@@ -60,7 +60,11 @@ impl Labels {
                     .map_err(|e| e.chain_string())?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| format!("{what} is not UTF-8 text; save it as UTF-8"))?;
+            // A byte order mark (some Windows editors write one) is not
+            // part of the first label.
             let labels = text
+                .strip_prefix('\u{feff}')
+                .unwrap_or(&text)
                 .lines()
                 .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
                 .collect();

@@ -21,6 +21,9 @@ use crate::proto::ModelConfig;
 /// `'input[0].reshape'`) and its `parameters` are validated by `settings`.
 pub fn parse_pbtxt(text: &str) -> Result<ModelConfig, String> {
     let desc = config_descriptor()?;
+    // A UTF-8 byte order mark, as some Windows editors save text, is no
+    // token of the format: skipped, as CRLF line ends are whitespace.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let (fixed, inserted) = add_list_colons(text);
     let msg = DynamicMessage::parse_text_format(desc, &fixed)
         .map_err(|e| text_format_error(text, &inserted, &e))?;
@@ -243,6 +246,9 @@ mod tests {
             Some(PolicyChoice::All(All {}))
         );
         assert_eq!(parse_pbtxt("").unwrap(), ModelConfig::default());
+        // As a Windows editor saves it: a byte order mark and CRLF line ends.
+        let c = parse_pbtxt("\u{feff}name: \"m\"\r\nmax_batch_size: 8\r\n").unwrap();
+        assert_eq!((c.name.as_str(), c.max_batch_size), ("m", 8));
     }
 
     #[test]

@@ -132,7 +132,9 @@ async fn outputs_come_back_as_their_top_classes() {
         )
         .as_bytes(),
     );
-    repo.write("labelled/labels.txt", LABELS.join("\n").as_bytes());
+    // As a Windows editor saves it: a byte order mark and CRLF line ends.
+    let windows = format!("\u{feff}{}\r\n", LABELS.join("\r\n"));
+    repo.write("labelled/labels.txt", windows.as_bytes());
     // No batch dimension: the whole [2, 4] tensor is one row.
     repo.write("whole/1/model.onnx", &add_model());
     // A label file that is not there, and one outside the model directory.
