@@ -7,6 +7,7 @@
 //! concurrently.
 
 mod ensemble;
+mod fingerprint;
 pub(crate) mod paths;
 mod prepare;
 pub mod remote;
@@ -19,6 +20,7 @@ pub use warmup::{MAX_WARMUP_COUNT, MAX_WARMUP_INPUT_BYTES};
 use crate::errors::ApiError;
 use crate::proto::ModelConfig;
 use anemone_runtime::Manager;
+use fingerprint::fingerprint;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +99,22 @@ pub struct Entry {
     pub overridden: bool,
     /// The state when the current or last load began.
     pub state_before_load: State,
+}
+
+impl Entry {
+    /// A model known by name, never loaded.
+    fn unloaded() -> Entry {
+        Entry {
+            state: State::Unloaded,
+            reason: String::new(),
+            config: None,
+            labels: Default::default(),
+            versions: vec![],
+            fingerprint: None,
+            overridden: false,
+            state_before_load: State::Unloaded,
+        }
+    }
 }
 
 /// One row of the repository index.
@@ -254,6 +272,22 @@ impl Repository {
         // A name that is not a directory inside the repository (`..`, a
         // slash, a link that leads out) is answered like a missing one.
         let Some(dir) = model_dir(&self.real_root, name) else {
+            // A folder found by the scan whose name a model's cannot be (the
+            // API refuses such names before they come here).
+            if name.contains('\\') && self.real_root.join(name).is_dir() {
+                let reason = "its folder's name has a '\\', which a model name must not have \
+                              (a path separator on Windows); rename the folder";
+                let mut entries = self.lock();
+                let entry = entries
+                    .entry(name.to_string())
+                    .or_insert_with(Entry::unloaded);
+                entry.state = State::Unavailable;
+                entry.reason = reason.to_string();
+                return Err(ApiError::invalid(format!(
+                    "failed to load model '{}': {reason}",
+                    name.escape_debug()
+                )));
+            }
             // "failed to load" starts every load error, as in Triton's.
             return Err(ApiError::not_found(format!(
                 "failed to load model '{name}': it is not in the repository {}",
@@ -266,16 +300,9 @@ impl Repository {
         let fingerprint = fingerprint(&dir);
         {
             let mut entries = self.lock();
-            let entry = entries.entry(name.to_string()).or_insert_with(|| Entry {
-                state: State::Unloaded,
-                reason: String::new(),
-                config: None,
-                labels: Default::default(),
-                versions: vec![],
-                fingerprint: None,
-                overridden: false,
-                state_before_load: State::Unloaded,
-            });
+            let entry = entries
+                .entry(name.to_string())
+                .or_insert_with(Entry::unloaded);
             if entry.state == State::Loading {
                 return Err(ApiError::unavailable(format!(
                     "model '{name}' is already being loaded"
@@ -558,35 +585,4 @@ fn evicted_row(name: String, e: &Entry, evicted: &[anemone_runtime::EvictedModel
         state: state.as_str().into(),
         reason,
     }
-}
-
-/// How deep [`fingerprint`] looks below a model's directory: deep enough for
-/// any repository layout (`1/model.savedmodel/variables/...`, ONNX external
-/// data in a subfolder), and a bound where links loop.
-const FINGERPRINT_DEPTH: usize = 16;
-
-/// The newest modification time of a model directory and everything below it,
-/// as Triton compares to tell a changed model (its files, and the folders
-/// whose entries were added, removed or renamed).
-fn fingerprint(dir: &Path) -> Option<SystemTime> {
-    fn visit(dir: &Path, depth: usize, newest: &mut Option<SystemTime>) {
-        for entry in std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-        {
-            let path = entry.path();
-            // `metadata` follows links: a linked file's own time counts.
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            *newest = (*newest).max(meta.modified().ok());
-            if meta.is_dir() && depth < FINGERPRINT_DEPTH {
-                visit(&path, depth + 1, newest);
-            }
-        }
-    }
-    let mut newest = None;
-    visit(dir, 1, &mut newest);
-    newest
 }

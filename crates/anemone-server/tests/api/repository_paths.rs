@@ -234,3 +234,44 @@ async fn a_file_beyond_the_memory_budget_is_refused_before_reading() {
     assert!(e.contains("--memory-budget"), "{e}");
     s.shutdown().await;
 }
+
+/// A folder whose name no model may have (a `\`, a path separator on
+/// Windows, which the API refuses in names) is UNAVAILABLE in the index
+/// with what to do, not "not in the repository"; the other models serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_named_with_a_backslash_says_to_rename_it() {
+    let repo = Repo::new("backslash-folder");
+    repo.write("a\\b/1/model.onnx", &add_model());
+    repo.write("add/1/model.onnx", &add_model());
+    let s = serve(&repo.root(), ControlMode::None, &[], None).await;
+    let start = std::time::Instant::now();
+    while !s.state.repository.startup_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "start-up never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, index) = s.http("POST", "/v2/repository/index", None).await;
+    assert_eq!(status, 200, "{index}");
+    let row = |name: &str| {
+        index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {index}"))
+    };
+    let bad = row("a\\b");
+    assert_eq!(bad["state"], "UNAVAILABLE", "{bad}");
+    assert!(
+        bad["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rename the folder"),
+        "{bad}"
+    );
+    assert_eq!(row("add")["state"], "READY", "{index}");
+    s.shutdown().await;
+}
