@@ -239,6 +239,23 @@ fn chain_text(mut text: String, mut source: Option<&(dyn std::error::Error + 'st
     text
 }
 
+/// GETs `path` (a model's metadata or configuration) on a connection of its
+/// own: the body of a 200 answer, or the failure.
+pub(super) async fn get(target: &Target, path: String) -> Result<Bytes, Failure> {
+    let request = hyper::Request::get(path)
+        .header(HOST, &target.authority)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| Failure {
+            status: "request".into(),
+            message: e.to_string(),
+        })?;
+    let response = HttpConn::new(target).send(request).await?;
+    match response.status() {
+        StatusCode::OK => Ok(response.into_body()),
+        status => Err(http_failure(status, response.body())),
+    }
+}
+
 /// A failure from an HTTP error response: its status and `{"error": ...}` message.
 pub(super) fn http_failure(status: StatusCode, body: &[u8]) -> Failure {
     let message = serde_json::from_slice::<serde_json::Value>(body)

@@ -1,15 +1,11 @@
 //! The model metadata request `anemone bench` makes first: it gives the
 //! inputs to fill and checks that the server is reachable and serves the model.
 
-use super::client::{grpc_client, http_failure, model_path, HttpConn, Target};
+use super::client::{get, grpc_client, model_path, Target};
 use super::workload::{ModelMeta, TensorMeta};
 use super::Protocol;
 use anemone_server::proto::ModelMetadataRequest;
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::HOST;
-use hyper::StatusCode;
 
 /// Fetches the model's inputs and outputs, which also checks that the
 /// server is reachable and serves the model.
@@ -53,23 +49,17 @@ pub async fn metadata(
             outputs: tensors(m.outputs),
         });
     }
-    let mut conn = HttpConn::new(target);
-    let request = hyper::Request::get(model_path(&target.base, model, version))
-        .header(HOST, &target.authority)
-        .body(Full::new(Bytes::new()))
-        .context("cannot build the metadata request")?;
-    let response = conn.send(request).await.map_err(|f| {
-        anyhow::anyhow!(
-            "cannot connect to {}; is the server running?: {}",
-            target.describe(),
-            f.message
-        )
-    })?;
-    if response.status() != StatusCode::OK {
-        let f = http_failure(response.status(), response.body());
-        return Err(unavailable(&f.status, &f.message));
-    }
-    parse_http_metadata(response.body()).with_context(|| {
+    let body = get(target, model_path(&target.base, model, version))
+        .await
+        .map_err(|f| match f.is_connection() {
+            true => anyhow::anyhow!(
+                "cannot connect to {}; is the server running?: {}",
+                target.describe(),
+                f.message
+            ),
+            false => unavailable(&f.status, &f.message),
+        })?;
+    parse_http_metadata(&body).with_context(|| {
         format!(
             "the metadata of {what} from {} is not KServe v2 metadata",
             target.url

@@ -7,16 +7,12 @@
 //! `CONTROL_SEQUENCE_CORRID` control takes `TYPE_STRING`, else a number.
 //! An ensemble with a sequence model among its steps gets sequences too.
 
-use super::client::{grpc_client, http_failure, model_path, HttpConn, Target};
+use super::client::{get, grpc_client, model_path, Target};
 use super::Protocol;
 use anemone_server::proto::model_config::SchedulingChoice;
 use anemone_server::proto::model_sequence_batching::control::Kind;
 use anemone_server::proto::{DataType, ModelConfig, ModelConfigRequest};
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::HOST;
-use hyper::StatusCode;
 
 /// The kind of correlation ID a sequence model takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,21 +146,11 @@ async fn config_of(target: &Target, model: &str, version: Option<&str>) -> anyho
             .into_inner();
         return Ok(response.config.as_ref().map_or(Found::Plain, from_proto));
     }
-    let mut conn = HttpConn::new(target);
     let path = format!("{}/config", model_path(&target.base, model, version));
-    let request = hyper::Request::get(path)
-        .header(HOST, &target.authority)
-        .body(Full::new(Bytes::new()))
-        .context("cannot build the configuration request")?;
-    let response = conn
-        .send(request)
+    let body = get(target, path)
         .await
         .map_err(|f| failed(&f.status, &f.message))?;
-    if response.status() != StatusCode::OK {
-        let f = http_failure(response.status(), response.body());
-        return Err(failed(&f.status, &f.message));
-    }
-    from_json(response.body()).with_context(|| {
+    from_json(&body).with_context(|| {
         format!(
             "the configuration of model '{model}' from {} is not a model configuration",
             target.url

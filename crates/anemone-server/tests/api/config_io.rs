@@ -131,12 +131,7 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 
 fn http_output(body: &Value, index: usize) -> (String, Vec<f32>) {
     let out = &body["outputs"][index];
-    let data = out["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no data in output {index}: {body}"))
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
+    let data = crate::support::json_f32s(out);
     (out["name"].as_str().unwrap().to_string(), data)
 }
 

@@ -132,12 +132,7 @@ impl Evicting {
                 .iter()
                 .find(|o| o["name"] == name.as_str())
                 .unwrap_or_else(|| panic!("{model}: no output {name} in {body}"));
-            let got: Vec<f32> = out["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
+            let got = crate::support::json_f32s(out);
             check(
                 &format!("{model} {name} (HTTP)"),
                 &got,

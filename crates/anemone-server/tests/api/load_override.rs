@@ -116,12 +116,7 @@ async fn a_load_applies_a_change_however_deep_and_skips_an_unchanged_model() {
             json!({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": x}]});
         let (status, body) = s.http("POST", "/v2/models/ext/infer", Some(body)).await;
         assert_eq!(status, 200, "{body}");
-        body["outputs"][0]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect::<Vec<f32>>()
+        crate::support::json_f32s(&body["outputs"][0])
     };
     let successes = || async {
         let (status, body) = s.http("GET", "/v2/models/ext/stats", None).await;

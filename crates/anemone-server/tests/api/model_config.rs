@@ -126,12 +126,7 @@ async fn max_batch_size_and_narrowed_dims_hold_at_request_time() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let got: Vec<f32> = body["outputs"][0]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
+    let got = crate::support::json_f32s(&body["outputs"][0]);
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         assert!(

@@ -62,12 +62,7 @@ async fn http_sum(s: &Served, model: &str, x: [f32; 4], y: [f32; 4]) -> Vec<f32>
         .http("POST", &format!("/v2/models/{model}/infer"), Some(body))
         .await;
     assert_eq!(status, 200, "{body}");
-    body["outputs"][0]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
+    crate::support::json_f32s(&body["outputs"][0])
 }
 
 async fn grpc_add(s: &Served, model: &str, x: [f32; 4], y: [f32; 4]) {

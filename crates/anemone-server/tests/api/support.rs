@@ -44,6 +44,17 @@ pub fn f32s(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// A JSON tensor's `data` (an answer's output) as f32 values; panics, naming
+/// the tensor, when it has none.
+pub fn json_f32s(tensor: &Value) -> Vec<f32> {
+    tensor["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data in {tensor}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
 /// The committed example `add` (two FP32 inputs `x`, `y` of shape [-1]).
 pub fn add_model() -> Vec<u8> {
     std::fs::read(workspace().join("examples/models/add/1/model.onnx")).unwrap()
