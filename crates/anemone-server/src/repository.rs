@@ -253,6 +253,14 @@ impl Repository {
         {
             if let Err(e) = result {
                 tracing::warn!(model = %name, "model unavailable: {}", e.message);
+                // A --load-model name the repository lacks is unavailable
+                // too: the server is not ready, and the index says why.
+                let mut entries = self.lock();
+                let entry = entries.entry(name.clone()).or_insert_with(Entry::unloaded);
+                if entry.state == State::Unloaded {
+                    entry.state = State::Unavailable;
+                    entry.reason = e.message;
+                }
             }
         }
         for name in &ensembles {
@@ -444,6 +452,11 @@ impl Repository {
         entry.state = State::Unloaded;
         entry.reason.clear();
         entry.versions.clear();
+        // A name the repository does not have (a --load-model typo) is
+        // forgotten, not listed as unloaded.
+        if model_dir(&self.real_root, name).is_none() {
+            entries.remove(name);
+        }
         Ok(())
     }
 

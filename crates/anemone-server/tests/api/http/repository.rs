@@ -196,3 +196,40 @@ async fn load_and_unload_in_explicit_mode() {
     assert_eq!(r.status, 404);
     s.shutdown().await;
 }
+
+/// A `--load-model` name the repository lacks (a typo) leaves the server not
+/// ready, as a model that fails to load at start does, and the index says
+/// why; unloading the name forgets it, and the server is ready. It was
+/// ready at once, the model missing, with one warning in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_model_name_not_in_the_repository_keeps_the_server_unready() {
+    let repo = TempRepo::new("load-model-typo").add();
+    let s = start(&repo.0, ControlMode::Explicit, &["ad", "add"]).await;
+    let rows = s
+        .wait_index(&[("add", "READY"), ("ad", "UNAVAILABLE")])
+        .await;
+    let typo = rows.iter().find(|r| r["name"] == "ad").unwrap();
+    assert!(
+        typo["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not in the repository")),
+        "{typo}"
+    );
+    assert_eq!(s.get("/v2/health/ready").await.status, 503);
+    assert_eq!(
+        s.post_json("/v2/models/add/infer", &add_request())
+            .await
+            .status,
+        200,
+        "the other model serves"
+    );
+    let r = s.post("/v2/repository/models/ad/unload", &[], "").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(s.get("/v2/health/ready").await.status, 200);
+    let rows = s.post("/v2/repository/index", &[], "").await.json();
+    assert!(
+        rows.as_array().unwrap().iter().all(|r| r["name"] != "ad"),
+        "{rows}"
+    );
+    s.shutdown().await;
+}
