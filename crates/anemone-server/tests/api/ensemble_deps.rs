@@ -229,6 +229,8 @@ async fn composing_models_load_with_the_ensemble_and_their_unload_makes_it_unava
         rows["pair"]
     );
     assert_ne!(s.http("GET", "/v2/models/pair/ready", None).await.0, 200);
+    // Strict readiness agrees with the index: a loaded model cannot serve.
+    assert_eq!(s.http("GET", "/v2/health/ready", None).await.0, 503);
     let (status, body) = infer_pair(&s).await;
     assert_eq!(status, 503, "{body}");
     assert!(
@@ -240,6 +242,7 @@ async fn composing_models_load_with_the_ensemble_and_their_unload_makes_it_unava
     assert_eq!(s.http_load("add", None).await.0, 200);
     assert_eq!(index(&s).await["pair"].0, "READY");
     assert_eq!(infer_pair(&s).await.0, 200);
+    assert_eq!(s.http("GET", "/v2/health/ready", None).await.0, 200);
 
     // A plain unload (gRPC, no parameter) leaves the composing model loaded.
     let unload = |name: &str, dependents: Option<bool>| proto::RepositoryModelUnloadRequest {
