@@ -5,6 +5,7 @@ use anemone_server::restricted::Restrictions;
 use anemone_server::{shutdown_signal, ControlMode, Server, ServerOptions};
 use anyhow::Context;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `anemone serve`.
@@ -103,6 +104,24 @@ pub struct ServeArgs {
     #[arg(long, env = "ANEMONE_DISABLE_AUTO_COMPLETE_CONFIG",
           value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub disable_auto_complete_config: bool,
+
+    /// Whether readiness (`/v2/health/ready`, gRPC ServerReady and the gRPC health service)
+    /// waits for every model, as Triton's flag: true (the default) is ready once start-up
+    /// loading is over and every model that should be loaded is ready; false is ready once
+    /// start-up loading is over, with models UNAVAILABLE or not (each model's own readiness
+    /// still says).
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_STRICT_READINESS", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub strict_readiness: bool,
+
+    /// Whether a model that fails to load at start-up stops the server, as Triton's flag:
+    /// true prints the model table with each failure's reason and exits with status 1. The
+    /// default, false, differs from Triton's: the server stays up, serving the models that
+    /// loaded, not ready (unless --strict-readiness false), and the repository index says why
+    /// each failed.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_EXIT_ON_ERROR", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub exit_on_error: bool,
 
     /// A model to load at start-up in explicit mode; repeat for more, `*` for all.
     #[arg(long = "load-model", value_name = "NAME", env = "ANEMONE_LOAD_MODEL")]
@@ -423,6 +442,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         allow_http: args.allow_http,
         allow_grpc: args.allow_grpc,
         strict_config: args.strict_model_config || args.disable_auto_complete_config,
+        strict_readiness: args.strict_readiness,
         repository: args.repository_label(),
         control: args.model_control_mode,
         load_models: args.load_models.clone(),
@@ -487,12 +507,36 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             println!("{protocol} uses TLS ({clients})");
         }
     }
-    let report = tokio::spawn(crate::startup::report(server.state()));
-    server
-        .run(shutdown_signal())
-        .await
-        .map_err(anyhow::Error::msg)?;
+    // With --exit-on-error, the models that failed at start-up stop the
+    // server as a signal would, and the process exits 1 naming them.
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+    let state = server.state();
+    let exit_on_error = args.exit_on_error;
+    let report = tokio::spawn(async move {
+        crate::startup::report(Arc::clone(&state)).await;
+        if exit_on_error {
+            if let Some(failed) = crate::startup::failed_models(&state) {
+                let _ = failed_tx.send(failed);
+            }
+        }
+    });
+    let failure = Arc::new(std::sync::Mutex::new(None));
+    let stop = {
+        let failure = Arc::clone(&failure);
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                Ok(failed) = failed_rx => {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failed);
+                }
+            }
+        }
+    };
+    server.run(stop).await.map_err(anyhow::Error::msg)?;
     report.abort();
+    if let Some(failed) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        anyhow::bail!("{failed}; exiting (--exit-on-error true)");
+    }
     println!("anemone stopped");
     Ok(())
 }

@@ -45,6 +45,28 @@ pub async fn report(state: Arc<AppState>) {
     }
 }
 
+/// What failed to load at start-up, for `--exit-on-error`: "model 'a'
+/// failed to load: reason; ..." (`None` when every model loaded).
+pub fn failed_models(state: &AppState) -> Option<String> {
+    let failed: Vec<String> = state
+        .repository
+        .index()
+        .into_iter()
+        .filter(|r| r.state == "UNAVAILABLE")
+        .map(|r| {
+            format!(
+                "model '{}' failed to load: {}",
+                printable(&r.name),
+                printable(&r.reason)
+            )
+        })
+        .collect();
+    match failed.len() {
+        0 => None,
+        _ => Some(failed.join("; ")),
+    }
+}
+
 /// The table of every model the repository knows.
 pub fn models_table(state: &AppState) -> String {
     let mut rows = vec![vec![

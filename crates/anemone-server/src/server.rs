@@ -63,6 +63,10 @@ pub struct ServerOptions {
     /// Configs must be complete, nothing filled in from the model file
     /// (Triton's `--strict-model-config`). By default, false.
     pub strict_config: bool,
+    /// Whether readiness waits for every model that should be loaded
+    /// (Triton's `--strict-readiness`). By default, true; false: ready once
+    /// start-up loading is over, whatever state each model is in.
+    pub strict_readiness: bool,
     /// The model repository directory.
     pub repository: PathBuf,
     /// Who loads models. By default, [`ControlMode::None`]: all at start-up.
@@ -116,6 +120,7 @@ impl Default for ServerOptions {
             allow_grpc: true,
             grpc_response_compression: Default::default(),
             strict_config: false,
+            strict_readiness: true,
             repository: PathBuf::from("models"),
             control: ControlMode::None,
             load_models: Vec::new(),
@@ -218,6 +223,7 @@ impl Server {
             .with_gates(manager.gates().clone());
         let mut state = AppState::new(manager, repository).with_trace(trace);
         state.settings = crate::settings::Settings::new(&options.ops);
+        state.strict_readiness = options.strict_readiness;
         Ok(Server {
             state: Arc::new(state),
             http,

@@ -41,6 +41,9 @@ pub struct AppState {
     pub trace: crate::telemetry::TraceSettings,
     /// The registered system shared memory regions.
     pub shared_memory: crate::shared_memory::SharedMemory,
+    /// Whether readiness waits for every model (Triton's
+    /// `--strict-readiness`); by default, true.
+    pub strict_readiness: bool,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             settings: Default::default(),
             trace: Default::default(),
             shared_memory: Default::default(),
+            strict_readiness: true,
         }
     }
 
@@ -85,12 +89,16 @@ impl AppState {
         self.manager.health().live
     }
 
-    /// Ready: live, not shutting down, and every model that should be
-    /// loaded is ready.
+    /// Ready: live, not shutting down, start-up loading over, and (with
+    /// strict readiness, the default) every model that should be loaded is
+    /// ready.
     pub fn ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Acquire)
             && self.live()
-            && self.repository.all_ready()
+            && match self.strict_readiness {
+                true => self.repository.all_ready(),
+                false => self.repository.startup_finished(),
+            }
     }
 
     /// Whether a model (version) is ready. Unknown models are `NotFound`.

@@ -109,6 +109,88 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
     }
 }
 
+/// Triton's `--exit-on-error` and `--strict-readiness`, on a repository
+/// where one model cannot load: by default the server stays up and is not
+/// ready; `--strict-readiness false` is ready (the model itself is not);
+/// `--exit-on-error true` prints the table and exits 1 naming the model
+/// and its reason.
+#[test]
+fn serve_takes_tritons_exit_on_error_and_strict_readiness() {
+    use common::serve::{get_status, ready_status};
+    let repo = temp_dir("serve-exit-on-error");
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "broken",
+        "fixtures/generated/bad/truncated.onnx",
+        "model.onnx",
+    );
+    let repo_arg = repo.to_str().unwrap();
+    for (strict, ready) in [(None, 503), (Some("false"), 200)] {
+        let mut args = vec!["--model-repository", repo_arg];
+        if let Some(strict) = strict {
+            args.extend(["--strict-readiness", strict]);
+        }
+        let mut serving = Serve::on_free_ports().args(&args).start();
+        let http = serving.find_address("HTTP");
+        let lines = serving.lines_until(|l| l.starts_with("broken"));
+        assert!(lines.last().unwrap().contains("UNAVAILABLE"), "{lines:#?}");
+        assert_eq!(
+            ready_status(http),
+            Some(ready),
+            "--strict-readiness {strict:?}"
+        );
+        // The model's own readiness says it failed either way.
+        assert_eq!(
+            get_status(http, "/v2/models/broken/ready"),
+            Some(503),
+            "--strict-readiness {strict:?}"
+        );
+        assert!(serving.terminate().success());
+    }
+
+    let started = std::time::Instant::now();
+    let out = anemone(&[
+        "serve",
+        "--model-repository",
+        repo_arg,
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--exit-on-error",
+        "true",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // The table first, then one error naming the model and why.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("add ") && l.contains("READY")),
+        "{stdout}"
+    );
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    for part in ["model 'broken' failed to load", "--exit-on-error true"] {
+        assert!(error.contains(part), "{error}");
+    }
+    assert!(!error.contains("'add'"), "{error}");
+    assert!(!stdout.contains("anemone stopped"), "{stdout}");
+}
+
 /// `--exit-timeout-secs` bounds the exit even while an engine call runs on:
 /// a `Loop` of a million iterations (seconds on tract) is still running when
 /// SIGTERM comes, and the process exits 0 within the timeout (plus slack),

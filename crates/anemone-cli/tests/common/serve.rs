@@ -254,10 +254,16 @@ pub fn wait_ready(http: SocketAddr, within: Duration) {
     }
 }
 
-fn ready_status(http: SocketAddr) -> Option<u16> {
+/// The status of `GET /v2/health/ready` on `http`; `None` when it cannot be asked.
+pub fn ready_status(http: SocketAddr) -> Option<u16> {
+    get_status(http, "/v2/health/ready")
+}
+
+/// The status of `GET path` on `http`; `None` when it cannot be asked.
+pub fn get_status(http: SocketAddr, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(http).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(b"GET /v2/health/ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").as_bytes())
         .ok()?;
     let mut reply = String::new();
     s.read_to_string(&mut reply).ok()?;
