@@ -24,16 +24,17 @@ pub struct TlsArgs {
     pub http_tls_client_ca: Option<PathBuf>,
 
     /// Serve gRPC over TLS (Triton's flag); needs --grpc-server-cert and
-    /// --grpc-server-key. Takes an optional =true/=false.
+    /// --grpc-server-key. Takes an optional true/false (`--grpc-use-ssl`,
+    /// `--grpc-use-ssl=true` and Triton's `--grpc-use-ssl true` are the same).
     #[arg(long, env = "ANEMONE_GRPC_USE_SSL", value_parser = BoolishValueParser::new(),
-          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          num_args = 0..=1, default_missing_value = "true",
           default_value_t = false, action = clap::ArgAction::Set)]
     pub grpc_use_ssl: bool,
 
     /// Serve gRPC over TLS and require clients to present a certificate signed by
     /// --grpc-root-cert (Triton's flag; implies --grpc-use-ssl).
     #[arg(long, env = "ANEMONE_GRPC_USE_SSL_MUTUAL", value_parser = BoolishValueParser::new(),
-          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          num_args = 0..=1, default_missing_value = "true",
           default_value_t = false, action = clap::ArgAction::Set)]
     pub grpc_use_ssl_mutual: bool,
 
@@ -182,6 +183,18 @@ mod tests {
         assert_eq!(plain.cert, PathBuf::from("c.pem"));
         let off = options(&["--grpc-use-ssl=false"]).unwrap();
         assert_eq!(off.grpc, None);
+        // Triton's command line also writes the value as the next word.
+        let spaced = options(&[
+            "--grpc-use-ssl",
+            "true",
+            "--grpc-server-cert",
+            "c.pem",
+            "--grpc-server-key",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(spaced.grpc.unwrap().cert, PathBuf::from("c.pem"));
+        assert_eq!(options(&["--grpc-use-ssl", "false"]).unwrap().grpc, None);
     }
 
     #[test]

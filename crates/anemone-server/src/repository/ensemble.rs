@@ -153,14 +153,14 @@ impl Repository {
         let ensemble = self.manager.ensemble(&name)?;
         let (state, reason) = match self.manager.ensemble_state(&name)? {
             ModelState::Unavailable { reason } => (State::Unavailable, reason),
-            _ => (
-                State::Ready,
+            _ => (State::Ready, {
+                let steps = ensemble.spec().steps.len();
                 format!(
-                    "ensemble of {} steps over {}",
-                    ensemble.spec().steps.len(),
+                    "ensemble of {steps} step{} over {}",
+                    if steps == 1 { "" } else { "s" },
                     ensemble.spec().composing_models().join(", ")
-                ),
-            ),
+                )
+            }),
         };
         Some(IndexRow {
             name,
