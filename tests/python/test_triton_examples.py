@@ -480,6 +480,20 @@ def test_anemone_bench_sends_sequences_to_a_sequence_model(serving, tmp_path):
           "--sequence-length", "4")
     without_start()  # the third request of an open sequence
 
+    # perf_analyzer's --sequence-id-range: the one worker sends under 500,
+    # leaving that sequence open; a range narrower than --concurrency is refused.
+    report, text = bench("simple_string_dyna_sequence", "grpc", "-c", "1", "-n", "6",
+                         "--warmup", "0", "--sequence-length", "4", "--sequence-id-range", "500:501")
+    assert "IDs 500 to 500 (strings)" in text and report["first_sequence_id"] == 500, text
+    x = httpclient.InferInput("INPUT", [1, 1], "INT32")
+    x.set_data_from_numpy(np.array([[1]], dtype=np.int32))
+    client.infer("simple_string_dyna_sequence", [x], sequence_id="500")
+    narrow = subprocess.run([binary, "bench", "--model", "simple_sequence", "-c", "3",
+                             "--url", f"http://{addresses['gRPC']}", "--sequence-id-range", "1:3"],
+                            capture_output=True, text=True, timeout=60)
+    assert narrow.returncode == 1, narrow.stdout + narrow.stderr
+    assert "holds 2 IDs, fewer than --concurrency 3" in narrow.stderr, narrow.stderr
+
     report, text = bench("simple", "grpc", "-n", "5")
     assert report["sequence_length"] is None and report["errors"] == 0, report
     assert "sequences" not in text, text

@@ -157,6 +157,14 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub sequence_length: u64,
 
+    /// The sequence IDs a sequence model's workers use, as perf_analyzer's flag:
+    /// `START` or `START:END` (END excluded). Worker k sends all its sequences under
+    /// START + k, so two runs at once against one model need ranges that do not
+    /// overlap; a range with fewer IDs than --concurrency is refused.
+    #[arg(long, value_name = "START[:END]", env = "ANEMONE_BENCH_SEQUENCE_ID_RANGE",
+          default_value = "1", value_parser = sequence::parse_id_range)]
+    pub sequence_id_range: sequence::IdRange,
+
     /// Also write the report as one JSON object to FILE. By default, no file.
     #[arg(long, value_name = "FILE", env = "ANEMONE_BENCH_JSON_REPORT")]
     pub json_report: Option<PathBuf>,
@@ -220,6 +228,8 @@ pub struct Plan {
     pub outputs: Vec<String>,
     /// Requests in a sequence, for a sequence model.
     pub sequence_length: u64,
+    /// The first worker's sequence ID (the next worker's is one more).
+    pub first_sequence_id: u64,
     /// Where the JSON report goes.
     pub json_report: Option<PathBuf>,
     /// TLS files, for an https:// URL.
@@ -256,6 +266,7 @@ impl BenchArgs {
         {
             bail!("input '{name}' has both --input and --shape; a file's tensor has its own shape");
         }
+        self.sequence_id_range.check(u64::from(self.concurrency))?;
         Ok(Plan {
             protocol: self.protocol,
             url: self
@@ -275,6 +286,7 @@ impl BenchArgs {
             dim_default: self.dim_default,
             outputs: self.outputs.clone(),
             sequence_length: self.sequence_length,
+            first_sequence_id: self.sequence_id_range.start,
             json_report: self.json_report.clone(),
             tls: tls::TlsPaths {
                 ca: self.ca_cert.clone(),
@@ -361,7 +373,7 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         let script = match (&shared_script, sequence_ids) {
             (Some(script), _) => script.clone(),
             (None, Some(kind)) => {
-                let id = sequence::SequenceId::for_worker(kind, worker);
+                let id = sequence::SequenceId::for_worker(kind, plan.first_sequence_id, worker);
                 Arc::new(client::Script::sequences(
                     &id,
                     plan.sequence_length,

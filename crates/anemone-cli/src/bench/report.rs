@@ -24,7 +24,8 @@ pub struct Outcome {
     /// Whether Ctrl-C ended the run early.
     pub interrupted: bool,
     /// For a sequence model: the kind of correlation ID sent (workers send
-    /// sequences of `plan.sequence_length` under IDs 1 to `concurrency`).
+    /// sequences of `plan.sequence_length`, worker k under ID
+    /// `plan.first_sequence_id + k`).
     pub sequence_ids: Option<super::sequence::IdKind>,
 }
 
@@ -133,8 +134,10 @@ pub fn text(plan: &Plan, o: &Outcome) -> String {
         rows.push(vec![
             "sequences".to_string(),
             format!(
-                "{} requests each, one worker per sequence ID, IDs 1 to {} ({ids})",
-                plan.sequence_length, plan.concurrency
+                "{} requests each, one worker per sequence ID, IDs {} to {} ({ids})",
+                plan.sequence_length,
+                plan.first_sequence_id,
+                plan.first_sequence_id + plan.concurrency as u64 - 1
             ),
         ]);
     }
@@ -209,6 +212,7 @@ pub fn json(plan: &Plan, o: &Outcome) -> Value {
         "warmup_errors": o.warmup_errors,
         "interrupted": o.interrupted,
         "sequence_length": o.sequence_ids.map(|_| plan.sequence_length),
+        "first_sequence_id": o.sequence_ids.map(|_| plan.first_sequence_id),
         "args": {
             "requests": requests_limit,
             "duration_s": duration_limit,

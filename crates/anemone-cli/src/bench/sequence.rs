@@ -30,11 +30,65 @@ pub enum SequenceId {
     Text(String),
 }
 
+/// `--sequence-id-range START[:END]`: the IDs workers may use, END
+/// excluded (none: no bound), as perf_analyzer's flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+/// Parses `START` or `START:END`.
+pub fn parse_id_range(text: &str) -> Result<IdRange, String> {
+    let number = |part: &str, what: &str| {
+        part.trim().parse::<u64>().map_err(|_| {
+            format!("{what} '{part}' is not a whole number; give START or START:END, e.g. 1:1000")
+        })
+    };
+    let (start, end) = match text.split_once(':') {
+        Some((start, end)) => (number(start, "START")?, Some(number(end, "END")?)),
+        None => (number(text, "START")?, None),
+    };
+    if start == 0 {
+        return Err(
+            "START is 0, which means 'no sequence' to the server; start at 1 or more".into(),
+        );
+    }
+    if let Some(end) = end {
+        if end <= start {
+            return Err(format!(
+                "END {end} is not above START {start} (END is excluded)"
+            ));
+        }
+    }
+    Ok(IdRange { start, end })
+}
+
+impl IdRange {
+    /// Each of `workers` needs an ID of its own within the range.
+    pub fn check(&self, workers: u64) -> anyhow::Result<()> {
+        let last = self.start.checked_add(workers - 1);
+        match (last, self.end) {
+            (None, _) => anyhow::bail!(
+                "--sequence-id-range starts at {}, too near the largest ID for {workers} workers",
+                self.start
+            ),
+            (Some(last), Some(end)) if last >= end => anyhow::bail!(
+                "--sequence-id-range {}:{end} holds {} IDs, fewer than --concurrency {workers}: \
+                 each worker needs a sequence ID of its own; widen the range",
+                self.start,
+                end - self.start
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl SequenceId {
-    /// Worker `worker`'s ID (workers count from 0; IDs from 1, as 0 and ""
-    /// mean "no sequence").
-    pub fn for_worker(kind: IdKind, worker: usize) -> SequenceId {
-        let n = worker as u64 + 1;
+    /// Worker `worker`'s ID (workers count from 0): `first + worker`. IDs
+    /// start at 1 or more, as 0 and "" mean "no sequence".
+    pub fn for_worker(kind: IdKind, first: u64, worker: usize) -> SequenceId {
+        let n = first + worker as u64;
         match kind {
             IdKind::Number => SequenceId::Number(n),
             IdKind::Text => SequenceId::Text(n.to_string()),
@@ -234,8 +288,47 @@ mod tests {
         );
         assert!(from_json(b"[1]").is_err());
         assert_eq!(
-            SequenceId::for_worker(IdKind::Text, 0),
+            SequenceId::for_worker(IdKind::Text, 1, 0),
             SequenceId::Text("1".into())
         );
+        assert_eq!(
+            SequenceId::for_worker(IdKind::Number, 1000, 3),
+            SequenceId::Number(1003)
+        );
+    }
+
+    #[test]
+    fn id_ranges_are_perf_analyzers_and_hold_every_worker() {
+        let range = |s| parse_id_range(s).unwrap();
+        assert_eq!(
+            range("7"),
+            IdRange {
+                start: 7,
+                end: None
+            }
+        );
+        assert_eq!(
+            range("1:9"),
+            IdRange {
+                start: 1,
+                end: Some(9)
+            }
+        );
+        for (bad, says) in [
+            ("0", "START is 0"),
+            ("a", "START 'a'"),
+            ("5:5", "END 5 is not above START 5"),
+            ("5:x", "END 'x'"),
+            ("-1", "START '-1'"),
+        ] {
+            let e = parse_id_range(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        // END is excluded: 1:9 holds 8 IDs.
+        assert!(range("1:9").check(8).is_ok());
+        let e = range("1:9").check(9).unwrap_err().to_string();
+        assert!(e.contains("holds 8 IDs, fewer than --concurrency 9"), "{e}");
+        assert!(range("1").check(1 << 20).is_ok());
+        assert!(range(&u64::MAX.to_string()).check(2).is_err());
     }
 }
