@@ -155,7 +155,7 @@ impl TypedOp for FusedConv {
 /// Everything the CUDA backend does to a decluttered model before tract-cuda
 /// translates it, for `precision`: for fp16 first tract's `f32_to_f16`
 /// translation (its casts of constants folded again); then [`fuse_convs`]
-/// and [`super::pool_fuse::mark_max_pools`] (float32 pools only) unless
+/// and [`super::pool_fuse::mark_max_pools`] (float32 and half pools) unless
 /// `tract_conv`; then [`super::rewrite::for_gpu`]; for fp16 last, float32
 /// inputs and outputs at the edges.
 pub fn for_cuda(

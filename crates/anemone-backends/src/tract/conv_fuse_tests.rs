@@ -189,12 +189,15 @@ fn only_pools_cudnn_sizes_alike_are_marked() {
     // cuDNN would pad the bottom too.
     let uneven = PaddingSpec::ExplicitOnnxPool(tvec!(1, 1), tvec!(0, 1), false);
     assert_eq!(cudnn_geometry(&pool(uneven), &fact), None, "uneven padding");
+    // Half pools too (the fp16 precision's model): cuDNN pools half tensors.
     let half = f16::fact([2, 4, 10, 10]);
     assert_eq!(
         cudnn_geometry(&pool(PaddingSpec::Valid), &half),
-        None,
+        Some([[3, 3], [0, 0], [2, 2]]),
         "f16"
     );
+    let int = i32::fact([2, 4, 10, 10]);
+    assert_eq!(cudnn_geometry(&pool(PaddingSpec::Valid), &int), None, "i32");
 }
 
 /// x → conv → relu, where the conv's output is also a model output: the
@@ -316,6 +319,17 @@ fn resnet18_in_fp16_fuses_as_in_fp32_and_still_matches_onnx_runtime() {
     assert_eq!(ops.len(), 20);
     assert_eq!(ops.iter().filter(|op| op.residual).count(), 8);
     assert_eq!(ops.iter().filter(|op| op.relu).count(), 17);
+    // Its stem's max pool is cuDNN's in half precision too, not the
+    // Pad/Slice/Max form (whose pad value is uploaded on every call, which
+    // a CUDA graph cannot replay).
+    let pools = half
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<CudnnMaxPoolMark>())
+        .collect::<Vec<_>>();
+    assert_eq!(pools.len(), 1);
+    let pool_input = half.outlet_fact(pools[0].inputs[0]).unwrap();
+    assert_eq!(pool_input.datum_type, f16::datum_type());
     let input = npy(&dir.join("run0_in_0.npy"));
     let want = npy(&dir.join("run0_out_0.npy"));
     let err = rel_l2(&run(&half, &input), &want);

@@ -114,8 +114,8 @@ impl TypedOp for CudnnConv {
 }
 
 /// The element types the fused call runs on: float32, and half with
-/// float32 accumulation (cuDNN's `PSEUDO_HALF_CONFIG`).
-trait Elem: CudnnDataType<Scalar = f32> + Copy + 'static {
+/// float32 accumulation (cuDNN's `PSEUDO_HALF_CONFIG`); `cuda_pool`'s too.
+pub(super) trait Elem: CudnnDataType<Scalar = f32> + Copy + 'static {
     const ONE: Self;
     const ZERO: Self;
 }

@@ -100,8 +100,13 @@ pub fn lower_to_cudnn(model: &mut TypedModel) -> TractResult<usize> {
     let layout = if convs.is_empty() {
         Layout::Nchw
     } else {
-        let all_tf32 = convs.iter().all(|c| c.precision == Precision::Tf32);
-        Layout::configured(Layout::default_for(all_tf32, super::cuda_graph::enabled()))
+        let tensor_cores = convs
+            .iter()
+            .all(|c| matches!(c.precision, Precision::Tf32 | Precision::Fp16));
+        Layout::configured(Layout::default_for(
+            tensor_cores,
+            super::cuda_graph::enabled(),
+        ))
     };
     // Called for the convolutions and pools only: they have an input.
     let rank4 = |model: &TypedModel, node: &TypedNode| {

@@ -68,13 +68,14 @@ impl Layout {
     }
 
     /// The layout of a model's cuDNN operators when [`LAYOUT_ENV`] is
-    /// unset: NHWC where every convolution runs in TF32 (`all_tf32`) and
-    /// calls are replayed from CUDA graphs (`graphs`), NCHW otherwise. On an
-    /// H200 with graphs, NHWC made TF32 ResNet-18 calls 22–30% faster and
-    /// float32 ones slower; without graphs it made no call faster and
-    /// batch-1 calls slower (docs/PERFORMANCE.md).
-    pub fn default_for(all_tf32: bool, graphs: bool) -> Layout {
-        if all_tf32 && graphs {
+    /// unset: NHWC where every convolution runs on the tensor cores (TF32 or
+    /// half, `tensor_cores`) and calls are replayed from CUDA graphs
+    /// (`graphs`), NCHW otherwise. On an H200 with graphs, NHWC made TF32
+    /// ResNet-18 calls 22–30% faster and float32 ones slower; without
+    /// graphs it made no call faster and batch-1 calls slower
+    /// (docs/PERFORMANCE.md).
+    pub fn default_for(tensor_cores: bool, graphs: bool) -> Layout {
+        if tensor_cores && graphs {
             Layout::Nhwc
         } else {
             Layout::Nchw

@@ -11,7 +11,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::MaxPool;
 
-/// A `MaxPool` that cuDNN runs: float32 NCHW 2-D, dilation 1, padding equal
+/// A `MaxPool` that cuDNN runs: float32 or half NCHW 2-D, dilation 1, padding equal
 /// on both sides and the output size cuDNN computes (no ceil mode), no index
 /// output. On the CPU it evaluates as the `MaxPool` it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,7 +58,7 @@ pub fn mark_max_pools(mut model: TypedModel) -> TractResult<TypedModel> {
 pub fn cudnn_geometry(pool: &MaxPool, input: &TypedFact) -> Option<[[usize; 2]; 3]> {
     let spec = &pool.pool_spec;
     if pool.with_index_outputs.is_some()
-        || input.datum_type != f32::datum_type()
+        || (input.datum_type != f32::datum_type() && input.datum_type != f16::datum_type())
         || !input.is_plain()
         || input.rank() != 4
         || !spec.data_format.has_n()
