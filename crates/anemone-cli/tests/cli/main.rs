@@ -42,6 +42,24 @@ fn add_version(repo: &Path, name: &str, src: &str, file: &str) {
     std::fs::copy(fixture(src), repo.join(name).join("1").join(file)).unwrap();
 }
 
+/// A repository of `add` (loads) and `broken` (a truncated file: fails).
+fn add_and_broken_repo(test: &str) -> TempDir {
+    let repo = temp_dir(test);
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    add_version(
+        &repo,
+        "broken",
+        "fixtures/generated/bad/truncated.onnx",
+        "model.onnx",
+    );
+    repo
+}
+
 /// Runs the binary with `args`, without any `ANEMONE_*` variable of the caller.
 fn anemone(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anemone"));

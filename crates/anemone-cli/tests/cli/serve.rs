@@ -9,19 +9,7 @@ use common::serve::Serve;
 /// reload that failed.
 #[test]
 fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
-    let repo = temp_dir("serve-report");
-    add_version(
-        &repo,
-        "add",
-        "examples/models/add/1/model.onnx",
-        "model.onnx",
-    );
-    add_version(
-        &repo,
-        "broken",
-        "fixtures/generated/bad/truncated.onnx",
-        "model.onnx",
-    );
+    let repo = add_and_broken_repo("serve-report");
     let mut serving = Serve::on_free_ports()
         .args(&[
             // Triton's other name for --model-repository.
@@ -117,19 +105,7 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
 #[test]
 fn serve_takes_tritons_exit_on_error_and_strict_readiness() {
     use common::serve::{get_status, ready_status};
-    let repo = temp_dir("serve-exit-on-error");
-    add_version(
-        &repo,
-        "add",
-        "examples/models/add/1/model.onnx",
-        "model.onnx",
-    );
-    add_version(
-        &repo,
-        "broken",
-        "fixtures/generated/bad/truncated.onnx",
-        "model.onnx",
-    );
+    let repo = add_and_broken_repo("serve-exit-on-error");
     let repo_arg = repo.to_str().unwrap();
     for (strict, ready) in [(None, 503), (Some("false"), 200)] {
         let mut args = vec!["--model-repository", repo_arg];
