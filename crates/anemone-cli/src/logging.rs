@@ -53,6 +53,8 @@ pub struct Logging {
     /// The filter as given and its most verbose level; changed under this lock.
     filter: Mutex<(String, LevelFilter)>,
     format: LogFormat,
+    /// Where lines go (`--log-file`); empty for stderr.
+    file: String,
 }
 
 static CONTROL: OnceLock<Arc<Logging>> = OnceLock::new();
@@ -75,13 +77,40 @@ fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
         .map_err(|e| format!("invalid log level '{filter}': {e}"))
 }
 
-/// Sends `tracing` events at or above `filter` to stderr in `format`, with
-/// `extra` layers (unfiltered) beside it, and keeps the handle that changes it.
-pub fn init(filter: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> anyhow::Result<()> {
+/// Sends `tracing` events at or above `filter` to stderr (or appends them to
+/// `file`, Triton's `--log-file`) in `format`, with `extra` layers
+/// (unfiltered) beside it, and keeps the handle that changes it.
+pub fn init(
+    filter: &str,
+    format: LogFormat,
+    file: Option<&std::path::Path>,
+    extra: Vec<BoxedLayer>,
+) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
-    let (subscriber, logging) = build(filter, format, extra, std::io::stderr, ansi)
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let (writer, ansi) = match file {
+        Some(path) => {
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "--log-file {}: cannot open it to append: {e}; give a file in a \
+                         directory that exists and is writable",
+                        path.display()
+                    )
+                })?;
+            (BoxMakeWriter::new(Mutex::new(opened)), false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            format == LogFormat::Text && std::io::stderr().is_terminal(),
+        ),
+    };
+    let (subscriber, mut logging) = build(filter, format, extra, writer, ansi)
         .map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+    logging.file = file.map(|p| p.display().to_string()).unwrap_or_default();
     subscriber
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
@@ -128,6 +157,7 @@ where
         mask,
         filter: Mutex::new((filter.to_string(), hint)),
         format,
+        file: String::new(),
     };
     Ok((Registry::default().with(layers), logging))
 }
@@ -235,7 +265,7 @@ impl LogControl for Logging {
         let hint = self.filter.lock().unwrap_or_else(|e| e.into_inner()).1;
         let mask = self.mask.load(Ordering::Relaxed);
         LogSettings {
-            log_file: String::new(),
+            log_file: self.file.clone(),
             log_info: mask & INFO != 0 && hint >= LevelFilter::INFO,
             log_warning: mask & WARN != 0 && hint >= LevelFilter::WARN,
             log_error: mask & ERROR != 0 && hint >= LevelFilter::ERROR,
@@ -252,10 +282,18 @@ impl LogControl for Logging {
     /// asked for) and a mask of the severities turned off; a directive
     /// filter such as `anemone_runtime=debug` is then replaced by that level.
     fn update(&self, update: &LogUpdate) -> Result<LogSettings, String> {
-        if let Some(file) = update.log_file.as_deref().filter(|f| !f.is_empty()) {
+        if let Some(file) = update
+            .log_file
+            .as_deref()
+            .filter(|f| !f.is_empty() && *f != self.file)
+        {
             return Err(format!(
-                "log_file '{file}' is not supported: anemone logs to stderr; redirect it \
-                 (anemone serve ... 2>>anemone.log) or leave log_file empty"
+                "log_file '{file}' cannot be set while serving: the log goes to {}, set at \
+                 start-up with --log-file (or redirect stderr)",
+                match self.file.as_str() {
+                    "" => "stderr".to_string(),
+                    f => format!("'{f}'"),
+                }
             ));
         }
         if let Some(format) = &update.log_format {

@@ -72,6 +72,11 @@ struct Cli {
     )]
     log_format: logging::LogFormat,
 
+    /// Append log lines to this file instead of writing them on stderr, as Triton's flag
+    /// (the file is created if missing; a file that cannot be opened stops the command).
+    #[arg(long, global = true, env = "ANEMONE_LOG_FILE", value_name = "FILE")]
+    log_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -186,7 +191,12 @@ fn main() -> ExitCode {
     };
     let logging = exporting.and_then(|layer| {
         let level = effective_log_level(&cli.log_level, cli.log_verbose);
-        logging::init(level, cli.log_format, layer.into_iter().collect())
+        logging::init(
+            level,
+            cli.log_format,
+            cli.log_file.as_deref(),
+            layer.into_iter().collect(),
+        )
     });
     if let Err(e) = logging {
         eprintln!("error: {}", output::error_chain(&e));

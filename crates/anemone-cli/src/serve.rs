@@ -114,6 +114,16 @@ pub struct ServeArgs {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub strict_readiness: bool,
 
+    /// The server's name in its metadata (`GET /v2` and gRPC ServerMetadata answer it as
+    /// `name`), as Triton's flag.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "ANEMONE_ID",
+        default_value = "anemone"
+    )]
+    pub id: String,
+
     /// Whether a model that fails to load at start-up stops the server, as Triton's flag:
     /// true prints the model table with each failure's reason and exits with status 1. The
     /// default, false, differs from Triton's: the server stays up, serving the models that
@@ -443,6 +453,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         allow_grpc: args.allow_grpc,
         strict_config: args.strict_model_config || args.disable_auto_complete_config,
         strict_readiness: args.strict_readiness,
+        server_id: args.id.clone(),
         repository: args.repository_label(),
         control: args.model_control_mode,
         load_models: args.load_models.clone(),

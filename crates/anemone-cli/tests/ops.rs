@@ -204,6 +204,76 @@ fn the_logging_api_changes_what_the_server_logs_over_http_and_grpc() {
     assert!(body.contains("--log-format"), "{body}");
 }
 
+/// Triton's `--log-file`: log lines are appended to the file, not written on
+/// stderr; the logging API reports the file and refuses another one; a file
+/// that cannot be opened stops start-up with the flag named. And Triton's
+/// `--id`, the name the server metadata answers.
+#[test]
+fn log_file_takes_the_log_lines_and_the_logging_api_reports_it() {
+    let dir = temp("log-file");
+    let file = dir.join("anemone.log");
+    std::fs::write(&file, "an earlier line\n").unwrap();
+    let s = Server::start(
+        "log-file-server",
+        &[
+            "--log-level",
+            "debug",
+            "--log-file",
+            file.to_str().unwrap(),
+            "--id",
+            "inference-a",
+        ],
+    );
+    let (status, body) = s.http("GET", "/v2", "");
+    assert_eq!(status, 200);
+    let metadata: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(metadata["name"], "inference-a", "{body}");
+    let log = std::fs::read_to_string(&file).unwrap();
+    assert!(log.starts_with("an earlier line\n"), "not appended: {log}");
+    assert!(
+        log.contains(" DEBUG ") && log.contains("logging at this filter"),
+        "{log}"
+    );
+    assert!(!s.stderr().contains(" DEBUG "), "{}", s.stderr());
+    let (status, body) = s.http("GET", "/v2/logging", "");
+    assert_eq!(status, 200);
+    let settings: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(settings["log_file"], file.to_str().unwrap());
+    // The same file, or none named, changes nothing; another is refused.
+    let same = format!("{{\"log_file\": {:?}}}", file.to_str().unwrap());
+    assert_eq!(s.http("POST", "/v2/logging", &same).0, 200);
+    let (status, body) = s.http("POST", "/v2/logging", r#"{"log_file": "/tmp/x.log"}"#);
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("--log-file") && body.contains("anemone.log"),
+        "{body}"
+    );
+
+    let out = anemone()
+        .args([
+            "serve",
+            "--model-repository",
+            "examples/models",
+            "--http-port",
+            "0",
+        ])
+        .args([
+            "--grpc-port",
+            "0",
+            "--log-file",
+            "/nonexistent/dir/anemone.log",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--log-file /nonexistent/dir/anemone.log: cannot open"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn the_metrics_port_serves_metrics_and_port_0_prints_a_free_port() {
     let s = Server::start("metrics", &["--metrics-port", "0"]);

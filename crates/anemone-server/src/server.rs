@@ -63,6 +63,9 @@ pub struct ServerOptions {
     /// Configs must be complete, nothing filled in from the model file
     /// (Triton's `--strict-model-config`). By default, false.
     pub strict_config: bool,
+    /// The server's name in its metadata (`GET /v2`, gRPC
+    /// `ServerMetadata`; Triton's `--id`). By default, `anemone`.
+    pub server_id: String,
     /// Whether readiness waits for every model that should be loaded
     /// (Triton's `--strict-readiness`). By default, true; false: ready once
     /// start-up loading is over, whatever state each model is in.
@@ -121,6 +124,7 @@ impl Default for ServerOptions {
             grpc_response_compression: Default::default(),
             strict_config: false,
             strict_readiness: true,
+            server_id: "anemone".into(),
             repository: PathBuf::from("models"),
             control: ControlMode::None,
             load_models: Vec::new(),
@@ -224,6 +228,7 @@ impl Server {
         let mut state = AppState::new(manager, repository).with_trace(trace);
         state.settings = crate::settings::Settings::new(&options.ops);
         state.strict_readiness = options.strict_readiness;
+        state.server_id = options.server_id.clone();
         Ok(Server {
             state: Arc::new(state),
             http,

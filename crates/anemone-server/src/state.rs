@@ -44,6 +44,9 @@ pub struct AppState {
     /// Whether readiness waits for every model (Triton's
     /// `--strict-readiness`); by default, true.
     pub strict_readiness: bool,
+    /// The name the server metadata answers (Triton's `--id`); by default,
+    /// `anemone`.
+    pub server_id: String,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             trace: Default::default(),
             shared_memory: Default::default(),
             strict_readiness: true,
+            server_id: "anemone".into(),
         }
     }
 
@@ -78,7 +82,7 @@ impl AppState {
     /// `GET /v2`, `ServerMetadata`.
     pub fn server_metadata(&self) -> proto::ServerMetadataResponse {
         proto::ServerMetadataResponse {
-            name: "anemone".into(),
+            name: self.server_id.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
         }
