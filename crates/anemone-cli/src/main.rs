@@ -77,6 +77,22 @@ struct Cli {
     #[arg(long, global = true, env = "ANEMONE_LOG_FILE", value_name = "FILE")]
     log_file: Option<PathBuf>,
 
+    /// Triton's switch for INFO lines: true logs them (the level becomes at least `info`),
+    /// false drops them. Unset leaves --log-level as it is.
+    #[arg(long, global = true, env = "ANEMONE_LOG_INFO", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    log_info: Option<bool>,
+
+    /// Triton's switch for WARN lines, as --log-info.
+    #[arg(long, global = true, env = "ANEMONE_LOG_WARNING", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    log_warning: Option<bool>,
+
+    /// Triton's switch for ERROR lines, as --log-info.
+    #[arg(long, global = true, env = "ANEMONE_LOG_ERROR", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    log_error: Option<bool>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -197,6 +213,23 @@ fn main() -> ExitCode {
             cli.log_file.as_deref(),
             layer.into_iter().collect(),
         )
+    });
+    // Triton's severity switches, as its logging API takes them.
+    let logging = logging.and_then(|()| {
+        let switches = anemone_server::settings::LogUpdate {
+            log_info: cli.log_info,
+            log_warning: cli.log_warning,
+            log_error: cli.log_error,
+            ..Default::default()
+        };
+        use anemone_server::settings::LogControl;
+        match logging::control() {
+            Some(control) if switches != Default::default() => control
+                .update(&switches)
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("--log-info/--log-warning/--log-error: {e}")),
+            _ => Ok(()),
+        }
     });
     if let Err(e) = logging {
         eprintln!("error: {}", output::error_chain(&e));

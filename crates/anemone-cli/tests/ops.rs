@@ -207,7 +207,8 @@ fn the_logging_api_changes_what_the_server_logs_over_http_and_grpc() {
 /// Triton's `--log-file`: log lines are appended to the file, not written on
 /// stderr; the logging API reports the file and refuses another one; a file
 /// that cannot be opened stops start-up with the flag named. And Triton's
-/// `--id`, the name the server metadata answers.
+/// `--id`, the name the server metadata answers, and its `--log-info`,
+/// `--log-warning` and `--log-error` switches.
 #[test]
 fn log_file_takes_the_log_lines_and_the_logging_api_reports_it() {
     let dir = temp("log-file");
@@ -248,6 +249,33 @@ fn log_file_takes_the_log_lines_and_the_logging_api_reports_it() {
         body.contains("--log-file") && body.contains("anemone.log"),
         "{body}"
     );
+
+    // Triton's severity switches at start-up: INFO on (over the default
+    // `warn`), WARN off.
+    let switched = dir.join("switched.log");
+    let s = Server::start(
+        "log-switches",
+        &[
+            "--log-file",
+            switched.to_str().unwrap(),
+            "--log-info",
+            "true",
+            "--log-warning=false",
+        ],
+    );
+    let (_, body) = s.http("GET", "/v2/logging", "");
+    let settings: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            &settings["log_info"],
+            &settings["log_warning"],
+            &settings["log_error"]
+        ),
+        (&true.into(), &false.into(), &true.into()),
+        "{body}"
+    );
+    let log = std::fs::read_to_string(&switched).unwrap();
+    assert!(log.contains(" INFO "), "{log}");
 
     let out = anemone()
         .args([

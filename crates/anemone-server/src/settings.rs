@@ -43,7 +43,7 @@ pub struct LogSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogUpdate {
-    /// Only `""` is accepted.
+    /// Only `""` or the file in force (`--log-file`) is accepted.
     pub log_file: Option<String>,
     /// Log INFO messages.
     pub log_info: Option<bool>,
