@@ -114,6 +114,13 @@ pub struct ServeArgs {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub strict_readiness: bool,
 
+    /// How many models load at once at start-up, as Triton's flag (each load reads, builds
+    /// and compares its engines; fewer at once use less memory and fewer cores).
+    #[arg(long, value_name = "N", env = "ANEMONE_MODEL_LOAD_THREAD_COUNT",
+          default_value_t = anemone_server::repository::STARTUP_LOADS,
+          value_parser = crate::bytes::parse_positive)]
+    pub model_load_thread_count: usize,
+
     /// The server's name in its metadata (`GET /v2` and gRPC ServerMetadata answer it as
     /// `name`), as Triton's flag.
     #[arg(
@@ -454,6 +461,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         strict_config: args.strict_model_config || args.disable_auto_complete_config,
         strict_readiness: args.strict_readiness,
         server_id: args.id.clone(),
+        startup_loads: args.model_load_thread_count,
         repository: args.repository_label(),
         control: args.model_control_mode,
         load_models: args.load_models.clone(),

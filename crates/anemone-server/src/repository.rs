@@ -131,6 +131,10 @@ pub struct IndexRow {
     pub reason: String,
 }
 
+/// Start-up loads that run at once by default (Triton's
+/// `--model-load-thread-count` default).
+pub const STARTUP_LOADS: usize = 4;
+
 /// A model repository served through a [`Manager`].
 pub struct Repository {
     root: PathBuf,
@@ -145,6 +149,9 @@ pub struct Repository {
     /// Configs must be complete (Triton's `--strict-model-config`): nothing
     /// is filled in from the model file.
     strict_config: bool,
+    /// How many start-up loads run at once (Triton's
+    /// `--model-load-thread-count`); by default [`STARTUP_LOADS`].
+    startup_loads: usize,
     // --- deploy ---
     /// Keeps `root` in step with a bucket or several repositories (see [`remote`]).
     mirror: std::sync::OnceLock<std::sync::Arc<remote::Mirror>>,
@@ -175,8 +182,17 @@ impl Repository {
             entries: Mutex::default(),
             startup_done: AtomicBool::new(false),
             strict_config: false,
+            startup_loads: STARTUP_LOADS,
             mirror: std::sync::OnceLock::new(),
         })
+    }
+
+    /// At most `n` (at least 1) start-up loads at once, as Triton's
+    /// `--model-load-thread-count`: a repository of many models does not
+    /// read, build and compare them all at the same time.
+    pub fn with_startup_loads(mut self, n: usize) -> Repository {
+        self.startup_loads = n.max(1);
+        self
     }
 
     /// With `strict`, every model's config must be complete (Triton's
@@ -247,11 +263,15 @@ impl Repository {
         };
         // Ensembles load after the models they compose, one at a time.
         let (wanted, ensembles) = self.ensembles_last(wanted);
-        let loads = wanted.iter().map(|n| self.load(n, None));
-        for (name, result) in wanted
-            .iter()
-            .zip(futures_util::future::join_all(loads).await)
-        {
+        use futures_util::StreamExt;
+        // Made first, so that the stream holds futures, not a closure (a
+        // spawned task cannot name the closure's lifetimes).
+        let pending: Vec<_> = wanted.iter().map(|n| self.load(n, None)).collect();
+        let loads: Vec<_> = futures_util::stream::iter(pending)
+            .buffered(self.startup_loads)
+            .collect()
+            .await;
+        for (name, result) in wanted.iter().zip(loads) {
             if let Err(e) = result {
                 tracing::warn!(model = %name, "model unavailable: {}", e.message);
                 // A --load-model name the repository lacks is unavailable

@@ -63,6 +63,9 @@ pub struct ServerOptions {
     /// Configs must be complete, nothing filled in from the model file
     /// (Triton's `--strict-model-config`). By default, false.
     pub strict_config: bool,
+    /// How many models load at once at start-up (Triton's
+    /// `--model-load-thread-count`). By default, 4.
+    pub startup_loads: usize,
     /// The server's name in its metadata (`GET /v2`, gRPC
     /// `ServerMetadata`; Triton's `--id`). By default, `anemone`.
     pub server_id: String,
@@ -125,6 +128,7 @@ impl Default for ServerOptions {
             strict_config: false,
             strict_readiness: true,
             server_id: "anemone".into(),
+            startup_loads: crate::repository::STARTUP_LOADS,
             repository: PathBuf::from("models"),
             control: ControlMode::None,
             load_models: Vec::new(),
@@ -192,7 +196,8 @@ impl Server {
         )
         .await?;
         let repository = Repository::open(&root, manager.clone(), options.control)?
-            .with_strict_config(options.strict_config);
+            .with_strict_config(options.strict_config)
+            .with_startup_loads(options.startup_loads);
         if let Some(mirror) = mirror {
             repository.attach_mirror(mirror);
         }

@@ -32,6 +32,7 @@ mod response_cache;
 mod restricted_api;
 mod shared_memory;
 mod shutdown;
+mod startup_loads;
 mod support;
 mod timeouts;
 mod tls;
