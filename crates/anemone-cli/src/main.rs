@@ -24,6 +24,7 @@ mod serve;
 mod startup;
 mod telemetry;
 mod tls_args;
+mod triton_flags;
 
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -200,7 +201,7 @@ pub struct InferArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = parse_cli();
+    let (cli, ignored_triton_flags) = parse_cli();
     let exporting = match &cli.command {
         Command::Serve(args) => telemetry::layer(&args.tracing),
         _ => Ok(None),
@@ -235,6 +236,7 @@ fn main() -> ExitCode {
         eprintln!("error: {}", output::error_chain(&e));
         return ExitCode::FAILURE;
     }
+    triton_flags::warn(&ignored_triton_flags);
     output::quiet_panics();
     let result = std::panic::catch_unwind(|| match &cli.command {
         Command::Inspect(args) => inspect::run(args),
@@ -274,8 +276,14 @@ fn main() -> ExitCode {
 
 /// Parses the command line, with `serve`'s `--config` file layered under
 /// the environment and the flags (see `config_file.rs`).
-fn parse_cli() -> Cli {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+fn parse_cli() -> (Cli, Vec<String>) {
+    let globals = Cli::command();
+    let takes_value = |flag: &str| {
+        globals
+            .get_arguments()
+            .any(|a| a.get_long() == Some(flag) && a.get_action().takes_values())
+    };
+    let (argv, ignored) = triton_flags::take_ignored(std::env::args_os().collect(), takes_value);
     let (matches, table) =
         config_file::parse(Cli::command(), "serve", &argv, false).unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -283,7 +291,7 @@ fn parse_cli() -> Cli {
         show_verbose_level(&mut table, &cli.log_level, cli.log_verbose);
         config_show::remember(table);
     }
-    cli
+    (cli, ignored)
 }
 
 /// The log filter: `--log-level`, unless Triton's `--log-verbose` is 1

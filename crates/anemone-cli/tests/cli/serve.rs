@@ -57,7 +57,8 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
 /// Triton's command line: `--log-verbose 1` logs at debug level (without
 /// it, the default level writes no DEBUG line), `--allow-grpc false`
 /// leaves gRPC without a listener, saying so, and `--strict-model-config=false`
-/// is taken as Triton's older commands write it.
+/// is taken as Triton's older commands write it; the sizes of tritonserver's
+/// own pools are taken with a warning naming them, and `--rate-limit` is refused.
 #[test]
 fn serve_takes_tritons_verbose_and_allow_flags() {
     let repo = temp_dir("serve-triton-flags");
@@ -75,6 +76,10 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             "--allow-grpc",
             "false",
             "--strict-model-config=false",
+            // Sizes of tritonserver's own pools: taken, with a warning.
+            "--pinned-memory-pool-byte-size=268435456",
+            "--cuda-memory-pool-byte-size",
+            "0:67108864",
         ];
         if let Some(level) = verbose {
             args.extend(["--log-verbose", level]);
@@ -93,8 +98,28 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
         );
         let stderr = serving.stderr();
         assert_eq!(stderr.contains(" DEBUG "), debug, "{verbose:?}: {stderr}");
+        let warned = stderr
+            .lines()
+            .find(|l| l.contains("not used by anemone"))
+            .unwrap_or_else(|| panic!("no warning for Triton's pool sizes: {stderr}"));
+        for part in [
+            "--pinned-memory-pool-byte-size=268435456 (tract-cuda keeps its own page-locked pool)",
+            "--cuda-memory-pool-byte-size 0:67108864",
+        ] {
+            assert!(warned.contains(part), "{warned}");
+        }
         assert!(serving.terminate().success());
     }
+    // A Triton flag whose job anemone does otherwise is still refused by name.
+    let out = anemone(&[
+        "serve",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--rate-limit",
+        "execution_count",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("unexpected argument '--rate-limit'"));
 }
 
 /// Triton's `--exit-on-error` and `--strict-readiness`, on a repository

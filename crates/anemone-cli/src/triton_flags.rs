@@ -1,0 +1,196 @@
+//! Triton's flags that size or locate only tritonserver's own internals
+//! (its memory pools, thread pools, backend and agent directories, GPU
+//! metrics): a Triton command line carries them, and anemone has nothing
+//! they could change. `anemone serve` takes them off its command line with
+//! their values, and [`warn`] names them once at start-up, so a migrated
+//! command starts and still says what was not used. Every other unknown flag
+//! is refused by name.
+
+use std::ffi::OsString;
+
+/// The flags (without `--`) and why anemone does not need them.
+pub const IGNORED: &[(&str, &str)] = &[
+    (
+        "pinned-memory-pool-byte-size",
+        "tract-cuda keeps its own page-locked pool",
+    ),
+    (
+        "cuda-memory-pool-byte-size",
+        "tract-cuda keeps its own device pool",
+    ),
+    (
+        "cuda-virtual-address-size",
+        "tract-cuda keeps its own device pool",
+    ),
+    (
+        "buffer-manager-thread-count",
+        "inputs are copied on the requests' own threads",
+    ),
+    (
+        "http-thread-count",
+        "HTTP requests run on the async runtime's threads",
+    ),
+    (
+        "grpc-infer-allocation-pool-size",
+        "gRPC messages are not pooled",
+    ),
+    ("backend-directory", "anemone's engines are built in"),
+    ("repoagent-directory", "anemone has no repository agents"),
+    (
+        "min-supported-compute-capability",
+        "tract-cuda compiles its kernels for the GPU it finds",
+    ),
+    ("allow-gpu-metrics", "no GPU metrics are exported"),
+    ("allow-cpu-metrics", "no CPU metrics are exported"),
+    ("metrics-interval-ms", "metrics are read when scraped"),
+];
+
+/// `argv` without the [`IGNORED`] flags that follow the `serve` subcommand
+/// (as `--flag=value` or `--flag value`), and those flags as given.
+/// `takes_value` says which flags before the subcommand (the global ones)
+/// take the next word as their value.
+pub fn take_ignored(
+    argv: Vec<OsString>,
+    takes_value: impl Fn(&str) -> bool,
+) -> (Vec<OsString>, Vec<String>) {
+    let mut kept = Vec::with_capacity(argv.len());
+    let mut taken = Vec::new();
+    let mut args = argv.into_iter().peekable();
+    // The program, then global flags (with their values) up to the subcommand.
+    kept.extend(args.next());
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        let is_value_flag = text
+            .strip_prefix("--")
+            .is_some_and(|f| !f.contains('=') && takes_value(f));
+        let subcommand = !text.starts_with('-');
+        kept.push(arg);
+        if is_value_flag {
+            kept.extend(args.next());
+        }
+        if subcommand {
+            if text != "serve" {
+                kept.extend(args);
+                return (kept, taken);
+            }
+            break;
+        }
+    }
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        if text == "--" {
+            kept.push(arg);
+            kept.extend(args.by_ref());
+            break;
+        }
+        let name = text
+            .strip_prefix("--")
+            .map(|f| f.split('=').next().unwrap_or(f));
+        if !name.is_some_and(|n| IGNORED.iter().any(|(flag, _)| *flag == n)) {
+            kept.push(arg);
+            continue;
+        }
+        if text.contains('=') {
+            taken.push(text);
+            continue;
+        }
+        // `--flag value`: the value is the next word unless it is a flag.
+        match args.next_if(|next| !next.to_string_lossy().starts_with("--")) {
+            Some(value) => taken.push(format!("{text} {}", value.to_string_lossy())),
+            None => taken.push(text),
+        }
+    }
+    (kept, taken)
+}
+
+/// Logs, once, the flags [`take_ignored`] took, each with why.
+pub fn warn(taken: &[String]) {
+    if taken.is_empty() {
+        return;
+    }
+    let named: Vec<String> = taken
+        .iter()
+        .map(|t| {
+            let name = t
+                .trim_start_matches("--")
+                .split(['=', ' '])
+                .next()
+                .unwrap_or("");
+            let why = IGNORED
+                .iter()
+                .find(|(f, _)| *f == name)
+                .map_or("", |(_, w)| *w);
+            format!("{t} ({why})")
+        })
+        .collect();
+    tracing::warn!(
+        "Triton flags that size only tritonserver's own internals, not used by anemone \
+         (they change no answer): {}",
+        named.join(", ")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(args: &[&str]) -> (Vec<String>, Vec<String>) {
+        let argv = args.iter().map(OsString::from).collect();
+        let (kept, taken) = take_ignored(argv, |flag| flag == "log-level");
+        (
+            kept.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            taken,
+        )
+    }
+
+    #[test]
+    fn tritons_internal_flags_are_taken_with_their_values() {
+        let (kept, taken) = take(&[
+            "anemone",
+            "serve",
+            "--pinned-memory-pool-byte-size=268435456",
+            "--model-repository",
+            "/models",
+            "--cuda-memory-pool-byte-size",
+            "0:67108864",
+            "--backend-directory",
+            "--log-verbose=1",
+            "--rate-limit",
+            "execution_count",
+        ]);
+        assert_eq!(
+            taken,
+            [
+                "--pinned-memory-pool-byte-size=268435456",
+                "--cuda-memory-pool-byte-size 0:67108864",
+                "--backend-directory",
+            ]
+        );
+        // Other flags, known or not, stay for clap to take or refuse.
+        assert_eq!(
+            kept,
+            [
+                "anemone",
+                "serve",
+                "--model-repository",
+                "/models",
+                "--log-verbose=1",
+                "--rate-limit",
+                "execution_count"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_serve_takes_them() {
+        let args = ["anemone", "bench", "--http-thread-count", "8"];
+        let (kept, taken) = take(&args);
+        assert!(taken.is_empty());
+        assert_eq!(kept, args);
+        // A value that happens to be "serve" is not the subcommand.
+        let (_, taken) = take(&["anemone", "--log-level", "serve", "--http-thread-count=8"]);
+        assert!(taken.is_empty());
+    }
+}
