@@ -12,6 +12,7 @@ mod compare_child;
 mod config_file;
 mod config_show;
 mod doctor;
+mod grpc_args;
 mod health_args;
 mod infer;
 mod inspect;

@@ -114,12 +114,23 @@ pub struct ServeArgs {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub strict_readiness: bool,
 
-    /// How many models load at once at start-up, as Triton's flag (each load reads, builds
-    /// and compares its engines; fewer at once use less memory and fewer cores).
+    /// How many models load at once, as Triton's flag: at start-up, through the load API and
+    /// by polling (each load reads, builds and compares its engines; fewer at once use less
+    /// memory and fewer cores). The others wait as LOADING.
     #[arg(long, value_name = "N", env = "ANEMONE_MODEL_LOAD_THREAD_COUNT",
-          default_value_t = anemone_server::repository::STARTUP_LOADS,
+          default_value_t = anemone_server::repository::MODEL_LOADS,
           value_parser = crate::bytes::parse_positive)]
     pub model_load_thread_count: usize,
+
+    /// How many times a model whose load fails is tried again before it is UNAVAILABLE, as
+    /// Triton's flag (each failed try is logged with its reason).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ANEMONE_MODEL_LOAD_RETRY_COUNT",
+        default_value_t = 0
+    )]
+    pub model_load_retry_count: u32,
 
     /// The server's name in its metadata (`GET /v2` and gRPC ServerMetadata answer it as
     /// `name`), as Triton's flag.
@@ -304,6 +315,15 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub grpc_restricted_protocol: Vec<String>,
+    #[command(flatten)]
+    pub grpc: crate::grpc_args::GrpcArgs,
+
+    /// Triton's rate limiter: only `off`, Triton's default, is taken. anemone has no
+    /// rate-limiter resources; --max-concurrency bounds the requests in flight, and each
+    /// instance of a model runs one engine call at a time. See docs/FROM_TRITON.md.
+    #[arg(long, value_name = "MODE", env = "ANEMONE_RATE_LIMIT", default_value = "off",
+          value_parser = crate::triton_flags::parse_rate_limit)]
+    pub rate_limit: String,
     // --- ops ---
     #[command(flatten)]
     pub ops: crate::ops_args::OpsArgs,
@@ -456,12 +476,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             .grpc_infer_response_compression_level
             .parse()
             .map_err(anyhow::Error::msg)?,
+        grpc_connections: args.grpc.connections(),
         allow_http: args.allow_http,
         allow_grpc: args.allow_grpc,
         strict_config: args.strict_model_config || args.disable_auto_complete_config,
         strict_readiness: args.strict_readiness,
         server_id: args.id.clone(),
-        startup_loads: args.model_load_thread_count,
+        model_loads: args.model_load_thread_count,
+        load_retries: args.model_load_retry_count,
         repository: args.repository_label(),
         control: args.model_control_mode,
         load_models: args.load_models.clone(),

@@ -1,7 +1,7 @@
 //! Triton's flags that size or locate only tritonserver's own internals
 //! (its memory pools, thread pools, backend and agent directories, GPU
-//! metrics): a Triton command line carries them, and anemone has nothing
-//! they could change. `anemone serve` takes them off its command line with
+//! metrics) or police what anemone allows anyway (client pings): a Triton
+//! command line carries them, and anemone has nothing they could change. `anemone serve` takes them off its command line with
 //! their values, and [`warn`] names them once at start-up, so a migrated
 //! command starts and still says what was not used. Every other unknown flag
 //! is refused by name.
@@ -43,7 +43,36 @@ pub const IGNORED: &[(&str, &str)] = &[
     ("allow-gpu-metrics", "no GPU metrics are exported"),
     ("allow-cpu-metrics", "no CPU metrics are exported"),
     ("metrics-interval-ms", "metrics are read when scraped"),
+    (
+        "grpc-http2-max-pings-without-data",
+        "anemone answers every client ping and never closes a connection for pinging",
+    ),
+    (
+        "grpc-http2-min-recv-ping-interval-without-data",
+        "anemone answers every client ping and never closes a connection for pinging",
+    ),
+    (
+        "grpc-http2-max-ping-strikes",
+        "anemone answers every client ping and never closes a connection for pinging",
+    ),
 ];
+
+/// `--rate-limit`: Triton's `off` (its default) is taken; its rate limiter
+/// (`execution_count`, with `rate_limiter` resources) anemone does not have.
+pub fn parse_rate_limit(text: &str) -> Result<String, String> {
+    match text {
+        "off" => Ok(text.to_string()),
+        "execution_count" => Err(
+            "anemone has no rate limiter over instance resources; leave --rate-limit off \
+             (Triton's default): --max-concurrency bounds the requests in flight, and each \
+             instance of a model runs one engine call at a time"
+                .into(),
+        ),
+        other => Err(format!(
+            "'{other}' is not a mode; Triton's are off and execution_count, and anemone takes off"
+        )),
+    }
+}
 
 /// `argv` without the [`IGNORED`] flags that follow the `serve` subcommand
 /// (as `--flag=value` or `--flag value`), and those flags as given.
@@ -124,8 +153,7 @@ pub fn warn(taken: &[String]) {
         })
         .collect();
     tracing::warn!(
-        "Triton flags that size only tritonserver's own internals, not used by anemone \
-         (they change no answer): {}",
+        "Triton flags not used by anemone (they change no answer): {}",
         named.join(", ")
     );
 }

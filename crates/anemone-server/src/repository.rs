@@ -131,9 +131,9 @@ pub struct IndexRow {
     pub reason: String,
 }
 
-/// Start-up loads that run at once by default (Triton's
+/// Model loads that run at once by default (Triton's
 /// `--model-load-thread-count` default).
-pub const STARTUP_LOADS: usize = 4;
+pub const MODEL_LOADS: usize = 4;
 
 /// A model repository served through a [`Manager`].
 pub struct Repository {
@@ -149,9 +149,13 @@ pub struct Repository {
     /// Configs must be complete (Triton's `--strict-model-config`): nothing
     /// is filled in from the model file.
     strict_config: bool,
-    /// How many start-up loads run at once (Triton's
-    /// `--model-load-thread-count`); by default [`STARTUP_LOADS`].
-    startup_loads: usize,
+    /// Bounds the model loads that run at once, from start-up, the API or
+    /// polling (Triton's `--model-load-thread-count`); by default
+    /// [`MODEL_LOADS`] permits.
+    loads: tokio::sync::Semaphore,
+    /// How many times a failed load is tried again (Triton's
+    /// `--model-load-retry-count`); by default 0.
+    load_retries: u32,
     // --- deploy ---
     /// Keeps `root` in step with a bucket or several repositories (see [`remote`]).
     mirror: std::sync::OnceLock<std::sync::Arc<remote::Mirror>>,
@@ -182,16 +186,28 @@ impl Repository {
             entries: Mutex::default(),
             startup_done: AtomicBool::new(false),
             strict_config: false,
-            startup_loads: STARTUP_LOADS,
+            loads: tokio::sync::Semaphore::new(MODEL_LOADS),
+            load_retries: 0,
             mirror: std::sync::OnceLock::new(),
         })
     }
 
-    /// At most `n` (at least 1) start-up loads at once, as Triton's
-    /// `--model-load-thread-count`: a repository of many models does not
-    /// read, build and compare them all at the same time.
-    pub fn with_startup_loads(mut self, n: usize) -> Repository {
-        self.startup_loads = n.max(1);
+    /// At most `n` (at least 1) model loads at once, as Triton's
+    /// `--model-load-thread-count`: a repository of many models, or a client
+    /// that asks for many loads together, does not read, build and compare
+    /// them all at the same time. The others wait their turn, in the state
+    /// `LOADING`. An ensemble's own load (checking its steps) takes no turn.
+    pub fn with_model_loads(mut self, n: usize) -> Repository {
+        self.loads = tokio::sync::Semaphore::new(n.max(1));
+        self
+    }
+
+    /// A failed model load is tried `n` more times before the model is
+    /// UNAVAILABLE (or, for a reload, before the previous load keeps
+    /// serving), as Triton's `--model-load-retry-count`. Each failed try is
+    /// logged with its reason. By default 0: one try.
+    pub fn with_load_retries(mut self, n: u32) -> Repository {
+        self.load_retries = n;
         self
     }
 
@@ -263,14 +279,9 @@ impl Repository {
         };
         // Ensembles load after the models they compose, one at a time.
         let (wanted, ensembles) = self.ensembles_last(wanted);
-        use futures_util::StreamExt;
-        // Made first, so that the stream holds futures, not a closure (a
-        // spawned task cannot name the closure's lifetimes).
-        let pending: Vec<_> = wanted.iter().map(|n| self.load(n, None)).collect();
-        let loads: Vec<_> = futures_util::stream::iter(pending)
-            .buffered(self.startup_loads)
-            .collect()
-            .await;
+        // All at once: `loads` lets `--model-load-thread-count` of them
+        // build at a time, the others wait as LOADING.
+        let loads = futures_util::future::join_all(wanted.iter().map(|n| self.load(n, None))).await;
         for (name, result) in wanted.iter().zip(loads) {
             if let Err(e) = result {
                 tracing::warn!(model = %name, "model unavailable: {}", e.message);
@@ -394,8 +405,8 @@ impl Repository {
         }
     }
 
-    /// Prepares the model (see [`prepare_model`]), loads each version; on any
-    /// failure unloads what this attempt loaded and says why.
+    /// Loads an ensemble, or, in its turn among the loads, the model (tried
+    /// again on failure as `load_retries` allows).
     async fn load_versions(
         &self,
         name: &str,
@@ -410,6 +421,31 @@ impl Repository {
             let (config, versions) = self.load_ensemble(name, config).await?;
             return Ok((config, labels, versions));
         }
+        // Its turn among the loads (`--model-load-thread-count`); never
+        // closed, so this waits and cannot fail.
+        let _turn = self.loads.acquire().await;
+        let tries = self.load_retries + 1;
+        let mut tried = 1;
+        loop {
+            match self.load_engines(name, config_override.clone()).await {
+                Err(reason) if tried < tries => {
+                    tracing::warn!(model = %name, "load try {tried} of {tries} failed, trying again: {reason}");
+                    tried += 1;
+                }
+                Err(reason) if tries > 1 => return Err(format!("{reason} (tried {tries} times)")),
+                done => return done,
+            }
+        }
+    }
+
+    /// One try at loading a model that is not an ensemble: reads and checks
+    /// its files, then loads each version's engines; on a failure unloads
+    /// what this try loaded and says why.
+    async fn load_engines(
+        &self,
+        name: &str,
+        config_override: Option<ModelConfig>,
+    ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), String> {
         let metrics = self.manager.metrics();
         // With eviction, room is made at load time, against what the engines
         // are measured to hold (a file is only an estimate of it).

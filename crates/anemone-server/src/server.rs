@@ -60,12 +60,20 @@ pub struct ServerOptions {
     /// accept it (Triton's `--grpc-infer-response-compression-level`). By
     /// default, none.
     pub grpc_response_compression: crate::grpc::ResponseCompression,
+    /// Keep-alive pings and the connections' age on the gRPC listener
+    /// (Triton's `--grpc-keepalive-*`, `--grpc-max-connection-age*`). By
+    /// default, Triton's: a ping after 2 hours of quiet, 20 s for its
+    /// answer, connections of any age.
+    pub grpc_connections: crate::grpc::GrpcConnections,
     /// Configs must be complete, nothing filled in from the model file
     /// (Triton's `--strict-model-config`). By default, false.
     pub strict_config: bool,
-    /// How many models load at once at start-up (Triton's
-    /// `--model-load-thread-count`). By default, 4.
-    pub startup_loads: usize,
+    /// How many models load at once, at start-up, through the API or by
+    /// polling (Triton's `--model-load-thread-count`). By default, 4.
+    pub model_loads: usize,
+    /// How many times a failed model load is tried again (Triton's
+    /// `--model-load-retry-count`). By default, 0.
+    pub load_retries: u32,
     /// The server's name in its metadata (`GET /v2`, gRPC
     /// `ServerMetadata`; Triton's `--id`). By default, `anemone`.
     pub server_id: String,
@@ -125,10 +133,12 @@ impl Default for ServerOptions {
             allow_http: true,
             allow_grpc: true,
             grpc_response_compression: Default::default(),
+            grpc_connections: Default::default(),
             strict_config: false,
             strict_readiness: true,
             server_id: "anemone".into(),
-            startup_loads: crate::repository::STARTUP_LOADS,
+            model_loads: crate::repository::MODEL_LOADS,
+            load_retries: 0,
             repository: PathBuf::from("models"),
             control: ControlMode::None,
             load_models: Vec::new(),
@@ -197,7 +207,8 @@ impl Server {
         .await?;
         let repository = Repository::open(&root, manager.clone(), options.control)?
             .with_strict_config(options.strict_config)
-            .with_startup_loads(options.startup_loads);
+            .with_model_loads(options.model_loads)
+            .with_load_retries(options.load_retries);
         if let Some(mirror) = mirror {
             repository.attach_mirror(mirror);
         }
@@ -282,11 +293,13 @@ impl Server {
             tls,
         } = self;
         // Checked by `TlsOptions::load` already; this cannot fail after it.
-        let mut grpc_builder = tonic::transport::Server::builder()
-            .max_frame_size(Some(GRPC_MAX_FRAME_SIZE))
-            .initial_stream_window_size(Some(GRPC_WINDOW_SIZE))
-            .initial_connection_window_size(Some(GRPC_WINDOW_SIZE))
-            .max_concurrent_streams(Some(options.limits.grpc_max_streams));
+        let mut grpc_builder = options.grpc_connections.apply(
+            tonic::transport::Server::builder()
+                .max_frame_size(Some(GRPC_MAX_FRAME_SIZE))
+                .initial_stream_window_size(Some(GRPC_WINDOW_SIZE))
+                .initial_connection_window_size(Some(GRPC_WINDOW_SIZE))
+                .max_concurrent_streams(Some(options.limits.grpc_max_streams)),
+        );
         if let Some(config) = tls.grpc {
             grpc_builder = grpc_builder
                 .tls_config(config)
@@ -343,7 +356,9 @@ impl Server {
                 .serve_with_incoming_shutdown(
                     // The builder's own `tcp_nodelay` applies only to listeners it
                     // binds itself: set it on this one's accepted sockets.
-                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                    options.grpc_connections.aged(
+                        tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                    ),
                     stopped(),
                 )
         });

@@ -195,6 +195,7 @@ fn check_case(dir: &str, run: usize, test: &str) -> String {
 }
 
 mod errors;
+mod grpc_connections;
 mod infer;
 mod inspect;
 mod models_doctor;

@@ -58,7 +58,8 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
 /// it, the default level writes no DEBUG line), `--allow-grpc false`
 /// leaves gRPC without a listener, saying so, and `--strict-model-config=false`
 /// is taken as Triton's older commands write it; the sizes of tritonserver's
-/// own pools are taken with a warning naming them, and `--rate-limit` is refused.
+/// own pools are taken with a warning naming them, `--rate-limit off` is taken
+/// and `execution_count` refused.
 #[test]
 fn serve_takes_tritons_verbose_and_allow_flags() {
     let repo = temp_dir("serve-triton-flags");
@@ -80,6 +81,13 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             "--pinned-memory-pool-byte-size=268435456",
             "--cuda-memory-pool-byte-size",
             "0:67108864",
+            // Triton's ping policing: taken, with the same warning.
+            "--grpc-http2-max-ping-strikes=0",
+            // Triton's defaults, and a retry count.
+            "--rate-limit",
+            "off",
+            "--model-load-retry-count",
+            "2",
         ];
         if let Some(level) = verbose {
             args.extend(["--log-verbose", level]);
@@ -105,12 +113,13 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
         for part in [
             "--pinned-memory-pool-byte-size=268435456 (tract-cuda keeps its own page-locked pool)",
             "--cuda-memory-pool-byte-size 0:67108864",
+            "--grpc-http2-max-ping-strikes=0 (anemone answers every client ping",
         ] {
             assert!(warned.contains(part), "{warned}");
         }
         assert!(serving.terminate().success());
     }
-    // A Triton flag whose job anemone does otherwise is still refused by name.
+    // Triton's rate limiter is refused, saying what bounds the work instead.
     let out = anemone(&[
         "serve",
         "--model-repository",
@@ -119,7 +128,22 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
         "execution_count",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("unexpected argument '--rate-limit'"));
+    assert!(
+        text(&out.stderr)
+            .contains("no rate limiter over instance resources; leave --rate-limit off"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A Triton flag whose job anemone does otherwise is still refused by name.
+    let out = anemone(&[
+        "serve",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--rate-limit-resource",
+        "R1:10",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("unexpected argument '--rate-limit-resource'"));
 }
 
 /// Triton's `--exit-on-error` and `--strict-readiness`, on a repository

@@ -8,6 +8,7 @@
 //! holds the message-size policy.
 
 mod compress;
+mod connections;
 mod infer;
 mod infer_frames;
 mod limit;
@@ -17,6 +18,7 @@ mod stream;
 mod trace;
 
 pub use compress::ResponseCompression;
+pub use connections::GrpcConnections;
 pub use limit::InferenceService;
 
 /// Decodes a `ModelInferRequest` into the protocol-neutral request, checking
