@@ -39,12 +39,36 @@ pub fn cache_bytes(values: &[String]) -> anyhow::Result<Option<u64>> {
     Ok(size)
 }
 
+/// The response cache's size from `--cache-config` values and Triton's older
+/// `--response-cache-byte-size`; both at once are refused.
+pub fn cache_size(values: &[String], byte_size: Option<u64>) -> anyhow::Result<Option<u64>> {
+    match (cache_bytes(values)?, byte_size) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--cache-config and --response-cache-byte-size both size the response cache; \
+             give one (--response-cache-byte-size N is Triton's older form of --cache-config local,size=N)"
+        ),
+        (size, None) | (None, size) => Ok(size),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn one(v: &str) -> anyhow::Result<Option<u64>> {
         cache_bytes(&[v.to_string()])
+    }
+
+    #[test]
+    fn tritons_older_byte_size_flag_sizes_the_cache_alone() {
+        assert_eq!(cache_size(&[], Some(4096)).unwrap(), Some(4096));
+        assert_eq!(
+            cache_size(&["local,size=1KiB".into()], None).unwrap(),
+            Some(1024)
+        );
+        assert_eq!(cache_size(&[], None).unwrap(), None);
+        let both = cache_size(&["local,size=1KiB".into()], Some(4096)).unwrap_err();
+        assert!(both.to_string().contains("give one"), "{both}");
     }
 
     #[test]

@@ -194,7 +194,13 @@ fn models(dir: &Path) -> Vec<ModelRow> {
                 .as_deref()
                 .ok_or_else(|| format!("cannot open the model repository {}", dir.display()))
                 .and_then(|root| {
-                    anemone_server::repository::prepare_model(root, &name, None, None, false)
+                    anemone_server::repository::prepare_model(
+                        root,
+                        &name,
+                        None,
+                        None,
+                        &Default::default(),
+                    )
                 });
             let newest = prepared
                 .as_ref()

@@ -21,6 +21,7 @@ mod models;
 mod ops_args;
 mod otlp_watch;
 mod output;
+mod repository_args;
 mod serve;
 mod startup;
 mod telemetry;

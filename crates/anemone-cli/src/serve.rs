@@ -2,7 +2,7 @@
 
 use crate::backend_args::BackendArgs;
 use anemone_server::restricted::Restrictions;
-use anemone_server::{shutdown_signal, ControlMode, Server, ServerOptions};
+use anemone_server::{shutdown_signal, Server, ServerOptions};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,62 +75,24 @@ pub struct ServeArgs {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_grpc: bool,
 
+    /// Whether the HTTP port may be shared with other servers that ask the same, as Triton's
+    /// flag (SO_REUSEPORT, Linux and macOS): the kernel spreads new connections over them.
+    /// Every server sharing it must serve the same models.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_REUSE_HTTP_PORT", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub reuse_http_port: bool,
+
+    /// As --reuse-http-port, for the gRPC port.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_REUSE_GRPC_PORT", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub reuse_grpc_port: bool,
+
     /// How hard gRPC inference answers are compressed, as Triton's flag: none, low, medium
     /// or high (zlib levels 1, 6, 9), with gzip or deflate as the client accepts (off for a
     /// client that accepts neither). Worth it where the network, not the server, is slow.
     #[arg(long, value_name = "LEVEL", env = "ANEMONE_GRPC_INFER_RESPONSE_COMPRESSION_LEVEL",
           default_value = "none", value_parser = clap::builder::PossibleValuesParser::new(["none", "low", "medium", "high"]))]
     pub grpc_infer_response_compression_level: String,
-
-    /// Who loads models, as Triton's flag: `none` loads every model at start-up and refuses
-    /// the load/unload API; `explicit` loads only --load-model models and allows the API;
-    /// `poll` loads every model and follows changes on disk.
-    #[arg(
-        long,
-        value_name = "MODE",
-        env = "ANEMONE_MODEL_CONTROL_MODE",
-        default_value = "none"
-    )]
-    pub model_control_mode: ControlMode,
-
-    /// Whether every model's config must be complete, as Triton's flag: true refuses a model
-    /// whose config.pbtxt is missing or leaves out its platform, inputs, outputs or their dims;
-    /// false (the default) fills them in from the model file.
-    #[arg(long, value_name = "BOOL", env = "ANEMONE_STRICT_MODEL_CONFIG", default_value_t = false,
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub strict_model_config: bool,
-
-    /// The same as --strict-model-config true, as Triton's flag.
-    #[arg(long, env = "ANEMONE_DISABLE_AUTO_COMPLETE_CONFIG",
-          value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
-    pub disable_auto_complete_config: bool,
-
-    /// Whether readiness (`/v2/health/ready`, gRPC ServerReady and the gRPC health service)
-    /// waits for every model, as Triton's flag: true (the default) is ready once start-up
-    /// loading is over and every model that should be loaded is ready; false is ready once
-    /// start-up loading is over, with models UNAVAILABLE or not (each model's own readiness
-    /// still says).
-    #[arg(long, value_name = "BOOL", env = "ANEMONE_STRICT_READINESS", default_value_t = true,
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub strict_readiness: bool,
-
-    /// How many models load at once, as Triton's flag: at start-up, through the load API and
-    /// by polling (each load reads, builds and compares its engines; fewer at once use less
-    /// memory and fewer cores). The others wait as LOADING.
-    #[arg(long, value_name = "N", env = "ANEMONE_MODEL_LOAD_THREAD_COUNT",
-          default_value_t = anemone_server::repository::MODEL_LOADS,
-          value_parser = crate::bytes::parse_positive)]
-    pub model_load_thread_count: usize,
-
-    /// How many times a model whose load fails is tried again before it is UNAVAILABLE, as
-    /// Triton's flag (each failed try is logged with its reason).
-    #[arg(
-        long,
-        value_name = "N",
-        env = "ANEMONE_MODEL_LOAD_RETRY_COUNT",
-        default_value_t = 0
-    )]
-    pub model_load_retry_count: u32,
 
     /// The server's name in its metadata (`GET /v2` and gRPC ServerMetadata answer it as
     /// `name`), as Triton's flag.
@@ -142,27 +104,8 @@ pub struct ServeArgs {
     )]
     pub id: String,
 
-    /// Whether a model that fails to load at start-up stops the server, as Triton's flag:
-    /// true prints the model table with each failure's reason and exits with status 1. The
-    /// default, false, differs from Triton's: the server stays up, serving the models that
-    /// loaded, not ready (unless --strict-readiness false), and the repository index says why
-    /// each failed.
-    #[arg(long, value_name = "BOOL", env = "ANEMONE_EXIT_ON_ERROR", default_value_t = false,
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub exit_on_error: bool,
-
-    /// A model to load at start-up in explicit mode; repeat for more, `*` for all.
-    #[arg(long = "load-model", value_name = "NAME", env = "ANEMONE_LOAD_MODEL")]
-    pub load_models: Vec<String>,
-
-    /// Seconds between repository scans in poll mode.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "ANEMONE_REPOSITORY_POLL_SECS",
-        default_value_t = 15
-    )]
-    pub repository_poll_secs: u64,
+    #[command(flatten)]
+    pub repository: crate::repository_args::RepositoryArgs,
 
     /// On SIGINT/SIGTERM, seconds that requests in flight get to finish before exiting.
     #[arg(
@@ -264,6 +207,12 @@ pub struct ServeArgs {
         env = "ANEMONE_CACHE_CONFIG"
     )]
     pub cache_config: Vec<String>,
+
+    /// Triton's older form of --cache-config local,size=BYTES (deprecated there); give one or
+    /// the other. By default, none (no cache).
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_RESPONSE_CACHE_BYTE_SIZE",
+          value_parser = crate::bytes::parse_positive_bytes)]
+    pub response_cache_byte_size: Option<u64>,
     // --- evict ---
     /// What a load that would exceed --memory-budget does: `off` refuses it; `lru` unloads
     /// the least recently used idle models (never one with requests in flight or queued,
@@ -439,7 +388,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .builder()
         .max_concurrency(Some(args.max_concurrency))
         .memory_budget(args.memory_budget)
-        .response_cache(crate::cache_config::cache_bytes(&args.cache_config)?)
+        .response_cache(crate::cache_config::cache_size(
+            &args.cache_config,
+            args.response_cache_byte_size,
+        )?)
         .eviction(args.eviction);
     if args.eviction != anemone_runtime::EvictionPolicy::Off && args.memory_budget.is_none() {
         anyhow::bail!(
@@ -479,17 +431,23 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         grpc_connections: args.grpc.connections(),
         allow_http: args.allow_http,
         allow_grpc: args.allow_grpc,
-        strict_config: args.strict_model_config || args.disable_auto_complete_config,
-        strict_readiness: args.strict_readiness,
+        reuse_ports: anemone_server::server::ReusePorts {
+            http: args.reuse_http_port,
+            grpc: args.reuse_grpc_port,
+        },
+        strict_config: args.repository.strict_model_config
+            || args.repository.disable_auto_complete_config,
+        strict_readiness: args.repository.strict_readiness,
+        config_name: args.repository.model_config_name.clone(),
         server_id: args.id.clone(),
-        model_loads: args.model_load_thread_count,
-        load_retries: args.model_load_retry_count,
+        model_loads: args.repository.model_load_thread_count,
+        load_retries: args.repository.model_load_retry_count,
         repository: args.repository_label(),
-        control: args.model_control_mode,
-        load_models: args.load_models.clone(),
+        control: args.repository.model_control_mode,
+        load_models: args.repository.load_models.clone(),
         exit_timeout: Duration::from_secs(args.exit_timeout_secs),
         max_request_bytes: args.max_request_bytes,
-        poll_interval: Duration::from_secs(args.repository_poll_secs.max(1)),
+        poll_interval: Duration::from_secs(args.repository.repository_poll_secs.max(1)),
         http_timeouts: anemone_server::server::HttpTimeouts {
             header: Duration::from_secs(args.http_header_timeout_secs),
             body: Duration::from_secs(args.http_body_timeout_secs),
@@ -552,7 +510,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // server as a signal would, and the process exits 1 naming them.
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     let state = server.state();
-    let exit_on_error = args.exit_on_error;
+    let exit_on_error = args.repository.exit_on_error;
     let report = tokio::spawn(async move {
         crate::startup::report(Arc::clone(&state)).await;
         if exit_on_error {

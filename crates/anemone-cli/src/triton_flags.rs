@@ -44,6 +44,19 @@ pub const IGNORED: &[(&str, &str)] = &[
     ("allow-cpu-metrics", "no CPU metrics are exported"),
     ("metrics-interval-ms", "metrics are read when scraped"),
     (
+        "enable-peer-access",
+        "tract-cuda runs each model on one GPU, with no copies between GPUs",
+    ),
+    ("cache-directory", "anemone's response cache is built in"),
+    (
+        "http-header-forward-pattern",
+        "no engine of anemone reads request headers",
+    ),
+    (
+        "grpc-header-forward-pattern",
+        "no engine of anemone reads request headers",
+    ),
+    (
         "grpc-http2-max-pings-without-data",
         "anemone answers every client ping and never closes a connection for pinging",
     ),

@@ -15,7 +15,10 @@ pub mod remote;
 mod warmup;
 
 pub use ensemble::ensemble_config;
-pub use prepare::{model_dir, prepare_model, Prepared, MAX_CONFIG_BYTES, MODEL_FILES};
+pub use prepare::{
+    check_config_name, model_dir, prepare_model, ConfigRules, Prepared, MAX_CONFIG_BYTES,
+    MODEL_FILES,
+};
 pub use warmup::{MAX_WARMUP_COUNT, MAX_WARMUP_INPUT_BYTES};
 
 use crate::errors::ApiError;
@@ -146,9 +149,10 @@ pub struct Repository {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Set once the start-up loads have all finished (successfully or not).
     startup_done: AtomicBool,
-    /// Configs must be complete (Triton's `--strict-model-config`): nothing
-    /// is filled in from the model file.
-    strict_config: bool,
+    /// How configurations are read: complete or completed from the model
+    /// file (Triton's `--strict-model-config`), from `config.pbtxt` or a
+    /// custom one (Triton's `--model-config-name`).
+    rules: ConfigRules,
     /// Bounds the model loads that run at once, from start-up, the API or
     /// polling (Triton's `--model-load-thread-count`); by default
     /// [`MODEL_LOADS`] permits.
@@ -185,7 +189,7 @@ impl Repository {
             mode,
             entries: Mutex::default(),
             startup_done: AtomicBool::new(false),
-            strict_config: false,
+            rules: ConfigRules::default(),
             loads: tokio::sync::Semaphore::new(MODEL_LOADS),
             load_retries: 0,
             mirror: std::sync::OnceLock::new(),
@@ -216,8 +220,21 @@ impl Repository {
     /// whose config is missing, or leaves out its inputs, outputs, their
     /// dims, or its platform, fails to load, saying what is missing.
     pub fn with_strict_config(mut self, strict: bool) -> Repository {
-        self.strict_config = strict;
+        self.rules.strict = strict;
         self
+    }
+
+    /// Reads each model's configuration from `configs/<name>.pbtxt` in its
+    /// folder where there is one, and from `config.pbtxt` where not, as
+    /// Triton's `--model-config-name` (e.g. `h100` for a configuration
+    /// kept for one kind of machine). Refused unless the name is a plain
+    /// file name ([`check_config_name`]).
+    pub fn with_config_name(mut self, name: Option<String>) -> Result<Repository, String> {
+        if let Some(name) = &name {
+            check_config_name(name)?;
+        }
+        self.rules.custom_name = name;
+        Ok(self)
     }
 
     /// The repository directory.
@@ -460,11 +477,11 @@ impl Repository {
             specs,
         } = {
             let (name, root) = (name.to_string(), self.real_root.clone());
-            let strict = self.strict_config;
+            let rules = self.rules.clone();
             tokio::task::spawn_blocking(move || {
                 // Reads and parses the model's files: part of its load.
                 let _loading = anemone_runtime::loading();
-                prepare_model(&root, &name, config_override, available, strict)
+                prepare_model(&root, &name, config_override, available, &rules)
             })
             .await
             .map_err(|e| format!("internal error while reading the model: {e}"))??

@@ -68,6 +68,13 @@ pub struct ServerOptions {
     /// Configs must be complete, nothing filled in from the model file
     /// (Triton's `--strict-model-config`). By default, false.
     pub strict_config: bool,
+    /// Each model's configuration is read from `configs/<name>.pbtxt` in
+    /// its folder where there is one (Triton's `--model-config-name`). By
+    /// default, none: `config.pbtxt`.
+    pub config_name: Option<String>,
+    /// Listeners that share their port with other processes (Triton's
+    /// `--reuse-http-port`, `--reuse-grpc-port`). By default, neither.
+    pub reuse_ports: ReusePorts,
     /// How many models load at once, at start-up, through the API or by
     /// polling (Triton's `--model-load-thread-count`). By default, 4.
     pub model_loads: usize,
@@ -135,6 +142,8 @@ impl Default for ServerOptions {
             grpc_response_compression: Default::default(),
             grpc_connections: Default::default(),
             strict_config: false,
+            config_name: None,
+            reuse_ports: ReusePorts::default(),
             strict_readiness: true,
             server_id: "anemone".into(),
             model_loads: crate::repository::MODEL_LOADS,
@@ -160,6 +169,50 @@ impl Default for ServerOptions {
             sources: Default::default(),
         }
     }
+}
+
+/// Which listeners share their port with other processes that ask the same
+/// (`SO_REUSEPORT`, Triton's `--reuse-http-port`, `--reuse-grpc-port`): the
+/// kernel then spreads new connections over the processes. Each must serve
+/// the same models. By default, neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReusePorts {
+    /// The HTTP listener's.
+    pub http: bool,
+    /// The gRPC listener's.
+    pub grpc: bool,
+}
+
+/// Binds `addr` (a host name is resolved: its first address that binds),
+/// sharing the port with `reuse_port`.
+async fn listen(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
+    if !reuse_port {
+        return TcpListener::bind(addr).await;
+    }
+    #[cfg(unix)]
+    {
+        let mut last = None;
+        for at in tokio::net::lookup_host(addr).await? {
+            let socket = match at {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            socket.set_reuseport(true)?;
+            match socket.bind(at).and_then(|()| socket.listen(1024)) {
+                Ok(listener) => return Ok(listener),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
+        }))
+    }
+    #[cfg(not(unix))]
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "sharing a port (--reuse-http-port, --reuse-grpc-port) needs SO_REUSEPORT, which this system lacks",
+    ))
 }
 
 /// A listener's own address, where it is not `ServerOptions::host`.
@@ -207,6 +260,7 @@ impl Server {
         .await?;
         let repository = Repository::open(&root, manager.clone(), options.control)?
             .with_strict_config(options.strict_config)
+            .with_config_name(options.config_name.clone())?
             .with_model_loads(options.model_loads)
             .with_load_retries(options.load_retries);
         if let Some(mirror) = mirror {
@@ -220,9 +274,14 @@ impl Server {
             }
             .unwrap_or(&options.host);
             let addr = format!("{host}:{port}");
+            let reuse_port = match what {
+                "HTTP" => options.reuse_ports.http,
+                "gRPC" => options.reuse_ports.grpc,
+                _ => false,
+            };
             let what = what.to_string();
             async move {
-                TcpListener::bind(&addr)
+                listen(&addr, reuse_port)
                     .await
                     .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
             }

@@ -88,6 +88,13 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             "off",
             "--model-load-retry-count",
             "2",
+            "--model-namespacing=false",
+            "--reuse-http-port",
+            "false",
+            "--response-cache-byte-size",
+            "1048576",
+            // A GPU internal: taken, with the warning.
+            "--enable-peer-access=false",
         ];
         if let Some(level) = verbose {
             args.extend(["--log-verbose", level]);
@@ -114,6 +121,7 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             "--pinned-memory-pool-byte-size=268435456 (tract-cuda keeps its own page-locked pool)",
             "--cuda-memory-pool-byte-size 0:67108864",
             "--grpc-http2-max-ping-strikes=0 (anemone answers every client ping",
+            "--enable-peer-access=false (tract-cuda runs each model on one GPU",
         ] {
             assert!(warned.contains(part), "{warned}");
         }
@@ -131,6 +139,33 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
     assert!(
         text(&out.stderr)
             .contains("no rate limiter over instance resources; leave --rate-limit off"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Namespaces are refused, saying why.
+    let out = anemone(&[
+        "serve",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--model-namespacing",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("anemone has no model namespaces"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A config name that would lead out of a model's configs/ is refused.
+    let out = anemone(&[
+        "serve",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--model-config-name=../x",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("'../x' is not a config name"),
         "{}",
         text(&out.stderr)
     );

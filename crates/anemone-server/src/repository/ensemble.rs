@@ -23,7 +23,7 @@ use std::time::Duration;
 /// why). For `anemone doctor`.
 pub fn ensemble_config(root: &std::path::Path, name: &str) -> Option<ModelConfig> {
     let dir = model_dir(root, name)?;
-    prepare::read_config(root, &dir)
+    prepare::read_config(root, &dir, None)
         .ok()
         .flatten()
         .filter(model_config::is_ensemble)
@@ -39,7 +39,9 @@ impl Repository {
         let config = match config_override {
             Some(c) => Some(c.clone()),
             None => match model_dir(&self.real_root, name) {
-                Some(dir) => prepare::read_config(&self.real_root, &dir)?,
+                Some(dir) => {
+                    prepare::read_config(&self.real_root, &dir, self.rules.custom_name.as_deref())?
+                }
                 None => None,
             },
         };

@@ -30,6 +30,34 @@ pub const MODEL_FILES: [&str; 4] = [
 /// The largest `config.pbtxt` read: 4 MiB (a real one is a few KiB).
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
+/// How a model's configuration is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigRules {
+    /// The configuration must be complete (Triton's `--strict-model-config`):
+    /// nothing is filled in from the model file.
+    pub strict: bool,
+    /// A configuration of this name is read from `<model>/configs/<name>.pbtxt`
+    /// where the model has one, and `config.pbtxt` where not (Triton's
+    /// `--model-config-name`). Checked by [`check_config_name`].
+    pub custom_name: Option<String>,
+}
+
+/// Refuses a `--model-config-name` that is not a plain file name (it is
+/// joined to a path): letters, digits, `_`, `-` and `.`, not first.
+pub fn check_config_name(name: &str) -> Result<(), String> {
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if name.is_empty() || name.starts_with('.') || !plain {
+        return Err(format!(
+            "'{}' is not a config name: give the file name under each model's configs/ \
+             without .pbtxt, of letters, digits, '_', '-' and '.' (e.g. h100 for configs/h100.pbtxt)",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 /// A model ready to load: its effective configuration and one spec per version.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -65,15 +93,15 @@ pub fn prepare_model(
     name: &str,
     config_override: Option<ModelConfig>,
     memory_available: Option<u64>,
-    strict: bool,
+    rules: &ConfigRules,
 ) -> Result<Prepared, String> {
     let dir = model_dir(root, name)
         .ok_or_else(|| format!("model '{name}' is not in the model repository"))?;
     let config = match config_override {
         Some(c) => Some(c),
-        None => read_config(root, &dir)?,
+        None => read_config(root, &dir, rules.custom_name.as_deref())?,
     };
-    if strict {
+    if rules.strict {
         check_strict(config.as_ref())?;
     }
     let file_name = config
@@ -260,25 +288,38 @@ fn check_strict(config: Option<&ModelConfig>) -> Result<(), String> {
     ))
 }
 
-/// Reads `config.pbtxt` when there is one: a regular file inside the
-/// repository, at most [`MAX_CONFIG_BYTES`].
-pub(super) fn read_config(root: &Path, dir: &Path) -> Result<Option<ModelConfig>, String> {
-    let path = dir.join("config.pbtxt");
+/// Reads the model's configuration when there is one: `configs/<custom>.pbtxt`
+/// where `custom` is given and the model has that file, else `config.pbtxt`;
+/// a regular file inside the repository, at most [`MAX_CONFIG_BYTES`].
+pub(super) fn read_config(
+    root: &Path,
+    dir: &Path,
+    custom: Option<&str>,
+) -> Result<Option<ModelConfig>, String> {
+    let custom = custom
+        .map(|name| format!("configs/{name}.pbtxt"))
+        .filter(|rel| std::fs::symlink_metadata(dir.join(rel)).is_ok());
+    let rel = custom.as_deref().unwrap_or("config.pbtxt");
+    let path = dir.join(rel);
     if std::fs::symlink_metadata(&path).is_err() {
         return Ok(None);
     }
     if paths::model_path_kind(root, &path) != Some(Kind::File) {
-        return Err(
-            "config.pbtxt is not a regular file inside the model repository; replace it with the file itself"
-                .into(),
-        );
+        return Err(format!(
+            "{rel} is not a regular file inside the model repository; replace it with the file itself"
+        ));
     }
-    let bytes =
-        anemone_backends::file::read_bounded(&path, Path::new("config.pbtxt"), MAX_CONFIG_BYTES)
-            .map_err(|e| e.chain_string())?;
+    let bytes = anemone_backends::file::read_bounded(&path, Path::new(rel), MAX_CONFIG_BYTES)
+        .map_err(|e| e.chain_string())?;
     let text = String::from_utf8(bytes)
-        .map_err(|_| "config.pbtxt is not UTF-8 text; save it as UTF-8".to_string())?;
-    model_config::parse_pbtxt(&text).map(Some)
+        .map_err(|_| format!("{rel} is not UTF-8 text; save it as UTF-8"))?;
+    // The parser's messages name config.pbtxt.
+    model_config::parse_pbtxt(&text)
+        .map(Some)
+        .map_err(|e| match e.strip_prefix("config.pbtxt") {
+            Some(rest) if custom.is_some() => format!("{rel}{rest}"),
+            _ => e,
+        })
 }
 
 /// The model file of version directory `<dir>/<version>/`: `file_name`

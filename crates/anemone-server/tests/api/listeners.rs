@@ -180,3 +180,66 @@ async fn a_protocol_switched_off_has_no_listener() {
         "{e}"
     );
 }
+
+/// Triton's `--reuse-http-port`, `--reuse-grpc-port`: two servers that both
+/// ask for it listen on one port, and both answer there; a second server
+/// that does not ask is refused the port, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_reuse_a_port_share_it() {
+    let model = crate::net::workspace().join("examples/models/add/1/model.onnx");
+    let repo = Repo::new("reuse-ports").model("add", &model, None);
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (http_port, grpc_port) = (free(), free());
+    let options = |reuse| ServerOptions {
+        repository: repo.0.to_path_buf(),
+        http_port,
+        grpc_port,
+        reuse_ports: anemone_server::server::ReusePorts {
+            http: reuse,
+            grpc: reuse,
+        },
+        ..Default::default()
+    };
+    let first = Server::bind(options(true), manager()).await.unwrap();
+    let refused = Server::bind(options(false), manager()).await.err();
+    let refused = refused.expect("a server that does not reuse the port is refused it");
+    assert!(
+        refused.contains(&format!("cannot listen for HTTP on 127.0.0.1:{http_port}")),
+        "{refused}"
+    );
+    let second = Server::bind(options(true), manager()).await.unwrap();
+    assert_eq!(first.http_addr(), second.http_addr());
+    assert_eq!(first.grpc_addr(), second.grpc_addr());
+    // Both serve: closing the first leaves the second answering on the port.
+    let http = first.http_addr().unwrap();
+    let (state, (stop, stopped)) = (second.state(), tokio::sync::oneshot::channel::<()>());
+    let task = tokio::spawn(second.run(async move {
+        let _ = stopped.await;
+    }));
+    serve_while(first, || async move {
+        let reply = HttpConn::connect(http)
+            .await
+            .send("GET", "/v2/health/live", b"")
+            .await;
+        assert_eq!(reply.status, 200);
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.ready() {
+        assert!(Instant::now() < deadline, "not ready within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reply = HttpConn::connect(http)
+        .await
+        .send("GET", "/v2/health/ready", b"")
+        .await;
+    assert_eq!(reply.status, 200);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

@@ -5,6 +5,7 @@ mod bad_input;
 mod batching;
 mod classification;
 mod config_io;
+mod config_name;
 mod decode_budget;
 mod ensemble;
 mod ensemble_deps;
