@@ -19,6 +19,7 @@ mod inspect;
 mod logging;
 mod models;
 mod ops_args;
+mod otlp_http;
 mod otlp_watch;
 mod output;
 mod repository_args;
@@ -26,6 +27,7 @@ mod serve;
 mod startup;
 mod telemetry;
 mod tls_args;
+mod trace_config;
 mod triton_flags;
 
 use clap::builder::BoolishValueParser;

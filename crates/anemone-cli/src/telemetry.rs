@@ -1,11 +1,13 @@
-//! `anemone serve --otlp-endpoint`: the flags that start tracing, and the
-//! `tracing` layer that exports the request and stage spans over OTLP/gRPC.
+//! `anemone serve --otlp-endpoint`: the flags that start tracing (Triton's
+//! `--trace-config` among them), and the `tracing` layer that exports the
+//! request and stage spans over OTLP/gRPC or OTLP/HTTP.
 //!
-//! The exporter's gRPC channel runs on a small Tokio runtime of its own (one
-//! thread, `anemone-otlp`), so the layer can be installed with the logging
-//! before the server's runtime starts; spans are batched by the
-//! OpenTelemetry SDK's batch processor on its own thread (its
-//! `OTEL_BSP_*` variables apply). [`shutdown`] flushes what is left.
+//! The exporter's gRPC channel (or HTTP requests) runs on a small Tokio
+//! runtime of its own (one thread, `anemone-otlp`), so the layer can be
+//! installed with the logging before the server's runtime starts; spans are
+//! batched by the OpenTelemetry SDK's batch processor on its own thread (its
+//! `OTEL_BSP_*` variables apply, and Triton's `opentelemetry,bsp_*`
+//! settings over them). [`shutdown`] flushes what is left.
 
 use anemone_server::telemetry::{TraceLevel, TracingOptions};
 use opentelemetry::trace::TracerProvider as _;
@@ -18,11 +20,27 @@ use tracing_subscriber::Layer as _;
 /// Tracing flags of `anemone serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TracingArgs {
-    /// Exports traces over OTLP/gRPC to this collector (an OpenTelemetry Collector,
-    /// Jaeger, Tempo...), e.g. `http://localhost:4317`. By default, nothing is
-    /// exported and no request is traced.
+    /// Exports traces over OTLP to this collector (an OpenTelemetry Collector,
+    /// Jaeger, Tempo...), e.g. `http://localhost:4317` (gRPC) or
+    /// `http://localhost:4318` (with --otlp-protocol http/protobuf; `/v1/traces` is added
+    /// when the URL has no path). By default, nothing is exported and no request is traced.
     #[arg(long, value_name = "URL", env = "ANEMONE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+
+    /// How spans go to --otlp-endpoint: `grpc` (OTLP/gRPC, port 4317 by convention) or
+    /// `http/protobuf` (OTLP/HTTP, port 4318; plain HTTP only).
+    #[arg(long, value_name = "PROTOCOL", env = "ANEMONE_OTLP_PROTOCOL", default_value = "grpc",
+          value_parser = clap::builder::PossibleValuesParser::new(["grpc", "http/protobuf"]))]
+    pub otlp_protocol: String,
+
+    /// Triton's trace settings, repeatable: `mode=opentelemetry`, `level=`, `rate=`,
+    /// `count=`, `opentelemetry,url=HOST:PORT/v1/traces` (OTLP/HTTP, as Triton's; default
+    /// localhost:4318/v1/traces), `opentelemetry,resource=KEY=VALUE`,
+    /// `opentelemetry,bsp_schedule_delay=MS` and the other `bsp_*`. Triton's defaults
+    /// then apply (level OFF, rate 1000). Triton's trace files (`mode=triton`) are refused.
+    /// By default, none. See docs/FROM_TRITON.md.
+    #[arg(long, value_name = "SETTING", env = "ANEMONE_TRACE_CONFIG")]
+    pub trace_config: Vec<String>,
 
     /// The `service.name` of the exported spans [default: $OTEL_SERVICE_NAME, else anemone].
     #[arg(long, value_name = "NAME", env = "ANEMONE_OTLP_SERVICE_NAME")]
@@ -43,40 +61,119 @@ pub struct TracingArgs {
     #[arg(long, value_name = "LEVEL", env = "ANEMONE_TRACE_LEVEL")]
     pub trace_level: Option<String>,
 
-    /// Traces one request in N, as Triton's trace rate (1 traces every request; Triton's
-    /// own default is 1000).
-    #[arg(long, value_name = "N", env = "ANEMONE_TRACE_RATE", default_value_t = 1,
+    /// Traces one request in N, as Triton's trace rate (1 traces every request) [default: 1;
+    /// with --trace-config, Triton's 1000].
+    #[arg(long, value_name = "N", env = "ANEMONE_TRACE_RATE",
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub trace_rate: u32,
+    pub trace_rate: Option<u32>,
 
-    /// Requests to trace before tracing stops, as Triton's trace count; -1: no limit.
-    #[arg(long, value_name = "N", env = "ANEMONE_TRACE_COUNT", default_value_t = -1,
+    /// Requests to trace before tracing stops, as Triton's trace count; -1: no limit
+    /// [default: -1].
+    #[arg(long, value_name = "N", env = "ANEMONE_TRACE_COUNT",
           allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1..))]
-    pub trace_count: i32,
+    pub trace_count: Option<i32>,
+}
+
+/// Where and how spans are exported, and what is traced: the flags and
+/// Triton's `--trace-config` together.
+#[derive(Debug, Clone)]
+struct Plan {
+    /// With the protocol: `true` for OTLP/HTTP.
+    endpoint: Option<(String, bool)>,
+    level: TraceLevel,
+    rate: u32,
+    count: i32,
+    resources: Vec<String>,
+    batch: crate::trace_config::BatchSettings,
+}
+
+/// Refuses a setting given both as `flag` and in `--trace-config`.
+fn one_of<T>(flag: Option<T>, triton: Option<T>, name: &str) -> anyhow::Result<Option<T>> {
+    match (flag, triton) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "the trace {name} is given twice, by --trace-{name} and by --trace-config {name}=; give one"
+        ),
+        (flag, triton) => Ok(flag.or(triton)),
+    }
 }
 
 impl TracingArgs {
-    /// The server's start-up trace settings.
-    pub fn options(&self) -> anyhow::Result<TracingOptions> {
-        let level = match &self.trace_level {
-            None if self.otlp_endpoint.is_some() => TraceLevel::TIMESTAMPS,
-            None => TraceLevel::OFF,
+    /// The flags and `--trace-config` together, checked.
+    fn plan(&self) -> anyhow::Result<Plan> {
+        let triton = crate::trace_config::parse(&self.trace_config).map_err(anyhow::Error::msg)?;
+        let endpoint = match (&self.otlp_endpoint, &triton.url) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "the collector is given twice, by --otlp-endpoint and by --trace-config \
+                 opentelemetry,url=; give one"
+            ),
+            (Some(url), None) if self.otlp_protocol == "http/protobuf" => {
+                Some((crate::trace_config::http_traces_url(url), true))
+            }
+            (Some(url), None) => Some((url.clone(), false)),
+            // Triton's OpenTelemetry mode exports over OTLP/HTTP.
+            (None, url) if triton.opentelemetry => Some((
+                crate::trace_config::http_traces_url(
+                    url.as_deref()
+                        .unwrap_or(crate::trace_config::TRITON_OTLP_URL),
+                ),
+                true,
+            )),
+            (None, _) => None,
+        };
+        let triton_levels = (!triton.levels.is_empty()).then(|| triton.levels.join(","));
+        let level = match one_of(self.trace_level.clone(), triton_levels, "level")? {
             Some(names) => {
                 let names: Vec<&str> = names.split(',').collect();
                 TraceLevel::parse(&names).map_err(|e| anyhow::anyhow!("--trace-level: {e}"))?
             }
+            // Triton's default level is OFF (set it at run time through
+            // the trace extension); anemone's, with an endpoint, TIMESTAMPS.
+            None if triton.opentelemetry => TraceLevel::OFF,
+            None if endpoint.is_some() => TraceLevel::TIMESTAMPS,
+            None => TraceLevel::OFF,
         };
-        if level.is_on() && self.otlp_endpoint.is_none() {
+        if level.is_on() && endpoint.is_none() {
             anyhow::bail!(
                 "--trace-level {} needs somewhere to send spans: add --otlp-endpoint URL (e.g. http://localhost:4317)",
                 level.names().join(",")
             );
         }
-        Ok(TracingOptions {
-            endpoint: self.otlp_endpoint.clone(),
+        let rate = one_of(self.trace_rate, triton.rate, "rate")?;
+        let rate = rate.unwrap_or(match triton.opentelemetry {
+            true => crate::trace_config::TRITON_TRACE_RATE,
+            false => 1,
+        });
+        if rate == 0 {
+            anyhow::bail!(
+                "--trace-config rate=0: anemone traces one request in N (at least 1), and a \
+                 client's trace context does not select a request; Triton's rate=0 (only the \
+                 requests that carry one) is not there"
+            );
+        }
+        let count = one_of(self.trace_count, triton.count, "count")?.unwrap_or(-1);
+        if count < -1 {
+            anyhow::bail!("--trace-config count={count}: give -1 (no limit) or a count");
+        }
+        let mut resources = self.otlp_resource_attributes.clone();
+        resources.extend(triton.resources);
+        Ok(Plan {
+            endpoint,
             level,
-            rate: self.trace_rate,
-            count: self.trace_count,
+            rate,
+            count,
+            resources,
+            batch: triton.batch,
+        })
+    }
+
+    /// The server's start-up trace settings.
+    pub fn options(&self) -> anyhow::Result<TracingOptions> {
+        let plan = self.plan()?;
+        Ok(TracingOptions {
+            endpoint: plan.endpoint.map(|(url, _)| url),
+            level: plan.level,
+            rate: plan.rate,
+            count: plan.count,
         })
     }
 }
@@ -94,26 +191,33 @@ struct Exporting {
 static EXPORTING: Mutex<Option<Exporting>> = Mutex::new(None);
 
 /// The layer exporting spans of target [`anemone_runtime::trace::TARGET`]
-/// (and only those) to `--otlp-endpoint`; `None` without the flag.
+/// (and only those) to `--otlp-endpoint` (or Triton's `--trace-config
+/// opentelemetry,url=`); `None` without either.
 pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
-    let Some(endpoint) = &args.otlp_endpoint else {
+    let plan = args.plan()?;
+    let Some((endpoint, http)) = &plan.endpoint else {
         return Ok(None);
     };
     let mut attributes = Vec::new();
-    for pair in &args.otlp_resource_attributes {
+    let mut named = None;
+    for pair in &plan.resources {
         let (key, value) = pair
             .split_once('=')
             .filter(|(k, _)| !k.trim().is_empty())
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "--otlp-resource-attribute '{pair}': expected KEY=VALUE, e.g. deployment.environment=staging"
+                    "resource attribute '{pair}': expected KEY=VALUE, e.g. deployment.environment=staging"
                 )
             })?;
+        if key.trim() == "service.name" {
+            named = Some(value.to_string());
+        }
         attributes.push(KeyValue::new(key.trim().to_string(), value.to_string()));
     }
     let service = args
         .otlp_service_name
         .clone()
+        .or(named)
         .or_else(|| {
             std::env::var("OTEL_SERVICE_NAME")
                 .ok()
@@ -127,24 +231,50 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the OTLP exporter's runtime: {e}"))?;
     let exporter = {
-        use opentelemetry_otlp::WithExportConfig;
+        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
         let _inside = runtime.enter();
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .build()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "--otlp-endpoint '{endpoint}': {e}; give a URL such as http://localhost:4317"
-                )
-            })?
+        let built = match http {
+            true => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(crate::otlp_http::OtlpHttpClient::new(
+                    runtime.handle().clone(),
+                ))
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(endpoint.clone())
+                .build(),
+            false => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build(),
+        };
+        built.map_err(|e| {
+            anyhow::anyhow!(
+                "OTLP endpoint '{endpoint}': {e}; give a URL such as http://localhost:4317 \
+                 (gRPC) or http://localhost:4318/v1/traces (HTTP)"
+            )
+        })?
     };
     let resource = Resource::builder()
         .with_attributes(attributes)
         .with_service_name(service)
         .build();
+    let mut batch = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+    if let Some(n) = plan.batch.max_queue_size {
+        batch = batch.with_max_queue_size(n);
+    }
+    if let Some(delay) = plan.batch.schedule_delay {
+        batch = batch.with_scheduled_delay(delay);
+    }
+    if let Some(n) = plan.batch.max_export_batch_size {
+        batch = batch.with_max_export_batch_size(n);
+    }
+    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(
+        crate::otlp_watch::Watched::new(exporter, endpoint.clone()),
+    )
+    .with_batch_config(batch.build())
+    .build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(crate::otlp_watch::Watched::new(exporter, endpoint.clone()))
+        .with_span_processor(processor)
         .with_resource(resource)
         // The server already chose the request (the trace settings); a
         // client's `traceparent` that says "not sampled" is honoured.

@@ -390,6 +390,26 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
             "expected KEY=VALUE",
         ),
         (vec!["--trace-level", "LOUD"], "unknown trace level 'LOUD'"),
+        // Triton's trace files, and its settings without its OpenTelemetry mode.
+        (
+            vec!["--trace-config", "mode=triton"],
+            "give --trace-config mode=opentelemetry",
+        ),
+        (
+            vec!["--trace-config", "triton,file=/tmp/trace.json"],
+            "Triton's trace files are not in anemone",
+        ),
+        (
+            vec![
+                "--trace-config",
+                "mode=opentelemetry",
+                "--trace-config",
+                "opentelemetry,url=127.0.0.1:9/v1/traces",
+                "--otlp-endpoint",
+                "http://127.0.0.1:9",
+            ],
+            "the collector is given twice",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_anemone"))
             .args([
@@ -478,4 +498,5 @@ async fn issue_13_spans_are_flushed_at_shutdown() {
 }
 
 mod ensemble;
+mod http;
 mod unreachable;

@@ -1,5 +1,7 @@
-//! The OTLP/gRPC receiver the tests export to: a tonic server from the
-//! official opentelemetry-proto definitions that keeps every span it is sent.
+//! The OTLP receivers the tests export to, from the official
+//! opentelemetry-proto definitions, keeping every span they are sent: a
+//! tonic server (OTLP/gRPC), and a plain HTTP/1.1 one (OTLP/HTTP, protobuf
+//! bodies) that also keeps the paths it was sent to.
 
 use super::*;
 
@@ -18,9 +20,9 @@ pub(crate) struct Got {
     pub(crate) resource: HashMap<String, String>,
 }
 
-/// Everything the receiver was sent.
+/// Everything the receiver was sent (and, over HTTP, the paths).
 #[derive(Clone, Default)]
-pub(crate) struct Receiver(Arc<Mutex<Vec<Got>>>);
+pub(crate) struct Receiver(Arc<Mutex<Vec<Got>>>, Arc<Mutex<Vec<String>>>);
 
 fn attributes(kvs: &[KeyValue]) -> HashMap<String, String> {
     kvs.iter()
@@ -47,8 +49,15 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Receiver {
+    fn record(&self, request: ExportTraceServiceRequest) {
         let mut got = self.0.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
+        for rs in request.resource_spans {
             let resource = attributes(&rs.resource.map(|r| r.attributes).unwrap_or_default());
             for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
                 got.push(Got {
@@ -64,11 +73,69 @@ impl TraceService for Receiver {
                 });
             }
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
-}
 
-impl Receiver {
+    /// Starts an OTLP/HTTP receiver on a free loopback port: each POST's
+    /// body is an `ExportTraceServiceRequest` in protobuf; the answer is an
+    /// empty one, and the connection is closed.
+    pub(crate) async fn start_http() -> (Receiver, SocketAddr) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = Receiver::default();
+        let keep = receiver.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let keep = keep.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 8192];
+                    let head_end = loop {
+                        let n = stream.read(&mut buf).await.unwrap();
+                        assert!(n > 0, "the exporter closed before its request's head");
+                        got.extend_from_slice(&buf[..n]);
+                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .expect("a content-length");
+                    while got.len() < head_end + length {
+                        let n = stream.read(&mut buf).await.unwrap();
+                        assert!(n > 0, "the exporter closed before its body's end");
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let request = <ExportTraceServiceRequest as prost::Message>::decode(
+                        &got[head_end..head_end + length],
+                    )
+                    .expect("an OTLP protobuf body");
+                    keep.1.lock().unwrap().push(path);
+                    keep.record(request);
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
+                              content-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (receiver, addr)
+    }
+
+    /// The paths the HTTP receiver was sent requests to.
+    pub(crate) fn paths(&self) -> Vec<String> {
+        self.1.lock().unwrap().clone()
+    }
+
     /// Starts the receiver on a free loopback port.
     pub(crate) async fn start() -> (Receiver, SocketAddr) {
         Self::start_on("127.0.0.1:0").await
