@@ -31,6 +31,14 @@ pub struct OpsArgs {
           value_parser = BoolishValueParser::new(), default_value_t = true)]
     pub allow_metrics: bool,
 
+    /// Whether /metrics also has Triton's own families (nv_inference_request_success,
+    /// nv_inference_queue_duration_us, nv_cache_num_hits_per_model, ...: Triton's names, labels
+    /// and microseconds), so dashboards, alerts and autoscalers built on tritonserver read
+    /// anemone unchanged. anemone's own families are there either way.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_TRITON_METRICS", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new(), default_value_t = false)]
+    pub triton_metrics: bool,
+
     /// Feature gate: dynamic batching forms batches (false: a batched model runs its queued
     /// requests one per engine call, at once). Changes at run time.
     #[arg(long, value_name = "BOOL", env = "ANEMONE_GATE_BATCHING", action = ArgAction::Set,

@@ -304,6 +304,7 @@ impl Server {
         state.settings = crate::settings::Settings::new(&options.ops);
         state.strict_readiness = options.strict_readiness;
         state.server_id = options.server_id.clone();
+        state.triton_metrics = options.ops.triton_metrics;
         Ok(Server {
             state: Arc::new(state),
             http,

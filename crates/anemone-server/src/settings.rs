@@ -120,6 +120,9 @@ pub struct OpsOptions {
     pub log: Option<Arc<dyn LogControl>>,
     /// Every setting as start-up layered it. By default, empty.
     pub table: Vec<Setting>,
+    /// `/metrics` also has Triton's own families (`nv_inference_*`,
+    /// `nv_cache_*`), for dashboards built on tritonserver. By default, false.
+    pub triton_metrics: bool,
 }
 
 impl fmt::Debug for OpsOptions {
@@ -128,6 +131,7 @@ impl fmt::Debug for OpsOptions {
             .field("metrics_port", &self.metrics_port)
             .field("log", &self.log.as_ref().map(|l| l.filter()))
             .field("settings", &self.table.len())
+            .field("triton_metrics", &self.triton_metrics)
             .finish()
     }
 }

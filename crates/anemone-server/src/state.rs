@@ -47,6 +47,9 @@ pub struct AppState {
     /// The name the server metadata answers (Triton's `--id`); by default,
     /// `anemone`.
     pub server_id: String,
+    /// `/metrics` also has Triton's families (`--triton-metrics`); by
+    /// default, false.
+    pub triton_metrics: bool,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             shared_memory: Default::default(),
             strict_readiness: true,
             server_id: "anemone".into(),
+            triton_metrics: false,
         }
     }
 
@@ -498,9 +502,12 @@ impl AppState {
                 requests: m.queued(),
             })
             .collect();
-        let mut out =
-            crate::prometheus::render(&self.manager.metrics(), &queued, &self.repository.index());
+        let metrics = self.manager.metrics();
+        let mut out = crate::prometheus::render(&metrics, &queued, &self.repository.index());
         crate::settings::render_gates(self.manager.gates(), &mut out);
+        if self.triton_metrics {
+            crate::prometheus::triton::render(&metrics, &queued, &mut out);
+        }
         out
     }
 }

@@ -39,6 +39,7 @@ mod timeouts;
 mod tls;
 mod trace_setting;
 mod traversal;
+mod triton_metrics;
 mod warmup;
 // --- recover ---
 mod health_monitor;
