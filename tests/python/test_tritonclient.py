@@ -257,6 +257,9 @@ def test_load_and_unload(server, protocol):
     assert not client.is_model_ready("four_inputs")
     client.load_model("four_inputs")
     assert client.is_model_ready("four_inputs")
+    # As tritonserver: unloading what is not loaded, or not there, succeeds
+    # (a client's clean-up code does not fail).
+    client.unload_model("no_such_model")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

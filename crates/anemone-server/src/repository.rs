@@ -514,7 +514,10 @@ impl Repository {
     pub fn unload(&self, name: &str) -> Result<(), ApiError> {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(name) else {
-            return Err(ApiError::not_found(format!("model '{name}' is not loaded")));
+            // As Triton: unloading what is not loaded (or not there) does
+            // nothing, so a client's clean-up unload never fails.
+            tracing::info!(model = %name, "unload: the model is not loaded; nothing to do");
+            return Ok(());
         };
         if entry.state == State::Loading {
             return Err(ApiError::unavailable(format!(

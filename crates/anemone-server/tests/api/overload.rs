@@ -262,13 +262,15 @@ async fn vanished_clients_free_their_permits_and_queue_slots() {
         false,
     )
     .await;
-    // One request runs for 1.5 s on the queued model's single instance; four
-    // more wait behind it, and three run on `tricky`: the limit of 8 is full.
+    // One request runs for 4 s on the queued model's single instance; four
+    // more wait behind it, and three run on `tricky` for 3.5 s: the limit of
+    // 8 is full. (Runs of 1.5 s and 0.5 s were too short for a loaded 2-core
+    // machine to admit all eight before the first ended.)
     let mut conns = Vec::new();
-    let requests = [("queued", 2500.0)]
+    let requests = [("queued", 5000.0)]
         .into_iter()
         .chain(std::iter::repeat_n(("queued", 1001.0), QUEUE))
-        .chain(std::iter::repeat_n(("tricky", 1500.0), 3));
+        .chain(std::iter::repeat_n(("tricky", 4500.0), 3));
     for (i, (model, x)) in requests.enumerate() {
         let mut conn = HttpConn::connect(s.http).await;
         let b = body(x);
@@ -306,7 +308,7 @@ async fn vanished_clients_free_their_permits_and_queue_slots() {
     assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
     drop(conns);
     // The queued requests leave the queue when their clients go (well before
-    // the 1.5 s run ahead of them ends); the running ones when their run ends.
+    // the 4 s run ahead of them ends); the running ones when their run ends.
     let m = drained(&s).await;
     let runs = sample(
         &m,

@@ -224,13 +224,9 @@ async fn explicit_mode_loads_and_unloads_models() {
             .code(),
         Code::NotFound
     );
-    assert_eq!(
-        c.repository_model_unload(unload("nope"))
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
+    // As tritonserver 2.51 (checked side by side): unloading what is not
+    // there does nothing, and succeeds.
+    c.repository_model_unload(unload("nope")).await.unwrap();
 
     c.repository_model_load(load("identity", HashMap::new()))
         .await
