@@ -260,6 +260,9 @@ def test_load_and_unload(server, protocol):
     # As tritonserver: unloading what is not loaded, or not there, succeeds
     # (a client's clean-up code does not fail).
     client.unload_model("no_such_model")
+    # ... and a model the server does not know is not ready (an answer over
+    # gRPC, 404 over HTTP: tritonclient says False for both, as with Triton).
+    assert not client.is_model_ready("no_such_model")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

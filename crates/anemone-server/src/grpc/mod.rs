@@ -104,9 +104,14 @@ impl GrpcInferenceService for Inference {
     ) -> Answer<proto::ModelReadyResponse> {
         let r = request.into_inner();
         check_model_name(&r.name)?;
-        ok(proto::ModelReadyResponse {
-            ready: self.state.model_ready(&r.name, &r.version)?,
-        })
+        // As Triton's: a model the server does not know is not ready (an
+        // answer, not an error), so tritonclient's is_model_ready says
+        // False where HTTP's 404 also reads as not ready.
+        let ready = match self.state.model_ready(&r.name, &r.version) {
+            Err(e) if e.kind == anemone_core::ErrorKind::NotFound => false,
+            answer => answer?,
+        };
+        ok(proto::ModelReadyResponse { ready })
     }
 
     async fn server_metadata(

@@ -46,9 +46,19 @@ async fn server_and_model_rpcs_answer() {
             .into_inner()
             .ready
     );
+    // As tritonserver 2.51 (checked side by side): an unknown model is not
+    // ready, an answer rather than an error.
+    assert!(
+        !c.model_ready(ready("nope", ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    // A version that is not a number is still refused.
     assert_eq!(
-        c.model_ready(ready("nope", "")).await.unwrap_err().code(),
-        Code::NotFound
+        c.model_ready(ready("add", "one")).await.unwrap_err().code(),
+        Code::InvalidArgument
     );
 
     let m = c
