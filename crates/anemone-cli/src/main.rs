@@ -5,6 +5,7 @@
 //! with status 1. Usage errors found by clap exit with status 2.
 
 mod backend_args;
+mod backend_config;
 mod bench;
 mod bytes;
 mod cache_config;

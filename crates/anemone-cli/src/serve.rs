@@ -157,6 +157,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET", value_parser = crate::bytes::parse_positive_bytes)]
     pub memory_budget: Option<u64>,
 
+    /// Triton's backend settings, repeatable: `onnxruntime,intra_op_thread_count=N` sizes the
+    /// engine threads (as --threads, which wins); settings that change nothing here (other
+    /// backends', ONNX Runtime's thread pools, `default-max-batch-size`) are named in one
+    /// start-up warning; any other is refused. By default, none.
+    #[arg(
+        long,
+        value_name = "BACKEND,SETTING=VALUE",
+        env = "ANEMONE_BACKEND_CONFIG"
+    )]
+    pub backend_config: Vec<String>,
+
     /// Engine threads per inference [default: one per CPU core].
     #[arg(long, value_name = "N", env = "ANEMONE_THREADS", value_parser = crate::bytes::parse_positive)]
     pub threads: Option<usize>,
@@ -399,7 +410,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             args.eviction.as_str()
         );
     }
-    if let Some(n) = args.threads {
+    let backend_config =
+        crate::backend_config::parse(&args.backend_config).map_err(anyhow::Error::msg)?;
+    backend_config.warn();
+    if let Some(n) = args.threads.or(backend_config.intra_op_threads) {
         builder = builder.threads(n);
     }
     if let Some(n) = args.workers {

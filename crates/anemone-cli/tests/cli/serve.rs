@@ -95,6 +95,10 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             "1048576",
             // A GPU internal: taken, with the warning.
             "--enable-peer-access=false",
+            // Backend settings: one sizes the threads, the other is named.
+            "--backend-config",
+            "onnxruntime,intra_op_thread_count=2",
+            "--backend-config=python,shm-default-byte-size=1048576",
         ];
         if let Some(level) = verbose {
             args.extend(["--log-verbose", level]);
@@ -117,6 +121,16 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             .lines()
             .find(|l| l.contains("not used by anemone"))
             .unwrap_or_else(|| panic!("no warning for Triton's pool sizes: {stderr}"));
+        let backends = stderr
+            .lines()
+            .find(|l| l.contains("--backend-config values not used by anemone"))
+            .unwrap_or_else(|| panic!("no warning for --backend-config: {stderr}"));
+        assert!(
+            backends
+                .contains("python,shm-default-byte-size=1048576 (anemone has no python backend")
+                && !backends.contains("intra_op_thread_count"),
+            "{backends}"
+        );
         for part in [
             "--pinned-memory-pool-byte-size=268435456 (tract-cuda keeps its own page-locked pool)",
             "--cuda-memory-pool-byte-size 0:67108864",
@@ -139,6 +153,21 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
     assert!(
         text(&out.stderr)
             .contains("no rate limiter over instance resources; leave --rate-limit off"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A backend setting anemone cannot honour stops start-up, naming it.
+    let out = anemone(&[
+        "serve",
+        "--model-repository",
+        repo.to_str().unwrap(),
+        "--backend-config",
+        "onnxruntime,arena_extend_strategy=1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("'onnxruntime,arena_extend_strategy=1': not a setting anemone takes"),
         "{}",
         text(&out.stderr)
     );
