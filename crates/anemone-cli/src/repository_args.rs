@@ -97,15 +97,11 @@ fn parse_config_name(text: &str) -> Result<String, String> {
     anemone_server::repository::check_config_name(text).map(|()| text.to_string())
 }
 
-/// `--model-namespacing`: false only (in any of clap's boolish spellings).
+/// `--model-namespacing`: false only.
 fn parse_namespacing(text: &str) -> Result<bool, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "false" | "0" | "no" | "n" | "off" | "f" => Ok(false),
-        "true" | "1" | "yes" | "y" | "on" | "t" => Err(
-            "anemone has no model namespaces: a model name is one model across all repositories \
-             (two repositories with the same name are refused at start-up); leave it false"
-                .into(),
-        ),
-        _ => Err(format!("'{text}' is not true or false")),
-    }
+    crate::triton_flags::false_only(
+        text,
+        "anemone has no model namespaces: a model name is one model across all repositories \
+         (two repositories with the same name are refused at start-up)",
+    )
 }

@@ -87,6 +87,25 @@ pub struct ServeArgs {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub reuse_grpc_port: bool,
 
+    /// Triton's flag: only false (its default) is taken; anemone has no SageMaker endpoint.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_ALLOW_SAGEMAKER", default_value = "false",
+          action = clap::ArgAction::Set,
+          value_parser = |s: &str| crate::triton_flags::false_only(s, "anemone has no SageMaker endpoint"))]
+    pub allow_sagemaker: bool,
+
+    /// Triton's flag: only false (its default) is taken; anemone has no Vertex AI endpoint.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_ALLOW_VERTEX_AI", default_value = "false",
+          action = clap::ArgAction::Set,
+          value_parser = |s: &str| crate::triton_flags::false_only(s, "anemone has no Vertex AI endpoint"))]
+    pub allow_vertex_ai: bool,
+
+    /// Triton's metrics settings, repeatable: taken at the values anemone's metrics already
+    /// have (`counter_latencies=true`, `summary_latencies=false`, `histogram_latencies=false`,
+    /// `summary_quantiles`); others are refused. By default, none.
+    #[arg(long, value_name = "SETTING=VALUE", env = "ANEMONE_METRICS_CONFIG",
+          value_parser = crate::triton_flags::parse_metrics_config)]
+    pub metrics_config: Vec<String>,
+
     /// How hard gRPC inference answers are compressed, as Triton's flag: none, low, medium
     /// or high (zlib levels 1, 6, 9), with gzip or deflate as the client accepts (off for a
     /// client that accepts neither). Worth it where the network, not the server, is slow.

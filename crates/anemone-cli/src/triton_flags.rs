@@ -70,6 +70,49 @@ pub const IGNORED: &[(&str, &str)] = &[
     ),
 ];
 
+/// A Triton boolean flag anemone takes only at Triton's default, false (in
+/// any of clap's boolish spellings); `why` says why true is refused.
+pub fn false_only(text: &str, why: &str) -> Result<bool, String> {
+    match boolish(text) {
+        Some(false) => Ok(false),
+        Some(true) => Err(format!("{why}; leave it false")),
+        None => Err(format!("'{text}' is not true or false")),
+    }
+}
+
+/// `text` as a boolean, in clap's boolish spellings.
+fn boolish(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "false" | "0" | "no" | "n" | "off" | "f" => Some(false),
+        "true" | "1" | "yes" | "y" | "on" | "t" => Some(true),
+        _ => None,
+    }
+}
+
+/// `--metrics-config`: Triton's settings at the values anemone's metrics
+/// already have (counters on, no summaries or histograms of Triton's).
+pub fn parse_metrics_config(text: &str) -> Result<String, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}': expected SETTING=VALUE, e.g. counter_latencies=true"))?;
+    let taken = match key {
+        "counter_latencies" => boolish(value) == Some(true),
+        "summary_latencies" | "histogram_latencies" => boolish(value) == Some(false),
+        // Only read with summaries, which are off.
+        "summary_quantiles" => true,
+        _ => false,
+    };
+    if taken {
+        return Ok(text.to_string());
+    }
+    Err(format!(
+        "'{text}': anemone's /metrics has latency counters, and histograms of its own \
+         (anemone_inference_request_duration_seconds), not Triton's summaries or histograms; \
+         it takes counter_latencies=true, summary_latencies=false, histogram_latencies=false \
+         and summary_quantiles"
+    ))
+}
+
 /// `--rate-limit`: Triton's `off` (its default) is taken; its rate limiter
 /// (`execution_count`, with `rate_limiter` resources) anemone does not have.
 pub fn parse_rate_limit(text: &str) -> Result<String, String> {
@@ -174,6 +217,32 @@ pub fn warn(taken: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_config_is_taken_at_anemones_own_values() {
+        for taken in [
+            "counter_latencies=true",
+            "summary_latencies=false",
+            "histogram_latencies=0",
+            "summary_quantiles=0.5:0.05,0.9:0.01",
+        ] {
+            assert_eq!(parse_metrics_config(taken).as_deref(), Ok(taken));
+        }
+        for refused in [
+            "counter_latencies=false",
+            "counter_latencies=maybe",
+            "summary_latencies=true",
+            "histogram_latencies=true",
+            "gpu_metrics=true",
+            "nothing",
+        ] {
+            assert!(parse_metrics_config(refused).is_err(), "{refused}");
+        }
+        assert_eq!(false_only("False", "x"), Ok(false));
+        assert!(false_only("true", "no such thing")
+            .unwrap_err()
+            .contains("no such thing"));
+    }
 
     fn take(args: &[&str]) -> (Vec<String>, Vec<String>) {
         let argv = args.iter().map(OsString::from).collect();

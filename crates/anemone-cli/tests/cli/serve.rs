@@ -99,6 +99,12 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             "--backend-config",
             "onnxruntime,intra_op_thread_count=2",
             "--backend-config=python,shm-default-byte-size=1048576",
+            // Triton's defaults for endpoints and metrics anemone lacks.
+            "--allow-sagemaker=false",
+            "--allow-vertex-ai",
+            "false",
+            "--metrics-config",
+            "counter_latencies=true",
         ];
         if let Some(level) = verbose {
             args.extend(["--log-verbose", level]);
