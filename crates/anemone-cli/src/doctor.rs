@@ -15,6 +15,13 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_REPOSITORY")]
     pub model_repository: Option<PathBuf>,
 
+    /// With --model-repository: read each model's configuration as `serve
+    /// --model-config-name NAME` does (`<model>/configs/NAME.pbtxt` where the model has it).
+    /// By default, config.pbtxt.
+    #[arg(long, value_name = "NAME", env = "ANEMONE_MODEL_CONFIG_NAME",
+          value_parser = crate::repository_args::parse_config_name)]
+    pub model_config_name: Option<String>,
+
     /// Print one JSON object instead of text (off by default).
     #[arg(long, env = "ANEMONE_JSON", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub json: bool,
@@ -117,7 +124,11 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
             "model repository {} is not a directory",
             dir.display()
         );
-        report.models = Some(models(dir));
+        let rules = anemone_server::repository::ConfigRules {
+            custom_name: args.model_config_name.clone(),
+            ..Default::default()
+        };
+        report.models = Some(models(dir, &rules));
     }
     if args.json {
         println!(
@@ -166,7 +177,7 @@ fn gather() -> Report {
     }
 }
 
-fn models(dir: &Path) -> Vec<ModelRow> {
+fn models(dir: &Path, rules: &anemone_server::repository::ConfigRules) -> Vec<ModelRow> {
     let real_root = dir.canonicalize().ok();
     let backends = anemone_backends::default_backends();
     let probes: Vec<Probe> = backends.iter().map(|b| b.probe()).collect();
@@ -184,7 +195,7 @@ fn models(dir: &Path) -> Vec<ModelRow> {
         .map(|name| {
             if let Some(row) = real_root
                 .as_deref()
-                .and_then(|root| ensemble_row(root, &name))
+                .and_then(|root| ensemble_row(root, &name, rules))
             {
                 return row;
             }
@@ -194,13 +205,7 @@ fn models(dir: &Path) -> Vec<ModelRow> {
                 .as_deref()
                 .ok_or_else(|| format!("cannot open the model repository {}", dir.display()))
                 .and_then(|root| {
-                    anemone_server::repository::prepare_model(
-                        root,
-                        &name,
-                        None,
-                        None,
-                        &Default::default(),
-                    )
+                    anemone_server::repository::prepare_model(root, &name, None, None, rules)
                 });
             let newest = prepared
                 .as_ref()
@@ -577,8 +582,13 @@ fn caches() -> Vec<Cache> {
 /// The row of an ensemble (`platform: "ensemble"`): runnable when its
 /// configuration reads (its graph is checked against the composing models
 /// when `serve` loads it), else the configuration's problem.
-fn ensemble_row(root: &std::path::Path, name: &str) -> Option<ModelRow> {
-    let config = anemone_server::repository::ensemble_config(root, name)?;
+fn ensemble_row(
+    root: &std::path::Path,
+    name: &str,
+    rules: &anemone_server::repository::ConfigRules,
+) -> Option<ModelRow> {
+    let config =
+        anemone_server::repository::ensemble_config(root, name, rules.custom_name.as_deref())?;
     let mut row = ModelRow {
         name: name.to_string(),
         file: None,

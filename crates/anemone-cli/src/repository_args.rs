@@ -93,7 +93,7 @@ pub struct RepositoryArgs {
 }
 
 /// `--model-config-name`: a plain file name.
-fn parse_config_name(text: &str) -> Result<String, String> {
+pub fn parse_config_name(text: &str) -> Result<String, String> {
     anemone_server::repository::check_config_name(text).map(|()| text.to_string())
 }
 

@@ -276,6 +276,42 @@ fn doctor_checks_a_repository_and_names_models_that_cannot_run_here() {
     );
 }
 
+/// `doctor --model-config-name` reads each model's configuration as `serve`
+/// with the same flag does: a model whose config.pbtxt is broken but whose
+/// configs/h100.pbtxt is sound is runnable with the flag, not without.
+#[test]
+fn doctor_reads_the_custom_config_serve_would() {
+    let repo = temp_dir("doctor-config-name");
+    add_version(
+        &repo,
+        "add",
+        "examples/models/add/1/model.onnx",
+        "model.onnx",
+    );
+    std::fs::write(repo.join("add/config.pbtxt"), "max_batch_size: [").unwrap();
+    std::fs::create_dir_all(repo.join("add/configs")).unwrap();
+    std::fs::write(repo.join("add/configs/h100.pbtxt"), "max_batch_size: 8\n").unwrap();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "doctor",
+            "--model-repository",
+            repo.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend(extra);
+        let json: Value = serde_json::from_str(&assert_ok(&anemone(&args))).unwrap();
+        json["models"][0].clone()
+    };
+    let plain = check(&[]);
+    assert_eq!(plain["runnable_on"], serde_json::json!([]), "{plain}");
+    assert!(plain.to_string().contains("config.pbtxt line 1"), "{plain}");
+    let custom = check(&["--model-config-name", "h100"]);
+    assert!(
+        !custom["runnable_on"].as_array().unwrap().is_empty(),
+        "{custom}"
+    );
+}
+
 /// ONNX Runtime's own log lines go through anemone's logging: silero VAD
 /// fed one sample (too short for its STFT's reflect padding), with
 /// `--log-level off`, leaves exactly the one `error:` line, with no

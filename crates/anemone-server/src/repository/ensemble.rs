@@ -20,10 +20,15 @@ use std::time::Duration;
 /// The configuration of model `name` of the repository whose real path is
 /// `root` when it describes an ensemble; `None` for anything else (a
 /// configuration that cannot be read included: preparing the model reports
-/// why). For `anemone doctor`.
-pub fn ensemble_config(root: &std::path::Path, name: &str) -> Option<ModelConfig> {
+/// why), read as [`prepare::read_config`] does with `custom` (Triton's
+/// `--model-config-name`). For `anemone doctor`.
+pub fn ensemble_config(
+    root: &std::path::Path,
+    name: &str,
+    custom: Option<&str>,
+) -> Option<ModelConfig> {
     let dir = model_dir(root, name)?;
-    prepare::read_config(root, &dir, None)
+    prepare::read_config(root, &dir, custom)
         .ok()
         .flatten()
         .filter(model_config::is_ensemble)
