@@ -147,73 +147,45 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
         }
         assert!(serving.terminate().success());
     }
-    // Triton's rate limiter is refused, saying what bounds the work instead.
-    let out = anemone(&[
-        "serve",
-        "--model-repository",
-        repo.to_str().unwrap(),
-        "--rate-limit",
-        "execution_count",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr)
-            .contains("no rate limiter over instance resources; leave --rate-limit off"),
-        "{}",
-        text(&out.stderr)
-    );
-    // A backend setting anemone cannot honour stops start-up, naming it.
-    let out = anemone(&[
-        "serve",
-        "--model-repository",
-        repo.to_str().unwrap(),
-        "--backend-config",
-        "onnxruntime,arena_extend_strategy=1",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr)
-            .contains("'onnxruntime,arena_extend_strategy=1': not a setting anemone takes"),
-        "{}",
-        text(&out.stderr)
-    );
-    // Namespaces are refused, saying why.
-    let out = anemone(&[
-        "serve",
-        "--model-repository",
-        repo.to_str().unwrap(),
-        "--model-namespacing",
-        "true",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("anemone has no model namespaces"),
-        "{}",
-        text(&out.stderr)
-    );
-    // A config name that would lead out of a model's configs/ is refused.
-    let out = anemone(&[
-        "serve",
-        "--model-repository",
-        repo.to_str().unwrap(),
-        "--model-config-name=../x",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("'../x' is not a config name"),
-        "{}",
-        text(&out.stderr)
-    );
-    // A Triton flag whose job anemone does otherwise is still refused by name.
-    let out = anemone(&[
-        "serve",
-        "--model-repository",
-        repo.to_str().unwrap(),
-        "--rate-limit-resource",
-        "R1:10",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("unexpected argument '--rate-limit-resource'"));
+    // Refused, each with its exit status and what it says: Triton's rate
+    // limiter (naming what bounds the work instead), a backend setting
+    // anemone cannot honour, namespaces, a config name that would lead out
+    // of a model's configs/, and a Triton flag whose job anemone does
+    // otherwise (refused by name).
+    for (args, status, says) in [
+        (
+            &["--rate-limit", "execution_count"][..],
+            2,
+            "no rate limiter over instance resources; leave --rate-limit off",
+        ),
+        (
+            &["--backend-config", "onnxruntime,arena_extend_strategy=1"][..],
+            1,
+            "'onnxruntime,arena_extend_strategy=1': not a setting anemone takes",
+        ),
+        (
+            &["--model-namespacing", "true"][..],
+            2,
+            "anemone has no model namespaces",
+        ),
+        (
+            &["--model-config-name=../x"][..],
+            2,
+            "'../x' is not a config name",
+        ),
+        (
+            &["--rate-limit-resource", "R1:10"][..],
+            2,
+            "unexpected argument '--rate-limit-resource'",
+        ),
+    ] {
+        let mut all = vec!["serve", "--model-repository", repo.to_str().unwrap()];
+        all.extend(args);
+        let out = anemone(&all);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
 
 /// Triton's `--exit-on-error` and `--strict-readiness`, on a repository

@@ -8,7 +8,6 @@ use crate::support::{add_model, Repo};
 use anemone_server::ServerOptions;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// `add` (outputs completed from the model) with `count` instances.
 fn config(name: &str, count: u32) -> String {
@@ -37,14 +36,7 @@ async fn served(repo: &Repo, config_name: Option<&str>) -> Vec<(String, String)>
         ..Default::default()
     };
     let running = crate::support::run_server(options, manager).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !running.state.repository.startup_finished() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "start-up not over in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    running.started().await;
     let router = anemone_server::http::router(Arc::clone(&running.state), 1 << 20);
     let mut seen = Vec::new();
     for row in running.state.repository.index() {
@@ -65,8 +57,7 @@ async fn served(repo: &Repo, config_name: Option<&str>) -> Vec<(String, String)>
         };
         seen.push((row.name, what));
     }
-    let _ = running.stop.send(());
-    let _ = running.task.await;
+    running.stop().await;
     seen
 }
 

@@ -110,18 +110,6 @@ async fn start(
     crate::support::run_server(options, manager).await
 }
 
-/// Waits until start-up loading is over.
-async fn started(running: &crate::support::Running) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !running.state.repository.startup_finished() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "start-up not over in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The most loads in progress at once while a server loads 6 models with
 /// `startup_loads` at once.
 async fn most_at_once(tag: &str, startup_loads: usize) -> usize {
@@ -132,13 +120,8 @@ async fn most_at_once(tag: &str, startup_loads: usize) -> usize {
         ..Default::default()
     };
     let running = start(&repo, &counted, options).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !running.state.ready() {
-        assert!(std::time::Instant::now() < deadline, "not ready in 60 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = running.stop.send(());
-    let _ = running.task.await;
+    running.ready().await;
+    running.stop().await;
     counted.most.load(Ordering::SeqCst)
 }
 
@@ -160,7 +143,7 @@ async fn api_loads_at_once(tag: &str, model_loads: usize) -> (usize, Vec<u16>) {
         ..Default::default()
     };
     let running = start(&repo, &counted, options).await;
-    started(&running).await;
+    running.started().await;
     let router = anemone_server::http::router(Arc::clone(&running.state), 1 << 20);
     let loads = (0..6).map(|i| {
         let router = router.clone();
@@ -175,8 +158,7 @@ async fn api_loads_at_once(tag: &str, model_loads: usize) -> (usize, Vec<u16>) {
         }
     });
     let statuses = futures_util::future::join_all(loads).await;
-    let _ = running.stop.send(());
-    let _ = running.task.await;
+    running.stop().await;
     (counted.most.load(Ordering::SeqCst), statuses)
 }
 
@@ -203,7 +185,7 @@ async fn flaky(tag: &str, failing: usize, retries: u32) -> (String, String, usiz
         ..Default::default()
     };
     let running = start(&repo, &counted, options).await;
-    started(&running).await;
+    running.started().await;
     let row = running
         .state
         .repository
@@ -211,8 +193,7 @@ async fn flaky(tag: &str, failing: usize, retries: u32) -> (String, String, usiz
         .into_iter()
         .find(|r| r.name == "m0")
         .expect("m0 is in the index");
-    let _ = running.stop.send(());
-    let _ = running.task.await;
+    running.stop().await;
     (row.state, row.reason, counted.tries.load(Ordering::SeqCst))
 }
 

@@ -114,6 +114,36 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<Result<(), String>>,
 }
 
+impl Running {
+    /// Waits (60 s at most) until start-up loading is over, whatever became
+    /// of each model.
+    pub async fn started(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !self.state.repository.startup_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "start-up not over in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (60 s at most) until the server is ready.
+    pub async fn ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !self.state.ready() {
+            assert!(std::time::Instant::now() < deadline, "not ready in 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 /// Binds a server with `options` (ports as given) and `manager`, and runs it
 /// on a task: the start every harness of this binary shares.
 pub async fn run_server(options: ServerOptions, manager: anemone_runtime::Manager) -> Running {

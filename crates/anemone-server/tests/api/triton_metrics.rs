@@ -9,7 +9,6 @@ use crate::support::{add_model, run_server, Repo};
 use anemone_server::ServerOptions;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 /// The value of the sample `name{labels}` (labels as written, in order).
@@ -63,11 +62,7 @@ async fn metrics_after_requests(tag: &str, triton_metrics: bool) -> String {
         ..Default::default()
     };
     let running = run_server(options, manager).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !running.state.ready() {
-        assert!(Instant::now() < deadline, "not ready in 30 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    running.ready().await;
     let router = anemone_server::http::router(Arc::clone(&running.state), 1 << 20);
     let body = json!({"inputs": [
         {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
@@ -89,8 +84,7 @@ async fn metrics_after_requests(tag: &str, triton_metrics: bool) -> String {
     assert_eq!(status, 400);
     let (status, metrics) = call(&router, "GET", "/metrics", "").await;
     assert_eq!(status, 200);
-    let _ = running.stop.send(());
-    let _ = running.task.await;
+    running.stop().await;
     metrics
 }
 
