@@ -22,7 +22,9 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines (the default).
+    /// Human-readable lines with ISO 8601 timestamps (the default); Triton's names `default`
+    /// and `ISO8601` mean it too.
+    #[value(alias = "default", alias = "ISO8601", alias = "iso8601")]
     Text,
     /// One JSON object per line, with the fields of the current span and its parents.
     Json,
@@ -34,6 +36,13 @@ impl LogFormat {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
         }
+    }
+
+    /// Whether `asked` (the logging API's `log_format`) names this format:
+    /// its own name, or for text Triton's `default` and `ISO8601`.
+    fn is_named(self, asked: &str) -> bool {
+        asked == self.name()
+            || (self == LogFormat::Text && matches!(asked, "default" | "ISO8601" | "iso8601"))
     }
 }
 
@@ -297,7 +306,7 @@ impl LogControl for Logging {
             ));
         }
         if let Some(format) = &update.log_format {
-            if format != self.format.name() {
+            if !self.format.is_named(format) {
                 return Err(format!(
                     "log_format '{format}' cannot be set while serving: the format is '{}', \
                      set at start-up with --log-format text|json",
@@ -443,6 +452,14 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("--log-format"), "{e}");
         assert_eq!(logging.settings(), before);
+        // Triton's names for its text formats are the text format.
+        for triton in ["default", "ISO8601"] {
+            let update = LogUpdate {
+                log_format: Some(triton.into()),
+                ..Default::default()
+            };
+            assert!(logging.update(&update).is_ok(), "{triton}");
+        }
         assert!(logging.set_filter("warn,=bad=").is_err());
         assert_eq!(logging.filter(), "warn");
     }
