@@ -20,8 +20,8 @@ use std::time::Duration;
 /// The configuration of model `name` of the repository whose real path is
 /// `root` when it describes an ensemble; `None` for anything else (a
 /// configuration that cannot be read included: preparing the model reports
-/// why), read as [`prepare::read_config`] does with `custom` (Triton's
-/// `--model-config-name`). For `anemone doctor`.
+/// why), read from `configs/<custom>.pbtxt` where the model has it (Triton's
+/// `--model-config-name`), else from `config.pbtxt`. For `anemone doctor`.
 pub fn ensemble_config(
     root: &std::path::Path,
     name: &str,
