@@ -85,6 +85,9 @@ struct Plan {
     count: i32,
     resources: Vec<String>,
     batch: crate::trace_config::BatchSettings,
+    /// Triton's OpenTelemetry rule: a request with a sampled trace context
+    /// is traced whatever the rate and the count.
+    follow_context: bool,
 }
 
 /// Refuses a setting given both as `flag` and in `--trace-config`.
@@ -143,12 +146,10 @@ impl TracingArgs {
             true => crate::trace_config::TRITON_TRACE_RATE,
             false => 1,
         });
-        if rate == 0 {
-            anyhow::bail!(
-                "--trace-config rate=0: anemone traces one request in N (at least 1), and a \
-                 client's trace context does not select a request; Triton's rate=0 (only the \
-                 requests that carry one) is not there"
-            );
+        // Triton's rate=0: only the requests that carry a sampled trace
+        // context (its OpenTelemetry mode traces those whatever the rate).
+        if rate == 0 && !triton.opentelemetry {
+            anyhow::bail!("--trace-rate 0: the rate is one request in N, at least 1");
         }
         let count = one_of(self.trace_count, triton.count, "count")?.unwrap_or(-1);
         if count < -1 {
@@ -157,6 +158,7 @@ impl TracingArgs {
         let mut resources = self.otlp_resource_attributes.clone();
         resources.extend(triton.resources);
         Ok(Plan {
+            follow_context: triton.opentelemetry,
             endpoint,
             level,
             rate,
@@ -174,6 +176,7 @@ impl TracingArgs {
             level: plan.level,
             rate: plan.rate,
             count: plan.count,
+            follow_context: plan.follow_context,
         })
     }
 }

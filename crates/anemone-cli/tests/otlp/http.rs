@@ -29,8 +29,8 @@ async fn tritons_opentelemetry_command_line_exports_over_http() {
             &url,
             "--trace-config",
             "level=TIMESTAMPS",
-            "--trace-config",
-            "rate=1",
+            // Triton's default rate, 1000: the request below is traced
+            // because it carries a sampled trace context (Triton's rule).
             "--trace-config",
             "opentelemetry,resource=service.name=migrated",
             "--trace-config",
@@ -103,4 +103,38 @@ fn tritons_mode_takes_tritons_defaults() {
         "{settings}"
     );
     assert_eq!(settings["trace_rate"], "1000", "{settings}");
+}
+
+/// Triton's `rate=0`: only the requests that carry a sampled trace context
+/// are traced; one without is not (its span would be exported in the same
+/// 100 ms batches as the other's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritons_rate_0_traces_only_requests_with_a_context() {
+    let (receiver, otlp) = Receiver::start_http().await;
+    let repo = repository("http-rate-0");
+    let url = format!("opentelemetry,url={otlp}/v1/traces");
+    let served = serve(
+        &repo,
+        &[
+            "--trace-config",
+            "mode=opentelemetry",
+            "--trace-config",
+            &url,
+            "--trace-config",
+            "level=TIMESTAMPS",
+            "--trace-config",
+            "rate=0",
+        ],
+    );
+    let (status, body) = http_request(served.http, "POST", "/v2/models/add/infer", &[], ADD_BODY);
+    assert_eq!(status, 200, "{body}");
+    let (trace_id, parent) = (id(0x7a3, 32), id(0x53, 16));
+    http_infer(served.http, "add", &trace_id, &parent);
+    request_span(&receiver, &trace_id).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = receiver.all();
+    assert!(
+        all.iter().all(|s| s.trace_id == trace_id),
+        "a request without a context was traced: {all:#?}"
+    );
 }

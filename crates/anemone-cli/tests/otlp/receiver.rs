@@ -175,6 +175,11 @@ impl Receiver {
         }
     }
 
+    /// Every span received so far.
+    pub(crate) fn all(&self) -> Vec<Got> {
+        self.0.lock().unwrap().clone()
+    }
+
     pub(crate) fn spans(&self, trace_id: &str) -> Vec<Got> {
         let got = self.0.lock().unwrap();
         got.iter()

@@ -66,10 +66,24 @@ impl Extractor for Metadata<'_> {
 /// The request span of an HTTP inference on `model` (and `version`, as the
 /// path gave it), or a disabled span when the request is not traced.
 pub fn http_span(settings: &TraceSettings, model: &str, headers: &axum::http::HeaderMap) -> Span {
-    if !settings.sample(model) {
+    if !chosen(settings, model, &Headers(headers)) {
         return Span::none();
     }
     request_span(Protocol::Http, model, &Headers(headers))
+}
+
+/// Whether a request for `model` is traced: by the rate and the count, or,
+/// under Triton's OpenTelemetry rule, because it carries a sampled trace
+/// context (the headers are read only then).
+fn chosen(settings: &TraceSettings, model: &str, carrier: &dyn Extractor) -> bool {
+    if settings.follows_context() && settings.sample_context(model) {
+        let parent = TraceContextPropagator::new().extract(carrier);
+        let context = parent.span().span_context().clone();
+        if context.is_valid() && context.is_sampled() {
+            return true;
+        }
+    }
+    settings.sample(model)
 }
 
 /// As [`http_span`], for a gRPC `ModelInfer` with its metadata.
@@ -78,7 +92,7 @@ pub fn grpc_span(
     model: &str,
     metadata: &tonic::metadata::MetadataMap,
 ) -> Span {
-    if !settings.sample(model) {
+    if !chosen(settings, model, &Metadata(metadata)) {
         return Span::none();
     }
     request_span(Protocol::Grpc, model, &Metadata(metadata))

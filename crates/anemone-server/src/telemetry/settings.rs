@@ -87,10 +87,16 @@ pub struct TracingOptions {
     pub endpoint: Option<String>,
     /// The global level. By default, `OFF`.
     pub level: TraceLevel,
-    /// One request in `rate` is traced (at least 1). By default, 1.
+    /// One request in `rate` is traced (at least 1; 0 with
+    /// `follow_context`: none by the rate). By default, 1.
     pub rate: u32,
     /// Requests still to trace; -1: no limit. By default, -1.
     pub count: i32,
+    /// Triton's OpenTelemetry rule: a request that carries a sampled trace
+    /// context (W3C `traceparent`) is traced whatever the rate and the
+    /// count, at a level other than `OFF`. By default, false: the rate
+    /// and the count choose every request.
+    pub follow_context: bool,
 }
 
 impl Default for TracingOptions {
@@ -100,6 +106,7 @@ impl Default for TracingOptions {
             level: TraceLevel::OFF,
             rate: 1,
             count: -1,
+            follow_context: false,
         }
     }
 }
@@ -148,6 +155,8 @@ pub struct TraceSettings {
     active: AtomicBool,
     global: Mutex<Sampler>,
     models: Mutex<HashMap<String, ModelSetting>>,
+    /// [`TracingOptions::follow_context`].
+    follow_context: bool,
 }
 
 impl Default for TraceSettings {
@@ -165,7 +174,11 @@ impl TraceSettings {
     pub fn new(options: &TracingOptions) -> TraceSettings {
         let initial = Setting {
             level: options.level,
-            rate: options.rate.max(1),
+            // Rate 0 (no request by the rate) only where a context selects.
+            rate: match options.follow_context {
+                true => options.rate,
+                false => options.rate.max(1),
+            },
             count: options.count.max(-1),
         };
         let settings = TraceSettings {
@@ -179,6 +192,7 @@ impl TraceSettings {
                 seen: 0,
             }),
             models: Mutex::new(HashMap::new()),
+            follow_context: options.follow_context,
         };
         settings.refresh();
         settings
@@ -234,6 +248,30 @@ impl TraceSettings {
             None => &mut global.setting.count,
         };
         take(level, rate, count, own.seen)
+    }
+
+    /// Whether traces follow a client's context (Triton's OpenTelemetry
+    /// rule, [`TracingOptions::follow_context`]).
+    pub fn follows_context(&self) -> bool {
+        self.follow_context
+    }
+
+    /// Whether a request for `model` that carries a sampled trace context
+    /// is traced under Triton's rule: whenever tracing is on and the
+    /// model's level is not `OFF`, spending neither the rate nor the count.
+    pub fn sample_context(&self, model: &str) -> bool {
+        if !self.follow_context
+            || !self.active.load(Ordering::Relaxed)
+            || self.gates.as_ref().is_some_and(|g| !g.tracing())
+        {
+            return false;
+        }
+        let global = lock(&self.global).setting.level;
+        lock(&self.models)
+            .get(model)
+            .and_then(|o| o.level)
+            .unwrap_or(global)
+            .is_on()
     }
 
     /// The settings of `model` (the global ones when `None`), as Triton
@@ -354,8 +392,9 @@ impl TraceSettings {
 }
 
 /// Whether the `seen`-th request under a setting is traced; spends the count.
+/// Rate 0 takes none.
 fn take(level: TraceLevel, rate: u32, count: &mut i32, seen: u64) -> bool {
-    if !level.is_on() || *count == 0 || !seen.is_multiple_of(u64::from(rate.max(1))) {
+    if !level.is_on() || *count == 0 || rate == 0 || !seen.is_multiple_of(u64::from(rate)) {
         return false;
     }
     if *count > 0 {
@@ -396,7 +435,28 @@ mod tests {
             level: TraceLevel::TIMESTAMPS,
             rate,
             count,
+            follow_context: false,
         })
+    }
+
+    #[test]
+    fn tritons_rule_traces_a_context_whatever_the_rate_and_count() {
+        let s = TraceSettings::new(&TracingOptions {
+            endpoint: Some("http://collector:4318/v1/traces".into()),
+            level: TraceLevel::TIMESTAMPS,
+            rate: 0,
+            count: 1,
+            follow_context: true,
+        });
+        // Rate 0: nothing by the rate; a context, every time, the count kept.
+        assert!((0..5).all(|_| !s.sample("m")));
+        assert!((0..5).all(|_| s.sample_context("m")));
+        assert_eq!(s.view(None)[2], ("trace_count", vec!["1".to_string()]));
+        // A model at level OFF is not traced, context or not.
+        set(&s, Some("quiet"), "trace_level", Some(&["OFF"])).unwrap();
+        assert!(!s.sample_context("quiet"));
+        // Without the rule, a context selects nothing.
+        assert!(!on(1, -1).sample_context("m"));
     }
 
     fn set(

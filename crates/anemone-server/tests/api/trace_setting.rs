@@ -37,6 +37,7 @@ fn exporting() -> TracingOptions {
         level: TraceLevel::TIMESTAMPS,
         rate: 5,
         count: -1,
+        follow_context: false,
     }
 }
 
