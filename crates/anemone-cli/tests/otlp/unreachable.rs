@@ -73,3 +73,41 @@ async fn issue_13_a_collector_that_is_down_is_reported_once_and_requests_still_s
     wait_for(&serving, &format!("OTLP export to {endpoint} works again")).await;
     drop(serving);
 }
+
+/// The same over OTLP/HTTP: a collector URL nothing answers is reported
+/// once, naming the URL spans go to, and requests are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_over_http_is_reported_and_requests_still_succeed() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let repo = repository("down-http");
+    let serving = serve_with_stderr(
+        &repo,
+        &[
+            "--otlp-protocol",
+            "http/protobuf",
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        "100",
+        Stderr::Collect { echo: false },
+    );
+    let http = serving.http;
+    for n in 1..=3 {
+        let status =
+            tokio::task::spawn_blocking(move || http_infer(http, "add", &id(n, 32), &id(n, 16)))
+                .await
+                .unwrap();
+        assert_eq!(status, 200);
+    }
+    wait_for(
+        &serving,
+        &format!("OTLP export to {endpoint}/v1/traces failed"),
+    )
+    .await;
+    drop(serving);
+}

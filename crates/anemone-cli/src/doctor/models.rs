@@ -1,0 +1,109 @@
+//! `anemone doctor --model-repository`: each model of a repository checked
+//! as `serve` would prepare it, and the backends here that could run it.
+
+use super::ModelRow;
+use anemone_core::Probe;
+use std::path::Path;
+
+/// One row per model folder of `dir`, configurations read by `rules`.
+pub(super) fn check(dir: &Path, rules: &anemone_server::repository::ConfigRules) -> Vec<ModelRow> {
+    let real_root = dir.canonicalize().ok();
+    let backends = anemone_backends::default_backends();
+    let probes: Vec<Probe> = backends.iter().map(|b| b.probe()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            if let Some(row) = real_root
+                .as_deref()
+                .and_then(|root| ensemble_row(root, &name, rules))
+            {
+                return row;
+            }
+            // The same preparation `serve` runs (config, model file, checks),
+            // so doctor approves exactly what serve loads.
+            let prepared = real_root
+                .as_deref()
+                .ok_or_else(|| format!("cannot open the model repository {}", dir.display()))
+                .and_then(|root| {
+                    anemone_server::repository::prepare_model(root, &name, None, None, rules)
+                });
+            let newest = prepared
+                .as_ref()
+                .ok()
+                .and_then(|p| p.specs.last())
+                .map(|s| s.path.clone());
+            let mut row = ModelRow {
+                name,
+                file: newest.clone(),
+                format: None,
+                runnable_on: Vec::new(),
+                not_here: Vec::new(),
+            };
+            let file = match (prepared, newest) {
+                (Ok(_), Some(file)) => file,
+                (Err(reason), _) => {
+                    row.not_here.push(("repository".into(), reason));
+                    return row;
+                }
+                (Ok(_), None) => {
+                    row.not_here
+                        .push(("repository".into(), "no version to load".into()));
+                    return row;
+                }
+            };
+            let source = anemone_core::ModelSource::from_path(&file);
+            row.format = Some(source.format.to_string());
+            for (b, probe) in backends.iter().zip(&probes) {
+                match (probe, b.supports(&source)) {
+                    (_, anemone_core::Support::No(_)) => {}
+                    (Probe::Unavailable { reason }, _) => {
+                        row.not_here.push((b.name().into(), reason.clone()))
+                    }
+                    (Probe::Available { .. }, anemone_core::Support::Yes) => {
+                        row.runnable_on.push(b.name())
+                    }
+                }
+            }
+            if row.runnable_on.is_empty() && row.not_here.is_empty() {
+                row.not_here.push((
+                    "any".into(),
+                    format!("no backend in this build takes {} models", source.format),
+                ));
+            }
+            row
+        })
+        .collect()
+}
+
+/// The row of an ensemble (`platform: "ensemble"`): runnable when its
+/// configuration reads (its graph is checked against the composing models
+/// when `serve` loads it), else the configuration's problem.
+fn ensemble_row(
+    root: &std::path::Path,
+    name: &str,
+    rules: &anemone_server::repository::ConfigRules,
+) -> Option<ModelRow> {
+    let config =
+        anemone_server::repository::ensemble_config(root, name, rules.custom_name.as_deref())?;
+    let mut row = ModelRow {
+        name: name.to_string(),
+        file: None,
+        format: Some("ensemble".into()),
+        runnable_on: Vec::new(),
+        not_here: Vec::new(),
+    };
+    match anemone_server::model_config::ensemble_spec(&config, name, 1) {
+        Ok(_) => row.runnable_on.push("ensemble"),
+        Err(reason) => row.not_here.push(("repository".into(), reason)),
+    }
+    Some(row)
+}
