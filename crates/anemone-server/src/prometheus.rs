@@ -14,7 +14,10 @@ use anemone_runtime::MetricsSnapshot;
 use std::fmt::Write;
 
 mod health;
+mod per_model;
 pub mod triton;
+
+use per_model::{PerModel, PER_MODEL};
 
 struct Family<'a> {
     out: &'a mut String,
@@ -73,88 +76,30 @@ fn seconds(ns: u64) -> f64 {
 pub fn render(m: &MetricsSnapshot, queued: &[Queued], index: &[IndexRow]) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out };
-    type Getter = fn(&anemone_runtime::ModelMetricsEntry) -> f64;
-    let counters: [(&str, &str, Getter); 13] = [
-        (
-            "anemone_inference_request_success_total",
-            "Successful inference requests",
-            |e| e.metrics.success as f64,
-        ),
-        (
-            "anemone_inferences_total",
-            "Inferences performed (batch items)",
-            |e| e.metrics.inference_count as f64,
-        ),
-        (
-            "anemone_inference_executions_total",
-            "Model executions",
-            |e| e.metrics.execution_count as f64,
-        ),
-        (
-            "anemone_inference_success_duration_seconds_total",
-            "Cumulative request duration, successes",
-            |e| seconds(e.metrics.request_success.ns),
-        ),
-        (
-            "anemone_inference_queue_duration_seconds_total",
-            "Cumulative time waiting for a worker",
-            |e| seconds(e.metrics.queue.ns),
-        ),
-        (
-            "anemone_inference_compute_input_duration_seconds_total",
-            "Cumulative input preparation time",
-            |e| seconds(e.metrics.compute_input.ns),
-        ),
-        (
-            "anemone_inference_compute_infer_duration_seconds_total",
-            "Cumulative engine time",
-            |e| seconds(e.metrics.compute_infer.ns),
-        ),
-        (
-            "anemone_inference_compute_output_duration_seconds_total",
-            "Cumulative output preparation time",
-            |e| seconds(e.metrics.compute_output.ns),
-        ),
-        (
-            "anemone_cache_hits_total",
-            "Requests answered from the response cache",
-            |e| e.metrics.cache_hit.count as f64,
-        ),
-        (
-            "anemone_cache_hit_duration_seconds_total",
-            "Cumulative time of requests answered from the response cache",
-            |e| seconds(e.metrics.cache_hit.ns),
-        ),
-        (
-            "anemone_cache_misses_total",
-            "Response cache lookups that found nothing",
-            |e| e.metrics.cache_miss.count as f64,
-        ),
-        (
-            "anemone_cache_miss_duration_seconds_total",
-            "Cumulative time spent looking up and storing missed answers",
-            |e| seconds(e.metrics.cache_miss.ns),
-        ),
-        (
-            "anemone_inference_requests_in_flight",
-            "Requests in flight: admitted and not finished, waiting or running",
-            |e| e.in_flight as f64,
-        ),
-    ];
-    for (name, help, get) in counters {
-        let kind = if name.ends_with("_in_flight") {
-            "gauge"
-        } else {
-            "counter"
-        };
-        f.header(name, kind, help);
+    for c in &PER_MODEL {
+        f.header(c.name, "counter", c.help);
         for e in &m.models {
-            f.sample(
-                name,
-                &[("model", &e.name), ("version", &e.version.to_string())],
-                get(e),
-            );
+            let version = e.version.to_string();
+            let value = match c.nanos {
+                true => seconds((c.get)(e)),
+                false => (c.get)(e) as f64,
+            };
+            f.sample(c.name, &[("model", &e.name), ("version", &version)], value);
         }
+    }
+    let in_flight = "anemone_inference_requests_in_flight";
+    f.header(
+        in_flight,
+        "gauge",
+        "Requests in flight: admitted and not finished, waiting or running",
+    );
+    for e in &m.models {
+        let version = e.version.to_string();
+        f.sample(
+            in_flight,
+            &[("model", &e.name), ("version", &version)],
+            e.in_flight,
+        );
     }
     f.header(
         "anemone_inference_request_failure_total",
