@@ -10,6 +10,7 @@ mod ensemble;
 mod fingerprint;
 mod index;
 pub(crate) mod paths;
+mod poll;
 mod prepare;
 pub mod remote;
 mod warmup;
@@ -24,12 +25,11 @@ pub use warmup::{MAX_WARMUP_COUNT, MAX_WARMUP_INPUT_BYTES};
 use crate::errors::ApiError;
 use crate::proto::ModelConfig;
 use anemone_runtime::Manager;
-use fingerprint::fingerprint;
+use fingerprint::Fingerprint;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 /// Which models are loaded, and who may load and unload them (Triton's
 /// `--model-control-mode`).
@@ -96,8 +96,9 @@ pub struct Entry {
     pub labels: std::sync::Arc<crate::classification::Labels>,
     /// Versions loaded.
     pub versions: Vec<u64>,
-    /// Newest modification time of its files when last loaded (for polling).
-    pub fingerprint: Option<SystemTime>,
+    /// Its files as its last load saw them (what tells a load or a poll
+    /// that they changed).
+    pub(crate) fingerprint: Option<Fingerprint>,
     /// Whether its last load took a config override (a load request's
     /// `config`): the next load without one loads the files' config again.
     pub overridden: bool,
@@ -351,10 +352,9 @@ impl Repository {
                 self.root.display()
             )));
         };
-        // The files' newest modification time, read once and outside the
-        // lock: what a load of an unchanged model compares, and what this
-        // load records.
-        let fingerprint = fingerprint(&dir);
+        // The files as they are, read once and outside the lock: what a load
+        // of an unchanged model compares, and what this load records.
+        let fingerprint = Fingerprint::take(&dir);
         {
             let mut entries = self.lock();
             let entry = entries
@@ -373,11 +373,16 @@ impl Repository {
                 && entry.state == State::Ready
                 && entry.reason.is_empty()
                 && !entry.overridden
-                && entry.fingerprint.is_some()
-                && entry.fingerprint == fingerprint
+                && entry
+                    .fingerprint
+                    .as_ref()
+                    .is_some_and(|seen| fingerprint.unchanged_since(seen))
                 && (self.manager.model(name, None).is_ok()
                     || self.manager.ensemble(name).is_some());
             if unchanged {
+                // Verified the same: kept, so that files since settled are no
+                // longer read to compare.
+                entry.fingerprint = Some(fingerprint);
                 tracing::info!(model = %name, "load: the model is loaded and unchanged on disk; nothing to do");
                 return Ok(());
             }
@@ -390,7 +395,7 @@ impl Repository {
         let entry = entries
             .get_mut(name)
             .expect("inserted above; this is a bug");
-        entry.fingerprint = fingerprint;
+        entry.fingerprint = Some(fingerprint);
         entry.overridden = overridden;
         match result {
             Ok((config, labels, versions)) => {
@@ -551,37 +556,5 @@ impl Repository {
                 ),
                 State::Loading | State::Unavailable => false,
             })
-    }
-
-    /// One polling pass: loads new models, reloads changed ones, unloads removed ones.
-    pub async fn poll_once(&self) {
-        self.sync_mirror().await;
-        let on_disk = self.scan();
-        let known: Vec<(String, Option<SystemTime>, State)> = self
-            .lock()
-            .iter()
-            .map(|(n, e)| (n.clone(), e.fingerprint, e.state))
-            .collect();
-        for (name, _, state) in &known {
-            if !on_disk.contains(name) && *state != State::Loading {
-                tracing::info!(model = %name, "model removed from the repository; unloading");
-                let _ = self.manager.unload_model(name, None);
-                self.manager.unload_ensemble(name);
-                self.lock().remove(name);
-            }
-        }
-        for name in on_disk {
-            let current = fingerprint(&self.root.join(&name));
-            let changed = match known.iter().find(|(n, ..)| *n == name) {
-                None => true,
-                Some((_, seen, state)) => *seen != current && *state != State::Loading,
-            };
-            if changed {
-                tracing::info!(model = %name, "model new or changed on disk; loading");
-                if let Err(e) = self.load(&name, None).await {
-                    tracing::warn!(model = %name, "reload after a change on disk failed: {}", e.message);
-                }
-            }
-        }
     }
 }

@@ -236,11 +236,18 @@ async fn a_model_loaded_again_never_answers_from_what_it_replaced() {
     );
 
     // The same version's file replaced by one whose `sum` is x * y, and
-    // loaded again, as a user updates a model in place.
+    // loaded again, as a user updates a model in place. Its time stays the
+    // same, as a clock that advances in ticks stamps a rewrite within one
+    // (CI's did): the bytes tell the change.
     let mut mul = add_model();
     let at = mul.windows(5).position(|w| w == b"\"\x03Add").unwrap();
     mul[at + 2..at + 5].copy_from_slice(b"Mul");
+    let file = repo.root().join("cached/1/model.onnx");
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
     repo.write("cached/1/model.onnx", &mul);
+    let rewritten = std::fs::File::options().write(true).open(&file).unwrap();
+    rewritten.set_modified(modified).unwrap();
+    drop(rewritten);
     load("cached").await;
     let product: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
     for model in ["cached", "pipe"] {

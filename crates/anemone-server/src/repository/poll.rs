@@ -1,0 +1,54 @@
+//! Poll mode's pass over the repository (`--model-control-mode poll`):
+//! models new or changed on disk load, removed ones unload.
+
+use super::fingerprint::Fingerprint;
+use super::{Repository, State};
+
+impl Repository {
+    /// One polling pass: loads new models, reloads changed ones, unloads removed ones.
+    pub async fn poll_once(&self) {
+        self.sync_mirror().await;
+        let on_disk = self.scan();
+        let known: Vec<(String, Option<Fingerprint>, State)> = self
+            .lock()
+            .iter()
+            .map(|(n, e)| (n.clone(), e.fingerprint.clone(), e.state))
+            .collect();
+        for (name, _, state) in &known {
+            if !on_disk.contains(name) && *state != State::Loading {
+                tracing::info!(model = %name, "model removed from the repository; unloading");
+                let _ = self.manager.unload_model(name, None);
+                self.manager.unload_ensemble(name);
+                self.lock().remove(name);
+            }
+        }
+        for name in on_disk {
+            let current = Fingerprint::take(&self.root.join(&name));
+            let changed = match known.iter().find(|(n, ..)| *n == name) {
+                None => true,
+                Some((_, _, State::Loading)) => false,
+                Some((_, seen, _)) => {
+                    let same = seen
+                        .as_ref()
+                        .is_some_and(|seen| current.unchanged_since(seen));
+                    if same && seen.as_ref().is_some_and(Fingerprint::hashes) {
+                        // Verified the same: kept, so that the next pass
+                        // reads no files that have since settled.
+                        if let Some(entry) = self.lock().get_mut(&name) {
+                            if entry.state != State::Loading {
+                                entry.fingerprint = Some(current);
+                            }
+                        }
+                    }
+                    !same
+                }
+            };
+            if changed {
+                tracing::info!(model = %name, "model new or changed on disk; loading");
+                if let Err(e) = self.load(&name, None).await {
+                    tracing::warn!(model = %name, "reload after a change on disk failed: {}", e.message);
+                }
+            }
+        }
+    }
+}
