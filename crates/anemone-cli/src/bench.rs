@@ -13,6 +13,7 @@ mod client;
 mod encode;
 mod malloc;
 mod metadata;
+mod never_sent;
 mod report;
 mod sequence;
 mod tls;

@@ -17,6 +17,7 @@ mod ensemble;
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "classification",
+    "cuda_shared_memory",
     "logging",
     "model_repository",
     "model_repository(unload_dependents)",

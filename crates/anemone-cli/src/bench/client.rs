@@ -3,6 +3,7 @@
 //! each worker sends (the metadata request is in `metadata.rs`).
 
 use super::encode;
+use super::never_sent::{never_sent, NEVER_SENT_RETRIES};
 use super::sequence::{self, SequenceId};
 use super::tls::ClientTls;
 use super::workload::Workload;
@@ -477,9 +478,18 @@ async fn send(link: &mut Link, request: &Prepared) -> Result<(), Failure> {
             let Prepared::Grpc(message) = request else {
                 unreachable!("a gRPC client gets a gRPC request; this is a bug")
             };
-            client
-                .model_infer(message.clone())
-                .await
+            // As grpc-core does (perf_analyzer's transport): a call the
+            // channel never sent, queued on a connection that the server
+            // closed after its GOAWAY (`--grpc-max-connection-age`), goes
+            // out again on the next connection instead of counting as failed.
+            let mut answer = client.model_infer(message.clone()).await;
+            for _ in 0..NEVER_SENT_RETRIES {
+                match &answer {
+                    Err(s) if never_sent(s) => answer = client.model_infer(message.clone()).await,
+                    _ => break,
+                }
+            }
+            answer
                 .map(drop)
                 .map_err(|s| match std::error::Error::source(&s) {
                     // A status with a source was made by the transport, not sent by the server.

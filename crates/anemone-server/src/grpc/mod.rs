@@ -249,20 +249,12 @@ impl GrpcInferenceService for Inference {
     ) -> Answer<proto::SystemSharedMemoryRegisterResponse> {
         let r = request.into_inner();
         let state = Arc::clone(&self.state);
-        // Opening and mapping are system calls: off the async threads.
-        tokio::task::spawn_blocking(move || {
+        crate::shared_memory::register_blocking(move || {
             state
                 .shared_memory
                 .register(&r.name, &r.key, r.offset, r.byte_size)
         })
-        .await
-        .unwrap_or_else(|e| {
-            Err(ApiError {
-                kind: anemone_core::ErrorKind::Internal,
-                message: format!("registering failed: {e}"),
-                too_large: false,
-            })
-        })?;
+        .await?;
         ok(proto::SystemSharedMemoryRegisterResponse {})
     }
 
@@ -280,30 +272,46 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<proto::CudaSharedMemoryStatusRequest>,
     ) -> Answer<proto::CudaSharedMemoryStatusResponse> {
-        let name = request.into_inner().name;
-        if !name.is_empty() {
-            return Err(ApiError::not_found(format!(
-                "no CUDA shared memory region '{name}' is registered (anemone does not support CUDA shared memory; use system shared memory)"
-            ))
-            .into());
-        }
-        ok(proto::CudaSharedMemoryStatusResponse::default())
+        use proto::cuda_shared_memory_status_response::RegionStatus;
+        let regions = self
+            .state
+            .shared_memory
+            .cuda_status(&request.into_inner().name)?
+            .into_iter()
+            .map(|r| {
+                let status = RegionStatus {
+                    name: r.name.clone(),
+                    device_id: r.device_id,
+                    byte_size: r.byte_size,
+                };
+                (r.name, status)
+            })
+            .collect();
+        ok(proto::CudaSharedMemoryStatusResponse { regions })
     }
 
     async fn cuda_shared_memory_register(
         &self,
         request: Request<proto::CudaSharedMemoryRegisterRequest>,
     ) -> Answer<proto::CudaSharedMemoryRegisterResponse> {
-        Err(Status::unimplemented(format!(
-            "cannot register CUDA shared memory region '{}': anemone does not support CUDA shared memory; use system shared memory (SystemSharedMemoryRegister)",
-            request.into_inner().name
-        )))
+        let r = request.into_inner();
+        let state = Arc::clone(&self.state);
+        crate::shared_memory::register_blocking(move || {
+            state
+                .shared_memory
+                .register_cuda(&r.name, &r.raw_handle, r.device_id, r.byte_size)
+        })
+        .await?;
+        ok(proto::CudaSharedMemoryRegisterResponse {})
     }
 
     async fn cuda_shared_memory_unregister(
         &self,
-        _: Request<proto::CudaSharedMemoryUnregisterRequest>,
+        request: Request<proto::CudaSharedMemoryUnregisterRequest>,
     ) -> Answer<proto::CudaSharedMemoryUnregisterResponse> {
+        self.state
+            .shared_memory
+            .unregister_cuda(&request.into_inner().name);
         ok(proto::CudaSharedMemoryUnregisterResponse {})
     }
 

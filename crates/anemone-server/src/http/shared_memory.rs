@@ -1,21 +1,22 @@
 //! Triton's shared memory extensions over HTTP (the `shared-memory` API
 //! group): `/v2/systemsharedmemory/...` registers, lists and unregisters
-//! regions of [`crate::shared_memory`]; `/v2/cudasharedmemory/...` answers
-//! as a server without CUDA shared memory does (no regions; registering is
-//! refused with a message).
+//! regions of [`crate::shared_memory`] in POSIX shared memory objects,
+//! `/v2/cudasharedmemory/...` regions of GPU memory.
 //!
 //! Register with `POST /v2/systemsharedmemory/region/{name}/register` and
 //! the body `{"key": "/input0", "offset": 0, "byte_size": 602112}`; status
-//! is a list of `{"name", "key", "offset", "byte_size"}`.
+//! is a list of `{"name", "key", "offset", "byte_size"}`. A CUDA region's
+//! body is `{"raw_handle": {"b64": "..."}, "device_id": 0, "byte_size": N}`
+//! (the CUDA IPC handle's 64 bytes in base64), its status
+//! `{"name", "device_id", "byte_size"}`.
 
 use super::{Http, RequestBody};
 use crate::errors::ApiError;
-use crate::shared_memory::RegionStatus;
+use crate::shared_memory::{CudaRegionStatus, RegionStatus, CUDA_HANDLE_BYTES};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 /// The routes of the `shared-memory` API group.
 pub(super) fn routes() -> Router<Http> {
@@ -31,10 +32,10 @@ pub(super) fn routes() -> Router<Http> {
             post(unregister),
         )
         .route("/v2/systemsharedmemory/unregister", post(unregister_all))
-        .route("/v2/cudasharedmemory/status", get(cuda_status))
+        .route("/v2/cudasharedmemory/status", get(cuda_status_all))
         .route(
             "/v2/cudasharedmemory/region/{name}/status",
-            get(cuda_status_one),
+            get(cuda_status),
         )
         .route(
             "/v2/cudasharedmemory/region/{name}/register",
@@ -78,15 +79,13 @@ async fn register(
             "malformed shared memory registration: {e}; send {{\"key\": \"/name\", \"offset\": 0, \"byte_size\": N}}"
         ))
     })?;
-    // Opening and mapping are system calls: off the async threads.
     let state = std::sync::Arc::clone(&http.state);
-    tokio::task::spawn_blocking(move || {
+    crate::shared_memory::register_blocking(move || {
         state
             .shared_memory
             .register(&name, &r.key, r.offset, r.byte_size)
     })
     .await
-    .unwrap_or_else(|e| Err(super::internal(format!("registering failed: {e}"))))
 }
 
 async fn unregister(State(http): State<Http>, Path(name): Path<String>) {
@@ -97,22 +96,66 @@ async fn unregister_all(State(http): State<Http>) {
     http.state.shared_memory.unregister("");
 }
 
-async fn cuda_status() -> Json<Value> {
-    Json(json!([]))
+async fn cuda_status_all(
+    State(http): State<Http>,
+) -> Result<Json<Vec<CudaRegionStatus>>, ApiError> {
+    Ok(Json(http.state.shared_memory.cuda_status("")?))
 }
 
-async fn cuda_status_one(Path(name): Path<String>) -> ApiError {
-    ApiError::not_found(format!(
-        "no CUDA shared memory region '{name}' is registered (anemone does not support CUDA shared memory; use system shared memory)"
-    ))
+async fn cuda_status(
+    State(http): State<Http>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<CudaRegionStatus>>, ApiError> {
+    Ok(Json(http.state.shared_memory.cuda_status(&name)?))
 }
 
-async fn cuda_register(Path(name): Path<String>) -> ApiError {
-    ApiError::invalid(format!(
-        "cannot register CUDA shared memory region '{name}': anemone does not support CUDA shared memory; use system shared memory (/v2/systemsharedmemory)"
-    ))
+/// A CUDA registration's body, as tritonclient sends it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CudaRegister {
+    raw_handle: Base64,
+    device_id: i64,
+    byte_size: u64,
 }
 
-async fn cuda_unregister(Path(_name): Path<String>) {}
+/// Bytes in JSON, as Triton's HTTP API writes them: `{"b64": "..."}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Base64 {
+    b64: String,
+}
 
-async fn cuda_unregister_all() {}
+async fn cuda_register(
+    State(http): State<Http>,
+    Path(name): Path<String>,
+    RequestBody(body): RequestBody,
+) -> Result<(), ApiError> {
+    use base64::Engine;
+    let r: CudaRegister = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!(
+            "malformed CUDA shared memory registration: {e}; send {{\"raw_handle\": {{\"b64\": \"<the {CUDA_HANDLE_BYTES}-byte cudaIpcMemHandle_t in base64>\"}}, \"device_id\": 0, \"byte_size\": N}}"
+        ))
+    })?;
+    let handle = base64::engine::general_purpose::STANDARD
+        .decode(r.raw_handle.b64.trim())
+        .map_err(|e| {
+            ApiError::invalid(format!(
+                "CUDA shared memory region '{name}': raw_handle.b64 is not base64 ({e})"
+            ))
+        })?;
+    let state = std::sync::Arc::clone(&http.state);
+    crate::shared_memory::register_blocking(move || {
+        state
+            .shared_memory
+            .register_cuda(&name, &handle, r.device_id, r.byte_size)
+    })
+    .await
+}
+
+async fn cuda_unregister(State(http): State<Http>, Path(name): Path<String>) {
+    http.state.shared_memory.unregister_cuda(&name);
+}
+
+async fn cuda_unregister_all(State(http): State<Http>) {
+    http.state.shared_memory.unregister_cuda("");
+}

@@ -144,8 +144,8 @@ async fn server_and_model_rpcs_answer() {
         ["add"]
     );
 
-    // System shared memory answers (shared_memory.rs has the rest); what
-    // anemone does not do (CUDA shared memory) is said, not faked.
+    // Shared memory answers (shared_memory.rs has the rest): a CUDA region
+    // without a name is refused before anything is opened.
     let regions = c
         .system_shared_memory_status(proto::SystemSharedMemoryStatusRequest::default())
         .await
@@ -157,7 +157,8 @@ async fn server_and_model_rpcs_answer() {
         .cuda_shared_memory_register(proto::CudaSharedMemoryRegisterRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("needs a name"), "{}", e.message());
     // Trace settings answer (issue 13); without --otlp-endpoint the level is OFF.
     let trace = c
         .trace_setting(proto::TraceSettingRequest::default())
