@@ -122,6 +122,21 @@ impl Entry {
     }
 }
 
+/// The model folders of the repository at `root`: its directories (links
+/// followed) whose names are UTF-8 and not hidden, sorted.
+pub fn model_dirs(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
 /// One row of the repository index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexRow {
@@ -255,16 +270,7 @@ impl Repository {
 
     /// Model directories on disk, sorted.
     pub fn scan(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.root)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
-        names
+        model_dirs(&self.root)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {

@@ -10,16 +10,7 @@ pub(super) fn check(dir: &Path, rules: &anemone_server::repository::ConfigRules)
     let real_root = dir.canonicalize().ok();
     let backends = anemone_backends::default_backends();
     let probes: Vec<Probe> = backends.iter().map(|b| b.probe()).collect();
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
-    names
+    anemone_server::repository::model_dirs(dir)
         .into_iter()
         .map(|name| {
             if let Some(row) = real_root

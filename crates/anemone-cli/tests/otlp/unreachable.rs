@@ -28,12 +28,7 @@ async fn wait_for(served: &Served, needle: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_13_a_collector_that_is_down_is_reported_once_and_requests_still_succeed() {
-    // A port nothing listens on (yet).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = port_nothing_listens_on();
     let endpoint = format!("http://127.0.0.1:{port}");
     let repo = repository("down");
     let serving = serve_with_stderr(
@@ -78,11 +73,7 @@ async fn issue_13_a_collector_that_is_down_is_reported_once_and_requests_still_s
 /// once, naming the URL spans go to, and requests are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_is_down_over_http_is_reported_and_requests_still_succeed() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = port_nothing_listens_on();
     let endpoint = format!("http://127.0.0.1:{port}");
     let repo = repository("down-http");
     let serving = serve_with_stderr(
@@ -110,4 +101,14 @@ async fn a_collector_that_is_down_over_http_is_reported_and_requests_still_succe
     )
     .await;
     drop(serving);
+}
+
+/// A port that nothing listens on (one just freed), for a collector that
+/// is down (or starts later).
+fn port_nothing_listens_on() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

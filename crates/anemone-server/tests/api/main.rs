@@ -6,6 +6,7 @@ mod batching;
 mod classification;
 mod config_io;
 mod config_name;
+mod cuda_shared_memory;
 mod decode_budget;
 mod ensemble;
 mod ensemble_deps;

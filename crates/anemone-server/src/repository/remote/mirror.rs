@@ -162,7 +162,7 @@ impl Mirror {
             }
         }
         // Models gone from every source leave the view.
-        for name in list_dirs(&self.view) {
+        for name in crate::repository::model_dirs(&self.view) {
             if !models.contains_key(&name) {
                 let _ = std::fs::remove_dir_all(self.view.join(&name));
                 manifest.retain(|path, _| !path.starts_with(&format!("{name}/")));
@@ -264,18 +264,6 @@ impl Mirror {
                 )
             })
     }
-}
-
-/// The directory names in `dir` (not hidden).
-fn list_dirs(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| !n.starts_with('.'))
-        .collect()
 }
 
 /// Removes the empty directories below `dir` (not `dir` itself).
