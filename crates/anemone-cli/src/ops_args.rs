@@ -39,6 +39,26 @@ pub struct OpsArgs {
           value_parser = BoolishValueParser::new(), default_value_t = false)]
     pub triton_metrics: bool,
 
+    /// Whether /metrics has the machine's CPU utilization and memory
+    /// (anemone_cpu_utilization_ratio, anemone_host_memory_{total,used}_bytes; with
+    /// --triton-metrics also Triton's nv_cpu_*). Read from /proc: Linux only.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_ALLOW_CPU_METRICS", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new(), default_value_t = true)]
+    pub allow_cpu_metrics: bool,
+
+    /// Whether /metrics has each NVIDIA GPU's utilization, memory, power and energy
+    /// (anemone_gpu_*; with --triton-metrics also Triton's nv_gpu_* and nv_energy_consumption),
+    /// read through the driver's NVML library. No driver, no GPU families.
+    #[arg(long, value_name = "BOOL", env = "ANEMONE_ALLOW_GPU_METRICS", action = ArgAction::Set,
+          value_parser = BoolishValueParser::new(), default_value_t = true)]
+    pub allow_gpu_metrics: bool,
+
+    /// How often the CPU and GPU figures are read, in milliseconds (CPU utilization is the
+    /// busy share of this interval). Scrapes answer with the last reading.
+    #[arg(long, value_name = "MS", env = "ANEMONE_METRICS_INTERVAL_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub metrics_interval_ms: u64,
+
     /// Feature gate: dynamic batching forms batches (false: a batched model runs its queued
     /// requests one per engine call, at once). Changes at run time.
     #[arg(long, value_name = "BOOL", env = "ANEMONE_GATE_BATCHING", action = ArgAction::Set,
@@ -77,6 +97,17 @@ impl OpsArgs {
             self.metrics_port
         };
         self.allow_metrics.then_some(port)
+    }
+
+    /// What the CPU and GPU figures' reader is asked to read; `None` when neither.
+    pub fn host_metrics(&self) -> Option<anemone_server::host_metrics::HostMetricsOptions> {
+        (self.allow_cpu_metrics || self.allow_gpu_metrics).then(|| {
+            anemone_server::host_metrics::HostMetricsOptions {
+                cpu: self.allow_cpu_metrics,
+                gpu: self.allow_gpu_metrics,
+                interval: std::time::Duration::from_millis(self.metrics_interval_ms),
+            }
+        })
     }
 
     /// Sets the manager's gates to these flags' values.

@@ -504,6 +504,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 .metrics_port(args.http_port, &crate::config_show::startup_table()),
             log: crate::logging::control().map(|l| l as _),
             triton_metrics: args.ops.triton_metrics,
+            host_metrics: args.ops.host_metrics(),
             table: crate::config_show::startup_table(),
         },
         // --- otel ---

@@ -1,6 +1,5 @@
 //! Triton's flags that size or locate only tritonserver's own internals
-//! (its memory pools, thread pools, backend and agent directories, GPU
-//! metrics) or police what anemone allows anyway (client pings): a Triton
+//! (its memory pools, thread pools, backend and agent directories) or police what anemone allows anyway (client pings): a Triton
 //! command line carries them, and anemone has nothing they could change. `anemone serve` takes them off its command line with
 //! their values, and [`warn`] names them once at start-up, so a migrated
 //! command starts and still says what was not used. Every other unknown flag
@@ -40,9 +39,6 @@ pub const IGNORED: &[(&str, &str)] = &[
         "min-supported-compute-capability",
         "tract-cuda compiles its kernels for the GPU it finds",
     ),
-    ("allow-gpu-metrics", "no GPU metrics are exported"),
-    ("allow-cpu-metrics", "no CPU metrics are exported"),
-    ("metrics-interval-ms", "metrics are read when scraped"),
     (
         "enable-peer-access",
         "tract-cuda runs each model on one GPU, with no copies between GPUs",

@@ -13,6 +13,7 @@ pub mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;
+pub mod host_metrics;
 pub mod http;
 pub mod limits;
 pub mod model_config;

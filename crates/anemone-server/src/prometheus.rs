@@ -14,6 +14,7 @@ use anemone_runtime::MetricsSnapshot;
 use std::fmt::Write;
 
 mod health;
+pub mod host;
 mod per_model;
 pub mod triton;
 

@@ -305,6 +305,12 @@ impl Server {
         state.strict_readiness = options.strict_readiness;
         state.server_id = options.server_id.clone();
         state.triton_metrics = options.ops.triton_metrics;
+        if let Some(host) = options.ops.host_metrics {
+            // Loading the GPU driver's libraries may take a moment.
+            let started =
+                tokio::task::spawn_blocking(move || crate::host_metrics::HostMetrics::start(host));
+            state.host_metrics = started.await.ok();
+        }
         Ok(Server {
             state: Arc::new(state),
             http,

@@ -123,6 +123,10 @@ pub struct OpsOptions {
     /// `/metrics` also has Triton's own families (`nv_inference_*`,
     /// `nv_cache_*`), for dashboards built on tritonserver. By default, false.
     pub triton_metrics: bool,
+    /// `/metrics` also has the machine's CPU, memory and GPU figures, read
+    /// as these options say. By default, none (`anemone serve` reads both
+    /// every 2 s, as Triton).
+    pub host_metrics: Option<crate::host_metrics::HostMetricsOptions>,
 }
 
 impl fmt::Debug for OpsOptions {
@@ -132,6 +136,7 @@ impl fmt::Debug for OpsOptions {
             .field("log", &self.log.as_ref().map(|l| l.filter()))
             .field("settings", &self.table.len())
             .field("triton_metrics", &self.triton_metrics)
+            .field("host_metrics", &self.host_metrics)
             .finish()
     }
 }

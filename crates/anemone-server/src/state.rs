@@ -51,6 +51,9 @@ pub struct AppState {
     /// `/metrics` also has Triton's families (`--triton-metrics`); by
     /// default, false.
     pub triton_metrics: bool,
+    /// The machine's CPU, memory and GPU figures for `/metrics`
+    /// (`host_metrics/`); by default, none.
+    pub host_metrics: Option<std::sync::Arc<crate::host_metrics::HostMetrics>>,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ impl AppState {
             strict_readiness: true,
             server_id: "anemone".into(),
             triton_metrics: false,
+            host_metrics: None,
         }
     }
 
@@ -506,8 +510,15 @@ impl AppState {
         let metrics = self.manager.metrics();
         let mut out = crate::prometheus::render(&metrics, &queued, &self.repository.index());
         crate::settings::render_gates(self.manager.gates(), &mut out);
+        let host = self.host_metrics.as_ref().map(|h| h.figures());
+        if let Some(host) = &host {
+            crate::prometheus::host::render(host, &mut out);
+        }
         if self.triton_metrics {
             crate::prometheus::triton::render(&metrics, &queued, &mut out);
+            if let Some(host) = &host {
+                crate::prometheus::host::render_triton(host, &mut out);
+            }
         }
         out
     }

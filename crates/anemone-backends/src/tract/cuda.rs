@@ -86,16 +86,37 @@ impl Backend for TractCuda {
             Some(value) => Precision::parse(value).map_err(Error::Config)?,
             None => Precision::default(),
         };
-        if let Probe::Unavailable { reason } = self.probe() {
-            return Err(Error::Unavailable {
-                what: "tract-cuda".into(),
-                reason,
-            });
+        match self.probe() {
+            Probe::Unavailable { reason } => {
+                return Err(Error::Unavailable {
+                    what: "tract-cuda".into(),
+                    reason,
+                })
+            }
+            Probe::Available { detail } => say_first_compile(&detail),
         }
         set_wait();
         let model =
             bracketed(|| guarded("load", || load(&CUDA, &source.path, options, precision)))?;
         Ok(Box::new(CudaModel(model, precision)))
+    }
+}
+
+/// Says once, before the first load, that tract-cuda is about to compile
+/// its kernels for this GPU (about a minute, once per machine and GPU
+/// architecture): a load that long with nothing in the log looks hung.
+fn say_first_compile(probe: &str) {
+    static SAID: OnceLock<()> = OnceLock::new();
+    if let Some((_, whence)) =
+        probe.split_once("the first load compiles the kernels (about a minute) ")
+    {
+        SAID.get_or_init(|| {
+            tracing::warn!(
+                "tract-cuda: compiling its CUDA kernels for this GPU before the first model \
+                 loads, once per machine (about a minute; later starts read them from the \
+                 cache): {whence}"
+            )
+        });
     }
 }
 

@@ -18,6 +18,7 @@ mod fuzz_replay;
 mod grpc;
 mod grpc_compression;
 mod grpc_errors;
+mod host_metrics;
 mod http;
 mod latency;
 mod listeners;

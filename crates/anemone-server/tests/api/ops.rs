@@ -221,7 +221,7 @@ async fn with_the_fallback_gate_off_a_failing_model_stays_on_its_backend() {
 
 /// The families of `/metrics` (`# TYPE` lines) and their types, from a
 /// server with every optional part on (memory budget, response cache), after
-/// one inference.
+/// one inference, and the machine's CPU, memory and GPU families.
 async fn families() -> std::collections::BTreeMap<String, String> {
     let repo = crate::support::Repo::new("ops-families");
     repo.write("add/1/model.onnx", &crate::support::add_model());
@@ -252,8 +252,28 @@ async fn families() -> std::collections::BTreeMap<String, String> {
     let (status, answer) = s.http("POST", "/v2/models/add/infer", Some(body)).await;
     assert_eq!(status, 200, "{answer}");
     let (_, metrics) = s.http("GET", "/metrics", None).await;
-    let metrics = metrics.as_str().unwrap().to_string();
+    let mut metrics = metrics.as_str().unwrap().to_string();
     s.shutdown().await;
+    // The machine's families, with every figure a machine can give (a GPU
+    // needs one; the server renders them through this function).
+    let host = anemone_server::host_metrics::HostFigures {
+        cpu_utilization: Some(0.5),
+        memory: Some(anemone_server::host_metrics::HostMemory { total: 4, used: 2 }),
+        gpus: vec![anemone_server::host_metrics::GpuFigures {
+            ordinal: 0,
+            uuid: "GPU-0".into(),
+            reading: anemone_server::host_metrics::GpuReading {
+                utilization: Some(0.5),
+                memory_total: Some(4),
+                memory_used: Some(2),
+                power: Some(100.0),
+                power_limit: Some(700.0),
+                energy_mj: Some(5),
+            },
+            energy_joules: 0.0,
+        }],
+    };
+    anemone_server::prometheus::host::render(&host, &mut metrics);
     metrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

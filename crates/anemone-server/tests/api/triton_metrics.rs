@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 /// The value of the sample `name{labels}` (labels as written, in order).
-fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
+pub(crate) fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
     let prefix = format!("{name}{{{labels}}} ");
     metrics
         .lines()
@@ -22,7 +22,12 @@ fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
         .unwrap()
 }
 
-async fn call(router: &axum::Router, method: &str, path: &str, body: &str) -> (u16, String) {
+pub(crate) async fn call(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
     let request = axum::http::Request::builder()
         .method(method)
         .uri(path)
