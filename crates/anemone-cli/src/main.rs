@@ -29,6 +29,7 @@ mod startup;
 mod telemetry;
 mod tls_args;
 mod trace_config;
+mod trace_file_layer;
 mod triton_flags;
 
 use clap::builder::BoolishValueParser;

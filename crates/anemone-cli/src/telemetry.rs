@@ -36,9 +36,10 @@ pub struct TracingArgs {
     /// Triton's trace settings, repeatable: `mode=opentelemetry`, `level=`, `rate=`,
     /// `count=`, `opentelemetry,url=HOST:PORT/v1/traces` (OTLP/HTTP, as Triton's; default
     /// localhost:4318/v1/traces), `opentelemetry,resource=KEY=VALUE`,
-    /// `opentelemetry,bsp_schedule_delay=MS` and the other `bsp_*`. Triton's defaults
-    /// then apply (level OFF, rate 1000). Triton's trace files (`mode=triton`) are refused.
-    /// By default, none. See docs/FROM_TRITON.md.
+    /// `opentelemetry,bsp_schedule_delay=MS` and the other `bsp_*`; Triton's trace files:
+    /// `mode=triton` (Triton's default mode), `triton,file=PATH`, `triton,log-frequency=N`.
+    /// Triton's defaults then apply (level OFF, rate 1000). By default, none. See
+    /// docs/FROM_TRITON.md.
     #[arg(long, value_name = "SETTING", env = "ANEMONE_TRACE_CONFIG")]
     pub trace_config: Vec<String>,
 
@@ -62,7 +63,7 @@ pub struct TracingArgs {
     pub trace_level: Option<String>,
 
     /// Traces one request in N, as Triton's trace rate (1 traces every request) [default: 1;
-    /// with --trace-config, Triton's 1000].
+    /// with --trace-config or --trace-file, Triton's 1000].
     #[arg(long, value_name = "N", env = "ANEMONE_TRACE_RATE",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub trace_rate: Option<u32>,
@@ -72,6 +73,20 @@ pub struct TracingArgs {
     #[arg(long, value_name = "N", env = "ANEMONE_TRACE_COUNT",
           allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1..))]
     pub trace_count: Option<i32>,
+
+    /// Writes traced requests to this file as Triton's trace files (JSON: each request's
+    /// model and timestamps, REQUEST_START ... REQUEST_END, in monotonic nanoseconds), for
+    /// Triton's tools, instead of exporting spans. Written at shutdown, or every
+    /// --trace-log-frequency traces to FILE.0, FILE.1, ... Triton's defaults apply (level OFF:
+    /// give --trace-level TIMESTAMPS; rate 1000). By default, none.
+    #[arg(long, value_name = "FILE", env = "ANEMONE_TRACE_FILE")]
+    pub trace_file: Option<std::path::PathBuf>,
+
+    /// With --trace-file: write the traces every N traced requests, to FILE.0, FILE.1, ...
+    /// (0: all of them to FILE at shutdown, Triton's default). Changed at run time through
+    /// /v2/trace/setting's log_frequency.
+    #[arg(long, value_name = "N", env = "ANEMONE_TRACE_LOG_FREQUENCY")]
+    pub trace_log_frequency: Option<u32>,
 }
 
 /// Where and how spans are exported, and what is traced: the flags and
@@ -88,13 +103,19 @@ struct Plan {
     /// Triton's OpenTelemetry rule: a request with a sampled trace context
     /// is traced whatever the rate and the count.
     follow_context: bool,
+    /// Triton's trace files: the file and the log frequency.
+    file: Option<(std::path::PathBuf, u32)>,
 }
 
 /// Refuses a setting given both as `flag` and in `--trace-config`.
 fn one_of<T>(flag: Option<T>, triton: Option<T>, name: &str) -> anyhow::Result<Option<T>> {
+    let setting = match name {
+        "file" | "log-frequency" => format!("triton,{name}"),
+        _ => name.to_string(),
+    };
     match (flag, triton) {
         (Some(_), Some(_)) => anyhow::bail!(
-            "the trace {name} is given twice, by --trace-{name} and by --trace-config {name}=; give one"
+            "the trace {name} is given twice, by --trace-{name} and by --trace-config {setting}=; give one"
         ),
         (flag, triton) => Ok(flag.or(triton)),
     }
@@ -104,6 +125,26 @@ impl TracingArgs {
     /// The flags and `--trace-config` together, checked.
     fn plan(&self) -> anyhow::Result<Plan> {
         let triton = crate::trace_config::parse(&self.trace_config).map_err(anyhow::Error::msg)?;
+        let file = one_of(self.trace_file.clone(), triton.file.clone(), "file")?;
+        let log_frequency = one_of(
+            self.trace_log_frequency,
+            triton.log_frequency,
+            "log-frequency",
+        )?;
+        if log_frequency.is_some() && file.is_none() {
+            anyhow::bail!(
+                "--trace-log-frequency says how often Triton's trace files are written: give \
+                 the file too (--trace-file PATH or --trace-config triton,file=PATH)"
+            );
+        }
+        if file.is_some() && (self.otlp_endpoint.is_some() || triton.opentelemetry) {
+            anyhow::bail!(
+                "traces go either to Triton's trace file (--trace-file) or to an OpenTelemetry \
+                 collector (--otlp-endpoint, --trace-config mode=opentelemetry); give one"
+            );
+        }
+        // Triton's modes, with their defaults (level OFF, rate 1000).
+        let tritons = triton.opentelemetry || triton.triton || file.is_some();
         let endpoint = match (&self.otlp_endpoint, &triton.url) {
             (Some(_), Some(_)) => anyhow::bail!(
                 "the collector is given twice, by --otlp-endpoint and by --trace-config \
@@ -131,18 +172,19 @@ impl TracingArgs {
             }
             // Triton's default level is OFF (set it at run time through
             // the trace extension); anemone's, with an endpoint, TIMESTAMPS.
-            None if triton.opentelemetry => TraceLevel::OFF,
+            None if tritons => TraceLevel::OFF,
             None if endpoint.is_some() => TraceLevel::TIMESTAMPS,
             None => TraceLevel::OFF,
         };
-        if level.is_on() && endpoint.is_none() {
+        if level.is_on() && endpoint.is_none() && file.is_none() {
             anyhow::bail!(
-                "--trace-level {} needs somewhere to send spans: add --otlp-endpoint URL (e.g. http://localhost:4317)",
+                "--trace-level {} needs somewhere to send traces: add --otlp-endpoint URL (e.g. \
+                 http://localhost:4317) for OpenTelemetry, or --trace-file PATH for Triton's trace files",
                 level.names().join(",")
             );
         }
         let rate = one_of(self.trace_rate, triton.rate, "rate")?;
-        let rate = rate.unwrap_or(match triton.opentelemetry {
+        let rate = rate.unwrap_or(match tritons {
             true => crate::trace_config::TRITON_TRACE_RATE,
             false => 1,
         });
@@ -158,6 +200,7 @@ impl TracingArgs {
         let mut resources = self.otlp_resource_attributes.clone();
         resources.extend(triton.resources);
         Ok(Plan {
+            file: file.map(|f| (f, log_frequency.unwrap_or(0))),
             follow_context: triton.opentelemetry,
             endpoint,
             level,
@@ -177,9 +220,38 @@ impl TracingArgs {
             rate: plan.rate,
             count: plan.count,
             follow_context: plan.follow_context,
+            trace_file: match &plan.file {
+                Some((path, frequency)) => Some(trace_file(path, *frequency)?),
+                None => None,
+            },
         })
     }
 }
+
+/// The one trace file of the process (the layer writing it and the
+/// server's trace settings share it), made at its first use.
+fn trace_file(
+    path: &std::path::Path,
+    log_frequency: u32,
+) -> anyhow::Result<std::sync::Arc<anemone_server::telemetry::TraceFile>> {
+    static FILE: Mutex<Option<std::sync::Arc<anemone_server::telemetry::TraceFile>>> =
+        Mutex::new(None);
+    let mut file = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(file) = &*file {
+        return Ok(file.clone());
+    }
+    let made = std::sync::Arc::new(
+        anemone_server::telemetry::TraceFile::new(path, log_frequency)
+            .map_err(anyhow::Error::msg)?,
+    );
+    *file = Some(made.clone());
+    *TRACE_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(made.clone());
+    Ok(made)
+}
+
+/// The trace file [`shutdown`] writes out.
+static TRACE_FILE: Mutex<Option<std::sync::Arc<anemone_server::telemetry::TraceFile>>> =
+    Mutex::new(None);
 
 /// A layer for the process's subscriber.
 pub type BoxedLayer =
@@ -198,6 +270,12 @@ static EXPORTING: Mutex<Option<Exporting>> = Mutex::new(None);
 /// opentelemetry,url=`); `None` without either.
 pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
     let plan = args.plan()?;
+    if let Some((path, frequency)) = &plan.file {
+        let layer = crate::trace_file_layer::TraceFileLayer::new(trace_file(path, *frequency)?);
+        let only_ours = tracing_subscriber::filter::Targets::new()
+            .with_target(anemone_runtime::trace::TARGET, tracing::Level::TRACE);
+        return Ok(Some(layer.with_filter(only_ours).boxed()));
+    }
     let Some((endpoint, http)) = &plan.endpoint else {
         return Ok(None);
     };
@@ -296,9 +374,13 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
     ))
 }
 
-/// Exports the spans not sent yet and stops the exporter; a no-op without
-/// `--otlp-endpoint`. Call before the process exits.
+/// Exports the spans not sent yet and stops the exporter, and writes out
+/// Triton's trace file; a no-op without `--otlp-endpoint` or
+/// `--trace-file`. Call before the process exits.
 pub fn shutdown() {
+    if let Some(file) = TRACE_FILE.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        file.flush();
+    }
     let Some(exporting) = EXPORTING.lock().unwrap_or_else(|e| e.into_inner()).take() else {
         return;
     };

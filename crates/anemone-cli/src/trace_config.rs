@@ -3,8 +3,9 @@
 //! `mode=opentelemetry`, `level=`, `rate=`, `count=`, and
 //! `opentelemetry,url=`, `opentelemetry,resource=KEY=VALUE` and the batch
 //! processor's `opentelemetry,bsp_*` settings. Triton's own trace files
-//! (`mode=triton`, `triton,file=`, `triton,log-frequency=`) are refused,
-//! saying what to give instead.
+//! (`mode=triton`, its default, with `triton,file=` and
+//! `triton,log-frequency=`) map onto anemone's writer of those files
+//! (`trace_file_layer.rs`).
 
 use std::time::Duration;
 
@@ -28,8 +29,15 @@ pub struct BatchSettings {
 /// What `--trace-config` values said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TritonTrace {
-    /// `mode=opentelemetry` was given (without it, nothing else may be).
+    /// `mode=opentelemetry` was given.
     pub opentelemetry: bool,
+    /// `mode=triton` was given, or settings without a mode (Triton's
+    /// default mode is its trace files).
+    pub triton: bool,
+    /// `triton,file=`.
+    pub file: Option<std::path::PathBuf>,
+    /// `triton,log-frequency=`.
+    pub log_frequency: Option<u32>,
     /// `level=` values, in order (Triton takes several: TIMESTAMPS, TENSORS).
     pub levels: Vec<String>,
     /// `rate=`.
@@ -50,10 +58,6 @@ fn number<T: std::str::FromStr>(value: &str, key: &str) -> Result<T, String> {
         .map_err(|_| format!("--trace-config {key}={value}: expected a number"))
 }
 
-const FILES: &str = "Triton's trace files are not in anemone, which exports OpenTelemetry \
-                     spans: give --trace-config mode=opentelemetry and \
-                     --trace-config opentelemetry,url=HOST:PORT/v1/traces (or --otlp-endpoint)";
-
 /// Reads `--trace-config` values.
 pub fn parse(values: &[String]) -> Result<TritonTrace, String> {
     let mut trace = TritonTrace::default();
@@ -67,8 +71,11 @@ pub fn parse(values: &[String]) -> Result<TritonTrace, String> {
         })?;
         match (section, key) {
             (None, "mode") if v == "opentelemetry" => trace.opentelemetry = true,
-            (None, "mode") if v == "triton" => {
-                return Err(format!("--trace-config mode=triton: {FILES}"))
+            (None, "mode") if v == "triton" => trace.triton = true,
+            (None, "mode") => {
+                return Err(format!(
+                    "--trace-config mode={v}: Triton's modes are triton (trace files) and opentelemetry"
+                ))
             }
             (None, "level") => trace.levels.push(v.to_string()),
             (None, "rate") => trace.rate = Some(number(v, key)?),
@@ -84,22 +91,35 @@ pub fn parse(values: &[String]) -> Result<TritonTrace, String> {
             (Some("opentelemetry"), "bsp_max_export_batch_size") => {
                 trace.batch.max_export_batch_size = Some(number(v, key)?)
             }
-            (Some("triton"), _) => return Err(format!("--trace-config {value}: {FILES}")),
+            (Some("triton"), "file") => trace.file = Some(v.into()),
+            (Some("triton"), "log-frequency") => trace.log_frequency = Some(number(v, key)?),
             _ => {
                 return Err(format!(
                     "--trace-config '{value}': not a setting anemone takes; Triton's are mode, \
-                     level, rate, count, and opentelemetry,url, opentelemetry,resource, \
+                     level, rate, count, triton,file, triton,log-frequency, and \
+                     opentelemetry,url, opentelemetry,resource, \
                      opentelemetry,bsp_max_queue_size, opentelemetry,bsp_schedule_delay, \
                      opentelemetry,bsp_max_export_batch_size"
                 ))
             }
         }
     }
+    if trace.opentelemetry && trace.triton {
+        return Err(
+            "--trace-config mode= is given as both triton and opentelemetry; give one".into(),
+        );
+    }
+    let files = trace.file.is_some() || trace.log_frequency.is_some();
+    if trace.opentelemetry && files {
+        return Err(
+            "--trace-config triton,file= and triton,log-frequency= belong to Triton's trace files \
+             (mode=triton), not to mode=opentelemetry; give one mode"
+                .into(),
+        );
+    }
+    // Without a mode, Triton's default: its trace files.
     if !values.is_empty() && !trace.opentelemetry {
-        return Err(format!(
-            "--trace-config without mode=opentelemetry asks for Triton's own trace files \
-             (its default mode); {FILES}"
-        ));
+        trace.triton = true;
     }
     Ok(trace)
 }
@@ -160,15 +180,34 @@ mod tests {
     }
 
     #[test]
-    fn tritons_trace_files_and_unknown_settings_are_refused_saying_what_to_give() {
+    fn tritons_trace_file_settings_are_read_in_its_default_mode() {
+        let trace = parse(&values(&[
+            "triton,file=/tmp/trace.json",
+            "triton,log-frequency=50",
+            "level=TIMESTAMPS",
+            "rate=2",
+        ]))
+        .unwrap();
+        assert!(trace.triton && !trace.opentelemetry);
+        assert_eq!(
+            trace.file.as_deref(),
+            Some(std::path::Path::new("/tmp/trace.json"))
+        );
+        assert_eq!(trace.log_frequency, Some(50));
+        assert_eq!(trace.rate, Some(2));
+        assert!(parse(&values(&["mode=triton"])).unwrap().triton);
+    }
+
+    #[test]
+    fn mixed_modes_and_unknown_settings_are_refused_saying_what_to_give() {
         for refused in [
-            vec!["mode=triton"],
             vec!["mode=opentelemetry", "triton,file=/tmp/trace.json"],
             vec!["mode=opentelemetry", "triton,log-frequency=50"],
-            vec!["level=TIMESTAMPS"],
+            vec!["mode=opentelemetry", "mode=triton"],
+            vec!["mode=jaeger"],
         ] {
             let e = parse(&values(&refused)).unwrap_err();
-            assert!(e.contains("mode=opentelemetry"), "{refused:?}: {e}");
+            assert!(e.contains("mode"), "{refused:?}: {e}");
         }
         let e = parse(&values(&["mode=opentelemetry", "opentelemetry,uri=x"])).unwrap_err();
         assert!(e.contains("not a setting anemone takes"), "{e}");

@@ -378,7 +378,7 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
     for (args, says) in [
         (
             vec!["--trace-level", "TIMESTAMPS"],
-            "needs somewhere to send spans: add --otlp-endpoint",
+            "needs somewhere to send traces: add --otlp-endpoint URL",
         ),
         (
             vec![
@@ -390,14 +390,48 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
             "expected KEY=VALUE",
         ),
         (vec!["--trace-level", "LOUD"], "unknown trace level 'LOUD'"),
-        // Triton's trace files, and its settings without its OpenTelemetry mode.
+        // Triton's trace files: a level needs the file; one mode at a time;
+        // the file's folder must exist.
         (
-            vec!["--trace-config", "mode=triton"],
-            "give --trace-config mode=opentelemetry",
+            vec![
+                "--trace-config",
+                "mode=triton",
+                "--trace-config",
+                "level=TIMESTAMPS",
+            ],
+            "or --trace-file PATH for Triton's trace files",
         ),
         (
-            vec!["--trace-config", "triton,file=/tmp/trace.json"],
-            "Triton's trace files are not in anemone",
+            vec![
+                "--trace-file",
+                "/tmp/t.json",
+                "--otlp-endpoint",
+                "http://127.0.0.1:9",
+            ],
+            "give one",
+        ),
+        (
+            vec![
+                "--trace-config",
+                "mode=opentelemetry",
+                "--trace-config",
+                "triton,file=/tmp/trace.json",
+            ],
+            "give one mode",
+        ),
+        (vec!["--trace-log-frequency", "5"], "give the file too"),
+        (
+            vec![
+                "--trace-file",
+                "/tmp/t.json",
+                "--trace-config",
+                "triton,file=/tmp/u.json",
+            ],
+            "--trace-config triton,file=; give one",
+        ),
+        (
+            vec!["--trace-file", "/nonexistent-folder/t.json"],
+            "the folder /nonexistent-folder does not exist",
         ),
         (
             vec![
@@ -499,4 +533,5 @@ async fn issue_13_spans_are_flushed_at_shutdown() {
 
 mod ensemble;
 mod http;
+mod trace_file;
 mod unreachable;

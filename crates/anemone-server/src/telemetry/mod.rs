@@ -15,9 +15,11 @@
 
 pub mod context;
 pub mod settings;
+pub mod trace_file;
 
 pub use context::{grpc_span, http_span, traced, Protocol};
 pub use settings::{TraceLevel, TraceSettings, TracingOptions};
+pub use trace_file::{TraceFile, TraceRecord};
 
 /// Triton answers settings for a model only when it is ready.
 pub(crate) fn known_model(

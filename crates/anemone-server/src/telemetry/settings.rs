@@ -97,6 +97,10 @@ pub struct TracingOptions {
     /// count, at a level other than `OFF`. By default, false: the rate
     /// and the count choose every request.
     pub follow_context: bool,
+    /// Triton's trace files (`--trace-file`): traced requests are written
+    /// there rather than exported; the settings show Triton's `triton`
+    /// mode, `trace_file` and `log_frequency`. By default, none.
+    pub trace_file: Option<std::sync::Arc<super::trace_file::TraceFile>>,
 }
 
 impl Default for TracingOptions {
@@ -107,6 +111,7 @@ impl Default for TracingOptions {
             rate: 1,
             count: -1,
             follow_context: false,
+            trace_file: None,
         }
     }
 }
@@ -143,6 +148,8 @@ pub type Update = (String, Option<Vec<String>>);
 #[derive(Debug)]
 pub struct TraceSettings {
     endpoint: Option<String>,
+    /// [`TracingOptions::trace_file`].
+    trace_file: Option<std::sync::Arc<super::trace_file::TraceFile>>,
     /// The start-up setting, which clearing a global field returns to.
     initial: Setting,
     /// The run-time switch. On by default.
@@ -183,6 +190,7 @@ impl TraceSettings {
         };
         let settings = TraceSettings {
             endpoint: options.endpoint.clone(),
+            trace_file: options.trace_file.clone(),
             initial,
             enabled: AtomicBool::new(true),
             gates: None,
@@ -220,9 +228,9 @@ impl TraceSettings {
         self.enabled.load(Ordering::Relaxed) && self.gates.as_ref().is_none_or(|g| g.tracing())
     }
 
-    /// Whether spans are exported anywhere (an OTLP endpoint is set).
+    /// Whether traces go anywhere (an OTLP endpoint or a trace file).
     pub fn exporting(&self) -> bool {
-        self.endpoint.is_some()
+        self.endpoint.is_some() || self.trace_file.is_some()
     }
 
     /// Whether a request for `model` is traced now; counts it towards the
@@ -294,8 +302,16 @@ impl TraceSettings {
             ("trace_level", setting.level.names()),
             ("trace_rate", vec![setting.rate.to_string()]),
             ("trace_count", vec![setting.count.to_string()]),
-            ("trace_mode", vec!["opentelemetry".into()]),
         ];
+        match &self.trace_file {
+            // Triton's order in its own mode.
+            Some(file) => out.extend([
+                ("log_frequency", vec![file.log_frequency().to_string()]),
+                ("trace_file", vec![file.path().display().to_string()]),
+                ("trace_mode", vec!["triton".into()]),
+            ]),
+            None => out.push(("trace_mode", vec!["opentelemetry".into()])),
+        }
         if let Some(url) = &self.endpoint {
             out.push(("url", vec![url.clone()]));
         }
@@ -308,6 +324,7 @@ impl TraceSettings {
         let mut level = None;
         let mut rate = None;
         let mut count = None;
+        let mut log_frequency = None;
         for (name, value) in updates {
             let value = value.as_deref();
             match name.as_str() {
@@ -318,7 +335,7 @@ impl TraceSettings {
                         .map_err(ApiError::invalid)?;
                     if parsed.is_some_and(TraceLevel::is_on) && !self.exporting() {
                         return Err(ApiError::invalid(
-                            "no span could be exported: start anemone serve with --otlp-endpoint URL to trace requests",
+                            "no trace could go anywhere: start anemone serve with --otlp-endpoint URL (OpenTelemetry) or --trace-file PATH (Triton's trace files) to trace requests",
                         ));
                     }
                     level = Some(parsed);
@@ -326,9 +343,21 @@ impl TraceSettings {
                 "trace_rate" => rate = Some(value.map(|v| number(name, v, 1)).transpose()?),
                 "trace_count" => count = Some(value.map(|v| number(name, v, -1)).transpose()?),
                 "trace_file" => {
-                    return Err(ApiError::invalid(
-                        "trace file location can not be updated through network protocol (anemone exports spans over OTLP; see --otlp-endpoint)",
-                    ))
+                    return Err(ApiError::invalid(match self.trace_file {
+                        Some(_) => "trace file location can not be updated through network protocol",
+                        None => "trace file location can not be updated through network protocol (this server exports spans over OTLP; Triton's trace files are --trace-file PATH at start-up)",
+                    }))
+                }
+                "log_frequency" if self.trace_file.is_some() => {
+                    if model.is_some() {
+                        return Err(ApiError::invalid(
+                            "log_frequency applies to the server's trace file: set it in /v2/trace/setting, not a model's",
+                        ));
+                    }
+                    log_frequency = Some(match value {
+                        Some(v) => number(name, v, 0)? as u32,
+                        None => 0,
+                    });
                 }
                 "log_frequency" | "trace_mode" => {
                     return Err(ApiError::invalid(format!(
@@ -342,6 +371,9 @@ impl TraceSettings {
                     )))
                 }
             }
+        }
+        if let (Some(n), Some(file)) = (log_frequency, &self.trace_file) {
+            file.set_log_frequency(n);
         }
         match model {
             None => {
@@ -436,7 +468,58 @@ mod tests {
             rate,
             count,
             follow_context: false,
+            ..Default::default()
         })
+    }
+
+    #[test]
+    fn with_a_trace_file_the_settings_are_tritons_own_mode() {
+        let dir = crate::test_dir::TempDir::new("trace-settings-file");
+        let file =
+            std::sync::Arc::new(crate::telemetry::TraceFile::new(&dir.join("t.json"), 0).unwrap());
+        let s = TraceSettings::new(&TracingOptions {
+            level: TraceLevel::TIMESTAMPS,
+            trace_file: Some(file.clone()),
+            ..Default::default()
+        });
+        assert!(s.exporting());
+        let shown = |s: &TraceSettings| -> Vec<(&str, Vec<String>)> { s.view(None) };
+        let names: Vec<&str> = shown(&s).iter().map(|(n, _)| *n).collect();
+        // Triton 2.51's answer in its triton mode, in its order.
+        assert_eq!(
+            names,
+            [
+                "trace_level",
+                "trace_rate",
+                "trace_count",
+                "log_frequency",
+                "trace_file",
+                "trace_mode"
+            ]
+        );
+        assert_eq!(shown(&s)[5].1, ["triton"]);
+        assert_eq!(shown(&s)[4].1, [dir.join("t.json").display().to_string()]);
+        set(&s, None, "log_frequency", Some(&["50"])).unwrap();
+        assert_eq!(file.log_frequency(), 50);
+        assert_eq!(shown(&s)[3].1, ["50"]);
+        // All or nothing: a bad value beside it changes neither.
+        assert!(s
+            .update(
+                None,
+                &[
+                    ("log_frequency".into(), Some(vec!["7".into()])),
+                    ("trace_rate".into(), Some(vec!["often".into()])),
+                ]
+            )
+            .is_err());
+        assert_eq!(file.log_frequency(), 50);
+        let e = set(&s, Some("add"), "log_frequency", Some(&["5"])).unwrap_err();
+        assert!(e.message.contains("server's trace file"), "{}", e.message);
+        let e = set(&s, None, "trace_file", Some(&["/tmp/x"])).unwrap_err();
+        assert!(e.message.contains("can not be updated"), "{}", e.message);
+        // Without a file, log_frequency is refused, naming Triton's files.
+        let e = set(&on(1, -1), None, "log_frequency", Some(&["5"])).unwrap_err();
+        assert!(e.message.contains("Triton's trace files"), "{}", e.message);
     }
 
     #[test]
@@ -447,6 +530,7 @@ mod tests {
             rate: 0,
             count: 1,
             follow_context: true,
+            ..Default::default()
         });
         // Rate 0: nothing by the rate; a context, every time, the count kept.
         assert!((0..5).all(|_| !s.sample("m")));

@@ -38,6 +38,7 @@ fn exporting() -> TracingOptions {
         rate: 5,
         count: -1,
         follow_context: false,
+        ..Default::default()
     }
 }
 
