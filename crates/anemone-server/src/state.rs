@@ -354,7 +354,6 @@ impl AppState {
             version: response.version.to_string(),
             // The runtime hands the request's id back.
             id: response.id,
-            parameters: request.parameters,
             outputs,
             in_shared_memory,
         })

@@ -16,7 +16,7 @@ pub struct InferRequest {
     pub version: Option<u64>,
     /// Request id, echoed back.
     pub id: Option<String>,
-    /// Request parameters, passed through to the response.
+    /// Request parameters (the response does not repeat them, as in Triton).
     pub parameters: serde_json::Map<String, Value>,
     /// Named inputs.
     pub inputs: Vec<(String, Tensor)>,
@@ -136,8 +136,6 @@ pub struct InferResponse {
     pub version: String,
     /// The request's id.
     pub id: Option<String>,
-    /// The request's parameters, passed through.
-    pub parameters: serde_json::Map<String, Value>,
     /// Named outputs, in the order asked for.
     pub outputs: Vec<(String, Tensor)>,
     /// Which outputs were written into shared memory, and so are answered

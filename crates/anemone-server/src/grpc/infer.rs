@@ -25,10 +25,9 @@ pub(super) async fn run(
     deadline: Option<std::time::Duration>,
     max_bytes: usize,
 ) -> Result<ModelInferResponse, ApiError> {
-    let parameters = request.parameters.clone();
     let mut decoded = decode(request, &state.shared_memory, max_bytes)?;
     decoded.deadline = deadline;
-    let response = encode(state.infer(decoded).await?, parameters);
+    let response = encode(state.infer(decoded).await?);
     check_size("response", response.encoded_len(), max_bytes)?;
     Ok(response)
 }
@@ -347,12 +346,9 @@ fn shared_memory_parameters(
     )
 }
 
-/// A protocol-neutral response as a gRPC one; `parameters` are the
-/// request's, passed back unchanged.
-pub(super) fn encode(
-    response: v2::InferResponse,
-    parameters: HashMap<String, InferParameter>,
-) -> ModelInferResponse {
+/// A protocol-neutral response as a gRPC one. The request's parameters are
+/// not repeated, as Triton does not.
+pub(super) fn encode(response: v2::InferResponse) -> ModelInferResponse {
     let mut outputs = Vec::with_capacity(response.outputs.len());
     let mut raw = Vec::with_capacity(response.outputs.len());
     let shared = response.in_shared_memory;
@@ -386,7 +382,7 @@ pub(super) fn encode(
         model_name: response.model,
         model_version: response.version,
         id: response.id.unwrap_or_default(),
-        parameters,
+        parameters: HashMap::new(),
         outputs,
         raw_output_contents: raw,
     }

@@ -20,7 +20,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 
 /// The header that splits a body into its JSON and binary parts.
@@ -323,8 +323,6 @@ struct ResponseHeader<'a> {
     model_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    parameters: &'a Map<String, Value>,
     outputs: Vec<OutputJson<'a>>,
 }
 
@@ -354,7 +352,6 @@ pub fn encode(
         model_name: &response.model,
         model_version: &response.version,
         id: response.id.as_deref(),
-        parameters: &response.parameters,
         outputs: response
             .outputs
             .iter()
@@ -501,8 +498,7 @@ fn json_size_hint(header: &ResponseHeader) -> usize {
             96 + o.name.len() + o.shape.len() * 21 + values
         })
         .sum();
-    let parameters = if header.parameters.is_empty() { 0 } else { 256 };
-    64 + header.model_name.len() + header.id.map_or(0, str::len) + parameters + outputs
+    64 + header.model_name.len() + header.id.map_or(0, str::len) + outputs
 }
 
 /// The length of a tensor's binary form.

@@ -40,7 +40,8 @@ async fn infer_with_raw_and_typed_contents() {
         }
     }
 
-    // A subset of outputs, an id and parameters of every kind, echoed back.
+    // A subset of outputs, and an id and parameters of every kind: the id
+    // comes back, the parameters do not (as tritonserver 2.51 answers).
     let mut request = add_raw(&X[..4], &Y[..4]);
     request.id = "req-42".into();
     request.outputs = vec![InferRequestedOutputTensor {
@@ -68,7 +69,7 @@ async fn infer_with_raw_and_typed_contents() {
     ]);
     let r = c.model_infer(request.clone()).await.unwrap().into_inner();
     assert_eq!(r.id, "req-42");
-    assert_eq!(r.parameters, request.parameters);
+    assert!(r.parameters.is_empty(), "{:?}", r.parameters);
     assert_eq!(r.outputs.len(), 1);
     let (meta, raw) = output(&r, "diff");
     assert_eq!(meta.shape, [1, 4]);
