@@ -37,6 +37,10 @@ impl<E> Watched<E> {
         match result {
             Err(e) => {
                 let dropped = self.dropped.fetch_add(spans as u64, Ordering::Relaxed);
+                let e = match crate::otlp_http::take_last_error() {
+                    Some(cause) => format!("{e}: {cause}"),
+                    None => e.to_string(),
+                };
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         "OTLP export to {} failed: {e}; spans are dropped until the collector \

@@ -56,6 +56,21 @@ pub struct TracingArgs {
     )]
     pub otlp_resource_attributes: Vec<String>,
 
+    /// A header sent with every export, as KEY=VALUE (a collector's API key, e.g.
+    /// x-honeycomb-team=KEY); repeat for more. They add to (and override) those in
+    /// $OTEL_EXPORTER_OTLP_HEADERS. Over gRPC they are the calls' metadata.
+    #[arg(
+        long = "otlp-header",
+        value_name = "KEY=VALUE",
+        env = "ANEMONE_OTLP_HEADER"
+    )]
+    pub otlp_headers: Vec<String>,
+
+    /// CA certificates (PEM) trusted for an https:// --otlp-endpoint, beside the system's:
+    /// a private CA, or a collector's own self-signed certificate.
+    #[arg(long, value_name = "FILE", env = "ANEMONE_OTLP_CA_CERT")]
+    pub otlp_ca_cert: Option<std::path::PathBuf>,
+
     /// Triton's trace level: OFF, TIMESTAMPS (request and stage spans) or TENSORS
     /// (accepted; the same spans) [default: TIMESTAMPS with --otlp-endpoint, else OFF].
     /// Changed at run time through /v2/trace/setting.
@@ -311,22 +326,57 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the OTLP exporter's runtime: {e}"))?;
+    let headers = otlp_headers(&args.otlp_headers)?;
+    let ca = match &args.otlp_ca_cert {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            anyhow::anyhow!("--otlp-ca-cert {}: cannot read it: {e}", path.display())
+        })?),
+        None => None,
+    };
+    let https = endpoint.starts_with("https://");
+    if ca.is_some() && !https {
+        anyhow::bail!(
+            "--otlp-ca-cert is for an https:// collector, and the endpoint is {endpoint}; \
+             give an https:// URL, or leave the certificate out"
+        );
+    }
     let exporter = {
-        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
         let _inside = runtime.enter();
         let built = match http {
             true => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_http_client(crate::otlp_http::OtlpHttpClient::new(
                     runtime.handle().clone(),
+                    crate::otlp_http::tls_config(ca.as_deref())?,
                 ))
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_endpoint(endpoint.clone())
+                .with_headers(headers.into_iter().collect())
                 .build(),
-            false => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build(),
+            false => {
+                let mut metadata = tonic::metadata::MetadataMap::new();
+                for (key, value) in &headers {
+                    let key = tonic::metadata::MetadataKey::from_bytes(key.as_bytes())
+                        .map_err(|_| anyhow::anyhow!("--otlp-header {key}: not a header name"))?;
+                    let value = value.parse().map_err(|_| {
+                        anyhow::anyhow!("--otlp-header {key}: the value is not a header value")
+                    })?;
+                    metadata.insert(key, value);
+                }
+                let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .with_metadata(metadata);
+                if https {
+                    let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+                    if let Some(pem) = &ca {
+                        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+                    }
+                    builder = builder.with_tls_config(tls);
+                }
+                builder.build()
+            }
         };
         built.map_err(|e| {
             anyhow::anyhow!(
@@ -372,6 +422,34 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
             .with_filter(only_ours)
             .boxed(),
     ))
+}
+
+/// `--otlp-header` values as (name, value), checked: a header name (lower
+/// case, as HTTP/2 and gRPC metadata want) and a printable value.
+fn otlp_headers(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--otlp-header '{pair}': expected KEY=VALUE, e.g. x-api-key=SECRET"
+                    )
+                })?;
+            let key = key.trim().to_ascii_lowercase();
+            if hyper::header::HeaderName::from_bytes(key.as_bytes()).is_err() {
+                anyhow::bail!("--otlp-header '{key}': not a header name (letters, digits, '-')");
+            }
+            if hyper::header::HeaderValue::from_str(value).is_err() {
+                anyhow::bail!(
+                    "--otlp-header {key}: the value is not a header value (printable ASCII)"
+                );
+            }
+            Ok((key, value.to_string()))
+        })
+        .collect()
 }
 
 /// Exports the spans not sent yet and stops the exporter, and writes out

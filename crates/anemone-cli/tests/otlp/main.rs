@@ -533,5 +533,6 @@ async fn issue_13_spans_are_flushed_at_shutdown() {
 
 mod ensemble;
 mod http;
+mod tls;
 mod trace_file;
 mod unreachable;
