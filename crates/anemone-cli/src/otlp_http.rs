@@ -36,6 +36,17 @@ impl OtlpHttpClient {
     }
 }
 
+/// The certificates of a PEM file: at least one, every block readable.
+pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM file of certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(certs)
+}
+
 /// The TLS client configuration of an https:// collector: the system's CA
 /// certificates, and those of `extra` (PEM, `--otlp-ca-cert`).
 pub fn tls_config(extra: Option<&[u8]>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
@@ -49,9 +60,7 @@ pub fn tls_config(extra: Option<&[u8]>) -> anyhow::Result<Arc<rustls::ClientConf
         tracing::debug!("OTLP TLS: {unusable} system CA certificate(s) could not be used");
     }
     if let Some(pem) = extra {
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert =
-                cert.map_err(|e| anyhow::anyhow!("--otlp-ca-cert: not a PEM certificate: {e}"))?;
+        for cert in certificates(pem).map_err(|e| anyhow::anyhow!("--otlp-ca-cert: {e}"))? {
             roots.add(cert).map_err(|e| {
                 anyhow::anyhow!("--otlp-ca-cert: a certificate rustls cannot use: {e}")
             })?;

@@ -327,19 +327,22 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the OTLP exporter's runtime: {e}"))?;
     let headers = otlp_headers(&args.otlp_headers)?;
-    let ca = match &args.otlp_ca_cert {
-        Some(path) => Some(std::fs::read(path).map_err(|e| {
-            anyhow::anyhow!("--otlp-ca-cert {}: cannot read it: {e}", path.display())
-        })?),
-        None => None,
-    };
     let https = endpoint.starts_with("https://");
-    if ca.is_some() && !https {
+    if args.otlp_ca_cert.is_some() && !https {
         anyhow::bail!(
             "--otlp-ca-cert is for an https:// collector, and the endpoint is {endpoint}; \
              give an https:// URL, or leave the certificate out"
         );
     }
+    let ca = match &args.otlp_ca_cert {
+        Some(path) => {
+            let pem = anemone_server::tls::read_pem_file(path)
+                .and_then(|pem| crate::otlp_http::certificates(&pem).map(|_| pem))
+                .map_err(|e| anyhow::anyhow!("--otlp-ca-cert {}: {e}", path.display()))?;
+            Some(pem)
+        }
+        None => None,
+    };
     let exporter = {
         use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
         let _inside = runtime.enter();

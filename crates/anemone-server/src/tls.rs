@@ -131,6 +131,23 @@ struct Pem {
 /// and the bound stops paths that never end (`/dev/zero`, a pipe).
 pub const MAX_PEM_BYTES: u64 = 1 << 20;
 
+/// A PEM file other than a listener's (the OTLP exporter's
+/// `--otlp-ca-cert`): a regular file of at most [`MAX_PEM_BYTES`], refused
+/// at once otherwise (`/dev/zero`, a pipe, a folder), with why.
+pub fn read_pem_file(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file; give a PEM file".into());
+    }
+    let bytes = read_bounded(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(format!(
+            "holds more than {MAX_PEM_BYTES} bytes; a PEM file of certificates is a few KiB"
+        ));
+    }
+    Ok(bytes)
+}
+
 /// At most [`MAX_PEM_BYTES`] + 1 bytes of `path` (one more says "too large").
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;

@@ -133,6 +133,25 @@ fn tls_flags_that_cannot_work_stop_the_server() {
         (
             vec![
                 "--otlp-endpoint",
+                "https://127.0.0.1:9",
+                "--otlp-ca-cert",
+                "/etc/hostname",
+            ],
+            "holds no PEM certificate",
+        ),
+        // A path that never ends, refused at once.
+        (
+            vec![
+                "--otlp-endpoint",
+                "https://127.0.0.1:9",
+                "--otlp-ca-cert",
+                "/dev/zero",
+            ],
+            "is not a regular file",
+        ),
+        (
+            vec![
+                "--otlp-endpoint",
                 "http://127.0.0.1:9",
                 "--otlp-header",
                 "novalue",

@@ -67,6 +67,15 @@ impl TraceFile {
                 path.display()
             ));
         }
+        // A pipe would hold shutdown until someone reads it; a device is
+        // not a file of traces.
+        if path.exists() && !path.is_file() {
+            return Err(format!(
+                "trace file {} exists and is not a regular file (a pipe or a device); \
+                 give a file name",
+                path.display()
+            ));
+        }
         Ok(TraceFile {
             path: path.to_path_buf(),
             log_frequency: AtomicU32::new(log_frequency),
@@ -266,6 +275,14 @@ mod tests {
         assert!(e.contains("does not exist"), "{e}");
         let e = TraceFile::new(&dir, 0).unwrap_err();
         assert!(e.contains("is a folder"), "{e}");
+        let e = TraceFile::new(Path::new("/dev/zero"), 0).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = TraceFile::new(&fifo, 0).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
         assert!(TraceFile::new(Path::new("t.json"), 0).is_ok());
     }
 
