@@ -8,9 +8,10 @@
 //! take their inputs inside that call, `COMPUTE_INPUT_END` is the same
 //! instant; `compute_output` opens at `COMPUTE_OUTPUT_START` and closes at
 //! `COMPUTE_END`. A request answered from the response cache has only its
-//! request's two. The steps of an ensemble have their stages inside their
-//! own step span: the ensemble's request keeps only its own two timestamps
-//! (Triton writes child traces for them; anemone does not yet).
+//! request's two. Each step of an ensemble (its `ensemble_step` span) is a
+//! trace of its own with the ensemble's trace as its `parent_id`, as
+//! Triton writes them: its stages are stamped there, and the ensemble's
+//! request keeps its own two timestamps.
 
 use anemone_server::telemetry::trace_file::monotonic_ns;
 use anemone_server::telemetry::{TraceFile, TraceRecord};
@@ -68,8 +69,7 @@ impl Visit for Fields<'_> {
 
 impl TraceFileLayer {
     /// Adds `names` at `now` to the record of the request whose span is
-    /// `stage`'s parent (stages of an ensemble step have the step as their
-    /// parent, and are left out).
+    /// `stage`'s parent (an ensemble step's, for the stages of a step).
     fn stamp<S>(&self, stage: &tracing_subscriber::registry::SpanRef<'_, S>, names: &[&'static str])
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -96,11 +96,19 @@ where
             return;
         };
         match span.name() {
-            "infer" => {
+            "infer" | "ensemble_step" => {
+                let parent_id = match span.name() {
+                    "ensemble_step" => span.parent().and_then(|p| {
+                        let extensions = p.extensions();
+                        extensions.get::<Open>().map(|open| open.0.id)
+                    }),
+                    _ => None,
+                };
                 let mut record = TraceRecord {
                     id: self.file.next_id(),
                     model: String::new(),
                     version: None,
+                    parent_id,
                     timestamps: vec![("REQUEST_START", monotonic_ns())],
                 };
                 attrs.record(&mut Fields(&mut record));
@@ -129,7 +137,7 @@ where
         };
         match span.name() {
             "compute_output" => self.stamp(&span, &["COMPUTE_END"]),
-            "infer" => {
+            "infer" | "ensemble_step" => {
                 let Some(Open(mut record)) = span.extensions_mut().remove::<Open>() else {
                     return;
                 };

@@ -5,7 +5,7 @@
 use super::*;
 
 /// `pipe`: two steps of `add`, `out = (x + y) + (x - y) = 2x`.
-const PIPE: &str = r#"name: "pipe"
+pub(crate) const PIPE: &str = r#"name: "pipe"
 platform: "ensemble"
 max_batch_size: 0
 input [
@@ -54,6 +54,11 @@ async fn issue_12_an_ensemble_request_has_a_span_per_step() {
     let request = spans.iter().find(|s| s.name == "infer").unwrap();
     assert_eq!(request.parent, span_id, "the client's span is the parent");
     assert_eq!(request.attributes["model"], "pipe");
+    assert_eq!(
+        request.attributes["version"], "1",
+        "{:?}",
+        request.attributes
+    );
     let steps: Vec<&Got> = spans
         .iter()
         .filter(|s| s.name == "ensemble_step" && s.parent == request.span_id)

@@ -194,3 +194,68 @@ fn trace_file_settings_change_at_run_time() {
     let written = traces(&read(&file));
     assert_eq!(written.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 2]);
 }
+
+/// An ensemble's request: each step is a trace of its own with the
+/// ensemble's as its `parent_id`, as tritonserver 2.51 writes them (an
+/// ensemble `ens` of one `add` step there: the step's trace
+/// `{"id": 2, "model_name": "add", "model_version": 1, "parent_id": 1}`
+/// with every compute timestamp, the ensemble's with its request's own).
+#[test]
+fn an_ensembles_steps_are_child_traces() {
+    let repo = repository("trace-file-ensemble");
+    std::fs::create_dir_all(repo.join("pipe/1")).unwrap();
+    std::fs::write(repo.join("pipe/config.pbtxt"), super::ensemble::PIPE).unwrap();
+    let dir = super::common::temp_dir::TempDir::new("trace-file-ensemble-out");
+    let file = dir.join("t.json");
+    let mut served = serve(
+        &repo,
+        &[
+            "--trace-file",
+            file.to_str().unwrap(),
+            "--trace-level",
+            "TIMESTAMPS",
+            "--trace-rate",
+            "1",
+        ],
+    );
+    let (status, body) = http_request(served.http, "POST", "/v2/models/pipe/infer", &[], ADD_BODY);
+    assert_eq!(status, 200, "{body}");
+    let status = served.serving.terminate();
+    assert!(status.success(), "{status:?}");
+    let written = traces(&read(&file));
+    let pipe = written
+        .iter()
+        .find(|t| t.1["model_name"] == "pipe")
+        .unwrap_or_else(|| panic!("no trace of the ensemble: {written:?}"));
+    let keys: Vec<&String> = pipe.1.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "model_name", "model_version"], "{:?}", pipe.1);
+    assert_eq!(pipe.1["model_version"], 1, "{:?}", pipe.1);
+    let names: Vec<&str> = pipe.2.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"REQUEST_START"), "{names:?}");
+    assert_eq!(names.last(), Some(&"REQUEST_END"), "{names:?}");
+    let steps: Vec<_> = written
+        .iter()
+        .filter(|t| t.1["model_name"] == "add")
+        .collect();
+    assert_eq!(steps.len(), 2, "one trace per step: {written:?}");
+    let (start, end) = (pipe.2[0].1, pipe.2.last().unwrap().1);
+    let fixture = super::root().join("fixtures/triton/trace_file_2.51.json");
+    let triton_order: Vec<String> = traces(&read(&fixture))[0]
+        .2
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    for step in steps {
+        assert_eq!(step.1["parent_id"], pipe.0, "{:?}", step.1);
+        let keys: Vec<&String> = step.1.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["id", "model_name", "model_version", "parent_id"]);
+        let mut head = step.1.clone();
+        head.as_object_mut().unwrap().remove("parent_id");
+        check_trace(&(step.0, head, step.2.clone()), &triton_order);
+        // Inside the ensemble's request.
+        assert!(
+            step.2[0].1 >= start && step.2.last().unwrap().1 <= end,
+            "{step:?} outside {start}..{end}"
+        );
+    }
+}

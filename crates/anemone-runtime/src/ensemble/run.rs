@@ -74,6 +74,8 @@ impl Manager {
         request: InferRequest,
     ) -> BoxFuture<'_, Result<InferResponse>> {
         Box::pin(async move {
+            // The request span (when traced) names the version that served.
+            crate::trace::Trace::current().record("version", ensemble.spec.version);
             let mut run = match self.begin(&ensemble, request) {
                 Ok(Begun::Run(run)) => run,
                 Ok(Begun::Hit(response)) => return Ok(response),
@@ -123,6 +125,7 @@ impl Manager {
         ensemble: Arc<Ensemble>,
         request: InferRequest,
     ) -> Result<InferResponse> {
+        crate::trace::Trace::current().record("version", ensemble.spec.version);
         let mut run = match self.begin(&ensemble, request) {
             Ok(Begun::Run(run)) => run,
             Ok(Begun::Hit(response)) => return Ok(response),

@@ -23,6 +23,9 @@ pub struct TraceRecord {
     pub model: String,
     /// The version that served it, when one did.
     pub version: Option<u64>,
+    /// The trace of the request it is a step of (an ensemble's), as
+    /// Triton's `parent_id`.
+    pub parent_id: Option<u64>,
     /// Triton's timestamp names (`REQUEST_START`, `QUEUE_START`,
     /// `COMPUTE_START`, ...) and when, on [`monotonic_ns`]'s clock.
     pub timestamps: Vec<(&'static str, u64)>,
@@ -163,6 +166,9 @@ pub fn to_json(traces: &[TraceRecord]) -> serde_json::Value {
         if let Some(v) = t.version {
             head["model_version"] = v.into();
         }
+        if let Some(p) = t.parent_id {
+            head["parent_id"] = p.into();
+        }
         entries.push(head);
         for (name, ns) in &t.timestamps {
             entries.push(serde_json::json!({"id": t.id, "timestamps": [{"name": name, "ns": ns}]}));
@@ -203,6 +209,7 @@ mod tests {
             id: file.next_id(),
             model: model.into(),
             version: Some(1),
+            parent_id: None,
             timestamps: vec![("REQUEST_START", 10), ("REQUEST_END", 20)],
         }
     }
@@ -219,6 +226,7 @@ mod tests {
         file.record(trace(&file, "add"));
         file.record(TraceRecord {
             version: None,
+            parent_id: Some(1),
             ..trace(&file, "gone")
         });
         assert!(!path.exists(), "written before shutdown");
@@ -229,7 +237,7 @@ mod tests {
                 {"id": 1, "model_name": "add", "model_version": 1},
                 {"id": 1, "timestamps": [{"name": "REQUEST_START", "ns": 10}]},
                 {"id": 1, "timestamps": [{"name": "REQUEST_END", "ns": 20}]},
-                {"id": 2, "model_name": "gone"},
+                {"id": 2, "model_name": "gone", "parent_id": 1},
                 {"id": 2, "timestamps": [{"name": "REQUEST_START", "ns": 10}]},
                 {"id": 2, "timestamps": [{"name": "REQUEST_END", "ns": 20}]},
             ])
