@@ -99,9 +99,11 @@ pub struct ServeArgs {
           value_parser = |s: &str| crate::triton_flags::false_only(s, "anemone has no Vertex AI endpoint"))]
     pub allow_vertex_ai: bool,
 
-    /// Triton's metrics settings, repeatable: taken at the values anemone's metrics already
-    /// have (`counter_latencies=true`, `summary_latencies=false`, `histogram_latencies=false`,
-    /// `summary_quantiles`); others are refused. By default, none.
+    /// Triton's metrics settings, repeatable: `summary_latencies=true` adds Triton's latency
+    /// summaries (nv_inference_*_summary_us: quantiles of the last minute per model),
+    /// `summary_quantiles=0.5:0.05,0.9:0.01,...` picks their quantiles (Triton's default:
+    /// 0.5, 0.9, 0.95, 0.99, 0.999); `counter_latencies=true` and `histogram_latencies=false`
+    /// are taken (anemone's values); others are refused. By default, none.
     #[arg(long, value_name = "SETTING=VALUE", env = "ANEMONE_METRICS_CONFIG",
           value_parser = crate::triton_flags::parse_metrics_config)]
     pub metrics_config: Vec<String>,
@@ -422,7 +424,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             &args.cache_config,
             args.response_cache_byte_size,
         )?)
-        .eviction(args.eviction);
+        .eviction(args.eviction)
+        .latency_summaries(crate::triton_flags::latency_summaries(&args.metrics_config));
     if args.eviction != anemone_runtime::EvictionPolicy::Off && args.memory_budget.is_none() {
         anyhow::bail!(
             "--eviction {} needs a budget to evict against; add --memory-budget (e.g. --memory-budget 2GiB)",

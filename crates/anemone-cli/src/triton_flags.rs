@@ -85,28 +85,79 @@ fn boolish(text: &str) -> Option<bool> {
     }
 }
 
-/// `--metrics-config`: Triton's settings at the values anemone's metrics
-/// already have (counters on, no summaries or histograms of Triton's).
+/// `--metrics-config`: Triton's settings: its latency counters (always
+/// on), its latency summaries (`summary_latencies`, `summary_quantiles`),
+/// and no histograms of Triton's (anemone has its own).
 pub fn parse_metrics_config(text: &str) -> Result<String, String> {
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| format!("'{text}': expected SETTING=VALUE, e.g. counter_latencies=true"))?;
     let taken = match key {
         "counter_latencies" => boolish(value) == Some(true),
-        "summary_latencies" | "histogram_latencies" => boolish(value) == Some(false),
-        // Only read with summaries, which are off.
-        "summary_quantiles" => true,
+        "summary_latencies" => boolish(value).is_some(),
+        "histogram_latencies" => boolish(value) == Some(false),
+        "summary_quantiles" => {
+            quantiles(value)?;
+            true
+        }
         _ => false,
     };
     if taken {
         return Ok(text.to_string());
     }
     Err(format!(
-        "'{text}': anemone's /metrics has latency counters, and histograms of its own \
-         (anemone_inference_request_duration_seconds), not Triton's summaries or histograms; \
-         it takes counter_latencies=true, summary_latencies=false, histogram_latencies=false \
-         and summary_quantiles"
+        "'{text}': anemone's /metrics has Triton's latency counters (always on), its latency \
+         summaries (summary_latencies=true, summary_quantiles=0.5:0.05,0.9:0.01,...), and \
+         histograms of its own (anemone_inference_request_duration_seconds), not Triton's; \
+         it takes counter_latencies=true, summary_latencies, histogram_latencies=false and \
+         summary_quantiles"
     ))
+}
+
+/// `summary_quantiles`' value: `QUANTILE:ERROR` pairs, comma-separated
+/// (Triton's form); the quantiles, each within 0 to 1. anemone computes
+/// them exactly, so the allowed errors are checked and not used.
+fn quantiles(value: &str) -> Result<Vec<f64>, String> {
+    value
+        .split(',')
+        .map(|pair| {
+            let (q, error) = pair.split_once(':').ok_or_else(|| {
+                format!("summary_quantiles '{pair}': expected QUANTILE:ERROR, e.g. 0.9:0.01")
+            })?;
+            let q: f64 = q
+                .trim()
+                .parse()
+                .map_err(|_| format!("summary_quantiles '{pair}': '{q}' is not a number"))?;
+            let error: f64 = error
+                .trim()
+                .parse()
+                .map_err(|_| format!("summary_quantiles '{pair}': '{error}' is not a number"))?;
+            if !(0.0..=1.0).contains(&q) || !(0.0..=1.0).contains(&error) {
+                return Err(format!(
+                    "summary_quantiles '{pair}': a quantile and its error are within 0 to 1"
+                ));
+            }
+            Ok(q)
+        })
+        .collect()
+}
+
+/// The quantiles of Triton's latency summaries that `--metrics-config`
+/// values ask for (the last `summary_latencies` decides; Triton's default
+/// quantiles unless `summary_quantiles` gives others); `None` when off.
+pub fn latency_summaries(values: &[String]) -> Option<Vec<f64>> {
+    let mut on = false;
+    let mut chosen = None;
+    for value in values {
+        match value.split_once('=') {
+            Some(("summary_latencies", v)) => on = boolish(v) == Some(true),
+            Some(("summary_quantiles", v)) => chosen = quantiles(v).ok(),
+            _ => {}
+        }
+    }
+    on.then(|| {
+        chosen.unwrap_or_else(|| anemone_runtime::metrics::summary::TRITON_QUANTILES.to_vec())
+    })
 }
 
 /// `--rate-limit`: Triton's `off` (its default) is taken; its rate limiter
@@ -219,6 +270,7 @@ mod tests {
         for taken in [
             "counter_latencies=true",
             "summary_latencies=false",
+            "summary_latencies=true",
             "histogram_latencies=0",
             "summary_quantiles=0.5:0.05,0.9:0.01",
         ] {
@@ -227,13 +279,39 @@ mod tests {
         for refused in [
             "counter_latencies=false",
             "counter_latencies=maybe",
-            "summary_latencies=true",
+            "summary_latencies=maybe",
             "histogram_latencies=true",
+            "summary_quantiles=0.5",
+            "summary_quantiles=1.5:0.01",
+            "summary_quantiles=half:0.01",
             "gpu_metrics=true",
             "nothing",
         ] {
             assert!(parse_metrics_config(refused).is_err(), "{refused}");
         }
+        let values = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            latency_summaries(&values(&["counter_latencies=true"])),
+            None
+        );
+        assert_eq!(
+            latency_summaries(&values(&["summary_latencies=true"])),
+            Some(vec![0.5, 0.9, 0.95, 0.99, 0.999])
+        );
+        assert_eq!(
+            latency_summaries(&values(&[
+                "summary_quantiles=0.25:0.01,0.75:0.01",
+                "summary_latencies=true"
+            ])),
+            Some(vec![0.25, 0.75])
+        );
+        assert_eq!(
+            latency_summaries(&values(&[
+                "summary_latencies=true",
+                "summary_latencies=false"
+            ])),
+            None
+        );
         assert_eq!(false_only("False", "x"), Ok(false));
         assert!(false_only("true", "no such thing")
             .unwrap_err()

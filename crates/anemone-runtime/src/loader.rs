@@ -35,6 +35,9 @@ pub(crate) struct Loader {
     pub(crate) comparisons: [std::sync::atomic::AtomicU64; 2],
     /// Versions unloaded so far: the monitor gives memory back after them too.
     pub(crate) unloads: std::sync::atomic::AtomicU64,
+    /// The quantiles of Triton's latency summaries that new models keep;
+    /// `None`: none kept.
+    pub(crate) summaries: Option<Arc<[f64]>>,
 }
 
 /// What a selection hands to `install`.
@@ -336,7 +339,11 @@ impl Manager {
             // A model loaded again after an eviction keeps its counters.
             None => self
                 .evicted_metrics(&spec.name, spec.version)
-                .unwrap_or_default(),
+                .unwrap_or_else(|| {
+                    Arc::new(crate::metrics::ModelMetrics::with_summaries(
+                        self.inner.loader.summaries.clone(),
+                    ))
+                }),
         };
         let limiter = match replacing {
             // A fallback keeps the model's limiter, so its limit holds across the move.

@@ -85,6 +85,7 @@ pub struct ManagerBuilder {
     recovery: RecoveryPolicy,
     retime: RetimePolicy,
     comparer: Option<Arc<dyn crate::compare::EngineComparer>>,
+    summaries: Option<Arc<[f64]>>,
 }
 
 impl ManagerBuilder {
@@ -209,6 +210,15 @@ impl ManagerBuilder {
         self
     }
 
+    /// Keeps Triton's latency summaries: each model's request, queue and
+    /// compute durations of the last minute, reported as these quantiles
+    /// (`metrics::summary::TRITON_QUANTILES` are Triton's), in
+    /// [`crate::ModelMetricsSnapshot::summaries`]. By default, none kept.
+    pub fn latency_summaries(mut self, quantiles: Option<Vec<f64>>) -> Self {
+        self.summaries = quantiles.map(Arc::from);
+        self
+    }
+
     /// When the health monitor reports a model degraded, and whether it
     /// judges at all. By default, [`HealthPolicy::default`] (on).
     pub fn health(mut self, policy: HealthPolicy) -> Self {
@@ -275,6 +285,7 @@ impl ManagerBuilder {
                     comparer: self.comparer,
                     comparisons: Default::default(),
                     unloads: Default::default(),
+                    summaries: self.summaries,
                 },
                 failover: Failover::new(self.fallback),
                 retry: self.retry,
@@ -322,6 +333,7 @@ impl Manager {
             recovery: RecoveryPolicy::default(),
             retime: RetimePolicy::default(),
             comparer: None,
+            summaries: None,
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 mod batch;
+pub mod summary;
 
 /// Upper bounds of the latency histogram buckets, in microseconds: powers of
 /// two from 16 µs to about 8.4 s. A last, implicit bucket holds the rest.
@@ -216,6 +217,9 @@ pub struct ModelMetrics {
     cache_miss: DurationCounter,
     /// When the last successful request ended, in nanoseconds after [`anchor`].
     last_success: AtomicU64,
+    /// Recent durations for Triton's latency summaries; `None` (the
+    /// default) when they are off.
+    recent: Option<summary::Recent>,
 }
 
 /// A process-wide reference point pairing a monotonic and a wall-clock time,
@@ -227,6 +231,15 @@ fn anchor() -> &'static (std::time::Instant, std::time::SystemTime) {
 }
 
 impl ModelMetrics {
+    /// Metrics that also keep Triton's latency summaries of these
+    /// `quantiles` ([`summary`]); `None`: without them, as [`Default`].
+    pub fn with_summaries(quantiles: Option<std::sync::Arc<[f64]>>) -> ModelMetrics {
+        ModelMetrics {
+            recent: quantiles.map(summary::Recent::new),
+            ..ModelMetrics::default()
+        }
+    }
+
     /// Records a successful request that ended at `end`.
     #[inline]
     pub fn record_success_at(&self, t: &Timings, end: std::time::Instant) {
@@ -248,6 +261,9 @@ impl ModelMetrics {
         self.compute_infer.add(t.compute_infer);
         self.compute_output.add(t.compute_output);
         self.request_success.add(t.total);
+        if let Some(recent) = &self.recent {
+            recent.observe(t);
+        }
     }
 
     /// One engine call that served `batch_size` requests (Triton's execution_count
@@ -290,6 +306,9 @@ impl ModelMetrics {
         self.latency.observe(total);
         self.request_success.add(total);
         self.cache_hit.add(total);
+        if let Some(recent) = &self.recent {
+            recent.observe_cache_hit(total);
+        }
     }
 
     /// A cache lookup that found nothing, with the time spent looking up and
@@ -345,6 +364,7 @@ impl ModelMetrics {
             request_failure: self.request_failure.get(),
             cache_hit: self.cache_hit.get(),
             cache_miss: self.cache_miss.get(),
+            summaries: self.recent.as_ref().map(summary::Recent::snapshot),
             last_success_ms: match self.last_success.load(Ordering::Relaxed) {
                 0 => 0,
                 ns => (anchor().1 + Duration::from_nanos(ns))
@@ -390,6 +410,9 @@ pub struct ModelMetricsSnapshot {
     pub cache_hit: DurationStat,
     /// Cache lookups that missed (Triton's `cache_miss`).
     pub cache_miss: DurationStat,
+    /// Quantiles of the last minute's durations, when the manager keeps
+    /// Triton's latency summaries ([`summary`]).
+    pub summaries: Option<summary::LatencySummaries>,
     /// When the last successful request ended, in milliseconds since the Unix epoch; 0 if none.
     pub last_success_ms: u64,
 }

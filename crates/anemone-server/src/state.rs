@@ -513,6 +513,8 @@ impl AppState {
         if let Some(host) = &host {
             crate::prometheus::host::render(host, &mut out);
         }
+        // Triton's summaries whenever asked for (they have only Triton's names).
+        crate::prometheus::triton::render_summaries(&metrics, &mut out);
         if self.triton_metrics {
             crate::prometheus::triton::render(&metrics, &queued, &mut out);
             if let Some(host) = &host {

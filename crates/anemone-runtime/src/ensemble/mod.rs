@@ -146,7 +146,7 @@ impl Manager {
             spec,
             plan,
             metadata,
-            metrics: ModelMetrics::default(),
+            metrics: ModelMetrics::with_summaries(self.inner.loader.summaries.clone()),
         });
         self.inner
             .ensembles

@@ -87,3 +87,68 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], out: &mut String) {
         counters(&mut f, &PER_MODEL[8..]);
     }
 }
+
+/// Triton's latency summaries (`--metrics-config summary_latencies=true`),
+/// appended to `out` when the models keep them: per model, the count and
+/// sum of the cumulative counters and the quantiles of the last minute, in
+/// microseconds, with Triton's names and help (tritonserver 2.51's help of
+/// the three compute summaries is its counters').
+pub fn render_summaries(m: &MetricsSnapshot, out: &mut String) {
+    use anemone_runtime::metrics::summary::LatencySummaries;
+    use anemone_runtime::metrics::DurationStat;
+    type Pick = fn(&anemone_runtime::ModelMetricsSnapshot) -> DurationStat;
+    type Quantiles = fn(&LatencySummaries) -> &Vec<(f64, u64)>;
+    const FAMILIES: [(&str, &str, Pick, Quantiles); 5] = [
+        (
+            "nv_inference_request_summary_us",
+            "Summary of inference request duration in microseconds (includes cached requests)",
+            |m| m.request_success,
+            |s| &s.request,
+        ),
+        (
+            "nv_inference_queue_summary_us",
+            "Summary of inference queuing duration in microseconds (includes cached requests)",
+            |m| m.queue,
+            |s| &s.queue,
+        ),
+        (
+            "nv_inference_compute_input_summary_us",
+            "Cumulative compute input duration in microseconds (does not include cached requests)",
+            |m| m.compute_input,
+            |s| &s.compute_input,
+        ),
+        (
+            "nv_inference_compute_infer_summary_us",
+            "Cumulative compute inference duration in microseconds (does not include cached requests)",
+            |m| m.compute_infer,
+            |s| &s.compute_infer,
+        ),
+        (
+            "nv_inference_compute_output_summary_us",
+            "Cumulative inference compute output duration in microseconds (does not include cached requests)",
+            |m| m.compute_output,
+            |s| &s.compute_output,
+        ),
+    ];
+    if !m.models.iter().any(|e| e.metrics.summaries.is_some()) {
+        return;
+    }
+    let mut f = Family { out };
+    for (name, help, pick, quantiles) in FAMILIES {
+        f.header(name, "summary", help);
+        for e in m.models.iter().filter(|e| e.metrics.summaries.is_some()) {
+            let version = e.version.to_string();
+            let labels = [("model", e.name.as_str()), ("version", version.as_str())];
+            let stat = pick(&e.metrics);
+            f.sample(&format!("{name}_count"), &labels, stat.count);
+            f.sample(&format!("{name}_sum"), &labels, stat.ns / 1_000);
+            if let Some(summaries) = &e.metrics.summaries {
+                for (q, ns) in quantiles(summaries) {
+                    let q = q.to_string();
+                    let labels = [labels[0], labels[1], ("quantile", q.as_str())];
+                    f.sample(name, &labels, ns / 1_000);
+                }
+            }
+        }
+    }
+}

@@ -172,3 +172,93 @@ async fn without_the_flag_there_is_no_triton_family() {
     let m = metrics_after_requests("no-triton-metrics", false).await;
     assert!(!m.contains("nv_"), "{m}");
 }
+
+/// `--metrics-config summary_latencies=true`: Triton's summaries, with its
+/// names, help and labels (read off tritonserver 2.51), counts and sums
+/// equal to the counters', and quantiles of what the engine really took:
+/// the test backend sleeps 5, 10, ..., 100 ms for twenty requests, so the
+/// nearest-rank p50 of the engine's time is the 10th (50 ms), p90 the 18th
+/// (90 ms), the maximum the 20th (100 ms), each late by the sleep's
+/// overshoot only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_summaries_report_the_quantiles_of_what_the_engine_took() {
+    let repo = Repo::new("latency-summaries");
+    let identity = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/generated/identity/model.onnx");
+    repo.write("tricky/1/model.onnx", &std::fs::read(identity).unwrap());
+    let manager = anemone_runtime::Manager::builder()
+        .backend(crate::faults::Tricky)
+        .latency_summaries(Some(vec![0.5, 0.9, 1.0]))
+        .build()
+        .unwrap();
+    let options = ServerOptions {
+        http_port: 0,
+        grpc_port: 0,
+        repository: repo.root(),
+        ..Default::default()
+    };
+    let running = run_server(options, manager).await;
+    running.ready().await;
+    let router = anemone_server::http::router(Arc::clone(&running.state), 1 << 20);
+    for k in 1..=20 {
+        let value = 1000.0 + 5.0 * k as f64;
+        let body = json!({"inputs": [
+            {"name": "x", "shape": [1, 16], "datatype": "FP32", "data": vec![value; 16]}]});
+        let (status, answer) = call(
+            &router,
+            "POST",
+            "/v2/models/tricky/infer",
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, m) = call(&router, "GET", "/metrics", "").await;
+    running.stop().await;
+    for (name, help) in [
+        ("nv_inference_request_summary_us", "Summary of inference request duration in microseconds (includes cached requests)"),
+        ("nv_inference_queue_summary_us", "Summary of inference queuing duration in microseconds (includes cached requests)"),
+        ("nv_inference_compute_input_summary_us", "Cumulative compute input duration in microseconds (does not include cached requests)"),
+        ("nv_inference_compute_infer_summary_us", "Cumulative compute inference duration in microseconds (does not include cached requests)"),
+        ("nv_inference_compute_output_summary_us", "Cumulative inference compute output duration in microseconds (does not include cached requests)"),
+    ] {
+        assert!(m.contains(&format!("# HELP {name} {help}\n# TYPE {name} summary\n")), "{name}:\n{m}");
+    }
+    let model = r#"model="tricky",version="1""#;
+    let infer = "nv_inference_compute_infer_summary_us";
+    assert_eq!(sample(&m, &format!("{infer}_count"), model), 20.0);
+    // The sum is the counter's (anemone's, in seconds; Triton's in µs).
+    let counter = sample(
+        &m,
+        "anemone_inference_compute_infer_duration_seconds_total",
+        model,
+    );
+    let sum = sample(&m, &format!("{infer}_sum"), model);
+    assert!(
+        (sum - counter * 1e6).abs() <= 1.0,
+        "{sum} µs against {counter} s"
+    );
+    let quantile = |q: &str| sample(&m, infer, &format!(r#"{model},quantile="{q}""#)) / 1000.0;
+    for (q, ms) in [("0.5", 50.0), ("0.9", 90.0), ("1", 100.0)] {
+        let got = quantile(q);
+        assert!(
+            got >= ms && got < ms + 25.0,
+            "p{q} of the engine's time: {got} ms, slept {ms} ms"
+        );
+    }
+    let request = sample(
+        &m,
+        "nv_inference_request_summary_us",
+        &format!(r#"{model},quantile="0.5""#),
+    );
+    assert!(
+        request / 1000.0 >= 50.0,
+        "a request lasts at least its engine call: {request} µs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_summaries_asked_for_there_is_no_summary_family() {
+    let m = metrics_after_requests("no-summaries", true).await;
+    assert!(!m.contains("_summary_us"), "{m}");
+}
