@@ -107,16 +107,8 @@ impl Backend for TractCuda {
 /// architecture): a load that long with nothing in the log looks hung.
 fn say_first_compile(probe: &str) {
     static SAID: OnceLock<()> = OnceLock::new();
-    if let Some((_, whence)) =
-        probe.split_once("the first load compiles the kernels (about a minute) ")
-    {
-        SAID.get_or_init(|| {
-            tracing::warn!(
-                "tract-cuda: compiling its CUDA kernels for this GPU before the first model \
-                 loads, once per machine (about a minute; later starts read them from the \
-                 cache): {whence}"
-            )
-        });
+    if let Some(warning) = super::kernel_cache::first_compile_warning(probe) {
+        SAID.get_or_init(|| tracing::warn!("{warning}"));
     }
 }
 

@@ -265,10 +265,8 @@ fn kernel_source(device: &Device) -> std::result::Result<String, String> {
             cache.display(),
             include.display()
         )),
-        Ok(include) => Ok(format!(
-            "the first load compiles the kernels (about a minute) from the headers in {} into {}",
-            include.display(),
-            cache.display()
+        Ok(include) => Ok(super::kernel_cache::compiles_on_first_load(
+            &include, &cache,
         )),
         Err(_) if cached => Ok(format!(
             "kernels cached in {} (no CUDA headers found: a new kernel could not be compiled)",

@@ -31,6 +31,7 @@ pub mod cuda_staging;
 pub mod cuda_workspace;
 pub mod gpu_wait;
 pub mod host_blocks;
+pub mod kernel_cache;
 pub mod layout;
 pub mod metal;
 pub mod ops;
