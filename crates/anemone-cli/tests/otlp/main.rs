@@ -445,23 +445,28 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
             "the collector is given twice",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_anemone"))
-            .args([
-                "serve",
-                "--http-port",
-                "0",
-                "--grpc-port",
-                "0",
-                "--model-repository",
-            ])
-            .arg(&*repo)
-            .args(&args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        refused(&repo, &args, says);
     }
+}
+
+/// `anemone serve` on `repo` with `args` exits 1 at once, saying `says`.
+fn refused(repo: &Path, args: &[&str], says: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_anemone"))
+        .args([
+            "serve",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--model-repository",
+        ])
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
 }
 
 /// A request that fails is traced with its status, and the OpenTelemetry

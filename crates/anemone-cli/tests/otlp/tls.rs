@@ -168,21 +168,6 @@ fn tls_flags_that_cannot_work_stop_the_server() {
             "not a header name",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_anemone"))
-            .args([
-                "serve",
-                "--http-port",
-                "0",
-                "--grpc-port",
-                "0",
-                "--model-repository",
-            ])
-            .arg(&*repo)
-            .args(&args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        refused(&repo, &args, says);
     }
 }

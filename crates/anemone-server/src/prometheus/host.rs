@@ -74,24 +74,20 @@ const GPU: [GpuFamily; 6] = [
 pub fn render(figures: &HostFigures, out: &mut String) {
     let mut f = Family { out };
     cpu(&mut f, figures, false);
-    for family in &GPU {
-        let samples: Vec<(&GpuFigures, f64)> = (figures.gpus.iter())
-            .filter_map(|g| (family.get)(g).map(|v| (g, v)))
-            .collect();
-        if samples.is_empty() {
-            continue;
-        }
-        f.header(family.name, family.kind, family.help);
-        for (g, value) in samples {
-            let ordinal = g.ordinal.to_string();
-            f.sample(family.name, &[("gpu", &ordinal), ("uuid", &g.uuid)], value);
-        }
-    }
+    gpus(&mut f, figures, false);
 }
 
 /// Triton's families, appended to `out`.
 pub fn render_triton(figures: &HostFigures, out: &mut String) {
     let mut f = Family { out };
+    gpus(&mut f, figures, true);
+    cpu(&mut f, figures, true);
+}
+
+/// The GPU families under either set of names: anemone's labels are `gpu`
+/// (the ordinal) and `uuid`, Triton's `gpu_uuid`. A family no GPU gives a
+/// figure for is left out whole.
+fn gpus(f: &mut Family<'_>, figures: &HostFigures, triton: bool) {
     for family in &GPU {
         let samples: Vec<(&GpuFigures, f64)> = (figures.gpus.iter())
             .filter_map(|g| (family.get)(g).map(|v| (g, v)))
@@ -99,12 +95,19 @@ pub fn render_triton(figures: &HostFigures, out: &mut String) {
         if samples.is_empty() {
             continue;
         }
-        f.header(family.triton, family.kind, family.triton_help);
+        let (name, help) = match triton {
+            true => (family.triton, family.triton_help),
+            false => (family.name, family.help),
+        };
+        f.header(name, family.kind, help);
         for (g, value) in samples {
-            f.sample(family.triton, &[("gpu_uuid", &g.uuid)], value);
+            let ordinal = g.ordinal.to_string();
+            match triton {
+                true => f.sample(name, &[("gpu_uuid", &g.uuid)], value),
+                false => f.sample(name, &[("gpu", &ordinal), ("uuid", &g.uuid)], value),
+            }
         }
     }
-    cpu(&mut f, figures, true);
 }
 
 /// The CPU and memory families under either set of names.
