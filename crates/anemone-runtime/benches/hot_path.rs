@@ -155,6 +155,13 @@ fn metrics(c: &mut Criterion) {
         "metrics: record one success (counters, EWMA, histogram, stages)",
         |b| b.iter(|| m.record_success(black_box(&t))),
     );
+    let summarized = ModelMetrics::with_summaries(Some(
+        anemone_runtime::metrics::summary::TRITON_QUANTILES.into(),
+    ));
+    c.bench_function(
+        "metrics: record one success with Triton's latency summaries on",
+        |b| b.iter(|| summarized.record_success(black_box(&t))),
+    );
     c.bench_function(
         "metrics: record one execution (counts, batch-size stats)",
         |b| b.iter(|| m.record_unbatched_execution(black_box(&t))),
