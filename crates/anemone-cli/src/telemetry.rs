@@ -67,7 +67,7 @@ pub struct TracingArgs {
     pub otlp_headers: Vec<String>,
 
     /// CA certificates (PEM) trusted for an https:// --otlp-endpoint, beside the system's:
-    /// a private CA, or a collector's own self-signed certificate.
+    /// a private CA, or a collector's own self-signed certificate. By default, the system's only.
     #[arg(long, value_name = "FILE", env = "ANEMONE_OTLP_CA_CERT")]
     pub otlp_ca_cert: Option<std::path::PathBuf>,
 
