@@ -244,14 +244,17 @@ impl TracingArgs {
 }
 
 /// The one trace file of the process (the layer writing it and the
-/// server's trace settings share it), made at its first use.
+/// server's trace settings share it), made at its first use; [`shutdown`]
+/// writes it out.
+static TRACE_FILE: Mutex<Option<std::sync::Arc<anemone_server::telemetry::TraceFile>>> =
+    Mutex::new(None);
+
+/// [`TRACE_FILE`], made on the first call.
 fn trace_file(
     path: &std::path::Path,
     log_frequency: u32,
 ) -> anyhow::Result<std::sync::Arc<anemone_server::telemetry::TraceFile>> {
-    static FILE: Mutex<Option<std::sync::Arc<anemone_server::telemetry::TraceFile>>> =
-        Mutex::new(None);
-    let mut file = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut file = TRACE_FILE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(file) = &*file {
         return Ok(file.clone());
     }
@@ -260,13 +263,8 @@ fn trace_file(
             .map_err(anyhow::Error::msg)?,
     );
     *file = Some(made.clone());
-    *TRACE_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(made.clone());
     Ok(made)
 }
-
-/// The trace file [`shutdown`] writes out.
-static TRACE_FILE: Mutex<Option<std::sync::Arc<anemone_server::telemetry::TraceFile>>> =
-    Mutex::new(None);
 
 /// A layer for the process's subscriber.
 pub type BoxedLayer =

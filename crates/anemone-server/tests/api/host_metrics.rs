@@ -6,7 +6,7 @@
 //! `/proc`). The GPU families need a GPU: `scripts/gpu_metrics_check.py`
 //! checks them against `nvidia-smi`.
 
-use crate::support::{run_server, Repo, Running};
+use crate::support::{on_free_ports, run_server, Repo, Running};
 use crate::triton_metrics::call;
 use anemone_server::host_metrics::HostMetricsOptions;
 use anemone_server::ServerOptions;
@@ -21,15 +21,12 @@ async fn server(tag: &str, host: Option<HostMetricsOptions>, triton: bool) -> Ru
         .build()
         .unwrap();
     let options = ServerOptions {
-        http_port: 0,
-        grpc_port: 0,
-        repository: repo.root(),
         ops: anemone_server::settings::OpsOptions {
             triton_metrics: triton,
             host_metrics: host,
             ..Default::default()
         },
-        ..Default::default()
+        ..on_free_ports(repo.root())
     };
     run_server(options, manager).await
 }

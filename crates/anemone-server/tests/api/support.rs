@@ -144,6 +144,17 @@ impl Running {
     }
 }
 
+/// Options of a server on free HTTP and gRPC ports over the repository at
+/// `root`, everything else as the defaults say.
+pub fn on_free_ports(root: std::path::PathBuf) -> ServerOptions {
+    ServerOptions {
+        http_port: 0,
+        grpc_port: 0,
+        repository: root,
+        ..Default::default()
+    }
+}
+
 /// Binds a server with `options` (ports as given) and `manager`, and runs it
 /// on a task: the start every harness of this binary shares.
 pub async fn run_server(options: ServerOptions, manager: anemone_runtime::Manager) -> Running {

@@ -5,7 +5,7 @@
 //! failure, as Triton refuses it before the model; cached answers count as
 //! hits, not inferences.
 
-use crate::support::{add_model, run_server, Repo};
+use crate::support::{add_model, on_free_ports, run_server, Repo};
 use anemone_server::ServerOptions;
 use serde_json::json;
 use std::sync::Arc;
@@ -57,14 +57,11 @@ async fn metrics_after_requests(tag: &str, triton_metrics: bool) -> String {
         .build()
         .unwrap();
     let options = ServerOptions {
-        http_port: 0,
-        grpc_port: 0,
-        repository: repo.root(),
         ops: anemone_server::settings::OpsOptions {
             triton_metrics,
             ..Default::default()
         },
-        ..Default::default()
+        ..on_free_ports(repo.root())
     };
     let running = run_server(options, manager).await;
     running.ready().await;
@@ -191,13 +188,7 @@ async fn latency_summaries_report_the_quantiles_of_what_the_engine_took() {
         .latency_summaries(Some(vec![0.5, 0.9, 1.0]))
         .build()
         .unwrap();
-    let options = ServerOptions {
-        http_port: 0,
-        grpc_port: 0,
-        repository: repo.root(),
-        ..Default::default()
-    };
-    let running = run_server(options, manager).await;
+    let running = run_server(on_free_ports(repo.root()), manager).await;
     running.ready().await;
     let router = anemone_server::http::router(Arc::clone(&running.state), 1 << 20);
     for k in 1..=20 {
