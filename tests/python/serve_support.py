@@ -17,10 +17,14 @@ def start_serve(repo, *flags):
     binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
     if not binary.exists():
         pytest.fail(f"{binary} is missing: build it with `cargo build --workspace --bin anemone` (scripts/test.sh does)")
+    # Python models (backend: "python") run with this test's interpreter,
+    # which has numpy, unless the caller chose another.
+    env = dict(os.environ)
+    env.setdefault("ANEMONE_PYTHON", sys.executable)
     proc = subprocess.Popen(
         [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
          "--exit-timeout-secs", "10", *flags],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
+        stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env,
     )
     addresses = {}
     while len(addresses) < 2:

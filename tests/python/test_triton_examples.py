@@ -26,8 +26,9 @@ from serve_support import ROOT, start_serve, stop_serve, wait_ready
 EXAMPLES = ROOT / "tests/triton_examples"
 CLIENTS = EXAMPLES / "clients"
 # The models with a model file (densenet_onnx and inception_onnx are
-# downloaded by Triton's fetch_models.sh; simple_identity is a Python model).
-SERVED = ["simple", "simple_int8", "simple_string", "simple_sequence", "simple_dyna_sequence"]
+# downloaded by Triton's fetch_models.sh); simple_identity is a Python model
+# (model.py), run by anemone's python backend.
+SERVED = ["simple", "simple_int8", "simple_string", "simple_identity", "simple_sequence", "simple_dyna_sequence"]
 
 # Clients run against a server that loaded the served models at start, and
 # the line each prints on success (None: it prints none, its exit status says).
@@ -51,6 +52,10 @@ SERVING = {
     "grpc_explicit_int_content_client.py": None,
     "grpc_explicit_int8_content_client.py": None,
     "grpc_explicit_byte_content_client.py": "PASS: explicit string",
+    # simple_string (ONNX), then simple_identity (Python) with strings
+    # holding a NUL byte and raw 4-byte blobs, as binary data and as JSON.
+    "simple_http_string_infer_client.py": "PASS: string",
+    "simple_grpc_string_infer_client.py": "PASS: string",
     "simple_http_sequence_sync_infer_client.py": "PASS: Sequence",
     "simple_grpc_sequence_sync_infer_client.py": "PASS: Sequence",
     "simple_grpc_sequence_stream_infer_client.py": "PASS: Sequence",

@@ -23,6 +23,7 @@ pub mod ort_coreml;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_log;
 pub mod ort_options;
+pub mod python;
 pub mod settings;
 #[cfg(test)]
 mod test_dir;
@@ -31,6 +32,7 @@ pub mod tract;
 pub use coreml::CoreMl;
 #[cfg(feature = "onnxruntime")]
 pub use onnxruntime::OnnxRuntime;
+pub use python::Python;
 #[cfg(all(feature = "cuda", target_os = "linux"))]
 pub use tract::cuda::TractCuda;
 pub use tract::metal::TractMetal;
@@ -46,6 +48,10 @@ use std::sync::Arc;
 pub fn describe_file(path: &Path) -> Result<ModelMetadata> {
     match ModelFormat::from_path(path) {
         Some(ModelFormat::CoreMl) => coreml::describe_file(path).map(|d| d.metadata),
+        Some(ModelFormat::Python) => Err(anemone_core::Error::Config(format!(
+            "{} is a Python model: its inputs and outputs come from its config.pbtxt, not the file",
+            path.display()
+        ))),
         _ => onnx::describe_file(path),
     }
 }
@@ -54,7 +60,11 @@ pub fn describe_file(path: &Path) -> Result<ModelMetadata> {
 /// by [`anemone_core::Tier`] (Neural Engine, GPU, optimised CPU, portable CPU).
 pub fn default_backends() -> Vec<Arc<dyn Backend>> {
     #[allow(unused_mut)]
-    let mut all: Vec<Arc<dyn Backend>> = vec![Arc::new(TractCpu), Arc::new(CoreMl)];
+    let mut all: Vec<Arc<dyn Backend>> = vec![
+        Arc::new(TractCpu),
+        Arc::new(CoreMl),
+        Arc::new(Python::default()),
+    ];
     #[cfg(feature = "onnxruntime")]
     all.push(Arc::new(OnnxRuntime));
     // Listed on Apple systems only, where it may run (its probe says why not).

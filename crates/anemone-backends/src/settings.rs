@@ -14,6 +14,7 @@ pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
         ],
         "tract-cpu" => &["tract-cpu.plan_cache"],
         "tract-metal" => &["tract-metal.plan_cache"],
+        "python" => &[],
         _ => return None,
     })
 }
@@ -149,10 +150,12 @@ mod tests {
             "tract-cpu",
             "tract-cuda",
             "tract-metal",
+            "python",
         ] {
             assert!(known_settings(b).is_some(), "{b}");
         }
-        assert!(known_settings("python").is_none());
+        assert_eq!(known_settings("python"), Some(&[][..]), "python reads none");
+        assert!(known_settings("pytorch").is_none());
         assert_eq!(
             known_settings("tract-cuda"),
             Some(

@@ -478,6 +478,13 @@ pub enum InputError {
         /// What is wrong, and what to send.
         message: String,
     },
+    /// The model's own code refused the request, in its own words (a
+    /// Python model's `TritonError` with code `INVALID_ARG`).
+    #[error("{message}")]
+    Refused {
+        /// The model's message.
+        message: String,
+    },
 }
 
 impl InputError {
@@ -501,6 +508,7 @@ impl InputError {
             | InputError::UnknownOutput { name, .. }
             | InputError::UnservedOutput { name, .. } => name,
             InputError::Sequence { .. } => "sequence_id",
+            InputError::Refused { .. } => "request",
         }
     }
 }

@@ -103,6 +103,9 @@ pub enum ModelFormat {
     Onnx,
     /// A Core ML model (`.mlmodel`, `.mlpackage`, `.mlmodelc`).
     CoreMl,
+    /// A Triton Python model (`model.py` with a `TritonPythonModel` class),
+    /// whose inputs and outputs its configuration declares.
+    Python,
 }
 
 impl ModelFormat {
@@ -111,6 +114,7 @@ impl ModelFormat {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "onnx" => Some(ModelFormat::Onnx),
             "mlmodel" | "mlpackage" | "mlmodelc" => Some(ModelFormat::CoreMl),
+            "py" => Some(ModelFormat::Python),
             _ => None,
         }
     }
@@ -121,6 +125,7 @@ impl fmt::Display for ModelFormat {
         f.write_str(match self {
             ModelFormat::Onnx => "onnx",
             ModelFormat::CoreMl => "coreml",
+            ModelFormat::Python => "python",
         })
     }
 }
@@ -219,6 +224,10 @@ mod tests {
         assert_eq!(
             ModelFormat::from_path(Path::new("m.mlpackage")),
             Some(ModelFormat::CoreMl)
+        );
+        assert_eq!(
+            ModelFormat::from_path(Path::new("1/model.py")),
+            Some(ModelFormat::Python)
         );
         assert_eq!(ModelFormat::from_path(Path::new("m.pt")), None);
     }

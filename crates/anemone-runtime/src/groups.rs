@@ -9,6 +9,9 @@ use crate::spec::{InstanceGroup, InstanceKind, ModelSpec};
 use anemone_core::{Dim, Error, LoadedModel, ModelSource, Result, Tier};
 use std::sync::Arc;
 
+/// The name of the backend of Triton's Python models (`anemone-backends`).
+const PYTHON: &str = "python";
+
 /// The most engine instances one model version may have.
 pub const MAX_INSTANCES: usize = 64;
 
@@ -55,10 +58,13 @@ pub(crate) fn groups(spec: &ModelSpec) -> Result<Vec<InstanceGroup>> {
 
 impl Manager {
     /// Whether a candidate can hold instances of `kind`.
+    /// A Python model's instances fit any kind: the model's own code picks
+    /// its device (Triton tells it the kind in `args`).
     pub(crate) fn kind_fits(&self, candidate: &Candidate, kind: InstanceKind) -> bool {
-        candidate
-            .index
-            .is_some_and(|i| kind.admits(self.inner.loader.backends.all()[i].tier()))
+        candidate.index.is_some_and(|i| {
+            let backend = &self.inner.loader.backends.all()[i];
+            backend.name() == PYTHON || kind.admits(backend.tier())
+        })
     }
 
     /// Loads the engine instances the spec's groups ask for beyond the one

@@ -28,6 +28,10 @@ pub const KNOWN_BACKENDS: &[(&str, &str)] = &[
         "it needs the cargo feature `onnxruntime` (on by default)",
     ),
     ("tract-cpu", "it is always built in"),
+    (
+        "python",
+        "it is always built in (it runs Triton Python models with ANEMONE_PYTHON or python3)",
+    ),
 ];
 
 /// A short name for a backend with one setting.

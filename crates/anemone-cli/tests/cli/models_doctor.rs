@@ -114,9 +114,13 @@ fn doctor_reports_hardware_backends_libraries_and_caches() {
         .collect();
     assert_eq!(
         names,
-        ["coreml", "onnxruntime", "tract-cpu"],
+        ["coreml", "onnxruntime", "tract-cpu", "python"],
         "the default order of preference"
     );
+    // The Python backend names the interpreter it found, or what to install.
+    let python = &backends[3];
+    let said = python["detail"].as_str().or(python["reason"].as_str());
+    assert!(said.is_some_and(|s| s.contains("numpy")), "{python}");
     assert_eq!(backends[0]["status"], "unavailable", "{}", backends[0]);
     assert!(backends[0]["reason"]
         .as_str()

@@ -58,6 +58,8 @@ pub fn complete(
         cfg.platform = match meta.format {
             ModelFormat::Onnx => "onnxruntime_onnx",
             ModelFormat::CoreMl => "anemone",
+            // Triton shows a Python model's platform empty.
+            ModelFormat::Python => "",
         }
         .to_string();
     }
@@ -65,6 +67,7 @@ pub fn complete(
         cfg.backend = match meta.format {
             ModelFormat::Onnx => "onnxruntime",
             ModelFormat::CoreMl => "anemone",
+            ModelFormat::Python => "python",
         }
         .to_string();
     }

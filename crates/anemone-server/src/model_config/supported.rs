@@ -12,7 +12,7 @@ use crate::proto::DataType as ProtoType;
 const PLATFORMS: [&str; 4] = ["", "onnxruntime_onnx", "anemone", "ensemble"];
 
 /// Backends anemone accepts in `backend`.
-const BACKENDS: [&str; 4] = ["", "onnxruntime", "tract", "anemone"];
+const BACKENDS: [&str; 5] = ["", "onnxruntime", "tract", "anemone", "python"];
 
 /// Checks that a parsed `inference.ModelConfig` sets only fields anemone
 /// supports, and that the supported ones hold values anemone can honour.
@@ -59,8 +59,9 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
             let v = value.as_str().unwrap_or_default();
             if !BACKENDS.contains(&v) {
                 return Err(format!(
-                    "{src} field 'backend' is \"{v}\", which anemone cannot run: anemone runs ONNX models; \
-                     set backend: \"onnxruntime\" or remove 'backend' (pick anemone's backends with parameter 'backends')"
+                    "{src} field 'backend' is \"{v}\", which anemone cannot run: anemone runs ONNX models and \
+                     Python models; set backend: \"onnxruntime\" (or \"python\") or remove 'backend' (pick \
+                     anemone's backends with parameter 'backends')"
                 ));
             }
         }
@@ -386,7 +387,7 @@ mod tests {
             ("instance_group [ { profile: \"0\" } ]", "'instance_group[0].profile'"),
             ("instance_group [ { count: -1 } ]", "'instance_group[0].count'"),
             ("platform: \"tensorflow_savedmodel\"", "anemone runs ONNX models"),
-            ("backend: \"python\"", "\"python\""),
+            ("backend: \"pytorch\"", "\"pytorch\", which anemone cannot run"),
             ("max_batch_size: -1", "'max_batch_size'"),
             ("runtime: \"model.py\"", "'runtime'"),
             (

@@ -27,6 +27,39 @@ pub const MODEL_FILES: [&str; 4] = [
     "model.mlmodelc",
 ];
 
+/// The `backend` of Triton's Python models.
+const PYTHON: &str = anemone_backends::python::NAME;
+
+/// A Python model's file when the config names none, as in Triton.
+const PYTHON_FILE: &str = "model.py";
+
+/// Triton's parameter naming a Python model's own environment.
+const EXECUTION_ENV_PATH: &str = "EXECUTION_ENV_PATH";
+
+/// The real path `EXECUTION_ENV_PATH` names: Triton's
+/// `$$TRITON_MODEL_DIRECTORY/` or a relative path, inside the model's
+/// directory (as everything a configuration names; the message never says
+/// what lies outside).
+fn execution_env(root: &Path, model_dir: &Path, value: &str) -> Result<PathBuf, String> {
+    let value = value.trim();
+    let relative = value
+        .strip_prefix("$$TRITON_MODEL_DIRECTORY")
+        .map_or(value, |rest| rest.trim_start_matches('/'));
+    let path = model_dir.join(relative);
+    match paths::is_plain_relative(relative) {
+        true => paths::model_path_kind(root, &path).and_then(|_| paths::real_inside(root, &path)),
+        false => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "parameter EXECUTION_ENV_PATH is \"{value}\"; name a conda-pack archive (.tar.gz) or a Python \
+             environment's directory inside the model's directory, e.g. \"$$TRITON_MODEL_DIRECTORY/env.tar.gz\" \
+             (what a configuration names stays inside the repository; for one interpreter for every \
+             model, start anemone with ANEMONE_PYTHON)"
+        )
+    })
+}
+
 /// The largest `config.pbtxt` read: 4 MiB (a real one is a few KiB).
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
@@ -104,10 +137,13 @@ pub fn prepare_model(
     if rules.strict {
         check_strict(config.as_ref())?;
     }
+    // A Python model's file is model.py unless the config names another.
+    let python = config.as_ref().is_some_and(|c| c.backend == PYTHON);
     let file_name = config
         .as_ref()
         .map(|c| c.default_model_filename.clone())
-        .filter(|f| !f.is_empty());
+        .filter(|f| !f.is_empty())
+        .or_else(|| python.then(|| PYTHON_FILE.to_string()));
     if let Some(f) = &file_name {
         if !paths::is_plain_relative(f) {
             return Err(format!(
@@ -139,9 +175,22 @@ pub fn prepare_model(
         if let (Some(f), false) = (&file_name, version_dirs.is_empty()) {
             version_dirs.sort_unstable();
             let looked: Vec<String> = version_dirs.iter().map(|v| format!("{v}/")).collect();
+            let named = config
+                .as_ref()
+                .is_some_and(|c| !c.default_model_filename.is_empty());
+            let (by, fix) = match named {
+                true => (
+                    "named by default_model_filename",
+                    "or fix default_model_filename",
+                ),
+                false => (
+                    "of a Python model (backend: \"python\")",
+                    "or name it with default_model_filename",
+                ),
+            };
             return Err(format!(
-                "the model file '{f}' named by default_model_filename is missing (looked in {}); put it there \
-                 (a symbolic link must not lead outside the model repository), or fix default_model_filename",
+                "the model file '{f}' {by} is missing (looked in {}); put it there \
+                 (a symbolic link must not lead outside the model repository), {fix}",
                 looked.join(", ")
             ));
         }
@@ -159,7 +208,12 @@ pub fn prepare_model(
     let (_, newest) = files
         .last()
         .expect("versions_to_load returns available versions; this is a bug");
-    let meta = anemone_backends::describe_file(newest).map_err(|e| e.chain_string())?;
+    // A Python model declares nothing itself: its config is its metadata.
+    let meta = match (&config, python) {
+        (Some(c), true) => anemone_backends::python::config::metadata(&model_config::to_json(c)),
+        _ => anemone_backends::describe_file(newest),
+    }
+    .map_err(|e| e.chain_string())?;
     let mut config = model_config::complete(config, name, &meta)?;
     // The file each version is read from, as Triton shows it.
     if config.default_model_filename.is_empty() {
@@ -168,6 +222,21 @@ pub fn prepare_model(
         }
     }
     let mut settings = model_config::settings(&config)?;
+    if python {
+        // Triton gives initialize() the completed config as JSON.
+        let json = model_config::to_json(&config).to_string();
+        let key = anemone_backends::python::config::MODEL_CONFIG_KEY;
+        settings.backend_settings.push((key.to_string(), json));
+        if let Some(env) = config.parameters.get(EXECUTION_ENV_PATH) {
+            let env = execution_env(root, &dir, &env.string_value)?;
+            let key = anemone_backends::python::config::ENV_KEY;
+            settings
+                .backend_settings
+                .push((key.to_string(), env.display().to_string()));
+        }
+        // A Python model reads its own parameters from that config.
+        settings.ignored.clear();
+    }
     if !settings.ignored.is_empty() {
         tracing::warn!(
             model = %name,

@@ -1,0 +1,420 @@
+//! Triton's Python backend: a `model.py` whose `TritonPythonModel` class
+//! answers requests, run by a Python interpreter in a process of its own
+//! per instance (as Triton runs its "stub" processes).
+//!
+//! The model's configuration declares its inputs and outputs
+//! ([`config::MODEL_CONFIG_KEY`]); the process imports `model.py`, calls
+//! `initialize(args)` with Triton's `args`, then `execute(requests)` for
+//! each call (one request, or the requests of a dynamic batch, each its own
+//! `InferenceRequest` as in Triton), and `finalize()` when the instance is
+//! unloaded. `import triton_python_backend_utils as pb_utils` works: anemone
+//! ships its own ([`stub`](self) files, written next to each other in a
+//! cache folder). The interpreter is [`PYTHON_ENV`] or `python3`; it needs
+//! numpy.
+
+pub mod config;
+mod env;
+mod process;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+use anemone_core::{
+    Backend, Error, InputError, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
+    Probe, Result, Support, Tensor, Tier,
+};
+use process::{Launch, Process};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use wire::Answer;
+
+/// The backend's name.
+pub const NAME: &str = "python";
+
+/// The environment variable that names the Python interpreter (default `python3`).
+pub const PYTHON_ENV: &str = "ANEMONE_PYTHON";
+
+/// The stub that runs in the process, and anemone's `triton_python_backend_utils`.
+const STUB: &str = include_str!("stub/anemone_python_stub.py");
+const UTILS: &str = include_str!("stub/triton_python_backend_utils.py");
+
+/// Triton's Python backend ([module docs](self)).
+#[derive(Debug, Default)]
+pub struct Python {
+    /// The interpreter; `None`: [`interpreter`].
+    python: Option<PathBuf>,
+    probe: OnceLock<Probe>,
+}
+
+impl Python {
+    /// The backend, running models with this interpreter rather than
+    /// [`PYTHON_ENV`]'s or `python3`.
+    pub fn with_interpreter(python: impl Into<PathBuf>) -> Python {
+        Python {
+            python: Some(python.into()),
+            probe: OnceLock::new(),
+        }
+    }
+
+    fn python(&self) -> PathBuf {
+        self.python.clone().unwrap_or_else(interpreter)
+    }
+}
+
+/// The interpreter: [`PYTHON_ENV`] when set, else `python3`.
+pub fn interpreter() -> PathBuf {
+    match std::env::var_os(PYTHON_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("python3"),
+    }
+}
+
+impl Backend for Python {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn probe(&self) -> Probe {
+        self.probe.get_or_init(|| probe(&self.python())).clone()
+    }
+
+    fn tier(&self) -> Tier {
+        Tier::PortableCpu
+    }
+
+    fn supports(&self, source: &ModelSource) -> Support {
+        match source.format {
+            ModelFormat::Python => Support::Yes,
+            other => Support::No(format!("python runs model.py files, not {other} models")),
+        }
+    }
+
+    fn load(&self, source: &ModelSource, options: &LoadOptions) -> Result<Box<dyn LoadedModel>> {
+        let (python, lib) = match options.setting(config::ENV_KEY) {
+            Some(env) => env::interpreter(Path::new(env)).map(|(p, lib)| (p, Some(lib)))?,
+            None => (self.python(), None),
+        };
+        PythonModel::load(python, lib, &source.path, options)
+            .map(|m| Box::new(m) as Box<dyn LoadedModel>)
+    }
+}
+
+/// Whether the interpreter starts and imports numpy, and its versions.
+fn probe(python: &Path) -> Probe {
+    let script = "import sys, numpy; print(sys.version.split()[0], numpy.__version__)";
+    let fix = format!(
+        "install Python 3 with numpy (pip install numpy), or set {PYTHON_ENV} to a Python that has it"
+    );
+    match std::process::Command::new(python)
+        .args(["-c", script])
+        .output()
+    {
+        Err(e) => Probe::Unavailable {
+            reason: format!("cannot run {}: {e}; {fix}", python.display()),
+        },
+        Ok(out) if !out.status.success() => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.lines().last().unwrap_or_default().to_string();
+            Probe::Unavailable {
+                reason: format!("{} cannot import numpy ({last}); {fix}", python.display()),
+            }
+        }
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut words = text.split_whitespace();
+            let (py, np) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+            Probe::Available {
+                detail: format!("Python {py} (numpy {np}) at {}", python.display()),
+            }
+        }
+    }
+}
+
+/// The folder holding the stub and the utilities: a cache folder named by
+/// their contents, written once (atomically) per version of anemone.
+fn stub_dir() -> Result<PathBuf> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(STUB);
+    hash.update(UTILS);
+    let digest = hash.finalize();
+    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("anemone-python-{tag}"));
+    let stub = dir.join("anemone_python_stub.py");
+    let utils = dir.join("triton_python_backend_utils.py");
+    let fresh = |path: &Path, text: &str| std::fs::read_to_string(path).is_ok_and(|t| t == text);
+    if fresh(&stub, STUB) && fresh(&utils, UTILS) {
+        return Ok(dir);
+    }
+    let cannot = |e: std::io::Error| {
+        Error::Internal(format!(
+            "cannot write the Python backend's files into {}: {e}; set TMPDIR to a writable folder",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(&dir).map_err(cannot)?;
+    for (path, text) in [(&stub, STUB), (&utils, UTILS)] {
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&tmp, text).map_err(cannot)?;
+        std::fs::rename(&tmp, path).map_err(cannot)?;
+    }
+    Ok(dir)
+}
+
+/// A loaded Python model: one process, one call at a time (as a Triton
+/// instance runs one `execute` at a time).
+pub struct PythonModel {
+    meta: ModelMetadata,
+    launch: Launch,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    footprint: u64,
+    process: Mutex<Option<Process>>,
+    dtype_warned: AtomicBool,
+}
+
+impl PythonModel {
+    fn load(
+        python: PathBuf,
+        lib: Option<PathBuf>,
+        model_py: &Path,
+        options: &LoadOptions,
+    ) -> Result<PythonModel> {
+        let text = options.setting(config::MODEL_CONFIG_KEY).ok_or_else(|| {
+            Error::Config(format!(
+                "a Python model needs its configuration (inputs and outputs) in setting '{}'; \
+                 serve it from a model repository with a config.pbtxt",
+                config::MODEL_CONFIG_KEY
+            ))
+        })?;
+        let model_config: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            Error::Config(format!(
+                "setting '{}' is not JSON: {e}",
+                config::MODEL_CONFIG_KEY
+            ))
+        })?;
+        let meta = config::metadata(&model_config)?;
+        let version_dir = model_py.parent().unwrap_or(Path::new("."));
+        let model_dir = version_dir.parent().unwrap_or(version_dir).to_path_buf();
+        let version = version_dir
+            .file_name()
+            .and_then(|v| v.to_str())
+            .unwrap_or("1");
+        let name = model_config["name"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                model_dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("model")
+                    .to_string()
+            });
+        let args = serde_json::json!({
+            "model_config": text,
+            "model_instance_kind": "CPU",
+            "model_instance_name": format!("{name}_0"),
+            "model_instance_device_id": "0",
+            "model_repository": model_dir.display().to_string(),
+            "model_version": version,
+            "model_name": name,
+        });
+        let launch = Launch {
+            python,
+            lib,
+            stub: stub_dir()?.join("anemone_python_stub.py"),
+            model_py: model_py.to_path_buf(),
+            model_dir,
+            model: name,
+            args,
+        };
+        let process = Process::start(&launch)?;
+        Ok(PythonModel {
+            inputs: meta.inputs.iter().map(|s| s.name.clone()).collect(),
+            outputs: meta.outputs.iter().map(|s| s.name.clone()).collect(),
+            footprint: process.resident_bytes(),
+            meta,
+            launch,
+            process: Mutex::new(Some(process)),
+            dtype_warned: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `execute` on `requests`, starting the process again first if
+    /// the last one ended; one answer per request.
+    fn run(&self, requests: &[&[Tensor]]) -> Result<Vec<Answer>> {
+        let frame = wire::execute_frame(&self.launch.model, &self.inputs, &self.outputs, requests)?;
+        let mut slot = self.process.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            tracing::warn!(model = %self.launch.model, "starting the model's Python process again");
+            *slot = Some(Process::start(&self.launch)?);
+        }
+        let process = slot.as_mut().expect("started above");
+        let (reply, blobs) = match process.exchange(&frame, &self.launch) {
+            Ok(r) => r,
+            Err(e) => {
+                *slot = None;
+                return Err(e);
+            }
+        };
+        drop(slot);
+        if !reply.ok {
+            let hint = process::traceback_hint(&self.launch.model, reply.traceback.as_deref());
+            return Err(Error::Backend {
+                backend: NAME.into(),
+                message: format!(
+                    "model.py of model '{}' raised in {}{hint}",
+                    self.launch.model,
+                    reply.error.unwrap_or_else(|| "execute".into())
+                ),
+                retryable: false,
+                source: None,
+            });
+        }
+        let answers = wire::answers(reply, blobs)?;
+        if answers.len() != requests.len() {
+            return Err(Error::Internal(format!(
+                "the Python process answered {} of {} requests",
+                answers.len(),
+                requests.len()
+            )));
+        }
+        Ok(answers)
+    }
+
+    /// One answer's outputs in the declared order, each of its declared
+    /// data type, or the model's error.
+    fn outputs_of(&self, answer: Answer) -> Result<Vec<Tensor>> {
+        let mut given = match answer {
+            Answer::Outputs(given) => given,
+            Answer::Failed { message, code } => return Err(self.refusal(message, code)),
+        };
+        let mut out = Vec::with_capacity(self.meta.outputs.len());
+        for spec in &self.meta.outputs {
+            let Some(at) = given.iter().position(|(n, _)| *n == spec.name) else {
+                let names: Vec<&str> = given.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(self.model_fault(format!(
+                    "execute() gave no output '{}' (it gave {}); return every output the config.pbtxt lists",
+                    spec.name,
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                )));
+            };
+            let (_, tensor) = given.swap_remove(at);
+            // Answered as the model gave it, as Triton does; said once.
+            if tensor.dtype() != spec.dtype && !self.dtype_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    model = %self.launch.model,
+                    "model.py gives output '{}' as {} where the config.pbtxt says {}; it is answered \
+                     as {}, as Triton does (convert it in model.py, e.g. array.astype(np.{}), to \
+                     answer what the config says)",
+                    spec.name,
+                    tensor.dtype().kserve_name(),
+                    spec.dtype.kserve_name(),
+                    tensor.dtype().kserve_name(),
+                    numpy_name(spec.dtype)
+                );
+            }
+            out.push(tensor);
+        }
+        Ok(out)
+    }
+
+    /// The error of a response whose `error` the model set.
+    fn refusal(&self, message: String, code: i64) -> Error {
+        match code {
+            wire::INVALID_ARG => Error::Input(InputError::Refused { message }),
+            wire::UNAVAILABLE => Error::Unavailable {
+                what: format!("model '{}'", self.launch.model),
+                reason: message,
+            },
+            _ => Error::Backend {
+                backend: NAME.into(),
+                message,
+                retryable: false,
+                source: None,
+            },
+        }
+    }
+
+    fn model_fault(&self, why: String) -> Error {
+        Error::Backend {
+            backend: NAME.into(),
+            message: format!("model.py of model '{}': {why}", self.launch.model),
+            retryable: false,
+            source: None,
+        }
+    }
+}
+
+/// numpy's name for a data type, for messages.
+fn numpy_name(dtype: anemone_core::DataType) -> &'static str {
+    use anemone_core::DataType as D;
+    match dtype {
+        D::Bool => "bool_",
+        D::U8 => "uint8",
+        D::U16 => "uint16",
+        D::U32 => "uint32",
+        D::U64 => "uint64",
+        D::I8 => "int8",
+        D::I16 => "int16",
+        D::I32 => "int32",
+        D::I64 => "int64",
+        D::F16 => "float16",
+        D::F32 => "float32",
+        D::F64 => "float64",
+        D::Bytes => "object_",
+    }
+}
+
+impl LoadedModel for PythonModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+
+    fn backend(&self) -> &'static str {
+        NAME
+    }
+
+    fn memory_footprint(&self) -> u64 {
+        self.footprint
+    }
+
+    fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let answer = self.run(&[inputs])?.into_iter().next();
+        self.outputs_of(answer.expect("one answer per request, checked in run"))
+    }
+
+    /// The requests of a batch go to `execute` as a list, one
+    /// `InferenceRequest` each, as Triton gives them; their answers' rows are
+    /// stacked. When any answer is an error the call fails, and the
+    /// scheduler runs the batch's requests one at a time, so each gets its
+    /// own answer.
+    fn infer_stacked(&self, requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
+        let answers = self.run(requests)?;
+        let per_request = answers
+            .into_iter()
+            .map(|a| self.outputs_of(a))
+            .collect::<Result<Vec<_>>>()?;
+        (0..self.meta.outputs.len())
+            .map(|i| {
+                let parts: Vec<&Tensor> = per_request.iter().map(|o| &o[i]).collect();
+                Tensor::concat_batch(&parts).map_err(|e| {
+                    self.model_fault(format!(
+                        "the outputs '{}' of a batch's requests cannot be stacked ({e})",
+                        self.meta.outputs[i].name
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for PythonModel {
+    fn drop(&mut self) {
+        let slot = self.process.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(process) = slot.take() {
+            process.finalize(&self.launch.model);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! One Python process running one instance of a model.py: started, spoken
+//! to frame by frame (`wire`), its standard error logged line by line, and
+//! ended with `finalize` when the instance is dropped.
+
+use super::wire::{self, Reply};
+use super::NAME;
+use anemone_core::{Bytes, Error, Result};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The last lines of a process's standard error kept for error messages.
+const TAIL_LINES: usize = 20;
+
+/// How long a process may take to finalize before it is killed.
+const FINALIZE_WAIT: Duration = Duration::from_secs(5);
+
+/// What starting a process needs, kept to start it again.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    /// The Python interpreter.
+    pub python: PathBuf,
+    /// Its environment's `lib` folder, put first on the library path.
+    pub lib: Option<PathBuf>,
+    /// The stub script (written by `super::stub_dir`).
+    pub stub: PathBuf,
+    /// The model.py.
+    pub model_py: PathBuf,
+    /// The model's directory in the repository.
+    pub model_dir: PathBuf,
+    /// The model's name, for the log.
+    pub model: String,
+    /// `initialize`'s `args`.
+    pub args: serde_json::Value,
+}
+
+/// A running process.
+pub(crate) struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Process {
+    /// Starts the process and runs the model's `initialize`.
+    pub(crate) fn start(launch: &Launch) -> Result<Process> {
+        let mut command = Command::new(&launch.python);
+        if let Some(lib) = &launch.lib {
+            let var = if cfg!(target_os = "macos") {
+                "DYLD_LIBRARY_PATH"
+            } else {
+                "LD_LIBRARY_PATH"
+            };
+            let mut paths = vec![lib.clone()];
+            paths.extend(std::env::split_paths(
+                &std::env::var_os(var).unwrap_or_default(),
+            ));
+            if let Ok(joined) = std::env::join_paths(paths) {
+                command.env(var, joined);
+            }
+        }
+        let mut child = command
+            .arg("-u")
+            .arg(&launch.stub)
+            .arg(&launch.model_py)
+            .env("ANEMONE_PYTHON_MODEL_DIR", &launch.model_dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot start {} for model '{}': {e}; install Python 3 with numpy, or set {} to one",
+                    launch.python.display(),
+                    launch.model,
+                    super::PYTHON_ENV
+                ))
+            })?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (model, lines) = (launch.model.clone(), Arc::clone(&tail));
+        std::thread::Builder::new()
+            .name(format!("python-log-{}", launch.model))
+            .spawn(move || log_lines(&model, stderr, &lines))
+            .map_err(|e| Error::Internal(format!("cannot start a log thread: {e}")))?;
+        let mut process = Process {
+            stdin: child.stdin.take().expect("stdin is piped"),
+            stdout: child.stdout.take().expect("stdout is piped"),
+            child,
+            tail,
+        };
+        let init = serde_json::json!({ "op": "init", "args": launch.args });
+        let reply = process.exchange(&wire::frame(&init, &[])?, launch)?;
+        match reply {
+            (Reply { ok: true, .. }, _) => Ok(process),
+            (reply, _) => Err(Error::Backend {
+                backend: NAME.into(),
+                message: format!(
+                    "{}; fix model.py{}",
+                    reply.error.unwrap_or_else(|| "initialize failed".into()),
+                    traceback_hint(&launch.model, reply.traceback.as_deref())
+                ),
+                retryable: false,
+                source: None,
+            }),
+        }
+    }
+
+    /// Sends a frame and reads the reply. An I/O failure means the process
+    /// has ended: the error says how, with its last lines.
+    pub(crate) fn exchange(&mut self, frame: &[u8], launch: &Launch) -> Result<(Reply, Bytes)> {
+        let sent = self
+            .stdin
+            .write_all(frame)
+            .and_then(|()| self.stdin.flush());
+        let body = sent.and_then(|()| {
+            let mut len = [0u8; 4];
+            self.stdout.read_exact(&mut len)?;
+            let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+            self.stdout.read_exact(&mut body)?;
+            Ok(body)
+        });
+        match body {
+            Ok(body) => wire::split_body(Bytes::from(body)),
+            Err(e) => Err(self.ended(launch, &e)),
+        }
+    }
+
+    /// The error of a process that stopped answering: its exit status and
+    /// its last lines of standard error.
+    fn ended(&mut self, launch: &Launch, io: &std::io::Error) -> Error {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status.to_string(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    break format!("still running after {io}; killed");
+                }
+            }
+        };
+        // Let the log thread read what the process wrote last.
+        std::thread::sleep(Duration::from_millis(50));
+        let tail: Vec<String> = self
+            .tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        Error::Backend {
+            backend: NAME.into(),
+            message: format!(
+                "the Python process of model '{}' ended ({status}){}; it is started again for the next request",
+                launch.model,
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its last lines: {}", tail.join(" | "))
+                }
+            ),
+            retryable: false,
+            source: None,
+        }
+    }
+
+    /// The process's resident memory in bytes, where the system tells it (Linux).
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
+        status
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    /// Runs `finalize` and waits for the process to end, killing it after
+    /// [`FINALIZE_WAIT`].
+    pub(crate) fn finalize(mut self, model: &str) {
+        let fin = wire::frame(&serde_json::json!({ "op": "finalize" }), &[]);
+        if let Ok(frame) = fin {
+            let _ = self
+                .stdin
+                .write_all(&frame)
+                .and_then(|()| self.stdin.flush());
+        }
+        drop(self.stdin);
+        let deadline = Instant::now() + FINALIZE_WAIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    tracing::warn!(model = %model, "the Python process did not end within {FINALIZE_WAIT:?} of finalize; killed");
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Points at the log for a traceback.
+pub(crate) fn traceback_hint(model: &str, traceback: Option<&str>) -> String {
+    match traceback {
+        Some(t) if !t.is_empty() => {
+            tracing::error!(model = %model, "{}", t.trim_end());
+            " (the traceback is in the server's log)".into()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Logs a process's standard error line by line under the model's name:
+/// `pb_utils.Logger` lines at their level, anything else (prints,
+/// warnings, tracebacks) at `info`; keeps the last [`TAIL_LINES`].
+fn log_lines(model: &str, stderr: impl Read, tail: &Mutex<VecDeque<String>>) {
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { return };
+        let (level, text) = match line.strip_prefix("\u{1e}anemone-log:") {
+            Some(rest) => match rest.split_once(':') {
+                Some((level, text)) => (level.to_string(), text.to_string()),
+                None => ("I".into(), rest.to_string()),
+            },
+            None => ("I".into(), line),
+        };
+        match level.as_str() {
+            "E" => tracing::error!(model = %model, "model.py: {text}"),
+            "W" => tracing::warn!(model = %model, "model.py: {text}"),
+            "V" => tracing::debug!(model = %model, "model.py: {text}"),
+            _ => tracing::info!(model = %model, "model.py: {text}"),
+        }
+        if let Ok(mut t) = tail.lock() {
+            if t.len() == TAIL_LINES {
+                t.pop_front();
+            }
+            t.push_back(text);
+        }
+    }
+}

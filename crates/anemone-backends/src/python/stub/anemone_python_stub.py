@@ -1,0 +1,183 @@
+"""anemone's Python process: runs one instance of a Triton Python model
+(model.py with its TritonPythonModel class) for anemone's `python` backend.
+
+anemone starts it as `python -u anemone_python_stub.py MODEL_PY` and speaks
+to it over the process's standard input and output, which this script takes
+for itself at once: what the model prints goes to standard error, which
+anemone logs. Each message, both ways, is one frame: its length (4 bytes,
+little-endian), then the length of a JSON header (4 bytes), the header, and
+the tensors' bytes one after the other, as the header lists them (numbers
+little-endian in C order; BYTES elements each as a 4-byte length and the
+bytes, Triton's serialization).
+
+anemone -> here: {"op": "init", "args": {...}}, {"op": "execute",
+"requests": [...]}, {"op": "finalize"}. Here -> anemone: {"ok": true, ...}
+or {"ok": false, "error": "...", "traceback": "..."}.
+"""
+import importlib.util
+import json
+import os
+import struct
+import sys
+import traceback
+
+
+def read_exact(stream, n):
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = stream.readinto(view[got:])
+        if not k:
+            return None
+        got += k
+    return buf
+
+
+def read_frame(stream):
+    head = read_exact(stream, 4)
+    if head is None:
+        return None, None
+    (length,) = struct.unpack("<I", head)
+    body = read_exact(stream, length)
+    if body is None:
+        return None, None
+    (hlen,) = struct.unpack_from("<I", body, 0)
+    header = json.loads(bytes(body[4:4 + hlen]))
+    return header, memoryview(body)[4 + hlen:]
+
+
+def write_frame(stream, header, blobs=()):
+    head = json.dumps(header).encode("utf-8")
+    size = 4 + len(head) + sum(len(b) for b in blobs)
+    stream.write(struct.pack("<II", size, len(head)))
+    stream.write(head)
+    for blob in blobs:
+        stream.write(blob)
+    stream.flush()
+
+
+def decode_tensor(pb_utils, np, spec, data):
+    dtype = pb_utils.triton_to_numpy_type(spec["datatype"])
+    if dtype is None:
+        raise ValueError(f"unknown data type {spec['datatype']}")
+    shape = spec["shape"]
+    if spec["datatype"] == "BYTES":
+        array = pb_utils.deserialize_bytes_tensor(data)
+    else:
+        array = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
+    return array.reshape(shape)
+
+
+def encode_tensor(pb_utils, np, tensor):
+    array = tensor.as_numpy()
+    datatype = pb_utils.wire_datatype(array)
+    if datatype == "BYTES":
+        blob = pb_utils.serialize_byte_tensor(array).tobytes()
+    else:
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        blob = array.tobytes()
+    return {"name": tensor.name(), "datatype": datatype, "shape": list(array.shape), "byte_size": len(blob)}, blob
+
+
+def failure(stage, error):
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    message = getattr(error, "message", None)
+    message = message() if callable(message) else str(error)
+    return {"ok": False, "error": f"{stage}: {type(error).__name__}: {message}", "traceback": text}
+
+
+def main():
+    model_py = sys.argv[1]
+    # The protocol takes the standard streams; the model's prints go to stderr.
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(model_py)))
+    try:
+        import numpy as np
+
+        import triton_python_backend_utils as pb_utils
+
+        spec = importlib.util.spec_from_file_location("model", model_py)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["model"] = module
+        spec.loader.exec_module(module)
+        model = module.TritonPythonModel()
+    except BaseException as e:  # noqa: BLE001: every failure goes back to anemone
+        header, _ = read_frame(proto_in)
+        write_frame(proto_out, failure("importing model.py", e))
+        return 1
+    initialized = False
+    while True:
+        header, data = read_frame(proto_in)
+        if header is None:
+            # anemone has gone (stopped, or killed): finalize all the same.
+            if initialized and hasattr(model, "finalize"):
+                model.finalize()
+            return 0
+        op = header.get("op")
+        if op == "init":
+            try:
+                if hasattr(model, "initialize"):
+                    model.initialize(header["args"])
+                initialized = True
+                write_frame(proto_out, {"ok": True})
+            except BaseException as e:  # noqa: BLE001
+                write_frame(proto_out, failure("initialize", e))
+                return 1
+        elif op == "execute":
+            try:
+                requests, offset = [], 0
+                for r in header["requests"]:
+                    inputs = []
+                    for t in r["inputs"]:
+                        size = t["byte_size"]
+                        inputs.append(pb_utils.Tensor(t["name"], decode_tensor(pb_utils, np, t, data[offset:offset + size])))
+                        offset += size
+                    requests.append(pb_utils.InferenceRequest(
+                        inputs=inputs, request_id=r.get("request_id", ""),
+                        correlation_id=r.get("correlation_id", 0),
+                        requested_output_names=r.get("requested_output_names", []),
+                        parameters=r.get("parameters", "{}"), flags=r.get("flags", 0),
+                        model_name=r.get("model_name", ""),
+                    ))
+                responses = model.execute(requests)
+                if responses is None or len(responses) != len(requests):
+                    got = "None" if responses is None else f"{len(responses)} responses"
+                    raise pb_utils.TritonModelException(
+                        f"execute() returned {got} for {len(requests)} requests; return a list with one "
+                        "InferenceResponse per request, in order (decoupled models are not supported)"
+                    )
+                answers, blobs = [], []
+                for response in responses:
+                    if response.has_error():
+                        err = response.error()
+                        answers.append({"error": err.message(), "code": err.code(), "outputs": []})
+                        continue
+                    outputs = []
+                    for tensor in response.output_tensors():
+                        spec_, blob = encode_tensor(pb_utils, np, tensor)
+                        outputs.append(spec_)
+                        blobs.append(blob)
+                    answers.append({"error": None, "outputs": outputs})
+                write_frame(proto_out, {"ok": True, "responses": answers}, blobs)
+            except BaseException as e:  # noqa: BLE001
+                write_frame(proto_out, failure("execute", e))
+        elif op == "finalize":
+            try:
+                if hasattr(model, "finalize"):
+                    model.finalize()
+                write_frame(proto_out, {"ok": True})
+            except BaseException as e:  # noqa: BLE001
+                write_frame(proto_out, failure("finalize", e))
+            return 0
+        else:
+            write_frame(proto_out, {"ok": False, "error": f"unknown operation {op!r}", "traceback": ""})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""anemone's `triton_python_backend_utils`: the part of Triton's Python
+backend utilities that a model.py uses to read its requests and write its
+answers, over anemone's Python process (anemone_python_stub.py).
+
+What is here: Tensor (as_numpy, name, is_cpu), InferenceRequest's accessors
+(inputs, request_id, correlation_id, parameters, requested_output_names,
+flags), InferenceResponse (output_tensors, has_error, error), TritonError
+with Triton's codes, TritonModelException, Logger, the config helpers
+(get_input_config_by_name, get_output_config_by_name,
+get_input_tensor_by_name, get_output_tensor_by_name) and the dtype helpers
+(triton_string_to_numpy, numpy_to_triton_type, triton_to_numpy_type,
+serialize_byte_tensor, deserialize_bytes_tensor). What is not: decoupled
+response senders, business-logic scripting (InferenceRequest.exec) and
+DLPack, which anemone refuses with an exception naming them.
+"""
+import json
+import struct
+import sys
+
+import numpy as np
+
+TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
+TRITONSERVER_REQUEST_FLAG_SEQUENCE_END = 2
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+
+# Triton's data type names (config and KServe) and numpy's types.
+_CONFIG_TO_NUMPY = {
+    "TYPE_BOOL": np.bool_,
+    "TYPE_UINT8": np.uint8,
+    "TYPE_UINT16": np.uint16,
+    "TYPE_UINT32": np.uint32,
+    "TYPE_UINT64": np.uint64,
+    "TYPE_INT8": np.int8,
+    "TYPE_INT16": np.int16,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_FP16": np.float16,
+    "TYPE_FP32": np.float32,
+    "TYPE_FP64": np.float64,
+    "TYPE_STRING": np.object_,
+}
+# The wire's names: KServe's, as requests carry them.
+_WIRE_TO_NUMPY = {k[5:].replace("STRING", "BYTES"): v for k, v in _CONFIG_TO_NUMPY.items()}
+_NUMPY_TO_WIRE = {np.dtype(v): k for k, v in _WIRE_TO_NUMPY.items() if v is not np.object_}
+
+
+def triton_string_to_numpy(triton_type_string):
+    """numpy's type for a config data type (`TYPE_FP32`) or a KServe one (`FP32`)."""
+    if triton_type_string in _CONFIG_TO_NUMPY:
+        return _CONFIG_TO_NUMPY[triton_type_string]
+    return _WIRE_TO_NUMPY.get(triton_type_string)
+
+
+def triton_to_numpy_type(data_type):
+    """numpy's type for a KServe data type name, or None."""
+    return _WIRE_TO_NUMPY.get(data_type)
+
+
+def numpy_to_triton_type(data_type):
+    """The KServe data type name of a numpy type ('BYTES' for strings), or None."""
+    dtype = np.dtype(data_type)
+    if dtype == np.object_ or dtype.kind in "SU":
+        return "BYTES"
+    return _NUMPY_TO_WIRE.get(dtype)
+
+
+def wire_datatype(array):
+    """The KServe data type name an output array is sent as."""
+    name = numpy_to_triton_type(array.dtype)
+    if name is None:
+        raise TritonModelException(
+            f"numpy dtype {array.dtype} has no Triton data type; convert the output to one of "
+            + ", ".join(sorted(_WIRE_TO_NUMPY))
+        )
+    return name
+
+
+def serialize_byte_tensor(input_tensor):
+    """Triton's serialization of a BYTES tensor: each element's length (4
+    bytes, little-endian) then its bytes, in C order; returned as a uint8 array."""
+    if input_tensor.size == 0:
+        return np.empty([0], dtype=np.uint8)
+    parts = []
+    for item in input_tensor.flatten(order="C"):
+        if isinstance(item, str):
+            item = item.encode("utf-8")
+        elif isinstance(item, (np.bytes_, bytes, bytearray)):
+            item = bytes(item)
+        else:
+            item = str(item).encode("utf-8")
+        parts.append(struct.pack("<I", len(item)))
+        parts.append(item)
+    return np.frombuffer(b"".join(parts), dtype=np.uint8)
+
+
+def deserialize_bytes_tensor(encoded_tensor):
+    """The elements of a serialized BYTES tensor as a 1-D object array of bytes."""
+    data = bytes(encoded_tensor)
+    items, offset = [], 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("<I", data, offset)
+        offset += 4
+        items.append(data[offset:offset + length])
+        offset += length
+    return np.array(items, dtype=np.object_)
+
+
+class TritonError(Exception):
+    """An error for one request's answer (`InferenceResponse(error=...)`)."""
+
+    UNKNOWN = 0
+    INTERNAL = 1
+    NOT_FOUND = 2
+    INVALID_ARG = 3
+    UNAVAILABLE = 4
+    UNSUPPORTED = 5
+    ALREADY_EXISTS = 6
+    CANCELLED = 7
+
+    def __init__(self, message, code=INTERNAL):
+        super().__init__(message)
+        self._message = message
+        self._code = code
+
+    def message(self):
+        return self._message
+
+    def code(self):
+        return self._code
+
+
+class TritonModelException(Exception):
+    """Raised by these utilities for a model's mistake."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self._message = message
+
+    def message(self):
+        return self._message
+
+
+class Tensor:
+    """A named tensor: an input of a request or an output of an answer."""
+
+    def __init__(self, name, data, *args, **kwargs):
+        if not isinstance(data, np.ndarray):
+            raise TritonModelException(
+                f"Tensor '{name}': the data must be a numpy array (got {type(data).__name__}); "
+                "DLPack tensors are not supported by anemone"
+            )
+        if data.dtype.kind in "SU":
+            data = data.astype(np.object_)
+        self._name = name
+        self._array = data
+
+    def name(self):
+        return self._name
+
+    def as_numpy(self):
+        return self._array
+
+    def is_cpu(self):
+        return True
+
+    def shape(self):
+        return list(self._array.shape)
+
+    def triton_dtype(self):
+        return numpy_to_triton_type(self._array.dtype)
+
+    def to_dlpack(self):
+        raise TritonModelException("DLPack tensors are not supported by anemone; use as_numpy()")
+
+    @staticmethod
+    def from_dlpack(name, capsule):
+        raise TritonModelException("DLPack tensors are not supported by anemone; build Tensor(name, numpy_array)")
+
+
+class InferenceRequest:
+    """One request as execute() receives it."""
+
+    def __init__(self, *args, **kwargs):
+        self._inputs = kwargs.get("inputs", [])
+        self._request_id = kwargs.get("request_id", "")
+        self._correlation_id = kwargs.get("correlation_id", 0)
+        self._requested = kwargs.get("requested_output_names", [])
+        self._parameters = kwargs.get("parameters", "{}")
+        self._flags = kwargs.get("flags", 0)
+        self._model_name = kwargs.get("model_name", "")
+
+    def inputs(self):
+        return list(self._inputs)
+
+    def request_id(self):
+        return self._request_id
+
+    def correlation_id(self):
+        return self._correlation_id
+
+    def requested_output_names(self):
+        return list(self._requested)
+
+    def parameters(self):
+        return self._parameters if isinstance(self._parameters, str) else json.dumps(self._parameters)
+
+    def flags(self):
+        return self._flags
+
+    def model_name(self):
+        return self._model_name
+
+    def is_cancelled(self):
+        return False
+
+    def get_response_sender(self):
+        raise TritonModelException(
+            "response senders are for decoupled models, which anemone does not run; "
+            "return one InferenceResponse per request from execute()"
+        )
+
+    def exec(self, *args, **kwargs):
+        raise TritonModelException(
+            "InferenceRequest.exec (business-logic scripting) is not supported by anemone; "
+            "compose models with an ensemble (platform: \"ensemble\") instead"
+        )
+
+    async_exec = exec
+
+
+class InferenceResponse:
+    """The answer to one request: its output tensors, or an error."""
+
+    def __init__(self, output_tensors=None, error=None, parameters=None):
+        self._outputs = list(output_tensors or [])
+        if error is not None and not isinstance(error, TritonError):
+            error = TritonError(str(error))
+        self._error = error
+
+    def output_tensors(self):
+        return list(self._outputs)
+
+    def has_error(self):
+        return self._error is not None
+
+    def error(self):
+        return self._error
+
+
+def get_input_tensor_by_name(inference_request, name):
+    """The request's input `name`, or None."""
+    for tensor in inference_request.inputs():
+        if tensor.name() == name:
+            return tensor
+    return None
+
+
+def get_output_tensor_by_name(inference_response, name):
+    """The answer's output `name`, or None."""
+    for tensor in inference_response.output_tensors():
+        if tensor.name() == name:
+            return tensor
+    return None
+
+
+def get_input_config_by_name(model_config, name):
+    """The config's input `name` (a dict), or None."""
+    for entry in model_config.get("input", []):
+        if entry.get("name") == name:
+            return entry
+    return None
+
+
+def get_output_config_by_name(model_config, name):
+    """The config's output `name` (a dict), or None."""
+    for entry in model_config.get("output", []):
+        if entry.get("name") == name:
+            return entry
+    return None
+
+
+def get_model_dir():
+    """The model's directory in the repository."""
+    import os
+
+    return os.environ.get("ANEMONE_PYTHON_MODEL_DIR", "")
+
+
+class Logger:
+    """Triton's logger: lines go to anemone's log at the matching level."""
+
+    @staticmethod
+    def _log(level, msg):
+        text = str(msg).replace("\n", " | ")
+        sys.stderr.write(f"\x1eanemone-log:{level}:{text}\n")
+        sys.stderr.flush()
+
+    @staticmethod
+    def log(msg, level=None):
+        Logger._log("I", msg)
+
+    @staticmethod
+    def log_info(msg):
+        Logger._log("I", msg)
+
+    @staticmethod
+    def log_warn(msg):
+        Logger._log("W", msg)
+
+    @staticmethod
+    def log_error(msg):
+        Logger._log("E", msg)
+
+    @staticmethod
+    def log_verbose(msg):
+        Logger._log("V", msg)
+
+
+class LogLevel:
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    VERBOSE = 3

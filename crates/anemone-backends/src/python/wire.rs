@@ -1,0 +1,313 @@
+//! The frames anemone and its Python process exchange (the stub's docstring,
+//! `stub/anemone_python_stub.py`, is the other half): a frame is its length
+//! (u32, little-endian), the length of a JSON header (u32), the header, and
+//! the tensors' bytes in the order the header lists them. Numbers are
+//! little-endian in C order; a BYTES tensor is each element's length (u32)
+//! and bytes, Triton's serialization.
+
+use anemone_core::{Bytes, DataType, Error, Result, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+/// The largest frame either side sends: 4 GiB less one byte (the length is a u32).
+const MAX_FRAME: usize = u32::MAX as usize;
+
+/// A tensor as a header lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TensorHeader {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<usize>,
+    pub byte_size: usize,
+}
+
+/// One request of an `execute` frame.
+#[derive(Debug, Serialize)]
+struct RequestHeader<'a> {
+    inputs: Vec<TensorHeader>,
+    request_id: &'a str,
+    correlation_id: u64,
+    requested_output_names: &'a [String],
+    parameters: &'a str,
+    flags: u32,
+    model_name: &'a str,
+}
+
+/// One answer of the process to one request.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ResponseHeader {
+    pub error: Option<String>,
+    #[serde(default)]
+    pub code: Option<i64>,
+    #[serde(default)]
+    pub outputs: Vec<TensorHeader>,
+}
+
+/// What the process answers to every frame.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Reply {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub traceback: Option<String>,
+    #[serde(default)]
+    pub responses: Vec<ResponseHeader>,
+}
+
+/// One request's answer: its outputs by name, or the model's error.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Outputs(Vec<(String, Tensor)>),
+    Failed { message: String, code: i64 },
+}
+
+/// Triton's `TritonError.INVALID_ARG`: the model blames the request.
+pub(crate) const INVALID_ARG: i64 = 3;
+/// Triton's `TritonError.UNAVAILABLE`.
+pub(crate) const UNAVAILABLE: i64 = 4;
+
+/// A frame: header then blobs, with both lengths in front.
+pub(crate) fn frame(header: &serde_json::Value, blobs: &[&[u8]]) -> Result<Vec<u8>> {
+    let head = serde_json::to_vec(header)
+        .map_err(|e| Error::Internal(format!("cannot write a frame header: {e}")))?;
+    let body = 4 + head.len() + blobs.iter().map(|b| b.len()).sum::<usize>();
+    if body > MAX_FRAME {
+        return Err(Error::Backend {
+            backend: super::NAME.into(),
+            message: format!(
+                "a request of {body} bytes is larger than the 4 GiB a frame to the Python process can carry"
+            ),
+            retryable: false,
+            source: None,
+        });
+    }
+    let mut out = Vec::with_capacity(4 + body);
+    out.extend_from_slice(&(body as u32).to_le_bytes());
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    for blob in blobs {
+        out.extend_from_slice(blob);
+    }
+    Ok(out)
+}
+
+/// Splits a frame's body (what follows its length) into its header and blobs.
+pub(crate) fn split_body(body: Bytes) -> Result<(Reply, Bytes)> {
+    let bad = |why: &str| Error::Internal(format!("the Python process sent a bad frame: {why}"));
+    if body.len() < 4 {
+        return Err(bad("shorter than its header length"));
+    }
+    let hlen = u32::from_le_bytes(body[..4].try_into().expect("4 bytes")) as usize;
+    if body.len() < 4 + hlen {
+        return Err(bad("shorter than its header"));
+    }
+    let reply: Reply = serde_json::from_slice(&body[4..4 + hlen])
+        .map_err(|e| bad(&format!("its header is not the JSON expected: {e}")))?;
+    Ok((reply, body.slice(4 + hlen..)))
+}
+
+/// A tensor's bytes on the wire, and its header.
+fn encode_tensor(name: &str, tensor: &Tensor) -> (TensorHeader, Vec<u8>) {
+    let bytes = match tensor.data() {
+        TensorData::Strings(items) => {
+            let mut out = Vec::with_capacity(items.iter().map(|s| 4 + s.len()).sum());
+            for item in items {
+                out.extend_from_slice(&(item.len() as u32).to_le_bytes());
+                out.extend_from_slice(item);
+            }
+            out
+        }
+        TensorData::Numeric(_) => tensor.compact().as_bytes().unwrap_or_default().to_vec(),
+    };
+    let header = TensorHeader {
+        name: name.to_string(),
+        datatype: tensor.dtype().kserve_name().to_string(),
+        shape: tensor.shape().to_vec(),
+        byte_size: bytes.len(),
+    };
+    (header, bytes)
+}
+
+/// The `execute` frame of `requests`, each one request's inputs named by `names`.
+pub(crate) fn execute_frame(
+    model_name: &str,
+    names: &[String],
+    outputs: &[String],
+    requests: &[&[Tensor]],
+) -> Result<Vec<u8>> {
+    let mut headers = Vec::with_capacity(requests.len());
+    let mut blobs = Vec::new();
+    for inputs in requests {
+        let mut tensors = Vec::with_capacity(inputs.len());
+        for (name, tensor) in names.iter().zip(inputs.iter()) {
+            let (header, bytes) = encode_tensor(name, tensor);
+            tensors.push(header);
+            blobs.push(bytes);
+        }
+        headers.push(RequestHeader {
+            inputs: tensors,
+            request_id: "",
+            correlation_id: 0,
+            requested_output_names: outputs,
+            parameters: "{}",
+            flags: 0,
+            model_name,
+        });
+    }
+    let header = serde_json::json!({ "op": "execute", "requests": headers });
+    let blobs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+    frame(&header, &blobs)
+}
+
+/// Reads a tensor the process sent.
+fn decode_tensor(header: &TensorHeader, data: Bytes) -> Result<Tensor> {
+    let bad = |why: String| Error::Backend {
+        backend: super::NAME.into(),
+        message: format!("output '{}' of model.py cannot be read: {why}", header.name),
+        retryable: false,
+        source: None,
+    };
+    let dtype = DataType::from_kserve_name(&header.datatype)
+        .ok_or_else(|| bad(format!("unknown data type {}", header.datatype)))?;
+    if dtype != DataType::Bytes {
+        return Tensor::from_bytes(dtype, header.shape.clone(), data)
+            .map_err(|e| bad(e.to_string()));
+    }
+    let mut items = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let Some(len) = data.get(at..at + 4) else {
+            return Err(bad("a BYTES element's length is cut short".into()));
+        };
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        at += 4;
+        let Some(item) = data.get(at..at + len) else {
+            return Err(bad("a BYTES element is cut short".into()));
+        };
+        items.push(item.to_vec());
+        at += len;
+    }
+    Tensor::from_strings(header.shape.clone(), items).map_err(|e| bad(e.to_string()))
+}
+
+/// Each request's answer from an `execute` reply and its blobs.
+pub(crate) fn answers(reply: Reply, mut blobs: Bytes) -> Result<Vec<Answer>> {
+    let mut out = Vec::with_capacity(reply.responses.len());
+    for response in reply.responses {
+        if let Some(message) = response.error {
+            out.push(Answer::Failed {
+                message,
+                code: response.code.unwrap_or(1),
+            });
+            continue;
+        }
+        let mut outputs = Vec::with_capacity(response.outputs.len());
+        for header in &response.outputs {
+            if header.byte_size > blobs.len() {
+                return Err(Error::Internal(format!(
+                    "the Python process sent {} bytes for output '{}' of which only {} arrived",
+                    header.byte_size,
+                    header.name,
+                    blobs.len()
+                )));
+            }
+            let data = blobs.split_to(header.byte_size);
+            outputs.push((header.name.clone(), decode_tensor(header, data)?));
+        }
+        out.push(Answer::Outputs(outputs));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(frame: &[u8]) -> Bytes {
+        let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 4, "the length counts what follows it");
+        Bytes::copy_from_slice(&frame[4..])
+    }
+
+    #[test]
+    fn an_execute_frame_lists_each_requests_tensors_and_carries_their_bytes_in_order() {
+        let a = Tensor::from_vec(vec![1, 2], vec![1.5f32, -2.0]).unwrap();
+        let s = Tensor::from_strings(vec![2], vec![b"ab".to_vec(), b"".to_vec()]).unwrap();
+        let b = Tensor::from_vec(vec![1, 2], vec![3.0f32, 4.0]).unwrap();
+        let names = ["x".to_string(), "s".to_string()];
+        let frame = execute_frame("m", &names, &["y".into()], &[&[a, s.clone()], &[b, s]]).unwrap();
+        let body = body_of(&frame);
+        let hlen = u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&body[4..4 + hlen]).unwrap();
+        assert_eq!(header["op"], "execute");
+        let requests = header["requests"].as_array().unwrap();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0]["inputs"][0]["datatype"], "FP32");
+        assert_eq!(requests[0]["inputs"][0]["shape"], serde_json::json!([1, 2]));
+        assert_eq!(requests[0]["inputs"][1]["byte_size"], 4 + 2 + 4);
+        assert_eq!(
+            requests[1]["requested_output_names"],
+            serde_json::json!(["y"])
+        );
+        let blobs = &body[4 + hlen..];
+        let mut expected = Vec::new();
+        for v in [1.5f32, -2.0] {
+            expected.extend_from_slice(&v.to_le_bytes());
+        }
+        expected.extend_from_slice(&[2, 0, 0, 0, b'a', b'b', 0, 0, 0, 0]);
+        for v in [3.0f32, 4.0] {
+            expected.extend_from_slice(&v.to_le_bytes());
+        }
+        expected.extend_from_slice(&[2, 0, 0, 0, b'a', b'b', 0, 0, 0, 0]);
+        assert_eq!(blobs, &expected[..]);
+    }
+
+    #[test]
+    fn a_reply_gives_each_request_its_outputs_or_its_error() {
+        let header = serde_json::json!({
+            "ok": true,
+            "responses": [
+                {"error": null, "outputs": [
+                    {"name": "y", "datatype": "INT32", "shape": [2], "byte_size": 8},
+                    {"name": "s", "datatype": "BYTES", "shape": [1], "byte_size": 7},
+                ]},
+                {"error": "bad x", "code": 3, "outputs": []},
+            ]
+        });
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&7i32.to_le_bytes());
+        blob.extend_from_slice(&(-1i32).to_le_bytes());
+        blob.extend_from_slice(&[3, 0, 0, 0, b'a', b'b', b'c']);
+        let bytes = frame(&header, &[&blob]).unwrap();
+        let (reply, blobs) = split_body(body_of(&bytes)).unwrap();
+        assert!(reply.ok);
+        let answers = answers(reply, blobs).unwrap();
+        let Answer::Outputs(outputs) = &answers[0] else {
+            panic!("{answers:?}")
+        };
+        assert_eq!(outputs[0].0, "y");
+        assert_eq!(outputs[0].1.to_vec::<i32>().unwrap(), [7, -1]);
+        assert_eq!(outputs[1].1.as_strings().unwrap(), [b"abc".to_vec()]);
+        assert!(
+            matches!(&answers[1], Answer::Failed { message, code: 3 } if message == "bad x"),
+            "{answers:?}"
+        );
+    }
+
+    #[test]
+    fn a_reply_whose_bytes_do_not_add_up_is_refused_not_read_past_its_end() {
+        let header = serde_json::json!({"ok": true, "responses": [{"error": null, "outputs": [
+            {"name": "y", "datatype": "FP32", "shape": [4], "byte_size": 16}]}]});
+        let bytes = frame(&header, &[&[0u8; 8]]).unwrap();
+        let (reply, blobs) = split_body(body_of(&bytes)).unwrap();
+        let e = answers(reply, blobs).unwrap_err();
+        assert!(e.to_string().contains("only 8 arrived"), "{e}");
+        let header = serde_json::json!({"ok": true, "responses": [{"error": null, "outputs": [
+            {"name": "s", "datatype": "BYTES", "shape": [1], "byte_size": 4}]}]});
+        let bytes = frame(&header, &[&[9, 0, 0, 0]]).unwrap();
+        let (reply, blobs) = split_body(body_of(&bytes)).unwrap();
+        let e = answers(reply, blobs).unwrap_err();
+        assert!(e.to_string().contains("cut short"), "{e}");
+        assert!(split_body(Bytes::from_static(&[1, 0, 0, 0])).is_err());
+    }
+}

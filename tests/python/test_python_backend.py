@@ -1,0 +1,261 @@
+"""Triton Python models (`backend: "python"`, examples/python_models) through
+the Triton clients, over HTTP and gRPC: outputs against numpy computed here;
+strings; a dynamic batch given to execute() as a list of requests, each
+client getting its own rows; a model's INVALID_ARG refusal failing only its
+own request; an ensemble of a Python step and an ONNX step; initialize()
+failing, a Python process that dies (started again for the next request),
+and finalize() at unload.
+"""
+import concurrent.futures as cf
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from serve_support import start_serve, stop_serve, wait_ready
+from tritonclient.utils import InferenceServerException
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples/python_models"
+
+CRASH = '''
+import os
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.marker = os.path.join(args["model_repository"], "finalized")
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            if x[0] < 0:
+                os._exit(7)
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("PID", np.array([os.getpid()], np.int64))]))
+        return out
+
+    def finalize(self):
+        open(self.marker, "w").write("finalized")
+'''
+
+# Reports which environment runs it: the wrapper script that stands for
+# the environment's bin/python3 sets WHICH_ENV.
+WHICH_ENV = '''
+import os
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        env = os.environ.get("WHICH_ENV", "none") + ":" + os.environ.get("LD_LIBRARY_PATH", "").split(":")[0]
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("ENV", np.array([env], dtype=np.object_))]) for _ in requests]
+'''
+
+
+def environment(folder, name):
+    """A Python environment as a directory: bin/python3 runs this test's
+    interpreter with WHICH_ENV set to `name`."""
+    (folder / "bin").mkdir(parents=True)
+    (folder / "lib").mkdir()
+    python = folder / "bin" / "python3"
+    python.write_text(f'#!/bin/sh\nWHICH_ENV={name} exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+
+
+BAD_INIT = '''
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("cannot find weights.bin")
+
+    def execute(self, requests):
+        return []
+'''
+
+
+def python_model(repo, name, source, dims="[ 1 ]", inputs="X", in_type="TYPE_FP32", outputs=(("PID", "TYPE_INT64"),)):
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "1" / "model.py").write_text(source)
+    outs = ", ".join(f'{{ name: "{n}" data_type: {t} dims: {dims} }}' for n, t in outputs)
+    (repo / name / "config.pbtxt").write_text(
+        f'backend: "python"\ninput [ {{ name: "{inputs}" data_type: {in_type} dims: {dims} }} ]\noutput [ {outs} ]\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("python_models")
+    for model in EXAMPLES.iterdir():
+        shutil.copytree(model, repo / model.name)
+    python_model(repo, "crashes", CRASH)
+    python_model(repo, "bad_init", BAD_INIT)
+    # Triton's EXECUTION_ENV_PATH: a directory, and a conda-pack archive.
+    for name, where in [("own_env", "env_dir"), ("packed_env", "$$TRITON_MODEL_DIRECTORY/env.tar.gz"),
+                        ("outside_env", "/usr")]:
+        python_model(repo, name, WHICH_ENV, outputs=(("ENV", "TYPE_STRING"),))
+        with open(repo / name / "config.pbtxt", "a") as config:
+            config.write(f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{where}" }} }}\n')
+    environment(repo / "own_env" / "env_dir", "own")
+    environment(repo / "packed_env" / "packing", "packed")
+    with tarfile.open(repo / "packed_env" / "env.tar.gz", "w:gz") as archive:
+        archive.add(repo / "packed_env" / "packing", arcname=".")
+    shutil.rmtree(repo / "packed_env" / "packing")
+    proc, addresses = start_serve(
+        repo, "--model-control-mode", "explicit", "--load-model", "*", "--strict-readiness", "false"
+    )
+    wait_ready(addresses["HTTP"])
+    yield addresses, repo
+    stop_serve(proc)
+
+
+def clients(addresses):
+    return [
+        (httpclient, httpclient.InferenceServerClient(addresses["HTTP"])),
+        (grpcclient, grpcclient.InferenceServerClient(addresses["gRPC"])),
+    ]
+
+
+def infer(module, client, model, inputs, outputs=None):
+    tensors = []
+    for name, array in inputs:
+        datatype = "BYTES" if array.dtype == np.object_ else {np.float32: "FP32"}[array.dtype.type]
+        t = module.InferInput(name, list(array.shape), datatype)
+        t.set_data_from_numpy(array)
+        tensors.append(t)
+    return client.infer(model, tensors)
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_add_sub_answers_numpys_sum_and_difference(server, protocol):
+    module, client = clients(server[0])[protocol]
+    rng = np.random.default_rng(protocol)
+    a, b = rng.standard_normal(4, dtype=np.float32), rng.standard_normal(4, dtype=np.float32)
+    result = infer(module, client, "add_sub", [("INPUT0", a), ("INPUT1", b)])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+    assert result.as_numpy("OUTPUT0").dtype == np.float32
+
+
+def test_metadata_and_config_are_tritons_for_a_python_model(server):
+    client = httpclient.InferenceServerClient(server[0]["HTTP"])
+    meta = client.get_model_metadata("text_stats")
+    assert meta["platform"] == "python"
+    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [("TEXT", "BYTES", [-1, 1])]
+    config = client.get_model_config("add_sub")
+    assert (config["platform"], config["backend"], config["default_model_filename"]) == ("", "python", "model.py")
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_strings_in_and_out(server, protocol):
+    module, client = clients(server[0])[protocol]
+    texts = np.array([["grüße"], ["ab"]], dtype=np.object_)
+    result = infer(module, client, "text_stats", [("TEXT", texts)])
+    assert [u.decode() for u in result.as_numpy("UPPER").ravel()] == ["GRÜSSE", "AB"]
+    np.testing.assert_array_equal(result.as_numpy("LENGTH"), [[5], [2]])
+
+
+def test_a_dynamic_batch_is_one_execute_of_many_requests_each_client_getting_its_own_rows(server):
+    address = server[0]["gRPC"]
+
+    def one(i):
+        client = grpcclient.InferenceServerClient(address)
+        text = f"request {i} " + "x" * (i % 7)
+        result = infer(grpcclient, client, "text_stats", [("TEXT", np.array([[text]], dtype=np.object_))])
+        assert result.as_numpy("UPPER")[0, 0].decode() == text.upper()
+        assert result.as_numpy("LENGTH")[0, 0] == len(text)
+        return int(result.as_numpy("BATCH")[0, 0])
+
+    with cf.ThreadPoolExecutor(16) as pool:
+        batches = list(pool.map(one, range(96)))
+    assert max(batches) > 1, f"execute() never got more than one request: {batches}"
+    assert max(batches) <= 8, "max_batch_size is 8"
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_a_models_invalid_arg_fails_only_its_own_request(server, protocol):
+    module, client = clients(server[0])[protocol]
+    address = server[0]["HTTP"] if protocol == 0 else server[0]["gRPC"]
+
+    def one(i):
+        c = module.InferenceServerClient(address)
+        text = "" if i % 4 == 0 else f"t{i}"
+        try:
+            result = infer(module, c, "text_stats", [("TEXT", np.array([[text]], dtype=np.object_))])
+            return ("ok", result.as_numpy("UPPER")[0, 0].decode() == text.upper())
+        except InferenceServerException as e:
+            return ("refused", e.message(), e.status())
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(one, range(32)))
+    for i, outcome in enumerate(outcomes):
+        if i % 4 == 0:
+            assert outcome[0] == "refused", (i, outcome)
+            assert "TEXT holds an empty string" in outcome[1]
+            assert outcome[2] in ("400", "StatusCode.INVALID_ARGUMENT"), outcome
+        else:
+            assert outcome == ("ok", True), (i, outcome)
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_an_ensemble_of_a_python_step_and_an_onnx_step(server, protocol):
+    module, client = clients(server[0])[protocol]
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    y = np.full((2, 4), 0.5, dtype=np.float32)
+    result = infer(module, client, "scale_then_add", [("X", x), ("Y", y)])
+    np.testing.assert_allclose(result.as_numpy("SUM"), x * 2 + y, rtol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("DIFF"), x * 2 - y, rtol=1e-6)
+
+
+def test_initialize_failing_leaves_the_model_unavailable_with_its_reason(server):
+    client = httpclient.InferenceServerClient(server[0]["HTTP"])
+    assert not client.is_model_ready("bad_init")
+    index = {m["name"]: m for m in client.get_model_repository_index()}
+    assert "RuntimeError: cannot find weights.bin" in index["bad_init"]["reason"], index["bad_init"]
+    assert client.is_model_ready("add_sub"), "the other models keep serving"
+
+
+def test_a_python_process_that_dies_fails_its_request_and_is_started_again(server):
+    client = httpclient.InferenceServerClient(server[0]["HTTP"])
+    ok = np.array([1.0], dtype=np.float32)
+    first = infer(httpclient, client, "crashes", [("X", ok)]).as_numpy("PID")[0]
+    with pytest.raises(InferenceServerException) as e:
+        infer(httpclient, client, "crashes", [("X", np.array([-1.0], dtype=np.float32))])
+    assert "ended (exit status: 7)" in e.value.message(), e.value.message()
+    second = infer(httpclient, client, "crashes", [("X", ok)]).as_numpy("PID")[0]
+    assert second != first, "a new process answers"
+    result = infer(httpclient, client, "add_sub", [("INPUT0", np.ones(4, np.float32)), ("INPUT1", np.ones(4, np.float32))])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 2 * np.ones(4))
+
+
+def test_execution_env_path_runs_a_model_in_its_own_environment(server):
+    addresses, repo = server
+    client = httpclient.InferenceServerClient(addresses["HTTP"])
+    x = np.array([1.0], dtype=np.float32)
+    env, lib = infer(httpclient, client, "own_env", [("X", x)]).as_numpy("ENV")[0].decode().split(":")
+    assert (env, lib) == ("own", str(repo / "own_env" / "env_dir" / "lib"))
+    env, lib = infer(httpclient, client, "packed_env", [("X", x)]).as_numpy("ENV")[0].decode().split(":")
+    assert env == "packed", "the archive was unpacked and its bin/python3 runs the model"
+    assert lib.endswith("/lib") and "anemone-python-envs" in lib, lib
+    # What a configuration names stays inside the repository.
+    index = {m["name"]: m for m in client.get_model_repository_index()}
+    assert "inside the model's directory" in index["outside_env"]["reason"], index["outside_env"]
+
+
+def test_unloading_runs_finalize(server):
+    addresses, repo = server
+    client = httpclient.InferenceServerClient(addresses["HTTP"])
+    marker = repo / "crashes" / "finalized"
+    assert not marker.exists()
+    client.unload_model("crashes")
+    deadline = time.time() + 10
+    while not marker.exists():
+        assert time.time() < deadline, "finalize() did not run within 10 s of the unload"
+        time.sleep(0.1)
