@@ -61,6 +61,47 @@ class TritonPythonModel:
 '''
 
 
+# A running sum per sequence, kept in Python by correlation ID (from the
+# CORRID control) and reset by the START flag, as Triton's Python sequence
+# models keep theirs.
+RUNNING_SUM = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.sums = {}
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            key = r.correlation_id()
+            if r.flags() & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START:
+                self.sums[key] = 0
+            self.sums[key] += int(pb_utils.get_input_tensor_by_name(r, "X").as_numpy().sum())
+            total = np.array([[self.sums[key]]], dtype=np.int32)
+            if r.flags() & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END:
+                del self.sums[key]
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("SUM", total)]))
+        return out
+'''
+
+SEQUENCE_CONFIG = """
+backend: "python"
+max_batch_size: 1
+sequence_batching {
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },
+    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }
+  ]
+}
+input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "SUM" data_type: TYPE_INT32 dims: [ 1 ] } ]
+"""
+
+
 def environment(folder, name):
     """A Python environment as a directory: bin/python3 runs this test's
     interpreter with WHICH_ENV set to `name`."""
@@ -97,6 +138,9 @@ def server(tmp_path_factory):
         shutil.copytree(model, repo / model.name)
     python_model(repo, "crashes", CRASH)
     python_model(repo, "bad_init", BAD_INIT)
+    (repo / "running_sum" / "1").mkdir(parents=True)
+    (repo / "running_sum" / "1" / "model.py").write_text(RUNNING_SUM)
+    (repo / "running_sum" / "config.pbtxt").write_text(SEQUENCE_CONFIG)
     # Triton's EXECUTION_ENV_PATH: a directory, and a conda-pack archive.
     for name, where in [("own_env", "env_dir"), ("packed_env", "$$TRITON_MODEL_DIRECTORY/env.tar.gz"),
                         ("outside_env", "/usr")]:
@@ -212,6 +256,20 @@ def test_an_ensemble_of_a_python_step_and_an_onnx_step(server, protocol):
     result = infer(module, client, "scale_then_add", [("X", x), ("Y", y)])
     np.testing.assert_allclose(result.as_numpy("SUM"), x * 2 + y, rtol=1e-6)
     np.testing.assert_allclose(result.as_numpy("DIFF"), x * 2 - y, rtol=1e-6)
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_a_sequence_model_keeps_each_sequences_sum_by_its_correlation_id(server, protocol):
+    module, client = clients(server[0])[protocol]
+    rng = np.random.default_rng(5 + protocol)
+    values = {7 + protocol: rng.integers(-50, 50, 6), 1000 + protocol: rng.integers(-50, 50, 6)}
+    for step in range(6):
+        for sequence_id, xs in values.items():  # the two sequences interleave
+            x = module.InferInput("X", [1, 1], "INT32")
+            x.set_data_from_numpy(np.array([[xs[step]]], dtype=np.int32))
+            result = client.infer("running_sum", [x], sequence_id=sequence_id,
+                                  sequence_start=step == 0, sequence_end=step == 5)
+            assert result.as_numpy("SUM")[0, 0] == xs[: step + 1].sum(), (sequence_id, step)
 
 
 def test_initialize_failing_leaves_the_model_unavailable_with_its_reason(server):

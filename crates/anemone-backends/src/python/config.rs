@@ -36,9 +36,90 @@ pub fn metadata(config: &Value) -> Result<ModelMetadata> {
             .map(|entry| spec(role, entry, batched))
             .collect()
     };
-    let inputs = list("input")?;
-    let outputs = list("output")?;
+    let mut inputs = list("input")?;
+    let mut outputs = list("output")?;
+    let (controls, states) = sequence(config, batched)?;
+    inputs.extend(controls);
+    for (input, output) in states {
+        inputs.push(input);
+        outputs.push(output);
+    }
     Ok(ModelMetadata::new(ModelFormat::Python, inputs, outputs))
+}
+
+/// A sequence model's control inputs and implicit state (`sequence_batching`):
+/// the server gives them to the model as inputs (and takes the state back
+/// as outputs), as Triton gives them to a Python model, though the config's
+/// `input` and `output` lists leave them out.
+#[allow(clippy::type_complexity)]
+fn sequence(
+    config: &Value,
+    batched: bool,
+) -> Result<(Vec<TensorSpec>, Vec<(TensorSpec, TensorSpec)>)> {
+    let sb = &config["sequence_batching"];
+    let with_batch = |dims: &[Value]| -> Option<Vec<Dim>> {
+        let mut shape: Vec<Dim> = batched.then_some(Dim::Any).into_iter().collect();
+        for d in dims {
+            shape.push(match d.as_i64()? {
+                -1 => Dim::Any,
+                n if n > 0 => Dim::Fixed(n as u64),
+                _ => return None,
+            });
+        }
+        Some(shape)
+    };
+    let mut controls = Vec::new();
+    for entry in sb["control_input"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let name = entry["name"].as_str().unwrap_or_default();
+        let Some(control) = entry["control"].as_array().and_then(|c| c.first()) else {
+            continue;
+        };
+        let given = |key: &str| control[key].as_array().is_some_and(|v| !v.is_empty());
+        let dtype = if given("int32_false_true") {
+            DataType::I32
+        } else if given("fp32_false_true") {
+            DataType::F32
+        } else if given("bool_false_true") {
+            DataType::Bool
+        } else {
+            let named = control["data_type"].as_str().unwrap_or_default();
+            config_dtype(named).ok_or_else(|| {
+                Error::Config(format!(
+                    "sequence control input '{name}' has no data type the model can take"
+                ))
+            })?
+        };
+        let shape = with_batch(&[Value::from(1)]).expect("a fixed size");
+        controls.push(TensorSpec::new(name, dtype, shape));
+    }
+    let mut states = Vec::new();
+    for entry in sb["state"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let dtype_name = entry["data_type"].as_str().unwrap_or_default();
+        let dims = entry["dims"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let (Some(dtype), Some(shape)) = (config_dtype(dtype_name), with_batch(dims)) else {
+            return Err(Error::Config(format!(
+                "sequence state '{}' has a data type or dims the model cannot take",
+                entry["input_name"].as_str().unwrap_or_default()
+            )));
+        };
+        let name = |key: &str| entry[key].as_str().unwrap_or_default().to_string();
+        states.push((
+            TensorSpec::new(name("input_name"), dtype, shape.clone()),
+            TensorSpec::new(name("output_name"), dtype, shape),
+        ));
+    }
+    Ok((controls, states))
 }
 
 /// One tensor of the configuration.
@@ -111,6 +192,41 @@ mod tests {
             metadata(&unbatched).unwrap().inputs[0].shape_string(),
             "[3]"
         );
+    }
+
+    #[test]
+    fn a_sequence_models_controls_and_state_are_its_tensors_too() {
+        let config = json!({
+            "max_batch_size": 4,
+            "input": [{"name": "X", "data_type": "TYPE_INT32", "dims": [1]}],
+            "output": [{"name": "Y", "data_type": "TYPE_INT32", "dims": [1]}],
+            "sequence_batching": {
+                "control_input": [
+                    {"name": "START", "control": [{"kind": "CONTROL_SEQUENCE_START", "int32_false_true": [0, 1],
+                                                    "fp32_false_true": [], "bool_false_true": [], "data_type": "TYPE_INVALID"}]},
+                    {"name": "CORRID", "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "int32_false_true": [],
+                                                     "fp32_false_true": [], "bool_false_true": [], "data_type": "TYPE_UINT64"}]},
+                ],
+                "state": [{"input_name": "S_IN", "output_name": "S_OUT", "data_type": "TYPE_FP32", "dims": [3]}],
+            },
+        });
+        let meta = metadata(&config).unwrap();
+        let inputs: Vec<String> = meta
+            .inputs
+            .iter()
+            .map(|s| format!("{} {} {}", s.name, s.dtype.kserve_name(), s.shape_string()))
+            .collect();
+        assert_eq!(
+            inputs,
+            [
+                "X INT32 [-1, 1]",
+                "START INT32 [-1, 1]",
+                "CORRID UINT64 [-1, 1]",
+                "S_IN FP32 [-1, 3]"
+            ]
+        );
+        let outputs: Vec<&str> = meta.outputs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(outputs, ["Y", "S_OUT"]);
     }
 
     #[test]

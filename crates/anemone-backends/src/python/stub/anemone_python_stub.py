@@ -80,6 +80,35 @@ def encode_tensor(pb_utils, np, tensor):
     return {"name": tensor.name(), "datatype": datatype, "shape": list(array.shape), "byte_size": len(blob)}, blob
 
 
+class Sequence:
+    """A sequence model's correlation ID and flags, read from the control
+    inputs the server gives each request (CONTROL_SEQUENCE_CORRID, _START,
+    _END), for InferenceRequest.correlation_id() and flags()."""
+
+    def __init__(self, model_config):
+        self.names = {}
+        for entry in model_config.get("sequence_batching", {}).get("control_input", []):
+            for control in entry.get("control", []):
+                self.names[control.get("kind")] = entry.get("name")
+
+    def read(self, inputs):
+        if not self.names:
+            return 0, 0
+        by_name = {t.name(): t.as_numpy() for t in inputs}
+
+        def value(kind):
+            array = by_name.get(self.names.get(kind))
+            return None if array is None or array.size == 0 else array.ravel()[0]
+
+        corrid = value("CONTROL_SEQUENCE_CORRID")
+        if isinstance(corrid, bytes):
+            corrid = corrid.decode("utf-8", "replace")
+        elif corrid is not None:
+            corrid = int(corrid)
+        flags = (1 if value("CONTROL_SEQUENCE_START") else 0) | (2 if value("CONTROL_SEQUENCE_END") else 0)
+        return (0 if corrid is None else corrid), flags
+
+
 def failure(stage, error):
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     message = getattr(error, "message", None)
@@ -112,6 +141,7 @@ def main():
         write_frame(proto_out, failure("importing model.py", e))
         return 1
     initialized = False
+    sequence = Sequence({})
     while True:
         header, data = read_frame(proto_in)
         if header is None:
@@ -122,6 +152,7 @@ def main():
         op = header.get("op")
         if op == "init":
             try:
+                sequence = Sequence(json.loads(header["args"]["model_config"]))
                 if hasattr(model, "initialize"):
                     model.initialize(header["args"])
                 initialized = True
@@ -138,11 +169,12 @@ def main():
                         size = t["byte_size"]
                         inputs.append(pb_utils.Tensor(t["name"], decode_tensor(pb_utils, np, t, data[offset:offset + size])))
                         offset += size
+                    correlation_id, flags = sequence.read(inputs)
                     requests.append(pb_utils.InferenceRequest(
                         inputs=inputs, request_id=r.get("request_id", ""),
-                        correlation_id=r.get("correlation_id", 0),
+                        correlation_id=correlation_id,
                         requested_output_names=r.get("requested_output_names", []),
-                        parameters=r.get("parameters", "{}"), flags=r.get("flags", 0),
+                        parameters=r.get("parameters", "{}"), flags=flags,
                         model_name=r.get("model_name", ""),
                     ))
                 responses = model.execute(requests)
