@@ -46,6 +46,24 @@ class TritonPythonModel:
         open(self.marker, "w").write("finalized")
 '''
 
+# Asks a model that is not there, and answers with the error exec() gave.
+CALLS_NOBODY = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X")
+            response = pb_utils.InferenceRequest(model_name="nobody", inputs=[x], requested_output_names=["Y"]).exec()
+            assert response.has_error()
+            out.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("exec said: " + response.error().message())))
+        return out
+'''
+
+
 # Reports which environment runs it: the wrapper script that stands for
 # the environment's bin/python3 sets WHICH_ENV.
 WHICH_ENV = '''
@@ -138,6 +156,7 @@ def server(tmp_path_factory):
         shutil.copytree(model, repo / model.name)
     python_model(repo, "crashes", CRASH)
     python_model(repo, "bad_init", BAD_INIT)
+    python_model(repo, "calls_nobody", CALLS_NOBODY)
     (repo / "running_sum" / "1").mkdir(parents=True)
     (repo / "running_sum" / "1" / "model.py").write_text(RUNNING_SUM)
     (repo / "running_sum" / "config.pbtxt").write_text(SEQUENCE_CONFIG)
@@ -272,6 +291,26 @@ def test_a_sequence_model_keeps_each_sequences_sum_by_its_correlation_id(server,
             assert result.as_numpy("SUM")[0, 0] == xs[: step + 1].sum(), (sequence_id, step)
 
 
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_a_python_model_calls_other_models_with_exec(server, protocol):
+    module, client = clients(server[0])[protocol]
+    rng = np.random.default_rng(20 + protocol)
+    x, y = rng.standard_normal((3, 4), dtype=np.float32), rng.standard_normal((3, 4), dtype=np.float32)
+    before = httpclient.InferenceServerClient(server[0]["HTTP"]).get_inference_statistics("add")
+    result = infer(module, client, "add_twice", [("X", x), ("Y", y)])
+    np.testing.assert_allclose(result.as_numpy("SUM"), (x + y) + y, rtol=1e-6)
+    after = httpclient.InferenceServerClient(server[0]["HTTP"]).get_inference_statistics("add")
+    count = lambda stats: int(stats["model_stats"][0]["inference_stats"]["success"]["count"])
+    assert count(after) - count(before) == 2, "add counted the two requests of add_twice"
+
+
+def test_exec_on_a_missing_model_gives_the_error_to_the_python_model(server):
+    client = httpclient.InferenceServerClient(server[0]["HTTP"])
+    with pytest.raises(InferenceServerException) as e:
+        infer(httpclient, client, "calls_nobody", [("X", np.array([1.0], np.float32))])
+    assert "exec said:" in e.value.message() and "nobody" in e.value.message(), e.value.message()
+
+
 def test_initialize_failing_leaves_the_model_unavailable_with_its_reason(server):
     client = httpclient.InferenceServerClient(server[0]["HTTP"])
     assert not client.is_model_ready("bad_init")
@@ -301,7 +340,7 @@ def test_execution_env_path_runs_a_model_in_its_own_environment(server):
     assert (env, lib) == ("own", str(repo / "own_env" / "env_dir" / "lib"))
     env, lib = infer(httpclient, client, "packed_env", [("X", x)]).as_numpy("ENV")[0].decode().split(":")
     assert env == "packed", "the archive was unpacked and its bin/python3 runs the model"
-    assert lib.endswith("/lib") and "anemone-python-envs" in lib, lib
+    assert lib.endswith("/lib") and "python-envs" in lib, lib
     # What a configuration names stays inside the repository.
     index = {m["name"]: m for m in client.get_model_repository_index()}
     assert "inside the model's directory" in index["outside_env"]["reason"], index["outside_env"]

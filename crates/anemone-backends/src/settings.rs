@@ -71,6 +71,7 @@ pub fn check_value(key: &str, value: &str) -> Result<(), String> {
     let options = anemone_core::LoadOptions {
         threads: None,
         settings: vec![(key.to_string(), value.to_string())],
+        ..Default::default()
     };
     if ON_OFF_SETTINGS.contains(&key) {
         return on_off(key, value).map(drop);

@@ -105,7 +105,53 @@ pub struct LoadOptions {
     /// Backend-specific settings from the model's configuration, e.g.
     /// `("coreml.compute_units", "ane")`. Backends ignore keys not their own.
     pub settings: Vec<(String, String)>,
+    /// Runs requests on the other models of the same server, for a model
+    /// whose own code calls them (a Python model's
+    /// `InferenceRequest.exec`). The runtime gives one; `None` elsewhere.
+    pub caller: Option<Caller>,
 }
+
+/// A request a model's code sends to another model ([`ModelCaller`]).
+#[derive(Debug, Clone, Default)]
+pub struct CallRequest {
+    /// The model called.
+    pub model: String,
+    /// Its version; `None`: the latest loaded.
+    pub version: Option<u64>,
+    /// Named inputs.
+    pub inputs: Vec<(String, Tensor)>,
+    /// The outputs wanted; `None`: all.
+    pub outputs: Option<Vec<String>>,
+    /// Give up after this long.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// Runs a request on another model of the same server and waits for its
+/// named outputs, with the same admission, validation and statistics as a
+/// client's request. Blocking: called on the calling model's engine thread.
+pub trait ModelCaller: Send + Sync {
+    /// Runs `request`.
+    fn call(&self, request: CallRequest) -> Result<Vec<(String, Tensor)>>;
+}
+
+/// A shared [`ModelCaller`], as [`LoadOptions::caller`] holds it. Two are
+/// equal when they are the same caller.
+#[derive(Clone)]
+pub struct Caller(pub std::sync::Arc<dyn ModelCaller>);
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Caller(..)")
+    }
+}
+
+impl PartialEq for Caller {
+    fn eq(&self, other: &Caller) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Caller {}
 
 impl LoadOptions {
     /// The value of a setting, if given.

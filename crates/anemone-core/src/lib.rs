@@ -31,8 +31,8 @@ pub mod tensor;
 pub mod thermal;
 
 pub use backend::{
-    stack_inputs, Backend, LoadOptions, LoadedModel, ModelSource, Probe, Support, Tier,
-    BATCHED_SETTING,
+    stack_inputs, Backend, CallRequest, Caller, LoadOptions, LoadedModel, ModelCaller, ModelSource,
+    Probe, Support, Tier, BATCHED_SETTING,
 };
 pub use bytes::Bytes;
 pub use dtype::DataType;

@@ -55,6 +55,7 @@ struct EnsemblesDoctests;
 
 pub mod admission;
 pub mod cache;
+mod caller;
 pub mod compare;
 pub mod ensemble;
 pub mod eviction;

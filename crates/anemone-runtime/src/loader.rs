@@ -271,6 +271,7 @@ impl Manager {
         let options = LoadOptions {
             threads: spec.threads.or(self.inner.loader.threads),
             settings,
+            caller: Some(self.caller()),
         };
         // Nested in `load_model_blocking`'s phase on a plain load; on its own
         // for the engines loaded outside it (re-timing moves, recovery, fallback).

@@ -212,6 +212,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..Default::default()
         };
         CoreMlOptions::from_settings(&load, PathBuf::from("/cache"))
     }

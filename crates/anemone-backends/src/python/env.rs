@@ -1,7 +1,8 @@
 //! A model's own Python environment (Triton's `EXECUTION_ENV_PATH`): a
 //! directory holding `bin/python3`, or a conda-pack archive (`.tar.gz`,
-//! `.tgz`) of one, unpacked once into a cache folder named by the archive's
-//! path, size and modification time.
+//! `.tgz`) of one, unpacked once into a folder named by the archive's path,
+//! size and modification time, in a cache folder private to the user
+//! (`cache_root`: anemone runs the interpreters it finds there).
 
 use anemone_core::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ fn unpacked(archive: &Path) -> Result<PathBuf> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let envs = std::env::temp_dir().join("anemone-python-envs");
+    let envs = cache_root()?;
     let dir = envs.join(&tag);
     if dir.is_dir() {
         return Ok(dir);
@@ -97,5 +98,101 @@ fn unpacked(archive: &Path) -> Result<PathBuf> {
             Ok(dir)
         }
         Err(e) => Err(cannot(e.to_string())),
+    }
+}
+
+/// The folder environments are unpacked in: `$XDG_CACHE_HOME` (or
+/// `~/.cache`) `/anemone/python-envs`, else the temporary folder's
+/// `anemone-python-envs-<user>`; made private to this user (mode 0700) and
+/// refused when another user owns it or can write it, since anemone runs
+/// the interpreters it finds there.
+fn cache_root() -> Result<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| Path::new(&h).join(".cache"))
+        });
+    let root = match cache {
+        Some(cache) => cache.join("anemone").join("python-envs"),
+        None => {
+            let user = std::env::var("USER").unwrap_or_else(|_| "anyone".into());
+            std::env::temp_dir().join(format!("anemone-python-envs-{user}"))
+        }
+    };
+    let refuse = |why: String| {
+        Error::Config(format!(
+            "cannot use {} for Python environments: {why}; set XDG_CACHE_HOME to a folder of your own",
+            root.display()
+        ))
+    };
+    private_dir(&root).map_err(refuse)?;
+    Ok(root)
+}
+
+/// Creates `dir` (mode 0700 on Unix) or checks the one there: a directory
+/// this user owns that nobody else can write.
+fn private_dir(dir: &Path) -> std::result::Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+        if !meta.is_dir() {
+            return Err("it is not a directory".into());
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err("other users can write it".into());
+        }
+        // Who we are: the owner of a file we create there.
+        let probe = dir.join(format!(".owner-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(|e| e.to_string())?;
+        let mine = std::fs::metadata(&probe).map(|m| m.uid());
+        let _ = std::fs::remove_file(&probe);
+        if mine.map_err(|e| e.to_string())? != meta.uid() {
+            return Err("another user owns it".into());
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_dir::TempDir;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_folder_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("python-envs");
+        let shared = dir.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(private_dir(&shared).unwrap_err(), "other users can write it");
+        let fresh = dir.join("fresh/python-envs");
+        private_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "made private");
+    }
+
+    #[test]
+    fn an_environment_without_python_or_of_another_kind_is_explained() {
+        let dir = TempDir::new("python-env-kinds");
+        let e = interpreter(&dir).unwrap_err().to_string();
+        assert!(e.contains("has no bin/python3"), "{e}");
+        let zip = dir.join("env.zip");
+        std::fs::write(&zip, b"PK").unwrap();
+        let e = interpreter(&zip).unwrap_err().to_string();
+        assert!(e.contains("neither a directory holding bin/python3 nor a conda-pack archive"), "{e}");
     }
 }

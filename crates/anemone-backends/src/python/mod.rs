@@ -8,10 +8,11 @@
 //! each call (one request, or the requests of a dynamic batch, each its own
 //! `InferenceRequest` as in Triton), and `finalize()` when the instance is
 //! unloaded. `import triton_python_backend_utils as pb_utils` works: anemone
-//! ships its own ([`stub`](self) files, written next to each other in a
-//! cache folder). The interpreter is [`PYTHON_ENV`] or `python3`; it needs
-//! numpy.
+//! ships its own (`stub/`, given to the interpreter in its environment, so
+//! nothing is written to disk). The interpreter is [`PYTHON_ENV`] or
+//! `python3`; it needs numpy.
 
+mod bls;
 pub mod config;
 mod env;
 mod process;
@@ -36,8 +37,8 @@ pub const NAME: &str = "python";
 pub const PYTHON_ENV: &str = "ANEMONE_PYTHON";
 
 /// The stub that runs in the process, and anemone's `triton_python_backend_utils`.
-const STUB: &str = include_str!("stub/anemone_python_stub.py");
-const UTILS: &str = include_str!("stub/triton_python_backend_utils.py");
+pub(crate) const STUB: &str = include_str!("stub/anemone_python_stub.py");
+pub(crate) const UTILS: &str = include_str!("stub/triton_python_backend_utils.py");
 
 /// Triton's Python backend ([module docs](self)).
 #[derive(Debug, Default)]
@@ -131,37 +132,6 @@ fn probe(python: &Path) -> Probe {
     }
 }
 
-/// The folder holding the stub and the utilities: a cache folder named by
-/// their contents, written once (atomically) per version of anemone.
-fn stub_dir() -> Result<PathBuf> {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    hash.update(STUB);
-    hash.update(UTILS);
-    let digest = hash.finalize();
-    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    let dir = std::env::temp_dir().join(format!("anemone-python-{tag}"));
-    let stub = dir.join("anemone_python_stub.py");
-    let utils = dir.join("triton_python_backend_utils.py");
-    let fresh = |path: &Path, text: &str| std::fs::read_to_string(path).is_ok_and(|t| t == text);
-    if fresh(&stub, STUB) && fresh(&utils, UTILS) {
-        return Ok(dir);
-    }
-    let cannot = |e: std::io::Error| {
-        Error::Internal(format!(
-            "cannot write the Python backend's files into {}: {e}; set TMPDIR to a writable folder",
-            dir.display()
-        ))
-    };
-    std::fs::create_dir_all(&dir).map_err(cannot)?;
-    for (path, text) in [(&stub, STUB), (&utils, UTILS)] {
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(&tmp, text).map_err(cannot)?;
-        std::fs::rename(&tmp, path).map_err(cannot)?;
-    }
-    Ok(dir)
-}
-
 /// A loaded Python model: one process, one call at a time (as a Triton
 /// instance runs one `execute` at a time).
 pub struct PythonModel {
@@ -171,6 +141,7 @@ pub struct PythonModel {
     outputs: Vec<String>,
     footprint: u64,
     process: Mutex<Option<Process>>,
+    caller: Option<anemone_core::Caller>,
     dtype_warned: AtomicBool,
 }
 
@@ -223,13 +194,13 @@ impl PythonModel {
         let launch = Launch {
             python,
             lib,
-            stub: stub_dir()?.join("anemone_python_stub.py"),
             model_py: model_py.to_path_buf(),
             model_dir,
             model: name,
             args,
         };
-        let process = Process::start(&launch)?;
+        let caller = options.caller.clone();
+        let process = Process::start(&launch, caller.as_ref())?;
         Ok(PythonModel {
             inputs: meta.inputs.iter().map(|s| s.name.clone()).collect(),
             outputs: meta.outputs.iter().map(|s| s.name.clone()).collect(),
@@ -237,6 +208,7 @@ impl PythonModel {
             meta,
             launch,
             process: Mutex::new(Some(process)),
+            caller,
             dtype_warned: AtomicBool::new(false),
         })
     }
@@ -248,10 +220,10 @@ impl PythonModel {
         let mut slot = self.process.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             tracing::warn!(model = %self.launch.model, "starting the model's Python process again");
-            *slot = Some(Process::start(&self.launch)?);
+            *slot = Some(Process::start(&self.launch, self.caller.as_ref())?);
         }
         let process = slot.as_mut().expect("started above");
-        let (reply, blobs) = match process.exchange(&frame, &self.launch) {
+        let (reply, blobs) = match process.exchange(&frame, &self.launch, self.caller.as_ref()) {
             Ok(r) => r,
             Err(e) => {
                 *slot = None;

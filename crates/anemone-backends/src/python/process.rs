@@ -4,7 +4,7 @@
 
 use super::wire::{self, Reply};
 use super::NAME;
-use anemone_core::{Bytes, Error, Result};
+use anemone_core::{Bytes, Caller, Error, Result};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 
 /// The last lines of a process's standard error kept for error messages.
 const TAIL_LINES: usize = 20;
+
+/// The environment variables that carry the stub's and the utilities'
+/// source to the interpreter (read and removed by [`BOOT`], so the model's
+/// own subprocesses do not inherit them).
+const STUB_ENV: &str = "ANEMONE_PYTHON_STUB";
+const UTILS_ENV: &str = "ANEMONE_PYTHON_UTILS";
+
+/// `python -c`'s program: runs the stub from [`STUB_ENV`], under its file
+/// name for tracebacks.
+const BOOT: &str = "import os; exec(compile(os.environ.pop('ANEMONE_PYTHON_STUB'), \
+                    'anemone_python_stub.py', 'exec'))";
 
 /// How long a process may take to finalize before it is killed.
 const FINALIZE_WAIT: Duration = Duration::from_secs(5);
@@ -25,8 +36,6 @@ pub(crate) struct Launch {
     pub python: PathBuf,
     /// Its environment's `lib` folder, put first on the library path.
     pub lib: Option<PathBuf>,
-    /// The stub script (written by `super::stub_dir`).
-    pub stub: PathBuf,
     /// The model.py.
     pub model_py: PathBuf,
     /// The model's directory in the repository.
@@ -47,7 +56,7 @@ pub(crate) struct Process {
 
 impl Process {
     /// Starts the process and runs the model's `initialize`.
-    pub(crate) fn start(launch: &Launch) -> Result<Process> {
+    pub(crate) fn start(launch: &Launch, caller: Option<&Caller>) -> Result<Process> {
         let mut command = Command::new(&launch.python);
         if let Some(lib) = &launch.lib {
             let var = if cfg!(target_os = "macos") {
@@ -65,8 +74,11 @@ impl Process {
         }
         let mut child = command
             .arg("-u")
-            .arg(&launch.stub)
+            .arg("-c")
+            .arg(BOOT)
             .arg(&launch.model_py)
+            .env(STUB_ENV, super::STUB)
+            .env(UTILS_ENV, super::UTILS)
             .env("ANEMONE_PYTHON_MODEL_DIR", &launch.model_dir)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
@@ -95,7 +107,7 @@ impl Process {
             tail,
         };
         let init = serde_json::json!({ "op": "init", "args": launch.args });
-        let reply = process.exchange(&wire::frame(&init, &[])?, launch)?;
+        let reply = process.exchange(&wire::frame(&init, &[])?, launch, caller)?;
         match reply {
             (Reply { ok: true, .. }, _) => Ok(process),
             (reply, _) => Err(Error::Backend {
@@ -111,21 +123,47 @@ impl Process {
         }
     }
 
-    /// Sends a frame and reads the reply. An I/O failure means the process
-    /// has ended: the error says how, with its last lines.
-    pub(crate) fn exchange(&mut self, frame: &[u8], launch: &Launch) -> Result<(Reply, Bytes)> {
-        let sent = self
+    /// Sends a frame and reads the reply, answering on the way the
+    /// requests the model sends other models (`InferenceRequest.exec`)
+    /// through `caller`. An I/O failure means the process has ended: the
+    /// error says how, with its last lines.
+    pub(crate) fn exchange(
+        &mut self,
+        frame: &[u8],
+        launch: &Launch,
+        caller: Option<&Caller>,
+    ) -> Result<(Reply, Bytes)> {
+        self.send(frame, launch)?;
+        loop {
+            let (reply, blobs) = self.receive(launch)?;
+            if reply.op.as_deref() != Some("bls") {
+                return Ok((reply, blobs));
+            }
+            let answer = super::bls::call(launch, caller, reply, blobs);
+            self.send(&wire::call_reply(answer)?, launch)?;
+        }
+    }
+
+    fn send(&mut self, frame: &[u8], launch: &Launch) -> Result<()> {
+        match self
             .stdin
             .write_all(frame)
-            .and_then(|()| self.stdin.flush());
-        let body = sent.and_then(|()| {
+            .and_then(|()| self.stdin.flush())
+        {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.ended(launch, &e)),
+        }
+    }
+
+    fn receive(&mut self, launch: &Launch) -> Result<(Reply, Bytes)> {
+        let mut read = || -> std::io::Result<Vec<u8>> {
             let mut len = [0u8; 4];
             self.stdout.read_exact(&mut len)?;
             let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
             self.stdout.read_exact(&mut body)?;
             Ok(body)
-        });
-        match body {
+        };
+        match read() {
             Ok(body) => wire::split_body(Bytes::from(body)),
             Err(e) => Err(self.ended(launch, &e)),
         }

@@ -70,6 +70,7 @@ fn load(dir: &TempDir, python: PathBuf) -> Box<dyn LoadedModel> {
     let options = LoadOptions {
         threads: None,
         settings: vec![(config::MODEL_CONFIG_KEY.into(), config())],
+        ..Default::default()
     };
     Python::with_interpreter(python)
         .load(&ModelSource::from_path(&model_py), &options)

@@ -42,10 +42,24 @@ pub(crate) struct ResponseHeader {
     pub outputs: Vec<TensorHeader>,
 }
 
-/// What the process answers to every frame.
-#[derive(Debug, Deserialize)]
+/// What the process answers to every frame, or a request of its own to
+/// another model (`op: "bls"`, from `InferenceRequest.exec`).
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct Reply {
+    #[serde(default)]
     pub ok: bool,
+    #[serde(default)]
+    pub op: Option<String>,
+    #[serde(default)]
+    pub model_name: String,
+    #[serde(default)]
+    pub model_version: i64,
+    #[serde(default)]
+    pub inputs: Vec<TensorHeader>,
+    #[serde(default)]
+    pub requested_output_names: Vec<String>,
+    #[serde(default)]
+    pub timeout_us: u64,
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
@@ -163,7 +177,10 @@ pub(crate) fn execute_frame(
 fn decode_tensor(header: &TensorHeader, data: Bytes) -> Result<Tensor> {
     let bad = |why: String| Error::Backend {
         backend: super::NAME.into(),
-        message: format!("output '{}' of model.py cannot be read: {why}", header.name),
+        message: format!(
+            "tensor '{}' from model.py cannot be read: {why}",
+            header.name
+        ),
         retryable: false,
         source: None,
     };
@@ -190,6 +207,49 @@ fn decode_tensor(header: &TensorHeader, data: Bytes) -> Result<Tensor> {
     Tensor::from_strings(header.shape.clone(), items).map_err(|e| bad(e.to_string()))
 }
 
+/// Named tensors from their headers and the blobs that follow them.
+pub(crate) fn tensors(headers: &[TensorHeader], mut blobs: Bytes) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::with_capacity(headers.len());
+    for header in headers {
+        if header.byte_size > blobs.len() {
+            return Err(Error::Internal(format!(
+                "the Python process sent {} bytes for tensor '{}' of which only {} arrived",
+                header.byte_size,
+                header.name,
+                blobs.len()
+            )));
+        }
+        let data = blobs.split_to(header.byte_size);
+        out.push((header.name.clone(), decode_tensor(header, data)?));
+    }
+    Ok(out)
+}
+
+/// The frame answering a request of the process to another model: the
+/// outputs, or the error with Triton's code for its kind.
+pub(crate) fn call_reply(result: Result<Vec<(String, Tensor)>>) -> Result<Vec<u8>> {
+    match result {
+        Ok(outputs) => {
+            let (headers, blobs): (Vec<TensorHeader>, Vec<Vec<u8>>) =
+                outputs.iter().map(|(n, t)| encode_tensor(n, t)).unzip();
+            let header = serde_json::json!({ "ok": true, "outputs": headers });
+            let blobs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+            frame(&header, &blobs)
+        }
+        Err(e) => {
+            use anemone_core::ErrorKind as K;
+            let code = match e.kind() {
+                K::InvalidInput => INVALID_ARG,
+                K::NotFound => 2,
+                K::Unavailable | K::Overloaded => UNAVAILABLE,
+                _ => 1,
+            };
+            let header = serde_json::json!({ "ok": false, "error": e.to_string(), "code": code });
+            frame(&header, &[])
+        }
+    }
+}
+
 /// Each request's answer from an `execute` reply and its blobs.
 pub(crate) fn answers(reply: Reply, mut blobs: Bytes) -> Result<Vec<Answer>> {
     let mut out = Vec::with_capacity(reply.responses.len());
@@ -201,20 +261,9 @@ pub(crate) fn answers(reply: Reply, mut blobs: Bytes) -> Result<Vec<Answer>> {
             });
             continue;
         }
-        let mut outputs = Vec::with_capacity(response.outputs.len());
-        for header in &response.outputs {
-            if header.byte_size > blobs.len() {
-                return Err(Error::Internal(format!(
-                    "the Python process sent {} bytes for output '{}' of which only {} arrived",
-                    header.byte_size,
-                    header.name,
-                    blobs.len()
-                )));
-            }
-            let data = blobs.split_to(header.byte_size);
-            outputs.push((header.name.clone(), decode_tensor(header, data)?));
-        }
-        out.push(Answer::Outputs(outputs));
+        let size: usize = response.outputs.iter().map(|h| h.byte_size).sum();
+        let mine = blobs.split_to(size.min(blobs.len()));
+        out.push(Answer::Outputs(tensors(&response.outputs, mine)?));
     }
     Ok(out)
 }

@@ -20,6 +20,7 @@ fn options(value: Option<&str>) -> LoadOptions {
         settings: value
             .map(|v| vec![("tract-cpu.plan_cache".to_string(), v.to_string())])
             .unwrap_or_default(),
+        ..Default::default()
     }
 }
 

@@ -226,6 +226,7 @@ fn ort_a_session_pool_serves_concurrent_requests() {
     let options = LoadOptions {
         threads: Some(1),
         settings: vec![("onnxruntime.sessions".into(), "3".into())],
+        ..Default::default()
     };
     let model = OnnxRuntime
         .load(&ModelSource::from_path(dir.join("model.onnx")), &options)

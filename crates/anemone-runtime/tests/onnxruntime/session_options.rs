@@ -39,6 +39,7 @@ fn session_options_load_show_and_keep_the_outputs() {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..Default::default()
         };
         let model = OnnxRuntime
             .load(&ModelSource::from_path(case.model_path()), &options)
@@ -91,6 +92,7 @@ fn session_options_load_show_and_keep_the_outputs() {
     let options = LoadOptions {
         threads: None,
         settings: vec![("onnxruntime.optimization".into(), "max".into())],
+        ..Default::default()
     };
     let e = OnnxRuntime
         .load(&ModelSource::from_path(case.model_path()), &options)

@@ -39,6 +39,7 @@ fn options(units: &str, tag: &str) -> LoadOptions {
                 cache.to_string_lossy().into_owned(),
             ),
         ],
+        ..Default::default()
     }
 }
 

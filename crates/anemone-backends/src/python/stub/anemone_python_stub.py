@@ -1,7 +1,8 @@
 """anemone's Python process: runs one instance of a Triton Python model
 (model.py with its TritonPythonModel class) for anemone's `python` backend.
 
-anemone starts it as `python -u anemone_python_stub.py MODEL_PY` and speaks
+anemone starts it as `python -u -c BOOT MODEL_PY`, BOOT running this file's
+source from the environment (ANEMONE_PYTHON_STUB), and speaks
 to it over the process's standard input and output, which this script takes
 for itself at once: what the model prints goes to standard error, which
 anemone logs. Each message, both ways, is one frame: its length (4 bytes,
@@ -109,6 +110,37 @@ class Sequence:
         return (0 if corrid is None else corrid), flags
 
 
+def bls_sender(pb_utils, np, proto_in, proto_out):
+    """pb_utils._bls: sends a request to another model through anemone and
+    reads its answer (the frames of execute() wait meanwhile)."""
+
+    def send(request):
+        headers, blobs = [], []
+        for tensor in request.inputs():
+            spec, blob = encode_tensor(pb_utils, np, tensor)
+            headers.append(spec)
+            blobs.append(blob)
+        write_frame(proto_out, {
+            "op": "bls", "model_name": request.model_name(), "model_version": request._model_version,
+            "inputs": headers, "requested_output_names": request.requested_output_names(),
+            "timeout_us": request._timeout,
+        }, blobs)
+        header, data = read_frame(proto_in)
+        if header is None:
+            raise pb_utils.TritonModelException("anemone stopped while a request to another model was running")
+        if not header.get("ok"):
+            error = pb_utils.TritonError(header.get("error", "the request failed"), header.get("code", 1))
+            return pb_utils.InferenceResponse(error=error)
+        outputs, offset = [], 0
+        for t in header.get("outputs", []):
+            size = t["byte_size"]
+            outputs.append(pb_utils.Tensor(t["name"], decode_tensor(pb_utils, np, t, data[offset:offset + size])))
+            offset += size
+        return pb_utils.InferenceResponse(outputs)
+
+    return send
+
+
 def failure(stage, error):
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     message = getattr(error, "message", None)
@@ -124,18 +156,25 @@ def main():
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, os.path.dirname(os.path.abspath(model_py)))
     try:
+        import types
+
         import numpy as np
 
-        import triton_python_backend_utils as pb_utils
+        # anemone's triton_python_backend_utils, from the environment too.
+        pb_utils = types.ModuleType("triton_python_backend_utils")
+        pb_utils.__file__ = "triton_python_backend_utils.py"
+        source = os.environ.pop("ANEMONE_PYTHON_UTILS")
+        sys.modules["triton_python_backend_utils"] = pb_utils
+        exec(compile(source, "triton_python_backend_utils.py", "exec"), pb_utils.__dict__)
 
         spec = importlib.util.spec_from_file_location("model", model_py)
         module = importlib.util.module_from_spec(spec)
         sys.modules["model"] = module
         spec.loader.exec_module(module)
         model = module.TritonPythonModel()
+        pb_utils._bls = bls_sender(pb_utils, np, proto_in, proto_out)
     except BaseException as e:  # noqa: BLE001: every failure goes back to anemone
         header, _ = read_frame(proto_in)
         write_frame(proto_out, failure("importing model.py", e))

@@ -9,9 +9,10 @@ with Triton's codes, TritonModelException, Logger, the config helpers
 (get_input_config_by_name, get_output_config_by_name,
 get_input_tensor_by_name, get_output_tensor_by_name) and the dtype helpers
 (triton_string_to_numpy, numpy_to_triton_type, triton_to_numpy_type,
-serialize_byte_tensor, deserialize_bytes_tensor). What is not: decoupled
-response senders, business-logic scripting (InferenceRequest.exec) and
-DLPack, which anemone refuses with an exception naming them.
+serialize_byte_tensor, deserialize_bytes_tensor), and business-logic
+scripting (InferenceRequest(...).exec() and async_exec()). What is not:
+decoupled response senders and DLPack, which anemone refuses with an
+exception naming them.
 """
 import json
 import struct
@@ -177,8 +178,16 @@ class Tensor:
         raise TritonModelException("DLPack tensors are not supported by anemone; build Tensor(name, numpy_array)")
 
 
+# Set by anemone's stub while execute() runs: sends a request to another
+# model and returns its InferenceResponse.
+_bls = None
+
+
 class InferenceRequest:
-    """One request as execute() receives it."""
+    """One request as execute() receives it, or a request the model builds
+    to send another model of the server (`exec()`, Triton's business-logic
+    scripting): InferenceRequest(model_name=..., inputs=[...],
+    requested_output_names=[...], model_version=-1, timeout=0)."""
 
     def __init__(self, *args, **kwargs):
         self._inputs = kwargs.get("inputs", [])
@@ -188,6 +197,8 @@ class InferenceRequest:
         self._parameters = kwargs.get("parameters", "{}")
         self._flags = kwargs.get("flags", 0)
         self._model_name = kwargs.get("model_name", "")
+        self._model_version = int(kwargs.get("model_version", -1))
+        self._timeout = int(kwargs.get("timeout", 0))
 
     def inputs(self):
         return list(self._inputs)
@@ -219,13 +230,17 @@ class InferenceRequest:
             "return one InferenceResponse per request from execute()"
         )
 
-    def exec(self, *args, **kwargs):
-        raise TritonModelException(
-            "InferenceRequest.exec (business-logic scripting) is not supported by anemone; "
-            "compose models with an ensemble (platform: \"ensemble\") instead"
-        )
+    def exec(self, decoupled=False):
+        """Runs this request on model `model_name` and returns its
+        InferenceResponse; a failure is the response's error(), as in Triton."""
+        if decoupled:
+            raise TritonModelException("decoupled models are not supported by anemone; call exec() without decoupled=True")
+        if _bls is None:
+            raise TritonModelException("InferenceRequest.exec() can be called only while execute() or initialize() runs")
+        return _bls(self)
 
-    async_exec = exec
+    async def async_exec(self, decoupled=False):
+        return self.exec(decoupled)
 
 
 class InferenceResponse:
