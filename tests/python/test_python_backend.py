@@ -171,8 +171,11 @@ def server(tmp_path_factory):
     with tarfile.open(repo / "packed_env" / "env.tar.gz", "w:gz") as archive:
         archive.add(repo / "packed_env" / "packing", arcname=".")
     shutil.rmtree(repo / "packed_env" / "packing")
+    # The server's backend list orders the ONNX engines; Python models run
+    # on `python` whatever it says.
     proc, addresses = start_serve(
-        repo, "--model-control-mode", "explicit", "--load-model", "*", "--strict-readiness", "false"
+        repo, "--model-control-mode", "explicit", "--load-model", "*", "--strict-readiness", "false",
+        "--backends", "onnxruntime,tract-cpu",
     )
     wait_ready(addresses["HTTP"])
     yield addresses, repo

@@ -172,11 +172,18 @@ impl Manager {
         }
         let started = Instant::now();
         let first_group = crate::groups::groups(&spec)?.remove(0);
+        let source = ModelSource::from_path(&spec.path);
+        // The server's list orders the engines of model files; a Python
+        // model has one engine, whatever that list says.
+        let server_list = match source.format {
+            anemone_core::ModelFormat::Python => None,
+            _ => self.inner.loader.preference.as_deref(),
+        };
         let preference = first_group
             .backends
             .as_deref()
             .or(spec.backends.as_deref())
-            .or(self.inner.loader.preference.as_deref());
+            .or(server_list);
         let auto = preference.is_some_and(|p| p.iter().any(|n| n == selection::AUTO));
         let strict = spec.strict.unwrap_or(self.inner.loader.strict);
         if auto && strict {
@@ -194,7 +201,6 @@ impl Manager {
         });
         let names = names.filter(|n| !n.is_empty());
         let mut candidates = self.inner.loader.backends.resolve(names.as_deref())?;
-        let source = ModelSource::from_path(&spec.path);
         if names.is_none() {
             // The default order holds every backend; those that do not take this
             // format are not candidates for it (a Core ML backend for an ONNX file).

@@ -178,7 +178,10 @@ mod tests {
         let shared = dir.join("shared");
         std::fs::create_dir(&shared).unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert_eq!(private_dir(&shared).unwrap_err(), "other users can write it");
+        assert_eq!(
+            private_dir(&shared).unwrap_err(),
+            "other users can write it"
+        );
         let fresh = dir.join("fresh/python-envs");
         private_dir(&fresh).unwrap();
         let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
@@ -193,6 +196,9 @@ mod tests {
         let zip = dir.join("env.zip");
         std::fs::write(&zip, b"PK").unwrap();
         let e = interpreter(&zip).unwrap_err().to_string();
-        assert!(e.contains("neither a directory holding bin/python3 nor a conda-pack archive"), "{e}");
+        assert!(
+            e.contains("neither a directory holding bin/python3 nor a conda-pack archive"),
+            "{e}"
+        );
     }
 }

@@ -181,6 +181,7 @@ impl Process {
                 }
                 _ => {
                     let _ = self.child.kill();
+                    let _ = self.child.wait();
                     break format!("still running after {io}; killed");
                 }
             }
@@ -231,7 +232,6 @@ impl Process {
                 .write_all(&frame)
                 .and_then(|()| self.stdin.flush());
         }
-        drop(self.stdin);
         let deadline = Instant::now() + FINALIZE_WAIT;
         loop {
             match self.child.try_wait() {
@@ -247,6 +247,17 @@ impl Process {
                 }
             }
         }
+    }
+}
+
+impl Drop for Process {
+    /// Leaves no process behind, nor a zombie: one still running (its
+    /// frames no longer make sense, or `finalize` was not sent) is killed.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
     }
 }
 
