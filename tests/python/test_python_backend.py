@@ -171,11 +171,16 @@ def server(tmp_path_factory):
     with tarfile.open(repo / "packed_env" / "env.tar.gz", "w:gz") as archive:
         archive.add(repo / "packed_env" / "packing", arcname=".")
     shutil.rmtree(repo / "packed_env" / "packing")
+    # Every model runs with --python's interpreter (this test's, through a
+    # wrapper that says so), but those with an EXECUTION_ENV_PATH.
+    python_model(repo, "server_env", WHICH_ENV, outputs=(("ENV", "TYPE_STRING"),))
+    flag_env = tmp_path_factory.mktemp("flag_env")
+    environment(flag_env / "env", "flag")
     # The server's backend list orders the ONNX engines; Python models run
     # on `python` whatever it says.
     proc, addresses = start_serve(
         repo, "--model-control-mode", "explicit", "--load-model", "*", "--strict-readiness", "false",
-        "--backends", "onnxruntime,tract-cpu",
+        "--backends", "onnxruntime,tract-cpu", "--python", str(flag_env / "env" / "bin" / "python3"),
     )
     wait_ready(addresses["HTTP"])
     yield addresses, repo
@@ -339,6 +344,8 @@ def test_execution_env_path_runs_a_model_in_its_own_environment(server):
     addresses, repo = server
     client = httpclient.InferenceServerClient(addresses["HTTP"])
     x = np.array([1.0], dtype=np.float32)
+    env = infer(httpclient, client, "server_env", [("X", x)]).as_numpy("ENV")[0].decode()
+    assert env.startswith("flag:"), f"--python's interpreter runs the others: {env}"
     env, lib = infer(httpclient, client, "own_env", [("X", x)]).as_numpy("ENV")[0].decode().split(":")
     assert (env, lib) == ("own", str(repo / "own_env" / "env_dir" / "lib"))
     env, lib = infer(httpclient, client, "packed_env", [("X", x)]).as_numpy("ENV")[0].decode().split(":")

@@ -23,6 +23,13 @@ pub struct BackendArgs {
     /// first backend of its list or fails to load; no fallback at load or run time.
     #[arg(long, env = "ANEMONE_STRICT", value_parser = BoolishValueParser::new(), default_value_t = false)]
     pub strict: bool,
+
+    /// The Python interpreter that runs Triton's Python models (`backend:
+    /// "python"`, a model.py), one process per instance; it needs numpy and
+    /// whatever the models import (a model's own EXECUTION_ENV_PATH wins).
+    /// [default: python3]
+    #[arg(long, value_name = "PATH", env = "ANEMONE_PYTHON")]
+    pub python: Option<std::path::PathBuf>,
 }
 
 impl BackendArgs {
@@ -39,8 +46,17 @@ impl BackendArgs {
                     .collect::<Vec<_>>()
             })
             .filter(|names| !names.is_empty());
+        let mut backends = anemone_backends::default_backends();
+        if let Some(python) = &self.python {
+            for backend in &mut backends {
+                if backend.name() == anemone_backends::python::NAME {
+                    *backend =
+                        std::sync::Arc::new(anemone_backends::Python::with_interpreter(python));
+                }
+            }
+        }
         anemone_runtime::Manager::builder()
-            .backends(anemone_backends::default_backends())
+            .backends(backends)
             .preference(preference)
             .strict(self.strict)
     }

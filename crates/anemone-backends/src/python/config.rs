@@ -57,17 +57,7 @@ fn sequence(
     batched: bool,
 ) -> Result<(Vec<TensorSpec>, Vec<(TensorSpec, TensorSpec)>)> {
     let sb = &config["sequence_batching"];
-    let with_batch = |dims: &[Value]| -> Option<Vec<Dim>> {
-        let mut shape: Vec<Dim> = batched.then_some(Dim::Any).into_iter().collect();
-        for d in dims {
-            shape.push(match d.as_i64()? {
-                -1 => Dim::Any,
-                n if n > 0 => Dim::Fixed(n as u64),
-                _ => return None,
-            });
-        }
-        Some(shape)
-    };
+    let with_batch = |dims: &[Value]| shape(dims, batched);
     let mut controls = Vec::new();
     for entry in sb["control_input"]
         .as_array()
@@ -144,18 +134,24 @@ fn spec(role: &str, entry: &Value, batched: bool) -> Result<TensorSpec> {
     if dims.is_empty() && reshaped.is_none() {
         return Err(bad("it has no dims; give them (e.g. dims: [ -1 ])".into()));
     }
-    let mut shape = Vec::with_capacity(dims.len() + 1);
-    if batched {
-        shape.push(Dim::Any);
-    }
+    let shape = shape(dims, batched).ok_or_else(|| {
+        bad("dims hold a size that is neither above 0 nor -1; give sizes above 0, or -1".into())
+    })?;
+    Ok(TensorSpec::new(name, dtype, shape))
+}
+
+/// The shape of config `dims` (-1 dynamic), with a dynamic batch dimension
+/// first when `batched`; `None` for a size that is neither above 0 nor -1.
+fn shape(dims: &[Value], batched: bool) -> Option<Vec<Dim>> {
+    let mut shape: Vec<Dim> = batched.then_some(Dim::Any).into_iter().collect();
     for d in dims {
-        shape.push(match d.as_i64() {
-            Some(-1) => Dim::Any,
-            Some(n) if n > 0 => Dim::Fixed(n as u64),
-            _ => return Err(bad(format!("dims hold {d}; give sizes above 0, or -1"))),
+        shape.push(match d.as_i64()? {
+            -1 => Dim::Any,
+            n if n > 0 => Dim::Fixed(n as u64),
+            _ => return None,
         });
     }
-    Ok(TensorSpec::new(name, dtype, shape))
+    Some(shape)
 }
 
 /// The data type of a configuration's `data_type` name.
@@ -249,7 +245,7 @@ mod tests {
             (
                 json!({"input": [{"name": "a", "data_type": "TYPE_FP32", "dims": [0]}],
                     "output": [{"name": "b", "data_type": "TYPE_FP32", "dims": [1]}]}),
-                "dims hold 0",
+                "dims hold a size that is neither above 0 nor -1",
             ),
         ];
         for (config, needle) in cases {

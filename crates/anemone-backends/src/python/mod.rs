@@ -105,7 +105,8 @@ impl Backend for Python {
 fn probe(python: &Path) -> Probe {
     let script = "import sys, numpy; print(sys.version.split()[0], numpy.__version__)";
     let fix = format!(
-        "install Python 3 with numpy (pip install numpy), or set {PYTHON_ENV} to a Python that has it"
+        "install Python 3 with numpy (pip install numpy), or point `anemone serve --python` \
+         ({PYTHON_ENV}) at a Python that has it"
     );
     match std::process::Command::new(python)
         .args(["-c", script])

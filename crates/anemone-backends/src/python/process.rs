@@ -87,7 +87,8 @@ impl Process {
             .spawn()
             .map_err(|e| {
                 Error::Config(format!(
-                    "cannot start {} for model '{}': {e}; install Python 3 with numpy, or set {} to one",
+                    "cannot start {} for model '{}': {e}; install Python 3 with numpy, or point \
+                     --python ({}) at one",
                     launch.python.display(),
                     launch.model,
                     super::PYTHON_ENV
@@ -209,17 +210,28 @@ impl Process {
         }
     }
 
-    /// The process's resident memory in bytes, where the system tells it (Linux).
+    /// The process's resident memory in bytes: from `/proc` on Linux, from
+    /// `ps` elsewhere (macOS); 0 when neither tells.
     pub(crate) fn resident_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
-        status
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-            .map_or(0, |kib| kib * 1024)
+        let pid = self.child.id();
+        let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok();
+        let kib = match proc_status {
+            Some(status) => status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()),
+            None => std::process::Command::new("ps")
+                .args(["-o", "rss=", "-p", &pid.to_string()])
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                }),
+        };
+        kib.map_or(0, |kib| kib * 1024)
     }
 
     /// Runs `finalize` and waits for the process to end, killing it after

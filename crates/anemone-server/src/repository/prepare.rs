@@ -55,7 +55,7 @@ fn execution_env(root: &Path, model_dir: &Path, value: &str) -> Result<PathBuf, 
             "parameter EXECUTION_ENV_PATH is \"{value}\"; name a conda-pack archive (.tar.gz) or a Python \
              environment's directory inside the model's directory, e.g. \"$$TRITON_MODEL_DIRECTORY/env.tar.gz\" \
              (what a configuration names stays inside the repository; for one interpreter for every \
-             model, start anemone with ANEMONE_PYTHON)"
+             model, start anemone with --python)"
         )
     })
 }
