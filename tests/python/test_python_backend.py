@@ -64,6 +64,25 @@ class TritonPythonModel:
 '''
 
 
+# DLPack, as torch-based models use it: Y through a bare capsule, Z from an
+# object that exports one.
+DLPACK = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X")
+            y = pb_utils.Tensor.from_dlpack("Y", x.to_dlpack())
+            z = pb_utils.Tensor.from_dlpack("Z", np.from_dlpack(x) * 2)
+            out.append(pb_utils.InferenceResponse([y, z]))
+        return out
+'''
+
+
 # Reports which environment runs it: the wrapper script that stands for
 # the environment's bin/python3 sets WHICH_ENV.
 WHICH_ENV = '''
@@ -157,6 +176,7 @@ def server(tmp_path_factory):
     python_model(repo, "crashes", CRASH)
     python_model(repo, "bad_init", BAD_INIT)
     python_model(repo, "calls_nobody", CALLS_NOBODY)
+    python_model(repo, "dlpack", DLPACK, dims="[ 3 ]", outputs=(("Y", "TYPE_FP32"), ("Z", "TYPE_FP32")))
     (repo / "running_sum" / "1").mkdir(parents=True)
     (repo / "running_sum" / "1" / "model.py").write_text(RUNNING_SUM)
     (repo / "running_sum" / "config.pbtxt").write_text(SEQUENCE_CONFIG)
@@ -317,6 +337,14 @@ def test_exec_on_a_missing_model_gives_the_error_to_the_python_model(server):
     with pytest.raises(InferenceServerException) as e:
         infer(httpclient, client, "calls_nobody", [("X", np.array([1.0], np.float32))])
     assert "exec said:" in e.value.message() and "nobody" in e.value.message(), e.value.message()
+
+
+def test_dlpack_capsules_and_exporters_become_tensors(server):
+    client = httpclient.InferenceServerClient(server[0]["HTTP"])
+    x = np.array([1.5, -2.0, 3.25], dtype=np.float32)
+    result = infer(httpclient, client, "dlpack", [("X", x)])
+    np.testing.assert_array_equal(result.as_numpy("Y"), x)
+    np.testing.assert_array_equal(result.as_numpy("Z"), x * 2)
 
 
 def test_initialize_failing_leaves_the_model_unavailable_with_its_reason(server):

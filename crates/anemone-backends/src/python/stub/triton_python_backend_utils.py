@@ -10,9 +10,9 @@ with Triton's codes, TritonModelException, Logger, the config helpers
 get_input_tensor_by_name, get_output_tensor_by_name) and the dtype helpers
 (triton_string_to_numpy, numpy_to_triton_type, triton_to_numpy_type,
 serialize_byte_tensor, deserialize_bytes_tensor), and business-logic
-scripting (InferenceRequest(...).exec() and async_exec()). What is not:
-decoupled response senders and DLPack, which anemone refuses with an
-exception naming them.
+scripting (InferenceRequest(...).exec() and async_exec()), and DLPack in host
+memory (Tensor.to_dlpack, Tensor.from_dlpack). What is not: decoupled
+response senders, which anemone refuses with an exception naming them.
 """
 import json
 import struct
@@ -148,7 +148,7 @@ class Tensor:
         if not isinstance(data, np.ndarray):
             raise TritonModelException(
                 f"Tensor '{name}': the data must be a numpy array (got {type(data).__name__}); "
-                "DLPack tensors are not supported by anemone"
+                "for a DLPack tensor (torch), use pb_utils.Tensor.from_dlpack"
             )
         if data.dtype.kind in "SU":
             data = data.astype(np.object_)
@@ -171,16 +171,54 @@ class Tensor:
         return numpy_to_triton_type(self._array.dtype)
 
     def to_dlpack(self):
-        raise TritonModelException("DLPack tensors are not supported by anemone; use as_numpy()")
+        """A DLPack capsule of the tensor (host memory), for
+        torch.utils.dlpack.from_dlpack and the like."""
+        if self._array.dtype == np.object_:
+            raise TritonModelException(f"Tensor '{self._name}' holds strings, which DLPack cannot carry")
+        return np.ascontiguousarray(self._array).__dlpack__()
+
+    def __dlpack__(self, stream=None):
+        return self.to_dlpack()
+
+    def __dlpack_device__(self):
+        return (1, 0)
 
     @staticmethod
-    def from_dlpack(name, capsule):
-        raise TritonModelException("DLPack tensors are not supported by anemone; build Tensor(name, numpy_array)")
+    def from_dlpack(name, tensor):
+        """A Tensor from a DLPack capsule or an object that exports one (a
+        torch tensor, a numpy array): its values, copied to host memory if
+        they are on a device (through the object's .cpu())."""
+        source = tensor
+        if not hasattr(source, "__dlpack__"):
+            source = _Capsule(tensor)
+        try:
+            array = np.from_dlpack(source)
+        except (RuntimeError, BufferError, TypeError, ValueError) as e:
+            if hasattr(tensor, "cpu"):
+                array = np.from_dlpack(tensor.cpu())
+            else:
+                raise TritonModelException(
+                    f"Tensor.from_dlpack('{name}'): {e}; anemone takes tensors in host memory"
+                ) from e
+        return Tensor(name, np.array(array, copy=True))
 
 
 # Set by anemone's stub while execute() runs: sends a request to another
 # model and returns its InferenceResponse.
 _bls = None
+
+
+class _Capsule:
+    """A bare DLPack capsule, as numpy's from_dlpack takes it (host memory)."""
+
+    def __init__(self, capsule):
+        self._capsule = capsule
+
+    def __dlpack__(self, stream=None, **kwargs):
+        return self._capsule
+
+    def __dlpack_device__(self):
+        return (1, 0)
 
 
 class InferenceRequest:
