@@ -7,10 +7,13 @@ failing, a Python process that dies (started again for the next request),
 and finalize() at unload.
 """
 import concurrent.futures as cf
+import json
 import shutil
 import sys
 import tarfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +127,68 @@ class TritonPythonModel:
         return out
 '''
 
+# Echoes each request's id and parameters, and counts the requests
+# execute() has seen; a negative X is refused (INVALID_ARG) by itself.
+ECHO_PARAMS = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.seen = 0
+
+    def execute(self, requests):
+        self.seen += len(requests)
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            if x[0, 0] < 0:
+                out.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("X is negative", pb_utils.TritonError.INVALID_ARG)))
+                continue
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("PARAMS", np.array([[r.parameters()]], dtype=np.object_)),
+                pb_utils.Tensor("ID", np.array([[r.request_id()]], dtype=np.object_)),
+                pb_utils.Tensor("BATCH", np.array([[len(requests)]], dtype=np.int32)),
+                pb_utils.Tensor("SEEN", np.array([[self.seen]], dtype=np.int64)),
+            ]))
+        return out
+'''
+
+ECHO_PARAMS_CONFIG = """
+backend: "python"
+max_batch_size: 8
+dynamic_batching { max_queue_delay_microseconds: 50000 }
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [
+  { name: "PARAMS" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "ID" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "BATCH" data_type: TYPE_INT32 dims: [ 1 ] },
+  { name: "SEEN" data_type: TYPE_INT64 dims: [ 1 ] }
+]
+"""
+
+# Sends echo_params a request with parameters of its own (exec()).
+FORWARDS_PARAMS = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X")
+            answer = pb_utils.InferenceRequest(
+                model_name="echo_params", inputs=[x], requested_output_names=["PARAMS"],
+                parameters={"via": "exec", "n": 2},
+            ).exec()
+            if answer.has_error():
+                raise pb_utils.TritonModelException(answer.error().message())
+            out.append(pb_utils.InferenceResponse([pb_utils.get_output_tensor_by_name(answer, "PARAMS")]))
+        return out
+'''
+
 SEQUENCE_CONFIG = """
 backend: "python"
 max_batch_size: 1
@@ -177,6 +242,10 @@ def server(tmp_path_factory):
     python_model(repo, "bad_init", BAD_INIT)
     python_model(repo, "calls_nobody", CALLS_NOBODY)
     python_model(repo, "dlpack", DLPACK, dims="[ 3 ]", outputs=(("Y", "TYPE_FP32"), ("Z", "TYPE_FP32")))
+    (repo / "echo_params" / "1").mkdir(parents=True)
+    (repo / "echo_params" / "1" / "model.py").write_text(ECHO_PARAMS)
+    (repo / "echo_params" / "config.pbtxt").write_text(ECHO_PARAMS_CONFIG)
+    python_model(repo, "forwards_params", FORWARDS_PARAMS, dims="[ -1, 1 ]", outputs=(("PARAMS", "TYPE_STRING"),))
     (repo / "running_sum" / "1").mkdir(parents=True)
     (repo / "running_sum" / "1" / "model.py").write_text(RUNNING_SUM)
     (repo / "running_sum" / "config.pbtxt").write_text(SEQUENCE_CONFIG)
@@ -293,6 +362,89 @@ def test_a_models_invalid_arg_fails_only_its_own_request(server, protocol):
             assert outcome[2] in ("400", "StatusCode.INVALID_ARGUMENT"), outcome
         else:
             assert outcome == ("ok", True), (i, outcome)
+
+
+def echo(module, client, x, **kwargs):
+    t = module.InferInput("X", [1, 1], "FP32")
+    t.set_data_from_numpy(np.array([[x]], dtype=np.float32))
+    return client.infer("echo_params", [t], **kwargs)
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_a_requests_id_and_parameters_reach_execute_as_in_triton(server, protocol):
+    module, client = clients(server[0])[protocol]
+    result = echo(module, client, 1.0, request_id="req-7",
+                  parameters={"custom": 1, "flag": True, "s": "text", "d": 2.5}, priority=1, timeout=10_000_000)
+    # priority and timeout are the server's: not among the parameters, as in Triton.
+    assert json.loads(result.as_numpy("PARAMS")[0, 0]) == {"custom": 1, "flag": True, "s": "text", "d": 2.5}
+    assert result.as_numpy("ID")[0, 0] == b"req-7"
+    plain = echo(module, client, 1.0)
+    assert plain.as_numpy("PARAMS")[0, 0] == b"{}"
+    assert plain.as_numpy("ID")[0, 0] == b""
+
+
+def post(url, body):
+    """POSTs JSON; the status and the decoded answer, errors included."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_parameters_triton_reserves_or_cannot_type_are_refused_with_400(server):
+    url = f"http://{server[0]['HTTP']}/v2/models/echo_params/infer"
+    body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
+    for parameters, says in [({"triton_x": 1}, "reserved"), ({"lst": [1]}, "a parameter value")]:
+        status, answer = post(url, {**body, "parameters": parameters})
+        assert status == 400, answer
+        assert says in answer["error"], answer
+    # The server's own parameters pass, and are not the model's.
+    status, answer = post(url, {**body, "parameters": {"sequence_id": 0, "binary_data_output": False, "k": "v"}})
+    assert status == 200, answer
+    params = next(o for o in answer["outputs"] if o["name"] == "PARAMS")["data"][0]
+    assert json.loads(params) == {"k": "v"}
+
+
+def test_each_request_of_a_batch_gets_its_own_answer_and_none_runs_twice(server):
+    """A batch's refused request fails alone, and execute() sees every
+    request once: the others are not run again (their side effects would
+    happen twice)."""
+    address = server[0]["gRPC"]
+    first = int(echo(grpcclient, grpcclient.InferenceServerClient(address), 0.0).as_numpy("SEEN")[0, 0])
+
+    def one(i):
+        client = grpcclient.InferenceServerClient(address)
+        x = -1.0 if i % 3 == 0 else float(i)
+        try:
+            result = echo(grpcclient, client, x, request_id=f"r{i}", parameters={"i": i})
+        except InferenceServerException as e:
+            return ("refused", e.status(), e.message())
+        assert json.loads(result.as_numpy("PARAMS")[0, 0]) == {"i": i}
+        assert result.as_numpy("ID")[0, 0].decode() == f"r{i}"
+        return ("ok", int(result.as_numpy("BATCH")[0, 0]))
+
+    with cf.ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(one, range(48)))
+    for i, outcome in enumerate(outcomes):
+        if i % 3 == 0:
+            assert outcome[:2] == ("refused", "StatusCode.INVALID_ARGUMENT"), (i, outcome)
+            assert "X is negative" in outcome[2]
+        else:
+            assert outcome[0] == "ok", (i, outcome)
+    assert max(o[1] for o in outcomes if o[0] == "ok") > 1, f"no batch formed: {outcomes}"
+    last = int(echo(grpcclient, grpcclient.InferenceServerClient(address), 0.0).as_numpy("SEEN")[0, 0])
+    assert last - first == 48 + 1, "execute() saw some requests more than once"
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_exec_carries_the_parameters_a_python_model_gives_its_request(server, protocol):
+    module, client = clients(server[0])[protocol]
+    t = module.InferInput("X", [1, 1], "FP32")
+    t.set_data_from_numpy(np.array([[1.0]], dtype=np.float32))
+    result = client.infer("forwards_params", [t], parameters={"outer": 1})
+    assert json.loads(result.as_numpy("PARAMS")[0, 0]) == {"via": "exec", "n": 2}
 
 
 @pytest.mark.parametrize("protocol", [0, 1])

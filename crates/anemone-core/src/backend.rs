@@ -111,6 +111,35 @@ pub struct LoadOptions {
     pub caller: Option<Caller>,
 }
 
+/// A value of a request's parameter (Triton's `InferParameter`): what a
+/// client sends in a request's `parameters` beyond the ones the server acts
+/// on itself (`priority`, `timeout`, the sequence flags).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parameter {
+    /// `true` or `false`.
+    Bool(bool),
+    /// A whole number.
+    Int(i64),
+    /// A whole number above [`i64::MAX`].
+    Uint(u64),
+    /// A number with a fraction.
+    Double(f64),
+    /// Text.
+    String(String),
+}
+
+/// One request as an engine that answers each request on its own sees it
+/// ([`LoadedModel::infer_each`]): its inputs, its id and its parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// Inputs in the order of the model's metadata, validated.
+    pub inputs: &'a [Tensor],
+    /// The id the client gave the request, if any.
+    pub id: Option<&'a str>,
+    /// The request's parameters, in the order the client sent them.
+    pub parameters: &'a [(String, Parameter)],
+}
+
 /// A request a model's code sends to another model ([`ModelCaller`]).
 #[derive(Debug, Clone, Default)]
 pub struct CallRequest {
@@ -124,6 +153,8 @@ pub struct CallRequest {
     pub outputs: Option<Vec<String>>,
     /// Give up after this long.
     pub timeout: Option<std::time::Duration>,
+    /// The request's parameters (see [`RequestView::parameters`]).
+    pub parameters: Vec<(String, Parameter)>,
 }
 
 /// Runs a request on another model of the same server and waits for its
@@ -223,6 +254,25 @@ pub trait LoadedModel: Send + Sync + 'static {
     /// overrides it to save that copy.
     fn infer_stacked(&self, requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
         self.infer(&stack_inputs(requests)?)
+    }
+
+    /// Whether the engine answers each request of a call on its own and
+    /// reads requests' ids and parameters: the runtime then runs requests
+    /// through [`LoadedModel::infer_each`] (alone and in dynamic batches)
+    /// instead of `infer` and `infer_stacked`. A Python model does, as
+    /// Triton gives its `execute` a list of requests. Default: `false`.
+    fn answers_each(&self) -> bool {
+        false
+    }
+
+    /// Runs requests in one call and answers each on its own, in order: one
+    /// request's error (its bad input) fails that request only, and the
+    /// others keep their answers. Outputs of each answer as
+    /// [`LoadedModel::infer`]'s. Called instead of `infer` when
+    /// [`LoadedModel::answers_each`] is `true`; the default runs `infer` on
+    /// each request.
+    fn infer_each(&self, requests: &[RequestView<'_>]) -> Vec<Result<Vec<Tensor>>> {
+        requests.iter().map(|r| self.infer(r.inputs)).collect()
     }
 
     /// Request input `ix` (validated, in the order of `metadata().inputs`)

@@ -32,7 +32,7 @@ pub mod thermal;
 
 pub use backend::{
     stack_inputs, Backend, CallRequest, Caller, LoadOptions, LoadedModel, ModelCaller, ModelSource,
-    Probe, Support, Tier, BATCHED_SETTING,
+    Parameter, Probe, RequestView, Support, Tier, BATCHED_SETTING,
 };
 pub use bytes::Bytes;
 pub use dtype::DataType;

@@ -25,6 +25,7 @@ impl ModelCaller for ManagerCaller {
             inputs: request.inputs,
             outputs: request.outputs,
             timeout: request.timeout,
+            parameters: request.parameters,
             ..Default::default()
         })?;
         Ok(response.outputs)

@@ -154,9 +154,13 @@ impl Manager {
             .inner
             .cache
             .as_ref()
-            // A sequence model's answers depend on the sequence, not only the inputs.
+            // A sequence model's answers depend on the sequence, and an
+            // answer to a request with its own parameters may depend on
+            // them (a Python model reads them), not only on the inputs.
             .filter(|_| {
-                admitted.instance.spec.response_cache && admitted.instance.sequences.is_none()
+                admitted.instance.spec.response_cache
+                    && admitted.instance.sequences.is_none()
+                    && admitted.parameters.is_empty()
             })
         else {
             return Lookup::Run(admitted, None);
@@ -343,6 +347,7 @@ impl Manager {
             inputs,
             outputs,
             id: request.id,
+            parameters: request.parameters,
             start,
             validated: start.elapsed(),
             retry_policy: self.inner.retry,

@@ -25,6 +25,10 @@ pub struct InferRequest {
     pub priority: Option<u32>,
     /// An identifier echoed in the response.
     pub id: Option<String>,
+    /// The request's own parameters, beyond the ones the runtime acts on
+    /// (`priority`, `timeout`, the sequence): handed to engines that read
+    /// them (a Python model's `request.parameters()`), ignored by others.
+    pub parameters: Vec<(String, anemone_core::Parameter)>,
     /// Its sequence, for a sequence model (Triton's `sequence_id`,
     /// `sequence_start`, `sequence_end`); ignored by other models. Boxed:
     /// most requests name none, and every request's future carries the field.
@@ -86,6 +90,13 @@ impl InferRequest {
     /// Sets the priority level (1 is the highest).
     pub fn priority(mut self, level: u32) -> Self {
         self.priority = Some(level);
+        self
+    }
+
+    /// Adds a parameter for engines that read them (see
+    /// [`InferRequest::parameters`]).
+    pub fn parameter(mut self, name: impl Into<String>, value: anemone_core::Parameter) -> Self {
+        self.parameters.push((name.into(), value));
         self
     }
 

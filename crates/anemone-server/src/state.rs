@@ -324,6 +324,7 @@ impl AppState {
         r.outputs = request
             .outputs
             .map(|o| o.into_iter().map(|o| o.name).collect());
+        r.parameters = request.custom;
         r.priority = request.scheduling.priority;
         r.sequence = request.scheduling.sequence;
         r.timeout = match (request.scheduling.timeout, request.deadline) {

@@ -27,6 +27,9 @@ pub struct InferRequest {
     pub deadline: Option<std::time::Duration>,
     /// Its `priority` and `timeout` parameters, parsed at the edge.
     pub scheduling: Scheduling,
+    /// Its other parameters, typed, for the engines that read them (a
+    /// Python model's `request.parameters()`): see [`custom_parameters`].
+    pub custom: Vec<(String, anemone_core::Parameter)>,
     /// Inputs still to copy out of shared memory (not yet in `inputs`):
     /// see [`crate::shared_memory::read_inputs`].
     pub shared_inputs: crate::shared_memory::SharedInputs,
@@ -82,6 +85,57 @@ impl Scheduling {
             sequence: sequence(parameters)?,
         })
     }
+}
+
+/// The request parameters the server acts on itself, which engines do not
+/// see (as in Triton).
+const RESERVED: [&str; 7] = [
+    "sequence_id",
+    "sequence_start",
+    "sequence_end",
+    "priority",
+    "timeout",
+    "binary_data_output",
+    "triton_enable_empty_final_response",
+];
+
+/// A request's parameters beyond the ones the server acts on (the
+/// scheduling and sequence parameters, `binary_data_output`), typed, in the map's order (by name), for the engines
+/// that read them. As Triton: a name starting with `triton_` is reserved
+/// and refused, and a value must be a boolean, a number or a string.
+pub fn custom_parameters(
+    parameters: &serde_json::Map<String, Value>,
+) -> Result<Vec<(String, anemone_core::Parameter)>, ApiError> {
+    use anemone_core::Parameter;
+    let mut custom = Vec::new();
+    for (key, value) in parameters {
+        if RESERVED.contains(&key.as_str()) {
+            continue;
+        }
+        if key.starts_with("triton_") {
+            return Err(ApiError::invalid(format!(
+                "parameter '{key}': names starting with 'triton_' are reserved for the server; \
+                 rename the parameter"
+            )));
+        }
+        let typed = match value {
+            Value::Bool(b) => Parameter::Bool(*b),
+            Value::String(s) => Parameter::String(s.clone()),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => Parameter::Int(i),
+                (None, Some(u), _) => Parameter::Uint(u),
+                (None, None, Some(d)) => Parameter::Double(d),
+                _ => return Err(ApiError::invalid(format!("parameter '{key}' is not a number"))),
+            },
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "parameter '{key}' is {other}; a request parameter is a boolean, a number or a string"
+                )))
+            }
+        };
+        custom.push((key.clone(), typed));
+    }
+    Ok(custom)
 }
 
 /// Reads `sequence_id`, `sequence_start` and `sequence_end`.

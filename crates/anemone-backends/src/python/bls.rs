@@ -25,6 +25,7 @@ pub(crate) fn call(
         )));
     }
     let inputs = wire::tensors(&request.inputs, blobs)?;
+    let parameters = wire::parameters_from_json(&request.parameters)?;
     caller.0.call(CallRequest {
         model: request.model_name,
         version: u64::try_from(request.model_version).ok().filter(|v| *v > 0),
@@ -32,5 +33,6 @@ pub(crate) fn call(
         outputs: (!request.requested_output_names.is_empty())
             .then_some(request.requested_output_names),
         timeout: (request.timeout_us > 0).then(|| Duration::from_micros(request.timeout_us)),
+        parameters,
     })
 }

@@ -22,7 +22,7 @@ mod wire;
 
 use anemone_core::{
     Backend, Error, InputError, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
-    Probe, Result, Support, Tensor, Tier,
+    Probe, RequestView, Result, Support, Tensor, Tier,
 };
 use process::{Launch, Process};
 use std::path::{Path, PathBuf};
@@ -216,7 +216,7 @@ impl PythonModel {
 
     /// Runs `execute` on `requests`, starting the process again first if
     /// the last one ended; one answer per request.
-    fn run(&self, requests: &[&[Tensor]]) -> Result<Vec<Answer>> {
+    fn run(&self, requests: &[RequestView<'_>]) -> Result<Vec<Answer>> {
         let frame = wire::execute_frame(&self.launch.model, &self.inputs, &self.outputs, requests)?;
         let mut slot = self.process.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
@@ -354,32 +354,62 @@ impl LoadedModel for PythonModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let answer = self.run(&[inputs])?.into_iter().next();
+        let request = RequestView {
+            inputs,
+            id: None,
+            parameters: &[],
+        };
+        let answer = self.run(&[request])?.into_iter().next();
         self.outputs_of(answer.expect("one answer per request, checked in run"))
     }
 
-    /// The requests of a batch go to `execute` as a list, one
-    /// `InferenceRequest` each, as Triton gives them; their answers' rows are
-    /// stacked. When any answer is an error the call fails, and the
-    /// scheduler runs the batch's requests one at a time, so each gets its
-    /// own answer.
-    fn infer_stacked(&self, requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
-        let answers = self.run(requests)?;
-        let per_request = answers
-            .into_iter()
-            .map(|a| self.outputs_of(a))
-            .collect::<Result<Vec<_>>>()?;
-        (0..self.meta.outputs.len())
-            .map(|i| {
-                let parts: Vec<&Tensor> = per_request.iter().map(|o| &o[i]).collect();
-                Tensor::concat_batch(&parts).map_err(|e| {
-                    self.model_fault(format!(
-                        "the outputs '{}' of a batch's requests cannot be stacked ({e})",
-                        self.meta.outputs[i].name
-                    ))
-                })
-            })
-            .collect()
+    fn answers_each(&self) -> bool {
+        true
+    }
+
+    /// The requests (one alone, or a dynamic batch) go to `execute` as a
+    /// list, one `InferenceRequest` each with its id and parameters, as
+    /// Triton gives them; each gets its own answer, outputs or error.
+    fn infer_each(&self, requests: &[RequestView<'_>]) -> Vec<Result<Vec<Tensor>>> {
+        match self.run(requests) {
+            Ok(answers) => answers.into_iter().map(|a| self.outputs_of(a)).collect(),
+            Err(e) => {
+                let mut answers: Vec<Result<Vec<Tensor>>> =
+                    requests.iter().skip(1).map(|_| Err(copy_of(&e))).collect();
+                answers.insert(0, Err(e));
+                answers
+            }
+        }
+    }
+}
+
+/// The same error again, for each request of a call that failed as a
+/// whole (its source, if any, is kept by the first).
+fn copy_of(e: &Error) -> Error {
+    match e {
+        Error::Backend {
+            backend,
+            message,
+            retryable,
+            ..
+        } => Error::Backend {
+            backend: backend.clone(),
+            message: message.clone(),
+            retryable: *retryable,
+            source: None,
+        },
+        Error::Config(m) => Error::Config(m.clone()),
+        Error::Internal(m) => Error::Internal(m.clone()),
+        Error::Unavailable { what, reason } => Error::Unavailable {
+            what: what.clone(),
+            reason: reason.clone(),
+        },
+        other => Error::Backend {
+            backend: NAME.into(),
+            message: other.to_string(),
+            retryable: false,
+            source: None,
+        },
     }
 }
 

@@ -95,22 +95,35 @@ fn a_model_answers_alone_and_in_batches_each_request_its_rows() {
     let out = out.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out[0].to_vec::<f32>().unwrap(), [2.0, 1.0]);
     assert_eq!(out[1].to_vec::<i64>().unwrap(), [1]);
-    let (a, b) = ([x(&[[1.0, 2.0]])], [x(&[[3.0, 4.0], [5.0, 6.0]])]);
-    let out = model.infer_stacked(&[&a, &b]).unwrap();
-    assert_eq!(out[0].shape(), [3, 2]);
-    assert_eq!(
-        out[0].to_vec::<f32>().unwrap(),
-        [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+    assert!(
+        model.answers_each(),
+        "the runtime gives it requests as a list"
     );
+    let (a, b) = ([x(&[[1.0, 2.0]])], [x(&[[3.0, 4.0], [5.0, 6.0]])]);
+    let out = model.infer_each(&[view(&a), view(&b)]);
+    let out: Vec<Vec<Tensor>> = out.into_iter().map(|o| o.unwrap()).collect();
+    assert_eq!(out[0][0].to_vec::<f32>().unwrap(), [2.0, 4.0]);
+    assert_eq!(out[1][0].shape(), [2, 2]);
+    assert_eq!(out[1][0].to_vec::<f32>().unwrap(), [6.0, 8.0, 10.0, 12.0]);
     assert_eq!(
-        out[1].to_vec::<i64>().unwrap(),
-        [2, 2, 2],
+        out[0][1].to_vec::<i64>().unwrap(),
+        [2],
         "one execute() of two requests"
     );
+    assert_eq!(out[1][1].to_vec::<i64>().unwrap(), [2, 2]);
+}
+
+/// A request of `inputs` without id or parameters.
+fn view(inputs: &[Tensor]) -> RequestView<'_> {
+    RequestView {
+        inputs,
+        id: None,
+        parameters: &[],
+    }
 }
 
 #[test]
-fn a_refusal_is_the_requests_fault_and_fails_the_batch_it_is_in() {
+fn a_refusal_is_the_requests_fault_and_fails_only_that_request_of_a_batch() {
     let Some(python) = python() else { return };
     let dir = TempDir::new("python-refusal");
     let model = load(&dir, python);
@@ -118,9 +131,16 @@ fn a_refusal_is_the_requests_fault_and_fails_the_batch_it_is_in() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert_eq!(e.to_string(), "X must not be negative");
     let (good, bad) = ([x(&[[1.0, 2.0]])], [x(&[[-1.0, 2.0]])]);
-    assert!(
-        model.infer_stacked(&[&good, &bad]).is_err(),
-        "the scheduler then runs them one by one"
+    let answers = model.infer_each(&[view(&good), view(&bad), view(&good)]);
+    assert_eq!(
+        answers[0].as_ref().unwrap()[0].to_vec::<f32>().unwrap(),
+        [2.0, 4.0]
+    );
+    let e = answers[1].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(
+        answers[2].as_ref().unwrap()[1].to_vec::<i64>().unwrap(),
+        [3]
     );
 }
 

@@ -5,7 +5,7 @@
 //! little-endian in C order; a BYTES tensor is each element's length (u32)
 //! and bytes, Triton's serialization.
 
-use anemone_core::{Bytes, DataType, Error, Result, Tensor, TensorData};
+use anemone_core::{Bytes, DataType, Error, Parameter, RequestView, Result, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// The largest frame either side sends: 4 GiB less one byte (the length is a u32).
@@ -27,7 +27,7 @@ struct RequestHeader<'a> {
     request_id: &'a str,
     correlation_id: u64,
     requested_output_names: &'a [String],
-    parameters: &'a str,
+    parameters: String,
     flags: u32,
     model_name: &'a str,
 }
@@ -60,6 +60,8 @@ pub(crate) struct Reply {
     pub requested_output_names: Vec<String>,
     #[serde(default)]
     pub timeout_us: u64,
+    #[serde(default)]
+    pub parameters: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
@@ -142,28 +144,29 @@ fn encode_tensor(name: &str, tensor: &Tensor) -> (TensorHeader, Vec<u8>) {
     (header, bytes)
 }
 
-/// The `execute` frame of `requests`, each one request's inputs named by `names`.
+/// The `execute` frame of `requests`, each one request's inputs named by
+/// `names`, with its id and parameters.
 pub(crate) fn execute_frame(
     model_name: &str,
     names: &[String],
     outputs: &[String],
-    requests: &[&[Tensor]],
+    requests: &[RequestView<'_>],
 ) -> Result<Vec<u8>> {
     let mut headers = Vec::with_capacity(requests.len());
     let mut blobs = Vec::new();
-    for inputs in requests {
-        let mut tensors = Vec::with_capacity(inputs.len());
-        for (name, tensor) in names.iter().zip(inputs.iter()) {
+    for request in requests {
+        let mut tensors = Vec::with_capacity(request.inputs.len());
+        for (name, tensor) in names.iter().zip(request.inputs.iter()) {
             let (header, bytes) = encode_tensor(name, tensor);
             tensors.push(header);
             blobs.push(bytes);
         }
         headers.push(RequestHeader {
             inputs: tensors,
-            request_id: "",
+            request_id: request.id.unwrap_or(""),
             correlation_id: 0,
             requested_output_names: outputs,
-            parameters: "{}",
+            parameters: parameters_json(request.parameters),
             flags: 0,
             model_name,
         });
@@ -171,6 +174,60 @@ pub(crate) fn execute_frame(
     let header = serde_json::json!({ "op": "execute", "requests": headers });
     let blobs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
     frame(&header, &blobs)
+}
+
+/// A request's parameters as `request.parameters()` gives them: a compact
+/// JSON object, `{}` when there are none (as Triton).
+pub(crate) fn parameters_json(parameters: &[(String, Parameter)]) -> String {
+    if parameters.is_empty() {
+        return "{}".into();
+    }
+    let map: serde_json::Map<String, serde_json::Value> = parameters
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Parameter::Bool(b) => serde_json::Value::Bool(*b),
+                Parameter::Int(i) => (*i).into(),
+                Parameter::Uint(u) => (*u).into(),
+                Parameter::Double(d) => serde_json::Number::from_f64(*d)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                Parameter::String(s) => serde_json::Value::String(s.clone()),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The parameters a model gave a request to another model
+/// (`InferenceRequest(parameters=...)`), typed; a value that is not a
+/// boolean, a number or a string is refused, as a client's would be.
+pub(crate) fn parameters_from_json(
+    parameters: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(String, Parameter)>> {
+    parameters
+        .iter()
+        .map(|(k, v)| {
+            let typed = match v {
+                serde_json::Value::Bool(b) => Parameter::Bool(*b),
+                serde_json::Value::String(s) => Parameter::String(s.clone()),
+                serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                    (Some(i), _) => Parameter::Int(i),
+                    (None, Some(u)) => Parameter::Uint(u),
+                    _ => Parameter::Double(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                other => {
+                    return Err(Error::Input(anemone_core::InputError::Refused {
+                        message: format!(
+                            "parameter '{k}' of the request is {other}; a request parameter is a \
+                             boolean, a number or a string"
+                        ),
+                    }))
+                }
+            };
+            Ok((k.clone(), typed))
+        })
+        .collect()
 }
 
 /// Reads a tensor the process sent.
@@ -284,7 +341,26 @@ mod tests {
         let s = Tensor::from_strings(vec![2], vec![b"ab".to_vec(), b"".to_vec()]).unwrap();
         let b = Tensor::from_vec(vec![1, 2], vec![3.0f32, 4.0]).unwrap();
         let names = ["x".to_string(), "s".to_string()];
-        let frame = execute_frame("m", &names, &["y".into()], &[&[a, s.clone()], &[b, s]]).unwrap();
+        let (first, second) = ([a, s.clone()], [b, s]);
+        let params = [
+            ("n".to_string(), Parameter::Int(-3)),
+            ("on".to_string(), Parameter::Bool(true)),
+            ("t".to_string(), Parameter::String("x".into())),
+            ("d".to_string(), Parameter::Double(2.5)),
+        ];
+        let requests = [
+            RequestView {
+                inputs: &first,
+                id: Some("r1"),
+                parameters: &params,
+            },
+            RequestView {
+                inputs: &second,
+                id: None,
+                parameters: &[],
+            },
+        ];
+        let frame = execute_frame("m", &names, &["y".into()], &requests).unwrap();
         let body = body_of(&frame);
         let hlen = u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
         let header: serde_json::Value = serde_json::from_slice(&body[4..4 + hlen]).unwrap();
@@ -294,6 +370,15 @@ mod tests {
         assert_eq!(requests[0]["inputs"][0]["datatype"], "FP32");
         assert_eq!(requests[0]["inputs"][0]["shape"], serde_json::json!([1, 2]));
         assert_eq!(requests[0]["inputs"][1]["byte_size"], 4 + 2 + 4);
+        assert_eq!(requests[0]["request_id"], "r1");
+        let params: serde_json::Value =
+            serde_json::from_str(requests[0]["parameters"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            params,
+            serde_json::json!({"n": -3, "on": true, "t": "x", "d": 2.5})
+        );
+        assert_eq!(requests[1]["request_id"], "");
+        assert_eq!(requests[1]["parameters"], "{}");
         assert_eq!(
             requests[1]["requested_output_names"],
             serde_json::json!(["y"])

@@ -328,6 +328,7 @@ impl Run<'_> {
             timeout,
             priority: self.priority,
             id: None,
+            parameters: Vec::new(),
             sequence: self.sequence.clone(),
         })
     }

@@ -8,7 +8,7 @@ use crate::instance::{Engine, ModelInstance};
 use crate::metrics::Timings;
 use crate::request::InferResponse;
 use crate::trace::Stage;
-use anemone_core::{Error, ErrorKind, Result, Tensor};
+use anemone_core::{Error, ErrorKind, RequestView, Result, Tensor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -71,6 +71,60 @@ fn run_engine(
     Ok(all)
 }
 
+/// Runs requests on an engine that answers each on its own
+/// ([`anemone_core::LoadedModel::infer_each`]), one answer per request. A
+/// panic fails every request of the call; an answer with the wrong number
+/// of outputs fails its request. Not retried: such an engine decides its
+/// answers itself.
+fn run_each(
+    instance: &ModelInstance,
+    engine: &Engine,
+    requests: &[RequestView<'_>],
+) -> Vec<Result<Vec<Tensor>>> {
+    let model = &*engine.model;
+    let answers = match catch_unwind(AssertUnwindSafe(|| model.infer_each(requests))) {
+        Ok(answers) if answers.len() == requests.len() => answers,
+        Ok(answers) => {
+            let message = format!(
+                "backend {} answered {} of {} requests",
+                model.backend(),
+                answers.len(),
+                requests.len()
+            );
+            return requests
+                .iter()
+                .map(|_| Err(Error::Internal(message.clone())))
+                .collect();
+        }
+        Err(panic) => {
+            let message = format!("panicked: {}", panic_message(&*panic));
+            return requests
+                .iter()
+                .map(|_| {
+                    Err(Error::Backend {
+                        backend: model.backend().into(),
+                        message: message.clone(),
+                        retryable: false,
+                        source: None,
+                    })
+                })
+                .collect();
+        }
+    };
+    let declared = instance.metadata().outputs.len();
+    answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(all) if all.len() != declared => Err(Error::Internal(format!(
+                "backend {} returned {} outputs for a model declaring {declared}",
+                model.backend(),
+                all.len(),
+            ))),
+            other => other,
+        })
+        .collect()
+}
+
 /// The outputs a request asked for, named, in its order.
 fn select(
     instance: &ModelInstance,
@@ -107,6 +161,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
         inputs,
         outputs,
         id,
+        parameters,
         start,
         validated,
         retry_policy,
@@ -126,7 +181,18 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
     };
     let busy = engine.claim();
     let infer_span = trace.stage(Stage::ComputeInfer);
-    let result = run_engine(&instance, engine, Call::One(&inputs), retry_policy);
+    let result = match engine.model.answers_each() {
+        false => run_engine(&instance, engine, Call::One(&inputs), retry_policy),
+        true => {
+            let view = RequestView {
+                inputs: &inputs,
+                id: id.as_deref(),
+                parameters: &parameters,
+            };
+            let answer = run_each(&instance, engine, &[view]).pop();
+            answer.unwrap_or_else(|| Err(Error::Internal("no answer for a request".into())))
+        }
+    };
     drop(infer_span);
     drop(busy);
     let ran = start.elapsed();
@@ -167,7 +233,9 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
 /// each client gets exactly its own rows. Jobs whose client has gone are
 /// dropped first. When the batched call fails, or an output has no batch
 /// dimension to split, each job runs alone instead (on the same instance),
-/// so that one request's bad input fails only that request.
+/// so that one request's bad input fails only that request. An engine that
+/// answers each request on its own (a Python model) gets the jobs as a list
+/// and gives each its answer, error or outputs: nothing runs twice.
 pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     let mut jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.cancelled()).collect();
     if jobs.len() <= 1 {
@@ -201,33 +269,58 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     // The engine stacks the requests' inputs itself (`infer_stacked`): one
     // that uploads them can place each request's rows where it reads them,
     // without a concatenated copy first. What is timed here is gathering
-    // them; the stacking is part of the engine call.
+    // them; the stacking is part of the engine call. An engine that answers
+    // each request on its own (`infer_each`) gets them as a list.
     let assembly_spans = stage(&jobs, Stage::BatchAssembly);
-    let requests: Vec<&[Tensor]> = jobs.iter().map(|j| &j.admitted.inputs[..]).collect();
+    let engine = instance.lane_engine(lane);
+    let each = engine.model.answers_each();
+    let requests: Vec<&[Tensor]> = match each {
+        false => jobs.iter().map(|j| &j.admitted.inputs[..]).collect(),
+        true => Vec::new(),
+    };
+    let views: Vec<RequestView<'_>> = match each {
+        false => Vec::new(),
+        true => jobs
+            .iter()
+            .map(|j| RequestView {
+                inputs: &j.admitted.inputs,
+                id: j.admitted.id.as_deref(),
+                parameters: &j.admitted.parameters,
+            })
+            .collect(),
+    };
     let gathered = began.elapsed();
     drop(assembly_spans);
-    let engine = instance.lane_engine(lane);
     let busy = engine.claim();
     let picked = Instant::now();
     let infer_spans = stage(&jobs, Stage::ComputeInfer);
-    let result = run_engine(
-        &instance,
-        engine,
-        Call::Stacked(&requests),
-        jobs[0].admitted.retry_policy,
-    );
+    let outcome = match each {
+        true => Outcome::Each(run_each(&instance, engine, &views)),
+        false => Outcome::Stacked(run_engine(
+            &instance,
+            engine,
+            Call::Stacked(&requests),
+            jobs[0].admitted.retry_policy,
+        )),
+    };
+    drop(views);
     drop(requests);
     drop(infer_spans);
     drop(busy);
     let engine_time = picked.elapsed();
     engine.record(engine_time);
     let mut output_spans = stage(&jobs, Stage::ComputeOutput).into_iter();
-    let split = result.ok().and_then(|all| {
-        all.iter()
-            .map(|t| t.split_batch(&rows).ok())
-            .collect::<Option<Vec<Vec<Tensor>>>>()
-    });
-    let Some(mut split) = split else {
+    // One answer per job: the engine's own, or its rows of the outputs.
+    let answers: Option<Vec<Result<Vec<Tensor>>>> = match outcome {
+        Outcome::Each(answers) => Some(answers),
+        Outcome::Stacked(result) => result.ok().and_then(|all| {
+            all.iter()
+                .map(|t| t.split_batch(&rows).ok())
+                .collect::<Option<Vec<Vec<Tensor>>>>()
+                .map(|split| per_job(split, jobs.len()))
+        }),
+    };
+    let Some(answers) = answers else {
         tracing::debug!(model = %instance.name(), "a batched call failed; running its requests one by one");
         drop(output_spans);
         jobs.into_iter().for_each(|j| j.run_on(Some(lane)));
@@ -237,12 +330,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     instance
         .metrics
         .record_execution(total_rows, gathered, engine_time, split_time);
-    let mut pieces: Vec<std::vec::IntoIter<Tensor>> = split.drain(..).map(Vec::into_iter).collect();
-    for job in jobs {
-        let all: Vec<Tensor> = pieces
-            .iter_mut()
-            .map(|p| p.next().expect("one piece per job; this is a bug"))
-            .collect();
+    for (job, answer) in jobs.into_iter().zip(answers) {
         let Job {
             admitted,
             reply,
@@ -262,17 +350,40 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
                 .saturating_sub(admitted.validated + gathered + queue + engine_time),
             total,
         };
-        let response = InferResponse {
+        let response = answer.map(|all| InferResponse {
             model: instance.name().to_string(),
             version: instance.version(),
             backend: engine.model.backend(),
             id: admitted.id,
             outputs: select(&instance, all, admitted.outputs),
             timings,
-        };
+        });
         drop(admitted.permits);
-        reply.send(Ok(response));
+        reply.send(response);
     }
+}
+
+/// What the engine call of a batch gave.
+enum Outcome {
+    /// An answer per request (an engine that answers each on its own).
+    Each(Vec<Result<Vec<Tensor>>>),
+    /// The requests' outputs stacked, or the call's error.
+    Stacked(Result<Vec<Tensor>>),
+}
+
+/// Outputs split per job (`split[o][j]`: output `o`'s rows of job `j`)
+/// turned into each job's outputs (`[j][o]`).
+fn per_job(split: Vec<Vec<Tensor>>, jobs: usize) -> Vec<Result<Vec<Tensor>>> {
+    let mut pieces: Vec<std::vec::IntoIter<Tensor>> =
+        split.into_iter().map(Vec::into_iter).collect();
+    (0..jobs)
+        .map(|_| {
+            Ok(pieces
+                .iter_mut()
+                .map(|p| p.next().expect("one piece per job; this is a bug"))
+                .collect())
+        })
+        .collect()
 }
 
 /// The message of a caught panic.

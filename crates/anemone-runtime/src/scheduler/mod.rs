@@ -62,6 +62,8 @@ pub(crate) struct Admitted {
     pub(crate) outputs: Option<Vec<usize>>,
     /// The request's identifier, echoed in the response.
     pub(crate) id: Option<String>,
+    /// The request's parameters, for engines that read them.
+    pub(crate) parameters: Vec<(String, anemone_core::Parameter)>,
     /// When the request arrived.
     pub(crate) start: Instant,
     /// Time from arrival to the end of validation.

@@ -31,6 +31,11 @@ pub(super) struct Log {
     /// call ran on.
     pub(super) adopted: Mutex<Vec<usize>>,
     pub(super) seen: Mutex<Vec<usize>>,
+    /// While true, the engine answers each request on its own
+    /// (`answers_each`, as a Python model does).
+    pub(super) each: std::sync::atomic::AtomicBool,
+    /// The id and parameters of every request `infer_each` saw.
+    pub(super) requests: Mutex<Vec<(Option<String>, Vec<(String, Parameter)>)>>,
 }
 
 impl Log {
@@ -168,6 +173,57 @@ impl LoadedModel for RowsModel {
         self.log.running.lock().unwrap().0 -= 1;
         let y = values.iter().map(|v| v * 2.0).collect();
         Ok(vec![Tensor::from_vec(x.shape().to_vec(), y).unwrap()])
+    }
+    fn answers_each(&self) -> bool {
+        self.log.each.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// One call for every request, logged as one; each request doubled, or
+    /// failed alone when its first value is the poison.
+    fn infer_each(&self, requests: &[RequestView<'_>]) -> Vec<anemone_core::Result<Vec<Tensor>>> {
+        let firsts = requests
+            .iter()
+            .flat_map(|r| {
+                r.inputs[0]
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .step_by(r.inputs[0].shape()[1].max(1))
+            })
+            .collect();
+        let width = requests[0].inputs[0].shape()[1];
+        self.log
+            .calls
+            .lock()
+            .unwrap()
+            .push((self.id, firsts, width));
+        self.log.requests.lock().unwrap().extend(
+            requests
+                .iter()
+                .map(|r| (r.id.map(str::to_string), r.parameters.to_vec())),
+        );
+        let mut closed = self.log.closed.lock().unwrap();
+        while *closed {
+            closed = self.log.opened.wait(closed).unwrap();
+        }
+        drop(closed);
+        let poison = *self.log.poison.lock().unwrap();
+        requests
+            .iter()
+            .map(|r| {
+                let x = &r.inputs[0];
+                let values = x.to_vec::<f32>().unwrap();
+                if poison == values.first().copied() {
+                    return Err(anemone_core::Error::Backend {
+                        backend: "rows".into(),
+                        message: format!("a request starts with {}", values[0]),
+                        retryable: false,
+                        source: None,
+                    });
+                }
+                let y = values.iter().map(|v| v * 2.0).collect();
+                Ok(vec![Tensor::from_vec(x.shape().to_vec(), y).unwrap()])
+            })
+            .collect()
     }
     fn adopt_input(&self, ix: usize, input: &Tensor) -> Option<Tensor> {
         assert_eq!(ix, 0, "the double has one input");

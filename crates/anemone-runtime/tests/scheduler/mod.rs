@@ -7,7 +7,7 @@ use crate::support::{assert_close, Case};
 use anemone_backends::{OnnxRuntime, TractCpu};
 use anemone_core::{
     Backend, DataType, Dim, ErrorKind, LoadOptions, LoadedModel, ModelFormat, ModelMetadata,
-    ModelSource, Probe, Support, Tensor, TensorSpec, Tier,
+    ModelSource, Parameter, Probe, RequestView, Support, Tensor, TensorSpec, Tier,
 };
 use anemone_runtime::{
     Batching, InferRequest, InstanceGroup, Manager, ModelSpec, QueuePolicy, QueueSettings,
@@ -70,6 +70,64 @@ fn batched_requests_get_exactly_their_rows_and_differing_shapes_never_mix() {
     );
     let stats = m.metrics().model("b").unwrap().metrics.clone();
     assert_eq!((stats.execution_count, stats.success), (3, 6));
+}
+
+#[test]
+fn an_engine_answering_each_request_gets_ids_and_parameters_and_fails_only_the_bad_one() {
+    let (m, log) = rows_manager();
+    log.each.store(true, std::sync::atomic::Ordering::Relaxed);
+    m.load_model_blocking(spec("e").max_batch_size(8).batching(Batching::default()))
+        .unwrap();
+    log.close();
+    let first = send(&m, request("e", 100.0, 1, 2).id("first"));
+    log.wait_for_calls(1);
+    *log.poison.lock().unwrap() = Some(20.0);
+    let asked = [
+        request("e", 10.0, 2, 2)
+            .id("a")
+            .parameter("k", Parameter::Int(1)),
+        request("e", 20.0, 1, 2).id("b"),
+        request("e", 30.0, 1, 2)
+            .parameter("s", Parameter::String("t".into()))
+            .parameter("on", Parameter::Bool(true)),
+    ];
+    let mut waiting = Vec::new();
+    for (i, r) in asked.into_iter().enumerate() {
+        waiting.push(send(&m, r));
+        wait_queued(&m, "e", i + 1);
+    }
+    log.open();
+    assert_eq!(
+        first.join().unwrap().unwrap().to_vec::<f32>().unwrap(),
+        [200.0, 200.02]
+    );
+    let answers: Vec<_> = waiting.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        answers[0].as_ref().unwrap().to_vec::<f32>().unwrap(),
+        [20.0, 20.02, 22.0, 22.02]
+    );
+    let e = answers[1].as_ref().unwrap_err();
+    assert!(e.to_string().contains("a request starts with 20"), "{e}");
+    assert_eq!(
+        answers[2].as_ref().unwrap().to_vec::<f32>().unwrap(),
+        [60.0, 60.02]
+    );
+    // The three queued requests ran in one call, and none ran again.
+    assert_eq!(log.rows(), vec![vec![100.0], vec![10.0, 11.0, 20.0, 30.0]]);
+    let seen = log.requests.lock().unwrap().clone();
+    let ids: Vec<Option<&str>> = seen.iter().map(|(id, _)| id.as_deref()).collect();
+    assert_eq!(ids, [Some("first"), Some("a"), Some("b"), None]);
+    assert_eq!(seen[1].1, [("k".to_string(), Parameter::Int(1))]);
+    assert!(seen[2].1.is_empty());
+    assert_eq!(
+        seen[3].1,
+        [
+            ("s".to_string(), Parameter::String("t".into())),
+            ("on".to_string(), Parameter::Bool(true))
+        ]
+    );
+    let stats = m.metrics().model("e").unwrap().metrics.clone();
+    assert_eq!((stats.execution_count, stats.success), (2, 3));
 }
 
 #[test]

@@ -145,6 +145,7 @@ pub(super) fn decode(
         version: v2::version(&model_version)?,
         id: Some(id).filter(|id| !id.is_empty()),
         scheduling: v2::Scheduling::from_parameters(&parameters)?,
+        custom: v2::custom_parameters(&parameters)?,
         parameters,
         inputs: decoded,
         outputs: Some(outputs).filter(|o| !o.is_empty()),

@@ -205,6 +205,7 @@ pub fn decode(
         version,
         id: header.id,
         scheduling: v2::Scheduling::from_parameters(&parameters)?,
+        custom: v2::custom_parameters(&parameters)?,
         parameters,
         inputs,
         outputs,

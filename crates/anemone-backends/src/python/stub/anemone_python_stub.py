@@ -123,7 +123,7 @@ def bls_sender(pb_utils, np, proto_in, proto_out):
         write_frame(proto_out, {
             "op": "bls", "model_name": request.model_name(), "model_version": request._model_version,
             "inputs": headers, "requested_output_names": request.requested_output_names(),
-            "timeout_us": request._timeout,
+            "timeout_us": request._timeout, "parameters": json.loads(request.parameters()),
         }, blobs)
         header, data = read_frame(proto_in)
         if header is None:

@@ -251,7 +251,12 @@ class InferenceRequest:
         return list(self._requested)
 
     def parameters(self):
-        return self._parameters if isinstance(self._parameters, str) else json.dumps(self._parameters)
+        """The request's parameters as a JSON object, e.g. '{"k":1}'; '{}' when
+        it has none (the ones the server acts on, such as priority and
+        timeout, are not among them, as in Triton)."""
+        if isinstance(self._parameters, str):
+            return self._parameters
+        return json.dumps(self._parameters, separators=(",", ":"))
 
     def flags(self):
         return self._flags
