@@ -4,7 +4,9 @@ strings; a dynamic batch given to execute() as a list of requests, each
 client getting its own rows; a model's INVALID_ARG refusal failing only its
 own request; an ensemble of a Python step and an ONNX step; initialize()
 failing, a Python process that dies (started again for the next request),
-and finalize() at unload.
+and finalize() at unload; a request's id and parameters in execute(), each
+request of a batch answered on its own (none run twice); and
+auto_complete_config filling in a config.pbtxt that names only the backend.
 """
 import concurrent.futures as cf
 import json
@@ -189,6 +191,27 @@ class TritonPythonModel:
         return out
 '''
 
+# Declares its tensors, batch size and batching in auto_complete_config, as
+# Triton's auto-complete example does; its config.pbtxt names only the backend.
+AUTO_COMPLETE = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        auto_complete_model_config.add_input({"name": "IN", "data_type": "TYPE_FP32", "dims": [3]})
+        auto_complete_model_config.add_output({"name": "OUT", "data_type": "TYPE_FP32", "dims": [3]})
+        auto_complete_model_config.set_max_batch_size(4)
+        auto_complete_model_config.set_dynamic_batching()
+        return auto_complete_model_config
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy() * 3)])
+                for r in requests]
+'''
+
 SEQUENCE_CONFIG = """
 backend: "python"
 max_batch_size: 1
@@ -246,6 +269,11 @@ def server(tmp_path_factory):
     (repo / "echo_params" / "1" / "model.py").write_text(ECHO_PARAMS)
     (repo / "echo_params" / "config.pbtxt").write_text(ECHO_PARAMS_CONFIG)
     python_model(repo, "forwards_params", FORWARDS_PARAMS, dims="[ -1, 1 ]", outputs=(("PARAMS", "TYPE_STRING"),))
+    for name, config in [("auto_complete", 'backend: "python"\n'),
+                         ("auto_complete_clash", 'backend: "python"\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 5 ] } ]\n')]:
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "1" / "model.py").write_text(AUTO_COMPLETE)
+        (repo / name / "config.pbtxt").write_text(config)
     (repo / "running_sum" / "1").mkdir(parents=True)
     (repo / "running_sum" / "1" / "model.py").write_text(RUNNING_SUM)
     (repo / "running_sum" / "config.pbtxt").write_text(SEQUENCE_CONFIG)
@@ -497,6 +525,47 @@ def test_dlpack_capsules_and_exporters_become_tensors(server):
     result = infer(httpclient, client, "dlpack", [("X", x)])
     np.testing.assert_array_equal(result.as_numpy("Y"), x)
     np.testing.assert_array_equal(result.as_numpy("Z"), x * 2)
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_auto_complete_config_declares_what_the_config_pbtxt_leaves_out(server, protocol):
+    module, client = clients(server[0])[protocol]
+    meta = client.get_model_metadata("auto_complete")
+    if protocol == 1:
+        meta = {"inputs": [{"name": i.name, "datatype": i.datatype, "shape": list(i.shape)} for i in meta.inputs],
+                "outputs": [{"name": o.name, "datatype": o.datatype, "shape": list(o.shape)} for o in meta.outputs]}
+    assert [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in meta["inputs"]] == [("IN", "FP32", [-1, 3])]
+    assert [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in meta["outputs"]] == [("OUT", "FP32", [-1, 3])]
+    config = httpclient.InferenceServerClient(server[0]["HTTP"]).get_model_config("auto_complete")
+    assert config["max_batch_size"] == 4
+    assert "dynamic_batching" in config
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    t = module.InferInput("IN", [2, 3], "FP32")
+    t.set_data_from_numpy(x)
+    np.testing.assert_array_equal(client.infer("auto_complete", [t]).as_numpy("OUT"), x * 3)
+
+
+def test_auto_complete_config_contradicting_the_config_pbtxt_leaves_the_model_unavailable(server):
+    client = httpclient.InferenceServerClient(server[0]["HTTP"])
+    assert not client.is_model_ready("auto_complete_clash")
+    index = {m["name"]: m for m in client.get_model_repository_index()}
+    reason = index["auto_complete_clash"]["reason"]
+    assert "auto_complete_config" in reason and "dims [5]" in reason and "[3]" in reason, reason
+
+
+def test_disable_auto_complete_config_leaves_the_config_as_written(tmp_path):
+    (tmp_path / "auto_complete" / "1").mkdir(parents=True)
+    (tmp_path / "auto_complete" / "1" / "model.py").write_text(AUTO_COMPLETE)
+    (tmp_path / "auto_complete" / "config.pbtxt").write_text('backend: "python"\n')
+    proc, addresses = start_serve(tmp_path, "--disable-auto-complete-config", "--strict-readiness", "false")
+    try:
+        wait_ready(addresses["HTTP"])
+        client = httpclient.InferenceServerClient(addresses["HTTP"])
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert index["auto_complete"]["state"] == "UNAVAILABLE", index
+        assert "lacks the 'input' list" in index["auto_complete"]["reason"], index
+    finally:
+        stop_serve(proc)
 
 
 def test_initialize_failing_leaves_the_model_unavailable_with_its_reason(server):

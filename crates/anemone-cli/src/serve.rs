@@ -473,6 +473,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
         strict_config: args.repository.strict_model_config
             || args.repository.disable_auto_complete_config,
+        python: args.backend.python.clone(),
         strict_readiness: args.repository.strict_readiness,
         config_name: args.repository.model_config_name.clone(),
         server_id: args.id.clone(),

@@ -12,6 +12,7 @@ mod index;
 pub(crate) mod paths;
 mod poll;
 mod prepare;
+mod python;
 pub mod remote;
 mod warmup;
 
@@ -237,6 +238,13 @@ impl Repository {
     /// dims, or its platform, fails to load, saying what is missing.
     pub fn with_strict_config(mut self, strict: bool) -> Repository {
         self.rules.strict = strict;
+        self
+    }
+
+    /// Runs Python models' `auto_complete_config` with this interpreter
+    /// (`--python`); `None`: `ANEMONE_PYTHON`'s, or `python3`.
+    pub fn with_python(mut self, python: Option<PathBuf>) -> Repository {
+        self.rules.python = python;
         self
     }
 

@@ -68,6 +68,10 @@ pub struct ServerOptions {
     /// Configs must be complete, nothing filled in from the model file
     /// (Triton's `--strict-model-config`). By default, false.
     pub strict_config: bool,
+    /// The interpreter of Python models' `auto_complete_config` (`--python`,
+    /// which also runs them). By default, none: `ANEMONE_PYTHON`'s, or
+    /// `python3`.
+    pub python: Option<std::path::PathBuf>,
     /// Each model's configuration is read from `configs/<name>.pbtxt` in
     /// its folder where there is one (Triton's `--model-config-name`). By
     /// default, none: `config.pbtxt`.
@@ -142,6 +146,7 @@ impl Default for ServerOptions {
             grpc_response_compression: Default::default(),
             grpc_connections: Default::default(),
             strict_config: false,
+            python: None,
             config_name: None,
             reuse_ports: ReusePorts::default(),
             strict_readiness: true,
@@ -260,6 +265,7 @@ impl Server {
         .await?;
         let repository = Repository::open(&root, manager.clone(), options.control)?
             .with_strict_config(options.strict_config)
+            .with_python(options.python.clone())
             .with_config_name(options.config_name.clone())?
             .with_model_loads(options.model_loads)
             .with_load_retries(options.load_retries);

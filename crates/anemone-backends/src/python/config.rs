@@ -27,8 +27,8 @@ pub fn metadata(config: &Value) -> Result<ModelMetadata> {
             .unwrap_or_default();
         if entries.is_empty() {
             return Err(Error::Config(format!(
-                "a Python model's config.pbtxt must list its {role}s with name, data_type and dims \
-                 (anemone does not call auto_complete_config)"
+                "a Python model's config.pbtxt must list its {role}s with name, data_type and dims, \
+                 or its model.py declare them in auto_complete_config (add_{role})"
             )));
         }
         entries

@@ -12,6 +12,7 @@
 //! nothing is written to disk). The interpreter is [`PYTHON_ENV`] or
 //! `python3`; it needs numpy.
 
+mod autocomplete;
 mod bls;
 pub mod config;
 mod env;
@@ -61,6 +62,15 @@ impl Python {
     fn python(&self) -> PathBuf {
         self.python.clone().unwrap_or_else(interpreter)
     }
+}
+
+pub use autocomplete::{auto_complete, defines_auto_complete};
+
+/// The interpreter of a model's own environment (Triton's
+/// `EXECUTION_ENV_PATH`: a conda-pack archive, unpacked once into a private
+/// cache, or an environment's directory) and that environment's `lib`.
+pub fn environment_interpreter(env: &Path) -> Result<(PathBuf, PathBuf)> {
+    env::interpreter(env)
 }
 
 /// The interpreter: [`PYTHON_ENV`] when set, else `python3`.

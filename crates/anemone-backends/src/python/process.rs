@@ -57,6 +57,27 @@ pub(crate) struct Process {
 impl Process {
     /// Starts the process and runs the model's `initialize`.
     pub(crate) fn start(launch: &Launch, caller: Option<&Caller>) -> Result<Process> {
+        let mut process = Process::spawn(launch)?;
+        let init = serde_json::json!({ "op": "init", "args": launch.args });
+        let reply = process.exchange(&wire::frame(&init, &[])?, launch, caller)?;
+        match reply {
+            (Reply { ok: true, .. }, _) => Ok(process),
+            (reply, _) => Err(Error::Backend {
+                backend: NAME.into(),
+                message: format!(
+                    "{}; fix model.py{}",
+                    reply.error.unwrap_or_else(|| "initialize failed".into()),
+                    traceback_hint(&launch.model, reply.traceback.as_deref())
+                ),
+                retryable: false,
+                source: None,
+            }),
+        }
+    }
+
+    /// Starts the process: the interpreter imports the model.py and waits
+    /// for frames.
+    pub(crate) fn spawn(launch: &Launch) -> Result<Process> {
         let mut command = Command::new(&launch.python);
         if let Some(lib) = &launch.lib {
             let var = if cfg!(target_os = "macos") {
@@ -101,27 +122,12 @@ impl Process {
             .name(format!("python-log-{}", launch.model))
             .spawn(move || log_lines(&model, stderr, &lines))
             .map_err(|e| Error::Internal(format!("cannot start a log thread: {e}")))?;
-        let mut process = Process {
+        Ok(Process {
             stdin: child.stdin.take().expect("stdin is piped"),
             stdout: child.stdout.take().expect("stdout is piped"),
             child,
             tail,
-        };
-        let init = serde_json::json!({ "op": "init", "args": launch.args });
-        let reply = process.exchange(&wire::frame(&init, &[])?, launch, caller)?;
-        match reply {
-            (Reply { ok: true, .. }, _) => Ok(process),
-            (reply, _) => Err(Error::Backend {
-                backend: NAME.into(),
-                message: format!(
-                    "{}; fix model.py{}",
-                    reply.error.unwrap_or_else(|| "initialize failed".into()),
-                    traceback_hint(&launch.model, reply.traceback.as_deref())
-                ),
-                retryable: false,
-                source: None,
-            }),
-        }
+        })
     }
 
     /// Sends a frame and reads the reply, answering on the way the

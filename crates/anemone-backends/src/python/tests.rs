@@ -181,3 +181,45 @@ fn a_missing_interpreter_or_numpy_is_explained() {
     let e = no_config.err().expect("refused").to_string();
     assert!(e.contains(config::MODEL_CONFIG_KEY), "{e}");
 }
+
+#[test]
+fn auto_complete_config_fills_in_the_config_or_is_not_there() {
+    let Some(python) = python() else { return };
+    let dir = TempDir::new("python-auto-complete");
+    let model_py = dir.join("m/1/model.py");
+    std::fs::create_dir_all(model_py.parent().unwrap()).unwrap();
+    let given = serde_json::json!({"name": "m", "input": [], "output": [], "max_batch_size": 0});
+    std::fs::write(&model_py, MODEL).unwrap();
+    assert!(!defines_auto_complete(MODEL));
+    let none = auto_complete(&python, None, &model_py, "m", &given).unwrap();
+    assert_eq!(
+        none, None,
+        "a model without auto_complete_config keeps its config"
+    );
+    let source = r#"
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(c):
+        c.add_input({"name": "X", "data_type": "TYPE_FP32", "dims": [2]})
+        c.add_output({"name": "Y", "data_type": "TYPE_FP32", "dims": [2]})
+        c.set_max_batch_size(8)
+        c.set_dynamic_batching()
+        return c
+"#;
+    std::fs::write(&model_py, source).unwrap();
+    assert!(defines_auto_complete(source));
+    let completed = auto_complete(&python, None, &model_py, "m", &given)
+        .unwrap()
+        .unwrap();
+    assert_eq!(completed["max_batch_size"], 8);
+    assert_eq!(completed["input"][0]["dims"], serde_json::json!([2]));
+    assert_eq!(completed["output"][0]["name"], "Y");
+    assert_eq!(completed["dynamic_batching"], serde_json::json!({}));
+    // A batch size below the one the config says is Triton's ValueError.
+    let bigger = serde_json::json!({"name": "m", "input": [], "output": [], "max_batch_size": 16});
+    let e = auto_complete(&python, None, &model_py, "m", &bigger).unwrap_err();
+    assert!(
+        e.to_string().contains("ValueError") && e.to_string().contains("max_batch_size 16"),
+        "{e}"
+    );
+}

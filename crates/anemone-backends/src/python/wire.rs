@@ -68,6 +68,9 @@ pub(crate) struct Reply {
     pub traceback: Option<String>,
     #[serde(default)]
     pub responses: Vec<ResponseHeader>,
+    /// `auto_complete_config`'s configuration; `None` when the model has none.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
 }
 
 /// One request's answer: its outputs by name, or the model's error.

@@ -27,38 +27,7 @@ pub const MODEL_FILES: [&str; 4] = [
     "model.mlmodelc",
 ];
 
-/// The `backend` of Triton's Python models.
-const PYTHON: &str = anemone_backends::python::NAME;
-
-/// A Python model's file when the config names none, as in Triton.
-const PYTHON_FILE: &str = "model.py";
-
-/// Triton's parameter naming a Python model's own environment.
-const EXECUTION_ENV_PATH: &str = "EXECUTION_ENV_PATH";
-
-/// The real path `EXECUTION_ENV_PATH` names: Triton's
-/// `$$TRITON_MODEL_DIRECTORY/` or a relative path, inside the model's
-/// directory (as everything a configuration names; the message never says
-/// what lies outside).
-fn execution_env(root: &Path, model_dir: &Path, value: &str) -> Result<PathBuf, String> {
-    let value = value.trim();
-    let relative = value
-        .strip_prefix("$$TRITON_MODEL_DIRECTORY")
-        .map_or(value, |rest| rest.trim_start_matches('/'));
-    let path = model_dir.join(relative);
-    match paths::is_plain_relative(relative) {
-        true => paths::model_path_kind(root, &path).and_then(|_| paths::real_inside(root, &path)),
-        false => None,
-    }
-    .ok_or_else(|| {
-        format!(
-            "parameter EXECUTION_ENV_PATH is \"{value}\"; name a conda-pack archive (.tar.gz) or a Python \
-             environment's directory inside the model's directory, e.g. \"$$TRITON_MODEL_DIRECTORY/env.tar.gz\" \
-             (what a configuration names stays inside the repository; for one interpreter for every \
-             model, start anemone with --python)"
-        )
-    })
-}
+use super::python::{execution_env, EXECUTION_ENV_PATH, PYTHON, PYTHON_FILE};
 
 /// The largest `config.pbtxt` read: 4 MiB (a real one is a few KiB).
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -73,6 +42,10 @@ pub struct ConfigRules {
     /// where the model has one, and `config.pbtxt` where not (Triton's
     /// `--model-config-name`). Checked by [`check_config_name`].
     pub custom_name: Option<String>,
+    /// The interpreter that runs a Python model's `auto_complete_config`
+    /// (`--python`); `None`: `ANEMONE_PYTHON`'s, or `python3`. A model with
+    /// its own `EXECUTION_ENV_PATH` uses that environment's.
+    pub python: Option<PathBuf>,
 }
 
 /// Refuses a `--model-config-name` that is not a plain file name (it is
@@ -208,6 +181,14 @@ pub fn prepare_model(
     let (_, newest) = files
         .last()
         .expect("versions_to_load returns available versions; this is a bug");
+    // A Python model's auto_complete_config fills in its config (unless
+    // configs must be complete, as Triton's --disable-auto-complete-config).
+    let config = match config {
+        Some(c) if python && !rules.strict => Some(super::python::auto_complete(
+            root, &dir, name, newest, c, rules,
+        )?),
+        other => other,
+    };
     // A Python model declares nothing itself: its config is its metadata.
     let meta = match (&config, python) {
         (Some(c), true) => anemone_backends::python::config::metadata(&model_config::to_json(c)),

@@ -238,6 +238,24 @@ def main():
                 write_frame(proto_out, {"ok": True, "responses": answers}, blobs)
             except BaseException as e:  # noqa: BLE001
                 write_frame(proto_out, failure("execute", e))
+        elif op == "auto_complete":
+            try:
+                complete = getattr(type(model), "auto_complete_config", None)
+                config = None
+                if complete is not None:
+                    given = header["config"]
+                    for key, empty in (("input", []), ("output", []), ("max_batch_size", 0)):
+                        given.setdefault(key, empty)
+                    result = complete(pb_utils.ModelConfig(json.dumps(given)))
+                    if not isinstance(result, pb_utils.ModelConfig):
+                        raise pb_utils.TritonModelException(
+                            f"auto_complete_config returned {type(result).__name__}; return the "
+                            "ModelConfig it was given (auto_complete_model_config)"
+                        )
+                    config = result.as_dict()
+                write_frame(proto_out, {"ok": True, "config": config})
+            except BaseException as e:  # noqa: BLE001
+                write_frame(proto_out, failure("auto_complete_config", e))
         elif op == "finalize":
             try:
                 if hasattr(model, "finalize"):

@@ -11,7 +11,8 @@ get_input_tensor_by_name, get_output_tensor_by_name) and the dtype helpers
 (triton_string_to_numpy, numpy_to_triton_type, triton_to_numpy_type,
 serialize_byte_tensor, deserialize_bytes_tensor), and business-logic
 scripting (InferenceRequest(...).exec() and async_exec()), and DLPack in host
-memory (Tensor.to_dlpack, Tensor.from_dlpack). What is not: decoupled
+memory (Tensor.to_dlpack, Tensor.from_dlpack), and ModelConfig for a
+model's auto_complete_config. What is not: decoupled
 response senders, which anemone refuses with an exception naming them.
 """
 import json
@@ -284,6 +285,99 @@ class InferenceRequest:
 
     async def async_exec(self, decoupled=False):
         return self.exec(decoupled)
+
+
+class ModelConfig:
+    """The configuration an auto_complete_config(auto_complete_model_config)
+    completes, as Triton's: read it with as_dict(); add_input and add_output
+    declare a tensor ({"name", "data_type", "dims"}, and "optional" for an
+    input), set_max_batch_size, set_dynamic_batching and
+    set_model_transaction_policy the rest. A declaration that contradicts
+    the config.pbtxt raises ValueError, and the model does not load."""
+
+    def __init__(self, model_config):
+        self._config = json.loads(model_config) if isinstance(model_config, str) else dict(model_config)
+
+    def as_dict(self):
+        return self._config
+
+    def _name(self):
+        return self._config.get("name", "")
+
+    def set_max_batch_size(self, max_batch_size):
+        current = self._config.get("max_batch_size", 0)
+        if current > max_batch_size:
+            raise ValueError(
+                f"model '{self._name()}': the configuration says max_batch_size {current}, "
+                f"above the {max_batch_size} auto_complete_config sets"
+            )
+        self._config["max_batch_size"] = max_batch_size
+
+    def set_dynamic_batching(self):
+        for other in ("sequence_batching", "ensemble_scheduling"):
+            if other in self._config:
+                raise ValueError(
+                    f"model '{self._name()}': the configuration has {other}, and auto_complete_config "
+                    "sets dynamic_batching; a model has one scheduler"
+                )
+        self._config.setdefault("dynamic_batching", {})
+
+    def _add(self, kind, tensor, allowed):
+        name = tensor.get("name")
+        extra = [k for k in tensor if k not in allowed]
+        if extra:
+            raise ValueError(
+                f"model '{self._name()}': {kind} {name!r} in auto_complete_config has {', '.join(extra)}; "
+                f"an {kind} has only {', '.join(allowed)}"
+            )
+        for key in ("name", "data_type", "dims"):
+            if key not in tensor:
+                raise ValueError(f"model '{self._name()}': {kind} {name!r} in auto_complete_config lacks '{key}'")
+        for current in self._config.setdefault(kind, []):
+            if current.get("name") != name:
+                continue
+            data_type = current.get("data_type", "TYPE_INVALID")
+            if data_type not in ("TYPE_INVALID", tensor["data_type"]):
+                raise ValueError(
+                    f"model '{self._name()}': the configuration says {kind} '{name}' is {data_type}, "
+                    f"and auto_complete_config says {tensor['data_type']}"
+                )
+            if current.get("dims") and list(current["dims"]) != list(tensor["dims"]):
+                raise ValueError(
+                    f"model '{self._name()}': the configuration gives {kind} '{name}' dims "
+                    f"{list(current['dims'])}, and auto_complete_config {list(tensor['dims'])}"
+                )
+            if "optional" in current and "optional" in tensor and current["optional"] != tensor["optional"]:
+                raise ValueError(
+                    f"model '{self._name()}': the configuration and auto_complete_config disagree "
+                    f"on whether {kind} '{name}' is optional"
+                )
+            current.update(tensor)
+            return
+        self._config[kind].append(dict(tensor))
+
+    def add_input(self, input):
+        self._add("input", input, ("name", "data_type", "dims", "optional"))
+
+    def add_output(self, output):
+        self._add("output", output, ("name", "data_type", "dims"))
+
+    def set_model_transaction_policy(self, transaction_policy_dict):
+        extra = [k for k in transaction_policy_dict if k != "decoupled"]
+        if extra:
+            raise ValueError(
+                f"model '{self._name()}': model_transaction_policy in auto_complete_config has "
+                f"{', '.join(extra)}; it has only 'decoupled'"
+            )
+        policy = self._config.setdefault("model_transaction_policy", {})
+        if "decoupled" in transaction_policy_dict:
+            wanted = transaction_policy_dict["decoupled"]
+            if "decoupled" in policy and policy["decoupled"] != wanted:
+                raise ValueError(
+                    f"model '{self._name()}': the configuration sets decoupled to {policy['decoupled']}, "
+                    f"and auto_complete_config to {wanted}"
+                )
+            policy["decoupled"] = wanted
 
 
 class InferenceResponse:
