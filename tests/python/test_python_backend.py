@@ -212,6 +212,23 @@ class TritonPythonModel:
                 for r in requests]
 '''
 
+# Writes what initialize() is told of its instance, one line per instance.
+INSTANCES = '''
+import json, os
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        told = [args["model_instance_name"], args["model_instance_kind"], args["model_instance_device_id"]]
+        with open(os.path.join(args["model_repository"], "instances.txt"), "a") as f:
+            f.write(json.dumps(told) + "\\n")
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())])
+                for r in requests]
+'''
+
 SEQUENCE_CONFIG = """
 backend: "python"
 max_batch_size: 1
@@ -274,6 +291,12 @@ def server(tmp_path_factory):
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "1" / "model.py").write_text(AUTO_COMPLETE)
         (repo / name / "config.pbtxt").write_text(config)
+    (repo / "instances" / "1").mkdir(parents=True)
+    (repo / "instances" / "1" / "model.py").write_text(INSTANCES)
+    (repo / "instances" / "config.pbtxt").write_text(
+        'backend: "python"\ninstance_group [ { count: 2 kind: KIND_CPU }, { name: "named" count: 1 kind: KIND_GPU gpus: [ 0 ] } ]\n'
+        'input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+    )
     (repo / "running_sum" / "1").mkdir(parents=True)
     (repo / "running_sum" / "1" / "model.py").write_text(RUNNING_SUM)
     (repo / "running_sum" / "config.pbtxt").write_text(SEQUENCE_CONFIG)
@@ -566,6 +589,15 @@ def test_disable_auto_complete_config_leaves_the_config_as_written(tmp_path):
         assert "lacks the 'input' list" in index["auto_complete"]["reason"], index
     finally:
         stop_serve(proc)
+
+
+def test_each_instance_is_told_its_name_kind_and_device_as_triton_tells_it(server):
+    lines = (server[1] / "instances" / "instances.txt").read_text().splitlines()
+    # The CPU group's names are what tritonserver 2.51 tells the same
+    # model's instances (checked side by side); a KIND_GPU group's are
+    # "GPU" on its first listed device, as Triton's Python backend says.
+    assert sorted(json.loads(line) for line in lines) == [
+        ["instances_0_0", "CPU", "0"], ["instances_0_1", "CPU", "0"], ["named_0", "GPU", "0"]]
 
 
 def test_initialize_failing_leaves_the_model_unavailable_with_its_reason(server):

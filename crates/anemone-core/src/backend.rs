@@ -109,6 +109,10 @@ pub struct LoadOptions {
     /// whose own code calls them (a Python model's
     /// `InferenceRequest.exec`). The runtime gives one; `None` elsewhere.
     pub caller: Option<Caller>,
+    /// Which engine instance of the model this is: 0 for the first, then
+    /// counting through its instance groups in order (a Python model names
+    /// its instance after it, as Triton does).
+    pub instance: usize,
 }
 
 /// A value of a request's parameter (Triton's `InferParameter`): what a

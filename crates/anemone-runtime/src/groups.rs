@@ -79,15 +79,17 @@ impl Manager {
         same_backend: bool,
     ) -> Result<()> {
         let source = ModelSource::from_path(&spec.path);
+        let mut instance = 0;
         for (i, group) in groups(spec)?.iter().enumerate() {
             let have = usize::from(i == 0);
             // The selection already followed the first group's backends and kind.
             let on_chosen = same_backend
                 || i == 0
                 || (group.backends.is_none() && self.kind_fits(&picked.chosen, group.kind));
+            instance += have;
             for _ in have..group.count {
                 let engine = if on_chosen {
-                    self.try_candidate(spec, &source, &picked.chosen)
+                    self.try_instance(spec, &source, &picked.chosen, instance)
                         .map_err(|(reason, e)| {
                             e.unwrap_or_else(|| Error::Unavailable {
                                 what: format!("backend {}", picked.chosen.label),
@@ -95,9 +97,10 @@ impl Manager {
                             })
                         })?
                 } else {
-                    self.load_on_group(spec, &source, group)?
+                    self.load_on_group(spec, &source, group, instance)?
                 };
                 picked.engines.push(engine);
+                instance += 1;
             }
         }
         Ok(())
@@ -110,6 +113,7 @@ impl Manager {
         spec: &ModelSpec,
         source: &ModelSource,
         group: &InstanceGroup,
+        instance: usize,
     ) -> Result<Box<dyn LoadedModel>> {
         let names: Option<Vec<String>> = group
             .backends
@@ -126,7 +130,7 @@ impl Manager {
         let candidates = self.inner.loader.backends.resolve(names.as_deref())?;
         let mut reasons = Vec::new();
         for candidate in candidates.iter().filter(|c| self.kind_fits(c, group.kind)) {
-            match self.try_candidate(spec, source, candidate) {
+            match self.try_instance(spec, source, candidate, instance) {
                 Ok(model) => return Ok(model),
                 Err((reason, _)) => reasons.push((candidate.label.clone(), reason)),
             }

@@ -247,12 +247,25 @@ impl Manager {
         self.install(spec, picked, started.elapsed(), None)
     }
 
-    /// Loads one candidate: skip checks, then the backend's `load` with panics caught.
+    /// Loads one candidate as the model's first engine instance: skip
+    /// checks, then the backend's `load` with panics caught.
     pub(crate) fn try_candidate(
         &self,
         spec: &ModelSpec,
         source: &ModelSource,
         candidate: &Candidate,
+    ) -> std::result::Result<Box<dyn LoadedModel>, (String, Option<Error>)> {
+        self.try_instance(spec, source, candidate, 0)
+    }
+
+    /// [`Manager::try_candidate`] for engine instance `instance` of the
+    /// model ([`LoadOptions::instance`]).
+    pub(crate) fn try_instance(
+        &self,
+        spec: &ModelSpec,
+        source: &ModelSource,
+        candidate: &Candidate,
+        instance: usize,
     ) -> std::result::Result<Box<dyn LoadedModel>, (String, Option<Error>)> {
         if let Some(reason) = &candidate.unbuilt {
             return Err((reason.clone(), None));
@@ -278,6 +291,7 @@ impl Manager {
             threads: spec.threads.or(self.inner.loader.threads),
             settings,
             caller: Some(self.caller()),
+            instance,
         };
         // Nested in `load_model_blocking`'s phase on a plain load; on its own
         // for the engines loaded outside it (re-timing moves, recovery, fallback).

@@ -15,6 +15,56 @@ pub const MODEL_CONFIG_KEY: &str = "python.model_config";
 /// backend's interpreter.
 pub const ENV_KEY: &str = "python.execution_env";
 
+/// Who one engine instance of a model is, as Triton tells `initialize`
+/// (`args["model_instance_name"]`, `_kind`, `_device_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Instance {
+    /// `<group name>_<index in the group>`; an unnamed group is
+    /// `<model>_<group index>`, and a model without groups has one named
+    /// after the model.
+    pub name: String,
+    /// `"GPU"` for a `KIND_GPU` group, else `"CPU"`.
+    pub kind: &'static str,
+    /// The GPU a `KIND_GPU` group lists first (else 0).
+    pub device_id: String,
+}
+
+/// Engine instance `ordinal` (counting through the groups in order, each
+/// its `count`, 1 by default) of the model `model` whose configuration is
+/// `config`. An ordinal past the groups is named as the model's first.
+pub(crate) fn instance(config: &Value, model: &str, ordinal: usize) -> Instance {
+    let groups = config["instance_group"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut first = 0usize;
+    for (g, group) in groups.iter().enumerate() {
+        let count = group["count"].as_u64().filter(|c| *c > 0).unwrap_or(1) as usize;
+        if ordinal < first + count {
+            let name = match group["name"].as_str() {
+                Some(n) if !n.is_empty() => n.to_string(),
+                _ => format!("{model}_{g}"),
+            };
+            let gpu = group["kind"].as_str() == Some("KIND_GPU");
+            let device = match gpu {
+                true => group["gpus"].get(0).and_then(Value::as_i64).unwrap_or(0),
+                false => 0,
+            };
+            return Instance {
+                name: format!("{name}_{}", ordinal - first),
+                kind: if gpu { "GPU" } else { "CPU" },
+                device_id: device.to_string(),
+            };
+        }
+        first += count;
+    }
+    Instance {
+        name: format!("{model}_{}", if groups.is_empty() { ordinal } else { 0 }),
+        kind: "CPU",
+        device_id: "0".into(),
+    }
+}
+
 /// The metadata a configuration declares: each input and output with its
 /// data type and dims (a batch dimension first when `max_batch_size > 0`;
 /// a `reshape` gives the shape the model sees).
@@ -252,5 +302,34 @@ mod tests {
             let e = metadata(&config).unwrap_err().to_string();
             assert!(e.contains(needle), "{config}: {e}");
         }
+    }
+
+    #[test]
+    fn instances_are_named_and_placed_as_triton_names_and_places_them() {
+        let config = serde_json::json!({"instance_group": [
+            {"count": 2, "kind": "KIND_CPU"},
+            {"name": "named", "count": 1, "kind": "KIND_GPU", "gpus": [1]},
+            {"kind": "KIND_AUTO"}
+        ]});
+        let seen: Vec<(String, &str, String)> = (0..5)
+            .map(|i| {
+                let at = instance(&config, "m", i);
+                (at.name, at.kind, at.device_id)
+            })
+            .collect();
+        let want = [
+            ("m_0_0", "CPU", "0"),
+            ("m_0_1", "CPU", "0"),
+            ("named_0", "GPU", "1"),
+            ("m_2_0", "CPU", "0"),
+            ("m_0", "CPU", "0"),
+        ];
+        let want: Vec<(String, &str, String)> = want
+            .iter()
+            .map(|(n, k, d)| (n.to_string(), *k, d.to_string()))
+            .collect();
+        assert_eq!(seen, want);
+        let plain = instance(&serde_json::json!({}), "m", 0);
+        assert_eq!((plain.name.as_str(), plain.kind), ("m_0", "CPU"));
     }
 }

@@ -193,11 +193,12 @@ impl PythonModel {
                     .unwrap_or("model")
                     .to_string()
             });
+        let instance = config::instance(&model_config, &name, options.instance);
         let args = serde_json::json!({
             "model_config": text,
-            "model_instance_kind": "CPU",
-            "model_instance_name": format!("{name}_0"),
-            "model_instance_device_id": "0",
+            "model_instance_kind": instance.kind,
+            "model_instance_name": instance.name,
+            "model_instance_device_id": instance.device_id,
             "model_repository": model_dir.display().to_string(),
             "model_version": version,
             "model_name": name,
