@@ -132,6 +132,39 @@ pub enum Parameter {
     String(String),
 }
 
+impl Parameter {
+    /// A JSON value as a parameter: a boolean, a whole number (an [`i64`],
+    /// or a [`u64`] above it), another number, or a string; `None` for
+    /// null, lists and objects, which no parameter holds.
+    pub fn from_json(value: &serde_json::Value) -> Option<Parameter> {
+        use serde_json::Value;
+        match value {
+            Value::Bool(b) => Some(Parameter::Bool(*b)),
+            Value::String(s) => Some(Parameter::String(s.clone())),
+            Value::Number(n) => n
+                .as_i64()
+                .map(Parameter::Int)
+                .or_else(|| n.as_u64().map(Parameter::Uint))
+                .or_else(|| n.as_f64().map(Parameter::Double)),
+            Value::Null | Value::Array(_) | Value::Object(_) => None,
+        }
+    }
+
+    /// The parameter as JSON (a double that is not finite as null).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Parameter::Bool(b) => Value::Bool(*b),
+            Parameter::Int(i) => (*i).into(),
+            Parameter::Uint(u) => (*u).into(),
+            Parameter::Double(d) => {
+                serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number)
+            }
+            Parameter::String(s) => Value::String(s.clone()),
+        }
+    }
+}
+
 /// One request as an engine that answers each request on its own sees it
 /// ([`LoadedModel::infer_each`]): its inputs, its id and its parameters.
 #[derive(Debug, Clone, Copy)]
@@ -343,6 +376,27 @@ mod tests {
             stacked[1].to_vec::<f32>().unwrap(),
             [100.0, 101.0, 200.0, 201.0, 202.0, 203.0]
         );
+    }
+
+    #[test]
+    fn parameters_go_to_json_and_back_and_json_that_no_parameter_holds_is_none() {
+        let all = [
+            Parameter::Bool(true),
+            Parameter::Int(-3),
+            Parameter::Uint(u64::MAX),
+            Parameter::Double(2.5),
+            Parameter::String("x".into()),
+        ];
+        for p in all {
+            assert_eq!(Parameter::from_json(&p.to_json()), Some(p.clone()), "{p:?}");
+        }
+        for v in [
+            serde_json::json!(null),
+            serde_json::json!([1]),
+            serde_json::json!({"a": 1}),
+        ] {
+            assert_eq!(Parameter::from_json(&v), None, "{v}");
+        }
     }
 
     #[test]

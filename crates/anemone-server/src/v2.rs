@@ -118,21 +118,11 @@ pub fn custom_parameters(
                  rename the parameter"
             )));
         }
-        let typed = match value {
-            Value::Bool(b) => Parameter::Bool(*b),
-            Value::String(s) => Parameter::String(s.clone()),
-            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                (Some(i), _, _) => Parameter::Int(i),
-                (None, Some(u), _) => Parameter::Uint(u),
-                (None, None, Some(d)) => Parameter::Double(d),
-                _ => return Err(ApiError::invalid(format!("parameter '{key}' is not a number"))),
-            },
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "parameter '{key}' is {other}; a request parameter is a boolean, a number or a string"
-                )))
-            }
-        };
+        let typed = Parameter::from_json(value).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "parameter '{key}' is {value}; a request parameter is a boolean, a number or a string"
+            ))
+        })?;
         custom.push((key.clone(), typed));
     }
     Ok(custom)

@@ -187,17 +187,7 @@ pub(crate) fn parameters_json(parameters: &[(String, Parameter)]) -> String {
     }
     let map: serde_json::Map<String, serde_json::Value> = parameters
         .iter()
-        .map(|(k, v)| {
-            let value = match v {
-                Parameter::Bool(b) => serde_json::Value::Bool(*b),
-                Parameter::Int(i) => (*i).into(),
-                Parameter::Uint(u) => (*u).into(),
-                Parameter::Double(d) => serde_json::Number::from_f64(*d)
-                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
-                Parameter::String(s) => serde_json::Value::String(s.clone()),
-            };
-            (k.clone(), value)
-        })
+        .map(|(k, v)| (k.clone(), v.to_json()))
         .collect();
     serde_json::Value::Object(map).to_string()
 }
@@ -211,23 +201,14 @@ pub(crate) fn parameters_from_json(
     parameters
         .iter()
         .map(|(k, v)| {
-            let typed = match v {
-                serde_json::Value::Bool(b) => Parameter::Bool(*b),
-                serde_json::Value::String(s) => Parameter::String(s.clone()),
-                serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-                    (Some(i), _) => Parameter::Int(i),
-                    (None, Some(u)) => Parameter::Uint(u),
-                    _ => Parameter::Double(n.as_f64().unwrap_or(f64::NAN)),
-                },
-                other => {
-                    return Err(Error::Input(anemone_core::InputError::Refused {
-                        message: format!(
-                            "parameter '{k}' of the request is {other}; a request parameter is a \
-                             boolean, a number or a string"
-                        ),
-                    }))
-                }
-            };
+            let typed = Parameter::from_json(v).ok_or_else(|| {
+                Error::Input(anemone_core::InputError::Refused {
+                    message: format!(
+                        "parameter '{k}' of the request is {v}; a request parameter is a \
+                         boolean, a number or a string"
+                    ),
+                })
+            })?;
             Ok((k.clone(), typed))
         })
         .collect()

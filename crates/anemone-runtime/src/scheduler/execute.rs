@@ -37,12 +37,7 @@ fn run_engine(
     };
     let attempt = || match catch_unwind(AssertUnwindSafe(run)) {
         Ok(r) => r,
-        Err(panic) => Err(Error::Backend {
-            backend: model.backend().into(),
-            message: format!("panicked: {}", panic_message(&*panic)),
-            retryable: false,
-            source: None,
-        }),
+        Err(panic) => Err(panicked(model.backend(), &*panic)),
     };
     let mut result = attempt();
     let mut retry = 1;
@@ -59,12 +54,29 @@ fn run_engine(
         result = attempt();
         retry += 1;
     }
-    let all = result?;
+    declared_outputs(instance, model.backend(), result?)
+}
+
+/// The error of an engine call that panicked.
+fn panicked(backend: &str, panic: &(dyn std::any::Any + Send)) -> Error {
+    Error::Backend {
+        backend: backend.into(),
+        message: format!("panicked: {}", panic_message(panic)),
+        retryable: false,
+        source: None,
+    }
+}
+
+/// An engine's outputs, checked against the number the model declares.
+fn declared_outputs(
+    instance: &ModelInstance,
+    backend: &str,
+    all: Vec<Tensor>,
+) -> Result<Vec<Tensor>> {
     let declared = instance.metadata().outputs.len();
     if all.len() != declared {
         return Err(Error::Internal(format!(
-            "backend {} returned {} outputs for a model declaring {declared}",
-            model.backend(),
+            "backend {backend} returned {} outputs for a model declaring {declared}",
             all.len(),
         )));
     }
@@ -82,47 +94,22 @@ fn run_each(
     requests: &[RequestView<'_>],
 ) -> Vec<Result<Vec<Tensor>>> {
     let model = &*engine.model;
-    let answers = match catch_unwind(AssertUnwindSafe(|| model.infer_each(requests))) {
-        Ok(answers) if answers.len() == requests.len() => answers,
-        Ok(answers) => {
-            let message = format!(
+    let failed = |error: &dyn Fn() -> Error| requests.iter().map(|_| Err(error())).collect();
+    match catch_unwind(AssertUnwindSafe(|| model.infer_each(requests))) {
+        Ok(answers) if answers.len() == requests.len() => answers
+            .into_iter()
+            .map(|answer| answer.and_then(|all| declared_outputs(instance, model.backend(), all)))
+            .collect(),
+        Ok(answers) => failed(&|| {
+            Error::Internal(format!(
                 "backend {} answered {} of {} requests",
                 model.backend(),
                 answers.len(),
                 requests.len()
-            );
-            return requests
-                .iter()
-                .map(|_| Err(Error::Internal(message.clone())))
-                .collect();
-        }
-        Err(panic) => {
-            let message = format!("panicked: {}", panic_message(&*panic));
-            return requests
-                .iter()
-                .map(|_| {
-                    Err(Error::Backend {
-                        backend: model.backend().into(),
-                        message: message.clone(),
-                        retryable: false,
-                        source: None,
-                    })
-                })
-                .collect();
-        }
-    };
-    let declared = instance.metadata().outputs.len();
-    answers
-        .into_iter()
-        .map(|answer| match answer {
-            Ok(all) if all.len() != declared => Err(Error::Internal(format!(
-                "backend {} returned {} outputs for a model declaring {declared}",
-                model.backend(),
-                all.len(),
-            ))),
-            other => other,
-        })
-        .collect()
+            ))
+        }),
+        Err(panic) => failed(&|| panicked(model.backend(), &*panic)),
+    }
 }
 
 /// The outputs a request asked for, named, in its order.
@@ -273,38 +260,33 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     // each request on its own (`infer_each`) gets them as a list.
     let assembly_spans = stage(&jobs, Stage::BatchAssembly);
     let engine = instance.lane_engine(lane);
-    let each = engine.model.answers_each();
-    let requests: Vec<&[Tensor]> = match each {
-        false => jobs.iter().map(|j| &j.admitted.inputs[..]).collect(),
-        true => Vec::new(),
-    };
-    let views: Vec<RequestView<'_>> = match each {
-        false => Vec::new(),
-        true => jobs
-            .iter()
-            .map(|j| RequestView {
-                inputs: &j.admitted.inputs,
-                id: j.admitted.id.as_deref(),
-                parameters: &j.admitted.parameters,
-            })
-            .collect(),
+    let gathered_requests = match engine.model.answers_each() {
+        true => Gathered::Each(
+            jobs.iter()
+                .map(|j| RequestView {
+                    inputs: &j.admitted.inputs,
+                    id: j.admitted.id.as_deref(),
+                    parameters: &j.admitted.parameters,
+                })
+                .collect(),
+        ),
+        false => Gathered::Stacked(jobs.iter().map(|j| &j.admitted.inputs[..]).collect()),
     };
     let gathered = began.elapsed();
     drop(assembly_spans);
     let busy = engine.claim();
     let picked = Instant::now();
     let infer_spans = stage(&jobs, Stage::ComputeInfer);
-    let outcome = match each {
-        true => Outcome::Each(run_each(&instance, engine, &views)),
-        false => Outcome::Stacked(run_engine(
+    let outcome = match &gathered_requests {
+        Gathered::Each(views) => Outcome::Each(run_each(&instance, engine, views)),
+        Gathered::Stacked(requests) => Outcome::Stacked(run_engine(
             &instance,
             engine,
-            Call::Stacked(&requests),
+            Call::Stacked(requests),
             jobs[0].admitted.retry_policy,
         )),
     };
-    drop(views);
-    drop(requests);
+    drop(gathered_requests);
     drop(infer_spans);
     drop(busy);
     let engine_time = picked.elapsed();
@@ -361,6 +343,15 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
         drop(admitted.permits);
         reply.send(response);
     }
+}
+
+/// A batch's requests as its engine takes them.
+enum Gathered<'a> {
+    /// Each request with its id and parameters, for an engine that answers
+    /// each on its own.
+    Each(Vec<RequestView<'a>>),
+    /// Each request's inputs, for the engine to stack.
+    Stacked(Vec<&'a [Tensor]>),
 }
 
 /// What the engine call of a batch gave.
