@@ -251,6 +251,14 @@ pub trait Backend: Send + Sync + 'static {
         Tier::PortableCpu
     }
 
+    /// Whether the model's own code picks the device it runs on, so that
+    /// its instances fit an instance group of any kind (`KIND_CPU`,
+    /// `KIND_GPU`) whatever [`Backend::tier`] says. A Python model does
+    /// (Triton tells it the kind). Default: `false`.
+    fn model_picks_device(&self) -> bool {
+        false
+    }
+
     /// Whether this backend accepts the model's format. Cheap: it does not
     /// parse the model; operator support is found out by [`Backend::load`].
     fn supports(&self, source: &ModelSource) -> Support;

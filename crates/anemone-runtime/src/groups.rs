@@ -9,9 +9,6 @@ use crate::spec::{InstanceGroup, InstanceKind, ModelSpec};
 use anemone_core::{Dim, Error, LoadedModel, ModelSource, Result, Tier};
 use std::sync::Arc;
 
-/// The name of the backend of Triton's Python models (`anemone-backends`).
-const PYTHON: &str = "python";
-
 /// The most engine instances one model version may have.
 pub const MAX_INSTANCES: usize = 64;
 
@@ -57,13 +54,13 @@ pub(crate) fn groups(spec: &ModelSpec) -> Result<Vec<InstanceGroup>> {
 }
 
 impl Manager {
-    /// Whether a candidate can hold instances of `kind`.
-    /// A Python model's instances fit any kind: the model's own code picks
-    /// its device (Triton tells it the kind in `args`).
+    /// Whether a candidate can hold instances of `kind`: its tier admits
+    /// them, or the model's own code picks its device (a Python model,
+    /// told the kind in `args`).
     pub(crate) fn kind_fits(&self, candidate: &Candidate, kind: InstanceKind) -> bool {
         candidate.index.is_some_and(|i| {
             let backend = &self.inner.loader.backends.all()[i];
-            backend.name() == PYTHON || kind.admits(backend.tier())
+            backend.model_picks_device() || kind.admits(backend.tier())
         })
     }
 

@@ -94,6 +94,11 @@ impl Backend for Python {
         Tier::PortableCpu
     }
 
+    /// A model.py picks its own device (from `args["model_instance_kind"]`).
+    fn model_picks_device(&self) -> bool {
+        true
+    }
+
     fn supports(&self, source: &ModelSource) -> Support {
         match source.format {
             ModelFormat::Python => Support::Yes,
