@@ -175,6 +175,9 @@ pub struct RequestView<'a> {
     pub id: Option<&'a str>,
     /// The request's parameters, in the order the client sent them.
     pub parameters: &'a [(String, Parameter)],
+    /// Where a decoupled model ([`LoadedModel::decoupled`]) sends its
+    /// responses to this request; `None` for every other model.
+    pub responder: Option<&'a crate::Responder>,
 }
 
 /// A request a model's code sends to another model ([`ModelCaller`]).
@@ -307,6 +310,18 @@ pub trait LoadedModel: Send + Sync + 'static {
     /// instead of `infer` and `infer_stacked`. A Python model does, as
     /// Triton gives its `execute` a list of requests. Default: `false`.
     fn answers_each(&self) -> bool {
+        false
+    }
+
+    /// Whether the model is decoupled: it answers each request with any
+    /// number of responses through the request's
+    /// [`RequestView::responder`], when it likes (even after its call has
+    /// returned), rather than with one answer. Such a model also
+    /// [answers each](LoadedModel::answers_each) request; its `infer_each`
+    /// gives an empty output list per request whose call went well, or the
+    /// error that failed the request before it sent its last response.
+    /// Default: `false`.
+    fn decoupled(&self) -> bool {
         false
     }
 

@@ -29,11 +29,14 @@ pub enum ErrorKind {
     Backend,
     /// A bug in anemone.
     Internal,
+    /// What was asked is not something this model or endpoint does (a
+    /// decoupled model asked for one answer); ask another way.
+    Unsupported,
 }
 
 impl ErrorKind {
     /// Every kind, in a stable order (used to index per-kind counters).
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::InvalidInput,
         ErrorKind::NotFound,
         ErrorKind::Unavailable,
@@ -41,6 +44,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::Backend,
         ErrorKind::Internal,
+        ErrorKind::Unsupported,
     ];
 
     /// A stable snake_case name, used as a metrics label.
@@ -53,6 +57,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Backend => "backend",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unsupported => "unsupported",
         }
     }
 
@@ -178,6 +183,15 @@ pub enum Error {
         message: String,
     },
 
+    /// What was asked is not something this model or endpoint does.
+    #[error("{what}; {fix}")]
+    Unsupported {
+        /// What was asked, and why it cannot be done.
+        what: String,
+        /// What to do instead.
+        fix: String,
+    },
+
     /// A configuration is wrong (unknown backend, bad option).
     #[error("configuration error: {0}")]
     Config(String),
@@ -231,6 +245,7 @@ impl Error {
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Backend { .. } | Error::DeviceLost { .. } => ErrorKind::Backend,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Step { kind, .. } => *kind,
         }
     }

@@ -10,6 +10,7 @@
 //! - [`ModelMetadata`], [`TensorSpec`] and [`Dim`]: what a model declares;
 //! - [`Error`] and [`ErrorKind`]: one error type with a kind and `retryable()`;
 //! - [`Backend`] and [`LoadedModel`]: the contract every engine implements;
+//!   [`Responder`]: how a decoupled model sends its responses;
 //! - [`npy`]: reading and writing NumPy `.npy` files.
 //!
 //! ```
@@ -27,6 +28,7 @@ pub mod error;
 pub mod gather;
 pub mod metadata;
 pub mod npy;
+pub mod respond;
 pub mod tensor;
 pub mod thermal;
 
@@ -38,5 +40,6 @@ pub use bytes::Bytes;
 pub use dtype::DataType;
 pub use error::{BoxError, Error, ErrorKind, InputError, Result};
 pub use metadata::{Dim, ModelFormat, ModelMetadata, TensorSpec};
+pub use respond::{Responder, Response, ResponseSink};
 pub use tensor::{Element, Tensor, TensorData, TensorError};
 pub use thermal::ThermalState;

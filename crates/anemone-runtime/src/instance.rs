@@ -254,6 +254,12 @@ impl ModelInstance {
         self.engines[0].model.backend()
     }
 
+    /// Whether the model is decoupled: it answers a request with any number
+    /// of responses ([`crate::Manager::infer_decoupled`]).
+    pub fn decoupled(&self) -> bool {
+        self.engines[0].model.decoupled()
+    }
+
     /// Bytes charged to the memory budget.
     pub fn memory_footprint(&self) -> u64 {
         self._reservation.bytes()

@@ -57,6 +57,7 @@ pub mod admission;
 pub mod cache;
 mod caller;
 pub mod compare;
+pub mod decoupled;
 pub mod ensemble;
 pub mod eviction;
 mod failover;
@@ -90,6 +91,7 @@ pub mod worker;
 
 pub use cache::CacheSnapshot;
 pub use compare::{ComparisonCounts, EngineComparer, ProcessComparer};
+pub use decoupled::{Responses, Streamed};
 pub use eviction::{EvictionPolicy, EvictionSnapshot};
 pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use groups::MAX_INSTANCES;

@@ -48,6 +48,10 @@ impl Manager {
                     .await?
             }
         };
+        if instance.decoupled() {
+            let e = crate::decoupled::one_answer_refused(instance.name());
+            return Err(refuse(&instance, e));
+        }
         // A sequence model's request waits for its turn holding no permit,
         // so that one client flooding a sequence cannot take the permits
         // other clients' requests need; it takes one again when its turn
@@ -117,6 +121,10 @@ impl Manager {
                 self.load_on_demand_blocking(&request.model, request.version, timeout, start)?
             }
         };
+        if instance.decoupled() {
+            let e = crate::decoupled::one_answer_refused(instance.name());
+            return Err(refuse(&instance, e));
+        }
         let outputs = request.outputs.as_deref();
         // As in `infer`: no permit held while waiting for the turn.
         let (global, turn) = match enter_sequence(&instance, &request)? {
@@ -259,8 +267,36 @@ impl Manager {
         result
     }
 
+    /// Hands an admitted request on a decoupled model to the scheduler; its
+    /// responses go to `sink`.
+    pub(crate) fn schedule_stream(
+        &self,
+        mut admitted: Admitted,
+        sink: Arc<crate::decoupled::Sink>,
+        priority: Option<u32>,
+        timeout: Option<Duration>,
+        start: Instant,
+    ) -> Result<()> {
+        if let Some(limit) = expired(timeout, start) {
+            return Err(record_failure(
+                &admitted.instance,
+                Error::Timeout(limit),
+                start,
+            ));
+        }
+        adopt_inputs(&admitted.instance, &mut admitted.inputs);
+        admitted.trace.queued();
+        self.inner.scheduler.submit(Job {
+            admitted,
+            reply: Reply::stream(sink),
+            priority: priority.unwrap_or(0),
+            deadline: timeout.map(|t| start + t),
+            span: tracing::Span::current(),
+        })
+    }
+
     /// The manager is live and a global permit is free.
-    fn global_permit(&self) -> Result<Permit> {
+    pub(crate) fn global_permit(&self) -> Result<Permit> {
         if !self.inner.live.load(Ordering::Relaxed) {
             return Err(self.reject(Error::Unavailable {
                 what: "the manager".into(),
@@ -271,7 +307,7 @@ impl Manager {
     }
 
     /// Admission and validation on a resident model: everything before the engine.
-    fn admit_on(
+    pub(crate) fn admit_on(
         &self,
         instance: Arc<ModelInstance>,
         request: InferRequest,
@@ -353,6 +389,7 @@ impl Manager {
             retry_policy: self.inner.retry,
             permits: (global, local),
             trace,
+            responder: None,
         })
     }
 }

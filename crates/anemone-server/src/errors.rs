@@ -64,6 +64,7 @@ impl ApiError {
             ErrorKind::Unavailable => 503,
             ErrorKind::Timeout => 504,
             ErrorKind::Backend | ErrorKind::Internal => 500,
+            ErrorKind::Unsupported => 501,
         }
     }
 
@@ -76,6 +77,7 @@ impl ApiError {
             ErrorKind::Unavailable => tonic::Code::Unavailable,
             ErrorKind::Timeout => tonic::Code::DeadlineExceeded,
             ErrorKind::Backend | ErrorKind::Internal => tonic::Code::Internal,
+            ErrorKind::Unsupported => tonic::Code::Unimplemented,
         }
     }
 }
@@ -142,6 +144,7 @@ mod tests {
             (ErrorKind::Timeout, 504, tonic::Code::DeadlineExceeded),
             (ErrorKind::Backend, 500, tonic::Code::Internal),
             (ErrorKind::Internal, 500, tonic::Code::Internal),
+            (ErrorKind::Unsupported, 501, tonic::Code::Unimplemented),
         ];
         for (kind, http, grpc) in table {
             let e = ApiError {

@@ -8,9 +8,12 @@ use crate::repository::{ControlMode, Repository, State};
 use crate::v2;
 use anemone_core::TensorSpec;
 use anemone_runtime::metrics::DurationStat;
-use anemone_runtime::{InferRequest, Manager};
+use anemone_runtime::Manager;
 
 mod ensemble;
+mod infer;
+
+pub use infer::StreamedAnswer;
 
 /// The protocol extensions anemone implements, as `GET /v2` lists them
 /// (`schedule_policy`: the `priority` and `timeout` request parameters).
@@ -295,94 +298,6 @@ impl AppState {
             })
     }
 
-    /// Runs an inference.
-    pub async fn infer(
-        &self,
-        mut request: v2::InferRequest,
-    ) -> Result<v2::InferResponse, ApiError> {
-        // Inputs in shared memory that the protocol has not read yet (gRPC's).
-        crate::shared_memory::read_inputs(&mut request).await?;
-        let version = request.version;
-        let mut r = InferRequest::new(request.model);
-        r.version = version;
-        r.id = request.id;
-        r.inputs = request.inputs;
-        // Outputs to be written into shared memory, by name.
-        let targets: Vec<(String, crate::shared_memory::Slice)> = request
-            .outputs
-            .iter()
-            .flatten()
-            .filter_map(|o| Some((o.name.clone(), o.shared_memory.clone()?)))
-            .collect();
-        // Outputs asked for as their top classes, by name.
-        let classes: Vec<(String, usize)> = request
-            .outputs
-            .iter()
-            .flatten()
-            .filter_map(|o| Some((o.name.clone(), o.classification?)))
-            .collect();
-        r.outputs = request
-            .outputs
-            .map(|o| o.into_iter().map(|o| o.name).collect());
-        r.parameters = request.custom;
-        r.priority = request.scheduling.priority;
-        r.sequence = request.scheduling.sequence;
-        r.timeout = match (request.scheduling.timeout, request.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let response = match self.manager.infer(r).await {
-            Ok(response) => response,
-            // Not loaded: say why when the repository knows (loading, failed to load).
-            Err(e) => {
-                let anemone_core::Error::ModelNotFound { name, .. } = &e else {
-                    return Err(e.into());
-                };
-                let version = version.map(|v| v.to_string()).unwrap_or_default();
-                return Err(self
-                    .ready_model(name, &version)
-                    .err()
-                    .unwrap_or_else(|| e.into()));
-            }
-        };
-        let mut outputs = response.outputs;
-        if !classes.is_empty() {
-            self.classify(&response.model, &mut outputs, &classes)?;
-        }
-        let in_shared_memory = write_shared_memory(&outputs, &targets)?;
-        Ok(v2::InferResponse {
-            model: response.model,
-            version: response.version.to_string(),
-            // The runtime hands the request's id back.
-            id: response.id,
-            outputs,
-            in_shared_memory,
-        })
-    }
-
-    /// Replaces each output that `classes` names with its top classes (the
-    /// classification extension).
-    fn classify(
-        &self,
-        model: &str,
-        outputs: &mut [(String, anemone_core::Tensor)],
-        classes: &[(String, usize)],
-    ) -> Result<(), ApiError> {
-        let (batched, labels) = self.repository.classes(model);
-        for (name, count) in classes {
-            if let Some((_, tensor)) = outputs.iter_mut().find(|(n, _)| n == name) {
-                *tensor = crate::classification::classify(
-                    name,
-                    tensor,
-                    *count,
-                    batched,
-                    labels.of(name),
-                )?;
-            }
-        }
-        Ok(())
-    }
-
     /// Statistics of one model (version), or of every loaded model when `name` is empty.
     pub fn statistics(
         &self,
@@ -524,29 +439,4 @@ impl AppState {
         }
         out
     }
-}
-
-/// Writes each output that `targets` names into its shared memory, and
-/// says which outputs went there (one flag an output; empty when none did).
-/// An output larger than its slice fails the request, naming both sizes.
-fn write_shared_memory(
-    outputs: &[(String, anemone_core::Tensor)],
-    targets: &[(String, crate::shared_memory::Slice)],
-) -> Result<Vec<bool>, ApiError> {
-    if targets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut written = vec![false; outputs.len()];
-    for (name, slice) in targets {
-        let Some(i) = outputs.iter().position(|(n, _)| n == name) else {
-            continue;
-        };
-        let tensor = &outputs[i].1;
-        match tensor.as_bytes() {
-            Some(bytes) => slice.write(name, bytes)?,
-            None => slice.write(name, &v2::tensor_to_raw(tensor))?,
-        }
-        written[i] = true;
-    }
-    Ok(written)
 }

@@ -37,8 +37,9 @@ pub fn auto_complete(
         model_dir: version_dir.parent().unwrap_or(version_dir).to_path_buf(),
         model: model.to_string(),
         args: serde_json::Value::Null,
+        decoupled: false,
     };
-    let mut process = Process::spawn(&launch)?;
+    let mut process = Process::spawn(&launch, None)?;
     let ask = serde_json::json!({ "op": "auto_complete", "config": config });
     let (reply, _) = process.exchange(&wire::frame(&ask, &[])?, &launch, None)?;
     // Never initialized: nothing to finalize; the process is ended.

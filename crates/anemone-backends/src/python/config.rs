@@ -65,6 +65,12 @@ pub(crate) fn instance(config: &Value, model: &str, ordinal: usize) -> Instance 
     }
 }
 
+/// Whether the configuration makes the model decoupled
+/// (`model_transaction_policy { decoupled: true }`).
+pub(crate) fn decoupled(config: &Value) -> bool {
+    config["model_transaction_policy"]["decoupled"].as_bool() == Some(true)
+}
+
 /// The metadata a configuration declares: each input and output with its
 /// data type and dims (a batch dimension first when `max_batch_size > 0`;
 /// a `reshape` gives the shape the model sees).

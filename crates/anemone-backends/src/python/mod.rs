@@ -17,6 +17,7 @@ mod bls;
 pub mod config;
 mod env;
 mod process;
+mod pump;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -215,6 +216,7 @@ impl PythonModel {
             model_dir,
             model: name,
             args,
+            decoupled: config::decoupled(&model_config),
         };
         let caller = options.caller.clone();
         let process = Process::start(&launch, caller.as_ref())?;
@@ -231,16 +233,37 @@ impl PythonModel {
     }
 
     /// Runs `execute` on `requests`, starting the process again first if
-    /// the last one ended; one answer per request.
+    /// the last one ended; one answer per request. A decoupled model's
+    /// requests are opened in the process's pump first (their responses
+    /// come back by key, during `execute` or after), and its answers are
+    /// empty: `execute` returned well.
     fn run(&self, requests: &[RequestView<'_>]) -> Result<Vec<Answer>> {
-        let frame = wire::execute_frame(&self.launch.model, &self.inputs, &self.outputs, requests)?;
         let mut slot = self.process.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             tracing::warn!(model = %self.launch.model, "starting the model's Python process again");
             *slot = Some(Process::start(&self.launch, self.caller.as_ref())?);
         }
         let process = slot.as_mut().expect("started above");
-        let (reply, blobs) = match process.exchange(&frame, &self.launch, self.caller.as_ref()) {
+        let keys = match process.pending() {
+            None => None,
+            Some(pending) => Some(self.open(pending, requests)?),
+        };
+        let frame = wire::execute_frame(
+            &self.launch.model,
+            &self.inputs,
+            &self.outputs,
+            requests,
+            keys.as_deref(),
+        );
+        // Outer error: no frame (the process untouched); inner: the process ended.
+        let exchanged =
+            frame.map(|frame| process.exchange(&frame, &self.launch, self.caller.as_ref()));
+        let failed = !matches!(&exchanged, Ok(Ok((reply, _))) if reply.ok);
+        if let (Some(keys), Some(pending), true) = (&keys, process.pending(), failed) {
+            // The runtime ends these requests with the call's error.
+            keys.iter().for_each(|&k| drop(pending.close(k)));
+        }
+        let (reply, blobs) = match exchanged? {
             Ok(r) => r,
             Err(e) => {
                 *slot = None;
@@ -248,6 +271,12 @@ impl PythonModel {
             }
         };
         drop(slot);
+        if keys.is_some() && reply.ok {
+            return Ok(requests
+                .iter()
+                .map(|_| Answer::Outputs(Vec::new()))
+                .collect());
+        }
         if !reply.ok {
             let hint = process::traceback_hint(&self.launch.model, reply.traceback.as_deref());
             return Err(Error::Backend {
@@ -270,6 +299,30 @@ impl PythonModel {
             )));
         }
         Ok(answers)
+    }
+
+    /// Opens each request of a decoupled model in its process's pump; its
+    /// key, in order.
+    fn open(&self, pending: &pump::Pending, requests: &[RequestView<'_>]) -> Result<Vec<u64>> {
+        let responders: Option<Vec<&anemone_core::Responder>> =
+            requests.iter().map(|r| r.responder).collect();
+        let responders = responders.ok_or_else(|| self.one_answer_refused())?;
+        Ok(responders
+            .into_iter()
+            .map(|r| pending.open(r.clone()))
+            .collect())
+    }
+
+    fn one_answer_refused(&self) -> Error {
+        Error::Unsupported {
+            what: format!(
+                "model '{}' is decoupled: it answers through each request's response sender",
+                self.launch.model
+            ),
+            fix: "run it with a responder per request (RequestView::responder; the runtime's \
+                  Manager::infer_decoupled)"
+                .into(),
+        }
     }
 
     /// One answer's outputs in the declared order, each of its declared
@@ -311,19 +364,7 @@ impl PythonModel {
 
     /// The error of a response whose `error` the model set.
     fn refusal(&self, message: String, code: i64) -> Error {
-        match code {
-            wire::INVALID_ARG => Error::Input(InputError::Refused { message }),
-            wire::UNAVAILABLE => Error::Unavailable {
-                what: format!("model '{}'", self.launch.model),
-                reason: message,
-            },
-            _ => Error::Backend {
-                backend: NAME.into(),
-                message,
-                retryable: false,
-                source: None,
-            },
-        }
+        refusal(&self.launch.model, message, code)
     }
 
     fn model_fault(&self, why: String) -> Error {
@@ -333,6 +374,24 @@ impl PythonModel {
             retryable: false,
             source: None,
         }
+    }
+}
+
+/// The error of a response of `model` whose `error` the model set, by
+/// Triton's code: the request's fault, unavailable, or the model's.
+pub(crate) fn refusal(model: &str, message: String, code: i64) -> Error {
+    match code {
+        wire::INVALID_ARG => Error::Input(InputError::Refused { message }),
+        wire::UNAVAILABLE => Error::Unavailable {
+            what: format!("model '{model}'"),
+            reason: message,
+        },
+        _ => Error::Backend {
+            backend: NAME.into(),
+            message,
+            retryable: false,
+            source: None,
+        },
     }
 }
 
@@ -370,10 +429,14 @@ impl LoadedModel for PythonModel {
     }
 
     fn infer(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        if self.launch.decoupled {
+            return Err(self.one_answer_refused());
+        }
         let request = RequestView {
             inputs,
             id: None,
             parameters: &[],
+            responder: None,
         };
         let answer = self.run(&[request])?.into_iter().next();
         self.outputs_of(answer.expect("one answer per request, checked in run"))
@@ -383,11 +446,19 @@ impl LoadedModel for PythonModel {
         true
     }
 
+    fn decoupled(&self) -> bool {
+        self.launch.decoupled
+    }
+
     /// The requests (one alone, or a dynamic batch) go to `execute` as a
     /// list, one `InferenceRequest` each with its id and parameters, as
     /// Triton gives them; each gets its own answer, outputs or error.
     fn infer_each(&self, requests: &[RequestView<'_>]) -> Vec<Result<Vec<Tensor>>> {
         match self.run(requests) {
+            // A decoupled model's outputs went through each request's responder.
+            Ok(answers) if self.launch.decoupled => {
+                answers.into_iter().map(|_| Ok(Vec::new())).collect()
+            }
             Ok(answers) => answers.into_iter().map(|a| self.outputs_of(a)).collect(),
             Err(e) => {
                 let mut answers: Vec<Result<Vec<Tensor>>> =

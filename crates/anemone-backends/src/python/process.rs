@@ -2,6 +2,7 @@
 //! to frame by frame (`wire`), its standard error logged line by line, and
 //! ended with `finalize` when the instance is dropped.
 
+use super::pump::{self, Pending, Pump, Received};
 use super::wire::{self, Reply};
 use super::NAME;
 use anemone_core::{Bytes, Caller, Error, Result};
@@ -44,20 +45,32 @@ pub(crate) struct Launch {
     pub model: String,
     /// `initialize`'s `args`.
     pub args: serde_json::Value,
+    /// Whether the model is decoupled: its process's frames are then read
+    /// by a [`Pump`], as they come.
+    pub decoupled: bool,
 }
 
 /// A running process.
 pub(crate) struct Process {
     child: Child,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
+    /// Shared with the pump's threads, which answer requests to other models.
+    stdin: Arc<Mutex<ChildStdin>>,
+    from: Reading,
     tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// How the process's frames are read.
+enum Reading {
+    /// By the instance, after each frame it sends.
+    Direct(ChildStdout),
+    /// By a pump, as they come (a decoupled model).
+    Pumped(Pump),
 }
 
 impl Process {
     /// Starts the process and runs the model's `initialize`.
     pub(crate) fn start(launch: &Launch, caller: Option<&Caller>) -> Result<Process> {
-        let mut process = Process::spawn(launch)?;
+        let mut process = Process::spawn(launch, caller)?;
         let init = serde_json::json!({ "op": "init", "args": launch.args });
         let reply = process.exchange(&wire::frame(&init, &[])?, launch, caller)?;
         match reply {
@@ -76,8 +89,9 @@ impl Process {
     }
 
     /// Starts the process: the interpreter imports the model.py and waits
-    /// for frames.
-    pub(crate) fn spawn(launch: &Launch) -> Result<Process> {
+    /// for frames. A decoupled model's frames are read by a [`Pump`], which
+    /// answers its requests to other models through `caller`.
+    pub(crate) fn spawn(launch: &Launch, caller: Option<&Caller>) -> Result<Process> {
         let mut command = Command::new(&launch.python);
         if let Some(lib) = &launch.lib {
             let var = if cfg!(target_os = "macos") {
@@ -122,12 +136,36 @@ impl Process {
             .name(format!("python-log-{}", launch.model))
             .spawn(move || log_lines(&model, stderr, &lines))
             .map_err(|e| Error::Internal(format!("cannot start a log thread: {e}")))?;
+        let stdin = Arc::new(Mutex::new(child.stdin.take().expect("stdin is piped")));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let from = match launch.decoupled {
+            false => Reading::Direct(stdout),
+            true => {
+                let (stdin, tail) = (Arc::clone(&stdin), Arc::clone(&tail));
+                match Pump::start(launch, caller.cloned(), stdout, stdin, tail) {
+                    Ok(pump) => Reading::Pumped(pump),
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e);
+                    }
+                }
+            }
+        };
         Ok(Process {
-            stdin: child.stdin.take().expect("stdin is piped"),
-            stdout: child.stdout.take().expect("stdout is piped"),
+            stdin,
+            from,
             child,
             tail,
         })
+    }
+
+    /// The open requests of a decoupled model's process.
+    pub(crate) fn pending(&self) -> Option<&Pending> {
+        match &self.from {
+            Reading::Pumped(pump) => Some(pump.pending()),
+            Reading::Direct(_) => None,
+        }
     }
 
     /// Sends a frame and reads the reply, answering on the way the
@@ -147,32 +185,30 @@ impl Process {
                 return Ok((reply, blobs));
             }
             let answer = super::bls::call(launch, caller, reply, blobs);
-            self.send(&wire::call_reply(answer)?, launch)?;
+            self.send(&wire::call_reply(answer, None)?, launch)?;
         }
     }
 
     fn send(&mut self, frame: &[u8], launch: &Launch) -> Result<()> {
-        match self
-            .stdin
-            .write_all(frame)
-            .and_then(|()| self.stdin.flush())
-        {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.ended(launch, &e)),
-        }
+        let written = {
+            let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+            stdin.write_all(frame).and_then(|()| stdin.flush())
+        };
+        written.map_err(|e| self.ended(launch, &e))
     }
 
     fn receive(&mut self, launch: &Launch) -> Result<(Reply, Bytes)> {
-        let mut read = || -> std::io::Result<Vec<u8>> {
-            let mut len = [0u8; 4];
-            self.stdout.read_exact(&mut len)?;
-            let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
-            self.stdout.read_exact(&mut body)?;
-            Ok(body)
+        let received = match &mut self.from {
+            Reading::Direct(stdout) => match pump::read_body(stdout) {
+                Ok(body) => return wire::split_body(Bytes::from(body)),
+                Err(e) => Received::Ended(e),
+            },
+            Reading::Pumped(pump) => pump.receive(),
         };
-        match read() {
-            Ok(body) => wire::split_body(Bytes::from(body)),
-            Err(e) => Err(self.ended(launch, &e)),
+        match received {
+            Received::Frame(reply, blobs) => Ok((reply, blobs)),
+            Received::Bad(e) => Err(e),
+            Received::Ended(e) => Err(self.ended(launch, &e)),
         }
     }
 
@@ -245,10 +281,8 @@ impl Process {
     pub(crate) fn finalize(mut self, model: &str) {
         let fin = wire::frame(&serde_json::json!({ "op": "finalize" }), &[]);
         if let Ok(frame) = fin {
-            let _ = self
-                .stdin
-                .write_all(&frame)
-                .and_then(|()| self.stdin.flush());
+            let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
         }
         let deadline = Instant::now() + FINALIZE_WAIT;
         loop {

@@ -30,6 +30,9 @@ struct RequestHeader<'a> {
     parameters: String,
     flags: u32,
     model_name: &'a str,
+    /// A decoupled model's request: the key its responses come back with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<u64>,
 }
 
 /// One answer of the process to one request.
@@ -71,6 +74,20 @@ pub(crate) struct Reply {
     /// `auto_complete_config`'s configuration; `None` when the model has none.
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// The key of the request a decoupled model's response (`op:
+    /// "response"`) answers.
+    #[serde(default)]
+    pub key: Option<u64>,
+    /// Whether that response is the request's last.
+    #[serde(default, rename = "final")]
+    pub last: bool,
+    /// The response; `None` for the final flag alone.
+    #[serde(default)]
+    pub response: Option<ResponseHeader>,
+    /// A request to another model sent from a decoupled model's process:
+    /// its number, which the answer carries back.
+    #[serde(default)]
+    pub call: Option<u64>,
 }
 
 /// One request's answer: its outputs by name, or the model's error.
@@ -148,16 +165,18 @@ fn encode_tensor(name: &str, tensor: &Tensor) -> (TensorHeader, Vec<u8>) {
 }
 
 /// The `execute` frame of `requests`, each one request's inputs named by
-/// `names`, with its id and parameters.
+/// `names`, with its id and parameters, and its key when `keys` gives
+/// them (a decoupled model's requests).
 pub(crate) fn execute_frame(
     model_name: &str,
     names: &[String],
     outputs: &[String],
     requests: &[RequestView<'_>],
+    keys: Option<&[u64]>,
 ) -> Result<Vec<u8>> {
     let mut headers = Vec::with_capacity(requests.len());
     let mut blobs = Vec::new();
-    for request in requests {
+    for (r, request) in requests.iter().enumerate() {
         let mut tensors = Vec::with_capacity(request.inputs.len());
         for (name, tensor) in names.iter().zip(request.inputs.iter()) {
             let (header, bytes) = encode_tensor(name, tensor);
@@ -172,6 +191,7 @@ pub(crate) fn execute_frame(
             parameters: parameters_json(request.parameters),
             flags: 0,
             model_name,
+            key: keys.and_then(|k| k.get(r).copied()),
         });
     }
     let header = serde_json::json!({ "op": "execute", "requests": headers });
@@ -267,13 +287,17 @@ pub(crate) fn tensors(headers: &[TensorHeader], mut blobs: Bytes) -> Result<Vec<
 }
 
 /// The frame answering a request of the process to another model: the
-/// outputs, or the error with Triton's code for its kind.
-pub(crate) fn call_reply(result: Result<Vec<(String, Tensor)>>) -> Result<Vec<u8>> {
+/// outputs, or the error with Triton's code for its kind; with the
+/// request's number when it had one (`call`).
+pub(crate) fn call_reply(
+    result: Result<Vec<(String, Tensor)>>,
+    call: Option<u64>,
+) -> Result<Vec<u8>> {
     match result {
         Ok(outputs) => {
             let (headers, blobs): (Vec<TensorHeader>, Vec<Vec<u8>>) =
                 outputs.iter().map(|(n, t)| encode_tensor(n, t)).unzip();
-            let header = serde_json::json!({ "ok": true, "outputs": headers });
+            let header = serde_json::json!({ "ok": true, "outputs": headers, "call": call });
             let blobs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
             frame(&header, &blobs)
         }
@@ -285,7 +309,9 @@ pub(crate) fn call_reply(result: Result<Vec<(String, Tensor)>>) -> Result<Vec<u8
                 K::Unavailable | K::Overloaded => UNAVAILABLE,
                 _ => 1,
             };
-            let header = serde_json::json!({ "ok": false, "error": e.to_string(), "code": code });
+            let header = serde_json::json!({
+                "ok": false, "error": e.to_string(), "code": code, "call": call
+            });
             frame(&header, &[])
         }
     }
@@ -337,14 +363,16 @@ mod tests {
                 inputs: &first,
                 id: Some("r1"),
                 parameters: &params,
+                responder: None,
             },
             RequestView {
                 inputs: &second,
                 id: None,
                 parameters: &[],
+                responder: None,
             },
         ];
-        let frame = execute_frame("m", &names, &["y".into()], &requests).unwrap();
+        let frame = execute_frame("m", &names, &["y".into()], &requests, None).unwrap();
         let body = body_of(&frame);
         let hlen = u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
         let header: serde_json::Value = serde_json::from_slice(&body[4..4 + hlen]).unwrap();

@@ -96,6 +96,9 @@ fn run_each(
     let model = &*engine.model;
     let failed = |error: &dyn Fn() -> Error| requests.iter().map(|_| Err(error())).collect();
     match catch_unwind(AssertUnwindSafe(|| model.infer_each(requests))) {
+        // A decoupled model's outputs come through each request's
+        // responder; its call answers with none.
+        Ok(answers) if answers.len() == requests.len() && model.decoupled() => answers,
         Ok(answers) if answers.len() == requests.len() => answers
             .into_iter()
             .map(|answer| answer.and_then(|all| declared_outputs(instance, model.backend(), all)))
@@ -119,6 +122,10 @@ fn select(
     wanted: Option<Vec<usize>>,
 ) -> Vec<(String, Tensor)> {
     let names = &instance.metadata().outputs;
+    if all.is_empty() {
+        // A decoupled model's call: its outputs went through the responder.
+        return Vec::new();
+    }
     match wanted {
         None => names.iter().map(|s| s.name.clone()).zip(all).collect(),
         Some(indices) => indices
@@ -154,6 +161,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
         retry_policy,
         permits,
         mut trace,
+        responder,
     } = admitted;
     trace.dequeued();
     // Triton counts the rows of the batch dimension, when the model has one.
@@ -175,6 +183,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
                 inputs: &inputs,
                 id: id.as_deref(),
                 parameters: &parameters,
+                responder: responder.as_ref(),
             };
             let answer = run_each(&instance, engine, &[view]).pop();
             answer.unwrap_or_else(|| Err(Error::Internal("no answer for a request".into())))
@@ -267,6 +276,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
                     inputs: &j.admitted.inputs,
                     id: j.admitted.id.as_deref(),
                     parameters: &j.admitted.parameters,
+                    responder: j.admitted.responder.as_ref(),
                 })
                 .collect(),
         ),

@@ -74,6 +74,8 @@ pub(crate) struct Admitted {
     pub(crate) permits: (Permit, Permit),
     /// Its stage spans, when the request is traced (see [`crate::trace`]).
     pub(crate) trace: crate::trace::Trace,
+    /// Where a decoupled model's responses go (see [`crate::decoupled`]).
+    pub(crate) responder: Option<anemone_core::Responder>,
 }
 
 /// What an engine call hands back to the waiting client.

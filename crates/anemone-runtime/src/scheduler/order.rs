@@ -77,6 +77,9 @@ pub(crate) struct Ticket {
 pub(crate) struct Reply {
     to: Option<oneshot::Sender<Done>>,
     ticket: Option<Ticket>,
+    /// A decoupled model's request: its responses go there, and the end of
+    /// its engine call is told there, not on `to`.
+    stream: Option<Arc<crate::decoupled::Sink>>,
 }
 
 impl Reply {
@@ -85,21 +88,42 @@ impl Reply {
         Reply {
             to: Some(to),
             ticket: None,
+            stream: None,
+        }
+    }
+
+    /// The reply of a request on a decoupled model, whose responses go to
+    /// `sink` as the model sends them.
+    pub(crate) fn stream(sink: Arc<crate::decoupled::Sink>) -> Reply {
+        Reply {
+            to: None,
+            ticket: None,
+            stream: Some(sink),
         }
     }
 
     /// Takes a place in `gate`'s order: the answer waits for earlier ones.
+    /// A decoupled model's responses are not ordered: they go out as sent.
     pub(crate) fn in_order(&mut self, gate: &Arc<OrderGate>) {
-        self.ticket = Some(gate.ticket());
+        if self.stream.is_none() {
+            self.ticket = Some(gate.ticket());
+        }
     }
 
     /// Whether the client stopped waiting.
     pub(crate) fn is_closed(&self) -> bool {
-        self.to.as_ref().is_none_or(|to| to.is_closed())
+        match &self.stream {
+            Some(sink) => sink.is_closed(),
+            None => self.to.as_ref().is_none_or(|to| to.is_closed()),
+        }
     }
 
     /// Sends the answer, or parks it until its turn.
     pub(crate) fn send(mut self, done: Done) {
+        if let Some(sink) = self.stream.take() {
+            sink.executed(done);
+            return;
+        }
         let Some(to) = self.to.take() else {
             return;
         };

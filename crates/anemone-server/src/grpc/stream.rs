@@ -1,25 +1,43 @@
 //! `ModelStreamInfer`: a bidirectional stream of inference requests.
 //!
-//! Each request is answered by one `ModelStreamInferResponse`, in request
-//! order: its `infer_response`, or its `error_message` together with an
-//! `infer_response` carrying only the request's model and `id` (as Triton
-//! does, so a client can tell which request failed). A failed request never
-//! ends the stream; only a broken transport does.
+//! A request to a model that is not decoupled is answered by one
+//! `ModelStreamInferResponse`, and those answers leave in request order. A
+//! request to a decoupled model is answered by each response its model
+//! sends, as it sends them, between the others' (as Triton does). Every
+//! response carries the parameter `triton_final_response`: `true` on a
+//! request's last; a decoupled model's final flag sent alone is an empty
+//! response (its model, id and that parameter) only when the request set
+//! `triton_enable_empty_final_response`. A failed request is answered by
+//! its `error_message` together with an `infer_response` carrying only the
+//! request's model and `id` (as Triton does, so a client can tell which
+//! request failed). A failed request never ends the stream; only a broken
+//! transport does.
 
 use super::infer;
 use crate::errors::ApiError;
-use crate::proto::{ModelInferRequest, ModelInferResponse, ModelStreamInferResponse};
-use crate::state::AppState;
+use crate::proto::infer_parameter::ParameterChoice;
+use crate::proto::{
+    InferParameter, ModelInferRequest, ModelInferResponse, ModelStreamInferResponse,
+};
+use crate::state::{AppState, StreamedAnswer};
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Code, Status, Streaming};
 
-/// Requests of one stream running at once. Responses still leave in request
-/// order; a client that stops reading stops the stream's progress, so the
-/// work buffered per stream is bounded.
+/// Requests of one stream started at once. Answers of models that are not
+/// decoupled still leave in request order; a client that stops reading
+/// stops the stream's progress, so the work buffered per stream is bounded.
 const CONCURRENCY: usize = 4;
+
+/// The parameter that marks a request's last response.
+const FINAL: &str = "triton_final_response";
+
+/// The request parameter that asks for a decoupled model's final flag
+/// alone to be sent as an empty response.
+const EMPTY_FINAL: &str = "triton_enable_empty_final_response";
 
 /// The response stream of `ModelStreamInfer`.
 pub type Responses = Pin<
@@ -49,50 +67,114 @@ pub(super) fn responses(
                             &metadata,
                         );
                         let answer = answer(&state, request, max_bytes);
-                        Ok(crate::telemetry::traced(span, answer).await.response)
+                        crate::telemetry::traced(span, answer).await.responses
                     }
-                    Err(status) => Err(transport_error(status, max_bytes)),
+                    Err(status) => futures_util::stream::once(async move {
+                        Err(transport_error(status, max_bytes))
+                    })
+                    .boxed(),
                 }
             }
         })
-        .buffered(CONCURRENCY);
+        .buffered(CONCURRENCY)
+        // Each request's responses: one, ready, for a model that is not
+        // decoupled (so these keep request order), or a decoupled model's
+        // as they come.
+        .flatten_unordered(None);
     Box::pin(answers)
 }
 
-async fn answer(state: &AppState, request: ModelInferRequest, max_bytes: usize) -> Answered {
+/// Runs one request; its responses.
+async fn answer(state: &Arc<AppState>, request: ModelInferRequest, max_bytes: usize) -> Answered {
     let echo = ModelInferResponse {
         model_name: request.model_name.clone(),
         model_version: request.model_version.clone(),
         id: request.id.clone(),
         ..Default::default()
     };
-    let failed = |e: ApiError| Answered {
-        response: ModelStreamInferResponse {
-            error_message: e.message.clone(),
-            infer_response: Some(echo.clone()),
-        },
-        error: Some(e),
+    let empty_final = matches!(
+        request.parameters.get(EMPTY_FINAL),
+        Some(InferParameter {
+            parameter_choice: Some(ParameterChoice::BoolParam(true))
+        })
+    );
+    let started = match infer::decode(request, &state.shared_memory, max_bytes) {
+        Ok(decoded) => state.infer_stream(decoded).await,
+        Err(e) => Err(e),
     };
-    let response = match infer::run(state, request, None, max_bytes).await {
-        Ok(response) => ModelStreamInferResponse {
-            error_message: String::new(),
-            infer_response: Some(response),
-        },
-        Err(e) => return failed(e),
+    let stream = match started {
+        Ok(stream) => stream,
+        Err(e) => {
+            let response = failed(&echo, &e);
+            return Answered {
+                responses: futures_util::stream::once(async move { Ok(response) }).boxed(),
+                error: Some(e),
+            };
+        }
     };
-    // The stream envelope adds a few bytes to what `infer::run` checked.
-    match infer::check_size("response", response.encoded_len(), max_bytes) {
-        Ok(()) => Answered {
-            response,
-            error: None,
-        },
-        Err(e) => failed(e),
+    let responses = stream.filter_map(move |answer| {
+        let response = streamed(answer, &echo, empty_final, max_bytes);
+        async move { response.map(Ok) }
+    });
+    Answered {
+        responses: responses.boxed(),
+        error: None,
     }
 }
 
-/// One request's answer on the stream, and its error (for its span).
+/// One response on the stream; `None` for a final flag sent alone that the
+/// request did not ask to see.
+fn streamed(
+    answer: StreamedAnswer,
+    echo: &ModelInferResponse,
+    empty_final: bool,
+    max_bytes: usize,
+) -> Option<ModelStreamInferResponse> {
+    let response = match answer.response {
+        None if !empty_final => return None,
+        // As Triton: the model and id, no version.
+        None => ModelInferResponse {
+            model_name: echo.model_name.clone(),
+            id: echo.id.clone(),
+            ..Default::default()
+        },
+        Some(Err(e)) => return Some(failed(echo, &e)),
+        Some(Ok(response)) => infer::encode(response),
+    };
+    let mut response = ModelStreamInferResponse {
+        error_message: String::new(),
+        infer_response: Some(final_flag(response, answer.last)),
+    };
+    // The stream envelope adds a few bytes to the response's own.
+    if let Err(e) = infer::check_size("response", response.encoded_len(), max_bytes) {
+        response = failed(echo, &e);
+    }
+    Some(response)
+}
+
+/// A response with `triton_final_response` set to `last`.
+fn final_flag(mut response: ModelInferResponse, last: bool) -> ModelInferResponse {
+    response.parameters.insert(
+        FINAL.to_string(),
+        InferParameter {
+            parameter_choice: Some(ParameterChoice::BoolParam(last)),
+        },
+    );
+    response
+}
+
+/// A failed request's answer: the error, with the request's model and id.
+fn failed(echo: &ModelInferResponse, e: &ApiError) -> ModelStreamInferResponse {
+    ModelStreamInferResponse {
+        error_message: e.message.clone(),
+        infer_response: Some(echo.clone()),
+    }
+}
+
+/// One request's responses on the stream, and the error that failed it
+/// before any (for its span).
 struct Answered {
-    response: ModelStreamInferResponse,
+    responses: BoxStream<'static, Result<ModelStreamInferResponse, Status>>,
     error: Option<ApiError>,
 }
 

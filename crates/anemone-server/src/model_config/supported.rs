@@ -24,17 +24,26 @@ const BACKENDS: [&str; 5] = ["", "onnxruntime", "tract", "anemone", "python"];
 pub(super) fn check_supported_in(msg: &DynamicMessage, source: Source) -> Vec<String> {
     let src = source.label();
     let mut errs = Vec::new();
+    let python = msg
+        .get_field_by_name("backend")
+        .is_some_and(|b| b.as_str() == Some("python"));
     for (field, value) in msg.fields() {
-        if let Err(e) = check_field(field.name(), value, src, &mut errs) {
+        if let Err(e) = check_field(field.name(), value, src, python, &mut errs) {
             errs.push(e);
         }
     }
     errs
 }
 
-/// Checks one top-level field; list fields push their entries' refusals
-/// into `errs` themselves.
-fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> Result<(), String> {
+/// Checks one top-level field (of a Python model's config when `python`);
+/// list fields push their entries' refusals into `errs` themselves.
+fn check_field(
+    name: &str,
+    value: &Value,
+    src: &str,
+    python: bool,
+    errs: &mut Vec<String>,
+) -> Result<(), String> {
     match name {
         "name" | "parameters" | "version_policy" => {}
         "default_model_filename" => {
@@ -96,6 +105,9 @@ fn check_field(name: &str, value: &Value, src: &str, errs: &mut Vec<String>) -> 
         // histograms' buckets: hints here ([`ignored_hints`]).
         "metric_tags" | "model_metrics" => {}
         "model_transaction_policy" if is_noop(value) => {}
+        // A decoupled model.py sends its responses through its requests'
+        // response senders (`crates/anemone-backends/src/python`).
+        "model_transaction_policy" if python => {}
         // `enable` is its only field; read when the model's spec is built.
         "response_cache" => {}
         // Checked and built with the model's spec (`repository::warmup`).
@@ -210,7 +222,8 @@ fn top_level_hint(field: &str) -> &'static str {
         "cc_model_filenames" => "remove it and name the file with 'default_model_filename'",
         "runtime" => "remove it (anemone runs ONNX models with its own backends, see parameter 'backends')",
         "model_transaction_policy" => {
-            "remove it or set decoupled: false (decoupled models are not supported yet)"
+            "remove it or set decoupled: false (anemone runs decoupled models with backend: \"python\" \
+             only: a model.py that sends its responses through request.get_response_sender())"
         }
         _ => "remove it",
     }

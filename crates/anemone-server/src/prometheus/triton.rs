@@ -17,7 +17,10 @@ fn reason(kind: ErrorKind) -> Option<&'static str> {
         ErrorKind::Backend => Some("BACKEND"),
         ErrorKind::Overloaded | ErrorKind::Timeout => Some("REJECTED"),
         ErrorKind::Internal => Some("OTHER"),
-        ErrorKind::InvalidInput | ErrorKind::NotFound | ErrorKind::Unavailable => None,
+        ErrorKind::InvalidInput
+        | ErrorKind::NotFound
+        | ErrorKind::Unavailable
+        | ErrorKind::Unsupported => None,
     }
 }
 

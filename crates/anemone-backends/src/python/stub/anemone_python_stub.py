@@ -14,12 +14,22 @@ bytes, Triton's serialization).
 anemone -> here: {"op": "init", "args": {...}}, {"op": "execute",
 "requests": [...]}, {"op": "finalize"}. Here -> anemone: {"ok": true, ...}
 or {"ok": false, "error": "...", "traceback": "..."}.
+
+A decoupled model (model_transaction_policy { decoupled: true }) sends its
+responses as they come, from any thread: {"op": "response", "key": K,
+"final": bool, "response": {...} or null}, K being the request's key from
+its execute frame. Its process reads frames on a thread of its own
+(Frames), so that a request to another model ({"op": "bls", "call": N})
+or a question ({"op": "cancelled", "key": K, "call": N}) can be sent from
+any thread, its answer coming back with the same "call".
 """
 import importlib.util
 import json
 import os
+import queue
 import struct
 import sys
+import threading
 import traceback
 
 
@@ -48,14 +58,69 @@ def read_frame(stream):
     return header, memoryview(body)[4 + hlen:]
 
 
+WRITING = threading.Lock()
+
+
 def write_frame(stream, header, blobs=()):
     head = json.dumps(header).encode("utf-8")
     size = 4 + len(head) + sum(len(b) for b in blobs)
-    stream.write(struct.pack("<II", size, len(head)))
-    stream.write(head)
-    for blob in blobs:
-        stream.write(blob)
-    stream.flush()
+    with WRITING:
+        stream.write(struct.pack("<II", size, len(head)))
+        stream.write(head)
+        for blob in blobs:
+            stream.write(blob)
+        stream.flush()
+
+
+class Frames:
+    """A decoupled model's incoming frames, read on a thread of their own:
+    an answer to a call ("call" set) goes to the thread waiting on it, any
+    other frame to the main loop (next())."""
+
+    def __init__(self, proto_in, proto_out):
+        self.proto_in, self.proto_out = proto_in, proto_out
+        self.main = queue.Queue()
+        self.calls, self.numbers, self.lock = {}, iter(range(1, 1 << 62)), threading.Lock()
+        self.ended = False
+        threading.Thread(target=self.read, name="anemone-frames", daemon=True).start()
+
+    def read(self):
+        while True:
+            header, data = read_frame(self.proto_in)
+            if header is None:
+                with self.lock:
+                    self.ended = True
+                    waiting = list(self.calls.values())
+                for slot in waiting:
+                    slot[1] = (None, None)
+                    slot[0].set()
+                self.main.put((None, None))
+                return
+            call = header.get("call")
+            if call is None:
+                self.main.put((header, data))
+                continue
+            with self.lock:
+                slot = self.calls.pop(call, None)
+            if slot is not None:
+                slot[1] = (header, data)
+                slot[0].set()
+
+    def next(self):
+        return self.main.get()
+
+    def ask(self, header, blobs=()):
+        """Sends a frame that is answered with its "call" number; waits for the answer."""
+        slot = [threading.Event(), (None, None)]
+        with self.lock:
+            if self.ended:
+                return None, None
+            number = next(self.numbers)
+            self.calls[number] = slot
+        header["call"] = number
+        write_frame(self.proto_out, header, blobs)
+        slot[0].wait()
+        return slot[1]
 
 
 def decode_tensor(pb_utils, np, spec, data):
@@ -110,9 +175,10 @@ class Sequence:
         return (0 if corrid is None else corrid), flags
 
 
-def bls_sender(pb_utils, np, proto_in, proto_out):
+def bls_sender(pb_utils, np, proto_in, proto_out, channel):
     """pb_utils._bls: sends a request to another model through anemone and
-    reads its answer (the frames of execute() wait meanwhile)."""
+    reads its answer (the frames of execute() wait meanwhile; a decoupled
+    model's, read by channel["frames"], from any thread)."""
 
     def send(request):
         headers, blobs = [], []
@@ -120,12 +186,17 @@ def bls_sender(pb_utils, np, proto_in, proto_out):
             spec, blob = encode_tensor(pb_utils, np, tensor)
             headers.append(spec)
             blobs.append(blob)
-        write_frame(proto_out, {
+        ask = {
             "op": "bls", "model_name": request.model_name(), "model_version": request._model_version,
             "inputs": headers, "requested_output_names": request.requested_output_names(),
             "timeout_us": request._timeout, "parameters": json.loads(request.parameters()),
-        }, blobs)
-        header, data = read_frame(proto_in)
+        }
+        frames = channel.get("frames")
+        if frames is not None:
+            header, data = frames.ask(ask, blobs)
+        else:
+            write_frame(proto_out, ask, blobs)
+            header, data = read_frame(proto_in)
         if header is None:
             raise pb_utils.TritonModelException("anemone stopped while a request to another model was running")
         if not header.get("ok"):
@@ -139,6 +210,40 @@ def bls_sender(pb_utils, np, proto_in, proto_out):
         return pb_utils.InferenceResponse(outputs)
 
     return send
+
+
+def encode_response(pb_utils, np, response, blobs):
+    """A response's header ({"error", "code", "outputs"}); its tensors' bytes go to blobs."""
+    if response.has_error():
+        err = response.error()
+        return {"error": err.message(), "code": err.code(), "outputs": []}
+    outputs = []
+    for tensor in response.output_tensors():
+        spec_, blob = encode_tensor(pb_utils, np, tensor)
+        outputs.append(spec_)
+        blobs.append(blob)
+    return {"error": None, "outputs": outputs}
+
+
+def response_emitter(pb_utils, np, proto_out):
+    """Sends a decoupled model's response to request `key` (from any thread)."""
+
+    def emit(key, response, final):
+        blobs = []
+        header = None if response is None else encode_response(pb_utils, np, response, blobs)
+        write_frame(proto_out, {"op": "response", "key": key, "final": final, "response": header}, blobs)
+
+    return emit
+
+
+def cancel_asker(frames):
+    """Whether request `key`'s client has gone, asked of anemone."""
+
+    def cancelled(key):
+        header, _ = frames.ask({"op": "cancelled", "key": key})
+        return True if header is None else bool(header.get("cancelled"))
+
+    return cancelled
 
 
 def failure(stage, error):
@@ -174,15 +279,18 @@ def main():
         sys.modules["model"] = module
         spec.loader.exec_module(module)
         model = module.TritonPythonModel()
-        pb_utils._bls = bls_sender(pb_utils, np, proto_in, proto_out)
+        channel = {}
+        pb_utils._bls = bls_sender(pb_utils, np, proto_in, proto_out, channel)
     except BaseException as e:  # noqa: BLE001: every failure goes back to anemone
         header, _ = read_frame(proto_in)
         write_frame(proto_out, failure("importing model.py", e))
         return 1
     initialized = False
     sequence = Sequence({})
+    decoupled, instance_name = False, ""
     while True:
-        header, data = read_frame(proto_in)
+        frames = channel.get("frames")
+        header, data = frames.next() if frames is not None else read_frame(proto_in)
         if header is None:
             # anemone has gone (stopped, or killed): finalize all the same.
             if initialized and hasattr(model, "finalize"):
@@ -191,7 +299,14 @@ def main():
         op = header.get("op")
         if op == "init":
             try:
-                sequence = Sequence(json.loads(header["args"]["model_config"]))
+                config = json.loads(header["args"]["model_config"])
+                sequence = Sequence(config)
+                instance_name = header["args"].get("model_instance_name", "")
+                decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
+                if decoupled:
+                    channel["frames"] = Frames(proto_in, proto_out)
+                    emit = response_emitter(pb_utils, np, proto_out)
+                    cancelled = cancel_asker(channel["frames"])
                 if hasattr(model, "initialize"):
                     model.initialize(header["args"])
                 initialized = True
@@ -209,32 +324,37 @@ def main():
                         inputs.append(pb_utils.Tensor(t["name"], decode_tensor(pb_utils, np, t, data[offset:offset + size])))
                         offset += size
                     correlation_id, flags = sequence.read(inputs)
-                    requests.append(pb_utils.InferenceRequest(
+                    request = pb_utils.InferenceRequest(
                         inputs=inputs, request_id=r.get("request_id", ""),
                         correlation_id=correlation_id,
                         requested_output_names=r.get("requested_output_names", []),
                         parameters=r.get("parameters", "{}"), flags=flags,
                         model_name=r.get("model_name", ""),
-                    ))
+                    )
+                    if decoupled:
+                        request._response_sender = pb_utils.InferenceResponseSender(emit, r["key"], cancelled)
+                    requests.append(request)
                 responses = model.execute(requests)
+                if decoupled:
+                    if responses is not None:
+                        raise pb_utils.TritonModelException(
+                            f"Python model '{instance_name}' is using the decoupled mode and the execute "
+                            "function must return None; send responses through "
+                            "request.get_response_sender()"
+                        )
+                    write_frame(proto_out, {"ok": True, "responses": []})
+                    continue
                 if responses is None or len(responses) != len(requests):
                     got = "None" if responses is None else f"{len(responses)} responses"
                     raise pb_utils.TritonModelException(
                         f"execute() returned {got} for {len(requests)} requests; return a list with one "
-                        "InferenceResponse per request, in order (decoupled models are not supported)"
+                        "InferenceResponse per request, in order (or make the model decoupled: "
+                        "model_transaction_policy { decoupled: true }, and send responses through "
+                        "request.get_response_sender())"
                     )
                 answers, blobs = [], []
                 for response in responses:
-                    if response.has_error():
-                        err = response.error()
-                        answers.append({"error": err.message(), "code": err.code(), "outputs": []})
-                        continue
-                    outputs = []
-                    for tensor in response.output_tensors():
-                        spec_, blob = encode_tensor(pb_utils, np, tensor)
-                        outputs.append(spec_)
-                        blobs.append(blob)
-                    answers.append({"error": None, "outputs": outputs})
+                    answers.append(encode_response(pb_utils, np, response, blobs))
                 write_frame(proto_out, {"ok": True, "responses": answers}, blobs)
             except BaseException as e:  # noqa: BLE001
                 write_frame(proto_out, failure("execute", e))

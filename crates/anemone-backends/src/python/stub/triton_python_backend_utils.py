@@ -222,6 +222,37 @@ class _Capsule:
         return (1, 0)
 
 
+class InferenceResponseSender:
+    """Sends a decoupled model's responses to one request, from execute()
+    or from any thread, before or after execute() returns: send(response,
+    flags=0) for each, and flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL with
+    (or without) the last one; nothing can be sent after it."""
+
+    def __init__(self, emit, key, cancelled):
+        self._emit = emit
+        self._key = key
+        self._cancelled = cancelled
+        self._closed = False
+
+    def send(self, response=None, flags=0):
+        final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        if self._closed:
+            raise TritonModelException("Unable to send response. Response sender has been closed.")
+        if response is None and not final:
+            raise TritonModelException(
+                "send() needs a response, or flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL to end the request"
+            )
+        if response is not None and not isinstance(response, InferenceResponse):
+            raise TritonModelException(f"send() takes an InferenceResponse, not {type(response).__name__}")
+        if final:
+            self._closed = True
+        self._emit(self._key, response, final)
+
+    def is_cancelled(self):
+        """Whether the client has gone (it stopped reading the stream)."""
+        return self._cancelled(self._key)
+
+
 class InferenceRequest:
     """One request as execute() receives it, or a request the model builds
     to send another model of the server (`exec()`, Triton's business-logic
@@ -266,19 +297,29 @@ class InferenceRequest:
         return self._model_name
 
     def is_cancelled(self):
-        return False
+        sender = getattr(self, "_response_sender", None)
+        return sender.is_cancelled() if sender is not None else False
 
     def get_response_sender(self):
-        raise TritonModelException(
-            "response senders are for decoupled models, which anemone does not run; "
-            "return one InferenceResponse per request from execute()"
-        )
+        """The request's InferenceResponseSender (a decoupled model's: its
+        config.pbtxt has model_transaction_policy { decoupled: true })."""
+        sender = getattr(self, "_response_sender", None)
+        if sender is None:
+            raise TritonModelException(
+                "response senders are for decoupled models: set model_transaction_policy "
+                "{ decoupled: true } in config.pbtxt, or return one InferenceResponse per "
+                "request from execute()"
+            )
+        return sender
 
     def exec(self, decoupled=False):
         """Runs this request on model `model_name` and returns its
         InferenceResponse; a failure is the response's error(), as in Triton."""
         if decoupled:
-            raise TritonModelException("decoupled models are not supported by anemone; call exec() without decoupled=True")
+            raise TritonModelException(
+                "exec(decoupled=True) (a stream of responses from a decoupled model) is not "
+                "supported by anemone yet; call a model that answers once, without decoupled=True"
+            )
         if _bls is None:
             raise TritonModelException("InferenceRequest.exec() can be called only while execute() or initialize() runs")
         return _bls(self)

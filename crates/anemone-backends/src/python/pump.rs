@@ -1,0 +1,250 @@
+//! The reading side of a decoupled model's process: a thread that reads
+//! every frame the process sends, at any time, and routes it. A response
+//! (`op: "response"`, sent by the model's response sender, from `execute`
+//! or from a thread of its own after `execute` returned) goes to its
+//! request's [`Responder`]; a request to another model (`op: "bls"`) runs
+//! on a thread of its own and is answered with its number, as is a question
+//! whether a request's client has gone (`op: "cancelled"`); anything else
+//! answers the frame the instance is waiting on (`Process::exchange`).
+//! When the process ends, every request still open ends with an error.
+
+use super::process::Launch;
+use super::wire::{self, Reply};
+use anemone_core::{Bytes, Caller, Error, Responder, Response, Result};
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::process::{ChildStdin, ChildStdout};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+/// What the pump hands the instance waiting on a frame.
+pub(crate) enum Received {
+    /// A frame.
+    Frame(Reply, Bytes),
+    /// A frame that could not be read.
+    Bad(Error),
+    /// The process's output ended (it exited, or was killed).
+    Ended(std::io::Error),
+}
+
+/// The requests of a decoupled model whose last response has not come yet,
+/// by key.
+#[derive(Default)]
+pub(crate) struct Pending {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Responder>>,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Responder>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a request; its responses come back with the key returned.
+    pub(crate) fn open(&self, responder: Responder) -> u64 {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(key, responder);
+        key
+    }
+
+    /// Forgets a request (its call failed, or its last response came).
+    pub(crate) fn close(&self, key: u64) -> Option<Responder> {
+        self.lock().remove(&key)
+    }
+
+    fn get(&self, key: u64) -> Option<Responder> {
+        self.lock().get(&key).cloned()
+    }
+
+    /// Ends every open request with `error()`.
+    fn fail_all(&self, error: impl Fn() -> Error) {
+        let open: Vec<Responder> = self.lock().drain().map(|(_, r)| r).collect();
+        for responder in open {
+            let response = Response {
+                outputs: Err(error()),
+            };
+            responder.send(Some(response), true);
+        }
+    }
+}
+
+/// The pump of one process.
+pub(crate) struct Pump {
+    replies: mpsc::Receiver<Received>,
+    pending: Arc<Pending>,
+}
+
+impl Pump {
+    /// Starts the thread reading `stdout`; requests to other models are
+    /// answered on `stdin` through `caller`.
+    pub(crate) fn start(
+        launch: &Launch,
+        caller: Option<Caller>,
+        stdout: ChildStdout,
+        stdin: Arc<Mutex<ChildStdin>>,
+        tail: Arc<Mutex<VecDeque<String>>>,
+    ) -> Result<Pump> {
+        let (tx, replies) = mpsc::channel();
+        let pending = Arc::new(Pending::default());
+        let routes = Routes {
+            launch: launch.clone(),
+            caller,
+            stdin,
+            pending: Arc::clone(&pending),
+            replies: tx,
+        };
+        std::thread::Builder::new()
+            .name(format!("python-pump-{}", launch.model))
+            .spawn(move || routes.run(stdout, &tail))
+            .map_err(|e| Error::Internal(format!("cannot start a reading thread: {e}")))?;
+        Ok(Pump { replies, pending })
+    }
+
+    /// The next frame that answers the instance.
+    pub(crate) fn receive(&self) -> Received {
+        self.replies.recv().unwrap_or_else(|_| {
+            Received::Ended(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the reading thread ended",
+            ))
+        })
+    }
+
+    /// The open requests.
+    pub(crate) fn pending(&self) -> &Pending {
+        &self.pending
+    }
+}
+
+/// Where the pump's thread sends what it reads.
+struct Routes {
+    launch: Launch,
+    caller: Option<Caller>,
+    stdin: Arc<Mutex<ChildStdin>>,
+    pending: Arc<Pending>,
+    replies: mpsc::Sender<Received>,
+}
+
+impl Routes {
+    fn run(self, mut stdout: ChildStdout, tail: &Mutex<VecDeque<String>>) {
+        loop {
+            let body = match read_body(&mut stdout) {
+                Ok(body) => body,
+                Err(e) => {
+                    // Let the log thread read what the process wrote last.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    let last: Vec<String> = tail
+                        .lock()
+                        .map(|t| t.iter().cloned().collect())
+                        .unwrap_or_default();
+                    let model = &self.launch.model;
+                    self.pending.fail_all(|| Error::Backend {
+                        backend: super::NAME.into(),
+                        message: format!(
+                            "the Python process of model '{model}' ended before it sent the \
+                             request's final response{}",
+                            if last.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; its last lines: {}", last.join(" | "))
+                            }
+                        ),
+                        retryable: false,
+                        source: None,
+                    });
+                    let _ = self.replies.send(Received::Ended(e));
+                    return;
+                }
+            };
+            match wire::split_body(Bytes::from(body)) {
+                Err(e) => {
+                    let _ = self.replies.send(Received::Bad(e));
+                }
+                Ok((reply, blobs)) => match reply.op.as_deref() {
+                    Some("response") => self.respond(reply, blobs),
+                    Some("bls") => self.call(reply, blobs),
+                    Some("cancelled") => self.cancelled(&reply),
+                    _ => {
+                        let _ = self.replies.send(Received::Frame(reply, blobs));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Hands a response to its request's responder.
+    fn respond(&self, reply: Reply, blobs: Bytes) {
+        let Some(key) = reply.key else {
+            tracing::warn!(model = %self.launch.model, "a response without a request key; dropped");
+            return;
+        };
+        let responder = match reply.last {
+            true => self.pending.close(key),
+            false => self.pending.get(key),
+        };
+        // A request that already ended (its call failed): nobody listens.
+        let Some(responder) = responder else { return };
+        let response = reply.response.map(|r| Response {
+            outputs: match r.error {
+                Some(message) => Err(super::refusal(
+                    &self.launch.model,
+                    message,
+                    r.code.unwrap_or(1),
+                )),
+                None => wire::tensors(&r.outputs, blobs),
+            },
+        });
+        if !responder.send(response, reply.last) {
+            // The client has gone.
+            self.pending.close(key);
+        }
+    }
+
+    /// Answers whether a request's client has gone (`is_cancelled()`); a
+    /// request no longer open has.
+    fn cancelled(&self, reply: &Reply) {
+        let gone = reply
+            .key
+            .and_then(|key| self.pending.get(key))
+            .is_none_or(|r| r.cancelled());
+        let answer = serde_json::json!({ "ok": true, "cancelled": gone, "call": reply.call });
+        if let Ok(frame) = wire::frame(&answer, &[]) {
+            let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
+        }
+    }
+
+    /// Runs a request to another model on a thread of its own, so that
+    /// responses keep flowing meanwhile, and answers it with its number.
+    fn call(&self, reply: Reply, blobs: Bytes) {
+        let (launch, caller, stdin) = (
+            self.launch.clone(),
+            self.caller.clone(),
+            Arc::clone(&self.stdin),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("python-call-{}", launch.model))
+            .spawn(move || {
+                let call = reply.call;
+                let answer = super::bls::call(&launch, caller.as_ref(), reply, blobs);
+                let frame = wire::call_reply(answer, call);
+                let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
+                if let Ok(frame) = frame {
+                    let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(model = %self.launch.model, "cannot start a thread for a request to another model: {e}");
+        }
+    }
+}
+
+/// One frame's body (what follows its length).
+pub(crate) fn read_body(stdout: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stdout.read_exact(&mut len)?;
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    stdout.read_exact(&mut body)?;
+    Ok(body)
+}

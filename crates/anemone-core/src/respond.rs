@@ -1,0 +1,54 @@
+//! Decoupled models: a model that answers a request with any number of
+//! responses (none, one, many), when it likes, even after its call has
+//! returned (Triton's `model_transaction_policy { decoupled: true }`). Its
+//! engine is handed a [`Responder`] per request and sends each response
+//! through it; the last carries the final flag.
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+use std::sync::Arc;
+
+/// One response of a decoupled model to one request.
+#[derive(Debug)]
+pub struct Response {
+    /// Its outputs by name (any of the model's outputs, possibly none), or
+    /// the model's error for the request.
+    pub outputs: Result<Vec<(String, Tensor)>>,
+}
+
+/// Where a decoupled model's responses to one request go: the runtime
+/// implements it, an engine calls it from any thread.
+pub trait ResponseSink: Send + Sync {
+    /// Sends a response (`None`: the final flag alone); `last` ends the
+    /// request's responses. Returns `false` when nobody listens any more
+    /// (the client has gone, or the request already had its last response):
+    /// the engine may stop working on it.
+    fn send(&self, response: Option<Response>, last: bool) -> bool;
+
+    /// Whether the client has gone (Triton's `is_cancelled()`).
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A shared [`ResponseSink`], as a [`crate::RequestView`] holds it.
+#[derive(Clone)]
+pub struct Responder(pub Arc<dyn ResponseSink>);
+
+impl Responder {
+    /// Sends a response; see [`ResponseSink::send`].
+    pub fn send(&self, response: Option<Response>, last: bool) -> bool {
+        self.0.send(response, last)
+    }
+
+    /// Whether the client has gone.
+    pub fn cancelled(&self) -> bool {
+        self.0.cancelled()
+    }
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder(..)")
+    }
+}

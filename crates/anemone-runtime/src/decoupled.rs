@@ -1,0 +1,258 @@
+//! Decoupled models ([`anemone_core::LoadedModel::decoupled`]): a request is
+//! answered by any number of responses, sent by the model when it likes,
+//! through a [`Sink`] the request carries to its engine; the caller reads
+//! them from [`Responses`]. Admission, validation, queueing and batching are
+//! those of every request; the request's permits are released when its
+//! engine call returns, while its responses may still be coming.
+//!
+//! The request counts as a success or a failure when its engine call
+//! returns (Triton counts executions, not responses). An engine call that
+//! fails before the model sent its last response ends the responses with
+//! that error; a model that drops a request without its last response ends
+//! them with an error that says so.
+
+use crate::instance::ModelInstance;
+use crate::manager::Manager;
+use crate::pipeline::finish;
+use crate::request::{InferRequest, InferResponse};
+use crate::scheduler::Done;
+use crate::Timings;
+use anemone_core::{Error, Responder, Response, ResponseSink, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// One response of a decoupled model, as [`Responses`] gives it.
+#[derive(Debug)]
+pub struct Streamed {
+    /// The response (its outputs, those the request asked for, or the
+    /// model's error); `None` when the model sent the final flag alone.
+    pub response: Option<Result<InferResponse>>,
+    /// Whether this is the request's last response.
+    pub last: bool,
+}
+
+/// The responses to one request on a decoupled model, in the order the
+/// model sent them. Dropping it before the request reached its engine
+/// cancels the request (it is dropped from its queue, never run); after,
+/// the model is told (`is_cancelled()`), and its further responses are
+/// dropped.
+pub struct Responses {
+    rx: mpsc::UnboundedReceiver<Streamed>,
+}
+
+impl Responses {
+    /// The next response; `None` after the last.
+    pub async fn next(&mut self) -> Option<Streamed> {
+        self.rx.recv().await
+    }
+
+    /// The next response, waiting on this thread (not an async executor's).
+    pub fn blocking_next(&mut self) -> Option<Streamed> {
+        self.rx.blocking_recv()
+    }
+
+    /// Responses that are the one answer of a model that is not decoupled.
+    fn one(answer: Result<InferResponse>) -> Responses {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(Streamed {
+            response: Some(answer),
+            last: true,
+        });
+        Responses { rx }
+    }
+}
+
+/// Where a decoupled model's responses to one request go: each becomes an
+/// [`InferResponse`] with the outputs the request asked for.
+pub(crate) struct Sink {
+    to: Mutex<Option<mpsc::UnboundedSender<Streamed>>>,
+    /// Set once the last response went out (or nobody listens).
+    finished: AtomicBool,
+    instance: Arc<ModelInstance>,
+    id: Option<String>,
+    /// The names of the outputs asked for; `None`: all.
+    wanted: Option<Vec<String>>,
+    start: Instant,
+}
+
+impl Sink {
+    /// A sink for a request on `instance` asking for outputs `wanted`
+    /// (indices into its metadata's outputs), and where its responses go.
+    pub(crate) fn new(
+        instance: &Arc<ModelInstance>,
+        id: Option<String>,
+        wanted: Option<&[usize]>,
+        start: Instant,
+    ) -> (Arc<Sink>, Responses) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outputs = &instance.metadata().outputs;
+        let sink = Sink {
+            to: Mutex::new(Some(tx)),
+            finished: AtomicBool::new(false),
+            instance: Arc::clone(instance),
+            id,
+            wanted: wanted.map(|w| w.iter().map(|&i| outputs[i].name.clone()).collect()),
+            start,
+        };
+        (Arc::new(sink), Responses { rx })
+    }
+
+    /// The sink as the engine holds it.
+    pub(crate) fn responder(self: &Arc<Self>) -> Responder {
+        Responder(Arc::clone(self) as Arc<dyn ResponseSink>)
+    }
+
+    /// Whether the caller stopped reading the responses.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().as_ref().is_none_or(|tx| tx.is_closed())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<mpsc::UnboundedSender<Streamed>>> {
+        self.to.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The request's engine call returned: counted as a success or a
+    /// failure; a failure ends the responses with its error unless the last
+    /// one already went out.
+    pub(crate) fn executed(&self, done: Done) {
+        if let Err(e) = finish(Ok::<_, ()>(done), &self.instance, self.start) {
+            self.fail(e);
+        }
+    }
+
+    /// Ends the responses with `error`, unless the last one already went out.
+    pub(crate) fn fail(&self, error: Error) {
+        self.deliver(Some(Err(error)), true);
+    }
+
+    /// Sends a response unless the last one already went out; `false` when
+    /// it was not sent.
+    fn deliver(&self, response: Option<Result<InferResponse>>, last: bool) -> bool {
+        let mut to = self.lock();
+        if self.finished.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(tx) = to.as_ref() else {
+            return false;
+        };
+        let sent = tx.send(Streamed { response, last }).is_ok();
+        if last || !sent {
+            self.finished.store(true, Ordering::Relaxed);
+            // The receiver sees the end after the last response.
+            *to = None;
+        }
+        sent
+    }
+
+    /// A model's response as the caller gets it: the outputs asked for, in
+    /// the order asked (those the response has).
+    fn response(&self, outputs: Vec<(String, anemone_core::Tensor)>) -> InferResponse {
+        let outputs = match &self.wanted {
+            None => outputs,
+            Some(wanted) => {
+                let mut outputs = outputs;
+                wanted
+                    .iter()
+                    .filter_map(|name| {
+                        let at = outputs.iter().position(|(n, _)| n == name)?;
+                        Some(outputs.swap_remove(at))
+                    })
+                    .collect()
+            }
+        };
+        InferResponse {
+            model: self.instance.name().to_string(),
+            version: self.instance.version(),
+            backend: self.instance.backend(),
+            id: self.id.clone(),
+            outputs,
+            timings: Timings {
+                total: self.start.elapsed(),
+                ..Timings::default()
+            },
+        }
+    }
+}
+
+impl ResponseSink for Sink {
+    fn send(&self, response: Option<Response>, last: bool) -> bool {
+        let response = response.map(|r| r.outputs.map(|outputs| self.response(outputs)));
+        self.deliver(response, last)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.is_closed()
+    }
+}
+
+impl Drop for Sink {
+    /// A request the model dropped without its last response: the caller
+    /// is told, rather than left waiting.
+    fn drop(&mut self) {
+        let name = self.instance.name().to_string();
+        self.fail(Error::Backend {
+            backend: self.instance.backend().into(),
+            message: format!(
+                "model '{name}' dropped the request without sending its final response; send \
+                 the last response with the final flag (TRITONSERVER_RESPONSE_COMPLETE_FINAL)"
+            ),
+            retryable: false,
+            source: None,
+        });
+    }
+}
+
+impl Manager {
+    /// Runs one inference on a decoupled model, whose responses (any number,
+    /// the last flagged) arrive on the returned [`Responses`] as the model
+    /// sends them. On a model that is not decoupled, its one answer is the
+    /// only response. Admission, validation, queueing, batching and
+    /// statistics are those of [`Manager::infer`], which refuses a
+    /// decoupled model with [`Error::Unsupported`].
+    ///
+    /// Not for ensembles, sequence models or the response cache; a request
+    /// `timeout` bounds only the wait before the engine call.
+    pub async fn infer_decoupled(&self, request: InferRequest) -> Result<Responses> {
+        let start = Instant::now();
+        let instance = match self.resident(&request.model, request.version) {
+            Some(instance) => instance,
+            None if self.ensemble_for(&request).is_some() => {
+                return Ok(Responses::one(self.infer(request).await));
+            }
+            None => {
+                self.load_on_demand(&request.model, request.version, request.timeout, start)
+                    .await?
+            }
+        };
+        if !instance.decoupled() {
+            return Ok(Responses::one(self.infer(request).await));
+        }
+        let (timeout, priority) = (request.timeout, request.priority);
+        let global = self.global_permit()?;
+        let mut admitted = self.admit_on(instance, request, global, start, None)?;
+        let (sink, responses) = Sink::new(
+            &admitted.instance,
+            admitted.id.clone(),
+            admitted.outputs.as_deref(),
+            start,
+        );
+        admitted.responder = Some(sink.responder());
+        self.schedule_stream(admitted, sink, priority, timeout, start)?;
+        Ok(responses)
+    }
+}
+
+/// The refusal of a request that wants one answer from a decoupled model.
+pub(crate) fn one_answer_refused(model: &str) -> Error {
+    Error::Unsupported {
+        what: format!(
+            "model '{model}' is decoupled (model_transaction_policy {{ decoupled: true }}): it \
+             answers a request with any number of responses, not one"
+        ),
+        fix: "send its requests on a stream: gRPC ModelStreamInfer (tritonclient's \
+              start_stream and async_stream_infer), or Manager::infer_decoupled in the library"
+            .into(),
+    }
+}
