@@ -1,8 +1,8 @@
 //! Decoupled models ([`anemone_core::LoadedModel::decoupled`]): a request is
 //! answered by any number of responses, sent by the model when it likes,
-//! through a [`Sink`] the request carries to its engine; the caller reads
-//! them from [`Responses`]. Admission, validation, queueing and batching are
-//! those of every request; the request's permits are released when its
+//! through a responder ([`anemone_core::Responder`]) the request carries to
+//! its engine; the caller reads them from [`Responses`]. Admission,
+//! validation, queueing and batching are those of every request; the request's permits are released when its
 //! engine call returns, while its responses may still be coming.
 //!
 //! The request counts as a success or a failure when its engine call

@@ -239,6 +239,12 @@ impl PythonModel {
     /// empty: `execute` returned well.
     fn run(&self, requests: &[RequestView<'_>]) -> Result<Vec<Answer>> {
         let mut slot = self.process.lock().unwrap_or_else(|p| p.into_inner());
+        // A process that ended between calls (a decoupled model's thread
+        // ended it after its call returned; the system killed it) is not
+        // sent this call: it is started again first.
+        if slot.as_mut().is_some_and(|p| !p.is_running()) {
+            *slot = None;
+        }
         if slot.is_none() {
             tracing::warn!(model = %self.launch.model, "starting the model's Python process again");
             *slot = Some(Process::start(&self.launch, self.caller.as_ref())?);

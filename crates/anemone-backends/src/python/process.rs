@@ -206,10 +206,15 @@ impl Process {
             Reading::Pumped(pump) => pump.receive(),
         };
         match received {
-            Received::Frame(reply, blobs) => Ok((reply, blobs)),
+            Received::Frame(reply, blobs) => Ok((*reply, blobs)),
             Received::Bad(e) => Err(e),
             Received::Ended(e) => Err(self.ended(launch, &e)),
         }
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The error of a process that stopped answering: its exit status and

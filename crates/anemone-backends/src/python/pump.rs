@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 
 /// What the pump hands the instance waiting on a frame.
 pub(crate) enum Received {
-    /// A frame.
-    Frame(Reply, Bytes),
+    /// A frame (its header boxed: it is large, and the other variants small).
+    Frame(Box<Reply>, Bytes),
     /// A frame that could not be read.
     Bad(Error),
     /// The process's output ended (it exited, or was killed).
@@ -166,7 +166,7 @@ impl Routes {
                     Some("bls") => self.call(reply, blobs),
                     Some("cancelled") => self.cancelled(&reply),
                     _ => {
-                        let _ = self.replies.send(Received::Frame(reply, blobs));
+                        let _ = self.replies.send(Received::Frame(Box::new(reply), blobs));
                     }
                 },
             }

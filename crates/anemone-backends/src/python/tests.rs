@@ -6,6 +6,7 @@
 use super::*;
 use crate::test_dir::TempDir;
 use anemone_core::ErrorKind;
+use std::sync::Arc;
 
 /// A Python with numpy, or `None` (outside CI) with a message.
 fn python() -> Option<PathBuf> {
@@ -119,6 +120,7 @@ fn view(inputs: &[Tensor]) -> RequestView<'_> {
         inputs,
         id: None,
         parameters: &[],
+        responder: None,
     }
 }
 
@@ -222,4 +224,150 @@ class TritonPythonModel:
         e.to_string().contains("ValueError") && e.to_string().contains("max_batch_size 16"),
         "{e}"
     );
+}
+
+const DECOUPLED: &str = r#"
+import os, threading, time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            threading.Thread(target=self.send, args=(r.get_response_sender(), x)).start()
+        return None
+
+    def send(self, sender, x):
+        time.sleep(0.05)
+        if x[0] < 0:
+            while not sender.is_cancelled():
+                time.sleep(0.01)
+            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("Y", np.array([-1], np.float32))]),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            return
+        for k in range(int(x[0])):
+            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("Y", np.array([k], np.float32))]))
+        if x[0] > 100:
+            os._exit(4)
+        sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+"#;
+
+/// A responder that keeps what it is sent, and says the client has gone
+/// once `gone` is set.
+#[derive(Default)]
+struct Kept {
+    got: std::sync::Mutex<Vec<(Option<Result<Vec<f32>>>, bool)>>,
+    gone: AtomicBool,
+}
+
+impl anemone_core::ResponseSink for Kept {
+    fn send(&self, response: Option<anemone_core::Response>, last: bool) -> bool {
+        let values = response.map(|r| r.outputs.map(|o| o[0].1.to_vec::<f32>().unwrap()));
+        self.got.lock().unwrap().push((values, last));
+        true
+    }
+    fn cancelled(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+}
+
+impl Kept {
+    fn wait_last(&self) -> Vec<(Option<Result<Vec<f32>>>, bool)> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            {
+                let mut got = self.got.lock().unwrap();
+                if got.last().is_some_and(|(_, last)| *last) {
+                    return std::mem::take(&mut *got);
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no last response");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn a_decoupled_model_sends_responses_from_its_threads_after_execute_returns() {
+    let Some(python) = python() else { return };
+    let dir = TempDir::new("python-decoupled");
+    let model_py = dir.join("streams/1/model.py");
+    std::fs::create_dir_all(model_py.parent().unwrap()).unwrap();
+    std::fs::write(&model_py, DECOUPLED).unwrap();
+    let config = serde_json::json!({
+        "name": "streams",
+        "model_transaction_policy": {"decoupled": true},
+        "input": [{"name": "X", "data_type": "TYPE_FP32", "dims": [1]}],
+        "output": [{"name": "Y", "data_type": "TYPE_FP32", "dims": [1]}],
+    });
+    let options = LoadOptions {
+        settings: vec![(config::MODEL_CONFIG_KEY.into(), config.to_string())],
+        ..Default::default()
+    };
+    let model = Python::with_interpreter(python)
+        .load(&ModelSource::from_path(&model_py), &options)
+        .unwrap();
+    assert!(model.decoupled() && model.answers_each());
+    let one = |v: f32| [Tensor::from_vec(vec![1], vec![v]).unwrap()];
+    let e = model.infer(&one(1.0)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    // Two requests in one call; their responses come after it returned.
+    let (a, b) = (Arc::new(Kept::default()), Arc::new(Kept::default()));
+    let (ra, rb) = (
+        anemone_core::Responder(a.clone()),
+        anemone_core::Responder(b.clone()),
+    );
+    let (xa, xb) = (one(3.0), one(1.0));
+    let mut views = [view(&xa), view(&xb)];
+    views[0].responder = Some(&ra);
+    views[1].responder = Some(&rb);
+    let answers = model.infer_each(&views);
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(Vec::is_empty)));
+    let got = a.wait_last();
+    let values: Vec<Vec<f32>> = got[..3]
+        .iter()
+        .map(|(r, _)| r.as_ref().unwrap().as_ref().unwrap().clone())
+        .collect();
+    assert_eq!(values, [[0.0], [1.0], [2.0]]);
+    assert!(
+        got[3].0.is_none() && got[3].1,
+        "the final flag alone: {got:?}"
+    );
+    assert_eq!(b.wait_last().len(), 2);
+    // A client that has gone is seen by is_cancelled().
+    let c = Arc::new(Kept::default());
+    let rc = anemone_core::Responder(c.clone());
+    let xc = one(-1.0);
+    let mut v = view(&xc);
+    v.responder = Some(&rc);
+    assert!(model.infer_each(&[v])[0].is_ok());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(c.got.lock().unwrap().is_empty());
+    c.gone.store(true, Ordering::Relaxed);
+    let got = c.wait_last();
+    assert_eq!(got[0].0.as_ref().unwrap().as_ref().unwrap(), &[-1.0]);
+    // A process that ends with a request open ends it with an error, and
+    // the next call starts it again.
+    let d = Arc::new(Kept::default());
+    let rd = anemone_core::Responder(d.clone());
+    let xd = one(101.0);
+    let mut v = view(&xd);
+    v.responder = Some(&rd);
+    assert!(model.infer_each(&[v])[0].is_ok());
+    let got = d.wait_last();
+    assert_eq!(got.len(), 102, "101 responses and the error");
+    let e = got[101].0.as_ref().unwrap().as_ref().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("ended before it sent the request's final response"),
+        "{e}"
+    );
+    let e2 = Arc::new(Kept::default());
+    let re = anemone_core::Responder(e2.clone());
+    let mut v = view(&xb);
+    v.responder = Some(&re);
+    assert!(model.infer_each(&[v])[0].is_ok());
+    assert_eq!(e2.wait_last().len(), 2);
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 mod adopt;
+mod decoupled;
 mod double;
 mod instances;
 mod sequences;

@@ -54,7 +54,13 @@ pub(super) fn responses(
     metadata: Arc<tonic::metadata::MetadataMap>,
     max_bytes: usize,
 ) -> Responses {
-    let answers = incoming
+    // A request that could not be read ends the stream: nothing after it
+    // is read (the transport may give the same error again at once).
+    let readable = incoming.scan(false, |failed, next| {
+        let went_on = !std::mem::replace(failed, next.is_err());
+        std::future::ready(went_on.then_some(next))
+    });
+    let answers = readable
         .map(move |next| {
             let state = Arc::clone(&state);
             let metadata = Arc::clone(&metadata);

@@ -426,6 +426,20 @@ mod tests {
     }
 
     #[test]
+    fn a_decoupled_model_is_accepted_for_the_python_backend_only() {
+        let c = crate::model_config::parse_pbtxt(
+            "backend: \"python\"\nmodel_transaction_policy { decoupled: true }",
+        )
+        .unwrap();
+        assert!(c.model_transaction_policy.unwrap().decoupled);
+        let e = err_pbtxt("backend: \"onnxruntime\"\nmodel_transaction_policy { decoupled: true }");
+        assert!(
+            e.contains("'model_transaction_policy.decoupled'") && e.contains("backend: \"python\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn settings_that_change_nothing_are_accepted() {
         let c = crate::model_config::parse_pbtxt(
             "model_transaction_policy { decoupled: false }\n\
