@@ -7,6 +7,7 @@
 mod body;
 pub mod decoding;
 mod error;
+mod generate;
 pub mod infer;
 mod json;
 mod logging;
@@ -95,6 +96,16 @@ pub fn router_with(
             route(Api::Metadata, base.to_string(), get(model_metadata)),
             route(Api::Health, format!("{base}/ready"), get(model_ready)),
             route(Api::Inference, format!("{base}/infer"), post(infer)),
+            route(
+                Api::Inference,
+                format!("{base}/generate"),
+                post(generate::generate),
+            ),
+            route(
+                Api::Inference,
+                format!("{base}/generate_stream"),
+                post(generate::generate_stream),
+            ),
             route(
                 Api::ModelConfig,
                 format!("{base}/config"),
