@@ -225,3 +225,39 @@ class TritonPythonModel:
     def execute(self, requests):
         return []
 '''
+
+OPTIONAL_CONFIG = """
+backend: "python"
+max_batch_size: 8
+dynamic_batching { max_queue_delay_microseconds: 20000 }
+input [
+  { name: "X" data_type: TYPE_FP32 dims: [ 1 ] },
+  { name: "SCALE" data_type: TYPE_FP32 dims: [ 1 ] optional: true }
+]
+output [
+  { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] },
+  { name: "GIVEN" data_type: TYPE_STRING dims: [ 1 ] }
+]
+"""
+
+# Y = X * SCALE, or X when the request left SCALE out; GIVEN names the
+# inputs the request gave.
+OPTIONAL = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            scale = pb_utils.get_input_tensor_by_name(r, "SCALE")
+            y = x * scale.as_numpy() if scale is not None else x
+            given = ",".join(t.name() for t in r.inputs()).encode()
+            out.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("Y", y.astype(np.float32)),
+                pb_utils.Tensor("GIVEN", np.full((x.shape[0], 1), given, dtype=np.object_)),
+            ]))
+        return out
+'''

@@ -35,6 +35,8 @@ from python_backend_models import (
     INSTANCES,
     SEQUENCE_CONFIG,
     BAD_INIT,
+    OPTIONAL,
+    OPTIONAL_CONFIG,
 )
 from serve_support import start_serve, stop_serve, wait_ready
 from tritonclient.utils import InferenceServerException
@@ -86,6 +88,9 @@ def server(tmp_path_factory):
         'backend: "python"\ninstance_group [ { count: 2 kind: KIND_CPU }, { name: "named" count: 1 kind: KIND_GPU gpus: [ 0 ] } ]\n'
         'input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
     )
+    (repo / "optional" / "1").mkdir(parents=True)
+    (repo / "optional" / "1" / "model.py").write_text(OPTIONAL)
+    (repo / "optional" / "config.pbtxt").write_text(OPTIONAL_CONFIG)
     (repo / "running_sum" / "1").mkdir(parents=True)
     (repo / "running_sum" / "1" / "model.py").write_text(RUNNING_SUM)
     (repo / "running_sum" / "config.pbtxt").write_text(SEQUENCE_CONFIG)
@@ -436,3 +441,28 @@ def test_unloading_runs_finalize(server):
     while not marker.exists():
         assert time.time() < deadline, "finalize() did not run within 10 s of the unload"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_an_optional_input_may_be_left_out_and_the_model_sees_only_what_was_given(server, protocol):
+    module, _ = clients(server[0])[protocol]
+    address = server[0]["HTTP" if protocol == 0 else "gRPC"]
+    rng = np.random.default_rng(11)
+    asks = [(rng.standard_normal((1, 1), dtype=np.float32),
+             rng.standard_normal((1, 1), dtype=np.float32) if i % 2 else None) for i in range(16)]
+
+    def run(ask):
+        x, scale = ask
+        client = module.InferenceServerClient(address)
+        inputs = [("X", x)] + ([("SCALE", scale)] if scale is not None else [])
+        result = infer(module, client, "optional", inputs)
+        return result.as_numpy("Y"), result.as_numpy("GIVEN")[0, 0].decode()
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        for (x, scale), (y, given) in zip(asks, pool.map(run, asks)):
+            np.testing.assert_allclose(y, x * scale if scale is not None else x, rtol=1e-6)
+            assert given == ("X,SCALE" if scale is not None else "X")
+    # A required input is still required.
+    with pytest.raises(InferenceServerException) as e:
+        infer(module, module.InferenceServerClient(address), "optional", [("SCALE", asks[1][1])])
+    assert "missing input 'X'" in e.value.message()

@@ -178,6 +178,11 @@ pub struct RequestView<'a> {
     /// Where a decoupled model ([`LoadedModel::decoupled`]) sends its
     /// responses to this request; `None` for every other model.
     pub responder: Option<&'a crate::Responder>,
+    /// Positions in `inputs` of the optional inputs the request left out,
+    /// in order (only for a model that
+    /// [takes absent inputs](LoadedModel::takes_absent_inputs)): each
+    /// stands there as an empty placeholder, and is not the model's to see.
+    pub absent: &'a [usize],
 }
 
 /// A request a model's code sends to another model ([`ModelCaller`]).
@@ -310,6 +315,16 @@ pub trait LoadedModel: Send + Sync + 'static {
     /// instead of `infer` and `infer_stacked`. A Python model does, as
     /// Triton gives its `execute` a list of requests. Default: `false`.
     fn answers_each(&self) -> bool {
+        false
+    }
+
+    /// Whether the model reads its inputs by name, so that an input its
+    /// configuration marks optional may be left out of a request (a Python
+    /// model: `get_input_tensor_by_name` gives `None`); such requests reach
+    /// [`LoadedModel::infer_each`] with [`RequestView::absent`] set. Only
+    /// for a model that [answers each](LoadedModel::answers_each) request.
+    /// Default: `false` (a missing input is refused).
+    fn takes_absent_inputs(&self) -> bool {
         false
     }
 

@@ -254,6 +254,12 @@ impl ModelInstance {
         self.engines[0].model.backend()
     }
 
+    /// Whether the model reads its inputs by name, so that a request may
+    /// leave out its optional inputs ([`LoadedModel::takes_absent_inputs`]).
+    pub fn takes_absent_inputs(&self) -> bool {
+        self.engines[0].model.takes_absent_inputs()
+    }
+
     /// Whether the model is decoupled: it answers a request with any number
     /// of responses ([`crate::Manager::infer_decoupled`]).
     pub fn decoupled(&self) -> bool {

@@ -11,7 +11,9 @@ use crate::instance::ModelInstance;
 use crate::manager::Manager;
 use crate::request::{InferRequest, InferResponse};
 use crate::scheduler::{execute, Admitted, Done, Job, Reply, Scheduler};
-use crate::validation::{check_batch, explain_optional, order_inputs, select_outputs};
+use crate::validation::{
+    check_batch_given, explain_optional, order_inputs, order_inputs_absent, select_outputs,
+};
 use anemone_core::{Error, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -328,14 +330,25 @@ impl Manager {
         let meta = instance.metadata();
         let spec = &instance.spec;
         let served = spec.declared_outputs.as_deref();
+        // A model that reads its inputs by name (a Python model) may be
+        // sent without its optional inputs; any other needs them all.
+        let by_name = !spec.optional_inputs.is_empty() && instance.takes_absent_inputs();
         let checked =
             select_outputs(meta, served, request.outputs.as_deref()).and_then(|outputs| {
-                order_inputs(meta, request.inputs)
-                    .map_err(|e| explain_optional(e, &spec.optional_inputs))
-                    .and_then(|inputs| check_batch(spec.max_batch_size, meta, inputs))
-                    .map(|inputs| (inputs, outputs))
+                let ordered = match by_name {
+                    false => order_inputs(meta, request.inputs)
+                        .map(|inputs| (inputs, Vec::new()))
+                        .map_err(|e| explain_optional(e, &spec.optional_inputs)),
+                    true => order_inputs_absent(meta, request.inputs, &spec.optional_inputs),
+                };
+                ordered
+                    .and_then(|(inputs, absent)| {
+                        check_batch_given(spec.max_batch_size, meta, inputs, &absent)
+                            .map(|inputs| (inputs, absent))
+                    })
+                    .map(|(inputs, absent)| (inputs, absent, outputs))
             });
-        let (inputs, mut outputs) = match checked {
+        let (inputs, absent, mut outputs) = match checked {
             Ok(v) => v,
             Err(e) => return Err(refuse(&instance, e.into())),
         };
@@ -390,6 +403,7 @@ impl Manager {
             permits: (global, local),
             trace,
             responder: None,
+            absent,
         })
     }
 }

@@ -12,6 +12,63 @@ pub fn order_inputs(
     meta: &ModelMetadata,
     inputs: Vec<(String, Tensor)>,
 ) -> Result<Vec<Tensor>, InputError> {
+    let slots = fill_slots(meta, inputs)?;
+    slots
+        .into_iter()
+        .zip(&meta.inputs)
+        .map(|(slot, spec)| slot.ok_or_else(|| missing(spec)))
+        .collect()
+}
+
+/// [`order_inputs`] for an engine that reads its inputs by name (a Python
+/// model, [`anemone_core::LoadedModel::takes_absent_inputs`]): an input named
+/// in `optional` that the request leaves out is allowed, and stands in the
+/// returned order as an empty placeholder; the placeholders' positions
+/// come back too, in order.
+pub fn order_inputs_absent(
+    meta: &ModelMetadata,
+    inputs: Vec<(String, Tensor)>,
+    optional: &[String],
+) -> Result<(Vec<Tensor>, Vec<usize>), InputError> {
+    let slots = fill_slots(meta, inputs)?;
+    let mut absent = Vec::new();
+    let mut ordered = Vec::with_capacity(slots.len());
+    for (index, (slot, spec)) in slots.into_iter().zip(&meta.inputs).enumerate() {
+        match slot {
+            Some(tensor) => ordered.push(tensor),
+            None if optional.contains(&spec.name) => {
+                absent.push(index);
+                ordered.push(placeholder(spec));
+            }
+            None => return Err(missing(spec)),
+        }
+    }
+    Ok((ordered, absent))
+}
+
+/// An empty tensor of the input's type, standing for an absent input.
+fn placeholder(spec: &TensorSpec) -> Tensor {
+    let empty = match spec.dtype {
+        anemone_core::DataType::Bytes => Tensor::from_strings(vec![0], Vec::new()),
+        dtype => Tensor::from_bytes(dtype, vec![0], anemone_core::Bytes::new()),
+    };
+    empty.expect("an empty tensor of any type")
+}
+
+fn missing(spec: &TensorSpec) -> InputError {
+    InputError::Missing {
+        name: spec.name.clone(),
+        dtype: spec.dtype,
+        shape: spec.shape_string(),
+    }
+}
+
+/// Each input in its slot of the model's order (`None`: not given),
+/// checked as [`order_inputs`] says.
+fn fill_slots(
+    meta: &ModelMetadata,
+    inputs: Vec<(String, Tensor)>,
+) -> Result<Vec<Option<Tensor>>, InputError> {
     let specs = &meta.inputs;
     let mut slots: Vec<Option<Tensor>> = Vec::with_capacity(specs.len());
     slots.resize_with(specs.len(), || None);
@@ -79,18 +136,7 @@ pub fn order_inputs(
         }
         slots[index] = Some(tensor);
     }
-
-    slots
-        .into_iter()
-        .zip(specs)
-        .map(|(slot, spec)| {
-            slot.ok_or_else(|| InputError::Missing {
-                name: spec.name.clone(),
-                dtype: spec.dtype,
-                shape: spec.shape_string(),
-            })
-        })
-        .collect()
+    Ok(slots)
 }
 
 /// Checks the batch dimension of ordered `inputs` (in `meta`'s input order)
@@ -103,10 +149,27 @@ pub fn check_batch(
     meta: &ModelMetadata,
     inputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>, InputError> {
+    check_batch_given(max_batch_size, meta, inputs, &[])
+}
+
+/// [`check_batch`], passing over the inputs at positions `absent` (the
+/// placeholders of [`order_inputs_absent`]).
+pub fn check_batch_given(
+    max_batch_size: Option<usize>,
+    meta: &ModelMetadata,
+    inputs: Vec<Tensor>,
+    absent: &[usize],
+) -> Result<Vec<Tensor>, InputError> {
     let Some(max) = max_batch_size.filter(|n| *n > 0) else {
         return Ok(inputs);
     };
-    for (tensor, spec) in inputs.iter().zip(&meta.inputs) {
+    let given = inputs
+        .iter()
+        .zip(&meta.inputs)
+        .enumerate()
+        .filter(|(i, _)| !absent.contains(i))
+        .map(|(_, pair)| pair);
+    for (tensor, spec) in given {
         if let Some(&got) = tensor.shape().first() {
             if got == 0 {
                 return Err(InputError::EmptyBatch {
@@ -252,6 +315,29 @@ mod tests {
         assert_eq!(ordered[0].shape(), &[2, 3]);
         assert_eq!(ordered[1].shape(), &[2, 7]);
         assert!(ordered[2].shape().is_empty());
+    }
+
+    #[test]
+    fn an_optional_input_left_out_stands_as_an_empty_placeholder_for_a_model_that_reads_by_name() {
+        let given: Vec<(String, Tensor)> = good().into_iter().filter(|(n, _)| n != "b").collect();
+        let optional = ["b".to_string()];
+        let (ordered, absent) = order_inputs_absent(&meta(), given.clone(), &optional).unwrap();
+        assert_eq!(absent, [1]);
+        assert_eq!(ordered[1].shape(), &[0]);
+        assert_eq!(ordered[1].dtype(), anemone_core::DataType::F32);
+        // The batch check passes over it (its first dimension is 0).
+        let checked = check_batch_given(Some(4), &meta(), ordered, &absent).unwrap();
+        assert_eq!(checked[0].shape(), &[2, 3]);
+        // A required input left out is still missing; all given: nothing absent.
+        let e = order_inputs_absent(&meta(), given, &[]).unwrap_err();
+        assert!(
+            matches!(e, InputError::Missing { ref name, .. } if name == "b"),
+            "{e}"
+        );
+        assert!(order_inputs_absent(&meta(), good(), &optional)
+            .unwrap()
+            .1
+            .is_empty());
     }
 
     #[test]

@@ -443,6 +443,7 @@ impl LoadedModel for PythonModel {
             id: None,
             parameters: &[],
             responder: None,
+            absent: &[],
         };
         let answer = self.run(&[request])?.into_iter().next();
         self.outputs_of(answer.expect("one answer per request, checked in run"))
@@ -454,6 +455,12 @@ impl LoadedModel for PythonModel {
 
     fn decoupled(&self) -> bool {
         self.launch.decoupled
+    }
+
+    /// As in Triton: an input the config marks `optional: true` may be
+    /// left out, and `get_input_tensor_by_name` gives `None` for it.
+    fn takes_absent_inputs(&self) -> bool {
+        true
     }
 
     /// The requests (one alone, or a dynamic batch) go to `execute` as a

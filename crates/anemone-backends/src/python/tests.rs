@@ -121,6 +121,7 @@ fn view(inputs: &[Tensor]) -> RequestView<'_> {
         id: None,
         parameters: &[],
         responder: None,
+        absent: &[],
     }
 }
 

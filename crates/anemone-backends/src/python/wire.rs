@@ -178,7 +178,8 @@ pub(crate) fn execute_frame(
     let mut blobs = Vec::new();
     for (r, request) in requests.iter().enumerate() {
         let mut tensors = Vec::with_capacity(request.inputs.len());
-        for (name, tensor) in names.iter().zip(request.inputs.iter()) {
+        let given = names.iter().zip(request.inputs.iter()).enumerate();
+        for (_, (name, tensor)) in given.filter(|(i, _)| !request.absent.contains(i)) {
             let (header, bytes) = encode_tensor(name, tensor);
             tensors.push(header);
             blobs.push(bytes);
@@ -346,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn an_execute_frame_lists_each_requests_tensors_and_carries_their_bytes_in_order() {
+    fn an_execute_frame_lists_each_requests_given_tensors_and_carries_their_bytes_in_order() {
         let a = Tensor::from_vec(vec![1, 2], vec![1.5f32, -2.0]).unwrap();
         let s = Tensor::from_strings(vec![2], vec![b"ab".to_vec(), b"".to_vec()]).unwrap();
         let b = Tensor::from_vec(vec![1, 2], vec![3.0f32, 4.0]).unwrap();
@@ -364,12 +365,14 @@ mod tests {
                 id: Some("r1"),
                 parameters: &params,
                 responder: None,
+                absent: &[],
             },
             RequestView {
                 inputs: &second,
                 id: None,
                 parameters: &[],
                 responder: None,
+                absent: &[1],
             },
         ];
         let frame = execute_frame("m", &names, &["y".into()], &requests, None).unwrap();
@@ -401,11 +404,18 @@ mod tests {
             expected.extend_from_slice(&v.to_le_bytes());
         }
         expected.extend_from_slice(&[2, 0, 0, 0, b'a', b'b', 0, 0, 0, 0]);
+        // The second request left its optional input 's' out: not sent.
         for v in [3.0f32, 4.0] {
             expected.extend_from_slice(&v.to_le_bytes());
         }
-        expected.extend_from_slice(&[2, 0, 0, 0, b'a', b'b', 0, 0, 0, 0]);
         assert_eq!(blobs, &expected[..]);
+        let names: Vec<&str> = requests[1]["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["x"]);
     }
 
     #[test]

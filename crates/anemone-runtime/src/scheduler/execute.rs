@@ -162,6 +162,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
         permits,
         mut trace,
         responder,
+        absent,
     } = admitted;
     trace.dequeued();
     // Triton counts the rows of the batch dimension, when the model has one.
@@ -184,6 +185,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
                 id: id.as_deref(),
                 parameters: &parameters,
                 responder: responder.as_ref(),
+                absent: &absent,
             };
             let answer = run_each(&instance, engine, &[view]).pop();
             answer.unwrap_or_else(|| Err(Error::Internal("no answer for a request".into())))
@@ -277,6 +279,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
                     id: j.admitted.id.as_deref(),
                     parameters: &j.admitted.parameters,
                     responder: j.admitted.responder.as_ref(),
+                    absent: &j.admitted.absent,
                 })
                 .collect(),
         ),

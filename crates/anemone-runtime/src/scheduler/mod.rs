@@ -76,6 +76,9 @@ pub(crate) struct Admitted {
     pub(crate) trace: crate::trace::Trace,
     /// Where a decoupled model's responses go (see [`crate::decoupled`]).
     pub(crate) responder: Option<anemone_core::Responder>,
+    /// Positions of the optional inputs the request left out, which stand
+    /// in `inputs` as placeholders (see [`crate::validation::order_inputs_absent`]).
+    pub(crate) absent: Vec<usize>,
 }
 
 /// What an engine call hands back to the waiting client.
