@@ -28,6 +28,21 @@ def add_inputs(module):
     return inputs, x + x * 10
 
 
+def written_traces(path, count, seconds=10):
+    """`traces(path)` once the file holds `count` traces (a request's trace
+    is written as its span ends, which may be just after its answer has
+    reached the client), or as it is after `seconds`."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            written = traces(path)
+        except (FileNotFoundError, json.JSONDecodeError):
+            written = {}
+        if len(written) >= count or time.time() > deadline:
+            return written
+        time.sleep(0.05)
+
+
 def traces(path):
     """{id: (model entry, [timestamp names in time order])} of a trace file."""
     out = {}
@@ -60,7 +75,7 @@ def test_tritons_trace_files_through_tritonclient(tmp_path):
             got = client.infer("add", inputs).as_numpy("sum")
             np.testing.assert_array_equal(got, want)
         for n in (0, 1):
-            written = traces(tmp_path / f"trace.json.{n}")
+            written = written_traces(tmp_path / f"trace.json.{n}", 2)
             assert len(written) == 2, written
             for head, names in written.values():
                 assert head["model_name"] == "add" and head["model_version"] == 1, head
