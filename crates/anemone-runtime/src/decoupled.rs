@@ -229,6 +229,15 @@ impl Manager {
         if !instance.decoupled() {
             return Ok(Responses::one(self.infer(request).await));
         }
+        if instance.sequences.is_some() {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "model '{}' is a decoupled sequence model, which anemone does not run yet",
+                    instance.name()
+                ),
+                fix: "remove sequence_batching, or make the model answer once per request".into(),
+            });
+        }
         let (timeout, priority) = (request.timeout, request.priority);
         let global = self.global_permit()?;
         let mut admitted = self.admit_on(instance, request, global, start, None)?;

@@ -26,6 +26,8 @@ pub struct ModelInstance {
     /// cached from this one are never taken for the next's.
     load_id: u64,
     path: PathBuf,
+    /// Whether its engines are decoupled (read once: every request asks).
+    decoupled: bool,
     /// Its engine instances (Triton's instance group); never empty.
     engines: Vec<Engine>,
     /// The first engine's metadata narrowed by the spec's declared inputs.
@@ -187,6 +189,7 @@ impl ModelInstance {
             version: spec.version,
             load_id: LOADS.fetch_add(1, Ordering::Relaxed),
             path: spec.path.clone(),
+            decoupled: picked.engines[0].decoupled(),
             metadata: crate::reshape::served_metadata(&spec, picked.engines[0].metadata()),
             engines: picked.engines.into_iter().map(Engine::new).collect(),
             limiter,
@@ -263,7 +266,7 @@ impl ModelInstance {
     /// Whether the model is decoupled: it answers a request with any number
     /// of responses ([`crate::Manager::infer_decoupled`]).
     pub fn decoupled(&self) -> bool {
-        self.engines[0].model.decoupled()
+        self.decoupled
     }
 
     /// Bytes charged to the memory budget.

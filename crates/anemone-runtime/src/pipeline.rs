@@ -228,22 +228,35 @@ impl Manager {
     /// queue refuses it, and counts the refusal: see `ModelQueue::submit`).
     fn schedule(
         &self,
-        mut admitted: Admitted,
+        admitted: Admitted,
         priority: Option<u32>,
         timeout: Option<Duration>,
         start: Instant,
     ) -> Result<oneshot::Receiver<Done>> {
         let (reply, rx) = oneshot::channel();
+        self.submit(admitted, Reply::new(reply), priority, timeout, start)?;
+        Ok(rx)
+    }
+
+    /// The engine adopts the inputs it wants elsewhere; then the request
+    /// goes to the scheduler as a job whose answer goes to `reply`.
+    fn submit(
+        &self,
+        mut admitted: Admitted,
+        reply: Reply,
+        priority: Option<u32>,
+        timeout: Option<Duration>,
+        start: Instant,
+    ) -> Result<()> {
         adopt_inputs(&admitted.instance, &mut admitted.inputs);
         admitted.trace.queued();
         self.inner.scheduler.submit(Job {
             admitted,
-            reply: Reply::new(reply),
+            reply,
             priority: priority.unwrap_or(0),
             deadline: timeout.map(|t| start + t),
             span: tracing::Span::current(),
-        })?;
-        Ok(rx)
+        })
     }
 
     /// Keeps a sequence's state from the answer (a state that cannot be
@@ -273,28 +286,17 @@ impl Manager {
     /// responses go to `sink`.
     pub(crate) fn schedule_stream(
         &self,
-        mut admitted: Admitted,
+        admitted: Admitted,
         sink: Arc<crate::decoupled::Sink>,
         priority: Option<u32>,
         timeout: Option<Duration>,
         start: Instant,
     ) -> Result<()> {
         if let Some(limit) = expired(timeout, start) {
-            return Err(record_failure(
-                &admitted.instance,
-                Error::Timeout(limit),
-                start,
-            ));
+            let e = Error::Timeout(limit);
+            return Err(record_failure(&admitted.instance, e, start));
         }
-        adopt_inputs(&admitted.instance, &mut admitted.inputs);
-        admitted.trace.queued();
-        self.inner.scheduler.submit(Job {
-            admitted,
-            reply: Reply::stream(sink),
-            priority: priority.unwrap_or(0),
-            deadline: timeout.map(|t| start + t),
-            span: tracing::Span::current(),
-        })
+        self.submit(admitted, Reply::stream(sink), priority, timeout, start)
     }
 
     /// The manager is live and a global permit is free.

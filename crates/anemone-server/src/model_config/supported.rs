@@ -27,6 +27,19 @@ pub(super) fn check_supported_in(msg: &DynamicMessage, source: Source) -> Vec<St
     let python = msg
         .get_field_by_name("backend")
         .is_some_and(|b| b.as_str() == Some("python"));
+    let decoupled = msg
+        .get_field_by_name("model_transaction_policy")
+        .is_some_and(|p| {
+            p.as_message()
+                .and_then(|m| m.get_field_by_name("decoupled"))
+                .is_some_and(|d| d.as_bool() == Some(true))
+        });
+    if decoupled && msg.has_field_by_name("sequence_batching") {
+        errs.push(format!(
+            "{src} fields 'model_transaction_policy.decoupled' and 'sequence_batching' together \
+             are not supported by anemone yet (a decoupled sequence model); remove one of them"
+        ));
+    }
     for (field, value) in msg.fields() {
         if let Err(e) = check_field(field.name(), value, src, python, &mut errs) {
             errs.push(e);
@@ -432,6 +445,10 @@ mod tests {
         )
         .unwrap();
         assert!(c.model_transaction_policy.unwrap().decoupled);
+        let e = err_pbtxt(
+            "backend: \"python\"\nmodel_transaction_policy { decoupled: true }\nsequence_batching { }",
+        );
+        assert!(e.contains("a decoupled sequence model"), "{e}");
         let e = err_pbtxt("backend: \"onnxruntime\"\nmodel_transaction_policy { decoupled: true }");
         assert!(
             e.contains("'model_transaction_policy.decoupled'") && e.contains("backend: \"python\""),
