@@ -3,10 +3,15 @@
 //! (`op: "response"`, sent by the model's response sender, from `execute`
 //! or from a thread of its own after `execute` returned) goes to its
 //! request's [`Responder`]; a request to another model (`op: "bls"`) runs
-//! on a thread of its own and is answered with its number, as is a question
-//! whether a request's client has gone (`op: "cancelled"`); anything else
+//! on a thread of its own and is answered with its number; anything else
 //! answers the frame the instance is waiting on (`Process::exchange`).
 //! When the process ends, every request still open ends with an error.
+//!
+//! A request whose client has gone is told to the process
+//! (`{"op": "cancelled", "key": K}`), so that the model's `is_cancelled()`
+//! reads a flag of its own rather than asking: at once when a response
+//! finds nobody listening, else within [`WATCH_EVERY`] (a watching thread
+//! looks at the open requests).
 
 use super::process::Launch;
 use super::wire::{self, Reply};
@@ -16,7 +21,11 @@ use std::io::{Read, Write};
 use std::process::{ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// How often the open requests are looked at for clients that have gone.
+pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(20);
 
 /// What the pump hands the instance waiting on a frame.
 pub(crate) enum Received {
@@ -57,6 +66,20 @@ impl Pending {
         self.lock().get(&key).cloned()
     }
 
+    /// Forgets the open requests whose clients have gone; their keys.
+    fn take_cancelled(&self) -> Vec<u64> {
+        let mut open = self.lock();
+        let gone: Vec<u64> = open
+            .iter()
+            .filter(|(_, r)| r.cancelled())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &gone {
+            open.remove(key);
+        }
+        gone
+    }
+
     /// Ends every open request with `error()`.
     fn fail_all(&self, error: impl Fn() -> Error) {
         let open: Vec<Responder> = self.lock().drain().map(|(_, r)| r).collect();
@@ -94,10 +117,15 @@ impl Pump {
             pending: Arc::clone(&pending),
             replies: tx,
         };
+        let (watched, to) = (Arc::downgrade(&pending), Arc::clone(&routes.stdin));
         std::thread::Builder::new()
             .name(format!("python-pump-{}", launch.model))
             .spawn(move || routes.run(stdout, &tail))
             .map_err(|e| Error::Internal(format!("cannot start a reading thread: {e}")))?;
+        std::thread::Builder::new()
+            .name(format!("python-watch-{}", launch.model))
+            .spawn(move || watch(&watched, &to))
+            .map_err(|e| Error::Internal(format!("cannot start a watching thread: {e}")))?;
         Ok(Pump { replies, pending })
     }
 
@@ -164,7 +192,6 @@ impl Routes {
                 Ok((reply, blobs)) => match reply.op.as_deref() {
                     Some("response") => self.respond(reply, blobs),
                     Some("bls") => self.call(reply, blobs),
-                    Some("cancelled") => self.cancelled(&reply),
                     _ => {
                         let _ = self.replies.send(Received::Frame(Box::new(reply), blobs));
                     }
@@ -195,23 +222,10 @@ impl Routes {
                 None => wire::tensors(&r.outputs, blobs),
             },
         });
-        if !responder.send(response, reply.last) {
-            // The client has gone.
+        if !responder.send(response, reply.last) && !reply.last {
+            // The client has gone: the model is told.
             self.pending.close(key);
-        }
-    }
-
-    /// Answers whether a request's client has gone (`is_cancelled()`); a
-    /// request no longer open has.
-    fn cancelled(&self, reply: &Reply) {
-        let gone = reply
-            .key
-            .and_then(|key| self.pending.get(key))
-            .is_none_or(|r| r.cancelled());
-        let answer = serde_json::json!({ "ok": true, "cancelled": gone, "call": reply.call });
-        if let Ok(frame) = wire::frame(&answer, &[]) {
-            let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
+            tell_cancelled(&self.stdin, key);
         }
     }
 
@@ -237,6 +251,29 @@ impl Routes {
         if let Err(e) = spawned {
             tracing::error!(model = %self.launch.model, "cannot start a thread for a request to another model: {e}");
         }
+    }
+}
+
+/// Every [`WATCH_EVERY`], tells the process which open requests' clients
+/// have gone, until the process has ended (its pump, and `pending`, gone).
+fn watch(pending: &Weak<Pending>, stdin: &Mutex<ChildStdin>) {
+    loop {
+        std::thread::sleep(WATCH_EVERY);
+        let Some(pending) = pending.upgrade() else {
+            return;
+        };
+        for key in pending.take_cancelled() {
+            tell_cancelled(stdin, key);
+        }
+    }
+}
+
+/// Tells the process that request `key`'s client has gone.
+fn tell_cancelled(stdin: &Mutex<ChildStdin>, key: u64) {
+    let told = serde_json::json!({ "op": "cancelled", "key": key });
+    if let Ok(frame) = wire::frame(&told, &[]) {
+        let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
     }
 }
 

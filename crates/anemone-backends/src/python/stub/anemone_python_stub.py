@@ -20,8 +20,9 @@ responses as they come, from any thread: {"op": "response", "key": K,
 "final": bool, "response": {...} or null}, K being the request's key from
 its execute frame. Its process reads frames on a thread of its own
 (Frames), so that a request to another model ({"op": "bls", "call": N})
-or a question ({"op": "cancelled", "key": K, "call": N}) can be sent from
-any thread, its answer coming back with the same "call".
+can be sent from any thread, its answer coming back with the same "call";
+and anemone tells it which requests' clients have gone ({"op":
+"cancelled", "key": K}), which is_cancelled() reads.
 """
 import importlib.util
 import json
@@ -82,6 +83,8 @@ class Frames:
         self.main = queue.Queue()
         self.calls, self.numbers, self.lock = {}, iter(range(1, 1 << 62)), threading.Lock()
         self.ended = False
+        # Keys of the requests whose clients have gone, as anemone tells them.
+        self.cancelled = set()
         threading.Thread(target=self.read, name="anemone-frames", daemon=True).start()
 
     def read(self):
@@ -96,6 +99,9 @@ class Frames:
                     slot[0].set()
                 self.main.put((None, None))
                 return
+            if header.get("op") == "cancelled":
+                self.cancelled.add(header.get("key"))
+                continue
             call = header.get("call")
             if call is None:
                 self.main.put((header, data))
@@ -236,14 +242,10 @@ def response_emitter(pb_utils, np, proto_out):
     return emit
 
 
-def cancel_asker(frames):
-    """Whether request `key`'s client has gone, asked of anemone."""
-
-    def cancelled(key):
-        header, _ = frames.ask({"op": "cancelled", "key": key})
-        return True if header is None else bool(header.get("cancelled"))
-
-    return cancelled
+def cancel_reader(frames):
+    """Whether request `key`'s client has gone (as anemone told), and a way
+    to forget a request that has ended."""
+    return (lambda key: key in frames.cancelled), frames.cancelled.discard
 
 
 def failure(stage, error):
@@ -306,7 +308,7 @@ def main():
                 if decoupled:
                     channel["frames"] = Frames(proto_in, proto_out)
                     emit = response_emitter(pb_utils, np, proto_out)
-                    cancelled = cancel_asker(channel["frames"])
+                    cancelled, ended = cancel_reader(channel["frames"])
                 if hasattr(model, "initialize"):
                     model.initialize(header["args"])
                 initialized = True
@@ -332,7 +334,7 @@ def main():
                         model_name=r.get("model_name", ""),
                     )
                     if decoupled:
-                        request._response_sender = pb_utils.InferenceResponseSender(emit, r["key"], cancelled)
+                        request._response_sender = pb_utils.InferenceResponseSender(emit, r["key"], cancelled, ended)
                     requests.append(request)
                 responses = model.execute(requests)
                 if decoupled:

@@ -228,10 +228,11 @@ class InferenceResponseSender:
     flags=0) for each, and flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL with
     (or without) the last one; nothing can be sent after it."""
 
-    def __init__(self, emit, key, cancelled):
+    def __init__(self, emit, key, cancelled, ended):
         self._emit = emit
         self._key = key
         self._cancelled = cancelled
+        self._ended = ended
         self._closed = False
 
     def send(self, response=None, flags=0):
@@ -246,10 +247,12 @@ class InferenceResponseSender:
             raise TritonModelException(f"send() takes an InferenceResponse, not {type(response).__name__}")
         if final:
             self._closed = True
+            self._ended(self._key)
         self._emit(self._key, response, final)
 
     def is_cancelled(self):
-        """Whether the client has gone (it stopped reading the stream)."""
+        """Whether the client has gone (it closed or cancelled its stream);
+        told by anemone within 20 ms, read here without asking."""
         return self._cancelled(self._key)
 
 
