@@ -18,7 +18,6 @@ use crate::request::{InferRequest, InferResponse};
 use crate::scheduler::Done;
 use crate::Timings;
 use anemone_core::{Error, Responder, Response, ResponseSink, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -67,9 +66,9 @@ impl Responses {
 /// Where a decoupled model's responses to one request go: each becomes an
 /// [`InferResponse`] with the outputs the request asked for.
 pub(crate) struct Sink {
+    /// Where the responses go; `None` once the last went out (or nobody
+    /// listened any more).
     to: Mutex<Option<mpsc::UnboundedSender<Streamed>>>,
-    /// Set once the last response went out (or nobody listens).
-    finished: AtomicBool,
     instance: Arc<ModelInstance>,
     id: Option<String>,
     /// The names of the outputs asked for; `None`: all.
@@ -90,7 +89,6 @@ impl Sink {
         let outputs = &instance.metadata().outputs;
         let sink = Sink {
             to: Mutex::new(Some(tx)),
-            finished: AtomicBool::new(false),
             instance: Arc::clone(instance),
             id,
             wanted: wanted.map(|w| w.iter().map(|&i| outputs[i].name.clone()).collect()),
@@ -131,15 +129,11 @@ impl Sink {
     /// it was not sent.
     fn deliver(&self, response: Option<Result<InferResponse>>, last: bool) -> bool {
         let mut to = self.lock();
-        if self.finished.load(Ordering::Relaxed) {
-            return false;
-        }
         let Some(tx) = to.as_ref() else {
             return false;
         };
         let sent = tx.send(Streamed { response, last }).is_ok();
         if last || !sent {
-            self.finished.store(true, Ordering::Relaxed);
             // The receiver sees the end after the last response.
             *to = None;
         }
