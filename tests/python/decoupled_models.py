@@ -3,6 +3,7 @@
 STREAMS_CONFIG = """
 backend: "python"
 model_transaction_policy { decoupled: true }
+model_warmup [ { name: "zeros" batch_size: 1 count: 2 inputs { key: "IN" value: { data_type: TYPE_INT32 dims: [ 3 ] zero_data: true } } } ]
 input [ { name: "IN" data_type: TYPE_INT32 dims: [ -1 ] } ]
 output [
   { name: "OUT" data_type: TYPE_INT32 dims: [ -1 ] },

@@ -6,7 +6,8 @@ exactly their own responses; responses of requests on one stream
 interleaving; errors (an error response, an exception, a list from
 execute(), a process that dies) failing only their request; a client that
 cancels seen by `is_cancelled()`; requests to another model from a
-response thread; dynamic batching; and the one-answer endpoints refusing
+response thread; dynamic batching; a warm-up (`model_warmup`, run at
+load: `streams` has one); and the one-answer endpoints refusing
 such a model with 501 / UNIMPLEMENTED, as Triton 2.51 does.
 """
 import concurrent.futures as cf

@@ -247,6 +247,17 @@ impl Manager {
     }
 }
 
+/// A responder whose responses go nowhere (a decoupled model's warm-up).
+pub(crate) fn discarding() -> Responder {
+    struct Discard;
+    impl ResponseSink for Discard {
+        fn send(&self, _: Option<Response>, _: bool) -> bool {
+            true
+        }
+    }
+    Responder(Arc::new(Discard))
+}
+
 /// The refusal of a request that wants one answer from a decoupled model.
 pub(crate) fn one_answer_refused(model: &str) -> Error {
     Error::Unsupported {

@@ -81,13 +81,32 @@ pub(crate) fn synthetic_sequence(
     sequences.with_controls(&crate::sequence::warmup_flags(&sequences), None, inputs)
 }
 
+/// One warm-up call: `infer`, or for a decoupled model one request whose
+/// responses are dropped (Triton runs a decoupled model's warm-up too).
+fn run_once(engine: &dyn LoadedModel, inputs: &[Tensor]) -> Result<()> {
+    if !engine.decoupled() {
+        return engine.infer(inputs).map(drop);
+    }
+    let responder = crate::decoupled::discarding();
+    let view = anemone_core::RequestView {
+        inputs,
+        id: None,
+        parameters: &[],
+        responder: Some(&responder),
+        absent: &[],
+    };
+    let answer = engine.infer_each(&[view]).pop();
+    answer.unwrap_or_else(|| Err(anemone_core::Error::Internal("no answer".into())))?;
+    Ok(())
+}
+
 /// Runs every sample `count` times (at least once) on `engine`. The first
 /// failure (an error or a panic) is returned, naming its sample.
 pub(crate) fn run(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<()> {
     let inputs = ordered(spec, engine)?;
     for (sample, inputs) in spec.warmup.iter().zip(&inputs) {
         for _ in 0..sample.count.max(1) {
-            match catch_unwind(AssertUnwindSafe(|| engine.infer(inputs))) {
+            match catch_unwind(AssertUnwindSafe(|| run_once(engine, inputs))) {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(failed(spec, sample, engine.backend(), e.chain_string())),
                 Err(panic) => {
