@@ -237,20 +237,31 @@ impl Routes {
             self.caller.clone(),
             Arc::clone(&self.stdin),
         );
+        let call = reply.call;
         let spawned = std::thread::Builder::new()
             .name(format!("python-call-{}", launch.model))
             .spawn(move || {
-                let call = reply.call;
                 let answer = super::bls::call(&launch, caller.as_ref(), reply, blobs);
-                let frame = wire::call_reply(answer, call);
-                let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
-                if let Ok(frame) = frame {
-                    let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
-                }
+                answer_call(&stdin, answer, call);
             });
+        // Answered all the same, so that the model's call does not wait forever.
         if let Err(e) = spawned {
-            tracing::error!(model = %self.launch.model, "cannot start a thread for a request to another model: {e}");
+            let why = format!("cannot start a thread for a request to another model: {e}");
+            tracing::error!(model = %self.launch.model, "{why}");
+            answer_call(&self.stdin, Err(Error::Internal(why)), call);
         }
+    }
+}
+
+/// Answers the process's request number `call` to another model.
+fn answer_call(
+    stdin: &Mutex<ChildStdin>,
+    answer: Result<Vec<(String, anemone_core::Tensor)>>,
+    call: Option<u64>,
+) {
+    if let Ok(frame) = wire::call_reply(answer, call) {
+        let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
     }
 }
 
