@@ -4,7 +4,7 @@
 //! engine is handed a [`Responder`] per request and sends each response
 //! through it; the last carries the final flag.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::sync::Arc;
 
@@ -50,5 +50,19 @@ impl Responder {
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Responder(..)")
+    }
+}
+
+/// The refusal of a request that wants one answer from a decoupled model
+/// (`Manager::infer`, HTTP `/infer`, gRPC `ModelInfer`, an engine's `infer`).
+pub fn one_answer_refused(model: &str) -> Error {
+    Error::Unsupported {
+        what: format!(
+            "model '{model}' is decoupled (model_transaction_policy {{ decoupled: true }}): it \
+             answers a request with any number of responses, not one"
+        ),
+        fix: "send its requests on a stream: gRPC ModelStreamInfer (tritonclient's \
+              start_stream and async_stream_infer), or Manager::infer_decoupled in the library"
+            .into(),
     }
 }

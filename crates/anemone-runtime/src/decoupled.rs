@@ -257,16 +257,3 @@ pub(crate) fn discarding() -> Responder {
     }
     Responder(Arc::new(Discard))
 }
-
-/// The refusal of a request that wants one answer from a decoupled model.
-pub(crate) fn one_answer_refused(model: &str) -> Error {
-    Error::Unsupported {
-        what: format!(
-            "model '{model}' is decoupled (model_transaction_policy {{ decoupled: true }}): it \
-             answers a request with any number of responses, not one"
-        ),
-        fix: "send its requests on a stream: gRPC ModelStreamInfer (tritonclient's \
-              start_stream and async_stream_infer), or Manager::infer_decoupled in the library"
-            .into(),
-    }
-}

@@ -51,7 +51,7 @@ impl Manager {
             }
         };
         if instance.decoupled() {
-            let e = crate::decoupled::one_answer_refused(instance.name());
+            let e = anemone_core::respond::one_answer_refused(instance.name());
             return Err(refuse(&instance, e));
         }
         // A sequence model's request waits for its turn holding no permit,
@@ -124,7 +124,7 @@ impl Manager {
             }
         };
         if instance.decoupled() {
-            let e = crate::decoupled::one_answer_refused(instance.name());
+            let e = anemone_core::respond::one_answer_refused(instance.name());
             return Err(refuse(&instance, e));
         }
         let outputs = request.outputs.as_deref();

@@ -320,15 +320,7 @@ impl PythonModel {
     }
 
     fn one_answer_refused(&self) -> Error {
-        Error::Unsupported {
-            what: format!(
-                "model '{}' is decoupled: it answers through each request's response sender",
-                self.launch.model
-            ),
-            fix: "run it with a responder per request (RequestView::responder; the runtime's \
-                  Manager::infer_decoupled)"
-                .into(),
-        }
+        anemone_core::respond::one_answer_refused(&self.launch.model)
     }
 
     /// One answer's outputs in the declared order, each of its declared

@@ -259,7 +259,13 @@ fn answer_call(
     answer: Result<Vec<(String, anemone_core::Tensor)>>,
     call: Option<u64>,
 ) {
-    if let Ok(frame) = wire::call_reply(answer, call) {
+    write(stdin, wire::call_reply(answer, call));
+}
+
+/// Writes a frame to the process (a write to a process that has ended is
+/// dropped: its reading side reports the end).
+fn write(stdin: &Mutex<ChildStdin>, frame: Result<Vec<u8>>) {
+    if let Ok(frame) = frame {
         let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
         let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
     }
@@ -282,10 +288,7 @@ fn watch(pending: &Weak<Pending>, stdin: &Mutex<ChildStdin>) {
 /// Tells the process that request `key`'s client has gone.
 fn tell_cancelled(stdin: &Mutex<ChildStdin>, key: u64) {
     let told = serde_json::json!({ "op": "cancelled", "key": key });
-    if let Ok(frame) = wire::frame(&told, &[]) {
-        let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
-    }
+    write(stdin, wire::frame(&told, &[]));
 }
 
 /// One frame's body (what follows its length).
