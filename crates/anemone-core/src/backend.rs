@@ -109,6 +109,11 @@ pub struct LoadOptions {
     /// whose own code calls them (a Python model's
     /// `InferenceRequest.exec`). The runtime gives one; `None` elsewhere.
     pub caller: Option<Caller>,
+    /// Where a model's own metrics go (a Python model's
+    /// `pb_utils.MetricFamily`), for the server's `/metrics`. The runtime
+    /// gives its registry; `None` elsewhere (such a model's metrics are then
+    /// refused with a message).
+    pub custom_metrics: Option<crate::custom_metrics::CustomMetrics>,
     /// Which engine instance of the model this is: 0 for the first, then
     /// counting through its instance groups in order (a Python model names
     /// its instance after it, as Triton does).

@@ -11,6 +11,7 @@
 //! - [`Error`] and [`ErrorKind`]: one error type with a kind and `retryable()`;
 //! - [`Backend`] and [`LoadedModel`]: the contract every engine implements;
 //!   [`Responder`]: how a decoupled model sends its responses;
+//! - [`custom_metrics`]: the metrics a model's own code reports;
 //! - [`npy`]: reading and writing NumPy `.npy` files.
 //!
 //! ```
@@ -23,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod custom_metrics;
 pub mod dtype;
 pub mod error;
 pub mod gather;

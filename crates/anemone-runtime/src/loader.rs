@@ -291,6 +291,7 @@ impl Manager {
             threads: spec.threads.or(self.inner.loader.threads),
             settings,
             caller: Some(self.caller()),
+            custom_metrics: Some(self.inner.custom_metrics.clone()),
             instance,
         };
         // Nested in `load_model_blocking`'s phase on a plain load; on its own

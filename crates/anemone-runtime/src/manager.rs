@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) gates: Arc<crate::gates::FeatureGates>,
     /// The health monitor: states, re-probes, re-timing (`monitor/`).
     pub(crate) monitor: Monitor,
+    /// The metrics the models' own code reports (`observe.rs`).
+    pub(crate) custom_metrics: anemone_core::custom_metrics::CustomMetrics,
 }
 
 /// Builds a [`Manager`].
@@ -301,6 +303,7 @@ impl ManagerBuilder {
                 ensembles: Default::default(),
                 gates: Arc::default(),
                 monitor: Monitor::new(self.health, self.recovery, self.retime),
+                custom_metrics: Default::default(),
             }),
         };
         Monitor::start(&manager.inner);

@@ -99,6 +99,15 @@ impl Manager {
             .collect()
     }
 
+    /// The metrics the models' own code reports (a Python model's
+    /// `pb_utils.MetricFamily`); [`CustomMetrics::render`] writes them for
+    /// Prometheus.
+    ///
+    /// [`CustomMetrics::render`]: anemone_core::custom_metrics::CustomMetrics::render
+    pub fn custom_metrics(&self) -> &anemone_core::custom_metrics::CustomMetrics {
+        &self.inner.custom_metrics
+    }
+
     /// A snapshot of every counter.
     pub fn metrics(&self) -> MetricsSnapshot {
         MetricsSnapshot {

@@ -437,6 +437,9 @@ impl AppState {
                 crate::prometheus::host::render_triton(host, &mut out);
             }
         }
+        // The models' own metrics, under their own names (none starts
+        // with `anemone_` or `nv_`, which are refused).
+        self.manager.custom_metrics().render(&mut out);
         out
     }
 }

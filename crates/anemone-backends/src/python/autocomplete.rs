@@ -38,6 +38,7 @@ pub fn auto_complete(
         model: model.to_string(),
         args: serde_json::Value::Null,
         decoupled: false,
+        metrics: None,
     };
     let mut process = Process::spawn(&launch, None)?;
     let ask = serde_json::json!({ "op": "auto_complete", "config": config });

@@ -16,6 +16,8 @@ mod autocomplete;
 mod bls;
 pub mod config;
 mod env;
+#[cfg(unix)]
+mod metrics;
 mod process;
 mod pump;
 #[cfg(test)]
@@ -217,6 +219,7 @@ impl PythonModel {
             model: name,
             args,
             decoupled: config::decoupled(&model_config),
+            metrics: options.custom_metrics.clone(),
         };
         let caller = options.caller.clone();
         let process = Process::start(&launch, caller.as_ref())?;

@@ -48,6 +48,8 @@ pub(crate) struct Launch {
     /// Whether the model is decoupled: its process's frames are then read
     /// by a [`Pump`], as they come.
     pub decoupled: bool,
+    /// Where the model's own metrics go (`metrics.rs`).
+    pub metrics: Option<anemone_core::custom_metrics::CustomMetrics>,
 }
 
 /// A running process.
@@ -107,6 +109,11 @@ impl Process {
                 command.env(var, joined);
             }
         }
+        #[cfg(unix)]
+        let (ours, theirs) = super::metrics::pair()
+            .map_err(|e| Error::Internal(format!("cannot make a metrics socket: {e}")))?;
+        #[cfg(unix)]
+        super::metrics::hand_over(&mut command, &theirs);
         let mut child = command
             .arg("-u")
             .arg("-c")
@@ -129,6 +136,18 @@ impl Process {
                     super::PYTHON_ENV
                 ))
             })?;
+        #[cfg(unix)]
+        {
+            drop(theirs);
+            let served = super::metrics::serve(ours, launch.metrics.clone(), launch.model.clone());
+            if let Err(e) = served {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Internal(format!(
+                    "cannot start a metrics thread: {e}"
+                )));
+            }
+        }
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr = child.stderr.take().expect("stderr is piped");
         let (model, lines) = (launch.model.clone(), Arc::clone(&tail));

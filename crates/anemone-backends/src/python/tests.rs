@@ -386,3 +386,77 @@ fn a_decoupled_model_sends_responses_from_its_threads_after_execute_returns() {
     assert!(model.infer_each(&[v])[0].is_ok());
     assert_eq!(e2.wait_last().len(), 2);
 }
+
+const COUNTS: &str = r#"
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.family = pb_utils.MetricFamily(name="rows_total", description="Rows seen", kind=pb_utils.MetricFamily.COUNTER)
+        self.rows = self.family.Metric(labels={"instance": args["model_instance_name"]})
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            self.rows.increment(x.shape[0])
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x * 2), pb_utils.Tensor("N", np.full((x.shape[0], 1), int(self.rows.value()), np.int64))]))
+        return out
+"#;
+
+#[test]
+fn a_models_metrics_reach_the_registry_it_was_given_and_leave_with_it() {
+    let Some(python) = python() else { return };
+    let dir = TempDir::new("python-metrics");
+    let model_py = dir.join("counts/1/model.py");
+    std::fs::create_dir_all(model_py.parent().unwrap()).unwrap();
+    std::fs::write(&model_py, COUNTS).unwrap();
+    let registry = anemone_core::custom_metrics::CustomMetrics::new();
+    let options = LoadOptions {
+        settings: vec![(config::MODEL_CONFIG_KEY.into(), config())],
+        custom_metrics: Some(registry.clone()),
+        ..Default::default()
+    };
+    let backend = Python::with_interpreter(python);
+    let model = backend
+        .load(&ModelSource::from_path(&model_py), &options)
+        .unwrap_or_else(|e| panic!("{e}"));
+    model.infer(&[x(&[[1.0, 2.0]])]).unwrap();
+    let out = model.infer(&[x(&[[1.0, 2.0], [3.0, 4.0]])]).unwrap();
+    // value() read back what the registry holds: 1 + 2 rows.
+    assert_eq!(out[1].to_vec::<i64>().unwrap(), [3, 3]);
+    let mut text = String::new();
+    registry.render(&mut text);
+    assert!(text.contains("# TYPE rows_total counter\n"), "{text}");
+    assert!(
+        text.contains("rows_total{instance=\"twice_0\"} 3\n"),
+        "{text}"
+    );
+    drop(model);
+    let start = std::time::Instant::now();
+    loop {
+        let mut text = String::new();
+        registry.render(&mut text);
+        if text.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "still shown after unload: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Without a registry (a library user loading the backend alone) the
+    // model's declaration fails with the reason.
+    let options = LoadOptions {
+        custom_metrics: None,
+        ..options
+    };
+    let e = backend
+        .load(&ModelSource::from_path(&model_py), &options)
+        .err()
+        .expect("loaded without a registry");
+    assert!(e.to_string().contains("keeps no custom metrics"), "{e}");
+}

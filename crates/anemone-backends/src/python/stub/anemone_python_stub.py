@@ -24,6 +24,7 @@ can be sent from any thread, its answer coming back with the same "call";
 and anemone tells it which requests' clients have gone ({"op":
 "cancelled", "key": K}), which is_cancelled() reads.
 """
+import collections
 import importlib.util
 import json
 import os
@@ -127,6 +128,55 @@ class Frames:
         write_frame(self.proto_out, header, blobs)
         slot[0].wait()
         return slot[1]
+
+
+class Metrics:
+    """The process's metrics channel to anemone (a socket, fd
+    ANEMONE_PYTHON_METRICS_FD; python/metrics.rs): one JSON object per line,
+    from any thread. Declarations and value() are answered; updates and
+    releases are not. Objects deleted (by __del__, which may run anywhere)
+    are queued and released with the next message, or after each call."""
+
+    def __init__(self, fd):
+        import socket
+
+        self.sock = socket.socket(fileno=fd)
+        self.reader = self.sock.makefile("rb")
+        self.lock = threading.Lock()
+        # Appended to and popped from without a lock: deque's own operations are atomic.
+        self.released = {"families": collections.deque(), "metrics": collections.deque()}
+
+    def release(self, what, id):
+        self.released[what].append(id)
+
+    def _send(self, message):
+        released = {}
+        for what, ids in self.released.items():
+            while ids:
+                released.setdefault(what, []).append(ids.popleft())
+        if released:
+            self.sock.sendall((json.dumps({"op": "release", **released}) + "\n").encode())
+        if message is not None:
+            self.sock.sendall((json.dumps(message) + "\n").encode())
+
+    def tell(self, message):
+        with self.lock:
+            self._send(message)
+
+    def ask(self, message):
+        with self.lock:
+            self._send(message)
+            line = self.reader.readline()
+        if not line:
+            return {"ok": False, "error": "anemone closed the metrics channel"}
+        return json.loads(line)
+
+    def flush(self):
+        if any(self.released.values()):
+            try:
+                self.tell(None)
+            except OSError:
+                pass
 
 
 def decode_tensor(pb_utils, np, spec, data):
@@ -275,6 +325,9 @@ def main():
         source = os.environ.pop("ANEMONE_PYTHON_UTILS")
         sys.modules["triton_python_backend_utils"] = pb_utils
         exec(compile(source, "triton_python_backend_utils.py", "exec"), pb_utils.__dict__)
+        metrics_fd = os.environ.pop("ANEMONE_PYTHON_METRICS_FD", None)
+        if metrics_fd is not None:
+            pb_utils._metrics = Metrics(int(metrics_fd))
 
         spec = importlib.util.spec_from_file_location("model", model_py)
         module = importlib.util.module_from_spec(spec)
@@ -291,6 +344,8 @@ def main():
     sequence = Sequence({})
     decoupled, instance_name = False, ""
     while True:
+        if pb_utils._metrics is not None:
+            pb_utils._metrics.flush()
         frames = channel.get("frames")
         header, data = frames.next() if frames is not None else read_frame(proto_in)
         if header is None:

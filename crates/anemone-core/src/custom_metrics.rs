@@ -1,0 +1,725 @@
+//! Metrics that a model's own code reports (Triton's custom metrics: a
+//! Python model's `pb_utils.MetricFamily`), kept for the server's
+//! `/metrics`.
+//!
+//! A model declares a family (a name, a description and a kind), then a
+//! series of it per set of labels, and counts, sets or observes values on
+//! the series. Families and series are shared by name and labels: two
+//! instances of a model that declare the same family and labels update one
+//! series, as in Triton. Each declaration is held until it is released; a
+//! series with no holder left is removed, and so is a family with no holder
+//! and no series (a model that unloads takes its metrics with it).
+//!
+//! ```
+//! use anemone_core::custom_metrics::{CustomMetrics, MetricKind};
+//!
+//! let metrics = CustomMetrics::new();
+//! let family = metrics.family("tokens_total", "Tokens generated", MetricKind::Counter).unwrap();
+//! let series = metrics.series(&family, vec![("model".into(), "llm".into())], None).unwrap();
+//! metrics.increment(&series, 12.0).unwrap();
+//! assert!(metrics.increment(&series, -1.0).is_err()); // a counter only goes up
+//! let mut out = String::new();
+//! metrics.render(&mut out);
+//! assert!(out.contains("tokens_total{model=\"llm\"} 12\n"));
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The most series all families may hold together: past it a new series is
+/// refused (a model that makes a series per request would grow `/metrics`
+/// without end).
+pub const MAX_SERIES: usize = 100_000;
+
+/// The most bucket boundaries a histogram series may have.
+pub const MAX_BUCKETS: usize = 1_000;
+
+/// What a family counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Goes up only: `increment` by a value ≥ 0.
+    Counter,
+    /// Any value: `set`, and `increment` by any value.
+    Gauge,
+    /// Observations counted into buckets: `observe`.
+    Histogram,
+}
+
+impl MetricKind {
+    /// Prometheus' name of the kind (`# TYPE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// Why a declaration or an update was refused; the words say what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricError(pub String);
+
+impl std::fmt::Display for MetricError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MetricError {}
+
+type Outcome<T> = std::result::Result<T, MetricError>;
+
+fn refuse<T>(message: impl Into<String>) -> Outcome<T> {
+    Err(MetricError(message.into()))
+}
+
+/// A family held by its declarer; give it back with
+/// [`CustomMetrics::release_family`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyRef {
+    name: String,
+}
+
+impl FamilyRef {
+    /// The family's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A series held by its declarer; give it back with
+/// [`CustomMetrics::release_series`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesRef {
+    family: String,
+    labels: Labels,
+}
+
+/// Label names and values, sorted by name.
+type Labels = Vec<(String, String)>;
+
+/// The registry of a server's custom metrics; clones share it.
+#[derive(Clone, Default)]
+pub struct CustomMetrics(Arc<Mutex<Families>>);
+
+impl std::fmt::Debug for CustomMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomMetrics")
+    }
+}
+
+impl PartialEq for CustomMetrics {
+    fn eq(&self, other: &CustomMetrics) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CustomMetrics {}
+
+#[derive(Default)]
+struct Families {
+    by_name: BTreeMap<String, Family>,
+    series: usize,
+}
+
+struct Family {
+    help: String,
+    kind: MetricKind,
+    holders: usize,
+    series: BTreeMap<Labels, Series>,
+}
+
+struct Series {
+    holders: usize,
+    value: Value,
+}
+
+enum Value {
+    Number(f64),
+    Histogram {
+        bounds: Vec<f64>,
+        /// Per bucket (not cumulative); the last is above every bound.
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+/// Prometheus' metric names: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Prometheus' label names: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting `__`.
+fn valid_label(name: &str) -> bool {
+    let mut chars = name.chars();
+    !name.starts_with("__")
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl CustomMetrics {
+    /// An empty registry.
+    pub fn new() -> CustomMetrics {
+        CustomMetrics::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Families> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Declares family `name` (or holds the existing one of that name and
+    /// kind, whose description stays the first one's, as in Triton).
+    pub fn family(&self, name: &str, help: &str, kind: MetricKind) -> Outcome<FamilyRef> {
+        if !valid_name(name) {
+            return refuse(format!(
+                "invalid metric name {name:?}: a name is letters, digits, '_' and ':', \
+                 not starting with a digit (Prometheus' rule)"
+            ));
+        }
+        if name.starts_with("anemone_") || name.starts_with("nv_") {
+            return refuse(format!(
+                "metric name {name:?}: names starting with 'anemone_' or 'nv_' are the server's \
+                 own metrics; choose another prefix"
+            ));
+        }
+        let mut families = self.lock();
+        match families.by_name.get_mut(name) {
+            Some(family) if family.kind != kind => refuse(format!(
+                "metric family {name:?} already exists as a {}, not a {}; a name has one kind",
+                family.kind.as_str(),
+                kind.as_str()
+            )),
+            Some(family) => {
+                family.holders += 1;
+                Ok(FamilyRef { name: name.into() })
+            }
+            None => {
+                families.by_name.insert(
+                    name.into(),
+                    Family {
+                        help: help.into(),
+                        kind,
+                        holders: 1,
+                        series: BTreeMap::new(),
+                    },
+                );
+                Ok(FamilyRef { name: name.into() })
+            }
+        }
+    }
+
+    /// Declares the series of `family` with these labels (or holds the
+    /// existing one). A histogram needs its bucket boundaries, strictly
+    /// increasing and finite (an empty list: one `+Inf` bucket); other
+    /// kinds take none.
+    pub fn series(
+        &self,
+        family: &FamilyRef,
+        mut labels: Vec<(String, String)>,
+        buckets: Option<Vec<f64>>,
+    ) -> Outcome<SeriesRef> {
+        labels.sort();
+        if let Some(w) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
+            return refuse(format!("label {:?} is given twice", w[0].0));
+        }
+        if let Some((bad, _)) = labels.iter().find(|(k, _)| !valid_label(k)) {
+            return refuse(format!(
+                "invalid label name {bad:?}: a label name is letters, digits and '_', not \
+                 starting with a digit or '__' (Prometheus' rule)"
+            ));
+        }
+        let mut guard = self.lock();
+        let families = &mut *guard;
+        let Some(entry) = families.by_name.get_mut(&family.name) else {
+            return refuse(format!("metric family {:?} was released", family.name));
+        };
+        let value = match (entry.kind, buckets) {
+            (MetricKind::Histogram, None) => {
+                return refuse(format!(
+                    "histogram {:?} needs its bucket boundaries (buckets=[...])",
+                    family.name
+                ))
+            }
+            (MetricKind::Histogram, Some(bounds)) => {
+                check_buckets(&family.name, &bounds)?;
+                if labels.iter().any(|(k, _)| k == "le") {
+                    return refuse(format!(
+                        "histogram {:?}: the label 'le' names its buckets; call yours otherwise",
+                        family.name
+                    ));
+                }
+                Value::Histogram {
+                    counts: vec![0; bounds.len() + 1],
+                    bounds,
+                    sum: 0.0,
+                    count: 0,
+                }
+            }
+            (kind, Some(_)) => {
+                return refuse(format!(
+                    "{} {:?} takes no buckets; only a histogram has them",
+                    kind.as_str(),
+                    family.name
+                ))
+            }
+            (_, None) => Value::Number(0.0),
+        };
+        if let Some(series) = entry.series.get_mut(&labels) {
+            if let (Value::Histogram { bounds: held, .. }, Value::Histogram { bounds: asked, .. }) =
+                (&series.value, &value)
+            {
+                if held != asked {
+                    return refuse(format!(
+                        "histogram {:?} with these labels already has buckets {held:?}, not {asked:?}",
+                        family.name
+                    ));
+                }
+            }
+            series.holders += 1;
+        } else {
+            if families.series >= MAX_SERIES {
+                return refuse(format!(
+                    "the server holds {MAX_SERIES} custom metric series already, its most; \
+                     release series (del the Metric objects) or use fewer label values"
+                ));
+            }
+            families.series += 1;
+            entry
+                .series
+                .insert(labels.clone(), Series { holders: 1, value });
+        }
+        Ok(SeriesRef {
+            family: family.name.clone(),
+            labels,
+        })
+    }
+
+    fn with_series<T>(
+        &self,
+        series: &SeriesRef,
+        op: impl FnOnce(MetricKind, &mut Value) -> Outcome<T>,
+    ) -> Outcome<T> {
+        let mut families = self.lock();
+        let family = families.by_name.get_mut(&series.family);
+        match family.and_then(|f| Some(f.kind).zip(f.series.get_mut(&series.labels))) {
+            Some((kind, s)) => op(kind, &mut s.value),
+            None => refuse(format!("metric {:?} was released", series.family)),
+        }
+    }
+
+    /// Adds `by` (a counter: ≥ 0) to a counter or a gauge.
+    pub fn increment(&self, series: &SeriesRef, by: f64) -> Outcome<()> {
+        self.with_series(series, |kind, value| match (kind, value) {
+            (MetricKind::Counter, _) if by.is_nan() || by < 0.0 => refuse(format!(
+                "counter {:?} only goes up: increment it by a value of 0 or more, not {by}",
+                series.family
+            )),
+            (_, Value::Number(v)) => {
+                *v += by;
+                Ok(())
+            }
+            (_, Value::Histogram { .. }) => refuse(format!(
+                "histogram {:?} does not support increment; observe(value) counts a value",
+                series.family
+            )),
+        })
+    }
+
+    /// Sets a gauge.
+    pub fn set(&self, series: &SeriesRef, to: f64) -> Outcome<()> {
+        self.with_series(series, |kind, value| match (kind, value) {
+            (MetricKind::Gauge, Value::Number(v)) => {
+                *v = to;
+                Ok(())
+            }
+            (kind, _) => refuse(format!(
+                "{} {:?} does not support set; only a gauge does",
+                kind.as_str(),
+                series.family
+            )),
+        })
+    }
+
+    /// Counts one observation into a histogram.
+    pub fn observe(&self, series: &SeriesRef, x: f64) -> Outcome<()> {
+        self.with_series(series, |kind, value| match value {
+            Value::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+            } => {
+                let bucket = bounds.iter().position(|b| x <= *b).unwrap_or(bounds.len());
+                counts[bucket] += 1;
+                *sum += x;
+                *count += 1;
+                Ok(())
+            }
+            Value::Number(_) => refuse(format!(
+                "{} {:?} does not support observe; only a histogram does",
+                kind.as_str(),
+                series.family
+            )),
+        })
+    }
+
+    /// A counter's or a gauge's value.
+    pub fn value(&self, series: &SeriesRef) -> Outcome<f64> {
+        self.with_series(series, |_, value| match value {
+            Value::Number(v) => Ok(*v),
+            Value::Histogram { .. } => refuse(format!(
+                "histogram {:?} does not support value; read it from /metrics",
+                series.family
+            )),
+        })
+    }
+
+    /// Gives a series back; the last holder's release removes it.
+    pub fn release_series(&self, series: SeriesRef) {
+        let mut guard = self.lock();
+        let families = &mut *guard;
+        let Some(family) = families.by_name.get_mut(&series.family) else {
+            return;
+        };
+        if let Some(s) = family.series.get_mut(&series.labels) {
+            s.holders -= 1;
+            if s.holders == 0 {
+                family.series.remove(&series.labels);
+                families.series -= 1;
+            }
+        }
+        if family.holders == 0 && family.series.is_empty() {
+            families.by_name.remove(&series.family);
+        }
+    }
+
+    /// Gives a family back; it goes with its last holder and series.
+    pub fn release_family(&self, family: FamilyRef) {
+        let mut families = self.lock();
+        if let Some(f) = families.by_name.get_mut(&family.name) {
+            f.holders = f.holders.saturating_sub(1);
+            if f.holders == 0 && f.series.is_empty() {
+                families.by_name.remove(&family.name);
+            }
+        }
+    }
+
+    /// The families in Prometheus' text format, by name, each series by its labels.
+    pub fn render(&self, out: &mut String) {
+        let families = self.lock();
+        // A family without series has nothing to show (Prometheus' clients skip it too).
+        for (name, family) in families
+            .by_name
+            .iter()
+            .filter(|(_, f)| !f.series.is_empty())
+        {
+            let help = family.help.replace('\\', "\\\\").replace('\n', "\\n");
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {}", family.kind.as_str());
+            for (labels, series) in &family.series {
+                match &series.value {
+                    Value::Number(v) => sample(out, name, labels, None, number(*v)),
+                    Value::Histogram {
+                        bounds,
+                        counts,
+                        sum,
+                        count,
+                    } => {
+                        let bucket = format!("{name}_bucket");
+                        let mut cumulative = 0;
+                        for (i, n) in counts.iter().enumerate() {
+                            cumulative += n;
+                            let le = bounds.get(i).map_or("+Inf".into(), |b| number(*b));
+                            sample(out, &bucket, labels, Some(&le), cumulative.to_string());
+                        }
+                        sample(out, &format!("{name}_sum"), labels, None, number(*sum));
+                        sample(
+                            out,
+                            &format!("{name}_count"),
+                            labels,
+                            None,
+                            count.to_string(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_buckets(family: &str, bounds: &[f64]) -> Outcome<()> {
+    if bounds.len() > MAX_BUCKETS {
+        return refuse(format!(
+            "histogram {family:?} has {} buckets; {MAX_BUCKETS} at most",
+            bounds.len()
+        ));
+    }
+    if let Some(bad) = bounds.iter().find(|b| !b.is_finite()) {
+        return refuse(format!(
+            "histogram {family:?}: bucket boundary {bad} is not a finite number (+Inf is always the last bucket)"
+        ));
+    }
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return refuse(format!(
+            "histogram {family:?}: bucket boundaries {bounds:?} must be strictly increasing"
+        ));
+    }
+    Ok(())
+}
+
+/// One line: `name{labels,le="..."} value`.
+fn sample(out: &mut String, name: &str, labels: &Labels, le: Option<&str>, value: String) {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    match parts.is_empty() {
+        true => {
+            let _ = writeln!(out, "{name} {value}");
+        }
+        false => {
+            let _ = writeln!(out, "{name}{{{}}} {value}", parts.join(","));
+        }
+    }
+}
+
+/// A value as Prometheus writes it: `NaN`, `+Inf`, `-Inf`, whole numbers
+/// without a fraction, very large or small ones with an exponent.
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v != 0.0 && !(1e-4..1e15).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(m: &CustomMetrics) -> String {
+        let mut out = String::new();
+        m.render(&mut out);
+        out
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_histogram_counts_each_observation_into_its_bucket_and_renders_cumulatively() {
+        let m = CustomMetrics::new();
+        let f = m
+            .family("latency", "seconds", MetricKind::Histogram)
+            .unwrap();
+        let s = m
+            .series(
+                &f,
+                labels(&[("b", "2"), ("a", "1")]),
+                Some(vec![0.1, 1.0, 2.5]),
+            )
+            .unwrap();
+        for x in [0.0625, 1.5, 6.0, 0.09375] {
+            m.observe(&s, x).unwrap();
+        }
+        let out = rendered(&m);
+        let want = "# HELP latency seconds\n# TYPE latency histogram\n\
+                    latency_bucket{a=\"1\",b=\"2\",le=\"0.1\"} 2\n\
+                    latency_bucket{a=\"1\",b=\"2\",le=\"1\"} 2\n\
+                    latency_bucket{a=\"1\",b=\"2\",le=\"2.5\"} 3\n\
+                    latency_bucket{a=\"1\",b=\"2\",le=\"+Inf\"} 4\n\
+                    latency_sum{a=\"1\",b=\"2\"} 7.65625\n\
+                    latency_count{a=\"1\",b=\"2\"} 4\n";
+        assert_eq!(out, want);
+        assert!(m
+            .value(&s)
+            .unwrap_err()
+            .0
+            .contains("does not support value"));
+        assert!(m.increment(&s, 1.0).is_err());
+        assert!(m.set(&s, 1.0).is_err());
+    }
+
+    #[test]
+    fn counters_only_go_up_and_gauges_take_anything() {
+        let m = CustomMetrics::new();
+        let c = m.family("c", "a counter", MetricKind::Counter).unwrap();
+        let c = m.series(&c, vec![], None).unwrap();
+        m.increment(&c, 2023.0).unwrap();
+        for bad in [-23.5, f64::NAN] {
+            let e = m.increment(&c, bad).unwrap_err();
+            assert!(e.0.contains("only goes up"), "{e}");
+        }
+        assert!(m.set(&c, 5.0).unwrap_err().0.contains("only a gauge"));
+        assert!(m
+            .observe(&c, 5.0)
+            .unwrap_err()
+            .0
+            .contains("only a histogram"));
+        assert_eq!(m.value(&c).unwrap(), 2023.0);
+        let g = m.family("g", "a gauge", MetricKind::Gauge).unwrap();
+        let g = m.series(&g, vec![], None).unwrap();
+        m.increment(&g, 2023.0).unwrap();
+        m.increment(&g, -23.5).unwrap();
+        assert_eq!(m.value(&g).unwrap(), 1999.5);
+        m.set(&g, 999.9).unwrap();
+        assert_eq!(m.value(&g).unwrap(), 999.9);
+        let out = rendered(&m);
+        assert!(
+            out.contains("\nc 2023\n") && out.contains("\ng 999.9\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn same_name_and_labels_share_a_series_until_the_last_holder_releases_it() {
+        let m = CustomMetrics::new();
+        let f1 = m.family("dup", "first", MetricKind::Counter).unwrap();
+        let f2 = m.family("dup", "second", MetricKind::Counter).unwrap();
+        let e = m.family("dup", "other", MetricKind::Gauge).unwrap_err();
+        assert!(e.0.contains("already exists as a counter"), "{e}");
+        let s1 = m.series(&f1, labels(&[("k", "v")]), None).unwrap();
+        let s2 = m.series(&f2, labels(&[("k", "v")]), None).unwrap();
+        m.increment(&s1, 7.5).unwrap();
+        assert_eq!(m.value(&s2).unwrap(), 7.5);
+        m.release_series(s1);
+        m.release_family(f1);
+        assert!(rendered(&m).contains("# HELP dup first\n"));
+        assert_eq!(m.value(&s2).unwrap(), 7.5);
+        m.release_series(s2.clone());
+        assert_eq!(rendered(&m), "");
+        assert!(m.value(&s2).is_err());
+        m.release_family(f2);
+        assert_eq!(rendered(&m), "");
+    }
+
+    #[test]
+    fn bad_declarations_are_refused_with_the_rule() {
+        let m = CustomMetrics::new();
+        for name in ["bad-name", "1abc", "", "anemone_x", "nv_inference_count"] {
+            assert!(m.family(name, "d", MetricKind::Gauge).is_err(), "{name}");
+        }
+        assert!(m.family("ok:colon", "d", MetricKind::Gauge).is_ok());
+        let g = m.family("g", "d", MetricKind::Gauge).unwrap();
+        for bad in [
+            &[("bad-label", "v")][..],
+            &[("__name__", "x")],
+            &[("1a", "x")],
+        ] {
+            let e = m.series(&g, labels(bad), None).unwrap_err();
+            assert!(e.0.contains("invalid label name"), "{e}");
+        }
+        assert!(m
+            .series(&g, vec![], Some(vec![1.0]))
+            .unwrap_err()
+            .0
+            .contains("takes no buckets"));
+        let h = m.family("h", "d", MetricKind::Histogram).unwrap();
+        assert!(m
+            .series(&h, vec![], None)
+            .unwrap_err()
+            .0
+            .contains("needs its bucket"));
+        for bad in [
+            vec![2.0, 1.0],
+            vec![1.0, 1.0],
+            vec![1.0, f64::INFINITY],
+            vec![f64::NAN],
+        ] {
+            assert!(m.series(&h, vec![], Some(bad.clone())).is_err(), "{bad:?}");
+        }
+        assert!(m
+            .series(&h, labels(&[("le", "x")]), Some(vec![]))
+            .unwrap_err()
+            .0
+            .contains("'le'"));
+        let s = m.series(&h, vec![], Some(vec![])).unwrap();
+        m.observe(&s, 3.0).unwrap();
+        let e = m.series(&h, vec![], Some(vec![1.0])).unwrap_err();
+        assert!(e.0.contains("already has buckets"), "{e}");
+        assert!(rendered(&m).contains("h_bucket{le=\"+Inf\"} 1\nh_sum 3\nh_count 1\n"));
+    }
+
+    #[test]
+    fn values_and_labels_are_written_as_prometheus_reads_them() {
+        let m = CustomMetrics::new();
+        let f = m
+            .family("esc", "d \"q\" \\ \n x", MetricKind::Gauge)
+            .unwrap();
+        let cases = [
+            ("nan", f64::NAN, "NaN"),
+            ("inf", f64::INFINITY, "+Inf"),
+            ("ninf", f64::NEG_INFINITY, "-Inf"),
+            ("big", 1e300, "1e300"),
+            ("small", 1.5e-7, "1.5e-7"),
+            ("int", 123456789012.0, "123456789012"),
+            ("frac", 0.25, "0.25"),
+        ];
+        for (label, value, _) in cases {
+            let s = m.series(&f, labels(&[("a", label)]), None).unwrap();
+            m.set(&s, value).unwrap();
+        }
+        let s = m
+            .series(&f, labels(&[("a", "v \"q\" \\ \n x")]), None)
+            .unwrap();
+        m.set(&s, 1.0).unwrap();
+        let out = rendered(&m);
+        assert!(
+            out.starts_with("# HELP esc d \"q\" \\\\ \\n x\n# TYPE esc gauge\n"),
+            "{out}"
+        );
+        for (label, _, written) in cases {
+            assert!(
+                out.contains(&format!("esc{{a=\"{label}\"}} {written}\n")),
+                "{out}"
+            );
+        }
+        assert!(
+            out.contains("esc{a=\"v \\\"q\\\" \\\\ \\n x\"} 1\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn series_past_the_limit_are_refused_and_released_ones_make_room() {
+        let m = CustomMetrics::new();
+        let f = m.family("many", "d", MetricKind::Gauge).unwrap();
+        let mut held = Vec::new();
+        for i in 0..MAX_SERIES {
+            held.push(
+                m.series(&f, labels(&[("i", &i.to_string())]), None)
+                    .unwrap(),
+            );
+        }
+        let e = m.series(&f, labels(&[("i", "last")]), None).unwrap_err();
+        assert!(e.0.contains("100000 custom metric series"), "{e}");
+        m.release_series(held.pop().unwrap());
+        assert!(m.series(&f, labels(&[("i", "last")]), None).is_ok());
+    }
+}
