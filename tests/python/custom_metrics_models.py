@@ -148,6 +148,15 @@ def sharing():
     return {"shared": shared, "other": other.value()}
 
 
+def local():
+    # A Metric made in each request, as a local: the same series each time.
+    family = KEEP.setdefault("local", M(name="api_local", description="d", kind=M.COUNTER))
+    metric = family.Metric(labels={"s": "ok"})
+    before = metric.value()
+    metric.increment(5)
+    return {"before": before}
+
+
 def release():
     KEEP.pop("shared", None)
     return {}
@@ -157,7 +166,9 @@ def die():
     os._exit(3)
 
 
-CHECKS = {"kinds": kinds, "declarations": declarations, "sharing": sharing, "release": release, "die": die}
+CHECKS = {
+    "kinds": kinds, "declarations": declarations, "sharing": sharing, "local": local, "release": release, "die": die,
+}
 
 
 class TritonPythonModel:

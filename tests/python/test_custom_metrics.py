@@ -4,7 +4,7 @@ metrics) on the server's /metrics, read with Prometheus' own parser
 count into together, checked against numpy over the values sent; a gauge a
 model's own thread sets between requests; a decoupled model counting from
 its response thread; the API's refusals (with Triton's exception types);
-series shared by name and labels, released with their last object; and a
+series shared by name and labels, living as long as their family; and a
 model's metrics gone when it unloads or its process dies.
 """
 import concurrent.futures as cf
@@ -179,7 +179,13 @@ def test_bad_declarations_are_refused_with_the_rule_they_break(server):
                      ("api_hist_args_count", (("e", "1"),)): 0, ("api_hist_args_sum", (("e", "1"),)): 0}
 
 
-def test_same_name_and_labels_share_a_series_until_the_last_object_goes(server):
+def test_a_series_lives_as_long_as_its_family_as_in_triton(server):
+    # Triton keeps a series when its Metric object goes, until its family goes.
+    assert [check(server, "local")["before"] for _ in range(3)] == [0.0, 5.0, 10.0]
+    assert scrape(server)["api_local"][2] == {("api_local_total", (("s", "ok"),)): 15.0}
+
+
+def test_same_name_and_labels_share_a_series_until_the_last_family_object_goes(server):
     r = check(server, "sharing")
     assert r == {"shared": 7.5, "other": 0.0}
     kind, help_, samples = scrape(server)["api_shared"]

@@ -6,9 +6,11 @@
 //! series of it per set of labels, and counts, sets or observes values on
 //! the series. Families and series are shared by name and labels: two
 //! instances of a model that declare the same family and labels update one
-//! series, as in Triton. Each declaration is held until it is released; a
-//! series with no holder left is removed, and so is a family with no holder
-//! and no series (a model that unloads takes its metrics with it).
+//! series, as in Triton. A family is held by each declaration of it until
+//! that is released; its series live as long as it does (a series declared
+//! anew in each request keeps counting, as in Triton) and go with it when
+//! its last holder releases it (a model that unloads takes its metrics
+//! with it).
 //!
 //! ```
 //! use anemone_core::custom_metrics::{CustomMetrics, MetricKind};
@@ -89,8 +91,7 @@ impl FamilyRef {
     }
 }
 
-/// A series held by its declarer; give it back with
-/// [`CustomMetrics::release_series`].
+/// A series of a family: it lives as long as its family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesRef {
     family: String,
@@ -132,7 +133,6 @@ struct Family {
 }
 
 struct Series {
-    holders: usize,
     value: Value,
 }
 
@@ -217,7 +217,7 @@ impl CustomMetrics {
         }
     }
 
-    /// Declares the series of `family` with these labels (or holds the
+    /// Declares the series of `family` with these labels (or gives the
     /// existing one). A histogram needs its bucket boundaries, strictly
     /// increasing and finite (an empty list: one `+Inf` bucket); other
     /// kinds take none.
@@ -284,18 +284,15 @@ impl CustomMetrics {
                     ));
                 }
             }
-            series.holders += 1;
         } else {
             if families.series >= MAX_SERIES {
                 return refuse(format!(
                     "the server holds {MAX_SERIES} custom metric series already, its most; \
-                     release series (del the Metric objects) or use fewer label values"
+                     release families (del the MetricFamily objects) or use fewer label values"
                 ));
             }
             families.series += 1;
-            entry
-                .series
-                .insert(labels.clone(), Series { holders: 1, value });
+            entry.series.insert(labels.clone(), Series { value });
         }
         Ok(SeriesRef {
             family: family.name.clone(),
@@ -383,32 +380,19 @@ impl CustomMetrics {
         })
     }
 
-    /// Gives a series back; the last holder's release removes it.
-    pub fn release_series(&self, series: SeriesRef) {
+    /// Gives a family back; it goes, with its series, when its last holder
+    /// gives it back.
+    pub fn release_family(&self, family: FamilyRef) {
         let mut guard = self.lock();
         let families = &mut *guard;
-        let Some(family) = families.by_name.get_mut(&series.family) else {
-            return;
-        };
-        if let Some(s) = family.series.get_mut(&series.labels) {
-            s.holders -= 1;
-            if s.holders == 0 {
-                family.series.remove(&series.labels);
-                families.series -= 1;
-            }
-        }
-        if family.holders == 0 && family.series.is_empty() {
-            families.by_name.remove(&series.family);
-        }
-    }
-
-    /// Gives a family back; it goes with its last holder and series.
-    pub fn release_family(&self, family: FamilyRef) {
-        let mut families = self.lock();
         if let Some(f) = families.by_name.get_mut(&family.name) {
             f.holders = f.holders.saturating_sub(1);
-            if f.holders == 0 && f.series.is_empty() {
-                families.by_name.remove(&family.name);
+            if f.holders == 0 {
+                let gone = families
+                    .by_name
+                    .remove(&family.name)
+                    .map_or(0, |f| f.series.len());
+                families.series -= gone;
             }
         }
     }
@@ -598,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn same_name_and_labels_share_a_series_until_the_last_holder_releases_it() {
+    fn same_name_and_labels_share_a_series_which_lives_as_long_as_its_family() {
         let m = CustomMetrics::new();
         let f1 = m.family("dup", "first", MetricKind::Counter).unwrap();
         let f2 = m.family("dup", "second", MetricKind::Counter).unwrap();
@@ -608,15 +592,20 @@ mod tests {
         let s2 = m.series(&f2, labels(&[("k", "v")]), None).unwrap();
         m.increment(&s1, 7.5).unwrap();
         assert_eq!(m.value(&s2).unwrap(), 7.5);
-        m.release_series(s1);
+        // Declared again (a Metric made in each request): the same series.
+        let again = m.series(&f1, labels(&[("k", "v")]), None).unwrap();
+        m.increment(&again, 1.0).unwrap();
         m.release_family(f1);
         assert!(rendered(&m).contains("# HELP dup first\n"));
-        assert_eq!(m.value(&s2).unwrap(), 7.5);
-        m.release_series(s2.clone());
-        assert_eq!(rendered(&m), "");
-        assert!(m.value(&s2).is_err());
+        assert_eq!(m.value(&s2).unwrap(), 8.5);
         m.release_family(f2);
         assert_eq!(rendered(&m), "");
+        assert!(m.value(&s2).unwrap_err().0.contains("was released"));
+        // Declared anew: counting from 0, under the new description.
+        let f3 = m.family("dup", "third", MetricKind::Counter).unwrap();
+        let s3 = m.series(&f3, labels(&[("k", "v")]), None).unwrap();
+        assert_eq!(m.value(&s3).unwrap(), 0.0);
+        assert!(rendered(&m).contains("# HELP dup third\n"));
     }
 
     #[test]
@@ -707,19 +696,20 @@ mod tests {
     }
 
     #[test]
-    fn series_past_the_limit_are_refused_and_released_ones_make_room() {
+    fn series_past_the_limit_are_refused_and_a_released_family_makes_room() {
         let m = CustomMetrics::new();
         let f = m.family("many", "d", MetricKind::Gauge).unwrap();
-        let mut held = Vec::new();
-        for i in 0..MAX_SERIES {
-            held.push(
-                m.series(&f, labels(&[("i", &i.to_string())]), None)
-                    .unwrap(),
-            );
+        for i in 0..MAX_SERIES - 1 {
+            m.series(&f, labels(&[("i", &i.to_string())]), None)
+                .unwrap();
         }
+        let other = m.family("other", "d", MetricKind::Gauge).unwrap();
+        m.series(&other, vec![], None).unwrap();
         let e = m.series(&f, labels(&[("i", "last")]), None).unwrap_err();
         assert!(e.0.contains("100000 custom metric series"), "{e}");
-        m.release_series(held.pop().unwrap());
+        // The same labels again are no new series.
+        assert!(m.series(&f, labels(&[("i", "0")]), None).is_ok());
+        m.release_family(other);
         assert!(m.series(&f, labels(&[("i", "last")]), None).is_ok());
     }
 }

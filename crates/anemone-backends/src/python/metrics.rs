@@ -11,8 +11,8 @@
 //! `observe` (`{"metric": ID, "value": "2"}`) and `release` (`{"families":
 //! [...], "metrics": [...]}`) are not answered: the process has checked
 //! them against the kind, and a refusal is logged. Values travel as text,
-//! so `nan` and `inf` do too. What the process holds when it ends is
-//! released.
+//! so `nan` and `inf` do too. The families the process holds when it ends
+//! are released.
 
 use anemone_core::custom_metrics::{CustomMetrics, FamilyRef, MetricKind, SeriesRef};
 use serde_json::{json, Value};
@@ -157,10 +157,10 @@ impl Channel {
                 None
             }
             "release" => {
+                // A series lives as long as its family (as in Triton): a
+                // Metric object deleted only frees its entry here.
                 for id in ids(&message["metrics"]) {
-                    if let Some(series) = self.series.remove(&id) {
-                        registry.release_series(series);
-                    }
+                    self.series.remove(&id);
                 }
                 for id in ids(&message["families"]) {
                     if let Some(family) = self.families.remove(&id) {
@@ -234,10 +234,8 @@ impl Channel {
     }
 
     fn release_all(&mut self) {
+        self.series.clear();
         if let Some(registry) = &self.registry {
-            for (_, series) in self.series.drain() {
-                registry.release_series(series);
-            }
             for (_, family) in self.families.drain() {
                 registry.release_family(family);
             }
