@@ -213,6 +213,29 @@ pub struct CallRequest {
 pub trait ModelCaller: Send + Sync {
     /// Runs `request`.
     fn call(&self, request: CallRequest) -> Result<Vec<(String, Tensor)>>;
+
+    /// Runs `request` on a model that may answer with any number of
+    /// responses (a decoupled model), giving each to `each` as it comes,
+    /// the last flagged; a failure is a last response with the error.
+    /// `each` returns `false` to stop: the request is then cancelled (the
+    /// model's `is_cancelled()` turns true) and its further responses are
+    /// dropped. A model that answers once gives one response. By default,
+    /// [`ModelCaller::call`]'s answer as that one response.
+    fn call_stream(&self, request: CallRequest, each: &mut dyn FnMut(CallResponse) -> bool) {
+        each(CallResponse {
+            response: Some(self.call(request)),
+            last: true,
+        });
+    }
+}
+
+/// One response of a [`ModelCaller::call_stream`].
+#[derive(Debug)]
+pub struct CallResponse {
+    /// The response's outputs, or its error; `None` for the final flag alone.
+    pub response: Option<Result<Vec<(String, Tensor)>>>,
+    /// Whether it is the last.
+    pub last: bool,
 }
 
 /// A shared [`ModelCaller`], as [`LoadOptions::caller`] holds it. Two are

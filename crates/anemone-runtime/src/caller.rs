@@ -5,30 +5,64 @@
 
 use crate::manager::{Inner, Manager};
 use crate::request::InferRequest;
-use anemone_core::{CallRequest, Caller, Error, ModelCaller, Result, Tensor};
+use anemone_core::{CallRequest, CallResponse, Caller, Error, ModelCaller, Result, Tensor};
 use std::sync::{Arc, Weak};
 
 /// Calls through the manager while it lives (a weak reference: an engine
 /// must not keep its manager alive).
 struct ManagerCaller(Weak<Inner>);
 
-impl ModelCaller for ManagerCaller {
-    fn call(&self, request: CallRequest) -> Result<Vec<(String, Tensor)>> {
+impl ManagerCaller {
+    fn manager(&self, model: &str) -> Result<Manager> {
         let inner = self.0.upgrade().ok_or_else(|| Error::Unavailable {
-            what: format!("model '{}'", request.model),
+            what: format!("model '{model}'"),
             reason: "the server is shutting down".into(),
         })?;
-        let manager = Manager { inner };
-        let response = manager.infer_blocking(InferRequest {
-            model: request.model,
-            version: request.version,
-            inputs: request.inputs,
-            outputs: request.outputs,
-            timeout: request.timeout,
-            parameters: request.parameters,
-            ..Default::default()
-        })?;
-        Ok(response.outputs)
+        Ok(Manager { inner })
+    }
+}
+
+fn infer_request(request: CallRequest) -> InferRequest {
+    InferRequest {
+        model: request.model,
+        version: request.version,
+        inputs: request.inputs,
+        outputs: request.outputs,
+        timeout: request.timeout,
+        parameters: request.parameters,
+        ..Default::default()
+    }
+}
+
+impl ModelCaller for ManagerCaller {
+    fn call(&self, request: CallRequest) -> Result<Vec<(String, Tensor)>> {
+        let manager = self.manager(&request.model)?;
+        Ok(manager.infer_blocking(infer_request(request))?.outputs)
+    }
+
+    /// Reads the responses on this thread; stopping drops them, which
+    /// cancels the request ([`crate::Responses`]).
+    fn call_stream(&self, request: CallRequest, each: &mut dyn FnMut(CallResponse) -> bool) {
+        let started = self
+            .manager(&request.model)
+            .and_then(|manager| manager.infer_decoupled_blocking(infer_request(request)));
+        let mut responses = match started {
+            Ok(responses) => responses,
+            Err(e) => {
+                each(CallResponse {
+                    response: Some(Err(e)),
+                    last: true,
+                });
+                return;
+            }
+        };
+        while let Some(streamed) = responses.blocking_next() {
+            let last = streamed.last;
+            let response = streamed.response.map(|r| r.map(|r| r.outputs));
+            if !each(CallResponse { response, last }) || last {
+                return;
+            }
+        }
     }
 }
 

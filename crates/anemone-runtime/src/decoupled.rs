@@ -223,6 +223,38 @@ impl Manager {
         if !instance.decoupled() {
             return Ok(Responses::one(self.infer(request).await));
         }
+        self.start_decoupled(instance, request, start)
+    }
+
+    /// [`Manager::infer_decoupled`] waiting on this thread (not an async
+    /// executor's): for a model's own calls to other models.
+    pub fn infer_decoupled_blocking(&self, request: InferRequest) -> Result<Responses> {
+        let start = Instant::now();
+        let instance = match self.resident(&request.model, request.version) {
+            Some(instance) => instance,
+            None if self.ensemble_for(&request).is_some() => {
+                return Ok(Responses::one(self.infer_blocking(request)));
+            }
+            None => self.load_on_demand_blocking(
+                &request.model,
+                request.version,
+                request.timeout,
+                start,
+            )?,
+        };
+        if !instance.decoupled() {
+            return Ok(Responses::one(self.infer_blocking(request)));
+        }
+        self.start_decoupled(instance, request, start)
+    }
+
+    /// Admits and schedules a request on a decoupled instance.
+    fn start_decoupled(
+        &self,
+        instance: Arc<ModelInstance>,
+        request: InferRequest,
+        start: Instant,
+    ) -> Result<Responses> {
         if instance.sequences.is_some() {
             return Err(Error::Unsupported {
                 what: format!(

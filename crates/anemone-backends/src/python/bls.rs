@@ -1,10 +1,16 @@
 //! Requests a Python model sends other models while it runs
 //! (`InferenceRequest(...).exec()`, Triton's business-logic scripting),
-//! run through the server's [`Caller`] as a client's would be.
+//! run through the server's [`Caller`] as a client's would be; with
+//! `exec(decoupled=True)`, a stream of responses, each sent to the process
+//! as it comes, from a thread of its own.
 
 use super::process::Launch;
 use super::wire::{self, Reply};
-use anemone_core::{Bytes, CallRequest, Caller, Error, Result, Tensor};
+use anemone_core::{Bytes, CallRequest, CallResponse, Caller, Error, Result, Tensor};
+use std::collections::HashSet;
+use std::io::Write;
+use std::process::ChildStdin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Runs one request of the process's model to another model.
@@ -14,6 +20,17 @@ pub(crate) fn call(
     request: Reply,
     blobs: Bytes,
 ) -> Result<Vec<(String, Tensor)>> {
+    let (caller, request) = prepare(launch, caller, request, blobs)?;
+    caller.0.call(request)
+}
+
+/// What a request needs before it is sent: the caller, and the request.
+fn prepare<'a>(
+    launch: &Launch,
+    caller: Option<&'a Caller>,
+    request: Reply,
+    blobs: Bytes,
+) -> Result<(&'a Caller, CallRequest)> {
     let caller = caller.ok_or_else(|| Error::Unavailable {
         what: format!("model '{}'", request.model_name),
         reason: "InferenceRequest.exec needs a server (or a Manager) to send the request to".into(),
@@ -26,13 +43,95 @@ pub(crate) fn call(
     }
     let inputs = wire::tensors(&request.inputs, blobs)?;
     let parameters = wire::parameters_from_json(&request.parameters)?;
-    caller.0.call(CallRequest {
-        model: request.model_name,
-        version: u64::try_from(request.model_version).ok().filter(|v| *v > 0),
-        inputs,
-        outputs: (!request.requested_output_names.is_empty())
-            .then_some(request.requested_output_names),
-        timeout: (request.timeout_us > 0).then(|| Duration::from_micros(request.timeout_us)),
-        parameters,
-    })
+    Ok((
+        caller,
+        CallRequest {
+            model: request.model_name,
+            version: u64::try_from(request.model_version).ok().filter(|v| *v > 0),
+            inputs,
+            outputs: (!request.requested_output_names.is_empty())
+                .then_some(request.requested_output_names),
+            timeout: (request.timeout_us > 0).then(|| Duration::from_micros(request.timeout_us)),
+            parameters,
+        },
+    ))
+}
+
+/// The streams (`exec(decoupled=True)`) of one process that it cancelled
+/// (`{"op": "bls_cancel", "call": N}`), by number, until their threads see it.
+#[derive(Default)]
+pub(crate) struct Cancels(Mutex<HashSet<u64>>);
+
+impl Cancels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The process cancelled stream `call`.
+    pub(crate) fn cancel(&self, call: Option<u64>) {
+        if let Some(call) = call {
+            self.lock().insert(call);
+        }
+    }
+
+    /// Whether stream `call` was cancelled (forgetting it when it was).
+    fn take(&self, call: u64) -> bool {
+        self.lock().remove(&call)
+    }
+}
+
+/// Runs a stream the process asked for on a thread of its own, writing each
+/// response to `stdin` as it comes (numbered `call`, `"more"` on all but
+/// the last), until the last, the process cancels it, or it has gone.
+pub(crate) fn stream(
+    launch: &Launch,
+    caller: Option<Caller>,
+    request: Reply,
+    blobs: Bytes,
+    stdin: Arc<Mutex<ChildStdin>>,
+    cancels: Arc<Cancels>,
+) {
+    let Some(call) = request.call else {
+        tracing::warn!(model = %launch.model, "a stream asked for without a call number; dropped");
+        return;
+    };
+    let (launch, failed) = (launch.clone(), Arc::clone(&stdin));
+    let run = move || {
+        let each = &mut |r: CallResponse| {
+            if cancels.take(call) {
+                return false;
+            }
+            let written =
+                wire::stream_reply(r.response, call, r.last).map(|frame| write(&stdin, &frame));
+            // A process that has gone cancels what it asked for.
+            written.unwrap_or(true)
+        };
+        match prepare(&launch, caller.as_ref(), request, blobs) {
+            Ok((caller, request)) => caller.0.call_stream(request, each),
+            Err(e) => {
+                each(CallResponse {
+                    response: Some(Err(e)),
+                    last: true,
+                });
+            }
+        }
+        cancels.take(call);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("python-stream".into())
+        .spawn(run)
+    {
+        // Answered all the same, so that the model does not wait forever.
+        let why = format!("cannot start a thread for a stream from another model: {e}");
+        tracing::error!("{why}");
+        if let Ok(frame) = wire::stream_reply(Some(Err(Error::Internal(why))), call, true) {
+            write(&failed, &frame);
+        }
+    }
+}
+
+/// Writes a frame to the process; `false` when it has gone.
+pub(crate) fn write(stdin: &Mutex<ChildStdin>, frame: &[u8]) -> bool {
+    let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
+    stdin.write_all(frame).and_then(|()| stdin.flush()).is_ok()
 }

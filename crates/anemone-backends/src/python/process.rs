@@ -2,6 +2,7 @@
 //! to frame by frame (`wire`), its standard error logged line by line, and
 //! ended with `finalize` when the instance is dropped.
 
+use super::bls::{self, Cancels};
 use super::pump::{self, Pending, Pump, Received};
 use super::wire::{self, Reply};
 use super::NAME;
@@ -59,6 +60,8 @@ pub(crate) struct Process {
     stdin: Arc<Mutex<ChildStdin>>,
     from: Reading,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// The streams from other models it cancelled (`bls.rs`).
+    cancels: Arc<Cancels>,
 }
 
 /// How the process's frames are read.
@@ -157,11 +160,13 @@ impl Process {
             .map_err(|e| Error::Internal(format!("cannot start a log thread: {e}")))?;
         let stdin = Arc::new(Mutex::new(child.stdin.take().expect("stdin is piped")));
         let stdout = child.stdout.take().expect("stdout is piped");
+        let cancels = Arc::new(Cancels::default());
         let from = match launch.decoupled {
             false => Reading::Direct(stdout),
             true => {
                 let (stdin, tail) = (Arc::clone(&stdin), Arc::clone(&tail));
-                match Pump::start(launch, caller.cloned(), stdout, stdin, tail) {
+                let cancels = Arc::clone(&cancels);
+                match Pump::start(launch, caller.cloned(), stdout, stdin, tail, cancels) {
                     Ok(pump) => Reading::Pumped(pump),
                     Err(e) => {
                         let _ = child.kill();
@@ -176,6 +181,7 @@ impl Process {
             from,
             child,
             tail,
+            cancels,
         })
     }
 
@@ -200,11 +206,20 @@ impl Process {
         self.send(frame, launch)?;
         loop {
             let (reply, blobs) = self.receive(launch)?;
-            if reply.op.as_deref() != Some("bls") {
-                return Ok((reply, blobs));
+            match reply.op.as_deref() {
+                Some("bls") if reply.decoupled => {
+                    let stdin = Arc::clone(&self.stdin);
+                    let cancels = Arc::clone(&self.cancels);
+                    bls::stream(launch, caller.cloned(), reply, blobs, stdin, cancels);
+                }
+                Some("bls") => {
+                    let call = reply.call;
+                    let answer = bls::call(launch, caller, reply, blobs);
+                    self.send(&wire::call_reply(answer, call)?, launch)?;
+                }
+                Some("bls_cancel") => self.cancels.cancel(reply.call),
+                _ => return Ok((reply, blobs)),
             }
-            let answer = super::bls::call(launch, caller, reply, blobs);
-            self.send(&wire::call_reply(answer, None)?, launch)?;
         }
     }
 

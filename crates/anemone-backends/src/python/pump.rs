@@ -13,6 +13,7 @@
 //! finds nobody listening, else within [`WATCH_EVERY`] (a watching thread
 //! looks at the open requests).
 
+use super::bls::Cancels;
 use super::process::Launch;
 use super::wire::{self, Reply};
 use anemone_core::{Bytes, Caller, Error, Responder, Response, Result};
@@ -107,6 +108,7 @@ impl Pump {
         stdout: ChildStdout,
         stdin: Arc<Mutex<ChildStdin>>,
         tail: Arc<Mutex<VecDeque<String>>>,
+        cancels: Arc<Cancels>,
     ) -> Result<Pump> {
         let (tx, replies) = mpsc::channel();
         let pending = Arc::new(Pending::default());
@@ -116,6 +118,7 @@ impl Pump {
             stdin,
             pending: Arc::clone(&pending),
             replies: tx,
+            cancels,
         };
         let (watched, to) = (Arc::downgrade(&pending), Arc::clone(&routes.stdin));
         std::thread::Builder::new()
@@ -152,6 +155,7 @@ struct Routes {
     stdin: Arc<Mutex<ChildStdin>>,
     pending: Arc<Pending>,
     replies: mpsc::Sender<Received>,
+    cancels: Arc<Cancels>,
 }
 
 impl Routes {
@@ -191,7 +195,13 @@ impl Routes {
                 }
                 Ok((reply, blobs)) => match reply.op.as_deref() {
                     Some("response") => self.respond(reply, blobs),
+                    Some("bls") if reply.decoupled => {
+                        let (stdin, cancels) = (Arc::clone(&self.stdin), Arc::clone(&self.cancels));
+                        let caller = self.caller.clone();
+                        super::bls::stream(&self.launch, caller, reply, blobs, stdin, cancels);
+                    }
                     Some("bls") => self.call(reply, blobs),
+                    Some("bls_cancel") => self.cancels.cancel(reply.call),
                     _ => {
                         let _ = self.replies.send(Received::Frame(Box::new(reply), blobs));
                     }

@@ -88,6 +88,10 @@ pub(crate) struct Reply {
     /// its number, which the answer carries back.
     #[serde(default)]
     pub call: Option<u64>,
+    /// Whether that request asks for a stream of responses
+    /// (`exec(decoupled=True)`).
+    #[serde(default)]
+    pub decoupled: bool,
 }
 
 /// One request's answer: its outputs by name, or the model's error.
@@ -294,11 +298,31 @@ pub(crate) fn call_reply(
     result: Result<Vec<(String, Tensor)>>,
     call: Option<u64>,
 ) -> Result<Vec<u8>> {
-    match result {
+    reply_frame(Some(result), call, false)
+}
+
+/// One response of a stream the process asked for (`exec(decoupled=True)`):
+/// as [`call_reply`]'s answer (`None`: the final flag alone, no outputs),
+/// with `"more": true` on every response but the last.
+pub(crate) fn stream_reply(
+    response: Option<Result<Vec<(String, Tensor)>>>,
+    call: u64,
+    last: bool,
+) -> Result<Vec<u8>> {
+    reply_frame(response, Some(call), !last)
+}
+
+fn reply_frame(
+    result: Option<Result<Vec<(String, Tensor)>>>,
+    call: Option<u64>,
+    more: bool,
+) -> Result<Vec<u8>> {
+    match result.unwrap_or(Ok(Vec::new())) {
         Ok(outputs) => {
             let (headers, blobs): (Vec<TensorHeader>, Vec<Vec<u8>>) =
                 outputs.iter().map(|(n, t)| encode_tensor(n, t)).unzip();
-            let header = serde_json::json!({ "ok": true, "outputs": headers, "call": call });
+            let header =
+                serde_json::json!({ "ok": true, "outputs": headers, "call": call, "more": more });
             let blobs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
             frame(&header, &blobs)
         }
@@ -308,10 +332,11 @@ pub(crate) fn call_reply(
                 K::InvalidInput => INVALID_ARG,
                 K::NotFound => 2,
                 K::Unavailable | K::Overloaded => UNAVAILABLE,
+                K::Unsupported => 5,
                 _ => 1,
             };
             let header = serde_json::json!({
-                "ok": false, "error": e.to_string(), "code": code, "call": call
+                "ok": false, "error": e.to_string(), "code": code, "call": call, "more": more
             });
             frame(&header, &[])
         }

@@ -76,8 +76,9 @@ def write_frame(stream, header, blobs=()):
 
 class Frames:
     """A decoupled model's incoming frames, read on a thread of their own:
-    an answer to a call ("call" set) goes to the thread waiting on it, any
-    other frame to the main loop (next())."""
+    an answer to a call ("call" set) goes to the queue of the thread
+    waiting on it (a stream's answers, all carrying "more" but the last,
+    to its iterator), any other frame to the main loop (next())."""
 
     def __init__(self, proto_in, proto_out):
         self.proto_in, self.proto_out = proto_in, proto_out
@@ -95,9 +96,9 @@ class Frames:
                 with self.lock:
                     self.ended = True
                     waiting = list(self.calls.values())
-                for slot in waiting:
-                    slot[1] = (None, None)
-                    slot[0].set()
+                    self.calls.clear()
+                for answers in waiting:
+                    answers.put((None, None))
                 self.main.put((None, None))
                 return
             if header.get("op") == "cancelled":
@@ -108,26 +109,121 @@ class Frames:
                 self.main.put((header, data))
                 continue
             with self.lock:
-                slot = self.calls.pop(call, None)
-            if slot is not None:
-                slot[1] = (header, data)
-                slot[0].set()
+                answers = self.calls.get(call) if header.get("more") else self.calls.pop(call, None)
+            if answers is not None:
+                answers.put((header, data))
 
     def next(self):
         return self.main.get()
 
-    def ask(self, header, blobs=()):
-        """Sends a frame that is answered with its "call" number; waits for the answer."""
-        slot = [threading.Event(), (None, None)]
+    def _open(self, header, blobs):
+        answers = queue.Queue()
         with self.lock:
             if self.ended:
                 return None, None
             number = next(self.numbers)
-            self.calls[number] = slot
+            self.calls[number] = answers
         header["call"] = number
         write_frame(self.proto_out, header, blobs)
-        slot[0].wait()
-        return slot[1]
+        return number, answers
+
+    def ask(self, header, blobs=()):
+        """Sends a frame that is answered with its "call" number; waits for the answer."""
+        number, answers = self._open(header, blobs)
+        return (None, None) if answers is None else answers.get()
+
+    def ask_stream(self, header, blobs=()):
+        """Sends a frame answered by a stream; its answers' pull, and its cancel."""
+        number, answers = self._open(header, blobs)
+        if answers is None:
+            return (lambda: (None, None)), (lambda: None)
+
+        def cancel():
+            with self.lock:
+                open_ = self.calls.pop(number, None) is not None
+            if open_:
+                write_frame(self.proto_out, {"op": "bls_cancel", "call": number})
+
+        return answers.get, cancel
+
+    def end_execute(self):
+        """A decoupled model's streams may outlive execute(): nothing to do."""
+
+
+class Direct:
+    """A model's incoming frames when it is not decoupled, read on demand
+    by execute()'s thread, the only one that sends: the main loop's next
+    frame (next()), or the answers to the model's calls (ask, ask_stream),
+    frames of other open calls being kept for them meanwhile and those of
+    calls given up dropped."""
+
+    def __init__(self, proto_in, proto_out):
+        self.proto_in, self.proto_out = proto_in, proto_out
+        self.numbers = iter(range(1, 1 << 62))
+        # Open calls by number: the answers that came and were not read yet.
+        self.calls = {}
+
+    def _read(self):
+        """The next frame, routed to its call when it is an answer (then
+        (True, None)); a frame that is not an answer, or (None, None)."""
+        header, data = read_frame(self.proto_in)
+        if header is None or header.get("call") is None:
+            return header, data
+        answers = self.calls.get(header["call"])
+        if answers is not None:
+            answers.append((header, data))
+        return True, None
+
+    def next(self):
+        while True:
+            header, data = self._read()
+            if header is not True:
+                return header, data
+
+    def _pull(self, number):
+        answers = self.calls.get(number)
+        if answers is None:
+            return None, None
+        while not answers:
+            header, data = self._read()
+            if header is True:
+                continue
+            self.calls.pop(number, None)
+            if header is not None:
+                raise RuntimeError(f"anemone sent {header.get('op')!r} while a call's answer was awaited")
+            return None, None
+        header, data = answers.popleft()
+        if not header.get("more"):
+            self.calls.pop(number, None)
+        return header, data
+
+    def _open(self, header, blobs):
+        number = next(self.numbers)
+        self.calls[number] = collections.deque()
+        header["call"] = number
+        write_frame(self.proto_out, header, blobs)
+        return number
+
+    def ask(self, header, blobs=()):
+        return self._pull(self._open(header, blobs))
+
+    def ask_stream(self, header, blobs=()):
+        number = self._open(header, blobs)
+
+        def cancel():
+            answers = self.calls.pop(number, None)
+            if answers is not None and not any(not h.get("more") for h, _ in answers):
+                write_frame(self.proto_out, {"op": "bls_cancel", "call": number})
+
+        return (lambda: self._pull(number)), cancel
+
+    def end_execute(self):
+        """Streams the model did not read to their end stop with execute():
+        anemone is told before the answer, and their frames are dropped."""
+        for number in list(self.calls):
+            answers = self.calls.pop(number)
+            if not any(not h.get("more") for h, _ in answers):
+                write_frame(self.proto_out, {"op": "bls_cancel", "call": number})
 
 
 class Metrics:
@@ -231,30 +327,16 @@ class Sequence:
         return (0 if corrid is None else corrid), flags
 
 
-def bls_sender(pb_utils, np, proto_in, proto_out, channel):
+def bls_sender(pb_utils, np, channel):
     """pb_utils._bls: sends a request to another model through anemone and
-    reads its answer (the frames of execute() wait meanwhile; a decoupled
-    model's, read by channel["frames"], from any thread)."""
+    gives its answer (exec()), or its responses as they come
+    (exec(decoupled=True)), through channel["frames"] (Direct, or a
+    decoupled model's Frames, from any thread)."""
 
-    def send(request):
-        headers, blobs = [], []
-        for tensor in request.inputs():
-            spec, blob = encode_tensor(pb_utils, np, tensor)
-            headers.append(spec)
-            blobs.append(blob)
-        ask = {
-            "op": "bls", "model_name": request.model_name(), "model_version": request._model_version,
-            "inputs": headers, "requested_output_names": request.requested_output_names(),
-            "timeout_us": request._timeout, "parameters": json.loads(request.parameters()),
-        }
-        frames = channel.get("frames")
-        if frames is not None:
-            header, data = frames.ask(ask, blobs)
-        else:
-            write_frame(proto_out, ask, blobs)
-            header, data = read_frame(proto_in)
+    def answer(header, data):
         if header is None:
-            raise pb_utils.TritonModelException("anemone stopped while a request to another model was running")
+            error = pb_utils.TritonError("anemone stopped while a request to another model was running")
+            return pb_utils.InferenceResponse(error=error)
         if not header.get("ok"):
             error = pb_utils.TritonError(header.get("error", "the request failed"), header.get("code", 1))
             return pb_utils.InferenceResponse(error=error)
@@ -265,7 +347,34 @@ def bls_sender(pb_utils, np, proto_in, proto_out, channel):
             offset += size
         return pb_utils.InferenceResponse(outputs)
 
+    def send(request, decoupled=False):
+        headers, blobs = [], []
+        for tensor in request.inputs():
+            spec, blob = encode_tensor(pb_utils, np, tensor)
+            headers.append(spec)
+            blobs.append(blob)
+        ask = {
+            "op": "bls", "model_name": request.model_name(), "model_version": request._model_version,
+            "inputs": headers, "requested_output_names": request.requested_output_names(),
+            "timeout_us": request._timeout, "parameters": json.loads(request.parameters()),
+        }
+        frames = channel["frames"]
+        if decoupled:
+            ask["decoupled"] = True
+            pull, cancel = frames.ask_stream(ask, blobs)
+            return pb_utils.ResponseIterator(lambda: _decoded(pull, answer), cancel)
+        header, data = frames.ask(ask, blobs)
+        if header is None:
+            raise pb_utils.TritonModelException("anemone stopped while a request to another model was running")
+        return answer(header, data)
+
     return send
+
+
+def _decoded(pull, answer):
+    """A stream's next response, and whether it is the last."""
+    header, data = pull()
+    return answer(header, data), header is None or not header.get("more")
 
 
 def encode_response(pb_utils, np, response, blobs):
@@ -334,8 +443,8 @@ def main():
         sys.modules["model"] = module
         spec.loader.exec_module(module)
         model = module.TritonPythonModel()
-        channel = {}
-        pb_utils._bls = bls_sender(pb_utils, np, proto_in, proto_out, channel)
+        channel = {"frames": Direct(proto_in, proto_out)}
+        pb_utils._bls = bls_sender(pb_utils, np, channel)
     except BaseException as e:  # noqa: BLE001: every failure goes back to anemone
         header, _ = read_frame(proto_in)
         write_frame(proto_out, failure("importing model.py", e))
@@ -346,8 +455,7 @@ def main():
     while True:
         if pb_utils._metrics is not None:
             pb_utils._metrics.flush()
-        frames = channel.get("frames")
-        header, data = frames.next() if frames is not None else read_frame(proto_in)
+        header, data = channel["frames"].next()
         if header is None:
             # anemone has gone (stopped, or killed): finalize all the same.
             if initialized and hasattr(model, "finalize"):
@@ -365,7 +473,10 @@ def main():
                     emit = response_emitter(pb_utils, np, proto_out)
                     cancelled, ended = cancel_reader(channel["frames"])
                 if hasattr(model, "initialize"):
-                    model.initialize(header["args"])
+                    try:
+                        model.initialize(header["args"])
+                    finally:
+                        channel["frames"].end_execute()
                 initialized = True
                 write_frame(proto_out, {"ok": True})
             except BaseException as e:  # noqa: BLE001
@@ -391,7 +502,10 @@ def main():
                     if decoupled:
                         request._response_sender = pb_utils.InferenceResponseSender(emit, r["key"], cancelled, ended)
                     requests.append(request)
-                responses = model.execute(requests)
+                try:
+                    responses = model.execute(requests)
+                finally:
+                    channel["frames"].end_execute()
                 if decoupled:
                     if responses is not None:
                         raise pb_utils.TritonModelException(

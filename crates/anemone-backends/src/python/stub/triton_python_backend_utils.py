@@ -13,6 +13,7 @@ serialize_byte_tensor, deserialize_bytes_tensor), and business-logic
 scripting (InferenceRequest(...).exec() and async_exec()), DLPack in host
 memory (Tensor.to_dlpack, Tensor.from_dlpack), ModelConfig for a
 model's auto_complete_config, a decoupled model's InferenceResponseSender,
+streams from decoupled models (exec(decoupled=True), ResponseIterator),
 and custom metrics (MetricFamily, Metric) for the server's /metrics.
 """
 import json
@@ -256,6 +257,37 @@ class InferenceResponseSender:
         return self._cancelled(self._key)
 
 
+class ResponseIterator:
+    """The responses of InferenceRequest.exec(decoupled=True), each as it
+    comes (iterate over it): an InferenceResponse each, the last one
+    possibly empty (a model that sent the final flag alone), a failure as
+    a response's error(). cancel() stops the request: the called model's
+    is_cancelled() turns true, and the next response is an error with
+    TritonError.CANCELLED, the last."""
+
+    def __init__(self, pull, cancel):
+        self._pull, self._cancel = pull, cancel
+        self._done = self._cancelled = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        if self._cancelled:
+            self._done = True
+            return InferenceResponse(error=TritonError("the request was cancelled", TritonError.CANCELLED))
+        response, last = self._pull()
+        self._done = last
+        return response
+
+    def cancel(self):
+        if not self._done and not self._cancelled:
+            self._cancelled = True
+            self._cancel()
+
+
 class InferenceRequest:
     """One request as execute() receives it, or a request the model builds
     to send another model of the server (`exec()`, Triton's business-logic
@@ -317,15 +349,13 @@ class InferenceRequest:
 
     def exec(self, decoupled=False):
         """Runs this request on model `model_name` and returns its
-        InferenceResponse; a failure is the response's error(), as in Triton."""
-        if decoupled:
-            raise TritonModelException(
-                "exec(decoupled=True) (a stream of responses from a decoupled model) is not "
-                "supported by anemone yet; call a model that answers once, without decoupled=True"
-            )
+        InferenceResponse; a failure is the response's error(), as in Triton.
+        With decoupled=True, a ResponseIterator of the model's responses as
+        they come (a decoupled model's any number, the last possibly empty;
+        another model's one)."""
         if _bls is None:
             raise TritonModelException("InferenceRequest.exec() can be called only while execute() or initialize() runs")
-        return _bls(self)
+        return _bls(self, bool(decoupled))
 
     async def async_exec(self, decoupled=False):
         return self.exec(decoupled)
