@@ -19,10 +19,16 @@ A decoupled model (model_transaction_policy { decoupled: true }) sends its
 responses as they come, from any thread: {"op": "response", "key": K,
 "final": bool, "response": {...} or null}, K being the request's key from
 its execute frame. Its process reads frames on a thread of its own
-(Frames), so that a request to another model ({"op": "bls", "call": N})
-can be sent from any thread, its answer coming back with the same "call";
+(Frames), so that a request to another model can be sent from any thread;
 and anemone tells it which requests' clients have gone ({"op":
 "cancelled", "key": K}), which is_cancelled() reads.
+
+A request to another model ({"op": "bls", "call": N}) is answered with the
+same "call"; one asking for a stream ("decoupled": true, from
+exec(decoupled=True)) with every response as it comes, "more": true on
+all but the last, until the process cancels it ({"op": "bls_cancel",
+"call": N}). A model that is not decoupled reads its answers on demand
+(Direct), keeping other open calls' frames for them.
 """
 import collections
 import importlib.util
