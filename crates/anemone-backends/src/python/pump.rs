@@ -18,7 +18,7 @@ use super::process::Launch;
 use super::wire::{self, Reply};
 use anemone_core::{Bytes, Caller, Error, Responder, Response, Result};
 use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::{ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -276,8 +276,7 @@ fn answer_call(
 /// dropped: its reading side reports the end).
 fn write(stdin: &Mutex<ChildStdin>, frame: Result<Vec<u8>>) {
     if let Ok(frame) = frame {
-        let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = stdin.write_all(&frame).and_then(|()| stdin.flush());
+        super::bls::write(stdin, &frame);
     }
 }
 
