@@ -64,3 +64,18 @@ def stop_serve(proc):
     proc.send_signal(signal.SIGTERM)
     status = proc.wait(timeout=30)
     assert status == 0, "anemone serve must exit 0 on SIGTERM"
+
+
+def python_repository(repo, examples=(), models=()):
+    """Fills `repo` with Python models: copies of examples/python_models'
+    `examples` (names), and `models`, each (name, config.pbtxt text,
+    model.py text) in version 1."""
+    import shutil
+
+    for name in examples:
+        shutil.copytree(ROOT / "examples/python_models" / name, repo / name)
+    for name, config, source in models:
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(config)
+        (repo / name / "1" / "model.py").write_text(source)
+    return repo

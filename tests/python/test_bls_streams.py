@@ -8,35 +8,22 @@ open; a stream left unread when execute() returns; a model that answers
 once as a stream of one; an unknown model's error; and a decoupled model
 passing each response on to its client as it arrives.
 """
-import json
 import queue
-import shutil
 import time
 import urllib.request
-from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from bls_stream_models import RELAY, RELAY_CONFIG, SUM_STREAM, SUM_STREAM_CONFIG, TICKER, TICKER_CONFIG
-from serve_support import start_serve, stop_serve, wait_ready
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples/python_models"
-
+from serve_support import python_repository, start_serve, stop_serve, wait_ready
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("bls_streams")
-    for name in ("repeat", "add_sub"):
-        shutil.copytree(EXAMPLES / name, repo / name)
-    for name, config, source in (("sum_stream", SUM_STREAM_CONFIG, SUM_STREAM), ("relay", RELAY_CONFIG, RELAY),
-                                 ("ticker", TICKER_CONFIG, TICKER)):
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "config.pbtxt").write_text(config)
-        (repo / name / "1" / "model.py").write_text(source)
+    repo = python_repository(tmp_path_factory.mktemp("bls_streams"), examples=("repeat", "add_sub"), models=(
+        ("sum_stream", SUM_STREAM_CONFIG, SUM_STREAM), ("relay", RELAY_CONFIG, RELAY), ("ticker", TICKER_CONFIG, TICKER),
+    ))
     proc, addresses = start_serve(repo)
     try:
         wait_ready(addresses["HTTP"])

@@ -18,7 +18,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from custom_metrics_models import API, API_CONFIG, COUNTING, COUNTING_CONFIG, STREAMED, STREAMED_CONFIG
 from prometheus_client.parser import text_string_to_metric_families
-from serve_support import start_serve, stop_serve, wait_ready
+from serve_support import python_repository, start_serve, stop_serve, wait_ready
 
 BOUNDS = [-1.0, 0.0, 0.5, 1.0, 2.0]
 
@@ -30,15 +30,9 @@ def le(bound):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("custom_metrics")
-    for name, config, source in (
-        ("counting", COUNTING_CONFIG, COUNTING),
-        ("api", API_CONFIG, API),
-        ("streamed", STREAMED_CONFIG, STREAMED),
-    ):
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "config.pbtxt").write_text(config)
-        (repo / name / "1" / "model.py").write_text(source)
+    repo = python_repository(tmp_path_factory.mktemp("custom_metrics"), models=(
+        ("counting", COUNTING_CONFIG, COUNTING), ("api", API_CONFIG, API), ("streamed", STREAMED_CONFIG, STREAMED),
+    ))
     proc, addresses = start_serve(repo, "--model-control-mode", "explicit", "--load-model", "*")
     try:
         wait_ready(addresses["HTTP"])

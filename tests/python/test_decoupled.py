@@ -13,33 +13,25 @@ such a model with 501 / UNIMPLEMENTED, as Triton 2.51 does.
 import concurrent.futures as cf
 import json
 import queue
-import shutil
 import time
 import urllib.error
 import urllib.request
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from decoupled_models import BATCHED, BATCHED_CONFIG, STREAMS, STREAMS_CONFIG
-from serve_support import start_serve, stop_serve, wait_ready
+from serve_support import python_repository, start_serve, stop_serve, wait_ready
 from tritonclient.utils import InferenceServerException
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples/python_models"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("decoupled")
-    for name in ("repeat", "add_sub"):
-        shutil.copytree(EXAMPLES / name, repo / name)
-    for name, config, source in (("streams", STREAMS_CONFIG, STREAMS), ("batched", BATCHED_CONFIG, BATCHED)):
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "config.pbtxt").write_text(config)
-        (repo / name / "1" / "model.py").write_text(source)
+    repo = python_repository(tmp_path_factory.mktemp("decoupled"), examples=("repeat", "add_sub"), models=(
+        ("streams", STREAMS_CONFIG, STREAMS), ("batched", BATCHED_CONFIG, BATCHED),
+    ))
     proc, addresses = start_serve(repo)
     try:
         wait_ready(addresses["HTTP"])
