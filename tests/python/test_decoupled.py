@@ -26,7 +26,6 @@ from serve_support import python_repository, start_serve, stop_serve, wait_ready
 from tritonclient.utils import InferenceServerException
 
 
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     repo = python_repository(tmp_path_factory.mktemp("decoupled"), examples=("repeat", "add_sub"), models=(
