@@ -32,6 +32,7 @@ all but the last, until the process cancels it ({"op": "bls_cancel",
 """
 import collections
 import importlib.util
+import inspect
 import json
 import os
 import queue
@@ -39,6 +40,7 @@ import struct
 import sys
 import threading
 import traceback
+from functools import partial
 
 
 def read_exact(stream, n):
@@ -413,6 +415,63 @@ def cancel_reader(frames):
     return (lambda key: key in frames.cancelled), frames.cancelled.discard
 
 
+class Coroutines:
+    """A model's coroutines (async def execute, initialize or finalize), run
+    on one event loop of the process, on a thread of its own, as Triton
+    runs them: awaited to the end (wait), or, a decoupled model's execute,
+    left running while the next requests come (start)."""
+
+    def __init__(self):
+        import asyncio
+
+        self.asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="anemone-asyncio", daemon=True).start()
+
+    def wait(self, coroutine):
+        return self.asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def start(self, coroutine, done):
+        """Runs it; done(error message or None) once it has ended."""
+
+        def ended(future):
+            error = future.exception()
+            if error is not None:
+                done(f"{type(error).__name__}: {error}")
+            elif future.result() is not None:
+                done("the execute function must return None")
+            else:
+                done(None)
+
+        self.asyncio.run_coroutine_threadsafe(coroutine, self.loop).add_done_callback(ended)
+
+
+def awaited(runner, result):
+    """A model's call's result, its coroutine awaited if it returned one."""
+    if not inspect.iscoroutine(result):
+        return result
+    if "coroutines" not in runner:
+        runner["coroutines"] = Coroutines()
+    return runner["coroutines"].wait(result)
+
+
+def fail_open(pb_utils, requests, instance_name, error):
+    """A decoupled model's async execute ended in error: its requests still
+    open get the error as their last response."""
+    if error is None:
+        return
+    message = f"Python model '{instance_name}' failed in its async execute: {error}"
+    sys.stderr.write(message + "\n")
+    for request in requests:
+        sender = request._response_sender
+        if not sender._closed:
+            try:
+                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)),
+                            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            except Exception:  # noqa: BLE001: closed meanwhile
+                pass
+
+
 def failure(stage, error):
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     message = getattr(error, "message", None)
@@ -456,6 +515,7 @@ def main():
         write_frame(proto_out, failure("importing model.py", e))
         return 1
     initialized = False
+    runner = {}
     sequence = Sequence({})
     decoupled, instance_name = False, ""
     while True:
@@ -465,7 +525,7 @@ def main():
         if header is None:
             # anemone has gone (stopped, or killed): finalize all the same.
             if initialized and hasattr(model, "finalize"):
-                model.finalize()
+                awaited(runner, model.finalize())
             return 0
         op = header.get("op")
         if op == "init":
@@ -476,11 +536,12 @@ def main():
                 decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
                 if decoupled:
                     channel["frames"] = Frames(proto_in, proto_out)
+                    pb_utils._bls_threadsafe = True
                     emit = response_emitter(pb_utils, np, proto_out)
                     cancelled, ended = cancel_reader(channel["frames"])
                 if hasattr(model, "initialize"):
                     try:
-                        model.initialize(header["args"])
+                        awaited(runner, model.initialize(header["args"]))
                     finally:
                         channel["frames"].end_execute()
                 initialized = True
@@ -510,6 +571,14 @@ def main():
                     requests.append(request)
                 try:
                     responses = model.execute(requests)
+                    if decoupled and inspect.iscoroutine(responses):
+                        # Its requests are answered as it runs; the next come meanwhile.
+                        if "coroutines" not in runner:
+                            runner["coroutines"] = Coroutines()
+                        runner["coroutines"].start(responses, partial(fail_open, pb_utils, requests, instance_name))
+                        responses = None
+                    else:
+                        responses = awaited(runner, responses)
                 finally:
                     channel["frames"].end_execute()
                 if decoupled:
@@ -556,7 +625,7 @@ def main():
         elif op == "finalize":
             try:
                 if hasattr(model, "finalize"):
-                    model.finalize()
+                    awaited(runner, model.finalize())
                 write_frame(proto_out, {"ok": True})
             except BaseException as e:  # noqa: BLE001
                 write_frame(proto_out, failure("finalize", e))

@@ -206,8 +206,10 @@ class Tensor:
 
 
 # Set by anemone's stub while execute() runs: sends a request to another
-# model and returns its InferenceResponse.
+# model and returns its InferenceResponse; _bls_threadsafe when it may be
+# called from any thread (a decoupled model's).
 _bls = None
+_bls_threadsafe = False
 
 
 class _Capsule:
@@ -358,6 +360,13 @@ class InferenceRequest:
         return _bls(self, bool(decoupled))
 
     async def async_exec(self, decoupled=False):
+        """exec(), awaited: in a decoupled model on a thread of the event
+        loop's executor, so that its other coroutines run meanwhile; in
+        another model, exec() itself (its calls go one at a time)."""
+        if _bls_threadsafe:
+            import asyncio
+
+            return await asyncio.get_running_loop().run_in_executor(None, self.exec, decoupled)
         return self.exec(decoupled)
 
 
