@@ -455,6 +455,63 @@ def awaited(runner, result):
     return runner["coroutines"].wait(result)
 
 
+# How long the instance of a model that is not decoupled waits, after
+# execute() returned, for a response sender's final flag (Triton waits
+# without end, the request held; here the instance would be held too).
+def _sender_wait_s():
+    text = os.environ.get("ANEMONE_PYTHON_SENDER_WAIT_S", "60")
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        sys.stderr.write(f"ANEMONE_PYTHON_SENDER_WAIT_S={text!r} is not a number of seconds; 60 is used\n")
+        return 60.0
+
+
+SENDER_WAIT_S = _sender_wait_s()
+
+
+def sent_responses(pb_utils, requests, returned, instance_name):
+    """The responses of a model that is not decoupled: those execute()
+    returned, or, for the requests whose response sender it took, the one
+    response sent through it (from execute or a thread of the model's,
+    before or after execute returned: waited for until its final flag, as
+    Triton does). None when execute returned None and took no sender."""
+    senders = [getattr(r, "_response_sender", None) for r in requests]
+    if not any(senders):
+        return returned
+    responses = []
+    for i, (request, sender) in enumerate(zip(requests, senders)):
+        if sender is None:
+            if returned is not None and len(returned) == len(requests):
+                responses.append(returned[i])
+                continue
+            error = pb_utils.TritonError(
+                "execute() neither returned nor sent this request's response; send it with "
+                "request.get_response_sender().send(response, flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL)"
+            )
+            responses.append(pb_utils.InferenceResponse(error=error))
+            continue
+        waited = 0
+        while waited < SENDER_WAIT_S and not sender._final.wait(min(10, SENDER_WAIT_S - waited)):
+            waited += min(10, SENDER_WAIT_S - waited)
+            pb_utils.Logger.log_warn(
+                f"Python model '{instance_name}' has sent no final response to request "
+                f"'{request.request_id()}' after {waited:g} s (the instance waits for it, "
+                f"{SENDER_WAIT_S:g} s at most); a model that is not decoupled sends each request's "
+                "one response with flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL"
+            )
+        if sender._close():
+            error = pb_utils.TritonError(
+                f"the model sent no final response within {SENDER_WAIT_S:g} s of execute() returning; "
+                "a model that is not decoupled sends each request's one response with "
+                "flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL"
+            )
+            responses.append(pb_utils.InferenceResponse(error=error))
+        else:
+            responses.append(sender._response)
+    return responses
+
+
 def fail_open(pb_utils, requests, instance_name, error):
     """A decoupled model's async execute ended in error: its requests still
     open get the error as their last response."""
@@ -590,13 +647,15 @@ def main():
                         )
                     write_frame(proto_out, {"ok": True, "responses": []})
                     continue
+                responses = sent_responses(pb_utils, requests, responses, instance_name)
                 if responses is None or len(responses) != len(requests):
                     got = "None" if responses is None else f"{len(responses)} responses"
                     raise pb_utils.TritonModelException(
                         f"execute() returned {got} for {len(requests)} requests; return a list with one "
-                        "InferenceResponse per request, in order (or make the model decoupled: "
-                        "model_transaction_policy { decoupled: true }, and send responses through "
-                        "request.get_response_sender())"
+                        "InferenceResponse per request, in order, or send each request's one response "
+                        "with request.get_response_sender().send(response, "
+                        "flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL) (or make the model decoupled: "
+                        "model_transaction_policy { decoupled: true })"
                     )
                 answers, blobs = [], []
                 for response in responses:

@@ -290,6 +290,54 @@ class ResponseIterator:
             self._cancel()
 
 
+class _OneResponseSender:
+    """The response sender of a model that is not decoupled: one response,
+    with the final flag (now or in a later send of the flag alone), from
+    any thread, before or after execute() returns."""
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._final = threading.Event()
+        self._response = None
+
+    def send(self, response=None, flags=0):
+        final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        if response is not None and not isinstance(response, InferenceResponse):
+            raise TritonModelException(f"send() takes an InferenceResponse, not {type(response).__name__}")
+        with self._lock:
+            if self._final.is_set():
+                raise TritonModelException("Unable to send response. Response sender has been closed.")
+            if response is None and self._response is None:
+                raise TritonModelException(
+                    "Unable to send response. Non-decoupled model cannot send complete final before "
+                    "sending a response."
+                    if final else "send() needs a response"
+                )
+            if response is not None and self._response is not None:
+                raise TritonModelException(
+                    "Unable to send response. A model that is not decoupled sends one response per "
+                    "request; make it decoupled (model_transaction_policy { decoupled: true }) to send more"
+                )
+            if response is not None:
+                self._response = response
+            if final:
+                self._final.set()
+
+    def is_cancelled(self):
+        return False
+
+    def _close(self):
+        """Closes the sender; True when it had not sent its final flag."""
+        with self._lock:
+            if self._final.is_set():
+                return False
+            self._final.set()
+            self._response = None
+            return True
+
+
 class InferenceRequest:
     """One request as execute() receives it, or a request the model builds
     to send another model of the server (`exec()`, Triton's business-logic
@@ -338,15 +386,13 @@ class InferenceRequest:
         return sender.is_cancelled() if sender is not None else False
 
     def get_response_sender(self):
-        """The request's InferenceResponseSender (a decoupled model's: its
-        config.pbtxt has model_transaction_policy { decoupled: true })."""
+        """The request's InferenceResponseSender: a decoupled model's sends
+        any number of responses; another model's sends the request's one
+        response, with flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL (execute
+        then returns None), as in Triton."""
         sender = getattr(self, "_response_sender", None)
         if sender is None:
-            raise TritonModelException(
-                "response senders are for decoupled models: set model_transaction_policy "
-                "{ decoupled: true } in config.pbtxt, or return one InferenceResponse per "
-                "request from execute()"
-            )
+            sender = self._response_sender = _OneResponseSender()
         return sender
 
     def exec(self, decoupled=False):
