@@ -2,8 +2,10 @@
 //! answered by any number of responses, sent by the model when it likes,
 //! through a responder ([`anemone_core::Responder`]) the request carries to
 //! its engine; the caller reads them from [`Responses`]. Admission,
-//! validation, queueing and batching are those of every request; the request's permits are released when its
-//! engine call returns, while its responses may still be coming.
+//! validation, queueing and batching are those of every request; the
+//! request's concurrency permits are held until its last response went out
+//! (or nobody listens any more), so `--max-concurrency` bounds the requests
+//! still streaming, not only those in their engine call.
 //!
 //! The request counts as a success or a failure when its engine call
 //! returns (Triton counts executions, not responses). An engine call that
@@ -11,6 +13,7 @@
 //! that error; a model that drops a request without its last response ends
 //! them with an error that says so.
 
+use crate::admission::Permit;
 use crate::instance::ModelInstance;
 use crate::manager::Manager;
 use crate::pipeline::finish;
@@ -63,12 +66,18 @@ impl Responses {
     }
 }
 
+/// An open request's channel, and the permits it holds while open.
+struct Open {
+    tx: mpsc::UnboundedSender<Streamed>,
+    _permits: Option<(Permit, Permit)>,
+}
+
 /// Where a decoupled model's responses to one request go: each becomes an
 /// [`InferResponse`] with the outputs the request asked for.
 pub(crate) struct Sink {
-    /// Where the responses go; `None` once the last went out (or nobody
-    /// listened any more).
-    to: Mutex<Option<mpsc::UnboundedSender<Streamed>>>,
+    /// Where the responses go, and the request's permits; `None` once the
+    /// last went out (or nobody listened any more).
+    to: Mutex<Option<Open>>,
     instance: Arc<ModelInstance>,
     id: Option<String>,
     /// The names of the outputs asked for; `None`: all.
@@ -84,11 +93,15 @@ impl Sink {
         id: Option<String>,
         wanted: Option<&[usize]>,
         start: Instant,
+        permits: Option<(Permit, Permit)>,
     ) -> (Arc<Sink>, Responses) {
         let (tx, rx) = mpsc::unbounded_channel();
         let outputs = &instance.metadata().outputs;
         let sink = Sink {
-            to: Mutex::new(Some(tx)),
+            to: Mutex::new(Some(Open {
+                tx,
+                _permits: permits,
+            })),
             instance: Arc::clone(instance),
             id,
             wanted: wanted.map(|w| w.iter().map(|&i| outputs[i].name.clone()).collect()),
@@ -104,10 +117,16 @@ impl Sink {
 
     /// Whether the caller stopped reading the responses.
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().as_ref().is_none_or(|tx| tx.is_closed())
+        let mut to = self.lock();
+        let closed = to.as_ref().is_none_or(|open| open.tx.is_closed());
+        if closed {
+            // Nobody listens: the permits go back now.
+            *to = None;
+        }
+        closed
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<mpsc::UnboundedSender<Streamed>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
         self.to.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -129,12 +148,20 @@ impl Sink {
     /// it was not sent.
     fn deliver(&self, response: Option<Result<InferResponse>>, last: bool) -> bool {
         let mut to = self.lock();
-        let Some(tx) = to.as_ref() else {
+        if last {
+            // The permits go back before the caller sees the last response.
+            let Some(Open { tx, _permits }) = to.take() else {
+                return false;
+            };
+            drop(_permits);
+            return tx.send(Streamed { response, last }).is_ok();
+        }
+        let Some(open) = to.as_ref() else {
             return false;
         };
-        let sent = tx.send(Streamed { response, last }).is_ok();
-        if last || !sent {
-            // The receiver sees the end after the last response.
+        let sent = open.tx.send(Streamed { response, last }).is_ok();
+        if !sent {
+            // Nobody listens: the permits go back.
             *to = None;
         }
         sent
@@ -272,6 +299,7 @@ impl Manager {
             admitted.id.clone(),
             admitted.outputs.as_deref(),
             start,
+            admitted.permits.take(),
         );
         admitted.responder = Some(sink.responder());
         self.schedule_stream(admitted, sink, priority, timeout, start)?;

@@ -402,7 +402,7 @@ impl Manager {
             start,
             validated: start.elapsed(),
             retry_policy: self.inner.retry,
-            permits: (global, local),
+            permits: Some((global, local)),
             trace,
             responder: None,
             absent,

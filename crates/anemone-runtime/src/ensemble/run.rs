@@ -364,6 +364,21 @@ fn step_error(ensemble: &Ensemble, i: usize, e: Error) -> Error {
         ErrorKind::NotFound => ErrorKind::Unavailable,
         kind => kind,
     };
+    // A decoupled step: the client's stream would fail the same, so the
+    // advice is not the one-answer refusal's.
+    let e = match e {
+        Error::Unsupported { .. } if kind == ErrorKind::Unsupported => Error::Unsupported {
+            what: format!(
+                "model '{}' is decoupled (it answers a request with any number of responses), \
+                 which an ensemble step cannot be yet",
+                step.model
+            ),
+            fix: "call that model on its own, not through the ensemble (on a stream), or read its \
+                  responses from a Python model with exec(decoupled=True)"
+                .into(),
+        },
+        e => e,
+    };
     Error::Step {
         ensemble: ensemble.spec.name.clone(),
         step: i,

@@ -70,8 +70,10 @@ pub(crate) struct Admitted {
     pub(crate) validated: Duration,
     /// How retryable backend errors are retried.
     pub(crate) retry_policy: RetryPolicy,
-    /// The global and per-model permits, released when the job ends.
-    pub(crate) permits: (Permit, Permit),
+    /// The global and per-model permits, released when the job ends;
+    /// `None` when something else holds them (a decoupled request's
+    /// responses, until the last: [`crate::decoupled`]).
+    pub(crate) permits: Option<(Permit, Permit)>,
     /// Its stage spans, when the request is traced (see [`crate::trace`]).
     pub(crate) trace: crate::trace::Trace,
     /// Where a decoupled model's responses go (see [`crate::decoupled`]).

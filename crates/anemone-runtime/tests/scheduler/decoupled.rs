@@ -255,3 +255,37 @@ fn a_client_that_stops_reading_is_seen_as_cancelled_by_the_model() {
         "{sent} responses before the cancel was seen"
     );
 }
+
+#[test]
+fn a_request_holds_its_permit_until_its_last_response_or_its_client_goes() {
+    let seen = Arc::new(Seen::default());
+    let m = Manager::builder()
+        .backend(Streams(Arc::clone(&seen)))
+        .workers(2)
+        .max_concurrency(Some(1))
+        .build()
+        .unwrap();
+    m.load_model_blocking(spec("s")).unwrap();
+    let endless = ask("s", &[1.0]).parameter("mode", Parameter::String("until_cancelled".into()));
+    let mut streaming = block_on(m.infer_decoupled(endless)).unwrap();
+    // Its engine call has returned (responses come from the model's thread).
+    assert!(!streaming.blocking_next().unwrap().last);
+    assert_eq!(m.metrics().in_flight, 1, "still streaming: in flight");
+    let Err(e) = block_on(m.infer_decoupled(ask("s", &[2.0]))) else {
+        panic!("a second request was admitted over --max-concurrency 1 while the first streamed");
+    };
+    assert_eq!(e.kind(), ErrorKind::Overloaded, "{e}");
+    // The client goes: the permit comes back (when the model next looks).
+    drop(streaming);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.metrics().in_flight != 0 {
+        assert!(Instant::now() < deadline, "the permit never came back");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A request that ends gives it back with its last response.
+    for _ in 0..3 {
+        let got = all(block_on(m.infer_decoupled(ask("s", &[1.0, 2.0]))).unwrap());
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(m.metrics().in_flight, 0);
+    }
+}
