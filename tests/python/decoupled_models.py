@@ -34,6 +34,9 @@ def out(values, index=0):
 class TritonPythonModel:
     def initialize(self, args):
         self.cancelled_after = []
+        # Triton's helper, as TensorRT-LLM's model.py calls it.
+        if not pb_utils.using_decoupled_model_transaction_policy(json.loads(args["model_config"])):
+            raise pb_utils.TritonModelException("this model is decoupled; the helper said not")
 
     def execute(self, requests):
         for request in requests:

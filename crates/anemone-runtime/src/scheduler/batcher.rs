@@ -250,8 +250,8 @@ impl ModelQueue {
                 let refused = Error::Unavailable {
                     what: format!("model '{}'", instance.name()),
                     reason: format!(
-                        "its queue for priority level {} is full ({} requests waiting, \
-                         the max_queue_size of its queue policy); retry later, or raise max_queue_size",
+                        "its queue for priority level {} is full ({} waiting, the \
+                         max_queue_size of its queue policy); retry later, or raise max_queue_size",
                         full.level, full.max_queue_size
                     ),
                 };

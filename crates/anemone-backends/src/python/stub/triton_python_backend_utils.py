@@ -707,6 +707,11 @@ def get_output_config_by_name(model_config, name):
     return None
 
 
+def using_decoupled_model_transaction_policy(model_config):
+    """Whether the model's config (a dict) makes it decoupled."""
+    return bool(model_config.get("model_transaction_policy", {}).get("decoupled", False))
+
+
 def get_model_dir():
     """The model's directory in the repository."""
     import os
