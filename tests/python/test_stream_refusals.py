@@ -17,8 +17,9 @@ promise them:
   chunked, or once decompressed): 413 saying which limit, and the server
   answers on; a stream message over it ends that stream with
   RESOURCE_EXHAUSTED, and a new stream serves;
-- a decoupled model as an ensemble step: 501 / UNIMPLEMENTED naming the
-  ensemble, the step and the model, on every protocol; the rest serves.
+- an ensemble with a decoupled step: refused at load with the reason
+  (naming the ensemble, the step and the model, advising no stream), which
+  its requests get on every protocol; the rest serves.
 
 A stream carries a refusal as its `error_message` alone (as Triton's
 ModelStreamInferResponse does): tritonclient hands it to the callback as an
@@ -27,7 +28,8 @@ words, and the unary calls check the status.
 
 A decoupled request holds its --max-concurrency permit until its last
 response (or its client goes), and the ensemble's refusal does not advise
-the stream that fails the same: both found by these tests, and fixed.
+the stream that fails the same (the ensemble now does not load): both
+found by these tests, and fixed.
 """
 import gzip
 import http.client
@@ -176,15 +178,26 @@ def serving(repo, *flags):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """Default flags: the queue models and the ensemble."""
+    """Default flags: the queue models."""
     repo = repository(tmp_path_factory, "refusals", ("repeat", "add_sub"), [
         ("qfull", queued_config(True, QUEUE_FULL), QUEUED),
         ("qfull_plain", queued_config(False, QUEUE_FULL), QUEUED),
         ("qtime", queued_config(True, QUEUE_TIMEOUT), QUEUED),
         ("qtime_plain", queued_config(False, QUEUE_TIMEOUT), QUEUED),
-        ("through_repeat", THROUGH_REPEAT),
     ])
     proc, addresses = serving(repo)
+    yield addresses
+    stop_serve(proc)
+
+
+@pytest.fixture(scope="module")
+def ensemble_server(tmp_path_factory):
+    """An ensemble with a decoupled step, which does not load; the server
+    serves the rest (--strict-readiness false: ready all the same)."""
+    repo = repository(tmp_path_factory, "decoupled_step", ("repeat", "add_sub"), [
+        ("through_repeat", THROUGH_REPEAT),
+    ])
+    proc, addresses = serving(repo, "--strict-readiness", "false")
     yield addresses
     stop_serve(proc)
 
@@ -581,32 +594,31 @@ def test_a_stream_message_over_max_request_bytes_ends_that_stream_and_a_new_one_
 
 # 5. A decoupled model as an ensemble step.
 
-STEP_WORDS = ("ensemble 'through_repeat' step 0 (model 'repeat') failed", "model 'repeat' is decoupled")
+STEP_WORDS = ("ensemble 'through_repeat' step 0 (model 'repeat')", "model 'repeat' is decoupled",
+              "an ensemble step cannot be yet", "exec(decoupled=True)")
 
 
-def ensemble_refusals(server):
-    """The ensemble's refusal on each protocol: {protocol: message}."""
+def test_an_ensemble_with_a_decoupled_step_does_not_load_and_the_rest_serves(ensemble_server):
+    """Every request to it would fail (each step is asked for one answer):
+    it is refused at load with the reason, which its requests then get on
+    every protocol (503 / UNAVAILABLE, as any model that did not load);
+    the reason advises no stream, which would fail the same."""
+    index = {m["name"]: m for m in json.loads(post(ensemble_server, "/v2/repository/index", {})[2])}
+    assert index["through_repeat"]["state"] == "UNAVAILABLE", index
+    messages = {"index": index["through_repeat"]["reason"]}
     values = np.array([1, 2, 3], np.int32)
-    out = {}
-    status, kind, text = post(server, "/v2/models/through_repeat/infer",
+    status, kind, text = post(ensemble_server, "/v2/models/through_repeat/infer",
                               {"inputs": [{"name": "VALUES", "shape": [3], "datatype": "INT32", "data": values.tolist()}]})
-    assert (status, kind) == (501, "application/json"), text
-    out["http"] = json.loads(text)["error"]
-    status, kind, text = post(server, "/v2/models/through_repeat/generate", {"VALUES": values.tolist()})
-    assert (status, kind) == (501, "application/json"), text
-    out["generate"] = json.loads(text)["error"]
-    status, kind, text = post(server, "/v2/models/through_repeat/generate_stream", {"VALUES": values.tolist()})
-    assert (status, kind) == (501, "text/event-stream; charset=utf-8"), text
-    (event,) = events(text)
-    out["generate_stream"] = event["error"]
+    assert (status, kind) == (503, "application/json"), text
+    messages["http"] = json.loads(text)["error"]
     with pytest.raises(InferenceServerException) as e:
-        grpcclient.InferenceServerClient(server["gRPC"]).infer("through_repeat", [tensor("VALUES", values)])
-    assert e.value.status() == "StatusCode.UNIMPLEMENTED"
-    out["grpc"] = e.value.message()
-    stream = Stream(server)
+        grpcclient.InferenceServerClient(ensemble_server["gRPC"]).infer("through_repeat", [tensor("VALUES", values)])
+    assert e.value.status() == "StatusCode.UNAVAILABLE"
+    messages["grpc"] = e.value.message()
+    stream = Stream(ensemble_server)
     try:
         stream.send("through_repeat", [tensor("VALUES", values)], enable_empty_final_response=True)
-        out["stream"] = refused(stream.one())
+        messages["stream"] = refused(stream.one())
         # The stream goes on: the step's model itself, and another model.
         stream.send("repeat", [tensor("IN", values)], enable_empty_final_response=True)
         got = [stream.next() for _ in range(4)]
@@ -616,33 +628,7 @@ def ensemble_refusals(server):
         add_sub_on(stream, np.random.default_rng(6))
     finally:
         stream.close()
-    return out
-
-
-def test_a_decoupled_ensemble_step_is_refused_naming_it_and_the_rest_serves(server):
-    before = {m: stats(server, m) for m in ("through_repeat", "repeat")}
-    messages = ensemble_refusals(server)
-    for protocol, message in messages.items():
+    for where, message in messages.items():
         for word in STEP_WORDS:
-            assert word in message, (protocol, message)
-    # Another model over HTTP, against numpy.
-    x = np.arange(4, dtype=np.float32)
-    client = httpclient.InferenceServerClient(server["HTTP"])
-    inputs = []
-    for name, v in (("INPUT0", x), ("INPUT1", 2 * x)):
-        t = httpclient.InferInput(name, [4], "FP32")
-        t.set_data_from_numpy(v)
-        inputs.append(t)
-    result = client.infer("add_sub", inputs)
-    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 3 * x)
-    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), -x)
-    # Five failed ensemble requests; the step's model never ran one of them
-    # (it ran the one sent to it directly).
-    assert delta(stats(server, "through_repeat"), before["through_repeat"]) == {"fail": 5}
-    changed = settled(server, "repeat", before["repeat"], success=1)
-    assert changed.get("success") == 1 and "fail" not in changed, changed
-
-
-def test_the_ensemble_step_refusal_does_not_advise_a_stream_that_fails_the_same(server):
-    for protocol, message in ensemble_refusals(server).items():
-        assert "ModelStreamInfer" not in message and "start_stream" not in message, (protocol, message)
+            assert word in message, (where, message)
+        assert "ModelStreamInfer" not in message and "start_stream" not in message, (where, message)

@@ -119,6 +119,23 @@ impl Manager {
                 spec.name
             )));
         }
+        // A decoupled step would fail every request (each step is asked
+        // for one answer): refused here, rather than at each request.
+        for (i, step) in spec.steps.iter().enumerate() {
+            if self
+                .resident(&step.model, step.version)
+                .is_some_and(|m| m.decoupled())
+            {
+                return Err(Error::Config(format!(
+                    "ensemble '{}' {}: model '{}' is decoupled (it answers a request with any \
+                     number of responses), which an ensemble step cannot be yet; call it on its \
+                     own, or from a Python model that reads its responses with exec(decoupled=True)",
+                    spec.name,
+                    graph::step_label(i, step),
+                    step.model
+                )));
+            }
+        }
         let plan = graph::plan(&spec, |name, version| {
             if let Some(m) = self.resident(name, version) {
                 return Some(ModelView::of(&m));
