@@ -121,3 +121,38 @@ class TritonPythonModel:
                 ]), flags=last)
         return None
 '''
+
+# Sends N responses of 16,384 FP32 values (64 KiB each) as fast as it can,
+# until its client has gone; OUT's first value is the response's index.
+FLOOD_CONFIG = """
+name: "flood"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy { decoupled: true }
+input [ { name: "N" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ -1 ] } ]
+"""
+
+FLOOD = '''
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            n = int(pb_utils.get_input_tensor_by_name(request, "N").as_numpy()[0])
+            threading.Thread(target=self.flood, args=(request.get_response_sender(), n)).start()
+        return None
+
+    def flood(self, sender, n):
+        block = np.zeros(16384, np.float32)
+        for i in range(n):
+            if sender.is_cancelled():
+                break
+            block[0] = i
+            sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", block.copy())]))
+        sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+'''

@@ -21,7 +21,7 @@ from functools import partial
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from decoupled_models import BATCHED, BATCHED_CONFIG, STREAMS, STREAMS_CONFIG
+from decoupled_models import BATCHED, BATCHED_CONFIG, FLOOD, FLOOD_CONFIG, STREAMS, STREAMS_CONFIG
 from serve_support import python_repository, start_serve, stop_serve, wait_ready
 from tritonclient.utils import InferenceServerException
 
@@ -29,7 +29,7 @@ from tritonclient.utils import InferenceServerException
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     repo = python_repository(tmp_path_factory.mktemp("decoupled"), examples=("repeat", "add_sub"), models=(
-        ("streams", STREAMS_CONFIG, STREAMS), ("batched", BATCHED_CONFIG, BATCHED),
+        ("streams", STREAMS_CONFIG, STREAMS), ("batched", BATCHED_CONFIG, BATCHED), ("flood", FLOOD_CONFIG, FLOOD),
     ))
     proc, addresses = start_serve(repo)
     try:
@@ -265,3 +265,36 @@ def test_a_model_that_is_not_decoupled_answers_once_on_a_stream_flagged_final(se
         stream.close()
     assert error is None and final(result)
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 2 * x)
+
+
+def test_a_client_that_stops_reading_ends_its_request_at_the_buffer_limit(server):
+    """A client that reads nothing of a fast model's stream for a while:
+    its responses wait in the server up to --max-stream-buffer-bytes (16
+    MiB), then the request ends with the overload error as its last event,
+    the model sees is_cancelled(), and the server serves on."""
+    import http.client
+
+    host, port = server["HTTP"].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    # 4,000 responses of 64 KiB: 250 MiB if nothing stopped them.
+    connection.request("POST", "/v2/models/flood/generate_stream", body=json.dumps({"N": 4000}),
+                       headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200
+    time.sleep(3)  # not reading: the socket's buffers fill, then the server's
+    events = [json.loads(line[len(b"data: "):]) for line in response.read().split(b"\n") if line.startswith(b"data: ")]
+    connection.close()
+    assert "error" in events[-1], events[-1].keys()
+    assert "response buffer" in events[-1]["error"] and "--max-stream-buffer-bytes" in events[-1]["error"]
+    sent = events[:-1]
+    # Each event is its own response, in order; far fewer than 4,000 went.
+    assert [e["OUT"][0] for e in sent] == list(range(len(sent)))
+    assert 0 < len(sent) < 1000, len(sent)
+    # The server goes on.
+    stream = Stream(server)
+    try:
+        stream.send("repeat", [tensor("IN", np.array([7, 8], np.int32), "INT32")])
+        got = stream.until_final(count=2)
+        assert [r.as_numpy("OUT")[0] for r, e in got if e is None] == [7, 8]
+    finally:
+        stream.close()

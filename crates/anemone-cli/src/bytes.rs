@@ -46,7 +46,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 /// [`parse_bytes`], refusing 0 (a budget of no bytes holds no model).
 pub fn parse_positive_bytes(text: &str) -> Result<u64, String> {
     match parse_bytes(text)? {
-        0 => Err("0 bytes holds nothing; give at least 1 byte (e.g. 2GiB), or leave the flag out for no limit".into()),
+        0 => Err("0 bytes holds nothing; give at least 1 byte (e.g. 2GiB), or leave the flag out for its default".into()),
         n => Ok(n),
     }
 }

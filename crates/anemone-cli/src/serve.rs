@@ -268,6 +268,15 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_decoding_bytes: u64,
 
+    /// Bytes of responses one streaming request (to a decoupled model) may have waiting
+    /// for its client to read them, as a count or with a unit (`64MiB`); past it, the
+    /// request ends with an overload error and its model sees its client gone
+    /// (is_cancelled()), so a client that stops reading cannot grow the server.
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_STREAM_BUFFER_BYTES",
+          default_value_t = anemone_runtime::manager::DEFAULT_STREAM_BUFFER_BYTES,
+          value_parser = crate::bytes::parse_positive_bytes)]
+    pub max_stream_buffer_bytes: u64,
+
     /// gRPC requests one connection may have open at once (HTTP/2's
     /// SETTINGS_MAX_CONCURRENT_STREAMS): a client with more waits for one to finish before
     /// it sends the next, instead of one connection holding any number.
@@ -419,6 +428,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .backend
         .builder()
         .max_concurrency(Some(args.max_concurrency))
+        .stream_buffer_bytes(args.max_stream_buffer_bytes)
         .memory_budget(args.memory_budget)
         .response_cache(crate::cache_config::cache_size(
             &args.cache_config,

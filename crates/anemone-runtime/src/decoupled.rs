@@ -21,6 +21,7 @@ use crate::request::{InferRequest, InferResponse};
 use crate::scheduler::Done;
 use crate::Timings;
 use anemone_core::{Error, Responder, Response, ResponseSink, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -41,34 +42,61 @@ pub struct Streamed {
 /// the model is told (`is_cancelled()`), and its further responses are
 /// dropped.
 pub struct Responses {
-    rx: mpsc::UnboundedReceiver<Streamed>,
+    rx: mpsc::UnboundedReceiver<(Streamed, u64)>,
+    /// Bytes sent and not read yet (see [`Sink`]).
+    waiting: Arc<AtomicU64>,
 }
 
 impl Responses {
     /// The next response; `None` after the last.
     pub async fn next(&mut self) -> Option<Streamed> {
-        self.rx.recv().await
+        let next = self.rx.recv().await;
+        self.read(next)
     }
 
     /// The next response, waiting on this thread (not an async executor's).
     pub fn blocking_next(&mut self) -> Option<Streamed> {
-        self.rx.blocking_recv()
+        let next = self.rx.blocking_recv();
+        self.read(next)
+    }
+
+    fn read(&self, next: Option<(Streamed, u64)>) -> Option<Streamed> {
+        let (streamed, weight) = next?;
+        self.waiting.fetch_sub(weight, Ordering::Relaxed);
+        Some(streamed)
     }
 
     /// Responses that are the one answer of a model that is not decoupled.
     fn one(answer: Result<InferResponse>) -> Responses {
         let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(Streamed {
+        let streamed = Streamed {
             response: Some(answer),
             last: true,
-        });
-        Responses { rx }
+        };
+        let _ = tx.send((streamed, 0));
+        Responses {
+            rx,
+            waiting: Arc::default(),
+        }
     }
 }
 
+/// What one response weighs against the buffer: its outputs' bytes, and at
+/// least [`MIN_WEIGHT`] (a response without outputs still takes memory).
+fn weight(response: &Option<Result<InferResponse>>) -> u64 {
+    let bytes = match response {
+        Some(Ok(r)) => r.outputs.iter().map(|(_, t)| t.byte_len() as u64).sum(),
+        _ => 0,
+    };
+    bytes.max(MIN_WEIGHT)
+}
+
+/// The least a response weighs against a request's response buffer.
+const MIN_WEIGHT: u64 = 256;
+
 /// An open request's channel, and the permits it holds while open.
 struct Open {
-    tx: mpsc::UnboundedSender<Streamed>,
+    tx: mpsc::UnboundedSender<(Streamed, u64)>,
     _permits: Option<(Permit, Permit)>,
 }
 
@@ -83,6 +111,11 @@ pub(crate) struct Sink {
     /// The names of the outputs asked for; `None`: all.
     wanted: Option<Vec<String>>,
     start: Instant,
+    /// Bytes sent and not read yet, shared with [`Responses`], and their
+    /// limit: a caller that reads slower than the model sends cannot make
+    /// the server hold its responses without end.
+    waiting: Arc<AtomicU64>,
+    limit: u64,
 }
 
 impl Sink {
@@ -94,10 +127,14 @@ impl Sink {
         wanted: Option<&[usize]>,
         start: Instant,
         permits: Option<(Permit, Permit)>,
+        limit: u64,
     ) -> (Arc<Sink>, Responses) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let waiting = Arc::new(AtomicU64::new(0));
         let outputs = &instance.metadata().outputs;
         let sink = Sink {
+            waiting: Arc::clone(&waiting),
+            limit,
             to: Mutex::new(Some(Open {
                 tx,
                 _permits: permits,
@@ -107,7 +144,7 @@ impl Sink {
             wanted: wanted.map(|w| w.iter().map(|&i| outputs[i].name.clone()).collect()),
             start,
         };
-        (Arc::new(sink), Responses { rx })
+        (Arc::new(sink), Responses { rx, waiting })
     }
 
     /// The sink as the engine holds it.
@@ -148,23 +185,54 @@ impl Sink {
     /// it was not sent.
     fn deliver(&self, response: Option<Result<InferResponse>>, last: bool) -> bool {
         let mut to = self.lock();
-        if last {
+        let weight = weight(&response);
+        let waiting = self.waiting.fetch_add(weight, Ordering::Relaxed) + weight;
+        if last || waiting > self.limit {
             // The permits go back before the caller sees the last response.
             let Some(Open { tx, _permits }) = to.take() else {
                 return false;
             };
             drop(_permits);
-            return tx.send(Streamed { response, last }).is_ok();
+            let (response, end) = match last {
+                true => (response, true),
+                // Too much waits for the caller: the request ends here with
+                // an error, and the model is told its client has gone.
+                false => (Some(Err(self.overflow(waiting - weight))), false),
+            };
+            let sent = tx
+                .send((
+                    Streamed {
+                        response,
+                        last: true,
+                    },
+                    weight,
+                ))
+                .is_ok();
+            return sent && end;
         }
         let Some(open) = to.as_ref() else {
             return false;
         };
-        let sent = open.tx.send(Streamed { response, last }).is_ok();
+        let sent = open.tx.send((Streamed { response, last }, weight)).is_ok();
         if !sent {
             // Nobody listens: the permits go back.
             *to = None;
         }
         sent
+    }
+
+    /// The error that ends a request whose caller reads its responses
+    /// slower than the model sends them.
+    fn overflow(&self, waiting: u64) -> Error {
+        Error::Overloaded {
+            limit: format!(
+                "response buffer of a request to model '{}' (responses sent and not read by the \
+                 client: read faster, or raise --max-stream-buffer-bytes)",
+                self.instance.name()
+            ),
+            in_use: usize::try_from(waiting).unwrap_or(usize::MAX),
+            capacity: usize::try_from(self.limit).unwrap_or(usize::MAX),
+        }
     }
 
     /// A model's response as the caller gets it: the outputs asked for, in
@@ -300,6 +368,7 @@ impl Manager {
             admitted.outputs.as_deref(),
             start,
             admitted.permits.take(),
+            self.inner.stream_buffer_bytes,
         );
         admitted.responder = Some(sink.responder());
         self.schedule_stream(admitted, sink, priority, timeout, start)?;

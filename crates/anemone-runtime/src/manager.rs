@@ -25,6 +25,9 @@ pub use crate::spec::ModelSpec;
 /// Default global concurrency limit: requests in flight across all models.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
 
+/// The default of [`ManagerBuilder::stream_buffer_bytes`]: 16 MiB.
+pub const DEFAULT_STREAM_BUFFER_BYTES: u64 = 16 << 20;
+
 /// Loads models and serves inference requests on them.
 ///
 /// Cheap to clone: clones share the same models, limits and metrics.
@@ -67,6 +70,9 @@ pub(crate) struct Inner {
     pub(crate) monitor: Monitor,
     /// The metrics the models' own code reports (`observe.rs`).
     pub(crate) custom_metrics: anemone_core::custom_metrics::CustomMetrics,
+    /// Bytes of a decoupled request's responses that may wait for their
+    /// reader (`decoupled.rs`).
+    pub(crate) stream_buffer_bytes: u64,
 }
 
 /// Builds a [`Manager`].
@@ -78,6 +84,7 @@ pub struct ManagerBuilder {
     fallback: FallbackPolicy,
     max_concurrency: Option<usize>,
     model_max_concurrency: Option<usize>,
+    stream_buffer_bytes: u64,
     memory_budget: Option<u64>,
     eviction: EvictionPolicy,
     workers: Option<usize>,
@@ -135,6 +142,15 @@ impl ManagerBuilder {
     /// `None` removes the limit.
     pub fn max_concurrency(mut self, limit: Option<usize>) -> Self {
         self.max_concurrency = limit;
+        self
+    }
+
+    /// Bytes of responses one request to a decoupled model may have waiting
+    /// for its caller to read them; past it, the request ends with an
+    /// overload error and its model is told its client has gone. By
+    /// default, [`DEFAULT_STREAM_BUFFER_BYTES`].
+    pub fn stream_buffer_bytes(mut self, bytes: u64) -> Self {
+        self.stream_buffer_bytes = bytes.max(1);
         self
     }
 
@@ -304,6 +320,7 @@ impl ManagerBuilder {
                 gates: Arc::default(),
                 monitor: Monitor::new(self.health, self.recovery, self.retime),
                 custom_metrics: Default::default(),
+                stream_buffer_bytes: self.stream_buffer_bytes,
             }),
         };
         Monitor::start(&manager.inner);
@@ -327,6 +344,7 @@ impl Manager {
             fallback: FallbackPolicy::default(),
             max_concurrency: Some(DEFAULT_MAX_CONCURRENCY),
             model_max_concurrency: None,
+            stream_buffer_bytes: DEFAULT_STREAM_BUFFER_BYTES,
             memory_budget: None,
             eviction: EvictionPolicy::Off,
             workers: None,

@@ -289,3 +289,39 @@ fn a_request_holds_its_permit_until_its_last_response_or_its_client_goes() {
         assert_eq!(m.metrics().in_flight, 0);
     }
 }
+
+#[test]
+fn a_caller_that_does_not_read_ends_its_request_at_the_buffer_limit() {
+    let seen = Arc::new(Seen::default());
+    let m = Manager::builder()
+        .backend(Streams(Arc::clone(&seen)))
+        .workers(2)
+        .stream_buffer_bytes(4096)
+        .build()
+        .unwrap();
+    m.load_model_blocking(spec("s")).unwrap();
+    let endless = ask("s", &[1.0]).parameter("mode", Parameter::String("until_cancelled".into()));
+    let responses = block_on(m.infer_decoupled(endless)).unwrap();
+    // Nobody reads: the model is told its client has gone once 4 KiB wait
+    // (each response counts 256 bytes at least).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.cancelled_after.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the model was never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = seen.cancelled_after.lock().unwrap()[0];
+    assert!(
+        (17..40).contains(&sent),
+        "{sent} sent before the model stopped"
+    );
+    let got = all(responses);
+    assert_eq!(got.len(), 17, "16 responses fit, then the error: {got:?}");
+    assert!(got[..16]
+        .iter()
+        .all(|s| !s.last && s.response.as_ref().unwrap().is_ok()));
+    assert!(got[16].last);
+    let e = got[16].response.as_ref().unwrap().as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Overloaded, "{e}");
+    assert!(e.to_string().contains("response buffer"), "{e}");
+    assert_eq!(m.metrics().in_flight, 0);
+}
