@@ -18,85 +18,16 @@ use crate::instance::ModelInstance;
 use crate::manager::Manager;
 use crate::pipeline::finish;
 use crate::request::{InferRequest, InferResponse};
+use crate::responses::{Feed, Responses, Sent};
 use crate::scheduler::Done;
 use crate::Timings;
 use anemone_core::{Error, Responder, Response, ResponseSink, Result};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::mpsc;
 
-/// One response of a decoupled model, as [`Responses`] gives it.
-#[derive(Debug)]
-pub struct Streamed {
-    /// The response (its outputs, those the request asked for, or the
-    /// model's error); `None` when the model sent the final flag alone.
-    pub response: Option<Result<InferResponse>>,
-    /// Whether this is the request's last response.
-    pub last: bool,
-}
-
-/// The responses to one request on a decoupled model, in the order the
-/// model sent them. Dropping it before the request reached its engine
-/// cancels the request (it is dropped from its queue, never run); after,
-/// the model is told (`is_cancelled()`), and its further responses are
-/// dropped.
-pub struct Responses {
-    rx: mpsc::UnboundedReceiver<(Streamed, u64)>,
-    /// Bytes sent and not read yet (see [`Sink`]).
-    waiting: Arc<AtomicU64>,
-}
-
-impl Responses {
-    /// The next response; `None` after the last.
-    pub async fn next(&mut self) -> Option<Streamed> {
-        let next = self.rx.recv().await;
-        self.read(next)
-    }
-
-    /// The next response, waiting on this thread (not an async executor's).
-    pub fn blocking_next(&mut self) -> Option<Streamed> {
-        let next = self.rx.blocking_recv();
-        self.read(next)
-    }
-
-    fn read(&self, next: Option<(Streamed, u64)>) -> Option<Streamed> {
-        let (streamed, weight) = next?;
-        self.waiting.fetch_sub(weight, Ordering::Relaxed);
-        Some(streamed)
-    }
-
-    /// Responses that are the one answer of a model that is not decoupled.
-    fn one(answer: Result<InferResponse>) -> Responses {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let streamed = Streamed {
-            response: Some(answer),
-            last: true,
-        };
-        let _ = tx.send((streamed, 0));
-        Responses {
-            rx,
-            waiting: Arc::default(),
-        }
-    }
-}
-
-/// What one response weighs against the buffer: its outputs' bytes, and at
-/// least [`MIN_WEIGHT`] (a response without outputs still takes memory).
-fn weight(response: &Option<Result<InferResponse>>) -> u64 {
-    let bytes = match response {
-        Some(Ok(r)) => r.outputs.iter().map(|(_, t)| t.byte_len() as u64).sum(),
-        _ => 0,
-    };
-    bytes.max(MIN_WEIGHT)
-}
-
-/// The least a response weighs against a request's response buffer.
-const MIN_WEIGHT: u64 = 256;
-
-/// An open request's channel, and the permits it holds while open.
+/// An open request's responses, and the permits it holds while open.
 struct Open {
-    tx: mpsc::UnboundedSender<(Streamed, u64)>,
+    feed: Feed,
     _permits: Option<(Permit, Permit)>,
 }
 
@@ -111,11 +42,6 @@ pub(crate) struct Sink {
     /// The names of the outputs asked for; `None`: all.
     wanted: Option<Vec<String>>,
     start: Instant,
-    /// Bytes sent and not read yet, shared with [`Responses`], and their
-    /// limit: a caller that reads slower than the model sends cannot make
-    /// the server hold its responses without end.
-    waiting: Arc<AtomicU64>,
-    limit: u64,
 }
 
 impl Sink {
@@ -129,14 +55,11 @@ impl Sink {
         permits: Option<(Permit, Permit)>,
         limit: u64,
     ) -> (Arc<Sink>, Responses) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let waiting = Arc::new(AtomicU64::new(0));
+        let (feed, responses) = Feed::new(instance.name(), limit);
         let outputs = &instance.metadata().outputs;
         let sink = Sink {
-            waiting: Arc::clone(&waiting),
-            limit,
             to: Mutex::new(Some(Open {
-                tx,
+                feed,
                 _permits: permits,
             })),
             instance: Arc::clone(instance),
@@ -144,7 +67,7 @@ impl Sink {
             wanted: wanted.map(|w| w.iter().map(|&i| outputs[i].name.clone()).collect()),
             start,
         };
-        (Arc::new(sink), Responses { rx, waiting })
+        (Arc::new(sink), responses)
     }
 
     /// The sink as the engine holds it.
@@ -155,7 +78,7 @@ impl Sink {
     /// Whether the caller stopped reading the responses.
     pub(crate) fn is_closed(&self) -> bool {
         let mut to = self.lock();
-        let closed = to.as_ref().is_none_or(|open| open.tx.is_closed());
+        let closed = to.as_ref().is_none_or(|open| open.feed.is_closed());
         if closed {
             // Nobody listens: the permits go back now.
             *to = None;
@@ -185,53 +108,35 @@ impl Sink {
     /// it was not sent.
     fn deliver(&self, response: Option<Result<InferResponse>>, last: bool) -> bool {
         let mut to = self.lock();
-        let weight = weight(&response);
-        let waiting = self.waiting.fetch_add(weight, Ordering::Relaxed) + weight;
-        if last || waiting > self.limit {
-            // The permits go back before the caller sees the last response.
-            let Some(Open { tx, _permits }) = to.take() else {
-                return false;
-            };
-            drop(_permits);
-            let (response, end) = match last {
-                true => (response, true),
-                // Too much waits for the caller: the request ends here with
-                // an error, and the model is told its client has gone.
-                false => (Some(Err(self.overflow(waiting - weight))), false),
-            };
-            let sent = tx
-                .send((
-                    Streamed {
-                        response,
-                        last: true,
-                    },
-                    weight,
-                ))
-                .is_ok();
-            return sent && end;
-        }
-        let Some(open) = to.as_ref() else {
-            return false;
+        let sent = match (last, to.as_ref()) {
+            (_, None) => return false,
+            (false, Some(open)) => open.feed.send(response, false),
+            (true, Some(_)) => {
+                // The permits go back before the caller sees the last response.
+                let Some(Open { feed, _permits }) = to.take() else {
+                    return false;
+                };
+                drop(_permits);
+                return feed.send(response, true) == Sent::Delivered;
+            }
         };
-        let sent = open.tx.send((Streamed { response, last }, weight)).is_ok();
-        if !sent {
+        match sent {
+            Sent::Delivered => true,
             // Nobody listens: the permits go back.
-            *to = None;
-        }
-        sent
-    }
-
-    /// The error that ends a request whose caller reads its responses
-    /// slower than the model sends them.
-    fn overflow(&self, waiting: u64) -> Error {
-        Error::Overloaded {
-            limit: format!(
-                "response buffer of a request to model '{}' (responses sent and not read by the \
-                 client: read faster, or raise --max-stream-buffer-bytes)",
-                self.instance.name()
-            ),
-            in_use: usize::try_from(waiting).unwrap_or(usize::MAX),
-            capacity: usize::try_from(self.limit).unwrap_or(usize::MAX),
+            Sent::Gone => {
+                *to = None;
+                false
+            }
+            // Too much waits for the caller: the request ends with an
+            // error (its permits back first), and the model is told its
+            // client has gone.
+            Sent::Overflow => {
+                if let Some(Open { feed, _permits }) = to.take() {
+                    drop(_permits);
+                    feed.overflowed();
+                }
+                false
+            }
         }
     }
 

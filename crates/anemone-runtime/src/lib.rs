@@ -78,6 +78,7 @@ pub mod pressure;
 pub mod registry;
 pub mod request;
 pub mod reshape;
+pub mod responses;
 mod scheduler;
 pub mod selection;
 pub mod sequence;
@@ -91,7 +92,6 @@ pub mod worker;
 
 pub use cache::CacheSnapshot;
 pub use compare::{ComparisonCounts, EngineComparer, ProcessComparer};
-pub use decoupled::{Responses, Streamed};
 pub use eviction::{EvictionPolicy, EvictionSnapshot};
 pub use fallback::{FallbackPolicy, RetryPolicy};
 pub use groups::MAX_INSTANCES;
@@ -105,6 +105,7 @@ pub use on_demand::EvictedModel;
 pub use pressure::ThermalState;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};
+pub use responses::{Responses, Streamed};
 pub use scheduler::{INLINE_AFTER_RUNS, INLINE_BELOW};
 pub use selection::{Attempt, Mode, Move, Outcome, Selection};
 pub use sequence::{
