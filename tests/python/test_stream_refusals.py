@@ -17,9 +17,8 @@ promise them:
   chunked, or once decompressed): 413 saying which limit, and the server
   answers on; a stream message over it ends that stream with
   RESOURCE_EXHAUSTED, and a new stream serves;
-- an ensemble with a decoupled step: refused at load with the reason
-  (naming the ensemble, the step and the model, advising no stream), which
-  its requests get on every protocol; the rest serves.
+- an ensemble with a decoupled step: one answer refused on every protocol
+  (501 / UNIMPLEMENTED, advising a stream), and on a stream it streams.
 
 A stream carries a refusal as its `error_message` alone (as Triton's
 ModelStreamInferResponse does): tritonclient hands it to the callback as an
@@ -27,9 +26,9 @@ InferenceServerException without a status, so the stream cases check the
 words, and the unary calls check the status.
 
 A decoupled request holds its --max-concurrency permit until its last
-response (or its client goes), and the ensemble's refusal does not advise
-the stream that fails the same (the ensemble now does not load): both
-found by these tests, and fixed.
+response (or its client goes): found by these tests, and fixed (as the
+ensemble's refusal advising a stream that failed the same: such an
+ensemble now streams).
 """
 import gzip
 import http.client
@@ -192,8 +191,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ensemble_server(tmp_path_factory):
-    """An ensemble with a decoupled step, which does not load; the server
-    serves the rest (--strict-readiness false: ready all the same)."""
+    """An ensemble whose one step is decoupled."""
     repo = repository(tmp_path_factory, "decoupled_step", ("repeat", "add_sub"), [
         ("through_repeat", THROUGH_REPEAT),
     ])
@@ -594,41 +592,36 @@ def test_a_stream_message_over_max_request_bytes_ends_that_stream_and_a_new_one_
 
 # 5. A decoupled model as an ensemble step.
 
-STEP_WORDS = ("ensemble 'through_repeat' step 0 (model 'repeat')", "model 'repeat' is decoupled",
-              "an ensemble step cannot be yet", "exec(decoupled=True)")
+ONE_ANSWER_WORDS = ("ensemble 'through_repeat' has a decoupled step", "not one", "send its requests on a stream")
 
 
-def test_an_ensemble_with_a_decoupled_step_does_not_load_and_the_rest_serves(ensemble_server):
-    """Every request to it would fail (each step is asked for one answer):
-    it is refused at load with the reason, which its requests then get on
-    every protocol (503 / UNAVAILABLE, as any model that did not load);
-    the reason advises no stream, which would fail the same."""
-    index = {m["name"]: m for m in json.loads(post(ensemble_server, "/v2/repository/index", {})[2])}
-    assert index["through_repeat"]["state"] == "UNAVAILABLE", index
-    messages = {"index": index["through_repeat"]["reason"]}
+def test_an_ensemble_with_a_decoupled_step_refuses_one_answer_and_streams(ensemble_server):
+    """It answers on a stream only, as Triton's decoupled ensembles do:
+    one answer is refused on every protocol (501 / UNIMPLEMENTED), saying
+    to use a stream, and on a stream its responses are the step's; the
+    stream and the server go on."""
     values = np.array([1, 2, 3], np.int32)
     status, kind, text = post(ensemble_server, "/v2/models/through_repeat/infer",
                               {"inputs": [{"name": "VALUES", "shape": [3], "datatype": "INT32", "data": values.tolist()}]})
-    assert (status, kind) == (503, "application/json"), text
-    messages["http"] = json.loads(text)["error"]
+    assert (status, kind) == (501, "application/json"), text
+    messages = {"http": json.loads(text)["error"]}
+    status, kind, text = post(ensemble_server, "/v2/models/through_repeat/generate", {"VALUES": values.tolist()})
+    assert (status, kind) == (501, "application/json"), text
+    assert "use generate_stream" in json.loads(text)["error"], text
     with pytest.raises(InferenceServerException) as e:
         grpcclient.InferenceServerClient(ensemble_server["gRPC"]).infer("through_repeat", [tensor("VALUES", values)])
-    assert e.value.status() == "StatusCode.UNAVAILABLE"
+    assert e.value.status() == "StatusCode.UNIMPLEMENTED"
     messages["grpc"] = e.value.message()
+    for where, message in messages.items():
+        for word in ONE_ANSWER_WORDS:
+            assert word in message, (where, message)
     stream = Stream(ensemble_server)
     try:
         stream.send("through_repeat", [tensor("VALUES", values)], enable_empty_final_response=True)
-        messages["stream"] = refused(stream.one())
-        # The stream goes on: the step's model itself, and another model.
-        stream.send("repeat", [tensor("IN", values)], enable_empty_final_response=True)
         got = [stream.next() for _ in range(4)]
         assert all(error is None for _, error in got), [e.message() for _, e in got if e]
-        assert [(r.as_numpy("OUT").item(), final(r)) for r, _ in got[:3]] == [(1, False), (2, False), (3, False)]
+        assert [(r.as_numpy("EACH").item(), final(r)) for r, _ in got[:3]] == [(1, False), (2, False), (3, False)]
         assert final(got[3][0]) and len(got[3][0].get_response().outputs) == 0
         add_sub_on(stream, np.random.default_rng(6))
     finally:
         stream.close()
-    for where, message in messages.items():
-        for word in STEP_WORDS:
-            assert word in message, (where, message)
-        assert "ModelStreamInfer" not in message and "start_stream" not in message, (where, message)

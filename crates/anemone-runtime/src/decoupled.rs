@@ -206,19 +206,22 @@ impl Manager {
     /// statistics are those of [`Manager::infer`], which refuses a
     /// decoupled model with [`Error::Unsupported`].
     ///
-    /// Not for ensembles, sequence models or the response cache; a request
-    /// `timeout` bounds only the wait before the engine call.
+    /// An ensemble with a decoupled step answers here, one response per
+    /// response of that step ([`crate::ensemble`]); another ensemble's one
+    /// answer is the only response. Not for sequence models or the response
+    /// cache; a request `timeout` bounds only the wait before the engine call.
     pub async fn infer_decoupled(&self, request: InferRequest) -> Result<Responses> {
         let start = Instant::now();
         let instance = match self.resident(&request.model, request.version) {
             Some(instance) => instance,
-            None if self.ensemble_for(&request).is_some() => {
-                return Ok(Responses::one(self.infer(request).await));
-            }
-            None => {
-                self.load_on_demand(&request.model, request.version, request.timeout, start)
-                    .await?
-            }
+            None => match self.ensemble_for(&request) {
+                Some(e) if e.streams() => return self.infer_ensemble_stream(e, request),
+                Some(_) => return Ok(Responses::one(self.infer(request).await)),
+                None => {
+                    self.load_on_demand(&request.model, request.version, request.timeout, start)
+                        .await?
+                }
+            },
         };
         if !instance.decoupled() {
             return Ok(Responses::one(self.infer(request).await));
@@ -232,15 +235,16 @@ impl Manager {
         let start = Instant::now();
         let instance = match self.resident(&request.model, request.version) {
             Some(instance) => instance,
-            None if self.ensemble_for(&request).is_some() => {
-                return Ok(Responses::one(self.infer_blocking(request)));
-            }
-            None => self.load_on_demand_blocking(
-                &request.model,
-                request.version,
-                request.timeout,
-                start,
-            )?,
+            None => match self.ensemble_for(&request) {
+                Some(e) if e.streams() => return self.infer_ensemble_stream(e, request),
+                Some(_) => return Ok(Responses::one(self.infer_blocking(request))),
+                None => self.load_on_demand_blocking(
+                    &request.model,
+                    request.version,
+                    request.timeout,
+                    start,
+                )?,
+            },
         };
         if !instance.decoupled() {
             return Ok(Responses::one(self.infer_blocking(request)));

@@ -43,6 +43,7 @@
 mod graph;
 mod run;
 mod spec;
+mod stream;
 
 pub use spec::{dims, EnsembleSpec, EnsembleStep};
 
@@ -63,6 +64,8 @@ pub struct Ensemble {
     metadata: ModelMetadata,
     /// Its own statistics (the composing models count their steps in theirs).
     metrics: ModelMetrics,
+    /// How it runs when a step is decoupled (`stream.rs`).
+    stream: Option<stream::StreamPlan>,
 }
 
 impl Ensemble {
@@ -79,6 +82,13 @@ impl Ensemble {
     /// Its own statistics.
     pub fn metrics(&self) -> &ModelMetrics {
         &self.metrics
+    }
+
+    /// Whether a step is decoupled: the ensemble then answers a request
+    /// with a stream of responses ([`Manager::infer_decoupled`]), one per
+    /// response of that step.
+    pub fn streams(&self) -> bool {
+        self.stream.is_some()
     }
 }
 
@@ -119,23 +129,6 @@ impl Manager {
                 spec.name
             )));
         }
-        // A decoupled step would fail every request (each step is asked
-        // for one answer): refused here, rather than at each request.
-        for (i, step) in spec.steps.iter().enumerate() {
-            if self
-                .resident(&step.model, step.version)
-                .is_some_and(|m| m.decoupled())
-            {
-                return Err(Error::Config(format!(
-                    "ensemble '{}' {}: model '{}' is decoupled (it answers a request with any \
-                     number of responses), which an ensemble step cannot be yet; call it on its \
-                     own, or from a Python model that reads its responses with exec(decoupled=True)",
-                    spec.name,
-                    graph::step_label(i, step),
-                    step.model
-                )));
-            }
-        }
         let plan = graph::plan(&spec, |name, version| {
             if let Some(m) = self.resident(name, version) {
                 return Some(ModelView::of(&m));
@@ -156,6 +149,33 @@ impl Manager {
                 numbered(&errs)
             ))
         })?;
+        // Decoupled steps: a model that is, or an ensemble that streams.
+        let decoupled: Vec<bool> = (spec.steps.iter())
+            .map(|step| match self.resident(&step.model, step.version) {
+                Some(m) => m.decoupled(),
+                None => self
+                    .ensemble(&step.model)
+                    .is_some_and(|e| e.stream.is_some()),
+            })
+            .collect();
+        let nested = (spec.steps.iter().enumerate())
+            .find(|(i, step)| decoupled[*i] && self.resident(&step.model, step.version).is_none());
+        if let Some((i, step)) = nested {
+            return Err(Error::Config(format!(
+                "ensemble '{}' {}: ensemble '{}' has a decoupled step, which a step of another \
+                 ensemble cannot have yet; make its steps this ensemble's",
+                spec.name,
+                graph::step_label(i, step),
+                step.model
+            )));
+        }
+        let stream = stream::stream_plan(&spec, &plan, &decoupled).map_err(|errs| {
+            Error::Config(format!(
+                "ensemble '{}' is invalid: {}",
+                spec.name,
+                numbered(&errs)
+            ))
+        })?;
         let mut metadata =
             ModelMetadata::new(ModelFormat::Onnx, spec.inputs.clone(), spec.outputs.clone());
         metadata.producer = Some("anemone ensemble".into());
@@ -164,6 +184,7 @@ impl Manager {
             plan,
             metadata,
             metrics: ModelMetrics::with_summaries(self.inner.loader.summaries.clone()),
+            stream,
         });
         self.inner
             .ensembles

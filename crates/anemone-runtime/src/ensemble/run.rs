@@ -29,34 +29,34 @@ use tracing::Instrument;
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The state of one ensemble request.
-struct Run<'a> {
-    ensemble: &'a Ensemble,
+pub(super) struct Run {
+    pub(super) ensemble: Arc<Ensemble>,
     /// Tensors produced so far and not yet taken by their last reader.
-    tensors: HashMap<String, Tensor>,
+    pub(super) tensors: HashMap<String, Tensor>,
     /// Readers left for each tensor.
-    readers: HashMap<String, usize>,
+    pub(super) readers: HashMap<String, usize>,
     /// The steps' own timings, summed.
-    timings: Timings,
-    start: Instant,
-    timeout: Option<Duration>,
-    priority: Option<u32>,
+    pub(super) timings: Timings,
+    pub(super) start: Instant,
+    pub(super) timeout: Option<Duration>,
+    pub(super) priority: Option<u32>,
     /// The request's sequence, passed to every step (as Triton does).
-    sequence: Option<Box<crate::sequence::SequenceFlags>>,
+    pub(super) sequence: Option<Box<crate::sequence::SequenceFlags>>,
     /// The ensemble outputs asked for, in order.
-    wanted: Vec<String>,
+    pub(super) wanted: Vec<String>,
     /// The request's identifier, echoed.
-    id: Option<String>,
+    pub(super) id: Option<String>,
     /// The response cache key and the time the lookup took, when the
     /// ensemble uses the cache and missed.
-    cache_key: Option<(CacheKey, Duration)>,
+    pub(super) cache_key: Option<(CacheKey, Duration)>,
 }
 
 /// What [`Manager::begin`] made of a request.
-enum Begun<'a> {
+pub(super) enum Begun {
     /// Answered from the response cache.
     Hit(InferResponse),
     /// To run.
-    Run(Run<'a>),
+    Run(Run),
 }
 
 impl Manager {
@@ -76,6 +76,13 @@ impl Manager {
         Box::pin(async move {
             // The request span (when traced) names the version that served.
             crate::trace::Trace::current().record("version", ensemble.spec.version);
+            if ensemble.stream.is_some() {
+                return Err(record(
+                    &ensemble,
+                    streams_refused(&ensemble),
+                    Instant::now(),
+                ));
+            }
             let mut run = match self.begin(&ensemble, request) {
                 Ok(Begun::Run(run)) => run,
                 Ok(Begun::Hit(response)) => return Ok(response),
@@ -126,6 +133,13 @@ impl Manager {
         request: InferRequest,
     ) -> Result<InferResponse> {
         crate::trace::Trace::current().record("version", ensemble.spec.version);
+        if ensemble.stream.is_some() {
+            return Err(record(
+                &ensemble,
+                streams_refused(&ensemble),
+                Instant::now(),
+            ));
+        }
         let mut run = match self.begin(&ensemble, request) {
             Ok(Begun::Run(run)) => run,
             Ok(Begun::Hit(response)) => return Ok(response),
@@ -145,7 +159,7 @@ impl Manager {
 
     /// Checks the request against the ensemble (live, composing models
     /// loaded, inputs, outputs, batch) and looks it up in the response cache.
-    fn begin<'a>(&self, ensemble: &'a Ensemble, request: InferRequest) -> Result<Begun<'a>> {
+    pub(super) fn begin(&self, ensemble: &Arc<Ensemble>, request: InferRequest) -> Result<Begun> {
         let start = Instant::now();
         let name = &ensemble.spec.name;
         if !self.inner.live.load(Ordering::Relaxed) {
@@ -178,6 +192,7 @@ impl Manager {
         let mut loads = Vec::new();
         let cache = self.inner.cache.as_ref().filter(|_| {
             ensemble.spec.response_cache
+                && ensemble.stream.is_none()
                 && request.sequence.is_none()
                 && self.step_loads(ensemble, 0, &mut loads).is_some()
         });
@@ -219,7 +234,7 @@ impl Manager {
             .zip(inputs)
             .collect();
         Ok(Begun::Run(Run {
-            ensemble,
+            ensemble: Arc::clone(ensemble),
             tensors,
             readers,
             timings: Timings::default(),
@@ -237,8 +252,8 @@ impl Manager {
 impl Manager {
     /// Answers a request whose steps all ran: the outputs asked for, its
     /// statistics recorded, and the answer stored in the response cache.
-    fn conclude_ensemble(&self, mut run: Run<'_>) -> Result<InferResponse> {
-        let ensemble = run.ensemble;
+    fn conclude_ensemble(&self, mut run: Run) -> Result<InferResponse> {
+        let ensemble = Arc::clone(&run.ensemble);
         let mut outputs = Vec::with_capacity(run.wanted.len());
         for name in std::mem::take(&mut run.wanted) {
             let Some(tensor) = run.tensors.remove(&name) else {
@@ -246,7 +261,7 @@ impl Manager {
                     "ensemble '{}' finished without its output '{name}'",
                     ensemble.spec.name
                 ));
-                return Err(record(ensemble, e, run.start));
+                return Err(record(&ensemble, e, run.start));
             };
             outputs.push((name, tensor));
         }
@@ -284,11 +299,11 @@ impl Manager {
     }
 }
 
-impl Run<'_> {
+impl Run {
     /// The request of step `i`: its mapped inputs (moved when this step is
     /// their last reader, copied otherwise) and mapped outputs, with what
     /// is left of the ensemble request's deadline and its priority.
-    fn request_for(&mut self, i: usize) -> Result<InferRequest> {
+    pub(super) fn request_for(&mut self, i: usize) -> Result<InferRequest> {
         let step = &self.ensemble.spec.steps[i];
         let mut inputs = Vec::with_capacity(step.input_map.len());
         for (input, tensor) in &step.input_map {
@@ -334,7 +349,7 @@ impl Run<'_> {
     }
 
     /// Keeps step `i`'s mapped outputs under their ensemble names.
-    fn absorb(&mut self, i: usize, response: InferResponse) {
+    pub(super) fn absorb(&mut self, i: usize, response: InferResponse) {
         let step = &self.ensemble.spec.steps[i];
         let t = response.timings;
         self.timings.queue += t.queue;
@@ -353,7 +368,7 @@ impl Run<'_> {
 /// step's, except that an input refused by a step fed by another step is
 /// the ensemble's fault, not the client's (`Internal`), and a composing
 /// model that vanished makes the ensemble `Unavailable`.
-fn step_error(ensemble: &Ensemble, i: usize, e: Error) -> Error {
+pub(super) fn step_error(ensemble: &Ensemble, i: usize, e: Error) -> Error {
     let step = &ensemble.spec.steps[i];
     let from_request = step
         .input_map
@@ -388,8 +403,23 @@ fn step_error(ensemble: &Ensemble, i: usize, e: Error) -> Error {
     }
 }
 
+/// The refusal of one answer from an ensemble with a decoupled step.
+fn streams_refused(ensemble: &Ensemble) -> Error {
+    Error::Unsupported {
+        what: format!(
+            "ensemble '{}' has a decoupled step: it answers a request with any number of \
+             responses, not one",
+            ensemble.spec.name
+        ),
+        fix: "send its requests on a stream: gRPC ModelStreamInfer (tritonclient's \
+              start_stream and async_stream_infer), HTTP generate_stream, or \
+              Manager::infer_decoupled in the library"
+            .into(),
+    }
+}
+
 /// Counts a failed request on the ensemble and hands the error back.
-fn record(ensemble: &Ensemble, e: Error, start: Instant) -> Error {
+pub(super) fn record(ensemble: &Ensemble, e: Error, start: Instant) -> Error {
     ensemble.metrics.record_failure(e.kind(), start.elapsed());
     e
 }
