@@ -264,3 +264,84 @@ impl Manager {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ensemble::graph::{plan, ModelView};
+    use crate::ensemble::spec::{dims, EnsembleStep};
+    use anemone_core::{DataType, TensorSpec};
+
+    /// `a`: x -> y; `j`: x, z -> y (all F32 [-1, 4]).
+    fn models(name: &str, _: Option<u64>) -> Option<ModelView> {
+        let t = |n: &str| TensorSpec::new(n, DataType::F32, dims(&[-1, 4]));
+        let inputs = match name {
+            "a" => vec![t("x")],
+            "j" => vec![t("x"), t("z")],
+            _ => return None,
+        };
+        Some(ModelView {
+            inputs,
+            outputs: vec![t("y")],
+            optional: vec![],
+            max_batch_size: Some(8),
+        })
+    }
+
+    fn step(model: &str, inputs: &[(&str, &str)], output: &str) -> EnsembleStep {
+        let mut s = EnsembleStep::new(model).map_output("y", output);
+        for (input, tensor) in inputs {
+            s = s.map_input(*input, *tensor);
+        }
+        s
+    }
+
+    /// in -> pre -> a -> gen (decoupled) -> g -> post -> out, with `side`
+    /// (from `a`) as a second output when asked.
+    fn spec(outputs: &[&str], post: EnsembleStep) -> EnsembleSpec {
+        let mut spec = EnsembleSpec::new("e").input("in", DataType::F32, &[-1, 4]);
+        for o in outputs {
+            spec = spec.output(*o, DataType::F32, &[-1, 4]);
+        }
+        spec.step(step("a", &[("x", "in")], "a"))
+            .step(post)
+            .step(step("a", &[("x", "a")], "g"))
+            .step(step("a", &[("x", "in")], "side"))
+    }
+
+    fn stream(spec: &EnsembleSpec, decoupled: &[bool]) -> Result<Option<StreamPlan>, Vec<String>> {
+        let p = plan(spec, models).expect("a valid graph");
+        stream_plan(spec, &p, decoupled)
+    }
+
+    #[test]
+    fn the_steps_split_into_before_the_decoupled_step_and_after_it() {
+        let s = spec(&["out"], step("a", &[("x", "g")], "out"));
+        assert!(stream(&s, &[false; 4]).unwrap().is_none());
+        let p = stream(&s, &[false, false, true, false]).unwrap().unwrap();
+        assert_eq!(p.step, 2);
+        assert_eq!(p.after, [1]);
+        let mut before = p.before.clone();
+        before.sort();
+        assert_eq!(before, [0, 3]);
+    }
+
+    #[test]
+    fn mixing_the_responses_with_what_came_before_them_is_refused() {
+        let mixed_step = spec(&["out"], step("j", &[("x", "g"), ("z", "a")], "out"));
+        let e = stream(&mixed_step, &[false, false, true, false]).unwrap_err();
+        assert!(
+            e[0].contains("step 1 (model 'j') takes tensors both"),
+            "{e:?}"
+        );
+        let mixed_output = spec(&["out", "side"], step("a", &[("x", "g")], "out"));
+        let e = stream(&mixed_output, &[false, false, true, false]).unwrap_err();
+        assert!(
+            e[0].contains("ensemble output 'side' does not come from"),
+            "{e:?}"
+        );
+        let two = spec(&["out"], step("a", &[("x", "g")], "out"));
+        let e = stream(&two, &[false, true, true, false]).unwrap_err();
+        assert!(e[0].contains("it has 2 decoupled steps"), "{e:?}");
+    }
+}
