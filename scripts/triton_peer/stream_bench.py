@@ -8,6 +8,7 @@ time to each request's first response (p50, p99). Point it at anemone or
 at tritonserver serving the same models (docs/PERFORMANCE.md).
 
     .venv/bin/python scripts/triton_peer/stream_bench.py localhost:8001 repeat 4 30 200
+    .venv/bin/python scripts/triton_peer/stream_bench.py localhost:8001 pipe 1 30 200 TEXT
 """
 import sys, time, queue, threading
 from functools import partial
@@ -15,6 +16,8 @@ import numpy as np
 import tritonclient.grpc as g
 
 url, model, clients, requests, values = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+# The INT32 input's name: `repeat`'s IN by default (a decoupled ensemble's may differ).
+input_name = sys.argv[6] if len(sys.argv) > 6 else "IN"
 firsts = []
 
 def client(out):
@@ -26,7 +29,7 @@ def client(out):
         b = g.InferInput("INPUT1", [4], "FP32"); b.set_data_from_numpy(np.ones(4, np.float32))
         inputs = [a, b]
     else:
-        x = g.InferInput("IN", [values], "INT32"); x.set_data_from_numpy(np.arange(values, dtype=np.int32))
+        x = g.InferInput(input_name, [values], "INT32"); x.set_data_from_numpy(np.arange(values, dtype=np.int32))
         inputs = [x]
     got = 0
     for _ in range(requests):
