@@ -170,7 +170,8 @@ def write_ensemble(repo, name, config):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    repo = python_repository(tmp_path_factory.mktemp("decoupled_ensemble"), models=(
+    examples = ("spell", "spell_codes", "spell_each", "spell_upper")
+    repo = python_repository(tmp_path_factory.mktemp("decoupled_ensemble"), examples=examples, models=(
         ("pre", PRE_CONFIG, PRE), ("gen", GEN_CONFIG, GEN), ("post", POST_CONFIG, POST), ("join", JOIN_CONFIG, JOIN),
     ))
     write_ensemble(repo, "pipe", ensemble("pipe", VALUE_WORD, STEPS))
@@ -318,3 +319,19 @@ def test_what_triton_refuses_does_not_load_and_says_why(server):
     }
     for name, words in reasons.items():
         assert index[name]["state"] == "UNAVAILABLE" and words in index[name]["reason"], index[name]
+
+
+def test_the_example_spells_a_text_letter_by_letter_as_it_goes(server):
+    """examples/python_models/spell, as the README shows it: one event per
+    letter, upper-cased, each sent as the decoupled step sends its code
+    point (100 ms apart), not all at the end."""
+    text = "héllo wörld"
+    request = urllib.request.Request(f"http://{server['HTTP']}/v2/models/spell/generate_stream",
+                                     data=json.dumps({"TEXT": text}).encode())
+    arrivals = []
+    with urllib.request.urlopen(request) as r:
+        for line in r:
+            if line.startswith(b"data: "):
+                arrivals.append((time.monotonic(), json.loads(line[6:])["LETTER"]))
+    assert "".join(letter for _, letter in arrivals) == text.upper()
+    assert arrivals[-1][0] - arrivals[0][0] > 0.5, "the letters came all at once"
