@@ -139,6 +139,39 @@ input [ { name: "A" data_type: TYPE_INT32 dims: [ 1 ] }, { name: "B" data_type: 
 output [ { name: "C" data_type: TYPE_INT32 dims: [ 1 ] } ]
 """
 
+# Not decoupled: reads the ensemble `pipe` as a stream (exec(decoupled=True))
+# and answers the words it got, joined.
+READER = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            text = pb_utils.get_input_tensor_by_name(r, "TEXT")
+            words = []
+            for response in pb_utils.InferenceRequest(
+                model_name="pipe", inputs=[text], requested_output_names=["WORD"]
+            ).exec(decoupled=True):
+                if response.has_error():
+                    raise pb_utils.TritonModelException(response.error().message())
+                word = pb_utils.get_output_tensor_by_name(response, "WORD")
+                if word is not None:
+                    words.append(word.as_numpy()[0].decode())
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("WORDS", np.array([" ".join(words).encode()], np.object_))]))
+        return out
+'''
+
+READER_CONFIG = """
+name: "reader"
+backend: "python"
+max_batch_size: 0
+input [ { name: "TEXT" data_type: TYPE_INT32 dims: [ -1 ] } ]
+output [ { name: "WORDS" data_type: TYPE_STRING dims: [ 1 ] } ]
+"""
+
 STEPS = """
   { model_name: "pre" model_version: -1 input_map { key: "TEXT" value: "TEXT" }
     output_map { key: "IDS" value: "ids" } output_map { key: "LEN" value: "len" } },
@@ -173,6 +206,7 @@ def server(tmp_path_factory):
     examples = ("spell", "spell_codes", "spell_each", "spell_upper")
     repo = python_repository(tmp_path_factory.mktemp("decoupled_ensemble"), examples=examples, models=(
         ("pre", PRE_CONFIG, PRE), ("gen", GEN_CONFIG, GEN), ("post", POST_CONFIG, POST), ("join", JOIN_CONFIG, JOIN),
+        ("reader", READER_CONFIG, READER),
     ))
     write_ensemble(repo, "pipe", ensemble("pipe", VALUE_WORD, STEPS))
     # Refused, as Triton refuses them: an ensemble output from before the
@@ -335,3 +369,9 @@ def test_the_example_spells_a_text_letter_by_letter_as_it_goes(server):
                 arrivals.append((time.monotonic(), json.loads(line[6:])["LETTER"]))
     assert "".join(letter for _, letter in arrivals) == text.upper()
     assert arrivals[-1][0] - arrivals[0][0] > 0.5, "the letters came all at once"
+
+
+def test_a_python_model_reads_the_ensembles_stream(server):
+    client = grpcclient.InferenceServerClient(server["gRPC"])
+    result = client.infer("reader", [tensor([205, 206, 207])])
+    assert result.as_numpy("WORDS")[0].decode() == " ".join(word for _, word in expected([205, 206, 207]))

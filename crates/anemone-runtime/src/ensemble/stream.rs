@@ -112,7 +112,8 @@ pub(crate) fn stream_plan(
 impl Manager {
     /// Runs a request on an ensemble with a decoupled step; its responses
     /// come on the returned [`Responses`], one per response of the step.
-    /// The request is checked here; the steps run on a thread of their own.
+    /// The request is checked here; the steps run as a task of the
+    /// caller's Tokio runtime, or on a thread of their own without one.
     pub(crate) fn infer_ensemble_stream(
         &self,
         ensemble: Arc<Ensemble>,
@@ -126,6 +127,12 @@ impl Manager {
         };
         let (feed, responses) = Feed::new(&ensemble.spec.name, self.inner.stream_buffer_bytes);
         let manager = self.clone();
+        // On the caller's Tokio runtime when there is one (the server's);
+        // else (a model's own call, on a thread of its own) on a thread.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { manager.stream_steps(run, feed).await });
+            return Ok(responses);
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
