@@ -10,6 +10,7 @@ auto_complete_config filling in a config.pbtxt that names only the backend.
 """
 import concurrent.futures as cf
 import json
+import os
 import shutil
 import sys
 import tarfile
@@ -112,10 +113,16 @@ def server(tmp_path_factory):
     environment(flag_env / "env", "flag")
     # The server's backend list orders the ONNX engines; Python models run
     # on `python` whatever it says.
-    proc, addresses = start_serve(
-        repo, "--model-control-mode", "explicit", "--load-model", "*", "--strict-readiness", "false",
-        "--backends", "onnxruntime,tract-cpu", "--python", str(flag_env / "env" / "bin" / "python3"),
-    )
+    # A model.py that never finishes importing: its load gives up after 3 s.
+    python_model(repo, "hangs", "import time\ntime.sleep(3600)\n")
+    os.environ["ANEMONE_PYTHON_INIT_TIMEOUT_S"] = "3"
+    try:
+        proc, addresses = start_serve(
+            repo, "--model-control-mode", "explicit", "--load-model", "*", "--strict-readiness", "false",
+            "--backends", "onnxruntime,tract-cpu", "--python", str(flag_env / "env" / "bin" / "python3"),
+        )
+    finally:
+        del os.environ["ANEMONE_PYTHON_INIT_TIMEOUT_S"]
     wait_ready(addresses["HTTP"])
     yield addresses, repo
     stop_serve(proc)
@@ -466,3 +473,15 @@ def test_an_optional_input_may_be_left_out_and_the_model_sees_only_what_was_give
     with pytest.raises(InferenceServerException) as e:
         infer(module, module.InferenceServerClient(address), "optional", [("SCALE", asks[1][1])])
     assert "missing input 'X'" in e.value.message()
+
+
+def test_a_model_py_that_never_finishes_importing_fails_its_load_and_the_rest_serve(server):
+    addresses, _ = server
+    request = urllib.request.Request(f"http://{addresses['HTTP']}/v2/repository/index", data=b"{}")
+    with urllib.request.urlopen(request) as r:
+        index = {m["name"]: m for m in json.load(r)}
+    hangs = index["hangs"]
+    assert hangs["state"] == "UNAVAILABLE", hangs
+    assert "did not finish importing and initialize() within 3 s" in hangs["reason"], hangs
+    assert "ANEMONE_PYTHON_INIT_TIMEOUT_S" in hangs["reason"]
+    assert index["add_sub"]["state"] == "READY"

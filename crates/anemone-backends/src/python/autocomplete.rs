@@ -42,7 +42,7 @@ pub fn auto_complete(
     };
     let mut process = Process::spawn(&launch, None)?;
     let ask = serde_json::json!({ "op": "auto_complete", "config": config });
-    let (reply, _) = process.exchange(&wire::frame(&ask, &[])?, &launch, None)?;
+    let (reply, _) = process.exchange_bounded(&wire::frame(&ask, &[])?, &launch, None)?;
     // Never initialized: nothing to finalize; the process is ended.
     drop(process);
     if !reply.ok {

@@ -11,6 +11,8 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,33 @@ const UTILS_ENV: &str = "ANEMONE_PYTHON_UTILS";
 /// name for tracebacks.
 const BOOT: &str = "import os; exec(compile(os.environ.pop('ANEMONE_PYTHON_STUB'), \
                     'anemone_python_stub.py', 'exec'))";
+
+/// The environment variable that bounds a process's import and
+/// `initialize`, in seconds ([`DEFAULT_INIT_TIMEOUT`] when unset).
+pub(crate) const INIT_TIMEOUT_ENV: &str = "ANEMONE_PYTHON_INIT_TIMEOUT_S";
+
+/// How long a model.py may take to import and `initialize` by default:
+/// long enough to download weights, short of waiting without end.
+const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// [`INIT_TIMEOUT_ENV`]'s bound, or the default (with a warning for a
+/// value that is not a positive number of seconds).
+fn init_timeout() -> Duration {
+    let Some(text) = std::env::var_os(INIT_TIMEOUT_ENV) else {
+        return DEFAULT_INIT_TIMEOUT;
+    };
+    let text = text.to_string_lossy();
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s.min(1e9)),
+        _ => {
+            tracing::warn!(
+                "{INIT_TIMEOUT_ENV}={text:?} is not a positive number of seconds; {} s is used",
+                DEFAULT_INIT_TIMEOUT.as_secs()
+            );
+            DEFAULT_INIT_TIMEOUT
+        }
+    }
+}
 
 /// How long a process may take to finalize before it is killed.
 const FINALIZE_WAIT: Duration = Duration::from_secs(5);
@@ -55,7 +84,8 @@ pub(crate) struct Launch {
 
 /// A running process.
 pub(crate) struct Process {
-    child: Child,
+    /// Shared with the watchdog of `initialize` ([`Process::start`]).
+    child: Arc<Mutex<Child>>,
     /// Shared with the pump's threads, which answer requests to other models.
     stdin: Arc<Mutex<ChildStdin>>,
     from: Reading,
@@ -73,11 +103,13 @@ enum Reading {
 }
 
 impl Process {
-    /// Starts the process and runs the model's `initialize`.
+    /// Starts the process and runs the model's `initialize`; a process
+    /// that has not imported the model.py and run `initialize` within
+    /// [`init_timeout`] is killed, and the load fails saying so.
     pub(crate) fn start(launch: &Launch, caller: Option<&Caller>) -> Result<Process> {
         let mut process = Process::spawn(launch, caller)?;
         let init = serde_json::json!({ "op": "init", "args": launch.args });
-        let reply = process.exchange(&wire::frame(&init, &[])?, launch, caller)?;
+        let reply = process.exchange_bounded(&wire::frame(&init, &[])?, launch, caller)?;
         match reply {
             (Reply { ok: true, .. }, _) => Ok(process),
             (reply, _) => Err(Error::Backend {
@@ -179,7 +211,7 @@ impl Process {
         Ok(Process {
             stdin,
             from,
-            child,
+            child: Arc::new(Mutex::new(child)),
             tail,
             cancels,
         })
@@ -191,6 +223,49 @@ impl Process {
             Reading::Pumped(pump) => Some(pump.pending()),
             Reading::Direct(_) => None,
         }
+    }
+
+    /// [`Process::exchange`] for a fresh process's first frame (`initialize`,
+    /// `auto_complete_config`): a process that has not imported the
+    /// model.py and answered within [`init_timeout`] is killed, and the
+    /// error says so.
+    pub(crate) fn exchange_bounded(
+        &mut self,
+        frame: &[u8],
+        launch: &Launch,
+        caller: Option<&Caller>,
+    ) -> Result<(Reply, Bytes)> {
+        let limit = init_timeout();
+        let (done, watched) = std::sync::mpsc::channel::<()>();
+        let (child, fired) = (Arc::clone(&self.child), Arc::new(AtomicBool::new(false)));
+        let killed = Arc::clone(&fired);
+        let watchdog = std::thread::Builder::new()
+            .name(format!("python-init-{}", launch.model))
+            .spawn(move || {
+                if watched.recv_timeout(limit) == Err(RecvTimeoutError::Timeout) {
+                    killed.store(true, Ordering::SeqCst);
+                    let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a watchdog thread: {e}")))?;
+        let reply = self.exchange(frame, launch, caller);
+        drop(done);
+        let _ = watchdog.join();
+        if fired.load(Ordering::SeqCst) {
+            return Err(Error::Backend {
+                backend: NAME.into(),
+                message: format!(
+                    "model.py of model '{}' did not finish importing and initialize() within {} s, \
+                     and its process was killed; see what it waits for (the log has its output), \
+                     or give it longer with {INIT_TIMEOUT_ENV}",
+                    launch.model,
+                    limit.as_secs_f64()
+                ),
+                retryable: false,
+                source: None,
+            });
+        }
+        reply
     }
 
     /// Sends a frame and reads the reply, answering on the way the
@@ -248,7 +323,7 @@ impl Process {
 
     /// Whether the process is still running.
     pub(crate) fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.child().try_wait(), Ok(None))
     }
 
     /// The error of a process that stopped answering: its exit status and
@@ -256,14 +331,15 @@ impl Process {
     fn ended(&mut self, launch: &Launch, io: &std::io::Error) -> Error {
         let deadline = Instant::now() + Duration::from_secs(2);
         let status = loop {
-            match self.child.try_wait() {
+            let status = self.child().try_wait();
+            match status {
                 Ok(Some(status)) => break status.to_string(),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
                 _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
+                    let _ = self.child().kill();
+                    let _ = self.child().wait();
                     break format!("still running after {io}; killed");
                 }
             }
@@ -294,7 +370,7 @@ impl Process {
     /// The process's resident memory in bytes: from `/proc` on Linux, from
     /// `ps` elsewhere (macOS); 0 when neither tells.
     pub(crate) fn resident_bytes(&self) -> u64 {
-        let pid = self.child.id();
+        let pid = self.child().id();
         let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok();
         let kib = match proc_status {
             Some(status) => status
@@ -317,7 +393,7 @@ impl Process {
 
     /// Runs `finalize` and waits for the process to end, killing it after
     /// [`FINALIZE_WAIT`].
-    pub(crate) fn finalize(mut self, model: &str) {
+    pub(crate) fn finalize(self, model: &str) {
         let fin = wire::frame(&serde_json::json!({ "op": "finalize" }), &[]);
         if let Ok(frame) = fin {
             let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,15 +401,16 @@ impl Process {
         }
         let deadline = Instant::now() + FINALIZE_WAIT;
         loop {
-            match self.child.try_wait() {
+            let status = self.child().try_wait();
+            match status {
                 Ok(Some(_)) => return,
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
                 _ => {
                     tracing::warn!(model = %model, "the Python process did not end within {FINALIZE_WAIT:?} of finalize; killed");
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
+                    let _ = self.child().kill();
+                    let _ = self.child().wait();
                     return;
                 }
             }
@@ -341,14 +418,20 @@ impl Process {
     }
 }
 
+impl Process {
+    fn child(&self) -> std::sync::MutexGuard<'_, Child> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Drop for Process {
     /// Leaves no process behind, nor a zombie: one still running (its
     /// frames no longer make sense, or `finalize` was not sent) is killed.
     fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
+        if !matches!(self.child().try_wait(), Ok(Some(_))) {
+            let _ = self.child().kill();
         }
-        let _ = self.child.wait();
+        let _ = self.child().wait();
     }
 }
 
