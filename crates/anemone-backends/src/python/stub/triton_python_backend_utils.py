@@ -509,14 +509,32 @@ class ModelConfig:
             policy["decoupled"] = wanted
 
 
+# Whether this process has warned that response parameters are dropped.
+_PARAMETERS_WARNED = False
+
+
 class InferenceResponse:
     """The answer to one request: its output tensors, or an error."""
 
     def __init__(self, output_tensors=None, error=None, parameters=None):
+        global _PARAMETERS_WARNED
         self._outputs = list(output_tensors or [])
         if error is not None and not isinstance(error, TritonError):
             error = TritonError(str(error))
         self._error = error
+        if parameters and not _PARAMETERS_WARNED:
+            _PARAMETERS_WARNED = True
+            Logger.log_warn(
+                "InferenceResponse(parameters=...): anemone does not send a response's parameters "
+                "to the client yet (tritonserver 2.51 refuses them); they are dropped"
+            )
+        self._parameters = parameters
+
+    def parameters(self):
+        """The response's parameters as a JSON object ('{}' without any)."""
+        if isinstance(self._parameters, str):
+            return self._parameters
+        return json.dumps(self._parameters or {}, separators=(",", ":"))
 
     def output_tensors(self):
         return list(self._outputs)
