@@ -43,6 +43,10 @@ pub const PYTHON_ENV: &str = "ANEMONE_PYTHON";
 /// The stub that runs in the process, and anemone's `triton_python_backend_utils`.
 pub(crate) const STUB: &str = include_str!("stub/anemone_python_stub.py");
 pub(crate) const UTILS: &str = include_str!("stub/triton_python_backend_utils.py");
+/// The utilities' custom metrics (`MetricFamily`), run in their namespace.
+pub(crate) const UTILS_METRICS: &str = include_str!("stub/triton_python_backend_metrics.py");
+/// The stub's frames (reading, writing, `Frames`, `Direct`), run in its namespace.
+pub(crate) const FRAMES: &str = include_str!("stub/anemone_stub_frames.py");
 
 /// Triton's Python backend ([module docs](self)).
 #[derive(Debug, Default)]

@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 /// The last lines of a process's standard error kept for error messages.
 const TAIL_LINES: usize = 20;
 
-/// The environment variables that carry the stub's and the utilities'
+/// The environment variables that carry the stub's, its frames', and the utilities' (and their metrics')
 /// source to the interpreter (read and removed by [`BOOT`], so the model's
 /// own subprocesses do not inherit them).
 const STUB_ENV: &str = "ANEMONE_PYTHON_STUB";
 const UTILS_ENV: &str = "ANEMONE_PYTHON_UTILS";
+const UTILS_METRICS_ENV: &str = "ANEMONE_PYTHON_UTILS_METRICS";
+const FRAMES_ENV: &str = "ANEMONE_PYTHON_FRAMES";
 
 /// `python -c`'s program: runs the stub from [`STUB_ENV`], under its file
 /// name for tracebacks.
@@ -156,6 +158,8 @@ impl Process {
             .arg(&launch.model_py)
             .env(STUB_ENV, super::STUB)
             .env(UTILS_ENV, super::UTILS)
+            .env(UTILS_METRICS_ENV, super::UTILS_METRICS)
+            .env(FRAMES_ENV, super::FRAMES)
             .env("ANEMONE_PYTHON_MODEL_DIR", &launch.model_dir)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())

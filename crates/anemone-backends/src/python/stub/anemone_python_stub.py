@@ -35,203 +35,16 @@ import importlib.util
 import inspect
 import json
 import os
-import queue
-import struct
 import sys
 import threading
 import traceback
 from functools import partial
 
 
-def read_exact(stream, n):
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = stream.readinto(view[got:])
-        if not k:
-            return None
-        got += k
-    return buf
-
-
-def read_frame(stream):
-    head = read_exact(stream, 4)
-    if head is None:
-        return None, None
-    (length,) = struct.unpack("<I", head)
-    body = read_exact(stream, length)
-    if body is None:
-        return None, None
-    (hlen,) = struct.unpack_from("<I", body, 0)
-    header = json.loads(bytes(body[4:4 + hlen]))
-    return header, memoryview(body)[4 + hlen:]
-
-
-WRITING = threading.Lock()
-
-
-def write_frame(stream, header, blobs=()):
-    head = json.dumps(header).encode("utf-8")
-    size = 4 + len(head) + sum(len(b) for b in blobs)
-    with WRITING:
-        stream.write(struct.pack("<II", size, len(head)))
-        stream.write(head)
-        for blob in blobs:
-            stream.write(blob)
-        stream.flush()
-
-
-class Frames:
-    """A decoupled model's incoming frames, read on a thread of their own:
-    an answer to a call ("call" set) goes to the queue of the thread
-    waiting on it (a stream's answers, all carrying "more" but the last,
-    to its iterator), any other frame to the main loop (next())."""
-
-    def __init__(self, proto_in, proto_out):
-        self.proto_in, self.proto_out = proto_in, proto_out
-        self.main = queue.Queue()
-        self.calls, self.numbers, self.lock = {}, iter(range(1, 1 << 62)), threading.Lock()
-        self.ended = False
-        # Keys of the requests whose clients have gone, as anemone tells them.
-        self.cancelled = set()
-        threading.Thread(target=self.read, name="anemone-frames", daemon=True).start()
-
-    def read(self):
-        while True:
-            header, data = read_frame(self.proto_in)
-            if header is None:
-                with self.lock:
-                    self.ended = True
-                    waiting = list(self.calls.values())
-                    self.calls.clear()
-                for answers in waiting:
-                    answers.put((None, None))
-                self.main.put((None, None))
-                return
-            if header.get("op") == "cancelled":
-                self.cancelled.add(header.get("key"))
-                continue
-            call = header.get("call")
-            if call is None:
-                self.main.put((header, data))
-                continue
-            with self.lock:
-                answers = self.calls.get(call) if header.get("more") else self.calls.pop(call, None)
-            if answers is not None:
-                answers.put((header, data))
-
-    def next(self):
-        return self.main.get()
-
-    def _open(self, header, blobs):
-        answers = queue.Queue()
-        with self.lock:
-            if self.ended:
-                return None, None
-            number = next(self.numbers)
-            self.calls[number] = answers
-        header["call"] = number
-        write_frame(self.proto_out, header, blobs)
-        return number, answers
-
-    def ask(self, header, blobs=()):
-        """Sends a frame that is answered with its "call" number; waits for the answer."""
-        number, answers = self._open(header, blobs)
-        return (None, None) if answers is None else answers.get()
-
-    def ask_stream(self, header, blobs=()):
-        """Sends a frame answered by a stream; its answers' pull, and its cancel."""
-        number, answers = self._open(header, blobs)
-        if answers is None:
-            return (lambda: (None, None)), (lambda: None)
-
-        def cancel():
-            with self.lock:
-                open_ = self.calls.pop(number, None) is not None
-            if open_:
-                write_frame(self.proto_out, {"op": "bls_cancel", "call": number})
-
-        return answers.get, cancel
-
-    def end_execute(self):
-        """A decoupled model's streams may outlive execute(): nothing to do."""
-
-
-class Direct:
-    """A model's incoming frames when it is not decoupled, read on demand
-    by execute()'s thread, the only one that sends: the main loop's next
-    frame (next()), or the answers to the model's calls (ask, ask_stream),
-    frames of other open calls being kept for them meanwhile and those of
-    calls given up dropped."""
-
-    def __init__(self, proto_in, proto_out):
-        self.proto_in, self.proto_out = proto_in, proto_out
-        self.numbers = iter(range(1, 1 << 62))
-        # Open calls by number: the answers that came and were not read yet.
-        self.calls = {}
-
-    def _read(self):
-        """The next frame, routed to its call when it is an answer (then
-        (True, None)); a frame that is not an answer, or (None, None)."""
-        header, data = read_frame(self.proto_in)
-        if header is None or header.get("call") is None:
-            return header, data
-        answers = self.calls.get(header["call"])
-        if answers is not None:
-            answers.append((header, data))
-        return True, None
-
-    def next(self):
-        while True:
-            header, data = self._read()
-            if header is not True:
-                return header, data
-
-    def _pull(self, number):
-        answers = self.calls.get(number)
-        if answers is None:
-            return None, None
-        while not answers:
-            header, data = self._read()
-            if header is True:
-                continue
-            self.calls.pop(number, None)
-            if header is not None:
-                raise RuntimeError(f"anemone sent {header.get('op')!r} while a call's answer was awaited")
-            return None, None
-        header, data = answers.popleft()
-        if not header.get("more"):
-            self.calls.pop(number, None)
-        return header, data
-
-    def _open(self, header, blobs):
-        number = next(self.numbers)
-        self.calls[number] = collections.deque()
-        header["call"] = number
-        write_frame(self.proto_out, header, blobs)
-        return number
-
-    def ask(self, header, blobs=()):
-        return self._pull(self._open(header, blobs))
-
-    def ask_stream(self, header, blobs=()):
-        number = self._open(header, blobs)
-
-        def cancel():
-            answers = self.calls.pop(number, None)
-            if answers is not None and not any(not h.get("more") for h, _ in answers):
-                write_frame(self.proto_out, {"op": "bls_cancel", "call": number})
-
-        return (lambda: self._pull(number)), cancel
-
-    def end_execute(self):
-        """Streams the model did not read to their end stop with execute():
-        anemone is told before the answer, and their frames are dropped."""
-        for number in list(self.calls):
-            answers = self.calls.pop(number)
-            if not any(not h.get("more") for h, _ in answers):
-                write_frame(self.proto_out, {"op": "bls_cancel", "call": number})
+# The frames' reading and writing, and Frames and Direct (the model's
+# incoming frames, by a thread of their own or on demand): from the
+# environment too, run in this module's namespace.
+exec(compile(os.environ.pop("ANEMONE_PYTHON_FRAMES"), "anemone_stub_frames.py", "exec"), globals())
 
 
 class Metrics:
@@ -556,6 +369,8 @@ def main():
         source = os.environ.pop("ANEMONE_PYTHON_UTILS")
         sys.modules["triton_python_backend_utils"] = pb_utils
         exec(compile(source, "triton_python_backend_utils.py", "exec"), pb_utils.__dict__)
+        metrics_source = os.environ.pop("ANEMONE_PYTHON_UTILS_METRICS")
+        exec(compile(metrics_source, "triton_python_backend_metrics.py", "exec"), pb_utils.__dict__)
         metrics_fd = os.environ.pop("ANEMONE_PYTHON_METRICS_FD", None)
         if metrics_fd is not None:
             pb_utils._metrics = Metrics(int(metrics_fd))
