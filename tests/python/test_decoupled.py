@@ -16,13 +16,13 @@ import queue
 import time
 import urllib.error
 import urllib.request
-from functools import partial
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from decoupled_models import BATCHED, BATCHED_CONFIG, FLOOD, FLOOD_CONFIG, STREAMS, STREAMS_CONFIG
 from serve_support import python_repository, start_serve, stop_serve, wait_ready
+from stream_support import Stream, final, tensor
 from tritonclient.utils import InferenceServerException
 
 
@@ -41,46 +41,6 @@ def server(tmp_path_factory):
 
 def grpc(server):
     return grpcclient.InferenceServerClient(server["gRPC"])
-
-
-def tensor(name, values, datatype):
-    t = grpcclient.InferInput(name, list(np.shape(values)), datatype)
-    t.set_data_from_numpy(np.asarray(values))
-    return t
-
-
-class Stream:
-    """A client's stream, collecting (result, error) pairs in arrival order."""
-
-    def __init__(self, server):
-        self.client = grpc(server)
-        self.got = queue.Queue()
-        self.client.start_stream(callback=partial(lambda q, result, error: q.put((result, error)), self.got))
-
-    def send(self, model, inputs, **kw):
-        self.client.async_stream_infer(model, inputs, **kw)
-
-    def next(self, timeout=20):
-        return self.got.get(timeout=timeout)
-
-    def until_final(self, count=None, timeout=20):
-        """Responses until one is final (or `count` of them); errors end it too."""
-        out = []
-        while count is None or len(out) < count:
-            result, error = self.next(timeout)
-            out.append((result, error))
-            if error is not None or (count is None and final(result)):
-                break
-        return out
-
-    def close(self, cancel=False):
-        self.client.stop_stream(cancel_requests=cancel)
-        self.client.close()
-
-
-def final(result):
-    p = result.get_response().parameters.get("triton_final_response")
-    return p is not None and p.bool_param
 
 
 def test_repeat_sends_each_value_then_the_final_flag_alone_when_asked(server):

@@ -39,7 +39,6 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +46,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from serve_support import start_serve, stop_serve, wait_ready
+from stream_support import Stream, final, tensor
 from tritonclient.utils import InferenceServerException
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -219,43 +219,6 @@ def small_bodies(tmp_path_factory):
     proc, addresses = serving(repo, "--max-request-bytes", str(LIMIT))
     yield addresses
     stop_serve(proc)
-
-
-def tensor(name, values, datatype="INT32"):
-    t = grpcclient.InferInput(name, list(np.shape(values)), datatype)
-    t.set_data_from_numpy(np.asarray(values))
-    return t
-
-
-class Stream:
-    """A client's stream, collecting (result, error) pairs in arrival order."""
-
-    def __init__(self, addresses):
-        self.client = grpcclient.InferenceServerClient(addresses["gRPC"])
-        self.got = queue.Queue()
-        self.client.start_stream(callback=partial(lambda q, result, error: q.put((result, error)), self.got))
-
-    def send(self, model, inputs, **kw):
-        self.client.async_stream_infer(model, inputs, **kw)
-
-    def next(self, timeout=10):
-        return self.got.get(timeout=timeout)
-
-    def one(self, timeout=10):
-        """The one answer of a request: nothing follows it."""
-        got = self.next(timeout)
-        with pytest.raises(queue.Empty):
-            self.next(timeout=0.2)
-        return got
-
-    def close(self, cancel=False):
-        self.client.stop_stream(cancel_requests=cancel)
-        self.client.close()
-
-
-def final(result):
-    p = result.get_response().parameters.get("triton_final_response")
-    return p is not None and p.bool_param
 
 
 def refused(got, *words):
