@@ -23,6 +23,7 @@ mod ops_args;
 mod otlp_http;
 mod otlp_watch;
 mod output;
+mod rate_limit_args;
 mod repository_args;
 mod serve;
 mod startup;

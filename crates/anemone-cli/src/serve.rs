@@ -308,12 +308,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub grpc: crate::grpc_args::GrpcArgs,
 
-    /// Triton's rate limiter: only `off`, Triton's default, is taken. anemone has no
-    /// rate-limiter resources; --max-concurrency bounds the requests in flight, and each
-    /// instance of a model runs one engine call at a time. See docs/FROM_TRITON.md.
-    #[arg(long, value_name = "MODE", env = "ANEMONE_RATE_LIMIT", default_value = "off",
-          value_parser = crate::triton_flags::parse_rate_limit)]
-    pub rate_limit: String,
+    #[command(flatten)]
+    pub rate_limit: crate::rate_limit_args::RateLimitArgs,
     // --- ops ---
     #[command(flatten)]
     pub ops: crate::ops_args::OpsArgs,
@@ -429,6 +425,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .builder()
         .max_concurrency(Some(args.max_concurrency))
         .stream_buffer_bytes(args.max_stream_buffer_bytes)
+        .rate_limit(args.rate_limit.limiter())
         .memory_budget(args.memory_budget)
         .response_cache(crate::cache_config::cache_size(
             &args.cache_config,

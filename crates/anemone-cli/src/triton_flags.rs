@@ -160,19 +160,12 @@ pub fn latency_summaries(values: &[String]) -> Option<Vec<f64>> {
     })
 }
 
-/// `--rate-limit`: Triton's `off` (its default) is taken; its rate limiter
-/// (`execution_count`, with `rate_limiter` resources) anemone does not have.
+/// `--rate-limit`: Triton's modes, `off` (its default) and `execution_count`.
 pub fn parse_rate_limit(text: &str) -> Result<String, String> {
     match text {
-        "off" => Ok(text.to_string()),
-        "execution_count" => Err(
-            "anemone has no rate limiter over instance resources; leave --rate-limit off \
-             (Triton's default): --max-concurrency bounds the requests in flight, and each \
-             instance of a model runs one engine call at a time"
-                .into(),
-        ),
+        "off" | "execution_count" => Ok(text.to_string()),
         other => Err(format!(
-            "'{other}' is not a mode; Triton's are off and execution_count, and anemone takes off"
+            "'{other}' is not a mode; use off (the default) or execution_count, as Triton's flag takes them"
         )),
     }
 }

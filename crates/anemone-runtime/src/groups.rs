@@ -3,7 +3,7 @@
 
 use crate::loader::Picked;
 use crate::manager::Manager;
-use crate::scheduler::{BatchPlan, ModelQueue};
+use crate::scheduler::{BatchPlan, LaneLimits, ModelQueue, QueueStart};
 use crate::selection::{self, Candidate};
 use crate::spec::{InstanceGroup, InstanceKind, ModelSpec};
 use anemone_core::{Dim, Error, LoadedModel, ModelSource, Result, Tier};
@@ -159,10 +159,11 @@ impl Manager {
         first: &dyn LoadedModel,
         instances: usize,
     ) -> Result<Option<ModelQueue>> {
-        if spec.queue.is_none() && spec.batching.is_none() {
+        let name = &spec.name;
+        let limits = self.rate_limits(spec)?;
+        if spec.queue.is_none() && spec.batching.is_none() && limits.is_none() {
             return Ok(None);
         }
-        let name = &spec.name;
         let mut max_rows = 1;
         if let Some(batching) = &spec.batching {
             let Some(max) = spec.max_batch_size.filter(|n| *n > 0) else {
@@ -205,14 +206,48 @@ impl Manager {
             max_rows,
             gates: Arc::clone(&self.inner.gates),
         };
-        ModelQueue::start(name, settings, plan, instances)
+        ModelQueue::start(name, settings, plan, instances, limits)
             .map(Some)
-            .map_err(|e| {
-                Error::Internal(format!(
+            .map_err(|e| match e {
+                QueueStart::Limits(reason) => Error::Config(reason),
+                QueueStart::Threads(e) => Error::Internal(format!(
                     "cannot start the threads of model '{name}' (its queue thread and one thread \
                      for each of its {instances} instances): {e}; the process may be at its \
                      thread limit (ulimit -u), so unload a model or lower instance_group counts"
-                ))
+                )),
             })
+    }
+
+    /// The manager's rate limiter and each engine instance's rate limit,
+    /// when the manager has one and a group of the model sets one. A model
+    /// with them gets a queue, as each Triton instance takes its work from
+    /// one; a sequence model without a queue of its own is not held, and
+    /// the load says so.
+    fn rate_limits(&self, spec: &ModelSpec) -> Result<Option<LaneLimits>> {
+        let groups = groups(spec)?;
+        if groups.iter().all(|g| g.rate_limit.is_none()) {
+            return Ok(None);
+        }
+        let Some(limiter) = &self.inner.rate_limiter else {
+            tracing::info!(
+                model = %spec.name,
+                "the model's rate_limiter is not used: the server runs without a rate limiter \
+                 (start it with --rate-limit execution_count to use it), as Triton does"
+            );
+            return Ok(None);
+        };
+        if spec.sequence.is_some() && spec.queue.is_none() && spec.batching.is_none() {
+            tracing::warn!(
+                model = %spec.name,
+                "the rate limiter does not hold this sequence model's instances: give it a \
+                 queue (dynamic batching in its sequence_batching, or queue settings) to have them held"
+            );
+            return Ok(None);
+        }
+        let lanes = groups
+            .iter()
+            .flat_map(|g| std::iter::repeat_n(g.rate_limit.clone(), g.count))
+            .collect();
+        Ok(Some((Arc::clone(limiter), lanes)))
     }
 }

@@ -75,6 +75,7 @@ mod observe;
 pub mod on_demand;
 mod pipeline;
 pub mod pressure;
+pub mod rate_limit;
 pub mod registry;
 pub mod request;
 pub mod reshape;
@@ -103,6 +104,7 @@ pub use monitor::{HealthPolicy, ModelWatch, MonitorSnapshot, RecoveryPolicy, Ret
 pub use observe::{BackendStatus, MetricsSnapshot, ModelMetricsEntry};
 pub use on_demand::EvictedModel;
 pub use pressure::ThermalState;
+pub use rate_limit::RateLimit;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};
 pub use responses::{Responses, Streamed};

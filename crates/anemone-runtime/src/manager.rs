@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     /// Bytes of a decoupled request's responses that may wait for their
     /// reader (`decoupled.rs`).
     pub(crate) stream_buffer_bytes: u64,
+    /// Triton's rate limiter, when the manager has one.
+    pub(crate) rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
 }
 
 /// Builds a [`Manager`].
@@ -95,6 +97,7 @@ pub struct ManagerBuilder {
     retime: RetimePolicy,
     comparer: Option<Arc<dyn crate::compare::EngineComparer>>,
     summaries: Option<Arc<[f64]>>,
+    rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
 }
 
 impl ManagerBuilder {
@@ -151,6 +154,16 @@ impl ManagerBuilder {
     /// default, [`DEFAULT_STREAM_BUFFER_BYTES`].
     pub fn stream_buffer_bytes(mut self, bytes: u64) -> Self {
         self.stream_buffer_bytes = bytes.max(1);
+        self
+    }
+
+    /// Triton's rate limiter (`--rate-limit execution_count`): instances
+    /// whose group has a [`crate::RateLimit`] run only while they hold its
+    /// resources, with `available` the counts there are (empty: as many as
+    /// the largest user of each needs). `None` (the default): no limiter,
+    /// and groups' rate limits are ignored. See [`crate::rate_limit`].
+    pub fn rate_limit(mut self, available: Option<Vec<crate::rate_limit::Available>>) -> Self {
+        self.rate_limiter = available.map(crate::rate_limit::RateLimiter::new);
         self
     }
 
@@ -321,6 +334,7 @@ impl ManagerBuilder {
                 monitor: Monitor::new(self.health, self.recovery, self.retime),
                 custom_metrics: Default::default(),
                 stream_buffer_bytes: self.stream_buffer_bytes,
+                rate_limiter: self.rate_limiter,
             }),
         };
         Monitor::start(&manager.inner);
@@ -355,6 +369,7 @@ impl Manager {
             retime: RetimePolicy::default(),
             comparer: None,
             summaries: None,
+            rate_limiter: None,
         }
     }
 

@@ -303,6 +303,10 @@ pub struct InstanceGroup {
     pub kind: InstanceKind,
     /// Backends for this group, by name, in order. By default, the model's.
     pub backends: Option<Vec<String>>,
+    /// Triton's `rate_limiter`: the resources each instance holds while it
+    /// runs, and its priority. Used when the manager has a rate limiter
+    /// ([`crate::ManagerBuilder::rate_limit`]); ignored otherwise.
+    pub rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl InstanceGroup {
@@ -312,6 +316,13 @@ impl InstanceGroup {
             count,
             kind: InstanceKind::Auto,
             backends: None,
+            rate_limit: None,
         }
+    }
+
+    /// The same group, its instances held by the manager's rate limiter.
+    pub fn rate_limit(mut self, limit: crate::rate_limit::RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
     }
 }

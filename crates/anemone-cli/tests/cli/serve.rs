@@ -59,7 +59,7 @@ fn serve_reports_its_models_a_missing_onnxruntime_and_failed_reloads() {
 /// leaves gRPC without a listener, saying so, and `--strict-model-config=false`
 /// is taken as Triton's older commands write it; the sizes of tritonserver's
 /// own pools are taken with a warning naming them, `--rate-limit off` is taken
-/// and `execution_count` refused.
+/// and a mode it does not have refused.
 #[test]
 fn serve_takes_tritons_verbose_and_allow_flags() {
     let repo = temp_dir("serve-triton-flags");
@@ -147,16 +147,20 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
         }
         assert!(serving.terminate().success());
     }
-    // Refused, each with its exit status and what it says: Triton's rate
-    // limiter (naming what bounds the work instead), a backend setting
-    // anemone cannot honour, namespaces, a config name that would lead out
-    // of a model's configs/, and a Triton flag whose job anemone does
-    // otherwise (refused by name).
+    // Refused, each with its exit status and what it says: a rate limiter
+    // mode or resource Triton would not take either, a backend setting
+    // anemone cannot honour, namespaces, and a config name that would lead
+    // out of a model's configs/.
     for (args, status, says) in [
         (
-            &["--rate-limit", "execution_count"][..],
+            &["--rate-limit", "sometimes"][..],
             2,
-            "no rate limiter over instance resources; leave --rate-limit off",
+            "'sometimes' is not a mode; use off (the default) or execution_count",
+        ),
+        (
+            &["--rate-limit-resource", "R1"][..],
+            2,
+            "'R1': no count; write NAME:COUNT or NAME:COUNT:DEVICE",
         ),
         (
             &["--backend-config", "onnxruntime,arena_extend_strategy=1"][..],
@@ -172,11 +176,6 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             &["--model-config-name=../x"][..],
             2,
             "'../x' is not a config name",
-        ),
-        (
-            &["--rate-limit-resource", "R1:10"][..],
-            2,
-            "unexpected argument '--rate-limit-resource'",
         ),
     ] {
         let mut all = vec!["serve", "--model-repository", repo.to_str().unwrap()];

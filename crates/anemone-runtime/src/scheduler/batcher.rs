@@ -19,6 +19,7 @@
 use super::order::OrderGate;
 use super::queue::{PriorityQueue, Waiting};
 use super::{Job, Work};
+use crate::rate_limit::{Acquire, Grant, RateLimit, RateLimiter, Registration, Wake};
 use crate::spec::{Batching, QueueSettings};
 use crate::worker::WorkerPool;
 use anemone_core::Error;
@@ -151,14 +152,19 @@ pub(crate) fn decide<T: Batchable + Waiting>(
 /// The state a model's queue thread shares with the requests and the workers.
 struct Shared {
     state: Mutex<State>,
-    /// Signalled on a new request, a freed instance and on close.
+    /// Signalled on a new request, a freed instance, a turn given by the
+    /// rate limiter and on close.
     wake: Condvar,
+    /// The model's instances in the rate limiter, when it holds them.
+    limits: Option<Registration>,
 }
 
 struct State {
     queue: PriorityQueue<Job>,
     /// Whether each engine instance (lane) is running a batch now.
     running: Vec<bool>,
+    /// The lane in the rate limiter's line, waiting for its resources.
+    waiting: Option<usize>,
     /// Set when the model version is dropped: the thread ends once the queue is empty.
     closed: bool,
 }
@@ -170,10 +176,23 @@ pub(crate) struct ModelQueue {
     order: Option<Arc<OrderGate>>,
 }
 
-/// One engine instance (lane) held by a running batch, given back on drop.
+/// One engine instance (lane) held by a running batch, given back on drop
+/// with the rate-limiter resources it holds.
 pub(crate) struct Slot {
     shared: Arc<Shared>,
     lane: usize,
+    grant: Option<Grant>,
+}
+
+/// The manager's rate limiter and each lane's rate limit (`None`: not held).
+pub(crate) type LaneLimits = (Arc<RateLimiter>, Vec<Option<RateLimit>>);
+
+/// Why a model's queue did not start.
+pub(crate) enum QueueStart {
+    /// Its rate-limiter resources cannot be met: what to change.
+    Limits(String),
+    /// Its threads could not be started.
+    Threads(std::io::Error),
 }
 
 impl Slot {
@@ -185,9 +204,22 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        let grant = self.grant.take();
         let mut state = lock(&self.shared);
         state.running[self.lane] = false;
+        // As Triton's `OnRelease`: an instance whose queue has more work
+        // joins the limiter's line before it gives its resources back, so
+        // that it competes for the next turn with those already waiting.
+        if let (Some(limits), Some(true)) = (&self.shared.limits, grant.as_ref().map(Grant::holds))
+        {
+            if state.waiting.is_none() && !state.queue.is_empty() {
+                limits.stage(self.lane);
+                state.waiting = Some(self.lane);
+            }
+        }
         drop(state);
+        // With no lock held: giving back wakes the instance whose turn it is.
+        drop(grant);
         self.shared.wake.notify_all();
     }
 }
@@ -198,24 +230,52 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 
 impl ModelQueue {
     /// Starts the queue thread of model `name` and one thread for each of
-    /// its `instances` engine instances.
+    /// its `instances` engine instances, registered with the rate limiter
+    /// when `limits` has one.
     pub(crate) fn start(
         name: &str,
         settings: QueueSettings,
         plan: BatchPlan,
         instances: usize,
-    ) -> std::io::Result<ModelQueue> {
+        limits: Option<LaneLimits>,
+    ) -> Result<ModelQueue, QueueStart> {
         let lanes = (0..instances.max(1))
             .map(|i| WorkerPool::named(1, Work::run, |_| format!("anemone-{name}-instance-{i}")))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                queue: PriorityQueue::new(settings),
-                running: vec![false; lanes.len()],
-                closed: false,
-            }),
-            wake: Condvar::new(),
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(QueueStart::Threads)?;
+        let mut refused = None;
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            let limits = limits.and_then(|(limiter, lane_limits)| {
+                let weak = weak.clone();
+                // Taking the queue's lock orders the wake after the queue
+                // thread's check, which holds it until it waits.
+                let wake: Wake = Arc::new(move || {
+                    if let Some(shared) = weak.upgrade() {
+                        drop(lock(&shared));
+                        shared.wake.notify_all();
+                    }
+                });
+                limiter
+                    .register(name, &lane_limits, wake)
+                    .unwrap_or_else(|e| {
+                        refused = Some(e);
+                        None
+                    })
+            });
+            Shared {
+                state: Mutex::new(State {
+                    queue: PriorityQueue::new(settings),
+                    running: vec![false; lanes.len()],
+                    waiting: None,
+                    closed: false,
+                }),
+                wake: Condvar::new(),
+                limits,
+            }
         });
+        if let Some(reason) = refused {
+            return Err(QueueStart::Limits(reason));
+        }
         let order = plan
             .batching
             .as_ref()
@@ -224,7 +284,8 @@ impl ModelQueue {
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("anemone-queue-{name}"))
-            .spawn(move || serve(&thread_shared, &plan, &lanes))?;
+            .spawn(move || serve(&thread_shared, &plan, &lanes))
+            .map_err(QueueStart::Threads)?;
         Ok(ModelQueue { shared, order })
     }
 
@@ -301,9 +362,28 @@ fn pick_lane(
     (!sooner).then_some(idle)
 }
 
+/// Calls other queues' wakes with this queue's lock let go, and takes it again.
+fn with_wakes<'a>(
+    shared: &'a Shared,
+    state: MutexGuard<'a, State>,
+    wakes: Vec<Wake>,
+) -> MutexGuard<'a, State> {
+    if wakes.is_empty() {
+        return state;
+    }
+    drop(state);
+    wakes.iter().for_each(|w| w());
+    lock(shared)
+}
+
 /// The queue thread's loop; it ends once the queue is closed and empty,
 /// and the lanes (dropped with it) once their batches are done.
+///
+/// With a rate limiter (`limits`), a batch ready to run first asks for its
+/// lane's resources; while it waits, it keeps that lane and its batch can
+/// still grow, and a queue that empties meanwhile leaves the line.
 fn serve(shared: &Arc<Shared>, plan: &BatchPlan, lanes: &[WorkerPool<Work>]) {
+    let limits = shared.limits.as_ref();
     let mut state = lock(shared);
     loop {
         let now = Instant::now();
@@ -312,6 +392,10 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, lanes: &[WorkerPool<Work>]) {
             job.reply.send(Err(Error::Timeout(waited)));
         }
         if state.queue.is_empty() {
+            if let (Some(lane), Some(limits)) = (state.waiting.take(), limits) {
+                state = with_wakes(shared, state, limits.withdraw(lane));
+                continue;
+            }
             if state.closed {
                 return;
             }
@@ -319,17 +403,35 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, lanes: &[WorkerPool<Work>]) {
             continue;
         }
         let mut wake_at = state.queue.next_deadline();
-        let lane = state.queue.iter().next().and_then(|head| {
-            let model = &head.item.admitted.instance;
-            pick_lane(
-                &state.running,
-                |lane, busy| model.lane_cost(lane, busy),
-                |lane| model.lane_engine(lane).model.backend(),
-            )
+        let lane = state.waiting.or_else(|| {
+            state.queue.iter().next().and_then(|head| {
+                let model = &head.item.admitted.instance;
+                pick_lane(
+                    &state.running,
+                    |lane, busy| model.lane_cost(lane, busy),
+                    |lane| model.lane_engine(lane).model.backend(),
+                )
+            })
         });
         if let Some(lane) = lane {
             match decide(&state.queue, plan, now) {
                 Some(Decision::Run(positions)) => {
+                    let (grant, wakes) = match limits.map(|l| l.acquire(lane)) {
+                        None => (None, Vec::new()),
+                        Some((Acquire::Granted(grant), wakes)) => (Some(grant), wakes),
+                        Some((Acquire::Wait, wakes)) => {
+                            state.waiting = Some(lane);
+                            if !wakes.is_empty() {
+                                state = with_wakes(shared, state, wakes);
+                                continue;
+                            }
+                            // To the wait below, the lock held until then
+                            // so that the wake of its turn is not missed.
+                            state = wait(shared, state, wake_at);
+                            continue;
+                        }
+                    };
+                    state.waiting = None;
                     let jobs: Vec<Job> = state
                         .queue
                         .take(&positions)
@@ -338,9 +440,11 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, lanes: &[WorkerPool<Work>]) {
                         .collect();
                     state.running[lane] = true;
                     drop(state);
+                    wakes.iter().for_each(|w| w());
                     let slot = Slot {
                         shared: Arc::clone(shared),
                         lane,
+                        grant,
                     };
                     lanes[lane].execute(Work::Batch(jobs, slot));
                     state = lock(shared);
@@ -348,21 +452,34 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, lanes: &[WorkerPool<Work>]) {
                 }
                 Some(Decision::WaitUntil(t)) => {
                     wake_at = Some(wake_at.map_or(t, |d| d.min(t)));
+                    if let (Some(lane), Some(limits)) = (state.waiting.take(), limits) {
+                        state = with_wakes(shared, state, limits.withdraw(lane));
+                        continue;
+                    }
                 }
                 None => {}
             }
         }
-        state = match wake_at {
-            None => shared.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
-            Some(t) => {
-                let wait = t.saturating_duration_since(Instant::now());
-                shared
-                    .wake
-                    .wait_timeout(state, wait.max(Duration::from_micros(1)))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
+        state = wait(shared, state, wake_at);
+    }
+}
+
+/// Waits for a wake, or until `until` (a timeout or the end of a delay).
+fn wait<'a>(
+    shared: &'a Shared,
+    state: MutexGuard<'a, State>,
+    until: Option<Instant>,
+) -> MutexGuard<'a, State> {
+    match until {
+        None => shared.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+        Some(t) => {
+            let wait = t.saturating_duration_since(Instant::now());
+            shared
+                .wake
+                .wait_timeout(state, wait.max(Duration::from_micros(1)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+        }
     }
 }
 

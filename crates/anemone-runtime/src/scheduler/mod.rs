@@ -19,7 +19,7 @@ mod execute;
 mod order;
 mod queue;
 
-pub(crate) use batcher::{BatchPlan, ModelQueue, Slot};
+pub(crate) use batcher::{BatchPlan, LaneLimits, ModelQueue, QueueStart, Slot};
 pub(crate) use direct::Direct;
 pub(crate) use execute::{execute, execute_batch, execute_on, panic_message};
 pub(crate) use order::Reply;

@@ -27,6 +27,35 @@ pub struct SchedulerConfig {
     pub sequence: Option<anemone_runtime::SequenceSettings>,
 }
 
+/// An instance group's `rate_limiter`, used when the server runs with
+/// `--rate-limit execution_count`. A resource needs a name.
+fn rate_limit(
+    limiter: Option<&crate::proto::ModelRateLimiter>,
+    group: usize,
+) -> Result<Option<anemone_runtime::RateLimit>, String> {
+    let Some(limiter) = limiter else {
+        return Ok(None);
+    };
+    let mut resources = Vec::with_capacity(limiter.resources.len());
+    for (i, r) in limiter.resources.iter().enumerate() {
+        if r.name.is_empty() {
+            return Err(format!(
+                "instance_group[{group}].rate_limiter.resources[{i}] has no name; name the resource \
+                 (models that share a name share its count)"
+            ));
+        }
+        resources.push(anemone_runtime::rate_limit::Resource {
+            name: r.name.clone(),
+            count: u64::from(r.count),
+            global: r.global,
+        });
+    }
+    Ok(Some(anemone_runtime::RateLimit {
+        resources,
+        priority: limiter.priority,
+    }))
+}
+
 /// Reads the scheduling fields, refusing values that cannot work with a
 /// message that says what to change. `files` reads the files of implicit
 /// states' `initial_state { data_file }` (see [`super::StateFiles`]).
@@ -65,6 +94,7 @@ pub fn scheduler_config(
             count: usize::try_from(g.count.max(1)).unwrap_or(1),
             kind,
             backends: None,
+            rate_limit: rate_limit(g.rate_limiter.as_ref(), i)?,
         });
     }
     if let Some(SchedulingChoice::SequenceBatching(sb)) = &config.scheduling_choice {
@@ -218,15 +248,35 @@ mod tests {
                 InstanceGroup {
                     count: 2,
                     kind: InstanceKind::Cpu,
-                    backends: None
+                    backends: None,
+                    rate_limit: None,
                 },
                 InstanceGroup {
                     count: 1,
                     kind: InstanceKind::Gpu,
-                    backends: None
+                    backends: None,
+                    rate_limit: None,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_instance_groups_rate_limiter_becomes_its_rate_limit() {
+        let c = parse(
+            "instance_group [ { count: 2 rate_limiter { resources [ { name: \"R1\" count: 4 }, \
+             { name: \"G\" global: true count: 1 } ] priority: 2 } }, { count: 1 } ]",
+        );
+        let s = scheduler_config(&c, &crate::model_config::no_state_files).unwrap();
+        let limit = s.instance_groups[0].rate_limit.as_ref().unwrap();
+        assert_eq!(limit.priority, 2);
+        let resources: Vec<_> = limit
+            .resources
+            .iter()
+            .map(|r| (r.name.as_str(), r.count, r.global))
+            .collect();
+        assert_eq!(resources, [("R1", 4, false), ("G", 1, true)]);
+        assert_eq!(s.instance_groups[1].rate_limit, None);
     }
 
     #[test]
@@ -242,6 +292,10 @@ mod tests {
             (
                 "max_batch_size: 4 dynamic_batching { priority_levels: 2 priority_queue_policy { key: 5 value: { } } }",
                 "level 5",
+            ),
+            (
+                "instance_group [ { rate_limiter { resources [ { count: 1 } ] } } ]",
+                "instance_group[0].rate_limiter.resources[0] has no name",
             ),
         ] {
             let e = scheduler_config(&parse(text), &crate::model_config::no_state_files).unwrap_err();

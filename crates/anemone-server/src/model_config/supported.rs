@@ -165,8 +165,8 @@ const HINTS: [&str; 4] = [
 /// does not use, for the load's warning: the `optimization` hints
 /// (`priority`, `cuda`, `gather_kernel_buffer_threshold`,
 /// `eager_batching`), `metric_tags`, `model_metrics` (Triton's latency
-/// histogram buckets) and an instance group's `rate_limiter` (Triton's, off
-/// unless tritonserver runs with `--rate-limit`).
+/// histogram buckets). An instance group's `rate_limiter` is used with
+/// `--rate-limit execution_count` and ignored, as Triton ignores it, without.
 pub fn ignored_hints(config: &crate::proto::ModelConfig) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(o) = &config.optimization {
@@ -184,11 +184,6 @@ pub fn ignored_hints(config: &crate::proto::ModelConfig) -> Vec<String> {
     }
     if config.model_metrics.is_some() {
         out.push("model_metrics".into());
-    }
-    for (i, group) in config.instance_group.iter().enumerate() {
-        if group.rate_limiter.is_some() {
-            out.push(format!("instance_group[{i}].rate_limiter"));
-        }
     }
     out
 }
@@ -330,8 +325,7 @@ fn check_instance_groups(value: &Value, src: &str, errs: &mut Vec<String>) {
 /// Checks one field of an `instance_group` entry.
 fn check_group_field(name: &str, v: &Value, path: &str, src: &str) -> Result<(), String> {
     match name {
-        // Triton's rate limiter, off unless tritonserver runs with
-        // `--rate-limit`: a hint here ([`ignored_hints`]).
+        // The rate limiter's settings (`--rate-limit execution_count`).
         "name" | "rate_limiter" => {}
         "count" => {
             let n = v.as_i32().unwrap_or_default();
@@ -490,14 +484,8 @@ mod tests {
              instance_group [ { count: 1 }, { count: 1 rate_limiter { priority: 1 } } ]",
         )
         .unwrap();
-        assert_eq!(
-            super::ignored_hints(&c),
-            [
-                "metric_tags",
-                "model_metrics",
-                "instance_group[1].rate_limiter"
-            ]
-        );
+        // The rate limiter's settings are used (with --rate-limit), not hints.
+        assert_eq!(super::ignored_hints(&c), ["metric_tags", "model_metrics"]);
     }
 
     #[test]

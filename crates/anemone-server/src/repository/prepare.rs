@@ -230,8 +230,8 @@ pub fn prepare_model(
     if !hints.is_empty() {
         tracing::warn!(
             model = %name,
-            "config.pbtxt fields {} are Triton hints that anemone does not use (performance, \
-             metrics, rate limiting); they are ignored and change no answer",
+            "config.pbtxt fields {} are Triton hints that anemone does not use (performance \
+             and metrics); they are ignored and change no answer",
             hints.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
         );
     }
