@@ -382,7 +382,12 @@ impl Manager {
     pub(crate) fn not_found(&self, name: &str, version: Option<u64>) -> Error {
         let versions = self.inner.registry.versions(name);
         let loaded = if versions.is_empty() {
-            self.inner.registry.names()
+            // Every name a request can use: models and ensembles.
+            let mut names = self.inner.registry.names();
+            names.extend(self.ensembles().iter().map(|e| e.spec().name.clone()));
+            names.sort();
+            names.dedup();
+            names
         } else {
             versions
                 .iter()

@@ -73,6 +73,9 @@ fn weight(response: &Option<Result<InferResponse>>) -> u64 {
     bytes.max(MIN_WEIGHT)
 }
 
+/// How the overload error of a full buffer begins ([`Feed::overflowed`]).
+pub(crate) const BUFFER_FULL: &str = "response buffer of a request to model";
+
 /// The least a response weighs against a request's response buffer.
 const MIN_WEIGHT: u64 = 256;
 
@@ -133,8 +136,8 @@ impl Feed {
     pub(crate) fn overflowed(&self) {
         let error = Error::Overloaded {
             limit: format!(
-                "response buffer of a request to model '{}' (responses sent and not read by the \
-                 client: read faster, or raise --max-stream-buffer-bytes)",
+                "{BUFFER_FULL} '{}' (responses sent and not read by the client: read faster, or \
+                 raise --max-stream-buffer-bytes)",
                 self.model
             ),
             in_use: usize::try_from(self.waiting.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
