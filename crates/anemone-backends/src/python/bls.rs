@@ -21,7 +21,17 @@ pub(crate) fn call(
     blobs: Bytes,
 ) -> Result<Vec<(String, Tensor)>> {
     let (caller, request) = prepare(launch, caller, request, blobs)?;
-    caller.0.call(request)
+    caller.0.call(request).map_err(|e| match e {
+        // A decoupled model refuses one answer; from model.py the way in
+        // is exec(decoupled=True), not a client's stream.
+        Error::Unsupported { what, .. } if what.contains("is decoupled") => Error::Unsupported {
+            what,
+            fix: "call it with exec(decoupled=True) (or async_exec(decoupled=True)), which returns \
+                  its responses as they come"
+                .into(),
+        },
+        e => e,
+    })
 }
 
 /// What a request needs before it is sent: the caller, and the request.

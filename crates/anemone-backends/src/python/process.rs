@@ -43,18 +43,38 @@ const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(600);
 /// [`INIT_TIMEOUT_ENV`]'s bound, or the default (with a warning for a
 /// value that is not a positive number of seconds).
 fn init_timeout() -> Duration {
-    let Some(text) = std::env::var_os(INIT_TIMEOUT_ENV) else {
-        return DEFAULT_INIT_TIMEOUT;
+    env_seconds(INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT, false)
+}
+
+/// The environment variable that bounds how long an instance of a model
+/// that is not decoupled waits for the final responses sent through its
+/// response sender after `execute` returned (read by the stub).
+pub(crate) const SENDER_WAIT_ENV: &str = "ANEMONE_PYTHON_SENDER_WAIT_S";
+
+const DEFAULT_SENDER_WAIT: Duration = Duration::from_secs(60);
+
+/// [`SENDER_WAIT_ENV`]'s bound (0 allowed: no wait), or the default with a
+/// warning; passed to the process as a number it reads as it is.
+fn sender_wait() -> Duration {
+    env_seconds(SENDER_WAIT_ENV, DEFAULT_SENDER_WAIT, true)
+}
+
+/// A number of seconds from the environment variable `name`, or `default`
+/// when it is unset, or, with a warning naming it, when it is not a
+/// positive number (or 0, where `zero` allows it).
+fn env_seconds(name: &str, default: Duration, zero: bool) -> Duration {
+    let Some(text) = std::env::var_os(name) else {
+        return default;
     };
     let text = text.to_string_lossy();
     match text.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s.min(1e9)),
+        Ok(s) if s.is_finite() && (s > 0.0 || (zero && s == 0.0)) => {
+            Duration::from_secs_f64(s.min(1e9))
+        }
         _ => {
-            tracing::warn!(
-                "{INIT_TIMEOUT_ENV}={text:?} is not a positive number of seconds; {} s is used",
-                DEFAULT_INIT_TIMEOUT.as_secs()
-            );
-            DEFAULT_INIT_TIMEOUT
+            let what = if zero { "a number of seconds, 0 or more" } else { "a positive number of seconds" };
+            tracing::warn!("{name}={text:?} is not {what}; {} s is used", default.as_secs());
+            default
         }
     }
 }
@@ -162,6 +182,7 @@ impl Process {
             .env(FRAMES_ENV, super::FRAMES)
             .env("ANEMONE_PYTHON_MODEL_DIR", &launch.model_dir)
             .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env(SENDER_WAIT_ENV, sender_wait().as_secs_f64().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

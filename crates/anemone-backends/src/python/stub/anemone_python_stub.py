@@ -66,23 +66,44 @@ class Metrics:
     def release(self, what, id):
         self.released[what].append(id)
 
-    def _send(self, message):
-        released = {}
-        for what, ids in self.released.items():
-            while ids:
-                released.setdefault(what, []).append(ids.popleft())
-        if released:
+    # python/metrics.rs reads lines of at most this many bytes, and closes
+    # the channel on a longer one.
+    MAX_LINE = 1 << 20
+
+    def _send(self, line):
+        while True:
+            # In messages of at most 10,000 ids each, well within MAX_LINE.
+            released = {}
+            for what, ids in self.released.items():
+                while ids and len(released.get(what, ())) < 10000:
+                    released.setdefault(what, []).append(ids.popleft())
+            if not released:
+                break
             self.sock.sendall((json.dumps({"op": "release", **released}) + "\n").encode())
-        if message is not None:
-            self.sock.sendall((json.dumps(message) + "\n").encode())
+        if line is not None:
+            self.sock.sendall(line)
+
+    def _line(self, message):
+        line = (json.dumps(message) + "\n").encode()
+        if len(line) > self.MAX_LINE:
+            raise ValueError(
+                f"it takes {len(line)} bytes, over the {self.MAX_LINE} one metrics message may take "
+                "(its name, description, labels and buckets together); shorten them"
+            )
+        return line
 
     def tell(self, message):
+        line = None if message is None else self._line(message)
         with self.lock:
-            self._send(message)
+            self._send(line)
 
     def ask(self, message):
+        try:
+            line = self._line(message)
+        except ValueError as e:
+            return {"ok": False, "error": str(e)}
         with self.lock:
-            self._send(message)
+            self._send(line)
             line = self.reader.readline()
         if not line:
             return {"ok": False, "error": "anemone closed the metrics channel"}
