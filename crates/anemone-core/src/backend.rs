@@ -227,6 +227,39 @@ pub trait ModelCaller: Send + Sync {
             last: true,
         });
     }
+
+    /// Loads (or reloads) model `name` from the server's repository, with
+    /// `config` (JSON) in place of its `config.pbtxt` when given: Triton's
+    /// model loading API (`pb_utils.load_model`). By default there is no
+    /// repository to load from.
+    fn load_model(&self, name: &str, config: Option<&str>) -> Result<()> {
+        let _ = config;
+        Err(no_repository(name))
+    }
+
+    /// Unloads model `name` (with `dependents`, an ensemble's composing
+    /// models too): `pb_utils.unload_model`. By default, as
+    /// [`ModelCaller::load_model`].
+    fn unload_model(&self, name: &str, dependents: bool) -> Result<()> {
+        let _ = dependents;
+        Err(no_repository(name))
+    }
+
+    /// Whether model `name` (`version`; `None`: its latest) is loaded and
+    /// ready: `pb_utils.is_model_ready`. By default, false.
+    fn is_model_ready(&self, name: &str, version: Option<u64>) -> bool {
+        let _ = (name, version);
+        false
+    }
+}
+
+fn no_repository(name: &str) -> crate::Error {
+    crate::Error::Unsupported {
+        what: format!("loading or unloading model '{name}' from a model's code"),
+        fix: "run the model in `anemone serve` with --model-control-mode explicit, where models \
+              load from its repository"
+            .into(),
+    }
 }
 
 /// One response of a [`ModelCaller::call_stream`].

@@ -64,9 +64,78 @@ impl ModelCaller for ManagerCaller {
             }
         }
     }
+
+    fn load_model(&self, name: &str, config: Option<&str>) -> Result<()> {
+        match self.manager(name)?.repository_control() {
+            Some(control) => control.load(name, config),
+            None => ModelCaller::load_model(&Unsupported, name, config),
+        }
+    }
+
+    fn unload_model(&self, name: &str, dependents: bool) -> Result<()> {
+        match self.manager(name)?.repository_control() {
+            Some(control) => control.unload(name, dependents),
+            None => ModelCaller::unload_model(&Unsupported, name, dependents),
+        }
+    }
+
+    fn is_model_ready(&self, name: &str, version: Option<u64>) -> bool {
+        let Ok(manager) = self.manager(name) else {
+            return false;
+        };
+        match manager.model(name, version) {
+            Ok(_) => true,
+            Err(_) => {
+                version.is_none_or(|v| v == 1)
+                    && manager.ensemble_state(name) == Some(crate::ModelState::Ready)
+            }
+        }
+    }
+}
+
+/// The trait's defaults: what a caller without a repository answers.
+struct Unsupported;
+
+impl ModelCaller for Unsupported {
+    fn call(&self, request: CallRequest) -> Result<Vec<(String, Tensor)>> {
+        Err(Error::Internal(format!(
+            "no call to '{}' here",
+            request.model
+        )))
+    }
+}
+
+/// Loads and unloads models from the server's model repository, for
+/// models whose code asks to (Triton's model loading API,
+/// `pb_utils.load_model`); the server sets it with
+/// [`Manager::set_repository_control`]. Blocking: called on an engine's thread.
+pub trait RepositoryControl: Send + Sync {
+    /// Loads (or reloads) `name`, with `config` (JSON) in place of its own.
+    fn load(&self, name: &str, config: Option<&str>) -> Result<()>;
+    /// Unloads `name`; with `dependents`, an ensemble's composing models too.
+    fn unload(&self, name: &str, dependents: bool) -> Result<()>;
 }
 
 impl Manager {
+    /// Lets models whose code loads and unloads other models (a Python
+    /// model's `pb_utils.load_model`) do so through `control`. Without it,
+    /// they are refused, saying so.
+    pub fn set_repository_control(&self, control: Arc<dyn RepositoryControl>) {
+        *self
+            .inner
+            .repository_control
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(control);
+    }
+
+    fn repository_control(&self) -> Option<Arc<dyn RepositoryControl>> {
+        self.inner
+            .repository_control
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// A caller into this manager, for [`anemone_core::LoadOptions::caller`].
     pub(crate) fn caller(&self) -> Caller {
         Caller(Arc::new(ManagerCaller(Arc::downgrade(&self.inner))))

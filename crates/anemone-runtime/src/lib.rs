@@ -92,6 +92,7 @@ mod warmup;
 pub mod worker;
 
 pub use cache::CacheSnapshot;
+pub use caller::RepositoryControl;
 pub use compare::{ComparisonCounts, EngineComparer, ProcessComparer};
 pub use eviction::{EvictionPolicy, EvictionSnapshot};
 pub use fallback::{FallbackPolicy, RetryPolicy};

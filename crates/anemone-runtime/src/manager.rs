@@ -75,6 +75,9 @@ pub(crate) struct Inner {
     pub(crate) stream_buffer_bytes: u64,
     /// Triton's rate limiter, when the manager has one.
     pub(crate) rate_limiter: Option<Arc<crate::rate_limit::RateLimiter>>,
+    /// Loads and unloads for models' code ([`Manager::set_repository_control`]).
+    pub(crate) repository_control:
+        std::sync::RwLock<Option<Arc<dyn crate::caller::RepositoryControl>>>,
 }
 
 /// Builds a [`Manager`].
@@ -335,6 +338,7 @@ impl ManagerBuilder {
                 custom_metrics: Default::default(),
                 stream_buffer_bytes: self.stream_buffer_bytes,
                 rate_limiter: self.rate_limiter,
+                repository_control: Default::default(),
             }),
         };
         Monitor::start(&manager.inner);

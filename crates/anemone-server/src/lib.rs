@@ -17,6 +17,7 @@ pub mod host_metrics;
 pub mod http;
 pub mod limits;
 pub mod model_config;
+pub mod model_control;
 pub mod prometheus;
 pub mod repository;
 pub mod restricted;

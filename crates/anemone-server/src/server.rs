@@ -317,8 +317,10 @@ impl Server {
                 tokio::task::spawn_blocking(move || crate::host_metrics::HostMetrics::start(host));
             state.host_metrics = started.await.ok();
         }
+        let state = Arc::new(state);
+        crate::model_control::ServerControl::install(&state, tokio::runtime::Handle::current());
         Ok(Server {
-            state: Arc::new(state),
+            state,
             http,
             grpc,
             metrics,

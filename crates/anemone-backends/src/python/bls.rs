@@ -20,18 +20,69 @@ pub(crate) fn call(
     request: Reply,
     blobs: Bytes,
 ) -> Result<Vec<(String, Tensor)>> {
+    if let Some(action) = request.control.as_deref() {
+        return control(launch, caller, action, &request);
+    }
     let (caller, request) = prepare(launch, caller, request, blobs)?;
     caller.0.call(request).map_err(|e| match e {
         // A decoupled model refuses one answer; from model.py the way in
         // is exec(decoupled=True), not a client's stream.
         Error::Unsupported { what, .. } if what.contains("is decoupled") => Error::Unsupported {
             what,
-            fix: "call it with exec(decoupled=True) (or async_exec(decoupled=True)), which returns \
+            fix:
+                "call it with exec(decoupled=True) (or async_exec(decoupled=True)), which returns \
                   its responses as they come"
-                .into(),
+                    .into(),
         },
         e => e,
     })
+}
+
+/// The model loading API (`pb_utils.load_model`, `unload_model`,
+/// `is_model_ready`): `ready` answers one BOOL tensor, `READY`; the others
+/// no tensors, or their error.
+fn control(
+    launch: &Launch,
+    caller: Option<&Caller>,
+    action: &str,
+    request: &Reply,
+) -> Result<Vec<(String, Tensor)>> {
+    let name = request.model_name.as_str();
+    let Some(caller) = caller else {
+        return match action {
+            "ready" => Ok(vec![ready(false)]),
+            _ => Err(Error::Unavailable {
+                what: format!("model '{name}'"),
+                reason: "loading and unloading models need a server to load them in".into(),
+            }),
+        };
+    };
+    match action {
+        "ready" => {
+            let version = u64::try_from(request.model_version).ok().filter(|v| *v > 0);
+            Ok(vec![ready(caller.0.is_model_ready(name, version))])
+        }
+        "load" | "unload" if name == launch.model => Err(Error::Config(format!(
+            "model '{name}' cannot {action} itself from its own code; load or unload it through \
+             the repository API"
+        ))),
+        "load" => caller
+            .0
+            .load_model(name, request.control_config.as_deref())
+            .map(|()| Vec::new()),
+        "unload" => caller
+            .0
+            .unload_model(name, request.unload_dependents)
+            .map(|()| Vec::new()),
+        other => Err(Error::Internal(format!(
+            "unknown model control request '{other}'"
+        ))),
+    }
+}
+
+fn ready(ready: bool) -> (String, Tensor) {
+    let tensor = Tensor::from_vec(vec![1], vec![ready]).expect("one value, shape [1]");
+    ("READY".to_string(), tensor)
 }
 
 /// What a request needs before it is sent: the caller, and the request.

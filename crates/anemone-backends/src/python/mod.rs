@@ -45,6 +45,8 @@ pub(crate) const STUB: &str = include_str!("stub/anemone_python_stub.py");
 pub(crate) const UTILS: &str = include_str!("stub/triton_python_backend_utils.py");
 /// The utilities' custom metrics (`MetricFamily`), run in their namespace.
 pub(crate) const UTILS_METRICS: &str = include_str!("stub/triton_python_backend_metrics.py");
+/// The utilities' model loading API (`load_model`), run in their namespace.
+pub(crate) const UTILS_MODELS: &str = include_str!("stub/triton_python_backend_models.py");
 /// The stub's frames (reading, writing, `Frames`, `Direct`), run in its namespace.
 pub(crate) const FRAMES: &str = include_str!("stub/anemone_stub_frames.py");
 

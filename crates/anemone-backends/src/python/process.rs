@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 /// The last lines of a process's standard error kept for error messages.
 const TAIL_LINES: usize = 20;
 
-/// The environment variables that carry the stub's, its frames', and the utilities' (and their metrics')
+/// The environment variables that carry the stub's, its frames', and the utilities' (and their metrics' and model loading API's)
 /// source to the interpreter (read and removed by [`BOOT`], so the model's
 /// own subprocesses do not inherit them).
 const STUB_ENV: &str = "ANEMONE_PYTHON_STUB";
 const UTILS_ENV: &str = "ANEMONE_PYTHON_UTILS";
 const UTILS_METRICS_ENV: &str = "ANEMONE_PYTHON_UTILS_METRICS";
+const UTILS_MODELS_ENV: &str = "ANEMONE_PYTHON_UTILS_MODELS";
 const FRAMES_ENV: &str = "ANEMONE_PYTHON_FRAMES";
 
 /// `python -c`'s program: runs the stub from [`STUB_ENV`], under its file
@@ -72,8 +73,15 @@ fn env_seconds(name: &str, default: Duration, zero: bool) -> Duration {
             Duration::from_secs_f64(s.min(1e9))
         }
         _ => {
-            let what = if zero { "a number of seconds, 0 or more" } else { "a positive number of seconds" };
-            tracing::warn!("{name}={text:?} is not {what}; {} s is used", default.as_secs());
+            let what = if zero {
+                "a number of seconds, 0 or more"
+            } else {
+                "a positive number of seconds"
+            };
+            tracing::warn!(
+                "{name}={text:?} is not {what}; {} s is used",
+                default.as_secs()
+            );
             default
         }
     }
@@ -179,6 +187,7 @@ impl Process {
             .env(STUB_ENV, super::STUB)
             .env(UTILS_ENV, super::UTILS)
             .env(UTILS_METRICS_ENV, super::UTILS_METRICS)
+            .env(UTILS_MODELS_ENV, super::UTILS_MODELS)
             .env(FRAMES_ENV, super::FRAMES)
             .env("ANEMONE_PYTHON_MODEL_DIR", &launch.model_dir)
             .env("PYTHONDONTWRITEBYTECODE", "1")

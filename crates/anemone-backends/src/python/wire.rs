@@ -74,6 +74,16 @@ pub(crate) struct Reply {
     /// `auto_complete_config`'s configuration; `None` when the model has none.
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// A request of the model loading API (`op: "bls"`): `load`,
+    /// `unload` or `ready` of `model_name`.
+    #[serde(default)]
+    pub control: Option<String>,
+    /// `load`'s configuration (JSON) in place of the model's own.
+    #[serde(default)]
+    pub control_config: Option<String>,
+    /// `unload`'s `unload_dependents`.
+    #[serde(default)]
+    pub unload_dependents: bool,
     /// The key of the request a decoupled model's response (`op:
     /// "response"`) answers.
     #[serde(default)]

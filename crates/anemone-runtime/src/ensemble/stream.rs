@@ -272,6 +272,31 @@ impl Manager {
     }
 }
 
+/// The decoupled step's error as the client sees it. A full response
+/// buffer there means the steps after it take its responses slower than it
+/// sends them (the client reads the ensemble's own, bounded apart): the
+/// error says so, instead of the buffer's advice to a client.
+fn behind(ensemble: &Ensemble, plan: &StreamPlan, e: Error) -> Error {
+    match e {
+        Error::Overloaded {
+            limit,
+            in_use,
+            capacity,
+        } if limit.starts_with(crate::responses::BUFFER_FULL) => Error::Overloaded {
+            limit: format!(
+                "buffer of ensemble '{}' for the responses of its {} waiting for the steps after \
+                 it, which take them slower than it sends them (raise --max-stream-buffer-bytes, \
+                 or have the model send fewer or smaller responses)",
+                ensemble.spec.name,
+                step_label(plan.step, &ensemble.spec.steps[plan.step])
+            ),
+            in_use,
+            capacity,
+        },
+        e => step_error(ensemble, plan.step, e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,30 +375,5 @@ mod tests {
         let two = spec(&["out"], step("a", &[("x", "g")], "out"));
         let e = stream(&two, &[false, true, true, false]).unwrap_err();
         assert!(e[0].contains("it has 2 decoupled steps"), "{e:?}");
-    }
-}
-
-/// The decoupled step's error as the client sees it. A full response
-/// buffer there means the steps after it take its responses slower than it
-/// sends them (the client reads the ensemble's own, bounded apart): the
-/// error says so, instead of the buffer's advice to a client.
-fn behind(ensemble: &Ensemble, plan: &StreamPlan, e: Error) -> Error {
-    match e {
-        Error::Overloaded {
-            limit,
-            in_use,
-            capacity,
-        } if limit.starts_with(crate::responses::BUFFER_FULL) => Error::Overloaded {
-            limit: format!(
-                "buffer of ensemble '{}' for the responses of its {} waiting for the steps after \
-                 it, which take them slower than it sends them (raise --max-stream-buffer-bytes, \
-                 or have the model send fewer or smaller responses)",
-                ensemble.spec.name,
-                step_label(plan.step, &ensemble.spec.steps[plan.step])
-            ),
-            in_use,
-            capacity,
-        },
-        e => step_error(ensemble, plan.step, e),
     }
 }

@@ -213,6 +213,26 @@ def bls_sender(pb_utils, np, channel):
     return send
 
 
+def control_sender(pb_utils, np, channel):
+    """pb_utils._control: a model loading request (load, unload, ready)
+    through anemone; raises TritonModelException with its error. `ready`
+    answers its READY tensor's value."""
+
+    def send(action, model_name, **fields):
+        ask = {"op": "bls", "control": action, "model_name": model_name, **fields}
+        header, data = channel["frames"].ask(ask, [])
+        if header is None:
+            raise pb_utils.TritonModelException("anemone stopped while a model loading request was running")
+        if not header.get("ok"):
+            raise pb_utils.TritonModelException(header.get("error", "the request failed"))
+        outputs = header.get("outputs", [])
+        if not outputs:
+            return None
+        return decode_tensor(pb_utils, np, outputs[0], data[:outputs[0]["byte_size"]]).ravel()[0]
+
+    return send
+
+
 def _decoded(pull, answer):
     """A stream's next response, and whether it is the last."""
     header, data = pull()
@@ -392,6 +412,8 @@ def main():
         exec(compile(source, "triton_python_backend_utils.py", "exec"), pb_utils.__dict__)
         metrics_source = os.environ.pop("ANEMONE_PYTHON_UTILS_METRICS")
         exec(compile(metrics_source, "triton_python_backend_metrics.py", "exec"), pb_utils.__dict__)
+        models_source = os.environ.pop("ANEMONE_PYTHON_UTILS_MODELS")
+        exec(compile(models_source, "triton_python_backend_models.py", "exec"), pb_utils.__dict__)
         metrics_fd = os.environ.pop("ANEMONE_PYTHON_METRICS_FD", None)
         if metrics_fd is not None:
             pb_utils._metrics = Metrics(int(metrics_fd))
@@ -403,6 +425,7 @@ def main():
         model = module.TritonPythonModel()
         channel = {"frames": Direct(proto_in, proto_out)}
         pb_utils._bls = bls_sender(pb_utils, np, channel)
+        pb_utils._control = control_sender(pb_utils, np, channel)
     except BaseException as e:  # noqa: BLE001: every failure goes back to anemone
         header, _ = read_frame(proto_in)
         write_frame(proto_out, failure("importing model.py", e))
