@@ -205,6 +205,29 @@ pub struct CallRequest {
     pub timeout: Option<std::time::Duration>,
     /// The request's parameters (see [`RequestView::parameters`]).
     pub parameters: Vec<(String, Parameter)>,
+    /// Its place in a sequence, for a sequence model (Triton's correlation
+    /// ID and sequence flags); `None`: none.
+    pub sequence: Option<CallSequence>,
+}
+
+/// A call's place in a sequence: which one, and whether it starts or ends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSequence {
+    /// The sequence (Triton's correlation ID).
+    pub id: SequenceId,
+    /// The call starts the sequence.
+    pub start: bool,
+    /// The call ends the sequence.
+    pub end: bool,
+}
+
+/// A sequence's identifier: a number or a string, as Triton's correlation IDs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceId {
+    /// A whole number (not 0, which names no sequence).
+    Number(u64),
+    /// A string (not empty).
+    Text(String),
 }
 
 /// Runs a request on another model of the same server and waits for its

@@ -23,6 +23,17 @@ impl ManagerCaller {
 }
 
 fn infer_request(request: CallRequest) -> InferRequest {
+    use crate::sequence::{CorrelationId, SequenceFlags};
+    let sequence = request.sequence.map(|s| {
+        Box::new(SequenceFlags {
+            id: match s.id {
+                anemone_core::SequenceId::Number(n) => CorrelationId::Number(n),
+                anemone_core::SequenceId::Text(t) => CorrelationId::Text(t),
+            },
+            start: s.start,
+            end: s.end,
+        })
+    });
     InferRequest {
         model: request.model,
         version: request.version,
@@ -30,6 +41,7 @@ fn infer_request(request: CallRequest) -> InferRequest {
         outputs: request.outputs,
         timeout: request.timeout,
         parameters: request.parameters,
+        sequence,
         ..Default::default()
     }
 }

@@ -6,7 +6,9 @@
 
 use super::process::Launch;
 use super::wire::{self, Reply};
-use anemone_core::{Bytes, CallRequest, CallResponse, Caller, Error, Result, Tensor};
+use anemone_core::{
+    Bytes, CallRequest, CallResponse, CallSequence, Caller, Error, Result, SequenceId, Tensor,
+};
 use std::collections::HashSet;
 use std::io::Write;
 use std::process::ChildStdin;
@@ -104,6 +106,7 @@ fn prepare<'a>(
     }
     let inputs = wire::tensors(&request.inputs, blobs)?;
     let parameters = wire::parameters_from_json(&request.parameters)?;
+    let sequence = sequence(&request)?;
     Ok((
         caller,
         CallRequest {
@@ -114,7 +117,42 @@ fn prepare<'a>(
                 .then_some(request.requested_output_names),
             timeout: (request.timeout_us > 0).then(|| Duration::from_micros(request.timeout_us)),
             parameters,
+            sequence,
         },
+    ))
+}
+
+/// A request's place in a sequence (`InferenceRequest(correlation_id=...,
+/// flags=...)`, Triton's BLS with stateful models): none for a correlation
+/// ID of 0 or "" without flags.
+fn sequence(request: &Reply) -> Result<Option<CallSequence>> {
+    use serde_json::Value;
+    let id = match &request.correlation_id {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(0) => None,
+            Some(n) => Some(SequenceId::Number(n)),
+            None => return Err(bad_correlation_id(n)),
+        },
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(SequenceId::Text(s.clone())),
+        Some(other) => return Err(bad_correlation_id(other)),
+    };
+    let (start, end) = (request.flags & 1 != 0, request.flags & 2 != 0);
+    match id {
+        Some(id) => Ok(Some(CallSequence { id, start, end })),
+        None if start || end => Err(Error::Config(format!(
+            "the request to model '{}' has sequence flags but no correlation_id; give \
+             InferenceRequest(correlation_id=...) the sequence's ID",
+            request.model_name
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn bad_correlation_id(value: &dyn std::fmt::Display) -> Error {
+    Error::Config(format!(
+        "correlation_id {value} is neither a whole number (0 or more) nor a string"
     ))
 }
 

@@ -74,6 +74,13 @@ pub(crate) struct Reply {
     /// `auto_complete_config`'s configuration; `None` when the model has none.
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// A request to another model's correlation ID (`op: "bls"`): a
+    /// number or a string; 0 or empty: none.
+    #[serde(default)]
+    pub correlation_id: Option<serde_json::Value>,
+    /// Its flags: `TRITONSERVER_REQUEST_FLAG_SEQUENCE_START` (1) and `_END` (2).
+    #[serde(default)]
+    pub flags: u32,
     /// A request of the model loading API (`op: "bls"`): `load`,
     /// `unload` or `ready` of `model_name`.
     #[serde(default)]

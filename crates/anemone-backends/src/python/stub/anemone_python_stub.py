@@ -199,6 +199,7 @@ def bls_sender(pb_utils, np, channel):
             "op": "bls", "model_name": request.model_name(), "model_version": request._model_version,
             "inputs": headers, "requested_output_names": request.requested_output_names(),
             "timeout_us": request._timeout, "parameters": json.loads(request.parameters()),
+            "correlation_id": _correlation_id(request.correlation_id()), "flags": int(request.flags()),
         }
         frames = channel["frames"]
         if decoupled:
@@ -211,6 +212,11 @@ def bls_sender(pb_utils, np, channel):
         return answer(header, data)
 
     return send
+
+
+def _correlation_id(value):
+    """A BLS request's correlation_id for the wire: a string, or a whole number."""
+    return value if isinstance(value, str) else int(value)
 
 
 def control_sender(pb_utils, np, channel):
