@@ -21,6 +21,31 @@
 //! Instances of groups without a `rate_limiter` are not held at all (Triton
 //! gives them no resources and priority 1, so they wait only behind an
 //! instance that does need resources).
+//!
+//! ```
+//! use anemone_runtime::rate_limit::{RateLimit, Resource};
+//! use anemone_runtime::{InferRequest, InstanceGroup, Manager, ModelSpec};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // One engine call at a time across every instance that lists "GPU".
+//! let manager = Manager::builder()
+//!     .backend(anemone_backends::TractCpu)
+//!     .rate_limit(Some(vec!["GPU:1".parse()?]))
+//!     .build()?;
+//! let gpu = RateLimit {
+//!     resources: vec![Resource { name: "GPU".into(), count: 1, global: true }],
+//!     priority: 1,
+//! };
+//! let spec = ModelSpec::new("add", "../../examples/models/add/1/model.onnx")
+//!     .instance_group(InstanceGroup::new(2).rate_limit(gpu));
+//! manager.load_model_blocking(spec)?;
+//! let x = anemone_core::Tensor::from_vec(vec![1, 4], vec![1.0f32, 2.0, 3.0, 4.0])?;
+//! let request = InferRequest::new("add").input("x", x.clone()).input("y", x);
+//! let sum = manager.infer_blocking(request)?;
+//! assert_eq!(sum.output("sum").unwrap().to_vec::<f32>()?, [2.0, 4.0, 6.0, 8.0]);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
