@@ -42,6 +42,8 @@ pub(super) struct Run {
     pub(super) priority: Option<u32>,
     /// The request's sequence, passed to every step (as Triton does).
     pub(super) sequence: Option<Box<crate::sequence::SequenceFlags>>,
+    /// The request's parameters, passed to every step (as Triton does).
+    pub(super) parameters: Vec<(String, anemone_core::Parameter)>,
     /// The ensemble outputs asked for, in order.
     pub(super) wanted: Vec<String>,
     /// The request's identifier, echoed.
@@ -242,6 +244,7 @@ impl Manager {
             timeout: request.timeout,
             priority: request.priority,
             sequence: request.sequence,
+            parameters: request.parameters,
             wanted,
             id: request.id,
             cache_key,
@@ -343,7 +346,7 @@ impl Run {
             timeout,
             priority: self.priority,
             id: None,
-            parameters: Vec::new(),
+            parameters: self.parameters.clone(),
             sequence: self.sequence.clone(),
         })
     }

@@ -244,6 +244,7 @@ impl Manager {
                 outputs: Some(step.output_map.iter().map(|(o, _)| o.clone()).collect()),
                 priority: run.priority,
                 sequence: run.sequence.clone(),
+                parameters: run.parameters.clone(),
                 ..Default::default()
             };
             let answer = self

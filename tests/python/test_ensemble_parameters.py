@@ -1,0 +1,133 @@
+"""An ensemble request's parameters reach every composing model, as
+tritonserver 2.51 forwards them (checked side by side: a Python step that
+answers `request.parameters()` saw the ensemble request's parameters on
+Triton, and `{}` on anemone before this was fixed): over HTTP and gRPC,
+and through a streaming ensemble, whose decoupled step and the step after
+it both see them.
+"""
+import json
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from serve_support import python_repository, start_serve, stop_serve, wait_ready
+from stream_support import Stream, final, tensor
+
+# Answers its request's parameters, as JSON in P.
+ECHO = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("P", np.array([r.parameters().encode()], np.object_))])
+                for r in requests]
+'''
+
+ECHO_CONFIG = """
+backend: "python"
+input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] } ]
+"""
+
+# Decoupled: sends two responses, each its request's parameters in Q, then the final flag.
+TWICE = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for r in requests:
+            sender = r.get_response_sender()
+            for _ in range(2):
+                sender.send(pb_utils.InferenceResponse([
+                    pb_utils.Tensor("Q", np.array([r.parameters().encode()], np.object_)),
+                    pb_utils.Tensor("X", np.array([1], np.int32)),
+                ]))
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+'''
+
+TWICE_CONFIG = """
+backend: "python"
+model_transaction_policy { decoupled: true }
+input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "Q" data_type: TYPE_STRING dims: [ 1 ] }, { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
+"""
+
+ENSEMBLE = """
+platform: "ensemble"
+input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] } ]
+ensemble_scheduling { step [
+  { model_name: "echo" model_version: -1 input_map { key: "X" value: "X" } output_map { key: "P" value: "P" } }
+] }
+"""
+
+STREAMING = """
+platform: "ensemble"
+input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] }, { name: "Q" data_type: TYPE_STRING dims: [ 1 ] } ]
+ensemble_scheduling { step [
+  { model_name: "twice" model_version: -1 input_map { key: "X" value: "X" }
+    output_map [ { key: "Q" value: "Q" }, { key: "X" value: "X1" } ] },
+  { model_name: "echo" model_version: -1 input_map { key: "X" value: "X1" } output_map { key: "P" value: "P" } }
+] }
+"""
+
+PARAMETERS = {"temperature": 0.5, "mode": "fast", "n": 3, "flag": True}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repo = python_repository(
+        tmp_path_factory.mktemp("ensemble-parameters"),
+        models=[("echo", ECHO_CONFIG, ECHO), ("twice", TWICE_CONFIG, TWICE)],
+    )
+    for name, config in [("echo_ensemble", ENSEMBLE), ("echo_stream", STREAMING)]:
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(config)
+    proc, addresses = start_serve(repo, "--metrics-port", "0")
+    try:
+        wait_ready(addresses["HTTP"])
+        yield addresses
+    finally:
+        stop_serve(proc)
+
+
+def test_an_ensembles_parameters_reach_its_steps_over_http_and_grpc(server):
+    client = httpclient.InferenceServerClient(server["HTTP"])
+    x = httpclient.InferInput("X", [1], "INT32")
+    x.set_data_from_numpy(np.zeros(1, np.int32))
+    for model in ["echo", "echo_ensemble"]:
+        got = client.infer(model, [x], parameters=PARAMETERS).as_numpy("P")[0]
+        assert json.loads(got) == PARAMETERS, (model, got)
+    assert json.loads(client.infer("echo_ensemble", [x]).as_numpy("P")[0]) == {}
+    grpc = grpcclient.InferenceServerClient(server["gRPC"])
+    x = grpcclient.InferInput("X", [1], "INT32")
+    x.set_data_from_numpy(np.zeros(1, np.int32))
+    got = grpc.infer("echo_ensemble", [x], parameters={"mode": "fast", "n": 3}).as_numpy("P")[0]
+    assert json.loads(got) == {"mode": "fast", "n": 3}
+
+
+def test_a_streaming_ensembles_parameters_reach_the_decoupled_step_and_the_steps_after(server):
+    stream = Stream(server)
+    try:
+        stream.send("echo_stream", [tensor("X", np.zeros(1, np.int32))], parameters={"mode": "fast", "n": 3},
+                    enable_empty_final_response=True)
+        seen = []
+        while True:
+            result, error = stream.next()
+            assert error is None, error
+            if final(result) and result.as_numpy("P") is None:
+                break
+            seen.append((json.loads(result.as_numpy("Q")[0]), json.loads(result.as_numpy("P")[0])))
+            if final(result):
+                break
+        want = {"mode": "fast", "n": 3}
+        assert seen == [(want, want), (want, want)], seen
+    finally:
+        stream.close()
