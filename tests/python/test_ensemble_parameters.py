@@ -1,9 +1,9 @@
-"""An ensemble request's parameters reach every composing model, as
+"""An ensemble request's parameters and id reach every composing model, as
 tritonserver 2.51 forwards them (checked side by side: a Python step that
-answers `request.parameters()` saw the ensemble request's parameters on
-Triton, and `{}` on anemone before this was fixed): over HTTP and gRPC,
-and through a streaming ensemble, whose decoupled step and the step after
-it both see them.
+answers `request.parameters()` and `request_id()` saw the ensemble
+request's on Triton, and `{}` and "" on anemone before this was fixed):
+over HTTP and gRPC, and through a streaming ensemble, whose decoupled step
+and the step after it both see them.
 """
 import json
 
@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 from serve_support import python_repository, start_serve, stop_serve, wait_ready
 from stream_support import Stream, final, tensor
 
-# Answers its request's parameters, as JSON in P.
+# Answers its request's parameters, as JSON in P, and its id in ID.
 ECHO = '''
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -22,14 +22,16 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor("P", np.array([r.parameters().encode()], np.object_))])
-                for r in requests]
+        return [pb_utils.InferenceResponse([
+            pb_utils.Tensor("P", np.array([r.parameters().encode()], np.object_)),
+            pb_utils.Tensor("ID", np.array([r.request_id().encode()], np.object_)),
+        ]) for r in requests]
 '''
 
 ECHO_CONFIG = """
 backend: "python"
 input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
-output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] }, { name: "ID" data_type: TYPE_STRING dims: [ 1 ] } ]
 """
 
 # Decoupled: sends two responses, each its request's parameters in Q, then the final flag.
@@ -61,9 +63,10 @@ output [ { name: "Q" data_type: TYPE_STRING dims: [ 1 ] }, { name: "X" data_type
 ENSEMBLE = """
 platform: "ensemble"
 input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
-output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] }, { name: "ID" data_type: TYPE_STRING dims: [ 1 ] } ]
 ensemble_scheduling { step [
-  { model_name: "echo" model_version: -1 input_map { key: "X" value: "X" } output_map { key: "P" value: "P" } }
+  { model_name: "echo" model_version: -1 input_map { key: "X" value: "X" }
+    output_map [ { key: "P" value: "P" }, { key: "ID" value: "ID" } ] }
 ] }
 """
 
@@ -103,8 +106,9 @@ def test_an_ensembles_parameters_reach_its_steps_over_http_and_grpc(server):
     x = httpclient.InferInput("X", [1], "INT32")
     x.set_data_from_numpy(np.zeros(1, np.int32))
     for model in ["echo", "echo_ensemble"]:
-        got = client.infer(model, [x], parameters=PARAMETERS).as_numpy("P")[0]
-        assert json.loads(got) == PARAMETERS, (model, got)
+        result = client.infer(model, [x], parameters=PARAMETERS, request_id="req-42")
+        assert json.loads(result.as_numpy("P")[0]) == PARAMETERS, model
+        assert result.as_numpy("ID")[0] == b"req-42", model
     assert json.loads(client.infer("echo_ensemble", [x]).as_numpy("P")[0]) == {}
     grpc = grpcclient.InferenceServerClient(server["gRPC"])
     x = grpcclient.InferInput("X", [1], "INT32")

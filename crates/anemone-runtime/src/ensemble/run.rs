@@ -46,7 +46,7 @@ pub(super) struct Run {
     pub(super) parameters: Vec<(String, anemone_core::Parameter)>,
     /// The ensemble outputs asked for, in order.
     pub(super) wanted: Vec<String>,
-    /// The request's identifier, echoed.
+    /// The request's identifier, echoed, and passed to every step (as Triton does).
     pub(super) id: Option<String>,
     /// The response cache key and the time the lookup took, when the
     /// ensemble uses the cache and missed.
@@ -345,7 +345,7 @@ impl Run {
             outputs: Some(step.output_map.iter().map(|(o, _)| o.clone()).collect()),
             timeout,
             priority: self.priority,
-            id: None,
+            id: self.id.clone(),
             parameters: self.parameters.clone(),
             sequence: self.sequence.clone(),
         })

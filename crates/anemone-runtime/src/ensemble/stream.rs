@@ -245,6 +245,7 @@ impl Manager {
                 priority: run.priority,
                 sequence: run.sequence.clone(),
                 parameters: run.parameters.clone(),
+                id: run.id.clone(),
                 ..Default::default()
             };
             let answer = self
