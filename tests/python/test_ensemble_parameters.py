@@ -14,7 +14,8 @@ import tritonclient.http as httpclient
 from serve_support import python_repository, start_serve, stop_serve, wait_ready
 from stream_support import Stream, final, tensor
 
-# Answers its request's parameters, as JSON in P, and its id in ID.
+# Answers its request's parameters, as JSON in P, its id in ID, and its
+# correlation ID and flags in SEQ.
 ECHO = '''
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -25,13 +26,17 @@ class TritonPythonModel:
         return [pb_utils.InferenceResponse([
             pb_utils.Tensor("P", np.array([r.parameters().encode()], np.object_)),
             pb_utils.Tensor("ID", np.array([r.request_id().encode()], np.object_)),
+            pb_utils.Tensor("SEQ", np.array([f"{r.correlation_id()}|{r.flags()}".encode()], np.object_)),
         ]) for r in requests]
 '''
 
 ECHO_CONFIG = """
 backend: "python"
 input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
-output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] }, { name: "ID" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [
+  { name: "P" data_type: TYPE_STRING dims: [ 1 ] }, { name: "ID" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "SEQ" data_type: TYPE_STRING dims: [ 1 ] }
+]
 """
 
 # Decoupled: sends two responses, each its request's parameters in Q, then the final flag.
@@ -63,10 +68,13 @@ output [ { name: "Q" data_type: TYPE_STRING dims: [ 1 ] }, { name: "X" data_type
 ENSEMBLE = """
 platform: "ensemble"
 input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
-output [ { name: "P" data_type: TYPE_STRING dims: [ 1 ] }, { name: "ID" data_type: TYPE_STRING dims: [ 1 ] } ]
+output [
+  { name: "P" data_type: TYPE_STRING dims: [ 1 ] }, { name: "ID" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "SEQ" data_type: TYPE_STRING dims: [ 1 ] }
+]
 ensemble_scheduling { step [
   { model_name: "echo" model_version: -1 input_map { key: "X" value: "X" }
-    output_map [ { key: "P" value: "P" }, { key: "ID" value: "ID" } ] }
+    output_map [ { key: "P" value: "P" }, { key: "ID" value: "ID" }, { key: "SEQ" value: "SEQ" } ] }
 ] }
 """
 
@@ -135,3 +143,20 @@ def test_a_streaming_ensembles_parameters_reach_the_decoupled_step_and_the_steps
         assert seen == [(want, want), (want, want)], seen
     finally:
         stream.close()
+
+
+def test_a_models_request_carries_its_sequence_without_sequence_batching(server):
+    """As in tritonserver 2.51 (read off it side by side): a Python model
+    without sequence_batching reads a request's sequence_id and start/end
+    flags through correlation_id() and flags(), directly and as an
+    ensemble's step; a request without one reads 0 and 0."""
+    client = httpclient.InferenceServerClient(server["HTTP"])
+    x = httpclient.InferInput("X", [1], "INT32")
+    x.set_data_from_numpy(np.zeros(1, np.int32))
+    for model in ["echo", "echo_ensemble"]:
+        for sequence, want in [(dict(sequence_id=5, sequence_start=True), b"5|1"),
+                               (dict(sequence_id="abc", sequence_end=True), b"abc|2"),
+                               (dict(sequence_id=9, sequence_start=True, sequence_end=True), b"9|3"),
+                               ({}, b"0|0")]:
+            got = client.infer(model, [x], **sequence).as_numpy("SEQ")[0]
+            assert got == want, (model, sequence, got)

@@ -188,6 +188,9 @@ pub struct RequestView<'a> {
     /// [takes absent inputs](LoadedModel::takes_absent_inputs)): each
     /// stands there as an empty placeholder, and is not the model's to see.
     pub absent: &'a [usize],
+    /// The request's place in a sequence (Triton's correlation ID and
+    /// sequence flags), when it gave one; any model may read it.
+    pub sequence: Option<&'a CallSequence>,
 }
 
 /// A request a model's code sends to another model ([`ModelCaller`]).

@@ -406,6 +406,10 @@ impl Manager {
             trace,
             responder: None,
             absent,
+            sequence: request
+                .sequence
+                .as_deref()
+                .map(crate::sequence::SequenceFlags::to_call),
         })
     }
 }

@@ -94,6 +94,7 @@ fn run_once(engine: &dyn LoadedModel, inputs: &[Tensor]) -> Result<()> {
         parameters: &[],
         responder: Some(&responder),
         absent: &[],
+        sequence: None,
     };
     let answer = engine.infer_each(&[view]).pop();
     answer.unwrap_or_else(|| Err(anemone_core::Error::Internal("no answer".into())))?;

@@ -445,6 +445,7 @@ impl LoadedModel for PythonModel {
             parameters: &[],
             responder: None,
             absent: &[],
+            sequence: None,
         };
         let answer = self.run(&[request])?.into_iter().next();
         self.outputs_of(answer.expect("one answer per request, checked in run"))

@@ -122,6 +122,7 @@ fn view(inputs: &[Tensor]) -> RequestView<'_> {
         parameters: &[],
         responder: None,
         absent: &[],
+        sequence: None,
     }
 }
 

@@ -5,7 +5,9 @@
 //! little-endian in C order; a BYTES tensor is each element's length (u32)
 //! and bytes, Triton's serialization.
 
-use anemone_core::{Bytes, DataType, Error, Parameter, RequestView, Result, Tensor, TensorData};
+use anemone_core::{
+    Bytes, DataType, Error, Parameter, RequestView, Result, SequenceId, Tensor, TensorData,
+};
 use serde::{Deserialize, Serialize};
 
 /// The largest frame either side sends: 4 GiB less one byte (the length is a u32).
@@ -25,7 +27,8 @@ pub(crate) struct TensorHeader {
 struct RequestHeader<'a> {
     inputs: Vec<TensorHeader>,
     request_id: &'a str,
-    correlation_id: u64,
+    /// A number or a string; 0 without a sequence.
+    correlation_id: serde_json::Value,
     requested_output_names: &'a [String],
     parameters: String,
     flags: u32,
@@ -208,10 +211,17 @@ pub(crate) fn execute_frame(
         headers.push(RequestHeader {
             inputs: tensors,
             request_id: request.id.unwrap_or(""),
-            correlation_id: 0,
+            correlation_id: match request.sequence.map(|s| &s.id) {
+                None => 0.into(),
+                Some(SequenceId::Number(n)) => (*n).into(),
+                Some(SequenceId::Text(t)) => t.as_str().into(),
+            },
             requested_output_names: outputs,
             parameters: parameters_json(request.parameters),
-            flags: 0,
+            // Triton's TRITONSERVER_REQUEST_FLAG_SEQUENCE_START (1) and _END (2).
+            flags: request
+                .sequence
+                .map_or(0, |s| u32::from(s.start) | (u32::from(s.end) << 1)),
             model_name,
             key: keys.and_then(|k| k.get(r).copied()),
         });
@@ -401,6 +411,11 @@ mod tests {
             ("t".to_string(), Parameter::String("x".into())),
             ("d".to_string(), Parameter::Double(2.5)),
         ];
+        let sequence = anemone_core::CallSequence {
+            id: SequenceId::Text("s-1".into()),
+            start: true,
+            end: true,
+        };
         let requests = [
             RequestView {
                 inputs: &first,
@@ -408,6 +423,7 @@ mod tests {
                 parameters: &params,
                 responder: None,
                 absent: &[],
+                sequence: None,
             },
             RequestView {
                 inputs: &second,
@@ -415,6 +431,7 @@ mod tests {
                 parameters: &[],
                 responder: None,
                 absent: &[1],
+                sequence: Some(&sequence),
             },
         ];
         let frame = execute_frame("m", &names, &["y".into()], &requests, None).unwrap();
@@ -435,6 +452,11 @@ mod tests {
             serde_json::json!({"n": -3, "on": true, "t": "x", "d": 2.5})
         );
         assert_eq!(requests[1]["request_id"], "");
+        // A sequence's ID and flags (start 1 | end 2); none: 0 and 0.
+        assert_eq!(requests[0]["correlation_id"], 0);
+        assert_eq!(requests[0]["flags"], 0);
+        assert_eq!(requests[1]["correlation_id"], "s-1");
+        assert_eq!(requests[1]["flags"], 3);
         assert_eq!(requests[1]["parameters"], "{}");
         assert_eq!(
             requests[1]["requested_output_names"],

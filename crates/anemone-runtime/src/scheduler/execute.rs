@@ -163,6 +163,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
         mut trace,
         responder,
         absent,
+        sequence,
     } = admitted;
     trace.dequeued();
     // Triton counts the rows of the batch dimension, when the model has one.
@@ -186,6 +187,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
                 parameters: &parameters,
                 responder: responder.as_ref(),
                 absent: &absent,
+                sequence: sequence.as_ref(),
             };
             let answer = run_each(&instance, engine, &[view]).pop();
             answer.unwrap_or_else(|| Err(Error::Internal("no answer for a request".into())))
@@ -280,6 +282,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
                     parameters: &j.admitted.parameters,
                     responder: j.admitted.responder.as_ref(),
                     absent: &j.admitted.absent,
+                    sequence: j.admitted.sequence.as_ref(),
                 })
                 .collect(),
         ),

@@ -81,6 +81,8 @@ pub(crate) struct Admitted {
     /// Positions of the optional inputs the request left out, which stand
     /// in `inputs` as placeholders (see [`crate::validation::order_inputs_absent`]).
     pub(crate) absent: Vec<usize>,
+    /// The request's place in a sequence, for engines that read it.
+    pub(crate) sequence: Option<anemone_core::CallSequence>,
 }
 
 /// What an engine call hands back to the waiting client.

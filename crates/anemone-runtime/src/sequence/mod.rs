@@ -75,6 +75,20 @@ pub struct SequenceFlags {
     pub end: bool,
 }
 
+impl SequenceFlags {
+    /// The same, as an engine reads it ([`anemone_core::RequestView::sequence`]).
+    pub(crate) fn to_call(&self) -> anemone_core::CallSequence {
+        anemone_core::CallSequence {
+            id: match &self.id {
+                CorrelationId::Number(n) => anemone_core::SequenceId::Number(*n),
+                CorrelationId::Text(t) => anemone_core::SequenceId::Text(t.clone()),
+            },
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
 /// The values a boolean control input takes for false and true.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FalseTrue {

@@ -481,6 +481,9 @@ def main():
                         inputs.append(pb_utils.Tensor(t["name"], decode_tensor(pb_utils, np, t, data[offset:offset + size])))
                         offset += size
                     correlation_id, flags = sequence.read(inputs)
+                    # The request's own sequence, when it names one (any model, as in Triton).
+                    correlation_id = r.get("correlation_id") or correlation_id
+                    flags = r.get("flags") or flags
                     request = pb_utils.InferenceRequest(
                         inputs=inputs, request_id=r.get("request_id", ""),
                         correlation_id=correlation_id,
