@@ -191,6 +191,10 @@ pub struct RequestView<'a> {
     /// The request's place in a sequence (Triton's correlation ID and
     /// sequence flags), when it gave one; any model may read it.
     pub sequence: Option<&'a CallSequence>,
+    /// Positions in the model's outputs of those the request asked for;
+    /// `None`: all. An engine that reads it may leave the others out of
+    /// its answer as empty placeholders.
+    pub outputs: Option<&'a [usize]>,
 }
 
 /// A request a model's code sends to another model ([`ModelCaller`]).

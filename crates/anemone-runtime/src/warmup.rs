@@ -95,6 +95,7 @@ fn run_once(engine: &dyn LoadedModel, inputs: &[Tensor]) -> Result<()> {
         responder: Some(&responder),
         absent: &[],
         sequence: None,
+        outputs: None,
     };
     let answer = engine.infer_each(&[view]).pop();
     answer.unwrap_or_else(|| Err(anemone_core::Error::Internal("no answer".into())))?;

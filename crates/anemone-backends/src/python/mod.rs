@@ -20,6 +20,16 @@ mod env;
 mod metrics;
 mod process;
 mod pump;
+
+/// An output the request did not ask for and the model left out.
+fn placeholder(dtype: anemone_core::DataType) -> Tensor {
+    match dtype {
+        anemone_core::DataType::Bytes => Tensor::from_strings(vec![0], Vec::new()),
+        dtype => Tensor::from_bytes(dtype, vec![0], anemone_core::Bytes::new()),
+    }
+    .expect("an empty tensor of shape [0]")
+}
+
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -334,14 +344,22 @@ impl PythonModel {
 
     /// One answer's outputs in the declared order, each of its declared
     /// data type, or the model's error.
-    fn outputs_of(&self, answer: Answer) -> Result<Vec<Tensor>> {
+    /// A request's outputs in the config's order. One the request did not
+    /// ask for (`wanted`; `None`: all) may be left out by the model, as
+    /// Triton allows: it stands as an empty placeholder, which the answer
+    /// drops.
+    fn outputs_of(&self, answer: Answer, wanted: Option<&[usize]>) -> Result<Vec<Tensor>> {
         let mut given = match answer {
             Answer::Outputs(given) => given,
             Answer::Failed { message, code } => return Err(self.refusal(message, code)),
         };
         let mut out = Vec::with_capacity(self.meta.outputs.len());
-        for spec in &self.meta.outputs {
+        for (i, spec) in self.meta.outputs.iter().enumerate() {
             let Some(at) = given.iter().position(|(n, _)| *n == spec.name) else {
+                if wanted.is_some_and(|w| !w.contains(&i)) {
+                    out.push(placeholder(spec.dtype));
+                    continue;
+                }
                 let names: Vec<&str> = given.iter().map(|(n, _)| n.as_str()).collect();
                 return Err(self.model_fault(format!(
                     "execute() gave no output '{}' (it gave {}); return every output the config.pbtxt lists",
@@ -446,9 +464,13 @@ impl LoadedModel for PythonModel {
             responder: None,
             absent: &[],
             sequence: None,
+            outputs: None,
         };
         let answer = self.run(&[request])?.into_iter().next();
-        self.outputs_of(answer.expect("one answer per request, checked in run"))
+        self.outputs_of(
+            answer.expect("one answer per request, checked in run"),
+            None,
+        )
     }
 
     fn answers_each(&self) -> bool {
@@ -474,7 +496,11 @@ impl LoadedModel for PythonModel {
             Ok(answers) if self.launch.decoupled => {
                 answers.into_iter().map(|_| Ok(Vec::new())).collect()
             }
-            Ok(answers) => answers.into_iter().map(|a| self.outputs_of(a)).collect(),
+            Ok(answers) => answers
+                .into_iter()
+                .zip(requests)
+                .map(|(a, r)| self.outputs_of(a, r.outputs))
+                .collect(),
             Err(e) => {
                 let mut answers: Vec<Result<Vec<Tensor>>> =
                     requests.iter().skip(1).map(|_| Err(copy_of(&e))).collect();

@@ -123,6 +123,7 @@ fn view(inputs: &[Tensor]) -> RequestView<'_> {
         responder: None,
         absent: &[],
         sequence: None,
+        outputs: None,
     }
 }
 

@@ -29,7 +29,8 @@ struct RequestHeader<'a> {
     request_id: &'a str,
     /// A number or a string; 0 without a sequence.
     correlation_id: serde_json::Value,
-    requested_output_names: &'a [String],
+    /// The outputs the request asked for (all when it named none).
+    requested_output_names: Vec<&'a str>,
     parameters: String,
     flags: u32,
     model_name: &'a str,
@@ -216,7 +217,13 @@ pub(crate) fn execute_frame(
                 Some(SequenceId::Number(n)) => (*n).into(),
                 Some(SequenceId::Text(t)) => t.as_str().into(),
             },
-            requested_output_names: outputs,
+            requested_output_names: match request.outputs {
+                None => outputs.iter().map(String::as_str).collect(),
+                Some(wanted) => wanted
+                    .iter()
+                    .filter_map(|&i| outputs.get(i).map(String::as_str))
+                    .collect(),
+            },
             parameters: parameters_json(request.parameters),
             // Triton's TRITONSERVER_REQUEST_FLAG_SEQUENCE_START (1) and _END (2).
             flags: request
@@ -424,6 +431,7 @@ mod tests {
                 responder: None,
                 absent: &[],
                 sequence: None,
+                outputs: None,
             },
             RequestView {
                 inputs: &second,
@@ -432,6 +440,7 @@ mod tests {
                 responder: None,
                 absent: &[1],
                 sequence: Some(&sequence),
+                outputs: None,
             },
         ];
         let frame = execute_frame("m", &names, &["y".into()], &requests, None).unwrap();

@@ -188,6 +188,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
                 responder: responder.as_ref(),
                 absent: &absent,
                 sequence: sequence.as_ref(),
+                outputs: outputs.as_deref(),
             };
             let answer = run_each(&instance, engine, &[view]).pop();
             answer.unwrap_or_else(|| Err(Error::Internal("no answer for a request".into())))
@@ -283,6 +284,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
                     responder: j.admitted.responder.as_ref(),
                     absent: &j.admitted.absent,
                     sequence: j.admitted.sequence.as_ref(),
+                    outputs: j.admitted.outputs.as_deref(),
                 })
                 .collect(),
         ),
