@@ -369,39 +369,45 @@ impl Repository {
         // The files as they are, read once and outside the lock: what a load
         // of an unchanged model compares, and what this load records.
         let fingerprint = Fingerprint::take(&dir);
-        {
-            let mut entries = self.lock();
-            let entry = entries
-                .entry(name.to_string())
-                .or_insert_with(Entry::unloaded);
-            if entry.state == State::Loading {
-                return Err(ApiError::unavailable(format!(
-                    "model '{name}' is already being loaded"
-                )));
+        // A load of a model that is loading waits for that load to end, then
+        // goes on (as Triton's does: two clients, or two models' code,
+        // loading one shared model both succeed). A load that never ends is
+        // bounded by its own limits (a Python model's initialize, 600 s).
+        loop {
+            {
+                let mut entries = self.lock();
+                let entry = entries
+                    .entry(name.to_string())
+                    .or_insert_with(Entry::unloaded);
+                if entry.state != State::Loading {
+                    // As Triton: a load of a model that serves, unchanged on
+                    // disk since it was loaded (and not from an override),
+                    // does nothing. A client that loads to make sure a model
+                    // is there keeps its open sequences, its cached answers
+                    // and its statistics.
+                    let unchanged = config_override.is_none()
+                        && entry.state == State::Ready
+                        && entry.reason.is_empty()
+                        && !entry.overridden
+                        && entry
+                            .fingerprint
+                            .as_ref()
+                            .is_some_and(|seen| fingerprint.unchanged_since(seen))
+                        && (self.manager.model(name, None).is_ok()
+                            || self.manager.ensemble(name).is_some());
+                    if unchanged {
+                        // Verified the same: kept, so that files since settled
+                        // are no longer read to compare.
+                        entry.fingerprint = Some(fingerprint);
+                        tracing::info!(model = %name, "load: the model is loaded and unchanged on disk; nothing to do");
+                        return Ok(());
+                    }
+                    entry.state_before_load = entry.state;
+                    entry.state = State::Loading;
+                    break;
+                }
             }
-            // As Triton: a load of a model that serves, unchanged on disk
-            // since it was loaded (and not from an override), does nothing.
-            // A client that loads to make sure a model is there keeps its
-            // open sequences, its cached answers and its statistics.
-            let unchanged = config_override.is_none()
-                && entry.state == State::Ready
-                && entry.reason.is_empty()
-                && !entry.overridden
-                && entry
-                    .fingerprint
-                    .as_ref()
-                    .is_some_and(|seen| fingerprint.unchanged_since(seen))
-                && (self.manager.model(name, None).is_ok()
-                    || self.manager.ensemble(name).is_some());
-            if unchanged {
-                // Verified the same: kept, so that files since settled are no
-                // longer read to compare.
-                entry.fingerprint = Some(fingerprint);
-                tracing::info!(model = %name, "load: the model is loaded and unchanged on disk; nothing to do");
-                return Ok(());
-            }
-            entry.state_before_load = entry.state;
-            entry.state = State::Loading;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let overridden = config_override.is_some();
         let result = self.load_versions(name, config_override).await;

@@ -141,7 +141,7 @@ fn sequence(request: &Reply) -> Result<Option<CallSequence>> {
     let (start, end) = (request.flags & 1 != 0, request.flags & 2 != 0);
     match id {
         Some(id) => Ok(Some(CallSequence { id, start, end })),
-        None if start || end => Err(Error::Config(format!(
+        None if start || end => Err(refused(format!(
             "the request to model '{}' has sequence flags but no correlation_id; give \
              InferenceRequest(correlation_id=...) the sequence's ID",
             request.model_name
@@ -151,9 +151,14 @@ fn sequence(request: &Reply) -> Result<Option<CallSequence>> {
 }
 
 fn bad_correlation_id(value: &dyn std::fmt::Display) -> Error {
-    Error::Config(format!(
-        "correlation_id {value} is neither a whole number (0 or more) nor a string"
+    refused(format!(
+        "correlation_id {value} is neither a whole number (0 to 2^64 - 1) nor a string"
     ))
+}
+
+/// A request the calling model got wrong, in its own words.
+fn refused(message: String) -> Error {
+    Error::Input(anemone_core::InputError::Refused { message })
 }
 
 /// The streams (`exec(decoupled=True)`) of one process that it cancelled

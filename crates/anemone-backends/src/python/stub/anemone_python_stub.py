@@ -199,8 +199,9 @@ def bls_sender(pb_utils, np, channel):
             "op": "bls", "model_name": request.model_name(), "model_version": request._model_version,
             "inputs": headers, "requested_output_names": request.requested_output_names(),
             "timeout_us": request._timeout, "parameters": json.loads(request.parameters()),
-            "correlation_id": _correlation_id(request.correlation_id()), "flags": int(request.flags()),
+            "correlation_id": _correlation_id(pb_utils, request.correlation_id()), "flags": int(request.flags()),
         }
+        may_send(pb_utils, channel, "InferenceRequest.exec()")
         frames = channel["frames"]
         if decoupled:
             ask["decoupled"] = True
@@ -214,9 +215,35 @@ def bls_sender(pb_utils, np, channel):
     return send
 
 
-def _correlation_id(value):
-    """A BLS request's correlation_id for the wire: a string, or a whole number."""
-    return value if isinstance(value, str) else int(value)
+def _correlation_id(pb_utils, value):
+    """A BLS request's correlation_id for the wire: a string, or a whole
+    number (0 to 2**64 - 1; 0: none); anything else is refused, never
+    rounded."""
+    import numbers
+
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) < 1 << 64:
+        return int(value)
+    raise pb_utils.TritonModelException(
+        f"correlation_id {value!r} is neither a whole number (0 to 2**64 - 1) nor a string"
+    )
+
+
+def may_send(pb_utils, channel, what):
+    """Refuses a request to anemone that the channel cannot carry now: from
+    finalize() (anemone no longer answers them, as Triton does not), or,
+    in a model that is not decoupled, once initialize() or execute() has
+    returned (a thread of the model's calling later would race the main
+    loop for anemone's frames; see Direct)."""
+    if channel.get("finalizing"):
+        raise pb_utils.TritonModelException(f"{what} cannot be called from finalize(), as in Triton")
+    if not getattr(channel["frames"], "open", True):
+        raise pb_utils.TritonModelException(
+            f"{what} was called after initialize() or execute() returned (from a thread of the "
+            "model's own); in a model that is not decoupled, call it while they run, from any of its "
+            "threads (a decoupled model may call it at any time)"
+        )
 
 
 def control_sender(pb_utils, np, channel):
@@ -225,6 +252,7 @@ def control_sender(pb_utils, np, channel):
     answers its READY tensor's value."""
 
     def send(action, model_name, **fields):
+        may_send(pb_utils, channel, {"load": "load_model", "unload": "unload_model"}.get(action, "is_model_ready"))
         ask = {"op": "bls", "control": action, "model_name": model_name, **fields}
         header, data = channel["frames"].ask(ask, [])
         if header is None:
@@ -447,6 +475,7 @@ def main():
         if header is None:
             # anemone has gone (stopped, or killed): finalize all the same.
             if initialized and hasattr(model, "finalize"):
+                channel["finalizing"] = True
                 awaited(runner, model.finalize())
             return 0
         op = header.get("op")
@@ -462,6 +491,7 @@ def main():
                     emit = response_emitter(pb_utils, np, proto_out)
                     cancelled, ended = cancel_reader(channel["frames"])
                 if hasattr(model, "initialize"):
+                    channel["frames"].begin_execute()
                     try:
                         awaited(runner, model.initialize(header["args"]))
                     finally:
@@ -494,6 +524,7 @@ def main():
                     if decoupled:
                         request._response_sender = pb_utils.InferenceResponseSender(emit, r["key"], cancelled, ended)
                     requests.append(request)
+                channel["frames"].begin_execute()
                 try:
                     responses = model.execute(requests)
                     if decoupled and inspect.iscoroutine(responses):
@@ -552,6 +583,7 @@ def main():
         elif op == "finalize":
             try:
                 if hasattr(model, "finalize"):
+                    channel["finalizing"] = True
                     awaited(runner, model.finalize())
                 write_frame(proto_out, {"ok": True})
             except BaseException as e:  # noqa: BLE001

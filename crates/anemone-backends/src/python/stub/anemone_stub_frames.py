@@ -122,22 +122,44 @@ class Frames:
 
         return answers.get, cancel
 
+    def begin_execute(self):
+        """Calls may be made from any thread at any time: nothing to open."""
+
     def end_execute(self):
         """A decoupled model's streams may outlive execute(): nothing to do."""
 
 
+class ClosedChannel(RuntimeError):
+    """A call through Direct while no initialize() or execute() runs."""
+
+
 class Direct:
-    """A model's incoming frames when it is not decoupled, read on demand
-    by execute()'s thread, the only one that sends: the main loop's next
-    frame (next()), or the answers to the model's calls (ask, ask_stream),
-    frames of other open calls being kept for them meanwhile and those of
-    calls given up dropped."""
+    """A model's incoming frames when it is not decoupled, read on demand:
+    the main loop's next frame (next()), or, while initialize() or
+    execute() runs (begin_execute to end_execute), the answers to the
+    model's calls (ask, ask_stream), from any of its threads one at a time
+    (the lock), frames of other open calls being kept for them meanwhile
+    and those of calls given up dropped. Outside those, a call would race
+    the main loop for anemone's frames: it is refused (ClosedChannel)."""
 
     def __init__(self, proto_in, proto_out):
         self.proto_in, self.proto_out = proto_in, proto_out
         self.numbers = iter(range(1, 1 << 62))
         # Open calls by number: the answers that came and were not read yet.
         self.calls = {}
+        self.lock = threading.RLock()
+        self.open = False
+
+    def begin_execute(self):
+        with self.lock:
+            self.open = True
+
+    def _check_open(self):
+        if not self.open:
+            raise ClosedChannel(
+                "a call to anemone after initialize() or execute() returned: in a model that is not "
+                "decoupled, call it while they run (a decoupled model may call it at any time)"
+            )
 
     def _read(self):
         """The next frame, routed to its call when it is an answer (then
@@ -157,10 +179,15 @@ class Direct:
                 return header, data
 
     def _pull(self, number):
+        with self.lock:
+            return self._pull_locked(number)
+
+    def _pull_locked(self, number):
         answers = self.calls.get(number)
         if answers is None:
             return None, None
         while not answers:
+            self._check_open()
             header, data = self._read()
             if header is True:
                 continue
@@ -174,6 +201,7 @@ class Direct:
         return header, data
 
     def _open(self, header, blobs):
+        self._check_open()
         number = next(self.numbers)
         self.calls[number] = collections.deque()
         header["call"] = number
@@ -181,21 +209,29 @@ class Direct:
         return number
 
     def ask(self, header, blobs=()):
-        return self._pull(self._open(header, blobs))
+        with self.lock:
+            return self._pull_locked(self._open(header, blobs))
 
     def ask_stream(self, header, blobs=()):
-        number = self._open(header, blobs)
+        with self.lock:
+            number = self._open(header, blobs)
 
         def cancel():
-            answers = self.calls.pop(number, None)
-            if answers is not None and not any(not h.get("more") for h, _ in answers):
-                write_frame(self.proto_out, {"op": "bls_cancel", "call": number})
+            with self.lock:
+                answers = self.calls.pop(number, None)
+                if answers is not None and not any(not h.get("more") for h, _ in answers):
+                    write_frame(self.proto_out, {"op": "bls_cancel", "call": number})
 
         return (lambda: self._pull(number)), cancel
 
     def end_execute(self):
         """Streams the model did not read to their end stop with execute():
         anemone is told before the answer, and their frames are dropped."""
+        with self.lock:
+            self.open = False
+            self._cancel_unread()
+
+    def _cancel_unread(self):
         for number in list(self.calls):
             answers = self.calls.pop(number)
             if not any(not h.get("more") for h, _ in answers):
