@@ -67,6 +67,7 @@ output [ { name: "Q" data_type: TYPE_STRING dims: [ 1 ] }, { name: "X" data_type
 
 ENSEMBLE = """
 platform: "ensemble"
+response_cache { enable: true }
 input [ { name: "X" data_type: TYPE_INT32 dims: [ 1 ] } ]
 output [
   { name: "P" data_type: TYPE_STRING dims: [ 1 ] }, { name: "ID" data_type: TYPE_STRING dims: [ 1 ] },
@@ -101,7 +102,7 @@ def server(tmp_path_factory):
     for name, config in [("echo_ensemble", ENSEMBLE), ("echo_stream", STREAMING)]:
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
-    proc, addresses = start_serve(repo, "--metrics-port", "0")
+    proc, addresses = start_serve(repo, "--metrics-port", "0", "--cache-config", "local,size=1048576")
     try:
         wait_ready(addresses["HTTP"])
         yield addresses
@@ -160,3 +161,19 @@ def test_a_models_request_carries_its_sequence_without_sequence_batching(server)
                                ({}, b"0|0")]:
             got = client.infer(model, [x], **sequence).as_numpy("SEQ")[0]
             assert got == want, (model, sequence, got)
+
+
+def test_a_cached_ensemble_answers_requests_with_parameters_by_running_its_steps(server):
+    """The ensemble caches its answers; a request with parameters is never
+    answered from the cache, since its steps read them."""
+    client = httpclient.InferenceServerClient(server["HTTP"])
+    x = httpclient.InferInput("X", [1], "INT32")
+    x.set_data_from_numpy(np.array([7], np.int32))
+    for mode in ["fast", "slow", "fast"]:
+        got = client.infer("echo_ensemble", [x], parameters={"mode": mode}).as_numpy("P")[0]
+        assert json.loads(got) == {"mode": mode}
+    before = client.get_inference_statistics("echo_ensemble")["model_stats"][0]["inference_stats"]["cache_hit"]["count"]
+    for _ in range(2):
+        assert json.loads(client.infer("echo_ensemble", [x]).as_numpy("P")[0]) == {}
+    after = client.get_inference_statistics("echo_ensemble")["model_stats"][0]["inference_stats"]["cache_hit"]["count"]
+    assert after == before + 1, "the second request without parameters is a cache hit"

@@ -190,12 +190,15 @@ impl Manager {
         // A request in a sequence is never answered from the cache: its
         // answer depends on the sequence's earlier requests (a step's state),
         // and its steps must run to move the sequence on (as a sequence
-        // model's own requests never use the cache).
+        // model's own requests never use the cache). Nor is a request with
+        // parameters: they pass to the steps, whose answers may depend on
+        // them (as a model's own such requests never use it).
         let mut loads = Vec::new();
         let cache = self.inner.cache.as_ref().filter(|_| {
             ensemble.spec.response_cache
                 && ensemble.stream.is_none()
                 && request.sequence.is_none()
+                && request.parameters.is_empty()
                 && self.step_loads(ensemble, 0, &mut loads).is_some()
         });
         let mut cache_key = None;
