@@ -108,7 +108,13 @@ def configured(tmp_path_factory):
 def work(addresses, model, seconds=0.0, tag=0, timeout=30, **kw):
     x = httpclient.InferInput("X", [1, 2], "FP64")
     x.set_data_from_numpy(np.array([[seconds, tag]], np.float64))
-    return http_client(addresses, timeout).infer(model, [x], **kw).as_numpy("Y")[0]
+    # Closed here, on its own thread: tritonclient's HTTP client closed by
+    # the garbage collector on another thread warns (gevent).
+    client = http_client(addresses, timeout)
+    try:
+        return client.infer(model, [x], **kw).as_numpy("Y")[0]
+    finally:
+        client.close()
 
 
 def test_resources_from_the_environment_per_device_zero_twice_and_priority_zero(configured):
