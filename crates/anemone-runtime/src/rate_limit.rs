@@ -150,6 +150,8 @@ struct State {
 }
 
 struct Member {
+    /// The model it is an instance of, for messages.
+    model: Arc<str>,
     needs: Arc<[(Key, u64)]>,
     priority: u64,
     executions: u64,
@@ -196,10 +198,12 @@ impl RateLimiter {
             return Ok(None);
         }
         let mut state = self.lock();
+        let model_name: Arc<str> = Arc::from(model);
         let new: Vec<Option<Member>> = lanes
             .iter()
             .map(|limit| {
                 limit.as_ref().map(|limit| Member {
+                    model: Arc::clone(&model_name),
                     needs: needs(limit, 0),
                     priority: u64::from(limit.priority.max(1)),
                     executions: 0,
@@ -238,18 +242,36 @@ impl RateLimiter {
         members: impl Iterator<Item = &'a Member>,
     ) -> Result<HashMap<Key, u64>, String> {
         let mut most: HashMap<Key, u64> = HashMap::new();
+        // Which models list each resource, for the conflict's message.
+        let mut users: HashMap<Key, Vec<Arc<str>>> = HashMap::new();
         for member in members {
             for (key, n) in member.needs.iter() {
                 let entry = most.entry(key.clone()).or_default();
                 *entry = (*entry).max(*n);
+                let models = users.entry(key.clone()).or_default();
+                if !models.contains(&member.model) {
+                    models.push(Arc::clone(&member.model));
+                }
             }
         }
+        let listed = |pick: &dyn Fn(&Scope) -> bool, name: &str| {
+            let mut models: Vec<String> = users
+                .iter()
+                .filter(|((scope, n), _)| n == name && pick(scope))
+                .flat_map(|(_, models)| models.iter().map(|m| format!("'{m}'")))
+                .collect();
+            models.sort();
+            models.dedup();
+            models.join(", ")
+        };
         for (scope, name) in most.keys() {
             if *scope == Scope::Global && most.keys().any(|(s, n)| n == name && *s != Scope::Global)
             {
                 return Err(format!(
-                    "rate-limiter resource \"{name}\" is global in one instance group and per device \
-                     in another; mark it global: true in every rate_limiter that lists it, or in none"
+                    "rate-limiter resource \"{name}\" is global in model {} and per device in model {}; \
+                     mark it global: true in every rate_limiter that lists it, or in none",
+                    listed(&|s| *s == Scope::Global, name),
+                    listed(&|s| *s != Scope::Global, name),
                 ));
             }
         }

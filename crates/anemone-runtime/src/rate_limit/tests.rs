@@ -116,7 +116,10 @@ fn a_resource_cannot_be_global_in_one_group_and_per_device_in_another() {
         .register("b", &[limit(&[("R", 1, false)], 1)], quiet())
         .err()
         .unwrap();
-    assert!(e.contains("global") && e.contains("\"R\""), "{e}");
+    assert!(
+        e.contains("\"R\" is global in model 'a' and per device in model 'b'"),
+        "{e}"
+    );
 }
 
 #[test]
