@@ -146,7 +146,8 @@ fn a_model_whose_resources_cannot_be_met_does_not_load_and_others_serve() {
         .load_model_blocking(spec("d").instance_group(InstanceGroup::new(1).rate_limit(local)))
         .unwrap_err();
     assert!(
-        e.to_string().contains("\"R\" is global in model 'g' and per device in model 'd'"),
+        e.to_string()
+            .contains("\"R\" is global in model 'g' and per device in model 'd'"),
         "{e}"
     );
 }
