@@ -393,3 +393,23 @@ def serve_briefly(binary, repo, *flags, env=None, seconds=20):
         proc.kill()
         proc.communicate()
         return None
+
+
+import numpy as np  # noqa: E402 - the clients' helpers below
+import tritonclient.http as httpclient  # noqa: E402
+
+
+def http_client(addresses, timeout=30):
+    return httpclient.InferenceServerClient(addresses["HTTP"], connection_timeout=timeout, network_timeout=timeout)
+
+
+def work(addresses, model, seconds=0.0, tag=0, timeout=30, **kw):
+    x = httpclient.InferInput("X", [1, 2], "FP64")
+    x.set_data_from_numpy(np.array([[seconds, tag]], np.float64))
+    # Closed here, on its own thread: tritonclient's HTTP client closed by
+    # the garbage collector on another thread warns (gevent).
+    client = http_client(addresses, timeout)
+    try:
+        return client.infer(model, [x], **kw).as_numpy("Y")[0]
+    finally:
+        client.close()

@@ -25,16 +25,12 @@ import tritonclient.http as httpclient
 from scheduling_failure_models import (ADD_IO, BROKEN, DLOADER, DLOADER_CONFIG, ENSEMBLE_CONFIG, FINALIZER,
                                        FINALIZER_CONFIG, MANAGER, MANAGER_CONFIG, SEQCALLER, SEQCALLER_CONFIG,
                                        SLOWADD, STREAM, STRSEQ, STRSEQ_CONFIG, WORK, in_thread, joined, limiter,
-                                       serve_briefly, work_config)
+                                       serve_briefly, work_config, http_client, work)
 from serve_support import ROOT, python_repository, start_serve, stop_serve, wait_ready
 from stream_support import Stream, final, tensor
 from tritonclient.utils import InferenceServerException
 
 BIN = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
-
-
-def http_client(addresses, timeout=30):
-    return httpclient.InferenceServerClient(addresses["HTTP"], connection_timeout=timeout, network_timeout=timeout)
 
 
 def wait_settled(addresses, names, seconds=60):
@@ -103,18 +99,6 @@ def configured(tmp_path_factory):
         assert proc.poll() is None, "the server died"
     finally:
         stop_serve(proc)
-
-
-def work(addresses, model, seconds=0.0, tag=0, timeout=30, **kw):
-    x = httpclient.InferInput("X", [1, 2], "FP64")
-    x.set_data_from_numpy(np.array([[seconds, tag]], np.float64))
-    # Closed here, on its own thread: tritonclient's HTTP client closed by
-    # the garbage collector on another thread warns (gevent).
-    client = http_client(addresses, timeout)
-    try:
-        return client.infer(model, [x], **kw).as_numpy("Y")[0]
-    finally:
-        client.close()
 
 
 def test_resources_from_the_environment_per_device_zero_twice_and_priority_zero(configured):

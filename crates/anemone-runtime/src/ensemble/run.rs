@@ -341,7 +341,20 @@ impl Run {
                 Some(left)
             }
         };
-        Ok(InferRequest {
+        Ok(self.step_request(i, inputs, timeout))
+    }
+
+    /// Step `i`'s request on `inputs`: what passes from the ensemble
+    /// request to every step (priority, sequence, id, parameters), the
+    /// step's mapped outputs asked for.
+    pub(super) fn step_request(
+        &self,
+        i: usize,
+        inputs: Vec<(String, Tensor)>,
+        timeout: Option<Duration>,
+    ) -> InferRequest {
+        let step = &self.ensemble.spec.steps[i];
+        InferRequest {
             model: step.model.clone(),
             version: step.version,
             inputs,
@@ -351,7 +364,7 @@ impl Run {
             id: self.id.clone(),
             parameters: self.parameters.clone(),
             sequence: self.sequence.clone(),
-        })
+        }
     }
 
     /// Keeps step `i`'s mapped outputs under their ensemble names.

@@ -237,17 +237,7 @@ impl Manager {
                 })?;
                 inputs.push((input.clone(), value));
             }
-            let request = InferRequest {
-                model: step.model.clone(),
-                version: step.version,
-                inputs,
-                outputs: Some(step.output_map.iter().map(|(o, _)| o.clone()).collect()),
-                priority: run.priority,
-                sequence: run.sequence.clone(),
-                parameters: run.parameters.clone(),
-                id: run.id.clone(),
-                ..Default::default()
-            };
+            let request = run.step_request(i, inputs, None);
             let answer = self
                 .infer(request)
                 .await
