@@ -16,10 +16,11 @@
 use crate::admission::Permit;
 use crate::instance::ModelInstance;
 use crate::manager::Manager;
-use crate::pipeline::finish;
+use crate::pipeline::{enter_sequence, finish, take_turn};
 use crate::request::{InferRequest, InferResponse};
 use crate::responses::{Feed, Responses, Sent};
 use crate::scheduler::Done;
+use crate::sequence::Turn;
 use crate::Timings;
 use anemone_core::{Error, Responder, Response, ResponseSink, Result};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,11 @@ pub(crate) struct Sink {
     /// The names of the outputs asked for; `None`: all.
     wanted: Option<Vec<String>>,
     start: Instant,
+    /// A sequence model's turn in the request's sequence, held until its
+    /// engine call returns: the sequence's next request runs then, while
+    /// this one may still be sending responses (as in Triton, whose Python
+    /// backend releases a decoupled request when `execute` returns).
+    turn: Mutex<Option<Box<Turn>>>,
 }
 
 impl Sink {
@@ -54,6 +60,7 @@ impl Sink {
         start: Instant,
         permits: Option<(Permit, Permit)>,
         limit: u64,
+        turn: Option<Box<Turn>>,
     ) -> (Arc<Sink>, Responses) {
         let (feed, responses) = Feed::new(instance.name(), limit);
         let outputs = &instance.metadata().outputs;
@@ -66,6 +73,7 @@ impl Sink {
             id,
             wanted: wanted.map(|w| w.iter().map(|&i| outputs[i].name.clone()).collect()),
             start,
+            turn: Mutex::new(turn),
         };
         (Arc::new(sink), responses)
     }
@@ -94,7 +102,14 @@ impl Sink {
     /// failure; a failure ends the responses with its error unless the last
     /// one already went out.
     pub(crate) fn executed(&self, done: Done) {
-        if let Err(e) = finish(Ok::<_, ()>(done), &self.instance, self.start) {
+        // The sequence's next request may run now.
+        drop(self.turn.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let finished = finish(Ok::<_, ()>(done), &self.instance, self.start);
+        let finished = match &self.instance.spec.sequence {
+            Some(sequence) => finished.map_err(|e| sequence.in_request_terms(e)),
+            None => finished,
+        };
+        if let Err(e) = finished {
             self.fail(e);
         }
     }
@@ -208,8 +223,11 @@ impl Manager {
     ///
     /// An ensemble with a decoupled step answers here, one response per
     /// response of that step ([`crate::ensemble`]); another ensemble's one
-    /// answer is the only response. Not for sequence models or the response
-    /// cache; a request `timeout` bounds only the wait before the engine call.
+    /// answer is the only response. A sequence model's requests run in
+    /// their sequence's order, each once the one before returned from its
+    /// engine call (its responses may still be coming). Not for the
+    /// response cache; a request `timeout` bounds only the wait before the
+    /// engine call.
     pub async fn infer_decoupled(&self, request: InferRequest) -> Result<Responses> {
         let start = Instant::now();
         let instance = match self.resident(&request.model, request.version) {
@@ -226,7 +244,9 @@ impl Manager {
         if !instance.decoupled() {
             return Ok(Responses::one(self.infer(request).await));
         }
-        self.start_decoupled(instance, request, start)
+        // A sequence model's request waits for its turn holding no permit.
+        let turn = take_turn(&instance, &request, request.timeout, start).await?;
+        self.start_decoupled(instance, request, start, turn)
     }
 
     /// [`Manager::infer_decoupled`] waiting on this thread (not an async
@@ -249,28 +269,23 @@ impl Manager {
         if !instance.decoupled() {
             return Ok(Responses::one(self.infer_blocking(request)));
         }
-        self.start_decoupled(instance, request, start)
+        let turn = enter_sequence(&instance, &request)?
+            .map(|entered| Box::new(entered.turn_blocking(request.outputs.as_deref())));
+        self.start_decoupled(instance, request, start, turn)
     }
 
-    /// Admits and schedules a request on a decoupled instance.
+    /// Admits and schedules a request on a decoupled instance; a sequence
+    /// model's request comes with its turn in its sequence.
     fn start_decoupled(
         &self,
         instance: Arc<ModelInstance>,
         request: InferRequest,
         start: Instant,
+        turn: Option<Box<Turn>>,
     ) -> Result<Responses> {
-        if instance.sequences.is_some() {
-            return Err(Error::Unsupported {
-                what: format!(
-                    "model '{}' is a decoupled sequence model, which anemone does not run yet",
-                    instance.name()
-                ),
-                fix: "remove sequence_batching, or make the model answer once per request".into(),
-            });
-        }
         let (timeout, priority) = (request.timeout, request.priority);
         let global = self.global_permit()?;
-        let mut admitted = self.admit_on(instance, request, global, start, None)?;
+        let mut admitted = self.admit_on(instance, request, global, start, turn.as_deref())?;
         let (sink, responses) = Sink::new(
             &admitted.instance,
             admitted.id.clone(),
@@ -278,6 +293,7 @@ impl Manager {
             start,
             admitted.permits.take(),
             self.inner.stream_buffer_bytes,
+            turn,
         );
         admitted.responder = Some(sink.responder());
         self.schedule_stream(admitted, sink, priority, timeout, start)?;

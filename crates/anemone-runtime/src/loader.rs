@@ -381,12 +381,29 @@ impl Manager {
             (None, _) => None,
             // A fallback keeps the open sequences.
             (Some(_), Some(old)) => old.sequences.clone(),
-            (Some(settings), None) => Some(Arc::new(crate::sequence::Sequences::new(
-                &spec.name,
-                settings.clone(),
-                picked.engines[0].metadata(),
-                crate::reshape::batched(&spec),
-            )?)),
+            (Some(settings), None)
+                if !settings.states.is_empty() && picked.engines[0].decoupled() =>
+            {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "model '{}' is decoupled and keeps implicit state (sequence_batching.state), \
+                         which anemone cannot take from a stream of responses",
+                        spec.name
+                    ),
+                    fix: "remove sequence_batching.state and keep the state in the model, keyed \
+                          by the request's correlation_id()"
+                        .into(),
+                });
+            }
+            (Some(settings), None) => Some(Arc::new(
+                crate::sequence::Sequences::new(
+                    &spec.name,
+                    settings.clone(),
+                    picked.engines[0].metadata(),
+                    crate::reshape::batched(&spec),
+                )?
+                .with_lanes(picked.engines.len()),
+            )),
         };
         let instance = Arc::new(ModelInstance::new(
             spec,

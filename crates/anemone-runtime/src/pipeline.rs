@@ -410,6 +410,7 @@ impl Manager {
                 .sequence
                 .as_deref()
                 .map(crate::sequence::SequenceFlags::to_call),
+            lane: sequence.and_then(crate::sequence::Turn::lane),
         })
     }
 }
@@ -441,7 +442,7 @@ fn adopt_inputs(instance: &ModelInstance, inputs: &mut [anemone_core::Tensor]) {
 /// A sequence model's turn for the request: it waits (within the request's
 /// timeout) until the sequence's earlier requests are done, so that a
 /// sequence runs one request at a time, in order. `None` for any other model.
-async fn take_turn(
+pub(crate) async fn take_turn(
     instance: &ModelInstance,
     request: &InferRequest,
     timeout: Option<Duration>,
@@ -462,7 +463,7 @@ async fn take_turn(
 
 /// Admits a request to a sequence model into its sequence (see
 /// [`crate::sequence`]); `None` for any other model.
-fn enter_sequence(
+pub(crate) fn enter_sequence(
     instance: &ModelInstance,
     request: &InferRequest,
 ) -> Result<Option<crate::sequence::Entered>> {

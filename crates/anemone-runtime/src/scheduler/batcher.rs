@@ -39,6 +39,11 @@ pub(crate) trait Batchable {
     /// Whether it can share an engine call with `other`: same inputs, same
     /// dtypes, same dimensions after the first.
     fn fits(&self, other: &Self) -> bool;
+    /// The lane it must run on (a sequence model's request, on its
+    /// sequence's instance); `None`: any.
+    fn lane(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Batchable for Job {
@@ -49,6 +54,10 @@ impl Batchable for Job {
             .iter()
             .all(|t| t.shape().first() == Some(&rows))
             .then_some(rows)
+    }
+
+    fn lane(&self) -> Option<usize> {
+        self.admitted.lane
     }
 
     fn fits(&self, other: &Self) -> bool {
@@ -98,7 +107,23 @@ pub(crate) fn decide<T: Batchable + Waiting>(
     plan: &BatchPlan,
     now: Instant,
 ) -> Option<Decision> {
-    let mut entries = queue.iter().enumerate();
+    decide_on(queue, plan, now, None)
+}
+
+/// [`decide`] for a batch to run on `lane`: only the requests that may run
+/// there (those not bound to another lane) count, the others are passed
+/// over. `None`: every request counts.
+pub(crate) fn decide_on<T: Batchable + Waiting>(
+    queue: &PriorityQueue<T>,
+    plan: &BatchPlan,
+    now: Instant,
+    lane: Option<usize>,
+) -> Option<Decision> {
+    let may_run = |item: &T| lane.is_none() || item.lane().is_none_or(|l| Some(l) == lane);
+    let mut entries = queue
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| may_run(&entry.item));
     let (first, head) = entries.next()?;
     let Some(batching) = plan.batching.as_ref().filter(|_| plan.gates.batching()) else {
         return Some(Decision::Run(vec![first]));
@@ -362,6 +387,49 @@ fn pick_lane(
     (!sooner).then_some(idle)
 }
 
+/// The lane the next batch runs on, and what to do about it; `None` to wait
+/// for a lane.
+///
+/// A model whose requests may run anywhere takes the lane [`pick_lane`]
+/// chooses. A sequence model's requests are bound to their sequences'
+/// lanes: each idle lane is tried in turn (the one the first request is
+/// bound to first, then by cost) until one has a batch to run now;
+/// otherwise the earliest wait of theirs.
+fn next_batch(state: &State, plan: &BatchPlan, now: Instant) -> Option<(usize, Option<Decision>)> {
+    let head = state.queue.iter().next()?;
+    let model = &head.item.admitted.instance;
+    let bound = model.sequences.is_some() && state.running.len() > 1;
+    if !bound {
+        let lane = pick_lane(
+            &state.running,
+            |lane, busy| model.lane_cost(lane, busy),
+            |lane| model.lane_engine(lane).model.backend(),
+        )?;
+        return Some((lane, decide(&state.queue, plan, now)));
+    }
+    let mut idle: Vec<usize> = (0..state.running.len())
+        .filter(|&l| !state.running[l])
+        .collect();
+    idle.sort_by_key(|&l| (head.item.lane() != Some(l), model.lane_cost(l, false)));
+    let mut wait: Option<(usize, Option<Decision>)> = None;
+    for lane in idle {
+        match decide_on(&state.queue, plan, now, Some(lane)) {
+            Some(Decision::Run(positions)) => return Some((lane, Some(Decision::Run(positions)))),
+            Some(Decision::WaitUntil(t)) => {
+                let sooner = match &wait {
+                    Some((_, Some(Decision::WaitUntil(earlier)))) => t < *earlier,
+                    _ => true,
+                };
+                if sooner {
+                    wait = Some((lane, Some(Decision::WaitUntil(t))));
+                }
+            }
+            _ => {}
+        }
+    }
+    wait
+}
+
 /// Calls other queues' wakes with this queue's lock let go, and takes it again.
 fn with_wakes<'a>(
     shared: &'a Shared,
@@ -403,18 +471,12 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, lanes: &[WorkerPool<Work>]) {
             continue;
         }
         let mut wake_at = state.queue.next_deadline();
-        let lane = state.waiting.or_else(|| {
-            state.queue.iter().next().and_then(|head| {
-                let model = &head.item.admitted.instance;
-                pick_lane(
-                    &state.running,
-                    |lane, busy| model.lane_cost(lane, busy),
-                    |lane| model.lane_engine(lane).model.backend(),
-                )
-            })
-        });
-        if let Some(lane) = lane {
-            match decide(&state.queue, plan, now) {
+        let next = match state.waiting {
+            Some(lane) => Some((lane, decide_on(&state.queue, plan, now, Some(lane)))),
+            None => next_batch(&state, plan, now),
+        };
+        if let Some((lane, decision)) = next {
+            match decision {
                 Some(Decision::Run(positions)) => {
                     let (grant, wakes) = match limits.map(|l| l.acquire(lane)) {
                         None => (None, Vec::new()),
@@ -457,7 +519,14 @@ fn serve(shared: &Arc<Shared>, plan: &BatchPlan, lanes: &[WorkerPool<Work>]) {
                         continue;
                     }
                 }
-                None => {}
+                // Nothing may run on the lane in the rate limiter's line
+                // (its sequences' requests are done): it leaves the line.
+                None => {
+                    if let (Some(lane), Some(limits)) = (state.waiting.take(), limits) {
+                        state = with_wakes(shared, state, limits.withdraw(lane));
+                        continue;
+                    }
+                }
             }
         }
         state = wait(shared, state, wake_at);

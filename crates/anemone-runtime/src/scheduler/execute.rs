@@ -164,7 +164,9 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
         responder,
         absent,
         sequence,
+        lane: pinned,
     } = admitted;
+    let lane = lane.or(pinned);
     trace.dequeued();
     // Triton counts the rows of the batch dimension, when the model has one.
     let rows = match instance.spec.max_batch_size {

@@ -83,6 +83,9 @@ pub(crate) struct Admitted {
     pub(crate) absent: Vec<usize>,
     /// The request's place in a sequence, for engines that read it.
     pub(crate) sequence: Option<anemone_core::CallSequence>,
+    /// The engine instance it must run on (a sequence model's request runs
+    /// on its sequence's); `None`: any.
+    pub(crate) lane: Option<usize>,
 }
 
 /// What an engine call hands back to the waiting client.

@@ -14,7 +14,7 @@
 
 use anemone_core::{DataType, Error, InputError, ModelMetadata, Result, Tensor};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -243,6 +243,10 @@ pub(crate) struct Sequences {
     batched: bool,
     open: Mutex<Open>,
     clock: Instant,
+    /// The model's engine instances: each sequence runs on one of them.
+    lanes: usize,
+    /// The instance the next sequence to start runs on (round robin).
+    next_lane: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -260,6 +264,10 @@ struct OpenSequence {
     last: AtomicU64,
     /// Its implicit state after its last request (`None`: the initial state).
     state: Mutex<Option<Vec<Tensor>>>,
+    /// The engine instance its requests run on, as Triton keeps a sequence
+    /// on one model instance: a Python model may keep the sequence's state
+    /// in itself.
+    lane: usize,
 }
 
 /// A request's admission into its sequence; dropping it (after the request
@@ -318,7 +326,17 @@ impl Sequences {
                 sweep_at: 64,
             }),
             clock: Instant::now(),
+            lanes: 1,
+            next_lane: AtomicUsize::new(0),
         })
+    }
+
+    /// The same, for a model with `lanes` engine instances: each sequence
+    /// is given one of them when it starts, in turn, and all its requests
+    /// run there.
+    pub(crate) fn with_lanes(mut self, lanes: usize) -> Sequences {
+        self.lanes = lanes.max(1);
+        self
     }
 
     /// The settings.
@@ -407,6 +425,7 @@ impl Sequences {
                     turn: Arc::new(tokio::sync::Mutex::new(())),
                     last: AtomicU64::new(now),
                     state: Mutex::new(None),
+                    lane: self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes,
                 });
                 open.by_id.insert(flags.id.clone(), Arc::clone(&s));
                 s

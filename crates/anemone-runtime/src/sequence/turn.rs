@@ -43,6 +43,12 @@ impl Turn {
         &self.entered.flags
     }
 
+    /// The engine instance the request must run on: its sequence's, when
+    /// the model has more than one.
+    pub(crate) fn lane(&self) -> Option<usize> {
+        (self.entered.sequences.lanes > 1).then_some(self.entered.sequence.lane)
+    }
+
     /// The sequence's state for this request: `None` (the initial state)
     /// when it starts the sequence or none was kept yet.
     pub(crate) fn state(&self) -> Option<Vec<Tensor>> {

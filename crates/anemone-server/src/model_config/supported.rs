@@ -34,10 +34,14 @@ pub(super) fn check_supported_in(msg: &DynamicMessage, source: Source) -> Vec<St
                 .and_then(|m| m.get_field_by_name("decoupled"))
                 .is_some_and(|d| d.as_bool() == Some(true))
         });
-    if decoupled && msg.has_field_by_name("sequence_batching") {
+    let state = msg
+        .get_field_by_name("sequence_batching")
+        .is_some_and(|s| s.as_message().is_some_and(|m| m.has_field_by_name("state")));
+    if decoupled && state {
         errs.push(format!(
-            "{src} fields 'model_transaction_policy.decoupled' and 'sequence_batching' together \
-             are not supported by anemone yet (a decoupled sequence model); remove one of them"
+            "{src} field 'sequence_batching.state' (implicit state) is not supported by anemone \
+             on a decoupled model, whose state would come from a stream of responses; keep the \
+             state in the model, keyed by the request's correlation_id()"
         ));
     }
     for (field, value) in msg.fields() {
@@ -439,10 +443,19 @@ mod tests {
         )
         .unwrap();
         assert!(c.model_transaction_policy.unwrap().decoupled);
-        let e = err_pbtxt(
+        let c = crate::model_config::parse_pbtxt(
             "backend: \"python\"\nmodel_transaction_policy { decoupled: true }\nsequence_batching { }",
+        )
+        .unwrap();
+        assert!(c.sequence_batching.is_some());
+        let e = err_pbtxt(
+            "backend: \"python\"\nmodel_transaction_policy { decoupled: true }\nsequence_batching { \
+             state [ { input_name: \"S\" output_name: \"T\" data_type: TYPE_INT32 dims: [ 1 ] } ] }",
         );
-        assert!(e.contains("a decoupled sequence model"), "{e}");
+        assert!(
+            e.contains("'sequence_batching.state'") && e.contains("correlation_id()"),
+            "{e}"
+        );
         let e = err_pbtxt("backend: \"onnxruntime\"\nmodel_transaction_policy { decoupled: true }");
         assert!(
             e.contains("'model_transaction_policy.decoupled'") && e.contains("backend: \"python\""),

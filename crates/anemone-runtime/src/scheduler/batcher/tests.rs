@@ -16,6 +16,61 @@ impl Batchable for Item {
     }
 }
 
+/// An item bound to a lane (a sequence model's request).
+struct Bound(Option<usize>);
+impl Waiting for Bound {
+    fn gone(&self) -> bool {
+        false
+    }
+}
+impl Batchable for Bound {
+    fn rows(&self) -> Option<usize> {
+        Some(1)
+    }
+    fn fits(&self, _: &Self) -> bool {
+        true
+    }
+    fn lane(&self) -> Option<usize> {
+        self.0
+    }
+}
+
+#[test]
+fn a_batch_for_a_lane_takes_only_the_requests_that_may_run_there() {
+    let now = Instant::now();
+    let mut q = PriorityQueue::new(QueueSettings::default());
+    for lane in [Some(1), None, Some(0), Some(1), Some(0)] {
+        assert!(q.push(Bound(lane), 0, None, now).is_ok());
+    }
+    let p = plan(8, 0, vec![]);
+    assert_eq!(
+        decide_on(&q, &p, now, Some(0)),
+        Some(Decision::Run(vec![1, 2, 4]))
+    );
+    assert_eq!(
+        decide_on(&q, &p, now, Some(1)),
+        Some(Decision::Run(vec![0, 1, 3]))
+    );
+    assert_eq!(
+        decide_on(&q, &p, now, Some(2)),
+        Some(Decision::Run(vec![1]))
+    );
+    assert_eq!(
+        decide_on(&q, &p, now, None),
+        Some(Decision::Run(vec![0, 1, 2, 3, 4]))
+    );
+    // With a delay, the oldest request that may run there sets the wait.
+    let mut q = PriorityQueue::new(QueueSettings::default());
+    assert!(q.push(Bound(Some(1)), 0, None, now).is_ok());
+    let later = now + Duration::from_millis(3);
+    assert!(q.push(Bound(Some(0)), 0, None, later).is_ok());
+    assert_eq!(
+        decide_on(&q, &plan(8, 5, vec![]), later, Some(0)),
+        Some(Decision::WaitUntil(later + Duration::from_millis(5)))
+    );
+    assert_eq!(decide_on(&q, &plan(8, 5, vec![]), later, Some(3)), None);
+}
+
 fn plan(max_rows: usize, delay_ms: u64, preferred: Vec<usize>) -> BatchPlan {
     BatchPlan {
         batching: Some(Batching {
