@@ -447,7 +447,10 @@ mod tests {
             "backend: \"python\"\nmodel_transaction_policy { decoupled: true }\nsequence_batching { }",
         )
         .unwrap();
-        assert!(c.sequence_batching.is_some());
+        assert!(matches!(
+            c.scheduling_choice,
+            Some(crate::proto::model_config::SchedulingChoice::SequenceBatching(_))
+        ));
         let e = err_pbtxt(
             "backend: \"python\"\nmodel_transaction_policy { decoupled: true }\nsequence_batching { \
              state [ { input_name: \"S\" output_name: \"T\" data_type: TYPE_INT32 dims: [ 1 ] } ] }",
