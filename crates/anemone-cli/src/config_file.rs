@@ -63,11 +63,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// The file's text, refused past [`MAX_CONFIG_BYTES`] without reading further.
 fn read_bounded(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    let bytes = anemone_server::bounded_read::read_bounded(path, MAX_CONFIG_BYTES)?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         anyhow::bail!(
             "it is larger than {} KiB; a config file holds `flag-name = value` lines",

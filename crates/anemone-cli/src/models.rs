@@ -31,7 +31,7 @@ pub struct ModelsArgs {
     // --- evict ---
     /// The memory budget, as for `anemone serve` (`2GiB`, `512MiB`, a byte count).
     /// By default there is none.
-    #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET", value_parser = crate::bytes::parse_bytes)]
+    #[arg(long, value_name = "BYTES", env = "ANEMONE_MEMORY_BUDGET", value_parser = crate::bytes::parse_positive_bytes)]
     pub memory_budget: Option<u64>,
 
     /// The eviction policy, as for `anemone serve`: with `lru`, models that do not fit

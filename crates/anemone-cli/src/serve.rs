@@ -139,12 +139,13 @@ pub struct ServeArgs {
 
     /// Seconds an HTTP client may take to send a request's head; also how long an
     /// idle keep-alive connection is kept (slow or silent clients are disconnected).
+    /// At most a year (31536000).
     #[arg(
         long,
         value_name = "SECS",
         env = "ANEMONE_HTTP_HEADER_TIMEOUT_SECS",
         default_value_t = 30,
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=31_536_000)
     )]
     pub http_header_timeout_secs: u64,
 

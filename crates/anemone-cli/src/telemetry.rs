@@ -9,6 +9,8 @@
 //! `OTEL_BSP_*` variables apply, and Triton's `opentelemetry,bsp_*`
 //! settings over them). [`shutdown`] flushes what is left.
 
+mod headers;
+
 use anemone_server::telemetry::{TraceLevel, TracingOptions};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
@@ -318,13 +320,15 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| "anemone".into());
+    let headers = otlp_headers(&args.otlp_headers)?;
+    // Before the exporter's thread starts: it sets a variable.
+    headers::put_flags_over_environment(&headers);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("anemone-otlp")
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the OTLP exporter's runtime: {e}"))?;
-    let headers = otlp_headers(&args.otlp_headers)?;
     let https = endpoint.starts_with("https://");
     if args.otlp_ca_cert.is_some() && !https {
         anyhow::bail!(

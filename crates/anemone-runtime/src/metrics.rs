@@ -300,14 +300,16 @@ impl ModelMetrics {
     /// A request answered from the response cache in `total`: a success (as
     /// Triton counts it), with no engine execution and no compute time.
     #[inline]
-    pub fn record_cache_hit(&self, total: Duration) {
+    pub fn record_cache_hit(&self, total: Duration, queued: Duration) {
         self.success.fetch_add(1, Ordering::Relaxed);
         self.ewma.update(total);
         self.latency.observe(total);
         self.request_success.add(total);
         self.cache_hit.add(total);
+        // Triton's "queue" count and duration include cache hits.
+        self.queue.add(queued);
         if let Some(recent) = &self.recent {
-            recent.observe_cache_hit(total);
+            recent.observe_cache_hit(total, queued);
         }
     }
 

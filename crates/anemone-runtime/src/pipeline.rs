@@ -188,7 +188,8 @@ impl Manager {
             None => Lookup::Run(admitted, Some((key, looked.elapsed()))),
             Some(outputs) => {
                 let total = admitted.start.elapsed();
-                instance.metrics.record_cache_hit(total);
+                let queued = looked.saturating_duration_since(admitted.start);
+                instance.metrics.record_cache_hit(total, queued);
                 Lookup::Hit(InferResponse {
                     model: instance.name().to_string(),
                     version: instance.version(),

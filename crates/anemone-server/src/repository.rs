@@ -9,6 +9,7 @@
 mod ensemble;
 mod fingerprint;
 mod index;
+mod load_failure;
 pub(crate) mod paths;
 mod poll;
 mod prepare;
@@ -27,6 +28,7 @@ use crate::errors::ApiError;
 use crate::proto::ModelConfig;
 use anemone_runtime::Manager;
 use fingerprint::Fingerprint;
+use load_failure::{load_refusal, LoadFailure};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -427,22 +429,30 @@ impl Repository {
                 Ok(())
             }
             // A failed reload leaves the previous load serving, as Triton does.
-            Err(reason)
-                if entry.state_before_load == State::Ready && !entry.versions.is_empty() =>
-            {
+            Err(LoadFailure {
+                reason,
+                retry_later,
+            }) if entry.state_before_load == State::Ready && !entry.versions.is_empty() => {
                 entry.state = State::Ready;
                 entry.reason = format!("reload failed, still serving the previous load: {reason}");
-                Err(ApiError::invalid(format!(
+                Err(load_refusal(
+                    retry_later,
+                    format!(
                     "failed to reload model '{name}' (the previous load keeps serving): {reason}"
-                )))
+                ),
+                ))
             }
-            Err(reason) => {
+            Err(LoadFailure {
+                reason,
+                retry_later,
+            }) => {
                 entry.state = State::Unavailable;
                 entry.reason = reason.clone();
                 entry.versions.clear();
-                Err(ApiError::invalid(format!(
-                    "failed to load model '{name}': {reason}"
-                )))
+                Err(load_refusal(
+                    retry_later,
+                    format!("failed to load model '{name}': {reason}"),
+                ))
             }
         }
     }
@@ -453,7 +463,7 @@ impl Repository {
         &self,
         name: &str,
         config_override: Option<ModelConfig>,
-    ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), String> {
+    ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), LoadFailure> {
         if let Some(config) = self.ensemble_config(name, config_override.as_ref())? {
             // Its outputs' labels, for the classification extension.
             let labels = match model_dir(&self.real_root, name) {
@@ -471,10 +481,15 @@ impl Repository {
         loop {
             match self.load_engines(name, config_override.clone()).await {
                 Err(reason) if tried < tries => {
-                    tracing::warn!(model = %name, "load try {tried} of {tries} failed, trying again: {reason}");
+                    tracing::warn!(model = %name, "load try {tried} of {tries} failed, trying again: {}", reason.reason);
                     tried += 1;
                 }
-                Err(reason) if tries > 1 => return Err(format!("{reason} (tried {tries} times)")),
+                Err(failed) if tries > 1 => {
+                    return Err(LoadFailure {
+                        reason: format!("{} (tried {tries} times)", failed.reason),
+                        ..failed
+                    })
+                }
                 done => return done,
             }
         }
@@ -487,7 +502,7 @@ impl Repository {
         &self,
         name: &str,
         config_override: Option<ModelConfig>,
-    ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), String> {
+    ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), LoadFailure> {
         let metrics = self.manager.metrics();
         // With eviction, room is made at load time, against what the engines
         // are measured to hold (a file is only an estimate of it).
@@ -519,7 +534,12 @@ impl Repository {
                 for v in &loaded {
                     let _ = self.manager.unload_model(name, Some(*v));
                 }
-                return Err(format!("version {version}: {}", e.chain_string()));
+                return Err(LoadFailure {
+                    reason: format!("version {version}: {}", e.chain_string()),
+                    // Not enough room now (the models that hold it are busy
+                    // or pinned): worth trying again later.
+                    retry_later: e.kind() == anemone_core::ErrorKind::Unavailable,
+                });
             }
             loaded.push(version);
         }

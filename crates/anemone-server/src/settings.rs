@@ -307,8 +307,14 @@ fn positive(key: &str, value: &Value) -> Result<usize, ApiError> {
 fn boolean(key: &str, value: &Value) -> Result<bool, ApiError> {
     match value {
         Value::Bool(b) => Ok(*b),
-        Value::String(s) if matches!(s.as_str(), "true" | "on" | "1") => Ok(true),
-        Value::String(s) if matches!(s.as_str(), "false" | "off" | "0") => Ok(false),
+        // The words the flags, the environment and the config file take.
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "on" | "1" => Ok(true),
+            "false" | "f" | "no" | "n" | "off" | "0" => Ok(false),
+            _ => Err(ApiError::invalid(format!(
+                "'{key}' must be true or false (or yes/no, on/off, 1/0), got {value}"
+            ))),
+        },
         other => Err(ApiError::invalid(format!(
             "'{key}' must be true or false, got {other}"
         ))),

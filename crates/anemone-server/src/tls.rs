@@ -148,14 +148,10 @@ pub fn read_pem_file(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// At most [`MAX_PEM_BYTES`] + 1 bytes of `path` (one more says "too large").
+/// At most [`MAX_PEM_BYTES`] + 1 bytes of `path` (one more says "too
+/// large"); a pipe that nothing writes to is refused after a wait.
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_PEM_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::bounded_read::read_bounded(path, MAX_PEM_BYTES)
 }
 
 impl TlsFiles {

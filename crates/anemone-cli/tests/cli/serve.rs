@@ -177,6 +177,12 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             2,
             "'../x' is not a config name",
         ),
+        // u64::MAX seconds overflowed every HTTP connection's deadline.
+        (
+            &["--http-header-timeout-secs", "18446744073709551615"][..],
+            2,
+            "not in 1..=31536000",
+        ),
     ] {
         let mut all = vec!["serve", "--model-repository", repo.to_str().unwrap()];
         all.extend(args);

@@ -209,7 +209,8 @@ impl Manager {
                 None => cache_key = Some((key, start.elapsed())),
                 Some(outputs) => {
                     let total = start.elapsed();
-                    ensemble.metrics.record_cache_hit(total);
+                    // Its wait: until the lookup (the key took the rest).
+                    ensemble.metrics.record_cache_hit(total, Duration::ZERO);
                     return Ok(Begun::Hit(InferResponse {
                         model: name.clone(),
                         version: ensemble.spec.version,

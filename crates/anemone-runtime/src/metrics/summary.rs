@@ -125,9 +125,14 @@ impl Recent {
         w.compute_output.observe(at, t.compute_output);
     }
 
-    /// A request answered from the response cache: its whole duration only.
-    pub fn observe_cache_hit(&self, total: Duration) {
-        self.lock().request.observe(Instant::now(), total);
+    /// A request answered from the response cache: its whole duration, and
+    /// its wait before the cache was looked up (Triton's request and queue
+    /// summaries include cache hits; the compute ones do not).
+    pub fn observe_cache_hit(&self, total: Duration, queued: Duration) {
+        let at = Instant::now();
+        let mut w = self.lock();
+        w.request.observe(at, total);
+        w.queue.observe(at, queued);
     }
 
     /// The quantiles of the last [`WINDOW`].
@@ -203,13 +208,18 @@ mod tests {
         );
         // Past MAX_KEPT, the oldest go first.
         for _ in 0..MAX_KEPT {
-            recent.observe_cache_hit(ms(1));
+            recent.observe_cache_hit(ms(1), ms(2));
         }
         assert_eq!(
             recent.snapshot().request,
             [(0.5, 1_000_000), (1.0, 1_000_000)]
         );
-        // A cache hit is a request, not a queue or compute observation.
-        assert_eq!(recent.snapshot().queue, [(0.5, 0), (1.0, 0)]);
+        // A cache hit is a request and a queue observation (as Triton's),
+        // not a compute one.
+        assert_eq!(
+            recent.snapshot().queue,
+            [(0.5, 2_000_000), (1.0, 2_000_000)]
+        );
+        assert_eq!(recent.snapshot().compute_infer, [(0.5, 0), (1.0, 0)]);
     }
 }

@@ -29,8 +29,22 @@ async fn post_logging(
     State(http): State<Http>,
     RequestBody(body): RequestBody,
 ) -> Result<Json<Value>, ApiError> {
-    let update: LogUpdate = optional_json(&body, "log settings")?;
+    let update = log_update(&body)?;
     Ok(Json(json!(http.state.settings.update_log(&update)?)))
+}
+
+/// The body's log settings; a field of the wrong type or unknown is
+/// refused naming it (each field is read on its own first).
+fn log_update(body: &[u8]) -> Result<LogUpdate, ApiError> {
+    let fields: serde_json::Map<String, Value> = optional_json(body, "log settings")?;
+    for (key, value) in &fields {
+        let one = Value::Object([(key.clone(), value.clone())].into_iter().collect());
+        if let Err(e) = serde_json::from_value::<LogUpdate>(one) {
+            return Err(ApiError::invalid(format!("log setting '{key}': {e}")));
+        }
+    }
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::invalid(format!("malformed log settings: {e}")))
 }
 
 async fn get_config(State(http): State<Http>) -> Json<Value> {

@@ -9,18 +9,18 @@ use super::{Family, PerModel, Queued, PER_MODEL};
 use anemone_core::ErrorKind;
 use anemone_runtime::MetricsSnapshot;
 
-/// Triton's failure reason for a kind of failure, or `None` for the kinds
-/// Triton refuses before a request reaches its model (a malformed request,
-/// an unknown or unavailable model), which it does not count.
+/// Triton's failure reason for a kind of failure counted on a model, or
+/// `None` for the kinds Triton refuses before a request reaches its model
+/// (a malformed request, an unsupported one), which it does not count. A
+/// model counts `Unavailable` for a full queue (and a sequence beyond the
+/// open limit): Triton's REJECTED, as a queue timeout or a concurrency
+/// limit is; an unknown or unloaded model counts on no model.
 fn reason(kind: ErrorKind) -> Option<&'static str> {
     match kind {
         ErrorKind::Backend => Some("BACKEND"),
-        ErrorKind::Overloaded | ErrorKind::Timeout => Some("REJECTED"),
+        ErrorKind::Overloaded | ErrorKind::Timeout | ErrorKind::Unavailable => Some("REJECTED"),
         ErrorKind::Internal => Some("OTHER"),
-        ErrorKind::InvalidInput
-        | ErrorKind::NotFound
-        | ErrorKind::Unavailable
-        | ErrorKind::Unsupported => None,
+        ErrorKind::InvalidInput | ErrorKind::NotFound | ErrorKind::Unsupported => None,
     }
 }
 

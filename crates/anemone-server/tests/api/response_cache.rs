@@ -141,6 +141,14 @@ async fn repeated_requests_are_answered_from_the_cache_and_counted() {
     grpc_add(&s, "cached", a, b).await; // the same tensors over gRPC: hit
     grpc_add(&s, "cached", a, c).await; // hit
     assert_eq!(counts(&s, "cached").await, (6, 2, 4, 2));
+    // Triton's "queue" count includes cache hits; its compute counts do not.
+    let (_, stats) = s.http("GET", "/v2/models/cached/stats", None).await;
+    let i = &stats["model_stats"][0]["inference_stats"];
+    assert_eq!(
+        (&i["queue"]["count"], &i["compute_infer"]["count"]),
+        (&Value::from(6), &Value::from(2)),
+        "{stats}"
+    );
 
     // A model without response_cache runs every request.
     http_add(&s, "plain", a, b).await;
