@@ -13,6 +13,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         out = []
+        mixed = len({tuple(t.name() for t in r.inputs()) for r in requests})
         for r in requests:
             x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
             if x[0] < 0:
@@ -229,19 +230,22 @@ class TritonPythonModel:
 OPTIONAL_CONFIG = """
 backend: "python"
 max_batch_size: 8
-dynamic_batching { max_queue_delay_microseconds: 20000 }
+dynamic_batching { max_queue_delay_microseconds: 300000 }
 input [
   { name: "X" data_type: TYPE_FP32 dims: [ 1 ] },
   { name: "SCALE" data_type: TYPE_FP32 dims: [ 1 ] optional: true }
 ]
 output [
   { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] },
-  { name: "GIVEN" data_type: TYPE_STRING dims: [ 1 ] }
+  { name: "GIVEN" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "BATCH" data_type: TYPE_INT32 dims: [ 1 ] },
+  { name: "MIXED" data_type: TYPE_INT32 dims: [ 1 ] }
 ]
 """
 
 # Y = X * SCALE, or X when the request left SCALE out; GIVEN names the
-# inputs the request gave.
+# inputs the request gave; BATCH is how many requests execute() got, MIXED
+# how many different sets of inputs they gave.
 OPTIONAL = '''
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -250,6 +254,7 @@ import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def execute(self, requests):
         out = []
+        mixed = len({tuple(t.name() for t in r.inputs()) for r in requests})
         for r in requests:
             x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
             scale = pb_utils.get_input_tensor_by_name(r, "SCALE")
@@ -258,6 +263,8 @@ class TritonPythonModel:
             out.append(pb_utils.InferenceResponse([
                 pb_utils.Tensor("Y", y.astype(np.float32)),
                 pb_utils.Tensor("GIVEN", np.full((x.shape[0], 1), given, dtype=np.object_)),
+                pb_utils.Tensor("BATCH", np.full((x.shape[0], 1), len(requests), np.int32)),
+                pb_utils.Tensor("MIXED", np.full((x.shape[0], 1), mixed, np.int32)),
             ]))
         return out
 '''

@@ -463,12 +463,20 @@ def test_an_optional_input_may_be_left_out_and_the_model_sees_only_what_was_give
         client = module.InferenceServerClient(address)
         inputs = [("X", x)] + ([("SCALE", scale)] if scale is not None else [])
         result = infer(module, client, "optional", inputs)
-        return result.as_numpy("Y"), result.as_numpy("GIVEN")[0, 0].decode()
+        return (result.as_numpy("Y"), result.as_numpy("GIVEN")[0, 0].decode(),
+                int(result.as_numpy("BATCH")[0, 0]), int(result.as_numpy("MIXED")[0, 0]))
 
+    batches = {"X": [], "X,SCALE": []}
     with cf.ThreadPoolExecutor(8) as pool:
-        for (x, scale), (y, given) in zip(asks, pool.map(run, asks)):
+        for (x, scale), (y, given, batch, mixed) in zip(asks, pool.map(run, asks)):
             np.testing.assert_allclose(y, x * scale if scale is not None else x, rtol=1e-6)
             assert given == ("X,SCALE" if scale is not None else "X")
+            # Requests that give different inputs never share a batch, as
+            # in Triton; those that give the same are batched, also those
+            # that leave SCALE out (they ran alone, unbatched, before).
+            assert mixed == 1, (given, batch, mixed)
+            batches[given].append(batch)
+    assert max(batches["X"]) >= 2 and max(batches["X,SCALE"]) >= 2, batches
     # A required input is still required.
     with pytest.raises(InferenceServerException) as e:
         infer(module, module.InferenceServerClient(address), "optional", [("SCALE", asks[1][1])])

@@ -47,22 +47,27 @@ pub(crate) trait Batchable {
 }
 
 impl Batchable for Job {
+    /// The rows of the inputs the request gave (an optional input it left
+    /// out stands as an empty placeholder, which has none).
     fn rows(&self) -> Option<usize> {
-        let inputs = &self.admitted.inputs;
-        let rows = inputs.first()?.shape().first().copied()?;
-        inputs
-            .iter()
-            .all(|t| t.shape().first() == Some(&rows))
-            .then_some(rows)
+        let absent = &self.admitted.absent;
+        let mut given = (self.admitted.inputs.iter().enumerate())
+            .filter(|(ix, _)| !absent.contains(ix))
+            .map(|(_, t)| t.shape().first().copied());
+        let rows = given.next()??;
+        given.all(|r| r == Some(rows)).then_some(rows)
     }
 
     fn lane(&self) -> Option<usize> {
         self.admitted.lane
     }
 
+    /// Requests that left out different optional inputs never share a
+    /// batch (nor do they in Triton).
     fn fits(&self, other: &Self) -> bool {
         let (a, b) = (&self.admitted.inputs, &other.admitted.inputs);
-        a.len() == b.len()
+        self.admitted.absent == other.admitted.absent
+            && a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| {
                 x.dtype() == y.dtype()
                     && x.shape().len() == y.shape().len()
