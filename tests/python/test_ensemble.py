@@ -97,10 +97,10 @@ def test_unload_dependents_unloads_the_composing_models(ocr_server, protocol):
     }
     assert all(index()[m] == "READY" for m in COMPOSING + ["ocr"]), index()
     c.unload_model("ocr")
-    assert index()["ocr"] == "UNLOADED" and index()["det"] == "READY", index()
+    assert index()["ocr"] == "UNAVAILABLE" and index()["det"] == "READY", index()
     c.load_model("ocr")
     c.unload_model("ocr", unload_dependents=True)
     states = index()
-    assert all(states[m] == "UNLOADED" for m in COMPOSING + ["ocr"]), states
+    assert all(states[m] == "UNAVAILABLE" for m in COMPOSING + ["ocr"]), states
     c.load_model("ocr")  # and its composing models with it
     assert all(index()[m] == "READY" for m in COMPOSING + ["ocr"]), index()

@@ -23,13 +23,24 @@ impl Repository {
                         .unwrap_or(IndexRow {
                             name,
                             version,
-                            state: State::Unloaded.as_str().into(),
+                            state: "UNAVAILABLE".into(),
                             reason: "unloaded while the index was read".into(),
                         })
                 }
                 Some(e) if e.state == State::Ready && self.manager.model(&name, None).is_err() => {
                     evicted_row(name, e, &evicted)
                 }
+                // Triton's index has no UNLOADED: an unloaded model is
+                // UNAVAILABLE, "unloaded".
+                Some(e) if e.state == State::Unloaded => IndexRow {
+                    version: e.versions.last().map(u64::to_string).unwrap_or_default(),
+                    state: "UNAVAILABLE".into(),
+                    reason: match e.reason.is_empty() {
+                        true => "unloaded".into(),
+                        false => e.reason.clone(),
+                    },
+                    name,
+                },
                 Some(e) => IndexRow {
                     version: e.versions.last().map(u64::to_string).unwrap_or_default(),
                     state: e.state.as_str().to_string(),
@@ -42,6 +53,27 @@ impl Repository {
                     state: String::new(),
                     reason: String::new(),
                 },
+            })
+            .flat_map(|row| self.each_version(row, &entries))
+            .collect()
+    }
+
+    /// A ready model's row once per version it serves (`version_policy`
+    /// with several), as Triton's index lists them; any other row as it is.
+    fn each_version(
+        &self,
+        row: IndexRow,
+        entries: &std::collections::BTreeMap<String, Entry>,
+    ) -> Vec<IndexRow> {
+        let versions = match entries.get(&row.name) {
+            Some(e) if row.state == State::Ready.as_str() && e.versions.len() > 1 => &e.versions,
+            _ => return vec![row],
+        };
+        versions
+            .iter()
+            .map(|v| IndexRow {
+                version: v.to_string(),
+                ..row.clone()
             })
             .collect()
     }

@@ -267,7 +267,7 @@ async fn composing_models_load_with_the_ensemble_and_their_unload_makes_it_unava
     let rows = index(&s).await;
     assert_eq!(
         (rows["pair"].0.as_str(), rows["add"].0.as_str()),
-        ("UNLOADED", "READY")
+        ("UNAVAILABLE", "READY")
     );
 
     // unload_dependents (HTTP, then gRPC): the composing model goes with it.
@@ -280,7 +280,7 @@ async fn composing_models_load_with_the_ensemble_and_their_unload_makes_it_unava
     let rows = index(&s).await;
     assert_eq!(
         (rows["pair"].0.as_str(), rows["add"].0.as_str()),
-        ("UNLOADED", "UNLOADED")
+        ("UNAVAILABLE", "UNAVAILABLE")
     );
     assert_eq!(s.http_load("pair", None).await.0, 200);
     s.client()
@@ -288,7 +288,7 @@ async fn composing_models_load_with_the_ensemble_and_their_unload_makes_it_unava
         .repository_model_unload(unload("pair", Some(true)))
         .await
         .unwrap();
-    assert_eq!(index(&s).await["add"].0, "UNLOADED");
+    assert_eq!(index(&s).await["add"].0, "UNAVAILABLE");
     s.shutdown().await;
 }
 

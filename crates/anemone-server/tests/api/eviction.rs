@@ -435,6 +435,6 @@ async fn explicit_unload_of_an_evicted_model_forgets_it() {
     assert!(status == 404 || status == 400, "{status} {body}");
     let index = s.index().await;
     let row = index.iter().find(|(n, ..)| n == "ocr_cls").unwrap();
-    assert_eq!(row.1, "UNLOADED", "{index:?}");
+    assert_eq!(row.1, "UNAVAILABLE", "{index:?}");
     s.shutdown().await;
 }

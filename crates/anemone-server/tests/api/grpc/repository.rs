@@ -215,7 +215,14 @@ async fn explicit_mode_loads_and_unloads_models() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(index.models[0].state, "UNLOADED");
+    // As Triton's index: no UNLOADED state, UNAVAILABLE "unloaded".
+    assert_eq!(
+        (
+            index.models[0].state.as_str(),
+            index.models[0].reason.as_str()
+        ),
+        ("UNAVAILABLE", "unloaded")
+    );
 
     assert_eq!(
         c.repository_model_load(load("nope", HashMap::new()))

@@ -160,7 +160,7 @@ async fn load_and_unload_in_explicit_mode() {
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(s.get("/v2/models/identity/ready").await.status, 503);
-    s.wait_index(&[("identity", "UNLOADED")]).await;
+    s.wait_index(&[("identity", "UNAVAILABLE")]).await;
 
     // A config override, as tritonclient sends it.
     let config = json!({"name": "int_bool", "max_batch_size": 0}).to_string();
