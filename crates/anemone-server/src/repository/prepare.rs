@@ -88,6 +88,28 @@ pub fn model_dir(root: &Path, name: &str) -> Option<PathBuf> {
     (paths::model_path_kind(root, &dir) == Some(Kind::Directory)).then_some(dir)
 }
 
+/// Whether a config leaves the backend to the model's files: no backend,
+/// platform or model file named.
+fn names_nothing_to_run(c: &ModelConfig) -> bool {
+    c.backend.is_empty() && c.platform.is_empty() && c.default_model_filename.is_empty()
+}
+
+/// Whether a version directory of `dir` holds a `model.py` and no ONNX
+/// model beside it.
+fn holds_model_py(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        let version = e.path();
+        let numbered = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<u64>().is_ok());
+        numbered && version.join(PYTHON_FILE).is_file() && !version.join("model.onnx").exists()
+    })
+}
+
 /// Prepares model `name` of the repository whose real path is `root`
 /// (see [`model_dir`]), with its `config.pbtxt` or `config_override`.
 ///
@@ -110,6 +132,17 @@ pub fn prepare_model(
     if rules.strict {
         check_strict(config.as_ref())?;
     }
+    // A config that names no backend, platform or file (or none at all),
+    // of a model whose versions hold a model.py: a Python model, as
+    // Triton's auto-complete finds it.
+    let config = match config {
+        c if c.as_ref().is_none_or(names_nothing_to_run) && holds_model_py(&dir) => {
+            let mut c = c.unwrap_or_default();
+            c.backend = PYTHON.to_string();
+            Some(c)
+        }
+        c => c,
+    };
     // A Python model's file is model.py unless the config names another.
     let python = config.as_ref().is_some_and(|c| c.backend == PYTHON);
     let file_name = config

@@ -1,0 +1,104 @@
+"""A repository of Python models as tritonserver 2.51 reads it (side by side).
+
+A model folder with a `model.py` and no config (or a config that names no
+backend, platform or file, as a load request's override may) is a Python
+model, its config filled in by its `auto_complete_config`.
+
+The repository index as tritonserver 2.51 answers it:
+a model serving several versions (`version_policy { all { } }`) has a row
+per version, and an unloaded model is UNAVAILABLE with the reason
+"unloaded" (Triton has no UNLOADED state), over HTTP and gRPC."""
+import json
+import urllib.request
+
+import numpy as np
+import tritonclient.http as httpclient
+
+import tritonclient.grpc as grpcclient
+from serve_support import start_serve, stop_serve, wait_ready
+
+CONFIG = """
+backend: "python"
+version_policy: { all { } }
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+
+SOURCE = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())]) for r in requests]
+"""
+
+
+def http_index(http):
+    request = urllib.request.Request(f"http://{http}/v2/repository/index", b"{}")
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+def test_a_row_per_version_and_unavailable_once_unloaded(tmp_path):
+    for version in (1, 2):
+        (tmp_path / "vp" / str(version)).mkdir(parents=True)
+        (tmp_path / "vp" / str(version) / "model.py").write_text(SOURCE)
+    (tmp_path / "vp" / "config.pbtxt").write_text(CONFIG)
+    proc, addresses = start_serve(tmp_path, "--model-control-mode", "explicit", "--load-model", "vp")
+    try:
+        wait_ready(addresses["HTTP"])
+        grpc = grpcclient.InferenceServerClient(addresses["gRPC"])
+        rows = [(r["name"], r["version"], r["state"]) for r in http_index(addresses["HTTP"])]
+        assert sorted(rows) == [("vp", "1", "READY"), ("vp", "2", "READY")], rows
+        rows = [(m.name, m.version, m.state) for m in grpc.get_model_repository_index().models]
+        assert sorted(rows) == [("vp", "1", "READY"), ("vp", "2", "READY")], rows
+        grpc.unload_model("vp")
+        [row] = http_index(addresses["HTTP"])
+        assert (row["name"], row["state"], row["reason"]) == ("vp", "UNAVAILABLE", "unloaded"), row
+        [model] = grpc.get_model_repository_index().models
+        assert (model.state, model.reason) == ("UNAVAILABLE", "unloaded"), model
+    finally:
+        stop_serve(proc)
+
+
+AUTO = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        auto_complete_model_config.add_input({"name": "A", "data_type": "TYPE_FP32", "dims": [3]})
+        auto_complete_model_config.add_output({"name": "C", "data_type": "TYPE_FP32", "dims": [3]})
+        auto_complete_model_config.set_max_batch_size(4)
+        return auto_complete_model_config
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "C", pb_utils.get_input_tensor_by_name(r, "A").as_numpy() * 2)]) for r in requests]
+"""
+
+
+def test_a_model_py_without_a_config_naming_its_backend_is_a_python_model(tmp_path):
+    for name in ("noconf", "override"):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "model.py").write_text(AUTO)
+    proc, addresses = start_serve(tmp_path, "--model-control-mode", "explicit", "--load-model", "noconf")
+    try:
+        wait_ready(addresses["HTTP"])
+        client = httpclient.InferenceServerClient(addresses["HTTP"])
+        config = client.get_model_config("noconf")
+        assert (config["backend"], config["max_batch_size"]) == ("python", 4), config
+        a = np.array([[1.5, -2, 3]], np.float32)
+        i = httpclient.InferInput("A", [1, 3], "FP32")
+        i.set_data_from_numpy(a)
+        np.testing.assert_array_equal(client.infer("noconf", [i]).as_numpy("C"), a * 2)
+        # A load request whose config names no backend: the same.
+        client.load_model("override", config=json.dumps({"max_batch_size": 4}))
+        config = client.get_model_config("override")
+        assert (config["backend"], config["max_batch_size"]) == ("python", 4), config
+        np.testing.assert_array_equal(client.infer("override", [i]).as_numpy("C"), a * 2)
+    finally:
+        stop_serve(proc)
