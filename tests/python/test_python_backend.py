@@ -277,6 +277,14 @@ def test_each_request_of_a_batch_gets_its_own_answer_and_none_runs_twice(server)
         assert result.as_numpy("ID")[0, 0].decode() == f"r{i}"
         return ("ok", int(result.as_numpy("BATCH")[0, 0]))
 
+    def counts():
+        s = grpcclient.InferenceServerClient(address).get_inference_statistics("echo_params", as_json=True)
+        m = s["model_stats"][0]
+        i = m["inference_stats"]
+        return (int(m.get("inference_count", 0)), int(i["success"].get("count", 0)),
+                int(i["fail"].get("count", 0)), int(m.get("execution_count", 0)))
+
+    before = counts()
     with cf.ThreadPoolExecutor(12) as pool:
         outcomes = list(pool.map(one, range(48)))
     for i, outcome in enumerate(outcomes):
@@ -286,6 +294,12 @@ def test_each_request_of_a_batch_gets_its_own_answer_and_none_runs_twice(server)
         else:
             assert outcome[0] == "ok", (i, outcome)
     assert max(o[1] for o in outcomes if o[0] == "ok") > 1, f"no batch formed: {outcomes}"
+    # inference_count counts the rows answered, not those refused in their
+    # batch; every batch that answered one is an execution.
+    after = counts()
+    delta = [a - b for a, b in zip(after, before)]
+    assert delta[:3] == [32, 32, 16], (before, after)
+    assert 1 <= delta[3] < 32, (before, after)
     last = int(echo(grpcclient, grpcclient.InferenceServerClient(address), 0.0).as_numpy("SEEN")[0, 0])
     assert last - first == 48 + 1, "execute() saw some requests more than once"
 

@@ -282,9 +282,31 @@ impl ModelMetrics {
         compute_infer: Duration,
         compute_output: Duration,
     ) {
+        self.record_execution_of(
+            batch_size,
+            batch_size,
+            compute_input,
+            compute_infer,
+            compute_output,
+        );
+    }
+
+    /// [`ModelMetrics::record_execution`] of an engine call of `batch_size`
+    /// rows of which `answered` were answered (an engine that answers each
+    /// request, a Python model, may answer some with an error): Triton's
+    /// `inference_count` counts only those.
+    #[inline]
+    pub fn record_execution_of(
+        &self,
+        batch_size: usize,
+        answered: usize,
+        compute_input: Duration,
+        compute_infer: Duration,
+        compute_output: Duration,
+    ) {
         self.execution_count.fetch_add(1, Ordering::Relaxed);
         self.inference_count
-            .fetch_add(batch_size as u64, Ordering::Relaxed);
+            .fetch_add(answered as u64, Ordering::Relaxed);
         self.batches
             .record(batch_size, compute_input, compute_infer, compute_output);
     }

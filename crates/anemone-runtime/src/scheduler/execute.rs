@@ -170,7 +170,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
     trace.dequeued();
     // Triton counts the rows of the batch dimension, when the model has one.
     let rows = match instance.spec.max_batch_size {
-        Some(_) => inputs.first().and_then(|t| t.shape().first()).copied(),
+        Some(_) => given_rows(&inputs, &absent),
         None => None,
     };
     let picked = start.elapsed();
@@ -249,7 +249,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     let began = Instant::now();
     let rows: Vec<usize> = jobs
         .iter()
-        .map(|j| j.admitted.inputs.first().map_or(0, |t| t.shape()[0]))
+        .map(|j| given_rows(&j.admitted.inputs, &j.admitted.absent).unwrap_or(0))
         .collect();
     let total_rows: usize = rows.iter().sum();
     let traced = jobs.iter().any(|j| j.admitted.trace.is_on());
@@ -329,9 +329,22 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
         return;
     };
     let split_time = picked.elapsed() - engine_time;
-    instance
-        .metrics
-        .record_execution(total_rows, gathered, engine_time, split_time);
+    // Triton counts the rows of the requests that were answered: one
+    // answered with an error (a Python model's) adds none, and a call
+    // that answered none is no execution.
+    let answered: usize = (rows.iter().zip(&answers))
+        .filter(|(_, answer)| answer.is_ok())
+        .map(|(rows, _)| rows)
+        .sum();
+    if answered > 0 {
+        (instance.metrics).record_execution_of(
+            total_rows,
+            answered,
+            gathered,
+            engine_time,
+            split_time,
+        );
+    }
     for (job, answer) in jobs.into_iter().zip(answers) {
         let Job {
             admitted,
@@ -404,4 +417,12 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic payload".into())
+}
+
+/// The rows of a request along the batch dimension: those of its first
+/// input it gave (an optional input left out is an empty placeholder).
+fn given_rows(inputs: &[Tensor], absent: &[usize]) -> Option<usize> {
+    (inputs.iter().enumerate())
+        .find(|(ix, _)| !absent.contains(ix))
+        .and_then(|(_, t)| t.shape().first().copied())
 }
