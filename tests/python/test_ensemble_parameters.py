@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from serve_support import python_repository, start_serve, stop_serve, wait_ready
@@ -161,6 +162,23 @@ def test_a_models_request_carries_its_sequence_without_sequence_batching(server)
                                ({}, b"0|0")]:
             got = client.infer(model, [x], **sequence).as_numpy("SEQ")[0]
             assert got == want, (model, sequence, got)
+        # Flags without an ID reach the model too, as in Triton (tritonclient
+        # sends them only with an ID; a raw request may).
+        for parameters, want in [({"sequence_start": True}, "0|1"), ({"sequence_end": True}, "0|2"),
+                                 ({"sequence_start": True, "sequence_end": True}, "0|3")]:
+            body = {"inputs": [{"name": "X", "shape": [1], "datatype": "INT32", "data": [0]}],
+                    "parameters": parameters}
+            r = requests.post(f"http://{server['HTTP']}/v2/models/{model}/infer", json=body, timeout=10)
+            assert r.status_code == 200, r.text
+            got = next(o for o in r.json()["outputs"] if o["name"] == "SEQ")["data"][0]
+            assert got == want, (model, parameters, got)
+        # An ID of 2^63 or more comes over gRPC as a negative int64_param
+        # (tritonclient's C++ client casts it); it is read back as uint64.
+        g = grpcclient.InferenceServerClient(server["gRPC"])
+        gx = grpcclient.InferInput("X", [1], "INT32")
+        gx.set_data_from_numpy(np.zeros(1, np.int32))
+        got = g.infer(model, [gx], sequence_id=-5, sequence_start=True).as_numpy("SEQ")[0]
+        assert got == f"{2**64 - 5}|1".encode(), (model, got)
 
 
 def test_a_cached_ensemble_answers_requests_with_parameters_by_running_its_steps(server):

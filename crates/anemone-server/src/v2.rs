@@ -142,6 +142,9 @@ fn sequence(
     };
     let (start, end) = (flag("sequence_start")?, flag("sequence_end")?);
     let id = match parameters.get("sequence_id") {
+        // Flags without an ID still reach the model (a Python model's
+        // flags(), as in Triton); a sequence model refuses them.
+        None if start || end => CorrelationId::default(),
         None => return Ok(None),
         Some(Value::String(s)) => CorrelationId::Text(s.clone()),
         Some(v) => CorrelationId::Number(v.as_u64().ok_or_else(|| {
@@ -151,8 +154,7 @@ fn sequence(
             ))
         })?),
     };
-    Ok(id
-        .is_set()
+    Ok((id.is_set() || start || end)
         .then(|| Box::new(anemone_runtime::SequenceFlags { id, start, end })))
 }
 

@@ -320,6 +320,12 @@ fn parameters_to_json<'a>(
         .map(|(key, p)| {
             let value = match &p.parameter_choice {
                 Some(ParameterChoice::BoolParam(b)) => Value::Bool(*b),
+                // A client with a correlation ID of 2^63 or more sends it
+                // as a negative int64_param (tritonclient's C++ client
+                // casts it); Triton reads it back as the uint64 it was.
+                Some(ParameterChoice::Int64Param(i)) if key == "sequence_id" && *i < 0 => {
+                    Value::from(*i as u64)
+                }
                 Some(ParameterChoice::Int64Param(i)) => Value::from(*i),
                 Some(ParameterChoice::Uint64Param(u)) => Value::from(*u),
                 Some(ParameterChoice::StringParam(s)) => Value::String(s.clone()),
