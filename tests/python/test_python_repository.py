@@ -102,3 +102,48 @@ def test_a_model_py_without_a_config_naming_its_backend_is_a_python_model(tmp_pa
         np.testing.assert_array_equal(client.infer("override", [i]).as_numpy("C"), a * 2)
     finally:
         stop_serve(proc)
+
+
+SLOW = """
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(2)
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())]) for r in requests]
+"""
+
+
+def test_a_load_whose_client_went_away_still_ends_and_the_next_load_goes_on(tmp_path):
+    import requests
+
+    (tmp_path / "slow" / "1").mkdir(parents=True)
+    (tmp_path / "slow" / "1" / "model.py").write_text(SLOW)
+    (tmp_path / "slow" / "config.pbtxt").write_text(CONFIG.replace("version_policy: { all { } }", ""))
+    proc, addresses = start_serve(tmp_path, "--model-control-mode", "explicit")
+    try:
+        wait_ready(addresses["HTTP"])
+        url = f"http://{addresses['HTTP']}/v2/repository/models/slow/load"
+        # The client gives up while initialize() runs. The load used to stop
+        # there, leaving the model LOADING for ever and every later load
+        # waiting; it goes on, as in Triton.
+        try:
+            requests.post(url, timeout=0.5)
+        except requests.exceptions.Timeout:
+            pass
+        else:
+            raise AssertionError("the load answered before initialize() could have ended")
+        import time
+        deadline = time.time() + 30
+        while http_index(addresses["HTTP"])[0]["state"] != "READY":
+            assert time.time() < deadline, http_index(addresses["HTTP"])
+            time.sleep(0.2)
+        r = requests.post(url, timeout=30)
+        assert r.status_code == 200, r.text
+    finally:
+        stop_serve(proc)

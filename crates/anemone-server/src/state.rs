@@ -9,6 +9,7 @@ use crate::v2;
 use anemone_core::TensorSpec;
 use anemone_runtime::metrics::DurationStat;
 use anemone_runtime::Manager;
+use std::sync::Arc;
 
 mod ensemble;
 mod infer;
@@ -378,7 +379,11 @@ impl AppState {
     }
 
     /// Loads a model (explicit mode only), optionally with a JSON config override.
-    pub async fn load_model(&self, name: &str, config_json: Option<&str>) -> Result<(), ApiError> {
+    pub async fn load_model(
+        self: &Arc<Self>,
+        name: &str,
+        config_json: Option<&str>,
+    ) -> Result<(), ApiError> {
         self.check_explicit("load")?;
         let config = config_json
             .map(model_config::parse_json)
@@ -388,8 +393,21 @@ impl AppState {
                     "failed to load model '{name}': config override: {e}"
                 ))
             })?;
-        self.repository.sync_before_load(name).await?;
-        self.repository.load(name, config).await
+        // The load runs to its end on a task of its own, also when the
+        // client goes: cut off halfway, it left the model LOADING for ever
+        // and every later load of it waiting (as in Triton, a load goes on
+        // without its client).
+        let (state, owned) = (Arc::clone(self), name.to_string());
+        tokio::spawn(async move {
+            state.repository.sync_before_load(&owned).await?;
+            state.repository.load(&owned, config).await
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::unavailable(format!(
+                "failed to load model '{name}': the load stopped ({e}); retry it"
+            )))
+        })
     }
 
     /// Unloads a model (explicit mode only); with `unload_dependents`
