@@ -7,6 +7,7 @@
 //! concurrently.
 
 mod ensemble;
+mod entry;
 mod fingerprint;
 mod index;
 mod load_failure;
@@ -27,6 +28,7 @@ pub use warmup::{MAX_WARMUP_COUNT, MAX_WARMUP_INPUT_BYTES};
 use crate::errors::ApiError;
 use crate::proto::ModelConfig;
 use anemone_runtime::Manager;
+pub use entry::{Entry, State};
 use fingerprint::Fingerprint;
 use load_failure::{load_refusal, LoadFailure};
 use std::collections::BTreeMap;
@@ -57,70 +59,6 @@ impl std::str::FromStr for ControlMode {
             other => Err(format!(
                 "unknown model control mode '{other}'; use none, explicit or poll"
             )),
-        }
-    }
-}
-
-/// Where a model of the repository stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Being loaded.
-    Loading,
-    /// Loaded and serving.
-    Ready,
-    /// A load failed (see the reason).
-    Unavailable,
-    /// Unloaded, or never loaded.
-    Unloaded,
-}
-
-impl State {
-    /// The name Triton's repository index uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Loading => "LOADING",
-            State::Ready => "READY",
-            State::Unavailable => "UNAVAILABLE",
-            State::Unloaded => "UNLOADED",
-        }
-    }
-}
-
-/// What the repository knows of one model.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Its state.
-    pub state: State,
-    /// Why it is unavailable, or empty.
-    pub reason: String,
-    /// The effective configuration, once a load got that far.
-    pub config: Option<ModelConfig>,
-    /// The classification labels of its outputs, from the last load.
-    pub labels: std::sync::Arc<crate::classification::Labels>,
-    /// Versions loaded.
-    pub versions: Vec<u64>,
-    /// Its files as its last load saw them (what tells a load or a poll
-    /// that they changed).
-    pub(crate) fingerprint: Option<Fingerprint>,
-    /// Whether its last load took a config override (a load request's
-    /// `config`): the next load without one loads the files' config again.
-    pub overridden: bool,
-    /// The state when the current or last load began.
-    pub state_before_load: State,
-}
-
-impl Entry {
-    /// A model known by name, never loaded.
-    fn unloaded() -> Entry {
-        Entry {
-            state: State::Unloaded,
-            reason: String::new(),
-            config: None,
-            labels: Default::default(),
-            versions: vec![],
-            fingerprint: None,
-            overridden: false,
-            state_before_load: State::Unloaded,
         }
     }
 }
@@ -176,6 +114,8 @@ pub struct Repository {
     /// polling (Triton's `--model-load-thread-count`); by default
     /// [`MODEL_LOADS`] permits.
     loads: tokio::sync::Semaphore,
+    /// Told when a load ends: a load of a model that was loading goes on.
+    load_ended: tokio::sync::Notify,
     /// How many times a failed load is tried again (Triton's
     /// `--model-load-retry-count`); by default 0.
     load_retries: u32,
@@ -210,6 +150,7 @@ impl Repository {
             startup_done: AtomicBool::new(false),
             rules: ConfigRules::default(),
             loads: tokio::sync::Semaphore::new(MODEL_LOADS),
+            load_ended: tokio::sync::Notify::new(),
             load_retries: 0,
             mirror: std::sync::OnceLock::new(),
         })
@@ -376,6 +317,11 @@ impl Repository {
         // loading one shared model both succeed). A load that never ends is
         // bounded by its own limits (a Python model's initialize, 600 s).
         loop {
+            // Listening before looking, so that a load ending in between
+            // is not missed.
+            let ended = self.load_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
             {
                 let mut entries = self.lock();
                 let entry = entries
@@ -409,7 +355,7 @@ impl Repository {
                     break;
                 }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            ended.await;
         }
         let overridden = config_override.is_some();
         let result = self.load_versions(name, config_override).await;
@@ -419,7 +365,7 @@ impl Repository {
             .expect("inserted above; this is a bug");
         entry.fingerprint = Some(fingerprint);
         entry.overridden = overridden;
-        match result {
+        let answer = match result {
             Ok((config, labels, versions)) => {
                 entry.state = State::Ready;
                 entry.reason.clear();
@@ -454,7 +400,11 @@ impl Repository {
                     format!("failed to load model '{name}': {reason}"),
                 ))
             }
-        }
+        };
+        drop(entries);
+        // The loads that waited for this one go on.
+        self.load_ended.notify_waiters();
+        answer
     }
 
     /// Loads an ensemble, or, in its turn among the loads, the model (tried
