@@ -34,6 +34,23 @@ impl ApiError {
         }
     }
 
+    /// A refused load request's error, starting `failed to load model
+    /// '<name>'` as every failed load's does (Triton's example clients
+    /// check for it).
+    pub fn load_refused(name: &str, e: ApiError) -> ApiError {
+        if e.message.starts_with("failed to load") {
+            return e;
+        }
+        ApiError {
+            message: format!(
+                "failed to load model '{}': {}",
+                name.escape_debug(),
+                e.message
+            ),
+            ..e
+        }
+    }
+
     /// Something not ready (HTTP 503, gRPC UNAVAILABLE).
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError {

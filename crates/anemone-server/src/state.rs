@@ -128,11 +128,19 @@ impl AppState {
         if self.manager.with_model(name, version, |_| ()).is_some() {
             return Ok(true);
         }
+        let entry = self.repository.entry(name);
+        // A version that a serving model does not serve is unknown (404),
+        // not unready.
+        let unknown_version = version.is_some_and(|v| {
+            entry
+                .as_ref()
+                .is_some_and(|e| e.state == State::Ready && !e.versions.contains(&v))
+        });
         match self.manager.model(name, version) {
             Ok(_) => Ok(true),
             Err(_)
-                if self.repository.entry(name).is_some()
-                    || self.repository.scan().iter().any(|n| n == name) =>
+                if !unknown_version
+                    && (entry.is_some() || self.repository.scan().iter().any(|n| n == name)) =>
             {
                 Ok(false)
             }

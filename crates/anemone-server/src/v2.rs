@@ -53,7 +53,7 @@ pub struct Scheduling {
 
 impl Scheduling {
     /// Reads `priority` (a whole number; 0 means the model's default) and
-    /// `timeout` (a positive number of microseconds), refusing anything else
+    /// `timeout` (a whole number of microseconds; 0 means none), refusing anything else
     /// with a 400 that says what to send.
     pub fn from_parameters(
         parameters: &serde_json::Map<String, Value>,
@@ -66,18 +66,17 @@ impl Scheduling {
                 ))
             })?),
         };
+        // 0 is no timeout, as in Triton (tritonclient's `timeout=0`).
         let timeout = match parameters.get("timeout") {
             None => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .filter(|us| *us > 0)
-                    .map(std::time::Duration::from_micros)
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!(
-                            "parameter 'timeout' must be a positive number of microseconds, got {v}"
-                        ))
-                    })?,
-            ),
+            Some(v) => v
+                .as_u64()
+                .map(|us| (us > 0).then(|| std::time::Duration::from_micros(us)))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "parameter 'timeout' must be a whole number of microseconds (0: none), got {v}"
+                    ))
+                })?,
         };
         Ok(Scheduling {
             priority,

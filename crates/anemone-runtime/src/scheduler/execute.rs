@@ -37,7 +37,7 @@ fn run_engine(
     };
     let attempt = || match catch_unwind(AssertUnwindSafe(run)) {
         Ok(r) => r,
-        Err(panic) => Err(panicked(model.backend(), &*panic)),
+        Err(panic) => Err(panicked(instance, model.backend(), &*panic, call)),
     };
     let mut result = attempt();
     let mut retry = 1;
@@ -57,11 +57,48 @@ fn run_engine(
     declared_outputs(instance, model.backend(), result?)
 }
 
-/// The error of an engine call that panicked.
-fn panicked(backend: &str, panic: &(dyn std::any::Any + Send)) -> Error {
+/// The error of an engine call that panicked: the backend's, except a
+/// panic indexing past the end of a slice in a call given integer inputs.
+/// That is an index in the request out of range, which an engine did not
+/// check (tract's Gather): the request's fault (400), and never counted
+/// toward moving the model to another backend, as an engine's own
+/// "out of range" error is not.
+fn panicked(
+    instance: &ModelInstance,
+    backend: &str,
+    panic: &(dyn std::any::Any + Send),
+    call: Call<'_>,
+) -> Error {
+    let message = format!("panicked: {}", panic_message(panic));
+    use anemone_core::DataType as D;
+    let integers = |inputs: &[Tensor]| {
+        (inputs.iter()).any(|t| {
+            matches!(
+                t.dtype(),
+                D::U8 | D::U16 | D::U32 | D::U64 | D::I8 | D::I16 | D::I32 | D::I64
+            )
+        })
+    };
+    let given_integers = match call {
+        Call::One(inputs) => integers(inputs),
+        Call::Stacked(requests) => requests.iter().any(|inputs| integers(inputs)),
+    };
+    let indexing = ["out of range for slice", "index out of bounds"]
+        .iter()
+        .any(|f| message.contains(f));
+    if given_integers && indexing {
+        let names: Vec<&str> = (instance.metadata().inputs.iter())
+            .map(|i| i.name.as_str())
+            .collect();
+        return Error::Input(anemone_core::InputError::Rejected {
+            name: names.join(", "),
+            backend: backend.into(),
+            message: format!("{message} (an index in the inputs is out of range)"),
+        });
+    }
     Error::Backend {
         backend: backend.into(),
-        message: format!("panicked: {}", panic_message(panic)),
+        message,
         retryable: false,
         source: None,
     }
@@ -111,7 +148,7 @@ fn run_each(
                 requests.len()
             ))
         }),
-        Err(panic) => failed(&|| panicked(model.backend(), &*panic)),
+        Err(panic) => failed(&|| panicked(instance, model.backend(), &*panic, Call::One(&[]))),
     }
 }
 

@@ -202,8 +202,9 @@ impl GrpcInferenceService for Inference {
     ) -> Answer<proto::RepositoryModelLoadResponse> {
         let r = request.into_inner();
         single_repository(&r.repository_name)?;
-        check_model_name(&r.model_name)?;
-        let config = config_override(&r.parameters)?;
+        let refused = |e| ApiError::load_refused(&r.model_name, e);
+        check_model_name(&r.model_name).map_err(refused)?;
+        let config = config_override(&r.parameters).map_err(refused)?;
         self.state.load_model(&r.model_name, config).await?;
         ok(proto::RepositoryModelLoadResponse {})
     }

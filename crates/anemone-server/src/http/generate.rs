@@ -124,10 +124,21 @@ fn request(http: &Http, p: ModelPath, body: &[u8]) -> Result<v2::InferRequest, A
         }
         match (key.as_str(), value) {
             ("id", Value::String(s)) => id = Some(s),
+            ("id", other) => {
+                return Err(ApiError::invalid(format!(
+                    "'id' is the request's id, a string; got {other}"
+                )))
+            }
             ("parameters", Value::Object(given)) => {
                 for (k, v) in given {
                     parameters.insert(k.clone(), scalar(&k, v)?);
                 }
+            }
+            ("parameters", other) => {
+                return Err(ApiError::invalid(format!(
+                    "'parameters' is an object of the request's parameters, e.g. \
+                     {{\"max_tokens\": 16}}; got {other}"
+                )))
             }
             (_, value) => {
                 let value = scalar(&key, value)?;

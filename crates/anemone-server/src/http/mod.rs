@@ -380,7 +380,14 @@ async fn load(
     p: ModelPath,
     RequestBody(body): RequestBody,
 ) -> Result<StatusCode, ApiError> {
-    let request: RepositoryRequest = optional_json(&body, "load request")?;
+    let config = load_config(&body).map_err(|e| ApiError::load_refused(&p.name, e))?;
+    http.state.load_model(&p.name, config.as_deref()).await?;
+    Ok(StatusCode::OK)
+}
+
+/// A load request body's configuration override, if any.
+fn load_config(body: &[u8]) -> Result<Option<String>, ApiError> {
+    let request: RepositoryRequest = optional_json(body, "load request")?;
     let mut config = None;
     for (key, value) in request.parameters.unwrap_or_default() {
         match (key.as_str(), value) {
@@ -401,8 +408,7 @@ async fn load(
             }
         }
     }
-    http.state.load_model(&p.name, config.as_deref()).await?;
-    Ok(StatusCode::OK)
+    Ok(config)
 }
 
 async fn unload(

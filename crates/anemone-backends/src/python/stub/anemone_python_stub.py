@@ -424,8 +424,22 @@ def failure(stage, error):
     return {"ok": False, "error": f"{stage}: {type(error).__name__}: {message}", "traceback": text}
 
 
+def watch_parent():
+    """Ends this process once anemone is gone (the parent changes: anemone
+    exited, even killed), also while a model's execute() never returns,
+    when nothing else would end it."""
+    import time
+
+    parent = os.getppid()
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
 def main():
     model_py = sys.argv[1]
+    threading.Thread(target=watch_parent, name="anemone-parent-watch", daemon=True).start()
     # The protocol takes the standard streams; the model's prints go to stderr.
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)

@@ -102,7 +102,7 @@ fn cases() -> Vec<Case> {
             infer("shared memory", with(json!([x(json!({"parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 16}})), y()])), 404, "names shared memory region 'r', which is not registered"),
             infer("a negative class count", json!({"inputs": [x(data.clone()), y()], "outputs": [{"name": "sum", "parameters": {"classification": -2}}]}).to_string(), 400, "parameter 'classification' must be a number of classes (1 or more), got -2"),
             infer("a class count that is not a number", json!({"inputs": [x(data.clone()), y()], "outputs": [{"name": "sum", "parameters": {"classification": "2"}}]}).to_string(), 400, "parameter 'classification' must be a number of classes, got \"2\""),
-            infer("timeout not a number", json!({"inputs": [x(data.clone()), y()], "parameters": {"timeout": "soon"}}).to_string(), 400, "parameter 'timeout' must be a positive number of microseconds"),
+            infer("timeout not a number", json!({"inputs": [x(data.clone()), y()], "parameters": {"timeout": "soon"}}).to_string(), 400, "parameter 'timeout' must be a whole number of microseconds (0: none)"),
             Case { path: "/v2/models/add/versions/one/infer", ..infer("version not an integer", with(json!([x(data.clone()), y()])), 400, "model version 'one' is not a non-negative integer") },
             Case { path: "/v2/models/add/versions/-1/infer", ..infer("negative version", with(json!([x(data.clone()), y()])), 400, "model version '-1' is not a non-negative integer") },
             Case { path: "/v2/models/add/versions/7/infer", ..infer("unknown version", with(json!([x(data.clone()), y()])), 404, "'add'") },
