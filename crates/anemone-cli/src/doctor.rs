@@ -91,6 +91,8 @@ struct Gpu {
     memory: Option<String>,
 }
 
+/// The tier of a backend this binary was built without.
+const NOT_BUILT: &str = "none";
 #[derive(Debug, Serialize)]
 struct BackendRow {
     name: &'static str,
@@ -132,13 +134,12 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
         };
         report.models = Some(models::check(dir, &rules));
     }
+    // Through `emit`: a reader that stops early (`| head`) is no error.
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("cannot encode the report")?
-        );
+        let json = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
+        crate::output::emit(&format!("{json}\n"))?;
     } else {
-        print!("{}", render(&report));
+        crate::output::emit(&render(&report))?;
     }
     Ok(())
 }
@@ -160,6 +161,20 @@ fn gather() -> Report {
             .collect(),
         Err(_) => Vec::new(),
     };
+    // The backends this binary lacks, with how to get them (tier "none").
+    let built: Vec<&str> = backends.iter().map(|b: &BackendRow| b.name).collect();
+    let missing: Vec<BackendRow> = anemone_runtime::selection::KNOWN_BACKENDS
+        .iter()
+        .filter(|(n, _)| !built.contains(n))
+        .map(|(name, how)| BackendRow {
+            name,
+            tier: NOT_BUILT,
+            probe: Probe::Unavailable {
+                reason: format!("not built into this binary: {how}"),
+            },
+        })
+        .collect();
+    let backends = backends.into_iter().chain(missing).collect();
     Report {
         anemone: env!("CARGO_PKG_VERSION"),
         os: std::env::consts::OS,
@@ -229,6 +244,7 @@ fn render(r: &Report) -> String {
     let rows: Vec<Vec<String>> = r
         .backends
         .iter()
+        .filter(|b| b.tier != NOT_BUILT)
         .map(|b| {
             let (status, text) = match &b.probe {
                 Probe::Available { detail } => ("available", detail.as_str()),
@@ -243,11 +259,12 @@ fn render(r: &Report) -> String {
         })
         .collect();
     out.push_str(&table(&rows, "  "));
-    let built: Vec<&str> = r.backends.iter().map(|b| b.name).collect();
-    let missing: Vec<String> = anemone_runtime::selection::KNOWN_BACKENDS
-        .iter()
-        .filter(|(n, _)| !built.contains(n))
-        .map(|(n, how)| format!("  {n}: not built into this binary: {how}"))
+    let missing: Vec<String> = (r.backends.iter())
+        .filter(|b| b.tier == NOT_BUILT)
+        .filter_map(|b| match &b.probe {
+            Probe::Unavailable { reason } => Some(format!("  {}: {reason}", b.name)),
+            Probe::Available { .. } => None,
+        })
         .collect();
     if !missing.is_empty() {
         out.push_str(&format!("{}\n", missing.join("\n")));

@@ -261,7 +261,7 @@ fn main() -> ExitCode {
             Command::Infer(args) => &args.model,
             Command::Serve(args) => &args.repository_label(),
             Command::Bench(args) => &args.model_name_path(),
-            Command::Models(args) => &args.model_repository,
+            Command::Models(args) => &args.repository_label(),
             Command::Doctor(_) => std::path::Path::new("doctor"),
             Command::Config(_) => std::path::Path::new("config"),
             Command::CompareEngines => std::path::Path::new(compare_child::SUBCOMMAND),

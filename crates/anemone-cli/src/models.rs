@@ -13,9 +13,21 @@ use std::path::PathBuf;
 /// Arguments of `anemone models`.
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
-    /// The model repository, as for `anemone serve`.
-    #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_REPOSITORY")]
-    pub model_repository: PathBuf,
+    /// The model repository, as for `anemone serve`: a directory or an `s3://` URL,
+    /// repeated for several.
+    #[arg(
+        long,
+        visible_alias = "model-store",
+        value_name = "DIR|URL",
+        env = "ANEMONE_MODEL_REPOSITORY",
+        required = true
+    )]
+    pub model_repository: Vec<String>,
+
+    /// Where models from a bucket, or several repositories merged, are kept, as for
+    /// `anemone serve` [default: $XDG_CACHE_HOME/anemone/models, else ~/.cache/anemone/models].
+    #[arg(long, value_name = "DIR", env = "ANEMONE_MODEL_CACHE_DIR")]
+    pub model_cache_dir: Option<PathBuf>,
 
     /// Print one JSON array instead of text (off by default).
     #[arg(long, env = "ANEMONE_JSON", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
@@ -73,6 +85,13 @@ struct ModelRow {
 
 /// Loads every model of the repository and reports. Exits with an error when
 /// any model could not be loaded, after printing the report.
+impl ModelsArgs {
+    /// The repositories as one label, for messages.
+    pub fn repository_label(&self) -> PathBuf {
+        PathBuf::from(self.model_repository.join(", "))
+    }
+}
+
 pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
     let mut builder = args
         .backend
@@ -84,12 +103,26 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
         builder = builder.threads(n);
     }
     let manager = builder.build().context("cannot start the runtime")?;
-    let repository = Repository::open(&args.model_repository, manager.clone(), ControlMode::None)
-        .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Several repositories, or a bucket, as `serve` reads them: merged
+    // into one view in the cache.
+    let sources = anemone_server::repository::remote::RepositorySources {
+        locations: args.model_repository.clone(),
+        cache_dir: args.model_cache_dir.clone(),
+    };
+    let (root, _mirror) = runtime
+        .block_on(anemone_server::repository::remote::prepare(
+            &sources,
+            &args.repository_label(),
+            ControlMode::None,
+            &[],
+        ))
+        .map_err(anyhow::Error::msg)?;
+    let repository =
+        Repository::open(&root, manager.clone(), ControlMode::None).map_err(anyhow::Error::msg)?;
     runtime.block_on(repository.load_startup(&[]));
     let rows: Vec<ModelRow> = repository
         .index()
@@ -115,11 +148,11 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
             }
         })
         .collect();
+    // Through `emit`: a reader that stops early (`| head`) is no error.
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
     } else {
-        print!("{}", render(&rows));
-        println!("{}", budget_line(&manager));
+        crate::output::emit(&format!("{}{}\n", render(&rows), budget_line(&manager)))?;
     }
     let evicted: Vec<String> = manager.evicted().into_iter().map(|e| e.name).collect();
     let failed: Vec<&str> = rows
@@ -130,7 +163,7 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
     if rows.is_empty() {
         anyhow::bail!(
             "no models in {}: expected <model>/<version>/model.onnx directories",
-            args.model_repository.display()
+            args.repository_label().display()
         );
     }
     if !failed.is_empty() {

@@ -33,7 +33,24 @@ pub async fn metadata(
         let m = client
             .model_metadata(request)
             .await
-            .map_err(|s| unavailable(&format!("gRPC {:?}", s.code()), s.message()))?
+            .map_err(|s| {
+                // What a gRPC client gets from a port that speaks HTTP/1.
+                let transport = matches!(
+                    s.code(),
+                    tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Internal
+                );
+                let hint = match transport {
+                    true => {
+                        "; is that the server's HTTP port? bench speaks gRPC unless given \
+                             --protocol http: give the gRPC port (8001), or --protocol http"
+                    }
+                    false => "",
+                };
+                unavailable(
+                    &format!("gRPC {:?}", s.code()),
+                    &format!("{}{hint}", s.message()),
+                )
+            })?
             .into_inner();
         let tensors = |ts: Vec<anemone_server::proto::model_metadata_response::TensorMetadata>| {
             ts.into_iter()
@@ -52,6 +69,14 @@ pub async fn metadata(
     let body = get(target, model_path(&target.base, model, version))
         .await
         .map_err(|f| match f.is_connection() {
+            // Connected, then not answered in HTTP/1: what an HTTP/1 client
+            // gets from a port that speaks HTTP/2 only (a gRPC port).
+            true if !unreachable(&f.message) => anyhow::anyhow!(
+                "{} did not answer HTTP/1 ({}); is that the server's gRPC port? give the HTTP \
+                 port (8000), or --protocol grpc",
+                target.describe(),
+                f.message
+            ),
             true => anyhow::anyhow!(
                 "cannot connect to {}; is the server running?: {}",
                 target.describe(),
@@ -65,6 +90,22 @@ pub async fn metadata(
             target.url
         )
     })
+}
+
+/// Whether a connection failure says nothing listens there (rather than
+/// that something answered in another protocol).
+fn unreachable(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "refused",
+        "timed out",
+        "resolve",
+        "dns",
+        "unreachable",
+        "no route",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 fn parse_http_metadata(body: &[u8]) -> anyhow::Result<ModelMeta> {

@@ -1,5 +1,6 @@
 //! `anemone doctor --model-repository`: each model of a repository checked
-//! as `serve` would prepare it, and the backends here that could run it.
+//! as `serve` would prepare it, and loaded on each backend here that takes
+//! its format, to say which could run it and why the others cannot.
 
 use super::ModelRow;
 use anemone_core::Probe;
@@ -27,6 +28,10 @@ pub(super) fn check(dir: &Path, rules: &anemone_server::repository::ConfigRules)
                 .and_then(|root| {
                     anemone_server::repository::prepare_model(root, &name, None, None, rules)
                 });
+            let settings = (prepared.as_ref().ok())
+                .and_then(|p| p.specs.last())
+                .map(|s| s.settings.clone())
+                .unwrap_or_default();
             let newest = prepared
                 .as_ref()
                 .ok()
@@ -59,8 +64,13 @@ pub(super) fn check(dir: &Path, rules: &anemone_server::repository::ConfigRules)
                     (Probe::Unavailable { reason }, _) => {
                         row.not_here.push((b.name().into(), reason.clone()))
                     }
+                    // Loaded, as `serve` would: a file in a format the
+                    // backend takes may still hold what it cannot run.
                     (Probe::Available { .. }, anemone_core::Support::Yes) => {
-                        row.runnable_on.push(b.name())
+                        match try_load(&**b, &source, &settings) {
+                            Ok(()) => row.runnable_on.push(b.name()),
+                            Err(why) => row.not_here.push((b.name().into(), why)),
+                        }
                     }
                 }
             }
@@ -73,6 +83,28 @@ pub(super) fn check(dir: &Path, rules: &anemone_server::repository::ConfigRules)
             row
         })
         .collect()
+}
+
+/// Loads the model on `backend` (one thread, the model's settings) and
+/// drops it; why not, when it cannot.
+fn try_load(
+    backend: &dyn anemone_core::Backend,
+    source: &anemone_core::ModelSource,
+    settings: &[(String, String)],
+) -> Result<(), String> {
+    let options = anemone_core::LoadOptions {
+        threads: Some(1),
+        settings: settings.to_vec(),
+        ..Default::default()
+    };
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        backend.load(source, &options)
+    }));
+    match loaded {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("cannot load it: {}", e.chain_string())),
+        Err(_) => Err("cannot load it: the backend panicked".into()),
+    }
 }
 
 /// The row of an ensemble (`platform: "ensemble"`): runnable when its
