@@ -296,7 +296,22 @@ impl ManagerBuilder {
         }
         let backends = BackendSet::new(self.backends);
         if let Some(names) = &self.preference {
-            // A typo in the server-wide list should stop start-up, not every model.
+            // A typo in the server-wide list should stop start-up, not every model;
+            // so should a list every model would refuse, or one naming a backend twice.
+            if self.strict && names.iter().any(|n| n == selection::AUTO) {
+                return Err(Error::Config(
+                    "--backends auto and --strict together: strict runs exactly the first backend \
+                     of the list, auto picks the fastest; choose one"
+                        .into(),
+                ));
+            }
+            if let Some(twice) =
+                (names.iter().enumerate()).find_map(|(i, n)| names[..i].contains(n).then_some(n))
+            {
+                return Err(Error::Config(format!(
+                    "backend '{twice}' is named twice in the backend list; name each once, in order of preference"
+                )));
+            }
             let names: Vec<String> = names
                 .iter()
                 .filter(|n| *n != selection::AUTO)

@@ -110,12 +110,25 @@ fn doctor_reports_hardware_backends_libraries_and_caches() {
     let backends = json["backends"].as_array().unwrap();
     let names: Vec<&str> = backends
         .iter()
+        .filter(|b| b["tier"] != "none")
         .map(|b| b["name"].as_str().unwrap())
         .collect();
     assert_eq!(
         names,
         ["coreml", "onnxruntime", "tract-cpu", "python"],
         "the default order of preference"
+    );
+    // Then the backends this build lacks, each with how to get it.
+    let unbuilt: Vec<(&str, &str)> = (backends.iter())
+        .filter(|b| b["tier"] == "none")
+        .map(|b| (b["name"].as_str().unwrap(), b["reason"].as_str().unwrap()))
+        .collect();
+    assert!(
+        unbuilt.iter().any(|(n, why)| *n == "tract-cuda"
+            && why.contains(
+                "not built into this binary: it needs Linux and the cargo feature `cuda`"
+            )),
+        "{unbuilt:?}"
     );
     // The Python backend names the interpreter it found, or what to install.
     let python = &backends[3];

@@ -177,6 +177,17 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             2,
             "'../x' is not a config name",
         ),
+        // Lists every model would refuse, refused at start-up.
+        (
+            &["--backends", "auto", "--strict"][..],
+            1,
+            "--backends auto and --strict together",
+        ),
+        (
+            &["--backends", "onnxruntime,onnxruntime"][..],
+            1,
+            "backend 'onnxruntime' is named twice",
+        ),
         // u64::MAX seconds overflowed every HTTP connection's deadline.
         (
             &["--http-header-timeout-secs", "18446744073709551615"][..],
