@@ -185,7 +185,12 @@ impl TracingArgs {
         let level = match one_of(self.trace_level.clone(), triton_levels, "level")? {
             Some(names) => {
                 let names: Vec<&str> = names.split(',').collect();
-                TraceLevel::parse(&names).map_err(|e| anyhow::anyhow!("--trace-level: {e}"))?
+                // Named as the user gave it: a flag of its own, or Triton's.
+                let given = match self.trace_level.is_some() {
+                    true => "--trace-level",
+                    false => "--trace-config level=...",
+                };
+                TraceLevel::parse(&names).map_err(|e| anyhow::anyhow!("{given}: {e}"))?
             }
             // Triton's default level is OFF (set it at run time through
             // the trace extension); anemone's, with an endpoint, TIMESTAMPS.
