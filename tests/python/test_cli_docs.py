@@ -269,7 +269,7 @@ def test_strict_and_auto_together_are_refused_with_the_reason():
     out = anemone("infer", ADD, "--backends", "auto", "--strict", "-i", f"x={ROOT / 'examples/x.npy'}",
                   "-i", f"y={ROOT / 'examples/y.npy'}")
     assert out.returncode == 1
-    assert "both backends = auto and strict mode" in out.stderr
+    assert "--backends auto and --strict together" in out.stderr and "choose one" in out.stderr
 
 
 def test_inspect_json_selection_follows_backends_and_strict(tmp_path):
