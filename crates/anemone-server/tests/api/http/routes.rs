@@ -57,7 +57,8 @@ async fn model_metadata_readiness_and_config() {
     }
     assert_eq!(s.get("/v2/models/add/ready").await.status, 200);
     assert_eq!(s.get("/v2/models/add/versions/1/ready").await.status, 200);
-    assert_eq!(s.get("/v2/models/add/versions/2/ready").await.status, 503);
+    // A version the model does not serve is unknown, as on the other routes.
+    assert_eq!(s.get("/v2/models/add/versions/2/ready").await.status, 404);
     let r = s.get("/v2/models/nope/ready").await;
     assert_eq!(r.status, 404);
     assert!(r.error().contains("'nope'"));
