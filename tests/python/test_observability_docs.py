@@ -397,6 +397,10 @@ def test_logging_api_round_trip_and_refusals(plain):
         with pytest.raises(grpclib.RpcError) as e:
             stub.LogSettings(bad)
         assert e.value.code() == grpclib.StatusCode.INVALID_ARGUMENT and "log_info" in e.value.details()
+        # A verbose level from 2 is TRACE, answered as given (Triton echoes it).
+        assert post(http, "/v2/logging", {"log_verbose_level": 7}).json()["log_verbose_level"] == 7
+        assert get(http, "/v2/logging").json()["log_verbose_level"] == 7
+        assert post(http, "/v2/logging", {"log_verbose_level": 1}).json()["log_verbose_level"] == 1
     finally:
         post(http, "/v2/logging", {k: v for k, v in start.items() if k not in ("log_file", "log_format")})
 

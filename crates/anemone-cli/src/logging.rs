@@ -64,6 +64,9 @@ pub struct Logging {
     format: LogFormat,
     /// Where lines go (`--log-file`); empty for stderr.
     file: String,
+    /// The `log_verbose_level` last set through the logging API (any level
+    /// from 2 is TRACE; it is answered as given, as Triton does).
+    verbose: std::sync::atomic::AtomicU32,
 }
 
 static CONTROL: OnceLock<Arc<Logging>> = OnceLock::new();
@@ -167,6 +170,7 @@ where
         filter: Mutex::new((filter.to_string(), hint)),
         format,
         file: String::new(),
+        verbose: std::sync::atomic::AtomicU32::new(0),
     };
     Ok((Registry::default().with(layers), logging))
 }
@@ -279,7 +283,7 @@ impl LogControl for Logging {
             log_warning: mask & WARN != 0 && hint >= LevelFilter::WARN,
             log_error: mask & ERROR != 0 && hint >= LevelFilter::ERROR,
             log_verbose_level: if hint >= LevelFilter::TRACE {
-                2
+                self.verbose.load(Ordering::Relaxed).max(2)
             } else {
                 u32::from(hint >= LevelFilter::DEBUG)
             },
@@ -338,6 +342,7 @@ impl LogControl for Logging {
             | (u8::from(s.log_warning) * WARN)
             | (u8::from(s.log_info) * INFO);
         self.apply(level, mask)?;
+        self.verbose.store(s.log_verbose_level, Ordering::Relaxed);
         Ok(self.settings())
     }
 
