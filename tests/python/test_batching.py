@@ -144,6 +144,8 @@ def statistics(module, c, model):
         return m.inference_count, m.execution_count, [
             (b.batch_size, b.compute_infer.count) for b in m.batch_stats]
     m = s["model_stats"][0]
+    # Triton 2.51's keys, all of them, also those empty on CPU.
+    assert (m["memory_usage"], m["response_stats"]) == ([], {}), m
     return m["inference_count"], m["execution_count"], [
         (b["batch_size"], b["compute_infer"]["count"]) for b in m["batch_stats"]]
 

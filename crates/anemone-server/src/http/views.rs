@@ -58,6 +58,10 @@ pub fn statistics(s: &proto::ModelStatisticsResponse) -> Value {
                     "compute_infer": duration(&b.compute_infer),
                     "compute_output": duration(&b.compute_output),
                 })).collect::<Vec<_>>(),
+                // Present, as in tritonserver 2.51's answer (empty there too
+                // for its Python backend's models, decoupled ones included).
+                "memory_usage": [],
+                "response_stats": {},
             })
         })
         .collect();
