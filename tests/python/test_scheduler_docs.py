@@ -350,8 +350,6 @@ def test_queue_settings_a_triton_user_may_get_wrong_fail_the_load_naming_them(se
         assert w in row["reason"], f"{model}: {w!r} missing from {row['reason']!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: dynamic_batching { priority_levels: 4000000000 } aborts the whole "
-                   "server (allocates one queue per level up front: 128 GB)")
 def test_a_huge_priority_levels_value_leaves_the_server_serving(tmp_path):
     """priority_levels is a uint64 in Triton's proto; a careless 4000000000
     must fail that model's load (or load it), not take every model down."""
@@ -544,8 +542,6 @@ def test_priority_0_and_levels_the_model_lacks_use_the_default_level_and_its_que
     assert refused and sum(refused) == 4, "the Prometheus failure counter counts the full-queue refusals"
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a whole-number priority above 2^32-1 (Triton's is uint64, e.g. "
-                   "tritonclient gRPC priority=2**64-1) is 400 / INVALID_ARGUMENT instead of the default level")
 def test_a_whole_number_priority_the_model_lacks_means_the_default_level_even_past_u32(server):
     ready(server, "prio")
     http = server["http"]
@@ -612,8 +608,6 @@ def test_delay_runs_timed_out_requests_later_and_a_full_queue_still_refuses(serv
     assert (s["success"], s["fail"], s["exec"]) == (3, 0, 3), s
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: with allow_timeout_override and timeout_action DELAY, a request's "
-                   "`timeout` (its queue timeout) fails it with 504 instead of delaying it")
 def test_a_request_timeout_under_delay_and_override_delays_the_request(server, pool):
     """SERVING.md: a request's `timeout` replaces the queue timeout where
     allow_timeout_override is set, and DELAY puts a timed-out request behind
@@ -845,8 +839,6 @@ def test_a_model_is_loading_and_not_ready_while_its_warmup_runs(tmp_path):
 
 # ================================================================ paths and file bounds
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a config.pbtxt over 4 MiB is refused with advice to raise "
-                   "ANEMONE_MAX_MODEL_FILE_BYTES, which does not change the config bound")
 def test_a_config_over_4_mib_is_refused_with_advice_that_works(tmp_path):
     repo = build(tmp_path, {"big": ("add", None), "ok": ("add", None)})
     (repo / "big/config.pbtxt").write_text(

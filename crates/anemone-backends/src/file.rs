@@ -81,13 +81,21 @@ pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn too_big(shown: &Path, size: u64, max: u64) -> Error {
-    Error::InvalidModel {
-        path: shown.to_path_buf(),
-        reason: format!(
+    // The advice on weights and the variable hold for the model-file bound
+    // alone; other files (a config.pbtxt) have fixed bounds of their own.
+    let reason = match max == max_model_file_bytes() {
+        true => format!(
             "the file is larger than the {max}-byte limit on a model file (at least {size} bytes); \
              keep large weights in ONNX external data files, or raise the limit with \
              {MAX_MODEL_FILE_BYTES_ENV}=<bytes>"
         ),
+        false => format!(
+            "the file is larger than the {max}-byte limit on such a file (at least {size} bytes)"
+        ),
+    };
+    Error::InvalidModel {
+        path: shown.to_path_buf(),
+        reason,
         source: None,
     }
 }

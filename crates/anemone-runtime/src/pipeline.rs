@@ -73,7 +73,13 @@ impl Manager {
             Lookup::Run(admitted, key) => (admitted, key),
         };
         let instance = Arc::clone(&admitted.instance);
-        if let Some(limit) = expired(timeout, start) {
+        // Under a queue policy that delays a request past its own timeout
+        // (DELAY with allow_timeout_override), the timeout only orders the
+        // queue, as in Triton: the request still runs and is answered.
+        let delayed = (instance.spec.queue.as_ref())
+            .is_some_and(|q| q.delays_timed_out(priority.unwrap_or(0)));
+        let bound = timeout.filter(|_| !delayed);
+        if let Some(limit) = expired(bound, start) {
             return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
         if instance.runs_inline() {
@@ -82,7 +88,7 @@ impl Manager {
             return self.remember(&instance, cache_key, result);
         }
         let rx = self.schedule(admitted, priority, timeout, start)?;
-        let done = match timeout {
+        let done = match bound {
             None => rx.await,
             Some(limit) => {
                 match tokio::time::timeout(limit.saturating_sub(start.elapsed()), rx).await {

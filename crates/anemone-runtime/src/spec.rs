@@ -280,6 +280,26 @@ impl QueueSettings {
             .get(&level)
             .unwrap_or(&self.default_policy)
     }
+
+    /// The level a request asking for `priority` goes to: as in Triton, 0 or
+    /// a level beyond the model's levels means the default level.
+    pub fn level(&self, priority: u32) -> u32 {
+        let levels = self.priority_levels.max(1);
+        if priority == 0 || priority > levels {
+            self.default_priority.clamp(1, levels)
+        } else {
+            priority
+        }
+    }
+
+    /// Whether a request at `priority` that runs out of its own timeout is
+    /// delayed in the queue rather than failed: its level takes the
+    /// request's timeout (`allow_timeout_override`) and delays on a timeout
+    /// (`timeout_action: DELAY`), as Triton does.
+    pub fn delays_timed_out(&self, priority: u32) -> bool {
+        let policy = self.policy(self.level(priority));
+        policy.allow_timeout_override && policy.timeout_action == TimeoutAction::Delay
+    }
 }
 
 /// Where an instance group's engines run (Triton's `kind`).

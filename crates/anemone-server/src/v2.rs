@@ -60,7 +60,9 @@ impl Scheduling {
     ) -> Result<Scheduling, ApiError> {
         let priority = match parameters.get("priority") {
             None => None,
-            Some(v) => Some(v.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or_else(|| {
+            // A level beyond the model's (and beyond any, past u32) is the
+            // default level, as in Triton (whose field is a uint64): 0 says so.
+            Some(v) => Some(v.as_u64().map(|p| u32::try_from(p).unwrap_or(0)).ok_or_else(|| {
                 ApiError::invalid(format!(
                     "parameter 'priority' must be a priority level (1 is the highest; 0 for the model's default), got {v}"
                 ))

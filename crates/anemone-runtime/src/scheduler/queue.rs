@@ -5,7 +5,7 @@
 //! Pure data: the queue thread in `batcher.rs` owns one behind a mutex.
 
 use crate::spec::{QueueSettings, TimeoutAction};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 /// What the queue needs to know about what it holds.
@@ -35,22 +35,26 @@ pub(crate) struct Full {
     pub(crate) max_queue_size: usize,
 }
 
-/// Per-level FIFO queues (index 0 is level 1, the highest), then the
-/// requests delayed by a timeout, which go after everything on time.
+/// Per-level FIFO queues (level 1, the highest, first), then the requests
+/// delayed by a timeout, which go after everything on time.
 pub(crate) struct PriorityQueue<T> {
     settings: QueueSettings,
-    /// `levels[i]` holds level `i + 1`; the last deque holds delayed items.
-    levels: Vec<VecDeque<Entry<T>>>,
+    /// The levels that hold items, by level, and the delayed items under
+    /// [`DELAYED`]: only levels in use take room or time, so a model may
+    /// have as many levels as Triton's `priority_levels` allows (a uint64).
+    levels: BTreeMap<u64, VecDeque<Entry<T>>>,
     len: usize,
 }
+
+/// The key of the delayed items: after every level.
+const DELAYED: u64 = u64::MAX;
 
 impl<T: Waiting> PriorityQueue<T> {
     /// An empty queue with these settings (levels below 1 count as 1).
     pub(crate) fn new(settings: QueueSettings) -> PriorityQueue<T> {
-        let n = settings.priority_levels.max(1) as usize;
         PriorityQueue {
             settings,
-            levels: (0..=n).map(|_| VecDeque::new()).collect(),
+            levels: BTreeMap::new(),
             len: 0,
         }
     }
@@ -58,12 +62,7 @@ impl<T: Waiting> PriorityQueue<T> {
     /// The level a request asking for `priority` goes to: as in Triton, 0 or a
     /// level beyond the model's levels means the default level.
     pub(crate) fn level(&self, priority: u32) -> u32 {
-        let levels = self.settings.priority_levels.max(1);
-        if priority == 0 || priority > levels {
-            self.settings.default_priority.clamp(1, levels)
-        } else {
-            priority
-        }
+        self.settings.level(priority)
     }
 
     /// Queues `item` at `priority` (see [`PriorityQueue::level`]). Its queue
@@ -78,9 +77,9 @@ impl<T: Waiting> PriorityQueue<T> {
     ) -> Result<(), (T, Full)> {
         let level = self.level(priority);
         let policy = self.settings.policy(level);
-        let queue = &self.levels[level as usize - 1];
+        let waiting = self.levels.get(&u64::from(level)).map_or(0, VecDeque::len);
         if let Some(max) = policy.max_queue_size {
-            if queue.len() >= max {
+            if waiting >= max {
                 return Err((
                     item,
                     Full {
@@ -100,7 +99,7 @@ impl<T: Waiting> PriorityQueue<T> {
             deadline,
             action: policy.timeout_action,
         };
-        self.levels[level as usize - 1].push_back(entry);
+        (self.levels.entry(u64::from(level)).or_default()).push_back(entry);
         self.len += 1;
         Ok(())
     }
@@ -121,15 +120,14 @@ impl<T: Waiting> PriorityQueue<T> {
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<T> {
         let mut rejected = Vec::new();
         let mut delayed = Vec::new();
-        let last = self.levels.len() - 1;
-        for (i, queue) in self.levels.iter_mut().enumerate() {
+        for (&key, queue) in self.levels.iter_mut() {
             let mut kept = VecDeque::with_capacity(queue.len());
             for entry in queue.drain(..) {
                 if entry.item.gone() {
                     continue;
                 }
                 match entry.deadline {
-                    Some(d) if d <= now && i != last => match entry.action {
+                    Some(d) if d <= now && key != DELAYED => match entry.action {
                         TimeoutAction::Reject => rejected.push(entry.item),
                         TimeoutAction::Delay => delayed.push(Entry {
                             deadline: None,
@@ -141,15 +139,18 @@ impl<T: Waiting> PriorityQueue<T> {
             }
             *queue = kept;
         }
-        self.levels[last].extend(delayed);
-        self.len = self.levels.iter().map(VecDeque::len).sum();
+        if !delayed.is_empty() {
+            self.levels.entry(DELAYED).or_default().extend(delayed);
+        }
+        self.levels.retain(|_, queue| !queue.is_empty());
+        self.len = self.levels.values().map(VecDeque::len).sum();
         rejected
     }
 
     /// The earliest queue timeout still ahead, if any.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.levels
-            .iter()
+            .values()
             .flat_map(|q| q.iter().filter_map(|e| e.deadline))
             .min()
     }
@@ -157,7 +158,7 @@ impl<T: Waiting> PriorityQueue<T> {
     /// The items in the order they are served: level 1 first, FIFO within a
     /// level, delayed items last.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry<T>> {
-        self.levels.iter().flat_map(|q| q.iter())
+        self.levels.values().flat_map(|q| q.iter())
     }
 
     /// Removes the items at these positions of [`PriorityQueue::iter`]'s
@@ -166,7 +167,7 @@ impl<T: Waiting> PriorityQueue<T> {
         let mut wanted = positions.iter().copied().peekable();
         let mut taken = Vec::with_capacity(positions.len());
         let mut index = 0;
-        for queue in &mut self.levels {
+        for queue in self.levels.values_mut() {
             let mut kept = VecDeque::with_capacity(queue.len());
             for entry in queue.drain(..) {
                 if wanted.next_if_eq(&index).is_some() {
@@ -178,6 +179,7 @@ impl<T: Waiting> PriorityQueue<T> {
             }
             *queue = kept;
         }
+        self.levels.retain(|_, queue| !queue.is_empty());
         self.len -= taken.len();
         taken
     }
@@ -224,6 +226,22 @@ mod tests {
         assert_eq!(taken, vec![3, 4]);
         assert_eq!(order(&q), vec![5, 1, 2, 6]);
         assert_eq!(q.len(), 4);
+    }
+
+    #[test]
+    fn billions_of_levels_take_room_only_for_those_in_use() {
+        // It allocated a deque per level up front: 4e9 levels aborted the
+        // process (128 GB asked for).
+        let mut q = PriorityQueue::new(settings(4_000_000_000));
+        let now = Instant::now();
+        for (n, p) in [(1, 3_999_999_999), (2, 7), (3, 0), (4, 7)] {
+            assert!(q.push(item(n), p, None, now).is_ok());
+        }
+        // 0 is the default level, the last.
+        assert_eq!(order(&q), vec![2, 4, 1, 3]);
+        assert_eq!(q.levels.len(), 3);
+        let taken: Vec<u32> = q.take(&[0, 1]).into_iter().map(|e| e.item.0).collect();
+        assert_eq!((taken, q.levels.len(), q.len()), (vec![2, 4], 2, 2));
     }
 
     #[test]
