@@ -112,6 +112,9 @@ mod tests {
         assert_eq!(read_bounded(&f, &f, 100).unwrap(), vec![7u8; 100]);
         let e = read_bounded(&f, &f, 99).unwrap_err().to_string();
         assert!(e.contains("99-byte limit"), "{e}");
+        // Only the model-file bound names the variable that raises it.
+        assert!(!e.contains(MAX_MODEL_FILE_BYTES_ENV), "{e}");
+        let e = too_big(&f, 200, max_model_file_bytes()).to_string();
         assert!(e.contains(MAX_MODEL_FILE_BYTES_ENV), "{e}");
         let e = read_bounded(&dir, &f, 1 << 20).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
