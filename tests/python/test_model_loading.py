@@ -190,3 +190,27 @@ def test_without_explicit_model_control_loading_is_refused_and_readiness_answers
         assert ask(addresses["HTTP"], {"ready": "nowhere"}) == {"ready": False}
     finally:
         stop_serve(proc)
+
+
+def test_loads_from_initialize_do_not_wait_for_a_turn_their_caller_holds(repo):
+    """With one load at a time (`--model-load-thread-count 1`), boot's
+    initialize() loading add_sub waited for the turn boot itself held, until
+    the Python init timeout ended boot's load (600 s by default, 20 s
+    here). A model's own load takes no turn."""
+    import os
+    os.environ["ANEMONE_PYTHON_INIT_TIMEOUT_S"] = "20"
+    try:
+        proc, addresses = start_serve(
+            repo, "--metrics-port", "0", "--model-control-mode", "explicit", "--model-load-thread-count", "1")
+    finally:
+        del os.environ["ANEMONE_PYTHON_INIT_TIMEOUT_S"]
+    try:
+        wait_ready(addresses["HTTP"])
+        client = httpclient.InferenceServerClient(addresses["HTTP"], network_timeout=120)
+        client.load_model("boot")
+        assert client.is_model_ready("boot") and client.is_model_ready("add_sub")
+        x = httpclient.InferInput("X", [1], "FP32")
+        x.set_data_from_numpy(np.zeros(1, np.float32))
+        assert client.infer("boot", [x]).as_numpy("READY").tolist() == [True]
+    finally:
+        stop_serve(proc)

@@ -147,3 +147,79 @@ def test_a_load_whose_client_went_away_still_ends_and_the_next_load_goes_on(tmp_
         assert r.status_code == 200, r.text
     finally:
         stop_serve(proc)
+
+
+SLEEPY_CONFIG = """
+backend: "python"
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]
+instance_group [ { count: 3 kind: KIND_CPU } ]
+"""
+
+# Each execute notes when it ran in a file of its own, then sleeps.
+SLEEPY = """
+import os
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.log = os.path.join(os.path.dirname(__file__), "..", "ran")
+        os.makedirs(self.log, exist_ok=True)
+
+    def execute(self, requests):
+        began = time.monotonic()
+        time.sleep(0.8)
+        with open(os.path.join(self.log, f"{os.getpid()}-{began}"), "w") as f:
+            f.write(f"{began} {time.monotonic()}")
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())]) for r in requests]
+"""
+
+
+def test_each_python_instance_runs_on_a_thread_of_its_own(tmp_path):
+    """As in Triton: a Python model's instances run at once, whatever the
+    server's worker threads (one per core: they ran 2 at a time here), and
+    a slow model keeps none from another model's requests."""
+    import concurrent.futures as cf
+
+    for name in ("sleepy", "quick"):
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "model.py").write_text(SLEEPY if name == "sleepy" else AUTO)
+    (tmp_path / "sleepy" / "config.pbtxt").write_text(SLEEPY_CONFIG)
+    proc, addresses = start_serve(tmp_path, "--workers", "2")
+    try:
+        wait_ready(addresses["HTTP"])
+
+        def call(model):
+            client = httpclient.InferenceServerClient(addresses["HTTP"])
+            try:
+                if model == "quick":
+                    i = httpclient.InferInput("A", [1, 3], "FP32")
+                    i.set_data_from_numpy(np.ones((1, 3), np.float32))
+                    return client.infer("quick", [i]).as_numpy("C").tolist()
+                i = httpclient.InferInput("X", [1], "FP32")
+                i.set_data_from_numpy(np.array([4.0], np.float32))
+                return client.infer("sleepy", [i]).as_numpy("Y").tolist()
+            finally:
+                client.close()
+
+        with cf.ThreadPoolExecutor(4) as pool:
+            slow = [pool.submit(call, "sleepy") for _ in range(3)]
+            import time
+            time.sleep(0.3)
+            quick = pool.submit(call, "quick")
+            assert quick.result(timeout=30) == [[2.0, 2.0, 2.0]]
+            # The other model answered while the slow ones still ran.
+            assert not any(f.done() for f in slow), "the slow requests ended before the quick one"
+            assert [f.result(timeout=30) for f in slow] == [[4.0]] * 3
+        runs = []
+        for f in (tmp_path / "sleepy" / "ran").iterdir():
+            began, ended = map(float, f.read_text().split())
+            runs.append((began, ended, f.name.split("-")[0]))
+        assert len(runs) == 3 and len({pid for *_, pid in runs}) == 3, runs
+        # All three ran at once, one on each instance.
+        assert max(b for b, _, _ in runs) < min(e for _, e, _ in runs), runs
+    finally:
+        stop_serve(proc)

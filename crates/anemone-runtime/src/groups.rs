@@ -153,6 +153,10 @@ impl Manager {
 
     /// The model's request queue, when its spec asks for one (queue settings
     /// or dynamic batching), after checking that the model can be batched.
+    /// An engine that answers each request itself (a Python model) always
+    /// gets one, one request per call without batching: each instance then
+    /// runs on a thread of its own, as in Triton, rather than on the shared
+    /// workers, which a slow `execute` would keep from every other model.
     pub(crate) fn start_queue(
         &self,
         spec: &ModelSpec,
@@ -161,7 +165,8 @@ impl Manager {
     ) -> Result<Option<ModelQueue>> {
         let name = &spec.name;
         let limits = self.rate_limits(spec)?;
-        if spec.queue.is_none() && spec.batching.is_none() && limits.is_none() {
+        let own_threads = first.answers_each();
+        if spec.queue.is_none() && spec.batching.is_none() && limits.is_none() && !own_threads {
             return Ok(None);
         }
         let mut max_rows = 1;

@@ -54,7 +54,7 @@ impl RepositoryControl for ServerControl {
         // a runtime's context, so it runs on a thread of its own.
         std::thread::scope(|scope| {
             scope
-                .spawn(|| runtime.block_on(state.load_model(&name, config.as_deref())))
+                .spawn(|| runtime.block_on(state.load_model_for_model(&name, config.as_deref())))
                 .join()
                 .unwrap_or_else(|_| {
                     Err(ApiError::unavailable(format!(

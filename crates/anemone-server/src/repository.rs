@@ -284,6 +284,28 @@ impl Repository {
         name: &str,
         config_override: Option<ModelConfig>,
     ) -> Result<(), ApiError> {
+        self.load_in_turn(name, config_override, true).await
+    }
+
+    /// [`Repository::load`], for a model's own code (Triton's model loading
+    /// API): without a turn among the loads (`--model-load-thread-count`),
+    /// since the calling model may be loading itself, holding one. Models
+    /// loading the models they need in `initialize`, as many as there are
+    /// turns, waited for each other until their init timeouts (600 s).
+    pub async fn load_for_model(
+        &self,
+        name: &str,
+        config_override: Option<ModelConfig>,
+    ) -> Result<(), ApiError> {
+        self.load_in_turn(name, config_override, false).await
+    }
+
+    async fn load_in_turn(
+        &self,
+        name: &str,
+        config_override: Option<ModelConfig>,
+        take_turn: bool,
+    ) -> Result<(), ApiError> {
         // A name that is not a directory inside the repository (`..`, a
         // slash, a link that leads out) is answered like a missing one.
         let Some(dir) = model_dir(&self.real_root, name) else {
@@ -358,7 +380,7 @@ impl Repository {
             ended.await;
         }
         let overridden = config_override.is_some();
-        let result = self.load_versions(name, config_override).await;
+        let result = self.load_versions(name, config_override, take_turn).await;
         let mut entries = self.lock();
         let entry = entries
             .get_mut(name)
@@ -413,6 +435,7 @@ impl Repository {
         &self,
         name: &str,
         config_override: Option<ModelConfig>,
+        take_turn: bool,
     ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), LoadFailure> {
         if let Some(config) = self.ensemble_config(name, config_override.as_ref())? {
             // Its outputs' labels, for the classification extension.
@@ -425,7 +448,10 @@ impl Repository {
         }
         // Its turn among the loads (`--model-load-thread-count`); never
         // closed, so this waits and cannot fail.
-        let _turn = self.loads.acquire().await;
+        let _turn = match take_turn {
+            true => Some(self.loads.acquire().await),
+            false => None,
+        };
         let tries = self.load_retries + 1;
         let mut tried = 1;
         loop {

@@ -392,6 +392,25 @@ impl AppState {
         name: &str,
         config_json: Option<&str>,
     ) -> Result<(), ApiError> {
+        self.load_model_as(name, config_json, false).await
+    }
+
+    /// [`AppState::load_model`] for a model's own code (a Python model's
+    /// `pb_utils.load_model`): see [`Repository::load_for_model`].
+    pub async fn load_model_for_model(
+        self: &Arc<Self>,
+        name: &str,
+        config_json: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.load_model_as(name, config_json, true).await
+    }
+
+    async fn load_model_as(
+        self: &Arc<Self>,
+        name: &str,
+        config_json: Option<&str>,
+        for_model: bool,
+    ) -> Result<(), ApiError> {
         self.check_explicit("load")?;
         let config = config_json
             .map(model_config::parse_json)
@@ -408,7 +427,10 @@ impl AppState {
         let (state, owned) = (Arc::clone(self), name.to_string());
         tokio::spawn(async move {
             state.repository.sync_before_load(&owned).await?;
-            state.repository.load(&owned, config).await
+            match for_model {
+                false => state.repository.load(&owned, config).await,
+                true => state.repository.load_for_model(&owned, config).await,
+            }
         })
         .await
         .unwrap_or_else(|e| {
