@@ -35,19 +35,28 @@ pub(crate) struct Full {
     pub(crate) max_queue_size: usize,
 }
 
-/// Per-level FIFO queues (level 1, the highest, first), then the requests
-/// delayed by a timeout, which go after everything on time.
+/// Per-level FIFO queues (level 1, the highest, first), each followed by
+/// its requests delayed by a timeout, which go after the level's requests
+/// on time (Triton's `timeout_action: DELAY`) and still count toward its
+/// `max_queue_size`, as in Triton.
 pub(crate) struct PriorityQueue<T> {
     settings: QueueSettings,
-    /// The levels that hold items, by level, and the delayed items under
-    /// [`DELAYED`]: only levels in use take room or time, so a model may
-    /// have as many levels as Triton's `priority_levels` allows (a uint64).
+    /// The queues that hold items, by [`key`]: only levels in use take room
+    /// or time, so a model may have as many levels as Triton's
+    /// `priority_levels` allows (a uint64).
     levels: BTreeMap<u64, VecDeque<Entry<T>>>,
     len: usize,
 }
 
-/// The key of the delayed items: after every level.
-const DELAYED: u64 = u64::MAX;
+/// The key of `level`'s queue, on time or delayed: in serving order.
+fn key(level: u32, delayed: bool) -> u64 {
+    (u64::from(level) << 1) | u64::from(delayed)
+}
+
+/// Whether a queue's key is a level's delayed items.
+fn is_delayed(key: u64) -> bool {
+    key & 1 == 1
+}
 
 impl<T: Waiting> PriorityQueue<T> {
     /// An empty queue with these settings (levels below 1 count as 1).
@@ -77,7 +86,10 @@ impl<T: Waiting> PriorityQueue<T> {
     ) -> Result<(), (T, Full)> {
         let level = self.level(priority);
         let policy = self.settings.policy(level);
-        let waiting = self.levels.get(&u64::from(level)).map_or(0, VecDeque::len);
+        let waiting: usize = [key(level, false), key(level, true)]
+            .iter()
+            .map(|k| self.levels.get(k).map_or(0, VecDeque::len))
+            .sum();
         if let Some(max) = policy.max_queue_size {
             if waiting >= max {
                 return Err((
@@ -89,9 +101,13 @@ impl<T: Waiting> PriorityQueue<T> {
                 ));
             }
         }
-        let deadline = match deadline {
-            Some(d) if policy.allow_timeout_override => Some(d),
-            _ => policy.default_timeout.map(|t| now + t),
+        // A request's own timeout replaces the level's only to shorten it,
+        // as in Triton (or to set one where the level has none).
+        let default = policy.default_timeout.map(|t| now + t);
+        let deadline = match (deadline, default) {
+            (Some(d), Some(t)) if policy.allow_timeout_override => Some(d.min(t)),
+            (Some(d), None) if policy.allow_timeout_override => Some(d),
+            _ => default,
         };
         let entry = Entry {
             item,
@@ -99,7 +115,7 @@ impl<T: Waiting> PriorityQueue<T> {
             deadline,
             action: policy.timeout_action,
         };
-        (self.levels.entry(u64::from(level)).or_default()).push_back(entry);
+        (self.levels.entry(key(level, false)).or_default()).push_back(entry);
         self.len += 1;
         Ok(())
     }
@@ -119,28 +135,31 @@ impl<T: Waiting> PriorityQueue<T> {
     /// caller to fail.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<T> {
         let mut rejected = Vec::new();
-        let mut delayed = Vec::new();
-        for (&key, queue) in self.levels.iter_mut() {
+        let mut delayed: Vec<(u64, Entry<T>)> = Vec::new();
+        for (&at, queue) in self.levels.iter_mut() {
             let mut kept = VecDeque::with_capacity(queue.len());
             for entry in queue.drain(..) {
                 if entry.item.gone() {
                     continue;
                 }
                 match entry.deadline {
-                    Some(d) if d <= now && key != DELAYED => match entry.action {
+                    Some(d) if d <= now && !is_delayed(at) => match entry.action {
                         TimeoutAction::Reject => rejected.push(entry.item),
-                        TimeoutAction::Delay => delayed.push(Entry {
-                            deadline: None,
-                            ..entry
-                        }),
+                        TimeoutAction::Delay => delayed.push((
+                            at | 1,
+                            Entry {
+                                deadline: None,
+                                ..entry
+                            },
+                        )),
                     },
                     _ => kept.push_back(entry),
                 }
             }
             *queue = kept;
         }
-        if !delayed.is_empty() {
-            self.levels.entry(DELAYED).or_default().extend(delayed);
+        for (at, entry) in delayed {
+            self.levels.entry(at).or_default().push_back(entry);
         }
         self.levels.retain(|_, queue| !queue.is_empty());
         self.len = self.levels.values().map(VecDeque::len).sum();
@@ -156,7 +175,7 @@ impl<T: Waiting> PriorityQueue<T> {
     }
 
     /// The items in the order they are served: level 1 first, FIFO within a
-    /// level, delayed items last.
+    /// level, a level's delayed items after its items on time.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry<T>> {
         self.levels.values().flat_map(|q| q.iter())
     }
@@ -295,6 +314,61 @@ mod tests {
         // 1 timed out and waits behind 4, which is still on time.
         assert_eq!(order(&q), vec![4, 1]);
         assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn delayed_requests_stay_in_their_level_and_count_toward_its_bound() {
+        // As read off tritonserver 2.51: a level-1 request delayed by its
+        // timeout still goes before level 2 (it went behind every level),
+        // and a level full of delayed requests refuses the next one (they
+        // did not count).
+        let mut s = settings(2);
+        let delay = QueuePolicy {
+            max_queue_size: Some(2),
+            default_timeout: Some(Duration::from_millis(10)),
+            timeout_action: TimeoutAction::Delay,
+            ..QueuePolicy::default()
+        };
+        s.default_policy = delay.clone();
+        let mut q = PriorityQueue::new(s);
+        let now = Instant::now();
+        q.push(item(1), 1, None, now).ok();
+        q.push(item(2), 1, None, now).ok();
+        let later = now + Duration::from_millis(11);
+        q.expire(later);
+        q.push(item(3), 2, None, later).ok();
+        assert_eq!(order(&q), vec![1, 2, 3]);
+        let (back, full) = q.push(item(4), 1, None, later).unwrap_err();
+        assert_eq!((back.0, full.level), (4, 1));
+        // A level's request on time goes before its delayed ones.
+        let mut q = PriorityQueue::new(settings_with(delay));
+        q.push(item(5), 1, None, now).ok();
+        q.expire(later);
+        q.push(item(6), 1, None, later).ok();
+        assert_eq!(order(&q), vec![6, 5]);
+    }
+
+    fn settings_with(policy: QueuePolicy) -> QueueSettings {
+        QueueSettings {
+            default_policy: policy,
+            ..settings(1)
+        }
+    }
+
+    #[test]
+    fn a_request_timeout_only_shortens_the_levels() {
+        // As in Triton: a longer request timeout leaves the level's.
+        let mut s = settings(1);
+        s.default_policy.default_timeout = Some(Duration::from_millis(300));
+        s.default_policy.allow_timeout_override = true;
+        let now = Instant::now();
+        let mut q = PriorityQueue::new(s);
+        q.push(item(1), 0, Some(now + Duration::from_secs(5)), now)
+            .ok();
+        assert_eq!(q.next_deadline(), Some(now + Duration::from_millis(300)));
+        q.push(item(2), 0, Some(now + Duration::from_millis(50)), now)
+            .ok();
+        assert_eq!(q.next_deadline(), Some(now + Duration::from_millis(50)));
     }
 
     #[test]

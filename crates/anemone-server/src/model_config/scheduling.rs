@@ -123,6 +123,14 @@ pub fn scheduler_config(
         max_queue_delay: Duration::from_micros(db.max_queue_delay_microseconds),
         preserve_ordering: db.preserve_ordering,
     });
+    // Triton's rule: its ordering is kept within one queue only.
+    if db.preserve_ordering && db.priority_levels > 1 {
+        return Err(format!(
+            "dynamic_batching.preserve_ordering is true with priority_levels {}; only one priority \
+             level is allowed when 'preserve_ordering' is true (as in Triton): remove one of them",
+            db.priority_levels
+        ));
+    }
     let levels = u32::try_from(db.priority_levels.max(1)).map_err(|_| {
         format!(
             "dynamic_batching.priority_levels is {}; use at most {}",
@@ -213,7 +221,7 @@ mod tests {
              dynamic_batching {\n\
                max_queue_delay_microseconds: 500\n\
                preferred_batch_size: [ 4, 8 ]\n\
-               preserve_ordering: true\n\
+               preserve_ordering: false\n\
                priority_levels: 3\n\
                default_queue_policy { max_queue_size: 10 default_timeout_microseconds: 2000 \
                  allow_timeout_override: true timeout_action: DELAY }\n\
@@ -226,7 +234,10 @@ mod tests {
         let b = s.batching.unwrap();
         assert_eq!(b.preferred_batch_sizes, vec![4, 8]);
         assert_eq!(b.max_queue_delay, Duration::from_micros(500));
-        assert!(b.preserve_ordering);
+        assert!(!b.preserve_ordering);
+        let one = parse("max_batch_size: 2 dynamic_batching { preserve_ordering: true }");
+        let one = scheduler_config(&one, &crate::model_config::no_state_files).unwrap();
+        assert!(one.batching.unwrap().preserve_ordering);
         let q = s.queue.unwrap();
         assert_eq!(
             (q.priority_levels, q.default_priority),
@@ -296,6 +307,11 @@ mod tests {
             (
                 "instance_group [ { rate_limiter { resources [ { count: 1 } ] } } ]",
                 "instance_group[0].rate_limiter.resources[0] has no name",
+            ),
+            // As tritonserver 2.51 refuses it.
+            (
+                "max_batch_size: 4 dynamic_batching { preserve_ordering: true priority_levels: 2 }",
+                "only one priority level is allowed when 'preserve_ordering' is true",
             ),
         ] {
             let e = scheduler_config(&parse(text), &crate::model_config::no_state_files).unwrap_err();

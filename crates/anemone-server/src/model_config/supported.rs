@@ -34,6 +34,17 @@ pub(super) fn check_supported_in(msg: &DynamicMessage, source: Source) -> Vec<St
                 .and_then(|m| m.get_field_by_name("decoupled"))
                 .is_some_and(|d| d.as_bool() == Some(true))
         });
+    let cached = msg.get_field_by_name("response_cache").is_some_and(|c| {
+        c.as_message()
+            .and_then(|m| m.get_field_by_name("enable"))
+            .is_some_and(|e| e.as_bool() == Some(true))
+    });
+    if decoupled && cached {
+        errs.push(format!(
+            "{src} field 'response_cache' is enabled on a decoupled model, whose many responses the \
+             cache cannot hold (Triton refuses it too); disable the response cache"
+        ));
+    }
     let state = msg
         .get_field_by_name("sequence_batching")
         .is_some_and(|s| s.as_message().is_some_and(|m| m.has_field_by_name("state")));
@@ -457,6 +468,14 @@ mod tests {
         );
         assert!(
             e.contains("'sequence_batching.state'") && e.contains("correlation_id()"),
+            "{e}"
+        );
+        // As tritonserver 2.51 refuses it.
+        let e = err_pbtxt(
+            "backend: \"python\"\nmodel_transaction_policy { decoupled: true }\nresponse_cache { enable: true }",
+        );
+        assert!(
+            e.contains("'response_cache'") && e.contains("disable the response cache"),
             "{e}"
         );
         let e = err_pbtxt("backend: \"onnxruntime\"\nmodel_transaction_policy { decoupled: true }");
