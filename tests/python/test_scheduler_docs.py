@@ -43,7 +43,7 @@ from tritonclient.utils import InferenceServerException
 WIDTH = 256
 W_SLOW = (np.random.default_rng(1).standard_normal((WIDTH, WIDTH)) / np.sqrt(WIDTH)).astype(np.float32)
 TABLE = np.arange(40, dtype=np.float32).reshape(10, 4) * 1.5
-BLOCK = 80000  # Loop steps of a blocker: about a second of engine time
+BLOCK = 160000  # Loop steps of a blocker: a second or two of engine time (one of half a second left tests racing an idle machine)
 
 
 def _save(graph, path):
@@ -496,11 +496,15 @@ def test_preserve_ordering_holds_a_fast_answer_behind_a_slow_one(server, pool):
 def test_a_higher_priority_request_overtakes_every_queued_lower_one(server, pool):
     ready(server, "order")
     http = server["http"]
-    blocker = pool.submit(post, http, "order", slow_body(BLOCK, priority=1))
+    # A blocker long enough to still run when the high request comes (one
+    # of about a second was sometimes done by then on an idle machine, and
+    # a low request then ran first, rightly).
+    blocker = pool.submit(post, http, "order", slow_body(2 * BLOCK, priority=1))
     time.sleep(0.4)
     lows = [pool.submit(timed, post, http, "order", slow_body(15000)) for _ in range(3)]
     time.sleep(0.2)
     high = pool.submit(timed, post, http, "order", slow_body(15000, priority=1))
+    assert not blocker.done(), "the blocker ended before the high request came: the test proves nothing"
     assert blocker.result()[0] == 200
     (h_status, _), h_done = high.result()
     assert h_status == 200
