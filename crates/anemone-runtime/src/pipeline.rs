@@ -495,7 +495,9 @@ fn keep_state(
     result
 }
 
-/// What the response cache made of a request.
+/// What the response cache made of a request. Not boxed: it lives on the
+/// stack for one match, and a box would cost every request an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Lookup {
     /// Answered from the cache.
     Hit(InferResponse),
