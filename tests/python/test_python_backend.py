@@ -86,7 +86,8 @@ def server(tmp_path_factory):
     (repo / "instances" / "1").mkdir(parents=True)
     (repo / "instances" / "1" / "model.py").write_text(INSTANCES)
     (repo / "instances" / "config.pbtxt").write_text(
-        'backend: "python"\ninstance_group [ { count: 2 kind: KIND_CPU }, { name: "named" count: 1 kind: KIND_GPU gpus: [ 0 ] } ]\n'
+        'backend: "python"\ninstance_group [ { count: 2 kind: KIND_CPU }, { name: "named" count: 1 kind: KIND_GPU gpus: [ 0 ] },'
+        ' { name: "own" kind: KIND_MODEL } ]\n'
         'input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
     )
     (repo / "optional" / "1").mkdir(parents=True)
@@ -411,8 +412,12 @@ def test_each_instance_is_told_its_name_kind_and_device_as_triton_tells_it(serve
     # The CPU group's names are what tritonserver 2.51 tells the same
     # model's instances (checked side by side); a KIND_GPU group's are
     # "GPU" on its first listed device, as Triton's Python backend says.
+    # A KIND_MODEL group (the model places itself) loads, told "MODEL", as
+    # in Triton; it was refused.
     assert sorted(json.loads(line) for line in lines) == [
-        ["instances_0_0", "CPU", "0"], ["instances_0_1", "CPU", "0"], ["named_0", "GPU", "0"]]
+        ["instances_0_0", "CPU", "0"], ["instances_0_1", "CPU", "0"], ["named_0", "GPU", "0"], ["own_0", "MODEL", "0"]]
+    groups = httpclient.InferenceServerClient(server[0]["HTTP"]).get_model_config("instances")["instance_group"]
+    assert [g["kind"] for g in groups][-1] == "KIND_MODEL", groups
 
 
 def test_initialize_failing_leaves_the_model_unavailable_with_its_reason(server):

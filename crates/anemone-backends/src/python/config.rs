@@ -50,9 +50,14 @@ pub(crate) fn instance(config: &Value, model: &str, ordinal: usize) -> Instance 
                 true => group["gpus"].get(0).and_then(Value::as_i64).unwrap_or(0),
                 false => 0,
             };
+            let kind = match group["kind"].as_str() {
+                Some("KIND_GPU") => "GPU",
+                Some("KIND_MODEL") => "MODEL",
+                _ => "CPU",
+            };
             return Instance {
                 name: format!("{name}_{}", ordinal - first),
-                kind: if gpu { "GPU" } else { "CPU" },
+                kind,
                 device_id: device.to_string(),
             };
         }

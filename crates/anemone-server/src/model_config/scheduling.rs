@@ -72,7 +72,8 @@ pub fn scheduler_config(
     };
     for (i, g) in config.instance_group.iter().enumerate() {
         let kind = match GroupKind::try_from(g.kind) {
-            Ok(GroupKind::Auto) => InstanceKind::Auto,
+            // A Python model placing itself (checked in `supported`).
+            Ok(GroupKind::Auto | GroupKind::Model) => InstanceKind::Auto,
             Ok(GroupKind::Cpu) => InstanceKind::Cpu,
             Ok(GroupKind::Gpu) => InstanceKind::Gpu,
             _ => {

@@ -124,7 +124,7 @@ fn check_field(
             src,
             errs,
         ),
-        "instance_group" => check_instance_groups(value, src, errs),
+        "instance_group" => check_instance_groups(value, src, python, errs),
         // Their values are checked when read, by `scheduling` and `sequence`.
         "dynamic_batching" | "sequence_batching" => {}
         // Triton's defaults, written out: they change nothing.
@@ -324,13 +324,13 @@ fn check_tensor_field(
 }
 
 /// Checks each entry of `instance_group`, pushing every refusal.
-fn check_instance_groups(value: &Value, src: &str, errs: &mut Vec<String>) {
+fn check_instance_groups(value: &Value, src: &str, python: bool, errs: &mut Vec<String>) {
     let Some(items) = value.as_list() else { return };
     for (i, item) in items.iter().enumerate() {
         let Some(m) = item.as_message() else { continue };
         for (field, v) in m.fields() {
             let path = format!("instance_group[{i}].{}", field.name());
-            if let Err(e) = check_group_field(field.name(), v, &path, src) {
+            if let Err(e) = check_group_field(field.name(), v, &path, src, python) {
                 errs.push(e);
             }
         }
@@ -338,7 +338,13 @@ fn check_instance_groups(value: &Value, src: &str, errs: &mut Vec<String>) {
 }
 
 /// Checks one field of an `instance_group` entry.
-fn check_group_field(name: &str, v: &Value, path: &str, src: &str) -> Result<(), String> {
+fn check_group_field(
+    name: &str,
+    v: &Value,
+    path: &str,
+    src: &str,
+    python: bool,
+) -> Result<(), String> {
     match name {
         // The rate limiter's settings (`--rate-limit execution_count`).
         "name" | "rate_limiter" => {}
@@ -353,10 +359,13 @@ fn check_group_field(name: &str, v: &Value, path: &str, src: &str) -> Result<(),
         "kind" => {
             let n = v.as_enum_number().unwrap_or_default();
             let kind = GroupKind::try_from(n).ok();
-            if !matches!(
+            // KIND_MODEL: the model places itself, which a Python model
+            // does (told "MODEL", as Triton tells it).
+            let taken = matches!(
                 kind,
                 Some(GroupKind::Auto | GroupKind::Cpu | GroupKind::Gpu)
-            ) {
+            ) || (python && kind == Some(GroupKind::Model));
+            if !taken {
                 let shown = kind
                     .map(|k| k.as_str_name().to_string())
                     .unwrap_or_else(|| n.to_string());
@@ -445,6 +454,11 @@ mod tests {
             e.contains("anemone picks devices through its backend list"),
             "{e}"
         );
+        // A Python model places itself, as Triton lets it.
+        assert!(crate::model_config::parse_pbtxt(
+            "backend: \"python\"\ninstance_group [ { kind: KIND_MODEL } ]"
+        )
+        .is_ok());
     }
 
     #[test]
