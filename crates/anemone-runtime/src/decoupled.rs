@@ -104,12 +104,7 @@ impl Sink {
     pub(crate) fn executed(&self, done: Done) {
         // The sequence's next request may run now.
         drop(self.turn.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let finished = finish(Ok::<_, ()>(done), &self.instance, self.start);
-        let finished = match &self.instance.spec.sequence {
-            Some(sequence) => finished.map_err(|e| sequence.in_request_terms(e)),
-            None => finished,
-        };
-        if let Err(e) = finished {
+        if let Err(e) = finish(Ok::<_, ()>(done), &self.instance, self.start) {
             self.fail(e);
         }
     }

@@ -76,9 +76,10 @@ impl Manager {
         // Under a queue policy that delays a request past its own timeout
         // (DELAY with allow_timeout_override), the timeout only orders the
         // queue, as in Triton: the request still runs and is answered.
-        let delayed = (instance.spec.queue.as_ref())
-            .is_some_and(|q| q.delays_timed_out(priority.unwrap_or(0)));
-        let bound = timeout.filter(|_| !delayed);
+        let bound = timeout.filter(|_| {
+            !(instance.spec.queue.as_ref())
+                .is_some_and(|q| q.delays_timed_out(priority.unwrap_or(0)))
+        });
         if let Some(limit) = expired(bound, start) {
             return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
@@ -277,12 +278,7 @@ impl Manager {
         turn: Option<&crate::sequence::Turn>,
     ) -> Result<InferResponse> {
         let done = done.map(|done| keep_state(turn, done));
-        let result = match &instance.spec.sequence {
-            Some(sequence) => {
-                finish(done, instance, start).map_err(|e| sequence.in_request_terms(e))
-            }
-            None => finish(done, instance, start),
-        };
+        let result = finish(done, instance, start);
         if let Err(e) = &result {
             self.observe_failure(instance, e);
         }
@@ -506,8 +502,22 @@ enum Lookup {
     Run(Admitted, Option<(CacheKey, Duration)>),
 }
 
-/// Records the outcome of a request that reached a worker.
+/// Records the outcome of a request that reached a worker; a sequence
+/// model's error is put in the request's terms (see
+/// [`crate::sequence::SequenceSettings::in_request_terms`]).
 pub(crate) fn finish<E>(
+    done: std::result::Result<Done, E>,
+    instance: &ModelInstance,
+    start: Instant,
+) -> Result<InferResponse> {
+    let result = recorded(done, instance, start);
+    match &instance.spec.sequence {
+        Some(sequence) => result.map_err(|e| sequence.in_request_terms(e)),
+        None => result,
+    }
+}
+
+fn recorded<E>(
     done: std::result::Result<Done, E>,
     instance: &ModelInstance,
     start: Instant,
