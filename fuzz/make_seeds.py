@@ -88,7 +88,7 @@ def grpc_infer():
 def model_config():
     pbtxt = {
         "realistic": (ROOT / "crates/anemone-server/src/model_config/fixtures.rs").read_text().split('r#"', 1)[1].split('"#', 1)[0],
-        "batching": 'max_batch_size: 8\ndynamic_batching {\n  max_queue_delay_microseconds: 20000\n  preferred_batch_size: [ 8 ]\n  priority_levels: 2\n  default_queue_policy { max_queue_size: 64 allow_timeout_override: true }\n  priority_queue_policy { key: 1 value: { max_queue_size: 2 timeout_action: DELAY } }\n}\ninstance_group [ { count: 2 kind: KIND_CPU } ]\n',
+        "batching": 'max_batch_size: 8\ndynamic_batching {\n  max_queue_delay_microseconds: 20000\n  preferred_batch_size: [ 8 ]\n  priority_levels: 2\n  default_priority_level: 2\n  default_queue_policy { max_queue_size: 64 allow_timeout_override: true }\n  priority_queue_policy { key: 1 value: { max_queue_size: 2 timeout_action: DELAY } }\n}\ninstance_group [ { count: 2 kind: KIND_CPU } ]\n',
         "params": 'parameters { key: "backends" value: { string_value: "tract-cpu,onnxruntime" } }\nparameters { key: "threads" value: { string_value: "4" } }\nversion_policy: { specific { versions: [1, 3] } }\n',
         "optional": 'input [ { name: "x" data_type: TYPE_STRING dims: [ -1 ] optional: true reshape: { shape: [ ] } } ]\noutput [ { name: "y" data_type: TYPE_BF16 dims: [ 2, -1 ] } ]\n',
     }

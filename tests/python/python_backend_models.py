@@ -197,6 +197,8 @@ class TritonPythonModel:
         told = [args["model_instance_name"], args["model_instance_kind"], args["model_instance_device_id"]]
         with open(os.path.join(args["model_repository"], "instances.txt"), "a") as f:
             f.write(json.dumps(told) + "\\n")
+        with open(os.path.join(args["model_repository"], "configs.txt"), "a") as f:
+            f.write(json.dumps(json.loads(args["model_config"])) + "\\n")
 
     def execute(self, requests):
         return [pb_utils.InferenceResponse([pb_utils.Tensor("Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())])

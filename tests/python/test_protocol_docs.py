@@ -178,8 +178,9 @@ def error(r):
 def test_server_metadata_lists_the_extensions_from_triton_md(served):
     meta = served.get("/v2").json()
     assert meta["extensions"] == [
-        "binary_tensor_data", "classification", "cuda_shared_memory", "logging", "model_repository",
-        "model_repository(unload_dependents)", "schedule_policy", "statistics", "system_shared_memory", "trace"]
+        "binary_tensor_data", "classification", "cuda_shared_memory", "logging", "model_configuration",
+        "model_repository", "model_repository(unload_dependents)", "parameters", "schedule_policy", "sequence",
+        "statistics", "system_shared_memory", "trace"]
 
 
 @pytest.mark.parametrize("case", ["missing bytes", "extra bytes", "size unlike shape", "header past body",

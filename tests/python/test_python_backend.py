@@ -86,8 +86,14 @@ def server(tmp_path_factory):
     (repo / "instances" / "1").mkdir(parents=True)
     (repo / "instances" / "1" / "model.py").write_text(INSTANCES)
     (repo / "instances" / "config.pbtxt").write_text(
-        'backend: "python"\ninstance_group [ { count: 2 kind: KIND_CPU }, { name: "named" count: 1 kind: KIND_GPU gpus: [ 0 ] },'
+        'backend: "python"\ninstance_group [ { count: 2 kind: KIND_CPU }, { name: "named" count: -1 kind: KIND_AUTO },'
         ' { name: "own" kind: KIND_MODEL } ]\n'
+        'input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+    )
+    (repo / "gpu_kind" / "1").mkdir(parents=True)
+    (repo / "gpu_kind" / "1" / "model.py").write_text(INSTANCES)
+    (repo / "gpu_kind" / "config.pbtxt").write_text(
+        'backend: "python"\ninstance_group [ { name: "on_gpu" count: 1 kind: KIND_GPU gpus: [ 0 ] } ]\n'
         'input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]\noutput [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
     )
     (repo / "optional" / "1").mkdir(parents=True)
@@ -410,14 +416,47 @@ def test_disable_auto_complete_config_leaves_the_config_as_written(tmp_path):
 def test_each_instance_is_told_its_name_kind_and_device_as_triton_tells_it(server):
     lines = (server[1] / "instances" / "instances.txt").read_text().splitlines()
     # The CPU group's names are what tritonserver 2.51 tells the same
-    # model's instances (checked side by side); a KIND_GPU group's are
-    # "GPU" on its first listed device, as Triton's Python backend says.
-    # A KIND_MODEL group (the model places itself) loads, told "MODEL", as
-    # in Triton; it was refused.
+    # model's instances (checked side by side). A KIND_AUTO group of count
+    # -1 is one CPU instance, as 2.51 tells it. A KIND_MODEL group (the
+    # model places itself) loads, told "MODEL", as in Triton; it was refused.
     assert sorted(json.loads(line) for line in lines) == [
-        ["instances_0_0", "CPU", "0"], ["instances_0_1", "CPU", "0"], ["named_0", "GPU", "0"], ["own_0", "MODEL", "0"]]
+        ["instances_0_0", "CPU", "0"], ["instances_0_1", "CPU", "0"], ["named_0", "CPU", "0"], ["own_0", "MODEL", "0"]]
     groups = httpclient.InferenceServerClient(server[0]["HTTP"]).get_model_config("instances")["instance_group"]
-    assert [g["kind"] for g in groups][-1] == "KIND_MODEL", groups
+    assert [(g["count"], g["kind"]) for g in groups] == [(2, "KIND_CPU"), (1, "KIND_CPU"), (1, "KIND_MODEL")], groups
+
+
+def gpu_visible():
+    """An NVIDIA GPU the driver lists, not hidden by CUDA_VISIBLE_DEVICES."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip()
+    listed = os.path.isdir("/proc/driver/nvidia/gpus") and os.listdir("/proc/driver/nvidia/gpus")
+    return bool(listed) and hidden != "" and not hidden.startswith("-1")
+
+
+def test_a_kind_gpu_group_needs_a_gpu_as_in_triton(server):
+    """tritonserver 2.51 refuses a Python model's KIND_GPU group on a
+    machine without a GPU ("instance group ... has kind KIND_GPU but no
+    GPUs are available"); with one, the instance is told "GPU" on the
+    group's first device. anemone loaded it on a GPU-less machine, told GPU."""
+    client = httpclient.InferenceServerClient(server[0]["HTTP"])
+    row = {m["name"]: m for m in client.get_model_repository_index()}["gpu_kind"]
+    if gpu_visible():
+        assert row["state"] == "READY", row
+        lines = (server[1] / "gpu_kind" / "instances.txt").read_text().splitlines()
+        assert [json.loads(line) for line in lines] == [["on_gpu_0", "GPU", "0"]]
+    else:
+        assert row["state"] == "UNAVAILABLE", row
+        assert "instance group on_gpu of model gpu_kind has kind KIND_GPU but no GPUs are available" in row["reason"], row
+
+
+def test_initialize_is_given_the_config_with_its_instance_groups_resolved(server):
+    """tritonserver 2.51 gives `initialize` args["model_config"] with
+    KIND_AUTO resolved to KIND_CPU and a count under 1 as 1, as GET /config
+    shows them; anemone gave the groups as written."""
+    lines = (server[1] / "instances" / "configs.txt").read_text().splitlines()
+    assert lines, "initialize wrote no config"
+    for line in lines:
+        groups = json.loads(line)["instance_group"]
+        assert [(g["count"], g["kind"]) for g in groups] == [(2, "KIND_CPU"), (1, "KIND_CPU"), (1, "KIND_MODEL")], groups
 
 
 def test_initialize_failing_leaves_the_model_unavailable_with_its_reason(server):

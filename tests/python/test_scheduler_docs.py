@@ -241,10 +241,11 @@ SPECS = {
     "bad_pref_zero": ("add", "max_batch_size: 4\n" + IO_ADD + "dynamic_batching { preferred_batch_size: [ 0 ] }\n"),
     "bad_default_level": ("add", "max_batch_size: 4\n" + IO_ADD
                           + "dynamic_batching { priority_levels: 2 default_priority_level: 3 }\n"),
+    "bad_no_default_level": ("add", "max_batch_size: 4\n" + IO_ADD + "dynamic_batching { priority_levels: 3 }\n"),
     "bad_policy_level": ("add", "max_batch_size: 4\n" + IO_ADD + "dynamic_batching { priority_levels: 2 "
                          "priority_queue_policy { key: 5 value: { max_queue_size: 1 } } }\n"),
     "bad_no_batch_dim": ("add", "max_batch_size: 0\n" + IO_ADD.replace("[ 4 ]", "[ -1, 4 ]") + "dynamic_batching { }\n"),
-    "bad_count": ("add", "max_batch_size: 4\n" + IO_ADD + "instance_group [ { count: -1 kind: KIND_CPU } ]\n"),
+    "neg_count": ("add", "max_batch_size: 4\n" + IO_ADD + "instance_group [ { count: -1 kind: KIND_CPU } ]\n"),
     "bad_queue_size": ("add", "max_batch_size: 4\n" + IO_ADD
                        + "dynamic_batching { default_queue_policy { max_queue_size: 18446744073709551615 } }\n"),
     "bad_gpu_kind": ("add", "max_batch_size: 4\n" + IO_ADD + ORT + "instance_group [ { count: 1 kind: KIND_GPU } ]\n"),
@@ -336,9 +337,10 @@ def ready(server, *models):
     ("bad_pref_gt_max", ["preferred_batch_size", "8", "max_batch_size"]),
     ("bad_pref_zero", ["preferred_batch_size", "0"]),
     ("bad_default_level", ["default_priority_level", "3", "priority_levels"]),
+    # tritonserver 2.51: "default priority level must be in range [1, 3]".
+    ("bad_no_default_level", ["default_priority_level", "priority_levels is 3", "[1, 3]"]),
     ("bad_policy_level", ["priority_queue_policy", "5", "priority_levels"]),
     ("bad_no_batch_dim", ["dynamic_batching", "max_batch_size"]),
-    ("bad_count", ["instance_group[0].count", "-1"]),
     ("bad_queue_size", ["line 5", "out of range"]),
     ("bad_gpu_kind", ["KIND_GPU"]),
     ("bad_cpu_gpus", ["KIND_CPU", "gpus"]),
@@ -355,7 +357,8 @@ def test_a_huge_priority_levels_value_leaves_the_server_serving(tmp_path):
     must fail that model's load (or load it), not take every model down."""
     repo = build(tmp_path, {
         "ok": ("add", "max_batch_size: 4\n" + IO_ADD),
-        "many_levels": ("add", "max_batch_size: 4\n" + IO_ADD + "dynamic_batching { priority_levels: 4000000000 }\n"),
+        "many_levels": ("add", "max_batch_size: 4\n" + IO_ADD
+                        + "dynamic_batching { priority_levels: 4000000000 default_priority_level: 4000000000 }\n"),
     })
     proc, addresses = start_serve(repo, "--model-control-mode", "explicit", "--load-model", "ok")
     try:
@@ -391,6 +394,17 @@ def test_a_queue_with_three_instances_holds_four_named_threads_and_shows_the_gro
     config = requests.get(f"http://{server['http']}/v2/models/zinst/config", timeout=10).json()
     groups = config["instance_group"]
     assert sum(g["count"] for g in groups) == 3 and all(g["kind"] == "KIND_CPU" for g in groups), groups
+
+
+def test_a_negative_instance_count_loads_one_instance_as_triton_does(server):
+    """tritonserver 2.51 loads `count: -1` as one instance (its /config
+    shows count 1); anemone refused the model before."""
+    ready(server, "neg_count")
+    config = requests.get(f"http://{server['http']}/v2/models/neg_count/config", timeout=10).json()
+    assert [(g["count"], g["kind"]) for g in config["instance_group"]] == [(1, "KIND_CPU")], config
+    x = np.arange(4, dtype=np.float32)[None]
+    status, answer = post(server["http"], "neg_count", add_body(x, x))
+    assert status == 200 and out(answer, "sum").tolist() == (2 * x).tolist(), answer
 
 
 # ================================================================ batching

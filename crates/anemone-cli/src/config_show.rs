@@ -69,12 +69,14 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
             let mut argv: Vec<OsString> = vec!["anemone".into(), "serve".into()];
             argv.extend(show.serve_args.iter().cloned());
             let (_, table) = config_file::parse(crate::Cli::command(), "serve", &argv, true)
-                .map_err(|e| {
-                    // The message alone: clap's usage lines are `serve`'s, not ours.
+                .unwrap_or_else(|e| {
+                    // The message alone (clap's usage lines are `serve`'s,
+                    // not ours), with the status `serve` stops with: 2.
                     let text = e.render().to_string();
-                    let first = text.lines().next().unwrap_or_default().to_string();
-                    anyhow!("{}", first.trim_start_matches("error: "))
-                })?;
+                    let first = text.lines().next().unwrap_or_default();
+                    eprintln!("error: {}", first.trim_start_matches("error: "));
+                    std::process::exit(e.exit_code())
+                });
             table.unwrap_or_default()
         }
     };

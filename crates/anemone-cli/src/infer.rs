@@ -180,7 +180,6 @@ fn input_error_name(e: &Error) -> Option<&str> {
         Error::Input(
             InputError::UnknownOutput { .. }
             | InputError::UnservedOutput { .. }
-            | InputError::DuplicateOutput { .. }
             | InputError::Sequence { .. },
         ) => None,
         Error::Input(e) => Some(e.name()),

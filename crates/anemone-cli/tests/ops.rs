@@ -469,6 +469,8 @@ fn a_misspelled_key_names_the_file_line_key_and_the_nearest_flag() {
         stderr.contains("line 1, key 'max-concurrency': invalid value 'lots'"),
         "{stderr}"
     );
+    // The status `serve` stops with on the same file: a usage error.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     // Per-model tables have no meaning here: said, with where they go.
     std::fs::write(
         &file,

@@ -458,12 +458,6 @@ pub enum InputError {
         /// The engine's error, on one line.
         message: String,
     },
-    /// The same output was requested twice.
-    #[error("output '{name}' is requested more than once")]
-    DuplicateOutput {
-        /// The output's name.
-        name: String,
-    },
     /// A requested output does not exist.
     #[error("unknown output '{name}': the model's outputs are {}", .expected.join(", "))]
     UnknownOutput {
@@ -519,7 +513,6 @@ impl InputError {
             | InputError::ByteLength { name, .. }
             | InputError::Malformed { name, .. }
             | InputError::Rejected { name, .. }
-            | InputError::DuplicateOutput { name }
             | InputError::UnknownOutput { name, .. }
             | InputError::UnservedOutput { name, .. } => name,
             InputError::Sequence { .. } => "sequence_id",

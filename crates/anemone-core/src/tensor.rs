@@ -213,6 +213,31 @@ impl Tensor {
             .expect("a scalar always has one element; this is a bug")
     }
 
+    /// The stand-in for an output an engine left out of its answer (a
+    /// Python model may leave any out, as Triton's may): a 0-d tensor with
+    /// no element, which no real tensor is. The runtime drops it from the
+    /// response; never read its elements.
+    pub fn absent(dtype: DataType) -> Tensor {
+        let data = match dtype {
+            DataType::Bytes => TensorData::Strings(Vec::new()),
+            _ => TensorData::Numeric(Bytes::new()),
+        };
+        Tensor {
+            dtype,
+            shape: Vec::new(),
+            data,
+        }
+    }
+
+    /// Whether this is [`Tensor::absent`]'s stand-in.
+    pub fn is_absent(&self) -> bool {
+        self.shape.is_empty()
+            && match &self.data {
+                TensorData::Numeric(b) => b.is_empty(),
+                TensorData::Strings(s) => s.is_empty(),
+            }
+    }
+
     /// The element type.
     pub fn dtype(&self) -> DataType {
         self.dtype
@@ -426,6 +451,19 @@ impl Element for bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_stand_in_for_a_left_out_output_is_absent() {
+        assert!(Tensor::absent(DataType::F32).is_absent());
+        assert!(Tensor::absent(DataType::Bytes).is_absent());
+        let real = [
+            Tensor::scalar(0u8),
+            Tensor::from_bytes(DataType::F32, vec![0], Bytes::new()).unwrap(),
+            Tensor::from_strings(vec![0], Vec::new()).unwrap(),
+            Tensor::from_strings(vec![], vec![Vec::new()]).unwrap(),
+        ];
+        assert!(real.iter().all(|t| !t.is_absent()));
+    }
 
     #[test]
     fn reshaped_keeps_the_elements_and_checks_their_count() {

@@ -238,13 +238,12 @@ pub fn select_outputs(
     let Some(wanted) = wanted else {
         return Ok(served.map(|served| served.iter().filter_map(index_of).collect()));
     };
+    // An output named twice is answered once, as Triton answers it.
     wanted
         .iter()
         .enumerate()
-        .map(|(i, name)| {
-            if wanted[..i].contains(name) {
-                return Err(InputError::DuplicateOutput { name: name.clone() });
-            }
+        .filter(|(i, name)| !wanted[..*i].contains(name))
+        .map(|(_, name)| {
             let index = index_of(name).ok_or_else(|| InputError::UnknownOutput {
                 name: name.clone(),
                 expected: match served {
@@ -478,8 +477,8 @@ mod tests {
             select_outputs(&m, None, Some(&["nope".into()])),
             Err(InputError::UnknownOutput { .. })
         ));
-        let twice = select_outputs(&m, None, Some(&["y".into(), "y".into()])).unwrap_err();
-        assert_eq!(twice, InputError::DuplicateOutput { name: "y".into() });
+        let twice = select_outputs(&m, None, Some(&["y".into(), "y".into()])).unwrap();
+        assert_eq!(twice, Some(vec![0]), "once, as Triton answers it");
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl fmt::Display for Scalar<'_> {
             Scalar::Bool(b) => write!(f, "{b}"),
             Scalar::I64(n) => write!(f, "{n}"),
             Scalar::U64(n) => write!(f, "{n}"),
-            Scalar::F64(x) => write!(f, "{x}"),
+            Scalar::F64(x) => write!(f, "{x:?}"), // 5.0, not 5
             Scalar::Str(s) if s.len() > 64 => write!(f, "a {}-byte string", s.len()),
             Scalar::Str(s) => write!(f, "{s:?}"),
         }
@@ -245,12 +245,22 @@ impl<X: Target> Sink<'_, X> {
                 self.count += 1;
                 Ok(())
             }
-            None => self.refuse(format!(
-                "input '{}' value {} ({s}) is not a valid {}",
-                self.input,
-                self.count,
-                self.dtype.kserve_name()
-            )),
+            None => {
+                use anemone_core::DataType::{Bool, Bytes, F16, F32, F64};
+                let integers = !matches!(self.dtype, F16 | F32 | F64 | Bool | Bytes);
+                let hint = match s {
+                    Scalar::F64(_) if integers => {
+                        " (an integer type takes whole numbers written without a decimal point or exponent)"
+                    }
+                    _ => "",
+                };
+                self.refuse(format!(
+                    "input '{}' value {} ({s}) is not a valid {}{hint}",
+                    self.input,
+                    self.count,
+                    self.dtype.kserve_name()
+                ))
+            }
         }
     }
 

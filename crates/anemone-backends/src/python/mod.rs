@@ -22,13 +22,6 @@ mod process;
 mod pump;
 
 /// An output the request did not ask for and the model left out.
-fn placeholder(dtype: anemone_core::DataType) -> Tensor {
-    match dtype {
-        anemone_core::DataType::Bytes => Tensor::from_strings(vec![0], Vec::new()),
-        dtype => Tensor::from_bytes(dtype, vec![0], anemone_core::Bytes::new()),
-    }
-    .expect("an empty tensor of shape [0]")
-}
 
 #[cfg(test)]
 mod tests;
@@ -178,6 +171,8 @@ pub struct PythonModel {
     process: Mutex<Option<Process>>,
     caller: Option<anemone_core::Caller>,
     dtype_warned: AtomicBool,
+    /// Whether a requested output the model left out has been logged.
+    missing_warned: AtomicBool,
 }
 
 impl PythonModel {
@@ -248,6 +243,7 @@ impl PythonModel {
             process: Mutex::new(Some(process)),
             caller,
             dtype_warned: AtomicBool::new(false),
+            missing_warned: AtomicBool::new(false),
         })
     }
 
@@ -342,12 +338,11 @@ impl PythonModel {
         anemone_core::respond::one_answer_refused(&self.launch.model)
     }
 
-    /// One answer's outputs in the declared order, each of its declared
-    /// data type, or the model's error.
-    /// A request's outputs in the config's order. One the request did not
-    /// ask for (`wanted`; `None`: all) may be left out by the model, as
-    /// Triton allows: it stands as an empty placeholder, which the answer
-    /// drops.
+    /// A request's outputs in the config's order, as the model gave them,
+    /// or the model's error. The model may leave any out, as Triton allows:
+    /// one it left out stands as [`Tensor::absent`], which the answer
+    /// drops. Leaving out one the request asked for (`wanted`; `None`: all)
+    /// is logged, once.
     fn outputs_of(&self, answer: Answer, wanted: Option<&[usize]>) -> Result<Vec<Tensor>> {
         let mut given = match answer {
             Answer::Outputs(given) => given,
@@ -356,16 +351,19 @@ impl PythonModel {
         let mut out = Vec::with_capacity(self.meta.outputs.len());
         for (i, spec) in self.meta.outputs.iter().enumerate() {
             let Some(at) = given.iter().position(|(n, _)| *n == spec.name) else {
-                if wanted.is_some_and(|w| !w.contains(&i)) {
-                    out.push(placeholder(spec.dtype));
-                    continue;
+                let asked = wanted.is_none_or(|w| w.contains(&i));
+                if asked && !self.missing_warned.swap(true, Ordering::Relaxed) {
+                    let names: Vec<&str> = given.iter().map(|(n, _)| n.as_str()).collect();
+                    tracing::warn!(
+                        model = %self.launch.model,
+                        "model.py gave no output '{}' (it gave {}) to a request that asks for it; the \
+                         answer leaves it out, as Triton's does (return it from execute to answer it)",
+                        spec.name,
+                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    );
                 }
-                let names: Vec<&str> = given.iter().map(|(n, _)| n.as_str()).collect();
-                return Err(self.model_fault(format!(
-                    "execute() gave no output '{}' (it gave {}); return every output the config.pbtxt lists",
-                    spec.name,
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
-                )));
+                out.push(Tensor::absent(spec.dtype));
+                continue;
             };
             let (_, tensor) = given.swap_remove(at);
             // Answered as the model gave it, as Triton does; said once.
@@ -390,15 +388,6 @@ impl PythonModel {
     /// The error of a response whose `error` the model set.
     fn refusal(&self, message: String, code: i64) -> Error {
         refusal(&self.launch.model, message, code)
-    }
-
-    fn model_fault(&self, why: String) -> Error {
-        Error::Backend {
-            backend: NAME.into(),
-            message: format!("model.py of model '{}': {why}", self.launch.model),
-            retryable: false,
-            source: None,
-        }
     }
 }
 

@@ -32,10 +32,10 @@ impl MemoryFigures {
         if let Some(budget) = budget.filter(|b| *b > 0 && self.rss > 0) {
             if grown as f64 >= budget as f64 * ratio {
                 return Some(format!(
-                    "memory pressure: the process grew by {:.0} MiB since start, {:.0}% of the {:.0} MiB budget",
-                    mib(grown),
+                    "memory pressure: the process grew by {} since start, {:.0}% of the {} budget",
+                    amount(grown),
                     grown as f64 * 100.0 / budget as f64,
-                    mib(budget)
+                    amount(budget)
                 ));
             }
         }
@@ -75,6 +75,16 @@ fn proc_kib(file: &str, key: &str) -> u64 {
         })
         .map_or(0, |kib| kib * 1024)
 }
+/// `bytes` in MiB, or in KiB or bytes when under one MiB (a budget of a
+/// few KiB read "0 MiB").
+fn amount(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.0} KiB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +107,9 @@ mod tests {
             "850 MiB grown"
         );
         assert_eq!(m.pressure(0, Some(2000 << 20), 0.9), None);
+        // A budget under a MiB is said in KiB, not "0 MiB".
+        let why = m.pressure(0, Some(64 << 10), 0.9).unwrap();
+        assert!(why.contains("of the 64 KiB budget"), "{why}");
         assert_eq!(m.pressure(0, None, 0.9), None);
         let tight = MemoryFigures {
             machine_available: 1 << 30,

@@ -152,7 +152,9 @@ fn run_each(
     }
 }
 
-/// The outputs a request asked for, named, in its order.
+/// The outputs a request asked for, named, in its order; those the engine
+/// left out ([`Tensor::absent`]) are left out of the answer, as Triton
+/// leaves them.
 fn select(
     instance: &ModelInstance,
     mut all: Vec<Tensor>,
@@ -164,7 +166,9 @@ fn select(
         return Vec::new();
     }
     match wanted {
-        None => names.iter().map(|s| s.name.clone()).zip(all).collect(),
+        None => (names.iter().map(|s| s.name.clone()).zip(all))
+            .filter(|(_, t)| !t.is_absent())
+            .collect(),
         Some(indices) => indices
             .iter()
             .map(|&i| {
@@ -173,6 +177,7 @@ fn select(
                     std::mem::replace(&mut all[i], Tensor::scalar(0u8)),
                 )
             })
+            .filter(|(_, t)| !t.is_absent())
             .collect(),
     }
 }

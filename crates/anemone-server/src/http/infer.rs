@@ -352,7 +352,8 @@ pub fn encode(
     let header = ResponseHeader {
         model_name: &response.model,
         model_version: &response.version,
-        id: response.id.as_deref(),
+        // An empty id is left out, as Triton leaves it.
+        id: response.id.as_deref().filter(|id| !id.is_empty()),
         outputs: response
             .outputs
             .iter()

@@ -16,6 +16,7 @@ use crate::proto::{ModelConfig, ModelInstanceGroup};
 /// - `KIND_AUTO` becomes `KIND_GPU` or `KIND_CPU`, by where the group's
 ///   first instance runs. An instance on Apple's Neural Engine keeps
 ///   `KIND_AUTO`: Triton's kinds have no word for it.
+/// - A count under 1 becomes 1, the one instance it runs.
 /// - A GPU group that lists no device lists device 0, the one its
 ///   instances run on (the first that `CUDA_VISIBLE_DEVICES` leaves).
 ///
@@ -35,7 +36,9 @@ pub fn resolve_instance_groups(config: &mut ModelConfig, engines: &[Tier]) {
     let mut first = 0usize;
     for group in &mut config.instance_group {
         let tier = engines.get(first).copied();
-        first = first.saturating_add(usize::try_from(group.count.max(1)).unwrap_or(1));
+        // Under 1 (unset, 0 or negative) is one instance, as Triton shows it.
+        group.count = group.count.max(1);
+        first = first.saturating_add(usize::try_from(group.count).unwrap_or(1));
         if group.kind == GroupKind::Auto as i32 {
             group.kind = match tier {
                 Some(Tier::Gpu) => GroupKind::Gpu,
@@ -112,6 +115,19 @@ mod tests {
                 (GroupKind::Auto as i32, vec![]),
             ]
         );
+
+        // A count under 1 shows the one instance it runs, as Triton's.
+        let mut c = ModelConfig {
+            name: "n".into(),
+            instance_group: vec![
+                group("n_0", -1, GroupKind::Cpu),
+                group("n_1", 0, GroupKind::Cpu),
+            ],
+            ..Default::default()
+        };
+        resolve_instance_groups(&mut c, &[Tier::PortableCpu, Tier::PortableCpu]);
+        let counts: Vec<i32> = c.instance_group.iter().map(|g| g.count).collect();
+        assert_eq!(counts, [1, 1]);
 
         // An ensemble has none.
         let mut c = ModelConfig {

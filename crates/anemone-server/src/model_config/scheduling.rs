@@ -139,15 +139,6 @@ pub fn scheduler_config(
             u32::MAX
         )
     })?;
-    let default_priority = match db.default_priority_level {
-        0 => levels,
-        n if n <= u64::from(levels) => n as u32,
-        n => {
-            return Err(format!(
-                "dynamic_batching.default_priority_level is {n}, outside 1..={levels} (priority_levels)"
-            ))
-        }
-    };
     let mut priority_policies = BTreeMap::new();
     for (&level, policy) in &db.priority_queue_policy {
         if level == 0 || level > u64::from(levels) {
@@ -160,6 +151,23 @@ pub fn scheduler_config(
             queue_policy(policy, &format!("priority_queue_policy[{level}]"))?,
         );
     }
+    // Triton's rule: levels need a default level, inside them.
+    let default_priority = match db.default_priority_level {
+        0 if db.priority_levels == 0 => 1,
+        0 => {
+            return Err(format!(
+                "dynamic_batching.priority_levels is {levels} but default_priority_level is not set; set \
+                 default_priority_level in 1..={levels}, the level of requests that send no priority \
+                 (as Triton requires: \"default priority level must be in range [1, {levels}]\")"
+            ))
+        }
+        n if n <= u64::from(levels) => n as u32,
+        n => {
+            return Err(format!(
+                "dynamic_batching.default_priority_level is {n}, outside 1..={levels} (priority_levels)"
+            ))
+        }
+    };
     out.queue = Some(QueueSettings {
         priority_levels: levels,
         default_priority,
@@ -224,6 +232,7 @@ mod tests {
                preferred_batch_size: [ 4, 8 ]\n\
                preserve_ordering: false\n\
                priority_levels: 3\n\
+               default_priority_level: 2\n\
                default_queue_policy { max_queue_size: 10 default_timeout_microseconds: 2000 \
                  allow_timeout_override: true timeout_action: DELAY }\n\
                priority_queue_policy { key: 1 value: { max_queue_size: 2 } }\n\
@@ -240,11 +249,7 @@ mod tests {
         let one = scheduler_config(&one, &crate::model_config::no_state_files).unwrap();
         assert!(one.batching.unwrap().preserve_ordering);
         let q = s.queue.unwrap();
-        assert_eq!(
-            (q.priority_levels, q.default_priority),
-            (3, 3),
-            "unset default: the lowest level"
-        );
+        assert_eq!((q.priority_levels, q.default_priority), (3, 2));
         assert_eq!(q.default_policy.max_queue_size, Some(10));
         assert_eq!(
             q.default_policy.default_timeout,
@@ -301,6 +306,11 @@ mod tests {
             ),
             ("max_batch_size: 4 dynamic_batching { preferred_batch_size: [ 8 ] }", "outside 1..=4"),
             ("max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 3 }", "outside 1..=2"),
+            // As tritonserver 2.51 refuses it.
+            (
+                "max_batch_size: 4 dynamic_batching { priority_levels: 3 }",
+                "default priority level must be in range [1, 3]",
+            ),
             (
                 "max_batch_size: 4 dynamic_batching { priority_levels: 2 priority_queue_policy { key: 5 value: { } } }",
                 "level 5",

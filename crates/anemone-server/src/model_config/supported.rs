@@ -348,14 +348,9 @@ fn check_group_field(
     match name {
         // The rate limiter's settings (`--rate-limit execution_count`).
         "name" | "rate_limiter" => {}
-        "count" => {
-            let n = v.as_i32().unwrap_or_default();
-            if n < 0 {
-                return Err(format!(
-                    "{src} field '{path}' is {n}; set a positive instance count"
-                ));
-            }
-        }
+        // A count under 1 (unset, 0, or negative) means one instance, as
+        // Triton reads it (`resolve_instance_groups` shows it as 1).
+        "count" => {}
         "kind" => {
             let n = v.as_enum_number().unwrap_or_default();
             let kind = GroupKind::try_from(n).ok();
@@ -429,7 +424,6 @@ mod tests {
             ("instance_group [ { count: 1 gpus: [ 0, 1 ] } ]", "CUDA_VISIBLE_DEVICES"),
             ("instance_group [ { secondary_devices { device_id: 0 } } ]", "'instance_group[0].secondary_devices'"),
             ("instance_group [ { profile: \"0\" } ]", "'instance_group[0].profile'"),
-            ("instance_group [ { count: -1 } ]", "'instance_group[0].count'"),
             ("platform: \"tensorflow_savedmodel\"", "anemone runs ONNX models"),
             ("backend: \"pytorch\"", "\"pytorch\", which anemone cannot run"),
             ("max_batch_size: -1", "'max_batch_size'"),

@@ -237,6 +237,7 @@ pub fn prepare_model(
     }
     let mut settings = model_config::settings(&config)?;
     if python {
+        super::python::resolve_groups(&mut config, super::python::gpus_visible())?;
         // Triton gives initialize() the completed config as JSON.
         let json = model_config::to_json(&config).to_string();
         let key = anemone_backends::python::config::MODEL_CONFIG_KEY;

@@ -93,3 +93,101 @@ pub(super) fn auto_complete(
         }),
     }
 }
+
+/// A Python model's instance groups as Triton hands them to `initialize`
+/// (`args["model_config"]`) and shows them: a count under 1 is one
+/// instance, and `KIND_AUTO` is `KIND_CPU`, the kind the model is told.
+/// A `KIND_GPU` group on a machine without a visible GPU (`gpus`) is
+/// refused, as Triton refuses it.
+pub(super) fn resolve_groups(config: &mut ModelConfig, gpus: bool) -> Result<(), String> {
+    use crate::proto::model_instance_group::Kind;
+    for group in &mut config.instance_group {
+        group.count = group.count.max(1);
+        if group.kind == Kind::Auto as i32 {
+            group.kind = Kind::Cpu as i32;
+        }
+        if group.kind == Kind::Gpu as i32 && !gpus {
+            return Err(format!(
+                "instance group {} of model {} has kind KIND_GPU but no GPUs are available; use kind \
+                 KIND_CPU (or KIND_MODEL, where the model's code places itself), or serve on a machine \
+                 with an NVIDIA GPU that CUDA_VISIBLE_DEVICES leaves visible",
+                group.name, config.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether this machine has a GPU a Python model may use: Apple Silicon's
+/// (Metal), or an NVIDIA GPU the driver lists that `CUDA_VISIBLE_DEVICES`
+/// does not hide.
+pub(super) fn gpus_visible() -> bool {
+    if cfg!(all(target_os = "macos", target_arch = "aarch64")) {
+        return true;
+    }
+    let listed = std::fs::read_dir("/proc/driver/nvidia/gpus").map_or(0, |d| d.count());
+    nvidia_visible(
+        std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+        listed,
+    )
+}
+
+/// Whether `listed` NVIDIA GPUs leave one visible under
+/// `CUDA_VISIBLE_DEVICES` (`""` and a list starting with `-1` hide all).
+fn nvidia_visible(cuda_visible_devices: Option<&str>, listed: usize) -> bool {
+    let hidden = cuda_visible_devices
+        .map(str::trim)
+        .is_some_and(|v| v.is_empty() || v.starts_with("-1"));
+    listed > 0 && !hidden
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::model_instance_group::Kind;
+    use crate::proto::ModelInstanceGroup;
+
+    #[test]
+    fn python_groups_resolve_as_triton_shows_them() {
+        let group = |name: &str, count, kind: Kind| ModelInstanceGroup {
+            name: name.into(),
+            count,
+            kind: kind as i32,
+            ..Default::default()
+        };
+        let mut c = ModelConfig {
+            name: "m".into(),
+            instance_group: vec![
+                group("a", -1, Kind::Auto),
+                group("b", 2, Kind::Model),
+                group("g", 1, Kind::Gpu),
+            ],
+            ..Default::default()
+        };
+        resolve_groups(&mut c, true).unwrap();
+        let got: Vec<(i32, i32)> = c.instance_group.iter().map(|g| (g.count, g.kind)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, Kind::Cpu as i32),
+                (2, Kind::Model as i32),
+                (1, Kind::Gpu as i32)
+            ]
+        );
+        let e = resolve_groups(&mut c, false).unwrap_err();
+        assert!(
+            e.contains("instance group g of model m has kind KIND_GPU but no GPUs are available"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cuda_visible_devices_can_hide_every_gpu() {
+        assert!(nvidia_visible(None, 1));
+        assert!(nvidia_visible(Some("0,1"), 2));
+        assert!(nvidia_visible(Some("GPU-8f2c"), 1));
+        assert!(!nvidia_visible(Some(""), 1));
+        assert!(!nvidia_visible(Some("-1"), 1));
+        assert!(!nvidia_visible(None, 0));
+    }
+}

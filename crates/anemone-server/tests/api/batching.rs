@@ -14,6 +14,7 @@ dynamic_batching {
   max_queue_delay_microseconds: 20000
   preferred_batch_size: [ 8 ]
   priority_levels: 2
+  default_priority_level: 2
   default_queue_policy { max_queue_size: 64 allow_timeout_override: true }
 }
 instance_group [ { count: 2 kind: KIND_CPU } ]

@@ -20,8 +20,14 @@ impl Repository {
             return;
         };
         match mirror.sync(Scope::All).await {
-            Ok(report) => log_report(&report),
-            Err(e) => tracing::error!("model repository sync failed, nothing changed: {e}"),
+            Ok(report) => log_report(mirror, Scope::All, &report),
+            // Said once until it changes, as each model's errors are.
+            Err(e) => {
+                let failed = [(String::new(), e)];
+                for (_, e) in mirror.unsaid(Scope::Models(&[]), &failed) {
+                    tracing::error!("model repository sync failed, nothing changed: {e}");
+                }
+            }
         }
     }
 
@@ -36,7 +42,7 @@ impl Repository {
             .sync(Scope::Models(&names))
             .await
             .map_err(|e| ApiError::unavailable(format!("cannot load model '{name}': {e}")))?;
-        log_report(&report);
+        log_report(mirror, Scope::Models(&names), &report);
         match report.errors.into_iter().find(|(m, _)| m == name) {
             Some((_, e)) => Err(ApiError::unavailable(format!(
                 "cannot load model '{name}': {e}"

@@ -58,6 +58,9 @@ pub struct Mirror {
     manifest_path: PathBuf,
     /// One sync at a time.
     manifest: tokio::sync::Mutex<Manifest>,
+    /// The errors last logged, by model ("" for a failed sync), so that a
+    /// poll logs an error once, not every few seconds.
+    said: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Mirror {
@@ -90,7 +93,30 @@ impl Mirror {
             view,
             manifest_path,
             manifest: tokio::sync::Mutex::new(manifest),
+            said: std::sync::Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Of the `errors` a sync of `scope` met (by model; "" for the whole
+    /// sync), those not logged since they last changed. A sync of every
+    /// model forgets the errors it no longer meets, so one that comes back
+    /// is logged again.
+    pub(crate) fn unsaid(
+        &self,
+        scope: Scope<'_>,
+        errors: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let mut said = self.said.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(scope, Scope::All) {
+            said.retain(|model, _| errors.iter().any(|(m, _)| m == model));
+        }
+        errors
+            .iter()
+            .filter(|(model, error)| {
+                said.insert(model.clone(), error.clone()).as_ref() != Some(error)
+            })
+            .cloned()
+            .collect()
     }
 
     /// The local directory the repository code serves.
@@ -301,4 +327,36 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_logged_once_until_it_changes_or_comes_back() {
+        let dir = std::env::temp_dir().join(format!("anemone-unsaid-{}", std::process::id()));
+        let mirror = Mirror::new(Vec::new(), &dir).unwrap();
+        let clash = |e: &str| vec![("m".to_string(), e.to_string())];
+        assert_eq!(mirror.unsaid(Scope::All, &clash("in two")), clash("in two"));
+        assert!(
+            mirror.unsaid(Scope::All, &clash("in two")).is_empty(),
+            "the next poll"
+        );
+        assert_eq!(
+            mirror.unsaid(Scope::All, &clash("other")),
+            clash("other"),
+            "changed"
+        );
+        // One model's sync forgets nothing; a whole sync without it does.
+        assert!(mirror.unsaid(Scope::Models(&[]), &[]).is_empty());
+        assert!(mirror.unsaid(Scope::All, &clash("other")).is_empty());
+        assert!(mirror.unsaid(Scope::All, &[]).is_empty());
+        assert_eq!(
+            mirror.unsaid(Scope::All, &clash("other")),
+            clash("other"),
+            "back again"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -92,7 +92,7 @@ pub async fn prepare(
             {
                 return Err(first.clone());
             }
-            log_report(&report);
+            log_report(&mirror, scope, &report);
         }
         Err(e) if has_models(mirror.view()) => {
             tracing::warn!(
@@ -105,9 +105,10 @@ pub async fn prepare(
     Ok((mirror.view().to_path_buf(), Some(mirror)))
 }
 
-/// Logs what a sync did and what it could not do.
-pub(crate) fn log_report(report: &Report) {
-    for (model, error) in &report.errors {
+/// Logs what a sync of `scope` did and what it could not do (each error
+/// once, until it changes: see [`Mirror::unsaid`]).
+pub(crate) fn log_report(mirror: &Mirror, scope: Scope<'_>, report: &Report) {
+    for (model, error) in mirror.unsaid(scope, &report.errors) {
         tracing::error!(model = %model, "{error}");
     }
     if report.fetched.0 > 0 || !report.removed.is_empty() {
