@@ -30,6 +30,11 @@ pub struct ResponseCache {
     state: Mutex<Lru>,
     evictions: AtomicU64,
     inserts: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// Nanoseconds spent in lookups (hits and misses) and in inserts.
+    lookup_ns: AtomicU64,
+    insert_ns: AtomicU64,
 }
 
 #[derive(Default)]
@@ -60,6 +65,14 @@ pub struct CacheSnapshot {
     pub inserts: u64,
     /// Answers evicted to make room so far.
     pub evictions: u64,
+    /// Lookups that found an answer so far.
+    pub hits: u64,
+    /// Lookups that found none so far.
+    pub misses: u64,
+    /// Nanoseconds spent in lookups (hits and misses) so far.
+    pub lookup_ns: u64,
+    /// Nanoseconds spent storing answers so far.
+    pub insert_ns: u64,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -79,6 +92,10 @@ impl ResponseCache {
             state: Mutex::default(),
             evictions: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            lookup_ns: AtomicU64::new(0),
+            insert_ns: AtomicU64::new(0),
         }
     }
 
@@ -141,6 +158,18 @@ impl ResponseCache {
     /// A copy of the answer stored under `key`, which becomes the most
     /// recently used.
     pub fn get(&self, key: &CacheKey) -> Option<Vec<(String, Tensor)>> {
+        let start = std::time::Instant::now();
+        let found = self.lookup(key);
+        let counter = match found {
+            Some(_) => &self.hits,
+            None => &self.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.lookup_ns.fetch_add(nanos(start), Ordering::Relaxed);
+        found
+    }
+
+    fn lookup(&self, key: &CacheKey) -> Option<Vec<(String, Tensor)>> {
         let mut lru = self.lock();
         lru.clock += 1;
         let now = lru.clock;
@@ -155,6 +184,12 @@ impl ResponseCache {
     /// Stores an answer, evicting the least recently used until it fits. An
     /// answer larger than the whole cache is not stored.
     pub fn insert(&self, key: CacheKey, outputs: &[(String, Tensor)]) {
+        let start = std::time::Instant::now();
+        self.store(key, outputs);
+        self.insert_ns.fetch_add(nanos(start), Ordering::Relaxed);
+    }
+
+    fn store(&self, key: CacheKey, outputs: &[(String, Tensor)]) {
         let bytes = ENTRY_OVERHEAD
             + outputs
                 .iter()
@@ -204,8 +239,16 @@ impl ResponseCache {
             entries: lru.entries.len() as u64,
             inserts: self.inserts.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            lookup_ns: self.lookup_ns.load(Ordering::Relaxed),
+            insert_ns: self.insert_ns.load(Ordering::Relaxed),
         }
     }
+}
+
+fn nanos(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// 32 bytes from the standard library's per-process random hash seeds.

@@ -154,6 +154,11 @@ impl Manager {
             .clone()
             .expect("a streaming ensemble has its plan");
         let start = run.start;
+        // The request's batch, read before the steps take its inputs.
+        let batch = (ensemble.spec.max_batch_size)
+            .and_then(|_| run.tensors.values().next())
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(1);
         let fail = |e: Error| {
             let e = record(&ensemble, e, start);
             feed.send(Some(Err(e)), true);
@@ -196,6 +201,14 @@ impl Manager {
                 Sent::Delivered if streamed.last => {
                     timings.total = start.elapsed();
                     ensemble.metrics.record_success_at(&timings, Instant::now());
+                    // One execution, as a one-answer ensemble counts it
+                    // (and tritonserver 2.51 a streaming one).
+                    ensemble.metrics.record_execution(
+                        batch,
+                        timings.compute_input,
+                        timings.compute_infer,
+                        timings.compute_output,
+                    );
                     return;
                 }
                 Sent::Delivered => {}

@@ -144,7 +144,9 @@ fn streamed(
             id: echo.id.clone(),
             ..Default::default()
         },
-        Some(Err(e)) => return Some(failed(echo, &e)),
+        // An error from running the request says whether it ended, as
+        // Triton's does (one refused before it ran, by `answer`, does not).
+        Some(Err(e)) => return Some(failed_at(echo, &e, answer.last)),
         Some(Ok(response)) => infer::encode(response),
     };
     let mut response = ModelStreamInferResponse {
@@ -153,9 +155,17 @@ fn streamed(
     };
     // The stream envelope adds a few bytes to the response's own.
     if let Err(e) = infer::check_size("response", response.encoded_len(), max_bytes) {
-        response = failed(echo, &e);
+        response = failed_at(echo, &e, answer.last);
     }
     Some(response)
+}
+
+/// [`failed`], with `triton_final_response` set to `last`.
+fn failed_at(echo: &ModelInferResponse, e: &ApiError, last: bool) -> ModelStreamInferResponse {
+    ModelStreamInferResponse {
+        error_message: e.message.clone(),
+        infer_response: Some(final_flag(echo.clone(), last)),
+    }
 }
 
 /// A response with `triton_final_response` set to `last`.

@@ -8,6 +8,7 @@
 use super::{Family, PerModel, Queued, PER_MODEL};
 use anemone_core::ErrorKind;
 use anemone_runtime::MetricsSnapshot;
+use std::fmt::Write;
 
 /// Triton's failure reason for a kind of failure counted on a model, or
 /// `None` for the kinds Triton refuses before a request reaches its model
@@ -86,8 +87,61 @@ pub fn render(m: &MetricsSnapshot, queued: &[Queued], out: &mut String) {
             pending,
         );
     }
-    if m.cache.is_some() {
+    if let Some(cache) = &m.cache {
         counters(&mut f, &PER_MODEL[8..]);
+        cache_totals(&mut f, cache);
+    }
+}
+
+/// Triton's server-wide response cache gauges, with its names, help and
+/// order (tritonserver 2.51 with `--cache-config local,size=...`);
+/// durations in microseconds.
+fn cache_totals(f: &mut Family, c: &anemone_runtime::cache::CacheSnapshot) {
+    let util = match c.capacity_bytes {
+        0 => 0.0,
+        cap => c.bytes as f64 / cap as f64,
+    };
+    f.header("nv_cache_util", "gauge", "Cache utilization [0.0 - 1.0]");
+    let _ = writeln!(f.out, "nv_cache_util {util}");
+    for (name, help, value) in [
+        (
+            "nv_cache_num_entries",
+            "Number of responses stored in response cache",
+            c.entries,
+        ),
+        (
+            "nv_cache_num_hits",
+            "Number of cache hits in response cache",
+            c.hits,
+        ),
+        (
+            "nv_cache_num_misses",
+            "Number of cache misses in response cache",
+            c.misses,
+        ),
+        (
+            "nv_cache_num_lookups",
+            "Number of cache lookups in response cache",
+            c.hits + c.misses,
+        ),
+        (
+            "nv_cache_num_evictions",
+            "Number of cache evictions in response cache",
+            c.evictions,
+        ),
+        (
+            "nv_cache_lookup_duration",
+            "Total cache lookup duration (hit and miss), in microseconds",
+            c.lookup_ns / 1_000,
+        ),
+        (
+            "nv_cache_insertion_duration",
+            "Total cache insertion duration, in microseconds",
+            c.insert_ns / 1_000,
+        ),
+    ] {
+        f.header(name, "gauge", help);
+        let _ = writeln!(f.out, "{name} {value}");
     }
 }
 
