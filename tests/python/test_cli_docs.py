@@ -268,7 +268,7 @@ def test_infer_takes_backends_and_strict_and_answers_with_onnxruntime(tmp_path):
 def test_strict_and_auto_together_are_refused_with_the_reason():
     out = anemone("infer", ADD, "--backends", "auto", "--strict", "-i", f"x={ROOT / 'examples/x.npy'}",
                   "-i", f"y={ROOT / 'examples/y.npy'}")
-    assert out.returncode == 1
+    assert out.returncode == 2, "a flag mistake, as CONFIGURATION.md says"
     assert "--backends auto and --strict together" in out.stderr and "choose one" in out.stderr
 
 

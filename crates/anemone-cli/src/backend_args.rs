@@ -32,6 +32,31 @@ pub struct BackendArgs {
     pub python: Option<std::path::PathBuf>,
 }
 
+/// Starts the manager `builder` describes. Its refusal of the settings
+/// themselves (an unknown backend, `auto` with `--strict`, a backend named
+/// twice) is a [`crate::output::FlagMistake`].
+pub fn start(builder: ManagerBuilder) -> anyhow::Result<anemone_runtime::Manager> {
+    builder.build().map_err(|e| match e {
+        anemone_core::Error::Config(m) => anyhow::Error::new(crate::output::FlagMistake(m)),
+        e => anyhow::Error::new(e).context("cannot start the runtime"),
+    })
+}
+
+/// `--eviction` other than `off` needs `--memory-budget`: refused as a
+/// [`crate::output::FlagMistake`] (`serve` and `models` alike).
+pub fn check_eviction(
+    eviction: anemone_runtime::EvictionPolicy,
+    budget: Option<u64>,
+) -> anyhow::Result<()> {
+    if eviction != anemone_runtime::EvictionPolicy::Off && budget.is_none() {
+        return Err(anyhow::Error::new(crate::output::FlagMistake(format!(
+            "--eviction {} needs a budget to evict against; add --memory-budget (e.g. --memory-budget 2GiB)",
+            eviction.as_str()
+        ))));
+    }
+    Ok(())
+}
+
 impl BackendArgs {
     /// A manager builder with every built-in backend and these choices.
     pub fn builder(&self) -> ManagerBuilder {

@@ -79,7 +79,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         builder = builder.threads(n as usize);
     }
-    let manager = builder.build().context("cannot start the runtime")?;
+    let manager = crate::backend_args::start(builder)?;
     let name = args
         .model
         .file_stem()

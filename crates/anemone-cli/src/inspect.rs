@@ -143,7 +143,7 @@ enum SelectionReport {
 
 /// Loads the model as `serve` would and reports the backend selection.
 fn select(args: &InspectArgs) -> anyhow::Result<SelectionReport> {
-    let manager = args.backend.builder().workers(1).build()?;
+    let manager = crate::backend_args::start(args.backend.builder().workers(1))?;
     Ok(
         match manager.load_model_blocking(anemone_runtime::ModelSpec::new("inspect", &args.model)) {
             Ok(m) => SelectionReport::Loaded {

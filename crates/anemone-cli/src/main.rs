@@ -276,7 +276,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", output::error_chain(&e));
-            ExitCode::FAILURE
+            match e.downcast_ref::<output::FlagMistake>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -102,7 +102,8 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         builder = builder.threads(n);
     }
-    let manager = builder.build().context("cannot start the runtime")?;
+    crate::backend_args::check_eviction(args.eviction, args.memory_budget)?;
+    let manager = crate::backend_args::start(builder)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,20 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
 
+/// A mistake in the flags that no one flag's parser sees (two flags that do
+/// not go together, a backend list every model would refuse): reported as
+/// any error, with the exit status of clap's flag mistakes, 2.
+#[derive(Debug)]
+pub struct FlagMistake(pub String);
+
+impl std::fmt::Display for FlagMistake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FlagMistake {}
+
 /// The error's message followed by each cause, joined by `: `, skipping a
 /// cause whose text the message already contains (anemone errors often
 /// repeat their source).

@@ -434,12 +434,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         )?)
         .eviction(args.eviction)
         .latency_summaries(crate::triton_flags::latency_summaries(&args.metrics_config));
-    if args.eviction != anemone_runtime::EvictionPolicy::Off && args.memory_budget.is_none() {
-        anyhow::bail!(
-            "--eviction {} needs a budget to evict against; add --memory-budget (e.g. --memory-budget 2GiB)",
-            args.eviction.as_str()
-        );
-    }
+    crate::backend_args::check_eviction(args.eviction, args.memory_budget)?;
     let backend_config =
         crate::backend_config::parse(&args.backend_config).map_err(anyhow::Error::msg)?;
     backend_config.warn();
@@ -455,7 +450,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             args.compare_timeout_secs,
         )));
     }
-    let manager = builder.build()?;
+    let manager = crate::backend_args::start(builder)?;
     args.ops.set_gates(manager.gates());
     warn_if_onnxruntime_missing();
     watch_thermal_state(&manager);

@@ -107,6 +107,7 @@ impl Manager {
     /// Loads a model on the calling thread. See [`Manager::load_model`].
     pub fn load_model_blocking(&self, spec: ModelSpec) -> Result<Arc<ModelInstance>> {
         let name = spec.name.clone();
+        let began = std::time::SystemTime::now();
         let loading = LoadPhase::start(LoadStep::Load);
         let result = self.load_inner(spec);
         drop(loading);
@@ -123,8 +124,9 @@ impl Manager {
             Ok(instance) => {
                 failed.remove(&name);
                 self.inner.eviction.load_time.observe(instance.load_time());
-                // Loaded again (explicitly or on demand): no longer evicted.
-                self.forget_evicted(&name, Some(instance.version()), true);
+                // Loaded again (explicitly or on demand): no longer evicted,
+                // unless another load evicted it since it was installed.
+                self.forget_evicted_before(&name, Some(instance.version()), true, Some(began));
                 tracing::info!(model = %name, version = instance.version(), backend = instance.backend(), "model loaded");
                 let mut running: Vec<&str> =
                     instance.instances().iter().map(|e| e.backend).collect();

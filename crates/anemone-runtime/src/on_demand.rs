@@ -133,6 +133,20 @@ impl Manager {
         version: Option<u64>,
         keep_loading: bool,
     ) -> bool {
+        self.forget_evicted_before(name, version, keep_loading, None)
+    }
+
+    /// [`Manager::forget_evicted`], sparing those evicted at or after
+    /// `loaded_from`: a load that ends forgets the evictions it undoes, not one of
+    /// the very instance it installed (another load's room, made between the
+    /// install and this call).
+    pub(crate) fn forget_evicted_before(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        keep_loading: bool,
+        loaded_from: Option<SystemTime>,
+    ) -> bool {
         if self.inner.eviction.gone_count.load(Ordering::Acquire) == 0 {
             return false;
         }
@@ -142,6 +156,7 @@ impl Manager {
             n != name
                 || version.is_some_and(|want| want != *v)
                 || (keep_loading && g.loading.is_some())
+                || loaded_from.is_some_and(|t| g.since >= t)
         });
         let forgot = gone.len() != before;
         self.publish_gone(gone.len());

@@ -364,7 +364,12 @@ impl Repository {
                             .as_ref()
                             .is_some_and(|seen| fingerprint.unchanged_since(seen))
                         && (self.manager.model(name, None).is_ok()
-                            || self.manager.ensemble(name).is_some());
+                            // An ensemble whose composing model was unloaded
+                            // is loaded again, which loads that model.
+                            || matches!(
+                                self.manager.ensemble_state(name),
+                                Some(anemone_runtime::ModelState::Ready)
+                            ));
                     if unchanged {
                         // Verified the same: kept, so that files since settled
                         // are no longer read to compare.
@@ -424,6 +429,11 @@ impl Repository {
             }
         };
         drop(entries);
+        // The loaded ensembles that use a model loaded again are checked
+        // against it as it now is.
+        if answer.is_ok() && self.manager.ensemble(name).is_none() {
+            self.recheck_ensembles_using(name);
+        }
         // The loads that waited for this one go on.
         self.load_ended.notify_waiters();
         answer

@@ -177,16 +177,22 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             2,
             "'../x' is not a config name",
         ),
-        // Lists every model would refuse, refused at start-up.
+        // Lists every model would refuse, refused at start-up as flag
+        // mistakes (status 2, as CONFIGURATION.md says of them all).
         (
             &["--backends", "auto", "--strict"][..],
-            1,
+            2,
             "--backends auto and --strict together",
         ),
         (
             &["--backends", "onnxruntime,onnxruntime"][..],
-            1,
+            2,
             "backend 'onnxruntime' is named twice",
+        ),
+        (
+            &["--eviction", "lru"][..],
+            2,
+            "--eviction lru needs a budget to evict against",
         ),
         // u64::MAX seconds overflowed every HTTP connection's deadline.
         (

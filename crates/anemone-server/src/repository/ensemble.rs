@@ -90,6 +90,37 @@ impl Repository {
         Ok((config, vec![version]))
     }
 
+    /// Checks each loaded ensemble with a step on `model` (just loaded)
+    /// against the models as they are now, by loading it again from its
+    /// spec; one that no longer fits (the model's outputs changed, say) is
+    /// unloaded and left UNAVAILABLE saying why, as Triton leaves an
+    /// ensemble whose reload fails. Nested ensembles are checked in turn.
+    pub(super) fn recheck_ensembles_using(&self, model: &str) {
+        let dependents: Vec<_> = (self.manager.ensembles().into_iter())
+            .filter(|e| e.spec().steps.iter().any(|s| s.model == model))
+            .collect();
+        for ensemble in dependents {
+            let name = ensemble.spec().name.clone();
+            match self.manager.load_ensemble(ensemble.spec().clone()) {
+                Ok(_) => self.recheck_ensembles_using(&name),
+                Err(e) => {
+                    let reason = format!(
+                        "composing model '{model}' was loaded again and the ensemble no longer fits it: {}; \
+                         fix the ensemble's config or the model, then load the ensemble again",
+                        e.chain_string()
+                    );
+                    tracing::warn!(model = %name, "ensemble unavailable: {reason}");
+                    self.manager.unload_ensemble(&name);
+                    if let Some(entry) = self.lock().get_mut(&name) {
+                        entry.state = State::Unavailable;
+                        entry.reason = reason;
+                        entry.versions.clear();
+                    }
+                }
+            }
+        }
+    }
+
     /// The version an ensemble is served as: its highest version directory
     /// (Triton's ensembles have an empty `1/`), or 1 when it has none.
     fn ensemble_version(&self, name: &str) -> u64 {

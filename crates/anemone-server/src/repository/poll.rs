@@ -2,7 +2,7 @@
 //! models new or changed on disk load, removed ones unload.
 
 use super::fingerprint::Fingerprint;
-use super::{Repository, State};
+use super::{model_dir, Repository, State};
 
 impl Repository {
     /// One polling pass: loads new models, reloads changed ones, unloads removed ones.
@@ -23,7 +23,11 @@ impl Repository {
             }
         }
         for name in on_disk {
-            let current = Fingerprint::take(&self.root.join(&name));
+            // Read where a load reads it (the real path): the fingerprints
+            // of a repository reached through a link or a relative path
+            // compare as the same files.
+            let dir = model_dir(&self.real_root, &name).unwrap_or_else(|| self.root.join(&name));
+            let current = Fingerprint::take(&dir);
             let changed = match known.iter().find(|(n, ..)| *n == name) {
                 None => true,
                 Some((_, _, State::Loading)) => false,

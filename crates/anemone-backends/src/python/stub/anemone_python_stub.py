@@ -561,8 +561,13 @@ def main():
                     write_frame(proto_out, {"ok": True, "responses": []})
                     continue
                 responses = sent_responses(pb_utils, requests, responses, instance_name)
-                if responses is None or len(responses) != len(requests):
-                    got = "None" if responses is None else f"{len(responses)} responses"
+                if not isinstance(responses, (list, tuple)) or len(responses) != len(requests):
+                    if responses is None:
+                        got = "None"
+                    elif isinstance(responses, (list, tuple)):
+                        got = f"{len(responses)} responses"
+                    else:
+                        got = f"a {type(responses).__name__}, not a list,"
                     raise pb_utils.TritonModelException(
                         f"execute() returned {got} for {len(requests)} requests; return a list with one "
                         "InferenceResponse per request, in order, or send each request's one response "
