@@ -462,8 +462,16 @@ fn models_with_a_memory_budget_and_lru_eviction_shows_what_is_resident() {
         "{}",
         text(&out.stderr)
     );
-    let out = anemone(&["serve", "--model-repository", r, "--eviction", "lru"]);
-    assert_error(&out, &["--eviction lru needs a budget", "--memory-budget"]);
+    // A flag mistake (status 2), for `models` as for `serve`.
+    for command in ["serve", "models"] {
+        let out = anemone(&[command, "--model-repository", r, "--eviction", "lru"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("--eviction lru needs a budget") && stderr.contains("--memory-budget"),
+            "{command}: {stderr}"
+        );
+    }
 }
 
 /// TLS: a certificate that cannot be read, or flags that do not go

@@ -121,6 +121,66 @@ async fn tritons_families_carry_anemones_values_in_tritons_units() {
     assert_eq!(sample(&m, "nv_inference_exec_count", model), 1.0);
     assert_eq!(sample(&m, "nv_cache_num_hits_per_model", model), 2.0);
     assert_eq!(sample(&m, "nv_cache_num_misses_per_model", model), 1.0);
+    // The server-wide gauges, with tritonserver 2.51's names, help and
+    // order (read off it with `--cache-config local,size=...`).
+    let gauges = [
+        ("nv_cache_util", "Cache utilization [0.0 - 1.0]"),
+        (
+            "nv_cache_num_entries",
+            "Number of responses stored in response cache",
+        ),
+        (
+            "nv_cache_num_hits",
+            "Number of cache hits in response cache",
+        ),
+        (
+            "nv_cache_num_misses",
+            "Number of cache misses in response cache",
+        ),
+        (
+            "nv_cache_num_lookups",
+            "Number of cache lookups in response cache",
+        ),
+        (
+            "nv_cache_num_evictions",
+            "Number of cache evictions in response cache",
+        ),
+        (
+            "nv_cache_lookup_duration",
+            "Total cache lookup duration (hit and miss), in microseconds",
+        ),
+        (
+            "nv_cache_insertion_duration",
+            "Total cache insertion duration, in microseconds",
+        ),
+    ];
+    let mut at = 0;
+    for (name, help) in gauges {
+        let header = format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
+        let found = m[at..]
+            .find(&header)
+            .unwrap_or_else(|| panic!("{name} after {at}:\n{m}"));
+        at += found + header.len();
+    }
+    let total = |name: &str| -> f64 {
+        let prefix = format!("{name} ");
+        (m.lines().find_map(|l| l.strip_prefix(&prefix)))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            total("nv_cache_num_hits"),
+            total("nv_cache_num_misses"),
+            total("nv_cache_num_lookups")
+        ),
+        (2.0, 1.0, 3.0)
+    );
+    assert_eq!(total("nv_cache_num_entries"), 1.0);
+    assert_eq!(total("nv_cache_num_evictions"), 0.0);
+    let util = total("nv_cache_util");
+    assert!(util > 0.0 && util < 1.0, "{util}");
     // The malformed request is anemone's invalid_input, and no Triton failure.
     assert_eq!(
         sample(
