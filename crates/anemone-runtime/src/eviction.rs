@@ -228,6 +228,9 @@ impl Manager {
     /// bounded time) until its memory is given back.
     fn evict(&self, victim: Arc<ModelInstance>, for_model: &str) {
         let (name, version) = (victim.name().to_string(), victim.version());
+        // The caller holds the room, so no load charges the budget meanwhile:
+        // the charge only falls, and falls by the victim's once it is gone.
+        let (bytes, used_before) = (victim.memory_footprint(), self.inner.memory.used());
         let removed = self.inner.registry.remove(&name, Some(version));
         let reason = format!("evicted (LRU) to make room for '{for_model}'");
         tracing::info!(model = %name, version, bytes = victim.memory_footprint(), for_model, "{reason}");
@@ -236,8 +239,16 @@ impl Manager {
         let weak = Arc::downgrade(&victim);
         drop(victim);
         drop(removed);
+        // Until the last reference is gone and the victim's charge given
+        // back: the thread that drops the last reference drops the engines
+        // before the charge (a few ms for ONNX Runtime's sessions), and a
+        // load that looked meanwhile found no room and no model to evict.
+        let released = || {
+            weak.strong_count() == 0
+                && self.inner.memory.used().saturating_add(bytes) <= used_before
+        };
         let start = Instant::now();
-        while weak.strong_count() > 0 && start.elapsed() < RELEASE_WAIT {
+        while !released() && start.elapsed() < RELEASE_WAIT {
             std::thread::sleep(Duration::from_millis(1));
         }
         if weak.strong_count() > 0 {
