@@ -78,7 +78,8 @@ pub struct RepositoryArgs {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub exit_on_error: bool,
 
-    /// A model to load at start-up in explicit mode; repeat for more, `*` for all.
+    /// A model to load at start-up in explicit mode (it needs --model-control-mode explicit,
+    /// as Triton's); repeat for more, `*` for all.
     #[arg(long = "load-model", value_name = "NAME", env = "ANEMONE_LOAD_MODEL")]
     pub load_models: Vec<String>,
 

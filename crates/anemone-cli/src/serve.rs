@@ -435,6 +435,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .eviction(args.eviction)
         .latency_summaries(crate::triton_flags::latency_summaries(&args.metrics_config));
     crate::backend_args::check_eviction(args.eviction, args.memory_budget)?;
+    check_load_models(&args.repository)?;
     let backend_config =
         crate::backend_config::parse(&args.backend_config).map_err(anyhow::Error::msg)?;
     backend_config.warn();
@@ -580,4 +581,19 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     println!("anemone stopped");
     Ok(())
+}
+
+/// `--load-model` chooses the models of explicit mode; in modes none and
+/// poll every model loads, so it is refused there, as Triton refuses it.
+fn check_load_models(args: &crate::repository_args::RepositoryArgs) -> anyhow::Result<()> {
+    use anemone_server::ControlMode;
+    if args.load_models.is_empty() || args.model_control_mode == ControlMode::Explicit {
+        return Ok(());
+    }
+    Err(anyhow::Error::new(crate::output::FlagMistake(
+        "--load-model needs --model-control-mode explicit (as Triton's: \"Use of '--load-model' \
+         requires setting '--model-control-mode=explicit' as well\"); in modes none and poll every \
+         model of the repository loads, so leave --load-model out"
+            .into(),
+    )))
 }

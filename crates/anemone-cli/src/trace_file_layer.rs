@@ -38,6 +38,22 @@ impl TraceFileLayer {
 /// An open request's record, in its `infer` span's extensions.
 struct Open(TraceRecord);
 
+/// Marks a request span whose request failed (`otel.status_code` ERROR).
+struct Failed;
+
+/// Reads whether a request failed off its span.
+struct Outcome(bool);
+
+impl Visit for Outcome {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "otel.status_code" && value == "ERROR" {
+            self.0 = true;
+        }
+    }
+
+    fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+}
+
 /// Reads `model` and `version` off the request span.
 struct Fields<'a>(&'a mut TraceRecord);
 
@@ -128,6 +144,11 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(open) = extensions.get_mut::<Open>() {
             values.record(&mut Fields(&mut open.0));
+            let mut failed = Outcome(false);
+            values.record(&mut failed);
+            if failed.0 {
+                extensions.insert(Failed);
+            }
         }
     }
 
@@ -138,9 +159,16 @@ where
         match span.name() {
             "compute_output" => self.stamp(&span, &["COMPUTE_END"]),
             "infer" | "ensemble_step" => {
-                let Some(Open(mut record)) = span.extensions_mut().remove::<Open>() else {
+                let mut extensions = span.extensions_mut();
+                let Some(Open(mut record)) = extensions.remove::<Open>() else {
                     return;
                 };
+                // A request refused before it reached a model (a wrong
+                // shape, an unknown model) leaves no record, as in Triton:
+                // it failed with no stage begun.
+                if extensions.get_mut::<Failed>().is_some() && record.timestamps.len() == 1 {
+                    return;
+                }
                 record.timestamps.push(("REQUEST_END", monotonic_ns()));
                 self.file.record(record);
             }

@@ -106,6 +106,8 @@ pub struct Repository {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Set once the start-up loads have all finished (successfully or not).
     startup_done: AtomicBool,
+    /// The models start-up loads, once it begins.
+    startup_models: std::sync::OnceLock<Vec<String>>,
     /// How configurations are read: complete or completed from the model
     /// file (Triton's `--strict-model-config`), from `config.pbtxt` or a
     /// custom one (Triton's `--model-config-name`).
@@ -148,6 +150,7 @@ impl Repository {
             mode,
             entries: Mutex::default(),
             startup_done: AtomicBool::new(false),
+            startup_models: std::sync::OnceLock::new(),
             rules: ConfigRules::default(),
             loads: tokio::sync::Semaphore::new(MODEL_LOADS),
             load_ended: tokio::sync::Notify::new(),
@@ -214,6 +217,19 @@ impl Repository {
         self.startup_done.load(Ordering::Acquire)
     }
 
+    /// Whether `name` is a model start-up has yet to load (it waits its
+    /// turn, not known to the manager yet): a request for it is 503, not
+    /// 404, so that a proxy retries it elsewhere.
+    pub fn waits_for_startup(&self, name: &str) -> bool {
+        if self.startup_finished() {
+            return false;
+        }
+        match self.startup_models.get() {
+            Some(names) => names.iter().any(|n| n == name),
+            None => self.mode != ControlMode::Explicit && self.scan().iter().any(|n| n == name),
+        }
+    }
+
     /// The control mode.
     pub fn mode(&self) -> ControlMode {
         self.mode
@@ -252,6 +268,7 @@ impl Repository {
             ControlMode::Explicit if !names.iter().any(|n| n == "*") => names.to_vec(),
             _ => self.scan(),
         };
+        let _ = self.startup_models.set(wanted.clone());
         // Ensembles load after the models they compose, one at a time.
         let (wanted, ensembles) = self.ensembles_last(wanted);
         // All at once: `loads` lets `--model-load-thread-count` of them
@@ -394,6 +411,7 @@ impl Repository {
         entry.overridden = overridden;
         let answer = match result {
             Ok((config, labels, versions)) => {
+                entry.failed_version = None;
                 entry.state = State::Ready;
                 entry.reason.clear();
                 entry.config = Some(config);
@@ -405,6 +423,7 @@ impl Repository {
             Err(LoadFailure {
                 reason,
                 retry_later,
+                ..
             }) if entry.state_before_load == State::Ready && !entry.versions.is_empty() => {
                 entry.state = State::Ready;
                 entry.reason = format!("reload failed, still serving the previous load: {reason}");
@@ -418,10 +437,12 @@ impl Repository {
             Err(LoadFailure {
                 reason,
                 retry_later,
+                version,
             }) => {
                 entry.state = State::Unavailable;
                 entry.reason = reason.clone();
                 entry.versions.clear();
+                entry.failed_version = version;
                 Err(load_refusal(
                     retry_later,
                     format!("failed to load model '{name}': {reason}"),
@@ -525,6 +546,7 @@ impl Repository {
                     // Not enough room now (the models that hold it are busy
                     // or pinned): worth trying again later.
                     retry_later: e.kind() == anemone_core::ErrorKind::Unavailable,
+                    version: Some(version),
                 });
             }
             loaded.push(version);
@@ -539,6 +561,21 @@ impl Repository {
             let _ = self.manager.unload_model(name, Some(instance.version()));
         }
         Ok((config, labels, loaded))
+    }
+
+    /// Waits until `name` is not loading (at once when it is not).
+    pub async fn load_done(&self, name: &str) {
+        loop {
+            // Listening before looking, so that a load ending in between
+            // is not missed.
+            let ended = self.load_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if !self.entry(name).is_some_and(|e| e.state == State::Loading) {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// Unloads every version of a model.

@@ -199,11 +199,16 @@ impl Restrictions {
     }
 }
 
-/// The group text with its value left out, for messages.
+/// The group text with its value left out, for messages: the APIs and
+/// the key; what follows the ':' when there is no '=' (a forgotten key
+/// leaves the value there), and the whole of a group without a ':'.
 fn redact(group: &str) -> String {
-    match group.split_once('=') {
-        Some((head, _)) => format!("{head}=…"),
-        None => group.to_string(),
+    match group.split_once(':') {
+        Some((apis, setting)) => match setting.split_once('=') {
+            Some((key, _)) => format!("{apis}:{key}=…"),
+            None => format!("{apis}:…"),
+        },
+        None => "…".to_string(),
     }
 }
 
@@ -270,6 +275,13 @@ mod tests {
         let e = |g: &str| Restrictions::parse(&[g.into()], false).unwrap_err();
         assert!(e("model-repository").contains("no ':'"));
         assert!(e("model-repository:key").contains("no '='"));
+        // A forgotten key leaves the value after the ':': never repeated.
+        let forgot = e("model-repository:TopS3cret");
+        assert!(
+            forgot.contains("'model-repository:…'") && !forgot.contains("TopS3cret"),
+            "{forgot}"
+        );
+        assert!(!e("TopS3cret").contains("TopS3cret"));
         assert!(e("model-repository:=v").contains("must not be empty"));
         let unknown = e("repository:k=topsecret");
         assert!(

@@ -390,7 +390,10 @@ impl Server {
         let loader = {
             let state = Arc::clone(&state);
             let names = options.load_models.clone();
-            tokio::spawn(async move { state.repository.load_startup(&names).await })
+            tokio::spawn(async move {
+                state.repository.load_startup(&names).await;
+                state.health.publish().await;
+            })
         };
         let poller = (options.control == ControlMode::Poll).then(|| {
             let state = Arc::clone(&state);
@@ -497,24 +500,34 @@ impl Server {
 }
 
 /// Keeps the standard gRPC health service in step with readiness.
+/// (every 200 ms, and at once when a load through the API asks: see
+/// `state/health_sync.rs`).
 async fn track_readiness(state: Arc<AppState>, reporter: tonic_health::server::HealthReporter) {
-    let mut last = None;
-    loop {
-        let ready = state.ready();
-        if last != Some(ready) {
-            let status = if ready {
-                tonic_health::ServingStatus::Serving
-            } else {
-                tonic_health::ServingStatus::NotServing
-            };
-            reporter.set_service_status("", status).await;
-            reporter
-                .set_service_status("inference.GRPCInferenceService", status)
-                .await;
-            last = Some(ready);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let last = std::sync::Mutex::new(None);
+    state
+        .health
+        .track(|| {
+            let ready = state.ready();
+            let changed = last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(ready)
+                != Some(ready);
+            let reporter = reporter.clone();
+            async move {
+                if changed {
+                    let status = match ready {
+                        true => tonic_health::ServingStatus::Serving,
+                        false => tonic_health::ServingStatus::NotServing,
+                    };
+                    reporter.set_service_status("", status).await;
+                    reporter
+                        .set_service_status("inference.GRPCInferenceService", status)
+                        .await;
+                }
+            }
+        })
+        .await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -12,6 +12,7 @@ use anemone_runtime::Manager;
 use std::sync::Arc;
 
 mod ensemble;
+pub(crate) mod health_sync;
 mod infer;
 
 pub use infer::StreamedAnswer;
@@ -61,6 +62,8 @@ pub struct AppState {
     /// The machine's CPU, memory and GPU figures for `/metrics`
     /// (`host_metrics/`); by default, none.
     pub host_metrics: Option<std::sync::Arc<crate::host_metrics::HostMetrics>>,
+    /// Keeps the gRPC health service in step with readiness.
+    pub(crate) health: health_sync::HealthSync,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             strict_readiness: true,
             server_id: "anemone".into(),
             triton_metrics: false,
+            health: Default::default(),
             host_metrics: None,
         }
     }
@@ -199,6 +203,10 @@ impl AppState {
             .collect();
         versions.sort_unstable();
         versions.dedup();
+        // A version's own metadata lists that version alone, as Triton's.
+        if let Some(asked) = v2::version(version)? {
+            versions.retain(|v| *v == asked);
+        }
         let versions = versions.iter().map(u64::to_string).collect();
         let tensors = |specs: &[TensorSpec]| -> Vec<TensorMetadata> {
             specs
@@ -306,6 +314,9 @@ impl AppState {
                     )),
                     None => e.into(),
                 },
+                _ if self.repository.waits_for_startup(name) => ApiError::unavailable(format!(
+                    "model '{name}' is not loaded yet: the server is loading its models at start-up; retry shortly"
+                )),
                 _ => e.into(),
             })
     }
@@ -428,7 +439,7 @@ impl AppState {
         // and every later load of it waiting (as in Triton, a load goes on
         // without its client).
         let (state, owned) = (Arc::clone(self), name.to_string());
-        tokio::spawn(async move {
+        let result = tokio::spawn(async move {
             state.repository.sync_before_load(&owned).await?;
             match for_model {
                 false => state.repository.load(&owned, config).await,
@@ -440,7 +451,11 @@ impl AppState {
             Err(ApiError::unavailable(format!(
                 "failed to load model '{name}': the load stopped ({e}); retry it"
             )))
-        })
+        });
+        // The gRPC health service reads the readiness this load made
+        // before its client hears of it.
+        self.health.publish().await;
+        result
     }
 
     /// Unloads a model (explicit mode only); with `unload_dependents`
@@ -449,6 +464,21 @@ impl AppState {
     pub fn unload_model(&self, name: &str, unload_dependents: bool) -> Result<(), ApiError> {
         self.check_explicit("unload")?;
         self.repository.unload_with(name, unload_dependents)
+    }
+
+    /// [`AppState::unload_model`] for the repository API: an unload of a
+    /// model that is loading waits for that load to end, then unloads it,
+    /// as tritonserver 2.51 does (it was refused, 503).
+    pub async fn unload_model_after_load(
+        &self,
+        name: &str,
+        unload_dependents: bool,
+    ) -> Result<(), ApiError> {
+        self.check_explicit("unload")?;
+        self.repository.load_done(name).await;
+        let result = self.repository.unload_with(name, unload_dependents);
+        self.health.publish().await;
+        result
     }
 
     fn check_explicit(&self, what: &str) -> Result<(), ApiError> {

@@ -194,6 +194,17 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
             2,
             "--eviction lru needs a budget to evict against",
         ),
+        // As tritonserver 2.51 refuses it (it loaded every model).
+        (
+            &["--load-model", "add"][..],
+            2,
+            "--load-model needs --model-control-mode explicit",
+        ),
+        (
+            &["--load-model", "add", "--model-control-mode", "poll"][..],
+            2,
+            "--load-model needs --model-control-mode explicit",
+        ),
         // u64::MAX seconds overflowed every HTTP connection's deadline.
         (
             &["--http-header-timeout-secs", "18446744073709551615"][..],

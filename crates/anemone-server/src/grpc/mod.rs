@@ -217,7 +217,9 @@ impl GrpcInferenceService for Inference {
         single_repository(&r.repository_name)?;
         check_model_name(&r.model_name)?;
         let dependents = unload_dependents(&r.parameters)?;
-        self.state.unload_model(&r.model_name, dependents)?;
+        self.state
+            .unload_model_after_load(&r.model_name, dependents)
+            .await?;
         ok(proto::RepositoryModelUnloadResponse {})
     }
 

@@ -418,7 +418,9 @@ async fn unload(
 ) -> Result<StatusCode, ApiError> {
     let request: RepositoryRequest = optional_json(&body, "unload request")?;
     let dependents = unload_dependents(request.parameters.unwrap_or_default())?;
-    http.state.unload_model(&p.name, dependents)?;
+    http.state
+        .unload_model_after_load(&p.name, dependents)
+        .await?;
     Ok(StatusCode::OK)
 }
 

@@ -7,8 +7,10 @@ use crate::proto::ModelConfig;
 ///
 /// `available` lists the numeric version directories that hold a model file.
 /// No policy means the latest one; `latest { num_versions: N }` the N highest;
-/// `all` every one; `specific { versions: [...] }` exactly those, each of
-/// which must be available. The result is ascending, without duplicates.
+/// `all` every one; `specific { versions: [...] }` those of them that are
+/// available (as Triton, which serves the others when one is missing; the
+/// missing ones are logged), at least one. The result is ascending, without
+/// duplicates.
 pub fn versions_to_load(config: &ModelConfig, available: &[u64]) -> Result<Vec<u64>, String> {
     let mut found: Vec<u64> = available.to_vec();
     found.sort_unstable();
@@ -43,17 +45,34 @@ pub fn versions_to_load(config: &ModelConfig, available: &[u64]) -> Result<Vec<u
                     "version_policy.specific.versions is empty; list the versions to load, e.g. [ 1 ]".to_string()
                 );
             }
+            let shown: Vec<String> = found.iter().map(u64::to_string).collect();
+            let missing = |v: i64| {
+                format!(
+                    "version_policy.specific.versions lists version {v}, but there is no version directory {v}/ \
+                     with a model file (found: {})",
+                    shown.join(", ")
+                )
+            };
             let mut out = Vec::with_capacity(s.versions.len());
+            let mut absent = Vec::new();
             for &v in &s.versions {
-                let shown: Vec<String> = found.iter().map(u64::to_string).collect();
                 match u64::try_from(v) {
                     Ok(u) if found.binary_search(&u).is_ok() => out.push(u),
-                    _ => return Err(format!(
-                        "version_policy.specific.versions lists version {v}, but there is no version directory {v}/ \
-                             with a model file (found: {}); add it or remove {v} from the list",
-                        shown.join(", ")
-                    )),
+                    Ok(_) => absent.push(v),
+                    Err(_) => return Err(format!("{}; versions are 0 or more", missing(v))),
                 }
+            }
+            if out.is_empty() {
+                return Err(format!(
+                    "{}; add it or list a version that is there",
+                    missing(absent[0])
+                ));
+            }
+            for v in absent {
+                tracing::warn!(
+                    "{}; serving the listed versions that are there, as Triton does",
+                    missing(v)
+                );
             }
             out.sort_unstable();
             out.dedup();
@@ -101,7 +120,12 @@ mod tests {
             versions_to_load(&specific(vec![3, 1]), &avail).unwrap(),
             vec![1, 3]
         );
-        let e = versions_to_load(&specific(vec![1, 4]), &avail).unwrap_err();
+        // A missing one is left out, the others served, as Triton does.
+        assert_eq!(
+            versions_to_load(&specific(vec![1, 4]), &avail).unwrap(),
+            vec![1]
+        );
+        let e = versions_to_load(&specific(vec![4, 5]), &avail).unwrap_err();
         assert!(e.contains("version 4") && e.contains("4/"), "{e}");
         assert!(versions_to_load(&specific(vec![-1]), &avail)
             .unwrap_err()

@@ -12,16 +12,21 @@ use std::fmt::Write;
 
 /// Triton's failure reason for a kind of failure counted on a model, or
 /// `None` for the kinds Triton refuses before a request reaches its model
-/// (a malformed request, an unsupported one), which it does not count. A
-/// model counts `Unavailable` for a full queue (and a sequence beyond the
-/// open limit): Triton's REJECTED, as a queue timeout or a concurrency
-/// limit is; an unknown or unloaded model counts on no model.
+/// (a malformed request, an unsupported one, a full queue), which it does
+/// not count. A queue timeout or a concurrency limit is Triton's REJECTED;
+/// an unknown or unloaded model counts on no model.
 fn reason(kind: ErrorKind) -> Option<&'static str> {
     match kind {
         ErrorKind::Backend => Some("BACKEND"),
-        ErrorKind::Overloaded | ErrorKind::Timeout | ErrorKind::Unavailable => Some("REJECTED"),
+        ErrorKind::Overloaded | ErrorKind::Timeout => Some("REJECTED"),
         ErrorKind::Internal => Some("OTHER"),
-        ErrorKind::InvalidInput | ErrorKind::NotFound | ErrorKind::Unsupported => None,
+        // A full queue (and a sequence past the open limit): tritonserver
+        // 2.51 refuses it before the model and counts it nowhere (read side
+        // by side); anemone's own family counts it (`unavailable`).
+        ErrorKind::Unavailable
+        | ErrorKind::InvalidInput
+        | ErrorKind::NotFound
+        | ErrorKind::Unsupported => None,
     }
 }
 

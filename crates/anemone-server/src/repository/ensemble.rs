@@ -101,6 +101,14 @@ impl Repository {
             .collect();
         for ensemble in dependents {
             let name = ensemble.spec().name.clone();
+            // One waiting for another composing model keeps waiting; it is
+            // checked when that one loads.
+            if !matches!(
+                self.manager.ensemble_state(&name),
+                Some(anemone_runtime::ModelState::Ready)
+            ) {
+                continue;
+            }
             match self.manager.load_ensemble(ensemble.spec().clone()) {
                 Ok(_) => self.recheck_ensembles_using(&name),
                 Err(e) => {

@@ -51,6 +51,9 @@ pub struct Entry {
     pub overridden: bool,
     /// The state when the current or last load began.
     pub state_before_load: State,
+    /// The version whose load failed last, for the index's row (Triton's
+    /// names it).
+    pub failed_version: Option<u64>,
 }
 
 impl Entry {
@@ -65,6 +68,7 @@ impl Entry {
             fingerprint: None,
             overridden: false,
             state_before_load: State::Unloaded,
+            failed_version: None,
         }
     }
 }

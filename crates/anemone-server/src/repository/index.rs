@@ -42,7 +42,10 @@ impl Repository {
                     name,
                 },
                 Some(e) => IndexRow {
-                    version: e.versions.last().map(u64::to_string).unwrap_or_default(),
+                    // A failed load's row names the version that failed, as Triton's.
+                    version: (e.versions.last().or(e.failed_version.as_ref()))
+                        .map(u64::to_string)
+                        .unwrap_or_default(),
                     state: e.state.as_str().to_string(),
                     reason: self.reason_with_backend(&name, e),
                     name,

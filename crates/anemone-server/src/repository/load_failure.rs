@@ -7,6 +7,8 @@ use crate::errors::ApiError;
 pub(super) struct LoadFailure {
     pub(super) reason: String,
     pub(super) retry_later: bool,
+    /// The version that failed, when it got that far.
+    pub(super) version: Option<u64>,
 }
 
 impl From<String> for LoadFailure {
@@ -14,6 +16,7 @@ impl From<String> for LoadFailure {
         LoadFailure {
             reason,
             retry_later: false,
+            version: None,
         }
     }
 }
