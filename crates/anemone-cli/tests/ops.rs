@@ -360,7 +360,8 @@ fn config_show_layers_default_file_env_and_flag() {
     let file = dir.join("anemone.toml");
     std::fs::write(
         &file,
-        "max-concurrency = 64\nworkers = 3\nthreads = 2\nload-model = [\"a\", \"b\"]\ngate-batching = false\nlog-level = \"info\"\n",
+        "max-concurrency = 64\nworkers = 3\nthreads = 2\nmodel-control-mode = \"explicit\"\n\
+         load-model = [\"add\"]\ngate-batching = false\nlog-level = \"info\"\n",
     )
     .unwrap();
     let file = file.to_str().unwrap();
@@ -381,7 +382,7 @@ fn config_show_layers_default_file_env_and_flag() {
     assert_eq!(at("http-port"), ("8000".into(), "default"));
     assert_eq!(at("gate-batching"), ("false".into(), "file"));
     assert_eq!(at("log-level"), ("info".into(), "file"));
-    assert_eq!(at("load-model"), (r#"["a","b"]"#.into(), "file"));
+    assert_eq!(at("load-model"), (r#"["add"]"#.into(), "file"));
     assert_eq!(at("config"), (file.to_string(), "flag"));
     // The file's values reach the server itself.
     let served = Server::start("fromfile", &["--config", file]);

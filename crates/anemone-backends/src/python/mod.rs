@@ -21,8 +21,6 @@ mod metrics;
 mod process;
 mod pump;
 
-/// An output the request did not ask for and the model left out.
-
 #[cfg(test)]
 mod tests;
 mod wire;

@@ -366,8 +366,13 @@ impl TraceSettings {
                 }
                 other => {
                     return Err(ApiError::invalid(format!(
-                        "unknown trace setting '{}'; the settings are trace_level, trace_rate and trace_count",
-                        crate::limits::shown(other)
+                        "unknown trace setting '{}'; the settings are trace_level, trace_rate and trace_count{}",
+                        crate::limits::shown(other),
+                        match self.trace_file {
+                            // With a trace file, its frequency too.
+                            Some(_) => ", and log_frequency",
+                            None => "",
+                        }
                     )))
                 }
             }

@@ -67,7 +67,8 @@ impl Location {
                 "--model-repository {value}: {scheme}:// repositories are not built into anemone; \
                  use the store's S3-compatible API (Google Cloud Storage: \
                  s3://https://storage.googleapis.com:443/bucket/prefix with HMAC keys in \
-                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or copy the repository to a local directory"
+                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or copy the repository to a local directory \
+                 (Azure: `azcopy sync`; on KServe, its storage initializer does it: see docs/DEPLOY.md)"
             )),
             _ => Err(format!(
                 "--model-repository {value}: unknown scheme '{scheme}://'; use a directory or s3://bucket/prefix"
