@@ -728,9 +728,10 @@ def test_threads_set_onnxruntime_intra_op_threads(tmp_path):
         while _threads(pid) > counts[1] and time.time() < deadline:
             time.sleep(0.1)
         counts.append(_threads(pid))
-        assert counts[1] - counts[0] == 0, counts
-        assert counts[2] - counts[1] == 7, counts
-        assert counts[3] == counts[1], counts
+        # (a load may also start one of the server's own blocking threads)
+        assert counts[1] - counts[0] <= 1, counts
+        assert counts[2] - counts[1] >= 7, counts
+        assert counts[2] - counts[3] >= 7, counts
         x = np.ones((1, 64), np.float32)
         answer = server.infer("t1", [fp32("x", x)])
         np.testing.assert_allclose(np.array(answer.json()["outputs"][0]["data"]), (x @ W_EXT).ravel(), rtol=1e-5)
@@ -760,7 +761,7 @@ def test_the_memory_arena_is_off_by_default_and_on_keeps_freed_buffers(tmp_path)
     try:
         pid = server.proc.pid
         grown = {}
-        for name in ("off", "on", "triton_on"):
+        for name in ("off", "triton_on", "on"):  # each session has its own arena
             before = _rss_mib(pid)
             answer = server.infer(name, [fp32("x", [0.5])])
             assert answer.status_code == 200, answer.text
@@ -769,7 +770,7 @@ def test_the_memory_arena_is_off_by_default_and_on_keeps_freed_buffers(tmp_path)
             grown[name] = _rss_mib(pid) - before
         assert grown["off"] < 64, grown
         assert grown["on"] > 200, grown
-        assert grown["triton_on"] > 200 or grown["triton_on"] >= 0, grown  # may reuse freed pages of "on"
+        assert grown["triton_on"] > 200, grown
     finally:
         assert server.stop() == 0
 
@@ -811,11 +812,12 @@ def convnet(path):
     return {"x": rng.standard_normal((2, 3, 16, 16)).astype(np.float32)}
 
 
-def gru(path):
+def gru(path, batch=2):
+    """A GRU over a dynamic number of steps (and, with batch="b", a dynamic batch)."""
     rng = np.random.default_rng(8)
     inits = [_rng_init(rng, "W", [1, 48, 8]), _rng_init(rng, "R", [1, 48, 16]), _rng_init(rng, "B", [1, 96])]
     save(path, [helper.make_node("GRU", ["x", "W", "R", "B"], ["Y", "h"], hidden_size=16, linear_before_reset=1)],
-         [("x", T.FLOAT, ["t", "b", 8])], [("Y", T.FLOAT, ["t", 1, "b", 16]), ("h", T.FLOAT, [1, "b", 16])], inits)
+         [("x", T.FLOAT, ["t", batch, 8])], [("Y", T.FLOAT, ["t", 1, batch, 16]), ("h", T.FLOAT, [1, batch, 16])], inits)
     return {"x": rng.standard_normal((6, 2, 8)).astype(np.float32)}
 
 
@@ -856,6 +858,24 @@ def test_tract_and_onnxruntime_agree_with_onnxruntime_python(tmp_path, build):
         for name in names:
             assert got[name].shape == want[name].shape and got[name].dtype == want[name].dtype, (backend, name)
             np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=f"{backend} {name}")
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT: tract panics analysing a GRU whose batch dimension is dynamic "
+                                       "(UndeterminedSymbol in tract-onnx rec/common.rs); anemone turns the panic into a "
+                                       "load error instead of preparing the model per input shape, which runs it (the same "
+                                       "model with a fixed batch runs and agrees with ONNX Runtime)")
+def test_tract_prepares_per_shape_a_recurrent_net_it_cannot_plan_over_symbols(tmp_path):
+    """BACKENDS.md "How a model is prepared", step 4: when tract cannot reason
+    over the symbols (common for exported nets), the model is prepared per
+    input shape instead; its answers agree with ONNX Runtime's Python API
+    within CONFORMANCE.md's rtol 1e-3 + atol 1e-5."""
+    model = tmp_path / "gru.onnx"
+    inputs = gru(model, batch="b")
+    want = ort.InferenceSession(str(model)).run(None, inputs)
+    proc, got = infer_npy(tmp_path / "run", model, inputs, "--backends", "tract-cpu", "--strict")
+    assert proc.returncode == 0, proc.stderr.splitlines()[-1:]
+    np.testing.assert_allclose(got["Y"], want[0], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(got["h"], want[1], rtol=1e-3, atol=1e-5)
 
 
 # ------------------------------------------------------- external data
@@ -926,9 +946,11 @@ def test_types_and_values_anemone_does_not_carry_are_refused_at_load(tmp_path):
     for model, words in [(bf16, "input 'x' has element type BFLOAT16, which anemone cannot carry"),
                          (f8, "output 'y' has element type FLOAT8E4M3FN, which anemone cannot carry"),
                          (seq, "input 's' is not a tensor (sequence, map and optional values are not supported)")]:
+        described = anemone("inspect", model, "--no-select")
+        assert described.returncode == 1 and words in described.stderr, (model.name, described.stderr)
         for backend in ("tract-cpu", "onnxruntime"):
-            sel = inspect_json(model, "--backends", backend, "--strict")["selection"]
-            assert words in sel.get("error", ""), (model.name, backend, sel)
+            proc, _ = infer_npy(tmp_path / f"{model.stem}-{backend}", model, {}, "--backends", backend)
+            assert proc.returncode == 1 and words in proc.stderr and "panicked" not in proc.stderr, (model.name, proc.stderr)
 
 
 # ------------------------------------------------------- conformance
@@ -974,6 +996,10 @@ def test_conformance_figures_match_the_expected_failure_lists():
                                    "test_training_dropout_default_mask", "test_training_dropout_mask"]
     assert kinds(tract, "mismatch") == ["test_causal_conv_with_state_silu_fp16_expanded"]
     assert set(kinds(tract, "load")) >= {"test_det_2d", "test_adam"}
+    # "Part of the failures are not the engine's: element types anemone does not carry ... and sequence or
+    # optional values ... ONNX Runtime's failures are mostly of that kind too (201 cases)"
+    carried = [c for c, (_, r) in ortf.items() if "which anemone cannot carry" in r or "is not a tensor (sequence" in r]
+    assert len(carried) == _doc_number(text, r"mostly of that kind too \((\d+) cases\)")
 
 
 def _node_case(case):
@@ -1004,9 +1030,9 @@ def _outside(got, want, rtol=1e-3, atol=1e-5):
 
 PASSING = ["test_abs", "test_conv_with_strides_padding", "test_gru_defaults", "test_lstm_defaults", "test_softmax_axis_0",
            "test_layer_normalization_2d_axis0", "test_einsum_batch_matmul", "test_gemm_all_attributes",
-           "test_maxpool_2d_pads", "test_instancenorm_example", "test_nonzero_example", "test_topk",
+           "test_maxpool_2d_pads", "test_instancenorm_example", "test_nonzero_example",
            "test_where_example", "test_gathernd_example_int32", "test_argmax_default_axis_example", "test_if",
-           "test_loop11", "test_pow_types_int32_int32"]
+           "test_loop11", "test_pow_types_int32_int32", "test_top_k"]
 ORT_ONLY = ["test_det_2d", "test_cumsum_1d", "test_resize_upsample_scales_linear", "test_slice_neg_steps"]
 
 
@@ -1054,7 +1080,7 @@ def test_listed_node_cases_fail_the_way_the_list_says(tmp_path, backend, case):
         assert "panicked" not in proc.stderr
         message = " ".join(proc.stderr.split())
         fragment = reason.split(": ", 1)[-1] if kind == "run" else reason
-        fragment = fragment.replace("Load model from model.onnx failed:", "")[:90]
+        fragment = fragment.split("Load model from model.onnx failed:")[-1][:90]
         assert fragment in message, (fragment, message)
     else:
         assert kind == "mismatch" and proc.returncode == 0, proc.stderr
@@ -1099,7 +1125,7 @@ def test_inspect_clips_long_values_in_text_and_json_prints_them_all():
     report = inspect_json(model, "--no-select")
     assert report["properties"]["character"] == props["character"]
     text = anemone("inspect", model, "--no-select").stdout
-    total = len(props["character"])
+    total = len(props["character"]) + props["character"].count("\n")  # shown escaped, "\\n"
     assert f"({total - 160} more characters of {total}; --json prints all)" in text
     assert report["inputs"][0]["shape"][1] == 3 and report["inputs"][0]["shape"][2] == -1
 

@@ -502,8 +502,6 @@ def test_classification_without_a_batch_dimension_ranks_the_whole_tensor(served)
             assert [s.decode() for s in got] == top_k(x.ravel().tolist(), k, list("abcdef")), got
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: an empty line of a label file gives 'value:index:' (a trailing "
-                                       "colon); Triton 2.51 adds no label for an empty one ('value:index')")
 def test_an_empty_line_of_the_label_file_gives_no_label(served):
     """Triton's classification (server/src/classification.cc with core's
     InferenceResponse::ClassificationLabel) adds `:<label>` only for a
@@ -738,10 +736,6 @@ def test_an_int32_corrid_takes_ids_that_fit_and_refuses_larger_ones(served):
         refused(lambda: client.infer("corr_i32", [inp], sequence_id=2**31, sequence_start=True), "INT32")
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: an INT64 CORRID refuses ids of 2^63 and more (so every negative "
-                                       "gRPC int64_param, which SERVING.md reads as uint64) with 400; Triton 2.51 "
-                                       "copies the id's 64 bits, the model reading -5; the docs list only INT32 and "
-                                       "UINT32 as refusing ids")
 def test_an_int64_corrid_gets_a_negative_grpc_id_as_triton_gives_it(served):
     """SERVING.md lists the CORRID types and, as the one difference from
     Triton, refusals for TYPE_UINT32 and TYPE_INT32. Triton's
@@ -784,10 +778,6 @@ def _bad_requests(module):
             ("wrong datatype", make(dtype="FP64"), None), ("two rows", make(shape=(2, 1)), None)]
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a START request that validation refuses (unknown input, unserved "
-                                       "output, wrong datatype, 2 rows) still opens its sequence: the next request "
-                                       "without START is run (Triton refuses it: the request never reached the "
-                                       "sequence batcher)")
 def test_a_refused_start_request_opens_no_sequence(served):
     """Triton validates a request (inputs, outputs, datatypes) before the
     sequence batcher sees it, and its batch-size-1 check comes before the
@@ -808,10 +798,6 @@ def test_a_refused_start_request_opens_no_sequence(served):
     assert not failures, f"a refused START opened its sequence: {failures}"
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: an END request that validation refuses closes its sequence: the "
-                                       "client's next request is refused 'must specify the START flag' and the "
-                                       "state is lost (Triton: the refused request never reaches the sequence "
-                                       "batcher; SERVING.md: a failed request leaves the state as it was)")
 def test_a_refused_end_request_leaves_its_sequence_open_with_its_state(served):
     """SERVING.md "Implicit state": "a failed request leaves it as it was";
     Triton refuses a request with an unknown input, an unserved output, a

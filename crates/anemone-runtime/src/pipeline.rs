@@ -313,8 +313,24 @@ impl Manager {
         self.inner.global.try_acquire().map_err(|e| self.reject(e))
     }
 
-    /// Admission and validation on a resident model: everything before the engine.
+    /// Admission and validation on a resident model: everything before the
+    /// engine. A refused request in a sequence leaves it as it was.
     pub(crate) fn admit_on(
+        &self,
+        instance: Arc<ModelInstance>,
+        request: InferRequest,
+        global: Permit,
+        start: Instant,
+        sequence: Option<&crate::sequence::Turn>,
+    ) -> Result<Admitted> {
+        let admitted = self.admit_checked(instance, request, global, start, sequence);
+        if let (Err(_), Some(turn)) = (&admitted, sequence) {
+            turn.refused();
+        }
+        admitted
+    }
+
+    fn admit_checked(
         &self,
         instance: Arc<ModelInstance>,
         request: InferRequest,

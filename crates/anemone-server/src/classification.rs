@@ -176,7 +176,8 @@ fn top<T: Element + PartialOrd>(
         });
         for &i in &order[..take] {
             let mut text = format!("{}:{i}", write(row[i]));
-            if let Some(label) = labels.and_then(|l| l.get(i)) {
+            // An empty line of the label file is no label, as in Triton.
+            if let Some(label) = labels.and_then(|l| l.get(i)).filter(|l| !l.is_empty()) {
                 text.push(':');
                 text.push_str(label);
             }
@@ -218,6 +219,13 @@ mod tests {
                 "7.000000:1:dog",
                 "-0.125000:2"
             ]
+        );
+        // An empty label is none.
+        let blank = ["".to_string(), "dog".to_string()];
+        let c = classify("y", &t, 2, true, Some(&blank)).unwrap();
+        assert_eq!(
+            strings(&c),
+            ["3.500000:2", "0.250000:0", "7.000000:0", "7.000000:1:dog"]
         );
         // Unbatched, the whole tensor is one row.
         let c = classify("y", &t, 2, false, None).unwrap();

@@ -276,6 +276,11 @@ pub(crate) struct Entered {
     sequences: Arc<Sequences>,
     sequence: Arc<OpenSequence>,
     flags: SequenceFlags,
+    /// Whether this request opened the sequence (it was not open).
+    opened: bool,
+    /// Set when the request was refused before it ran: it leaves the
+    /// sequence as it was (see [`Turn::refused`]).
+    refused: std::sync::atomic::AtomicBool,
 }
 
 /// A request's turn in its sequence: no other request of the sequence runs
@@ -384,6 +389,7 @@ impl Sequences {
             Some(s) if !self.idle(s, now) => Some(Arc::clone(s)),
             _ => None,
         };
+        let opened = found.is_none();
         let sequence = match found {
             Some(s) => {
                 if flags.start {
@@ -436,6 +442,8 @@ impl Sequences {
             sequences: Arc::clone(self),
             sequence,
             flags,
+            opened,
+            refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -541,10 +549,12 @@ fn correlation_tensor(id: &CorrelationId, dtype: DataType, shape: Vec<usize>) ->
         }
         (CorrelationId::Text(_), _) => return Err(wrong("a string")),
         (CorrelationId::Number(id_n), DataType::U64) => Tensor::from_vec(shape, vec![*id_n; n]),
-        (CorrelationId::Number(id_n), DataType::I64) => Tensor::from_vec(
-            shape,
-            vec![i64::try_from(*id_n).map_err(|_| wrong("beyond INT64"))?; n],
-        ),
+        // The id's 8 bytes, as Triton copies them: an id of 2^63 or more
+        // (tritonclient's C++ client sends it as a negative int64) reads
+        // back as the negative number it was sent as.
+        (CorrelationId::Number(id_n), DataType::I64) => {
+            Tensor::from_vec(shape, vec![i64::from_ne_bytes(id_n.to_ne_bytes()); n])
+        }
         (CorrelationId::Number(id_n), DataType::U32) => Tensor::from_vec(
             shape,
             vec![u32::try_from(*id_n).map_err(|_| wrong("beyond UINT32"))?; n],

@@ -38,6 +38,14 @@ impl Entered {
 }
 
 impl Turn {
+    /// Marks the request refused before it ran (validation, a limit): it
+    /// leaves its sequence as it was, as Triton checks a request before its
+    /// sequence batcher sees it. A START does not open the sequence, an END
+    /// does not close it.
+    pub(crate) fn refused(&self) {
+        self.entered.refused.store(true, Ordering::Relaxed);
+    }
+
     /// The request's flags.
     pub(crate) fn flags(&self) -> &SequenceFlags {
         &self.entered.flags
@@ -115,7 +123,11 @@ impl Drop for Entered {
         self.sequence
             .last
             .store(sequences.now_us(), Ordering::Relaxed);
-        if !self.flags.end {
+        let refused = self.refused.load(Ordering::Relaxed);
+        if refused && !self.opened {
+            return;
+        }
+        if !self.flags.end && !refused {
             return;
         }
         let mut open = sequences.open.lock().unwrap_or_else(|e| e.into_inner());
