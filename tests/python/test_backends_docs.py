@@ -583,10 +583,6 @@ def served_repo(server):
     return Path(server.proc.args[3])
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: when the synthetic warm-up fails on every engine, auto mode serves on "
-                                       "the first that loaded but does not say so: the chosen attempt carries no reason "
-                                       "and the index summary reads 'on onnxruntime (auto, warm-up median: )', an empty "
-                                       "list of medians (BACKENDS.md: 'and says so')")
 def test_auto_says_when_the_engine_serving_was_never_timed(served):
     """BACKENDS.md auto mode: such a model "still serves on the first candidate
     that loaded, and says so": the selection (metadata or index summary)
@@ -775,9 +771,6 @@ def test_the_memory_arena_is_off_by_default_and_on_keeps_freed_buffers(tmp_path)
         assert server.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: the session options' metadata properties (anemone.onnxruntime.*) are "
-                                       "never shown: `inspect` prints only the file's own metadata_props, and no "
-                                       "server endpoint carries a loaded model's properties")
 def test_inspect_prints_the_onnxruntime_session_options_as_properties():
     """BACKENDS.md: session options are each shown as a metadata property
     `anemone.onnxruntime.<name>`, which `anemone inspect` prints; the
@@ -860,10 +853,6 @@ def test_tract_and_onnxruntime_agree_with_onnxruntime_python(tmp_path, build):
             np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=f"{backend} {name}")
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: tract panics analysing a GRU whose batch dimension is dynamic "
-                                       "(UndeterminedSymbol in tract-onnx rec/common.rs); anemone turns the panic into a "
-                                       "load error instead of preparing the model per input shape, which runs it (the same "
-                                       "model with a fixed batch runs and agrees with ONNX Runtime)")
 def test_tract_prepares_per_shape_a_recurrent_net_it_cannot_plan_over_symbols(tmp_path):
     """BACKENDS.md "How a model is prepared", step 4: when tract cannot reason
     over the symbols (common for exported nets), the model is prepared per

@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 ///   "inputs":          [{"name": "x", "dtype": "f32", "shape": ["batch", 3, -1]}, ...],
 ///   "outputs":         same as inputs,
 ///   "properties":      {"key": "value", ...}, in file order (doc_string first, if any),
+///                      then those the serving engine adds (its settings, anemone.onnxruntime.*),
 ///   "compute_plan":    with --compute-plan only: {"compute_units": "all", "operations": [
 ///                        {"function": "main", "operator": "conv", "preferred": "neural engine",
 ///                         "supported": ["cpu", "gpu", "neural engine"], "cost": 0.12}, ...]},
@@ -141,19 +142,27 @@ enum SelectionReport {
     },
 }
 
-/// Loads the model as `serve` would and reports the backend selection.
-fn select(args: &InspectArgs) -> anyhow::Result<SelectionReport> {
+/// Loads the model as `serve` would and reports the backend selection,
+/// with the properties the serving engine adds to the file's (its
+/// settings: `anemone.onnxruntime.threads`, `.providers`, ...).
+fn select(args: &InspectArgs) -> anyhow::Result<(SelectionReport, Vec<(String, String)>)> {
     let manager = crate::backend_args::start(args.backend.builder().workers(1))?;
     Ok(
         match manager.load_model_blocking(anemone_runtime::ModelSpec::new("inspect", &args.model)) {
-            Ok(m) => SelectionReport::Loaded {
-                backend: m.backend().to_string(),
-                load_ms: m.load_time().as_secs_f64() * 1e3,
-                selection: m.selection().clone(),
-            },
-            Err(e) => SelectionReport::Failed {
-                error: e.chain_string(),
-            },
+            Ok(m) => (
+                SelectionReport::Loaded {
+                    backend: m.backend().to_string(),
+                    load_ms: m.load_time().as_secs_f64() * 1e3,
+                    selection: m.selection().clone(),
+                },
+                m.metadata().properties.clone(),
+            ),
+            Err(e) => (
+                SelectionReport::Failed {
+                    error: e.chain_string(),
+                },
+                Vec::new(),
+            ),
         },
     )
 }
@@ -179,11 +188,21 @@ fn ordered_map<S: serde::Serializer>(pairs: &&[(String, String)], s: S) -> Resul
 
 /// Runs `anemone inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let meta = anemone_backends::describe_file(&args.model)?;
+    let mut meta = anemone_backends::describe_file(&args.model)?;
+    let selection = match args.no_select {
+        true => None,
+        false => {
+            let (selection, loaded) = select(args)?;
+            for (key, value) in loaded {
+                if !meta.properties.iter().any(|(k, _)| *k == key) {
+                    meta.properties.push((key, value));
+                }
+            }
+            Some(selection)
+        }
+    };
     let mut report = InspectReport::new(&args.model, &meta);
-    if !args.no_select {
-        report.selection = Some(select(args)?);
-    }
+    report.selection = selection;
     if args.compute_plan {
         anyhow::ensure!(
             meta.format == ModelFormat::CoreMl,

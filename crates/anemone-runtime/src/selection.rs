@@ -302,6 +302,11 @@ impl Selection {
                 " (fastest on real requests, median: {})",
                 timed.join(", ")
             ));
+        } else if self.mode == Mode::Auto && timed.is_empty() {
+            out.push_str(
+                " (auto: the warm-up failed on every engine, so the first that loaded serves; \
+                 give the model a model_warmup sample it can run to time them)",
+            );
         } else if self.mode == Mode::Auto {
             out.push_str(&format!(" (auto, warm-up median: {})", timed.join(", ")));
         } else if !timed.is_empty() {

@@ -390,10 +390,20 @@ impl PythonModel {
 }
 
 /// The error of a response of `model` whose `error` the model set, by
-/// Triton's code: the request's fault, unavailable, or the model's.
+/// Triton's code, with the HTTP status tritonserver 2.51 gives it: the
+/// request's fault (400: INVALID_ARG, and UNKNOWN, ALREADY_EXISTS and
+/// CANCELLED, as Triton answers them), unsupported (501), unavailable
+/// (503), or the model's (500: INTERNAL, and NOT_FOUND, which Triton
+/// answers 404).
 pub(crate) fn refusal(model: &str, message: String, code: i64) -> Error {
     match code {
-        wire::INVALID_ARG => Error::Input(InputError::Refused { message }),
+        wire::INVALID_ARG | wire::UNKNOWN | wire::ALREADY_EXISTS | wire::CANCELLED => {
+            Error::Input(InputError::Refused { message })
+        }
+        wire::UNSUPPORTED => Error::Unsupported {
+            what: format!("model '{model}' does not support the request (TritonError.UNSUPPORTED)"),
+            fix: message,
+        },
         wire::UNAVAILABLE => Error::Unavailable {
             what: format!("model '{model}'"),
             reason: message,

@@ -189,7 +189,11 @@ impl Process {
             .env(UTILS_METRICS_ENV, super::UTILS_METRICS)
             .env(UTILS_MODELS_ENV, super::UTILS_MODELS)
             .env(FRAMES_ENV, super::FRAMES)
-            .env("ANEMONE_PYTHON_MODEL_DIR", &launch.model_dir)
+            // get_model_dir(): the version's folder, as Triton's.
+            .env(
+                "ANEMONE_PYTHON_MODEL_DIR",
+                launch.model_py.parent().unwrap_or(&launch.model_dir),
+            )
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env(SENDER_WAIT_ENV, sender_wait().as_secs_f64().to_string())
             .stdin(Stdio::piped())

@@ -126,6 +126,12 @@ pub(crate) enum Answer {
 pub(crate) const INVALID_ARG: i64 = 3;
 /// Triton's `TritonError.UNAVAILABLE`.
 pub(crate) const UNAVAILABLE: i64 = 4;
+/// Triton's `TritonError.UNKNOWN`, `UNSUPPORTED`, `ALREADY_EXISTS` and
+/// `CANCELLED`.
+pub(crate) const UNKNOWN: i64 = 0;
+pub(crate) const UNSUPPORTED: i64 = 5;
+pub(crate) const ALREADY_EXISTS: i64 = 6;
+pub(crate) const CANCELLED: i64 = 7;
 
 /// A frame: header then blobs, with both lengths in front.
 pub(crate) fn frame(header: &serde_json::Value, blobs: &[&[u8]]) -> Result<Vec<u8>> {

@@ -263,9 +263,22 @@ fn load(
         executor,
         ..Default::default()
     };
-    let symbolic = typed(model.clone())
-        .and_then(|m| (target.rewrite)(m, precision))
-        .and_then(|m| rt.prepare_with_options(m, &run_options));
+    // A panic in tract's analysis over symbolic shapes (a GRU over a
+    // dynamic batch: `UndeterminedSymbol`) is one more way it cannot plan
+    // them: the model is planned per input shape, as for an error.
+    let symbolic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        typed(model.clone())
+            .and_then(|m| (target.rewrite)(m, precision))
+            .and_then(|m| rt.prepare_with_options(m, &run_options))
+    }))
+    .unwrap_or_else(|panic| {
+        let message = (panic.downcast_ref::<String>().cloned())
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "no message".into());
+        Err(tract_onnx::tract_core::internal::format_err!(
+            "tract panicked while analysing the model: {message}"
+        ))
+    });
     let mut metadata = file.metadata;
     let (plan, footprint) = match symbolic {
         Ok(runnable) => {

@@ -118,7 +118,7 @@ class Metrics:
 
 
 def decode_tensor(pb_utils, np, spec, data):
-    dtype = pb_utils.triton_to_numpy_type(spec["datatype"])
+    dtype = pb_utils.triton_string_to_numpy(spec["datatype"])
     if dtype is None:
         raise ValueError(f"unknown data type {spec['datatype']}")
     shape = spec["shape"]
@@ -133,7 +133,7 @@ def encode_tensor(pb_utils, np, tensor):
     array = tensor.as_numpy()
     datatype = pb_utils.wire_datatype(array)
     if datatype == "BYTES":
-        blob = pb_utils.serialize_byte_tensor(array).tobytes()
+        blob = bytes(pb_utils.serialize_byte_tensor(array))
     else:
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         blob = array.tobytes()
@@ -368,9 +368,16 @@ def sent_responses(pb_utils, requests, returned, instance_name):
     if not any(senders):
         return returned
     responses = []
+    given = isinstance(returned, (list, tuple)) and len(returned) == len(requests)
     for i, (request, sender) in enumerate(zip(requests, senders)):
+        # A sender taken but unused, with the response returned: the
+        # returned one answers at once, as Triton's does.
+        if sender is not None and given and returned[i] is not None and sender._unused():
+            sender._close()
+            responses.append(returned[i])
+            continue
         if sender is None:
-            if returned is not None and len(returned) == len(requests):
+            if given:
                 responses.append(returned[i])
                 continue
             error = pb_utils.TritonError(

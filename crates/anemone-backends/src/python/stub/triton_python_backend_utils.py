@@ -26,6 +26,10 @@ import numpy as np
 TRITONSERVER_REQUEST_FLAG_SEQUENCE_START = 1
 TRITONSERVER_REQUEST_FLAG_SEQUENCE_END = 2
 TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+TRITONSERVER_REQUEST_RELEASE_ALL = 1
+TRITONSERVER_REQUEST_RELEASE_RESCHEDULE = 2
+TRITONSERVER_MEMORY_CPU = 0
+TRITONSERVER_MEMORY_GPU = 1
 
 # Triton's data type names (config and KServe) and numpy's types.
 _CONFIG_TO_NUMPY = {
@@ -46,6 +50,12 @@ _CONFIG_TO_NUMPY = {
 # The wire's names: KServe's, as requests carry them.
 _WIRE_TO_NUMPY = {k[5:].replace("STRING", "BYTES"): v for k, v in _CONFIG_TO_NUMPY.items()}
 _NUMPY_TO_WIRE = {np.dtype(v): k for k, v in _WIRE_TO_NUMPY.items() if v is not np.object_}
+# Triton's TRITONSERVER_DataType numbers, as its numpy_to_triton_type gives them.
+_WIRE_NUMBERS = {"BOOL": 1, "UINT8": 2, "UINT16": 3, "UINT32": 4, "UINT64": 5, "INT8": 6, "INT16": 7,
+                 "INT32": 8, "INT64": 9, "FP16": 10, "FP32": 11, "FP64": 12, "BYTES": 13}
+_NUMBER_TO_NUMPY = {n: _WIRE_TO_NUMPY[name] for name, n in _WIRE_NUMBERS.items()}
+# Triton's table of config type names to numpy types.
+TRITON_STRING_TO_NUMPY = dict(_CONFIG_TO_NUMPY)
 
 
 def triton_string_to_numpy(triton_type_string):
@@ -56,13 +66,23 @@ def triton_string_to_numpy(triton_type_string):
 
 
 def triton_to_numpy_type(data_type):
-    """numpy's type for a KServe data type name, or None."""
-    return _WIRE_TO_NUMPY.get(data_type)
+    """numpy's type for a TRITONSERVER_DataType number (11: np.float32), or
+    None, as Triton's."""
+    return _NUMBER_TO_NUMPY.get(data_type)
 
 
 def numpy_to_triton_type(data_type):
+    """The TRITONSERVER_DataType number of a numpy type (np.float32: 11;
+    13 for strings), or None, as Triton's."""
+    return _WIRE_NUMBERS.get(_wire_name(data_type))
+
+
+def _wire_name(data_type):
     """The KServe data type name of a numpy type ('BYTES' for strings), or None."""
-    dtype = np.dtype(data_type)
+    try:
+        dtype = np.dtype(data_type)
+    except TypeError:
+        return None
     if dtype == np.object_ or dtype.kind in "SU":
         return "BYTES"
     return _NUMPY_TO_WIRE.get(dtype)
@@ -70,7 +90,7 @@ def numpy_to_triton_type(data_type):
 
 def wire_datatype(array):
     """The KServe data type name an output array is sent as."""
-    name = numpy_to_triton_type(array.dtype)
+    name = _wire_name(array.dtype)
     if name is None:
         raise TritonModelException(
             f"numpy dtype {array.dtype} has no Triton data type; convert the output to one of "
@@ -81,9 +101,12 @@ def wire_datatype(array):
 
 def serialize_byte_tensor(input_tensor):
     """Triton's serialization of a BYTES tensor: each element's length (4
-    bytes, little-endian) then its bytes, in C order; returned as a uint8 array."""
+    bytes, little-endian) then its bytes, in C order; returned as bytes
+    (`()` for an empty tensor, None for a numeric one), as Triton's."""
     if input_tensor.size == 0:
-        return np.empty([0], dtype=np.uint8)
+        return ()
+    if input_tensor.dtype != np.object_ and input_tensor.dtype.kind not in "SU":
+        return None
     parts = []
     for item in input_tensor.flatten(order="C"):
         if isinstance(item, str):
@@ -94,7 +117,7 @@ def serialize_byte_tensor(input_tensor):
             item = str(item).encode("utf-8")
         parts.append(struct.pack("<I", len(item)))
         parts.append(item)
-    return np.frombuffer(b"".join(parts), dtype=np.uint8)
+    return b"".join(parts)
 
 
 def deserialize_bytes_tensor(encoded_tensor):
@@ -155,6 +178,9 @@ class Tensor:
             )
         if data.dtype.kind in "SU":
             data = data.astype(np.object_)
+        if _wire_name(data.dtype) is None:
+            # As Triton's, at construction, where the model can catch it.
+            raise TritonModelException("NumPy dtype is not supported.")
         self._name = name
         self._array = data
 
@@ -329,6 +355,11 @@ class _OneResponseSender:
     def is_cancelled(self):
         return False
 
+    def _unused(self):
+        """Whether nothing was sent through it."""
+        with self._lock:
+            return self._response is None and not self._final.is_set()
+
     def _close(self):
         """Closes the sender; True when it had not sent its final flag."""
         with self._lock:
@@ -382,6 +413,20 @@ class InferenceRequest:
     def model_name(self):
         return self._model_name
 
+    def timeout(self):
+        """The timeout a request built here was given, in microseconds (0:
+        none); a received request's is not passed to the model by anemone."""
+        return self._timeout
+
+    def set_release_flags(self, flags):
+        """Triton's request rescheduling: TRITONSERVER_REQUEST_RELEASE_ALL is
+        what anemone always does; RESCHEDULE is refused."""
+        if flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:
+            raise TritonModelException(
+                "request rescheduling (TRITONSERVER_REQUEST_RELEASE_RESCHEDULE) is not supported by "
+                "anemone; answer the request in this execute, or make the model decoupled"
+            )
+
     def is_cancelled(self):
         sender = getattr(self, "_response_sender", None)
         return sender.is_cancelled() if sender is not None else False
@@ -415,6 +460,15 @@ class InferenceRequest:
 
             return await asyncio.get_running_loop().run_in_executor(None, self.exec, decoupled)
         return self.exec(decoupled)
+
+
+class PreferredMemory:
+    """Where a BLS call's outputs should go (Triton's); anemone's are in CPU
+    memory whatever is asked."""
+
+    def __init__(self, preferred_memory_type=TRITONSERVER_MEMORY_CPU, preferred_device_id=0):
+        self.preferred_memory_type = preferred_memory_type
+        self.preferred_device_id = preferred_device_id
 
 
 class ModelConfig:
@@ -585,7 +639,7 @@ def using_decoupled_model_transaction_policy(model_config):
 
 
 def get_model_dir():
-    """The model's directory in the repository."""
+    """The folder of the model's version, where its model.py is, as Triton's."""
     import os
 
     return os.environ.get("ANEMONE_PYTHON_MODEL_DIR", "")
@@ -594,6 +648,11 @@ def get_model_dir():
 class Logger:
     """Triton's logger: lines go to anemone's log at the matching level."""
 
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    VERBOSE = 3
+
     @staticmethod
     def _log(level, msg):
         text = str(msg).replace("\n", " | ")
@@ -601,8 +660,9 @@ class Logger:
         sys.stderr.flush()
 
     @staticmethod
-    def log(msg, level=None):
-        Logger._log("I", msg)
+    def log(msg, level=0):
+        """`level` is Logger.INFO (the default), WARNING, ERROR or VERBOSE."""
+        Logger._log({1: "W", 2: "E", 3: "V"}.get(level, "I"), msg)
 
     @staticmethod
     def log_info(msg):
