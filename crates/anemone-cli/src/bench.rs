@@ -399,6 +399,7 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         interrupted: AtomicBool::new(false),
         first_error: Mutex::new(None),
         measuring: tokio::sync::Barrier::new(plan.concurrency + 1),
+        began: std::sync::OnceLock::new(),
     });
     let interrupt = tokio::spawn(stop_on_ctrl_c(shared.clone()));
     let workers: Vec<_> = clients
@@ -406,7 +407,7 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         .map(|c| tokio::spawn(worker(c, shared.clone())))
         .collect();
     shared.measuring.wait().await;
-    let start = Instant::now();
+    let start = *shared.began.get_or_init(Instant::now);
 
     let mut outcome = Outcome {
         workload: workload.summary(),

@@ -88,13 +88,24 @@ impl Manager {
             let result = self.conclude(&instance, done, start, turn.as_deref());
             return self.remember(&instance, cache_key, result);
         }
-        let rx = self.schedule(admitted, priority, timeout, start)?;
+        // Set when this waiter records the outcome itself and stops waiting
+        // (a timeout); else, should this future be dropped (its client
+        // gone), the worker records it.
+        let settled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rx = self.schedule(
+            admitted,
+            priority,
+            timeout,
+            start,
+            Some(Arc::clone(&settled)),
+        )?;
         let done = match bound {
             None => rx.await,
             Some(limit) => {
                 match tokio::time::timeout(limit.saturating_sub(start.elapsed()), rx).await {
                     Ok(done) => done,
                     Err(_) => {
+                        settled.store(true, std::sync::atomic::Ordering::Release);
                         let e = record_failure(&instance, Error::Timeout(limit), start);
                         return Err(e);
                     }
@@ -154,7 +165,7 @@ impl Manager {
             return Err(record_failure(&instance, Error::Timeout(limit), start));
         }
         if instance.queue.is_some() {
-            let rx = self.schedule(admitted, priority, timeout, start)?;
+            let rx = self.schedule(admitted, priority, timeout, start, None)?;
             let result = self.conclude(&instance, rx.blocking_recv(), start, turn.as_deref());
             return self.remember(&instance, cache_key, result);
         }
@@ -240,9 +251,18 @@ impl Manager {
         priority: Option<u32>,
         timeout: Option<Duration>,
         start: Instant,
+        settled: Option<Arc<std::sync::atomic::AtomicBool>>,
     ) -> Result<oneshot::Receiver<Done>> {
         let (reply, rx) = oneshot::channel();
-        self.submit(admitted, Reply::new(reply), priority, timeout, start)?;
+        let reply = match settled {
+            Some(settled) => Reply::new(reply).recorded_if_unheard((
+                Arc::clone(&admitted.instance),
+                start,
+                settled,
+            )),
+            None => Reply::new(reply),
+        };
+        self.submit(admitted, reply, priority, timeout, start)?;
         Ok(rx)
     }
 

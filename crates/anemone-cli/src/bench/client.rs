@@ -44,6 +44,27 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether the URL is `https://`.
+    pub(super) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// What to check when a connection is made and then dropped without an
+    /// answer: over TLS, the handshake's certificates; else the port (`port`,
+    /// this protocol's default one, when `url` names the other protocol's)
+    /// and the protocol, or TLS.
+    pub(super) fn dropped_hint(&self, this_port: &str, other_protocol: &str) -> String {
+        match self.is_tls() {
+            true => "; the server refused the TLS handshake or closed the connection: if it asks \
+                     for a client certificate, give --client-cert and --client-key"
+                .to_string(),
+            false => format!(
+                "; is that the server's other port? give the {this_port}, or --protocol \
+                 {other_protocol}; or, if the server uses TLS, an https:// URL with --ca-cert"
+            ),
+        }
+    }
+
     /// Checks `url`: `http[s]://host[:port][/prefix]`, the scheme optional
     /// (`http`); `https` needs `tls`, and `tls` needs `https`.
     pub fn parse(
@@ -75,7 +96,21 @@ impl Target {
         let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
             bail!("--url '{url}' has no host; use, for example, http://127.0.0.1:8001");
         };
-        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(default_port));
+        // A port that is not one (99999, 8001x) is refused, not replaced
+        // by the scheme's default.
+        let written = (uri.authority().map(|a| a.as_str()))
+            .and_then(|a| a.rsplit_once(':'))
+            .filter(|(_, port)| !port.contains(']'))
+            .map(|(_, port)| port);
+        let port = match written {
+            None => default_port,
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .with_context(|| format!("--url '{url}': '{port}' is not a port (1 to 65535)"))?,
+        };
+        let authority = format!("{host}:{port}");
         let base = uri.path().trim_end_matches('/').to_string();
         Ok(Target {
             protocol,

@@ -40,11 +40,8 @@ pub async fn metadata(
                     tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Internal
                 );
                 let hint = match transport {
-                    true => {
-                        "; is that the server's HTTP port? bench speaks gRPC unless given \
-                             --protocol http: give the gRPC port (8001), or --protocol http"
-                    }
-                    false => "",
+                    true => target.dropped_hint("gRPC port (8001)", "http"),
+                    false => String::new(),
                 };
                 unavailable(
                     &format!("gRPC {:?}", s.code()),
@@ -72,10 +69,10 @@ pub async fn metadata(
             // Connected, then not answered in HTTP/1: what an HTTP/1 client
             // gets from a port that speaks HTTP/2 only (a gRPC port).
             true if !unreachable(&f.message) => anyhow::anyhow!(
-                "{} did not answer HTTP/1 ({}); is that the server's gRPC port? give the HTTP \
-                 port (8000), or --protocol grpc",
+                "{} did not answer HTTP/1 ({}){}",
                 target.describe(),
-                f.message
+                f.message,
+                target.dropped_hint("HTTP port (8000)", "grpc")
             ),
             true => anyhow::anyhow!(
                 "cannot connect to {}; is the server running?: {}",

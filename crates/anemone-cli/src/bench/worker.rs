@@ -28,6 +28,9 @@ pub(super) struct Shared {
     /// Every worker and the timer meet here after warm-up, so that the
     /// measured phase starts with every connection open and warm.
     pub(super) measuring: tokio::sync::Barrier,
+    /// When the measured phase began: set by the first to pass the barrier,
+    /// so that the wall time and every worker's deadline count from it.
+    pub(super) began: std::sync::OnceLock<Instant>,
 }
 
 impl Shared {
@@ -71,7 +74,8 @@ pub(super) async fn worker(mut client: Client, shared: Arc<Shared>) -> WorkerRes
         }
     }
     shared.measuring.wait().await;
-    let deadline = shared.stop_after.map(|d| Instant::now() + d);
+    let began = *shared.began.get_or_init(Instant::now);
+    let deadline = shared.stop_after.map(|d| began + d);
     result.latencies_ns.reserve(match shared.stop_after {
         Some(_) => 1 << 16,
         None => shared.measured_left.load(Ordering::Relaxed).min(1 << 24) as usize,

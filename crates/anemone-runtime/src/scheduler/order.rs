@@ -80,7 +80,19 @@ pub(crate) struct Reply {
     /// A decoupled model's request: its responses go there, and the end of
     /// its engine call is told there, not on `to`.
     stream: Option<Arc<crate::decoupled::Sink>>,
+    /// The model and start of the request, to record its outcome here when
+    /// nobody waits for the answer any more (its client went while it ran).
+    unheard: Option<Unheard>,
 }
+
+/// What [`Reply::recorded_if_unheard`] records with: the model, the
+/// request's start, and whether its waiter recorded the outcome itself
+/// before it stopped waiting (a request timeout).
+type Unheard = (
+    Arc<crate::instance::ModelInstance>,
+    std::time::Instant,
+    Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl Reply {
     /// A reply that goes out as soon as it is sent.
@@ -89,7 +101,16 @@ impl Reply {
             to: Some(to),
             ticket: None,
             stream: None,
+            unheard: None,
         }
+    }
+
+    /// Records the outcome on `instance`'s statistics when the answer finds
+    /// nobody waiting (the waiter records it otherwise), as Triton counts a
+    /// request whose client went while it ran.
+    pub(crate) fn recorded_if_unheard(mut self, unheard: Unheard) -> Reply {
+        self.unheard = Some(unheard);
+        self
     }
 
     /// The reply of a request on a decoupled model, whose responses go to
@@ -99,6 +120,7 @@ impl Reply {
             to: None,
             ticket: None,
             stream: Some(sink),
+            unheard: None,
         }
     }
 
@@ -129,7 +151,13 @@ impl Reply {
         };
         match self.ticket.take() {
             None => {
-                let _ = to.send(done);
+                if let (Err(done), Some((instance, start, settled))) =
+                    (to.send(done), self.unheard.take())
+                {
+                    if !settled.load(std::sync::atomic::Ordering::Acquire) {
+                        let _ = crate::pipeline::finish(Ok::<_, ()>(done), &instance, start);
+                    }
+                }
             }
             Some(ticket) => ticket.gate.finish(ticket.seq, Some((to, done))),
         }

@@ -1,9 +1,10 @@
 //! Compressed gRPC inference answers: Triton's
 //! `--grpc-infer-response-compression-level`. Off by default, as Triton's.
-//! When on, a `ModelInfer` answer is compressed with the first of gzip and
-//! deflate that the call's `grpc-accept-encoding` lists (tritonclient's
-//! gRPC channel lists both), at the level asked for; a client that lists
-//! neither gets it uncompressed.
+//! When on, a `ModelInfer` answer is compressed with the algorithm
+//! tritonserver 2.51 picks (read side by side): at `low` gzip, at `medium`
+//! and `high` deflate, each when the call's `grpc-accept-encoding` lists it
+//! (tritonclient's gRPC channel lists both), else the other; a client that
+//! lists neither gets it uncompressed.
 
 use crate::proto::ModelInferResponse;
 use bytes::{BufMut, BytesMut};
@@ -80,7 +81,8 @@ impl ResponseCompression {
     }
 
     /// How to compress the answer to a call with these `headers`, by its
-    /// `grpc-accept-encoding`: gzip if listed, else deflate if listed; `None` when
+    /// `grpc-accept-encoding`: Triton's algorithm for the level (gzip at
+    /// low, deflate above) if listed, else the other if listed; `None` when
     /// off or neither is listed.
     pub(super) fn choose(self, headers: &http::HeaderMap) -> Option<(Codec, flate2::Compression)> {
         // Off (the default) reads no header.
@@ -91,8 +93,12 @@ impl ResponseCompression {
                 .split(',')
                 .any(|e| e.trim().eq_ignore_ascii_case(name))
         };
-        let codec = match (lists("gzip"), lists("deflate")) {
-            (true, _) => Codec::Gzip,
+        let (gzip, deflate) = (lists("gzip"), lists("deflate"));
+        let prefer_gzip = self == ResponseCompression::Low;
+        let codec = match (gzip, deflate) {
+            (true, true) if prefer_gzip => Codec::Gzip,
+            (true, true) => Codec::Deflate,
+            (true, false) => Codec::Gzip,
             (false, true) => Codec::Deflate,
             (false, false) => return None,
         };
@@ -159,7 +165,12 @@ mod tests {
         };
         let on = ResponseCompression::Medium;
         let codec = |v| on.choose(&h(v)).map(|(c, _)| c);
-        assert_eq!(codec("identity,deflate,gzip"), Some(Codec::Gzip));
+        // As tritonserver 2.51: deflate at medium and high, gzip at low.
+        assert_eq!(codec("identity,deflate,gzip"), Some(Codec::Deflate));
+        assert_eq!(codec("identity,gzip,deflate"), Some(Codec::Deflate));
+        let low = |v| ResponseCompression::Low.choose(&h(v)).map(|(c, _)| c);
+        assert_eq!(low("identity,deflate,gzip"), Some(Codec::Gzip));
+        assert_eq!(codec("identity, gzip"), Some(Codec::Gzip));
         assert_eq!(codec("identity, deflate"), Some(Codec::Deflate));
         assert_eq!(codec("identity"), None);
         assert_eq!(on.choose(&http::HeaderMap::new()), None);

@@ -1,6 +1,6 @@
 //! Triton's `--grpc-infer-response-compression-level`: with a level set,
 //! an inference answer comes back compressed with the codec the client
-//! accepts (gzip first, then deflate), through both of the server's gRPC
+//! accepts (Triton's for the level when it accepts both), through both of the server's gRPC
 //! paths (an uncompressed request, and a compressed one, which tonic
 //! reads); a client that accepts neither, and every client of a server
 //! left at the default, gets it uncompressed. The sums are checked against
