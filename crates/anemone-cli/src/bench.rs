@@ -150,10 +150,11 @@ pub struct BenchArgs {
 
     /// Requests in each sequence sent to a sequence model (one whose config
     /// has `sequence_batching`): each worker sends sequences of N under an
-    /// ID of its own (1 to --concurrency; a string when the model's
-    /// correlation ID is TYPE_STRING), the first with sequence_start, the
-    /// last with sequence_end, as perf_analyzer's --sequence-length. Other
-    /// models get no sequence parameters.
+    /// ID of its own (from --sequence-id-range, by default 1 to
+    /// --concurrency; a string when the model's correlation ID is
+    /// TYPE_STRING), the first with sequence_start, the last with
+    /// sequence_end, as perf_analyzer's --sequence-length. Other models get
+    /// no sequence parameters.
     #[arg(long, value_name = "N", env = "ANEMONE_BENCH_SEQUENCE_LENGTH", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub sequence_length: u64,
