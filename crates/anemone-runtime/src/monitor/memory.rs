@@ -75,6 +75,7 @@ fn proc_kib(file: &str, key: &str) -> u64 {
         })
         .map_or(0, |kib| kib * 1024)
 }
+
 /// `bytes` in MiB, or in KiB or bytes when under one MiB (a budget of a
 /// few KiB read "0 MiB").
 fn amount(bytes: u64) -> String {

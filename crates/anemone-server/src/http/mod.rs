@@ -11,6 +11,7 @@ mod generate;
 pub mod infer;
 mod json;
 mod logging;
+mod raw;
 mod restrict;
 pub mod serve;
 mod shared_memory;
@@ -293,7 +294,9 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
         .await;
     let body = body::decompress(body, encoding, http.limit).await?;
     let limit = http.limit;
-    let mut request = if body.len() <= decoding::BLOCKING_ABOVE {
+    let mut request = if raw::is_raw(&headers) {
+        raw::decode(&http.state, p.name, p.number, body)
+    } else if body.len() <= decoding::BLOCKING_ABOVE {
         infer::decode(
             p.name,
             p.number,
