@@ -79,7 +79,7 @@ fn shape_of(name: &str, dims: &[i64], size: usize, bytes: usize) -> Result<Vec<u
     match dynamic {
         0 if element_bytes == bytes => Ok(dims.iter().map(|d| *d as usize).collect()),
         0 => Err(mismatch(element_bytes.to_string())),
-        1 if element_bytes > 0 && bytes % element_bytes == 0 => Ok(dims
+        1 if element_bytes > 0 && bytes.is_multiple_of(element_bytes) => Ok(dims
             .iter()
             .map(|d| if *d < 0 { bytes / element_bytes } else { *d as usize })
             .collect()),
