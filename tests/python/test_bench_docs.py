@@ -358,7 +358,7 @@ def test_help_shows_the_documented_flags_and_their_defaults():
     assert "[default: 10]" in block("--duration <SECS>")
     assert "[default: 10]" in block("--warmup <N>")
     assert "[default: 20]" in block("--sequence-length <N>")
-    assert "[default: 1]" in block("--sequence-id-range")
+    assert "[default: 1]" in block("--sequence-id-range <START[:END]>")
     assert "[default: 1]" in block("--dim-default <N>")
     assert "8000" in block("--url <URL>") and "8001" in block("--url <URL>")
     short = bench("-h")
