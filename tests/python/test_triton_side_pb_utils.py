@@ -501,8 +501,6 @@ def test_request_timeout_accessor(report):
     assert ok(d["bls_timeout"]) == "7"
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a received request's timeout() is 0: anemone does not pass the "
-                                       "request's `timeout` to the Python model (tritonserver 2.51: 5000000 µs)")
 def test_a_received_requests_timeout(report):
     """tritonserver 2.51: the received request's timeout() is its `timeout`
     parameter in microseconds (5000000 here, on a model without dynamic
@@ -706,11 +704,7 @@ ANEMONE_GRPC = {"UNKNOWN": "StatusCode.INVALID_ARGUMENT", "ALREADY_EXISTS": "Sta
                 "CANCELLED": "StatusCode.INVALID_ARGUMENT"}
 
 
-@pytest.mark.parametrize("code", [
-    c if c != "NOT_FOUND" else pytest.param(c, marks=pytest.mark.xfail(
-        strict=True, reason=f"DEFECT: TritonError.{c} reaches the client as 500 / INTERNAL; tritonserver "
-        f"2.51 answers {TRITON_STATUS[c][0]} / {TRITON_STATUS[c][1][11:]}"))
-    for c in CODES])
+@pytest.mark.parametrize("code", CODES)
 def test_triton_error_code_status(server, code):
     """InferenceResponse(error=TritonError("code X", TritonError.X)) answers the
     client with the status tritonserver 2.51 gives it (HTTP, gRPC): UNKNOWN
@@ -720,7 +714,7 @@ def test_triton_error_code_status(server, code):
     400/CANCELLED, each with the message "code X". SERVING.md documents
     INTERNAL (500, prefixed `backend python failed:`), INVALID_ARG and
     UNAVAILABLE, and says TritonError has "Triton's codes"; it is silent on
-    the others, which anemone answers 500 / INTERNAL."""
+    the others."""
     status, body, grpc_status, message = mode_request(server, CODES.index(code))
     http_status, triton_grpc = TRITON_STATUS[code]
     assert (status, grpc_status) == (http_status, ANEMONE_GRPC.get(code, triton_grpc)), body

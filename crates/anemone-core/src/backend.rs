@@ -195,6 +195,10 @@ pub struct RequestView<'a> {
     /// `None`: all. An engine that reads it may leave the others out of
     /// its answer as empty placeholders.
     pub outputs: Option<&'a [usize]>,
+    /// The request's `timeout`, when it gave one (Triton's, in
+    /// microseconds on the wire), for engines that show it to the model (a
+    /// Python model's `request.timeout()`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A request a model's code sends to another model ([`ModelCaller`]).

@@ -94,6 +94,14 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// Something the request names does not exist, as the model itself says
+    /// (a Python model's `TritonError.NOT_FOUND`, which Triton answers 404).
+    #[error("{message}")]
+    NotFound {
+        /// The model's words.
+        message: String,
+    },
+
     /// A model file exists but cannot be used.
     #[error("cannot load {path}: {reason}")]
     InvalidModel {
@@ -239,7 +247,9 @@ impl Error {
             | Error::InvalidModel { .. }
             | Error::NoBackend { .. }
             | Error::Config(_) => ErrorKind::InvalidInput,
-            Error::ModelNotFound { .. } | Error::FileNotFound { .. } => ErrorKind::NotFound,
+            Error::ModelNotFound { .. } | Error::FileNotFound { .. } | Error::NotFound { .. } => {
+                ErrorKind::NotFound
+            }
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Overloaded { .. } | Error::MemoryBudget { .. } => ErrorKind::Overloaded,
             Error::Timeout(_) => ErrorKind::Timeout,

@@ -454,6 +454,7 @@ impl Manager {
                 .as_deref()
                 .map(crate::sequence::SequenceFlags::to_call),
             lane: sequence.and_then(crate::sequence::Turn::lane),
+            timeout: request.timeout,
         })
     }
 }

@@ -96,6 +96,7 @@ fn run_once(engine: &dyn LoadedModel, inputs: &[Tensor]) -> Result<()> {
         absent: &[],
         sequence: None,
         outputs: None,
+        timeout: None,
     };
     let answer = engine.infer_each(&[view]).pop();
     answer.unwrap_or_else(|| Err(anemone_core::Error::Internal("no answer".into())))?;

@@ -392,14 +392,14 @@ impl PythonModel {
 /// The error of a response of `model` whose `error` the model set, by
 /// Triton's code, with the HTTP status tritonserver 2.51 gives it: the
 /// request's fault (400: INVALID_ARG, and UNKNOWN, ALREADY_EXISTS and
-/// CANCELLED, as Triton answers them), unsupported (501), unavailable
-/// (503), or the model's (500: INTERNAL, and NOT_FOUND, which Triton
-/// answers 404).
+/// CANCELLED, as Triton answers them), not found (404), unsupported (501),
+/// unavailable (503), or the model's (500: INTERNAL and any other code).
 pub(crate) fn refusal(model: &str, message: String, code: i64) -> Error {
     match code {
         wire::INVALID_ARG | wire::UNKNOWN | wire::ALREADY_EXISTS | wire::CANCELLED => {
             Error::Input(InputError::Refused { message })
         }
+        wire::NOT_FOUND => Error::NotFound { message },
         wire::UNSUPPORTED => Error::Unsupported {
             what: format!("model '{model}' does not support the request (TritonError.UNSUPPORTED)"),
             fix: message,
@@ -462,6 +462,7 @@ impl LoadedModel for PythonModel {
             absent: &[],
             sequence: None,
             outputs: None,
+            timeout: None,
         };
         let answer = self.run(&[request])?.into_iter().next();
         self.outputs_of(

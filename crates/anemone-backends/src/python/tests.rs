@@ -124,6 +124,7 @@ fn view(inputs: &[Tensor]) -> RequestView<'_> {
         absent: &[],
         sequence: None,
         outputs: None,
+        timeout: None,
     }
 }
 
@@ -461,4 +462,26 @@ fn a_models_metrics_reach_the_registry_it_was_given_and_leave_with_it() {
         .err()
         .expect("loaded without a registry");
     assert!(e.to_string().contains("keeps no custom metrics"), "{e}");
+}
+
+/// Each `TritonError` code the model sets is the class tritonserver 2.51
+/// answers it with (HTTP 400 / 404 / 503 / 501 / 500), the model's words kept.
+#[test]
+fn a_models_error_code_is_tritons_class() {
+    let cases = [
+        (wire::UNKNOWN, ErrorKind::InvalidInput),
+        (1, ErrorKind::Backend),
+        (wire::NOT_FOUND, ErrorKind::NotFound),
+        (wire::INVALID_ARG, ErrorKind::InvalidInput),
+        (wire::UNAVAILABLE, ErrorKind::Unavailable),
+        (wire::UNSUPPORTED, ErrorKind::Unsupported),
+        (wire::ALREADY_EXISTS, ErrorKind::InvalidInput),
+        (wire::CANCELLED, ErrorKind::InvalidInput),
+        (99, ErrorKind::Backend),
+    ];
+    for (code, kind) in cases {
+        let e = refusal("m", format!("code {code}"), code);
+        assert_eq!(e.kind(), kind, "code {code}: {e}");
+        assert!(e.to_string().contains(&format!("code {code}")), "{e}");
+    }
 }

@@ -34,6 +34,9 @@ struct RequestHeader<'a> {
     parameters: String,
     flags: u32,
     model_name: &'a str,
+    /// The request's `timeout` in microseconds; 0 without one (as Triton's
+    /// `request.timeout()`).
+    timeout_us: u64,
     /// A decoupled model's request: the key its responses come back with.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<u64>,
@@ -126,6 +129,8 @@ pub(crate) enum Answer {
 pub(crate) const INVALID_ARG: i64 = 3;
 /// Triton's `TritonError.UNAVAILABLE`.
 pub(crate) const UNAVAILABLE: i64 = 4;
+/// Triton's `TritonError.NOT_FOUND`.
+pub(crate) const NOT_FOUND: i64 = 2;
 /// Triton's `TritonError.UNKNOWN`, `UNSUPPORTED`, `ALREADY_EXISTS` and
 /// `CANCELLED`.
 pub(crate) const UNKNOWN: i64 = 0;
@@ -236,6 +241,9 @@ pub(crate) fn execute_frame(
                 .sequence
                 .map_or(0, |s| u32::from(s.start) | (u32::from(s.end) << 1)),
             model_name,
+            timeout_us: request
+                .timeout
+                .map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
             key: keys.and_then(|k| k.get(r).copied()),
         });
     }
@@ -438,6 +446,7 @@ mod tests {
                 absent: &[],
                 sequence: None,
                 outputs: None,
+                timeout: Some(std::time::Duration::from_micros(5_000_000)),
             },
             RequestView {
                 inputs: &second,
@@ -447,6 +456,7 @@ mod tests {
                 absent: &[1],
                 sequence: Some(&sequence),
                 outputs: None,
+                timeout: None,
             },
         ];
         let frame = execute_frame("m", &names, &["y".into()], &requests, None).unwrap();
@@ -469,6 +479,8 @@ mod tests {
         assert_eq!(requests[1]["request_id"], "");
         // A sequence's ID and flags (start 1 | end 2); none: 0 and 0.
         assert_eq!(requests[0]["correlation_id"], 0);
+        assert_eq!(requests[0]["timeout_us"], 5_000_000);
+        assert_eq!(requests[1]["timeout_us"], 0);
         assert_eq!(requests[0]["flags"], 0);
         assert_eq!(requests[1]["correlation_id"], "s-1");
         assert_eq!(requests[1]["flags"], 3);

@@ -207,6 +207,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
         absent,
         sequence,
         lane: pinned,
+        timeout,
     } = admitted;
     let lane = lane.or(pinned);
     trace.dequeued();
@@ -233,6 +234,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
                 absent: &absent,
                 sequence: sequence.as_ref(),
                 outputs: outputs.as_deref(),
+                timeout,
             };
             let answer = run_each(&instance, engine, &[view]).pop();
             answer.unwrap_or_else(|| Err(Error::Internal("no answer for a request".into())))
@@ -329,6 +331,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
                     absent: &j.admitted.absent,
                     sequence: j.admitted.sequence.as_ref(),
                     outputs: j.admitted.outputs.as_deref(),
+                    timeout: j.admitted.timeout,
                 })
                 .collect(),
         ),

@@ -86,6 +86,8 @@ pub(crate) struct Admitted {
     /// The engine instance it must run on (a sequence model's request runs
     /// on its sequence's); `None`: any.
     pub(crate) lane: Option<usize>,
+    /// The request's `timeout`, for engines that show it to the model.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What an engine call hands back to the waiting client.

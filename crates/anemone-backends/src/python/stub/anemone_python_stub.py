@@ -540,7 +540,7 @@ def main():
                         correlation_id=correlation_id,
                         requested_output_names=r.get("requested_output_names", []),
                         parameters=r.get("parameters", "{}"), flags=flags,
-                        model_name=r.get("model_name", ""),
+                        model_name=r.get("model_name", ""), timeout=r.get("timeout_us", 0),
                     )
                     if decoupled:
                         request._response_sender = pb_utils.InferenceResponseSender(emit, r["key"], cancelled, ended)
