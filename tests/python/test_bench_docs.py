@@ -398,7 +398,8 @@ def test_report_over_each_protocol_counts_what_the_server_counted(srv, tmp_path,
     assert (report["concurrency"], report["requests"], report["errors"]) == (1, 25, 0)
     assert (report["warmup"], report["warmup_errors"], report["interrupted"]) == (3, 0, False)
     assert report["errors_by_status"] == {} and report["first_error"] is None
-    assert report["args"] == {"requests": 25, "duration_s": None, "dim_default": 1, "outputs": []}
+    assert report["args"] == {"requests": 25, "duration_s": None, "dim_default": 1, "outputs": [],
+                              "request_timeout_s": 60.0}
     assert report["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [1, 4]},
                                 {"name": "y", "datatype": "FP32", "shape": [1, 4]}]
     assert report["sequence_length"] is None and report["first_sequence_id"] is None
@@ -540,7 +541,8 @@ def test_duration_decides_without_requests(srv, tmp_path):
     took = time.monotonic() - start
     check_consistent(report)
     assert counts(srv, "add")[0] - before[0] == report["requests"] + 4
-    assert report["args"] == {"requests": None, "duration_s": 0.6, "dim_default": 1, "outputs": []}
+    assert report["args"] == {"requests": None, "duration_s": 0.6, "dim_default": 1, "outputs": [],
+                              "request_timeout_s": 60.0}
     # (At least 0.6 s but for the wall-time defect below, which can take a few ms off.)
     assert 0.55 <= report["duration_s"] < 10, report
     assert report["duration_s"] <= took
@@ -774,6 +776,44 @@ def test_some_failures_are_counted_and_the_run_goes_on(srv, tmp_path, protocol, 
     assert r["requests"] == "20 ok, 10 failed" and r["requests+"] == [f"10 × {status}"], r
     assert r["warm-up"] == "1 of 3 failed"
     assert "latency p50" in r
+
+
+@pytest.mark.parametrize("protocol, status", [("grpc", "timeout"), ("http-binary", "timeout")])
+def test_an_answer_later_than_the_request_timeout_counts_as_failed(srv, tmp_path, protocol, status):
+    """`--request-timeout SECS` (`anemone bench --help`): a request not
+    answered by then counts as failed ("timeout") and the run goes on.
+    `slow10` sleeps 0.15 s on every tenth request, so 20 requests hold two
+    that a 0.1 s limit cuts off (a request queued behind one may be cut off
+    too on a slow machine: at least two, all of them "timeout")."""
+    out, report = run_json(tmp_path, "--model", "slow10", "--url", srv.url(protocol), "--protocol", protocol,
+                           "-n", 20, "--warmup", 0, "--request-timeout", "0.1")
+    check_consistent(report)
+    assert report["requests"] + report["errors"] == 20, report
+    assert report["errors"] >= 2 and report["requests"] >= 14, report
+    assert set(report["errors_by_status"]) == {status}, report
+    assert "--request-timeout" in report["first_error"], report
+    assert report["latency_us"]["max"] < 100_000, report
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_server_that_never_answers_ends_the_run_at_the_request_timeout(tmp_path, protocol):
+    """A server that takes connections and never answers (a wrong port, a
+    hung process) does not hang `anemone bench`: the metadata request at the
+    start is bounded by --request-timeout, and the command exits 1 saying so."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    try:
+        t0 = time.monotonic()
+        out = bench("--model", "add", "--url", f"http://127.0.0.1:{port}", "--protocol", protocol,
+                    "-n", 3, "--request-timeout", "1", timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        listener.close()
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "did not answer" in out.stderr and "within 1 s (--request-timeout)" in out.stderr, out.stderr
+    assert took < 15, took
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

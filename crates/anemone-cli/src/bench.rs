@@ -167,6 +167,13 @@ pub struct BenchArgs {
           default_value = "1", value_parser = sequence::parse_id_range)]
     pub sequence_id_range: sequence::IdRange,
 
+    /// Seconds to wait for each answer (and for the model's metadata at the
+    /// start); a request not answered by then counts as failed ("timeout")
+    /// and its HTTP connection is reopened.
+    #[arg(long, value_name = "SECS", env = "ANEMONE_BENCH_REQUEST_TIMEOUT", default_value_t = 60.0,
+          value_parser = positive_seconds)]
+    pub request_timeout: f64,
+
     /// Also write the report as one JSON object to FILE. By default, no file.
     #[arg(long, value_name = "FILE", env = "ANEMONE_BENCH_JSON_REPORT")]
     pub json_report: Option<PathBuf>,
@@ -234,6 +241,8 @@ pub struct Plan {
     pub first_sequence_id: u64,
     /// Where the JSON report goes.
     pub json_report: Option<PathBuf>,
+    /// How long each answer may take.
+    pub request_timeout: Duration,
     /// TLS files, for an https:// URL.
     pub tls: tls::TlsPaths,
 }
@@ -290,6 +299,7 @@ impl BenchArgs {
             sequence_length: self.sequence_length,
             first_sequence_id: self.sequence_id_range.start,
             json_report: self.json_report.clone(),
+            request_timeout: Duration::from_secs_f64(self.request_timeout),
             tls: tls::TlsPaths {
                 ca: self.ca_cert.clone(),
                 cert: self.client_cert.clone(),
@@ -335,7 +345,20 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         (false, false) => None,
     };
     let target = Target::parse(plan.protocol, &plan.url, tls)?;
-    let metadata = metadata::metadata(&target, &plan.model, plan.version.as_deref()).await?;
+    let in_time = |what: &str| {
+        format!(
+            "the server at {} did not answer {what} within {} s (--request-timeout); \
+             is it the server you meant, and is it serving?",
+            target.describe(),
+            plan.request_timeout.as_secs_f64()
+        )
+    };
+    let metadata = tokio::time::timeout(
+        plan.request_timeout,
+        metadata::metadata(&target, &plan.model, plan.version.as_deref()),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!(in_time("the model's metadata request")))??;
     let given = workload::read_inputs(&plan.files)?;
     let workload = workload::Workload::build(
         &metadata,
@@ -348,7 +371,13 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
     // worker then sends sequences under one of its own. The configuration
     // is Triton's extension of KServe v2: a server without it gets plain
     // requests.
-    let sequence_ids = match sequence::id_kind(&target, &plan.model, plan.version.as_deref()).await
+    let asked = tokio::time::timeout(
+        plan.request_timeout,
+        sequence::id_kind(&target, &plan.model, plan.version.as_deref()),
+    );
+    let sequence_ids = match asked
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!(in_time("the model's configuration request"))))
     {
         Ok(kind) => kind,
         Err(e) => {
@@ -384,7 +413,7 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
             }
             (None, None) => unreachable!("a script is shared unless the model takes sequences"),
         };
-        clients.push(Client::connect(&target, script).await?);
+        clients.push(Client::connect(&target, script, plan.request_timeout).await?);
     }
 
     let shared = Arc::new(Shared {

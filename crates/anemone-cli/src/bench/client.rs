@@ -164,6 +164,17 @@ impl Failure {
         self.status == "connection"
     }
 
+    /// No answer within `limit` (`--request-timeout`).
+    pub(super) fn timed_out(limit: Duration) -> Failure {
+        Failure {
+            status: "timeout".into(),
+            message: format!(
+                "no answer within {} s (--request-timeout)",
+                limit.as_secs_f64()
+            ),
+        }
+    }
+
     fn connection(e: impl std::fmt::Display) -> Failure {
         Failure {
             status: "connection".into(),
@@ -436,6 +447,8 @@ pub struct Client {
     link: Link,
     script: Arc<Script>,
     sent: u64,
+    /// How long an answer may take.
+    timeout: Duration,
 }
 
 /// A worker's connection.
@@ -446,7 +459,11 @@ enum Link {
 
 impl Client {
     /// Opens a connection of its own.
-    pub async fn connect(target: &Target, script: Arc<Script>) -> anyhow::Result<Client> {
+    pub async fn connect(
+        target: &Target,
+        script: Arc<Script>,
+        timeout: Duration,
+    ) -> anyhow::Result<Client> {
         let link = match target.protocol {
             Protocol::Grpc => Link::Grpc(grpc_client(target).await?),
             Protocol::Http | Protocol::HttpBinary => {
@@ -462,12 +479,24 @@ impl Client {
             link,
             script,
             sent: 0,
+            timeout,
         })
     }
 
-    /// Sends the next request and waits for the whole answer.
+    /// Sends the next request and waits for the whole answer, for at most
+    /// the timeout: then the request counts as failed, and an HTTP
+    /// connection, whose answer might still come, is closed.
     pub async fn infer(&mut self) -> Result<(), Failure> {
-        let result = send(&mut self.link, self.script.request(self.sent)).await;
+        let sent = send(&mut self.link, self.script.request(self.sent));
+        let result = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Link::Http(conn) = &mut self.link {
+                    conn.sender = None;
+                }
+                Err(Failure::timed_out(self.timeout))
+            }
+        };
         self.sent = self.script.after(self.sent, result.is_ok());
         result
     }

@@ -218,6 +218,7 @@ pub fn json(plan: &Plan, o: &Outcome) -> Value {
             "duration_s": duration_limit,
             "dim_default": plan.dim_default,
             "outputs": plan.outputs,
+            "request_timeout_s": plan.request_timeout.as_secs_f64(),
         },
         "inputs": o.workload.iter().map(|(n, d, s)| json!({"name": n, "datatype": d, "shape": s})).collect::<Vec<_>>(),
     })
