@@ -375,10 +375,11 @@ async fn bench(plan: &Plan) -> anyhow::Result<Outcome> {
         plan.request_timeout,
         sequence::id_kind(&target, &plan.model, plan.version.as_deref()),
     );
-    let sequence_ids = match asked
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!(in_time("the model's configuration request"))))
-    {
+    let sequence_ids = match asked.await.unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(in_time(
+            "the model's configuration request"
+        )))
+    }) {
         Ok(kind) => kind,
         Err(e) => {
             eprintln!("note: {e:#}; sending requests without sequence parameters");
