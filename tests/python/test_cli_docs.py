@@ -272,6 +272,23 @@ def test_strict_and_auto_together_are_refused_with_the_reason():
     assert "--backends auto and --strict together" in out.stderr and "choose one" in out.stderr
 
 
+@pytest.mark.parametrize("flags, words", [
+    (["--backend-config", "onnxruntime,nosuch=1"], "not a setting anemone takes"),
+    (["--trace-config", "nosuch=1"], "not a setting anemone takes"),
+    (["--trace-rate", "5", "--trace-config", "rate=6"], "given twice"),
+    (["--http-restricted-api", "bogus"], "the form is"),
+    (["--grpc-restricted-protocol", "bogus"], "the form is"),
+])
+def test_a_value_anemones_own_parser_refuses_is_a_flag_mistake(tmp_path, flags, words):
+    """CONFIGURATION.md: "The exit status is 2, as for any flag mistake":
+    also for values clap passes and anemone's parser refuses (Triton's
+    setting strings, restricted-API groups), before anything starts."""
+    out = anemone("serve", "--model-repository", ROOT / "examples/models", "--http-port", "0",
+                  "--grpc-port", "0", "--metrics-port", "0", *flags)
+    assert out.returncode == 2, out.stderr
+    assert words in out.stderr and flags[0] in out.stderr, out.stderr
+
+
 def test_inspect_json_selection_follows_backends_and_strict(tmp_path):
     """README: inspect shows which backend the selection picks, with the
     reasons for the others; it takes --backends and --strict."""

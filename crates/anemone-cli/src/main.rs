@@ -240,8 +240,7 @@ fn main() -> ExitCode {
         }
     });
     if let Err(e) = logging {
-        eprintln!("error: {}", output::error_chain(&e));
-        return ExitCode::FAILURE;
+        return failed(&e);
     }
     triton_flags::warn(&ignored_triton_flags);
     output::quiet_panics();
@@ -274,13 +273,16 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", output::error_chain(&e));
-            match e.downcast_ref::<output::FlagMistake>() {
-                Some(_) => ExitCode::from(2),
-                None => ExitCode::FAILURE,
-            }
-        }
+        Err(e) => failed(&e),
+    }
+}
+
+/// Prints the error; exit status 2 for a flag mistake (as clap's), else 1.
+fn failed(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", output::error_chain(e));
+    match e.downcast_ref::<output::FlagMistake>() {
+        Some(_) => ExitCode::from(2),
+        None => ExitCode::FAILURE,
     }
 }
 

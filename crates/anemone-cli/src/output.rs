@@ -20,6 +20,12 @@ impl std::fmt::Display for FlagMistake {
 
 impl std::error::Error for FlagMistake {}
 
+/// A flag's value refused by anemone's own parser (after clap's): a
+/// [`FlagMistake`], exit status 2.
+pub fn mistake(message: String) -> anyhow::Error {
+    anyhow::Error::new(FlagMistake(message))
+}
+
 /// The error's message followed by each cause, joined by `: `, skipping a
 /// cause whose text the message already contains (anemone errors often
 /// repeat their source).

@@ -437,7 +437,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     crate::backend_args::check_eviction(args.eviction, args.memory_budget)?;
     check_load_models(&args.repository)?;
     let backend_config =
-        crate::backend_config::parse(&args.backend_config).map_err(anyhow::Error::msg)?;
+        crate::backend_config::parse(&args.backend_config).map_err(crate::output::mistake)?;
     backend_config.warn();
     if let Some(n) = args.threads.or(backend_config.intra_op_threads) {
         builder = builder.threads(n);
@@ -501,9 +501,9 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
         restricted: anemone_server::RestrictedApi {
             http: Restrictions::parse(&args.http_restricted_api, false)
-                .map_err(anyhow::Error::msg)?,
+                .map_err(crate::output::mistake)?,
             grpc: Restrictions::parse(&args.grpc_restricted_protocol, true)
-                .map_err(anyhow::Error::msg)?,
+                .map_err(crate::output::mistake)?,
         },
         // --- ops ---
         ops: anemone_server::settings::OpsOptions {

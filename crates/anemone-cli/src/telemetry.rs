@@ -131,9 +131,9 @@ fn one_of<T>(flag: Option<T>, triton: Option<T>, name: &str) -> anyhow::Result<O
         _ => name.to_string(),
     };
     match (flag, triton) {
-        (Some(_), Some(_)) => anyhow::bail!(
+        (Some(_), Some(_)) => Err(crate::output::mistake(format!(
             "the trace {name} is given twice, by --trace-{name} and by --trace-config {setting}=; give one"
-        ),
+        ))),
         (flag, triton) => Ok(flag.or(triton)),
     }
 }
@@ -141,7 +141,8 @@ fn one_of<T>(flag: Option<T>, triton: Option<T>, name: &str) -> anyhow::Result<O
 impl TracingArgs {
     /// The flags and `--trace-config` together, checked.
     fn plan(&self) -> anyhow::Result<Plan> {
-        let triton = crate::trace_config::parse(&self.trace_config).map_err(anyhow::Error::msg)?;
+        let triton =
+            crate::trace_config::parse(&self.trace_config).map_err(crate::output::mistake)?;
         let file = one_of(self.trace_file.clone(), triton.file.clone(), "file")?;
         let log_frequency = one_of(
             self.trace_log_frequency,
