@@ -524,10 +524,6 @@ def test_a_deadline_shorter_than_execute_is_deadline_exceeded_before_the_client_
     assert wait_for(lambda: inference_counts(server, "slow")["fail"] == before["fail"] + 1, 3), inference_counts(server, "slow")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: a non-decoupled Python model's request.is_cancelled() never turns true when the gRPC "
-    "client's deadline passes or it cancels ModelInfer (the stub reads it only from a response sender); "
-    "tritonserver 2.51 turns it true within ~10 ms of the deadline or cancellation"))
 @pytest.mark.parametrize("how", ["deadline", "cancel"])
 def test_a_model_sees_a_unary_call_that_its_client_gave_up(server, how):
     """tritonserver 2.51: `slow` polling `request.is_cancelled()` logs

@@ -199,6 +199,29 @@ pub struct RequestView<'a> {
     /// microseconds on the wire), for engines that show it to the model (a
     /// Python model's `request.timeout()`).
     pub timeout: Option<std::time::Duration>,
+    /// Whether the request's client has stopped waiting (it closed its
+    /// connection, cancelled, or its deadline passed), for engines that
+    /// tell the model while it runs (a Python model's
+    /// `request.is_cancelled()`); `None`: never known.
+    pub gone: Option<ClientGone<'a>>,
+}
+
+/// Asks whether a request's client has stopped waiting for its answer
+/// ([`RequestView::gone`]); cheap, and callable from any thread.
+#[derive(Clone, Copy)]
+pub struct ClientGone<'a>(pub &'a (dyn Fn() -> bool + Sync));
+
+impl ClientGone<'_> {
+    /// Whether the client has gone by now.
+    pub fn now(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ClientGone<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientGone")
+    }
 }
 
 /// A request a model's code sends to another model ([`ModelCaller`]).

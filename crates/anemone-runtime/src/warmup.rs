@@ -97,6 +97,7 @@ fn run_once(engine: &dyn LoadedModel, inputs: &[Tensor]) -> Result<()> {
         sequence: None,
         outputs: None,
         timeout: None,
+        gone: None,
     };
     let answer = engine.infer_each(&[view]).pop();
     answer.unwrap_or_else(|| Err(anemone_core::Error::Internal("no answer".into())))?;

@@ -20,6 +20,7 @@ mod env;
 mod metrics;
 mod process;
 mod pump;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -263,20 +264,29 @@ impl PythonModel {
             *slot = Some(Process::start(&self.launch, self.caller.as_ref())?);
         }
         let process = slot.as_mut().expect("started above");
-        let keys = match process.pending() {
-            None => None,
-            Some(pending) => Some(self.open(pending, requests)?),
+        // A decoupled model's requests are open in its pump under their keys;
+        // another model's get fresh keys, to be told when their clients go.
+        let (keys, mut watched) = match process.pending() {
+            Some(pending) => (Some(self.open(pending, requests)?), None),
+            None => {
+                let first = process.next_keys(requests.len());
+                (None, Some((first, watch::Watched::new(first, requests))))
+            }
         };
+        let watch_keys: Option<Vec<u64>> = watched
+            .as_ref()
+            .map(|(first, _)| (*first..).take(requests.len()).collect());
         let frame = wire::execute_frame(
             &self.launch.model,
             &self.inputs,
             &self.outputs,
             requests,
-            keys.as_deref(),
+            keys.as_deref().or(watch_keys.as_deref()),
         );
         // Outer error: no frame (the process untouched); inner: the process ended.
-        let exchanged =
-            frame.map(|frame| process.exchange(&frame, &self.launch, self.caller.as_ref()));
+        let watching = watched.as_mut().map(|(_, w)| w);
+        let exchanged = frame
+            .map(|frame| process.exchange(&frame, &self.launch, self.caller.as_ref(), watching));
         let failed = !matches!(&exchanged, Ok(Ok((reply, _))) if reply.ok);
         if let (Some(keys), Some(pending), true) = (&keys, process.pending(), failed) {
             // The runtime ends these requests with the call's error.
@@ -463,6 +473,7 @@ impl LoadedModel for PythonModel {
             sequence: None,
             outputs: None,
             timeout: None,
+            gone: None,
         };
         let answer = self.run(&[request])?.into_iter().next();
         self.outputs_of(

@@ -4,6 +4,7 @@
 
 use super::bls::{self, Cancels};
 use super::pump::{self, Pending, Pump, Received};
+use super::watch::Watched;
 use super::wire::{self, Reply};
 use super::NAME;
 use anemone_core::{Bytes, Caller, Error, Result};
@@ -122,6 +123,10 @@ pub(crate) struct Process {
     tail: Arc<Mutex<VecDeque<String>>>,
     /// The streams from other models it cancelled (`bls.rs`).
     cancels: Arc<Cancels>,
+    /// The next key of a request of a model that is not decoupled (keys are
+    /// never reused, so that a late word about one request cannot reach
+    /// another; `watch.rs`).
+    next_key: u64,
 }
 
 /// How the process's frames are read.
@@ -252,7 +257,16 @@ impl Process {
             child: Arc::new(Mutex::new(child)),
             tail,
             cancels,
+            next_key: 0,
         })
+    }
+
+    /// The first of `n` fresh keys for the requests of one `execute` of a
+    /// model that is not decoupled.
+    pub(crate) fn next_keys(&mut self, n: usize) -> u64 {
+        let first = self.next_key;
+        self.next_key += n as u64;
+        first
     }
 
     /// The open requests of a decoupled model's process.
@@ -286,7 +300,7 @@ impl Process {
                 }
             })
             .map_err(|e| Error::Internal(format!("cannot start a watchdog thread: {e}")))?;
-        let reply = self.exchange(frame, launch, caller);
+        let reply = self.exchange(frame, launch, caller, None);
         drop(done);
         let _ = watchdog.join();
         if fired.load(Ordering::SeqCst) {
@@ -308,16 +322,21 @@ impl Process {
 
     /// Sends a frame and reads the reply, answering on the way the
     /// requests the model sends other models (`InferenceRequest.exec`)
-    /// through `caller`. An I/O failure means the process has ended: the
+    /// through `caller`, and telling it of the `watched` requests' clients
+    /// that go meanwhile. An I/O failure means the process has ended: the
     /// error says how, with its last lines.
     pub(crate) fn exchange(
         &mut self,
         frame: &[u8],
         launch: &Launch,
         caller: Option<&Caller>,
+        mut watched: Option<&mut Watched<'_>>,
     ) -> Result<(Reply, Bytes)> {
         self.send(frame, launch)?;
         loop {
+            if let (Some(watched), Reading::Direct(stdout)) = (watched.as_deref_mut(), &self.from) {
+                watched.wait(stdout, &self.stdin);
+            }
             let (reply, blobs) = self.receive(launch)?;
             match reply.op.as_deref() {
                 Some("bls") if reply.decoupled => {

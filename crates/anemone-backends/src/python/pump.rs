@@ -295,7 +295,7 @@ fn watch(pending: &Weak<Pending>, stdin: &Mutex<ChildStdin>) {
 }
 
 /// Tells the process that request `key`'s client has gone.
-fn tell_cancelled(stdin: &Mutex<ChildStdin>, key: u64) {
+pub(crate) fn tell_cancelled(stdin: &Mutex<ChildStdin>, key: u64) {
     let told = serde_json::json!({ "op": "cancelled", "key": key });
     write(stdin, wire::frame(&told, &[]));
 }

@@ -125,6 +125,7 @@ fn view(inputs: &[Tensor]) -> RequestView<'_> {
         sequence: None,
         outputs: None,
         timeout: None,
+        gone: None,
     }
 }
 

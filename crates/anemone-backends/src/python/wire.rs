@@ -447,6 +447,7 @@ mod tests {
                 sequence: None,
                 outputs: None,
                 timeout: Some(std::time::Duration::from_micros(5_000_000)),
+                gone: None,
             },
             RequestView {
                 inputs: &second,
@@ -457,6 +458,7 @@ mod tests {
                 sequence: Some(&sequence),
                 outputs: None,
                 timeout: None,
+                gone: None,
             },
         ];
         let frame = execute_frame("m", &names, &["y".into()], &requests, None).unwrap();

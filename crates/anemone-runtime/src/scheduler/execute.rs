@@ -185,13 +185,21 @@ fn select(
 /// Runs an admitted request alone on the least-loaded engine instance and
 /// builds its response; called on a worker thread (or inline).
 pub(crate) fn execute(admitted: Admitted) -> Done {
-    execute_on(admitted, None)
+    execute_on(admitted, None, None)
 }
 
 /// Runs an admitted request alone on engine instance `lane` (from a model
 /// queue, whose instances each run on their own thread), or on the
 /// least-loaded one when `None`, and builds its response.
-pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
+///
+/// `gone` says whether its client has stopped waiting, for an engine that
+/// tells the model ([`RequestView::gone`]); `None` where nobody else waits
+/// (the request runs on its client's own task).
+pub(crate) fn execute_on(
+    admitted: Admitted,
+    lane: Option<usize>,
+    gone: Option<&(dyn Fn() -> bool + Sync)>,
+) -> Done {
     let Admitted {
         instance,
         inputs,
@@ -235,6 +243,7 @@ pub(crate) fn execute_on(admitted: Admitted, lane: Option<usize>) -> Done {
                 sequence: sequence.as_ref(),
                 outputs: outputs.as_deref(),
                 timeout,
+                gone: gone.map(anemone_core::ClientGone),
             };
             let answer = run_each(&instance, engine, &[view]).pop();
             answer.unwrap_or_else(|| Err(Error::Internal("no answer for a request".into())))
@@ -320,10 +329,12 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     // each request on its own (`infer_each`) gets them as a list.
     let assembly_spans = stage(&jobs, Stage::BatchAssembly);
     let engine = instance.lane_engine(lane);
+    let gone: Vec<_> = jobs.iter().map(|j| move || j.reply.is_closed()).collect();
     let gathered_requests = match engine.model.answers_each() {
         true => Gathered::Each(
             jobs.iter()
-                .map(|j| RequestView {
+                .zip(&gone)
+                .map(|(j, gone)| RequestView {
                     inputs: &j.admitted.inputs,
                     id: j.admitted.id.as_deref(),
                     parameters: &j.admitted.parameters,
@@ -332,6 +343,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
                     sequence: j.admitted.sequence.as_ref(),
                     outputs: j.admitted.outputs.as_deref(),
                     timeout: j.admitted.timeout,
+                    gone: Some(anemone_core::ClientGone(gone)),
                 })
                 .collect(),
         ),

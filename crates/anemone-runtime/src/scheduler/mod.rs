@@ -126,7 +126,9 @@ impl Job {
             return;
         }
         let _entered = self.span.enter();
-        self.reply.send(execute_on(self.admitted, lane));
+        let reply = &self.reply;
+        let done = execute_on(self.admitted, lane, Some(&|| reply.is_closed()));
+        self.reply.send(done);
     }
 }
 

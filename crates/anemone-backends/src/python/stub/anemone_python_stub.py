@@ -544,6 +544,8 @@ def main():
                     )
                     if decoupled:
                         request._response_sender = pb_utils.InferenceResponseSender(emit, r["key"], cancelled, ended)
+                    elif "key" in r:
+                        request._told_cancelled = partial(channel["frames"].is_cancelled, r["key"])
                     requests.append(request)
                 channel["frames"].begin_execute()
                 try:

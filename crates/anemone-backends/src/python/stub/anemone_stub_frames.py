@@ -7,6 +7,7 @@ top of anemone_python_stub.py.
 import collections
 import json
 import queue
+import select
 import struct
 import threading
 
@@ -149,10 +150,31 @@ class Direct:
         self.calls = {}
         self.lock = threading.RLock()
         self.open = False
+        # Keys of the running requests whose clients have gone, as anemone
+        # tells them while execute() runs ({"op": "cancelled", "key": K}).
+        self.cancelled = set()
 
     def begin_execute(self):
         with self.lock:
             self.open = True
+            self.cancelled.clear()
+
+    def is_cancelled(self, key):
+        """Whether anemone told that request `key`'s client has gone: the
+        frames already come are read first, without waiting (a thread
+        waiting on a call's answer reads them meanwhile)."""
+        if key in self.cancelled:
+            return True
+        if self.lock.acquire(blocking=False):
+            try:
+                while self.open and select.select([self.proto_in], [], [], 0)[0]:
+                    header, _ = self._read()
+                    if header is not True:
+                        # The process's input ended (anemone went), or a frame out of turn.
+                        break
+            finally:
+                self.lock.release()
+        return key in self.cancelled
 
     def _check_open(self):
         if not self.open:
@@ -165,6 +187,9 @@ class Direct:
         """The next frame, routed to its call when it is an answer (then
         (True, None)); a frame that is not an answer, or (None, None)."""
         header, data = read_frame(self.proto_in)
+        if header is not None and header.get("op") == "cancelled":
+            self.cancelled.add(header.get("key"))
+            return True, None
         if header is None or header.get("call") is None:
             return header, data
         answers = self.calls.get(header["call"])

@@ -322,12 +322,13 @@ class _OneResponseSender:
     with the final flag (now or in a later send of the flag alone), from
     any thread, before or after execute() returns."""
 
-    def __init__(self):
+    def __init__(self, told=None):
         import threading
 
         self._lock = threading.Lock()
         self._final = threading.Event()
         self._response = None
+        self._told = told
 
     def send(self, response=None, flags=0):
         final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
@@ -353,7 +354,7 @@ class _OneResponseSender:
                 self._final.set()
 
     def is_cancelled(self):
-        return False
+        return self._told() if self._told is not None else False
 
     def _unused(self):
         """Whether nothing was sent through it."""
@@ -428,8 +429,13 @@ class InferenceRequest:
             )
 
     def is_cancelled(self):
+        """Whether the request's client has gone (closed its connection,
+        cancelled, or its deadline passed), as anemone tells it within 20 ms."""
         sender = getattr(self, "_response_sender", None)
-        return sender.is_cancelled() if sender is not None else False
+        if sender is not None:
+            return sender.is_cancelled()
+        told = getattr(self, "_told_cancelled", None)
+        return told() if told is not None else False
 
     def get_response_sender(self):
         """The request's InferenceResponseSender: a decoupled model's sends
@@ -438,7 +444,7 @@ class InferenceRequest:
         then returns None), as in Triton."""
         sender = getattr(self, "_response_sender", None)
         if sender is None:
-            sender = self._response_sender = _OneResponseSender()
+            sender = self._response_sender = _OneResponseSender(getattr(self, "_told_cancelled", None))
         return sender
 
     def exec(self, decoupled=False):
