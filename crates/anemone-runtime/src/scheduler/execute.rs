@@ -329,7 +329,12 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     // each request on its own (`infer_each`) gets them as a list.
     let assembly_spans = stage(&jobs, Stage::BatchAssembly);
     let engine = instance.lane_engine(lane);
-    let gone: Vec<_> = jobs.iter().map(|j| move || j.reply.is_closed()).collect();
+    // Each request's "has its client gone?", for an engine that tells the
+    // model (no allocation for one that stacks).
+    let gone: Vec<_> = match engine.model.answers_each() {
+        true => jobs.iter().map(|j| move || j.reply.is_closed()).collect(),
+        false => Vec::new(),
+    };
     let gathered_requests = match engine.model.answers_each() {
         true => Gathered::Each(
             jobs.iter()
