@@ -849,14 +849,14 @@ def test_auto_complete_config(server, name):
     and set_model_transaction_policy(decoupled False) give the served config,
     with a config.pbtxt of only `backend: "python"` and with none (SERVING.md).
     tritonserver 2.51 served the same inputs, outputs, max_batch_size,
-    dynamic_batching and decoupled false (its dynamic_batching also shows
-    preferred_batch_size [4], anemone's []); the model answers Y = 2 X."""
+    dynamic_batching (preferred_batch_size [4], max_batch_size filled in as
+    Triton's normalization does) and decoupled false; the model answers Y = 2 X."""
     cfg = requests.get(server.url(f"/v2/models/{name}/config"), timeout=10).json()
     assert cfg["max_batch_size"] == 4
     assert [(i["name"], i["data_type"], i["dims"], i.get("optional", False)) for i in cfg["input"]] == [
         ("X", "TYPE_FP32", [-1], False), ("OPT", "TYPE_INT32", [1], True)]
     assert [(o["name"], o["data_type"], o["dims"]) for o in cfg["output"]] == [("Y", "TYPE_FP32", [-1])]
-    assert "dynamic_batching" in cfg
+    assert cfg["dynamic_batching"]["preferred_batch_size"] == [4], cfg["dynamic_batching"]
     assert cfg["model_transaction_policy"] == {"decoupled": False}
     x = np.array([[1.0, -2.0]], np.float32)
     r = infer_json(server, name, [{"name": "X", "datatype": "FP32", "shape": [1, 2], "data": x.ravel().tolist()}])

@@ -287,6 +287,7 @@ impl AppState {
                 .collect();
             model_config::resolve_instance_groups(&mut config, &tiers);
         }
+        model_config::show_tritons_batcher(&mut config);
         Ok(config)
     }
 

@@ -54,7 +54,7 @@ pub use dtypes::{core_dtype, dims_of, proto_dtype};
 pub use ensemble::{composing_models, ensemble_spec, is_ensemble, ENSEMBLE_PLATFORM};
 pub use instances::resolve_instance_groups;
 pub use parse::{parse_json, parse_pbtxt, to_json};
-pub use scheduling::{scheduler_config, SchedulerConfig};
+pub use scheduling::{scheduler_config, show_tritons_batcher, SchedulerConfig};
 pub use sequence::{no_state_files, StateFiles};
 pub use settings::{settings, Settings, PARAMETER_KEYS};
 pub use supported::ignored_hints;

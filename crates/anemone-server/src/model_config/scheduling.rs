@@ -214,6 +214,20 @@ fn queue_policy(p: &ModelQueuePolicy, path: &str) -> Result<QueuePolicy, String>
     })
 }
 
+/// Fills what Triton's normalization adds to a dynamic batcher, for the
+/// config as `GET /v2/models/{m}/config` shows it: `preferred_batch_size`
+/// `[max_batch_size]` when none is given (tritonserver 2.51 shows it so;
+/// anemone's batcher reads an empty list the same way, so only the view
+/// gets it).
+pub fn show_tritons_batcher(config: &mut ModelConfig) {
+    let max = config.max_batch_size;
+    if let Some(SchedulingChoice::DynamicBatching(db)) = &mut config.scheduling_choice {
+        if db.preferred_batch_size.is_empty() && max > 0 {
+            db.preferred_batch_size.push(max);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +235,30 @@ mod tests {
 
     fn parse(text: &str) -> ModelConfig {
         crate::model_config::parse_pbtxt(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn the_shown_batcher_prefers_max_batch_size_where_none_is_given() {
+        let preferred = |text: &str| {
+            let mut c = parse(text);
+            show_tritons_batcher(&mut c);
+            match c.scheduling_choice {
+                Some(SchedulingChoice::DynamicBatching(db)) => db.preferred_batch_size,
+                _ => panic!("{text}: no dynamic batcher"),
+            }
+        };
+        assert_eq!(preferred("max_batch_size: 8 dynamic_batching { }"), [8]);
+        assert_eq!(
+            preferred("max_batch_size: 8 dynamic_batching { preferred_batch_size: [ 2, 4 ] }"),
+            [2, 4]
+        );
+        assert_eq!(
+            preferred("max_batch_size: 0 dynamic_batching { }"),
+            Vec::<i32>::new()
+        );
+        let mut sequence = parse("max_batch_size: 8 sequence_batching { }");
+        show_tritons_batcher(&mut sequence);
+        assert_eq!(sequence, parse("max_batch_size: 8 sequence_batching { }"));
     }
 
     #[test]

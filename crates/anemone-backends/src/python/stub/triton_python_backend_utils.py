@@ -371,6 +371,10 @@ class _OneResponseSender:
             return True
 
 
+def _text(name):
+    return name.decode("utf-8") if isinstance(name, (bytes, bytearray)) else name
+
+
 class InferenceRequest:
     """One request as execute() receives it, or a request the model builds
     to send another model of the server (`exec()`, Triton's business-logic
@@ -381,10 +385,12 @@ class InferenceRequest:
         self._inputs = kwargs.get("inputs", [])
         self._request_id = kwargs.get("request_id", "")
         self._correlation_id = kwargs.get("correlation_id", 0)
-        self._requested = kwargs.get("requested_output_names", [])
+        # Names given as bytes (a TYPE_STRING input's element) are strings,
+        # as Triton's binding makes them.
+        self._requested = [_text(n) for n in kwargs.get("requested_output_names", [])]
         self._parameters = kwargs.get("parameters", "{}")
         self._flags = kwargs.get("flags", 0)
-        self._model_name = kwargs.get("model_name", "")
+        self._model_name = _text(kwargs.get("model_name", ""))
         self._model_version = int(kwargs.get("model_version", -1))
         self._timeout = int(kwargs.get("timeout", 0))
 
