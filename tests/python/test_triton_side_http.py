@@ -431,7 +431,8 @@ def test_http_1_0_and_keep_alive(server):
     assert_answer(r)
     ka = request("GET", "/v2/health/live", [("Connection", "keep-alive")], version="HTTP/1.0")
     got = parse(exchange(server, ka + ka, timeout=1.0))
-    assert [(r.version, r.status, r.header("content-length")) for r in got] == [("HTTP/1.0", 200, "0")] * 2
+    assert [(r.version, r.status, r.header("content-length"), r.body) for r in got] == [
+        ("HTTP/1.0", 200, "13", b'{"live":true}')] * 2
     # http.client speaking HTTP/1.0 keeps its connection for a second request.
     c = http.client.HTTPConnection(*server, timeout=30)
     c._http_vsn, c._http_vsn_str = 10, "HTTP/1.0"
@@ -460,7 +461,7 @@ def test_many_requests_on_one_keep_alive_connection(server):
         np.testing.assert_array_equal(np.array(json.loads(r.read())["outputs"][0]["data"], np.float32), expected(x))
         c.request("GET", "/v2/health/ready")
         r = c.getresponse()
-        assert r.status == 200 and r.read() == b""
+        assert r.status == 200 and json.loads(r.read()) == {"ready": True}
         assert c.sock is sock, f"the connection was replaced at request {i}"
     c.close()
 
@@ -707,8 +708,9 @@ def test_content_type_and_length_of_every_answer(server):
     """Every answer has a Content-Length equal to its body (except the
     event stream, chunked); JSON answers (metadata, config, statistics,
     index, errors of every route) are application/json, a binary inference
-    answer application/octet-stream, the health and readiness answers have
-    no body, /metrics (on the HTTP port too, SERVING.md) is Prometheus
+    answer application/octet-stream, the health and readiness answers the
+    Open Inference Protocol's JSON (`{"live": true}`, `{"ready": true}`,
+    `{"name": m, "ready": true}`, which KServe's clients read), /metrics (on the HTTP port too, SERVING.md) is Prometheus
     text, generate_stream text/event-stream. tritonserver 2.51: the same
     types, except that its errors on inference and readiness (a 404, a
     400) are labelled text/plain though their body is the same JSON, its
@@ -724,9 +726,12 @@ def test_content_type_and_length_of_every_answer(server):
         assert r.status == 200
         check(r, "application/json")
         r.json()
-    for path in ["/v2/health/live", "/v2/health/ready", "/v2/models/affine/ready"]:
+    for path, body in [("/v2/health/live", {"live": True}), ("/v2/health/ready", {"ready": True}),
+                       ("/v2/models/affine/ready", {"name": "affine", "ready": True})]:
         r = one(server, request("GET", path, [("Connection", "close")]))
-        assert r.status == 200 and r.body == b"" and r.header("content-length") == "0"
+        assert r.status == 200
+        check(r, "application/json")
+        assert r.json() == body
     r = one(server, request("POST", "/v2/repository/index", [("Connection", "close"), ("Content-Length", "0")]))
     check(r, "application/json")
     assert {m["name"] for m in r.json()} == set(MODELS)

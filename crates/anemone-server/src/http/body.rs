@@ -160,16 +160,31 @@ fn inflate(compressed: &[u8], encoding: Encoding, limit: usize) -> Result<Bytes,
 /// alignment of every element type.
 const ALIGN: usize = 64;
 
+/// How much of a body over the limit is read and dropped, and for how
+/// long, before the 413 goes out: a client still sending when the server
+/// closes gets a reset that may discard the 413 before it reads it
+/// (KServe's async client saw a `ReadError`). nginx's lingering close
+/// does the same.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads `body` (at most `limit` bytes), with byte `binary_at` (the binary
 /// part's start; 0 for a body without one) aligned when the body has to be
 /// joined from several chunks.
-pub(super) async fn read(body: Body, limit: usize, binary_at: usize) -> Result<Bytes, Response> {
-    let mut body = http_body_util::Limited::new(body, limit);
+pub(super) async fn read(
+    mut body: Body,
+    limit: usize,
+    binary_at: usize,
+) -> Result<Bytes, Response> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| read_error(&*e, limit))?;
+        let frame = frame.map_err(|e| read_error(&e, limit))?;
         if let Ok(data) = frame.into_data() {
+            if data.len() > limit - total {
+                drop(chunks);
+                return Err(too_large_after_draining(body, limit).await);
+            }
             if !data.is_empty() {
                 total += data.len();
                 chunks.push(data);
@@ -181,6 +196,28 @@ pub(super) async fn read(body: Body, limit: usize, binary_at: usize) -> Result<B
         1 => chunks.pop().expect("one chunk"),
         _ => join_aligned(&chunks, total, binary_at),
     })
+}
+
+/// The 413 for a body over `limit`, once the rest of it was read and
+/// dropped (up to [`DRAIN_BYTES`] and [`DRAIN_TIME`]), with the connection
+/// closed after it.
+async fn too_large_after_draining(mut body: Body, limit: usize) -> Response {
+    let drain = async {
+        let mut drained = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            drained += frame.data_ref().map_or(0, |d| d.len());
+            if drained > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    let mut answer = crate::errors::ApiError::too_large(limit).into_response();
+    answer.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    answer
 }
 
 /// `chunks` (`total` bytes) joined into one allocation in which byte `at`
@@ -318,5 +355,25 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
         assert!(read(body_of(&[b"01234", b"56789"]), 10, 0).await.is_ok());
+    }
+
+    /// A body over the limit is read to its end before the 413 (a client
+    /// still sending would otherwise get a reset, and may lose the 413),
+    /// and the connection closes after it.
+    #[tokio::test]
+    async fn the_rest_of_a_body_over_the_limit_is_drained_before_the_413() {
+        let read_to = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = read_to.clone();
+        let frames = (0..50).map(move |i| {
+            seen.store(i + 1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![0u8; 1000])))
+        });
+        let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )));
+        let refused = read(body, 4096, 0).await.unwrap_err();
+        assert_eq!(refused.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(refused.headers()[header::CONNECTION], "close");
+        assert_eq!(read_to.load(std::sync::atomic::Ordering::SeqCst), 50);
     }
 }

@@ -215,16 +215,29 @@ async fn server_metadata(State(http): State<Http>) -> Json<Value> {
     Json(views::server_metadata(&http.state.server_metadata()))
 }
 
-async fn live(State(http): State<Http>) -> StatusCode {
-    status_only(http.state.live())
+// The health answers: the status says (as Triton's, whose bodies are
+// empty), and the body the Open Inference Protocol's JSON, which KServe's
+// clients read (`is_server_live` fails on an empty body).
+async fn live(State(http): State<Http>) -> (StatusCode, Json<Value>) {
+    let live = http.state.live();
+    (status_only(live), Json(serde_json::json!({ "live": live })))
 }
 
-async fn ready(State(http): State<Http>) -> StatusCode {
-    status_only(http.state.ready())
+async fn ready(State(http): State<Http>) -> (StatusCode, Json<Value>) {
+    let ready = http.state.ready();
+    (
+        status_only(ready),
+        Json(serde_json::json!({ "ready": ready })),
+    )
 }
 
-async fn model_ready(State(http): State<Http>, p: ModelPath) -> Result<StatusCode, ApiError> {
-    http.state.model_ready(&p.name, &p.version).map(status_only)
+async fn model_ready(
+    State(http): State<Http>,
+    p: ModelPath,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ready = http.state.model_ready(&p.name, &p.version)?;
+    let body = serde_json::json!({ "name": p.name, "ready": ready });
+    Ok((status_only(ready), Json(body)))
 }
 
 /// KServe's metadata, plus `backend_selection`: how the backend in `platform`
