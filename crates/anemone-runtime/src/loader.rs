@@ -435,6 +435,15 @@ impl Manager {
         Ok(instance)
     }
 
+    /// Puts back `old`, a version that a load replaced, when that load is
+    /// undone (a later version of the same model failed to load): the model
+    /// serves what it served before, its queue, sequences and counters
+    /// with it. What replaced it goes, once its requests in flight end.
+    pub fn reinstate(&self, old: Arc<ModelInstance>) {
+        tracing::info!(model = %old.name(), version = old.version(), "previous load serving again");
+        self.inner.registry.insert(old);
+    }
+
     /// Unloads one version of a model, or all of its versions when `version` is
     /// `None`. Requests in flight finish first; the memory is given back when
     /// the last one ends. Returns the versions unloaded. An evicted version is

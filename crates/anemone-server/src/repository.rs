@@ -99,8 +99,11 @@ pub const MODEL_LOADS: usize = 4;
 /// A model repository served through a [`Manager`].
 pub struct Repository {
     root: PathBuf,
-    /// The real path of `root` (links resolved): nothing outside it is opened.
-    real_root: PathBuf,
+    /// The real path of `root` (links resolved) as last seen: nothing
+    /// outside it is opened. Read again at each load and poll
+    /// ([`Repository::real_root`]), so that a repository reached through a
+    /// link that is repointed (a deploy's `current -> release-N`) is followed.
+    real_root: Mutex<PathBuf>,
     manager: Manager,
     mode: ControlMode,
     /// Known models by name. Held only briefly, never across a load.
@@ -146,7 +149,7 @@ impl Repository {
         };
         Ok(Repository {
             root,
-            real_root,
+            real_root: Mutex::new(real_root),
             manager,
             mode,
             entries: Mutex::default(),
@@ -223,6 +226,19 @@ impl Repository {
         model_dirs(&self.root)
     }
 
+    /// The real path of the repository now: `root` with its links resolved
+    /// again (the last one seen if it cannot be, say while a link is
+    /// being replaced).
+    pub(crate) fn real_root(&self) -> PathBuf {
+        let mut last = self.real_root.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(real) = self.root.canonicalize() {
+            if real.is_dir() {
+                *last = real;
+            }
+        }
+        last.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -273,10 +289,11 @@ impl Repository {
     ) -> Result<(), ApiError> {
         // A name that is not a directory inside the repository (`..`, a
         // slash, a link that leads out) is answered like a missing one.
-        let Some(dir) = model_dir(&self.real_root, name) else {
+        let real_root = self.real_root();
+        let Some(dir) = model_dir(&real_root, name) else {
             // A folder found by the scan whose name a model's cannot be (the
             // API refuses such names before they come here).
-            if name.contains('\\') && self.real_root.join(name).is_dir() {
+            if name.contains('\\') && real_root.join(name).is_dir() {
                 let reason = "its folder's name has a '\\', which a model name must not have \
                               (a path separator on Windows); rename the folder";
                 let mut entries = self.lock();
@@ -418,8 +435,9 @@ impl Repository {
     ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), LoadFailure> {
         if let Some(config) = self.ensemble_config(name, config_override.as_ref())? {
             // Its outputs' labels, for the classification extension.
-            let labels = match model_dir(&self.real_root, name) {
-                Some(dir) => crate::classification::Labels::read(&self.real_root, &dir, &config)?,
+            let real_root = self.real_root();
+            let labels = match model_dir(&real_root, name) {
+                Some(dir) => crate::classification::Labels::read(&real_root, &dir, &config)?,
                 None => Default::default(),
             };
             let (config, versions) = self.load_ensemble(name, config).await?;
@@ -471,7 +489,7 @@ impl Repository {
             labels,
             specs,
         } = {
-            let (name, root) = (name.to_string(), self.real_root.clone());
+            let (name, root) = (name.to_string(), self.real_root());
             let rules = self.rules.clone();
             tokio::task::spawn_blocking(move || {
                 // Reads and parses the model's files: part of its load.
@@ -483,11 +501,18 @@ impl Repository {
         };
         let wanted: Vec<u64> = specs.iter().map(|s| s.version).collect();
         let mut loaded = Vec::new();
+        // The versions this try replaced, to put back if a later one fails:
+        // a failed reload leaves every version that served serving.
+        let mut replaced = Vec::new();
         for spec in specs {
             let version = spec.version;
+            let serving = self.manager.model(name, Some(version)).ok();
             if let Err(e) = self.manager.load_model(spec).await {
                 for v in &loaded {
-                    let _ = self.manager.unload_model(name, Some(*v));
+                    match replaced.iter().position(|(r, _)| r == v) {
+                        Some(at) => self.manager.reinstate(replaced.swap_remove(at).1),
+                        None => drop(self.manager.unload_model(name, Some(*v))),
+                    }
                 }
                 return Err(LoadFailure {
                     reason: format!("version {version}: {}", e.chain_string()),
@@ -498,6 +523,9 @@ impl Repository {
                 });
             }
             loaded.push(version);
+            if let Some(old) = serving {
+                replaced.push((version, old));
+            }
         }
         // Versions no longer wanted by the policy go away.
         for instance in self
@@ -532,7 +560,7 @@ impl Repository {
         entry.versions.clear();
         // A name the repository does not have (a --load-model typo) is
         // forgotten, not listed as unloaded.
-        if model_dir(&self.real_root, name).is_none() {
+        if model_dir(&self.real_root(), name).is_none() {
             entries.remove(name);
         }
         Ok(())
@@ -550,7 +578,11 @@ impl Repository {
                     self.manager.ensemble_state(name),
                     Some(ModelState::Unavailable { .. })
                 ),
-                State::Loading | State::Unavailable => false,
+                // Loaded again, it serves its previous load meanwhile: ready,
+                // as Triton's stays (a reload must not take a replica out
+                // of its Service).
+                State::Loading => e.state_before_load == State::Ready,
+                State::Unavailable => false,
             })
     }
 }

@@ -43,10 +43,12 @@ impl Repository {
     ) -> Result<Option<ModelConfig>, String> {
         let config = match config_override {
             Some(c) => Some(c.clone()),
-            None => match model_dir(&self.real_root, name) {
-                Some(dir) => {
-                    prepare::read_config(&self.real_root, &dir, self.rules.custom_name.as_deref())?
-                }
+            None => match model_dir(&self.real_root(), name) {
+                Some(dir) => prepare::read_config(
+                    &self.real_root(),
+                    &dir,
+                    self.rules.custom_name.as_deref(),
+                )?,
                 None => None,
             },
         };
@@ -132,7 +134,7 @@ impl Repository {
     /// The version an ensemble is served as: its highest version directory
     /// (Triton's ensembles have an empty `1/`), or 1 when it has none.
     fn ensemble_version(&self, name: &str) -> u64 {
-        model_dir(&self.real_root, name)
+        model_dir(&self.real_root(), name)
             .and_then(|dir| std::fs::read_dir(dir).ok())
             .into_iter()
             .flatten()

@@ -30,6 +30,16 @@ impl Repository {
                 Some(e) if e.state == State::Ready && self.manager.model(&name, None).is_err() => {
                     evicted_row(name, e, &evicted)
                 }
+                // Loaded again: the previous load serves meanwhile, READY as
+                // in Triton's index.
+                Some(e) if e.state == State::Loading && e.state_before_load == State::Ready => {
+                    IndexRow {
+                        version: e.versions.last().map(u64::to_string).unwrap_or_default(),
+                        state: State::Ready.as_str().into(),
+                        reason: "being loaded again; the previous load serves meanwhile".into(),
+                        name,
+                    }
+                }
                 // Triton's index has no UNLOADED: an unloaded model is
                 // UNAVAILABLE, "unloaded".
                 Some(e) if e.state == State::Unloaded => IndexRow {

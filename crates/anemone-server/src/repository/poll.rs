@@ -26,7 +26,7 @@ impl Repository {
             // Read where a load reads it (the real path): the fingerprints
             // of a repository reached through a link or a relative path
             // compare as the same files.
-            let dir = model_dir(&self.real_root, &name).unwrap_or_else(|| self.root.join(&name));
+            let dir = model_dir(&self.real_root(), &name).unwrap_or_else(|| self.root.join(&name));
             let current = Fingerprint::take(&dir);
             let changed = match known.iter().find(|(n, ..)| *n == name) {
                 None => true,
