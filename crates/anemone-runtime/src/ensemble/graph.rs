@@ -1,6 +1,6 @@
 //! Checking an ensemble against the models it composes, and the order its
 //! steps may run in: every tensor has exactly one producer, the steps form
-//! no cycle, every mapped tensor agrees in type and shape with the model
+//! no cycle, every tensor is read, every mapped tensor agrees in type and shape with the model
 //! input or output it is mapped to, every required model input is fed and
 //! every ensemble output is produced. Every problem is reported (one run
 //! shows them all), each naming its step, model and tensor.
@@ -119,12 +119,14 @@ pub(crate) fn plan(
             }
             continue;
         };
-        if let (Some(ours), theirs) = (spec.max_batch_size, view.max_batch_size) {
-            if theirs.is_none_or(|t| t < ours) {
+        // As Triton: a batching step takes at least the ensemble's batches;
+        // a step that does not batch may take them whole, where its full
+        // shape (checked below) has room for the batch dimension.
+        if let (Some(ours), Some(theirs)) = (spec.max_batch_size, view.max_batch_size) {
+            if theirs < ours {
                 errs.push(format!(
-                    "{label}: the ensemble's max_batch_size is {ours} but the model's is {}; \
-                     lower the ensemble's max_batch_size to at most the model's",
-                    theirs.unwrap_or(0)
+                    "{label}: the ensemble's max_batch_size is {ours} but the model's is {theirs}; \
+                     lower the ensemble's max_batch_size to at most the model's"
                 ));
             }
         }
@@ -219,6 +221,31 @@ pub(crate) fn plan(
                         describe(&origin[&output.name], spec)
                     ));
                 }
+            }
+        }
+    }
+    // Every tensor is read, as Triton requires ("ensemble tensor 'x' is
+    // unused"): an input no step reads would be demanded of every request
+    // for nothing, and a step output nothing reads is a mapping gone wrong
+    // (an input_map key given twice keeps only its last tensor).
+    for input in &spec.inputs {
+        if !readers.contains_key(&input.name) {
+            errs.push(format!(
+                "ensemble input '{}' is not used by any step; map it to a step's input in input_map, \
+                 or remove it from the ensemble's inputs",
+                input.name
+            ));
+        }
+    }
+    for (i, step) in spec.steps.iter().enumerate() {
+        for (output, tensor) in &step.output_map {
+            let ours = matches!(origin.get(tensor), Some(Origin::Step { step, output: o }) if *step == i && o == output);
+            if ours && !readers.contains_key(tensor) {
+                errs.push(format!(
+                    "{}: output '{output}' is mapped to tensor '{tensor}', which no step reads and \
+                     which is not an ensemble output; remove it from the step's output_map, or use it",
+                    step_label(i, step)
+                ));
             }
         }
     }
@@ -374,6 +401,29 @@ mod tests {
 
     fn refusal(spec: &EnsembleSpec) -> String {
         plan(spec, models).unwrap_err().join(" | ")
+    }
+
+    /// Triton's rule: an ensemble input no step reads, and a step output
+    /// that is neither read nor an ensemble output, are refused.
+    #[test]
+    fn every_tensor_must_be_read() {
+        let unread_input = chain().input("spare", DataType::F32, &[-1, 4]);
+        let e = refusal(&unread_input);
+        assert!(
+            e.contains("ensemble input 'spare' is not used by any step"),
+            "{e}"
+        );
+        let unread_output = chain().step(
+            EnsembleStep::new("a")
+                .map_input("x", "in")
+                .map_output("y", "dangling"),
+        );
+        let e = refusal(&unread_output);
+        assert!(
+            e.contains("step 2 (model 'a'): output 'y' is mapped to tensor 'dangling', which no step reads"),
+            "{e}"
+        );
+        assert!(plan(&chain(), models).is_ok());
     }
 
     #[test]

@@ -331,10 +331,14 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         let e = parse_json(r#"{"batch_input": [{"target_name": ["x"]}]}"#).unwrap_err();
         assert!(e.contains("'batch_input'"), "{e}");
-        // dynamic_batching and KIND_GPU are read (see `scheduling`); KIND_MODEL is not.
+        // dynamic_batching and KIND_GPU are read (see `scheduling`); KIND_MODEL
+        // only for a Python model (or one that may be found to be: no backend named).
         parse_json(r#"{"dynamic_batching": {}, "instance_group": [{"kind": "KIND_GPU"}]}"#)
             .unwrap();
-        let e = parse_json(r#"{"instance_group": [{"kind": "KIND_MODEL"}]}"#).unwrap_err();
+        parse_json(r#"{"instance_group": [{"kind": "KIND_MODEL"}]}"#).unwrap();
+        let e =
+            parse_json(r#"{"backend": "onnxruntime", "instance_group": [{"kind": "KIND_MODEL"}]}"#)
+                .unwrap_err();
         assert!(e.contains("'instance_group[0].kind'"), "{e}");
         let e = parse_json(r#"{"input": [{"name": "x", "data_type": "TYPE_FLOAT"}]}"#).unwrap_err();
         assert!(e.contains("TYPE_FLOAT"), "{e}");

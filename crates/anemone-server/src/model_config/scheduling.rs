@@ -132,6 +132,26 @@ pub fn scheduler_config(
             db.priority_levels
         ));
     }
+    // Triton's rule: a delayed request would be answered out of arrival order.
+    if db.preserve_ordering {
+        let delaying = (db
+            .default_queue_policy
+            .iter()
+            .map(|p| ("default_queue_policy".to_string(), p)))
+        .chain(
+            db.priority_queue_policy
+                .iter()
+                .map(|(l, p)| (format!("priority_queue_policy[{l}]"), p)),
+        )
+        .find(|(_, p)| p.timeout_action == ProtoTimeoutAction::Delay as i32);
+        if let Some((path, _)) = delaying {
+            return Err(format!(
+                "dynamic_batching.preserve_ordering is true and {path} has timeout_action DELAY; a queue \
+                 policy can not have DELAY as timeout action when 'preserve_ordering' is true (as in \
+                 Triton: a delayed request would be answered out of order): use REJECT, or drop one"
+            ));
+        }
+    }
     let levels = u32::try_from(db.priority_levels.max(1)).map_err(|_| {
         format!(
             "dynamic_batching.priority_levels is {}; use at most {}",
@@ -343,6 +363,16 @@ mod tests {
                 "instance_group[0] has kind KIND_CPU but lists gpus [0]",
             ),
             ("max_batch_size: 4 dynamic_batching { preferred_batch_size: [ 8 ] }", "outside 1..=4"),
+            (
+                "max_batch_size: 4 dynamic_batching { preserve_ordering: true default_queue_policy { \
+                 timeout_action: DELAY default_timeout_microseconds: 1000 } }",
+                "default_queue_policy has timeout_action DELAY",
+            ),
+            (
+                "max_batch_size: 4 dynamic_batching { preserve_ordering: true priority_levels: 1 \
+                 default_priority_level: 1 priority_queue_policy { key: 1 value { timeout_action: DELAY } } }",
+                "priority_queue_policy[1] has timeout_action DELAY",
+            ),
             ("max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 3 }", "outside 1..=2"),
             // As tritonserver 2.51 refuses it.
             (

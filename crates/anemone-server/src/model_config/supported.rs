@@ -24,9 +24,18 @@ const BACKENDS: [&str; 5] = ["", "onnxruntime", "tract", "anemone", "python"];
 pub(super) fn check_supported_in(msg: &DynamicMessage, source: Source) -> Vec<String> {
     let src = source.label();
     let mut errs = Vec::new();
+    // A Python model's fields pass for a config that names no backend,
+    // platform or file: the model may be found to be Python by its
+    // model.py (as Triton's auto-complete finds it); one that is not is
+    // refused once its files say so ([`python_only_refusals`]).
+    let named = |field: &str| {
+        msg.get_field_by_name(field)
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    };
     let python = msg
         .get_field_by_name("backend")
-        .is_some_and(|b| b.as_str() == Some("python"));
+        .is_some_and(|b| b.as_str() == Some("python"))
+        || !(named("backend") || named("platform") || named("default_model_filename"));
     let decoupled = msg
         .get_field_by_name("model_transaction_policy")
         .is_some_and(|p| {
@@ -230,6 +239,34 @@ fn check_optimization(value: &Value, src: &str, errs: &mut Vec<String>) {
     }
 }
 
+/// The refusals of the fields only a Python model may set (a decoupled
+/// transaction policy, `KIND_MODEL` groups), for a config that named no
+/// backend and whose model turned out not to be Python.
+pub fn python_only_refusals(config: &crate::proto::ModelConfig) -> Vec<String> {
+    let src = "config.pbtxt";
+    let mut errs = Vec::new();
+    if config
+        .model_transaction_policy
+        .as_ref()
+        .is_some_and(|p| p.decoupled)
+    {
+        errs.push(unsupported(
+            src,
+            "model_transaction_policy.decoupled",
+            top_level_hint("model_transaction_policy"),
+        ));
+    }
+    for (i, group) in config.instance_group.iter().enumerate() {
+        if group.kind == GroupKind::Model as i32 {
+            errs.push(format!(
+                "{src} field 'instance_group[{i}].kind' is KIND_MODEL, which anemone supports for \
+                 Python models only: use kind: KIND_AUTO, KIND_CPU or KIND_GPU, or remove 'kind'"
+            ));
+        }
+    }
+    errs
+}
+
 fn unsupported(src: &str, path: &str, hint: &str) -> String {
     format!("{src} field '{path}' is not supported by anemone yet; {hint}")
 }
@@ -405,13 +442,17 @@ fn check_group_field(
 
 #[cfg(test)]
 mod tests {
+    use super::python_only_refusals;
     use crate::model_config::fixtures::*;
 
     #[test]
     fn refuses_unsupported_fields_by_path() {
         let cases: &[(&str, &str)] = &[
             ("batch_output [ { target_name: [ \"y\" ] } ]", "'batch_output'"),
-            ("model_transaction_policy { decoupled: true }", "'model_transaction_policy.decoupled'"),
+            (
+                "backend: \"onnxruntime\" model_transaction_policy { decoupled: true }",
+                "'model_transaction_policy.decoupled'",
+            ),
             ("default_model_filename: \"/srv/x/other.onnx\"", "'default_model_filename'"),
             ("default_model_filename: \"../../x/other.onnx\"", "'..' are refused"),
             ("input [ { name: \"x\" is_shape_tensor: true } ]", "'input[0].is_shape_tensor'"),
@@ -419,7 +460,10 @@ mod tests {
             ("output [ { name: \"y\" optional: true } ]", "field 'optional' not found"),
             ("input [ { name: \"x\" data_type: TYPE_BF16 } ]", "'input[0].data_type' is TYPE_BF16"),
             ("input [ { name: \"x\" dims: [ 3, 0 ] } ]", "'input[0].dims' has 0"),
-            ("instance_group [ { kind: KIND_MODEL } ]", "parameter 'backends'"),
+            (
+                "backend: \"onnxruntime\" instance_group [ { kind: KIND_MODEL } ]",
+                "parameter 'backends'",
+            ),
             ("instance_group [ { count: 1 gpus: [ 1 ] } ]", "'instance_group[0].gpus' is [1]"),
             ("instance_group [ { count: 1 gpus: [ 0, 1 ] } ]", "CUDA_VISIBLE_DEVICES"),
             ("instance_group [ { secondary_devices { device_id: 0 } } ]", "'instance_group[0].secondary_devices'"),
@@ -443,7 +487,7 @@ mod tests {
             // One line of prose: no source indentation left in it.
             assert!(!e.contains("  ") && !e.contains('\n'), "{e:?}");
         }
-        let e = err_pbtxt("instance_group [ { kind: KIND_MODEL } ]");
+        let e = err_pbtxt("backend: \"onnxruntime\" instance_group [ { kind: KIND_MODEL } ]");
         assert!(
             e.contains("anemone picks devices through its backend list"),
             "{e}"
@@ -531,10 +575,29 @@ mod tests {
         assert_eq!(super::ignored_hints(&c), ["metric_tags", "model_metrics"]);
     }
 
+    /// A config naming no backend passes the parse with a Python model's
+    /// fields; they are refused once the model is found not to be Python.
+    #[test]
+    fn python_fields_wait_for_the_model_files_when_no_backend_is_named() {
+        let c = crate::model_config::parse_pbtxt(
+            "model_transaction_policy { decoupled: true }\ninstance_group [ { kind: KIND_MODEL } ]",
+        )
+        .unwrap();
+        let refused = python_only_refusals(&c);
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused[0].contains("'model_transaction_policy.decoupled'"));
+        assert!(refused[1].contains("'instance_group[0].kind' is KIND_MODEL"));
+        assert!(python_only_refusals(
+            &crate::model_config::parse_pbtxt("max_batch_size: 2").unwrap()
+        )
+        .is_empty());
+    }
+
     #[test]
     fn every_refusal_is_reported_at_once() {
         let e = err_pbtxt(
-            "batch_output [ { target_name: [ \"y\" ] } ]\n\
+            "backend: \"onnxruntime\"\n\
+             batch_output [ { target_name: [ \"y\" ] } ]\n\
              input [ { name: \"x\" allow_ragged_batch: true }, { name: \"y\" is_shape_tensor: true } ]\n\
              instance_group [ { kind: KIND_MODEL gpus: [ 2 ] } ]\n\
              parameters { key: \"stric\" value: { string_value: \"1\" } }\n\

@@ -73,6 +73,9 @@ impl Repository {
     ) -> Result<(ModelConfig, Vec<u64>), String> {
         let version = self.ensemble_version(name);
         let spec = model_config::ensemble_spec(&config, name, version)?;
+        // Triton's hints, said as for any model (Triton refuses `optimization`
+        // on an ensemble; anemone loads it, the hint changing nothing).
+        prepare::warn_ignored_hints(name, &config);
         // As `complete` does for a model: the effective config names it.
         let mut config = config;
         config.name = name.to_string();

@@ -145,6 +145,12 @@ pub fn prepare_model(
     };
     // A Python model's file is model.py unless the config names another.
     let python = config.as_ref().is_some_and(|c| c.backend == PYTHON);
+    if let (Some(c), false) = (&config, python) {
+        let refused = model_config::python_only_refusals(c);
+        if !refused.is_empty() {
+            return Err(refused.join("; "));
+        }
+    }
     let file_name = config
         .as_ref()
         .map(|c| c.default_model_filename.clone())
@@ -260,15 +266,7 @@ pub fn prepare_model(
             settings.ignored.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
         );
     }
-    let hints = model_config::ignored_hints(&config);
-    if !hints.is_empty() {
-        tracing::warn!(
-            model = %name,
-            "config.pbtxt fields {} are Triton hints that anemone does not use (performance \
-             and metrics); they are ignored and change no answer",
-            hints.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
-        );
-    }
+    warn_ignored_hints(name, &config);
     confine_path_settings(root, &dir, &mut settings)?;
     let inputs = config.input.iter();
     let inputs = inputs.map(|i| (i.name.as_str(), i.dims.as_slice(), i.reshape.as_ref()));
@@ -335,6 +333,19 @@ pub fn prepare_model(
     })
 }
 
+/// Logs the config's Triton hints that anemone does not use, if any.
+pub(super) fn warn_ignored_hints(name: &str, config: &ModelConfig) {
+    let hints = model_config::ignored_hints(config);
+    if !hints.is_empty() {
+        tracing::warn!(
+            model = %name,
+            "config.pbtxt fields {} are Triton hints that anemone does not use (performance \
+             and metrics); they are ignored and change no answer",
+            hints.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+        );
+    }
+}
+
 /// With `--strict-model-config`: the config exists and gives its platform
 /// (or backend), and every input and output with its dims, as Triton asks
 /// with auto-completion off; nothing is then filled in from the model file
@@ -356,9 +367,20 @@ fn check_strict(config: Option<&ModelConfig>) -> Result<(), String> {
     if c.output.is_empty() {
         missing.push("the 'output' list".into());
     }
-    let tensors = (c.input.iter().map(|i| ("input", &i.name, &i.dims)))
-        .chain(c.output.iter().map(|o| ("output", &o.name, &o.dims)));
-    for (role, name, dims) in tensors {
+    let tensors = (c
+        .input
+        .iter()
+        .map(|i| ("input", &i.name, &i.dims, i.data_type)))
+    .chain(
+        c.output
+            .iter()
+            .map(|o| ("output", &o.name, &o.dims, o.data_type)),
+    );
+    for (role, name, dims, data_type) in tensors {
+        // TYPE_INVALID (0): left out. Triton: "model input 'x' must specify 'data_type'".
+        if data_type == 0 {
+            missing.push(format!("{role} '{name}''s data_type"));
+        }
         if dims.is_empty() {
             missing.push(format!("{role} '{name}''s dims"));
         }

@@ -105,7 +105,7 @@ async fn binary_infer_over_real_tcp() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (status, _, body) = exchange(addr, "GET", "/v2/health/ready", vec![], vec![]).await;
-    assert_eq!((status, body.len()), (200, 0));
+    assert_eq!((status, body.as_slice()), (200, &br#"{"ready":true}"#[..]));
 
     let header = json!({
             "id": "tcp",
