@@ -50,7 +50,9 @@ pub fn read(path: &Path) -> Result<OnnxFile> {
         ));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let external = check_external_data(path, dir, &graph.initializer)?;
+    let mut proto = proto;
+    let graph = proto.graph.as_mut().expect("checked above");
+    let external = check_external_data(path, dir, &mut graph.initializer)?;
     let metadata = describe(path, &proto, bytes.len() as u64 + external)?;
     Ok(OnnxFile {
         path: path.to_path_buf(),
@@ -67,17 +69,26 @@ fn invalid(path: &Path, reason: String, source: Option<anemone_core::BoxError>) 
     }
 }
 
-/// Checks that every external-data file exists; returns their total size.
-fn check_external_data(path: &Path, dir: &Path, initializers: &[TensorProto]) -> Result<u64> {
-    let mut files = BTreeSet::new();
-    for t in initializers.iter().filter(|t| t.data_location == Some(1)) {
-        let location = t
-            .external_data
-            .iter()
-            .find(|e| e.key == "location")
-            .map(|e| e.value.as_str())
-            .unwrap_or("");
-        let Some(file) = external_file(dir, location) else {
+/// Checks that every external-data tensor lies in a regular file inside the
+/// model's directory, whole (its `offset` plus its bytes within the file),
+/// and pins its `length` where the model leaves it out (the key is
+/// optional), so that no engine reads more than the tensor: tract read a
+/// whole file for a tensor without one (a 50 GB file aborted the server).
+/// Returns the bytes the tensors take.
+fn check_external_data(path: &Path, dir: &Path, initializers: &mut [TensorProto]) -> Result<u64> {
+    let mut total = 0u64;
+    for t in initializers
+        .iter_mut()
+        .filter(|t| t.data_location == Some(1))
+    {
+        let value = |key: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.value.clone())
+        };
+        let location = value("location").unwrap_or_default();
+        let Some(file) = external_file(dir, &location) else {
             return Err(invalid(
                 path,
                 format!(
@@ -89,13 +100,79 @@ fn check_external_data(path: &Path, dir: &Path, initializers: &[TensorProto]) ->
                 None,
             ));
         };
-        files.insert(file);
+        let number = |key: &str| -> Result<Option<u64>> {
+            value(key)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| {
+                        invalid(
+                            path,
+                            format!(
+                                "initializer '{}' has external data {key} '{v}', not a byte count",
+                                t.name
+                            ),
+                            None,
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let offset = number("offset")?.unwrap_or(0);
+        let given = number("length")?;
+        // The tensor's own size, where its type has a fixed element size.
+        let elements = t.dims.iter().try_fold(1u64, |n, &d| {
+            u64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
+        let size = dtype_from_onnx(t.data_type)
+            .and_then(|d| d.size())
+            .zip(elements)
+            .and_then(|(each, n)| n.checked_mul(each as u64));
+        let length = match (given, size) {
+            (Some(g), Some(s)) if g != s => {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "initializer '{}' gives external data length {g} where its shape and type take {s} bytes",
+                        t.name
+                    ),
+                    None,
+                ))
+            }
+            (Some(g), _) => g,
+            (None, Some(s)) => {
+                t.external_data.push(tract_onnx::pb::StringStringEntryProto {
+                    key: "length".into(),
+                    value: s.to_string(),
+                });
+                s
+            }
+            (None, None) => {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "initializer '{}' keeps its data in '{location}' without a length, and its type \
+                         has no fixed size; give the external data a length",
+                        t.name
+                    ),
+                    None,
+                ))
+            }
+        };
+        let file_len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        if offset.checked_add(length).is_none_or(|end| end > file_len) {
+            return Err(invalid(
+                path,
+                format!(
+                    "initializer '{}' reads bytes {offset}..{} of external data file '{location}', which \
+                     holds {file_len}; the file is truncated or not the model's",
+                    t.name,
+                    offset.saturating_add(length)
+                ),
+                None,
+            ));
+        }
+        total = total.saturating_add(length);
     }
-    Ok(files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum())
+    Ok(total)
 }
 
 /// The external data file `location` names, when it is a regular file inside

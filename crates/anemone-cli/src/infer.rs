@@ -50,9 +50,7 @@ fn describe(input: &InputArg) -> String {
 }
 
 fn read_npy(input: &InputArg) -> anyhow::Result<Tensor> {
-    let file = std::fs::File::open(&input.path)
-        .with_context(|| format!("cannot open {}", describe(input)))?;
-    npy::read(std::io::BufReader::new(file))
+    crate::npy_input::read(&input.path)
         .with_context(|| format!("cannot read {} as .npy", describe(input)))
 }
 
@@ -63,11 +61,15 @@ pub fn run(args: &InferArgs) -> anyhow::Result<()> {
         .iter()
         .map(|a| parse_input(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if !args.model.exists() {
-        return Err(Error::FileNotFound {
-            path: args.model.clone(),
-        }
-        .into());
+    // A link loop or an unreadable folder is said as such, not as missing.
+    if let Err(e) = std::fs::metadata(&args.model) {
+        return Err(match e.kind() {
+            std::io::ErrorKind::NotFound => Error::FileNotFound {
+                path: args.model.clone(),
+            }
+            .into(),
+            _ => anyhow::anyhow!("cannot read model file {}: {e}", args.model.display()),
+        });
     }
     // Read the inputs before loading: a typo should not wait for a slow load.
     let tensors = inputs

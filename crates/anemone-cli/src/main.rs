@@ -19,6 +19,7 @@ mod infer;
 mod inspect;
 mod logging;
 mod models;
+mod npy_input;
 mod ops_args;
 mod otlp_http;
 mod otlp_watch;

@@ -38,11 +38,75 @@ struct Header {
     shape: Vec<usize>,
 }
 
-/// Reads a tensor from `.npy` bytes.
-pub fn read(mut r: impl Read) -> Result<Tensor, NpyError> {
-    let mut buf = Vec::new();
-    r.read_to_end(&mut buf)?;
+/// Reads a tensor from `.npy` bytes: the header, then exactly the data it
+/// declares (what follows is not read).
+pub fn read(r: impl Read) -> Result<Tensor, NpyError> {
+    read_limited(r, u64::MAX)
+}
+
+/// The largest `.npy` header read (numpy's are a few hundred bytes).
+const MAX_HEADER: usize = 1 << 20;
+
+/// [`read`], refusing a header that declares more than `max_data` bytes of
+/// data before reading them: a stream that is not a `.npy` file (a device
+/// of zeros) fails at its first bytes, and one that declares more than it
+/// may hold fails before anything is allocated for it.
+pub fn read_limited(mut r: impl Read, max_data: u64) -> Result<Tensor, NpyError> {
+    let mut buf = vec![0u8; 10];
+    read_exact(&mut r, &mut buf, "magic and version")?;
+    if &buf[..6] != MAGIC {
+        return Err(NpyError::BadMagic);
+    }
+    let header_len = match buf[6] {
+        1 => u16::from_le_bytes([buf[8], buf[9]]) as usize,
+        2 | 3 => {
+            buf.resize(12, 0);
+            read_exact(&mut r, &mut buf[10..], "header length")?;
+            u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize
+        }
+        v => return Err(NpyError::Header(format!("unknown format version {v}"))),
+    };
+    if header_len > MAX_HEADER {
+        return Err(NpyError::Header(format!(
+            "the header is {header_len} bytes long; numpy's are a few hundred"
+        )));
+    }
+    let start = buf.len();
+    buf.resize(start + header_len, 0);
+    read_exact(&mut r, &mut buf[start..], "header")?;
+    let header = parse_header(
+        std::str::from_utf8(&buf[start..]).map_err(|e| NpyError::Header(e.to_string()))?,
+    )?;
+    let count =
+        element_count(&header.shape).ok_or_else(|| NpyError::Header("shape overflows".into()))?;
+    let (_, _, size) = parse_descr(&header.descr)?;
+    let need = count
+        .checked_mul(size)
+        .ok_or_else(|| NpyError::Header("shape overflows".into()))? as u64;
+    if need > max_data {
+        return Err(NpyError::Truncated(format!(
+            "the header declares {need} bytes of data; the file holds at most {max_data}"
+        )));
+    }
+    let before = buf.len();
+    r.take(need).read_to_end(&mut buf)?;
+    let got = (buf.len() - before) as u64;
+    if got < need {
+        return Err(NpyError::Truncated(format!(
+            "data needs {need} bytes, file has {got}"
+        )));
+    }
     from_bytes(&buf)
+}
+
+fn read_exact(r: &mut impl Read, into: &mut [u8], what: &str) -> Result<(), NpyError> {
+    r.read_exact(into).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof if what == "magic and version" => NpyError::BadMagic,
+        std::io::ErrorKind::UnexpectedEof => {
+            NpyError::Truncated(format!("the {what} is cut short"))
+        }
+        _ => NpyError::Io(e),
+    })
 }
 
 /// Reads a tensor from the bytes of a `.npy` file.
@@ -382,6 +446,23 @@ mod tests {
         let t = from_bytes(&file).unwrap();
         assert_eq!(t.shape(), &[2, 3]);
         assert_eq!(t.to_vec::<i16>().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    /// A stream is read as far as its header declares, no further: a device
+    /// of zeros fails at its first bytes, one that never ends after a valid
+    /// header stops at the data, and a header declaring more than the file
+    /// may hold fails before reading it.
+    #[test]
+    fn a_stream_is_read_only_as_far_as_its_header_declares() {
+        assert!(matches!(read(std::io::repeat(0)), Err(NpyError::BadMagic)));
+        let t = Tensor::from_vec(vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let bytes = to_bytes(&t);
+        let endless = std::io::Cursor::new(bytes.clone()).chain(std::io::repeat(7));
+        assert_eq!(read(endless).unwrap(), t);
+        let e = read_limited(std::io::Cursor::new(bytes.clone()), 15).unwrap_err();
+        assert!(e.to_string().contains("declares 16 bytes"), "{e}");
+        let cut = &bytes[..bytes.len() - 1];
+        assert!(matches!(read(cut), Err(NpyError::Truncated(_))));
     }
 
     #[test]

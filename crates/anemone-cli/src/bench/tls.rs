@@ -37,8 +37,22 @@ impl std::fmt::Debug for ClientTls {
     }
 }
 
+/// The most a PEM file may hold (as the server's own TLS files).
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// A PEM file, read with a bound (a device never ends) and a deadline (a
+/// pipe nothing writes to would block for ever).
 fn read(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))
+    let bytes = anemone_server::bounded_read::read_bounded(path, MAX_PEM_BYTES)
+        .with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        bail!(
+            "cannot read {flag} {}: it holds more than {MAX_PEM_BYTES} bytes, more than a PEM \
+             file does",
+            path.display()
+        );
+    }
+    Ok(bytes)
 }
 
 impl TlsPaths {

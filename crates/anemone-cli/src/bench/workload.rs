@@ -4,7 +4,7 @@
 //! Generated data is deterministic: floats in [0, 1), integers in [0, 10),
 //! booleans alternating from `true`, and strings of one digit.
 
-use anemone_core::{npy, DataType, Tensor};
+use anemone_core::{DataType, Tensor};
 use anyhow::{bail, Context};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -88,9 +88,7 @@ pub fn read_inputs(files: &[(String, PathBuf)]) -> anyhow::Result<Vec<(String, T
     files
         .iter()
         .map(|(name, path)| {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot open input '{name}' ({})", path.display()))?;
-            let tensor = npy::read(std::io::BufReader::new(file))
+            let tensor = crate::npy_input::read(path)
                 .with_context(|| format!("cannot read input '{name}' from {}", path.display()))?;
             Ok((name.clone(), tensor))
         })

@@ -25,6 +25,16 @@ const FINGERPRINT_DEPTH: usize = 16;
 /// time alone to tell a later rewrite: more than any filesystem's tick.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// The most entries a fingerprint records: a bound where links lead far
+/// (a link to `/`); no model directory holds as many.
+const MAX_ENTRIES: usize = 100_000;
+
+/// The largest file hashed: a larger one cannot be written again within
+/// one tick of the clock (writing it takes longer), so its time and size
+/// tell a rewrite; and a freshly written huge file (a 50 GB sparse one) is
+/// not read whole before its load refuses it.
+const MAX_DIGEST_BYTES: u64 = 64 << 20;
+
 /// A model directory's files as one load saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fingerprint {
@@ -70,11 +80,16 @@ impl Fingerprint {
     /// As [`Fingerprint::take`], as if the walk began at `taken`.
     fn take_at(dir: &Path, taken: SystemTime) -> Fingerprint {
         let mut stamps = vec![];
-        walk(dir, 1, &mut stamps);
+        let mut seen = std::collections::HashSet::new();
+        if let Ok(real) = dir.canonicalize() {
+            seen.insert(real);
+        }
+        walk(dir, 1, &mut stamps, &mut seen);
         stamps.sort_by(|a, b| a.path.cmp(&b.path));
         let recent_from = taken.checked_sub(SETTLE);
         for stamp in &mut stamps {
-            if stamp.regular && recent(stamp.modified, recent_from) {
+            if stamp.regular && stamp.len <= MAX_DIGEST_BYTES && recent(stamp.modified, recent_from)
+            {
                 stamp.digest = digest(&stamp.path);
             }
         }
@@ -112,12 +127,23 @@ fn recent(modified: Option<SystemTime>, from: Option<SystemTime>) -> bool {
     }
 }
 
-fn walk(dir: &Path, depth: usize, stamps: &mut Vec<Stamp>) {
+/// Records `dir`'s entries, and its folders' below it: each folder once by
+/// its real path (`seen`), so links that loop back are not walked round,
+/// to [`FINGERPRINT_DEPTH`] and at most [`MAX_ENTRIES`] entries.
+fn walk(
+    dir: &Path,
+    depth: usize,
+    stamps: &mut Vec<Stamp>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) {
     for entry in std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
     {
+        if stamps.len() >= MAX_ENTRIES {
+            return;
+        }
         let path = entry.path();
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
@@ -131,8 +157,11 @@ fn walk(dir: &Path, depth: usize, stamps: &mut Vec<Stamp>) {
             modified: meta.modified().ok(),
             digest: None,
         });
-        if folder && depth < FINGERPRINT_DEPTH {
-            walk(&path, depth + 1, stamps);
+        if folder
+            && depth < FINGERPRINT_DEPTH
+            && path.canonicalize().is_ok_and(|real| seen.insert(real))
+        {
+            walk(&path, depth + 1, stamps, seen);
         }
     }
 }
@@ -197,6 +226,35 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// Links back to the directory are walked once, not round and round
+    /// (three of them made 3^16 paths); a huge fresh file is not hashed.
+    #[cfg(unix)]
+    #[test]
+    fn links_that_loop_are_walked_once_and_huge_files_are_not_read() {
+        let dir = Dir::new("loops");
+        for link in ["a", "b", "c"] {
+            std::os::unix::fs::symlink(".", dir.0.join(link)).unwrap();
+        }
+        let huge = std::fs::File::create(dir.0.join("1/huge.bin")).unwrap();
+        huge.set_len(MAX_DIGEST_BYTES + 1).unwrap();
+        let began = std::time::Instant::now();
+        let taken = Fingerprint::take(&dir.0);
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        // config.pbtxt, 1, 1/model.onnx, 1/huge.bin, and the three links (folders).
+        assert_eq!(taken.stamps.len(), 7, "{:?}", taken.stamps);
+        let huge = taken
+            .stamps
+            .iter()
+            .find(|s| s.path.ends_with("huge.bin"))
+            .unwrap();
+        assert!(huge.digest.is_none());
+        assert!(Fingerprint::take(&dir.0).unchanged_since(&taken));
     }
 
     #[test]

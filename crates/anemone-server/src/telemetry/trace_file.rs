@@ -72,12 +72,23 @@ impl TraceFile {
         }
         // A pipe would hold shutdown until someone reads it; a device is
         // not a file of traces.
-        if path.exists() && !path.is_file() {
-            return Err(format!(
-                "trace file {} exists and is not a regular file (a pipe or a device); \
-                 give a file name",
-                path.display()
-            ));
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => {
+                return Err(format!(
+                    "trace file {} exists and is not a regular file (a pipe or a device); \
+                     give a file name",
+                    path.display()
+                ))
+            }
+            Ok(_) => {}
+            // Not there: created when written. A link loop never can be.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "trace file {} cannot be written: {e}; give another path",
+                    path.display()
+                ))
+            }
         }
         Ok(TraceFile {
             path: path.to_path_buf(),

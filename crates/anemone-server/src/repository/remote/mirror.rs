@@ -50,6 +50,10 @@ pub struct Report {
 /// What the view holds, by view path: `(source index, size, tag)`.
 type Manifest = BTreeMap<String, (usize, u64, String)>;
 
+/// The largest manifest read (one line per file of the repositories: a
+/// few hundred bytes each).
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 /// A view directory over several sources.
 pub struct Mirror {
     sources: Vec<Source>,
@@ -83,8 +87,15 @@ impl Mirror {
             )
         })?;
         let manifest_path = base.join(".anemone-manifest.json");
-        let manifest = std::fs::read(&manifest_path)
+        // Only a regular file of at most MAX_MANIFEST_BYTES: anything else
+        // (a pipe, a link to a device) is no manifest, and the cache is
+        // fetched again.
+        let manifest = std::fs::metadata(&manifest_path)
             .ok()
+            .filter(|m| m.is_file() && m.len() <= MAX_MANIFEST_BYTES)
+            .and_then(|_| {
+                crate::bounded_read::read_bounded(&manifest_path, MAX_MANIFEST_BYTES).ok()
+            })
             .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
             .unwrap_or_default();
         Ok(Mirror {

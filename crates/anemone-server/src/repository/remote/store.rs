@@ -366,10 +366,21 @@ impl<'a> Progress<'a> {
 }
 
 /// Every regular file below `root` (links followed), as `/`-separated paths.
+/// How deep a local repository is listed below its root.
+const MAX_LIST_DEPTH: usize = 16;
+
 fn list_local(root: &Path) -> Result<Vec<Listed>, String> {
     let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
+    // Each folder is listed once, by its real path: links that loop back
+    // (a `x -> .`) are not followed round and round; and no deeper than
+    // any repository goes.
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![(root.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let real = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+        if !seen.insert(real) || depth > MAX_LIST_DEPTH {
+            continue;
+        }
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| format!("cannot read the model repository {}: {e}", dir.display()))?;
         for entry in entries.filter_map(|e| e.ok()) {
@@ -378,7 +389,7 @@ fn list_local(root: &Path) -> Result<Vec<Listed>, String> {
                 continue;
             };
             if meta.is_dir() {
-                stack.push(path);
+                stack.push((path, depth + 1));
             } else if meta.is_file() {
                 let Some(relative) = path
                     .strip_prefix(root)
