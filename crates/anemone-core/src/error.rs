@@ -231,6 +231,16 @@ fn version_suffix(v: Option<u64>) -> String {
     v.map(|v| format!(" version {v}")).unwrap_or_default()
 }
 
+fn also_missing(others: &[String]) -> String {
+    match others.is_empty() {
+        true => String::new(),
+        false => {
+            let names: Vec<String> = others.iter().map(|n| format!("'{n}'")).collect();
+            format!(", and {} too", names.join(", "))
+        }
+    }
+}
+
 fn loaded_hint(loaded: &[String]) -> String {
     if loaded.is_empty() {
         "; no models are loaded".to_string()
@@ -315,8 +325,8 @@ pub enum InputError {
         /// The model's input names.
         expected: Vec<String>,
     },
-    /// The request lacks an input the model needs.
-    #[error("missing input '{name}' ({} {shape})", .dtype.kserve_name())]
+    /// The request lacks an input the model needs (and maybe others).
+    #[error("missing input '{name}' ({} {shape}){}", .dtype.kserve_name(), also_missing(.others))]
     Missing {
         /// The input's name.
         name: String,
@@ -324,6 +334,8 @@ pub enum InputError {
         dtype: DataType,
         /// Its declared shape.
         shape: String,
+        /// The other required inputs the request lacks, by name.
+        others: Vec<String>,
     },
     /// The request lacks an input that the model's configuration marks
     /// optional (Triton's `optional: true`), but the engine has no default for

@@ -13,11 +13,10 @@ pub fn order_inputs(
     inputs: Vec<(String, Tensor)>,
 ) -> Result<Vec<Tensor>, InputError> {
     let slots = fill_slots(meta, inputs)?;
-    slots
-        .into_iter()
-        .zip(&meta.inputs)
-        .map(|(slot, spec)| slot.ok_or_else(|| missing(spec)))
-        .collect()
+    if slots.iter().any(Option::is_none) {
+        return Err(missing(&meta.inputs, &slots, &[]));
+    }
+    Ok(slots.into_iter().flatten().collect())
 }
 
 /// [`order_inputs`] for an engine that reads its inputs by name (a Python
@@ -31,6 +30,12 @@ pub fn order_inputs_absent(
     optional: &[String],
 ) -> Result<(Vec<Tensor>, Vec<usize>), InputError> {
     let slots = fill_slots(meta, inputs)?;
+    let needed = |(slot, spec): (&Option<Tensor>, &TensorSpec)| {
+        slot.is_none() && !optional.contains(&spec.name)
+    };
+    if slots.iter().zip(&meta.inputs).any(needed) {
+        return Err(missing(&meta.inputs, &slots, optional));
+    }
     let mut absent = Vec::new();
     let mut ordered = Vec::with_capacity(slots.len());
     for (index, (slot, spec)) in slots.into_iter().zip(&meta.inputs).enumerate() {
@@ -40,7 +45,7 @@ pub fn order_inputs_absent(
                 absent.push(index);
                 ordered.push(placeholder(spec));
             }
-            None => return Err(missing(spec)),
+            None => unreachable!("every required input was checked above"),
         }
     }
     Ok((ordered, absent))
@@ -55,11 +60,22 @@ fn placeholder(spec: &TensorSpec) -> Tensor {
     empty.expect("an empty tensor of any type")
 }
 
-fn missing(spec: &TensorSpec) -> InputError {
+/// The error naming every required input (not in `optional`) that has no
+/// slot filled, the first with its type and shape.
+fn missing(specs: &[TensorSpec], slots: &[Option<Tensor>], optional: &[String]) -> InputError {
+    let mut lacking = specs
+        .iter()
+        .zip(slots)
+        .filter(|(spec, slot)| slot.is_none() && !optional.contains(&spec.name))
+        .map(|(spec, _)| spec);
+    let first = lacking
+        .next()
+        .expect("called with at least one input missing");
     InputError::Missing {
-        name: spec.name.clone(),
-        dtype: spec.dtype,
-        shape: spec.shape_string(),
+        name: first.name.clone(),
+        dtype: first.dtype,
+        shape: first.shape_string(),
+        others: lacking.map(|s| s.name.clone()).collect(),
     }
 }
 
@@ -267,9 +283,9 @@ pub fn select_outputs(
 /// [`InputError::MissingOptional`], whose message says why it is still needed.
 pub fn explain_optional(e: InputError, optional: &[String]) -> InputError {
     match e {
-        InputError::Missing { name, dtype, shape } if optional.contains(&name) => {
-            InputError::MissingOptional { name, dtype, shape }
-        }
+        InputError::Missing {
+            name, dtype, shape, ..
+        } if optional.contains(&name) => InputError::MissingOptional { name, dtype, shape },
         e => e,
     }
 }
@@ -306,6 +322,24 @@ mod tests {
             ("b".into(), f32s(&[2, 7])),
             ("a".into(), f32s(&[2, 3])),
         ]
+    }
+
+    /// Every required input a request lacks is named at once, as Triton
+    /// names them (an optional one is not, for a model that reads by name).
+    #[test]
+    fn every_missing_input_is_named() {
+        let only_k: Vec<(String, Tensor)> = good().into_iter().filter(|(n, _)| n == "k").collect();
+        let e = order_inputs(&meta(), only_k.clone()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "missing input 'a' (FP32 [n, 3]), and 'b' too",
+            "{e}"
+        );
+        let e = order_inputs_absent(&meta(), only_k, &["b".to_string()]).unwrap_err();
+        assert!(
+            matches!(&e, InputError::Missing { name, others, .. } if name == "a" && others.is_empty()),
+            "{e}"
+        );
     }
 
     #[test]

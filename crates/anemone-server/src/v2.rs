@@ -88,6 +88,9 @@ impl Scheduling {
     }
 }
 
+/// The gRPC stream parameter that asks for an empty final response.
+pub const EMPTY_FINAL_RESPONSE: &str = "triton_enable_empty_final_response";
+
 /// The request parameters the server acts on itself, which engines do not
 /// see (as in Triton).
 const RESERVED: [&str; 7] = [
@@ -97,7 +100,7 @@ const RESERVED: [&str; 7] = [
     "priority",
     "timeout",
     "binary_data_output",
-    "triton_enable_empty_final_response",
+    EMPTY_FINAL_RESPONSE,
 ];
 
 /// A request's parameters beyond the ones the server acts on (the

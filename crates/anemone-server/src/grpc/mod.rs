@@ -215,7 +215,11 @@ impl GrpcInferenceService for Inference {
     ) -> Answer<proto::RepositoryModelUnloadResponse> {
         let r = request.into_inner();
         single_repository(&r.repository_name)?;
-        check_model_name(&r.model_name)?;
+        // As Triton: unloading what cannot be a model's name ('../etc')
+        // does nothing, as for any model that is not loaded.
+        if !r.model_name.is_empty() && check_model_name(&r.model_name).is_err() {
+            return ok(proto::RepositoryModelUnloadResponse {});
+        }
         let dependents = unload_dependents(&r.parameters)?;
         self.state
             .unload_model_after_load(&r.model_name, dependents)

@@ -37,7 +37,7 @@ const FINAL: &str = "triton_final_response";
 
 /// The request parameter that asks for a decoupled model's final flag
 /// alone to be sent as an empty response.
-const EMPTY_FINAL: &str = "triton_enable_empty_final_response";
+const EMPTY_FINAL: &str = crate::v2::EMPTY_FINAL_RESPONSE;
 
 /// The response stream of `ModelStreamInfer`.
 pub type Responses = Pin<

@@ -99,8 +99,16 @@ pub(super) async fn generate_stream(
 
 /// A generate request as the KServe request it stands for.
 fn request(http: &Http, p: ModelPath, body: &[u8]) -> Result<v2::InferRequest, ApiError> {
+    // A key given twice is refused, as Triton refuses an input given twice.
     let fields = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => fields,
+        Ok(Value::Object(_)) => match serde_json::from_slice::<super::json::UniqueObject>(body) {
+            Ok(unique) => unique.0,
+            Err(e) => {
+                return Err(ApiError::invalid(format!(
+                    "malformed generate request JSON: {e}"
+                )))
+            }
+        },
         Ok(other) => {
             return Err(ApiError::invalid(format!(
                 "a generate request is a JSON object of inputs and parameters, e.g. \
@@ -123,7 +131,8 @@ fn request(http: &Http, p: ModelPath, body: &[u8]) -> Result<v2::InferRequest, A
             continue;
         }
         match (key.as_str(), value) {
-            ("id", Value::String(s)) => id = Some(s),
+            // An empty id is no id, as Triton leaves it out of the answer.
+            ("id", Value::String(s)) => id = Some(s).filter(|s| !s.is_empty()),
             ("id", other) => {
                 return Err(ApiError::invalid(format!(
                     "'id' is the request's id, a string; got {other}"

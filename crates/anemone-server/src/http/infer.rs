@@ -200,6 +200,15 @@ pub fn decode(
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
+    // gRPC streams' own switch; over HTTP a `triton_` name like any other,
+    // refused as Triton's HTTP endpoint refuses it.
+    if parameters.contains_key(v2::EMPTY_FINAL_RESPONSE) {
+        return Err(ApiError::invalid(format!(
+            "parameter '{}': names starting with 'triton_' are reserved for the server (this one \
+             is for gRPC streams); remove it",
+            v2::EMPTY_FINAL_RESPONSE
+        )));
+    }
     Ok(v2::InferRequest {
         model,
         version,

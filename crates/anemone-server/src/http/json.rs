@@ -44,6 +44,40 @@ impl<'de> Visitor<'de> for ParametersVisitor {
     }
 }
 
+/// A JSON object whose keys are each given once (serde_json's own map
+/// keeps the last of a key given twice, silently): its entries in order.
+#[derive(Debug, Default)]
+pub struct UniqueObject(pub Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(UniqueObjectVisitor)
+    }
+}
+
+struct UniqueObjectVisitor;
+
+impl<'de> Visitor<'de> for UniqueObjectVisitor {
+    type Value = UniqueObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueObject, A::Error> {
+        let mut out: Vec<(String, Value)> = Vec::new();
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            if out.iter().any(|(k, _)| *k == key) {
+                return Err(A::Error::custom(format!(
+                    "key '{key}' is given twice; give each input and parameter once"
+                )));
+            }
+            out.push((key, value));
+        }
+        Ok(UniqueObject(out))
+    }
+}
+
 /// A parameter's value: a string, number or boolean.
 struct Scalar(Value);
 

@@ -36,15 +36,31 @@ pub(super) fn decode(
         )));
     };
     let dtype = v2::datatype(&input.datatype)?;
-    let Some(size) = dtype.size() else {
-        return Err(ApiError::invalid(format!(
-            "input '{}' is BYTES, which a raw binary request cannot carry (its elements have no fixed \
-             size): send the JSON header with binary_data_size",
-            input.name
-        )));
+    // As Triton: a model with a batch dimension gets a batch of one.
+    let batched = state.repository.classes(&model).0;
+    let dims = match batched {
+        true => input.shape.get(1..).unwrap_or_default(),
+        false => &input.shape[..],
     };
-    let shape = shape_of(&input.name, &input.shape, size, body.len())?;
-    let tensor = v2::tensor_from_raw(&input.name, dtype, shape, body)?;
+    let tensor = match dtype.size() {
+        Some(size) => {
+            let mut shape = shape_of(&input.name, dims, size, body.len())?;
+            if batched {
+                shape.insert(0, 1);
+            }
+            v2::tensor_from_raw(&input.name, dtype, shape, body)?
+        }
+        // BYTES: the body is the one element (as Triton reads it), for an
+        // input that holds one.
+        None => {
+            let mut shape = one_element(&input.name, dims)?;
+            if batched {
+                shape.insert(0, 1);
+            }
+            anemone_core::Tensor::from_strings(shape, vec![body.to_vec()])
+                .map_err(|e| ApiError::invalid(format!("input '{}': {e}", input.name)))?
+        }
+    };
     let mut parameters = serde_json::Map::new();
     parameters.insert("binary_data_output".into(), serde_json::Value::Bool(true));
     Ok(v2::InferRequest {
@@ -91,9 +107,30 @@ fn shape_of(name: &str, dims: &[i64], size: usize, bytes: usize) -> Result<Vec<u
     }
 }
 
+/// The shape of a BYTES input of one element (each dynamic dimension 1),
+/// or why a raw binary body cannot fill it.
+fn one_element(name: &str, dims: &[i64]) -> Result<Vec<usize>, ApiError> {
+    match dims.iter().all(|&d| d == 1) {
+        true => Ok(vec![1; dims.len()]),
+        false => Err(ApiError::invalid(format!(
+            "input '{name}' is BYTES of shape {dims:?}; a raw binary request carries one string, \
+             for an input of shape [1] (as Triton): send the JSON header with binary_data_size"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_string_fills_an_input_of_one_element() {
+        assert_eq!(one_element("s", &[1]).unwrap(), [1]);
+        assert_eq!(one_element("s", &[1, 1]).unwrap(), [1, 1]);
+        let e = one_element("s", &[2]).unwrap_err().message;
+        assert!(e.contains("BYTES of shape [2]"), "{e}");
+        assert!(one_element("s", &[-1]).is_err());
+    }
 
     #[test]
     fn the_shape_comes_from_the_dims_and_the_byte_count() {
