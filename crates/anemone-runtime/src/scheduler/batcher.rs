@@ -17,7 +17,7 @@
 //! batching delay.
 
 use super::order::OrderGate;
-use super::queue::{PriorityQueue, Waiting};
+use super::queue::{Entry, PriorityQueue, Waiting};
 use super::{Job, Work};
 use crate::rate_limit::{Acquire, Grant, RateLimit, RateLimiter, Registration, Wake};
 use crate::spec::{Batching, QueueSettings};
@@ -106,7 +106,9 @@ pub(crate) enum Decision {
 ///   the largest preferred size (or `max_rows` where none is given) without
 ///   overshooting it runs as it is.
 /// - Once the delay has passed (or with no delay), everything picked runs.
-/// - Otherwise the batcher waits for more, until the delay ends.
+/// - Otherwise the batcher waits for more, until the delay ends; but the
+///   requests it passed over (another shape) run meanwhile when they make
+///   a batch that would run at once on its own.
 pub(crate) fn decide<T: Batchable + Waiting>(
     queue: &PriorityQueue<T>,
     plan: &BatchPlan,
@@ -125,17 +127,48 @@ pub(crate) fn decide_on<T: Batchable + Waiting>(
     lane: Option<usize>,
 ) -> Option<Decision> {
     let may_run = |item: &T| lane.is_none() || item.lane().is_none_or(|l| Some(l) == lane);
-    let mut entries = queue
+    let entries: Vec<(usize, &Entry<T>)> = queue
         .iter()
         .enumerate()
-        .filter(|(_, entry)| may_run(&entry.item));
-    let (first, head) = entries.next()?;
+        .filter(|(_, entry)| may_run(&entry.item))
+        .collect();
+    let (first, head) = *entries.first()?;
     let Some(batching) = plan.batching.as_ref().filter(|_| plan.gates.batching()) else {
         return Some(Decision::Run(vec![first]));
     };
-    let Some(mut rows) = head.item.rows() else {
+    if head.item.rows().is_none() {
         return Some(Decision::Run(vec![first]));
+    }
+    let decision = decide_group(&entries, 0, plan, batching, now);
+    let Decision::WaitUntil(due) = decision else {
+        return Some(decision);
     };
+    // The head's batch waits for more. The requests it passed over (another
+    // shape) do not wait with it when they make a batch that runs now (a
+    // preferred size, or full), as they would lead the queue alone.
+    let passed = entries
+        .iter()
+        .position(|(_, e)| e.item.rows().is_some() && !e.item.fits(&head.item));
+    Some(
+        match passed.map(|at| decide_group(&entries, at, plan, batching, now)) {
+            Some(Decision::Run(batch)) => Decision::Run(batch),
+            Some(Decision::WaitUntil(later)) => Decision::WaitUntil(due.min(later)),
+            None => Decision::WaitUntil(due),
+        },
+    )
+}
+
+/// The batch led by `entries[lead]`: it and every later entry that fits
+/// with it, up to `max_rows`, and whether it runs now (see [`decide`]).
+fn decide_group<T: Batchable + Waiting>(
+    entries: &[(usize, &Entry<T>)],
+    lead: usize,
+    plan: &BatchPlan,
+    batching: &Batching,
+    now: Instant,
+) -> Decision {
+    let (first, head) = entries[lead];
+    let mut rows = head.item.rows().unwrap_or(1);
     let preferred = &batching.preferred_batch_sizes;
     let max_preferred = preferred.iter().copied().max().unwrap_or(plan.max_rows);
     let mut picked = vec![first];
@@ -143,7 +176,7 @@ pub(crate) fn decide_on<T: Batchable + Waiting>(
     // or the most that stays within the largest preferred size.
     let mut best = preferred.contains(&rows).then_some(1);
     let mut oldest = head.enqueued;
-    for (i, entry) in entries {
+    for &(i, entry) in &entries[lead + 1..] {
         if rows >= plan.max_rows {
             break;
         }
@@ -169,14 +202,14 @@ pub(crate) fn decide_on<T: Batchable + Waiting>(
     let no_delay = batching.max_queue_delay.is_zero();
     let due = oldest + batching.max_queue_delay;
     let delay_passed = !no_delay && due <= now;
-    Some(match best {
+    match best {
         Some(n) if !delay_passed => {
             picked.truncate(n);
             Decision::Run(picked)
         }
         _ if no_delay || delay_passed || rows >= max_preferred => Decision::Run(picked),
         _ => Decision::WaitUntil(due),
-    })
+    }
 }
 
 /// The state a model's queue thread shares with the requests and the workers.

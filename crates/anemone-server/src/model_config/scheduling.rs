@@ -152,22 +152,22 @@ pub fn scheduler_config(
             ));
         }
     }
-    let levels = u32::try_from(db.priority_levels.max(1)).map_err(|_| {
-        format!(
-            "dynamic_batching.priority_levels is {}; use at most {}",
-            db.priority_levels,
-            u32::MAX
-        )
-    })?;
+    // Checked against Triton's levels (a uint64), then held as anemone's
+    // u32: levels past u32::MAX are the lowest one (no request tells them
+    // apart from it), so Triton's `priority_levels: 18446744073709551615`
+    // loads too.
+    let triton_levels = db.priority_levels.max(1);
+    let levels = u32::try_from(triton_levels).unwrap_or(u32::MAX);
+    let held = |level: u64| u32::try_from(level).unwrap_or(u32::MAX);
     let mut priority_policies = BTreeMap::new();
     for (&level, policy) in &db.priority_queue_policy {
-        if level == 0 || level > u64::from(levels) {
+        if level == 0 || level > triton_levels {
             return Err(format!(
-                "dynamic_batching.priority_queue_policy has level {level}, outside 1..={levels} (priority_levels)"
+                "dynamic_batching.priority_queue_policy has level {level}, outside 1..={triton_levels} (priority_levels)"
             ));
         }
         priority_policies.insert(
-            level as u32,
+            held(level),
             queue_policy(policy, &format!("priority_queue_policy[{level}]"))?,
         );
     }
@@ -181,10 +181,10 @@ pub fn scheduler_config(
                  (as Triton requires: \"default priority level must be in range [1, {levels}]\")"
             ))
         }
-        n if n <= u64::from(levels) => n as u32,
+        n if n <= triton_levels => held(n),
         n => {
             return Err(format!(
-                "dynamic_batching.default_priority_level is {n}, outside 1..={levels} (priority_levels)"
+                "dynamic_batching.default_priority_level is {n}, outside 1..={triton_levels} (priority_levels)"
             ))
         }
     };

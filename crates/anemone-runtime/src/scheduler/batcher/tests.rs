@@ -120,6 +120,37 @@ fn batches_fill_up_to_max_rows_and_never_mix_shapes() {
     assert_eq!(decide(&q, &unbatched, now), Some(Decision::Run(vec![0])));
 }
 
+/// Requests passed over for another shape do not wait out the head's
+/// delay when they make a batch that runs at once on its own (a preferred
+/// size); the head's batch still waits for more of its shape.
+#[test]
+fn requests_passed_over_run_when_they_make_a_preferred_size() {
+    let now = Instant::now();
+    let due = now + Duration::from_millis(5);
+    let q = queue(
+        vec![
+            Item(Some(1), 16),
+            Item(Some(3), 16),
+            Item(Some(1), 8),
+            Item(Some(5), 8),
+        ],
+        now,
+    );
+    assert_eq!(
+        decide(&q, &plan(8, 5, vec![2, 6]), now),
+        Some(Decision::Run(vec![2, 3]))
+    );
+    // Not a preferred size: both wait, until the earlier of their delays.
+    let q = queue(
+        vec![Item(Some(1), 16), Item(Some(3), 16), Item(Some(1), 8)],
+        now,
+    );
+    assert_eq!(
+        decide(&q, &plan(8, 5, vec![2, 6]), now),
+        Some(Decision::WaitUntil(due))
+    );
+}
+
 #[test]
 fn the_batching_gate_off_runs_one_request_at_once() {
     let now = Instant::now();
