@@ -62,6 +62,9 @@ step "tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"
 # workspace's features; `cargo build -p anemone-cli` would resolve features
 # for that one package and rebuild part of the tree.
 ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/python
+# KServe's SDK clients, in a pytest of their own: their gRPC messages share
+# protobuf names with tritonclient's, which one process cannot hold both of.
+ANEMONE_KSERVE_SUITE=1 ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/python/test_kserve_client.py
 # --- proof: fuzz corpus replay and a short soak ---
 # The fuzz corpus (fuzz/corpus/<target>/: seeds and every input that ever
 # crashed a decoder) is replayed through the decoders by `cargo test` above

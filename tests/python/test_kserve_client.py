@@ -21,7 +21,11 @@ parameters as JSON) and `slow` (a Python model that sleeps for its
 
 kserve is in scripts/requirements.txt (scripts/setup.sh installs it); a
 venv without it skips this file, saying so, except in CI
-(ANEMONE_REQUIRE_ORT set), where a missing kserve fails."""
+(ANEMONE_REQUIRE_ORT set), where a missing kserve fails. It runs in a
+pytest of its own (KServe's gRPC messages share protobuf names with
+tritonclient's; conftest.py leaves it out of the others):
+`ANEMONE_KSERVE_SUITE=1 .venv/bin/python -m pytest tests/python/test_kserve_client.py`,
+as scripts/test.sh runs it."""
 import asyncio
 import json
 import os
