@@ -782,7 +782,7 @@ def test_a_hung_execute_times_out_at_the_requests_timeout_and_leaves_the_others_
 
 
 @pytest.mark.parametrize("mode,status,words", [
-    (1, 500, "raised in execute: ValueError: mode one is not allowed"),
+    (1, 500, "Failed to process the request(s) for model 'faulty', message: ValueError: mode one is not allowed"),
     # The type named, not "7 responses" (the string's length).
     (6, 500, "execute() returned a str, not a list, for 1 requests"),
     (7, 500, "returned 0 responses for 1 requests"),

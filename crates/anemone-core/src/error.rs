@@ -94,10 +94,13 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// Something the request names does not exist, as the model itself says
-    /// (a Python model's `TritonError.NOT_FOUND`, which Triton answers 404).
+    /// A failure the model itself answered, in its own words and of the
+    /// class it gave (a Python model's `TritonError` with a code: NOT_FOUND
+    /// is 404, UNAVAILABLE 503, as Triton answers them). Never retried.
     #[error("{message}")]
-    NotFound {
+    Answered {
+        /// The class the model gave it.
+        kind: ErrorKind,
         /// The model's words.
         message: String,
     },
@@ -257,16 +260,14 @@ impl Error {
             | Error::InvalidModel { .. }
             | Error::NoBackend { .. }
             | Error::Config(_) => ErrorKind::InvalidInput,
-            Error::ModelNotFound { .. } | Error::FileNotFound { .. } | Error::NotFound { .. } => {
-                ErrorKind::NotFound
-            }
+            Error::ModelNotFound { .. } | Error::FileNotFound { .. } => ErrorKind::NotFound,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Overloaded { .. } | Error::MemoryBudget { .. } => ErrorKind::Overloaded,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Backend { .. } | Error::DeviceLost { .. } => ErrorKind::Backend,
             Error::Internal(_) => ErrorKind::Internal,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
-            Error::Step { kind, .. } => *kind,
+            Error::Step { kind, .. } | Error::Answered { kind, .. } => *kind,
         }
     }
 

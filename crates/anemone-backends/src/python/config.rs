@@ -81,12 +81,13 @@ pub(crate) fn decoupled(config: &Value) -> bool {
 /// a `reshape` gives the shape the model sees).
 pub fn metadata(config: &Value) -> Result<ModelMetadata> {
     let batched = config["max_batch_size"].as_i64().unwrap_or(0) > 0;
+    // A model may take no inputs (as Triton loads one); it answers outputs.
     let list = |role: &str| -> Result<Vec<TensorSpec>> {
         let entries = config[role]
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default();
-        if entries.is_empty() {
+        if entries.is_empty() && role == "output" {
             return Err(Error::Config(format!(
                 "a Python model's config.pbtxt must list its {role}s with name, data_type and dims, \
                  or its model.py declare them in auto_complete_config (add_{role})"
@@ -290,8 +291,8 @@ mod tests {
     fn what_the_configuration_lacks_is_named() {
         let cases = [
             (
-                json!({"output": [{"name": "b", "data_type": "TYPE_FP32", "dims": [1]}]}),
-                "list its inputs",
+                json!({"input": [{"name": "a", "data_type": "TYPE_FP32", "dims": [1]}]}),
+                "list its outputs",
             ),
             (
                 json!({"input": [{"name": "a", "data_type": "TYPE_BF16", "dims": [1]}],
@@ -312,7 +313,10 @@ mod tests {
         for (config, needle) in cases {
             let e = metadata(&config).unwrap_err().to_string();
             assert!(e.contains(needle), "{config}: {e}");
-        }
+        } // No inputs: a model may take none, as Triton loads one.
+        let outputs_only =
+            json!({"output": [{"name": "b", "data_type": "TYPE_FP32", "dims": [1]}]});
+        assert!(metadata(&outputs_only).unwrap().inputs.is_empty());
     }
 
     #[test]

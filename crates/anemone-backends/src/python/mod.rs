@@ -308,15 +308,17 @@ impl PythonModel {
         }
         if !reply.ok {
             let hint = process::traceback_hint(&self.launch.model, reply.traceback.as_deref());
-            return Err(Error::Backend {
-                backend: NAME.into(),
+            // Triton's words ("Failed to process the request(s) for model
+            // ..."), which its clients and tests look for; a backend failure.
+            let error = reply.error.unwrap_or_default();
+            let error = error.strip_prefix("execute: ").unwrap_or(&error);
+            return Err(Error::Answered {
+                kind: anemone_core::ErrorKind::Backend,
                 message: format!(
-                    "model.py of model '{}' raised in {}{hint}",
+                    "Failed to process the request(s) for model '{}', message: {error} \
+                     (raised in model.py's execute){hint}",
                     self.launch.model,
-                    reply.error.unwrap_or_else(|| "execute".into())
                 ),
-                retryable: false,
-                source: None,
             });
         }
         let answers = wire::answers(reply, blobs)?;
@@ -354,7 +356,7 @@ impl PythonModel {
     fn outputs_of(&self, answer: Answer, wanted: Option<&[usize]>) -> Result<Vec<Tensor>> {
         let mut given = match answer {
             Answer::Outputs(given) => given,
-            Answer::Failed { message, code } => return Err(self.refusal(message, code)),
+            Answer::Failed { message, code } => return Err(refusal(message, code)),
         };
         let mut out = Vec::with_capacity(self.meta.outputs.len());
         for (i, spec) in self.meta.outputs.iter().enumerate() {
@@ -392,31 +394,30 @@ impl PythonModel {
         }
         Ok(out)
     }
-
-    /// The error of a response whose `error` the model set.
-    fn refusal(&self, message: String, code: i64) -> Error {
-        refusal(&self.launch.model, message, code)
-    }
 }
 
-/// The error of a response of `model` whose `error` the model set, by
+/// The error of a response whose `error` the model set, by
 /// Triton's code, with the HTTP status tritonserver 2.51 gives it: the
 /// request's fault (400: INVALID_ARG, and UNKNOWN, ALREADY_EXISTS and
 /// CANCELLED, as Triton answers them), not found (404), unsupported (501),
 /// unavailable (503), or the model's (500: INTERNAL and any other code).
-pub(crate) fn refusal(model: &str, message: String, code: i64) -> Error {
+pub(crate) fn refusal(message: String, code: i64) -> Error {
     match code {
         wire::INVALID_ARG | wire::UNKNOWN | wire::ALREADY_EXISTS | wire::CANCELLED => {
             Error::Input(InputError::Refused { message })
         }
-        wire::NOT_FOUND => Error::NotFound { message },
-        wire::UNSUPPORTED => Error::Unsupported {
-            what: format!("model '{model}' does not support the request (TritonError.UNSUPPORTED)"),
-            fix: message,
+        // The model's own words, as Triton answers them.
+        wire::NOT_FOUND => Error::Answered {
+            kind: anemone_core::ErrorKind::NotFound,
+            message,
         },
-        wire::UNAVAILABLE => Error::Unavailable {
-            what: format!("model '{model}'"),
-            reason: message,
+        wire::UNSUPPORTED => Error::Answered {
+            kind: anemone_core::ErrorKind::Unsupported,
+            message,
+        },
+        wire::UNAVAILABLE => Error::Answered {
+            kind: anemone_core::ErrorKind::Unavailable,
+            message,
         },
         _ => Error::Backend {
             backend: NAME.into(),

@@ -224,11 +224,7 @@ impl Routes {
         let Some(responder) = responder else { return };
         let response = reply.response.map(|r| Response {
             outputs: match r.error {
-                Some(message) => Err(super::refusal(
-                    &self.launch.model,
-                    message,
-                    r.code.unwrap_or(1),
-                )),
+                Some(message) => Err(super::refusal(message, r.code.unwrap_or(1))),
                 None => wire::tensors(&r.outputs, blobs),
             },
         });

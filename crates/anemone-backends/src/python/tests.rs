@@ -481,7 +481,7 @@ fn a_models_error_code_is_tritons_class() {
         (99, ErrorKind::Backend),
     ];
     for (code, kind) in cases {
-        let e = refusal("m", format!("code {code}"), code);
+        let e = refusal(format!("code {code}"), code);
         assert_eq!(e.kind(), kind, "code {code}: {e}");
         assert!(e.to_string().contains(&format!("code {code}")), "{e}");
     }

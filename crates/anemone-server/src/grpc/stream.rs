@@ -11,7 +11,9 @@
 //! its `error_message` together with an `infer_response` carrying only the
 //! request's model and `id` (as Triton does, so a client can tell which
 //! request failed). A failed request never ends the stream; only a broken
-//! transport does.
+//! transport does, unless the stream's metadata says `triton_grpc_error:
+//! true` (Triton's switch): then the first failure ends the stream with its
+//! gRPC status.
 
 use super::infer;
 use crate::errors::ApiError;
@@ -39,6 +41,9 @@ const FINAL: &str = "triton_final_response";
 /// alone to be sent as an empty response.
 const EMPTY_FINAL: &str = crate::v2::EMPTY_FINAL_RESPONSE;
 
+/// The stream metadata key that makes a failure end the stream.
+const GRPC_ERROR: &str = "triton_grpc_error";
+
 /// The response stream of `ModelStreamInfer`.
 pub type Responses = Pin<
     Box<dyn futures_util::Stream<Item = Result<ModelStreamInferResponse, Status>> + Send + 'static>,
@@ -56,6 +61,10 @@ pub(super) fn responses(
 ) -> Responses {
     // A request that could not be read ends the stream: nothing after it
     // is read (the transport may give the same error again at once).
+    let end_on_error = metadata
+        .get(GRPC_ERROR)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let readable = incoming.scan(false, |failed, next| {
         let went_on = !std::mem::replace(failed, next.is_err());
         std::future::ready(went_on.then_some(next))
@@ -72,7 +81,7 @@ pub(super) fn responses(
                             &request.model_name,
                             &metadata,
                         );
-                        let answer = answer(&state, request, max_bytes);
+                        let answer = answer(&state, request, max_bytes, end_on_error);
                         crate::telemetry::traced(span, answer).await.responses
                     }
                     Err(status) => futures_util::stream::once(async move {
@@ -87,11 +96,28 @@ pub(super) fn responses(
         // decoupled (so these keep request order), or a decoupled model's
         // as they come.
         .flatten_unordered(None);
-    Box::pin(answers)
+    match end_on_error {
+        // The first failure (a status) is the stream's last item.
+        true => Box::pin(answers.scan(false, |ended, item| {
+            let next = (!*ended).then(|| {
+                *ended = item.is_err();
+                item
+            });
+            std::future::ready(next)
+        })),
+        false => Box::pin(answers),
+    }
 }
 
 /// Runs one request; its responses.
-async fn answer(state: &Arc<AppState>, request: ModelInferRequest, max_bytes: usize) -> Answered {
+/// With `end_on_error`, a failure is its gRPC status (which ends the
+/// stream) rather than a response carrying its `error_message`.
+async fn answer(
+    state: &Arc<AppState>,
+    request: ModelInferRequest,
+    max_bytes: usize,
+    end_on_error: bool,
+) -> Answered {
     let echo = ModelInferResponse {
         model_name: request.model_name.clone(),
         model_version: request.model_version.clone(),
@@ -111,16 +137,22 @@ async fn answer(state: &Arc<AppState>, request: ModelInferRequest, max_bytes: us
     let stream = match started {
         Ok(stream) => stream,
         Err(e) => {
-            let response = failed(&echo, &e);
+            let response = match end_on_error {
+                true => Err(Status::from(e.clone())),
+                false => Ok(failed(&echo, &e)),
+            };
             return Answered {
-                responses: futures_util::stream::once(async move { Ok(response) }).boxed(),
+                responses: futures_util::stream::once(async move { response }).boxed(),
                 error: Some(e),
             };
         }
     };
     let responses = stream.filter_map(move |answer| {
-        let response = streamed(answer, &echo, empty_final, max_bytes);
-        async move { response.map(Ok) }
+        let response = match (&answer.response, end_on_error) {
+            (Some(Err(e)), true) => Some(Err(Status::from(e.clone()))),
+            _ => streamed(answer, &echo, empty_final, max_bytes).map(Ok),
+        };
+        async move { response }
     });
     Answered {
         responses: responses.boxed(),

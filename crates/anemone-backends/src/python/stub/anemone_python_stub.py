@@ -446,6 +446,9 @@ def watch_parent():
 
 def main():
     model_py = sys.argv[1]
+    # As in Triton's embedded interpreter: the model sees no command line
+    # (unittest.main() in a model reads it).
+    sys.argv = [""]
     threading.Thread(target=watch_parent, name="anemone-parent-watch", daemon=True).start()
     # The protocol takes the standard streams; the model's prints go to stderr.
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -473,8 +476,17 @@ def main():
         if metrics_fd is not None:
             pb_utils._metrics = Metrics(int(metrics_fd))
 
-        spec = importlib.util.spec_from_file_location("model", model_py)
+        # Imported as a module of its version's folder (Triton imports
+        # "<version>.model"), so that `from . import helper` finds a file
+        # beside it; under a name of anemone's own, which nothing else takes.
+        package = types.ModuleType("_anemone_model_version")
+        package.__path__ = [os.path.dirname(os.path.abspath(model_py))]
+        package.__package__ = package.__name__
+        sys.modules[package.__name__] = package
+        stem = os.path.splitext(os.path.basename(model_py))[0]
+        spec = importlib.util.spec_from_file_location(f"{package.__name__}.{stem}", model_py)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
         sys.modules["model"] = module
         spec.loader.exec_module(module)
         model = module.TritonPythonModel()
@@ -615,6 +627,8 @@ def main():
                     awaited(runner, model.finalize())
                 write_frame(proto_out, {"ok": True})
             except BaseException as e:  # noqa: BLE001
+                # anemone does not wait for this answer: the log says it.
+                pb_utils.Logger.log_error(f"finalize() raised {type(e).__name__}: {e}")
                 write_frame(proto_out, failure("finalize", e))
             return 0
         else:

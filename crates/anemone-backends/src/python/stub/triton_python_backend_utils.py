@@ -171,6 +171,13 @@ class Tensor:
     """A named tensor: an input of a request or an output of an answer."""
 
     def __init__(self, name, data, *args, **kwargs):
+        # As Triton's binding: a name that is not a string, or no data, is
+        # a TypeError.
+        if not isinstance(name, str) or data is None:
+            raise TypeError(
+                f"Tensor(name, data): name is a str and data a numpy array (got "
+                f"{type(name).__name__}, {type(data).__name__})"
+            )
         if not isinstance(data, np.ndarray):
             raise TritonModelException(
                 f"Tensor '{name}': the data must be a numpy array (got {type(data).__name__}); "
@@ -217,6 +224,8 @@ class Tensor:
         """A Tensor from a DLPack capsule or an object that exports one (a
         torch tensor, a numpy array): its values, copied to host memory if
         they are on a device (through the object's .cpu())."""
+        if tensor is None:
+            raise TritonModelException(f"Tensor.from_dlpack('{name}'): no tensor (None) given")
         source = tensor
         if not hasattr(source, "__dlpack__"):
             source = _Capsule(tensor)
@@ -375,6 +384,30 @@ def _text(name):
     return name.decode("utf-8") if isinstance(name, (bytes, bytearray)) else name
 
 
+_UNSET = object()
+
+
+def _check_request_args(kwargs):
+    """InferenceRequest's arguments, checked as Triton's binding checks
+    them: a wrong type is a TypeError, an input that is not a Tensor a
+    TritonModelException."""
+    text = (str, bytes, bytearray)
+    kinds = {
+        "model_name": text, "request_id": (str,), "correlation_id": (int, str), "model_version": (int,),
+        "flags": (int,), "timeout": (int,), "parameters": (str, dict),
+    }
+    for key, allowed in kinds.items():
+        if key in kwargs and not isinstance(kwargs[key], allowed):
+            raise TypeError(f"InferenceRequest({key}=...) does not take {type(kwargs[key]).__name__}")
+    for key in ("inputs", "requested_output_names"):
+        if key in kwargs and not isinstance(kwargs[key], (list, tuple)):
+            raise TypeError(f"InferenceRequest({key}=...) takes a list, not {type(kwargs[key]).__name__}")
+    if any(not isinstance(n, text) for n in kwargs.get("requested_output_names", [])):
+        raise TypeError("InferenceRequest(requested_output_names=...) takes a list of str")
+    if any(not isinstance(t, Tensor) for t in kwargs.get("inputs", [])):
+        raise TritonModelException("InferenceRequest(inputs=...): every input must be a pb_utils.Tensor")
+
+
 class InferenceRequest:
     """One request as execute() receives it, or a request the model builds
     to send another model of the server (`exec()`, Triton's business-logic
@@ -382,6 +415,7 @@ class InferenceRequest:
     requested_output_names=[...], model_version=-1, timeout=0)."""
 
     def __init__(self, *args, **kwargs):
+        _check_request_args(kwargs)
         self._inputs = kwargs.get("inputs", [])
         self._request_id = kwargs.get("request_id", "")
         self._correlation_id = kwargs.get("correlation_id", 0)
@@ -583,9 +617,15 @@ _PARAMETERS_WARNED = False
 class InferenceResponse:
     """The answer to one request: its output tensors, or an error."""
 
-    def __init__(self, output_tensors=None, error=None, parameters=None):
+    def __init__(self, output_tensors=_UNSET, error=None, parameters=None):
         global _PARAMETERS_WARNED
-        self._outputs = list(output_tensors or [])
+        # As Triton's binding: output_tensors=None is a TypeError, a None in
+        # it a TritonModelException.
+        if output_tensors is None:
+            raise TypeError("InferenceResponse(output_tensors=...) takes a list of pb_utils.Tensor, not None")
+        self._outputs = [] if output_tensors is _UNSET else list(output_tensors)
+        if any(not isinstance(t, Tensor) for t in self._outputs):
+            raise TritonModelException("InferenceResponse: every output tensor must be a pb_utils.Tensor")
         if error is not None and not isinstance(error, TritonError):
             error = TritonError(str(error))
         self._error = error
@@ -657,24 +697,38 @@ def get_model_dir():
     return os.environ.get("ANEMONE_PYTHON_MODEL_DIR", "")
 
 
-class Logger:
-    """Triton's logger: lines go to anemone's log at the matching level."""
+class LogLevel(__import__("enum").Enum):
+    """The levels of Logger.log, as Triton's (a level, not a number)."""
 
     INFO = 0
     WARNING = 1
     ERROR = 2
     VERBOSE = 3
 
+
+class Logger:
+    """Triton's logger: lines go to anemone's log at the matching level."""
+
+    LogLevel = LogLevel
+    INFO = LogLevel.INFO
+    WARNING = LogLevel.WARNING
+    ERROR = LogLevel.ERROR
+    VERBOSE = LogLevel.VERBOSE
+
     @staticmethod
     def _log(level, msg):
-        text = str(msg).replace("\n", " | ")
+        if not isinstance(msg, str):
+            raise TypeError(f"Logger takes a str message, not {type(msg).__name__}")
+        text = msg.replace("\n", " | ")
         sys.stderr.write(f"\x1eanemone-log:{level}:{text}\n")
         sys.stderr.flush()
 
     @staticmethod
-    def log(msg, level=0):
+    def log(msg, level=LogLevel.INFO):
         """`level` is Logger.INFO (the default), WARNING, ERROR or VERBOSE."""
-        Logger._log({1: "W", 2: "E", 3: "V"}.get(level, "I"), msg)
+        if not isinstance(level, LogLevel):
+            raise TypeError(f"Logger.log's level is a Logger.LogLevel, not {type(level).__name__}")
+        Logger._log({1: "W", 2: "E", 3: "V"}.get(level.value, "I"), msg)
 
     @staticmethod
     def log_info(msg):
@@ -691,10 +745,3 @@ class Logger:
     @staticmethod
     def log_verbose(msg):
         Logger._log("V", msg)
-
-
-class LogLevel:
-    INFO = 0
-    WARNING = 1
-    ERROR = 2
-    VERBOSE = 3
