@@ -139,6 +139,14 @@ fn one_of<T>(flag: Option<T>, triton: Option<T>, name: &str) -> anyhow::Result<O
 }
 
 impl TracingArgs {
+    /// [`TracingArgs::plan`], whose refusals are flag mistakes (exit 2).
+    fn checked_plan(&self) -> anyhow::Result<Plan> {
+        self.plan().map_err(|e| match e.downcast_ref::<crate::output::FlagMistake>() {
+            Some(_) => e,
+            None => crate::output::mistake(crate::output::error_chain(&e)),
+        })
+    }
+
     /// The flags and `--trace-config` together, checked.
     fn plan(&self) -> anyhow::Result<Plan> {
         let triton =
@@ -236,7 +244,7 @@ impl TracingArgs {
 
     /// The server's start-up trace settings.
     pub fn options(&self) -> anyhow::Result<TracingOptions> {
-        let plan = self.plan()?;
+        let plan = self.checked_plan()?;
         Ok(TracingOptions {
             endpoint: plan.endpoint.map(|(url, _)| url),
             level: plan.level,
@@ -290,7 +298,7 @@ static EXPORTING: Mutex<Option<Exporting>> = Mutex::new(None);
 /// (and only those) to `--otlp-endpoint` (or Triton's `--trace-config
 /// opentelemetry,url=`); `None` without either.
 pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
-    let plan = args.plan()?;
+    let plan = args.checked_plan()?;
     if let Some((path, frequency)) = &plan.file {
         let layer = crate::trace_file_layer::TraceFileLayer::new(trace_file(path, *frequency)?);
         let only_ours = tracing_subscriber::filter::Targets::new()

@@ -164,7 +164,7 @@ fn serve_takes_tritons_verbose_and_allow_flags() {
         ),
         (
             &["--backend-config", "onnxruntime,arena_extend_strategy=1"][..],
-            1,
+            2,
             "'onnxruntime,arena_extend_strategy=1': not a setting anemone takes",
         ),
         (

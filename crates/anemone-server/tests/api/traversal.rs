@@ -141,7 +141,9 @@ async fn issue_14_names_and_versions_from_requests_stay_in_the_repository() {
             model_name: name.into(),
             ..Default::default()
         };
-        is_refused(client.repository_model_unload(unload).await.unwrap_err());
+        // As Triton: unloading such a name does nothing (nothing can be
+        // loaded under it), and touches no file.
+        client.repository_model_unload(unload).await.unwrap();
     }
     for version in ["..", "../1", "1/..", "/1"] {
         let meta = proto::ModelMetadataRequest {
