@@ -141,10 +141,11 @@ fn one_of<T>(flag: Option<T>, triton: Option<T>, name: &str) -> anyhow::Result<O
 impl TracingArgs {
     /// [`TracingArgs::plan`], whose refusals are flag mistakes (exit 2).
     fn checked_plan(&self) -> anyhow::Result<Plan> {
-        self.plan().map_err(|e| match e.downcast_ref::<crate::output::FlagMistake>() {
-            Some(_) => e,
-            None => crate::output::mistake(crate::output::error_chain(&e)),
-        })
+        self.plan()
+            .map_err(|e| match e.downcast_ref::<crate::output::FlagMistake>() {
+                Some(_) => e,
+                None => crate::output::mistake(crate::output::error_chain(&e)),
+            })
     }
 
     /// The flags and `--trace-config` together, checked.
