@@ -168,6 +168,6 @@ fn tls_flags_that_cannot_work_stop_the_server() {
             "not a header name",
         ),
     ] {
-        refused(&repo, &args, says);
+        refused(&repo, &args, says, 1);
     }
 }
