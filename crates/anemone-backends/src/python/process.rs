@@ -123,6 +123,9 @@ pub(crate) struct Process {
     tail: Arc<Mutex<VecDeque<String>>>,
     /// The streams from other models it cancelled (`bls.rs`).
     cancels: Arc<Cancels>,
+    /// The thread that logs the process's standard error: `finalize` lets
+    /// it log the process's last lines (an exception in `finalize`).
+    logging: std::thread::JoinHandle<()>,
     /// The next key of a request of a model that is not decoupled (keys are
     /// never reused, so that a late word about one request cannot reach
     /// another; `watch.rs`).
@@ -229,7 +232,7 @@ impl Process {
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr = child.stderr.take().expect("stderr is piped");
         let (model, lines) = (launch.model.clone(), Arc::clone(&tail));
-        std::thread::Builder::new()
+        let logging = std::thread::Builder::new()
             .name(format!("python-log-{}", launch.model))
             .spawn(move || log_lines(&model, stderr, &lines))
             .map_err(|e| Error::Internal(format!("cannot start a log thread: {e}")))?;
@@ -257,6 +260,7 @@ impl Process {
             child: Arc::new(Mutex::new(child)),
             tail,
             cancels,
+            logging,
             next_key: 0,
         })
     }
@@ -460,7 +464,17 @@ impl Process {
         loop {
             let status = self.child().try_wait();
             match status {
-                Ok(Some(_)) => return,
+                Ok(Some(_)) => {
+                    // Its last lines (what finalize logged) are logged before
+                    // the server goes on, or exits: the log thread ends at
+                    // the end of its output (bounded, should a process it
+                    // started hold that open).
+                    let logged = Instant::now() + Duration::from_secs(1);
+                    while !self.logging.is_finished() && Instant::now() < logged {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    return;
+                }
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
