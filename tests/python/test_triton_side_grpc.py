@@ -608,10 +608,6 @@ def test_metadata_between_8_and_16_kib_is_served(server):
         np.testing.assert_array_equal(outputs(response, np.float32)[0], a + b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: metadata over 16 KiB is answered with HTTP status 431, which gRPC clients read as UNKNOWN "
-    "'Received http2 header with status: 431'; tritonserver 2.51 answers RESOURCE_EXHAUSTED 'received "
-    "metadata size exceeds hard limit (17573 vs. 16384)', and RELIABILITY.md says the 16 KiB is 'as Triton'"))
 @pytest.mark.parametrize("metadata", [[("x-big", "a" * 17000)], [(f"x-h{i}", "v" * 40) for i in range(300)]],
                          ids=["one-17k-value", "300-headers"])
 def test_metadata_over_16_kib_is_resource_exhausted_as_triton(server, metadata):
@@ -625,10 +621,6 @@ def test_metadata_over_16_kib_is_resource_exhausted_as_triton(server, metadata):
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEFECT: metadata over 64 KiB (4 x the 16 KiB limit, h2's abuse limit) makes the server send GOAWAY "
-    "ENHANCE_YOUR_CALM 'header_list_way_too_large', failing every call in flight on that connection with "
-    "UNAVAILABLE; tritonserver 2.51 refuses only that call (RESOURCE_EXHAUSTED), the others finish"))
 def test_huge_metadata_fails_only_its_own_call(server):
     """tritonserver 2.51: a ModelInfer call in flight (`slow`, 0.8 s) on a
     channel that then sends a call with 1 MiB of metadata finishes with its

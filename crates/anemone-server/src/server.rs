@@ -1,6 +1,7 @@
 //! Binding the listeners, running HTTP and gRPC side by side, and shutting
 //! down gracefully.
 
+use crate::grpc::metadata_limit::{MetadataLimit, HTTP2_HEADER_LIST_BYTES};
 use crate::grpc::restrict::Restricted;
 pub use crate::http::serve::HttpTimeouts;
 pub use crate::limits::RequestLimits;
@@ -372,7 +373,8 @@ impl Server {
                 .max_frame_size(Some(GRPC_MAX_FRAME_SIZE))
                 .initial_stream_window_size(Some(GRPC_WINDOW_SIZE))
                 .initial_connection_window_size(Some(GRPC_WINDOW_SIZE))
-                .max_concurrent_streams(Some(options.limits.grpc_max_streams)),
+                .max_concurrent_streams(Some(options.limits.grpc_max_streams))
+                .http2_max_header_list_size(Some(HTTP2_HEADER_LIST_BYTES)),
         );
         if let Some(config) = tls.grpc {
             grpc_builder = grpc_builder
@@ -423,13 +425,16 @@ impl Server {
         });
         let grpc_server = grpc.map(|grpc| {
             grpc_builder
-                .add_service(Restricted::new(health, options.restricted.grpc.clone()))
-                .add_service(Restricted::new(
+                .add_service(MetadataLimit::new(Restricted::new(
+                    health,
+                    options.restricted.grpc.clone(),
+                )))
+                .add_service(MetadataLimit::new(Restricted::new(
                     crate::grpc::service(Arc::clone(&state), options.max_request_bytes)
                         .message_timeout(options.http_timeouts.body)
                         .response_compression(options.grpc_response_compression),
                     options.restricted.grpc.clone(),
-                ))
+                )))
                 .serve_with_incoming_shutdown(
                     // The builder's own `tcp_nodelay` applies only to listeners it
                     // binds itself: set it on this one's accepted sockets.

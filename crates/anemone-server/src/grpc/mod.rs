@@ -13,6 +13,7 @@ mod infer;
 mod infer_frames;
 mod limit;
 mod logging;
+pub mod metadata_limit;
 pub mod restrict;
 mod stream;
 mod trace;
