@@ -724,10 +724,11 @@ REPO_ACCEPTED = [
     (f"{SU}/ensemble/inconsistent_shape", (2, 16), ()),
     (f"{SU}/ensemble/inconsistent_shape_2", (4, 16), ()),
     (f"{SU}/ensemble/unmapped_output", (2, 16), ()),
-    (f"{SU}/python/conflicting_scheduler_ensemble", None, (defect(
-        "an ensemble without batching (dims [4]) whose steps are Python models that batch "
-        "(auto_complete_config: max_batch_size 4, dynamic batching) is refused ('the ranks differ'); "
-        "tritonserver 2.51 loads it and answers [1,2,3,4] with [1,2,3,4] through identity steps"),)),
+    # An ensemble without batching (dims [4]) whose steps are Python models
+    # that batch (auto_complete_config: max_batch_size 4, dynamic
+    # batching): tritonserver 2.51 loads it, and sends each step a batch of
+    # one (test_ensemble.py runs such an ensemble).
+    (f"{SU}/python/conflicting_scheduler_ensemble", None, ()),
 ]
 
 

@@ -5,6 +5,7 @@
 //! every ensemble output is produced. Every problem is reported (one run
 //! shows them all), each naming its step, model and tensor.
 
+use super::adapt::{without_batch, Adapt};
 use super::spec::{EnsembleSpec, EnsembleStep};
 use crate::instance::ModelInstance;
 use anemone_core::{Dim, TensorSpec};
@@ -67,6 +68,11 @@ pub(crate) struct Plan {
     /// How many readers each tensor has (step inputs and ensemble outputs):
     /// the last reader takes the tensor, earlier ones get a copy.
     pub(crate) readers: HashMap<String, usize>,
+    /// For each step, how each tensor of its `input_map` (in order) reaches
+    /// it: as a batch of one, without its batch dimension, or as it is.
+    pub(crate) step_inputs: Vec<Vec<Adapt>>,
+    /// How each ensemble output reaches the client, the same way.
+    pub(crate) outputs: HashMap<String, Adapt>,
 }
 
 /// `step 1 (model 'det')`.
@@ -86,12 +92,14 @@ pub(crate) fn plan(
     }
     // Producers: the ensemble's inputs, then every step's outputs.
     let mut origin: HashMap<String, Origin> = HashMap::new();
-    let mut specs: HashMap<String, TensorSpec> = HashMap::new();
+    // Each tensor's spec, and whether its producer batches.
+    let mut specs: HashMap<String, (TensorSpec, bool)> = HashMap::new();
+    let batches = spec.max_batch_size.is_some();
     for input in &spec.inputs {
         if origin.insert(input.name.clone(), Origin::Request).is_some() {
             errs.push(format!("ensemble input '{}' is declared twice", input.name));
         }
-        specs.insert(input.name.clone(), input.clone());
+        specs.insert(input.name.clone(), (input.clone(), batches));
     }
     let views: Vec<Option<ModelView>> = spec
         .steps
@@ -151,15 +159,17 @@ pub(crate) fn plan(
                 continue;
             }
             origin.insert(tensor.clone(), mine);
-            specs.insert(tensor.clone(), out.clone());
+            specs.insert(tensor.clone(), (out.clone(), view.max_batch_size.is_some()));
         }
     }
     // Consumers: every step input must be produced and agree with the model.
     let mut readers: HashMap<String, usize> = HashMap::new();
     let mut waits_for: Vec<Vec<usize>> = vec![Vec::new(); spec.steps.len()];
+    let mut step_inputs: Vec<Vec<Adapt>> = Vec::with_capacity(spec.steps.len());
     for (i, (step, view)) in spec.steps.iter().zip(&views).enumerate() {
         let label = step_label(i, step);
-        for (input, tensor) in &step.input_map {
+        let mut adapts = vec![Adapt::Keep; step.input_map.len()];
+        for (k, (input, tensor)) in step.input_map.iter().enumerate() {
             *readers.entry(tensor.clone()).or_default() += 1;
             let Some(from) = origin.get(tensor) else {
                 errs.push(format!(
@@ -181,16 +191,19 @@ pub(crate) fn plan(
                 ));
                 continue;
             };
-            if let Some(have) = specs.get(tensor) {
-                if let Some(why) = disagree(have, want) {
-                    errs.push(format!(
+            let reader_batches = view.max_batch_size.is_some();
+            if let Some((have, have_batches)) = specs.get(tensor) {
+                match disagree((have, *have_batches), (want, reader_batches)) {
+                    Some(why) => errs.push(format!(
                         "{label}: tensor '{tensor}' ({}) cannot feed input '{input}' ({}): {why}",
                         shown(have),
                         shown(want)
-                    ));
+                    )),
+                    None => adapts[k] = Adapt::between(*have_batches, want, reader_batches),
                 }
             }
         }
+        step_inputs.push(adapts);
         if let Some(view) = view {
             for input in &view.inputs {
                 let fed = step.input_map.iter().any(|(n, _)| n == &input.name);
@@ -203,6 +216,7 @@ pub(crate) fn plan(
             }
         }
     }
+    let mut outputs = HashMap::new();
     for output in &spec.outputs {
         *readers.entry(output.name.clone()).or_default() += 1;
         match specs.get(&output.name) {
@@ -211,15 +225,19 @@ pub(crate) fn plan(
                 output.name
             )),
             None => {}
-            Some(have) => {
-                if let Some(why) = disagree(have, output) {
-                    errs.push(format!(
+            Some((have, have_batches)) => {
+                match disagree((have, *have_batches), (output, batches)) {
+                    Some(why) => errs.push(format!(
                         "ensemble output '{}' ({}) is produced as {} by {}: {why}",
                         output.name,
                         shown(output),
                         shown(have),
                         describe(&origin[&output.name], spec)
-                    ));
+                    )),
+                    None => {
+                        let adapt = Adapt::between(*have_batches, output, batches);
+                        outputs.insert(output.name.clone(), adapt);
+                    }
                 }
             }
         }
@@ -269,6 +287,8 @@ pub(crate) fn plan(
             waits_for,
             origin,
             readers,
+            step_inputs,
+            outputs,
         })
     } else {
         Err(errs)
@@ -305,9 +325,29 @@ fn topological(waits_for: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
     }
 }
 
-/// Why a tensor `have` cannot stand for `want`, if it cannot: another data
-/// type, rank, or a fixed size that differs (-1 and named dimensions match anything).
-fn disagree(have: &TensorSpec, want: &TensorSpec) -> Option<String> {
+/// Why a tensor `have` cannot stand for `want`, each with whether its
+/// model batches, if it cannot: another data type, rank, or a fixed size
+/// that differs (-1 and named dimensions match anything). As in Triton,
+/// the shapes agree when either the full shapes or the shapes without the
+/// batch dimension do (a tensor may pass between a model that batches and
+/// one that does not: see [`Adapt`]).
+fn disagree(
+    (have, have_batches): (&TensorSpec, bool),
+    (want, want_batches): (&TensorSpec, bool),
+) -> Option<String> {
+    let full = shape_disagrees(have, want)?;
+    if have_batches != want_batches {
+        let bare = (
+            without_batch(have, have_batches),
+            without_batch(want, want_batches),
+        );
+        shape_disagrees(&bare.0, &bare.1)?;
+    }
+    Some(full)
+}
+
+/// [`disagree`] on the full shapes.
+fn shape_disagrees(have: &TensorSpec, want: &TensorSpec) -> Option<String> {
     if have.dtype != want.dtype {
         return Some(format!(
             "the data types differ ({} against {})",
@@ -497,8 +537,29 @@ mod tests {
         spec.inputs[0] = TensorSpec::new("in", DataType::F32, dims(&[-1, 5]));
         let e = refusal(&spec);
         assert!(e.contains("step 0 (model 'a'): tensor 'in' (FP32 [-1, 5]) cannot feed input 'x' (FP32 [-1, 4]): dimension 1 differs (5 against 4)"), "{e}");
-        spec.inputs[0] = TensorSpec::new("in", DataType::F32, dims(&[4]));
+        // Neither the full shape ([5] against [-1, 4]) nor the dims without
+        // the batch dimension ([5] against [4]) agree.
+        spec.inputs[0] = TensorSpec::new("in", DataType::F32, dims(&[5]));
         assert!(refusal(&spec).contains("the ranks differ (1 against 2)"));
+    }
+
+    /// Triton's conflicting_scheduler_ensemble: an ensemble that does not
+    /// batch, of dims [4], over models of dims [4] that batch (full shape
+    /// [-1, 4]): the steps are sent batches of one, and the output loses
+    /// the batch dimension again.
+    #[test]
+    fn an_ensemble_without_batching_may_use_models_that_batch() {
+        let mut spec = chain();
+        spec.inputs[0] = TensorSpec::new("in", DataType::F32, dims(&[4]));
+        spec.outputs[0] = TensorSpec::new("out", DataType::F32, dims(&[4]));
+        let p = plan(&spec, models).unwrap();
+        assert_eq!(p.step_inputs[0], [Adapt::AddBatch(dims(&[4]))]);
+        // Step 1 reads step 0's output: both batch.
+        assert_eq!(p.step_inputs[1], [Adapt::Keep]);
+        assert_eq!(p.outputs["out"], Adapt::DropBatch(dims(&[4])));
+        // The full shapes agreeing (the ensemble's dims hold the batch), as before.
+        let p = plan(&chain(), models).unwrap();
+        assert_eq!(p.step_inputs[0], [Adapt::AddBatch(dims(&[4]))]);
     }
 
     #[test]

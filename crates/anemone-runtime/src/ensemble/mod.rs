@@ -40,6 +40,7 @@
 //! # Ok::<(), anemone_core::Error>(()) }).unwrap();
 //! ```
 
+mod adapt;
 mod graph;
 mod run;
 mod spec;
@@ -89,6 +90,16 @@ impl Ensemble {
     /// response of that step.
     pub fn streams(&self) -> bool {
         self.stream.is_some()
+    }
+
+    /// Ensemble output `name` as the client gets it: without the batch
+    /// dimension of a step that batches, in an ensemble that does not
+    /// ([`adapt`]).
+    fn output_adapted(&self, name: &str, tensor: anemone_core::Tensor) -> anemone_core::Tensor {
+        match self.plan.outputs.get(name) {
+            Some(adapt) => adapt.apply(tensor),
+            None => tensor,
+        }
     }
 }
 

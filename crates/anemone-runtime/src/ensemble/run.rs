@@ -270,6 +270,7 @@ impl Manager {
                 ));
                 return Err(record(&ensemble, e, run.start));
             };
+            let tensor = ensemble.output_adapted(&name, tensor);
             outputs.push((name, tensor));
         }
         if let (Some((key, looking)), Some(cache)) = (run.cache_key, self.inner.cache.as_ref()) {
@@ -355,6 +356,14 @@ impl Run {
         timeout: Option<Duration>,
     ) -> InferRequest {
         let step = &self.ensemble.spec.steps[i];
+        // Given in input_map's order: each as the step takes it (a batch of
+        // one for a model that batches in an ensemble that does not, ...).
+        let adapts = &self.ensemble.plan.step_inputs[i];
+        let inputs = inputs
+            .into_iter()
+            .zip(adapts)
+            .map(|((name, tensor), adapt)| (name, adapt.apply(tensor)))
+            .collect();
         InferRequest {
             model: step.model.clone(),
             version: step.version,

@@ -263,7 +263,7 @@ impl Manager {
             // A response may carry some of the outputs only (a decoupled
             // model's may): those it has.
             if let Some(tensor) = tensors.remove(name) {
-                outputs.push((name.clone(), tensor));
+                outputs.push((name.clone(), ensemble.output_adapted(name, tensor)));
             }
         }
         Ok(InferResponse {
