@@ -13,6 +13,7 @@ a model's own files: the other models keep serving and the server stays up.
 Runs as root cannot test unreadable files (root reads them): that case is
 skipped with a reason.
 """
+import io
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -741,3 +743,83 @@ def test_bench_input_file_is_bounded(tmp_path):
         refused(result, dev)
     finally:
         stop_serve(proc)
+
+
+def test_infer_output_file_that_is_a_pipe_nothing_reads_does_not_hang(tmp_path):
+    """`anemone infer -d DIR` where DIR/sum.npy is a FIFO nobody reads: the
+    command ends within a few seconds, refusing that output by its path
+    ("it is a pipe that nothing reads"), instead of blocking in open(2)
+    for ever."""
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((1, 4), np.float32))
+    out = tmp_path / "out"
+    fifo = hostile(out / "sum.npy", "fifo")
+    result = run(["infer", ADD, "-i", f"x={x}", "-i", f"y={x}", "-d", out], timeout=HANG)
+    refused(result, fifo)
+    assert "a pipe that nothing reads" in result[5], result[5]
+
+
+def test_infer_output_file_that_is_a_pipe_someone_reads_gets_the_npy(tmp_path):
+    """The same FIFO with a reader: the output is written to it, an .npy
+    numpy reads back (x + y)."""
+    x = tmp_path / "x.npy"
+    np.save(x, np.arange(4, dtype=np.float32).reshape(1, 4))
+    out = tmp_path / "out"
+    fifo = hostile(out / "sum.npy", "fifo")
+    got = {}
+
+    def read():
+        with open(fifo, "rb") as f:
+            got["bytes"] = f.read()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.2)
+    status, *_, err = run(["infer", ADD, "-i", f"x={x}", "-i", f"y={x}", "-d", out], timeout=30)
+    reader.join(timeout=10)
+    assert status == 0, err[-400:]
+    np.testing.assert_array_equal(np.load(io.BytesIO(got["bytes"])), np.arange(4, dtype=np.float32).reshape(1, 4) * 2)
+
+
+def test_bench_json_report_to_a_pipe_nothing_reads_does_not_hang(tmp_path):
+    """`anemone bench --json-report FILE` where FILE is a FIFO nobody reads: the
+    run ends, naming the file, instead of blocking at its end for ever."""
+    repo = tmp_path / "repo"
+    onnx_model(repo, "good")
+    fifo = hostile(tmp_path / "report.json", "fifo")
+    proc, addresses = start_serve(repo)
+    try:
+        wait_ready(addresses["HTTP"], seconds=60)
+        result = run(["bench", "-m", "good", "--protocol", "http", "--url", f"http://{addresses['HTTP']}",
+                      "-n", "2", "--warmup", "0", "--json-report", fifo], timeout=30)
+        refused(result, fifo)
+        assert "a pipe that nothing reads" in result[5], result[5]
+    finally:
+        stop_serve(proc)
+
+
+def test_a_model_folder_whose_name_is_not_utf8_is_skipped_with_a_warning(tmp_path):
+    """A model folder named with bytes that are not UTF-8 cannot be a model
+    (a model's name is a string on both protocols): the server serves the
+    others and says once, in its log, which folder it skipped and why."""
+    repo = tmp_path / "repo"
+    onnx_model(repo, "good")
+    bad = os.path.join(os.fsencode(repo), b"bad\xff\xfe")
+    os.makedirs(os.path.join(bad, b"1"))
+    shutil.copy(ADD, os.path.join(bad, b"1", b"model.onnx"))
+    (repo / "good" / "config.pbtxt").write_text(CFG)
+    log = tmp_path / "serve.log"
+    proc, addresses = start_serve(repo, "--log-file", log, "--model-control-mode", "poll",
+                                  "--repository-poll-secs", "1")
+    try:
+        wait_ready(addresses["HTTP"], seconds=60)
+        time.sleep(2.5)  # two polls more: still warned once
+        index = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"http://{addresses['HTTP']}/v2/repository/index", data=b"{}", method="POST"), timeout=10).read())
+        assert [row["name"] for row in index] == ["good"], index
+    finally:
+        stop_serve(proc)
+    text = log.read_text(errors="replace")
+    warned = [line for line in text.splitlines() if "is not UTF-8" in line]
+    assert len(warned) == 1, text[-2000:]
+    assert "bad" in warned[0] and "rename it" in warned[0], warned

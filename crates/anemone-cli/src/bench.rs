@@ -322,7 +322,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &plan.json_report {
         let json = serde_json::to_string_pretty(&report::json(&plan, &outcome))
             .context("cannot encode the JSON report")?;
-        std::fs::write(path, json + "\n")
+        crate::write_file::create(path)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, (json + "\n").as_bytes()))
             .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
     }
     if outcome.latencies_ns.is_empty() {

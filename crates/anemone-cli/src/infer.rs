@@ -170,7 +170,7 @@ pub fn run(args: &InferArgs) -> anyhow::Result<()> {
 }
 
 fn write_npy(path: &Path, tensor: &Tensor) -> anyhow::Result<()> {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut file = std::io::BufWriter::new(crate::write_file::create(path)?);
     npy::write(tensor, &mut file)?;
     std::io::Write::flush(&mut file)?;
     Ok(())

@@ -92,35 +92,10 @@ fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
 /// Sends `tracing` events at or above `filter` to stderr (or appends them to
 /// `file`, Triton's `--log-file`) in `format`, with `extra` layers
 /// (unfiltered) beside it, and keeps the handle that changes it.
-/// Opens the log file to append. A pipe is opened without waiting for a
-/// reader (one that nothing reads fails at once: blocking, `open` would
-/// wait for ever), then written to as a file is, blocking.
+/// Opens the log file to append (a pipe without waiting for a reader:
+/// [`crate::write_file`]).
 fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-        if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
-            let file = options
-                .custom_flags(libc::O_NONBLOCK)
-                .open(path)
-                .map_err(|e| match e.raw_os_error() == Some(libc::ENXIO) {
-                    true => std::io::Error::other("it is a pipe that nothing reads"),
-                    false => e,
-                })?;
-            // SAFETY: fcntl on a descriptor this function owns.
-            unsafe {
-                let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-                if flags >= 0 {
-                    libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
-                }
-            }
-            return Ok(file);
-        }
-    }
-    options.open(path)
+    crate::write_file::open(std::fs::OpenOptions::new().create(true).append(true), path)
 }
 
 pub fn init(

@@ -33,6 +33,7 @@ mod tls_args;
 mod trace_config;
 mod trace_file_layer;
 mod triton_flags;
+mod write_file;
 
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

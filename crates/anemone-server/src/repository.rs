@@ -65,18 +65,40 @@ impl std::str::FromStr for ControlMode {
 }
 
 /// The model folders of the repository at `root`: its directories (links
-/// followed) whose names are UTF-8 and not hidden, sorted.
+/// followed) whose names are UTF-8 and not hidden, sorted. A folder whose
+/// name is not UTF-8 (no model can have that name) is skipped with a
+/// warning, once per folder.
 pub fn model_dirs(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter_map(|e| match e.file_name().into_string() {
+            Ok(name) => Some(name),
+            Err(_) => {
+                warn_once_not_utf8(&e.path());
+                None
+            }
+        })
         .filter(|n| !n.starts_with('.'))
         .collect();
     names.sort();
     names
+}
+
+/// Warns that the folder `path` is skipped, the first time it is seen.
+fn warn_once_not_utf8(path: &Path) {
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.insert(path.to_path_buf()) {
+        tracing::warn!(
+            "skipping the folder {}: its name is not UTF-8, and a model's name must be; rename it \
+             to serve it",
+            path.display()
+        );
+    }
 }
 
 /// One row of the repository index.
