@@ -23,6 +23,7 @@ Y = X * K + C (ONNX), so an answer tells which files served it.
 Tests marked xfail(strict=True, reason="DEFECT: ...") show where anemone
 differs from its docs or from tritonserver 2.51; they fail loudly once fixed.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -831,3 +832,47 @@ def test_the_server_stays_ready_while_a_serving_model_reloads(tmp_path, serve, m
         loader.join()
     np.testing.assert_allclose(http.answer("m")[1], py_answer(2, 1))
     assert all(s == (200, (("1", "READY"),)) for s in seen), sorted(set(seen))
+
+
+# ---------------------------------------------------------------- loads a poll finds, at once
+
+SLOW_INIT = '''import json, os, time
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        start = time.time()
+        time.sleep(1.0)
+        with open(os.environ["SPANS"], "a") as f:
+            f.write(json.dumps([args["model_name"], start, time.time()]) + "\\n")
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())])
+                for r in requests]
+'''
+
+
+def test_models_a_poll_finds_load_at_once_as_at_start_up(tmp_path, serve, monkeypatch):
+    """SERVING.md: "the bound holds for every load, at start-up, through the
+    load API and by polling": three models added between two polls, each
+    taking 1 s in initialize(), load side by side (their initialize() times
+    overlap), not one after another as before."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    spans = tmp_path / "spans.jsonl"
+    monkeypatch.setenv("SPANS", str(spans))
+    http, _ = serve(repo, "--model-control-mode", "poll", "--repository-poll-secs", "1")
+    staging = tmp_path / "staging"
+    for name in ["slow_a", "slow_b", "slow_c"]:
+        (staging / name / "1").mkdir(parents=True)
+        (staging / name / "1" / "model.py").write_text(SLOW_INIT)
+        (staging / name / "config.pbtxt").write_text(config())
+    for name in ["slow_a", "slow_b", "slow_c"]:
+        os.rename(staging / name, repo / name)
+    wait_for(lambda: all(http.rows(n) == [("1", "READY")] for n in ["slow_a", "slow_b", "slow_c"]), seconds=60)
+    runs = [json.loads(line) for line in spans.read_text().splitlines()]
+    assert sorted(r[0] for r in runs) == ["slow_a", "slow_b", "slow_c"], runs
+    # Each initialize() overlaps another's: they ran side by side.
+    for name, start, end in runs:
+        others = [(s, e) for n, s, e in runs if n != name]
+        assert any(s < end and start < e for s, e in others), runs

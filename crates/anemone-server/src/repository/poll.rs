@@ -22,6 +22,7 @@ impl Repository {
                 self.lock().remove(name);
             }
         }
+        let mut changed_names = Vec::new();
         for name in on_disk {
             // Read where a load reads it (the real path): the fingerprints
             // of a repository reached through a link or a relative path
@@ -49,9 +50,22 @@ impl Repository {
             };
             if changed {
                 tracing::info!(model = %name, "model new or changed on disk; loading");
-                if let Err(e) = self.load(&name, None).await {
-                    tracing::warn!(model = %name, "reload after a change on disk failed: {}", e.message);
-                }
+                changed_names.push(name);
+            }
+        }
+        // As at start-up: the models at once (`--model-load-thread-count`
+        // of them build at a time), then the ensembles, one at a time,
+        // after the models they compose.
+        let (models, ensembles) = self.ensembles_last(changed_names);
+        let loads = futures_util::future::join_all(models.iter().map(|n| self.load(n, None))).await;
+        for (name, result) in models.iter().zip(loads) {
+            if let Err(e) = result {
+                tracing::warn!(model = %name, "reload after a change on disk failed: {}", e.message);
+            }
+        }
+        for name in &ensembles {
+            if let Err(e) = self.load(name, None).await {
+                tracing::warn!(model = %name, "reload after a change on disk failed: {}", e.message);
             }
         }
     }
