@@ -115,7 +115,10 @@ struct Plan {
     level: TraceLevel,
     rate: u32,
     count: i32,
-    resources: Vec<String>,
+    /// Resource attributes, (key, value), checked.
+    resources: Vec<(String, String)>,
+    /// `--otlp-header`s, (name, value), checked.
+    headers: Vec<(String, String)>,
     batch: crate::trace_config::BatchSettings,
     /// Triton's OpenTelemetry rule: a request with a sampled trace context
     /// is traced whatever the rate and the count.
@@ -231,6 +234,8 @@ impl TracingArgs {
         }
         let mut resources = self.otlp_resource_attributes.clone();
         resources.extend(triton.resources);
+        let resources = resource_attributes(&resources)?;
+        let headers = otlp_headers(&self.otlp_headers)?;
         Ok(Plan {
             file: file.map(|f| (f, log_frequency.unwrap_or(0))),
             follow_context: triton.opentelemetry,
@@ -239,6 +244,7 @@ impl TracingArgs {
             rate,
             count,
             resources,
+            headers,
             batch: triton.batch,
         })
     }
@@ -311,19 +317,11 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
     };
     let mut attributes = Vec::new();
     let mut named = None;
-    for pair in &plan.resources {
-        let (key, value) = pair
-            .split_once('=')
-            .filter(|(k, _)| !k.trim().is_empty())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "resource attribute '{pair}': expected KEY=VALUE, e.g. deployment.environment=staging"
-                )
-            })?;
-        if key.trim() == "service.name" {
-            named = Some(value.to_string());
+    for (key, value) in &plan.resources {
+        if key == "service.name" {
+            named = Some(value.clone());
         }
-        attributes.push(KeyValue::new(key.trim().to_string(), value.to_string()));
+        attributes.push(KeyValue::new(key.clone(), value.clone()));
     }
     let service = args
         .otlp_service_name
@@ -335,7 +333,7 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| "anemone".into());
-    let headers = otlp_headers(&args.otlp_headers)?;
+    let headers = plan.headers;
     // Before the exporter's thread starts: it sets a variable.
     headers::put_flags_over_environment(&headers);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -442,6 +440,25 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
             .with_filter(only_ours)
             .boxed(),
     ))
+}
+
+/// Resource attributes (`--otlp-resource-attribute`, `--trace-config
+/// opentelemetry,resource=`) as (key, value), checked.
+fn resource_attributes(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "resource attribute '{pair}': expected KEY=VALUE, e.g. deployment.environment=staging"
+                    )
+                })?;
+            Ok((key.trim().to_string(), value.to_string()))
+        })
+        .collect()
 }
 
 /// `--otlp-header` values as (name, value), checked: a header name (lower

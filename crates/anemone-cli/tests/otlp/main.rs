@@ -389,6 +389,15 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
             ],
             "expected KEY=VALUE",
         ),
+        (
+            vec![
+                "--otlp-endpoint",
+                "http://127.0.0.1:9",
+                "--otlp-header",
+                "x-api-key",
+            ],
+            "--otlp-header 'x-api-key': expected KEY=VALUE",
+        ),
         (vec!["--trace-level", "LOUD"], "unknown trace level 'LOUD'"),
         // Triton's trace files: a level needs the file; one mode at a time;
         // the file's folder must exist.
@@ -445,10 +454,10 @@ fn issue_13_bad_tracing_flags_stop_the_server_with_what_to_do() {
             "the collector is given twice",
         ),
     ] {
-        // The trace flags checked together are flag mistakes (exit 2); what
-        // is read when the exporter is built (a resource attribute, a trace
-        // file's folder) exits 1.
-        let late = says == "expected KEY=VALUE" || args.contains(&"/nonexistent-folder/t.json");
+        // The trace flags checked together are flag mistakes (exit 2), a
+        // resource attribute or header that is not KEY=VALUE among them; a
+        // trace file's folder, read when the file is opened, exits 1.
+        let late = args.contains(&"/nonexistent-folder/t.json");
         let status = if late { 1 } else { 2 };
         refused(&repo, &args, says, status);
     }
