@@ -127,30 +127,31 @@ pub(crate) fn decide_on<T: Batchable + Waiting>(
     lane: Option<usize>,
 ) -> Option<Decision> {
     let may_run = |item: &T| lane.is_none() || item.lane().is_none_or(|l| Some(l) == lane);
-    let entries: Vec<(usize, &Entry<T>)> = queue
-        .iter()
-        .enumerate()
-        .filter(|(_, entry)| may_run(&entry.item))
-        .collect();
-    let (first, head) = *entries.first()?;
+    // The requests that count, in serving order, walked again for each group
+    // rather than collected: a decision allocates nothing.
+    let entries = || {
+        queue
+            .iter()
+            .enumerate()
+            .filter(move |(_, entry)| may_run(&entry.item))
+    };
+    let (first, head) = entries().next()?;
     let Some(batching) = plan.batching.as_ref().filter(|_| plan.gates.batching()) else {
         return Some(Decision::Run(vec![first]));
     };
     if head.item.rows().is_none() {
         return Some(Decision::Run(vec![first]));
     }
-    let decision = decide_group(&entries, 0, plan, batching, now);
+    let decision = decide_group(entries(), plan, batching, now)?;
     let Decision::WaitUntil(due) = decision else {
         return Some(decision);
     };
     // The head's batch waits for more. The requests it passed over (another
     // shape) do not wait with it when they make a batch that runs now (a
     // preferred size, or full), as they would lead the queue alone.
-    let passed = entries
-        .iter()
-        .position(|(_, e)| e.item.rows().is_some() && !e.item.fits(&head.item));
+    let passed = entries().position(|(_, e)| e.item.rows().is_some() && !e.item.fits(&head.item));
     Some(
-        match passed.map(|at| decide_group(&entries, at, plan, batching, now)) {
+        match passed.and_then(|at| decide_group(entries().skip(at), plan, batching, now)) {
             Some(Decision::Run(batch)) => Decision::Run(batch),
             Some(Decision::WaitUntil(later)) => Decision::WaitUntil(due.min(later)),
             None => Decision::WaitUntil(due),
@@ -158,16 +159,16 @@ pub(crate) fn decide_on<T: Batchable + Waiting>(
     )
 }
 
-/// The batch led by `entries[lead]`: it and every later entry that fits
-/// with it, up to `max_rows`, and whether it runs now (see [`decide`]).
-fn decide_group<T: Batchable + Waiting>(
-    entries: &[(usize, &Entry<T>)],
-    lead: usize,
+/// The batch led by the first of `entries`: it and every later entry that
+/// fits with it, up to `max_rows`, and whether it runs now (see [`decide`]).
+/// `None` when there are no entries.
+fn decide_group<'q, T: Batchable + Waiting + 'q>(
+    mut entries: impl Iterator<Item = (usize, &'q Entry<T>)>,
     plan: &BatchPlan,
     batching: &Batching,
     now: Instant,
-) -> Decision {
-    let (first, head) = entries[lead];
+) -> Option<Decision> {
+    let (first, head) = entries.next()?;
     let mut rows = head.item.rows().unwrap_or(1);
     let preferred = &batching.preferred_batch_sizes;
     let max_preferred = preferred.iter().copied().max().unwrap_or(plan.max_rows);
@@ -176,7 +177,7 @@ fn decide_group<T: Batchable + Waiting>(
     // or the most that stays within the largest preferred size.
     let mut best = preferred.contains(&rows).then_some(1);
     let mut oldest = head.enqueued;
-    for &(i, entry) in &entries[lead + 1..] {
+    for (i, entry) in entries {
         if rows >= plan.max_rows {
             break;
         }
@@ -202,14 +203,14 @@ fn decide_group<T: Batchable + Waiting>(
     let no_delay = batching.max_queue_delay.is_zero();
     let due = oldest + batching.max_queue_delay;
     let delay_passed = !no_delay && due <= now;
-    match best {
+    Some(match best {
         Some(n) if !delay_passed => {
             picked.truncate(n);
             Decision::Run(picked)
         }
         _ if no_delay || delay_passed || rows >= max_preferred => Decision::Run(picked),
         _ => Decision::WaitUntil(due),
-    }
+    })
 }
 
 /// The state a model's queue thread shares with the requests and the workers.

@@ -100,20 +100,12 @@ pub(super) async fn generate_stream(
 /// A generate request as the KServe request it stands for.
 fn request(http: &Http, p: ModelPath, body: &[u8]) -> Result<v2::InferRequest, ApiError> {
     // A key given twice is refused, as Triton refuses an input given twice.
-    let fields = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(_)) => match serde_json::from_slice::<super::json::UniqueObject>(body) {
-            Ok(unique) => unique.0,
-            Err(e) => {
-                return Err(ApiError::invalid(format!(
-                    "malformed generate request JSON: {e}"
-                )))
-            }
-        },
-        Ok(other) => {
+    let fields = match serde_json::from_slice::<super::json::UniqueObject>(body) {
+        Ok(super::json::UniqueObject::Entries(fields)) => fields,
+        Ok(super::json::UniqueObject::Not(kind)) => {
             return Err(ApiError::invalid(format!(
                 "a generate request is a JSON object of inputs and parameters, e.g. \
-                 {{\"text_input\": \"...\", \"parameters\": {{\"max_tokens\": 16}}}}, not {}",
-                kind_of(&other)
+                 {{\"text_input\": \"...\", \"parameters\": {{\"max_tokens\": 16}}}}, not {kind}"
             )))
         }
         Err(e) => {

@@ -3,7 +3,7 @@
 //! numbers and booleans there), so no request can hide a large tree in them.
 
 use crate::limits::MAX_PARAMETERS;
-use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -44,14 +44,21 @@ impl<'de> Visitor<'de> for ParametersVisitor {
     }
 }
 
-/// A JSON object whose keys are each given once (serde_json's own map
-/// keeps the last of a key given twice, silently): its entries in order.
-#[derive(Debug, Default)]
-pub struct UniqueObject(pub Vec<(String, Value)>);
+/// A JSON document that should be an object whose keys are each given once
+/// (serde_json's own map keeps the last of a key given twice, silently),
+/// read in one pass: its entries in order, or what kind of value it is
+/// instead.
+#[derive(Debug)]
+pub enum UniqueObject {
+    /// An object's entries, in order.
+    Entries(Vec<(String, Value)>),
+    /// Not an object: "a list", "a string", ... for the refusal.
+    Not(&'static str),
+}
 
 impl<'de> Deserialize<'de> for UniqueObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(UniqueObjectVisitor)
+        d.deserialize_any(UniqueObjectVisitor)
     }
 }
 
@@ -74,7 +81,36 @@ impl<'de> Visitor<'de> for UniqueObjectVisitor {
             }
             out.push((key, value));
         }
-        Ok(UniqueObject(out))
+        Ok(UniqueObject::Entries(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueObject, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(UniqueObject::Not("a list"))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<UniqueObject, E> {
+        Ok(UniqueObject::Not("a boolean"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<UniqueObject, E> {
+        Ok(UniqueObject::Not("a number"))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<UniqueObject, E> {
+        Ok(UniqueObject::Not("a number"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<UniqueObject, E> {
+        Ok(UniqueObject::Not("a number"))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<UniqueObject, E> {
+        Ok(UniqueObject::Not("a string"))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<UniqueObject, E> {
+        Ok(UniqueObject::Not("null"))
     }
 }
 
