@@ -55,6 +55,8 @@ pub(crate) const UTILS_METRICS: &str = include_str!("stub/triton_python_backend_
 pub(crate) const UTILS_MODELS: &str = include_str!("stub/triton_python_backend_models.py");
 /// The stub's frames (reading, writing, `Frames`, `Direct`), run in its namespace.
 pub(crate) const FRAMES: &str = include_str!("stub/anemone_stub_frames.py");
+/// The stub's requests to anemone (BLS, model loading), run in its namespace.
+pub(crate) const CALLS: &str = include_str!("stub/anemone_stub_calls.py");
 
 /// Triton's Python backend ([module docs](self)).
 #[derive(Debug, Default)]

@@ -28,6 +28,7 @@ const UTILS_ENV: &str = "ANEMONE_PYTHON_UTILS";
 const UTILS_METRICS_ENV: &str = "ANEMONE_PYTHON_UTILS_METRICS";
 const UTILS_MODELS_ENV: &str = "ANEMONE_PYTHON_UTILS_MODELS";
 const FRAMES_ENV: &str = "ANEMONE_PYTHON_FRAMES";
+const CALLS_ENV: &str = "ANEMONE_PYTHON_CALLS";
 
 /// `python -c`'s program: runs the stub from [`STUB_ENV`], under its file
 /// name for tracebacks.
@@ -197,6 +198,7 @@ impl Process {
             .env(UTILS_METRICS_ENV, super::UTILS_METRICS)
             .env(UTILS_MODELS_ENV, super::UTILS_MODELS)
             .env(FRAMES_ENV, super::FRAMES)
+            .env(CALLS_ENV, super::CALLS)
             // get_model_dir(): the version's folder, as Triton's.
             .env(
                 "ANEMONE_PYTHON_MODEL_DIR",
