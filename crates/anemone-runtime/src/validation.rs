@@ -242,7 +242,8 @@ pub fn narrow(specs: &mut [TensorSpec], declared: &[TensorSpec]) {
 /// Resolves requested output names to indices into the model's outputs.
 ///
 /// `served` is the spec's `declared_outputs`: with `Some`, only those outputs
-/// may be asked for, and a request that names none gets them in that order.
+/// may be asked for, in that order (whatever order a request names them
+/// in, as Triton answers them).
 /// With `None`, every output may be asked for, and `wanted == None` selects
 /// every output in model order (returned as `None`, the cheap case).
 pub fn select_outputs(
@@ -276,7 +277,19 @@ pub fn select_outputs(
             }
         })
         .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+        .map(|mut indices| {
+            // Answered in the configuration's order (the model's, without
+            // one), whatever order the request names them in, as Triton's.
+            let rank = |i: &usize| match served {
+                Some(served) => served
+                    .iter()
+                    .position(|n| *n == meta.outputs[*i].name)
+                    .unwrap_or(usize::MAX),
+                None => *i,
+            };
+            indices.sort_by_key(rank);
+            Some(indices)
+        })
 }
 
 /// Turns a missing input that `optional` lists into
@@ -529,6 +542,15 @@ mod tests {
         assert_eq!(
             select_outputs(&m, Some(&served), Some(&["y".into()])).unwrap(),
             Some(vec![0])
+        );
+        // Asked in another order: answered in the configuration's, as Triton.
+        assert_eq!(
+            select_outputs(&m, Some(&served), Some(&["y".into(), "w".into()])).unwrap(),
+            Some(vec![2, 0])
+        );
+        assert_eq!(
+            select_outputs(&m, None, Some(&["w".into(), "y".into()])).unwrap(),
+            Some(vec![0, 2])
         );
         let e = select_outputs(&m, Some(&served), Some(&["z".into()])).unwrap_err();
         assert_eq!(
