@@ -7,13 +7,13 @@
 //! The first step that fails fails the request, naming the step and model;
 //! steps not yet run are dropped.
 
-use super::graph::{step_label, Origin};
+use super::graph::Origin;
 use super::Ensemble;
 use crate::cache::CacheKey;
 use crate::manager::Manager;
 use crate::metrics::Timings;
 use crate::request::{InferRequest, InferResponse};
-use crate::validation::{check_batch, order_inputs, select_outputs};
+use crate::validation::{check_batch_given, order_inputs_absent, select_outputs};
 use anemone_core::{Error, ErrorKind, Result, Tensor};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
@@ -178,8 +178,11 @@ impl Manager {
         }
         let meta = &ensemble.metadata;
         let outputs = select_outputs(meta, None, request.outputs.as_deref())?;
-        let inputs = order_inputs(meta, request.inputs)?;
-        let inputs = check_batch(ensemble.spec.max_batch_size, meta, inputs)?;
+        // An optional input the request leaves out stays absent: the steps
+        // it feeds get their requests without it.
+        let (inputs, absent) =
+            order_inputs_absent(meta, request.inputs, &ensemble.spec.optional_inputs)?;
+        let inputs = check_batch_given(ensemble.spec.max_batch_size, meta, inputs, &absent)?;
         let wanted: Vec<String> = match &outputs {
             Some(indices) => indices
                 .iter()
@@ -199,6 +202,7 @@ impl Manager {
                 && ensemble.stream.is_none()
                 && request.sequence.is_none()
                 && request.parameters.is_empty()
+                && absent.is_empty()
                 && self.step_loads(ensemble, 0, &mut loads).is_some()
         });
         let mut cache_key = None;
@@ -238,6 +242,9 @@ impl Manager {
             .iter()
             .map(|s| s.name.clone())
             .zip(inputs)
+            .enumerate()
+            .filter(|(i, _)| !absent.contains(i))
+            .map(|(_, named)| named)
             .collect();
         Ok(Begun::Run(Run {
             ensemble: Arc::clone(ensemble),
@@ -262,16 +269,24 @@ impl Manager {
     fn conclude_ensemble(&self, mut run: Run) -> Result<InferResponse> {
         let ensemble = Arc::clone(&run.ensemble);
         let mut outputs = Vec::with_capacity(run.wanted.len());
+        let mut missing = Vec::new();
         for name in std::mem::take(&mut run.wanted) {
+            // An output no step gave (its step was not given an optional
+            // input, or did not produce it) is left out, as Triton leaves it.
             let Some(tensor) = run.tensors.remove(&name) else {
-                let e = Error::Internal(format!(
-                    "ensemble '{}' finished without its output '{name}'",
-                    ensemble.spec.name
-                ));
-                return Err(record(&ensemble, e, run.start));
+                missing.push(name);
+                continue;
             };
             let tensor = ensemble.output_adapted(&name, tensor);
             outputs.push((name, tensor));
+        }
+        if outputs.is_empty() && !missing.is_empty() {
+            let e = Error::Internal(format!(
+                "ensemble '{}' finished without any of its outputs ({}): no step produced them",
+                ensemble.spec.name,
+                missing.join(", ")
+            ));
+            return Err(record(&ensemble, e, run.start));
         }
         if let (Some((key, looking)), Some(cache)) = (run.cache_key, self.inner.cache.as_ref()) {
             let storing = Instant::now();
@@ -324,13 +339,12 @@ impl Run {
             } else {
                 self.tensors.get(tensor).cloned()
             };
-            let value = value.ok_or_else(|| {
-                Error::Internal(format!(
-                    "ensemble '{}' {}: tensor '{tensor}' is not ready",
-                    self.ensemble.spec.name,
-                    step_label(i, step)
-                ))
-            })?;
+            // Absent: an optional input the request left out, or an output
+            // a step did not give (fed by one). The step is asked without
+            // it, and refuses the request if it needs it.
+            let Some(value) = value else {
+                continue;
+            };
             inputs.push((input.clone(), value));
         }
         let timeout = match self.timeout {
@@ -356,13 +370,19 @@ impl Run {
         timeout: Option<Duration>,
     ) -> InferRequest {
         let step = &self.ensemble.spec.steps[i];
-        // Given in input_map's order: each as the step takes it (a batch of
-        // one for a model that batches in an ensemble that does not, ...).
+        // Each as the step takes it (a batch of one for a model that
+        // batches, in an ensemble that does not, ...).
         let adapts = &self.ensemble.plan.step_inputs[i];
         let inputs = inputs
             .into_iter()
-            .zip(adapts)
-            .map(|((name, tensor), adapt)| (name, adapt.apply(tensor)))
+            .map(|(name, tensor)| {
+                let k = step.input_map.iter().position(|(n, _)| *n == name);
+                let tensor = match k.and_then(|k| adapts.get(k)) {
+                    Some(adapt) => adapt.apply(tensor),
+                    None => tensor,
+                };
+                (name, tensor)
+            })
             .collect();
         InferRequest {
             model: step.model.clone(),

@@ -40,6 +40,10 @@ pub struct EnsembleSpec {
     pub inputs: Vec<TensorSpec>,
     /// The tensors a response carries, in this order.
     pub outputs: Vec<TensorSpec>,
+    /// The inputs a request may leave out (Triton's `optional: true`): a
+    /// step fed one that is absent gets its request without that input,
+    /// and an output no step then produces is left out of the answer.
+    pub optional_inputs: Vec<String>,
     /// The steps; their order does not matter (they run as their inputs
     /// become ready).
     pub steps: Vec<EnsembleStep>,
@@ -72,6 +76,7 @@ impl EnsembleSpec {
             max_batch_size: None,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            optional_inputs: Vec::new(),
             steps: Vec::new(),
             response_cache: false,
         }
@@ -93,6 +98,18 @@ impl EnsembleSpec {
     pub fn input(mut self, name: impl Into<String>, dtype: DataType, shape: &[i64]) -> Self {
         self.inputs.push(TensorSpec::new(name, dtype, dims(shape)));
         self
+    }
+
+    /// Adds an input a request may leave out (see [`EnsembleSpec::optional_inputs`]).
+    pub fn optional_input(
+        mut self,
+        name: impl Into<String>,
+        dtype: DataType,
+        shape: &[i64],
+    ) -> Self {
+        let name = name.into();
+        self.optional_inputs.push(name.clone());
+        self.input(name, dtype, shape)
     }
 
     /// Adds an output with its full shape; -1 is a dimension of any size.

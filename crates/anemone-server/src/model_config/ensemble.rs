@@ -98,7 +98,10 @@ pub fn ensemble_spec(
         match tensor(&input.name, input.data_type, &input.dims, batch) {
             Ok((dtype, shape)) => {
                 spec.inputs
-                    .push(anemone_core::TensorSpec::new(&input.name, dtype, shape))
+                    .push(anemone_core::TensorSpec::new(&input.name, dtype, shape));
+                if input.optional {
+                    spec.optional_inputs.push(input.name.clone());
+                }
             }
             Err(why) => errs.push(format!("input[{i}] ('{}'): {why}", input.name)),
         }
