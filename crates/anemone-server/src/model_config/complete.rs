@@ -139,6 +139,7 @@ pub fn complete(
     } else {
         let mut seen = HashSet::new();
         for (i, io) in cfg.input.iter_mut().enumerate() {
+            scalar_as_one(&mut io.reshape, &io.dims, &io.name, &meta.inputs, batching);
             check_entry(
                 ("input", i),
                 &io.name,
@@ -185,6 +186,7 @@ pub fn complete(
     } else {
         let mut seen = HashSet::new();
         for (i, io) in cfg.output.iter_mut().enumerate() {
+            scalar_as_one(&mut io.reshape, &io.dims, &io.name, &meta.outputs, batching);
             check_entry(
                 ("output", i),
                 &io.name,
@@ -238,6 +240,27 @@ fn model_dims(spec: &TensorSpec, batching: bool, role: &str) -> Result<Option<Ve
             spec.shape_string()
         )),
         Some((_, rest)) => Ok(Some(rest.iter().map(dim_i64).collect())),
+    }
+}
+
+/// A scalar of the model (rank 0) given `dims: [ 1 ]` and no reshape is
+/// served as one element, as Triton's ONNX Runtime backend serves it:
+/// requests and answers carry `[1]` (after the batch dimension), the model
+/// sees a scalar (a reshape to `[]`).
+fn scalar_as_one(
+    reshape: &mut Option<crate::proto::ModelTensorReshape>,
+    dims: &[i64],
+    name: &str,
+    model: &[TensorSpec],
+    batching: bool,
+) {
+    let scalar = model
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| model_dims(s, batching, "").ok().flatten())
+        .is_some_and(|d| d.is_empty());
+    if reshape.is_none() && dims == [1] && scalar {
+        *reshape = Some(crate::proto::ModelTensorReshape { shape: Vec::new() });
     }
 }
 

@@ -318,3 +318,30 @@ fn instance_groups_are_named_and_counted_as_triton_shows_them() {
         .instance_group
         .is_empty());
 }
+
+/// Triton's `qa/L0_scalar_io`: a rank-0 model input configured `dims: [ 1 ]`
+/// is served as one element, through a reshape to a scalar.
+#[test]
+fn a_scalar_given_dims_one_is_reshaped_to_a_scalar() {
+    let m = meta(
+        vec![spec("INPUT", CoreType::F32, vec![])],
+        vec![spec("OUTPUT", CoreType::F32, vec![])],
+    );
+    let cfg = ModelConfig {
+        input: vec![input("INPUT", ProtoType::TypeFp32, vec![1])],
+        ..Default::default()
+    };
+    let c = complete(Some(cfg), "scalar", &m).unwrap();
+    assert_eq!(c.input[0].dims, vec![1]);
+    assert_eq!(
+        c.input[0].reshape.as_ref().map(|r| r.shape.clone()),
+        Some(vec![])
+    );
+    // Other dims are still refused; an output left out is filled as the model's.
+    let cfg = ModelConfig {
+        input: vec![input("INPUT", ProtoType::TypeFp32, vec![2])],
+        ..Default::default()
+    };
+    let e = complete(Some(cfg), "scalar", &m).unwrap_err();
+    assert!(e.contains("dims [2] have 1 dimension(s)"), "{e}");
+}
