@@ -239,10 +239,16 @@ def test_binary_bytes_elements_with_odd_lengths_are_400(served, blob, words):
 
 
 def test_nan_and_infinity_come_back_to_tritonclient_as_floats(served):
-    """JSON has no NaN literal (the request is refused as bad JSON), but an
-    output that holds NaN or infinity must still reach a JSON client."""
+    """JSON has no NaN literal, but tritonclient's JSON requests carry bare
+    NaN and Infinity (json.dumps), which FROM_TRITON.md says are taken as
+    Triton takes them; and an output that holds NaN or infinity must reach
+    a JSON client. A word that only starts like one is still bad JSON."""
     r = served.post("/v2/models/add/infer", '{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32",'
-                    '"data":[NaN,1,2,3]},{"name":"y","shape":[1,4],"datatype":"FP32","data":[1,1,1,1]}]}')
+                    '"data":[NaN,Infinity,-Infinity,3]},{"name":"y","shape":[1,4],"datatype":"FP32","data":[1,1,1,1]}]}')
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == ["nan", "inf", "-inf", 4.0], r.text
+    r = served.post("/v2/models/add/infer", '{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32",'
+                    '"data":[NaNa,1,2,3]},{"name":"y","shape":[1,4],"datatype":"FP32","data":[1,1,1,1]}]}')
     assert r.status_code == 400 and "malformed inference request JSON" in error(r)
     c = httpclient.InferenceServerClient(served.http)
     x = np.array([[np.nan, np.inf, -np.inf, 1]], np.float32)

@@ -131,6 +131,14 @@ pub(super) fn decode(
             };
             let shared_memory =
                 shm.slice("output", &o.name, &shared_memory_parameters(&o.parameters)?)?;
+            if shared_memory.is_some() && classification.is_some() {
+                return Err(ApiError::invalid(format!(
+                    "output '{}' can't set both 'shared_memory_region' and '{}': an output in \
+                     shared memory is written to the region; remove one of them",
+                    o.name,
+                    crate::classification::PARAMETER
+                )));
+            }
             Ok(v2::RequestedOutput {
                 name: o.name,
                 binary: None,

@@ -104,8 +104,26 @@ pub fn decode(
 ) -> Result<v2::InferRequest, ApiError> {
     let (json, mut binary) = split(headers, body)?;
     let had_binary_header = headers.contains_key(HEADER_LENGTH);
-    let header: RequestHeader = serde_json::from_slice(json)
-        .map_err(|e| ApiError::invalid(format!("malformed inference request JSON: {e}")))?;
+    // A byte order mark before the JSON is taken, as Triton takes it.
+    let json = json.strip_prefix(b"\xef\xbb\xbf").unwrap_or(json);
+    let quoted: Vec<u8>;
+    let header: RequestHeader = match serde_json::from_slice(json) {
+        Ok(header) => header,
+        Err(e) => match super::json::quote_non_finite(json) {
+            // Bare NaN and Infinity, as Triton reads them.
+            Some(q) => {
+                quoted = q;
+                serde_json::from_slice(&quoted).map_err(|e| {
+                    ApiError::invalid(format!("malformed inference request JSON: {e}"))
+                })?
+            }
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "malformed inference request JSON: {e}"
+                )))
+            }
+        },
+    };
     let parameters = header.parameters.unwrap_or_default().0;
     if let Some(v) = parameters.get(BINARY_DATA_OUTPUT) {
         if !v.is_boolean() {
@@ -279,6 +297,22 @@ fn requested_output(output: OutputHeader, shm: &SharedMemory) -> Result<Requeste
             })
         })
         .transpose()?;
+    // Written into the region, an output is neither in the answer's binary
+    // part nor classified: Triton refuses both.
+    if shared_memory.is_some() {
+        let both = match (binary, &classification) {
+            (Some(true), _) => Some(BINARY_DATA),
+            (_, Some(_)) => Some(crate::classification::PARAMETER),
+            _ => None,
+        };
+        if let Some(other) = both {
+            return Err(ApiError::invalid(format!(
+                "output '{}' can't set both 'shared_memory_region' and '{other}': an output in \
+                 shared memory is written to the region; remove one of them",
+                output.name
+            )));
+        }
+    }
     Ok(RequestedOutput {
         name: output.name,
         binary,
@@ -318,12 +352,14 @@ impl OutputEncoding {
         self
     }
 
+    /// An output the request names is binary only with its own
+    /// `binary_data: true`; `binary_data_output` is for the others, as in
+    /// Triton.
     fn binary(&self, name: &str) -> bool {
-        self.outputs
-            .iter()
-            .find(|o| o.name == name)
-            .and_then(|o| o.binary)
-            .unwrap_or(self.default_binary)
+        match self.outputs.iter().find(|o| o.name == name) {
+            Some(output) => output.binary.unwrap_or(false),
+            None => self.default_binary,
+        }
     }
 }
 

@@ -181,3 +181,65 @@ mod tests {
         assert!(e.contains("more than 128 parameters"), "{e}");
     }
 }
+
+/// `json` with the bare tokens `NaN`, `Infinity` and `-Infinity` (outside
+/// strings) quoted, so that a JSON parser reads them as the strings the
+/// tensor decoder takes for non-finite floats; `None` when it has none.
+/// Clients that write non-finite floats as JavaScript does send them so
+/// (tritonclient's `set_data_from_numpy(..., binary_data=False)`), and
+/// Triton reads them (rapidjson's `kParseNanAndInfFlag`). Only tried on a
+/// body that does not parse: the common path reads the body once.
+pub fn quote_non_finite(json: &[u8]) -> Option<Vec<u8>> {
+    const TOKENS: [&[u8]; 3] = [b"-Infinity", b"Infinity", b"NaN"];
+    let mut out = Vec::with_capacity(json.len() + 16);
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut i = 0;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if let Some(token) = TOKENS.iter().find(|t| json[i..].starts_with(t)) {
+            let end = i + token.len();
+            let bounded = json
+                .get(end)
+                .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'_');
+            if bounded {
+                out.push(b'"');
+                out.extend_from_slice(token);
+                out.push(b'"');
+                i = end;
+                changed = true;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
+#[cfg(test)]
+mod non_finite_tests {
+    use super::quote_non_finite;
+
+    #[test]
+    fn bare_non_finite_floats_are_quoted_outside_strings_only() {
+        let body = br#"{"data":[NaN,Infinity,-Infinity,1.5],"id":"NaN Infinity \"NaN\""}"#;
+        let quoted = quote_non_finite(body).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&quoted).unwrap(),
+            r#"{"data":["NaN","Infinity","-Infinity",1.5],"id":"NaN Infinity \"NaN\""}"#
+        );
+        assert!(serde_json::from_slice::<serde_json::Value>(&quoted).is_ok());
+        assert_eq!(quote_non_finite(br#"{"data":[1,2],"id":"NaN"}"#), None);
+        // Not a token of its own: left for the parser to refuse.
+        assert_eq!(quote_non_finite(b"[NaNa]"), None);
+    }
+}
