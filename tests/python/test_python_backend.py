@@ -11,6 +11,7 @@ auto_complete_config filling in a config.pbtxt that names only the backend.
 import concurrent.futures as cf
 import json
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -551,3 +552,37 @@ def test_a_model_py_that_never_finishes_importing_fails_its_load_and_the_rest_se
     assert "did not finish importing and initialize() within 3 s" in hangs["reason"], hangs
     assert "ANEMONE_PYTHON_INIT_TIMEOUT_S" in hangs["reason"]
     assert index["add_sub"]["state"] == "READY"
+
+
+LACKS_DATA_TYPE = '''import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(c):
+        c.add_input({"name": "X", "dims": [1]})
+        return c
+
+    def execute(self, requests):
+        return []
+'''
+
+
+def test_a_traceback_through_pb_utils_names_its_file_and_line(tmp_path):
+    """The load that fails in pb_utils' auto_complete_config helpers logs
+    the traceback (the refusal says so), each frame naming the file and line
+    of anemone's pb_utils that raised: the line shown holds the `raise`."""
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.py").write_text(LACKS_DATA_TYPE)
+    (tmp_path / "m" / "config.pbtxt").write_text('backend: "python"\n')
+    log = tmp_path / "log.txt"
+    proc, addresses = start_serve(tmp_path, "--strict-readiness", "false", "--log-file", str(log))
+    try:
+        wait_ready(addresses["HTTP"])
+    finally:
+        stop_serve(proc)
+    frames = re.findall(r'File "(triton_python_backend_\w+\.py)", line (\d+)', log.read_text())
+    assert frames, log.read_text()[-2000:]
+    stub = ROOT / "crates/anemone-backends/src/python/stub"
+    name, line = frames[-1]
+    source = (stub / name).read_text().splitlines()
+    assert "raise ValueError" in source[int(line) - 1], (name, line, source[int(line) - 1])

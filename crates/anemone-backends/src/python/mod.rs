@@ -44,11 +44,9 @@ pub const PYTHON_ENV: &str = "ANEMONE_PYTHON";
 
 /// The stub that runs in the process, and anemone's `triton_python_backend_utils`.
 pub(crate) const STUB: &str = include_str!("stub/anemone_python_stub.py");
-pub(crate) const UTILS: &str = concat!(
-    include_str!("stub/triton_python_backend_utils.py"),
-    "\n",
-    include_str!("stub/triton_python_backend_config.py")
-);
+pub(crate) const UTILS: &str = include_str!("stub/triton_python_backend_utils.py");
+/// The utilities' model config helpers and `Logger`, run in their namespace.
+pub(crate) const UTILS_CONFIG: &str = include_str!("stub/triton_python_backend_config.py");
 /// The utilities' custom metrics (`MetricFamily`), run in their namespace.
 pub(crate) const UTILS_METRICS: &str = include_str!("stub/triton_python_backend_metrics.py");
 /// The utilities' model loading API (`load_model`), run in their namespace.

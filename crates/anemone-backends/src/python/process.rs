@@ -25,6 +25,7 @@ const TAIL_LINES: usize = 20;
 /// own subprocesses do not inherit them).
 const STUB_ENV: &str = "ANEMONE_PYTHON_STUB";
 const UTILS_ENV: &str = "ANEMONE_PYTHON_UTILS";
+const UTILS_CONFIG_ENV: &str = "ANEMONE_PYTHON_UTILS_CONFIG";
 const UTILS_METRICS_ENV: &str = "ANEMONE_PYTHON_UTILS_METRICS";
 const UTILS_MODELS_ENV: &str = "ANEMONE_PYTHON_UTILS_MODELS";
 const FRAMES_ENV: &str = "ANEMONE_PYTHON_FRAMES";
@@ -195,6 +196,7 @@ impl Process {
             .arg(&launch.model_py)
             .env(STUB_ENV, super::STUB)
             .env(UTILS_ENV, super::UTILS)
+            .env(UTILS_CONFIG_ENV, super::UTILS_CONFIG)
             .env(UTILS_METRICS_ENV, super::UTILS_METRICS)
             .env(UTILS_MODELS_ENV, super::UTILS_MODELS)
             .env(FRAMES_ENV, super::FRAMES)

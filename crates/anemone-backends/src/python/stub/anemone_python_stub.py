@@ -367,6 +367,8 @@ def main():
         source = os.environ.pop("ANEMONE_PYTHON_UTILS")
         sys.modules["triton_python_backend_utils"] = pb_utils
         exec(compile(source, "triton_python_backend_utils.py", "exec"), pb_utils.__dict__)
+        config_source = os.environ.pop("ANEMONE_PYTHON_UTILS_CONFIG")
+        exec(compile(config_source, "triton_python_backend_config.py", "exec"), pb_utils.__dict__)
         metrics_source = os.environ.pop("ANEMONE_PYTHON_UTILS_METRICS")
         exec(compile(metrics_source, "triton_python_backend_metrics.py", "exec"), pb_utils.__dict__)
         models_source = os.environ.pop("ANEMONE_PYTHON_UTILS_MODELS")

@@ -1,6 +1,7 @@
 """The rest of anemone's `triton_python_backend_utils` (see
 triton_python_backend_utils.py, which this file follows in the same module:
-anemone's Python backend joins them): ModelConfig for a model's
+anemone's Python process runs it in that module's namespace, under its own
+file name for tracebacks): ModelConfig for a model's
 auto_complete_config, the config helpers (get_input_config_by_name,
 get_output_config_by_name, using_decoupled_model_transaction_policy), and
 Logger with its levels.
