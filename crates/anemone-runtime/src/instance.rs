@@ -279,9 +279,12 @@ impl ModelInstance {
         self.limiter.in_use()
     }
 
-    /// Requests waiting in its queue now (0 for a model without a queue).
+    /// Requests waiting now: in its queue, and (a sequence model's) for
+    /// their sequence's earlier requests to finish, as Triton counts
+    /// pending requests.
     pub fn queued(&self) -> usize {
-        self.queue.as_ref().map_or(0, ModelQueue::len)
+        let queue = self.queue.as_ref().map_or(0, ModelQueue::len);
+        queue + self.sequences.as_ref().map_or(0, |s| s.waiting())
     }
 
     /// Its metrics (shared with the instances it replaced on a fallback).

@@ -247,6 +247,9 @@ pub(crate) struct Sequences {
     lanes: usize,
     /// The instance the next sequence to start runs on (round robin).
     next_lane: AtomicUsize,
+    /// Requests waiting for their sequence's earlier requests to finish:
+    /// pending, as Triton counts a sequence batcher's backlog.
+    waiting: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -333,6 +336,7 @@ impl Sequences {
             clock: Instant::now(),
             lanes: 1,
             next_lane: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -347,6 +351,11 @@ impl Sequences {
     /// The settings.
     pub(crate) fn settings(&self) -> &SequenceSettings {
         &self.settings
+    }
+
+    /// Requests waiting for their sequence's earlier requests to finish.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sequences open now: started, not ended, and not idle for longer

@@ -6,12 +6,32 @@ use anemone_core::{Error, Result, Tensor};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// One request counted in [`super::Sequences::waiting`] while it lives
+/// (a request cancelled while it waits is uncounted too).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(counter: &'a std::sync::atomic::AtomicUsize) -> Waiting<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Entered {
     /// Waits for the sequence's earlier requests to finish. `outputs` are
     /// the outputs the request asked for by name.
     pub(crate) async fn turn(self, outputs: Option<&[String]>) -> Turn {
         let asked = self.asked(outputs);
-        let guard = Arc::clone(&self.sequence.turn).lock_owned().await;
+        let guard = {
+            let _waiting = Waiting::count(&self.sequences.waiting);
+            Arc::clone(&self.sequence.turn).lock_owned().await
+        };
         Turn {
             _guard: guard,
             entered: self,
@@ -22,7 +42,10 @@ impl Entered {
     /// Waits, on this thread, for the sequence's earlier requests to finish.
     pub(crate) fn turn_blocking(self, outputs: Option<&[String]>) -> Turn {
         let asked = self.asked(outputs);
-        let guard = Arc::clone(&self.sequence.turn).blocking_lock_owned();
+        let guard = {
+            let _waiting = Waiting::count(&self.sequences.waiting);
+            Arc::clone(&self.sequence.turn).blocking_lock_owned()
+        };
         Turn {
             _guard: guard,
             entered: self,
