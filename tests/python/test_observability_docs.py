@@ -486,8 +486,15 @@ def test_trace_file_clock_cache_hits_and_count(tmp_path):
         infer_ok(http, "add", [[1, 1, 1, 1]], [[2, 2, 2, 2]])
         windows.append((t0, time.monotonic_ns()))
         assert get(http, "/v2/trace/setting").json()["trace_count"] == "0"
+        # OBSERVABILITY.md: the traces are written when the count runs out
+        # (once its requests end), the later ones to FILE.0, as Triton's.
+        deadline = time.time() + 10
+        while not path.with_name(path.name + ".0").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        first, then = trace_file(path), trace_file(path.with_name(path.name + ".0"))
+        assert (len(first), len(then)) == (3, 1), (first, then)
         stop_serve(proc)
-    traces = trace_file(path)
+    traces = {**first, **then}
     assert len(traces) == 4, traces
     by_start = sorted(traces.values(), key=lambda t: dict(t[1])["REQUEST_START"])
     traced_requests = [0, 1, 2, 4]

@@ -303,8 +303,9 @@ impl LogControl for Logging {
             .filter(|f| !f.is_empty() && *f != self.file)
         {
             return Err(format!(
-                "log_file '{file}' cannot be set while serving: the log goes to {}, set at \
-                 start-up with --log-file (or redirect stderr)",
+                "log file location can not be updated through network protocol: log_file \
+                 '{file}' cannot be set while serving; the log goes to {}, set at start-up with \
+                 --log-file (or redirect stderr)",
                 match self.file.as_str() {
                     "" => "stderr".to_string(),
                     f => format!("'{f}'"),

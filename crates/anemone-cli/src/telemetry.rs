@@ -119,6 +119,8 @@ struct Plan {
     resources: Vec<(String, String)>,
     /// `--otlp-header`s, (name, value), checked.
     headers: Vec<(String, String)>,
+    /// Triton's `--trace-config opentelemetry,url=`, as given.
+    given_url: Option<String>,
     batch: crate::trace_config::BatchSettings,
     /// Triton's OpenTelemetry rule: a request with a sampled trace context
     /// is traced whatever the rate and the count.
@@ -245,6 +247,7 @@ impl TracingArgs {
             count,
             resources,
             headers,
+            given_url: triton.url.clone(),
             batch: triton.batch,
         })
     }
@@ -252,6 +255,7 @@ impl TracingArgs {
     /// The server's start-up trace settings.
     pub fn options(&self) -> anyhow::Result<TracingOptions> {
         let plan = self.checked_plan()?;
+        let shown = plan.follow_context.then(|| opentelemetry_shown(&plan));
         Ok(TracingOptions {
             endpoint: plan.endpoint.map(|(url, _)| url),
             level: plan.level,
@@ -262,8 +266,57 @@ impl TracingArgs {
                 Some((path, frequency)) => Some(trace_file(path, *frequency)?),
                 None => None,
             },
+            shown,
         })
     }
+}
+
+/// What Triton's OpenTelemetry mode shows in the trace settings beside
+/// the level, rate and count: the `url` as it was given (none when it was
+/// not) and the batch processor's settings, as they apply (given, else the
+/// OpenTelemetry environment's `OTEL_BSP_*`, else the SDK's defaults).
+fn opentelemetry_shown(plan: &Plan) -> Vec<(&'static str, String)> {
+    let env_or = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let batch = &plan.batch;
+    let mut shown: Vec<(&'static str, String)> = Vec::new();
+    if let Some(url) = &plan.given_url {
+        shown.push(("url", url.clone()));
+    }
+    shown.extend([
+        (
+            "bsp_max_export_batch_size",
+            batch
+                .max_export_batch_size
+                .map_or_else(
+                    || env_or("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+                    |n| n as u64,
+                )
+                .to_string(),
+        ),
+        (
+            "bsp_schedule_delay",
+            batch
+                .schedule_delay
+                .map_or_else(
+                    || env_or("OTEL_BSP_SCHEDULE_DELAY", 5000),
+                    |d| d.as_millis() as u64,
+                )
+                .to_string(),
+        ),
+        (
+            "bsp_max_queue_size",
+            batch
+                .max_queue_size
+                .map_or_else(|| env_or("OTEL_BSP_MAX_QUEUE_SIZE", 2048), |n| n as u64)
+                .to_string(),
+        ),
+    ]);
+    shown
 }
 
 /// The one trace file of the process (the layer writing it and the

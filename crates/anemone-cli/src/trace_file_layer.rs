@@ -54,7 +54,7 @@ impl Visit for Outcome {
     fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
 }
 
-/// Reads `model` and `version` off the request span.
+/// Reads `model`, `version` and `request_id` off the request span.
 struct Fields<'a>(&'a mut TraceRecord);
 
 impl Visit for Fields<'_> {
@@ -71,8 +71,10 @@ impl Visit for Fields<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "model" {
-            self.0.model = value.to_string();
+        match field.name() {
+            "model" => self.0.model = value.to_string(),
+            "request_id" => self.0.request_id = Some(value.to_string()),
+            _ => {}
         }
     }
 
@@ -124,11 +126,15 @@ where
                     id: self.file.next_id(),
                     model: String::new(),
                     version: None,
+                    request_id: None,
                     parent_id,
                     timestamps: vec![("REQUEST_START", monotonic_ns())],
                 };
                 attrs.record(&mut Fields(&mut record));
                 span.extensions_mut().insert(Open(record));
+                if span.name() == "infer" {
+                    self.file.begin();
+                }
             }
             "queue" => self.stamp(&span, &["QUEUE_START"]),
             "compute_infer" => self.stamp(&span, &["COMPUTE_START", "COMPUTE_INPUT_END"]),
@@ -166,11 +172,19 @@ where
                 // A request refused before it reached a model (a wrong
                 // shape, an unknown model) leaves no record, as in Triton:
                 // it failed with no stage begun.
-                if extensions.get_mut::<Failed>().is_some() && record.timestamps.len() == 1 {
-                    return;
+                let record = match extensions.get_mut::<Failed>().is_some()
+                    && record.timestamps.len() == 1
+                {
+                    true => None,
+                    false => {
+                        record.timestamps.push(("REQUEST_END", monotonic_ns()));
+                        Some(record)
+                    }
+                };
+                match span.name() {
+                    "infer" => self.file.end(record),
+                    _ => record.into_iter().for_each(|r| self.file.record(r)),
                 }
-                record.timestamps.push(("REQUEST_END", monotonic_ns()));
-                self.file.record(record);
             }
             _ => {}
         }

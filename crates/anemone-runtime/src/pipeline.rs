@@ -368,6 +368,7 @@ impl Manager {
         let trace = crate::trace::Trace::current();
         let input_span = trace.stage(crate::trace::Stage::ComputeInput);
         trace.record("version", instance.version());
+        trace.record_request_id(request.id.as_deref());
         let local = match instance.limiter.try_acquire() {
             Ok(p) => p,
             Err(e) => return Err(refuse(&instance, e)),

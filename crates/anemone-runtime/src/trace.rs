@@ -49,6 +49,7 @@ pub fn step_span(model: &str) -> Span {
         "ensemble_step",
         model = %model,
         version = Empty,
+        request_id = Empty,
         batch_size = Empty,
     )
 }
@@ -113,6 +114,14 @@ impl Trace {
     pub(crate) fn record(&self, field: &str, value: u64) {
         if let Some(span) = &self.request {
             span.record(field, value);
+        }
+    }
+
+    /// Records the request's own id (its `id` field), when it has one, as
+    /// the span's `request_id` (Triton's trace files carry it).
+    pub(crate) fn record_request_id(&self, id: Option<&str>) {
+        if let (Some(span), Some(id)) = (&self.request, id) {
+            span.record("request_id", id);
         }
     }
 

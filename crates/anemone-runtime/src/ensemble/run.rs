@@ -77,7 +77,9 @@ impl Manager {
     ) -> BoxFuture<'_, Result<InferResponse>> {
         Box::pin(async move {
             // The request span (when traced) names the version that served.
-            crate::trace::Trace::current().record("version", ensemble.spec.version);
+            let trace = crate::trace::Trace::current();
+            trace.record("version", ensemble.spec.version);
+            trace.record_request_id(request.id.as_deref());
             if ensemble.stream.is_some() {
                 return Err(record(
                     &ensemble,
@@ -134,7 +136,9 @@ impl Manager {
         ensemble: Arc<Ensemble>,
         request: InferRequest,
     ) -> Result<InferResponse> {
-        crate::trace::Trace::current().record("version", ensemble.spec.version);
+        let trace = crate::trace::Trace::current();
+        trace.record("version", ensemble.spec.version);
+        trace.record_request_id(request.id.as_deref());
         if ensemble.stream.is_some() {
             return Err(record(
                 &ensemble,

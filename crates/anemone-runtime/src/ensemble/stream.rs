@@ -119,7 +119,9 @@ impl Manager {
         ensemble: Arc<Ensemble>,
         request: InferRequest,
     ) -> Result<Responses> {
-        crate::trace::Trace::current().record("version", ensemble.spec.version);
+        let trace = crate::trace::Trace::current();
+        trace.record("version", ensemble.spec.version);
+        trace.record_request_id(request.id.as_deref());
         let run = match self.begin(&ensemble, request) {
             Ok(Begun::Run(run)) => run,
             Ok(Begun::Hit(response)) => return Ok(Responses::one(Ok(response))),

@@ -108,6 +108,7 @@ fn request_span(protocol: Protocol, model: &str, carrier: &dyn Extractor) -> Spa
         otel.kind = "server",
         model = %model,
         version = Empty,
+        request_id = Empty,
         protocol = protocol.name(),
         batch_size = Empty,
         status = Empty,

@@ -47,7 +47,8 @@ impl TraceLevel {
             match name.as_ref().trim().to_ascii_uppercase().as_str() {
                 "OFF" if names.len() == 1 => {}
                 "OFF" => return Err("trace level 'OFF' must be given alone".into()),
-                "TIMESTAMPS" => level.timestamps = true,
+                // MIN and MAX: Triton's older names, which 2.51 still takes.
+                "TIMESTAMPS" | "MIN" | "MAX" => level.timestamps = true,
                 "TENSORS" => level.tensors = true,
                 other => {
                     return Err(format!(
@@ -101,6 +102,11 @@ pub struct TracingOptions {
     /// there rather than exported; the settings show Triton's `triton`
     /// mode, `trace_file` and `log_frequency`. By default, none.
     pub trace_file: Option<std::sync::Arc<super::trace_file::TraceFile>>,
+    /// What the settings show after `trace_mode`, in place of `url` =
+    /// `endpoint`: Triton's OpenTelemetry mode shows the `url` as it was
+    /// given (none when it was not) and its batch processor's `bsp_*`
+    /// settings. By default, `None`: `url` shows `endpoint`.
+    pub shown: Option<Vec<(&'static str, String)>>,
 }
 
 impl Default for TracingOptions {
@@ -112,6 +118,7 @@ impl Default for TracingOptions {
             count: -1,
             follow_context: false,
             trace_file: None,
+            shown: None,
         }
     }
 }
@@ -148,6 +155,8 @@ pub type Update = (String, Option<Vec<String>>);
 #[derive(Debug)]
 pub struct TraceSettings {
     endpoint: Option<String>,
+    /// [`TracingOptions::shown`].
+    shown: Option<Vec<(&'static str, String)>>,
     /// [`TracingOptions::trace_file`].
     trace_file: Option<std::sync::Arc<super::trace_file::TraceFile>>,
     /// The start-up setting, which clearing a global field returns to.
@@ -190,6 +199,7 @@ impl TraceSettings {
         };
         let settings = TraceSettings {
             endpoint: options.endpoint.clone(),
+            shown: options.shown.clone(),
             trace_file: options.trace_file.clone(),
             initial,
             enabled: AtomicBool::new(true),
@@ -243,19 +253,35 @@ impl TraceSettings {
         }
         let mut models = lock(&self.models);
         let mut global = lock(&self.global);
-        let Some(own) = models.get_mut(model) else {
-            global.seen += 1;
-            let (seen, setting) = (global.seen, &mut global.setting);
-            return take(setting.level, setting.rate, &mut setting.count, seen);
+        let traced = match models.get_mut(model) {
+            None => {
+                global.seen += 1;
+                let (seen, setting) = (global.seen, &mut global.setting);
+                take(setting.level, setting.rate, &mut setting.count, seen)
+            }
+            Some(own) => {
+                own.seen += 1;
+                let level = own.level.unwrap_or(global.setting.level);
+                let rate = own.rate.unwrap_or(global.setting.rate);
+                let count = match &mut own.count {
+                    Some(count) => count,
+                    None => &mut global.setting.count,
+                };
+                take(level, rate, count, own.seen)
+            }
         };
-        own.seen += 1;
-        let level = own.level.unwrap_or(global.setting.level);
-        let rate = own.rate.unwrap_or(global.setting.rate);
-        let count = match &mut own.count {
-            Some(count) => count,
-            None => &mut global.setting.count,
-        };
-        take(level, rate, count, own.seen)
+        match traced {
+            Taken::Yes => true,
+            Taken::Last => {
+                // The file is written once this request (and the others
+                // running) end, as Triton writes it when the count reaches 0.
+                if let Some(file) = &self.trace_file {
+                    file.count_ran_out();
+                }
+                true
+            }
+            Taken::No => false,
+        }
     }
 
     /// Whether traces follow a client's context (Triton's OpenTelemetry
@@ -312,8 +338,9 @@ impl TraceSettings {
             ]),
             None => out.push(("trace_mode", vec!["opentelemetry".into()])),
         }
-        if let Some(url) = &self.endpoint {
-            out.push(("url", vec![url.clone()]));
+        match &self.shown {
+            Some(shown) => out.extend(shown.iter().map(|(k, v)| (*k, vec![v.clone()]))),
+            None => out.extend(self.endpoint.iter().map(|url| ("url", vec![url.clone()]))),
         }
         out
     }
@@ -412,6 +439,11 @@ impl TraceSettings {
             }
         }
         self.refresh();
+        // As Triton, whose traces under the settings replaced are written
+        // when they are.
+        if let Some(file) = &self.trace_file {
+            file.flush();
+        }
         Ok(())
     }
 
@@ -428,16 +460,27 @@ impl TraceSettings {
     }
 }
 
+/// Whether a request is traced by [`take`].
+enum Taken {
+    No,
+    Yes,
+    /// Yes, and it spent the last of the count.
+    Last,
+}
+
 /// Whether the `seen`-th request under a setting is traced; spends the count.
 /// Rate 0 takes none.
-fn take(level: TraceLevel, rate: u32, count: &mut i32, seen: u64) -> bool {
+fn take(level: TraceLevel, rate: u32, count: &mut i32, seen: u64) -> Taken {
     if !level.is_on() || *count == 0 || rate == 0 || !seen.is_multiple_of(u64::from(rate)) {
-        return false;
+        return Taken::No;
     }
     if *count > 0 {
         *count -= 1;
+        if *count == 0 {
+            return Taken::Last;
+        }
     }
-    true
+    Taken::Yes
 }
 
 /// A whole number setting, at least `min`, that fits its type.

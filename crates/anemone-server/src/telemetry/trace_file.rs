@@ -1,11 +1,13 @@
 //! Triton's trace files (`--trace-file`, `--trace-config triton,file=`):
 //! each traced request as Triton 2.51 writes it, a JSON array of one
-//! `{"id", "model_name", "model_version"}` object per request and one
+//! `{"id", "model_name", "model_version", "request_id"}` object per request and one
 //! `{"id", "timestamps": [{"name", "ns"}]}` object per timestamp, the
 //! times on the monotonic clock in nanoseconds, so Triton's own tools
 //! (`trace_summary.py`) read them. With a log frequency of N the traces
 //! go to `FILE.0`, `FILE.1`, ... every N traces (the rest at shutdown);
-//! with 0 (Triton's default) all of them go to `FILE` at shutdown.
+//! with 0 (Triton's default) they go to `FILE` at shutdown, or earlier when
+//! the trace settings change or the trace count runs out (then later ones
+//! to `FILE.0`, ...).
 //!
 //! `anemone serve` installs the layer that turns spans into
 //! [`TraceRecord`]s; this file only collects and writes them.
@@ -26,6 +28,9 @@ pub struct TraceRecord {
     /// The trace of the request it is a step of (an ensemble's), as
     /// Triton's `parent_id`.
     pub parent_id: Option<u64>,
+    /// The request's own id (its `id` field), when it has one, as
+    /// Triton's `request_id`.
+    pub request_id: Option<String>,
     /// Triton's timestamp names (`REQUEST_START`, `QUEUE_START`,
     /// `COMPUTE_START`, ...) and when, on [`monotonic_ns`]'s clock.
     pub timestamps: Vec<(&'static str, u64)>,
@@ -37,6 +42,14 @@ struct Pending {
     traces: Vec<TraceRecord>,
     /// The suffix of the next file with a log frequency (`FILE.<index>`).
     index: u32,
+    /// Whether `FILE` itself was written: later writes go to `FILE.<index>`,
+    /// so that none overwrites it.
+    wrote_file: bool,
+    /// Traced requests running now.
+    open: usize,
+    /// The trace count ran out: the traces are written once the requests
+    /// running now end.
+    ran_out: bool,
 }
 
 /// Where traced requests are written, and how often.
@@ -127,18 +140,54 @@ impl TraceFile {
         self.write_due();
     }
 
-    /// Writes what is left: to `FILE` without a log frequency, else to the
-    /// next `FILE.N` (nothing when no trace is left). Call at shutdown.
+    /// A traced request begins (its trace is recorded, or not, by
+    /// [`TraceFile::end`]).
+    pub fn begin(&self) {
+        self.lock().open += 1;
+    }
+
+    /// A traced request ends, with its trace unless it leaves none. After
+    /// the trace count ran out, the last one to end writes the traces, as
+    /// Triton writes them when its count reaches 0.
+    pub fn end(&self, trace: Option<TraceRecord>) {
+        let mut pending = self.lock();
+        pending.traces.extend(trace);
+        pending.open = pending.open.saturating_sub(1);
+        let due = pending.ran_out && pending.open == 0;
+        if due {
+            pending.ran_out = false;
+        }
+        drop(pending);
+        match due {
+            true => self.flush(),
+            false => self.write_due(),
+        }
+    }
+
+    /// The trace count ran out: the traces collected are written once the
+    /// traced requests running now (the last one counted among them) end.
+    pub fn count_ran_out(&self) {
+        self.lock().ran_out = true;
+    }
+
+    /// Writes what is left: to `FILE` without a log frequency (to the next
+    /// `FILE.N` once `FILE` was written), else to the next `FILE.N`;
+    /// nothing when no trace is left (with tracing off, as Triton's, no
+    /// file is written). Called at shutdown, when the settings change and
+    /// when the trace count runs out, as Triton writes its files.
     pub fn flush(&self) {
         let frequency = self.log_frequency();
         let mut pending = self.lock();
-        if pending.traces.is_empty() && frequency > 0 {
+        if pending.traces.is_empty() {
             return;
         }
         let traces = std::mem::take(&mut pending.traces);
-        let path = match frequency {
-            0 => self.path.clone(),
-            _ => self.numbered(&mut pending),
+        let path = match frequency == 0 && !pending.wrote_file {
+            true => {
+                pending.wrote_file = true;
+                self.path.clone()
+            }
+            false => self.numbered(&mut pending),
         };
         drop(pending);
         write(&path, &traces);
@@ -176,6 +225,9 @@ pub fn to_json(traces: &[TraceRecord]) -> serde_json::Value {
         let mut head = serde_json::json!({"id": t.id, "model_name": t.model});
         if let Some(v) = t.version {
             head["model_version"] = v.into();
+        }
+        if let Some(r) = &t.request_id {
+            head["request_id"] = r.clone().into();
         }
         if let Some(p) = t.parent_id {
             head["parent_id"] = p.into();
@@ -221,6 +273,7 @@ mod tests {
             model: model.into(),
             version: Some(1),
             parent_id: None,
+            request_id: None,
             timestamps: vec![("REQUEST_START", 10), ("REQUEST_END", 20)],
         }
     }
@@ -238,6 +291,7 @@ mod tests {
         file.record(TraceRecord {
             version: None,
             parent_id: Some(1),
+            request_id: Some("r-7".into()),
             ..trace(&file, "gone")
         });
         assert!(!path.exists(), "written before shutdown");
@@ -248,7 +302,7 @@ mod tests {
                 {"id": 1, "model_name": "add", "model_version": 1},
                 {"id": 1, "timestamps": [{"name": "REQUEST_START", "ns": 10}]},
                 {"id": 1, "timestamps": [{"name": "REQUEST_END", "ns": 20}]},
-                {"id": 2, "model_name": "gone", "parent_id": 1},
+                {"id": 2, "model_name": "gone", "request_id": "r-7", "parent_id": 1},
                 {"id": 2, "timestamps": [{"name": "REQUEST_START", "ns": 10}]},
                 {"id": 2, "timestamps": [{"name": "REQUEST_END", "ns": 20}]},
             ])
@@ -285,6 +339,33 @@ mod tests {
         file.set_log_frequency(1);
         assert_eq!(ids(&dir.join("t.json.3")), [6]);
         assert_eq!(ids(&dir.join("t.json.4")), [7]);
+    }
+
+    /// As Triton: nothing traced, no file; the count running out writes the
+    /// traces once the requests it counted end, and later traces go to
+    /// `FILE.0` rather than over `FILE`.
+    #[test]
+    fn the_count_running_out_writes_the_traces_and_nothing_is_no_file() {
+        let dir = crate::test_dir::TempDir::new("trace-file-count");
+        let path = dir.join("t.json");
+        let file = TraceFile::new(&path, 0).unwrap();
+        file.flush();
+        assert!(!path.exists(), "a file of no traces");
+        file.begin();
+        file.begin();
+        file.count_ran_out();
+        file.end(Some(trace(&file, "add")));
+        assert!(
+            !path.exists(),
+            "written before the last counted request ended"
+        );
+        file.end(None); // refused before it reached a model: no trace
+        assert_eq!(read(&path).as_array().unwrap().len(), 3);
+        file.begin();
+        file.end(Some(trace(&file, "add")));
+        file.flush();
+        assert_eq!(read(&path).as_array().unwrap().len(), 3);
+        assert_eq!(read(&dir.join("t.json.0")).as_array().unwrap().len(), 3);
     }
 
     #[test]
