@@ -340,6 +340,9 @@ impl ModelMetrics {
     #[inline]
     pub fn record_cache_miss(&self, spent: Duration) {
         self.cache_miss.add(spent);
+        if let Some(recent) = &self.recent {
+            recent.observe_cache_miss(spent);
+        }
     }
 
     /// Successful requests so far.

@@ -73,6 +73,8 @@ struct Windows {
     compute_input: Window,
     compute_infer: Window,
     compute_output: Window,
+    cache_hit: Window,
+    cache_miss: Window,
 }
 
 /// A model's recent durations, and the quantiles to report.
@@ -96,6 +98,12 @@ pub struct LatencySummaries {
     pub compute_infer: Vec<(f64, u64)>,
     /// Converting outputs.
     pub compute_output: Vec<(f64, u64)>,
+    /// Requests answered from the response cache (Triton's
+    /// `nv_cache_hit_summary_per_model`).
+    pub cache_hit: Vec<(f64, u64)>,
+    /// Response cache lookups that found nothing, with the storing after
+    /// (Triton's `nv_cache_miss_summary_per_model`).
+    pub cache_miss: Vec<(f64, u64)>,
 }
 
 impl Recent {
@@ -133,6 +141,12 @@ impl Recent {
         let mut w = self.lock();
         w.request.observe(at, total);
         w.queue.observe(at, queued);
+        w.cache_hit.observe(at, total);
+    }
+
+    /// A response cache lookup that found nothing, with the storing after.
+    pub fn observe_cache_miss(&self, spent: Duration) {
+        self.lock().cache_miss.observe(Instant::now(), spent);
     }
 
     /// The quantiles of the last [`WINDOW`].
@@ -146,6 +160,8 @@ impl Recent {
             compute_input: w.compute_input.quantiles(now, q),
             compute_infer: w.compute_infer.quantiles(now, q),
             compute_output: w.compute_output.quantiles(now, q),
+            cache_hit: w.cache_hit.quantiles(now, q),
+            cache_miss: w.cache_miss.quantiles(now, q),
         }
     }
 }

@@ -160,7 +160,7 @@ pub fn render_summaries(m: &MetricsSnapshot, out: &mut String) {
     use anemone_runtime::metrics::DurationStat;
     type Pick = fn(&anemone_runtime::ModelMetricsSnapshot) -> DurationStat;
     type Quantiles = fn(&LatencySummaries) -> &Vec<(f64, u64)>;
-    const FAMILIES: [(&str, &str, Pick, Quantiles); 5] = [
+    const FAMILIES: [(&str, &str, Pick, Quantiles); 7] = [
         (
             "nv_inference_request_summary_us",
             "Summary of inference request duration in microseconds (includes cached requests)",
@@ -191,14 +191,42 @@ pub fn render_summaries(m: &MetricsSnapshot, out: &mut String) {
             |m| m.compute_output,
             |s| &s.compute_output,
         ),
+        (
+            "nv_cache_hit_summary_per_model",
+            "Summary of cache hit counts/durations per model, in microseconds.",
+            |m| m.cache_hit,
+            |s| &s.cache_hit,
+        ),
+        (
+            "nv_cache_miss_summary_per_model",
+            "Summary of cache miss counts/durations per model, in microseconds.",
+            |m| m.cache_miss,
+            |s| &s.cache_miss,
+        ),
     ];
     if !m.models.iter().any(|e| e.metrics.summaries.is_some()) {
         return;
     }
     let mut f = Family { out };
-    for (name, help, pick, quantiles) in FAMILIES {
+    for (i, (name, help, pick, quantiles)) in FAMILIES.into_iter().enumerate() {
+        // The cache's two, as Triton's, for the models that use the cache.
+        let cache = i >= 5;
+        let uses_cache = |e: &&anemone_runtime::ModelMetricsEntry| {
+            e.metrics.cache_hit.count + e.metrics.cache_miss.count > 0
+        };
+        if cache
+            && !m
+                .models
+                .iter()
+                .any(|e| e.metrics.summaries.is_some() && uses_cache(&e))
+        {
+            continue;
+        }
         f.header(name, "summary", help);
-        for e in m.models.iter().filter(|e| e.metrics.summaries.is_some()) {
+        for e in (m.models.iter())
+            .filter(|e| e.metrics.summaries.is_some())
+            .filter(|e| !cache || uses_cache(e))
+        {
             let version = e.version.to_string();
             let labels = [("model", e.name.as_str()), ("version", version.as_str())];
             let stat = pick(&e.metrics);
