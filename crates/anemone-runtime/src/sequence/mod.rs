@@ -271,6 +271,8 @@ struct OpenSequence {
     /// on one model instance: a Python model may keep the sequence's state
     /// in itself.
     lane: usize,
+    /// Its END has been sent (a start after it is no conflict).
+    ending: std::sync::atomic::AtomicBool,
 }
 
 /// A request's admission into its sequence; dropping it (after the request
@@ -279,7 +281,8 @@ pub(crate) struct Entered {
     sequences: Arc<Sequences>,
     sequence: Arc<OpenSequence>,
     flags: SequenceFlags,
-    /// Whether this request opened the sequence (it was not open).
+    /// Whether this request opened the sequence (it was not open, or it
+    /// started it again).
     opened: bool,
     /// Set when the request was refused before it ran: it leaves the
     /// sequence as it was (see [`Turn::refused`]).
@@ -398,18 +401,32 @@ impl Sequences {
             Some(s) if !self.idle(s, now) => Some(Arc::clone(s)),
             _ => None,
         };
-        let opened = found.is_none();
+        let opened = found.is_none() || flags.start;
         let sequence = match found {
-            Some(s) => {
-                if flags.start {
+            // A start while the sequence is open (its END still running, or
+            // never sent): a new sequence under the id, with the initial
+            // state. It waits for the earlier one's requests (the same turn,
+            // on the same instance), and the earlier one's END, when it
+            // ends, closes only itself.
+            Some(s) if flags.start => {
+                if !s.ending.load(Ordering::Relaxed) {
                     tracing::warn!(
                         model = %self.model,
                         sequence = %flags.id,
                         "a sequence was started again before its end; the earlier one ends here"
                     );
                 }
-                s
+                let again = Arc::new(OpenSequence {
+                    turn: Arc::clone(&s.turn),
+                    last: AtomicU64::new(now),
+                    state: Mutex::new(None),
+                    lane: s.lane,
+                    ending: std::sync::atomic::AtomicBool::new(false),
+                });
+                open.by_id.insert(flags.id.clone(), Arc::clone(&again));
+                again
             }
+            Some(s) => s,
             None if !flags.start => {
                 open.by_id.remove(&flags.id);
                 return Err(invalid(format!(
@@ -441,12 +458,16 @@ impl Sequences {
                     last: AtomicU64::new(now),
                     state: Mutex::new(None),
                     lane: self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes,
+                    ending: std::sync::atomic::AtomicBool::new(false),
                 });
                 open.by_id.insert(flags.id.clone(), Arc::clone(&s));
                 s
             }
         };
         sequence.last.store(now, Ordering::Relaxed);
+        if flags.end {
+            sequence.ending.store(true, Ordering::Relaxed);
+        }
         Ok(Entered {
             sequences: Arc::clone(self),
             sequence,

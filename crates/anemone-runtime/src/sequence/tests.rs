@@ -175,6 +175,24 @@ fn a_sequence_opens_at_start_and_closes_at_end_or_when_idle() {
     drop(held);
 }
 
+/// A sequence started again while its END still runs (a client sending
+/// [start, end] then [start, mid, end] back to back on one stream): the
+/// END, when it ends, closes only the sequence it ended, and the new one's
+/// requests go on.
+#[test]
+fn a_start_right_after_an_end_is_not_closed_by_that_end() {
+    let s = Arc::new(Sequences::new("m", settings(Duration::from_secs(5)), &meta(), true).unwrap());
+    drop(s.enter(Some(&flags(4, true, false))).unwrap());
+    let ending = s.enter(Some(&flags(4, false, true))).unwrap();
+    let again = s.enter(Some(&flags(4, true, false))).unwrap();
+    drop(ending);
+    assert_eq!(s.open_count(), 1, "the new sequence stays open");
+    drop(again);
+    drop(s.enter(Some(&flags(4, false, false))).unwrap());
+    drop(s.enter(Some(&flags(4, false, true))).unwrap());
+    assert_eq!(s.open_count(), 0, "closed at its own end");
+}
+
 #[test]
 fn a_sequences_requests_take_turns() {
     let rt = tokio::runtime::Builder::new_current_thread()
