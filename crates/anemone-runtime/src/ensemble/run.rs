@@ -46,6 +46,9 @@ pub(super) struct Run {
     pub(super) parameters: Vec<(String, anemone_core::Parameter)>,
     /// The ensemble outputs asked for, in order.
     pub(super) wanted: Vec<String>,
+    /// For each step, whether an output asked for needs it: the others do
+    /// not run, as Triton prunes them.
+    pub(super) needed: Vec<bool>,
     /// The request's identifier, echoed, and passed to every step (as Triton does).
     pub(super) id: Option<String>,
     /// The response cache key and the time the lookup took, when the
@@ -92,8 +95,8 @@ impl Manager {
                 Ok(Begun::Hit(response)) => return Ok(response),
                 Err(e) => return Err(record(&ensemble, e, Instant::now())),
             };
-            let steps = ensemble.spec.steps.len();
-            let (mut started, mut done) = (vec![false; steps], vec![false; steps]);
+            let skipped: Vec<bool> = run.needed.iter().map(|n| !n).collect();
+            let (mut started, mut done) = (skipped.clone(), skipped);
             let mut running: FuturesUnordered<BoxFuture<'_, (usize, Result<InferResponse>)>> =
                 FuturesUnordered::new();
             loop {
@@ -152,6 +155,9 @@ impl Manager {
             Err(e) => return Err(record(&ensemble, e, Instant::now())),
         };
         for &i in &ensemble.plan.order {
+            if !run.needed[i] {
+                continue;
+            }
             let request = run
                 .request_for(i)
                 .map_err(|e| record(&ensemble, e, run.start))?;
@@ -241,6 +247,20 @@ impl Manager {
                 *n = n.saturating_sub(1);
             }
         }
+        // A streaming ensemble runs every step (each response of its
+        // decoupled step goes through the steps after it).
+        let needed = match ensemble.stream {
+            Some(_) => vec![true; ensemble.spec.steps.len()],
+            None => needed_steps(ensemble, &wanted),
+        };
+        // A step that does not run reads nothing either.
+        for (step, _) in (ensemble.spec.steps.iter().zip(&needed)).filter(|(_, n)| !**n) {
+            for (_, tensor) in &step.input_map {
+                if let Some(n) = readers.get_mut(tensor) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
         let tensors = meta
             .inputs
             .iter()
@@ -261,6 +281,7 @@ impl Manager {
             sequence: request.sequence,
             parameters: request.parameters,
             wanted,
+            needed,
             id: request.id,
             cache_key,
         }))
@@ -415,6 +436,23 @@ impl Run {
             }
         }
     }
+}
+
+/// For each step, whether one of the `wanted` ensemble outputs needs it:
+/// it produces one, or a tensor a needed step reads.
+fn needed_steps(ensemble: &Ensemble, wanted: &[String]) -> Vec<bool> {
+    let steps = &ensemble.spec.steps;
+    let mut needed = vec![false; steps.len()];
+    let mut tensors: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    while let Some(tensor) = tensors.pop() {
+        if let Some(Origin::Step { step, .. }) = ensemble.plan.origin.get(tensor) {
+            if !needed[*step] {
+                needed[*step] = true;
+                tensors.extend(steps[*step].input_map.iter().map(|(_, t)| t.as_str()));
+            }
+        }
+    }
+    needed
 }
 
 /// A failed step's error, naming the step and model. Its kind is the
