@@ -71,14 +71,19 @@ pub fn complete(
         }
         .to_string();
     }
-    // Triton's defaults, as it shows them (they change nothing here).
-    if cfg.optimization.is_none() && !super::is_ensemble(&cfg) {
+    // Triton's defaults, as it shows them (they change nothing here), also
+    // where the config gives other optimization fields.
+    if !super::is_ensemble(&cfg) {
         let pinned = || Some(PinnedMemoryBuffer { enable: true });
-        cfg.optimization = Some(ModelOptimizationPolicy {
-            input_pinned_memory: pinned(),
-            output_pinned_memory: pinned(),
-            ..Default::default()
-        });
+        let optimization = cfg
+            .optimization
+            .get_or_insert_with(ModelOptimizationPolicy::default);
+        if optimization.input_pinned_memory.is_none() {
+            optimization.input_pinned_memory = pinned();
+        }
+        if optimization.output_pinned_memory.is_none() {
+            optimization.output_pinned_memory = pinned();
+        }
     }
     if cfg.max_batch_size < 0 {
         return Err(format!(
