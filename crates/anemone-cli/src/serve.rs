@@ -587,6 +587,14 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 /// poll every model loads, so it is refused there, as Triton refuses it.
 fn check_load_models(args: &crate::repository_args::RepositoryArgs) -> anyhow::Result<()> {
     use anemone_server::ControlMode;
+    if args.load_models.iter().any(|m| m == "*") && args.load_models.len() > 1 {
+        return Err(crate::output::mistake(
+            "--load-model '*' loads every model, so it must be the only --load-model (as Triton's: \
+             \"Wildcard model name '*' must be the ONLY startup model if specified at all\"); \
+             give '*' alone, or name the models"
+                .into(),
+        ));
+    }
     if args.load_models.is_empty() || args.model_control_mode == ControlMode::Explicit {
         return Ok(());
     }

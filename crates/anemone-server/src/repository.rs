@@ -417,8 +417,8 @@ impl Repository {
                 Err(load_refusal(
                     retry_later,
                     format!(
-                    "failed to reload model '{name}' (the previous load keeps serving): {reason}"
-                ),
+                        "failed to load model '{name}' (the previous load keeps serving): {reason}"
+                    ),
                 ))
             }
             Err(LoadFailure {

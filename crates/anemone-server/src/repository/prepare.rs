@@ -177,6 +177,9 @@ pub fn prepare_model(
         else {
             continue;
         };
+        if paths::model_path_kind(root, &dir.join(version.to_string())) != Some(Kind::Directory) {
+            continue;
+        }
         version_dirs.push(version);
         if let Some(file) = model_file(root, &dir, version, file_name.as_deref())? {
             available.push((version, file));
@@ -208,8 +211,30 @@ pub fn prepare_model(
         }
     }
     let policy_config = config.clone().unwrap_or_default();
-    let numbers: Vec<u64> = available.iter().map(|(v, _)| *v).collect();
+    // The policy chooses among the version folders, as Triton's does: a
+    // chosen folder without a model file fails the load, rather than an
+    // older version serving in its place.
+    version_dirs.sort_unstable();
+    let numbers = match available.is_empty() {
+        true => Vec::new(),
+        false => version_dirs,
+    };
     let versions = model_config::versions_to_load(&policy_config, &numbers)?;
+    let empty: Vec<String> = versions
+        .iter()
+        .filter(|v| !available.iter().any(|(a, _)| a == *v))
+        .map(|v| format!("{v}/"))
+        .collect();
+    if !empty.is_empty() {
+        let file = file_name
+            .clone()
+            .unwrap_or_else(|| MODEL_FILES.join(" or "));
+        return Err(format!(
+            "the version policy chooses version folder(s) {} with no model file ({file}); put the \
+             model file there, or remove the folder",
+            empty.join(", ")
+        ));
+    }
     let files: Vec<(u64, PathBuf)> = available
         .into_iter()
         .filter(|(v, _)| versions.contains(v))
