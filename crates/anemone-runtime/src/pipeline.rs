@@ -106,12 +106,23 @@ impl Manager {
         let done = match bound {
             None => rx.await,
             Some(limit) => {
-                match tokio::time::timeout(limit.saturating_sub(start.elapsed()), rx).await {
-                    Ok(done) => done,
-                    Err(_) => {
+                let mut rx = rx;
+                let left = tokio::time::sleep(limit.saturating_sub(start.elapsed()));
+                tokio::select! {
+                    done = &mut rx => done,
+                    () = left => {
+                        // Settled before the receiver goes: a worker whose
+                        // answer then finds no one records nothing, so the
+                        // request counts once. An answer that came in the
+                        // meantime is the answer.
                         settled.store(true, std::sync::atomic::Ordering::Release);
-                        let e = record_failure(&instance, Error::Timeout(limit), start);
-                        return Err(e);
+                        match rx.try_recv() {
+                            Ok(done) => Ok(done),
+                            Err(_) => {
+                                let e = record_failure(&instance, Error::Timeout(limit), start);
+                                return Err(e);
+                            }
+                        }
                     }
                 }
             }
