@@ -374,7 +374,14 @@ impl Server {
                 .initial_stream_window_size(Some(GRPC_WINDOW_SIZE))
                 .initial_connection_window_size(Some(GRPC_WINDOW_SIZE))
                 .max_concurrent_streams(Some(options.limits.grpc_max_streams))
-                .http2_max_header_list_size(Some(HTTP2_HEADER_LIST_BYTES)),
+                .http2_max_header_list_size(Some(HTTP2_HEADER_LIST_BYTES))
+                // Calls a client cancels before the server took them (h2's
+                // rapid-reset guard, 20 by default, closed the connection
+                // with every call on it under a client cancelling fast): as
+                // many as the calls it may have open at once.
+                .http2_max_pending_accept_reset_streams(Some(
+                    options.limits.grpc_max_streams as usize,
+                )),
         );
         if let Some(config) = tls.grpc {
             grpc_builder = grpc_builder

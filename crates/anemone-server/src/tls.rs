@@ -275,12 +275,27 @@ impl TlsFiles {
                         self.cert.display()
                     ))
                 }
-                e => TlsError(format!(
-                    "{listener} TLS: cannot use the certificate {} ({cert_flag}) with the key {} \
-                 ({key_flag}): {e}",
-                    self.cert.display(),
-                    self.key.display()
-                )),
+                e => {
+                    // rustls takes X.509 version 3 certificates only; Triton's
+                    // QA recipe (`openssl x509 -req` without extensions)
+                    // makes version 1 ones.
+                    let v1 = e.to_string().contains("UnsupportedCertVersion");
+                    let fix = match v1 {
+                        true => {
+                            "; it is an X.509 version 1 certificate, and anemone's TLS takes \
+                             version 3 only: sign it again with extensions, e.g. `openssl x509 \
+                             -req ... -extfile <(printf 'subjectAltName=DNS:localhost')` \
+                             (docs/SECURITY.md)"
+                        }
+                        false => "",
+                    };
+                    TlsError(format!(
+                        "{listener} TLS: cannot use the certificate {} ({cert_flag}) with the \
+                         key {} ({key_flag}): {e}{fix}",
+                        self.cert.display(),
+                        self.key.display()
+                    ))
+                }
             })?;
         Ok(Pem {
             cert,
