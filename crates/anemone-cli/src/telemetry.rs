@@ -495,21 +495,24 @@ pub fn layer(args: &TracingArgs) -> anyhow::Result<Option<BoxedLayer>> {
     ))
 }
 
+/// `pair` as (KEY with its spaces trimmed, VALUE); `what` and `example` say
+/// in the refusal what was given and what it should look like.
+fn key_value<'a>(pair: &'a str, what: &str, example: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    pair.split_once('=')
+        .map(|(k, v)| (k.trim(), v))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{what} '{pair}': expected KEY=VALUE, e.g. {example}"))
+}
+
 /// Resource attributes (`--otlp-resource-attribute`, `--trace-config
 /// opentelemetry,resource=`) as (key, value), checked.
 fn resource_attributes(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     pairs
         .iter()
         .map(|pair| {
-            let (key, value) = pair
-                .split_once('=')
-                .filter(|(k, _)| !k.trim().is_empty())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "resource attribute '{pair}': expected KEY=VALUE, e.g. deployment.environment=staging"
-                    )
-                })?;
-            Ok((key.trim().to_string(), value.to_string()))
+            let (key, value) =
+                key_value(pair, "resource attribute", "deployment.environment=staging")?;
+            Ok((key.to_string(), value.to_string()))
         })
         .collect()
 }
@@ -520,15 +523,8 @@ fn otlp_headers(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     pairs
         .iter()
         .map(|pair| {
-            let (key, value) = pair
-                .split_once('=')
-                .filter(|(k, _)| !k.trim().is_empty())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--otlp-header '{pair}': expected KEY=VALUE, e.g. x-api-key=SECRET"
-                    )
-                })?;
-            let key = key.trim().to_ascii_lowercase();
+            let (key, value) = key_value(pair, "--otlp-header", "x-api-key=SECRET")?;
+            let key = key.to_ascii_lowercase();
             if hyper::header::HeaderName::from_bytes(key.as_bytes()).is_err() {
                 anyhow::bail!("--otlp-header '{key}': not a header name (letters, digits, '-')");
             }
