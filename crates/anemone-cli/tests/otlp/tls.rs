@@ -168,6 +168,13 @@ fn tls_flags_that_cannot_work_stop_the_server() {
             "not a header name",
         ),
     ] {
-        refused(&repo, &args, says, 1);
+        // A header that is not KEY=VALUE, or not a header, is a flag
+        // mistake (exit 2); the files are read when the exporter is built (1).
+        let status = if args.contains(&"--otlp-header") {
+            2
+        } else {
+            1
+        };
+        refused(&repo, &args, says, status);
     }
 }

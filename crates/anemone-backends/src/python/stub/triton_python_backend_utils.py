@@ -212,7 +212,7 @@ class Tensor:
         """A DLPack capsule of the tensor (host memory), for
         torch.utils.dlpack.from_dlpack and the like."""
         if self._array.dtype == np.object_:
-            raise TritonModelException(f"Tensor '{self._name}' holds strings, which DLPack cannot carry")
+            raise TritonModelException("DLPack does not have support for string tensors.")
         return np.ascontiguousarray(self._array).__dlpack__()
 
     def __dlpack__(self, stream=None):
@@ -308,18 +308,33 @@ class ResponseIterator:
     def __init__(self, pull, cancel):
         self._pull, self._cancel = pull, cancel
         self._done = self._cancelled = False
+        # Every response so far: once an iteration has ended, the next one
+        # goes over them again; one broken off goes on where it stopped, as
+        # Triton's iterator does.
+        self._seen = []
+        self._at = 0
+        self._ended = False
 
     def __iter__(self):
+        if self._ended:
+            self._at, self._ended = 0, False
         return self
 
     def __next__(self):
+        if self._at < len(self._seen):
+            self._at += 1
+            return self._seen[self._at - 1]
         if self._done:
+            self._ended = True
             raise StopIteration
         if self._cancelled:
             self._done = True
-            return InferenceResponse(error=TritonError("the request was cancelled", TritonError.CANCELLED))
-        response, last = self._pull()
-        self._done = last
+            response = InferenceResponse(error=TritonError("the request was cancelled", TritonError.CANCELLED))
+        else:
+            response, last = self._pull()
+            self._done = last
+        self._seen.append(response)
+        self._at += 1
         return response
 
     def cancel(self):
@@ -394,6 +409,13 @@ def _check_request_args(kwargs):
     them: a wrong type is a TypeError, an input that is not a Tensor a
     TritonModelException."""
     text = (str, bytes, bytearray)
+    # Required, as in Triton's binding (its keyword-only constructor).
+    missing = [k for k in ("model_name", "inputs", "requested_output_names") if k not in kwargs]
+    if missing:
+        raise TypeError(
+            "InferenceRequest() missing required argument(s): " + ", ".join(missing)
+            + "; give model_name=..., inputs=[...] and requested_output_names=[...]"
+        )
     kinds = {
         "model_name": text, "request_id": (str,), "correlation_id": (int, str), "model_version": (int,),
         "flags": (int,), "timeout": (int,), "parameters": (str, dict),
@@ -452,6 +474,13 @@ class InferenceRequest:
 
     def flags(self):
         return self._flags
+
+    def set_flags(self, flags):
+        """The request's sequence flags (TRITONSERVER_REQUEST_FLAG_SEQUENCE_START,
+        _END), as Triton's set_flags."""
+        if not isinstance(flags, int):
+            raise TypeError(f"set_flags() takes an int, not {type(flags).__name__}")
+        self._flags = flags
 
     def model_name(self):
         return self._model_name
