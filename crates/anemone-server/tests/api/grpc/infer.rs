@@ -75,7 +75,8 @@ async fn infer_with_raw_and_typed_contents() {
     assert_eq!(meta.shape, [1, 4]);
     assert_eq!(f32s(raw), diff[..4]);
 
-    // Outputs come in the order asked for.
+    // Outputs come in the model's order, whatever order they are asked in
+    // (as Triton answers them).
     let mut request = add_raw(&X[..4], &Y[..4]);
     request.outputs = ["diff", "sum"]
         .map(|n| InferRequestedOutputTensor {
@@ -89,7 +90,7 @@ async fn infer_with_raw_and_typed_contents() {
             .iter()
             .map(|o| o.name.as_str())
             .collect::<Vec<_>>(),
-        ["diff", "sum"]
+        ["sum", "diff"]
     );
 
     // A version that exists, and one that does not.

@@ -148,13 +148,13 @@ async fn binary_infer_over_real_tcp() {
             "model_version": "1",
             "id": "tcp",
             "outputs": [
-                {"name": "diff", "datatype": "FP32", "shape": [2, 4], "parameters": {"binary_data_size": 32}},
                 {"name": "sum", "datatype": "FP32", "shape": [2, 4], "parameters": {"binary_data_size": 32}},
+                {"name": "diff", "datatype": "FP32", "shape": [2, 4], "parameters": {"binary_data_size": 32}},
             ]
         })
     );
-    assert_eq!(f32s(&body[n..n + 32]), DIFF);
-    assert_eq!(f32s(&body[n + 32..]), SUM);
+    assert_eq!(f32s(&body[n..n + 32]), SUM);
+    assert_eq!(f32s(&body[n + 32..]), DIFF);
 
     // The same request arriving in pieces (the server joins them, placing
     // the binary part aligned): the same answer, for every way to cut it.
@@ -180,8 +180,8 @@ async fn binary_infer_over_real_tcp() {
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(f32s(&body[n..n + 32]), DIFF, "{cuts:?}");
-        assert_eq!(f32s(&body[n + 32..]), SUM, "{cuts:?}");
+        assert_eq!(f32s(&body[n..n + 32]), SUM, "{cuts:?}");
+        assert_eq!(f32s(&body[n + 32..]), DIFF, "{cuts:?}");
     }
 
     let (status, _, body) = exchange(
