@@ -967,8 +967,9 @@ def test_two_loads_of_one_model_while_its_files_change_both_succeed(explicit):
 
 def test_load_and_unload_storms_racing_with_inference(explicit):
     """test_concurrent_same_model_load_unload_stress (32 threads x 1024 in Triton; 6 x 8 here, 2 cores)
-    with clients inferring meanwhile (L0_model_update): every load and unload succeeds (Triton's test
-    tolerates three listed races), a request is answered right or refused as unknown or loading
+    with clients inferring meanwhile (L0_model_update): every load succeeds and every unload succeeds
+    or is refused because a load of the model runs (SERVING.md; Triton's test tolerates three listed
+    races), a request is answered right or refused as unknown or loading
     (404/503), never wrong; the server stays live and ready, and a final load serves."""
     m = "onnx_int8_int8_int8"
     g = clients(explicit)[1]
@@ -980,7 +981,11 @@ def test_load_and_unload_storms_racing_with_inference(explicit):
                 try:
                     op(m)
                 except InferenceServerException as ex:
-                    bad.append(ex.message())
+                    # SERVING.md: an unload while a load of the model runs is
+                    # refused, to be sent again (Triton's test tolerates its
+                    # own races the same way).
+                    if "is being loaded; unload it afterwards" not in ex.message():
+                        bad.append(ex.message())
 
     def infer():
         while not stop.is_set():
