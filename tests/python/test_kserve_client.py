@@ -726,7 +726,7 @@ def test_grpc_client_timeout(served):
 
     e, took, after = run(main())
     assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert e.details().startswith("timed out after"), e.details()
+    assert e.details().startswith("Request timeout expired: timed out after"), e.details()
     assert took < 1.4, took
     np.testing.assert_array_equal(outputs(after)["sum"], X + Y)
 

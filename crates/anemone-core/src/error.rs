@@ -164,7 +164,7 @@ pub enum Error {
 
     /// A deadline passed.
     #[error(
-        "timed out after {0:?}: the request's deadline passed first; give it longer (the `timeout` \
+        "Request timeout expired: timed out after {0:?}: the request's deadline passed first; give it longer (the `timeout` \
          parameter, the gRPC deadline, or the model's queue_policy default_timeout_microseconds), \
          or add instances if requests wait in the queue"
     )]
@@ -242,6 +242,45 @@ fn also_missing(others: &[String]) -> String {
             format!(", and {} too", names.join(", "))
         }
     }
+}
+
+/// The inputs a request gave, against the number a model takes: the
+/// words of Triton's refusal of a request without all its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InputCount {
+    /// The names of the inputs given, in the request's order.
+    pub given: Vec<String>,
+    /// How many inputs the model needs (those not optional).
+    pub required: usize,
+    /// How many inputs the model has.
+    pub total: usize,
+}
+
+/// Triton's sentence for a request that lacks `first` and `others`.
+fn input_count(count: &InputCount, model: &str, first: &str, others: &[String]) -> String {
+    let quoted = |names: &mut dyn Iterator<Item = &String>| {
+        let names: Vec<String> = names.map(|n| format!("'{n}'")).collect();
+        format!("[{}]", names.join(","))
+    };
+    let expected = match count.required == count.total {
+        true => format!("expected {} inputs", count.total),
+        false => format!(
+            "expected number of inputs between {} and {}",
+            count.required, count.total
+        ),
+    };
+    let first = first.to_string();
+    format!(
+        "{expected} but got {} inputs{}. Got input(s) {}, but missing required input(s) {}. \
+         Please provide all required input(s).",
+        count.given.len(),
+        match model.is_empty() {
+            true => String::new(),
+            false => format!(" for model '{model}'"),
+        },
+        quoted(&mut count.given.iter()),
+        quoted(&mut std::iter::once(&first).chain(others)),
+    )
 }
 
 fn loaded_hint(loaded: &[String]) -> String {
@@ -326,8 +365,16 @@ pub enum InputError {
         /// The model's input names.
         expected: Vec<String>,
     },
-    /// The request lacks an input the model needs (and maybe others).
-    #[error("missing input '{name}' ({} {shape}){}", .dtype.kserve_name(), also_missing(.others))]
+    /// The request lacks an input the model needs (and maybe others). The
+    /// message carries Triton's sentence too ("expected 2 inputs but got 1
+    /// inputs for model 'm'. Got input(s) ['x'], but missing required
+    /// input(s) ['y']. Please provide all required input(s).").
+    #[error(
+        "missing input '{name}' ({} {shape}){}: {}",
+        .dtype.kserve_name(),
+        also_missing(.others),
+        input_count(.count, .model, .name, .others)
+    )]
     Missing {
         /// The input's name.
         name: String,
@@ -337,6 +384,10 @@ pub enum InputError {
         shape: String,
         /// The other required inputs the request lacks, by name.
         others: Vec<String>,
+        /// What the request gave, against what the model takes.
+        count: InputCount,
+        /// The model's name, where known ([`InputError::for_model`]).
+        model: String,
     },
     /// The request lacks an input that the model's configuration marks
     /// optional (Triton's `optional: true`), but the engine has no default for
@@ -520,6 +571,29 @@ pub enum InputError {
 }
 
 impl InputError {
+    /// The error with the model's name where it names one (a missing
+    /// input's message says which model lacks it, as Triton's does).
+    pub fn for_model(self, model: &str) -> InputError {
+        match self {
+            InputError::Missing {
+                name,
+                dtype,
+                shape,
+                others,
+                count,
+                ..
+            } => InputError::Missing {
+                name,
+                dtype,
+                shape,
+                others,
+                count,
+                model: model.to_string(),
+            },
+            e => e,
+        }
+    }
+
     /// The input (or output) the error is about.
     pub fn name(&self) -> &str {
         match self {

@@ -41,7 +41,7 @@ pub use backend::{
 };
 pub use bytes::Bytes;
 pub use dtype::DataType;
-pub use error::{BoxError, Error, ErrorKind, InputError, Result};
+pub use error::{BoxError, Error, ErrorKind, InputCount, InputError, Result};
 pub use metadata::{Dim, ModelFormat, ModelMetadata, TensorSpec};
 pub use respond::{Responder, Response, ResponseSink};
 pub use tensor::{Element, Tensor, TensorData, TensorError};

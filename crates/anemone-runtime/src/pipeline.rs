@@ -407,7 +407,7 @@ impl Manager {
             });
         let (inputs, absent, mut outputs) = match checked {
             Ok(v) => v,
-            Err(e) => return Err(refuse(&instance, e.into())),
+            Err(e) => return Err(refuse(&instance, e.for_model(instance.name()).into())),
         };
         // A sequence model's state outputs are computed for every request.
         if let (Some(sequences), Some(wanted)) = (&instance.sequences, &mut outputs) {

@@ -1,6 +1,6 @@
 //! Checking a request's inputs against the model's declared inputs.
 
-use anemone_core::{Dim, InputError, ModelMetadata, Tensor, TensorSpec};
+use anemone_core::{Dim, InputCount, InputError, ModelMetadata, Tensor, TensorSpec};
 
 /// Checks `inputs` against `meta` and returns them in the model's input order.
 ///
@@ -12,7 +12,7 @@ pub fn order_inputs(
     meta: &ModelMetadata,
     inputs: Vec<(String, Tensor)>,
 ) -> Result<Vec<Tensor>, InputError> {
-    let slots = fill_slots(meta, inputs)?;
+    let slots = fill_slots(meta, inputs, &[])?;
     if slots.iter().any(Option::is_none) {
         return Err(missing(&meta.inputs, &slots, &[]));
     }
@@ -29,7 +29,7 @@ pub fn order_inputs_absent(
     inputs: Vec<(String, Tensor)>,
     optional: &[String],
 ) -> Result<(Vec<Tensor>, Vec<usize>), InputError> {
-    let slots = fill_slots(meta, inputs)?;
+    let slots = fill_slots(meta, inputs, optional)?;
     let needed = |(slot, spec): (&Option<Tensor>, &TensorSpec)| {
         slot.is_none() && !optional.contains(&spec.name)
     };
@@ -63,11 +63,22 @@ fn placeholder(spec: &TensorSpec) -> Tensor {
 /// The error naming every required input (not in `optional`) that has no
 /// slot filled, the first with its type and shape.
 fn missing(specs: &[TensorSpec], slots: &[Option<Tensor>], optional: &[String]) -> InputError {
-    let mut lacking = specs
+    let given = specs
         .iter()
         .zip(slots)
-        .filter(|(spec, slot)| slot.is_none() && !optional.contains(&spec.name))
-        .map(|(spec, _)| spec);
+        .filter(|(_, slot)| slot.is_some())
+        .map(|(spec, _)| spec.name.clone());
+    lacking(specs, given.collect(), optional)
+}
+
+/// The error naming every required input (not in `optional`) whose name is
+/// not among `given`, the first with its type and shape.
+fn lacking(specs: &[TensorSpec], given: Vec<String>, optional: &[String]) -> InputError {
+    let required = |spec: &&TensorSpec| !optional.contains(&spec.name);
+    let mut lacking = specs
+        .iter()
+        .filter(required)
+        .filter(|spec| !given.contains(&spec.name));
     let first = lacking
         .next()
         .expect("called with at least one input missing");
@@ -76,6 +87,12 @@ fn missing(specs: &[TensorSpec], slots: &[Option<Tensor>], optional: &[String]) 
         dtype: first.dtype,
         shape: first.shape_string(),
         others: lacking.map(|s| s.name.clone()).collect(),
+        count: InputCount {
+            given,
+            required: specs.iter().filter(required).count(),
+            total: specs.len(),
+        },
+        model: String::new(),
     }
 }
 
@@ -84,8 +101,18 @@ fn missing(specs: &[TensorSpec], slots: &[Option<Tensor>], optional: &[String]) 
 fn fill_slots(
     meta: &ModelMetadata,
     inputs: Vec<(String, Tensor)>,
+    optional: &[String],
 ) -> Result<Vec<Option<Tensor>>, InputError> {
     let specs = &meta.inputs;
+    // Fewer inputs than the model needs: refused before any is looked at,
+    // as Triton counts them first.
+    if inputs.len() < specs.len() {
+        let required = specs.iter().filter(|s| !optional.contains(&s.name)).count();
+        if inputs.len() < required {
+            let given = inputs.into_iter().map(|(name, _)| name).collect();
+            return Err(lacking(specs, given, optional));
+        }
+    }
     let mut slots: Vec<Option<Tensor>> = Vec::with_capacity(specs.len());
     slots.resize_with(specs.len(), || None);
     // (symbol, size, input index, axis) for each named dimension bound so far.
@@ -344,13 +371,26 @@ mod tests {
         let only_k: Vec<(String, Tensor)> = good().into_iter().filter(|(n, _)| n == "k").collect();
         let e = order_inputs(&meta(), only_k.clone()).unwrap_err();
         assert_eq!(
-            e.to_string(),
-            "missing input 'a' (FP32 [n, 3]), and 'b' too",
-            "{e}"
+            e.clone().for_model("m").to_string(),
+            "missing input 'a' (FP32 [n, 3]), and 'b' too: expected 3 inputs but got 1 inputs \
+             for model 'm'. Got input(s) ['k'], but missing required input(s) ['a','b']. \
+             Please provide all required input(s).",
         );
         let e = order_inputs_absent(&meta(), only_k, &["b".to_string()]).unwrap_err();
         assert!(
             matches!(&e, InputError::Missing { name, others, .. } if name == "a" && others.is_empty()),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains(": expected number of inputs between 2 and 3 but got 1 inputs. "),
+            "{e}"
+        );
+        // Fewer inputs than needed are refused before any is checked, as
+        // Triton counts them first: the wrong type of 'k' is not reached.
+        let e = order_inputs(&meta(), vec![("k".into(), Tensor::scalar(3f32))]).unwrap_err();
+        assert!(
+            matches!(&e, InputError::Missing { name, .. } if name == "a"),
             "{e}"
         );
     }
@@ -407,7 +447,8 @@ mod tests {
         let missing: Vec<_> = good().into_iter().filter(|(n, _)| n != "b").collect();
         assert_eq!(
             order_inputs(&m, missing).unwrap_err().to_string(),
-            "missing input 'b' (FP32 [n, -1])"
+            "missing input 'b' (FP32 [n, -1]): expected 3 inputs but got 2 inputs. Got input(s) \
+             ['k','a'], but missing required input(s) ['b']. Please provide all required input(s)."
         );
 
         let mut dtype = good();

@@ -191,7 +191,8 @@ impl Manager {
         // An optional input the request leaves out stays absent: the steps
         // it feeds get their requests without it.
         let (inputs, absent) =
-            order_inputs_absent(meta, request.inputs, &ensemble.spec.optional_inputs)?;
+            order_inputs_absent(meta, request.inputs, &ensemble.spec.optional_inputs)
+                .map_err(|e| e.for_model(name))?;
         let inputs = check_batch_given(ensemble.spec.max_batch_size, meta, inputs, &absent)?;
         let wanted: Vec<String> = match &outputs {
             Some(indices) => indices

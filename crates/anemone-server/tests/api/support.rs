@@ -318,6 +318,7 @@ pub fn error_text(body: &Value) -> String {
 /// Whether `message` is the timeout error for a deadline of `after`
 /// ("300ms"), with its advice on what to change.
 pub fn timed_out(message: &str, after: &str) -> bool {
-    message.starts_with(&format!("timed out after {after}: "))
-        && message.contains("the `timeout` parameter")
+    message.starts_with(&format!(
+        "Request timeout expired: timed out after {after}: "
+    )) && message.contains("the `timeout` parameter")
 }
