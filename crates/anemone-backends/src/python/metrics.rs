@@ -127,9 +127,13 @@ impl Channel {
     fn handle(&mut self, message: &Value) -> Option<Value> {
         let op = message["op"].as_str().unwrap_or_default();
         let Some(registry) = self.registry.clone() else {
-            return matches!(op, "family" | "metric" | "value").then(|| {
-                refused("this server keeps no custom metrics (the model runs outside `anemone serve`'s manager)")
-            });
+            return match op {
+                "family" | "metric" | "value" => Some(refused(
+                    "this server keeps no custom metrics (the model runs outside `anemone serve`'s manager)",
+                )),
+                "increment" | "set" | "observe" => Some(json!({"ok": true})),
+                _ => None,
+            };
         };
         match op {
             "family" => Some(self.family(&registry, message)),
@@ -151,10 +155,12 @@ impl Channel {
                     }
                     .map_err(|e| e.0)
                 });
-                if let Err(e) = done {
-                    tracing::warn!(model = %self.model, "model.py's metric {op} refused: {e}");
-                }
-                None
+                // Answered, as Triton's are, so that the model reading
+                // `/metrics` right after sees its update.
+                Some(match done {
+                    Ok(()) => json!({"ok": true}),
+                    Err(e) => refused(e),
+                })
             }
             "release" => {
                 // A series lives as long as its family (as in Triton): a
@@ -296,7 +302,7 @@ mod tests {
         let mut writer = theirs;
         let mut ask = |line: Value| {
             writeln!(writer, "{line}").unwrap();
-            if matches!(line["op"].as_str(), Some("family" | "metric" | "value")) {
+            if line["op"].as_str() != Some("release") {
                 let mut answer = String::new();
                 reader.read_line(&mut answer).unwrap();
                 serde_json::from_str::<Value>(&answer).unwrap()
@@ -307,8 +313,17 @@ mod tests {
         let f = ask(json!({"op": "family", "name": "t", "description": "d", "kind": "gauge"}));
         let m =
             ask(json!({"op": "metric", "family": f["id"], "labels": {"k": "v"}, "buckets": null}));
-        ask(json!({"op": "set", "metric": m["id"], "value": "2.5"}));
+        // Updates are answered, so that what the model reads next has them.
+        assert_eq!(
+            ask(json!({"op": "set", "metric": m["id"], "value": "2.5"})),
+            json!({"ok": true})
+        );
         ask(json!({"op": "increment", "metric": m["id"], "value": "-1"}));
+        let gone = ask(json!({"op": "set", "metric": 999, "value": "1"}));
+        assert!(
+            gone["error"].as_str().unwrap().contains("released"),
+            "{gone}"
+        );
         assert_eq!(
             ask(json!({"op": "value", "metric": m["id"]}))["value"],
             "1.5"

@@ -128,17 +128,24 @@ class Metric:
                 f"Failed to increment metric value: counter '{self._family._name}' only goes up; "
                 f"increment it by a value of 0 or more, not {text}"
             )
-        _metrics_channel().tell({"op": "increment", "metric": self._id, "value": text})
+        self._update("increment", text)
 
     def set(self, value):
         if self._family._kind is not MetricFamily.GAUGE:
             self._refuse("set", "a gauge")
-        _metrics_channel().tell({"op": "set", "metric": self._id, "value": _number(value, "set")})
+        self._update("set", _number(value, "set"))
 
     def observe(self, value):
         if self._family._kind is not MetricFamily.HISTOGRAM:
             self._refuse("observe", "a histogram")
-        _metrics_channel().tell({"op": "observe", "metric": self._id, "value": _number(value, "observe")})
+        self._update("observe", _number(value, "observe"))
+
+    def _update(self, operation, text):
+        """Sends the update and waits for anemone to have made it, as
+        Triton's does: the model reading /metrics next sees it."""
+        answer = _metrics_channel().ask({"op": operation, "metric": self._id, "value": text})
+        if not answer.get("ok"):
+            raise TritonModelException(f"Failed to {operation} metric value: {answer.get('error')}")
 
     def value(self):
         if self._family._kind is MetricFamily.HISTOGRAM:
