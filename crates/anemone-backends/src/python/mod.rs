@@ -88,6 +88,21 @@ pub fn environment_interpreter(env: &Path) -> Result<(PathBuf, PathBuf)> {
     env::interpreter(env)
 }
 
+/// Waits, at most `limit`, for every model process of this server to end
+/// (each runs its `finalize` when its model is dropped); whether they all
+/// did. A server exiting calls it once its models are unloaded, so that
+/// what `finalize` does (and logs) is not cut short.
+pub fn wait_for_finalize(limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while process::running() > 0 {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
+}
+
 /// The interpreter: [`PYTHON_ENV`] when set, else `python3`.
 pub fn interpreter() -> PathBuf {
     match std::env::var_os(PYTHON_ENV) {

@@ -132,6 +132,34 @@ pub(crate) struct Process {
     /// never reused, so that a late word about one request cannot reach
     /// another; `watch.rs`).
     next_key: u64,
+    /// Counts it among the [`running`] processes until it is dropped.
+    _counted: Counted,
+}
+
+/// Python processes started and not yet ended (finalized, or killed).
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many model processes run now: a server shutting down waits for
+/// their `finalize` ([`super::wait_for_finalize`]).
+pub(crate) fn running() -> usize {
+    RUNNING.load(Ordering::SeqCst)
+}
+
+/// One count of [`RUNNING`], taken when a process starts; dropped last of
+/// a [`Process`]'s fields, once [`Process`]'s own `drop` has reaped it.
+struct Counted;
+
+impl Counted {
+    fn new() -> Counted {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Counted
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How the process's frames are read.
@@ -266,6 +294,7 @@ impl Process {
             cancels,
             logging,
             next_key: 0,
+            _counted: Counted::new(),
         })
     }
 
