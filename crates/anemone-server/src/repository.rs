@@ -17,6 +17,7 @@ mod prepare;
 mod python;
 pub mod remote;
 mod startup;
+mod version_folders;
 mod warmup;
 
 pub use ensemble::ensemble_config;

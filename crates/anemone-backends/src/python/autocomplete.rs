@@ -48,14 +48,21 @@ pub fn auto_complete(
     if !reply.ok {
         return Err(Error::Backend {
             backend: NAME.into(),
-            message: format!(
-                "{}; fix model.py, or complete the config.pbtxt and start anemone with \
-                 --disable-auto-complete-config{}",
-                reply
+            message: {
+                let error = reply
                     .error
-                    .unwrap_or_else(|| "auto_complete_config failed".into()),
-                traceback_hint(model, reply.traceback.as_deref())
-            ),
+                    .unwrap_or_else(|| "auto_complete_config failed".into());
+                let advice = super::process::what_to_fix(
+                    &error,
+                    python,
+                    "fix model.py, or complete the config.pbtxt and start anemone with \
+                     --disable-auto-complete-config",
+                );
+                format!(
+                    "{error}; {advice}{}",
+                    traceback_hint(model, reply.traceback.as_deref())
+                )
+            },
             retryable: false,
             source: None,
         });

@@ -182,11 +182,14 @@ impl Process {
             (Reply { ok: true, .. }, _) => Ok(process),
             (reply, _) => Err(Error::Backend {
                 backend: NAME.into(),
-                message: format!(
-                    "{}; fix model.py{}",
-                    reply.error.unwrap_or_else(|| "initialize failed".into()),
-                    traceback_hint(&launch.model, reply.traceback.as_deref())
-                ),
+                message: {
+                    let error = reply.error.unwrap_or_else(|| "initialize failed".into());
+                    let advice = what_to_fix(&error, &launch.python, "fix model.py");
+                    format!(
+                        "{error}; {advice}{}",
+                        traceback_hint(&launch.model, reply.traceback.as_deref())
+                    )
+                },
                 retryable: false,
                 source: None,
             }),
@@ -536,6 +539,30 @@ impl Drop for Process {
             let _ = self.child().kill();
         }
         let _ = self.child().wait();
+    }
+}
+
+/// What to change after model.py failed with `error`: a module it imports
+/// is not installed where `python` looks (the model.py is fine), or else
+/// `otherwise`.
+pub(crate) fn what_to_fix(error: &str, python: &std::path::Path, otherwise: &str) -> String {
+    let missing = error
+        .split("No module named '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .filter(|module| !module.is_empty());
+    match missing {
+        Some(module) => {
+            let top = module.split('.').next().unwrap_or(module);
+            format!(
+                "install the package that provides '{top}' for the Python that runs this model \
+                 ({python}: `{python} -m pip install <package>`), or point `anemone serve \
+                 --python` (ANEMONE_PYTHON), or the model's EXECUTION_ENV_PATH, at an environment \
+                 that has it",
+                python = python.display()
+            )
+        }
+        None => otherwise.to_string(),
     }
 }
 

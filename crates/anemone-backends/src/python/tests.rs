@@ -486,3 +486,26 @@ fn a_models_error_code_is_tritons_class() {
         assert!(e.to_string().contains(&format!("code {code}")), "{e}");
     }
 }
+
+/// A model.py whose import fails for a module the interpreter lacks is told
+/// to install it there (the model.py is fine); another failure, to fix it.
+#[test]
+fn a_missing_module_is_to_be_installed_not_fixed_in_model_py() {
+    let python = std::path::Path::new("/opt/venv/bin/python");
+    let advice = super::process::what_to_fix(
+        "ModuleNotFoundError: No module named 'torch.utils'",
+        python,
+        "fix model.py",
+    );
+    assert!(
+        advice.contains("'torch'")
+            && advice.contains("/opt/venv/bin/python -m pip install")
+            && advice.contains("ANEMONE_PYTHON")
+            && !advice.contains("fix model.py"),
+        "{advice}"
+    );
+    assert_eq!(
+        super::process::what_to_fix("NameError: name 'x' is not defined", python, "fix model.py"),
+        "fix model.py"
+    );
+}

@@ -11,13 +11,17 @@ pub(super) fn check(dir: &Path, rules: &anemone_server::repository::ConfigRules)
     let real_root = dir.canonicalize().ok();
     let backends = anemone_backends::default_backends();
     let probes: Vec<Probe> = backends.iter().map(|b| b.probe()).collect();
-    anemone_server::repository::model_dirs(dir)
+    // Each ensemble's composing models, by its row.
+    let mut steps: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut rows: Vec<ModelRow> = anemone_server::repository::model_dirs(dir)
         .into_iter()
-        .map(|name| {
-            if let Some(row) = real_root
+        .enumerate()
+        .map(|(at, name)| {
+            if let Some((row, models)) = real_root
                 .as_deref()
                 .and_then(|root| ensemble_row(root, &name, rules))
             {
+                steps.push((at, models));
                 return row;
             }
             // The same preparation `serve` runs (config, model file, checks),
@@ -82,7 +86,46 @@ pub(super) fn check(dir: &Path, rules: &anemone_server::repository::ConfigRules)
             }
             row
         })
-        .collect()
+        .collect();
+    unrunnable_ensembles(&mut rows, &steps);
+    rows
+}
+
+/// An ensemble whose composing model cannot run (or is not in the
+/// repository) cannot run either, as `serve` leaves it UNAVAILABLE: its
+/// row says which, until nothing changes (ensembles of ensembles).
+fn unrunnable_ensembles(rows: &mut [ModelRow], steps: &[(usize, Vec<String>)]) {
+    loop {
+        let mut changed = false;
+        for (at, models) in steps {
+            if rows[*at].runnable_on.is_empty() {
+                continue;
+            }
+            let broken = models
+                .iter()
+                .find_map(|m| match rows.iter().find(|r| &r.name == m) {
+                    None => Some(format!(
+                        "composing model '{m}' is not in the model repository"
+                    )),
+                    Some(r) if r.runnable_on.is_empty() => Some(format!(
+                        "composing model '{m}' could not be loaded{}",
+                        r.not_here
+                            .first()
+                            .map(|(_, why)| format!(": {why}"))
+                            .unwrap_or_default()
+                    )),
+                    Some(_) => None,
+                });
+            if let Some(reason) = broken {
+                rows[*at].runnable_on.clear();
+                rows[*at].not_here.push(("repository".into(), reason));
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
 }
 
 /// Loads the model on `backend` (one thread, the model's settings) and
@@ -107,14 +150,15 @@ fn try_load(
     }
 }
 
-/// The row of an ensemble (`platform: "ensemble"`): runnable when its
-/// configuration reads (its graph is checked against the composing models
-/// when `serve` loads it), else the configuration's problem.
+/// The row of an ensemble (`platform: "ensemble"`), with its composing
+/// models: runnable when its configuration reads and (see
+/// [`unrunnable_ensembles`]) its composing models can run (its graph is
+/// checked against them when `serve` loads it), else the problem.
 fn ensemble_row(
     root: &std::path::Path,
     name: &str,
     rules: &anemone_server::repository::ConfigRules,
-) -> Option<ModelRow> {
+) -> Option<(ModelRow, Vec<String>)> {
     let config =
         anemone_server::repository::ensemble_config(root, name, rules.custom_name.as_deref())?;
     let mut row = ModelRow {
@@ -124,9 +168,13 @@ fn ensemble_row(
         runnable_on: Vec::new(),
         not_here: Vec::new(),
     };
+    let mut models = Vec::new();
     match anemone_server::model_config::ensemble_spec(&config, name, 1) {
-        Ok(_) => row.runnable_on.push("ensemble"),
+        Ok(spec) => {
+            row.runnable_on.push("ensemble");
+            models = spec.steps.into_iter().map(|s| s.model).collect();
+        }
         Err(reason) => row.not_here.push(("repository".into(), reason)),
     }
-    Some(row)
+    Some((row, models))
 }

@@ -64,6 +64,13 @@ pub(super) fn auto_complete(
     if read.is_err() || !anemone_backends::python::defines_auto_complete(&source) {
         return Ok(config);
     }
+    // What no auto-completion can make loadable is refused before model.py
+    // runs (its imports may need packages this machine lacks), as Triton
+    // checks instance groups before it loads the backend.
+    let refused = refused_before_model_py(&config, name);
+    if !refused.is_empty() {
+        return Err(refused.join("; "));
+    }
     let (python, lib) = match config.parameters.get(EXECUTION_ENV_PATH) {
         Some(env) => {
             let env = execution_env(root, dir, &env.string_value)?;
@@ -92,6 +99,32 @@ pub(super) fn auto_complete(
             format!("auto_complete_config gave a configuration that cannot be read: {e}")
         }),
     }
+}
+
+/// The refusals of `config` that do not depend on what its model.py's
+/// `auto_complete_config` adds: a `KIND_GPU` instance group without a GPU,
+/// and `sequence_batching.iterative_sequence`.
+fn refused_before_model_py(config: &ModelConfig, name: &str) -> Vec<String> {
+    let mut refused = Vec::new();
+    let mut groups = config.clone();
+    groups.name = name.to_string();
+    for (i, group) in groups.instance_group.iter_mut().enumerate() {
+        if group.name.is_empty() {
+            group.name = format!("{name}_{i}");
+        }
+    }
+    if let Err(e) = resolve_groups(&mut groups, gpus_visible()) {
+        refused.push(e);
+    }
+    use crate::proto::model_config::SchedulingChoice;
+    if matches!(&config.scheduling_choice, Some(SchedulingChoice::SequenceBatching(sb)) if sb.iterative_sequence)
+    {
+        refused.push(
+            "sequence_batching.iterative_sequence is not supported by anemone yet; remove it"
+                .into(),
+        );
+    }
+    refused
 }
 
 /// A Python model's instance groups as Triton hands them to `initialize`
