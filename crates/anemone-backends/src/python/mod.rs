@@ -51,6 +51,8 @@ pub(crate) const UTILS_CONFIG: &str = include_str!("stub/triton_python_backend_c
 pub(crate) const UTILS_METRICS: &str = include_str!("stub/triton_python_backend_metrics.py");
 /// The utilities' model loading API (`load_model`), run in their namespace.
 pub(crate) const UTILS_MODELS: &str = include_str!("stub/triton_python_backend_models.py");
+/// The utilities' response senders and iterator, run in their namespace.
+pub(crate) const UTILS_RESPONSES: &str = include_str!("stub/triton_python_backend_responses.py");
 /// The stub's frames (reading, writing, `Frames`, `Direct`), run in its namespace.
 pub(crate) const FRAMES: &str = include_str!("stub/anemone_stub_frames.py");
 /// The stub's requests to anemone (BLS, model loading), run in its namespace.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 /// The last lines of a process's standard error kept for error messages.
 const TAIL_LINES: usize = 20;
 
-/// The environment variables that carry the stub's, its frames', and the utilities' (and their metrics' and model loading API's)
+/// The environment variables that carry the stub's, its frames', and the utilities' (and their metrics', model loading API's and response senders')
 /// source to the interpreter (read and removed by [`BOOT`], so the model's
 /// own subprocesses do not inherit them).
 const STUB_ENV: &str = "ANEMONE_PYTHON_STUB";
@@ -28,6 +28,7 @@ const UTILS_ENV: &str = "ANEMONE_PYTHON_UTILS";
 const UTILS_CONFIG_ENV: &str = "ANEMONE_PYTHON_UTILS_CONFIG";
 const UTILS_METRICS_ENV: &str = "ANEMONE_PYTHON_UTILS_METRICS";
 const UTILS_MODELS_ENV: &str = "ANEMONE_PYTHON_UTILS_MODELS";
+const UTILS_RESPONSES_ENV: &str = "ANEMONE_PYTHON_UTILS_RESPONSES";
 const FRAMES_ENV: &str = "ANEMONE_PYTHON_FRAMES";
 const CALLS_ENV: &str = "ANEMONE_PYTHON_CALLS";
 
@@ -230,6 +231,7 @@ impl Process {
             .env(UTILS_CONFIG_ENV, super::UTILS_CONFIG)
             .env(UTILS_METRICS_ENV, super::UTILS_METRICS)
             .env(UTILS_MODELS_ENV, super::UTILS_MODELS)
+            .env(UTILS_RESPONSES_ENV, super::UTILS_RESPONSES)
             .env(FRAMES_ENV, super::FRAMES)
             .env(CALLS_ENV, super::CALLS)
             // get_model_dir(): the version's folder, as Triton's.

@@ -373,6 +373,8 @@ def main():
         exec(compile(metrics_source, "triton_python_backend_metrics.py", "exec"), pb_utils.__dict__)
         models_source = os.environ.pop("ANEMONE_PYTHON_UTILS_MODELS")
         exec(compile(models_source, "triton_python_backend_models.py", "exec"), pb_utils.__dict__)
+        responses_source = os.environ.pop("ANEMONE_PYTHON_UTILS_RESPONSES")
+        exec(compile(responses_source, "triton_python_backend_responses.py", "exec"), pb_utils.__dict__)
         metrics_fd = os.environ.pop("ANEMONE_PYTHON_METRICS_FD", None)
         if metrics_fd is not None:
             pb_utils._metrics = Metrics(int(metrics_fd))
