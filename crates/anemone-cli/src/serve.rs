@@ -436,6 +436,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .latency_summaries(crate::triton_flags::latency_summaries(&args.metrics_config));
     crate::backend_args::check_eviction(args.eviction, args.memory_budget)?;
     check_load_models(&args.repository)?;
+    warn_vertex_ai_mode(std::env::var("AIP_MODE").ok().as_deref());
     let backend_config =
         crate::backend_config::parse(&args.backend_config).map_err(crate::output::mistake)?;
     backend_config.warn();
@@ -581,6 +582,19 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     println!("anemone stopped");
     Ok(())
+}
+
+/// In a Vertex AI container (`AIP_MODE=PREDICTION`) Triton turns on
+/// `--allow-vertex-ai`; anemone has no Vertex AI endpoint, and says so
+/// rather than start as if nothing were asked.
+fn warn_vertex_ai_mode(aip_mode: Option<&str>) {
+    if aip_mode == Some("PREDICTION") {
+        tracing::warn!(
+            "AIP_MODE=PREDICTION: Triton would serve Vertex AI's routes here (its --allow-vertex-ai \
+             defaults to true then); anemone has no Vertex AI endpoint and serves KServe v2 on its own \
+             ports (--http-port, --grpc-port), not on AIP_HTTP_PORT"
+        );
+    }
 }
 
 /// `--load-model` chooses the models of explicit mode; in modes none and

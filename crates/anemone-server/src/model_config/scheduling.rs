@@ -160,7 +160,21 @@ pub fn scheduler_config(
     let levels = u32::try_from(triton_levels).unwrap_or(u32::MAX);
     let held = |level: u64| u32::try_from(level).unwrap_or(u32::MAX);
     let mut priority_policies = BTreeMap::new();
-    for (&level, policy) in &db.priority_queue_policy {
+    // Without priority_levels there is one level, and Triton reads no
+    // level's policy: they are ignored (said once per load), not refused.
+    if db.priority_levels == 0 && !db.priority_queue_policy.is_empty() {
+        tracing::warn!(
+            "dynamic_batching.priority_queue_policy (levels {}) is ignored: priority_levels is not set, \
+             so every request has the one level and its default_queue_policy, as in Triton; set \
+             priority_levels to use them",
+            db.priority_queue_policy.keys().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let levels_policies = db
+        .priority_queue_policy
+        .iter()
+        .filter(|_| db.priority_levels > 0);
+    for (&level, policy) in levels_policies {
         if level == 0 || level > triton_levels {
             return Err(format!(
                 "dynamic_batching.priority_queue_policy has level {level}, outside 1..={triton_levels} (priority_levels)"
@@ -303,6 +317,22 @@ mod tests {
         assert_eq!(b.preferred_batch_sizes, vec![4, 8]);
         assert_eq!(b.max_queue_delay, Duration::from_micros(500));
         assert!(!b.preserve_ordering);
+        // Policies of levels without priority_levels are ignored, as
+        // Triton ignores them (its QA's queue-times trial loads).
+        let ignored = parse(
+            "max_batch_size: 8 dynamic_batching { default_queue_policy { default_timeout_microseconds: 123 } \
+             priority_queue_policy { key: 1 value { default_timeout_microseconds: 5 } } \
+             priority_queue_policy { key: 2 value { default_timeout_microseconds: 5 } } }",
+        );
+        let q = scheduler_config(&ignored, &crate::model_config::no_state_files)
+            .unwrap()
+            .queue
+            .unwrap();
+        assert_eq!(q.priority_levels, 1);
+        assert_eq!(
+            q.policy(1).default_timeout,
+            Some(Duration::from_micros(123))
+        );
         let one = parse("max_batch_size: 2 dynamic_batching { preserve_ordering: true }");
         let one = scheduler_config(&one, &crate::model_config::no_state_files).unwrap();
         assert!(one.batching.unwrap().preserve_ordering);

@@ -132,7 +132,8 @@ pub(super) fn sequence_settings(
 /// of its `data_type` and `dims`, or the bytes of its `data_file`, the batch
 /// dimension of 1 in front when the model batches). A state whose `dims`
 /// hold -1 takes whatever shape the model's state output has; it starts
-/// from its `initial_state`'s dims.
+/// from its `initial_state`'s dims, or, without one, zeros with 1 for each
+/// -1 (as Triton's).
 fn implicit_state(
     s: &crate::proto::model_sequence_batching::State,
     at: &str,
@@ -175,7 +176,16 @@ fn implicit_state(
     // dims, as in Triton; a fixed one from its own.
     let varies = s.dims.contains(&-1);
     let initial_dims = initial.map(|i| i.dims.as_slice()).unwrap_or_default();
-    let dims: &[i64] = if varies {
+    // Without an initial_state, each -1 starts at 1 (zeros), as Triton's
+    // sequence state does.
+    let ones: Vec<i64> = s
+        .dims
+        .iter()
+        .map(|d| if *d == -1 { 1 } else { *d })
+        .collect();
+    let dims: &[i64] = if varies && initial.is_none() {
+        &ones
+    } else if varies {
         let fits = initial_dims.len() == s.dims.len()
             && initial_dims
                 .iter()
@@ -422,6 +432,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.states[0].initial.shape(), [1, 1, 4]);
+        // Without an initial_state, each -1 starts at 1, as in Triton.
+        let (s, _) = read(
+            "sequence_batching { state [ { input_name: \"h\" output_name: \"h_out\" \
+               data_type: TYPE_FP32 dims: [ -1, 3 ] } ] }",
+        )
+        .unwrap();
+        assert_eq!(s.states[0].initial.shape(), [1, 3]);
+        assert_eq!(s.states[0].initial.to_vec::<f32>().unwrap(), [0.0; 3]);
         // No batch dimension: no batching; no idle time: Triton's second.
         let (s, b) = read("sequence_batching { }").unwrap();
         assert_eq!(
@@ -436,10 +454,6 @@ mod tests {
             (
                 "sequence_batching { state [ { input_name: \"a\" } ] }",
                 "needs input_name and output_name",
-            ),
-            (
-                "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ -1 ] } ] }",
-                "vary (-1): give initial_state the dims",
             ),
             (
                 "sequence_batching { state [ { input_name: \"a\" output_name: \"b\" data_type: TYPE_FP32 dims: [ -1, 4 ] \
