@@ -51,6 +51,12 @@ pub fn parse_positive_bytes(text: &str) -> Result<u64, String> {
     }
 }
 
+/// [`parse_positive_bytes`] as a `usize` (`--max-request-bytes 80MiB`).
+pub fn parse_positive_byte_size(text: &str) -> Result<usize, String> {
+    let bytes = parse_positive_bytes(text)?;
+    usize::try_from(bytes).map_err(|_| hint(text, "too large"))
+}
+
 /// A count of at least 1 (`--max-concurrency`, `--workers`, `--threads`):
 /// 0 would refuse every request or run nothing, so it is refused up front.
 pub fn parse_positive(text: &str) -> Result<usize, String> {
@@ -75,6 +81,9 @@ mod tests {
     #[test]
     fn zero_is_refused_where_it_would_serve_nothing() {
         assert_eq!(parse_positive("3"), Ok(3));
+        assert_eq!(super::parse_positive_byte_size("80MiB"), Ok(80 << 20));
+        assert_eq!(super::parse_positive_byte_size("67108864"), Ok(64 << 20));
+        assert!(super::parse_positive_byte_size("0").is_err());
         assert!(parse_positive("0").unwrap_err().contains("at least 1"));
         assert!(parse_positive("-1").unwrap_err().contains("not a count"));
         assert_eq!(parse_positive_bytes("1KiB"), Ok(1024));

@@ -162,10 +162,10 @@ pub struct ServeArgs {
     )]
     pub http_body_timeout_secs: u64,
 
-    /// Largest request body (HTTP) or message (gRPC) in bytes; larger ones are refused
-    /// (HTTP 413, gRPC RESOURCE_EXHAUSTED).
+    /// Largest request body (HTTP) or message (gRPC), in bytes or with a unit (80MiB); larger
+    /// ones are refused (HTTP 413, gRPC RESOURCE_EXHAUSTED).
     #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_REQUEST_BYTES", default_value_t = 64 << 20,
-          value_parser = crate::bytes::parse_positive)]
+          value_parser = crate::bytes::parse_positive_byte_size)]
     pub max_request_bytes: usize,
 
     /// Requests in flight across all models; more are refused at once with 429.
