@@ -586,6 +586,75 @@ def test_stopping_the_server_lets_every_instance_finalize(tmp_path):
         assert text.rindex("final words done") < text.index("anemone stopped"), text[-2000:]
 
 
+PARAMS_CONFIG = """
+name: "with_parameters"
+backend: "python"
+max_batch_size: 4
+input [{ name: "IN" data_type: TYPE_FP32 dims: [ 2 ] }]
+output [{ name: "OUT" data_type: TYPE_FP32 dims: [ 2 ] }]
+dynamic_batching { max_queue_delay_microseconds: 1000 }
+response_cache { enable: true }
+"""
+
+WITH_PARAMETERS = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = r.inputs()[0].as_numpy()
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUT", x * 2)],
+                parameters={"rows": int(x.shape[0]), "doubled": True, "note": "x2", "id": r.request_id()}))
+        return out
+"""
+
+
+def test_a_python_models_response_parameters_reach_http_and_grpc_clients(tmp_path):
+    """`InferenceResponse(parameters={...})` (bool, int and str values, as
+    Triton's newer binding takes them) reaches the client: HTTP's JSON
+    `parameters` object (with binary outputs too) and gRPC's
+    `ModelInferResponse.parameters`, each request of a dynamic batch its own;
+    and the response cache does not answer a second request without them
+    (docs/SERVING.md, Python models)."""
+    import tritonclient.grpc as grpcclient
+
+    repo = tmp_path / "models"
+    python_repository(repo, models=[("with_parameters", PARAMS_CONFIG, WITH_PARAMETERS)])
+    proc, addresses = start_serve(repo, "--cache-config", "local,size=1048576")
+    try:
+        wait_ready(addresses["HTTP"])
+        x = np.array([[1.5, -2.0]], np.float32)
+        for attempt in range(2):
+            body = {"id": f"r{attempt}", "inputs": [{"name": "IN", "datatype": "FP32", "shape": [1, 2],
+                                                    "data": x.ravel().tolist()}]}
+            request = urllib.request.Request(f"http://{addresses['HTTP']}/v2/models/with_parameters/infer",
+                                             json.dumps(body).encode())
+            answer = json.load(urllib.request.urlopen(request, timeout=30))
+            assert answer["parameters"] == {"rows": 1, "doubled": True, "note": "x2", "id": f"r{attempt}"}, answer
+            np.testing.assert_allclose(answer["outputs"][0]["data"], (x * 2).ravel())
+        client = httpclient.InferenceServerClient(addresses["HTTP"])
+        inputs = [httpclient.InferInput("IN", [1, 2], "FP32")]
+        inputs[0].set_data_from_numpy(x, binary_data=True)
+        result = client.infer("with_parameters", inputs, request_id="bin",
+                              outputs=[httpclient.InferRequestedOutput("OUT", binary_data=True)])
+        assert result.get_response()["parameters"]["id"] == "bin"
+        np.testing.assert_allclose(result.as_numpy("OUT"), x * 2)
+        g = grpcclient.InferenceServerClient(addresses["gRPC"])
+        ginputs = [grpcclient.InferInput("IN", [1, 2], "FP32")]
+        ginputs[0].set_data_from_numpy(x)
+        with cf.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda i: g.infer("with_parameters", ginputs, request_id=f"g{i}"), range(8)))
+        for i, r in enumerate(results):
+            p = r.get_response().parameters
+            assert (p["id"].string_param, p["rows"].int64_param, p["doubled"].bool_param,
+                    p["note"].string_param) == (f"g{i}", 1, True, "x2")
+    finally:
+        stop_serve(proc)
+
+
 @pytest.mark.parametrize("protocol", [0, 1])
 def test_an_optional_input_may_be_left_out_and_the_model_sees_only_what_was_given(server, protocol):
     module, _ = clients(server[0])[protocol]

@@ -549,21 +549,17 @@ def _params(params, name="RESPONSE_PARAMETERS"):
     return {name: np.array([[json.dumps(params)]], dtype=object)}
 
 
-RESPONSE_PARAMS = defect("InferenceResponse(parameters=...) is checked, then dropped (a log warning), not sent "
-                         "(docs/FROM_TRITON.md; tritonserver 2.51 raises TypeError; the QA test, newer, wants "
-                         "them sent)")
-
-
 @newer_than_251
 class TestParameters:
     """parameters/test.sh (response parameters) is newer than tritonserver
     2.51, whose InferenceResponse takes no `parameters` (TypeError: these
     models answer INVALID_ARGUMENT). anemone checks them as Triton's newer
-    binding does (wrong types raise its words), then drops them with a log
-    warning: the client sees none (docs/FROM_TRITON.md, a known gap)."""
+    binding does (wrong types raise its words) and sends them to the client
+    (the response's bool, int64 and string parameters) and to a BLS caller
+    (`parameters()`), as the newer Triton does."""
 
     @pytest.mark.parametrize("params", [pytest.param({}, id="empty")] + [
-        pytest.param(p, id=i, marks=RESPONSE_PARAMS) for p, i in (
+        pytest.param(p, id=i) for p, i in (
             ({"many_elements": False}, "one_element"), ({"bool": True, "str": "Hello World!", "int": 1024}, "three"),
             ({"a": "1", "b": "2", "c": 3, "d": False, "e": 5, "f": ""}, "multi_element"))])
     def test_setting_response_parameters(self, params_server, params):
@@ -589,7 +585,7 @@ class TestParameters:
             infer(params_server, "response_parameters", **_params(params))
         assert "[StatusCode.INVALID_ARGUMENT] " in str(e.value) and message in str(e.value), str(e.value)
 
-    @pytest.mark.parametrize("kind", [pytest.param(k, marks=RESPONSE_PARAMS) for k in ("decoupled", "bls")])
+    @pytest.mark.parametrize("kind", ["decoupled", "bls"])
     def test_setting_response_parameters_streams(self, params_server, kind):
         """response_parameters_test.py `test_setting_response_parameters_decoupled`
         (two responses with parameters, then the final flag: each arrives

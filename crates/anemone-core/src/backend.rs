@@ -269,7 +269,7 @@ pub enum SequenceId {
 /// client's request. Blocking: called on the calling model's engine thread.
 pub trait ModelCaller: Send + Sync {
     /// Runs `request`.
-    fn call(&self, request: CallRequest) -> Result<Vec<(String, Tensor)>>;
+    fn call(&self, request: CallRequest) -> Result<CallAnswer>;
 
     /// Runs `request` on a model that may answer with any number of
     /// responses (a decoupled model), giving each to `each` as it comes,
@@ -319,11 +319,34 @@ fn no_repository(name: &str) -> crate::Error {
     }
 }
 
+/// The answer of a [`ModelCaller::call`]: its named outputs, and the
+/// parameters the model gave its response (a Python model's
+/// `InferenceResponse(parameters=...)`).
+#[derive(Debug, Default)]
+pub struct CallAnswer {
+    /// The outputs, by name.
+    pub outputs: Vec<(String, Tensor)>,
+    /// The response's parameters.
+    pub parameters: Vec<(String, Parameter)>,
+}
+
+/// One request's answer from an engine that answers each request on its
+/// own ([`LoadedModel::infer_each_answered`]): its outputs, in the order
+/// of [`LoadedModel::infer`]'s, and its response's parameters.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// The outputs.
+    pub outputs: Vec<Tensor>,
+    /// The response's parameters (a Python model's
+    /// `InferenceResponse(parameters=...)`), sent to the client.
+    pub parameters: Vec<(String, Parameter)>,
+}
+
 /// One response of a [`ModelCaller::call_stream`].
 #[derive(Debug)]
 pub struct CallResponse {
     /// The response's outputs, or its error; `None` for the final flag alone.
-    pub response: Option<Result<Vec<(String, Tensor)>>>,
+    pub response: Option<Result<CallAnswer>>,
     /// Whether it is the last.
     pub last: bool,
 }
@@ -466,6 +489,22 @@ pub trait LoadedModel: Send + Sync + 'static {
     /// each request.
     fn infer_each(&self, requests: &[RequestView<'_>]) -> Vec<Result<Vec<Tensor>>> {
         requests.iter().map(|r| self.infer(r.inputs)).collect()
+    }
+
+    /// [`LoadedModel::infer_each`] with each answer's response parameters,
+    /// for an engine whose model gives them (a Python model); the runtime
+    /// calls this one. The default gives [`LoadedModel::infer_each`]'s
+    /// answers with none.
+    fn infer_each_answered(&self, requests: &[RequestView<'_>]) -> Vec<Result<Answer>> {
+        self.infer_each(requests)
+            .into_iter()
+            .map(|answer| {
+                answer.map(|outputs| Answer {
+                    outputs,
+                    parameters: Vec::new(),
+                })
+            })
+            .collect()
     }
 
     /// Request input `ix` (validated, in the order of `metadata().inputs`)

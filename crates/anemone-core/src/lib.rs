@@ -35,9 +35,9 @@ pub mod tensor;
 pub mod thermal;
 
 pub use backend::{
-    stack_inputs, Backend, CallRequest, CallResponse, CallSequence, Caller, ClientGone,
-    LoadOptions, LoadedModel, ModelCaller, ModelSource, Parameter, Probe, RequestView, SequenceId,
-    Support, Tier, BATCHED_SETTING,
+    stack_inputs, Answer, Backend, CallAnswer, CallRequest, CallResponse, CallSequence, Caller,
+    ClientGone, LoadOptions, LoadedModel, ModelCaller, ModelSource, Parameter, Probe, RequestView,
+    SequenceId, Support, Tier, BATCHED_SETTING,
 };
 pub use bytes::Bytes;
 pub use dtype::DataType;

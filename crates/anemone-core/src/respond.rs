@@ -14,6 +14,9 @@ pub struct Response {
     /// Its outputs by name (any of the model's outputs, possibly none), or
     /// the model's error for the request.
     pub outputs: Result<Vec<(String, Tensor)>>,
+    /// The response's parameters (a Python model's
+    /// `InferenceResponse(parameters=...)`), sent to the client with it.
+    pub parameters: Vec<(String, crate::Parameter)>,
 }
 
 /// Where a decoupled model's responses to one request go: the runtime

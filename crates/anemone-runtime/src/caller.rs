@@ -4,8 +4,8 @@
 //! requests as a client would: admission, validation, queues, statistics.
 
 use crate::manager::{Inner, Manager};
-use crate::request::InferRequest;
-use anemone_core::{CallRequest, CallResponse, Caller, Error, ModelCaller, Result, Tensor};
+use crate::request::{InferRequest, InferResponse};
+use anemone_core::{CallAnswer, CallRequest, CallResponse, Caller, Error, ModelCaller, Result};
 use std::sync::{Arc, Weak};
 
 /// Calls through the manager while it lives (a weak reference: an engine
@@ -46,10 +46,18 @@ fn infer_request(request: CallRequest) -> InferRequest {
     }
 }
 
+/// A response as a caller's answer: its outputs and parameters.
+fn answer(response: InferResponse) -> CallAnswer {
+    CallAnswer {
+        outputs: response.outputs,
+        parameters: response.parameters,
+    }
+}
+
 impl ModelCaller for ManagerCaller {
-    fn call(&self, request: CallRequest) -> Result<Vec<(String, Tensor)>> {
+    fn call(&self, request: CallRequest) -> Result<CallAnswer> {
         let manager = self.manager(&request.model)?;
-        Ok(manager.infer_blocking(infer_request(request))?.outputs)
+        Ok(answer(manager.infer_blocking(infer_request(request))?))
     }
 
     /// Reads the responses on this thread; stopping drops them, which
@@ -70,7 +78,7 @@ impl ModelCaller for ManagerCaller {
         };
         while let Some(streamed) = responses.blocking_next() {
             let last = streamed.last;
-            let response = streamed.response.map(|r| r.map(|r| r.outputs));
+            let response = streamed.response.map(|r| r.map(answer));
             if !each(CallResponse { response, last }) || last {
                 return;
             }
@@ -109,7 +117,7 @@ impl ModelCaller for ManagerCaller {
 struct Unsupported;
 
 impl ModelCaller for Unsupported {
-    fn call(&self, request: CallRequest) -> Result<Vec<(String, Tensor)>> {
+    fn call(&self, request: CallRequest) -> Result<CallAnswer> {
         Err(Error::Internal(format!(
             "no call to '{}' here",
             request.model

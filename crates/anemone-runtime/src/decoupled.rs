@@ -152,7 +152,11 @@ impl Sink {
 
     /// A model's response as the caller gets it: the outputs asked for, in
     /// the order asked (those the response has).
-    fn response(&self, outputs: Vec<(String, anemone_core::Tensor)>) -> InferResponse {
+    fn response(
+        &self,
+        outputs: Vec<(String, anemone_core::Tensor)>,
+        parameters: Vec<(String, anemone_core::Parameter)>,
+    ) -> InferResponse {
         let outputs = match &self.wanted {
             None => outputs,
             Some(wanted) => {
@@ -172,6 +176,7 @@ impl Sink {
             backend: self.instance.backend(),
             id: self.id.clone(),
             outputs,
+            parameters,
             timings: Timings {
                 total: self.start.elapsed(),
                 ..Timings::default()
@@ -182,7 +187,10 @@ impl Sink {
 
 impl ResponseSink for Sink {
     fn send(&self, response: Option<Response>, last: bool) -> bool {
-        let response = response.map(|r| r.outputs.map(|outputs| self.response(outputs)));
+        let response = response.map(|r| {
+            let parameters = r.parameters;
+            r.outputs.map(|outputs| self.response(outputs, parameters))
+        });
         self.deliver(response, last)
     }
 

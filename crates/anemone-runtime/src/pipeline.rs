@@ -229,6 +229,7 @@ impl Manager {
                     backend: instance.backend(),
                     id: admitted.id,
                     outputs,
+                    parameters: Vec::new(),
                     timings: crate::Timings {
                         total,
                         ..Default::default()
@@ -248,8 +249,13 @@ impl Manager {
     ) -> Result<InferResponse> {
         if let (Some((key, looking)), Some(cache)) = (key, self.inner.cache.as_ref()) {
             let storing = Instant::now();
-            if let Ok(response) = &result {
-                cache.insert(key, &response.outputs);
+            // The cache keeps outputs only: a response with parameters is
+            // not kept (a hit would answer without them).
+            match &result {
+                Ok(response) if response.parameters.is_empty() => {
+                    cache.insert(key, &response.outputs)
+                }
+                _ => {}
             }
             instance
                 .metrics

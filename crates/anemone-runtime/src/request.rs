@@ -144,6 +144,9 @@ pub struct InferResponse {
     pub id: Option<String>,
     /// Named outputs, in the order asked for (or model order).
     pub outputs: Vec<(String, Tensor)>,
+    /// The response's parameters, as the model gave them (a Python
+    /// model's `InferenceResponse(parameters=...)`); most have none.
+    pub parameters: Vec<(String, anemone_core::Parameter)>,
     /// Where the time went.
     pub timings: Timings,
 }

@@ -188,6 +188,8 @@ pub struct InferResponse {
     pub id: Option<String>,
     /// Named outputs, in the order asked for.
     pub outputs: Vec<(String, Tensor)>,
+    /// The response's parameters, as the model gave them (most give none).
+    pub parameters: Vec<(String, anemone_core::Parameter)>,
     /// Which outputs were written into shared memory, and so are answered
     /// without data (one flag an output; empty when none were).
     pub in_shared_memory: Vec<bool>,

@@ -7,7 +7,8 @@
 use super::process::Launch;
 use super::wire::{self, Reply};
 use anemone_core::{
-    Bytes, CallRequest, CallResponse, CallSequence, Caller, Error, Result, SequenceId, Tensor,
+    Bytes, CallAnswer, CallRequest, CallResponse, CallSequence, Caller, Error, Result, SequenceId,
+    Tensor,
 };
 use std::collections::HashSet;
 use std::io::Write;
@@ -21,9 +22,12 @@ pub(crate) fn call(
     caller: Option<&Caller>,
     request: Reply,
     blobs: Bytes,
-) -> Result<Vec<(String, Tensor)>> {
+) -> Result<CallAnswer> {
     if let Some(action) = request.control.as_deref() {
-        return control(launch, caller, action, &request);
+        return control(launch, caller, action, &request).map(|outputs| CallAnswer {
+            outputs,
+            parameters: Vec::new(),
+        });
     }
     let (caller, request) = prepare(launch, caller, request, blobs)?;
     caller.0.call(request).map_err(|e| match e {

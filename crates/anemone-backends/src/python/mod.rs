@@ -324,7 +324,7 @@ impl PythonModel {
         if keys.is_some() && reply.ok {
             return Ok(requests
                 .iter()
-                .map(|_| Answer::Outputs(Vec::new()))
+                .map(|_| Answer::Outputs(Vec::new(), Vec::new()))
                 .collect());
         }
         if !reply.ok {
@@ -373,10 +373,10 @@ impl PythonModel {
     /// or the model's error. The model may leave any out, as Triton allows:
     /// one it left out stands as [`Tensor::absent`], which the answer
     /// drops. Leaving out one the request asked for (`wanted`; `None`: all)
-    /// is logged, once.
-    fn outputs_of(&self, answer: Answer, wanted: Option<&[usize]>) -> Result<Vec<Tensor>> {
-        let mut given = match answer {
-            Answer::Outputs(given) => given,
+    /// is logged, once. With the response's parameters.
+    fn outputs_of(&self, answer: Answer, wanted: Option<&[usize]>) -> Result<anemone_core::Answer> {
+        let (mut given, parameters) = match answer {
+            Answer::Outputs(given, parameters) => (given, parameters),
             Answer::Failed { message, code } => return Err(refusal(message, code)),
         };
         let mut out = Vec::with_capacity(self.meta.outputs.len());
@@ -413,7 +413,10 @@ impl PythonModel {
             }
             out.push(tensor);
         }
-        Ok(out)
+        Ok(anemone_core::Answer {
+            outputs: out,
+            parameters,
+        })
     }
 }
 
@@ -502,6 +505,7 @@ impl LoadedModel for PythonModel {
             answer.expect("one answer per request, checked in run"),
             None,
         )
+        .map(|answer| answer.outputs)
     }
 
     fn answers_each(&self) -> bool {
@@ -522,18 +526,31 @@ impl LoadedModel for PythonModel {
     /// list, one `InferenceRequest` each with its id and parameters, as
     /// Triton gives them; each gets its own answer, outputs or error.
     fn infer_each(&self, requests: &[RequestView<'_>]) -> Vec<Result<Vec<Tensor>>> {
+        self.infer_each_answered(requests)
+            .into_iter()
+            .map(|answer| answer.map(|a| a.outputs))
+            .collect()
+    }
+
+    /// [`LoadedModel::infer_each`], each answer with the parameters its
+    /// `InferenceResponse` carries.
+    fn infer_each_answered(
+        &self,
+        requests: &[RequestView<'_>],
+    ) -> Vec<Result<anemone_core::Answer>> {
         match self.run(requests) {
             // A decoupled model's outputs went through each request's responder.
-            Ok(answers) if self.launch.decoupled => {
-                answers.into_iter().map(|_| Ok(Vec::new())).collect()
-            }
+            Ok(answers) if self.launch.decoupled => answers
+                .into_iter()
+                .map(|_| Ok(anemone_core::Answer::default()))
+                .collect(),
             Ok(answers) => answers
                 .into_iter()
                 .zip(requests)
                 .map(|(a, r)| self.outputs_of(a, r.outputs))
                 .collect(),
             Err(e) => {
-                let mut answers: Vec<Result<Vec<Tensor>>> =
+                let mut answers: Vec<Result<anemone_core::Answer>> =
                     requests.iter().skip(1).map(|_| Err(copy_of(&e))).collect();
                 answers.insert(0, Err(e));
                 answers

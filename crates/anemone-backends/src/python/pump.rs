@@ -87,6 +87,7 @@ impl Pending {
         for responder in open {
             let response = Response {
                 outputs: Err(error()),
+                parameters: Vec::new(),
             };
             responder.send(Some(response), true);
         }
@@ -223,6 +224,7 @@ impl Routes {
         // A request that already ended (its call failed): nobody listens.
         let Some(responder) = responder else { return };
         let response = reply.response.map(|r| Response {
+            parameters: r.parameters(),
             outputs: match r.error {
                 Some(message) => Err(super::refusal(message, r.code.unwrap_or(1))),
                 None => wire::tensors(&r.outputs, blobs),
@@ -262,7 +264,7 @@ impl Routes {
 /// Answers the process's request number `call` to another model.
 fn answer_call(
     stdin: &Mutex<ChildStdin>,
-    answer: Result<Vec<(String, anemone_core::Tensor)>>,
+    answer: Result<anemone_core::CallAnswer>,
     call: Option<u64>,
 ) {
     write(stdin, wire::call_reply(answer, call));

@@ -6,7 +6,8 @@
 //! and bytes, Triton's serialization.
 
 use anemone_core::{
-    Bytes, DataType, Error, Parameter, RequestView, Result, SequenceId, Tensor, TensorData,
+    Bytes, CallAnswer, DataType, Error, Parameter, RequestView, Result, SequenceId, Tensor,
+    TensorData,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,19 @@ pub(crate) struct ResponseHeader {
     pub code: Option<i64>,
     #[serde(default)]
     pub outputs: Vec<TensorHeader>,
+    /// `InferenceResponse(parameters=...)`: bool, int and str values.
+    #[serde(default)]
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ResponseHeader {
+    /// The response's parameters, those of a type a parameter holds.
+    pub(crate) fn parameters(&self) -> Vec<(String, Parameter)> {
+        self.parameters
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), Parameter::from_json(v)?)))
+            .collect()
+    }
 }
 
 /// What the process answers to every frame, or a request of its own to
@@ -121,7 +135,7 @@ pub(crate) struct Reply {
 /// One request's answer: its outputs by name, or the model's error.
 #[derive(Debug)]
 pub(crate) enum Answer {
-    Outputs(Vec<(String, Tensor)>),
+    Outputs(Vec<(String, Tensor)>, Vec<(String, Parameter)>),
     Failed { message: String, code: i64 },
 }
 
@@ -342,10 +356,7 @@ pub(crate) fn tensors(headers: &[TensorHeader], mut blobs: Bytes) -> Result<Vec<
 /// The frame answering a request of the process to another model: the
 /// outputs, or the error with Triton's code for its kind; with the
 /// request's number when it had one (`call`).
-pub(crate) fn call_reply(
-    result: Result<Vec<(String, Tensor)>>,
-    call: Option<u64>,
-) -> Result<Vec<u8>> {
+pub(crate) fn call_reply(result: Result<CallAnswer>, call: Option<u64>) -> Result<Vec<u8>> {
     reply_frame(Some(result), call, false)
 }
 
@@ -353,7 +364,7 @@ pub(crate) fn call_reply(
 /// as [`call_reply`]'s answer (`None`: the final flag alone, no outputs),
 /// with `"more": true` on every response but the last.
 pub(crate) fn stream_reply(
-    response: Option<Result<Vec<(String, Tensor)>>>,
+    response: Option<Result<CallAnswer>>,
     call: u64,
     last: bool,
 ) -> Result<Vec<u8>> {
@@ -361,16 +372,24 @@ pub(crate) fn stream_reply(
 }
 
 fn reply_frame(
-    result: Option<Result<Vec<(String, Tensor)>>>,
+    result: Option<Result<CallAnswer>>,
     call: Option<u64>,
     more: bool,
 ) -> Result<Vec<u8>> {
-    match result.unwrap_or(Ok(Vec::new())) {
-        Ok(outputs) => {
+    match result.unwrap_or(Ok(CallAnswer::default())) {
+        Ok(CallAnswer {
+            outputs,
+            parameters,
+        }) => {
             let (headers, blobs): (Vec<TensorHeader>, Vec<Vec<u8>>) =
                 outputs.iter().map(|(n, t)| encode_tensor(n, t)).unzip();
-            let header =
-                serde_json::json!({ "ok": true, "outputs": headers, "call": call, "more": more });
+            let parameters: serde_json::Map<String, serde_json::Value> = parameters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect();
+            let header = serde_json::json!({
+                "ok": true, "outputs": headers, "parameters": parameters, "call": call, "more": more
+            });
             let blobs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
             frame(&header, &blobs)
         }
@@ -404,7 +423,11 @@ pub(crate) fn answers(reply: Reply, mut blobs: Bytes) -> Result<Vec<Answer>> {
         }
         let size: usize = response.outputs.iter().map(|h| h.byte_size).sum();
         let mine = blobs.split_to(size.min(blobs.len()));
-        out.push(Answer::Outputs(tensors(&response.outputs, mine)?));
+        let parameters = response.parameters();
+        out.push(Answer::Outputs(
+            tensors(&response.outputs, mine)?,
+            parameters,
+        ));
     }
     Ok(out)
 }
@@ -531,7 +554,7 @@ mod tests {
         let (reply, blobs) = split_body(body_of(&bytes)).unwrap();
         assert!(reply.ok);
         let answers = answers(reply, blobs).unwrap();
-        let Answer::Outputs(outputs) = &answers[0] else {
+        let Answer::Outputs(outputs, _) = &answers[0] else {
             panic!("{answers:?}")
         };
         assert_eq!(outputs[0].0, "y");

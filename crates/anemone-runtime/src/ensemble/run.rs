@@ -232,6 +232,7 @@ impl Manager {
                         backend: "ensemble",
                         id: request.id,
                         outputs,
+                        parameters: Vec::new(),
                         timings: Timings {
                             total,
                             ..Default::default()
@@ -343,6 +344,7 @@ impl Manager {
             backend: "ensemble",
             id: run.id,
             outputs,
+            parameters: Vec::new(),
             timings,
         })
     }

@@ -274,6 +274,7 @@ impl Manager {
             backend: "ensemble",
             id: run.id.clone(),
             outputs,
+            parameters: Vec::new(),
             timings,
         })
     }

@@ -8,7 +8,7 @@ use crate::instance::{Engine, ModelInstance};
 use crate::metrics::Timings;
 use crate::request::InferResponse;
 use crate::trace::Stage;
-use anemone_core::{Error, ErrorKind, RequestView, Result, Tensor};
+use anemone_core::{Answer, Error, ErrorKind, RequestView, Result, Tensor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -121,7 +121,8 @@ fn declared_outputs(
 }
 
 /// Runs requests on an engine that answers each on its own
-/// ([`anemone_core::LoadedModel::infer_each`]), one answer per request. A
+/// ([`anemone_core::LoadedModel::infer_each_answered`]), one answer per
+/// request, with its response's parameters. A
 /// panic fails every request of the call; an answer with the wrong number
 /// of outputs fails its request. Not retried: such an engine decides its
 /// answers itself.
@@ -129,16 +130,29 @@ fn run_each(
     instance: &ModelInstance,
     engine: &Engine,
     requests: &[RequestView<'_>],
-) -> Vec<Result<Vec<Tensor>>> {
+) -> Vec<Result<Answer>> {
     let model = &*engine.model;
     let failed = |error: &dyn Fn() -> Error| requests.iter().map(|_| Err(error())).collect();
-    match catch_unwind(AssertUnwindSafe(|| model.infer_each(requests))) {
+    match catch_unwind(AssertUnwindSafe(|| model.infer_each_answered(requests))) {
         // A decoupled model's outputs come through each request's
         // responder; its call answers with none.
         Ok(answers) if answers.len() == requests.len() && model.decoupled() => answers,
         Ok(answers) if answers.len() == requests.len() => answers
             .into_iter()
-            .map(|answer| answer.and_then(|all| declared_outputs(instance, model.backend(), all)))
+            .map(|answer| {
+                answer.and_then(
+                    |Answer {
+                         outputs,
+                         parameters,
+                     }| {
+                        let outputs = declared_outputs(instance, model.backend(), outputs)?;
+                        Ok(Answer {
+                            outputs,
+                            parameters,
+                        })
+                    },
+                )
+            })
             .collect(),
         Ok(answers) => failed(&|| {
             Error::Internal(format!(
@@ -232,7 +246,7 @@ pub(crate) fn execute_on(
     let busy = engine.claim();
     let infer_span = trace.stage(Stage::ComputeInfer);
     let result = match engine.model.answers_each() {
-        false => run_engine(&instance, engine, Call::One(&inputs), retry_policy),
+        false => run_engine(&instance, engine, Call::One(&inputs), retry_policy).map(unnamed),
         true => {
             let view = RequestView {
                 inputs: &inputs,
@@ -255,8 +269,8 @@ pub(crate) fn execute_on(
     engine.record(ran - picked);
     let _output_span = trace.stage(Stage::ComputeOutput);
     trace.record("batch_size", rows.unwrap_or(1) as u64);
-    let response = result.map(|all| {
-        let outputs = select(&instance, all, outputs);
+    let response = result.map(|answer| {
+        let outputs = select(&instance, answer.outputs, outputs);
         let total = start.elapsed();
         let timings = Timings {
             queue: picked - validated,
@@ -277,6 +291,7 @@ pub(crate) fn execute_on(
             backend: engine.model.backend(),
             id,
             outputs,
+            parameters: answer.parameters,
             timings,
         }
     });
@@ -375,7 +390,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
     engine.record(engine_time);
     let mut output_spans = stage(&jobs, Stage::ComputeOutput).into_iter();
     // One answer per job: the engine's own, or its rows of the outputs.
-    let answers: Option<Vec<Result<Vec<Tensor>>>> = match outcome {
+    let answers: Option<Vec<Result<Answer>>> = match outcome {
         Outcome::Each(answers) => Some(answers),
         Outcome::Stacked(result) => result.ok().and_then(|all| {
             all.iter()
@@ -427,12 +442,13 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
                 .saturating_sub(admitted.validated + gathered + queue + engine_time),
             total,
         };
-        let response = answer.map(|all| InferResponse {
+        let response = answer.map(|answer| InferResponse {
             model: instance.name().to_string(),
             version: instance.version(),
             backend: engine.model.backend(),
             id: admitted.id,
-            outputs: select(&instance, all, admitted.outputs),
+            outputs: select(&instance, answer.outputs, admitted.outputs),
+            parameters: answer.parameters,
             timings,
         });
         drop(admitted.permits);
@@ -452,24 +468,34 @@ enum Gathered<'a> {
 /// What the engine call of a batch gave.
 enum Outcome {
     /// An answer per request (an engine that answers each on its own).
-    Each(Vec<Result<Vec<Tensor>>>),
+    Each(Vec<Result<Answer>>),
     /// The requests' outputs stacked, or the call's error.
     Stacked(Result<Vec<Tensor>>),
 }
 
 /// Outputs split per job (`split[o][j]`: output `o`'s rows of job `j`)
 /// turned into each job's outputs (`[j][o]`).
-fn per_job(split: Vec<Vec<Tensor>>, jobs: usize) -> Vec<Result<Vec<Tensor>>> {
+fn per_job(split: Vec<Vec<Tensor>>, jobs: usize) -> Vec<Result<Answer>> {
     let mut pieces: Vec<std::vec::IntoIter<Tensor>> =
         split.into_iter().map(Vec::into_iter).collect();
     (0..jobs)
         .map(|_| {
-            Ok(pieces
-                .iter_mut()
-                .map(|p| p.next().expect("one piece per job; this is a bug"))
-                .collect())
+            Ok(unnamed(
+                pieces
+                    .iter_mut()
+                    .map(|p| p.next().expect("one piece per job; this is a bug"))
+                    .collect(),
+            ))
         })
         .collect()
+}
+
+/// An engine's outputs as an answer without parameters.
+fn unnamed(outputs: Vec<Tensor>) -> Answer {
+    Answer {
+        outputs,
+        parameters: Vec::new(),
+    }
 }
 
 /// The message of a caught panic.

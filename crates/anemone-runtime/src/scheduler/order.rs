@@ -185,6 +185,7 @@ mod tests {
             backend: "test",
             id: Some(id.into()),
             outputs: Vec::new(),
+            parameters: Vec::new(),
             timings: Default::default(),
         })
     }

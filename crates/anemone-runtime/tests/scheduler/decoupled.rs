@@ -104,6 +104,7 @@ impl LoadedModel for StreamsModel {
 fn respond(responder: &Responder, values: &[f32], mode: &str, seen: &Seen) {
     std::thread::sleep(Duration::from_millis(20));
     let one = |k: usize| Response {
+        parameters: Vec::new(),
         outputs: Ok(vec![
             (
                 "y".into(),

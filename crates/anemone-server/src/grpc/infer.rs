@@ -397,9 +397,26 @@ pub(super) fn encode(response: v2::InferResponse) -> ModelInferResponse {
         model_name: response.model,
         model_version: response.version,
         id: response.id.unwrap_or_default(),
-        parameters: HashMap::new(),
+        parameters: (response.parameters.into_iter())
+            .map(|(k, v)| (k, infer_parameter(v)))
+            .collect(),
         outputs,
         raw_output_contents: raw,
+    }
+}
+
+/// A response's parameter as gRPC's `InferParameter`.
+fn infer_parameter(value: anemone_core::Parameter) -> InferParameter {
+    use anemone_core::Parameter;
+    let choice = match value {
+        Parameter::Bool(b) => ParameterChoice::BoolParam(b),
+        Parameter::Int(i) => ParameterChoice::Int64Param(i),
+        Parameter::Uint(u) => ParameterChoice::Uint64Param(u),
+        Parameter::Double(d) => ParameterChoice::DoubleParam(d),
+        Parameter::String(s) => ParameterChoice::StringParam(s),
+    };
+    InferParameter {
+        parameter_choice: Some(choice),
     }
 }
 

@@ -369,6 +369,9 @@ struct ResponseHeader<'a> {
     model_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
+    /// The response's parameters (a Python model's), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<serde_json::Map<String, serde_json::Value>>,
     outputs: Vec<OutputJson<'a>>,
 }
 
@@ -399,6 +402,11 @@ pub fn encode(
         model_version: &response.version,
         // An empty id is left out, as Triton leaves it.
         id: response.id.as_deref().filter(|id| !id.is_empty()),
+        parameters: (!response.parameters.is_empty()).then(|| {
+            (response.parameters.iter())
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect()
+        }),
         outputs: response
             .outputs
             .iter()

@@ -138,6 +138,7 @@ impl AppState {
             // The runtime hands the request's id back.
             id: response.id,
             outputs,
+            parameters: response.parameters,
             in_shared_memory,
         })
     }

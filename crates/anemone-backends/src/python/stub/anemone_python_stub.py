@@ -173,7 +173,8 @@ class Sequence:
 
 
 def encode_response(pb_utils, np, response, blobs):
-    """A response's header ({"error", "code", "outputs"}); its tensors' bytes go to blobs."""
+    """A response's header ({"error", "code", "outputs", "parameters"}); its
+    tensors' bytes go to blobs."""
     if response.has_error():
         err = response.error()
         return {"error": err.message(), "code": err.code(), "outputs": []}
@@ -182,7 +183,11 @@ def encode_response(pb_utils, np, response, blobs):
         spec_, blob = encode_tensor(pb_utils, np, tensor)
         outputs.append(spec_)
         blobs.append(blob)
-    return {"error": None, "outputs": outputs}
+    header = {"error": None, "outputs": outputs}
+    parameters = response._parameters
+    if parameters:
+        header["parameters"] = json.loads(parameters) if isinstance(parameters, str) else parameters
+    return header
 
 
 def response_emitter(pb_utils, np, proto_out):

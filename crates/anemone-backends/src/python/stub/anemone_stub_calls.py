@@ -24,7 +24,7 @@ def bls_sender(pb_utils, np, channel):
             size = t["byte_size"]
             outputs.append(pb_utils.Tensor(t["name"], decode_tensor(pb_utils, np, t, data[offset:offset + size])))
             offset += size
-        return pb_utils.InferenceResponse(outputs)
+        return pb_utils.InferenceResponse(outputs, parameters=header.get("parameters") or None)
 
     def send(request, decoupled=False):
         headers, blobs = [], []

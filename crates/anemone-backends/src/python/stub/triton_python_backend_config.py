@@ -101,7 +101,6 @@ class ModelConfig:
             policy["decoupled"] = wanted
 
 
-# Whether this process has warned that response parameters are dropped.
 
 
 def get_input_config_by_name(model_config, name):

@@ -414,9 +414,6 @@ class PreferredMemory:
         self.preferred_device_id = preferred_device_id
 
 
-_PARAMETERS_WARNED = False
-
-
 def _check_response_parameters(parameters):
     """A response's parameters as Triton's binding checks them: None, or a
     dict of str keys to bool, int or str values."""
@@ -437,7 +434,6 @@ class InferenceResponse:
     """The answer to one request: its output tensors, or an error."""
 
     def __init__(self, output_tensors=_UNSET, error=None, parameters=None):
-        global _PARAMETERS_WARNED
         # As Triton's binding: output_tensors=None is a TypeError, a None in
         # it a TritonModelException.
         if output_tensors is None:
@@ -449,12 +445,6 @@ class InferenceResponse:
             error = TritonError(str(error))
         self._error = error
         _check_response_parameters(parameters)
-        if parameters and not _PARAMETERS_WARNED:
-            _PARAMETERS_WARNED = True
-            Logger.log_warn(
-                "InferenceResponse(parameters=...): anemone does not send a response's parameters "
-                "to the client yet (tritonserver 2.51 refuses them); they are dropped"
-            )
         self._parameters = parameters
 
     def parameters(self):
