@@ -100,8 +100,7 @@ BLS_CASES = [c for n in ("test_bls_wrong_inputs", "test_zero_length_io", "test_b
     _kinds("test_response_iterator", [True]) + \
     [c for n in ("test_bls_wrong_inputs_message", "test_bls_execute_error_message", "test_timeout_message")
      for c in _kinds(n)] + \
-    _kinds("test_multiprocess", [False], reason="BLS from forked processes (multiprocessing.Pool) breaks the "
-                                                "model's channel: 'the Python process sent a bad frame', or a hang")
+    _kinds("test_multiprocess", [False])
 
 
 class TestBls:

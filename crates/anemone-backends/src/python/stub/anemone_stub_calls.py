@@ -4,6 +4,7 @@ loading), over the process's frames. Run in anemone_python_stub.py's
 namespace (it execs this file from ANEMONE_PYTHON_CALLS), whose
 decode_tensor, encode_tensor and write_frame it uses."""
 import json
+import os
 
 
 def bls_sender(pb_utils, np, channel):
@@ -26,7 +27,13 @@ def bls_sender(pb_utils, np, channel):
             offset += size
         return pb_utils.InferenceResponse(outputs, parameters=header.get("parameters") or None)
 
+    owner = os.getpid()
+
     def send(request, decoupled=False):
+        if os.getpid() != owner:
+            # A process the model forked (multiprocessing): its parent, the
+            # model's process, sends the request for it.
+            return _forked_call(pb_utils, np, request, decoupled)
         headers, blobs = [], []
         for tensor in request.inputs():
             spec, blob = encode_tensor(pb_utils, np, tensor)
@@ -49,7 +56,147 @@ def bls_sender(pb_utils, np, channel):
             raise pb_utils.TritonModelException("anemone stopped while a request to another model was running")
         return answer(header, data)
 
+    _ForkProxy.install(pb_utils, send)
     return send
+
+
+class _ForkProxy:
+    """BLS from processes the model forks (`multiprocessing.Pool` in
+    execute, as Triton's QA test_multiprocess does). A forked process
+    shares the model process's channel to anemone, which it must not write
+    to; instead it sends its request over a Unix socket to a thread of the
+    model's process, which sends it to anemone as the model's own and
+    answers with the response (pickled: names, numpy arrays, the error).
+    The socket is made before the first fork (os.register_at_fork)."""
+
+    path = None
+    send = None
+    pb_utils = None
+
+    @classmethod
+    def install(cls, pb_utils, send):
+        cls.send, cls.pb_utils = send, pb_utils
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=cls._listen)
+
+    @classmethod
+    def _listen(cls):
+        import socket
+        import tempfile
+        import threading
+
+        if cls.path is not None:
+            return
+        folder = tempfile.mkdtemp(prefix="anemone-bls-")
+        path = os.path.join(folder, "fork.sock")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(64)
+        cls.path = path
+
+        def accept():
+            while True:
+                connection, _ = server.accept()
+                threading.Thread(target=cls._serve, args=(connection,), daemon=True).start()
+
+        threading.Thread(target=accept, name="anemone-bls-forks", daemon=True).start()
+
+        import atexit
+        import shutil
+
+        atexit.register(shutil.rmtree, folder, True)
+
+    @classmethod
+    def _serve(cls, connection):
+        import pickle
+
+        pb_utils = cls.pb_utils
+        with connection:
+            while True:
+                asked = _receive(connection)
+                if asked is None:
+                    return
+                try:
+                    request = pb_utils.InferenceRequest(
+                        model_name=asked["model_name"], model_version=asked["model_version"],
+                        inputs=[pb_utils.Tensor(n, a) for n, a in asked["inputs"]],
+                        requested_output_names=asked["requested_output_names"], timeout=asked["timeout"],
+                        parameters=asked["parameters"], correlation_id=asked["correlation_id"],
+                        flags=asked["flags"])
+                    response = cls.send(request)
+                    if response.has_error():
+                        answer = {"error": response.error().message(), "code": response.error().code()}
+                    else:
+                        answer = {"outputs": [(t.name(), t.as_numpy()) for t in response.output_tensors()],
+                                  "parameters": json.loads(response.parameters())}
+                except Exception as e:  # the forked process raises it
+                    answer = {"raise": f"{type(e).__name__}: {e}"}
+                _send_pickled(connection, pickle.dumps(answer))
+
+
+_FORKED = {"pid": None, "socket": None}
+
+
+def _forked_call(pb_utils, np, request, decoupled):
+    """A forked process's BLS request, sent through its parent (_ForkProxy)."""
+    import pickle
+    import socket
+
+    if decoupled:
+        raise pb_utils.TritonModelException(
+            "exec(decoupled=True) is not supported from a process the model forked (nor in Triton); "
+            "call it from the model's own process"
+        )
+    if _ForkProxy.path is None:
+        raise pb_utils.TritonModelException("this process was not forked from the model's process; BLS is "
+                                            "available there and in processes it forks")
+    if _FORKED["pid"] != os.getpid():
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(_ForkProxy.path)
+        _FORKED.update(pid=os.getpid(), socket=connection)
+    connection = _FORKED["socket"]
+    asked = {
+        "model_name": request.model_name(), "model_version": request._model_version,
+        "inputs": [(t.name(), t.as_numpy()) for t in request.inputs()],
+        "requested_output_names": request.requested_output_names(), "timeout": request._timeout,
+        "parameters": request.parameters(), "correlation_id": request.correlation_id(),
+        "flags": int(request.flags()),
+    }
+    _send_pickled(connection, pickle.dumps(asked))
+    answer = _receive(connection)
+    if answer is None:
+        raise pb_utils.TritonModelException("the model's process closed the channel of this forked process")
+    if "raise" in answer:
+        raise pb_utils.TritonModelException(answer["raise"])
+    if "error" in answer:
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(answer["error"], answer["code"]))
+    return pb_utils.InferenceResponse([pb_utils.Tensor(n, a) for n, a in answer["outputs"]],
+                                      parameters=answer["parameters"] or None)
+
+
+def _send_pickled(connection, data):
+    connection.sendall(len(data).to_bytes(8, "little") + data)
+
+
+def _receive(connection):
+    """One length-prefixed pickled message, or None at the end."""
+    import pickle
+
+    def exactly(n):
+        chunks = []
+        while n:
+            chunk = connection.recv(min(n, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    size = exactly(8)
+    if size is None:
+        return None
+    data = exactly(int.from_bytes(size, "little"))
+    return None if data is None else pickle.loads(data)
 
 
 def _correlation_id(pb_utils, value):
