@@ -53,8 +53,9 @@ import tritonclient.http as httpclient
 from serve_support import ROOT, start_serve, stop_serve, wait_ready
 from tritonclient.utils import InferenceServerException
 
-# Python stand-ins for Triton's custom backends (custom_zero_1_float32, repeat_int32 and
-# repeat_int32_non_decoupled, busy_op), the sequence model's config, and crashing_client.py.
+# Python stand-ins for Triton's custom backends (custom_zero_1_float32, repeat_int32, whose
+# copy without the decoupled policy is repeat_int32_non_decoupled, busy_op), the sequence
+# model's config, and crashing_client.py.
 FIXTURES = ROOT / "tests/python/fixtures/triton_qa_transport"
 
 
@@ -101,8 +102,14 @@ def write_repository(repo, python=True):
            h.make_node("Add", ["k", "INPUT"], ["OUTPUT"]), h.make_node("Identity", ["OUTPUT"], ["OUTPUT_STATE"])],
           [vi(n, i32, [None, 1]) for n in ("INPUT", "INPUT_STATE", "START", "READY")],
           [vi(n, i32, [None, 1]) for n in ("OUTPUT", "OUTPUT_STATE")], None)
-    for name in ("custom_zero_1_float32", "repeat_int32", "repeat_int32_non_decoupled", "busy_op"):
+    for name in ("custom_zero_1_float32", "repeat_int32", "busy_op"):
         shutil.copytree(FIXTURES / name, repo / name)
+    # The same model without the decoupled transaction policy.
+    shutil.copytree(FIXTURES / "repeat_int32", repo / "repeat_int32_non_decoupled")
+    config = repo / "repeat_int32_non_decoupled/config.pbtxt"
+    text = config.read_text().replace('name: "repeat_int32"', 'name: "repeat_int32_non_decoupled"')
+    config.write_text(text.replace("model_transaction_policy { decoupled: true }\n", ""))
+    assert "model_transaction_policy" not in config.read_text()
     return repo
 
 
