@@ -253,10 +253,13 @@ SPECS = {
     # scheduling
     "zinst": ("slow", Q + "dynamic_batching { }\ninstance_group [ { count: 3 kind: KIND_CPU } ]\n"),
     "rows": ("add", "max_batch_size: 4\n" + IO_ADD + "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"),
+    # A delay well past the blocker's run (one or two seconds idle, up to
+    # about six on a machine loaded three times over), so that the rows
+    # queued behind it are still within their delay when it ends.
     "pref": ("slow", "max_batch_size: 32\n" + IO_SLOW
-             + "dynamic_batching { preferred_batch_size: [ 16, 32 ] max_queue_delay_microseconds: 4000000 }\n"),
+             + "dynamic_batching { preferred_batch_size: [ 16, 32 ] max_queue_delay_microseconds: 10000000 }\n"),
     "pref2": ("slow", "max_batch_size: 32\n" + IO_SLOW
-              + "dynamic_batching { preferred_batch_size: [ 2 ] max_queue_delay_microseconds: 4000000 }\n"),
+              + "dynamic_batching { preferred_batch_size: [ 2 ] max_queue_delay_microseconds: 10000000 }\n"),
     "var": ("var", "max_batch_size: 8\n" + IO_VAR + ORT + "dynamic_batching { max_queue_delay_microseconds: 1500000 }\n"),
     "gather": ("gather", "max_batch_size: 8\n" + IO_GATHER + ORT
                + "dynamic_batching { max_queue_delay_microseconds: 1500000 }\n"),
