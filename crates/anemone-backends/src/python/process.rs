@@ -573,7 +573,7 @@ pub(crate) fn traceback_hint(model: &str, traceback: Option<&str>) -> String {
     match traceback {
         Some(t) if !t.is_empty() => {
             tracing::error!(model = %model, "{}", t.trim_end());
-            " (the traceback is in the server's log)".into()
+            " (the traceback is in the log, under the model's name)".into()
         }
         _ => String::new(),
     }
