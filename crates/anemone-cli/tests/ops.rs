@@ -571,7 +571,7 @@ fn a_zero_that_would_serve_nothing_is_refused_at_start() {
         ("--max-concurrency", "0", "must be at least 1"),
         ("--workers", "0", "must be at least 1"),
         ("--threads", "0", "must be at least 1"),
-        ("--max-request-bytes", "0", "must be at least 1"),
+        ("--max-request-bytes", "0", "0 bytes holds nothing"),
         ("--memory-budget", "0GiB", "0 bytes holds nothing"),
     ] {
         let out = anemone()
