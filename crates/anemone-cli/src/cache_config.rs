@@ -43,10 +43,11 @@ pub fn cache_bytes(values: &[String]) -> anyhow::Result<Option<u64>> {
 /// `--response-cache-byte-size`; both at once are refused.
 pub fn cache_size(values: &[String], byte_size: Option<u64>) -> anyhow::Result<Option<u64>> {
     match (cache_bytes(values)?, byte_size) {
-        (Some(_), Some(_)) => anyhow::bail!(
+        (Some(_), Some(_)) => Err(crate::output::mistake(
             "--cache-config and --response-cache-byte-size both size the response cache; \
              give one (--response-cache-byte-size N is Triton's older form of --cache-config local,size=N)"
-        ),
+                .into(),
+        )),
         (size, None) | (None, size) => Ok(size),
     }
 }

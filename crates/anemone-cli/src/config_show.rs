@@ -68,6 +68,14 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
         None => {
             let mut argv: Vec<OsString> = vec!["anemone".into(), "serve".into()];
             argv.extend(show.serve_args.iter().cloned());
+            // Triton's flags that serve takes and does not use, taken here too.
+            let (argv, ignored) = crate::triton_flags::take_ignored(argv, |_| false);
+            if !ignored.is_empty() {
+                eprintln!(
+                    "note: Triton's flags that serve takes and does not use: {}",
+                    ignored.join(" ")
+                );
+            }
             let (_, table) = config_file::parse(crate::Cli::command(), "serve", &argv, true)
                 .unwrap_or_else(|e| {
                     // The message alone (clap's usage lines are `serve`'s,

@@ -76,6 +76,12 @@ pub fn control() -> Option<Arc<Logging>> {
     CONTROL.get().cloned()
 }
 
+/// `--log-level`'s value, checked where it is read (flag, environment or
+/// config file), so that a mistake is a flag mistake naming its source.
+pub fn checked_filter(filter: &str) -> Result<String, String> {
+    parse_filter(filter).map(|_| filter.to_string())
+}
+
 /// `--log-level` as an `EnvFilter`. At the plain `warn` level the runtime's
 /// "model failed to load" warning is left out: the failing command prints the
 /// same error as its `error:` line.

@@ -62,7 +62,8 @@ struct Cli {
         global = true,
         env = "ANEMONE_LOG",
         default_value = "warn",
-        value_name = "FILTER"
+        value_name = "FILTER",
+        value_parser = logging::checked_filter
     )]
     log_level: String,
 

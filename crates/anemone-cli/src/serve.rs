@@ -266,7 +266,7 @@ pub struct ServeArgs {
     /// request whose body has arrived waits while others hold the rest (a body larger
     /// than this is decoded alone).
     #[arg(long, value_name = "BYTES", env = "ANEMONE_MAX_DECODING_BYTES", default_value_t = 128 << 20,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = crate::bytes::parse_positive_bytes)]
     pub max_decoding_bytes: u64,
 
     /// Bytes of responses one streaming request (to a decoupled model) may have waiting
@@ -436,6 +436,13 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .latency_summaries(crate::triton_flags::latency_summaries(&args.metrics_config));
     crate::backend_args::check_eviction(args.eviction, args.memory_budget)?;
     check_load_models(&args.repository)?;
+    if !args.allow_http && !args.allow_grpc {
+        return Err(crate::output::mistake(
+            "nothing to serve: HTTP and gRPC are both switched off (--allow-http false, \
+             --allow-grpc false); allow at least one"
+                .into(),
+        ));
+    }
     warn_vertex_ai_mode(std::env::var("AIP_MODE").ok().as_deref());
     let backend_config =
         crate::backend_config::parse(&args.backend_config).map_err(crate::output::mistake)?;

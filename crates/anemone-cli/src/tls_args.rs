@@ -2,7 +2,6 @@
 //! three files under `--http-tls-*` for HTTP (Triton has no HTTPS of its own).
 
 use anemone_server::tls::{TlsFiles, TlsOptions};
-use anyhow::bail;
 use clap::builder::BoolishValueParser;
 use std::path::PathBuf;
 
@@ -52,6 +51,11 @@ pub struct TlsArgs {
     pub grpc_root_cert: Option<PathBuf>,
 }
 
+/// A combination of TLS flags that cannot work: a flag mistake (exit 2).
+fn mistake(message: &str) -> anyhow::Error {
+    crate::output::mistake(message.to_string())
+}
+
 impl TlsArgs {
     /// Checks that the flags go together (a certificate without its key, or
     /// files given without TLS switched on, are refused rather than ignored:
@@ -73,15 +77,19 @@ impl TlsArgs {
                 flags,
             })),
             (Some(_), None) => {
-                bail!("--http-tls-cert needs --http-tls-key: the certificate's private key")
+                return Err(mistake(
+                    "--http-tls-cert needs --http-tls-key: the certificate's private key",
+                ))
             }
             (None, Some(_)) => {
-                bail!("--http-tls-key needs --http-tls-cert: the certificate it belongs to")
+                return Err(mistake(
+                    "--http-tls-key needs --http-tls-cert: the certificate it belongs to",
+                ))
             }
-            (None, None) if self.http_tls_client_ca.is_some() => bail!(
+            (None, None) if self.http_tls_client_ca.is_some() => Err(mistake(
                 "--http-tls-client-ca asks HTTPS clients for certificates, but HTTPS is off; \
-                 add --http-tls-cert and --http-tls-key"
-            ),
+                 add --http-tls-cert and --http-tls-key",
+            )),
             (None, None) => Ok(None),
         }
     }
@@ -99,10 +107,10 @@ impl TlsArgs {
                 (flags[2], self.grpc_root_cert.is_some()),
             ];
             if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
-                bail!(
+                return Err(mistake(&format!(
                     "{flag} is set but gRPC TLS is off; add --grpc-use-ssl (or \
                      --grpc-use-ssl-mutual to require client certificates)"
-                );
+                )));
             }
             return Ok(None);
         }
@@ -112,16 +120,22 @@ impl TlsArgs {
             "--grpc-use-ssl"
         };
         let (Some(cert), Some(key)) = (&self.grpc_server_cert, &self.grpc_server_key) else {
-            bail!("{switch} needs --grpc-server-cert and --grpc-server-key (PEM files)");
+            return Err(mistake(&format!(
+                "{switch} needs --grpc-server-cert and --grpc-server-key (PEM files)"
+            )));
         };
         let client_ca = match (self.grpc_use_ssl_mutual, &self.grpc_root_cert) {
-            (true, None) => bail!(
-                "--grpc-use-ssl-mutual needs --grpc-root-cert: the CA that signs client certificates"
-            ),
-            (false, Some(_)) => bail!(
-                "--grpc-root-cert is only used to check client certificates; add \
-                 --grpc-use-ssl-mutual to require them, or drop --grpc-root-cert"
-            ),
+            (true, None) => {
+                return Err(mistake(
+                    "--grpc-use-ssl-mutual needs --grpc-root-cert: the CA that signs client certificates",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(mistake(
+                    "--grpc-root-cert is only used to check client certificates; add \
+                     --grpc-use-ssl-mutual to require them, or drop --grpc-root-cert",
+                ))
+            }
             (_, ca) => ca.clone(),
         };
         Ok(Some(TlsFiles {

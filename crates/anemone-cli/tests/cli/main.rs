@@ -92,10 +92,19 @@ fn assert_ok(out: &Output) -> String {
 /// Checks a failure: exit 1, a single `error:` report on stderr mentioning
 /// every string in `mentions`, and no panic. Returns stderr.
 fn assert_error(out: &Output, mentions: &[&str]) -> String {
+    assert_exit(out, 1, mentions)
+}
+
+/// [`assert_error`] for a flag mistake (flags that do not go together): exit 2.
+fn assert_mistake(out: &Output, mentions: &[&str]) -> String {
+    assert_exit(out, 2, mentions)
+}
+
+fn assert_exit(out: &Output, code: i32, mentions: &[&str]) -> String {
     let stderr = text(&out.stderr);
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(code),
         "stdout:\n{}\nstderr:\n{stderr}",
         text(&out.stdout)
     );

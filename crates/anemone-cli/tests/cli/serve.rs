@@ -524,11 +524,11 @@ fn serve_and_bench_refuse_bad_tls_files_and_flags() {
         &serve(&["--http-tls-cert", m, "--http-tls-key", k]),
         &["HTTP TLS", m, "--http-tls-cert", "cannot be read"],
     );
-    assert_error(
+    assert_mistake(
         &serve(&["--grpc-server-cert", m, "--grpc-server-key", k]),
         &["--grpc-server-cert", "add --grpc-use-ssl"],
     );
-    assert_error(
+    assert_mistake(
         &serve(&["--http-tls-cert", m]),
         &["--http-tls-cert needs --http-tls-key"],
     );
