@@ -777,15 +777,14 @@ def test_sender_taken_but_response_returned(server):
     assert time.time() - t0 < 0.9
 
 
-def test_response_parameters_are_dropped(server):
+def test_response_parameters_are_sent(server):
     """InferenceResponse([y], parameters={...}): anemone answers 200 with Y and
-    no response `parameters` (it logs once that they are dropped).
-    tritonserver 2.51's InferenceResponse takes no `parameters` (TypeError in
-    the model, so 500), so no Triton client sees response parameters from a
-    Python model either."""
+    the response's `parameters`, as Triton's newer releases do (docs/SERVING.md,
+    Python models; dropped before session 41). tritonserver 2.51's
+    InferenceResponse takes no `parameters` (TypeError in the model, so 500)."""
     status, body, grpc_status, y = mode_request(server, 27)
     assert status == 200 and grpc_status == "OK", body
-    assert "parameters" not in body and "parameters" not in body["outputs"][0]
+    assert body["parameters"] == {"p": 1, "s": "x"} and "parameters" not in body["outputs"][0], body
     np.testing.assert_array_equal(np.array(body["outputs"][0]["data"], np.float32), np.float32([27]))
 
 

@@ -452,6 +452,12 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
             timings,
         });
         drop(admitted.permits);
+        // The stage, then the request's span (its trace), end before the
+        // answer goes, so that a client holding its answer finds its trace
+        // complete.
+        drop(_output_span);
+        drop(_entered);
+        drop(span);
         reply.send(response);
     }
 }

@@ -125,10 +125,20 @@ impl Job {
         if self.cancelled() {
             return;
         }
-        let _entered = self.span.enter();
-        let reply = &self.reply;
-        let done = execute_on(self.admitted, lane, Some(&|| reply.is_closed()));
-        self.reply.send(done);
+        let Job {
+            admitted,
+            reply,
+            span,
+            ..
+        } = self;
+        let done = {
+            let _entered = span.enter();
+            execute_on(admitted, lane, Some(&|| reply.is_closed()))
+        };
+        // The span (the request's trace) ends before the answer goes, so
+        // that a client holding its answer finds its trace complete.
+        drop(span);
+        reply.send(done);
     }
 }
 
