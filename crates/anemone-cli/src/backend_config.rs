@@ -52,7 +52,11 @@ pub fn parse(values: &[String]) -> Result<BackendConfig, String> {
             },
             (Some("onnxruntime"), "intra_op_thread_count") => match v.parse::<usize>() {
                 Ok(0) => {}
-                Ok(n) => config.intra_op_threads = Some(n),
+                Ok(_) => {
+                    let n = crate::bytes::parse_threads(v)
+                        .map_err(|e| format!("--backend-config {value}: {e}"))?;
+                    config.intra_op_threads = Some(n);
+                }
                 Err(_) => return Err(format!("--backend-config {value}: expected a number")),
             },
             (Some("onnxruntime"), "inter_op_thread_count" | "enable-global-threadpool") => {

@@ -67,6 +67,29 @@ pub fn parse_positive(text: &str) -> Result<usize, String> {
     }
 }
 
+/// The most worker threads (`--workers`): each has its own stack, and tens
+/// of thousands would exhaust the process's memory maps at start-up.
+pub const MAX_WORKERS: usize = 1024;
+
+/// The most models loading at once (`--model-load-thread-count`): each
+/// load holds its model's file and engines in memory.
+pub const MAX_MODEL_LOADS: usize = 256;
+
+/// [`parse_positive`], at most `max` (`what` names the bound's reason).
+pub fn parse_count_up_to(text: &str, max: usize, what: &str) -> Result<usize, String> {
+    match parse_positive(text)? {
+        n if n > max => Err(format!("{n} is more than {max}, {what}; give 1 to {max}")),
+        n => Ok(n),
+    }
+}
+
+/// `--threads` (and ONNX Runtime's `intra_op_thread_count`): engine threads
+/// per model, at most four per core, as a model's own `threads` setting.
+pub fn parse_threads(text: &str) -> Result<usize, String> {
+    let max = anemone_server::model_config::max_threads();
+    parse_count_up_to(text, max, "four per core of this machine")
+}
+
 fn hint(text: &str, what: &str) -> String {
     format!(
         "'{text}' is not a byte size ({what}); give bytes (e.g. 2147483648) or a number with a unit: \

@@ -9,31 +9,39 @@
 /// same cache overrides the earlier size, as Triton does. Anything else is
 /// an error that says what is accepted.
 pub fn cache_bytes(values: &[String]) -> anyhow::Result<Option<u64>> {
+    cache_bytes_checked(values).map_err(crate::output::mistake)
+}
+
+fn cache_bytes_checked(values: &[String]) -> Result<Option<u64>, String> {
     let mut size = None;
     for value in values {
         let (name, settings) = value.split_once(',').unwrap_or((value, ""));
         if name != "local" {
-            anyhow::bail!(
+            return Err(format!(
                 "--cache-config '{value}': anemone has the 'local' cache only; \
                  use --cache-config local,size=BYTES"
-            );
+            ));
         }
         for setting in settings.split(',').filter(|s| !s.is_empty()) {
             match setting.split_once('=') {
                 Some(("size", n)) => {
                     size = Some(
                         crate::bytes::parse_bytes(n)
-                            .map_err(|e| anyhow::anyhow!("--cache-config '{value}': {e}"))?,
+                            .map_err(|e| format!("--cache-config '{value}': {e}"))?,
                     )
                 }
-                _ => anyhow::bail!(
-                    "--cache-config '{value}': unknown setting '{setting}'; \
-                     the local cache takes size=BYTES (e.g. size=256MiB)"
-                ),
+                _ => {
+                    return Err(format!(
+                        "--cache-config '{value}': unknown setting '{setting}'; \
+                         the local cache takes size=BYTES (e.g. size=256MiB)"
+                    ))
+                }
             }
         }
         if size.is_none() {
-            anyhow::bail!("--cache-config '{value}': give its size, e.g. local,size=256MiB");
+            return Err(format!(
+                "--cache-config '{value}': give its size, e.g. local,size=256MiB"
+            ));
         }
     }
     Ok(size)

@@ -15,12 +15,31 @@ pub const SUBCOMMAND: &str = "compare-engines";
 /// model on each candidate engine, times it, and writes the report as one
 /// JSON line on stdout. Not for people: `serve` runs it.
 pub fn run() -> anyhow::Result<()> {
+    watch_parent();
     let stdin = std::io::BufReader::new(std::io::stdin().lock());
     let stdout = std::io::stdout().lock();
     anemone_runtime::compare::serve_child(anemone_backends::default_backends(), stdin, stdout)
         .map_err(|e| {
             anyhow::anyhow!("{e} (`anemone compare-engines` is run by `anemone serve`, with a job on its standard input; it is not for use by hand)")
         })
+}
+
+/// Ends this process when the server that started it has gone (it exited
+/// while a model was loading): its comparison is no one's any more, and it
+/// must not live on, orphaned, holding the model in memory.
+fn watch_parent() {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        let _ = std::thread::Builder::new()
+            .name("parent-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(200));
+                if std::os::unix::process::parent_id() != parent {
+                    std::process::exit(1);
+                }
+            });
+    }
 }
 
 /// A comparer that runs this executable, or `None` (with a warning) when

@@ -94,27 +94,34 @@ pub struct HealthArgs {
 }
 
 impl HealthArgs {
-    /// Checks the ratios and sets the policies on `builder`.
-    pub fn apply(&self, builder: ManagerBuilder) -> anyhow::Result<ManagerBuilder> {
-        let share = |flag: &str, v: f64| {
-            anyhow::ensure!(
-                v > 0.0 && v <= 1.0,
+    /// Refuses ratios that cannot work: a flag mistake (exit 2).
+    fn check(&self) -> Result<(), String> {
+        let share = |flag: &str, v: f64| match v > 0.0 && v <= 1.0 {
+            true => Ok(()),
+            false => Err(format!(
                 "--{flag} is {v}; give a share above 0 and at most 1 (e.g. 0.2)"
-            );
-            Ok(())
+            )),
         };
         share("health-error-rate", self.health_error_rate)?;
         share("health-memory-ratio", self.health_memory_ratio)?;
-        anyhow::ensure!(
-            self.health_latency_ratio > 1.0 && self.health_latency_ratio.is_finite(),
-            "--health-latency-ratio is {}; give a factor above 1 (e.g. 3)",
-            self.health_latency_ratio
-        );
-        anyhow::ensure!(
-            self.retime_margin >= 1.0 && self.retime_margin.is_finite(),
-            "--retime-margin is {}; give a factor of at least 1 (e.g. 1.3)",
-            self.retime_margin
-        );
+        if !(self.health_latency_ratio > 1.0 && self.health_latency_ratio.is_finite()) {
+            return Err(format!(
+                "--health-latency-ratio is {}; give a factor above 1 (e.g. 3)",
+                self.health_latency_ratio
+            ));
+        }
+        if !(self.retime_margin >= 1.0 && self.retime_margin.is_finite()) {
+            return Err(format!(
+                "--retime-margin is {}; give a factor of at least 1 (e.g. 1.3)",
+                self.retime_margin
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the ratios and sets the policies on `builder`.
+    pub fn apply(&self, builder: ManagerBuilder) -> anyhow::Result<ManagerBuilder> {
+        self.check().map_err(crate::output::mistake)?;
         Ok(builder
             .health(HealthPolicy {
                 enabled: self.health_monitor,

@@ -56,7 +56,7 @@ pub struct RepositoryArgs {
     /// memory and fewer cores). The others wait as LOADING.
     #[arg(long, value_name = "N", env = "ANEMONE_MODEL_LOAD_THREAD_COUNT",
           default_value_t = anemone_server::repository::MODEL_LOADS,
-          value_parser = crate::bytes::parse_positive)]
+          value_parser = |s: &str| crate::bytes::parse_count_up_to(s, crate::bytes::MAX_MODEL_LOADS, "the most loads at once"))]
     pub model_load_thread_count: usize,
 
     /// How many times a model whose load fails is tried again before it is UNAVAILABLE, as
@@ -83,7 +83,8 @@ pub struct RepositoryArgs {
     #[arg(long = "load-model", value_name = "NAME", env = "ANEMONE_LOAD_MODEL")]
     pub load_models: Vec<String>,
 
-    /// Seconds between repository scans in poll mode.
+    /// Seconds between repository scans in poll mode; 0 reads the repository once, at
+    /// start-up (as Triton's 0).
     #[arg(
         long,
         value_name = "SECS",

@@ -191,7 +191,7 @@ pub struct ServeArgs {
     pub backend_config: Vec<String>,
 
     /// Engine threads per inference [default: one per CPU core].
-    #[arg(long, value_name = "N", env = "ANEMONE_THREADS", value_parser = crate::bytes::parse_positive)]
+    #[arg(long, value_name = "N", env = "ANEMONE_THREADS", value_parser = crate::bytes::parse_threads)]
     pub threads: Option<usize>,
 
     /// Arenas of glibc's allocator (Linux). 0 (the default) leaves glibc's own (8 per core):
@@ -225,7 +225,8 @@ pub struct ServeArgs {
     /// Worker threads running engine calls [default: one per CPU core]. A
     /// model with dynamic_batching (a queue) runs its batches on one thread
     /// per instance of its own instead.
-    #[arg(long, value_name = "N", env = "ANEMONE_WORKERS", value_parser = crate::bytes::parse_positive)]
+    #[arg(long, value_name = "N", env = "ANEMONE_WORKERS",
+          value_parser = |s: &str| crate::bytes::parse_count_up_to(s, crate::bytes::MAX_WORKERS, "the most worker threads"))]
     pub workers: Option<usize>,
 
     #[command(flatten)]
@@ -496,7 +497,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         load_models: args.repository.load_models.clone(),
         exit_timeout: Duration::from_secs(args.exit_timeout_secs),
         max_request_bytes: args.max_request_bytes,
-        poll_interval: Duration::from_secs(args.repository.repository_poll_secs.max(1)),
+        poll_interval: Duration::from_secs(args.repository.repository_poll_secs),
         http_timeouts: anemone_server::server::HttpTimeouts {
             header: Duration::from_secs(args.http_header_timeout_secs),
             body: Duration::from_secs(args.http_body_timeout_secs),

@@ -104,7 +104,8 @@ pub struct ServerOptions {
     /// Largest HTTP request body (413) or gRPC message in either direction
     /// (RESOURCE_EXHAUSTED). By default, 64 MiB.
     pub max_request_bytes: usize,
-    /// How often poll mode rescans the repository. By default, 15 s.
+    /// How often poll mode rescans the repository (zero: never after
+    /// start-up, as Triton's `--repository-poll-secs 0`). By default, 15 s.
     pub poll_interval: Duration,
     /// How long an HTTP client may take to send a request head (also how
     /// long an idle keep-alive connection is kept; by default 30 s), and
@@ -404,7 +405,8 @@ impl Server {
                 state.health.publish().await;
             })
         };
-        let poller = (options.control == ControlMode::Poll).then(|| {
+        let rescans = !options.poll_interval.is_zero();
+        let poller = (options.control == ControlMode::Poll && rescans).then(|| {
             let state = Arc::clone(&state);
             let every = options.poll_interval;
             tokio::spawn(async move {

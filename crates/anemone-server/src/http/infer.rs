@@ -277,13 +277,18 @@ fn requested_output(output: OutputHeader, shm: &SharedMemory) -> Result<Requeste
         None => None,
         Some(v) => crate::classification::requested(
             &output.name,
-            Some(v.as_i64().ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "output '{}': parameter '{}' must be a number of classes, got {v}",
-                    output.name,
-                    crate::classification::PARAMETER
-                ))
-            })?),
+            // A count past i64 (Triton's type) asks for every class.
+            Some(
+                v.as_i64()
+                    .or_else(|| v.as_u64().map(|_| i64::MAX))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "output '{}': parameter '{}' must be a number of classes, got {v}",
+                            output.name,
+                            crate::classification::PARAMETER
+                        ))
+                    })?,
+            ),
         )?,
     };
     let binary = params

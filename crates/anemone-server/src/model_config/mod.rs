@@ -56,7 +56,7 @@ pub use instances::resolve_instance_groups;
 pub use parse::{parse_json, parse_pbtxt, to_json};
 pub use scheduling::{scheduler_config, show_tritons_batcher, SchedulerConfig};
 pub use sequence::{no_state_files, StateFiles};
-pub use settings::{settings, Settings, PARAMETER_KEYS};
+pub use settings::{max_threads, settings, Settings, PARAMETER_KEYS};
 pub use supported::{ignored_hints, python_only_refusals};
 pub use versions::versions_to_load;
 

@@ -108,10 +108,22 @@ pub(super) fn sequence_settings(
     };
     let batching = match &sb.strategy_choice {
         None => Batching::default(),
-        Some(StrategyChoice::Direct(direct)) => Batching {
-            max_queue_delay: Duration::from_micros(direct.max_queue_delay_microseconds),
-            ..Batching::default()
-        },
+        // Triton's direct batcher waits out its delay only while fewer
+        // than `minimum_slot_utilization` of its slots (the batch's rows)
+        // are filled: at the default 0, a request runs at once.
+        Some(StrategyChoice::Direct(direct)) => {
+            let utilization = f64::from(direct.minimum_slot_utilization);
+            match utilization > 0.0 {
+                false => Batching::default(),
+                true => Batching {
+                    max_queue_delay: Duration::from_micros(direct.max_queue_delay_microseconds),
+                    preferred_batch_sizes: vec![((utilization.min(1.0) * max as f64).ceil()
+                        as usize)
+                        .clamp(1, max)],
+                    ..Batching::default()
+                },
+            }
+        }
         Some(StrategyChoice::Oldest(oldest)) => {
             let path = "sequence_batching.oldest.preferred_batch_size";
             Batching {
@@ -440,6 +452,23 @@ mod tests {
         .unwrap();
         assert_eq!(s.states[0].initial.shape(), [1, 3]);
         assert_eq!(s.states[0].initial.to_vec::<f32>().unwrap(), [0.0; 3]);
+        // Direct: the delay holds requests only while minimum_slot_utilization
+        // is unmet; at its default 0, a lone request runs at once (Triton's).
+        let (_, b) = read(
+            "max_batch_size: 4 sequence_batching { direct { max_queue_delay_microseconds: 1500000 } }",
+        )
+        .unwrap();
+        assert_eq!(b.unwrap().max_queue_delay, Duration::ZERO);
+        let (_, b) = read(
+            "max_batch_size: 4 sequence_batching { direct { max_queue_delay_microseconds: 1500000 \
+             minimum_slot_utilization: 0.5 } }",
+        )
+        .unwrap();
+        let b = b.unwrap();
+        assert_eq!(
+            (b.max_queue_delay, b.preferred_batch_sizes),
+            (Duration::from_millis(1500), vec![2])
+        );
         // No batch dimension: no batching; no idle time: Triton's second.
         let (s, b) = read("sequence_batching { }").unwrap();
         assert_eq!(

@@ -26,13 +26,23 @@ pub(super) fn list(
         .map_err(|e| format!("cannot read the model directory '{name}': {e}"))?
         .filter_map(|e| e.ok())
     {
-        let Some(version) = entry
-            .file_name()
+        let folder = entry.file_name();
+        let Some((text, version)) = folder
             .to_str()
-            .and_then(|s| s.parse::<u64>().ok())
+            .and_then(|s| Some((s, s.parse::<u64>().ok()?)))
         else {
             continue;
         };
+        // `01` beside `1` would be version 1 twice: a version folder's name
+        // is the number as written plainly, as Triton reads it.
+        if text != version.to_string() {
+            tracing::warn!(
+                model = %name,
+                "version folder '{text}' is ignored: name it '{version}' (a version folder's name is \
+                 its number, without leading zeros or a sign)"
+            );
+            continue;
+        }
         if paths::model_path_kind(root, &dir.join(version.to_string())) != Some(Kind::Directory) {
             continue;
         }

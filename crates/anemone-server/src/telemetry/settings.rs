@@ -334,15 +334,23 @@ impl TraceSettings {
             Some(file) => out.extend([
                 ("log_frequency", vec![file.log_frequency().to_string()]),
                 ("trace_file", vec![file.path().display().to_string()]),
-                ("trace_mode", vec!["triton".into()]),
+                ("trace_mode", vec![self.mode().into()]),
             ]),
-            None => out.push(("trace_mode", vec!["opentelemetry".into()])),
+            None => out.push(("trace_mode", vec![self.mode().into()])),
         }
         match &self.shown {
             Some(shown) => out.extend(shown.iter().map(|(k, v)| (*k, vec![v.clone()]))),
             None => out.extend(self.endpoint.iter().map(|url| ("url", vec![url.clone()]))),
         }
         out
+    }
+
+    /// The trace mode this server runs in, as Triton names it.
+    fn mode(&self) -> &'static str {
+        match self.trace_file {
+            Some(_) => "triton",
+            None => "opentelemetry",
+        }
     }
 
     /// Applies `updates` to `model`'s settings (the global ones when `None`),
@@ -386,7 +394,17 @@ impl TraceSettings {
                         None => 0,
                     });
                 }
-                "log_frequency" | "trace_mode" => {
+                // The mode the server runs in, sent back (a client posting
+                // the settings it read) changes nothing, as in Triton.
+                "trace_mode" if value.is_some_and(|v| matches!(v, [m] if m == self.mode())) => {}
+                "trace_mode" => {
+                    return Err(ApiError::invalid(format!(
+                        "trace_mode is set when anemone serve starts (--trace-file PATH: triton, \
+                         --otlp-endpoint URL: opentelemetry); this server's is {}",
+                        self.mode()
+                    )))
+                }
+                "log_frequency" => {
                     return Err(ApiError::invalid(format!(
                         "'{name}' concerns Triton's trace files; anemone exports spans over OTLP, so only trace_level, trace_rate and trace_count can be set"
                     )))
