@@ -76,16 +76,12 @@ impl TlsArgs {
                 client_ca: self.http_tls_client_ca.clone(),
                 flags,
             })),
-            (Some(_), None) => {
-                return Err(mistake(
-                    "--http-tls-cert needs --http-tls-key: the certificate's private key",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(mistake(
-                    "--http-tls-key needs --http-tls-cert: the certificate it belongs to",
-                ))
-            }
+            (Some(_), None) => Err(mistake(
+                "--http-tls-cert needs --http-tls-key: the certificate's private key",
+            )),
+            (None, Some(_)) => Err(mistake(
+                "--http-tls-key needs --http-tls-cert: the certificate it belongs to",
+            )),
             (None, None) if self.http_tls_client_ca.is_some() => Err(mistake(
                 "--http-tls-client-ca asks HTTPS clients for certificates, but HTTPS is off; \
                  add --http-tls-cert and --http-tls-key",
