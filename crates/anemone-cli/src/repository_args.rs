@@ -107,3 +107,28 @@ fn parse_namespacing(text: &str) -> Result<bool, String> {
          (two repositories with the same name are refused at start-up)",
     )
 }
+
+impl RepositoryArgs {
+    /// `--load-model` chooses the models of explicit mode; in modes none and
+    /// poll every model loads, so it is refused there, as Triton refuses it.
+    pub fn check_load_models(&self) -> anyhow::Result<()> {
+        use anemone_server::ControlMode;
+        if self.load_models.iter().any(|m| m == "*") && self.load_models.len() > 1 {
+            return Err(crate::output::mistake(
+                "--load-model '*' loads every model, so it must be the only --load-model (as Triton's: \
+                 \"Wildcard model name '*' must be the ONLY startup model if specified at all\"); \
+                 give '*' alone, or name the models"
+                    .into(),
+            ));
+        }
+        if self.load_models.is_empty() || self.model_control_mode == ControlMode::Explicit {
+            return Ok(());
+        }
+        Err(anyhow::Error::new(crate::output::FlagMistake(
+            "--load-model needs --model-control-mode explicit (as Triton's: \"Use of '--load-model' \
+             requires setting '--model-control-mode=explicit' as well\"); in modes none and poll every \
+             model of the repository loads, so leave --load-model out"
+                .into(),
+        )))
+    }
+}

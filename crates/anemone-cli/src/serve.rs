@@ -436,7 +436,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .eviction(args.eviction)
         .latency_summaries(crate::triton_flags::latency_summaries(&args.metrics_config));
     crate::backend_args::check_eviction(args.eviction, args.memory_budget)?;
-    check_load_models(&args.repository)?;
+    args.repository.check_load_models()?;
     if !args.allow_http && !args.allow_grpc {
         return Err(crate::output::mistake(
             "nothing to serve: HTTP and gRPC are both switched off (--allow-http false, \
@@ -444,7 +444,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 .into(),
         ));
     }
-    warn_vertex_ai_mode(std::env::var("AIP_MODE").ok().as_deref());
+    crate::triton_flags::warn_vertex_ai_mode(std::env::var("AIP_MODE").ok().as_deref());
     let backend_config =
         crate::backend_config::parse(&args.backend_config).map_err(crate::output::mistake)?;
     backend_config.warn();
@@ -590,40 +590,4 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     println!("anemone stopped");
     Ok(())
-}
-
-/// In a Vertex AI container (`AIP_MODE=PREDICTION`) Triton turns on
-/// `--allow-vertex-ai`; anemone has no Vertex AI endpoint, and says so
-/// rather than start as if nothing were asked.
-fn warn_vertex_ai_mode(aip_mode: Option<&str>) {
-    if aip_mode == Some("PREDICTION") {
-        tracing::warn!(
-            "AIP_MODE=PREDICTION: Triton would serve Vertex AI's routes here (its --allow-vertex-ai \
-             defaults to true then); anemone has no Vertex AI endpoint and serves KServe v2 on its own \
-             ports (--http-port, --grpc-port), not on AIP_HTTP_PORT"
-        );
-    }
-}
-
-/// `--load-model` chooses the models of explicit mode; in modes none and
-/// poll every model loads, so it is refused there, as Triton refuses it.
-fn check_load_models(args: &crate::repository_args::RepositoryArgs) -> anyhow::Result<()> {
-    use anemone_server::ControlMode;
-    if args.load_models.iter().any(|m| m == "*") && args.load_models.len() > 1 {
-        return Err(crate::output::mistake(
-            "--load-model '*' loads every model, so it must be the only --load-model (as Triton's: \
-             \"Wildcard model name '*' must be the ONLY startup model if specified at all\"); \
-             give '*' alone, or name the models"
-                .into(),
-        ));
-    }
-    if args.load_models.is_empty() || args.model_control_mode == ControlMode::Explicit {
-        return Ok(());
-    }
-    Err(anyhow::Error::new(crate::output::FlagMistake(
-        "--load-model needs --model-control-mode explicit (as Triton's: \"Use of '--load-model' \
-         requires setting '--model-control-mode=explicit' as well\"); in modes none and poll every \
-         model of the repository loads, so leave --load-model out"
-            .into(),
-    )))
 }

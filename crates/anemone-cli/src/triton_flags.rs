@@ -254,6 +254,19 @@ pub fn warn(taken: &[String]) {
     );
 }
 
+/// In a Vertex AI container (`AIP_MODE=PREDICTION`) Triton turns on
+/// `--allow-vertex-ai`; anemone has no Vertex AI endpoint, and says so
+/// rather than start as if nothing were asked.
+pub fn warn_vertex_ai_mode(aip_mode: Option<&str>) {
+    if aip_mode == Some("PREDICTION") {
+        tracing::warn!(
+            "AIP_MODE=PREDICTION: Triton would serve Vertex AI's routes here (its --allow-vertex-ai \
+             defaults to true then); anemone has no Vertex AI endpoint and serves KServe v2 on its own \
+             ports (--http-port, --grpc-port), not on AIP_HTTP_PORT"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ pub mod custom_metrics;
 pub mod dtype;
 pub mod error;
 pub mod gather;
+pub mod input_error;
 pub mod metadata;
 pub mod npy;
 pub mod respond;

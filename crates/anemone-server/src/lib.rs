@@ -11,6 +11,7 @@ pub mod bounded_read;
 pub mod classification;
 mod compression;
 pub mod errors;
+mod finalize;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;

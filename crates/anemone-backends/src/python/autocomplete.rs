@@ -3,7 +3,8 @@
 //! batching) before the model loads, so that its `config.pbtxt` may leave
 //! them out.
 
-use super::process::{traceback_hint, Launch, Process};
+use super::advice::traceback_hint;
+use super::process::{Launch, Process};
 use super::wire;
 use super::NAME;
 use anemone_core::{Error, Result};
@@ -52,7 +53,7 @@ pub fn auto_complete(
                 let error = reply
                     .error
                     .unwrap_or_else(|| "auto_complete_config failed".into());
-                let advice = super::process::what_to_fix(
+                let advice = super::advice::what_to_fix(
                     &error,
                     python,
                     "fix model.py, or complete the config.pbtxt and start anemone with \

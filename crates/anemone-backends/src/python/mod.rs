@@ -12,6 +12,7 @@
 //! nothing is written to disk). The interpreter is [`PYTHON_ENV`] or
 //! `python3`; it needs numpy.
 
+mod advice;
 mod autocomplete;
 mod bls;
 pub mod config;
@@ -328,7 +329,7 @@ impl PythonModel {
                 .collect());
         }
         if !reply.ok {
-            let hint = process::traceback_hint(&self.launch.model, reply.traceback.as_deref());
+            let hint = advice::traceback_hint(&self.launch.model, reply.traceback.as_deref());
             // Triton's words ("Failed to process the request(s) for model
             // ..."), which its clients and tests look for; a backend failure.
             let error = reply.error.unwrap_or_default();

@@ -2,6 +2,7 @@
 //! to frame by frame (`wire`), its standard error logged line by line, and
 //! ended with `finalize` when the instance is dropped.
 
+use super::advice::{traceback_hint, what_to_fix};
 use super::bls::{self, Cancels};
 use super::pump::{self, Pending, Pump, Received};
 use super::watch::Watched;
@@ -541,41 +542,6 @@ impl Drop for Process {
             let _ = self.child().kill();
         }
         let _ = self.child().wait();
-    }
-}
-
-/// What to change after model.py failed with `error`: a module it imports
-/// is not installed where `python` looks (the model.py is fine), or else
-/// `otherwise`.
-pub(crate) fn what_to_fix(error: &str, python: &std::path::Path, otherwise: &str) -> String {
-    let missing = error
-        .split("No module named '")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        .filter(|module| !module.is_empty());
-    match missing {
-        Some(module) => {
-            let top = module.split('.').next().unwrap_or(module);
-            format!(
-                "install the package that provides '{top}' for the Python that runs this model \
-                 ({python}: `{python} -m pip install <package>`), or point `anemone serve \
-                 --python` (ANEMONE_PYTHON), or the model's EXECUTION_ENV_PATH, at an environment \
-                 that has it",
-                python = python.display()
-            )
-        }
-        None => otherwise.to_string(),
-    }
-}
-
-/// Points at the log for a traceback.
-pub(crate) fn traceback_hint(model: &str, traceback: Option<&str>) -> String {
-    match traceback {
-        Some(t) if !t.is_empty() => {
-            tracing::error!(model = %model, "{}", t.trim_end());
-            " (the traceback is in the log, under the model's name)".into()
-        }
-        _ => String::new(),
     }
 }
 

@@ -492,7 +492,7 @@ fn a_models_error_code_is_tritons_class() {
 #[test]
 fn a_missing_module_is_to_be_installed_not_fixed_in_model_py() {
     let python = std::path::Path::new("/opt/venv/bin/python");
-    let advice = super::process::what_to_fix(
+    let advice = super::advice::what_to_fix(
         "ModuleNotFoundError: No module named 'torch.utils'",
         python,
         "fix model.py",
@@ -505,7 +505,7 @@ fn a_missing_module_is_to_be_installed_not_fixed_in_model_py() {
         "{advice}"
     );
     assert_eq!(
-        super::process::what_to_fix("NameError: name 'x' is not defined", python, "fix model.py"),
+        super::advice::what_to_fix("NameError: name 'x' is not defined", python, "fix model.py"),
         "fix model.py"
     );
 }
