@@ -596,19 +596,25 @@ def test_metric_families_by_default(queues):
 
 def test_cpu_metrics_ranges_and_interval(queues):
     """cpu_metrics_test.py's expressions and ranges; used memory changes
-    between readings (utilization may sit at 1.0 here). tritonserver 2.51 passes."""
+    between readings (utilization may sit at 1.0 here). tritonserver 2.51 passes.
+    The test holds 64 MiB more for half of the readings, so that the machine's
+    used memory moves even when nothing else on it does (a cold CI run once
+    read the same byte count twelve times)."""
     http, mport = queues
     client = httpclient.InferenceServerClient(http, concurrency=4)
     t = httpclient.InferInput("INPUT0", [1, 1], "FP32")
     t.set_data_from_numpy(np.ones((1, 1), np.float32))
-    futures, used = [client.async_infer("dynamic", [t]) for _ in range(8)], []
-    for _ in range(12):
+    futures, used, held = [client.async_infer("dynamic", [t]) for _ in range(8)], [], None
+    for i in range(12):
+        if i == 6:
+            held = np.ones(64 << 20, np.uint8)  # 64 MiB, every page touched
         text = requests.get(f"http://{mport}/metrics", timeout=10).text
         util = float(re.search(r"nv_cpu_utilization (\d+\.?\d*)", text).group(1))
         used.append(int(re.search(r"nv_cpu_memory_used_bytes (\d+)", text).group(1)))
         assert 0 <= util <= 1 and 0 <= used[-1] <= int(re.search(r"nv_cpu_memory_total_bytes (\d+)", text).group(1))
         time.sleep(0.15)
     [f.get_result() for f in futures]
+    del held
     assert len(set(used)) > 1, used
 
 
