@@ -419,6 +419,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    // SIGINT and SIGTERM are caught from here on, before anything listens.
+    let signal = shutdown_signal();
     // Before the engines start: a flag mistake should not wait for them.
     let tls = args.tls.options()?;
     let tracing = args.tracing.options()?;
@@ -576,7 +578,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let failure = Arc::clone(&failure);
         async move {
             tokio::select! {
-                _ = shutdown_signal() => {}
+                _ = signal => {}
                 Ok(failed) = failed_rx => {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failed);
                 }
