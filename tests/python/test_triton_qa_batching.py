@@ -314,9 +314,10 @@ def build_repository(repo, onnx_models=True):
     # preferred_batch_only_models: preferred [4, 6], no delay (the gate holds the scheduler)
     put("python_preferred_only", addsub_config("python_preferred_only", "[ 16 ]", "preferred_batch_size: [ 4, 6 ]", True),
         source=ADD_SUB_PY)
-    # custom_models for test_max_queue_delay_only_default: max_batch 100, delay 0, execute_delay 100 ms (here 300)
+    # custom_models for test_max_queue_delay_only_default: max_batch 100, delay 0, execute_delay 100 ms (here
+    # 1 s: with 300 ms, eleven client threads on a loaded machine once took longer to send, splitting 5 + 6)
     put("python_max_queue_delay_only", zero_config("python_max_queue_delay_only", 100,
-                                                   "max_queue_delay_microseconds: 0", 300), source=ZERO_PY)
+                                                   "max_queue_delay_microseconds: 0", 1000), source=ZERO_PY)
     # queue_timeout_test.py's dynamic_batch: one row a batch, REJECT after 1 s, execute_delay 8 s (here 3 s)
     put("python_dynamic_batch", zero_config("python_dynamic_batch", 1,
                                             "preferred_batch_size: [ 1 ] default_queue_policy { timeout_action: REJECT "
@@ -818,7 +819,7 @@ def test_preferred_batch_only(server, n, batches):
 
 def test_max_queue_delay_only_default(server):
     """batcher_test.test_max_queue_delay_only_default (max_batch_size 100,
-    max_queue_delay 0, execute_delay 100 ms, here 300): 12 concurrent
+    max_queue_delay 0, execute_delay 100 ms, here 1 s): 12 concurrent
     single rows: the first runs alone, the 11 that queued behind it in one
     batch: 2 executions. tritonserver 2.51: 2 executions, {1: 1, 11: 1}."""
     m = "python_max_queue_delay_only"
