@@ -55,6 +55,7 @@ pub use ensemble::{composing_models, ensemble_spec, is_ensemble, ENSEMBLE_PLATFO
 pub use instances::resolve_instance_groups;
 pub use parse::{parse_json, parse_pbtxt, to_json};
 pub use scheduling::{scheduler_config, show_tritons_batcher, SchedulerConfig};
+pub use sequence::ITERATIVE_REFUSED;
 pub use sequence::{no_state_files, StateFiles};
 pub use settings::{max_threads, settings, Settings, PARAMETER_KEYS};
 pub use supported::{ignored_hints, python_only_refusals};

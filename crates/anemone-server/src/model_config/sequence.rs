@@ -27,6 +27,10 @@ pub fn no_state_files(file: &str, _: usize) -> Result<Vec<u8>, String> {
     ))
 }
 
+/// The refusal of `sequence_batching.iterative_sequence`.
+pub const ITERATIVE_REFUSED: &str =
+    "sequence_batching.iterative_sequence is not supported by anemone yet; remove it";
+
 /// Reads `sequence_batching`, refusing what cannot work with a message that
 /// says what to change (the same rules as Triton's config validation).
 /// The batching is `Some` when the model has a batch dimension.
@@ -36,10 +40,7 @@ pub(super) fn sequence_settings(
     files: StateFiles<'_>,
 ) -> Result<(SequenceSettings, Option<Batching>), String> {
     if sb.iterative_sequence {
-        return Err(
-            "sequence_batching.iterative_sequence is not supported by anemone yet; remove it"
-                .into(),
-        );
+        return Err(ITERATIVE_REFUSED.into());
     }
     let mut controls: Vec<SequenceControl> = Vec::new();
     for (i, input) in sb.control_input.iter().enumerate() {

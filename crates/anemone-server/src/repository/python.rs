@@ -119,10 +119,7 @@ fn refused_before_model_py(config: &ModelConfig, name: &str) -> Vec<String> {
     use crate::proto::model_config::SchedulingChoice;
     if matches!(&config.scheduling_choice, Some(SchedulingChoice::SequenceBatching(sb)) if sb.iterative_sequence)
     {
-        refused.push(
-            "sequence_batching.iterative_sequence is not supported by anemone yet; remove it"
-                .into(),
-        );
+        refused.push(crate::model_config::ITERATIVE_REFUSED.into());
     }
     refused
 }
