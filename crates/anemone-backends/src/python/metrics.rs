@@ -8,9 +8,11 @@
 //! {...}, "buckets": [...] or null}` are answered `{"ok": true, "id": N}`
 //! or `{"ok": false, "error": "..."}`; `{"op": "value", "metric": ID}` is
 //! answered `{"ok": true, "value": "1.5"}`; `increment`, `set` and
-//! `observe` (`{"metric": ID, "value": "2"}`) and `release` (`{"families":
-//! [...], "metrics": [...]}`) are not answered: the process has checked
-//! them against the kind, and a refusal is logged. Values travel as text,
+//! `observe` (`{"metric": ID, "value": "2"}`) are answered `{"ok": true}`
+//! once made; `release` (`{"families": [...], "metrics": [...]}`) is not
+//! answered, and `{"op": "sync"}` is answered `{"ok": true}` once every
+//! message before it has been acted on (the process sends one before a
+//! call's responses when it has released something). Values travel as text,
 //! so `nan` and `inf` do too. The families the process holds when it ends
 //! are released.
 
@@ -131,7 +133,7 @@ impl Channel {
                 "family" | "metric" | "value" => Some(refused(
                     "this server keeps no custom metrics (the model runs outside `anemone serve`'s manager)",
                 )),
-                "increment" | "set" | "observe" => Some(json!({"ok": true})),
+                "increment" | "set" | "observe" | "sync" => Some(json!({"ok": true})),
                 _ => None,
             };
         };
@@ -175,6 +177,8 @@ impl Channel {
                 }
                 None
             }
+            // Messages are acted on in order: everything before it is done.
+            "sync" => Some(json!({"ok": true})),
             other => Some(refused(format!("unknown metrics operation {other:?}"))),
         }
     }
@@ -339,9 +343,15 @@ mod tests {
             bad["error"].as_str().unwrap().contains("already exists"),
             "{bad}"
         );
+        // A released family is gone once a sync after it is answered.
+        let u = ask(json!({"op": "family", "name": "u", "description": "d", "kind": "gauge"}));
+        ask(json!({"op": "metric", "family": u["id"], "labels": {}, "buckets": null}));
+        ask(json!({"op": "release", "families": [u["id"]]}));
+        assert_eq!(ask(json!({"op": "sync"})), json!({"ok": true}));
         let mut out = String::new();
         registry.render(&mut out);
         assert!(out.contains("t{k=\"v\"} 1.5\n"), "{out}");
+        assert!(!out.contains("\nu "), "{out}");
         drop(writer);
         drop(reader);
         // The thread releases what the process held once it sees the end.

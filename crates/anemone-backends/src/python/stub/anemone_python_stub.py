@@ -53,9 +53,11 @@ exec(compile(os.environ.pop("ANEMONE_PYTHON_CALLS"), "anemone_stub_calls.py", "e
 class Metrics:
     """The process's metrics channel to anemone (a socket, fd
     ANEMONE_PYTHON_METRICS_FD; python/metrics.rs): one JSON object per line,
-    from any thread. Declarations and value() are answered; updates and
+    from any thread. Declarations, value() and updates are answered;
     releases are not. Objects deleted (by __del__, which may run anywhere)
-    are queued and released with the next message, or after each call."""
+    are queued and released with the next message, or before a call's
+    responses go back (settled()), so a client that reads /metrics after
+    its answer no longer sees a family its call let go."""
 
     def __init__(self, fd):
         import socket
@@ -111,6 +113,14 @@ class Metrics:
         if not line:
             return {"ok": False, "error": "anemone closed the metrics channel"}
         return json.loads(line)
+
+    def settled(self):
+        """Sends what was released and waits for anemone to have released it."""
+        if any(self.released.values()):
+            try:
+                self.ask({"op": "sync"})
+            except OSError:
+                pass
 
     def flush(self):
         if any(self.released.values()):
@@ -507,6 +517,8 @@ def main():
                 answers, blobs = [], []
                 for response in responses:
                     answers.append(encode_response(pb_utils, np, response, blobs))
+                if pb_utils._metrics is not None:
+                    pb_utils._metrics.settled()
                 write_frame(proto_out, {"ok": True, "responses": answers}, blobs)
             except BaseException as e:  # noqa: BLE001
                 write_frame(proto_out, failure("execute", e))
