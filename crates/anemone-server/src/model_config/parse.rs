@@ -58,19 +58,70 @@ pub fn parse_json(text: &str) -> Result<ModelConfig, String> {
     finish(&msg, Source::Json, refused)
 }
 
-/// Deserializes JSON text straight from the string, so errors keep positions.
+/// Deserializes JSON text straight from the string, so errors keep
+/// positions, tracking the field being read, so errors name it and its
+/// value (`at max_batch_size = 8.5: ...`).
 fn deserialize_json(desc: MessageDescriptor, text: &str) -> Result<DynamicMessage, String> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let msg = DynamicMessage::deserialize(desc, &mut de).map_err(|e| json_error(&e))?;
-    de.end().map_err(|e| json_error(&e))?;
+    let mut track = serde_path_to_error::Track::new();
+    let msg = DynamicMessage::deserialize(
+        desc,
+        serde_path_to_error::Deserializer::new(&mut de, &mut track),
+    )
+    .map_err(|e| json_error(&e, Some((text, track.path()))))?;
+    de.end().map_err(|e| json_error(&e, None))?;
     Ok(msg)
 }
 
-fn json_error(e: &serde_json::Error) -> String {
+fn json_error(e: &serde_json::Error, at: Option<(&str, serde_path_to_error::Path)>) -> String {
+    let place = at
+        .map(|(text, path)| field_and_value(text, &path))
+        .unwrap_or_default();
     format!(
-        "model config JSON is not a valid inference.ModelConfig: {e}; fix it to follow Triton's model_config.proto \
+        "model config JSON is not a valid inference.ModelConfig: {place}{e}; fix it to follow Triton's model_config.proto \
          (field names like \"max_batch_size\", enums like \"TYPE_FP32\")"
     )
+}
+
+/// `at input[0].dims[0] = 9223372036854775808: `, the field an error was
+/// met in and its value as the request wrote it (shortened past 80
+/// characters); empty at the top level.
+fn field_and_value(text: &str, path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut name = String::new();
+    let mut value = serde_json::from_str::<serde_json::Value>(text).ok();
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                name.push_str(key);
+                value = value.and_then(|v| v.get(key).cloned());
+            }
+            Segment::Seq { index } => {
+                name.push_str(&format!("[{index}]"));
+                value = value.and_then(|v| v.get(index).cloned());
+            }
+            Segment::Unknown => {
+                name.push_str(".?");
+                value = None;
+            }
+        }
+    }
+    if name.is_empty() {
+        return String::new();
+    }
+    match value {
+        Some(v) => {
+            let mut v = v.to_string();
+            if v.chars().count() > 80 {
+                v = v.chars().take(77).collect::<String>() + "...";
+            }
+            format!("at {name} = {v}: ")
+        }
+        None => format!("at {name}: "),
+    }
 }
 
 /// Rewrites enum names that match only case-insensitively to their exact
@@ -344,6 +395,21 @@ mod tests {
         assert!(e.contains("TYPE_FLOAT"), "{e}");
         assert!(parse_json("[1, 2]").is_err());
         assert!(parse_json("").is_err());
+        // A number out of its field's range names the field and the value.
+        for (json, words) in [
+            (r#"{"max_batch_size": 8.5}"#, "at max_batch_size = 8.5: "),
+            (
+                r#"{"input": [{"name": "x", "dims": [4, 9223372036854775808]}]}"#,
+                "at input[0].dims[1] = 9223372036854775808: ",
+            ),
+            (
+                r#"{"instance_group": [{"count": "2147483648"}]}"#,
+                "at instance_group[0].count = \"2147483648\": ",
+            ),
+        ] {
+            let e = parse_json(json).unwrap_err();
+            assert!(e.contains(words), "{e}");
+        }
     }
 
     #[test]
