@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Method, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -289,8 +289,12 @@ fn chain_text(mut text: String, mut source: Option<&(dyn std::error::Error + 'st
 /// GETs `path` (a model's metadata or configuration) on a connection of its
 /// own: the body of a 200 answer, or the failure.
 pub(super) async fn get(target: &Target, path: String) -> Result<Bytes, Failure> {
+    // One request on a connection of its own, which the server closes once
+    // it has answered: none is left open beside the workers' (the bench
+    // promises one connection a worker).
     let request = hyper::Request::get(path)
         .header(HOST, &target.authority)
+        .header(CONNECTION, "close")
         .body(Full::new(Bytes::new()))
         .map_err(|e| Failure {
             status: "request".into(),

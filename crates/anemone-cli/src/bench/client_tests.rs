@@ -79,3 +79,38 @@ fn error_chains_skip_what_was_said() {
         "tcp connect error: transport error: refused"
     );
 }
+
+#[test]
+fn a_get_asks_the_server_to_close_its_connection() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            head.push(line.trim().to_ascii_lowercase());
+        }
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+            .unwrap();
+        head
+    });
+    let target = Target::parse(Protocol::Http, &url, None).unwrap();
+    let body = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(get(&target, "/v2/models/m".into()))
+        .unwrap();
+    assert_eq!(&body[..], b"{}");
+    let head = server.join().unwrap();
+    assert!(head.contains(&"connection: close".to_string()), "{head:?}");
+}
