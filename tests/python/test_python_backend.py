@@ -586,6 +586,64 @@ def test_stopping_the_server_lets_every_instance_finalize(tmp_path):
         assert text.rindex("final words done") < text.index("anemone stopped"), text[-2000:]
 
 
+STUCK_FINALIZE = """
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", r.inputs()[0].as_numpy())]) for r in requests]
+
+    def finalize(self):
+        pb_utils.Logger.log_warn("finalize started")
+        time.sleep(120)
+        pb_utils.Logger.log_warn("finalize ended")
+"""
+
+
+def test_a_finalize_that_never_ends_does_not_hold_the_stop(tmp_path):
+    """docs/SERVING.md, Shutdown: the server waits for the Python models'
+    finalize(), "6 s at most in all; a process stuck in finalize is killed
+    at 5 s". A finalize that sleeps 120 s: serve exits with status 0 well
+    before it would end (under 30 s), its finalize had started, and its
+    process is gone, not left behind."""
+    import signal
+    import subprocess
+
+    repo = tmp_path / "models"
+    python_repository(repo, models=[("stuck", FINAL_WORDS_CONFIG.replace("final_words", "stuck").replace(
+        "count: 2", "count: 1"), STUCK_FINALIZE)])
+    binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(binary), "serve", "--model-repository", str(repo), "--http-port", "0",
+                                 "--grpc-port", "0", "--metrics-port", "0"], stdout=out, stderr=out,
+                                env=dict(os.environ, ANEMONE_PYTHON=sys.executable))
+    try:
+        deadline = time.time() + 60
+        while "HTTP listening on " not in log.read_text():
+            assert proc.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.05)
+        wait_ready(log.read_text().split("HTTP listening on ", 1)[1].split()[0])
+        children = [int(c) for t in Path(f"/proc/{proc.pid}/task").iterdir()
+                    for c in (t / "children").read_text().split()]
+        assert children, "the model's Python process was not found among serve's children"
+        started = time.time()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-2000:]
+        took = time.time() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "finalize started" in text and "finalize ended" not in text, text[-2000:]
+    assert took < 30, f"the stop took {took:.1f} s"
+    alive = [c for c in children if Path(f"/proc/{c}").exists()
+             and Path(f"/proc/{c}/stat").read_text().split(") ", 1)[1][0] != "Z"]
+    assert not alive, f"the model's process outlived the server: {alive}"
+
+
 PARAMS_CONFIG = """
 name: "with_parameters"
 backend: "python"
@@ -699,12 +757,25 @@ def plus_one(value):
     return float(response.output_tensors()[0].as_numpy()[0]), os.getpid()
 
 
+def streamed(value):
+    request = pb_utils.InferenceRequest(model_name="adder", requested_output_names=["OUT"],
+                                        inputs=[pb_utils.Tensor("IN", np.array([value], np.float32))])
+    try:
+        list(request.exec(decoupled=True))
+    except pb_utils.TritonModelException as e:
+        return "refused: " + e.message()
+    return "not refused"
+
+
 class TritonPythonModel:
     def execute(self, requests):
         out = []
         for r in requests:
             values = r.inputs()[0].as_numpy().tolist()
             with multiprocessing.get_context("fork").Pool(4) as pool:
+                if values[0] < 0:
+                    # exec(decoupled=True) from a child: refused there, as in Triton.
+                    raise pb_utils.TritonModelException(pool.apply(streamed, (values[0],)))
                 got = pool.map(plus_one, values)
             out.append(pb_utils.InferenceResponse([
                 pb_utils.Tensor("OUT", np.array([g[0] for g in got], np.float32)),
@@ -737,6 +808,18 @@ def test_processes_a_model_forks_may_call_other_models(tmp_path):
             result = g.infer("forks", inputs, client_timeout=60)
             np.testing.assert_allclose(result.as_numpy("OUT"), x + 1)
             assert len(set(result.as_numpy("PIDS").tolist())) > 1, result.as_numpy("PIDS")
+        # A stream (exec(decoupled=True)) from a forked process is refused
+        # with the reason, and the model serves on.
+        inputs = [grpcclient.InferInput("IN", [1], "FP32")]
+        inputs[0].set_data_from_numpy(np.array([-1], np.float32))
+        with pytest.raises(Exception) as refused:
+            g.infer("forks", inputs, client_timeout=60)
+        assert "refused: exec(decoupled=True) is not supported from a process the model forked" in str(
+            refused.value), refused.value
+        x = np.arange(4, dtype=np.float32)
+        inputs[0] = grpcclient.InferInput("IN", [4], "FP32")
+        inputs[0].set_data_from_numpy(x)
+        np.testing.assert_allclose(g.infer("forks", inputs, client_timeout=60).as_numpy("OUT"), x + 1)
     finally:
         stop_serve(proc)
 
