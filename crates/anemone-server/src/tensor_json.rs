@@ -171,6 +171,9 @@ macro_rules! ints {
                 match s {
                     Scalar::I64(n) => <$t>::try_from(n).ok(),
                     Scalar::U64(n) => <$t>::try_from(n).ok(),
+                    // JSON's `-0` is an integer (RFC 8259), which serde_json
+                    // reads as the float -0.0 (as it reads `-0.0`).
+                    Scalar::F64(x) if x == 0.0 && x.is_sign_negative() => Some(0),
                     _ => None,
                 }
             }
@@ -435,5 +438,19 @@ mod tests {
         assert!(e.message.contains("nested deeper than 64"), "{}", e.message);
         let e = decode("a", DataType::I32, vec![2], json!([1, {"k": 2}]), 10).unwrap_err();
         assert!(e.message.contains("malformed 'data'"), "{}", e.message);
+    }
+
+    #[test]
+    fn minus_zero_is_a_whole_number_and_other_floats_are_not() {
+        let mut json = serde_json::Deserializer::from_str("[-0, 0, -7]");
+        let t = decode("a", DataType::I32, vec![3], &mut json, 10).unwrap();
+        assert_eq!(t, Tensor::from_vec(vec![3], vec![0i32, 0, -7]).unwrap());
+        for text in ["[1.0]", "[1e2]", "[-0.5]"] {
+            let mut json = serde_json::Deserializer::from_str(text);
+            assert!(
+                decode("a", DataType::I32, vec![1], &mut json, 10).is_err(),
+                "{text}"
+            );
+        }
     }
 }

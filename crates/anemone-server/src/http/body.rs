@@ -83,7 +83,11 @@ impl Encoding {
                     continue;
                 };
             let q = parts
-                .find_map(|p| p.trim().strip_prefix("q="))
+                // The parameter's name is case-insensitive (RFC 9110 12.4.2).
+                .find_map(|p| {
+                    let (name, value) = p.trim().split_once('=')?;
+                    name.eq_ignore_ascii_case("q").then_some(value)
+                })
                 .map_or(Some(1.0), |q| q.trim().parse::<f64>().ok())
                 .unwrap_or(0.0);
             if q > best.1 {
@@ -277,6 +281,7 @@ mod tests {
             ("deflate", Encoding::Deflate),
             ("deflate, gzip", Encoding::Deflate),
             ("gzip;q=0.5, deflate", Encoding::Deflate),
+            ("gzip;Q=0.1, deflate;q=0.9", Encoding::Deflate),
             (" gzip ; q=0.8 , deflate;q=0.7", Encoding::Gzip),
             ("gzip;q=0", Encoding::Identity),
             ("identity, gzip", Encoding::Identity),

@@ -156,17 +156,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
         #[derive(Deserialize)]
         struct Raw {
             m: String,
-            #[serde(default)]
-            v: String,
+            v: Option<String>,
         }
         let Path(raw) = Path::<Raw>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::invalid(format!("bad path: {}", e.body_text())))?;
+        // `/versions//ready` names no route (as `/v2/models//ready` does
+        // not), rather than the server's choice of version.
+        if raw.v.as_deref() == Some("") {
+            return Err(error::no_route(parts.uri.clone()).await);
+        }
+        let version = raw.v.unwrap_or_default();
         crate::limits::check_model_name(&raw.m)?;
-        let number = v2::version(&raw.v)?;
+        let number = v2::version(&version)?;
         Ok(ModelPath {
             name: raw.m,
-            version: raw.v,
+            version,
             number,
         })
     }

@@ -122,8 +122,11 @@ async fn connection(
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        if let Some(refused) = host_refusal(&request) {
+            return futures_util::future::Either::Left(std::future::ready(Ok(refused)));
+        }
         let request = request.map(|b| Body::new(IdleTimeoutBody::new(b, timeouts.body)));
-        router.clone().oneshot(request)
+        futures_util::future::Either::Right(router.clone().oneshot(request))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -145,6 +148,29 @@ async fn connection(
     if let Err(e) = result {
         tracing::debug!("HTTP connection ended: {e}");
     }
+}
+
+/// RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
+/// code to any HTTP/1.1 request message that lacks a Host header field and
+/// to any that contains more than one Host header field line". HTTP/1.0
+/// needs none.
+fn host_refusal<B>(request: &hyper::Request<B>) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if request.version() != hyper::Version::HTTP_11 {
+        return None;
+    }
+    let hosts = request
+        .headers()
+        .get_all(hyper::header::HOST)
+        .iter()
+        .count();
+    (hosts != 1).then(|| {
+        crate::errors::ApiError::invalid(format!(
+            "an HTTP/1.1 request carries exactly one Host header (RFC 9112 3.2); this one has {hosts}: \
+             send Host: <server's host and port>"
+        ))
+        .into_response()
+    })
 }
 
 /// A request body that fails with [`BodyTimeout`] when no chunk comes for
@@ -213,5 +239,28 @@ impl HttpBody for IdleTimeoutBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_refusal;
+    use hyper::{Request, Version};
+
+    #[test]
+    fn http_1_1_takes_exactly_one_host_and_http_1_0_none() {
+        let request = |version, hosts: &[&str]| {
+            let mut r = Request::get("/v2/health/live").version(version);
+            for h in hosts {
+                r = r.header("host", *h);
+            }
+            r.body(()).unwrap()
+        };
+        assert!(host_refusal(&request(Version::HTTP_11, &["a"])).is_none());
+        assert!(host_refusal(&request(Version::HTTP_10, &[])).is_none());
+        for hosts in [&[][..], &["a", "b"][..]] {
+            let refused = host_refusal(&request(Version::HTTP_11, hosts)).unwrap();
+            assert_eq!(refused.status(), 400);
+        }
     }
 }
