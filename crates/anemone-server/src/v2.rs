@@ -132,6 +132,9 @@ pub fn custom_parameters(
     Ok(custom)
 }
 
+/// The longest string correlation ID, in bytes, as Triton's.
+const MAX_TEXT_SEQUENCE_ID: usize = 128;
+
 /// Reads `sequence_id`, `sequence_start` and `sequence_end`.
 fn sequence(
     parameters: &serde_json::Map<String, Value>,
@@ -150,6 +153,14 @@ fn sequence(
         // flags(), as in Triton); a sequence model refuses them.
         None if start || end => CorrelationId::default(),
         None => return Ok(None),
+        // Triton's bound (its C API refuses a longer one as UNSUPPORTED, 501).
+        Some(Value::String(s)) if s.len() > MAX_TEXT_SEQUENCE_ID => {
+            return Err(ApiError::invalid(format!(
+                "parameter 'sequence_id' is a string of {} bytes: a string correlation ID cannot be \
+                 longer than {MAX_TEXT_SEQUENCE_ID} characters (as in Triton); use a shorter one",
+                s.len()
+            )))
+        }
         Some(Value::String(s)) => CorrelationId::Text(s.clone()),
         Some(v) => CorrelationId::Number(v.as_u64().ok_or_else(|| {
             ApiError::invalid(format!(
@@ -418,6 +429,19 @@ mod tests {
                 "{dtype}"
             );
         }
+    }
+
+    #[test]
+    fn a_string_sequence_id_takes_128_bytes_at_most() {
+        let id = |s: String| sequence(json!({"sequence_id": s}).as_object().unwrap());
+        assert!(id("x".repeat(128)).unwrap().is_some());
+        let e = id("x".repeat(129)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidInput);
+        assert!(
+            e.message.contains("129 bytes") && e.message.contains("128"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
