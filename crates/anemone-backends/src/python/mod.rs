@@ -21,6 +21,7 @@ mod env;
 mod metrics;
 mod process;
 mod pump;
+mod stderr_log;
 mod watch;
 
 #[cfg(test)]

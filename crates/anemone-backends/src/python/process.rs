@@ -5,21 +5,19 @@
 use super::advice::{traceback_hint, what_to_fix};
 use super::bls::{self, Cancels};
 use super::pump::{self, Pending, Pump, Received};
+use super::stderr_log;
 use super::watch::Watched;
 use super::wire::{self, Reply};
 use super::NAME;
 use anemone_core::{Bytes, Caller, Error, Result};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The last lines of a process's standard error kept for error messages.
-const TAIL_LINES: usize = 20;
 
 /// The environment variables that carry the stub's, its frames', and the utilities' (and their metrics', model loading API's and response senders')
 /// source to the interpreter (read and removed by [`BOOT`], so the model's
@@ -272,7 +270,7 @@ impl Process {
         let (model, lines) = (launch.model.clone(), Arc::clone(&tail));
         let logging = std::thread::Builder::new()
             .name(format!("python-log-{}", launch.model))
-            .spawn(move || log_lines(&model, stderr, &lines))
+            .spawn(move || stderr_log::log_lines(&model, stderr, &lines))
             .map_err(|e| Error::Internal(format!("cannot start a log thread: {e}")))?;
         let stdin = Arc::new(Mutex::new(child.stdin.take().expect("stdin is piped")));
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -409,7 +407,10 @@ impl Process {
     fn receive(&mut self, launch: &Launch) -> Result<(Reply, Bytes)> {
         let received = match &mut self.from {
             Reading::Direct(stdout) => match pump::read_body(stdout) {
-                Ok(body) => return wire::split_body(Bytes::from(body)),
+                Ok(body) => {
+                    return wire::split_body(Bytes::from(body))
+                        .map_err(|why| wire::bad_frame(&launch.model, &why))
+                }
                 Err(e) => Received::Ended(e),
             },
             Reading::Pumped(pump) => pump.receive(),
@@ -542,33 +543,5 @@ impl Drop for Process {
             let _ = self.child().kill();
         }
         let _ = self.child().wait();
-    }
-}
-
-/// Logs a process's standard error line by line under the model's name:
-/// `pb_utils.Logger` lines at their level, anything else (prints,
-/// warnings, tracebacks) at `info`; keeps the last [`TAIL_LINES`].
-fn log_lines(model: &str, stderr: impl Read, tail: &Mutex<VecDeque<String>>) {
-    for line in BufReader::new(stderr).lines() {
-        let Ok(line) = line else { return };
-        let (level, text) = match line.strip_prefix("\u{1e}anemone-log:") {
-            Some(rest) => match rest.split_once(':') {
-                Some((level, text)) => (level.to_string(), text.to_string()),
-                None => ("I".into(), rest.to_string()),
-            },
-            None => ("I".into(), line),
-        };
-        match level.as_str() {
-            "E" => tracing::error!(model = %model, "model.py: {text}"),
-            "W" => tracing::warn!(model = %model, "model.py: {text}"),
-            "V" => tracing::debug!(model = %model, "model.py: {text}"),
-            _ => tracing::info!(model = %model, "model.py: {text}"),
-        }
-        if let Ok(mut t) = tail.lock() {
-            if t.len() == TAIL_LINES {
-                t.pop_front();
-            }
-            t.push_back(text);
-        }
     }
 }

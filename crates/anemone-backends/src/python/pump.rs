@@ -191,7 +191,8 @@ impl Routes {
                 }
             };
             match wire::split_body(Bytes::from(body)) {
-                Err(e) => {
+                Err(why) => {
+                    let e = wire::bad_frame(&self.launch.model, &why);
                     let _ = self.replies.send(Received::Bad(e));
                 }
                 Ok((reply, blobs)) => match reply.op.as_deref() {

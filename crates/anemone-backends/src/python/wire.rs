@@ -177,19 +177,34 @@ pub(crate) fn frame(header: &serde_json::Value, blobs: &[&[u8]]) -> Result<Vec<u
     Ok(out)
 }
 
-/// Splits a frame's body (what follows its length) into its header and blobs.
-pub(crate) fn split_body(body: Bytes) -> Result<(Reply, Bytes)> {
-    let bad = |why: &str| Error::Internal(format!("the Python process sent a bad frame: {why}"));
+/// Splits a frame's body (what follows its length) into its header and
+/// blobs; what is wrong with it, else ([`bad_frame`] makes the error).
+pub(crate) fn split_body(body: Bytes) -> std::result::Result<(Reply, Bytes), String> {
     if body.len() < 4 {
-        return Err(bad("shorter than its header length"));
+        return Err("shorter than its header length".into());
     }
     let hlen = u32::from_le_bytes(body[..4].try_into().expect("4 bytes")) as usize;
     if body.len() < 4 + hlen {
-        return Err(bad("shorter than its header"));
+        return Err("shorter than its header".into());
     }
     let reply: Reply = serde_json::from_slice(&body[4..4 + hlen])
-        .map_err(|e| bad(&format!("its header is not the JSON expected: {e}")))?;
+        .map_err(|e| format!("its header is not the JSON expected: {e}"))?;
     Ok((reply, body.slice(4 + hlen..)))
+}
+
+/// The error for a frame of model `model`'s process that cannot be read:
+/// the model's doing (a model.py that replaced the `json` module's
+/// functions, or wrote on the process's pipes), not anemone's bug.
+pub(crate) fn bad_frame(model: &str, why: &str) -> Error {
+    Error::Backend {
+        backend: super::NAME.into(),
+        message: format!(
+            "the Python process of model '{model}' sent a frame anemone cannot read ({why}); \
+             check that model.py leaves the json module and the process's file descriptors 3 and up as they were"
+        ),
+        retryable: false,
+        source: None,
+    }
 }
 
 /// A tensor's bytes on the wire, and its header.

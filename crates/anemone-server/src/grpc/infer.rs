@@ -28,19 +28,34 @@ pub(super) async fn run(
     let mut decoded = decode(request, &state.shared_memory, max_bytes)?;
     decoded.deadline = deadline;
     let response = encode(state.infer(decoded).await?);
-    check_size("response", response.encoded_len(), max_bytes)?;
+    check_size(
+        &response.model_name,
+        "response",
+        response.encoded_len(),
+        max_bytes,
+    )?;
     Ok(response)
 }
 
-/// Refuses a message over the size limit, naming its size.
-pub(super) fn check_size(what: &str, len: usize, max_bytes: usize) -> Result<(), ApiError> {
+/// Refuses a message of `model` (empty for none) over the size limit,
+/// naming its size.
+pub(super) fn check_size(
+    model: &str,
+    what: &str,
+    len: usize,
+    max_bytes: usize,
+) -> Result<(), ApiError> {
     if len <= max_bytes {
         return Ok(());
     }
+    let of = match model {
+        "" => String::new(),
+        m => format!(" of model '{m}'"),
+    };
     Err(ApiError {
         kind: ErrorKind::Overloaded,
         message: format!(
-            "the {what} would be {len} bytes, over the {max_bytes}-byte message limit (--max-request-bytes); ask for fewer outputs or smaller inputs"
+            "the {what}{of} would be {len} bytes, over the {max_bytes}-byte message limit (--max-request-bytes); ask for fewer outputs or smaller inputs"
         ),
         too_large: true,
     })

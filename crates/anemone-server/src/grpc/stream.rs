@@ -186,7 +186,12 @@ fn streamed(
         infer_response: Some(final_flag(response, answer.last)),
     };
     // The stream envelope adds a few bytes to the response's own.
-    if let Err(e) = infer::check_size("response", response.encoded_len(), max_bytes) {
+    if let Err(e) = infer::check_size(
+        &echo.model_name,
+        "response",
+        response.encoded_len(),
+        max_bytes,
+    ) {
         response = failed_at(echo, &e, answer.last);
     }
     Some(response)

@@ -39,6 +39,7 @@ import sys
 import threading
 import traceback
 from functools import partial
+from types import SimpleNamespace
 
 
 # The frames' reading and writing, and Frames and Direct (the model's
@@ -48,6 +49,9 @@ exec(compile(os.environ.pop("ANEMONE_PYTHON_FRAMES"), "anemone_stub_frames.py", 
 # The model's requests to anemone (BLS requests and model loading), the
 # same way.
 exec(compile(os.environ.pop("ANEMONE_PYTHON_CALLS"), "anemone_stub_calls.py", "exec"), globals())
+# The model shares the json module: what it changes there (json.dumps =
+# ...) must not reach anemone's frames, so the stub keeps its functions.
+json = SimpleNamespace(dumps=json.dumps, loads=json.loads)
 
 
 class Metrics:
@@ -89,7 +93,7 @@ class Metrics:
             self.sock.sendall(line)
 
     def _line(self, message):
-        line = (json.dumps(message) + "\n").encode()
+        line = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "replace")
         if len(line) > self.MAX_LINE:
             raise ValueError(
                 f"it takes {len(line)} bytes, over the {self.MAX_LINE} one metrics message may take "
@@ -144,13 +148,15 @@ def decode_tensor(pb_utils, np, spec, data):
 
 def encode_tensor(pb_utils, np, tensor):
     array = tensor.as_numpy()
+    # Before ascontiguousarray, which makes a 0-d array 1-d.
+    shape = list(array.shape)
     datatype = pb_utils.wire_datatype(array)
     if datatype == "BYTES":
         blob = bytes(pb_utils.serialize_byte_tensor(array))
     else:
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         blob = array.tobytes()
-    return {"name": tensor.name(), "datatype": datatype, "shape": list(array.shape), "byte_size": len(blob)}, blob
+    return {"name": tensor.name(), "datatype": datatype, "shape": shape, "byte_size": len(blob)}, blob
 
 
 class Sequence:
@@ -358,6 +364,14 @@ def watch_parent():
             os._exit(0)
 
 
+def close_quietly(*files):
+    for f in files:
+        try:
+            f.close()
+        except OSError:
+            pass
+
+
 def main():
     model_py = sys.argv[1]
     # As in Triton's embedded interpreter: the model sees no command line
@@ -370,6 +384,12 @@ def main():
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
+    if hasattr(os, "register_at_fork"):
+        # A process the model forks (without exec) does not keep anemone's
+        # pipes open: if the model's process dies, anemone reads its end at
+        # once, though the child lives on. The child's BLS requests go
+        # through the model's process (_ForkProxy), not these pipes.
+        os.register_at_fork(after_in_child=partial(close_quietly, proto_in, proto_out))
     sys.path.insert(0, os.path.dirname(os.path.abspath(model_py)))
     try:
         import types

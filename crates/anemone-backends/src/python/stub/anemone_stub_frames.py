@@ -41,7 +41,15 @@ WRITING = threading.Lock()
 
 
 def write_frame(stream, header, blobs=()):
-    head = json.dumps(header).encode("utf-8")
+    if stream.closed:
+        # Closed at fork in the child (anemone_python_stub.main).
+        raise OSError(
+            "anemone's pipes belong to the model's own process: a process it forked cannot send "
+            "requests or answers on them (do not daemonize model.py; call other models with exec())"
+        )
+    # A lone surrogate (a file name that is not UTF-8, as os.fsdecode gives
+    # it) is no UTF-8 JSON can carry: it travels as "?".
+    head = json.dumps(header, ensure_ascii=False).encode("utf-8", "replace")
     size = 4 + len(head) + sum(len(b) for b in blobs)
     with WRITING:
         stream.write(struct.pack("<II", size, len(head)))
