@@ -874,7 +874,14 @@ def test_a_server_that_goes_away_during_a_counted_run_still_ends_at_the_count(tm
                                 "--shape", "x=50000,4", "--shape", "y=50000,4", "--json-report", str(report)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # 800 KB per input as JSON: tens of ms a request, so 40 take a while.
-        time.sleep(0.4)
+        # The server goes once the run is under way (its warm-up and a
+        # request answered): a fixed wait let a loaded machine kill it while
+        # bench was still asking for the metadata, so no run ever started.
+        deadline = time.monotonic() + 60
+        url = f"http://{addresses['HTTP']}/v2/models/add/stats"
+        while requests.get(url, timeout=10).json()["model_stats"][0]["inference_stats"]["success"]["count"] < 3:
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate(timeout=10)
+            time.sleep(0.02)
     finally:
         proc.kill()
         proc.wait(timeout=30)
