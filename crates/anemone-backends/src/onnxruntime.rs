@@ -105,6 +105,9 @@ fn init(path: PathBuf) -> std::result::Result<Runtime, String> {
             let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
             let env = builder
                 .with_name("anemone")
+                // ONNX Runtime's usage telemetry: off (it records each
+                // process under $HOME/.cache/Microsoft/DeveloperTools).
+                .with_telemetry(false)
                 .with_logger(crate::ort_log::logger())
                 .build()
                 .map_err(|e| e.to_string())?;
@@ -517,6 +520,21 @@ pub fn to_ort(t: &Tensor) -> std::result::Result<DynValue, String> {
     }
 }
 
+/// `data` copied, or an error where the memory for it cannot be had (an
+/// output past the address-space limit): the request fails, where
+/// `to_vec` would abort the server.
+fn copied<T: Copy>(data: &[T]) -> std::result::Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(data.len()).map_err(|_| {
+        format!(
+            "no memory for the model's output of {} bytes; ask for a smaller output, or give the server more memory",
+            std::mem::size_of_val(data)
+        )
+    })?;
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
 /// Copies an ONNX Runtime tensor value into an anemone tensor.
 pub fn from_ort(v: &DynValue) -> std::result::Result<Tensor, String> {
     let ValueType::Tensor { ty, .. } = v.dtype() else {
@@ -534,7 +552,7 @@ pub fn from_ort(v: &DynValue) -> std::result::Result<Tensor, String> {
     macro_rules! num {
         ($ty:ty) => {{
             let (shape, data) = v.try_extract_tensor::<$ty>().map_err(|e| e.to_string())?;
-            Tensor::from_vec(dims(shape), data.to_vec())
+            Tensor::from_vec(dims(shape), copied(data)?)
         }};
     }
     let tensor = match ty {

@@ -313,10 +313,7 @@ impl BenchArgs {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = args.plan()?;
     malloc::keep_large_buffers();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::build(tokio::runtime::Builder::new_multi_thread().enable_all())?;
     let outcome = runtime.block_on(bench(&plan))?;
     emit(&report::text(&plan, &outcome))?;
     if let Some(path) = &plan.json_report {

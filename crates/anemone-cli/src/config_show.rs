@@ -92,30 +92,33 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
 }
 
 fn print(table: &[Setting], json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    use std::fmt::Write as _;
+    let mut out = String::new();
     if json {
         writeln!(out, "{}", serde_json::json!({ "settings": table }))?;
-        return Ok(());
+    } else {
+        let width = table.iter().map(|s| s.key.len()).max().unwrap_or(0);
+        writeln!(out, "{:width$}  {:8}  VALUE", "SETTING", "SOURCE")?;
+        for s in table {
+            let value = match &s.value {
+                serde_json::Value::Null => "(unset)".to_string(),
+                serde_json::Value::String(v) => v.clone(),
+                serde_json::Value::Array(items) if items.is_empty() => "(none)".to_string(),
+                other => other.to_string(),
+            };
+            let source = serde_json::to_value(s.source)?;
+            let source = source.as_str().unwrap_or("?");
+            let live = if s.runtime {
+                "  (changes at run time)"
+            } else {
+                ""
+            };
+            writeln!(out, "{:width$}  {source:8}  {value}{live}", s.key)?;
+        }
     }
-    let width = table.iter().map(|s| s.key.len()).max().unwrap_or(0);
-    writeln!(out, "{:width$}  {:8}  VALUE", "SETTING", "SOURCE")?;
-    for s in table {
-        let value = match &s.value {
-            serde_json::Value::Null => "(unset)".to_string(),
-            serde_json::Value::String(v) => v.clone(),
-            serde_json::Value::Array(items) if items.is_empty() => "(none)".to_string(),
-            other => other.to_string(),
-        };
-        let source = serde_json::to_value(s.source)?;
-        let source = source.as_str().unwrap_or("?");
-        let live = if s.runtime {
-            "  (changes at run time)"
-        } else {
-            ""
-        };
-        writeln!(out, "{:width$}  {source:8}  {value}{live}", s.key)?;
-    }
-    Ok(())
+    // A reader that stops early (`| head`) is no error; a full disk is,
+    // saying it was stdout.
+    crate::output::emit(&out)
 }
 
 /// `GET <url>/v2/anemone/config` over plain HTTP/1.1.

@@ -26,6 +26,7 @@ mod otlp_watch;
 mod output;
 mod rate_limit_args;
 mod repository_args;
+mod runtime;
 mod serve;
 mod startup;
 mod telemetry;
@@ -211,6 +212,13 @@ pub struct InferArgs {
 }
 
 fn main() -> ExitCode {
+    // ONNX Runtime's usage telemetry (it records each process in a store
+    // under $HOME/.cache/Microsoft/DeveloperTools): off, unless the user
+    // set the variable. Before any thread starts, so that nothing reads
+    // the environment while it changes.
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
+    }
     let (cli, ignored_triton_flags) = parse_cli();
     let exporting = match &cli.command {
         Command::Serve(args) => telemetry::layer(&args.tracing),
@@ -289,6 +297,23 @@ fn failed(e: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// Prints clap's message (the help, the version, or the flag mistake) and
+/// exits with its status, as `clap::Error::exit` does, except that help
+/// that cannot be written (`anemone --help > /dev/full`) is an error
+/// (status 1) rather than lost silently; a reader that stopped early
+/// (`| head`) is none.
+fn clap_exit(e: clap::Error) -> ! {
+    if let Err(written) = e.print() {
+        if written.kind() != std::io::ErrorKind::BrokenPipe {
+            use std::io::Write as _;
+            let to = if e.use_stderr() { "stderr" } else { "stdout" };
+            let _ = writeln!(std::io::stderr(), "error: cannot write to {to}: {written}");
+            std::process::exit(1);
+        }
+    }
+    std::process::exit(e.exit_code())
+}
+
 /// Parses the command line, with `serve`'s `--config` file layered under
 /// the environment and the flags (see `config_file.rs`).
 fn parse_cli() -> (Cli, Vec<String>) {
@@ -300,8 +325,8 @@ fn parse_cli() -> (Cli, Vec<String>) {
     };
     let (argv, ignored) = triton_flags::take_ignored(std::env::args_os().collect(), takes_value);
     let (matches, table) =
-        config_file::parse(Cli::command(), "serve", &argv, false).unwrap_or_else(|e| e.exit());
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        config_file::parse(Cli::command(), "serve", &argv, false).unwrap_or_else(|e| clap_exit(e));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e));
     if let Some(mut table) = table {
         show_verbose_level(&mut table, &cli.log_level, cli.log_verbose);
         config_show::remember(table);

@@ -6,7 +6,6 @@ use crate::output::{printable, table};
 use anemone_runtime::{Outcome, Selection};
 use anemone_server::repository::Repository;
 use anemone_server::ControlMode;
-use anyhow::Context;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -104,10 +103,7 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
     }
     crate::backend_args::check_eviction(args.eviction, args.memory_budget)?;
     let manager = crate::backend_args::start(builder)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::build(tokio::runtime::Builder::new_multi_thread().enable_all())?;
     // Several repositories, or a bucket, as `serve` reads them: merged
     // into one view in the cache.
     let sources = anemone_server::repository::remote::RepositorySources {
@@ -161,6 +157,9 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
         .filter(|r| r.state != "READY" && !evicted.contains(&r.name))
         .map(|r| r.name.as_str())
         .collect();
+    if let (true, Some(e)) = (rows.is_empty(), repository.startup_scan_error()) {
+        anyhow::bail!("{e}");
+    }
     if rows.is_empty() {
         anyhow::bail!(
             "no models in {}: expected <model>/<version>/model.onnx directories",

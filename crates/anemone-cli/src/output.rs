@@ -6,6 +6,15 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
 
+/// Prints `text` on stdout for the person watching `anemone serve`, and
+/// carries on when stdout is gone (`anemone serve | head -1` once `head`
+/// has exited, or stdout closed): `println!` would panic there, and the
+/// server must serve on and stop as it would.
+pub fn say(text: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(text).and_then(|()| out.flush());
+}
+
 /// A mistake in the flags that no one flag's parser sees (two flags that do
 /// not go together, a backend list every model would refuse): reported as
 /// any error, with the exit status of clap's flag mistakes, 2.

@@ -1,9 +1,9 @@
 //! `anemone serve`: a model repository over KServe v2 HTTP and gRPC.
 
 use crate::backend_args::BackendArgs;
+use crate::output::say;
 use anemone_server::restricted::Restrictions;
 use anemone_server::{shutdown_signal, Server, ServerOptions};
-use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -402,14 +402,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     anemone_runtime::map_large_allocations_while_loading(
         usize::try_from(args.malloc_load_mmap_threshold).unwrap_or(usize::MAX),
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Lets the workers cache the model registry's snapshot (a lookup with
-        // no atomic read-modify-write), and makes an idle worker drop it, so
-        // an unloaded model's memory is not kept by a parked thread.
-        .on_thread_park(anemone_runtime::registry::on_thread_park)
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::build(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            // Lets the workers cache the model registry's snapshot (a lookup with
+            // no atomic read-modify-write), and makes an idle worker drop it, so
+            // an unloaded model's memory is not kept by a parked thread.
+            .on_thread_park(anemone_runtime::registry::on_thread_park),
+    )?;
     let served = runtime.block_on(serve(args));
     crate::telemetry::shutdown();
     served?;
@@ -543,12 +543,12 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         ("gRPC", server.grpc_addr(), "--allow-grpc"),
     ] {
         match addr {
-            Some(addr) => println!("{protocol} listening on {addr}"),
-            None => println!("{protocol} is switched off ({flag} false)"),
+            Some(addr) => say(format_args!("{protocol} listening on {addr}\n")),
+            None => say(format_args!("{protocol} is switched off ({flag} false)\n")),
         }
     }
     if let Some(addr) = server.metrics_addr() {
-        println!("Metrics listening on {addr}");
+        say(format_args!("Metrics listening on {addr}\n"));
     }
     // On lines of their own: scripts read the address lines as they are.
     for (protocol, files) in [("HTTP", &tls_on.http), ("gRPC", &tls_on.grpc)] {
@@ -557,7 +557,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 Some(_) => "client certificates required",
                 None => "no client certificate asked",
             };
-            println!("{protocol} uses TLS ({clients})");
+            say(format_args!("{protocol} uses TLS ({clients})\n"));
         }
     }
     // With --exit-on-error, the models that failed at start-up stop the
@@ -590,6 +590,6 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(failed) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
         anyhow::bail!("{failed}; exiting (--exit-on-error true)");
     }
-    println!("anemone stopped");
+    say(format_args!("anemone stopped\n"));
     Ok(())
 }

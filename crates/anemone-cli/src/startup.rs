@@ -2,7 +2,7 @@
 //! loads that take a while, then one table of every model (name, version,
 //! state, backend, load time), as Triton does.
 
-use crate::output::{printable, table};
+use crate::output::{printable, say, table};
 use anemone_server::state::AppState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,16 +32,19 @@ pub async fn report(state: Arc<AppState>) {
             .map(|r| printable(&r.name))
             .collect();
         if !loading.is_empty() {
-            println!(
-                "loading {} ({} s so far)",
+            say(format_args!(
+                "loading {} ({} s so far)\n",
                 loading.join(", "),
                 elapsed.as_secs()
-            );
+            ));
         }
     }
-    print!("{}", models_table(&state));
+    say(format_args!("{}", models_table(&state)));
     if state.manager.metrics().memory_budget.is_some() {
-        println!("{}", crate::models::budget_line(&state.manager));
+        say(format_args!(
+            "{}\n",
+            crate::models::budget_line(&state.manager)
+        ));
     }
 }
 
@@ -104,7 +107,10 @@ pub fn models_table(state: &AppState) -> String {
         ]);
     }
     if index.is_empty() {
-        return "no models in the repository\n".into();
+        return match state.repository.startup_scan_error() {
+            Some(e) => format!("no models loaded: {e}\n"),
+            None => "no models in the repository\n".into(),
+        };
     }
     table(&rows, "")
 }

@@ -7,6 +7,7 @@
 //! map to status codes in one table per protocol ([`errors::ApiError`]).
 #![deny(missing_docs)]
 
+mod accept;
 pub mod bounded_read;
 pub mod classification;
 mod compression;

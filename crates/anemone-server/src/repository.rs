@@ -68,11 +68,11 @@ impl std::str::FromStr for ControlMode {
 /// The model folders of the repository at `root`: its directories (links
 /// followed) whose names are UTF-8 and not hidden, sorted. A folder whose
 /// name is not UTF-8 (no model can have that name) is skipped with a
-/// warning, once per folder.
-pub fn model_dirs(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
+/// warning, once per folder. A repository that cannot be listed (out of
+/// file descriptors, a network file system gone) is an error, not an
+/// empty repository.
+pub fn model_dirs(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(root)?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .filter_map(|e| match e.file_name().into_string() {
@@ -85,7 +85,7 @@ pub fn model_dirs(root: &Path) -> Vec<String> {
         .filter(|n| !n.starts_with('.'))
         .collect();
     names.sort();
-    names
+    Ok(names)
 }
 
 /// Warns that the folder `path` is skipped, the first time it is seen.
@@ -135,6 +135,8 @@ pub struct Repository {
     startup_done: AtomicBool,
     /// The models start-up loads, once it begins.
     startup_models: std::sync::OnceLock<Vec<String>>,
+    /// Why start-up could not list the repository, if it could not.
+    startup_scan_error: std::sync::OnceLock<String>,
     /// How configurations are read: complete or completed from the model
     /// file (Triton's `--strict-model-config`), from `config.pbtxt` or a
     /// custom one (Triton's `--model-config-name`).
@@ -178,6 +180,7 @@ impl Repository {
             entries: Mutex::default(),
             startup_done: AtomicBool::new(false),
             startup_models: std::sync::OnceLock::new(),
+            startup_scan_error: std::sync::OnceLock::new(),
             rules: ConfigRules::default(),
             loads: tokio::sync::Semaphore::new(MODEL_LOADS),
             load_ended: tokio::sync::Notify::new(),
@@ -244,9 +247,27 @@ impl Repository {
         self.mode
     }
 
-    /// Model directories on disk, sorted.
+    /// Model directories on disk, sorted; none when the repository cannot
+    /// be listed ([`Repository::try_scan`] says why).
     pub fn scan(&self) -> Vec<String> {
-        model_dirs(&self.root)
+        self.try_scan().unwrap_or_default()
+    }
+
+    /// Model directories on disk, sorted, or why the repository cannot be
+    /// listed.
+    pub fn try_scan(&self) -> Result<Vec<String>, String> {
+        model_dirs(&self.root).map_err(|e| {
+            format!(
+                "cannot list the model repository {}: {e}",
+                self.root.display()
+            )
+        })
+    }
+
+    /// Why start-up could not list the repository, if it could not: it then
+    /// loaded nothing.
+    pub fn startup_scan_error(&self) -> Option<&str> {
+        self.startup_scan_error.get().map(String::as_str)
     }
 
     /// The real path of the repository now: `root` with its links resolved

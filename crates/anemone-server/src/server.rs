@@ -447,9 +447,12 @@ impl Server {
                 .serve_with_incoming_shutdown(
                     // The builder's own `tcp_nodelay` applies only to listeners it
                     // binds itself: set it on this one's accepted sockets.
-                    options.grpc_connections.aged(
-                        tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                    ),
+                    // A failed accept is waited out there (tonic's own
+                    // `TcpIncoming` asks again at once: a core spun for as
+                    // long as the file descriptors were out).
+                    options
+                        .grpc_connections
+                        .aged(crate::accept::connections(grpc)),
                     stopped(),
                 )
         });

@@ -14,6 +14,7 @@ pub(super) fn check(dir: &Path, rules: &anemone_server::repository::ConfigRules)
     // Each ensemble's composing models, by its row.
     let mut steps: Vec<(usize, Vec<String>)> = Vec::new();
     let mut rows: Vec<ModelRow> = anemone_server::repository::model_dirs(dir)
+        .unwrap_or_default()
         .into_iter()
         .enumerate()
         .map(|(at, name)| {

@@ -69,6 +69,7 @@ pub async fn serve(
 ) {
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let failures = crate::accept::AcceptFailures::new("HTTP");
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -80,9 +81,8 @@ pub async fn serve(
             Ok((tcp, _)) => tcp,
             Err(e) => {
                 // Out of file descriptors, or a connection reset before it
-                // was accepted: wait a little rather than spin.
-                tracing::debug!("cannot accept an HTTP connection: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // was accepted: wait a little rather than spin, and say so.
+                failures.back_off(&e).await;
                 continue;
             }
         };

@@ -8,7 +8,15 @@ impl Repository {
     /// One polling pass: loads new models, reloads changed ones, unloads removed ones.
     pub async fn poll_once(&self) {
         self.sync_mirror().await;
-        let on_disk = self.scan();
+        // A repository that cannot be listed now is not an empty one: its
+        // models stay as they are until it can be.
+        let on_disk = match self.try_scan() {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::warn!("{e}; the models stay as they are until it can be listed");
+                return;
+            }
+        };
         let known: Vec<(String, Option<Fingerprint>, State)> = self
             .lock()
             .iter()

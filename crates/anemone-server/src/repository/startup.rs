@@ -29,7 +29,14 @@ impl Repository {
     pub async fn load_startup(&self, names: &[String]) {
         let wanted: Vec<String> = match self.mode {
             ControlMode::Explicit if !names.iter().any(|n| n == "*") => names.to_vec(),
-            _ => self.scan(),
+            _ => self.try_scan().unwrap_or_else(|e| {
+                tracing::error!(
+                    "{e}; no model loads (in poll mode the next pass lists it again, in explicit \
+                     mode a load request loads a model)"
+                );
+                let _ = self.startup_scan_error.set(e);
+                Vec::new()
+            }),
         };
         let _ = self.startup_models.set(wanted.clone());
         // Ensembles load after the models they compose, one at a time.

@@ -199,7 +199,7 @@ impl Mirror {
             }
         }
         // Models gone from every source leave the view.
-        for name in crate::repository::model_dirs(&self.view) {
+        for name in crate::repository::model_dirs(&self.view).unwrap_or_default() {
             if !models.contains_key(&name) {
                 let _ = std::fs::remove_dir_all(self.view.join(&name));
                 manifest.retain(|path, _| !path.starts_with(&format!("{name}/")));
