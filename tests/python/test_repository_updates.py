@@ -877,3 +877,27 @@ def test_models_a_poll_finds_load_at_once_as_at_start_up(tmp_path, serve, monkey
     for name, start, end in runs:
         others = [(s, e) for n, s, e in runs if n != name]
         assert any(s < end and start < e for s, e in others), runs
+
+
+def test_a_repository_that_cannot_be_listed_for_a_while_keeps_its_models(tmp_path, serve):
+    """RELIABILITY.md, "The host's limits": in poll mode, a repository that
+    cannot be listed (its folder moved away, a network file system gone, no
+    file descriptor left) is not an empty one: its models stay loaded and
+    answer until it can be listed again. Before session 42 the next poll
+    read it as empty and unloaded every model."""
+    repo = tmp_path / "repo"
+    py_model(repo, "kept", k=3)
+    http, _ = serve(repo, "--model-control-mode", "poll", "--repository-poll-secs", "1")
+    assert http.answer("kept") == ("1", pytest.approx(py_answer(3, 1)))
+    away = tmp_path / "away"
+    os.rename(repo, away)
+    try:
+        time.sleep(3.5)  # three polls
+        assert http.rows("kept") == [("1", "READY")]
+        version, y = http.answer("kept")
+        np.testing.assert_allclose(y, py_answer(3, 1))
+    finally:
+        os.rename(away, repo)
+    time.sleep(1.5)
+    assert http.rows("kept") == [("1", "READY")]
+    np.testing.assert_allclose(http.answer("kept")[1], py_answer(3, 1))
