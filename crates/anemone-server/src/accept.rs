@@ -80,10 +80,20 @@ fn advice(_: &std::io::Error) -> &'static str {
     ""
 }
 
-/// The connections `listener` accepts, with `TCP_NODELAY` set, for tonic:
-/// a failed accept is waited out ([`AcceptFailures::back_off`]) rather than
-/// handed to tonic, which would ask again at once.
+/// The connections the listener `listener` gives (none when it gives
+/// none) accepts, with `TCP_NODELAY` set, for tonic: a failed accept is
+/// waited out ([`AcceptFailures::back_off`]) rather than handed to tonic,
+/// which would ask again at once.
 pub(crate) fn connections(
+    listener: impl std::future::Future<Output = Option<tokio::net::TcpListener>>,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures_util::StreamExt;
+    futures_util::stream::once(listener)
+        .filter_map(std::future::ready)
+        .flat_map(accepted)
+}
+
+fn accepted(
     listener: tokio::net::TcpListener,
 ) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     static GRPC: AcceptFailures = AcceptFailures::new("gRPC");

@@ -190,11 +190,59 @@ pub struct ReusePorts {
     pub grpc: bool,
 }
 
+/// A bound listener: listening at once, or, on a port shared with other
+/// servers, once the start-up loads have ended (as Triton starts its
+/// endpoints after loading): until then the kernel hands the port's new
+/// connections to the servers already serving, not to one that would
+/// answer 503 "loading".
+pub(crate) enum Listener {
+    /// Listening.
+    Now(TcpListener),
+    /// Bound, not listening yet.
+    #[cfg(unix)]
+    AfterLoads(tokio::net::TcpSocket),
+}
+
+impl Listener {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Listener::Now(l) => l.local_addr(),
+            #[cfg(unix)]
+            Listener::AfterLoads(s) => s.local_addr(),
+        }
+    }
+
+    /// The listener, once `loaded` resolves where it waits for the loads;
+    /// `None` when `stopped` resolves first, or listening fails (logged).
+    async fn open(
+        self,
+        loaded: impl Future<Output = ()>,
+        stopped: impl Future<Output = ()>,
+    ) -> Option<TcpListener> {
+        match self {
+            Listener::Now(l) => Some(l),
+            #[cfg(unix)]
+            Listener::AfterLoads(socket) => {
+                tokio::select! {
+                    () = loaded => {}
+                    () = stopped => return None,
+                }
+                let at = socket.local_addr();
+                socket
+                    .listen(1024)
+                    .map_err(|e| tracing::error!("cannot listen on {at:?}: {e}"))
+                    .ok()
+            }
+        }
+    }
+}
+
 /// Binds `addr` (a host name is resolved: its first address that binds),
-/// sharing the port with `reuse_port`.
-async fn listen(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
+/// sharing the port with `reuse_port` (then listening only once the
+/// start-up loads have ended: [`Listener::AfterLoads`]).
+async fn listen(addr: &str, reuse_port: bool) -> std::io::Result<Listener> {
     if !reuse_port {
-        return TcpListener::bind(addr).await;
+        return TcpListener::bind(addr).await.map(Listener::Now);
     }
     #[cfg(unix)]
     {
@@ -204,10 +252,12 @@ async fn listen(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
                 SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
                 SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
             };
-            socket.set_reuseaddr(true)?;
+            // SO_REUSEPORT alone: with SO_REUSEADDR too, a server that does
+            // not share the port could bind it while this one is bound but
+            // not listening yet, and take it.
             socket.set_reuseport(true)?;
-            match socket.bind(at).and_then(|()| socket.listen(1024)) {
-                Ok(listener) => return Ok(listener),
+            match socket.bind(at) {
+                Ok(()) => return Ok(Listener::AfterLoads(socket)),
                 Err(e) => last = Some(e),
             }
         }
@@ -237,9 +287,9 @@ pub struct ListenerAddresses {
 pub struct Server {
     state: Arc<AppState>,
     /// `None` with `allow_http` false.
-    http: Option<TcpListener>,
+    http: Option<Listener>,
     /// `None` with `allow_grpc` false.
-    grpc: Option<TcpListener>,
+    grpc: Option<Listener>,
     /// Prometheus on its own port (`--metrics-port`), when asked for.
     metrics: Option<TcpListener>,
     options: ServerOptions,
@@ -303,7 +353,12 @@ impl Server {
             false => None,
         };
         let metrics = match options.ops.metrics_port {
-            Some(port) => Some(bind(port, "metrics").await?),
+            // Never shared: listening at once.
+            Some(port) => match bind(port, "metrics").await? {
+                Listener::Now(l) => Some(l),
+                #[cfg(unix)]
+                Listener::AfterLoads(_) => unreachable!("the metrics port is never shared"),
+            },
             None => None,
         };
         let trace = crate::telemetry::TraceSettings::new(&options.tracing)
@@ -397,11 +452,19 @@ impl Server {
             }
         };
 
+        let (loaded_tx, loaded_rx) = tokio::sync::watch::channel(false);
+        let loaded = move || {
+            let mut rx = loaded_rx.clone();
+            async move {
+                let _ = rx.wait_for(|l| *l).await;
+            }
+        };
         let loader = {
             let state = Arc::clone(&state);
             let names = options.load_models.clone();
             tokio::spawn(async move {
                 state.repository.load_startup(&names).await;
+                let _ = loaded_tx.send(true);
                 state.health.publish().await;
             })
         };
@@ -430,7 +493,13 @@ impl Server {
         // algorithm holds a response's last segment until the client's
         // delayed ACK (~40 ms on Linux).
         let http_server = http.map(|http| {
-            crate::http::serve::serve(http, router, options.http_timeouts, tls.http, stopped())
+            let (loaded, stopped) = (loaded(), stopped.clone());
+            let timeouts = options.http_timeouts;
+            async move {
+                if let Some(http) = http.open(loaded, stopped()).await {
+                    crate::http::serve::serve(http, router, timeouts, tls.http, stopped()).await;
+                }
+            }
         });
         let grpc_server = grpc.map(|grpc| {
             grpc_builder
@@ -452,7 +521,7 @@ impl Server {
                     // long as the file descriptors were out).
                     options
                         .grpc_connections
-                        .aged(crate::accept::connections(grpc)),
+                        .aged(crate::accept::connections(grpc.open(loaded(), stopped()))),
                     stopped(),
                 )
         });

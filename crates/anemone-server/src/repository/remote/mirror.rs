@@ -59,7 +59,13 @@ pub struct Mirror {
     sources: Vec<Source>,
     view: PathBuf,
     staging: PathBuf,
+    /// Held (`flock`) by the process syncing the cache: two servers on one
+    /// `--model-cache-dir` sync one after the other.
+    lock_path: PathBuf,
     manifest_path: PathBuf,
+    /// The manifest file's time when this process last read or wrote it:
+    /// another time is another server's sync, read again before the next.
+    manifest_seen: std::sync::Mutex<Option<std::time::SystemTime>>,
     /// One sync at a time.
     manifest: tokio::sync::Mutex<Manifest>,
     /// The errors last logged, by model ("" for a failed sync), so that a
@@ -87,19 +93,12 @@ impl Mirror {
             )
         })?;
         let manifest_path = base.join(".anemone-manifest.json");
-        // Only a regular file of at most MAX_MANIFEST_BYTES: anything else
-        // (a pipe, a link to a device) is no manifest, and the cache is
-        // fetched again.
-        let manifest = std::fs::metadata(&manifest_path)
-            .ok()
-            .filter(|m| m.is_file() && m.len() <= MAX_MANIFEST_BYTES)
-            .and_then(|_| {
-                crate::bounded_read::read_bounded(&manifest_path, MAX_MANIFEST_BYTES).ok()
-            })
-            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-            .unwrap_or_default();
+        let manifest = read_manifest(&manifest_path);
+        let manifest_seen = std::sync::Mutex::new(modified(&manifest_path));
         Ok(Mirror {
+            manifest_seen,
             sources,
+            lock_path: base.join(".anemone-lock"),
             staging: base.join("staging"),
             view,
             manifest_path,
@@ -146,6 +145,19 @@ impl Mirror {
     /// (see [`Report::errors`]).
     pub async fn sync(&self, scope: Scope<'_>) -> Result<Report, String> {
         let mut manifest = self.manifest.lock().await;
+        // Another server on this cache may be syncing it (its staging
+        // folders are the same): wait for it, then read what it wrote.
+        let _held = cache_lock(&self.lock_path).await;
+        let written = modified(&self.manifest_path);
+        let theirs = {
+            let mut seen = self.manifest_seen.lock().unwrap_or_else(|e| e.into_inner());
+            let theirs = written.is_some() && written != *seen;
+            *seen = written;
+            theirs
+        };
+        if theirs {
+            *manifest = read_manifest(&self.manifest_path);
+        }
         let listings = futures_util::future::join_all(self.sources.iter().map(|s| s.list())).await;
         // model -> (source index, its files)
         let mut models: BTreeMap<String, (usize, Vec<Listed>)> = BTreeMap::new();
@@ -257,11 +269,21 @@ impl Mirror {
         // Files of the model that are gone from the source.
         let listed: BTreeSet<&str> = files.iter().map(|f| f.relative.as_str()).collect();
         let prefix = format!("{model}/");
-        let gone: Vec<String> = manifest
+        // Those the manifest names, and those in the view it does not (a
+        // sync killed before it saved the manifest moved them there).
+        let mut gone: BTreeSet<String> = manifest
             .keys()
             .filter(|p| p.starts_with(&prefix) && !listed.contains(p.as_str()))
             .cloned()
             .collect();
+        let marker = format!("{prefix}{MARKER}");
+        let mut on_disk = Vec::new();
+        files_below(&self.view.join(model), &prefix, &mut on_disk);
+        gone.extend(
+            on_disk
+                .into_iter()
+                .filter(|p| *p != marker && !listed.contains(p.as_str())),
+        );
         for path in &gone {
             let _ = std::fs::remove_file(self.view.join(path));
             manifest.remove(path);
@@ -299,7 +321,82 @@ impl Mirror {
                     "cannot write the cache manifest {}: {e}",
                     self.manifest_path.display()
                 )
-            })
+            })?;
+        *self.manifest_seen.lock().unwrap_or_else(|e| e.into_inner()) =
+            modified(&self.manifest_path);
+        Ok(())
+    }
+}
+
+/// The manifest at `path`: only a regular file of at most
+/// [`MAX_MANIFEST_BYTES`]; anything else (none, a pipe, a link to a
+/// device, another version's shape) is no manifest, and the cache is
+/// fetched again.
+fn read_manifest(path: &Path) -> Manifest {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= MAX_MANIFEST_BYTES)
+        .and_then(|_| crate::bounded_read::read_bounded(path, MAX_MANIFEST_BYTES).ok())
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        .unwrap_or_default()
+}
+
+/// A file's modification time, if it has one.
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Waits for the cache's lock file (`flock`, held until the returned file
+/// is dropped); `None` where it cannot be made, and the sync goes on
+/// without it, as before.
+async fn cache_lock(path: &Path) -> Option<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut said = false;
+        // SAFETY: flock on a descriptor this function owns.
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return None;
+            }
+            if !said {
+                tracing::info!(
+                    "another server is syncing the model cache ({}); waiting for it",
+                    path.display()
+                );
+                said = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    Some(file)
+}
+
+/// The files below `dir` (links not followed), as `prefix` + their paths
+/// relative to `dir`, joined by `/`.
+fn files_below(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            files_below(&entry.path(), &format!("{prefix}{name}/"), out);
+        } else {
+            out.push(format!("{prefix}{name}"));
+        }
     }
 }
 
