@@ -19,6 +19,7 @@ pub mod grpc;
 pub mod host_metrics;
 pub mod http;
 pub mod limits;
+mod listeners;
 pub mod model_config;
 pub mod model_control;
 pub mod prometheus;

@@ -11,6 +11,7 @@ mod entry;
 mod fingerprint;
 mod index;
 mod load_failure;
+mod model_dirs;
 pub(crate) mod paths;
 mod poll;
 mod prepare;
@@ -21,6 +22,7 @@ mod version_folders;
 mod warmup;
 
 pub use ensemble::ensemble_config;
+pub use model_dirs::model_dirs;
 pub use prepare::{
     check_config_name, model_dir, prepare_model, ConfigRules, Prepared, MAX_CONFIG_BYTES,
     MODEL_FILES,
@@ -62,43 +64,6 @@ impl std::str::FromStr for ControlMode {
                 "unknown model control mode '{other}'; use none, explicit or poll"
             )),
         }
-    }
-}
-
-/// The model folders of the repository at `root`: its directories (links
-/// followed) whose names are UTF-8 and not hidden, sorted. A folder whose
-/// name is not UTF-8 (no model can have that name) is skipped with a
-/// warning, once per folder. A repository that cannot be listed (out of
-/// file descriptors, a network file system gone) is an error, not an
-/// empty repository.
-pub fn model_dirs(root: &Path) -> std::io::Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(root)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| match e.file_name().into_string() {
-            Ok(name) => Some(name),
-            Err(_) => {
-                warn_once_not_utf8(&e.path());
-                None
-            }
-        })
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-/// Warns that the folder `path` is skipped, the first time it is seen.
-fn warn_once_not_utf8(path: &Path) {
-    static WARNED: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-    if warned.insert(path.to_path_buf()) {
-        tracing::warn!(
-            "skipping the folder {}: its name is not UTF-8, and a model's name must be; rename it \
-             to serve it",
-            path.display()
-        );
     }
 }
 
