@@ -14,7 +14,7 @@ test_limits_docs.py, test_extreme_values.py, test_triton_qa_transport.py, test_t
   HOME, `infer --output-dir`.
 - Memory: RLIMIT_AS (`prlimit` on the running server) and an ONNX Runtime output past it; Python
   model processes inheriting RLIMIT_AS.
-- 300 tiny ONNX models: index, load/unload all twice, /metrics, threads and descriptors, start-up.
+- 150 tiny ONNX models (300 when written): index, load/unload all twice, /metrics, threads and descriptors, start-up.
 - Python instances: load/unload cycles and a killed stub: no zombies, no leaked descriptors.
 
 Where a docstring says Triton 2.51, tritonserver 2.51 (CPU, Python backend) was run on 2026-12-06 the
@@ -768,8 +768,10 @@ def test_python_instances_load_unload_cycles_leave_no_process_or_descriptor(pysr
         check_add(session, pysrv.http, "multi")
         assert session.post(f"http://{pysrv.http}/v2/repository/models/multi/unload", timeout=60).status_code == 200
         assert wait_for(lambda: set(pysrv.children()) == base_kids), pysrv.children()
-        threads, fds = pysrv.status()
-        assert fds <= base_fds and threads <= base_threads + 2, (threads, fds, base_threads, base_fds)
+        # The threads reading a process's pipes close them once they read
+        # its end, a moment after it exits (later on a loaded machine).
+        assert wait_for(lambda: pysrv.status()[1] <= base_fds and pysrv.status()[0] <= base_threads + 2), \
+            (pysrv.status(), base_threads, base_fds)
     assert "Z" not in pysrv.children().values()
 
 
@@ -793,7 +795,7 @@ def test_a_killed_python_instance_leaves_no_zombie(pysrv):
 
 # ------------------------------------------------------------------ many models
 
-MANY = 300
+MANY = 150  # 300 when the file was written: the same findings, in half CI's time
 
 
 @pytest.fixture(scope="module")
@@ -808,7 +810,7 @@ def many(tmp_path_factory):
     assert served.stop() == 0
 
 
-def test_index_of_a_300_model_repository_is_complete_and_quick(many):
+def test_index_of_a_large_repository_is_complete_and_quick(many):
     """/v2/repository/index in explicit mode with nothing loaded: 300 entries, every name, in well
     under a second (checked at 5 s)."""
     t = time.time()
@@ -843,7 +845,7 @@ def cycles(many):
     return [cycle(many) for _ in range(2)]
 
 
-def test_loading_and_unloading_300_models_gives_back_threads_and_descriptors(many, cycles):
+def test_loading_and_unloading_many_models_gives_back_threads_and_descriptors(many, cycles):
     """Two cycles of loading all 300 and unloading all: afterwards the server holds about the
     threads and descriptors it started with (+4 at most), and the second cycle ends where the
     first did. (Loaded, each tract-cpu model holds a thread pool of one thread per core: 611
@@ -854,8 +856,8 @@ def test_loading_and_unloading_300_models_gives_back_threads_and_descriptors(man
     assert cycles[1][1][1] <= cycles[0][1][1] and cycles[1][1][0] <= cycles[0][1][0] + 2
 
 
-def test_metrics_of_300_models_name_each_and_shrink_after_unload(many, cycles):
-    """/metrics with 300 models loaded names each model (about 4.4 KB a model here: checked under
+def test_metrics_of_many_models_name_each_and_shrink_after_unload(many, cycles):
+    """/metrics with MANY models loaded names each model (about 4.4 KB a model here: checked under
     20 KB), and after unloading all it drops their series (under a tenth of the loaded size)."""
     metrics = cycles[0][2]
     for i in range(0, MANY, 23):
@@ -865,9 +867,9 @@ def test_metrics_of_300_models_name_each_and_shrink_after_unload(many, cycles):
     assert len(after) < len(metrics) / 10, (len(after), len(metrics))
 
 
-def test_start_up_with_300_models_loads_them_all(many, cycles):
-    """Model control mode none on the same 300 models: ready (every model loaded) within 120 s
-    (about 10 s on this 2-core VM), the index says READY for all 300, SIGTERM gives status 0."""
+def test_start_up_with_many_models_loads_them_all(many, cycles):
+    """Model control mode none on the same MANY models: ready (every model loaded) within 120 s
+    (about 10 s on this 2-core VM), the index says READY for all of them, SIGTERM gives status 0."""
     served = Served(many.repo)
     try:
         t = time.time()

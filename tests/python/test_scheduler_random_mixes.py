@@ -86,7 +86,7 @@ elif os.environ.get("ANEMONE_MIX_SEEDS"):
     _a, _b = os.environ["ANEMONE_MIX_SEEDS"].split("-")
     SEEDS = list(range(int(_a), int(_b) + 1))
 else:
-    SEEDS = list(range(1, 25))
+    SEEDS = list(range(1, 13))  # 12 in CI's time; ANEMONE_MIX_SEEDS for more
 THREADS = 8
 OPS_PER_THREAD = 12
 CLIENT_TIMEOUT = 60
