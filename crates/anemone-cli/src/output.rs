@@ -11,8 +11,7 @@ use std::time::Duration;
 /// has exited, or stdout closed): `println!` would panic there, and the
 /// server must serve on and stop as it would.
 pub fn say(text: std::fmt::Arguments) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_fmt(text).and_then(|()| out.flush());
+    let _ = emit(&text.to_string());
 }
 
 /// A mistake in the flags that no one flag's parser sees (two flags that do

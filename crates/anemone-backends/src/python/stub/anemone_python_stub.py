@@ -60,7 +60,7 @@ class Metrics:
     from any thread. Declarations, value() and updates are answered;
     releases are not. Objects deleted (by __del__, which may run anywhere)
     are queued and released with the next message, or before a call's
-    responses go back (settled()), so a client that reads /metrics after
+    responses go back (flush(settled=True)), so a client that reads /metrics after
     its answer no longer sees a family its call let go."""
 
     def __init__(self, fd):
@@ -118,18 +118,12 @@ class Metrics:
             return {"ok": False, "error": "anemone closed the metrics channel"}
         return json.loads(line)
 
-    def settled(self):
-        """Sends what was released and waits for anemone to have released it."""
+    def flush(self, settled=False):
+        """Sends what was released; with `settled`, waits for anemone to
+        have released it."""
         if any(self.released.values()):
             try:
-                self.ask({"op": "sync"})
-            except OSError:
-                pass
-
-    def flush(self):
-        if any(self.released.values()):
-            try:
-                self.tell(None)
+                self.ask({"op": "sync"}) if settled else self.tell(None)
             except OSError:
                 pass
 
@@ -538,7 +532,7 @@ def main():
                 for response in responses:
                     answers.append(encode_response(pb_utils, np, response, blobs))
                 if pb_utils._metrics is not None:
-                    pb_utils._metrics.settled()
+                    pb_utils._metrics.flush(settled=True)
                 write_frame(proto_out, {"ok": True, "responses": answers}, blobs)
             except BaseException as e:  # noqa: BLE001
                 write_frame(proto_out, failure("execute", e))
