@@ -74,6 +74,7 @@ fn unpacked(archive: &Path) -> Result<PathBuf> {
             dir.display()
         ))
     };
+    remove_abandoned_unpacks(&envs);
     let partial = envs.join(format!("{tag}.{}.partial", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial).map_err(|e| cannot(e.to_string()))?;
@@ -98,6 +99,49 @@ fn unpacked(archive: &Path) -> Result<PathBuf> {
             Ok(dir)
         }
         Err(e) => Err(cannot(e.to_string())),
+    }
+}
+
+/// Removes the `<tag>.<pid>.partial` folders of unpacks whose process is
+/// gone (killed half-way: a server stopped during its first load of a
+/// large environment), which would otherwise stay, each as large as the
+/// environment, for good. A folder of a process still running is left to it.
+fn remove_abandoned_unpacks(envs: &Path) {
+    let Ok(entries) = std::fs::read_dir(envs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".partial"))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            tracing::info!(folder = %entry.path().display(), "removing an unpack its process left half-way");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` runs (or may: anything but "no such process").
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
     }
 }
 
@@ -186,6 +230,25 @@ mod tests {
         private_dir(&fresh).unwrap();
         let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "made private");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unpacks_left_by_processes_that_are_gone_are_removed_and_no_others() {
+        let dir = TempDir::new("python-env-partials");
+        // pid_max is at most 2^22 on Linux: this process cannot exist.
+        let gone = dir.join("0123abcd.4999999.partial");
+        let ours = dir.join(format!("0123abcd.{}.partial", std::process::id()));
+        let running = dir.join("0123abcd.1.partial"); // init runs
+        let unpacked = dir.join("0123abcd");
+        for d in [&gone, &ours, &running, &unpacked] {
+            std::fs::create_dir_all(d.join("bin")).unwrap();
+        }
+        remove_abandoned_unpacks(&dir);
+        assert!(!gone.exists(), "the dead process's unpack stayed");
+        for kept in [&ours, &running, &unpacked] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod inputs;
 #[cfg(test)]
 mod plan_cache_tests;
 mod run;
+mod thread_pools;
 
 use crate::onnx;
 use anemone_core::{
@@ -63,8 +64,9 @@ pub const TRACT_VERSION: &str = "0.23.9";
 
 /// tract's CPU runtime: pure Rust, always available.
 ///
-/// Each loaded model gets its own pool of `threads` threads for matrix
-/// products (tract-linalg `multithread-mm`); by default, one per CPU core.
+/// Matrix products run on a pool of `threads` threads (tract-linalg
+/// `multithread-mm`), by default one per CPU core; models asking for the
+/// same count share one pool (`thread_pools.rs`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TractCpu;
 
@@ -252,13 +254,12 @@ fn load(
             reason: "not linked into this build".into(),
         })?;
     let threads = options.threads.unwrap_or_else(default_threads).max(1);
-    let executor = if threads > 1 {
-        Some(tract_linalg::multithread::Executor::multithread_with_name(
-            threads, "tract",
-        ))
-    } else {
-        None
-    };
+    let executor = thread_pools::executor_for(threads).map_err(|message| Error::Backend {
+        backend: backend.to_string(),
+        message,
+        retryable: true,
+        source: None,
+    })?;
     let run_options = RunOptions {
         executor,
         ..Default::default()
