@@ -260,6 +260,75 @@ fn spec_of(path: &Path, v: &ValueInfoProto, role: &str) -> Result<TensorSpec> {
     })
 }
 
+/// Fills the shape of each output the file declares none for (an exporter
+/// that left it to shape inference) with what tract's analysis of the graph
+/// finds: its rank, and the sizes it knows (the others dynamic). Without
+/// it, such an output was described, and auto-completed, as `[-1]` whatever
+/// its rank, where ONNX Runtime (and so Triton) knows `[batch, 3]`. Done
+/// only for such files; an output the analysis cannot tell stays unknown.
+fn infer_missing_output_shapes(proto: &ModelProto, outputs: &mut [TensorSpec]) {
+    use tract_onnx::prelude::{Framework, InferenceModelExt};
+    use tract_onnx::tract_hir::infer::GenericFactoid;
+    if outputs.iter().all(|o| o.shape.is_some()) {
+        return;
+    }
+    let shapes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut proto = proto.clone();
+        canonicalize_symbols(&mut proto);
+        crate::tract::ops::prepare_proto(&mut proto);
+        let mut model = crate::tract::ops::onnx()
+            .model_for_proto_model(&proto)
+            .ok()?;
+        let _ = model.analyse(false);
+        let outlets = model.output_outlets().ok()?.to_vec();
+        let shapes = outlets.iter().map(|&outlet| {
+            let shape = &model.outlet_fact(outlet).ok()?.shape;
+            if shape.is_open() {
+                return None;
+            }
+            let dims = shape.dims().map(|d| match d {
+                GenericFactoid::Only(d) => match d.to_i64() {
+                    Ok(n) if n >= 0 => Dim::Fixed(n as u64),
+                    _ => Dim::Any,
+                },
+                GenericFactoid::Any => Dim::Any,
+            });
+            Some(dims.collect::<Vec<_>>())
+        });
+        Some(shapes.collect::<Vec<_>>())
+    }));
+    let Ok(Some(shapes)) = shapes else {
+        return;
+    };
+    for (spec, shape) in outputs.iter_mut().zip(shapes) {
+        if spec.shape.is_none() {
+            spec.shape = shape;
+        }
+    }
+}
+
+/// `error` about output `name`, with what to do when a `ZipMap` (skl2onnx's
+/// classifiers, by default) makes that output a sequence of maps.
+fn zipmap_hint(graph: &tract_onnx::pb::GraphProto, name: &str, error: Error) -> Error {
+    let zipmap =
+        (graph.node.iter()).any(|n| n.op_type == "ZipMap" && n.output.iter().any(|o| o == name));
+    match error {
+        Error::InvalidModel {
+            path,
+            reason,
+            source,
+        } if zipmap => Error::InvalidModel {
+            path,
+            reason: format!(
+                "{reason}; it is a ZipMap's: convert the classifier with skl2onnx's \
+                 options={{'zipmap': False}} for a tensor of probabilities"
+            ),
+            source,
+        },
+        other => other,
+    }
+}
+
 fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMetadata> {
     let graph = proto
         .graph
@@ -272,11 +341,12 @@ fn describe(path: &Path, proto: &ModelProto, file_size: u64) -> Result<ModelMeta
         .filter(|i| !init_names.contains(i.name.as_str()))
         .map(|i| spec_of(path, i, "input"))
         .collect::<Result<Vec<_>>>()?;
-    let outputs = graph
+    let mut outputs = graph
         .output
         .iter()
-        .map(|o| spec_of(path, o, "output"))
+        .map(|o| spec_of(path, o, "output").map_err(|e| zipmap_hint(graph, &o.name, e)))
         .collect::<Result<Vec<_>>>()?;
+    infer_missing_output_shapes(proto, &mut outputs);
     // Weights live in initializers, or (PaddlePaddle, some TF exports) in Constant nodes.
     let constants = graph
         .node

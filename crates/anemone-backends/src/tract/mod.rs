@@ -241,6 +241,16 @@ fn load(
             source: None,
         });
     }
+    let layout = (file.proto.graph.iter())
+        .flat_map(|g| &g.node)
+        .find_map(ops::unsupported_tree_layout);
+    if let Some(reason) = layout {
+        return Err(Error::InvalidModel {
+            path: path.to_path_buf(),
+            reason: format!("{backend} does not support {reason}"),
+            source: None,
+        });
+    }
     let mut proto = file.proto;
     onnx::canonicalize_symbols(&mut proto);
     ops::prepare_proto(&mut proto);
@@ -304,6 +314,16 @@ fn load(
                 cache: Mutex::default(),
                 capacity,
             };
+            if let Some(failure) = plan.fails_at_sample_shapes(&metadata.inputs) {
+                return Err(Error::InvalidModel {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "{backend} cannot plan it over symbolic shapes ({}) nor at {failure}",
+                        tract_message(&e)
+                    ),
+                    source: Some(e.into()),
+                });
+            }
             (plan, metadata.weight_bytes)
         }
     };
@@ -362,7 +382,66 @@ fn has_dynamic_dims(spec: &anemone_core::TensorSpec) -> bool {
         .is_none_or(|dims| dims.iter().any(|d| d.fixed().is_none()))
 }
 
+/// The sizes given to a model's dynamic dimensions to check, at load, that
+/// tract can plan it at some shape: 1, then 16 and 512 for a model that
+/// needs more along a dimension (a kernel, an audio window).
+const SAMPLE_SIZES: [usize; 3] = [1, 16, 512];
+
+/// Zero-filled inputs for `specs`, each dynamic dimension `size` long;
+/// `None` when an input's rank is unknown.
+fn sample_inputs(specs: &[anemone_core::TensorSpec], size: usize) -> Option<Vec<Tensor>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = (spec.shape.as_ref()?.iter())
+                .map(|d| d.fixed().map_or(size, |n| n as usize))
+                .collect();
+            let count: usize = shape.iter().product();
+            match spec.dtype.size() {
+                Some(bytes) => Tensor::from_bytes(spec.dtype, shape, vec![0u8; count * bytes]).ok(),
+                None => Tensor::from_strings(shape, vec![Vec::new(); count]).ok(),
+            }
+        })
+        .collect()
+}
+
 impl Plan {
+    /// For a per-shape plan: why tract cannot plan the model at any of the
+    /// sample shapes (`SAMPLE_SIZES`), naming the first, or `None` when it
+    /// can at one of them (kept in the cache), the inputs' ranks are not
+    /// known, or a scalar integer input's value picks what runs. A model tract cannot plan at any shape (a float16 `Gemm`, a
+    /// `Concat` tract reads wrongly) used to load and then fail every
+    /// request, blamed on the input, so no other backend took it.
+    fn fails_at_sample_shapes(&self, specs: &[anemone_core::TensorSpec]) -> Option<String> {
+        // A scalar integer or boolean input (Silero VAD's sample rate) is
+        // planned with its value, which no sample can guess.
+        let valued = |s: &anemone_core::TensorSpec| {
+            s.shape.as_ref().is_some_and(|d| d.is_empty()) && !s.dtype.is_float()
+        };
+        if specs.iter().any(valued) {
+            return None;
+        }
+        let mut first = None;
+        for size in SAMPLE_SIZES {
+            let inputs = sample_inputs(specs, size)?;
+            match self.for_inputs(&inputs) {
+                Ok(_) => return None,
+                Err(e) => {
+                    first.get_or_insert_with(|| {
+                        let shapes: Vec<String> =
+                            inputs.iter().map(|t| format!("{:?}", t.shape())).collect();
+                        format!(
+                            "the input shape(s) {}: {}",
+                            shapes.join(", "),
+                            tract_message(&e)
+                        )
+                    });
+                }
+            }
+        }
+        first
+    }
+
     /// The plan for these inputs: the static one, or one for their shapes.
     fn for_inputs(&self, inputs: &[Tensor]) -> TractResult<Arc<dyn Runnable>> {
         let Plan::PerShape {

@@ -31,7 +31,9 @@ use crate::proto::{
 ///   out is not added: anemone's default is one instance).
 /// - `input` empty → every model input; `output` empty → every model output.
 ///   Dims are the model's (fixed size, or -1 when dynamic); a tensor whose
-///   model declares no shape at all gets `[-1]`. With `max_batch_size > 0`
+///   model declares no shape at all gets `[-1]` (an ONNX output the file
+///   leaves without a shape gets the one tract's analysis finds, when it
+///   finds one: `anemone_backends::onnx`). With `max_batch_size > 0`
 ///   the model's first dimension is the batch dimension: it must be dynamic,
 ///   and dims leave it out (Triton semantics).
 /// - Inputs/outputs the config gives are checked against the model: the name

@@ -3,6 +3,9 @@
 mod int64_cast;
 mod onnx_if;
 pub mod onnx_loop;
+mod tree_labels;
+
+pub use tree_labels::unsupported_tree_layout;
 
 use tract_onnx::pb::ModelProto;
 use tract_onnx::Onnx;
@@ -19,4 +22,5 @@ pub fn onnx() -> Onnx {
 /// Rewrites a model before parsing so that [`onnx`]'s additions apply.
 pub fn prepare_proto(proto: &mut ModelProto) {
     int64_cast::mark_data_casts(proto);
+    tree_labels::label_from_scores(proto);
 }
