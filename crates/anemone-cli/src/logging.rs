@@ -160,10 +160,15 @@ where
         mask: Arc::clone(&mask),
         keep_spans: format == LogFormat::Json,
     };
-    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = tracing_subscriber::fmt::layer();
     let fmt: BoxedLayer = match format {
-        LogFormat::Text => fmt.with_ansi(ansi).with_filter(levels).boxed(),
+        LogFormat::Text => fmt
+            .with_writer(crate::log_lines::OneLinePerEvent(writer))
+            .with_ansi(ansi)
+            .with_filter(levels)
+            .boxed(),
         LogFormat::Json => fmt
+            .with_writer(writer)
             .json()
             .with_current_span(true)
             .with_span_list(true)

@@ -248,6 +248,28 @@ impl Repository {
         last.clone()
     }
 
+    /// `text` with the repository's own path left out of the paths it
+    /// names (`/srv/models/m/1/model.onnx` becomes `m/1/model.onnx`): what
+    /// clients of a model's routes see of its load failure. The server's
+    /// layout is the operator's, shown in the log and the repository index
+    /// (an API that can be restricted), not to every client.
+    pub fn relative_paths(&self, text: &str) -> String {
+        let real = self
+            .real_root
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut text = text.to_string();
+        for root in [&self.root, &real] {
+            let root = root.display().to_string();
+            if root.is_empty() || root == "/" {
+                continue;
+            }
+            text = text.replace(&format!("{root}/"), "").replace(&root, ".");
+        }
+        text
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -110,7 +110,7 @@ impl Rule {
     pub fn allows(&self, headers: &axum::http::HeaderMap) -> bool {
         headers
             .get(&self.header)
-            .is_some_and(|v| constant_time_eq(v.as_bytes(), &self.value))
+            .is_some_and(|v| constant_time_eq(&self.value, v.as_bytes()))
     }
 
     /// What the refusal says: the header to send, never the value.
@@ -124,8 +124,15 @@ impl Rule {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `given` is `expected`, in a time that depends on the length of
+/// `expected` only: not on where `given` differs, nor on whether its
+/// length does (an early return there told a client the key's length).
+fn constant_time_eq(expected: &[u8], given: &[u8]) -> bool {
+    let mut diff = u8::from(expected.len() != given.len());
+    for (i, x) in expected.iter().enumerate() {
+        diff |= x ^ given.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
 }
 
 /// The restrictions of one protocol: at most one [`Rule`] per [`Api`].
@@ -238,6 +245,21 @@ pub struct RestrictedApi {
 mod tests {
     use super::*;
     use axum::http::HeaderMap;
+
+    #[test]
+    fn the_key_compare_takes_only_the_exact_value() {
+        for (given, same) in [
+            (&b"S3cret"[..], true),
+            (b"S3cre", false),
+            (b"S3cret!", false),
+            (b"S3cret\0", false),
+            (b"", false),
+            (b"s3cret", false),
+        ] {
+            assert_eq!(constant_time_eq(b"S3cret", given), same, "{given:?}");
+        }
+        assert!(constant_time_eq(b"", b""));
+    }
 
     #[test]
     fn groups_parse_as_triton_writes_them() {

@@ -303,7 +303,10 @@ impl AppState {
             .model(name, version)
             .map_err(|e| match self.repository.entry(name) {
                 Some(entry) if entry.state == State::Unavailable => {
-                    ApiError::unavailable(format!("model '{name}' is not ready: {}", entry.reason))
+                    ApiError::unavailable(format!(
+                        "model '{name}' is not ready: {}",
+                        self.repository.relative_paths(&entry.reason)
+                    ))
                 }
                 Some(entry) if entry.state == State::Loading => {
                     ApiError::unavailable(format!("model '{name}' is loading"))

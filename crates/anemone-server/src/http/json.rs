@@ -38,6 +38,11 @@ impl<'de> Visitor<'de> for ParametersVisitor {
                     "more than {MAX_PARAMETERS} parameters, over the limit"
                 )));
             }
+            if out.contains_key(&key) {
+                return Err(A::Error::custom(format!(
+                    "parameter '{key}' is given twice; give each parameter once"
+                )));
+            }
             out.insert(key, value);
         }
         Ok(Parameters(out))
@@ -114,6 +119,90 @@ impl<'de> Visitor<'de> for UniqueObjectVisitor {
     }
 }
 
+/// Any JSON value, each object's keys given once at every depth.
+/// serde_json keeps the last of a key given twice, silently, where Triton
+/// keeps the first: a proxy checking one and anemone using the other would
+/// disagree on what a body says (`{"log_info": false, "log_info": true}`).
+/// Control bodies (load, unload, logging, trace, settings) are read
+/// through it: [`strict_from_slice`].
+pub struct StrictValue(pub Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = StrictValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+        let mut out = Map::new();
+        while let Some((key, StrictValue(value))) = map.next_entry::<String, StrictValue>()? {
+            if out.contains_key(&key) {
+                return Err(A::Error::custom(format!(
+                    "key '{key}' is given twice; give each key once"
+                )));
+            }
+            out.insert(key, value);
+        }
+        Ok(StrictValue(Value::Object(out)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element::<StrictValue>()? {
+            out.push(v);
+        }
+        Ok(StrictValue(Value::Array(out)))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::from(v)))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::from(v)))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<StrictValue, E> {
+        Ok(StrictValue(
+            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::String(v.to_string())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::String(v)))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Null))
+    }
+}
+
+/// `T` from JSON `body`, refusing a key given twice at any depth
+/// ([`StrictValue`]).
+pub fn strict_from_slice<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, serde_json::Error> {
+    let StrictValue(value) = serde_json::from_slice(body)?;
+    serde_json::from_value(value)
+}
+
 /// A parameter's value: a string, number or boolean.
 struct Scalar(Value);
 
@@ -162,6 +251,31 @@ impl Visitor<'_> for ScalarVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        let e = serde_json::from_str::<Parameters>(r#"{"timeout": 1, "timeout": 60000000}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("parameter 'timeout' is given twice"), "{e}");
+        for body in [
+            r#"{"log_info": false, "log_info": true}"#,
+            r#"{"parameters": {"config": "a", "config": "b"}}"#,
+            r#"{"parameters": {"k": {"string_value": "a", "string_value": "b"}}}"#,
+            r#"[{"a": 1, "a": 2}]"#,
+        ] {
+            let e = strict_from_slice::<Value>(body.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is given twice"), "{body}: {e}");
+        }
+        let v: Value =
+            strict_from_slice(br#"{"a": [1, {"b": null}], "c": 1.5, "d": "x"}"#).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a": [1, {"b": null}], "c": 1.5, "d": "x"})
+        );
+    }
 
     #[test]
     fn parameters_are_scalars_and_few() {

@@ -204,7 +204,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
+    json::strict_from_slice(body)
         .map_err(|e| ApiError::invalid(format!("malformed {what} JSON: {e}")))
 }
 

@@ -74,7 +74,7 @@ fn updates(body: &[u8]) -> Result<Vec<Update>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let request: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+    let request: Map<String, Value> = super::json::strict_from_slice(body).map_err(|e| {
         ApiError::invalid(format!(
             "malformed trace setting JSON: {e}; send an object such as {{\"trace_rate\": \"10\"}}"
         ))

@@ -38,7 +38,8 @@ impl AppState {
         Some(self.loaded_ensemble(name, version)?.and_then(|e| {
             match self.manager.ensemble_state(name) {
                 Some(ModelState::Unavailable { reason }) => Err(ApiError::unavailable(format!(
-                    "ensemble '{name}' is not ready: {reason}"
+                    "ensemble '{name}' is not ready: {}",
+                    self.repository.relative_paths(&reason)
                 ))),
                 _ => Ok(e),
             }
