@@ -250,6 +250,8 @@ pub(crate) struct Sequences {
     /// Requests waiting for their sequence's earlier requests to finish:
     /// pending, as Triton counts a sequence batcher's backlog.
     waiting: AtomicUsize,
+    /// Whether the sweeper watches this table (from its first sequence).
+    watched: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -340,6 +342,7 @@ impl Sequences {
             lanes: 1,
             next_lane: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            watched: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -371,6 +374,29 @@ impl Sequences {
 
     fn now_us(&self) -> u64 {
         u64::try_from(self.clock.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Removes the sequences idle for longer than `max_idle`, and their
+    /// states (the sweeper calls it every second).
+    /// Returns the bytes of state the removed sequences held.
+    pub(crate) fn sweep_idle(&self) -> usize {
+        let now = self.now_us();
+        let mut freed = 0;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.by_id.retain(|_, s| {
+            let idle = self.idle(s, now);
+            if idle {
+                let state = s.state.lock().unwrap_or_else(|e| e.into_inner());
+                freed += (state.iter().flatten())
+                    .map(|t| t.as_bytes().map_or(0, |b| b.len()))
+                    .sum::<usize>();
+            }
+            !idle
+        });
+        if open.by_id.capacity() > 4 * open.by_id.len().max(64) {
+            open.by_id.shrink_to_fit();
+        }
+        freed
     }
 
     fn idle(&self, sequence: &Arc<OpenSequence>, now: u64) -> bool {
@@ -439,6 +465,9 @@ impl Sequences {
                 )));
             }
             None => {
+                if !self.watched.swap(true, Ordering::Relaxed) {
+                    sweeper::watch(self);
+                }
                 if open.by_id.len() >= open.sweep_at {
                     open.by_id.retain(|_, s| !self.idle(s, now));
                     open.sweep_at = (open.by_id.len() * 2).max(64);
@@ -603,6 +632,7 @@ fn invalid(message: String) -> Error {
 }
 
 mod check;
+mod sweeper;
 #[cfg(test)]
 mod tests;
 mod turn;

@@ -312,3 +312,23 @@ fn an_engine_refusal_names_what_the_client_sent() {
     let timeout = Error::Timeout(Duration::from_secs(1));
     assert!(matches!(s.in_request_terms(timeout), Error::Timeout(_)));
 }
+
+/// Abandoned sequences (never ended) give their entries, and so their
+/// states, back once idle, with no later request to sweep them: the
+/// sweeper thread does it every second.
+#[test]
+fn idle_sequences_are_removed_on_time_without_new_ones() {
+    let s =
+        Arc::new(Sequences::new("m", settings(Duration::from_millis(50)), &meta(), true).unwrap());
+    for id in 1..=100 {
+        drop(s.enter(Some(&flags(id, true, false))).unwrap());
+    }
+    let entries = |s: &Sequences| s.open.lock().unwrap().by_id.len();
+    assert_eq!(entries(&s), 100);
+    let deadline = Instant::now() + sweeper::SWEEP_EVERY * 5;
+    while entries(&s) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Before the sweeper: all 100 stayed until 64 more sequences started.
+    assert_eq!(entries(&s), 0, "idle sequences stayed in the table");
+}
