@@ -96,6 +96,14 @@ impl ModelSource {
 /// users to write.
 pub const BATCHED_SETTING: &str = "anemone.batched";
 
+/// The setting the runtime adds (value `"1"`) when it loads the engine that
+/// won a comparison run in another process: that engine has already loaded
+/// and run this model there, on its warm-up, so a backend may skip the
+/// checks at load that running it would have caught (tract's plan at a
+/// sample shape), and the memory they leave behind. Not a setting for
+/// users to write.
+pub const RAN_ELSEWHERE_SETTING: &str = "anemone.ran_elsewhere";
+
 /// Options for loading a model into a backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -383,6 +391,12 @@ impl LoadOptions {
     /// Whether the runtime batches this model's requests ([`BATCHED_SETTING`]).
     pub fn batched(&self) -> bool {
         self.setting(BATCHED_SETTING) == Some("1")
+    }
+
+    /// Whether this engine already ran the model in a comparison process
+    /// ([`RAN_ELSEWHERE_SETTING`]).
+    pub fn ran_elsewhere(&self) -> bool {
+        self.setting(RAN_ELSEWHERE_SETTING) == Some("1")
     }
 }
 

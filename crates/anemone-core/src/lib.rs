@@ -38,7 +38,7 @@ pub mod thermal;
 pub use backend::{
     stack_inputs, Answer, Backend, CallAnswer, CallRequest, CallResponse, CallSequence, Caller,
     ClientGone, LoadOptions, LoadedModel, ModelCaller, ModelSource, Parameter, Probe, RequestView,
-    SequenceId, Support, Tier, BATCHED_SETTING,
+    SequenceId, Support, Tier, BATCHED_SETTING, RAN_ELSEWHERE_SETTING,
 };
 pub use bytes::Bytes;
 pub use dtype::DataType;

@@ -102,7 +102,12 @@ impl Manager {
         for (label, timing) in &ranked {
             let candidate = find(label)?;
             if chosen.is_none() {
-                match self.try_candidate(spec, source, &candidate) {
+                let mut ran = candidate.clone();
+                if matches!(timing, Timing::Timed(_)) {
+                    ran.settings
+                        .push((anemone_core::RAN_ELSEWHERE_SETTING.into(), "1".into()));
+                }
+                match self.try_candidate(spec, source, &ran) {
                     Ok(model) => {
                         attempts.push(Attempt {
                             backend: candidate.label.clone(),
