@@ -393,20 +393,22 @@ fn has_dynamic_dims(spec: &anemone_core::TensorSpec) -> bool {
 /// needs more along a dimension (a kernel, an audio window).
 const SAMPLE_SIZES: [usize; 3] = [1, 16, 512];
 
-/// Zero-filled inputs for `specs`, each dynamic dimension `size` long;
-/// `None` when an input's rank is unknown.
-fn sample_inputs(specs: &[anemone_core::TensorSpec], size: usize) -> Option<Vec<Tensor>> {
+/// The input facts of a sample: each input's type, and its shape with
+/// each dynamic dimension `size` long; `None` when an input's rank is
+/// unknown. Facts only: no tensor is made (four dynamic dimensions of 512
+/// would be 256 GiB of float32).
+fn sample_facts(
+    specs: &[anemone_core::TensorSpec],
+    size: usize,
+) -> Option<Vec<(InferenceFact, Vec<usize>)>> {
     specs
         .iter()
         .map(|spec| {
             let shape: Vec<usize> = (spec.shape.as_ref()?.iter())
                 .map(|d| d.fixed().map_or(size, |n| n as usize))
                 .collect();
-            let count: usize = shape.iter().product();
-            match spec.dtype.size() {
-                Some(bytes) => Tensor::from_bytes(spec.dtype, shape, vec![0u8; count * bytes]).ok(),
-                None => Tensor::from_strings(shape, vec![Vec::new(); count]).ok(),
-            }
+            let fact = InferenceFact::dt_shape(convert::datum_type(spec.dtype), &*shape);
+            Some((fact, shape))
         })
         .collect()
 }
@@ -429,7 +431,7 @@ impl Plan {
         }
         let mut first = None;
         for size in SAMPLE_SIZES {
-            let inputs = sample_inputs(specs, size)?;
+            let sample = sample_facts(specs, size)?;
             let Plan::PerShape {
                 model,
                 rewrite,
@@ -443,13 +445,15 @@ impl Plan {
             // such models fail, and a plan kept for a shape no request may
             // send would hold its weights' packing (five real models grew
             // by 14 MiB when it was kept).
-            let key: Vec<PlanKey> = inputs.iter().map(PlanKey::of).collect();
-            match specialise(model, &inputs, &key).and_then(|m| rewrite(m, *precision)) {
+            let facts = sample.iter().map(|(fact, _)| fact.clone()).collect();
+            match specialise_facts(model, facts).and_then(|m| rewrite(m, *precision)) {
                 Ok(_) => return None,
                 Err(e) => {
                     first.get_or_insert_with(|| {
-                        let shapes: Vec<String> =
-                            inputs.iter().map(|t| format!("{:?}", t.shape())).collect();
+                        let shapes: Vec<String> = sample
+                            .iter()
+                            .map(|(_, shape)| format!("{shape:?}"))
+                            .collect();
                         format!(
                             "the input shape(s) {}: {}",
                             shapes.join(", "),
@@ -507,12 +511,23 @@ fn specialise(
     inputs: &[Tensor],
     key: &[PlanKey],
 ) -> TractResult<TypedModel> {
+    let facts = (inputs.iter().zip(key))
+        .map(|(t, k)| {
+            Ok(match k {
+                PlanKey::Value(_) => InferenceFact::from(convert::to_tract(t)?),
+                PlanKey::Shape(_) => {
+                    InferenceFact::dt_shape(convert::datum_type(t.dtype()), t.shape())
+                }
+            })
+        })
+        .collect::<TractResult<Vec<_>>>()?;
+    specialise_facts(model, facts)
+}
+
+/// `model` analysed and typed with these input facts.
+fn specialise_facts(model: &InferenceModel, facts: Vec<InferenceFact>) -> TractResult<TypedModel> {
     let mut specialised = model.clone();
-    for (i, (t, k)) in inputs.iter().zip(key).enumerate() {
-        let fact = match k {
-            PlanKey::Value(_) => InferenceFact::from(convert::to_tract(t)?),
-            PlanKey::Shape(_) => InferenceFact::dt_shape(convert::datum_type(t.dtype()), t.shape()),
-        };
+    for (i, fact) in facts.into_iter().enumerate() {
         specialised.set_input_fact(i, fact)?;
     }
     typed(specialised)
