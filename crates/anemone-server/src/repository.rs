@@ -259,15 +259,7 @@ impl Repository {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut text = text.to_string();
-        for root in [&self.root, &real] {
-            let root = root.display().to_string();
-            if root.is_empty() || root == "/" {
-                continue;
-            }
-            text = text.replace(&format!("{root}/"), "").replace(&root, ".");
-        }
-        text
+        paths::without_roots(text, &[&self.root, &real])
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {

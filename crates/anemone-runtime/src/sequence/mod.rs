@@ -376,29 +376,6 @@ impl Sequences {
         u64::try_from(self.clock.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Removes the sequences idle for longer than `max_idle`, and their
-    /// states (the sweeper calls it every second).
-    /// Returns the bytes of state the removed sequences held.
-    pub(crate) fn sweep_idle(&self) -> usize {
-        let now = self.now_us();
-        let mut freed = 0;
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.by_id.retain(|_, s| {
-            let idle = self.idle(s, now);
-            if idle {
-                let state = s.state.lock().unwrap_or_else(|e| e.into_inner());
-                freed += (state.iter().flatten())
-                    .map(|t| t.as_bytes().map_or(0, |b| b.len()))
-                    .sum::<usize>();
-            }
-            !idle
-        });
-        if open.by_id.capacity() > 4 * open.by_id.len().max(64) {
-            open.by_id.shrink_to_fit();
-        }
-        freed
-    }
-
     fn idle(&self, sequence: &Arc<OpenSequence>, now: u64) -> bool {
         let max = u64::try_from(self.settings.max_idle.as_micros()).unwrap_or(u64::MAX);
         // A sequence with a request waiting or running is not idle.

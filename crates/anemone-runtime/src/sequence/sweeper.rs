@@ -57,5 +57,30 @@ fn sweep_all() {
     }
 }
 
+impl Sequences {
+    /// Removes the sequences idle for longer than `max_idle`, and their
+    /// states (the sweeper calls it every second).
+    /// Returns the bytes of state the removed sequences held.
+    pub(crate) fn sweep_idle(&self) -> usize {
+        let now = self.now_us();
+        let mut freed = 0;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.by_id.retain(|_, s| {
+            let idle = self.idle(s, now);
+            if idle {
+                let state = s.state.lock().unwrap_or_else(|e| e.into_inner());
+                freed += (state.iter().flatten())
+                    .map(|t| t.as_bytes().map_or(0, |b| b.len()))
+                    .sum::<usize>();
+            }
+            !idle
+        });
+        if open.by_id.capacity() > 4 * open.by_id.len().max(64) {
+            open.by_id.shrink_to_fit();
+        }
+        freed
+    }
+}
+
 /// Bytes of state a sweep must free for the allocator to be trimmed.
 const RELEASE_AT: usize = 1 << 20;

@@ -19,6 +19,20 @@ pub fn is_plain_relative(value: &str) -> bool {
             .all(|c| matches!(c, Component::Normal(_)))
 }
 
+/// `text` with each of `roots` left out of the paths it names: `root/x`
+/// becomes `x`, and `root` itself `.` (the filesystem's root is left as is).
+pub fn without_roots(text: &str, roots: &[&Path]) -> String {
+    let mut text = text.to_string();
+    for root in roots {
+        let root = root.display().to_string();
+        if root.is_empty() || root == "/" {
+            continue;
+        }
+        text = text.replace(&format!("{root}/"), "").replace(&root, ".");
+    }
+    text
+}
+
 /// The real path of `path` when it exists and its real path (links
 /// followed) lies under `root` (the repository's real path); `None`
 /// otherwise, whatever the reason.
@@ -117,6 +131,19 @@ pub fn read_in_folder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roots_leave_the_paths_a_text_names() {
+        let (root, real) = (Path::new("/srv/models"), Path::new("/data/m"));
+        assert_eq!(
+            without_roots(
+                "cannot load /srv/models/b/1/model.onnx (in /data/m)",
+                &[root, real]
+            ),
+            "cannot load b/1/model.onnx (in .)"
+        );
+        assert_eq!(without_roots("/x/y", &[Path::new("/")]), "/x/y");
+    }
 
     #[test]
     fn plain_relative_paths_only() {
