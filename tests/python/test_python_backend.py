@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tarfile
 import time
@@ -784,7 +785,7 @@ class TritonPythonModel:
 """
 
 
-def test_processes_a_model_forks_may_call_other_models(tmp_path):
+def test_processes_a_model_forks_may_call_other_models(tmp_path, monkeypatch):
     """BLS from processes the model forks (`multiprocessing.Pool`, Triton's
     QA test_multiprocess): each forked process's request goes through the
     model's process, and its answer comes back to it (docs/SERVING.md,
@@ -792,11 +793,19 @@ def test_processes_a_model_forks_may_call_other_models(tmp_path):
     against numpy; the answers came from processes other than the model's.
     Before session 41 the children wrote on the model's own channel: "the
     Python process sent a bad frame", or a hang. The model stays healthy
-    for a second request."""
+    for a second request.
+
+    Then the model processes are killed (as the OOM killer would): they
+    leave nothing in the temporary folder. Until session 44 each left an
+    `anemone-bls-*` folder holding the socket its forked processes reach
+    it through (48 on the test machine after a day of tests)."""
     import tritonclient.grpc as grpcclient
 
     repo = tmp_path / "models"
     python_repository(repo, models=[("adder", ADDER_CONFIG, ADDER), ("forks", FORKS_CONFIG, FORKS)])
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
     proc, addresses = start_serve(repo)
     try:
         wait_ready(addresses["HTTP"])
@@ -820,8 +829,33 @@ def test_processes_a_model_forks_may_call_other_models(tmp_path):
         inputs[0] = grpcclient.InferInput("IN", [4], "FP32")
         inputs[0].set_data_from_numpy(x)
         np.testing.assert_allclose(g.infer("forks", inputs, client_timeout=60).as_numpy("OUT"), x + 1)
+        children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent_of(p) == proc.pid]
+        assert children, "the Python models' processes were not found"
+        for child in children:
+            os.kill(int(child.name), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(_running(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(p) for p in children), "a killed model process is still running"
+        assert not list(temp.glob("anemone-bls-*")), list(temp.iterdir())
     finally:
         stop_serve(proc)
+
+
+def _parent_of(proc_dir):
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _running(proc_dir):
+    """Whether the process exists and is not a zombie (an idle model
+    process that died is reaped at its model's next request or unload)."""
+    try:
+        return (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @pytest.mark.parametrize("protocol", [0, 1])

@@ -5,6 +5,7 @@ namespace (it execs this file from ANEMONE_PYTHON_CALLS), whose
 decode_tensor, encode_tensor and write_frame it uses."""
 import json
 import os
+import sys
 
 
 def bls_sender(pb_utils, np, channel):
@@ -87,9 +88,15 @@ class _ForkProxy:
 
         if cls.path is not None:
             return
-        folder = tempfile.mkdtemp(prefix="anemone-bls-")
-        path = os.path.join(folder, "fork.sock")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        folder = None
+        if sys.platform.startswith("linux"):
+            # An abstract name: nothing on disk, so nothing is left behind
+            # when the process is killed (atexit does not run then).
+            path = "\0anemone-bls-%d-%s" % (os.getpid(), os.urandom(8).hex())
+        else:
+            folder = tempfile.mkdtemp(prefix="anemone-bls-")
+            path = os.path.join(folder, "fork.sock")
         server.bind(path)
         server.listen(64)
         cls.path = path
@@ -101,10 +108,11 @@ class _ForkProxy:
 
         threading.Thread(target=accept, name="anemone-bls-forks", daemon=True).start()
 
-        import atexit
-        import shutil
+        if folder is not None:
+            import atexit
+            import shutil
 
-        atexit.register(shutil.rmtree, folder, True)
+            atexit.register(shutil.rmtree, folder, True)
 
     @classmethod
     def _serve(cls, connection):
