@@ -92,7 +92,7 @@ fn check_field(
         "name" | "parameters" | "version_policy" => {}
         "default_model_filename" => {
             let v = value.as_str().unwrap_or_default();
-            if !crate::repository::paths::is_plain_relative(v) {
+            if crate::repository::paths::plain_form(v).is_none() {
                 return Err(format!(
                     "{src} field 'default_model_filename' is \"{v}\"; name a file inside the version directory, \
                      e.g. \"model.onnx\" (absolute paths and '..' are refused)"

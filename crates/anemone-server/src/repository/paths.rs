@@ -19,6 +19,19 @@ pub fn is_plain_relative(value: &str) -> bool {
             .all(|c| matches!(c, Component::Normal(_)))
 }
 
+/// `value` without its `.` parts when what is left is plain (see
+/// [`is_plain_relative`]): `./model.onnx` is `model.onnx`, the file Triton
+/// opens for it. `None` for anything else.
+pub fn plain_form(value: &str) -> Option<String> {
+    let parts: Vec<&str> = Path::new(value)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .map(|c| c.as_os_str().to_str().unwrap_or("\0"))
+        .collect();
+    let plain = parts.join("/");
+    is_plain_relative(&plain).then_some(plain)
+}
+
 /// `text` with each of `roots` left out of the paths it names: `root/x`
 /// becomes `x`, and `root` itself `.` (the filesystem's root is left as is).
 pub fn without_roots(text: &str, roots: &[&Path]) -> String {
@@ -159,6 +172,28 @@ mod tests {
             "x\0y",
         ] {
             assert!(!is_plain_relative(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn plain_forms_drop_only_the_current_folder() {
+        for (given, plain) in [
+            ("model.onnx", "model.onnx"),
+            ("./model.onnx", "model.onnx"),
+            ("././sub/./m.onnx", "sub/m.onnx"),
+        ] {
+            assert_eq!(plain_form(given).as_deref(), Some(plain), "{given}");
+        }
+        for bad in [
+            "",
+            ".",
+            "./",
+            "/etc/passwd",
+            "./../x.onnx",
+            "a/../x",
+            "x\0y",
+        ] {
+            assert_eq!(plain_form(bad), None, "{bad:?}");
         }
     }
 

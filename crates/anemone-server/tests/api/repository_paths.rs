@@ -46,6 +46,7 @@ async fn default_model_filename_cannot_leave_the_model_directory() {
         "../../../outside/other.onnx".to_string(),
         "../../../outside/missing.onnx".to_string(),
         "../../../outside".to_string(),
+        "./../../../outside/other.onnx".to_string(),
     ] {
         let e = refused_both(&s, "m", &json!({ "default_model_filename": name })).await;
         assert!(
@@ -72,14 +73,16 @@ async fn default_model_filename_cannot_leave_the_model_directory() {
             "{linked}"
         );
     }
-    // The model's own file still loads.
-    let (status, body) = s
-        .http_load(
-            "m",
-            Some(&json!({ "default_model_filename": "model.onnx" })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    // The model's own file still loads, also named as "./model.onnx" (as
+    // Triton opens it; refused until session 44).
+    for name in ["model.onnx", "./model.onnx"] {
+        let (status, body) = s
+            .http_load("m", Some(&json!({ "default_model_filename": name })))
+            .await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let (status, _) = s.http("GET", "/v2/models/m/ready", None).await;
+        assert_eq!(status, 200, "{name}");
+    }
     s.shutdown().await;
 }
 
