@@ -214,3 +214,31 @@ def test_loads_from_initialize_do_not_wait_for_a_turn_their_caller_holds(repo):
         assert client.infer("boot", [x]).as_numpy("READY").tolist() == [True]
     finally:
         stop_serve(proc)
+
+
+def test_load_warnings_name_where_the_config_came_from(tmp_path):
+    """A config's Triton hints that anemone does not use are logged as a
+    warning naming where the config came from: `config.pbtxt` when read
+    from the repository, "the load request's config" for a load's
+    override. Until session 44 both said config.pbtxt, sending the operator
+    to a file the load request never touched."""
+    import requests
+
+    repo = python_repository(tmp_path / "models", examples=["add_sub"])
+    config = repo / "add_sub" / "config.pbtxt"
+    config.write_text(config.read_text() + '\nmetric_tags { key: "team" value: "a" }\n')
+    log = tmp_path / "server.log"
+    proc, addresses = start_serve(repo, "--model-control-mode", "explicit", "--log-file", str(log))
+    try:
+        wait_ready(addresses["HTTP"])
+        base = f"http://{addresses['HTTP']}/v2/repository/models/add_sub/load"
+        assert requests.post(base, timeout=120).status_code == 200
+        override = dict(ADD_SUB_OVERRIDE, metric_tags={"team": "b"})
+        answer = requests.post(base, json={"parameters": {"config": json.dumps(override)}}, timeout=120)
+        assert answer.status_code == 200, answer.text
+    finally:
+        stop_serve(proc)
+    hints = [line for line in log.read_text().splitlines() if "Triton hints" in line]
+    assert len(hints) == 2, hints
+    assert "config.pbtxt fields 'metric_tags'" in hints[0], hints
+    assert "the load request's config fields 'metric_tags'" in hints[1], hints

@@ -44,7 +44,7 @@ impl ApiError {
         ApiError {
             message: format!(
                 "failed to load model '{}': {}",
-                name.escape_debug(),
+                crate::limits::printable(name),
                 e.message
             ),
             ..e

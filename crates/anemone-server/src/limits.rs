@@ -90,7 +90,7 @@ pub fn check_model_name(name: &str) -> Result<(), ApiError> {
     if name == "." || name == ".." || name.bytes().any(|b| matches!(b, b'/' | b'\\' | 0)) {
         return Err(ApiError::invalid(format!(
             "model name '{}' is not a folder name of the repository: it must not be '.' or '..', nor contain '/', '\\' or NUL",
-            name.escape_debug()
+            printable(name)
         )));
     }
     Ok(())
@@ -108,16 +108,31 @@ pub fn refuse_file_override(key: &str) -> ApiError {
 }
 
 /// `text` for an error message: as is up to 64 bytes, else its first 64
-/// bytes and its length.
+/// bytes and its length; control characters escaped ([`printable`]).
 pub fn shown(text: &str) -> String {
     if text.len() <= 64 {
-        return text.escape_debug().to_string();
+        return printable(text);
     }
     let mut end = 64;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes)", text[..end].escape_debug(), text.len())
+    format!("{}… ({} bytes)", printable(&text[..end]), text.len())
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so that a
+/// name quoted in a message or a log line cannot break it; everything else,
+/// `\` and quotes included, as sent (JSON and gRPC escape those once more
+/// on the wire, where `escape_debug` made a `\` read as two).
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_debug()),
+            false => out.push(c),
+        }
+    }
+    out
 }
 
 /// Deserializes a JSON list of at most `MAX` items, refusing the list as
@@ -182,6 +197,17 @@ mod tests {
         for good in ["", "add", "a.b", "..a", "résumé"] {
             assert!(check_model_name(good).is_ok(), "{good}");
         }
+        // The name is quoted once: a '\\' stays one, a line break is escaped.
+        let e = check_model_name("a\\b\n").unwrap_err();
+        assert!(e.message.contains("'a\\b\\n'"), "{}", e.message);
+    }
+
+    #[test]
+    fn shown_text_escapes_control_characters_only() {
+        assert_eq!(shown("a\\b'c\"d"), "a\\b'c\"d");
+        assert_eq!(shown("x\r\ny\u{1b}\0"), "x\\r\\ny\\u{1b}\\0");
+        let long = "é".repeat(40);
+        assert_eq!(shown(&long), format!("{}… (80 bytes)", "é".repeat(32)));
     }
 
     #[test]

@@ -327,7 +327,7 @@ impl Repository {
                 entry.reason = reason.to_string();
                 return Err(ApiError::invalid(format!(
                     "failed to load model '{}': {reason}",
-                    name.escape_debug()
+                    crate::limits::printable(name)
                 )));
             }
             // "failed to load" starts every load error, as in Triton's.
@@ -463,7 +463,8 @@ impl Repository {
                 Some(dir) => crate::classification::Labels::read(&real_root, &dir, &config)?,
                 None => Default::default(),
             };
-            let (config, versions) = self.load_ensemble(name, config).await?;
+            let from_request = config_override.is_some();
+            let (config, versions) = self.load_ensemble(name, config, from_request).await?;
             return Ok((config, labels, versions));
         }
         // Its turn among the loads (`--model-load-thread-count`); never

@@ -70,12 +70,15 @@ impl Repository {
         &self,
         name: &str,
         config: ModelConfig,
+        from_request: bool,
     ) -> Result<(ModelConfig, Vec<u64>), String> {
         let version = self.ensemble_version(name);
         let spec = model_config::ensemble_spec(&config, name, version)?;
         // Triton's hints, said as for any model (Triton refuses `optimization`
         // on an ensemble; anemone loads it, the hint changing nothing).
-        prepare::warn_ignored_hints(name, &config);
+        let dir = model_dir(&self.real_root(), name).unwrap_or_default();
+        let source = prepare::config_source(&dir, self.rules.custom_name.as_deref(), from_request);
+        prepare::warn_ignored_hints(name, &config, &source);
         // As `complete` does for a model: the effective config names it.
         let mut config = config;
         config.name = name.to_string();

@@ -58,7 +58,7 @@ pub fn check_config_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "'{}' is not a config name: give the file name under each model's configs/ \
              without .pbtxt, of letters, digits, '_', '-' and '.' (e.g. h100 for configs/h100.pbtxt)",
-            name.escape_debug()
+            crate::limits::printable(name)
         ));
     }
     Ok(())
@@ -125,6 +125,11 @@ pub fn prepare_model(
 ) -> Result<Prepared, String> {
     let dir = model_dir(root, name)
         .ok_or_else(|| format!("model '{name}' is not in the model repository"))?;
+    let source = config_source(
+        &dir,
+        rules.custom_name.as_deref(),
+        config_override.is_some(),
+    );
     let config = match config_override {
         Some(c) => Some(c),
         None => read_config(root, &dir, rules.custom_name.as_deref())?,
@@ -156,14 +161,15 @@ pub fn prepare_model(
         .map(|c| c.default_model_filename.clone())
         .filter(|f| !f.is_empty())
         .or_else(|| python.then(|| PYTHON_FILE.to_string()));
-    if let Some(f) = &file_name {
-        if !paths::is_plain_relative(f) {
-            return Err(format!(
+    let file_name = match file_name {
+        Some(f) => Some(paths::plain_form(&f).ok_or_else(|| {
+            format!(
                 "default_model_filename is \"{f}\"; name a file inside the version directory, e.g. \"model.onnx\" \
                  (absolute paths and '..' are refused)"
-            ));
-        }
-    }
+            )
+        })?),
+        None => None,
+    };
     let (available, version_dirs) =
         super::version_folders::list(root, &dir, name, file_name.as_deref(), config.as_ref())?;
     let policy_config = config.clone().unwrap_or_default();
@@ -241,12 +247,12 @@ pub fn prepare_model(
     if !settings.ignored.is_empty() {
         tracing::warn!(
             model = %name,
-            "config.pbtxt parameters {} are read by no part of anemone (another backend's?) \
+            "{source} parameters {} are read by no part of anemone (another backend's?) \
              and are ignored, as Triton's backends ignore keys they do not read",
             settings.ignored.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
         );
     }
-    warn_ignored_hints(name, &config);
+    warn_ignored_hints(name, &config, &source);
     confine_path_settings(root, &dir, &mut settings)?;
     let inputs = config.input.iter();
     let inputs = inputs.map(|i| (i.name.as_str(), i.dims.as_slice(), i.reshape.as_ref()));
@@ -313,13 +319,32 @@ pub fn prepare_model(
     })
 }
 
-/// Logs the config's Triton hints that anemone does not use, if any.
-pub(super) fn warn_ignored_hints(name: &str, config: &ModelConfig) {
+/// What a model's config came from, as its warnings name it: the load
+/// request's, or the file read (`config.pbtxt`, or `configs/<name>.pbtxt`
+/// with `--model-config-name`).
+pub(super) fn config_source(dir: &Path, custom: Option<&str>, from_request: bool) -> String {
+    match from_request {
+        true => "the load request's config".to_string(),
+        false => config_file(dir, custom),
+    }
+}
+
+/// The config file of the model in `dir` relative to it (it may not exist).
+fn config_file(dir: &Path, custom: Option<&str>) -> String {
+    custom
+        .map(|name| format!("configs/{name}.pbtxt"))
+        .filter(|rel| std::fs::symlink_metadata(dir.join(rel)).is_ok())
+        .unwrap_or_else(|| "config.pbtxt".to_string())
+}
+
+/// Logs the config's Triton hints that anemone does not use, if any;
+/// `source` names where the config came from ([`config_source`]).
+pub(super) fn warn_ignored_hints(name: &str, config: &ModelConfig, source: &str) {
     let hints = model_config::ignored_hints(config);
     if !hints.is_empty() {
         tracing::warn!(
             model = %name,
-            "config.pbtxt fields {} are Triton hints that anemone does not use (performance \
+            "{source} fields {} are Triton hints that anemone does not use (performance \
              and metrics); they are ignored and change no answer",
             hints.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
         );
@@ -382,10 +407,7 @@ pub(super) fn read_config(
     dir: &Path,
     custom: Option<&str>,
 ) -> Result<Option<ModelConfig>, String> {
-    let custom = custom
-        .map(|name| format!("configs/{name}.pbtxt"))
-        .filter(|rel| std::fs::symlink_metadata(dir.join(rel)).is_ok());
-    let rel = custom.as_deref().unwrap_or("config.pbtxt");
+    let rel = &config_file(dir, custom);
     let path = dir.join(rel);
     if std::fs::symlink_metadata(&path).is_err() {
         return Ok(None);

@@ -121,7 +121,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     {
         return Err(ApiError::invalid(format!(
             "shared memory key '{}' is not a shared memory object's name: give one name such as '/input0' (at most 255 bytes, no other '/')",
-            key.escape_debug()
+            crate::limits::printable(key)
         )));
     }
     Ok(())
