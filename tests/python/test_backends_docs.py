@@ -735,6 +735,51 @@ def test_threads_set_onnxruntime_intra_op_threads(tmp_path):
         assert server.stop() == 0
 
 
+def test_onnxruntime_sessions_share_one_pool_with_the_global_threadpool_setting(tmp_path):
+    """BACKENDS.md: with Triton's `--backend-config
+    onnxruntime,enable-global-threadpool=1`, every ONNX Runtime session
+    runs on one pool of `--threads` threads instead of a pool each. Six
+    models with `--threads 3`: a pool each adds 2 threads per model (12);
+    shared, the six add one pool's 2 between them (measured: 16 threads
+    added against 4, with the server's own). Answers equal
+    numpy's either way, and a model whose engines are compared (no
+    `backends`) is compared in the child as usual (none fell back)."""
+    repo = tmp_path / "repo"
+    for i in range(6):
+        external_model(repo / f"m{i}/1/model.onnx", "w.bin", "w.bin")
+        (repo / f"m{i}/config.pbtxt").write_text(pinned("onnxruntime"))
+    add_model(repo, "compared")
+    x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 64)
+    added = {}
+    for shared in (False, True):
+        flags = ["--threads", "3", "--model-control-mode", "explicit", "--load-model", "compared"]
+        if shared:
+            flags += ["--backend-config", "onnxruntime,enable-global-threadpool=1"]
+        server = Server(tmp_path, repo, *flags)
+        try:
+            pid = server.proc.pid
+            before = _threads(pid)
+            for i in range(6):
+                assert requests.post(f"{server.http}/v2/repository/models/m{i}/load", timeout=60).status_code == 200
+            time.sleep(0.3)
+            added[shared] = _threads(pid) - before
+            for i in range(6):
+                answer = server.infer(f"m{i}", [fp32("x", x)])
+                np.testing.assert_allclose(np.array(answer.json()["outputs"][0]["data"]), (x @ W_EXT).ravel(),
+                                           rtol=1e-5)
+            counted = {l.split()[0]: float(l.split()[1]) for l in server.metrics()
+                       if l.startswith("anemone_engine_comparisons_total")}
+            assert counted.get('anemone_engine_comparisons_total{where="child"}', 0) >= 1, counted
+            assert counted.get('anemone_engine_comparisons_total{where="fell_back"}', 0) == 0, counted
+            np.testing.assert_allclose(
+                np.array(server.infer("compared", [fp32("x", x[:, :4]), fp32("y", x[:, 4:8])]).json()
+                         ["outputs"][0]["data"]), (x[:, :4] + x[:, 4:8]).ravel(), rtol=1e-6)
+        finally:
+            assert server.stop() == 0
+    # (loads may also start a few of the server's own blocking threads)
+    assert added[False] >= 12 and added[True] <= added[False] - 8, added
+
+
 def _rss_mib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS"):

@@ -77,6 +77,34 @@ struct Runtime {
 /// ONNX Runtime can be loaded once per process; the first library found wins.
 static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
 
+/// Intra-op threads of the one pool every session shares, when chosen
+/// ([`share_threads`]); each session has a pool of its own otherwise.
+static SHARED_THREADS: OnceLock<usize> = OnceLock::new();
+
+/// Makes every ONNX Runtime session of this process run on one shared pool
+/// of `threads` intra-op threads (Triton's `--backend-config
+/// onnxruntime,enable-global-threadpool=1`), instead of a pool each
+/// (`threads - 1` threads per session): for hosts serving many models. A
+/// model's own `threads` and `onnxruntime.spinning` settings then change
+/// nothing. Call it before the first model loads: it fails once ONNX
+/// Runtime has started with another choice.
+pub fn share_threads(threads: usize) -> std::result::Result<(), String> {
+    let threads = threads.max(1);
+    let started_alone = RUNTIME.get().is_some() && shared_threads().is_none();
+    if started_alone || *SHARED_THREADS.get_or_init(|| threads) != threads {
+        return Err(
+            "ONNX Runtime's shared thread pool must be chosen once, before ONNX Runtime starts"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The shared pool's threads, if sessions share one ([`share_threads`]).
+pub fn shared_threads() -> Option<usize> {
+    SHARED_THREADS.get().copied()
+}
+
 /// Loads the library once. A missing library is not remembered (it may be
 /// installed later); a load failure is.
 fn runtime() -> std::result::Result<&'static Runtime, String> {
@@ -102,7 +130,14 @@ fn runtime() -> std::result::Result<&'static Runtime, String> {
 fn init(path: PathBuf) -> std::result::Result<Runtime, String> {
     let attempt = std::panic::catch_unwind(
         || -> std::result::Result<ort::environment::Environment, String> {
-            let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
+            let mut builder = ort::init_from(&path).map_err(|e| e.to_string())?;
+            if let Some(n) = shared_threads() {
+                let pool = ort::environment::GlobalThreadPoolOptions::default()
+                    .with_intra_threads(n)
+                    .and_then(|o| o.with_inter_threads(1))
+                    .map_err(|e| e.to_string())?;
+                builder = builder.with_global_thread_pool(pool);
+            }
             let env = builder
                 .with_name("anemone")
                 // ONNX Runtime's usage telemetry: off (it records each
@@ -227,9 +262,13 @@ impl Backend for OnnxRuntime {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut metadata = file.metadata;
+        let threads_shown = match shared_threads() {
+            Some(n) => format!("{n}, shared by every session"),
+            None => threads.to_string(),
+        };
         metadata
             .properties
-            .push(("anemone.onnxruntime.threads".into(), threads.to_string()));
+            .push(("anemone.onnxruntime.threads".into(), threads_shown));
         metadata.properties.push((
             "anemone.onnxruntime.providers".into(),
             provider_names.join(", "),
@@ -239,7 +278,12 @@ impl Backend for OnnxRuntime {
             .push(("anemone.onnxruntime.sessions".into(), count.to_string()));
         metadata.properties.push((
             "anemone.onnxruntime.spinning".into(),
-            if spinning { "on" } else { "off" }.into(),
+            match (shared_threads(), spinning) {
+                (Some(_), _) => "on (the shared pool's)",
+                (None, true) => "on",
+                (None, false) => "off",
+            }
+            .into(),
         ));
         metadata.properties.extend(session_options.properties());
         let footprint = metadata.weight_bytes * count as u64;

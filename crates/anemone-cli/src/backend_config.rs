@@ -1,7 +1,8 @@
 //! Triton's `--backend-config BACKEND,SETTING=VALUE` (and the global
 //! `--backend-config SETTING=VALUE`), as anemone takes them: ONNX Runtime's
-//! `intra_op_thread_count` sizes the engine threads (as `--threads`), the
-//! settings that change nothing here are named in one start-up warning,
+//! `intra_op_thread_count` sizes the engine threads (as `--threads`),
+//! `enable-global-threadpool=1` makes its sessions share one pool of them,
+//! the settings that change nothing here are named in one start-up warning,
 //! and any other is refused, so a Triton command line starts and says what
 //! was not used.
 
@@ -11,6 +12,9 @@ pub struct BackendConfig {
     /// `onnxruntime,intra_op_thread_count=N` (N > 0): engine threads per
     /// inference, where `--threads` is not given.
     pub intra_op_threads: Option<usize>,
+    /// `onnxruntime,enable-global-threadpool=1`: every ONNX Runtime session
+    /// shares one pool of engine threads (`--threads` of them).
+    pub shared_onnxruntime_threads: bool,
     /// The values taken without effect, each with why.
     pub unused: Vec<String>,
 }
@@ -59,12 +63,15 @@ pub fn parse(values: &[String]) -> Result<BackendConfig, String> {
                 }
                 Err(_) => return Err(format!("--backend-config {value}: expected a number")),
             },
-            (Some("onnxruntime"), "inter_op_thread_count" | "enable-global-threadpool") => {
-                config.unused.push(format!(
-                    "{value} (anemone runs one engine call per worker thread; --workers and \
+            (Some("onnxruntime"), "enable-global-threadpool") => match v {
+                "1" | "true" => config.shared_onnxruntime_threads = true,
+                "0" | "false" => config.shared_onnxruntime_threads = false,
+                _ => return Err(format!("--backend-config {value}: expected 1 or 0")),
+            },
+            (Some("onnxruntime"), "inter_op_thread_count") => config.unused.push(format!(
+                "{value} (anemone runs one engine call per worker thread; --workers and \
                      --threads size them)"
-                ))
-            }
+            )),
             (Some(other), _) if OTHER_BACKENDS.contains(&other) => config.unused.push(format!(
                 "{value} (anemone has no {other} backend: its models are UNAVAILABLE, saying so)"
             )),
@@ -72,7 +79,8 @@ pub fn parse(values: &[String]) -> Result<BackendConfig, String> {
                 return Err(format!(
                     "--backend-config '{value}': not a setting anemone takes; it takes \
                      onnxruntime,intra_op_thread_count=N (as --threads), \
-                     onnxruntime,inter_op_thread_count, onnxruntime,enable-global-threadpool, \
+                     onnxruntime,enable-global-threadpool=1 (one pool for every session), \
+                     onnxruntime,inter_op_thread_count, \
                      default-max-batch-size, and any setting of Triton's other backends ({})",
                     OTHER_BACKENDS.join(", ")
                 ))
@@ -113,8 +121,11 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(config.intra_op_threads, Some(3));
-        assert_eq!(config.unused.len(), 3, "{:?}", config.unused);
-        assert!(config.unused[1].contains("no python backend"));
+        assert!(config.shared_onnxruntime_threads);
+        assert_eq!(config.unused.len(), 2, "{:?}", config.unused);
+        assert!(config.unused[0].contains("no python backend"));
+        let off = parse(&values(&["onnxruntime,enable-global-threadpool=0"])).unwrap();
+        assert_eq!(off, BackendConfig::default());
         let config = parse(&values(&["default-max-batch-size=4"])).unwrap();
         assert!(config.unused[0].contains("does not fill max_batch_size in"));
         assert_eq!(parse(&[]).unwrap(), BackendConfig::default());
@@ -133,5 +144,7 @@ mod tests {
         }
         let e = parse(&values(&["onnxruntime,intra_op_thread_count=many"])).unwrap_err();
         assert!(e.contains("expected a number"), "{e}");
+        let e = parse(&values(&["onnxruntime,enable-global-threadpool=yes"])).unwrap_err();
+        assert!(e.contains("expected 1 or 0"), "{e}");
     }
 }

@@ -14,8 +14,14 @@ pub const SUBCOMMAND: &str = "compare-engines";
 /// `anemone compare-engines`: reads one comparison job on stdin, loads the
 /// model on each candidate engine, times it, and writes the report as one
 /// JSON line on stdout. Not for people: `serve` runs it.
-pub fn run() -> anyhow::Result<()> {
+pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     watch_parent();
+    #[cfg(feature = "onnxruntime")]
+    if let Some(n) = args.onnxruntime_shared_threads {
+        anemone_backends::onnxruntime::share_threads(n).map_err(anyhow::Error::msg)?;
+    }
+    #[cfg(not(feature = "onnxruntime"))]
+    let _ = args;
     let stdin = std::io::BufReader::new(std::io::stdin().lock());
     let stdout = std::io::stdout().lock();
     anemone_runtime::compare::serve_child(anemone_backends::default_backends(), stdin, stdout)
@@ -42,13 +48,28 @@ fn watch_parent() {
     }
 }
 
+/// The hidden subcommand's arguments: what the server chose that the
+/// engines must run with in the child too.
+#[derive(Debug, Default, clap::Args)]
+pub struct CompareArgs {
+    /// ONNX Runtime's sessions share one pool of N threads, as in the server.
+    #[arg(long, value_name = "N")]
+    pub onnxruntime_shared_threads: Option<usize>,
+}
+
 /// A comparer that runs this executable, or `None` (with a warning) when
 /// the executable cannot be found: the comparison then runs in the server.
-pub fn comparer(timeout: Duration) -> Option<Arc<dyn EngineComparer>> {
+/// `shared_threads`: ONNX Runtime's shared pool, if the server has one.
+pub fn comparer(
+    timeout: Duration,
+    shared_threads: Option<usize>,
+) -> Option<Arc<dyn EngineComparer>> {
+    let mut args = vec![SUBCOMMAND.to_string()];
+    if let Some(n) = shared_threads {
+        args.extend(["--onnxruntime-shared-threads".to_string(), n.to_string()]);
+    }
     match std::env::current_exe() {
-        Ok(exe) => Some(Arc::new(
-            ProcessComparer::new(exe, [SUBCOMMAND]).timeout(timeout),
-        )),
+        Ok(exe) => Some(Arc::new(ProcessComparer::new(exe, args).timeout(timeout))),
         Err(e) => {
             tracing::warn!("the CPU engines will be compared in the server process (the engine that loses leaves memory behind): cannot find this executable to run the comparison in a child: {e}");
             None

@@ -138,7 +138,7 @@ enum Command {
     /// Internal: compares the CPU engines for `serve` in a child process
     /// (a job on stdin, a JSON report on stdout).
     #[command(name = "compare-engines", hide = true)]
-    CompareEngines,
+    CompareEngines(compare_child::CompareArgs),
 }
 
 /// Arguments of `anemone inspect`.
@@ -264,7 +264,7 @@ fn main() -> ExitCode {
         Command::Models(args) => models::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Config(args) => config_show::run(args),
-        Command::CompareEngines => compare_child::run(),
+        Command::CompareEngines(args) => compare_child::run(args),
     });
     let result = result.unwrap_or_else(|panic| {
         let model = match &cli.command {
@@ -275,7 +275,7 @@ fn main() -> ExitCode {
             Command::Models(args) => &args.repository_label(),
             Command::Doctor(_) => std::path::Path::new("doctor"),
             Command::Config(_) => std::path::Path::new("config"),
-            Command::CompareEngines => std::path::Path::new(compare_child::SUBCOMMAND),
+            Command::CompareEngines(_) => std::path::Path::new(compare_child::SUBCOMMAND),
         };
         Err(anyhow::anyhow!(
             "internal error (this is a bug) on {}: {}",

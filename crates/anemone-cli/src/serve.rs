@@ -180,9 +180,11 @@ pub struct ServeArgs {
     pub memory_budget: Option<u64>,
 
     /// Triton's backend settings, repeatable: `onnxruntime,intra_op_thread_count=N` sizes the
-    /// engine threads (as --threads, which wins); settings that change nothing here (other
-    /// backends', ONNX Runtime's thread pools, `default-max-batch-size`) are named in one
-    /// start-up warning; any other is refused. By default, none.
+    /// engine threads (as --threads, which wins); `onnxruntime,enable-global-threadpool=1`
+    /// makes every ONNX Runtime session share one pool of them (for many models); settings
+    /// that change nothing here (other backends', `onnxruntime,inter_op_thread_count`,
+    /// `default-max-batch-size`) are named in one start-up warning; any other is refused.
+    /// By default, none.
     #[arg(
         long,
         value_name = "BACKEND,SETTING=VALUE",
@@ -424,6 +426,18 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Before the engines start: a flag mistake should not wait for them.
     let tls = args.tls.options()?;
     let tracing = args.tracing.options()?;
+    let backend_config =
+        crate::backend_config::parse(&args.backend_config).map_err(crate::output::mistake)?;
+    backend_config.warn();
+    let threads = args.threads.or(backend_config.intra_op_threads);
+    // ONNX Runtime's one pool is chosen before the engines start.
+    let shared_threads = backend_config.shared_onnxruntime_threads.then(|| {
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    #[cfg(feature = "onnxruntime")]
+    if let Some(n) = shared_threads {
+        anemone_backends::onnxruntime::share_threads(n).map_err(crate::output::mistake)?;
+    }
     let mut builder = args
         .backend
         .builder()
@@ -447,10 +461,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         ));
     }
     crate::triton_flags::warn_vertex_ai_mode(std::env::var("AIP_MODE").ok().as_deref());
-    let backend_config =
-        crate::backend_config::parse(&args.backend_config).map_err(crate::output::mistake)?;
-    backend_config.warn();
-    if let Some(n) = args.threads.or(backend_config.intra_op_threads) {
+    if let Some(n) = threads {
         builder = builder.threads(n);
     }
     if let Some(n) = args.workers {
@@ -458,9 +469,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     builder = args.health.apply(builder)?;
     if args.compare_in_child {
-        builder = builder.engine_comparer(crate::compare_child::comparer(Duration::from_secs(
-            args.compare_timeout_secs,
-        )));
+        builder = builder.engine_comparer(crate::compare_child::comparer(
+            Duration::from_secs(args.compare_timeout_secs),
+            shared_threads,
+        ));
     }
     let manager = crate::backend_args::start(builder)?;
     args.ops.set_gates(manager.gates());
