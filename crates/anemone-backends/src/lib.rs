@@ -23,6 +23,8 @@ pub mod ort_coreml;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_log;
 pub mod ort_options;
+#[cfg(feature = "onnxruntime")]
+mod ort_tensors;
 pub mod python;
 pub mod settings;
 #[cfg(test)]

@@ -91,6 +91,23 @@ pub fn parse(values: &[String]) -> Result<BackendConfig, String> {
 }
 
 impl BackendConfig {
+    /// With `onnxruntime,enable-global-threadpool=1`: starts ONNX Runtime's
+    /// one pool of `threads` (one per core if `None`) and returns its size.
+    /// Called before the engines start.
+    pub fn share_onnxruntime_threads(
+        &self,
+        threads: Option<usize>,
+    ) -> Result<Option<usize>, String> {
+        let shared = self.shared_onnxruntime_threads.then(|| {
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        });
+        #[cfg(feature = "onnxruntime")]
+        if let Some(n) = shared {
+            anemone_backends::onnxruntime::share_threads(n)?;
+        }
+        Ok(shared)
+    }
+
     /// Logs, once, the values taken without effect.
     pub fn warn(&self) {
         if !self.unused.is_empty() {

@@ -430,14 +430,9 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         crate::backend_config::parse(&args.backend_config).map_err(crate::output::mistake)?;
     backend_config.warn();
     let threads = args.threads.or(backend_config.intra_op_threads);
-    // ONNX Runtime's one pool is chosen before the engines start.
-    let shared_threads = backend_config.shared_onnxruntime_threads.then(|| {
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    });
-    #[cfg(feature = "onnxruntime")]
-    if let Some(n) = shared_threads {
-        anemone_backends::onnxruntime::share_threads(n).map_err(crate::output::mistake)?;
-    }
+    let shared_threads = backend_config
+        .share_onnxruntime_threads(threads)
+        .map_err(crate::output::mistake)?;
     let mut builder = args
         .backend
         .builder()
