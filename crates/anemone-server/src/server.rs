@@ -1,6 +1,7 @@
 //! Binding the listeners, running HTTP and gRPC side by side, and shutting
 //! down gracefully.
 
+use crate::grpc::deadline::ClientDeadline;
 use crate::grpc::metadata_limit::{MetadataLimit, HTTP2_HEADER_LIST_BYTES};
 use crate::grpc::restrict::Restricted;
 pub use crate::http::serve::HttpTimeouts;
@@ -428,12 +429,12 @@ impl Server {
                     health,
                     options.restricted.grpc.clone(),
                 )))
-                .add_service(MetadataLimit::new(Restricted::new(
+                .add_service(MetadataLimit::new(ClientDeadline::new(Restricted::new(
                     crate::grpc::service(Arc::clone(&state), options.max_request_bytes)
                         .message_timeout(options.http_timeouts.body)
                         .response_compression(options.grpc_response_compression),
                     options.restricted.grpc.clone(),
-                )))
+                ))))
                 .serve_with_incoming_shutdown(
                     // The builder's own `tcp_nodelay` applies only to listeners it
                     // binds itself: set it on this one's accepted sockets.

@@ -9,6 +9,7 @@
 
 mod compress;
 mod connections;
+pub mod deadline;
 mod infer;
 mod infer_frames;
 mod limit;
@@ -138,7 +139,8 @@ impl GrpcInferenceService for Inference {
         // The client's deadline, less a little time to send the answer, so
         // that the client gets anemone's DEADLINE_EXCEEDED (and the failure
         // is counted) rather than tonic's own cancellation at the same instant.
-        let deadline = infer::grpc_timeout(request.metadata()).map(infer::answer_before);
+        let deadline =
+            deadline::grpc_timeout(request.metadata().as_ref()).map(deadline::answer_before);
         let span = crate::telemetry::grpc_span(
             &self.state.trace,
             &request.get_ref().model_name,

@@ -123,3 +123,50 @@ async fn the_grpc_listener_has_tritons_windows_and_header_limit() {
         "settings: {settings:?}"
     );
 }
+
+/// A call whose deadline (`grpc-timeout`) ends before it reaches its
+/// handler is answered DEADLINE_EXCEEDED, as Triton answers it. Here the
+/// request's message comes 1.5 s after its headers, under a 500 ms
+/// deadline: the server answers at 475 ms, before the client's own timer
+/// (tonic's, at 500 ms: CANCELLED "Timeout expired"). Until session 44 the
+/// server's tonic answered CANCELLED "Timeout expired" itself at 500 ms,
+/// as for a 1 ms deadline on a loaded host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_that_ends_before_the_message_arrives_is_deadline_exceeded() {
+    let server = TestServer::start(examples(), ControlMode::None).await;
+    let mut ready = server.ready_client().await;
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let late = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        add_raw(&[1.0; 4], &[2.0; 4])
+    });
+    let mut request = tonic::Request::new(late);
+    request.set_timeout(Duration::from_millis(500));
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/inference.GRPCInferenceService/ModelInfer",
+    );
+    grpc.ready().await.unwrap();
+    let started = Instant::now();
+    let codec = tonic_prost::ProstCodec::<ModelInferRequest, ModelInferResponse>::default();
+    let answer = grpc.client_streaming(request, path, codec).await;
+    let e = answer.expect_err("the deadline ends before the message arrives");
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    // The same connection's next calls are served.
+    let sum = ready
+        .model_infer(add_raw(&[1.0; 4], &[2.0; 4]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(f32s(&sum.raw_output_contents[0]), vec![3.0; 4]);
+    server.stop().await;
+}
