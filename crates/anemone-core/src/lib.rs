@@ -31,6 +31,7 @@ pub mod gather;
 pub mod input_error;
 pub mod metadata;
 pub mod npy;
+pub mod private_dir;
 pub mod respond;
 pub mod tensor;
 pub mod thermal;

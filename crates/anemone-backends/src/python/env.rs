@@ -162,7 +162,7 @@ fn cache_root() -> Result<PathBuf> {
     let root = match cache {
         Some(cache) => cache.join("anemone").join("python-envs"),
         None => {
-            let user = std::env::var("USER").unwrap_or_else(|_| "anyone".into());
+            let user = anemone_core::private_dir::user_tag();
             std::env::temp_dir().join(format!("anemone-python-envs-{user}"))
         }
     };
@@ -172,65 +172,14 @@ fn cache_root() -> Result<PathBuf> {
             root.display()
         ))
     };
-    private_dir(&root).map_err(refuse)?;
+    anemone_core::private_dir::ensure(&root).map_err(refuse)?;
     Ok(root)
-}
-
-/// Creates `dir` (mode 0700 on Unix) or checks the one there: a directory
-/// this user owns that nobody else can write.
-fn private_dir(dir: &Path) -> std::result::Result<(), String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir);
-        let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
-        if !meta.is_dir() {
-            return Err("it is not a directory".into());
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err("other users can write it".into());
-        }
-        // Who we are: the owner of a file we create there.
-        let probe = dir.join(format!(".owner-{}", std::process::id()));
-        std::fs::write(&probe, b"").map_err(|e| e.to_string())?;
-        let mine = std::fs::metadata(&probe).map(|m| m.uid());
-        let _ = std::fs::remove_file(&probe);
-        if mine.map_err(|e| e.to_string())? != meta.uid() {
-            return Err("another user owns it".into());
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_dir::TempDir;
-
-    #[cfg(unix)]
-    #[test]
-    fn a_cache_folder_others_can_write_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new("python-envs");
-        let shared = dir.join("shared");
-        std::fs::create_dir(&shared).unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert_eq!(
-            private_dir(&shared).unwrap_err(),
-            "other users can write it"
-        );
-        let fresh = dir.join("fresh/python-envs");
-        private_dir(&fresh).unwrap();
-        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700, "made private");
-    }
 
     #[cfg(unix)]
     #[test]

@@ -21,7 +21,9 @@ use std::path::PathBuf;
 
 /// The directory `--model-cache-dir` defaults to:
 /// `$XDG_CACHE_HOME/anemone/models`, else `$HOME/.cache/anemone/models`, else
-/// `anemone-model-cache` in the system's temporary directory.
+/// `anemone-model-cache-<uid>` in the system's temporary directory. The
+/// server serves what it finds there, so [`prepare`] uses it only when it
+/// is this user's alone ([`anemone_core::private_dir`]).
 pub fn default_cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
@@ -32,7 +34,10 @@ pub fn default_cache_dir() -> PathBuf {
                 .map(|h| PathBuf::from(h).join(".cache"))
         })
         .map(|c| c.join("anemone").join("models"))
-        .unwrap_or_else(|| std::env::temp_dir().join("anemone-model-cache"))
+        .unwrap_or_else(|| {
+            let user = anemone_core::private_dir::user_tag();
+            std::env::temp_dir().join(format!("anemone-model-cache-{user}"))
+        })
 }
 
 /// The `--model-repository` values and where remote models are cached.
@@ -72,7 +77,22 @@ pub async fn prepare(
         .iter()
         .map(store::Source::open)
         .collect::<Result<Vec<_>, _>>()?;
-    let cache = sources.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    // A folder the operator chose may be shared on purpose (servers that
+    // share one cache); the default one must be this user's alone.
+    let cache = match &sources.cache_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = default_cache_dir();
+            anemone_core::private_dir::ensure(&dir).map_err(|why| {
+                format!(
+                    "cannot use {} for the model cache: {why}; choose a folder of your own \
+                     with --model-cache-dir (or set XDG_CACHE_HOME)",
+                    dir.display()
+                )
+            })?;
+            dir
+        }
+    };
     let mirror = Mirror::new(opened, &cache)?;
     let scope = match mode {
         ControlMode::Explicit => Scope::Models(load_models),

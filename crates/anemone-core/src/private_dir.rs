@@ -1,0 +1,103 @@
+//! Folders anemone runs or serves what it finds in (unpacked Python
+//! environments, the model cache): made private to this user, and refused
+//! when another user owns them or can write them, since whoever can write
+//! there decides what the server runs.
+
+use std::path::Path;
+
+/// Creates `dir` (mode 0700 on Unix, with its missing parents) or checks
+/// the one there: a directory this user owns that nobody else can write.
+/// The error says why, in words that follow "cannot use DIR: ".
+pub fn ensure(dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+        let meta = match (std::fs::symlink_metadata(dir), made) {
+            (Ok(meta), _) => meta,
+            // Why it could not be made, not that it is missing.
+            (Err(_), Err(e)) => return Err(format!("it cannot be created: {e}")),
+            (Err(e), Ok(())) => return Err(e.to_string()),
+        };
+        if !meta.is_dir() {
+            return Err("it is not a directory".into());
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err("other users can write it".into());
+        }
+        // Who we are: the owner of a file we create there.
+        let probe = dir.join(format!(".owner-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(|e| format!("it cannot be written: {e}"))?;
+        let mine = std::fs::metadata(&probe).map(|m| m.uid());
+        let _ = std::fs::remove_file(&probe);
+        if mine.map_err(|e| e.to_string())? != meta.uid() {
+            return Err("another user owns it".into());
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("it cannot be created: {e}"))
+    }
+}
+
+/// This user's name for a folder in the shared temporary directory: the
+/// numeric user id on Unix (`$USER` can be unset or shared), else `$USER`.
+pub fn user_tag() -> String {
+    #[cfg(unix)]
+    {
+        // The owner of a file we create is who we are; the id of the
+        // process's own /proc entry is the same without writing anything.
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            return meta.uid().to_string();
+        }
+    }
+    std::env::var("USER").unwrap_or_else(|_| "anyone".into())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("anemone-private-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_folder_others_can_write_is_refused_and_a_new_one_is_private() {
+        let dir = scratch("shared");
+        let shared = dir.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(ensure(&shared).unwrap_err(), "other users can write it");
+        let fresh = dir.join("fresh/envs");
+        ensure(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "made private");
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(ensure(&file).unwrap_err(), "it is not a directory");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_made_says_why() {
+        // A regular file where a parent should be: creating fails, and the
+        // reason is that, not "No such file or directory" of a later look.
+        let dir = scratch("blocked");
+        std::fs::write(dir.join("parent"), b"").unwrap();
+        let e = ensure(&dir.join("parent/envs")).unwrap_err();
+        assert!(e.starts_with("it cannot be created: "), "{e}");
+        assert!(!e.contains("No such file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
