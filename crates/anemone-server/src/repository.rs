@@ -523,6 +523,19 @@ impl Repository {
             .await
             .map_err(|e| format!("internal error while reading the model: {e}"))??
         };
+        // A Python model's folder as Triton gives it: through the
+        // repository's path as given, so that it follows a repointed link.
+        let specs = specs.into_iter().map(|mut spec| {
+            let python = anemone_backends::python::config::MODEL_CONFIG_KEY;
+            if spec.settings.iter().any(|(k, _)| k == python) {
+                let dir = std::path::absolute(self.root.join(name)).unwrap_or(self.root.join(name));
+                let key = anemone_backends::python::config::MODEL_DIR_KEY;
+                spec.settings
+                    .push((key.to_string(), dir.display().to_string()));
+            }
+            spec
+        });
+        let specs: Vec<_> = specs.collect();
         let wanted: Vec<u64> = specs.iter().map(|s| s.version).collect();
         let mut loaded = Vec::new();
         // The versions this try replaced, to put back if a later one fails:

@@ -15,6 +15,13 @@ pub const MODEL_CONFIG_KEY: &str = "python.model_config";
 /// backend's interpreter.
 pub const ENV_KEY: &str = "python.execution_env";
 
+/// The setting that gives the model's folder as `initialize` sees it
+/// (`args["model_repository"]`): the server's repository path as given,
+/// links unresolved, as Triton gives it, so that a model reading its own
+/// files follows a repository link that is repointed (git-sync's
+/// `current`); without it, the folder of the model file's version folder.
+pub const MODEL_DIR_KEY: &str = "python.model_dir";
+
 /// Who one engine instance of a model is, as Triton tells `initialize`
 /// (`args["model_instance_name"]`, `_kind`, `_device_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]

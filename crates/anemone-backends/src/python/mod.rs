@@ -219,7 +219,10 @@ impl PythonModel {
         })?;
         let meta = config::metadata(&model_config)?;
         let version_dir = model_py.parent().unwrap_or(Path::new("."));
-        let model_dir = version_dir.parent().unwrap_or(version_dir).to_path_buf();
+        let model_dir = match options.setting(config::MODEL_DIR_KEY) {
+            Some(dir) => PathBuf::from(dir),
+            None => version_dir.parent().unwrap_or(version_dir).to_path_buf(),
+        };
         let version = version_dir
             .file_name()
             .and_then(|v| v.to_str())
