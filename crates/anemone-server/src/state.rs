@@ -44,6 +44,8 @@ pub struct AppState {
     /// Set when shutdown begins: readiness turns false at once, while the
     /// requests in flight (uploads included) still finish.
     draining: std::sync::atomic::AtomicBool,
+    /// The same, for those that wait for it ([`AppState::drain_begun`]).
+    drain_signal: tokio::sync::watch::Sender<bool>,
     /// Log settings and the settings table (`settings.rs`); by default, none.
     pub settings: crate::settings::Settings,
     /// Which requests are traced; by default, none.
@@ -73,6 +75,7 @@ impl AppState {
             manager,
             repository,
             draining: std::sync::atomic::AtomicBool::new(false),
+            drain_signal: tokio::sync::watch::Sender::new(false),
             settings: Default::default(),
             trace: Default::default(),
             shared_memory: Default::default(),
@@ -97,6 +100,18 @@ impl AppState {
     pub fn begin_draining(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::Release);
+        self.drain_signal.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun ([`AppState::begin_draining`]): a
+    /// gRPC stream then takes no more requests and ends once it has
+    /// answered those it took, so that an open, idle stream does not hold
+    /// the shutdown until `--exit-timeout-secs`.
+    pub fn drain_begun(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut signal = self.drain_signal.subscribe();
+        async move {
+            let _ = signal.wait_for(|begun| *begun).await;
+        }
     }
 
     /// `GET /v2`, `ServerMetadata`.

@@ -13,7 +13,8 @@
 //! request failed). A failed request never ends the stream; only a broken
 //! transport does, unless the stream's metadata says `triton_grpc_error:
 //! true` (Triton's switch): then the first failure ends the stream with its
-//! gRPC status.
+//! gRPC status. At shutdown a stream reads no more requests, answers those
+//! it took and ends.
 
 use super::infer;
 use crate::errors::ApiError;
@@ -65,10 +66,14 @@ pub(super) fn responses(
         .get(GRPC_ERROR)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let readable = incoming.scan(false, |failed, next| {
-        let went_on = !std::mem::replace(failed, next.is_err());
-        std::future::ready(went_on.then_some(next))
-    });
+    // At shutdown the stream reads no more requests; those it took are
+    // answered, then it ends (OK), so that it does not hold the shutdown.
+    let readable = incoming
+        .take_until(state.drain_begun())
+        .scan(false, |failed, next| {
+            let went_on = !std::mem::replace(failed, next.is_err());
+            std::future::ready(went_on.then_some(next))
+        });
     let answers = readable
         .map(move |next| {
             let state = Arc::clone(&state);
