@@ -71,6 +71,49 @@ pub struct Logging {
 
 static CONTROL: OnceLock<Arc<Logging>> = OnceLock::new();
 
+/// `--log-file`, if lines go to one ([`reopen_log_file`]).
+static LOG_FILE: OnceLock<crate::log_file::LogFile> = OnceLock::new();
+
+/// Catches SIGHUP from now on (a closed terminal or ssh session, a log
+/// rotation's `kill -HUP`, systemd's `ExecReload`): [`reopen_log_file`]
+/// each time, where its default action killed the server, requests in
+/// flight and all. Call inside the runtime.
+pub fn reopen_on_hangup() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        reopen_log_file();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot catch SIGHUP ({e}); it will stop the server"),
+        }
+    }
+}
+
+/// What SIGHUP does: opens `--log-file` by its name again (after
+/// logrotate renamed it away) and logs that it did, or why not; without
+/// `--log-file`, logs that there is nothing to reopen.
+pub fn reopen_log_file() {
+    match LOG_FILE.get() {
+        Some(file) => match file.reopen() {
+            Ok(()) => tracing::info!(
+                "SIGHUP: reopened the log file {}",
+                file.path().display()
+            ),
+            Err(e) => tracing::warn!(
+                "SIGHUP: cannot reopen the log file {}: {e}; logging goes on to the file open before",
+                file.path().display()
+            ),
+        },
+        None => tracing::info!("SIGHUP: nothing to reopen (no --log-file); the server goes on"),
+    }
+}
+
 /// The process's logging, once [`init`] has run.
 pub fn control() -> Option<Arc<Logging>> {
     CONTROL.get().cloned()
@@ -98,12 +141,6 @@ fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
 /// Sends `tracing` events at or above `filter` to stderr (or appends them to
 /// `file`, Triton's `--log-file`) in `format`, with `extra` layers
 /// (unfiltered) beside it, and keeps the handle that changes it.
-/// Opens the log file to append (a pipe without waiting for a reader:
-/// [`crate::write_file`]).
-fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    crate::write_file::open(std::fs::OpenOptions::new().create(true).append(true), path)
-}
-
 pub fn init(
     filter: &str,
     format: LogFormat,
@@ -114,14 +151,15 @@ pub fn init(
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let (writer, ansi) = match file {
         Some(path) => {
-            let opened = open_log(path).map_err(|e| {
+            let opened = crate::log_file::LogFile::open(path).map_err(|e| {
                 anyhow::anyhow!(
                     "--log-file {}: cannot open it to append: {e}; give a file in a \
                          directory that exists and is writable",
                     path.display()
                 )
             })?;
-            (BoxMakeWriter::new(Mutex::new(opened)), false)
+            let _ = LOG_FILE.set(opened.clone());
+            (BoxMakeWriter::new(opened), false)
         }
         None => (
             BoxMakeWriter::new(std::io::stderr),

@@ -17,6 +17,7 @@ mod grpc_args;
 mod health_args;
 mod infer;
 mod inspect;
+mod log_file;
 mod log_lines;
 mod logging;
 mod models;

@@ -421,8 +421,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    // SIGINT and SIGTERM are caught from here on, before anything listens.
+    // SIGINT and SIGTERM are caught from here on, before anything listens;
+    // SIGHUP reopens --log-file.
     let signal = shutdown_signal();
+    crate::logging::reopen_on_hangup();
     // Before the engines start: a flag mistake should not wait for them.
     let tls = args.tls.options()?;
     let tracing = args.tracing.options()?;
