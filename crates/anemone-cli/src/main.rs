@@ -13,6 +13,7 @@ mod compare_child;
 mod config_file;
 mod config_show;
 mod doctor;
+mod env_names;
 mod grpc_args;
 mod health_args;
 mod infer;

@@ -79,8 +79,14 @@ pub struct RepositoryArgs {
     pub exit_on_error: bool,
 
     /// A model to load at start-up in explicit mode (it needs --model-control-mode explicit,
-    /// as Triton's); repeat for more, `*` for all.
-    #[arg(long = "load-model", value_name = "NAME", env = "ANEMONE_LOAD_MODEL")]
+    /// as Triton's); repeat for more, or separate them with commas (as the variable takes
+    /// them: ANEMONE_LOAD_MODEL=a,b), `*` for all.
+    #[arg(
+        long = "load-model",
+        value_name = "NAME",
+        env = "ANEMONE_LOAD_MODEL",
+        value_delimiter = ','
+    )]
     pub load_models: Vec<String>,
 
     /// Seconds between repository scans in poll mode; 0 reads the repository once, at

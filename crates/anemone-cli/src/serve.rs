@@ -425,6 +425,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // SIGHUP reopens --log-file.
     let signal = shutdown_signal();
     crate::logging::reopen_on_hangup();
+    crate::env_names::warn_misspelt(&<crate::Cli as clap::CommandFactory>::command());
     // Before the engines start: a flag mistake should not wait for them.
     let tls = args.tls.options()?;
     let tracing = args.tracing.options()?;
