@@ -287,6 +287,19 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if cli.log_format == logging::LogFormat::Json
+                && tracing::enabled!(tracing::Level::ERROR) =>
+        {
+            // A JSON log's reader gets the reason as one of its lines
+            // (level ERROR); stderr keeps the plain line only when the log
+            // goes to a file.
+            tracing::error!("{}", output::error_chain(&e));
+            match cli.log_file {
+                Some(_) => failed(&e),
+                None => exit_status(&e),
+            }
+        }
         Err(e) => failed(&e),
     }
 }
@@ -294,6 +307,11 @@ fn main() -> ExitCode {
 /// Prints the error; exit status 2 for a flag mistake (as clap's), else 1.
 fn failed(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {}", output::error_chain(e));
+    exit_status(e)
+}
+
+/// Exit status 2 for a flag mistake (as clap's), else 1.
+fn exit_status(e: &anyhow::Error) -> ExitCode {
     match e.downcast_ref::<output::FlagMistake>() {
         Some(_) => ExitCode::from(2),
         None => ExitCode::FAILURE,

@@ -463,7 +463,12 @@ impl Manager {
         if removed.is_empty() && !had_failure && !was_evicted {
             return Err(self.not_found(name, version));
         }
-        tracing::info!(model = %name, ?version, "model unloaded");
+        // One type per field for log pipelines: `version` is a number,
+        // absent when every version went (it was the text "None").
+        match version {
+            Some(version) => tracing::info!(model = %name, version, "model unloaded"),
+            None => tracing::info!(model = %name, "model unloaded"),
+        }
         let versions = removed.iter().map(|m| m.version()).collect();
         // Freed here unless a request still runs on it (then when it ends,
         // and the monitor's next idle look gives it back).
