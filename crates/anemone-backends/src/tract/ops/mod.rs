@@ -4,8 +4,10 @@ mod int64_cast;
 mod onnx_if;
 pub mod onnx_loop;
 mod tree_labels;
+mod wrong_answers;
 
 pub use tree_labels::unsupported_tree_layout;
+pub use wrong_answers::wrong_answers;
 
 use tract_onnx::pb::ModelProto;
 use tract_onnx::Onnx;
@@ -23,4 +25,5 @@ pub fn onnx() -> Onnx {
 pub fn prepare_proto(proto: &mut ModelProto) {
     int64_cast::mark_data_casts(proto);
     tree_labels::label_from_scores(proto);
+    wrong_answers::default_constant_of_shape(proto);
 }
