@@ -3,6 +3,7 @@
 mod int64_cast;
 mod onnx_if;
 pub mod onnx_loop;
+mod stable_logs;
 mod tree_labels;
 mod wrong_answers;
 
@@ -26,4 +27,5 @@ pub fn prepare_proto(proto: &mut ModelProto) {
     int64_cast::mark_data_casts(proto);
     tree_labels::label_from_scores(proto);
     wrong_answers::default_constant_of_shape(proto);
+    stable_logs::stable_logs(proto);
 }
