@@ -18,6 +18,16 @@ impl TractModel {
         values: TVec<TValue>,
         fail: &dyn Fn(&str, TractError) -> Error,
     ) -> Result<Vec<Tensor>> {
+        // An output that is a shape (`Shape(x)` of a dynamic input) comes
+        // out in the symbols of the input dimensions: their values are
+        // this run's input shapes.
+        let symbols = (0..runnable.output_count())
+            .any(|i| {
+                runnable
+                    .output_fact(i)
+                    .is_ok_and(|f| f.datum_type == DatumType::TDim)
+            })
+            .then(|| symbol_values(runnable, &values));
         let outputs = match &self.states {
             Some(states) => run_reusing_state(runnable, states, values, self.run_state),
             None => runnable.run(values),
@@ -25,7 +35,18 @@ impl TractModel {
         .map_err(|e| fail("inference failed", e))?;
         outputs
             .iter()
-            .map(|v| convert::from_tract(v))
+            .map(|v| match &symbols {
+                Some(symbols) if v.datum_type() == DatumType::TDim => {
+                    let resolved = v
+                        .to_plain_array_view::<TDim>()?
+                        .iter()
+                        .map(|d| d.eval_to_i64(symbols))
+                        .collect::<TractResult<Vec<i64>>>()?;
+                    let array = tract_ndarray::ArrayD::from_shape_vec(v.shape(), resolved)?;
+                    convert::from_tract(&array.into_tensor())
+                }
+                _ => convert::from_tract(v),
+            })
             .collect::<TractResult<Vec<_>>>()
             .map_err(|e| fail("cannot convert outputs", e))
     }
@@ -47,6 +68,23 @@ impl TractModel {
             Some(e.into()),
         )
     }
+}
+
+/// The values of the symbols in `runnable`'s input dimensions, from the
+/// shapes of `values`.
+fn symbol_values(runnable: &dyn Runnable, values: &[TValue]) -> SymbolValues {
+    let mut symbols = SymbolValues::default();
+    for (i, value) in values.iter().enumerate() {
+        let Ok(fact) = runnable.input_fact(i) else {
+            continue;
+        };
+        for (dim, &len) in fact.shape.iter().zip(value.shape()) {
+            if let TDim::Sym(symbol) = dim {
+                symbols.set(symbol, len as i64);
+            }
+        }
+    }
+    symbols
 }
 
 /// Runs `runnable` on the calling thread's own state from `states`, spawning

@@ -60,7 +60,7 @@ fn run_engine(
 /// The error of an engine call that panicked: the backend's, except a
 /// panic indexing past the end of a slice in a call given integer inputs.
 /// That is an index in the request out of range, which an engine did not
-/// check (tract's Gather): the request's fault (400), and never counted
+/// check (tract's Gather and GatherElements): the request's fault (400), and never counted
 /// toward moving the model to another backend, as an engine's own
 /// "out of range" error is not.
 fn panicked(
@@ -83,9 +83,14 @@ fn panicked(
         Call::One(inputs) => integers(inputs),
         Call::Stacked(requests) => requests.iter().any(|inputs| integers(inputs)),
     };
-    let indexing = ["out of range for slice", "index out of bounds"]
-        .iter()
-        .any(|f| message.contains(f));
+    // Slices' and ndarray's own (tract's GatherElements) words.
+    let indexing = [
+        "out of range for slice",
+        "index out of bounds",
+        "is out of bounds for array of shape",
+    ]
+    .iter()
+    .any(|f| message.contains(f));
     if given_integers && indexing {
         let names: Vec<&str> = (instance.metadata().inputs.iter())
             .map(|i| i.name.as_str())
