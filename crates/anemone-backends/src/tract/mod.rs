@@ -282,6 +282,7 @@ fn load(
     // them: the model is planned per input shape, as for an error.
     let symbolic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         typed(model.clone())
+            .and_then(symbolic_resize_sizes)
             .and_then(|m| (target.rewrite)(m, precision))
             .and_then(|m| rt.prepare_with_options(m, &run_options))
     }))
@@ -362,6 +363,35 @@ fn typed(model: InferenceModel) -> TractResult<TypedModel> {
     let model = model.into_typed()?.into_decluttered()?;
     // tract 0.23.9 can leave Slice lengths bound to a dropped symbol scope.
     ops::onnx_loop::revive_slice_symbols(model)
+}
+
+/// Refuses a static plan whose `Resize` takes its sizes from the symbols
+/// of the input dimensions (`Resize(x, sizes = Shape(skip))`, U-Net and
+/// FPN's upsampling to a skip connection): tract 0.23.9 prepares it, then
+/// answers every run "Resize: Undetermined symbol". Planned per input
+/// shape, the sizes are numbers.
+fn symbolic_resize_sizes(model: TypedModel) -> TractResult<TypedModel> {
+    for node in &model.nodes {
+        if node.op.name() != "Resize" {
+            continue;
+        }
+        for input in node.inputs.iter().skip(1) {
+            let fact = model.outlet_fact(*input)?;
+            let symbolic = fact.datum_type == DatumType::TDim
+                && fact.konst.as_ref().is_none_or(|k| {
+                    k.to_plain_array_view::<TDim>()
+                        .map_or(true, |v| v.iter().any(|d| d.to_i64().is_err()))
+                });
+            if symbolic {
+                tract_onnx::tract_core::internal::bail!(
+                    "Resize node \"{}\" takes its sizes from the input shapes, which tract \
+                     evaluates only per shape",
+                    node.name
+                );
+            }
+        }
+    }
+    Ok(model)
 }
 
 /// Operator types in the graph (and its subgraphs) that tract has no builder for.
