@@ -780,6 +780,39 @@ def test_onnxruntime_sessions_share_one_pool_with_the_global_threadpool_setting(
     assert added[False] >= 12 and added[True] <= added[False] - 8, added
 
 
+@pytest.mark.parametrize("in_child", ["true", "false"])
+def test_an_engine_that_answers_the_warm_up_unlike_onnxruntime_does_not_serve(tmp_path, in_child):
+    """BACKENDS.md, "Selection": the default order's comparison runs both CPU
+    engines on the same warm-up; when tract-cpu's answer differs from ONNX
+    Runtime's, ONNX Runtime serves whatever the timings say, and the index says
+    why. A cubic Resize with `pytorch_half_pixel` down to a length of 1, which
+    tract 0.23.9 computes wrongly (tests/python/test_operator_sweep.py): until
+    session 44 the faster engine, tract, served it with wrong numbers. In the
+    comparison child and in the server process alike. Answers checked against
+    ONNX Runtime's Python API."""
+    x = helper.make_tensor_value_info("x", T.FLOAT, [1, 1, 3, 4])
+    y = helper.make_tensor_value_info("y", T.FLOAT, None)
+    scales = nh.from_array(np.array([1, 1, 0.6, 0.5], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic",
+                            coordinate_transformation_mode="pytorch_half_pixel")
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y], [scales]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    repo = tmp_path / "repo"
+    (repo / "rz" / "1").mkdir(parents=True)
+    onnx.save(model, repo / "rz" / "1" / "model.onnx")
+    server = Server(tmp_path, repo, "--compare-in-child", in_child)
+    try:
+        reason = server.index()["rz"]["reason"]
+        assert reason.startswith("on onnxruntime") and "differs from onnxruntime's" in reason, reason
+        data = np.linspace(-1, 1, 12, dtype=np.float32).reshape(1, 1, 3, 4)
+        want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})[0]
+        got = server.infer("rz", [fp32("x", data)]).json()["outputs"][0]
+        np.testing.assert_allclose(np.array(got["data"], np.float32).reshape(got["shape"]), want, rtol=1e-5)
+    finally:
+        assert server.stop() == 0
+
+
 def _rss_mib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS"):

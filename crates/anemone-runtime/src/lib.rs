@@ -54,6 +54,7 @@ struct ReadmeDoctests;
 struct EnsemblesDoctests;
 
 pub mod admission;
+pub mod agreement;
 pub mod cache;
 mod caller;
 pub mod compare;

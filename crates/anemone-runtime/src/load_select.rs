@@ -161,25 +161,30 @@ impl Manager {
         let mut skipped = Vec::new();
         let mut errors = Vec::new();
         let mut timed: Vec<(Duration, Candidate, Box<dyn LoadedModel>)> = Vec::new();
+        // Each timed engine's answer to the first warm-up set, for the
+        // agreement check (crate::agreement).
+        let mut answers: Vec<(String, Vec<anemone_core::Tensor>)> = Vec::new();
         let mut untimed: Vec<(String, Candidate, Box<dyn LoadedModel>)> = Vec::new();
         for candidate in candidates {
             match self.try_candidate(spec, source, &candidate) {
                 Ok(model) => {
                     let timed_run = || {
-                        if spec.warmup.is_empty() {
-                            let inputs = crate::warmup::synthetic_sequence(spec, &*model)?;
-                            crate::tuning::time_runs(&*model, &[inputs])
-                        } else {
+                        let sets = match spec.warmup.is_empty() {
+                            true => vec![crate::warmup::synthetic_sequence(spec, &*model)?],
                             // The model's own samples: the shapes it will see.
-                            crate::tuning::time_runs(
-                                &*model,
-                                &crate::warmup::ordered(spec, &*model)?,
-                            )
-                        }
+                            false => crate::warmup::ordered(spec, &*model)?,
+                        };
+                        let median = crate::tuning::time_runs(&*model, &sets)?;
+                        let answer = match sets.first() {
+                            Some(first) => model.infer(first)?,
+                            None => Vec::new(),
+                        };
+                        Ok::<_, Error>((median, answer))
                     };
                     match catch_unwind(AssertUnwindSafe(timed_run)) {
-                        Ok(Ok(median)) => {
+                        Ok(Ok((median, answer))) => {
                             tracing::info!(model = %spec.name, backend = %candidate.label, median_us = median.as_micros() as u64, "auto: warm-up timed");
+                            answers.push((candidate.label.clone(), answer));
                             timed.push((median, candidate, model));
                         }
                         Ok(Err(e)) => untimed.push((e.chain_string(), candidate, model)),
@@ -199,6 +204,25 @@ impl Manager {
                     });
                     errors.extend(error);
                 }
+            }
+        }
+        // Engines that answer the warm-up unlike ONNX Runtime do not serve.
+        let answer = |b: &str| answers.iter().find(|(l, _)| l == b).map(|(_, a)| a);
+        if let (Some(reference), Some(at)) = (
+            answer(crate::agreement::REFERENCE),
+            timed
+                .iter()
+                .position(|(_, c, _)| c.label == crate::agreement::SUSPECT),
+        ) {
+            let names: Vec<String> = (timed[at].2.metadata().outputs.iter())
+                .map(|o| o.name.clone())
+                .collect();
+            let suspect = answer(crate::agreement::SUSPECT).expect("timed engines answered");
+            if let Some(why) = crate::agreement::disagreement(reference, suspect, &names) {
+                let why = format!("{}: {why}", crate::agreement::DIFFERS);
+                tracing::warn!(model = %spec.name, backend = crate::agreement::SUSPECT, "{why}; {} serves", crate::agreement::REFERENCE);
+                let (_, candidate, model) = timed.remove(at);
+                untimed.push((why, candidate, model));
             }
         }
         timed.sort_by_key(|(median, ..)| *median);

@@ -42,6 +42,9 @@ impl Manager {
         spec.declared_inputs = job.declared_inputs.clone();
         let source = ModelSource::from_path(&job.path);
         let mut engines = Vec::with_capacity(job.candidates.len());
+        // Each timed engine's answers to the first set, for the agreement
+        // check (crate::agreement).
+        let mut answers: Vec<(String, Vec<Tensor>, Vec<String>)> = Vec::new();
         for label in &job.candidates {
             let candidate = match self
                 .inner
@@ -63,8 +66,10 @@ impl Manager {
                 Err((reason, _)) => Timing::LoadFailed(reason),
                 Ok(model) => {
                     match catch_unwind(AssertUnwindSafe(|| time_sets(&*model, &spec, &job.sets))) {
-                        Ok(Ok(median)) => {
+                        Ok(Ok((median, answer))) => {
                             tracing::info!(model = %job.model, backend = %label, median_us = median.as_micros() as u64, "warm-up timed (comparison process)");
+                            let names = model.metadata().outputs.iter().map(|o| o.name.clone());
+                            answers.push((label.clone(), answer, names.collect()));
                             Timing::Timed(median)
                         }
                         Ok(Err(e)) => Timing::RunFailed(e.chain_string()),
@@ -76,27 +81,47 @@ impl Manager {
             };
             engines.push((label.clone(), timing));
         }
+        let answer = |b: &str| answers.iter().find(|(l, ..)| l == b);
+        if let (Some(reference), Some(suspect)) = (
+            answer(crate::agreement::REFERENCE),
+            answer(crate::agreement::SUSPECT),
+        ) {
+            if let Some(why) = crate::agreement::disagreement(&reference.1, &suspect.1, &suspect.2)
+            {
+                let why = format!("{}: {why}", crate::agreement::DIFFERS);
+                tracing::warn!(model = %job.model, backend = crate::agreement::SUSPECT, "{why}; {} serves", crate::agreement::REFERENCE);
+                for (label, timing) in &mut engines {
+                    if label == crate::agreement::SUSPECT {
+                        *timing = Timing::RunFailed(why.clone());
+                    }
+                }
+            }
+        }
         CompareReport { engines }
     }
 }
 
 /// Times `model` on `sets` (by input name), or on the synthetic warm-up
-/// when there are none: the in-process comparison's timing.
+/// when there are none: the in-process comparison's timing; with the
+/// model's answer to the first set.
 fn time_sets(
     model: &dyn LoadedModel,
     spec: &ModelSpec,
     sets: &[Vec<(String, Tensor)>],
-) -> Result<Duration> {
-    if sets.is_empty() {
-        return crate::tuning::time_warmup(model);
-    }
-    let meta = declared_metadata(model.metadata(), spec.declared_inputs.as_deref());
-    let ordered = sets
-        .iter()
-        .map(|set| {
-            order_inputs(&meta, set.clone())
-                .map_err(|e| anemone_core::Error::Config(format!("the inputs do not fit: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    crate::tuning::time_runs(model, &ordered)
+) -> Result<(Duration, Vec<Tensor>)> {
+    let ordered = match sets.is_empty() {
+        true => vec![crate::tuning::warmup_inputs(model.metadata())],
+        false => {
+            let meta = declared_metadata(model.metadata(), spec.declared_inputs.as_deref());
+            sets.iter()
+                .map(|set| {
+                    order_inputs(&meta, set.clone()).map_err(|e| {
+                        anemone_core::Error::Config(format!("the inputs do not fit: {e}"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    let median = crate::tuning::time_runs(model, &ordered)?;
+    Ok((median, model.infer(&ordered[0])?))
 }

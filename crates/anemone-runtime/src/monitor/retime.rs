@@ -306,9 +306,12 @@ impl Manager {
 /// failed (a model whose inputs must hold real values, such as a sample
 /// rate), and the one chosen among them; empty when nothing was compared.
 fn compared(selection: &Selection) -> Vec<String> {
+    // An engine that answered the warm-up unlike ONNX Runtime is not timed
+    // again (crate::agreement).
     let in_comparison = |a: &&Attempt| {
         a.warmup_us.is_some()
-            || matches!(&a.outcome, Outcome::Skipped { reason } if reason.starts_with(WARMUP_FAILED))
+            || matches!(&a.outcome, Outcome::Skipped { reason }
+                if reason.starts_with(WARMUP_FAILED) && !reason.contains(crate::agreement::DIFFERS))
     };
     if !selection.attempts.iter().any(|a| in_comparison(&a)) {
         return Vec::new();
