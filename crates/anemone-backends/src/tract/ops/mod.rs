@@ -10,8 +10,23 @@ mod wrong_answers;
 pub use tree_labels::unsupported_tree_layout;
 pub use wrong_answers::wrong_answers;
 
-use tract_onnx::pb::ModelProto;
+use tract_onnx::pb::{attribute_proto::AttributeType, AttributeProto, ModelProto, NodeProto};
 use tract_onnx::Onnx;
+
+/// `node`'s attribute `name`, if it has one.
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+/// An integer attribute.
+fn int_attr(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: value,
+        ..Default::default()
+    }
+}
 
 /// tract's ONNX front end with anemone's operator additions registered.
 pub fn onnx() -> Onnx {

@@ -41,18 +41,7 @@ struct Expander {
     count: usize,
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
-fn int(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: value,
-        ..Default::default()
-    }
-}
+use super::{attr, int_attr as int};
 
 impl Expander {
     fn name(&mut self, what: &str) -> String {

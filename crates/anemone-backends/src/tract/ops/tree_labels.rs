@@ -25,18 +25,7 @@ use tract_onnx::pb::{
 
 const CLASSIFIER: &str = "TreeEnsembleClassifier";
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
-fn int_attr(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: value,
-        ..Default::default()
-    }
-}
+use super::{attr, int_attr};
 
 /// Why tract cannot compute this classifier's scores as ONNX Runtime does,
 /// if it cannot.

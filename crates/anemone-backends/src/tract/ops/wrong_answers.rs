@@ -8,9 +8,7 @@
 
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
+use super::attr;
 
 /// The activations ONNX gives each recurrent operator by default, per
 /// direction.
