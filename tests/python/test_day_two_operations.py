@@ -707,7 +707,7 @@ def test_several_models_to_load_can_be_given_through_the_environment(tmp_path):
     variable. anemone reads `a,b` as one name: "failed to load model 'a,b': it is not in the
     repository", a and b stay UNLOADED, the server is never ready. Both must load (no model
     folder is named `a,b` here), or the docs must say how to write the list. Since session 44
-    --load-model takes comma-separated names, as its variable does (CONFIGURATION.md)."""
+    ANEMONE_LOAD_MODEL takes comma-separated names (CONFIGURATION.md); the flag keeps one name, as Triton's."""
     repo = tmp_path / "repo"
     for name in ("a", "b"):
         model(repo, name, SLOW.format(init=0, delay=0))

@@ -915,8 +915,12 @@ def test_a_reload_that_fails_leaves_the_serving_version(explicit):
 def test_a_failed_reload_answers_failed_to_load(explicit):
     """FROM_TRITON.md: "Every failed load request's message starts `failed to load`, as Triton's does;
     Triton's example clients check both." Triton: "failed to load 'identity_zero_1_int32' ... version 2
-    is at UNAVAILABLE state: Internal: GPU instances not supported". Uses the previous test's config."""
+    is at UNAVAILABLE state: Internal: GPU instances not supported". The previous test's config,
+    written here too: pytest-xdist may run this test on another worker, with a server of its own."""
     m = "reload_fail_float32_float32_float32"
+    cfg = explicit.repo / m / "config.pbtxt"
+    if "KIND_GPU" not in cfg.read_text():
+        cfg.write_text(cfg.read_text().replace("versions: [1]", "versions: [2]") + "instance_group [ { kind: KIND_GPU } ]\n")
     for c in clients(explicit):
         assert error_of(lambda: c.load_model(m)).message().startswith("failed to load")
 

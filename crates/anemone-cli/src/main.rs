@@ -347,7 +347,21 @@ fn parse_cli() -> (Cli, Vec<String>) {
     let (argv, ignored) = triton_flags::take_ignored(std::env::args_os().collect(), takes_value);
     let (matches, table) =
         config_file::parse(Cli::command(), "serve", &argv, false).unwrap_or_else(|e| clap_exit(e));
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e));
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e));
+    // ANEMONE_LOAD_MODEL lists names separated by commas (an environment
+    // gives one value); the flag's value stays one name, as Triton's.
+    if let (Command::Serve(args), Some(serve)) =
+        (&mut cli.command, matches.subcommand_matches("serve"))
+    {
+        if serve.value_source("load_models") == Some(clap::parser::ValueSource::EnvVariable) {
+            let names = std::mem::take(&mut args.repository.load_models);
+            args.repository.load_models = (names.iter())
+                .flat_map(|n| n.split(','))
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect();
+        }
+    }
     if let Some(mut table) = table {
         show_verbose_level(&mut table, &cli.log_level, cli.log_verbose);
         config_show::remember(table);

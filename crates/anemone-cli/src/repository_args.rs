@@ -79,14 +79,9 @@ pub struct RepositoryArgs {
     pub exit_on_error: bool,
 
     /// A model to load at start-up in explicit mode (it needs --model-control-mode explicit,
-    /// as Triton's); repeat for more, or separate them with commas (as the variable takes
-    /// them: ANEMONE_LOAD_MODEL=a,b), `*` for all.
-    #[arg(
-        long = "load-model",
-        value_name = "NAME",
-        env = "ANEMONE_LOAD_MODEL",
-        value_delimiter = ','
-    )]
+    /// as Triton's); repeat for more, `*` for all. The variable takes several separated by
+    /// commas (ANEMONE_LOAD_MODEL=a,b); a flag's value is one name, as Triton's.
+    #[arg(long = "load-model", value_name = "NAME", env = "ANEMONE_LOAD_MODEL")]
     pub load_models: Vec<String>,
 
     /// Seconds between repository scans in poll mode; 0 reads the repository once, at
