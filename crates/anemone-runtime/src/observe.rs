@@ -127,16 +127,7 @@ impl Manager {
             models: self
                 .models()
                 .iter()
-                .map(|m| ModelMetricsEntry {
-                    name: m.name().to_string(),
-                    version: m.version(),
-                    backend: m.backend(),
-                    in_flight: m.in_flight(),
-                    memory_bytes: m.memory_footprint(),
-                    selection: m.selection().clone(),
-                    retries: m.retries(),
-                    metrics: m.metrics().snapshot(),
-                })
+                .map(|m| metrics_entry(m))
                 .chain(self.ensemble_metrics())
                 .collect(),
             cache: self.inner.cache.as_ref().map(|c| c.snapshot()),
@@ -144,6 +135,37 @@ impl Manager {
             monitor: self.monitor_snapshot(),
             comparisons: self.engine_comparisons(),
         }
+    }
+
+    /// The metrics of the loaded versions of `name`, a model or an
+    /// ensemble: what a statistics request for one model reads, without a
+    /// snapshot of every other model ([`Manager::metrics`]).
+    pub fn model_metrics(&self, name: &str) -> Vec<ModelMetricsEntry> {
+        let registry = &self.inner.registry;
+        let mut out: Vec<ModelMetricsEntry> = (registry.versions(name).into_iter())
+            .filter_map(|v| registry.get(name, crate::registry::VersionRequest::Specific(v)))
+            .map(|m| metrics_entry(&m))
+            .collect();
+        if out.is_empty() {
+            out.extend(
+                self.ensemble_metrics()
+                    .into_iter()
+                    .filter(|e| e.name == name),
+            );
+        }
+        out
+    }
+
+    /// Whether the manager is live (a lookup; [`Manager::health`] reports
+    /// every model).
+    pub fn is_live(&self) -> bool {
+        self.inner.live.load(Ordering::Relaxed)
+    }
+
+    /// The versions of `name` loaded, ascending (a lookup, not a walk of
+    /// every model).
+    pub fn versions(&self, name: &str) -> Vec<u64> {
+        self.inner.registry.versions(name)
     }
 
     /// Liveness and readiness of the manager and each model.
@@ -197,5 +219,19 @@ impl Manager {
             models,
             thermal,
         }
+    }
+}
+
+/// One loaded model version's entry in a metrics snapshot.
+fn metrics_entry(m: &crate::instance::ModelInstance) -> ModelMetricsEntry {
+    ModelMetricsEntry {
+        name: m.name().to_string(),
+        version: m.version(),
+        backend: m.backend(),
+        in_flight: m.in_flight(),
+        memory_bytes: m.memory_footprint(),
+        selection: m.selection().clone(),
+        retries: m.retries(),
+        metrics: m.metrics().snapshot(),
     }
 }

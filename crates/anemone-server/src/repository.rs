@@ -218,6 +218,16 @@ impl Repository {
         self.try_scan().unwrap_or_default()
     }
 
+    /// Whether the repository has a model folder named `name` (a name
+    /// [`Repository::scan`] would list), with one look at that folder
+    /// rather than a listing of the repository: a readiness probe asks it.
+    pub fn has_folder(&self, name: &str) -> bool {
+        !name.is_empty()
+            && !name.starts_with('.')
+            && !name.contains(['/', '\\', '\0'])
+            && self.root.join(name).is_dir()
+    }
+
     /// Model directories on disk, sorted, or why the repository cannot be
     /// listed.
     pub fn try_scan(&self) -> Result<Vec<String>, String> {

@@ -125,7 +125,7 @@ impl AppState {
 
     /// Live: the process serves requests (false once shutdown began).
     pub fn live(&self) -> bool {
-        self.manager.health().live
+        self.manager.is_live()
     }
 
     /// Ready: live, not shutting down, start-up loading over, and (with
@@ -160,10 +160,7 @@ impl AppState {
         });
         match self.manager.model(name, version) {
             Ok(_) => Ok(true),
-            Err(_)
-                if !unknown_version
-                    && (entry.is_some() || self.repository.scan().iter().any(|n| n == name)) =>
-            {
+            Err(_) if !unknown_version && (entry.is_some() || self.repository.has_folder(name)) => {
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -204,10 +201,8 @@ impl AppState {
         };
         let mut versions: Vec<u64> = self
             .manager
-            .models()
-            .iter()
-            .filter(|m| m.name() == name)
-            .map(|m| m.version())
+            .versions(name)
+            .into_iter()
             .chain(
                 self.manager
                     .evicted()
@@ -354,9 +349,12 @@ impl AppState {
                 None => drop(self.ready_model(name, &version)?),
             }
         }
-        let metrics = self.manager.metrics();
-        let stats = metrics
-            .models
+        // One model's: its own entries, not a snapshot of every model.
+        let models = match name.is_empty() {
+            true => self.manager.metrics().models,
+            false => self.manager.model_metrics(name),
+        };
+        let stats = models
             .iter()
             .filter(|m| {
                 name.is_empty() || (m.name == name && version.is_none_or(|v| v == m.version))
