@@ -17,6 +17,7 @@ pub mod serve;
 mod shared_memory;
 mod tls;
 mod trace;
+mod unread_body;
 mod views;
 mod wake;
 
@@ -120,6 +121,7 @@ pub fn router_with(
         r = r.merge(restrict::restrict(routes, api, restrictions));
     }
     r.fallback(error::no_route)
+        .layer(axum::middleware::from_fn(unread_body::drain))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(Http {
             state,
