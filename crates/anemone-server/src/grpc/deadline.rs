@@ -1,7 +1,7 @@
 //! The client's deadline (gRPC's `grpc-timeout` header, which tritonclient's
 //! `client_timeout` sets). The inference handler answers DEADLINE_EXCEEDED
-//! before it ([`answer_before`]); [`ClientDeadline`] does the same, a
-//! little later ([`unanswered_by`]), for a call that has not reached its
+//! before it (`answer_before`); [`ClientDeadline`] does the same, a
+//! little later (`unanswered_by`), for a call that has not reached its
 //! handler or answered by then (a deadline of a
 //! millisecond on a loaded host). Without it, tonic's own timer ended such
 //! a call with CANCELLED "Timeout expired", which clients and their retry
@@ -46,14 +46,14 @@ pub(super) fn answer_before(deadline: Duration) -> Duration {
 }
 
 /// When [`ClientDeadline`] answers a call that has not answered itself:
-/// half-way between [`answer_before`] (the handler's own answer, counted,
+/// half-way between `answer_before` (the handler's own answer, counted,
 /// with its message) and the deadline (tonic's CANCELLED).
 pub(super) fn unanswered_by(deadline: Duration) -> Duration {
     deadline - (deadline / 20).min(Duration::from_millis(25))
 }
 
 /// `inner`, with a call whose deadline passes before it answers (at
-/// [`unanswered_by`] the deadline, counted from when the call arrived)
+/// `unanswered_by` the deadline, counted from when the call arrived)
 /// answered DEADLINE_EXCEEDED. A call without a deadline costs one header
 /// lookup.
 #[derive(Clone)]
