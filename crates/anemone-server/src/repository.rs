@@ -212,39 +212,6 @@ impl Repository {
         self.mode
     }
 
-    /// Model directories on disk, sorted; none when the repository cannot
-    /// be listed ([`Repository::try_scan`] says why).
-    pub fn scan(&self) -> Vec<String> {
-        self.try_scan().unwrap_or_default()
-    }
-
-    /// Whether the repository has a model folder named `name` (a name
-    /// [`Repository::scan`] would list), with one look at that folder
-    /// rather than a listing of the repository: a readiness probe asks it.
-    pub fn has_folder(&self, name: &str) -> bool {
-        !name.is_empty()
-            && !name.starts_with('.')
-            && !name.contains(['/', '\\', '\0'])
-            && self.root.join(name).is_dir()
-    }
-
-    /// Model directories on disk, sorted, or why the repository cannot be
-    /// listed.
-    pub fn try_scan(&self) -> Result<Vec<String>, String> {
-        model_dirs(&self.root).map_err(|e| {
-            format!(
-                "cannot list the model repository {}: {e}",
-                self.root.display()
-            )
-        })
-    }
-
-    /// Why start-up could not list the repository, if it could not: it then
-    /// loaded nothing.
-    pub fn startup_scan_error(&self) -> Option<&str> {
-        self.startup_scan_error.get().map(String::as_str)
-    }
-
     /// The real path of the repository now: `root` with its links resolved
     /// again (the last one seen if it cannot be, say while a link is
     /// being replaced).
