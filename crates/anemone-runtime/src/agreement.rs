@@ -15,6 +15,31 @@ pub const SUSPECT: &str = "tract-cpu";
 /// (re-timing) either.
 pub const DIFFERS: &str = "its answer to the warm-up differs from onnxruntime's";
 
+/// Each timed engine's answer to the first warm-up set, by engine, with
+/// its output names: what both comparisons (in process and in the child)
+/// collect, and ask [`Answers::suspect_differs`] of.
+#[derive(Default)]
+pub struct Answers(Vec<(String, Vec<Tensor>, Vec<String>)>);
+
+impl Answers {
+    /// Keeps `engine`'s `answer`, its outputs named `names`.
+    pub fn push(&mut self, engine: &str, answer: Vec<Tensor>, names: Vec<String>) {
+        self.0.push((engine.to_string(), answer, names));
+    }
+
+    /// Why [`SUSPECT`] must not serve `model` (its answer differs from
+    /// [`REFERENCE`]'s; warned), or `None` when they agree or one did not
+    /// answer.
+    pub fn suspect_differs(&self, model: &str) -> Option<String> {
+        let answer = |b: &str| self.0.iter().find(|(l, ..)| l == b);
+        let (reference, suspect) = (answer(REFERENCE)?, answer(SUSPECT)?);
+        let why = disagreement(&reference.1, &suspect.1, &suspect.2)?;
+        let why = format!("{DIFFERS}: {why}");
+        tracing::warn!(model = %model, backend = SUSPECT, "{why}; {REFERENCE} serves");
+        Some(why)
+    }
+}
+
 /// Why `suspect`'s answers differ from `reference`'s (one run of each on
 /// the same inputs), or `None` when they agree: the same outputs, dtypes
 /// and shapes; integers, booleans and strings equal; floating-point values

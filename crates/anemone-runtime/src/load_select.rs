@@ -163,7 +163,7 @@ impl Manager {
         let mut timed: Vec<(Duration, Candidate, Box<dyn LoadedModel>)> = Vec::new();
         // Each timed engine's answer to the first warm-up set, for the
         // agreement check (crate::agreement).
-        let mut answers: Vec<(String, Vec<anemone_core::Tensor>)> = Vec::new();
+        let mut answers = crate::agreement::Answers::default();
         let mut untimed: Vec<(String, Candidate, Box<dyn LoadedModel>)> = Vec::new();
         for candidate in candidates {
             match self.try_candidate(spec, source, &candidate) {
@@ -184,7 +184,8 @@ impl Manager {
                     match catch_unwind(AssertUnwindSafe(timed_run)) {
                         Ok(Ok((median, answer))) => {
                             tracing::info!(model = %spec.name, backend = %candidate.label, median_us = median.as_micros() as u64, "auto: warm-up timed");
-                            answers.push((candidate.label.clone(), answer));
+                            let names = model.metadata().outputs.iter().map(|o| o.name.clone());
+                            answers.push(&candidate.label, answer, names.collect());
                             timed.push((median, candidate, model));
                         }
                         Ok(Err(e)) => untimed.push((e.chain_string(), candidate, model)),
@@ -206,21 +207,11 @@ impl Manager {
                 }
             }
         }
-        // Engines that answer the warm-up unlike ONNX Runtime do not serve.
-        let answer = |b: &str| answers.iter().find(|(l, _)| l == b).map(|(_, a)| a);
-        if let (Some(reference), Some(at)) = (
-            answer(crate::agreement::REFERENCE),
-            timed
-                .iter()
-                .position(|(_, c, _)| c.label == crate::agreement::SUSPECT),
-        ) {
-            let names: Vec<String> = (timed[at].2.metadata().outputs.iter())
-                .map(|o| o.name.clone())
-                .collect();
-            let suspect = answer(crate::agreement::SUSPECT).expect("timed engines answered");
-            if let Some(why) = crate::agreement::disagreement(reference, suspect, &names) {
-                let why = format!("{}: {why}", crate::agreement::DIFFERS);
-                tracing::warn!(model = %spec.name, backend = crate::agreement::SUSPECT, "{why}; {} serves", crate::agreement::REFERENCE);
+        // An engine that answers the warm-up unlike ONNX Runtime does not serve.
+        if let Some(why) = answers.suspect_differs(&spec.name) {
+            if let Some(at) =
+                (timed.iter()).position(|(_, c, _)| c.label == crate::agreement::SUSPECT)
+            {
                 let (_, candidate, model) = timed.remove(at);
                 untimed.push((why, candidate, model));
             }

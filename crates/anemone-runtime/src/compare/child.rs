@@ -44,7 +44,7 @@ impl Manager {
         let mut engines = Vec::with_capacity(job.candidates.len());
         // Each timed engine's answers to the first set, for the agreement
         // check (crate::agreement).
-        let mut answers: Vec<(String, Vec<Tensor>, Vec<String>)> = Vec::new();
+        let mut answers = crate::agreement::Answers::default();
         for label in &job.candidates {
             let candidate = match self
                 .inner
@@ -69,7 +69,7 @@ impl Manager {
                         Ok(Ok((median, answer))) => {
                             tracing::info!(model = %job.model, backend = %label, median_us = median.as_micros() as u64, "warm-up timed (comparison process)");
                             let names = model.metadata().outputs.iter().map(|o| o.name.clone());
-                            answers.push((label.clone(), answer, names.collect()));
+                            answers.push(label, answer, names.collect());
                             Timing::Timed(median)
                         }
                         Ok(Err(e)) => Timing::RunFailed(e.chain_string()),
@@ -81,19 +81,10 @@ impl Manager {
             };
             engines.push((label.clone(), timing));
         }
-        let answer = |b: &str| answers.iter().find(|(l, ..)| l == b);
-        if let (Some(reference), Some(suspect)) = (
-            answer(crate::agreement::REFERENCE),
-            answer(crate::agreement::SUSPECT),
-        ) {
-            if let Some(why) = crate::agreement::disagreement(&reference.1, &suspect.1, &suspect.2)
-            {
-                let why = format!("{}: {why}", crate::agreement::DIFFERS);
-                tracing::warn!(model = %job.model, backend = crate::agreement::SUSPECT, "{why}; {} serves", crate::agreement::REFERENCE);
-                for (label, timing) in &mut engines {
-                    if label == crate::agreement::SUSPECT {
-                        *timing = Timing::RunFailed(why.clone());
-                    }
+        if let Some(why) = answers.suspect_differs(&job.model) {
+            for (label, timing) in &mut engines {
+                if label == crate::agreement::SUSPECT {
+                    *timing = Timing::RunFailed(why.clone());
                 }
             }
         }
