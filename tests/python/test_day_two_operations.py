@@ -597,6 +597,34 @@ def test_sighup_does_not_kill_the_server_silently(tmp_path):
     assert status in (None, 0), f"the server ended with {status} on SIGHUP"
 
 
+def test_sighup_by_name_spares_the_engine_comparison_child():
+    """logrotate's `postrotate pkill -HUP anemone` signals every process of that name, and the
+    child that `serve` runs to compare the CPU engines during a load (`anemone compare-engines`)
+    is one: SIGHUP killed it (its default action), and the server then compared in its own
+    process, loading both engines. Since session 45 the child ignores SIGHUP. Here the child waits
+    for its job on stdin, is sent SIGHUP, lives, and ends (with an error) when stdin closes."""
+    child = subprocess.Popen([str(BIN), "compare-engines"], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:  # until it has set SIGHUP's disposition (or 10 s)
+            status = Path(f"/proc/{child.pid}/status").read_text()
+            ignored = int(next(l.split()[1] for l in status.splitlines() if l.startswith("SigIgn:")), 16)
+            if ignored & (1 << (signal.SIGHUP - 1)):
+                break
+            time.sleep(0.05)
+        child.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert child.poll() is None, f"compare-engines ended with {child.returncode} on SIGHUP"
+        child.stdin.close()
+        assert child.wait(timeout=20) != 0  # no job: an error, by its own hand
+        assert b"not for use by hand" in child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def test_a_liveness_probe_storm_during_a_long_load_is_answered_fast(tmp_path):
     """Kubernetes probes: `livenessProbe` on /v2/health/live (deploy/), each probe a new TCP
     connection. While a model's load takes 5 s (its initialize() sleeps; explicit mode, the load

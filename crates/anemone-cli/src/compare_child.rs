@@ -16,6 +16,7 @@ pub const SUBCOMMAND: &str = "compare-engines";
 /// JSON line on stdout. Not for people: `serve` runs it.
 pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     watch_parent();
+    ignore_hangup();
     #[cfg(feature = "onnxruntime")]
     if let Some(n) = args.onnxruntime_shared_threads {
         anemone_backends::onnxruntime::share_threads(n).map_err(anyhow::Error::msg)?;
@@ -45,6 +46,19 @@ fn watch_parent() {
                     std::process::exit(1);
                 }
             });
+    }
+}
+
+/// Leaves SIGHUP to the server: the signal that makes it reopen its log
+/// file (`pkill -HUP anemone` after logrotate) reaches this child too, by
+/// its name, and would end the comparison of a model loading then (which
+/// the server would then redo in its own process, loading both engines).
+fn ignore_hangup() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
+    // code; nothing else in this process handles SIGHUP.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
 }
 
