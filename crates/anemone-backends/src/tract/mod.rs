@@ -246,7 +246,8 @@ fn load(
     let layout = (file.proto.graph.iter())
         .flat_map(|g| &g.node)
         .find_map(ops::unsupported_tree_layout)
-        .or_else(|| ops::wrong_answers(file.proto.graph.as_ref()));
+        .or_else(|| ops::wrong_answers(file.proto.graph.as_ref()))
+        .or_else(|| ops::run_failures(&file.proto));
     if let Some(reason) = layout {
         return Err(Error::InvalidModel {
             path: path.to_path_buf(),

@@ -1,12 +1,15 @@
 //! ONNX operators anemone adds to, or fixes in, tract's ONNX front end.
 
+mod elem_types;
 mod int64_cast;
 mod onnx_if;
 pub mod onnx_loop;
+mod run_failures;
 mod stable_logs;
 mod tree_labels;
 mod wrong_answers;
 
+pub use run_failures::run_failures;
 pub use tree_labels::unsupported_tree_layout;
 pub use wrong_answers::wrong_answers;
 
@@ -43,4 +46,5 @@ pub fn prepare_proto(proto: &mut ModelProto) {
     tree_labels::label_from_scores(proto);
     wrong_answers::default_constant_of_shape(proto);
     stable_logs::stable_logs(proto);
+    run_failures::bool_equal(proto);
 }

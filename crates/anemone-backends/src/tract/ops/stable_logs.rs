@@ -8,8 +8,8 @@
 //! answer inf for 100 (tests/python/test_operator_sweep.py). The rewrite:
 //!
 //! - `LogSoftmax(x, axis)` = `d - Log(ReduceSum(Exp(d)))` with
-//!   `d = x - ReduceMax(x)` over `axis` (opset 13 on; before 13 the axis
-//!   flattens the dimensions after it, which needs the rank: left to tract);
+//!   `d = x - ReduceMax(x)` over `axis` (opset 13 on); before opset 13, over
+//!   the rows of `Flatten(x, axis)`, reshaped back to `x`'s shape;
 //! - `Softplus(x)` = `Relu(x) + Softplus(-|x|)`, whose `exp` never exceeds 1;
 //! - `ReduceLogSumExp(x)` = `Log(ReduceSum(Exp(x - m))) + m'` with `m` the
 //!   maximum kept over the reduced axes and `m'` as `keepdims` asks.
@@ -130,16 +130,38 @@ impl Expander {
                 nodes.extend([abs, neg, soft, relu]);
                 ("Add", vec![r, s])
             }
-            "LogSoftmax" if self.opset >= 13 => {
-                let axes = Axes::Listed(vec![attr(node, "axis").map_or(-1, |a| a.i)]);
-                let m = self.reduce(&mut nodes, MAX, &x, &axes, 1, &[]);
-                let (sub, d) = self.node("Sub", vec![x, m], vec![]);
+            // Reshape takes its shape as an input from opset 5.
+            "LogSoftmax" if self.opset >= 5 => {
+                // Before opset 13 the axis (1 by default) splits x into
+                // rows and the rest, as Flatten does, and each row is one
+                // distribution; from 13 it is one axis (-1 by default).
+                let flattens = self.opset < 13;
+                let axis = attr(node, "axis").map_or(if flattens { 1 } else { -1 }, |a| a.i);
+                let (rows, axes) = match flattens {
+                    true => {
+                        let (flat, f) =
+                            self.node("Flatten", vec![x.clone()], vec![int("axis", axis)]);
+                        nodes.push(flat);
+                        (f, Axes::Listed(vec![1]))
+                    }
+                    false => (x.clone(), Axes::Listed(vec![axis])),
+                };
+                let m = self.reduce(&mut nodes, MAX, &rows, &axes, 1, &[]);
+                let (sub, d) = self.node("Sub", vec![rows, m], vec![]);
                 let (exp, e) = self.node("Exp", vec![d.clone()], vec![]);
                 nodes.extend([sub, exp]);
                 let s = self.reduce(&mut nodes, SUM, &e, &axes, 1, &[]);
                 let (log, l) = self.node("Log", vec![s], vec![]);
                 nodes.push(log);
-                ("Sub", vec![d, l])
+                match flattens {
+                    true => {
+                        let (sub, z) = self.node("Sub", vec![d, l], vec![]);
+                        let (shape, sh) = self.node("Shape", vec![x], vec![]);
+                        nodes.extend([sub, shape]);
+                        ("Reshape", vec![z, sh])
+                    }
+                    false => ("Sub", vec![d, l]),
+                }
             }
             "ReduceLogSumExp" => {
                 let keepdims = attr(node, "keepdims").map_or(1, |a| a.i);
@@ -195,7 +217,7 @@ impl Expander {
     }
 }
 
-/// Rewrites every `LogSoftmax` (opset 13 on), `Softplus` and
+/// Rewrites every `LogSoftmax` (opset 5 on), `Softplus` and
 /// `ReduceLogSumExp` of `proto` into its stable form (module docs).
 pub fn stable_logs(proto: &mut ModelProto) {
     let opset = proto
@@ -314,6 +336,25 @@ mod tests {
             &got,
             &[
                 -1.3133, -10001.313, -0.3133, -1e9, -0.349, -1.349, -10003.349, -3.349,
+            ],
+        );
+    }
+
+    #[test]
+    fn before_opset_13_the_axis_flattens_what_follows_it() {
+        // Opset 11, axis 0: one distribution over all eight values; tract's
+        // own LogSoftmax gave -inf for all but the largest.
+        let got = run(
+            "LogSoftmax",
+            vec![int("axis", 0)],
+            11,
+            &[2, 4],
+            [[1000.0, 1.0, 2.0, 0.0], [-1000.0, 0.0, 1.0, 3.0]],
+        );
+        close(
+            &got,
+            &[
+                0.0, -999.0, -998.0, -1000.0, -2000.0, -1000.0, -999.0, -997.0,
             ],
         );
     }
