@@ -1,6 +1,7 @@
 //! ONNX operators anemone adds to, or fixes in, tract's ONNX front end.
 
 mod elem_types;
+mod fed_slice;
 mod int64_cast;
 mod onnx_if;
 pub mod onnx_loop;
@@ -47,4 +48,5 @@ pub fn prepare_proto(proto: &mut ModelProto) {
     wrong_answers::default_constant_of_shape(proto);
     stable_logs::stable_logs(proto);
     run_failures::bool_equal(proto);
+    fed_slice::clamp_fed_slices(proto);
 }
