@@ -5,6 +5,7 @@ mod fed_slice;
 mod int64_cast;
 mod onnx_if;
 pub mod onnx_loop;
+mod rnn_states;
 mod run_failures;
 mod stable_logs;
 mod tree_labels;
@@ -49,4 +50,5 @@ pub fn prepare_proto(proto: &mut ModelProto) {
     stable_logs::stable_logs(proto);
     run_failures::bool_equal(proto);
     fed_slice::clamp_fed_slices(proto);
+    rnn_states::zero_initial_states(proto);
 }
