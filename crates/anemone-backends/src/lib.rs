@@ -21,6 +21,8 @@ pub mod onnxruntime;
 #[cfg(feature = "onnxruntime")]
 pub mod ort_coreml;
 #[cfg(feature = "onnxruntime")]
+mod ort_empty_inputs;
+#[cfg(feature = "onnxruntime")]
 pub mod ort_log;
 pub mod ort_options;
 #[cfg(feature = "onnxruntime")]

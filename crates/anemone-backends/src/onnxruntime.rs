@@ -38,7 +38,7 @@ pub const LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
 use crate::ort_tensors::{check_strings, to_ort_input};
 pub use crate::ort_tensors::{from_ort, to_ort};
 
-const NAME: &str = "onnxruntime";
+pub(crate) const NAME: &str = "onnxruntime";
 
 /// What to do about a library that is there but unusable.
 const FIX: &str = "anemone needs ONNX Runtime 1.31.1: run scripts/install-onnxruntime.sh, \
@@ -288,11 +288,13 @@ impl Backend for OnnxRuntime {
         ));
         metadata.properties.extend(session_options.properties());
         let footprint = metadata.weight_bytes * count as u64;
+        let fatal_on_empty = crate::ort_empty_inputs::fatal_on_empty(file.proto.graph.as_ref());
         Ok(Box::new(OrtModel {
             metadata,
             sessions,
             next: AtomicUsize::new(0),
             footprint,
+            fatal_on_empty,
         }))
     }
 }
@@ -385,6 +387,9 @@ pub struct OrtModel {
     /// Where the next request starts looking for a free session.
     next: AtomicUsize,
     footprint: u64,
+    /// The model's operators whose kernels end the process on an empty
+    /// input: such inputs are refused ([`crate::ort_empty_inputs`]).
+    fatal_on_empty: Vec<&'static str>,
 }
 
 impl OrtModel {
@@ -426,6 +431,12 @@ impl LoadedModel for OrtModel {
             retryable: false,
             source: None,
         };
+        let specs = &self.metadata.inputs;
+        if let Some(refused) =
+            crate::ort_empty_inputs::refuse_empty(specs, inputs, &self.fatal_on_empty)
+        {
+            return Err(refused);
+        }
         let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for (spec, t) in self.metadata.inputs.iter().zip(inputs) {
             check_strings(&spec.name, t)?;

@@ -37,6 +37,9 @@ pub(crate) fn check_strings(name: &str, t: &Tensor) -> Result<()> {
 /// aligned for their element type (no copy: a request's bytes as decoded, a
 /// batch as stacked), else a copy ([`to_ort`]).
 pub(crate) fn to_ort_input(t: &Tensor) -> std::result::Result<SessionInputValue<'_>, String> {
+    if t.is_empty() && t.dtype() != DataType::Bytes {
+        return empty_input(t);
+    }
     macro_rules! view {
         ($ty:ty) => {{
             let bytes = t.as_bytes().unwrap_or_default();
@@ -74,6 +77,47 @@ pub(crate) fn to_ort_input(t: &Tensor) -> std::result::Result<SessionInputValue<
         DataType::Bool | DataType::Bytes => {}
     }
     to_ort(t).map(SessionInputValue::from)
+}
+
+/// An empty numeric or BOOL input, its data at [`empty`]'s address.
+fn empty_input(t: &Tensor) -> std::result::Result<SessionInputValue<'static>, String> {
+    macro_rules! empty {
+        ($ty:ty) => {
+            TensorRef::<$ty>::from_array_view((t.shape().to_vec(), empty::<$ty>()))
+                .map(SessionInputValue::from)
+                .map_err(|e| e.to_string())
+        };
+    }
+    match t.dtype() {
+        DataType::Bool => empty!(bool),
+        DataType::U8 => empty!(u8),
+        DataType::U16 => empty!(u16),
+        DataType::U32 => empty!(u32),
+        DataType::U64 => empty!(u64),
+        DataType::I8 => empty!(i8),
+        DataType::I16 => empty!(i16),
+        DataType::I32 => empty!(i32),
+        DataType::I64 => empty!(i64),
+        DataType::F16 => empty!(f16),
+        DataType::F32 => empty!(f32),
+        DataType::F64 => empty!(f64),
+        DataType::Bytes => to_ort(t).map(SessionInputValue::from),
+    }
+}
+
+/// Zeros at an address aligned for every element type.
+static ZEROS: [u64; 8] = [0; 8];
+
+/// The data of an empty tensor: no elements, at a real, aligned, readable
+/// address. An empty `Vec`'s is dangling (0x4 for f32), and an ONNX Runtime
+/// kernel that reads an empty input's first element anyway
+/// (`InstanceNormalization` of `[1, 4, 0]`) crashed the server on it; numpy,
+/// through which ONNX Runtime's Python API is fed, never hands it such an
+/// address.
+fn empty<T>() -> &'static [T] {
+    // SAFETY: a slice of no elements, at the address of a static that is
+    // aligned for u64 (so for every numeric type and bool) and lives forever.
+    unsafe { std::slice::from_raw_parts(ZEROS.as_ptr().cast::<T>(), 0) }
 }
 
 /// Copies an anemone tensor into an ONNX Runtime value.

@@ -62,7 +62,11 @@ fn run_engine(
 /// That is an index in the request out of range, which an engine did not
 /// check (tract's Gather and GatherElements): the request's fault (400), and never counted
 /// toward moving the model to another backend, as an engine's own
-/// "out of range" error is not.
+/// "out of range" error is not. So is any panic on a call given an empty
+/// input (a dimension of 0), which the model's dims allow but its layers
+/// cannot take (tract's pooling of a height of 0 divides by its chunk of
+/// 0; an LSTM's last step of no steps indexes past the end): ONNX Runtime
+/// refuses such inputs with an error, answered 400 too.
 fn panicked(
     instance: &ModelInstance,
     backend: &str,
@@ -79,10 +83,12 @@ fn panicked(
             )
         })
     };
-    let given_integers = match call {
-        Call::One(inputs) => integers(inputs),
-        Call::Stacked(requests) => requests.iter().any(|inputs| integers(inputs)),
+    let any = |test: &dyn Fn(&[Tensor]) -> bool| match call {
+        Call::One(inputs) => test(inputs),
+        Call::Stacked(requests) => requests.iter().any(|inputs| test(inputs)),
     };
+    let given_integers = any(&integers);
+    let given_empty = any(&|inputs: &[Tensor]| inputs.iter().any(|t| t.shape().contains(&0)));
     // Slices' and ndarray's own (tract's GatherElements) words.
     let indexing = [
         "out of range for slice",
@@ -91,14 +97,19 @@ fn panicked(
     ]
     .iter()
     .any(|f| message.contains(f));
-    if given_integers && indexing {
+    let blame = match (given_integers && indexing, given_empty) {
+        (true, _) => Some("an index in the inputs is out of range"),
+        (false, true) => Some("the model cannot take an empty input, a dimension of 0"),
+        (false, false) => None,
+    };
+    if let Some(why) = blame {
         let names: Vec<&str> = (instance.metadata().inputs.iter())
             .map(|i| i.name.as_str())
             .collect();
         return Error::Input(anemone_core::InputError::Rejected {
             name: names.join(", "),
             backend: backend.into(),
-            message: format!("{message} (an index in the inputs is out of range)"),
+            message: format!("{message} ({why})"),
         });
     }
     Error::Backend {
