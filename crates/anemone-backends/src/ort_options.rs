@@ -224,7 +224,9 @@ pub(crate) fn build_session(
         Optimization::Off => Level::Disable,
         Optimization::Basic => Level::Level1,
         Optimization::Extended => Level::Level2,
-        Optimization::All => Level::Level3,
+        // ORT_ENABLE_ALL (99), as ONNX Runtime's Python API and Triton's
+        // backend run by default; ort's `Level3` is ORT_ENABLE_LAYOUT (3).
+        Optimization::All => Level::All,
     };
     providers.push(
         ort::ep::CPU::default()

@@ -24,7 +24,8 @@ use tower::ServiceExt;
 
 /// A backend whose model returns its input `x` (`[n, 16]` FP32, the shape of
 /// the `identity` fixture it is given, with a batch dimension) as `y`. When
-/// every value is the same `x`, it panics if `x` is negative, sleeps
+/// every value is the same `x`, it panics if `x` is negative or there is
+/// none (an empty input), sleeps
 /// `x - 1000` ms if it is above 1000, and reports its device lost if it is
 /// exactly 666.
 pub(crate) struct Tricky;
@@ -72,6 +73,10 @@ impl LoadedModel for TrickyModel {
     }
     fn infer(&self, inputs: &[Tensor]) -> anemone_core::Result<Vec<Tensor>> {
         let values = inputs[0].to_vec::<f32>().unwrap();
+        if values.is_empty() {
+            // tract's pooling over a height of 0.
+            panic!("chunk size must be non-zero");
+        }
         let v = values[0];
         // Tests send one value in every cell; a warm-up's random inputs run plainly.
         if values.iter().any(|x| *x != v) {
@@ -456,6 +461,53 @@ async fn overload_is_429_and_resource_exhausted() {
     let Ok(s) = Arc::try_unwrap(s) else {
         panic!("the server is still shared")
     };
+    s.stop().await;
+}
+
+/// A backend that panics on an empty input (a dimension of 0, which the
+/// model's dims allow) fails on what the request sent: HTTP 400 and gRPC
+/// INVALID_ARGUMENT, naming the panic; the model stays on its backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_on_an_empty_input_is_the_requests_fault() {
+    // No batching (the `batched_identity` file, dims [-1, 16]): a first
+    // dimension of 0 passes validation, as an empty sequence would.
+    let s = Faulty::start_with(
+        "panic-empty",
+        None,
+        &[("tricky", Some("max_batch_size: 0"))],
+        false,
+    )
+    .await;
+    let body = json!({"inputs": [{"name": "x", "shape": [0, 16], "datatype": "FP32", "data": []}]});
+    let request = Request::post("/v2/models/tricky/infer")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = s.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let message = serde_json::from_slice::<Value>(&bytes).unwrap()["error"].to_string();
+    assert!(
+        message.contains("chunk size must be non-zero") && message.contains("empty input"),
+        "{message}"
+    );
+    let mut empty = grpc_request(0.0, None, None).into_inner();
+    empty.inputs[0].shape = vec![0, 16];
+    empty.raw_input_contents = vec![Vec::new().into()];
+    let e = s
+        .client()
+        .await
+        .model_infer(empty)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let (status, body) = s.http(3.0, json!({})).await;
+    assert_eq!(
+        (status, &body["outputs"][0]["data"]),
+        (200, &json!(vec![3.0; 16]))
+    );
     s.stop().await;
 }
 
