@@ -403,7 +403,7 @@ fn unsupported_ops(graph: Option<&GraphProto>) -> BTreeSet<String> {
     let mut stack: Vec<&GraphProto> = graph.into_iter().collect();
     while let Some(g) = stack.pop() {
         for node in &g.node {
-            if !registry.contains_key(&node.op_type) {
+            if !registry.contains_key(&node.op_type) || !ops::known_in_its_domain(node) {
                 let domain = if node.domain.is_empty() {
                     String::new()
                 } else {

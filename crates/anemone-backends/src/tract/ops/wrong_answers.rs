@@ -85,8 +85,16 @@ fn scalar_sum_of_one_operand(equation: &str) -> bool {
 pub fn wrong_answers(graph: Option<&GraphProto>) -> Option<String> {
     let mut stack: Vec<&GraphProto> = graph.into_iter().collect();
     while let Some(g) = stack.pop() {
-        for node in &g.node {
-            if let Some(why) = wrong(node) {
+        let quantized = quantized_softmax(g);
+        for (i, node) in g.node.iter().enumerate() {
+            let why = wrong(node).or_else(|| {
+                quantized.contains(&i).then(|| {
+                    "Softmax between DequantizeLinear and QuantizeLinear (tract answers the top \
+                     quantum for every element)"
+                        .to_string()
+                })
+            });
+            if let Some(why) = why {
                 let name = match node.name.is_empty() {
                     true => String::new(),
                     false => format!(" (node '{}')", node.name),
@@ -102,6 +110,34 @@ pub fn wrong_answers(graph: Option<&GraphProto>) -> Option<String> {
         }
     }
     None
+}
+
+/// The names of `graph`'s `Softmax` nodes that read a `DequantizeLinear`'s
+/// output and feed a `QuantizeLinear`, as `quantize_static` writes them
+/// around a transformer's attention: tract 0.23.9 fuses the three into a
+/// quantized softmax that answers the top quantum (255 for u8) for every
+/// element. Their positions in `graph.node`.
+fn quantized_softmax(graph: &GraphProto) -> Vec<usize> {
+    use std::collections::HashMap;
+    let producer: HashMap<&str, &str> = (graph.node.iter())
+        .flat_map(|n| {
+            n.output
+                .iter()
+                .map(move |o| (o.as_str(), n.op_type.as_str()))
+        })
+        .collect();
+    let quantizes = |value: &str| {
+        (graph.node.iter())
+            .any(|n| n.op_type == "QuantizeLinear" && n.input.first().is_some_and(|i| i == value))
+    };
+    (graph.node.iter().enumerate())
+        .filter(|(_, n)| n.op_type == "Softmax")
+        .filter(|(_, n)| {
+            n.input.first().and_then(|i| producer.get(i.as_str())) == Some(&"DequantizeLinear")
+        })
+        .filter(|(_, n)| n.output.first().is_some_and(|o| quantizes(o)))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Gives every `ConstantOfShape` without a `value` ONNX's default, a FLOAT
@@ -221,6 +257,37 @@ mod tests {
             ..Default::default()
         };
         assert!(wrong_answers(Some(&graph(vec![node("Loop", vec![body])]))).is_some());
+    }
+
+    #[test]
+    fn a_softmax_between_dequantize_and_quantize_is_named() {
+        let io = |op: &str, i: &str, o: &str| NodeProto {
+            op_type: op.into(),
+            input: vec![i.into()],
+            output: vec![o.into()],
+            ..Default::default()
+        };
+        let qdq = graph(vec![
+            io("DequantizeLinear", "q", "x"),
+            io("Softmax", "x", "p"),
+            io("QuantizeLinear", "p", "pq"),
+        ]);
+        let why = wrong_answers(Some(&qdq)).unwrap_or_default();
+        assert!(
+            why.contains("Softmax between DequantizeLinear and QuantizeLinear"),
+            "{why}"
+        );
+        // A float softmax, or one whose output stays float, is served.
+        let float = graph(vec![
+            io("Softmax", "x", "p"),
+            io("QuantizeLinear", "p", "pq"),
+        ]);
+        assert_eq!(wrong_answers(Some(&float)), None);
+        let dequantized = graph(vec![
+            io("DequantizeLinear", "q", "x"),
+            io("Softmax", "x", "p"),
+        ]);
+        assert_eq!(wrong_answers(Some(&dequantized)), None);
     }
 
     #[test]
