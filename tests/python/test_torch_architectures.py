@@ -38,12 +38,14 @@ against onnxruntime's Python API run here on the same file and inputs:
 Each defect found is a strict xfail naming it, and where it lies in one
 operator pattern, a graph of a node or two built here with onnx.helper
 (`mini_*`) shows it alone. Defects found on 2026-12-06 (binary of session
-45; details in each test):
+45; details in each test); fixed the same day unless said otherwise, the
+tests asserting the right answer since:
 
 1. tract-cpu: a bidirectional LSTM whose initial_h/initial_c come from
    ConstantOfShape([2, batch, hidden]) (what torch exports for nn.LSTM(...,
    bidirectional=True)) answers 500 for every batch above 1 ("Scan: Setting
-   body inputs: Clashing resolution for expression. S0=2 != 1").
+   body inputs: Clashing resolution for expression. S0=2 != 1"). Fixed:
+   such zero states are dropped (tract/ops/rnn_states.rs).
 2. onnxruntime (and the default order, which serves these on onnxruntime):
    one request with an empty tensor kills the whole server: GRU with
    sequence length 0 or batch 0, LSTM with batch 0 (std::terminate in ONNX
@@ -51,12 +53,18 @@ operator pattern, a graph of a node or two built here with onnx.helper
    Runtime's own Python API dies the same way, and anemone runs it in
    process. Also InstanceNormalization over a length of 0 (SIGSEGV), which
    the Python API answers with an empty tensor: that one is anemone's own.
+   Fixed: a real address for an empty input's data, and empty inputs
+   refused (400) for models holding the operators whose kernels abort
+   (src/ort_empty_inputs.rs).
 3. tract-cpu: 500 (a panic) on empty inputs that onnxruntime refuses or
    answers: MaxPool over a height of 0 ("chunk size must be non-zero"),
    Gather of index -1 along an empty axis (float data), InstanceNormalization
    over a length of 0 ("attempt to divide by zero"); and a 200 of NaNs for a
    MobileNet image of height 0 (its convolutions give empty maps, then means
    over no pixels) where onnxruntime refuses the image at the first Conv.
+   Fixed: a panic on an empty input is a 400. Left: InstanceNormalization
+   over a length of 0 is that 400 where onnxruntime answers an empty
+   tensor, and the MobileNet NaNs.
 4. default order: when the synthetic warm-up fails on both engines
    (tiny_unet: an image of 1x1 cannot be pooled twice), the index says
    "on onnxruntime" as though it had been timed, with tract-cpu "skipped"
@@ -114,8 +122,6 @@ EXTRA_SHAPES = {
     "postprocess_ops": [{"scores": [8, 8], "feats": [8, 8, 6]}],
 }
 
-DEFECT_BILSTM = ("DEFECT: tract-cpu answers 500 for a bidirectional LSTM with initial_h/initial_c from "
-                 "ConstantOfShape([2, batch, hidden]) at any batch above 1 ('Clashing resolution for expression')")
 DEFECT_TRACT_EMPTY = "DEFECT: tract-cpu refuses (400, a panic) an empty input that onnxruntime answers"
 DEFECT_TRACT_NAN = ("DEFECT: tract-cpu answers 200 with NaNs for a MobileNet image of height 0 (means over no "
                     "pixels) where onnxruntime refuses the image")
@@ -442,7 +448,7 @@ def output_params():
     params = []
     for engine in ENGINES:
         for name in MODELS:
-            marks = [xfail(DEFECT_BILSTM)] if (engine, name) == ("tract-cpu", "bilstm_tagger") else []
+            marks = []
             params.append(pytest.param(engine, name, marks=marks, id=f"{engine}-{name}"))
     return params
 
@@ -483,7 +489,7 @@ def test_outputs_equal_onnxruntime_at_every_shape(servers, engine, name):
 
 @pytest.mark.parametrize("engine,batch", [
     pytest.param("tract-cpu", 1, id="tract-cpu-batch1"),
-    pytest.param("tract-cpu", 2, marks=xfail(DEFECT_BILSTM), id="tract-cpu-batch2"),
+    pytest.param("tract-cpu", 2, id="tract-cpu-batch2"),
     pytest.param("onnxruntime", 2, id="onnxruntime-batch2"),
 ])
 def test_tract_bidirectional_lstm_state_from_batch_size(servers, engine, batch):
@@ -564,7 +570,7 @@ def check_batched(srv, name, requests_feeds):
 
 def batching_params():
     return [pytest.param(e, n, id=f"{e}-{n}",
-                         marks=[xfail(DEFECT_BILSTM)] if (e, n) == ("tract-cpu", "bilstm_tagger") else [])
+                         marks=[])
             for e in ENGINES for n in MODELS]
 
 

@@ -8,8 +8,10 @@
 //! given zeros of `[1, batch, hidden_size]` (`[batch, 1, hidden_size]` with
 //! `layout = 1`) taken from the input's shape, which tract wires as a state
 //! input and runs at every batch. A fixed batch above 1 with both `Y_h` and
-//! `Y_c` still fails; a bidirectional node is left as it was (given states,
-//! tract fails it at a dynamic batch).
+//! `Y_c` still fails. A bidirectional node is left without states (given
+//! states, tract fails it above batch 1; without, it is planned per shape):
+//! zero states written out as `ConstantOfShape`, as PyTorch exports them,
+//! are dropped.
 
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType as OnnxType, AttributeProto, GraphProto,
@@ -18,6 +20,7 @@ use tract_onnx::pb::{
 
 use super::elem_types::{elem_types, ElemTypes};
 use super::{attr, int_attr};
+use std::collections::HashSet;
 
 fn ints(values: &[i64]) -> TensorProto {
     TensorProto {
@@ -66,8 +69,43 @@ fn zero_bytes(t: i32) -> Option<usize> {
     }
 }
 
+/// The values of `graph` that are zeros written out as `ConstantOfShape`
+/// (of no `value`, or a zero one), or parts of such zeros: what PyTorch
+/// exports for the initial states of an `nn.LSTM` called without them.
+fn written_zeros(graph: &GraphProto) -> HashSet<String> {
+    let zero = |t: &TensorProto| {
+        t.float_data.iter().all(|&v| v == 0.0)
+            && t.double_data.iter().all(|&v| v == 0.0)
+            && t.int32_data.iter().all(|&v| v == 0)
+            && t.raw_data.iter().all(|&b| b == 0)
+    };
+    let mut zeros = HashSet::new();
+    for n in &graph.node {
+        let written = n.op_type == "ConstantOfShape"
+            && attr(n, "value").and_then(|a| a.t.as_ref()).is_none_or(zero);
+        // Parts of zeros are zeros: a 2-layer LSTM's states are slices of one.
+        let part = matches!(
+            n.op_type.as_str(),
+            "Slice"
+                | "Gather"
+                | "Split"
+                | "Reshape"
+                | "Squeeze"
+                | "Unsqueeze"
+                | "Identity"
+                | "Expand"
+                | "Transpose"
+        ) && n.input.first().is_some_and(|i| zeros.contains(i));
+        if written || part {
+            zeros.extend(n.output.iter().filter(|o| !o.is_empty()).cloned());
+        }
+    }
+    zeros
+}
+
 fn rewrite(graph: &mut GraphProto, outer: &ElemTypes, count: &mut usize) {
     let types = elem_types(graph, outer);
+    let zeros = written_zeros(graph);
     let mut out = Vec::with_capacity(graph.node.len());
     for mut node in std::mem::take(&mut graph.node) {
         for a in &mut node.attribute {
@@ -76,6 +114,19 @@ fn rewrite(graph: &mut GraphProto, outer: &ElemTypes, count: &mut usize) {
             }
         }
         let slots = state_slots(&node.op_type);
+        // A bidirectional node given its zero states as ConstantOfShape
+        // answered 500 above batch 1 on tract ("Clashing resolution"),
+        // which runs it right without them (planned per shape): they are
+        // dropped, which ONNX reads as the same zeros.
+        let bidirectional =
+            attr(&node, "direction").is_some_and(|a| a.s.as_slice() == b"bidirectional");
+        if bidirectional {
+            for &i in slots {
+                if node.input.get(i).is_some_and(|n| zeros.contains(n)) {
+                    node.input[i] = String::new();
+                }
+            }
+        }
         let missing = |i: usize| node.input.get(i).is_none_or(|n| n.is_empty());
         let hidden = attr(&node, "hidden_size").map(|a| a.i);
         let (Some(x), Some(hidden)) = (node.input.first().filter(|x| !x.is_empty()), hidden) else {
@@ -187,6 +238,22 @@ mod tests {
     /// A forward LSTM over `X` [seq, batch, 5] (batch a symbol) with no
     /// initial state, asked for `Y`, `Y_h` and `Y_c`.
     fn lstm() -> ModelProto {
+        lstm_with(
+            1,
+            vec![],
+            ["X", "W", "R", "B"].map(String::from).to_vec(),
+            vec![],
+        )
+    }
+
+    /// An LSTM of `directions` over `X` [4, batch, 5], after `before`, with
+    /// `inputs`, asked for `Y`, `Y_h` and `Y_c`.
+    fn lstm_with(
+        directions: i64,
+        before: Vec<NodeProto>,
+        inputs: Vec<String>,
+        more: Vec<TensorProto>,
+    ) -> ModelProto {
         let dim = |d: Dim| Dimension {
             value: Some(d),
             ..Default::default()
@@ -210,6 +277,13 @@ mod tests {
         };
         let output = |n: &str| ValueInfoProto {
             name: n.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: OnnxType::Float as i32,
+                    shape: None,
+                })),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         ModelProto {
@@ -219,20 +293,37 @@ mod tests {
                 version: 14,
             }],
             graph: Some(GraphProto {
-                node: vec![NodeProto {
-                    op_type: "LSTM".into(),
-                    input: ["X", "W", "R", "B"].map(String::from).to_vec(),
-                    output: ["Y", "Y_h", "Y_c"].map(String::from).to_vec(),
-                    attribute: vec![int_attr("hidden_size", 3)],
-                    ..Default::default()
-                }],
+                node: before
+                    .into_iter()
+                    .chain([NodeProto {
+                        op_type: "LSTM".into(),
+                        input: inputs,
+                        output: ["Y", "Y_h", "Y_c"].map(String::from).to_vec(),
+                        attribute: vec![
+                            int_attr("hidden_size", 3),
+                            AttributeProto {
+                                name: "direction".into(),
+                                s: if directions == 2 {
+                                    b"bidirectional".to_vec()
+                                } else {
+                                    b"forward".to_vec()
+                                },
+                                ..Default::default()
+                            },
+                        ],
+                        ..Default::default()
+                    }])
+                    .collect(),
                 input: vec![x],
                 output: vec![output("Y"), output("Y_h"), output("Y_c")],
-                initializer: vec![
-                    weights("W", &[1, 12, 5]),
-                    weights("R", &[1, 12, 3]),
-                    weights("B", &[1, 24]),
-                ],
+                initializer: [
+                    weights("W", &[directions, 12, 5]),
+                    weights("R", &[directions, 12, 3]),
+                    weights("B", &[directions, 24]),
+                ]
+                .into_iter()
+                .chain(more)
+                .collect(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -270,6 +361,76 @@ mod tests {
                 y_h.iter().copied().collect::<Vec<_>>(),
                 "batch {batch}"
             );
+        }
+    }
+
+    #[test]
+    fn a_bidirectional_lstm_given_written_zeros_runs_at_every_batch() {
+        // As PyTorch exports nn.LSTM(bidirectional=True) called without
+        // states: zeros [2, batch, 3] from the input's shape, sliced.
+        let node = |op: &str, inputs: &[&str], out: &str, attrs: Vec<AttributeProto>| NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            output: vec![out.into()],
+            attribute: attrs,
+            ..Default::default()
+        };
+        let before = vec![
+            node("Shape", &["X"], "shape", vec![]),
+            node(
+                "Gather",
+                &["shape", "one"],
+                "batch",
+                vec![int_attr("axis", 0)],
+            ),
+            node(
+                "Concat",
+                &["two", "batch", "three"],
+                "state_shape",
+                vec![int_attr("axis", 0)],
+            ),
+            node("ConstantOfShape", &["state_shape"], "zeros", vec![]),
+            node("Slice", &["zeros", "zero", "two", "zero"], "h0", vec![]),
+        ];
+        let consts =
+            [("zero", 0), ("one", 1), ("two", 2), ("three", 3)].map(|(n, v)| TensorProto {
+                name: n.into(),
+                dims: vec![1],
+                data_type: OnnxType::Int64 as i32,
+                int64_data: vec![v],
+                ..Default::default()
+            });
+        let inputs = ["X", "W", "R", "B", "", "h0", "h0"]
+            .map(String::from)
+            .to_vec();
+        let proto = lstm_with(2, before, inputs, consts.to_vec());
+        // Loaded as anemone loads a file (prepared, then planned); tract
+        // planned it for a symbolic batch and failed every run above 1.
+        let dir = crate::test_dir::TempDir::new("bilstm-zeros");
+        let path = dir.join("model.onnx");
+        std::fs::write(&path, prost::Message::encode_to_vec(&proto)).unwrap();
+        let options = anemone_core::LoadOptions {
+            threads: Some(1),
+            ..Default::default()
+        };
+        let model =
+            crate::tract::load(&crate::tract::CPU, &path, &options, Default::default()).unwrap();
+        for batch in [1usize, 2, 3] {
+            let x: Vec<f32> = (0..4 * batch * 5)
+                .map(|i| (i % 7) as f32 / 7.0 - 0.4)
+                .collect();
+            let x = anemone_core::Tensor::from_vec(vec![4, batch, 5], x).unwrap();
+            let out = anemone_core::LoadedModel::infer(&model, &[x]).unwrap();
+            let (y, y_h) = (
+                out[0].to_vec::<f32>().unwrap(),
+                out[1].to_vec::<f32>().unwrap(),
+            );
+            assert_eq!(out[0].shape(), &[4, 2, batch, 3]);
+            // Forward ends at the last step, backward at the first.
+            let row = batch * 3;
+            let ends = |step: usize, dir: usize| y[(step * 2 + dir) * row..][..row].to_vec();
+            let h = |dir: usize| y_h[dir * row..][..row].to_vec();
+            assert_eq!((ends(3, 0), ends(0, 1)), (h(0), h(1)), "batch {batch}");
         }
     }
 }
