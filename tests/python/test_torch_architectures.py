@@ -69,6 +69,7 @@ tests asserting the right answer since:
    (tiny_unet: an image of 1x1 cannot be pooled twice), the index says
    "on onnxruntime" as though it had been timed, with tract-cpu "skipped"
    for the failure both engines had; auto mode says so (BACKENDS.md).
+   Fixed: the default order says so too.
 
 tritonserver 2.51 has no onnxruntime backend here, so the engines'
 answers could not be put to it; a Python stand-in showed what it hands a
@@ -400,8 +401,6 @@ def test_every_model_is_ready_and_the_index_names_its_engine(servers, engine):
         assert platform == engine if engine != "default" else platform in ("tract-cpu", "onnxruntime"), (name, platform)
 
 
-@xfail("DEFECT: default order: when the warm-up fails on both CPU engines (tiny_unet at 1x1), the index says "
-       "'on onnxruntime' as if timed and lists tract-cpu as skipped for the failure both had")
 def test_default_order_says_when_no_engine_could_be_timed(servers):
     """tiny_unet cannot run on a 1x1 image (pooled twice, then the upsampled
     map no longer matches its skip connection: onnxruntime's Python API
@@ -414,7 +413,10 @@ def test_default_order_says_when_no_engine_could_be_timed(servers):
     first that loaded serves"). Anemone 2026-12-06: "on onnxruntime; skipped
     tract-cpu: loaded, but the warm-up failed: ... Impossible to unify",
     nothing about onnxruntime's own failure, and tract-cpu (which serves
-    tiny_unet right at every valid size, see the pinned server) is dropped."""
+    tiny_unet right at every valid size, see the pinned server) is dropped.
+    Since session 45 the serving part says "the warm-up failed on every CPU
+    engine, so the first that loaded serves" (tract-cpu is still skipped,
+    not standing by)."""
     with pytest.raises(Exception):
         session("tiny_unet").run(None, {"image": np.ones((1, 1, 1, 1), np.float32)})
     reason = servers["default"].index()["tiny_unet"]["reason"]

@@ -288,6 +288,12 @@ impl Selection {
         })
     }
 
+    /// Whether a candidate was skipped for failing its synthetic warm-up.
+    fn warmup_failed(&self) -> bool {
+        self.skipped()
+            .any(|(_, reason)| reason.starts_with(WARMUP_FAILED))
+    }
+
     /// One line for humans: `on onnxruntime (auto: 812 µs; tract-cpu 2150 µs); skipped tract-cuda: ...`.
     pub fn summary(&self) -> String {
         let mut out = format!("on {}", self.chosen().unwrap_or("?"));
@@ -305,6 +311,13 @@ impl Selection {
         } else if self.mode == Mode::Auto && timed.is_empty() {
             out.push_str(
                 " (auto: the warm-up failed on every engine, so the first that loaded serves; \
+                 give the model a model_warmup sample it can run to time them)",
+            );
+        } else if self.mode == Mode::Ordered && timed.is_empty() && self.warmup_failed() {
+            // The default order compared the CPU engines, and none could run
+            // the synthetic warm-up (an input that must hold real sizes).
+            out.push_str(
+                " (the warm-up failed on every CPU engine, so the first that loaded serves; \
                  give the model a model_warmup sample it can run to time them)",
             );
         } else if self.mode == Mode::Auto {

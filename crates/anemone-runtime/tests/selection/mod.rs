@@ -519,3 +519,37 @@ fn the_default_order_times_the_cpu_engines_and_keeps_the_faster() {
         .iter()
         .all(|a| a.warmup_us.is_none()));
 }
+
+/// When no CPU engine of the default order can run the synthetic warm-up
+/// (an input that must hold real sizes: a U-Net given a 1x1 image), the
+/// first that loaded serves, and the summary says so rather than reading as
+/// if it had been timed.
+#[test]
+fn the_default_order_says_when_no_cpu_engine_could_be_timed() {
+    let (first, first_behaviour) = Double::new("first-cpu");
+    let (second, second_behaviour) = Double::new("second-cpu");
+    first_behaviour.invalid_input.store(1, Ordering::SeqCst);
+    second_behaviour.invalid_input.store(1, Ordering::SeqCst);
+    let m = Manager::builder()
+        .backend(Double {
+            tier: Tier::OptimisedCpu,
+            ..first
+        })
+        .backend(Double {
+            tier: Tier::PortableCpu,
+            ..second
+        })
+        .build()
+        .unwrap();
+    let instance = m.load_model_blocking(ModelSpec::new("u", file())).unwrap();
+    let sel = instance.selection();
+    assert!(
+        sel.attempts.iter().all(|a| a.warmup_us.is_none()),
+        "{sel:?}"
+    );
+    let summary = sel.summary();
+    assert!(
+        summary.contains("the warm-up failed on every CPU engine, so the first that loaded serves"),
+        "{summary}"
+    );
+}
