@@ -13,42 +13,17 @@
 
 use std::collections::HashSet;
 use tract_onnx::pb::{
-    attribute_proto::AttributeType, tensor_proto::DataType as OnnxType, AttributeProto, GraphProto,
-    ModelProto, NodeProto, TensorProto,
+    tensor_proto::DataType as OnnxType, AttributeProto, GraphProto, ModelProto, NodeProto,
+    TensorProto,
 };
 
 use super::elem_types::elem_types;
 use super::int_attr;
-
-/// The constant tensor called `name` in `graph`, if it is one.
-fn constant<'a>(graph: &'a GraphProto, name: &str) -> Option<&'a TensorProto> {
-    let from_init = graph.initializer.iter().find(|t| t.name == name);
-    from_init.or_else(|| {
-        (graph.node.iter())
-            .find(|n| n.op_type == "Constant" && n.output.first().is_some_and(|o| o == name))
-            .and_then(|n| n.attribute.first())
-            .and_then(|a| a.t.as_ref())
-    })
-}
+use super::proto::{constant, int_values, node, tensor_attr};
 
 /// Whether the constant `t` holds positive integers only.
 fn positive(t: &TensorProto) -> bool {
-    let values: Vec<i64> = match t.data_type {
-        x if x == OnnxType::Int64 as i32 => match t.int64_data.is_empty() {
-            true => (t.raw_data.chunks_exact(8))
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()))
-                .collect(),
-            false => t.int64_data.clone(),
-        },
-        x if x == OnnxType::Int32 as i32 => match t.int32_data.is_empty() {
-            true => (t.raw_data.chunks_exact(4))
-                .map(|b| i32::from_le_bytes(b.try_into().unwrap_or_default()) as i64)
-                .collect(),
-            false => t.int32_data.iter().map(|&v| v as i64).collect(),
-        },
-        _ => return false,
-    };
-    values.iter().all(|&v| v > 0)
+    int_values(t).is_some_and(|values| values.iter().all(|&v| v > 0))
 }
 
 /// The values of `graph` that depend on a model input's data (not only on
@@ -81,14 +56,7 @@ impl Clamper {
             self.count,
             op.to_ascii_lowercase()
         );
-        self.nodes.push(NodeProto {
-            name: out.clone(),
-            op_type: op.into(),
-            input: inputs,
-            output: vec![out.clone()],
-            attribute: attrs,
-            ..Default::default()
-        });
+        self.nodes.push(node(&out, op, inputs, attrs));
         out
     }
 
@@ -101,13 +69,7 @@ impl Clamper {
             int32_data: if int64 { vec![] } else { vec![v as i32] },
             ..Default::default()
         };
-        let value = AttributeProto {
-            name: "value".into(),
-            r#type: AttributeType::Tensor as i32,
-            t: Some(t),
-            ..Default::default()
-        };
-        self.node("Constant", vec![], vec![value])
+        self.node("Constant", vec![], vec![tensor_attr("value", t)])
     }
 
     /// `b` clamped into `[0, d]` as ONNX reads a bound of an axis of length

@@ -6,6 +6,7 @@ mod fed_slice;
 mod int64_cast;
 mod onnx_if;
 pub mod onnx_loop;
+mod proto;
 mod rnn_states;
 mod run_failures;
 mod stable_logs;

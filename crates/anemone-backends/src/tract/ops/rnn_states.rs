@@ -14,31 +14,13 @@
 //! are dropped.
 
 use tract_onnx::pb::{
-    attribute_proto::AttributeType, tensor_proto::DataType as OnnxType, AttributeProto, GraphProto,
-    ModelProto, NodeProto, TensorProto,
+    tensor_proto::DataType as OnnxType, AttributeProto, GraphProto, ModelProto, TensorProto,
 };
 
 use super::elem_types::{elem_types, ElemTypes};
+use super::proto::{ints, node as new_node, tensor_attr};
 use super::{attr, int_attr};
 use std::collections::HashSet;
-
-fn ints(values: &[i64]) -> TensorProto {
-    TensorProto {
-        dims: vec![values.len() as i64],
-        data_type: OnnxType::Int64 as i32,
-        int64_data: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn tensor_attr(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Tensor as i32,
-        t: Some(t),
-        ..Default::default()
-    }
-}
 
 /// The inputs of `op` that are initial states: `initial_h` (5), and
 /// `initial_c` (6) for an LSTM.
@@ -151,22 +133,17 @@ fn rewrite(graph: &mut GraphProto, outer: &ElemTypes, count: &mut usize) {
         let name = |what: &str| format!("anemone_rnn_{count}_{what}");
         let directions = 1;
         let batch_first = attr(&node, "layout").is_some_and(|a| a.i == 1);
-        let constant = |what: &str, t: TensorProto| NodeProto {
-            name: name(what),
-            op_type: "Constant".into(),
-            output: vec![name(what)],
-            attribute: vec![tensor_attr("value", t)],
-            ..Default::default()
+        let constant = |what: &str, t: TensorProto| {
+            new_node(
+                &name(what),
+                "Constant",
+                vec![],
+                vec![tensor_attr("value", t)],
+            )
         };
-        let op =
-            |what: &str, op: &str, inputs: Vec<String>, attribute: Vec<AttributeProto>| NodeProto {
-                name: name(what),
-                op_type: op.into(),
-                input: inputs,
-                output: vec![name(what)],
-                attribute,
-                ..Default::default()
-            };
+        let op = |what: &str, op: &str, inputs: Vec<String>, attribute: Vec<AttributeProto>| {
+            new_node(&name(what), op, inputs, attribute)
+        };
         // X is [seq, batch, input], or [batch, seq, input] with layout 1.
         let batch_axis = if batch_first { 0 } else { 1 };
         out.push(op("shape", "Shape", vec![x.clone()], vec![]));
@@ -219,6 +196,7 @@ fn rewrite(graph: &mut GraphProto, outer: &ElemTypes, count: &mut usize) {
 mod tests {
     use super::*;
     use tract_onnx::pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
+    use tract_onnx::pb::NodeProto;
     use tract_onnx::pb::{
         type_proto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
     };

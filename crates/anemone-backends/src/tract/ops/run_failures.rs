@@ -5,9 +5,7 @@
 //! with negative constant pads (a crop) are refused at load, naming the
 //! node, so that ONNX Runtime serves the model.
 
-use tract_onnx::pb::{
-    tensor_proto::DataType as OnnxType, GraphProto, ModelProto, NodeProto, TensorProto,
-};
+use tract_onnx::pb::{tensor_proto::DataType as OnnxType, GraphProto, ModelProto, NodeProto};
 
 use super::attr;
 use super::elem_types::{elem_types, ElemTypes};
@@ -24,32 +22,6 @@ const INTEGERS: &[OnnxType] = &[
     OnnxType::Uint64,
 ];
 
-/// The values of an INT64 constant tensor, as stored.
-fn int64s(t: &TensorProto) -> Vec<i64> {
-    if !t.int64_data.is_empty() {
-        return t.int64_data.clone();
-    }
-    (t.raw_data.chunks_exact(8))
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()))
-        .collect()
-}
-
-/// The constant INT64 tensor called `name` in `graph` (an initializer or a
-/// `Constant` node's value), if it is one.
-fn constant_int64s(graph: &GraphProto, name: &str) -> Option<Vec<i64>> {
-    let from_init = graph.initializer.iter().find(|t| t.name == name);
-    let from_node = || {
-        (graph.node.iter())
-            .find(|n| n.op_type == "Constant" && n.output.first().is_some_and(|o| o == name))
-            .and_then(|n| attr(n, "value"))
-            .and_then(|a| a.t.as_ref())
-    };
-    from_init
-        .or_else(from_node)
-        .filter(|t| t.data_type == OnnxType::Int64 as i32)
-        .map(int64s)
-}
-
 /// Why tract fails on `node` at run time, if it does.
 fn fails(graph: &GraphProto, node: &NodeProto, types: &ElemTypes) -> Option<String> {
     let first = node.input.first().and_then(|i| types.get(i)).copied();
@@ -61,7 +33,9 @@ fn fails(graph: &GraphProto, node: &NodeProto, types: &ElemTypes) -> Option<Stri
         }
         "Pad" => {
             let pads = match node.input.get(1).filter(|p| !p.is_empty()) {
-                Some(name) => constant_int64s(graph, name),
+                Some(name) => {
+                    super::proto::constant(graph, name).and_then(super::proto::int_values)
+                }
                 None => attr(node, "pads").map(|a| a.ints.clone()),
             };
             pads.is_some_and(|p| p.iter().any(|&v| v < 0))
@@ -141,6 +115,7 @@ fn rewrite(graph: &mut GraphProto, outer: &ElemTypes, count: &mut usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_onnx::pb::TensorProto;
     use tract_onnx::pb::{type_proto, AttributeProto, TypeProto, ValueInfoProto};
 
     fn typed(name: &str, t: OnnxType) -> ValueInfoProto {

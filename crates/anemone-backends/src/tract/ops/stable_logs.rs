@@ -15,8 +15,7 @@
 //!   maximum kept over the reduced axes and `m'` as `keepdims` asks.
 
 use tract_onnx::pb::{
-    attribute_proto::AttributeType, tensor_proto::DataType as OnnxType, AttributeProto, GraphProto,
-    ModelProto, NodeProto, TensorProto,
+    attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, NodeProto,
 };
 
 /// The reductions' axes, as the opset takes them: an attribute up to a
@@ -56,15 +55,7 @@ impl Expander {
         attrs: Vec<AttributeProto>,
     ) -> (NodeProto, String) {
         let out = self.name(&op.to_ascii_lowercase());
-        let node = NodeProto {
-            name: out.clone(),
-            op_type: op.into(),
-            input: inputs,
-            output: vec![out.clone()],
-            attribute: attrs,
-            ..Default::default()
-        };
-        (node, out)
+        (super::proto::node(&out, op, inputs, attrs), out)
     }
 
     /// A reduction `op` (its name, and the opset from which its axes are
@@ -90,22 +81,8 @@ impl Expander {
                 ..Default::default()
             }),
             (Axes::Listed(list), true) => {
-                let value = TensorProto {
-                    dims: vec![list.len() as i64],
-                    data_type: OnnxType::Int64 as i32,
-                    int64_data: list.clone(),
-                    ..Default::default()
-                };
-                let (constant, name) = self.node(
-                    "Constant",
-                    vec![],
-                    vec![AttributeProto {
-                        name: "value".into(),
-                        r#type: AttributeType::Tensor as i32,
-                        t: Some(value),
-                        ..Default::default()
-                    }],
-                );
+                let value = super::proto::tensor_attr("value", super::proto::ints(list));
+                let (constant, name) = self.node("Constant", vec![], vec![value]);
                 nodes.push(constant);
                 inputs.push(name);
             }
@@ -234,6 +211,7 @@ pub fn stable_logs(proto: &mut ModelProto) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_onnx::pb::tensor_proto::DataType as OnnxType;
     use tract_onnx::pb::{type_proto, OperatorSetIdProto, TypeProto, ValueInfoProto};
     use tract_onnx::prelude::*;
 
