@@ -530,7 +530,10 @@ for name, op, ins, kw in [("Add", "Add", [E, f32(3)], {}), ("Softmax", "Softmax"
                           ("Transpose", "Transpose", [np.zeros((0, 3, 2), F)], {"perm": [1, 2, 0]}),
                           ("MatMul_k0", "MatMul", [np.zeros((2, 0), F), np.zeros((0, 3), F)], {}),
                           ("LayerNorm", "LayerNormalization", [E, C(f32(3)), C(f32(3))], {}),
-                          ("Einsum", "Einsum", [E, f32(3, 2)], {"equation": "ij,jk->ik"})]:
+                          # ONNX Runtime 1.31.1's Einsum ends the process on empty operands of most
+                          # equations (SIGFPE; this one it answers): since session 45 an empty input to a
+                          # model with an Einsum is refused on onnxruntime (docs/BACKENDS.md).
+                          ("Einsum", "Einsum", [E, f32(3, 2)], {"equation": "ij,jk->ik", "onnxruntime": "4xx"})]:
     case(f"empty_{name}", op, ins, **kw)
 
 # ---------------------------------------------------------------- quantization, hand-made

@@ -874,7 +874,7 @@ def test_empty_tensors_never_end_the_server(tmp_path, engine):
     Since session 45: anemone hands ONNX Runtime a real address for an empty
     input's data (InstanceNormalization read through the dangling one), and
     refuses (400) an empty input to a model holding an operator whose ONNX
-    Runtime 1.31.1 kernel ends the process on one (GRU, LSTM, RNN, Einsum...:
+    Runtime 1.31.1 kernel ends the process on one (GRU, LSTM, Einsum...:
     docs/BACKENDS.md, src/ort_empty_inputs.rs)."""
     repo = tmp_path / "repo"
     minis = mini_crash_models() | {"mini_instancenorm": mini_models()["mini_instancenorm"]}

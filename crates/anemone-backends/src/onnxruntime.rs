@@ -389,7 +389,7 @@ pub struct OrtModel {
     footprint: u64,
     /// The model's operators whose kernels end the process on an empty
     /// input: such inputs are refused ([`crate::ort_empty_inputs`]).
-    fatal_on_empty: Vec<&'static str>,
+    fatal_on_empty: Vec<String>,
 }
 
 impl OrtModel {

@@ -15,25 +15,70 @@
 
 use anemone_core::{Error, InputError, Tensor, TensorSpec};
 use std::collections::BTreeSet;
-use tract_onnx::pb::GraphProto;
+use tract_onnx::pb::{GraphProto, NodeProto};
 
-/// Operators (default domain) whose ONNX Runtime 1.31.1 CPU kernels end
-/// the process on some empty input.
-const ENDS_THE_PROCESS: &[&str] = &["GRU", "LSTM", "RNN", "Einsum"];
+/// Operators (domain, name; "" is ONNX's own) whose ONNX Runtime 1.31.1
+/// CPU kernels end the process on some empty input: every one of them ran
+/// in a child process on inputs with each axis in turn set to 0.
+const ENDS_THE_PROCESS: &[(&str, &str)] = &[
+    ("", "Attention"),
+    ("", "ConvTranspose"),
+    ("", "Einsum"),
+    ("", "GRU"),
+    ("", "LSTM"),
+    ("", "STFT"),
+    ("", "Unique"),
+    ("ai.onnx.ml", "FeatureVectorizer"),
+    ("com.microsoft", "DynamicQuantizeLSTM"),
+    ("com.microsoft", "FusedMatMul"),
+    ("com.microsoft", "GroupQueryAttention"),
+    ("com.microsoft", "Inverse"),
+    ("com.microsoft", "LinearAttention"),
+    ("com.microsoft", "MoE"),
+    ("com.microsoft", "MultiHeadAttention"),
+    ("com.microsoft", "QAttention"),
+    ("com.microsoft", "RotaryEmbedding"),
+    ("com.microsoft", "SkipLayerNormalization"),
+    ("com.microsoft", "SkipSimplifiedLayerNormalization"),
+];
+
+/// Whether `node`'s kernel may end the process on an empty input: one of
+/// [`ENDS_THE_PROCESS`], or a `Conv` whose weights are not constants (with
+/// empty ones it never returns).
+fn fatal(node: &NodeProto, constants: &BTreeSet<&str>) -> Option<String> {
+    let domain = match node.domain.as_str() {
+        "ai.onnx" => "",
+        d => d,
+    };
+    let listed = ENDS_THE_PROCESS.contains(&(domain, node.op_type.as_str()));
+    let fed_weights = node.op_type == "Conv"
+        && domain.is_empty()
+        && node
+            .input
+            .get(1)
+            .is_some_and(|w| !constants.contains(w.as_str()));
+    (listed || fed_weights).then(|| match (domain, fed_weights) {
+        (_, true) => "Conv with weights fed at run time".to_string(),
+        ("", false) => node.op_type.clone(),
+        (d, false) => format!("{d}:{}", node.op_type),
+    })
+}
 
 /// The operators of `graph` (subgraphs included) that end ONNX Runtime's
 /// process on an empty input, sorted; empty for most models.
-pub(crate) fn fatal_on_empty(graph: Option<&GraphProto>) -> Vec<&'static str> {
+pub(crate) fn fatal_on_empty(graph: Option<&GraphProto>) -> Vec<String> {
     let mut found = BTreeSet::new();
     let mut stack: Vec<&GraphProto> = graph.into_iter().collect();
     while let Some(g) = stack.pop() {
+        let constants: BTreeSet<&str> = (g.initializer.iter().map(|t| t.name.as_str()))
+            .chain(
+                (g.node.iter())
+                    .filter(|n| n.op_type == "Constant")
+                    .flat_map(|n| n.output.iter().map(String::as_str)),
+            )
+            .collect();
         for node in &g.node {
-            let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-            if let Some(op) = ENDS_THE_PROCESS.iter().find(|op| **op == node.op_type) {
-                if default_domain {
-                    found.insert(*op);
-                }
-            }
+            found.extend(fatal(node, &constants));
             for a in &node.attribute {
                 stack.extend(a.g.iter().chain(&a.graphs));
             }
@@ -47,7 +92,7 @@ pub(crate) fn fatal_on_empty(graph: Option<&GraphProto>) -> Vec<&'static str> {
 pub(crate) fn refuse_empty(
     specs: &[TensorSpec],
     inputs: &[Tensor],
-    fatal: &[&str],
+    fatal: &[String],
 ) -> Option<Error> {
     if fatal.is_empty() {
         return None;
@@ -124,9 +169,10 @@ mod tests {
         ];
         let full = Tensor::from_vec(vec![2, 2], vec![1.0f32; 4]).unwrap();
         let empty = Tensor::from_vec(vec![0], Vec::<f32>::new()).unwrap();
+        let lstm = ["LSTM".to_string()];
         assert!(refuse_empty(&specs, &[full.clone(), empty.clone()], &[]).is_none());
-        assert!(refuse_empty(&specs, &[full.clone(), full.clone()], &["LSTM"]).is_none());
-        let e = refuse_empty(&specs, &[full, empty], &["LSTM"]).unwrap();
+        assert!(refuse_empty(&specs, &[full.clone(), full.clone()], &lstm).is_none());
+        let e = refuse_empty(&specs, &[full, empty], &lstm).unwrap();
         assert_eq!(e.kind(), anemone_core::ErrorKind::InvalidInput);
         let text = e.to_string();
         assert!(
