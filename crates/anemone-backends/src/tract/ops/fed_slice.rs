@@ -93,6 +93,56 @@ impl Clamper {
     }
 }
 
+/// A bound past 32 bits, which tract 0.23.9 reads truncated: `starts` and
+/// `ends` both `INT64_MAX` gave one row where ONNX gives none, both `2^40`
+/// every row. Any bound beyond a dimension's length means the same as this
+/// one (no dimension reaches 2^31 elements).
+const BOUND: i64 = i32::MAX as i64;
+
+/// Clamps the constant bounds of every `Slice` of `proto`'s main graph into
+/// `[-BOUND, BOUND]`: attributes (before opset 10) in place, constant
+/// inputs as a new initializer for that node (the constant may feed
+/// others).
+pub fn clamp_constant_bounds(proto: &mut ModelProto) {
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
+    let clamp = |v: &i64| (*v).clamp(-BOUND, BOUND);
+    let beyond = |values: &[i64]| values.iter().any(|v| !(-BOUND..=BOUND).contains(v));
+    // The Slice bounds that need it, by name: their clamped copies.
+    let mut copies: std::collections::HashMap<String, TensorProto> = Default::default();
+    for node in graph.node.iter().filter(|n| n.op_type == "Slice") {
+        for name in node.input.iter().skip(1).take(2).filter(|i| !i.is_empty()) {
+            let Some(t) = constant(graph, name).filter(|t| t.data_type == OnnxType::Int64 as i32)
+            else {
+                continue;
+            };
+            let Some(values) = int_values(t).filter(|v| beyond(v)) else {
+                continue;
+            };
+            let copy = TensorProto {
+                name: format!("{name}_anemone_32_bits"),
+                dims: t.dims.clone(),
+                data_type: OnnxType::Int64 as i32,
+                int64_data: values.iter().map(clamp).collect(),
+                ..Default::default()
+            };
+            copies.insert(name.clone(), copy);
+        }
+    }
+    for node in graph.node.iter_mut().filter(|n| n.op_type == "Slice") {
+        for a in (node.attribute.iter_mut()).filter(|a| a.name == "starts" || a.name == "ends") {
+            a.ints = a.ints.iter().map(clamp).collect();
+        }
+        for input in node.input.iter_mut().skip(1).take(2) {
+            if let Some(copy) = copies.get(input.as_str()) {
+                *input = copy.name.clone();
+            }
+        }
+    }
+    graph.initializer.extend(copies.into_values());
+}
+
 /// Clamps the fed bounds of every `Slice` of `proto`'s main graph (module
 /// docs).
 pub fn clamp_fed_slices(proto: &mut ModelProto) {
@@ -150,9 +200,8 @@ pub fn clamp_fed_slices(proto: &mut ModelProto) {
             dims = clamper.node("Cast", vec![dims], vec![int_attr("to", bound_type as i64)]);
         }
         let neg_dims = clamper.node("Neg", vec![dims.clone()], vec![]);
-        let limit = i32::MAX as i64;
-        let lo = clamper.scalar(bound_type, -limit);
-        let hi = clamper.scalar(bound_type, limit);
+        let lo = clamper.scalar(bound_type, -BOUND);
+        let hi = clamper.scalar(bound_type, BOUND);
         let zero = clamper.scalar(bound_type, 0);
         let consts = (lo.as_str(), hi.as_str(), zero.as_str());
         let start = clamper.clamp(&node.input[1].clone(), &dims, &neg_dims, consts);
@@ -300,5 +349,71 @@ mod tests {
         };
         clamp_fed_slices(&mut proto);
         assert_eq!(proto.graph.unwrap().node.len(), 3);
+    }
+
+    /// `x[:, start:end:step]` of a [2, 6] `x`, the bounds constants, clamped
+    /// and run by tract.
+    fn constant_slice(start: i64, end: i64, step: i64) -> Vec<f32> {
+        let int = |name: &str, v: i64| TensorProto {
+            name: name.into(),
+            dims: vec![1],
+            data_type: OnnxType::Int64 as i32,
+            raw_data: v.to_le_bytes().to_vec(),
+            ..Default::default()
+        };
+        let mut proto = ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 13,
+            }],
+            graph: Some(GraphProto {
+                node: vec![NodeProto {
+                    op_type: "Slice".into(),
+                    input: ["x", "s", "e", "axes", "steps"].map(String::from).to_vec(),
+                    output: vec!["y".into()],
+                    ..Default::default()
+                }],
+                input: vec![value("x", OnnxType::Float, &[2, 6])],
+                output: vec![ValueInfoProto {
+                    name: "y".into(),
+                    ..Default::default()
+                }],
+                initializer: vec![
+                    int("s", start),
+                    int("e", end),
+                    int("axes", 1),
+                    int("steps", step),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        clamp_constant_bounds(&mut proto);
+        let model = super::super::onnx().model_for_proto_model(&proto).unwrap();
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let x = tract_ndarray::Array2::from_shape_fn((2, 6), |(r, c)| (r * 10 + c) as f32);
+        let out = plan.run(tvec!(x.into_tensor().into_tvalue())).unwrap();
+        out[0]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn constant_bounds_past_32_bits_are_read_as_onnx_reads_them() {
+        // tract gave one row for INT64_MAX twice, every row for 2^40 twice.
+        assert!(constant_slice(i64::MAX, i64::MAX, 1).is_empty());
+        assert!(constant_slice(1 << 40, 1 << 40, 1).is_empty());
+        assert!(constant_slice(i64::MIN, i64::MIN, 1).is_empty());
+        assert_eq!(constant_slice(4, i64::MAX, 1), [4.0, 5.0, 14.0, 15.0]);
+        assert_eq!(constant_slice(i64::MIN, 2, 1), [0.0, 1.0, 10.0, 11.0]);
+        // Backwards from the end to before the start.
+        assert_eq!(
+            constant_slice(i64::MAX, i64::MIN, -2),
+            [5.0, 3.0, 1.0, 15.0, 13.0, 11.0]
+        );
     }
 }

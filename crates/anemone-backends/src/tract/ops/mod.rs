@@ -52,6 +52,7 @@ pub fn prepare_proto(proto: &mut ModelProto) {
     wrong_answers::default_constant_of_shape(proto);
     stable_logs::stable_logs(proto);
     run_failures::bool_equal(proto);
+    fed_slice::clamp_constant_bounds(proto);
     fed_slice::clamp_fed_slices(proto);
     rnn_states::zero_initial_states(proto);
 }
