@@ -60,7 +60,7 @@ fn run_engine(
 /// The error of an engine call that panicked: the backend's, except a
 /// panic indexing past the end of a slice in a call given integer inputs.
 /// That is an index in the request out of range, which an engine did not
-/// check (tract's Gather and GatherElements): the request's fault (400), and never counted
+/// check (tract's Gather, GatherElements and GatherND): the request's fault (400), and never counted
 /// toward moving the model to another backend, as an engine's own
 /// "out of range" error is not. So is any panic on a call given an empty
 /// input (a dimension of 0), which the model's dims allow but its layers
@@ -89,11 +89,12 @@ fn panicked(
     };
     let given_integers = any(&integers);
     let given_empty = any(&|inputs: &[Tensor]| inputs.iter().any(|t| t.shape().contains(&0)));
-    // Slices' and ndarray's own (tract's GatherElements) words.
+    // Slices' and ndarray's own (tract's GatherElements, GatherND) words.
     let indexing = [
         "out of range for slice",
         "index out of bounds",
         "is out of bounds for array of shape",
+        "must be less than axis length",
     ]
     .iter()
     .any(|f| message.contains(f));

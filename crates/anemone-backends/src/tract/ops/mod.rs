@@ -4,6 +4,7 @@ mod domains;
 mod elem_types;
 mod fed_slice;
 mod int64_cast;
+mod negative_indices;
 mod onnx_if;
 pub mod onnx_loop;
 mod proto;
@@ -54,5 +55,6 @@ pub fn prepare_proto(proto: &mut ModelProto) {
     run_failures::bool_equal(proto);
     fed_slice::clamp_constant_bounds(proto);
     fed_slice::clamp_fed_slices(proto);
+    negative_indices::from_the_end(proto);
     rnn_states::zero_initial_states(proto);
 }
