@@ -336,9 +336,12 @@ def test_the_server_keeps_each_sequences_state(vad):
                                            err_msg=f"stream {name}, chunk {i}")
             if i == 2:
                 # Failed requests mid-stream leave the state as it was: one
-                # refused by validation (FP64 audio), one the engine fails on
-                # (no samples: the model's reflection padding needs some),
-                # both the client's mistake (400 / INVALID_ARGUMENT).
+                # refused by validation (FP64 audio), one the engine cannot
+                # run (no samples: the model's reflection padding needs some;
+                # on onnxruntime, since session 45, refused before the run:
+                # the model has an LSTM, whose ONNX Runtime kernel ends the
+                # process on some empty inputs), both the client's mistake
+                # (400 / INVALID_ARGUMENT).
                 from tritonclient.utils import InferenceServerException
                 audio = module.InferInput("input", [1, 512], "FP64")
                 audio.set_data_from_numpy(np.zeros((1, 512), np.float64))
@@ -350,7 +353,8 @@ def test_the_server_keeps_each_sequences_state(vad):
                 with pytest.raises(InferenceServerException) as e:
                     vad_chunk(module, client, np.zeros(0, np.float32), sequence_id=ids["a"])
                 assert e.value.status() in ("400", "StatusCode.INVALID_ARGUMENT"), e.value
-                assert "pad dimension with a value of 0" in e.value.message(), e.value
+                said = e.value.message()
+                assert "pad dimension with a value of 0" in said or "[1, 0] is empty" in said, e.value
         # A new sequence starts from the initial state again, not the last one.
         got = vad_chunk(module, client, streams["a"][0], sequence_id=ids["a"], sequence_start=True)
         np.testing.assert_allclose(got, want["a"][0], rtol=1e-4, atol=1e-5)
