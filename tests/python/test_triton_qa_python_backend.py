@@ -462,7 +462,7 @@ def lifecycle_server(tmp_path_factory):
     for m in ("error_code", "execute_cancel", "decoupled_grpc_error", "execute_return_error"):
         copy_model(repo, m)
     sed_config(copy_model(repo, "execute_error"), name="execute_error", max_batch_size=8,
-               append="dynamic_batching { preferred_batch_size: [8], max_queue_delay_microseconds: 12000000 }")
+               append="dynamic_batching { preferred_batch_size: [8], max_queue_delay_microseconds: 2000000 }")
     sed_config(copy_model(repo, "execute_grpc_error"), name="execute_grpc_error", max_batch_size=8,
                append="dynamic_batching { preferred_batch_size: [8], max_queue_delay_microseconds: 1200000 }")
     sed_config(copy_model(repo, "wrong_model"), name="wrong_model", replace=[("TYPE_FP32", "TYPE_UINT32")])
@@ -568,7 +568,9 @@ def test_batch_error(lifecycle_server):
     stream are batched (the queue delay) into one `execute`, which answers
     the first and third with an error and the second with its input: one
     error in a batch does not fail the others. tritonserver 2.51 passes
-    (after the 12 s delay)."""
+    (after test.sh's 12 s delay; here 2 s, of which the three requests,
+    sent back to back, need a few milliseconds: had they not been batched
+    together, each would be its execute's first request, and fail)."""
     user_data = UserData()
     client = grpcclient.InferenceServerClient(lifecycle_server.grpc)
     client.start_stream(callback=partial(callback, user_data))
