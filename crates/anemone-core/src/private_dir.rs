@@ -28,8 +28,13 @@ pub fn ensure(dir: &Path) -> Result<(), String> {
         if meta.mode() & 0o022 != 0 {
             return Err("other users can write it".into());
         }
-        // Who we are: the owner of a file we create there.
-        let probe = dir.join(format!(".owner-{}", std::process::id()));
+        // Who we are: the owner of a file we create there. Named for this
+        // call alone: two models loading at once (two Python models with
+        // environments) each write and remove their own; one name per
+        // process let one remove the other's before it was read.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = dir.join(format!(".owner-{}-{call}", std::process::id()));
         std::fs::write(&probe, b"").map_err(|e| format!("it cannot be written: {e}"))?;
         let mine = std::fs::metadata(&probe).map(|m| m.uid());
         let _ = std::fs::remove_file(&probe);
@@ -86,6 +91,27 @@ mod tests {
         let file = dir.join("file");
         std::fs::write(&file, b"").unwrap();
         assert_eq!(ensure(&file).unwrap_err(), "it is not a directory");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn calls_at_once_on_one_folder_all_pass() {
+        // Models load on threads of their own: every Python model with an
+        // environment checks the same folder. With one probe name per
+        // process, a call whose probe another had removed failed with "No
+        // such file or directory" (a Python model failed to load in a cold
+        // test run; here within a few hundred calls).
+        let dir = scratch("at-once");
+        let shared = dir.join("envs");
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..300 {
+                        ensure(&shared).unwrap();
+                    }
+                });
+            }
+        });
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
