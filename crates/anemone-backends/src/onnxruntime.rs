@@ -288,7 +288,7 @@ impl Backend for OnnxRuntime {
         ));
         metadata.properties.extend(session_options.properties());
         let footprint = metadata.weight_bytes * count as u64;
-        let fatal_on_empty = crate::ort_empty_inputs::fatal_on_empty(file.proto.graph.as_ref());
+        let fatal_on_empty = crate::ort_empty_inputs::fatal_on_empty(&file.proto);
         Ok(Box::new(OrtModel {
             metadata,
             sessions,

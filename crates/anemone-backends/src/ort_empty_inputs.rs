@@ -17,7 +17,7 @@
 
 use anemone_core::{Error, InputError, Tensor, TensorSpec};
 use std::collections::BTreeSet;
-use tract_onnx::pb::{GraphProto, NodeProto};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto};
 
 /// Operators (domain, name; "" is ONNX's own) whose ONNX Runtime 1.31.1
 /// CPU kernels end the process on some empty input. Every operator ONNX
@@ -131,11 +131,24 @@ fn fatal(node: &NodeProto, context: &Context<'_>) -> Option<String> {
     why.map(str::to_string)
 }
 
-/// The operators of `graph` (subgraphs included) that end ONNX Runtime's
-/// process on an empty input, sorted; empty for most models.
-pub(crate) fn fatal_on_empty(graph: Option<&GraphProto>) -> Vec<String> {
+/// The operators of `model` (subgraphs and the model's local functions
+/// included) that end ONNX Runtime's process on an empty input, sorted;
+/// empty for most models.
+///
+/// ONNX Runtime inlines a local function's body where it is called, so an
+/// `LSTM` inside one dies as one in the graph does. A function's body is
+/// read as a graph of its own: its weights come in as the function's
+/// inputs, so a `Conv` in one counts as having fed weights (an empty input
+/// of such a model is refused where it might have run).
+pub(crate) fn fatal_on_empty(model: &ModelProto) -> Vec<String> {
+    let bodies: Vec<GraphProto> = (model.functions.iter())
+        .map(|f| GraphProto {
+            node: f.node.clone(),
+            ..Default::default()
+        })
+        .collect();
     let mut found = BTreeSet::new();
-    let mut stack: Vec<&GraphProto> = graph.into_iter().collect();
+    let mut stack: Vec<&GraphProto> = model.graph.iter().chain(&bodies).collect();
     while let Some(g) = stack.pop() {
         let context = Context::of(g);
         for node in &g.node {
@@ -217,8 +230,33 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(fatal_on_empty(Some(&graph)), ["GRU", "LSTM"]);
-        assert!(fatal_on_empty(None).is_empty());
+        let model = |graph: Option<GraphProto>| ModelProto {
+            graph,
+            ..Default::default()
+        };
+        assert_eq!(fatal_on_empty(&model(Some(graph))), ["GRU", "LSTM"]);
+        assert!(fatal_on_empty(&model(None)).is_empty());
+    }
+
+    #[test]
+    fn the_fatal_operators_are_found_in_local_functions_too() {
+        // A graph calling a function `enc` of domain `local` whose body
+        // holds an Einsum: ONNX Runtime inlines it, and it dies as one.
+        let graph = GraphProto {
+            node: vec![node("enc", "local"), node("Relu", "")],
+            ..Default::default()
+        };
+        let function = tract_onnx::pb::FunctionProto {
+            name: Some("enc".into()),
+            node: vec![node("Einsum", ""), node("Add", "")],
+            ..Default::default()
+        };
+        let model = ModelProto {
+            graph: Some(graph),
+            functions: vec![function],
+            ..Default::default()
+        };
+        assert_eq!(fatal_on_empty(&model), ["Einsum"]);
     }
 
     #[test]
