@@ -617,19 +617,25 @@ def test_unknown_model_probe_vs_repository_folders(server, h, g):
     going to 1,014; metadata 0.31 -> 0.36 ms; gRPC ModelReady 1.18 -> 2.76 ms."""
     calls = {"ready_404": lambda: h.get("/v2/models/no_such_model/ready", expect=404),
              "metadata_404": lambda: h.get("/v2/models/no_such_model", expect=404)}
-    base = interleave(calls, rounds=5, reps=5)
     extra = [server["repo"] / f"zz_cliffs_{i:04d}" for i in range(1000)]
-    try:
-        for d in extra:
-            (d / "1").mkdir(parents=True)
-        many = interleave(calls, rounds=5, reps=5)
-    finally:
-        for d in extra:
-            shutil.rmtree(d, ignore_errors=True)
-    record("unknown model, repository as served", base)
-    record("unknown model, 1,000 more folders", many)
-    assert many["metadata_404"] < 2 * base["metadata_404"], (base, many)
-    assert many["ready_404"] < 2 * base["ready_404"], (base, many)
+
+    def measure():
+        # Both sides in each attempt: a cold CI run once saw both calls
+        # double together (0.22 -> 0.46 ms) while the other pytest worker
+        # loaded the machine, where a listing grows the probe alone, 7x.
+        base = interleave(calls, rounds=5, reps=5)
+        try:
+            for d in extra:
+                (d / "1").mkdir(parents=True)
+            many = interleave(calls, rounds=5, reps=5)
+        finally:
+            for d in extra:
+                shutil.rmtree(d, ignore_errors=True)
+        record("unknown model, repository as served", base)
+        return {**base, **{f"{k}, 1,000 more folders": v for k, v in many.items()}}
+
+    settle("unknown model, 1,000 more folders", measure, [
+        (f"{k} < 2x", lambda f, k=k: f[f"{k}, 1,000 more folders"] < 2 * f[k]) for k in calls])
 
 
 def _read_response(sock):
