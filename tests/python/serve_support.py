@@ -10,6 +10,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def ort_reference_session(model):
+    """An onnxruntime.InferenceSession (CPU) of `model` (a path or the bytes
+    of one) whose answers are the same on every x86 CPU: exact 8-bit
+    products (ONNX Runtime's `session.x64quantprecision`, as anemone sets by
+    default; BACKENDS.md). Without it ONNX Runtime's kernels for uint8
+    activations and int8 weights saturate on CPUs without VNNI (an AVX2 AMD
+    EPYC): 41 to 75 quanta off in a QLinearConv, where the ONNX reference
+    evaluator and tract-cpu agree. A model ONNX Runtime cannot load so (an
+    S8S8 QGemm: the option turns its weights unsigned) gets the default
+    session, as anemone does; its products do not saturate."""
+    import onnxruntime as ort
+
+    model = str(model) if isinstance(model, Path) else model
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.x64quantprecision", "1")
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 (onnxruntime's own exception types)
+        return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
 def start_serve(repo, *flags):
     """`anemone serve` on `repo` with `flags`, on free ports; returns the
     process (its stdout still open after the address lines) and the

@@ -849,6 +849,110 @@ def test_the_memory_arena_is_off_by_default_and_on_keeps_freed_buffers(tmp_path)
         assert server.stop() == 0
 
 
+def quantized_conv(path):
+    """A QLinearConv as onnxruntime.quantization writes one: uint8
+    activations (fed), int8 weights per output channel; its input and the
+    answer of the ONNX reference evaluator (exact integer arithmetic)."""
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 256, (1, 4, 5, 5)).astype(np.uint8)
+    consts = [nh.from_array(np.array(0.02, np.float32), "xs"), nh.from_array(np.array(128, np.uint8), "xz"),
+              nh.from_array(rng.integers(-128, 128, (6, 4, 3, 3)).astype(np.int8), "w"),
+              nh.from_array((np.arange(6, dtype=np.float32) + 1) * 0.004, "ws"), nh.from_array(np.zeros(6, np.int8), "wz"),
+              nh.from_array(np.array(0.2, np.float32), "ys"), nh.from_array(np.array(120, np.uint8), "yz")]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], strides=[2, 2])
+    graph = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", T.UINT8, [1, 4, 5, 5])],
+                              [helper.make_tensor_value_info("y", T.UINT8, None)], consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return x, ReferenceEvaluator(model).run(None, {"x": x})[0]
+
+
+def test_quantized_products_on_onnxruntime_are_exact_on_every_x86_cpu(tmp_path):
+    """BACKENDS.md: `onnxruntime.x64_quant_precision` (default on) makes
+    ONNX Runtime's products of uint8 activations and int8 weights exact on
+    x86 CPUs without VNNI, where its kernels add pairs of products in 16
+    bits and saturate. A QLinearConv served by onnxruntime answers as the
+    ONNX reference evaluator does (within one quantum); with the setting
+    off, as onnxruntime's Python API with its default options. Anemone
+    before session 46 on an AVX2 AMD EPYC: 75 quanta off (the Python API's
+    own answer); on a CPU with VNNI the two settings agree, and the first
+    assertion holds either way."""
+    repo = tmp_path / "repo"
+    x, exact = quantized_conv(repo / "exact/1/model.onnx")
+    quantized_conv(repo / "fast/1/model.onnx")
+    (repo / "exact/config.pbtxt").write_text(pinned("onnxruntime"))
+    (repo / "fast/config.pbtxt").write_text(pinned("onnxruntime", **{"onnxruntime.x64_quant_precision": "off"}))
+    fast = ort.InferenceSession(str(repo / "fast/1/model.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    server = Server(tmp_path, repo)
+    try:
+        answers = {}
+        for name in ("exact", "fast"):
+            r = server.infer(name, [{"name": "x", "shape": list(x.shape), "datatype": "UINT8",
+                                     "data": x.flatten().tolist()}])
+            assert r.status_code == 200, r.text
+            out = r.json()["outputs"][0]
+            answers[name] = np.array(out["data"], np.int64).reshape(out["shape"])
+            if name == "exact":
+                off_by = np.abs(answers["exact"] - exact.astype(np.int64)).max()
+                assert off_by <= 1, f"{off_by} quanta from the ONNX reference (the Python API's default: " \
+                                    f"{np.abs(fast.astype(np.int64) - exact).max()})"
+        assert np.array_equal(answers["fast"], fast), "off is ONNX Runtime's own default"
+        meta = requests.get(f"{server.http}/v2/models/fast", timeout=30).json()
+        assert meta["platform"] == "onnxruntime", meta
+    finally:
+        assert server.stop() == 0
+
+
+def test_an_s8s8_model_onnxruntime_cannot_load_with_exact_products_loads_with_its_default(tmp_path):
+    """BACKENDS.md, "Quantized models on x86 CPUs without VNNI": a model
+    ONNX Runtime cannot load with exact 8-bit products (a QOperator model of
+    int8 activations: its QGemm takes no uint8 weights, which the option
+    makes of int8 ones on those CPUs) loads with ONNX Runtime's default, its
+    property saying so, and answers as onnxruntime's Python API does. On a
+    CPU with VNNI it loads with the option on. Before the fallback, on an
+    AVX2 AMD EPYC: UNAVAILABLE ("Failed to find kernel for
+    com.microsoft.QGemm")."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(5)
+    src = tmp_path / "mlp.onnx"
+    save(src, [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["y"])],
+         [("x", T.FLOAT, ["b", 16])], [("y", T.FLOAT, ["b", 8])],
+         [nh.from_array(rng.standard_normal((8, 16)).astype(np.float32), "w")])
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    repo = tmp_path / "repo"
+    (repo / "s8s8/1").mkdir(parents=True)
+    quantize_static(src, repo / "s8s8/1/model.onnx", Reader(), quant_format=QuantFormat.QOperator,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    (repo / "s8s8/config.pbtxt").write_text(pinned("onnxruntime"))
+    x = rng.standard_normal((2, 16)).astype(np.float32)
+    want = ort.InferenceSession(str(repo / "s8s8/1/model.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    server = Server(tmp_path, repo)
+    try:
+        r = server.infer("s8s8", [fp32("x", x)])
+        assert r.status_code == 200, r.text
+        got = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    finally:
+        assert server.stop() == 0
+    props = inspect_json(repo / "s8s8/1/model.onnx", "--backends", "onnxruntime", "--strict")["properties"]
+    assert props.get("anemone.onnxruntime.x64_quant_precision") in (
+        "on", "off (ONNX Runtime cannot load the model with it on)"), props
+
+
 def test_inspect_prints_the_onnxruntime_session_options_as_properties():
     """BACKENDS.md: session options are each shown as a metadata property
     `anemone.onnxruntime.<name>`, which `anemone inspect` prints; the
@@ -859,6 +963,7 @@ def test_inspect_prints_the_onnxruntime_session_options_as_properties():
     props = report["properties"]
     assert props.get("anemone.onnxruntime.optimization") == "all", props
     assert props.get("anemone.onnxruntime.mem_arena") == "off", props
+    assert props.get("anemone.onnxruntime.x64_quant_precision") == "on", props
     assert "anemone.onnxruntime.spinning" in props and "CPU" in props.get("anemone.onnxruntime.providers", ""), props
 
 

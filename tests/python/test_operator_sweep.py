@@ -58,7 +58,7 @@ import requests
 import tritonclient.http as httpclient
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
-from serve_support import start_serve, stop_serve
+from serve_support import ort_reference_session, start_serve, stop_serve
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 ENGINES = ("tract-cpu", "onnxruntime")
@@ -807,7 +807,7 @@ _SESSIONS = {}
 
 def reference(name, model, feeds):
     if name not in _SESSIONS:
-        _SESSIONS[name] = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        _SESSIONS[name] = ort_reference_session(model.SerializeToString())
     s = _SESSIONS[name]
     return [o.name for o in s.get_outputs()], s.run(None, feeds)
 

@@ -134,7 +134,7 @@ import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from onnx import TensorProto, helper, numpy_helper
-from serve_support import start_serve, wait_ready
+from serve_support import ort_reference_session, start_serve, wait_ready
 from tritonclient.utils import np_to_triton_dtype
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "torch_architectures"
@@ -418,7 +418,7 @@ _SESSIONS = {}
 
 def session(path):
     if str(path) not in _SESSIONS:
-        _SESSIONS[str(path)] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        _SESSIONS[str(path)] = ort_reference_session(Path(path))
     return _SESSIONS[str(path)]
 
 

@@ -241,26 +241,54 @@ impl Backend for OnnxRuntime {
         provider_names.push("CPU".to_string());
         let count = session_count(options)?;
         let spinning = spinning(options)?;
-        let session_options =
+        let mut session_options =
             crate::ort_options::OrtOptions::from_settings(options).map_err(Error::Config)?;
-        let sessions = (0..count)
-            .map(|_| {
-                let (env, providers) = (&rt.env, providers.clone());
-                crate::ort_options::build_session(
-                    env,
-                    path,
-                    threads,
-                    spinning,
-                    &session_options,
-                    providers,
-                )
-                .map(Mutex::new)
-                .map_err(|reason| Error::InvalidModel {
-                    path: path.to_path_buf(),
-                    reason: format!("{NAME} cannot load it: {reason}"),
-                    source: None,
-                })
-            })
+        let build = |o: &crate::ort_options::OrtOptions| {
+            crate::ort_options::build_session(
+                &rt.env,
+                path,
+                threads,
+                spinning,
+                o,
+                providers.clone(),
+            )
+        };
+        // Exact 8-bit products turn int8 weights into uint8 ones on the
+        // CPUs that need it, which some kernels of int8 activations do not
+        // take (QGemm of an S8S8 QOperator model, S8S8 QDQ models): such a
+        // model loads with ONNX Runtime's default, whose S8S8 products do
+        // not saturate.
+        let invalid = |reason: String| Error::InvalidModel {
+            path: path.to_path_buf(),
+            reason: format!("{NAME} cannot load it: {reason}"),
+            source: None,
+        };
+        let mut precise_refused = None;
+        let first = match build(&session_options) {
+            Err(e) if session_options.x64_quant_precision => {
+                let plain = crate::ort_options::OrtOptions {
+                    x64_quant_precision: false,
+                    ..session_options
+                };
+                let session = build(&plain).map_err(invalid)?;
+                // The option changes a model only on x86 CPUs without VNNI,
+                // so only there can it fail to load.
+                tracing::warn!(
+                    model = %path.display(),
+                    "ONNX Runtime cannot load the model with exact 8-bit products \
+                     (onnxruntime.x64_quant_precision): {e}; it runs with ONNX Runtime's default, \
+                     whose products of uint8 activations and int8 weights saturate on this CPU \
+                     (x86 without VNNI; docs/BACKENDS.md, \"Quantized models on x86 CPUs without VNNI\")"
+                );
+                precise_refused = Some(e);
+                session_options = plain;
+                Ok(session)
+            }
+            other => other,
+        };
+        let sessions = std::iter::once(first)
+            .chain((1..count).map(|_| build(&session_options)))
+            .map(|s| s.map(Mutex::new).map_err(invalid))
             .collect::<Result<Vec<_>>>()?;
         let mut metadata = file.metadata;
         let threads_shown = match shared_threads() {
@@ -287,6 +315,13 @@ impl Backend for OnnxRuntime {
             .into(),
         ));
         metadata.properties.extend(session_options.properties());
+        if precise_refused.is_some() {
+            for (key, value) in &mut metadata.properties {
+                if key == "anemone.onnxruntime.x64_quant_precision" {
+                    *value = "off (ONNX Runtime cannot load the model with it on)".into();
+                }
+            }
+        }
         let footprint = metadata.weight_bytes * count as u64;
         let fatal_on_empty = crate::ort_empty_inputs::fatal_on_empty(&file.proto);
         Ok(Box::new(OrtModel {

@@ -20,7 +20,7 @@ pub fn known_settings(backend: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Every key ONNX Runtime's backend reads (its own, and its CoreML provider's).
-const ONNXRUNTIME: [&str; 16] = [
+const ONNXRUNTIME: [&str; 17] = [
     "onnxruntime.sessions",
     "onnxruntime.cuda",
     "onnxruntime.tensorrt",
@@ -30,6 +30,7 @@ const ONNXRUNTIME: [&str; 16] = [
     crate::ort_options::INTER_THREADS_KEY,
     crate::ort_options::MEM_PATTERN_KEY,
     crate::ort_options::MEM_ARENA_KEY,
+    crate::ort_options::X64_QUANT_PRECISION_KEY,
     crate::ort_options::TRT_FP16_KEY,
     crate::ort_options::TRT_WORKSPACE_KEY,
     crate::ort_options::TRT_ENGINE_CACHE_KEY,
@@ -40,13 +41,14 @@ const ONNXRUNTIME: [&str; 16] = [
 ];
 
 /// The settings whose value is `on` or `off` ([`on_off`]).
-pub const ON_OFF_SETTINGS: [&str; 7] = [
+pub const ON_OFF_SETTINGS: [&str; 8] = [
     "onnxruntime.cuda",
     "onnxruntime.tensorrt",
     "onnxruntime.spinning",
     crate::ort_options::PARALLEL_KEY,
     crate::ort_options::MEM_PATTERN_KEY,
     crate::ort_options::MEM_ARENA_KEY,
+    crate::ort_options::X64_QUANT_PRECISION_KEY,
     crate::ort_options::TRT_FP16_KEY,
 ];
 
