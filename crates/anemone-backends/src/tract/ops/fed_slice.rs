@@ -218,31 +218,9 @@ pub fn clamp_fed_slices(proto: &mut ModelProto) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tract_onnx::pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    use tract_onnx::pb::{
-        type_proto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    };
+    use crate::tract::ops::proto::value;
+    use tract_onnx::pb::{OperatorSetIdProto, ValueInfoProto};
     use tract_onnx::prelude::*;
-
-    fn value(name: &str, t: OnnxType, dims: &[i64]) -> ValueInfoProto {
-        let dim = |d: i64| Dimension {
-            value: Some(Dim::DimValue(d)),
-            ..Default::default()
-        };
-        ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: t as i32,
-                    shape: Some(TensorShapeProto {
-                        dim: dims.iter().map(|&d| dim(d)).collect(),
-                    }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
 
     /// `x[:, start:end]` of a [2, 6] `x` whose bounds are inputs, clamped
     /// and run by tract.

@@ -89,30 +89,10 @@ pub fn from_the_end(proto: &mut ModelProto) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tract::ops::proto::value;
     use tract_onnx::pb::tensor_proto::DataType as OnnxType;
-    use tract_onnx::pb::tensor_shape_proto::Dimension;
-    use tract_onnx::pb::{OperatorSetIdProto, TensorShapeProto, TypeProto};
+    use tract_onnx::pb::OperatorSetIdProto;
     use tract_onnx::prelude::*;
-
-    fn value(name: &str, t: OnnxType, dims: &[i64]) -> ValueInfoProto {
-        let dim = |d: i64| Dimension {
-            value: Some(Dim::DimValue(d)),
-            ..Default::default()
-        };
-        ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: t as i32,
-                    shape: Some(TensorShapeProto {
-                        dim: dims.iter().map(|&d| dim(d)).collect(),
-                    }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
 
     /// GatherND of x [2, 3, 4] (x = 100a + 10b + c) at `indices` [2, 2],
     /// rewritten and run by tract.

@@ -76,6 +76,31 @@ pub(crate) fn node(
     }
 }
 
+/// A typed value of fixed `dims` (a graph input or output), for the
+/// rewrites' unit tests.
+#[cfg(test)]
+pub(crate) fn value(name: &str, t: OnnxType, dims: &[i64]) -> tract_onnx::pb::ValueInfoProto {
+    use tract_onnx::pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
+    use tract_onnx::pb::{type_proto, TensorShapeProto, TypeProto, ValueInfoProto};
+    let dim = |d: i64| Dimension {
+        value: Some(Dim::DimValue(d)),
+        ..Default::default()
+    };
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: t as i32,
+                shape: Some(TensorShapeProto {
+                    dim: dims.iter().map(|&d| dim(d)).collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
