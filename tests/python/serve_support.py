@@ -75,7 +75,9 @@ def wait_ready(http, seconds=120):
             pass
         if time.time() > deadline:
             pytest.fail(f"the server at {http} was not ready within {seconds} s")
-        time.sleep(0.2)
+        # Most servers here are ready a quarter of a second after start: a
+        # fine poll saves about 0.1 s on each of the suite's 400-odd starts.
+        time.sleep(0.02)
 
 
 def stop_serve(proc):

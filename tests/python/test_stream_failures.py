@@ -251,16 +251,17 @@ def test_an_http_client_that_drops_generate_stream_stops_the_decoupled_step(serv
 # 5. A client that stops reading, past --max-stream-buffer-bytes.
 
 def test_a_client_that_stops_reading_ends_its_request_at_the_buffer_limit_and_stops_gen(server):
-    """gen sends 64 KiB responses 5 ms apart (post keeps up with that, also
-    on a machine loaded by a second test worker: at 2 ms apart it once fell
-    behind in a cold CI run, and the ensemble's own step buffer filled
-    first); the client reads nothing until gen has ended."""
+    """gen sends 64 KiB responses 20 ms apart, so that post keeps up even on a
+    machine loaded by other test workers: at 2 ms apart it fell behind in a
+    cold CI run with two workers, at 5 ms in a run with three, and the
+    ensemble's own step buffer filled first (a right answer to a slow step,
+    but not this test's); the client reads nothing until gen has ended."""
     tag = next(_tags)
     host, port = server["HTTP"].rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    # 4,000 responses of 64 KiB (250 MiB, 20 s) if nothing stopped them.
+    # 4,000 responses of 64 KiB (250 MiB, 80 s) if nothing stopped them.
     connection.request("POST", "/v2/models/pipe/generate_stream",
-                       body=json.dumps({"TEXT": text(FLOOD, [4000, 5], tag).tolist()}),
+                       body=json.dumps({"TEXT": text(FLOOD, [4000, 20], tag).tolist()}),
                        headers={"Content-Type": "application/json"})
     response = connection.getresponse()
     assert response.status == 200

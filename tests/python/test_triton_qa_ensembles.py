@@ -803,13 +803,14 @@ def test_rate_limiter_cross_model_prioritization_plenty_resource(plenty):
 
 def test_rate_limiter_batch_grows_while_waiting(limited):
     """test_single_model_dynamic_batching ('all requests used batch size of 4'): requests that queue
-    while the resource is held (here by custom_zero_blocker's 1.5 s execution) run as one batch of 4
+    while the resource is held (here by custom_zero_blocker's 3 s execution) run as one batch of 4
     once it is free (SERVING.md: 'A batch that waits for resources keeps growing until its turn
-    comes'). Triton 2.51: one execution, batch size 4."""
+    comes'). Triton 2.51: one execution, batch size 4. The blocker is given 1.5 s to start (0.6 s
+    was too short once, with three test workers on two cores: the first request ran alone)."""
     client = limited.hc()
     x = tensors(httpclient, INPUT0=np.ones([1, 1], np.float32))
     blocker = client.async_infer("custom_zero_blocker", x)
-    time.sleep(0.6)
+    time.sleep(1.5)
     handles = [client.async_infer("custom_zero_batched", x, request_id=str(i)) for i in range(4)]
     blocker.get_result()
     assert all(h.get_result().as_numpy("OUTPUT0").tolist() == [[1.0]] for h in handles)
