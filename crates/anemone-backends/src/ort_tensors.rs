@@ -120,7 +120,9 @@ fn empty<T>() -> &'static [T] {
     unsafe { std::slice::from_raw_parts(ZEROS.as_ptr().cast::<T>(), 0) }
 }
 
-/// Copies an anemone tensor into an ONNX Runtime value.
+/// Copies an anemone tensor into an ONNX Runtime value. An empty tensor's
+/// data sits at a real, readable address ([`empty`] says why), not at an
+/// empty `Vec`'s dangling one.
 pub fn to_ort(t: &Tensor) -> std::result::Result<DynValue, String> {
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
     if let Some(strings) = t.as_strings() {
@@ -134,7 +136,13 @@ pub fn to_ort(t: &Tensor) -> std::result::Result<DynValue, String> {
     }
     macro_rules! num {
         ($ty:ty) => {{
-            let data: Vec<$ty> = t.to_vec::<$ty>().map_err(|e| e.to_string())?;
+            let mut data: Vec<$ty> = t.to_vec::<$ty>().map_err(|e| e.to_string())?;
+            if data.is_empty() {
+                // An allocation of one zero beyond the length: ONNX Runtime
+                // is handed the `Vec`'s pointer, kept with the value.
+                data.reserve_exact(1);
+                data.spare_capacity_mut()[0].write(<$ty>::default());
+            }
             OrtTensor::from_array((shape, data))
                 .map(|v| v.into_dyn())
                 .map_err(|e| e.to_string())
@@ -219,4 +227,58 @@ pub fn from_ort(v: &DynValue) -> std::result::Result<Tensor, String> {
         }
     };
     tensor.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anemone_core::{Backend, Probe};
+
+    /// Whether ONNX Runtime's library is here; its absence fails where
+    /// scripts/test.sh requires it (`ANEMONE_REQUIRE_ORT`).
+    fn ort_here() -> bool {
+        match crate::onnxruntime::OnnxRuntime.probe() {
+            Probe::Unavailable { reason } => {
+                assert!(
+                    std::env::var_os("ANEMONE_REQUIRE_ORT").is_none(),
+                    "ANEMONE_REQUIRE_ORT is set but ONNX Runtime is unavailable: {reason}"
+                );
+                eprintln!("SKIPPED: ONNX Runtime is unavailable: {reason}");
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// An empty `Vec`'s pointer is its alignment (0x4 for f32): an ONNX
+    /// Runtime kernel that reads an empty input's first element anyway
+    /// (InstanceNormalization of [1, 4, 0]) crashed on it.
+    #[test]
+    fn an_empty_tensor_copied_for_onnx_runtime_is_at_a_real_address() {
+        if !ort_here() {
+            return;
+        }
+        macro_rules! check {
+            ($ty:ty) => {{
+                let t = Tensor::from_vec(vec![1, 4, 0], Vec::<$ty>::new()).unwrap();
+                let v = to_ort(&t).unwrap();
+                let (shape, data) = v.try_extract_tensor::<$ty>().unwrap();
+                assert_eq!(shape.to_vec(), [1, 4, 0]);
+                assert!(data.is_empty());
+                assert!(
+                    data.as_ptr() as usize >= 4096,
+                    "{}: an empty tensor's data at {:p}",
+                    stringify!($ty),
+                    data.as_ptr()
+                );
+                assert_eq!(from_ort(&v).unwrap(), t);
+            }};
+        }
+        check!(f32);
+        check!(f64);
+        check!(i64);
+        check!(u8);
+        check!(f16);
+        check!(bool);
+    }
 }
