@@ -33,6 +33,9 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${ANEMONE_APPLE_CHECK_TARGET:-${CARGO_TARGET_DIR:-$REPO/target}}"
+# A relative folder is the caller's, as cargo reads CARGO_TARGET_DIR (the
+# checks below run from the copy's folder).
+[[ "$TARGET" == /* ]] || TARGET="$PWD/$TARGET"
 TMP="$TARGET/apple-check-src"
 rm -rf "$TMP"
 mkdir -p "$TMP"
