@@ -121,8 +121,8 @@ fn empty<T>() -> &'static [T] {
 }
 
 /// Copies an anemone tensor into an ONNX Runtime value. An empty tensor's
-/// data sits at a real, readable address ([`empty`] says why), not at an
-/// empty `Vec`'s dangling one.
+/// data sits at a real, readable address, not at an empty `Vec`'s dangling
+/// one: some of ONNX Runtime's kernels read an empty input's first element.
 pub fn to_ort(t: &Tensor) -> std::result::Result<DynValue, String> {
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
     if let Some(strings) = t.as_strings() {
