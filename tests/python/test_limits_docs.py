@@ -593,7 +593,11 @@ def test_a_busy_model_is_never_evicted_the_load_is_503_naming_it_and_its_request
             run()  # make `slow` the resident one
         th = threading.Thread(target=run)
         th.start()
-        time.sleep(0.5)
+        # Until the 8 MB request is in flight (a fixed 0.5 s can be short on a loaded machine).
+        deadline = time.monotonic() + 60
+        while not metric(http, 'anemone_inference_requests_in_flight{model="slow",version="1"}'):
+            assert time.monotonic() < deadline and th.is_alive(), "the slow request never showed in flight"
+            time.sleep(0.02)
         r = requests.post(f"http://{http}/v2/models/wa/infer",
                           json={"inputs": [{"name": "x", "shape": [W], "datatype": "FP32", "data": [0.0] * W}]})
         busy_running = th.is_alive()

@@ -222,6 +222,37 @@ def stats(http, model):
             "batches": {b["batch_size"]: b["compute_infer"]["count"] for b in s["batch_stats"]}}
 
 
+def _until(http, what, holds, seconds=60):
+    """Polls /metrics every 20 ms until `holds(gauge)` (gauge(name, model):
+    that gauge's value for the model), failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = requests.get(f"http://{http}/metrics", timeout=10).text
+
+        def gauge(name, model):
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith(name + "{") and f'model="{model}"' in line)
+        if holds(gauge):
+            return
+        assert time.monotonic() < deadline, f"{what} within {seconds} s"
+        time.sleep(0.02)
+
+
+def running(http, *models):
+    """Waits until each of `models` has a request executing (in flight and
+    not queued), so that what a test sends next queues behind it. A fixed
+    sleep was too short on a loaded machine: a blocker not yet arrived was
+    batched with the requests meant to queue behind it."""
+    _until(http, f"a request of each of {models} executing", lambda gauge: all(
+        gauge("anemone_inference_requests_in_flight", m) - gauge("anemone_pending_requests", m) >= 1
+        for m in models))
+
+
+def queued(http, model, n):
+    """Waits until `n` requests of `model` are queued."""
+    _until(http, f"{n} requests of {model} queued", lambda gauge: gauge("anemone_pending_requests", model) >= n)
+
+
 def timed(fn, *args):
     """fn(*args) and the time its answer came back."""
     r = fn(*args)
@@ -443,7 +474,7 @@ def test_preferred_sizes_cut_23_queued_rows_into_16_then_7_and_2_plus_1(server, 
     http = server["http"]
     blockers = [pool.submit(post, http, "pref", slow_body(BLOCK, rows=32)),   # full: runs at once
                 pool.submit(post, http, "pref2", slow_body(BLOCK, rows=2))]    # preferred: runs at once
-    time.sleep(0.4)
+    running(http, "pref", "pref2")
     xs = np.random.default_rng(7).standard_normal((23, WIDTH)).astype(np.float32)
     rows = [pool.submit(post, http, "pref", slow_body(3, x=xs[i:i + 1])) for i in range(23)]
     threes = [pool.submit(post, http, "pref2", slow_body(3, x=xs[i:i + 1])) for i in range(3)]
@@ -499,7 +530,7 @@ def test_preserve_ordering_holds_a_fast_answer_behind_a_slow_one(server, pool):
     gaps = {}
     for model in ("po", "npo"):
         slow = pool.submit(timed, post, http, model, slow_body(BLOCK))
-        time.sleep(0.4)
+        running(http, model)
         fast = pool.submit(timed, post, http, model, slow_body(2, x=x))
         (s_status, _), s_done = slow.result()
         (f_status, f_answer), f_done = fast.result()
@@ -517,9 +548,9 @@ def test_a_higher_priority_request_overtakes_every_queued_lower_one(server, pool
     # of about a second was sometimes done by then on an idle machine, and
     # a low request then ran first, rightly).
     blocker = pool.submit(post, http, "order", slow_body(2 * BLOCK, priority=1))
-    time.sleep(0.4)
+    running(http, "order")
     lows = [pool.submit(timed, post, http, "order", slow_body(15000)) for _ in range(3)]
-    time.sleep(0.2)
+    queued(http, "order", 3)
     high = pool.submit(timed, post, http, "order", slow_body(15000, priority=1))
     assert not blocker.done(), "the blocker ended before the high request came: the test proves nothing"
     assert blocker.result()[0] == 200
@@ -536,9 +567,9 @@ def test_priority_0_and_levels_the_model_lacks_use_the_default_level_and_its_que
     http = server["http"]
     before = stats(http, "prio")
     blocker = pool.submit(post, http, "prio", slow_body(BLOCK, priority=1))
-    time.sleep(0.4)
-    queued = pool.submit(post, http, "prio", slow_body(1, priority=7))   # level 7 -> default level 2
-    time.sleep(0.3)
+    running(http, "prio")
+    waiting = pool.submit(post, http, "prio", slow_body(1, priority=7))   # level 7 -> default level 2
+    queued(http, "prio", 1)
     for p in (0, 3, None):
         status, answer = post(http, "prio", slow_body(1, priority=p))
         assert status == 503, (p, answer)
@@ -553,7 +584,7 @@ def test_priority_0_and_levels_the_model_lacks_use_the_default_level_and_its_que
     # level 1 still has room
     status, _ = post(http, "prio", slow_body(1, priority=1))
     assert status == 200
-    assert blocker.result()[0] == 200 and queued.result()[0] == 200
+    assert blocker.result()[0] == 200 and waiting.result()[0] == 200
     after = stats(http, "prio")
     assert after["success"] - before["success"] == 3 and after["fail"] == before["fail"], after
     metrics = requests.get(f"http://{http}/metrics", timeout=10).text
@@ -583,7 +614,7 @@ def test_a_queue_timeout_with_reject_is_504_over_http_deadline_exceeded_over_grp
     ready(server, "rej")
     http = server["http"]
     blocker = pool.submit(post, http, "rej", slow_body(BLOCK))
-    time.sleep(0.3)
+    running(http, "rej")
 
     def grpc_waiter():
         g = grpcclient.InferenceServerClient(server["grpc"])
@@ -613,7 +644,7 @@ def test_delay_runs_timed_out_requests_later_and_a_full_queue_still_refuses(serv
     ready(server, "delay")
     http = server["http"]
     blocker = pool.submit(post, http, "delay", slow_body(BLOCK))
-    time.sleep(0.4)
+    running(http, "delay")
     x = np.full((1, WIDTH), -0.5, np.float32)
     waiters = [pool.submit(post, http, "delay", slow_body(2, x=x)) for _ in range(4)]
     assert blocker.result()[0] == 200
@@ -636,7 +667,7 @@ def test_a_request_timeout_under_delay_and_override_delays_the_request(server, p
     ready(server, "ovr_delay")
     http = server["http"]
     blocker = pool.submit(post, http, "ovr_delay", slow_body(BLOCK))
-    time.sleep(0.4)
+    running(http, "ovr_delay")
     status, answer = post(http, "ovr_delay", slow_body(1, timeout=100000))
     assert blocker.result()[0] == 200
     assert status == 200, answer
@@ -646,7 +677,7 @@ def test_a_request_timeout_shortens_a_queue_without_timeout_where_override_is_al
     ready(server, "ovr_reject")
     http = server["http"]
     blocker = pool.submit(post, http, "ovr_reject", slow_body(BLOCK))
-    time.sleep(0.4)
+    running(http, "ovr_reject")
     t0 = time.monotonic()
     status, answer = post(http, "ovr_reject", slow_body(1, timeout=150000))
     waited = time.monotonic() - t0
@@ -662,7 +693,7 @@ def test_max_queue_size_0_is_unbounded(server, pool):
     ready(server, "unbounded")
     http = server["http"]
     blocker = pool.submit(post, http, "unbounded", slow_body(BLOCK))
-    time.sleep(0.4)
+    running(http, "unbounded")
     xs = np.random.default_rng(3).standard_normal((30, WIDTH)).astype(np.float32)
     waiters = [pool.submit(post, http, "unbounded", slow_body(1, x=xs[i:i + 1])) for i in range(30)]
     assert blocker.result()[0] == 200
@@ -677,13 +708,13 @@ def test_a_queued_request_whose_client_left_never_runs(server, pool):
     ready(server, "gone")
     http = server["http"]
     blocker = pool.submit(post, http, "gone", slow_body(BLOCK))
-    time.sleep(0.4)
+    running(http, "gone")
     host, port = http.rsplit(":", 1)
     body = json.dumps(slow_body(1)).encode()
     with socket.create_connection((host, int(port))) as s:
         s.sendall(b"POST /v2/models/gone/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        time.sleep(0.2)
+        queued(http, "gone", 1)
     assert blocker.result()[0] == 200
     time.sleep(0.5)
     s = stats(http, "gone")

@@ -29,6 +29,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -805,15 +806,23 @@ def test_rate_limiter_batch_grows_while_waiting(limited):
     """test_single_model_dynamic_batching ('all requests used batch size of 4'): requests that queue
     while the resource is held (here by custom_zero_blocker's 3 s execution) run as one batch of 4
     once it is free (SERVING.md: 'A batch that waits for resources keeps growing until its turn
-    comes'). Triton 2.51: one execution, batch size 4. The blocker is given 1.5 s to start (0.6 s
-    was too short once, with three test workers on two cores: the first request ran alone)."""
-    client = limited.hc()
+    comes'). Triton 2.51: one execution, batch size 4. Each request is sent from its own thread
+    with its own client, and the four are sent once the blocker executes (from /metrics): with
+    tritonclient's async_infer (gevent) every request left at the first get_result(), the blocker
+    just ahead of the others, so a fixed sleep ordered nothing and a loaded run saw two
+    executions."""
     x = tensors(httpclient, INPUT0=np.ones([1, 1], np.float32))
-    blocker = client.async_infer("custom_zero_blocker", x)
-    time.sleep(1.5)
-    handles = [client.async_infer("custom_zero_batched", x, request_id=str(i)) for i in range(4)]
-    blocker.get_result()
-    assert all(h.get_result().as_numpy("OUTPUT0").tolist() == [[1.0]] for h in handles)
+
+    def call(model, request_id):
+        return httpclient.InferenceServerClient(limited.http).infer(model, x, request_id=request_id)
+    with ThreadPoolExecutor(5) as pool:
+        blocker = pool.submit(call, "custom_zero_blocker", "blocker")
+        limited.executing("custom_zero_blocker")
+        handles = [pool.submit(call, "custom_zero_batched", str(i)) for i in range(4)]
+        limited.admitted("custom_zero_batched", 4)
+        assert not blocker.done(), "the blocker ended before the four were queued: the test proves nothing"
+        blocker.result()
+        assert all(h.result().as_numpy("OUTPUT0").tolist() == [[1.0]] for h in handles)
     stats = limited.stats("custom_zero_batched")[0]
     assert stats["execution_count"] == 1 and [b["batch_size"] for b in stats["batch_stats"]] == [4]
 
@@ -880,16 +889,23 @@ def test_optimization_priority_config_filled_in(main):
 def test_priority_queue_order(main):
     """Priority queues (dynamic_batching priority_levels 2): with one instance busy (800 ms per
     request), a priority-1 request sent after three priority-2 ones runs before them. Triton 2.51:
-    r0, hi, r1, r2, r3."""
+    r0, hi, r1, r2, r3. Each request has a thread and a client of its own, sent once the one before
+    it executes or is admitted (tritonclient's async_infer sends nothing until a get_result(), so
+    the sleeps this test had ordered nothing)."""
     log = main.repo / "priority_queue" / "executions.txt"
     log.write_text("")
-    client = main.hc()
     x = tensors(httpclient, INPUT0=np.ones([1, 1], np.float32))
-    handles = [client.async_infer("priority_queue", x, request_id="r0", priority=2)]
-    time.sleep(0.3)
-    handles += [client.async_infer("priority_queue", x, request_id=f"r{k}", priority=2) for k in (1, 2, 3)]
-    time.sleep(0.1)
-    handles.append(client.async_infer("priority_queue", x, request_id="hi", priority=1))
-    [h.get_result() for h in handles]
+
+    def call(request_id, priority):
+        return httpclient.InferenceServerClient(main.http).infer("priority_queue", x, request_id=request_id,
+                                                                 priority=priority)
+    with ThreadPoolExecutor(5) as pool:
+        handles = [pool.submit(call, "r0", 2)]
+        main.executing("priority_queue")
+        for k in (1, 2, 3):  # in this order: each admitted before the next is sent
+            handles.append(pool.submit(call, f"r{k}", 2))
+            main.admitted("priority_queue", 1 + k)
+        handles.append(pool.submit(call, "hi", 1))
+        [h.result() for h in handles]
     order = [line.split()[-1] for line in log.read_text().splitlines()]
     assert order == ["r0", "hi", "r1", "r2", "r3"]
