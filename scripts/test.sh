@@ -61,14 +61,17 @@ step "tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"
 # `cargo test` above built target/debug/anemone for the CLI tests, with the
 # workspace's features; `cargo build -p anemone-cli` would resolve features
 # for that one package and rebuild part of the tree.
-# Two workers (pytest-xdist): the tests mostly wait on servers and clients,
-# so two at once take about half the time on CI's two cores; every test
-# picks free ports and folders of its own. Three were measured (742 s
-# against 982 s warm, 2026-12-06) and not taken: a loaded cold run failed
-# nine timing-bound tests at three (docs/PERFORMANCE.md, "The test run's
-# own time").
+# Four workers (pytest-xdist) on CI's two cores: the tests mostly wait on
+# servers, clients and sleeping models (the suite used 179% CPU at four);
+# every test picks free ports and folders of its own. `worksteal` lets an
+# idle worker take tests queued on a busy one, so no worker idles at the end.
+# Measured warm on two cores (2026-12-06): 982 s at -n 2, 818 s at -n 3,
+# 745 s at -n 4, 657 s at -n 4 with worksteal. Tests that measure time wait
+# on the server's own gauges (a request executing, queued) or compare
+# neighbours side by side, so that the extra load does not fail them
+# (docs/PERFORMANCE.md, "The test run's own time").
 # The 30 slowest tests are listed at the end, so a slow run shows what grew.
-ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q -n 2 --durations=30 tests/python
+ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q -n 4 --dist worksteal --durations=30 tests/python
 # KServe's SDK clients, in a pytest of their own: their gRPC messages share
 # protobuf names with tritonclient's, which one process cannot hold both of.
 ANEMONE_KSERVE_SUITE=1 ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/python/test_kserve_client.py
