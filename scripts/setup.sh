@@ -28,8 +28,8 @@ else
     # pip resolves, in about 8 s against 90 s for pip on the 2-core CI
     # machine (2026-12-06). pip where uv cannot be had or fails.
     if "$PY" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION" &&
-        "$VENV/bin/uv" pip install --quiet --python "$PY" -r "$REQS" &&
-        "$VENV/bin/uv" pip install --quiet --python "$PY" --no-deps -r "$MODEL_REQS"; then
+        "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$PY" -r "$REQS" &&
+        "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$PY" --no-deps -r "$MODEL_REQS"; then
         :
     else
         echo "setup: uv could not install the packages; installing them with pip"
