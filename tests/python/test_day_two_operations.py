@@ -628,8 +628,11 @@ def test_sighup_by_name_spares_the_engine_comparison_child():
 def test_a_liveness_probe_storm_during_a_long_load_is_answered_fast(tmp_path):
     """Kubernetes probes: `livenessProbe` on /v2/health/live (deploy/), each probe a new TCP
     connection. While a model's load takes 5 s (its initialize() sleeps; explicit mode, the load
-    API), 1,000 probes from 8 threads are all 200, each within 1 s (the probe's default
-    timeoutSeconds; 11 ms at most here), most of them (at least 500) before the load ends."""
+    API), 1,000 probes from 8 threads are all 200, most of them (at least 500) before the load
+    ends. Kubernetes restarts a container after 3 probes in a row fail (failureThreshold), each
+    failing past 1 s (timeoutSeconds): no thread here sees even 2 in a row past 1 s, and none
+    takes 2.5 s (a probe held behind the load would take about 5 s). 11 ms at most on an idle
+    machine; a cold CI run with four test workers on two cores saw one probe take 1.23 s."""
     repo = model(tmp_path / "repo", "slowload", SLOW.format(init=5, delay=0))
     served = launch(repo, "--model-control-mode", "explicit", log=tmp_path / "serve.log")
     host, port = served.addr["HTTP"].rsplit(":", 1)
@@ -642,9 +645,9 @@ def test_a_liveness_probe_storm_during_a_long_load_is_answered_fast(tmp_path):
     loader = threading.Thread(target=do_load)
     loader.start()
     time.sleep(0.3)
-    latencies, lock = [], threading.Lock()
+    latencies, lock = {}, threading.Lock()
 
-    def probes(n):
+    def probes(k, n):
         for _ in range(n):
             t = time.perf_counter()
             c = http.client.HTTPConnection(host, int(port), timeout=5)
@@ -652,9 +655,9 @@ def test_a_liveness_probe_storm_during_a_long_load_is_answered_fast(tmp_path):
             status = c.getresponse().status
             c.close()
             with lock:
-                latencies.append((time.perf_counter() - t, status, time.time()))
+                latencies.setdefault(k, []).append((time.perf_counter() - t, status, time.time()))
 
-    threads = [threading.Thread(target=probes, args=(125,)) for _ in range(8)]
+    threads = [threading.Thread(target=probes, args=(k, 125)) for k in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -662,9 +665,13 @@ def test_a_liveness_probe_storm_during_a_long_load_is_answered_fast(tmp_path):
     loader.join(60)
     try:
         assert load["status"] == 200
-        assert len(latencies) == 1000 and {s for _, s, _ in latencies} == {200}
-        assert max(d for d, _, _ in latencies) < 1.0, max(d for d, _, _ in latencies)
-        during = sum(1 for _, _, end in latencies if end < load["end"])
+        every = [x for per_thread in latencies.values() for x in per_thread]
+        assert len(every) == 1000 and {s for _, s, _ in every} == {200}
+        assert max(d for d, _, _ in every) < 2.5, sorted(d for d, _, _ in every)[-5:]
+        for k, seen in latencies.items():
+            slow = [d > 1.0 for d, _, _ in seen]
+            assert not any(a and b for a, b in zip(slow, slow[1:])), f"thread {k}: two probes in a row past 1 s"
+        during = sum(1 for _, _, end in every if end < load["end"])
         assert during >= 500, f"only {during} probes ran during the load: it measured little"
     finally:
         assert stop(served) == 0
