@@ -284,9 +284,9 @@ SPECS = {
     # scheduling
     "zinst": ("slow", Q + "dynamic_batching { }\ninstance_group [ { count: 3 kind: KIND_CPU } ]\n"),
     "rows": ("add", "max_batch_size: 4\n" + IO_ADD + "dynamic_batching { max_queue_delay_microseconds: 1000 }\n"),
-    # A delay well past the blocker's run (one or two seconds idle, up to
-    # about six on a machine loaded three times over), so that the rows
-    # queued behind it are still within their delay when it ends.
+    # A delay well past the blocker's run (1.6 s idle, up to about six on a
+    # machine loaded four times over), so that the rows queued behind it
+    # are still within their delay when it ends.
     "pref": ("slow", "max_batch_size: 32\n" + IO_SLOW
              + "dynamic_batching { preferred_batch_size: [ 16, 32 ] max_queue_delay_microseconds: 10000000 }\n"),
     "pref2": ("slow", "max_batch_size: 32\n" + IO_SLOW
@@ -469,15 +469,22 @@ def test_a_batched_request_over_max_batch_size_or_empty_is_refused_naming_the_in
 def test_preferred_sizes_cut_23_queued_rows_into_16_then_7_and_2_plus_1(server, pool):
     """The docs' own examples: 23 rows with preferred [16, 32] run as 16 at
     once, the other 7 after the delay; with preferred [2], three requests
-    behind a running batch run as two at once and the third alone."""
+    behind a running batch run as two at once and the third alone. The
+    blockers run BLOCK / 2 steps (about 1.6 s idle; a full BLOCK of 32 rows
+    took over the models' 10 s delay under four test workers, and then, as
+    in Triton, everything queued runs at once: 23), and every row is queued
+    before they end."""
     ready(server, "pref", "pref2")
     http = server["http"]
-    blockers = [pool.submit(post, http, "pref", slow_body(BLOCK, rows=32)),   # full: runs at once
-                pool.submit(post, http, "pref2", slow_body(BLOCK, rows=2))]    # preferred: runs at once
+    blockers = [pool.submit(post, http, "pref", slow_body(BLOCK // 2, rows=32)),   # full: runs at once
+                pool.submit(post, http, "pref2", slow_body(BLOCK // 2, rows=2))]    # preferred: runs at once
     running(http, "pref", "pref2")
     xs = np.random.default_rng(7).standard_normal((23, WIDTH)).astype(np.float32)
     rows = [pool.submit(post, http, "pref", slow_body(3, x=xs[i:i + 1])) for i in range(23)]
     threes = [pool.submit(post, http, "pref2", slow_body(3, x=xs[i:i + 1])) for i in range(3)]
+    queued(http, "pref", 23)
+    queued(http, "pref2", 3)
+    assert not any(f.done() for f in blockers), "a blocker ended before every row was queued: the test proves nothing"
     for f in blockers:
         assert f.result()[0] == 200
     want = slow_expected(xs, 3)
@@ -748,8 +755,11 @@ def test_a_reshape_with_variable_sizes_batches_only_like_shapes_and_answers_in_d
 def test_the_same_tensors_over_json_binary_and_grpc_in_any_input_order_share_one_answer(server):
     ready(server, "cadd")
     http = server["http"]
+    # Tensors no other test sends, and the statistics as a difference: the
+    # model is shared, and pytest-xdist may run its tests in any order.
     x = np.array([[1, 2, 3, 4]], np.float32)
-    y = np.array([[10, 20, 30, 40]], np.float32)
+    y = np.array([[10, 20, 30, 40.25]], np.float32)
+    before = stats(http, "cadd")
     status, a = post(http, "cadd", add_body(x, y))
     assert status == 200 and (out(a, "diff") == x - y).all()
     status, a = post(http, "cadd", add_body(x, y, order=("y", "x")))
@@ -764,9 +774,10 @@ def test_the_same_tensors_over_json_binary_and_grpc_in_any_input_order_share_one
     gins[0].set_data_from_numpy(x)
     gins[1].set_data_from_numpy(y)
     assert (g.infer("cadd", gins).as_numpy("sum") == x + y).all()
-    s = stats(http, "cadd")
-    assert (s["success"], s["miss"], s["hit"], s["exec"]) == (4, 1, 3, 1), s
-    assert s["queue"] == 4, f"Triton's queue duration counts cache hits too: {s}"
+    after = stats(http, "cadd")
+    s = {k: after[k] - before[k] for k in ("success", "miss", "hit", "exec", "queue")}
+    assert (s["success"], s["miss"], s["hit"], s["exec"]) == (4, 1, 3, 1), (before, after)
+    assert s["queue"] == 4, f"Triton's queue duration counts cache hits too: {(before, after)}"
 
 
 def test_outputs_asked_and_classification_are_never_answered_from_another_requests_entry(server):
