@@ -406,7 +406,7 @@ def test_sequence_model_unloaded_with_open_sequences_gives_their_state_back(srv)
 @pytest.fixture(scope="module")
 def abandoned(srv):
     """500 sequences of `seq_idle` (128 KiB of state each: 62.5 MiB) started and never ended; its
-    idle time (3 s) waited; 500 more started and abandoned the same way."""
+    idle time (6 s) waited; 500 more started and abandoned the same way."""
     srv.load("seq_idle")
     idle = SEQ_IDLE_US["seq_idle"] / 1e6
     try:
@@ -433,7 +433,7 @@ def abandoned(srv):
 
 
 def test_abandoned_sequences_are_closed_after_the_idle_time_and_new_ones_start(abandoned):
-    """SERVING.md "Sequence models": a sequence is closed after max_sequence_idle_microseconds (3 s
+    """SERVING.md "Sequence models": a sequence is closed after max_sequence_idle_microseconds (6 s
     here) without a request, and its next request must START it again (400 naming START, Triton's
     rule). 500 sequences started and abandoned: once idle each is closed, and 500 new ones start
     (200 each, no 503)."""
