@@ -61,17 +61,17 @@ step "tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"
 # `cargo test` above built target/debug/anemone for the CLI tests, with the
 # workspace's features; `cargo build -p anemone-cli` would resolve features
 # for that one package and rebuild part of the tree.
-# Four workers (pytest-xdist) on CI's two cores: the tests mostly wait on
-# servers, clients and sleeping models (the suite used 179% CPU at four);
-# every test picks free ports and folders of its own. `worksteal` lets an
-# idle worker take tests queued on a busy one, so no worker idles at the end.
-# Measured warm on two cores (2026-12-06): 982 s at -n 2, 818 s at -n 3,
-# 745 s at -n 4, 657 s at -n 4 with worksteal. Tests that measure time wait
-# on the server's own gauges (a request executing, queued) or compare
-# neighbours side by side, so that the extra load does not fail them
-# (docs/PERFORMANCE.md, "The test run's own time").
+# Two workers (pytest-xdist) by default: every test picks free ports and
+# folders of its own. ANEMONE_TEST_WORKERS=4 runs four with worksteal
+# (657 s warm on two cores against 982 s at two, 2026-12-06; the suite used
+# 179% CPU), but each of three cold runs at four found new tests measuring
+# too tightly for that load (all mended; docs/PERFORMANCE.md, "Four pytest
+# workers"), so CI stays at two until a cold run at four passes.
 # The 30 slowest tests are listed at the end, so a slow run shows what grew.
-ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q -n 4 --dist worksteal --durations=30 tests/python
+WORKERS="${ANEMONE_TEST_WORKERS:-2}"
+DIST=load
+if [ "$WORKERS" -gt 2 ]; then DIST=worksteal; fi
+ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q -n "$WORKERS" --dist "$DIST" --durations=30 tests/python
 # KServe's SDK clients, in a pytest of their own: their gRPC messages share
 # protobuf names with tritonclient's, which one process cannot hold both of.
 ANEMONE_KSERVE_SUITE=1 ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q tests/python/test_kserve_client.py
