@@ -102,3 +102,27 @@ def python_repository(repo, examples=(), models=()):
         (repo / name / "config.pbtxt").write_text(config)
         (repo / name / "1" / "model.py").write_text(source)
     return repo
+
+
+def until_gauges(http, what, holds, seconds=60):
+    """Polls the server's /metrics every 20 ms until `holds(gauge)`, where
+    gauge(name, model) is that per-model gauge's value; fails naming `what`
+    after `seconds`. Returns False at once when the server has no anemone
+    gauges (a peer such as tritonserver), True once `holds`."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while True:
+        r = requests.get(f"http://{http}/metrics", timeout=10)
+        if r.status_code != 200 or "anemone_inference_requests_in_flight" not in r.text:
+            return False
+
+        def gauge(name, model, text=r.text):
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith(name + "{") and f'model="{model}"' in line)
+        if holds(gauge):
+            return True
+        assert time.monotonic() < deadline, f"{what} within {seconds} s"
+        time.sleep(0.02)

@@ -35,7 +35,7 @@ import tritonclient.http as httpclient
 from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper as nh
-from serve_support import start_serve, stop_serve
+from serve_support import start_serve, stop_serve, until_gauges
 from tritonclient.utils import InferenceServerException
 
 # ---------------------------------------------------------------- models
@@ -222,20 +222,8 @@ def stats(http, model):
             "batches": {b["batch_size"]: b["compute_infer"]["count"] for b in s["batch_stats"]}}
 
 
-def _until(http, what, holds, seconds=60):
-    """Polls /metrics every 20 ms until `holds(gauge)` (gauge(name, model):
-    that gauge's value for the model), failing after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        text = requests.get(f"http://{http}/metrics", timeout=10).text
-
-        def gauge(name, model):
-            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                       if line.startswith(name + "{") and f'model="{model}"' in line)
-        if holds(gauge):
-            return
-        assert time.monotonic() < deadline, f"{what} within {seconds} s"
-        time.sleep(0.02)
+def _until(http, what, holds):
+    assert until_gauges(http, what, holds), "the server has no anemone gauges in /metrics"
 
 
 def running(http, *models):
