@@ -667,14 +667,20 @@ def test_when_no_candidate_can_take_it_the_model_stays_and_to_is_none(served):
 # ------------------------------------------------------- ONNX Runtime's options
 
 
-def _mean_call(server, model, n=3):
+def _fastest_call(server, model, n=4):
+    """The fastest of `n` calls (after a first), and the first's answer: the
+    fastest is what the model costs, whatever a neighbour's load added to
+    the others (a mean of three read a folded model's 7 ms as 28 ms beside
+    three other test workers)."""
     x = [fp32("x", [1.0])]
     first = server.infer(model, x)
     assert first.status_code == 200, first.text
-    started = time.perf_counter()
+    times = []
     for _ in range(n):
+        started = time.perf_counter()
         assert server.infer(model, x).status_code == 200
-    return (time.perf_counter() - started) / n, first.json()["outputs"][0]["data"]
+        times.append(time.perf_counter() - started)
+    return min(times), first.json()["outputs"][0]["data"]
 
 
 def test_graph_optimization_levels_take_effect_and_triton_numbers_map_to_them(served):
@@ -688,7 +694,7 @@ def test_graph_optimization_levels_take_effect_and_triton_numbers_map_to_them(se
     want = ort.InferenceSession(str(model)).run(None, {"x": np.ones(1, np.float32)})[0]
     times = {}
     for name in ("fold_all", "fold_basic", "fold_triton_basic", "fold_off", "fold_triton_off"):
-        times[name], got = _mean_call(served, name)
+        times[name], got = _fastest_call(served, name)
         np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=name)
     fast = max(times["fold_all"], times["fold_basic"], times["fold_triton_basic"])
     slow = min(times["fold_off"], times["fold_triton_off"])
