@@ -540,8 +540,11 @@ def test_rsync_of_another_commit_one_file_at_a_time_settles_on_it(tmp_path, serv
         assert status == 200, f"a request got {status}: {version}"
         assert any(np.allclose(y, a) for a in allowed[version]), f"v{version} answered {y}"
     assert not (tmp_path / "m" / "notes.txt").exists()
+    # The last file's poll may still be reloading the model (a Python stub's
+    # start took seconds beside three other test workers): meanwhile a
+    # request for version 1 is 503 "is loading"; once it ends, 404.
+    wait_for(lambda: http.infer("m", 1).status_code == 404)
     assert http.rows("m") == [("2", "READY")]
-    assert http.infer("m", 1).status_code == 404
 
 
 # ---------------------------------------------------------------- versions and version policies
