@@ -835,7 +835,14 @@ def check_answer(cmd, out, served):
             assert [e["LETTER"] for _, e in events] == [c.upper() for c in body["TEXT"]], events
             pace = 0.1  # spell_each/config.pbtxt: "one response per code point, 100 ms apart"
         if re.search(r"curl -s?N", cmd):
-            assert len(events) > 1 and np.diff([t for t, _ in events]).min() > 0.6 * pace, (events, pace)
+            # Unbuffered: the events come over the stream's whole length, each
+            # on its own. One gap may be short: a neighbour's load that delays
+            # one event shortens the gap after it (44 ms, then 104, 159, 90 at
+            # 100 ms apart beside three other test workers); events held and
+            # sent in pairs shorten every other gap.
+            gaps = np.sort(np.diff([t for t, _ in events]))
+            assert len(events) > 1 and gaps.sum() > 0.6 * pace * len(gaps), (events, pace)
+            assert len(gaps) == 1 or gaps[1:].min() > 0.5 * pace, (events, pace)
 
 
 def series_values(text_):
