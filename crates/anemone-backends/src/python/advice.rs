@@ -1,8 +1,8 @@
 //! What a failed model.py's message tells its user to do next.
 
 /// What to change after model.py failed with `error`: a module it imports
-/// is not installed where `python` looks (the model.py is fine), or else
-/// `otherwise`.
+/// is not installed where `python` looks, or numpy is there but does not
+/// import (the model.py is fine either way), or else `otherwise`.
 pub(crate) fn what_to_fix(error: &str, python: &std::path::Path, otherwise: &str) -> String {
     let missing = error
         .split("No module named '")
@@ -20,6 +20,16 @@ pub(crate) fn what_to_fix(error: &str, python: &std::path::Path, otherwise: &str
                 python = python.display()
             )
         }
+        // numpy there but not importable (built for another Python or
+        // another numpy ABI): the backend's probe finds numpy without
+        // importing it, so this is where a broken one shows.
+        None if error.contains("ImportError") && error.contains("numpy") => format!(
+            "the Python that runs this model cannot import numpy: reinstall it there \
+             (`{python} -m pip install --force-reinstall numpy`), or point `anemone serve \
+             --python` (ANEMONE_PYTHON), or the model's EXECUTION_ENV_PATH, at an environment \
+             whose numpy imports",
+            python = python.display()
+        ),
         None => otherwise.to_string(),
     }
 }

@@ -508,4 +508,15 @@ fn a_missing_module_is_to_be_installed_not_fixed_in_model_py() {
         super::advice::what_to_fix("NameError: name 'x' is not defined", python, "fix model.py"),
         "fix model.py"
     );
+    let broken = super::advice::what_to_fix(
+        "ImportError: numpy.core.multiarray failed to import",
+        python,
+        "fix model.py",
+    );
+    assert!(
+        broken.contains("cannot import numpy")
+            && broken.contains("/opt/venv/bin/python -m pip install --force-reinstall numpy")
+            && !broken.contains("fix model.py"),
+        "{broken}"
+    );
 }
