@@ -839,10 +839,19 @@ def check_answer(cmd, out, served):
             # on its own. One gap may be short: a neighbour's load that delays
             # one event shortens the gap after it (44 ms, then 104, 159, 90 at
             # 100 ms apart beside three other test workers); events held and
-            # sent in pairs shorten every other gap.
-            gaps = np.sort(np.diff([t for t, _ in events]))
-            assert len(events) > 1 and gaps.sum() > 0.6 * pace * len(gaps), (events, pace)
-            assert len(gaps) == 1 or gaps[1:].min() > 0.5 * pace, (events, pace)
+            # sent in pairs shorten every other gap. A machine that stalls the
+            # server or curl for a few hundred ms bunches them too (gaps of 2,
+            # 8, 27 and 120 ms once, beside three test workers on two cores),
+            # so the stream is read a second time before failing: a stream
+            # that is held back bunches its events every time.
+            def paced(events):
+                gaps = np.sort(np.diff([t for t, _ in events]))
+                return len(events) > 1 and gaps.sum() > 0.6 * pace * len(gaps) and \
+                    (len(gaps) == 1 or gaps[1:].min() > 0.5 * pace)
+            if not paced(events):
+                again = [(t, json.loads(l[len("data: "):])) for t, l in run_logged(cmd, served)
+                         if l.startswith("data: ")]
+                assert paced(again), (events, again, pace)
 
 
 def series_values(text_):
