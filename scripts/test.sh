@@ -61,14 +61,14 @@ step "tritonclient suite (HTTP JSON, HTTP binary, gRPC) against anemone serve"
 # `cargo test` above built target/debug/anemone for the CLI tests, with the
 # workspace's features; `cargo build -p anemone-cli` would resolve features
 # for that one package and rebuild part of the tree.
-# Two workers (pytest-xdist) by default: every test picks free ports and
-# folders of its own. ANEMONE_TEST_WORKERS=4 runs four with worksteal
-# (657 s warm on two cores against 982 s at two, 2026-12-06; the suite used
-# 179% CPU), but each of three cold runs at four found new tests measuring
-# too tightly for that load (all mended; docs/PERFORMANCE.md, "Four pytest
-# workers"), so CI stays at two until a cold run at four passes.
+# Four workers (pytest-xdist) by default, work-stealing: every test picks
+# free ports and folders of its own, and the suite is CPU-bound (657 s warm
+# on two cores against 982 s at two workers, 2026-12-06). Runs at four found
+# tests measuring too tightly for that load, all mended (docs/PERFORMANCE.md,
+# "Four pytest workers"); the cold run of 2026-12-07 passed at four.
+# ANEMONE_TEST_WORKERS=2 runs two (load-balanced, not work-stealing).
 # The 30 slowest tests are listed at the end, so a slow run shows what grew.
-WORKERS="${ANEMONE_TEST_WORKERS:-2}"
+WORKERS="${ANEMONE_TEST_WORKERS:-4}"
 DIST=load
 if [ "$WORKERS" -gt 2 ]; then DIST=worksteal; fi
 ANEMONE_BIN="$PWD/target/debug/anemone" .venv/bin/python -m pytest -q -n "$WORKERS" --dist "$DIST" --durations=30 tests/python
