@@ -12,7 +12,7 @@ use std::sync::Arc;
 fn python() -> Option<PathBuf> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     for candidate in [venv, PathBuf::from("python3")] {
-        if probe(&candidate).is_available() {
+        if probe::probe(&candidate).is_available() {
             return Some(candidate);
         }
     }
@@ -172,7 +172,7 @@ fn a_process_that_dies_is_named_with_its_last_words_and_started_again() {
 
 #[test]
 fn a_missing_interpreter_or_numpy_is_explained() {
-    let reason = match probe(Path::new("/nonexistent/python3")) {
+    let reason = match probe::probe(Path::new("/nonexistent/python3")) {
         Probe::Unavailable { reason } => reason,
         other => panic!("{other:?}"),
     };
