@@ -22,6 +22,7 @@ mod metrics;
 mod probe;
 mod process;
 mod pump;
+mod reap;
 mod stderr_log;
 mod watch;
 

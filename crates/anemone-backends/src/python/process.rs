@@ -5,6 +5,7 @@
 use super::advice::{traceback_hint, what_to_fix};
 use super::bls::{self, Cancels};
 use super::pump::{self, Pending, Pump, Received};
+use super::reap;
 use super::stderr_log;
 use super::watch::Watched;
 use super::wire::{self, Reply};
@@ -117,8 +118,12 @@ pub(crate) struct Launch {
 
 /// A running process.
 pub(crate) struct Process {
-    /// Shared with the watchdog of `initialize` ([`Process::start`]).
+    /// Shared with the watchdog of `initialize` ([`Process::start`]) and
+    /// the log thread, which reaps it should it end on its own (`reap.rs`).
     child: Arc<Mutex<Child>>,
+    /// Set once anemone ends the process itself (`finalize`, a kill): its
+    /// end is then not logged as news (`reap.rs`).
+    asked_to_end: Arc<AtomicBool>,
     /// Shared with the pump's threads, which answer requests to other models.
     stdin: Arc<Mutex<ChildStdin>>,
     from: Reading,
@@ -267,13 +272,31 @@ impl Process {
         }
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr = child.stderr.take().expect("stderr is piped");
-        let (model, lines) = (launch.model.clone(), Arc::clone(&tail));
-        let logging = std::thread::Builder::new()
-            .name(format!("python-log-{}", launch.model))
-            .spawn(move || stderr_log::log_lines(&model, stderr, &lines))
-            .map_err(|e| Error::Internal(format!("cannot start a log thread: {e}")))?;
         let stdin = Arc::new(Mutex::new(child.stdin.take().expect("stdin is piped")));
         let stdout = child.stdout.take().expect("stdout is piped");
+        let child = Arc::new(Mutex::new(child));
+        let asked_to_end = Arc::new(AtomicBool::new(false));
+        let kill = |child: &Mutex<Child>| {
+            asked_to_end.store(true, Ordering::SeqCst);
+            let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = child.kill();
+            let _ = child.wait();
+        };
+        let (model, lines) = (launch.model.clone(), Arc::clone(&tail));
+        let (reaped, asked) = (Arc::clone(&child), Arc::clone(&asked_to_end));
+        let logging = std::thread::Builder::new()
+            .name(format!("python-log-{}", launch.model))
+            .spawn(move || {
+                stderr_log::log_lines(&model, stderr, &lines);
+                reap::once_ended(&model, &reaped, &asked, &lines);
+            });
+        let logging = match logging {
+            Ok(logging) => logging,
+            Err(e) => {
+                kill(&child);
+                return Err(Error::Internal(format!("cannot start a log thread: {e}")));
+            }
+        };
         let cancels = Arc::new(Cancels::default());
         let from = match launch.decoupled {
             false => Reading::Direct(stdout),
@@ -283,8 +306,7 @@ impl Process {
                 match Pump::start(launch, caller.cloned(), stdout, stdin, tail, cancels) {
                     Ok(pump) => Reading::Pumped(pump),
                     Err(e) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
+                        kill(&child);
                         return Err(e);
                     }
                 }
@@ -293,7 +315,8 @@ impl Process {
         Ok(Process {
             stdin,
             from,
-            child: Arc::new(Mutex::new(child)),
+            child,
+            asked_to_end,
             tail,
             cancels,
             logging,
@@ -331,12 +354,13 @@ impl Process {
         let limit = init_timeout();
         let (done, watched) = std::sync::mpsc::channel::<()>();
         let (child, fired) = (Arc::clone(&self.child), Arc::new(AtomicBool::new(false)));
-        let killed = Arc::clone(&fired);
+        let (killed, asked) = (Arc::clone(&fired), Arc::clone(&self.asked_to_end));
         let watchdog = std::thread::Builder::new()
             .name(format!("python-init-{}", launch.model))
             .spawn(move || {
                 if watched.recv_timeout(limit) == Err(RecvTimeoutError::Timeout) {
                     killed.store(true, Ordering::SeqCst);
+                    asked.store(true, Ordering::SeqCst);
                     let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
                 }
             })
@@ -439,6 +463,7 @@ impl Process {
                     std::thread::sleep(Duration::from_millis(10))
                 }
                 _ => {
+                    self.asked_to_end.store(true, Ordering::SeqCst);
                     let _ = self.child().kill();
                     let _ = self.child().wait();
                     break format!("still running after {io}; killed");
@@ -495,6 +520,7 @@ impl Process {
     /// Runs `finalize` and waits for the process to end, killing it after
     /// [`FINALIZE_WAIT`].
     pub(crate) fn finalize(self, model: &str) {
+        self.asked_to_end.store(true, Ordering::SeqCst);
         let fin = wire::frame(&serde_json::json!({ "op": "finalize" }), &[]);
         if let Ok(frame) = fin {
             let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
@@ -539,6 +565,7 @@ impl Drop for Process {
     /// Leaves no process behind, nor a zombie: one still running (its
     /// frames no longer make sense, or `finalize` was not sent) is killed.
     fn drop(&mut self) {
+        self.asked_to_end.store(true, Ordering::SeqCst);
         if !matches!(self.child().try_wait(), Ok(Some(_))) {
             let _ = self.child().kill();
         }

@@ -35,6 +35,7 @@ import importlib.util
 import inspect
 import json
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -345,6 +346,10 @@ def failure(stage, error):
     return {"ok": False, "error": f"{stage}: {type(error).__name__}: {message}", "traceback": text}
 
 
+def _left_to_anemone(signum, frame):
+    """SIGINT and SIGTERM: anemone ends this process (main)."""
+
+
 def watch_parent():
     """Ends this process once anemone is gone (the parent changes: anemone
     exited, even killed), also while a model's execute() never returns,
@@ -367,6 +372,14 @@ def close_quietly(*files):
 
 
 def main():
+    # As Triton's stub does: SIGINT and SIGTERM sent to the whole process
+    # group (a terminal's Ctrl-C, an init that forwards signals to the
+    # group) are for anemone to act on, which ends this process after the
+    # model's finalize(). Without this, Ctrl-C killed every model process
+    # before its finalize ran. A handler that does nothing, not SIG_IGN,
+    # which a program the model starts would inherit through exec.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _left_to_anemone)
     model_py = sys.argv[1]
     # As in Triton's embedded interpreter: the model sees no command line
     # (unittest.main() in a model reads it).

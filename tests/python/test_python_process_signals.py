@@ -1,0 +1,193 @@
+"""Python models' processes and signals (docs/SERVING.md, "Shutdown" and "A
+process that dies").
+
+A terminal's Ctrl-C sends SIGINT to the whole foreground process group, and
+an init that forwards signals to the group (dumb-init's default) sends it
+SIGTERM: the server and every Python model process get the signal at once.
+As in Triton (whose stub's handler skips SIGINT and SIGTERM), the model
+processes leave it to the server, which runs each instance's finalize() and
+then ends them. Before session 50 the processes died of the signal, and no
+finalize() ran.
+
+A process that ends while no request runs (the OOM killer, a model's own
+thread calling os._exit) is reaped at once and logged then; before session
+50 it stayed a zombie until the model's next request or unload, and nothing
+was logged until that request.
+
+Each test starts its own server in a process group of its own, its log in a
+file, and sends the signals as a terminal or an init would.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from serve_support import ROOT, python_repository, wait_ready
+
+CONFIG = """
+name: "{name}"
+backend: "python"
+max_batch_size: 0
+input [ {{ name: "X" data_type: TYPE_FP32 dims: [ 2 ] }} ]
+output [ {{ name: "Y" data_type: TYPE_FP32 dims: [ 2 ] }} ]
+instance_group [ {{ count: {count} kind: KIND_CPU }} ]
+"""
+
+# initialize() starts a program (sleep) and notes its pid; finalize() ends
+# it with SIGTERM and writes, in a file of its own process, how the program
+# ended: minus the signal that ended it, or "ignored SIGTERM" had the
+# model's process handed an ignored SIGTERM down through exec.
+MODEL = """
+import os
+import subprocess
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+SIDE = {side!r}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.sleeper = subprocess.Popen(["sleep", "120"])
+        with open(os.path.join(SIDE, "started.%d" % os.getpid()), "w") as f:
+            f.write(str(self.sleeper.pid))
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            pid = np.array([os.getpid(), 0], dtype=np.float32)
+            y = x * 2 + 1 if x[0] >= 0 else pid
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", y.astype(np.float32))]))
+        return out
+
+    def finalize(self):
+        self.sleeper.terminate()
+        try:
+            code = self.sleeper.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.sleeper.kill()
+            code = "ignored SIGTERM"
+        with open(os.path.join(SIDE, "finalized.%d" % os.getpid()), "w") as f:
+            f.write(str(code))
+"""
+
+
+def boot(tmp_path, count=2):
+    """A server in a process group of its own (as a shell's job, or an
+    init's child), serving `pm` with `count` instances; its log in a file."""
+    side = tmp_path / "side"
+    side.mkdir()
+    repo = python_repository(
+        tmp_path / "repo",
+        models=[("pm", CONFIG.format(name="pm", count=count), MODEL.format(side=str(side)))],
+    )
+    log = open(tmp_path / "serve.log", "w")
+    env = dict(os.environ)
+    env.setdefault("ANEMONE_PYTHON", sys.executable)
+    binary = os.environ.get("ANEMONE_BIN", str(ROOT / "target/debug/anemone"))
+    proc = subprocess.Popen(
+        [binary, "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
+         "--exit-timeout-secs", "10"],
+        stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True,
+    )
+    http = None
+    while http is None:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"anemone serve exited early with status {proc.wait()}: {(tmp_path / 'serve.log').read_text()}")
+        kind, _, rest = line.partition(" listening on ")
+        if kind == "HTTP":
+            http = rest.strip()
+    wait_ready(http)
+    return {"proc": proc, "http": http, "side": side, "log": tmp_path / "serve.log"}
+
+
+def infer(http, x):
+    body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [2], "data": list(map(float, x))}]}
+    request = urllib.request.Request(
+        f"http://{http}/v2/models/pm/infer", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as r:
+        return json.loads(r.read())["outputs"][0]["data"]
+
+
+def notes(side, prefix):
+    return {p.name.split(".", 1)[1]: p.read_text() for p in side.glob(prefix + ".*")}
+
+
+def children(pid):
+    """(pid, state) of `pid`'s child processes."""
+    out = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append((int(entry), fields[0]))
+    return out
+
+
+def alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "group-sigterm"])
+def test_a_signal_to_the_whole_group_runs_every_finalize(tmp_path, signum):
+    """The signal goes to the server and both model processes at once (os.killpg, as the terminal's Ctrl-C or
+    dumb-init's forwarding does): the server exits 0 and each instance's finalize() ran, in a process that had
+    been started for it; the program each one started, in the group too, was ended by the signal (its handler
+    not inherited: a program ignoring SIGTERM would outlive finalize's terminate())."""
+    s = boot(tmp_path, count=2)
+    x = np.array([1.5, -0.0], dtype=np.float32)
+    np.testing.assert_allclose(infer(s["http"], x), x * 2 + 1, rtol=1e-6)
+    started = notes(s["side"], "started")
+    assert len(started) == 2, started
+    os.killpg(s["proc"].pid, signum)
+    assert s["proc"].wait(timeout=30) == 0, s["log"].read_text()
+    finalized = notes(s["side"], "finalized")
+    assert finalized == {pid: str(-signum) for pid in started}, (
+        f"finalize() must run in each model process ({sorted(started)}), its program ended by the signal; "
+        f"got {finalized}; the log: {s['log'].read_text()}"
+    )
+    for sleeper in started.values():
+        assert not alive(int(sleeper)), f"the program a model started ({sleeper}) outlived the server"
+
+
+def test_a_process_that_dies_while_idle_is_reaped_and_logged_at_once(tmp_path):
+    """SIGKILL to an idle model process (as the OOM killer sends): within 2.5 s it is no zombie of the server's
+    and the log names the model and the signal, before any request; the next request is answered by a new
+    process, and a stop still runs finalize() in the processes that are left."""
+    s = boot(tmp_path, count=1)
+    try:
+        pid = int(infer(s["http"], [-1.0, 0.0])[0])
+        assert any(p == pid for p, _ in children(s["proc"].pid)), "the model's process is the server's child"
+        os.kill(pid, signal.SIGKILL)
+        # Its program is orphaned by the kill, as it would be by the OOM killer.
+        os.kill(int(notes(s["side"], "started")[str(pid)]), signal.SIGKILL)
+        deadline = time.time() + 2.5
+        while any(p == pid for p, _ in children(s["proc"].pid)) and time.time() < deadline:
+            time.sleep(0.05)
+        left = [c for c in children(s["proc"].pid) if c[0] == pid]
+        assert not left, f"the killed model process is still a child of the server (state {left}): a zombie"
+        log = s["log"].read_text()
+        assert "model 'pm' ended (signal: 9 (SIGKILL))" in log, log
+        x = np.array([3.0, 4.0], dtype=np.float32)
+        np.testing.assert_allclose(infer(s["http"], x), x * 2 + 1, rtol=1e-6)
+        again = int(infer(s["http"], [-1.0, 0.0])[0])
+        assert again != pid
+    finally:
+        s["proc"].send_signal(signal.SIGTERM)
+        assert s["proc"].wait(timeout=30) == 0
+    assert set(notes(s["side"], "finalized")) == {str(again)}
+    assert s["log"].read_text().count("ended (signal") == 1, "a stop is no end to log as news"
