@@ -43,8 +43,10 @@ instance_group [ {{ count: {count} kind: KIND_CPU }} ]
 # ended: minus the signal that ended it, or "ignored SIGTERM" had the
 # model's process handed an ignored SIGTERM down through exec.
 MODEL = """
+import multiprocessing
 import os
 import subprocess
+import time
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -53,6 +55,7 @@ SIDE = {side!r}
 
 class TritonPythonModel:
     def initialize(self, args):
+        time.sleep({init_sleep})
         self.sleeper = subprocess.Popen(["sleep", "120"])
         with open(os.path.join(SIDE, "started.%d" % os.getpid()), "w") as f:
             f.write(str(self.sleeper.pid))
@@ -61,8 +64,23 @@ class TritonPythonModel:
         out = []
         for r in requests:
             x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
-            pid = np.array([os.getpid(), 0], dtype=np.float32)
-            y = x * 2 + 1 if x[0] >= 0 else pid
+            if x[0] == -2:
+                # A process the model forks is ended by SIGTERM, as
+                # multiprocessing's Pool.terminate() expects of its workers.
+                child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+                child.start()
+                child.terminate()
+                child.join(5)
+                if child.exitcode is None:
+                    child.kill()
+                    child.join()
+                    y = np.array([-999, 0])
+                else:
+                    y = np.array([child.exitcode, 0])
+            elif x[0] < 0:
+                y = np.array([os.getpid(), 0])
+            else:
+                y = x * 2 + 1
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", y.astype(np.float32))]))
         return out
 
@@ -78,15 +96,17 @@ class TritonPythonModel:
 """
 
 
-def boot(tmp_path, count=2):
+def boot(tmp_path, count=2, slow=False):
     """A server in a process group of its own (as a shell's job, or an
-    init's child), serving `pm` with `count` instances; its log in a file."""
+    init's child), serving `pm` with `count` instances; its log in a file.
+    With `slow`, a model `slow` too, whose initialize() takes 120 s: the
+    server is then not ready, and `pm` is waited for alone."""
     side = tmp_path / "side"
     side.mkdir()
-    repo = python_repository(
-        tmp_path / "repo",
-        models=[("pm", CONFIG.format(name="pm", count=count), MODEL.format(side=str(side)))],
-    )
+    models = [("pm", CONFIG.format(name="pm", count=count), MODEL.format(side=str(side), init_sleep=0))]
+    if slow:
+        models.append(("slow", CONFIG.format(name="slow", count=1), MODEL.format(side=str(side), init_sleep=120)))
+    repo = python_repository(tmp_path / "repo", models=models)
     log = open(tmp_path / "serve.log", "w")
     env = dict(os.environ)
     env.setdefault("ANEMONE_PYTHON", sys.executable)
@@ -104,8 +124,37 @@ def boot(tmp_path, count=2):
         kind, _, rest = line.partition(" listening on ")
         if kind == "HTTP":
             http = rest.strip()
-    wait_ready(http)
+    if slow:
+        wait_model_ready(http, "pm")
+    else:
+        wait_ready(http)
     return {"proc": proc, "http": http, "side": side, "log": tmp_path / "serve.log"}
+
+
+def wait_model_ready(http, name, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{http}/v2/models/{name}/ready", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"model '{name}' was not ready within {seconds} s")
+
+
+def model_processes(repo_marker):
+    """Pids of processes whose command line names `repo_marker` (a model.py path), wherever their parent."""
+    out = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if repo_marker in cmd and alive(int(entry)):
+            out.append(int(entry))
+    return out
 
 
 def infer(http, x):
@@ -191,3 +240,37 @@ def test_a_process_that_dies_while_idle_is_reaped_and_logged_at_once(tmp_path):
         assert s["proc"].wait(timeout=30) == 0
     assert set(notes(s["side"], "finalized")) == {str(again)}
     assert s["log"].read_text().count("ended (signal") == 1, "a stop is no end to log as news"
+
+
+def test_ctrl_c_while_a_model_is_still_in_initialize_stops_at_once(tmp_path):
+    """Ctrl-C while `slow` is still in its 120 s initialize(): the server exits 0 within 3 s (it waited its whole
+    6 s finalize bound for that process before session 50), the loaded model's finalize() ran, and no process
+    running either model.py is left (`slow` gets no finalize(): it never loaded, as in Triton)."""
+    s = boot(tmp_path, count=1, slow=True)
+    x = np.array([0.5, 2.0], dtype=np.float32)
+    np.testing.assert_allclose(infer(s["http"], x), x * 2 + 1, rtol=1e-6)
+    slow = str(tmp_path / "repo" / "slow" / "1" / "model.py")
+    assert model_processes(slow), "the slow model's process should be in its initialize()"
+    start = time.time()
+    os.killpg(s["proc"].pid, signal.SIGINT)
+    assert s["proc"].wait(timeout=30) == 0, s["log"].read_text()
+    took = time.time() - start
+    assert took < 3.0, f"the server took {took:.1f} s to stop; the log: {s['log'].read_text()}"
+    assert len(notes(s["side"], "finalized")) == 1, notes(s["side"], "finalized")
+    deadline = time.time() + 2.0
+    while model_processes(slow) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not model_processes(slow), "the slow model's process outlived the server"
+
+
+def test_a_process_the_model_forks_is_still_ended_by_sigterm(tmp_path):
+    """The model forks a process (multiprocessing, fork context) and terminates it: SIGTERM ends it (-15). The
+    model process's own handler must not pass to it: multiprocessing's Pool.terminate(), which leaving
+    `with Pool()` calls, waits for its workers after SIGTERM, and hung (a run of test_python_backend's fork
+    test did, as this fix was first written)."""
+    s = boot(tmp_path, count=1)
+    try:
+        assert infer(s["http"], [-2.0, 0.0])[0] == -15
+    finally:
+        s["proc"].send_signal(signal.SIGTERM)
+        assert s["proc"].wait(timeout=30) == 0

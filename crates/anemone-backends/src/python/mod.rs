@@ -17,6 +17,7 @@ mod autocomplete;
 mod bls;
 pub mod config;
 mod env;
+mod init_watchdog;
 #[cfg(unix)]
 mod metrics;
 mod probe;
@@ -98,15 +99,26 @@ pub fn environment_interpreter(env: &Path) -> Result<(PathBuf, PathBuf)> {
 /// (each runs its `finalize` when its model is dropped); whether they all
 /// did. A server exiting calls it once its models are unloaded, so that
 /// what `finalize` does (and logs) is not cut short.
+///
+/// Meanwhile a process still importing its model.py or in `initialize`
+/// (a model loading as the server stops) is killed at once, its load
+/// failing with "the server is stopping": no `finalize` is owed to it,
+/// and a long `initialize` (weights downloading) would otherwise hold the
+/// exit for `limit`.
 pub fn wait_for_finalize(limit: std::time::Duration) -> bool {
+    use std::sync::atomic::Ordering;
+    init_watchdog::STOPPING.store(true, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + limit;
+    let mut ended = true;
     while process::running() > 0 {
         if std::time::Instant::now() >= deadline {
-            return false;
+            ended = false;
+            break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    true
+    init_watchdog::STOPPING.store(false, Ordering::SeqCst);
+    ended
 }
 
 /// The interpreter: [`PYTHON_ENV`] when set, else `python3`.

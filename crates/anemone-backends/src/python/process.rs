@@ -4,6 +4,7 @@
 
 use super::advice::{traceback_hint, what_to_fix};
 use super::bls::{self, Cancels};
+use super::init_watchdog::InitWatchdog;
 use super::pump::{self, Pending, Pump, Received};
 use super::reap;
 use super::stderr_log;
@@ -16,7 +17,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,20 +37,6 @@ const CALLS_ENV: &str = "ANEMONE_PYTHON_CALLS";
 const BOOT: &str = "import os; exec(compile(os.environ.pop('ANEMONE_PYTHON_STUB'), \
                     'anemone_python_stub.py', 'exec'))";
 
-/// The environment variable that bounds a process's import and
-/// `initialize`, in seconds ([`DEFAULT_INIT_TIMEOUT`] when unset).
-pub(crate) const INIT_TIMEOUT_ENV: &str = "ANEMONE_PYTHON_INIT_TIMEOUT_S";
-
-/// How long a model.py may take to import and `initialize` by default:
-/// long enough to download weights, short of waiting without end.
-const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// [`INIT_TIMEOUT_ENV`]'s bound, or the default (with a warning for a
-/// value that is not a positive number of seconds).
-fn init_timeout() -> Duration {
-    env_seconds(INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT, false)
-}
-
 /// The environment variable that bounds how long an instance of a model
 /// that is not decoupled waits for the final responses sent through its
 /// response sender after `execute` returned (read by the stub).
@@ -67,7 +53,7 @@ fn sender_wait() -> Duration {
 /// A number of seconds from the environment variable `name`, or `default`
 /// when it is unset, or, with a warning naming it, when it is not a
 /// positive number (or 0, where `zero` allows it).
-fn env_seconds(name: &str, default: Duration, zero: bool) -> Duration {
+pub(super) fn env_seconds(name: &str, default: Duration, zero: bool) -> Duration {
     let Some(text) = std::env::var_os(name) else {
         return default;
     };
@@ -343,45 +329,18 @@ impl Process {
 
     /// [`Process::exchange`] for a fresh process's first frame (`initialize`,
     /// `auto_complete_config`): a process that has not imported the
-    /// model.py and answered within [`init_timeout`] is killed, and the
-    /// error says so.
+    /// model.py and answered within its bound, or that is still at it when
+    /// the server stops, is killed, and the error says so
+    /// ([`InitWatchdog`]).
     pub(crate) fn exchange_bounded(
         &mut self,
         frame: &[u8],
         launch: &Launch,
         caller: Option<&Caller>,
     ) -> Result<(Reply, Bytes)> {
-        let limit = init_timeout();
-        let (done, watched) = std::sync::mpsc::channel::<()>();
-        let (child, fired) = (Arc::clone(&self.child), Arc::new(AtomicBool::new(false)));
-        let (killed, asked) = (Arc::clone(&fired), Arc::clone(&self.asked_to_end));
-        let watchdog = std::thread::Builder::new()
-            .name(format!("python-init-{}", launch.model))
-            .spawn(move || {
-                if watched.recv_timeout(limit) == Err(RecvTimeoutError::Timeout) {
-                    killed.store(true, Ordering::SeqCst);
-                    asked.store(true, Ordering::SeqCst);
-                    let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
-                }
-            })
-            .map_err(|e| Error::Internal(format!("cannot start a watchdog thread: {e}")))?;
+        let watchdog = InitWatchdog::start(&launch.model, &self.child, &self.asked_to_end)?;
         let reply = self.exchange(frame, launch, caller, None);
-        drop(done);
-        let _ = watchdog.join();
-        if fired.load(Ordering::SeqCst) {
-            return Err(Error::Backend {
-                backend: NAME.into(),
-                message: format!(
-                    "model.py of model '{}' did not finish importing and initialize() within {} s, \
-                     and its process was killed; see what it waits for (the log has its output), \
-                     or give it longer with {INIT_TIMEOUT_ENV}",
-                    launch.model,
-                    limit.as_secs_f64()
-                ),
-                retryable: false,
-                source: None,
-            });
-        }
+        watchdog.finish(&launch.model)?;
         reply
     }
 

@@ -346,8 +346,35 @@ def failure(stage, error):
     return {"ok": False, "error": f"{stage}: {type(error).__name__}: {message}", "traceback": text}
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_forking = threading.local()
+
+
 def _left_to_anemone(signum, frame):
     """SIGINT and SIGTERM: anemone ends this process (main)."""
+
+
+def _block_signals():
+    """Before a fork, in the thread that forks: _SIGNALS wait."""
+    _forking.mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+
+
+def _unblock_signals():
+    """After a fork, in the model's process: the mask as it was."""
+    mask = getattr(_forking, "mask", None)
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _restore_signals(previous):
+    """In a process the model forks: the handlers Python started with,
+    then the mask as it was (a signal sent meanwhile is taken now)."""
+    for signum, handler in previous.items():
+        try:
+            signal.signal(signum, handler)
+        except (ValueError, OSError):
+            pass
+    _unblock_signals()
 
 
 def watch_parent():
@@ -377,9 +404,19 @@ def main():
     # group) are for anemone to act on, which ends this process after the
     # model's finalize(). Without this, Ctrl-C killed every model process
     # before its finalize ran. A handler that does nothing, not SIG_IGN,
-    # which a program the model starts would inherit through exec.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _left_to_anemone)
+    # which a program the model starts would inherit through exec; and a
+    # process the model forks gets the usual handlers back, since
+    # multiprocessing's Pool.terminate() (on leaving `with Pool()`) ends its
+    # workers with SIGTERM and waits for them. The two signals are blocked
+    # across the fork, so that one sent to the child before its handlers
+    # are back is not lost to ours.
+    previous = {signum: signal.signal(signum, _left_to_anemone) for signum in _SIGNALS}
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            before=_block_signals,
+            after_in_parent=_unblock_signals,
+            after_in_child=partial(_restore_signals, previous),
+        )
     model_py = sys.argv[1]
     # As in Triton's embedded interpreter: the model sees no command line
     # (unittest.main() in a model reads it).
