@@ -14,6 +14,7 @@ mod config_file;
 mod config_show;
 mod doctor;
 mod env_names;
+mod exit;
 mod grpc_args;
 mod health_args;
 mod infer;
@@ -254,7 +255,7 @@ fn main() -> ExitCode {
         }
     });
     if let Err(e) = logging {
-        return failed(&e);
+        return ExitCode::from(failed(&e));
     }
     triton_flags::warn(&ignored_triton_flags);
     output::quiet_panics();
@@ -285,8 +286,8 @@ fn main() -> ExitCode {
             output::panic_message(&*panic)
         ))
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match result {
+        Ok(()) => 0,
         Err(e)
             if cli.log_format == logging::LogFormat::Json
                 && tracing::enabled!(tracing::Level::ERROR) =>
@@ -301,20 +302,24 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => failed(&e),
+    };
+    if let Command::Serve(_) = cli.command {
+        exit::without_teardown(code)
     }
+    ExitCode::from(code)
 }
 
 /// Prints the error; exit status 2 for a flag mistake (as clap's), else 1.
-fn failed(e: &anyhow::Error) -> ExitCode {
+fn failed(e: &anyhow::Error) -> u8 {
     eprintln!("error: {}", output::error_chain(e));
     exit_status(e)
 }
 
 /// Exit status 2 for a flag mistake (as clap's), else 1.
-fn exit_status(e: &anyhow::Error) -> ExitCode {
+fn exit_status(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<output::FlagMistake>() {
-        Some(_) => ExitCode::from(2),
-        None => ExitCode::FAILURE,
+        Some(_) => 2,
+        None => 1,
     }
 }
 

@@ -396,8 +396,9 @@ fn parse_mmap_threshold(text: &str) -> Result<u64, String> {
 }
 
 /// Runs the server until a shutdown signal. Once the server has drained
-/// (within --exit-timeout-secs), the process exits at once: an engine call
-/// still running on a worker thread is not waited for.
+/// (within --exit-timeout-secs), the process exits at once (`main`, through
+/// [`crate::exit::without_teardown`]): an engine call or a model load still
+/// running on another thread is not waited for.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     // Before the runtime's threads start allocating.
     anemone_runtime::limit_allocator_arenas(args.malloc_arenas);
@@ -414,10 +415,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     )?;
     let served = runtime.block_on(serve(args));
     crate::telemetry::shutdown();
-    served?;
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    std::process::exit(0)
+    // Not dropped: that would wait for the blocking tasks still running (an
+    // engine call, a load); the process exits at once instead (`main`).
+    std::mem::forget(runtime);
+    served
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {

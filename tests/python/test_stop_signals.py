@@ -1,5 +1,5 @@
-"""Python models' processes and signals (docs/SERVING.md, "Shutdown" and "A
-process that dies").
+"""What a stop does to work in progress: Python models' processes, and loads
+(docs/SERVING.md, "Shutdown" and "A process that dies").
 
 A terminal's Ctrl-C sends SIGINT to the whole foreground process group, and
 an init that forwards signals to the group (dumb-init's default) sends it
@@ -14,11 +14,16 @@ thread calling os._exit) is reaped at once and logged then; before session
 50 it stayed a zombie until the model's next request or unload, and nothing
 was logged until that request.
 
+A stop while ONNX Runtime builds sessions (models loading) exits 0: before
+session 50 the C library's exit ran ONNX Runtime's static destructors under
+the loading threads, and about one such stop in six crashed (SIGSEGV, 139).
+
 Each test starts its own server in a process group of its own, its log in a
 file, and sends the signals as a terminal or an init would.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -274,3 +279,46 @@ def test_a_process_the_model_forks_is_still_ended_by_sigterm(tmp_path):
     finally:
         s["proc"].send_signal(signal.SIGTERM)
         assert s["proc"].wait(timeout=30) == 0
+
+
+def test_a_stop_while_onnx_runtime_builds_sessions_exits_0(tmp_path):
+    """40 ONNX models loading on onnxruntime (--backends onnxruntime --strict: sessions built in the server's
+    process), SIGTERM once the first few are READY: exit status 0, eight times, at different points of the
+    loads. Before session 50 the exit's teardown ran under the loading threads and crashed the process with
+    SIGSEGV (139) in about one stop in six."""
+    repo = tmp_path / "repo"
+    for i in range(40):
+        shutil.copytree(ROOT / "examples/models/add", repo / f"add{i}")
+    binary = os.environ.get("ANEMONE_BIN", str(ROOT / "target/debug/anemone"))
+    statuses = []
+    for attempt in range(8):
+        proc = subprocess.Popen(
+            [binary, "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
+             "--backends", "onnxruntime", "--strict"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        http = None
+        while http is None:
+            line = proc.stdout.readline()
+            assert line, f"anemone serve exited early with status {proc.wait()}"
+            kind, _, rest = line.partition(" listening on ")
+            if kind == "HTTP":
+                http = rest.strip()
+        want, deadline = 1 + attempt * 3, time.time() + 60
+        while time.time() < deadline:
+            if ready_models(http) >= want:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        statuses.append(proc.wait(timeout=60))
+        proc.stdout.close()
+    assert statuses == [0] * 8, f"exit statuses of eight stops during loads: {statuses} (-11: SIGSEGV)"
+
+
+def ready_models(http):
+    request = urllib.request.Request(f"http://{http}/v2/repository/index", b"{}", {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return sum(1 for m in json.loads(r.read()) if m.get("state") == "READY")
+    except OSError:
+        return 0
