@@ -16,7 +16,7 @@ pub const SUBCOMMAND: &str = "compare-engines";
 /// JSON line on stdout. Not for people: `serve` runs it.
 pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     watch_parent();
-    ignore_hangup();
+    leave_signals_to_the_server();
     #[cfg(feature = "onnxruntime")]
     if let Some(n) = args.onnxruntime_shared_threads {
         anemone_backends::onnxruntime::share_threads(n).map_err(anyhow::Error::msg)?;
@@ -49,16 +49,22 @@ fn watch_parent() {
     }
 }
 
-/// Leaves SIGHUP to the server: the signal that makes it reopen its log
-/// file (`pkill -HUP anemone` after logrotate) reaches this child too, by
-/// its name, and would end the comparison of a model loading then (which
-/// the server would then redo in its own process, loading both engines).
-fn ignore_hangup() {
+/// Leaves SIGHUP, SIGINT and SIGTERM to the server. SIGHUP makes the server
+/// reopen its log file (`pkill -HUP anemone` after logrotate), and reaches
+/// this child too, by its name; SIGINT and SIGTERM reach it with the server
+/// from a terminal's Ctrl-C (the whole process group) or `pkill anemone`.
+/// Each would end the comparison of a model loading then, which the server
+/// would redo in its own process, loading both engines, and warn about,
+/// as it stops. The child ends with the server all the same: it watches
+/// its parent ([`watch_parent`]).
+fn leave_signals_to_the_server() {
     #[cfg(unix)]
-    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
-    // code; nothing else in this process handles SIGHUP.
-    unsafe {
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    for signum in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: setting a signal's disposition to SIG_IGN installs no
+        // handler code; nothing else in this process handles these.
+        unsafe {
+            libc::signal(signum, libc::SIG_IGN);
+        }
     }
 }
 

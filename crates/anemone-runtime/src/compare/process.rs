@@ -56,12 +56,21 @@ impl ProcessComparer {
     }
 
     fn run(&self, job: &CompareJob) -> Result<String, String> {
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        // A process group of its own: a terminal's Ctrl-C (SIGINT to the
+        // foreground group) or an init forwarding SIGTERM to the group is
+        // for the server, which stops; it killed the comparisons of the
+        // models loading then, which the server redid in its own process
+        // as it stopped, warning that they had failed.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.program.display()))?;
         let mut stdin = child.stdin.take().expect("piped stdin");
