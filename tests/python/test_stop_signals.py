@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -82,6 +83,10 @@ class TritonPythonModel:
                     y = np.array([-999, 0])
                 else:
                     y = np.array([child.exitcode, 0])
+            elif x[0] == -3:
+                open(os.path.join(SIDE, "executing.%d" % os.getpid()), "w").close()
+                time.sleep(30)
+                y = x
             elif x[0] < 0:
                 y = np.array([os.getpid(), 0])
             else:
@@ -413,3 +418,51 @@ def ready_models(http):
             return sum(1 for m in json.loads(r.read()) if m.get("state") == "READY")
     except OSError:
         return 0
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path):
+    """Ctrl-C while a request runs (a 30 s execute) starts the graceful stop, which waits for it (standard
+    output says a second Ctrl-C exits at once); a second Ctrl-C then ends the server within 3 s, status 0,
+    saying so, and the model's process ends with it (it watches its parent). Before session 50 the second
+    Ctrl-C was ignored and the user waited for the request, up to --exit-timeout-secs, and for the models'
+    finalize(). (A second SIGTERM still changes nothing, as in Triton: test_day_two_operations.py.)"""
+    s = boot(tmp_path, count=1)
+    done = []
+    caller = threading.Thread(target=lambda: done.append(infer_or_error(s["http"], [-3.0, 0.0])), daemon=True)
+    caller.start()
+    deadline = time.time() + 30
+    while not list(s["side"].glob("executing.*")) and time.time() < deadline:
+        time.sleep(0.02)
+    pid = int(next(s["side"].glob("executing.*")).name.split(".")[1])
+    os.killpg(s["proc"].pid, signal.SIGINT)
+    time.sleep(1.0)
+    assert s["proc"].poll() is None, "the first Ctrl-C must wait for the request in flight"
+    start = time.time()
+    os.killpg(s["proc"].pid, signal.SIGINT)
+    status = s["proc"].wait(timeout=60)
+    took = time.time() - start
+    assert status == 0, s["log"].read_text()
+    assert took < 3.0, f"the second Ctrl-C took {took:.1f} s to end the server; the log: {s['log'].read_text()}"
+    assert "a second SIGINT: exiting now" in s["log"].read_text()
+    out = s["proc"].stdout.read()
+    assert "stopping: requests in flight get up to 10 s; a second Ctrl-C (SIGINT) exits at once" in out, out
+    assert out.rstrip().endswith("anemone stopped"), out
+    deadline = time.time() + 3
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid), "the model's process outlived the server"
+    caller.join(timeout=10)
+    assert done and done[0] != 200, done
+
+
+def infer_or_error(http, x):
+    """The request's HTTP status, or the error that ended it."""
+    body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [2], "data": list(map(float, x))}]}
+    request = urllib.request.Request(
+        f"http://{http}/v2/models/pm/infer", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status
+    except Exception as e:  # noqa: BLE001  (the connection ends with the server)
+        return repr(e)

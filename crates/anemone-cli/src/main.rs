@@ -32,6 +32,7 @@ mod rate_limit_args;
 mod repository_args;
 mod runtime;
 mod serve;
+mod serve_args;
 mod startup;
 mod telemetry;
 mod tls_args;

@@ -28,6 +28,7 @@ pub mod restricted;
 pub mod server;
 pub mod settings;
 pub mod shared_memory;
+mod signals;
 pub mod state;
 pub mod telemetry;
 mod tensor_json;
@@ -39,7 +40,8 @@ pub mod v2;
 
 pub use repository::ControlMode;
 pub use restricted::RestrictedApi;
-pub use server::{shutdown_signal, Server, ServerOptions};
+pub use server::{Server, ServerOptions};
+pub use signals::{second_interrupt, shutdown_signal};
 
 pub mod proto {
     //! The KServe v2 / Triton gRPC messages and services, generated from `proto/`.
