@@ -31,21 +31,25 @@ def ort_reference_session(model):
         return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
 
-def start_serve(repo, *flags):
+def start_serve(repo, *flags, stderr=None, env=None, new_session=False):
     """`anemone serve` on `repo` with `flags`, on free ports; returns the
     process (its stdout still open after the address lines) and the
-    addresses by protocol (`HTTP`, `gRPC`)."""
+    addresses by protocol (`HTTP`, `gRPC`). `stderr` (the log) goes to the
+    test's stderr unless given; `env` adds to the environment;
+    `new_session` starts it in a process group of its own (as a shell's
+    job), for signals sent to the whole group."""
     binary = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
     if not binary.exists():
         pytest.fail(f"{binary} is missing: build it with `cargo build --workspace --bin anemone` (scripts/test.sh does)")
     # Python models (backend: "python") run with this test's interpreter,
     # which has numpy, unless the caller chose another.
-    env = dict(os.environ)
+    env = dict(os.environ, **(env or {}))
     env.setdefault("ANEMONE_PYTHON", sys.executable)
     proc = subprocess.Popen(
         [str(binary), "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
          "--exit-timeout-secs", "10", *flags],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=sys.stderr if stderr is None else stderr, text=True, env=env,
+        start_new_session=new_session,
     )
     addresses = {}
     while len(addresses) < 2:

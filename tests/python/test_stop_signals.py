@@ -26,14 +26,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import numpy as np
 import pytest
-from serve_support import ROOT, python_repository, wait_ready
+from serve_support import ROOT, python_repository, start_serve, wait_ready
 
 CONFIG = """
 name: "{name}"
@@ -117,23 +116,9 @@ def boot(tmp_path, count=2, slow=False):
     if slow:
         models.append(("slow", CONFIG.format(name="slow", count=1), MODEL.format(side=str(side), init_sleep=120)))
     repo = python_repository(tmp_path / "repo", models=models)
-    log = open(tmp_path / "serve.log", "w")
-    env = dict(os.environ)
-    env.setdefault("ANEMONE_PYTHON", sys.executable)
-    binary = os.environ.get("ANEMONE_BIN", str(ROOT / "target/debug/anemone"))
-    proc = subprocess.Popen(
-        [binary, "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
-         "--exit-timeout-secs", "10"],
-        stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True,
-    )
-    http = None
-    while http is None:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"anemone serve exited early with status {proc.wait()}: {(tmp_path / 'serve.log').read_text()}")
-        kind, _, rest = line.partition(" listening on ")
-        if kind == "HTTP":
-            http = rest.strip()
+    with open(tmp_path / "serve.log", "w") as log:
+        proc, addresses = start_serve(repo, stderr=log, new_session=True)
+    http = addresses["HTTP"]
     if slow:
         wait_model_ready(http, "pm")
     else:
@@ -298,20 +283,9 @@ def onnx_repository(tmp_path, n=40, model=ROOT / "examples/models/add/1/model.on
 def stop_during_loads(repo, ready, signum, group, *flags, log=subprocess.DEVNULL, watch=lambda: None):
     """Starts a server on `repo` in a session of its own, sends `signum` (to its whole group with `group`) once
     `ready` models are READY (calling `watch` meanwhile), and returns its exit status."""
-    binary = os.environ.get("ANEMONE_BIN", str(ROOT / "target/debug/anemone"))
     # Marks this server's processes (its comparison children inherit it), apart from other tests' servers.
-    env = dict(os.environ, ANEMONE_TEST_MARK=str(repo))
-    proc = subprocess.Popen(
-        [binary, "serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0", *flags],
-        stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True, env=env,
-    )
-    http = None
-    while http is None:
-        line = proc.stdout.readline()
-        assert line, f"anemone serve exited early with status {proc.wait()}"
-        kind, _, rest = line.partition(" listening on ")
-        if kind == "HTTP":
-            http = rest.strip()
+    proc, addresses = start_serve(repo, *flags, stderr=log, env={"ANEMONE_TEST_MARK": str(repo)}, new_session=True)
+    http = addresses["HTTP"]
     deadline = time.time() + 60
     while ready_models(http) < ready and time.time() < deadline:
         watch()

@@ -431,22 +431,9 @@ impl Process {
         };
         // Let the log thread read what the process wrote last.
         std::thread::sleep(Duration::from_millis(50));
-        let tail: Vec<String> = self
-            .tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
         Error::Backend {
             backend: NAME.into(),
-            message: format!(
-                "the Python process of model '{}' ended ({status}){}; it is started again for the next request",
-                launch.model,
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!("; its last lines: {}", tail.join(" | "))
-                }
-            ),
+            message: reap::ended_message(&launch.model, &status, &self.tail),
             retryable: false,
             source: None,
         }

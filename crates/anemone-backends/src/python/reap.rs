@@ -30,17 +30,8 @@ pub(super) fn once_ended(
         match status {
             Ok(Some(status)) => {
                 if !asked.load(Ordering::SeqCst) {
-                    let tail = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>());
-                    let last = match tail {
-                        Ok(lines) if !lines.is_empty() => {
-                            format!("; its last lines: {}", lines.join(" | "))
-                        }
-                        _ => String::new(),
-                    };
-                    tracing::warn!(
-                        model = %model,
-                        "the Python process of model '{model}' ended ({status}){last}; it is started again for the next request"
-                    );
+                    let message = ended_message(model, &status.to_string(), tail);
+                    tracing::warn!(model = %model, "{message}");
                 }
                 return;
             }
@@ -48,4 +39,21 @@ pub(super) fn once_ended(
             _ => return,
         }
     }
+}
+
+/// What is said of a process that ended: its exit `status` and its last
+/// lines of standard error; the request it failed and the log (above) say
+/// the same.
+pub(super) fn ended_message(model: &str, status: &str, tail: &Mutex<VecDeque<String>>) -> String {
+    let lines: Vec<String> = tail
+        .lock()
+        .map(|t| t.iter().cloned().collect())
+        .unwrap_or_default();
+    let last = match lines.is_empty() {
+        true => String::new(),
+        false => format!("; its last lines: {}", lines.join(" | ")),
+    };
+    format!(
+        "the Python process of model '{model}' ended ({status}){last}; it is started again for the next request"
+    )
 }
