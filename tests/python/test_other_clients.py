@@ -502,22 +502,24 @@ def test_h2c_with_prior_knowledge_on_the_http_port_fails_fast(server):
 
 
 def test_options_and_a_cors_preflight(http):
-    """Neither server implements CORS: a browser's preflight (OPTIONS with
-    Origin and Access-Control-Request-Method) gets 405 with `Allow: POST`
-    and no Access-Control-* header (docs/SERVING.md "Errors": 405 with no
-    body, Allow listing the methods), and a POST carrying Origin is served
-    without Access-Control-Allow-Origin. `OPTIONS *` is answered, not
-    dropped. tritonserver 2.51: 405 `{"error":"Method Not Allowed"}` to the
-    preflight (no Allow header), the same POST answer, and `OPTIONS *`
-    closed without an answer."""
+    """A browser's preflight (OPTIONS with Origin and
+    Access-Control-Request-Method) from a page whose origin is not allowed
+    (none is by default; docs/SECURITY.md, "Web pages and browsers") gets
+    403 and no Access-Control-* header, and so does a POST carrying Origin;
+    the same OPTIONS without Origin is a 405 with `Allow: POST` and no body
+    (docs/SERVING.md "Errors"). `OPTIONS *` is answered, not dropped.
+    tritonserver 2.51: 405 `{"error":"Method Not Allowed"}` to the
+    preflight (no Allow header), the POST served (anemone too, before
+    `--http-allow-origin`), and `OPTIONS *` closed without an answer."""
     pre = [("Origin", "http://app.example"), ("Access-Control-Request-Method", "POST"),
            ("Access-Control-Request-Headers", "content-type"), ("Connection", "close")]
     r = one(http, request("OPTIONS", INFER, pre))
-    assert r.status == 405 and r.header("allow") == "POST" and r.body == b""
+    assert r.status == 403 and b"--http-allow-origin http://app.example" in r.body
     assert not [k for k, _ in r.headers if k.lower().startswith("access-control-")]
+    r = one(http, request("OPTIONS", INFER, [("Connection", "close")]))
+    assert r.status == 405 and r.header("allow") == "POST" and r.body == b""
     r = one(http, post(headers=[("Origin", "http://app.example")]))
-    assert_sum(r)
-    assert r.header("access-control-allow-origin") is None
+    assert r.status == 403 and r.header("access-control-allow-origin") is None
     r = one(http, request("OPTIONS", "*", [("Connection", "close")]))
     assert r.status < 500
 

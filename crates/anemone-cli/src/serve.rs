@@ -172,6 +172,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 .map_err(crate::output::mistake)?,
             grpc: Restrictions::parse(&args.grpc_restricted_protocol, true)
                 .map_err(crate::output::mistake)?,
+            origins: anemone_server::origins::AllowedOrigins::parse(&args.http_allow_origin)
+                .map_err(crate::output::mistake)?,
         },
         // --- ops ---
         ops: anemone_server::settings::OpsOptions {

@@ -296,6 +296,20 @@ pub struct ServeArgs {
     )]
     pub http_restricted_api: Vec<String>,
 
+    /// Web pages that may use the HTTP API, by origin (`https://ui.example.com`,
+    /// `http://localhost:3000`; `null` for file:// pages; `*` for any page). Repeat or separate
+    /// with commas. A request that carries an Origin header (browsers add it) from any other
+    /// origin gets 403, so a page open in a browser cannot unload models or change settings;
+    /// allowed ones get CORS headers. Clients that are not browsers send no Origin and are not
+    /// affected. By default, no page.
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        env = "ANEMONE_HTTP_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub http_allow_origin: Vec<String>,
+
     /// As --http-restricted-api, for gRPC: calls to the listed protocols need the metadata
     /// `triton-grpc-protocol-<key>: <value>`, or get PERMISSION_DENIED. By default, nothing is restricted.
     #[arg(

@@ -22,6 +22,7 @@ pub mod limits;
 mod listeners;
 pub mod model_config;
 pub mod model_control;
+pub mod origins;
 pub mod prometheus;
 pub mod repository;
 pub mod restricted;

@@ -239,6 +239,9 @@ pub struct RestrictedApi {
     pub http: Restrictions,
     /// From `--grpc-restricted-protocol`. By default, nothing is restricted.
     pub grpc: Restrictions,
+    /// From `--http-allow-origin`: the web pages that may use the HTTP API
+    /// (requests with an `Origin` header). By default, none.
+    pub origins: crate::origins::AllowedOrigins,
 }
 
 #[cfg(test)]

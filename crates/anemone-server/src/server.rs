@@ -410,6 +410,7 @@ impl Server {
             options.max_request_bytes,
             options.limits,
             &options.restricted.http,
+            options.restricted.origins.clone(),
         );
         // Accepted sockets get TCP_NODELAY there: without it, Nagle's
         // algorithm holds a response's last segment until the client's

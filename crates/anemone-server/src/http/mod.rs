@@ -5,6 +5,7 @@
 //! `{"error": "..."}` with the status [`ApiError::http_status`] chooses.
 
 mod body;
+mod cors;
 pub mod decoding;
 mod error;
 mod generate;
@@ -23,6 +24,7 @@ mod wake;
 
 use crate::errors::ApiError;
 use crate::limits::RequestLimits;
+use crate::origins::AllowedOrigins;
 use crate::restricted::{Api, Restrictions};
 use crate::state::AppState;
 use crate::v2;
@@ -54,16 +56,20 @@ pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
         max_request_bytes,
         RequestLimits::default(),
         &Restrictions::default(),
+        AllowedOrigins::default(),
     )
 }
 
-/// [`router`], with `limits`, and the API groups in `restrictions` answering
-/// 403 to requests without their header. `/metrics` is never restricted.
+/// [`router`], with `limits`, the API groups in `restrictions` answering
+/// 403 to requests without their header (`/metrics` is never restricted),
+/// and requests from web pages (with an `Origin` header) answered only
+/// where `origins` allows theirs, with CORS headers (403 otherwise).
 pub fn router_with(
     state: Arc<AppState>,
     max_request_bytes: usize,
     limits: RequestLimits,
     restrictions: &Restrictions,
+    origins: AllowedOrigins,
 ) -> Router {
     let mut groups = vec![
         (
@@ -121,13 +127,32 @@ pub fn router_with(
         r = r.merge(restrict::restrict(routes, api, restrictions));
     }
     r.fallback(error::no_route)
-        .layer(axum::middleware::from_fn(unread_body::drain))
+        .layer(axum::middleware::from_fn_with_state(
+            cors::Origins::new(origins),
+            front,
+        ))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(Http {
             state,
             limit: max_request_bytes,
             decoding: decoding::DecodeBudget::new(limits.max_decoding_bytes),
         })
+}
+
+/// Every request's first middleware: a web page's request judged by its
+/// `Origin` (`--http-allow-origin`), then a body no route reads drained.
+async fn front(
+    State(origins): State<cors::Origins>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match origins.judge(&request) {
+        cors::Verdict::Pass => unread_body::drain(request, next).await,
+        cors::Verdict::Answer(answer) => answer,
+        cors::Verdict::Allow(origin) => {
+            cors::allow(unread_body::drain(request, next).await, origin)
+        }
+    }
 }
 
 /// `/metrics` alone, for the metrics port (`--metrics-port`); other paths get 404.

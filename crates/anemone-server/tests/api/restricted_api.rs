@@ -44,6 +44,7 @@ async fn issue_14_restricted_groups_need_their_header_over_http_and_grpc() {
         restricted: RestrictedApi {
             http: groups(false),
             grpc: groups(true),
+            ..Default::default()
         },
         ..Default::default()
     })

@@ -228,6 +228,7 @@ async fn issue_13_the_trace_group_can_be_restricted() {
     let restricted = RestrictedApi {
         http: group(false),
         grpc: group(true),
+        ..Default::default()
     };
     let server = start(&repo, exporting(), restricted).await;
     for path in ["/v2/trace/setting", "/v2/models/add/trace/setting"] {
