@@ -564,12 +564,20 @@ def test_live_sequences(h):
 
 def test_response_cache_entries(server, h):
     """A cache hit and a miss (ONNX identity with `response_cache`) with
-    about 1 and with 10,000 entries cached: < 3x. Measured 2026-12-06: hit
+    about 1 and with 10,000 entries cached, each against the model without
+    a cache timed in the same rounds: < 3x. Measured 2026-12-06: hit
     0.24 / 0.25 ms, miss 0.36 / 0.46 ms (the uncached model 0.33 / 0.35);
     filling 10,000 entries one gRPC call at a time took 7.7 s, through one
     stream about 3 s."""
     def body(i):
         return json_body([("INPUT0", "FP32", [4], [float(i), 1.0, 2.0, 3.0])])
+
+    def rel(f, when, kind):
+        # Against the model without a cache, timed in the same rounds: the
+        # first figures are taken once, before the 10,000 entries, and a
+        # cold CI run loaded the machine between (uncached 0.52 -> 4.02 ms,
+        # the hit 0.45 -> 2.24 ms, 2026-12-07).
+        return f[f"{when}_{kind}"] / f[f"{when}_uncached_model"]
     hit = body(0.5)
     h.post("/v2/models/cached/infer", hit)
     miss_n = [int(time.time() * 1000) % 10_000_000 + 20_000_000]
@@ -602,8 +610,8 @@ def test_response_cache_entries(server, h):
     assert entries and float(entries[0].split()[1]) >= 10_000, entries
     settle("response cache", lambda: dict({f"few_{k}": v for k, v in few.items()},
                                           **{f"10000_{k}": v for k, v in interleave(calls, rounds=5, reps=5).items()}),
-           [("hit, 10,000 entries < 3x few", lambda f: f["10000_hit"] < 3 * f["few_hit"]),
-            ("miss, 10,000 entries < 3x few", lambda f: f["10000_miss"] < 3 * f["few_miss"])])
+           [("hit, 10,000 entries < 3x few", lambda f: rel(f, "10000", "hit") < 3 * rel(f, "few", "hit")),
+            ("miss, 10,000 entries < 3x few", lambda f: rel(f, "10000", "miss") < 3 * rel(f, "few", "miss"))])
 
 
 def test_unknown_model_probe_vs_repository_folders(server, h, g):
