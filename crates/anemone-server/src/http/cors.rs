@@ -8,6 +8,7 @@
 //! build's `server_path` bench, axum boxing and cloning each layer's
 //! service per request).
 
+use crate::limits;
 use crate::origins::AllowedOrigins;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -114,13 +115,7 @@ fn preflight(request: &HeaderMap) -> Response {
 /// 403 naming the origin and the flag that allows it; the first refusal of
 /// each origin is logged as a warning, with the same advice.
 fn refuse(origins: &Origins, origin: &HeaderValue, path: &str) -> Response {
-    let shown = String::from_utf8_lossy(origin.as_bytes());
-    let shown: String = shown
-        .chars()
-        .take(200)
-        .collect::<String>()
-        .escape_debug()
-        .to_string();
+    let shown = limits::shown(&String::from_utf8_lossy(origin.as_bytes()));
     let advice = if origins.allowed.is_empty() {
         format!(
             "no web page may use this server's HTTP API unless the server was started with \
@@ -143,7 +138,7 @@ fn refuse(origins: &Origins, origin: &HeaderValue, path: &str) -> Response {
     if first {
         tracing::warn!(
             "{message} (the first request refused from that origin asked for {}; later ones are not logged)",
-            path.chars().take(200).collect::<String>().escape_debug()
+            limits::shown(path)
         );
     }
     let mut response = (
