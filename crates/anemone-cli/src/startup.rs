@@ -40,7 +40,7 @@ pub async fn report(state: Arc<AppState>) {
         }
     }
     say(format_args!("{}", models_table(&state)));
-    if state.manager.metrics().memory_budget.is_some() {
+    if state.manager.memory().1.is_some() {
         say(format_args!(
             "{}\n",
             crate::models::budget_line(&state.manager)

@@ -108,6 +108,20 @@ impl Manager {
         &self.inner.custom_metrics
     }
 
+    /// What is charged against the memory budget, and the budget (`None`
+    /// without one): two loads, where [`Manager::metrics`] snapshots every
+    /// model and runs every backend's probe not run yet (the Python
+    /// backend's starts an interpreter).
+    pub fn memory(&self) -> (u64, Option<u64>) {
+        (self.inner.memory.used(), self.inner.memory.budget())
+    }
+
+    /// The server-wide concurrency limit now (`None`: unlimited), as
+    /// [`MetricsSnapshot::max_concurrency`] reports it, without the snapshot.
+    pub fn concurrency_limit(&self) -> Option<usize> {
+        self.inner.global.capacity()
+    }
+
     /// A snapshot of every counter.
     pub fn metrics(&self) -> MetricsSnapshot {
         MetricsSnapshot {
@@ -124,17 +138,22 @@ impl Manager {
             fallbacks: self.fallbacks(),
             thermal: self.thermal_state(),
             effective_concurrency: self.inner.global.effective_capacity(),
-            models: self
-                .models()
-                .iter()
-                .map(|m| metrics_entry(m))
-                .chain(self.ensemble_metrics())
-                .collect(),
+            models: self.every_model_metrics(),
             cache: self.inner.cache.as_ref().map(|c| c.snapshot()),
             eviction: self.inner.eviction.snapshot(self.evicted()),
             monitor: self.monitor_snapshot(),
             comparisons: self.engine_comparisons(),
         }
+    }
+
+    /// The metrics of every loaded model version and ensemble: what a
+    /// statistics request for all models reads ([`MetricsSnapshot::models`],
+    /// without the rest of [`Manager::metrics`]).
+    pub fn every_model_metrics(&self) -> Vec<ModelMetricsEntry> {
+        (self.models().iter())
+            .map(|m| metrics_entry(m))
+            .chain(self.ensemble_metrics())
+            .collect()
     }
 
     /// The metrics of the loaded versions of `name`, a model or an

@@ -477,14 +477,14 @@ impl Repository {
         name: &str,
         config_override: Option<ModelConfig>,
     ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), LoadFailure> {
-        let metrics = self.manager.metrics();
+        // Not `metrics()`: its snapshot of every model made loading n models
+        // cost n², and ran every backend's probe (a Python interpreter
+        // started for a repository without a Python model).
+        let (used, budget) = self.manager.memory();
         // With eviction, room is made at load time, against what the engines
         // are measured to hold (a file is only an estimate of it).
         let evicting = self.manager.eviction_policy() == anemone_runtime::EvictionPolicy::Lru;
-        let available = metrics
-            .memory_budget
-            .filter(|_| !evicting)
-            .map(|b| b.saturating_sub(metrics.memory_used));
+        let available = budget.filter(|_| !evicting).map(|b| b.saturating_sub(used));
         let Prepared {
             config,
             labels,

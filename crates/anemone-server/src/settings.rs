@@ -198,8 +198,7 @@ impl Settings {
                 "max-concurrency" => {
                     s.value = Value::String(
                         manager
-                            .metrics()
-                            .max_concurrency
+                            .concurrency_limit()
                             .map_or("none".into(), |n| n.to_string()),
                     )
                 }

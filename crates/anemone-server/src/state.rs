@@ -351,7 +351,7 @@ impl AppState {
         }
         // One model's: its own entries, not a snapshot of every model.
         let models = match name.is_empty() {
-            true => self.manager.metrics().models,
+            true => self.manager.every_model_metrics(),
             false => self.manager.model_metrics(name),
         };
         let stats = models
