@@ -145,21 +145,26 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// The folder environments are unpacked in: `$XDG_CACHE_HOME` (or
-/// `~/.cache`) `/anemone/python-envs`, else the temporary folder's
-/// `anemone-python-envs-<user>`; made private to this user (mode 0700) and
-/// refused when another user owns it or can write it, since anemone runs
-/// the interpreters it finds there.
-fn cache_root() -> Result<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+/// The user's cache folder: `$XDG_CACHE_HOME`, else `~/.cache`; `None`
+/// where neither is set.
+pub(super) fn user_cache() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
                 .map(|h| Path::new(&h).join(".cache"))
-        });
-    let root = match cache {
+        })
+}
+
+/// The folder environments are unpacked in: `$XDG_CACHE_HOME` (or
+/// `~/.cache`) `/anemone/python-envs`, else the temporary folder's
+/// `anemone-python-envs-<user>`; made private to this user (mode 0700) and
+/// refused when another user owns it or can write it, since anemone runs
+/// the interpreters it finds there.
+fn cache_root() -> Result<PathBuf> {
+    let root = match user_cache() {
         Some(cache) => cache.join("anemone").join("python-envs"),
         None => {
             let user = anemone_core::private_dir::user_tag();

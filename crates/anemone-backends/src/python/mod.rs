@@ -8,13 +8,14 @@
 //! each call (one request, or the requests of a dynamic batch, each its own
 //! `InferenceRequest` as in Triton), and `finalize()` when the instance is
 //! unloaded. `import triton_python_backend_utils as pb_utils` works: anemone
-//! ships its own (`stub/`, given to the interpreter in its environment, so
-//! nothing is written to disk). The interpreter is [`PYTHON_ENV`] or
-//! `python3`; it needs numpy.
+//! ships its own (`stub/`, given to the interpreter in its environment; its
+//! compiled code is kept in the user's cache folder: `code_cache`). The
+//! interpreter is [`PYTHON_ENV`] or `python3`; it needs numpy.
 
 mod advice;
 mod autocomplete;
 mod bls;
+mod code_cache;
 pub mod config;
 mod env;
 mod init_watchdog;
@@ -62,6 +63,17 @@ pub(crate) const UTILS_RESPONSES: &str = include_str!("stub/triton_python_backen
 pub(crate) const FRAMES: &str = include_str!("stub/anemone_stub_frames.py");
 /// The stub's requests to anemone (BLS, model loading), run in its namespace.
 pub(crate) const CALLS: &str = include_str!("stub/anemone_stub_calls.py");
+/// Every source the stub compiles ([`code_cache::key`]'s digest covers them).
+const SOURCES: [&str; 8] = [
+    STUB,
+    UTILS,
+    UTILS_CONFIG,
+    UTILS_METRICS,
+    UTILS_MODELS,
+    UTILS_RESPONSES,
+    FRAMES,
+    CALLS,
+];
 
 /// Triton's Python backend ([module docs](self)).
 #[derive(Debug, Default)]

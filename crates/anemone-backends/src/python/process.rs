@@ -33,9 +33,43 @@ const FRAMES_ENV: &str = "ANEMONE_PYTHON_FRAMES";
 const CALLS_ENV: &str = "ANEMONE_PYTHON_CALLS";
 
 /// `python -c`'s program: runs the stub from [`STUB_ENV`], under its file
-/// name for tracebacks.
-const BOOT: &str = "import os; exec(compile(os.environ.pop('ANEMONE_PYTHON_STUB'), \
-                    'anemone_python_stub.py', 'exec'))";
+/// name for tracebacks. `_anemone_code(variable, file name)`, which the
+/// stub uses for the other sources too, takes a source out of the
+/// environment and gives its code: read from the code cache
+/// ([`super::code_cache`]) when a file there is this user's, else compiled
+/// and written there for the next process (atomically; the other versions
+/// of that file removed). Any failure there only means compiling.
+const BOOT: &str = r#"import os, sys
+def _anemone_code(var, name, _folder=os.environ.pop("ANEMONE_PYTHON_CODE_CACHE", ""),
+                  _key=os.environ.pop("ANEMONE_PYTHON_CODE_KEY", "")):
+    source = os.environ.pop(var)
+    if not (_folder and _key):
+        return compile(source, name, "exec")
+    import marshal, _frozen_importlib_external as bootstrap
+    tag = f"{sys.implementation.cache_tag}-{bootstrap.MAGIC_NUMBER.hex()}-O{sys.flags.optimize}"
+    path = os.path.join(_folder, f"{name}.{_key}.{tag}")
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_uid == os.getuid():
+                return marshal.load(f)
+    except Exception:
+        pass
+    code = compile(source, name, "exec")
+    try:
+        part = f"{path}.{os.getpid()}"
+        with open(part, "xb") as f:
+            marshal.dump(code, f)
+        os.replace(part, path)
+        for other in os.listdir(_folder):
+            if other.startswith(name + ".") and other != os.path.basename(path):
+                try:
+                    os.remove(os.path.join(_folder, other))
+                except OSError:
+                    pass
+    except Exception:
+        pass
+    return code
+exec(_anemone_code("ANEMONE_PYTHON_STUB", "anemone_python_stub.py"))"#;
 
 /// The environment variable that bounds how long an instance of a model
 /// that is not decoupled waits for the final responses sent through its
@@ -211,6 +245,9 @@ impl Process {
             .map_err(|e| Error::Internal(format!("cannot make a metrics socket: {e}")))?;
         #[cfg(unix)]
         super::metrics::hand_over(&mut command, &theirs);
+        if let Some(folder) = super::code_cache::folder() {
+            command.env(super::code_cache::FOLDER_ENV, folder);
+        }
         let mut child = command
             .arg("-u")
             .arg("-c")
@@ -224,6 +261,7 @@ impl Process {
             .env(UTILS_RESPONSES_ENV, super::UTILS_RESPONSES)
             .env(FRAMES_ENV, super::FRAMES)
             .env(CALLS_ENV, super::CALLS)
+            .env(super::code_cache::KEY_ENV, super::code_cache::key())
             // get_model_dir(): the version's folder, as Triton's.
             .env(
                 "ANEMONE_PYTHON_MODEL_DIR",

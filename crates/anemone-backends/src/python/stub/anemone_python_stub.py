@@ -46,10 +46,10 @@ from types import SimpleNamespace
 # The frames' reading and writing, and Frames and Direct (the model's
 # incoming frames, by a thread of their own or on demand): from the
 # environment too, run in this module's namespace.
-exec(compile(os.environ.pop("ANEMONE_PYTHON_FRAMES"), "anemone_stub_frames.py", "exec"), globals())
+exec(_anemone_code("ANEMONE_PYTHON_FRAMES", "anemone_stub_frames.py"), globals())
 # The model's requests to anemone (BLS requests and model loading), the
 # same way.
-exec(compile(os.environ.pop("ANEMONE_PYTHON_CALLS"), "anemone_stub_calls.py", "exec"), globals())
+exec(_anemone_code("ANEMONE_PYTHON_CALLS", "anemone_stub_calls.py"), globals())
 # The model shares the json module: what it changes there (json.dumps =
 # ...) must not reach anemone's frames, so the stub keeps its functions.
 json = SimpleNamespace(dumps=json.dumps, loads=json.loads)
@@ -443,17 +443,13 @@ def main():
         # anemone's triton_python_backend_utils, from the environment too.
         pb_utils = types.ModuleType("triton_python_backend_utils")
         pb_utils.__file__ = "triton_python_backend_utils.py"
-        source = os.environ.pop("ANEMONE_PYTHON_UTILS")
         sys.modules["triton_python_backend_utils"] = pb_utils
-        exec(compile(source, "triton_python_backend_utils.py", "exec"), pb_utils.__dict__)
-        config_source = os.environ.pop("ANEMONE_PYTHON_UTILS_CONFIG")
-        exec(compile(config_source, "triton_python_backend_config.py", "exec"), pb_utils.__dict__)
-        metrics_source = os.environ.pop("ANEMONE_PYTHON_UTILS_METRICS")
-        exec(compile(metrics_source, "triton_python_backend_metrics.py", "exec"), pb_utils.__dict__)
-        models_source = os.environ.pop("ANEMONE_PYTHON_UTILS_MODELS")
-        exec(compile(models_source, "triton_python_backend_models.py", "exec"), pb_utils.__dict__)
-        responses_source = os.environ.pop("ANEMONE_PYTHON_UTILS_RESPONSES")
-        exec(compile(responses_source, "triton_python_backend_responses.py", "exec"), pb_utils.__dict__)
+        for variable, file_name in (("ANEMONE_PYTHON_UTILS", "triton_python_backend_utils.py"),
+                                    ("ANEMONE_PYTHON_UTILS_CONFIG", "triton_python_backend_config.py"),
+                                    ("ANEMONE_PYTHON_UTILS_METRICS", "triton_python_backend_metrics.py"),
+                                    ("ANEMONE_PYTHON_UTILS_MODELS", "triton_python_backend_models.py"),
+                                    ("ANEMONE_PYTHON_UTILS_RESPONSES", "triton_python_backend_responses.py")):
+            exec(_anemone_code(variable, file_name), pb_utils.__dict__)
         metrics_fd = os.environ.pop("ANEMONE_PYTHON_METRICS_FD", None)
         if metrics_fd is not None:
             pb_utils._metrics = Metrics(int(metrics_fd))
