@@ -79,12 +79,27 @@ def cached(folder):
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
-def test_the_stub_is_compiled_once_and_read_by_the_next_process(tmp_path):
+def first_start(tmp_path):
+    """A Python model served once with its own cache folder: the
+    repository, the environment, and the stub's folder the start filled."""
     cache = tmp_path / "cache"
-    folder = cache / "anemone" / "python-stub"
-    repo = python_repo(tmp_path)
-    env = {"XDG_CACHE_HOME": str(cache)}
+    repo, env = python_repo(tmp_path), {"XDG_CACHE_HOME": str(cache)}
     assert infer_marked(repo, env) == 0.0
+    return repo, env, cache / "anemone" / "python-stub"
+
+
+def plant_marker(folder):
+    """Replaces the cached code of pb_utils' model loading with code that
+    also sets the marker; returns that file."""
+    models = folder / next(f for f in cached(folder) if f.startswith("triton_python_backend_models.py."))
+    source = (STUB_SOURCES / "triton_python_backend_models.py").read_text()
+    models.write_bytes(marshal.dumps(
+        compile(source + "\nANEMONE_TEST_MARKER = 1\n", "triton_python_backend_models.py", "exec")))
+    return models
+
+
+def test_the_stub_is_compiled_once_and_read_by_the_next_process(tmp_path):
+    repo, env, folder = first_start(tmp_path)
     # One file per source, named by the sources' digest and this Python's
     # bytecode tag, in a folder only this user can enter.
     files = cached(folder)
@@ -100,16 +115,13 @@ def test_the_stub_is_compiled_once_and_read_by_the_next_process(tmp_path):
         assert code.co_code == compile(source, code.co_filename, "exec").co_code, f
 
     # The next process reads them: plant a marker in one and see it run.
-    models = next(f for f in files if f.startswith("triton_python_backend_models.py."))
-    source = (STUB_SOURCES / "triton_python_backend_models.py").read_text()
-    (folder / models).write_bytes(marshal.dumps(
-        compile(source + "\nANEMONE_TEST_MARKER = 1\n", "triton_python_backend_models.py", "exec")))
+    models = plant_marker(folder)
     assert infer_marked(repo, env) == 1.0
 
     # Garbage there is compiled over, and the model serves.
-    (folder / models).write_bytes(b"\x00not marshal data")
+    models.write_bytes(b"\x00not marshal data")
     assert infer_marked(repo, env) == 0.0
-    assert marshal.loads((folder / models).read_bytes()).co_filename == "triton_python_backend_models.py"
+    assert marshal.loads(models.read_bytes()).co_filename == "triton_python_backend_models.py"
 
     # A stub of another anemone (another digest) is removed when this one
     # writes its own.
@@ -123,19 +135,12 @@ def test_the_stub_is_compiled_once_and_read_by_the_next_process(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
 def test_code_another_user_owns_is_not_run(tmp_path):
-    cache = tmp_path / "cache"
-    folder = cache / "anemone" / "python-stub"
-    repo = python_repo(tmp_path)
-    env = {"XDG_CACHE_HOME": str(cache)}
-    assert infer_marked(repo, env) == 0.0
-    models = next(f for f in cached(folder) if f.startswith("triton_python_backend_models.py."))
-    source = (STUB_SOURCES / "triton_python_backend_models.py").read_text()
-    (folder / models).write_bytes(marshal.dumps(
-        compile(source + "\nANEMONE_TEST_MARKER = 1\n", "triton_python_backend_models.py", "exec")))
-    os.chown(folder / models, 12345, 12345)
+    repo, env, folder = first_start(tmp_path)
+    models = plant_marker(folder)
+    os.chown(models, 12345, 12345)
     assert infer_marked(repo, env) == 0.0
     # A folder others can write is not used at all.
-    os.chown(folder / models, os.getuid(), os.getgid())
+    plant_marker(folder)
     folder.chmod(0o777)
     assert infer_marked(repo, env) == 0.0
 
