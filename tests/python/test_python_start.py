@@ -192,3 +192,14 @@ def test_a_repository_without_a_python_model_starts_no_python(tmp_path):
         assert started.read_text().splitlines() == ["started"]
     finally:
         stop_serve(proc)
+
+
+def test_a_folder_named_in_the_servers_environment_is_not_used(tmp_path):
+    """The process reads only the folder the server checked: a variable of
+    the same name in the server's own environment is not passed on."""
+    repo, _, folder = first_start(tmp_path)
+    plant_marker(folder)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    env = {"XDG_CACHE_HOME": str(blocked), "ANEMONE_PYTHON_CODE_CACHE": str(folder)}
+    assert infer_marked(repo, env) == 0.0

@@ -245,9 +245,12 @@ impl Process {
             .map_err(|e| Error::Internal(format!("cannot make a metrics socket: {e}")))?;
         #[cfg(unix)]
         super::metrics::hand_over(&mut command, &theirs);
-        if let Some(folder) = super::code_cache::folder() {
-            command.env(super::code_cache::FOLDER_ENV, folder);
-        }
+        // Only the folder checked here: never one from the server's own
+        // environment.
+        match super::code_cache::folder() {
+            Some(folder) => command.env(super::code_cache::FOLDER_ENV, folder),
+            None => command.env_remove(super::code_cache::FOLDER_ENV),
+        };
         let mut child = command
             .arg("-u")
             .arg("-c")
