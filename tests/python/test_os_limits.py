@@ -30,6 +30,7 @@ verbose levels, a stderr pipe nobody reads blocks the server, as it blocks Trito
 --log-verbose=1, then SIGTERM ignored for 30 s).
 """
 import json
+import marshal
 import os
 import re
 import resource
@@ -651,6 +652,44 @@ def test_onnx_runtime_models_serve_with_home_on_a_full_disk(can_fill, tmp_path):
         r = requests.post(f"http://{served.http}/v2/models/big_ort/infer", timeout=30, json={
             "inputs": [{"name": "SHAPE", "shape": [2], "datatype": "INT64", "data": [2, 3]}]})
         np.testing.assert_array_equal(np.array(r.json()["outputs"][0]["data"]).reshape(2, 3), np.full((2, 3), 1.5))
+    finally:
+        assert served.stop() == 0
+
+
+def test_python_models_serve_with_the_stub_code_cache_on_a_full_disk(can_fill, tmp_path):
+    """XDG_CACHE_HOME on the full disk: each Python model process compiles the stub, fails to keep
+    its code (`~/.cache/anemone/python-stub`), and serves; no half-written file is left there (each
+    process had left one per source), and a load after space is freed keeps what fits, whole."""
+    full = tmp_path / "full"
+    full.mkdir()
+    repo = tmp_path / "repo"
+    python_model(repo, "py", PY_ADD, ADD_IO + "instance_group [ { count: 2 kind: KIND_CPU } ]\n")
+    served = Served(repo, *EXPLICIT_ALL, prefix=[*can_fill, str(full)],
+                    env={"XDG_CACHE_HOME": str(full / "home/.cache")})
+    try:
+        assert served.ready()
+        a, b = np.arange(4, dtype=np.float32), np.full(4, 0.5, np.float32)
+
+        def check():
+            r = requests.post(f"http://{served.http}/v2/models/py/infer", timeout=30, json={"inputs": [
+                {"name": n, "shape": [1, 4], "datatype": "FP32", "data": v.tolist()}
+                for n, v in (("INPUT0", a), ("INPUT1", b))]})
+            assert r.status_code == 200, r.text
+            np.testing.assert_array_equal(np.array(r.json()["outputs"][0]["data"], np.float32), a + b)
+        check()
+        inside = f"/proc/{served.pid}/root{full}"
+        folder = f"{inside}/home/.cache/anemone/python-stub"
+        assert os.listdir(folder) == []
+        os.remove(f"{inside}/filler")
+        base = f"http://{served.http}/v2/repository/models/py"
+        for action in ("unload", "load"):
+            assert requests.post(f"{base}/{action}", timeout=60).status_code == 200
+        check()
+        # The 64 KiB hold some of the 143 KB of code: those written are whole, the rest left nothing.
+        kept = os.listdir(folder)
+        assert kept and all(f.endswith("-O0") for f in kept), kept
+        for f in kept:
+            assert marshal.loads(open(f"{folder}/{f}", "rb").read()).co_filename == f.split(".py.")[0] + ".py"
     finally:
         assert served.stop() == 0
 

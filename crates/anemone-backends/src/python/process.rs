@@ -38,7 +38,8 @@ const CALLS_ENV: &str = "ANEMONE_PYTHON_CALLS";
 /// environment and gives its code: read from the code cache
 /// ([`super::code_cache`]) when a file there is this user's, else compiled
 /// and written there for the next process (atomically; the other versions
-/// of that file removed). Any failure there only means compiling.
+/// of that file removed; a write that fails, on a full disk say, leaves
+/// nothing behind). Any failure there only means compiling.
 const BOOT: &str = r#"import os, sys
 def _anemone_code(var, name, _folder=os.environ.pop("ANEMONE_PYTHON_CODE_CACHE", ""),
                   _key=os.environ.pop("ANEMONE_PYTHON_CODE_KEY", "")):
@@ -55,18 +56,25 @@ def _anemone_code(var, name, _folder=os.environ.pop("ANEMONE_PYTHON_CODE_CACHE",
     except Exception:
         pass
     code = compile(source, name, "exec")
+    part = f"{path}.{os.getpid()}"
     try:
-        part = f"{path}.{os.getpid()}"
         with open(part, "xb") as f:
             marshal.dump(code, f)
         os.replace(part, path)
+    except Exception:
+        try:
+            os.remove(part)
+        except OSError:
+            pass
+        return code
+    try:
         for other in os.listdir(_folder):
             if other.startswith(name + ".") and other != os.path.basename(path):
                 try:
                     os.remove(os.path.join(_folder, other))
                 except OSError:
                     pass
-    except Exception:
+    except OSError:
         pass
     return code
 exec(_anemone_code("ANEMONE_PYTHON_STUB", "anemone_python_stub.py"))"#;
