@@ -469,8 +469,14 @@ def infer_zero(server, model, bs, priority=0, timeout_us=0, protocol="http", siz
     if timeout_us:
         kw["timeout"] = timeout_us
     t0 = time.monotonic()
-    result = client.infer(model, [inp], **kw)
-    took = time.monotonic() - t0
+    # Closed here, in its thread: an HTTP client left to the collector
+    # (its request refused) was closed on another thread, which gevent
+    # refuses (a PytestUnraisableExceptionWarning).
+    try:
+        result = client.infer(model, [inp], **kw)
+        took = time.monotonic() - t0
+    finally:
+        client.close()
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), x)
     return took
 
