@@ -552,6 +552,26 @@ def test_doctor_json_names_the_backends_this_build_lacks():
     assert "not built into this binary" in json.dumps(report["backends"]), report["backends"]
 
 
+def test_doctor_lists_the_folders_anemone_keeps(tmp_path):
+    """README: doctor lists the cache directories, anemone's own among them
+    (the model cache, unpacked Python environments, the Python stub's
+    compiled code), each where XDG_CACHE_HOME puts it, with its size once
+    it exists."""
+    cache = tmp_path / "cache"
+    (cache / "anemone/python-stub").mkdir(parents=True)
+    (cache / "anemone/python-stub/code").write_bytes(b"x" * 3000)
+    out = anemone("doctor", "--json", env={"XDG_CACHE_HOME": str(cache)})
+    assert out.returncode == 0, out.stderr
+    caches = {c["path"]: c for c in json.loads(out.stdout)["caches"]}
+    stub, envs, models = (str(cache / "anemone" / d) for d in ("python-stub", "python-envs", "models"))
+    assert caches[stub]["exists"] and caches[stub]["bytes"] == 3000, caches[stub]
+    assert "stub" in caches[stub]["name"], caches[stub]
+    assert not caches[envs]["exists"] and "EXECUTION_ENV_PATH" in caches[envs]["name"], caches[envs]
+    assert not caches[models]["exists"] and "--model-cache-dir" in caches[models]["name"], caches[models]
+    text = anemone("doctor", env={"XDG_CACHE_HOME": str(cache)}).stdout
+    assert stub in text and "not created yet" in text, text
+
+
 ORT_LIB_NAME = "libonnxruntime.so.1.31.1"
 
 

@@ -504,14 +504,20 @@ fn caches() -> Vec<Cache> {
         name,
         path,
     };
-    #[allow(unused_mut)]
     let mut all = vec![
         entry(
             "compiled Core ML models (coreml.cache_dir)",
             anemone_backends::coreml::options::default_cache_dir_from_env(),
         ),
         entry("tract's CUDA and Metal kernels", home.join(".cache/tract")),
+        entry(
+            "models from buckets and merged repositories (--model-cache-dir's default)",
+            anemone_server::repository::remote::default_cache_dir(),
+        ),
     ];
+    for (name, path) in anemone_backends::python::cache_folders() {
+        all.push(entry(name, path));
+    }
     #[cfg(feature = "onnxruntime")]
     all.push(entry(
         "ONNX Runtime's CoreML provider (onnxruntime.coreml.cache_dir)",

@@ -49,6 +49,20 @@ pub fn ensure(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// The user's cache folder: `$XDG_CACHE_HOME`, else `$HOME/.cache`; `None`
+/// where neither is set (a service with no home), so that the caller
+/// picks its own fallback.
+pub fn user_cache() -> Option<std::path::PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| Path::new(&h).join(".cache"))
+        })
+}
+
 /// This user's name for a folder in the shared temporary directory: the
 /// numeric user id on Unix (`$USER` can be unset or shared), else `$USER`.
 pub fn user_tag() -> String {

@@ -29,7 +29,7 @@ pub(super) fn folder() -> Option<&'static Path> {
     static FOLDER: OnceLock<Option<PathBuf>> = OnceLock::new();
     FOLDER
         .get_or_init(|| {
-            let dir = super::env::user_cache()?.join("anemone").join("python-stub");
+            let dir = path()?;
             match anemone_core::private_dir::ensure(&dir) {
                 Ok(()) => Some(dir),
                 Err(why) => {
@@ -42,6 +42,16 @@ pub(super) fn folder() -> Option<&'static Path> {
             }
         })
         .as_deref()
+}
+
+/// [`folder`]'s path, neither made nor checked; `None` without a cache
+/// folder (no `XDG_CACHE_HOME` or `HOME`).
+pub(super) fn path() -> Option<PathBuf> {
+    Some(
+        anemone_core::private_dir::user_cache()?
+            .join("anemone")
+            .join("python-stub"),
+    )
 }
 
 /// The digest of every source the stub compiles (the first 16 bytes of

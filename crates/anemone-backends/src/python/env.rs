@@ -145,17 +145,15 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// The user's cache folder: `$XDG_CACHE_HOME`, else `~/.cache`; `None`
-/// where neither is set.
-pub(super) fn user_cache() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| Path::new(&h).join(".cache"))
-        })
+/// [`cache_root`]'s folder, neither made nor checked.
+pub(super) fn cache_root_path() -> PathBuf {
+    match anemone_core::private_dir::user_cache() {
+        Some(cache) => cache.join("anemone").join("python-envs"),
+        None => {
+            let user = anemone_core::private_dir::user_tag();
+            std::env::temp_dir().join(format!("anemone-python-envs-{user}"))
+        }
+    }
 }
 
 /// The folder environments are unpacked in: `$XDG_CACHE_HOME` (or
@@ -164,13 +162,7 @@ pub(super) fn user_cache() -> Option<PathBuf> {
 /// refused when another user owns it or can write it, since anemone runs
 /// the interpreters it finds there.
 fn cache_root() -> Result<PathBuf> {
-    let root = match user_cache() {
-        Some(cache) => cache.join("anemone").join("python-envs"),
-        None => {
-            let user = anemone_core::private_dir::user_tag();
-            std::env::temp_dir().join(format!("anemone-python-envs-{user}"))
-        }
-    };
+    let root = cache_root_path();
     let refuse = |why: String| {
         Error::Config(format!(
             "cannot use {} for Python environments: {why}; set XDG_CACHE_HOME to a folder of your own",

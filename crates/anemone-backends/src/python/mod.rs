@@ -75,6 +75,20 @@ const SOURCES: [&str; 8] = [
     CALLS,
 ];
 
+/// The folders the Python backend keeps in the user's cache, named for
+/// `anemone doctor`: unpacked `EXECUTION_ENV_PATH` archives, and the
+/// stub's compiled code (absent without `XDG_CACHE_HOME` or `HOME`).
+pub fn cache_folders() -> Vec<(&'static str, PathBuf)> {
+    let mut out = vec![(
+        "unpacked Python environments (EXECUTION_ENV_PATH)",
+        env::cache_root_path(),
+    )];
+    if let Some(path) = code_cache::path() {
+        out.push(("the Python stub's compiled code", path));
+    }
+    out
+}
+
 /// Triton's Python backend ([module docs](self)).
 #[derive(Debug, Default)]
 pub struct Python {

@@ -25,14 +25,7 @@ use std::path::PathBuf;
 /// server serves what it finds there, so [`prepare`] uses it only when it
 /// is this user's alone ([`anemone_core::private_dir`]).
 pub fn default_cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })
+    anemone_core::private_dir::user_cache()
         .map(|c| c.join("anemone").join("models"))
         .unwrap_or_else(|| {
             let user = anemone_core::private_dir::user_tag();
