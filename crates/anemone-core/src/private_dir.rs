@@ -63,6 +63,16 @@ pub fn user_cache() -> Option<std::path::PathBuf> {
         })
 }
 
+/// `name` in anemone's folder of the user's cache (`<cache>/anemone/<name>`),
+/// else, with no cache folder, `<fallback>-<user>` in the temporary
+/// directory. Neither made nor checked ([`ensure`] does that).
+pub fn cache_folder(name: &str, fallback: &str) -> std::path::PathBuf {
+    match user_cache() {
+        Some(cache) => cache.join("anemone").join(name),
+        None => std::env::temp_dir().join(format!("{fallback}-{}", user_tag())),
+    }
+}
+
 /// This user's name for a folder in the shared temporary directory: the
 /// numeric user id on Unix (`$USER` can be unset or shared), else `$USER`.
 pub fn user_tag() -> String {

@@ -16,6 +16,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// Every source the stub compiles ([`key`]'s digest covers them).
+const SOURCES: [&str; 8] = [
+    super::STUB,
+    super::UTILS,
+    super::UTILS_CONFIG,
+    super::UTILS_METRICS,
+    super::UTILS_MODELS,
+    super::UTILS_RESPONSES,
+    super::FRAMES,
+    super::CALLS,
+];
+
 /// The environment variable that gives the stub the folder (unset: no
 /// folder could be used; each process compiles).
 pub(super) const FOLDER_ENV: &str = "ANEMONE_PYTHON_CODE_CACHE";
@@ -61,7 +73,7 @@ pub(super) fn key() -> &'static str {
     KEY.get_or_init(|| {
         use sha2::{Digest, Sha256};
         let mut hash = Sha256::new();
-        for source in super::SOURCES {
+        for source in SOURCES {
             hash.update(source.len().to_le_bytes());
             hash.update(source.as_bytes());
         }
@@ -70,4 +82,18 @@ pub(super) fn key() -> &'static str {
             .map(|b| format!("{b:02x}"))
             .collect()
     })
+}
+
+/// The folders the Python backend keeps in the user's cache, named for
+/// `anemone doctor`: unpacked `EXECUTION_ENV_PATH` archives, and the
+/// stub's compiled code (absent without `XDG_CACHE_HOME` or `HOME`).
+pub fn cache_folders() -> Vec<(&'static str, PathBuf)> {
+    let mut out = vec![(
+        "unpacked Python environments (EXECUTION_ENV_PATH)",
+        super::env::cache_root_path(),
+    )];
+    if let Some(path) = path() {
+        out.push(("the Python stub's compiled code", path));
+    }
+    out
 }

@@ -147,13 +147,7 @@ fn process_alive(pid: u32) -> bool {
 
 /// [`cache_root`]'s folder, neither made nor checked.
 pub(super) fn cache_root_path() -> PathBuf {
-    match anemone_core::private_dir::user_cache() {
-        Some(cache) => cache.join("anemone").join("python-envs"),
-        None => {
-            let user = anemone_core::private_dir::user_tag();
-            std::env::temp_dir().join(format!("anemone-python-envs-{user}"))
-        }
-    }
+    anemone_core::private_dir::cache_folder("python-envs", "anemone-python-envs")
 }
 
 /// The folder environments are unpacked in: `$XDG_CACHE_HOME` (or

@@ -42,6 +42,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use wire::Answer;
 
+pub use code_cache::cache_folders;
+
 /// The backend's name.
 pub const NAME: &str = "python";
 
@@ -63,31 +65,6 @@ pub(crate) const UTILS_RESPONSES: &str = include_str!("stub/triton_python_backen
 pub(crate) const FRAMES: &str = include_str!("stub/anemone_stub_frames.py");
 /// The stub's requests to anemone (BLS, model loading), run in its namespace.
 pub(crate) const CALLS: &str = include_str!("stub/anemone_stub_calls.py");
-/// Every source the stub compiles ([`code_cache::key`]'s digest covers them).
-const SOURCES: [&str; 8] = [
-    STUB,
-    UTILS,
-    UTILS_CONFIG,
-    UTILS_METRICS,
-    UTILS_MODELS,
-    UTILS_RESPONSES,
-    FRAMES,
-    CALLS,
-];
-
-/// The folders the Python backend keeps in the user's cache, named for
-/// `anemone doctor`: unpacked `EXECUTION_ENV_PATH` archives, and the
-/// stub's compiled code (absent without `XDG_CACHE_HOME` or `HOME`).
-pub fn cache_folders() -> Vec<(&'static str, PathBuf)> {
-    let mut out = vec![(
-        "unpacked Python environments (EXECUTION_ENV_PATH)",
-        env::cache_root_path(),
-    )];
-    if let Some(path) = code_cache::path() {
-        out.push(("the Python stub's compiled code", path));
-    }
-    out
-}
 
 /// Triton's Python backend ([module docs](self)).
 #[derive(Debug, Default)]

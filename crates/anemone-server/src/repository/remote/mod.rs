@@ -25,12 +25,7 @@ use std::path::PathBuf;
 /// server serves what it finds there, so [`prepare`] uses it only when it
 /// is this user's alone ([`anemone_core::private_dir`]).
 pub fn default_cache_dir() -> PathBuf {
-    anemone_core::private_dir::user_cache()
-        .map(|c| c.join("anemone").join("models"))
-        .unwrap_or_else(|| {
-            let user = anemone_core::private_dir::user_tag();
-            std::env::temp_dir().join(format!("anemone-model-cache-{user}"))
-        })
+    anemone_core::private_dir::cache_folder("models", "anemone-model-cache")
 }
 
 /// The `--model-repository` values and where remote models are cached.
