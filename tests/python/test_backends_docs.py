@@ -20,6 +20,7 @@ Models are built here with the `onnx` package; numbers are compared with
 ONNX Runtime's Python API or the node-test suite's stored references. A
 test marked xfail(strict) is a place where the program does not do what
 the documents say."""
+import collections
 import json
 import os
 import re
@@ -701,8 +702,29 @@ def test_graph_optimization_levels_take_effect_and_triton_numbers_map_to_them(se
     assert slow > 4 * fast, times
 
 
-def _threads(pid):
-    return len(os.listdir(f"/proc/{pid}/task"))
+def _thread_names(pid):
+    """How many of the process's threads bear each name (/proc's comm)."""
+    names = collections.Counter()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            names[Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()] += 1
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # ended while listed
+    return names
+
+
+def _pool_threads(pid, model, want):
+    """The ONNX Runtime pool threads a model's session started, waited for
+    until there are `want` (or 10 s have passed). A session's pool threads
+    are named after the thread that built them, the model's load thread
+    (`anemone-load-<model>`), which has ended by then; counting them by
+    name leaves out the server's own threads, which come and go (tokio's
+    blocking threads, another model's load)."""
+    name = f"anemone-load-{model}"[:15]
+    deadline = time.time() + 10
+    while (count := _thread_names(pid)[name]) != want and time.time() < deadline:
+        time.sleep(0.05)
+    return count
 
 
 def test_threads_set_onnxruntime_intra_op_threads(tmp_path):
@@ -719,21 +741,12 @@ def test_threads_set_onnxruntime_intra_op_threads(tmp_path):
     server = Server(tmp_path, repo, "--model-control-mode", "explicit")
     try:
         pid = server.proc.pid
-        time.sleep(0.3)
-        counts = [_threads(pid)]
         for name in ("t1", "t8"):
             assert requests.post(f"{server.http}/v2/repository/models/{name}/load", timeout=60).status_code == 200
-            time.sleep(0.3)
-            counts.append(_threads(pid))
+        counts = [_pool_threads(pid, "t1", 0), _pool_threads(pid, "t8", 7)]
         assert requests.post(f"{server.http}/v2/repository/models/t8/unload", timeout=60).status_code == 200
-        deadline = time.time() + 10
-        while _threads(pid) > counts[1] and time.time() < deadline:
-            time.sleep(0.1)
-        counts.append(_threads(pid))
-        # (a load may also start one of the server's own blocking threads)
-        assert counts[1] - counts[0] <= 1, counts
-        assert counts[2] - counts[1] >= 7, counts
-        assert counts[2] - counts[3] >= 7, counts
+        counts.append(_pool_threads(pid, "t8", 0))
+        assert counts == [0, 7, 0], counts
         x = np.ones((1, 64), np.float32)
         answer = server.infer("t1", [fp32("x", x)])
         np.testing.assert_allclose(np.array(answer.json()["outputs"][0]["data"]), (x @ W_EXT).ravel(), rtol=1e-5)
@@ -746,8 +759,7 @@ def test_onnxruntime_sessions_share_one_pool_with_the_global_threadpool_setting(
     onnxruntime,enable-global-threadpool=1`, every ONNX Runtime session
     runs on one pool of `--threads` threads instead of a pool each. Six
     models with `--threads 3`: a pool each adds 2 threads per model (12);
-    shared, the six add one pool's 2 between them (measured: 16 threads
-    added against 4, with the server's own). Answers equal
+    shared, the six add none, and one pool of 2 serves them all. Answers equal
     numpy's either way, and a model whose engines are compared (no
     `backends`) is compared in the child as usual (none fell back)."""
     repo = tmp_path / "repo"
@@ -764,11 +776,13 @@ def test_onnxruntime_sessions_share_one_pool_with_the_global_threadpool_setting(
         server = Server(tmp_path, repo, *flags)
         try:
             pid = server.proc.pid
-            before = _threads(pid)
             for i in range(6):
                 assert requests.post(f"{server.http}/v2/repository/models/m{i}/load", timeout=60).status_code == 200
-            time.sleep(0.3)
-            added[shared] = _threads(pid) - before
+            want = 0 if shared else 2
+            added[shared] = [_pool_threads(pid, f"m{i}", want) for i in range(6)]
+            # The shared pool is built at start-up, by the main thread: two
+            # threads named as it is, beside it.
+            added[shared].append(_thread_names(pid)["anemone"] - 1)
             for i in range(6):
                 answer = server.infer(f"m{i}", [fp32("x", x)])
                 np.testing.assert_allclose(np.array(answer.json()["outputs"][0]["data"]), (x @ W_EXT).ravel(),
@@ -782,8 +796,7 @@ def test_onnxruntime_sessions_share_one_pool_with_the_global_threadpool_setting(
                          ["outputs"][0]["data"]), (x[:, :4] + x[:, 4:8]).ravel(), rtol=1e-6)
         finally:
             assert server.stop() == 0
-    # (loads may also start a few of the server's own blocking threads)
-    assert added[False] >= 12 and added[True] <= added[False] - 8, added
+    assert added == {False: [2] * 6 + [0], True: [0] * 6 + [2]}, added
 
 
 @pytest.mark.parametrize("in_child", ["true", "false"])

@@ -586,10 +586,14 @@ def test_version_folders_come_and_go_and_the_policy_changes_under_load(tmp_path,
 
     unversioned, second = Clients(addresses["HTTP"], "m"), Clients(addresses["HTTP"], "m", version="2")
     try:
-        time.sleep(0.3)
+        # Each client's thread is waited for (not a fixed pause: on a loaded
+        # machine a thread may send nothing in it): answered by version 2
+        # before it goes, then by version 1 and refused after.
+        wait_for(lambda: unversioned.answers and second.answers)
         shutil.rmtree(tmp_path / "m" / "2")
         wait_for(lambda: http.rows("m") == [("1", "READY")] and http.answer("m")[0] == "1")
-        time.sleep(0.3)
+        seen = len(unversioned.answers), len(second.answers)
+        wait_for(lambda: len(unversioned.answers) > seen[0] and len(second.answers) > seen[1])
     finally:
         versions = unversioned.check({"1": py_answer(1, 1), "2": py_answer(1, 2)})
         answered = second.end()

@@ -237,7 +237,10 @@ def serving(tmp_path_factory):
     reshaped_simple(repo)
     (repo / "dyna_ensemble/1").mkdir(parents=True)
     (repo / "dyna_ensemble/config.pbtxt").write_text(DYNA_ENSEMBLE_CONFIG)
-    proc, addresses = start_serve(repo, "--cache-config", "local,size=1MiB")
+    # No re-timing on real requests: the other tests' traffic would move a
+    # model and replace the load's timing in the index, which
+    # test_models_are_timed_on_every_cpu_engine_as_requests_would_run reads.
+    proc, addresses = start_serve(repo, "--cache-config", "local,size=1MiB", "--retime", "false")
     wait_ready(addresses["HTTP"])
     yield tmp, addresses
     stop_serve(proc)
