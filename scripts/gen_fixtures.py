@@ -432,14 +432,14 @@ def small_convnet(name):
     write_case(name, "small CNN classifier, dynamic batch", model, runs)
 
 
-@case
-def resnet18(name):
-    """ResNet-18-shaped classifier with random weights (about 45 MB)."""
-    b = Builder(rng_for(name))
-    h = b.add("Relu", batchnorm(b, conv(b, "input", 3, 64, 7, 2, False, 0.5), 64))
+def resnet18_shaped(b, name, widths, size):
+    """ResNet-18's graph (stem, max pool, 4 stages of 2 basic blocks, 1x1
+    strided shortcuts, global pool, Gemm to 1000) with stage widths `widths`
+    on [batch, 3, size, size]; returns the model."""
+    h = b.add("Relu", batchnorm(b, conv(b, "input", 3, widths[0], 7, 2, False, 0.5), widths[0]))
     h = b.add("MaxPool", h, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
-    cin = 64
-    for stage, cout in enumerate([64, 128, 256, 512]):
+    cin = widths[0]
+    for stage, cout in enumerate(widths):
         for block in range(2):
             stride = 2 if stage > 0 and block == 0 else 1
             y = b.add("Relu", batchnorm(b, conv(b, h, cin, cout, 3, stride, False, 0.5), cout))
@@ -448,12 +448,31 @@ def resnet18(name):
                 h = batchnorm(b, conv(b, h, cin, cout, 1, stride, False, 0.5), cout)
             h, cin = b.add("Relu", b.add("Add", y, h)), cout
     h = b.add("Flatten", b.add("GlobalAveragePool", h), axis=1)
-    b.add("Gemm", h, b.randn("fc_w", (512, 1000), np.sqrt(1 / 512)), b.randn("fc_b", (1000,), 0.01),
+    b.add("Gemm", h, b.randn("fc_w", (cin, 1000), np.sqrt(1 / cin)), b.randn("fc_b", (1000,), 0.01),
           out="logits")
-    model = b.model(name, [vi("input", F32, ["batch", 3, 224, 224])], [vi("logits", F32, ["batch", 1000])])
+    return b.model(name, [vi("input", F32, ["batch", 3, size, size])], [vi("logits", F32, ["batch", 1000])])
+
+
+@case
+def resnet18(name):
+    """ResNet-18-shaped classifier with random weights (about 45 MB)."""
+    b = Builder(rng_for(name))
+    model = resnet18_shaped(b, name, [64, 128, 256, 512], 224)
     runs = [{"input": b.rng.standard_normal((1, 3, 224, 224)).astype(np.float32)}]
     write_case(name, "ResNet-18-shaped model, random weights", model, runs, rtol=1e-3, atol=1e-4)
     np.save(OUT / name / "bench_b8.npy", b.rng.standard_normal((8, 3, 224, 224)).astype(np.float32))
+
+
+@case
+def resnet18_narrow(name):
+    """ResNet-18's graph an eighth as wide on 64x64 (about 0.7 MB, 1/800 of
+    the work): for the checks that want its graph's every kind of node, not
+    its size (tract-cuda's fusion evaluated in fp16 on the CPU)."""
+    b = Builder(rng_for(name))
+    model = resnet18_shaped(b, name, [8, 16, 32, 64], 64)
+    runs = [{"input": b.rng.standard_normal((1, 3, 64, 64)).astype(np.float32)}]
+    write_case(name, "ResNet-18's graph, an eighth as wide, 64x64, random weights", model, runs,
+               rtol=1e-3, atol=1e-4)
 
 
 @case
