@@ -370,6 +370,8 @@ def in_thread(fn, *args):
             box["ok"] = fn(*args)
         except Exception as e:  # noqa: BLE001 - asserted on
             box["error"] = e
+        finally:
+            close_clients()
     (t := threading.Thread(target=run, daemon=True)).start()
     return t, box
 
@@ -399,16 +401,33 @@ import numpy as np  # noqa: E402 - the clients' helpers below
 import tritonclient.http as httpclient  # noqa: E402
 
 
-def http_client(addresses, timeout=30):
+# tritonclient's HTTP client must be closed on the thread that made it: one
+# closed by the garbage collector on another thread warns (gevent). Each
+# thread's clients are kept here and closed by close_clients(), which
+# in_thread runs as its thread ends and the tests run after each test.
+_clients = threading.local()
+
+
+def _client(addresses, timeout):
     return httpclient.InferenceServerClient(addresses["HTTP"], connection_timeout=timeout, network_timeout=timeout)
+
+
+def http_client(addresses, timeout=30):
+    client = _client(addresses, timeout)
+    _clients.__dict__.setdefault("open", []).append(client)
+    return client
+
+
+def close_clients():
+    """Closes the clients http_client made on this thread."""
+    for client in _clients.__dict__.pop("open", []):
+        client.close()
 
 
 def work(addresses, model, seconds=0.0, tag=0, timeout=30, **kw):
     x = httpclient.InferInput("X", [1, 2], "FP64")
     x.set_data_from_numpy(np.array([[seconds, tag]], np.float64))
-    # Closed here, on its own thread: tritonclient's HTTP client closed by
-    # the garbage collector on another thread warns (gevent).
-    client = http_client(addresses, timeout)
+    client = _client(addresses, timeout)  # closed here, on its own thread
     try:
         return client.infer(model, [x], **kw).as_numpy("Y")[0]
     finally:

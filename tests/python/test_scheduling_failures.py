@@ -22,13 +22,21 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from scheduling_failure_models import (ADD_IO, BROKEN, DLOADER, DLOADER_CONFIG, ENSEMBLE_CONFIG, FINALIZER,
+from scheduling_failure_models import (close_clients, ADD_IO, BROKEN, DLOADER, DLOADER_CONFIG, ENSEMBLE_CONFIG, FINALIZER,
                                        FINALIZER_CONFIG, MANAGER, MANAGER_CONFIG, SEQCALLER, SEQCALLER_CONFIG,
                                        SLOWADD, STREAM, STRSEQ, STRSEQ_CONFIG, WORK, in_thread, joined, limiter,
                                        serve_briefly, work_config, http_client, work)
 from serve_support import ROOT, python_repository, start_serve, stop_serve, wait_ready
 from stream_support import Stream, final, tensor
 from tritonclient.utils import InferenceServerException
+
+
+@pytest.fixture(autouse=True)
+def _closed_clients():
+    """The clients a test made on its own thread are closed as it ends."""
+    yield
+    close_clients()
+
 
 BIN = Path(os.environ.get("ANEMONE_BIN", ROOT / "target/debug/anemone"))
 
