@@ -222,7 +222,7 @@ def serves_on(http):
 
 
 @pytest.mark.parametrize("target", [
-    "http://localhost/v2/models/add/infer", "http://other.example:1234/v2/models/add/infer",
+    "http://localhost/v2/models/add/infer", "http://other:1234/v2/models/add/infer",
     "https://localhost/v2/models/add/infer", "http://localhost/v2/models/add/infer?x=1",
 ])
 def test_absolute_form_targets_are_served(http, target):
@@ -230,6 +230,16 @@ def test_absolute_form_targets_are_served(http, target):
     (what a client configured with an HTTP proxy sends). tritonserver 2.51:
     200 with the sum for each."""
     assert_sum(one(http, post(target)))
+
+
+def test_an_absolute_form_target_names_the_host_checked(http):
+    """RFC 9112 3.2.2: the absolute-form's authority takes the place of
+    Host, so it is what a server on 127.0.0.1 checks (docs/SECURITY.md,
+    `--http-allow-host`): a dotted name it does not answer to gets 403
+    naming the flag, whatever the Host header says. (tritonserver 2.51:
+    200, as for any Host.)"""
+    r = one(http, post("http://other.example:1234/v2/models/add/infer"))
+    assert r.status == 403 and b"--http-allow-host other.example" in r.body, (r.status, r.body[:300])
 
 
 @pytest.mark.parametrize("path", ["/v2/models/add/versions//ready", "/v2/models/add/versions//infer"])

@@ -174,6 +174,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 .map_err(crate::output::mistake)?,
             origins: anemone_server::origins::AllowedOrigins::parse(&args.http_allow_origin)
                 .map_err(crate::output::mistake)?,
+            hosts: anemone_server::hosts::AllowedHosts::parse(&args.http_allow_host)
+                .map_err(crate::output::mistake)?,
         },
         // --- ops ---
         ops: anemone_server::settings::OpsOptions {

@@ -310,6 +310,20 @@ pub struct ServeArgs {
     )]
     pub http_allow_origin: Vec<String>,
 
+    /// Host names the HTTP and metrics ports answer to besides IP addresses, localhost and names
+    /// of one label (`models.example.com`; `.example.com` for a domain and the names under it;
+    /// `*` for any name). On a listener bound to a loopback address (the default), a request for
+    /// another host (its Host header) gets 403, so a web page that points its own name at
+    /// 127.0.0.1 (DNS rebinding) cannot read the server's answers; name here the hosts a proxy on
+    /// this machine passes on. On other addresses, hosts are checked only when names are given.
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "ANEMONE_HTTP_ALLOW_HOST",
+        value_delimiter = ','
+    )]
+    pub http_allow_host: Vec<String>,
+
     /// As --http-restricted-api, for gRPC: calls to the listed protocols need the metadata
     /// `triton-grpc-protocol-<key>: <value>`, or get PERMISSION_DENIED. By default, nothing is restricted.
     #[arg(

@@ -433,6 +433,14 @@ fn server_path(c: &mut Criterion) {
             b.to_async(&rt).iter(|| fixture.send_tcp(kind));
         });
     }
+    // The Host check every request to a loopback listener passes
+    // (`--http-allow-host`; docs/SECURITY.md).
+    let hosts = anemone_server::hosts::AllowedHosts::default();
+    for host in ["127.0.0.1:8000", "localhost:8000", "rebound.test:8000"] {
+        c.bench_function(&format!("host check: {host}"), |b| {
+            b.iter(|| hosts.allows(std::hint::black_box(host.as_bytes())));
+        });
+    }
     drop(fixture);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -17,6 +17,7 @@ mod finalize;
 pub mod fuzzing;
 pub mod grpc;
 pub mod host_metrics;
+pub mod hosts;
 pub mod http;
 pub mod limits;
 mod listeners;

@@ -242,6 +242,10 @@ pub struct RestrictedApi {
     /// From `--http-allow-origin`: the web pages that may use the HTTP API
     /// (requests with an `Origin` header). By default, none.
     pub origins: crate::origins::AllowedOrigins,
+    /// From `--http-allow-host`: the names the HTTP and metrics listeners
+    /// answer to besides IP addresses, `localhost` and names of one label.
+    /// By default, none (checked on loopback listeners only).
+    pub hosts: crate::hosts::AllowedHosts,
 }
 
 #[cfg(test)]

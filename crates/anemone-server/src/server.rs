@@ -411,6 +411,10 @@ impl Server {
             options.limits,
             &options.restricted.http,
             options.restricted.origins.clone(),
+            checked_hosts(
+                &options.restricted.hosts,
+                http.as_ref().and_then(|l| l.local_addr().ok()),
+            ),
         );
         // Accepted sockets get TCP_NODELAY there: without it, Nagle's
         // algorithm holds a response's last segment until the client's
@@ -451,7 +455,8 @@ impl Server {
 
         // Plain HTTP, the same timeouts; it stops with the others and is not waited for.
         if let Some(listener) = metrics {
-            let router = crate::http::metrics_router(Arc::clone(&state));
+            let hosts = checked_hosts(&options.restricted.hosts, listener.local_addr().ok());
+            let router = crate::http::metrics_router(Arc::clone(&state), hosts);
             let served =
                 crate::http::serve::serve(listener, router, options.http_timeouts, None, stopped());
             tokio::spawn(served);
@@ -514,6 +519,17 @@ impl Server {
 /// Keeps the standard gRPC health service in step with readiness.
 /// (every 200 ms, and at once when a load through the API asks: see
 /// `state/health_sync.rs`).
+/// `hosts`, for a listener bound at `local` where browsers' hosts are
+/// checked ([`AllowedHosts::checks`](crate::hosts::AllowedHosts::checks)).
+fn checked_hosts(
+    hosts: &crate::hosts::AllowedHosts,
+    local: Option<SocketAddr>,
+) -> Option<crate::hosts::AllowedHosts> {
+    local
+        .filter(|local| hosts.checks(*local))
+        .map(|_| hosts.clone())
+}
+
 async fn track_readiness(state: Arc<AppState>, reporter: tonic_health::server::HealthReporter) {
     let last = std::sync::Mutex::new(None);
     state

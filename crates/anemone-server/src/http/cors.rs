@@ -24,15 +24,27 @@ const EXPOSED: &str = "Inference-Header-Content-Length";
 /// How long a browser may keep a preflight's answer: 10 minutes.
 const PREFLIGHT_MAX_AGE: &str = "600";
 
-/// Origins already named in a warning, so a page that keeps sending does
-/// not fill the log (at most this many are remembered).
+/// How many origins (or hosts) already warned of are remembered.
 const WARNED_MAX: usize = 64;
 
 /// The allowed origins, and those already warned of.
 #[derive(Clone)]
 pub(super) struct Origins {
     allowed: Arc<AllowedOrigins>,
-    warned: Arc<Mutex<HashSet<Vec<u8>>>>,
+    warned: FirstSeen,
+}
+
+/// Values already named in a warning, so a page that keeps sending does
+/// not fill the log (at most [`WARNED_MAX`] are remembered).
+#[derive(Clone, Default)]
+pub(super) struct FirstSeen(Arc<Mutex<HashSet<Vec<u8>>>>);
+
+impl FirstSeen {
+    /// Whether `value` is seen here for the first time (and is remembered).
+    pub(super) fn first(&self, value: &[u8]) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.len() < WARNED_MAX && seen.insert(value.to_vec())
+    }
 }
 
 /// What to do with a request.
@@ -49,7 +61,7 @@ impl Origins {
     pub(super) fn new(allowed: AllowedOrigins) -> Origins {
         Origins {
             allowed: Arc::new(allowed),
-            warned: Arc::default(),
+            warned: FirstSeen::default(),
         }
     }
 
@@ -131,11 +143,7 @@ fn refuse(origins: &Origins, origin: &HeaderValue, path: &str) -> Response {
     };
     let message =
         format!("refused: a request from the web page at '{shown}' (its Origin header): {advice}");
-    let first = {
-        let mut warned = origins.warned.lock().unwrap_or_else(|e| e.into_inner());
-        warned.len() < WARNED_MAX && warned.insert(origin.as_bytes().to_vec())
-    };
-    if first {
+    if origins.warned.first(origin.as_bytes()) {
         tracing::warn!(
             "{message} (the first request refused from that origin asked for {}; later ones are not logged)",
             limits::shown(path)

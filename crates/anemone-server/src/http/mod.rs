@@ -9,6 +9,7 @@ mod cors;
 pub mod decoding;
 mod error;
 mod generate;
+mod host_check;
 pub mod infer;
 mod json;
 mod logging;
@@ -23,6 +24,7 @@ mod views;
 mod wake;
 
 use crate::errors::ApiError;
+use crate::hosts::AllowedHosts;
 use crate::limits::RequestLimits;
 use crate::origins::AllowedOrigins;
 use crate::restricted::{Api, Restrictions};
@@ -57,19 +59,24 @@ pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
         RequestLimits::default(),
         &Restrictions::default(),
         AllowedOrigins::default(),
+        None,
     )
 }
 
 /// [`router`], with `limits`, the API groups in `restrictions` answering
 /// 403 to requests without their header (`/metrics` is never restricted),
-/// and requests from web pages (with an `Origin` header) answered only
-/// where `origins` allows theirs, with CORS headers (403 otherwise).
+/// requests from web pages (with an `Origin` header) answered only where
+/// `origins` allows theirs, with CORS headers (403 otherwise), and, when
+/// `hosts` is given, requests answered only for the hosts it allows (403
+/// otherwise; [`AllowedHosts::checks`] says for which listeners to give
+/// it).
 pub fn router_with(
     state: Arc<AppState>,
     max_request_bytes: usize,
     limits: RequestLimits,
     restrictions: &Restrictions,
     origins: AllowedOrigins,
+    hosts: Option<AllowedHosts>,
 ) -> Router {
     let mut groups = vec![
         (
@@ -128,7 +135,10 @@ pub fn router_with(
     }
     r.fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(
-            cors::Origins::new(origins),
+            Front {
+                origins: cors::Origins::new(origins),
+                hosts: hosts.map(host_check::Hosts::new),
+            },
             front,
         ))
         .layer(DefaultBodyLimit::max(max_request_bytes))
@@ -139,13 +149,25 @@ pub fn router_with(
         })
 }
 
-/// Every request's first middleware: a web page's request judged by its
-/// `Origin` (`--http-allow-origin`), then a body no route reads drained.
+/// What the first middleware checks: origins, and hosts where they are
+/// checked.
+#[derive(Clone)]
+struct Front {
+    origins: cors::Origins,
+    hosts: Option<host_check::Hosts>,
+}
+
+/// Every request's first middleware: its `Host` judged where hosts are
+/// checked (`--http-allow-host`), a web page's request by its `Origin`
+/// (`--http-allow-origin`), then a body no route reads drained.
 async fn front(
-    State(origins): State<cors::Origins>,
+    State(Front { origins, hosts }): State<Front>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
+    if let Some(refused) = hosts.and_then(|hosts| hosts.judge(&request)) {
+        return refused;
+    }
     match origins.judge(&request) {
         cors::Verdict::Pass => unread_body::drain(request, next).await,
         cors::Verdict::Answer(answer) => answer,
@@ -155,16 +177,32 @@ async fn front(
     }
 }
 
-/// `/metrics` alone, for the metrics port (`--metrics-port`); other paths get 404.
-pub fn metrics_router(state: Arc<AppState>) -> Router {
-    Router::new()
+/// `/metrics` alone, for the metrics port (`--metrics-port`); other paths
+/// get 404. When `hosts` is given, requests are answered only for the
+/// hosts it allows, as in [`router_with`].
+pub fn metrics_router(state: Arc<AppState>, hosts: Option<AllowedHosts>) -> Router {
+    let mut router = Router::new()
         .route("/metrics", get(metrics))
-        .fallback(error::no_route)
-        .with_state(Http {
-            state,
-            limit: 0,
-            decoding: decoding::DecodeBudget::new(1),
-        })
+        .fallback(error::no_route);
+    if let Some(hosts) = hosts {
+        let hosts = host_check::Hosts::new(hosts);
+        router = router.layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                let refused = hosts.judge(&request);
+                async move {
+                    match refused {
+                        Some(refused) => refused,
+                        None => next.run(request).await,
+                    }
+                }
+            },
+        ));
+    }
+    router.with_state(Http {
+        state,
+        limit: 0,
+        decoding: decoding::DecodeBudget::new(1),
+    })
 }
 
 /// The model and version a path names; the version is empty when the path has none.
