@@ -29,6 +29,11 @@ from pathlib import Path
 # value set outside is kept. (anemone itself leaves the variable alone: a
 # Python model gets the BLAS threads it would get under Triton.)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# What the servers, stubs and ONNX Runtime keep between runs (the stub's
+# compiled code, unpacked Python environments, the model cache, ONNX
+# Runtime's own store) goes under target/, not into the user's ~/.cache.
+# Tests of those folders give their own.
+os.environ["XDG_CACHE_HOME"] = str(Path(__file__).resolve().parents[2] / "target/test-cache")
 
 import numpy as np
 import pytest
