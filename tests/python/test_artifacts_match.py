@@ -168,7 +168,7 @@ TRITON_IGNORED = re.findall(r"--[a-z][\w-]+", re.search(r"taken\s+off the comman
 TRITON_REPLACED = re.findall(r"^\| `(--(?:model-load-gpu-limit|host-policy))`", _FROM, re.M)
 # Other tools' flags: the tool is named in the same span or command, or (these) in the paragraph
 # or the 40 lines above it.
-TOOLS = r"\b(cargo|curl|docker|kubectl|perf|valgrind|ncu|nsys|perf_analyzer|pip|kubernetes-validate|rustc|hadolint|pytest|uv)\b"
+TOOLS = r"\b(cargo|curl|docker|kubectl|perf|valgrind|ncu|nsys|perf_analyzer|pip|kubernetes-validate|rustc|hadolint|pytest|uv|unshare)\b"
 NEARBY = {"--features": "cargo|feature", "--locked": "cargo|rust:", "--cfg": "rustdoc|cargo",
           "--inclusive": "callgrind", "--streaming": "perf_analyzer", "--shared-memory": "perf_analyzer",
           "--binary": "scripts/nginx_rolling.py",

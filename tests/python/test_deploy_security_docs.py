@@ -1352,7 +1352,7 @@ def test_every_file_the_docs_name_exists():
 
 NOT_ANEMONE = {  # flags in the docs' commands that belong to other tools
     "--rm", "--cacert", "--cert", "--key", "--locked", "--strict", "--required", "--no-deps", "--compressed",
-    "--from-literal", "--features", "--bin", "--release",
+    "--from-literal", "--features", "--bin", "--release", "--init", "--pid", "--fork", "--mount-proc",
 }
 
 

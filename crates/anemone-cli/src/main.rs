@@ -18,6 +18,7 @@ mod exit;
 mod grpc_args;
 mod health_args;
 mod infer;
+mod init;
 mod inspect;
 mod log_file;
 mod log_lines;
@@ -224,6 +225,10 @@ fn main() -> ExitCode {
     if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
         std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
     }
+    // A container's first process waits for the container's orphans: as
+    // PID 1, anemone forks and stays behind as a small init (init.rs).
+    // Before any thread starts.
+    init::supervise_when_pid_1();
     let (cli, ignored_triton_flags) = parse_cli();
     let exporting = match &cli.command {
         Command::Serve(args) => telemetry::layer(&args.tracing),
