@@ -62,7 +62,9 @@ def namespace_command():
     if not shutil.which("unshare"):
         pytest.skip("unshare is missing: no PID namespace of our own")
     base = ["unshare"] + ([] if os.geteuid() == 0 else ["--user", "--map-root-user"])
-    base += ["--pid", "--fork", "--mount-proc"]
+    # --kill-child: should unshare end first, the namespace's PID 1 goes
+    # with it (and with PID 1 every process of the namespace).
+    base += ["--pid", "--fork", "--kill-child", "--mount-proc"]
     probe = subprocess.run(base + ["sh", "-c", "echo $$"], capture_output=True, text=True)
     if probe.returncode != 0 or probe.stdout.strip() != "1":
         pytest.skip(f"no PID namespace here ({probe.stderr.strip() or probe.stdout.strip()})")
@@ -89,6 +91,19 @@ def children(pid):
     return out
 
 
+def end_namespace(proc, pid1):
+    """Nothing of the namespace outlives the test: its PID 1 killed (the
+    kernel then kills every process in it), and unshare waited for."""
+    if proc.poll() is None:
+        if pid1 is not None:
+            try:
+                os.kill(pid1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.kill()
+    proc.wait(timeout=30)
+
+
 @pytest.fixture
 def served(tmp_path):
     """`anemone serve` as PID 1 of a namespace; yields (the namespace's
@@ -105,6 +120,7 @@ def served(tmp_path):
     proc = subprocess.Popen(command + [binary, "serve", "--model-repository", str(repo), "--http-port", "0",
                                        "--grpc-port", "0", "--exit-timeout-secs", "10"],
                             stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, env=env)
+    pid1 = None
     try:
         http = None
         while http is None:
@@ -115,17 +131,16 @@ def served(tmp_path):
         said = []
         reader = threading.Thread(target=lambda: said.extend(proc.stdout), daemon=True)
         reader.start()
-        pid1 = [pid for pid, _ in children(proc.pid)]
-        assert len(pid1) == 1, pid1
+        found = [pid for pid, _ in children(proc.pid)]
+        assert len(found) == 1, found
+        pid1 = found[0]
         deadline = time.monotonic() + 90
         while requests.get(f"{http}/v2/models/orphans/ready", timeout=10).status_code != 200:
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.1)
-        yield pid1[0], http, proc, (log, said, reader)
+        yield pid1, http, proc, (log, said, reader)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end_namespace(proc, pid1)
 
 
 def test_pid_1_waits_for_the_orphans_and_the_server_serves(served):
@@ -217,8 +232,14 @@ def test_ctrl_c_at_a_terminal_reaches_the_server_once(tmp_path):
         os.write(fd, b"\x03")
         read_until(b"anemone stopped", 30)
         _, status = os.waitpid(pid, 0)
+        pid = None
         asking.join(timeout=30)
     finally:
+        if pid is not None:  # the test failed before unshare ended: end its namespace too
+            for inside, _ in children(pid):
+                os.kill(inside, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
         os.close(fd)
     text = out.decode(errors="replace")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (status, text[-1500:])
