@@ -324,9 +324,14 @@ def test_ctrl_c_while_the_engines_are_compared_exits_0_and_leaves_no_comparison(
 
     def own_groups():
         for pid in marked(repo):
+            # The command line first: once it names compare-engines the
+            # child has run exec, after taking its group. Read the other way
+            # round, a child still between its spawn and exec was seen in
+            # the server's group and then with its new command line (a
+            # cold run's one False among 200).
             try:
-                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
                 command = open(f"/proc/{pid}/cmdline", "rb").read()
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             if b"compare-engines" in command:
