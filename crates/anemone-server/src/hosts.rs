@@ -43,11 +43,7 @@ impl AllowedHosts {
     /// given in one value, separated by commas.
     pub fn parse(values: &[String]) -> Result<AllowedHosts, String> {
         let mut out = AllowedHosts::default();
-        for value in values.iter().flat_map(|v| v.split(',')) {
-            let value = value.trim();
-            if value.is_empty() {
-                continue;
-            }
+        for value in crate::origins::listed(values) {
             if value == "*" {
                 out.any = true;
                 continue;

@@ -33,11 +33,7 @@ impl AllowedOrigins {
     /// be given in one value, separated by commas.
     pub fn parse(values: &[String]) -> Result<AllowedOrigins, String> {
         let mut out = AllowedOrigins::default();
-        for value in values.iter().flat_map(|v| v.split(',')) {
-            let value = value.trim();
-            if value.is_empty() {
-                continue;
-            }
+        for value in listed(values) {
             if value == "*" {
                 out.any = true;
                 continue;
@@ -96,6 +92,16 @@ impl fmt::Display for AllowedOrigins {
             f.write_str(&self.exact.join(","))
         }
     }
+}
+
+/// The items of a list flag's values: each value split at commas, trimmed,
+/// empty items left out (`--http-allow-origin`, `--http-allow-host`).
+pub(crate) fn listed(values: &[String]) -> impl Iterator<Item = &str> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 fn trim_slash(origin: &[u8]) -> &[u8] {
