@@ -71,6 +71,15 @@ def namespace_command():
     return base
 
 
+def python_repo(tmp_path, name, source):
+    """A repository with one Python model, `name`, whose model.py is `source`."""
+    repo = tmp_path / "repo"
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "1/model.py").write_text(source)
+    (repo / name / "config.pbtxt").write_text(CONFIG)
+    return repo
+
+
 def stat(pid):
     """(state, parent pid) of `pid` as this namespace sees it."""
     text = Path(f"/proc/{pid}/stat").read_text()
@@ -110,10 +119,7 @@ def served(tmp_path):
     PID 1 as seen here, the HTTP URL, the process running unshare, and the
     log's path, the lines on stdout and their reader)."""
     command = namespace_command()
-    repo = tmp_path / "repo"
-    (repo / "orphans/1").mkdir(parents=True)
-    (repo / "orphans/1/model.py").write_text(MODEL)
-    (repo / "orphans/config.pbtxt").write_text(CONFIG)
+    repo = python_repo(tmp_path, "orphans", MODEL)
     binary = os.environ.get("ANEMONE_BIN", str(ROOT / "target/debug/anemone"))
     log = tmp_path / "serve.log"
     env = dict(os.environ, ANEMONE_PYTHON=sys.executable, ANEMONE_LOG="info")
@@ -192,10 +198,7 @@ def test_ctrl_c_at_a_terminal_reaches_the_server_once(tmp_path):
     import pty
     import select
     command = namespace_command()
-    repo = tmp_path / "repo"
-    (repo / "slow/1").mkdir(parents=True)
-    (repo / "slow/1/model.py").write_text(SLOW)
-    (repo / "slow/config.pbtxt").write_text(CONFIG)
+    repo = python_repo(tmp_path, "slow", SLOW)
     binary = os.environ.get("ANEMONE_BIN", str(ROOT / "target/debug/anemone"))
     env = dict(os.environ, ANEMONE_PYTHON=sys.executable)
     pid, fd = pty.fork()

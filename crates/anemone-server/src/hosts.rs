@@ -88,8 +88,7 @@ impl AllowedHosts {
         let Ok(host) = std::str::from_utf8(host) else {
             return false;
         };
-        let name = without_port(host);
-        let name = name.strip_suffix('.').unwrap_or(name);
+        let name = bare(host);
         if name.is_empty() {
             return false;
         }
@@ -152,8 +151,13 @@ fn without_port(host: &str) -> &str {
 /// The name in a `Host` header's value, as `--http-allow-host` takes it
 /// (no port, lowercase).
 pub fn name_of(host: &str) -> String {
+    bare(host).to_ascii_lowercase()
+}
+
+/// The name in a `Host` header's value: no port, no trailing dot.
+fn bare(host: &str) -> &str {
     let name = without_port(host);
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 /// Whether `name` ends with `suffix` (lowercase), in any case.
