@@ -271,7 +271,8 @@ def test_tritons_flags_for_its_own_internals_start_serve_with_one_warning_naming
         err = proc.communicate(timeout=30)[1]
     warnings = [l for l in err.splitlines() if "not used by anemone (they change no answer)" in l]
     assert len(warnings) == 1 and [f for f in TRITON_IGNORED if f not in warnings[0]] == [], err
-    assert len(TRITON_IGNORED) >= 15 and re.search(r"WARN.*Vertex AI", err), err
+    # 14 since session 55 (the two header forward patterns work now): fewer means the list's text moved.
+    assert len(TRITON_IGNORED) >= 14 and re.search(r"WARN.*Vertex AI", err), err
 
 
 def test_any_other_triton_flag_is_refused_by_name():

@@ -2,6 +2,7 @@
 
 use crate::output::say;
 pub use crate::serve_args::ServeArgs;
+use anemone_server::forwarded_headers::ForwardPattern;
 use anemone_server::restricted::Restrictions;
 use anemone_server::{second_interrupt, shutdown_signal, Server, ServerOptions};
 use std::sync::Arc;
@@ -149,6 +150,18 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         strict_readiness: args.repository.strict_readiness,
         config_name: args.repository.model_config_name.clone(),
         server_id: args.id.clone(),
+        forward_headers: anemone_server::forwarded_headers::HeaderForwarding {
+            http: ForwardPattern::parse(
+                "--http-header-forward-pattern",
+                &args.http_header_forward_pattern,
+            )
+            .map_err(crate::output::mistake)?,
+            grpc: ForwardPattern::parse(
+                "--grpc-header-forward-pattern",
+                &args.grpc_header_forward_pattern,
+            )
+            .map_err(crate::output::mistake)?,
+        },
         model_loads: args.repository.model_load_thread_count,
         load_retries: args.repository.model_load_retry_count,
         repository: args.repository_label(),

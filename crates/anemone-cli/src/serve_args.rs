@@ -110,6 +110,30 @@ pub struct ServeArgs {
           default_value = "none", value_parser = clap::builder::PossibleValuesParser::new(["none", "low", "medium", "high"]))]
     pub grpc_infer_response_compression_level: String,
 
+    /// HTTP request headers that reach the models as string request parameters (a Python
+    /// model's `request.parameters()`), as Triton's flag: those whose name matches this regular
+    /// expression, anywhere in the name and ignoring case (`(?-i)` first to heed it); names
+    /// reach the model in lowercase. A matched header named as a parameter the server reads
+    /// (`priority`, `timeout`, `sequence_id`, ..., `triton_*`) fails its request with 400. By
+    /// default, none.
+    #[arg(
+        long,
+        value_name = "REGEX",
+        env = "ANEMONE_HTTP_HEADER_FORWARD_PATTERN",
+        default_value = ""
+    )]
+    pub http_header_forward_pattern: String,
+
+    /// As --http-header-forward-pattern, for the metadata of gRPC calls and streams (not the
+    /// transport's own: `te`, `content-type`, `grpc-*`). By default, none.
+    #[arg(
+        long,
+        value_name = "REGEX",
+        env = "ANEMONE_GRPC_HEADER_FORWARD_PATTERN",
+        default_value = ""
+    )]
+    pub grpc_header_forward_pattern: String,
+
     /// The server's name in its metadata (`GET /v2` and gRPC ServerMetadata answer it as
     /// `name`), as Triton's flag.
     #[arg(

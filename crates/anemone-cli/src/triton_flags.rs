@@ -45,14 +45,6 @@ pub const IGNORED: &[(&str, &str)] = &[
     ),
     ("cache-directory", "anemone's response cache is built in"),
     (
-        "http-header-forward-pattern",
-        "no engine of anemone reads request headers",
-    ),
-    (
-        "grpc-header-forward-pattern",
-        "no engine of anemone reads request headers",
-    ),
-    (
         "grpc-http2-max-pings-without-data",
         "anemone answers every client ping and never closes a connection for pinging",
     ),

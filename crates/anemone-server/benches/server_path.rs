@@ -441,6 +441,30 @@ fn server_path(c: &mut Criterion) {
             b.iter(|| hosts.allows(std::hint::black_box(host.as_bytes())));
         });
     }
+    // Headers forwarded to the model (`--http-header-forward-pattern`;
+    // docs/SERVING.md): the eight headers tritonclient's HTTP client sends,
+    // one of them matched, as strings for the request's parameters.
+    let mut headers = axum::http::HeaderMap::new();
+    for (k, v) in [
+        ("host", "localhost:8000"),
+        ("user-agent", "python/gevent-http-client-1.5.3"),
+        ("accept-encoding", "gzip, deflate"),
+        ("connection", "keep-alive"),
+        ("content-type", "application/json"),
+        ("content-length", "151"),
+        ("inference-header-content-length", "151"),
+        ("x-tenant", "acme"),
+    ] {
+        headers.insert(k, v.parse().unwrap());
+    }
+    for pattern in ["^x-tenant$", ".*"] {
+        let forward = anemone_server::forwarded_headers::ForwardPattern::parse("--bench", pattern)
+            .unwrap()
+            .unwrap();
+        c.bench_function(&format!("header forwarding: {pattern}, 8 headers"), |b| {
+            b.iter(|| forward.http(std::hint::black_box(&headers)).unwrap());
+        });
+    }
     drop(fixture);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -13,6 +13,7 @@ pub mod classification;
 mod compression;
 pub mod errors;
 mod finalize;
+pub mod forwarded_headers;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;

@@ -105,6 +105,10 @@ pub struct ServerOptions {
     /// (Triton's `--strict-readiness`). By default, true; false: ready once
     /// start-up loading is over, whatever state each model is in.
     pub strict_readiness: bool,
+    /// Request headers that reach the models as request parameters
+    /// (Triton's `--http-header-forward-pattern`,
+    /// `--grpc-header-forward-pattern`). By default, none.
+    pub forward_headers: crate::forwarded_headers::HeaderForwarding,
     /// The model repository directory.
     pub repository: PathBuf,
     /// Who loads models. By default, [`ControlMode::None`]: all at start-up.
@@ -165,6 +169,7 @@ impl Default for ServerOptions {
             reuse_ports: ReusePorts::default(),
             strict_readiness: true,
             server_id: "anemone".into(),
+            forward_headers: Default::default(),
             model_loads: crate::repository::MODEL_LOADS,
             load_retries: 0,
             repository: PathBuf::from("models"),
@@ -285,6 +290,7 @@ impl Server {
         state.settings = crate::settings::Settings::new(&options.ops);
         state.strict_readiness = options.strict_readiness;
         state.server_id = options.server_id.clone();
+        state.forward_headers = options.forward_headers.clone();
         state.triton_metrics = options.ops.triton_metrics;
         if let Some(host) = options.ops.host_metrics {
             // Loading the GPU driver's libraries may take a moment.

@@ -64,6 +64,10 @@ pub struct AppState {
     /// The machine's CPU, memory and GPU figures for `/metrics`
     /// (`host_metrics/`); by default, none.
     pub host_metrics: Option<std::sync::Arc<crate::host_metrics::HostMetrics>>,
+    /// Which request headers reach the models as request parameters
+    /// (`--http-header-forward-pattern`, `--grpc-header-forward-pattern`);
+    /// by default, none.
+    pub forward_headers: crate::forwarded_headers::HeaderForwarding,
     /// Keeps the gRPC health service in step with readiness.
     pub(crate) health: health_sync::HealthSync,
 }
@@ -84,6 +88,7 @@ impl AppState {
             triton_metrics: false,
             health: Default::default(),
             host_metrics: None,
+            forward_headers: Default::default(),
         }
     }
 

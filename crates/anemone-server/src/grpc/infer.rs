@@ -22,10 +22,12 @@ use std::collections::HashMap;
 pub(super) async fn run(
     state: &AppState,
     request: ModelInferRequest,
+    forwarded: Forwarded,
     deadline: Option<std::time::Duration>,
     max_bytes: usize,
 ) -> Result<ModelInferResponse, ApiError> {
     let mut decoded = decode(request, &state.shared_memory, max_bytes)?;
+    add_forwarded(&mut decoded, forwarded)?;
     decoded.deadline = deadline;
     let response = encode(state.infer(decoded).await?);
     check_size(
@@ -35,6 +37,22 @@ pub(super) async fn run(
         max_bytes,
     )?;
     Ok(response)
+}
+
+/// The call's metadata that the models are to see
+/// (`--grpc-header-forward-pattern`): `None` when none is, or why it
+/// cannot be forwarded.
+pub(super) type Forwarded = Result<Option<Vec<(String, anemone_core::Parameter)>>, ApiError>;
+
+/// Adds the forwarded metadata after the request's own parameters (so a
+/// header wins over a parameter of its name, as in Triton), or fails the
+/// request, once its message is found good.
+pub(super) fn add_forwarded(
+    request: &mut v2::InferRequest,
+    forwarded: Forwarded,
+) -> Result<(), ApiError> {
+    request.custom.extend(forwarded?.into_iter().flatten());
+    Ok(())
 }
 
 /// Refuses a message of `model` (empty for none) over the size limit,

@@ -146,9 +146,13 @@ impl GrpcInferenceService for Inference {
             &request.get_ref().model_name,
             request.metadata(),
         );
+        let forwarded = (self.state.forward_headers.grpc.as_ref())
+            .map(|p| p.grpc(request.metadata()))
+            .transpose();
         let run = infer::run(
             &self.state,
             request.into_inner(),
+            forwarded,
             deadline,
             self.max_message_bytes,
         );

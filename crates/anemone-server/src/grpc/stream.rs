@@ -74,10 +74,15 @@ pub(super) fn responses(
             let went_on = !std::mem::replace(failed, next.is_err());
             std::future::ready(went_on.then_some(next))
         });
+    // The stream's metadata that the models are to see, for each request.
+    let forwarded = (state.forward_headers.grpc.as_ref())
+        .map(|p| p.grpc(&metadata))
+        .transpose();
     let answers = readable
         .map(move |next| {
             let state = Arc::clone(&state);
             let metadata = Arc::clone(&metadata);
+            let forwarded = forwarded.clone();
             async move {
                 match next {
                     Ok(request) => {
@@ -86,7 +91,7 @@ pub(super) fn responses(
                             &request.model_name,
                             &metadata,
                         );
-                        let answer = answer(&state, request, max_bytes, end_on_error);
+                        let answer = answer(&state, request, forwarded, max_bytes, end_on_error);
                         crate::telemetry::traced(span, answer).await.responses
                     }
                     Err(status) => futures_util::stream::once(async move {
@@ -120,6 +125,7 @@ pub(super) fn responses(
 async fn answer(
     state: &Arc<AppState>,
     request: ModelInferRequest,
+    forwarded: infer::Forwarded,
     max_bytes: usize,
     end_on_error: bool,
 ) -> Answered {
@@ -135,7 +141,9 @@ async fn answer(
             parameter_choice: Some(ParameterChoice::BoolParam(true))
         })
     );
-    let started = match infer::decode(request, &state.shared_memory, max_bytes) {
+    let decoded = infer::decode(request, &state.shared_memory, max_bytes)
+        .and_then(|mut d| infer::add_forwarded(&mut d, forwarded).map(|()| d));
+    let started = match decoded {
         Ok(decoded) => state.infer_stream(decoded).await,
         Err(e) => Err(e),
     };

@@ -367,6 +367,10 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     let binary_at = infer::header_length(&headers)
         .and_then(Result::ok)
         .unwrap_or(0);
+    // Headers the model is to see (`--http-header-forward-pattern`); a
+    // header that cannot be forwarded fails the request once its body is
+    // read and found good, as in Triton.
+    let forwarded = (http.state.forward_headers.http.as_ref()).map(|p| p.http(&headers));
     drop(parts);
     let body = body::read(body, http.limit, binary_at).await?;
     // A compressed body may grow up to the limit: it reserves all of it
@@ -405,6 +409,11 @@ async fn infer_untraced(http: Http, p: ModelPath, request: Request) -> Result<Re
     }
     .map_err(IntoResponse::into_response)?;
     drop(reservation);
+    if let Some(forwarded) = forwarded {
+        // After the request's own parameters: a header wins over a
+        // parameter of its name, as in Triton.
+        (request.custom).extend(forwarded.map_err(IntoResponse::into_response)?);
+    }
     if !request.shared_inputs.is_empty() {
         // Copied out of shared memory within the decode budget too (the
         // body's reservation is given back first: one at a time, so that
