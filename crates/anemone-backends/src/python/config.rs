@@ -83,6 +83,12 @@ pub(crate) fn decoupled(config: &Value) -> bool {
     config["model_transaction_policy"]["decoupled"].as_bool() == Some(true)
 }
 
+/// Whether the model's requests may be rescheduled
+/// (`sequence_batching { iterative_sequence: true }`).
+pub(crate) fn iterative(config: &Value) -> bool {
+    config["sequence_batching"]["iterative_sequence"].as_bool() == Some(true)
+}
+
 /// The metadata a configuration declares: each input and output with its
 /// data type and dims (a batch dimension first when `max_batch_size > 0`;
 /// a `reshape` gives the shape the model sees).
@@ -125,6 +131,11 @@ fn sequence(
     config: &Value,
     batched: bool,
 ) -> Result<(Vec<TensorSpec>, Vec<(TensorSpec, TensorSpec)>)> {
+    // An iterative model's process gives its controls itself, each run
+    // (`reschedule.rs`): they are not inputs the requests carry.
+    if iterative(config) {
+        return Ok((Vec::new(), Vec::new()));
+    }
     let sb = &config["sequence_batching"];
     let with_batch = |dims: &[Value]| shape(dims, batched);
     let mut controls = Vec::new();

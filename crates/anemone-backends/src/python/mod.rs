@@ -18,6 +18,7 @@ mod bls;
 mod code_cache;
 pub mod config;
 mod env;
+mod errors;
 mod init_watchdog;
 #[cfg(unix)]
 mod metrics;
@@ -25,6 +26,7 @@ mod probe;
 mod process;
 mod pump;
 mod reap;
+mod reschedule;
 mod stderr_log;
 mod watch;
 
@@ -33,12 +35,15 @@ mod tests;
 mod wire;
 
 use anemone_core::{
-    Backend, Error, InputError, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
-    Probe, RequestView, Result, Support, Tensor, Tier,
+    Backend, Error, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource, Probe,
+    RequestView, Result, Support, Tensor, Tier,
 };
+pub(crate) use errors::refusal;
+use errors::{copy_of, numpy_name};
 use process::{Launch, Process};
+use reschedule::Ran;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use wire::Answer;
 
@@ -182,6 +187,12 @@ pub struct PythonModel {
     dtype_warned: AtomicBool,
     /// Whether a requested output the model left out has been logged.
     missing_warned: AtomicBool,
+    /// `sequence_batching { iterative_sequence: true }`: requests may be
+    /// rescheduled (`reschedule.rs`).
+    iterative: bool,
+    /// The next correlation ID an iterative model gives a request that
+    /// names no sequence.
+    next_sequence: AtomicU64,
 }
 
 impl PythonModel {
@@ -256,15 +267,28 @@ impl PythonModel {
             caller,
             dtype_warned: AtomicBool::new(false),
             missing_warned: AtomicBool::new(false),
+            iterative: config::iterative(&model_config),
+            next_sequence: AtomicU64::new(1),
         })
     }
 
-    /// Runs `execute` on `requests`, starting the process again first if
+    /// Runs `execute` on `requests` until none is rescheduled (a model
+    /// with `sequence_batching { iterative_sequence: true }`:
+    /// `reschedule.rs`); one answer per request.
+    fn run(&self, requests: &[RequestView<'_>]) -> Result<Vec<Answer>> {
+        match self.iterative {
+            true => reschedule::run(self, requests),
+            false => self.run_once(requests, None).map(|ran| ran.answers),
+        }
+    }
+
+    /// Runs `execute` once on `requests`, starting the process again first if
     /// the last one ended; one answer per request. A decoupled model's
     /// requests are opened in the process's pump first (their responses
-    /// come back by key, during `execute` or after), and its answers are
-    /// empty: `execute` returned well.
-    fn run(&self, requests: &[RequestView<'_>]) -> Result<Vec<Answer>> {
+    /// come back by key, during `execute` or after), unless `keys` gives
+    /// the keys they are open under (requests run again), and its answers
+    /// are empty: `execute` returned well.
+    fn run_once(&self, requests: &[RequestView<'_>], open: Option<&[u64]>) -> Result<Ran> {
         let mut slot = self.process.lock().unwrap_or_else(|p| p.into_inner());
         // A process that ended between calls (a decoupled model's thread
         // ended it after its call returned; the system killed it) is not
@@ -279,9 +303,10 @@ impl PythonModel {
         let process = slot.as_mut().expect("started above");
         // A decoupled model's requests are open in its pump under their keys;
         // another model's get fresh keys, to be told when their clients go.
-        let (keys, mut watched) = match process.pending() {
-            Some(pending) => (Some(self.open(pending, requests)?), None),
-            None => {
+        let (keys, mut watched) = match (process.pending(), open) {
+            (Some(_), Some(open)) => (Some(open.to_vec()), None),
+            (Some(pending), None) => (Some(self.open(pending, requests)?), None),
+            (None, _) => {
                 let first = process.next_keys(requests.len());
                 (None, Some((first, watch::Watched::new(first, requests))))
             }
@@ -312,13 +337,19 @@ impl PythonModel {
                 return Err(e);
             }
         };
-        drop(slot);
         if keys.is_some() && reply.ok {
-            return Ok(requests
-                .iter()
+            let rescheduled = reply.rescheduled.clone();
+            let answers = (requests.iter())
                 .map(|_| Answer::Outputs(Vec::new(), Vec::new()))
-                .collect());
+                .collect();
+            let ran = Ran {
+                answers,
+                keys,
+                rescheduled,
+            };
+            return Ok(reschedule::checked(self, process, ran));
         }
+        drop(slot);
         if !reply.ok {
             let hint = advice::traceback_hint(&self.launch.model, reply.traceback.as_deref());
             // Triton's words ("Failed to process the request(s) for model
@@ -342,7 +373,16 @@ impl PythonModel {
                 requests.len()
             )));
         }
-        Ok(answers)
+        let rescheduled = (answers.iter().enumerate())
+            .filter(|(_, a)| matches!(a, Answer::Rescheduled))
+            .map(|(i, _)| i)
+            .collect();
+        let ran = Ran {
+            answers,
+            keys: None,
+            rescheduled,
+        };
+        Ok(reschedule::checked_answers(self, ran))
     }
 
     /// Opens each request of a decoupled model in its process's pump; its
@@ -370,6 +410,12 @@ impl PythonModel {
         let (mut given, parameters) = match answer {
             Answer::Outputs(given, parameters) => (given, parameters),
             Answer::Failed { message, code } => return Err(refusal(message, code)),
+            // Run again until answered (`reschedule.rs`): never left.
+            Answer::Rescheduled => {
+                return Err(Error::Internal(
+                    "a rescheduled request was not run again".into(),
+                ))
+            }
         };
         let mut out = Vec::with_capacity(self.meta.outputs.len());
         for (i, spec) in self.meta.outputs.iter().enumerate() {
@@ -409,58 +455,6 @@ impl PythonModel {
             outputs: out,
             parameters,
         })
-    }
-}
-
-/// The error of a response whose `error` the model set, by
-/// Triton's code, with the HTTP status tritonserver 2.51 gives it: the
-/// request's fault (400: INVALID_ARG, and UNKNOWN, ALREADY_EXISTS and
-/// CANCELLED, as Triton answers them), not found (404), unsupported (501),
-/// unavailable (503), or the model's (500: INTERNAL and any other code).
-pub(crate) fn refusal(message: String, code: i64) -> Error {
-    match code {
-        wire::INVALID_ARG | wire::UNKNOWN | wire::ALREADY_EXISTS | wire::CANCELLED => {
-            Error::Input(InputError::Refused { message })
-        }
-        // The model's own words, as Triton answers them.
-        wire::NOT_FOUND => Error::Answered {
-            kind: anemone_core::ErrorKind::NotFound,
-            message,
-        },
-        wire::UNSUPPORTED => Error::Answered {
-            kind: anemone_core::ErrorKind::Unsupported,
-            message,
-        },
-        wire::UNAVAILABLE => Error::Answered {
-            kind: anemone_core::ErrorKind::Unavailable,
-            message,
-        },
-        _ => Error::Backend {
-            backend: NAME.into(),
-            message,
-            retryable: false,
-            source: None,
-        },
-    }
-}
-
-/// numpy's name for a data type, for messages.
-fn numpy_name(dtype: anemone_core::DataType) -> &'static str {
-    use anemone_core::DataType as D;
-    match dtype {
-        D::Bool => "bool_",
-        D::U8 => "uint8",
-        D::U16 => "uint16",
-        D::U32 => "uint32",
-        D::U64 => "uint64",
-        D::I8 => "int8",
-        D::I16 => "int16",
-        D::I32 => "int32",
-        D::I64 => "int64",
-        D::F16 => "float16",
-        D::F32 => "float32",
-        D::F64 => "float64",
-        D::Bytes => "object_",
     }
 }
 
@@ -548,36 +542,6 @@ impl LoadedModel for PythonModel {
                 answers
             }
         }
-    }
-}
-
-/// The same error again, for each request of a call that failed as a
-/// whole (its source, if any, is kept by the first).
-fn copy_of(e: &Error) -> Error {
-    match e {
-        Error::Backend {
-            backend,
-            message,
-            retryable,
-            ..
-        } => Error::Backend {
-            backend: backend.clone(),
-            message: message.clone(),
-            retryable: *retryable,
-            source: None,
-        },
-        Error::Config(m) => Error::Config(m.clone()),
-        Error::Internal(m) => Error::Internal(m.clone()),
-        Error::Unavailable { what, reason } => Error::Unavailable {
-            what: what.clone(),
-            reason: reason.clone(),
-        },
-        other => Error::Backend {
-            backend: NAME.into(),
-            message: other.to_string(),
-            retryable: false,
-            source: None,
-        },
     }
 }
 

@@ -99,6 +99,14 @@ pub fn scheduler_config(
         });
     }
     if let Some(SchedulingChoice::SequenceBatching(sb)) = &config.scheduling_choice {
+        if sb.iterative_sequence {
+            super::sequence::iterative(sb, &config.backend)?;
+            // The Python model runs its requests again itself, each its own
+            // sequence (anemone-backends' python/reschedule.rs); batches of
+            // what is queued when the model has a batch dimension.
+            out.batching = max_batch_size.map(|_| Batching::default());
+            return Ok(out);
+        }
         let (settings, batching) = super::sequence::sequence_settings(sb, max_batch_size, files)?;
         out.sequence = Some(settings);
         out.batching = batching;

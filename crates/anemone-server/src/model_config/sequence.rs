@@ -27,9 +27,29 @@ pub fn no_state_files(file: &str, _: usize) -> Result<Vec<u8>, String> {
     ))
 }
 
-/// The refusal of `sequence_batching.iterative_sequence`.
+/// The refusal of `sequence_batching.iterative_sequence` on a model that
+/// cannot reschedule its requests.
 pub const ITERATIVE_REFUSED: &str =
-    "sequence_batching.iterative_sequence is not supported by anemone yet; remove it";
+    "sequence_batching.iterative_sequence is for models that reschedule their requests \
+     (a Python model's request.set_release_flags(TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)); \
+     this model's engine cannot, so remove it";
+
+/// Checks `sequence_batching { iterative_sequence: true }`: a Python
+/// model's (the Python process gives its control inputs each run), without
+/// implicit state, which anemone does not keep for an iterative model.
+pub(super) fn iterative(sb: &ModelSequenceBatching, backend: &str) -> Result<(), String> {
+    if backend != "python" {
+        return Err(ITERATIVE_REFUSED.into());
+    }
+    if !sb.state.is_empty() {
+        return Err(
+            "sequence_batching.iterative_sequence with state is not supported by anemone: keep the \
+             sequence's state in model.py, by request.correlation_id(); remove state"
+                .into(),
+        );
+    }
+    Ok(())
+}
 
 /// Reads `sequence_batching`, refusing what cannot work with a message that
 /// says what to change (the same rules as Triton's config validation).

@@ -102,8 +102,7 @@ pub(super) fn auto_complete(
 }
 
 /// The refusals of `config` that do not depend on what its model.py's
-/// `auto_complete_config` adds: a `KIND_GPU` instance group without a GPU,
-/// and `sequence_batching.iterative_sequence`.
+/// `auto_complete_config` adds: a `KIND_GPU` instance group without a GPU.
 fn refused_before_model_py(config: &ModelConfig, name: &str) -> Vec<String> {
     let mut refused = Vec::new();
     let mut groups = config.clone();
@@ -115,11 +114,6 @@ fn refused_before_model_py(config: &ModelConfig, name: &str) -> Vec<String> {
     }
     if let Err(e) = resolve_groups(&mut groups, gpus_visible()) {
         refused.push(e);
-    }
-    use crate::proto::model_config::SchedulingChoice;
-    if matches!(&config.scheduling_choice, Some(SchedulingChoice::SequenceBatching(sb)) if sb.iterative_sequence)
-    {
-        refused.push(crate::model_config::ITERATIVE_REFUSED.into());
     }
     refused
 }

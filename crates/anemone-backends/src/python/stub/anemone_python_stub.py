@@ -161,9 +161,40 @@ class Sequence:
 
     def __init__(self, model_config):
         self.names = {}
-        for entry in model_config.get("sequence_batching", {}).get("control_input", []):
+        self.controls = []
+        batching = model_config.get("sequence_batching", {})
+        # An iterative model's controls are given here (no sequence batcher runs for it).
+        self.iterative = bool(batching.get("iterative_sequence"))
+        self.batched = int(model_config.get("max_batch_size", 0) or 0) > 0
+        for entry in batching.get("control_input", []):
             for control in entry.get("control", []):
                 self.names[control.get("kind")] = entry.get("name")
+                self.controls.append((control.get("kind"), entry.get("name"), control))
+
+    def given(self, pb_utils, np, correlation_id, flags):
+        """An iterative model's control inputs for one run, as Triton's
+        sequence batcher fills them: the correlation ID in its data type,
+        START and END from the run's flags, READY true, each of shape [1]
+        ([1, 1] with a batch dimension)."""
+        out = []
+        for kind, name, control in self.controls:
+            if kind == "CONTROL_SEQUENCE_CORRID":
+                dtype = control.get("data_type", "TYPE_UINT64")
+                if dtype == "TYPE_STRING":
+                    array = np.array([str(correlation_id).encode()], dtype=object)
+                else:
+                    array = np.array([int(correlation_id or 0)], dtype=pb_utils.triton_string_to_numpy(dtype))
+            else:
+                on = {"CONTROL_SEQUENCE_START": flags & 1, "CONTROL_SEQUENCE_END": flags & 2,
+                      "CONTROL_SEQUENCE_READY": 1}.get(kind)
+                values = [(control.get(key), dtype) for key, dtype in (
+                    ("int32_false_true", np.int32), ("fp32_false_true", np.float32), ("bool_false_true", np.bool_))]
+                values = [(v, dtype) for v, dtype in values if v]
+                if on is None or not values:
+                    continue
+                array = np.array([values[0][0][1 if on else 0]], dtype=values[0][1])
+            out.append(pb_utils.Tensor(name, array.reshape((1, 1) if self.batched else (1,))))
+        return out
 
     def read(self, inputs):
         if not self.names:
@@ -525,6 +556,8 @@ def main():
                     # The request's own sequence, when it names one (any model, as in Triton).
                     correlation_id = r.get("correlation_id") or correlation_id
                     flags = r.get("flags") or flags
+                    if sequence.iterative:
+                        inputs += sequence.given(pb_utils, np, correlation_id, flags)
                     request = pb_utils.InferenceRequest(
                         inputs=inputs, request_id=r.get("request_id", ""),
                         correlation_id=correlation_id,
@@ -550,6 +583,8 @@ def main():
                         responses = awaited(runner, responses)
                 finally:
                     channel["frames"].end_execute()
+                # Requests to run again (set_release_flags(RESCHEDULE)), by index.
+                rescheduled = [i for i, r in enumerate(requests) if r._rescheduled()]
                 if decoupled:
                     if responses is not None:
                         raise pb_utils.TritonModelException(
@@ -557,8 +592,16 @@ def main():
                             "function must return None; send responses through "
                             "request.get_response_sender()"
                         )
-                    write_frame(proto_out, {"ok": True, "responses": []})
+                    write_frame(proto_out, {"ok": True, "responses": [], "rescheduled": rescheduled})
                     continue
+                if rescheduled and isinstance(responses, (list, tuple)) and len(responses) == len(requests):
+                    for i in rescheduled:
+                        if responses[i] is not None:
+                            # Triton's words (its typo too), which its tests look for.
+                            raise pb_utils.TritonModelException(
+                                "Expected a None object in the execute function return list for "
+                                f"reschduled request, found type '{type(responses[i])}'."
+                            )
                 responses = sent_responses(pb_utils, requests, responses, instance_name)
                 if not isinstance(responses, (list, tuple)) or len(responses) != len(requests):
                     if responses is None:
@@ -575,7 +618,10 @@ def main():
                         "model_transaction_policy { decoupled: true })"
                     )
                 answers, blobs = [], []
-                for response in responses:
+                for i, response in enumerate(responses):
+                    if i in rescheduled:
+                        answers.append({"error": None, "outputs": [], "rescheduled": True})
+                        continue
                     answers.append(encode_response(pb_utils, np, response, blobs))
                 if pb_utils._metrics is not None:
                     pb_utils._metrics.flush(settled=True)

@@ -357,13 +357,19 @@ class InferenceRequest:
         return self._timeout
 
     def set_release_flags(self, flags):
-        """Triton's request rescheduling: TRITONSERVER_REQUEST_RELEASE_ALL is
-        what anemone always does; RESCHEDULE is refused."""
-        if flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:
-            raise TritonModelException(
-                "request rescheduling (TRITONSERVER_REQUEST_RELEASE_RESCHEDULE) is not supported by "
-                "anemone; answer the request in this execute, or make the model decoupled"
-            )
+        """Triton's request rescheduling: with
+        TRITONSERVER_REQUEST_RELEASE_RESCHEDULE the request runs again in a
+        later execute (a model with sequence_batching { iterative_sequence:
+        true }); a model that is not decoupled returns None for it this time."""
+        if not isinstance(flags, int):
+            raise TypeError(f"set_release_flags() takes an int, not {type(flags).__name__}")
+        self._release_flags = flags
+
+    def release_flags(self):
+        return getattr(self, "_release_flags", TRITONSERVER_REQUEST_RELEASE_ALL)
+
+    def _rescheduled(self):
+        return bool(self.release_flags() & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
 
     def is_cancelled(self):
         """Whether the request's client has gone (closed its connection,
