@@ -6,87 +6,25 @@ and the request runs again in a later `execute`
 
 Triton's `qa/L0_backend_python/request_rescheduling` (its models
 `request_rescheduling_addsub`, `iterative_sequence` and `wrong_return_type`
-from `qa/python_models`, written here with the peer boilerplate of
-test_triton_qa_protocol.py, and its `grpc_endpoint_test.py`), then what a
-user meets: the flags and correlation IDs the model sees, a model that
-reschedules without `iterative_sequence`, a client that goes while its
-request keeps being rescheduled, a BLS caller, and configs that cannot
-work. tritonserver 2.51 (CPU, Python backend) served the same repository on
+from `qa/python_models`, as test_triton_qa_python_more.py has them, whose
+TestRequestRescheduling runs the QA's BLS model; and its
+`grpc_endpoint_test.py`), then what a user meets: the flags and
+correlation IDs the model sees, a model that reschedules without
+`iterative_sequence`, a client that goes while its request keeps being
+rescheduled, and configs that cannot work. tritonserver 2.51 (CPU, Python backend) served the same repository on
 2026-12-07; each docstring says what it answered.
 """
 import queue
+import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from serve_support import start_serve, stop_serve, wait_ready
 from test_triton_qa_protocol import HEADER
-
-# qa/python_models/request_rescheduling_addsub/model.py
-ADDSUB = HEADER + '''
-import json
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.idx = 0
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            in_0 = pb_utils.get_input_tensor_by_name(request, "INPUT0")
-            in_1 = pb_utils.get_input_tensor_by_name(request, "INPUT1")
-            out_0 = pb_utils.Tensor("OUTPUT0", (in_0.as_numpy() + in_1.as_numpy()).astype(np.float32))
-            out_1 = pb_utils.Tensor("OUTPUT1", (in_0.as_numpy() - in_1.as_numpy()).astype(np.float32))
-            # Explicitly reschedule the first request
-            if self.idx == 0:
-                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-                responses.append(None)
-                self.idx += 1
-            else:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[out_0, out_1]))
-        return responses
-'''
-
-# qa/python_models/iterative_sequence/model.py (its checks of the config left out)
-ITERATIVE = HEADER + '''
-class TritonPythonModel:
-    def initialize(self, args):
-        self.remaining_response = 0
-        self.reset_flag = True
-
-    def execute(self, requests):
-        for request in requests:
-            in_input = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
-            if self.reset_flag:
-                self.remaining_response = in_input[0]
-                self.reset_flag = False
-            response_sender = request.get_response_sender()
-            self.remaining_response -= 1
-            out_output = pb_utils.Tensor("OUT", np.array([self.remaining_response], np.int32))
-            response = pb_utils.InferenceResponse(output_tensors=[out_output])
-            if self.remaining_response <= 0:
-                response_sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-                self.reset_flag = True
-            else:
-                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-                response_sender.send(response)
-        return None
-'''
-
-# qa/python_models/wrong_return_type/model.py
-WRONG_RETURN_TYPE = HEADER + '''
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            out_0 = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT0", out_0)]))
-            request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-        return responses
-'''
 
 # Each request runs COUNT times (its input), its state kept by correlation
 # ID; answers what it saw each time: flags and correlation IDs, as strings.
@@ -134,63 +72,9 @@ class TritonPythonModel:
         return None
 '''
 
-# A BLS caller of the two QA models (qa/python_models/bls_request_rescheduling,
-# without its reloads): answers "ok" or what went wrong.
-BLS = HEADER + '''
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            a = np.arange(16, dtype=np.float32)
-            answer = pb_utils.InferenceRequest(
-                model_name="request_rescheduling_addsub",
-                inputs=[pb_utils.Tensor("INPUT0", a), pb_utils.Tensor("INPUT1", a * 2)],
-                requested_output_names=["OUTPUT0", "OUTPUT1"]).exec()
-            why = []
-            if answer.has_error():
-                why.append(answer.error().message())
-            elif not np.array_equal(pb_utils.get_output_tensor_by_name(answer, "OUTPUT0").as_numpy(), a * 3):
-                why.append("OUTPUT0 is not a + 2a")
-            stream = pb_utils.InferenceRequest(
-                model_name="iterative_sequence", inputs=[pb_utils.Tensor("IN", np.array([3], np.int32))],
-                requested_output_names=["OUT"]).exec(decoupled=True)
-            got = [int(pb_utils.get_output_tensor_by_name(r, "OUT").as_numpy()[0])
-                   for r in stream if not r.has_error() and r.output_tensors()]
-            if got != [2, 1, 0]:
-                why.append(f"iterative_sequence streamed {got}")
-            wrong = pb_utils.InferenceRequest(
-                model_name="wrong_return_type", inputs=[pb_utils.Tensor("INPUT0", a[:4])],
-                requested_output_names=["OUTPUT0"]).exec()
-            if not wrong.has_error() or "Expected a None object" not in wrong.error().message():
-                why.append("wrong_return_type did not fail as Triton's")
-            responses.append(pb_utils.InferenceResponse(
-                [pb_utils.Tensor("RESULT", np.array(["; ".join(why) or "ok"], dtype=object))]))
-        return responses
-'''
-
 ITERATIVE_SEQUENCE = "sequence_batching { iterative_sequence: true }\n"
 
 MODELS = {
-    # qa/python_models/request_rescheduling_addsub/config.pbtxt
-    "request_rescheduling_addsub": (
-        'backend: "python"\n'
-        'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] },'
-        ' { name: "INPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]\n'
-        'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] },'
-        ' { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', ADDSUB),
-    # qa/python_models/iterative_sequence/config.pbtxt
-    "iterative_sequence": (
-        'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: True }\n'
-        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', ITERATIVE),
-    # qa/python_models/wrong_return_type/config.pbtxt
-    "wrong_return_type": (
-        'backend: "python"\n'
-        'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
-        'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', WRONG_RETURN_TYPE),
     "trace": (
         'backend: "python"\nmax_batch_size: 4\n'
         'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
@@ -209,14 +93,18 @@ MODELS = {
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n', FOREVER),
-    "bls_request_rescheduling": (
-        'backend: "python"\nmax_batch_size: 0\n'
-        'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
-        'output [ { name: "RESULT" data_type: TYPE_STRING dims: [ 1 ] } ]\n', BLS),
 }
 
 
+# Triton's QA models as published (qa/python_models), shared with test_triton_qa_python_more.py.
+QA_MODELS = Path(__file__).resolve().parent / "fixtures/triton_qa_python_more/python_models"
+
+
 def write_repository(repo):
+    for name in ("request_rescheduling_addsub", "iterative_sequence", "wrong_return_type"):
+        (repo / name / "1").mkdir(parents=True)
+        shutil.copy(QA_MODELS / name / "config.pbtxt", repo / name / "config.pbtxt")
+        shutil.copy(QA_MODELS / name / "model.py", repo / name / "1" / "model.py")
     for name, (config, source) in MODELS.items():
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(f'name: "{name}"\n' + config)
@@ -316,7 +204,11 @@ def test_grpc_decoupled(server):
         client.unload_model("iterative_sequence")
         client.load_model("iterative_sequence")
     assert _stream(server, "iterative_sequence", 3, sequence_id=0, sequence_start=False) == [2, 1, 0]
-    # Again, with a sequence of the client's own.
+    # Again, with a sequence of the client's own (the QA's model counts on
+    # across requests until it is loaded again, as the QA does each time).
+    with _grpc(server) as client:
+        client.unload_model("iterative_sequence")
+        client.load_model("iterative_sequence")
     assert _stream(server, "iterative_sequence", 4, sequence_id=77, sequence_start=True) == [3, 2, 1, 0]
 
 
@@ -333,22 +225,6 @@ def test_wrong_return_type(server):
     r = requests.post(f"http://{server.http}/v2/models/wrong_return_type/infer", json={
         "inputs": [{"name": "INPUT0", "shape": [4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}, timeout=60)
     assert r.status_code == 500, r.text
-
-
-def test_the_qa_models_through_bls(server):
-    """bls_request_rescheduling's test_non_decoupled_e2e and
-    test_decoupled_e2e (without its 10 s reloads) and test_wrong_return_type:
-    a Python model's BLS requests get the rescheduled answers: a + 2a, the
-    stream 2, 1, 0, and the wrong return type's error. tritonserver 2.51:
-    "ok"."""
-    with _grpc(server) as client:
-        for model in ("request_rescheduling_addsub", "iterative_sequence"):
-            client.unload_model(model)
-            client.load_model(model)
-    r = requests.post(f"http://{server.http}/v2/models/bls_request_rescheduling/infer", json={
-        "inputs": [{"name": "INPUT0", "shape": [1], "datatype": "FP32", "data": [1]}]}, timeout=60)
-    assert r.status_code == 200, r.text
-    assert r.json()["outputs"][0]["data"] == ["ok"]
 
 
 def _trace(server, count, model="trace", parameters=None):
@@ -437,9 +313,6 @@ def test_configs_that_cannot_reschedule_are_refused(tmp_path):
     """`iterative_sequence` on a model whose engine cannot reschedule (an
     ONNX model), or with implicit state, leaves the model UNAVAILABLE saying
     why; the other models load."""
-    import shutil
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     repo = tmp_path / "repo"
     for name, extra in [
