@@ -480,7 +480,13 @@ def test_a_state_of_varying_size_grows_with_its_sequence(growing):
 
     def one_sequence(seq):
         module = httpclient if seq % 2 else grpcclient
-        client = module.InferenceServerClient(growing["HTTP" if seq % 2 else "gRPC"])
+        # Closed on this thread: an HTTP client left to the garbage collector
+        # closes its gevent pool on whichever thread collects it, which fails
+        # (PytestUnraisableExceptionWarning in a full run).
+        with module.InferenceServerClient(growing["HTTP" if seq % 2 else "gRPC"]) as client:
+            check_sequence(module, client, seq)
+
+    def check_sequence(module, client, seq):
         rng = np.random.default_rng(seq)
         xs = rng.standard_normal((5 + seq % 3, 4)).astype(np.float32)
         for i, x in enumerate(xs):

@@ -245,6 +245,10 @@ def test_ctrl_c_while_a_model_is_still_in_initialize_stops_at_once(tmp_path):
     x = np.array([0.5, 2.0], dtype=np.float32)
     np.testing.assert_allclose(infer(s["http"], x), x * 2 + 1, rtol=1e-6)
     slow = str(tmp_path / "repo" / "slow" / "1" / "model.py")
+    # Its load may start after `pm` is ready (a full run's loaded machine).
+    deadline = time.time() + 15
+    while not model_processes(slow) and time.time() < deadline:
+        time.sleep(0.05)
     assert model_processes(slow), "the slow model's process should be in its initialize()"
     start = time.time()
     os.killpg(s["proc"].pid, signal.SIGINT)
