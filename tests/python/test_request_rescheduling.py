@@ -72,6 +72,26 @@ class TritonPythonModel:
         return None
 '''
 
+# Sends its one response with the final flag, then reschedules the request
+# anyway; IN -1 answers how many runs the requests before it had.
+FINAL_THEN_RESCHEDULE = HEADER + '''
+class TritonPythonModel:
+    def initialize(self, args):
+        self.runs = 0
+
+    def execute(self, requests):
+        for request in requests:
+            n = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
+            out = self.runs if n == -1 else n
+            self.runs += 1
+            request.get_response_sender().send(
+                pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([out], np.int32))]),
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            if n != -1:
+                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
+        return None
+'''
+
 ITERATIVE_SEQUENCE = "sequence_batching { iterative_sequence: true }\n"
 
 MODELS = {
@@ -89,6 +109,11 @@ MODELS = {
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', FOREVER),
+    "final_then_reschedule": (
+        'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', FINAL_THEN_RESCHEDULE),
     "forever_not_iterative": (
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
@@ -307,6 +332,16 @@ def test_a_client_that_goes_stops_its_request_being_run_again(server):
     started = time.monotonic()
     assert _stream(server, "forever", 0) == [0]
     assert time.monotonic() - started < 20
+
+
+def test_a_request_already_ended_is_not_run_again(server):
+    """A decoupled model that sends a request's final response and then
+    reschedules it: nobody would read another run, so it is not run again
+    (else the instance would run it forever): each request gets its one
+    response, each ran once, and the next is served."""
+    assert _stream(server, "final_then_reschedule", 5) == [5]
+    assert _stream(server, "final_then_reschedule", 6) == [6]
+    assert _stream(server, "final_then_reschedule", -1) == [2], "the two requests before ran more than once each"
 
 
 def test_configs_that_cannot_reschedule_are_refused(tmp_path):

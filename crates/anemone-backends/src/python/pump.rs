@@ -67,6 +67,12 @@ impl Pending {
         self.lock().get(&key).cloned()
     }
 
+    /// Whether a request is still open (its last response has not come,
+    /// and its client has not gone).
+    pub(crate) fn is_open(&self, key: u64) -> bool {
+        self.lock().contains_key(&key)
+    }
+
     /// Forgets the open requests whose clients have gone; their keys.
     fn take_cancelled(&self) -> Vec<u64> {
         let mut open = self.lock();

@@ -132,11 +132,16 @@ fn not_iterative(model: &PythonModel) -> String {
 }
 
 /// A decoupled model's `execute`: positions past the call are dropped, and
-/// for a model without `iterative_sequence` the rescheduled requests end
-/// with an error (their keys closed in the process's pump).
+/// so are requests no longer open (the model sent their final flag, or
+/// their client has gone: nobody would read another run); for a model
+/// without `iterative_sequence` the rescheduled requests end with an error
+/// (their keys closed in the process's pump).
 pub(super) fn checked(model: &PythonModel, process: &Process, mut ran: Ran) -> Ran {
     let n = ran.answers.len();
     ran.rescheduled.retain(|&i| i < n);
+    if let (Some(keys), Some(pending)) = (&ran.keys, process.pending()) {
+        ran.rescheduled.retain(|&i| pending.is_open(keys[i]));
+    }
     if model.iterative || ran.rescheduled.is_empty() {
         return ran;
     }
