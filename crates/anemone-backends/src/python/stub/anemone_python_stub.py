@@ -30,7 +30,6 @@ all but the last, until the process cancels it ({"op": "bls_cancel",
 "call": N}). A model that is not decoupled reads its answers on demand
 (Direct), keeping other open calls' frames for them.
 """
-import collections
 import importlib.util
 import inspect
 import json
@@ -53,80 +52,6 @@ exec(_anemone_code("ANEMONE_PYTHON_CALLS", "anemone_stub_calls.py"), globals())
 # The model shares the json module: what it changes there (json.dumps =
 # ...) must not reach anemone's frames, so the stub keeps its functions.
 json = SimpleNamespace(dumps=json.dumps, loads=json.loads)
-
-
-class Metrics:
-    """The process's metrics channel to anemone (a socket, fd
-    ANEMONE_PYTHON_METRICS_FD; python/metrics.rs): one JSON object per line,
-    from any thread. Declarations, value() and updates are answered;
-    releases are not. Objects deleted (by __del__, which may run anywhere)
-    are queued and released with the next message, or before a call's
-    responses go back (flush(settled=True)), so a client that reads /metrics after
-    its answer no longer sees a family its call let go."""
-
-    def __init__(self, fd):
-        import socket
-
-        self.sock = socket.socket(fileno=fd)
-        self.reader = self.sock.makefile("rb")
-        self.lock = threading.Lock()
-        # Appended to and popped from without a lock: deque's own operations are atomic.
-        self.released = {"families": collections.deque(), "metrics": collections.deque()}
-
-    def release(self, what, id):
-        self.released[what].append(id)
-
-    # python/metrics.rs reads lines of at most this many bytes, and closes
-    # the channel on a longer one.
-    MAX_LINE = 1 << 20
-
-    def _send(self, line):
-        while True:
-            # In messages of at most 10,000 ids each, well within MAX_LINE.
-            released = {}
-            for what, ids in self.released.items():
-                while ids and len(released.get(what, ())) < 10000:
-                    released.setdefault(what, []).append(ids.popleft())
-            if not released:
-                break
-            self.sock.sendall((json.dumps({"op": "release", **released}) + "\n").encode())
-        if line is not None:
-            self.sock.sendall(line)
-
-    def _line(self, message):
-        line = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "replace")
-        if len(line) > self.MAX_LINE:
-            raise ValueError(
-                f"it takes {len(line)} bytes, over the {self.MAX_LINE} one metrics message may take "
-                "(its name, description, labels and buckets together); shorten them"
-            )
-        return line
-
-    def tell(self, message):
-        line = None if message is None else self._line(message)
-        with self.lock:
-            self._send(line)
-
-    def ask(self, message):
-        try:
-            line = self._line(message)
-        except ValueError as e:
-            return {"ok": False, "error": str(e)}
-        with self.lock:
-            self._send(line)
-            line = self.reader.readline()
-        if not line:
-            return {"ok": False, "error": "anemone closed the metrics channel"}
-        return json.loads(line)
-
-    def flush(self, settled=False):
-        """Sends what was released; with `settled`, waits for anemone to
-        have released it."""
-        if any(self.released.values()):
-            try:
-                self.ask({"op": "sync"}) if settled else self.tell(None)
-            except OSError:
-                pass
 
 
 def decode_tensor(pb_utils, np, spec, data):
@@ -483,7 +408,7 @@ def main():
             exec(_anemone_code(variable, file_name), pb_utils.__dict__)
         metrics_fd = os.environ.pop("ANEMONE_PYTHON_METRICS_FD", None)
         if metrics_fd is not None:
-            pb_utils._metrics = Metrics(int(metrics_fd))
+            pb_utils._metrics = pb_utils._MetricsChannel(int(metrics_fd))
 
         # Imported as a module of its version's folder (Triton imports
         # "<version>.model"), so that `from . import helper` finds a file

@@ -2,7 +2,8 @@
 pb_utils.MetricFamily and Metric): run by anemone's stub in the same
 module's namespace, after triton_python_backend_utils.py, whose
 TritonModelException it uses. The process's metrics channel is `_metrics`
-(the stub's Metrics: python/metrics.rs on anemone's side).
+(a _MetricsChannel, below, that the stub opens: python/metrics.rs on
+anemone's side).
 """
 
 
@@ -16,8 +17,12 @@ class MetricKind:
         return f"<MetricKind.{self.name}: {self.name.lower()}>"
 
 
-# Set by anemone's stub: the process's metrics channel (stub's Metrics).
+# Set by anemone's stub: the process's metrics channel (a _MetricsChannel).
 _metrics = None
+
+# The channel's JSON functions as they are now: a model may replace
+# json.dumps in the module it shares with anemone.
+_dumps, _loads = json.dumps, json.loads
 
 
 def _metrics_channel():
@@ -158,3 +163,79 @@ class Metric:
     def __del__(self):
         if _metrics is not None:
             _metrics.release("metrics", self._id)
+
+
+class _MetricsChannel:
+    """The process's metrics channel to anemone (a socket, fd
+    ANEMONE_PYTHON_METRICS_FD; python/metrics.rs): one JSON object per line,
+    from any thread. Declarations, value() and updates are answered;
+    releases are not. Objects deleted (by __del__, which may run anywhere)
+    are queued and released with the next message, or before a call's
+    responses go back (flush(settled=True)), so a client that reads /metrics after
+    its answer no longer sees a family its call let go."""
+
+    def __init__(self, fd):
+        import collections
+        import socket
+        import threading
+
+        self.sock = socket.socket(fileno=fd)
+        self.reader = self.sock.makefile("rb")
+        self.lock = threading.Lock()
+        # Appended to and popped from without a lock: deque's own operations are atomic.
+        self.released = {"families": collections.deque(), "metrics": collections.deque()}
+
+    def release(self, what, id):
+        self.released[what].append(id)
+
+    # python/metrics.rs reads lines of at most this many bytes, and closes
+    # the channel on a longer one.
+    MAX_LINE = 1 << 20
+
+    def _send(self, line):
+        while True:
+            # In messages of at most 10,000 ids each, well within MAX_LINE.
+            released = {}
+            for what, ids in self.released.items():
+                while ids and len(released.get(what, ())) < 10000:
+                    released.setdefault(what, []).append(ids.popleft())
+            if not released:
+                break
+            self.sock.sendall((_dumps({"op": "release", **released}) + "\n").encode())
+        if line is not None:
+            self.sock.sendall(line)
+
+    def _line(self, message):
+        line = (_dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        if len(line) > self.MAX_LINE:
+            raise ValueError(
+                f"it takes {len(line)} bytes, over the {self.MAX_LINE} one metrics message may take "
+                "(its name, description, labels and buckets together); shorten them"
+            )
+        return line
+
+    def tell(self, message):
+        line = None if message is None else self._line(message)
+        with self.lock:
+            self._send(line)
+
+    def ask(self, message):
+        try:
+            line = self._line(message)
+        except ValueError as e:
+            return {"ok": False, "error": str(e)}
+        with self.lock:
+            self._send(line)
+            line = self.reader.readline()
+        if not line:
+            return {"ok": False, "error": "anemone closed the metrics channel"}
+        return _loads(line)
+
+    def flush(self, settled=False):
+        """Sends what was released; with `settled`, waits for anemone to
+        have released it."""
+        if any(self.released.values()):
+            try:
+                self.ask({"op": "sync"}) if settled else self.tell(None)
+            except OSError:
+                pass
