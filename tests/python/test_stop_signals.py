@@ -242,14 +242,20 @@ def test_ctrl_c_while_a_model_is_still_in_initialize_stops_at_once(tmp_path):
     6 s finalize bound for that process before session 50), the loaded model's finalize() ran, and no process
     running either model.py is left (`slow` gets no finalize(): it never loaded, as in Triton)."""
     s = boot(tmp_path, count=1, slow=True)
-    x = np.array([0.5, 2.0], dtype=np.float32)
-    np.testing.assert_allclose(infer(s["http"], x), x * 2 + 1, rtol=1e-6)
     slow = str(tmp_path / "repo" / "slow" / "1" / "model.py")
-    # Its load may start after `pm` is ready (a full run's loaded machine).
-    deadline = time.time() + 15
-    while not model_processes(slow) and time.time() < deadline:
-        time.sleep(0.05)
-    assert model_processes(slow), "the slow model's process should be in its initialize()"
+    try:
+        x = np.array([0.5, 2.0], dtype=np.float32)
+        np.testing.assert_allclose(infer(s["http"], x), x * 2 + 1, rtol=1e-6)
+        # Its load may start after `pm` is ready (a full run's loaded machine).
+        deadline = time.time() + 15
+        while not model_processes(slow) and time.time() < deadline:
+            time.sleep(0.05)
+        assert model_processes(slow), "the slow model's process should be in its initialize()"
+    except BaseException:
+        # Not left running (with its 120 s initialize) by a failure here.
+        os.killpg(s["proc"].pid, signal.SIGKILL)
+        s["proc"].wait(timeout=30)
+        raise
     start = time.time()
     os.killpg(s["proc"].pid, signal.SIGINT)
     assert s["proc"].wait(timeout=30) == 0, s["log"].read_text()
