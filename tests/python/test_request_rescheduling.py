@@ -14,6 +14,7 @@ correlation IDs the model sees, a model that reschedules without
 rescheduled, and configs that cannot work. tritonserver 2.51 (CPU, Python backend) served the same repository on
 2026-12-07; each docstring says what it answered.
 """
+import json
 import queue
 import shutil
 import threading
@@ -25,6 +26,7 @@ import pytest
 import requests
 from serve_support import start_serve, stop_serve, wait_ready
 from test_triton_qa_protocol import HEADER
+from tritonclient.utils import InferenceServerException
 
 # Each request runs COUNT times (its input), its state kept by correlation
 # ID; answers what it saw each time: flags and correlation IDs, as strings.
@@ -92,6 +94,34 @@ class TritonPythonModel:
         return None
 '''
 
+# IN 1: answers nothing and reschedules, then its process ends in the run
+# after (os._exit); IN 0: answered at once. Decoupled: the first run sends a
+# response first.
+DIES = HEADER + '''
+import json
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.decoupled = json.loads(args["model_config"]).get("model_transaction_policy", {}).get("decoupled")
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            n = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
+            out = pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([n], np.int32))])
+            if n == 1 and not request.flags() & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START:
+                os._exit(1)
+            if n == 1:
+                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
+            if self.decoupled:
+                request.get_response_sender().send(
+                    out, flags=0 if n == 1 else pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            else:
+                responses.append(None if n == 1 else out)
+        return None if self.decoupled else responses
+'''
+
 ITERATIVE_SEQUENCE = "sequence_batching { iterative_sequence: true }\n"
 
 MODELS = {
@@ -114,6 +144,16 @@ MODELS = {
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', FINAL_THEN_RESCHEDULE),
+    "dies": (
+        'backend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', DIES),
+    "dies_decoupled": (
+        'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', DIES),
     "forever_not_iterative": (
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
@@ -125,11 +165,18 @@ MODELS = {
 QA_MODELS = Path(__file__).resolve().parent / "fixtures/triton_qa_python_more/python_models"
 
 
+# qa/L0_iterative_sequence's model (its C++ test backend in Python) and a
+# model that reschedules without iterative_sequence.
+OWN_MODELS = Path(__file__).resolve().parent / "fixtures/request_rescheduling"
+
+
 def write_repository(repo):
     for name in ("request_rescheduling_addsub", "iterative_sequence", "wrong_return_type"):
         (repo / name / "1").mkdir(parents=True)
         shutil.copy(QA_MODELS / name / "config.pbtxt", repo / name / "config.pbtxt")
         shutil.copy(QA_MODELS / name / "model.py", repo / name / "1" / "model.py")
+    for model in OWN_MODELS.iterdir():
+        shutil.copytree(model, repo / model.name)
     for name, (config, source) in MODELS.items():
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(f'name: "{name}"\n' + config)
@@ -344,6 +391,21 @@ def test_a_request_already_ended_is_not_run_again(server):
     assert _stream(server, "final_then_reschedule", -1) == [2], "the two requests before ran more than once each"
 
 
+def test_a_process_that_ends_while_a_request_runs_again_fails_that_request_only(server):
+    """The model's process ends (os._exit) in a request's second run: that
+    request fails with 500 naming the process's end (a decoupled one after
+    the response of its first run, through its stream), and the next request
+    is served by a process started again."""
+    body = lambda n: {"inputs": [{"name": "IN", "shape": [1], "datatype": "INT32", "data": [n]}]}
+    r = requests.post(f"http://{server.http}/v2/models/dies/infer", json=body(1), timeout=60)
+    assert r.status_code == 500 and "Python process" in r.json()["error"], r.text
+    r = requests.post(f"http://{server.http}/v2/models/dies/infer", json=body(0), timeout=60)
+    assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [0], r.text
+    out = _stream(server, "dies_decoupled", 1)
+    assert out[0] == 1 and len(out) == 2 and "Python process" in str(out[1]), out
+    assert _stream(server, "dies_decoupled", 0) == [0]
+
+
 def test_configs_that_cannot_reschedule_are_refused(tmp_path):
     """`iterative_sequence` on a model whose engine cannot reschedule (an
     ONNX model), or with implicit state, leaves the model UNAVAILABLE saying
@@ -377,3 +439,118 @@ def test_configs_that_cannot_reschedule_are_refused(tmp_path):
         assert "iterative_sequence with state is not supported" in index["controlled"]["reason"]
     finally:
         stop_serve(proc)
+
+
+# ================================================================== L0_iterative_sequence
+# qa/L0_iterative_sequence/iterative_sequence_e2e.py, its model the C++ test backend's port
+# (fixtures/request_rescheduling/iterative_sequence_e2e).
+ITERATIVE_CONFIG = {
+    "backend": "python", "max_batch_size": 1, "model_transaction_policy": {"decoupled": True},
+    "input": [{"name": "INPUT", "data_type": "TYPE_INT32", "dims": [1]}],
+    "output": [{"name": "OUTPUT", "data_type": "TYPE_INT32", "dims": [1]}],
+    "instance_group": [{"kind": "KIND_CPU"}]}
+
+
+def _load_iterative(server, **scheduling):
+    """setUp (the repository's config) or a test's MODEL_CONFIG_BASE with `scheduling`."""
+    body = {"parameters": {"config": json.dumps(dict(ITERATIVE_CONFIG, **scheduling))}} if scheduling else None
+    r = requests.post(f"http://{server.http}/v2/repository/models/iterative_sequence_e2e/load", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+
+
+def _iterative_stream(server, sequence_id=0, sequence_start=False, num_requests=1):
+    """test_grpc_stream: `num_requests` requests of INPUT [[2]] on one stream; the OUTPUT values in
+    arrival order, raising the first error."""
+    import tritonclient.grpc as grpcclient
+
+    got = queue.Queue()
+    with _grpc(server) as client:
+        client.start_stream(callback=lambda result, error: got.put(error or result))
+        for _ in range(num_requests):
+            client.async_stream_infer("iterative_sequence_e2e",
+                                      [_tensor(grpcclient, "INPUT", np.array([[2]], np.int32), "INT32")],
+                                      sequence_id=sequence_id, sequence_start=sequence_start)
+        out, ended = [], 0
+        while ended < num_requests:
+            item = got.get(timeout=30)
+            if isinstance(item, Exception):
+                raise item
+            out.append(int(item.as_numpy("OUTPUT")[0][0]))
+            ended += item.get_response().parameters["triton_final_response"].bool_param
+        client.stop_stream()
+    return out
+
+
+def test_iterative_generate_stream(server):
+    """test_generate_stream: generate_stream with {"INPUT": 2} streams OUTPUT 1 then 0. Triton 2.51:
+    the same two events."""
+    _load_iterative(server)
+    r = requests.post(f"http://{server.http}/v2/models/iterative_sequence_e2e/generate_stream",
+                      data=json.dumps({"INPUT": 2}), headers={"Accept": "text/event-stream"}, timeout=60)
+    r.raise_for_status()
+    events = [json.loads(line[len("data: "):]) for line in r.text.splitlines() if line.startswith("data: ")]
+    assert [e["OUTPUT"] for e in events] == [1, 0], r.text
+
+
+def test_iterative_grpc_stream(server):
+    """test_grpc_stream: one request of INPUT 2 without a sequence (`sequence_id=0`) on a gRPC stream:
+    the server gives it a sequence of its own; answers 1 then 0. Triton 2.51: the same."""
+    _load_iterative(server)
+    assert _iterative_stream(server) == [1, 0]
+
+
+def test_iterative_backlog_fill(server):
+    """test_backlog_fill: with the config of the test (iterative_sequence, max_sequence_idle 8 s, a
+    direct strategy with a 10 s queue delay), four requests on one stream all finish: eight answers
+    (not checked one by one, as in the QA), four of them 0, since each request got a sequence of its
+    own. Triton 2.51: eight answers."""
+    _load_iterative(server, sequence_batching={"iterative_sequence": True, "max_sequence_idle_microseconds": 8000000,
+                                             "direct": {"max_queue_delay_microseconds": 10000000}})
+    try:
+        got = _iterative_stream(server, num_requests=4)
+        assert len(got) == 8 and sorted(got) == [0] * 4 + [1] * 4, got
+    finally:
+        _load_iterative(server)
+
+
+def test_iterative_reschedule_error_is_a_documented_difference(server):
+    """test_reschedule_error: max_sequence_idle 0.2 s, below its C++ backend's 0.5 s between runs, so
+    that Triton's scheduler ends the sequence and the next run fails ("must specify the START flag on
+    the first request of the sequence"). anemone runs a rescheduled request again at once, on the same
+    instance, so no sequence idles out: the request is answered 1 then 0 (docs/SERVING.md, "Request
+    rescheduling"). Triton 2.51 with this port (no delay between runs): 1 then 0 as well."""
+    _load_iterative(server, sequence_batching={"iterative_sequence": True, "max_sequence_idle_microseconds": 200000})
+    try:
+        assert _iterative_stream(server) == [1, 0]
+    finally:
+        _load_iterative(server)
+
+
+@pytest.mark.parametrize("scheduling", [
+    {"sequence_batching": {"direct": {}, "iterative_sequence": False}},
+    {"sequence_batching": {"oldest": {}, "iterative_sequence": False}},
+    {"dynamic_batching": {}},
+], ids=["direct", "oldest", "dynamic"])
+def test_iterative_unsupported_scheduler(server, scheduling):
+    """test_unsupported_sequence_scheduler and test_unsupported_dynamic_scheduler: the model under a
+    scheduler without iterative_sequence reschedules; the request fails with "Request is released with
+    TRITONSERVER_REQUEST_RELEASE_RESCHEDULE" (a sequence's started by the client), and the stream ends
+    the request with it. Triton's C++ test backend answers with those words; tritonserver 2.51 with this
+    Python port logs them and its client waits (no answer within 30 s, each scheduler)."""
+    _load_iterative(server, **scheduling)
+    try:
+        sequence = "sequence_batching" in scheduling
+        with pytest.raises(InferenceServerException, match="Request is released with TRITONSERVER_REQUEST_RELEASE_RESCHEDULE"):
+            _iterative_stream(server, sequence_id=1 if sequence else 0, sequence_start=sequence)
+    finally:
+        _load_iterative(server)
+
+
+def test_request_reschedule_with_a_response_returned(server):
+    """A model that is not decoupled (dynamic batching, no iterative_sequence) that reschedules its
+    request and returns a response for it anyway: 500, 'Expected a None object in the execute function
+    return list for reschduled request'. Triton 2.51: the same 500 and words."""
+    r = requests.post(f"http://{server.http}/v2/models/reschedule_dynamic/infer", json={
+        "inputs": [{"name": "INPUT", "shape": [1, 1], "datatype": "INT32", "data": [2]}]}, timeout=60)
+    assert r.status_code == 500, r.text
+    assert "Expected a None object in the execute function return list for reschduled request" in r.json()["error"]

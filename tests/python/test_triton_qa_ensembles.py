@@ -4,7 +4,7 @@ run against anemone.
 From triton-inference-server/server's `qa/` (commit e1db8a603, main as of
 2026-08-19): L0_simple_ensemble (ensemble_test.py), L0_decoupled
 (decoupled_test.py), L0_backend_bls (the BLS example backend's client),
-L0_iterative_sequence, L0_sequence_corrid_batcher, L0_sequence_stress (scaled
+L0_sequence_corrid_batcher, L0_sequence_stress (scaled
 down), L0_rate_limiter, L0_passive_instance and L0_priority. Triton's QA models
 come from its data server and custom C++ backends; here they keep the QA
 model's name, datatypes, dims and batching, as ONNX models built with the
@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from serve_support import ROOT, start_serve, stop_serve, wait_ready
@@ -526,111 +525,6 @@ def test_bls_decoupled(main, n):
     COUNT 4, SUM 16 for n = 4)."""
     r = infer(main, "bls_decoupled", IN=np.array([n], np.int32))
     assert (r.as_numpy("COUNT").tolist(), r.as_numpy("SUM").tolist()) == ([n], [n * n])
-
-
-# ================================================================== L0_iterative_sequence
-# iterative_sequence_e2e.py, its model the C++ test backend's port (python/iterative.py).
-ITERATIVE_CONFIG = {
-    "backend": "python", "max_batch_size": 1, "model_transaction_policy": {"decoupled": True},
-    "input": [{"name": "INPUT", "data_type": "TYPE_INT32", "dims": [1]}],
-    "output": [{"name": "OUTPUT", "data_type": "TYPE_INT32", "dims": [1]}],
-    "instance_group": [{"kind": "KIND_CPU"}]}
-
-
-def _load_iterative(main, **scheduling):
-    """setUp (the repository's config) or a test's MODEL_CONFIG_BASE with `scheduling`."""
-    body = {"parameters": {"config": json.dumps(dict(ITERATIVE_CONFIG, **scheduling))}} if scheduling else None
-    r = main.post("/v2/repository/models/iterative_sequence/load", body)
-    assert r.status_code == 200, r.text
-
-
-def _iterative_stream(main, sequence_id=0, sequence_start=False, num_requests=1):
-    """test_grpc_stream: `num_requests` requests of INPUT [[2]] on one stream; the OUTPUT values in
-    arrival order, raising the first error."""
-    with Stream(main) as s:
-        for _ in range(num_requests):
-            s.send("iterative_sequence", tensors(grpcclient, INPUT=np.array([[2]], np.int32)),
-                   sequence_id=sequence_id, sequence_start=sequence_start)
-        got = s.collect(num_requests)
-    for _, _, r in got:
-        if isinstance(r, Exception):
-            raise r
-    return [int(r.as_numpy("OUTPUT")[0][0]) for _, _, r in got]
-
-
-def test_iterative_generate_stream(main):
-    """test_generate_stream: generate_stream with {"INPUT": 2} streams OUTPUT 1 then 0. Triton 2.51:
-    the same two events."""
-    _load_iterative(main)
-    r = requests.post(f"http://{main.http}/v2/models/iterative_sequence/generate_stream",
-                      data=json.dumps({"INPUT": 2}), headers={"Accept": "text/event-stream"}, timeout=60)
-    r.raise_for_status()
-    events = [json.loads(line[len("data: "):]) for line in r.text.splitlines() if line.startswith("data: ")]
-    assert [e["OUTPUT"] for e in events] == [1, 0], r.text
-
-
-def test_iterative_grpc_stream(main):
-    """test_grpc_stream: one request of INPUT 2 without a sequence (`sequence_id=0`) on a gRPC stream:
-    the server gives it a sequence of its own; answers 1 then 0. Triton 2.51: the same."""
-    _load_iterative(main)
-    assert _iterative_stream(main) == [1, 0]
-
-
-def test_iterative_backlog_fill(main):
-    """test_backlog_fill: with the config of the test (iterative_sequence, max_sequence_idle 8 s, a
-    direct strategy with a 10 s queue delay), four requests on one stream all finish: eight answers
-    (not checked one by one, as in the QA), four of them 0, since each request got a sequence of its
-    own. Triton 2.51: eight answers."""
-    _load_iterative(main, sequence_batching={"iterative_sequence": True, "max_sequence_idle_microseconds": 8000000,
-                                             "direct": {"max_queue_delay_microseconds": 10000000}})
-    try:
-        got = _iterative_stream(main, num_requests=4)
-        assert len(got) == 8 and sorted(got) == [0] * 4 + [1] * 4, got
-    finally:
-        _load_iterative(main)
-
-
-def test_iterative_reschedule_error_is_a_documented_difference(main):
-    """test_reschedule_error: max_sequence_idle 0.2 s, below its C++ backend's 0.5 s between runs, so
-    that Triton's scheduler ends the sequence and the next run fails ("must specify the START flag on
-    the first request of the sequence"). anemone runs a rescheduled request again at once, on the same
-    instance, so no sequence idles out: the request is answered 1 then 0 (docs/SERVING.md, "Request
-    rescheduling"). Triton 2.51 with this port (no delay between runs): 1 then 0 as well."""
-    _load_iterative(main, sequence_batching={"iterative_sequence": True, "max_sequence_idle_microseconds": 200000})
-    try:
-        assert _iterative_stream(main) == [1, 0]
-    finally:
-        _load_iterative(main)
-
-
-@pytest.mark.parametrize("scheduling", [
-    {"sequence_batching": {"direct": {}, "iterative_sequence": False}},
-    {"sequence_batching": {"oldest": {}, "iterative_sequence": False}},
-    {"dynamic_batching": {}},
-], ids=["direct", "oldest", "dynamic"])
-def test_iterative_unsupported_scheduler(main, scheduling):
-    """test_unsupported_sequence_scheduler and test_unsupported_dynamic_scheduler: the model under a
-    scheduler without iterative_sequence reschedules; the request fails with "Request is released with
-    TRITONSERVER_REQUEST_RELEASE_RESCHEDULE" (a sequence's started by the client), and the stream ends
-    the request with it. Triton's C++ test backend answers with those words; tritonserver 2.51 with this
-    Python port logs them and its client waits (no answer within 30 s, each scheduler)."""
-    _load_iterative(main, **scheduling)
-    try:
-        sequence = "sequence_batching" in scheduling
-        with pytest.raises(InferenceServerException, match="Request is released with TRITONSERVER_REQUEST_RELEASE_RESCHEDULE"):
-            _iterative_stream(main, sequence_id=1 if sequence else 0, sequence_start=sequence)
-    finally:
-        _load_iterative(main)
-
-
-def test_request_reschedule_with_a_response_returned(main):
-    """A model that is not decoupled (dynamic batching, no iterative_sequence) that reschedules its
-    request and returns a response for it anyway: 500, 'Expected a None object in the execute function
-    return list for reschduled request'. Triton 2.51: the same 500 and words."""
-    with pytest.raises(InferenceServerException) as e:
-        infer(main, "reschedule_dynamic", INPUT=np.array([[2]], np.int32))
-    assert e.value.status() == "500"
-    assert "Expected a None object in the execute function return list for reschduled request" in str(e.value)
 
 
 # ================================================================== L0_sequence_corrid_batcher
