@@ -47,44 +47,27 @@ class Server:
         return f"http://{self.http}/v2/models/{model}/infer"
 
 
-def _serve(tmp_path_factory, *flags):
-    repo = write_repository(tmp_path_factory.mktemp("header_forwarding"), {"parameter", "identity", "ensemble"})
-    proc, addresses = start_serve(repo, *flags)
-    wait_ready(addresses["HTTP"])
-    return proc, Server(addresses["HTTP"], addresses["gRPC"])
+def _served_with(*flags, doc):
+    """A module-scoped fixture: a server of the QA models started with `flags`."""
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory):
+        repo = write_repository(tmp_path_factory.mktemp("header_forwarding"), {"parameter", "identity", "ensemble"})
+        proc, addresses = start_serve(repo, *flags)
+        wait_ready(addresses["HTTP"])
+        yield Server(addresses["HTTP"], addresses["gRPC"])
+        stop_serve(proc)
+    fixture.__doc__ = doc
+    return fixture
 
 
-@pytest.fixture(scope="module")
-def my_headers(tmp_path_factory):
-    """qa/L0_parameters/test.sh for test_headers."""
-    proc, server = _serve(tmp_path_factory, "--grpc-header-forward-pattern", "MY_HEADER.*",
-                          "--http-header-forward-pattern", "MY_HEADER.*")
-    yield server
-    stop_serve(proc)
-
-
-@pytest.fixture(scope="module")
-def case_sensitive(tmp_path_factory):
-    """qa/L0_parameters/test.sh for test_grpc_header_forward_pattern_case_sensitive."""
-    proc, server = _serve(tmp_path_factory, "--grpc-header-forward-pattern", "(?-i)MY_HEADER.*")
-    yield server
-    stop_serve(proc)
-
-
-@pytest.fixture(scope="module")
-def every_header(tmp_path_factory):
-    """qa/L0_parameters/test.sh for test_headers_reserved_rejected (`.*` on both)."""
-    proc, server = _serve(tmp_path_factory, "--grpc-header-forward-pattern", ".*",
-                          "--http-header-forward-pattern", ".*")
-    yield server
-    stop_serve(proc)
-
-
-@pytest.fixture(scope="module")
-def no_pattern(tmp_path_factory):
-    proc, server = _serve(tmp_path_factory)
-    yield server
-    stop_serve(proc)
+# qa/L0_parameters/test.sh's servers, and one without a pattern.
+my_headers = _served_with("--grpc-header-forward-pattern", "MY_HEADER.*", "--http-header-forward-pattern", "MY_HEADER.*",
+                          doc="qa/L0_parameters/test.sh for test_headers.")
+case_sensitive = _served_with("--grpc-header-forward-pattern", "(?-i)MY_HEADER.*",
+                              doc="qa/L0_parameters/test.sh for test_grpc_header_forward_pattern_case_sensitive.")
+every_header = _served_with("--grpc-header-forward-pattern", ".*", "--http-header-forward-pattern", ".*",
+                            doc="qa/L0_parameters/test.sh for test_headers_reserved_rejected (`.*` on both).")
+no_pattern = _served_with(doc="No pattern: anemone's default, and Triton's.")
 
 
 def _pairs(result):
