@@ -285,7 +285,7 @@ impl PythonModel {
     /// Runs `execute` once on `requests`, starting the process again first if
     /// the last one ended; one answer per request. A decoupled model's
     /// requests are opened in the process's pump first (their responses
-    /// come back by key, during `execute` or after), unless `keys` gives
+    /// come back by key, during `execute` or after), unless `open` gives
     /// the keys they are open under (requests run again), and its answers
     /// are empty: `execute` returned well.
     fn run_once(&self, requests: &[RequestView<'_>], open: Option<&[u64]>) -> Result<Ran> {
@@ -338,7 +338,7 @@ impl PythonModel {
             }
         };
         if keys.is_some() && reply.ok {
-            let rescheduled = reply.rescheduled.clone();
+            let rescheduled = reply.rescheduled;
             let answers = (requests.iter())
                 .map(|_| Answer::Outputs(Vec::new(), Vec::new()))
                 .collect();
