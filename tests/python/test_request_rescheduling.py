@@ -122,6 +122,41 @@ class TritonPythonModel:
         return None if self.decoupled else responses
 '''
 
+# COUNT n > 0: as TRACE, and also the process's id; COUNT -1: rescheduled
+# until the model has answered another request that ran after this one
+# started (or 300 runs, 3 s, have passed). 10 ms an execute.
+JOINS = HEADER + '''
+import os
+import time
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.seen = {}
+        self.answered = 0
+        self.answered_before = {}
+
+    def execute(self, requests):
+        time.sleep(0.01)
+        responses = []
+        for request in requests:
+            count = int(pb_utils.get_input_tensor_by_name(request, "COUNT").as_numpy().ravel()[0])
+            key = request.correlation_id()
+            seen = self.seen.setdefault(key, [])
+            before = self.answered_before.setdefault(key, self.answered)
+            seen.append(f"{request.flags()}:{key}:{len(requests)}:{os.getpid()}")
+            done = (self.answered > before or len(seen) >= 300) if count < 0 else len(seen) >= count
+            if not done:
+                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
+                responses.append(None)
+                continue
+            del self.seen[key], self.answered_before[key]
+            self.answered += 1
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("SEEN", np.array([seen], dtype=object))]))
+        return responses
+'''
+
 ITERATIVE_SEQUENCE = "sequence_batching { iterative_sequence: true }\n"
 
 MODELS = {
@@ -130,6 +165,16 @@ MODELS = {
         'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "SEEN" data_type: TYPE_STRING dims: [ -1 ] } ]\n'
         + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', TRACE),
+    "joins": (
+        'backend: "python"\nmax_batch_size: 4\n'
+        'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "SEEN" data_type: TYPE_STRING dims: [ -1 ] } ]\n'
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', JOINS),
+    "joins_two_instances": (
+        'backend: "python"\nmax_batch_size: 4\n'
+        'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "SEEN" data_type: TYPE_STRING dims: [ -1 ] } ]\n'
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU count: 2 }]\n', JOINS),
     "trace_not_iterative": (
         'backend: "python"\nmax_batch_size: 0\n'
         'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
@@ -345,6 +390,61 @@ def test_rescheduled_requests_of_a_batch_run_again_together(server):
         assert [r.split(":")[0] for r in runs] == ["1"] + ["0"] * (count - 1), answers
 
 
+def _runs(response):
+    assert response.status_code == 200, response.text
+    return [run.split(":") for run in response.json()["outputs"][0]["data"]]
+
+
+def test_a_new_request_joins_the_running_ones_at_the_next_execute(server):
+    """Continuous batching, as Triton's iterative scheduling: a rescheduled
+    request goes back to the model's queue, so a request that arrives while
+    another keeps being rescheduled joins it in the next execute (max_batch_size
+    4), and is answered after its own two runs while the first runs on. The
+    first request (COUNT -1) runs until the model has answered a request that
+    came after it. Before (an instance ran its rescheduled requests again at
+    once, before new ones) the second waited for the first's 300 runs."""
+    answers, order = {}, []
+
+    def send(name, count):
+        answers[name] = _trace(server, count, model="joins")
+        order.append(name)
+    first = threading.Thread(target=send, args=("first", -1))
+    first.start()
+    # The first runs alone (10 ms a run) before the second comes.
+    time.sleep(0.5)
+    send("second", 2)
+    first.join(60)
+    assert order == ["second", "first"], order
+    first_runs, second_runs = _runs(answers["first"]), _runs(answers["second"])
+    assert [r[2] for r in second_runs] == ["2", "2"], second_runs
+    alone = [r[2] for r in first_runs].index("2")
+    assert alone >= 2, first_runs
+    # Together for the second's two runs, then the first's last run alone.
+    assert [r[2] for r in first_runs[alone:]] == ["2", "2", "1"], first_runs
+    assert len(first_runs) < 300, "the first ran its 300 runs: the second never joined it"
+
+
+def test_rescheduled_requests_stay_on_their_instance_with_ids_counted_per_model(server):
+    """With two instances (two processes), each rescheduled request runs again
+    on the instance that holds its state: one process id, flags 1 then 0, and
+    all its runs there. Correlation IDs are counted per model, as Triton's,
+    so no two requests share one across the instances."""
+    runs = [None] * 8
+
+    def send(i):
+        runs[i] = _runs(_trace(server, 4, model="joins_two_instances"))
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for request in runs:
+        assert [r[0] for r in request] == ["1", "0", "0", "0"], runs
+        assert len({r[1] for r in request}) == 1 and len({r[3] for r in request}) == 1, runs
+    assert len({request[0][1] for request in runs}) == 8, runs
+    assert len({request[0][3] for request in runs}) == 2, "not both instances ran requests"
+
+
 def test_rescheduling_without_iterative_sequence_fails_the_request_saying_what_to_add(server):
     """A model without `iterative_sequence` that reschedules: its request
     fails with 500 naming `sequence_batching { iterative_sequence: true }`
@@ -516,8 +616,8 @@ def test_iterative_backlog_fill(server):
 def test_iterative_reschedule_error_is_a_documented_difference(server):
     """test_reschedule_error: max_sequence_idle 0.2 s, below its C++ backend's 0.5 s between runs, so
     that Triton's scheduler ends the sequence and the next run fails ("must specify the START flag on
-    the first request of the sequence"). anemone runs a rescheduled request again at once, on the same
-    instance, so no sequence idles out: the request is answered 1 then 0 (docs/SERVING.md, "Request
+    the first request of the sequence"). anemone's queue runs a rescheduled request again ahead of
+    new ones, on the same instance, and its sequence has no idle time, so none idles out: the request is answered 1 then 0 (docs/SERVING.md, "Request
     rescheduling"). Triton 2.51 with this port (no delay between runs): 1 then 0 as well."""
     _load_iterative(server, sequence_batching={"iterative_sequence": True, "max_sequence_idle_microseconds": 200000})
     try:

@@ -348,6 +348,11 @@ pub struct Answer {
     /// The response's parameters (a Python model's
     /// `InferenceResponse(parameters=...)`), sent to the client.
     pub parameters: Vec<(String, Parameter)>,
+    /// The model rescheduled the request instead of answering it (Triton's
+    /// `TRITONSERVER_REQUEST_RELEASE_RESCHEDULE`; only from a model that is
+    /// [iterative](LoadedModel::iterative)): it runs again in a later call,
+    /// and its outputs here are empty.
+    pub rescheduled: bool,
 }
 
 /// One response of a [`ModelCaller::call_stream`].
@@ -495,6 +500,21 @@ pub trait LoadedModel: Send + Sync + 'static {
         false
     }
 
+    /// Whether the model may reschedule its requests (Triton's
+    /// `sequence_batching { iterative_sequence: true }`): its
+    /// [`LoadedModel::infer_each_answered`] may answer a request with
+    /// [`Answer::rescheduled`], and the runtime puts that request back in
+    /// the model's queue, ahead of new ones, to run again in a later call
+    /// on the same engine instance, batched with whatever else is queued
+    /// (Triton's continuous batching). Each such request runs in a sequence:
+    /// one that names none is given its own (a correlation ID counted per
+    /// model version from 1), started on its first call; its later calls
+    /// neither start nor end it. Such a model also
+    /// [answers each](LoadedModel::answers_each) request. Default: `false`.
+    fn iterative(&self) -> bool {
+        false
+    }
+
     /// Runs requests in one call and answers each on its own, in order: one
     /// request's error (its bad input) fails that request only, and the
     /// others keep their answers. Outputs of each answer as
@@ -515,7 +535,7 @@ pub trait LoadedModel: Send + Sync + 'static {
             .map(|answer| {
                 answer.map(|outputs| Answer {
                     outputs,
-                    parameters: Vec::new(),
+                    ..Answer::default()
                 })
             })
             .collect()

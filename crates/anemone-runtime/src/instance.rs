@@ -63,6 +63,10 @@ pub struct ModelInstance {
     /// Its open sequences, for a sequence model; shared with the instance
     /// that replaces it on a fallback.
     pub(crate) sequences: Option<Arc<crate::sequence::Sequences>>,
+    /// The correlation IDs it gives requests that name no sequence, when
+    /// its engines are iterative (they reschedule requests:
+    /// [`anemone_core::LoadedModel::iterative`]).
+    pub(crate) own_sequences: Option<crate::scheduler::OwnSequences>,
 }
 
 /// One engine instance: a loaded model and its own load counters.
@@ -190,6 +194,8 @@ impl ModelInstance {
             load_id: LOADS.fetch_add(1, Ordering::Relaxed),
             path: spec.path.clone(),
             decoupled: picked.engines[0].decoupled(),
+            own_sequences: (picked.engines[0].iterative())
+                .then(crate::scheduler::OwnSequences::default),
             metadata: crate::reshape::served_metadata(&spec, picked.engines[0].metadata()),
             engines: picked.engines.into_iter().map(Engine::new).collect(),
             limiter,

@@ -274,21 +274,22 @@ impl PythonModel {
 
     /// Runs `execute` on `requests` until none is rescheduled (a model
     /// with `sequence_batching { iterative_sequence: true }`:
-    /// `reschedule.rs`); one answer per request.
+    /// `reschedule.rs`); one answer per request. For callers outside the
+    /// runtime's queue (a warmup, a direct call), which runs rescheduled
+    /// requests again itself ([`LoadedModel::iterative`]).
     fn run(&self, requests: &[RequestView<'_>]) -> Result<Vec<Answer>> {
         match self.iterative {
             true => reschedule::run(self, requests),
-            false => self.run_once(requests, None).map(|ran| ran.answers),
+            false => self.run_once(requests).map(|ran| ran.answers),
         }
     }
 
     /// Runs `execute` once on `requests`, starting the process again first if
     /// the last one ended; one answer per request. A decoupled model's
     /// requests are opened in the process's pump first (their responses
-    /// come back by key, during `execute` or after), unless `open` gives
-    /// the keys they are open under (requests run again), and its answers
-    /// are empty: `execute` returned well.
-    fn run_once(&self, requests: &[RequestView<'_>], open: Option<&[u64]>) -> Result<Ran> {
+    /// come back by key, during `execute` or after; a rescheduled request
+    /// keeps its key), and its answers are empty: `execute` returned well.
+    fn run_once(&self, requests: &[RequestView<'_>]) -> Result<Ran> {
         let mut slot = self.process.lock().unwrap_or_else(|p| p.into_inner());
         // A process that ended between calls (a decoupled model's thread
         // ended it after its call returned; the system killed it) is not
@@ -303,10 +304,9 @@ impl PythonModel {
         let process = slot.as_mut().expect("started above");
         // A decoupled model's requests are open in its pump under their keys;
         // another model's get fresh keys, to be told when their clients go.
-        let (keys, mut watched) = match (process.pending(), open) {
-            (Some(_), Some(open)) => (Some(open.to_vec()), None),
-            (Some(pending), None) => (Some(self.open(pending, requests)?), None),
-            (None, _) => {
+        let (keys, mut watched) = match process.pending() {
+            Some(pending) => (Some(self.open(pending, requests)?), None),
+            None => {
                 let first = process.next_keys(requests.len());
                 (None, Some((first, watch::Watched::new(first, requests))))
             }
@@ -386,14 +386,20 @@ impl PythonModel {
     }
 
     /// Opens each request of a decoupled model in its process's pump; its
-    /// key, in order.
+    /// key, in order. A rescheduled request, still open, keeps its key, so
+    /// that a response sender the model kept from an earlier `execute`
+    /// still reaches it.
     fn open(&self, pending: &pump::Pending, requests: &[RequestView<'_>]) -> Result<Vec<u64>> {
         let responders: Option<Vec<&anemone_core::Responder>> =
             requests.iter().map(|r| r.responder).collect();
         let responders = responders.ok_or_else(|| self.one_answer_refused())?;
+        let reopened = |r: &anemone_core::Responder| match self.iterative {
+            true => pending.key_of(r),
+            false => None,
+        };
         Ok(responders
             .into_iter()
-            .map(|r| pending.open(r.clone()))
+            .map(|r| reopened(r).unwrap_or_else(|| pending.open(r.clone())))
             .collect())
     }
 
@@ -410,12 +416,8 @@ impl PythonModel {
         let (mut given, parameters) = match answer {
             Answer::Outputs(given, parameters) => (given, parameters),
             Answer::Failed { message, code } => return Err(refusal(message, code)),
-            // Run again until answered (`reschedule.rs`): never left.
-            Answer::Rescheduled => {
-                return Err(Error::Internal(
-                    "a rescheduled request was not run again".into(),
-                ))
-            }
+            // The runtime's queue runs it again.
+            Answer::Rescheduled => return Ok(rescheduled()),
         };
         let mut out = Vec::with_capacity(self.meta.outputs.len());
         for (i, spec) in self.meta.outputs.iter().enumerate() {
@@ -454,6 +456,7 @@ impl PythonModel {
         Ok(anemone_core::Answer {
             outputs: out,
             parameters,
+            rescheduled: false,
         })
     }
 }
@@ -511,24 +514,46 @@ impl LoadedModel for PythonModel {
     /// The requests (one alone, or a dynamic batch) go to `execute` as a
     /// list, one `InferenceRequest` each with its id and parameters, as
     /// Triton gives them; each gets its own answer, outputs or error.
+    /// A rescheduled request runs again at once, until answered.
     fn infer_each(&self, requests: &[RequestView<'_>]) -> Vec<Result<Vec<Tensor>>> {
-        self.infer_each_answered(requests)
+        self.answered(self.run(requests), requests)
             .into_iter()
             .map(|answer| answer.map(|a| a.outputs))
             .collect()
     }
 
     /// [`LoadedModel::infer_each`], each answer with the parameters its
-    /// `InferenceResponse` carries.
+    /// `InferenceResponse` carries; a rescheduled request is answered
+    /// [`anemone_core::Answer::rescheduled`], for the runtime's queue to
+    /// run it again ([`LoadedModel::iterative`]).
     fn infer_each_answered(
         &self,
         requests: &[RequestView<'_>],
     ) -> Vec<Result<anemone_core::Answer>> {
-        match self.run(requests) {
+        let ran = self.run_once(requests).map(Ran::marked);
+        self.answered(ran, requests)
+    }
+
+    fn iterative(&self) -> bool {
+        self.iterative
+    }
+}
+
+impl PythonModel {
+    /// Each request's answer, or the call's error for every request.
+    fn answered(
+        &self,
+        ran: Result<Vec<Answer>>,
+        requests: &[RequestView<'_>],
+    ) -> Vec<Result<anemone_core::Answer>> {
+        match ran {
             // A decoupled model's outputs went through each request's responder.
             Ok(answers) if self.launch.decoupled => answers
                 .into_iter()
-                .map(|_| Ok(anemone_core::Answer::default()))
+                .map(|answer| match answer {
+                    Answer::Rescheduled => Ok(rescheduled()),
+                    _ => Ok(anemone_core::Answer::default()),
+                })
                 .collect(),
             Ok(answers) => answers
                 .into_iter()
@@ -542,6 +567,14 @@ impl LoadedModel for PythonModel {
                 answers
             }
         }
+    }
+}
+
+/// The answer of a request the model rescheduled: it runs again.
+fn rescheduled() -> anemone_core::Answer {
+    anemone_core::Answer {
+        rescheduled: true,
+        ..anemone_core::Answer::default()
     }
 }
 

@@ -67,6 +67,14 @@ impl Pending {
         self.lock().get(&key).cloned()
     }
 
+    /// The key a request is open under, found by its responder (a
+    /// rescheduled request, run again: `reschedule.rs`).
+    pub(crate) fn key_of(&self, responder: &Responder) -> Option<u64> {
+        (self.lock().iter())
+            .find(|(_, r)| Arc::ptr_eq(&r.0, &responder.0))
+            .map(|(&key, _)| key)
+    }
+
     /// Whether a request is still open (its last response has not come,
     /// and its client has not gone).
     pub(crate) fn is_open(&self, key: u64) -> bool {

@@ -9,12 +9,13 @@
 //! (`TRITONSERVER_REQUEST_FLAG_SEQUENCE_START`); when it runs again its
 //! flags are 0.
 //!
-//! Unlike Triton, which puts a rescheduled request back in the model's
-//! queue behind the requests that came meanwhile, the instance runs its
-//! rescheduled requests again at once, together, before it takes new
-//! ones: requests that arrive meanwhile wait for those to end (give the
-//! model more instances, `instance_group [{ count: N }]`, to run N at
-//! once).
+//! In the server the runtime's queue runs a rescheduled request again
+//! (`LoadedModel::iterative`): `execute` runs once a call, and a request
+//! it rescheduled is answered [`Answer::Rescheduled`] (see [`Ran::marked`]);
+//! the runtime gives each request its sequence. Callers outside the queue
+//! (a warmup, a direct call) use [`run`], which runs rescheduled requests
+//! again at once, together, until answered, giving a request that names
+//! no sequence one of its own here.
 
 use super::process::Process;
 use super::wire::{self, Answer};
@@ -30,6 +31,18 @@ pub(super) struct Ran {
     pub keys: Option<Vec<u64>>,
     /// The requests (their positions) to run again.
     pub rescheduled: Vec<usize>,
+}
+
+impl Ran {
+    /// The answers, each rescheduled request's [`Answer::Rescheduled`] (a
+    /// decoupled model's answers are otherwise empty).
+    pub(super) fn marked(self) -> Vec<Answer> {
+        let mut answers = self.answers;
+        for i in self.rescheduled {
+            answers[i] = Answer::Rescheduled;
+        }
+        answers
+    }
 }
 
 /// Runs `requests` until none is rescheduled; one answer per request. A
@@ -53,9 +66,9 @@ pub(super) fn run(model: &PythonModel, requests: &[RequestView<'_>]) -> Result<V
         .collect();
     let Ran {
         mut answers,
-        keys,
         mut rescheduled,
-    } = model.run_once(&first, None)?;
+        ..
+    } = model.run_once(&first)?;
     // Run again, as Triton's: neither starting nor ending the sequence.
     let again: Vec<CallSequence> = (own.into_iter())
         .map(|s| CallSequence {
@@ -85,9 +98,8 @@ pub(super) fn run(model: &PythonModel, requests: &[RequestView<'_>]) -> Result<V
                 ..requests[i]
             })
             .collect();
-        let open: Option<Vec<u64>> =
-            (keys.as_ref()).map(|k| rescheduled.iter().map(|&i| k[i]).collect());
-        match model.run_once(&views, open.as_deref()) {
+        // A decoupled model's requests keep their keys (`PythonModel::open`).
+        match model.run_once(&views) {
             Ok(ran) => {
                 for (answer, &i) in ran.answers.into_iter().zip(&rescheduled) {
                     answers[i] = answer;

@@ -264,6 +264,22 @@ impl Slot {
     pub(crate) fn lane(&self) -> usize {
         self.lane
     }
+
+    /// Puts the batch's rescheduled jobs back in the queue, ahead of those
+    /// waiting, to run again on this slot's lane (see `reschedule.rs`).
+    pub(crate) fn requeue(&self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let items = (jobs.into_iter())
+            .map(|job| {
+                let priority = job.priority;
+                (super::reschedule::again(job, self.lane), priority)
+            })
+            .collect();
+        lock(&self.shared).queue.requeue(items, Instant::now());
+        self.shared.wake.notify_all();
+    }
 }
 
 impl Drop for Slot {
@@ -437,7 +453,9 @@ fn pick_lane(
 fn next_batch(state: &State, plan: &BatchPlan, now: Instant) -> Option<(usize, Option<Decision>)> {
     let head = state.queue.iter().next()?;
     let model = &head.item.admitted.instance;
-    let bound = model.sequences.is_some() && state.running.len() > 1;
+    // A sequence's requests, and rescheduled ones, run on their instance.
+    let bound =
+        (model.sequences.is_some() || model.own_sequences.is_some()) && state.running.len() > 1;
     if !bound {
         let lane = pick_lane(
             &state.running,

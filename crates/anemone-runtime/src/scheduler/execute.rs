@@ -2,7 +2,7 @@
 //! stacked along the batch dimension (by the engine) and split back. Panics are
 //! caught, retryable backend errors retried, outputs selected and timed.
 
-use super::{Admitted, Done, Job};
+use super::{Admitted, Done, Job, Slot};
 use crate::fallback::RetryPolicy;
 use crate::instance::{Engine, ModelInstance};
 use crate::metrics::Timings;
@@ -157,18 +157,14 @@ fn run_each(
         Ok(answers) if answers.len() == requests.len() => answers
             .into_iter()
             .map(|answer| {
-                answer.and_then(
-                    |Answer {
-                         outputs,
-                         parameters,
-                     }| {
-                        let outputs = declared_outputs(instance, model.backend(), outputs)?;
-                        Ok(Answer {
-                            outputs,
-                            parameters,
-                        })
-                    },
-                )
+                // A rescheduled request has no outputs yet.
+                answer.and_then(|answer| match answer.rescheduled {
+                    true => Ok(answer),
+                    false => Ok(Answer {
+                        outputs: declared_outputs(instance, model.backend(), answer.outputs)?,
+                        ..answer
+                    }),
+                })
             })
             .collect(),
         Ok(answers) => failed(&|| {
@@ -280,6 +276,15 @@ pub(crate) fn execute_on(
             answer.unwrap_or_else(|| Err(Error::Internal("no answer for a request".into())))
         }
     };
+    // Only a model's queue runs a request again (`execute_batch`), and it
+    // never sends an iterative model's requests here.
+    let result = result.and_then(|answer| match answer.rescheduled {
+        false => Ok(answer),
+        true => Err(Error::Internal(format!(
+            "model '{}' rescheduled a request outside its queue",
+            instance.name()
+        ))),
+    });
     drop(infer_span);
     drop(busy);
     let ran = start.elapsed();
@@ -323,19 +328,33 @@ pub(crate) fn execute_on(
 /// dimension to split, each job runs alone instead (on the same instance),
 /// so that one request's bad input fails only that request. An engine that
 /// answers each request on its own (a Python model) gets the jobs as a list
-/// and gives each its answer, error or outputs: nothing runs twice.
-pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
+/// and gives each its answer, error or outputs: nothing runs twice. A job
+/// the engine rescheduled goes back to the slot's queue (`reschedule.rs`).
+pub(crate) fn execute_batch(jobs: Vec<Job>, slot: &Slot) {
+    let lane = slot.lane();
     let mut jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.cancelled()).collect();
-    if jobs.len() <= 1 {
+    let Some(first) = jobs.first() else {
+        return;
+    };
+    let instance = std::sync::Arc::clone(&first.admitted.instance);
+    // An iterative model's request may be rescheduled: it always takes the
+    // path below, which can put it back in the queue.
+    if jobs.len() == 1 && instance.own_sequences.is_none() {
         jobs.into_iter().for_each(|j| j.run_on(Some(lane)));
         return;
     }
-    let instance = std::sync::Arc::clone(&jobs[0].admitted.instance);
+    if let Some(own) = &instance.own_sequences {
+        own.enter(&mut jobs);
+    }
     let began = Instant::now();
-    let rows: Vec<usize> = jobs
-        .iter()
-        .map(|j| given_rows(&j.admitted.inputs, &j.admitted.absent).unwrap_or(0))
-        .collect();
+    // Triton counts the rows of the batch dimension, when the model has
+    // one (an iterative model's request comes here alone too).
+    let rows: Vec<usize> = match instance.spec.max_batch_size {
+        Some(_) => (jobs.iter())
+            .map(|j| given_rows(&j.admitted.inputs, &j.admitted.absent).unwrap_or(0))
+            .collect(),
+        None => vec![1; jobs.len()],
+    };
     let total_rows: usize = rows.iter().sum();
     let traced = jobs.iter().any(|j| j.admitted.trace.is_on());
     // Each traced request gets its own stage spans (see `crate::trace`).
@@ -439,7 +458,13 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
             split_time,
         );
     }
+    let mut again = Vec::new();
     for (job, answer) in jobs.into_iter().zip(answers) {
+        let output_span = output_spans.next();
+        if answer.as_ref().is_ok_and(|a| a.rescheduled) {
+            again.push(job);
+            continue;
+        }
         let Job {
             admitted,
             reply,
@@ -447,7 +472,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
             ..
         } = job;
         let _entered = span.enter();
-        let _output_span = output_spans.next();
+        let _output_span = output_span;
         let start = admitted.start;
         let queue = began.saturating_duration_since(start + admitted.validated);
         let total = start.elapsed();
@@ -477,6 +502,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, lane: usize) {
         drop(span);
         reply.send(response);
     }
+    slot.requeue(again);
 }
 
 /// A batch's requests as its engine takes them.
@@ -517,7 +543,7 @@ fn per_job(split: Vec<Vec<Tensor>>, jobs: usize) -> Vec<Result<Answer>> {
 fn unnamed(outputs: Vec<Tensor>) -> Answer {
     Answer {
         outputs,
-        parameters: Vec::new(),
+        ..Answer::default()
     }
 }
 

@@ -18,11 +18,13 @@ mod direct;
 mod execute;
 mod order;
 mod queue;
+mod reschedule;
 
 pub(crate) use batcher::{BatchPlan, LaneLimits, ModelQueue, QueueStart, Slot};
 pub(crate) use direct::Direct;
 pub(crate) use execute::{execute, execute_batch, execute_on, panic_message};
 pub(crate) use order::Reply;
+pub(crate) use reschedule::OwnSequences;
 
 use crate::admission::Permit;
 use crate::fallback::RetryPolicy;
@@ -161,7 +163,7 @@ impl Work {
         match self {
             Work::One(job) => job.run(),
             Work::Batch(jobs, slot) => {
-                execute_batch(jobs, slot.lane());
+                execute_batch(jobs, &slot);
                 drop(slot);
             }
         }

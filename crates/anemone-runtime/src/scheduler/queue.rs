@@ -120,6 +120,25 @@ impl<T: Waiting> PriorityQueue<T> {
         Ok(())
     }
 
+    /// Puts back items that already ran and run again (rescheduled
+    /// requests: `reschedule.rs`), each at `priority`, at the front of its
+    /// level in their order, ahead of the items waiting there: never
+    /// refused (they were admitted once) and never timed out.
+    pub(crate) fn requeue(&mut self, items: Vec<(T, u32)>, now: Instant) {
+        self.len += items.len();
+        for (item, priority) in items.into_iter().rev() {
+            let level = self.level(priority);
+            let action = self.settings.policy(level).timeout_action;
+            let entry = Entry {
+                item,
+                enqueued: now,
+                deadline: None,
+                action,
+            };
+            (self.levels.entry(key(level, false)).or_default()).push_front(entry);
+        }
+    }
+
     /// Items waiting.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -245,6 +264,29 @@ mod tests {
         assert_eq!(taken, vec![3, 4]);
         assert_eq!(order(&q), vec![5, 1, 2, 6]);
         assert_eq!(q.len(), 4);
+    }
+
+    #[test]
+    fn requeued_items_go_first_in_their_level_even_when_it_is_full() {
+        let mut q = PriorityQueue::new(QueueSettings {
+            default_policy: QueuePolicy {
+                max_queue_size: Some(2),
+                default_timeout: Some(Duration::ZERO),
+                ..QueuePolicy::default()
+            },
+            ..settings(2)
+        });
+        let now = Instant::now();
+        for (n, p) in [(1, 2), (2, 1), (3, 2)] {
+            assert!(q.push(item(n), p, None, now).is_ok());
+        }
+        q.requeue(vec![(item(7), 2), (item(8), 2), (item(9), 1)], now);
+        assert_eq!(order(&q), vec![9, 2, 7, 8, 1, 3]);
+        assert_eq!(q.len(), 6);
+        // Those waiting time out at once (a timeout of 0); the requeued stay.
+        let rejected: Vec<u32> = q.expire(now).into_iter().map(|i| i.0).collect();
+        assert_eq!(rejected, vec![2, 1, 3]);
+        assert_eq!(order(&q), vec![9, 7, 8]);
     }
 
     #[test]

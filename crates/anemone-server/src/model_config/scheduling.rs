@@ -101,9 +101,11 @@ pub fn scheduler_config(
     if let Some(SchedulingChoice::SequenceBatching(sb)) = &config.scheduling_choice {
         if sb.iterative_sequence {
             super::sequence::iterative(sb, &config.backend)?;
-            // The Python model runs its requests again itself, each its own
-            // sequence (anemone-backends' python/reschedule.rs); batches of
-            // what is queued when the model has a batch dimension.
+            // The model's queue runs a rescheduled request again, ahead of
+            // new ones, each request in a sequence of its own when it names
+            // none (anemone-runtime's scheduler/reschedule.rs); batches of
+            // what is queued, new and rescheduled, when the model has a
+            // batch dimension (Triton's continuous batching).
             out.batching = max_batch_size.map(|_| Batching::default());
             return Ok(out);
         }
