@@ -424,6 +424,26 @@ def test_a_new_request_joins_the_running_ones_at_the_next_execute(server):
     assert len(first_runs) < 300, "the first ran its 300 runs: the second never joined it"
 
 
+def _stats(server, model):
+    s = requests.get(f"http://{server.http}/v2/models/{model}/stats", timeout=30).json()["model_stats"][0]
+    i = s["inference_stats"]
+    return [s["inference_count"], s["execution_count"], i["success"]["count"], i["queue"]["count"],
+            i["compute_infer"]["count"], i["fail"]["count"]]
+
+
+def test_each_run_counts_as_an_inference_as_in_triton(server):
+    """Statistics count every run of a rescheduled request: a request run
+    three times adds 3 to inference_count, execution_count and the success,
+    queue and compute_infer counts. tritonserver 2.51 counts the same (a
+    request of 5 tokens to scripts/triton_peer/continuous_batching.py's
+    model: 5 each; `countdown`'s `{"IN": 3}`: 3 each). Before this session
+    the three runs counted as one (1 each)."""
+    before = _stats(server, "trace")
+    assert len(_trace(server, 3).json()["outputs"][0]["data"]) == 3
+    after = _stats(server, "trace")
+    assert [b - a for a, b in zip(before, after)] == [3, 3, 3, 3, 3, 0], (before, after)
+
+
 def test_rescheduled_requests_stay_on_their_instance_with_ids_counted_per_model(server):
     """With two instances (two processes), each rescheduled request runs again
     on the instance that holds its state: one process id, flags 1 then 0, and

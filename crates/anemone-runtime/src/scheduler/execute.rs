@@ -461,7 +461,21 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, slot: &Slot) {
     let mut again = Vec::new();
     for (job, answer) in jobs.into_iter().zip(answers) {
         let output_span = output_spans.next();
+        let start = job.admitted.start;
+        let validated = job.admitted.validated;
+        let queue = began.saturating_duration_since(start + validated);
+        let total = start.elapsed();
+        let timings = Timings {
+            queue,
+            compute_input: validated + gathered,
+            compute_infer: engine_time,
+            compute_output: total.saturating_sub(validated + gathered + queue + engine_time),
+            total,
+        };
+        // Each run of a rescheduled request counts as a success, with its
+        // own times, as Triton counts it (`reschedule.rs`).
         if answer.as_ref().is_ok_and(|a| a.rescheduled) {
+            instance.metrics.record_success(&timings);
             again.push(job);
             continue;
         }
@@ -473,17 +487,6 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, slot: &Slot) {
         } = job;
         let _entered = span.enter();
         let _output_span = output_span;
-        let start = admitted.start;
-        let queue = began.saturating_duration_since(start + admitted.validated);
-        let total = start.elapsed();
-        let timings = Timings {
-            queue,
-            compute_input: admitted.validated + gathered,
-            compute_infer: engine_time,
-            compute_output: total
-                .saturating_sub(admitted.validated + gathered + queue + engine_time),
-            total,
-        };
         let response = answer.map(|answer| InferResponse {
             model: instance.name().to_string(),
             version: instance.version(),

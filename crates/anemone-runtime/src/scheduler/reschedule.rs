@@ -12,7 +12,8 @@
 //! its own, a correlation ID counted per model version from 1, and starts
 //! it; each later run neither starts nor ends it. Its concurrency permits
 //! stay held until it is answered, and it is not timed out by the queue
-//! again: it was admitted once.
+//! again: it was admitted once. Each run counts as a successful inference
+//! with its own times, as in Triton's statistics.
 
 use super::Job;
 use anemone_core::{CallSequence, SequenceId};
@@ -48,8 +49,12 @@ impl OwnSequences {
 
 /// A rescheduled job made ready to run again on engine instance `lane`:
 /// its sequence goes on (neither started nor ended again), on that
-/// instance only, with no queue deadline.
+/// instance only, with no queue deadline. Its next run's times count from
+/// now (Triton counts each run as an inference, its queue time from when
+/// it was put back); its client's latency still counts from its arrival.
 pub(crate) fn again(mut job: Job, lane: usize) -> Job {
+    job.admitted.start = std::time::Instant::now();
+    job.admitted.validated = std::time::Duration::ZERO;
     if let Some(sequence) = job.admitted.sequence.as_mut() {
         sequence.start = false;
         sequence.end = false;
