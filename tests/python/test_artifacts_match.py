@@ -476,6 +476,7 @@ class Served:
 
     def __init__(self, proc, addresses):
         self.proc, self.http, self.grpc = proc, addresses["HTTP"], addresses["gRPC"]
+        self.started = time.monotonic()
         self.out = [proc.stdout.readline()]
         self.metrics_at = self.out[0].partition(" listening on ")[2].strip()
         threading.Thread(target=lambda: self.out.extend(iter(proc.stdout.readline, "")), daemon=True).start()
@@ -870,8 +871,13 @@ def test_a_documented_example_block_answers_as_shown_and_as_numpy_says(examples,
     examples/python_models or examples/models, run as written with the server's addresses: the
     output shown under each command (`# ...` lines) is what it prints, and each answer is what
     numpy computes from the request the command sends."""
+    block = next(l for s, l in blocks(doc) if s == start)
+    # A block that waits after its `anemone serve` (`sleep 3`: the CPU figure of /metrics comes one
+    # --metrics-interval-ms after the start) runs on a server up that long.
+    waited = [float(w) for _, t in block for w in re.findall(r"^sleep (\d+(?:\.\d+)?)", t.strip())]
+    time.sleep(max(0.0, max(waited, default=0.0) - (time.monotonic() - examples.started)))
     ran, before = 0, series_values(examples.metrics())
-    for line, cmd, expected in joined(next(l for s, l in blocks(doc) if s == start)):
+    for line, cmd, expected in joined(block):
         if runnable(cmd):
             out, ran = run_logged(cmd, examples), ran + 1
             assert mismatch(expected, [l for _, l in out], before) is None, \
