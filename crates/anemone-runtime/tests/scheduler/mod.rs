@@ -20,6 +20,7 @@ mod adopt;
 mod decoupled;
 mod double;
 mod instances;
+mod iterative;
 mod rate_limit;
 mod sequences;
 
