@@ -1,18 +1,16 @@
-"""Request rescheduling: a Python model with `sequence_batching {
-iterative_sequence: true }` calls
-`request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)`
-and the request runs again in a later `execute`
-(docs/SERVING.md, "Python models").
+"""Request rescheduling: a Python model with `sequence_batching { iterative_sequence: true }` calls
+`request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)` and the request runs
+again in a later `execute`, with the requests that came meanwhile (docs/SERVING.md, "Python models").
 
 Triton's `qa/L0_backend_python/request_rescheduling` (its models
 `request_rescheduling_addsub`, `iterative_sequence` and `wrong_return_type`
 from `qa/python_models`, as test_triton_qa_python_more.py has them, whose
 TestRequestRescheduling runs the QA's BLS model; and its
 `grpc_endpoint_test.py`), then what a user meets: the flags and
-correlation IDs the model sees, a model that reschedules without
-`iterative_sequence`, a client that goes while its request keeps being
-rescheduled, and configs that cannot work. tritonserver 2.51 (CPU, Python backend) served the same repository on
-2026-12-07; each docstring says what it answered.
+correlation IDs the model sees, new requests joining running ones, a model that reschedules without
+`iterative_sequence`, a client that goes while its request keeps being rescheduled, and configs that
+cannot work. tritonserver 2.51 (CPU, Python backend) served the same repository on 2026-12-07; each
+docstring says what it answered.
 """
 import json
 import queue
@@ -25,137 +23,7 @@ import numpy as np
 import pytest
 import requests
 from serve_support import start_serve, stop_serve, wait_ready
-from test_triton_qa_protocol import HEADER
 from tritonclient.utils import InferenceServerException
-
-# Each request runs COUNT times (its input), its state kept by correlation
-# ID; answers what it saw each time: flags and correlation IDs, as strings.
-TRACE = HEADER + '''
-class TritonPythonModel:
-    def initialize(self, args):
-        self.seen = {}
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            given = pb_utils.get_input_tensor_by_name(request, "COUNT").as_numpy()
-            count = int(given.ravel()[0])
-            key = request.correlation_id()
-            seen = self.seen.setdefault(key, [])
-            seen.append(f"{request.flags()}:{key}:{len(requests)}")
-            if len(seen) < count:
-                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-                responses.append(None)
-            else:
-                del self.seen[key]
-                out = np.array(seen, dtype=object).reshape(given.shape[:-1] + (-1,))
-                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SEEN", out)]))
-        return responses
-'''
-
-# Reschedules every request until its client goes, sending a response each time.
-FOREVER = HEADER + '''
-import time
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        for request in requests:
-            sender = request.get_response_sender()
-            n = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
-            if n == 0:
-                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([0], np.int32))]),
-                            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-                continue
-            time.sleep(0.01)
-            if not request.is_cancelled():
-                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([n], np.int32))]))
-            request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-        return None
-'''
-
-# Sends its one response with the final flag, then reschedules the request
-# anyway; IN -1 answers how many runs the requests before it had.
-FINAL_THEN_RESCHEDULE = HEADER + '''
-class TritonPythonModel:
-    def initialize(self, args):
-        self.runs = 0
-
-    def execute(self, requests):
-        for request in requests:
-            n = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
-            out = self.runs if n == -1 else n
-            self.runs += 1
-            request.get_response_sender().send(
-                pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([out], np.int32))]),
-                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-            if n != -1:
-                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-        return None
-'''
-
-# IN 1: answers nothing and reschedules, then its process ends in the run
-# after (os._exit); IN 0: answered at once. Decoupled: the first run sends a
-# response first.
-DIES = HEADER + '''
-import json
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.decoupled = json.loads(args["model_config"]).get("model_transaction_policy", {}).get("decoupled")
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            n = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
-            out = pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.array([n], np.int32))])
-            if n == 1 and not request.flags() & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START:
-                os._exit(1)
-            if n == 1:
-                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-            if self.decoupled:
-                request.get_response_sender().send(
-                    out, flags=0 if n == 1 else pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-            else:
-                responses.append(None if n == 1 else out)
-        return None if self.decoupled else responses
-'''
-
-# COUNT n > 0: as TRACE, and also the process's id; COUNT -1: rescheduled
-# until the model has answered another request that ran after this one
-# started (or 300 runs, 3 s, have passed). 10 ms an execute.
-JOINS = HEADER + '''
-import os
-import time
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        self.seen = {}
-        self.answered = 0
-        self.answered_before = {}
-
-    def execute(self, requests):
-        time.sleep(0.01)
-        responses = []
-        for request in requests:
-            count = int(pb_utils.get_input_tensor_by_name(request, "COUNT").as_numpy().ravel()[0])
-            key = request.correlation_id()
-            seen = self.seen.setdefault(key, [])
-            before = self.answered_before.setdefault(key, self.answered)
-            seen.append(f"{request.flags()}:{key}:{len(requests)}:{os.getpid()}")
-            done = (self.answered > before or len(seen) >= 300) if count < 0 else len(seen) >= count
-            if not done:
-                request.set_release_flags(pb_utils.TRITONSERVER_REQUEST_RELEASE_RESCHEDULE)
-                responses.append(None)
-                continue
-            del self.seen[key], self.answered_before[key]
-            self.answered += 1
-            responses.append(pb_utils.InferenceResponse(
-                [pb_utils.Tensor("SEEN", np.array([seen], dtype=object))]))
-        return responses
-'''
 
 ITERATIVE_SEQUENCE = "sequence_batching { iterative_sequence: true }\n"
 
@@ -164,45 +32,50 @@ MODELS = {
         'backend: "python"\nmax_batch_size: 4\n'
         'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "SEEN" data_type: TYPE_STRING dims: [ -1 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', TRACE),
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', "trace"),
     "joins": (
         'backend: "python"\nmax_batch_size: 4\n'
         'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "SEEN" data_type: TYPE_STRING dims: [ -1 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', JOINS),
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', "joins"),
     "joins_two_instances": (
         'backend: "python"\nmax_batch_size: 4\n'
         'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "SEEN" data_type: TYPE_STRING dims: [ -1 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU count: 2 }]\n', JOINS),
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU count: 2 }]\n', "joins"),
+    "joins_decoupled": (
+        'backend: "python"\nmax_batch_size: 4\nmodel_transaction_policy { decoupled: true }\n'
+        'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', "joins_decoupled"),
     "trace_not_iterative": (
         'backend: "python"\nmax_batch_size: 0\n'
         'input [ { name: "COUNT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-        'output [ { name: "SEEN" data_type: TYPE_STRING dims: [ -1 ] } ]\n', TRACE),
+        'output [ { name: "SEEN" data_type: TYPE_STRING dims: [ -1 ] } ]\n', "trace"),
     "forever": (
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', FOREVER),
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', "forever"),
     "final_then_reschedule": (
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', FINAL_THEN_RESCHEDULE),
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', "final_then_reschedule"),
     "dies": (
         'backend: "python"\nmax_batch_size: 0\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', DIES),
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', "dies"),
     "dies_decoupled": (
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
         'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', DIES),
+        + ITERATIVE_SEQUENCE + 'instance_group [{ kind: KIND_CPU }]\n', "dies"),
     "forever_not_iterative": (
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
         'input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]\n'
-        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n', FOREVER),
+        'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] } ]\n', "forever"),
 }
 
 
@@ -213,6 +86,8 @@ QA_MODELS = Path(__file__).resolve().parent / "fixtures/triton_qa_python_more/py
 # qa/L0_iterative_sequence's model (its C++ test backend in Python) and a
 # model that reschedules without iterative_sequence.
 OWN_MODELS = Path(__file__).resolve().parent / "fixtures/request_rescheduling"
+# The model.py of each of MODELS (its second field), each saying what it does.
+SOURCES = OWN_MODELS / "sources"
 
 
 def write_repository(repo):
@@ -221,11 +96,12 @@ def write_repository(repo):
         shutil.copy(QA_MODELS / name / "config.pbtxt", repo / name / "config.pbtxt")
         shutil.copy(QA_MODELS / name / "model.py", repo / name / "1" / "model.py")
     for model in OWN_MODELS.iterdir():
-        shutil.copytree(model, repo / model.name)
+        if (model / "config.pbtxt").exists():
+            shutil.copytree(model, repo / model.name)
     for name, (config, source) in MODELS.items():
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(f'name: "{name}"\n' + config)
-        (repo / name / "1" / "model.py").write_text(source)
+        shutil.copy(SOURCES / f"{source}.py", repo / name / "1" / "model.py")
     return repo
 
 
@@ -424,6 +300,51 @@ def test_a_new_request_joins_the_running_ones_at_the_next_execute(server):
     assert len(first_runs) < 300, "the first ran its 300 runs: the second never joined it"
 
 
+def test_a_new_stream_joins_a_running_decoupled_generation(server):
+    """The same for a decoupled model over gRPC streams: a request of 60
+    runs streams a response a run; a second stream's request of 3 runs,
+    sent after the first's third response, shares each of its runs with
+    the first (each of its responses says 2 requests ran) and ends while
+    the first goes on. Before, it waited for the first's 60 runs."""
+    import tritonclient.grpc as grpcclient
+
+    events = queue.Queue()
+
+    def run(name, n, started=None):
+        with _grpc(server) as client:
+            client.start_stream(callback=lambda result, error: events.put((name, error or result)))
+            client.async_stream_infer("joins_decoupled",
+                                      [_tensor(grpcclient, "IN", np.array([[n]], np.int32), "INT32")])
+            if started:
+                started.set()
+            done.wait(60)
+            client.stop_stream()
+    done = threading.Event()
+    first = threading.Thread(target=run, args=("first", 60))
+    first.start()
+    order = []
+    sent_second = None
+    try:
+        while len([o for o in order if o[1] == "final"]) < 2:
+            name, item = events.get(timeout=30)
+            assert not isinstance(item, Exception), item
+            final = item.get_response().parameters["triton_final_response"].bool_param
+            order.append((name, "final" if final else int(item.as_numpy("OUT")[0][0])))
+            if name == "first" and len(order) == 3 and sent_second is None:
+                sent_second = threading.Thread(target=run, args=("second", 3))
+                sent_second.start()
+    finally:
+        done.set()
+        first.join(30)
+        if sent_second:
+            sent_second.join(30)
+    second = [v for name, v in order if name == "second"]
+    assert second[:2] == [2, 2], order
+    finals = [name for name, v in order if v == "final"]
+    assert finals == ["second", "first"], order
+    assert len([1 for name, _ in order if name == "first"]) == 60, order
+
+
 def _stats(server, model):
     s = requests.get(f"http://{server.http}/v2/models/{model}/stats", timeout=30).json()["model_stats"][0]
     i = s["inference_stats"]
@@ -434,10 +355,12 @@ def _stats(server, model):
 def test_each_run_counts_as_an_inference_as_in_triton(server):
     """Statistics count every run of a rescheduled request: a request run
     three times adds 3 to inference_count, execution_count and the success,
-    queue and compute_infer counts. tritonserver 2.51 counts the same (a
-    request of 5 tokens to scripts/triton_peer/continuous_batching.py's
-    model: 5 each; `countdown`'s `{"IN": 3}`: 3 each). Before this session
-    the three runs counted as one (1 each)."""
+    queue and compute_infer counts, and no failure. tritonserver 2.51 (this
+    test through it, and scripts/triton_peer/continuous_batching.py's model)
+    counts the same runs, and also one failure per request: the cancelled
+    request its iterative sequencer sends to end the sequence
+    (`IterativeSequencer::RescheduleRequest`); docs/SERVING.md says so.
+    Before this session the three runs counted as one (1 each)."""
     before = _stats(server, "trace")
     assert len(_trace(server, 3).json()["outputs"][0]["data"]) == 3
     after = _stats(server, "trace")
@@ -541,7 +464,7 @@ def test_configs_that_cannot_reschedule_are_refused(tmp_path):
         (repo / name / "config.pbtxt").write_text(f'name: "{name}"\nplatform: "onnxruntime_onnx"\n' + extra)
     config, source = MODELS["trace"]
     (repo / "controlled" / "1").mkdir(parents=True)
-    (repo / "controlled" / "1" / "model.py").write_text(source)
+    shutil.copy(SOURCES / f"{source}.py", repo / "controlled" / "1" / "model.py")
     (repo / "controlled" / "config.pbtxt").write_text(
         'name: "controlled"\n' + config.replace(
             ITERATIVE_SEQUENCE,
