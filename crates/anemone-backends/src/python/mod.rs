@@ -459,6 +459,35 @@ impl PythonModel {
             rescheduled: false,
         })
     }
+
+    /// Each request's answer, or the call's error for every request.
+    fn answered(
+        &self,
+        ran: Result<Vec<Answer>>,
+        requests: &[RequestView<'_>],
+    ) -> Vec<Result<anemone_core::Answer>> {
+        match ran {
+            // A decoupled model's outputs went through each request's responder.
+            Ok(answers) if self.launch.decoupled => answers
+                .into_iter()
+                .map(|answer| match answer {
+                    Answer::Rescheduled => Ok(rescheduled()),
+                    _ => Ok(anemone_core::Answer::default()),
+                })
+                .collect(),
+            Ok(answers) => answers
+                .into_iter()
+                .zip(requests)
+                .map(|(a, r)| self.outputs_of(a, r.outputs))
+                .collect(),
+            Err(e) => {
+                let mut answers: Vec<Result<anemone_core::Answer>> =
+                    requests.iter().skip(1).map(|_| Err(copy_of(&e))).collect();
+                answers.insert(0, Err(e));
+                answers
+            }
+        }
+    }
 }
 
 impl LoadedModel for PythonModel {
@@ -536,37 +565,6 @@ impl LoadedModel for PythonModel {
 
     fn iterative(&self) -> bool {
         self.iterative
-    }
-}
-
-impl PythonModel {
-    /// Each request's answer, or the call's error for every request.
-    fn answered(
-        &self,
-        ran: Result<Vec<Answer>>,
-        requests: &[RequestView<'_>],
-    ) -> Vec<Result<anemone_core::Answer>> {
-        match ran {
-            // A decoupled model's outputs went through each request's responder.
-            Ok(answers) if self.launch.decoupled => answers
-                .into_iter()
-                .map(|answer| match answer {
-                    Answer::Rescheduled => Ok(rescheduled()),
-                    _ => Ok(anemone_core::Answer::default()),
-                })
-                .collect(),
-            Ok(answers) => answers
-                .into_iter()
-                .zip(requests)
-                .map(|(a, r)| self.outputs_of(a, r.outputs))
-                .collect(),
-            Err(e) => {
-                let mut answers: Vec<Result<anemone_core::Answer>> =
-                    requests.iter().skip(1).map(|_| Err(copy_of(&e))).collect();
-                answers.insert(0, Err(e));
-                answers
-            }
-        }
     }
 }
 
