@@ -251,12 +251,17 @@ def settle(name, measure, bounds, attempts=3):
     """Runs `measure()` (-> figures) until every one of `bounds` (description,
     predicate on the figures) holds, at most `attempts` times, then records
     the last figures and asserts. A cliff fails every attempt; a moment
-    when the shared machine stalls the server does not, three times over."""
-    for _ in range(attempts):
+    when the shared machine stalls the server does not, three times over.
+    A failed attempt waits 3 s, then 6 s, before the next: a stall can last
+    seconds (a cold run's static checks compile beside the suite; one such
+    stall inflated every figure of an attempt, 14 s of them, at once)."""
+    for attempt in range(attempts):
         figures = measure()
         broken = [what for what, holds in bounds if not holds(figures)]
         if not broken:
             break
+        if attempt + 1 < attempts:
+            time.sleep(3 * (attempt + 1))
     record(name, figures)
     assert not broken, (broken, {k: f"{v * 1000:.3f} ms" for k, v in figures.items()})
 
