@@ -336,13 +336,13 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, slot: &Slot) {
     let Some(first) = jobs.first() else {
         return;
     };
-    let instance = std::sync::Arc::clone(&first.admitted.instance);
     // An iterative model's request may be rescheduled: it always takes the
     // path below, which can put it back in the queue.
-    if jobs.len() == 1 && instance.own_sequences.is_none() {
+    if jobs.len() == 1 && first.admitted.instance.own_sequences.is_none() {
         jobs.into_iter().for_each(|j| j.run_on(Some(lane)));
         return;
     }
+    let instance = std::sync::Arc::clone(&first.admitted.instance);
     if let Some(own) = &instance.own_sequences {
         own.enter(&mut jobs);
     }
