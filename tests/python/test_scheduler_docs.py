@@ -263,7 +263,8 @@ SPECS = {
     "bad_no_default_level": ("add", "max_batch_size: 4\n" + IO_ADD + "dynamic_batching { priority_levels: 3 }\n"),
     "bad_policy_level": ("add", "max_batch_size: 4\n" + IO_ADD + "dynamic_batching { priority_levels: 2 "
                          "priority_queue_policy { key: 5 value: { max_queue_size: 1 } } }\n"),
-    "bad_no_batch_dim": ("add", "max_batch_size: 0\n" + IO_ADD.replace("[ 4 ]", "[ -1, 4 ]") + "dynamic_batching { }\n"),
+    "bad_no_batch_pref": ("add", "max_batch_size: 0\n" + IO_ADD.replace("[ 4 ]", "[ -1, 4 ]")
+                          + "dynamic_batching { preferred_batch_size: [ 2 ] }\n"),
     "neg_count": ("add", "max_batch_size: 4\n" + IO_ADD + "instance_group [ { count: -1 kind: KIND_CPU } ]\n"),
     "bad_queue_size": ("add", "max_batch_size: 4\n" + IO_ADD
                        + "dynamic_batching { default_queue_policy { max_queue_size: 18446744073709551615 } }\n"),
@@ -297,6 +298,13 @@ SPECS = {
                    "timeout_action: REJECT } }\n"),
     "unbounded": ("slow", Q + "dynamic_batching { default_queue_policy { max_queue_size: 0 } }\n"),
     "gone": ("slow", Q + "dynamic_batching { }\n"),
+    # Triton loads these (tritonserver 2.51, measured): a dynamic batcher
+    # without a batch dimension queues, one request an engine call; DELAY
+    # without a timeout delays nothing, so preserve_ordering allows it.
+    "nb_queue": ("slow", "max_batch_size: 0\n" + IO_SLOW.replace("dims: [ ", "dims: [ -1, ")
+                 + "dynamic_batching { max_queue_delay_microseconds: 10000000 priority_levels: 2 "
+                 "default_priority_level: 2 default_queue_policy { max_queue_size: 2 } }\n"),
+    "po_delay": ("slow", Q + "dynamic_batching { preserve_ordering: true default_queue_policy { timeout_action: DELAY } }\n"),
     # reshape
     "rsvar": ("var3", "max_batch_size: 8\n" + IO_ADD.replace("dims: [ 4 ]", "dims: [ -1, 2, 2 ] reshape { shape: [ -1, 4 ] }")
               + ORT + "dynamic_batching { max_queue_delay_microseconds: 1500000 }\n"),
@@ -362,7 +370,7 @@ def ready(server, *models):
     # tritonserver 2.51: "default priority level must be in range [1, 3]".
     ("bad_no_default_level", ["default_priority_level", "priority_levels is 3", "[1, 3]"]),
     ("bad_policy_level", ["priority_queue_policy", "5", "priority_levels"]),
-    ("bad_no_batch_dim", ["dynamic_batching", "max_batch_size"]),
+    ("bad_no_batch_pref", ["preferred_batch_size 2", "needs a batch dimension", "max_batch_size is 0"]),
     ("bad_queue_size", ["line 5", "out of range"]),
     ("bad_gpu_kind", ["KIND_GPU"]),
     ("bad_cpu_gpus", ["KIND_CPU", "gpus"]),
@@ -682,6 +690,44 @@ def test_a_request_timeout_shortens_a_queue_without_timeout_where_override_is_al
     time.sleep(0.2)
     s = stats(http, "ovr_reject")
     assert (s["exec"], s["fail"]) == (1, 1), s
+
+
+def test_a_dynamic_batcher_without_a_batch_dimension_queues_one_request_a_call_as_tritons(server, pool):
+    """SERVING.md: `dynamic_batching` on a model with `max_batch_size: 0`
+    loads, as in Triton: its queue's size and priorities apply, each
+    request runs alone (its first dimension is not rows to batch), and the
+    delay holds nothing. anemone refused the config before."""
+    ready(server, "nb_queue", "po_delay")
+    http = server["http"]
+    before = stats(http, "nb_queue")
+    blocker = pool.submit(post, http, "nb_queue", slow_body(BLOCK, priority=1))
+    running(http, "nb_queue")
+    rng = np.random.default_rng(11)
+    xs = [rng.standard_normal((rows, WIDTH)).astype(np.float32) for rows in (2, 3)]
+    lows = [pool.submit(timed, post, http, "nb_queue", slow_body(15000, x=x)) for x in xs]
+    queued(http, "nb_queue", 2)
+    status, answer = post(http, "nb_queue", slow_body(3, x=xs[0]))
+    assert status == 503 and "full" in answer["error"], (status, answer)
+    xh = rng.standard_normal((1, WIDTH)).astype(np.float32)
+    high = pool.submit(timed, post, http, "nb_queue", slow_body(15000, x=xh, priority=1))
+    queued(http, "nb_queue", 3)
+    assert not blocker.done(), "the blocker ended before the others queued: the test proves nothing"
+    assert blocker.result()[0] == 200
+    (status, answer), high_done = high.result()
+    assert status == 200, answer
+    check_slow(answer, xh, 15000)
+    for x, f in zip(xs, lows):
+        (status, answer), done = f.result()
+        assert status == 200, answer
+        check_slow(answer, x, 15000)
+        assert done > high_done, "a queued lower-priority request ran before the higher-priority one"
+    after = stats(http, "nb_queue")
+    assert after["exec"] - before["exec"] == 4, after
+    assert after["rows"] - before["rows"] == 4, after
+    assert set(after["batches"]) == {1}, after["batches"]
+    status, answer = post(http, "po_delay", slow_body(2, x=xs[1][:1]))
+    assert status == 200, answer
+    check_slow(answer, xs[1][:1], 2)
 
 
 def test_max_queue_size_0_is_unbounded(server, pool):

@@ -170,13 +170,23 @@ impl Manager {
             return Ok(None);
         }
         let mut max_rows = 1;
-        if let Some(batching) = &spec.batching {
-            let Some(max) = spec.max_batch_size.filter(|n| *n > 0) else {
+        let batch_dimension = spec.max_batch_size.filter(|n| *n > 0);
+        if let (Some(batching), None) = (&spec.batching, batch_dimension) {
+            // Triton's dynamic batcher on a model with max_batch_size 0:
+            // a queue (priorities, timeouts, its size), one request a call.
+            if let Some(p) = batching.preferred_batch_sizes.first() {
                 return Err(Error::Config(format!(
-                    "model '{name}' asks for dynamic batching without a batch dimension; \
-                     set max_batch_size to the largest batch the model takes"
+                    "model '{name}': preferred batch size {p} needs a batch dimension, and the model \
+                     has none (max_batch_size 0); set max_batch_size, or remove preferred_batch_size"
                 )));
-            };
+            }
+            tracing::warn!(
+                "model '{name}' has dynamic batching but no batch dimension (max_batch_size 0): its \
+                 requests queue (priorities, timeouts and the queue's size apply) and run one at a \
+                 time, as in Triton; set max_batch_size to batch them"
+            );
+        }
+        if let (Some(batching), Some(max)) = (&spec.batching, batch_dimension) {
             for input in &first.metadata().inputs {
                 if let Some(Dim::Fixed(n)) = input.shape.as_deref().and_then(<[Dim]>::first) {
                     return Err(Error::Config(format!(

@@ -51,8 +51,12 @@ pub struct ModelSpec {
     /// served shape, and the model sees its own. Empty: none.
     pub reshapes: crate::reshape::Reshapes,
     /// Dynamic batching: `Some` concatenates queued requests along the batch
-    /// dimension into one engine call (needs `max_batch_size`; implies a queue
-    /// with the default [`QueueSettings`] when `queue` is `None`). By default, off.
+    /// dimension into one engine call (implies a queue with the default
+    /// [`QueueSettings`] when `queue` is `None`). A model without
+    /// `max_batch_size` has no batch dimension: its requests queue and run one
+    /// an engine call, in order when `preserve_ordering` asks (Triton's
+    /// dynamic batcher on a model with `max_batch_size: 0`), and the load logs
+    /// a warning saying so. By default, off.
     pub batching: Option<Batching>,
     /// A per-model request queue with priorities and timeouts. By default,
     /// none: a request goes straight to a worker, as if the queue were empty.

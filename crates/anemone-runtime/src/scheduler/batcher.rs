@@ -142,7 +142,9 @@ pub(crate) fn decide_on<T: Batchable + Waiting>(
     let Some(batching) = plan.batching.as_ref().filter(|_| plan.gates.batching()) else {
         return Some(Decision::Run(vec![first]));
     };
-    if head.item.rows().is_none() {
+    // A batch of one row cannot grow (a model without a batch dimension
+    // queues with max_rows 1: its first dimension is not rows).
+    if plan.max_rows <= 1 || head.item.rows().is_none() {
         return Some(Decision::Run(vec![first]));
     }
     let decision = decide_group(entries(), plan, batching, now)?;

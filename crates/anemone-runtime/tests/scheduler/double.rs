@@ -159,7 +159,8 @@ impl LoadedModel for RowsModel {
             });
         }
         let mut closed = self.log.closed.lock().unwrap();
-        while *closed || *self.log.hold.lock().unwrap() == Some(values[0]) {
+        let held = || (values.first()).is_some_and(|v| *self.log.hold.lock().unwrap() == Some(*v));
+        while *closed || held() {
             closed = self.log.opened.wait(closed).unwrap();
         }
         drop(closed);

@@ -352,13 +352,50 @@ fn a_cancelled_clients_request_is_never_run() {
     );
 }
 
+/// Triton's dynamic batcher on a model with `max_batch_size: 0`: a queue,
+/// one request an engine call whatever the delay (a first dimension that is
+/// not rows is never concatenated, even empty ones that would fit in one);
+/// preferred sizes need rows.
 #[test]
-fn batching_needs_a_batch_dimension() {
-    let (m, _) = rows_manager();
+fn batching_without_a_batch_dimension_queues_one_request_a_call() {
+    let (m, log) = rows_manager();
+    let batching = Batching {
+        max_queue_delay: Duration::from_secs(30),
+        ..Batching::default()
+    };
+    m.load_model_blocking(spec("n").batching(batching)).unwrap();
+    log.close();
+    let first = send(&m, request("n", 100.0, 1, 2));
+    log.wait_for_calls(1);
+    let mut waiting = Vec::new();
+    for (i, rows) in [2, 0, 0, 1].into_iter().enumerate() {
+        waiting.push(send(&m, request("n", 10.0 * (i + 1) as f32, rows, 2)));
+        wait_queued(&m, "n", i + 1);
+    }
+    log.open();
+    assert!(first.join().unwrap().is_ok());
+    for handle in waiting {
+        assert!(handle.join().unwrap().is_ok());
+    }
+    let calls: Vec<Vec<f32>> = log
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.clone())
+        .collect();
+    assert_eq!(
+        calls,
+        vec![vec![100.0], vec![10.0, 11.0], vec![], vec![], vec![40.0]]
+    );
+    let preferred = Batching {
+        preferred_batch_sizes: vec![2],
+        ..Batching::default()
+    };
     let e = m
-        .load_model_blocking(spec("n").batching(Batching::default()))
+        .load_model_blocking(spec("p").batching(preferred))
         .unwrap_err();
-    assert!(e.to_string().contains("max_batch_size"), "{e}");
+    assert!(e.to_string().contains("needs a batch dimension"), "{e}");
 }
 
 /// Dynamic batching on the real engines: requests cut from ONNX Runtime

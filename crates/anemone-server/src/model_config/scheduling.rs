@@ -117,18 +117,22 @@ pub fn scheduler_config(
     let Some(SchedulingChoice::DynamicBatching(db)) = &config.scheduling_choice else {
         return Ok(out);
     };
-    let Some(max) = max_batch_size else {
-        return Err(
-            "dynamic_batching needs a batch dimension: set max_batch_size to the largest batch the model \
-             takes (its inputs' first dimension must be dynamic), or remove dynamic_batching"
-                .into(),
-        );
+    // Without a batch dimension (max_batch_size 0) Triton's dynamic batcher
+    // still queues, one request a call: so does anemone's (the runtime's
+    // load warns that nothing batches). Preferred sizes need rows.
+    let preferred = match max_batch_size {
+        Some(max) => preferred_sizes(&db.preferred_batch_size, max, "dynamic_batching.preferred_batch_size")?,
+        None => match db.preferred_batch_size.first() {
+            Some(p) => {
+                return Err(format!(
+                    "dynamic_batching.preferred_batch_size {p} needs a batch dimension, and max_batch_size is 0 \
+                     (as Triton: \"dynamic batching preferred size must be <= max batch size\"); set \
+                     max_batch_size, or remove preferred_batch_size"
+                ))
+            }
+            None => Vec::new(),
+        },
     };
-    let preferred = preferred_sizes(
-        &db.preferred_batch_size,
-        max,
-        "dynamic_batching.preferred_batch_size",
-    )?;
     out.batching = Some(Batching {
         preferred_batch_sizes: preferred,
         max_queue_delay: Duration::from_micros(db.max_queue_delay_microseconds),
@@ -153,7 +157,11 @@ pub fn scheduler_config(
                 .iter()
                 .map(|(l, p)| (format!("priority_queue_policy[{l}]"), p)),
         )
-        .find(|(_, p)| p.timeout_action == ProtoTimeoutAction::Delay as i32);
+        // A policy without a timeout delays nothing (Triton checks the same).
+        .find(|(_, p)| {
+            p.timeout_action == ProtoTimeoutAction::Delay as i32
+                && p.default_timeout_microseconds != 0
+        });
         if let Some((path, _)) = delaying {
             return Err(format!(
                 "dynamic_batching.preserve_ordering is true and {path} has timeout_action DELAY; a queue \
@@ -395,9 +403,41 @@ mod tests {
     }
 
     #[test]
+    fn triton_configs_that_load_there_load_here() {
+        // tritonserver 2.51 loads each (measured): a dynamic batcher without
+        // a batch dimension queues one request a call; DELAY without a
+        // timeout delays nothing, so preserve_ordering allows it.
+        let s = scheduler_config(
+            &parse(
+                "max_batch_size: 0 dynamic_batching { max_queue_delay_microseconds: 100 priority_levels: 2 \
+                 default_priority_level: 2 default_queue_policy { max_queue_size: 2 } }",
+            ),
+            &crate::model_config::no_state_files,
+        )
+        .unwrap();
+        assert_eq!(s.max_batch_size, None);
+        assert_eq!(
+            s.batching.unwrap().preferred_batch_sizes,
+            Vec::<usize>::new()
+        );
+        let queue = s.queue.unwrap();
+        assert_eq!((queue.priority_levels, queue.default_priority), (2, 2));
+        assert_eq!(queue.default_policy.max_queue_size, Some(2));
+        for text in [
+            "max_batch_size: 4 dynamic_batching { preserve_ordering: true default_queue_policy { \
+             timeout_action: DELAY } }",
+            "max_batch_size: 4 dynamic_batching { preserve_ordering: true priority_levels: 1 \
+             default_priority_level: 1 priority_queue_policy { key: 1 value { timeout_action: DELAY } } }",
+        ] {
+            let s = scheduler_config(&parse(text), &crate::model_config::no_state_files);
+            assert!(s.unwrap().batching.unwrap().preserve_ordering, "{text}");
+        }
+    }
+
+    #[test]
     fn scheduling_values_that_cannot_work_are_refused() {
         for (text, want) in [
-            ("dynamic_batching { }", "set max_batch_size"),
+            ("dynamic_batching { preferred_batch_size: [ 2 ] }", "needs a batch dimension"),
             (
                 "instance_group [ { kind: KIND_CPU gpus: [ 0 ] } ]",
                 "instance_group[0] has kind KIND_CPU but lists gpus [0]",
@@ -410,7 +450,8 @@ mod tests {
             ),
             (
                 "max_batch_size: 4 dynamic_batching { preserve_ordering: true priority_levels: 1 \
-                 default_priority_level: 1 priority_queue_policy { key: 1 value { timeout_action: DELAY } } }",
+                 default_priority_level: 1 priority_queue_policy { key: 1 value { timeout_action: DELAY \
+                 default_timeout_microseconds: 5 } } }",
                 "priority_queue_policy[1] has timeout_action DELAY",
             ),
             ("max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 3 }", "outside 1..=2"),
