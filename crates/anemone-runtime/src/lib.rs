@@ -76,6 +76,7 @@ mod observe;
 pub mod on_demand;
 mod pipeline;
 pub mod pressure;
+pub mod ragged;
 pub mod rate_limit;
 pub mod registry;
 pub mod request;
@@ -106,6 +107,7 @@ pub use monitor::{HealthPolicy, ModelWatch, MonitorSnapshot, RecoveryPolicy, Ret
 pub use observe::{BackendStatus, MetricsSnapshot, ModelMetricsEntry};
 pub use on_demand::EvictedModel;
 pub use pressure::ThermalState;
+pub use ragged::{BatchInput, BatchInputKind, BatchOutput, Ragged};
 pub use rate_limit::RateLimit;
 pub use registry::VersionRequest;
 pub use request::{InferRequest, InferResponse};

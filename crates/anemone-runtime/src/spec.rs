@@ -50,6 +50,10 @@ pub struct ModelSpec {
     /// the model's (Triton's `reshape`): requests are checked against the
     /// served shape, and the model sees its own. Empty: none.
     pub reshapes: crate::reshape::Reshapes,
+    /// Triton's ragged batching: inputs whose shapes may differ within a
+    /// batch, inputs the server makes for each batch, and outputs cut back
+    /// by an input's shape ([`crate::ragged`]). By default, none.
+    pub ragged: crate::ragged::Ragged,
     /// Dynamic batching: `Some` concatenates queued requests along the batch
     /// dimension into one engine call (implies a queue with the default
     /// [`QueueSettings`] when `queue` is `None`). A model without
@@ -124,6 +128,7 @@ impl ModelSpec {
             declared_outputs: None,
             declared_output_shapes: None,
             reshapes: crate::reshape::Reshapes::default(),
+            ragged: crate::ragged::Ragged::default(),
             batching: None,
             queue: None,
             sequence: None,

@@ -54,6 +54,7 @@ pub(crate) fn ordered(spec: &ModelSpec, engine: &dyn LoadedModel) -> Result<Vec<
                         .with_controls(&crate::sequence::warmup_flags(s), None, inputs)
                         .map_err(|e| e.to_string()),
                 })
+                .and_then(|inputs| ragged(spec, engine, &meta, inputs).map_err(|e| e.to_string()))
                 .map_err(|why| failed(spec, sample, engine.backend(), why))
         })
         .collect()
@@ -70,6 +71,11 @@ pub(crate) fn synthetic_sequence(
     engine: &dyn LoadedModel,
 ) -> Result<Vec<Tensor>> {
     let Some(settings) = &spec.sequence else {
+        if spec.ragged.reshapes_batches() {
+            // The inputs a request sends, then the batch of one it makes.
+            let meta = served_metadata(spec, engine.metadata());
+            return ragged(spec, engine, &meta, crate::tuning::warmup_inputs(&meta));
+        }
         return Ok(crate::tuning::warmup_inputs(engine.metadata()));
     };
     let batched = crate::reshape::batched(spec);
@@ -79,6 +85,20 @@ pub(crate) fn synthetic_sequence(
     meta.inputs.retain(|i| !settings.is_supplied(&i.name));
     let inputs = crate::tuning::warmup_inputs(&meta);
     sequences.with_controls(&crate::sequence::warmup_flags(&sequences), None, inputs)
+}
+
+/// A ragged model's engine inputs for one request's (in `served`'s order):
+/// its ragged inputs flat and its batch inputs made ([`crate::ragged`]).
+fn ragged(
+    spec: &ModelSpec,
+    engine: &dyn LoadedModel,
+    served: &anemone_core::ModelMetadata,
+    inputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>> {
+    match spec.ragged.reshapes_batches() && !engine.answers_each() {
+        true => spec.ragged.assemble(engine.metadata(), served, &[&inputs]),
+        false => Ok(inputs),
+    }
 }
 
 /// One warm-up call: `infer`, or for a decoupled model one request whose

@@ -22,7 +22,7 @@ use super::{Job, Work};
 use crate::rate_limit::{Acquire, Grant, RateLimit, RateLimiter, Registration, Wake};
 use crate::spec::{Batching, QueueSettings};
 use crate::worker::WorkerPool;
-use anemone_core::Error;
+use anemone_core::{Error, Tensor};
 use lanes::next_batch;
 #[cfg(test)]
 use lanes::pick_lane;
@@ -66,16 +66,22 @@ impl Batchable for Job {
     }
 
     /// Requests that left out different optional inputs never share a
-    /// batch (nor do they in Triton).
+    /// batch (nor do they in Triton). A ragged input's shapes may differ
+    /// (Triton's `allow_ragged_batch`: `crate::ragged`).
     fn fits(&self, other: &Self) -> bool {
         let (a, b) = (&self.admitted.inputs, &other.admitted.inputs);
+        let instance = &self.admitted.instance;
+        let ragged = &instance.spec.ragged;
+        let shaped_alike = |i: usize, x: &Tensor, y: &Tensor| {
+            (x.shape().len() == y.shape().len() && x.shape().get(1..) == y.shape().get(1..))
+                || (!ragged.inputs.is_empty()
+                    && (instance.metadata().inputs.get(i))
+                        .is_some_and(|s| ragged.is_ragged(&s.name)))
+        };
         self.admitted.absent == other.admitted.absent
             && a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                x.dtype() == y.dtype()
-                    && x.shape().len() == y.shape().len()
-                    && x.shape().get(1..) == y.shape().get(1..)
-            })
+            && (a.iter().zip(b).enumerate())
+                .all(|(i, (x, y))| x.dtype() == y.dtype() && shaped_alike(i, x, y))
     }
 }
 

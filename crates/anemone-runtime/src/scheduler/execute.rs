@@ -57,6 +57,22 @@ fn run_engine(
     declared_outputs(instance, model.backend(), result?)
 }
 
+/// A ragged model's call ([`crate::ragged`]): the engine's inputs made from
+/// the requests' (flat ragged inputs, batch inputs), and its outputs cut
+/// back into each request's.
+fn run_ragged(
+    instance: &ModelInstance,
+    engine: &Engine,
+    requests: &[&[Tensor]],
+    rows: &[usize],
+    retry_policy: RetryPolicy,
+) -> Result<Vec<Vec<Tensor>>> {
+    let ragged = &instance.spec.ragged;
+    let inputs = ragged.assemble(engine.model.metadata(), instance.metadata(), requests)?;
+    let outputs = run_engine(instance, engine, Call::One(&inputs), retry_policy)?;
+    ragged.scatter(instance.metadata(), outputs, requests, rows)
+}
+
 /// The error of an engine call that panicked: the backend's, except a
 /// panic indexing past the end of a slice in a call given integer inputs.
 /// That is an index in the request out of range, which an engine did not
@@ -259,6 +275,11 @@ pub(crate) fn execute_on(
     let busy = engine.claim();
     let infer_span = trace.stage(Stage::ComputeInfer);
     let result = match engine.model.answers_each() {
+        false if instance.spec.ragged.reshapes_batches() => {
+            let rows = [rows.unwrap_or(1)];
+            run_ragged(&instance, engine, &[&inputs], &rows, retry_policy)
+                .map(|mut each| unnamed(each.remove(0)))
+        }
         false => run_engine(&instance, engine, Call::One(&inputs), retry_policy).map(unnamed),
         true => {
             let view = RequestView {
@@ -412,6 +433,19 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, slot: &Slot) {
     let infer_spans = stage(&jobs, Stage::ComputeInfer);
     let outcome = match &gathered_requests {
         Gathered::Each(views) => Outcome::Each(run_each(&instance, engine, views)),
+        Gathered::Stacked(requests) if instance.spec.ragged.reshapes_batches() => {
+            let retry = jobs[0].admitted.retry_policy;
+            Outcome::Each(
+                match run_ragged(&instance, engine, requests, &rows, retry) {
+                    Ok(each) => each
+                        .into_iter()
+                        .map(|outputs| Ok(unnamed(outputs)))
+                        .collect(),
+                    // Run one by one below, so that a bad request fails alone.
+                    Err(_) => Vec::new(),
+                },
+            )
+        }
         Gathered::Stacked(requests) => Outcome::Stacked(run_engine(
             &instance,
             engine,
@@ -427,6 +461,7 @@ pub(crate) fn execute_batch(jobs: Vec<Job>, slot: &Slot) {
     let mut output_spans = stage(&jobs, Stage::ComputeOutput).into_iter();
     // One answer per job: the engine's own, or its rows of the outputs.
     let answers: Option<Vec<Result<Answer>>> = match outcome {
+        Outcome::Each(answers) if answers.len() != jobs.len() => None,
         Outcome::Each(answers) => Some(answers),
         Outcome::Stacked(result) => result.ok().and_then(|all| {
             all.iter()

@@ -126,10 +126,14 @@ pub fn complete(
             sb.max_sequence_idle_microseconds = 1_000_000;
         }
     }
+    // Inputs a batch_input fills come from the server too (ragged.rs).
+    let controls: HashSet<String> = (controls.into_iter())
+        .chain(super::batch_input_targets(&cfg).map(str::to_string))
+        .collect();
     if let Some(listed) = cfg.input.iter().find(|i| controls.contains(&i.name)) {
         return Err(format!(
-            "input '{}' is a sequence_batching control or state input, which the server gives \
-             the model; remove it from the config's 'input' list",
+            "input '{}' is a sequence_batching control or state input, or a batch_input target, \
+             which the server gives the model; remove it from the config's 'input' list",
             listed.name
         ));
     }
@@ -147,15 +151,19 @@ pub fn complete(
         let mut seen = HashSet::new();
         for (i, io) in cfg.input.iter_mut().enumerate() {
             scalar_as_one(&mut io.reshape, &io.dims, &io.name, &meta.inputs, batching);
-            check_entry(
-                ("input", i),
-                &io.name,
-                &mut io.data_type,
-                &mut io.dims,
-                io.reshape.as_ref().map(|r| r.shape.as_slice()),
-                &meta.inputs,
-                batching,
-            )?;
+            if io.allow_ragged_batch && meta.format != ModelFormat::Python {
+                ragged_entry(i, &io.name, &mut io.data_type, &io.dims, &meta.inputs)?;
+            } else {
+                check_entry(
+                    ("input", i),
+                    &io.name,
+                    &mut io.data_type,
+                    &mut io.dims,
+                    io.reshape.as_ref().map(|r| r.shape.as_slice()),
+                    &meta.inputs,
+                    batching,
+                )?;
+            }
             if !seen.insert(io.name.clone()) {
                 return Err(format!(
                     "input '{}' is listed twice in the config; list each input once",
@@ -192,17 +200,38 @@ pub fn complete(
         }
     } else {
         let mut seen = HashSet::new();
+        let cut: HashSet<String> = (cfg.batch_output.iter())
+            .flat_map(|b| b.target_name.iter().cloned())
+            .collect();
         for (i, io) in cfg.output.iter_mut().enumerate() {
             scalar_as_one(&mut io.reshape, &io.dims, &io.name, &meta.outputs, batching);
-            check_entry(
-                ("output", i),
-                &io.name,
-                &mut io.data_type,
-                &mut io.dims,
-                io.reshape.as_ref().map(|r| r.shape.as_slice()),
-                &meta.outputs,
-                batching,
-            )?;
+            // A batch output's shape in the model is its batch's, cut by
+            // the requests' shapes (as Triton's ONNX Runtime backend does,
+            // its dims are not compared with the model's).
+            if cut.contains(&io.name) && meta.format != ModelFormat::Python {
+                let mut unshaped = meta.outputs.clone();
+                unshaped.iter_mut().for_each(|o| o.shape = None);
+                let dims = &mut io.dims;
+                check_entry(
+                    ("output", i),
+                    &io.name,
+                    &mut io.data_type,
+                    dims,
+                    None,
+                    &unshaped,
+                    false,
+                )?;
+            } else {
+                check_entry(
+                    ("output", i),
+                    &io.name,
+                    &mut io.data_type,
+                    &mut io.dims,
+                    io.reshape.as_ref().map(|r| r.shape.as_slice()),
+                    &meta.outputs,
+                    batching,
+                )?;
+            }
             if !seen.insert(io.name.clone()) {
                 return Err(format!(
                     "output '{}' is listed twice in the config; list each output once",
@@ -357,6 +386,50 @@ fn check_entry(
         }
     }
     Ok(())
+}
+
+/// A ragged input of a model file: the model takes every request's
+/// elements as one flat tensor, so its shape must be `[-1]` (as Triton's
+/// ONNX Runtime backend requires), whatever the config's dims.
+fn ragged_entry(
+    index: usize,
+    name: &str,
+    data_type: &mut i32,
+    dims: &[i64],
+    model: &[TensorSpec],
+) -> Result<(), String> {
+    let Some(spec) = model.iter().find(|s| s.name == name) else {
+        return Err(format!(
+            "config input '{name}' is not an input of the model; the model's inputs are: {}",
+            names(model)
+        ));
+    };
+    let mut unshaped = spec.clone();
+    unshaped.shape = None;
+    check_entry(
+        ("input", index),
+        name,
+        data_type,
+        &mut dims.to_vec(),
+        None,
+        &[unshaped],
+        false,
+    )?;
+    if dims.is_empty() {
+        return Err(format!(
+            "input '{name}' is allow_ragged_batch but has no dims; give the dims requests send, after the \
+             batch dimension (e.g. [ -1 ])"
+        ));
+    }
+    match spec.shape.as_deref() {
+        None | Some([Dim::Any | Dim::Named(_)]) => Ok(()),
+        Some(_) => Err(format!(
+            "input '{name}' is allow_ragged_batch, so the model takes every request's elements as one flat \
+             tensor of shape [-1], but the model's shape is {}; export the model with a one-dimensional \
+             input there, or remove allow_ragged_batch",
+            spec.shape_string()
+        )),
+    }
 }
 
 #[cfg(test)]

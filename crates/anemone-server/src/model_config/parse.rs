@@ -380,8 +380,8 @@ mod tests {
         assert!(e.contains("max_batch") && e.contains("line 2"), "{e}");
         let e = parse_json("{\"name\": \"m\",\n \"input\": [}").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
-        let e = parse_json(r#"{"batch_input": [{"target_name": ["x"]}]}"#).unwrap_err();
-        assert!(e.contains("'batch_input'"), "{e}");
+        let e = parse_json(r#"{"runtime": "model.so"}"#).unwrap_err();
+        assert!(e.contains("'runtime'"), "{e}");
         // dynamic_batching and KIND_GPU are read (see `scheduling`); KIND_MODEL
         // only for a Python model (or one that may be found to be: no backend named).
         parse_json(r#"{"dynamic_batching": {}, "instance_group": [{"kind": "KIND_GPU"}]}"#)

@@ -129,7 +129,15 @@ fn check_field(
         "input" => check_tensors(
             value,
             "input",
-            &["name", "data_type", "dims", "reshape", "optional", "format"],
+            &[
+                "name",
+                "data_type",
+                "dims",
+                "reshape",
+                "optional",
+                "format",
+                "allow_ragged_batch",
+            ],
             src,
             errs,
         ),
@@ -158,6 +166,8 @@ fn check_field(
         "model_warmup" => {}
         // Read, and checked, by `ensemble.rs`.
         "ensemble_scheduling" => {}
+        // Ragged batching: read, and checked, by `ragged.rs`.
+        "batch_input" | "batch_output" => {}
         "model_transaction_policy" => {
             return Err(unsupported(
                 src,
@@ -283,9 +293,6 @@ fn top_level_hint(field: &str) -> &'static str {
         "optimization" => {
             "remove it (anemone picks execution providers through its backend list, see parameter 'backends')"
         }
-        "batch_input" | "batch_output" => {
-            "remove it (anemone does not do ragged batching: a batch holds requests of equal shapes)"
-        }
         "cc_model_filenames" => "remove it and name the file with 'default_model_filename'",
         "runtime" => "remove it (anemone runs ONNX models with its own backends, see parameter 'backends')",
         "model_transaction_policy" => {
@@ -299,9 +306,6 @@ fn top_level_hint(field: &str) -> &'static str {
 fn tensor_hint(field: &str) -> &'static str {
     match field {
         "is_shape_tensor" => "remove it (shape tensors are a TensorRT feature)",
-        "allow_ragged_batch" => {
-            "remove it (anemone does not do ragged batching: a batch holds requests of equal shapes)"
-        }
         "is_non_linear_format_io" => "remove it (non-linear formats are a TensorRT feature)",
         "optional" => "remove it (only inputs can be optional)",
         _ => "remove it",

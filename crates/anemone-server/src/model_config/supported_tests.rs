@@ -7,7 +7,7 @@ use crate::model_config::fixtures::*;
 #[test]
 fn refuses_unsupported_fields_by_path() {
     let cases: &[(&str, &str)] = &[
-        ("batch_output [ { target_name: [ \"y\" ] } ]", "'batch_output'"),
+        ("input [ { name: \"x\" is_non_linear_format_io: true } ]", "'input[0].is_non_linear_format_io'"),
         (
             "backend: \"onnxruntime\" model_transaction_policy { decoupled: true }",
             "'model_transaction_policy.decoupled'",
@@ -15,7 +15,6 @@ fn refuses_unsupported_fields_by_path() {
         ("default_model_filename: \"/srv/x/other.onnx\"", "'default_model_filename'"),
         ("default_model_filename: \"../../x/other.onnx\"", "'..' are refused"),
         ("input [ { name: \"x\" is_shape_tensor: true } ]", "'input[0].is_shape_tensor'"),
-        ("input [ { name: \"x\" allow_ragged_batch: true } ]", "'input[0].allow_ragged_batch'"),
         ("output [ { name: \"y\" optional: true } ]", "field 'optional' not found"),
         ("input [ { name: \"x\" data_type: TYPE_BF16 } ]", "'input[0].data_type' is TYPE_BF16"),
         ("input [ { name: \"x\" dims: [ 3, 0 ] } ]", "'input[0].dims' has 0"),
@@ -168,19 +167,17 @@ fn python_fields_wait_for_the_model_files_when_no_backend_is_named() {
 fn every_refusal_is_reported_at_once() {
     let e = err_pbtxt(
         "backend: \"onnxruntime\"\n\
-         batch_output [ { target_name: [ \"y\" ] } ]\n\
-         input [ { name: \"x\" allow_ragged_batch: true }, { name: \"y\" is_shape_tensor: true } ]\n\
+         input [ { name: \"x\" is_non_linear_format_io: true }, { name: \"y\" is_shape_tensor: true } ]\n\
          instance_group [ { kind: KIND_MODEL gpus: [ 2 ] } ]\n\
          parameters { key: \"stric\" value: { string_value: \"1\" } }\n\
          parameters { key: \"threads\" value: { string_value: \"0\" } }",
     );
     assert!(
-        e.starts_with("7 problems in config.pbtxt, fix them all: (1) "),
+        e.starts_with("6 problems in config.pbtxt, fix them all: (1) "),
         "{e}"
     );
     for needle in [
-        "'batch_output'",
-        "'input[0].allow_ragged_batch'",
+        "'input[0].is_non_linear_format_io'",
         "'input[1].is_shape_tensor'",
         "'instance_group[0].kind'",
         "'instance_group[0].gpus'",

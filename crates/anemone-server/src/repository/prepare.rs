@@ -256,10 +256,45 @@ pub fn prepare_model(
     confine_path_settings(root, &dir, &mut settings)?;
     let inputs = config.input.iter();
     let inputs = inputs.map(|i| (i.name.as_str(), i.dims.as_slice(), i.reshape.as_ref()));
-    let declared_inputs = declared(&config, &meta.inputs, inputs);
+    let mut declared_inputs = declared(&config, &meta.inputs, inputs);
+    let ragged = model_config::ragged(&config, python)?;
+    // A ragged input is flat in the model: requests send the config's dims
+    // after the batch dimension.
+    for (spec, io) in declared_inputs.iter_mut().filter_map(|d| {
+        let io = config
+            .input
+            .iter()
+            .find(|i| i.name == d.name && i.allow_ragged_batch)?;
+        Some((d, io))
+    }) {
+        let dims = io
+            .dims
+            .iter()
+            .map(|&d| u64::try_from(d).map_or(Dim::Any, Dim::Fixed));
+        spec.shape = Some(std::iter::once(Dim::Any).chain(dims).collect());
+    }
     let outputs = config.output.iter();
     let outputs = outputs.map(|o| (o.name.as_str(), o.dims.as_slice(), o.reshape.as_ref()));
-    let declared_outputs = declared(&config, &meta.outputs, outputs);
+    let mut declared_outputs = declared(&config, &meta.outputs, outputs);
+    // So is a batch output: answers carry the config's dims.
+    for (spec, out) in declared_outputs.iter_mut().filter_map(|d| {
+        let cut = config
+            .batch_output
+            .iter()
+            .any(|b| b.target_name.contains(&d.name));
+        let out = config
+            .output
+            .iter()
+            .find(|o| o.name == d.name)
+            .filter(|_| cut)?;
+        Some((d, out))
+    }) {
+        let dims = out
+            .dims
+            .iter()
+            .map(|&d| u64::try_from(d).map_or(Dim::Any, Dim::Fixed));
+        spec.shape = Some(std::iter::once(Dim::Any).chain(dims).collect());
+    }
     let reshapes = reshapes(&config)?;
     let optional: Vec<String> = config
         .input
@@ -303,6 +338,7 @@ pub fn prepare_model(
             spec.optional_inputs = optional.clone();
             spec.declared_outputs = Some(served.clone());
             spec.reshapes = reshapes.clone();
+            spec.ragged = ragged.clone();
             spec.batching = scheduler.batching.clone();
             spec.queue = scheduler.queue.clone();
             spec.sequence = scheduler.sequence.clone();
