@@ -15,12 +15,13 @@ From triton-inference-server/server, commit e1db8a603d863b1317ee859bdeea2be19959
 - `qa/L0_io` (CPU instances, the `fan_` ensemble), `qa/L0_scalar_io`,
   `qa/L0_optional_input`, `qa/L0_initializer_as_input`,
   `qa/L0_backend_onnxruntime` (BF16), `qa/L0_onnx_optimization` (ONNX Runtime
-  options and accelerators) and `qa/L0_batch_input` (refused by anemone).
+  options and accelerators); `qa/L0_batch_input` (ragged batching) is
+  test_triton_qa_batch_input.py.
 
 The ONNX models are written here with the `onnx` package by ports of
 `qa/common/gen_qa_models.py`, `gen_qa_identity_models.py`,
-`gen_qa_reshape_models.py`, `gen_qa_ort_scalar_models.py` and
-`gen_qa_ragged_models.py` (opset 13, IR 8: this ONNX Runtime refuses the
+`gen_qa_reshape_models.py` and `gen_qa_ort_scalar_models.py` (opset 13,
+IR 8: this ONNX Runtime refuses the
 package's newest opset), with Triton's names, dims and configs. Expected
 values are numpy's, computed as `infer_util` does (inputs in half the range
 of the narrowest type, so that sums are exact);
@@ -639,8 +640,7 @@ def _identity_graph(name, inputs, shape, out_shape=None, ty=T.FLOAT):
 
 def write_misc_repository(repo):
     """The models of L0_io, L0_scalar_io, L0_initializer_as_input,
-    L0_onnx_optimization, L0_backend_onnxruntime, L0_batch_input and
-    L0_optional_input: their configs from fixtures/triton_qa_infer/misc,
+    L0_onnx_optimization, L0_backend_onnxruntime and L0_optional_input: their configs from fixtures/triton_qa_infer/misc,
     their ONNX files made here."""
     shutil.copytree(FIXTURES / "misc", repo)
     for name in ("identity_2_float32", "optional_identity"):   # Python identities (Triton's C++ `identity`)
@@ -665,10 +665,6 @@ def write_misc_repository(repo):
                                                helper.make_node("Sub", io2, ["OUTPUT1"])],
                                       [(i, T.BFLOAT16, [None, 16]) for i in io2],
                                       [(o, T.BFLOAT16, [None, 16]) for o in ("OUTPUT0", "OUTPUT1")]),
-        # gen_qa_ragged_models' inputs and outputs (its arithmetic never runs here).
-        "ragged_element_count_acc_zero": _identity_graph(
-            "onnx_batch_input", ["RAGGED_INPUT", "BATCH_AND_SIZE_INPUT", "BATCH_INPUT"], ["var_0"]),
-        "ragged_io": _identity_graph("ragged_io", ["INPUT0"], [None, "var_0"]),
     }
     for name, graph in models.items():
         _save(graph, repo / name / "1" / "model.onnx")
@@ -863,11 +859,7 @@ def test_onnx_optimization_and_refused_configs(misc):
     are refused by path"): CUDA's `cudnn_conv_use_max_workspace`, TensorRT's
     `trt_*`, which Triton takes.
     L0_backend_onnxruntime's onnx_bf16_bf16_bf16: anemone carries no
-    bfloat16 (docs/CONFORMANCE.md), UNAVAILABLE naming TYPE_BF16.
-    L0_batch_input's models: Triton serves them; anemone has no ragged
-    batching and refuses `allow_ragged_batch`, `batch_input` and
-    `batch_output` by name, in one message (docs/SERVING.md: "Every other
-    field that is set is refused ... `batch_output`")."""
+    bfloat16 (docs/CONFORMANCE.md), UNAVAILABLE naming TYPE_BF16."""
     index = _index(misc)
     for variant, (_, refused) in OPTIMIZATION.items():
         name = f"onnx_float32_float32_float32_{variant}"
@@ -881,9 +873,7 @@ def test_onnx_optimization_and_refused_configs(misc):
                 outs = dict(infer(misc, proto, name, [("INPUT0", a), ("INPUT1", b)])[3])
                 np.testing.assert_array_equal(outs["OUTPUT0"], out0, err_msg=variant)
                 np.testing.assert_array_equal(outs["OUTPUT1"], out1, err_msg=variant)
-    for model, words in (("onnx_bf16_bf16_bf16", ["TYPE_BF16"]),
-                         ("ragged_element_count_acc_zero", ["allow_ragged_batch", "batch_input"]),
-                         ("ragged_io", ["allow_ragged_batch", "batch_output"])):
+    for model, words in (("onnx_bf16_bf16_bf16", ["TYPE_BF16"]),):
         assert index[model]["state"] == "UNAVAILABLE", index[model]
         assert all(w in index[model]["reason"] for w in words), (words, index[model]["reason"])
 

@@ -175,6 +175,7 @@ impl Manager {
         let started = Instant::now();
         let first_group = crate::groups::groups(&spec)?.remove(0);
         let source = ModelSource::from_path(&spec.path);
+        crate::ragged::check(&spec, source.format)?;
         // The server's list orders the engines of model files; a Python
         // model has one engine, whatever that list says.
         let server_list = match source.format {

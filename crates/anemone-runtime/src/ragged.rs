@@ -268,6 +268,39 @@ impl BatchOutput {
     }
 }
 
+/// Refuses what ragged batching cannot be joined with on a model file (a
+/// Python model only lets ragged requests share an `execute`): a sequence
+/// model, whose server-given inputs take the places batch inputs would,
+/// and a reshape of a ragged input, which is flat in the model.
+pub(crate) fn check(spec: &crate::ModelSpec, format: anemone_core::ModelFormat) -> Result<()> {
+    let ragged = &spec.ragged;
+    if format == anemone_core::ModelFormat::Python || !ragged.reshapes_batches() {
+        return Ok(());
+    }
+    let refuse = |why: String| Err(Error::Config(format!("model '{}': {why}", spec.name)));
+    if spec.sequence.is_some() {
+        return refuse(
+            "ragged batching (allow_ragged_batch, batch_input, batch_output) with sequence_batching is \
+             not supported by anemone yet on a model file; pad the sequence's inputs to one shape, or \
+             serve it without sequence_batching"
+                .into(),
+        );
+    }
+    if let Some(r) = spec
+        .reshapes
+        .inputs
+        .iter()
+        .find(|r| ragged.is_ragged(&r.name))
+    {
+        return refuse(format!(
+            "input '{}' is allow_ragged_batch and has a reshape; a ragged input is flat in the model \
+             ([-1]), so remove the reshape",
+            r.name
+        ));
+    }
+    Ok(())
+}
+
 fn accumulated(counts: impl Iterator<Item = usize>) -> Vec<usize> {
     counts
         .scan(0, |sum, n| {

@@ -21,6 +21,7 @@ mod decoupled;
 mod double;
 mod instances;
 mod iterative;
+mod ragged;
 mod rate_limit;
 mod sequences;
 
