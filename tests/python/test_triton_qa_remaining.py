@@ -16,7 +16,7 @@ and python client read):
   tensors in shared memory: system shared memory here, CUDA in Triton), `L0_parallel_copy` (big
   batches, serialized and from four requests; its timing comparison is not ported), `L0_pinned_memory`
   (an identity ensemble from 16K to 16M elements; its pinned-pool log lines are Triton's own);
-- `L0_repoagent_checksum` (a config with `model_repository_agents`), `L0_memory` (its client.py: 256
+- `L0_repoagent_checksum` (a config with `model_repository_agents`: its checksum agent), `L0_memory` (its client.py: 256
   streamed responses of repeat_int32 and the server's memory), `L0_perf_nomodel` (identity models
   under load: `anemone bench` here, perf_analyzer there), `L0_sagemaker`, `L0_vertex_ai` (the flags and
   routes, which anemone does not have: docs/FROM_TRITON.md says so).
@@ -285,6 +285,7 @@ class TestCustomModelConfig:
 def cj(tmp_path_factory):
     repo = json_config_repo(tmp_path_factory.mktemp("config_json"))
     with serving(repo, "--model-control-mode", "explicit", "--load-model", "*", "--strict-readiness", "false") as s:
+        s.repo = repo
         yield s
 
 
@@ -356,12 +357,24 @@ class TestConfigJson:
         the policies ignored with a warning (docs/FROM_TRITON.md)."""
         assert cj.index()["cj_dbatch_batching"]["state"] == "READY", cj.index()["cj_dbatch_batching"]
 
-    def test_dynamic_batching_without_a_batch_dimension_is_refused_as_documented(self, cj):
-        """The `dbatch` trial as the QA writes it: dynamic_batching on the max_batch_size 0 model.
-        tritonserver 2.51 loads it (a queue without batching); anemone refuses, as docs/SERVING.md says
-        of batching: "It needs `max_batch_size > 0` ... (the load fails, saying so, otherwise)"."""
+    def test_the_qas_dbatch_trial_on_its_model_without_a_batch_dimension(self, cj):
+        """The `dbatch` trial as the QA writes it: dynamic_batching on the max_batch_size 0 model,
+        and its three checks of the config's JSON. tritonserver 2.51 loads it (a queue without
+        batching); anemone refused it until session 57 ("set max_batch_size") and now loads it as
+        Triton does (docs/SERVING.md: "On a model with `max_batch_size: 0` ... a queue without
+        batching"), and it serves."""
         row = cj.index()["cj_dbatch"]
-        assert row["state"] == "UNAVAILABLE" and "dynamic_batching" in row["reason"] and "max_batch_size" in row["reason"]
+        assert row["state"] == "READY", row
+        counts = [raw_count(cj, "cj_dbatch", p) for p in
+                  ('"dynamic_batching":{', '"max_queue_delay_microseconds":42', '"default_timeout_microseconds":123')]
+        assert counts == [1, 1, 3]
+        a, b = np.random.rand(16).astype(np.float32), np.random.rand(16).astype(np.float32)
+        ins = [httpclient.InferInput(f"INPUT{i}", [16], "FP32") for i in (0, 1)]
+        ins[0].set_data_from_numpy(a)
+        ins[1].set_data_from_numpy(b)
+        r = cj.client("http").infer("cj_dbatch", ins)
+        np.testing.assert_allclose(r.as_numpy("OUTPUT0"), a + b, rtol=1e-6)
+        np.testing.assert_allclose(r.as_numpy("OUTPUT1"), a - b, rtol=1e-6)
 
     def test_sequence_batching_times_are_numbers(self, cj):
         """Trial `sbatch`: `"sequence_batching":{`, `"max_sequence_idle_microseconds":42`,
@@ -463,25 +476,29 @@ class TestConfigJson:
         assert "a `bool` field written as a string" in doc
 
     # ------------------------------------------------------------ L0_repoagent_checksum
-    def test_model_repository_agents_are_refused_naming_the_field(self, cj):
-        """models/identity_int32's config asks for the `checksum` repository agent (an MD5 that does
-        not match: test.sh expects tritonserver to fail it, "Mismatched MD5 hash"). anemone has no repository
-        agents: the load fails, and the index's reason names `model_repository_agents` (docs/SERVING.md:
-        "Every other field that is set is refused with a message naming it")."""
+    def test_a_mismatched_md5_fails_the_load_in_tritons_words(self, cj):
+        """models/identity_int32's config asks the `checksum` repository agent for an MD5 that does not
+        match (`invalid_checksum`): test.sh expects "'identity_int32': Mismatched MD5 hash for file
+        1/libtriton_identity.so" in tritonserver's log (the model's file here is 1/model.onnx).
+        anemone refused `model_repository_agents` until session 57."""
         with pytest.raises(InferenceServerException) as e:
             cj.client("http").load_model("identity_int32")
-        assert e.value.message().startswith("failed to load") and "model_repository_agents" in e.value.message()
-        assert "model_repository_agents" in cj.index()["identity_int32"]["reason"]
+        assert "Mismatched MD5 hash for file 1/model.onnx, expect: invalid_checksum" in e.value.message()
+        assert "Mismatched MD5 hash for file 1/model.onnx" in cj.index()["identity_int32"]["reason"]
 
     @pytest.mark.parametrize("protocol", ["http", "grpc"])
-    def test_without_its_agents_the_identity_serves(self, cj, protocol):
-        """identity_test.py once the checksum is right: INT32 identity of shapes [0] and [7] (here once
-        the config is loaded without `model_repository_agents`)."""
+    def test_with_the_right_md5_the_identity_serves(self, cj, protocol):
+        """test.sh sets the right MD5 (`md5sum 1/...`), then identity_test.py: INT32 identity of shapes
+        [0] and [7]. Here the right MD5s come in a load request's JSON config, the agent with them."""
+        md5 = hashlib.md5((cj.repo / "identity_int32/1/model.onnx").read_bytes()).hexdigest()
+        data = hashlib.md5((cj.repo / "identity_int32/data_file").read_bytes()).hexdigest()
         c = cj.client(protocol)
         c.load_model("identity_int32", config=json.dumps({
             "name": "identity_int32", "platform": "onnxruntime_onnx", "max_batch_size": 0,
             "input": [{"name": "INPUT0", "data_type": "TYPE_INT32", "dims": [-1]}],
-            "output": [{"name": "OUTPUT0", "data_type": "TYPE_INT32", "dims": [-1]}]}))
+            "output": [{"name": "OUTPUT0", "data_type": "TYPE_INT32", "dims": [-1]}],
+            "model_repository_agents": {"agents": [{"name": "checksum", "parameters": {
+                "MD5:1/model.onnx": md5, "MD5:data_file": data}}]}}))
         for shape in ([0], [7]):
             x = (16384 * np.random.randn(*shape)).astype(np.int32)
             i = mod(protocol).InferInput("INPUT0", shape, "INT32")
@@ -489,23 +506,29 @@ class TestConfigJson:
             np.testing.assert_array_equal(c.infer("identity_int32", [i]).as_numpy("OUTPUT0"), x)
 
 
-def test_repository_agents_with_a_right_checksum_are_refused_too_and_doctor_says_so(tmp_path):
-    """The QA's second start (the MD5 set right: Triton serves): anemone still refuses the field, and
-    `anemone doctor` reports it as serve would (docs/SERVING.md: doctor "runs the same checks")."""
+def test_repository_agents_with_a_right_checksum_pass_and_doctor_says_so(tmp_path):
+    """The QA's second start (the MD5 set right: Triton serves): `anemone doctor` finds the model
+    loadable, and with the QA's `invalid_checksum` names the mismatch as serve would (docs/SERVING.md:
+    doctor "runs the same checks")."""
     put(tmp_path, "identity_int32", IDENTITY_INT32, lambda p: onnx_identity(p, "INPUT0", "OUTPUT0", TP.INT32, [-1], 0))
+    (tmp_path / "identity_int32/data_file").write_text(S.DATA_FILE)
     md5 = hashlib.md5((tmp_path / "identity_int32/1/model.onnx").read_bytes()).hexdigest()
     (tmp_path / "identity_int32/config.pbtxt").write_text(IDENTITY_INT32 + AGENTS % md5)
     out = run_cli("doctor", "--model-repository", tmp_path)
-    assert "identity_int32" in out.stdout and "model_repository_agents" in out.stdout, out.stdout + out.stderr
+    assert "identity_int32 (onnx): can run on" in out.stdout, out.stdout + out.stderr
+    (tmp_path / "identity_int32/config.pbtxt").write_text(IDENTITY_INT32 + AGENTS % "invalid_checksum")
+    out = run_cli("doctor", "--model-repository", tmp_path)
+    assert "Mismatched MD5 hash for file 1/model.onnx" in out.stdout, out.stdout + out.stderr
 
 
-def test_exit_on_error_stops_start_up_on_repository_agents(tmp_path):
+def test_exit_on_error_stops_start_up_on_a_mismatched_checksum(tmp_path):
     """test.sh expects the server not to start (Triton's --exit-on-error defaults to true); with
-    `--exit-on-error true` anemone exits 1 naming the model and the field (docs/FROM_TRITON.md)."""
+    `--exit-on-error true` anemone exits 1 naming the model and the mismatch (docs/FROM_TRITON.md)."""
     put(tmp_path, "identity_int32", IDENTITY_INT32 + AGENTS % "invalid_checksum",
         lambda p: onnx_identity(p, "INPUT0", "OUTPUT0", TP.INT32, [-1], 0))
+    (tmp_path / "identity_int32/data_file").write_text(S.DATA_FILE)
     status, err = start_and_read_stderr("--model-repository", tmp_path, "--exit-on-error", "true", settle=30)
-    assert status == 1 and "identity_int32" in err and "model_repository_agents" in err, err
+    assert status == 1 and "'identity_int32'" in err and "Mismatched MD5 hash for file 1/model.onnx" in err, err
 
 
 @pytest.fixture(scope="class")

@@ -6,6 +6,7 @@
 //! never stops the server or the other models. Loads of different models run
 //! concurrently.
 
+mod checksum;
 mod ensemble;
 mod entry;
 mod fingerprint;

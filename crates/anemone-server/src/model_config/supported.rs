@@ -168,6 +168,8 @@ fn check_field(
         "ensemble_scheduling" => {}
         // Ragged batching: read, and checked, by `ragged.rs`.
         "batch_input" | "batch_output" => {}
+        // Triton's checksum agent: run before the load (`repository/checksum.rs`).
+        "model_repository_agents" => {}
         "model_transaction_policy" => {
             return Err(unsupported(
                 src,

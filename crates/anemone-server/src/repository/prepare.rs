@@ -137,6 +137,10 @@ pub fn prepare_model(
     if rules.strict {
         check_strict(config.as_ref())?;
     }
+    // Before anything of the model is read or run.
+    if let Some(c) = &config {
+        super::checksum::verify(root, &dir, c)?;
+    }
     // A config that names no backend, platform or file (or none at all),
     // of a model whose versions hold a model.py: a Python model, as
     // Triton's auto-complete finds it.
