@@ -12,6 +12,7 @@ mod entry;
 mod fingerprint;
 mod index;
 mod load_failure;
+mod load_versions;
 mod model_dirs;
 pub(crate) mod paths;
 mod poll;
@@ -33,6 +34,7 @@ pub use warmup::{MAX_WARMUP_COUNT, MAX_WARMUP_INPUT_BYTES};
 use crate::errors::ApiError;
 use crate::proto::ModelConfig;
 use anemone_runtime::Manager;
+use entry::Kept;
 pub use entry::{Entry, State};
 use fingerprint::Fingerprint;
 use load_failure::{load_refusal, LoadFailure};
@@ -317,6 +319,7 @@ impl Repository {
         // The files as they are, read once and outside the lock: what a load
         // of an unchanged model compares, and what this load records.
         let fingerprint = Fingerprint::take(&dir);
+        let keep;
         // A load of a model that is loading waits for that load to end, then
         // goes on (as Triton's does: two clients, or two models' code,
         // loading one shared model both succeed). A load that never ends is
@@ -360,6 +363,24 @@ impl Repository {
                         tracing::info!(model = %name, "load: the model is loaded and unchanged on disk; nothing to do");
                         return Ok(());
                     }
+                    // What a version left unchanged on disk is compared with:
+                    // the last load, when it loaded every version (after a
+                    // failed reload the files seen are not those serving).
+                    keep = match (&entry.fingerprint, &entry.config) {
+                        (Some(seen), Some(config))
+                            if config_override.is_none()
+                                && entry.state == State::Ready
+                                && entry.reason.is_empty()
+                                && !entry.overridden =>
+                        {
+                            Some(Kept {
+                                seen: seen.clone(),
+                                now: fingerprint.clone(),
+                                config: config.clone(),
+                            })
+                        }
+                        _ => None,
+                    };
                     entry.state_before_load = entry.state;
                     entry.state = State::Loading;
                     break;
@@ -368,7 +389,7 @@ impl Repository {
             ended.await;
         }
         let overridden = config_override.is_some();
-        let result = self.load_versions(name, config_override, take_turn).await;
+        let result = (self.load_versions(name, config_override, take_turn, keep)).await;
         let mut entries = self.lock();
         let entry = entries
             .get_mut(name)
@@ -424,134 +445,6 @@ impl Repository {
         // The loads that waited for this one go on.
         self.load_ended.notify_waiters();
         answer
-    }
-
-    /// Loads an ensemble, or, in its turn among the loads, the model (tried
-    /// again on failure as `load_retries` allows).
-    async fn load_versions(
-        &self,
-        name: &str,
-        config_override: Option<ModelConfig>,
-        take_turn: bool,
-    ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), LoadFailure> {
-        if let Some(config) = self.ensemble_config(name, config_override.as_ref())? {
-            // Its outputs' labels, for the classification extension.
-            let real_root = self.real_root();
-            let labels = match model_dir(&real_root, name) {
-                Some(dir) => crate::classification::Labels::read(&real_root, &dir, &config)?,
-                None => Default::default(),
-            };
-            let from_request = config_override.is_some();
-            let (config, versions) = self.load_ensemble(name, config, from_request).await?;
-            return Ok((config, labels, versions));
-        }
-        // Its turn among the loads (`--model-load-thread-count`); never
-        // closed, so this waits and cannot fail.
-        let _turn = match take_turn {
-            true => Some(self.loads.acquire().await),
-            false => None,
-        };
-        let tries = self.load_retries + 1;
-        let mut tried = 1;
-        loop {
-            match self.load_engines(name, config_override.clone()).await {
-                Err(reason) if tried < tries => {
-                    tracing::warn!(model = %name, "load try {tried} of {tries} failed, trying again: {}", reason.reason);
-                    tried += 1;
-                }
-                Err(failed) if tries > 1 => {
-                    return Err(LoadFailure {
-                        reason: format!("{} (tried {tries} times)", failed.reason),
-                        ..failed
-                    })
-                }
-                done => return done,
-            }
-        }
-    }
-
-    /// One try at loading a model that is not an ensemble: reads and checks
-    /// its files, then loads each version's engines; on a failure unloads
-    /// what this try loaded and says why.
-    async fn load_engines(
-        &self,
-        name: &str,
-        config_override: Option<ModelConfig>,
-    ) -> Result<(ModelConfig, crate::classification::Labels, Vec<u64>), LoadFailure> {
-        // Not `metrics()`: its snapshot of every model made loading n models
-        // cost n², and ran every backend's probe (a Python interpreter
-        // started for a repository without a Python model).
-        let (used, budget) = self.manager.memory();
-        // With eviction, room is made at load time, against what the engines
-        // are measured to hold (a file is only an estimate of it).
-        let evicting = self.manager.eviction_policy() == anemone_runtime::EvictionPolicy::Lru;
-        let available = budget.filter(|_| !evicting).map(|b| b.saturating_sub(used));
-        let Prepared {
-            config,
-            labels,
-            specs,
-        } = {
-            let (name, root) = (name.to_string(), self.real_root());
-            let rules = self.rules.clone();
-            tokio::task::spawn_blocking(move || {
-                // Reads and parses the model's files: part of its load.
-                let _loading = anemone_runtime::loading();
-                prepare_model(&root, &name, config_override, available, &rules)
-            })
-            .await
-            .map_err(|e| format!("internal error while reading the model: {e}"))??
-        };
-        // A Python model's folder as Triton gives it: through the
-        // repository's path as given, so that it follows a repointed link.
-        let specs = specs.into_iter().map(|mut spec| {
-            let python = anemone_backends::python::config::MODEL_CONFIG_KEY;
-            if spec.settings.iter().any(|(k, _)| k == python) {
-                let dir = std::path::absolute(self.root.join(name)).unwrap_or(self.root.join(name));
-                let key = anemone_backends::python::config::MODEL_DIR_KEY;
-                spec.settings
-                    .push((key.to_string(), dir.display().to_string()));
-            }
-            spec
-        });
-        let specs: Vec<_> = specs.collect();
-        let wanted: Vec<u64> = specs.iter().map(|s| s.version).collect();
-        let mut loaded = Vec::new();
-        // The versions this try replaced, to put back if a later one fails:
-        // a failed reload leaves every version that served serving.
-        let mut replaced = Vec::new();
-        for spec in specs {
-            let version = spec.version;
-            let serving = self.manager.model(name, Some(version)).ok();
-            if let Err(e) = self.manager.load_model(spec).await {
-                for v in &loaded {
-                    match replaced.iter().position(|(r, _)| r == v) {
-                        Some(at) => self.manager.reinstate(replaced.swap_remove(at).1),
-                        None => drop(self.manager.unload_model(name, Some(*v))),
-                    }
-                }
-                return Err(LoadFailure {
-                    reason: format!("version {version}: {}", e.chain_string()),
-                    // Not enough room now (the models that hold it are busy
-                    // or pinned): worth trying again later.
-                    retry_later: e.kind() == anemone_core::ErrorKind::Unavailable,
-                    version: Some(version),
-                });
-            }
-            loaded.push(version);
-            if let Some(old) = serving {
-                replaced.push((version, old));
-            }
-        }
-        // Versions no longer wanted by the policy go away.
-        for instance in self
-            .manager
-            .models()
-            .iter()
-            .filter(|m| m.name() == name && !wanted.contains(&m.version()))
-        {
-            let _ = self.manager.unload_model(name, Some(instance.version()));
-        }
-        Ok((config, labels, loaded))
     }
 
     /// Unloads every version of a model.

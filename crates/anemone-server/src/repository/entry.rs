@@ -72,3 +72,12 @@ impl Entry {
         }
     }
 }
+
+/// What a load compares each serving version with, to keep the versions
+/// that nothing changed (`Repository::load_engines`): the files as the last
+/// load saw them and as this one does, and the last load's config.
+pub(super) struct Kept {
+    pub(super) seen: Fingerprint,
+    pub(super) now: Fingerprint,
+    pub(super) config: ModelConfig,
+}

@@ -38,6 +38,8 @@ const MAX_DIGEST_BYTES: u64 = 64 << 20;
 /// A model directory's files as one load saw them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fingerprint {
+    /// The directory walked.
+    dir: PathBuf,
     /// When the walk began: files modified at or after `taken - SETTLE` carry
     /// a digest.
     taken: SystemTime,
@@ -93,23 +95,44 @@ impl Fingerprint {
                 stamp.digest = digest(&stamp.path);
             }
         }
-        Fingerprint { taken, stamps }
+        Fingerprint {
+            dir: dir.to_path_buf(),
+            taken,
+            stamps,
+        }
     }
 
     /// Whether the directory this fingerprint was taken of still holds what
     /// `earlier` saw: the same entries, sizes and times, and the same bytes
     /// in every file `earlier` hashed.
     pub(crate) fn unchanged_since(&self, earlier: &Fingerprint) -> bool {
-        self.stamps.len() == earlier.stamps.len()
-            && self.stamps.iter().zip(&earlier.stamps).all(|(now, then)| {
-                now.same_entry(then)
-                    && match then.digest {
-                        None => true,
-                        // Hashed now too when still recent; otherwise read
-                        // once more to compare.
-                        Some(then) => now.digest.or_else(|| digest(&now.path)) == Some(then),
-                    }
-            })
+        same(self.stamps.iter(), earlier.stamps.iter())
+    }
+
+    /// [`Fingerprint::unchanged_since`] for one version of the model: its
+    /// folder and every file outside the version folders (the labels,
+    /// warm-up data...), the other versions' folders and the config files
+    /// (`config.pbtxt`, `configs/`: the caller compares the config itself)
+    /// left out. A version for which this holds need not be loaded again
+    /// (as Triton loads again only the versions whose files changed).
+    pub(crate) fn unchanged_for_version(&self, earlier: &Fingerprint, version: u64) -> bool {
+        let left_out = |s: &&Stamp| {
+            let first = s
+                .path
+                .strip_prefix(&self.dir)
+                .ok()
+                .and_then(|p| p.components().next());
+            match first.and_then(|c| c.as_os_str().to_str()) {
+                Some("config.pbtxt" | "configs") => true,
+                Some(c) => c.parse::<u64>().is_ok_and(|v| v != version),
+                None => false,
+            }
+        };
+        self.dir == earlier.dir
+            && same(
+                self.stamps.iter().filter(|s| !left_out(s)),
+                earlier.stamps.iter().filter(|s| !left_out(s)),
+            )
     }
 
     /// Whether comparing with this fingerprint reads file contents: a
@@ -117,6 +140,22 @@ impl Fingerprint {
     pub(crate) fn hashes(&self) -> bool {
         self.stamps.iter().any(|s| s.digest.is_some())
     }
+}
+
+/// Whether two walks' entries (in path order) are the same, and every file
+/// the earlier one hashed still holds the same bytes.
+fn same<'a>(now: impl Iterator<Item = &'a Stamp>, then: impl Iterator<Item = &'a Stamp>) -> bool {
+    let (now, then): (Vec<&Stamp>, Vec<&Stamp>) = (now.collect(), then.collect());
+    now.len() == then.len()
+        && now.iter().zip(&then).all(|(now, then)| {
+            now.same_entry(then)
+                && match then.digest {
+                    None => true,
+                    // Hashed now too when still recent; otherwise read once
+                    // more to compare.
+                    Some(then) => now.digest.or_else(|| digest(&now.path)) == Some(then),
+                }
+        })
 }
 
 /// A modification time at or after `from`, or one that cannot be read.
@@ -331,6 +370,29 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("a FIFO or /dev/zero was read");
         assert!(unchanged);
+    }
+
+    #[test]
+    fn a_version_is_unchanged_while_only_other_versions_change() {
+        let dir = Dir::new("versions");
+        std::fs::create_dir_all(dir.0.join("2")).unwrap();
+        std::fs::write(dir.0.join("2/model.onnx"), b"Add model v2").unwrap();
+        let before = Fingerprint::take(&dir.0);
+        std::fs::write(dir.0.join("2/model.onnx"), b"Add model v2, again").unwrap();
+        std::fs::create_dir_all(dir.0.join("3")).unwrap();
+        let after = Fingerprint::take(&dir.0);
+        assert!(after.unchanged_for_version(&before, 1));
+        assert!(!after.unchanged_for_version(&before, 2));
+        assert!(!after.unchanged_since(&before));
+        // A file outside the version folders changes every version; the
+        // config is compared by its caller.
+        std::fs::write(dir.0.join("config.pbtxt"), b"backend: \"python\"").unwrap();
+        assert!(Fingerprint::take(&dir.0).unchanged_for_version(&after, 1));
+        std::fs::write(dir.0.join("labels.txt"), b"cat").unwrap();
+        let config = Fingerprint::take(&dir.0);
+        assert!(!config.unchanged_for_version(&after, 1));
+        std::fs::write(dir.0.join("1/model.onnx"), b"Add model, v1 again").unwrap();
+        assert!(!Fingerprint::take(&dir.0).unchanged_for_version(&config, 1));
     }
 
     #[test]
