@@ -13,7 +13,7 @@
 //! on its own (a Python model) gets each request's own tensors: ragged
 //! inputs only let requests of different shapes share its `execute`.
 
-use anemone_core::{DataType, Error, ModelMetadata, Result, Tensor};
+use anemone_core::{DataType, Error, ModelMetadata, Result, Tensor, TensorSpec};
 
 /// A model's ragged inputs, batch inputs and batch outputs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,6 +85,26 @@ impl Ragged {
     /// Whether requests may differ in the shape of input `name`.
     pub fn is_ragged(&self, name: &str) -> bool {
         self.inputs.iter().any(|i| i == name)
+    }
+
+    /// Whether output `name` is cut back by an input's shape.
+    fn is_cut(&self, name: &str) -> bool {
+        (self.batch_outputs.iter()).any(|b| b.targets.iter().any(|t| t == name))
+    }
+
+    /// `meta` as requests see it: without the batch inputs, and with the
+    /// declared shapes (`inputs`, `outputs`: the spec's) of the ragged
+    /// inputs and batch outputs, which are flat in the model.
+    pub(crate) fn served(
+        &self,
+        mut meta: ModelMetadata,
+        inputs: Option<&[TensorSpec]>,
+        outputs: Option<&[TensorSpec]>,
+    ) -> ModelMetadata {
+        meta.inputs.retain(|i| !self.is_supplied(&i.name));
+        declare(&mut meta.inputs, inputs, |name| self.is_ragged(name));
+        declare(&mut meta.outputs, outputs, |name| self.is_cut(name));
+        meta
     }
 
     /// Whether an engine that stacks requests needs [`Ragged::assemble`]
@@ -299,6 +319,22 @@ pub(crate) fn check(spec: &crate::ModelSpec, format: anemone_core::ModelFormat) 
         ));
     }
     Ok(())
+}
+
+/// Gives each of `specs` that is `chosen` its shape in `declared`.
+fn declare(
+    specs: &mut [TensorSpec],
+    declared: Option<&[TensorSpec]>,
+    chosen: impl Fn(&str) -> bool,
+) {
+    for spec in specs.iter_mut().filter(|s| chosen(&s.name)) {
+        let shape = (declared.into_iter().flatten())
+            .find(|d| d.name == spec.name)
+            .and_then(|d| d.shape.clone());
+        if shape.is_some() {
+            spec.shape = shape;
+        }
+    }
 }
 
 fn accumulated(counts: impl Iterator<Item = usize>) -> Vec<usize> {

@@ -135,37 +135,14 @@ pub(crate) fn served_metadata(spec: &crate::ModelSpec, engine: &ModelMetadata) -
     if let Some(sequence) = &spec.sequence {
         meta.inputs.retain(|i| !sequence.is_supplied(&i.name));
     }
-    // So do batch inputs; a ragged input, flat in the model, has its
-    // declared shape in requests.
+    // So do batch inputs; a ragged input and a batch output, flat in the
+    // model, have their declared shapes in requests and answers.
     if spec.ragged.reshapes_batches() {
-        meta.inputs.retain(|i| !spec.ragged.is_supplied(&i.name));
-        for input in meta
-            .inputs
-            .iter_mut()
-            .filter(|i| spec.ragged.is_ragged(&i.name))
-        {
-            let declared = spec
-                .declared_inputs
-                .iter()
-                .flatten()
-                .find(|d| d.name == input.name);
-            if let Some(shape) = declared.and_then(|d| d.shape.clone()) {
-                input.shape = Some(shape);
-            }
-        }
-        let cut = |name: &str| {
-            (spec.ragged.batch_outputs.iter()).any(|b| b.targets.iter().any(|t| t == name))
-        };
-        for output in meta.outputs.iter_mut().filter(|o| cut(&o.name)) {
-            let declared = spec
-                .declared_output_shapes
-                .iter()
-                .flatten()
-                .find(|d| d.name == output.name);
-            if let Some(shape) = declared.and_then(|d| d.shape.clone()) {
-                output.shape = Some(shape);
-            }
-        }
+        let (inputs, outputs) = (
+            spec.declared_inputs.as_deref(),
+            spec.declared_output_shapes.as_deref(),
+        );
+        meta = spec.ragged.served(meta, inputs, outputs);
     }
     match spec.reshapes.is_empty() {
         true => meta,

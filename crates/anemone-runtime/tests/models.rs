@@ -13,10 +13,11 @@ mod scheduler;
 mod selection;
 mod support;
 
+use crate::support::double::Double;
 use anemone_backends::TractCpu;
 use anemone_core::{
-    Backend, DataType, Dim, Error, ErrorKind, InputError, LoadOptions, LoadedModel, ModelFormat,
-    ModelMetadata, ModelSource, Probe, Support, Tensor, TensorSpec,
+    DataType, Dim, Error, ErrorKind, InputError, LoadOptions, LoadedModel, ModelFormat,
+    ModelMetadata, Probe, Tensor, TensorSpec,
 };
 use anemone_runtime::{InferRequest, Manager, ModelSpec};
 use std::time::Duration;
@@ -488,7 +489,7 @@ fn threads_are_configurable_and_give_the_same_answer() {
 fn thermal_pressure_lowers_concurrency_and_degrades_health() {
     let any_file = Case::load("identity").model_path();
     let m = Manager::builder()
-        .backend(Tricky)
+        .backend(Double(Tricky))
         .max_concurrency(Some(8))
         .workers(8)
         .build()

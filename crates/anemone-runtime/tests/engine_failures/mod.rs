@@ -2,6 +2,7 @@
 //! fails fast and gives its permits back on every path.
 
 use super::*;
+use crate::support::double::{Double, DoubleLoad};
 
 // ---- A test double for what real engines rarely do on demand: panic, block. ----
 
@@ -11,19 +12,9 @@ pub(crate) struct Tricky;
 
 struct TrickyModel(ModelMetadata);
 
-impl Backend for Tricky {
-    fn name(&self) -> &'static str {
-        "tricky"
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+impl DoubleLoad for Tricky {
+    const NAME: &'static str = "tricky";
+    fn load(&self, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
         Ok(Box::new(TrickyModel(ModelMetadata::new(
             ModelFormat::Onnx,
             vec![TensorSpec::new("x", DataType::F32, vec![Dim::Fixed(1)])],
@@ -61,7 +52,7 @@ pub(crate) fn x(v: f32) -> Tensor {
 #[test]
 fn a_panicking_backend_fails_one_request_only() {
     let m = Manager::builder()
-        .backend(Tricky)
+        .backend(Double(Tricky))
         .backend(TractCpu)
         .workers(2)
         .build()
@@ -101,7 +92,7 @@ fn a_panicking_backend_fails_one_request_only() {
 fn admission_fails_fast_and_releases_permits_on_every_path() {
     let any_file = Case::load("identity").model_path();
     let m = Manager::builder()
-        .backend(Tricky)
+        .backend(Double(Tricky))
         .workers(4)
         .max_concurrency(Some(3))
         .build()

@@ -6,11 +6,12 @@
 
 mod latest;
 
+use crate::support::double::{Double, DoubleLoad};
 use crate::support::{assert_close, Case};
 use anemone_backends::TractCpu;
 use anemone_core::{
-    Backend, DataType, Dim, ErrorKind, LoadOptions, LoadedModel, ModelFormat, ModelMetadata,
-    ModelSource, Probe, Support, Tensor, TensorSpec,
+    DataType, Dim, ErrorKind, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, Tensor,
+    TensorSpec,
 };
 use anemone_runtime::{EvictionPolicy, InferRequest, Manager, ModelSpec};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,19 +32,9 @@ struct Sized(Arc<Loads>);
 
 struct SizedModel(ModelMetadata, u64);
 
-impl Backend for Sized {
-    fn name(&self) -> &'static str {
-        "sized"
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, o: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+impl DoubleLoad for Sized {
+    const NAME: &'static str = "sized";
+    fn load(&self, o: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
         let get = |k: &str| {
             o.settings
                 .iter()
@@ -104,7 +95,7 @@ fn spec(name: &str, bytes: u64) -> ModelSpec {
 fn sized(budget: u64, policy: EvictionPolicy) -> (Manager, Arc<Loads>) {
     let loads = Arc::new(Loads::default());
     let m = Manager::builder()
-        .backend(Sized(Arc::clone(&loads)))
+        .backend(Double(Sized(Arc::clone(&loads))))
         .memory_budget(Some(budget))
         .eviction(policy)
         .workers(4)

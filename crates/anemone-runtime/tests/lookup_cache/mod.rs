@@ -9,9 +9,9 @@
 //! What it checks lives in thread-locals: each test runs on threads of its
 //! own (libtest gives every test a fresh thread).
 
+use crate::support::double::{Double, DoubleLoad};
 use anemone_core::{
-    Backend, DataType, Dim, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, ModelSource,
-    Probe, Support, Tensor, TensorSpec,
+    DataType, Dim, LoadOptions, LoadedModel, ModelFormat, ModelMetadata, Tensor, TensorSpec,
 };
 use anemone_runtime::registry::on_thread_park;
 use anemone_runtime::{Manager, ModelInstance, ModelSpec};
@@ -44,19 +44,9 @@ impl Drop for FlaggedModel {
     }
 }
 
-impl Backend for Flagged {
-    fn name(&self) -> &'static str {
-        "flagged"
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, o: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+impl DoubleLoad for Flagged {
+    const NAME: &'static str = "flagged";
+    fn load(&self, o: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
         let tag = setting(&o.settings).to_string();
         let freed = Arc::new(AtomicBool::new(false));
         let previous = self.0 .0.lock().unwrap().insert(tag, Arc::clone(&freed));
@@ -90,7 +80,7 @@ fn setting(settings: &[(String, String)]) -> &str {
 
 fn manager(flags: &Arc<Flags>) -> Manager {
     Manager::builder()
-        .backend(Flagged(Arc::clone(flags)))
+        .backend(Double(Flagged(Arc::clone(flags))))
         .build()
         .unwrap()
 }

@@ -6,6 +6,7 @@
 //! final flag (`drop`), or send until its client has gone (`until_cancelled`).
 
 use super::*;
+use crate::support::double::{Double, DoubleLoad};
 use anemone_core::{Responder, Response};
 use anemone_runtime::Streamed;
 
@@ -26,19 +27,9 @@ struct StreamsModel {
     seen: Arc<Seen>,
 }
 
-impl Backend for Streams {
-    fn name(&self) -> &'static str {
-        "streams"
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+impl DoubleLoad for Streams {
+    const NAME: &'static str = "streams";
+    fn load(&self, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
         let x = TensorSpec::new("x", DataType::F32, vec![Dim::Any]);
         let y = TensorSpec::new("y", DataType::F32, vec![Dim::Fixed(1)]);
         let k = TensorSpec::new("k", DataType::I64, vec![Dim::Fixed(1)]);
@@ -139,7 +130,7 @@ fn respond(responder: &Responder, values: &[f32], mode: &str, seen: &Seen) {
 fn manager() -> (Manager, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let m = Manager::builder()
-        .backend(Streams(Arc::clone(&seen)))
+        .backend(Double(Streams(Arc::clone(&seen))))
         .workers(2)
         .build()
         .unwrap();
@@ -261,7 +252,7 @@ fn a_client_that_stops_reading_is_seen_as_cancelled_by_the_model() {
 fn a_request_holds_its_permit_until_its_last_response_or_its_client_goes() {
     let seen = Arc::new(Seen::default());
     let m = Manager::builder()
-        .backend(Streams(Arc::clone(&seen)))
+        .backend(Double(Streams(Arc::clone(&seen))))
         .workers(2)
         .max_concurrency(Some(1))
         .build()
@@ -295,7 +286,7 @@ fn a_request_holds_its_permit_until_its_last_response_or_its_client_goes() {
 fn a_caller_that_does_not_read_ends_its_request_at_the_buffer_limit() {
     let seen = Arc::new(Seen::default());
     let m = Manager::builder()
-        .backend(Streams(Arc::clone(&seen)))
+        .backend(Double(Streams(Arc::clone(&seen))))
         .workers(2)
         .stream_buffer_bytes(4096)
         .build()

@@ -2,6 +2,7 @@
 //! `y` and logs every engine call, with the helpers that drive it.
 
 use super::*;
+use crate::support::double::{Double, DoubleLoad};
 
 /// What the double's engines saw, shared by every engine it loads.
 #[derive(Default)]
@@ -96,22 +97,9 @@ pub(super) struct RowsModel {
     pub(super) log: Arc<Log>,
 }
 
-impl Backend for Rows {
-    fn name(&self) -> &'static str {
-        "rows"
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn tier(&self) -> Tier {
-        Tier::PortableCpu
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+impl DoubleLoad for Rows {
+    const NAME: &'static str = "rows";
+    fn load(&self, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
         let mut loads = self.0.loads.lock().unwrap();
         *loads += 1;
         let spec = |n: &str| TensorSpec::new(n, DataType::F32, vec![Dim::Any, Dim::Any]);
@@ -259,9 +247,13 @@ pub(super) fn rows_manager_with(
     settings: impl FnOnce(anemone_runtime::ManagerBuilder) -> anemone_runtime::ManagerBuilder,
 ) -> (Manager, Arc<Log>) {
     let log = Arc::new(Log::default());
-    let m = settings(Manager::builder().backend(Rows(log.clone())).workers(4))
-        .build()
-        .unwrap();
+    let m = settings(
+        Manager::builder()
+            .backend(Double(Rows(log.clone())))
+            .workers(4),
+    )
+    .build()
+    .unwrap();
     (m, log)
 }
 

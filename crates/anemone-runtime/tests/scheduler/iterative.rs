@@ -5,6 +5,7 @@
 //! own sequence, and new requests join it in the next call.
 
 use super::*;
+use crate::support::double::{Double, DoubleLoad};
 use anemone_core::{Answer, CallSequence, SequenceId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,19 +36,9 @@ struct StepsModel {
     counts: Mutex<HashMap<u64, usize>>,
 }
 
-impl Backend for Steps {
-    fn name(&self) -> &'static str {
-        "steps"
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+impl DoubleLoad for Steps {
+    const NAME: &'static str = "steps";
+    fn load(&self, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
         let x = TensorSpec::new("x", DataType::F32, vec![Dim::Any, Dim::Fixed(1)]);
         let y = TensorSpec::new("y", DataType::F32, vec![Dim::Any, Dim::Fixed(1)]);
         Ok(Box::new(StepsModel {
@@ -128,7 +119,7 @@ impl LoadedModel for StepsModel {
 fn manager() -> (Manager, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let m = Manager::builder()
-        .backend(Steps(Arc::clone(&seen)))
+        .backend(Double(Steps(Arc::clone(&seen))))
         .workers(2)
         .build()
         .unwrap();

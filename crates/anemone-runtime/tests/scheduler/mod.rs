@@ -7,7 +7,7 @@ use crate::support::{assert_close, Case};
 use anemone_backends::{OnnxRuntime, TractCpu};
 use anemone_core::{
     Backend, DataType, Dim, ErrorKind, LoadOptions, LoadedModel, ModelFormat, ModelMetadata,
-    ModelSource, Parameter, Probe, RequestView, Support, Tensor, TensorSpec, Tier,
+    Parameter, RequestView, Tensor, TensorSpec,
 };
 use anemone_runtime::{
     Batching, InferRequest, InstanceGroup, Manager, ModelSpec, QueuePolicy, QueueSettings,

@@ -6,6 +6,7 @@
 //! its own elements back in its own shape.
 
 use super::*;
+use crate::support::double::{Double, DoubleLoad};
 use anemone_runtime::{BatchInput, BatchInputKind, BatchOutput, Ragged};
 
 /// The calls the engine saw: its `x` and `ends`.
@@ -18,19 +19,9 @@ struct FlatModel {
     calls: Calls,
 }
 
-impl Backend for Flat {
-    fn name(&self) -> &'static str {
-        "flat"
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+impl DoubleLoad for Flat {
+    const NAME: &'static str = "flat";
+    fn load(&self, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
         let meta = ModelMetadata::new(
             ModelFormat::Onnx,
             vec![
@@ -110,7 +101,7 @@ fn ragged_spec() -> ModelSpec {
 fn requests_of_different_lengths_share_one_call_and_each_gets_its_own_elements() {
     let calls = Calls::default();
     let m = Manager::builder()
-        .backend(Flat(Arc::clone(&calls)))
+        .backend(Double(Flat(Arc::clone(&calls))))
         .workers(2)
         .build()
         .unwrap();
@@ -149,7 +140,7 @@ fn requests_of_different_lengths_share_one_call_and_each_gets_its_own_elements()
 #[test]
 fn ragged_batching_with_a_sequence_or_a_reshape_is_refused_at_load() {
     let m = Manager::builder()
-        .backend(Flat(Calls::default()))
+        .backend(Double(Flat(Calls::default())))
         .workers(1)
         .build()
         .unwrap();

@@ -3,6 +3,7 @@
 //! requests go on; the rules refuse what Triton refuses.
 
 use super::*;
+use crate::support::double::{Double, DoubleLoad};
 use anemone_runtime::{CorrelationId, SequenceSettings};
 
 fn in_sequence(r: InferRequest, id: u64, start: bool, end: bool) -> InferRequest {
@@ -125,22 +126,9 @@ struct Hoard;
 
 struct HoardModel(ModelMetadata);
 
-impl Backend for Hoard {
-    fn name(&self) -> &'static str {
-        "hoard"
-    }
-    fn probe(&self) -> Probe {
-        Probe::Available {
-            detail: "test double".into(),
-        }
-    }
-    fn tier(&self) -> Tier {
-        Tier::PortableCpu
-    }
-    fn supports(&self, _: &ModelSource) -> Support {
-        Support::Yes
-    }
-    fn load(&self, _: &ModelSource, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
+impl DoubleLoad for Hoard {
+    const NAME: &'static str = "hoard";
+    fn load(&self, _: &LoadOptions) -> anemone_core::Result<Box<dyn LoadedModel>> {
         let spec = |n: &str, dtype| TensorSpec::new(n, dtype, vec![Dim::Any]);
         Ok(Box::new(HoardModel(ModelMetadata::new(
             ModelFormat::Onnx,
@@ -173,7 +161,7 @@ impl LoadedModel for HoardModel {
 
 #[test]
 fn a_state_grown_past_its_limit_fails_its_request_and_counts_as_a_failure() {
-    let m = Manager::builder().backend(Hoard).build().unwrap();
+    let m = Manager::builder().backend(Double(Hoard)).build().unwrap();
     let settings = SequenceSettings {
         max_idle: Duration::from_secs(30),
         controls: Vec::new(),

@@ -3,6 +3,7 @@
 
 use anemone_core::{npy, Tensor};
 
+pub mod double;
 pub mod shaped;
 use std::path::{Path, PathBuf};
 

@@ -264,41 +264,22 @@ pub fn prepare_model(
     let ragged = model_config::ragged(&config, python)?;
     // A ragged input is flat in the model: requests send the config's dims
     // after the batch dimension.
-    for (spec, io) in declared_inputs.iter_mut().filter_map(|d| {
-        let io = config
-            .input
-            .iter()
-            .find(|i| i.name == d.name && i.allow_ragged_batch)?;
-        Some((d, io))
-    }) {
-        let dims = io
-            .dims
-            .iter()
-            .map(|&d| u64::try_from(d).map_or(Dim::Any, Dim::Fixed));
-        spec.shape = Some(std::iter::once(Dim::Any).chain(dims).collect());
-    }
+    let ragged_dims = config.input.iter().filter(|i| i.allow_ragged_batch);
+    served_as_declared(
+        &mut declared_inputs,
+        ragged_dims.map(|i| (i.name.as_str(), &i.dims[..])),
+    );
     let outputs = config.output.iter();
     let outputs = outputs.map(|o| (o.name.as_str(), o.dims.as_slice(), o.reshape.as_ref()));
     let mut declared_outputs = declared(&config, &meta.outputs, outputs);
     // So is a batch output: answers carry the config's dims.
-    for (spec, out) in declared_outputs.iter_mut().filter_map(|d| {
-        let cut = config
-            .batch_output
-            .iter()
-            .any(|b| b.target_name.contains(&d.name));
-        let out = config
-            .output
-            .iter()
-            .find(|o| o.name == d.name)
-            .filter(|_| cut)?;
-        Some((d, out))
-    }) {
-        let dims = out
-            .dims
-            .iter()
-            .map(|&d| u64::try_from(d).map_or(Dim::Any, Dim::Fixed));
-        spec.shape = Some(std::iter::once(Dim::Any).chain(dims).collect());
-    }
+    let cut =
+        |name: &str| (config.batch_output.iter()).any(|b| b.target_name.iter().any(|t| t == name));
+    let cut_dims = config.output.iter().filter(|o| cut(&o.name));
+    served_as_declared(
+        &mut declared_outputs,
+        cut_dims.map(|o| (o.name.as_str(), &o.dims[..])),
+    );
     let reshapes = reshapes(&config)?;
     let optional: Vec<String> = config
         .input
@@ -508,6 +489,23 @@ fn reshapes(config: &ModelConfig) -> Result<Reshapes, String> {
         inputs: inputs.collect::<Result<_, _>>()?,
         outputs: outputs.collect::<Result<_, _>>()?,
     })
+}
+
+/// Gives each of `specs` named in `given` the shape a batch dimension and
+/// those dims make: a tensor flat in the model (ragged batching) that
+/// requests and answers carry in the config's shape.
+fn served_as_declared<'a>(
+    specs: &mut [TensorSpec],
+    given: impl Iterator<Item = (&'a str, &'a [i64])>,
+) {
+    for (name, dims) in given {
+        if let Some(spec) = specs.iter_mut().find(|s| s.name == name) {
+            let dims = dims
+                .iter()
+                .map(|&d| u64::try_from(d).map_or(Dim::Any, Dim::Fixed));
+            spec.shape = Some(std::iter::once(Dim::Any).chain(dims).collect());
+        }
+    }
 }
 
 /// The model's tensors (`engine`: its inputs or outputs) as the
