@@ -1111,9 +1111,10 @@ def test_instance_updates_under_inference_fail_no_request(explicit):
 def test_an_instance_count_change_rebuilds_the_model_as_documented(explicit):
     """instance_update_test.py _update_instance_count: from 3 instances, count 4 initializes 1 and
     finalizes none in tritonserver 2.51; back to 3 finalizes 1 and initializes none (2026-12-05, the
-    same Python model). anemone builds the model again and swaps it in (docs/FROM_TRITON.md, "a reload
-    builds the whole model again ... a Python model sees initialize and finalize for every instance"):
-    count 4 initializes 4 and finalizes the 3 replaced; back to 3 initializes 3 and finalizes 4."""
+    same Python model). anemone builds the version again and swaps it in (docs/FROM_TRITON.md, "a
+    version it loads again is built whole, every instance ... a Python model sees initialize and
+    finalize for every instance"): count 4 initializes 4 and finalizes the 3 replaced; back to 3
+    initializes 3 and finalizes 4."""
     m, g = "model_init_del", clients(explicit)[1]
     set_instances(explicit, 3)
     g.load_model(m)
@@ -1125,7 +1126,7 @@ def test_an_instance_count_change_rebuilds_the_model_as_documented(explicit):
         until(lambda: counts(explicit) == (i0 + di, f0 + df),
               what=f"count {n}: {(i0 + di, f0 + df)} from {(i0, f0)}")
     doc = (ROOT / "docs/FROM_TRITON.md").read_text()
-    assert "a reload builds the whole model again" in doc
+    assert "a version it loads again is\n  built whole, every instance" in doc
 
 
 def test_an_instance_update_does_not_wait_for_inference_nor_block_it(explicit):
