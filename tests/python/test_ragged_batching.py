@@ -245,6 +245,10 @@ def test_a_ragged_model_without_dynamic_batching_runs_each_request_alone_and_ove
     meta = requests.get(f"http://{server['http']}/v2/models/ragged_alone", timeout=10).json()
     assert [i["name"] for i in meta["inputs"]] == ["INPUT"], "batch inputs are not the client's to send"
     assert meta["inputs"][0]["shape"] == [-1, -1]
+    body = {"inputs": [{"name": "INPUT", "datatype": "FP32", "shape": [1, 6], "data": x.ravel().tolist()},
+                       {"name": "COUNT", "datatype": "INT32", "shape": [1], "data": [6]}]}
+    r = requests.post(f"http://{server['http']}/v2/models/ragged_alone/infer", json=body, timeout=30)
+    assert r.status_code == 400 and "'COUNT' is given to the model by the server (a batch_input" in r.text, r.text
     assert {o["name"]: o["shape"] for o in meta["outputs"]}["OUT"] == [-1, -1]
 
 

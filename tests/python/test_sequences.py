@@ -149,7 +149,8 @@ def test_sequence_rules_are_triton_s(sequences):
         start.set_data_from_numpy(np.ones((1, 1), dtype=np.int32))
         value = module.InferInput("INPUT", [1, 1], "INT32")
         value.set_data_from_numpy(np.ones((1, 1), dtype=np.int32))
-        refused("unknown input 'START': the model's inputs are INPUT",
+        refused("input 'START' is given to the model by the server (a sequence_batching control or state "
+                "input); requests do not send it: send only INPUT",
                 lambda: client.infer("simple_sequence", [value, start], sequence_id=80, sequence_start=True))
         refused("must specify a non-zero or non-empty correlation ID",
                 lambda: send(module, client, "simple_sequence", 1))

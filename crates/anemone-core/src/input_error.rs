@@ -16,6 +16,21 @@ pub enum InputError {
         /// The model's input names.
         expected: Vec<String>,
     },
+    /// The request sends an input the server gives the model itself (a
+    /// sequence model's control or state input, a ragged batch's batch
+    /// input).
+    #[error(
+        "input '{name}' is given to the model by the server ({what}); requests do not send it: send only {}",
+        .expected.join(", ")
+    )]
+    ServerGiven {
+        /// The name sent.
+        name: String,
+        /// What gives it: `sequence_batching control input`, ...
+        what: &'static str,
+        /// The inputs a request sends.
+        expected: Vec<String>,
+    },
     /// The request lacks an input the model needs (and maybe others). The
     /// message carries Triton's sentence too ("expected 2 inputs but got 1
     /// inputs for model 'm'. Got input(s) ['x'], but missing required
@@ -249,6 +264,7 @@ impl InputError {
     pub fn name(&self) -> &str {
         match self {
             InputError::Unknown { name, .. }
+            | InputError::ServerGiven { name, .. }
             | InputError::Missing { name, .. }
             | InputError::MissingOptional { name, .. }
             | InputError::Duplicate { name }

@@ -413,7 +413,10 @@ impl Manager {
             });
         let (inputs, absent, mut outputs) = match checked {
             Ok(v) => v,
-            Err(e) => return Err(refuse(&instance, e.for_model(instance.name()).into())),
+            Err(e) => {
+                let e = crate::validation::explain_server_given(e, |name| server_given(spec, name));
+                return Err(refuse(&instance, e.for_model(instance.name()).into()));
+            }
         };
         // A sequence model's state outputs are computed for every request.
         if let (Some(sequences), Some(wanted)) = (&instance.sequences, &mut outputs) {
@@ -580,4 +583,14 @@ pub(crate) fn record_failure(instance: &ModelInstance, e: Error, start: Instant)
 #[inline]
 fn expired(timeout: Option<Duration>, start: Instant) -> Option<Duration> {
     timeout.filter(|limit| start.elapsed() >= *limit)
+}
+
+/// Which of the inputs the server gives a model `name` is, if it is one.
+fn server_given(spec: &crate::ModelSpec, name: &str) -> Option<&'static str> {
+    if spec.sequence.as_ref().is_some_and(|s| s.is_supplied(name)) {
+        return Some("a sequence_batching control or state input");
+    }
+    spec.ragged
+        .is_supplied(name)
+        .then_some("a batch_input, made for each batch")
 }

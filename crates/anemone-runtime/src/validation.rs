@@ -319,6 +319,25 @@ pub fn select_outputs(
         })
 }
 
+/// An unknown input that the server gives the model itself (`what` says
+/// which kind, `None` for an input that is not), named as such.
+pub fn explain_server_given(
+    e: InputError,
+    what: impl Fn(&str) -> Option<&'static str>,
+) -> InputError {
+    match e {
+        InputError::Unknown { name, expected } => match what(&name) {
+            Some(what) => InputError::ServerGiven {
+                name,
+                what,
+                expected,
+            },
+            None => InputError::Unknown { name, expected },
+        },
+        e => e,
+    }
+}
+
 /// Turns a missing input that `optional` lists into
 /// [`InputError::MissingOptional`], whose message says why it is still needed.
 pub fn explain_optional(e: InputError, optional: &[String]) -> InputError {
