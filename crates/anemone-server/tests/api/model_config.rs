@@ -244,9 +244,9 @@ async fn every_refusal_is_reported_at_once_and_a_missing_file_is_named() {
 name: "db"
 platform: "onnxruntime_onnx"
 max_batch_size : 0
-input [ { name: "x" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 1, 3, 8 ] reshape { shape: [ 1, 3, 8 ] } allow_ragged_batch: true } ]
+input [ { name: "x" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 1, 3, 8 ] reshape { shape: [ 1, 3, 8 ] } is_shape_tensor: true } ]
 output [ { name: "y" data_type: TYPE_FP32 dims: [ 1, 3, 4 ] label_filename: "labels.txt" } ]
-batch_output [ { target_name: [ "y" ] } ]
+runtime: "libmodel.so"
 parameters { key: "max_concurency" value: { string_value: "1" } }
 parameters { key: "threads" value: { string_value: "100000" } }
 "#,
@@ -257,8 +257,8 @@ parameters { key: "threads" value: { string_value: "100000" } }
     let e = error_text(&body);
     for needle in [
         "4 problems in config.pbtxt",
-        "'input[0].allow_ragged_batch'",
-        "'batch_output'",
+        "'input[0].is_shape_tensor'",
+        "'runtime'",
         "unknown parameter 'max_concurency' (did you mean 'max_concurrency'?)",
         "parameter 'threads' is \"100000\"; set an integer from 1 to",
     ] {

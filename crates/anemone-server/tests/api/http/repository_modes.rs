@@ -42,7 +42,7 @@ async fn poll_mode_follows_the_disk() {
     // named, and the previous load keeps serving (as in Triton).
     std::fs::write(
         repo.0.join("identity/config.pbtxt"),
-        "name: \"identity\"\ndynamic_batching { }\n",
+        "name: \"identity\"\ndynamic_batching { preferred_batch_size: [ 2 ] }\n",
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -78,7 +78,7 @@ async fn poll_mode_follows_the_disk() {
     let repo = repo.fixture("strict", "identity");
     std::fs::write(
         repo.0.join("strict/config.pbtxt"),
-        "name: \"strict\"\nbatch_output [ { target_name: [ \"y\" ] } ]\n",
+        "name: \"strict\"\nruntime: \"libmodel.so\"\n",
     )
     .unwrap();
     let rows = s.wait_index(&[("strict", "UNAVAILABLE")]).await;
@@ -86,7 +86,7 @@ async fn poll_mode_follows_the_disk() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(reason.contains("batch_output"), "{reason}");
+    assert!(reason.contains("'runtime'"), "{reason}");
 
     std::fs::remove_dir_all(repo.0.join("identity")).unwrap();
     s.wait_for_status("/v2/models/identity/ready", 404).await;
