@@ -2,6 +2,7 @@
 //! stacked along the batch dimension (by the engine) and split back. Panics are
 //! caught, retryable backend errors retried, outputs selected and timed.
 
+use super::panics::panicked;
 use super::{Admitted, Done, Job, Slot};
 use crate::fallback::RetryPolicy;
 use crate::instance::{Engine, ModelInstance};
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 /// What one engine call runs.
 #[derive(Clone, Copy)]
-enum Call<'a> {
+pub(super) enum Call<'a> {
     /// One request's inputs.
     One(&'a [Tensor]),
     /// Several requests' inputs, stacked along dimension 0 by the engine.
@@ -71,70 +72,6 @@ fn run_ragged(
     let inputs = ragged.assemble(engine.model.metadata(), instance.metadata(), requests)?;
     let outputs = run_engine(instance, engine, Call::One(&inputs), retry_policy)?;
     ragged.scatter(instance.metadata(), outputs, requests, rows)
-}
-
-/// The error of an engine call that panicked: the backend's, except a
-/// panic indexing past the end of a slice in a call given integer inputs.
-/// That is an index in the request out of range, which an engine did not
-/// check (tract's Gather, GatherElements and GatherND): the request's fault (400), and never counted
-/// toward moving the model to another backend, as an engine's own
-/// "out of range" error is not. So is any panic on a call given an empty
-/// input (a dimension of 0), which the model's dims allow but its layers
-/// cannot take (tract's pooling of a height of 0 divides by its chunk of
-/// 0; an LSTM's last step of no steps indexes past the end): ONNX Runtime
-/// refuses such inputs with an error, answered 400 too.
-fn panicked(
-    instance: &ModelInstance,
-    backend: &str,
-    panic: &(dyn std::any::Any + Send),
-    call: Call<'_>,
-) -> Error {
-    let message = format!("panicked: {}", panic_message(panic));
-    use anemone_core::DataType as D;
-    let integers = |inputs: &[Tensor]| {
-        (inputs.iter()).any(|t| {
-            matches!(
-                t.dtype(),
-                D::U8 | D::U16 | D::U32 | D::U64 | D::I8 | D::I16 | D::I32 | D::I64
-            )
-        })
-    };
-    let any = |test: &dyn Fn(&[Tensor]) -> bool| match call {
-        Call::One(inputs) => test(inputs),
-        Call::Stacked(requests) => requests.iter().any(|inputs| test(inputs)),
-    };
-    let given_integers = any(&integers);
-    let given_empty = any(&|inputs: &[Tensor]| inputs.iter().any(|t| t.shape().contains(&0)));
-    // Slices' and ndarray's own (tract's GatherElements, GatherND) words.
-    let indexing = [
-        "out of range for slice",
-        "index out of bounds",
-        "is out of bounds for array of shape",
-        "must be less than axis length",
-    ]
-    .iter()
-    .any(|f| message.contains(f));
-    let blame = match (given_integers && indexing, given_empty) {
-        (true, _) => Some("an index in the inputs is out of range"),
-        (false, true) => Some("the model cannot take an empty input, a dimension of 0"),
-        (false, false) => None,
-    };
-    if let Some(why) = blame {
-        let names: Vec<&str> = (instance.metadata().inputs.iter())
-            .map(|i| i.name.as_str())
-            .collect();
-        return Error::Input(anemone_core::InputError::Rejected {
-            name: names.join(", "),
-            backend: backend.into(),
-            message: format!("{message} ({why})"),
-        });
-    }
-    Error::Backend {
-        backend: backend.into(),
-        message,
-        retryable: false,
-        source: None,
-    }
 }
 
 /// An engine's outputs, checked against the number the model declares.
@@ -583,15 +520,6 @@ fn unnamed(outputs: Vec<Tensor>) -> Answer {
         outputs,
         ..Answer::default()
     }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic payload".into())
 }
 
 /// The rows of a request along the batch dimension: those of its first

@@ -17,13 +17,15 @@ mod batcher;
 mod direct;
 mod execute;
 mod order;
+mod panics;
 mod queue;
 mod reschedule;
 
 pub(crate) use batcher::{BatchPlan, LaneLimits, ModelQueue, QueueStart, Slot};
 pub(crate) use direct::Direct;
-pub(crate) use execute::{execute, execute_batch, execute_on, panic_message};
+pub(crate) use execute::{execute, execute_batch, execute_on};
 pub(crate) use order::Reply;
+pub(crate) use panics::panic_message;
 pub(crate) use reschedule::OwnSequences;
 
 use crate::admission::Permit;
